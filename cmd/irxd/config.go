@@ -1,0 +1,134 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/irxfed/irx/node"
+)
+
+// fileConfig is the YAML configuration file. Flags override it.
+type fileConfig struct {
+	TeamID  string `yaml:"team_id"`
+	NodeID  string `yaml:"node_id"`
+	DataDir string `yaml:"data_dir"`
+	Listen  struct {
+		API           string `yaml:"api"`
+		Raft          string `yaml:"raft"`
+		RaftAdvertise string `yaml:"raft_advertise"`
+	} `yaml:"listen"`
+	TLS struct {
+		CAFile           string `yaml:"ca_file"`
+		CertFile         string `yaml:"cert_file"`
+		KeyFile          string `yaml:"key_file"`
+		APITLSOnLoopback bool   `yaml:"api_tls_on_loopback"`
+	} `yaml:"tls"`
+	Raft struct {
+		HeartbeatTimeout  time.Duration `yaml:"heartbeat_timeout"`
+		SnapshotThreshold uint64        `yaml:"snapshot_threshold"`
+		SnapshotInterval  time.Duration `yaml:"snapshot_interval"`
+		TrailingLogs      uint64        `yaml:"trailing_logs"`
+	} `yaml:"raft"`
+	Log struct {
+		Level  string `yaml:"level"`
+		Format string `yaml:"format"`
+	} `yaml:"log"`
+}
+
+// loadFile reads a configuration file; unknown keys are errors, so a typo
+// cannot silently leave a default in place.
+func loadFile(path string) (fileConfig, error) {
+	var fc fileConfig
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return fc, fmt.Errorf("config %s: %w", path, err)
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(&fc); err != nil && !errors.Is(err, io.EOF) {
+		return fc, fmt.Errorf("config %s: %w", path, err)
+	}
+	return fc, nil
+}
+
+// options are irxd's settings after file and flags are merged.
+type options struct {
+	node      node.Config
+	logLevel  string
+	logFormat string
+}
+
+// parseOptions merges defaults, the config file and the flags that were set.
+func parseOptions(args []string, stderr io.Writer) (options, error) {
+	fs := flag.NewFlagSet("irxd", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var (
+		configPath = fs.String("config", "", "YAML configuration file")
+		team       = fs.String("team", "", "team id (default \"dev\")")
+		nodeID     = fs.String("node", "", "node id within the team (default \"node1\")")
+		dataDir    = fs.String("data-dir", "", "data directory (default \"irx-data\")")
+		apiAddr    = fs.String("api-addr", "", "operator gRPC API address (default "+node.DefaultAPIAddr+")")
+		raftAddr   = fs.String("raft-addr", "", "intra-cluster Raft address (default "+node.DefaultRaftAddr+")")
+		advertise  = fs.String("raft-advertise", "", "Raft address other members dial (default: raft-addr)")
+		caFile     = fs.String("ca-file", "", "team CA certificate (PEM); omit all TLS files for the development PKI")
+		certFile   = fs.String("cert-file", "", "node certificate (PEM)")
+		keyFile    = fs.String("key-file", "", "node private key (PEM)")
+		logLevel   = fs.String("log-level", "", "debug, info, warn or error (default info)")
+		logFormat  = fs.String("log-format", "", "text or json (default text)")
+	)
+	if err := fs.Parse(args); err != nil {
+		return options{}, err
+	}
+	if fs.NArg() > 0 {
+		return options{}, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	var fc fileConfig
+	if *configPath != "" {
+		var err error
+		if fc, err = loadFile(*configPath); err != nil {
+			return options{}, err
+		}
+	}
+	o := options{
+		node: node.Config{
+			TeamID: fc.TeamID, NodeID: fc.NodeID, DataDir: fc.DataDir,
+			APIAddr: fc.Listen.API, RaftAddr: fc.Listen.Raft, RaftAdvertise: fc.Listen.RaftAdvertise,
+			TLS: node.TLSConfig{
+				CAFile: fc.TLS.CAFile, CertFile: fc.TLS.CertFile, KeyFile: fc.TLS.KeyFile,
+				APITLSOnLoopback: fc.TLS.APITLSOnLoopback,
+			},
+			Raft: node.RaftConfig{
+				HeartbeatTimeout:  fc.Raft.HeartbeatTimeout,
+				SnapshotThreshold: fc.Raft.SnapshotThreshold,
+				SnapshotInterval:  fc.Raft.SnapshotInterval,
+				TrailingLogs:      fc.Raft.TrailingLogs,
+			},
+		},
+		logLevel:  fc.Log.Level,
+		logFormat: fc.Log.Format,
+	}
+	override := map[string]*string{
+		"team": &o.node.TeamID, "node": &o.node.NodeID, "data-dir": &o.node.DataDir,
+		"api-addr": &o.node.APIAddr, "raft-addr": &o.node.RaftAddr, "raft-advertise": &o.node.RaftAdvertise,
+		"ca-file": &o.node.TLS.CAFile, "cert-file": &o.node.TLS.CertFile, "key-file": &o.node.TLS.KeyFile,
+		"log-level": &o.logLevel, "log-format": &o.logFormat,
+	}
+	values := map[string]*string{
+		"team": team, "node": nodeID, "data-dir": dataDir, "api-addr": apiAddr, "raft-addr": raftAddr,
+		"raft-advertise": advertise, "ca-file": caFile, "cert-file": certFile, "key-file": keyFile,
+		"log-level": logLevel, "log-format": logFormat,
+	}
+	fs.Visit(func(f *flag.Flag) {
+		if dst, ok := override[f.Name]; ok {
+			*dst = *values[f.Name]
+		}
+	})
+	return o, nil
+}

@@ -1,0 +1,93 @@
+// Command irxd runs one node of a CSIRT's irx team. With no flags it starts
+// a one-node development team in ./irx-data with the operator API on
+// 127.0.0.1:7400.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/irxfed/irx/node"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
+		if !errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintln(os.Stderr, "irxd:", err)
+		}
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	opts, err := parseOptions(args, stderr)
+	if err != nil {
+		return err
+	}
+	logger, err := newLogger(stderr, opts.logLevel, opts.logFormat)
+	if err != nil {
+		return err
+	}
+	opts.node.Logger = logger
+	n, err := node.Start(opts.node)
+	if err != nil {
+		return err
+	}
+	printWelcome(stdout, n.APIAddr().String(), opts.node)
+	<-ctx.Done()
+	logger.Info("shutting down")
+	return n.Close()
+}
+
+func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
+	var lvl slog.Level
+	if level != "" {
+		if err := lvl.UnmarshalText([]byte(level)); err != nil {
+			return nil, fmt.Errorf("log level %q: want debug, info, warn or error", level)
+		}
+	}
+	hopts := &slog.HandlerOptions{Level: lvl}
+	switch strings.ToLower(format) {
+	case "", "text":
+		return slog.New(slog.NewTextHandler(w, hopts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, hopts)), nil
+	}
+	return nil, fmt.Errorf("log format %q: want text or json", format)
+}
+
+// printWelcome shows a newcomer what to try. In development mode the API is
+// plaintext on loopback, so grpcurl needs -plaintext.
+func printWelcome(w io.Writer, addr string, cfg node.Config) {
+	if cfg.TLS.CAFile != "" {
+		fmt.Fprintf(w, "irxd: operator API on %s (mutual TLS)\n", addr)
+		return
+	}
+	fmt.Fprintf(w, `irxd: team %q is up; operator API on %s (development mode: plaintext on loopback)
+
+Try (from the irx source tree, "go tool grpcurl" needs nothing installed):
+  go tool grpcurl -plaintext %[2]s list
+  go tool grpcurl -plaintext -d '{"incident":{"tlp":"TLP_AMBER","taxonomy":{"class":"malicious-code","type":"c2-server"}}}' %[2]s irx.v1.IncidentService/CreateIncident
+  go tool grpcurl -plaintext -d '{}' %[2]s irx.v1.IncidentService/ListIncidents
+  go tool grpcurl -plaintext %[2]s irx.v1.ClusterService/GetClusterStatus
+  go tool grpcurl -plaintext %[2]s grpc.health.v1.Health/Check
+
+`, teamOrDefault(cfg.TeamID), addr)
+}
+
+func teamOrDefault(team string) string {
+	if team == "" {
+		return "dev"
+	}
+	return team
+}

@@ -1,0 +1,256 @@
+// Package api implements the operator-facing gRPC services of a team node.
+// Handlers validate input, turn writes into Raft commands and serve reads
+// from the state machine; they never touch storage directly.
+package api
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/irxfed/irx/node/fsm"
+	"github.com/irxfed/irx/node/record"
+	irxv1 "github.com/irxfed/irx/proto/irx/v1"
+)
+
+// MaxRequestIDLength bounds CreateIncidentRequest.request_id.
+const MaxRequestIDLength = 128
+
+// Proposer submits a command to the team's Raft log and returns the state
+// machine's result once it is applied.
+type Proposer interface {
+	Propose(ctx context.Context, cmd *irxv1.Command) (*fsm.Result, error)
+}
+
+// Store is the read side of the state machine.
+type Store interface {
+	Get(id string, version int64) (*irxv1.Incident, error)
+	List(q fsm.Query, pageSize int, pageToken string) ([]*irxv1.Incident, string, error)
+	Versions(id string, pageSize int, pageToken string) ([]*irxv1.Incident, string, error)
+}
+
+// IncidentService implements irx.v1.IncidentService.
+type IncidentService struct {
+	irxv1.UnimplementedIncidentServiceServer
+	proposer Proposer
+	store    Store
+}
+
+// NewIncidentService returns the service over a proposer and a store.
+func NewIncidentService(p Proposer, s Store) *IncidentService {
+	return &IncidentService{proposer: p, store: s}
+}
+
+// CreateIncident implements irx.v1.IncidentService.
+func (s *IncidentService) CreateIncident(ctx context.Context, req *irxv1.CreateIncidentRequest) (*irxv1.CreateIncidentResponse, error) {
+	var vs []record.Violation
+	if len(req.GetRequestId()) > MaxRequestIDLength {
+		vs = append(vs, record.Violation{Field: "request_id", Description: fmt.Sprintf("is longer than %d bytes", MaxRequestIDLength)})
+	}
+	// Validate before proposing so bad input never reaches the log; the state
+	// machine validates again, because the log must not trust its proposers.
+	inc := req.GetIncident()
+	if inc != nil {
+		record.ClearOutputOnly(inc)
+	}
+	var verr *record.ValidationError
+	if err := record.Validate(inc, "incident"); errors.As(err, &verr) {
+		vs = append(vs, verr.Violations...)
+	}
+	if len(vs) > 0 {
+		return nil, invalidArgument(vs)
+	}
+	res, err := s.proposer.Propose(ctx, &irxv1.Command{Kind: &irxv1.Command_CreateIncident{
+		CreateIncident: &irxv1.CreateIncidentCommand{Incident: inc, RequestId: req.GetRequestId()},
+	}})
+	if err != nil {
+		return nil, err
+	}
+	if res.Err != nil {
+		return nil, toStatus(res.Err)
+	}
+	return &irxv1.CreateIncidentResponse{Incident: res.Incident}, nil
+}
+
+// GetIncident implements irx.v1.IncidentService.
+func (s *IncidentService) GetIncident(_ context.Context, req *irxv1.GetIncidentRequest) (*irxv1.GetIncidentResponse, error) {
+	vs := checkID(req.GetId(), "id")
+	if req.GetVersion() < 0 {
+		vs = append(vs, record.Violation{Field: "version", Description: "must not be negative"})
+	}
+	if len(vs) > 0 {
+		return nil, invalidArgument(vs)
+	}
+	inc, err := s.store.Get(req.GetId(), req.GetVersion())
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &irxv1.GetIncidentResponse{Incident: inc}, nil
+}
+
+// ListIncidents implements irx.v1.IncidentService.
+func (s *IncidentService) ListIncidents(_ context.Context, req *irxv1.ListIncidentsRequest) (*irxv1.ListIncidentsResponse, error) {
+	q, vs := queryFrom(req)
+	if req.GetPageSize() < 0 {
+		vs = append(vs, record.Violation{Field: "page_size", Description: "must not be negative"})
+	}
+	if len(vs) > 0 {
+		return nil, invalidArgument(vs)
+	}
+	incidents, next, err := s.store.List(q, int(req.GetPageSize()), req.GetPageToken())
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &irxv1.ListIncidentsResponse{Incidents: incidents, NextPageToken: next}, nil
+}
+
+func queryFrom(req *irxv1.ListIncidentsRequest) (fsm.Query, []record.Violation) {
+	var vs []record.Violation
+	q := fsm.Query{
+		Status:        req.GetStatus(),
+		TaxonomyClass: req.GetTaxonomyClass(),
+		TaxonomyType:  req.GetTaxonomyType(),
+		TLP:           req.GetTlp(),
+		OriginTeam:    req.GetOriginTeam(),
+		Indicator:     req.GetIndicator(),
+	}
+	if _, ok := irxv1.Status_name[int32(q.Status)]; !ok {
+		vs = append(vs, record.Violation{Field: "status", Description: fmt.Sprintf("%d is not a Status", q.Status)})
+	}
+	if _, ok := irxv1.Tlp_name[int32(q.TLP)]; !ok {
+		vs = append(vs, record.Violation{Field: "tlp", Description: fmt.Sprintf("%d is not a Tlp", q.TLP)})
+	}
+	switch {
+	case q.TaxonomyClass == "" && q.TaxonomyType != "":
+		vs = append(vs, record.Violation{Field: "taxonomy_type", Description: "needs taxonomy_class"})
+	case q.TaxonomyClass != "" && record.TaxonomyTypes(q.TaxonomyClass) == nil:
+		vs = append(vs, record.Violation{Field: "taxonomy_class", Description: fmt.Sprintf("%q is not a taxonomy class; one of %s", q.TaxonomyClass, strings.Join(record.TaxonomyClasses(), ", "))})
+	case q.TaxonomyType != "" && !record.ValidTaxonomy(q.TaxonomyClass, q.TaxonomyType):
+		vs = append(vs, record.Violation{Field: "taxonomy_type", Description: fmt.Sprintf("%q is not a type of class %q", q.TaxonomyType, q.TaxonomyClass)})
+	}
+	if q.OriginTeam != "" {
+		if err := record.ValidateTeamID(q.OriginTeam); err != nil {
+			vs = append(vs, record.Violation{Field: "origin_team", Description: err.Error()})
+		}
+	}
+	if t := req.GetReportedAfter(); t != nil {
+		if err := t.CheckValid(); err != nil {
+			vs = append(vs, record.Violation{Field: "reported_after", Description: err.Error()})
+		}
+		q.ReportedAfter = t.AsTime()
+	}
+	if t := req.GetReportedBefore(); t != nil {
+		if err := t.CheckValid(); err != nil {
+			vs = append(vs, record.Violation{Field: "reported_before", Description: err.Error()})
+		}
+		q.ReportedBefore = t.AsTime()
+	}
+	if !q.ReportedAfter.IsZero() && !q.ReportedBefore.IsZero() && !q.ReportedAfter.Before(q.ReportedBefore) {
+		vs = append(vs, record.Violation{Field: "reported_before", Description: "must be after reported_after"})
+	}
+	return q, vs
+}
+
+// UpdateIncident implements irx.v1.IncidentService.
+func (s *IncidentService) UpdateIncident(ctx context.Context, req *irxv1.UpdateIncidentRequest) (*irxv1.UpdateIncidentResponse, error) {
+	var vs []record.Violation
+	if req.GetIncident() == nil {
+		vs = append(vs, record.Violation{Field: "incident", Description: "is required, with its id"})
+	} else {
+		vs = append(vs, checkID(req.GetIncident().GetId(), "incident.id")...)
+	}
+	var verr *record.ValidationError
+	if err := record.CheckMask(req.GetUpdateMask(), "update_mask"); errors.As(err, &verr) {
+		vs = append(vs, verr.Violations...)
+	}
+	if req.GetExpectedVersion() < 0 {
+		vs = append(vs, record.Violation{Field: "expected_version", Description: "must not be negative"})
+	}
+	if len(vs) > 0 {
+		return nil, invalidArgument(vs)
+	}
+	res, err := s.proposer.Propose(ctx, &irxv1.Command{Kind: &irxv1.Command_UpdateIncident{
+		UpdateIncident: &irxv1.UpdateIncidentCommand{
+			Incident:        req.GetIncident(),
+			UpdateMask:      req.GetUpdateMask(),
+			ExpectedVersion: req.GetExpectedVersion(),
+		},
+	}})
+	if err != nil {
+		return nil, err
+	}
+	if res.Err != nil {
+		return nil, toStatus(res.Err)
+	}
+	return &irxv1.UpdateIncidentResponse{Incident: res.Incident}, nil
+}
+
+// ListIncidentVersions implements irx.v1.IncidentService.
+func (s *IncidentService) ListIncidentVersions(_ context.Context, req *irxv1.ListIncidentVersionsRequest) (*irxv1.ListIncidentVersionsResponse, error) {
+	vs := checkID(req.GetId(), "id")
+	if req.GetPageSize() < 0 {
+		vs = append(vs, record.Violation{Field: "page_size", Description: "must not be negative"})
+	}
+	if len(vs) > 0 {
+		return nil, invalidArgument(vs)
+	}
+	versions, next, err := s.store.Versions(req.GetId(), int(req.GetPageSize()), req.GetPageToken())
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &irxv1.ListIncidentVersionsResponse{Incidents: versions, NextPageToken: next}, nil
+}
+
+func checkID(id, field string) []record.Violation {
+	if id == "" {
+		return []record.Violation{{Field: field, Description: "is required: <team-id>:<ticket>"}}
+	}
+	if _, err := record.ParseID(id); err != nil {
+		return []record.Violation{{Field: field, Description: err.Error()}}
+	}
+	return nil
+}
+
+// invalidArgument builds INVALID_ARGUMENT with a google.rpc.BadRequest naming
+// every bad field.
+func invalidArgument(vs []record.Violation) error {
+	br := &errdetails.BadRequest{}
+	msgs := make([]string, len(vs))
+	for i, v := range vs {
+		br.FieldViolations = append(br.FieldViolations, &errdetails.BadRequest_FieldViolation{Field: v.Field, Description: v.Description})
+		msgs[i] = v.Field + " " + v.Description
+	}
+	st := status.New(codes.InvalidArgument, "invalid request: "+strings.Join(msgs, "; "))
+	if withDetails, err := st.WithDetails(br); err == nil {
+		st = withDetails
+	}
+	return st.Err()
+}
+
+// toStatus maps state machine and record errors to gRPC statuses.
+func toStatus(err error) error {
+	var verr *record.ValidationError
+	switch {
+	case errors.As(err, &verr):
+		return invalidArgument(verr.Violations)
+	case errors.Is(err, fsm.ErrNotFound):
+		return status.Error(codes.NotFound, err.Error())
+	case errors.Is(err, fsm.ErrVersionConflict):
+		return status.Error(codes.Aborted, err.Error()+"; read the latest version and retry")
+	case errors.Is(err, fsm.ErrForeignIncident):
+		return status.Error(codes.FailedPrecondition, err.Error())
+	case errors.Is(err, fsm.ErrBadPageToken):
+		return invalidArgument([]record.Violation{{Field: "page_token", Description: err.Error() + ": pass next_page_token with the same filters"}})
+	case errors.Is(err, record.ErrInvalidID):
+		return invalidArgument([]record.Violation{{Field: "id", Description: err.Error()}})
+	}
+	if _, ok := status.FromError(err); ok {
+		return err
+	}
+	return status.Error(codes.Internal, err.Error())
+}

@@ -1,0 +1,174 @@
+package node
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"path/filepath"
+	"time"
+
+	"github.com/irxfed/irx/node/record"
+)
+
+// MaxRequestBytes is the largest request the operator API reads. It is above
+// record.MaxIncidentBytes so an oversize incident gets a field violation
+// naming it; anything larger is refused by gRPC with RESOURCE_EXHAUSTED.
+const MaxRequestBytes = 2 * record.MaxIncidentBytes
+
+// Default listen addresses (see DESIGN.md "The embedded default").
+const (
+	DefaultAPIAddr  = "127.0.0.1:7400"
+	DefaultRaftAddr = "127.0.0.1:7402"
+)
+
+// Config is what a node needs to start. Zero values take the defaults.
+type Config struct {
+	TeamID  string
+	NodeID  string
+	DataDir string
+
+	// APIAddr is the operator gRPC listener. On a loopback address in
+	// development mode it serves plaintext; anywhere else it requires
+	// operator client certificates from the team CA.
+	APIAddr string
+	// RaftAddr is the intra-cluster listener (mutual TLS, team CA).
+	RaftAddr string
+	// RaftAdvertise is the address other members dial; defaults to the
+	// bound RaftAddr, which must then not be a wildcard.
+	RaftAdvertise string
+
+	TLS  TLSConfig
+	Raft RaftConfig
+
+	Logger *slog.Logger
+}
+
+// TLSConfig selects the node's certificates. Either DevDir (generated
+// development PKI) or all three files.
+type TLSConfig struct {
+	DevDir   string
+	CAFile   string
+	CertFile string
+	KeyFile  string
+	// APITLSOnLoopback requires client certificates on the operator API
+	// even on loopback, as in production.
+	APITLSOnLoopback bool
+}
+
+// RaftConfig tunes replication.
+type RaftConfig struct {
+	HeartbeatTimeout  time.Duration
+	SnapshotThreshold uint64        // log entries between snapshots
+	SnapshotInterval  time.Duration // how often to check the threshold
+	TrailingLogs      uint64        // entries kept after a snapshot for slow followers
+	ApplyTimeout      time.Duration // for writes whose caller set no deadline
+}
+
+func (c Config) withDefaults() (Config, error) {
+	if c.TeamID == "" {
+		c.TeamID = "dev"
+	}
+	if c.NodeID == "" {
+		c.NodeID = "node1"
+	}
+	if c.DataDir == "" {
+		c.DataDir = "irx-data"
+	}
+	if c.APIAddr == "" {
+		c.APIAddr = DefaultAPIAddr
+	}
+	if c.RaftAddr == "" {
+		c.RaftAddr = DefaultRaftAddr
+	}
+	if c.TLS.DevDir == "" && c.TLS.CAFile == "" && c.TLS.CertFile == "" && c.TLS.KeyFile == "" {
+		c.TLS.DevDir = filepath.Join(c.DataDir, "pki")
+	}
+	r := &c.Raft
+	if r.HeartbeatTimeout == 0 {
+		r.HeartbeatTimeout = 500 * time.Millisecond
+	}
+	if r.SnapshotThreshold == 0 {
+		r.SnapshotThreshold = 8192
+	}
+	if r.SnapshotInterval == 0 {
+		r.SnapshotInterval = 30 * time.Second
+	}
+	if r.TrailingLogs == 0 {
+		r.TrailingLogs = 10240
+	}
+	if r.ApplyTimeout == 0 {
+		r.ApplyTimeout = 10 * time.Second
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return c, c.validate()
+}
+
+func (c Config) validate() error {
+	var errs []error
+	if err := record.ValidateTeamID(c.TeamID); err != nil {
+		errs = append(errs, fmt.Errorf("team_id: %w", err))
+	}
+	if err := record.ValidateTeamID(c.NodeID); err != nil {
+		errs = append(errs, fmt.Errorf("node_id: %w", err))
+	}
+	for name, addr := range map[string]string{"api_addr": c.APIAddr, "raft_addr": c.RaftAddr} {
+		if _, _, err := net.SplitHostPort(addr); err != nil {
+			errs = append(errs, fmt.Errorf("%s %q: %w", name, addr, err))
+		}
+	}
+	if c.TLS.DevDir == "" && (c.TLS.CAFile == "" || c.TLS.CertFile == "" || c.TLS.KeyFile == "") {
+		errs = append(errs, errors.New("tls: set ca_file, cert_file and key_file together, or none for the development PKI"))
+	}
+	if c.Raft.HeartbeatTimeout < 50*time.Millisecond {
+		errs = append(errs, errors.New("raft.heartbeat_timeout: must be at least 50ms"))
+	}
+	return errors.Join(errs...)
+}
+
+// apiPlaintext reports whether the operator API may run without TLS: only
+// in development mode and only where nobody else can connect.
+func (c Config) apiPlaintext() bool {
+	return c.TLS.DevDir != "" && !c.TLS.APITLSOnLoopback && isLoopback(c.APIAddr)
+}
+
+func isLoopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.IsLoopback()
+}
+
+// certHosts are the names the development node certificate covers.
+func (c Config) certHosts() []string {
+	var hosts []string
+	for _, addr := range []string{c.APIAddr, c.RaftAddr, c.RaftAdvertise} {
+		if host, _, err := net.SplitHostPort(addr); err == nil && host != "" {
+			hosts = append(hosts, host)
+		}
+	}
+	return hosts
+}
+
+func (c Config) raftAdvertise(bound net.Addr) (net.Addr, error) {
+	addr := c.RaftAdvertise
+	if addr == "" {
+		addr = bound.String()
+	}
+	tcp, err := net.ResolveTCPAddr("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("raft_advertise %q: %w", addr, err)
+	}
+	if tcp.IP == nil || tcp.IP.IsUnspecified() {
+		return nil, fmt.Errorf("raft_advertise: %q is not an address other members can dial; set raft_advertise", addr)
+	}
+	return tcp, nil
+}

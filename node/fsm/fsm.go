@@ -1,0 +1,383 @@
+// Package fsm is the team's replicated state machine: it applies Raft log
+// entries (irx.v1.Command) to a pebble database and answers reads from it.
+//
+// Every entry is applied in the same pebble batch as the Raft index that
+// carried it, so replaying entries after a crash is a no-op, and the batch
+// need not be synced: the Raft log is the durable copy until a snapshot.
+package fsm
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/hashicorp/raft"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/irxfed/irx/node/record"
+	irxv1 "github.com/irxfed/irx/proto/irx/v1"
+)
+
+// Errors an applied command can return, besides *record.ValidationError.
+var (
+	ErrNotFound        = errors.New("not found")
+	ErrVersionConflict = errors.New("version conflict")
+	ErrForeignIncident = errors.New("incident belongs to another team")
+	ErrInvalidCommand  = errors.New("invalid command")
+)
+
+// Result is what applying one command returns through raft's ApplyFuture.
+type Result struct {
+	Incident *irxv1.Incident
+	Err      error
+}
+
+// FSM implements raft.BatchingFSM over pebble.
+type FSM struct {
+	team string
+	dir  string
+	log  *slog.Logger
+
+	// mu guards db against Restore swapping it while readers use it. Apply
+	// and Restore both run on raft's FSM goroutine, so apply needs no lock.
+	mu sync.RWMutex
+	db *pebble.DB
+
+	// snapshots counts open pebble snapshots so Restore does not close a
+	// database a snapshot is still being persisted from.
+	snapshots sync.WaitGroup
+
+	applied    atomic.Uint64
+	lastTicket atomic.Uint64
+	feedSeq    atomic.Uint64
+}
+
+var (
+	_ raft.FSM         = (*FSM)(nil)
+	_ raft.BatchingFSM = (*FSM)(nil)
+)
+
+var marshal = proto.MarshalOptions{Deterministic: true}
+
+// Open opens the state machine database in dir for team.
+func Open(dir, team string, logger *slog.Logger) (*FSM, error) {
+	if err := record.ValidateTeamID(team); err != nil {
+		return nil, fmt.Errorf("fsm: %w", err)
+	}
+	f := &FSM{team: team, dir: dir, log: logger}
+	if err := recoverDirs(dir); err != nil {
+		return nil, err
+	}
+	db, err := openDB(dir, logger)
+	if err != nil {
+		return nil, err
+	}
+	if err := f.adopt(db); err != nil {
+		_ = db.Close()
+		return nil, err
+	}
+	return f, nil
+}
+
+func openDB(dir string, logger *slog.Logger) (*pebble.DB, error) {
+	db, err := pebble.Open(dir, &pebble.Options{
+		Logger:             pebbleLogger{logger},
+		FormatMajorVersion: pebble.FormatNewest,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("fsm: open %s: %w", dir, err)
+	}
+	return db, nil
+}
+
+// adopt makes db the current database and loads its counters.
+func (f *FSM) adopt(db *pebble.DB) error {
+	counters := []struct {
+		key []byte
+		dst *atomic.Uint64
+	}{{keyApplied, &f.applied}, {keyTicket, &f.lastTicket}, {keyFeed, &f.feedSeq}}
+	for _, c := range counters {
+		n, err := getUint64(db, c.key)
+		if err != nil {
+			return err
+		}
+		c.dst.Store(n)
+	}
+	f.db = db
+	return nil
+}
+
+// Close closes the database.
+func (f *FSM) Close() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.snapshots.Wait()
+	if f.db == nil {
+		return nil
+	}
+	err := f.db.Close()
+	f.db = nil
+	return err
+}
+
+// AppliedIndex is the last Raft index whose effects are in the database.
+func (f *FSM) AppliedIndex() uint64 { return f.applied.Load() }
+
+// LastTicket is the last ticket the team assigned.
+func (f *FSM) LastTicket() uint64 { return f.lastTicket.Load() }
+
+// FeedSequence is the last sequence number of the team's feed.
+func (f *FSM) FeedSequence() uint64 { return f.feedSeq.Load() }
+
+// Apply implements raft.FSM.
+func (f *FSM) Apply(l *raft.Log) any { return f.ApplyBatch([]*raft.Log{l})[0] }
+
+// ApplyBatch implements raft.BatchingFSM: one pebble batch for all entries.
+func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
+	results := make([]any, len(logs))
+	b := f.db.NewIndexedBatch()
+	defer b.Close()
+	a := applier{fsm: f, b: b, ticket: f.lastTicket.Load(), feed: f.feedSeq.Load()}
+	applied := f.applied.Load()
+	last := applied
+	for i, l := range logs {
+		if l.Index <= applied {
+			// Replay after a restart: the effect is already in the database.
+			continue
+		}
+		last = l.Index
+		if l.Type != raft.LogCommand {
+			continue
+		}
+		results[i] = a.apply(l)
+	}
+	if last == applied {
+		return results
+	}
+	if a.err == nil {
+		a.err = errors.Join(
+			b.Set(keyApplied, u64(last), nil),
+			b.Set(keyTicket, u64(a.ticket), nil),
+			b.Set(keyFeed, u64(a.feed), nil),
+			b.Commit(pebble.NoSync))
+	}
+	if a.err != nil {
+		// A storage failure leaves this replica unable to follow the log.
+		// Stopping is the only safe answer: raft re-applies from the last
+		// durable index on restart.
+		f.log.Error("state machine cannot write; stopping", "error", a.err)
+		panic(fmt.Sprintf("fsm: apply batch ending at %d: %v", last, a.err))
+	}
+	f.applied.Store(last)
+	f.lastTicket.Store(a.ticket)
+	f.feedSeq.Store(a.feed)
+	return results
+}
+
+// applier applies commands to one batch, carrying the counters forward.
+type applier struct {
+	fsm    *FSM
+	b      *pebble.Batch
+	ticket uint64
+	feed   uint64
+	err    error // first storage error; the batch is then abandoned
+}
+
+func (a *applier) apply(l *raft.Log) *Result {
+	var cmd irxv1.Command
+	if err := proto.Unmarshal(l.Data, &cmd); err != nil {
+		return &Result{Err: fmt.Errorf("%w at index %d: %v", ErrInvalidCommand, l.Index, err)}
+	}
+	if !cmd.GetProposeTime().IsValid() {
+		return &Result{Err: fmt.Errorf("%w at index %d: propose_time missing or invalid", ErrInvalidCommand, l.Index)}
+	}
+	var res *Result
+	switch k := cmd.GetKind().(type) {
+	case *irxv1.Command_CreateIncident:
+		res = a.create(&cmd, k.CreateIncident, l.Index)
+	case *irxv1.Command_UpdateIncident:
+		res = a.update(&cmd, k.UpdateIncident, l.Index)
+	default:
+		res = &Result{Err: fmt.Errorf("%w at index %d: unknown kind", ErrInvalidCommand, l.Index)}
+	}
+	return res
+}
+
+func (a *applier) create(cmd *irxv1.Command, c *irxv1.CreateIncidentCommand, index uint64) *Result {
+	if c.GetRequestId() != "" {
+		id, closer, err := a.b.Get(requestKey(c.GetRequestId()))
+		switch {
+		case err == nil:
+			existing := string(id)
+			_ = closer.Close()
+			inc, err := a.fsm.getFrom(a.b, existing, 0)
+			if err != nil {
+				a.fail(err)
+				return &Result{Err: err}
+			}
+			return &Result{Incident: inc}
+		case !errors.Is(err, pebble.ErrNotFound):
+			a.fail(err)
+			return &Result{Err: err}
+		}
+	}
+	inc := proto.Clone(c.GetIncident()).(*irxv1.Incident)
+	if inc == nil {
+		inc = &irxv1.Incident{}
+	}
+	record.ClearOutputOnly(inc)
+	record.ApplyDefaults(inc, cmd.GetProposeTime())
+	if err := record.Validate(inc, "incident"); err != nil {
+		return &Result{Err: err}
+	}
+	a.ticket++
+	id := record.ID{Team: a.fsm.team, Ticket: a.ticket}
+	inc.Id = id.String()
+	inc.Version = 1
+	inc.CreateTime = cmd.GetProposeTime()
+	inc.GenerationTime = cmd.GetProposeTime()
+	inc.Provenance = &irxv1.Provenance{OriginTeam: a.fsm.team}
+	if err := a.putVersion(id, nil, inc, index); err != nil {
+		return &Result{Err: err}
+	}
+	if c.GetRequestId() != "" {
+		a.set(requestKey(c.GetRequestId()), []byte(inc.Id))
+	}
+	return &Result{Incident: inc}
+}
+
+func (a *applier) update(cmd *irxv1.Command, c *irxv1.UpdateIncidentCommand, index uint64) *Result {
+	patch := c.GetIncident()
+	id, err := record.ParseID(patch.GetId())
+	if err != nil {
+		return &Result{Err: &record.ValidationError{Violations: []record.Violation{{Field: "incident.id", Description: err.Error()}}}}
+	}
+	if err := record.CheckMask(c.GetUpdateMask(), "update_mask"); err != nil {
+		return &Result{Err: err}
+	}
+	current, err := a.fsm.getFrom(a.b, patch.GetId(), 0)
+	if err != nil {
+		if !errors.Is(err, ErrNotFound) {
+			a.fail(err)
+		}
+		return &Result{Err: err}
+	}
+	if origin := current.GetProvenance().GetOriginTeam(); origin != a.fsm.team {
+		return &Result{Err: fmt.Errorf("%w: %s belongs to team %q; only its origin team changes it", ErrForeignIncident, patch.GetId(), origin)}
+	}
+	if want := c.GetExpectedVersion(); want != 0 && want != current.GetVersion() {
+		return &Result{Err: fmt.Errorf("%w: %s is at version %d, not %d", ErrVersionConflict, patch.GetId(), current.GetVersion(), want)}
+	}
+	next := record.ApplyMask(current, patch, c.GetUpdateMask())
+	if err := record.Validate(next, "incident"); err != nil {
+		return &Result{Err: err}
+	}
+	next.Version = current.GetVersion() + 1
+	next.GenerationTime = cmd.GetProposeTime()
+	if err := a.putVersion(id, current, next, index); err != nil {
+		return &Result{Err: err}
+	}
+	return &Result{Incident: next}
+}
+
+// putVersion writes a new version of an incident: the record, its version
+// history, a feed entry and the secondary indexes of the latest version.
+func (a *applier) putVersion(id record.ID, previous, next *irxv1.Incident, index uint64) error {
+	data, err := marshal.Marshal(next)
+	if err != nil {
+		a.fail(err)
+		return err
+	}
+	a.feed++
+	entry, err := marshal.Marshal(&irxv1.FeedEntry{Sequence: a.feed, IncidentId: next.GetId(), Version: next.GetVersion(), RaftIndex: index})
+	if err != nil {
+		a.fail(err)
+		return err
+	}
+	a.set(incidentKey(id), data)
+	a.set(versionKey(id, next.GetVersion()), data)
+	a.set(feedKey(a.feed), entry)
+	if previous != nil {
+		for _, k := range indexKeys(id, previous) {
+			if a.err == nil {
+				a.err = a.b.Delete(k, nil)
+			}
+		}
+	}
+	for _, k := range indexKeys(id, next) {
+		a.set(k, nil)
+	}
+	return a.err
+}
+
+func (a *applier) set(k, v []byte) {
+	if a.err == nil {
+		a.err = a.b.Set(k, v, nil)
+	}
+}
+
+func (a *applier) fail(err error) {
+	if a.err == nil {
+		a.err = err
+	}
+}
+
+// indexKeys lists the secondary index entries of an incident's latest
+// version. Updates delete the previous version's entries and add these.
+func indexKeys(id record.ID, inc *irxv1.Incident) [][]byte {
+	keys := [][]byte{
+		indexKey(prefixStatus, []byte{byte(inc.GetStatus())}, id),
+		indexKey(prefixTLP, []byte{byte(inc.GetTlp())}, id),
+		indexKey(prefixTaxonomy, cat([]byte(inc.GetTaxonomy().GetClass()), []byte{0}, []byte(inc.GetTaxonomy().GetType())), id),
+		indexKey(prefixTime, timeKey(inc.GetReportTime().AsTime()), id),
+	}
+	seen := make(map[string]bool, len(inc.GetIndicators()))
+	for _, ind := range inc.GetIndicators() {
+		if !seen[ind.GetValue()] {
+			seen[ind.GetValue()] = true
+			keys = append(keys, indexKey(prefixInd, indicatorKey(ind.GetValue()), id))
+		}
+	}
+	return keys
+}
+
+type reader interface {
+	Get(key []byte) ([]byte, io.Closer, error)
+}
+
+func getUint64(r reader, key []byte) (uint64, error) {
+	v, closer, err := r.Get(key)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("fsm: read %s: %w", key, err)
+	}
+	defer closer.Close()
+	if len(v) != 8 {
+		return 0, fmt.Errorf("fsm: %s holds %d bytes, want 8", key, len(v))
+	}
+	return binary.BigEndian.Uint64(v), nil
+}
+
+// pebbleLogger routes pebble's logging to slog.
+type pebbleLogger struct{ log *slog.Logger }
+
+func (l pebbleLogger) Infof(format string, args ...any) {
+	l.log.Debug(fmt.Sprintf(format, args...), "component", "pebble")
+}
+
+func (l pebbleLogger) Errorf(format string, args ...any) {
+	l.log.Error(fmt.Sprintf(format, args...), "component", "pebble")
+}
+
+func (l pebbleLogger) Fatalf(format string, args ...any) {
+	msg := fmt.Sprintf(format, args...)
+	l.log.Error(msg, "component", "pebble")
+	panic(msg) // pebble's contract: Fatalf does not return
+}

@@ -1,0 +1,114 @@
+package fsm
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"time"
+
+	"github.com/irxfed/irx/node/record"
+)
+
+// Key layout. Prefixes are readable so `pebble` tooling output makes sense;
+// numbers are big-endian so byte order is numeric order.
+//
+//	m/applied                                  last applied Raft index (same batch as the data)
+//	m/ticket                                   last ticket assigned by this team
+//	m/feed                                     last feed sequence
+//	inc/<team>\0<ticket8>                      latest version of an incident
+//	ver/<team>\0<ticket8><version8>            every version of an incident
+//	feed/<seq8>                                FeedEntry
+//	req/<request id>                           incident id created for a client request id
+//	idx/status/<status1>\0<team>\0<ticket8>
+//	idx/tax/<class>\0<type>\0<team>\0<ticket8>
+//	idx/tlp/<tlp1>\0<team>\0<ticket8>
+//	idx/time/<report time12>\0<team>\0<ticket8>
+//	idx/ind/<sha256(value)[:16]>\0<team>\0<ticket8>
+//
+// Every index key ends with "\0<team>\0<ticket8>"; team ids never hold a NUL,
+// so the incident is recovered from the end of the key.
+var (
+	keyApplied = []byte("m/applied")
+	keyTicket  = []byte("m/ticket")
+	keyFeed    = []byte("m/feed")
+
+	prefixIncident = []byte("inc/")
+	prefixVersion  = []byte("ver/")
+	prefixFeed     = []byte("feed/")
+	prefixRequest  = []byte("req/")
+	prefixStatus   = []byte("idx/status/")
+	prefixTaxonomy = []byte("idx/tax/")
+	prefixTLP      = []byte("idx/tlp/")
+	prefixTime     = []byte("idx/time/")
+	prefixInd      = []byte("idx/ind/")
+)
+
+func cat(parts ...[]byte) []byte { return bytes.Join(parts, nil) }
+
+func u64(n uint64) []byte { return binary.BigEndian.AppendUint64(nil, n) }
+
+// idKey is the storage form of an incident id: team, NUL, ticket.
+func idKey(id record.ID) []byte {
+	k := make([]byte, 0, len(id.Team)+9)
+	k = append(k, id.Team...)
+	k = append(k, 0)
+	return binary.BigEndian.AppendUint64(k, id.Ticket)
+}
+
+func incidentKey(id record.ID) []byte { return cat(prefixIncident, idKey(id)) }
+
+func versionKey(id record.ID, version int64) []byte {
+	return cat(prefixVersion, idKey(id), u64(uint64(version)))
+}
+
+func feedKey(seq uint64) []byte { return cat(prefixFeed, u64(seq)) }
+
+func requestKey(requestID string) []byte { return cat(prefixRequest, []byte(requestID)) }
+
+// timeKey orders timestamps from year 1 on as unsigned numbers.
+func timeKey(t time.Time) []byte {
+	const yearOneToEpoch = 62135596800
+	k := u64(uint64(t.Unix() + yearOneToEpoch))
+	return binary.BigEndian.AppendUint32(k, uint32(t.Nanosecond()))
+}
+
+// indicatorKey hashes the value so arbitrary bytes (NULs included) cannot
+// collide with the key structure; lookups are exact matches anyway.
+func indicatorKey(value string) []byte {
+	sum := sha256.Sum256([]byte(value))
+	return sum[:16]
+}
+
+func indexKey(prefix, field []byte, id record.ID) []byte {
+	return cat(prefix, field, []byte{0}, idKey(id))
+}
+
+var errBadKey = errors.New("fsm: malformed index key")
+
+// idFromKey recovers the incident id from the end of a primary or index
+// key; prefix is the key's fixed prefix.
+func idFromKey(k, prefix []byte) (record.ID, error) {
+	if len(k) < len(prefix)+10 || k[len(k)-9] != 0 {
+		return record.ID{}, errBadKey
+	}
+	ticket := binary.BigEndian.Uint64(k[len(k)-8:])
+	rest := k[len(prefix) : len(k)-9]
+	team := rest[bytes.LastIndexByte(rest, 0)+1:]
+	if len(team) == 0 {
+		return record.ID{}, errBadKey
+	}
+	return record.ID{Team: string(team), Ticket: ticket}, nil
+}
+
+// prefixEnd returns the smallest key greater than every key with prefix p.
+func prefixEnd(p []byte) []byte {
+	end := bytes.Clone(p)
+	for i := len(end) - 1; i >= 0; i-- {
+		if end[i] < 0xff {
+			end[i]++
+			return end[:i+1]
+		}
+	}
+	return nil // p is all 0xff: no upper bound
+}

@@ -1,0 +1,321 @@
+package fsm
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/irxfed/irx/node/record"
+	irxv1 "github.com/irxfed/irx/proto/irx/v1"
+)
+
+// ErrBadPageToken is returned for a page token that this query did not issue.
+var ErrBadPageToken = errors.New("page token does not belong to this query")
+
+// Paging limits for list reads.
+const (
+	DefaultPageSize = 50
+	MaxPageSize     = 1000
+	// scanBudget bounds the keys one page may examine, so a filter that
+	// matches little cannot make one call walk the whole database; the page
+	// then comes back short with a token to continue.
+	scanBudget = 10_000
+)
+
+// Get returns version of incident id, or its latest version if version is 0.
+func (f *FSM) Get(id string, version int64) (*irxv1.Incident, error) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	if f.db == nil {
+		return nil, errClosed
+	}
+	return f.getFrom(f.db, id, version)
+}
+
+var errClosed = errors.New("fsm: closed")
+
+func (f *FSM) getFrom(r reader, id string, version int64) (*irxv1.Incident, error) {
+	parsed, err := record.ParseID(id)
+	if err != nil {
+		return nil, err
+	}
+	key := incidentKey(parsed)
+	if version != 0 {
+		key = versionKey(parsed, version)
+	}
+	inc, err := loadIncident(r, key)
+	if errors.Is(err, pebble.ErrNotFound) {
+		if version != 0 {
+			return nil, fmt.Errorf("%w: incident %s version %d", ErrNotFound, id, version)
+		}
+		return nil, fmt.Errorf("%w: incident %s", ErrNotFound, id)
+	}
+	return inc, err
+}
+
+func loadIncident(r reader, key []byte) (*irxv1.Incident, error) {
+	v, closer, err := r.Get(key)
+	if err != nil {
+		return nil, err
+	}
+	defer closer.Close()
+	inc := &irxv1.Incident{}
+	if err := proto.Unmarshal(v, inc); err != nil {
+		return nil, fmt.Errorf("fsm: decode %q: %w", key, err)
+	}
+	return inc, nil
+}
+
+// Query selects incidents for List. Zero values match everything.
+type Query struct {
+	Status         irxv1.Status
+	TaxonomyClass  string
+	TaxonomyType   string
+	TLP            irxv1.Tlp
+	OriginTeam     string
+	ReportedAfter  time.Time // inclusive
+	ReportedBefore time.Time // exclusive
+	Indicator      string
+}
+
+func (q Query) matches(inc *irxv1.Incident) bool {
+	switch {
+	case q.Status != 0 && inc.GetStatus() != q.Status,
+		q.TLP != 0 && inc.GetTlp() != q.TLP,
+		q.TaxonomyClass != "" && inc.GetTaxonomy().GetClass() != q.TaxonomyClass,
+		q.TaxonomyType != "" && inc.GetTaxonomy().GetType() != q.TaxonomyType,
+		q.OriginTeam != "" && inc.GetProvenance().GetOriginTeam() != q.OriginTeam:
+		return false
+	}
+	reported := inc.GetReportTime().AsTime()
+	if !q.ReportedAfter.IsZero() && reported.Before(q.ReportedAfter) {
+		return false
+	}
+	if !q.ReportedBefore.IsZero() && !reported.Before(q.ReportedBefore) {
+		return false
+	}
+	if q.Indicator != "" {
+		for _, ind := range inc.GetIndicators() {
+			if ind.GetValue() == q.Indicator {
+				return true
+			}
+		}
+		return false
+	}
+	return true
+}
+
+// plan picks the most selective index for q: the key range to walk and the
+// prefix its keys share before the incident id.
+func (q Query) plan() (prefix, lower, upper []byte) {
+	switch {
+	case q.Indicator != "":
+		prefix = cat(prefixInd, indicatorKey(q.Indicator), []byte{0})
+	case q.TaxonomyClass != "" && q.TaxonomyType != "":
+		prefix = cat(prefixTaxonomy, []byte(q.TaxonomyClass), []byte{0}, []byte(q.TaxonomyType), []byte{0})
+	case q.TaxonomyClass != "":
+		prefix = cat(prefixTaxonomy, []byte(q.TaxonomyClass), []byte{0})
+	case q.OriginTeam != "":
+		prefix = cat(prefixIncident, []byte(q.OriginTeam), []byte{0})
+		return prefixIncident, prefix, prefixEnd(prefix)
+	case !q.ReportedAfter.IsZero() || !q.ReportedBefore.IsZero():
+		lower, upper = prefixTime, prefixEnd(prefixTime)
+		if !q.ReportedAfter.IsZero() {
+			lower = cat(prefixTime, timeKey(q.ReportedAfter))
+		}
+		if !q.ReportedBefore.IsZero() {
+			upper = cat(prefixTime, timeKey(q.ReportedBefore))
+		}
+		return prefixTime, lower, upper
+	case q.Status != 0:
+		prefix = cat(prefixStatus, []byte{byte(q.Status)}, []byte{0})
+	case q.TLP != 0:
+		prefix = cat(prefixTLP, []byte{byte(q.TLP)}, []byte{0})
+	default:
+		return prefixIncident, prefixIncident, prefixEnd(prefixIncident)
+	}
+	return prefix, prefix, prefixEnd(prefix)
+}
+
+// fingerprint ties a page token to the query that issued it.
+func (q Query) fingerprint() uint64 {
+	h := fnv.New64a()
+	fmt.Fprintf(h, "%d|%q|%q|%d|%q|%d|%d|%q", q.Status, q.TaxonomyClass, q.TaxonomyType, q.TLP, q.OriginTeam,
+		unixNanoOrZero(q.ReportedAfter), unixNanoOrZero(q.ReportedBefore), q.Indicator)
+	return h.Sum64()
+}
+
+func unixNanoOrZero(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixNano()
+}
+
+// Page tokens are base64url(fingerprint8 || last key seen). They are opaque to
+// clients; the fingerprint stops a token from being replayed on another query.
+func encodeToken(fp uint64, last []byte) string {
+	return base64.RawURLEncoding.EncodeToString(append(u64(fp), last...))
+}
+
+func decodeToken(token string, fp uint64) ([]byte, error) {
+	raw, err := base64.RawURLEncoding.DecodeString(token)
+	if err != nil || len(raw) < 8 || binary.BigEndian.Uint64(raw) != fp {
+		return nil, ErrBadPageToken
+	}
+	return raw[8:], nil
+}
+
+// List returns up to pageSize incidents matching q, in index order, and the
+// token for the next page ("" when done).
+func (f *FSM) List(q Query, pageSize int, pageToken string) ([]*irxv1.Incident, string, error) {
+	pageSize = clampPageSize(pageSize)
+	prefix, lower, upper := q.plan()
+	fp := q.fingerprint()
+	if pageToken != "" {
+		last, err := decodeToken(pageToken, fp)
+		if err != nil {
+			return nil, "", err
+		}
+		if after := append(bytes.Clone(last), 0); bytes.Compare(after, lower) > 0 {
+			lower = after
+		}
+	}
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	if f.db == nil {
+		return nil, "", errClosed
+	}
+	it, err := f.db.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
+	if err != nil {
+		return nil, "", fmt.Errorf("fsm: list: %w", err)
+	}
+	var (
+		out     []*irxv1.Incident
+		scanned int
+		last    []byte
+	)
+	for valid := it.First(); valid; valid = it.Next() {
+		if len(out) == pageSize || scanned == scanBudget {
+			return out, encodeToken(fp, last), it.Close()
+		}
+		scanned++
+		last = append(last[:0], it.Key()...)
+		id, err := idFromKey(it.Key(), prefix)
+		if err != nil {
+			return nil, "", errors.Join(fmt.Errorf("fsm: list: %w", err), it.Close())
+		}
+		inc, err := loadIncident(f.db, incidentKey(id))
+		if err != nil {
+			return nil, "", errors.Join(fmt.Errorf("fsm: list %s: %w", id, err), it.Close())
+		}
+		if q.matches(inc) {
+			out = append(out, inc)
+		}
+	}
+	return out, "", it.Close()
+}
+
+// Versions returns versions of incident id, oldest first.
+func (f *FSM) Versions(id string, pageSize int, pageToken string) ([]*irxv1.Incident, string, error) {
+	pageSize = clampPageSize(pageSize)
+	parsed, err := record.ParseID(id)
+	if err != nil {
+		return nil, "", err
+	}
+	prefix := cat(prefixVersion, idKey(parsed))
+	fp := fnv64(prefix)
+	lower := prefix
+	if pageToken != "" {
+		last, err := decodeToken(pageToken, fp)
+		if err != nil {
+			return nil, "", err
+		}
+		if after := append(bytes.Clone(last), 0); bytes.Compare(after, lower) > 0 {
+			lower = after
+		}
+	}
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	if f.db == nil {
+		return nil, "", errClosed
+	}
+	_, closer, err := f.db.Get(incidentKey(parsed))
+	if errors.Is(err, pebble.ErrNotFound) {
+		return nil, "", fmt.Errorf("%w: incident %s", ErrNotFound, id)
+	}
+	if err != nil {
+		return nil, "", fmt.Errorf("fsm: versions %s: %w", id, err)
+	}
+	_ = closer.Close()
+	it, err := f.db.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: prefixEnd(prefix)})
+	if err != nil {
+		return nil, "", fmt.Errorf("fsm: versions %s: %w", id, err)
+	}
+	var (
+		out  []*irxv1.Incident
+		last []byte
+	)
+	for valid := it.First(); valid; valid = it.Next() {
+		if len(out) == pageSize {
+			return out, encodeToken(fp, last), it.Close()
+		}
+		last = append(last[:0], it.Key()...)
+		inc := &irxv1.Incident{}
+		if err := proto.Unmarshal(it.Value(), inc); err != nil {
+			return nil, "", errors.Join(fmt.Errorf("fsm: decode %q: %w", it.Key(), err), it.Close())
+		}
+		out = append(out, inc)
+	}
+	return out, "", it.Close()
+}
+
+func fnv64(b []byte) uint64 {
+	h := fnv.New64a()
+	h.Write(b)
+	return h.Sum64()
+}
+
+func clampPageSize(n int) int {
+	switch {
+	case n <= 0:
+		return DefaultPageSize
+	case n > MaxPageSize:
+		return MaxPageSize
+	}
+	return n
+}
+
+// Digest is a SHA-256 over every key and value of the state machine. Two
+// replicas that applied the same log have the same digest.
+func (f *FSM) Digest() ([]byte, error) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	if f.db == nil {
+		return nil, errClosed
+	}
+	it, err := f.db.NewIter(nil)
+	if err != nil {
+		return nil, fmt.Errorf("fsm: digest: %w", err)
+	}
+	h := sha256.New()
+	var n [binary.MaxVarintLen64]byte
+	for valid := it.First(); valid; valid = it.Next() {
+		for _, b := range [][]byte{it.Key(), it.Value()} {
+			h.Write(n[:binary.PutUvarint(n[:], uint64(len(b)))])
+			h.Write(b)
+		}
+	}
+	if err := it.Close(); err != nil {
+		return nil, fmt.Errorf("fsm: digest: %w", err)
+	}
+	return h.Sum(nil), nil
+}

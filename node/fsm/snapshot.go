@@ -1,0 +1,256 @@
+package fsm
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/hashicorp/raft"
+)
+
+// Snapshot stream format: magic, then (uvarint key length, key, uvarint
+// value length, value) for every key in order, a zero key length, and a
+// CRC-32C of everything before it. Keys are never empty, so the zero length
+// ends the stream unambiguously; the checksum catches truncation and damage.
+var snapshotMagic = []byte("IRXSNAP\x01")
+
+var crcTable = crc32.MakeTable(crc32.Castagnoli)
+
+// ErrCorruptSnapshot is returned by Restore for a stream that fails its checks.
+var ErrCorruptSnapshot = errors.New("fsm: corrupt snapshot")
+
+// Snapshot implements raft.FSM. It makes the database durable up to the
+// applied index first: raft may compact the log up to this snapshot, after
+// which the unsynced state machine writes are the only copy.
+func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
+	if err := f.db.Set(keyApplied, u64(f.applied.Load()), pebble.Sync); err != nil {
+		return nil, fmt.Errorf("fsm: sync before snapshot: %w", err)
+	}
+	f.snapshots.Add(1)
+	return &snapshot{snap: f.db.NewSnapshot(), done: f.snapshots.Done}, nil
+}
+
+type snapshot struct {
+	snap *pebble.Snapshot
+	done func()
+}
+
+// Persist streams the pebble snapshot to the sink.
+func (s *snapshot) Persist(sink raft.SnapshotSink) error {
+	if err := s.write(sink); err != nil {
+		return errors.Join(err, sink.Cancel())
+	}
+	return sink.Close()
+}
+
+func (s *snapshot) write(w io.Writer) error {
+	it, err := s.snap.NewIter(nil)
+	if err != nil {
+		return fmt.Errorf("fsm: snapshot: %w", err)
+	}
+	crc := crc32.New(crcTable)
+	bw := bufio.NewWriterSize(io.MultiWriter(w, crc), 1<<20)
+	var n [binary.MaxVarintLen64]byte
+	bw.Write(snapshotMagic)
+	for valid := it.First(); valid; valid = it.Next() {
+		for _, b := range [][]byte{it.Key(), it.Value()} {
+			bw.Write(n[:binary.PutUvarint(n[:], uint64(len(b)))])
+			bw.Write(b)
+		}
+	}
+	if err := it.Close(); err != nil {
+		return fmt.Errorf("fsm: snapshot: %w", err)
+	}
+	bw.Write(n[:binary.PutUvarint(n[:], 0)])
+	if err := bw.Flush(); err != nil {
+		return fmt.Errorf("fsm: snapshot: %w", err)
+	}
+	if _, err := w.Write(binary.BigEndian.AppendUint32(nil, crc.Sum32())); err != nil {
+		return fmt.Errorf("fsm: snapshot: %w", err)
+	}
+	return nil
+}
+
+// Release implements raft.FSMSnapshot.
+func (s *snapshot) Release() {
+	_ = s.snap.Close()
+	s.done()
+}
+
+// Restore implements raft.FSM: it builds a new database from the stream
+// beside the current one and swaps directories, so a crash at any point
+// leaves either the old state or the new one (see recoverDirs).
+func (f *FSM) Restore(rc io.ReadCloser) error {
+	defer rc.Close()
+	staging := f.dir + ".restore"
+	if err := os.RemoveAll(staging); err != nil {
+		return fmt.Errorf("fsm: restore: %w", err)
+	}
+	if err := loadSnapshot(staging, rc, f.log); err != nil {
+		return errors.Join(err, os.RemoveAll(staging))
+	}
+
+	f.snapshots.Wait()
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.db.Close(); err != nil {
+		return fmt.Errorf("fsm: restore: close current: %w", err)
+	}
+	f.db = nil
+	old := f.dir + ".old"
+	if err := os.Rename(f.dir, old); err != nil {
+		return fmt.Errorf("fsm: restore: %w", err)
+	}
+	if err := os.Rename(staging, f.dir); err != nil {
+		return fmt.Errorf("fsm: restore: %w", err)
+	}
+	if err := syncDir(filepath.Dir(f.dir)); err != nil {
+		return fmt.Errorf("fsm: restore: %w", err)
+	}
+	db, err := openDB(f.dir, f.log)
+	if err != nil {
+		return err
+	}
+	if err := f.adopt(db); err != nil {
+		_ = db.Close()
+		return err
+	}
+	f.log.Info("state machine restored from snapshot", "applied_index", f.applied.Load(), "last_ticket", f.lastTicket.Load())
+	return os.RemoveAll(old)
+}
+
+// loadSnapshot writes a snapshot stream into a new, durable database at dir.
+func loadSnapshot(dir string, r io.Reader, logger *slog.Logger) error {
+	db, err := openDB(dir, logger)
+	if err != nil {
+		return err
+	}
+	if err := copySnapshot(db, r); err != nil {
+		return errors.Join(err, db.Close())
+	}
+	if err := db.Flush(); err != nil {
+		return errors.Join(fmt.Errorf("fsm: restore: flush: %w", err), db.Close())
+	}
+	return db.Close()
+}
+
+func copySnapshot(db *pebble.DB, r io.Reader) error {
+	in := &chunkReader{r: bufio.NewReaderSize(r, 1<<20)}
+	magic := make([]byte, len(snapshotMagic))
+	if _, err := io.ReadFull(in.r, magic); err != nil || !bytes.Equal(magic, snapshotMagic) {
+		return fmt.Errorf("%w: bad header", ErrCorruptSnapshot)
+	}
+	in.crc = crc32.Update(0, crcTable, magic)
+	b := db.NewBatch()
+	defer func() { _ = b.Close() }()
+	for {
+		key, err := in.chunk()
+		if err != nil {
+			return err
+		}
+		if key == nil {
+			break
+		}
+		val, err := in.chunk()
+		if err != nil {
+			return err
+		}
+		if err := b.Set(key, val, nil); err != nil {
+			return fmt.Errorf("fsm: restore: %w", err)
+		}
+		if b.Len() > 4<<20 {
+			if err := b.Commit(pebble.NoSync); err != nil {
+				return fmt.Errorf("fsm: restore: %w", err)
+			}
+			b.Reset()
+		}
+	}
+	var sum [4]byte
+	if _, err := io.ReadFull(in.r, sum[:]); err != nil {
+		return fmt.Errorf("%w: missing checksum", ErrCorruptSnapshot)
+	}
+	if binary.BigEndian.Uint32(sum[:]) != in.crc {
+		return fmt.Errorf("%w: checksum mismatch", ErrCorruptSnapshot)
+	}
+	if err := b.Commit(pebble.NoSync); err != nil {
+		return fmt.Errorf("fsm: restore: %w", err)
+	}
+	return nil
+}
+
+// chunkReader reads length-prefixed chunks, keeping the CRC of every byte
+// consumed so the trailer can be checked.
+type chunkReader struct {
+	r   *bufio.Reader
+	crc uint32
+}
+
+// maxChunk bounds one key or value so a damaged length cannot make Restore
+// allocate without limit.
+const maxChunk = 64 << 20
+
+// chunk returns the next chunk, or nil at the end marker.
+func (c *chunkReader) chunk() ([]byte, error) {
+	n, err := binary.ReadUvarint(c.r)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrCorruptSnapshot, err)
+	}
+	var lenBuf [binary.MaxVarintLen64]byte
+	c.crc = crc32.Update(c.crc, crcTable, lenBuf[:binary.PutUvarint(lenBuf[:], n)])
+	if n == 0 {
+		return nil, nil
+	}
+	if n > maxChunk {
+		return nil, fmt.Errorf("%w: chunk of %d bytes", ErrCorruptSnapshot, n)
+	}
+	buf := make([]byte, n)
+	if _, err := io.ReadFull(c.r, buf); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrCorruptSnapshot, err)
+	}
+	c.crc = crc32.Update(c.crc, crcTable, buf)
+	return buf, nil
+}
+
+// syncDir makes renames in dir durable.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	return errors.Join(d.Sync(), d.Close())
+}
+
+// recoverDirs finishes or undoes a Restore that a crash interrupted. The
+// staging directory is complete only once the live one has been renamed
+// away, so: live and staging both present means the restore had not begun
+// its swap (drop staging); live missing means it had (promote staging).
+func recoverDirs(dir string) error {
+	staging, old := dir+".restore", dir+".old"
+	_, liveErr := os.Stat(dir)
+	_, stagingErr := os.Stat(staging)
+	switch {
+	case errors.Is(liveErr, os.ErrNotExist) && stagingErr == nil:
+		if err := os.Rename(staging, dir); err != nil {
+			return fmt.Errorf("fsm: finish interrupted restore: %w", err)
+		}
+		if err := syncDir(filepath.Dir(dir)); err != nil {
+			return err
+		}
+	case stagingErr == nil:
+		if err := os.RemoveAll(staging); err != nil {
+			return fmt.Errorf("fsm: drop interrupted restore: %w", err)
+		}
+	}
+	if _, err := os.Stat(dir); err == nil {
+		return os.RemoveAll(old)
+	}
+	return nil
+}

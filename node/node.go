@@ -1,0 +1,410 @@
+// Package node runs one member of a team's cluster: hashicorp/raft over the
+// pebble log store and state machine, the intra-cluster mTLS transport, and
+// the operator gRPC API.
+package node
+
+import (
+	"context"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/raft"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/irxfed/irx/node/fsm"
+	"github.com/irxfed/irx/node/pki"
+	"github.com/irxfed/irx/node/raftstore"
+	"github.com/irxfed/irx/node/transport"
+	irxv1 "github.com/irxfed/irx/proto/irx/v1"
+)
+
+// Node is one running member of a team.
+type Node struct {
+	cfg   Config
+	log   *slog.Logger
+	roots *x509.CertPool
+
+	logs      *raftstore.Store
+	state     *fsm.FSM
+	stream    *transport.StreamLayer
+	transport *raft.NetworkTransport
+	raft      *raft.Raft
+
+	apiListener net.Listener
+	grpc        *grpc.Server
+	health      *health.Server
+
+	stopObserving chan struct{}
+	wg            sync.WaitGroup
+	closeOnce     sync.Once
+	closeErr      error
+}
+
+// Start opens the node's storage, joins or bootstraps its Raft cluster and
+// starts serving the operator API. It returns once the listeners are bound;
+// the node may still be electing a leader.
+func Start(cfg Config) (_ *Node, err error) {
+	cfg, err = cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	n := &Node{cfg: cfg, log: cfg.Logger.With("team", cfg.TeamID, "node", cfg.NodeID), stopObserving: make(chan struct{})}
+	defer func() {
+		if err != nil {
+			err = errors.Join(err, n.Close())
+		}
+	}()
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("data directory: %w", err)
+	}
+	creds, err := n.loadCredentials()
+	if err != nil {
+		return nil, err
+	}
+	if err := n.startRaft(creds); err != nil {
+		return nil, err
+	}
+	if err := n.startAPI(creds); err != nil {
+		return nil, err
+	}
+	return n, nil
+}
+
+// nodeCredentials are this node's certificate and its team's CA.
+type nodeCredentials struct {
+	cert  pki.CertSource
+	roots *x509.CertPool
+	dev   *pki.DevPKI // set in development mode
+}
+
+func (n *Node) loadCredentials() (nodeCredentials, error) {
+	t := n.cfg.TLS
+	if t.DevDir != "" {
+		dev, err := pki.EnsureDevPKI(t.DevDir, n.cfg.TeamID, n.cfg.NodeID, n.cfg.certHosts(), time.Now())
+		if err != nil {
+			return nodeCredentials{}, fmt.Errorf("development PKI: %w", err)
+		}
+		if len(dev.Written) > 0 {
+			n.log.Info("created development PKI", "dir", dev.Dir, "files", len(dev.Written))
+		}
+		n.roots = dev.Roots
+		return nodeCredentials{cert: pki.StaticCertificate(dev.Node), roots: dev.Roots, dev: dev}, nil
+	}
+	reloader, err := pki.NewReloader(t.CertFile, t.KeyFile)
+	if err != nil {
+		return nodeCredentials{}, fmt.Errorf("tls.cert_file/tls.key_file: %w", err)
+	}
+	if id := reloader.Identity(); !id.IsNodeOf(n.cfg.TeamID) {
+		return nodeCredentials{}, fmt.Errorf("tls.cert_file: certificate is %s, not a node of team %q", id, n.cfg.TeamID)
+	}
+	roots, err := pki.LoadCertPool(t.CAFile)
+	if err != nil {
+		return nodeCredentials{}, fmt.Errorf("tls.ca_file: %w", err)
+	}
+	n.roots = roots
+	return nodeCredentials{cert: reloader, roots: roots}, nil
+}
+
+func (n *Node) startRaft(creds nodeCredentials) error {
+	var err error
+	raftLogger := hclog.FromStandardLogger(slog.NewLogLogger(n.log.Handler(), slog.LevelInfo), &hclog.LoggerOptions{
+		Name: "raft", Level: hclog.Info,
+	})
+	n.logs, err = raftstore.Open(filepath.Join(n.cfg.DataDir, "raft"), raftstore.WithLogger(n.log))
+	if err != nil {
+		return err
+	}
+	n.state, err = fsm.Open(filepath.Join(n.cfg.DataDir, "state"), n.cfg.TeamID, n.log)
+	if err != nil {
+		return err
+	}
+	snapshots, err := raft.NewFileSnapshotStoreWithLogger(filepath.Join(n.cfg.DataDir, "snapshots"), 2, raftLogger)
+	if err != nil {
+		return fmt.Errorf("snapshot store: %w", err)
+	}
+
+	mtls := pki.MutualTLS{Team: n.cfg.TeamID, Roots: creds.roots, Cert: creds.cert}
+	serverConf, err := mtls.ServerConfig()
+	if err != nil {
+		return err
+	}
+	clientConf, err := mtls.ClientConfig()
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", n.cfg.RaftAddr)
+	if err != nil {
+		return fmt.Errorf("raft listener %s: %w", n.cfg.RaftAddr, err)
+	}
+	advertise, err := n.cfg.raftAdvertise(ln.Addr())
+	if err != nil {
+		_ = ln.Close()
+		return err
+	}
+	n.stream, err = transport.NewTLSStreamLayer(ln, advertise, serverConf, clientConf, transport.WithLogger(n.log))
+	if err != nil {
+		_ = ln.Close()
+		return err
+	}
+	n.transport = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
+		Stream: n.stream, MaxPool: 4, Timeout: 10 * time.Second, Logger: raftLogger,
+	})
+
+	rc := raft.DefaultConfig()
+	rc.LocalID = raft.ServerID(n.cfg.NodeID)
+	rc.Logger = raftLogger
+	rc.HeartbeatTimeout = n.cfg.Raft.HeartbeatTimeout
+	rc.ElectionTimeout = n.cfg.Raft.HeartbeatTimeout
+	rc.LeaderLeaseTimeout = n.cfg.Raft.HeartbeatTimeout / 2
+	rc.SnapshotThreshold = n.cfg.Raft.SnapshotThreshold
+	rc.SnapshotInterval = n.cfg.Raft.SnapshotInterval
+	rc.TrailingLogs = n.cfg.Raft.TrailingLogs
+	// Hand the FSM whole batches of committed entries: one pebble batch
+	// per group instead of one per entry.
+	rc.BatchApplyCh = true
+	rc.MaxAppendEntries = 512
+	// The state machine is persistent and knows its applied index, so
+	// restoring the last snapshot on start would only rewrite what is there.
+	// It still must when its database is older than the snapshot.
+	rc.NoSnapshotRestoreOnStart, err = n.stateCoversSnapshots(snapshots)
+	if err != nil {
+		return err
+	}
+
+	existing, err := raft.HasExistingState(n.logs, n.logs, snapshots)
+	if err != nil {
+		return fmt.Errorf("raft state: %w", err)
+	}
+	if !existing {
+		self := raft.Server{ID: rc.LocalID, Address: n.transport.LocalAddr(), Suffrage: raft.Voter}
+		conf := raft.Configuration{Servers: []raft.Server{self}}
+		if err := raft.BootstrapCluster(rc, n.logs, n.logs, snapshots, n.transport, conf); err != nil {
+			return fmt.Errorf("bootstrap: %w", err)
+		}
+		n.log.Info("bootstrapped a new single-node team")
+	}
+	n.raft, err = raft.NewRaft(rc, n.state, n.logs, n.logs, snapshots, n.transport)
+	if err != nil {
+		return fmt.Errorf("raft: %w", err)
+	}
+	return nil
+}
+
+// stateCoversSnapshots reports whether the state machine's database already
+// holds everything the newest snapshot does.
+func (n *Node) stateCoversSnapshots(store raft.SnapshotStore) (bool, error) {
+	metas, err := store.List()
+	if err != nil {
+		return false, fmt.Errorf("snapshot store: %w", err)
+	}
+	if len(metas) == 0 {
+		return true, nil
+	}
+	return n.state.AppliedIndex() >= metas[0].Index, nil
+}
+
+func (n *Node) startAPI(creds nodeCredentials) error {
+	ln, err := net.Listen("tcp", n.cfg.APIAddr)
+	if err != nil {
+		return fmt.Errorf("api listener %s: %w", n.cfg.APIAddr, err)
+	}
+	n.apiListener = ln
+	opts := []grpc.ServerOption{
+		grpc.MaxRecvMsgSize(MaxRequestBytes),
+		grpc.ChainUnaryInterceptor(recoverUnary(n.log), logUnary(n.log)),
+	}
+	if n.cfg.apiPlaintext() {
+		n.log.Warn("operator API without TLS: allowed on loopback in development mode only", "addr", ln.Addr().String())
+	} else {
+		tlsConf, err := pki.ServerConfig(creds.cert, creds.roots, true)
+		if err != nil {
+			return fmt.Errorf("api TLS: %w", err)
+		}
+		opts = append(opts, grpc.Creds(credentialsFromTLS(tlsConf)),
+			grpc.ChainUnaryInterceptor(authorizeOperator(n.cfg.TeamID)))
+	}
+	n.grpc = grpc.NewServer(opts...)
+	n.health = health.NewServer()
+	registerServices(n.grpc, n, n.state, n.health)
+
+	n.wg.Add(2)
+	go func() {
+		defer n.wg.Done()
+		if err := n.grpc.Serve(ln); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+			n.log.Error("operator API stopped", "error", err)
+		}
+	}()
+	go func() {
+		defer n.wg.Done()
+		n.watchLeadership()
+	}()
+	return nil
+}
+
+// watchLeadership keeps grpc.health.v1 honest: a node that knows no leader
+// cannot serve writes, so it reports NOT_SERVING until it does.
+func (n *Node) watchLeadership() {
+	ticker := time.NewTicker(200 * time.Millisecond)
+	defer ticker.Stop()
+	var last healthpb.HealthCheckResponse_ServingStatus = -1
+	for {
+		st := healthpb.HealthCheckResponse_NOT_SERVING
+		if addr, _ := n.raft.LeaderWithID(); addr != "" {
+			st = healthpb.HealthCheckResponse_SERVING
+		}
+		if st != last {
+			for _, svc := range []string{"", irxv1.IncidentService_ServiceDesc.ServiceName, irxv1.ClusterService_ServiceDesc.ServiceName} {
+				n.health.SetServingStatus(svc, st)
+			}
+			last = st
+		}
+		select {
+		case <-n.stopObserving:
+			return
+		case <-ticker.C:
+		}
+	}
+}
+
+// APIAddr is the bound address of the operator API.
+func (n *Node) APIAddr() net.Addr { return n.apiListener.Addr() }
+
+// RaftAddr is the address other members use to reach this node.
+func (n *Node) RaftAddr() raft.ServerAddress { return n.transport.LocalAddr() }
+
+// Close stops serving, shuts Raft down and closes storage. Calls in flight
+// get a few seconds to finish.
+func (n *Node) Close() error {
+	n.closeOnce.Do(func() {
+		var errs []error
+		if n.health != nil {
+			n.health.Shutdown()
+		}
+		if n.grpc != nil {
+			stopped := make(chan struct{})
+			go func() { n.grpc.GracefulStop(); close(stopped) }()
+			select {
+			case <-stopped:
+			case <-time.After(5 * time.Second):
+				n.grpc.Stop()
+			}
+		}
+		close(n.stopObserving)
+		if n.raft != nil {
+			errs = append(errs, n.raft.Shutdown().Error())
+		}
+		if n.transport != nil {
+			errs = append(errs, n.transport.Close())
+		}
+		n.wg.Wait()
+		if n.state != nil {
+			errs = append(errs, n.state.Close())
+		}
+		if n.logs != nil {
+			errs = append(errs, n.logs.Close())
+		}
+		n.closeErr = errors.Join(errs...)
+	})
+	return n.closeErr
+}
+
+// Propose appends cmd to the Raft log and waits until it is applied,
+// returning the state machine's result.
+func (n *Node) Propose(ctx context.Context, cmd *irxv1.Command) (*fsm.Result, error) {
+	cmd.ProposeTime = timestamppb.Now()
+	data, err := proto.Marshal(cmd)
+	if err != nil {
+		return nil, status.Errorf(codes.Internal, "encode command: %v", err)
+	}
+	timeout := n.cfg.Raft.ApplyTimeout
+	if deadline, ok := ctx.Deadline(); ok {
+		timeout = time.Until(deadline)
+	}
+	future := n.raft.Apply(data, timeout)
+	done := make(chan error, 1)
+	go func() { done <- future.Error() }()
+	select {
+	case <-ctx.Done():
+		return nil, status.Error(codes.DeadlineExceeded, "the write was not confirmed in time; it may still be applied: retry with the same request_id")
+	case err := <-done:
+		if err != nil {
+			return nil, n.raftError(err)
+		}
+	}
+	res, ok := future.Response().(*fsm.Result)
+	if !ok {
+		return nil, status.Errorf(codes.Internal, "state machine returned %T", future.Response())
+	}
+	return res, nil
+}
+
+func (n *Node) raftError(err error) error {
+	switch {
+	case errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrLeadershipLost):
+		addr, id := n.raft.LeaderWithID()
+		return status.Errorf(codes.Unavailable, "node %s is not the leader (leader: %q at %q); retry", n.cfg.NodeID, id, addr)
+	case errors.Is(err, raft.ErrRaftShutdown):
+		return status.Error(codes.Unavailable, "node is shutting down")
+	case errors.Is(err, raft.ErrEnqueueTimeout):
+		return status.Error(codes.Unavailable, "the node is overloaded or has no leader; retry with the same request_id")
+	}
+	return status.Errorf(codes.Internal, "raft: %v", err)
+}
+
+// ClusterStatus reports this node's view of the cluster.
+func (n *Node) ClusterStatus(context.Context) (*irxv1.GetClusterStatusResponse, error) {
+	leaderAddr, leaderID := n.raft.LeaderWithID()
+	future := n.raft.GetConfiguration()
+	if err := future.Error(); err != nil {
+		return nil, n.raftError(err)
+	}
+	resp := &irxv1.GetClusterStatusResponse{
+		TeamId:        n.cfg.TeamID,
+		NodeId:        n.cfg.NodeID,
+		Role:          roleOf(n.raft.State()),
+		LeaderId:      string(leaderID),
+		LeaderAddress: string(leaderAddr),
+		Term:          n.raft.CurrentTerm(),
+		CommitIndex:   n.raft.CommitIndex(),
+		AppliedIndex:  n.state.AppliedIndex(),
+		LastTicket:    n.state.LastTicket(),
+		FeedSequence:  n.state.FeedSequence(),
+	}
+	for _, s := range future.Configuration().Servers {
+		resp.Members = append(resp.Members, &irxv1.ClusterMember{
+			NodeId:  string(s.ID),
+			Address: string(s.Address),
+			Voter:   s.Suffrage == raft.Voter,
+			Leader:  s.ID == leaderID,
+		})
+	}
+	return resp, nil
+}
+
+func roleOf(s raft.RaftState) irxv1.NodeRole {
+	switch s {
+	case raft.Follower:
+		return irxv1.NodeRole_NODE_ROLE_FOLLOWER
+	case raft.Candidate:
+		return irxv1.NodeRole_NODE_ROLE_CANDIDATE
+	case raft.Leader:
+		return irxv1.NodeRole_NODE_ROLE_LEADER
+	case raft.Shutdown:
+		return irxv1.NodeRole_NODE_ROLE_SHUTDOWN
+	}
+	return irxv1.NodeRole_NODE_ROLE_UNSPECIFIED
+}

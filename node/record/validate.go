@@ -1,0 +1,267 @@
+package record
+
+import (
+	"fmt"
+	"net/netip"
+	"strings"
+
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+
+	irxv1 "github.com/irxfed/irx/proto/irx/v1"
+)
+
+// MaxIncidentBytes is the largest encoded incident the team accepts. A real
+// incident record is a few KiB; logs and evidence beyond this belong in an
+// evidence store referenced by Evidence.location.
+const MaxIncidentBytes = 256 << 10
+
+// Violation names one field that is wrong and says why.
+type Violation struct {
+	Field       string // path from the request, e.g. "incident.victim_hosts[0].addresses[1]"
+	Description string
+}
+
+// ValidationError lists every violation found, so a client can fix them in
+// one round trip.
+type ValidationError struct {
+	Violations []Violation
+}
+
+func (e *ValidationError) Error() string {
+	parts := make([]string, len(e.Violations))
+	for i, v := range e.Violations {
+		parts[i] = v.Field + ": " + v.Description
+	}
+	return "invalid incident: " + strings.Join(parts, "; ")
+}
+
+type violations []Violation
+
+func (vs *violations) add(field, format string, args ...any) {
+	*vs = append(*vs, Violation{Field: field, Description: fmt.Sprintf(format, args...)})
+}
+
+func (vs violations) err() error {
+	if len(vs) == 0 {
+		return nil
+	}
+	return &ValidationError{Violations: vs}
+}
+
+// Validate checks an incident's content. prefix is the path of the incident
+// in the request (e.g. "incident"), used in violation field names. Output-only
+// fields are not checked here; the state machine owns them.
+func Validate(inc *irxv1.Incident, prefix string) error {
+	var vs violations
+	if inc == nil {
+		vs.add(prefix, "is required")
+		return vs.err()
+	}
+	if n := proto.Size(inc); n > MaxIncidentBytes {
+		vs.add(prefix, "is %d bytes encoded; the limit is %d", n, MaxIncidentBytes)
+		return vs.err()
+	}
+	p := func(field string) string { return prefix + "." + field }
+
+	checkEnums(inc.ProtoReflect(), prefix, &vs)
+
+	if inc.GetTlp() == irxv1.Tlp_TLP_UNSPECIFIED {
+		vs.add(p("tlp"), "is required: one of TLP_CLEAR, TLP_GREEN, TLP_AMBER, TLP_AMBER_STRICT, TLP_RED")
+	}
+	if inc.GetTaxonomy() == nil {
+		vs.add(p("taxonomy"), "is required: a Reference Security Incident Taxonomy class and type")
+	} else {
+		checkTaxonomy(inc.GetTaxonomy(), p("taxonomy"), &vs)
+	}
+	for i, t := range inc.GetAdditionalTaxonomies() {
+		checkTaxonomy(t, fmt.Sprintf("%s[%d]", p("additional_taxonomies"), i), &vs)
+	}
+	for i, r := range inc.GetNamedRecipients() {
+		if err := ValidateTeamID(r); err != nil {
+			vs.add(fmt.Sprintf("%s[%d]", p("named_recipients"), i), "%v", err)
+		}
+	}
+	for i, a := range inc.GetAlternativeIds() {
+		f := fmt.Sprintf("%s[%d]", p("alternative_ids"), i)
+		if strings.TrimSpace(a.GetTeamId()) == "" {
+			vs.add(f+".team_id", "is required")
+		}
+		if strings.TrimSpace(a.GetTicket()) == "" {
+			vs.add(f+".ticket", "is required")
+		}
+	}
+	checkTimes(inc, prefix, &vs)
+	for i, h := range inc.GetVictimHosts() {
+		checkHost(h, fmt.Sprintf("%s[%d]", p("victim_hosts"), i), &vs)
+	}
+	for i, h := range inc.GetAttackingHosts() {
+		checkHost(h, fmt.Sprintf("%s[%d]", p("attacking_hosts"), i), &vs)
+	}
+	for i, ind := range inc.GetIndicators() {
+		checkIndicator(ind, fmt.Sprintf("%s[%d]", p("indicators"), i), &vs)
+	}
+	for i, id := range inc.GetRelatedActivity().GetIncidentIds() {
+		if _, err := ParseID(id); err != nil {
+			vs.add(fmt.Sprintf("%s[%d]", p("related_activity.incident_ids"), i), "%v", err)
+		}
+	}
+	for i, a := range inc.GetAssessments() {
+		if a.GetConfidence() > 100 {
+			vs.add(fmt.Sprintf("%s[%d].confidence", p("assessments"), i), "must be 0 to 100")
+		}
+	}
+	for i, e := range inc.GetEvidence() {
+		if s := e.GetSha256(); s != "" && !isHex(s, 64) {
+			vs.add(fmt.Sprintf("%s[%d].sha256", p("evidence"), i), "must be 64 hex digits")
+		}
+		if e.GetSizeBytes() < 0 {
+			vs.add(fmt.Sprintf("%s[%d].size_bytes", p("evidence"), i), "must not be negative")
+		}
+	}
+	return vs.err()
+}
+
+func checkTaxonomy(t *irxv1.Taxonomy, field string, vs *violations) {
+	types, ok := taxonomy[t.GetClass()]
+	switch {
+	case !ok:
+		vs.add(field+".class", "%q is not a taxonomy class; one of %s", t.GetClass(), strings.Join(TaxonomyClasses(), ", "))
+	case !ValidTaxonomy(t.GetClass(), t.GetType()):
+		vs.add(field+".type", "%q is not a type of class %q; one of %s", t.GetType(), t.GetClass(), strings.Join(types, ", "))
+	}
+}
+
+// checkEnums rejects enum numbers the schema does not define, anywhere in
+// the record: proto3 accepts them on the wire, but no policy rule or index
+// can mean anything by them.
+func checkEnums(m protoreflect.Message, path string, vs *violations) {
+	m.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
+		fp := path + "." + string(fd.Name())
+		switch {
+		case fd.IsList():
+			l := v.List()
+			for i := 0; i < l.Len(); i++ {
+				checkValue(fd, l.Get(i), fmt.Sprintf("%s[%d]", fp, i), vs)
+			}
+		case fd.IsMap():
+			// The incident schema has no maps.
+		default:
+			checkValue(fd, v, fp, vs)
+		}
+		return true
+	})
+}
+
+func checkValue(fd protoreflect.FieldDescriptor, v protoreflect.Value, path string, vs *violations) {
+	switch fd.Kind() {
+	case protoreflect.EnumKind:
+		if fd.Enum().Values().ByNumber(v.Enum()) == nil {
+			vs.add(path, "%d is not a value of %s", v.Enum(), fd.Enum().Name())
+		}
+	case protoreflect.MessageKind, protoreflect.GroupKind:
+		checkEnums(v.Message(), path, vs)
+	}
+}
+
+func checkTimes(inc *irxv1.Incident, prefix string, vs *violations) {
+	times := []struct {
+		name string
+		ts   interface {
+			IsValid() bool
+			CheckValid() error
+		}
+		set bool
+	}{
+		{"detect_time", inc.GetDetectTime(), inc.DetectTime != nil},
+		{"start_time", inc.GetStartTime(), inc.StartTime != nil},
+		{"end_time", inc.GetEndTime(), inc.EndTime != nil},
+		{"recovery_time", inc.GetRecoveryTime(), inc.RecoveryTime != nil},
+		{"report_time", inc.GetReportTime(), inc.ReportTime != nil},
+	}
+	for _, t := range times {
+		if t.set && !t.ts.IsValid() {
+			vs.add(prefix+"."+t.name, "%v", t.ts.CheckValid())
+		}
+	}
+	if inc.StartTime != nil && inc.EndTime != nil && inc.GetStartTime().IsValid() && inc.GetEndTime().IsValid() &&
+		inc.GetEndTime().AsTime().Before(inc.GetStartTime().AsTime()) {
+		vs.add(prefix+".end_time", "is before start_time")
+	}
+}
+
+func checkHost(h *irxv1.Host, field string, vs *violations) {
+	if h.GetHostname() == "" && len(h.GetAddresses()) == 0 && h.GetDomain() == "" && h.GetAsn() == 0 {
+		vs.add(field, "needs at least one of hostname, addresses, domain or asn")
+	}
+	for i, a := range h.GetAddresses() {
+		if !validAddressOrPrefix(a) {
+			vs.add(fmt.Sprintf("%s.addresses[%d]", field, i), "%q is not an IP address or CIDR prefix", a)
+		}
+	}
+	for i, s := range h.GetServices() {
+		if s.GetPort() > 65535 {
+			vs.add(fmt.Sprintf("%s.services[%d].port", field, i), "must be 0 to 65535")
+		}
+		if s.GetIpProtocol() > 255 {
+			vs.add(fmt.Sprintf("%s.services[%d].ip_protocol", field, i), "must be 0 to 255")
+		}
+	}
+}
+
+func checkIndicator(ind *irxv1.Indicator, field string, vs *violations) {
+	if ind.GetKind() == irxv1.IndicatorKind_INDICATOR_KIND_UNSPECIFIED {
+		vs.add(field+".kind", "is required")
+	}
+	v := ind.GetValue()
+	if strings.TrimSpace(v) == "" {
+		vs.add(field+".value", "is required")
+		return
+	}
+	switch ind.GetKind() {
+	case irxv1.IndicatorKind_INDICATOR_KIND_IPV4:
+		if a, ok := parseAddressOrPrefix(v); !ok || !a.Is4() {
+			vs.add(field+".value", "%q is not an IPv4 address or prefix", v)
+		}
+	case irxv1.IndicatorKind_INDICATOR_KIND_IPV6:
+		if a, ok := parseAddressOrPrefix(v); !ok || !a.Is6() || a.Is4In6() {
+			vs.add(field+".value", "%q is not an IPv6 address or prefix", v)
+		}
+	case irxv1.IndicatorKind_INDICATOR_KIND_FILE_HASH:
+		if !isHex(v, 0) {
+			vs.add(field+".value", "%q is not a hex digest", v)
+		}
+	}
+	if ind.GetConfidence() > 100 {
+		vs.add(field+".confidence", "must be 0 to 100")
+	}
+}
+
+func validAddressOrPrefix(s string) bool {
+	_, ok := parseAddressOrPrefix(s)
+	return ok
+}
+
+func parseAddressOrPrefix(s string) (netip.Addr, bool) {
+	if a, err := netip.ParseAddr(s); err == nil && a.Zone() == "" {
+		return a, true
+	}
+	if p, err := netip.ParsePrefix(s); err == nil {
+		return p.Addr(), true
+	}
+	return netip.Addr{}, false
+}
+
+// isHex reports whether s is hex digits; n > 0 also requires that length.
+func isHex(s string, n int) bool {
+	if s == "" || n > 0 && len(s) != n || len(s)%2 != 0 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F') {
+			return false
+		}
+	}
+	return true
+}

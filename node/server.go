@@ -1,0 +1,87 @@
+package node
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"log/slog"
+	"runtime/debug"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/peer"
+	"google.golang.org/grpc/reflection"
+	"google.golang.org/grpc/status"
+
+	"github.com/irxfed/irx/node/api"
+	"github.com/irxfed/irx/node/pki"
+	irxv1 "github.com/irxfed/irx/proto/irx/v1"
+)
+
+func registerServices(s *grpc.Server, n *Node, store api.Store, h *health.Server) {
+	irxv1.RegisterIncidentServiceServer(s, api.NewIncidentService(n, store))
+	irxv1.RegisterClusterServiceServer(s, api.NewClusterService(n))
+	healthpb.RegisterHealthServer(s, h)
+	reflection.Register(s)
+}
+
+func credentialsFromTLS(c *tls.Config) credentials.TransportCredentials {
+	return credentials.NewTLS(c)
+}
+
+// recoverUnary turns a handler panic into INTERNAL instead of killing the
+// node: no input may crash a team's node.
+func recoverUnary(log *slog.Logger) grpc.UnaryServerInterceptor {
+	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (resp any, err error) {
+		defer func() {
+			if r := recover(); r != nil {
+				log.Error("handler panic", "method", info.FullMethod, "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
+				err = status.Error(codes.Internal, "internal error")
+			}
+		}()
+		return handler(ctx, req)
+	}
+}
+
+// logUnary logs each call's outcome. Request bodies are never logged: they
+// hold exactly the information the disclosure policy protects.
+func logUnary(log *slog.Logger) grpc.UnaryServerInterceptor {
+	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+		start := time.Now()
+		resp, err := handler(ctx, req)
+		code := status.Code(err)
+		level := slog.LevelDebug
+		if code == codes.Internal || code == codes.Unknown {
+			level = slog.LevelError
+		}
+		log.Log(ctx, level, "rpc", "method", info.FullMethod, "code", code.String(), "duration", time.Since(start))
+		return resp, err
+	}
+}
+
+// authorizeOperator admits operators and nodes of this team. The TLS layer
+// has already verified the chain to the team CA.
+func authorizeOperator(team string) grpc.UnaryServerInterceptor {
+	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+		p, ok := peer.FromContext(ctx)
+		if !ok {
+			return nil, status.Error(codes.Unauthenticated, "no peer information")
+		}
+		tlsInfo, ok := p.AuthInfo.(credentials.TLSInfo)
+		if !ok {
+			return nil, status.Error(codes.Unauthenticated, "a client certificate from the team CA is required")
+		}
+		id, err := pki.PeerIdentity(tlsInfo.State)
+		if err != nil {
+			return nil, status.Errorf(codes.Unauthenticated, "client certificate: %v", err)
+		}
+		if id.Team != team || (id.Kind != pki.KindOperator && id.Kind != pki.KindNode) {
+			return nil, status.Errorf(codes.PermissionDenied, "%s is not an operator of team %q", id, team)
+		}
+		return handler(ctx, req)
+	}
+}
