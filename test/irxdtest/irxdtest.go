@@ -1,0 +1,243 @@
+// Package irxdtest runs real irxd processes for end-to-end tests and the
+// load tool: it builds the binary once, starts nodes on free loopback ports,
+// stops them gently or with SIGKILL, and dials their operator API.
+package irxdtest
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+)
+
+// Build compiles ./cmd/irxd into dir and returns the binary's path.
+func Build(ctx context.Context, dir string) (string, error) {
+	root, err := moduleRoot()
+	if err != nil {
+		return "", err
+	}
+	bin := filepath.Join(dir, "irxd")
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/irxd")
+	cmd.Dir = root
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("build irxd: %v\n%s", err, out)
+	}
+	return bin, nil
+}
+
+func moduleRoot() (string, error) {
+	out, err := exec.Command("go", "env", "GOMOD").Output()
+	if err != nil {
+		return "", fmt.Errorf("go env GOMOD: %w", err)
+	}
+	gomod := strings.TrimSpace(string(out))
+	if gomod == "" || gomod == os.DevNull {
+		return "", fmt.Errorf("not inside the irx module")
+	}
+	return filepath.Dir(gomod), nil
+}
+
+// FreePort returns a loopback address with a port that was free a moment
+// ago. Raft addresses must stay the same across restarts, so they cannot be
+// ":0".
+func FreePort() (string, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer ln.Close()
+	return ln.Addr().String(), nil
+}
+
+// Node is one irxd process and the settings to restart it.
+type Node struct {
+	Bin     string
+	DataDir string
+	Args    []string // extra flags
+
+	APIAddr  string // operator API, known once started
+	RaftAddr string
+
+	mu     sync.Mutex
+	cmd    *exec.Cmd
+	exited chan struct{}
+	logs   *lockedBuffer
+}
+
+// NewNode prepares a node with its own data directory and fixed ports.
+func NewNode(bin, dataDir string, args ...string) (*Node, error) {
+	api, err := FreePort()
+	if err != nil {
+		return nil, err
+	}
+	raftAddr, err := FreePort()
+	if err != nil {
+		return nil, err
+	}
+	return &Node{Bin: bin, DataDir: dataDir, Args: args, APIAddr: api, RaftAddr: raftAddr, logs: &lockedBuffer{}}, nil
+}
+
+var apiLine = regexp.MustCompile(`operator API on (\S+)`)
+
+// Start launches the process and waits until it reports its API address
+// and the health service answers SERVING (it has a leader).
+func (n *Node) Start(ctx context.Context) error {
+	args := append([]string{"--data-dir", n.DataDir, "--api-addr", n.APIAddr, "--raft-addr", n.RaftAddr, "--log-level", "warn"}, n.Args...)
+	cmd := exec.Command(n.Bin, args...)
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return err
+	}
+	cmd.Stderr = n.logs
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("start irxd: %w", err)
+	}
+	exited := make(chan struct{})
+	n.mu.Lock()
+	n.cmd, n.exited = cmd, exited
+	n.mu.Unlock()
+	ready := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			if m := apiLine.FindStringSubmatch(sc.Text()); m != nil {
+				select {
+				case ready <- m[1]:
+				default:
+				}
+			}
+		}
+		_, _ = io.Copy(io.Discard, stdout)
+		_ = cmd.Wait()
+		close(exited)
+	}()
+	select {
+	case <-ctx.Done():
+		_ = n.Kill()
+		return fmt.Errorf("irxd did not start: %w\n%s", ctx.Err(), n.Logs())
+	case <-exited:
+		return fmt.Errorf("irxd exited at start (%v)\n%s", cmd.ProcessState, n.Logs())
+	case <-ready:
+	}
+	return n.WaitServing(ctx)
+}
+
+// WaitServing polls grpc.health.v1 until the node reports SERVING.
+func (n *Node) WaitServing(ctx context.Context) error {
+	conn, err := n.Dial()
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	client := healthpb.NewHealthClient(conn)
+	for {
+		callCtx, cancel := context.WithTimeout(ctx, time.Second)
+		resp, err := client.Check(callCtx, &healthpb.HealthCheckRequest{})
+		cancel()
+		if err == nil && resp.GetStatus() == healthpb.HealthCheckResponse_SERVING {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("node at %s never served: %w (last: %v)\n%s", n.APIAddr, ctx.Err(), err, n.Logs())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// Dial connects to the operator API (development mode: plaintext on
+// loopback).
+func (n *Node) Dial() (*grpc.ClientConn, error) {
+	return grpc.NewClient(n.APIAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+}
+
+// Stop sends SIGINT and waits for a clean exit.
+func (n *Node) Stop(timeout time.Duration) error {
+	return n.signal(syscall.SIGINT, timeout)
+}
+
+// Kill sends SIGKILL: a crash, no shutdown code runs.
+func (n *Node) Kill() error { return n.signal(syscall.SIGKILL, 10*time.Second) }
+
+func (n *Node) signal(sig syscall.Signal, timeout time.Duration) error {
+	n.mu.Lock()
+	cmd, exited := n.cmd, n.exited
+	n.mu.Unlock()
+	if cmd == nil {
+		return nil
+	}
+	select {
+	case <-exited:
+		return nil
+	default:
+	}
+	if err := cmd.Process.Signal(sig); err != nil {
+		return err
+	}
+	select {
+	case <-exited:
+	case <-time.After(timeout):
+		_ = cmd.Process.Kill()
+		<-exited
+		return fmt.Errorf("irxd did not exit within %v after %v", timeout, sig)
+	}
+	if sig == syscall.SIGINT && !cmd.ProcessState.Success() {
+		return fmt.Errorf("irxd exited with %v after SIGINT\n%s", cmd.ProcessState, n.Logs())
+	}
+	return nil
+}
+
+// Logs returns what the process wrote to stderr.
+func (n *Node) Logs() string { return n.logs.String() }
+
+// StartNode builds nothing: it starts a node from bin in a fresh temporary
+// directory and stops it when the test ends.
+func StartNode(t testing.TB, bin string, args ...string) *Node {
+	t.Helper()
+	n, err := NewNode(bin, filepath.Join(t.TempDir(), "data"), args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := n.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := n.Stop(10 * time.Second); err != nil {
+			t.Errorf("stop: %v", err)
+		}
+	})
+	return n
+}
+
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf strings.Builder
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
