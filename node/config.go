@@ -39,10 +39,24 @@ type Config struct {
 	// bound RaftAddr, which must then not be a wildcard.
 	RaftAdvertise string
 
+	// Members is the initial configuration of a new team (static
+	// bootstrap); every initial member is started with the same list. Empty
+	// means a one-node team of this node.
+	Members []Member
+	// Join starts the node without bootstrapping: it waits for a member of
+	// a running team to add it (ClusterService/AddMember).
+	Join bool
+
 	TLS  TLSConfig
 	Raft RaftConfig
 
 	Logger *slog.Logger
+}
+
+// Member is a node of the initial configuration.
+type Member struct {
+	ID       string
+	RaftAddr string // its intra-cluster address, host:port
 }
 
 // TLSConfig selects the node's certificates. Either DevDir (generated
@@ -122,6 +136,29 @@ func (c Config) validate() error {
 	}
 	if c.TLS.DevDir == "" && (c.TLS.CAFile == "" || c.TLS.CertFile == "" || c.TLS.KeyFile == "") {
 		errs = append(errs, errors.New("tls: set ca_file, cert_file and key_file together, or none for the development PKI"))
+	}
+	if len(c.Members) > 0 {
+		seen := map[string]bool{}
+		self := false
+		for i, m := range c.Members {
+			if err := record.ValidateTeamID(m.ID); err != nil {
+				errs = append(errs, fmt.Errorf("cluster.members[%d].id: %w", i, err))
+			}
+			if _, _, err := net.SplitHostPort(m.RaftAddr); err != nil {
+				errs = append(errs, fmt.Errorf("cluster.members[%d].raft: %q: %w", i, m.RaftAddr, err))
+			}
+			if seen[m.ID] {
+				errs = append(errs, fmt.Errorf("cluster.members[%d].id: %q listed twice", i, m.ID))
+			}
+			seen[m.ID] = true
+			self = self || m.ID == c.NodeID
+		}
+		if !self {
+			errs = append(errs, fmt.Errorf("cluster.members: does not list this node (%q)", c.NodeID))
+		}
+		if c.Join {
+			errs = append(errs, errors.New("cluster: members (bootstrap) and join exclude each other"))
+		}
 	}
 	if c.Raft.HeartbeatTimeout < 50*time.Millisecond {
 		errs = append(errs, errors.New("raft.heartbeat_timeout: must be at least 50ms"))

@@ -4,7 +4,6 @@
 package node
 
 import (
-	"context"
 	"crypto/x509"
 	"errors"
 	"fmt"
@@ -13,18 +12,16 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
-	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/irxfed/irx/node/api"
 	"github.com/irxfed/irx/node/fsm"
 	"github.com/irxfed/irx/node/pki"
 	"github.com/irxfed/irx/node/raftstore"
@@ -47,6 +44,12 @@ type Node struct {
 	apiListener net.Listener
 	grpc        *grpc.Server
 	health      *health.Server
+	intra       *grpc.Server // NodeService and forwarded ClusterService calls
+	peers       peerConns
+
+	// readyTerm is the term in which this node, as leader, has committed an
+	// entry of its own, so its commit index is safe for read-index reads.
+	readyTerm atomic.Uint64
 
 	stopObserving chan struct{}
 	wg            sync.WaitGroup
@@ -189,18 +192,39 @@ func (n *Node) startRaft(creds nodeCredentials) error {
 	if err != nil {
 		return fmt.Errorf("raft state: %w", err)
 	}
-	if !existing {
-		self := raft.Server{ID: rc.LocalID, Address: n.transport.LocalAddr(), Suffrage: raft.Voter}
-		conf := raft.Configuration{Servers: []raft.Server{self}}
+	if !existing && !n.cfg.Join {
+		conf := raft.Configuration{Servers: []raft.Server{{ID: rc.LocalID, Address: n.transport.LocalAddr(), Suffrage: raft.Voter}}}
+		if len(n.cfg.Members) > 0 {
+			// Static bootstrap: every initial member bootstraps with the
+			// same configuration; raft accepts the identical copies.
+			conf.Servers = conf.Servers[:0]
+			for _, m := range n.cfg.Members {
+				conf.Servers = append(conf.Servers, raft.Server{ID: raft.ServerID(m.ID), Address: raft.ServerAddress(m.RaftAddr), Suffrage: raft.Voter})
+			}
+		}
 		if err := raft.BootstrapCluster(rc, n.logs, n.logs, snapshots, n.transport, conf); err != nil {
 			return fmt.Errorf("bootstrap: %w", err)
 		}
-		n.log.Info("bootstrapped a new single-node team")
+		n.log.Info("bootstrapped a new team", "members", len(conf.Servers))
 	}
 	n.raft, err = raft.NewRaft(rc, n.state, n.logs, n.logs, snapshots, n.transport)
 	if err != nil {
 		return fmt.Errorf("raft: %w", err)
 	}
+	n.peers.dial = n.stream.DialGRPC
+	n.intra = grpc.NewServer(
+		grpc.MaxRecvMsgSize(MaxRequestBytes),
+		grpc.ChainUnaryInterceptor(recoverUnary(n.log), logUnary(n.log)))
+	irxv1.RegisterNodeServiceServer(n.intra, nodeService{n: n})
+	irxv1.RegisterClusterServiceServer(n.intra, api.NewClusterService(n))
+	intraListener := n.stream.GRPCListener()
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		if err := n.intra.Serve(intraListener); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+			n.log.Debug("intra-cluster server stopped", "error", err)
+		}
+	}()
 	return nil
 }
 
@@ -304,6 +328,10 @@ func (n *Node) Close() error {
 			}
 		}
 		close(n.stopObserving)
+		if n.intra != nil {
+			n.intra.Stop()
+		}
+		errs = append(errs, n.peers.close())
 		if n.raft != nil {
 			errs = append(errs, n.raft.Shutdown().Error())
 		}
@@ -320,79 +348,6 @@ func (n *Node) Close() error {
 		n.closeErr = errors.Join(errs...)
 	})
 	return n.closeErr
-}
-
-// Propose appends cmd to the Raft log and waits until it is applied,
-// returning the state machine's result.
-func (n *Node) Propose(ctx context.Context, cmd *irxv1.Command) (*fsm.Result, error) {
-	cmd.ProposeTime = timestamppb.Now()
-	data, err := proto.Marshal(cmd)
-	if err != nil {
-		return nil, status.Errorf(codes.Internal, "encode command: %v", err)
-	}
-	timeout := n.cfg.Raft.ApplyTimeout
-	if deadline, ok := ctx.Deadline(); ok {
-		timeout = time.Until(deadline)
-	}
-	future := n.raft.Apply(data, timeout)
-	done := make(chan error, 1)
-	go func() { done <- future.Error() }()
-	select {
-	case <-ctx.Done():
-		return nil, status.Error(codes.DeadlineExceeded, "the write was not confirmed in time; it may still be applied: retry with the same request_id")
-	case err := <-done:
-		if err != nil {
-			return nil, n.raftError(err)
-		}
-	}
-	res, ok := future.Response().(*fsm.Result)
-	if !ok {
-		return nil, status.Errorf(codes.Internal, "state machine returned %T", future.Response())
-	}
-	return res, nil
-}
-
-func (n *Node) raftError(err error) error {
-	switch {
-	case errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrLeadershipLost):
-		addr, id := n.raft.LeaderWithID()
-		return status.Errorf(codes.Unavailable, "node %s is not the leader (leader: %q at %q); retry", n.cfg.NodeID, id, addr)
-	case errors.Is(err, raft.ErrRaftShutdown):
-		return status.Error(codes.Unavailable, "node is shutting down")
-	case errors.Is(err, raft.ErrEnqueueTimeout):
-		return status.Error(codes.Unavailable, "the node is overloaded or has no leader; retry with the same request_id")
-	}
-	return status.Errorf(codes.Internal, "raft: %v", err)
-}
-
-// ClusterStatus reports this node's view of the cluster.
-func (n *Node) ClusterStatus(context.Context) (*irxv1.GetClusterStatusResponse, error) {
-	leaderAddr, leaderID := n.raft.LeaderWithID()
-	future := n.raft.GetConfiguration()
-	if err := future.Error(); err != nil {
-		return nil, n.raftError(err)
-	}
-	resp := &irxv1.GetClusterStatusResponse{
-		TeamId:        n.cfg.TeamID,
-		NodeId:        n.cfg.NodeID,
-		Role:          roleOf(n.raft.State()),
-		LeaderId:      string(leaderID),
-		LeaderAddress: string(leaderAddr),
-		Term:          n.raft.CurrentTerm(),
-		CommitIndex:   n.raft.CommitIndex(),
-		AppliedIndex:  n.state.AppliedIndex(),
-		LastTicket:    n.state.LastTicket(),
-		FeedSequence:  n.state.FeedSequence(),
-	}
-	for _, s := range future.Configuration().Servers {
-		resp.Members = append(resp.Members, &irxv1.ClusterMember{
-			NodeId:  string(s.ID),
-			Address: string(s.Address),
-			Voter:   s.Suffrage == raft.Voter,
-			Leader:  s.ID == leaderID,
-		})
-	}
-	return resp, nil
 }
 
 func roleOf(s raft.RaftState) irxv1.NodeRole {

@@ -23,7 +23,7 @@ import (
 )
 
 func registerServices(s *grpc.Server, n *Node, store api.Store, h *health.Server) {
-	irxv1.RegisterIncidentServiceServer(s, api.NewIncidentService(n, store))
+	irxv1.RegisterIncidentServiceServer(s, api.NewIncidentService(n, n, store))
 	irxv1.RegisterClusterServiceServer(s, api.NewClusterService(n))
 	healthpb.RegisterHealthServer(s, h)
 	reflection.Register(s)

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"time"
 
 	"go.yaml.in/yaml/v3"
@@ -24,6 +25,16 @@ type fileConfig struct {
 		Raft          string `yaml:"raft"`
 		RaftAdvertise string `yaml:"raft_advertise"`
 	} `yaml:"listen"`
+	Cluster struct {
+		// Members lists the initial members of a new team (static
+		// bootstrap); every one of them is started with the same list.
+		Members []struct {
+			ID   string `yaml:"id"`
+			Raft string `yaml:"raft"`
+		} `yaml:"members"`
+		// Join starts without bootstrapping, to be added by AddMember.
+		Join bool `yaml:"join"`
+	} `yaml:"cluster"`
 	TLS struct {
 		CAFile           string `yaml:"ca_file"`
 		CertFile         string `yaml:"cert_file"`
@@ -80,6 +91,10 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 		caFile     = fs.String("ca-file", "", "team CA certificate (PEM); omit all TLS files for the development PKI")
 		certFile   = fs.String("cert-file", "", "node certificate (PEM)")
 		keyFile    = fs.String("key-file", "", "node private key (PEM)")
+		members    = fs.String("members", "", "initial members of a new team: id=host:port,... (static bootstrap; include this node)")
+		join       = fs.Bool("join", false, "start without bootstrapping and wait to be added with ClusterService/AddMember")
+		snapEvery  = fs.Uint64("snapshot-threshold", 0, "log entries between snapshots (default 8192)")
+		trailing   = fs.Uint64("trailing-logs", 0, "log entries kept after a snapshot (default 10240)")
 		logLevel   = fs.String("log-level", "", "debug, info, warn or error (default info)")
 		logFormat  = fs.String("log-format", "", "text or json (default text)")
 	)
@@ -125,10 +140,38 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 		"raft-advertise": advertise, "ca-file": caFile, "cert-file": certFile, "key-file": keyFile,
 		"log-level": logLevel, "log-format": logFormat,
 	}
+	for _, m := range fc.Cluster.Members {
+		o.node.Members = append(o.node.Members, node.Member{ID: m.ID, RaftAddr: m.Raft})
+	}
+	o.node.Join = fc.Cluster.Join
+	var err error
 	fs.Visit(func(f *flag.Flag) {
 		if dst, ok := override[f.Name]; ok {
 			*dst = *values[f.Name]
 		}
+		switch f.Name {
+		case "members":
+			o.node.Members, err = parseMembers(*members)
+		case "join":
+			o.node.Join = *join
+		case "snapshot-threshold":
+			o.node.Raft.SnapshotThreshold = *snapEvery
+		case "trailing-logs":
+			o.node.Raft.TrailingLogs = *trailing
+		}
 	})
-	return o, nil
+	return o, err
+}
+
+// parseMembers reads "id=host:port,id=host:port".
+func parseMembers(s string) ([]node.Member, error) {
+	var out []node.Member
+	for _, part := range strings.Split(s, ",") {
+		id, addr, ok := strings.Cut(strings.TrimSpace(part), "=")
+		if !ok || id == "" || addr == "" {
+			return nil, fmt.Errorf("--members: %q is not id=host:port", part)
+		}
+		out = append(out, node.Member{ID: id, RaftAddr: addr})
+	}
+	return out, nil
 }

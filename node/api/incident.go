@@ -27,6 +27,13 @@ type Proposer interface {
 	Propose(ctx context.Context, cmd *irxv1.Command) (*fsm.Result, error)
 }
 
+// ReadBarrier makes a read see what the consistency level promises: for
+// linearizable reads it waits until this node has applied every write the
+// leader had committed when the read began.
+type ReadBarrier interface {
+	ReadBarrier(ctx context.Context, consistency irxv1.ReadConsistency) error
+}
+
 // Store is the read side of the state machine.
 type Store interface {
 	Get(id string, version int64) (*irxv1.Incident, error)
@@ -38,12 +45,14 @@ type Store interface {
 type IncidentService struct {
 	irxv1.UnimplementedIncidentServiceServer
 	proposer Proposer
+	barrier  ReadBarrier
 	store    Store
 }
 
-// NewIncidentService returns the service over a proposer and a store.
-func NewIncidentService(p Proposer, s Store) *IncidentService {
-	return &IncidentService{proposer: p, store: s}
+// NewIncidentService returns the service over a proposer, a read barrier
+// and a store.
+func NewIncidentService(p Proposer, b ReadBarrier, s Store) *IncidentService {
+	return &IncidentService{proposer: p, barrier: b, store: s}
 }
 
 // CreateIncident implements irx.v1.IncidentService.
@@ -72,39 +81,46 @@ func (s *IncidentService) CreateIncident(ctx context.Context, req *irxv1.CreateI
 		return nil, err
 	}
 	if res.Err != nil {
-		return nil, toStatus(res.Err)
+		return nil, ToStatus(res.Err)
 	}
 	return &irxv1.CreateIncidentResponse{Incident: res.Incident}, nil
 }
 
 // GetIncident implements irx.v1.IncidentService.
-func (s *IncidentService) GetIncident(_ context.Context, req *irxv1.GetIncidentRequest) (*irxv1.GetIncidentResponse, error) {
-	vs := checkID(req.GetId(), "id")
+func (s *IncidentService) GetIncident(ctx context.Context, req *irxv1.GetIncidentRequest) (*irxv1.GetIncidentResponse, error) {
+	vs := append(checkID(req.GetId(), "id"), checkConsistency(req.GetConsistency())...)
 	if req.GetVersion() < 0 {
 		vs = append(vs, record.Violation{Field: "version", Description: "must not be negative"})
 	}
 	if len(vs) > 0 {
 		return nil, invalidArgument(vs)
 	}
+	if err := s.barrier.ReadBarrier(ctx, req.GetConsistency()); err != nil {
+		return nil, err
+	}
 	inc, err := s.store.Get(req.GetId(), req.GetVersion())
 	if err != nil {
-		return nil, toStatus(err)
+		return nil, ToStatus(err)
 	}
 	return &irxv1.GetIncidentResponse{Incident: inc}, nil
 }
 
 // ListIncidents implements irx.v1.IncidentService.
-func (s *IncidentService) ListIncidents(_ context.Context, req *irxv1.ListIncidentsRequest) (*irxv1.ListIncidentsResponse, error) {
+func (s *IncidentService) ListIncidents(ctx context.Context, req *irxv1.ListIncidentsRequest) (*irxv1.ListIncidentsResponse, error) {
 	q, vs := queryFrom(req)
+	vs = append(vs, checkConsistency(req.GetConsistency())...)
 	if req.GetPageSize() < 0 {
 		vs = append(vs, record.Violation{Field: "page_size", Description: "must not be negative"})
 	}
 	if len(vs) > 0 {
 		return nil, invalidArgument(vs)
 	}
+	if err := s.barrier.ReadBarrier(ctx, req.GetConsistency()); err != nil {
+		return nil, err
+	}
 	incidents, next, err := s.store.List(q, int(req.GetPageSize()), req.GetPageToken())
 	if err != nil {
-		return nil, toStatus(err)
+		return nil, ToStatus(err)
 	}
 	return &irxv1.ListIncidentsResponse{Incidents: incidents, NextPageToken: next}, nil
 }
@@ -185,25 +201,35 @@ func (s *IncidentService) UpdateIncident(ctx context.Context, req *irxv1.UpdateI
 		return nil, err
 	}
 	if res.Err != nil {
-		return nil, toStatus(res.Err)
+		return nil, ToStatus(res.Err)
 	}
 	return &irxv1.UpdateIncidentResponse{Incident: res.Incident}, nil
 }
 
 // ListIncidentVersions implements irx.v1.IncidentService.
-func (s *IncidentService) ListIncidentVersions(_ context.Context, req *irxv1.ListIncidentVersionsRequest) (*irxv1.ListIncidentVersionsResponse, error) {
-	vs := checkID(req.GetId(), "id")
+func (s *IncidentService) ListIncidentVersions(ctx context.Context, req *irxv1.ListIncidentVersionsRequest) (*irxv1.ListIncidentVersionsResponse, error) {
+	vs := append(checkID(req.GetId(), "id"), checkConsistency(req.GetConsistency())...)
 	if req.GetPageSize() < 0 {
 		vs = append(vs, record.Violation{Field: "page_size", Description: "must not be negative"})
 	}
 	if len(vs) > 0 {
 		return nil, invalidArgument(vs)
 	}
+	if err := s.barrier.ReadBarrier(ctx, req.GetConsistency()); err != nil {
+		return nil, err
+	}
 	versions, next, err := s.store.Versions(req.GetId(), int(req.GetPageSize()), req.GetPageToken())
 	if err != nil {
-		return nil, toStatus(err)
+		return nil, ToStatus(err)
 	}
 	return &irxv1.ListIncidentVersionsResponse{Incidents: versions, NextPageToken: next}, nil
+}
+
+func checkConsistency(c irxv1.ReadConsistency) []record.Violation {
+	if _, ok := irxv1.ReadConsistency_name[int32(c)]; !ok {
+		return []record.Violation{{Field: "consistency", Description: fmt.Sprintf("%d is not a ReadConsistency", c)}}
+	}
+	return nil
 }
 
 func checkID(id, field string) []record.Violation {
@@ -232,8 +258,8 @@ func invalidArgument(vs []record.Violation) error {
 	return st.Err()
 }
 
-// toStatus maps state machine and record errors to gRPC statuses.
-func toStatus(err error) error {
+// ToStatus maps state machine and record errors to gRPC statuses.
+func ToStatus(err error) error {
 	var verr *record.ValidationError
 	switch {
 	case errors.As(err, &verr):

@@ -7,6 +7,7 @@
 package fsm
 
 import (
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -18,6 +19,7 @@ import (
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/hashicorp/raft"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/irxfed/irx/node/record"
 	irxv1 "github.com/irxfed/irx/proto/irx/v1"
@@ -55,6 +57,11 @@ type FSM struct {
 	applied    atomic.Uint64
 	lastTicket atomic.Uint64
 	feedSeq    atomic.Uint64
+
+	// appliedSignal is closed and replaced whenever applied advances, so
+	// linearizable reads can wait for an index without polling.
+	signalMu      sync.Mutex
+	appliedSignal chan struct{}
 }
 
 var (
@@ -69,7 +76,7 @@ func Open(dir, team string, logger *slog.Logger) (*FSM, error) {
 	if err := record.ValidateTeamID(team); err != nil {
 		return nil, fmt.Errorf("fsm: %w", err)
 	}
-	f := &FSM{team: team, dir: dir, log: logger}
+	f := &FSM{team: team, dir: dir, log: logger, appliedSignal: make(chan struct{})}
 	if err := recoverDirs(dir); err != nil {
 		return nil, err
 	}
@@ -176,7 +183,32 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
 	f.applied.Store(last)
 	f.lastTicket.Store(a.ticket)
 	f.feedSeq.Store(a.feed)
+	f.signalApplied()
 	return results
+}
+
+func (f *FSM) signalApplied() {
+	f.signalMu.Lock()
+	close(f.appliedSignal)
+	f.appliedSignal = make(chan struct{})
+	f.signalMu.Unlock()
+}
+
+// WaitApplied blocks until the applied index reaches index or ctx ends.
+func (f *FSM) WaitApplied(ctx context.Context, index uint64) error {
+	for {
+		f.signalMu.Lock()
+		signal := f.appliedSignal
+		f.signalMu.Unlock()
+		if f.applied.Load() >= index {
+			return nil
+		}
+		select {
+		case <-signal:
+		case <-ctx.Done():
+			return fmt.Errorf("waiting to apply index %d (applied %d): %w", index, f.applied.Load(), ctx.Err())
+		}
+	}
 }
 
 // applier applies commands to one batch, carrying the counters forward.
@@ -274,6 +306,11 @@ func (a *applier) update(cmd *irxv1.Command, c *irxv1.UpdateIncidentCommand, ind
 		return &Result{Err: fmt.Errorf("%w: %s is at version %d, not %d", ErrVersionConflict, patch.GetId(), current.GetVersion(), want)}
 	}
 	next := record.ApplyMask(current, patch, c.GetUpdateMask())
+	// A defaulted field the mask clears takes its default, as on create;
+	// report_time defaults to the creation time. Otherwise an update could
+	// store STATUS_UNSPECIFIED (which no status filter finds) or an
+	// unspecified root restriction (which children would inherit).
+	record.ApplyDefaults(next, proto.Clone(current.GetCreateTime()).(*timestamppb.Timestamp))
 	if err := record.Validate(next, "incident"); err != nil {
 		return &Result{Err: err}
 	}

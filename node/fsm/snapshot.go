@@ -123,6 +123,7 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 		_ = db.Close()
 		return err
 	}
+	f.signalApplied()
 	f.log.Info("state machine restored from snapshot", "applied_index", f.applied.Load(), "last_ticket", f.lastTicket.Load())
 	return os.RemoveAll(old)
 }

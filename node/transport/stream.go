@@ -36,6 +36,11 @@ const (
 	DefaultMaxPendingHandshakes = 64
 
 	acceptedByte = 0x01
+	// Channel tags: after the acceptance byte the dialler names what the
+	// connection carries, so Raft and forwarded gRPC calls share one port
+	// and one authentication.
+	channelRaft = 'R'
+	channelGRPC = 'G'
 )
 
 // Option configures a StreamLayer.
@@ -100,6 +105,7 @@ type StreamLayer struct {
 	cancel context.CancelFunc
 
 	ready     chan net.Conn // verified inbound connections
+	grpcReady chan net.Conn // verified inbound connections tagged for gRPC
 	slots     chan struct{} // pending-handshake semaphore
 	loopDone  chan struct{} // closed when the accept loop exits
 	acceptErr error         // why the loop exited; written before loopDone closes
@@ -166,6 +172,7 @@ func NewTLSStreamLayer(ln net.Listener, advertise net.Addr, serverConf, clientCo
 		ctx:        ctx,
 		cancel:     cancel,
 		ready:      make(chan net.Conn),
+		grpcReady:  make(chan net.Conn),
 		slots:      make(chan struct{}, o.maxPending),
 		loopDone:   make(chan struct{}),
 	}
@@ -326,14 +333,18 @@ func (s *StreamLayer) handleInbound(raw net.Conn) {
 	ctx, cancel := context.WithTimeout(s.ctx, s.opts.handshakeTimeout)
 	defer cancel()
 	tc := tls.Server(raw, s.serverConf)
-	peer, err := s.establish(ctx, raw, tc, true)
+	peer, channel, err := s.establish(ctx, raw, tc, true, 0)
 	if err != nil {
 		_ = raw.Close()
 		s.logRefusal(true, remote, err)
 		return
 	}
+	ready := s.ready
+	if channel == channelGRPC {
+		ready = s.grpcReady
+	}
 	select {
-	case s.ready <- tc:
+	case ready <- tc:
 		s.opts.logger.Debug("raft transport: accepted connection", "remote", remote, "peer", peer.String())
 	case <-s.ctx.Done():
 		_ = tc.Close()
@@ -349,8 +360,23 @@ func (s *StreamLayer) Dial(address raft.ServerAddress, timeout time.Duration) (n
 	}
 	ctx, cancel := context.WithTimeout(s.ctx, timeout)
 	defer cancel()
+	return s.dial(ctx, string(address), channelRaft)
+}
+
+// DialGRPC opens an authenticated connection to another node's intra-cluster
+// gRPC server at address (its Raft address). Use it as grpc.WithContextDialer
+// with insecure transport credentials: TLS is already done here.
+func (s *StreamLayer) DialGRPC(ctx context.Context, address string) (net.Conn, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.opts.handshakeTimeout)
+	defer cancel()
+	stop := context.AfterFunc(s.ctx, cancel)
+	defer stop()
+	return s.dial(ctx, address, channelGRPC)
+}
+
+func (s *StreamLayer) dial(ctx context.Context, address string, channel byte) (net.Conn, error) {
 	var d net.Dialer
-	raw, err := d.DialContext(ctx, "tcp", string(address))
+	raw, err := d.DialContext(ctx, "tcp", address)
 	if err != nil {
 		return nil, err
 	}
@@ -358,15 +384,15 @@ func (s *StreamLayer) Dial(address raft.ServerAddress, timeout time.Duration) (n
 	if !conf.InsecureSkipVerify && conf.ServerName == "" {
 		// Standard verification needs a name; use the host we dialled, as
 		// tls.Dial does. pki configs verify identities instead and skip this.
-		if host, _, err := net.SplitHostPort(string(address)); err == nil {
+		if host, _, err := net.SplitHostPort(address); err == nil {
 			conf = conf.Clone()
 			conf.ServerName = host
 		}
 	}
 	tc := tls.Client(raw, conf)
-	if _, err := s.establish(ctx, raw, tc, false); err != nil {
+	if _, _, err := s.establish(ctx, raw, tc, false, channel); err != nil {
 		_ = raw.Close()
-		s.logRefusal(false, string(address), err)
+		s.logRefusal(false, address, err)
 		return nil, fmt.Errorf("transport: dial %s: %w", address, err)
 	}
 	return tc, nil
@@ -375,22 +401,24 @@ func (s *StreamLayer) Dial(address raft.ServerAddress, timeout time.Duration) (n
 // establish runs the handshake, the identity check and the acceptance byte
 // under ctx, and leaves the connection without deadlines on success (raft
 // sets its own per-RPC deadlines).
-func (s *StreamLayer) establish(ctx context.Context, raw net.Conn, tc *tls.Conn, inbound bool) (pki.Identity, error) {
+func (s *StreamLayer) establish(ctx context.Context, raw net.Conn, tc *tls.Conn, inbound bool, channel byte) (pki.Identity, byte, error) {
 	start := time.Now()
-	peer, err := s.exchange(ctx, raw, tc, inbound)
+	peer, channel, err := s.exchange(ctx, raw, tc, inbound, channel)
 	var ne net.Error
 	if err != nil && errors.As(err, &ne) && ne.Timeout() {
 		// The connection deadline and the context deadline are the same
 		// instant and either may fire first; report both as one thing.
 		err = fmt.Errorf("handshake timed out after %v: %w", time.Since(start).Round(time.Millisecond), err)
 	}
-	return peer, err
+	return peer, channel, err
 }
 
-func (s *StreamLayer) exchange(ctx context.Context, raw net.Conn, tc *tls.Conn, inbound bool) (pki.Identity, error) {
+// exchange runs the handshake and the acceptance byte, then the channel tag:
+// outbound writes channel, inbound reads and returns it.
+func (s *StreamLayer) exchange(ctx context.Context, raw net.Conn, tc *tls.Conn, inbound bool, channel byte) (pki.Identity, byte, error) {
 	if deadline, ok := ctx.Deadline(); ok {
 		if err := raw.SetDeadline(deadline); err != nil {
-			return pki.Identity{}, err
+			return pki.Identity{}, 0, err
 		}
 	}
 	// Close aborts the acceptance-byte exchange too, not only the handshake
@@ -399,39 +427,52 @@ func (s *StreamLayer) exchange(ctx context.Context, raw net.Conn, tc *tls.Conn, 
 	defer stop()
 
 	if err := tc.HandshakeContext(ctx); err != nil {
-		return pki.Identity{}, err
+		return pki.Identity{}, 0, err
 	}
 	peer, err := pki.PeerIdentity(tc.ConnectionState())
 	if err != nil {
-		return pki.Identity{}, err
+		return pki.Identity{}, 0, err
 	}
 	if !peer.IsNodeOf(s.local.Team) {
-		return pki.Identity{}, fmt.Errorf("peer %s is not a node of team %q", peer, s.local.Team)
+		return pki.Identity{}, 0, fmt.Errorf("peer %s is not a node of team %q", peer, s.local.Team)
 	}
 	if inbound {
 		if _, err := tc.Write([]byte{acceptedByte}); err != nil {
-			return pki.Identity{}, fmt.Errorf("send acceptance: %w", err)
+			return pki.Identity{}, 0, fmt.Errorf("send acceptance: %w", err)
 		}
 	} else {
 		var b [1]byte
 		if _, err := io.ReadFull(tc, b[:]); err != nil {
 			// A server that refused our certificate answers with a TLS
 			// alert, which surfaces here.
-			return pki.Identity{}, fmt.Errorf("server did not accept the connection: %w", err)
+			return pki.Identity{}, 0, fmt.Errorf("server did not accept the connection: %w", err)
 		}
 		if b[0] != acceptedByte {
-			return pki.Identity{}, fmt.Errorf("unexpected acceptance byte %#x", b[0])
+			return pki.Identity{}, 0, fmt.Errorf("unexpected acceptance byte %#x", b[0])
 		}
+		if _, err := tc.Write([]byte{channel}); err != nil {
+			return pki.Identity{}, 0, fmt.Errorf("send channel: %w", err)
+		}
+	}
+	if inbound {
+		var b [1]byte
+		if _, err := io.ReadFull(tc, b[:]); err != nil {
+			return pki.Identity{}, 0, fmt.Errorf("read channel: %w", err)
+		}
+		if b[0] != channelRaft && b[0] != channelGRPC {
+			return pki.Identity{}, 0, fmt.Errorf("unknown channel %#x", b[0])
+		}
+		channel = b[0]
 	}
 	if !stop() {
 		// The cancellation callback has run or is running and may set the
 		// expired deadline at any moment; the connection is unusable.
-		return pki.Identity{}, context.Cause(ctx)
+		return pki.Identity{}, 0, context.Cause(ctx)
 	}
 	if err := raw.SetDeadline(time.Time{}); err != nil {
-		return pki.Identity{}, err
+		return pki.Identity{}, 0, err
 	}
-	return peer, nil
+	return peer, channel, nil
 }
 
 // logRefusal logs a connection that failed before it was handed to raft.
@@ -451,3 +492,34 @@ func (s *StreamLayer) logRefusal(inbound bool, remote string, err error) {
 	s.opts.logger.Log(context.Background(), level, msg,
 		"local", s.local.String(), "remote", remote, "reason", err.Error())
 }
+
+// GRPCListener returns the listener of inbound connections tagged for the
+// intra-cluster gRPC server. They are authenticated nodes of the team.
+// Closing it stops its Accept; the port itself closes with the StreamLayer.
+func (s *StreamLayer) GRPCListener() net.Listener {
+	return &grpcListener{s: s, done: make(chan struct{})}
+}
+
+type grpcListener struct {
+	s    *StreamLayer
+	once sync.Once
+	done chan struct{}
+}
+
+func (l *grpcListener) Accept() (net.Conn, error) {
+	select {
+	case c := <-l.s.grpcReady:
+		return c, nil
+	case <-l.done:
+		return nil, fmt.Errorf("transport: grpc listener: %w", net.ErrClosed)
+	case <-l.s.loopDone:
+		return nil, l.s.acceptErr
+	}
+}
+
+func (l *grpcListener) Close() error {
+	l.once.Do(func() { close(l.done) })
+	return nil
+}
+
+func (l *grpcListener) Addr() net.Addr { return l.s.advertise }

@@ -22,6 +22,8 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	"github.com/irxfed/irx/node/pki"
 )
 
 // Build compiles ./cmd/irxd into dir and returns the binary's path.
@@ -96,6 +98,16 @@ var apiLine = regexp.MustCompile(`operator API on (\S+)`)
 // Start launches the process and waits until it reports its API address
 // and the health service answers SERVING (it has a leader).
 func (n *Node) Start(ctx context.Context) error {
+	if err := n.Launch(ctx); err != nil {
+		return err
+	}
+	return n.WaitServing(ctx)
+}
+
+// Launch starts the process and waits until its listeners are up, not for
+// a leader: members of a new cluster must all be launched before any of
+// them can elect one.
+func (n *Node) Launch(ctx context.Context) error {
 	args := append([]string{"--data-dir", n.DataDir, "--api-addr", n.APIAddr, "--raft-addr", n.RaftAddr, "--log-level", "warn"}, n.Args...)
 	cmd := exec.Command(n.Bin, args...)
 	stdout, err := cmd.StdoutPipe()
@@ -133,7 +145,7 @@ func (n *Node) Start(ctx context.Context) error {
 		return fmt.Errorf("irxd exited at start (%v)\n%s", cmd.ProcessState, n.Logs())
 	case <-ready:
 	}
-	return n.WaitServing(ctx)
+	return nil
 }
 
 // WaitServing polls grpc.health.v1 until the node reports SERVING.
@@ -240,4 +252,92 @@ func (b *lockedBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()
+}
+
+// StartCluster starts size nodes of team "dev" (node1..nodeN) that bootstrap
+// together, waits until every one serves, and stops them when the test ends.
+// extra flags go to every node.
+func StartCluster(t testing.TB, bin string, size int, extra ...string) []*Node {
+	t.Helper()
+	nodes := make([]*Node, size)
+	var members []string
+	for i := range nodes {
+		n, err := NewNode(bin, filepath.Join(t.TempDir(), fmt.Sprintf("node%d", i+1)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		nodes[i] = n
+		members = append(members, fmt.Sprintf("node%d=%s", i+1, n.RaftAddr))
+	}
+	if err := ShareDevCA("dev", nodes...); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	for i, n := range nodes {
+		n.Args = append([]string{"--node", fmt.Sprintf("node%d", i+1), "--members", strings.Join(members, ",")}, extra...)
+		if err := n.Launch(ctx); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = n.Kill() })
+	}
+	for _, n := range nodes {
+		if err := n.WaitServing(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return nodes
+}
+
+// ShareDevCA gives nodes one development CA for team: each node's
+// development PKI (DataDir/pki) then issues its node certificate from it,
+// which is what lets dev nodes form a cluster.
+func ShareDevCA(team string, nodes ...*Node) error {
+	ca, err := pki.NewCA(team, 24*time.Hour, time.Now())
+	if err != nil {
+		return err
+	}
+	for _, n := range nodes {
+		dir := filepath.Join(n.DataDir, "pki")
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return err
+		}
+		if err := ca.WriteFiles(filepath.Join(dir, pki.DevCACertFile), filepath.Join(dir, pki.DevCAKeyFile)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// LaunchNode starts one more node with the given flags (for example --join)
+// without waiting for a leader, and kills it when the test ends.
+func LaunchNode(t testing.TB, n *Node) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := n.Launch(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = n.Kill() })
+}
+
+// ShareDevCAFrom copies from's development CA to nodes, so they can join
+// from's team.
+func ShareDevCAFrom(from *Node, nodes ...*Node) error {
+	for _, f := range []string{pki.DevCACertFile, pki.DevCAKeyFile} {
+		data, err := os.ReadFile(filepath.Join(from.DataDir, "pki", f))
+		if err != nil {
+			return err
+		}
+		for _, n := range nodes {
+			dir := filepath.Join(n.DataDir, "pki")
+			if err := os.MkdirAll(dir, 0o700); err != nil {
+				return err
+			}
+			if err := pki.WriteFileAtomic(filepath.Join(dir, f), data, pki.KeyFileMode); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }

@@ -265,7 +265,16 @@ type ClusterMember struct {
 	// Whether the member votes.
 	Voter bool `protobuf:"varint,3,opt,name=voter,proto3" json:"voter,omitempty"`
 	// Whether it is the leader.
-	Leader        bool `protobuf:"varint,4,opt,name=leader,proto3" json:"leader,omitempty"`
+	Leader bool `protobuf:"varint,4,opt,name=leader,proto3" json:"leader,omitempty"`
+	// The member's role as it reports it; NODE_ROLE_UNSPECIFIED if it did not
+	// answer.
+	Role NodeRole `protobuf:"varint,5,opt,name=role,proto3,enum=irx.v1.NodeRole" json:"role,omitempty"`
+	// The member's applied index as it reports it.
+	AppliedIndex uint64 `protobuf:"varint,6,opt,name=applied_index,json=appliedIndex,proto3" json:"applied_index,omitempty"`
+	// Entries the member has yet to apply behind the leader's commit index.
+	Lag uint64 `protobuf:"varint,7,opt,name=lag,proto3" json:"lag,omitempty"`
+	// Why the member could not be asked, if it could not.
+	Error         string `protobuf:"bytes,8,opt,name=error,proto3" json:"error,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -328,6 +337,329 @@ func (x *ClusterMember) GetLeader() bool {
 	return false
 }
 
+func (x *ClusterMember) GetRole() NodeRole {
+	if x != nil {
+		return x.Role
+	}
+	return NodeRole_NODE_ROLE_UNSPECIFIED
+}
+
+func (x *ClusterMember) GetAppliedIndex() uint64 {
+	if x != nil {
+		return x.AppliedIndex
+	}
+	return 0
+}
+
+func (x *ClusterMember) GetLag() uint64 {
+	if x != nil {
+		return x.Lag
+	}
+	return 0
+}
+
+func (x *ClusterMember) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
+// Request for ClusterService.AddMember.
+type AddMemberRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The new node's id.
+	NodeId string `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	// The new node's intra-cluster (Raft) address, host:port.
+	Address string `protobuf:"bytes,2,opt,name=address,proto3" json:"address,omitempty"`
+	// Add it without a vote (it replicates but does not count for quorum).
+	NonVoter      bool `protobuf:"varint,3,opt,name=non_voter,json=nonVoter,proto3" json:"non_voter,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AddMemberRequest) Reset() {
+	*x = AddMemberRequest{}
+	mi := &file_irx_v1_cluster_service_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AddMemberRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AddMemberRequest) ProtoMessage() {}
+
+func (x *AddMemberRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_irx_v1_cluster_service_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AddMemberRequest.ProtoReflect.Descriptor instead.
+func (*AddMemberRequest) Descriptor() ([]byte, []int) {
+	return file_irx_v1_cluster_service_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *AddMemberRequest) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+func (x *AddMemberRequest) GetAddress() string {
+	if x != nil {
+		return x.Address
+	}
+	return ""
+}
+
+func (x *AddMemberRequest) GetNonVoter() bool {
+	if x != nil {
+		return x.NonVoter
+	}
+	return false
+}
+
+// Response for ClusterService.AddMember.
+type AddMemberResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The configuration after the change.
+	Members       []*ClusterMember `protobuf:"bytes,1,rep,name=members,proto3" json:"members,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AddMemberResponse) Reset() {
+	*x = AddMemberResponse{}
+	mi := &file_irx_v1_cluster_service_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AddMemberResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AddMemberResponse) ProtoMessage() {}
+
+func (x *AddMemberResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_irx_v1_cluster_service_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AddMemberResponse.ProtoReflect.Descriptor instead.
+func (*AddMemberResponse) Descriptor() ([]byte, []int) {
+	return file_irx_v1_cluster_service_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *AddMemberResponse) GetMembers() []*ClusterMember {
+	if x != nil {
+		return x.Members
+	}
+	return nil
+}
+
+// Request for ClusterService.RemoveMember.
+type RemoveMemberRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The node to remove.
+	NodeId        string `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RemoveMemberRequest) Reset() {
+	*x = RemoveMemberRequest{}
+	mi := &file_irx_v1_cluster_service_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemoveMemberRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemoveMemberRequest) ProtoMessage() {}
+
+func (x *RemoveMemberRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_irx_v1_cluster_service_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemoveMemberRequest.ProtoReflect.Descriptor instead.
+func (*RemoveMemberRequest) Descriptor() ([]byte, []int) {
+	return file_irx_v1_cluster_service_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *RemoveMemberRequest) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+// Response for ClusterService.RemoveMember.
+type RemoveMemberResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The configuration after the change.
+	Members       []*ClusterMember `protobuf:"bytes,1,rep,name=members,proto3" json:"members,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RemoveMemberResponse) Reset() {
+	*x = RemoveMemberResponse{}
+	mi := &file_irx_v1_cluster_service_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemoveMemberResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemoveMemberResponse) ProtoMessage() {}
+
+func (x *RemoveMemberResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_irx_v1_cluster_service_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemoveMemberResponse.ProtoReflect.Descriptor instead.
+func (*RemoveMemberResponse) Descriptor() ([]byte, []int) {
+	return file_irx_v1_cluster_service_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *RemoveMemberResponse) GetMembers() []*ClusterMember {
+	if x != nil {
+		return x.Members
+	}
+	return nil
+}
+
+// Request for ClusterService.TransferLeadership.
+type TransferLeadershipRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The member to hand leadership to; empty lets Raft pick the most
+	// up-to-date follower.
+	NodeId        string `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TransferLeadershipRequest) Reset() {
+	*x = TransferLeadershipRequest{}
+	mi := &file_irx_v1_cluster_service_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TransferLeadershipRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TransferLeadershipRequest) ProtoMessage() {}
+
+func (x *TransferLeadershipRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_irx_v1_cluster_service_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TransferLeadershipRequest.ProtoReflect.Descriptor instead.
+func (*TransferLeadershipRequest) Descriptor() ([]byte, []int) {
+	return file_irx_v1_cluster_service_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *TransferLeadershipRequest) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+// Response for ClusterService.TransferLeadership.
+type TransferLeadershipResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The new leader.
+	LeaderId      string `protobuf:"bytes,1,opt,name=leader_id,json=leaderId,proto3" json:"leader_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TransferLeadershipResponse) Reset() {
+	*x = TransferLeadershipResponse{}
+	mi := &file_irx_v1_cluster_service_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TransferLeadershipResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TransferLeadershipResponse) ProtoMessage() {}
+
+func (x *TransferLeadershipResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_irx_v1_cluster_service_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TransferLeadershipResponse.ProtoReflect.Descriptor instead.
+func (*TransferLeadershipResponse) Descriptor() ([]byte, []int) {
+	return file_irx_v1_cluster_service_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *TransferLeadershipResponse) GetLeaderId() string {
+	if x != nil {
+		return x.LeaderId
+	}
+	return ""
+}
+
 var File_irx_v1_cluster_service_proto protoreflect.FileDescriptor
 
 const file_irx_v1_cluster_service_proto_rawDesc = "" +
@@ -347,20 +679,41 @@ const file_irx_v1_cluster_service_proto_rawDesc = "" +
 	"lastTicket\x12#\n" +
 	"\rfeed_sequence\x18\n" +
 	" \x01(\x04R\ffeedSequence\x12/\n" +
-	"\amembers\x18\v \x03(\v2\x15.irx.v1.ClusterMemberR\amembers\"p\n" +
+	"\amembers\x18\v \x03(\v2\x15.irx.v1.ClusterMemberR\amembers\"\xe3\x01\n" +
 	"\rClusterMember\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x18\n" +
 	"\aaddress\x18\x02 \x01(\tR\aaddress\x12\x14\n" +
 	"\x05voter\x18\x03 \x01(\bR\x05voter\x12\x16\n" +
-	"\x06leader\x18\x04 \x01(\bR\x06leader*\x84\x01\n" +
+	"\x06leader\x18\x04 \x01(\bR\x06leader\x12$\n" +
+	"\x04role\x18\x05 \x01(\x0e2\x10.irx.v1.NodeRoleR\x04role\x12#\n" +
+	"\rapplied_index\x18\x06 \x01(\x04R\fappliedIndex\x12\x10\n" +
+	"\x03lag\x18\a \x01(\x04R\x03lag\x12\x14\n" +
+	"\x05error\x18\b \x01(\tR\x05error\"b\n" +
+	"\x10AddMemberRequest\x12\x17\n" +
+	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x18\n" +
+	"\aaddress\x18\x02 \x01(\tR\aaddress\x12\x1b\n" +
+	"\tnon_voter\x18\x03 \x01(\bR\bnonVoter\"D\n" +
+	"\x11AddMemberResponse\x12/\n" +
+	"\amembers\x18\x01 \x03(\v2\x15.irx.v1.ClusterMemberR\amembers\".\n" +
+	"\x13RemoveMemberRequest\x12\x17\n" +
+	"\anode_id\x18\x01 \x01(\tR\x06nodeId\"G\n" +
+	"\x14RemoveMemberResponse\x12/\n" +
+	"\amembers\x18\x01 \x03(\v2\x15.irx.v1.ClusterMemberR\amembers\"4\n" +
+	"\x19TransferLeadershipRequest\x12\x17\n" +
+	"\anode_id\x18\x01 \x01(\tR\x06nodeId\"9\n" +
+	"\x1aTransferLeadershipResponse\x12\x1b\n" +
+	"\tleader_id\x18\x01 \x01(\tR\bleaderId*\x84\x01\n" +
 	"\bNodeRole\x12\x19\n" +
 	"\x15NODE_ROLE_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12NODE_ROLE_FOLLOWER\x10\x01\x12\x17\n" +
 	"\x13NODE_ROLE_CANDIDATE\x10\x02\x12\x14\n" +
 	"\x10NODE_ROLE_LEADER\x10\x03\x12\x16\n" +
-	"\x12NODE_ROLE_SHUTDOWN\x10\x042g\n" +
+	"\x12NODE_ROLE_SHUTDOWN\x10\x042\xd1\x02\n" +
 	"\x0eClusterService\x12U\n" +
-	"\x10GetClusterStatus\x12\x1f.irx.v1.GetClusterStatusRequest\x1a .irx.v1.GetClusterStatusResponseB*Z(github.com/irxfed/irx/proto/irx/v1;irxv1b\x06proto3"
+	"\x10GetClusterStatus\x12\x1f.irx.v1.GetClusterStatusRequest\x1a .irx.v1.GetClusterStatusResponse\x12@\n" +
+	"\tAddMember\x12\x18.irx.v1.AddMemberRequest\x1a\x19.irx.v1.AddMemberResponse\x12I\n" +
+	"\fRemoveMember\x12\x1b.irx.v1.RemoveMemberRequest\x1a\x1c.irx.v1.RemoveMemberResponse\x12[\n" +
+	"\x12TransferLeadership\x12!.irx.v1.TransferLeadershipRequest\x1a\".irx.v1.TransferLeadershipResponseB*Z(github.com/irxfed/irx/proto/irx/v1;irxv1b\x06proto3"
 
 var (
 	file_irx_v1_cluster_service_proto_rawDescOnce sync.Once
@@ -375,23 +728,38 @@ func file_irx_v1_cluster_service_proto_rawDescGZIP() []byte {
 }
 
 var file_irx_v1_cluster_service_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_irx_v1_cluster_service_proto_msgTypes = make([]protoimpl.MessageInfo, 3)
+var file_irx_v1_cluster_service_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
 var file_irx_v1_cluster_service_proto_goTypes = []any{
-	(NodeRole)(0),                    // 0: irx.v1.NodeRole
-	(*GetClusterStatusRequest)(nil),  // 1: irx.v1.GetClusterStatusRequest
-	(*GetClusterStatusResponse)(nil), // 2: irx.v1.GetClusterStatusResponse
-	(*ClusterMember)(nil),            // 3: irx.v1.ClusterMember
+	(NodeRole)(0),                      // 0: irx.v1.NodeRole
+	(*GetClusterStatusRequest)(nil),    // 1: irx.v1.GetClusterStatusRequest
+	(*GetClusterStatusResponse)(nil),   // 2: irx.v1.GetClusterStatusResponse
+	(*ClusterMember)(nil),              // 3: irx.v1.ClusterMember
+	(*AddMemberRequest)(nil),           // 4: irx.v1.AddMemberRequest
+	(*AddMemberResponse)(nil),          // 5: irx.v1.AddMemberResponse
+	(*RemoveMemberRequest)(nil),        // 6: irx.v1.RemoveMemberRequest
+	(*RemoveMemberResponse)(nil),       // 7: irx.v1.RemoveMemberResponse
+	(*TransferLeadershipRequest)(nil),  // 8: irx.v1.TransferLeadershipRequest
+	(*TransferLeadershipResponse)(nil), // 9: irx.v1.TransferLeadershipResponse
 }
 var file_irx_v1_cluster_service_proto_depIdxs = []int32{
 	0, // 0: irx.v1.GetClusterStatusResponse.role:type_name -> irx.v1.NodeRole
 	3, // 1: irx.v1.GetClusterStatusResponse.members:type_name -> irx.v1.ClusterMember
-	1, // 2: irx.v1.ClusterService.GetClusterStatus:input_type -> irx.v1.GetClusterStatusRequest
-	2, // 3: irx.v1.ClusterService.GetClusterStatus:output_type -> irx.v1.GetClusterStatusResponse
-	3, // [3:4] is the sub-list for method output_type
-	2, // [2:3] is the sub-list for method input_type
-	2, // [2:2] is the sub-list for extension type_name
-	2, // [2:2] is the sub-list for extension extendee
-	0, // [0:2] is the sub-list for field type_name
+	0, // 2: irx.v1.ClusterMember.role:type_name -> irx.v1.NodeRole
+	3, // 3: irx.v1.AddMemberResponse.members:type_name -> irx.v1.ClusterMember
+	3, // 4: irx.v1.RemoveMemberResponse.members:type_name -> irx.v1.ClusterMember
+	1, // 5: irx.v1.ClusterService.GetClusterStatus:input_type -> irx.v1.GetClusterStatusRequest
+	4, // 6: irx.v1.ClusterService.AddMember:input_type -> irx.v1.AddMemberRequest
+	6, // 7: irx.v1.ClusterService.RemoveMember:input_type -> irx.v1.RemoveMemberRequest
+	8, // 8: irx.v1.ClusterService.TransferLeadership:input_type -> irx.v1.TransferLeadershipRequest
+	2, // 9: irx.v1.ClusterService.GetClusterStatus:output_type -> irx.v1.GetClusterStatusResponse
+	5, // 10: irx.v1.ClusterService.AddMember:output_type -> irx.v1.AddMemberResponse
+	7, // 11: irx.v1.ClusterService.RemoveMember:output_type -> irx.v1.RemoveMemberResponse
+	9, // 12: irx.v1.ClusterService.TransferLeadership:output_type -> irx.v1.TransferLeadershipResponse
+	9, // [9:13] is the sub-list for method output_type
+	5, // [5:9] is the sub-list for method input_type
+	5, // [5:5] is the sub-list for extension type_name
+	5, // [5:5] is the sub-list for extension extendee
+	0, // [0:5] is the sub-list for field type_name
 }
 
 func init() { file_irx_v1_cluster_service_proto_init() }
@@ -405,7 +773,7 @@ func file_irx_v1_cluster_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_irx_v1_cluster_service_proto_rawDesc), len(file_irx_v1_cluster_service_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   3,
+			NumMessages:   9,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -37,6 +37,7 @@ type Command struct {
 	//
 	//	*Command_CreateIncident
 	//	*Command_UpdateIncident
+	//	*Command_LeaderNoop
 	Kind          isCommand_Kind `protobuf_oneof:"kind"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -104,6 +105,15 @@ func (x *Command) GetUpdateIncident() *UpdateIncidentCommand {
 	return nil
 }
 
+func (x *Command) GetLeaderNoop() *LeaderNoopCommand {
+	if x != nil {
+		if x, ok := x.Kind.(*Command_LeaderNoop); ok {
+			return x.LeaderNoop
+		}
+	}
+	return nil
+}
+
 type isCommand_Kind interface {
 	isCommand_Kind()
 }
@@ -118,9 +128,56 @@ type Command_UpdateIncident struct {
 	UpdateIncident *UpdateIncidentCommand `protobuf:"bytes,3,opt,name=update_incident,json=updateIncident,proto3,oneof"`
 }
 
+type Command_LeaderNoop struct {
+	// Change nothing. A new leader commits one before serving
+	// linearizable reads: raft's own no-op entries never reach the state
+	// machine, so only an entry it sees makes "applied >= commit index"
+	// a correct wait.
+	LeaderNoop *LeaderNoopCommand `protobuf:"bytes,4,opt,name=leader_noop,json=leaderNoop,proto3,oneof"`
+}
+
 func (*Command_CreateIncident) isCommand_Kind() {}
 
 func (*Command_UpdateIncident) isCommand_Kind() {}
+
+func (*Command_LeaderNoop) isCommand_Kind() {}
+
+// LeaderNoopCommand changes nothing; see Command.leader_noop.
+type LeaderNoopCommand struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LeaderNoopCommand) Reset() {
+	*x = LeaderNoopCommand{}
+	mi := &file_irx_v1_command_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LeaderNoopCommand) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LeaderNoopCommand) ProtoMessage() {}
+
+func (x *LeaderNoopCommand) ProtoReflect() protoreflect.Message {
+	mi := &file_irx_v1_command_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LeaderNoopCommand.ProtoReflect.Descriptor instead.
+func (*LeaderNoopCommand) Descriptor() ([]byte, []int) {
+	return file_irx_v1_command_proto_rawDescGZIP(), []int{1}
+}
 
 // CreateIncidentCommand records a new incident; the state machine assigns
 // the ticket.
@@ -136,7 +193,7 @@ type CreateIncidentCommand struct {
 
 func (x *CreateIncidentCommand) Reset() {
 	*x = CreateIncidentCommand{}
-	mi := &file_irx_v1_command_proto_msgTypes[1]
+	mi := &file_irx_v1_command_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -148,7 +205,7 @@ func (x *CreateIncidentCommand) String() string {
 func (*CreateIncidentCommand) ProtoMessage() {}
 
 func (x *CreateIncidentCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_command_proto_msgTypes[1]
+	mi := &file_irx_v1_command_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -161,7 +218,7 @@ func (x *CreateIncidentCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateIncidentCommand.ProtoReflect.Descriptor instead.
 func (*CreateIncidentCommand) Descriptor() ([]byte, []int) {
-	return file_irx_v1_command_proto_rawDescGZIP(), []int{1}
+	return file_irx_v1_command_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *CreateIncidentCommand) GetIncident() *Incident {
@@ -195,7 +252,7 @@ type UpdateIncidentCommand struct {
 
 func (x *UpdateIncidentCommand) Reset() {
 	*x = UpdateIncidentCommand{}
-	mi := &file_irx_v1_command_proto_msgTypes[2]
+	mi := &file_irx_v1_command_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -207,7 +264,7 @@ func (x *UpdateIncidentCommand) String() string {
 func (*UpdateIncidentCommand) ProtoMessage() {}
 
 func (x *UpdateIncidentCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_command_proto_msgTypes[2]
+	mi := &file_irx_v1_command_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -220,7 +277,7 @@ func (x *UpdateIncidentCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateIncidentCommand.ProtoReflect.Descriptor instead.
 func (*UpdateIncidentCommand) Descriptor() ([]byte, []int) {
-	return file_irx_v1_command_proto_rawDescGZIP(), []int{2}
+	return file_irx_v1_command_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *UpdateIncidentCommand) GetIncident() *Incident {
@@ -262,7 +319,7 @@ type FeedEntry struct {
 
 func (x *FeedEntry) Reset() {
 	*x = FeedEntry{}
-	mi := &file_irx_v1_command_proto_msgTypes[3]
+	mi := &file_irx_v1_command_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -274,7 +331,7 @@ func (x *FeedEntry) String() string {
 func (*FeedEntry) ProtoMessage() {}
 
 func (x *FeedEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_command_proto_msgTypes[3]
+	mi := &file_irx_v1_command_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -287,7 +344,7 @@ func (x *FeedEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FeedEntry.ProtoReflect.Descriptor instead.
 func (*FeedEntry) Descriptor() ([]byte, []int) {
-	return file_irx_v1_command_proto_rawDescGZIP(), []int{3}
+	return file_irx_v1_command_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *FeedEntry) GetSequence() uint64 {
@@ -322,12 +379,15 @@ var File_irx_v1_command_proto protoreflect.FileDescriptor
 
 const file_irx_v1_command_proto_rawDesc = "" +
 	"\n" +
-	"\x14irx/v1/command.proto\x12\x06irx.v1\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x15irx/v1/incident.proto\"\xe4\x01\n" +
+	"\x14irx/v1/command.proto\x12\x06irx.v1\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x15irx/v1/incident.proto\"\xa2\x02\n" +
 	"\aCommand\x12=\n" +
 	"\fpropose_time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\vproposeTime\x12H\n" +
 	"\x0fcreate_incident\x18\x02 \x01(\v2\x1d.irx.v1.CreateIncidentCommandH\x00R\x0ecreateIncident\x12H\n" +
-	"\x0fupdate_incident\x18\x03 \x01(\v2\x1d.irx.v1.UpdateIncidentCommandH\x00R\x0eupdateIncidentB\x06\n" +
-	"\x04kind\"d\n" +
+	"\x0fupdate_incident\x18\x03 \x01(\v2\x1d.irx.v1.UpdateIncidentCommandH\x00R\x0eupdateIncident\x12<\n" +
+	"\vleader_noop\x18\x04 \x01(\v2\x19.irx.v1.LeaderNoopCommandH\x00R\n" +
+	"leaderNoopB\x06\n" +
+	"\x04kind\"\x13\n" +
+	"\x11LeaderNoopCommand\"d\n" +
 	"\x15CreateIncidentCommand\x12,\n" +
 	"\bincident\x18\x01 \x01(\v2\x10.irx.v1.IncidentR\bincident\x12\x1d\n" +
 	"\n" +
@@ -357,28 +417,30 @@ func file_irx_v1_command_proto_rawDescGZIP() []byte {
 	return file_irx_v1_command_proto_rawDescData
 }
 
-var file_irx_v1_command_proto_msgTypes = make([]protoimpl.MessageInfo, 4)
+var file_irx_v1_command_proto_msgTypes = make([]protoimpl.MessageInfo, 5)
 var file_irx_v1_command_proto_goTypes = []any{
 	(*Command)(nil),               // 0: irx.v1.Command
-	(*CreateIncidentCommand)(nil), // 1: irx.v1.CreateIncidentCommand
-	(*UpdateIncidentCommand)(nil), // 2: irx.v1.UpdateIncidentCommand
-	(*FeedEntry)(nil),             // 3: irx.v1.FeedEntry
-	(*timestamppb.Timestamp)(nil), // 4: google.protobuf.Timestamp
-	(*Incident)(nil),              // 5: irx.v1.Incident
-	(*fieldmaskpb.FieldMask)(nil), // 6: google.protobuf.FieldMask
+	(*LeaderNoopCommand)(nil),     // 1: irx.v1.LeaderNoopCommand
+	(*CreateIncidentCommand)(nil), // 2: irx.v1.CreateIncidentCommand
+	(*UpdateIncidentCommand)(nil), // 3: irx.v1.UpdateIncidentCommand
+	(*FeedEntry)(nil),             // 4: irx.v1.FeedEntry
+	(*timestamppb.Timestamp)(nil), // 5: google.protobuf.Timestamp
+	(*Incident)(nil),              // 6: irx.v1.Incident
+	(*fieldmaskpb.FieldMask)(nil), // 7: google.protobuf.FieldMask
 }
 var file_irx_v1_command_proto_depIdxs = []int32{
-	4, // 0: irx.v1.Command.propose_time:type_name -> google.protobuf.Timestamp
-	1, // 1: irx.v1.Command.create_incident:type_name -> irx.v1.CreateIncidentCommand
-	2, // 2: irx.v1.Command.update_incident:type_name -> irx.v1.UpdateIncidentCommand
-	5, // 3: irx.v1.CreateIncidentCommand.incident:type_name -> irx.v1.Incident
-	5, // 4: irx.v1.UpdateIncidentCommand.incident:type_name -> irx.v1.Incident
-	6, // 5: irx.v1.UpdateIncidentCommand.update_mask:type_name -> google.protobuf.FieldMask
-	6, // [6:6] is the sub-list for method output_type
-	6, // [6:6] is the sub-list for method input_type
-	6, // [6:6] is the sub-list for extension type_name
-	6, // [6:6] is the sub-list for extension extendee
-	0, // [0:6] is the sub-list for field type_name
+	5, // 0: irx.v1.Command.propose_time:type_name -> google.protobuf.Timestamp
+	2, // 1: irx.v1.Command.create_incident:type_name -> irx.v1.CreateIncidentCommand
+	3, // 2: irx.v1.Command.update_incident:type_name -> irx.v1.UpdateIncidentCommand
+	1, // 3: irx.v1.Command.leader_noop:type_name -> irx.v1.LeaderNoopCommand
+	6, // 4: irx.v1.CreateIncidentCommand.incident:type_name -> irx.v1.Incident
+	6, // 5: irx.v1.UpdateIncidentCommand.incident:type_name -> irx.v1.Incident
+	7, // 6: irx.v1.UpdateIncidentCommand.update_mask:type_name -> google.protobuf.FieldMask
+	7, // [7:7] is the sub-list for method output_type
+	7, // [7:7] is the sub-list for method input_type
+	7, // [7:7] is the sub-list for extension type_name
+	7, // [7:7] is the sub-list for extension extendee
+	0, // [0:7] is the sub-list for field type_name
 }
 
 func init() { file_irx_v1_command_proto_init() }
@@ -390,6 +452,7 @@ func file_irx_v1_command_proto_init() {
 	file_irx_v1_command_proto_msgTypes[0].OneofWrappers = []any{
 		(*Command_CreateIncident)(nil),
 		(*Command_UpdateIncident)(nil),
+		(*Command_LeaderNoop)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -397,7 +460,7 @@ func file_irx_v1_command_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_irx_v1_command_proto_rawDesc), len(file_irx_v1_command_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   4,
+			NumMessages:   5,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

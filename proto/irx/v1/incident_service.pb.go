@@ -23,6 +23,62 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// ReadConsistency chooses between a linearizable read and a cheaper local
+// one.
+type ReadConsistency int32
+
+const (
+	// The default: linearizable.
+	ReadConsistency_READ_CONSISTENCY_UNSPECIFIED ReadConsistency = 0
+	// Reflects every write acknowledged before the read began, on any node:
+	// the node confirms the leader's commit index and waits to apply it.
+	ReadConsistency_READ_CONSISTENCY_LINEARIZABLE ReadConsistency = 1
+	// This node's current state, possibly behind the leader; answers even
+	// without a leader.
+	ReadConsistency_READ_CONSISTENCY_STALE ReadConsistency = 2
+)
+
+// Enum value maps for ReadConsistency.
+var (
+	ReadConsistency_name = map[int32]string{
+		0: "READ_CONSISTENCY_UNSPECIFIED",
+		1: "READ_CONSISTENCY_LINEARIZABLE",
+		2: "READ_CONSISTENCY_STALE",
+	}
+	ReadConsistency_value = map[string]int32{
+		"READ_CONSISTENCY_UNSPECIFIED":  0,
+		"READ_CONSISTENCY_LINEARIZABLE": 1,
+		"READ_CONSISTENCY_STALE":        2,
+	}
+)
+
+func (x ReadConsistency) Enum() *ReadConsistency {
+	p := new(ReadConsistency)
+	*p = x
+	return p
+}
+
+func (x ReadConsistency) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (ReadConsistency) Descriptor() protoreflect.EnumDescriptor {
+	return file_irx_v1_incident_service_proto_enumTypes[0].Descriptor()
+}
+
+func (ReadConsistency) Type() protoreflect.EnumType {
+	return &file_irx_v1_incident_service_proto_enumTypes[0]
+}
+
+func (x ReadConsistency) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use ReadConsistency.Descriptor instead.
+func (ReadConsistency) EnumDescriptor() ([]byte, []int) {
+	return file_irx_v1_incident_service_proto_rawDescGZIP(), []int{0}
+}
+
 // Request for IncidentService.CreateIncident.
 type CreateIncidentRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -133,7 +189,9 @@ type GetIncidentRequest struct {
 	// "<team-id>:<ticket>".
 	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
 	// A specific version; 0 reads the latest.
-	Version       int64 `protobuf:"varint,2,opt,name=version,proto3" json:"version,omitempty"`
+	Version int64 `protobuf:"varint,2,opt,name=version,proto3" json:"version,omitempty"`
+	// Linearizable by default.
+	Consistency   ReadConsistency `protobuf:"varint,3,opt,name=consistency,proto3,enum=irx.v1.ReadConsistency" json:"consistency,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -180,6 +238,13 @@ func (x *GetIncidentRequest) GetVersion() int64 {
 		return x.Version
 	}
 	return 0
+}
+
+func (x *GetIncidentRequest) GetConsistency() ReadConsistency {
+	if x != nil {
+		return x.Consistency
+	}
+	return ReadConsistency_READ_CONSISTENCY_UNSPECIFIED
 }
 
 // Response for IncidentService.GetIncident.
@@ -254,7 +319,9 @@ type ListIncidentsRequest struct {
 	ReportedBefore *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=reported_before,json=reportedBefore,proto3" json:"reported_before,omitempty"`
 	// Only incidents with an indicator of exactly this value, e.g. an
 	// attacker's address seen by several reports.
-	Indicator     string `protobuf:"bytes,10,opt,name=indicator,proto3" json:"indicator,omitempty"`
+	Indicator string `protobuf:"bytes,10,opt,name=indicator,proto3" json:"indicator,omitempty"`
+	// Linearizable by default.
+	Consistency   ReadConsistency `protobuf:"varint,11,opt,name=consistency,proto3,enum=irx.v1.ReadConsistency" json:"consistency,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -357,6 +424,13 @@ func (x *ListIncidentsRequest) GetIndicator() string {
 		return x.Indicator
 	}
 	return ""
+}
+
+func (x *ListIncidentsRequest) GetConsistency() ReadConsistency {
+	if x != nil {
+		return x.Consistency
+	}
+	return ReadConsistency_READ_CONSISTENCY_UNSPECIFIED
 }
 
 // Response for IncidentService.ListIncidents.
@@ -536,7 +610,9 @@ type ListIncidentVersionsRequest struct {
 	// Maximum number of versions to return; default 50, at most 1000.
 	PageSize int32 `protobuf:"varint,2,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
 	// next_page_token of the previous page.
-	PageToken     string `protobuf:"bytes,3,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	PageToken string `protobuf:"bytes,3,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	// Linearizable by default.
+	Consistency   ReadConsistency `protobuf:"varint,4,opt,name=consistency,proto3,enum=irx.v1.ReadConsistency" json:"consistency,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -590,6 +666,13 @@ func (x *ListIncidentVersionsRequest) GetPageToken() string {
 		return x.PageToken
 	}
 	return ""
+}
+
+func (x *ListIncidentVersionsRequest) GetConsistency() ReadConsistency {
+	if x != nil {
+		return x.Consistency
+	}
+	return ReadConsistency_READ_CONSISTENCY_UNSPECIFIED
 }
 
 // Response for IncidentService.ListIncidentVersions.
@@ -657,12 +740,13 @@ const file_irx_v1_incident_service_proto_rawDesc = "" +
 	"\n" +
 	"request_id\x18\x02 \x01(\tR\trequestId\"F\n" +
 	"\x16CreateIncidentResponse\x12,\n" +
-	"\bincident\x18\x01 \x01(\v2\x10.irx.v1.IncidentR\bincident\">\n" +
+	"\bincident\x18\x01 \x01(\v2\x10.irx.v1.IncidentR\bincident\"y\n" +
 	"\x12GetIncidentRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x18\n" +
-	"\aversion\x18\x02 \x01(\x03R\aversion\"C\n" +
+	"\aversion\x18\x02 \x01(\x03R\aversion\x129\n" +
+	"\vconsistency\x18\x03 \x01(\x0e2\x17.irx.v1.ReadConsistencyR\vconsistency\"C\n" +
 	"\x13GetIncidentResponse\x12,\n" +
-	"\bincident\x18\x01 \x01(\v2\x10.irx.v1.IncidentR\bincident\"\xac\x03\n" +
+	"\bincident\x18\x01 \x01(\v2\x10.irx.v1.IncidentR\bincident\"\xe7\x03\n" +
 	"\x14ListIncidentsRequest\x12\x1b\n" +
 	"\tpage_size\x18\x01 \x01(\x05R\bpageSize\x12\x1d\n" +
 	"\n" +
@@ -676,7 +760,8 @@ const file_irx_v1_incident_service_proto_rawDesc = "" +
 	"\x0ereported_after\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\rreportedAfter\x12C\n" +
 	"\x0freported_before\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\x0ereportedBefore\x12\x1c\n" +
 	"\tindicator\x18\n" +
-	" \x01(\tR\tindicator\"o\n" +
+	" \x01(\tR\tindicator\x129\n" +
+	"\vconsistency\x18\v \x01(\x0e2\x17.irx.v1.ReadConsistencyR\vconsistency\"o\n" +
 	"\x15ListIncidentsResponse\x12.\n" +
 	"\tincidents\x18\x01 \x03(\v2\x10.irx.v1.IncidentR\tincidents\x12&\n" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xad\x01\n" +
@@ -686,15 +771,20 @@ const file_irx_v1_incident_service_proto_rawDesc = "" +
 	"updateMask\x12)\n" +
 	"\x10expected_version\x18\x03 \x01(\x03R\x0fexpectedVersion\"F\n" +
 	"\x16UpdateIncidentResponse\x12,\n" +
-	"\bincident\x18\x01 \x01(\v2\x10.irx.v1.IncidentR\bincident\"i\n" +
+	"\bincident\x18\x01 \x01(\v2\x10.irx.v1.IncidentR\bincident\"\xa4\x01\n" +
 	"\x1bListIncidentVersionsRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1b\n" +
 	"\tpage_size\x18\x02 \x01(\x05R\bpageSize\x12\x1d\n" +
 	"\n" +
-	"page_token\x18\x03 \x01(\tR\tpageToken\"v\n" +
+	"page_token\x18\x03 \x01(\tR\tpageToken\x129\n" +
+	"\vconsistency\x18\x04 \x01(\x0e2\x17.irx.v1.ReadConsistencyR\vconsistency\"v\n" +
 	"\x1cListIncidentVersionsResponse\x12.\n" +
 	"\tincidents\x18\x01 \x03(\v2\x10.irx.v1.IncidentR\tincidents\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken2\xac\x03\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken*r\n" +
+	"\x0fReadConsistency\x12 \n" +
+	"\x1cREAD_CONSISTENCY_UNSPECIFIED\x10\x00\x12!\n" +
+	"\x1dREAD_CONSISTENCY_LINEARIZABLE\x10\x01\x12\x1a\n" +
+	"\x16READ_CONSISTENCY_STALE\x10\x022\xac\x03\n" +
 	"\x0fIncidentService\x12O\n" +
 	"\x0eCreateIncident\x12\x1d.irx.v1.CreateIncidentRequest\x1a\x1e.irx.v1.CreateIncidentResponse\x12F\n" +
 	"\vGetIncident\x12\x1a.irx.v1.GetIncidentRequest\x1a\x1b.irx.v1.GetIncidentResponse\x12L\n" +
@@ -714,52 +804,57 @@ func file_irx_v1_incident_service_proto_rawDescGZIP() []byte {
 	return file_irx_v1_incident_service_proto_rawDescData
 }
 
+var file_irx_v1_incident_service_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
 var file_irx_v1_incident_service_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
 var file_irx_v1_incident_service_proto_goTypes = []any{
-	(*CreateIncidentRequest)(nil),        // 0: irx.v1.CreateIncidentRequest
-	(*CreateIncidentResponse)(nil),       // 1: irx.v1.CreateIncidentResponse
-	(*GetIncidentRequest)(nil),           // 2: irx.v1.GetIncidentRequest
-	(*GetIncidentResponse)(nil),          // 3: irx.v1.GetIncidentResponse
-	(*ListIncidentsRequest)(nil),         // 4: irx.v1.ListIncidentsRequest
-	(*ListIncidentsResponse)(nil),        // 5: irx.v1.ListIncidentsResponse
-	(*UpdateIncidentRequest)(nil),        // 6: irx.v1.UpdateIncidentRequest
-	(*UpdateIncidentResponse)(nil),       // 7: irx.v1.UpdateIncidentResponse
-	(*ListIncidentVersionsRequest)(nil),  // 8: irx.v1.ListIncidentVersionsRequest
-	(*ListIncidentVersionsResponse)(nil), // 9: irx.v1.ListIncidentVersionsResponse
-	(*Incident)(nil),                     // 10: irx.v1.Incident
-	(Status)(0),                          // 11: irx.v1.Status
-	(Tlp)(0),                             // 12: irx.v1.Tlp
-	(*timestamppb.Timestamp)(nil),        // 13: google.protobuf.Timestamp
-	(*fieldmaskpb.FieldMask)(nil),        // 14: google.protobuf.FieldMask
+	(ReadConsistency)(0),                 // 0: irx.v1.ReadConsistency
+	(*CreateIncidentRequest)(nil),        // 1: irx.v1.CreateIncidentRequest
+	(*CreateIncidentResponse)(nil),       // 2: irx.v1.CreateIncidentResponse
+	(*GetIncidentRequest)(nil),           // 3: irx.v1.GetIncidentRequest
+	(*GetIncidentResponse)(nil),          // 4: irx.v1.GetIncidentResponse
+	(*ListIncidentsRequest)(nil),         // 5: irx.v1.ListIncidentsRequest
+	(*ListIncidentsResponse)(nil),        // 6: irx.v1.ListIncidentsResponse
+	(*UpdateIncidentRequest)(nil),        // 7: irx.v1.UpdateIncidentRequest
+	(*UpdateIncidentResponse)(nil),       // 8: irx.v1.UpdateIncidentResponse
+	(*ListIncidentVersionsRequest)(nil),  // 9: irx.v1.ListIncidentVersionsRequest
+	(*ListIncidentVersionsResponse)(nil), // 10: irx.v1.ListIncidentVersionsResponse
+	(*Incident)(nil),                     // 11: irx.v1.Incident
+	(Status)(0),                          // 12: irx.v1.Status
+	(Tlp)(0),                             // 13: irx.v1.Tlp
+	(*timestamppb.Timestamp)(nil),        // 14: google.protobuf.Timestamp
+	(*fieldmaskpb.FieldMask)(nil),        // 15: google.protobuf.FieldMask
 }
 var file_irx_v1_incident_service_proto_depIdxs = []int32{
-	10, // 0: irx.v1.CreateIncidentRequest.incident:type_name -> irx.v1.Incident
-	10, // 1: irx.v1.CreateIncidentResponse.incident:type_name -> irx.v1.Incident
-	10, // 2: irx.v1.GetIncidentResponse.incident:type_name -> irx.v1.Incident
-	11, // 3: irx.v1.ListIncidentsRequest.status:type_name -> irx.v1.Status
-	12, // 4: irx.v1.ListIncidentsRequest.tlp:type_name -> irx.v1.Tlp
-	13, // 5: irx.v1.ListIncidentsRequest.reported_after:type_name -> google.protobuf.Timestamp
-	13, // 6: irx.v1.ListIncidentsRequest.reported_before:type_name -> google.protobuf.Timestamp
-	10, // 7: irx.v1.ListIncidentsResponse.incidents:type_name -> irx.v1.Incident
-	10, // 8: irx.v1.UpdateIncidentRequest.incident:type_name -> irx.v1.Incident
-	14, // 9: irx.v1.UpdateIncidentRequest.update_mask:type_name -> google.protobuf.FieldMask
-	10, // 10: irx.v1.UpdateIncidentResponse.incident:type_name -> irx.v1.Incident
-	10, // 11: irx.v1.ListIncidentVersionsResponse.incidents:type_name -> irx.v1.Incident
-	0,  // 12: irx.v1.IncidentService.CreateIncident:input_type -> irx.v1.CreateIncidentRequest
-	2,  // 13: irx.v1.IncidentService.GetIncident:input_type -> irx.v1.GetIncidentRequest
-	4,  // 14: irx.v1.IncidentService.ListIncidents:input_type -> irx.v1.ListIncidentsRequest
-	6,  // 15: irx.v1.IncidentService.UpdateIncident:input_type -> irx.v1.UpdateIncidentRequest
-	8,  // 16: irx.v1.IncidentService.ListIncidentVersions:input_type -> irx.v1.ListIncidentVersionsRequest
-	1,  // 17: irx.v1.IncidentService.CreateIncident:output_type -> irx.v1.CreateIncidentResponse
-	3,  // 18: irx.v1.IncidentService.GetIncident:output_type -> irx.v1.GetIncidentResponse
-	5,  // 19: irx.v1.IncidentService.ListIncidents:output_type -> irx.v1.ListIncidentsResponse
-	7,  // 20: irx.v1.IncidentService.UpdateIncident:output_type -> irx.v1.UpdateIncidentResponse
-	9,  // 21: irx.v1.IncidentService.ListIncidentVersions:output_type -> irx.v1.ListIncidentVersionsResponse
-	17, // [17:22] is the sub-list for method output_type
-	12, // [12:17] is the sub-list for method input_type
-	12, // [12:12] is the sub-list for extension type_name
-	12, // [12:12] is the sub-list for extension extendee
-	0,  // [0:12] is the sub-list for field type_name
+	11, // 0: irx.v1.CreateIncidentRequest.incident:type_name -> irx.v1.Incident
+	11, // 1: irx.v1.CreateIncidentResponse.incident:type_name -> irx.v1.Incident
+	0,  // 2: irx.v1.GetIncidentRequest.consistency:type_name -> irx.v1.ReadConsistency
+	11, // 3: irx.v1.GetIncidentResponse.incident:type_name -> irx.v1.Incident
+	12, // 4: irx.v1.ListIncidentsRequest.status:type_name -> irx.v1.Status
+	13, // 5: irx.v1.ListIncidentsRequest.tlp:type_name -> irx.v1.Tlp
+	14, // 6: irx.v1.ListIncidentsRequest.reported_after:type_name -> google.protobuf.Timestamp
+	14, // 7: irx.v1.ListIncidentsRequest.reported_before:type_name -> google.protobuf.Timestamp
+	0,  // 8: irx.v1.ListIncidentsRequest.consistency:type_name -> irx.v1.ReadConsistency
+	11, // 9: irx.v1.ListIncidentsResponse.incidents:type_name -> irx.v1.Incident
+	11, // 10: irx.v1.UpdateIncidentRequest.incident:type_name -> irx.v1.Incident
+	15, // 11: irx.v1.UpdateIncidentRequest.update_mask:type_name -> google.protobuf.FieldMask
+	11, // 12: irx.v1.UpdateIncidentResponse.incident:type_name -> irx.v1.Incident
+	0,  // 13: irx.v1.ListIncidentVersionsRequest.consistency:type_name -> irx.v1.ReadConsistency
+	11, // 14: irx.v1.ListIncidentVersionsResponse.incidents:type_name -> irx.v1.Incident
+	1,  // 15: irx.v1.IncidentService.CreateIncident:input_type -> irx.v1.CreateIncidentRequest
+	3,  // 16: irx.v1.IncidentService.GetIncident:input_type -> irx.v1.GetIncidentRequest
+	5,  // 17: irx.v1.IncidentService.ListIncidents:input_type -> irx.v1.ListIncidentsRequest
+	7,  // 18: irx.v1.IncidentService.UpdateIncident:input_type -> irx.v1.UpdateIncidentRequest
+	9,  // 19: irx.v1.IncidentService.ListIncidentVersions:input_type -> irx.v1.ListIncidentVersionsRequest
+	2,  // 20: irx.v1.IncidentService.CreateIncident:output_type -> irx.v1.CreateIncidentResponse
+	4,  // 21: irx.v1.IncidentService.GetIncident:output_type -> irx.v1.GetIncidentResponse
+	6,  // 22: irx.v1.IncidentService.ListIncidents:output_type -> irx.v1.ListIncidentsResponse
+	8,  // 23: irx.v1.IncidentService.UpdateIncident:output_type -> irx.v1.UpdateIncidentResponse
+	10, // 24: irx.v1.IncidentService.ListIncidentVersions:output_type -> irx.v1.ListIncidentVersionsResponse
+	20, // [20:25] is the sub-list for method output_type
+	15, // [15:20] is the sub-list for method input_type
+	15, // [15:15] is the sub-list for extension type_name
+	15, // [15:15] is the sub-list for extension extendee
+	0,  // [0:15] is the sub-list for field type_name
 }
 
 func init() { file_irx_v1_incident_service_proto_init() }
@@ -773,13 +868,14 @@ func file_irx_v1_incident_service_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_irx_v1_incident_service_proto_rawDesc), len(file_irx_v1_incident_service_proto_rawDesc)),
-			NumEnums:      0,
+			NumEnums:      1,
 			NumMessages:   10,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
 		GoTypes:           file_irx_v1_incident_service_proto_goTypes,
 		DependencyIndexes: file_irx_v1_incident_service_proto_depIdxs,
+		EnumInfos:         file_irx_v1_incident_service_proto_enumTypes,
 		MessageInfos:      file_irx_v1_incident_service_proto_msgTypes,
 	}.Build()
 	File_irx_v1_incident_service_proto = out.File
