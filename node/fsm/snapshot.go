@@ -98,6 +98,10 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 		return errors.Join(err, os.RemoveAll(staging))
 	}
 
+	old := f.dir + ".old"
+	if err := os.RemoveAll(old); err != nil {
+		return errors.Join(fmt.Errorf("fsm: restore: %w", err), os.RemoveAll(staging))
+	}
 	f.snapshots.Wait()
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -105,27 +109,35 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 		return fmt.Errorf("fsm: restore: close current: %w", err)
 	}
 	f.db = nil
-	old := f.dir + ".old"
 	if err := os.Rename(f.dir, old); err != nil {
-		return fmt.Errorf("fsm: restore: %w", err)
+		// Nothing moved: keep serving the old state.
+		return errors.Join(fmt.Errorf("fsm: restore: %w", err), f.reopen(f.dir), os.RemoveAll(staging))
 	}
 	if err := os.Rename(staging, f.dir); err != nil {
-		return fmt.Errorf("fsm: restore: %w", err)
+		// Put the old state back rather than leave no database.
+		return errors.Join(fmt.Errorf("fsm: restore: %w", err), os.Rename(old, f.dir), f.reopen(f.dir))
 	}
 	if err := syncDir(filepath.Dir(f.dir)); err != nil {
 		return fmt.Errorf("fsm: restore: %w", err)
 	}
-	db, err := openDB(f.dir, f.log)
-	if err != nil {
-		return err
-	}
-	if err := f.adopt(db); err != nil {
-		_ = db.Close()
+	if err := f.reopen(f.dir); err != nil {
 		return err
 	}
 	f.signalApplied()
 	f.log.Info("state machine restored from snapshot", "applied_index", f.applied.Load(), "last_ticket", f.lastTicket.Load())
 	return os.RemoveAll(old)
+}
+
+// reopen opens dir as the current database; f.mu must be held.
+func (f *FSM) reopen(dir string) error {
+	db, err := openDB(dir, f.log)
+	if err != nil {
+		return err
+	}
+	if err := f.adopt(db); err != nil {
+		return errors.Join(err, db.Close())
+	}
+	return nil
 }
 
 // loadSnapshot writes a snapshot stream into a new, durable database at dir.

@@ -7,6 +7,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	irxv1 "github.com/irxfed/irx/proto/irx/v1"
 )
@@ -134,7 +135,10 @@ func checkTaxonomy(t *irxv1.Taxonomy, field string, vs *violations) {
 
 // checkEnums rejects enum numbers the schema does not define, anywhere in
 // the record: proto3 accepts them on the wire, but no policy rule or index
-// can mean anything by them.
+// can mean anything by them. It also rejects timestamps outside what
+// google.protobuf.Timestamp allows (years 1 to 9999, nanos 0 to 999999999),
+// wherever they are: the JSON encoding (grpcurl) and AsTime cannot represent
+// them, so a stored one would break every later read of the record.
 func checkEnums(m protoreflect.Message, path string, vs *violations) {
 	m.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
 		fp := path + "." + string(fd.Name())
@@ -160,30 +164,19 @@ func checkValue(fd protoreflect.FieldDescriptor, v protoreflect.Value, path stri
 			vs.add(path, "%d is not a value of %s", v.Enum(), fd.Enum().Name())
 		}
 	case protoreflect.MessageKind, protoreflect.GroupKind:
+		if ts, ok := v.Message().Interface().(*timestamppb.Timestamp); ok {
+			if err := ts.CheckValid(); err != nil {
+				vs.add(path, "%v", err)
+			}
+			return
+		}
 		checkEnums(v.Message(), path, vs)
 	}
 }
 
+// checkTimes checks the order of the IODEF times; checkEnums has already
+// reported every invalid timestamp.
 func checkTimes(inc *irxv1.Incident, prefix string, vs *violations) {
-	times := []struct {
-		name string
-		ts   interface {
-			IsValid() bool
-			CheckValid() error
-		}
-		set bool
-	}{
-		{"detect_time", inc.GetDetectTime(), inc.DetectTime != nil},
-		{"start_time", inc.GetStartTime(), inc.StartTime != nil},
-		{"end_time", inc.GetEndTime(), inc.EndTime != nil},
-		{"recovery_time", inc.GetRecoveryTime(), inc.RecoveryTime != nil},
-		{"report_time", inc.GetReportTime(), inc.ReportTime != nil},
-	}
-	for _, t := range times {
-		if t.set && !t.ts.IsValid() {
-			vs.add(prefix+"."+t.name, "%v", t.ts.CheckValid())
-		}
-	}
 	if inc.StartTime != nil && inc.EndTime != nil && inc.GetStartTime().IsValid() && inc.GetEndTime().IsValid() &&
 		inc.GetEndTime().AsTime().Before(inc.GetStartTime().AsTime()) {
 		vs.add(prefix+".end_time", "is before start_time")

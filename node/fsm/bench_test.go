@@ -1,0 +1,66 @@
+package fsm
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/hashicorp/raft"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	irxv1 "github.com/irxfed/irx/proto/irx/v1"
+)
+
+// benchIncident is an incident of about 1 KiB encoded.
+func benchIncident() *irxv1.Incident {
+	inc := newIncident()
+	inc.Descriptions[0].Text = strings.Repeat("web server defaced; ", 37)
+	inc.AttackingHosts = []*irxv1.Host{{Addresses: []string{"198.51.100.7", "198.51.100.8"}, Asn: 64500}}
+	inc.Indicators = []*irxv1.Indicator{
+		{Kind: irxv1.IndicatorKind_INDICATOR_KIND_IPV4, Value: "198.51.100.7", Confidence: 80},
+		{Kind: irxv1.IndicatorKind_INDICATOR_KIND_FILE_HASH, Value: strings.Repeat("ab", 32)},
+		{Kind: irxv1.IndicatorKind_INDICATOR_KIND_DOMAIN, Value: "evil.example"},
+	}
+	inc.Contacts = []*irxv1.Contact{{Role: irxv1.ContactRole_CONTACT_ROLE_REPORTER, Name: "A. Reporter", Email: "reporter@example.org"}}
+	inc.ReportingSite = &irxv1.ReportingSite{Name: "Example Ltd", Domain: "example.org"}
+	return inc
+}
+
+// BenchmarkApplyBatchCreate applies batches of 64 creates of a ~1 KiB
+// incident, as raft hands them over with BatchApplyCh. One op is one batch.
+func BenchmarkApplyBatchCreate(b *testing.B) {
+	const batch = 64
+	data, err := proto.Marshal(&irxv1.Command{
+		ProposeTime: timestamppb.New(t0),
+		Kind:        createCmd(benchIncident(), "").Kind,
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if n := proto.Size(benchIncident()); n < 900 || n > 1300 {
+		b.Fatalf("incident is %d bytes, want about 1 KiB", n)
+	}
+	f := openFSM(b, b.TempDir())
+	logs := make([]*raft.Log, batch)
+	for i := range logs {
+		logs[i] = &raft.Log{Type: raft.LogCommand, Data: data}
+	}
+	var index uint64
+	b.ReportAllocs()
+	b.SetBytes(int64(batch * len(data)))
+	for b.Loop() {
+		for _, l := range logs {
+			index++
+			l.Index = index
+		}
+		for _, r := range f.ApplyBatch(logs) {
+			if r.(*Result).Err != nil {
+				b.Fatal(r.(*Result).Err)
+			}
+		}
+	}
+	b.ReportMetric(float64(index)/b.Elapsed().Seconds(), "entries/s")
+	if f.LastTicket() != index {
+		b.Fatalf("last ticket %d, want %d", f.LastTicket(), index)
+	}
+}

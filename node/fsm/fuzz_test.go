@@ -1,0 +1,149 @@
+package fsm
+
+import (
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/hashicorp/raft"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/irxfed/irx/node/record"
+	irxv1 "github.com/irxfed/irx/proto/irx/v1"
+)
+
+// fuzzSeeds are marshalled commands, valid and not, for FuzzApply's corpus.
+func fuzzSeeds(t testing.TB) [][]byte {
+	now := timestamppb.New(t0)
+	with := func(cmd *irxv1.Command) *irxv1.Command { cmd.ProposeTime = now; return cmd }
+	noTLP := newIncident()
+	noTLP.Tlp = 0
+	badEnum := newIncident()
+	badEnum.VictimHosts[0].Restriction = 99
+	badTax := newIncident()
+	badTax.Taxonomy.Type = "phishing"
+	rich := newIncident()
+	rich.Indicators = []*irxv1.Indicator{
+		{Kind: irxv1.IndicatorKind_INDICATOR_KIND_IPV4, Value: "198.51.100.7", Confidence: 90},
+		{Kind: irxv1.IndicatorKind_INDICATOR_KIND_FILE_HASH, Value: strings.Repeat("ab", 32)},
+	}
+	rich.ReportingSite = &irxv1.ReportingSite{Name: "Example", Domain: "example.org"}
+	rich.StartTime, rich.EndTime = timestamppb.New(t0.Add(-7200e9)), timestamppb.New(t0.Add(-3600e9))
+	rich.Id, rich.Version = "cert-z:9", 5 // output only: ignored
+
+	cmds := []*irxv1.Command{
+		with(createCmd(newIncident(), "")),
+		with(createCmd(rich, "req-1")),
+		with(createCmd(newIncident(), "req-1")),
+		with(createCmd(noTLP, "")),
+		with(createCmd(badEnum, "")),
+		with(createCmd(badTax, "req-2")),
+		with(createCmd(nil, "")),
+		createCmd(newIncident(), ""), // no propose time
+		with(updateCmd(&irxv1.Incident{Id: idOf(1), Tlp: irxv1.Tlp_TLP_RED}, 0, "tlp")),
+		with(updateCmd(&irxv1.Incident{Id: idOf(1), ReportingSite: &irxv1.ReportingSite{Name: "x"}}, 2, "reporting_site.name")),
+		with(updateCmd(&irxv1.Incident{Id: idOf(1), Status: irxv1.Status_STATUS_RESOLVED}, 99, "status")),
+		with(updateCmd(rich, 0, "*")),
+		with(updateCmd(&irxv1.Incident{Id: idOf(2)}, 0, "tlp", "taxonomy")),
+		with(updateCmd(&irxv1.Incident{Id: idOf(2)}, 0, "status", "report_time", "restriction")),
+		with(updateCmd(&irxv1.Incident{Id: idOf(1)}, 0, "id", "victim_hosts.hostname", "*")),
+		with(updateCmd(&irxv1.Incident{Id: "cert-b:1"}, 0, "tlp")),
+		with(updateCmd(&irxv1.Incident{Id: "nope"}, 0, "tlp")),
+		with(&irxv1.Command{}),
+	}
+	var out [][]byte
+	for _, c := range cmds {
+		b, err := proto.Marshal(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, b)
+	}
+	return append(out, nil, []byte("\x0a\x00"), []byte("garbage \xff"))
+}
+
+// FuzzApply feeds arbitrary bytes as a command to a real state machine. It
+// must never panic; a rejected entry consumes no ticket and no feed
+// sequence; an accepted one is stored, valid, and read back as returned.
+func FuzzApply(f *testing.F) {
+	for _, s := range fuzzSeeds(f) {
+		f.Add(s)
+	}
+	// One state machine per fuzzing process: entries accumulate, so updates
+	// find incidents that earlier inputs created.
+	fsm, err := Open(f.TempDir()+"/state", team, discard)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Cleanup(func() { _ = fsm.Close() })
+	// Start from a few incidents so update inputs reach the merge even
+	// when a crasher is replayed alone.
+	h := &harness{t: f, f: fsm, clock: t0}
+	h.create(newIncident())
+	h.create(newIncident())
+	h.update(&irxv1.Incident{Id: idOf(2), Status: irxv1.Status_STATUS_IN_PROGRESS}, "status")
+	index := h.index
+
+	f.Fuzz(func(t *testing.T, data []byte) {
+		index++
+		before := countersOf(fsm)
+		res := asResult(t, fsm.Apply(&raft.Log{Index: index, Term: 1, Type: raft.LogCommand, Data: data}))
+		after := countersOf(fsm)
+		if after.applied != index {
+			t.Fatalf("applied index %d, want %d", after.applied, index)
+		}
+		if res.Err != nil {
+			if res.Incident != nil {
+				t.Fatalf("error %v came with an incident", res.Err)
+			}
+			if after.ticket != before.ticket || after.feed != before.feed {
+				t.Fatalf("rejected entry (%v) moved counters %+v -> %+v", res.Err, before, after)
+			}
+			var verr *record.ValidationError
+			if !errors.As(res.Err, &verr) && !errors.Is(res.Err, ErrInvalidCommand) && !errors.Is(res.Err, ErrNotFound) &&
+				!errors.Is(res.Err, ErrVersionConflict) && !errors.Is(res.Err, ErrForeignIncident) {
+				t.Fatalf("unexpected error kind: %v", res.Err)
+			}
+			return
+		}
+		inc := res.Incident
+		if inc == nil {
+			// A command that changes no incident (such as a leader no-op)
+			// changes no counter either.
+			if after.ticket != before.ticket || after.feed != before.feed {
+				t.Fatalf("success without an incident moved counters %+v -> %+v", before, after)
+			}
+			return
+		}
+		id, err := record.ParseID(inc.GetId())
+		if err != nil || id.Team != team {
+			t.Fatalf("stored id %q: %v", inc.GetId(), err)
+		}
+		if err := record.Validate(inc, "incident"); err != nil {
+			t.Fatalf("stored an invalid incident: %v", err)
+		}
+		if inc.GetStatus() == 0 || inc.GetPurpose() == 0 || inc.GetRestriction() == 0 || inc.GetReportTime() == nil {
+			t.Fatalf("stored incident without defaults: %v", inc)
+		}
+		if got, err := fsm.Get(inc.GetId(), 0); err != nil || !proto.Equal(got, inc) {
+			t.Fatalf("Get(%s) = %v, %v; want the result", inc.GetId(), got, err)
+		}
+		if got, err := fsm.Get(inc.GetId(), inc.GetVersion()); err != nil || !proto.Equal(got, inc) {
+			t.Fatalf("Get(%s, %d) = %v, %v", inc.GetId(), inc.GetVersion(), got, err)
+		}
+		switch {
+		case after.ticket == before.ticket+1: // a new incident
+			if id.Ticket != after.ticket || inc.GetVersion() != 1 || after.feed != before.feed+1 {
+				t.Fatalf("create: id %s version %d, counters %+v -> %+v", inc.GetId(), inc.GetVersion(), before, after)
+			}
+		case after.ticket == before.ticket && after.feed == before.feed+1: // an update
+			if inc.GetVersion() < 2 {
+				t.Fatalf("update made version %d", inc.GetVersion())
+			}
+		case after.ticket == before.ticket && after.feed == before.feed: // a request id retry
+		default:
+			t.Fatalf("counters moved %+v -> %+v", before, after)
+		}
+	})
+}
