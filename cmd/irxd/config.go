@@ -95,6 +95,7 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 		join       = fs.Bool("join", false, "start without bootstrapping and wait to be added with ClusterService/AddMember")
 		snapEvery  = fs.Uint64("snapshot-threshold", 0, "log entries between snapshots (default 8192)")
 		trailing   = fs.Uint64("trailing-logs", 0, "log entries kept after a snapshot (default 10240)")
+		snapCheck  = fs.Duration("snapshot-interval", 0, "how often to check snapshot-threshold (default 30s)")
 		logLevel   = fs.String("log-level", "", "debug, info, warn or error (default info)")
 		logFormat  = fs.String("log-format", "", "text or json (default text)")
 	)
@@ -158,6 +159,8 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 			o.node.Raft.SnapshotThreshold = *snapEvery
 		case "trailing-logs":
 			o.node.Raft.TrailingLogs = *trailing
+		case "snapshot-interval":
+			o.node.Raft.SnapshotInterval = *snapCheck
 		}
 	})
 	return o, err

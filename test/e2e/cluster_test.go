@@ -301,3 +301,74 @@ func TestClusterKillLeaderUnderLoad(t *testing.T) {
 	}
 	t.Logf("%d creates acknowledged across a leader kill", len(acked))
 }
+
+// A node stopped while the team records 10,000 incidents comes back, finds
+// the log it missed compacted away, and catches up by snapshot install.
+func TestClusterRejoinCatchesUpBySnapshot(t *testing.T) {
+	nodes := irxdtest.StartCluster(t, irxdBin, 3,
+		"--snapshot-threshold", "1000", "--trailing-logs", "200", "--snapshot-interval", "500ms")
+	leader, clients := roles(t, nodes)
+	down := (leader + 1) % 3
+	if err := nodes[down].Stop(10 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+
+	const total = 10_000
+	const workers = 50
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	errs := make(chan error, workers)
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c := clients[leader]
+			for next.Add(1) <= total {
+				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				_, err := c.incidents.CreateIncident(ctx, &irxv1.CreateIncidentRequest{Incident: sample(w)})
+				cancel()
+				if err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatalf("create with one node down: %v", err)
+	}
+	target := clusterStatus(t, clients[leader])
+	time.Sleep(2 * time.Second) // let the leader snapshot and compact past the stopped node
+
+	nodes[down].Args = append(nodes[down].Args, "--log-level", "info")
+	if err := nodes[down].Start(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+	c := dial(t, nodes[down])
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		st, err := c.cluster.GetClusterStatus(ctxT(t), &irxv1.GetClusterStatusRequest{})
+		if err == nil && st.GetLastTicket() == total && st.GetAppliedIndex() >= target.GetAppliedIndex() {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("rejoined node did not catch up: %v, %v (target applied %d)", st, err, target.GetAppliedIndex())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	logs := nodes[down].Logs()
+	if !strings.Contains(logs, "Installed remote snapshot") || !strings.Contains(logs, "state machine restored from snapshot") {
+		t.Fatalf("the node caught up without a snapshot install; its log:\n%s", tail(logs, 40))
+	}
+	got, err := c.incidents.GetIncident(ctxT(t), &irxv1.GetIncidentRequest{Id: fmt.Sprintf("dev:%d", total), Consistency: irxv1.ReadConsistency_READ_CONSISTENCY_STALE})
+	if err != nil || got.GetIncident().GetVersion() != 1 {
+		t.Fatalf("last incident on the rejoined node: %v, %v", got, err)
+	}
+}
+
+func tail(s string, lines int) string {
+	parts := strings.Split(s, "\n")
+	return strings.Join(parts[max(0, len(parts)-lines):], "\n")
+}
