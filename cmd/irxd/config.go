@@ -72,6 +72,7 @@ func loadFile(path string) (fileConfig, error) {
 // options are irxd's settings after file and flags are merged.
 type options struct {
 	node      node.Config
+	debugAddr string
 	logLevel  string
 	logFormat string
 }
@@ -96,6 +97,7 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 		snapEvery  = fs.Uint64("snapshot-threshold", 0, "log entries between snapshots (default 8192)")
 		trailing   = fs.Uint64("trailing-logs", 0, "log entries kept after a snapshot (default 10240)")
 		snapCheck  = fs.Duration("snapshot-interval", 0, "how often to check snapshot-threshold (default 30s)")
+		debugAddr  = fs.String("debug-addr", "", "serve Go's pprof profiles on this loopback address (off by default)")
 		logLevel   = fs.String("log-level", "", "debug, info, warn or error (default info)")
 		logFormat  = fs.String("log-format", "", "text or json (default text)")
 	)
@@ -134,12 +136,12 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 		"team": &o.node.TeamID, "node": &o.node.NodeID, "data-dir": &o.node.DataDir,
 		"api-addr": &o.node.APIAddr, "raft-addr": &o.node.RaftAddr, "raft-advertise": &o.node.RaftAdvertise,
 		"ca-file": &o.node.TLS.CAFile, "cert-file": &o.node.TLS.CertFile, "key-file": &o.node.TLS.KeyFile,
-		"log-level": &o.logLevel, "log-format": &o.logFormat,
+		"log-level": &o.logLevel, "log-format": &o.logFormat, "debug-addr": &o.debugAddr,
 	}
 	values := map[string]*string{
 		"team": team, "node": nodeID, "data-dir": dataDir, "api-addr": apiAddr, "raft-addr": raftAddr,
 		"raft-advertise": advertise, "ca-file": caFile, "cert-file": certFile, "key-file": keyFile,
-		"log-level": logLevel, "log-format": logFormat,
+		"log-level": logLevel, "log-format": logFormat, "debug-addr": debugAddr,
 	}
 	for _, m := range fc.Cluster.Members {
 		o.node.Members = append(o.node.Members, node.Member{ID: m.ID, RaftAddr: m.Raft})

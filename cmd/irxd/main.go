@@ -10,10 +10,14 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
+	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/irxfed/irx/node"
 )
@@ -39,6 +43,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	opts.node.Logger = logger
+	if opts.debugAddr != "" {
+		stopDebug, err := serveDebug(opts.debugAddr, logger)
+		if err != nil {
+			return err
+		}
+		defer stopDebug()
+	}
 	n, err := node.Start(opts.node)
 	if err != nil {
 		return err
@@ -90,4 +101,28 @@ func teamOrDefault(team string) string {
 		return "dev"
 	}
 	return team
+}
+
+// serveDebug serves net/http/pprof on a loopback address only: profiles
+// reveal memory contents, so they are never exposed beyond the host.
+func serveDebug(addr string, logger *slog.Logger) (func(), error) {
+	host, _, err := net.SplitHostPort(addr)
+	if ip := net.ParseIP(host); err != nil || (host != "localhost" && (ip == nil || !ip.IsLoopback())) {
+		return nil, fmt.Errorf("--debug-addr %q: must be a loopback host:port", addr)
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("--debug-addr: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			logger.Warn("debug server stopped", "error", err)
+		}
+	}()
+	return func() { _ = srv.Close() }, nil
 }

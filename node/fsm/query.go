@@ -47,11 +47,15 @@ func (f *FSM) getFrom(r reader, id string, version int64) (*irxv1.Incident, erro
 	if err != nil {
 		return nil, err
 	}
-	key := incidentKey(parsed)
-	if version != 0 {
-		key = versionKey(parsed, version)
+	if version == 0 {
+		if version, err = latestVersion(r, parsed); err != nil {
+			if errors.Is(err, pebble.ErrNotFound) {
+				return nil, fmt.Errorf("%w: incident %s", ErrNotFound, id)
+			}
+			return nil, err
+		}
 	}
-	inc, err := loadIncident(r, key)
+	inc, err := loadIncident(r, versionKey(parsed, version))
 	if errors.Is(err, pebble.ErrNotFound) {
 		if version != 0 {
 			return nil, fmt.Errorf("%w: incident %s version %d", ErrNotFound, id, version)
@@ -59,6 +63,28 @@ func (f *FSM) getFrom(r reader, id string, version int64) (*irxv1.Incident, erro
 		return nil, fmt.Errorf("%w: incident %s", ErrNotFound, id)
 	}
 	return inc, err
+}
+
+// latestVersion reads the version inc/ points at.
+func latestVersion(r reader, id record.ID) (int64, error) {
+	v, closer, err := r.Get(incidentKey(id))
+	if err != nil {
+		return 0, err
+	}
+	defer closer.Close()
+	if len(v) != 8 {
+		return 0, fmt.Errorf("fsm: %s: latest version holds %d bytes, want 8", id, len(v))
+	}
+	return int64(binary.BigEndian.Uint64(v)), nil
+}
+
+// loadLatest reads the latest version of an incident.
+func loadLatest(r reader, id record.ID) (*irxv1.Incident, error) {
+	version, err := latestVersion(r, id)
+	if err != nil {
+		return nil, err
+	}
+	return loadIncident(r, versionKey(id, version))
 }
 
 func loadIncident(r reader, key []byte) (*irxv1.Incident, error) {
@@ -213,7 +239,7 @@ func (f *FSM) List(q Query, pageSize int, pageToken string) ([]*irxv1.Incident, 
 		if err != nil {
 			return nil, "", errors.Join(fmt.Errorf("fsm: list: %w", err), it.Close())
 		}
-		inc, err := loadIncident(f.db, incidentKey(id))
+		inc, err := loadLatest(f.db, id)
 		if err != nil {
 			return nil, "", errors.Join(fmt.Errorf("fsm: list %s: %w", id, err), it.Close())
 		}

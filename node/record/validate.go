@@ -140,37 +140,63 @@ func checkTaxonomy(t *irxv1.Taxonomy, field string, vs *violations) {
 // wherever they are: the JSON encoding (grpcurl) and AsTime cannot represent
 // them, so a stored one would break every later read of the record.
 func checkEnums(m protoreflect.Message, path string, vs *violations) {
+	walkEnums(m, &fieldPath{name: path, index: -1}, vs)
+}
+
+// fieldPath is a path into the record, rendered only when a violation needs
+// it: building strings for every valid field costs more than the checks.
+type fieldPath struct {
+	parent *fieldPath
+	name   string
+	index  int // -1: not a list element
+}
+
+func (p *fieldPath) String() string {
+	if p == nil {
+		return ""
+	}
+	s := p.parent.String()
+	if p.parent != nil {
+		s += "."
+	}
+	s += p.name
+	if p.index >= 0 {
+		s += fmt.Sprintf("[%d]", p.index)
+	}
+	return s
+}
+
+func walkEnums(m protoreflect.Message, path *fieldPath, vs *violations) {
 	m.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
-		fp := path + "." + string(fd.Name())
 		switch {
 		case fd.IsList():
 			l := v.List()
 			for i := 0; i < l.Len(); i++ {
-				checkValue(fd, l.Get(i), fmt.Sprintf("%s[%d]", fp, i), vs)
+				checkValue(fd, l.Get(i), &fieldPath{parent: path, name: string(fd.Name()), index: i}, vs)
 			}
 		case fd.IsMap():
 			// The incident schema has no maps.
 		default:
-			checkValue(fd, v, fp, vs)
+			checkValue(fd, v, &fieldPath{parent: path, name: string(fd.Name()), index: -1}, vs)
 		}
 		return true
 	})
 }
 
-func checkValue(fd protoreflect.FieldDescriptor, v protoreflect.Value, path string, vs *violations) {
+func checkValue(fd protoreflect.FieldDescriptor, v protoreflect.Value, path *fieldPath, vs *violations) {
 	switch fd.Kind() {
 	case protoreflect.EnumKind:
 		if fd.Enum().Values().ByNumber(v.Enum()) == nil {
-			vs.add(path, "%d is not a value of %s", v.Enum(), fd.Enum().Name())
+			vs.add(path.String(), "%d is not a value of %s", v.Enum(), fd.Enum().Name())
 		}
 	case protoreflect.MessageKind, protoreflect.GroupKind:
 		if ts, ok := v.Message().Interface().(*timestamppb.Timestamp); ok {
 			if err := ts.CheckValid(); err != nil {
-				vs.add(path, "%v", err)
+				vs.add(path.String(), "%v", err)
 			}
 			return
 		}
-		checkEnums(v.Message(), path, vs)
+		walkEnums(v.Message(), path, vs)
 	}
 }
 

@@ -255,38 +255,51 @@ func (b *lockedBuffer) String() string {
 }
 
 // StartCluster starts size nodes of team "dev" (node1..nodeN) that bootstrap
-// together, waits until every one serves, and stops them when the test ends.
+// together, waits until every one serves, and kills them when the test ends.
 // extra flags go to every node.
 func StartCluster(t testing.TB, bin string, size int, extra ...string) []*Node {
 	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	nodes, err := LaunchCluster(ctx, bin, t.TempDir(), size, extra...)
+	for _, n := range nodes {
+		t.Cleanup(func() { _ = n.Kill() })
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return nodes
+}
+
+// LaunchCluster starts size nodes of team "dev" with data under baseDir,
+// sharing one development CA, and waits until every one serves. The caller
+// stops the nodes, also when an error is returned with some of them.
+func LaunchCluster(ctx context.Context, bin, baseDir string, size int, extra ...string) ([]*Node, error) {
 	nodes := make([]*Node, size)
 	var members []string
 	for i := range nodes {
-		n, err := NewNode(bin, filepath.Join(t.TempDir(), fmt.Sprintf("node%d", i+1)))
+		n, err := NewNode(bin, filepath.Join(baseDir, fmt.Sprintf("node%d", i+1)))
 		if err != nil {
-			t.Fatal(err)
+			return nil, err
 		}
 		nodes[i] = n
 		members = append(members, fmt.Sprintf("node%d=%s", i+1, n.RaftAddr))
 	}
 	if err := ShareDevCA("dev", nodes...); err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
 	for i, n := range nodes {
 		n.Args = append([]string{"--node", fmt.Sprintf("node%d", i+1), "--members", strings.Join(members, ",")}, extra...)
 		if err := n.Launch(ctx); err != nil {
-			t.Fatal(err)
+			return nodes[:i], err
 		}
-		t.Cleanup(func() { _ = n.Kill() })
 	}
 	for _, n := range nodes {
 		if err := n.WaitServing(ctx); err != nil {
-			t.Fatal(err)
+			return nodes, err
 		}
 	}
-	return nodes
+	return nodes, nil
 }
 
 // ShareDevCA gives nodes one development CA for team: each node's

@@ -1,0 +1,193 @@
+// Command bench is irx's load tool. "ingest" starts a three-node team on
+// loopback (or targets running nodes) and measures acknowledged creates per
+// second and their latency for a number of concurrent clients:
+//
+//	go run ./test/bench ingest -clients 1000 -duration 20s -size 1024
+//	go run ./test/bench ingest -clients 1 -duration 10s
+//	go run ./test/bench ingest -targets 127.0.0.1:7400 -clients 50
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/protobuf/proto"
+
+	irxv1 "github.com/irxfed/irx/proto/irx/v1"
+	"github.com/irxfed/irx/test/irxdtest"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Stdout); err != nil {
+		if !errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+		}
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, args []string, out io.Writer) error {
+	if len(args) == 0 || args[0] != "ingest" {
+		return errors.New("usage: bench ingest [flags]  (bench ingest -h for the flags)")
+	}
+	fs := flag.NewFlagSet("ingest", flag.ContinueOnError)
+	var (
+		nodes    = fs.Int("nodes", 3, "nodes of the team to start (ignored with -targets)")
+		targets  = fs.String("targets", "", "operator API addresses of running nodes (comma-separated, plaintext loopback); default: start a team")
+		clients  = fs.Int("clients", 1000, "concurrent clients, each creating one incident after another")
+		duration = fs.Duration("duration", 20*time.Second, "how long to measure")
+		warmup   = fs.Duration("warmup", 3*time.Second, "load before measuring starts")
+		size     = fs.Int("size", 1024, "encoded incident size in bytes")
+		conns    = fs.Int("conns", 4, "gRPC connections per node, shared by the clients")
+		keep     = fs.Bool("keep", false, "keep the data directory of a started team")
+		irxdArgs = fs.String("irxd-args", "", "extra flags for every started irxd, space-separated")
+	)
+	if err := fs.Parse(args[1:]); err != nil {
+		return err
+	}
+	addrs := strings.Split(*targets, ",")
+	if *targets == "" {
+		dir, err := os.MkdirTemp("", "irx-bench")
+		if err != nil {
+			return err
+		}
+		if !*keep {
+			defer os.RemoveAll(dir)
+		}
+		bin, err := irxdtest.Build(ctx, dir)
+		if err != nil {
+			return err
+		}
+		startCtx, cancel := context.WithTimeout(ctx, time.Minute)
+		team, err := irxdtest.LaunchCluster(startCtx, bin, dir, *nodes, strings.Fields(*irxdArgs)...)
+		cancel()
+		defer func() {
+			for _, n := range team {
+				_ = n.Stop(10 * time.Second)
+			}
+		}()
+		if err != nil {
+			return err
+		}
+		addrs = addrs[:0]
+		for _, n := range team {
+			addrs = append(addrs, n.APIAddr)
+		}
+		fmt.Fprintf(out, "started a %d-node team in %s\n", *nodes, dir)
+	}
+
+	var pool []irxv1.IncidentServiceClient
+	for _, addr := range addrs {
+		for i := 0; i < *conns; i++ {
+			conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+			if err != nil {
+				return err
+			}
+			defer conn.Close()
+			pool = append(pool, irxv1.NewIncidentServiceClient(conn))
+		}
+	}
+	incident := paddedIncident(*size)
+	fmt.Fprintf(out, "ingest: %d clients over %d nodes, %d-byte incidents, %v warm-up, %v measured\n",
+		*clients, len(addrs), proto.Size(incident), *warmup, *duration)
+
+	var (
+		measuring atomic.Bool
+		stopping  atomic.Bool
+		failures  atomic.Int64
+		lastErr   atomic.Value
+		mu        sync.Mutex
+		latencies = make([]time.Duration, 0, 1<<20)
+		wg        sync.WaitGroup
+	)
+	for c := 0; c < *clients; c++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			client := pool[c%len(pool)]
+			local := make([]time.Duration, 0, 4096)
+			for !stopping.Load() {
+				callCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+				start := time.Now()
+				_, err := client.CreateIncident(callCtx, &irxv1.CreateIncidentRequest{Incident: incident})
+				elapsed := time.Since(start)
+				cancel()
+				if err != nil {
+					if ctx.Err() != nil {
+						break
+					}
+					failures.Add(1)
+					lastErr.Store(err.Error())
+					continue
+				}
+				if measuring.Load() {
+					local = append(local, elapsed)
+				}
+			}
+			mu.Lock()
+			latencies = append(latencies, local...)
+			mu.Unlock()
+		}()
+	}
+	select {
+	case <-time.After(*warmup):
+	case <-ctx.Done():
+	}
+	measuring.Store(true)
+	began := time.Now()
+	select {
+	case <-time.After(*duration):
+	case <-ctx.Done():
+	}
+	measuring.Store(false)
+	measured := time.Since(began)
+	stopping.Store(true)
+	wg.Wait()
+
+	slices.Sort(latencies)
+	pct := func(p float64) time.Duration {
+		if len(latencies) == 0 {
+			return 0
+		}
+		return latencies[min(len(latencies)-1, int(p*float64(len(latencies))))]
+	}
+	fmt.Fprintf(out, "acknowledged creates: %d in %v = %.0f creates/s\n", len(latencies), measured.Round(time.Millisecond), float64(len(latencies))/measured.Seconds())
+	fmt.Fprintf(out, "latency: p50 %v  p90 %v  p99 %v  max %v\n",
+		pct(0.50).Round(10*time.Microsecond), pct(0.90).Round(10*time.Microsecond), pct(0.99).Round(10*time.Microsecond), pct(1).Round(10*time.Microsecond))
+	if n := failures.Load(); n > 0 {
+		fmt.Fprintf(out, "failed calls: %d (last: %v)\n", n, lastErr.Load())
+	}
+	return nil
+}
+
+// paddedIncident is a realistic report grown to size bytes with its
+// description, like a report with a long free-text account.
+func paddedIncident(size int) *irxv1.Incident {
+	inc := &irxv1.Incident{
+		Tlp:            irxv1.Tlp_TLP_AMBER,
+		Taxonomy:       &irxv1.Taxonomy{Class: "intrusion-attempts", Type: "brute-force"},
+		Priority:       irxv1.Priority_PRIORITY_MEDIUM,
+		VictimHosts:    []*irxv1.Host{{Hostname: "mail.example.org", Addresses: []string{"192.0.2.25"}}},
+		AttackingHosts: []*irxv1.Host{{Addresses: []string{"198.51.100.7"}, Services: []*irxv1.Service{{IpProtocol: 6, Port: 22, Application: "ssh"}}}},
+		Indicators:     []*irxv1.Indicator{{Kind: irxv1.IndicatorKind_INDICATOR_KIND_IPV4, Value: "198.51.100.7"}},
+		Descriptions:   []*irxv1.Description{{Lang: "en"}},
+	}
+	if pad := size - proto.Size(inc) - 3; pad > 0 {
+		inc.Descriptions[0].Text = strings.Repeat("SSH password guessing against the mail relay. ", pad/47+1)[:pad]
+	}
+	return inc
+}
