@@ -15,7 +15,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/health"
@@ -124,9 +123,7 @@ func (n *Node) loadCredentials() (nodeCredentials, error) {
 
 func (n *Node) startRaft(creds nodeCredentials) error {
 	var err error
-	raftLogger := hclog.FromStandardLogger(slog.NewLogLogger(n.log.Handler(), slog.LevelInfo), &hclog.LoggerOptions{
-		Name: "raft", Level: hclog.Info,
-	})
+	raftLogger := newRaftLogger(n.log)
 	n.logs, err = raftstore.Open(filepath.Join(n.cfg.DataDir, "raft"), raftstore.WithLogger(n.log))
 	if err != nil {
 		return err
