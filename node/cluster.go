@@ -254,7 +254,7 @@ func waitFuture(ctx context.Context, f raft.Future) error {
 
 // ClusterStatus reports every member as it reports itself, with its lag
 // behind the leader's commit index.
-func (n *Node) ClusterStatus(ctx context.Context) (*irxv1.GetClusterStatusResponse, error) {
+func (n *Node) ClusterStatus(ctx context.Context, includeDigest bool) (*irxv1.GetClusterStatusResponse, error) {
 	leaderAddr, leaderID := n.raft.LeaderWithID()
 	future := n.raft.GetConfiguration()
 	if err := future.Error(); err != nil {
@@ -271,6 +271,15 @@ func (n *Node) ClusterStatus(ctx context.Context) (*irxv1.GetClusterStatusRespon
 		AppliedIndex:  n.state.AppliedIndex(),
 		LastTicket:    n.state.LastTicket(),
 		FeedSequence:  n.state.FeedSequence(),
+	}
+	if includeDigest {
+		// Applied index and digest must describe the same state: read the
+		// index the digest was taken at.
+		applied, digest, err := n.state.DigestAt()
+		if err != nil {
+			return nil, grpcstatus.Errorf(codes.Internal, "state digest: %v", err)
+		}
+		resp.AppliedIndex, resp.StateDigest = applied, hex.EncodeToString(digest)
 	}
 	servers := future.Configuration().Servers
 	statuses := make([]*irxv1.GetNodeStatusResponse, len(servers))

@@ -10,7 +10,7 @@ import (
 
 // ClusterOperator is what the node offers operators about its Raft cluster.
 type ClusterOperator interface {
-	ClusterStatus(ctx context.Context) (*irxv1.GetClusterStatusResponse, error)
+	ClusterStatus(ctx context.Context, includeDigest bool) (*irxv1.GetClusterStatusResponse, error)
 	AddMember(ctx context.Context, req *irxv1.AddMemberRequest) (*irxv1.AddMemberResponse, error)
 	RemoveMember(ctx context.Context, req *irxv1.RemoveMemberRequest) (*irxv1.RemoveMemberResponse, error)
 	TransferLeadership(ctx context.Context, req *irxv1.TransferLeadershipRequest) (*irxv1.TransferLeadershipResponse, error)
@@ -26,8 +26,8 @@ type ClusterService struct {
 func NewClusterService(n ClusterOperator) *ClusterService { return &ClusterService{node: n} }
 
 // GetClusterStatus implements irx.v1.ClusterService.
-func (s *ClusterService) GetClusterStatus(ctx context.Context, _ *irxv1.GetClusterStatusRequest) (*irxv1.GetClusterStatusResponse, error) {
-	return s.node.ClusterStatus(ctx)
+func (s *ClusterService) GetClusterStatus(ctx context.Context, req *irxv1.GetClusterStatusRequest) (*irxv1.GetClusterStatusResponse, error) {
+	return s.node.ClusterStatus(ctx, req.GetIncludeDigest())
 }
 
 // AddMember implements irx.v1.ClusterService.

@@ -323,12 +323,30 @@ func clampPageSize(n int) int {
 // Digest is a SHA-256 over every key and value of the state machine. Two
 // replicas that applied the same log have the same digest.
 func (f *FSM) Digest() ([]byte, error) {
+	_, d, err := f.DigestAt()
+	return d, err
+}
+
+// DigestAt returns the digest with the applied index it was taken at, both
+// from one consistent snapshot of the database.
+func (f *FSM) DigestAt() (uint64, []byte, error) {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
 	if f.db == nil {
-		return nil, errClosed
+		return 0, nil, errClosed
 	}
-	it, err := f.db.NewIter(nil)
+	snap := f.db.NewSnapshot()
+	defer snap.Close()
+	applied, err := getUint64(snap, keyApplied)
+	if err != nil {
+		return 0, nil, err
+	}
+	d, err := digestOf(snap)
+	return applied, d, err
+}
+
+func digestOf(snap *pebble.Snapshot) ([]byte, error) {
+	it, err := snap.NewIter(nil)
 	if err != nil {
 		return nil, fmt.Errorf("fsm: digest: %w", err)
 	}

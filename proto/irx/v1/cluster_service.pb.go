@@ -84,7 +84,10 @@ func (NodeRole) EnumDescriptor() ([]byte, []int) {
 
 // Request for ClusterService.GetClusterStatus.
 type GetClusterStatusRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Also compute state_digest (reads the whole state machine: for checks,
+	// not for monitoring).
+	IncludeDigest bool `protobuf:"varint,1,opt,name=include_digest,json=includeDigest,proto3" json:"include_digest,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -119,6 +122,13 @@ func (*GetClusterStatusRequest) Descriptor() ([]byte, []int) {
 	return file_irx_v1_cluster_service_proto_rawDescGZIP(), []int{0}
 }
 
+func (x *GetClusterStatusRequest) GetIncludeDigest() bool {
+	if x != nil {
+		return x.IncludeDigest
+	}
+	return false
+}
+
 // Response for ClusterService.GetClusterStatus.
 type GetClusterStatusResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -143,7 +153,10 @@ type GetClusterStatusResponse struct {
 	// The last sequence number of the team's feed.
 	FeedSequence uint64 `protobuf:"varint,10,opt,name=feed_sequence,json=feedSequence,proto3" json:"feed_sequence,omitempty"`
 	// The members of the Raft configuration.
-	Members       []*ClusterMember `protobuf:"bytes,11,rep,name=members,proto3" json:"members,omitempty"`
+	Members []*ClusterMember `protobuf:"bytes,11,rep,name=members,proto3" json:"members,omitempty"`
+	// SHA-256 of this node's state machine at applied_index, hex; set when
+	// asked for. Nodes at the same applied index must report the same one.
+	StateDigest   string `protobuf:"bytes,12,opt,name=state_digest,json=stateDigest,proto3" json:"state_digest,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -253,6 +266,13 @@ func (x *GetClusterStatusResponse) GetMembers() []*ClusterMember {
 		return x.Members
 	}
 	return nil
+}
+
+func (x *GetClusterStatusResponse) GetStateDigest() string {
+	if x != nil {
+		return x.StateDigest
+	}
+	return ""
 }
 
 // ClusterMember is one member of the Raft configuration.
@@ -664,8 +684,9 @@ var File_irx_v1_cluster_service_proto protoreflect.FileDescriptor
 
 const file_irx_v1_cluster_service_proto_rawDesc = "" +
 	"\n" +
-	"\x1cirx/v1/cluster_service.proto\x12\x06irx.v1\"\x19\n" +
-	"\x17GetClusterStatusRequest\"\x89\x03\n" +
+	"\x1cirx/v1/cluster_service.proto\x12\x06irx.v1\"@\n" +
+	"\x17GetClusterStatusRequest\x12%\n" +
+	"\x0einclude_digest\x18\x01 \x01(\bR\rincludeDigest\"\xac\x03\n" +
 	"\x18GetClusterStatusResponse\x12\x17\n" +
 	"\ateam_id\x18\x01 \x01(\tR\x06teamId\x12\x17\n" +
 	"\anode_id\x18\x02 \x01(\tR\x06nodeId\x12$\n" +
@@ -679,7 +700,8 @@ const file_irx_v1_cluster_service_proto_rawDesc = "" +
 	"lastTicket\x12#\n" +
 	"\rfeed_sequence\x18\n" +
 	" \x01(\x04R\ffeedSequence\x12/\n" +
-	"\amembers\x18\v \x03(\v2\x15.irx.v1.ClusterMemberR\amembers\"\xe3\x01\n" +
+	"\amembers\x18\v \x03(\v2\x15.irx.v1.ClusterMemberR\amembers\x12!\n" +
+	"\fstate_digest\x18\f \x01(\tR\vstateDigest\"\xe3\x01\n" +
 	"\rClusterMember\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x18\n" +
 	"\aaddress\x18\x02 \x01(\tR\aaddress\x12\x14\n" +

@@ -323,8 +323,6 @@ const (
 	// A required field was withheld and replaced by a neutral placeholder
 	// (taxonomy: other/undetermined) so the view stays a valid record.
 	DecisionCause_DECISION_CAUSE_PLACEHOLDER DecisionCause = 7
-	// An enclosing field was removed, which removes everything beneath it.
-	DecisionCause_DECISION_CAUSE_ENCLOSING DecisionCause = 8
 )
 
 // Enum value maps for DecisionCause.
@@ -338,7 +336,6 @@ var (
 		5: "DECISION_CAUSE_UNREPRESENTABLE",
 		6: "DECISION_CAUSE_INCOMPLETE",
 		7: "DECISION_CAUSE_PLACEHOLDER",
-		8: "DECISION_CAUSE_ENCLOSING",
 	}
 	DecisionCause_value = map[string]int32{
 		"DECISION_CAUSE_UNSPECIFIED":     0,
@@ -349,7 +346,6 @@ var (
 		"DECISION_CAUSE_UNREPRESENTABLE": 5,
 		"DECISION_CAUSE_INCOMPLETE":      6,
 		"DECISION_CAUSE_PLACEHOLDER":     7,
-		"DECISION_CAUSE_ENCLOSING":       8,
 	}
 )
 
@@ -1165,7 +1161,7 @@ const file_irx_v1_policy_proto_rawDesc = "" +
 	"\x19FIELD_OUTCOME_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12FIELD_OUTCOME_KEPT\x10\x01\x12\x19\n" +
 	"\x15FIELD_OUTCOME_CHANGED\x10\x02\x12\x19\n" +
-	"\x15FIELD_OUTCOME_REMOVED\x10\x03*\xac\x02\n" +
+	"\x15FIELD_OUTCOME_REMOVED\x10\x03*\x8e\x02\n" +
 	"\rDecisionCause\x12\x1e\n" +
 	"\x1aDECISION_CAUSE_UNSPECIFIED\x10\x00\x12\x1d\n" +
 	"\x19DECISION_CAUSE_CLASS_RULE\x10\x01\x12\x1f\n" +
@@ -1174,8 +1170,7 @@ const file_irx_v1_policy_proto_rawDesc = "" +
 	"\x16DECISION_CAUSE_CONSENT\x10\x04\x12\"\n" +
 	"\x1eDECISION_CAUSE_UNREPRESENTABLE\x10\x05\x12\x1d\n" +
 	"\x19DECISION_CAUSE_INCOMPLETE\x10\x06\x12\x1e\n" +
-	"\x1aDECISION_CAUSE_PLACEHOLDER\x10\a\x12\x1c\n" +
-	"\x18DECISION_CAUSE_ENCLOSING\x10\b*\x7f\n" +
+	"\x1aDECISION_CAUSE_PLACEHOLDER\x10\a*\x7f\n" +
 	"\fReshareScope\x12\x1d\n" +
 	"\x19RESHARE_SCOPE_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12RESHARE_SCOPE_NONE\x10\x01\x12\x1b\n" +
