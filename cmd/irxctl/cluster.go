@@ -1,0 +1,139 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+
+	irxv1 "github.com/irxfed/irx/proto/irx/v1"
+)
+
+func clusterCommand() *command {
+	return &command{
+		name:  "cluster",
+		usage: "cluster COMMAND",
+		short: "Inspect and change the team's Raft cluster",
+		subs: []*command{
+			{
+				name:  "status",
+				usage: "cluster status",
+				short: "Show every member with its role, applied index and lag",
+				long: `Any node answers; it asks each member for its state. LAG is the number of
+entries a member has yet to apply behind the leader's commit index; ERROR says
+why a member could not be asked.`,
+				connects: true, printsOutput: true,
+				setup: func(*flag.FlagSet) action {
+					return func(ctx context.Context, c *cli, _ []string) error {
+						return withCluster(ctx, c, func(ctx context.Context, cl irxv1.ClusterServiceClient) error {
+							resp, err := cl.GetClusterStatus(ctx, &irxv1.GetClusterStatusRequest{})
+							if err != nil {
+								return err
+							}
+							return c.printProto(resp, func(w io.Writer) error { return writeClusterStatus(w, resp) })
+						})
+					}
+				},
+			},
+			{
+				name:  "add",
+				usage: "cluster add NODE_ID ADDRESS [--non-voter]",
+				short: "Add a node to the team's Raft configuration",
+				long: `ADDRESS is the new node's intra-cluster (Raft) host:port, not its operator
+API. The node must run with --join and a certificate from the team CA.`,
+				minArgs: 2, maxArgs: 2,
+				connects: true, printsOutput: true,
+				setup: func(fs *flag.FlagSet) action {
+					nonVoter := fs.Bool("non-voter", false, "replicate to the node without giving it a vote")
+					return func(ctx context.Context, c *cli, args []string) error {
+						return withCluster(ctx, c, func(ctx context.Context, cl irxv1.ClusterServiceClient) error {
+							resp, err := cl.AddMember(ctx, &irxv1.AddMemberRequest{NodeId: args[0], Address: args[1], NonVoter: *nonVoter})
+							if err != nil {
+								return err
+							}
+							return c.printProto(resp, func(w io.Writer) error { return writeMembers(w, resp.GetMembers()) })
+						})
+					}
+				},
+			},
+			{
+				name:    "remove",
+				usage:   "cluster remove NODE_ID",
+				short:   "Remove a node from the team's Raft configuration",
+				minArgs: 1, maxArgs: 1,
+				connects: true, printsOutput: true,
+				setup: func(*flag.FlagSet) action {
+					return func(ctx context.Context, c *cli, args []string) error {
+						return withCluster(ctx, c, func(ctx context.Context, cl irxv1.ClusterServiceClient) error {
+							resp, err := cl.RemoveMember(ctx, &irxv1.RemoveMemberRequest{NodeId: args[0]})
+							if err != nil {
+								return err
+							}
+							return c.printProto(resp, func(w io.Writer) error { return writeMembers(w, resp.GetMembers()) })
+						})
+					}
+				},
+			},
+			{
+				name:     "transfer",
+				usage:    "cluster transfer [NODE_ID]",
+				short:    "Hand leadership to NODE_ID, or to the most up-to-date follower",
+				maxArgs:  1,
+				connects: true, printsOutput: true,
+				setup: func(*flag.FlagSet) action {
+					return func(ctx context.Context, c *cli, args []string) error {
+						req := &irxv1.TransferLeadershipRequest{}
+						if len(args) == 1 {
+							req.NodeId = args[0]
+						}
+						return withCluster(ctx, c, func(ctx context.Context, cl irxv1.ClusterServiceClient) error {
+							resp, err := cl.TransferLeadership(ctx, req)
+							if err != nil {
+								return err
+							}
+							return c.printProto(resp, func(w io.Writer) error {
+								_, err := fmt.Fprintf(w, "leader: %s\n", resp.GetLeaderId())
+								return err
+							})
+						})
+					}
+				},
+			},
+		},
+	}
+}
+
+// withCluster runs one bounded cluster call.
+func withCluster(ctx context.Context, c *cli, f func(context.Context, irxv1.ClusterServiceClient) error) error {
+	s, err := c.connect()
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	callCtx, cancel := s.call(ctx)
+	defer cancel()
+	return f(callCtx, s.cluster())
+}
+
+func writeClusterStatus(w io.Writer, st *irxv1.GetClusterStatusResponse) error {
+	fmt.Fprintf(w, "team %s, leader %s, term %d, commit index %d, last ticket %d (answered by %s)\n\n",
+		st.GetTeamId(), dash(st.GetLeaderId()), st.GetTerm(), st.GetCommitIndex(), st.GetLastTicket(), st.GetNodeId())
+	tw := newTable(w)
+	fmt.Fprintln(tw, "NODE\tADDRESS\tROLE\tLEADER\tVOTER\tAPPLIED\tLAG\tERROR")
+	for _, m := range st.GetMembers() {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%t\t%t\t%d\t%d\t%s\n", m.GetNodeId(), m.GetAddress(), roleLabel(m.GetRole()),
+			m.GetLeader(), m.GetVoter(), m.GetAppliedIndex(), m.GetLag(), m.GetError())
+	}
+	return tw.Flush()
+}
+
+// writeMembers shows a configuration after a change, which carries no
+// per-member state.
+func writeMembers(w io.Writer, members []*irxv1.ClusterMember) error {
+	tw := newTable(w)
+	fmt.Fprintln(tw, "NODE\tADDRESS\tLEADER\tVOTER")
+	for _, m := range members {
+		fmt.Fprintf(tw, "%s\t%s\t%t\t%t\n", m.GetNodeId(), m.GetAddress(), m.GetLeader(), m.GetVoter())
+	}
+	return tw.Flush()
+}

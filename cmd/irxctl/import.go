@@ -1,0 +1,369 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"cmp"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	irxv1 "github.com/irxfed/irx/proto/irx/v1"
+)
+
+func incidentImportCommand() *command {
+	return &command{
+		name:  "import",
+		usage: "incident import DIR|FILE [--concurrency N]",
+		short: "Create many incidents from files; safe to re-run",
+		long: `Reads DIR recursively (skipping dot-files) or one FILE: every .json file is
+one incident, every .yaml/.yml file one incident per YAML document, and every
+line of a .jsonl/.ndjson file one incident. Each record is sent with a request
+id derived from its file's absolute path and its line, so running the same
+import again creates nothing twice: records already created are accepted
+again as they are. (Editing a file so that records move to other lines, or
+moving the files, defeats this.)
+
+Progress goes to stderr: a bar on a terminal, a line every few seconds
+otherwise. The summary on stdout gives the accepted and rejected counts and,
+for each rejected record, FILE:LINE and the reasons. Exits 1 if any record was
+rejected. Unavailable nodes and timeouts are retried with the same request id.`,
+		minArgs: 1, maxArgs: 1,
+		connects: true,
+		setup: func(fs *flag.FlagSet) action {
+			concurrency := fs.Int("concurrency", 8, "`N` requests in flight")
+			return func(ctx context.Context, c *cli, args []string) error {
+				if *concurrency < 1 || *concurrency > 256 {
+					return usageErrorf("--concurrency %d: want 1 to 256", *concurrency)
+				}
+				return c.importIncidents(ctx, args[0], *concurrency)
+			}
+		},
+	}
+}
+
+// importRecord is one incident to create and where it came from.
+type importRecord struct {
+	file      string // as the user named it, for messages
+	line      int
+	requestID string
+	data      []byte // protojson
+	fromYAML  bool
+	err       error // the record could not even be read
+
+	sendErr error // set by the worker that sent it
+}
+
+func (c *cli) importIncidents(ctx context.Context, root string, concurrency int) error {
+	records, skipped, err := collectRecords(root)
+	if err != nil {
+		return err
+	}
+	if skipped > 0 {
+		fmt.Fprintf(c.stderr, "irxctl: skipped %d file(s) that are not .json, .jsonl, .ndjson, .yaml or .yml\n", skipped)
+	}
+	if len(records) == 0 {
+		return fmt.Errorf("%s: no records to import", root)
+	}
+	s, err := c.connect()
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+
+	p := newProgress(c.stderr, len(records))
+	stopProgress := p.start()
+	work := make(chan *importRecord)
+	var wg sync.WaitGroup
+	for range concurrency {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for rec := range work {
+				rec.sendErr = importOne(ctx, s, rec)
+				p.record(rec.sendErr != nil)
+			}
+		}()
+	}
+	sent := 0
+feed:
+	for _, rec := range records {
+		select {
+		case work <- rec:
+			sent++
+		case <-ctx.Done():
+			break feed
+		}
+	}
+	close(work)
+	wg.Wait()
+	stopProgress()
+
+	return c.importSummary(records[:sent], len(records)-sent, ctx.Err())
+}
+
+// importOne creates one record, retrying what a retry with the same request
+// id can fix.
+func importOne(ctx context.Context, s *session, rec *importRecord) error {
+	if rec.err != nil {
+		return rec.err
+	}
+	inc, err := unmarshalIncident(rec.data, rec.fromYAML)
+	if err != nil {
+		return err
+	}
+	req := &irxv1.CreateIncidentRequest{Incident: inc, RequestId: rec.requestID}
+	backoff := 200 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		callCtx, cancel := s.call(ctx)
+		_, err := s.incidents().CreateIncident(callCtx, req)
+		cancel()
+		if err == nil {
+			return nil
+		}
+		code := status.Code(err)
+		retryable := code == codes.Unavailable || code == codes.DeadlineExceeded
+		if !retryable || attempt == 5 || ctx.Err() != nil {
+			return err
+		}
+		select {
+		case <-time.After(backoff):
+		case <-ctx.Done():
+			return err
+		}
+		backoff = min(2*backoff, 4*time.Second)
+	}
+}
+
+func (c *cli) importSummary(records []*importRecord, unsent int, interrupted error) error {
+	var rejected []*importRecord
+	for _, rec := range records {
+		if rec.sendErr != nil {
+			rejected = append(rejected, rec)
+		}
+	}
+	fmt.Fprintf(c.stdout, "accepted %d, rejected %d\n", len(records)-len(rejected), len(rejected))
+	slices.SortFunc(rejected, func(a, b *importRecord) int {
+		return cmp.Or(strings.Compare(a.file, b.file), cmp.Compare(a.line, b.line))
+	})
+	for _, rec := range rejected {
+		st, ok := statusOf(rec.sendErr)
+		if !ok {
+			fmt.Fprintf(c.stdout, "%s:%d: not an incident: %v\n", rec.file, rec.line, rec.sendErr)
+			continue
+		}
+		violations := fieldViolations(st)
+		if len(violations) == 0 {
+			fmt.Fprintf(c.stdout, "%s:%d: %s: %s\n", rec.file, rec.line, st.Code(), st.Message())
+			continue
+		}
+		// The server's message repeats the violations; list them once.
+		fmt.Fprintf(c.stdout, "%s:%d: %s\n", rec.file, rec.line, st.Code())
+		for _, v := range violations {
+			fmt.Fprintf(c.stdout, "  %s: %s\n", v.GetField(), v.GetDescription())
+		}
+	}
+	if interrupted != nil {
+		return fmt.Errorf("import interrupted (%v): %d record(s) not sent; run the same import again to finish it", interrupted, unsent)
+	}
+	if len(rejected) > 0 {
+		return exitError(1)
+	}
+	return nil
+}
+
+func importable(path string) bool {
+	switch strings.ToLower(filepath.Ext(path)) {
+	case ".json", ".jsonl", ".ndjson", ".yaml", ".yml":
+		return true
+	}
+	return false
+}
+
+// collectRecords reads every record under root (a directory or one file)
+// and counts the files it skipped.
+func collectRecords(root string) ([]*importRecord, int, error) {
+	info, err := os.Stat(root)
+	if err != nil {
+		return nil, 0, err
+	}
+	if !info.IsDir() {
+		if !importable(root) {
+			return nil, 0, usageErrorf("%s: want a directory or a .json, .jsonl, .ndjson, .yaml or .yml file", root)
+		}
+		recs, err := readRecords(root)
+		return recs, 0, err
+	}
+	var (
+		records []*importRecord
+		skipped int
+	)
+	err = filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if path != root && strings.HasPrefix(d.Name(), ".") {
+			if d.IsDir() {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		if d.IsDir() {
+			return nil
+		}
+		if !importable(path) {
+			skipped++
+			return nil
+		}
+		recs, err := readRecords(path)
+		records = append(records, recs...)
+		return err
+	})
+	return records, skipped, err
+}
+
+// readRecords splits one file into records. A file that cannot be parsed
+// as a whole becomes one rejected record, so the rest of the import goes on.
+func readRecords(path string) ([]*importRecord, error) {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, err
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	data = bytes.TrimPrefix(data, []byte("\ufeff"))
+	rec := func(line int, data []byte, err error) *importRecord {
+		return &importRecord{file: path, line: line, requestID: importRequestID(abs, line), data: data, err: err}
+	}
+	switch strings.ToLower(filepath.Ext(path)) {
+	case ".json":
+		return []*importRecord{rec(1, data, nil)}, nil
+	case ".yaml", ".yml":
+		docs, err := yamlDocuments(data)
+		if err != nil {
+			return []*importRecord{rec(1, nil, err)}, nil
+		}
+		var out []*importRecord
+		for _, d := range docs {
+			r := rec(d.line, d.json, nil)
+			r.fromYAML = true
+			out = append(out, r)
+		}
+		return out, nil
+	}
+	var out []*importRecord
+	r := bufio.NewReader(bytes.NewReader(data))
+	for line := 1; ; line++ {
+		text, err := r.ReadBytes('\n')
+		if len(bytes.TrimSpace(text)) > 0 {
+			out = append(out, rec(line, text, nil))
+		}
+		if errors.Is(err, io.EOF) {
+			return out, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+}
+
+// importRequestID names a record by where it is, not by what it holds, so
+// that a re-run finds the incidents the first run created. The hash keeps
+// the id within the server's 128 bytes for any path.
+func importRequestID(absPath string, line int) string {
+	sum := sha256.Sum256([]byte(absPath + "\n" + strconv.Itoa(line)))
+	return "irxctl-import-" + hex.EncodeToString(sum[:16])
+}
+
+// progress reports an import on stderr: a redrawn bar on a terminal, plain
+// lines (which logs can hold) otherwise.
+type progress struct {
+	w              io.Writer
+	tty            bool
+	total          int
+	done, rejected atomic.Int64
+	began          time.Time
+}
+
+func newProgress(w io.Writer, total int) *progress {
+	return &progress{w: w, tty: isTerminal(w), total: total, began: time.Now()}
+}
+
+func (p *progress) record(rejected bool) {
+	p.done.Add(1)
+	if rejected {
+		p.rejected.Add(1)
+	}
+}
+
+// start reports until the returned function is called.
+func (p *progress) start() (stop func()) {
+	interval := 5 * time.Second
+	if p.tty {
+		interval = 100 * time.Millisecond
+	}
+	quit, finished := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(finished)
+		t := time.NewTicker(interval)
+		defer t.Stop()
+		for {
+			select {
+			case <-t.C:
+				p.report()
+			case <-quit:
+				if p.tty {
+					p.report()
+					fmt.Fprintln(p.w)
+				}
+				return
+			}
+		}
+	}()
+	return func() {
+		close(quit)
+		<-finished
+	}
+}
+
+func (p *progress) report() {
+	done, rejected := int(p.done.Load()), p.rejected.Load()
+	rate := float64(done) / max(time.Since(p.began).Seconds(), 0.001)
+	if !p.tty {
+		fmt.Fprintf(p.w, "import: %d/%d records, %d rejected, %.0f/s\n", done, p.total, rejected, rate)
+		return
+	}
+	const width = 30
+	filled := width * done / p.total
+	bar := strings.Repeat("=", filled) + strings.Repeat(" ", width-filled)
+	fmt.Fprintf(p.w, "\r[%s] %d/%d %3d%%  %d rejected  %.0f/s ", bar, done, p.total, 100*done/p.total, rejected, rate)
+}
+
+// isTerminal reports whether w is a character device, which is what a
+// terminal is; the standard library has no closer test.
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	info, err := f.Stat()
+	return err == nil && info.Mode()&os.ModeCharDevice != 0
+}

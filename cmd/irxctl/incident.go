@@ -1,0 +1,310 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"google.golang.org/protobuf/types/known/fieldmaskpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	irxv1 "github.com/irxfed/irx/proto/irx/v1"
+)
+
+// maxPageSize is the server's largest page.
+const maxPageSize = 1000
+
+func incidentCommand() *command {
+	return &command{
+		name:  "incident",
+		usage: "incident COMMAND",
+		short: "Create, read, list, update and import incidents",
+		subs: []*command{
+			incidentCreateCommand(), incidentGetCommand(), incidentListCommand(),
+			incidentUpdateCommand(), incidentVersionsCommand(), incidentImportCommand(),
+		},
+	}
+}
+
+func incidentCreateCommand() *command {
+	return &command{
+		name:  "create",
+		usage: "incident create -f FILE [--request-id ID]",
+		short: "Record an incident; the team assigns its id",
+		long: `FILE holds one irx.v1.Incident as JSON or YAML (by extension, else by content;
+"-" reads stdin), with the proto's field names and full enum names, e.g.
+  tlp: TLP_AMBER
+  taxonomy: {class: malicious-code, type: c2-server}
+  descriptions: [{lang: en, text: Workstation beaconing to a C2 server}]
+Output-only fields (id, version, create_time, ...) are ignored, so the output
+of "incident get -o yaml" can be fed back. --request-id makes a retry safe: the
+same id returns the incident the first call created.`,
+		connects: true, printsOutput: true,
+		setup: func(fs *flag.FlagSet) action {
+			file := fs.String("f", "", "incident `FILE`, JSON or YAML; - for stdin")
+			requestID := fs.String("request-id", "", "idempotency `KEY`, e.g. a UUID")
+			return func(ctx context.Context, c *cli, _ []string) error {
+				if *file == "" {
+					return usageErrorf("-f FILE is required")
+				}
+				inc, err := c.readIncidentFile(*file)
+				if err != nil {
+					return err
+				}
+				s, err := c.connect()
+				if err != nil {
+					return err
+				}
+				defer s.Close()
+				callCtx, cancel := s.call(ctx)
+				defer cancel()
+				resp, err := s.incidents().CreateIncident(callCtx, &irxv1.CreateIncidentRequest{Incident: inc, RequestId: *requestID})
+				if err != nil {
+					return err
+				}
+				return c.printIncident(resp.GetIncident())
+			}
+		},
+	}
+}
+
+func incidentGetCommand() *command {
+	return &command{
+		name:    "get",
+		usage:   "incident get ID [--version N] [--stale]",
+		short:   "Show an incident: its latest version or version N",
+		minArgs: 1, maxArgs: 1,
+		connects: true, printsOutput: true,
+		setup: func(fs *flag.FlagSet) action {
+			version := fs.Int64("version", 0, "version `N` (default: the latest)")
+			stale := fs.Bool("stale", false, "answer from the node's local state, even without a leader (may lag)")
+			return func(ctx context.Context, c *cli, args []string) error {
+				s, err := c.connect()
+				if err != nil {
+					return err
+				}
+				defer s.Close()
+				callCtx, cancel := s.call(ctx)
+				defer cancel()
+				resp, err := s.incidents().GetIncident(callCtx, &irxv1.GetIncidentRequest{
+					Id: args[0], Version: *version, Consistency: consistency(*stale),
+				})
+				if err != nil {
+					return err
+				}
+				return c.printIncident(resp.GetIncident())
+			}
+		},
+	}
+}
+
+func consistency(stale bool) irxv1.ReadConsistency {
+	if stale {
+		return irxv1.ReadConsistency_READ_CONSISTENCY_STALE
+	}
+	return irxv1.ReadConsistency_READ_CONSISTENCY_UNSPECIFIED
+}
+
+func (c *cli) printIncident(inc *irxv1.Incident) error {
+	return c.printProto(inc, func(w io.Writer) error { return writeIncidentTable(w, []*irxv1.Incident{inc}) })
+}
+
+func incidentListCommand() *command {
+	return &command{
+		name: "list",
+		usage: "incident list [--status S] [--taxonomy CLASS[/TYPE]] [--tlp T] [--origin TEAM] [--indicator V]\n" +
+			"                       [--reported-after TIME] [--reported-before TIME] [--limit N] [--page-size N] [--stale]",
+		short: "List incidents matching every filter given, in id order",
+		long: `Pages are followed until --limit incidents or the end. Enum filters take the
+values the table shows or the full enum names: --status new, in-progress,
+forwarded, resolved, future; --tlp clear, green, amber, amber-strict, red
+(or TLP:AMBER+STRICT, TLP_AMBER_STRICT). Times are RFC 3339
+(2026-03-01T12:00:00Z) or a date (2026-03-01, midnight UTC).`,
+		connects: true, printsOutput: true,
+		setup: func(fs *flag.FlagSet) action {
+			var (
+				statusF   = fs.String("status", "", "only incidents with `STATUS`")
+				taxonomy  = fs.String("taxonomy", "", "only incidents of taxonomy `CLASS[/TYPE]`")
+				tlp       = fs.String("tlp", "", "only incidents marked `TLP`")
+				origin    = fs.String("origin", "", "only incidents created by `TEAM`")
+				indicator = fs.String("indicator", "", "only incidents with an indicator of exactly `VALUE`")
+				after     = fs.String("reported-after", "", "only incidents reported at or after `TIME`")
+				before    = fs.String("reported-before", "", "only incidents reported before `TIME`")
+				limit     = fs.Int("limit", 0, "stop after `N` incidents (default: all)")
+				pageSize  = fs.Int("page-size", 0, "`N` incidents per request, at most 1000 (default: the server's, 50)")
+				stale     = fs.Bool("stale", false, "answer from the node's local state (may lag)")
+			)
+			return func(ctx context.Context, c *cli, _ []string) error {
+				req := &irxv1.ListIncidentsRequest{OriginTeam: *origin, Indicator: *indicator, Consistency: consistency(*stale)}
+				if *statusF != "" {
+					v, err := parseEnum(irxv1.Status(0).Descriptor(), "STATUS_", "status", *statusF)
+					if err != nil {
+						return err
+					}
+					req.Status = irxv1.Status(v)
+				}
+				if *tlp != "" {
+					v, err := parseEnum(irxv1.Tlp(0).Descriptor(), "TLP_", "tlp", *tlp)
+					if err != nil {
+						return err
+					}
+					req.Tlp = irxv1.Tlp(v)
+				}
+				req.TaxonomyClass, req.TaxonomyType, _ = strings.Cut(*taxonomy, "/")
+				var err error
+				if req.ReportedAfter, err = parseTime("reported-after", *after); err != nil {
+					return err
+				}
+				if req.ReportedBefore, err = parseTime("reported-before", *before); err != nil {
+					return err
+				}
+				if *limit < 0 || *pageSize < 0 || *pageSize > maxPageSize {
+					return usageErrorf("--limit must be >= 0 and --page-size between 0 and %d", maxPageSize)
+				}
+				s, err := c.connect()
+				if err != nil {
+					return err
+				}
+				defer s.Close()
+				incidents, err := listIncidents(ctx, s, req, *limit, *pageSize)
+				if err != nil {
+					return err
+				}
+				return c.printIncidentList(&irxv1.ListIncidentsResponse{Incidents: incidents}, incidents, writeIncidentTable)
+			}
+		},
+	}
+}
+
+// listIncidents follows next_page_token until limit incidents (0: no limit)
+// or the end.
+func listIncidents(ctx context.Context, s *session, req *irxv1.ListIncidentsRequest, limit, pageSize int) ([]*irxv1.Incident, error) {
+	var out []*irxv1.Incident
+	for {
+		req.PageSize = int32(pageSize)
+		if remaining := limit - len(out); limit > 0 && (pageSize == 0 || remaining < pageSize) {
+			// Ask for no more than is wanted, and for all of it at once
+			// when the page size is the server's choice.
+			req.PageSize = int32(min(remaining, maxPageSize))
+		}
+		callCtx, cancel := s.call(ctx)
+		resp, err := s.incidents().ListIncidents(callCtx, req)
+		cancel()
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, resp.GetIncidents()...)
+		if limit > 0 && len(out) >= limit {
+			return out[:limit], nil
+		}
+		if resp.GetNextPageToken() == "" {
+			return out, nil
+		}
+		req.PageToken = resp.GetNextPageToken()
+	}
+}
+
+func parseTime(flagName, s string) (*timestamppb.Timestamp, error) {
+	if s == "" {
+		return nil, nil
+	}
+	for _, layout := range []string{time.RFC3339Nano, time.DateOnly} {
+		if t, err := time.Parse(layout, s); err == nil {
+			return timestamppb.New(t), nil
+		}
+	}
+	return nil, usageErrorf("--%s %q: want RFC 3339 (2026-03-01T12:00:00Z) or a date (2026-03-01)", flagName, s)
+}
+
+func incidentUpdateCommand() *command {
+	return &command{
+		name:  "update",
+		usage: "incident update ID -f FILE --fields PATHS [--expected-version N]",
+		short: "Change the named fields of an incident, making a new version",
+		long: `FILE holds the new values (JSON or YAML, like "incident create"); only the
+fields named in --fields change, e.g. --fields status,descriptions or
+--fields reporting_site.name ("*" replaces every field that may change).
+An id in FILE must be ID. With --expected-version the update applies only if
+the latest version is N (Aborted otherwise).`,
+		minArgs: 1, maxArgs: 1,
+		connects: true, printsOutput: true,
+		setup: func(fs *flag.FlagSet) action {
+			file := fs.String("f", "", "`FILE` with the new values, JSON or YAML; - for stdin")
+			fields := fs.String("fields", "", "comma-separated field `PATHS` to change (proto names)")
+			expected := fs.Int64("expected-version", 0, "apply only if the latest version is `N`")
+			return func(ctx context.Context, c *cli, args []string) error {
+				if *file == "" || *fields == "" {
+					return usageErrorf("-f FILE and --fields are required")
+				}
+				var paths []string
+				for _, p := range strings.Split(*fields, ",") {
+					if p = strings.TrimSpace(p); p != "" {
+						paths = append(paths, p)
+					}
+				}
+				inc, err := c.readIncidentFile(*file)
+				if err != nil {
+					return err
+				}
+				if inc.GetId() != "" && inc.GetId() != args[0] {
+					return fmt.Errorf("%s holds incident %s, not %s", *file, inc.GetId(), args[0])
+				}
+				inc.Id = args[0]
+				s, err := c.connect()
+				if err != nil {
+					return err
+				}
+				defer s.Close()
+				callCtx, cancel := s.call(ctx)
+				defer cancel()
+				resp, err := s.incidents().UpdateIncident(callCtx, &irxv1.UpdateIncidentRequest{
+					Incident:        inc,
+					UpdateMask:      &fieldmaskpb.FieldMask{Paths: paths},
+					ExpectedVersion: *expected,
+				})
+				if err != nil {
+					return err
+				}
+				return c.printIncident(resp.GetIncident())
+			}
+		},
+	}
+}
+
+func incidentVersionsCommand() *command {
+	return &command{
+		name:    "versions",
+		usage:   "incident versions ID",
+		short:   "List every version of an incident, oldest first",
+		minArgs: 1, maxArgs: 1,
+		connects: true, printsOutput: true,
+		setup: func(*flag.FlagSet) action {
+			return func(ctx context.Context, c *cli, args []string) error {
+				s, err := c.connect()
+				if err != nil {
+					return err
+				}
+				defer s.Close()
+				req := &irxv1.ListIncidentVersionsRequest{Id: args[0]}
+				var versions []*irxv1.Incident
+				for {
+					callCtx, cancel := s.call(ctx)
+					resp, err := s.incidents().ListIncidentVersions(callCtx, req)
+					cancel()
+					if err != nil {
+						return err
+					}
+					versions = append(versions, resp.GetIncidents()...)
+					if resp.GetNextPageToken() == "" {
+						break
+					}
+					req.PageToken = resp.GetNextPageToken()
+				}
+				return c.printIncidentList(&irxv1.ListIncidentVersionsResponse{Incidents: versions}, versions, writeVersionTable)
+			}
+		},
+	}
+}

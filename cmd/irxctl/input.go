@@ -1,0 +1,211 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+
+	"go.yaml.in/yaml/v3"
+	"google.golang.org/protobuf/encoding/protojson"
+
+	irxv1 "github.com/irxfed/irx/proto/irx/v1"
+)
+
+// readIncidentFile reads one incident from a JSON or YAML file, or from
+// stdin for "-". Field names are those of the proto (or their JSON
+// camelCase forms) and enums take their full names, as protojson does.
+func (c *cli) readIncidentFile(path string) (*irxv1.Incident, error) {
+	var (
+		data []byte
+		err  error
+	)
+	if path == "-" {
+		data, err = io.ReadAll(c.stdin)
+	} else {
+		data, err = os.ReadFile(path)
+	}
+	if err != nil {
+		return nil, err
+	}
+	// Editors on Windows like to start files with a byte-order mark, which
+	// neither parser accepts.
+	data = bytes.TrimPrefix(data, []byte("\ufeff"))
+	name := path
+	if path == "-" {
+		name = "stdin"
+	}
+	if !isJSON(path, data) {
+		docs, err := yamlDocuments(data)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", name, err)
+		}
+		switch len(docs) {
+		case 0:
+			return nil, fmt.Errorf("%s: no incident in the file", name)
+		case 1:
+			data = docs[0].json
+		default:
+			return nil, fmt.Errorf("%s: %d YAML documents; one incident per file here (irxctl incident import takes many)", name, len(docs))
+		}
+	}
+	inc, err := unmarshalIncident(data, !isJSON(path, data))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	return inc, nil
+}
+
+func unmarshalIncident(data []byte, fromYAML bool) (*irxv1.Incident, error) {
+	inc := &irxv1.Incident{}
+	if err := protojson.Unmarshal(data, inc); err != nil {
+		// protobuf-go randomly writes non-breaking spaces into its errors
+		// to keep programs from matching them; people read these, and
+		// scripts grep them.
+		msg := strings.ReplaceAll(err.Error(), "\u00a0", " ")
+		if fromYAML {
+			// The position protojson gives is in the JSON made from the
+			// YAML, a line the user never wrote.
+			msg = regexp.MustCompile(`\(line \d+:\d+\): `).ReplaceAllString(msg, "")
+		}
+		return nil, errors.New(msg)
+	}
+	return inc, nil
+}
+
+// isJSON decides by extension, and by content when there is none (stdin).
+func isJSON(path string, data []byte) bool {
+	switch strings.ToLower(filepath.Ext(path)) {
+	case ".json", ".jsonl", ".ndjson":
+		return true
+	case ".yaml", ".yml":
+		return false
+	}
+	trimmed := bytes.TrimLeft(data, " \t\r\n")
+	return len(trimmed) > 0 && trimmed[0] == '{'
+}
+
+// yamlDoc is one YAML document converted to JSON, with the line it starts
+// on.
+type yamlDoc struct {
+	line int
+	json []byte
+}
+
+// yamlDocuments splits a YAML stream into its documents and converts each
+// to JSON for protojson, which is the one parser that knows the proto's
+// field names, enums, timestamps and int64 forms.
+func yamlDocuments(data []byte) ([]yamlDoc, error) {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	var docs []yamlDoc
+	for {
+		var n yaml.Node
+		err := dec.Decode(&n)
+		if errors.Is(err, io.EOF) {
+			return docs, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		if n.Kind == yaml.DocumentNode && len(n.Content) == 0 {
+			continue
+		}
+		root := &n
+		if n.Kind == yaml.DocumentNode {
+			root = n.Content[0]
+		}
+		if root.Kind == yaml.ScalarNode && root.ShortTag() == "!!null" {
+			continue // an empty document, e.g. after a trailing "---"
+		}
+		var buf bytes.Buffer
+		if err := yamlToJSON(&buf, root); err != nil {
+			return nil, fmt.Errorf("line %d: %w", root.Line, err)
+		}
+		docs = append(docs, yamlDoc{line: root.Line, json: buf.Bytes()})
+	}
+}
+
+// yamlToJSON writes n as JSON in document order, mapping YAML's scalar
+// types to what protojson reads (timestamps stay strings; infinities and
+// NaN become protojson's string forms).
+func yamlToJSON(w *bytes.Buffer, n *yaml.Node) error {
+	switch n.Kind {
+	case yaml.AliasNode:
+		return yamlToJSON(w, n.Alias)
+	case yaml.MappingNode:
+		w.WriteByte('{')
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			if i > 0 {
+				w.WriteByte(',')
+			}
+			key, _ := json.Marshal(n.Content[i].Value)
+			w.Write(key)
+			w.WriteByte(':')
+			if err := yamlToJSON(w, n.Content[i+1]); err != nil {
+				return err
+			}
+		}
+		w.WriteByte('}')
+	case yaml.SequenceNode:
+		w.WriteByte('[')
+		for i, item := range n.Content {
+			if i > 0 {
+				w.WriteByte(',')
+			}
+			if err := yamlToJSON(w, item); err != nil {
+				return err
+			}
+		}
+		w.WriteByte(']')
+	case yaml.ScalarNode:
+		switch n.ShortTag() {
+		case "!!null":
+			w.WriteString("null")
+		case "!!bool":
+			var b bool
+			if err := n.Decode(&b); err != nil {
+				return err
+			}
+			w.WriteString(strconv.FormatBool(b))
+		case "!!int":
+			var i int64
+			if err := n.Decode(&i); err == nil {
+				w.WriteString(strconv.FormatInt(i, 10))
+				break
+			}
+			var u uint64
+			if err := n.Decode(&u); err != nil {
+				return err
+			}
+			w.WriteString(strconv.FormatUint(u, 10))
+		case "!!float":
+			var f float64
+			if err := n.Decode(&f); err != nil {
+				return err
+			}
+			switch {
+			case math.IsNaN(f):
+				w.WriteString(`"NaN"`)
+			case math.IsInf(f, 1):
+				w.WriteString(`"Infinity"`)
+			case math.IsInf(f, -1):
+				w.WriteString(`"-Infinity"`)
+			default:
+				w.WriteString(strconv.FormatFloat(f, 'g', -1, 64))
+			}
+		default: // !!str, !!timestamp, !!binary (base64, as protojson wants bytes)
+			s, _ := json.Marshal(n.Value)
+			w.Write(s)
+		}
+	default:
+		return fmt.Errorf("unsupported YAML node at line %d", n.Line)
+	}
+	return nil
+}
