@@ -288,7 +288,7 @@ func (n *Node) watchLeadership() {
 			st = healthpb.HealthCheckResponse_SERVING
 		}
 		if st != last {
-			for _, svc := range []string{"", irxv1.IncidentService_ServiceDesc.ServiceName, irxv1.ClusterService_ServiceDesc.ServiceName} {
+			for _, svc := range []string{"", irxv1.IncidentService_ServiceDesc.ServiceName, irxv1.ClusterService_ServiceDesc.ServiceName, irxv1.PolicyService_ServiceDesc.ServiceName} {
 				n.health.SetServingStatus(svc, st)
 			}
 			last = st

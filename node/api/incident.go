@@ -15,6 +15,7 @@ import (
 
 	"github.com/irxfed/irx/node/fsm"
 	"github.com/irxfed/irx/node/record"
+	"github.com/irxfed/irx/policy"
 	irxv1 "github.com/irxfed/irx/proto/irx/v1"
 )
 
@@ -272,6 +273,8 @@ func ToStatus(err error) error {
 		return status.Error(codes.FailedPrecondition, err.Error())
 	case errors.Is(err, fsm.ErrBadPageToken):
 		return invalidArgument([]record.Violation{{Field: "page_token", Description: err.Error() + ": pass next_page_token with the same filters"}})
+	case errors.As(err, new(*policy.PolicyError)):
+		return policyViolations(err, "policy")
 	case errors.Is(err, record.ErrInvalidID):
 		return invalidArgument([]record.Violation{{Field: "id", Description: err.Error()}})
 	}

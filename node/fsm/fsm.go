@@ -37,6 +37,7 @@ var (
 // Result is what applying one command returns through raft's ApplyFuture.
 type Result struct {
 	Incident *irxv1.Incident
+	Policy   *irxv1.DisclosurePolicy
 	Err      error
 }
 
@@ -246,6 +247,10 @@ func (a *applier) apply(l *raft.Log) *Result {
 		res = a.create(&cmd, k.CreateIncident, l.Index)
 	case *irxv1.Command_UpdateIncident:
 		res = a.update(&cmd, k.UpdateIncident, l.Index)
+	case *irxv1.Command_LeaderNoop:
+		res = &Result{}
+	case *irxv1.Command_SetPolicy:
+		res = a.setPolicy(&cmd, k.SetPolicy)
 	default:
 		res = &Result{Err: fmt.Errorf("%w at index %d: unknown kind", ErrInvalidCommand, l.Index)}
 	}

@@ -55,6 +55,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		conns    = fs.Int("conns", 4, "gRPC connections per node, shared by the clients")
 		keep     = fs.Bool("keep", false, "keep the data directory of a started team")
 		irxdArgs = fs.String("irxd-args", "", "extra flags for every started irxd, space-separated")
+		leader   = fs.Bool("leader-only", false, "send every call to the leader (no forwarding), to measure what forwarding costs")
 	)
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
@@ -90,6 +91,13 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		fmt.Fprintf(out, "started a %d-node team in %s\n", *nodes, dir)
 	}
 
+	if *leader {
+		addr, err := findLeader(ctx, addrs)
+		if err != nil {
+			return err
+		}
+		addrs = []string{addr}
+	}
 	var pool []irxv1.IncidentServiceClient
 	for _, addr := range addrs {
 		for i := 0; i < *conns; i++ {
@@ -190,4 +198,19 @@ func paddedIncident(size int) *irxv1.Incident {
 		inc.Descriptions[0].Text = strings.Repeat("SSH password guessing against the mail relay. ", pad/47+1)[:pad]
 	}
 	return inc
+}
+
+func findLeader(ctx context.Context, addrs []string) (string, error) {
+	for _, addr := range addrs {
+		conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			return "", err
+		}
+		st, err := irxv1.NewClusterServiceClient(conn).GetClusterStatus(ctx, &irxv1.GetClusterStatusRequest{})
+		conn.Close()
+		if err == nil && st.GetRole() == irxv1.NodeRole_NODE_ROLE_LEADER {
+			return addr, nil
+		}
+	}
+	return "", errors.New("no leader among the targets")
 }

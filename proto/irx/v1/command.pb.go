@@ -38,6 +38,7 @@ type Command struct {
 	//	*Command_CreateIncident
 	//	*Command_UpdateIncident
 	//	*Command_LeaderNoop
+	//	*Command_SetPolicy
 	Kind          isCommand_Kind `protobuf_oneof:"kind"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -114,6 +115,15 @@ func (x *Command) GetLeaderNoop() *LeaderNoopCommand {
 	return nil
 }
 
+func (x *Command) GetSetPolicy() *SetPolicyCommand {
+	if x != nil {
+		if x, ok := x.Kind.(*Command_SetPolicy); ok {
+			return x.SetPolicy
+		}
+	}
+	return nil
+}
+
 type isCommand_Kind interface {
 	isCommand_Kind()
 }
@@ -136,11 +146,76 @@ type Command_LeaderNoop struct {
 	LeaderNoop *LeaderNoopCommand `protobuf:"bytes,4,opt,name=leader_noop,json=leaderNoop,proto3,oneof"`
 }
 
+type Command_SetPolicy struct {
+	// Store a new version of a peer's disclosure policy.
+	SetPolicy *SetPolicyCommand `protobuf:"bytes,5,opt,name=set_policy,json=setPolicy,proto3,oneof"`
+}
+
 func (*Command_CreateIncident) isCommand_Kind() {}
 
 func (*Command_UpdateIncident) isCommand_Kind() {}
 
 func (*Command_LeaderNoop) isCommand_Kind() {}
+
+func (*Command_SetPolicy) isCommand_Kind() {}
+
+// SetPolicyCommand stores a new version of a peer's policy; the state
+// machine numbers it.
+type SetPolicyCommand struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The validated policy.
+	Policy *DisclosurePolicy `protobuf:"bytes,1,opt,name=policy,proto3" json:"policy,omitempty"`
+	// 32 random bytes from the proposer, kept as the team's pseudonymisation
+	// secret if the team has none yet (the first one applied wins, so every
+	// replica keeps the same). Per-peer keys are derived from it.
+	TeamSecret    []byte `protobuf:"bytes,2,opt,name=team_secret,json=teamSecret,proto3" json:"team_secret,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetPolicyCommand) Reset() {
+	*x = SetPolicyCommand{}
+	mi := &file_irx_v1_command_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetPolicyCommand) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetPolicyCommand) ProtoMessage() {}
+
+func (x *SetPolicyCommand) ProtoReflect() protoreflect.Message {
+	mi := &file_irx_v1_command_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetPolicyCommand.ProtoReflect.Descriptor instead.
+func (*SetPolicyCommand) Descriptor() ([]byte, []int) {
+	return file_irx_v1_command_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *SetPolicyCommand) GetPolicy() *DisclosurePolicy {
+	if x != nil {
+		return x.Policy
+	}
+	return nil
+}
+
+func (x *SetPolicyCommand) GetTeamSecret() []byte {
+	if x != nil {
+		return x.TeamSecret
+	}
+	return nil
+}
 
 // LeaderNoopCommand changes nothing; see Command.leader_noop.
 type LeaderNoopCommand struct {
@@ -151,7 +226,7 @@ type LeaderNoopCommand struct {
 
 func (x *LeaderNoopCommand) Reset() {
 	*x = LeaderNoopCommand{}
-	mi := &file_irx_v1_command_proto_msgTypes[1]
+	mi := &file_irx_v1_command_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -163,7 +238,7 @@ func (x *LeaderNoopCommand) String() string {
 func (*LeaderNoopCommand) ProtoMessage() {}
 
 func (x *LeaderNoopCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_command_proto_msgTypes[1]
+	mi := &file_irx_v1_command_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -176,7 +251,7 @@ func (x *LeaderNoopCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaderNoopCommand.ProtoReflect.Descriptor instead.
 func (*LeaderNoopCommand) Descriptor() ([]byte, []int) {
-	return file_irx_v1_command_proto_rawDescGZIP(), []int{1}
+	return file_irx_v1_command_proto_rawDescGZIP(), []int{2}
 }
 
 // CreateIncidentCommand records a new incident; the state machine assigns
@@ -193,7 +268,7 @@ type CreateIncidentCommand struct {
 
 func (x *CreateIncidentCommand) Reset() {
 	*x = CreateIncidentCommand{}
-	mi := &file_irx_v1_command_proto_msgTypes[2]
+	mi := &file_irx_v1_command_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -205,7 +280,7 @@ func (x *CreateIncidentCommand) String() string {
 func (*CreateIncidentCommand) ProtoMessage() {}
 
 func (x *CreateIncidentCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_command_proto_msgTypes[2]
+	mi := &file_irx_v1_command_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -218,7 +293,7 @@ func (x *CreateIncidentCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateIncidentCommand.ProtoReflect.Descriptor instead.
 func (*CreateIncidentCommand) Descriptor() ([]byte, []int) {
-	return file_irx_v1_command_proto_rawDescGZIP(), []int{2}
+	return file_irx_v1_command_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *CreateIncidentCommand) GetIncident() *Incident {
@@ -252,7 +327,7 @@ type UpdateIncidentCommand struct {
 
 func (x *UpdateIncidentCommand) Reset() {
 	*x = UpdateIncidentCommand{}
-	mi := &file_irx_v1_command_proto_msgTypes[3]
+	mi := &file_irx_v1_command_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -264,7 +339,7 @@ func (x *UpdateIncidentCommand) String() string {
 func (*UpdateIncidentCommand) ProtoMessage() {}
 
 func (x *UpdateIncidentCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_command_proto_msgTypes[3]
+	mi := &file_irx_v1_command_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -277,7 +352,7 @@ func (x *UpdateIncidentCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateIncidentCommand.ProtoReflect.Descriptor instead.
 func (*UpdateIncidentCommand) Descriptor() ([]byte, []int) {
-	return file_irx_v1_command_proto_rawDescGZIP(), []int{3}
+	return file_irx_v1_command_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *UpdateIncidentCommand) GetIncident() *Incident {
@@ -319,7 +394,7 @@ type FeedEntry struct {
 
 func (x *FeedEntry) Reset() {
 	*x = FeedEntry{}
-	mi := &file_irx_v1_command_proto_msgTypes[4]
+	mi := &file_irx_v1_command_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -331,7 +406,7 @@ func (x *FeedEntry) String() string {
 func (*FeedEntry) ProtoMessage() {}
 
 func (x *FeedEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_command_proto_msgTypes[4]
+	mi := &file_irx_v1_command_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -344,7 +419,7 @@ func (x *FeedEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FeedEntry.ProtoReflect.Descriptor instead.
 func (*FeedEntry) Descriptor() ([]byte, []int) {
-	return file_irx_v1_command_proto_rawDescGZIP(), []int{4}
+	return file_irx_v1_command_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *FeedEntry) GetSequence() uint64 {
@@ -379,14 +454,20 @@ var File_irx_v1_command_proto protoreflect.FileDescriptor
 
 const file_irx_v1_command_proto_rawDesc = "" +
 	"\n" +
-	"\x14irx/v1/command.proto\x12\x06irx.v1\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x15irx/v1/incident.proto\"\xa2\x02\n" +
+	"\x14irx/v1/command.proto\x12\x06irx.v1\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x15irx/v1/incident.proto\x1a\x13irx/v1/policy.proto\"\xdd\x02\n" +
 	"\aCommand\x12=\n" +
 	"\fpropose_time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\vproposeTime\x12H\n" +
 	"\x0fcreate_incident\x18\x02 \x01(\v2\x1d.irx.v1.CreateIncidentCommandH\x00R\x0ecreateIncident\x12H\n" +
 	"\x0fupdate_incident\x18\x03 \x01(\v2\x1d.irx.v1.UpdateIncidentCommandH\x00R\x0eupdateIncident\x12<\n" +
 	"\vleader_noop\x18\x04 \x01(\v2\x19.irx.v1.LeaderNoopCommandH\x00R\n" +
-	"leaderNoopB\x06\n" +
-	"\x04kind\"\x13\n" +
+	"leaderNoop\x129\n" +
+	"\n" +
+	"set_policy\x18\x05 \x01(\v2\x18.irx.v1.SetPolicyCommandH\x00R\tsetPolicyB\x06\n" +
+	"\x04kind\"e\n" +
+	"\x10SetPolicyCommand\x120\n" +
+	"\x06policy\x18\x01 \x01(\v2\x18.irx.v1.DisclosurePolicyR\x06policy\x12\x1f\n" +
+	"\vteam_secret\x18\x02 \x01(\fR\n" +
+	"teamSecret\"\x13\n" +
 	"\x11LeaderNoopCommand\"d\n" +
 	"\x15CreateIncidentCommand\x12,\n" +
 	"\bincident\x18\x01 \x01(\v2\x10.irx.v1.IncidentR\bincident\x12\x1d\n" +
@@ -417,30 +498,34 @@ func file_irx_v1_command_proto_rawDescGZIP() []byte {
 	return file_irx_v1_command_proto_rawDescData
 }
 
-var file_irx_v1_command_proto_msgTypes = make([]protoimpl.MessageInfo, 5)
+var file_irx_v1_command_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
 var file_irx_v1_command_proto_goTypes = []any{
 	(*Command)(nil),               // 0: irx.v1.Command
-	(*LeaderNoopCommand)(nil),     // 1: irx.v1.LeaderNoopCommand
-	(*CreateIncidentCommand)(nil), // 2: irx.v1.CreateIncidentCommand
-	(*UpdateIncidentCommand)(nil), // 3: irx.v1.UpdateIncidentCommand
-	(*FeedEntry)(nil),             // 4: irx.v1.FeedEntry
-	(*timestamppb.Timestamp)(nil), // 5: google.protobuf.Timestamp
-	(*Incident)(nil),              // 6: irx.v1.Incident
-	(*fieldmaskpb.FieldMask)(nil), // 7: google.protobuf.FieldMask
+	(*SetPolicyCommand)(nil),      // 1: irx.v1.SetPolicyCommand
+	(*LeaderNoopCommand)(nil),     // 2: irx.v1.LeaderNoopCommand
+	(*CreateIncidentCommand)(nil), // 3: irx.v1.CreateIncidentCommand
+	(*UpdateIncidentCommand)(nil), // 4: irx.v1.UpdateIncidentCommand
+	(*FeedEntry)(nil),             // 5: irx.v1.FeedEntry
+	(*timestamppb.Timestamp)(nil), // 6: google.protobuf.Timestamp
+	(*DisclosurePolicy)(nil),      // 7: irx.v1.DisclosurePolicy
+	(*Incident)(nil),              // 8: irx.v1.Incident
+	(*fieldmaskpb.FieldMask)(nil), // 9: google.protobuf.FieldMask
 }
 var file_irx_v1_command_proto_depIdxs = []int32{
-	5, // 0: irx.v1.Command.propose_time:type_name -> google.protobuf.Timestamp
-	2, // 1: irx.v1.Command.create_incident:type_name -> irx.v1.CreateIncidentCommand
-	3, // 2: irx.v1.Command.update_incident:type_name -> irx.v1.UpdateIncidentCommand
-	1, // 3: irx.v1.Command.leader_noop:type_name -> irx.v1.LeaderNoopCommand
-	6, // 4: irx.v1.CreateIncidentCommand.incident:type_name -> irx.v1.Incident
-	6, // 5: irx.v1.UpdateIncidentCommand.incident:type_name -> irx.v1.Incident
-	7, // 6: irx.v1.UpdateIncidentCommand.update_mask:type_name -> google.protobuf.FieldMask
-	7, // [7:7] is the sub-list for method output_type
-	7, // [7:7] is the sub-list for method input_type
-	7, // [7:7] is the sub-list for extension type_name
-	7, // [7:7] is the sub-list for extension extendee
-	0, // [0:7] is the sub-list for field type_name
+	6, // 0: irx.v1.Command.propose_time:type_name -> google.protobuf.Timestamp
+	3, // 1: irx.v1.Command.create_incident:type_name -> irx.v1.CreateIncidentCommand
+	4, // 2: irx.v1.Command.update_incident:type_name -> irx.v1.UpdateIncidentCommand
+	2, // 3: irx.v1.Command.leader_noop:type_name -> irx.v1.LeaderNoopCommand
+	1, // 4: irx.v1.Command.set_policy:type_name -> irx.v1.SetPolicyCommand
+	7, // 5: irx.v1.SetPolicyCommand.policy:type_name -> irx.v1.DisclosurePolicy
+	8, // 6: irx.v1.CreateIncidentCommand.incident:type_name -> irx.v1.Incident
+	8, // 7: irx.v1.UpdateIncidentCommand.incident:type_name -> irx.v1.Incident
+	9, // 8: irx.v1.UpdateIncidentCommand.update_mask:type_name -> google.protobuf.FieldMask
+	9, // [9:9] is the sub-list for method output_type
+	9, // [9:9] is the sub-list for method input_type
+	9, // [9:9] is the sub-list for extension type_name
+	9, // [9:9] is the sub-list for extension extendee
+	0, // [0:9] is the sub-list for field type_name
 }
 
 func init() { file_irx_v1_command_proto_init() }
@@ -449,10 +534,12 @@ func file_irx_v1_command_proto_init() {
 		return
 	}
 	file_irx_v1_incident_proto_init()
+	file_irx_v1_policy_proto_init()
 	file_irx_v1_command_proto_msgTypes[0].OneofWrappers = []any{
 		(*Command_CreateIncident)(nil),
 		(*Command_UpdateIncident)(nil),
 		(*Command_LeaderNoop)(nil),
+		(*Command_SetPolicy)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -460,7 +547,7 @@ func file_irx_v1_command_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_irx_v1_command_proto_rawDesc), len(file_irx_v1_command_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   5,
+			NumMessages:   6,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

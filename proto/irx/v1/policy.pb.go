@@ -749,8 +749,9 @@ type Explanation struct {
 	Disclosed bool `protobuf:"varint,5,opt,name=disclosed,proto3" json:"disclosed,omitempty"`
 	// Every record-level condition evaluated, in order, with its result.
 	Reasons []*Reason `protobuf:"bytes,6,rep,name=reasons,proto3" json:"reasons,omitempty"`
-	// Field decisions. A decision on a path covers everything beneath it
-	// unless a longer path has its own decision. Empty when not disclosed.
+	// Field decisions. Every field of the incident that is set has one; a
+	// decision on a path covers everything beneath it unless a longer path
+	// has its own. Empty when not disclosed.
 	Fields []*FieldDecision `protobuf:"bytes,7,rep,name=fields,proto3" json:"fields,omitempty"`
 	// What the peer may do with the view. Unset when not disclosed.
 	Reshare       *ReshareTerms `protobuf:"bytes,8,opt,name=reshare,proto3" json:"reshare,omitempty"`
@@ -909,14 +910,17 @@ func (x *Reason) GetMessage() string {
 	return ""
 }
 
-// FieldDecision is what happened to one field (or one element of a repeated
-// field) and why.
+// FieldDecision is what happened to some fields (or elements of repeated
+// fields) and why. Fields with the same outcome for the same reason share
+// one decision: the explanation of a realistic record lists a dozen
+// decisions rather than forty, which keeps it small enough to compute on
+// every disclosure.
 type FieldDecision struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Path from the incident, e.g. "victim_hosts[3].addresses[0]", or
-	// "indicators" for a whole repeated field.
-	Path string `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
-	// The field's information class (its own or inherited).
+	// Paths from the incident, e.g. "victim_hosts[3].addresses[0]", or
+	// "indicators" for a whole repeated field, in the order of the record.
+	Paths []string `protobuf:"bytes,1,rep,name=paths,proto3" json:"paths,omitempty"`
+	// The fields' information class (their own or inherited).
 	InfoClass InfoClass `protobuf:"varint,2,opt,name=info_class,json=infoClass,proto3,enum=irx.v1.InfoClass" json:"info_class,omitempty"`
 	// What the peer sees.
 	Outcome FieldOutcome `protobuf:"varint,3,opt,name=outcome,proto3,enum=irx.v1.FieldOutcome" json:"outcome,omitempty"`
@@ -960,11 +964,11 @@ func (*FieldDecision) Descriptor() ([]byte, []int) {
 	return file_irx_v1_policy_proto_rawDescGZIP(), []int{5}
 }
 
-func (x *FieldDecision) GetPath() string {
+func (x *FieldDecision) GetPaths() []string {
 	if x != nil {
-		return x.Path
+		return x.Paths
 	}
-	return ""
+	return nil
 }
 
 func (x *FieldDecision) GetInfoClass() InfoClass {
@@ -1116,9 +1120,9 @@ const file_irx_v1_policy_proto_rawDesc = "" +
 	"\x06Reason\x12&\n" +
 	"\x04code\x18\x01 \x01(\x0e2\x12.irx.v1.ReasonCodeR\x04code\x12\x1c\n" +
 	"\tsatisfied\x18\x02 \x01(\bR\tsatisfied\x12\x18\n" +
-	"\amessage\x18\x03 \x01(\tR\amessage\"\xf8\x01\n" +
-	"\rFieldDecision\x12\x12\n" +
-	"\x04path\x18\x01 \x01(\tR\x04path\x120\n" +
+	"\amessage\x18\x03 \x01(\tR\amessage\"\xfa\x01\n" +
+	"\rFieldDecision\x12\x14\n" +
+	"\x05paths\x18\x01 \x03(\tR\x05paths\x120\n" +
 	"\n" +
 	"info_class\x18\x02 \x01(\x0e2\x11.irx.v1.InfoClassR\tinfoClass\x12.\n" +
 	"\aoutcome\x18\x03 \x01(\x0e2\x14.irx.v1.FieldOutcomeR\aoutcome\x120\n" +

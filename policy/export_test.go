@@ -1,0 +1,7 @@
+package policy
+
+// Exported for policy_test.
+var (
+	TaxonomyForTest        = taxonomy
+	TaxonomyClassesForTest = taxonomyClasses
+)

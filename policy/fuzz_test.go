@@ -1,0 +1,163 @@
+package policy_test
+
+import (
+	"bytes"
+	"errors"
+	"os"
+	"testing"
+
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+
+	"github.com/irxfed/irx/node/record"
+	"github.com/irxfed/irx/policy"
+	irxv1 "github.com/irxfed/irx/proto/irx/v1"
+)
+
+// fuzzPolicies are the policies FuzzDisclose applies: every action on every
+// class, and the conditions.
+func fuzzPolicies(t tb) []*policy.Compiled {
+	all := func(a irxv1.DisclosureAction) *irxv1.DisclosurePolicy {
+		return basePolicy(func(p *irxv1.DisclosurePolicy) {
+			for _, r := range p.Rules {
+				r.Action = a
+			}
+		})
+	}
+	nothing := basePolicy(func(p *irxv1.DisclosurePolicy) { p.Rules = nil })
+	gen := all(generalise)
+	for _, r := range gen.Rules {
+		if r.GetInfoClass() == intruder || r.GetInfoClass() == privateSite {
+			v4, v6 := uint32(12), uint32(20)
+			r.Ipv4PrefixLength, r.Ipv6PrefixLength = &v4, &v6
+		}
+	}
+	vendor := realisticPolicy()
+	vendor.RecipientClass = irxv1.RecipientClass_RECIPIENT_CLASS_VENDOR
+	vendor.TaxonomyDeny = []string{"test"}
+	var out []*policy.Compiled
+	for _, p := range []*irxv1.DisclosurePolicy{realisticPolicy(), all(forward), nothing, gen, all(pseudonymise), vendor} {
+		out = append(out, mustCompile(t, p))
+	}
+	return out
+}
+
+func FuzzDisclose(f *testing.F) {
+	f.Add(marshal(f, realisticIncident()), uint8(0))
+	f.Add(marshal(f, smallIncident()), uint8(1))
+	f.Add(marshal(f, smallIncident(func(inc *irxv1.Incident) {
+		inc.Restriction = needToKnow
+		inc.Tlp = irxv1.Tlp_TLP_RED
+		inc.NamedRecipients = []string{"cert-b"}
+		inc.Indicators[0].Restriction = private
+		inc.AttackingHosts[0].ProtoReflect().SetUnknown([]byte{0x9a, 0x06, 0x01, 'x'})
+	})), uint8(3))
+	f.Add(marshal(f, smallIncident(func(inc *irxv1.Incident) {
+		inc.Provenance = &irxv1.Provenance{OriginTeam: "cert-z", ReceivedFrom: "cert-z", Path: []string{"cert-a"}}
+		inc.Tlp = irxv1.Tlp_TLP_GREEN
+	})), uint8(4))
+	policies := fuzzPolicies(f)
+	nothing := policies[2]
+	f.Fuzz(func(t *testing.T, data []byte, sel uint8) {
+		inc := &irxv1.Incident{}
+		if err := proto.Unmarshal(data, inc); err != nil {
+			return
+		}
+		before := marshal(t, inc)
+		c := policies[int(sel)%len(policies)]
+		view, ex := policy.Disclose(inc, c)
+		if (view != nil) != ex.GetDisclosed() {
+			t.Fatalf("view %v but disclosed %v", view != nil, ex.GetDisclosed())
+		}
+		if !bytes.Equal(before, marshal(t, inc)) {
+			t.Fatal("Disclose changed its input")
+		}
+		view2, ex2 := policy.Disclose(inc, c)
+		if !bytes.Equal(marshal(t, view), marshal(t, view2)) || !bytes.Equal(marshal(t, ex), marshal(t, ex2)) {
+			t.Fatal("not deterministic")
+		}
+		if view == nil {
+			return
+		}
+		noUnknown(t, view.ProtoReflect(), "view")
+		if record.Validate(inc, "incident") == nil {
+			if err := record.Validate(view, "view"); err != nil {
+				t.Fatalf("valid record, invalid view: %v", err)
+			}
+		}
+		// Under a policy with no rules only handling information and the
+		// taxonomy placeholder may leave.
+		if c == nothing {
+			view.ProtoReflect().Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
+				if fieldClass(fd) != handling && fd.Name() != "taxonomy" {
+					t.Fatalf("%s (%v) disclosed under a policy with no rules", fd.Name(), fieldClass(fd))
+				}
+				return true
+			})
+			if tx := view.GetTaxonomy(); tx != nil && (tx.GetClass() != "other" || tx.GetType() != "undetermined") {
+				t.Fatalf("taxonomy %v disclosed under a policy with no rules", tx)
+			}
+		}
+	})
+}
+
+func noUnknown(t *testing.T, m protoreflect.Message, path string) {
+	if len(m.GetUnknown()) > 0 {
+		t.Fatalf("%s: unknown fields in the view", path)
+	}
+	m.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
+		switch {
+		case fd.IsList() && fd.Message() != nil:
+			for i := 0; i < v.List().Len(); i++ {
+				noUnknown(t, v.List().Get(i).Message(), path+"."+string(fd.Name()))
+			}
+		case fd.Message() != nil:
+			noUnknown(t, v.Message(), path+"."+string(fd.Name()))
+		}
+		return true
+	})
+}
+
+func FuzzParseYAML(f *testing.F) {
+	sample, err := os.ReadFile("testdata/sample.yaml")
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(sample)
+	for _, s := range []string{
+		"peer_team_id: cert-b\nrecipient_class: site\ntlp_ceiling: red\nrules: {intruder: {action: generalise, ipv4_prefix_length: 33}}\n",
+		"peer_team_id: cert-b\nrecipient_class: site\ntlp_ceiling: red\nconstituency: {cidrs: [10.0.0.1/8], asns: [AS1]}\n",
+		"peer_team_id: cert-b\nrecipient_class: vendor\ntlp_ceiling: green\ntaxonomy_allow: [intrusions/burglary]\ntaxonomy_deny: [intrusions]\n",
+		"a: &x [1]\nb: *x\n",
+		"---\n---\n",
+		"rules:\n  handling: strip\n",
+	} {
+		f.Add([]byte(s))
+	}
+	key := keyFor("cert-b")
+	f.Fuzz(func(t *testing.T, data []byte) {
+		p, err := policy.ParseYAML(data)
+		if err != nil {
+			var pe *policy.PolicyError
+			if !errors.As(err, &pe) || len(pe.Errors) == 0 {
+				t.Fatalf("error %T %v, want a *PolicyError with entries", err, err)
+			}
+			for _, fe := range pe.Errors {
+				if fe.Field == "" || fe.Message == "" {
+					t.Fatalf("error entry without field or message: %+v", fe)
+				}
+			}
+			return
+		}
+		if err := policy.Validate(p); err != nil {
+			t.Fatalf("ParseYAML accepted a policy Validate refuses: %v", err)
+		}
+		c, err := policy.Compile(p, key)
+		if err != nil {
+			t.Fatalf("ParseYAML accepted a policy Compile refuses: %v", err)
+		}
+		if view, _ := policy.Disclose(realisticIncident(), c); view != nil {
+			validView(t, view)
+		}
+	})
+}
