@@ -66,7 +66,7 @@ func commandTree() *command {
 		name:  "irxctl",
 		usage: "COMMAND [ARGS] [flags]",
 		short: "irxctl operates an irx team through the operator API of any of its nodes.",
-		subs:  []*command{incidentCommand(), clusterCommand(), configCommand(), versionCommand()},
+		subs:  []*command{incidentCommand(), clusterCommand(), policyCommand(), configCommand(), versionCommand()},
 	}
 	root.subs = append(root.subs, &command{
 		name:    "help",
