@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 
+	"google.golang.org/grpc"
+
 	irxv1 "github.com/irxfed/irx/proto/irx/v1"
 )
 
@@ -105,6 +107,12 @@ API. The node must run with --join and a certificate from the team CA.`,
 
 // withCluster runs one bounded cluster call.
 func withCluster(ctx context.Context, c *cli, f func(context.Context, irxv1.ClusterServiceClient) error) error {
+	return withClient(ctx, c, irxv1.NewClusterServiceClient, f)
+}
+
+// withClient connects, makes one service client and runs f with a call
+// deadline, closing the connection afterwards.
+func withClient[C any](ctx context.Context, c *cli, newClient func(grpc.ClientConnInterface) C, f func(context.Context, C) error) error {
 	s, err := c.connect()
 	if err != nil {
 		return err
@@ -112,7 +120,7 @@ func withCluster(ctx context.Context, c *cli, f func(context.Context, irxv1.Clus
 	defer s.Close()
 	callCtx, cancel := s.call(ctx)
 	defer cancel()
-	return f(callCtx, s.cluster())
+	return f(callCtx, newClient(s.conn))
 }
 
 func writeClusterStatus(w io.Writer, st *irxv1.GetClusterStatusResponse) error {

@@ -146,14 +146,7 @@ whole answer.`,
 }
 
 func withPolicies(ctx context.Context, c *cli, f func(context.Context, irxv1.PolicyServiceClient) error) error {
-	s, err := c.connect()
-	if err != nil {
-		return err
-	}
-	defer s.Close()
-	callCtx, cancel := s.call(ctx)
-	defer cancel()
-	return f(callCtx, irxv1.NewPolicyServiceClient(s.conn))
+	return withClient(ctx, c, irxv1.NewPolicyServiceClient, f)
 }
 
 // readAll reads a file, or stdin for "-".

@@ -150,8 +150,12 @@ func (f *FSM) Policy(peer string, version int64) (*irxv1.DisclosurePolicy, error
 
 // PolicyVersions lists versions of peer's policy, oldest first.
 func (f *FSM) PolicyVersions(peer string, pageSize int, pageToken string) ([]*irxv1.DisclosurePolicy, string, error) {
-	prefix := cat(prefixPolicy, []byte(peer), []byte{0})
-	out, next, err := f.scanPolicies(prefix, pageSize, pageToken, func(_, v []byte) ([]byte, error) { return v, nil })
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	if f.db == nil {
+		return nil, "", errClosed
+	}
+	out, next, err := pageDecoded[irxv1.DisclosurePolicy](f, cat(prefixPolicy, []byte(peer), []byte{0}), pageSize, pageToken, valueItself)
 	if err == nil && len(out) == 0 && pageToken == "" {
 		return nil, "", fmt.Errorf("%w: no disclosure policy for peer %q", ErrNotFound, peer)
 	}
@@ -160,7 +164,12 @@ func (f *FSM) PolicyVersions(peer string, pageSize int, pageToken string) ([]*ir
 
 // Policies lists the latest policy of every peer, by peer team id.
 func (f *FSM) Policies(pageSize int, pageToken string) ([]*irxv1.DisclosurePolicy, string, error) {
-	return f.scanPolicies(prefixPolicyLatest, pageSize, pageToken, func(k, v []byte) ([]byte, error) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	if f.db == nil {
+		return nil, "", errClosed
+	}
+	return pageDecoded[irxv1.DisclosurePolicy](f, prefixPolicyLatest, pageSize, pageToken, func(k, v []byte) ([]byte, error) {
 		if len(v) != 8 {
 			return nil, fmt.Errorf("fsm: %q holds %d bytes, want 8", k, len(v))
 		}
@@ -171,50 +180,4 @@ func (f *FSM) Policies(pageSize int, pageToken string) ([]*irxv1.DisclosurePolic
 		defer closer.Close()
 		return bytes.Clone(data), nil
 	})
-}
-
-// scanPolicies pages through the keys under prefix; load turns a key and
-// value into an encoded policy.
-func (f *FSM) scanPolicies(prefix []byte, pageSize int, pageToken string, load func(k, v []byte) ([]byte, error)) ([]*irxv1.DisclosurePolicy, string, error) {
-	pageSize = clampPageSize(pageSize)
-	fp := fnv64(prefix)
-	lower := prefix
-	if pageToken != "" {
-		last, err := decodeToken(pageToken, fp)
-		if err != nil {
-			return nil, "", err
-		}
-		if after := append(bytes.Clone(last), 0); bytes.Compare(after, lower) > 0 {
-			lower = after
-		}
-	}
-	f.mu.RLock()
-	defer f.mu.RUnlock()
-	if f.db == nil {
-		return nil, "", errClosed
-	}
-	it, err := f.db.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: prefixEnd(prefix)})
-	if err != nil {
-		return nil, "", fmt.Errorf("fsm: policies: %w", err)
-	}
-	var (
-		out  []*irxv1.DisclosurePolicy
-		last []byte
-	)
-	for valid := it.First(); valid; valid = it.Next() {
-		if len(out) == pageSize {
-			return out, encodeToken(fp, last), it.Close()
-		}
-		last = append(last[:0], it.Key()...)
-		data, err := load(it.Key(), it.Value())
-		if err != nil {
-			return nil, "", errors.Join(err, it.Close())
-		}
-		p := &irxv1.DisclosurePolicy{}
-		if err := proto.Unmarshal(data, p); err != nil {
-			return nil, "", errors.Join(fmt.Errorf("fsm: decode policy: %w", err), it.Close())
-		}
-		out = append(out, p)
-	}
-	return out, "", it.Close()
 }

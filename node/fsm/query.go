@@ -206,14 +206,9 @@ func (f *FSM) List(q Query, pageSize int, pageToken string) ([]*irxv1.Incident, 
 	pageSize = clampPageSize(pageSize)
 	prefix, lower, upper := q.plan()
 	fp := q.fingerprint()
-	if pageToken != "" {
-		last, err := decodeToken(pageToken, fp)
-		if err != nil {
-			return nil, "", err
-		}
-		if after := append(bytes.Clone(last), 0); bytes.Compare(after, lower) > 0 {
-			lower = after
-		}
+	lower, err := resume(lower, pageToken, fp)
+	if err != nil {
+		return nil, "", err
 	}
 	f.mu.RLock()
 	defer f.mu.RUnlock()
@@ -252,42 +247,45 @@ func (f *FSM) List(q Query, pageSize int, pageToken string) ([]*irxv1.Incident, 
 
 // Versions returns versions of incident id, oldest first.
 func (f *FSM) Versions(id string, pageSize int, pageToken string) ([]*irxv1.Incident, string, error) {
-	pageSize = clampPageSize(pageSize)
 	parsed, err := record.ParseID(id)
 	if err != nil {
 		return nil, "", err
-	}
-	prefix := cat(prefixVersion, idKey(parsed))
-	fp := fnv64(prefix)
-	lower := prefix
-	if pageToken != "" {
-		last, err := decodeToken(pageToken, fp)
-		if err != nil {
-			return nil, "", err
-		}
-		if after := append(bytes.Clone(last), 0); bytes.Compare(after, lower) > 0 {
-			lower = after
-		}
 	}
 	f.mu.RLock()
 	defer f.mu.RUnlock()
 	if f.db == nil {
 		return nil, "", errClosed
 	}
-	_, closer, err := f.db.Get(incidentKey(parsed))
-	if errors.Is(err, pebble.ErrNotFound) {
+	if _, err := latestVersion(f.db, parsed); errors.Is(err, pebble.ErrNotFound) {
 		return nil, "", fmt.Errorf("%w: incident %s", ErrNotFound, id)
-	}
-	if err != nil {
+	} else if err != nil {
 		return nil, "", fmt.Errorf("fsm: versions %s: %w", id, err)
 	}
-	_ = closer.Close()
+	return pageDecoded[irxv1.Incident](f, cat(prefixVersion, idKey(parsed)), pageSize, pageToken, valueItself)
+}
+
+func valueItself(_, v []byte) ([]byte, error) { return v, nil }
+
+// pageDecoded returns up to pageSize messages stored under prefix, in key
+// order, continuing after pageToken. load gives the encoded message for a
+// key and its value: the value itself, or what it points at. f.mu must be
+// held for reading.
+func pageDecoded[T any, PT interface {
+	*T
+	proto.Message
+}](f *FSM, prefix []byte, pageSize int, pageToken string, load func(k, v []byte) ([]byte, error)) ([]PT, string, error) {
+	pageSize = clampPageSize(pageSize)
+	fp := fnv64(prefix)
+	lower, err := resume(prefix, pageToken, fp)
+	if err != nil {
+		return nil, "", err
+	}
 	it, err := f.db.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: prefixEnd(prefix)})
 	if err != nil {
-		return nil, "", fmt.Errorf("fsm: versions %s: %w", id, err)
+		return nil, "", fmt.Errorf("fsm: scan %q: %w", prefix, err)
 	}
 	var (
-		out  []*irxv1.Incident
+		out  []PT
 		last []byte
 	)
 	for valid := it.First(); valid; valid = it.Next() {
@@ -295,13 +293,33 @@ func (f *FSM) Versions(id string, pageSize int, pageToken string) ([]*irxv1.Inci
 			return out, encodeToken(fp, last), it.Close()
 		}
 		last = append(last[:0], it.Key()...)
-		inc := &irxv1.Incident{}
-		if err := proto.Unmarshal(it.Value(), inc); err != nil {
+		data, err := load(it.Key(), it.Value())
+		if err != nil {
+			return nil, "", errors.Join(err, it.Close())
+		}
+		m := PT(new(T))
+		if err := proto.Unmarshal(data, m); err != nil {
 			return nil, "", errors.Join(fmt.Errorf("fsm: decode %q: %w", it.Key(), err), it.Close())
 		}
-		out = append(out, inc)
+		out = append(out, m)
 	}
 	return out, "", it.Close()
+}
+
+// resume returns where a scan starting at lower continues after pageToken,
+// which must carry fingerprint fp.
+func resume(lower []byte, pageToken string, fp uint64) ([]byte, error) {
+	if pageToken == "" {
+		return lower, nil
+	}
+	last, err := decodeToken(pageToken, fp)
+	if err != nil {
+		return nil, err
+	}
+	if after := append(bytes.Clone(last), 0); bytes.Compare(after, lower) > 0 {
+		return after, nil
+	}
+	return lower, nil
 }
 
 func fnv64(b []byte) uint64 {
