@@ -18,7 +18,6 @@ import (
 	"google.golang.org/grpc/metadata"
 	grpcstatus "google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/irxfed/irx/node/api"
 	"github.com/irxfed/irx/node/fsm"
@@ -139,34 +138,13 @@ func (n *Node) Propose(ctx context.Context, cmd *irxv1.Command) (*fsm.Result, er
 	return res, nil
 }
 
-// applyLocal proposes cmd to this node's Raft, which must lead.
+// applyLocal proposes cmd to this node's Raft, which must lead, through the
+// group-commit batcher.
 func (n *Node) applyLocal(ctx context.Context, cmd *irxv1.Command) (*fsm.Result, error) {
-	cmd = proto.CloneOf(cmd)
-	cmd.ProposeTime = timestamppb.Now()
-	data, err := proto.Marshal(cmd)
-	if err != nil {
-		return nil, grpcstatus.Errorf(codes.Internal, "encode command: %v", err)
+	if n.raft.State() != raft.Leader {
+		return nil, errNotLeader
 	}
-	timeout := n.cfg.Raft.ApplyTimeout
-	if deadline, ok := ctx.Deadline(); ok {
-		timeout = time.Until(deadline)
-	}
-	future := n.raft.Apply(data, timeout)
-	done := make(chan error, 1)
-	go func() { done <- future.Error() }()
-	select {
-	case <-ctx.Done():
-		return nil, grpcstatus.Error(codes.DeadlineExceeded, "the write was not confirmed in time; it may still be applied: retry with the same request_id")
-	case err := <-done:
-		if err != nil {
-			return nil, n.raftError(err)
-		}
-	}
-	res, ok := future.Response().(*fsm.Result)
-	if !ok {
-		return nil, grpcstatus.Errorf(codes.Internal, "state machine returned %T", future.Response())
-	}
-	return res, nil
+	return n.batcher.submit(ctx, cmd)
 }
 
 func (n *Node) raftError(err error) error {

@@ -45,6 +45,7 @@ type Node struct {
 	health      *health.Server
 	intra       *grpc.Server // NodeService and forwarded ClusterService calls
 	peers       peerConns
+	batcher     *batcher
 
 	// readyTerm is the term in which this node, as leader, has committed an
 	// entry of its own, so its commit index is safe for read-index reads.
@@ -208,6 +209,12 @@ func (n *Node) startRaft(creds nodeCredentials) error {
 	if err != nil {
 		return fmt.Errorf("raft: %w", err)
 	}
+	n.batcher = newBatcher(n)
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		n.batcher.run()
+	}()
 	n.peers.dial = n.stream.DialGRPC
 	n.intra = grpc.NewServer(
 		grpc.MaxRecvMsgSize(MaxRequestBytes),

@@ -39,6 +39,8 @@ type Result struct {
 	Incident *irxv1.Incident
 	Policy   *irxv1.DisclosurePolicy
 	Err      error
+	// Batch holds one result per command of a CommandBatch entry.
+	Batch []*Result
 }
 
 // FSM implements raft.BatchingFSM over pebble.
@@ -94,7 +96,7 @@ func Open(dir, team string, logger *slog.Logger) (*FSM, error) {
 }
 
 func openDB(dir string, logger *slog.Logger) (*pebble.DB, error) {
-	cache := pebble.NewCache(64 << 20)
+	cache := pebble.NewCache(256 << 20) // index and filter blocks of fresh tables: every create checks its request id
 	defer cache.Unref() // the database holds its own reference
 	opts := &pebble.Options{
 		Logger:             pebbleLogger{logger},
@@ -241,20 +243,36 @@ func (a *applier) apply(l *raft.Log) *Result {
 	if !cmd.GetProposeTime().IsValid() {
 		return &Result{Err: fmt.Errorf("%w at index %d: propose_time missing or invalid", ErrInvalidCommand, l.Index)}
 	}
-	var res *Result
-	switch k := cmd.GetKind().(type) {
-	case *irxv1.Command_CreateIncident:
-		res = a.create(&cmd, k.CreateIncident, l.Index)
-	case *irxv1.Command_UpdateIncident:
-		res = a.update(&cmd, k.UpdateIncident, l.Index)
-	case *irxv1.Command_LeaderNoop:
-		res = &Result{}
-	case *irxv1.Command_SetPolicy:
-		res = a.setPolicy(&cmd, k.SetPolicy)
-	default:
-		res = &Result{Err: fmt.Errorf("%w at index %d: unknown kind", ErrInvalidCommand, l.Index)}
+	batch := cmd.GetBatch()
+	if batch == nil {
+		return a.applyOne(&cmd, l.Index)
+	}
+	// Each command of a batch takes the batch's propose time, so it is
+	// stamped once, by the leader, like a single command.
+	res := &Result{Batch: make([]*Result, len(batch.GetCommands()))}
+	for i, sub := range batch.GetCommands() {
+		if sub.GetBatch() != nil {
+			res.Batch[i] = &Result{Err: fmt.Errorf("%w at index %d: a batch inside a batch", ErrInvalidCommand, l.Index)}
+			continue
+		}
+		sub.ProposeTime = cmd.GetProposeTime()
+		res.Batch[i] = a.applyOne(sub, l.Index)
 	}
 	return res
+}
+
+func (a *applier) applyOne(cmd *irxv1.Command, index uint64) *Result {
+	switch k := cmd.GetKind().(type) {
+	case *irxv1.Command_CreateIncident:
+		return a.create(cmd, k.CreateIncident, index)
+	case *irxv1.Command_UpdateIncident:
+		return a.update(cmd, k.UpdateIncident, index)
+	case *irxv1.Command_LeaderNoop:
+		return &Result{}
+	case *irxv1.Command_SetPolicy:
+		return a.setPolicy(cmd, k.SetPolicy)
+	}
+	return &Result{Err: fmt.Errorf("%w at index %d: unknown kind", ErrInvalidCommand, index)}
 }
 
 func (a *applier) create(cmd *irxv1.Command, c *irxv1.CreateIncidentCommand, index uint64) *Result {

@@ -55,6 +55,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		conns    = fs.Int("conns", 4, "gRPC connections per node, shared by the clients")
 		keep     = fs.Bool("keep", false, "keep the data directory of a started team")
 		irxdArgs = fs.String("irxd-args", "", "extra flags for every started irxd, space-separated")
+		pprof    = fs.Int("pprof-base-port", 0, "serve pprof from started node i on 127.0.0.1:(port+i)")
 		leader   = fs.Bool("leader-only", false, "send every call to the leader (no forwarding), to measure what forwarding costs")
 	)
 	if err := fs.Parse(args[1:]); err != nil {
@@ -74,7 +75,11 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 			return err
 		}
 		startCtx, cancel := context.WithTimeout(ctx, time.Minute)
-		team, err := irxdtest.LaunchCluster(startCtx, bin, dir, *nodes, strings.Fields(*irxdArgs)...)
+		var each func(int) []string
+		if *pprof > 0 {
+			each = func(i int) []string { return []string{"--debug-addr", fmt.Sprintf("127.0.0.1:%d", *pprof+i)} }
+		}
+		team, err := irxdtest.LaunchClusterEach(startCtx, bin, dir, *nodes, each, strings.Fields(*irxdArgs)...)
 		cancel()
 		defer func() {
 			for _, n := range team {

@@ -275,6 +275,12 @@ func StartCluster(t testing.TB, bin string, size int, extra ...string) []*Node {
 // sharing one development CA, and waits until every one serves. The caller
 // stops the nodes, also when an error is returned with some of them.
 func LaunchCluster(ctx context.Context, bin, baseDir string, size int, extra ...string) ([]*Node, error) {
+	return LaunchClusterEach(ctx, bin, baseDir, size, nil, extra...)
+}
+
+// LaunchClusterEach is LaunchCluster with flags for node i (0-based) from
+// each, for settings that must differ between nodes.
+func LaunchClusterEach(ctx context.Context, bin, baseDir string, size int, each func(i int) []string, extra ...string) ([]*Node, error) {
 	nodes := make([]*Node, size)
 	var members []string
 	for i := range nodes {
@@ -290,6 +296,9 @@ func LaunchCluster(ctx context.Context, bin, baseDir string, size int, extra ...
 	}
 	for i, n := range nodes {
 		n.Args = append([]string{"--node", fmt.Sprintf("node%d", i+1), "--members", strings.Join(members, ",")}, extra...)
+		if each != nil {
+			n.Args = append(n.Args, each(i)...)
+		}
 		if err := n.Launch(ctx); err != nil {
 			return nodes[:i], err
 		}

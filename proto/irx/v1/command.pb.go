@@ -39,6 +39,7 @@ type Command struct {
 	//	*Command_UpdateIncident
 	//	*Command_LeaderNoop
 	//	*Command_SetPolicy
+	//	*Command_Batch
 	Kind          isCommand_Kind `protobuf_oneof:"kind"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -124,6 +125,15 @@ func (x *Command) GetSetPolicy() *SetPolicyCommand {
 	return nil
 }
 
+func (x *Command) GetBatch() *CommandBatch {
+	if x != nil {
+		if x, ok := x.Kind.(*Command_Batch); ok {
+			return x.Batch
+		}
+	}
+	return nil
+}
+
 type isCommand_Kind interface {
 	isCommand_Kind()
 }
@@ -151,6 +161,13 @@ type Command_SetPolicy struct {
 	SetPolicy *SetPolicyCommand `protobuf:"bytes,5,opt,name=set_policy,json=setPolicy,proto3,oneof"`
 }
 
+type Command_Batch struct {
+	// Several commands in one log entry, applied in order, each with its
+	// own result. The leader groups concurrent proposals this way so one
+	// entry is stored, replicated and applied for many writes.
+	Batch *CommandBatch `protobuf:"bytes,6,opt,name=batch,proto3,oneof"`
+}
+
 func (*Command_CreateIncident) isCommand_Kind() {}
 
 func (*Command_UpdateIncident) isCommand_Kind() {}
@@ -158,6 +175,55 @@ func (*Command_UpdateIncident) isCommand_Kind() {}
 func (*Command_LeaderNoop) isCommand_Kind() {}
 
 func (*Command_SetPolicy) isCommand_Kind() {}
+
+func (*Command_Batch) isCommand_Kind() {}
+
+// CommandBatch is a group of commands proposed as one log entry. Its
+// commands must not themselves be batches.
+type CommandBatch struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The commands, in the order they are applied.
+	Commands      []*Command `protobuf:"bytes,1,rep,name=commands,proto3" json:"commands,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CommandBatch) Reset() {
+	*x = CommandBatch{}
+	mi := &file_irx_v1_command_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CommandBatch) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CommandBatch) ProtoMessage() {}
+
+func (x *CommandBatch) ProtoReflect() protoreflect.Message {
+	mi := &file_irx_v1_command_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CommandBatch.ProtoReflect.Descriptor instead.
+func (*CommandBatch) Descriptor() ([]byte, []int) {
+	return file_irx_v1_command_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *CommandBatch) GetCommands() []*Command {
+	if x != nil {
+		return x.Commands
+	}
+	return nil
+}
 
 // SetPolicyCommand stores a new version of a peer's policy; the state
 // machine numbers it.
@@ -175,7 +241,7 @@ type SetPolicyCommand struct {
 
 func (x *SetPolicyCommand) Reset() {
 	*x = SetPolicyCommand{}
-	mi := &file_irx_v1_command_proto_msgTypes[1]
+	mi := &file_irx_v1_command_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -187,7 +253,7 @@ func (x *SetPolicyCommand) String() string {
 func (*SetPolicyCommand) ProtoMessage() {}
 
 func (x *SetPolicyCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_command_proto_msgTypes[1]
+	mi := &file_irx_v1_command_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -200,7 +266,7 @@ func (x *SetPolicyCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetPolicyCommand.ProtoReflect.Descriptor instead.
 func (*SetPolicyCommand) Descriptor() ([]byte, []int) {
-	return file_irx_v1_command_proto_rawDescGZIP(), []int{1}
+	return file_irx_v1_command_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *SetPolicyCommand) GetPolicy() *DisclosurePolicy {
@@ -226,7 +292,7 @@ type LeaderNoopCommand struct {
 
 func (x *LeaderNoopCommand) Reset() {
 	*x = LeaderNoopCommand{}
-	mi := &file_irx_v1_command_proto_msgTypes[2]
+	mi := &file_irx_v1_command_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -238,7 +304,7 @@ func (x *LeaderNoopCommand) String() string {
 func (*LeaderNoopCommand) ProtoMessage() {}
 
 func (x *LeaderNoopCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_command_proto_msgTypes[2]
+	mi := &file_irx_v1_command_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -251,7 +317,7 @@ func (x *LeaderNoopCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaderNoopCommand.ProtoReflect.Descriptor instead.
 func (*LeaderNoopCommand) Descriptor() ([]byte, []int) {
-	return file_irx_v1_command_proto_rawDescGZIP(), []int{2}
+	return file_irx_v1_command_proto_rawDescGZIP(), []int{3}
 }
 
 // CreateIncidentCommand records a new incident; the state machine assigns
@@ -268,7 +334,7 @@ type CreateIncidentCommand struct {
 
 func (x *CreateIncidentCommand) Reset() {
 	*x = CreateIncidentCommand{}
-	mi := &file_irx_v1_command_proto_msgTypes[3]
+	mi := &file_irx_v1_command_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -280,7 +346,7 @@ func (x *CreateIncidentCommand) String() string {
 func (*CreateIncidentCommand) ProtoMessage() {}
 
 func (x *CreateIncidentCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_command_proto_msgTypes[3]
+	mi := &file_irx_v1_command_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -293,7 +359,7 @@ func (x *CreateIncidentCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateIncidentCommand.ProtoReflect.Descriptor instead.
 func (*CreateIncidentCommand) Descriptor() ([]byte, []int) {
-	return file_irx_v1_command_proto_rawDescGZIP(), []int{3}
+	return file_irx_v1_command_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *CreateIncidentCommand) GetIncident() *Incident {
@@ -327,7 +393,7 @@ type UpdateIncidentCommand struct {
 
 func (x *UpdateIncidentCommand) Reset() {
 	*x = UpdateIncidentCommand{}
-	mi := &file_irx_v1_command_proto_msgTypes[4]
+	mi := &file_irx_v1_command_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -339,7 +405,7 @@ func (x *UpdateIncidentCommand) String() string {
 func (*UpdateIncidentCommand) ProtoMessage() {}
 
 func (x *UpdateIncidentCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_command_proto_msgTypes[4]
+	mi := &file_irx_v1_command_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -352,7 +418,7 @@ func (x *UpdateIncidentCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateIncidentCommand.ProtoReflect.Descriptor instead.
 func (*UpdateIncidentCommand) Descriptor() ([]byte, []int) {
-	return file_irx_v1_command_proto_rawDescGZIP(), []int{4}
+	return file_irx_v1_command_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *UpdateIncidentCommand) GetIncident() *Incident {
@@ -394,7 +460,7 @@ type FeedEntry struct {
 
 func (x *FeedEntry) Reset() {
 	*x = FeedEntry{}
-	mi := &file_irx_v1_command_proto_msgTypes[5]
+	mi := &file_irx_v1_command_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -406,7 +472,7 @@ func (x *FeedEntry) String() string {
 func (*FeedEntry) ProtoMessage() {}
 
 func (x *FeedEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_command_proto_msgTypes[5]
+	mi := &file_irx_v1_command_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -419,7 +485,7 @@ func (x *FeedEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FeedEntry.ProtoReflect.Descriptor instead.
 func (*FeedEntry) Descriptor() ([]byte, []int) {
-	return file_irx_v1_command_proto_rawDescGZIP(), []int{5}
+	return file_irx_v1_command_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *FeedEntry) GetSequence() uint64 {
@@ -454,7 +520,7 @@ var File_irx_v1_command_proto protoreflect.FileDescriptor
 
 const file_irx_v1_command_proto_rawDesc = "" +
 	"\n" +
-	"\x14irx/v1/command.proto\x12\x06irx.v1\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x15irx/v1/incident.proto\x1a\x13irx/v1/policy.proto\"\xdd\x02\n" +
+	"\x14irx/v1/command.proto\x12\x06irx.v1\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x15irx/v1/incident.proto\x1a\x13irx/v1/policy.proto\"\x8b\x03\n" +
 	"\aCommand\x12=\n" +
 	"\fpropose_time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\vproposeTime\x12H\n" +
 	"\x0fcreate_incident\x18\x02 \x01(\v2\x1d.irx.v1.CreateIncidentCommandH\x00R\x0ecreateIncident\x12H\n" +
@@ -462,8 +528,11 @@ const file_irx_v1_command_proto_rawDesc = "" +
 	"\vleader_noop\x18\x04 \x01(\v2\x19.irx.v1.LeaderNoopCommandH\x00R\n" +
 	"leaderNoop\x129\n" +
 	"\n" +
-	"set_policy\x18\x05 \x01(\v2\x18.irx.v1.SetPolicyCommandH\x00R\tsetPolicyB\x06\n" +
-	"\x04kind\"e\n" +
+	"set_policy\x18\x05 \x01(\v2\x18.irx.v1.SetPolicyCommandH\x00R\tsetPolicy\x12,\n" +
+	"\x05batch\x18\x06 \x01(\v2\x14.irx.v1.CommandBatchH\x00R\x05batchB\x06\n" +
+	"\x04kind\";\n" +
+	"\fCommandBatch\x12+\n" +
+	"\bcommands\x18\x01 \x03(\v2\x0f.irx.v1.CommandR\bcommands\"e\n" +
 	"\x10SetPolicyCommand\x120\n" +
 	"\x06policy\x18\x01 \x01(\v2\x18.irx.v1.DisclosurePolicyR\x06policy\x12\x1f\n" +
 	"\vteam_secret\x18\x02 \x01(\fR\n" +
@@ -498,34 +567,37 @@ func file_irx_v1_command_proto_rawDescGZIP() []byte {
 	return file_irx_v1_command_proto_rawDescData
 }
 
-var file_irx_v1_command_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
+var file_irx_v1_command_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
 var file_irx_v1_command_proto_goTypes = []any{
 	(*Command)(nil),               // 0: irx.v1.Command
-	(*SetPolicyCommand)(nil),      // 1: irx.v1.SetPolicyCommand
-	(*LeaderNoopCommand)(nil),     // 2: irx.v1.LeaderNoopCommand
-	(*CreateIncidentCommand)(nil), // 3: irx.v1.CreateIncidentCommand
-	(*UpdateIncidentCommand)(nil), // 4: irx.v1.UpdateIncidentCommand
-	(*FeedEntry)(nil),             // 5: irx.v1.FeedEntry
-	(*timestamppb.Timestamp)(nil), // 6: google.protobuf.Timestamp
-	(*DisclosurePolicy)(nil),      // 7: irx.v1.DisclosurePolicy
-	(*Incident)(nil),              // 8: irx.v1.Incident
-	(*fieldmaskpb.FieldMask)(nil), // 9: google.protobuf.FieldMask
+	(*CommandBatch)(nil),          // 1: irx.v1.CommandBatch
+	(*SetPolicyCommand)(nil),      // 2: irx.v1.SetPolicyCommand
+	(*LeaderNoopCommand)(nil),     // 3: irx.v1.LeaderNoopCommand
+	(*CreateIncidentCommand)(nil), // 4: irx.v1.CreateIncidentCommand
+	(*UpdateIncidentCommand)(nil), // 5: irx.v1.UpdateIncidentCommand
+	(*FeedEntry)(nil),             // 6: irx.v1.FeedEntry
+	(*timestamppb.Timestamp)(nil), // 7: google.protobuf.Timestamp
+	(*DisclosurePolicy)(nil),      // 8: irx.v1.DisclosurePolicy
+	(*Incident)(nil),              // 9: irx.v1.Incident
+	(*fieldmaskpb.FieldMask)(nil), // 10: google.protobuf.FieldMask
 }
 var file_irx_v1_command_proto_depIdxs = []int32{
-	6, // 0: irx.v1.Command.propose_time:type_name -> google.protobuf.Timestamp
-	3, // 1: irx.v1.Command.create_incident:type_name -> irx.v1.CreateIncidentCommand
-	4, // 2: irx.v1.Command.update_incident:type_name -> irx.v1.UpdateIncidentCommand
-	2, // 3: irx.v1.Command.leader_noop:type_name -> irx.v1.LeaderNoopCommand
-	1, // 4: irx.v1.Command.set_policy:type_name -> irx.v1.SetPolicyCommand
-	7, // 5: irx.v1.SetPolicyCommand.policy:type_name -> irx.v1.DisclosurePolicy
-	8, // 6: irx.v1.CreateIncidentCommand.incident:type_name -> irx.v1.Incident
-	8, // 7: irx.v1.UpdateIncidentCommand.incident:type_name -> irx.v1.Incident
-	9, // 8: irx.v1.UpdateIncidentCommand.update_mask:type_name -> google.protobuf.FieldMask
-	9, // [9:9] is the sub-list for method output_type
-	9, // [9:9] is the sub-list for method input_type
-	9, // [9:9] is the sub-list for extension type_name
-	9, // [9:9] is the sub-list for extension extendee
-	0, // [0:9] is the sub-list for field type_name
+	7,  // 0: irx.v1.Command.propose_time:type_name -> google.protobuf.Timestamp
+	4,  // 1: irx.v1.Command.create_incident:type_name -> irx.v1.CreateIncidentCommand
+	5,  // 2: irx.v1.Command.update_incident:type_name -> irx.v1.UpdateIncidentCommand
+	3,  // 3: irx.v1.Command.leader_noop:type_name -> irx.v1.LeaderNoopCommand
+	2,  // 4: irx.v1.Command.set_policy:type_name -> irx.v1.SetPolicyCommand
+	1,  // 5: irx.v1.Command.batch:type_name -> irx.v1.CommandBatch
+	0,  // 6: irx.v1.CommandBatch.commands:type_name -> irx.v1.Command
+	8,  // 7: irx.v1.SetPolicyCommand.policy:type_name -> irx.v1.DisclosurePolicy
+	9,  // 8: irx.v1.CreateIncidentCommand.incident:type_name -> irx.v1.Incident
+	9,  // 9: irx.v1.UpdateIncidentCommand.incident:type_name -> irx.v1.Incident
+	10, // 10: irx.v1.UpdateIncidentCommand.update_mask:type_name -> google.protobuf.FieldMask
+	11, // [11:11] is the sub-list for method output_type
+	11, // [11:11] is the sub-list for method input_type
+	11, // [11:11] is the sub-list for extension type_name
+	11, // [11:11] is the sub-list for extension extendee
+	0,  // [0:11] is the sub-list for field type_name
 }
 
 func init() { file_irx_v1_command_proto_init() }
@@ -540,6 +612,7 @@ func file_irx_v1_command_proto_init() {
 		(*Command_UpdateIncident)(nil),
 		(*Command_LeaderNoop)(nil),
 		(*Command_SetPolicy)(nil),
+		(*Command_Batch)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -547,7 +620,7 @@ func file_irx_v1_command_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_irx_v1_command_proto_rawDesc), len(file_irx_v1_command_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   6,
+			NumMessages:   7,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
