@@ -97,7 +97,7 @@ func Open(dir, team string, logger *slog.Logger) (*FSM, error) {
 
 func openDB(dir string, logger *slog.Logger) (*pebble.DB, error) {
 	cache := pebble.NewCache(256 << 20) // index and filter blocks of fresh tables: every create checks its request id
-	defer cache.Unref() // the database holds its own reference
+	defer cache.Unref()                 // the database holds its own reference
 	opts := &pebble.Options{
 		Logger:             pebbleLogger{logger},
 		FormatMajorVersion: pebble.FormatNewest,
