@@ -30,9 +30,10 @@ import (
 
 // Node is one running member of a team.
 type Node struct {
-	cfg   Config
-	log   *slog.Logger
-	roots *x509.CertPool
+	cfg      Config
+	log      *slog.Logger
+	roots    *x509.CertPool
+	reloader *pki.Reloader // nil in development mode
 
 	logs      *raftstore.Store
 	state     *fsm.FSM
@@ -119,7 +120,18 @@ func (n *Node) loadCredentials() (nodeCredentials, error) {
 		return nodeCredentials{}, fmt.Errorf("tls.ca_file: %w", err)
 	}
 	n.roots = roots
+	n.reloader = reloader
 	return nodeCredentials{cert: reloader, roots: roots}, nil
+}
+
+// ReloadCertificates reads the node certificate and key again from their
+// files; new handshakes (Raft, forwarded calls, the operator API) use them.
+// In development mode the generated certificate is kept.
+func (n *Node) ReloadCertificates() error {
+	if n.reloader == nil {
+		return nil
+	}
+	return n.reloader.Reload()
 }
 
 func (n *Node) startRaft(creds nodeCredentials) error {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"regexp"
 	"strings"
 	"time"
 
@@ -64,7 +65,7 @@ func loadFile(path string) (fileConfig, error) {
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	if err := dec.Decode(&fc); err != nil && !errors.Is(err, io.EOF) {
-		return fc, fmt.Errorf("config %s: %w", path, err)
+		return fc, fmt.Errorf("config %s: %s", path, yamlProblem(err))
 	}
 	return fc, nil
 }
@@ -78,7 +79,7 @@ type options struct {
 }
 
 // parseOptions merges defaults, the config file and the flags that were set.
-func parseOptions(args []string, stderr io.Writer) (options, error) {
+func parseOptions(args []string, stderr io.Writer, getenv func(string) string) (options, error) {
 	fs := flag.NewFlagSet("irxd", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var (
@@ -147,6 +148,24 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 		o.node.Members = append(o.node.Members, node.Member{ID: m.ID, RaftAddr: m.Raft})
 	}
 	o.node.Join = fc.Cluster.Join
+	// Environment variables sit between the file and the flags: IRX_ plus
+	// the flag name in upper case with '_' for '-' (IRX_DATA_DIR).
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	var envErr error
+	fs.VisitAll(func(f *flag.Flag) {
+		if set[f.Name] || f.Name == "config" {
+			return
+		}
+		if v := getenv(envName(f.Name)); v != "" {
+			if err := fs.Set(f.Name, v); err != nil {
+				envErr = errors.Join(envErr, fmt.Errorf("%s=%q: %w", envName(f.Name), v, err))
+			}
+		}
+	})
+	if envErr != nil {
+		return options{}, envErr
+	}
 	var err error
 	fs.Visit(func(f *flag.Flag) {
 		if dst, ok := override[f.Name]; ok {
@@ -168,6 +187,10 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	return o, err
 }
 
+func envName(flagName string) string {
+	return "IRX_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+}
+
 // parseMembers reads "id=host:port,id=host:port".
 func parseMembers(s string) ([]node.Member, error) {
 	var out []node.Member
@@ -179,4 +202,16 @@ func parseMembers(s string) ([]node.Member, error) {
 		out = append(out, node.Member{ID: id, RaftAddr: addr})
 	}
 	return out, nil
+}
+
+var unknownField = regexp.MustCompile(`field (\S+) not found in type .*`)
+
+// yamlProblem renders a YAML decoding error as one line that names the key,
+// without Go type names.
+func yamlProblem(err error) string {
+	msg := unknownField.ReplaceAllString(err.Error(), `unknown key "$1"`)
+	msg = strings.TrimPrefix(msg, "yaml: ")
+	msg = strings.TrimPrefix(msg, "unmarshal errors:")
+	msg = strings.Join(strings.Fields(strings.ReplaceAll(msg, "\n", "; ")), " ")
+	return strings.TrimPrefix(msg, "; ")
 }

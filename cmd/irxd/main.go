@@ -25,16 +25,21 @@ import (
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
+	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr, os.Getenv); err != nil {
 		if !errors.Is(err, flag.ErrHelp) {
-			fmt.Fprintln(os.Stderr, "irxd:", err)
+			fmt.Fprintln(os.Stderr, "irxd:", oneLine(err))
 		}
 		os.Exit(1)
 	}
 }
 
-func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	opts, err := parseOptions(args, stderr)
+// oneLine keeps a start-up failure to one line an operator can grep for.
+func oneLine(err error) string {
+	return strings.Join(strings.Fields(strings.ReplaceAll(err.Error(), "\n", "; ")), " ")
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) error {
+	opts, err := parseOptions(args, stderr, getenv)
 	if err != nil {
 		return err
 	}
@@ -55,7 +60,23 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	printWelcome(stdout, n.APIAddr().String(), opts.node)
-	<-ctx.Done()
+	// SIGHUP reloads the node's certificate and key from their files, so
+	// certificates rotate without a restart.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for running := true; running; {
+		select {
+		case <-hup:
+			if err := n.ReloadCertificates(); err != nil {
+				logger.Error("certificate reload failed; still serving the previous certificate", "error", err)
+			} else {
+				logger.Info("certificates reloaded")
+			}
+		case <-ctx.Done():
+			running = false
+		}
+	}
 	logger.Info("shutting down")
 	return n.Close()
 }

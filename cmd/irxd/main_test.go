@@ -1,0 +1,90 @@
+package main
+
+import (
+	"context"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestEnvironmentSitsBetweenFileAndFlags(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "irxd.yaml")
+	if err := os.WriteFile(file, []byte("team_id: from-file\nnode_id: n-file\ndata_dir: /file\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	env := map[string]string{"IRX_NODE": "n-env", "IRX_DATA_DIR": "/env", "IRX_SNAPSHOT_THRESHOLD": "77"}
+	o, err := parseOptions([]string{"--config", file, "--data-dir", "/flag"}, io.Discard, func(k string) string { return env[k] })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.node.TeamID != "from-file" || o.node.NodeID != "n-env" || o.node.DataDir != "/flag" || o.node.Raft.SnapshotThreshold != 77 {
+		t.Fatalf("precedence file < env < flags broken: %+v", o.node)
+	}
+	_, err = parseOptions(nil, io.Discard, func(k string) string {
+		if k == "IRX_SNAPSHOT_THRESHOLD" {
+			return "many"
+		}
+		return ""
+	})
+	if err == nil || !strings.Contains(err.Error(), "IRX_SNAPSHOT_THRESHOLD") {
+		t.Fatalf("bad environment value: %v", err)
+	}
+}
+
+// Every misconfiguration stops irxd at start with one line naming the cause.
+func TestMisconfigurationIsOneClearLine(t *testing.T) {
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	write := func(content string) string {
+		p := filepath.Join(t.TempDir(), "irxd.yaml")
+		if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	cases := []struct {
+		name string
+		args []string
+		want []string
+	}{
+		{"bad yaml", []string{"--config", write("team_id: [unclosed\n")}, []string{"config", "line"}},
+		{"unknown key", []string{"--config", write("team_id: a\nlisten:\n  apii: 127.0.0.1:1\n")}, []string{`unknown key "apii"`, "line 3"}},
+		{"missing config", []string{"--config", "/nonexistent/irxd.yaml"}, []string{"/nonexistent/irxd.yaml"}},
+		{"missing certificate", []string{"--ca-file", "/nonexistent/ca.crt", "--cert-file", "/nonexistent/node.crt", "--key-file", "/nonexistent/node.key"}, []string{"tls.cert_file", "/nonexistent/node.crt"}},
+		{"half the TLS files", []string{"--cert-file", "/x.crt"}, []string{"tls:", "together"}},
+		{"port in use", []string{"--api-addr", busy.Addr().String()}, []string{"api listener", busy.Addr().String(), "in use"}},
+		{"bad team", []string{"--team", "CERT Example"}, []string{"team_id"}},
+		{"bad members", []string{"--members", "node1"}, []string{"--members", "id=host:port"}},
+		{"bad log level", []string{"--log-level", "loud"}, []string{"log level", "loud"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			args := append([]string{"--data-dir", filepath.Join(t.TempDir(), "data"), "--raft-addr", "127.0.0.1:0", "--api-addr", "127.0.0.1:0"}, tc.args...)
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			err := run(ctx, args, io.Discard, io.Discard, func(string) string { return "" })
+			if err == nil {
+				t.Fatal("irxd started")
+			}
+			line := oneLine(err)
+			if strings.Contains(line, "\n") {
+				t.Fatalf("more than one line: %q", line)
+			}
+			if strings.Contains(line, "struct") || strings.Contains(line, "main.") || strings.Contains(line, "; ;") {
+				t.Errorf("Go internals in the message: %q", line)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(line, w) {
+					t.Errorf("%q does not say %q", line, w)
+				}
+			}
+		})
+	}
+}
