@@ -33,6 +33,8 @@ type Config struct {
 	// development mode it serves plaintext; anywhere else it requires
 	// operator client certificates from the team CA.
 	APIAddr string
+	// MetricsAddr serves Prometheus metrics at /metrics; empty: off.
+	MetricsAddr string
 	// RaftAddr is the intra-cluster listener (mutual TLS, team CA).
 	RaftAddr string
 	// RaftAdvertise is the address other members dial; defaults to the

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"sync"
@@ -48,6 +49,10 @@ type Node struct {
 	peers       peerConns
 	batcher     *batcher
 
+	metrics         *metrics
+	metricsServer   *http.Server
+	metricsListener net.Listener
+
 	// readyTerm is the term in which this node, as leader, has committed an
 	// entry of its own, so its commit index is safe for read-index reads.
 	readyTerm atomic.Uint64
@@ -66,7 +71,7 @@ func Start(cfg Config) (_ *Node, err error) {
 	if err != nil {
 		return nil, err
 	}
-	n := &Node{cfg: cfg, log: cfg.Logger.With("team", cfg.TeamID, "node", cfg.NodeID), stopObserving: make(chan struct{})}
+	n := &Node{cfg: cfg, log: cfg.Logger.With("team", cfg.TeamID, "node", cfg.NodeID), stopObserving: make(chan struct{}), metrics: newMetrics()}
 	defer func() {
 		if err != nil {
 			err = errors.Join(err, n.Close())
@@ -84,6 +89,12 @@ func Start(cfg Config) (_ *Node, err error) {
 	}
 	if err := n.startAPI(creds); err != nil {
 		return nil, err
+	}
+	n.metrics.watchNode(n)
+	if cfg.MetricsAddr != "" {
+		if err := n.serveMetrics(cfg.MetricsAddr); err != nil {
+			return nil, fmt.Errorf("metrics listener %s: %w", cfg.MetricsAddr, err)
+		}
 	}
 	return n, nil
 }
@@ -217,7 +228,7 @@ func (n *Node) startRaft(creds nodeCredentials) error {
 		}
 		n.log.Info("bootstrapped a new team", "members", len(conf.Servers))
 	}
-	n.raft, err = raft.NewRaft(rc, n.state, n.logs, n.logs, snapshots, n.transport)
+	n.raft, err = raft.NewRaft(rc, measuredFSM{FSM: n.state, apply: n.metrics.apply}, n.logs, n.logs, snapshots, n.transport)
 	if err != nil {
 		return fmt.Errorf("raft: %w", err)
 	}
@@ -265,7 +276,7 @@ func (n *Node) startAPI(creds nodeCredentials) error {
 	n.apiListener = ln
 	opts := []grpc.ServerOption{
 		grpc.MaxRecvMsgSize(MaxRequestBytes),
-		grpc.ChainUnaryInterceptor(recoverUnary(n.log), logUnary(n.log)),
+		grpc.ChainUnaryInterceptor(recoverUnary(n.log), n.metrics.unary(), logUnary(n.log)),
 	}
 	if n.cfg.apiPlaintext() {
 		n.log.Warn("operator API without TLS: allowed on loopback in development mode only", "addr", ln.Addr().String())
@@ -320,6 +331,14 @@ func (n *Node) watchLeadership() {
 	}
 }
 
+// MetricsAddr is the bound address of the Prometheus endpoint, or nil.
+func (n *Node) MetricsAddr() net.Addr {
+	if n.metricsListener == nil {
+		return nil
+	}
+	return n.metricsListener.Addr()
+}
+
 // APIAddr is the bound address of the operator API.
 func (n *Node) APIAddr() net.Addr { return n.apiListener.Addr() }
 
@@ -342,6 +361,9 @@ func (n *Node) Close() error {
 			case <-time.After(5 * time.Second):
 				n.grpc.Stop()
 			}
+		}
+		if n.metricsServer != nil {
+			errs = append(errs, n.metricsServer.Close())
 		}
 		close(n.stopObserving)
 		if n.intra != nil {

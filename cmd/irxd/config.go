@@ -25,6 +25,7 @@ type fileConfig struct {
 		API           string `yaml:"api"`
 		Raft          string `yaml:"raft"`
 		RaftAdvertise string `yaml:"raft_advertise"`
+		Metrics       string `yaml:"metrics"`
 	} `yaml:"listen"`
 	Cluster struct {
 		// Members lists the initial members of a new team (static
@@ -90,6 +91,7 @@ func parseOptions(args []string, stderr io.Writer, getenv func(string) string) (
 		apiAddr    = fs.String("api-addr", "", "operator gRPC API address (default "+node.DefaultAPIAddr+")")
 		raftAddr   = fs.String("raft-addr", "", "intra-cluster Raft address (default "+node.DefaultRaftAddr+")")
 		advertise  = fs.String("raft-advertise", "", "Raft address other members dial (default: raft-addr)")
+		metrics    = fs.String("metrics-addr", "", "serve Prometheus metrics at http://ADDR/metrics (off by default)")
 		caFile     = fs.String("ca-file", "", "team CA certificate (PEM); omit all TLS files for the development PKI")
 		certFile   = fs.String("cert-file", "", "node certificate (PEM)")
 		keyFile    = fs.String("key-file", "", "node private key (PEM)")
@@ -118,7 +120,7 @@ func parseOptions(args []string, stderr io.Writer, getenv func(string) string) (
 	o := options{
 		node: node.Config{
 			TeamID: fc.TeamID, NodeID: fc.NodeID, DataDir: fc.DataDir,
-			APIAddr: fc.Listen.API, RaftAddr: fc.Listen.Raft, RaftAdvertise: fc.Listen.RaftAdvertise,
+			APIAddr: fc.Listen.API, RaftAddr: fc.Listen.Raft, RaftAdvertise: fc.Listen.RaftAdvertise, MetricsAddr: fc.Listen.Metrics,
 			TLS: node.TLSConfig{
 				CAFile: fc.TLS.CAFile, CertFile: fc.TLS.CertFile, KeyFile: fc.TLS.KeyFile,
 				APITLSOnLoopback: fc.TLS.APITLSOnLoopback,
@@ -135,12 +137,12 @@ func parseOptions(args []string, stderr io.Writer, getenv func(string) string) (
 	}
 	override := map[string]*string{
 		"team": &o.node.TeamID, "node": &o.node.NodeID, "data-dir": &o.node.DataDir,
-		"api-addr": &o.node.APIAddr, "raft-addr": &o.node.RaftAddr, "raft-advertise": &o.node.RaftAdvertise,
+		"api-addr": &o.node.APIAddr, "raft-addr": &o.node.RaftAddr, "raft-advertise": &o.node.RaftAdvertise, "metrics-addr": &o.node.MetricsAddr,
 		"ca-file": &o.node.TLS.CAFile, "cert-file": &o.node.TLS.CertFile, "key-file": &o.node.TLS.KeyFile,
 		"log-level": &o.logLevel, "log-format": &o.logFormat, "debug-addr": &o.debugAddr,
 	}
 	values := map[string]*string{
-		"team": team, "node": nodeID, "data-dir": dataDir, "api-addr": apiAddr, "raft-addr": raftAddr,
+		"team": team, "node": nodeID, "data-dir": dataDir, "api-addr": apiAddr, "raft-addr": raftAddr, "metrics-addr": metrics,
 		"raft-advertise": advertise, "ca-file": caFile, "cert-file": certFile, "key-file": keyFile,
 		"log-level": logLevel, "log-format": logFormat, "debug-addr": debugAddr,
 	}

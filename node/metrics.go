@@ -1,0 +1,119 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/raft"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/status"
+
+	"github.com/irxfed/irx/node/fsm"
+)
+
+// metrics is the node's Prometheus registry: its own, not the global one,
+// so several nodes can live in one process (tests) and nothing registers
+// itself behind our back.
+type metrics struct {
+	registry *prometheus.Registry
+	requests *prometheus.CounterVec
+	latency  *prometheus.HistogramVec
+	apply    prometheus.Histogram
+}
+
+func newMetrics() *metrics {
+	m := &metrics{
+		registry: prometheus.NewRegistry(),
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "irx_grpc_requests_total", Help: "gRPC calls served, by method and status code.",
+		}, []string{"method", "code"}),
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "irx_grpc_request_duration_seconds", Help: "Time to serve a gRPC call, by method.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16),
+		}, []string{"method"}),
+		apply: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "irx_fsm_apply_batch_seconds", Help: "Time to apply one group of committed Raft entries to the state machine.",
+			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16),
+		}),
+	}
+	m.registry.MustRegister(m.requests, m.latency, m.apply,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+// watchNode exports the node's Raft and state machine positions, read at
+// scrape time.
+func (m *metrics) watchNode(n *Node) {
+	gauge := func(name, help string, f func() float64) {
+		m.registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, f))
+	}
+	gauge("irx_raft_leader", "1 when this node is the leader.", func() float64 { return b2f(n.raft.State() == raft.Leader) })
+	gauge("irx_raft_has_leader", "1 when this node knows a leader.", func() float64 { addr, _ := n.raft.LeaderWithID(); return b2f(addr != "") })
+	gauge("irx_raft_term", "Current Raft term.", func() float64 { return float64(n.raft.CurrentTerm()) })
+	gauge("irx_raft_commit_index", "Last committed Raft index known to this node.", func() float64 { return float64(n.raft.CommitIndex()) })
+	gauge("irx_raft_last_index", "Last index in this node's Raft log.", func() float64 { return float64(n.raft.LastIndex()) })
+	gauge("irx_fsm_applied_index", "Last Raft index applied to the state machine.", func() float64 { return float64(n.state.AppliedIndex()) })
+	gauge("irx_fsm_last_ticket", "Last ticket the team assigned.", func() float64 { return float64(n.state.LastTicket()) })
+	gauge("irx_feed_sequence", "Last sequence number of the team's feed.", func() float64 { return float64(n.state.FeedSequence()) })
+}
+
+func b2f(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// unary records every call's method, code and duration.
+func (m *metrics) unary() grpc.UnaryServerInterceptor {
+	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+		start := time.Now()
+		resp, err := handler(ctx, req)
+		method := strings.TrimPrefix(info.FullMethod, "/")
+		m.requests.WithLabelValues(method, status.Code(err).String()).Inc()
+		m.latency.WithLabelValues(method).Observe(time.Since(start).Seconds())
+		return resp, err
+	}
+}
+
+// measuredFSM times each batch raft applies.
+type measuredFSM struct {
+	*fsm.FSM
+	apply prometheus.Histogram
+}
+
+func (f measuredFSM) ApplyBatch(logs []*raft.Log) []any {
+	start := time.Now()
+	defer func() { f.apply.Observe(time.Since(start).Seconds()) }()
+	return f.FSM.ApplyBatch(logs)
+}
+
+func (f measuredFSM) Apply(l *raft.Log) any { return f.ApplyBatch([]*raft.Log{l})[0] }
+
+// serveMetrics serves /metrics on addr until the node closes.
+func (n *Node) serveMetrics(addr string) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return err
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(n.metrics.registry, promhttp.HandlerOpts{}))
+	n.metricsServer = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	n.metricsListener = ln
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		if err := n.metricsServer.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			n.log.Warn("metrics server stopped", slog.Any("error", err))
+		}
+	}()
+	return nil
+}
