@@ -122,7 +122,7 @@ func (n *Node) Propose(ctx context.Context, cmd *irxv1.Command) (*fsm.Result, er
 			if err != nil {
 				return err
 			}
-			res = &fsm.Result{Incident: resp.GetIncident()}
+			res = &fsm.Result{Incident: resp.GetIncident(), Policy: resp.GetPolicy()}
 			if len(resp.GetErrorStatus()) > 0 {
 				var st status.Status
 				if err := proto.Unmarshal(resp.GetErrorStatus(), &st); err != nil {
@@ -451,7 +451,7 @@ func (s nodeService) Propose(ctx context.Context, req *irxv1.ProposeRequest) (*i
 	if err != nil {
 		return nil, err
 	}
-	resp := &irxv1.ProposeResponse{Incident: res.Incident}
+	resp := &irxv1.ProposeResponse{Incident: res.Incident, Policy: res.Policy}
 	if res.Err != nil {
 		st := grpcstatus.Convert(api.ToStatus(res.Err)).Proto()
 		if resp.ErrorStatus, err = proto.Marshal(st); err != nil {

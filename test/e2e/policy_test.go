@@ -148,6 +148,10 @@ func TestPolicyServiceVersionsAndPreview(t *testing.T) {
 // every node of a team computes the same view, byte for byte.
 func TestPolicyViewsAgreeAcrossNodes(t *testing.T) {
 	nodes := irxdtest.StartCluster(t, irxdBin, 3)
+	leader, _ := roles(t, nodes)
+	// Start with a follower: it forwards the write and must hand back the
+	// leader's answer.
+	nodes = append(nodes[leader+1:], nodes[:leader+1]...)
 	var previews []*irxv1.PreviewDisclosureResponse
 	var id string
 	for i, n := range nodes {
@@ -158,14 +162,15 @@ func TestPolicyViewsAgreeAcrossNodes(t *testing.T) {
 		t.Cleanup(func() { conn.Close() })
 		policies := irxv1.NewPolicyServiceClient(conn)
 		if i == 0 {
-			if _, err := policies.SetPolicy(ctxT(t), &irxv1.SetPolicyRequest{Policy: pseudonymPolicy("cert-b")}); err != nil {
-				t.Fatal(err)
+			set, err := policies.SetPolicy(ctxT(t), &irxv1.SetPolicyRequest{Policy: pseudonymPolicy("cert-b")})
+			if err != nil || set.GetPolicy().GetVersion() != 1 || set.GetPolicy().GetPeerTeamId() != "cert-b" {
+				t.Fatalf("SetPolicy on a follower: %v, %v", set, err)
 			}
 			id = create(t, clientOf(conn), partnerIncident()).GetId()
 		}
 		resp, err := policies.PreviewDisclosure(ctxT(t), &irxv1.PreviewDisclosureRequest{PeerTeamId: "cert-b", Subject: &irxv1.PreviewDisclosureRequest_IncidentId{IncidentId: id}})
 		if err != nil {
-			t.Fatalf("node%d: %v", i+1, err)
+			t.Fatalf("node %d: %v", i, err)
 		}
 		previews = append(previews, resp)
 	}
@@ -173,7 +178,7 @@ func TestPolicyViewsAgreeAcrossNodes(t *testing.T) {
 	for i, p := range previews[1:] {
 		got, _ := proto.MarshalOptions{Deterministic: true}.Marshal(p)
 		if string(got) != string(want) {
-			t.Errorf("node%d computes another view than node1", i+2)
+			t.Errorf("node %d computes another view than node 0", i+1)
 		}
 	}
 }
