@@ -103,10 +103,19 @@ func (n *Node) onLeader(ctx context.Context, idempotent bool, local func() error
 // Propose appends cmd to the team's Raft log, on this node if it leads or
 // through the leader otherwise, and returns the state machine's result.
 func (n *Node) Propose(ctx context.Context, cmd *irxv1.Command) (*fsm.Result, error) {
-	if c := cmd.GetCreateIncident(); c != nil && c.GetRequestId() == "" {
+	create := cmd.GetCreateIncident()
+	if create != nil && create.GetRequestId() == "" {
 		// A create with a request id is idempotent, so it can be retried
 		// through a leader change without creating the incident twice.
-		c.RequestId = "irx-" + randomID()
+		create.RequestId = "irx-" + randomID()
+		create.FreshRequestId = true
+	}
+	// attempted clears the fresh mark once a proposal may have reached a
+	// log, so every retry is checked against stored request ids.
+	attempted := func() {
+		if create != nil {
+			create.FreshRequestId = false
+		}
 	}
 	idempotent := cmd.GetCreateIncident() != nil
 	if deadline, ok := ctx.Deadline(); !ok || time.Until(deadline) > n.cfg.Raft.ApplyTimeout {
@@ -116,8 +125,13 @@ func (n *Node) Propose(ctx context.Context, cmd *irxv1.Command) (*fsm.Result, er
 	}
 	var res *fsm.Result
 	err := n.onLeader(ctx, idempotent,
-		func() (err error) { res, err = n.applyLocal(ctx, cmd); return err },
+		func() (err error) {
+			defer attempted()
+			res, err = n.applyLocal(ctx, cmd)
+			return err
+		},
 		func(ctx context.Context, conn *grpc.ClientConn) error {
+			defer attempted()
 			resp, err := irxv1.NewNodeServiceClient(conn).Propose(ctx, &irxv1.ProposeRequest{Command: cmd})
 			if err != nil {
 				return err
@@ -144,7 +158,21 @@ func (n *Node) applyLocal(ctx context.Context, cmd *irxv1.Command) (*fsm.Result,
 	if n.raft.State() != raft.Leader {
 		return nil, errNotLeader
 	}
-	return n.batcher.submit(ctx, cmd)
+	return n.batcher.submit(ctx, submission(cmd))
+}
+
+// submission is the batcher's own copy of cmd: the batcher stamps and
+// marshals it, possibly after the caller gave up and went on to change its
+// copy (a retry clears FreshRequestId). The incident itself is shared; no
+// one writes to it.
+func submission(cmd *irxv1.Command) *irxv1.Command {
+	own := &irxv1.Command{Kind: cmd.GetKind()}
+	if c := cmd.GetCreateIncident(); c != nil {
+		own.Kind = &irxv1.Command_CreateIncident{CreateIncident: &irxv1.CreateIncidentCommand{
+			Incident: c.GetIncident(), RequestId: c.GetRequestId(), FreshRequestId: c.GetFreshRequestId(),
+		}}
+	}
+	return own
 }
 
 func (n *Node) raftError(err error) error {

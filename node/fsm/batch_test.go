@@ -51,3 +51,17 @@ func TestBatchEntryGivesEachCommandItsResult(t *testing.T) {
 		t.Error("replaying a batch entry changed the state")
 	}
 }
+
+// A node-generated request id is stored on its first, "fresh" proposal
+// without a lookup; a retry (not fresh) finds it and creates nothing.
+func TestFreshRequestIDIsStoredAndRetriesDeduplicate(t *testing.T) {
+	h := newHarness(t)
+	first := createCmd(newIncident(), "irx-node-made")
+	first.GetCreateIncident().FreshRequestId = true
+	r1 := h.apply(h.command(first))
+	retry := createCmd(newIncident(), "irx-node-made")
+	r2 := h.apply(h.command(retry))
+	if r1.Err != nil || r2.Err != nil || r1.Incident.GetId() != r2.Incident.GetId() || h.f.LastTicket() != 1 {
+		t.Fatalf("first %v, retry %v, last ticket %d", r1, r2, h.f.LastTicket())
+	}
+}

@@ -276,7 +276,7 @@ func (a *applier) applyOne(cmd *irxv1.Command, index uint64) *Result {
 }
 
 func (a *applier) create(cmd *irxv1.Command, c *irxv1.CreateIncidentCommand, index uint64) *Result {
-	if c.GetRequestId() != "" {
+	if c.GetRequestId() != "" && !c.GetFreshRequestId() {
 		id, closer, err := a.b.Get(requestKey(c.GetRequestId()))
 		switch {
 		case err == nil:

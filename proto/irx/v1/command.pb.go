@@ -326,10 +326,14 @@ type CreateIncidentCommand struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The validated incident, without id and version.
 	Incident *Incident `protobuf:"bytes,1,opt,name=incident,proto3" json:"incident,omitempty"`
-	// The client's idempotency key, if any.
-	RequestId     string `protobuf:"bytes,2,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	// The idempotency key: the client's, or one the receiving node made.
+	RequestId string `protobuf:"bytes,2,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	// Set when the receiving node generated request_id and this is the
+	// first time it proposes the command: the id cannot have been stored, so
+	// the state machine skips the lookup (a retry clears it and is checked).
+	FreshRequestId bool `protobuf:"varint,3,opt,name=fresh_request_id,json=freshRequestId,proto3" json:"fresh_request_id,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *CreateIncidentCommand) Reset() {
@@ -374,6 +378,13 @@ func (x *CreateIncidentCommand) GetRequestId() string {
 		return x.RequestId
 	}
 	return ""
+}
+
+func (x *CreateIncidentCommand) GetFreshRequestId() bool {
+	if x != nil {
+		return x.FreshRequestId
+	}
+	return false
 }
 
 // UpdateIncidentCommand applies a field mask to the latest version. The
@@ -537,11 +548,12 @@ const file_irx_v1_command_proto_rawDesc = "" +
 	"\x06policy\x18\x01 \x01(\v2\x18.irx.v1.DisclosurePolicyR\x06policy\x12\x1f\n" +
 	"\vteam_secret\x18\x02 \x01(\fR\n" +
 	"teamSecret\"\x13\n" +
-	"\x11LeaderNoopCommand\"d\n" +
+	"\x11LeaderNoopCommand\"\x8e\x01\n" +
 	"\x15CreateIncidentCommand\x12,\n" +
 	"\bincident\x18\x01 \x01(\v2\x10.irx.v1.IncidentR\bincident\x12\x1d\n" +
 	"\n" +
-	"request_id\x18\x02 \x01(\tR\trequestId\"\xad\x01\n" +
+	"request_id\x18\x02 \x01(\tR\trequestId\x12(\n" +
+	"\x10fresh_request_id\x18\x03 \x01(\bR\x0efreshRequestId\"\xad\x01\n" +
 	"\x15UpdateIncidentCommand\x12,\n" +
 	"\bincident\x18\x01 \x01(\v2\x10.irx.v1.IncidentR\bincident\x12;\n" +
 	"\vupdate_mask\x18\x02 \x01(\v2\x1a.google.protobuf.FieldMaskR\n" +
