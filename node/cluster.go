@@ -316,12 +316,7 @@ func (n *Node) ClusterStatus(ctx context.Context, includeDigest bool) (*irxv1.Ge
 		}
 	}
 	for i, s := range servers {
-		m := &irxv1.ClusterMember{
-			NodeId:  string(s.ID),
-			Address: string(s.Address),
-			Voter:   s.Suffrage == raft.Voter,
-			Leader:  s.ID == leaderID,
-		}
+		m := memberOf(s, leaderID)
 		if st := statuses[i]; st != nil {
 			m.Role = st.GetRole()
 			m.AppliedIndex = st.GetAppliedIndex()
@@ -353,9 +348,14 @@ func (n *Node) members() ([]*irxv1.ClusterMember, error) {
 	_, leaderID := n.raft.LeaderWithID()
 	var out []*irxv1.ClusterMember
 	for _, s := range future.Configuration().Servers {
-		out = append(out, &irxv1.ClusterMember{NodeId: string(s.ID), Address: string(s.Address), Voter: s.Suffrage == raft.Voter, Leader: s.ID == leaderID})
+		out = append(out, memberOf(s, leaderID))
 	}
 	return out, nil
+}
+
+// memberOf describes one server of the Raft configuration.
+func memberOf(s raft.Server, leaderID raft.ServerID) *irxv1.ClusterMember {
+	return &irxv1.ClusterMember{NodeId: string(s.ID), Address: string(s.Address), Voter: s.Suffrage == raft.Voter, Leader: s.ID == leaderID}
 }
 
 // AddMember adds a node to the Raft configuration, through the leader.

@@ -18,6 +18,7 @@ import (
 
 	"github.com/hashicorp/raft"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
@@ -33,7 +34,6 @@ import (
 type Node struct {
 	cfg      Config
 	log      *slog.Logger
-	roots    *x509.CertPool
 	reloader *pki.Reloader // nil in development mode
 
 	logs      *raftstore.Store
@@ -103,7 +103,6 @@ func Start(cfg Config) (_ *Node, err error) {
 type nodeCredentials struct {
 	cert  pki.CertSource
 	roots *x509.CertPool
-	dev   *pki.DevPKI // set in development mode
 }
 
 func (n *Node) loadCredentials() (nodeCredentials, error) {
@@ -116,8 +115,7 @@ func (n *Node) loadCredentials() (nodeCredentials, error) {
 		if len(dev.Written) > 0 {
 			n.log.Info("created development PKI", "dir", dev.Dir, "files", len(dev.Written))
 		}
-		n.roots = dev.Roots
-		return nodeCredentials{cert: pki.StaticCertificate(dev.Node), roots: dev.Roots, dev: dev}, nil
+		return nodeCredentials{cert: pki.StaticCertificate(dev.Node), roots: dev.Roots}, nil
 	}
 	reloader, err := pki.NewReloader(t.CertFile, t.KeyFile)
 	if err != nil {
@@ -130,7 +128,6 @@ func (n *Node) loadCredentials() (nodeCredentials, error) {
 	if err != nil {
 		return nodeCredentials{}, fmt.Errorf("tls.ca_file: %w", err)
 	}
-	n.roots = roots
 	n.reloader = reloader
 	return nodeCredentials{cert: reloader, roots: roots}, nil
 }
@@ -285,7 +282,7 @@ func (n *Node) startAPI(creds nodeCredentials) error {
 		if err != nil {
 			return fmt.Errorf("api TLS: %w", err)
 		}
-		opts = append(opts, grpc.Creds(credentialsFromTLS(tlsConf)),
+		opts = append(opts, grpc.Creds(credentials.NewTLS(tlsConf)),
 			grpc.ChainUnaryInterceptor(authorizeOperator(n.cfg.TeamID)))
 	}
 	n.grpc = grpc.NewServer(opts...)
@@ -318,7 +315,8 @@ func (n *Node) watchLeadership() {
 			st = healthpb.HealthCheckResponse_SERVING
 		}
 		if st != last {
-			for _, svc := range []string{"", irxv1.IncidentService_ServiceDesc.ServiceName, irxv1.ClusterService_ServiceDesc.ServiceName, irxv1.PolicyService_ServiceDesc.ServiceName} {
+			n.health.SetServingStatus("", st)
+			for svc := range n.grpc.GetServiceInfo() {
 				n.health.SetServingStatus(svc, st)
 			}
 			last = st
@@ -342,8 +340,12 @@ func (n *Node) MetricsAddr() net.Addr {
 // APIAddr is the bound address of the operator API.
 func (n *Node) APIAddr() net.Addr { return n.apiListener.Addr() }
 
-// RaftAddr is the address other members use to reach this node.
-func (n *Node) RaftAddr() raft.ServerAddress { return n.transport.LocalAddr() }
+// TeamID is the team this node belongs to.
+func (n *Node) TeamID() string { return n.cfg.TeamID }
+
+// APIPlaintext reports whether the operator API runs without TLS
+// (development mode on loopback).
+func (n *Node) APIPlaintext() bool { return n.cfg.apiPlaintext() }
 
 // Close stops serving, shuts Raft down and closes storage. Calls in flight
 // get a few seconds to finish.

@@ -2,7 +2,6 @@ package node
 
 import (
 	"context"
-	"crypto/tls"
 	"fmt"
 	"log/slog"
 	"runtime/debug"
@@ -28,10 +27,6 @@ func registerServices(s *grpc.Server, n *Node, store api.Store, h *health.Server
 	irxv1.RegisterPolicyServiceServer(s, api.NewPolicyService(n, n, n.state))
 	healthpb.RegisterHealthServer(s, h)
 	reflection.Register(s)
-}
-
-func credentialsFromTLS(c *tls.Config) credentials.TransportCredentials {
-	return credentials.NewTLS(c)
 }
 
 // recoverUnary turns a handler panic into INTERNAL instead of killing the

@@ -59,7 +59,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 	if err != nil {
 		return err
 	}
-	printWelcome(stdout, n.APIAddr().String(), opts.node)
+	printWelcome(stdout, n)
 	// SIGHUP reloads the node's certificate and key from their files, so
 	// certificates rotate without a restart.
 	hup := make(chan os.Signal, 1)
@@ -98,11 +98,12 @@ func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
 	return nil, fmt.Errorf("log format %q: want text or json", format)
 }
 
-// printWelcome shows a newcomer what to try. In development mode the API is
-// plaintext on loopback, so grpcurl needs -plaintext.
-func printWelcome(w io.Writer, addr string, cfg node.Config) {
-	if cfg.TLS.CAFile != "" {
-		fmt.Fprintf(w, "irxd: operator API on %s (mutual TLS)\n", addr)
+// printWelcome shows a newcomer what to try. Only a plaintext API (development
+// mode on loopback) can be tried with these commands as they are.
+func printWelcome(w io.Writer, n *node.Node) {
+	addr := n.APIAddr().String()
+	if !n.APIPlaintext() {
+		fmt.Fprintf(w, "irxd: team %q is up; operator API on %s (mutual TLS: use an operator certificate from the team CA)\n", n.TeamID(), addr)
 		return
 	}
 	fmt.Fprintf(w, `irxd: team %q is up; operator API on %s (development mode: plaintext on loopback)
@@ -114,14 +115,7 @@ Try (from the irx source tree, "go tool grpcurl" needs nothing installed):
   go tool grpcurl -plaintext %[2]s irx.v1.ClusterService/GetClusterStatus
   go tool grpcurl -plaintext %[2]s grpc.health.v1.Health/Check
 
-`, teamOrDefault(cfg.TeamID), addr)
-}
-
-func teamOrDefault(team string) string {
-	if team == "" {
-		return "dev"
-	}
-	return team
+`, n.TeamID(), addr)
 }
 
 // serveDebug serves net/http/pprof on a loopback address only: profiles

@@ -319,16 +319,11 @@ func ShareDevCA(team string, nodes ...*Node) error {
 	if err != nil {
 		return err
 	}
-	for _, n := range nodes {
-		dir := filepath.Join(n.DataDir, "pki")
-		if err := os.MkdirAll(dir, 0o700); err != nil {
-			return err
-		}
-		if err := ca.WriteFiles(filepath.Join(dir, pki.DevCACertFile), filepath.Join(dir, pki.DevCAKeyFile)); err != nil {
-			return err
-		}
+	keyPEM, err := ca.KeyPEM()
+	if err != nil {
+		return err
 	}
-	return nil
+	return installDevCA(ca.CertPEM(), keyPEM, nodes)
 }
 
 // LaunchNode starts one more node with the given flags (for example --join)
@@ -346,19 +341,27 @@ func LaunchNode(t testing.TB, n *Node) {
 // ShareDevCAFrom copies from's development CA to nodes, so they can join
 // from's team.
 func ShareDevCAFrom(from *Node, nodes ...*Node) error {
-	for _, f := range []string{pki.DevCACertFile, pki.DevCAKeyFile} {
-		data, err := os.ReadFile(filepath.Join(from.DataDir, "pki", f))
-		if err != nil {
+	dir := filepath.Join(from.DataDir, "pki")
+	certPEM, err := os.ReadFile(filepath.Join(dir, pki.DevCACertFile))
+	if err != nil {
+		return err
+	}
+	keyPEM, err := os.ReadFile(filepath.Join(dir, pki.DevCAKeyFile))
+	if err != nil {
+		return err
+	}
+	return installDevCA(certPEM, keyPEM, nodes)
+}
+
+// installDevCA writes a CA where each node's development PKI looks for it.
+func installDevCA(certPEM, keyPEM []byte, nodes []*Node) error {
+	for _, n := range nodes {
+		dir := filepath.Join(n.DataDir, "pki")
+		if err := os.MkdirAll(dir, 0o700); err != nil {
 			return err
 		}
-		for _, n := range nodes {
-			dir := filepath.Join(n.DataDir, "pki")
-			if err := os.MkdirAll(dir, 0o700); err != nil {
-				return err
-			}
-			if err := pki.WriteFileAtomic(filepath.Join(dir, f), data, pki.KeyFileMode); err != nil {
-				return err
-			}
+		if err := pki.WriteFiles(filepath.Join(dir, pki.DevCACertFile), filepath.Join(dir, pki.DevCAKeyFile), certPEM, keyPEM); err != nil {
+			return err
 		}
 	}
 	return nil
