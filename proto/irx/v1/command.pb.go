@@ -23,6 +23,64 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// FeedEntryKind is what a feed entry records.
+type FeedEntryKind int32
+
+const (
+	// Not set.
+	FeedEntryKind_FEED_ENTRY_KIND_UNSPECIFIED FeedEntryKind = 0
+	// A new version of an incident (local or received from a peer).
+	FeedEntryKind_FEED_ENTRY_KIND_VERSION FeedEntryKind = 1
+	// An incident was withdrawn: by this team as its origin, or by the
+	// origin through the peer we received it from.
+	FeedEntryKind_FEED_ENTRY_KIND_WITHDRAWAL FeedEntryKind = 2
+	// A peer's policy changed: what the peer holds is re-evaluated.
+	FeedEntryKind_FEED_ENTRY_KIND_POLICY FeedEntryKind = 3
+)
+
+// Enum value maps for FeedEntryKind.
+var (
+	FeedEntryKind_name = map[int32]string{
+		0: "FEED_ENTRY_KIND_UNSPECIFIED",
+		1: "FEED_ENTRY_KIND_VERSION",
+		2: "FEED_ENTRY_KIND_WITHDRAWAL",
+		3: "FEED_ENTRY_KIND_POLICY",
+	}
+	FeedEntryKind_value = map[string]int32{
+		"FEED_ENTRY_KIND_UNSPECIFIED": 0,
+		"FEED_ENTRY_KIND_VERSION":     1,
+		"FEED_ENTRY_KIND_WITHDRAWAL":  2,
+		"FEED_ENTRY_KIND_POLICY":      3,
+	}
+)
+
+func (x FeedEntryKind) Enum() *FeedEntryKind {
+	p := new(FeedEntryKind)
+	*p = x
+	return p
+}
+
+func (x FeedEntryKind) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (FeedEntryKind) Descriptor() protoreflect.EnumDescriptor {
+	return file_irx_v1_command_proto_enumTypes[0].Descriptor()
+}
+
+func (FeedEntryKind) Type() protoreflect.EnumType {
+	return &file_irx_v1_command_proto_enumTypes[0]
+}
+
+func (x FeedEntryKind) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use FeedEntryKind.Descriptor instead.
+func (FeedEntryKind) EnumDescriptor() ([]byte, []int) {
+	return file_irx_v1_command_proto_rawDescGZIP(), []int{0}
+}
+
 // Command is one entry of a team's Raft log: the only way the replicated
 // state changes. It is a storage format, not an API: it is here so that
 // buf's breaking-change check guards it like the API.
@@ -40,6 +98,11 @@ type Command struct {
 	//	*Command_LeaderNoop
 	//	*Command_SetPolicy
 	//	*Command_Batch
+	//	*Command_WithdrawIncident
+	//	*Command_PutPeer
+	//	*Command_DeletePeer
+	//	*Command_ApplyPeerFeed
+	//	*Command_AcknowledgePeer
 	Kind          isCommand_Kind `protobuf_oneof:"kind"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -134,6 +197,51 @@ func (x *Command) GetBatch() *CommandBatch {
 	return nil
 }
 
+func (x *Command) GetWithdrawIncident() *WithdrawIncidentCommand {
+	if x != nil {
+		if x, ok := x.Kind.(*Command_WithdrawIncident); ok {
+			return x.WithdrawIncident
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetPutPeer() *PutPeerCommand {
+	if x != nil {
+		if x, ok := x.Kind.(*Command_PutPeer); ok {
+			return x.PutPeer
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetDeletePeer() *DeletePeerCommand {
+	if x != nil {
+		if x, ok := x.Kind.(*Command_DeletePeer); ok {
+			return x.DeletePeer
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetApplyPeerFeed() *ApplyPeerFeedCommand {
+	if x != nil {
+		if x, ok := x.Kind.(*Command_ApplyPeerFeed); ok {
+			return x.ApplyPeerFeed
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetAcknowledgePeer() *AcknowledgePeerCommand {
+	if x != nil {
+		if x, ok := x.Kind.(*Command_AcknowledgePeer); ok {
+			return x.AcknowledgePeer
+		}
+	}
+	return nil
+}
+
 type isCommand_Kind interface {
 	isCommand_Kind()
 }
@@ -168,6 +276,31 @@ type Command_Batch struct {
 	Batch *CommandBatch `protobuf:"bytes,6,opt,name=batch,proto3,oneof"`
 }
 
+type Command_WithdrawIncident struct {
+	// Withdraw one of this team's incidents.
+	WithdrawIncident *WithdrawIncidentCommand `protobuf:"bytes,7,opt,name=withdraw_incident,json=withdrawIncident,proto3,oneof"`
+}
+
+type Command_PutPeer struct {
+	// Create or replace a peer.
+	PutPeer *PutPeerCommand `protobuf:"bytes,8,opt,name=put_peer,json=putPeer,proto3,oneof"`
+}
+
+type Command_DeletePeer struct {
+	// Remove a peer.
+	DeletePeer *DeletePeerCommand `protobuf:"bytes,9,opt,name=delete_peer,json=deletePeer,proto3,oneof"`
+}
+
+type Command_ApplyPeerFeed struct {
+	// Apply a batch of a peer's feed and advance our cursor in it.
+	ApplyPeerFeed *ApplyPeerFeedCommand `protobuf:"bytes,10,opt,name=apply_peer_feed,json=applyPeerFeed,proto3,oneof"`
+}
+
+type Command_AcknowledgePeer struct {
+	// Record a peer's acknowledgement of our feed in the ledger.
+	AcknowledgePeer *AcknowledgePeerCommand `protobuf:"bytes,11,opt,name=acknowledge_peer,json=acknowledgePeer,proto3,oneof"`
+}
+
 func (*Command_CreateIncident) isCommand_Kind() {}
 
 func (*Command_UpdateIncident) isCommand_Kind() {}
@@ -177,6 +310,444 @@ func (*Command_LeaderNoop) isCommand_Kind() {}
 func (*Command_SetPolicy) isCommand_Kind() {}
 
 func (*Command_Batch) isCommand_Kind() {}
+
+func (*Command_WithdrawIncident) isCommand_Kind() {}
+
+func (*Command_PutPeer) isCommand_Kind() {}
+
+func (*Command_DeletePeer) isCommand_Kind() {}
+
+func (*Command_ApplyPeerFeed) isCommand_Kind() {}
+
+func (*Command_AcknowledgePeer) isCommand_Kind() {}
+
+// WithdrawIncidentCommand withdraws an incident of this team: its last
+// version is kept for the audit, and peers holding it are told to delete it.
+type WithdrawIncidentCommand struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The incident.
+	IncidentId string `protobuf:"bytes,1,opt,name=incident_id,json=incidentId,proto3" json:"incident_id,omitempty"`
+	// Why, as the operator said it.
+	Reason        string `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WithdrawIncidentCommand) Reset() {
+	*x = WithdrawIncidentCommand{}
+	mi := &file_irx_v1_command_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WithdrawIncidentCommand) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WithdrawIncidentCommand) ProtoMessage() {}
+
+func (x *WithdrawIncidentCommand) ProtoReflect() protoreflect.Message {
+	mi := &file_irx_v1_command_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WithdrawIncidentCommand.ProtoReflect.Descriptor instead.
+func (*WithdrawIncidentCommand) Descriptor() ([]byte, []int) {
+	return file_irx_v1_command_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *WithdrawIncidentCommand) GetIncidentId() string {
+	if x != nil {
+		return x.IncidentId
+	}
+	return ""
+}
+
+func (x *WithdrawIncidentCommand) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+// PutPeerCommand stores a peer.
+type PutPeerCommand struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The validated peer, without output-only fields.
+	Peer *Peer `protobuf:"bytes,1,opt,name=peer,proto3" json:"peer,omitempty"`
+	// True for CreatePeer: fails if the peer exists. False for UpdatePeer:
+	// fails if it does not.
+	Create        bool `protobuf:"varint,2,opt,name=create,proto3" json:"create,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PutPeerCommand) Reset() {
+	*x = PutPeerCommand{}
+	mi := &file_irx_v1_command_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PutPeerCommand) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PutPeerCommand) ProtoMessage() {}
+
+func (x *PutPeerCommand) ProtoReflect() protoreflect.Message {
+	mi := &file_irx_v1_command_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PutPeerCommand.ProtoReflect.Descriptor instead.
+func (*PutPeerCommand) Descriptor() ([]byte, []int) {
+	return file_irx_v1_command_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *PutPeerCommand) GetPeer() *Peer {
+	if x != nil {
+		return x.Peer
+	}
+	return nil
+}
+
+func (x *PutPeerCommand) GetCreate() bool {
+	if x != nil {
+		return x.Create
+	}
+	return false
+}
+
+// DeletePeerCommand removes a peer.
+type DeletePeerCommand struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The peer's team id.
+	TeamId        string `protobuf:"bytes,1,opt,name=team_id,json=teamId,proto3" json:"team_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeletePeerCommand) Reset() {
+	*x = DeletePeerCommand{}
+	mi := &file_irx_v1_command_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeletePeerCommand) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeletePeerCommand) ProtoMessage() {}
+
+func (x *DeletePeerCommand) ProtoReflect() protoreflect.Message {
+	mi := &file_irx_v1_command_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeletePeerCommand.ProtoReflect.Descriptor instead.
+func (*DeletePeerCommand) Descriptor() ([]byte, []int) {
+	return file_irx_v1_command_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *DeletePeerCommand) GetTeamId() string {
+	if x != nil {
+		return x.TeamId
+	}
+	return ""
+}
+
+// ApplyPeerFeedCommand applies items of a peer's feed together with the new
+// cursor. It applies only if our stored cursor still equals from_cursor, so
+// a batch is applied once even when two leaders in turn pulled it.
+type ApplyPeerFeedCommand struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The peer whose feed this is.
+	PeerTeamId string `protobuf:"bytes,1,opt,name=peer_team_id,json=peerTeamId,proto3" json:"peer_team_id,omitempty"`
+	// Our cursor in the peer's feed when the batch was pulled.
+	FromCursor uint64 `protobuf:"varint,2,opt,name=from_cursor,json=fromCursor,proto3" json:"from_cursor,omitempty"`
+	// Our cursor after the batch.
+	Cursor uint64 `protobuf:"varint,3,opt,name=cursor,proto3" json:"cursor,omitempty"`
+	// The peer's policy version for us the batch was served under.
+	PolicyVersion int64 `protobuf:"varint,4,opt,name=policy_version,json=policyVersion,proto3" json:"policy_version,omitempty"`
+	// The items, in the peer's feed order.
+	Items []*FeedItem `protobuf:"bytes,5,rep,name=items,proto3" json:"items,omitempty"`
+	// The peer's feed head when the batch was served.
+	Head uint64 `protobuf:"varint,6,opt,name=head,proto3" json:"head,omitempty"`
+	// When the peer committed its head entry.
+	HeadTime      *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=head_time,json=headTime,proto3" json:"head_time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ApplyPeerFeedCommand) Reset() {
+	*x = ApplyPeerFeedCommand{}
+	mi := &file_irx_v1_command_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ApplyPeerFeedCommand) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ApplyPeerFeedCommand) ProtoMessage() {}
+
+func (x *ApplyPeerFeedCommand) ProtoReflect() protoreflect.Message {
+	mi := &file_irx_v1_command_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ApplyPeerFeedCommand.ProtoReflect.Descriptor instead.
+func (*ApplyPeerFeedCommand) Descriptor() ([]byte, []int) {
+	return file_irx_v1_command_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *ApplyPeerFeedCommand) GetPeerTeamId() string {
+	if x != nil {
+		return x.PeerTeamId
+	}
+	return ""
+}
+
+func (x *ApplyPeerFeedCommand) GetFromCursor() uint64 {
+	if x != nil {
+		return x.FromCursor
+	}
+	return 0
+}
+
+func (x *ApplyPeerFeedCommand) GetCursor() uint64 {
+	if x != nil {
+		return x.Cursor
+	}
+	return 0
+}
+
+func (x *ApplyPeerFeedCommand) GetPolicyVersion() int64 {
+	if x != nil {
+		return x.PolicyVersion
+	}
+	return 0
+}
+
+func (x *ApplyPeerFeedCommand) GetItems() []*FeedItem {
+	if x != nil {
+		return x.Items
+	}
+	return nil
+}
+
+func (x *ApplyPeerFeedCommand) GetHead() uint64 {
+	if x != nil {
+		return x.Head
+	}
+	return 0
+}
+
+func (x *ApplyPeerFeedCommand) GetHeadTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.HeadTime
+	}
+	return nil
+}
+
+// AcknowledgePeerCommand records that a peer applied our feed up to a
+// cursor. Only acknowledgements that advance the stored cursor apply.
+type AcknowledgePeerCommand struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The peer.
+	PeerTeamId string `protobuf:"bytes,1,opt,name=peer_team_id,json=peerTeamId,proto3" json:"peer_team_id,omitempty"`
+	// The peer's acknowledged cursor before this one, as the proposer read
+	// it; the command applies only if it still holds.
+	FromCursor uint64 `protobuf:"varint,2,opt,name=from_cursor,json=fromCursor,proto3" json:"from_cursor,omitempty"`
+	// The new acknowledged cursor.
+	Cursor uint64 `protobuf:"varint,3,opt,name=cursor,proto3" json:"cursor,omitempty"`
+	// The policy version the entries were served under.
+	PolicyVersion int64 `protobuf:"varint,4,opt,name=policy_version,json=policyVersion,proto3" json:"policy_version,omitempty"`
+	// What the entries in (from_cursor, cursor] gave the peer, as the
+	// proposer recomputed them: views and withdrawals. Entries not listed
+	// were withheld.
+	Entries []*LedgerEntry `protobuf:"bytes,5,rep,name=entries,proto3" json:"entries,omitempty"`
+	// How many entries in the range were withheld.
+	Withheld      uint64 `protobuf:"varint,6,opt,name=withheld,proto3" json:"withheld,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AcknowledgePeerCommand) Reset() {
+	*x = AcknowledgePeerCommand{}
+	mi := &file_irx_v1_command_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AcknowledgePeerCommand) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AcknowledgePeerCommand) ProtoMessage() {}
+
+func (x *AcknowledgePeerCommand) ProtoReflect() protoreflect.Message {
+	mi := &file_irx_v1_command_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AcknowledgePeerCommand.ProtoReflect.Descriptor instead.
+func (*AcknowledgePeerCommand) Descriptor() ([]byte, []int) {
+	return file_irx_v1_command_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *AcknowledgePeerCommand) GetPeerTeamId() string {
+	if x != nil {
+		return x.PeerTeamId
+	}
+	return ""
+}
+
+func (x *AcknowledgePeerCommand) GetFromCursor() uint64 {
+	if x != nil {
+		return x.FromCursor
+	}
+	return 0
+}
+
+func (x *AcknowledgePeerCommand) GetCursor() uint64 {
+	if x != nil {
+		return x.Cursor
+	}
+	return 0
+}
+
+func (x *AcknowledgePeerCommand) GetPolicyVersion() int64 {
+	if x != nil {
+		return x.PolicyVersion
+	}
+	return 0
+}
+
+func (x *AcknowledgePeerCommand) GetEntries() []*LedgerEntry {
+	if x != nil {
+		return x.Entries
+	}
+	return nil
+}
+
+func (x *AcknowledgePeerCommand) GetWithheld() uint64 {
+	if x != nil {
+		return x.Withheld
+	}
+	return 0
+}
+
+// LedgerEntry is one thing a peer received from our feed.
+type LedgerEntry struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The incident.
+	IncidentId string `protobuf:"bytes,1,opt,name=incident_id,json=incidentId,proto3" json:"incident_id,omitempty"`
+	// The incident version.
+	Version int64 `protobuf:"varint,2,opt,name=version,proto3" json:"version,omitempty"`
+	// The feed sequence that carried it.
+	Sequence uint64 `protobuf:"varint,3,opt,name=sequence,proto3" json:"sequence,omitempty"`
+	// Set for a withdrawal.
+	WithdrawalReason WithdrawalReason `protobuf:"varint,4,opt,name=withdrawal_reason,json=withdrawalReason,proto3,enum=irx.v1.WithdrawalReason" json:"withdrawal_reason,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *LedgerEntry) Reset() {
+	*x = LedgerEntry{}
+	mi := &file_irx_v1_command_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LedgerEntry) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LedgerEntry) ProtoMessage() {}
+
+func (x *LedgerEntry) ProtoReflect() protoreflect.Message {
+	mi := &file_irx_v1_command_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LedgerEntry.ProtoReflect.Descriptor instead.
+func (*LedgerEntry) Descriptor() ([]byte, []int) {
+	return file_irx_v1_command_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *LedgerEntry) GetIncidentId() string {
+	if x != nil {
+		return x.IncidentId
+	}
+	return ""
+}
+
+func (x *LedgerEntry) GetVersion() int64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+func (x *LedgerEntry) GetSequence() uint64 {
+	if x != nil {
+		return x.Sequence
+	}
+	return 0
+}
+
+func (x *LedgerEntry) GetWithdrawalReason() WithdrawalReason {
+	if x != nil {
+		return x.WithdrawalReason
+	}
+	return WithdrawalReason_WITHDRAWAL_REASON_UNSPECIFIED
+}
 
 // CommandBatch is a group of commands proposed as one log entry. Its
 // commands must not themselves be batches.
@@ -190,7 +761,7 @@ type CommandBatch struct {
 
 func (x *CommandBatch) Reset() {
 	*x = CommandBatch{}
-	mi := &file_irx_v1_command_proto_msgTypes[1]
+	mi := &file_irx_v1_command_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -202,7 +773,7 @@ func (x *CommandBatch) String() string {
 func (*CommandBatch) ProtoMessage() {}
 
 func (x *CommandBatch) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_command_proto_msgTypes[1]
+	mi := &file_irx_v1_command_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -215,7 +786,7 @@ func (x *CommandBatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommandBatch.ProtoReflect.Descriptor instead.
 func (*CommandBatch) Descriptor() ([]byte, []int) {
-	return file_irx_v1_command_proto_rawDescGZIP(), []int{1}
+	return file_irx_v1_command_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *CommandBatch) GetCommands() []*Command {
@@ -241,7 +812,7 @@ type SetPolicyCommand struct {
 
 func (x *SetPolicyCommand) Reset() {
 	*x = SetPolicyCommand{}
-	mi := &file_irx_v1_command_proto_msgTypes[2]
+	mi := &file_irx_v1_command_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -253,7 +824,7 @@ func (x *SetPolicyCommand) String() string {
 func (*SetPolicyCommand) ProtoMessage() {}
 
 func (x *SetPolicyCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_command_proto_msgTypes[2]
+	mi := &file_irx_v1_command_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -266,7 +837,7 @@ func (x *SetPolicyCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetPolicyCommand.ProtoReflect.Descriptor instead.
 func (*SetPolicyCommand) Descriptor() ([]byte, []int) {
-	return file_irx_v1_command_proto_rawDescGZIP(), []int{2}
+	return file_irx_v1_command_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *SetPolicyCommand) GetPolicy() *DisclosurePolicy {
@@ -292,7 +863,7 @@ type LeaderNoopCommand struct {
 
 func (x *LeaderNoopCommand) Reset() {
 	*x = LeaderNoopCommand{}
-	mi := &file_irx_v1_command_proto_msgTypes[3]
+	mi := &file_irx_v1_command_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -304,7 +875,7 @@ func (x *LeaderNoopCommand) String() string {
 func (*LeaderNoopCommand) ProtoMessage() {}
 
 func (x *LeaderNoopCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_command_proto_msgTypes[3]
+	mi := &file_irx_v1_command_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -317,7 +888,7 @@ func (x *LeaderNoopCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaderNoopCommand.ProtoReflect.Descriptor instead.
 func (*LeaderNoopCommand) Descriptor() ([]byte, []int) {
-	return file_irx_v1_command_proto_rawDescGZIP(), []int{3}
+	return file_irx_v1_command_proto_rawDescGZIP(), []int{9}
 }
 
 // CreateIncidentCommand records a new incident; the state machine assigns
@@ -338,7 +909,7 @@ type CreateIncidentCommand struct {
 
 func (x *CreateIncidentCommand) Reset() {
 	*x = CreateIncidentCommand{}
-	mi := &file_irx_v1_command_proto_msgTypes[4]
+	mi := &file_irx_v1_command_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -350,7 +921,7 @@ func (x *CreateIncidentCommand) String() string {
 func (*CreateIncidentCommand) ProtoMessage() {}
 
 func (x *CreateIncidentCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_command_proto_msgTypes[4]
+	mi := &file_irx_v1_command_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -363,7 +934,7 @@ func (x *CreateIncidentCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateIncidentCommand.ProtoReflect.Descriptor instead.
 func (*CreateIncidentCommand) Descriptor() ([]byte, []int) {
-	return file_irx_v1_command_proto_rawDescGZIP(), []int{4}
+	return file_irx_v1_command_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *CreateIncidentCommand) GetIncident() *Incident {
@@ -404,7 +975,7 @@ type UpdateIncidentCommand struct {
 
 func (x *UpdateIncidentCommand) Reset() {
 	*x = UpdateIncidentCommand{}
-	mi := &file_irx_v1_command_proto_msgTypes[5]
+	mi := &file_irx_v1_command_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -416,7 +987,7 @@ func (x *UpdateIncidentCommand) String() string {
 func (*UpdateIncidentCommand) ProtoMessage() {}
 
 func (x *UpdateIncidentCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_command_proto_msgTypes[5]
+	mi := &file_irx_v1_command_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -429,7 +1000,7 @@ func (x *UpdateIncidentCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateIncidentCommand.ProtoReflect.Descriptor instead.
 func (*UpdateIncidentCommand) Descriptor() ([]byte, []int) {
-	return file_irx_v1_command_proto_rawDescGZIP(), []int{5}
+	return file_irx_v1_command_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *UpdateIncidentCommand) GetIncident() *Incident {
@@ -454,24 +1025,33 @@ func (x *UpdateIncidentCommand) GetExpectedVersion() int64 {
 }
 
 // FeedEntry is one entry of the team's feed: a change to the records,
-// numbered by the sequence assigned when it was applied.
+// numbered by the sequence assigned when it was applied. Peers receive the
+// feed through their policy (FederationService/Subscribe).
 type FeedEntry struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Position in the team's feed, from 1, without gaps.
 	Sequence uint64 `protobuf:"varint,1,opt,name=sequence,proto3" json:"sequence,omitempty"`
-	// The incident.
+	// The incident, for versions and withdrawals.
 	IncidentId string `protobuf:"bytes,2,opt,name=incident_id,json=incidentId,proto3" json:"incident_id,omitempty"`
-	// The version this entry made.
+	// The version this entry made, or the version a withdrawal applies to.
 	Version int64 `protobuf:"varint,3,opt,name=version,proto3" json:"version,omitempty"`
 	// The Raft index that made it.
-	RaftIndex     uint64 `protobuf:"varint,4,opt,name=raft_index,json=raftIndex,proto3" json:"raft_index,omitempty"`
+	RaftIndex uint64 `protobuf:"varint,4,opt,name=raft_index,json=raftIndex,proto3" json:"raft_index,omitempty"`
+	// What changed.
+	Kind FeedEntryKind `protobuf:"varint,5,opt,name=kind,proto3,enum=irx.v1.FeedEntryKind" json:"kind,omitempty"`
+	// For FEED_ENTRY_KIND_POLICY: the peer whose policy changed.
+	PeerTeamId string `protobuf:"bytes,6,opt,name=peer_team_id,json=peerTeamId,proto3" json:"peer_team_id,omitempty"`
+	// For FEED_ENTRY_KIND_POLICY: the new policy version.
+	PolicyVersion int64 `protobuf:"varint,7,opt,name=policy_version,json=policyVersion,proto3" json:"policy_version,omitempty"`
+	// When the entry was committed (the leader's propose time).
+	CommitTime    *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=commit_time,json=commitTime,proto3" json:"commit_time,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *FeedEntry) Reset() {
 	*x = FeedEntry{}
-	mi := &file_irx_v1_command_proto_msgTypes[6]
+	mi := &file_irx_v1_command_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -483,7 +1063,7 @@ func (x *FeedEntry) String() string {
 func (*FeedEntry) ProtoMessage() {}
 
 func (x *FeedEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_command_proto_msgTypes[6]
+	mi := &file_irx_v1_command_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -496,7 +1076,7 @@ func (x *FeedEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FeedEntry.ProtoReflect.Descriptor instead.
 func (*FeedEntry) Descriptor() ([]byte, []int) {
-	return file_irx_v1_command_proto_rawDescGZIP(), []int{6}
+	return file_irx_v1_command_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *FeedEntry) GetSequence() uint64 {
@@ -527,11 +1107,39 @@ func (x *FeedEntry) GetRaftIndex() uint64 {
 	return 0
 }
 
+func (x *FeedEntry) GetKind() FeedEntryKind {
+	if x != nil {
+		return x.Kind
+	}
+	return FeedEntryKind_FEED_ENTRY_KIND_UNSPECIFIED
+}
+
+func (x *FeedEntry) GetPeerTeamId() string {
+	if x != nil {
+		return x.PeerTeamId
+	}
+	return ""
+}
+
+func (x *FeedEntry) GetPolicyVersion() int64 {
+	if x != nil {
+		return x.PolicyVersion
+	}
+	return 0
+}
+
+func (x *FeedEntry) GetCommitTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CommitTime
+	}
+	return nil
+}
+
 var File_irx_v1_command_proto protoreflect.FileDescriptor
 
 const file_irx_v1_command_proto_rawDesc = "" +
 	"\n" +
-	"\x14irx/v1/command.proto\x12\x06irx.v1\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x15irx/v1/incident.proto\x1a\x13irx/v1/policy.proto\"\x8b\x03\n" +
+	"\x14irx/v1/command.proto\x12\x06irx.v1\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1firx/v1/federation_service.proto\x1a\x15irx/v1/incident.proto\x1a\x19irx/v1/peer_service.proto\x1a\x13irx/v1/policy.proto\"\xe3\x05\n" +
 	"\aCommand\x12=\n" +
 	"\fpropose_time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\vproposeTime\x12H\n" +
 	"\x0fcreate_incident\x18\x02 \x01(\v2\x1d.irx.v1.CreateIncidentCommandH\x00R\x0ecreateIncident\x12H\n" +
@@ -540,8 +1148,49 @@ const file_irx_v1_command_proto_rawDesc = "" +
 	"leaderNoop\x129\n" +
 	"\n" +
 	"set_policy\x18\x05 \x01(\v2\x18.irx.v1.SetPolicyCommandH\x00R\tsetPolicy\x12,\n" +
-	"\x05batch\x18\x06 \x01(\v2\x14.irx.v1.CommandBatchH\x00R\x05batchB\x06\n" +
-	"\x04kind\";\n" +
+	"\x05batch\x18\x06 \x01(\v2\x14.irx.v1.CommandBatchH\x00R\x05batch\x12N\n" +
+	"\x11withdraw_incident\x18\a \x01(\v2\x1f.irx.v1.WithdrawIncidentCommandH\x00R\x10withdrawIncident\x123\n" +
+	"\bput_peer\x18\b \x01(\v2\x16.irx.v1.PutPeerCommandH\x00R\aputPeer\x12<\n" +
+	"\vdelete_peer\x18\t \x01(\v2\x19.irx.v1.DeletePeerCommandH\x00R\n" +
+	"deletePeer\x12F\n" +
+	"\x0fapply_peer_feed\x18\n" +
+	" \x01(\v2\x1c.irx.v1.ApplyPeerFeedCommandH\x00R\rapplyPeerFeed\x12K\n" +
+	"\x10acknowledge_peer\x18\v \x01(\v2\x1e.irx.v1.AcknowledgePeerCommandH\x00R\x0facknowledgePeerB\x06\n" +
+	"\x04kind\"R\n" +
+	"\x17WithdrawIncidentCommand\x12\x1f\n" +
+	"\vincident_id\x18\x01 \x01(\tR\n" +
+	"incidentId\x12\x16\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\"J\n" +
+	"\x0ePutPeerCommand\x12 \n" +
+	"\x04peer\x18\x01 \x01(\v2\f.irx.v1.PeerR\x04peer\x12\x16\n" +
+	"\x06create\x18\x02 \x01(\bR\x06create\",\n" +
+	"\x11DeletePeerCommand\x12\x17\n" +
+	"\ateam_id\x18\x01 \x01(\tR\x06teamId\"\x8d\x02\n" +
+	"\x14ApplyPeerFeedCommand\x12 \n" +
+	"\fpeer_team_id\x18\x01 \x01(\tR\n" +
+	"peerTeamId\x12\x1f\n" +
+	"\vfrom_cursor\x18\x02 \x01(\x04R\n" +
+	"fromCursor\x12\x16\n" +
+	"\x06cursor\x18\x03 \x01(\x04R\x06cursor\x12%\n" +
+	"\x0epolicy_version\x18\x04 \x01(\x03R\rpolicyVersion\x12&\n" +
+	"\x05items\x18\x05 \x03(\v2\x10.irx.v1.FeedItemR\x05items\x12\x12\n" +
+	"\x04head\x18\x06 \x01(\x04R\x04head\x127\n" +
+	"\thead_time\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\bheadTime\"\xe5\x01\n" +
+	"\x16AcknowledgePeerCommand\x12 \n" +
+	"\fpeer_team_id\x18\x01 \x01(\tR\n" +
+	"peerTeamId\x12\x1f\n" +
+	"\vfrom_cursor\x18\x02 \x01(\x04R\n" +
+	"fromCursor\x12\x16\n" +
+	"\x06cursor\x18\x03 \x01(\x04R\x06cursor\x12%\n" +
+	"\x0epolicy_version\x18\x04 \x01(\x03R\rpolicyVersion\x12-\n" +
+	"\aentries\x18\x05 \x03(\v2\x13.irx.v1.LedgerEntryR\aentries\x12\x1a\n" +
+	"\bwithheld\x18\x06 \x01(\x04R\bwithheld\"\xab\x01\n" +
+	"\vLedgerEntry\x12\x1f\n" +
+	"\vincident_id\x18\x01 \x01(\tR\n" +
+	"incidentId\x12\x18\n" +
+	"\aversion\x18\x02 \x01(\x03R\aversion\x12\x1a\n" +
+	"\bsequence\x18\x03 \x01(\x04R\bsequence\x12E\n" +
+	"\x11withdrawal_reason\x18\x04 \x01(\x0e2\x18.irx.v1.WithdrawalReasonR\x10withdrawalReason\";\n" +
 	"\fCommandBatch\x12+\n" +
 	"\bcommands\x18\x01 \x03(\v2\x0f.irx.v1.CommandR\bcommands\"e\n" +
 	"\x10SetPolicyCommand\x120\n" +
@@ -558,14 +1207,25 @@ const file_irx_v1_command_proto_rawDesc = "" +
 	"\bincident\x18\x01 \x01(\v2\x10.irx.v1.IncidentR\bincident\x12;\n" +
 	"\vupdate_mask\x18\x02 \x01(\v2\x1a.google.protobuf.FieldMaskR\n" +
 	"updateMask\x12)\n" +
-	"\x10expected_version\x18\x03 \x01(\x03R\x0fexpectedVersion\"\x81\x01\n" +
+	"\x10expected_version\x18\x03 \x01(\x03R\x0fexpectedVersion\"\xb2\x02\n" +
 	"\tFeedEntry\x12\x1a\n" +
 	"\bsequence\x18\x01 \x01(\x04R\bsequence\x12\x1f\n" +
 	"\vincident_id\x18\x02 \x01(\tR\n" +
 	"incidentId\x12\x18\n" +
 	"\aversion\x18\x03 \x01(\x03R\aversion\x12\x1d\n" +
 	"\n" +
-	"raft_index\x18\x04 \x01(\x04R\traftIndexB*Z(github.com/irxfed/irx/proto/irx/v1;irxv1b\x06proto3"
+	"raft_index\x18\x04 \x01(\x04R\traftIndex\x12)\n" +
+	"\x04kind\x18\x05 \x01(\x0e2\x15.irx.v1.FeedEntryKindR\x04kind\x12 \n" +
+	"\fpeer_team_id\x18\x06 \x01(\tR\n" +
+	"peerTeamId\x12%\n" +
+	"\x0epolicy_version\x18\a \x01(\x03R\rpolicyVersion\x12;\n" +
+	"\vcommit_time\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"commitTime*\x89\x01\n" +
+	"\rFeedEntryKind\x12\x1f\n" +
+	"\x1bFEED_ENTRY_KIND_UNSPECIFIED\x10\x00\x12\x1b\n" +
+	"\x17FEED_ENTRY_KIND_VERSION\x10\x01\x12\x1e\n" +
+	"\x1aFEED_ENTRY_KIND_WITHDRAWAL\x10\x02\x12\x1a\n" +
+	"\x16FEED_ENTRY_KIND_POLICY\x10\x03B*Z(github.com/irxfed/irx/proto/irx/v1;irxv1b\x06proto3"
 
 var (
 	file_irx_v1_command_proto_rawDescOnce sync.Once
@@ -579,37 +1239,60 @@ func file_irx_v1_command_proto_rawDescGZIP() []byte {
 	return file_irx_v1_command_proto_rawDescData
 }
 
-var file_irx_v1_command_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
+var file_irx_v1_command_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
+var file_irx_v1_command_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
 var file_irx_v1_command_proto_goTypes = []any{
-	(*Command)(nil),               // 0: irx.v1.Command
-	(*CommandBatch)(nil),          // 1: irx.v1.CommandBatch
-	(*SetPolicyCommand)(nil),      // 2: irx.v1.SetPolicyCommand
-	(*LeaderNoopCommand)(nil),     // 3: irx.v1.LeaderNoopCommand
-	(*CreateIncidentCommand)(nil), // 4: irx.v1.CreateIncidentCommand
-	(*UpdateIncidentCommand)(nil), // 5: irx.v1.UpdateIncidentCommand
-	(*FeedEntry)(nil),             // 6: irx.v1.FeedEntry
-	(*timestamppb.Timestamp)(nil), // 7: google.protobuf.Timestamp
-	(*DisclosurePolicy)(nil),      // 8: irx.v1.DisclosurePolicy
-	(*Incident)(nil),              // 9: irx.v1.Incident
-	(*fieldmaskpb.FieldMask)(nil), // 10: google.protobuf.FieldMask
+	(FeedEntryKind)(0),              // 0: irx.v1.FeedEntryKind
+	(*Command)(nil),                 // 1: irx.v1.Command
+	(*WithdrawIncidentCommand)(nil), // 2: irx.v1.WithdrawIncidentCommand
+	(*PutPeerCommand)(nil),          // 3: irx.v1.PutPeerCommand
+	(*DeletePeerCommand)(nil),       // 4: irx.v1.DeletePeerCommand
+	(*ApplyPeerFeedCommand)(nil),    // 5: irx.v1.ApplyPeerFeedCommand
+	(*AcknowledgePeerCommand)(nil),  // 6: irx.v1.AcknowledgePeerCommand
+	(*LedgerEntry)(nil),             // 7: irx.v1.LedgerEntry
+	(*CommandBatch)(nil),            // 8: irx.v1.CommandBatch
+	(*SetPolicyCommand)(nil),        // 9: irx.v1.SetPolicyCommand
+	(*LeaderNoopCommand)(nil),       // 10: irx.v1.LeaderNoopCommand
+	(*CreateIncidentCommand)(nil),   // 11: irx.v1.CreateIncidentCommand
+	(*UpdateIncidentCommand)(nil),   // 12: irx.v1.UpdateIncidentCommand
+	(*FeedEntry)(nil),               // 13: irx.v1.FeedEntry
+	(*timestamppb.Timestamp)(nil),   // 14: google.protobuf.Timestamp
+	(*Peer)(nil),                    // 15: irx.v1.Peer
+	(*FeedItem)(nil),                // 16: irx.v1.FeedItem
+	(WithdrawalReason)(0),           // 17: irx.v1.WithdrawalReason
+	(*DisclosurePolicy)(nil),        // 18: irx.v1.DisclosurePolicy
+	(*Incident)(nil),                // 19: irx.v1.Incident
+	(*fieldmaskpb.FieldMask)(nil),   // 20: google.protobuf.FieldMask
 }
 var file_irx_v1_command_proto_depIdxs = []int32{
-	7,  // 0: irx.v1.Command.propose_time:type_name -> google.protobuf.Timestamp
-	4,  // 1: irx.v1.Command.create_incident:type_name -> irx.v1.CreateIncidentCommand
-	5,  // 2: irx.v1.Command.update_incident:type_name -> irx.v1.UpdateIncidentCommand
-	3,  // 3: irx.v1.Command.leader_noop:type_name -> irx.v1.LeaderNoopCommand
-	2,  // 4: irx.v1.Command.set_policy:type_name -> irx.v1.SetPolicyCommand
-	1,  // 5: irx.v1.Command.batch:type_name -> irx.v1.CommandBatch
-	0,  // 6: irx.v1.CommandBatch.commands:type_name -> irx.v1.Command
-	8,  // 7: irx.v1.SetPolicyCommand.policy:type_name -> irx.v1.DisclosurePolicy
-	9,  // 8: irx.v1.CreateIncidentCommand.incident:type_name -> irx.v1.Incident
-	9,  // 9: irx.v1.UpdateIncidentCommand.incident:type_name -> irx.v1.Incident
-	10, // 10: irx.v1.UpdateIncidentCommand.update_mask:type_name -> google.protobuf.FieldMask
-	11, // [11:11] is the sub-list for method output_type
-	11, // [11:11] is the sub-list for method input_type
-	11, // [11:11] is the sub-list for extension type_name
-	11, // [11:11] is the sub-list for extension extendee
-	0,  // [0:11] is the sub-list for field type_name
+	14, // 0: irx.v1.Command.propose_time:type_name -> google.protobuf.Timestamp
+	11, // 1: irx.v1.Command.create_incident:type_name -> irx.v1.CreateIncidentCommand
+	12, // 2: irx.v1.Command.update_incident:type_name -> irx.v1.UpdateIncidentCommand
+	10, // 3: irx.v1.Command.leader_noop:type_name -> irx.v1.LeaderNoopCommand
+	9,  // 4: irx.v1.Command.set_policy:type_name -> irx.v1.SetPolicyCommand
+	8,  // 5: irx.v1.Command.batch:type_name -> irx.v1.CommandBatch
+	2,  // 6: irx.v1.Command.withdraw_incident:type_name -> irx.v1.WithdrawIncidentCommand
+	3,  // 7: irx.v1.Command.put_peer:type_name -> irx.v1.PutPeerCommand
+	4,  // 8: irx.v1.Command.delete_peer:type_name -> irx.v1.DeletePeerCommand
+	5,  // 9: irx.v1.Command.apply_peer_feed:type_name -> irx.v1.ApplyPeerFeedCommand
+	6,  // 10: irx.v1.Command.acknowledge_peer:type_name -> irx.v1.AcknowledgePeerCommand
+	15, // 11: irx.v1.PutPeerCommand.peer:type_name -> irx.v1.Peer
+	16, // 12: irx.v1.ApplyPeerFeedCommand.items:type_name -> irx.v1.FeedItem
+	14, // 13: irx.v1.ApplyPeerFeedCommand.head_time:type_name -> google.protobuf.Timestamp
+	7,  // 14: irx.v1.AcknowledgePeerCommand.entries:type_name -> irx.v1.LedgerEntry
+	17, // 15: irx.v1.LedgerEntry.withdrawal_reason:type_name -> irx.v1.WithdrawalReason
+	1,  // 16: irx.v1.CommandBatch.commands:type_name -> irx.v1.Command
+	18, // 17: irx.v1.SetPolicyCommand.policy:type_name -> irx.v1.DisclosurePolicy
+	19, // 18: irx.v1.CreateIncidentCommand.incident:type_name -> irx.v1.Incident
+	19, // 19: irx.v1.UpdateIncidentCommand.incident:type_name -> irx.v1.Incident
+	20, // 20: irx.v1.UpdateIncidentCommand.update_mask:type_name -> google.protobuf.FieldMask
+	0,  // 21: irx.v1.FeedEntry.kind:type_name -> irx.v1.FeedEntryKind
+	14, // 22: irx.v1.FeedEntry.commit_time:type_name -> google.protobuf.Timestamp
+	23, // [23:23] is the sub-list for method output_type
+	23, // [23:23] is the sub-list for method input_type
+	23, // [23:23] is the sub-list for extension type_name
+	23, // [23:23] is the sub-list for extension extendee
+	0,  // [0:23] is the sub-list for field type_name
 }
 
 func init() { file_irx_v1_command_proto_init() }
@@ -617,7 +1300,9 @@ func file_irx_v1_command_proto_init() {
 	if File_irx_v1_command_proto != nil {
 		return
 	}
+	file_irx_v1_federation_service_proto_init()
 	file_irx_v1_incident_proto_init()
+	file_irx_v1_peer_service_proto_init()
 	file_irx_v1_policy_proto_init()
 	file_irx_v1_command_proto_msgTypes[0].OneofWrappers = []any{
 		(*Command_CreateIncident)(nil),
@@ -625,19 +1310,25 @@ func file_irx_v1_command_proto_init() {
 		(*Command_LeaderNoop)(nil),
 		(*Command_SetPolicy)(nil),
 		(*Command_Batch)(nil),
+		(*Command_WithdrawIncident)(nil),
+		(*Command_PutPeer)(nil),
+		(*Command_DeletePeer)(nil),
+		(*Command_ApplyPeerFeed)(nil),
+		(*Command_AcknowledgePeer)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_irx_v1_command_proto_rawDesc), len(file_irx_v1_command_proto_rawDesc)),
-			NumEnums:      0,
-			NumMessages:   7,
+			NumEnums:      1,
+			NumMessages:   13,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
 		GoTypes:           file_irx_v1_command_proto_goTypes,
 		DependencyIndexes: file_irx_v1_command_proto_depIdxs,
+		EnumInfos:         file_irx_v1_command_proto_enumTypes,
 		MessageInfos:      file_irx_v1_command_proto_msgTypes,
 	}.Build()
 	File_irx_v1_command_proto = out.File

@@ -1037,6 +1037,63 @@ func (HistoryAction) EnumDescriptor() ([]byte, []int) {
 	return file_irx_v1_incident_proto_rawDescGZIP(), []int{13}
 }
 
+// ReshareScope is how far a peer may pass a view on, from the record's TLP.
+type ReshareScope int32
+
+const (
+	// Not set.
+	ReshareScope_RESHARE_SCOPE_UNSPECIFIED ReshareScope = 0
+	// No further disclosure (TLP:AMBER, TLP:AMBER+STRICT, TLP:RED).
+	ReshareScope_RESHARE_SCOPE_NONE ReshareScope = 1
+	// Within the community, not publicly (TLP:GREEN).
+	ReshareScope_RESHARE_SCOPE_COMMUNITY ReshareScope = 2
+	// No limit (TLP:CLEAR).
+	ReshareScope_RESHARE_SCOPE_UNLIMITED ReshareScope = 3
+)
+
+// Enum value maps for ReshareScope.
+var (
+	ReshareScope_name = map[int32]string{
+		0: "RESHARE_SCOPE_UNSPECIFIED",
+		1: "RESHARE_SCOPE_NONE",
+		2: "RESHARE_SCOPE_COMMUNITY",
+		3: "RESHARE_SCOPE_UNLIMITED",
+	}
+	ReshareScope_value = map[string]int32{
+		"RESHARE_SCOPE_UNSPECIFIED": 0,
+		"RESHARE_SCOPE_NONE":        1,
+		"RESHARE_SCOPE_COMMUNITY":   2,
+		"RESHARE_SCOPE_UNLIMITED":   3,
+	}
+)
+
+func (x ReshareScope) Enum() *ReshareScope {
+	p := new(ReshareScope)
+	*p = x
+	return p
+}
+
+func (x ReshareScope) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (ReshareScope) Descriptor() protoreflect.EnumDescriptor {
+	return file_irx_v1_incident_proto_enumTypes[14].Descriptor()
+}
+
+func (ReshareScope) Type() protoreflect.EnumType {
+	return &file_irx_v1_incident_proto_enumTypes[14]
+}
+
+func (x ReshareScope) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use ReshareScope.Descriptor instead.
+func (ReshareScope) EnumDescriptor() ([]byte, []int) {
+	return file_irx_v1_incident_proto_rawDescGZIP(), []int{14}
+}
+
 // Incident is one incident record. It maps class for class to the IODEF v2
 // Incident (RFC 7970 section 3.2) and holds every field of the CERT/CC
 // incident reporting form (RFC 2350 draft, Appendix C). Every field carries
@@ -1124,9 +1181,15 @@ type Incident struct {
 	// consent is a refusal.
 	DisclosureConsent *DisclosureConsent `protobuf:"bytes,35,opt,name=disclosure_consent,json=disclosureConsent,proto3" json:"disclosure_consent,omitempty"`
 	// Output only. Where the record comes from and which teams it crossed.
-	Provenance    *Provenance `protobuf:"bytes,36,opt,name=provenance,proto3" json:"provenance,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Provenance *Provenance `protobuf:"bytes,36,opt,name=provenance,proto3" json:"provenance,omitempty"`
+	// Output only. Set on the origin team's copy once the record is
+	// withdrawn (IncidentService/WithdrawIncident): peers that held it were
+	// told to delete it, and it is no longer listed by default.
+	WithdrawTime *timestamppb.Timestamp `protobuf:"bytes,37,opt,name=withdraw_time,json=withdrawTime,proto3" json:"withdraw_time,omitempty"`
+	// Output only. Why the record was withdrawn, as the operator said it.
+	WithdrawReason string `protobuf:"bytes,38,opt,name=withdraw_reason,json=withdrawReason,proto3" json:"withdraw_reason,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *Incident) Reset() {
@@ -1409,6 +1472,20 @@ func (x *Incident) GetProvenance() *Provenance {
 		return x.Provenance
 	}
 	return nil
+}
+
+func (x *Incident) GetWithdrawTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.WithdrawTime
+	}
+	return nil
+}
+
+func (x *Incident) GetWithdrawReason() string {
+	if x != nil {
+		return x.WithdrawReason
+	}
+	return ""
 }
 
 // Taxonomy is a Reference Security Incident Taxonomy entry, in its
@@ -3407,12 +3484,18 @@ type Provenance struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The team that created the record.
 	OriginTeam string `protobuf:"bytes,1,opt,name=origin_team,json=originTeam,proto3" json:"origin_team,omitempty"`
-	// Teams the record crossed after its origin, in order.
+	// Teams that received the record after its origin, in order, this
+	// team last when it holds a foreign record. Its length is the number of
+	// team-to-team transfers the record made.
 	Path []string `protobuf:"bytes,2,rep,name=path,proto3" json:"path,omitempty"`
 	// The team this node received it from; empty for local records.
 	ReceivedFrom string `protobuf:"bytes,3,opt,name=received_from,json=receivedFrom,proto3" json:"received_from,omitempty"`
 	// When this team received it.
-	ReceiveTime   *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=receive_time,json=receiveTime,proto3" json:"receive_time,omitempty"`
+	ReceiveTime *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=receive_time,json=receiveTime,proto3" json:"receive_time,omitempty"`
+	// What this team may do with the record: the terms the team it came from
+	// granted (from the record's TLP, the re-share limit of the origin and
+	// of every team on the path). Unset for local records.
+	Reshare       *ReshareTerms `protobuf:"bytes,5,opt,name=reshare,proto3" json:"reshare,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3475,11 +3558,84 @@ func (x *Provenance) GetReceiveTime() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *Provenance) GetReshare() *ReshareTerms {
+	if x != nil {
+		return x.Reshare
+	}
+	return nil
+}
+
+// ReshareTerms is what the peer may do with a view, derived from the
+// record's TLP and the policy's hop limit.
+type ReshareTerms struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Whether the peer may pass the view on to other teams.
+	MayReshare bool `protobuf:"varint,1,opt,name=may_reshare,json=mayReshare,proto3" json:"may_reshare,omitempty"`
+	// How far: none, the community, or anyone.
+	Scope ReshareScope `protobuf:"varint,2,opt,name=scope,proto3,enum=irx.v1.ReshareScope" json:"scope,omitempty"`
+	// How many more team-to-team transfers the record may make after the
+	// peer holds it. 0 when may_reshare is false.
+	HopsLeft      uint32 `protobuf:"varint,3,opt,name=hops_left,json=hopsLeft,proto3" json:"hops_left,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReshareTerms) Reset() {
+	*x = ReshareTerms{}
+	mi := &file_irx_v1_incident_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReshareTerms) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReshareTerms) ProtoMessage() {}
+
+func (x *ReshareTerms) ProtoReflect() protoreflect.Message {
+	mi := &file_irx_v1_incident_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReshareTerms.ProtoReflect.Descriptor instead.
+func (*ReshareTerms) Descriptor() ([]byte, []int) {
+	return file_irx_v1_incident_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *ReshareTerms) GetMayReshare() bool {
+	if x != nil {
+		return x.MayReshare
+	}
+	return false
+}
+
+func (x *ReshareTerms) GetScope() ReshareScope {
+	if x != nil {
+		return x.Scope
+	}
+	return ReshareScope_RESHARE_SCOPE_UNSPECIFIED
+}
+
+func (x *ReshareTerms) GetHopsLeft() uint32 {
+	if x != nil {
+		return x.HopsLeft
+	}
+	return 0
+}
+
 var File_irx_v1_incident_proto protoreflect.FileDescriptor
 
 const file_irx_v1_incident_proto_rawDesc = "" +
 	"\n" +
-	"\x15irx/v1/incident.proto\x12\x06irx.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1birx/v1/classification.proto\"\xbe\x10\n" +
+	"\x15irx/v1/incident.proto\x12\x06irx.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1birx/v1/classification.proto\"\xb4\x11\n" +
 	"\bIncident\x12\x14\n" +
 	"\x02id\x18\x01 \x01(\tB\x04\x88\xb5\x18\bR\x02id\x12\x1e\n" +
 	"\aversion\x18\x02 \x01(\x03B\x04\x88\xb5\x18\bR\aversion\x12D\n" +
@@ -3527,7 +3683,9 @@ const file_irx_v1_incident_proto_rawDesc = "" +
 	"\x12disclosure_consent\x18# \x01(\v2\x19.irx.v1.DisclosureConsentB\x04\x88\xb5\x18\x03R\x11disclosureConsent\x128\n" +
 	"\n" +
 	"provenance\x18$ \x01(\v2\x12.irx.v1.ProvenanceB\x04\x88\xb5\x18\bR\n" +
-	"provenance\"4\n" +
+	"provenance\x12E\n" +
+	"\rwithdraw_time\x18% \x01(\v2\x1a.google.protobuf.TimestampB\x04\x88\xb5\x18\bR\fwithdrawTime\x12-\n" +
+	"\x0fwithdraw_reason\x18& \x01(\tB\x04\x88\xb5\x18\x03R\x0ewithdrawReason\"4\n" +
 	"\bTaxonomy\x12\x14\n" +
 	"\x05class\x18\x01 \x01(\tR\x05class\x12\x12\n" +
 	"\x04type\x18\x02 \x01(\tR\x04type\"\xac\x01\n" +
@@ -3696,14 +3854,20 @@ const file_irx_v1_incident_proto_rawDesc = "" +
 	"\fConsentScope\x12\x16\n" +
 	"\x06domain\x18\x01 \x01(\bR\x06domain\x12\x14\n" +
 	"\x05hosts\x18\x02 \x01(\bR\x05hosts\x12\x18\n" +
-	"\acontact\x18\x03 \x01(\bR\acontact\"\xa5\x01\n" +
+	"\acontact\x18\x03 \x01(\bR\acontact\"\xd5\x01\n" +
 	"\n" +
 	"Provenance\x12\x1f\n" +
 	"\vorigin_team\x18\x01 \x01(\tR\n" +
 	"originTeam\x12\x12\n" +
 	"\x04path\x18\x02 \x03(\tR\x04path\x12#\n" +
 	"\rreceived_from\x18\x03 \x01(\tR\freceivedFrom\x12=\n" +
-	"\freceive_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\vreceiveTime*\x8e\x01\n" +
+	"\freceive_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\vreceiveTime\x12.\n" +
+	"\areshare\x18\x05 \x01(\v2\x14.irx.v1.ReshareTermsR\areshare\"x\n" +
+	"\fReshareTerms\x12\x1f\n" +
+	"\vmay_reshare\x18\x01 \x01(\bR\n" +
+	"mayReshare\x12*\n" +
+	"\x05scope\x18\x02 \x01(\x0e2\x14.irx.v1.ReshareScopeR\x05scope\x12\x1b\n" +
+	"\thops_left\x18\x03 \x01(\rR\bhopsLeft*\x8e\x01\n" +
 	"\aPurpose\x12\x17\n" +
 	"\x13PURPOSE_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11PURPOSE_TRACEBACK\x10\x01\x12\x16\n" +
@@ -3831,7 +3995,12 @@ const file_irx_v1_incident_proto_rawDesc = "" +
 	"\x1eHISTORY_ACTION_STATUS_NEW_INFO\x10\f\x12#\n" +
 	"\x1fHISTORY_ACTION_WATCH_AND_REPORT\x10\r\x12\x1b\n" +
 	"\x17HISTORY_ACTION_HAND_OFF\x10\x0e\x12\x18\n" +
-	"\x14HISTORY_ACTION_OTHER\x10\x0fB*Z(github.com/irxfed/irx/proto/irx/v1;irxv1b\x06proto3"
+	"\x14HISTORY_ACTION_OTHER\x10\x0f*\x7f\n" +
+	"\fReshareScope\x12\x1d\n" +
+	"\x19RESHARE_SCOPE_UNSPECIFIED\x10\x00\x12\x16\n" +
+	"\x12RESHARE_SCOPE_NONE\x10\x01\x12\x1b\n" +
+	"\x17RESHARE_SCOPE_COMMUNITY\x10\x02\x12\x1b\n" +
+	"\x17RESHARE_SCOPE_UNLIMITED\x10\x03B*Z(github.com/irxfed/irx/proto/irx/v1;irxv1b\x06proto3"
 
 var (
 	file_irx_v1_incident_proto_rawDescOnce sync.Once
@@ -3845,8 +4014,8 @@ func file_irx_v1_incident_proto_rawDescGZIP() []byte {
 	return file_irx_v1_incident_proto_rawDescData
 }
 
-var file_irx_v1_incident_proto_enumTypes = make([]protoimpl.EnumInfo, 14)
-var file_irx_v1_incident_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
+var file_irx_v1_incident_proto_enumTypes = make([]protoimpl.EnumInfo, 15)
+var file_irx_v1_incident_proto_msgTypes = make([]protoimpl.MessageInfo, 27)
 var file_irx_v1_incident_proto_goTypes = []any{
 	(Purpose)(0),                  // 0: irx.v1.Purpose
 	(Status)(0),                   // 1: irx.v1.Status
@@ -3862,107 +4031,112 @@ var file_irx_v1_incident_proto_goTypes = []any{
 	(Severity)(0),                 // 11: irx.v1.Severity
 	(DiscoverySource)(0),          // 12: irx.v1.DiscoverySource
 	(HistoryAction)(0),            // 13: irx.v1.HistoryAction
-	(*Incident)(nil),              // 14: irx.v1.Incident
-	(*Taxonomy)(nil),              // 15: irx.v1.Taxonomy
-	(*AlternativeId)(nil),         // 16: irx.v1.AlternativeId
-	(*Description)(nil),           // 17: irx.v1.Description
-	(*ReportingSite)(nil),         // 18: irx.v1.ReportingSite
-	(*Contact)(nil),               // 19: irx.v1.Contact
-	(*Host)(nil),                  // 20: irx.v1.Host
-	(*Service)(nil),               // 21: irx.v1.Service
-	(*Indicator)(nil),             // 22: irx.v1.Indicator
-	(*Method)(nil),                // 23: irx.v1.Method
-	(*Vulnerability)(nil),         // 24: irx.v1.Vulnerability
-	(*Assessment)(nil),            // 25: irx.v1.Assessment
-	(*SystemImpact)(nil),          // 26: irx.v1.SystemImpact
-	(*BusinessImpact)(nil),        // 27: irx.v1.BusinessImpact
-	(*MonetaryImpact)(nil),        // 28: irx.v1.MonetaryImpact
-	(*Discovery)(nil),             // 29: irx.v1.Discovery
-	(*Compromise)(nil),            // 30: irx.v1.Compromise
-	(*SiteSecurity)(nil),          // 31: irx.v1.SiteSecurity
-	(*SecurityTool)(nil),          // 32: irx.v1.SecurityTool
-	(*LogExcerpt)(nil),            // 33: irx.v1.LogExcerpt
-	(*Evidence)(nil),              // 34: irx.v1.Evidence
-	(*HistoryItem)(nil),           // 35: irx.v1.HistoryItem
-	(*RelatedActivity)(nil),       // 36: irx.v1.RelatedActivity
-	(*DisclosureConsent)(nil),     // 37: irx.v1.DisclosureConsent
-	(*ConsentScope)(nil),          // 38: irx.v1.ConsentScope
-	(*Provenance)(nil),            // 39: irx.v1.Provenance
-	(*timestamppb.Timestamp)(nil), // 40: google.protobuf.Timestamp
+	(ReshareScope)(0),             // 14: irx.v1.ReshareScope
+	(*Incident)(nil),              // 15: irx.v1.Incident
+	(*Taxonomy)(nil),              // 16: irx.v1.Taxonomy
+	(*AlternativeId)(nil),         // 17: irx.v1.AlternativeId
+	(*Description)(nil),           // 18: irx.v1.Description
+	(*ReportingSite)(nil),         // 19: irx.v1.ReportingSite
+	(*Contact)(nil),               // 20: irx.v1.Contact
+	(*Host)(nil),                  // 21: irx.v1.Host
+	(*Service)(nil),               // 22: irx.v1.Service
+	(*Indicator)(nil),             // 23: irx.v1.Indicator
+	(*Method)(nil),                // 24: irx.v1.Method
+	(*Vulnerability)(nil),         // 25: irx.v1.Vulnerability
+	(*Assessment)(nil),            // 26: irx.v1.Assessment
+	(*SystemImpact)(nil),          // 27: irx.v1.SystemImpact
+	(*BusinessImpact)(nil),        // 28: irx.v1.BusinessImpact
+	(*MonetaryImpact)(nil),        // 29: irx.v1.MonetaryImpact
+	(*Discovery)(nil),             // 30: irx.v1.Discovery
+	(*Compromise)(nil),            // 31: irx.v1.Compromise
+	(*SiteSecurity)(nil),          // 32: irx.v1.SiteSecurity
+	(*SecurityTool)(nil),          // 33: irx.v1.SecurityTool
+	(*LogExcerpt)(nil),            // 34: irx.v1.LogExcerpt
+	(*Evidence)(nil),              // 35: irx.v1.Evidence
+	(*HistoryItem)(nil),           // 36: irx.v1.HistoryItem
+	(*RelatedActivity)(nil),       // 37: irx.v1.RelatedActivity
+	(*DisclosureConsent)(nil),     // 38: irx.v1.DisclosureConsent
+	(*ConsentScope)(nil),          // 39: irx.v1.ConsentScope
+	(*Provenance)(nil),            // 40: irx.v1.Provenance
+	(*ReshareTerms)(nil),          // 41: irx.v1.ReshareTerms
+	(*timestamppb.Timestamp)(nil), // 42: google.protobuf.Timestamp
 }
 var file_irx_v1_incident_proto_depIdxs = []int32{
-	16, // 0: irx.v1.Incident.alternative_ids:type_name -> irx.v1.AlternativeId
+	17, // 0: irx.v1.Incident.alternative_ids:type_name -> irx.v1.AlternativeId
 	0,  // 1: irx.v1.Incident.purpose:type_name -> irx.v1.Purpose
 	1,  // 2: irx.v1.Incident.status:type_name -> irx.v1.Status
 	2,  // 3: irx.v1.Incident.restriction:type_name -> irx.v1.Restriction
 	3,  // 4: irx.v1.Incident.tlp:type_name -> irx.v1.Tlp
-	15, // 5: irx.v1.Incident.taxonomy:type_name -> irx.v1.Taxonomy
-	15, // 6: irx.v1.Incident.additional_taxonomies:type_name -> irx.v1.Taxonomy
+	16, // 5: irx.v1.Incident.taxonomy:type_name -> irx.v1.Taxonomy
+	16, // 6: irx.v1.Incident.additional_taxonomies:type_name -> irx.v1.Taxonomy
 	4,  // 7: irx.v1.Incident.priority:type_name -> irx.v1.Priority
-	40, // 8: irx.v1.Incident.detect_time:type_name -> google.protobuf.Timestamp
-	40, // 9: irx.v1.Incident.start_time:type_name -> google.protobuf.Timestamp
-	40, // 10: irx.v1.Incident.end_time:type_name -> google.protobuf.Timestamp
-	40, // 11: irx.v1.Incident.recovery_time:type_name -> google.protobuf.Timestamp
-	40, // 12: irx.v1.Incident.report_time:type_name -> google.protobuf.Timestamp
-	40, // 13: irx.v1.Incident.generation_time:type_name -> google.protobuf.Timestamp
-	40, // 14: irx.v1.Incident.create_time:type_name -> google.protobuf.Timestamp
-	17, // 15: irx.v1.Incident.descriptions:type_name -> irx.v1.Description
-	18, // 16: irx.v1.Incident.reporting_site:type_name -> irx.v1.ReportingSite
-	19, // 17: irx.v1.Incident.contacts:type_name -> irx.v1.Contact
-	20, // 18: irx.v1.Incident.victim_hosts:type_name -> irx.v1.Host
-	20, // 19: irx.v1.Incident.attacking_hosts:type_name -> irx.v1.Host
-	22, // 20: irx.v1.Incident.indicators:type_name -> irx.v1.Indicator
-	23, // 21: irx.v1.Incident.methods:type_name -> irx.v1.Method
-	25, // 22: irx.v1.Incident.assessments:type_name -> irx.v1.Assessment
-	29, // 23: irx.v1.Incident.discoveries:type_name -> irx.v1.Discovery
-	30, // 24: irx.v1.Incident.compromise:type_name -> irx.v1.Compromise
-	31, // 25: irx.v1.Incident.site_security:type_name -> irx.v1.SiteSecurity
-	33, // 26: irx.v1.Incident.log_excerpts:type_name -> irx.v1.LogExcerpt
-	34, // 27: irx.v1.Incident.evidence:type_name -> irx.v1.Evidence
-	35, // 28: irx.v1.Incident.history:type_name -> irx.v1.HistoryItem
-	36, // 29: irx.v1.Incident.related_activity:type_name -> irx.v1.RelatedActivity
-	37, // 30: irx.v1.Incident.disclosure_consent:type_name -> irx.v1.DisclosureConsent
-	39, // 31: irx.v1.Incident.provenance:type_name -> irx.v1.Provenance
-	5,  // 32: irx.v1.AlternativeId.kind:type_name -> irx.v1.AlternativeIdKind
-	2,  // 33: irx.v1.AlternativeId.restriction:type_name -> irx.v1.Restriction
-	2,  // 34: irx.v1.Description.restriction:type_name -> irx.v1.Restriction
-	6,  // 35: irx.v1.Contact.role:type_name -> irx.v1.ContactRole
-	7,  // 36: irx.v1.Contact.type:type_name -> irx.v1.ContactType
-	2,  // 37: irx.v1.Contact.restriction:type_name -> irx.v1.Restriction
-	21, // 38: irx.v1.Host.services:type_name -> irx.v1.Service
-	8,  // 39: irx.v1.Host.category:type_name -> irx.v1.SystemCategory
-	2,  // 40: irx.v1.Host.restriction:type_name -> irx.v1.Restriction
-	9,  // 41: irx.v1.Indicator.kind:type_name -> irx.v1.IndicatorKind
-	40, // 42: irx.v1.Indicator.first_seen_time:type_name -> google.protobuf.Timestamp
-	40, // 43: irx.v1.Indicator.last_seen_time:type_name -> google.protobuf.Timestamp
-	2,  // 44: irx.v1.Indicator.restriction:type_name -> irx.v1.Restriction
-	24, // 45: irx.v1.Method.vulnerabilities:type_name -> irx.v1.Vulnerability
-	2,  // 46: irx.v1.Method.restriction:type_name -> irx.v1.Restriction
-	10, // 47: irx.v1.Assessment.occurrence:type_name -> irx.v1.Occurrence
-	26, // 48: irx.v1.Assessment.system_impacts:type_name -> irx.v1.SystemImpact
-	27, // 49: irx.v1.Assessment.business_impacts:type_name -> irx.v1.BusinessImpact
-	28, // 50: irx.v1.Assessment.monetary_impact:type_name -> irx.v1.MonetaryImpact
-	2,  // 51: irx.v1.Assessment.restriction:type_name -> irx.v1.Restriction
-	11, // 52: irx.v1.SystemImpact.severity:type_name -> irx.v1.Severity
-	11, // 53: irx.v1.BusinessImpact.severity:type_name -> irx.v1.Severity
-	12, // 54: irx.v1.Discovery.source:type_name -> irx.v1.DiscoverySource
-	32, // 55: irx.v1.SiteSecurity.tools:type_name -> irx.v1.SecurityTool
-	40, // 56: irx.v1.LogExcerpt.time:type_name -> google.protobuf.Timestamp
-	2,  // 57: irx.v1.LogExcerpt.restriction:type_name -> irx.v1.Restriction
-	40, // 58: irx.v1.Evidence.collect_time:type_name -> google.protobuf.Timestamp
-	2,  // 59: irx.v1.Evidence.restriction:type_name -> irx.v1.Restriction
-	13, // 60: irx.v1.HistoryItem.action:type_name -> irx.v1.HistoryAction
-	40, // 61: irx.v1.HistoryItem.time:type_name -> google.protobuf.Timestamp
-	2,  // 62: irx.v1.HistoryItem.restriction:type_name -> irx.v1.Restriction
-	38, // 63: irx.v1.DisclosureConsent.sites_involved:type_name -> irx.v1.ConsentScope
-	38, // 64: irx.v1.DisclosureConsent.response_teams:type_name -> irx.v1.ConsentScope
-	38, // 65: irx.v1.DisclosureConsent.law_enforcement:type_name -> irx.v1.ConsentScope
-	40, // 66: irx.v1.Provenance.receive_time:type_name -> google.protobuf.Timestamp
-	67, // [67:67] is the sub-list for method output_type
-	67, // [67:67] is the sub-list for method input_type
-	67, // [67:67] is the sub-list for extension type_name
-	67, // [67:67] is the sub-list for extension extendee
-	0,  // [0:67] is the sub-list for field type_name
+	42, // 8: irx.v1.Incident.detect_time:type_name -> google.protobuf.Timestamp
+	42, // 9: irx.v1.Incident.start_time:type_name -> google.protobuf.Timestamp
+	42, // 10: irx.v1.Incident.end_time:type_name -> google.protobuf.Timestamp
+	42, // 11: irx.v1.Incident.recovery_time:type_name -> google.protobuf.Timestamp
+	42, // 12: irx.v1.Incident.report_time:type_name -> google.protobuf.Timestamp
+	42, // 13: irx.v1.Incident.generation_time:type_name -> google.protobuf.Timestamp
+	42, // 14: irx.v1.Incident.create_time:type_name -> google.protobuf.Timestamp
+	18, // 15: irx.v1.Incident.descriptions:type_name -> irx.v1.Description
+	19, // 16: irx.v1.Incident.reporting_site:type_name -> irx.v1.ReportingSite
+	20, // 17: irx.v1.Incident.contacts:type_name -> irx.v1.Contact
+	21, // 18: irx.v1.Incident.victim_hosts:type_name -> irx.v1.Host
+	21, // 19: irx.v1.Incident.attacking_hosts:type_name -> irx.v1.Host
+	23, // 20: irx.v1.Incident.indicators:type_name -> irx.v1.Indicator
+	24, // 21: irx.v1.Incident.methods:type_name -> irx.v1.Method
+	26, // 22: irx.v1.Incident.assessments:type_name -> irx.v1.Assessment
+	30, // 23: irx.v1.Incident.discoveries:type_name -> irx.v1.Discovery
+	31, // 24: irx.v1.Incident.compromise:type_name -> irx.v1.Compromise
+	32, // 25: irx.v1.Incident.site_security:type_name -> irx.v1.SiteSecurity
+	34, // 26: irx.v1.Incident.log_excerpts:type_name -> irx.v1.LogExcerpt
+	35, // 27: irx.v1.Incident.evidence:type_name -> irx.v1.Evidence
+	36, // 28: irx.v1.Incident.history:type_name -> irx.v1.HistoryItem
+	37, // 29: irx.v1.Incident.related_activity:type_name -> irx.v1.RelatedActivity
+	38, // 30: irx.v1.Incident.disclosure_consent:type_name -> irx.v1.DisclosureConsent
+	40, // 31: irx.v1.Incident.provenance:type_name -> irx.v1.Provenance
+	42, // 32: irx.v1.Incident.withdraw_time:type_name -> google.protobuf.Timestamp
+	5,  // 33: irx.v1.AlternativeId.kind:type_name -> irx.v1.AlternativeIdKind
+	2,  // 34: irx.v1.AlternativeId.restriction:type_name -> irx.v1.Restriction
+	2,  // 35: irx.v1.Description.restriction:type_name -> irx.v1.Restriction
+	6,  // 36: irx.v1.Contact.role:type_name -> irx.v1.ContactRole
+	7,  // 37: irx.v1.Contact.type:type_name -> irx.v1.ContactType
+	2,  // 38: irx.v1.Contact.restriction:type_name -> irx.v1.Restriction
+	22, // 39: irx.v1.Host.services:type_name -> irx.v1.Service
+	8,  // 40: irx.v1.Host.category:type_name -> irx.v1.SystemCategory
+	2,  // 41: irx.v1.Host.restriction:type_name -> irx.v1.Restriction
+	9,  // 42: irx.v1.Indicator.kind:type_name -> irx.v1.IndicatorKind
+	42, // 43: irx.v1.Indicator.first_seen_time:type_name -> google.protobuf.Timestamp
+	42, // 44: irx.v1.Indicator.last_seen_time:type_name -> google.protobuf.Timestamp
+	2,  // 45: irx.v1.Indicator.restriction:type_name -> irx.v1.Restriction
+	25, // 46: irx.v1.Method.vulnerabilities:type_name -> irx.v1.Vulnerability
+	2,  // 47: irx.v1.Method.restriction:type_name -> irx.v1.Restriction
+	10, // 48: irx.v1.Assessment.occurrence:type_name -> irx.v1.Occurrence
+	27, // 49: irx.v1.Assessment.system_impacts:type_name -> irx.v1.SystemImpact
+	28, // 50: irx.v1.Assessment.business_impacts:type_name -> irx.v1.BusinessImpact
+	29, // 51: irx.v1.Assessment.monetary_impact:type_name -> irx.v1.MonetaryImpact
+	2,  // 52: irx.v1.Assessment.restriction:type_name -> irx.v1.Restriction
+	11, // 53: irx.v1.SystemImpact.severity:type_name -> irx.v1.Severity
+	11, // 54: irx.v1.BusinessImpact.severity:type_name -> irx.v1.Severity
+	12, // 55: irx.v1.Discovery.source:type_name -> irx.v1.DiscoverySource
+	33, // 56: irx.v1.SiteSecurity.tools:type_name -> irx.v1.SecurityTool
+	42, // 57: irx.v1.LogExcerpt.time:type_name -> google.protobuf.Timestamp
+	2,  // 58: irx.v1.LogExcerpt.restriction:type_name -> irx.v1.Restriction
+	42, // 59: irx.v1.Evidence.collect_time:type_name -> google.protobuf.Timestamp
+	2,  // 60: irx.v1.Evidence.restriction:type_name -> irx.v1.Restriction
+	13, // 61: irx.v1.HistoryItem.action:type_name -> irx.v1.HistoryAction
+	42, // 62: irx.v1.HistoryItem.time:type_name -> google.protobuf.Timestamp
+	2,  // 63: irx.v1.HistoryItem.restriction:type_name -> irx.v1.Restriction
+	39, // 64: irx.v1.DisclosureConsent.sites_involved:type_name -> irx.v1.ConsentScope
+	39, // 65: irx.v1.DisclosureConsent.response_teams:type_name -> irx.v1.ConsentScope
+	39, // 66: irx.v1.DisclosureConsent.law_enforcement:type_name -> irx.v1.ConsentScope
+	42, // 67: irx.v1.Provenance.receive_time:type_name -> google.protobuf.Timestamp
+	41, // 68: irx.v1.Provenance.reshare:type_name -> irx.v1.ReshareTerms
+	14, // 69: irx.v1.ReshareTerms.scope:type_name -> irx.v1.ReshareScope
+	70, // [70:70] is the sub-list for method output_type
+	70, // [70:70] is the sub-list for method input_type
+	70, // [70:70] is the sub-list for extension type_name
+	70, // [70:70] is the sub-list for extension extendee
+	0,  // [0:70] is the sub-list for field type_name
 }
 
 func init() { file_irx_v1_incident_proto_init() }
@@ -3976,8 +4150,8 @@ func file_irx_v1_incident_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_irx_v1_incident_proto_rawDesc), len(file_irx_v1_incident_proto_rawDesc)),
-			NumEnums:      14,
-			NumMessages:   26,
+			NumEnums:      15,
+			NumMessages:   27,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

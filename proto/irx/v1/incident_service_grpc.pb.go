@@ -19,11 +19,13 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	IncidentService_CreateIncident_FullMethodName       = "/irx.v1.IncidentService/CreateIncident"
-	IncidentService_GetIncident_FullMethodName          = "/irx.v1.IncidentService/GetIncident"
-	IncidentService_ListIncidents_FullMethodName        = "/irx.v1.IncidentService/ListIncidents"
-	IncidentService_UpdateIncident_FullMethodName       = "/irx.v1.IncidentService/UpdateIncident"
-	IncidentService_ListIncidentVersions_FullMethodName = "/irx.v1.IncidentService/ListIncidentVersions"
+	IncidentService_CreateIncident_FullMethodName        = "/irx.v1.IncidentService/CreateIncident"
+	IncidentService_GetIncident_FullMethodName           = "/irx.v1.IncidentService/GetIncident"
+	IncidentService_ListIncidents_FullMethodName         = "/irx.v1.IncidentService/ListIncidents"
+	IncidentService_UpdateIncident_FullMethodName        = "/irx.v1.IncidentService/UpdateIncident"
+	IncidentService_ListIncidentVersions_FullMethodName  = "/irx.v1.IncidentService/ListIncidentVersions"
+	IncidentService_WithdrawIncident_FullMethodName      = "/irx.v1.IncidentService/WithdrawIncident"
+	IncidentService_HandOffIncidentToPeer_FullMethodName = "/irx.v1.IncidentService/HandOffIncidentToPeer"
 )
 
 // IncidentServiceClient is the client API for IncidentService service.
@@ -44,6 +46,14 @@ type IncidentServiceClient interface {
 	UpdateIncident(ctx context.Context, in *UpdateIncidentRequest, opts ...grpc.CallOption) (*UpdateIncidentResponse, error)
 	// Lists every version of an incident, oldest first.
 	ListIncidentVersions(ctx context.Context, in *ListIncidentVersionsRequest, opts ...grpc.CallOption) (*ListIncidentVersionsResponse, error)
+	// Withdraws one of this team's incidents: every peer that holds it, and
+	// every team it was re-shared to, is told to delete its copy. The record
+	// stays here, marked withdrawn, for the audit.
+	WithdrawIncident(ctx context.Context, in *WithdrawIncidentRequest, opts ...grpc.CallOption) (*WithdrawIncidentResponse, error)
+	// Hands coordination of one of this team's incidents to a peer team
+	// (RFC 2350 section 3.4.2): the peer records it under its own ticket,
+	// and both tickets reference each other as alternative ids.
+	HandOffIncidentToPeer(ctx context.Context, in *HandOffIncidentToPeerRequest, opts ...grpc.CallOption) (*HandOffIncidentToPeerResponse, error)
 }
 
 type incidentServiceClient struct {
@@ -104,6 +114,26 @@ func (c *incidentServiceClient) ListIncidentVersions(ctx context.Context, in *Li
 	return out, nil
 }
 
+func (c *incidentServiceClient) WithdrawIncident(ctx context.Context, in *WithdrawIncidentRequest, opts ...grpc.CallOption) (*WithdrawIncidentResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(WithdrawIncidentResponse)
+	err := c.cc.Invoke(ctx, IncidentService_WithdrawIncident_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *incidentServiceClient) HandOffIncidentToPeer(ctx context.Context, in *HandOffIncidentToPeerRequest, opts ...grpc.CallOption) (*HandOffIncidentToPeerResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(HandOffIncidentToPeerResponse)
+	err := c.cc.Invoke(ctx, IncidentService_HandOffIncidentToPeer_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // IncidentServiceServer is the server API for IncidentService service.
 // All implementations must embed UnimplementedIncidentServiceServer
 // for forward compatibility.
@@ -122,6 +152,14 @@ type IncidentServiceServer interface {
 	UpdateIncident(context.Context, *UpdateIncidentRequest) (*UpdateIncidentResponse, error)
 	// Lists every version of an incident, oldest first.
 	ListIncidentVersions(context.Context, *ListIncidentVersionsRequest) (*ListIncidentVersionsResponse, error)
+	// Withdraws one of this team's incidents: every peer that holds it, and
+	// every team it was re-shared to, is told to delete its copy. The record
+	// stays here, marked withdrawn, for the audit.
+	WithdrawIncident(context.Context, *WithdrawIncidentRequest) (*WithdrawIncidentResponse, error)
+	// Hands coordination of one of this team's incidents to a peer team
+	// (RFC 2350 section 3.4.2): the peer records it under its own ticket,
+	// and both tickets reference each other as alternative ids.
+	HandOffIncidentToPeer(context.Context, *HandOffIncidentToPeerRequest) (*HandOffIncidentToPeerResponse, error)
 	mustEmbedUnimplementedIncidentServiceServer()
 }
 
@@ -146,6 +184,12 @@ func (UnimplementedIncidentServiceServer) UpdateIncident(context.Context, *Updat
 }
 func (UnimplementedIncidentServiceServer) ListIncidentVersions(context.Context, *ListIncidentVersionsRequest) (*ListIncidentVersionsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListIncidentVersions not implemented")
+}
+func (UnimplementedIncidentServiceServer) WithdrawIncident(context.Context, *WithdrawIncidentRequest) (*WithdrawIncidentResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method WithdrawIncident not implemented")
+}
+func (UnimplementedIncidentServiceServer) HandOffIncidentToPeer(context.Context, *HandOffIncidentToPeerRequest) (*HandOffIncidentToPeerResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method HandOffIncidentToPeer not implemented")
 }
 func (UnimplementedIncidentServiceServer) mustEmbedUnimplementedIncidentServiceServer() {}
 func (UnimplementedIncidentServiceServer) testEmbeddedByValue()                         {}
@@ -258,6 +302,42 @@ func _IncidentService_ListIncidentVersions_Handler(srv interface{}, ctx context.
 	return interceptor(ctx, in, info, handler)
 }
 
+func _IncidentService_WithdrawIncident_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(WithdrawIncidentRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(IncidentServiceServer).WithdrawIncident(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: IncidentService_WithdrawIncident_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(IncidentServiceServer).WithdrawIncident(ctx, req.(*WithdrawIncidentRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _IncidentService_HandOffIncidentToPeer_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(HandOffIncidentToPeerRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(IncidentServiceServer).HandOffIncidentToPeer(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: IncidentService_HandOffIncidentToPeer_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(IncidentServiceServer).HandOffIncidentToPeer(ctx, req.(*HandOffIncidentToPeerRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // IncidentService_ServiceDesc is the grpc.ServiceDesc for IncidentService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -284,6 +364,14 @@ var IncidentService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListIncidentVersions",
 			Handler:    _IncidentService_ListIncidentVersions_Handler,
+		},
+		{
+			MethodName: "WithdrawIncident",
+			Handler:    _IncidentService_WithdrawIncident_Handler,
+		},
+		{
+			MethodName: "HandOffIncidentToPeer",
+			Handler:    _IncidentService_HandOffIncidentToPeer_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -376,63 +376,6 @@ func (DecisionCause) EnumDescriptor() ([]byte, []int) {
 	return file_irx_v1_policy_proto_rawDescGZIP(), []int{4}
 }
 
-// ReshareScope is how far a peer may pass a view on, from the record's TLP.
-type ReshareScope int32
-
-const (
-	// Not set.
-	ReshareScope_RESHARE_SCOPE_UNSPECIFIED ReshareScope = 0
-	// No further disclosure (TLP:AMBER, TLP:AMBER+STRICT, TLP:RED).
-	ReshareScope_RESHARE_SCOPE_NONE ReshareScope = 1
-	// Within the community, not publicly (TLP:GREEN).
-	ReshareScope_RESHARE_SCOPE_COMMUNITY ReshareScope = 2
-	// No limit (TLP:CLEAR).
-	ReshareScope_RESHARE_SCOPE_UNLIMITED ReshareScope = 3
-)
-
-// Enum value maps for ReshareScope.
-var (
-	ReshareScope_name = map[int32]string{
-		0: "RESHARE_SCOPE_UNSPECIFIED",
-		1: "RESHARE_SCOPE_NONE",
-		2: "RESHARE_SCOPE_COMMUNITY",
-		3: "RESHARE_SCOPE_UNLIMITED",
-	}
-	ReshareScope_value = map[string]int32{
-		"RESHARE_SCOPE_UNSPECIFIED": 0,
-		"RESHARE_SCOPE_NONE":        1,
-		"RESHARE_SCOPE_COMMUNITY":   2,
-		"RESHARE_SCOPE_UNLIMITED":   3,
-	}
-)
-
-func (x ReshareScope) Enum() *ReshareScope {
-	p := new(ReshareScope)
-	*p = x
-	return p
-}
-
-func (x ReshareScope) String() string {
-	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
-}
-
-func (ReshareScope) Descriptor() protoreflect.EnumDescriptor {
-	return file_irx_v1_policy_proto_enumTypes[5].Descriptor()
-}
-
-func (ReshareScope) Type() protoreflect.EnumType {
-	return &file_irx_v1_policy_proto_enumTypes[5]
-}
-
-func (x ReshareScope) Number() protoreflect.EnumNumber {
-	return protoreflect.EnumNumber(x)
-}
-
-// Deprecated: Use ReshareScope.Descriptor instead.
-func (ReshareScope) EnumDescriptor() ([]byte, []int) {
-	return file_irx_v1_policy_proto_rawDescGZIP(), []int{5}
-}
-
 // DisclosurePolicy says what one peer team may receive of this team's
 // incident records: an action per information class, and conditions on whole
 // records (TLP ceiling, need-to-know, taxonomy filters, re-share limits).
@@ -1006,72 +949,6 @@ func (x *FieldDecision) GetRule() string {
 	return ""
 }
 
-// ReshareTerms is what the peer may do with a view, derived from the
-// record's TLP and the policy's hop limit.
-type ReshareTerms struct {
-	state protoimpl.MessageState `protogen:"open.v1"`
-	// Whether the peer may pass the view on to other teams.
-	MayReshare bool `protobuf:"varint,1,opt,name=may_reshare,json=mayReshare,proto3" json:"may_reshare,omitempty"`
-	// How far: none, the community, or anyone.
-	Scope ReshareScope `protobuf:"varint,2,opt,name=scope,proto3,enum=irx.v1.ReshareScope" json:"scope,omitempty"`
-	// How many more team-to-team transfers the record may make after the
-	// peer holds it. 0 when may_reshare is false.
-	HopsLeft      uint32 `protobuf:"varint,3,opt,name=hops_left,json=hopsLeft,proto3" json:"hops_left,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
-}
-
-func (x *ReshareTerms) Reset() {
-	*x = ReshareTerms{}
-	mi := &file_irx_v1_policy_proto_msgTypes[6]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *ReshareTerms) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*ReshareTerms) ProtoMessage() {}
-
-func (x *ReshareTerms) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_policy_proto_msgTypes[6]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use ReshareTerms.ProtoReflect.Descriptor instead.
-func (*ReshareTerms) Descriptor() ([]byte, []int) {
-	return file_irx_v1_policy_proto_rawDescGZIP(), []int{6}
-}
-
-func (x *ReshareTerms) GetMayReshare() bool {
-	if x != nil {
-		return x.MayReshare
-	}
-	return false
-}
-
-func (x *ReshareTerms) GetScope() ReshareScope {
-	if x != nil {
-		return x.Scope
-	}
-	return ReshareScope_RESHARE_SCOPE_UNSPECIFIED
-}
-
-func (x *ReshareTerms) GetHopsLeft() uint32 {
-	if x != nil {
-		return x.HopsLeft
-	}
-	return 0
-}
-
 var File_irx_v1_policy_proto protoreflect.FileDescriptor
 
 const file_irx_v1_policy_proto_rawDesc = "" +
@@ -1128,12 +1005,7 @@ const file_irx_v1_policy_proto_rawDesc = "" +
 	"\aoutcome\x18\x03 \x01(\x0e2\x14.irx.v1.FieldOutcomeR\aoutcome\x120\n" +
 	"\x06action\x18\x04 \x01(\x0e2\x18.irx.v1.DisclosureActionR\x06action\x12+\n" +
 	"\x05cause\x18\x05 \x01(\x0e2\x15.irx.v1.DecisionCauseR\x05cause\x12\x12\n" +
-	"\x04rule\x18\x06 \x01(\tR\x04rule\"x\n" +
-	"\fReshareTerms\x12\x1f\n" +
-	"\vmay_reshare\x18\x01 \x01(\bR\n" +
-	"mayReshare\x12*\n" +
-	"\x05scope\x18\x02 \x01(\x0e2\x14.irx.v1.ReshareScopeR\x05scope\x12\x1b\n" +
-	"\thops_left\x18\x03 \x01(\rR\bhopsLeft*\xaf\x01\n" +
+	"\x04rule\x18\x06 \x01(\tR\x04rule*\xaf\x01\n" +
 	"\x0eRecipientClass\x12\x1f\n" +
 	"\x1bRECIPIENT_CLASS_UNSPECIFIED\x10\x00\x12!\n" +
 	"\x1dRECIPIENT_CLASS_RESPONSE_TEAM\x10\x01\x12\x18\n" +
@@ -1174,12 +1046,7 @@ const file_irx_v1_policy_proto_rawDesc = "" +
 	"\x16DECISION_CAUSE_CONSENT\x10\x04\x12\"\n" +
 	"\x1eDECISION_CAUSE_UNREPRESENTABLE\x10\x05\x12\x1d\n" +
 	"\x19DECISION_CAUSE_INCOMPLETE\x10\x06\x12\x1e\n" +
-	"\x1aDECISION_CAUSE_PLACEHOLDER\x10\a*\x7f\n" +
-	"\fReshareScope\x12\x1d\n" +
-	"\x19RESHARE_SCOPE_UNSPECIFIED\x10\x00\x12\x16\n" +
-	"\x12RESHARE_SCOPE_NONE\x10\x01\x12\x1b\n" +
-	"\x17RESHARE_SCOPE_COMMUNITY\x10\x02\x12\x1b\n" +
-	"\x17RESHARE_SCOPE_UNLIMITED\x10\x03B*Z(github.com/irxfed/irx/proto/irx/v1;irxv1b\x06proto3"
+	"\x1aDECISION_CAUSE_PLACEHOLDER\x10\aB*Z(github.com/irxfed/irx/proto/irx/v1;irxv1b\x06proto3"
 
 var (
 	file_irx_v1_policy_proto_rawDescOnce sync.Once
@@ -1193,48 +1060,46 @@ func file_irx_v1_policy_proto_rawDescGZIP() []byte {
 	return file_irx_v1_policy_proto_rawDescData
 }
 
-var file_irx_v1_policy_proto_enumTypes = make([]protoimpl.EnumInfo, 6)
-var file_irx_v1_policy_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
+var file_irx_v1_policy_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
+var file_irx_v1_policy_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
 var file_irx_v1_policy_proto_goTypes = []any{
 	(RecipientClass)(0),           // 0: irx.v1.RecipientClass
 	(DisclosureAction)(0),         // 1: irx.v1.DisclosureAction
 	(ReasonCode)(0),               // 2: irx.v1.ReasonCode
 	(FieldOutcome)(0),             // 3: irx.v1.FieldOutcome
 	(DecisionCause)(0),            // 4: irx.v1.DecisionCause
-	(ReshareScope)(0),             // 5: irx.v1.ReshareScope
-	(*DisclosurePolicy)(nil),      // 6: irx.v1.DisclosurePolicy
-	(*ClassRule)(nil),             // 7: irx.v1.ClassRule
-	(*Constituency)(nil),          // 8: irx.v1.Constituency
-	(*Explanation)(nil),           // 9: irx.v1.Explanation
-	(*Reason)(nil),                // 10: irx.v1.Reason
-	(*FieldDecision)(nil),         // 11: irx.v1.FieldDecision
-	(*ReshareTerms)(nil),          // 12: irx.v1.ReshareTerms
-	(Tlp)(0),                      // 13: irx.v1.Tlp
-	(*timestamppb.Timestamp)(nil), // 14: google.protobuf.Timestamp
-	(InfoClass)(0),                // 15: irx.v1.InfoClass
+	(*DisclosurePolicy)(nil),      // 5: irx.v1.DisclosurePolicy
+	(*ClassRule)(nil),             // 6: irx.v1.ClassRule
+	(*Constituency)(nil),          // 7: irx.v1.Constituency
+	(*Explanation)(nil),           // 8: irx.v1.Explanation
+	(*Reason)(nil),                // 9: irx.v1.Reason
+	(*FieldDecision)(nil),         // 10: irx.v1.FieldDecision
+	(Tlp)(0),                      // 11: irx.v1.Tlp
+	(*timestamppb.Timestamp)(nil), // 12: google.protobuf.Timestamp
+	(InfoClass)(0),                // 13: irx.v1.InfoClass
+	(*ReshareTerms)(nil),          // 14: irx.v1.ReshareTerms
 }
 var file_irx_v1_policy_proto_depIdxs = []int32{
 	0,  // 0: irx.v1.DisclosurePolicy.recipient_class:type_name -> irx.v1.RecipientClass
-	7,  // 1: irx.v1.DisclosurePolicy.rules:type_name -> irx.v1.ClassRule
-	13, // 2: irx.v1.DisclosurePolicy.tlp_ceiling:type_name -> irx.v1.Tlp
-	8,  // 3: irx.v1.DisclosurePolicy.constituency:type_name -> irx.v1.Constituency
-	14, // 4: irx.v1.DisclosurePolicy.create_time:type_name -> google.protobuf.Timestamp
-	15, // 5: irx.v1.ClassRule.info_class:type_name -> irx.v1.InfoClass
+	6,  // 1: irx.v1.DisclosurePolicy.rules:type_name -> irx.v1.ClassRule
+	11, // 2: irx.v1.DisclosurePolicy.tlp_ceiling:type_name -> irx.v1.Tlp
+	7,  // 3: irx.v1.DisclosurePolicy.constituency:type_name -> irx.v1.Constituency
+	12, // 4: irx.v1.DisclosurePolicy.create_time:type_name -> google.protobuf.Timestamp
+	13, // 5: irx.v1.ClassRule.info_class:type_name -> irx.v1.InfoClass
 	1,  // 6: irx.v1.ClassRule.action:type_name -> irx.v1.DisclosureAction
-	10, // 7: irx.v1.Explanation.reasons:type_name -> irx.v1.Reason
-	11, // 8: irx.v1.Explanation.fields:type_name -> irx.v1.FieldDecision
-	12, // 9: irx.v1.Explanation.reshare:type_name -> irx.v1.ReshareTerms
+	9,  // 7: irx.v1.Explanation.reasons:type_name -> irx.v1.Reason
+	10, // 8: irx.v1.Explanation.fields:type_name -> irx.v1.FieldDecision
+	14, // 9: irx.v1.Explanation.reshare:type_name -> irx.v1.ReshareTerms
 	2,  // 10: irx.v1.Reason.code:type_name -> irx.v1.ReasonCode
-	15, // 11: irx.v1.FieldDecision.info_class:type_name -> irx.v1.InfoClass
+	13, // 11: irx.v1.FieldDecision.info_class:type_name -> irx.v1.InfoClass
 	3,  // 12: irx.v1.FieldDecision.outcome:type_name -> irx.v1.FieldOutcome
 	1,  // 13: irx.v1.FieldDecision.action:type_name -> irx.v1.DisclosureAction
 	4,  // 14: irx.v1.FieldDecision.cause:type_name -> irx.v1.DecisionCause
-	5,  // 15: irx.v1.ReshareTerms.scope:type_name -> irx.v1.ReshareScope
-	16, // [16:16] is the sub-list for method output_type
-	16, // [16:16] is the sub-list for method input_type
-	16, // [16:16] is the sub-list for extension type_name
-	16, // [16:16] is the sub-list for extension extendee
-	0,  // [0:16] is the sub-list for field type_name
+	15, // [15:15] is the sub-list for method output_type
+	15, // [15:15] is the sub-list for method input_type
+	15, // [15:15] is the sub-list for extension type_name
+	15, // [15:15] is the sub-list for extension extendee
+	0,  // [0:15] is the sub-list for field type_name
 }
 
 func init() { file_irx_v1_policy_proto_init() }
@@ -1250,8 +1115,8 @@ func file_irx_v1_policy_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_irx_v1_policy_proto_rawDesc), len(file_irx_v1_policy_proto_rawDesc)),
-			NumEnums:      6,
-			NumMessages:   7,
+			NumEnums:      5,
+			NumMessages:   6,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
