@@ -136,7 +136,7 @@ func (n *Node) Propose(ctx context.Context, cmd *irxv1.Command) (*fsm.Result, er
 			if err != nil {
 				return err
 			}
-			res = &fsm.Result{Incident: resp.GetIncident(), Policy: resp.GetPolicy()}
+			res = &fsm.Result{Incident: resp.GetIncident(), Policy: resp.GetPolicy(), Peer: resp.GetPeer()}
 			if len(resp.GetErrorStatus()) > 0 {
 				var st status.Status
 				if err := proto.Unmarshal(resp.GetErrorStatus(), &st); err != nil {
@@ -479,7 +479,7 @@ func (s nodeService) Propose(ctx context.Context, req *irxv1.ProposeRequest) (*i
 	if err != nil {
 		return nil, err
 	}
-	resp := &irxv1.ProposeResponse{Incident: res.Incident, Policy: res.Policy}
+	resp := &irxv1.ProposeResponse{Incident: res.Incident, Policy: res.Policy, Peer: res.Peer}
 	if res.Err != nil {
 		st := grpcstatus.Convert(api.ToStatus(res.Err)).Proto()
 		if resp.ErrorStatus, err = proto.Marshal(st); err != nil {

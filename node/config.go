@@ -3,6 +3,7 @@ package node
 import (
 	"errors"
 	"fmt"
+	"google.golang.org/grpc"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -53,6 +54,11 @@ type Config struct {
 	Raft RaftConfig
 
 	Logger *slog.Logger
+
+	// Services, when set, registers more gRPC services (federation's) on
+	// the operator API and on the intra-cluster server, before either
+	// serves. It must not call back into the node until Start returns.
+	Services func(n *Node, s grpc.ServiceRegistrar)
 }
 
 // Member is a node of the initial configuration.

@@ -4,6 +4,7 @@
 package node
 
 import (
+	"context"
 	"crypto/x509"
 	"errors"
 	"fmt"
@@ -35,6 +36,7 @@ type Node struct {
 	cfg      Config
 	log      *slog.Logger
 	reloader *pki.Reloader // nil in development mode
+	creds    nodeCredentials
 
 	logs      *raftstore.Store
 	state     *fsm.FSM
@@ -84,6 +86,7 @@ func Start(cfg Config) (_ *Node, err error) {
 	if err != nil {
 		return nil, err
 	}
+	n.creds = creds
 	if err := n.startRaft(creds); err != nil {
 		return nil, err
 	}
@@ -241,6 +244,9 @@ func (n *Node) startRaft(creds nodeCredentials) error {
 		grpc.ChainUnaryInterceptor(recoverUnary(n.log), logUnary(n.log)))
 	irxv1.RegisterNodeServiceServer(n.intra, nodeService{n: n})
 	irxv1.RegisterClusterServiceServer(n.intra, api.NewClusterService(n))
+	if n.cfg.Services != nil {
+		n.cfg.Services(n, n.intra)
+	}
 	intraListener := n.stream.GRPCListener()
 	n.wg.Add(1)
 	go func() {
@@ -288,6 +294,9 @@ func (n *Node) startAPI(creds nodeCredentials) error {
 	n.grpc = grpc.NewServer(opts...)
 	n.health = health.NewServer()
 	registerServices(n.grpc, n, n.state, n.health)
+	if n.cfg.Services != nil {
+		n.cfg.Services(n, n.grpc)
+	}
 
 	n.wg.Add(2)
 	go func() {
@@ -339,6 +348,26 @@ func (n *Node) MetricsAddr() net.Addr {
 
 // APIAddr is the bound address of the operator API.
 func (n *Node) APIAddr() net.Addr { return n.apiListener.Addr() }
+
+// State is the team's replicated state machine as this node applied it.
+func (n *Node) State() *fsm.FSM { return n.state }
+
+// IsLeader reports whether this node currently leads its team.
+func (n *Node) IsLeader() bool { return n.raft.State() == raft.Leader }
+
+// Certificate is this node's certificate (reloaded on SIGHUP).
+func (n *Node) Certificate() pki.CertSource { return n.creds.cert }
+
+// Logger is the node's logger, labelled with team and node.
+func (n *Node) Logger() *slog.Logger { return n.log }
+
+// OnLeader runs local when this node leads, or remote against the leader's
+// intra-cluster server (where Config.Services registered the same
+// services) otherwise, waiting through elections within ctx. Use it for
+// reads only the leader can answer; remote must be idempotent.
+func (n *Node) OnLeader(ctx context.Context, local func() error, remote func(context.Context, *grpc.ClientConn) error) error {
+	return n.onLeader(ctx, true, local, remote)
+}
 
 // TeamID is the team this node belongs to.
 func (n *Node) TeamID() string { return n.cfg.TeamID }

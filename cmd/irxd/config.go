@@ -13,6 +13,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/irxfed/irx/federation"
 	"github.com/irxfed/irx/node"
 )
 
@@ -26,6 +27,7 @@ type fileConfig struct {
 		Raft          string `yaml:"raft"`
 		RaftAdvertise string `yaml:"raft_advertise"`
 		Metrics       string `yaml:"metrics"`
+		Federation    string `yaml:"federation"`
 	} `yaml:"listen"`
 	Cluster struct {
 		// Members lists the initial members of a new team (static
@@ -73,10 +75,11 @@ func loadFile(path string) (fileConfig, error) {
 
 // options are irxd's settings after file and flags are merged.
 type options struct {
-	node      node.Config
-	debugAddr string
-	logLevel  string
-	logFormat string
+	node       node.Config
+	federation federation.Config
+	debugAddr  string
+	logLevel   string
+	logFormat  string
 }
 
 // parseOptions merges defaults, the config file and the flags that were set.
@@ -92,6 +95,7 @@ func parseOptions(args []string, stderr io.Writer, getenv func(string) string) (
 		raftAddr   = fs.String("raft-addr", "", "intra-cluster Raft address (default "+node.DefaultRaftAddr+")")
 		advertise  = fs.String("raft-advertise", "", "Raft address other members dial (default: raft-addr)")
 		metrics    = fs.String("metrics-addr", "", "serve Prometheus metrics at http://ADDR/metrics (off by default)")
+		fedAddr    = fs.String("federation-addr", "", "peer-facing federation API address, mutual TLS (default "+federation.DefaultAddr+")")
 		caFile     = fs.String("ca-file", "", "team CA certificate (PEM); omit all TLS files for the development PKI")
 		certFile   = fs.String("cert-file", "", "node certificate (PEM)")
 		keyFile    = fs.String("key-file", "", "node private key (PEM)")
@@ -132,18 +136,21 @@ func parseOptions(args []string, stderr io.Writer, getenv func(string) string) (
 				TrailingLogs:      fc.Raft.TrailingLogs,
 			},
 		},
-		logLevel:  fc.Log.Level,
-		logFormat: fc.Log.Format,
+		federation: federation.Config{Addr: fc.Listen.Federation},
+		logLevel:   fc.Log.Level,
+		logFormat:  fc.Log.Format,
 	}
 	override := map[string]*string{
 		"team": &o.node.TeamID, "node": &o.node.NodeID, "data-dir": &o.node.DataDir,
 		"api-addr": &o.node.APIAddr, "raft-addr": &o.node.RaftAddr, "raft-advertise": &o.node.RaftAdvertise, "metrics-addr": &o.node.MetricsAddr,
-		"ca-file": &o.node.TLS.CAFile, "cert-file": &o.node.TLS.CertFile, "key-file": &o.node.TLS.KeyFile,
+		"federation-addr": &o.federation.Addr,
+		"ca-file":         &o.node.TLS.CAFile, "cert-file": &o.node.TLS.CertFile, "key-file": &o.node.TLS.KeyFile,
 		"log-level": &o.logLevel, "log-format": &o.logFormat, "debug-addr": &o.debugAddr,
 	}
 	values := map[string]*string{
 		"team": team, "node": nodeID, "data-dir": dataDir, "api-addr": apiAddr, "raft-addr": raftAddr, "metrics-addr": metrics,
-		"raft-advertise": advertise, "ca-file": caFile, "cert-file": certFile, "key-file": keyFile,
+		"federation-addr": fedAddr,
+		"raft-advertise":  advertise, "ca-file": caFile, "cert-file": certFile, "key-file": keyFile,
 		"log-level": logLevel, "log-format": logFormat, "debug-addr": debugAddr,
 	}
 	for _, m := range fc.Cluster.Members {

@@ -19,6 +19,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/irxfed/irx/federation"
 	"github.com/irxfed/irx/node"
 )
 
@@ -55,9 +56,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 		}
 		defer stopDebug()
 	}
+	fed := federation.New(opts.federation)
+	opts.node.Services = fed.Services
 	n, err := node.Start(opts.node)
 	if err != nil {
 		return err
+	}
+	if err := fed.Start(n); err != nil {
+		return errors.Join(err, n.Close())
 	}
 	printWelcome(stdout, n)
 	// SIGHUP reloads the node's certificate and key from their files, so
@@ -78,7 +84,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 		}
 	}
 	logger.Info("shutting down")
-	return n.Close()
+	return errors.Join(fed.Close(), n.Close())
 }
 
 func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {

@@ -66,7 +66,7 @@ func TestMisconfigurationIsOneClearLine(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			args := append([]string{"--data-dir", filepath.Join(t.TempDir(), "data"), "--raft-addr", "127.0.0.1:0", "--api-addr", "127.0.0.1:0"}, tc.args...)
+			args := append([]string{"--data-dir", filepath.Join(t.TempDir(), "data"), "--raft-addr", "127.0.0.1:0", "--api-addr", "127.0.0.1:0", "--federation-addr", "127.0.0.1:0"}, tc.args...)
 			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 			defer cancel()
 			err := run(ctx, args, io.Discard, io.Discard, func(string) string { return "" })

@@ -22,6 +22,9 @@ import (
 // MaxRequestIDLength bounds CreateIncidentRequest.request_id.
 const MaxRequestIDLength = 128
 
+// MaxWithdrawReasonLength bounds WithdrawIncidentRequest.reason.
+const MaxWithdrawReasonLength = 4096
+
 // Proposer submits a command to the team's Raft log and returns the state
 // machine's result once it is applied.
 type Proposer interface {
@@ -85,6 +88,27 @@ func (s *IncidentService) CreateIncident(ctx context.Context, req *irxv1.CreateI
 		return nil, ToStatus(res.Err)
 	}
 	return &irxv1.CreateIncidentResponse{Incident: res.Incident}, nil
+}
+
+// WithdrawIncident implements irx.v1.IncidentService.
+func (s *IncidentService) WithdrawIncident(ctx context.Context, req *irxv1.WithdrawIncidentRequest) (*irxv1.WithdrawIncidentResponse, error) {
+	vs := checkID(req.GetId(), "id")
+	if len(req.GetReason()) > MaxWithdrawReasonLength {
+		vs = append(vs, record.Violation{Field: "reason", Description: fmt.Sprintf("is longer than %d bytes", MaxWithdrawReasonLength)})
+	}
+	if len(vs) > 0 {
+		return nil, invalidArgument(vs)
+	}
+	res, err := s.proposer.Propose(ctx, &irxv1.Command{Kind: &irxv1.Command_WithdrawIncident{
+		WithdrawIncident: &irxv1.WithdrawIncidentCommand{IncidentId: req.GetId(), Reason: req.GetReason()},
+	}})
+	if err != nil {
+		return nil, err
+	}
+	if res.Err != nil {
+		return nil, ToStatus(res.Err)
+	}
+	return &irxv1.WithdrawIncidentResponse{Incident: res.Incident}, nil
 }
 
 // GetIncident implements irx.v1.IncidentService.
@@ -269,8 +293,12 @@ func ToStatus(err error) error {
 		return status.Error(codes.NotFound, err.Error())
 	case errors.Is(err, fsm.ErrVersionConflict):
 		return status.Error(codes.Aborted, err.Error()+"; read the latest version and retry")
-	case errors.Is(err, fsm.ErrForeignIncident):
+	case errors.Is(err, fsm.ErrForeignIncident), errors.Is(err, fsm.ErrWithdrawn):
 		return status.Error(codes.FailedPrecondition, err.Error())
+	case errors.Is(err, fsm.ErrAlreadyExists):
+		return status.Error(codes.AlreadyExists, err.Error())
+	case errors.Is(err, fsm.ErrStaleCursor):
+		return status.Error(codes.Aborted, err.Error())
 	case errors.Is(err, fsm.ErrBadPageToken):
 		return invalidArgument([]record.Violation{{Field: "page_token", Description: err.Error() + ": pass next_page_token with the same filters"}})
 	case errors.As(err, new(*policy.PolicyError)):

@@ -80,7 +80,11 @@ func TestCreateAssignsGapFreeTickets(t *testing.T) {
 		if err := proto.Unmarshal([]byte(raw), &e); err != nil {
 			t.Fatal(err)
 		}
-		want := &irxv1.FeedEntry{Sequence: seq, IncidentId: idOf(seq), Version: 1, RaftIndex: seq}
+		want := &irxv1.FeedEntry{Sequence: seq, IncidentId: idOf(seq), Version: 1, RaftIndex: seq, Kind: irxv1.FeedEntryKind_FEED_ENTRY_KIND_VERSION}
+		if e.GetCommitTime() == nil {
+			t.Errorf("feed entry %d has no commit time", seq)
+		}
+		e.CommitTime = nil
 		if !proto.Equal(&e, want) {
 			t.Errorf("feed entry %d = %v, want %v", seq, &e, want)
 		}

@@ -38,6 +38,7 @@ var (
 type Result struct {
 	Incident *irxv1.Incident
 	Policy   *irxv1.DisclosurePolicy
+	Peer     *irxv1.Peer
 	Err      error
 	// Batch holds one result per command of a CommandBatch entry.
 	Batch []*Result
@@ -233,6 +234,10 @@ type applier struct {
 	ticket uint64
 	feed   uint64
 	err    error // first storage error; the batch is then abandoned
+
+	// Of the command being applied: its log index and propose time.
+	index uint64
+	now   *timestamppb.Timestamp
 }
 
 func (a *applier) apply(l *raft.Log) *Result {
@@ -262,6 +267,7 @@ func (a *applier) apply(l *raft.Log) *Result {
 }
 
 func (a *applier) applyOne(cmd *irxv1.Command, index uint64) *Result {
+	a.index, a.now = index, cmd.GetProposeTime()
 	switch k := cmd.GetKind().(type) {
 	case *irxv1.Command_CreateIncident:
 		return a.create(cmd, k.CreateIncident, index)
@@ -271,6 +277,16 @@ func (a *applier) applyOne(cmd *irxv1.Command, index uint64) *Result {
 		return &Result{}
 	case *irxv1.Command_SetPolicy:
 		return a.setPolicy(cmd, k.SetPolicy)
+	case *irxv1.Command_WithdrawIncident:
+		return a.withdraw(k.WithdrawIncident)
+	case *irxv1.Command_PutPeer:
+		return a.putPeer(k.PutPeer)
+	case *irxv1.Command_DeletePeer:
+		return a.deletePeer(k.DeletePeer)
+	case *irxv1.Command_ApplyPeerFeed:
+		return a.applyPeerFeed(k.ApplyPeerFeed)
+	case *irxv1.Command_AcknowledgePeer:
+		return a.acknowledgePeer(k.AcknowledgePeer)
 	}
 	return &Result{Err: fmt.Errorf("%w at index %d: unknown kind", ErrInvalidCommand, index)}
 }
@@ -309,7 +325,7 @@ func (a *applier) create(cmd *irxv1.Command, c *irxv1.CreateIncidentCommand, ind
 	inc.CreateTime = cmd.GetProposeTime()
 	inc.GenerationTime = cmd.GetProposeTime()
 	inc.Provenance = &irxv1.Provenance{OriginTeam: a.fsm.team}
-	if err := a.putVersion(id, nil, inc, index); err != nil {
+	if err := a.storeVersion(id, nil, inc, &irxv1.FeedEntry{Kind: irxv1.FeedEntryKind_FEED_ENTRY_KIND_VERSION}); err != nil {
 		return &Result{Err: err}
 	}
 	if c.GetRequestId() != "" {
@@ -337,6 +353,9 @@ func (a *applier) update(cmd *irxv1.Command, c *irxv1.UpdateIncidentCommand, ind
 	if origin := current.GetProvenance().GetOriginTeam(); origin != a.fsm.team {
 		return &Result{Err: fmt.Errorf("%w: %s belongs to team %q; only its origin team changes it", ErrForeignIncident, patch.GetId(), origin)}
 	}
+	if current.GetWithdrawTime() != nil {
+		return &Result{Err: fmt.Errorf("%w: %s was withdrawn; it cannot change", ErrWithdrawn, patch.GetId())}
+	}
 	if want := c.GetExpectedVersion(); want != 0 && want != current.GetVersion() {
 		return &Result{Err: fmt.Errorf("%w: %s is at version %d, not %d", ErrVersionConflict, patch.GetId(), current.GetVersion(), want)}
 	}
@@ -351,22 +370,17 @@ func (a *applier) update(cmd *irxv1.Command, c *irxv1.UpdateIncidentCommand, ind
 	}
 	next.Version = current.GetVersion() + 1
 	next.GenerationTime = cmd.GetProposeTime()
-	if err := a.putVersion(id, current, next, index); err != nil {
+	if err := a.storeVersion(id, current, next, &irxv1.FeedEntry{Kind: irxv1.FeedEntryKind_FEED_ENTRY_KIND_VERSION}); err != nil {
 		return &Result{Err: err}
 	}
 	return &Result{Incident: next}
 }
 
-// putVersion writes a new version of an incident: the record, its version
-// history, a feed entry and the secondary indexes of the latest version.
-func (a *applier) putVersion(id record.ID, previous, next *irxv1.Incident, index uint64) error {
+// storeVersion writes a new version of an incident: the record, its
+// version history, the feed entry (entry, completed here) and the
+// secondary indexes of the latest version.
+func (a *applier) storeVersion(id record.ID, previous, next *irxv1.Incident, entry *irxv1.FeedEntry) error {
 	data, err := marshal.Marshal(next)
-	if err != nil {
-		a.fail(err)
-		return err
-	}
-	a.feed++
-	entry, err := marshal.Marshal(&irxv1.FeedEntry{Sequence: a.feed, IncidentId: next.GetId(), Version: next.GetVersion(), RaftIndex: index})
 	if err != nil {
 		a.fail(err)
 		return err
@@ -375,7 +389,8 @@ func (a *applier) putVersion(id record.ID, previous, next *irxv1.Incident, index
 	// version, which halves what every create writes and compacts.
 	a.set(incidentKey(id), u64(uint64(next.GetVersion())))
 	a.set(versionKey(id, next.GetVersion()), data)
-	a.set(feedKey(a.feed), entry)
+	entry.IncidentId, entry.Version = next.GetId(), next.GetVersion()
+	a.appendFeed(entry)
 	if previous != nil {
 		for _, k := range indexKeys(id, previous) {
 			if a.err == nil {

@@ -110,6 +110,8 @@ type Query struct {
 	ReportedAfter  time.Time // inclusive
 	ReportedBefore time.Time // exclusive
 	Indicator      string
+	// IncludeWithdrawn also lists this team's withdrawn incidents.
+	IncludeWithdrawn bool
 }
 
 func (q Query) matches(inc *irxv1.Incident) bool {
@@ -118,7 +120,8 @@ func (q Query) matches(inc *irxv1.Incident) bool {
 		q.TLP != 0 && inc.GetTlp() != q.TLP,
 		q.TaxonomyClass != "" && inc.GetTaxonomy().GetClass() != q.TaxonomyClass,
 		q.TaxonomyType != "" && inc.GetTaxonomy().GetType() != q.TaxonomyType,
-		q.OriginTeam != "" && inc.GetProvenance().GetOriginTeam() != q.OriginTeam:
+		q.OriginTeam != "" && inc.GetProvenance().GetOriginTeam() != q.OriginTeam,
+		!q.IncludeWithdrawn && inc.GetWithdrawTime() != nil:
 		return false
 	}
 	reported := inc.GetReportTime().AsTime()
@@ -174,8 +177,8 @@ func (q Query) plan() (prefix, lower, upper []byte) {
 // fingerprint ties a page token to the query that issued it.
 func (q Query) fingerprint() uint64 {
 	h := fnv.New64a()
-	fmt.Fprintf(h, "%d|%q|%q|%d|%q|%d|%d|%q", q.Status, q.TaxonomyClass, q.TaxonomyType, q.TLP, q.OriginTeam,
-		unixNanoOrZero(q.ReportedAfter), unixNanoOrZero(q.ReportedBefore), q.Indicator)
+	fmt.Fprintf(h, "%d|%q|%q|%d|%q|%d|%d|%q|%t", q.Status, q.TaxonomyClass, q.TaxonomyType, q.TLP, q.OriginTeam,
+		unixNanoOrZero(q.ReportedAfter), unixNanoOrZero(q.ReportedBefore), q.Indicator, q.IncludeWithdrawn)
 	return h.Sum64()
 }
 

@@ -73,6 +73,7 @@ type Node struct {
 
 	APIAddr  string // operator API, known once started
 	RaftAddr string
+	FedAddr  string // peer-facing federation API
 
 	mu     sync.Mutex
 	cmd    *exec.Cmd
@@ -90,7 +91,11 @@ func NewNode(bin, dataDir string, args ...string) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Node{Bin: bin, DataDir: dataDir, Args: args, APIAddr: api, RaftAddr: raftAddr, logs: &lockedBuffer{}}, nil
+	fedAddr, err := FreePort()
+	if err != nil {
+		return nil, err
+	}
+	return &Node{Bin: bin, DataDir: dataDir, Args: args, APIAddr: api, RaftAddr: raftAddr, FedAddr: fedAddr, logs: &lockedBuffer{}}, nil
 }
 
 var apiLine = regexp.MustCompile(`operator API on (\S+)`)
@@ -108,7 +113,7 @@ func (n *Node) Start(ctx context.Context) error {
 // a leader: members of a new cluster must all be launched before any of
 // them can elect one.
 func (n *Node) Launch(ctx context.Context) error {
-	args := append([]string{"--data-dir", n.DataDir, "--api-addr", n.APIAddr, "--raft-addr", n.RaftAddr, "--log-level", "warn"}, n.Args...)
+	args := append([]string{"--data-dir", n.DataDir, "--api-addr", n.APIAddr, "--raft-addr", n.RaftAddr, "--federation-addr", n.FedAddr, "--log-level", "warn"}, n.Args...)
 	cmd := exec.Command(n.Bin, args...)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
@@ -281,6 +286,13 @@ func LaunchCluster(ctx context.Context, bin, baseDir string, size int, extra ...
 // LaunchClusterEach is LaunchCluster with flags for node i (0-based) from
 // each, for settings that must differ between nodes.
 func LaunchClusterEach(ctx context.Context, bin, baseDir string, size int, each func(i int) []string, extra ...string) ([]*Node, error) {
+	return LaunchTeam(ctx, bin, baseDir, "dev", size, each, extra...)
+}
+
+// LaunchTeam starts size nodes of team (node1..nodeN) with data under
+// baseDir, sharing one development CA, and waits until every one serves.
+// each, if not nil, gives flags for node i (0-based).
+func LaunchTeam(ctx context.Context, bin, baseDir, team string, size int, each func(i int) []string, extra ...string) ([]*Node, error) {
 	nodes := make([]*Node, size)
 	var members []string
 	for i := range nodes {
@@ -291,11 +303,11 @@ func LaunchClusterEach(ctx context.Context, bin, baseDir string, size int, each 
 		nodes[i] = n
 		members = append(members, fmt.Sprintf("node%d=%s", i+1, n.RaftAddr))
 	}
-	if err := ShareDevCA("dev", nodes...); err != nil {
+	if err := ShareDevCA(team, nodes...); err != nil {
 		return nil, err
 	}
 	for i, n := range nodes {
-		n.Args = append([]string{"--node", fmt.Sprintf("node%d", i+1), "--members", strings.Join(members, ",")}, extra...)
+		n.Args = append([]string{"--team", team, "--node", fmt.Sprintf("node%d", i+1), "--members", strings.Join(members, ",")}, extra...)
 		if each != nil {
 			n.Args = append(n.Args, each(i)...)
 		}
@@ -324,6 +336,13 @@ func ShareDevCA(team string, nodes ...*Node) error {
 		return err
 	}
 	return installDevCA(ca.CertPEM(), keyPEM, nodes)
+}
+
+// CACertPEM is the team CA certificate of a node's development PKI: what a
+// peer team pins.
+func (n *Node) CACertPEM() (string, error) {
+	data, err := os.ReadFile(filepath.Join(n.DataDir, "pki", pki.DevCACertFile))
+	return string(data), err
 }
 
 // LaunchNode starts one more node with the given flags (for example --join)

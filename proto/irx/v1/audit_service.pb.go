@@ -242,7 +242,7 @@ type RecomputedDisclosure struct {
 	View *Incident `protobuf:"bytes,2,opt,name=view,proto3" json:"view,omitempty"`
 	// Why the view is what it is.
 	Explanation *Explanation `protobuf:"bytes,3,opt,name=explanation,proto3" json:"explanation,omitempty"`
-	// "sha256:<hex>" of the view as the peer stores it (ViewDigest): the
+	// "SHA256:<hex>" of the view as the peer stores it (ViewDigest): the
 	// peer computes the same digest from its copy.
 	Digest        string `protobuf:"bytes,4,opt,name=digest,proto3" json:"digest,omitempty"`
 	unknownFields protoimpl.UnknownFields

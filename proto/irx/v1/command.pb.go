@@ -592,7 +592,7 @@ type AcknowledgePeerCommand struct {
 	FromCursor uint64 `protobuf:"varint,2,opt,name=from_cursor,json=fromCursor,proto3" json:"from_cursor,omitempty"`
 	// The new acknowledged cursor.
 	Cursor uint64 `protobuf:"varint,3,opt,name=cursor,proto3" json:"cursor,omitempty"`
-	// The policy version the entries were served under.
+	// The policy version of the last entry (each entry names its own).
 	PolicyVersion int64 `protobuf:"varint,4,opt,name=policy_version,json=policyVersion,proto3" json:"policy_version,omitempty"`
 	// What the entries in (from_cursor, cursor] gave the peer, as the
 	// proposer recomputed them: views and withdrawals. Entries not listed
@@ -687,8 +687,10 @@ type LedgerEntry struct {
 	Sequence uint64 `protobuf:"varint,3,opt,name=sequence,proto3" json:"sequence,omitempty"`
 	// Set for a withdrawal.
 	WithdrawalReason WithdrawalReason `protobuf:"varint,4,opt,name=withdrawal_reason,json=withdrawalReason,proto3,enum=irx.v1.WithdrawalReason" json:"withdrawal_reason,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// The version of the peer's policy it was computed under.
+	PolicyVersion int64 `protobuf:"varint,5,opt,name=policy_version,json=policyVersion,proto3" json:"policy_version,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *LedgerEntry) Reset() {
@@ -747,6 +749,13 @@ func (x *LedgerEntry) GetWithdrawalReason() WithdrawalReason {
 		return x.WithdrawalReason
 	}
 	return WithdrawalReason_WITHDRAWAL_REASON_UNSPECIFIED
+}
+
+func (x *LedgerEntry) GetPolicyVersion() int64 {
+	if x != nil {
+		return x.PolicyVersion
+	}
+	return 0
 }
 
 // CommandBatch is a group of commands proposed as one log entry. Its
@@ -1044,9 +1053,11 @@ type FeedEntry struct {
 	// For FEED_ENTRY_KIND_POLICY: the new policy version.
 	PolicyVersion int64 `protobuf:"varint,7,opt,name=policy_version,json=policyVersion,proto3" json:"policy_version,omitempty"`
 	// When the entry was committed (the leader's propose time).
-	CommitTime    *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=commit_time,json=commitTime,proto3" json:"commit_time,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	CommitTime *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=commit_time,json=commitTime,proto3" json:"commit_time,omitempty"`
+	// For FEED_ENTRY_KIND_WITHDRAWAL: why the record went.
+	WithdrawalReason WithdrawalReason `protobuf:"varint,9,opt,name=withdrawal_reason,json=withdrawalReason,proto3,enum=irx.v1.WithdrawalReason" json:"withdrawal_reason,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *FeedEntry) Reset() {
@@ -1135,6 +1146,177 @@ func (x *FeedEntry) GetCommitTime() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *FeedEntry) GetWithdrawalReason() WithdrawalReason {
+	if x != nil {
+		return x.WithdrawalReason
+	}
+	return WithdrawalReason_WITHDRAWAL_REASON_UNSPECIFIED
+}
+
+// PeerState is the replicated federation state of one peer: where we are
+// in its feed, where it is in ours, and what crossed.
+type PeerState struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Our cursor in the peer's feed.
+	InboundCursor uint64 `protobuf:"varint,1,opt,name=inbound_cursor,json=inboundCursor,proto3" json:"inbound_cursor,omitempty"`
+	// The peer's policy version for us of the last batch we applied.
+	InboundPolicyVersion int64 `protobuf:"varint,2,opt,name=inbound_policy_version,json=inboundPolicyVersion,proto3" json:"inbound_policy_version,omitempty"`
+	// The peer's feed head when it served that batch.
+	InboundHead uint64 `protobuf:"varint,3,opt,name=inbound_head,json=inboundHead,proto3" json:"inbound_head,omitempty"`
+	// When the peer committed that head.
+	InboundHeadTime *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=inbound_head_time,json=inboundHeadTime,proto3" json:"inbound_head_time,omitempty"`
+	// Incident versions applied from the peer.
+	Received uint64 `protobuf:"varint,5,opt,name=received,proto3" json:"received,omitempty"`
+	// Withdrawals applied from the peer.
+	ReceivedWithdrawals uint64 `protobuf:"varint,6,opt,name=received_withdrawals,json=receivedWithdrawals,proto3" json:"received_withdrawals,omitempty"`
+	// Items refused (invalid, looping, or not the peer's to withdraw).
+	Rejected uint64 `protobuf:"varint,7,opt,name=rejected,proto3" json:"rejected,omitempty"`
+	// Why the last item was refused.
+	LastRejection string `protobuf:"bytes,8,opt,name=last_rejection,json=lastRejection,proto3" json:"last_rejection,omitempty"`
+	// The last sequence of our feed the peer acknowledged.
+	OutboundAcknowledged uint64 `protobuf:"varint,9,opt,name=outbound_acknowledged,json=outboundAcknowledged,proto3" json:"outbound_acknowledged,omitempty"`
+	// The policy version of that acknowledgement.
+	OutboundPolicyVersion int64 `protobuf:"varint,10,opt,name=outbound_policy_version,json=outboundPolicyVersion,proto3" json:"outbound_policy_version,omitempty"`
+	// Views the peer acknowledged.
+	Sent uint64 `protobuf:"varint,11,opt,name=sent,proto3" json:"sent,omitempty"`
+	// Withdrawals the peer acknowledged.
+	SentWithdrawals uint64 `protobuf:"varint,12,opt,name=sent_withdrawals,json=sentWithdrawals,proto3" json:"sent_withdrawals,omitempty"`
+	// Feed entries withheld from the peer.
+	Withheld uint64 `protobuf:"varint,13,opt,name=withheld,proto3" json:"withheld,omitempty"`
+	// When the peer last acknowledged.
+	LastAcknowledgeTime *timestamppb.Timestamp `protobuf:"bytes,14,opt,name=last_acknowledge_time,json=lastAcknowledgeTime,proto3" json:"last_acknowledge_time,omitempty"`
+	unknownFields       protoimpl.UnknownFields
+	sizeCache           protoimpl.SizeCache
+}
+
+func (x *PeerState) Reset() {
+	*x = PeerState{}
+	mi := &file_irx_v1_command_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PeerState) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PeerState) ProtoMessage() {}
+
+func (x *PeerState) ProtoReflect() protoreflect.Message {
+	mi := &file_irx_v1_command_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PeerState.ProtoReflect.Descriptor instead.
+func (*PeerState) Descriptor() ([]byte, []int) {
+	return file_irx_v1_command_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *PeerState) GetInboundCursor() uint64 {
+	if x != nil {
+		return x.InboundCursor
+	}
+	return 0
+}
+
+func (x *PeerState) GetInboundPolicyVersion() int64 {
+	if x != nil {
+		return x.InboundPolicyVersion
+	}
+	return 0
+}
+
+func (x *PeerState) GetInboundHead() uint64 {
+	if x != nil {
+		return x.InboundHead
+	}
+	return 0
+}
+
+func (x *PeerState) GetInboundHeadTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.InboundHeadTime
+	}
+	return nil
+}
+
+func (x *PeerState) GetReceived() uint64 {
+	if x != nil {
+		return x.Received
+	}
+	return 0
+}
+
+func (x *PeerState) GetReceivedWithdrawals() uint64 {
+	if x != nil {
+		return x.ReceivedWithdrawals
+	}
+	return 0
+}
+
+func (x *PeerState) GetRejected() uint64 {
+	if x != nil {
+		return x.Rejected
+	}
+	return 0
+}
+
+func (x *PeerState) GetLastRejection() string {
+	if x != nil {
+		return x.LastRejection
+	}
+	return ""
+}
+
+func (x *PeerState) GetOutboundAcknowledged() uint64 {
+	if x != nil {
+		return x.OutboundAcknowledged
+	}
+	return 0
+}
+
+func (x *PeerState) GetOutboundPolicyVersion() int64 {
+	if x != nil {
+		return x.OutboundPolicyVersion
+	}
+	return 0
+}
+
+func (x *PeerState) GetSent() uint64 {
+	if x != nil {
+		return x.Sent
+	}
+	return 0
+}
+
+func (x *PeerState) GetSentWithdrawals() uint64 {
+	if x != nil {
+		return x.SentWithdrawals
+	}
+	return 0
+}
+
+func (x *PeerState) GetWithheld() uint64 {
+	if x != nil {
+		return x.Withheld
+	}
+	return 0
+}
+
+func (x *PeerState) GetLastAcknowledgeTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.LastAcknowledgeTime
+	}
+	return nil
+}
+
 var File_irx_v1_command_proto protoreflect.FileDescriptor
 
 const file_irx_v1_command_proto_rawDesc = "" +
@@ -1184,13 +1366,14 @@ const file_irx_v1_command_proto_rawDesc = "" +
 	"\x06cursor\x18\x03 \x01(\x04R\x06cursor\x12%\n" +
 	"\x0epolicy_version\x18\x04 \x01(\x03R\rpolicyVersion\x12-\n" +
 	"\aentries\x18\x05 \x03(\v2\x13.irx.v1.LedgerEntryR\aentries\x12\x1a\n" +
-	"\bwithheld\x18\x06 \x01(\x04R\bwithheld\"\xab\x01\n" +
+	"\bwithheld\x18\x06 \x01(\x04R\bwithheld\"\xd2\x01\n" +
 	"\vLedgerEntry\x12\x1f\n" +
 	"\vincident_id\x18\x01 \x01(\tR\n" +
 	"incidentId\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\x03R\aversion\x12\x1a\n" +
 	"\bsequence\x18\x03 \x01(\x04R\bsequence\x12E\n" +
-	"\x11withdrawal_reason\x18\x04 \x01(\x0e2\x18.irx.v1.WithdrawalReasonR\x10withdrawalReason\";\n" +
+	"\x11withdrawal_reason\x18\x04 \x01(\x0e2\x18.irx.v1.WithdrawalReasonR\x10withdrawalReason\x12%\n" +
+	"\x0epolicy_version\x18\x05 \x01(\x03R\rpolicyVersion\";\n" +
 	"\fCommandBatch\x12+\n" +
 	"\bcommands\x18\x01 \x03(\v2\x0f.irx.v1.CommandR\bcommands\"e\n" +
 	"\x10SetPolicyCommand\x120\n" +
@@ -1207,7 +1390,7 @@ const file_irx_v1_command_proto_rawDesc = "" +
 	"\bincident\x18\x01 \x01(\v2\x10.irx.v1.IncidentR\bincident\x12;\n" +
 	"\vupdate_mask\x18\x02 \x01(\v2\x1a.google.protobuf.FieldMaskR\n" +
 	"updateMask\x12)\n" +
-	"\x10expected_version\x18\x03 \x01(\x03R\x0fexpectedVersion\"\xb2\x02\n" +
+	"\x10expected_version\x18\x03 \x01(\x03R\x0fexpectedVersion\"\xf9\x02\n" +
 	"\tFeedEntry\x12\x1a\n" +
 	"\bsequence\x18\x01 \x01(\x04R\bsequence\x12\x1f\n" +
 	"\vincident_id\x18\x02 \x01(\tR\n" +
@@ -1220,7 +1403,24 @@ const file_irx_v1_command_proto_rawDesc = "" +
 	"peerTeamId\x12%\n" +
 	"\x0epolicy_version\x18\a \x01(\x03R\rpolicyVersion\x12;\n" +
 	"\vcommit_time\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"commitTime*\x89\x01\n" +
+	"commitTime\x12E\n" +
+	"\x11withdrawal_reason\x18\t \x01(\x0e2\x18.irx.v1.WithdrawalReasonR\x10withdrawalReason\"\xfd\x04\n" +
+	"\tPeerState\x12%\n" +
+	"\x0einbound_cursor\x18\x01 \x01(\x04R\rinboundCursor\x124\n" +
+	"\x16inbound_policy_version\x18\x02 \x01(\x03R\x14inboundPolicyVersion\x12!\n" +
+	"\finbound_head\x18\x03 \x01(\x04R\vinboundHead\x12F\n" +
+	"\x11inbound_head_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x0finboundHeadTime\x12\x1a\n" +
+	"\breceived\x18\x05 \x01(\x04R\breceived\x121\n" +
+	"\x14received_withdrawals\x18\x06 \x01(\x04R\x13receivedWithdrawals\x12\x1a\n" +
+	"\brejected\x18\a \x01(\x04R\brejected\x12%\n" +
+	"\x0elast_rejection\x18\b \x01(\tR\rlastRejection\x123\n" +
+	"\x15outbound_acknowledged\x18\t \x01(\x04R\x14outboundAcknowledged\x126\n" +
+	"\x17outbound_policy_version\x18\n" +
+	" \x01(\x03R\x15outboundPolicyVersion\x12\x12\n" +
+	"\x04sent\x18\v \x01(\x04R\x04sent\x12)\n" +
+	"\x10sent_withdrawals\x18\f \x01(\x04R\x0fsentWithdrawals\x12\x1a\n" +
+	"\bwithheld\x18\r \x01(\x04R\bwithheld\x12N\n" +
+	"\x15last_acknowledge_time\x18\x0e \x01(\v2\x1a.google.protobuf.TimestampR\x13lastAcknowledgeTime*\x89\x01\n" +
 	"\rFeedEntryKind\x12\x1f\n" +
 	"\x1bFEED_ENTRY_KIND_UNSPECIFIED\x10\x00\x12\x1b\n" +
 	"\x17FEED_ENTRY_KIND_VERSION\x10\x01\x12\x1e\n" +
@@ -1240,7 +1440,7 @@ func file_irx_v1_command_proto_rawDescGZIP() []byte {
 }
 
 var file_irx_v1_command_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_irx_v1_command_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
+var file_irx_v1_command_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
 var file_irx_v1_command_proto_goTypes = []any{
 	(FeedEntryKind)(0),              // 0: irx.v1.FeedEntryKind
 	(*Command)(nil),                 // 1: irx.v1.Command
@@ -1256,16 +1456,17 @@ var file_irx_v1_command_proto_goTypes = []any{
 	(*CreateIncidentCommand)(nil),   // 11: irx.v1.CreateIncidentCommand
 	(*UpdateIncidentCommand)(nil),   // 12: irx.v1.UpdateIncidentCommand
 	(*FeedEntry)(nil),               // 13: irx.v1.FeedEntry
-	(*timestamppb.Timestamp)(nil),   // 14: google.protobuf.Timestamp
-	(*Peer)(nil),                    // 15: irx.v1.Peer
-	(*FeedItem)(nil),                // 16: irx.v1.FeedItem
-	(WithdrawalReason)(0),           // 17: irx.v1.WithdrawalReason
-	(*DisclosurePolicy)(nil),        // 18: irx.v1.DisclosurePolicy
-	(*Incident)(nil),                // 19: irx.v1.Incident
-	(*fieldmaskpb.FieldMask)(nil),   // 20: google.protobuf.FieldMask
+	(*PeerState)(nil),               // 14: irx.v1.PeerState
+	(*timestamppb.Timestamp)(nil),   // 15: google.protobuf.Timestamp
+	(*Peer)(nil),                    // 16: irx.v1.Peer
+	(*FeedItem)(nil),                // 17: irx.v1.FeedItem
+	(WithdrawalReason)(0),           // 18: irx.v1.WithdrawalReason
+	(*DisclosurePolicy)(nil),        // 19: irx.v1.DisclosurePolicy
+	(*Incident)(nil),                // 20: irx.v1.Incident
+	(*fieldmaskpb.FieldMask)(nil),   // 21: google.protobuf.FieldMask
 }
 var file_irx_v1_command_proto_depIdxs = []int32{
-	14, // 0: irx.v1.Command.propose_time:type_name -> google.protobuf.Timestamp
+	15, // 0: irx.v1.Command.propose_time:type_name -> google.protobuf.Timestamp
 	11, // 1: irx.v1.Command.create_incident:type_name -> irx.v1.CreateIncidentCommand
 	12, // 2: irx.v1.Command.update_incident:type_name -> irx.v1.UpdateIncidentCommand
 	10, // 3: irx.v1.Command.leader_noop:type_name -> irx.v1.LeaderNoopCommand
@@ -1276,23 +1477,26 @@ var file_irx_v1_command_proto_depIdxs = []int32{
 	4,  // 8: irx.v1.Command.delete_peer:type_name -> irx.v1.DeletePeerCommand
 	5,  // 9: irx.v1.Command.apply_peer_feed:type_name -> irx.v1.ApplyPeerFeedCommand
 	6,  // 10: irx.v1.Command.acknowledge_peer:type_name -> irx.v1.AcknowledgePeerCommand
-	15, // 11: irx.v1.PutPeerCommand.peer:type_name -> irx.v1.Peer
-	16, // 12: irx.v1.ApplyPeerFeedCommand.items:type_name -> irx.v1.FeedItem
-	14, // 13: irx.v1.ApplyPeerFeedCommand.head_time:type_name -> google.protobuf.Timestamp
+	16, // 11: irx.v1.PutPeerCommand.peer:type_name -> irx.v1.Peer
+	17, // 12: irx.v1.ApplyPeerFeedCommand.items:type_name -> irx.v1.FeedItem
+	15, // 13: irx.v1.ApplyPeerFeedCommand.head_time:type_name -> google.protobuf.Timestamp
 	7,  // 14: irx.v1.AcknowledgePeerCommand.entries:type_name -> irx.v1.LedgerEntry
-	17, // 15: irx.v1.LedgerEntry.withdrawal_reason:type_name -> irx.v1.WithdrawalReason
+	18, // 15: irx.v1.LedgerEntry.withdrawal_reason:type_name -> irx.v1.WithdrawalReason
 	1,  // 16: irx.v1.CommandBatch.commands:type_name -> irx.v1.Command
-	18, // 17: irx.v1.SetPolicyCommand.policy:type_name -> irx.v1.DisclosurePolicy
-	19, // 18: irx.v1.CreateIncidentCommand.incident:type_name -> irx.v1.Incident
-	19, // 19: irx.v1.UpdateIncidentCommand.incident:type_name -> irx.v1.Incident
-	20, // 20: irx.v1.UpdateIncidentCommand.update_mask:type_name -> google.protobuf.FieldMask
+	19, // 17: irx.v1.SetPolicyCommand.policy:type_name -> irx.v1.DisclosurePolicy
+	20, // 18: irx.v1.CreateIncidentCommand.incident:type_name -> irx.v1.Incident
+	20, // 19: irx.v1.UpdateIncidentCommand.incident:type_name -> irx.v1.Incident
+	21, // 20: irx.v1.UpdateIncidentCommand.update_mask:type_name -> google.protobuf.FieldMask
 	0,  // 21: irx.v1.FeedEntry.kind:type_name -> irx.v1.FeedEntryKind
-	14, // 22: irx.v1.FeedEntry.commit_time:type_name -> google.protobuf.Timestamp
-	23, // [23:23] is the sub-list for method output_type
-	23, // [23:23] is the sub-list for method input_type
-	23, // [23:23] is the sub-list for extension type_name
-	23, // [23:23] is the sub-list for extension extendee
-	0,  // [0:23] is the sub-list for field type_name
+	15, // 22: irx.v1.FeedEntry.commit_time:type_name -> google.protobuf.Timestamp
+	18, // 23: irx.v1.FeedEntry.withdrawal_reason:type_name -> irx.v1.WithdrawalReason
+	15, // 24: irx.v1.PeerState.inbound_head_time:type_name -> google.protobuf.Timestamp
+	15, // 25: irx.v1.PeerState.last_acknowledge_time:type_name -> google.protobuf.Timestamp
+	26, // [26:26] is the sub-list for method output_type
+	26, // [26:26] is the sub-list for method input_type
+	26, // [26:26] is the sub-list for extension type_name
+	26, // [26:26] is the sub-list for extension extendee
+	0,  // [0:26] is the sub-list for field type_name
 }
 
 func init() { file_irx_v1_command_proto_init() }
@@ -1322,7 +1526,7 @@ func file_irx_v1_command_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_irx_v1_command_proto_rawDesc), len(file_irx_v1_command_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   13,
+			NumMessages:   14,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

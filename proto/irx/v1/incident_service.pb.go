@@ -832,127 +832,6 @@ func (x *WithdrawIncidentResponse) GetIncident() *Incident {
 	return nil
 }
 
-// HandOffIncidentToPeerRequest is the request of HandOffIncidentToPeer.
-type HandOffIncidentToPeerRequest struct {
-	state protoimpl.MessageState `protogen:"open.v1"`
-	// The incident id. Required; it must be this team's.
-	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
-	// The peer that takes over. Required; the peer receives the incident as
-	// its policy discloses it.
-	PeerTeamId string `protobuf:"bytes,2,opt,name=peer_team_id,json=peerTeamId,proto3" json:"peer_team_id,omitempty"`
-	// Why, for both teams' history.
-	Reason        string `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
-}
-
-func (x *HandOffIncidentToPeerRequest) Reset() {
-	*x = HandOffIncidentToPeerRequest{}
-	mi := &file_irx_v1_incident_service_proto_msgTypes[12]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *HandOffIncidentToPeerRequest) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*HandOffIncidentToPeerRequest) ProtoMessage() {}
-
-func (x *HandOffIncidentToPeerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_incident_service_proto_msgTypes[12]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use HandOffIncidentToPeerRequest.ProtoReflect.Descriptor instead.
-func (*HandOffIncidentToPeerRequest) Descriptor() ([]byte, []int) {
-	return file_irx_v1_incident_service_proto_rawDescGZIP(), []int{12}
-}
-
-func (x *HandOffIncidentToPeerRequest) GetId() string {
-	if x != nil {
-		return x.Id
-	}
-	return ""
-}
-
-func (x *HandOffIncidentToPeerRequest) GetPeerTeamId() string {
-	if x != nil {
-		return x.PeerTeamId
-	}
-	return ""
-}
-
-func (x *HandOffIncidentToPeerRequest) GetReason() string {
-	if x != nil {
-		return x.Reason
-	}
-	return ""
-}
-
-// HandOffIncidentToPeerResponse is the response of HandOffIncidentToPeer.
-type HandOffIncidentToPeerResponse struct {
-	state protoimpl.MessageState `protogen:"open.v1"`
-	// Our incident, now STATUS_FORWARDED with the peer's ticket as an
-	// alternative id.
-	Incident *Incident `protobuf:"bytes,1,opt,name=incident,proto3" json:"incident,omitempty"`
-	// The peer's new incident id.
-	PeerIncidentId string `protobuf:"bytes,2,opt,name=peer_incident_id,json=peerIncidentId,proto3" json:"peer_incident_id,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
-}
-
-func (x *HandOffIncidentToPeerResponse) Reset() {
-	*x = HandOffIncidentToPeerResponse{}
-	mi := &file_irx_v1_incident_service_proto_msgTypes[13]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *HandOffIncidentToPeerResponse) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*HandOffIncidentToPeerResponse) ProtoMessage() {}
-
-func (x *HandOffIncidentToPeerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_incident_service_proto_msgTypes[13]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use HandOffIncidentToPeerResponse.ProtoReflect.Descriptor instead.
-func (*HandOffIncidentToPeerResponse) Descriptor() ([]byte, []int) {
-	return file_irx_v1_incident_service_proto_rawDescGZIP(), []int{13}
-}
-
-func (x *HandOffIncidentToPeerResponse) GetIncident() *Incident {
-	if x != nil {
-		return x.Incident
-	}
-	return nil
-}
-
-func (x *HandOffIncidentToPeerResponse) GetPeerIncidentId() string {
-	if x != nil {
-		return x.PeerIncidentId
-	}
-	return ""
-}
-
 var File_irx_v1_incident_service_proto protoreflect.FileDescriptor
 
 const file_irx_v1_incident_service_proto_rawDesc = "" +
@@ -1008,27 +887,18 @@ const file_irx_v1_incident_service_proto_rawDesc = "" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\"H\n" +
 	"\x18WithdrawIncidentResponse\x12,\n" +
-	"\bincident\x18\x01 \x01(\v2\x10.irx.v1.IncidentR\bincident\"h\n" +
-	"\x1cHandOffIncidentToPeerRequest\x12\x0e\n" +
-	"\x02id\x18\x01 \x01(\tR\x02id\x12 \n" +
-	"\fpeer_team_id\x18\x02 \x01(\tR\n" +
-	"peerTeamId\x12\x16\n" +
-	"\x06reason\x18\x03 \x01(\tR\x06reason\"w\n" +
-	"\x1dHandOffIncidentToPeerResponse\x12,\n" +
-	"\bincident\x18\x01 \x01(\v2\x10.irx.v1.IncidentR\bincident\x12(\n" +
-	"\x10peer_incident_id\x18\x02 \x01(\tR\x0epeerIncidentId*r\n" +
+	"\bincident\x18\x01 \x01(\v2\x10.irx.v1.IncidentR\bincident*r\n" +
 	"\x0fReadConsistency\x12 \n" +
 	"\x1cREAD_CONSISTENCY_UNSPECIFIED\x10\x00\x12!\n" +
 	"\x1dREAD_CONSISTENCY_LINEARIZABLE\x10\x01\x12\x1a\n" +
-	"\x16READ_CONSISTENCY_STALE\x10\x022\xe9\x04\n" +
+	"\x16READ_CONSISTENCY_STALE\x10\x022\x83\x04\n" +
 	"\x0fIncidentService\x12O\n" +
 	"\x0eCreateIncident\x12\x1d.irx.v1.CreateIncidentRequest\x1a\x1e.irx.v1.CreateIncidentResponse\x12F\n" +
 	"\vGetIncident\x12\x1a.irx.v1.GetIncidentRequest\x1a\x1b.irx.v1.GetIncidentResponse\x12L\n" +
 	"\rListIncidents\x12\x1c.irx.v1.ListIncidentsRequest\x1a\x1d.irx.v1.ListIncidentsResponse\x12O\n" +
 	"\x0eUpdateIncident\x12\x1d.irx.v1.UpdateIncidentRequest\x1a\x1e.irx.v1.UpdateIncidentResponse\x12a\n" +
 	"\x14ListIncidentVersions\x12#.irx.v1.ListIncidentVersionsRequest\x1a$.irx.v1.ListIncidentVersionsResponse\x12U\n" +
-	"\x10WithdrawIncident\x12\x1f.irx.v1.WithdrawIncidentRequest\x1a .irx.v1.WithdrawIncidentResponse\x12d\n" +
-	"\x15HandOffIncidentToPeer\x12$.irx.v1.HandOffIncidentToPeerRequest\x1a%.irx.v1.HandOffIncidentToPeerResponseB*Z(github.com/irxfed/irx/proto/irx/v1;irxv1b\x06proto3"
+	"\x10WithdrawIncident\x12\x1f.irx.v1.WithdrawIncidentRequest\x1a .irx.v1.WithdrawIncidentResponseB*Z(github.com/irxfed/irx/proto/irx/v1;irxv1b\x06proto3"
 
 var (
 	file_irx_v1_incident_service_proto_rawDescOnce sync.Once
@@ -1043,66 +913,61 @@ func file_irx_v1_incident_service_proto_rawDescGZIP() []byte {
 }
 
 var file_irx_v1_incident_service_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_irx_v1_incident_service_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
+var file_irx_v1_incident_service_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
 var file_irx_v1_incident_service_proto_goTypes = []any{
-	(ReadConsistency)(0),                  // 0: irx.v1.ReadConsistency
-	(*CreateIncidentRequest)(nil),         // 1: irx.v1.CreateIncidentRequest
-	(*CreateIncidentResponse)(nil),        // 2: irx.v1.CreateIncidentResponse
-	(*GetIncidentRequest)(nil),            // 3: irx.v1.GetIncidentRequest
-	(*GetIncidentResponse)(nil),           // 4: irx.v1.GetIncidentResponse
-	(*ListIncidentsRequest)(nil),          // 5: irx.v1.ListIncidentsRequest
-	(*ListIncidentsResponse)(nil),         // 6: irx.v1.ListIncidentsResponse
-	(*UpdateIncidentRequest)(nil),         // 7: irx.v1.UpdateIncidentRequest
-	(*UpdateIncidentResponse)(nil),        // 8: irx.v1.UpdateIncidentResponse
-	(*ListIncidentVersionsRequest)(nil),   // 9: irx.v1.ListIncidentVersionsRequest
-	(*ListIncidentVersionsResponse)(nil),  // 10: irx.v1.ListIncidentVersionsResponse
-	(*WithdrawIncidentRequest)(nil),       // 11: irx.v1.WithdrawIncidentRequest
-	(*WithdrawIncidentResponse)(nil),      // 12: irx.v1.WithdrawIncidentResponse
-	(*HandOffIncidentToPeerRequest)(nil),  // 13: irx.v1.HandOffIncidentToPeerRequest
-	(*HandOffIncidentToPeerResponse)(nil), // 14: irx.v1.HandOffIncidentToPeerResponse
-	(*Incident)(nil),                      // 15: irx.v1.Incident
-	(Status)(0),                           // 16: irx.v1.Status
-	(Tlp)(0),                              // 17: irx.v1.Tlp
-	(*timestamppb.Timestamp)(nil),         // 18: google.protobuf.Timestamp
-	(*fieldmaskpb.FieldMask)(nil),         // 19: google.protobuf.FieldMask
+	(ReadConsistency)(0),                 // 0: irx.v1.ReadConsistency
+	(*CreateIncidentRequest)(nil),        // 1: irx.v1.CreateIncidentRequest
+	(*CreateIncidentResponse)(nil),       // 2: irx.v1.CreateIncidentResponse
+	(*GetIncidentRequest)(nil),           // 3: irx.v1.GetIncidentRequest
+	(*GetIncidentResponse)(nil),          // 4: irx.v1.GetIncidentResponse
+	(*ListIncidentsRequest)(nil),         // 5: irx.v1.ListIncidentsRequest
+	(*ListIncidentsResponse)(nil),        // 6: irx.v1.ListIncidentsResponse
+	(*UpdateIncidentRequest)(nil),        // 7: irx.v1.UpdateIncidentRequest
+	(*UpdateIncidentResponse)(nil),       // 8: irx.v1.UpdateIncidentResponse
+	(*ListIncidentVersionsRequest)(nil),  // 9: irx.v1.ListIncidentVersionsRequest
+	(*ListIncidentVersionsResponse)(nil), // 10: irx.v1.ListIncidentVersionsResponse
+	(*WithdrawIncidentRequest)(nil),      // 11: irx.v1.WithdrawIncidentRequest
+	(*WithdrawIncidentResponse)(nil),     // 12: irx.v1.WithdrawIncidentResponse
+	(*Incident)(nil),                     // 13: irx.v1.Incident
+	(Status)(0),                          // 14: irx.v1.Status
+	(Tlp)(0),                             // 15: irx.v1.Tlp
+	(*timestamppb.Timestamp)(nil),        // 16: google.protobuf.Timestamp
+	(*fieldmaskpb.FieldMask)(nil),        // 17: google.protobuf.FieldMask
 }
 var file_irx_v1_incident_service_proto_depIdxs = []int32{
-	15, // 0: irx.v1.CreateIncidentRequest.incident:type_name -> irx.v1.Incident
-	15, // 1: irx.v1.CreateIncidentResponse.incident:type_name -> irx.v1.Incident
+	13, // 0: irx.v1.CreateIncidentRequest.incident:type_name -> irx.v1.Incident
+	13, // 1: irx.v1.CreateIncidentResponse.incident:type_name -> irx.v1.Incident
 	0,  // 2: irx.v1.GetIncidentRequest.consistency:type_name -> irx.v1.ReadConsistency
-	15, // 3: irx.v1.GetIncidentResponse.incident:type_name -> irx.v1.Incident
-	16, // 4: irx.v1.ListIncidentsRequest.status:type_name -> irx.v1.Status
-	17, // 5: irx.v1.ListIncidentsRequest.tlp:type_name -> irx.v1.Tlp
-	18, // 6: irx.v1.ListIncidentsRequest.reported_after:type_name -> google.protobuf.Timestamp
-	18, // 7: irx.v1.ListIncidentsRequest.reported_before:type_name -> google.protobuf.Timestamp
+	13, // 3: irx.v1.GetIncidentResponse.incident:type_name -> irx.v1.Incident
+	14, // 4: irx.v1.ListIncidentsRequest.status:type_name -> irx.v1.Status
+	15, // 5: irx.v1.ListIncidentsRequest.tlp:type_name -> irx.v1.Tlp
+	16, // 6: irx.v1.ListIncidentsRequest.reported_after:type_name -> google.protobuf.Timestamp
+	16, // 7: irx.v1.ListIncidentsRequest.reported_before:type_name -> google.protobuf.Timestamp
 	0,  // 8: irx.v1.ListIncidentsRequest.consistency:type_name -> irx.v1.ReadConsistency
-	15, // 9: irx.v1.ListIncidentsResponse.incidents:type_name -> irx.v1.Incident
-	15, // 10: irx.v1.UpdateIncidentRequest.incident:type_name -> irx.v1.Incident
-	19, // 11: irx.v1.UpdateIncidentRequest.update_mask:type_name -> google.protobuf.FieldMask
-	15, // 12: irx.v1.UpdateIncidentResponse.incident:type_name -> irx.v1.Incident
+	13, // 9: irx.v1.ListIncidentsResponse.incidents:type_name -> irx.v1.Incident
+	13, // 10: irx.v1.UpdateIncidentRequest.incident:type_name -> irx.v1.Incident
+	17, // 11: irx.v1.UpdateIncidentRequest.update_mask:type_name -> google.protobuf.FieldMask
+	13, // 12: irx.v1.UpdateIncidentResponse.incident:type_name -> irx.v1.Incident
 	0,  // 13: irx.v1.ListIncidentVersionsRequest.consistency:type_name -> irx.v1.ReadConsistency
-	15, // 14: irx.v1.ListIncidentVersionsResponse.incidents:type_name -> irx.v1.Incident
-	15, // 15: irx.v1.WithdrawIncidentResponse.incident:type_name -> irx.v1.Incident
-	15, // 16: irx.v1.HandOffIncidentToPeerResponse.incident:type_name -> irx.v1.Incident
-	1,  // 17: irx.v1.IncidentService.CreateIncident:input_type -> irx.v1.CreateIncidentRequest
-	3,  // 18: irx.v1.IncidentService.GetIncident:input_type -> irx.v1.GetIncidentRequest
-	5,  // 19: irx.v1.IncidentService.ListIncidents:input_type -> irx.v1.ListIncidentsRequest
-	7,  // 20: irx.v1.IncidentService.UpdateIncident:input_type -> irx.v1.UpdateIncidentRequest
-	9,  // 21: irx.v1.IncidentService.ListIncidentVersions:input_type -> irx.v1.ListIncidentVersionsRequest
-	11, // 22: irx.v1.IncidentService.WithdrawIncident:input_type -> irx.v1.WithdrawIncidentRequest
-	13, // 23: irx.v1.IncidentService.HandOffIncidentToPeer:input_type -> irx.v1.HandOffIncidentToPeerRequest
-	2,  // 24: irx.v1.IncidentService.CreateIncident:output_type -> irx.v1.CreateIncidentResponse
-	4,  // 25: irx.v1.IncidentService.GetIncident:output_type -> irx.v1.GetIncidentResponse
-	6,  // 26: irx.v1.IncidentService.ListIncidents:output_type -> irx.v1.ListIncidentsResponse
-	8,  // 27: irx.v1.IncidentService.UpdateIncident:output_type -> irx.v1.UpdateIncidentResponse
-	10, // 28: irx.v1.IncidentService.ListIncidentVersions:output_type -> irx.v1.ListIncidentVersionsResponse
-	12, // 29: irx.v1.IncidentService.WithdrawIncident:output_type -> irx.v1.WithdrawIncidentResponse
-	14, // 30: irx.v1.IncidentService.HandOffIncidentToPeer:output_type -> irx.v1.HandOffIncidentToPeerResponse
-	24, // [24:31] is the sub-list for method output_type
-	17, // [17:24] is the sub-list for method input_type
-	17, // [17:17] is the sub-list for extension type_name
-	17, // [17:17] is the sub-list for extension extendee
-	0,  // [0:17] is the sub-list for field type_name
+	13, // 14: irx.v1.ListIncidentVersionsResponse.incidents:type_name -> irx.v1.Incident
+	13, // 15: irx.v1.WithdrawIncidentResponse.incident:type_name -> irx.v1.Incident
+	1,  // 16: irx.v1.IncidentService.CreateIncident:input_type -> irx.v1.CreateIncidentRequest
+	3,  // 17: irx.v1.IncidentService.GetIncident:input_type -> irx.v1.GetIncidentRequest
+	5,  // 18: irx.v1.IncidentService.ListIncidents:input_type -> irx.v1.ListIncidentsRequest
+	7,  // 19: irx.v1.IncidentService.UpdateIncident:input_type -> irx.v1.UpdateIncidentRequest
+	9,  // 20: irx.v1.IncidentService.ListIncidentVersions:input_type -> irx.v1.ListIncidentVersionsRequest
+	11, // 21: irx.v1.IncidentService.WithdrawIncident:input_type -> irx.v1.WithdrawIncidentRequest
+	2,  // 22: irx.v1.IncidentService.CreateIncident:output_type -> irx.v1.CreateIncidentResponse
+	4,  // 23: irx.v1.IncidentService.GetIncident:output_type -> irx.v1.GetIncidentResponse
+	6,  // 24: irx.v1.IncidentService.ListIncidents:output_type -> irx.v1.ListIncidentsResponse
+	8,  // 25: irx.v1.IncidentService.UpdateIncident:output_type -> irx.v1.UpdateIncidentResponse
+	10, // 26: irx.v1.IncidentService.ListIncidentVersions:output_type -> irx.v1.ListIncidentVersionsResponse
+	12, // 27: irx.v1.IncidentService.WithdrawIncident:output_type -> irx.v1.WithdrawIncidentResponse
+	22, // [22:28] is the sub-list for method output_type
+	16, // [16:22] is the sub-list for method input_type
+	16, // [16:16] is the sub-list for extension type_name
+	16, // [16:16] is the sub-list for extension extendee
+	0,  // [0:16] is the sub-list for field type_name
 }
 
 func init() { file_irx_v1_incident_service_proto_init() }
@@ -1117,7 +982,7 @@ func file_irx_v1_incident_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_irx_v1_incident_service_proto_rawDesc), len(file_irx_v1_incident_service_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   14,
+			NumMessages:   12,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -19,13 +19,12 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	IncidentService_CreateIncident_FullMethodName        = "/irx.v1.IncidentService/CreateIncident"
-	IncidentService_GetIncident_FullMethodName           = "/irx.v1.IncidentService/GetIncident"
-	IncidentService_ListIncidents_FullMethodName         = "/irx.v1.IncidentService/ListIncidents"
-	IncidentService_UpdateIncident_FullMethodName        = "/irx.v1.IncidentService/UpdateIncident"
-	IncidentService_ListIncidentVersions_FullMethodName  = "/irx.v1.IncidentService/ListIncidentVersions"
-	IncidentService_WithdrawIncident_FullMethodName      = "/irx.v1.IncidentService/WithdrawIncident"
-	IncidentService_HandOffIncidentToPeer_FullMethodName = "/irx.v1.IncidentService/HandOffIncidentToPeer"
+	IncidentService_CreateIncident_FullMethodName       = "/irx.v1.IncidentService/CreateIncident"
+	IncidentService_GetIncident_FullMethodName          = "/irx.v1.IncidentService/GetIncident"
+	IncidentService_ListIncidents_FullMethodName        = "/irx.v1.IncidentService/ListIncidents"
+	IncidentService_UpdateIncident_FullMethodName       = "/irx.v1.IncidentService/UpdateIncident"
+	IncidentService_ListIncidentVersions_FullMethodName = "/irx.v1.IncidentService/ListIncidentVersions"
+	IncidentService_WithdrawIncident_FullMethodName     = "/irx.v1.IncidentService/WithdrawIncident"
 )
 
 // IncidentServiceClient is the client API for IncidentService service.
@@ -50,10 +49,6 @@ type IncidentServiceClient interface {
 	// every team it was re-shared to, is told to delete its copy. The record
 	// stays here, marked withdrawn, for the audit.
 	WithdrawIncident(ctx context.Context, in *WithdrawIncidentRequest, opts ...grpc.CallOption) (*WithdrawIncidentResponse, error)
-	// Hands coordination of one of this team's incidents to a peer team
-	// (RFC 2350 section 3.4.2): the peer records it under its own ticket,
-	// and both tickets reference each other as alternative ids.
-	HandOffIncidentToPeer(ctx context.Context, in *HandOffIncidentToPeerRequest, opts ...grpc.CallOption) (*HandOffIncidentToPeerResponse, error)
 }
 
 type incidentServiceClient struct {
@@ -124,16 +119,6 @@ func (c *incidentServiceClient) WithdrawIncident(ctx context.Context, in *Withdr
 	return out, nil
 }
 
-func (c *incidentServiceClient) HandOffIncidentToPeer(ctx context.Context, in *HandOffIncidentToPeerRequest, opts ...grpc.CallOption) (*HandOffIncidentToPeerResponse, error) {
-	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	out := new(HandOffIncidentToPeerResponse)
-	err := c.cc.Invoke(ctx, IncidentService_HandOffIncidentToPeer_FullMethodName, in, out, cOpts...)
-	if err != nil {
-		return nil, err
-	}
-	return out, nil
-}
-
 // IncidentServiceServer is the server API for IncidentService service.
 // All implementations must embed UnimplementedIncidentServiceServer
 // for forward compatibility.
@@ -156,10 +141,6 @@ type IncidentServiceServer interface {
 	// every team it was re-shared to, is told to delete its copy. The record
 	// stays here, marked withdrawn, for the audit.
 	WithdrawIncident(context.Context, *WithdrawIncidentRequest) (*WithdrawIncidentResponse, error)
-	// Hands coordination of one of this team's incidents to a peer team
-	// (RFC 2350 section 3.4.2): the peer records it under its own ticket,
-	// and both tickets reference each other as alternative ids.
-	HandOffIncidentToPeer(context.Context, *HandOffIncidentToPeerRequest) (*HandOffIncidentToPeerResponse, error)
 	mustEmbedUnimplementedIncidentServiceServer()
 }
 
@@ -187,9 +168,6 @@ func (UnimplementedIncidentServiceServer) ListIncidentVersions(context.Context, 
 }
 func (UnimplementedIncidentServiceServer) WithdrawIncident(context.Context, *WithdrawIncidentRequest) (*WithdrawIncidentResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method WithdrawIncident not implemented")
-}
-func (UnimplementedIncidentServiceServer) HandOffIncidentToPeer(context.Context, *HandOffIncidentToPeerRequest) (*HandOffIncidentToPeerResponse, error) {
-	return nil, status.Error(codes.Unimplemented, "method HandOffIncidentToPeer not implemented")
 }
 func (UnimplementedIncidentServiceServer) mustEmbedUnimplementedIncidentServiceServer() {}
 func (UnimplementedIncidentServiceServer) testEmbeddedByValue()                         {}
@@ -320,24 +298,6 @@ func _IncidentService_WithdrawIncident_Handler(srv interface{}, ctx context.Cont
 	return interceptor(ctx, in, info, handler)
 }
 
-func _IncidentService_HandOffIncidentToPeer_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
-	in := new(HandOffIncidentToPeerRequest)
-	if err := dec(in); err != nil {
-		return nil, err
-	}
-	if interceptor == nil {
-		return srv.(IncidentServiceServer).HandOffIncidentToPeer(ctx, in)
-	}
-	info := &grpc.UnaryServerInfo{
-		Server:     srv,
-		FullMethod: IncidentService_HandOffIncidentToPeer_FullMethodName,
-	}
-	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
-		return srv.(IncidentServiceServer).HandOffIncidentToPeer(ctx, req.(*HandOffIncidentToPeerRequest))
-	}
-	return interceptor(ctx, in, info, handler)
-}
-
 // IncidentService_ServiceDesc is the grpc.ServiceDesc for IncidentService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -368,10 +328,6 @@ var IncidentService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "WithdrawIncident",
 			Handler:    _IncidentService_WithdrawIncident_Handler,
-		},
-		{
-			MethodName: "HandOffIncidentToPeer",
-			Handler:    _IncidentService_HandOffIncidentToPeer_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

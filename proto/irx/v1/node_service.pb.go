@@ -76,7 +76,9 @@ type ProposeResponse struct {
 	// success.
 	ErrorStatus []byte `protobuf:"bytes,2,opt,name=error_status,json=errorStatus,proto3" json:"error_status,omitempty"`
 	// The policy version the command stored, for SetPolicyCommand.
-	Policy        *DisclosurePolicy `protobuf:"bytes,3,opt,name=policy,proto3" json:"policy,omitempty"`
+	Policy *DisclosurePolicy `protobuf:"bytes,3,opt,name=policy,proto3" json:"policy,omitempty"`
+	// The peer the command stored, for PutPeerCommand.
+	Peer          *Peer `protobuf:"bytes,4,opt,name=peer,proto3" json:"peer,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -128,6 +130,13 @@ func (x *ProposeResponse) GetErrorStatus() []byte {
 func (x *ProposeResponse) GetPolicy() *DisclosurePolicy {
 	if x != nil {
 		return x.Policy
+	}
+	return nil
+}
+
+func (x *ProposeResponse) GetPeer() *Peer {
+	if x != nil {
+		return x.Peer
 	}
 	return nil
 }
@@ -329,13 +338,14 @@ var File_irx_v1_node_service_proto protoreflect.FileDescriptor
 
 const file_irx_v1_node_service_proto_rawDesc = "" +
 	"\n" +
-	"\x19irx/v1/node_service.proto\x12\x06irx.v1\x1a\x1cirx/v1/cluster_service.proto\x1a\x14irx/v1/command.proto\x1a\x15irx/v1/incident.proto\x1a\x13irx/v1/policy.proto\";\n" +
+	"\x19irx/v1/node_service.proto\x12\x06irx.v1\x1a\x1cirx/v1/cluster_service.proto\x1a\x14irx/v1/command.proto\x1a\x15irx/v1/incident.proto\x1a\x19irx/v1/peer_service.proto\x1a\x13irx/v1/policy.proto\";\n" +
 	"\x0eProposeRequest\x12)\n" +
-	"\acommand\x18\x01 \x01(\v2\x0f.irx.v1.CommandR\acommand\"\x94\x01\n" +
+	"\acommand\x18\x01 \x01(\v2\x0f.irx.v1.CommandR\acommand\"\xb6\x01\n" +
 	"\x0fProposeResponse\x12,\n" +
 	"\bincident\x18\x01 \x01(\v2\x10.irx.v1.IncidentR\bincident\x12!\n" +
 	"\ferror_status\x18\x02 \x01(\fR\verrorStatus\x120\n" +
-	"\x06policy\x18\x03 \x01(\v2\x18.irx.v1.DisclosurePolicyR\x06policy\"\x12\n" +
+	"\x06policy\x18\x03 \x01(\v2\x18.irx.v1.DisclosurePolicyR\x06policy\x12 \n" +
+	"\x04peer\x18\x04 \x01(\v2\f.irx.v1.PeerR\x04peer\"\x12\n" +
 	"\x10ReadIndexRequest\"2\n" +
 	"\x11ReadIndexResponse\x12\x1d\n" +
 	"\n" +
@@ -374,24 +384,26 @@ var file_irx_v1_node_service_proto_goTypes = []any{
 	(*Command)(nil),               // 6: irx.v1.Command
 	(*Incident)(nil),              // 7: irx.v1.Incident
 	(*DisclosurePolicy)(nil),      // 8: irx.v1.DisclosurePolicy
-	(NodeRole)(0),                 // 9: irx.v1.NodeRole
+	(*Peer)(nil),                  // 9: irx.v1.Peer
+	(NodeRole)(0),                 // 10: irx.v1.NodeRole
 }
 var file_irx_v1_node_service_proto_depIdxs = []int32{
-	6, // 0: irx.v1.ProposeRequest.command:type_name -> irx.v1.Command
-	7, // 1: irx.v1.ProposeResponse.incident:type_name -> irx.v1.Incident
-	8, // 2: irx.v1.ProposeResponse.policy:type_name -> irx.v1.DisclosurePolicy
-	9, // 3: irx.v1.GetNodeStatusResponse.role:type_name -> irx.v1.NodeRole
-	0, // 4: irx.v1.NodeService.Propose:input_type -> irx.v1.ProposeRequest
-	2, // 5: irx.v1.NodeService.ReadIndex:input_type -> irx.v1.ReadIndexRequest
-	4, // 6: irx.v1.NodeService.GetNodeStatus:input_type -> irx.v1.GetNodeStatusRequest
-	1, // 7: irx.v1.NodeService.Propose:output_type -> irx.v1.ProposeResponse
-	3, // 8: irx.v1.NodeService.ReadIndex:output_type -> irx.v1.ReadIndexResponse
-	5, // 9: irx.v1.NodeService.GetNodeStatus:output_type -> irx.v1.GetNodeStatusResponse
-	7, // [7:10] is the sub-list for method output_type
-	4, // [4:7] is the sub-list for method input_type
-	4, // [4:4] is the sub-list for extension type_name
-	4, // [4:4] is the sub-list for extension extendee
-	0, // [0:4] is the sub-list for field type_name
+	6,  // 0: irx.v1.ProposeRequest.command:type_name -> irx.v1.Command
+	7,  // 1: irx.v1.ProposeResponse.incident:type_name -> irx.v1.Incident
+	8,  // 2: irx.v1.ProposeResponse.policy:type_name -> irx.v1.DisclosurePolicy
+	9,  // 3: irx.v1.ProposeResponse.peer:type_name -> irx.v1.Peer
+	10, // 4: irx.v1.GetNodeStatusResponse.role:type_name -> irx.v1.NodeRole
+	0,  // 5: irx.v1.NodeService.Propose:input_type -> irx.v1.ProposeRequest
+	2,  // 6: irx.v1.NodeService.ReadIndex:input_type -> irx.v1.ReadIndexRequest
+	4,  // 7: irx.v1.NodeService.GetNodeStatus:input_type -> irx.v1.GetNodeStatusRequest
+	1,  // 8: irx.v1.NodeService.Propose:output_type -> irx.v1.ProposeResponse
+	3,  // 9: irx.v1.NodeService.ReadIndex:output_type -> irx.v1.ReadIndexResponse
+	5,  // 10: irx.v1.NodeService.GetNodeStatus:output_type -> irx.v1.GetNodeStatusResponse
+	8,  // [8:11] is the sub-list for method output_type
+	5,  // [5:8] is the sub-list for method input_type
+	5,  // [5:5] is the sub-list for extension type_name
+	5,  // [5:5] is the sub-list for extension extendee
+	0,  // [0:5] is the sub-list for field type_name
 }
 
 func init() { file_irx_v1_node_service_proto_init() }
@@ -402,6 +414,7 @@ func file_irx_v1_node_service_proto_init() {
 	file_irx_v1_cluster_service_proto_init()
 	file_irx_v1_command_proto_init()
 	file_irx_v1_incident_proto_init()
+	file_irx_v1_peer_service_proto_init()
 	file_irx_v1_policy_proto_init()
 	type x struct{}
 	out := protoimpl.TypeBuilder{

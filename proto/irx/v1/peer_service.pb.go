@@ -38,7 +38,7 @@ type Peer struct {
 	// naming team_id, are accepted from the peer. Required.
 	CaCertificatePem string `protobuf:"bytes,4,opt,name=ca_certificate_pem,json=caCertificatePem,proto3" json:"ca_certificate_pem,omitempty"`
 	// Output only. SHA-256 fingerprint of the pinned CA certificate
-	// ("sha256:<hex>"), to compare with the one the peer announced.
+	// ("SHA256:<hex>", as irxctl pki bundle prints it), to compare with the one the peer announced.
 	CaFingerprint string `protobuf:"bytes,5,opt,name=ca_fingerprint,json=caFingerprint,proto3" json:"ca_fingerprint,omitempty"`
 	// Set to stop following the peer's feed and refuse its connections
 	// without deleting it.
@@ -188,8 +188,8 @@ type PeerStatus struct {
 	InboundHead uint64 `protobuf:"varint,4,opt,name=inbound_head,json=inboundHead,proto3" json:"inbound_head,omitempty"`
 	// inbound_head - inbound_cursor.
 	InboundLagRecords uint64 `protobuf:"varint,5,opt,name=inbound_lag_records,json=inboundLagRecords,proto3" json:"inbound_lag_records,omitempty"`
-	// How far behind the peer's feed we are, in seconds: the age of the
-	// oldest entry we have not applied, 0 when caught up.
+	// How long the peer's newest entry has waited for us, in seconds: now
+	// minus the time the peer committed inbound_head; 0 when caught up.
 	InboundLagSeconds float64 `protobuf:"fixed64,6,opt,name=inbound_lag_seconds,json=inboundLagSeconds,proto3" json:"inbound_lag_seconds,omitempty"`
 	// The last sequence of our feed the peer acknowledged.
 	OutboundAcknowledged uint64 `protobuf:"varint,7,opt,name=outbound_acknowledged,json=outboundAcknowledged,proto3" json:"outbound_acknowledged,omitempty"`
@@ -845,11 +845,132 @@ func (*DeletePeerResponse) Descriptor() ([]byte, []int) {
 	return file_irx_v1_peer_service_proto_rawDescGZIP(), []int{11}
 }
 
+// HandOffIncidentToPeerRequest is the request of HandOffIncidentToPeer.
+type HandOffIncidentToPeerRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The incident id. Required; it must be this team's.
+	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// The peer that takes over. Required; the peer receives the incident as
+	// its policy discloses it.
+	PeerTeamId string `protobuf:"bytes,2,opt,name=peer_team_id,json=peerTeamId,proto3" json:"peer_team_id,omitempty"`
+	// Why, for both teams' history.
+	Reason        string `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HandOffIncidentToPeerRequest) Reset() {
+	*x = HandOffIncidentToPeerRequest{}
+	mi := &file_irx_v1_peer_service_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HandOffIncidentToPeerRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HandOffIncidentToPeerRequest) ProtoMessage() {}
+
+func (x *HandOffIncidentToPeerRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_irx_v1_peer_service_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HandOffIncidentToPeerRequest.ProtoReflect.Descriptor instead.
+func (*HandOffIncidentToPeerRequest) Descriptor() ([]byte, []int) {
+	return file_irx_v1_peer_service_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *HandOffIncidentToPeerRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *HandOffIncidentToPeerRequest) GetPeerTeamId() string {
+	if x != nil {
+		return x.PeerTeamId
+	}
+	return ""
+}
+
+func (x *HandOffIncidentToPeerRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+// HandOffIncidentToPeerResponse is the response of HandOffIncidentToPeer.
+type HandOffIncidentToPeerResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Our incident, now STATUS_FORWARDED with the peer's ticket as an
+	// alternative id.
+	Incident *Incident `protobuf:"bytes,1,opt,name=incident,proto3" json:"incident,omitempty"`
+	// The peer's new incident id.
+	PeerIncidentId string `protobuf:"bytes,2,opt,name=peer_incident_id,json=peerIncidentId,proto3" json:"peer_incident_id,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *HandOffIncidentToPeerResponse) Reset() {
+	*x = HandOffIncidentToPeerResponse{}
+	mi := &file_irx_v1_peer_service_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HandOffIncidentToPeerResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HandOffIncidentToPeerResponse) ProtoMessage() {}
+
+func (x *HandOffIncidentToPeerResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_irx_v1_peer_service_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HandOffIncidentToPeerResponse.ProtoReflect.Descriptor instead.
+func (*HandOffIncidentToPeerResponse) Descriptor() ([]byte, []int) {
+	return file_irx_v1_peer_service_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *HandOffIncidentToPeerResponse) GetIncident() *Incident {
+	if x != nil {
+		return x.Incident
+	}
+	return nil
+}
+
+func (x *HandOffIncidentToPeerResponse) GetPeerIncidentId() string {
+	if x != nil {
+		return x.PeerIncidentId
+	}
+	return ""
+}
+
 var File_irx_v1_peer_service_proto protoreflect.FileDescriptor
 
 const file_irx_v1_peer_service_proto_rawDesc = "" +
 	"\n" +
-	"\x19irx/v1/peer_service.proto\x12\x06irx.v1\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x13irx/v1/policy.proto\"\x99\x04\n" +
+	"\x19irx/v1/peer_service.proto\x12\x06irx.v1\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x15irx/v1/incident.proto\x1a\x13irx/v1/policy.proto\"\x99\x04\n" +
 	"\x04Peer\x12\x17\n" +
 	"\ateam_id\x18\x01 \x01(\tR\x06teamId\x12!\n" +
 	"\fdisplay_name\x18\x02 \x01(\tR\vdisplayName\x12\x1c\n" +
@@ -910,7 +1031,15 @@ const file_irx_v1_peer_service_proto_rawDesc = "" +
 	"\x04peer\x18\x01 \x01(\v2\f.irx.v1.PeerR\x04peer\",\n" +
 	"\x11DeletePeerRequest\x12\x17\n" +
 	"\ateam_id\x18\x01 \x01(\tR\x06teamId\"\x14\n" +
-	"\x12DeletePeerResponse2\xda\x02\n" +
+	"\x12DeletePeerResponse\"h\n" +
+	"\x1cHandOffIncidentToPeerRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12 \n" +
+	"\fpeer_team_id\x18\x02 \x01(\tR\n" +
+	"peerTeamId\x12\x16\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\"w\n" +
+	"\x1dHandOffIncidentToPeerResponse\x12,\n" +
+	"\bincident\x18\x01 \x01(\v2\x10.irx.v1.IncidentR\bincident\x12(\n" +
+	"\x10peer_incident_id\x18\x02 \x01(\tR\x0epeerIncidentId2\xc0\x03\n" +
 	"\vPeerService\x12C\n" +
 	"\n" +
 	"CreatePeer\x12\x19.irx.v1.CreatePeerRequest\x1a\x1a.irx.v1.CreatePeerResponse\x12:\n" +
@@ -919,7 +1048,8 @@ const file_irx_v1_peer_service_proto_rawDesc = "" +
 	"\n" +
 	"UpdatePeer\x12\x19.irx.v1.UpdatePeerRequest\x1a\x1a.irx.v1.UpdatePeerResponse\x12C\n" +
 	"\n" +
-	"DeletePeer\x12\x19.irx.v1.DeletePeerRequest\x1a\x1a.irx.v1.DeletePeerResponseB*Z(github.com/irxfed/irx/proto/irx/v1;irxv1b\x06proto3"
+	"DeletePeer\x12\x19.irx.v1.DeletePeerRequest\x1a\x1a.irx.v1.DeletePeerResponse\x12d\n" +
+	"\x15HandOffIncidentToPeer\x12$.irx.v1.HandOffIncidentToPeerRequest\x1a%.irx.v1.HandOffIncidentToPeerResponseB*Z(github.com/irxfed/irx/proto/irx/v1;irxv1b\x06proto3"
 
 var (
 	file_irx_v1_peer_service_proto_rawDescOnce sync.Once
@@ -933,55 +1063,61 @@ func file_irx_v1_peer_service_proto_rawDescGZIP() []byte {
 	return file_irx_v1_peer_service_proto_rawDescData
 }
 
-var file_irx_v1_peer_service_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
+var file_irx_v1_peer_service_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
 var file_irx_v1_peer_service_proto_goTypes = []any{
-	(*Peer)(nil),                  // 0: irx.v1.Peer
-	(*PeerStatus)(nil),            // 1: irx.v1.PeerStatus
-	(*CreatePeerRequest)(nil),     // 2: irx.v1.CreatePeerRequest
-	(*CreatePeerResponse)(nil),    // 3: irx.v1.CreatePeerResponse
-	(*GetPeerRequest)(nil),        // 4: irx.v1.GetPeerRequest
-	(*GetPeerResponse)(nil),       // 5: irx.v1.GetPeerResponse
-	(*ListPeersRequest)(nil),      // 6: irx.v1.ListPeersRequest
-	(*ListPeersResponse)(nil),     // 7: irx.v1.ListPeersResponse
-	(*UpdatePeerRequest)(nil),     // 8: irx.v1.UpdatePeerRequest
-	(*UpdatePeerResponse)(nil),    // 9: irx.v1.UpdatePeerResponse
-	(*DeletePeerRequest)(nil),     // 10: irx.v1.DeletePeerRequest
-	(*DeletePeerResponse)(nil),    // 11: irx.v1.DeletePeerResponse
-	(RecipientClass)(0),           // 12: irx.v1.RecipientClass
-	(*Constituency)(nil),          // 13: irx.v1.Constituency
-	(*timestamppb.Timestamp)(nil), // 14: google.protobuf.Timestamp
-	(*fieldmaskpb.FieldMask)(nil), // 15: google.protobuf.FieldMask
+	(*Peer)(nil),                          // 0: irx.v1.Peer
+	(*PeerStatus)(nil),                    // 1: irx.v1.PeerStatus
+	(*CreatePeerRequest)(nil),             // 2: irx.v1.CreatePeerRequest
+	(*CreatePeerResponse)(nil),            // 3: irx.v1.CreatePeerResponse
+	(*GetPeerRequest)(nil),                // 4: irx.v1.GetPeerRequest
+	(*GetPeerResponse)(nil),               // 5: irx.v1.GetPeerResponse
+	(*ListPeersRequest)(nil),              // 6: irx.v1.ListPeersRequest
+	(*ListPeersResponse)(nil),             // 7: irx.v1.ListPeersResponse
+	(*UpdatePeerRequest)(nil),             // 8: irx.v1.UpdatePeerRequest
+	(*UpdatePeerResponse)(nil),            // 9: irx.v1.UpdatePeerResponse
+	(*DeletePeerRequest)(nil),             // 10: irx.v1.DeletePeerRequest
+	(*DeletePeerResponse)(nil),            // 11: irx.v1.DeletePeerResponse
+	(*HandOffIncidentToPeerRequest)(nil),  // 12: irx.v1.HandOffIncidentToPeerRequest
+	(*HandOffIncidentToPeerResponse)(nil), // 13: irx.v1.HandOffIncidentToPeerResponse
+	(RecipientClass)(0),                   // 14: irx.v1.RecipientClass
+	(*Constituency)(nil),                  // 15: irx.v1.Constituency
+	(*timestamppb.Timestamp)(nil),         // 16: google.protobuf.Timestamp
+	(*fieldmaskpb.FieldMask)(nil),         // 17: google.protobuf.FieldMask
+	(*Incident)(nil),                      // 18: irx.v1.Incident
 }
 var file_irx_v1_peer_service_proto_depIdxs = []int32{
-	12, // 0: irx.v1.Peer.recipient_class:type_name -> irx.v1.RecipientClass
-	13, // 1: irx.v1.Peer.constituency:type_name -> irx.v1.Constituency
+	14, // 0: irx.v1.Peer.recipient_class:type_name -> irx.v1.RecipientClass
+	15, // 1: irx.v1.Peer.constituency:type_name -> irx.v1.Constituency
 	1,  // 2: irx.v1.Peer.status:type_name -> irx.v1.PeerStatus
-	14, // 3: irx.v1.Peer.create_time:type_name -> google.protobuf.Timestamp
-	14, // 4: irx.v1.Peer.update_time:type_name -> google.protobuf.Timestamp
-	14, // 5: irx.v1.PeerStatus.last_error_time:type_name -> google.protobuf.Timestamp
-	14, // 6: irx.v1.PeerStatus.last_acknowledge_time:type_name -> google.protobuf.Timestamp
+	16, // 3: irx.v1.Peer.create_time:type_name -> google.protobuf.Timestamp
+	16, // 4: irx.v1.Peer.update_time:type_name -> google.protobuf.Timestamp
+	16, // 5: irx.v1.PeerStatus.last_error_time:type_name -> google.protobuf.Timestamp
+	16, // 6: irx.v1.PeerStatus.last_acknowledge_time:type_name -> google.protobuf.Timestamp
 	0,  // 7: irx.v1.CreatePeerRequest.peer:type_name -> irx.v1.Peer
 	0,  // 8: irx.v1.CreatePeerResponse.peer:type_name -> irx.v1.Peer
 	0,  // 9: irx.v1.GetPeerResponse.peer:type_name -> irx.v1.Peer
 	0,  // 10: irx.v1.ListPeersResponse.peers:type_name -> irx.v1.Peer
 	0,  // 11: irx.v1.UpdatePeerRequest.peer:type_name -> irx.v1.Peer
-	15, // 12: irx.v1.UpdatePeerRequest.update_mask:type_name -> google.protobuf.FieldMask
+	17, // 12: irx.v1.UpdatePeerRequest.update_mask:type_name -> google.protobuf.FieldMask
 	0,  // 13: irx.v1.UpdatePeerResponse.peer:type_name -> irx.v1.Peer
-	2,  // 14: irx.v1.PeerService.CreatePeer:input_type -> irx.v1.CreatePeerRequest
-	4,  // 15: irx.v1.PeerService.GetPeer:input_type -> irx.v1.GetPeerRequest
-	6,  // 16: irx.v1.PeerService.ListPeers:input_type -> irx.v1.ListPeersRequest
-	8,  // 17: irx.v1.PeerService.UpdatePeer:input_type -> irx.v1.UpdatePeerRequest
-	10, // 18: irx.v1.PeerService.DeletePeer:input_type -> irx.v1.DeletePeerRequest
-	3,  // 19: irx.v1.PeerService.CreatePeer:output_type -> irx.v1.CreatePeerResponse
-	5,  // 20: irx.v1.PeerService.GetPeer:output_type -> irx.v1.GetPeerResponse
-	7,  // 21: irx.v1.PeerService.ListPeers:output_type -> irx.v1.ListPeersResponse
-	9,  // 22: irx.v1.PeerService.UpdatePeer:output_type -> irx.v1.UpdatePeerResponse
-	11, // 23: irx.v1.PeerService.DeletePeer:output_type -> irx.v1.DeletePeerResponse
-	19, // [19:24] is the sub-list for method output_type
-	14, // [14:19] is the sub-list for method input_type
-	14, // [14:14] is the sub-list for extension type_name
-	14, // [14:14] is the sub-list for extension extendee
-	0,  // [0:14] is the sub-list for field type_name
+	18, // 14: irx.v1.HandOffIncidentToPeerResponse.incident:type_name -> irx.v1.Incident
+	2,  // 15: irx.v1.PeerService.CreatePeer:input_type -> irx.v1.CreatePeerRequest
+	4,  // 16: irx.v1.PeerService.GetPeer:input_type -> irx.v1.GetPeerRequest
+	6,  // 17: irx.v1.PeerService.ListPeers:input_type -> irx.v1.ListPeersRequest
+	8,  // 18: irx.v1.PeerService.UpdatePeer:input_type -> irx.v1.UpdatePeerRequest
+	10, // 19: irx.v1.PeerService.DeletePeer:input_type -> irx.v1.DeletePeerRequest
+	12, // 20: irx.v1.PeerService.HandOffIncidentToPeer:input_type -> irx.v1.HandOffIncidentToPeerRequest
+	3,  // 21: irx.v1.PeerService.CreatePeer:output_type -> irx.v1.CreatePeerResponse
+	5,  // 22: irx.v1.PeerService.GetPeer:output_type -> irx.v1.GetPeerResponse
+	7,  // 23: irx.v1.PeerService.ListPeers:output_type -> irx.v1.ListPeersResponse
+	9,  // 24: irx.v1.PeerService.UpdatePeer:output_type -> irx.v1.UpdatePeerResponse
+	11, // 25: irx.v1.PeerService.DeletePeer:output_type -> irx.v1.DeletePeerResponse
+	13, // 26: irx.v1.PeerService.HandOffIncidentToPeer:output_type -> irx.v1.HandOffIncidentToPeerResponse
+	21, // [21:27] is the sub-list for method output_type
+	15, // [15:21] is the sub-list for method input_type
+	15, // [15:15] is the sub-list for extension type_name
+	15, // [15:15] is the sub-list for extension extendee
+	0,  // [0:15] is the sub-list for field type_name
 }
 
 func init() { file_irx_v1_peer_service_proto_init() }
@@ -989,6 +1125,7 @@ func file_irx_v1_peer_service_proto_init() {
 	if File_irx_v1_peer_service_proto != nil {
 		return
 	}
+	file_irx_v1_incident_proto_init()
 	file_irx_v1_policy_proto_init()
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -996,7 +1133,7 @@ func file_irx_v1_peer_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_irx_v1_peer_service_proto_rawDesc), len(file_irx_v1_peer_service_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   12,
+			NumMessages:   14,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

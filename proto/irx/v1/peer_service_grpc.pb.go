@@ -19,11 +19,12 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	PeerService_CreatePeer_FullMethodName = "/irx.v1.PeerService/CreatePeer"
-	PeerService_GetPeer_FullMethodName    = "/irx.v1.PeerService/GetPeer"
-	PeerService_ListPeers_FullMethodName  = "/irx.v1.PeerService/ListPeers"
-	PeerService_UpdatePeer_FullMethodName = "/irx.v1.PeerService/UpdatePeer"
-	PeerService_DeletePeer_FullMethodName = "/irx.v1.PeerService/DeletePeer"
+	PeerService_CreatePeer_FullMethodName            = "/irx.v1.PeerService/CreatePeer"
+	PeerService_GetPeer_FullMethodName               = "/irx.v1.PeerService/GetPeer"
+	PeerService_ListPeers_FullMethodName             = "/irx.v1.PeerService/ListPeers"
+	PeerService_UpdatePeer_FullMethodName            = "/irx.v1.PeerService/UpdatePeer"
+	PeerService_DeletePeer_FullMethodName            = "/irx.v1.PeerService/DeletePeer"
+	PeerService_HandOffIncidentToPeer_FullMethodName = "/irx.v1.PeerService/HandOffIncidentToPeer"
 )
 
 // PeerServiceClient is the client API for PeerService service.
@@ -45,6 +46,10 @@ type PeerServiceClient interface {
 	// Removes a peer: its feed is no longer followed and it can no longer
 	// connect. What it received stays in the disclosure ledger.
 	DeletePeer(ctx context.Context, in *DeletePeerRequest, opts ...grpc.CallOption) (*DeletePeerResponse, error)
+	// Hands coordination of one of this team's incidents to a peer team
+	// (RFC 2350 section 3.4.2): the peer records it under its own ticket,
+	// and both tickets reference each other as alternative ids.
+	HandOffIncidentToPeer(ctx context.Context, in *HandOffIncidentToPeerRequest, opts ...grpc.CallOption) (*HandOffIncidentToPeerResponse, error)
 }
 
 type peerServiceClient struct {
@@ -105,6 +110,16 @@ func (c *peerServiceClient) DeletePeer(ctx context.Context, in *DeletePeerReques
 	return out, nil
 }
 
+func (c *peerServiceClient) HandOffIncidentToPeer(ctx context.Context, in *HandOffIncidentToPeerRequest, opts ...grpc.CallOption) (*HandOffIncidentToPeerResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(HandOffIncidentToPeerResponse)
+	err := c.cc.Invoke(ctx, PeerService_HandOffIncidentToPeer_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // PeerServiceServer is the server API for PeerService service.
 // All implementations must embed UnimplementedPeerServiceServer
 // for forward compatibility.
@@ -124,6 +139,10 @@ type PeerServiceServer interface {
 	// Removes a peer: its feed is no longer followed and it can no longer
 	// connect. What it received stays in the disclosure ledger.
 	DeletePeer(context.Context, *DeletePeerRequest) (*DeletePeerResponse, error)
+	// Hands coordination of one of this team's incidents to a peer team
+	// (RFC 2350 section 3.4.2): the peer records it under its own ticket,
+	// and both tickets reference each other as alternative ids.
+	HandOffIncidentToPeer(context.Context, *HandOffIncidentToPeerRequest) (*HandOffIncidentToPeerResponse, error)
 	mustEmbedUnimplementedPeerServiceServer()
 }
 
@@ -148,6 +167,9 @@ func (UnimplementedPeerServiceServer) UpdatePeer(context.Context, *UpdatePeerReq
 }
 func (UnimplementedPeerServiceServer) DeletePeer(context.Context, *DeletePeerRequest) (*DeletePeerResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method DeletePeer not implemented")
+}
+func (UnimplementedPeerServiceServer) HandOffIncidentToPeer(context.Context, *HandOffIncidentToPeerRequest) (*HandOffIncidentToPeerResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method HandOffIncidentToPeer not implemented")
 }
 func (UnimplementedPeerServiceServer) mustEmbedUnimplementedPeerServiceServer() {}
 func (UnimplementedPeerServiceServer) testEmbeddedByValue()                     {}
@@ -260,6 +282,24 @@ func _PeerService_DeletePeer_Handler(srv interface{}, ctx context.Context, dec f
 	return interceptor(ctx, in, info, handler)
 }
 
+func _PeerService_HandOffIncidentToPeer_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(HandOffIncidentToPeerRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(PeerServiceServer).HandOffIncidentToPeer(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: PeerService_HandOffIncidentToPeer_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(PeerServiceServer).HandOffIncidentToPeer(ctx, req.(*HandOffIncidentToPeerRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // PeerService_ServiceDesc is the grpc.ServiceDesc for PeerService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -286,6 +326,10 @@ var PeerService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "DeletePeer",
 			Handler:    _PeerService_DeletePeer_Handler,
+		},
+		{
+			MethodName: "HandOffIncidentToPeer",
+			Handler:    _PeerService_HandOffIncidentToPeer_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

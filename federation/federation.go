@@ -1,0 +1,302 @@
+// Package federation connects a team to its peer teams: the peer-facing
+// listener that authenticates peers by pinned CA and team id, the feed it
+// serves them through their disclosure policy, the puller that follows
+// their feeds on the team's leader, and the operator services that manage
+// and audit all of it (PeerService, AuditService).
+package federation
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/peer"
+	"google.golang.org/grpc/status"
+
+	"github.com/irxfed/irx/node"
+	"github.com/irxfed/irx/node/fsm"
+	"github.com/irxfed/irx/node/pki"
+	"github.com/irxfed/irx/policy"
+	irxv1 "github.com/irxfed/irx/proto/irx/v1"
+)
+
+// DefaultAddr is the peer-facing listener of the embedded default.
+const DefaultAddr = "127.0.0.1:7401"
+
+// MaxMessageBytes bounds what the peer-facing listener reads and what a
+// puller accepts: a feed response carries many views.
+const MaxMessageBytes = 64 << 20
+
+// Config configures a team's federation.
+type Config struct {
+	// Addr is the peer-facing listener (mutual TLS always).
+	Addr string
+	// BatchItems is how many feed items a puller asks for per response.
+	BatchItems int
+	// RetryMax caps the backoff between a puller's reconnection attempts.
+	RetryMax time.Duration
+}
+
+func (c Config) withDefaults() Config {
+	if c.Addr == "" {
+		c.Addr = DefaultAddr
+	}
+	if c.BatchItems <= 0 {
+		c.BatchItems = 512
+	}
+	if c.RetryMax <= 0 {
+		c.RetryMax = 5 * time.Second
+	}
+	return c
+}
+
+// Federation is one node's part in its team's federation. Every node
+// serves the peer-facing API; only the leader runs the pullers.
+type Federation struct {
+	cfg   Config
+	node  *node.Node
+	state *fsm.FSM
+	log   *slog.Logger
+
+	policies policyCache
+	journals journals
+	pullers  *pullers
+
+	listener net.Listener
+	server   *grpc.Server
+	stop     chan struct{}
+	wg       sync.WaitGroup
+}
+
+// New returns a federation to wire into a node: pass Services as
+// node.Config.Services, then call Start with the started node.
+func New(cfg Config) *Federation {
+	f := &Federation{cfg: cfg.withDefaults(), stop: make(chan struct{})}
+	f.policies.compiled = map[policyRef]*policy.Compiled{}
+	f.journals.byPeer = map[string]*journal{}
+	f.pullers = newPullers(f)
+	return f
+}
+
+// Services registers PeerService and AuditService on the node's operator
+// API and intra-cluster server.
+func (f *Federation) Services(n *node.Node, s grpc.ServiceRegistrar) {
+	f.node, f.state = n, n.State()
+	irxv1.RegisterPeerServiceServer(s, &peerService{f: f})
+	irxv1.RegisterAuditServiceServer(s, &auditService{f: f})
+}
+
+// Start binds the peer-facing listener and starts following peers while
+// this node leads.
+func (f *Federation) Start(n *node.Node) error {
+	f.node, f.state, f.log = n, n.State(), n.Logger().With("component", "federation")
+	ln, err := net.Listen("tcp", f.cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("federation listener %s: %w", f.cfg.Addr, err)
+	}
+	f.listener = ln
+	f.server = grpc.NewServer(
+		grpc.Creds(credentials.NewTLS(f.serverTLS())),
+		grpc.MaxRecvMsgSize(MaxMessageBytes),
+		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second}),
+		grpc.ChainUnaryInterceptor(f.authenticateUnary),
+		grpc.ChainStreamInterceptor(f.authenticateStream),
+	)
+	irxv1.RegisterFederationServiceServer(f.server, &federationService{f: f})
+	f.wg.Add(2)
+	go func() {
+		defer f.wg.Done()
+		if err := f.server.Serve(ln); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+			f.log.Error("federation listener stopped", "error", err)
+		}
+	}()
+	go func() {
+		defer f.wg.Done()
+		f.pullers.run(f.stop)
+	}()
+	f.log.Info("federation listening", "addr", ln.Addr().String())
+	return nil
+}
+
+// Addr is the bound peer-facing address.
+func (f *Federation) Addr() net.Addr { return f.listener.Addr() }
+
+// Close stops the pullers and the peer-facing listener.
+func (f *Federation) Close() error {
+	select {
+	case <-f.stop:
+		return nil
+	default:
+	}
+	close(f.stop)
+	if f.server != nil {
+		stopped := make(chan struct{})
+		go func() { f.server.GracefulStop(); close(stopped) }()
+		select {
+		case <-stopped:
+		case <-time.After(3 * time.Second):
+			f.server.Stop()
+		}
+	}
+	f.wg.Wait()
+	return nil
+}
+
+// serverTLS accepts a client only if its chain verifies against the CA
+// pinned for the peer its certificate names, and that peer is enabled. The
+// check runs in the handshake, so nothing of an unknown caller reaches a
+// handler.
+func (f *Federation) serverTLS() *tls.Config {
+	return &tls.Config{
+		MinVersion: tls.VersionTLS13,
+		ClientAuth: tls.RequireAnyClientCert,
+		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+			return f.node.Certificate().Certificate()
+		},
+		VerifyConnection: func(cs tls.ConnectionState) error {
+			_, err := f.verifyPeer(cs.PeerCertificates, x509.ExtKeyUsageClientAuth)
+			if err != nil {
+				f.log.Warn("refused a peer connection", "error", err)
+			}
+			return err
+		},
+	}
+}
+
+// verifyPeer checks a peer's certificate chain against the CA pinned for
+// the team it names and returns its identity.
+func (f *Federation) verifyPeer(chain []*x509.Certificate, usage x509.ExtKeyUsage) (pki.Identity, error) {
+	if len(chain) == 0 {
+		return pki.Identity{}, errors.New("no certificate presented")
+	}
+	claimed, err := pki.IdentityFromCert(chain[0])
+	if err != nil {
+		return pki.Identity{}, fmt.Errorf("peer certificate: %w", err)
+	}
+	p, err := f.state.Peer(claimed.Team)
+	if err != nil {
+		return pki.Identity{}, fmt.Errorf("certificate of %s: %q is not a configured peer", claimed, claimed.Team)
+	}
+	if p.GetDisabled() {
+		return pki.Identity{}, fmt.Errorf("certificate of %s: peer %q is disabled", claimed, claimed.Team)
+	}
+	pool, err := pki.NewCertPool([]byte(p.GetCaCertificatePem()))
+	if err != nil {
+		return pki.Identity{}, fmt.Errorf("pinned CA of peer %q: %w", p.GetTeamId(), err)
+	}
+	id, err := pki.VerifyCert(chain, pool, usage)
+	if err != nil {
+		return pki.Identity{}, fmt.Errorf("certificate of %s does not verify against the CA pinned for %q: %w", claimed, p.GetTeamId(), err)
+	}
+	if id.Team != p.GetTeamId() || id.Kind != pki.KindNode {
+		return pki.Identity{}, fmt.Errorf("certificate of %s is not a node of peer %q", id, p.GetTeamId())
+	}
+	return id, nil
+}
+
+type callerKey struct{}
+
+// caller is the authenticated peer team of a federation call.
+func caller(ctx context.Context) string {
+	team, _ := ctx.Value(callerKey{}).(string)
+	return team
+}
+
+// authenticate re-reads the verified identity and checks the peer is
+// still configured: a peer deleted or disabled after the handshake loses
+// access on its next call.
+func (f *Federation) authenticate(ctx context.Context) (context.Context, error) {
+	p, ok := peer.FromContext(ctx)
+	if !ok {
+		return nil, status.Error(codes.Unauthenticated, "no peer information")
+	}
+	info, ok := p.AuthInfo.(credentials.TLSInfo)
+	if !ok {
+		return nil, status.Error(codes.Unauthenticated, "a client certificate from a peer team is required")
+	}
+	id, err := f.verifyPeer(info.State.PeerCertificates, x509.ExtKeyUsageClientAuth)
+	if err != nil {
+		return nil, status.Error(codes.PermissionDenied, err.Error())
+	}
+	return context.WithValue(ctx, callerKey{}, id.Team), nil
+}
+
+func (f *Federation) authenticateUnary(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	ctx, err := f.authenticate(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return handler(ctx, req)
+}
+
+type authenticatedStream struct {
+	grpc.ServerStream
+	ctx context.Context
+}
+
+func (s authenticatedStream) Context() context.Context { return s.ctx }
+
+func (f *Federation) authenticateStream(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+	ctx, err := f.authenticate(ss.Context())
+	if err != nil {
+		return err
+	}
+	return handler(srv, authenticatedStream{ServerStream: ss, ctx: ctx})
+}
+
+// policyCache holds compiled policies by peer and version: versions are
+// immutable and a peer's pseudonym key never changes, so entries never go
+// stale.
+type policyCache struct {
+	mu       sync.Mutex
+	compiled map[policyRef]*policy.Compiled
+}
+
+type policyRef struct {
+	peer    string
+	version int64
+}
+
+// policy returns the compiled version of a peer's policy (0: latest). A
+// peer without a policy gets nil: Disclose then withholds everything.
+func (f *Federation) policy(peer string, version int64) (*policy.Compiled, error) {
+	p, err := f.state.Policy(peer, version)
+	if errors.Is(err, fsm.ErrNotFound) && version == 0 {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	ref := policyRef{peer, p.GetVersion()}
+	f.policies.mu.Lock()
+	c, ok := f.policies.compiled[ref]
+	f.policies.mu.Unlock()
+	if ok {
+		return c, nil
+	}
+	key, err := f.state.PseudonymKey(peer)
+	if err != nil {
+		return nil, err
+	}
+	c, err = policy.Compile(p, key)
+	if err != nil {
+		return nil, fmt.Errorf("policy %d for %s: %w", p.GetVersion(), peer, err)
+	}
+	f.policies.mu.Lock()
+	if len(f.policies.compiled) > 1024 {
+		clear(f.policies.compiled)
+	}
+	f.policies.compiled[ref] = c
+	f.policies.mu.Unlock()
+	return c, nil
+}

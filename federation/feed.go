@@ -1,0 +1,263 @@
+package federation
+
+import (
+	"errors"
+	"slices"
+	"sync"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/irxfed/irx/node/fsm"
+	"github.com/irxfed/irx/policy"
+	irxv1 "github.com/irxfed/irx/proto/irx/v1"
+)
+
+// outcome is what one feed entry gives one peer. A policy entry can give
+// several (one withdrawal per record the new policy takes back).
+type outcome struct {
+	item   *irxv1.FeedItem    // nil: nothing is sent
+	ledger *irxv1.LedgerEntry // what the peer will have acknowledged; nil when nothing is sent
+}
+
+// feedWalker computes a peer's view of the team's feed, entry by entry, in
+// order. It must see entries in order: whether a withheld version means
+// "nothing" or "withdraw your copy" depends on what the peer holds, which
+// the walk itself changes.
+type feedWalker struct {
+	f        *Federation
+	peer     string
+	compiled *policy.Compiled // nil: no policy, nothing is disclosed
+	version  int64
+	// held overrides the acknowledged holdings (fsm held/) with what this
+	// walk sent since the peer's last acknowledgement.
+	held map[string]bool
+	// withheld counts entries that carried a record the policy withheld.
+	withheld uint64
+}
+
+func newWalker(f *Federation, peer string, compiled *policy.Compiled) *feedWalker {
+	w := &feedWalker{f: f, peer: peer, compiled: compiled, held: map[string]bool{}}
+	if compiled != nil {
+		w.version = compiled.Version()
+	}
+	return w
+}
+
+func (w *feedWalker) holds(id string) (bool, error) {
+	if h, ok := w.held[id]; ok {
+		return h, nil
+	}
+	v, err := w.f.state.HeldVersion(w.peer, id)
+	return v > 0, err
+}
+
+// view is what the peer receives of inc, or nil. Its provenance is the one
+// the peer stores: the peer appended to the path, this team as sender, and
+// the re-share terms the policy grants.
+func (w *feedWalker) view(inc *irxv1.Incident) *irxv1.Incident {
+	if w.compiled == nil {
+		return nil
+	}
+	v, ex := policy.Disclose(inc, w.compiled)
+	if v == nil {
+		return nil
+	}
+	return w.f.stamp(v, inc, w.peer, ex.GetReshare())
+}
+
+// stamp gives a view its provenance as the receiving peer stores it. The
+// view shares sub-messages with inc, so its provenance is a new message.
+func (f *Federation) stamp(view, inc *irxv1.Incident, peer string, terms *irxv1.ReshareTerms) *irxv1.Incident {
+	prov := inc.GetProvenance()
+	origin := prov.GetOriginTeam()
+	if origin == "" {
+		origin = f.node.TeamID()
+	}
+	view.Provenance = &irxv1.Provenance{
+		OriginTeam:   origin,
+		Path:         append(slices.Clip(prov.GetPath()), peer),
+		ReceivedFrom: f.node.TeamID(),
+		Reshare:      proto.CloneOf(terms),
+	}
+	return view
+}
+
+func (w *feedWalker) withdrawal(seq uint64, e *irxv1.FeedEntry, id string, version int64, reason irxv1.WithdrawalReason) outcome {
+	return outcome{
+		item: &irxv1.FeedItem{Sequence: seq, CommitTime: e.GetCommitTime(), Kind: &irxv1.FeedItem_Withdrawal{
+			Withdrawal: &irxv1.IncidentWithdrawal{IncidentId: id, Version: version, Reason: reason},
+		}},
+		ledger: &irxv1.LedgerEntry{IncidentId: id, Version: version, Sequence: seq, WithdrawalReason: reason, PolicyVersion: w.version},
+	}
+}
+
+// entry computes what one feed entry gives the peer.
+func (w *feedWalker) entry(e *irxv1.FeedEntry) ([]outcome, error) {
+	seq := e.GetSequence()
+	switch e.GetKind() {
+	case irxv1.FeedEntryKind_FEED_ENTRY_KIND_VERSION:
+		inc, err := w.f.state.Get(e.GetIncidentId(), e.GetVersion())
+		if errors.Is(err, fsm.ErrNotFound) {
+			return nil, nil // a foreign copy deleted since; its withdrawal entry follows
+		}
+		if err != nil {
+			return nil, err
+		}
+		if v := w.view(inc); v != nil {
+			w.held[e.GetIncidentId()] = true
+			return []outcome{{
+				item:   &irxv1.FeedItem{Sequence: seq, CommitTime: e.GetCommitTime(), Kind: &irxv1.FeedItem_Incident{Incident: v}},
+				ledger: &irxv1.LedgerEntry{IncidentId: e.GetIncidentId(), Version: e.GetVersion(), Sequence: seq, PolicyVersion: w.version},
+			}}, nil
+		}
+		w.withheld++
+		held, err := w.holds(e.GetIncidentId())
+		if err != nil || !held {
+			return nil, err
+		}
+		// The peer holds an older version this one may not replace: the
+		// record's TLP, restriction or taxonomy changed under the policy.
+		w.held[e.GetIncidentId()] = false
+		return []outcome{w.withdrawal(seq, e, e.GetIncidentId(), e.GetVersion(), irxv1.WithdrawalReason_WITHDRAWAL_REASON_POLICY)}, nil
+
+	case irxv1.FeedEntryKind_FEED_ENTRY_KIND_WITHDRAWAL:
+		held, err := w.holds(e.GetIncidentId())
+		if err != nil || !held {
+			return nil, err
+		}
+		w.held[e.GetIncidentId()] = false
+		return []outcome{w.withdrawal(seq, e, e.GetIncidentId(), e.GetVersion(), e.GetWithdrawalReason())}, nil
+
+	case irxv1.FeedEntryKind_FEED_ENTRY_KIND_POLICY:
+		if e.GetPeerTeamId() != w.peer {
+			return nil, nil
+		}
+		return w.policyChanged(e)
+	}
+	return nil, nil
+}
+
+// policyChanged moves the walk to the peer's newest policy and withdraws
+// every record the peer holds that it no longer discloses.
+func (w *feedWalker) policyChanged(e *irxv1.FeedEntry) ([]outcome, error) {
+	if e.GetPolicyVersion() > w.version {
+		c, err := w.f.policy(w.peer, 0)
+		if err != nil {
+			return nil, err
+		}
+		w.compiled, w.version = c, c.Version()
+	}
+	var ids []string
+	err := w.f.state.HeldIncidents(w.peer, func(id string) error {
+		if _, overridden := w.held[id]; !overridden {
+			ids = append(ids, id)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	for id, h := range w.held {
+		if h {
+			ids = append(ids, id)
+		}
+	}
+	slices.Sort(ids) // the map's order is random; the stream must not be
+	var out []outcome
+	for _, id := range ids {
+		inc, err := w.f.state.Get(id, 0)
+		if errors.Is(err, fsm.ErrNotFound) {
+			continue // deleted here; its own withdrawal entry covers it
+		}
+		if err != nil {
+			return nil, err
+		}
+		if w.view(inc) != nil {
+			continue
+		}
+		w.held[id] = false
+		out = append(out, w.withdrawal(e.GetSequence(), e, id, inc.GetVersion(), irxv1.WithdrawalReason_WITHDRAWAL_REASON_POLICY))
+	}
+	return out, nil
+}
+
+// journals remember, per peer, the ledger entries a stream produced until
+// the peer acknowledges them, so an acknowledgement records exactly what
+// was sent without computing it again.
+type journals struct {
+	mu     sync.Mutex
+	byPeer map[string]*journal
+}
+
+type journal struct {
+	session  uint64
+	start    uint64 // the cursor the stream started at
+	end      uint64 // the last sequence recorded
+	entries  []*irxv1.LedgerEntry
+	withheld []uint64 // per sequence recorded, parallel to seqs
+	seqs     []uint64
+	version  []int64
+}
+
+// maxJournal bounds a journal; past it acknowledgements recompute.
+const maxJournal = 1 << 17
+
+func (j *journals) begin(peer string, cursor uint64) uint64 {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	var session uint64 = 1
+	if old := j.byPeer[peer]; old != nil {
+		session = old.session + 1
+	}
+	j.byPeer[peer] = &journal{session: session, start: cursor, end: cursor}
+	return session
+}
+
+// record adds the outcomes of the entries up to seq under a policy version.
+func (j *journals) record(peer string, session, seq uint64, outs []outcome, withheld uint64, version int64) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	jr := j.byPeer[peer]
+	if jr == nil || jr.session != session {
+		return // a newer stream of the same peer took over
+	}
+	if len(jr.entries) > maxJournal {
+		delete(j.byPeer, peer)
+		return
+	}
+	for _, o := range outs {
+		if o.ledger != nil {
+			jr.entries = append(jr.entries, o.ledger)
+		}
+	}
+	jr.seqs = append(jr.seqs, seq)
+	jr.withheld = append(jr.withheld, withheld)
+	jr.version = append(jr.version, version)
+	jr.end = seq
+}
+
+// take returns the ledger of (from, to] if the journal covers it, and
+// forgets it.
+func (j *journals) take(peer string, from, to uint64) (entries []*irxv1.LedgerEntry, withheld uint64, version int64, ok bool) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	jr := j.byPeer[peer]
+	if jr == nil || jr.start != from || jr.end < to {
+		return nil, 0, 0, false
+	}
+	n := 0
+	for n < len(jr.entries) && jr.entries[n].GetSequence() <= to {
+		n++
+	}
+	entries = slices.Clone(jr.entries[:n])
+	jr.entries = jr.entries[n:]
+	k := 0
+	for k < len(jr.seqs) && jr.seqs[k] <= to {
+		withheld += jr.withheld[k]
+		version = jr.version[k]
+		k++
+	}
+	jr.seqs, jr.withheld, jr.version = jr.seqs[k:], jr.withheld[k:], jr.version[k:]
+	jr.start = to
+	return entries, withheld, version, true
+}

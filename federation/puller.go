@@ -1,0 +1,339 @@
+package federation
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/irxfed/irx/node/pki"
+	irxv1 "github.com/irxfed/irx/proto/irx/v1"
+)
+
+// maxCommandBytes bounds one ApplyPeerFeedCommand: a response of large
+// views is applied as several Raft entries.
+const maxCommandBytes = 4 << 20
+
+// pullers runs one puller per enabled peer while this node leads, and
+// keeps what only the leader knows about each: whether it is connected,
+// and the last error.
+type pullers struct {
+	f       *Federation
+	mu      sync.Mutex
+	running map[string]*puller
+	live    map[string]*live
+}
+
+type puller struct {
+	config string // what the puller was started with; a change restarts it
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+type live struct {
+	connected   bool
+	endpoint    string
+	head        uint64
+	headTime    *timestamppb.Timestamp
+	lastErr     string
+	lastErrTime time.Time
+}
+
+func newPullers(f *Federation) *pullers {
+	return &pullers{f: f, running: map[string]*puller{}, live: map[string]*live{}}
+}
+
+// run reconciles the running pullers with the peers and this node's role
+// until stop is closed.
+func (p *pullers) run(stop <-chan struct{}) {
+	tick := time.NewTicker(250 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		p.reconcile()
+		select {
+		case <-stop:
+			p.stopAll()
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+func (p *pullers) reconcile() {
+	want := map[string]*irxv1.Peer{}
+	if p.f.node.IsLeader() {
+		token := ""
+		for {
+			page, next, err := p.f.state.Peers(500, token)
+			if err != nil {
+				p.f.log.Error("list peers", "error", err)
+				return
+			}
+			for _, peer := range page {
+				if !peer.GetDisabled() && len(peer.GetEndpoints()) > 0 {
+					want[peer.GetTeamId()] = peer
+				}
+			}
+			if token = next; token == "" {
+				break
+			}
+		}
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for team, r := range p.running {
+		if peer, ok := want[team]; !ok || configOf(peer) != r.config {
+			r.cancel()
+			<-r.done
+			delete(p.running, team)
+			if l := p.live[team]; l != nil {
+				l.connected = false
+			}
+		}
+	}
+	for team, peer := range want {
+		if _, ok := p.running[team]; ok {
+			continue
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		r := &puller{config: configOf(peer), cancel: cancel, done: make(chan struct{})}
+		p.running[team] = r
+		if p.live[team] == nil {
+			p.live[team] = &live{}
+		}
+		go func() {
+			defer close(r.done)
+			p.follow(ctx, peer)
+		}()
+	}
+}
+
+func configOf(p *irxv1.Peer) string {
+	return fmt.Sprint(p.GetEndpoints(), p.GetCaCertificatePem(), p.GetUpdateTime().AsTime())
+}
+
+func (p *pullers) stopAll() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for team, r := range p.running {
+		r.cancel()
+		<-r.done
+		delete(p.running, team)
+	}
+}
+
+// status is the leader-only part of a peer's status; ok is false when this
+// node runs no puller for it.
+func (p *pullers) status(team string) (live, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	l, ok := p.live[team]
+	_, running := p.running[team]
+	if !ok || !running {
+		return live{}, false
+	}
+	return *l, true
+}
+
+func (p *pullers) update(team string, fn func(*live)) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if l := p.live[team]; l != nil {
+		fn(l)
+	}
+}
+
+// follow pulls the peer's feed until ctx ends, reconnecting with backoff
+// and moving to the peer's next endpoint after each failure.
+func (p *pullers) follow(ctx context.Context, peer *irxv1.Peer) {
+	log := p.f.log.With("peer", peer.GetTeamId())
+	backoff := 100 * time.Millisecond
+	for i := 0; ctx.Err() == nil; i++ {
+		endpoint := peer.GetEndpoints()[i%len(peer.GetEndpoints())]
+		progressed, err := p.pull(ctx, peer, endpoint)
+		if ctx.Err() != nil {
+			return
+		}
+		p.update(peer.GetTeamId(), func(l *live) {
+			l.connected = false
+			l.lastErr, l.lastErrTime = fmt.Sprintf("%s: %v", endpoint, err), time.Now()
+		})
+		log.Warn("following the peer's feed failed; retrying", "endpoint", endpoint, "error", err, "retry_in", backoff)
+		if progressed {
+			backoff = 100 * time.Millisecond
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, p.f.cfg.RetryMax)
+	}
+}
+
+// dial connects to a peer endpoint, verifying the server's chain against
+// the CA pinned for the peer and that it is a node of that team.
+func (f *Federation) dial(peer *irxv1.Peer, endpoint string) (*grpc.ClientConn, error) {
+	pool, err := pki.NewCertPool([]byte(peer.GetCaCertificatePem()))
+	if err != nil {
+		return nil, fmt.Errorf("pinned CA of %s: %w", peer.GetTeamId(), err)
+	}
+	team := peer.GetTeamId()
+	tlsConf, err := pki.ClientConfig(f.node.Certificate(), pool, func(id pki.Identity) error {
+		if id.Team != team || id.Kind != pki.KindNode {
+			return fmt.Errorf("%s answered at %s, not a node of %q", id, endpoint, team)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return grpc.NewClient(endpoint,
+		grpc.WithTransportCredentials(credentials.NewTLS(tlsConf)),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(MaxMessageBytes)))
+}
+
+// pull follows the feed from one endpoint until the stream fails. Each
+// response is applied together with the new cursor in one Raft entry,
+// then acknowledged.
+func (p *pullers) pull(ctx context.Context, peer *irxv1.Peer, endpoint string) (progressed bool, err error) {
+	f, team := p.f, peer.GetTeamId()
+	conn, err := f.dial(peer, endpoint)
+	if err != nil {
+		return false, err
+	}
+	defer conn.Close()
+	client := irxv1.NewFederationServiceClient(conn)
+	st, err := f.state.PeerState(team)
+	if err != nil {
+		return false, err
+	}
+	cursor, version := st.GetInboundCursor(), st.GetInboundPolicyVersion()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stream, err := client.Subscribe(ctx, &irxv1.SubscribeRequest{Cursor: cursor, CursorPolicyVersion: version, MaxItems: int32(f.cfg.BatchItems)})
+	if err != nil {
+		return false, err
+	}
+	acks := newAcker(client)
+	defer acks.close()
+	for {
+		resp, err := stream.Recv()
+		if err != nil {
+			return progressed, err
+		}
+		p.update(team, func(l *live) {
+			l.connected, l.endpoint, l.lastErr = true, endpoint, ""
+			l.head, l.headTime = resp.GetHead(), resp.GetHeadTime()
+		})
+		if resp.GetCursor() <= cursor {
+			continue // a heartbeat, or nothing new
+		}
+		for _, cmd := range splitFeed(team, cursor, resp) {
+			res, err := f.node.Propose(ctx, &irxv1.Command{Kind: &irxv1.Command_ApplyPeerFeed{ApplyPeerFeed: cmd}})
+			if err == nil {
+				err = res.Err
+			}
+			if err != nil {
+				if isStaleCursor(err) {
+					return progressed, fmt.Errorf("our cursor moved under us (another leader applied the batch): resubscribing: %w", err)
+				}
+				return progressed, fmt.Errorf("apply batch %d..%d: %w", cmd.GetFromCursor(), cmd.GetCursor(), err)
+			}
+			cursor = cmd.GetCursor()
+		}
+		progressed = true
+		acks.set(cursor, resp.GetPolicyVersion())
+	}
+}
+
+// splitFeed turns a response into commands of bounded size, each starting
+// at the previous one's cursor. It cuts only between sequences, so every
+// item of one feed entry is applied together.
+func splitFeed(team string, from uint64, resp *irxv1.SubscribeResponse) []*irxv1.ApplyPeerFeedCommand {
+	newCmd := func(start uint64) *irxv1.ApplyPeerFeedCommand {
+		return &irxv1.ApplyPeerFeedCommand{
+			PeerTeamId: team, FromCursor: start, PolicyVersion: resp.GetPolicyVersion(),
+			Head: resp.GetHead(), HeadTime: resp.GetHeadTime(),
+		}
+	}
+	var out []*irxv1.ApplyPeerFeedCommand
+	cur, size := newCmd(from), 0
+	items := resp.GetItems()
+	for i, item := range items {
+		cur.Items = append(cur.Items, item)
+		size += proto.Size(item)
+		lastOfSeq := i+1 == len(items) || items[i+1].GetSequence() != item.GetSequence()
+		if size >= maxCommandBytes && lastOfSeq && i+1 < len(items) {
+			cur.Cursor = item.GetSequence()
+			out = append(out, cur)
+			cur, size = newCmd(cur.Cursor), 0
+		}
+	}
+	cur.Cursor = resp.GetCursor()
+	return append(out, cur)
+}
+
+// acker acknowledges the latest applied cursor in the background, so the
+// pull loop never waits on the peer's ledger commit. Acknowledgements are
+// cumulative: a skipped one is covered by the next.
+type acker struct {
+	client  irxv1.FederationServiceClient
+	mu      sync.Mutex
+	cursor  uint64
+	version int64
+	wake    chan struct{}
+	stop    chan struct{}
+	done    chan struct{}
+}
+
+func newAcker(client irxv1.FederationServiceClient) *acker {
+	a := &acker{client: client, wake: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
+	go a.run()
+	return a
+}
+
+func (a *acker) set(cursor uint64, version int64) {
+	a.mu.Lock()
+	a.cursor, a.version = cursor, version
+	a.mu.Unlock()
+	select {
+	case a.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (a *acker) run() {
+	defer close(a.done)
+	var sent uint64
+	for {
+		select {
+		case <-a.stop:
+			return
+		case <-a.wake:
+		}
+		a.mu.Lock()
+		cursor, version := a.cursor, a.version
+		a.mu.Unlock()
+		if cursor <= sent {
+			continue
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		_, err := a.client.Acknowledge(ctx, &irxv1.AcknowledgeRequest{Cursor: cursor, PolicyVersion: version})
+		cancel()
+		if err == nil {
+			sent = cursor
+		}
+		// On failure the next subscription acknowledges the cursor.
+	}
+}
+
+func (a *acker) close() {
+	close(a.stop)
+	<-a.done
+}

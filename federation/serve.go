@@ -1,0 +1,288 @@
+package federation
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/irxfed/irx/node/api"
+	"github.com/irxfed/irx/node/fsm"
+	"github.com/irxfed/irx/node/record"
+	irxv1 "github.com/irxfed/irx/proto/irx/v1"
+)
+
+const (
+	defaultSubscribeItems = 256
+	maxSubscribeItems     = 4096
+	// heartbeat is how often an idle stream reports the head, so the
+	// peer's lag figures stay current and dead connections are noticed.
+	heartbeat = 2 * time.Second
+	// maxLedgerPerCommand splits a large acknowledgement into several
+	// Raft entries of bounded size.
+	maxLedgerPerCommand = 4096
+)
+
+type federationService struct {
+	irxv1.UnimplementedFederationServiceServer
+	f *Federation
+}
+
+// Subscribe implements irx.v1.FederationService.
+func (s *federationService) Subscribe(req *irxv1.SubscribeRequest, stream irxv1.FederationService_SubscribeServer) error {
+	f, ctx := s.f, stream.Context()
+	peer := caller(ctx)
+	limit := int(req.GetMaxItems())
+	switch {
+	case limit < 0:
+		return status.Error(codes.InvalidArgument, "max_items must not be negative")
+	case limit == 0:
+		limit = defaultSubscribeItems
+	case limit > maxSubscribeItems:
+		limit = maxSubscribeItems
+	}
+	if head := f.state.FeedSequence(); req.GetCursor() > head {
+		return status.Errorf(codes.OutOfRange, "cursor %d is beyond our feed's last sequence %d", req.GetCursor(), head)
+	}
+	// Subscribing at a cursor says the peer applied everything before it:
+	// the ledger, and the holdings the walk below starts from, must know.
+	if _, err := f.acknowledge(ctx, peer, req.GetCursor(), req.GetCursorPolicyVersion()); err != nil {
+		return err
+	}
+	compiled, err := f.policy(peer, 0)
+	if err != nil {
+		return status.Errorf(codes.Internal, "policy for %s: %v", peer, err)
+	}
+	w := newWalker(f, peer, compiled)
+	session := f.journals.begin(peer, req.GetCursor())
+	cursor := req.GetCursor()
+	lastSend := time.Time{}
+	for {
+		entries, err := f.state.FeedEntries(cursor, limit)
+		if err != nil {
+			return status.Errorf(codes.Internal, "read feed: %v", err)
+		}
+		if len(entries) == 0 {
+			if time.Since(lastSend) >= heartbeat {
+				if err := s.send(stream, &irxv1.SubscribeResponse{Cursor: cursor, PolicyVersion: w.version}); err != nil {
+					return err
+				}
+				lastSend = time.Now()
+			}
+			if err := f.waitFeed(ctx, cursor); err != nil {
+				return err
+			}
+			continue
+		}
+		resp := &irxv1.SubscribeResponse{Cursor: cursor, PolicyVersion: w.version}
+		for _, e := range entries {
+			if e.GetKind() == irxv1.FeedEntryKind_FEED_ENTRY_KIND_POLICY && e.GetPeerTeamId() == peer && len(resp.GetItems()) > 0 {
+				// One response, one policy version: send what the old
+				// version gave before the walk moves to the new one.
+				if err := s.send(stream, resp); err != nil {
+					return err
+				}
+				resp = &irxv1.SubscribeResponse{Cursor: resp.GetCursor()}
+			}
+			before := w.withheld
+			outs, err := w.entry(e)
+			if err != nil {
+				return status.Errorf(codes.Internal, "feed entry %d: %v", e.GetSequence(), err)
+			}
+			f.journals.record(peer, session, e.GetSequence(), outs, w.withheld-before, w.version)
+			for _, o := range outs {
+				if o.item != nil {
+					resp.Items = append(resp.Items, o.item)
+				}
+			}
+			resp.Cursor, resp.PolicyVersion = e.GetSequence(), w.version
+		}
+		cursor = resp.GetCursor()
+		if err := s.send(stream, resp); err != nil {
+			return err
+		}
+		lastSend = time.Now()
+	}
+}
+
+func (s *federationService) send(stream irxv1.FederationService_SubscribeServer, resp *irxv1.SubscribeResponse) error {
+	resp.Head = s.f.state.FeedSequence()
+	if e, err := s.f.state.FeedEntry(resp.GetHead()); err == nil {
+		resp.HeadTime = e.GetCommitTime()
+	}
+	return stream.Send(resp)
+}
+
+// waitFeed blocks until the feed has an entry after cursor, for at most a
+// heartbeat.
+func (f *Federation) waitFeed(ctx context.Context, cursor uint64) error {
+	wait, cancel := context.WithTimeout(ctx, heartbeat)
+	defer cancel()
+	for f.state.FeedSequence() <= cursor {
+		if err := f.state.WaitApplied(wait, f.state.AppliedIndex()+1); err != nil {
+			if ctx.Err() != nil {
+				return status.FromContextError(ctx.Err()).Err()
+			}
+			return nil
+		}
+	}
+	return nil
+}
+
+// Acknowledge implements irx.v1.FederationService.
+func (s *federationService) Acknowledge(ctx context.Context, req *irxv1.AcknowledgeRequest) (*irxv1.AcknowledgeResponse, error) {
+	acked, err := s.f.acknowledge(ctx, caller(ctx), req.GetCursor(), req.GetPolicyVersion())
+	if err != nil {
+		return nil, err
+	}
+	return &irxv1.AcknowledgeResponse{Acknowledged: acked}, nil
+}
+
+// acknowledge commits that peer applied our feed up to cursor: the ledger
+// of what it received and the records it now holds. The stream that
+// served the entries left their ledger in the journal; without it (another
+// node served them, or this one restarted) the walk is recomputed under
+// policyVersion.
+func (f *Federation) acknowledge(ctx context.Context, peer string, cursor uint64, policyVersion int64) (uint64, error) {
+	if head := f.state.FeedSequence(); cursor > head {
+		return 0, status.Errorf(codes.OutOfRange, "cursor %d is beyond our feed's last sequence %d", cursor, head)
+	}
+	for attempt := 0; ; attempt++ {
+		st, err := f.state.PeerState(peer)
+		if err != nil {
+			return 0, status.Errorf(codes.Internal, "peer state: %v", err)
+		}
+		from := st.GetOutboundAcknowledged()
+		if cursor <= from {
+			return from, nil
+		}
+		entries, withheld, version, ok := f.journals.take(peer, from, cursor)
+		if !ok {
+			if entries, withheld, version, err = f.recompute(peer, from, cursor, policyVersion); err != nil {
+				return 0, err
+			}
+		}
+		err = f.proposeAcknowledgement(ctx, peer, from, cursor, version, entries, withheld)
+		if err == nil {
+			return cursor, nil
+		}
+		if !isStaleCursor(err) || attempt == 2 {
+			return 0, err
+		}
+	}
+}
+
+// proposeAcknowledgement commits an acknowledgement in pieces of bounded
+// size, each starting where the previous ended.
+func (f *Federation) proposeAcknowledgement(ctx context.Context, peer string, from, cursor uint64, version int64, entries []*irxv1.LedgerEntry, withheld uint64) error {
+	for {
+		to, n := cursor, len(entries)
+		if n > maxLedgerPerCommand {
+			// Cut between sequences: a sequence's entries stay together.
+			n = maxLedgerPerCommand
+			for n > 0 && entries[n].GetSequence() == entries[n-1].GetSequence() {
+				n--
+			}
+			if n == 0 {
+				n = maxLedgerPerCommand
+			}
+			to = entries[n-1].GetSequence()
+		}
+		cmd := &irxv1.AcknowledgePeerCommand{PeerTeamId: peer, FromCursor: from, Cursor: to, PolicyVersion: version, Entries: entries[:n]}
+		if to == cursor {
+			cmd.Withheld = withheld
+		}
+		res, err := f.node.Propose(ctx, &irxv1.Command{Kind: &irxv1.Command_AcknowledgePeer{AcknowledgePeer: cmd}})
+		if err == nil {
+			err = res.Err
+		}
+		if err != nil {
+			return api.ToStatus(err)
+		}
+		if to == cursor {
+			return nil
+		}
+		from, entries = to, entries[n:]
+	}
+}
+
+func isStaleCursor(err error) bool {
+	return errors.Is(err, fsm.ErrStaleCursor) || status.Code(err) == codes.Aborted
+}
+
+// recompute walks (from, to] again to learn what the peer was sent.
+func (f *Federation) recompute(peer string, from, to uint64, policyVersion int64) ([]*irxv1.LedgerEntry, uint64, int64, error) {
+	compiled, err := f.policy(peer, policyVersion)
+	if errors.Is(err, fsm.ErrNotFound) {
+		return nil, 0, 0, status.Errorf(codes.InvalidArgument, "policy_version %d: no such version of our policy for %s", policyVersion, peer)
+	}
+	if err != nil {
+		return nil, 0, 0, status.Errorf(codes.Internal, "policy for %s: %v", peer, err)
+	}
+	w := newWalker(f, peer, compiled)
+	var entries []*irxv1.LedgerEntry
+	for cursor := from; cursor < to; {
+		batch, err := f.state.FeedEntries(cursor, int(min(to-cursor, 4096)))
+		if err != nil {
+			return nil, 0, 0, status.Errorf(codes.Internal, "read feed: %v", err)
+		}
+		if len(batch) == 0 {
+			break
+		}
+		for _, e := range batch {
+			outs, err := w.entry(e)
+			if err != nil {
+				return nil, 0, 0, status.Errorf(codes.Internal, "feed entry %d: %v", e.GetSequence(), err)
+			}
+			for _, o := range outs {
+				entries = append(entries, o.ledger)
+			}
+			cursor = e.GetSequence()
+		}
+	}
+	return entries, w.withheld, w.version, nil
+}
+
+// HandOffIncident implements irx.v1.FederationService: the caller asks us
+// to coordinate one of its incidents. We record it under our own ticket,
+// naming the caller's as an alternative id.
+func (s *federationService) HandOffIncident(ctx context.Context, req *irxv1.HandOffIncidentRequest) (*irxv1.HandOffIncidentResponse, error) {
+	from := caller(ctx)
+	theirs := req.GetIncident()
+	id, err := record.ParseID(theirs.GetId())
+	switch {
+	case theirs == nil:
+		return nil, status.Error(codes.InvalidArgument, "incident is required")
+	case err != nil:
+		return nil, status.Errorf(codes.InvalidArgument, "incident.id: %v", err)
+	case id.Team != from:
+		return nil, status.Errorf(codes.PermissionDenied, "%s hands off %s, which is not its own incident", from, theirs.GetId())
+	case len(req.GetReason()) > api.MaxWithdrawReasonLength:
+		return nil, status.Errorf(codes.InvalidArgument, "reason is longer than %d bytes", api.MaxWithdrawReasonLength)
+	}
+	ours := proto.CloneOf(theirs)
+	record.ClearOutputOnly(ours)
+	ours.Status = irxv1.Status_STATUS_IN_PROGRESS
+	ours.AlternativeIds = append(ours.AlternativeIds, &irxv1.AlternativeId{
+		TeamId: from, Ticket: theirs.GetId(), Kind: irxv1.AlternativeIdKind_ALTERNATIVE_ID_KIND_RESPONSE_TEAM,
+	})
+	ours.History = append(ours.History, &irxv1.HistoryItem{
+		Action: irxv1.HistoryAction_HISTORY_ACTION_HAND_OFF, TeamId: from, Time: timestamppb.Now(),
+		Description: fmt.Sprintf("coordination handed off by %s (their %s): %s", from, theirs.GetId(), req.GetReason()),
+	})
+	res, err := s.f.node.Propose(ctx, &irxv1.Command{Kind: &irxv1.Command_CreateIncident{CreateIncident: &irxv1.CreateIncidentCommand{
+		Incident: ours, RequestId: "handoff/" + theirs.GetId(),
+	}}})
+	if err == nil {
+		err = res.Err
+	}
+	if err != nil {
+		return nil, api.ToStatus(err)
+	}
+	return &irxv1.HandOffIncidentResponse{Incident: res.Incident}, nil
+}
