@@ -2,6 +2,7 @@ package federation
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -222,8 +223,9 @@ func (p *pullers) pull(ctx context.Context, peer *irxv1.Peer, endpoint string) (
 	}
 	acks := newAcker(client)
 	defer acks.close()
+	responses := newReader(ctx, stream)
 	for {
-		resp, err := stream.Recv()
+		resp, err := responses.next()
 		if err != nil {
 			return progressed, err
 		}
@@ -250,6 +252,76 @@ func (p *pullers) pull(ctx context.Context, peer *irxv1.Peer, endpoint string) (
 		progressed = true
 		acks.set(cursor, resp.GetPolicyVersion())
 	}
+}
+
+type received struct {
+	resp *irxv1.SubscribeResponse
+	err  error
+}
+
+// reader reads the stream ahead of the apply loop, so responses that
+// arrive while a batch commits are applied together with the next one.
+type reader struct {
+	in      chan received
+	pending *received // read but not yet handed out
+}
+
+func newReader(ctx context.Context, stream grpc.ServerStreamingClient[irxv1.SubscribeResponse]) *reader {
+	r := &reader{in: make(chan received, 64)}
+	go func() {
+		defer close(r.in)
+		for {
+			resp, err := stream.Recv()
+			select {
+			case r.in <- received{resp, err}:
+			case <-ctx.Done():
+				return
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	return r
+}
+
+// coalesceItems bounds how many items one coalesced batch carries.
+const coalesceItems = 4096
+
+// next waits for one response and merges those already waiting behind it
+// that were computed under the same policy version: the puller then
+// commits one Raft entry for all of them.
+func (r *reader) next() (*irxv1.SubscribeResponse, error) {
+	var first received
+	if r.pending != nil {
+		first, r.pending = *r.pending, nil
+	} else {
+		var ok bool
+		if first, ok = <-r.in; !ok {
+			return nil, errors.New("stream closed")
+		}
+	}
+	if first.err != nil {
+		return nil, first.err
+	}
+	merged := first.resp
+	for len(merged.GetItems()) < coalesceItems {
+		select {
+		case n, ok := <-r.in:
+			if !ok {
+				return merged, nil
+			}
+			if n.err != nil || n.resp.GetPolicyVersion() != merged.GetPolicyVersion() {
+				r.pending = &n
+				return merged, nil
+			}
+			merged.Items = append(merged.Items, n.resp.GetItems()...)
+			merged.Cursor, merged.Head, merged.HeadTime = n.resp.GetCursor(), n.resp.GetHead(), n.resp.GetHeadTime()
+		default:
+			return merged, nil
+		}
+	}
+	return merged, nil
 }
 
 // splitFeed turns a response into commands of bounded size, each starting

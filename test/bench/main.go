@@ -5,6 +5,12 @@
 //	go run ./test/bench ingest -clients 1000 -duration 20s -size 1024
 //	go run ./test/bench ingest -clients 1 -duration 10s
 //	go run ./test/bench ingest -targets 127.0.0.1:7400 -clients 50
+//
+// "federation" starts two three-node teams that share with each other and
+// measures how long a record takes from its commit at team A to its commit
+// at team B at a steady rate, and how fast B catches up a backlog:
+//
+//	go run ./test/bench federation -rate 1000 -duration 20s -backlog 100000
 package main
 
 import (
@@ -41,8 +47,11 @@ func main() {
 }
 
 func run(ctx context.Context, args []string, out io.Writer) error {
+	if len(args) > 0 && args[0] == "federation" {
+		return runFederation(ctx, args[1:], out)
+	}
 	if len(args) == 0 || args[0] != "ingest" {
-		return errors.New("usage: bench ingest [flags]  (bench ingest -h for the flags)")
+		return errors.New("usage: bench ingest|federation [flags]  (bench ingest -h for the flags)")
 	}
 	fs := flag.NewFlagSet("ingest", flag.ContinueOnError)
 	var (

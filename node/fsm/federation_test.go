@@ -1,0 +1,267 @@
+package fsm
+
+import (
+	"errors"
+	"testing"
+
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	irxv1 "github.com/irxfed/irx/proto/irx/v1"
+)
+
+// foreignView is what peer sends us (team cert-a) of its incident ticket at
+// version: valid, with the provenance a sender stamps.
+func foreignView(origin string, ticket uint64, version int64, path ...string) *irxv1.Incident {
+	inc := newIncident()
+	inc.Id = origin + ":" + string(rune('0'+ticket))
+	inc.Version = version
+	inc.Tlp = irxv1.Tlp_TLP_GREEN
+	inc.Status = irxv1.Status_STATUS_NEW
+	inc.Restriction = irxv1.Restriction_RESTRICTION_PARTNER
+	inc.Purpose = irxv1.Purpose_PURPOSE_REPORTING
+	inc.ReportTime = timestamppb.New(t0)
+	inc.CreateTime = timestamppb.New(t0)
+	from := origin
+	if len(path) > 0 {
+		from = path[len(path)-1]
+	}
+	inc.Provenance = &irxv1.Provenance{OriginTeam: origin, Path: append(path, team), ReceivedFrom: from}
+	return inc
+}
+
+func viewItem(seq uint64, inc *irxv1.Incident) *irxv1.FeedItem {
+	return &irxv1.FeedItem{Sequence: seq, Kind: &irxv1.FeedItem_Incident{Incident: inc}}
+}
+
+func withdrawalItem(seq uint64, id string, version int64, reason irxv1.WithdrawalReason) *irxv1.FeedItem {
+	return &irxv1.FeedItem{Sequence: seq, Kind: &irxv1.FeedItem_Withdrawal{Withdrawal: &irxv1.IncidentWithdrawal{IncidentId: id, Version: version, Reason: reason}}}
+}
+
+func (h *harness) addPeer(id string) {
+	h.t.Helper()
+	res := h.apply(h.command(&irxv1.Command{Kind: &irxv1.Command_PutPeer{PutPeer: &irxv1.PutPeerCommand{
+		Peer: &irxv1.Peer{TeamId: id, CaCertificatePem: "pinned"}, Create: true,
+	}}}))
+	if res.Err != nil {
+		h.t.Fatalf("put peer %s: %v", id, res.Err)
+	}
+}
+
+func (h *harness) feed(peer string, from, to uint64, items ...*irxv1.FeedItem) *Result {
+	return h.apply(h.command(&irxv1.Command{Kind: &irxv1.Command_ApplyPeerFeed{ApplyPeerFeed: &irxv1.ApplyPeerFeedCommand{
+		PeerTeamId: peer, FromCursor: from, Cursor: to, Items: items, Head: to,
+	}}}))
+}
+
+func TestPeerFeedAppliesOnceAndInOrder(t *testing.T) {
+	h := newHarness(t)
+	h.addPeer("cert-b")
+	if res := h.addPeerAgain("cert-b"); !errors.Is(res.Err, ErrAlreadyExists) {
+		t.Fatalf("second CreatePeer: %v", res.Err)
+	}
+	if res := h.feed("cert-z", 0, 1, viewItem(1, foreignView("cert-z", 1, 1))); !errors.Is(res.Err, ErrNotFound) {
+		t.Fatalf("feed of an unknown peer: %v", res.Err)
+	}
+
+	v1 := foreignView("cert-b", 1, 1)
+	if res := h.feed("cert-b", 0, 3, viewItem(2, v1)); res.Err != nil {
+		t.Fatal(res.Err)
+	}
+	// The same batch again (a second leader pulled it too): refused whole.
+	before := contentDigest(t, h.f)
+	if res := h.feed("cert-b", 0, 3, viewItem(2, foreignView("cert-b", 2, 1))); !errors.Is(res.Err, ErrStaleCursor) {
+		t.Fatalf("replayed batch: %v", res.Err)
+	}
+	if contentDigest(t, h.f) != before {
+		t.Fatal("a refused batch changed the state")
+	}
+	got := mustGet(t, h.f, "cert-b:1", 0)
+	if got.GetProvenance().GetReceiveTime() == nil || got.GetVersion() != 1 {
+		t.Fatalf("stored copy: %v", got)
+	}
+
+	// Duplicates and older versions change nothing; newer versions replace.
+	v3 := foreignView("cert-b", 1, 3)
+	if res := h.feed("cert-b", 3, 5, viewItem(4, foreignView("cert-b", 1, 1)), viewItem(5, v3)); res.Err != nil {
+		t.Fatal(res.Err)
+	}
+	if res := h.feed("cert-b", 5, 6, viewItem(6, foreignView("cert-b", 1, 2))); res.Err != nil {
+		t.Fatal(res.Err)
+	}
+	if got := mustGet(t, h.f, "cert-b:1", 0); got.GetVersion() != 3 {
+		t.Fatalf("latest version %d, want 3 (versions never go backwards)", got.GetVersion())
+	}
+	st, _ := h.f.PeerState("cert-b")
+	if st.GetInboundCursor() != 6 || st.GetReceived() != 2 || st.GetRejected() != 0 {
+		t.Fatalf("peer state %v", st)
+	}
+}
+
+func (h *harness) addPeerAgain(id string) *Result {
+	return h.apply(h.command(&irxv1.Command{Kind: &irxv1.Command_PutPeer{PutPeer: &irxv1.PutPeerCommand{
+		Peer: &irxv1.Peer{TeamId: id, CaCertificatePem: "pinned"}, Create: true,
+	}}}))
+}
+
+func TestPeerFeedRefusesLoopsAndForgeries(t *testing.T) {
+	h := newHarness(t)
+	h.addPeer("cert-b")
+	own := foreignView(team, 1, 1, "cert-b") // our own record coming back
+	wrongSender := foreignView("cert-c", 1, 1)
+	notLast := foreignView("cert-c", 2, 1, "cert-b")
+	notLast.Provenance.Path = []string{"cert-b"}
+	crossed := foreignView("cert-c", 3, 1, team, "cert-b") // already crossed us
+	invalid := foreignView("cert-b", 4, 1)
+	invalid.Taxonomy = nil
+	if res := h.feed("cert-b", 0, 5, viewItem(1, own), viewItem(2, wrongSender), viewItem(3, notLast), viewItem(4, crossed), viewItem(5, invalid)); res.Err != nil {
+		t.Fatal(res.Err)
+	}
+	st, _ := h.f.PeerState("cert-b")
+	if st.GetRejected() != 5 || st.GetReceived() != 0 || st.GetInboundCursor() != 5 {
+		t.Fatalf("peer state %v, want 5 refused, cursor 5", st)
+	}
+	if n := len(listAll(t, h.f, Query{}, 100)); n != 0 {
+		t.Fatalf("%d records stored from refused items", n)
+	}
+}
+
+func TestPeerWithdrawals(t *testing.T) {
+	h := newHarness(t)
+	h.addPeer("cert-b")
+	h.addPeer("cert-c")
+	// cert-b:1 directly from its origin; cert-c:1 re-shared by cert-b.
+	if res := h.feed("cert-b", 0, 2, viewItem(1, foreignView("cert-b", 1, 1)), viewItem(2, foreignView("cert-c", 1, 1, "cert-b"))); res.Err != nil {
+		t.Fatal(res.Err)
+	}
+	// cert-c may not withdraw by policy a copy it did not give us.
+	if res := h.feed("cert-c", 0, 1, withdrawalItem(1, "cert-c:1", 1, irxv1.WithdrawalReason_WITHDRAWAL_REASON_POLICY)); res.Err != nil {
+		t.Fatal(res.Err)
+	}
+	mustGet(t, h.f, "cert-c:1", 0)
+	// As the origin, it may: the copy goes, and a tombstone keeps an old
+	// version arriving later from cert-b from coming back.
+	if res := h.feed("cert-c", 1, 2, withdrawalItem(2, "cert-c:1", 1, irxv1.WithdrawalReason_WITHDRAWAL_REASON_ORIGIN)); res.Err != nil {
+		t.Fatal(res.Err)
+	}
+	if _, err := h.f.Get("cert-c:1", 0); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("withdrawn copy: %v", err)
+	}
+	if res := h.feed("cert-b", 2, 3, viewItem(3, foreignView("cert-c", 1, 1, "cert-b"))); res.Err != nil {
+		t.Fatal(res.Err)
+	}
+	if _, err := h.f.Get("cert-c:1", 0); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("a withdrawn version came back: %v", err)
+	}
+	// A policy withdrawal from the sender deletes; the feed records it so
+	// teams we re-shared to are told.
+	if res := h.feed("cert-b", 3, 4, withdrawalItem(4, "cert-b:1", 1, irxv1.WithdrawalReason_WITHDRAWAL_REASON_POLICY)); res.Err != nil {
+		t.Fatal(res.Err)
+	}
+	if _, err := h.f.Get("cert-b:1", 0); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("policy-withdrawn copy: %v", err)
+	}
+	entries, err := h.f.FeedEntries(0, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var kinds []irxv1.FeedEntryKind
+	for _, e := range entries {
+		kinds = append(kinds, e.GetKind())
+	}
+	want := []irxv1.FeedEntryKind{irxv1.FeedEntryKind_FEED_ENTRY_KIND_VERSION, irxv1.FeedEntryKind_FEED_ENTRY_KIND_VERSION,
+		irxv1.FeedEntryKind_FEED_ENTRY_KIND_WITHDRAWAL, irxv1.FeedEntryKind_FEED_ENTRY_KIND_WITHDRAWAL}
+	if !equalKinds(kinds, want) {
+		t.Fatalf("feed kinds %v, want %v", kinds, want)
+	}
+	// Versions and indexes of the deleted copies are gone too.
+	for k := range dump(t, h.f) {
+		if hasAnyPrefix(k, "ver/cert-b", "ver/cert-c", "idx/") {
+			t.Errorf("left behind: %q", k)
+		}
+	}
+}
+
+func equalKinds(a, b []irxv1.FeedEntryKind) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+func hasAnyPrefix(k string, prefixes ...string) bool {
+	for _, p := range prefixes {
+		if len(k) >= len(p) && k[:len(p)] == p {
+			return true
+		}
+	}
+	return false
+}
+
+func TestWithdrawOwnIncident(t *testing.T) {
+	h := newHarness(t)
+	inc := h.create(newIncident())
+	res := h.apply(h.command(&irxv1.Command{Kind: &irxv1.Command_WithdrawIncident{WithdrawIncident: &irxv1.WithdrawIncidentCommand{IncidentId: inc.GetId(), Reason: "duplicate"}}}))
+	if res.Err != nil || res.Incident.GetVersion() != 2 || res.Incident.GetWithdrawTime() == nil {
+		t.Fatalf("withdraw: %v, %v", res.Incident, res.Err)
+	}
+	if n := len(listAll(t, h.f, Query{}, 10)); n != 0 {
+		t.Errorf("a withdrawn incident is listed by default (%d)", n)
+	}
+	if n := len(listAll(t, h.f, Query{IncludeWithdrawn: true}, 10)); n != 1 {
+		t.Errorf("IncludeWithdrawn lists %d", n)
+	}
+	if res := h.apply(h.updateLog(&irxv1.Incident{Id: inc.GetId(), Status: irxv1.Status_STATUS_RESOLVED}, 0, "status")); !errors.Is(res.Err, ErrWithdrawn) {
+		t.Errorf("update of a withdrawn incident: %v", res.Err)
+	}
+	again := h.apply(h.command(&irxv1.Command{Kind: &irxv1.Command_WithdrawIncident{WithdrawIncident: &irxv1.WithdrawIncidentCommand{IncidentId: inc.GetId()}}}))
+	if !errors.Is(again.Err, ErrWithdrawn) {
+		t.Errorf("second withdrawal: %v", again.Err)
+	}
+}
+
+func TestAcknowledgementLedger(t *testing.T) {
+	h := newHarness(t)
+	h.addPeer("cert-b")
+	a := h.create(newIncident())
+	ack := func(from, to uint64, entries ...*irxv1.LedgerEntry) *Result {
+		return h.apply(h.command(&irxv1.Command{Kind: &irxv1.Command_AcknowledgePeer{AcknowledgePeer: &irxv1.AcknowledgePeerCommand{
+			PeerTeamId: "cert-b", FromCursor: from, Cursor: to, PolicyVersion: 1, Entries: entries, Withheld: 1,
+		}}}))
+	}
+	if res := ack(0, 1, &irxv1.LedgerEntry{IncidentId: a.GetId(), Version: 1, Sequence: 1, PolicyVersion: 1}); res.Err != nil {
+		t.Fatal(res.Err)
+	}
+	if v, _ := h.f.HeldVersion("cert-b", a.GetId()); v != 1 {
+		t.Fatalf("held version %d", v)
+	}
+	if res := ack(0, 1); !errors.Is(res.Err, ErrStaleCursor) {
+		t.Fatalf("repeated acknowledgement: %v", res.Err)
+	}
+	if res := ack(1, 2, &irxv1.LedgerEntry{IncidentId: a.GetId(), Version: 1, Sequence: 9}); !errors.Is(res.Err, ErrInvalidCommand) {
+		t.Fatalf("entry outside the range: %v", res.Err)
+	}
+	if res := ack(1, 2, &irxv1.LedgerEntry{IncidentId: a.GetId(), Version: 2, Sequence: 2, PolicyVersion: 1, WithdrawalReason: irxv1.WithdrawalReason_WITHDRAWAL_REASON_ORIGIN}); res.Err != nil {
+		t.Fatal(res.Err)
+	}
+	if v, _ := h.f.HeldVersion("cert-b", a.GetId()); v != 0 {
+		t.Fatalf("held after withdrawal: %d", v)
+	}
+	byPeer, _, err := h.f.Disclosures("cert-b", "", 10, "")
+	if err != nil || len(byPeer) != 2 || !byPeer[1].GetWithdrawal() {
+		t.Fatalf("ledger by peer: %v, %v", byPeer, err)
+	}
+	byIncident, _, err := h.f.Disclosures("", a.GetId(), 10, "")
+	if err != nil || len(byIncident) != 2 || !proto.Equal(byIncident[0], byPeer[0]) {
+		t.Fatalf("ledger by incident: %v, %v", byIncident, err)
+	}
+	st, _ := h.f.PeerState("cert-b")
+	if st.GetSent() != 1 || st.GetSentWithdrawals() != 1 || st.GetWithheld() != 2 || st.GetOutboundAcknowledged() != 2 {
+		t.Fatalf("peer state %v", st)
+	}
+}

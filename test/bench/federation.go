@@ -1,0 +1,249 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/protobuf/proto"
+
+	irxv1 "github.com/irxfed/irx/proto/irx/v1"
+	"github.com/irxfed/irx/test/irxdtest"
+)
+
+// fedTeam is a started team and a client of each node.
+type fedTeam struct {
+	id        string
+	nodes     []*irxdtest.Node
+	incidents []irxv1.IncidentServiceClient
+	peers     irxv1.PeerServiceClient
+	policies  irxv1.PolicyServiceClient
+}
+
+func runFederation(ctx context.Context, args []string, out io.Writer) error {
+	fs := flag.NewFlagSet("federation", flag.ContinueOnError)
+	var (
+		nodes    = fs.Int("nodes", 3, "nodes per team")
+		rate     = fs.Int("rate", 1000, "incidents per second created at team A while measuring propagation")
+		duration = fs.Duration("duration", 20*time.Second, "how long to create at -rate")
+		backlog  = fs.Int("backlog", 100000, "records team A creates while B does not follow it, for the catch-up measurement (0: skip)")
+		size     = fs.Int("size", 1024, "encoded incident size in bytes")
+		keep     = fs.Bool("keep", false, "keep the data directories")
+	)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	dir, err := os.MkdirTemp("", "irx-bench-fed")
+	if err != nil {
+		return err
+	}
+	if !*keep {
+		defer os.RemoveAll(dir)
+	}
+	bin, err := irxdtest.Build(ctx, dir)
+	if err != nil {
+		return err
+	}
+	var teams []*fedTeam
+	defer func() {
+		for _, t := range teams {
+			for _, n := range t.nodes {
+				_ = n.Stop(10 * time.Second)
+			}
+		}
+	}()
+	for _, id := range []string{"cert-a", "cert-b"} {
+		startCtx, cancel := context.WithTimeout(ctx, time.Minute)
+		ns, err := irxdtest.LaunchTeam(startCtx, bin, filepath.Join(dir, id), id, *nodes, nil)
+		cancel()
+		t := &fedTeam{id: id, nodes: ns}
+		teams = append(teams, t)
+		if err != nil {
+			return err
+		}
+		for i, n := range ns {
+			conn, err := grpc.NewClient(n.APIAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+			if err != nil {
+				return err
+			}
+			defer conn.Close()
+			t.incidents = append(t.incidents, irxv1.NewIncidentServiceClient(conn))
+			if i == 0 {
+				t.peers, t.policies = irxv1.NewPeerServiceClient(conn), irxv1.NewPolicyServiceClient(conn)
+			}
+		}
+	}
+	a, b := teams[0], teams[1]
+	fmt.Fprintf(out, "started two %d-node teams in %s\n", *nodes, dir)
+	if err := peer(ctx, a, b, false); err != nil {
+		return err
+	}
+	if _, err := a.policies.SetPolicy(ctx, &irxv1.SetPolicyRequest{PolicyYaml: benchPolicy}); err != nil {
+		return fmt.Errorf("policy: %w", err)
+	}
+	incident := paddedIncident(*size)
+	incident.Tlp = irxv1.Tlp_TLP_GREEN
+	incident.Restriction = irxv1.Restriction_RESTRICTION_PARTNER
+
+	if *backlog > 0 {
+		fmt.Fprintf(out, "catch-up: team A records %d incidents while B does not follow it\n", *backlog)
+		if err := createBacklog(ctx, a, incident, *backlog); err != nil {
+			return err
+		}
+		start := time.Now()
+		if err := peer(ctx, b, a, true); err != nil {
+			return err
+		}
+		if err := waitReceived(ctx, b, uint64(*backlog), 10*time.Minute); err != nil {
+			return err
+		}
+		took := time.Since(start)
+		fmt.Fprintf(out, "catch-up: %d records in %v = %.0f records/s (from CreatePeer at B to the last one committed at B)\n",
+			*backlog, took.Round(time.Millisecond), float64(*backlog)/took.Seconds())
+	} else if err := peer(ctx, b, a, true); err != nil {
+		return err
+	}
+
+	fmt.Fprintf(out, "propagation: team A creates %d incidents/s for %v, %d-byte records\n", *rate, *duration, proto.Size(incident))
+	ids, err := steady(ctx, a, incident, *rate, *duration)
+	if err != nil {
+		return err
+	}
+	if err := waitReceived(ctx, b, uint64(*backlog+len(ids)), 2*time.Minute); err != nil {
+		return err
+	}
+	var lat []time.Duration
+	for _, id := range ids {
+		resp, err := b.incidents[0].GetIncident(ctx, &irxv1.GetIncidentRequest{Id: id, Consistency: irxv1.ReadConsistency_READ_CONSISTENCY_STALE})
+		if err != nil {
+			return fmt.Errorf("%s at B: %w", id, err)
+		}
+		inc := resp.GetIncident()
+		lat = append(lat, inc.GetProvenance().GetReceiveTime().AsTime().Sub(inc.GetCreateTime().AsTime()))
+	}
+	slices.Sort(lat)
+	pct := func(p float64) time.Duration { return lat[min(len(lat)-1, int(p*float64(len(lat))))] }
+	fmt.Fprintf(out, "propagation A commit -> B commit over %d records: p50 %v  p90 %v  p99 %v  max %v\n", len(lat),
+		pct(0.5).Round(100*time.Microsecond), pct(0.9).Round(100*time.Microsecond), pct(0.99).Round(100*time.Microsecond), pct(1).Round(100*time.Microsecond))
+	return nil
+}
+
+const benchPolicy = `peer_team_id: cert-b
+recipient_class: response-team
+tlp_ceiling: amber
+rules:
+  intruder: forward
+  statistical: forward
+  vulnerability: forward
+  private-site: forward
+  private-user: pseudonymise
+`
+
+// peer makes other a peer of t; with follow, t pulls other's feed.
+func peer(ctx context.Context, t, other *fedTeam, follow bool) error {
+	ca, err := other.nodes[0].CACertPEM()
+	if err != nil {
+		return err
+	}
+	p := &irxv1.Peer{TeamId: other.id, CaCertificatePem: ca}
+	if follow {
+		for _, n := range other.nodes {
+			p.Endpoints = append(p.Endpoints, n.FedAddr)
+		}
+	}
+	if _, err := t.peers.CreatePeer(ctx, &irxv1.CreatePeerRequest{Peer: p}); err != nil {
+		return fmt.Errorf("%s: CreatePeer %s: %w", t.id, other.id, err)
+	}
+	return nil
+}
+
+func waitReceived(ctx context.Context, t *fedTeam, want uint64, within time.Duration) error {
+	deadline := time.Now().Add(within)
+	for {
+		resp, err := t.peers.GetPeer(ctx, &irxv1.GetPeerRequest{TeamId: "cert-a"})
+		if err == nil && resp.GetPeer().GetStatus().GetReceived() >= want {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s received %d of %d records in %v (%v)", t.id, resp.GetPeer().GetStatus().GetReceived(), want, within, err)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// createBacklog creates n incidents at a with 200 concurrent clients.
+func createBacklog(ctx context.Context, a *fedTeam, inc *irxv1.Incident, n int) error {
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var errs []error
+	for w := range 200 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c := a.incidents[w%len(a.incidents)]
+			for next.Add(1) <= int64(n) {
+				if _, err := c.CreateIncident(ctx, &irxv1.CreateIncidentRequest{Incident: inc}); err != nil {
+					mu.Lock()
+					errs = append(errs, err)
+					mu.Unlock()
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// steady creates incidents at a fixed rate (open loop: a slow call does
+// not slow the generator) and returns their ids.
+func steady(ctx context.Context, a *fedTeam, inc *irxv1.Incident, rate int, d time.Duration) ([]string, error) {
+	interval := time.Second / time.Duration(rate)
+	var (
+		mu   sync.Mutex
+		ids  []string
+		errs []string
+		wg   sync.WaitGroup
+	)
+	start := time.Now()
+	for i := 0; time.Since(start) < d; i++ {
+		if wait := time.Until(start.Add(time.Duration(i) * interval)); wait > 0 {
+			time.Sleep(wait)
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			callCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			defer cancel()
+			resp, err := a.incidents[i%len(a.incidents)].CreateIncident(callCtx, &irxv1.CreateIncidentRequest{Incident: inc})
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				errs = append(errs, err.Error())
+				return
+			}
+			ids = append(ids, resp.GetIncident().GetId())
+		}()
+	}
+	wg.Wait()
+	if len(errs) > 0 {
+		return ids, fmt.Errorf("%d creates failed, first: %s", len(errs), strings.TrimSpace(errs[0]))
+	}
+	return ids, nil
+}
