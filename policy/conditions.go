@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	irxv1 "github.com/irxfed/irx/proto/irx/v1"
 )
@@ -167,6 +168,13 @@ func (w *walker) conditions() bool {
 		w.reason(irxv1.ReasonCode_REASON_CODE_RECORD, false, "no record")
 		return false
 	}
+	if wt := inc.GetWithdrawTime(); wt != nil {
+		// Peers that held the record were told to delete it; any version
+		// disclosed now would undo that, whatever else the policy says.
+		w.reason(irxv1.ReasonCode_REASON_CODE_RECORD, false,
+			"the record was withdrawn at "+wt.AsTime().UTC().Format(time.RFC3339Nano)+"; a withdrawn record is never disclosed")
+		return false
+	}
 	tlp, restr := inc.GetTlp(), inc.GetRestriction()
 	switch {
 	case tlp < irxv1.Tlp_TLP_CLEAR || tlp > irxv1.Tlp_TLP_RED:
@@ -217,12 +225,17 @@ func (w *walker) conditions() bool {
 	check(irxv1.ReasonCode_REASON_CODE_RESTRICTION, w.permitted(eff), t.restriction[restr], no)
 
 	// A foreign record is one this team received: passing it on is a
-	// re-share, which its TLP and the hop limit govern.
+	// re-share, which its TLP, the terms the team it came from granted us
+	// and the hop limit govern.
 	hops := len(prov.GetPath()) + 1 // transfers from the origin once the peer holds it
 	limit := int(max(c.maxHops, 1))
-	if prov.GetReceivedFrom() != "" || len(prov.GetPath()) > 0 {
+	foreign := prov.GetReceivedFrom() != "" || len(prov.GetPath()) > 0
+	upstream := prov.GetReshare()
+	if foreign {
 		check(irxv1.ReasonCode_REASON_CODE_RESHARE, tlp <= irxv1.Tlp_TLP_GREEN, t.reshareOK[tlp], t.reshareNo[tlp])
-		msg := fmt.Sprintf("the record crossed %d team(s) after its origin; passing it to %s makes %d transfer(s) of at most %d", len(prov.GetPath()), c.peer, hops, limit)
+		granted, msg := upstreamAllows(upstream, upstreamOf(prov, origin))
+		check(irxv1.ReasonCode_REASON_CODE_RESHARE, granted, msg, msg)
+		msg = fmt.Sprintf("the record crossed %d team(s) after its origin; passing it to %s makes %d transfer(s) of at most %d", len(prov.GetPath()), c.peer, hops, limit)
 		check(irxv1.ReasonCode_REASON_CODE_HOP_LIMIT, hops <= limit, msg, msg)
 	}
 
@@ -244,6 +257,10 @@ func (w *walker) conditions() bool {
 	w.reason(irxv1.ReasonCode_REASON_CODE_CONSENT, true, t.consent[w.granted])
 
 	// Re-share terms: TLP decides whether at all, the hop limit how far.
+	// A team cannot grant more than it was granted, so a foreign record's
+	// terms are also bounded by those it came with: what TLP alone would
+	// allow may be wider than what the origin or a team on the path
+	// decided.
 	switch {
 	case tlp == irxv1.Tlp_TLP_CLEAR:
 		w.reshare = irxv1.ReshareScope_RESHARE_SCOPE_UNLIMITED
@@ -252,10 +269,78 @@ func (w *walker) conditions() bool {
 	default:
 		w.reshare = irxv1.ReshareScope_RESHARE_SCOPE_NONE
 	}
+	if foreign {
+		w.reshare = min(w.reshare, scopeOf(upstream))
+	}
 	if w.reshare != irxv1.ReshareScope_RESHARE_SCOPE_NONE && hops < limit {
 		w.hopsLeft = uint32(limit - hops)
+		if foreign {
+			// The transfer to the peer spends one of the hops we were
+			// left; max keeps an exhausted grant (already refused
+			// above) from wrapping around.
+			w.hopsLeft = min(w.hopsLeft, max(upstream.GetHopsLeft(), 1)-1)
+		}
 	}
 	return ok
+}
+
+// upstreamOf names the team a foreign record came from, for the
+// explanation. received_from says it; without it, the holder is the last
+// team on the path, so the sender is the one before it, or the origin.
+func upstreamOf(prov *irxv1.Provenance, origin string) string {
+	if from := prov.GetReceivedFrom(); from != "" {
+		return from
+	}
+	if p := prov.GetPath(); len(p) >= 2 {
+		return p[len(p)-2]
+	}
+	if origin != "" {
+		return origin
+	}
+	return "the upstream team"
+}
+
+// upstreamAllows reads the terms a foreign record came with: whether they
+// let this team pass it on, and a sentence saying what was granted. Terms
+// that are absent, or that contradict themselves (may_reshare with a
+// scope of none), are a refusal: a record that has crossed teams goes on
+// only where every team before us said it may.
+func upstreamAllows(up *irxv1.ReshareTerms, from string) (bool, string) {
+	switch {
+	case up == nil:
+		return false, from + " granted no re-share terms; a foreign record without them is not passed on (default deny)"
+	case !up.GetMayReshare():
+		return false, from + " granted no re-share"
+	case scopeOf(up) == irxv1.ReshareScope_RESHARE_SCOPE_NONE:
+		return false, from + " granted re-share with scope " + scopeName(up.GetScope()) + ", which allows no further disclosure"
+	case up.GetHopsLeft() == 0:
+		return false, from + " granted re-share with no transfer left"
+	}
+	return true, fmt.Sprintf("%s's terms allow %d more transfer(s), scope %s", from, up.GetHopsLeft(), scopeName(up.GetScope()))
+}
+
+// scopeOf is the scope granted by terms, an unset or unknown scope being
+// the narrowest.
+func scopeOf(up *irxv1.ReshareTerms) irxv1.ReshareScope {
+	switch s := up.GetScope(); s {
+	case irxv1.ReshareScope_RESHARE_SCOPE_COMMUNITY, irxv1.ReshareScope_RESHARE_SCOPE_UNLIMITED:
+		return s
+	}
+	return irxv1.ReshareScope_RESHARE_SCOPE_NONE
+}
+
+func scopeName(s irxv1.ReshareScope) string {
+	switch s {
+	case irxv1.ReshareScope_RESHARE_SCOPE_UNSPECIFIED:
+		return "unset"
+	case irxv1.ReshareScope_RESHARE_SCOPE_NONE:
+		return "none"
+	case irxv1.ReshareScope_RESHARE_SCOPE_COMMUNITY:
+		return "community"
+	case irxv1.ReshareScope_RESHARE_SCOPE_UNLIMITED:
+		return "unlimited"
+	}
+	return strconv.Itoa(int(s))
 }
 
 // firstMatch finds the first taxonomy of the record (primary, then

@@ -107,7 +107,7 @@ type walker struct {
 	ntkHolds bool
 	reshare  irxv1.ReshareScope
 	hopsLeft uint32
-	reasons  [12]reasonRec
+	reasons  [maxReasons]reasonRec
 	nReasons int
 
 	frames  []frame                 // scratch: the current field path
@@ -124,6 +124,11 @@ type walker struct {
 	chunked bool                    // the first chunks have been handed out
 }
 
+// maxReasons bounds the record-level reasons of one call: conditions()
+// records at most twelve today, and a reason that does not fit is dropped,
+// so leave room for conditions yet to come.
+const maxReasons = 16
+
 // slab hands out messages of one Go type from one allocation (a []T made
 // by the plan's makeSlab).
 type slab struct {
@@ -137,7 +142,7 @@ func (w *walker) release() {
 	w.inc = nil
 	w.granted, w.ntkDone, w.ntkHolds = 0, false, false
 	w.reshare, w.hopsLeft = 0, 0
-	w.reasons, w.nReasons = [12]reasonRec{}, 0
+	w.reasons, w.nReasons = [maxReasons]reasonRec{}, 0
 	w.frames, w.path = w.frames[:0], w.path[:0]
 	clear(w.decs)
 	w.decs = w.decs[:0]

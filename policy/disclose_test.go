@@ -664,6 +664,19 @@ func TestTaxonomyLists(t *testing.T) {
 	}
 }
 
+const (
+	scopeNone      = irxv1.ReshareScope_RESHARE_SCOPE_NONE
+	community      = irxv1.ReshareScope_RESHARE_SCOPE_COMMUNITY
+	unlimited      = irxv1.ReshareScope_RESHARE_SCOPE_UNLIMITED
+	reshareReason  = irxv1.ReasonCode_REASON_CODE_RESHARE
+	hopLimitReason = irxv1.ReasonCode_REASON_CODE_HOP_LIMIT
+)
+
+// grant is the terms a team passing a record on grants its receiver.
+func grant(scope irxv1.ReshareScope, hopsLeft uint32) *irxv1.ReshareTerms {
+	return &irxv1.ReshareTerms{MayReshare: hopsLeft > 0, Scope: scope, HopsLeft: hopsLeft}
+}
+
 func TestLoopAndReshare(t *testing.T) {
 	for _, tc := range []struct {
 		name        string
@@ -684,11 +697,11 @@ func TestLoopAndReshare(t *testing.T) {
 		{"back to the origin", irxv1.Tlp_TLP_CLEAR, &irxv1.Provenance{OriginTeam: "cert-b", ReceivedFrom: "cert-b", Path: []string{"cert-a"}}, "cert-b:4", 5, false, 0, 0, irxv1.ReasonCode_REASON_CODE_LOOP},
 		{"origin from the id", irxv1.Tlp_TLP_CLEAR, nil, "cert-b:4", 5, false, 0, 0, irxv1.ReasonCode_REASON_CODE_LOOP},
 		{"back along the path", irxv1.Tlp_TLP_CLEAR, &irxv1.Provenance{OriginTeam: "cert-z", ReceivedFrom: "cert-y", Path: []string{"cert-b", "cert-y", "cert-a"}}, "cert-z:4", 5, false, 0, 0, irxv1.ReasonCode_REASON_CODE_LOOP},
-		{"foreign green within hops", irxv1.Tlp_TLP_GREEN, &irxv1.Provenance{OriginTeam: "cert-z", ReceivedFrom: "cert-z", Path: []string{"cert-a"}}, "cert-z:4", 3, true, irxv1.ReshareScope_RESHARE_SCOPE_COMMUNITY, 1, 0},
-		{"foreign green at the limit", irxv1.Tlp_TLP_GREEN, &irxv1.Provenance{OriginTeam: "cert-z", ReceivedFrom: "cert-z", Path: []string{"cert-a"}}, "cert-z:4", 2, true, irxv1.ReshareScope_RESHARE_SCOPE_COMMUNITY, 0, 0},
-		{"foreign green over the limit", irxv1.Tlp_TLP_GREEN, &irxv1.Provenance{OriginTeam: "cert-z", ReceivedFrom: "cert-z", Path: []string{"cert-a"}}, "cert-z:4", 1, false, 0, 0, irxv1.ReasonCode_REASON_CODE_HOP_LIMIT},
-		{"foreign amber never", irxv1.Tlp_TLP_AMBER, &irxv1.Provenance{OriginTeam: "cert-z", ReceivedFrom: "cert-z", Path: []string{"cert-a"}}, "cert-z:4", 5, false, 0, 0, irxv1.ReasonCode_REASON_CODE_RESHARE},
-		{"foreign red never, even named", irxv1.Tlp_TLP_RED, &irxv1.Provenance{OriginTeam: "cert-z", ReceivedFrom: "cert-z", Path: []string{"cert-a"}}, "cert-z:4", 5, false, 0, 0, irxv1.ReasonCode_REASON_CODE_RESHARE},
+		{"foreign green within hops", irxv1.Tlp_TLP_GREEN, &irxv1.Provenance{OriginTeam: "cert-z", ReceivedFrom: "cert-z", Path: []string{"cert-a"}, Reshare: grant(community, 5)}, "cert-z:4", 3, true, irxv1.ReshareScope_RESHARE_SCOPE_COMMUNITY, 1, 0},
+		{"foreign green at the limit", irxv1.Tlp_TLP_GREEN, &irxv1.Provenance{OriginTeam: "cert-z", ReceivedFrom: "cert-z", Path: []string{"cert-a"}, Reshare: grant(community, 5)}, "cert-z:4", 2, true, irxv1.ReshareScope_RESHARE_SCOPE_COMMUNITY, 0, 0},
+		{"foreign green over the limit", irxv1.Tlp_TLP_GREEN, &irxv1.Provenance{OriginTeam: "cert-z", ReceivedFrom: "cert-z", Path: []string{"cert-a"}, Reshare: grant(community, 5)}, "cert-z:4", 1, false, 0, 0, irxv1.ReasonCode_REASON_CODE_HOP_LIMIT},
+		{"foreign amber never", irxv1.Tlp_TLP_AMBER, &irxv1.Provenance{OriginTeam: "cert-z", ReceivedFrom: "cert-z", Path: []string{"cert-a"}, Reshare: grant(community, 5)}, "cert-z:4", 5, false, 0, 0, irxv1.ReasonCode_REASON_CODE_RESHARE},
+		{"foreign red never, even named", irxv1.Tlp_TLP_RED, &irxv1.Provenance{OriginTeam: "cert-z", ReceivedFrom: "cert-z", Path: []string{"cert-a"}, Reshare: grant(community, 5)}, "cert-z:4", 5, false, 0, 0, irxv1.ReasonCode_REASON_CODE_RESHARE},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			inc := smallIncident(func(inc *irxv1.Incident) {
@@ -713,6 +726,132 @@ func TestLoopAndReshare(t *testing.T) {
 			rs := ex.GetReshare()
 			if rs.GetScope() != tc.scope || rs.GetHopsLeft() != tc.hopsLeft || rs.GetMayReshare() != (tc.hopsLeft > 0) {
 				t.Errorf("re-share %v, want scope %v hops %d", rs, tc.scope, tc.hopsLeft)
+			}
+		})
+	}
+}
+
+// TestUpstreamReshareTerms: a foreign record goes on only where the team
+// it came from let us pass it on, and never with wider terms than we got.
+// cert-a holds the record; cert-b is the peer.
+func TestUpstreamReshareTerms(t *testing.T) {
+	fromZ := func(terms *irxv1.ReshareTerms) *irxv1.Provenance {
+		return &irxv1.Provenance{OriginTeam: "cert-z", ReceivedFrom: "cert-z", Path: []string{"cert-a"}, Reshare: terms}
+	}
+	viaY := func(terms *irxv1.ReshareTerms) *irxv1.Provenance {
+		return &irxv1.Provenance{OriginTeam: "cert-z", ReceivedFrom: "cert-y", Path: []string{"cert-y", "cert-a"}, Reshare: terms}
+	}
+	for _, tc := range []struct {
+		name     string
+		tlp      irxv1.Tlp
+		prov     *irxv1.Provenance
+		maxHops  uint32
+		want     bool
+		scope    irxv1.ReshareScope
+		hopsLeft uint32
+		code     irxv1.ReasonCode // the reason that says it; unsatisfied when withheld
+		message  string           // in that reason's message
+	}{
+		{"upstream hops 1: passed on, no further", irxv1.Tlp_TLP_GREEN, fromZ(grant(community, 1)), 5,
+			true, community, 0, reshareReason, "cert-z's terms allow 1 more transfer(s), scope community"},
+		{"upstream hops 0: withheld", irxv1.Tlp_TLP_GREEN, fromZ(&irxv1.ReshareTerms{MayReshare: true, Scope: community}), 5,
+			false, 0, 0, reshareReason, "cert-z granted re-share with no transfer left"},
+		{"upstream no re-share: withheld", irxv1.Tlp_TLP_GREEN, fromZ(&irxv1.ReshareTerms{Scope: community, HopsLeft: 3}), 5,
+			false, 0, 0, reshareReason, "cert-z granted no re-share"},
+		{"no terms: withheld", irxv1.Tlp_TLP_CLEAR, fromZ(nil), 5,
+			false, 0, 0, reshareReason, "cert-z granted no re-share terms"},
+		{"may_reshare with scope none: withheld", irxv1.Tlp_TLP_CLEAR, fromZ(&irxv1.ReshareTerms{MayReshare: true, Scope: scopeNone, HopsLeft: 3}), 5,
+			false, 0, 0, reshareReason, "cert-z granted re-share with scope none"},
+		{"may_reshare with scope unset: withheld", irxv1.Tlp_TLP_CLEAR, fromZ(&irxv1.ReshareTerms{MayReshare: true, HopsLeft: 3}), 5,
+			false, 0, 0, reshareReason, "cert-z granted re-share with scope unset"},
+		{"CLEAR narrowed to the upstream's community", irxv1.Tlp_TLP_CLEAR, fromZ(grant(community, 4)), 5,
+			true, community, 3, reshareReason, "cert-z's terms allow 4 more transfer(s)"},
+		{"GREEN stays community under unlimited upstream terms", irxv1.Tlp_TLP_GREEN, fromZ(grant(unlimited, 4)), 5,
+			true, community, 3, reshareReason, "scope unlimited"},
+		{"CLEAR under unlimited upstream terms", irxv1.Tlp_TLP_CLEAR, fromZ(grant(unlimited, 9)), 3,
+			true, unlimited, 1, reshareReason, "cert-z's terms allow 9 more transfer(s)"},
+		{"upstream hops tighter than the hop limit", irxv1.Tlp_TLP_GREEN, fromZ(grant(community, 2)), 6,
+			true, community, 1, reshareReason, "allow 2 more"},
+		{"hop limit tighter than upstream hops", irxv1.Tlp_TLP_GREEN, viaY(grant(community, 5)), 3,
+			true, community, 0, hopLimitReason, "crossed 2 team(s)"},
+		{"upstream is the team before us", irxv1.Tlp_TLP_GREEN, viaY(&irxv1.ReshareTerms{Scope: community}), 5,
+			false, 0, 0, reshareReason, "cert-y granted no re-share"},
+		{"no received_from: upstream read from the path", irxv1.Tlp_TLP_GREEN, &irxv1.Provenance{OriginTeam: "cert-z", Path: []string{"cert-y", "cert-a"}}, 5,
+			false, 0, 0, reshareReason, "cert-y granted no re-share terms"},
+		{"no received_from, one hop: upstream is the origin", irxv1.Tlp_TLP_GREEN, &irxv1.Provenance{OriginTeam: "cert-z", Path: []string{"cert-a"}, Reshare: grant(community, 2)}, 5,
+			true, community, 1, reshareReason, "cert-z's terms allow 2 more"},
+		{"local record: stray terms are not upstream terms", irxv1.Tlp_TLP_CLEAR, &irxv1.Provenance{OriginTeam: "cert-a", Reshare: &irxv1.ReshareTerms{}}, 3,
+			true, unlimited, 2, irxv1.ReasonCode_REASON_CODE_LOOP, "neither the record's origin"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			inc := smallIncident(func(inc *irxv1.Incident) {
+				inc.Tlp, inc.Provenance = tc.tlp, tc.prov
+				if tc.prov.GetOriginTeam() != "cert-a" {
+					inc.Id = "cert-z:4"
+				}
+			})
+			view, ex := disclose(t, inc, basePolicy(func(p *irxv1.DisclosurePolicy) { p.MaxHops = tc.maxHops }))
+			if (view != nil) != tc.want {
+				t.Fatalf("disclosed %v, want %v: %v", view != nil, tc.want, ex.GetReasons())
+			}
+			var said *irxv1.Reason
+			for _, r := range ex.GetReasons() {
+				if r.GetCode() == tc.code && strings.Contains(r.GetMessage(), tc.message) {
+					said = r
+				}
+			}
+			if said == nil || said.GetSatisfied() != tc.want {
+				t.Errorf("no %s reason satisfied=%v saying %q: %v", tc.code, tc.want, tc.message, ex.GetReasons())
+			}
+			if !tc.want {
+				if ex.GetReshare() != nil || len(ex.GetFields()) != 0 {
+					t.Error("a withheld record has field decisions or re-share terms")
+				}
+				return
+			}
+			rs := ex.GetReshare()
+			if rs.GetScope() != tc.scope || rs.GetHopsLeft() != tc.hopsLeft || rs.GetMayReshare() != (tc.hopsLeft > 0) {
+				t.Errorf("re-share %v, want scope %v hops %d", rs, tc.scope, tc.hopsLeft)
+			}
+		})
+	}
+}
+
+// TestWithdrawnNeverDisclosed: a withdrawn record is withheld whatever the
+// policy, with one reason that says so and nothing of why it was withdrawn
+// (a private-site field).
+func TestWithdrawnNeverDisclosed(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		prov *irxv1.Provenance
+	}{
+		{"local", &irxv1.Provenance{OriginTeam: "cert-a"}},
+		{"foreign, re-shareable", &irxv1.Provenance{OriginTeam: "cert-z", ReceivedFrom: "cert-z", Path: []string{"cert-a"}, Reshare: grant(unlimited, 5)}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			inc := smallIncident(func(inc *irxv1.Incident) {
+				inc.Tlp, inc.Restriction, inc.Provenance = irxv1.Tlp_TLP_CLEAR, public, tc.prov
+				inc.WithdrawTime, inc.WithdrawReason = ts("2026-11-01T09:30:00Z"), "reported by mistake"
+			})
+			if tc.prov.GetOriginTeam() != "cert-a" {
+				inc.Id = "cert-z:4"
+			}
+			before := proto.Clone(inc).(*irxv1.Incident)
+			before.WithdrawTime, before.WithdrawReason = nil, ""
+			if view, _ := disclose(t, before, basePolicy()); view == nil {
+				t.Fatal("the record is withheld even before it is withdrawn: the test proves nothing")
+			}
+			view, ex := disclose(t, inc, basePolicy())
+			if view != nil || ex.GetReshare() != nil || len(ex.GetFields()) != 0 {
+				t.Fatalf("a withdrawn record was disclosed: %v", ex)
+			}
+			rs := ex.GetReasons()
+			if len(rs) != 1 || rs[0].GetCode() != irxv1.ReasonCode_REASON_CODE_RECORD || rs[0].GetSatisfied() ||
+				!strings.Contains(rs[0].GetMessage(), "withdrawn at 2026-11-01T09:30:00Z") {
+				t.Errorf("reasons %v, want one unsatisfied record reason saying when it was withdrawn", rs)
+			}
+			if strings.Contains(prototext.Format(ex), "by mistake") {
+				t.Error("the explanation repeats the withdraw reason")
 			}
 		})
 	}

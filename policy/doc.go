@@ -43,7 +43,9 @@
 // Disclose evaluates these in order, all of them, and lists each in the
 // explanation with its result; one that fails withholds the whole record.
 //
-//   - Record: the record has a valid TLP and restriction.
+//   - Record: the record is not withdrawn (withdraw_time unset; a withdrawn
+//     record is never disclosed, and no other condition is evaluated), and
+//     it has a valid TLP and restriction.
 //   - Loop: the peer is not the record's origin (provenance.origin_team, or
 //     the team of its id), not provenance.received_from and not on
 //     provenance.path.
@@ -56,10 +58,13 @@
 //     NEED_TO_KNOW admits a peer for which need-to-know holds (below);
 //     PRIVATE and unknown values admit none.
 //   - Re-share and hop limit, for a foreign record (one with received_from
-//     or a path): only TLP:CLEAR and TLP:GREEN records are passed on, and
-//     only while len(path)+1 — the transfers from the origin once the peer
-//     holds it, path listing every team that received the record after its
-//     origin — is at most max(max_hops, 1).
+//     or a path): only TLP:CLEAR and TLP:GREEN records are passed on; only
+//     when the terms the team it came from granted us
+//     (provenance.reshare) have may_reshare, a scope of community or
+//     unlimited, and hops_left of at least 1 (absent terms are a refusal);
+//     and only while len(path)+1 — the transfers from the origin once the
+//     peer holds it, path listing every team that received the record
+//     after its origin, this team last — is at most max(max_hops, 1).
 //   - Need-to-know (when the policy sets need_to_know): a host address or
 //     prefix (contained in a constituency CIDR), ASN, or host or domain name
 //     (equal to or beneath a constituency domain) of the record lies in the
@@ -100,7 +105,10 @@
 // on to anyone, TLP:GREEN within the community, AMBER, AMBER+STRICT and RED
 // never (TLP 2.0: AMBER allows the recipient's clients, not other teams).
 // hops_left is max(max_hops, 1) - (len(path)+1) when the TLP allows
-// re-sharing, else 0.
+// re-sharing, else 0. A foreign record's terms never exceed those it came
+// with: the scope is the narrower of the TLP's and provenance.reshare's,
+// and hops_left is at most provenance.reshare.hops_left - 1, the transfer
+// to the peer spending one.
 //
 // # The explanation
 //

@@ -53,9 +53,23 @@ func FuzzDisclose(f *testing.F) {
 		inc.AttackingHosts[0].ProtoReflect().SetUnknown([]byte{0x9a, 0x06, 0x01, 'x'})
 	})), uint8(3))
 	f.Add(marshal(f, smallIncident(func(inc *irxv1.Incident) {
-		inc.Provenance = &irxv1.Provenance{OriginTeam: "cert-z", ReceivedFrom: "cert-z", Path: []string{"cert-a"}}
+		inc.Provenance = &irxv1.Provenance{OriginTeam: "cert-z", ReceivedFrom: "cert-z", Path: []string{"cert-a"},
+			Reshare: &irxv1.ReshareTerms{MayReshare: true, Scope: irxv1.ReshareScope_RESHARE_SCOPE_COMMUNITY, HopsLeft: 2}}
 		inc.Tlp = irxv1.Tlp_TLP_GREEN
 	})), uint8(4))
+	f.Add(marshal(f, smallIncident(func(inc *irxv1.Incident) {
+		inc.Provenance = &irxv1.Provenance{OriginTeam: "cert-z", ReceivedFrom: "cert-y", Path: []string{"cert-y", "cert-a"},
+			Reshare: &irxv1.ReshareTerms{MayReshare: true, Scope: irxv1.ReshareScope_RESHARE_SCOPE_UNLIMITED, HopsLeft: 1}}
+		inc.Tlp = irxv1.Tlp_TLP_CLEAR
+	})), uint8(1))
+	f.Add(marshal(f, smallIncident(func(inc *irxv1.Incident) {
+		inc.Provenance = &irxv1.Provenance{OriginTeam: "cert-z", Path: []string{"cert-a"}}
+		inc.Tlp = irxv1.Tlp_TLP_CLEAR
+	})), uint8(1))
+	f.Add(marshal(f, smallIncident(func(inc *irxv1.Incident) {
+		inc.Tlp = irxv1.Tlp_TLP_CLEAR
+		inc.WithdrawTime, inc.WithdrawReason = ts("2026-11-01T00:00:00Z"), "reported in error"
+	})), uint8(1))
 	policies := fuzzPolicies(f)
 	nothing := policies[2]
 	f.Fuzz(func(t *testing.T, data []byte, sel uint8) {
@@ -78,6 +92,16 @@ func FuzzDisclose(f *testing.F) {
 		}
 		if view == nil {
 			return
+		}
+		if inc.GetWithdrawTime() != nil {
+			t.Fatal("a withdrawn record was disclosed")
+		}
+		// A team never grants more than it was granted.
+		if prov := inc.GetProvenance(); prov.GetReceivedFrom() != "" || len(prov.GetPath()) > 0 {
+			up, rs := prov.GetReshare(), ex.GetReshare()
+			if !up.GetMayReshare() || int64(rs.GetHopsLeft()) > int64(up.GetHopsLeft())-1 || rs.GetScope() > up.GetScope() {
+				t.Fatalf("foreign record disclosed with terms %v on upstream terms %v", rs, up)
+			}
 		}
 		noUnknown(t, view.ProtoReflect(), "view")
 		if record.Validate(inc, "incident") == nil {

@@ -424,6 +424,8 @@ func slabMaker(t reflect.Type) func(n int) unsafe.Pointer {
 		return makeSlab[irxv1.ConsentScope]
 	case reflect.TypeFor[irxv1.Provenance]():
 		return makeSlab[irxv1.Provenance]
+	case reflect.TypeFor[irxv1.ReshareTerms]():
+		return makeSlab[irxv1.ReshareTerms]
 	}
 	slice := reflect.SliceOf(t)
 	return func(n int) unsafe.Pointer { return reflect.MakeSlice(slice, n, n).UnsafePointer() }

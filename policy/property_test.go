@@ -119,7 +119,7 @@ func (g *recordGen) fill(m protoreflect.Message, ctx genCtx, depth int) {
 		switch fd.FullName() {
 		case "irx.v1.Incident.id", "irx.v1.Incident.provenance", "irx.v1.Incident.taxonomy", "irx.v1.Incident.additional_taxonomies",
 			"irx.v1.Incident.tlp", "irx.v1.Incident.version", "irx.v1.Incident.named_recipients", "irx.v1.Incident.end_time",
-			"irx.v1.Incident.disclosure_consent":
+			"irx.v1.Incident.disclosure_consent", "irx.v1.Incident.withdraw_time", "irx.v1.Incident.withdraw_reason":
 			continue // set by record()
 		}
 		n := 1
@@ -292,6 +292,15 @@ func (g *recordGen) record() *irxv1.Incident {
 	if rapid.IntRange(0, 3).Draw(g.t, "named") > 0 {
 		inc.NamedRecipients = []string{"cert-b", "cert-c"}
 	}
+	if rapid.IntRange(0, 2).Draw(g.t, "foreign") == 0 {
+		// Mostly re-shareable TLPs, or foreign records would hardly ever
+		// get through for the canaries to be checked.
+		inc.Tlp = irxv1.Tlp(rapid.SampledFrom([]int32{2, 1, 2, 1, 2, 3, 5}).Draw(g.t, "foreign tlp"))
+		inc.Id, inc.Provenance = "cert-z:1", foreignProvenance(g.t)
+	}
+	if rapid.IntRange(0, 9).Draw(g.t, "withdrawn") == 9 { // rare: it withholds everything
+		inc.WithdrawTime, inc.WithdrawReason = randomTime(g.t, "withdraw time"), "reported in error"
+	}
 	row := func(label string) *irxv1.ConsentScope {
 		return &irxv1.ConsentScope{Domain: rapid.Bool().Draw(g.t, label+".domain"), Hosts: rapid.Bool().Draw(g.t, label+".hosts"), Contact: rapid.Bool().Draw(g.t, label+".contact")}
 	}
@@ -305,6 +314,37 @@ func (g *recordGen) record() *irxv1.Incident {
 	return inc
 }
 
+// foreignProvenance draws the provenance of a record this team (cert-a)
+// received from cert-z, its origin, or by way of cert-y, and the terms it
+// came with: absent, refusing, contradictory or granting, so every re-share
+// path is taken. cert-b and cert-c, the peers of the test, are never on it.
+func foreignProvenance(t *rapid.T) *irxv1.Provenance {
+	prov := &irxv1.Provenance{OriginTeam: "cert-z"}
+	switch rapid.IntRange(0, 2).Draw(t, "path") {
+	case 0:
+		prov.ReceivedFrom, prov.Path = "cert-z", []string{"cert-a"}
+	case 1:
+		prov.ReceivedFrom, prov.Path = "cert-y", []string{"cert-y", "cert-a"}
+	default:
+		prov.Path = []string{"cert-y", "cert-a"} // received_from missing: path alone makes it foreign
+	}
+	// rapid favours the first values and small numbers: granting terms
+	// come first so that foreign records get through often enough.
+	if rapid.IntRange(0, 4).Draw(t, "no reshare terms") < 4 {
+		prov.Reshare = &irxv1.ReshareTerms{
+			MayReshare: rapid.IntRange(0, 3).Draw(t, "may reshare") < 3,
+			Scope:      irxv1.ReshareScope(rapid.SampledFrom([]int32{2, 3, 2, 3, 0, 1}).Draw(t, "reshare scope")),
+			HopsLeft:   uint32(rapid.SampledFrom([]int{1, 2, 1, 5, 3, 0}).Draw(t, "hops left")),
+		}
+	}
+	return prov
+}
+
+// foreign is the engine's definition of a record this team received.
+func foreign(inc *irxv1.Incident) bool {
+	return inc.GetProvenance().GetReceivedFrom() != "" || len(inc.GetProvenance().GetPath()) > 0
+}
+
 type genPolicy struct {
 	p       *irxv1.DisclosurePolicy
 	actions map[irxv1.InfoClass]irxv1.DisclosureAction
@@ -316,7 +356,7 @@ func drawPolicy(t *rapid.T, g *recordGen, inc *irxv1.Incident) genPolicy {
 		PeerTeamId:     "cert-b",
 		RecipientClass: irxv1.RecipientClass(rapid.IntRange(1, 4).Draw(t, "recipient")),
 		TlpCeiling:     irxv1.Tlp(rapid.SampledFrom([]int32{1, 2, 3, 4, 5, 5, 5, 5, 5}).Draw(t, "ceiling")),
-		MaxHops:        uint32(rapid.IntRange(0, 4).Draw(t, "max hops")),
+		MaxHops:        uint32(rapid.SampledFrom([]int{3, 2, 4, 0, 1}).Draw(t, "max hops")), // room for foreign records first
 	}
 	gp := genPolicy{p: p, actions: map[irxv1.InfoClass]irxv1.DisclosureAction{irxv1.InfoClass_INFO_CLASS_HANDLING: forward}}
 	for c := privateUser; c <= contact; c++ {
@@ -367,11 +407,17 @@ func (gp genPolicy) admits(r irxv1.Restriction) bool {
 	return false
 }
 
-// expectDisclosed is the record-level model for generated records (local,
-// so no loop or re-share question).
+// expectDisclosed is the record-level model for generated records (never
+// on a loop: the peers are on no path).
 func (gp genPolicy) expectDisclosed(inc *irxv1.Incident) bool {
 	p := gp.p
 	tlp := inc.GetTlp()
+	if inc.GetWithdrawTime() != nil {
+		return false
+	}
+	if !mayPassOn(inc, p.GetMaxHops()) {
+		return false
+	}
 	if tlp > p.GetTlpCeiling() {
 		return false
 	}
@@ -390,6 +436,45 @@ func (gp genPolicy) expectDisclosed(inc *irxv1.Incident) bool {
 		return false
 	}
 	return true // the allow entry is the record's own taxonomy
+}
+
+// mayPassOn is the model of the re-share conditions: a local record always
+// may; a foreign one only at TLP:CLEAR or GREEN, with terms from upstream
+// that grant re-share in the community or beyond with a transfer left, and
+// within the hop limit.
+func mayPassOn(inc *irxv1.Incident, maxHops uint32) bool {
+	if !foreign(inc) {
+		return true
+	}
+	up := inc.GetProvenance().GetReshare()
+	return inc.GetTlp() <= irxv1.Tlp_TLP_GREEN && up.GetMayReshare() && up.GetHopsLeft() >= 1 &&
+		(up.GetScope() == irxv1.ReshareScope_RESHARE_SCOPE_COMMUNITY || up.GetScope() == irxv1.ReshareScope_RESHARE_SCOPE_UNLIMITED) &&
+		len(inc.GetProvenance().GetPath())+1 <= int(max(maxHops, 1))
+}
+
+// expectTerms is the model of the re-share terms a disclosed record goes
+// out with.
+func expectTerms(inc *irxv1.Incident, maxHops uint32) (irxv1.ReshareScope, uint32) {
+	scope := irxv1.ReshareScope_RESHARE_SCOPE_NONE
+	switch inc.GetTlp() {
+	case irxv1.Tlp_TLP_CLEAR:
+		scope = irxv1.ReshareScope_RESHARE_SCOPE_UNLIMITED
+	case irxv1.Tlp_TLP_GREEN:
+		scope = irxv1.ReshareScope_RESHARE_SCOPE_COMMUNITY
+	}
+	up := inc.GetProvenance().GetReshare()
+	if foreign(inc) && up.GetScope() < scope {
+		scope = up.GetScope() // expectDisclosed admitted only community and unlimited
+	}
+	hops, limit := len(inc.GetProvenance().GetPath())+1, int(max(maxHops, 1))
+	if scope == irxv1.ReshareScope_RESHARE_SCOPE_NONE || hops >= limit {
+		return scope, 0
+	}
+	left := limit - hops
+	if foreign(inc) {
+		left = min(left, int(up.GetHopsLeft())-1)
+	}
+	return scope, uint32(left)
 }
 
 func grantedColumns(inc *irxv1.Incident, rc irxv1.RecipientClass) map[string]bool {
@@ -413,7 +498,10 @@ var tokenRE = regexp.MustCompile(`pseud:[a-z2-7]{26}`)
 // pseudonymised or generalised appears as it was; (3) forwarded values do
 // appear; (4) generalised addresses are exactly the masked prefix;
 // (5) pseudonyms are stable for one peer and differ across peers; (6) the
-// view is a valid record; (7) the output is deterministic.
+// view is a valid record; (7) the output is deterministic; (8) a withdrawn
+// record is never disclosed, and a foreign one only on the terms it came
+// with, which the view's terms never exceed: hops_left at most the
+// upstream hops_left - 1, a scope no wider than the upstream's.
 func TestDiscloseProperties(t *testing.T) {
 	// A security property: run more than rapid's default 100 cases unless
 	// -rapid.checks says otherwise (about a second).
@@ -421,12 +509,15 @@ func TestDiscloseProperties(t *testing.T) {
 		_ = f.Value.Set("1000")
 		defer func() { _ = f.Value.Set(f.DefValue) }()
 	}
-	var runs, disclosed, leaksChecked, keptChecked, hiddenChecked int
+	var runs, withdrawn, disclosed, foreignDisclosed, leaksChecked, keptChecked, hiddenChecked int
 	defer func() {
-		t.Logf("%d records, %d disclosed; canaries checked: %d must not leak, %d transformed, %d forwarded",
-			runs, disclosed, leaksChecked, hiddenChecked, keptChecked)
+		t.Logf("%d records (%d withdrawn), %d disclosed (%d foreign); canaries checked: %d must not leak, %d transformed, %d forwarded",
+			runs, withdrawn, disclosed, foreignDisclosed, leaksChecked, hiddenChecked, keptChecked)
 		if runs > 20 && disclosed*8 < runs {
 			t.Errorf("only %d of %d generated records were disclosed: the property test is nearly vacuous", disclosed, runs)
+		}
+		if runs > 200 && foreignDisclosed == 0 {
+			t.Errorf("no foreign record of %d was disclosed: the re-share paths went untested", runs)
 		}
 	}()
 	rapid.Check(t, func(t *rapid.T) {
@@ -435,6 +526,9 @@ func TestDiscloseProperties(t *testing.T) {
 		inc := g.record()
 		if err := record.Validate(inc, "incident"); err != nil {
 			t.Fatalf("generator made an invalid record: %v", err)
+		}
+		if inc.GetWithdrawTime() != nil {
+			withdrawn++
 		}
 		gp := drawPolicy(t, g, inc)
 		c, err := policy.Compile(gp.p, keyFor("cert-b"))
@@ -449,6 +543,10 @@ func TestDiscloseProperties(t *testing.T) {
 			return
 		}
 		disclosed++
+		if foreign(inc) {
+			foreignDisclosed++
+		}
+		checkTerms(t, inc, gp.p.GetMaxHops(), ex)
 		if err := record.Validate(view, "view"); err != nil {
 			t.Fatalf("view is not a valid record: %v", err)
 		}
@@ -517,6 +615,79 @@ func TestDiscloseProperties(t *testing.T) {
 		if len(mine) > 0 && len(tokenRE.FindAllString(prototext.Format(view3), -1)) == 0 {
 			t.Fatal("the other peer got no tokens where this one did")
 		}
+	})
+}
+
+// checkTerms holds a disclosed record's re-share terms to the model, and a
+// foreign record's to those it came with: hops_left at most the upstream
+// hops_left - 1 and a scope no wider than the upstream's, whatever the
+// model says.
+func checkTerms(t *rapid.T, inc *irxv1.Incident, maxHops uint32, ex *irxv1.Explanation) {
+	rs := ex.GetReshare()
+	if scope, left := expectTerms(inc, maxHops); rs.GetScope() != scope || rs.GetHopsLeft() != left || rs.GetMayReshare() != (left > 0) {
+		t.Fatalf("re-share terms %v, model says scope %v, hops_left %d", rs, scope, left)
+	}
+	if !foreign(inc) {
+		return
+	}
+	up := inc.GetProvenance().GetReshare()
+	if int64(rs.GetHopsLeft()) > int64(up.GetHopsLeft())-1 || rs.GetScope() > up.GetScope() {
+		t.Fatalf("a foreign record goes out with terms %v, wider than the %v it came with", rs, up)
+	}
+}
+
+// TestReshareProperties: over records that are local or foreign with
+// random upstream terms, TLP and hop limits, and a policy that lets
+// everything else through, a record is disclosed exactly when the model of
+// the re-share conditions says so, with the model's terms, never wider than
+// the upstream's; a withheld foreign record names an unsatisfied re-share
+// or hop-limit reason.
+func TestReshareProperties(t *testing.T) {
+	// A security property too, and cheap: 1000 cases in well under a second.
+	if f := flag.Lookup("rapid.checks"); f != nil && f.Value.String() == f.DefValue {
+		_ = f.Value.Set("1000")
+		defer func() { _ = f.Value.Set(f.DefValue) }()
+	}
+	var runs, foreignDisclosed, foreignWithheld int
+	defer func() {
+		t.Logf("%d records; foreign: %d disclosed, %d withheld", runs, foreignDisclosed, foreignWithheld)
+		if runs > 200 && (foreignDisclosed == 0 || foreignWithheld == 0) {
+			t.Error("the generator missed a side of the re-share decision")
+		}
+	}()
+	rapid.Check(t, func(t *rapid.T) {
+		runs++
+		inc := smallIncident(func(inc *irxv1.Incident) {
+			inc.Tlp = irxv1.Tlp(rapid.SampledFrom([]int32{2, 1, 2, 1, 2, 3, 4, 5}).Draw(t, "tlp"))
+			inc.NamedRecipients = []string{"cert-b"}
+			if rapid.IntRange(0, 3).Draw(t, "foreign") > 0 {
+				inc.Id, inc.Provenance = "cert-z:4", foreignProvenance(t)
+			}
+		})
+		maxHops := uint32(rapid.SampledFrom([]int{3, 2, 4, 3, 6, 1, 0}).Draw(t, "max hops"))
+		p := basePolicy(func(p *irxv1.DisclosurePolicy) { p.MaxHops = maxHops })
+		view, ex := policy.Disclose(inc, mustCompile(t, p))
+		if want := mayPassOn(inc, maxHops); (view != nil) != want {
+			t.Fatalf("disclosed %v, model says %v: %v", view != nil, want, ex.GetReasons())
+		}
+		if foreign(inc) && view != nil {
+			foreignDisclosed++
+		} else if foreign(inc) {
+			foreignWithheld++
+		}
+		if view == nil {
+			failed := false
+			for _, r := range ex.GetReasons() {
+				code := r.GetCode()
+				failed = failed || !r.GetSatisfied() && (code == irxv1.ReasonCode_REASON_CODE_RESHARE || code == irxv1.ReasonCode_REASON_CODE_HOP_LIMIT)
+			}
+			if !failed {
+				t.Fatalf("withheld without a failed re-share or hop-limit reason: %v", ex.GetReasons())
+			}
+			return
+		}
+		validView(t, view)
+		checkTerms(t, inc, maxHops, ex)
 	})
 }
 
