@@ -21,6 +21,7 @@ func (c *cli) printHelp(w io.Writer, path []*command) {
 		c.printGlobalFlags(w, true, true)
 		fmt.Fprint(w, "\nSettings come from flags, then IRX_ADDR, IRX_CA_FILE, IRX_CERT_FILE, IRX_KEY_FILE,\n"+
 			"then the current context of $IRXCTL_CONFIG (default ~/.config/irxctl/config.yaml).\n"+
+			"The pki commands work on local files and need no node.\n"+
 			"\nRun 'irxctl help COMMAND...' or 'irxctl COMMAND... -h' for details.\n")
 		return
 	}

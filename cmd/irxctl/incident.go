@@ -21,10 +21,11 @@ func incidentCommand() *command {
 	return &command{
 		name:  "incident",
 		usage: "incident COMMAND",
-		short: "Create, read, list, update and import incidents",
+		short: "Create, read, list, update, import, withdraw and hand off incidents",
 		subs: []*command{
 			incidentCreateCommand(), incidentGetCommand(), incidentListCommand(),
 			incidentUpdateCommand(), incidentVersionsCommand(), incidentImportCommand(),
+			incidentWithdrawCommand(), incidentHandoffCommand(),
 		},
 	}
 }
@@ -307,4 +308,81 @@ func incidentVersionsCommand() *command {
 			}
 		},
 	}
+}
+
+func incidentWithdrawCommand() *command {
+	return &command{
+		name:  "withdraw",
+		usage: "incident withdraw ID [--reason TEXT]",
+		short: "Withdraw one of this team's incidents: every peer holding it is told to delete its copy",
+		long: `Peers that received the incident, and teams they re-shared it to, are told
+the origin withdrew it and delete their copies. The record stays here, marked
+withdrawn, for the audit ("irxctl audit list --incident ID"). --reason is kept
+on this team's copy only; peers learn only that the origin withdrew it.`,
+		minArgs: 1, maxArgs: 1,
+		connects: true, printsOutput: true,
+		setup: func(fs *flag.FlagSet) action {
+			reason := fs.String("reason", "", "why, for this team's record (`TEXT`)")
+			return func(ctx context.Context, c *cli, args []string) error {
+				return withIncidents(ctx, c, func(ctx context.Context, ic irxv1.IncidentServiceClient) error {
+					resp, err := ic.WithdrawIncident(ctx, &irxv1.WithdrawIncidentRequest{Id: args[0], Reason: *reason})
+					if err != nil {
+						return err
+					}
+					inc := resp.GetIncident()
+					return c.printProto(inc, func(w io.Writer) error {
+						if err := writeIncidentTable(w, []*irxv1.Incident{inc}); err != nil {
+							return err
+						}
+						_, err := fmt.Fprintf(w, "\nwithdrawn at %s%s\n", timeLabel(inc.GetWithdrawTime()), parenthesized(inc.GetWithdrawReason()))
+						return err
+					})
+				})
+			}
+		},
+	}
+}
+
+func incidentHandoffCommand() *command {
+	return &command{
+		name:  "handoff",
+		usage: "incident handoff ID PEER [--reason TEXT]",
+		short: "Hand coordination of one of this team's incidents to a peer team",
+		long: `The peer records the incident, as its policy discloses it, under a ticket of
+its own (RFC 2350 section 3.4.2); our incident becomes "forwarded" and each
+ticket names the other as an alternative id. --reason goes into both teams'
+history. -o json or -o yaml prints our incident and the peer's new id.`,
+		minArgs: 2, maxArgs: 2,
+		connects: true, printsOutput: true,
+		setup: func(fs *flag.FlagSet) action {
+			reason := fs.String("reason", "", "why, for both teams' history (`TEXT`)")
+			return func(ctx context.Context, c *cli, args []string) error {
+				// The call belongs to PeerService: a hand-off is federation.
+				return withPeers(ctx, c, func(ctx context.Context, pc irxv1.PeerServiceClient) error {
+					resp, err := pc.HandOffIncidentToPeer(ctx, &irxv1.HandOffIncidentToPeerRequest{Id: args[0], PeerTeamId: args[1], Reason: *reason})
+					if err != nil {
+						return err
+					}
+					return c.printProto(resp, func(w io.Writer) error {
+						if err := writeIncidentTable(w, []*irxv1.Incident{resp.GetIncident()}); err != nil {
+							return err
+						}
+						_, err := fmt.Fprintf(w, "\nhanded off to %s as %s\n", args[1], resp.GetPeerIncidentId())
+						return err
+					})
+				})
+			}
+		},
+	}
+}
+
+func withIncidents(ctx context.Context, c *cli, f func(context.Context, irxv1.IncidentServiceClient) error) error {
+	return withClient(ctx, c, irxv1.NewIncidentServiceClient, f)
+}
+
+func parenthesized(s string) string {
+	if s = strings.Join(strings.Fields(s), " "); s == "" {
+		return ""
+	}
+	return " (" + s + ")"
 }

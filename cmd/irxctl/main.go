@@ -1,6 +1,9 @@
 // Command irxctl is the operator CLI of an irx team. It talks to any node's
-// operator gRPC API (irxd) to create, read, list, update and bulk-import
-// incidents and to inspect and change the team's Raft cluster.
+// operator gRPC API (irxd) to create, read, list, update, bulk-import,
+// withdraw and hand off incidents, to manage disclosure policies and peer
+// teams, to audit what each peer was told, and to inspect and change the
+// team's Raft cluster. Its pki commands make the team's CA, node and
+// operator certificates and peering bundle from local files, without a node.
 //
 // Run "irxctl help" for the command reference.
 package main
@@ -66,7 +69,10 @@ func commandTree() *command {
 		name:  "irxctl",
 		usage: "COMMAND [ARGS] [flags]",
 		short: "irxctl operates an irx team through the operator API of any of its nodes.",
-		subs:  []*command{incidentCommand(), clusterCommand(), policyCommand(), configCommand(), versionCommand()},
+		subs: []*command{
+			incidentCommand(), policyCommand(), peerCommand(), auditCommand(), clusterCommand(),
+			pkiCommand(), configCommand(), versionCommand(),
+		},
 	}
 	root.subs = append(root.subs, &command{
 		name:    "help",

@@ -55,10 +55,16 @@ func (c *cli) printProto(m proto.Message, table func(w io.Writer) error) error {
 // {"incidents": []} rather than protojson's {}, so that scripts can iterate
 // over .incidents either way.
 func (c *cli) printIncidentList(m proto.Message, incidents []*irxv1.Incident, table func(io.Writer, []*irxv1.Incident) error) error {
-	if len(incidents) == 0 && (c.output == "json" || c.output == "yaml") {
-		return c.printJSON([]byte(`{"incidents":[]}`))
+	return c.printList(m, "incidents", len(incidents), func(w io.Writer) error { return table(w, incidents) })
+}
+
+// printList prints a response holding a list under key, with n entries; an
+// empty list is written as {"<key>": []}, as printIncidentList does.
+func (c *cli) printList(m proto.Message, key string, n int, table func(io.Writer) error) error {
+	if n == 0 && (c.output == "json" || c.output == "yaml") {
+		return c.printJSON([]byte(`{"` + key + `":[]}`))
 	}
-	return c.printProto(m, func(w io.Writer) error { return table(w, incidents) })
+	return c.printProto(m, table)
 }
 
 // printPlain prints a Go value (not a protobuf message) as JSON or YAML.

@@ -193,6 +193,27 @@ func (c *cli) writePreview(w io.Writer, resp *irxv1.PreviewDisclosureResponse) e
 		verdict = "disclosed"
 	}
 	fmt.Fprintf(w, "%s v%d to %s under policy v%d: %s\n\n", ex.GetIncidentId(), ex.GetIncidentVersion(), ex.GetPeerTeamId(), resp.GetPolicyVersion(), verdict)
+	if err := writeExplanation(w, ex); err != nil {
+		return err
+	}
+	if resp.GetView() != nil {
+		return c.writeView(w, resp.GetView())
+	}
+	return nil
+}
+
+// writeView prints a view as YAML, which reads best; w is c.stdout.
+func (c *cli) writeView(w io.Writer, view *irxv1.Incident) error {
+	fmt.Fprintln(w, "\nview:")
+	saved := c.output
+	c.output = "yaml"
+	defer func() { c.output = saved }()
+	return c.printProto(view, nil)
+}
+
+// writeExplanation prints the record-level conditions, each met or not,
+// and every field's outcome with the rule that decided it.
+func writeExplanation(w io.Writer, ex *irxv1.Explanation) error {
 	tw := newTable(w)
 	fmt.Fprintln(tw, "CONDITION\tMET\tWHY")
 	for _, r := range ex.GetReasons() {
@@ -212,13 +233,6 @@ func (c *cli) writePreview(w io.Writer, resp *irxv1.PreviewDisclosureResponse) e
 		if err := tw.Flush(); err != nil {
 			return err
 		}
-	}
-	if resp.GetView() != nil {
-		fmt.Fprintln(w, "\nview:")
-		saved := c.output
-		c.output = "yaml" // the view reads best as YAML; w is c.stdout
-		defer func() { c.output = saved }()
-		return c.printProto(resp.GetView(), nil)
 	}
 	return nil
 }

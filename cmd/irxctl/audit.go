@@ -1,0 +1,171 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+
+	irxv1 "github.com/irxfed/irx/proto/irx/v1"
+)
+
+// maxDisclosurePageSize is the server's largest page of ledger entries.
+const maxDisclosurePageSize = 1000
+
+func auditCommand() *command {
+	return &command{
+		name:  "audit",
+		usage: "audit COMMAND",
+		short: "Show what exactly the team told each peer, from the disclosure ledger",
+		subs:  []*command{auditExplainCommand(), auditListCommand()},
+	}
+}
+
+func withAudit(ctx context.Context, c *cli, f func(context.Context, irxv1.AuditServiceClient) error) error {
+	return withClient(ctx, c, irxv1.NewAuditServiceClient, f)
+}
+
+func auditExplainCommand() *command {
+	return &command{
+		name:  "explain",
+		usage: "audit explain PEER INCIDENT_ID [--summary]",
+		short: "Recompute every view of an incident a peer received, and every withdrawal, with why and a digest",
+		long: `For each ledger entry (oldest first): the incident version, the policy
+version it was computed under, the feed sequence that carried it, when the
+peer acknowledged it and the SHA-256 digest of the view, which the peer can
+compute from its own copy to confirm it holds exactly this; then the
+conditions, every field's outcome and the view itself. --summary prints the
+entries only; -o json or -o yaml prints the whole answer.`,
+		minArgs: 2, maxArgs: 2,
+		connects: true, printsOutput: true,
+		setup: func(fs *flag.FlagSet) action {
+			summary := fs.Bool("summary", false, "list the entries without the explanations and views")
+			return func(ctx context.Context, c *cli, args []string) error {
+				return withAudit(ctx, c, func(ctx context.Context, ac irxv1.AuditServiceClient) error {
+					resp, err := ac.ExplainDisclosure(ctx, &irxv1.ExplainDisclosureRequest{PeerTeamId: args[0], IncidentId: args[1]})
+					if err != nil {
+						return err
+					}
+					return c.printList(resp, "disclosures", len(resp.GetDisclosures()), func(w io.Writer) error {
+						return c.writeExplainedDisclosures(w, args[0], args[1], resp.GetDisclosures(), *summary)
+					})
+				})
+			}
+		},
+	}
+}
+
+func (c *cli) writeExplainedDisclosures(w io.Writer, peer, incident string, ds []*irxv1.RecomputedDisclosure, summary bool) error {
+	if len(ds) == 0 {
+		_, err := fmt.Fprintf(w, "Nothing about %s was disclosed to %s (no acknowledged view or withdrawal in the ledger).\n", incident, peer)
+		return err
+	}
+	tw := newTable(w)
+	fmt.Fprintln(tw, "PEER\tINCIDENT\tVERSION\tSEQUENCE\tPOLICY\tKIND\tACKNOWLEDGED\tDIGEST")
+	for _, d := range ds {
+		e := d.GetDisclosure()
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%s\t%s\t%s\n", e.GetPeerTeamId(), e.GetIncidentId(), e.GetIncidentVersion(), e.GetSequence(),
+			e.GetPolicyVersion(), disclosureKind(e), timeLabel(e.GetAcknowledgeTime()), dash(d.GetDigest()))
+	}
+	if err := tw.Flush(); err != nil || summary {
+		return err
+	}
+	for _, d := range ds {
+		e := d.GetDisclosure()
+		fmt.Fprintf(w, "\n=== sequence %d: %s v%d under policy v%d, %s ===\n", e.GetSequence(), e.GetIncidentId(), e.GetIncidentVersion(),
+			e.GetPolicyVersion(), disclosureKind(e))
+		if e.GetWithdrawal() {
+			fmt.Fprintf(w, "%s was told to delete its copy (%s).\n", e.GetPeerTeamId(), withdrawalReasonText(e.GetWithdrawalReason()))
+			continue
+		}
+		if ex := d.GetExplanation(); ex != nil {
+			if err := writeExplanation(w, ex); err != nil {
+				return err
+			}
+		}
+		if d.GetView() != nil {
+			if err := c.writeView(w, d.GetView()); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func disclosureKind(d *irxv1.Disclosure) string {
+	if !d.GetWithdrawal() {
+		return "view"
+	}
+	if d.GetWithdrawalReason() == irxv1.WithdrawalReason_WITHDRAWAL_REASON_UNSPECIFIED {
+		return "withdrawal"
+	}
+	return "withdrawal/" + enumLabel(d.GetWithdrawalReason(), "WITHDRAWAL_REASON_")
+}
+
+func withdrawalReasonText(r irxv1.WithdrawalReason) string {
+	switch r {
+	case irxv1.WithdrawalReason_WITHDRAWAL_REASON_ORIGIN:
+		return "the origin withdrew the incident"
+	case irxv1.WithdrawalReason_WITHDRAWAL_REASON_POLICY:
+		return "the policy no longer discloses it to the peer"
+	}
+	return "reason not recorded"
+}
+
+func auditListCommand() *command {
+	return &command{
+		name:  "list",
+		usage: "audit list (--peer TEAM | --incident ID) [--limit N]",
+		short: "List disclosure ledger entries of a peer or of an incident",
+		long: `Each entry is one view or withdrawal a peer acknowledged: the incident
+version, the feed sequence, the policy version it was computed under and when.
+Give both --peer and --incident for one peer's entries about one incident;
+"audit explain" shows what each entry stood for.`,
+		connects: true, printsOutput: true,
+		setup: func(fs *flag.FlagSet) action {
+			peer := fs.String("peer", "", "entries of the peer `TEAM`")
+			incident := fs.String("incident", "", "entries of the incident `ID`")
+			limit := fs.Int("limit", 0, "stop after `N` entries (default: all)")
+			return func(ctx context.Context, c *cli, _ []string) error {
+				if *peer == "" && *incident == "" {
+					return usageErrorf("give --peer TEAM or --incident ID (or both)")
+				}
+				if *limit < 0 {
+					return usageErrorf("--limit must be >= 0")
+				}
+				return withAudit(ctx, c, func(ctx context.Context, ac irxv1.AuditServiceClient) error {
+					all := &irxv1.ListDisclosuresResponse{}
+					req := &irxv1.ListDisclosuresRequest{PeerTeamId: *peer, IncidentId: *incident, PageSize: maxDisclosurePageSize}
+					for {
+						if remaining := *limit - len(all.Disclosures); *limit > 0 && remaining < maxDisclosurePageSize {
+							req.PageSize = int32(remaining)
+						}
+						resp, err := ac.ListDisclosures(ctx, req)
+						if err != nil {
+							return err
+						}
+						all.Disclosures = append(all.Disclosures, resp.GetDisclosures()...)
+						if *limit > 0 && len(all.Disclosures) >= *limit {
+							all.Disclosures = all.Disclosures[:*limit]
+							break
+						}
+						if req.PageToken = resp.GetNextPageToken(); req.PageToken == "" {
+							break
+						}
+					}
+					return c.printList(all, "disclosures", len(all.Disclosures), func(w io.Writer) error { return writeDisclosures(w, all.GetDisclosures()) })
+				})
+			}
+		},
+	}
+}
+
+func writeDisclosures(w io.Writer, ds []*irxv1.Disclosure) error {
+	tw := newTable(w)
+	fmt.Fprintln(tw, "PEER\tINCIDENT\tVERSION\tSEQUENCE\tPOLICY\tKIND\tACKNOWLEDGED")
+	for _, d := range ds {
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%s\t%s\n", d.GetPeerTeamId(), d.GetIncidentId(), d.GetIncidentVersion(), d.GetSequence(),
+			d.GetPolicyVersion(), disclosureKind(d), timeLabel(d.GetAcknowledgeTime()))
+	}
+	return tw.Flush()
+}

@@ -1,0 +1,157 @@
+package federation
+
+import (
+	"crypto/x509"
+	"log/slog"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/raft"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+	"pgregory.net/rapid"
+
+	"github.com/irxfed/irx/node/fsm"
+	"github.com/irxfed/irx/node/pki"
+	irxv1 "github.com/irxfed/irx/proto/irx/v1"
+)
+
+// stateWithPeers opens a real state machine of team cert-a holding the
+// given peers.
+func stateWithPeers(t *testing.T, peers ...*irxv1.Peer) *fsm.FSM {
+	t.Helper()
+	st, err := fsm.Open(filepath.Join(t.TempDir(), "state"), "cert-a", slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = st.Close() })
+	for i, p := range peers {
+		data, err := proto.Marshal(&irxv1.Command{ProposeTime: timestamppb.Now(), Kind: &irxv1.Command_PutPeer{PutPeer: &irxv1.PutPeerCommand{Peer: p, Create: true}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res := st.Apply(&raft.Log{Index: uint64(i + 1), Type: raft.LogCommand, Data: data}).(*fsm.Result); res.Err != nil {
+			t.Fatal(res.Err)
+		}
+	}
+	return st
+}
+
+func chainOf(t *testing.T, ca *pki.CA, id pki.Identity, usage pki.Usage) []*x509.Certificate {
+	t.Helper()
+	certPEM, _, err := ca.Issue(pki.IssueRequest{Identity: id, Usage: usage, Validity: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := pki.ParseCertPEM(certPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return []*x509.Certificate{cert}
+}
+
+// TestVerifyPeer is the peer-facing listener's admission decision: only a
+// node certificate chaining to the CA pinned for the team it names, of an
+// enabled peer, gets in.
+func TestVerifyPeer(t *testing.T) {
+	now := time.Now()
+	caB, _ := pki.NewCA("cert-b", time.Hour, now)
+	caC, _ := pki.NewCA("cert-c", time.Hour, now)
+	impostorB, _ := pki.NewCA("cert-b", time.Hour, now) // right name, not the pinned key
+	caD, _ := pki.NewCA("cert-d", time.Hour, now)
+	f := &Federation{state: stateWithPeers(t,
+		&irxv1.Peer{TeamId: "cert-b", CaCertificatePem: string(caB.CertPEM())},
+		&irxv1.Peer{TeamId: "cert-c", CaCertificatePem: string(caC.CertPEM()), Disabled: true},
+		// A misconfigured pin: cert-d's entry holds cert-b's CA.
+		&irxv1.Peer{TeamId: "cert-d", CaCertificatePem: string(caB.CertPEM())},
+	)}
+	cases := []struct {
+		name  string
+		chain []*x509.Certificate
+		want  string // "" admits; else a word of the refusal
+	}{
+		{"node of a pinned peer", chainOf(t, caB, pki.NodeIdentity("cert-b", "n1"), pki.UsageNode), ""},
+		{"operator of a pinned peer", chainOf(t, caB, pki.OperatorIdentity("cert-b", "ops"), pki.UsageClient), "not a node"},
+		{"server-only certificate", chainOf(t, caB, pki.NodeIdentity("cert-b", "n2"), pki.UsageServer), "does not verify"},
+		{"impostor CA with the peer's name", chainOf(t, impostorB, pki.NodeIdentity("cert-b", "n1"), pki.UsageNode), "does not verify"},
+		{"disabled peer", chainOf(t, caC, pki.NodeIdentity("cert-c", "n1"), pki.UsageNode), "disabled"},
+		{"team that is not a peer", chainOf(t, caD, pki.NodeIdentity("cert-d", "n1"), pki.UsageNode), "does not verify"},
+		{"unknown team", chainOf(t, mustCA(t, "cert-z"), pki.NodeIdentity("cert-z", "n1"), pki.UsageNode), "not a configured peer"},
+		{"no certificate", nil, "no certificate"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			id, err := f.verifyPeer(tc.chain, x509.ExtKeyUsageClientAuth)
+			switch {
+			case tc.want == "" && err != nil:
+				t.Fatalf("refused: %v", err)
+			case tc.want == "" && id.Team != "cert-b":
+				t.Fatalf("admitted as %v", id)
+			case tc.want != "" && err == nil:
+				t.Fatalf("admitted %v", id)
+			case tc.want != "" && !strings.Contains(err.Error(), tc.want):
+				t.Fatalf("refused with %q, want it to say %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func mustCA(t *testing.T, team string) *pki.CA {
+	t.Helper()
+	ca, err := pki.NewCA(team, time.Hour, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ca
+}
+
+// TestSplitFeedProperties: however a response is cut into commands, the
+// commands chain cursor to cursor, keep every item once and in order, never
+// split one feed entry's items, and stay near the size bound.
+func TestSplitFeedProperties(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) {
+		from := rapid.Uint64Range(0, 1000).Draw(t, "from")
+		seq := from
+		var items []*irxv1.FeedItem
+		for range rapid.IntRange(0, 40).Draw(t, "entries") {
+			seq += rapid.Uint64Range(1, 3).Draw(t, "gap")
+			for range rapid.IntRange(1, 3).Draw(t, "items") {
+				size := rapid.IntRange(0, 2<<20).Draw(t, "size")
+				items = append(items, &irxv1.FeedItem{Sequence: seq, Kind: &irxv1.FeedItem_Incident{Incident: &irxv1.Incident{
+					Id: "cert-b:1", WithdrawReason: strings.Repeat("x", size),
+				}}})
+			}
+		}
+		cursor := seq + rapid.Uint64Range(0, 5).Draw(t, "tail")
+		cmds := splitFeed("cert-b", from, &irxv1.SubscribeResponse{Items: items, Cursor: cursor, PolicyVersion: 3})
+		at, n := from, 0
+		for i, c := range cmds {
+			if c.GetFromCursor() != at || c.GetCursor() < at || c.GetPolicyVersion() != 3 || c.GetPeerTeamId() != "cert-b" {
+				t.Fatalf("command %d: from %d to %d, previous ended at %d", i, c.GetFromCursor(), c.GetCursor(), at)
+			}
+			size := 0
+			for _, it := range c.GetItems() {
+				if it != items[n] {
+					t.Fatalf("command %d holds item %d out of order", i, n)
+				}
+				if it.GetSequence() <= c.GetFromCursor() || it.GetSequence() > c.GetCursor() {
+					t.Fatalf("item at %d outside (%d, %d]", it.GetSequence(), c.GetFromCursor(), c.GetCursor())
+				}
+				size += proto.Size(it)
+				n++
+			}
+			if i < len(cmds)-1 && n < len(items) && items[n].GetSequence() == items[n-1].GetSequence() {
+				t.Fatalf("command %d splits the items of sequence %d", i, items[n].GetSequence())
+			}
+			if last := c.GetItems(); i < len(cmds)-1 && size-proto.Size(last[len(last)-1]) >= maxCommandBytes+3*(2<<20) {
+				t.Fatalf("command %d is %d bytes", i, size)
+			}
+			at = c.GetCursor()
+		}
+		if n != len(items) || at != cursor {
+			t.Fatalf("%d of %d items, ended at %d of %d", n, len(items), at, cursor)
+		}
+	})
+}
