@@ -267,10 +267,21 @@ type policyRef struct {
 	version int64
 }
 
+// policySource is where policies and pseudonym keys are read: the state
+// machine, or the reader a feed walk holds.
+type policySource interface {
+	Policy(peer string, version int64) (*irxv1.DisclosurePolicy, error)
+	PseudonymKey(peer string) ([]byte, error)
+}
+
 // policy returns the compiled version of a peer's policy (0: latest). A
 // peer without a policy gets nil: Disclose then withholds everything.
 func (f *Federation) policy(peer string, version int64) (*policy.Compiled, error) {
-	p, err := f.state.Policy(peer, version)
+	return f.policyFrom(f.state, peer, version)
+}
+
+func (f *Federation) policyFrom(src policySource, peer string, version int64) (*policy.Compiled, error) {
+	p, err := src.Policy(peer, version)
 	if errors.Is(err, fsm.ErrNotFound) && version == 0 {
 		return nil, nil
 	}
@@ -284,7 +295,7 @@ func (f *Federation) policy(peer string, version int64) (*policy.Compiled, error
 	if ok {
 		return c, nil
 	}
-	key, err := f.state.PseudonymKey(peer)
+	key, err := src.PseudonymKey(peer)
 	if err != nil {
 		return nil, err
 	}

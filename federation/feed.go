@@ -33,6 +33,24 @@ type feedWalker struct {
 	held map[string]bool
 	// withheld counts entries that carried a record the policy withheld.
 	withheld uint64
+	// r is what the walk reads through; see begin.
+	r *fsm.VersionReader
+}
+
+// begin opens the reader for a run of entries; end must follow before
+// anything slow (sending) happens, because the reader holds the state
+// machine's read lock.
+func (w *feedWalker) begin() error {
+	r, err := w.f.state.NewVersionReader()
+	w.r = r
+	return err
+}
+
+func (w *feedWalker) end() {
+	if w.r != nil {
+		_ = w.r.Close()
+		w.r = nil
+	}
 }
 
 func newWalker(f *Federation, peer string, compiled *policy.Compiled) *feedWalker {
@@ -47,7 +65,7 @@ func (w *feedWalker) holds(id string) (bool, error) {
 	if h, ok := w.held[id]; ok {
 		return h, nil
 	}
-	v, err := w.f.state.HeldVersion(w.peer, id)
+	v, err := w.r.HeldVersion(w.peer, id)
 	return v > 0, err
 }
 
@@ -96,7 +114,7 @@ func (w *feedWalker) entry(e *irxv1.FeedEntry) ([]outcome, error) {
 	seq := e.GetSequence()
 	switch e.GetKind() {
 	case irxv1.FeedEntryKind_FEED_ENTRY_KIND_VERSION:
-		inc, err := w.f.state.Get(e.GetIncidentId(), e.GetVersion())
+		inc, err := w.r.Get(e.GetIncidentId(), e.GetVersion())
 		if errors.Is(err, fsm.ErrNotFound) {
 			return nil, nil // a foreign copy deleted since; its withdrawal entry follows
 		}
@@ -141,14 +159,14 @@ func (w *feedWalker) entry(e *irxv1.FeedEntry) ([]outcome, error) {
 // every record the peer holds that it no longer discloses.
 func (w *feedWalker) policyChanged(e *irxv1.FeedEntry) ([]outcome, error) {
 	if e.GetPolicyVersion() > w.version {
-		c, err := w.f.policy(w.peer, 0)
+		c, err := w.f.policyFrom(w.r, w.peer, 0)
 		if err != nil {
 			return nil, err
 		}
 		w.compiled, w.version = c, c.Version()
 	}
 	var ids []string
-	err := w.f.state.HeldIncidents(w.peer, func(id string) error {
+	err := w.r.HeldIncidents(w.peer, func(id string) error {
 		if _, overridden := w.held[id]; !overridden {
 			ids = append(ids, id)
 		}
@@ -165,7 +183,7 @@ func (w *feedWalker) policyChanged(e *irxv1.FeedEntry) ([]outcome, error) {
 	slices.Sort(ids) // the map's order is random; the stream must not be
 	var out []outcome
 	for _, id := range ids {
-		inc, err := w.f.state.Get(id, 0)
+		inc, err := w.r.Get(id, 0)
 		if errors.Is(err, fsm.ErrNotFound) {
 			continue // deleted here; its own withdrawal entry covers it
 		}

@@ -26,6 +26,8 @@ const (
 	// maxLedgerPerCommand splits a large acknowledgement into several
 	// Raft entries of bounded size.
 	maxLedgerPerCommand = 4096
+	// maxResponseBytes starts a new response once one carries this much.
+	maxResponseBytes = 4 << 20
 )
 
 type federationService struct {
@@ -79,32 +81,49 @@ func (s *federationService) Subscribe(req *irxv1.SubscribeRequest, stream irxv1.
 			}
 			continue
 		}
+		// Compute the batch under the reader, then send: the reader holds
+		// the state machine's read lock, which a slow peer must not.
+		if err := w.begin(); err != nil {
+			return status.Errorf(codes.Internal, "read feed: %v", err)
+		}
 		resp := &irxv1.SubscribeResponse{Cursor: cursor, PolicyVersion: w.version}
+		var out []*irxv1.SubscribeResponse
+		size := 0
 		for _, e := range entries {
 			if e.GetKind() == irxv1.FeedEntryKind_FEED_ENTRY_KIND_POLICY && e.GetPeerTeamId() == peer && len(resp.GetItems()) > 0 {
-				// One response, one policy version: send what the old
-				// version gave before the walk moves to the new one.
-				if err := s.send(stream, resp); err != nil {
-					return err
-				}
+				// One response, one policy version: what the old version
+				// gave goes in its own response.
+				out = append(out, resp)
 				resp = &irxv1.SubscribeResponse{Cursor: resp.GetCursor()}
 			}
 			before := w.withheld
 			outs, err := w.entry(e)
 			if err != nil {
+				w.end()
 				return status.Errorf(codes.Internal, "feed entry %d: %v", e.GetSequence(), err)
 			}
 			f.journals.record(peer, session, e.GetSequence(), outs, w.withheld-before, w.version)
 			for _, o := range outs {
 				if o.item != nil {
 					resp.Items = append(resp.Items, o.item)
+					size += proto.Size(o.item)
 				}
 			}
 			resp.Cursor, resp.PolicyVersion = e.GetSequence(), w.version
+			if size >= maxResponseBytes {
+				// Large views: keep each message well under what the
+				// puller accepts.
+				out = append(out, resp)
+				resp = &irxv1.SubscribeResponse{Cursor: resp.GetCursor(), PolicyVersion: w.version}
+				size = 0
+			}
 		}
+		w.end()
 		cursor = resp.GetCursor()
-		if err := s.send(stream, resp); err != nil {
-			return err
+		for _, r := range append(out, resp) {
+			if err := s.send(stream, r); err != nil {
+				return err
+			}
 		}
 		lastSend = time.Now()
 	}
@@ -234,9 +253,13 @@ func (f *Federation) recompute(peer string, from, to uint64, policyVersion int64
 		if len(batch) == 0 {
 			break
 		}
+		if err := w.begin(); err != nil {
+			return nil, 0, 0, status.Errorf(codes.Internal, "read feed: %v", err)
+		}
 		for _, e := range batch {
 			outs, err := w.entry(e)
 			if err != nil {
+				w.end()
 				return nil, 0, 0, status.Errorf(codes.Internal, "feed entry %d: %v", e.GetSequence(), err)
 			}
 			for _, o := range outs {
@@ -244,6 +267,7 @@ func (f *Federation) recompute(peer string, from, to uint64, policyVersion int64
 			}
 			cursor = e.GetSequence()
 		}
+		w.end()
 	}
 	return entries, w.withheld, w.version, nil
 }

@@ -428,29 +428,19 @@ func (f *FSM) PeerState(team string) (*irxv1.PeerState, error) {
 
 // HeldVersion returns the version of an incident a peer acknowledged
 // holding, 0 if none.
-func (f *FSM) HeldVersion(peer, incidentID string) (int64, error) {
+func (r *VersionReader) HeldVersion(peer, incidentID string) (int64, error) {
 	id, err := record.ParseID(incidentID)
 	if err != nil {
 		return 0, err
 	}
-	f.mu.RLock()
-	defer f.mu.RUnlock()
-	if f.db == nil {
-		return 0, errClosed
-	}
-	v, err := getUint64(f.db, heldKey(peer, id))
+	v, err := getUint64(r.f.db, heldKey(peer, id))
 	return int64(v), err
 }
 
 // HeldIncidents calls fn with every incident id a peer holds, in key order.
-func (f *FSM) HeldIncidents(peer string, fn func(id string) error) error {
-	f.mu.RLock()
-	defer f.mu.RUnlock()
-	if f.db == nil {
-		return errClosed
-	}
+func (r *VersionReader) HeldIncidents(peer string, fn func(id string) error) error {
 	prefix := heldPrefix(peer)
-	it, err := f.db.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: prefixEnd(prefix)})
+	it, err := r.f.db.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: prefixEnd(prefix)})
 	if err != nil {
 		return err
 	}

@@ -225,6 +225,20 @@ func TestWithdrawOwnIncident(t *testing.T) {
 	}
 }
 
+func heldVersion(t *testing.T, f *FSM, peer, id string) int64 {
+	t.Helper()
+	r, err := f.NewVersionReader()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	v, err := r.HeldVersion(peer, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
 func TestAcknowledgementLedger(t *testing.T) {
 	h := newHarness(t)
 	h.addPeer("cert-b")
@@ -237,7 +251,7 @@ func TestAcknowledgementLedger(t *testing.T) {
 	if res := ack(0, 1, &irxv1.LedgerEntry{IncidentId: a.GetId(), Version: 1, Sequence: 1, PolicyVersion: 1}); res.Err != nil {
 		t.Fatal(res.Err)
 	}
-	if v, _ := h.f.HeldVersion("cert-b", a.GetId()); v != 1 {
+	if v := heldVersion(t, h.f, "cert-b", a.GetId()); v != 1 {
 		t.Fatalf("held version %d", v)
 	}
 	if res := ack(0, 1); !errors.Is(res.Err, ErrStaleCursor) {
@@ -249,7 +263,7 @@ func TestAcknowledgementLedger(t *testing.T) {
 	if res := ack(1, 2, &irxv1.LedgerEntry{IncidentId: a.GetId(), Version: 2, Sequence: 2, PolicyVersion: 1, WithdrawalReason: irxv1.WithdrawalReason_WITHDRAWAL_REASON_ORIGIN}); res.Err != nil {
 		t.Fatal(res.Err)
 	}
-	if v, _ := h.f.HeldVersion("cert-b", a.GetId()); v != 0 {
+	if v := heldVersion(t, h.f, "cert-b", a.GetId()); v != 0 {
 		t.Fatalf("held after withdrawal: %d", v)
 	}
 	byPeer, _, err := h.f.Disclosures("cert-b", "", 10, "")

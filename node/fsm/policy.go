@@ -105,7 +105,14 @@ func (f *FSM) PseudonymKey(peer string) ([]byte, error) {
 	if f.db == nil {
 		return nil, errClosed
 	}
-	secret, closer, err := f.db.Get(keyTeamSecret)
+	return pseudonymKey(f.db, peer)
+}
+
+// PseudonymKey is FSM.PseudonymKey for a walk that holds the reader.
+func (r *VersionReader) PseudonymKey(peer string) ([]byte, error) { return pseudonymKey(r.f.db, peer) }
+
+func pseudonymKey(db reader, peer string) ([]byte, error) {
+	secret, closer, err := db.Get(keyTeamSecret)
 	if errors.Is(err, pebble.ErrNotFound) {
 		return nil, ErrNoTeamSecret
 	}
@@ -126,8 +133,17 @@ func (f *FSM) Policy(peer string, version int64) (*irxv1.DisclosurePolicy, error
 	if f.db == nil {
 		return nil, errClosed
 	}
+	return policyFrom(f.db, peer, version)
+}
+
+// Policy is FSM.Policy for a walk that holds the reader.
+func (r *VersionReader) Policy(peer string, version int64) (*irxv1.DisclosurePolicy, error) {
+	return policyFrom(r.f.db, peer, version)
+}
+
+func policyFrom(db reader, peer string, version int64) (*irxv1.DisclosurePolicy, error) {
 	if version == 0 {
-		latest, err := getUint64(f.db, policyLatestKey(peer))
+		latest, err := getUint64(db, policyLatestKey(peer))
 		if err != nil {
 			return nil, err
 		}
@@ -136,7 +152,7 @@ func (f *FSM) Policy(peer string, version int64) (*irxv1.DisclosurePolicy, error
 		}
 		version = int64(latest)
 	}
-	v, closer, err := f.db.Get(policyKey(peer, version))
+	v, closer, err := db.Get(policyKey(peer, version))
 	if errors.Is(err, pebble.ErrNotFound) {
 		return nil, fmt.Errorf("%w: no version %d of the disclosure policy for peer %q", ErrNotFound, version, peer)
 	}

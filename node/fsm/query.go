@@ -384,3 +384,60 @@ func digestOf(snap *pebble.Snapshot) ([]byte, error) {
 	}
 	return h.Sum(nil), nil
 }
+
+// VersionReader reads incident versions in roughly ascending key order, as
+// a feed walk does, through one iterator: consecutive versions share data
+// blocks, which point lookups would each load again. It holds the state
+// machine's read lock until Close, so a walk reads through it only (other
+// FSM reads would take the lock again and could deadlock behind a waiting
+// Restore); close it before anything slow, like sending.
+type VersionReader struct {
+	f  *FSM
+	it *pebble.Iterator
+}
+
+// NewVersionReader opens a reader; the caller must Close it.
+func (f *FSM) NewVersionReader() (*VersionReader, error) {
+	f.mu.RLock()
+	if f.db == nil {
+		f.mu.RUnlock()
+		return nil, errClosed
+	}
+	it, err := f.db.NewIter(&pebble.IterOptions{LowerBound: prefixVersion, UpperBound: prefixEnd(prefixVersion)})
+	if err != nil {
+		f.mu.RUnlock()
+		return nil, fmt.Errorf("fsm: version reader: %w", err)
+	}
+	return &VersionReader{f: f, it: it}, nil
+}
+
+// Get returns one version of an incident, the latest if version is 0
+// (ErrNotFound if absent).
+func (r *VersionReader) Get(id string, version int64) (*irxv1.Incident, error) {
+	parsed, err := record.ParseID(id)
+	if err != nil {
+		return nil, err
+	}
+	if version == 0 {
+		return r.f.getFrom(r.f.db, id, 0)
+	}
+	key := versionKey(parsed, version)
+	if !r.it.SeekGE(key) || !bytes.Equal(r.it.Key(), key) {
+		if err := r.it.Error(); err != nil {
+			return nil, fmt.Errorf("fsm: read %s version %d: %w", id, version, err)
+		}
+		return nil, fmt.Errorf("%w: incident %s version %d", ErrNotFound, id, version)
+	}
+	inc := &irxv1.Incident{}
+	if err := proto.Unmarshal(r.it.Value(), inc); err != nil {
+		return nil, fmt.Errorf("fsm: decode %s version %d: %w", id, version, err)
+	}
+	return inc, nil
+}
+
+// Close releases the iterator and the read lock.
+func (r *VersionReader) Close() error {
+	err := r.it.Close()
+	r.f.mu.RUnlock()
+	return err
+}

@@ -34,7 +34,9 @@ type fedTeam struct {
 func runFederation(ctx context.Context, args []string, out io.Writer) error {
 	fs := flag.NewFlagSet("federation", flag.ContinueOnError)
 	var (
-		nodes    = fs.Int("nodes", 3, "nodes per team")
+		nodes    = fs.Int("nodes", 3, "nodes of team A (the origin)")
+		bNodes   = fs.Int("b-nodes", 3, "nodes of team B (the receiver)")
+		pprof    = fs.Int("pprof-base-port", 0, "serve pprof from A's node i on 127.0.0.1:(port+i), B's on port+10+i")
 		rate     = fs.Int("rate", 1000, "incidents per second created at team A while measuring propagation")
 		duration = fs.Duration("duration", 20*time.Second, "how long to create at -rate")
 		backlog  = fs.Int("backlog", 100000, "records team A creates while B does not follow it, for the catch-up measurement (0: skip)")
@@ -63,9 +65,14 @@ func runFederation(ctx context.Context, args []string, out io.Writer) error {
 			}
 		}
 	}()
-	for _, id := range []string{"cert-a", "cert-b"} {
+	for k, id := range []string{"cert-a", "cert-b"} {
+		size := []int{*nodes, *bNodes}[k]
+		var each func(int) []string
+		if *pprof > 0 {
+			each = func(i int) []string { return []string{"--debug-addr", fmt.Sprintf("127.0.0.1:%d", *pprof+10*k+i)} }
+		}
 		startCtx, cancel := context.WithTimeout(ctx, time.Minute)
-		ns, err := irxdtest.LaunchTeam(startCtx, bin, filepath.Join(dir, id), id, *nodes, nil)
+		ns, err := irxdtest.LaunchTeam(startCtx, bin, filepath.Join(dir, id), id, size, each)
 		cancel()
 		t := &fedTeam{id: id, nodes: ns}
 		teams = append(teams, t)
@@ -85,7 +92,7 @@ func runFederation(ctx context.Context, args []string, out io.Writer) error {
 		}
 	}
 	a, b := teams[0], teams[1]
-	fmt.Fprintf(out, "started two %d-node teams in %s\n", *nodes, dir)
+	fmt.Fprintf(out, "started team A (%d nodes) and team B (%d nodes) in %s\n", *nodes, *bNodes, dir)
 	if err := peer(ctx, a, b, false); err != nil {
 		return err
 	}
@@ -98,9 +105,11 @@ func runFederation(ctx context.Context, args []string, out io.Writer) error {
 
 	if *backlog > 0 {
 		fmt.Fprintf(out, "catch-up: team A records %d incidents while B does not follow it\n", *backlog)
+		began := time.Now()
 		if err := createBacklog(ctx, a, incident, *backlog); err != nil {
 			return err
 		}
+		fmt.Fprintf(out, "catch-up: backlog recorded in %v; B starts following A\n", time.Since(began).Round(time.Millisecond))
 		start := time.Now()
 		if err := peer(ctx, b, a, true); err != nil {
 			return err
