@@ -71,6 +71,7 @@ type Federation struct {
 	policies policyCache
 	journals journals
 	pullers  *pullers
+	metrics  *metrics
 
 	listener net.Listener
 	server   *grpc.Server
@@ -85,6 +86,7 @@ func New(cfg Config) *Federation {
 	f.policies.compiled = map[policyRef]*policy.Compiled{}
 	f.journals.byPeer = map[string]*journal{}
 	f.pullers = newPullers(f)
+	f.metrics = newMetrics(f)
 	return f
 }
 
@@ -100,6 +102,9 @@ func (f *Federation) Services(n *node.Node, s grpc.ServiceRegistrar) {
 // this node leads.
 func (f *Federation) Start(n *node.Node) error {
 	f.node, f.state, f.log = n, n.State(), n.Logger().With("component", "federation")
+	if err := n.RegisterMetrics(f.metrics); err != nil {
+		return fmt.Errorf("federation metrics: %w", err)
+	}
 	ln, err := net.Listen("tcp", f.cfg.Addr)
 	if err != nil {
 		return fmt.Errorf("federation listener %s: %w", f.cfg.Addr, err)

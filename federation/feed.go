@@ -35,6 +35,9 @@ type feedWalker struct {
 	withheld uint64
 	// r is what the walk reads through; see begin.
 	r *fsm.VersionReader
+	// explained is the explanation of the last view disclosed, for the
+	// metrics.
+	explained *irxv1.Explanation
 }
 
 // begin opens the reader for a run of entries; end must follow before
@@ -80,6 +83,7 @@ func (w *feedWalker) view(inc *irxv1.Incident) *irxv1.Incident {
 	if v == nil {
 		return nil
 	}
+	w.explained = ex
 	return w.f.stamp(v, inc, w.peer, ex.GetReshare())
 }
 

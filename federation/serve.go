@@ -103,6 +103,8 @@ func (s *federationService) Subscribe(req *irxv1.SubscribeRequest, stream irxv1.
 				return status.Errorf(codes.Internal, "feed entry %d: %v", e.GetSequence(), err)
 			}
 			f.journals.record(peer, session, e.GetSequence(), outs, w.withheld-before, w.version)
+			f.metrics.served(peer, outs, w.withheld > before, w.explained)
+			w.explained = nil
 			for _, o := range outs {
 				if o.item != nil {
 					resp.Items = append(resp.Items, o.item)

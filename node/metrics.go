@@ -65,6 +65,17 @@ func (m *metrics) watchNode(n *Node) {
 	gauge("irx_feed_sequence", "Last sequence number of the team's feed.", func() float64 { return float64(n.state.FeedSequence()) })
 }
 
+// RegisterMetrics adds collectors (federation's) to the node's Prometheus
+// endpoint.
+func (n *Node) RegisterMetrics(cs ...prometheus.Collector) error {
+	for _, c := range cs {
+		if err := n.metrics.registry.Register(c); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 func b2f(b bool) float64 {
 	if b {
 		return 1

@@ -4,8 +4,11 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
+	"io"
+	"net/http"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -33,11 +36,11 @@ type team struct {
 	audit   []irxv1.AuditServiceClient
 }
 
-func startTeam(t *testing.T, id string, size int) *team {
+func startTeam(t *testing.T, id string, size int, extra ...string) *team {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	nodes, err := irxdtest.LaunchTeam(ctx, irxdBin, filepath.Join(t.TempDir(), id), id, size, nil)
+	nodes, err := irxdtest.LaunchTeam(ctx, irxdBin, filepath.Join(t.TempDir(), id), id, size, nil, extra...)
 	for _, n := range nodes {
 		t.Cleanup(func() { _ = n.Kill() })
 	}
@@ -317,7 +320,11 @@ func TestFederationShareReshareUpdateWithdraw(t *testing.T) {
 // unknown CA, a CA pinned for another team, and operator certificates,
 // during the handshake; a peer only ever gets its own view.
 func TestFederationRefusesStrangers(t *testing.T) {
-	a := startTeam(t, "cert-a", 1)
+	metricsAddr, err := irxdtest.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := startTeam(t, "cert-a", 1, "--metrics-addr", metricsAddr)
 	b := startTeam(t, "cert-b", 1)
 	a.peerWith(t, b, false)
 	a.setPolicy(t, sharePolicy("cert-b", irxv1.Tlp_TLP_AMBER, 1))
@@ -377,6 +384,17 @@ func TestFederationRefusesStrangers(t *testing.T) {
 	}
 	if len(resp.GetItems()) != 1 {
 		t.Errorf("B's view has %d items, want 1", len(resp.GetItems()))
+	}
+	// What was served shows in A's metrics, by peer, class and action.
+	body := scrape(t, metricsAddr)
+	for _, want := range []string{
+		`irx_feed_records_served_total{outcome="disclosed",peer="cert-b"} 1`,
+		`irx_disclosed_fields_total{action="forward",class="intruder",peer="cert-b"}`,
+		`irx_peer_outbound_lag_records{peer="cert-b"}`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("metrics lack %s", want)
+		}
 	}
 
 	// Refused before any handler runs.
@@ -532,4 +550,18 @@ func TestFederationCatchUpAndLeaderLoss(t *testing.T) {
 	// B may also hold creates whose acknowledgement the leader's death
 	// swallowed: none may be there twice, none acknowledged may be missing.
 	assertExactly(len(listOrigin(t, b.clients[0], "cert-a")))
+}
+
+func scrape(t *testing.T, addr string) string {
+	t.Helper()
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(body)
 }

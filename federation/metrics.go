@@ -1,0 +1,110 @@
+package federation
+
+import (
+	"strings"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	irxv1 "github.com/irxfed/irx/proto/irx/v1"
+)
+
+// metrics are federation's Prometheus series: per-peer positions read from
+// the replicated state at scrape time, and what the feed gave each peer,
+// counted as it is served.
+type metrics struct {
+	f       *Federation
+	records *prometheus.CounterVec
+	fields  *prometheus.CounterVec
+	descs   map[string]*prometheus.Desc
+}
+
+func newMetrics(f *Federation) *metrics {
+	m := &metrics{
+		f: f,
+		records: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "irx_feed_records_served_total",
+			Help: "Feed entries served to peers by this node, by peer and outcome (disclosed, withheld, withdrawn).",
+		}, []string{"peer", "outcome"}),
+		fields: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "irx_disclosed_fields_total",
+			Help: "Fields of the views served to peers by this node, by peer, information class and the action applied.",
+		}, []string{"peer", "class", "action"}),
+		descs: map[string]*prometheus.Desc{},
+	}
+	for name, help := range map[string]string{
+		"irx_peer_inbound_lag_records":  "Entries of the peer's feed we have not applied.",
+		"irx_peer_outbound_lag_records": "Entries of our feed the peer has not acknowledged.",
+		"irx_peer_received_total":       "Incident versions applied from the peer.",
+		"irx_peer_sent_total":           "Views the peer acknowledged.",
+		"irx_peer_withheld_total":       "Feed entries withheld from the peer by its policy.",
+		"irx_peer_connected":            "1 while this node (the leader) follows the peer's feed.",
+	} {
+		m.descs[name] = prometheus.NewDesc(name, help, []string{"peer"}, nil)
+	}
+	return m
+}
+
+func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
+	m.records.Describe(ch)
+	m.fields.Describe(ch)
+	for _, d := range m.descs {
+		ch <- d
+	}
+}
+
+func (m *metrics) Collect(ch chan<- prometheus.Metric) {
+	m.records.Collect(ch)
+	m.fields.Collect(ch)
+	token := ""
+	for {
+		peers, next, err := m.f.state.Peers(500, token)
+		if err != nil {
+			return
+		}
+		for _, p := range peers {
+			d, err := m.f.describe(p)
+			if err != nil {
+				continue
+			}
+			st, team := d.GetStatus(), p.GetTeamId()
+			put := func(name string, kind prometheus.ValueType, v float64) {
+				ch <- prometheus.MustNewConstMetric(m.descs[name], kind, v, team)
+			}
+			put("irx_peer_inbound_lag_records", prometheus.GaugeValue, float64(st.GetInboundLagRecords()))
+			put("irx_peer_outbound_lag_records", prometheus.GaugeValue, float64(st.GetOutboundLagRecords()))
+			put("irx_peer_received_total", prometheus.CounterValue, float64(st.GetReceived()))
+			put("irx_peer_sent_total", prometheus.CounterValue, float64(st.GetSent()))
+			put("irx_peer_withheld_total", prometheus.CounterValue, float64(st.GetWithheld()))
+			connected := 0.0
+			if st.GetConnected() {
+				connected = 1
+			}
+			put("irx_peer_connected", prometheus.GaugeValue, connected)
+		}
+		if token = next; token == "" {
+			return
+		}
+	}
+}
+
+// served counts what one feed entry gave a peer.
+func (m *metrics) served(peer string, outs []outcome, withheld bool, ex *irxv1.Explanation) {
+	switch {
+	case withheld:
+		m.records.WithLabelValues(peer, "withheld").Inc()
+	case len(outs) == 0:
+	default:
+		for _, o := range outs {
+			if o.item.GetWithdrawal() != nil {
+				m.records.WithLabelValues(peer, "withdrawn").Inc()
+			} else {
+				m.records.WithLabelValues(peer, "disclosed").Inc()
+			}
+		}
+	}
+	for _, d := range ex.GetFields() {
+		class := strings.ToLower(strings.TrimPrefix(d.GetInfoClass().String(), "INFO_CLASS_"))
+		action := strings.ToLower(strings.TrimPrefix(d.GetAction().String(), "DISCLOSURE_ACTION_"))
+		m.fields.WithLabelValues(peer, class, action).Add(float64(len(d.GetPaths())))
+	}
+}
