@@ -64,6 +64,7 @@ func (c Config) withDefaults() Config {
 // serves the peer-facing API; only the leader runs the pullers.
 type Federation struct {
 	cfg   Config
+	team  string
 	node  *node.Node
 	state *fsm.FSM
 	log   *slog.Logger
@@ -90,18 +91,19 @@ func New(cfg Config) *Federation {
 	return f
 }
 
-// Services registers PeerService and AuditService on the node's operator
-// API and intra-cluster server.
+// Services registers PeerService, AuditService and TeamService on the
+// node's operator API and intra-cluster server.
 func (f *Federation) Services(n *node.Node, s grpc.ServiceRegistrar) {
-	f.node, f.state = n, n.State()
+	f.node, f.state, f.team = n, n.State(), n.TeamID()
 	irxv1.RegisterPeerServiceServer(s, &peerService{f: f})
 	irxv1.RegisterAuditServiceServer(s, &auditService{f: f})
+	irxv1.RegisterTeamServiceServer(s, &teamService{f: f})
 }
 
 // Start binds the peer-facing listener and starts following peers while
 // this node leads.
 func (f *Federation) Start(n *node.Node) error {
-	f.node, f.state, f.log = n, n.State(), n.Logger().With("component", "federation")
+	f.node, f.state, f.team, f.log = n, n.State(), n.TeamID(), n.Logger().With("component", "federation")
 	if err := n.RegisterMetrics(f.metrics); err != nil {
 		return fmt.Errorf("federation metrics: %w", err)
 	}

@@ -93,12 +93,12 @@ func (f *Federation) stamp(view, inc *irxv1.Incident, peer string, terms *irxv1.
 	prov := inc.GetProvenance()
 	origin := prov.GetOriginTeam()
 	if origin == "" {
-		origin = f.node.TeamID()
+		origin = f.team
 	}
 	view.Provenance = &irxv1.Provenance{
 		OriginTeam:   origin,
 		Path:         append(slices.Clip(prov.GetPath()), peer),
-		ReceivedFrom: f.node.TeamID(),
+		ReceivedFrom: f.team,
 		Reshare:      proto.CloneOf(terms),
 	}
 	return view
@@ -243,7 +243,7 @@ func (j *journals) record(peer string, session, seq uint64, outs []outcome, with
 	if jr == nil || jr.session != session {
 		return // a newer stream of the same peer took over
 	}
-	if len(jr.entries) > maxJournal {
+	if len(jr.entries) > maxJournal || len(jr.seqs) > maxJournal {
 		delete(j.byPeer, peer)
 		return
 	}

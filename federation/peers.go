@@ -47,7 +47,7 @@ func (f *Federation) validatePeer(p *irxv1.Peer) error {
 		add("team_id", "is required")
 	case err != nil:
 		add("team_id", "%v", err)
-	case p.GetTeamId() == f.node.TeamID():
+	case p.GetTeamId() == f.team:
 		add("team_id", "is this team's own id")
 	}
 	if len(p.GetDisplayName()) > maxDisplayName {
@@ -308,7 +308,7 @@ func (s *peerService) HandOffIncidentToPeer(ctx context.Context, req *irxv1.Hand
 	switch {
 	case err != nil:
 		return nil, api.ToStatus(err)
-	case inc.GetProvenance().GetOriginTeam() != f.node.TeamID():
+	case inc.GetProvenance().GetOriginTeam() != f.team:
 		return nil, status.Errorf(codes.FailedPrecondition, "%s belongs to team %q; only its origin hands it off", req.GetId(), inc.GetProvenance().GetOriginTeam())
 	case inc.GetWithdrawTime() != nil:
 		return nil, status.Errorf(codes.FailedPrecondition, "%s is withdrawn", req.GetId())
@@ -375,7 +375,7 @@ func (f *Federation) recordHandOff(ctx context.Context, inc *irxv1.Incident, pee
 				TeamId: peer, Ticket: theirID, Kind: irxv1.AlternativeIdKind_ALTERNATIVE_ID_KIND_RESPONSE_TEAM,
 			}),
 			History: append(slices.Clip(inc.GetHistory()), &irxv1.HistoryItem{
-				Action: irxv1.HistoryAction_HISTORY_ACTION_HAND_OFF, Time: timestamppb.Now(), TeamId: f.node.TeamID(),
+				Action: irxv1.HistoryAction_HISTORY_ACTION_HAND_OFF, Time: timestamppb.Now(), TeamId: f.team,
 				Description: fmt.Sprintf("coordination handed off to %s (their %s): %s", peer, theirID, reason),
 			}),
 		}

@@ -321,7 +321,10 @@ func (a *applier) receiveWithdrawal(peer string, w *irxv1.IncidentWithdrawal) (d
 	}
 	switch {
 	case cur.GetProvenance().GetReceivedFrom() != peer && !(origin && peer == id.Team):
-		return false, fmt.Sprintf("withdrawal of %s: our copy came from %q, not %q", w.GetIncidentId(), cur.GetProvenance().GetReceivedFrom(), peer)
+		// In a mesh the same record arrives by several paths; we keep the
+		// first copy, and only the team that gave it (or the origin) can
+		// take it back. The others' withdrawals are expected, not errors.
+		return false, ""
 	case cur.GetVersion() > w.GetVersion() && !origin:
 		return false, "" // a newer version arrived since; it was disclosed under the newer policy
 	}

@@ -287,6 +287,8 @@ func (a *applier) applyOne(cmd *irxv1.Command, index uint64) *Result {
 		return a.applyPeerFeed(k.ApplyPeerFeed)
 	case *irxv1.Command_AcknowledgePeer:
 		return a.acknowledgePeer(k.AcknowledgePeer)
+	case *irxv1.Command_SetTeamDescription:
+		return a.setTeamDescription(k.SetTeamDescription)
 	}
 	return &Result{Err: fmt.Errorf("%w at index %d: unknown kind", ErrInvalidCommand, index)}
 }
