@@ -311,7 +311,9 @@ func (a *applier) create(cmd *irxv1.Command, c *irxv1.CreateIncidentCommand, ind
 			return &Result{Err: err}
 		}
 	}
-	inc := proto.Clone(c.GetIncident()).(*irxv1.Incident)
+	// The command was decoded from this log entry and nothing else holds
+	// it: the incident is completed in place, without a deep copy.
+	inc := c.GetIncident()
 	if inc == nil {
 		inc = &irxv1.Incident{}
 	}

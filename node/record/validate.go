@@ -140,63 +140,74 @@ func checkTaxonomy(t *irxv1.Taxonomy, field string, vs *violations) {
 // wherever they are: the JSON encoding (grpcurl) and AsTime cannot represent
 // them, so a stored one would break every later read of the record.
 func checkEnums(m protoreflect.Message, path string, vs *violations) {
-	walkEnums(m, &fieldPath{name: path, index: -1}, vs)
+	w := &enumWalker{vs: vs, root: path, stack: make([]pathElem, 0, 8)}
+	w.visitFn = w.visit
+	m.Range(w.visitFn)
 }
 
-// fieldPath is a path into the record, rendered only when a violation needs
-// it: building strings for every valid field costs more than the checks.
-type fieldPath struct {
-	parent *fieldPath
-	name   string
-	index  int // -1: not a list element
+// enumWalker walks a record once, keeping the path to the current field on
+// a stack that is rendered only when a violation needs it: building paths,
+// or even path nodes, for every valid field costs more than the checks.
+type enumWalker struct {
+	vs      *violations
+	root    string
+	stack   []pathElem
+	visitFn func(protoreflect.FieldDescriptor, protoreflect.Value) bool // one closure per walk
 }
 
-func (p *fieldPath) String() string {
-	if p == nil {
-		return ""
-	}
-	s := p.parent.String()
-	if p.parent != nil {
-		s += "."
-	}
-	s += p.name
-	if p.index >= 0 {
-		s += fmt.Sprintf("[%d]", p.index)
-	}
-	return s
+type pathElem struct {
+	name  protoreflect.Name
+	index int // -1: not a list element
 }
 
-func walkEnums(m protoreflect.Message, path *fieldPath, vs *violations) {
-	m.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
-		switch {
-		case fd.IsList():
-			l := v.List()
-			for i := 0; i < l.Len(); i++ {
-				checkValue(fd, l.Get(i), &fieldPath{parent: path, name: string(fd.Name()), index: i}, vs)
-			}
-		case fd.IsMap():
-			// The incident schema has no maps.
-		default:
-			checkValue(fd, v, &fieldPath{parent: path, name: string(fd.Name()), index: -1}, vs)
+func (w *enumWalker) path() string {
+	var b strings.Builder
+	b.WriteString(w.root)
+	for _, e := range w.stack {
+		if b.Len() > 0 {
+			b.WriteByte('.')
 		}
-		return true
-	})
+		b.WriteString(string(e.name))
+		if e.index >= 0 {
+			fmt.Fprintf(&b, "[%d]", e.index)
+		}
+	}
+	return b.String()
 }
 
-func checkValue(fd protoreflect.FieldDescriptor, v protoreflect.Value, path *fieldPath, vs *violations) {
+func (w *enumWalker) visit(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
+	switch {
+	case fd.IsList():
+		l := v.List()
+		for i := 0; i < l.Len(); i++ {
+			w.stack = append(w.stack, pathElem{fd.Name(), i})
+			w.check(fd, l.Get(i))
+			w.stack = w.stack[:len(w.stack)-1]
+		}
+	case fd.IsMap():
+		// The incident schema has no maps.
+	default:
+		w.stack = append(w.stack, pathElem{fd.Name(), -1})
+		w.check(fd, v)
+		w.stack = w.stack[:len(w.stack)-1]
+	}
+	return true
+}
+
+func (w *enumWalker) check(fd protoreflect.FieldDescriptor, v protoreflect.Value) {
 	switch fd.Kind() {
 	case protoreflect.EnumKind:
 		if fd.Enum().Values().ByNumber(v.Enum()) == nil {
-			vs.add(path.String(), "%d is not a value of %s", v.Enum(), fd.Enum().Name())
+			w.vs.add(w.path(), "%d is not a value of %s", v.Enum(), fd.Enum().Name())
 		}
 	case protoreflect.MessageKind, protoreflect.GroupKind:
 		if ts, ok := v.Message().Interface().(*timestamppb.Timestamp); ok {
 			if err := ts.CheckValid(); err != nil {
-				vs.add(path.String(), "%v", err)
+				w.vs.add(w.path(), "%v", err)
 			}
 			return
 		}
-		walkEnums(v.Message(), path, vs)
+		v.Message().Range(w.visitFn)
 	}
 }
 
