@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -96,5 +97,111 @@ func TestReadmeWalkthroughRuns(t *testing.T) {
 	}
 	if failing == 0 {
 		t.Error("the README's bad-input example was not recognised")
+	}
+}
+
+// TestReadmeFederationRuns runs the README's two-team federation example
+// as written, with its fixed ports and data directories moved to free ones,
+// and checks what its comments promise: B receives cert-a:1, and after the
+// withdrawal no longer holds it.
+func TestReadmeFederationRuns(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds irxctl and grpcurl")
+	}
+	_, file, _, _ := runtime.Caller(0)
+	root := filepath.Join(filepath.Dir(file), "..", "..")
+	data, err := os.ReadFile(filepath.Join(root, "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmds := readmeBlocks(t, string(data), "Federation")
+	if len(cmds) < 10 {
+		t.Fatalf("found only %d commands; the README parser is broken", len(cmds))
+	}
+	tmp := t.TempDir()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	irxctl := filepath.Join(tmp, "irxctl")
+	build := exec.CommandContext(ctx, "go", "build", "-o", irxctl, "./cmd/irxctl")
+	build.Dir = root
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("build irxctl: %v\n%s", err, out)
+	}
+	ports := map[string]string{}
+	var replace []string
+	for _, fixed := range []string{"7400", "7401", "7402", "7410", "7411", "7412"} {
+		free, err := irxdtest.FreePort()
+		if err != nil {
+			t.Fatal(err)
+		}
+		ports[fixed] = free
+		replace = append(replace, "127.0.0.1:"+fixed, free)
+	}
+	replace = append(replace,
+		"go run ./cmd/irxd --team cert-a", irxdBin+" --team cert-a --api-addr 127.0.0.1:7400 --federation-addr 127.0.0.1:7401 --raft-addr 127.0.0.1:7402",
+		"go run ./cmd/irxd ", irxdBin+" ",
+		"go run ./cmd/irxctl ", irxctl+" --addr 127.0.0.1:7400 ",
+		"irx-a", filepath.Join(tmp, "irx-a"), "irx-b", filepath.Join(tmp, "irx-b"))
+	// The daemon lines first (so their ports are rewritten in turn), then
+	// the ports everywhere.
+	rewrite := func(cmd string) string {
+		for i := 6 * 2; i < len(replace); i += 2 {
+			cmd = strings.ReplaceAll(cmd, replace[i], replace[i+1])
+		}
+		for i := 0; i < 6*2; i += 2 {
+			cmd = strings.ReplaceAll(cmd, replace[i], replace[i+1])
+		}
+		return cmd
+	}
+	run := func(cmd string) (string, error) {
+		c := exec.CommandContext(ctx, "bash", "-c", cmd)
+		c.Dir = root
+		out, err := c.CombinedOutput()
+		return string(out), err
+	}
+	for _, ex := range cmds {
+		cmd := rewrite(ex.cmd)
+		if strings.HasPrefix(ex.cmd, "go run ./cmd/irxd ") {
+			daemon := exec.Command("bash", "-c", "exec "+cmd+" --log-level warn")
+			daemon.Dir = root
+			if err := daemon.Start(); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = daemon.Process.Kill(); _, _ = daemon.Process.Wait() })
+			api := ports["7400"]
+			if strings.Contains(ex.cmd, "cert-b") {
+				api = ports["7410"]
+			}
+			eventually(t, time.Minute, "the README's irxd serves", func() error {
+				out, err := run(irxctl + " --addr " + api + " cluster status")
+				if err != nil || !strings.Contains(out, "leader") {
+					return fmt.Errorf("%v: %s", err, out)
+				}
+				return nil
+			})
+			continue
+		}
+		switch {
+		case strings.Contains(ex.cmd, "# B holds cert-a:1"):
+			eventually(t, 30*time.Second, ex.cmd, func() error {
+				out, err := run(cmd)
+				if err != nil || !strings.Contains(out, "cert-a:1") {
+					return fmt.Errorf("%v: %s", err, out)
+				}
+				return nil
+			})
+		case strings.Contains(ex.cmd, "# gone at B"):
+			eventually(t, 30*time.Second, ex.cmd, func() error {
+				out, err := run(cmd)
+				if err != nil || strings.Contains(out, "cert-a:1") {
+					return fmt.Errorf("%v: %s", err, out)
+				}
+				return nil
+			})
+		default:
+			if out, err := run(cmd); err != nil {
+				t.Fatalf("README command failed: %v\n%s\n%s", err, ex.cmd, out)
+			}
+		}
 	}
 }
