@@ -85,12 +85,13 @@ func (p *pullers) reconcile() {
 			}
 		}
 	}
+	// Stop outside the lock: a stopping puller may be waiting for it to
+	// record its status.
 	p.mu.Lock()
-	defer p.mu.Unlock()
+	var stopping []*puller
 	for team, r := range p.running {
 		if peer, ok := want[team]; !ok || configOf(peer) != r.config {
-			r.cancel()
-			<-r.done
+			stopping = append(stopping, r)
 			delete(p.running, team)
 			if l := p.live[team]; l != nil {
 				l.connected = false
@@ -112,6 +113,11 @@ func (p *pullers) reconcile() {
 			p.follow(ctx, peer)
 		}()
 	}
+	p.mu.Unlock()
+	for _, r := range stopping {
+		r.cancel()
+		<-r.done
+	}
 }
 
 func configOf(p *irxv1.Peer) string {
@@ -120,11 +126,12 @@ func configOf(p *irxv1.Peer) string {
 
 func (p *pullers) stopAll() {
 	p.mu.Lock()
-	defer p.mu.Unlock()
-	for team, r := range p.running {
+	running := p.running
+	p.running = map[string]*puller{}
+	p.mu.Unlock()
+	for _, r := range running {
 		r.cancel()
 		<-r.done
-		delete(p.running, team)
 	}
 }
 
