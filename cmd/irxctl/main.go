@@ -1,8 +1,9 @@
 // Command irxctl is the operator CLI of an irx team. It talks to any node's
 // operator gRPC API (irxd) to create, read, list, update, bulk-import,
 // withdraw and hand off incidents, to manage disclosure policies and peer
-// teams, to audit what each peer was told, and to inspect and change the
-// team's Raft cluster. Its pki commands make the team's CA, node and
+// teams, to publish the team's RFC 2350 description and read its peers'
+// (signed and verified), to audit what each peer was told, and to inspect
+// and change the team's Raft cluster. Its pki commands make the team's CA, node and
 // operator certificates and peering bundle from local files, without a node.
 //
 // Run "irxctl help" for the command reference.
@@ -70,7 +71,7 @@ func commandTree() *command {
 		usage: "COMMAND [ARGS] [flags]",
 		short: "irxctl operates an irx team through the operator API of any of its nodes.",
 		subs: []*command{
-			incidentCommand(), policyCommand(), peerCommand(), auditCommand(), clusterCommand(),
+			incidentCommand(), policyCommand(), peerCommand(), teamCommand(), auditCommand(), clusterCommand(),
 			pkiCommand(), configCommand(), versionCommand(),
 		},
 	}

@@ -103,6 +103,7 @@ type Command struct {
 	//	*Command_DeletePeer
 	//	*Command_ApplyPeerFeed
 	//	*Command_AcknowledgePeer
+	//	*Command_SetTeamDescription
 	Kind          isCommand_Kind `protobuf_oneof:"kind"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -242,6 +243,15 @@ func (x *Command) GetAcknowledgePeer() *AcknowledgePeerCommand {
 	return nil
 }
 
+func (x *Command) GetSetTeamDescription() *SetTeamDescriptionCommand {
+	if x != nil {
+		if x, ok := x.Kind.(*Command_SetTeamDescription); ok {
+			return x.SetTeamDescription
+		}
+	}
+	return nil
+}
+
 type isCommand_Kind interface {
 	isCommand_Kind()
 }
@@ -301,6 +311,11 @@ type Command_AcknowledgePeer struct {
 	AcknowledgePeer *AcknowledgePeerCommand `protobuf:"bytes,11,opt,name=acknowledge_peer,json=acknowledgePeer,proto3,oneof"`
 }
 
+type Command_SetTeamDescription struct {
+	// Replace the team's RFC 2350 description.
+	SetTeamDescription *SetTeamDescriptionCommand `protobuf:"bytes,12,opt,name=set_team_description,json=setTeamDescription,proto3,oneof"`
+}
+
 func (*Command_CreateIncident) isCommand_Kind() {}
 
 func (*Command_UpdateIncident) isCommand_Kind() {}
@@ -321,6 +336,65 @@ func (*Command_ApplyPeerFeed) isCommand_Kind() {}
 
 func (*Command_AcknowledgePeer) isCommand_Kind() {}
 
+func (*Command_SetTeamDescription) isCommand_Kind() {}
+
+// SetTeamDescriptionCommand replaces the team's description. The state
+// machine validates it, sets its team id to the team's, and numbers and
+// stamps the new version.
+type SetTeamDescriptionCommand struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The description, without output-only fields.
+	Description *TeamDescription `protobuf:"bytes,1,opt,name=description,proto3" json:"description,omitempty"`
+	// The version the proposer expects to replace; 0 means any.
+	ExpectedVersion int64 `protobuf:"varint,2,opt,name=expected_version,json=expectedVersion,proto3" json:"expected_version,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *SetTeamDescriptionCommand) Reset() {
+	*x = SetTeamDescriptionCommand{}
+	mi := &file_irx_v1_command_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetTeamDescriptionCommand) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetTeamDescriptionCommand) ProtoMessage() {}
+
+func (x *SetTeamDescriptionCommand) ProtoReflect() protoreflect.Message {
+	mi := &file_irx_v1_command_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetTeamDescriptionCommand.ProtoReflect.Descriptor instead.
+func (*SetTeamDescriptionCommand) Descriptor() ([]byte, []int) {
+	return file_irx_v1_command_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *SetTeamDescriptionCommand) GetDescription() *TeamDescription {
+	if x != nil {
+		return x.Description
+	}
+	return nil
+}
+
+func (x *SetTeamDescriptionCommand) GetExpectedVersion() int64 {
+	if x != nil {
+		return x.ExpectedVersion
+	}
+	return 0
+}
+
 // WithdrawIncidentCommand withdraws an incident of this team: its last
 // version is kept for the audit, and peers holding it are told to delete it.
 type WithdrawIncidentCommand struct {
@@ -335,7 +409,7 @@ type WithdrawIncidentCommand struct {
 
 func (x *WithdrawIncidentCommand) Reset() {
 	*x = WithdrawIncidentCommand{}
-	mi := &file_irx_v1_command_proto_msgTypes[1]
+	mi := &file_irx_v1_command_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -347,7 +421,7 @@ func (x *WithdrawIncidentCommand) String() string {
 func (*WithdrawIncidentCommand) ProtoMessage() {}
 
 func (x *WithdrawIncidentCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_command_proto_msgTypes[1]
+	mi := &file_irx_v1_command_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -360,7 +434,7 @@ func (x *WithdrawIncidentCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WithdrawIncidentCommand.ProtoReflect.Descriptor instead.
 func (*WithdrawIncidentCommand) Descriptor() ([]byte, []int) {
-	return file_irx_v1_command_proto_rawDescGZIP(), []int{1}
+	return file_irx_v1_command_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *WithdrawIncidentCommand) GetIncidentId() string {
@@ -391,7 +465,7 @@ type PutPeerCommand struct {
 
 func (x *PutPeerCommand) Reset() {
 	*x = PutPeerCommand{}
-	mi := &file_irx_v1_command_proto_msgTypes[2]
+	mi := &file_irx_v1_command_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -403,7 +477,7 @@ func (x *PutPeerCommand) String() string {
 func (*PutPeerCommand) ProtoMessage() {}
 
 func (x *PutPeerCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_command_proto_msgTypes[2]
+	mi := &file_irx_v1_command_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -416,7 +490,7 @@ func (x *PutPeerCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutPeerCommand.ProtoReflect.Descriptor instead.
 func (*PutPeerCommand) Descriptor() ([]byte, []int) {
-	return file_irx_v1_command_proto_rawDescGZIP(), []int{2}
+	return file_irx_v1_command_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *PutPeerCommand) GetPeer() *Peer {
@@ -444,7 +518,7 @@ type DeletePeerCommand struct {
 
 func (x *DeletePeerCommand) Reset() {
 	*x = DeletePeerCommand{}
-	mi := &file_irx_v1_command_proto_msgTypes[3]
+	mi := &file_irx_v1_command_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -456,7 +530,7 @@ func (x *DeletePeerCommand) String() string {
 func (*DeletePeerCommand) ProtoMessage() {}
 
 func (x *DeletePeerCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_command_proto_msgTypes[3]
+	mi := &file_irx_v1_command_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -469,7 +543,7 @@ func (x *DeletePeerCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeletePeerCommand.ProtoReflect.Descriptor instead.
 func (*DeletePeerCommand) Descriptor() ([]byte, []int) {
-	return file_irx_v1_command_proto_rawDescGZIP(), []int{3}
+	return file_irx_v1_command_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *DeletePeerCommand) GetTeamId() string {
@@ -504,7 +578,7 @@ type ApplyPeerFeedCommand struct {
 
 func (x *ApplyPeerFeedCommand) Reset() {
 	*x = ApplyPeerFeedCommand{}
-	mi := &file_irx_v1_command_proto_msgTypes[4]
+	mi := &file_irx_v1_command_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -516,7 +590,7 @@ func (x *ApplyPeerFeedCommand) String() string {
 func (*ApplyPeerFeedCommand) ProtoMessage() {}
 
 func (x *ApplyPeerFeedCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_command_proto_msgTypes[4]
+	mi := &file_irx_v1_command_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -529,7 +603,7 @@ func (x *ApplyPeerFeedCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyPeerFeedCommand.ProtoReflect.Descriptor instead.
 func (*ApplyPeerFeedCommand) Descriptor() ([]byte, []int) {
-	return file_irx_v1_command_proto_rawDescGZIP(), []int{4}
+	return file_irx_v1_command_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *ApplyPeerFeedCommand) GetPeerTeamId() string {
@@ -606,7 +680,7 @@ type AcknowledgePeerCommand struct {
 
 func (x *AcknowledgePeerCommand) Reset() {
 	*x = AcknowledgePeerCommand{}
-	mi := &file_irx_v1_command_proto_msgTypes[5]
+	mi := &file_irx_v1_command_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -618,7 +692,7 @@ func (x *AcknowledgePeerCommand) String() string {
 func (*AcknowledgePeerCommand) ProtoMessage() {}
 
 func (x *AcknowledgePeerCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_command_proto_msgTypes[5]
+	mi := &file_irx_v1_command_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -631,7 +705,7 @@ func (x *AcknowledgePeerCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AcknowledgePeerCommand.ProtoReflect.Descriptor instead.
 func (*AcknowledgePeerCommand) Descriptor() ([]byte, []int) {
-	return file_irx_v1_command_proto_rawDescGZIP(), []int{5}
+	return file_irx_v1_command_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *AcknowledgePeerCommand) GetPeerTeamId() string {
@@ -695,7 +769,7 @@ type LedgerEntry struct {
 
 func (x *LedgerEntry) Reset() {
 	*x = LedgerEntry{}
-	mi := &file_irx_v1_command_proto_msgTypes[6]
+	mi := &file_irx_v1_command_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -707,7 +781,7 @@ func (x *LedgerEntry) String() string {
 func (*LedgerEntry) ProtoMessage() {}
 
 func (x *LedgerEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_command_proto_msgTypes[6]
+	mi := &file_irx_v1_command_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -720,7 +794,7 @@ func (x *LedgerEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LedgerEntry.ProtoReflect.Descriptor instead.
 func (*LedgerEntry) Descriptor() ([]byte, []int) {
-	return file_irx_v1_command_proto_rawDescGZIP(), []int{6}
+	return file_irx_v1_command_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *LedgerEntry) GetIncidentId() string {
@@ -770,7 +844,7 @@ type CommandBatch struct {
 
 func (x *CommandBatch) Reset() {
 	*x = CommandBatch{}
-	mi := &file_irx_v1_command_proto_msgTypes[7]
+	mi := &file_irx_v1_command_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -782,7 +856,7 @@ func (x *CommandBatch) String() string {
 func (*CommandBatch) ProtoMessage() {}
 
 func (x *CommandBatch) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_command_proto_msgTypes[7]
+	mi := &file_irx_v1_command_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -795,7 +869,7 @@ func (x *CommandBatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommandBatch.ProtoReflect.Descriptor instead.
 func (*CommandBatch) Descriptor() ([]byte, []int) {
-	return file_irx_v1_command_proto_rawDescGZIP(), []int{7}
+	return file_irx_v1_command_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *CommandBatch) GetCommands() []*Command {
@@ -821,7 +895,7 @@ type SetPolicyCommand struct {
 
 func (x *SetPolicyCommand) Reset() {
 	*x = SetPolicyCommand{}
-	mi := &file_irx_v1_command_proto_msgTypes[8]
+	mi := &file_irx_v1_command_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -833,7 +907,7 @@ func (x *SetPolicyCommand) String() string {
 func (*SetPolicyCommand) ProtoMessage() {}
 
 func (x *SetPolicyCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_command_proto_msgTypes[8]
+	mi := &file_irx_v1_command_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -846,7 +920,7 @@ func (x *SetPolicyCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetPolicyCommand.ProtoReflect.Descriptor instead.
 func (*SetPolicyCommand) Descriptor() ([]byte, []int) {
-	return file_irx_v1_command_proto_rawDescGZIP(), []int{8}
+	return file_irx_v1_command_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *SetPolicyCommand) GetPolicy() *DisclosurePolicy {
@@ -872,7 +946,7 @@ type LeaderNoopCommand struct {
 
 func (x *LeaderNoopCommand) Reset() {
 	*x = LeaderNoopCommand{}
-	mi := &file_irx_v1_command_proto_msgTypes[9]
+	mi := &file_irx_v1_command_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -884,7 +958,7 @@ func (x *LeaderNoopCommand) String() string {
 func (*LeaderNoopCommand) ProtoMessage() {}
 
 func (x *LeaderNoopCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_command_proto_msgTypes[9]
+	mi := &file_irx_v1_command_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -897,7 +971,7 @@ func (x *LeaderNoopCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaderNoopCommand.ProtoReflect.Descriptor instead.
 func (*LeaderNoopCommand) Descriptor() ([]byte, []int) {
-	return file_irx_v1_command_proto_rawDescGZIP(), []int{9}
+	return file_irx_v1_command_proto_rawDescGZIP(), []int{10}
 }
 
 // CreateIncidentCommand records a new incident; the state machine assigns
@@ -918,7 +992,7 @@ type CreateIncidentCommand struct {
 
 func (x *CreateIncidentCommand) Reset() {
 	*x = CreateIncidentCommand{}
-	mi := &file_irx_v1_command_proto_msgTypes[10]
+	mi := &file_irx_v1_command_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -930,7 +1004,7 @@ func (x *CreateIncidentCommand) String() string {
 func (*CreateIncidentCommand) ProtoMessage() {}
 
 func (x *CreateIncidentCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_command_proto_msgTypes[10]
+	mi := &file_irx_v1_command_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -943,7 +1017,7 @@ func (x *CreateIncidentCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateIncidentCommand.ProtoReflect.Descriptor instead.
 func (*CreateIncidentCommand) Descriptor() ([]byte, []int) {
-	return file_irx_v1_command_proto_rawDescGZIP(), []int{10}
+	return file_irx_v1_command_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *CreateIncidentCommand) GetIncident() *Incident {
@@ -984,7 +1058,7 @@ type UpdateIncidentCommand struct {
 
 func (x *UpdateIncidentCommand) Reset() {
 	*x = UpdateIncidentCommand{}
-	mi := &file_irx_v1_command_proto_msgTypes[11]
+	mi := &file_irx_v1_command_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -996,7 +1070,7 @@ func (x *UpdateIncidentCommand) String() string {
 func (*UpdateIncidentCommand) ProtoMessage() {}
 
 func (x *UpdateIncidentCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_command_proto_msgTypes[11]
+	mi := &file_irx_v1_command_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1009,7 +1083,7 @@ func (x *UpdateIncidentCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateIncidentCommand.ProtoReflect.Descriptor instead.
 func (*UpdateIncidentCommand) Descriptor() ([]byte, []int) {
-	return file_irx_v1_command_proto_rawDescGZIP(), []int{11}
+	return file_irx_v1_command_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *UpdateIncidentCommand) GetIncident() *Incident {
@@ -1062,7 +1136,7 @@ type FeedEntry struct {
 
 func (x *FeedEntry) Reset() {
 	*x = FeedEntry{}
-	mi := &file_irx_v1_command_proto_msgTypes[12]
+	mi := &file_irx_v1_command_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1074,7 +1148,7 @@ func (x *FeedEntry) String() string {
 func (*FeedEntry) ProtoMessage() {}
 
 func (x *FeedEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_command_proto_msgTypes[12]
+	mi := &file_irx_v1_command_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1087,7 +1161,7 @@ func (x *FeedEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FeedEntry.ProtoReflect.Descriptor instead.
 func (*FeedEntry) Descriptor() ([]byte, []int) {
-	return file_irx_v1_command_proto_rawDescGZIP(), []int{12}
+	return file_irx_v1_command_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *FeedEntry) GetSequence() uint64 {
@@ -1191,7 +1265,7 @@ type PeerState struct {
 
 func (x *PeerState) Reset() {
 	*x = PeerState{}
-	mi := &file_irx_v1_command_proto_msgTypes[13]
+	mi := &file_irx_v1_command_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1203,7 +1277,7 @@ func (x *PeerState) String() string {
 func (*PeerState) ProtoMessage() {}
 
 func (x *PeerState) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_command_proto_msgTypes[13]
+	mi := &file_irx_v1_command_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1216,7 +1290,7 @@ func (x *PeerState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PeerState.ProtoReflect.Descriptor instead.
 func (*PeerState) Descriptor() ([]byte, []int) {
-	return file_irx_v1_command_proto_rawDescGZIP(), []int{13}
+	return file_irx_v1_command_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *PeerState) GetInboundCursor() uint64 {
@@ -1321,7 +1395,7 @@ var File_irx_v1_command_proto protoreflect.FileDescriptor
 
 const file_irx_v1_command_proto_rawDesc = "" +
 	"\n" +
-	"\x14irx/v1/command.proto\x12\x06irx.v1\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1firx/v1/federation_service.proto\x1a\x15irx/v1/incident.proto\x1a\x19irx/v1/peer_service.proto\x1a\x13irx/v1/policy.proto\"\xe3\x05\n" +
+	"\x14irx/v1/command.proto\x12\x06irx.v1\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1firx/v1/federation_service.proto\x1a\x15irx/v1/incident.proto\x1a\x19irx/v1/peer_service.proto\x1a\x13irx/v1/policy.proto\x1a\x19irx/v1/team_service.proto\"\xba\x06\n" +
 	"\aCommand\x12=\n" +
 	"\fpropose_time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\vproposeTime\x12H\n" +
 	"\x0fcreate_incident\x18\x02 \x01(\v2\x1d.irx.v1.CreateIncidentCommandH\x00R\x0ecreateIncident\x12H\n" +
@@ -1337,8 +1411,12 @@ const file_irx_v1_command_proto_rawDesc = "" +
 	"deletePeer\x12F\n" +
 	"\x0fapply_peer_feed\x18\n" +
 	" \x01(\v2\x1c.irx.v1.ApplyPeerFeedCommandH\x00R\rapplyPeerFeed\x12K\n" +
-	"\x10acknowledge_peer\x18\v \x01(\v2\x1e.irx.v1.AcknowledgePeerCommandH\x00R\x0facknowledgePeerB\x06\n" +
-	"\x04kind\"R\n" +
+	"\x10acknowledge_peer\x18\v \x01(\v2\x1e.irx.v1.AcknowledgePeerCommandH\x00R\x0facknowledgePeer\x12U\n" +
+	"\x14set_team_description\x18\f \x01(\v2!.irx.v1.SetTeamDescriptionCommandH\x00R\x12setTeamDescriptionB\x06\n" +
+	"\x04kind\"\x81\x01\n" +
+	"\x19SetTeamDescriptionCommand\x129\n" +
+	"\vdescription\x18\x01 \x01(\v2\x17.irx.v1.TeamDescriptionR\vdescription\x12)\n" +
+	"\x10expected_version\x18\x02 \x01(\x03R\x0fexpectedVersion\"R\n" +
 	"\x17WithdrawIncidentCommand\x12\x1f\n" +
 	"\vincident_id\x18\x01 \x01(\tR\n" +
 	"incidentId\x12\x16\n" +
@@ -1440,63 +1518,67 @@ func file_irx_v1_command_proto_rawDescGZIP() []byte {
 }
 
 var file_irx_v1_command_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_irx_v1_command_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
+var file_irx_v1_command_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
 var file_irx_v1_command_proto_goTypes = []any{
-	(FeedEntryKind)(0),              // 0: irx.v1.FeedEntryKind
-	(*Command)(nil),                 // 1: irx.v1.Command
-	(*WithdrawIncidentCommand)(nil), // 2: irx.v1.WithdrawIncidentCommand
-	(*PutPeerCommand)(nil),          // 3: irx.v1.PutPeerCommand
-	(*DeletePeerCommand)(nil),       // 4: irx.v1.DeletePeerCommand
-	(*ApplyPeerFeedCommand)(nil),    // 5: irx.v1.ApplyPeerFeedCommand
-	(*AcknowledgePeerCommand)(nil),  // 6: irx.v1.AcknowledgePeerCommand
-	(*LedgerEntry)(nil),             // 7: irx.v1.LedgerEntry
-	(*CommandBatch)(nil),            // 8: irx.v1.CommandBatch
-	(*SetPolicyCommand)(nil),        // 9: irx.v1.SetPolicyCommand
-	(*LeaderNoopCommand)(nil),       // 10: irx.v1.LeaderNoopCommand
-	(*CreateIncidentCommand)(nil),   // 11: irx.v1.CreateIncidentCommand
-	(*UpdateIncidentCommand)(nil),   // 12: irx.v1.UpdateIncidentCommand
-	(*FeedEntry)(nil),               // 13: irx.v1.FeedEntry
-	(*PeerState)(nil),               // 14: irx.v1.PeerState
-	(*timestamppb.Timestamp)(nil),   // 15: google.protobuf.Timestamp
-	(*Peer)(nil),                    // 16: irx.v1.Peer
-	(*FeedItem)(nil),                // 17: irx.v1.FeedItem
-	(WithdrawalReason)(0),           // 18: irx.v1.WithdrawalReason
-	(*DisclosurePolicy)(nil),        // 19: irx.v1.DisclosurePolicy
-	(*Incident)(nil),                // 20: irx.v1.Incident
-	(*fieldmaskpb.FieldMask)(nil),   // 21: google.protobuf.FieldMask
+	(FeedEntryKind)(0),                // 0: irx.v1.FeedEntryKind
+	(*Command)(nil),                   // 1: irx.v1.Command
+	(*SetTeamDescriptionCommand)(nil), // 2: irx.v1.SetTeamDescriptionCommand
+	(*WithdrawIncidentCommand)(nil),   // 3: irx.v1.WithdrawIncidentCommand
+	(*PutPeerCommand)(nil),            // 4: irx.v1.PutPeerCommand
+	(*DeletePeerCommand)(nil),         // 5: irx.v1.DeletePeerCommand
+	(*ApplyPeerFeedCommand)(nil),      // 6: irx.v1.ApplyPeerFeedCommand
+	(*AcknowledgePeerCommand)(nil),    // 7: irx.v1.AcknowledgePeerCommand
+	(*LedgerEntry)(nil),               // 8: irx.v1.LedgerEntry
+	(*CommandBatch)(nil),              // 9: irx.v1.CommandBatch
+	(*SetPolicyCommand)(nil),          // 10: irx.v1.SetPolicyCommand
+	(*LeaderNoopCommand)(nil),         // 11: irx.v1.LeaderNoopCommand
+	(*CreateIncidentCommand)(nil),     // 12: irx.v1.CreateIncidentCommand
+	(*UpdateIncidentCommand)(nil),     // 13: irx.v1.UpdateIncidentCommand
+	(*FeedEntry)(nil),                 // 14: irx.v1.FeedEntry
+	(*PeerState)(nil),                 // 15: irx.v1.PeerState
+	(*timestamppb.Timestamp)(nil),     // 16: google.protobuf.Timestamp
+	(*TeamDescription)(nil),           // 17: irx.v1.TeamDescription
+	(*Peer)(nil),                      // 18: irx.v1.Peer
+	(*FeedItem)(nil),                  // 19: irx.v1.FeedItem
+	(WithdrawalReason)(0),             // 20: irx.v1.WithdrawalReason
+	(*DisclosurePolicy)(nil),          // 21: irx.v1.DisclosurePolicy
+	(*Incident)(nil),                  // 22: irx.v1.Incident
+	(*fieldmaskpb.FieldMask)(nil),     // 23: google.protobuf.FieldMask
 }
 var file_irx_v1_command_proto_depIdxs = []int32{
-	15, // 0: irx.v1.Command.propose_time:type_name -> google.protobuf.Timestamp
-	11, // 1: irx.v1.Command.create_incident:type_name -> irx.v1.CreateIncidentCommand
-	12, // 2: irx.v1.Command.update_incident:type_name -> irx.v1.UpdateIncidentCommand
-	10, // 3: irx.v1.Command.leader_noop:type_name -> irx.v1.LeaderNoopCommand
-	9,  // 4: irx.v1.Command.set_policy:type_name -> irx.v1.SetPolicyCommand
-	8,  // 5: irx.v1.Command.batch:type_name -> irx.v1.CommandBatch
-	2,  // 6: irx.v1.Command.withdraw_incident:type_name -> irx.v1.WithdrawIncidentCommand
-	3,  // 7: irx.v1.Command.put_peer:type_name -> irx.v1.PutPeerCommand
-	4,  // 8: irx.v1.Command.delete_peer:type_name -> irx.v1.DeletePeerCommand
-	5,  // 9: irx.v1.Command.apply_peer_feed:type_name -> irx.v1.ApplyPeerFeedCommand
-	6,  // 10: irx.v1.Command.acknowledge_peer:type_name -> irx.v1.AcknowledgePeerCommand
-	16, // 11: irx.v1.PutPeerCommand.peer:type_name -> irx.v1.Peer
-	17, // 12: irx.v1.ApplyPeerFeedCommand.items:type_name -> irx.v1.FeedItem
-	15, // 13: irx.v1.ApplyPeerFeedCommand.head_time:type_name -> google.protobuf.Timestamp
-	7,  // 14: irx.v1.AcknowledgePeerCommand.entries:type_name -> irx.v1.LedgerEntry
-	18, // 15: irx.v1.LedgerEntry.withdrawal_reason:type_name -> irx.v1.WithdrawalReason
-	1,  // 16: irx.v1.CommandBatch.commands:type_name -> irx.v1.Command
-	19, // 17: irx.v1.SetPolicyCommand.policy:type_name -> irx.v1.DisclosurePolicy
-	20, // 18: irx.v1.CreateIncidentCommand.incident:type_name -> irx.v1.Incident
-	20, // 19: irx.v1.UpdateIncidentCommand.incident:type_name -> irx.v1.Incident
-	21, // 20: irx.v1.UpdateIncidentCommand.update_mask:type_name -> google.protobuf.FieldMask
-	0,  // 21: irx.v1.FeedEntry.kind:type_name -> irx.v1.FeedEntryKind
-	15, // 22: irx.v1.FeedEntry.commit_time:type_name -> google.protobuf.Timestamp
-	18, // 23: irx.v1.FeedEntry.withdrawal_reason:type_name -> irx.v1.WithdrawalReason
-	15, // 24: irx.v1.PeerState.inbound_head_time:type_name -> google.protobuf.Timestamp
-	15, // 25: irx.v1.PeerState.last_acknowledge_time:type_name -> google.protobuf.Timestamp
-	26, // [26:26] is the sub-list for method output_type
-	26, // [26:26] is the sub-list for method input_type
-	26, // [26:26] is the sub-list for extension type_name
-	26, // [26:26] is the sub-list for extension extendee
-	0,  // [0:26] is the sub-list for field type_name
+	16, // 0: irx.v1.Command.propose_time:type_name -> google.protobuf.Timestamp
+	12, // 1: irx.v1.Command.create_incident:type_name -> irx.v1.CreateIncidentCommand
+	13, // 2: irx.v1.Command.update_incident:type_name -> irx.v1.UpdateIncidentCommand
+	11, // 3: irx.v1.Command.leader_noop:type_name -> irx.v1.LeaderNoopCommand
+	10, // 4: irx.v1.Command.set_policy:type_name -> irx.v1.SetPolicyCommand
+	9,  // 5: irx.v1.Command.batch:type_name -> irx.v1.CommandBatch
+	3,  // 6: irx.v1.Command.withdraw_incident:type_name -> irx.v1.WithdrawIncidentCommand
+	4,  // 7: irx.v1.Command.put_peer:type_name -> irx.v1.PutPeerCommand
+	5,  // 8: irx.v1.Command.delete_peer:type_name -> irx.v1.DeletePeerCommand
+	6,  // 9: irx.v1.Command.apply_peer_feed:type_name -> irx.v1.ApplyPeerFeedCommand
+	7,  // 10: irx.v1.Command.acknowledge_peer:type_name -> irx.v1.AcknowledgePeerCommand
+	2,  // 11: irx.v1.Command.set_team_description:type_name -> irx.v1.SetTeamDescriptionCommand
+	17, // 12: irx.v1.SetTeamDescriptionCommand.description:type_name -> irx.v1.TeamDescription
+	18, // 13: irx.v1.PutPeerCommand.peer:type_name -> irx.v1.Peer
+	19, // 14: irx.v1.ApplyPeerFeedCommand.items:type_name -> irx.v1.FeedItem
+	16, // 15: irx.v1.ApplyPeerFeedCommand.head_time:type_name -> google.protobuf.Timestamp
+	8,  // 16: irx.v1.AcknowledgePeerCommand.entries:type_name -> irx.v1.LedgerEntry
+	20, // 17: irx.v1.LedgerEntry.withdrawal_reason:type_name -> irx.v1.WithdrawalReason
+	1,  // 18: irx.v1.CommandBatch.commands:type_name -> irx.v1.Command
+	21, // 19: irx.v1.SetPolicyCommand.policy:type_name -> irx.v1.DisclosurePolicy
+	22, // 20: irx.v1.CreateIncidentCommand.incident:type_name -> irx.v1.Incident
+	22, // 21: irx.v1.UpdateIncidentCommand.incident:type_name -> irx.v1.Incident
+	23, // 22: irx.v1.UpdateIncidentCommand.update_mask:type_name -> google.protobuf.FieldMask
+	0,  // 23: irx.v1.FeedEntry.kind:type_name -> irx.v1.FeedEntryKind
+	16, // 24: irx.v1.FeedEntry.commit_time:type_name -> google.protobuf.Timestamp
+	20, // 25: irx.v1.FeedEntry.withdrawal_reason:type_name -> irx.v1.WithdrawalReason
+	16, // 26: irx.v1.PeerState.inbound_head_time:type_name -> google.protobuf.Timestamp
+	16, // 27: irx.v1.PeerState.last_acknowledge_time:type_name -> google.protobuf.Timestamp
+	28, // [28:28] is the sub-list for method output_type
+	28, // [28:28] is the sub-list for method input_type
+	28, // [28:28] is the sub-list for extension type_name
+	28, // [28:28] is the sub-list for extension extendee
+	0,  // [0:28] is the sub-list for field type_name
 }
 
 func init() { file_irx_v1_command_proto_init() }
@@ -1508,6 +1590,7 @@ func file_irx_v1_command_proto_init() {
 	file_irx_v1_incident_proto_init()
 	file_irx_v1_peer_service_proto_init()
 	file_irx_v1_policy_proto_init()
+	file_irx_v1_team_service_proto_init()
 	file_irx_v1_command_proto_msgTypes[0].OneofWrappers = []any{
 		(*Command_CreateIncident)(nil),
 		(*Command_UpdateIncident)(nil),
@@ -1519,6 +1602,7 @@ func file_irx_v1_command_proto_init() {
 		(*Command_DeletePeer)(nil),
 		(*Command_ApplyPeerFeed)(nil),
 		(*Command_AcknowledgePeer)(nil),
+		(*Command_SetTeamDescription)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -1526,7 +1610,7 @@ func file_irx_v1_command_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_irx_v1_command_proto_rawDesc), len(file_irx_v1_command_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   14,
+			NumMessages:   15,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -599,11 +599,95 @@ func (x *HandOffIncidentResponse) GetIncident() *Incident {
 	return nil
 }
 
+// GetSignedTeamDescriptionRequest is the request of GetSignedTeamDescription.
+type GetSignedTeamDescriptionRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetSignedTeamDescriptionRequest) Reset() {
+	*x = GetSignedTeamDescriptionRequest{}
+	mi := &file_irx_v1_federation_service_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetSignedTeamDescriptionRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetSignedTeamDescriptionRequest) ProtoMessage() {}
+
+func (x *GetSignedTeamDescriptionRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_irx_v1_federation_service_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetSignedTeamDescriptionRequest.ProtoReflect.Descriptor instead.
+func (*GetSignedTeamDescriptionRequest) Descriptor() ([]byte, []int) {
+	return file_irx_v1_federation_service_proto_rawDescGZIP(), []int{8}
+}
+
+// GetSignedTeamDescriptionResponse is the response of
+// GetSignedTeamDescription.
+type GetSignedTeamDescriptionResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The description, signed by the answering node.
+	SignedDescription *SignedTeamDescription `protobuf:"bytes,1,opt,name=signed_description,json=signedDescription,proto3" json:"signed_description,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
+}
+
+func (x *GetSignedTeamDescriptionResponse) Reset() {
+	*x = GetSignedTeamDescriptionResponse{}
+	mi := &file_irx_v1_federation_service_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetSignedTeamDescriptionResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetSignedTeamDescriptionResponse) ProtoMessage() {}
+
+func (x *GetSignedTeamDescriptionResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_irx_v1_federation_service_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetSignedTeamDescriptionResponse.ProtoReflect.Descriptor instead.
+func (*GetSignedTeamDescriptionResponse) Descriptor() ([]byte, []int) {
+	return file_irx_v1_federation_service_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *GetSignedTeamDescriptionResponse) GetSignedDescription() *SignedTeamDescription {
+	if x != nil {
+		return x.SignedDescription
+	}
+	return nil
+}
+
 var File_irx_v1_federation_service_proto protoreflect.FileDescriptor
 
 const file_irx_v1_federation_service_proto_rawDesc = "" +
 	"\n" +
-	"\x1firx/v1/federation_service.proto\x12\x06irx.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x15irx/v1/incident.proto\"{\n" +
+	"\x1firx/v1/federation_service.proto\x12\x06irx.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x15irx/v1/incident.proto\x1a\x19irx/v1/team_service.proto\"{\n" +
 	"\x10SubscribeRequest\x12\x16\n" +
 	"\x06cursor\x18\x01 \x01(\x04R\x06cursor\x122\n" +
 	"\x15cursor_policy_version\x18\x02 \x01(\x03R\x13cursorPolicyVersion\x12\x1b\n" +
@@ -637,15 +721,19 @@ const file_irx_v1_federation_service_proto_rawDesc = "" +
 	"\bincident\x18\x01 \x01(\v2\x10.irx.v1.IncidentR\bincident\x12\x16\n" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\"G\n" +
 	"\x17HandOffIncidentResponse\x12,\n" +
-	"\bincident\x18\x01 \x01(\v2\x10.irx.v1.IncidentR\bincident*q\n" +
+	"\bincident\x18\x01 \x01(\v2\x10.irx.v1.IncidentR\bincident\"!\n" +
+	"\x1fGetSignedTeamDescriptionRequest\"p\n" +
+	" GetSignedTeamDescriptionResponse\x12L\n" +
+	"\x12signed_description\x18\x01 \x01(\v2\x1d.irx.v1.SignedTeamDescriptionR\x11signedDescription*q\n" +
 	"\x10WithdrawalReason\x12!\n" +
 	"\x1dWITHDRAWAL_REASON_UNSPECIFIED\x10\x00\x12\x1c\n" +
 	"\x18WITHDRAWAL_REASON_ORIGIN\x10\x01\x12\x1c\n" +
-	"\x18WITHDRAWAL_REASON_POLICY\x10\x022\xf3\x01\n" +
+	"\x18WITHDRAWAL_REASON_POLICY\x10\x022\xe2\x02\n" +
 	"\x11FederationService\x12B\n" +
 	"\tSubscribe\x12\x18.irx.v1.SubscribeRequest\x1a\x19.irx.v1.SubscribeResponse0\x01\x12F\n" +
 	"\vAcknowledge\x12\x1a.irx.v1.AcknowledgeRequest\x1a\x1b.irx.v1.AcknowledgeResponse\x12R\n" +
-	"\x0fHandOffIncident\x12\x1e.irx.v1.HandOffIncidentRequest\x1a\x1f.irx.v1.HandOffIncidentResponseB*Z(github.com/irxfed/irx/proto/irx/v1;irxv1b\x06proto3"
+	"\x0fHandOffIncident\x12\x1e.irx.v1.HandOffIncidentRequest\x1a\x1f.irx.v1.HandOffIncidentResponse\x12m\n" +
+	"\x18GetSignedTeamDescription\x12'.irx.v1.GetSignedTeamDescriptionRequest\x1a(.irx.v1.GetSignedTeamDescriptionResponseB*Z(github.com/irxfed/irx/proto/irx/v1;irxv1b\x06proto3"
 
 var (
 	file_irx_v1_federation_service_proto_rawDescOnce sync.Once
@@ -660,40 +748,46 @@ func file_irx_v1_federation_service_proto_rawDescGZIP() []byte {
 }
 
 var file_irx_v1_federation_service_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_irx_v1_federation_service_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
+var file_irx_v1_federation_service_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
 var file_irx_v1_federation_service_proto_goTypes = []any{
-	(WithdrawalReason)(0),           // 0: irx.v1.WithdrawalReason
-	(*SubscribeRequest)(nil),        // 1: irx.v1.SubscribeRequest
-	(*SubscribeResponse)(nil),       // 2: irx.v1.SubscribeResponse
-	(*FeedItem)(nil),                // 3: irx.v1.FeedItem
-	(*IncidentWithdrawal)(nil),      // 4: irx.v1.IncidentWithdrawal
-	(*AcknowledgeRequest)(nil),      // 5: irx.v1.AcknowledgeRequest
-	(*AcknowledgeResponse)(nil),     // 6: irx.v1.AcknowledgeResponse
-	(*HandOffIncidentRequest)(nil),  // 7: irx.v1.HandOffIncidentRequest
-	(*HandOffIncidentResponse)(nil), // 8: irx.v1.HandOffIncidentResponse
-	(*timestamppb.Timestamp)(nil),   // 9: google.protobuf.Timestamp
-	(*Incident)(nil),                // 10: irx.v1.Incident
+	(WithdrawalReason)(0),                    // 0: irx.v1.WithdrawalReason
+	(*SubscribeRequest)(nil),                 // 1: irx.v1.SubscribeRequest
+	(*SubscribeResponse)(nil),                // 2: irx.v1.SubscribeResponse
+	(*FeedItem)(nil),                         // 3: irx.v1.FeedItem
+	(*IncidentWithdrawal)(nil),               // 4: irx.v1.IncidentWithdrawal
+	(*AcknowledgeRequest)(nil),               // 5: irx.v1.AcknowledgeRequest
+	(*AcknowledgeResponse)(nil),              // 6: irx.v1.AcknowledgeResponse
+	(*HandOffIncidentRequest)(nil),           // 7: irx.v1.HandOffIncidentRequest
+	(*HandOffIncidentResponse)(nil),          // 8: irx.v1.HandOffIncidentResponse
+	(*GetSignedTeamDescriptionRequest)(nil),  // 9: irx.v1.GetSignedTeamDescriptionRequest
+	(*GetSignedTeamDescriptionResponse)(nil), // 10: irx.v1.GetSignedTeamDescriptionResponse
+	(*timestamppb.Timestamp)(nil),            // 11: google.protobuf.Timestamp
+	(*Incident)(nil),                         // 12: irx.v1.Incident
+	(*SignedTeamDescription)(nil),            // 13: irx.v1.SignedTeamDescription
 }
 var file_irx_v1_federation_service_proto_depIdxs = []int32{
 	3,  // 0: irx.v1.SubscribeResponse.items:type_name -> irx.v1.FeedItem
-	9,  // 1: irx.v1.SubscribeResponse.head_time:type_name -> google.protobuf.Timestamp
-	9,  // 2: irx.v1.FeedItem.commit_time:type_name -> google.protobuf.Timestamp
-	10, // 3: irx.v1.FeedItem.incident:type_name -> irx.v1.Incident
+	11, // 1: irx.v1.SubscribeResponse.head_time:type_name -> google.protobuf.Timestamp
+	11, // 2: irx.v1.FeedItem.commit_time:type_name -> google.protobuf.Timestamp
+	12, // 3: irx.v1.FeedItem.incident:type_name -> irx.v1.Incident
 	4,  // 4: irx.v1.FeedItem.withdrawal:type_name -> irx.v1.IncidentWithdrawal
 	0,  // 5: irx.v1.IncidentWithdrawal.reason:type_name -> irx.v1.WithdrawalReason
-	10, // 6: irx.v1.HandOffIncidentRequest.incident:type_name -> irx.v1.Incident
-	10, // 7: irx.v1.HandOffIncidentResponse.incident:type_name -> irx.v1.Incident
-	1,  // 8: irx.v1.FederationService.Subscribe:input_type -> irx.v1.SubscribeRequest
-	5,  // 9: irx.v1.FederationService.Acknowledge:input_type -> irx.v1.AcknowledgeRequest
-	7,  // 10: irx.v1.FederationService.HandOffIncident:input_type -> irx.v1.HandOffIncidentRequest
-	2,  // 11: irx.v1.FederationService.Subscribe:output_type -> irx.v1.SubscribeResponse
-	6,  // 12: irx.v1.FederationService.Acknowledge:output_type -> irx.v1.AcknowledgeResponse
-	8,  // 13: irx.v1.FederationService.HandOffIncident:output_type -> irx.v1.HandOffIncidentResponse
-	11, // [11:14] is the sub-list for method output_type
-	8,  // [8:11] is the sub-list for method input_type
-	8,  // [8:8] is the sub-list for extension type_name
-	8,  // [8:8] is the sub-list for extension extendee
-	0,  // [0:8] is the sub-list for field type_name
+	12, // 6: irx.v1.HandOffIncidentRequest.incident:type_name -> irx.v1.Incident
+	12, // 7: irx.v1.HandOffIncidentResponse.incident:type_name -> irx.v1.Incident
+	13, // 8: irx.v1.GetSignedTeamDescriptionResponse.signed_description:type_name -> irx.v1.SignedTeamDescription
+	1,  // 9: irx.v1.FederationService.Subscribe:input_type -> irx.v1.SubscribeRequest
+	5,  // 10: irx.v1.FederationService.Acknowledge:input_type -> irx.v1.AcknowledgeRequest
+	7,  // 11: irx.v1.FederationService.HandOffIncident:input_type -> irx.v1.HandOffIncidentRequest
+	9,  // 12: irx.v1.FederationService.GetSignedTeamDescription:input_type -> irx.v1.GetSignedTeamDescriptionRequest
+	2,  // 13: irx.v1.FederationService.Subscribe:output_type -> irx.v1.SubscribeResponse
+	6,  // 14: irx.v1.FederationService.Acknowledge:output_type -> irx.v1.AcknowledgeResponse
+	8,  // 15: irx.v1.FederationService.HandOffIncident:output_type -> irx.v1.HandOffIncidentResponse
+	10, // 16: irx.v1.FederationService.GetSignedTeamDescription:output_type -> irx.v1.GetSignedTeamDescriptionResponse
+	13, // [13:17] is the sub-list for method output_type
+	9,  // [9:13] is the sub-list for method input_type
+	9,  // [9:9] is the sub-list for extension type_name
+	9,  // [9:9] is the sub-list for extension extendee
+	0,  // [0:9] is the sub-list for field type_name
 }
 
 func init() { file_irx_v1_federation_service_proto_init() }
@@ -702,6 +796,7 @@ func file_irx_v1_federation_service_proto_init() {
 		return
 	}
 	file_irx_v1_incident_proto_init()
+	file_irx_v1_team_service_proto_init()
 	file_irx_v1_federation_service_proto_msgTypes[2].OneofWrappers = []any{
 		(*FeedItem_Incident)(nil),
 		(*FeedItem_Withdrawal)(nil),
@@ -712,7 +807,7 @@ func file_irx_v1_federation_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_irx_v1_federation_service_proto_rawDesc), len(file_irx_v1_federation_service_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   8,
+			NumMessages:   10,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -19,9 +19,10 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	FederationService_Subscribe_FullMethodName       = "/irx.v1.FederationService/Subscribe"
-	FederationService_Acknowledge_FullMethodName     = "/irx.v1.FederationService/Acknowledge"
-	FederationService_HandOffIncident_FullMethodName = "/irx.v1.FederationService/HandOffIncident"
+	FederationService_Subscribe_FullMethodName                = "/irx.v1.FederationService/Subscribe"
+	FederationService_Acknowledge_FullMethodName              = "/irx.v1.FederationService/Acknowledge"
+	FederationService_HandOffIncident_FullMethodName          = "/irx.v1.FederationService/HandOffIncident"
+	FederationService_GetSignedTeamDescription_FullMethodName = "/irx.v1.FederationService/GetSignedTeamDescription"
 )
 
 // FederationServiceClient is the client API for FederationService service.
@@ -47,6 +48,10 @@ type FederationServiceClient interface {
 	// section 3.4.2). This team records a new incident of its own that names
 	// the caller's ticket as an alternative id, and returns its ticket.
 	HandOffIncident(ctx context.Context, in *HandOffIncidentRequest, opts ...grpc.CallOption) (*HandOffIncidentResponse, error)
+	// Returns this team's RFC 2350 description (TeamService), signed by the
+	// answering node's key; the caller verifies it against the CA it pinned
+	// for this team. NOT_FOUND while the team has none.
+	GetSignedTeamDescription(ctx context.Context, in *GetSignedTeamDescriptionRequest, opts ...grpc.CallOption) (*GetSignedTeamDescriptionResponse, error)
 }
 
 type federationServiceClient struct {
@@ -96,6 +101,16 @@ func (c *federationServiceClient) HandOffIncident(ctx context.Context, in *HandO
 	return out, nil
 }
 
+func (c *federationServiceClient) GetSignedTeamDescription(ctx context.Context, in *GetSignedTeamDescriptionRequest, opts ...grpc.CallOption) (*GetSignedTeamDescriptionResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetSignedTeamDescriptionResponse)
+	err := c.cc.Invoke(ctx, FederationService_GetSignedTeamDescription_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // FederationServiceServer is the server API for FederationService service.
 // All implementations must embed UnimplementedFederationServiceServer
 // for forward compatibility.
@@ -119,6 +134,10 @@ type FederationServiceServer interface {
 	// section 3.4.2). This team records a new incident of its own that names
 	// the caller's ticket as an alternative id, and returns its ticket.
 	HandOffIncident(context.Context, *HandOffIncidentRequest) (*HandOffIncidentResponse, error)
+	// Returns this team's RFC 2350 description (TeamService), signed by the
+	// answering node's key; the caller verifies it against the CA it pinned
+	// for this team. NOT_FOUND while the team has none.
+	GetSignedTeamDescription(context.Context, *GetSignedTeamDescriptionRequest) (*GetSignedTeamDescriptionResponse, error)
 	mustEmbedUnimplementedFederationServiceServer()
 }
 
@@ -137,6 +156,9 @@ func (UnimplementedFederationServiceServer) Acknowledge(context.Context, *Acknow
 }
 func (UnimplementedFederationServiceServer) HandOffIncident(context.Context, *HandOffIncidentRequest) (*HandOffIncidentResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method HandOffIncident not implemented")
+}
+func (UnimplementedFederationServiceServer) GetSignedTeamDescription(context.Context, *GetSignedTeamDescriptionRequest) (*GetSignedTeamDescriptionResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetSignedTeamDescription not implemented")
 }
 func (UnimplementedFederationServiceServer) mustEmbedUnimplementedFederationServiceServer() {}
 func (UnimplementedFederationServiceServer) testEmbeddedByValue()                           {}
@@ -206,6 +228,24 @@ func _FederationService_HandOffIncident_Handler(srv interface{}, ctx context.Con
 	return interceptor(ctx, in, info, handler)
 }
 
+func _FederationService_GetSignedTeamDescription_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetSignedTeamDescriptionRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(FederationServiceServer).GetSignedTeamDescription(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: FederationService_GetSignedTeamDescription_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(FederationServiceServer).GetSignedTeamDescription(ctx, req.(*GetSignedTeamDescriptionRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // FederationService_ServiceDesc is the grpc.ServiceDesc for FederationService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -220,6 +260,10 @@ var FederationService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "HandOffIncident",
 			Handler:    _FederationService_HandOffIncident_Handler,
+		},
+		{
+			MethodName: "GetSignedTeamDescription",
+			Handler:    _FederationService_GetSignedTeamDescription_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{
