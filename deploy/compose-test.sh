@@ -1,0 +1,228 @@
+#!/usr/bin/env bash
+# End-to-end test of deploy/: two teams of three nodes in containers, peered
+# with real certificates, survive the loss of a leader while federating.
+#
+#   bash deploy/compose-test.sh
+#
+# Brings everything up with deploy/setup.sh (under its own compose project,
+# image name, temporary directory and free ports, so it does not touch a
+# deployment made with setup.sh), then:
+#   1. waits for a leader in each team and for each team to follow the other;
+#   2. creates at cert-a an incident that does not touch cert-b's
+#      constituency, then deploy/incident.yaml, which does (TLP:GREEN,
+#      RESTRICTION_PARTNER);
+#   3. checks cert-b holds the second as cert-a's policy shows it: provenance
+#      origin cert-a, the attacker's address as it is, the victim's
+#      generalised to its /24, the reporter's contact stripped; and does not
+#      hold the first (need-to-know);
+#   4. moves cert-a's leadership to the node cert-b follows, kills that
+#      container (docker kill), creates another incident at a surviving node
+#      of cert-a and checks it reaches cert-b (new leader, new endpoint);
+#   5. restarts the killed node and checks it catches up;
+# and always (also on failure, timeout or Ctrl-C) removes the containers,
+# networks, volumes, image and files it made. Fails after IRX_TEST_LIMIT
+# seconds (default 300) for steps 1-5, plus at most 90 s to tear down.
+# Exits non-zero on any failure, after printing the nodes' last log lines.
+set -euo pipefail
+
+DEPLOY=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+say() { printf '[compose-test %s] %s\n' "$(date +%H:%M:%S)" "$*"; }
+compose() { docker-compose -f "$DEPLOY/compose.yaml" "$@"; }
+
+# --- the orchestrator: isolate, run the steps under a time limit, clean up ---
+if [ "${1:-}" != "--steps" ]; then
+  LIMIT=${IRX_TEST_LIMIT:-300}
+  started=$SECONDS
+  for tool in go docker docker-compose timeout; do
+    command -v "$tool" >/dev/null || { say "FAIL: $tool is not installed"; exit 1; }
+  done
+  export COMPOSE_PROJECT_NAME=irxtest$$
+  export IRX_IMAGE=irxtest$$/irxd:test
+  IRX_RUN_DIR=$(mktemp -d "${TMPDIR:-/tmp}/irx-compose-test.XXXXXX")
+  export IRX_RUN_DIR
+  # Empty: Docker picks free host ports; setup.sh writes them into the
+  # irxctl contexts.
+  export IRX_A1_PORT='' IRX_A2_PORT='' IRX_A3_PORT='' IRX_B1_PORT='' IRX_B2_PORT='' IRX_B3_PORT=''
+  rc=1
+  cleanup() {
+    trap - EXIT INT TERM
+    if [ "$rc" -ne 0 ]; then
+      say "last log lines of every node:"
+      timeout 30 docker-compose -f "$DEPLOY/compose.yaml" logs --no-color --tail 25 2>&1 || true
+    fi
+    say "tearing down project $COMPOSE_PROJECT_NAME (containers, networks, volumes, image, $IRX_RUN_DIR)"
+    timeout 60 docker-compose -f "$DEPLOY/compose.yaml" down -v --remove-orphans --timeout 5 >/dev/null 2>&1 ||
+      say "warning: docker-compose down failed; removing what is left by label"
+    local label=com.docker.compose.project=$COMPOSE_PROJECT_NAME left
+    left=$(docker ps -aq --filter "label=$label")
+    [ -z "$left" ] || timeout 30 docker rm -f $left >/dev/null 2>&1 || true
+    left=$(docker network ls -q --filter "label=$label")
+    [ -z "$left" ] || timeout 30 docker network rm $left >/dev/null 2>&1 || true
+    left=$(docker volume ls -q --filter "label=$label")
+    [ -z "$left" ] || timeout 30 docker volume rm -f $left >/dev/null 2>&1 || true
+    timeout 30 docker image rm -f "$IRX_IMAGE" >/dev/null 2>&1 || true
+    rm -rf "$IRX_RUN_DIR"
+    if [ -n "$(docker ps -aq --filter "label=$label")$(docker network ls -q --filter "label=$label")$(docker volume ls -q --filter "label=$label")" ]; then
+      say "FAIL: could not remove everything of project $COMPOSE_PROJECT_NAME"
+      rc=1
+    fi
+    if [ "$rc" -eq 0 ]; then
+      say "PASS in $((SECONDS - started))s"
+    else
+      say "FAIL (exit $rc) after $((SECONDS - started))s"
+    fi
+    exit "$rc"
+  }
+  trap cleanup EXIT
+  say "project $COMPOSE_PROJECT_NAME, image $IRX_IMAGE, files in $IRX_RUN_DIR, limit ${LIMIT}s"
+  # In the background, so that Ctrl-C or a TERM reaches this shell's traps
+  # at once (bash runs traps only between commands, and wait is one).
+  timeout --kill-after=10 "$LIMIT" bash "${BASH_SOURCE[0]}" --steps &
+  steps=$!
+  stop_steps() { kill -TERM "$steps" 2>/dev/null || true; wait "$steps" 2>/dev/null || true; }
+  trap 'say "interrupted"; rc=130; stop_steps; exit 130' INT
+  trap 'say "terminated"; rc=143; stop_steps; exit 143' TERM
+  set +e
+  wait "$steps"
+  rc=$?
+  set -e
+  if [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then
+    say "FAIL: the steps did not finish within ${LIMIT}s"
+  fi
+  exit "$rc"
+fi
+
+# --- the steps ------------------------------------------------------------------
+export IRXCTL_CONFIG=$IRX_RUN_DIR/irxctl.yaml
+IRXCTL=$IRX_RUN_DIR/bin/irxctl
+irxctl() { "$IRXCTL" "$@"; }
+fail() { say "FAIL: $*"; exit 1; }
+
+# within SECONDS WHAT COMMAND...: retries COMMAND every second until it
+# succeeds, or fails the test after SECONDS.
+within() {
+  local limit=$1 what=$2 deadline=$((SECONDS + $1))
+  shift 2
+  until "$@"; do
+    [ "$SECONDS" -lt "$deadline" ] || fail "$what: not within ${limit}s"
+    sleep 1
+  done
+}
+
+# leader_at NODE: the leader's node id as NODE reports it (nothing during
+# an election).
+leader_at() {
+  irxctl --context "$1" --timeout 3s cluster status -o json 2>/dev/null |
+    sed -n 's/^  "leader_id": *"\([^"]*\)".*/\1/p'
+}
+has_leader() { [ -n "$(leader_at "$1")" ]; }
+follows() { # TEAM PEER: TEAM's leader is connected to PEER's feed
+  irxctl --context "$1" --timeout 3s peer get "$2" -o json 2>/dev/null | grep -q '"connected": true'
+}
+holds() { # CONTEXT ID: CONTEXT's node has incident ID (written to $HELD)
+  HELD=$(irxctl --context "$1" --timeout 5s incident get "$2" -o json 2>/dev/null)
+}
+# check_view ID: cert-b's copy of ID (in $HELD) is the view cert-a's policy for
+# cert-b gives of deploy/incident.yaml.
+check_view() {
+  local id=$1 copy=$HELD
+  grep -q '"origin_team": "cert-a"' <<<"$copy" || fail "$id at cert-b: provenance origin is not cert-a:"$'\n'"$copy"
+  grep -q '"received_from": "cert-a"' <<<"$copy" || fail "$id at cert-b: not received from cert-a"
+  grep -q '"198.51.100.7"' <<<"$copy" || fail "$id at cert-b: the attacker's address (intruder: forward) is missing"
+  grep -q '"c2.bad.example"' <<<"$copy" || fail "$id at cert-b: the indicator (intruder: forward) is missing"
+  grep -q '"192.0.2.0/24"' <<<"$copy" || fail "$id at cert-b: the victim's address is not generalised to 192.0.2.0/24"
+  if grep -q '192.0.2.17' <<<"$copy"; then fail "$id at cert-b: holds the victim's address 192.0.2.17 (private site: generalise)"; fi
+  if grep -q '"contacts"' <<<"$copy"; then fail "$id at cert-b: holds contacts (contact: strip)"; fi
+  if grep -q 'soc@cert-a.example\|Alex Doe' <<<"$copy"; then fail "$id at cert-b: holds the reporter's name or e-mail"; fi
+  say "$id at cert-b: origin cert-a, attacker 198.51.100.7 and indicator kept, victim 192.0.2.17 -> 192.0.2.0/24, contacts stripped"
+}
+
+# create CONTEXT REQUEST_ID: creates the incident on stdin at CONTEXT and
+# prints its id. The request id makes a retry after a timeout safe.
+create() {
+  local out
+  out=$(irxctl --context "$1" --timeout 10s incident create -f - --request-id "$2" -o json 2>&1) || {
+    say "create at $1: $out" >&2
+    return 1
+  }
+  sed -n 's/^  "id": *"\([^"]*\)".*/\1/p' <<<"$out"
+}
+
+say "1. setup.sh: build, certificates, six containers, peering, policies"
+bash "$DEPLOY/setup.sh"
+
+within 60 "a leader in cert-a" has_leader a1
+within 60 "a leader in cert-b" has_leader b1
+say "leaders: cert-a $(leader_at a1), cert-b $(leader_at b1)"
+within 60 "cert-b follows cert-a" follows cert-b cert-a
+within 60 "cert-a follows cert-b" follows cert-a cert-b
+say "cert-b follows cert-a's feed and cert-a follows cert-b's"
+
+say "2. an incident at cert-a that cert-b may not see (need-to-know), then one it may"
+private=$(create cert-a compose-test-private <<'EOF'
+{"tlp": "TLP_GREEN", "restriction": "RESTRICTION_PARTNER",
+ "taxonomy": {"class": "information-gathering", "type": "scanner"},
+ "attacking_hosts": [{"addresses": ["203.0.113.9"]}]}
+EOF
+) || fail "create at cert-a"
+[ -n "$private" ] || fail "no id from the first create"
+first=$(create cert-a compose-test-1 <"$DEPLOY/incident.yaml") || fail "create at cert-a"
+[ -n "$first" ] || fail "no id from the second create"
+say "created $private (attacker 203.0.113.9, outside cert-b's constituency) and $first at cert-a"
+
+say "3. cert-b receives $first as cert-a's policy for cert-b shows it"
+within 60 "$first at cert-b" holds cert-b "$first"
+check_view "$first"
+if out=$(irxctl --context cert-b incident get "$private" 2>&1); then
+  fail "cert-b holds $private, which touches none of its constituency"
+fi
+grep -q 'NotFound' <<<"$out" || fail "cert-b, incident get $private: want NotFound, got: $out"
+say "$private is not at cert-b (need-to-know), though the feed delivered the later $first"
+
+say "4. make the node cert-b follows cert-a's leader, then kill it"
+# cert-b's leader follows cert-a's feed at one of a1:7401..a3:7401. Making
+# that node cert-a's leader before the kill means the kill cuts both cert-a's
+# Raft leader and cert-b's stream: cert-a must elect a new leader and
+# cert-b's puller must move to another endpoint.
+endpoint=$(irxctl --context cert-b peer get cert-a -o json | sed -n 's/^    "endpoint": *"\([^"]*\)".*/\1/p')
+leader=${endpoint%%:*}
+case $leader in a1 | a2 | a3) ;; *) fail "cert-b's status for cert-a names no endpoint of a1, a2, a3: '$endpoint'" ;; esac
+transfer() {
+  [ "$(leader_at "$leader")" = "$leader" ] && return 0
+  irxctl --context "$leader" cluster transfer "$leader" >/dev/null 2>&1 || true
+  [ "$(leader_at "$leader")" = "$leader" ]
+}
+was=$(leader_at "$leader")
+within 60 "cert-a's leadership moved to $leader" transfer
+say "cert-b follows cert-a at $endpoint; cert-a's leader: $was, now $leader"
+container=$(compose ps -q "$leader")
+[ -n "$container" ] || fail "no container for $leader"
+docker kill "$container" >/dev/null
+say "killed $leader (docker kill ${container:0:12})"
+survivor=""
+for n in a1 a2 a3; do
+  if [ "$n" != "$leader" ]; then survivor=$n; break; fi
+done
+new_leader() { local l; l=$(leader_at "$survivor"); [ -n "$l" ] && [ "$l" != "$leader" ]; }
+within 60 "a new leader in cert-a" new_leader
+say "cert-a elected $(leader_at "$survivor") (asked $survivor)"
+second=""
+create_second() { second=$(create "$survivor" compose-test-2 <"$DEPLOY/incident.yaml"); }
+within 60 "a create at $survivor" create_second
+[ -n "$second" ] || fail "no id from the create at $survivor"
+say "created $second at $survivor"
+within 90 "$second at cert-b" holds cert-b "$second"
+check_view "$second"
+now=$(irxctl --context cert-b peer get cert-a -o json | sed -n 's/^    "endpoint": *"\([^"]*\)".*/\1/p')
+say "cert-b's puller moved from $endpoint to ${now:-?}"
+
+say "5. restart $leader: it rejoins cert-a and catches up"
+compose start "$leader" >/dev/null
+# Its operator API may be published at another free port now.
+irxctl config set-context "$leader" --addr "$(compose port "$leader" 7400 | tail -n1)" >/dev/null
+within 60 "$leader holds $second" holds "$leader" "$second"
+say "$leader is back and holds $second"
+irxctl --context "$survivor" cluster status
+irxctl --context "$survivor" peer list
+irxctl --context cert-b peer list
+say "all checks passed"
