@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/reflection"
 	"google.golang.org/grpc/status"
@@ -43,20 +44,49 @@ func recoverUnary(log *slog.Logger) grpc.UnaryServerInterceptor {
 	}
 }
 
-// logUnary logs each call's outcome. Request bodies are never logged: they
-// hold exactly the information the disclosure policy protects.
+// RequestIDKey is the metadata key of a call's request id: taken from the
+// caller when it sends one (so a client can correlate its own logs), made
+// up otherwise, returned in the response header and logged with the call.
+const RequestIDKey = "x-request-id"
+
+// maxRequestIDLength bounds a caller's request id in logs.
+const maxRequestIDLength = 128
+
+// logUnary logs each call's outcome with its request id. Request bodies are
+// never logged: they hold exactly the information the disclosure policy
+// protects.
 func logUnary(log *slog.Logger) grpc.UnaryServerInterceptor {
 	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 		start := time.Now()
+		rid := ""
+		if md, ok := metadata.FromIncomingContext(ctx); ok {
+			if v := md.Get(RequestIDKey); len(v) > 0 && len(v[0]) <= maxRequestIDLength && printable(v[0]) {
+				rid = v[0]
+			}
+		}
+		if rid == "" {
+			rid = randomID()
+		}
+		_ = grpc.SetHeader(ctx, metadata.Pairs(RequestIDKey, rid))
 		resp, err := handler(ctx, req)
 		code := status.Code(err)
 		level := slog.LevelDebug
 		if code == codes.Internal || code == codes.Unknown {
 			level = slog.LevelError
 		}
-		log.Log(ctx, level, "rpc", "method", info.FullMethod, "code", code.String(), "duration", time.Since(start))
+		log.Log(ctx, level, "rpc", "method", info.FullMethod, "code", code.String(), "duration", time.Since(start), "request_id", rid)
 		return resp, err
 	}
+}
+
+// printable reports whether s is safe to put in a log line.
+func printable(s string) bool {
+	for _, r := range s {
+		if r < 0x21 || r > 0x7e {
+			return false
+		}
+	}
+	return true
 }
 
 // authorizeOperator admits operators and nodes of this team. The TLS layer

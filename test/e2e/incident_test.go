@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/fieldmaskpb"
@@ -484,5 +485,22 @@ func TestServicesAndHealth(t *testing.T) {
 	}
 	if st.GetAppliedIndex() == 0 || st.GetAppliedIndex() > st.GetCommitIndex() {
 		t.Errorf("applied %d, commit %d", st.GetAppliedIndex(), st.GetCommitIndex())
+	}
+
+	// Every call has a request id for the logs: the caller's, or a new one,
+	// returned in the response header either way.
+	var header metadata.MD
+	ctx := metadata.AppendToOutgoingContext(ctxT(t), "x-request-id", "ticket-42")
+	if _, err := c.cluster.GetClusterStatus(ctx, &irxv1.GetClusterStatusRequest{}, grpc.Header(&header)); err != nil {
+		t.Fatal(err)
+	}
+	if got := header.Get("x-request-id"); len(got) != 1 || got[0] != "ticket-42" {
+		t.Errorf("request id echoed as %v", got)
+	}
+	if _, err := c.cluster.GetClusterStatus(ctxT(t), &irxv1.GetClusterStatusRequest{}, grpc.Header(&header)); err != nil {
+		t.Fatal(err)
+	}
+	if got := header.Get("x-request-id"); len(got) != 1 || len(got[0]) != 32 {
+		t.Errorf("generated request id %v", got)
 	}
 }
