@@ -307,13 +307,17 @@ func TestFederationShareReshareUpdateWithdraw(t *testing.T) {
 	if _, err := get(c.clients[0], amber.GetId()); err != nil {
 		t.Errorf("C lost the AMBER record it holds from A: %v", err)
 	}
-	st, err := a.peers[1].GetPeer(ctxT(t), &irxv1.GetPeerRequest{TeamId: "cert-b"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if s := st.GetPeer().GetStatus(); s.GetSent() < 3 || s.GetSentWithdrawals() < 2 || st.GetPeer().GetPolicyVersion() != 2 {
-		t.Errorf("A's view of B: policy %d, status %v", st.GetPeer().GetPolicyVersion(), s)
-	}
+	// B acknowledges asynchronously: the ledger catches up shortly after.
+	eventually(t, within, "A's ledger shows what B holds", func() error {
+		st, err := a.peers[1].GetPeer(ctxT(t), &irxv1.GetPeerRequest{TeamId: "cert-b"})
+		if err != nil {
+			return err
+		}
+		if s := st.GetPeer().GetStatus(); s.GetSent() < 3 || s.GetSentWithdrawals() < 2 || st.GetPeer().GetPolicyVersion() != 2 || s.GetOutboundLagRecords() != 0 {
+			return fmt.Errorf("policy %d, status %v", st.GetPeer().GetPolicyVersion(), s)
+		}
+		return nil
+	})
 }
 
 // TestFederationRefusesStrangers: the peer-facing listener refuses an
