@@ -30,29 +30,39 @@ import (
 func incidentImportCommand() *command {
 	return &command{
 		name:  "import",
-		usage: "incident import DIR|FILE [--concurrency N]",
+		usage: "incident import DIR|FILE [--concurrency N] [--tlp TLP] [--taxonomy CLASS/TYPE]",
 		short: "Create many incidents from files; safe to re-run",
 		long: `Reads DIR recursively (skipping dot-files) or one FILE: every .json file is
-one incident, every .yaml/.yml file one incident per YAML document, and every
-line of a .jsonl/.ndjson file one incident. Each record is sent with a request
-id derived from its file's absolute path and its line, so running the same
-import again creates nothing twice: records already created are accepted
-again as they are. (Editing a file so that records move to other lines, or
-moving the files, defeats this.)
+one incident, every .yaml/.yml file one incident per YAML document, every
+line of a .jsonl/.ndjson file one incident, and every Incident element of an
+.xml file (IODEF v2 or v1, as "incident create" reads it, with --tlp and
+--taxonomy for what a document does not say) one incident. Each record is
+sent with a request id derived from its file's absolute path and its line (or
+Incident number), so running the same import again creates nothing twice:
+records already created are accepted again as they are. (Editing a file so
+that records move to other lines, or moving the files, defeats this.)
 
 Progress goes to stderr: a bar on a terminal, a line every few seconds
-otherwise. The summary on stdout gives the accepted and rejected counts and,
-for each rejected record, FILE:LINE and the reasons. Exits 1 if any record was
-rejected. Unavailable nodes and timeouts are retried with the same request id.`,
+otherwise, and each IODEF file's unmapped elements one warning line. The
+summary on stdout gives the accepted and rejected counts and, for each
+rejected record, FILE:LINE (FILE:incident-N for an IODEF Incident) and the
+reasons. Exits 1 if any record was rejected. Unavailable nodes and timeouts
+are retried with the same request id.`,
 		minArgs: 1, maxArgs: 1,
 		connects: true,
 		setup: func(fs *flag.FlagSet) action {
 			concurrency := fs.Int("concurrency", 8, "`N` requests in flight")
+			tlp := fs.String("tlp", "", "IODEF: the `TLP` of incidents whose restriction is not white, green, amber or red")
+			taxonomy := fs.String("taxonomy", "", "IODEF: the taxonomy `CLASS/TYPE` of incidents the document names none for")
 			return func(ctx context.Context, c *cli, args []string) error {
 				if *concurrency < 1 || *concurrency > 256 {
 					return usageErrorf("--concurrency %d: want 1 to 256", *concurrency)
 				}
-				return c.importIncidents(ctx, args[0], *concurrency)
+				opts, err := iodefFlagOptions(*tlp, *taxonomy)
+				if err != nil {
+					return err
+				}
+				return c.importIncidents(ctx, args[0], *concurrency, opts)
 			}
 		},
 	}
@@ -62,21 +72,26 @@ rejected. Unavailable nodes and timeouts are retried with the same request id.`,
 type importRecord struct {
 	file      string // as the user named it, for messages
 	line      int
+	label     string // "FILE:incident-N" for an IODEF Incident; FILE:LINE when empty
 	requestID string
-	data      []byte // protojson
+	data      []byte          // protojson
+	inc       *irxv1.Incident // already made (IODEF); data is unused
 	fromYAML  bool
 	err       error // the record could not even be read
 
 	sendErr error // set by the worker that sent it
 }
 
-func (c *cli) importIncidents(ctx context.Context, root string, concurrency int) error {
-	records, skipped, err := collectRecords(root)
+func (c *cli) importIncidents(ctx context.Context, root string, concurrency int, opts iodefOptions) error {
+	records, skipped, warnings, err := collectRecords(root, opts)
 	if err != nil {
 		return err
 	}
+	for _, w := range warnings {
+		fmt.Fprintf(c.stderr, "irxctl: warning: %s\n", w)
+	}
 	if skipped > 0 {
-		fmt.Fprintf(c.stderr, "irxctl: skipped %d file(s) that are not .json, .jsonl, .ndjson, .yaml or .yml\n", skipped)
+		fmt.Fprintf(c.stderr, "irxctl: skipped %d file(s) that are not .json, .jsonl, .ndjson, .yaml, .yml or .xml\n", skipped)
 	}
 	if len(records) == 0 {
 		return fmt.Errorf("%s: no records to import", root)
@@ -124,9 +139,12 @@ func importOne(ctx context.Context, s *session, rec *importRecord) error {
 	if rec.err != nil {
 		return rec.err
 	}
-	inc, err := unmarshalIncident(rec.data, rec.fromYAML)
-	if err != nil {
-		return err
+	inc := rec.inc
+	if inc == nil {
+		var err error
+		if inc, err = unmarshalIncident(rec.data, rec.fromYAML); err != nil {
+			return err
+		}
 	}
 	req := &irxv1.CreateIncidentRequest{Incident: inc, RequestId: rec.requestID}
 	backoff := 200 * time.Millisecond
@@ -163,18 +181,26 @@ func (c *cli) importSummary(records []*importRecord, unsent int, interrupted err
 		return cmp.Or(strings.Compare(a.file, b.file), cmp.Compare(a.line, b.line))
 	})
 	for _, rec := range rejected {
+		where := rec.label
+		if where == "" {
+			where = fmt.Sprintf("%s:%d", rec.file, rec.line)
+		}
 		st, ok := statusOf(rec.sendErr)
 		if !ok {
-			fmt.Fprintf(c.stdout, "%s:%d: not an incident: %v\n", rec.file, rec.line, rec.sendErr)
+			msg, isIODEF := describeIODEFError(rec.sendErr)
+			if !isIODEF {
+				msg = rec.sendErr.Error()
+			}
+			fmt.Fprintf(c.stdout, "%s: not an incident: %s\n", where, msg)
 			continue
 		}
 		violations := fieldViolations(st)
 		if len(violations) == 0 {
-			fmt.Fprintf(c.stdout, "%s:%d: %s: %s\n", rec.file, rec.line, st.Code(), st.Message())
+			fmt.Fprintf(c.stdout, "%s: %s: %s\n", where, st.Code(), st.Message())
 			continue
 		}
 		// The server's message repeats the violations; list them once.
-		fmt.Fprintf(c.stdout, "%s:%d: %s\n", rec.file, rec.line, st.Code())
+		fmt.Fprintf(c.stdout, "%s: %s\n", where, st.Code())
 		for _, v := range violations {
 			fmt.Fprintf(c.stdout, "  %s: %s\n", v.GetField(), v.GetDescription())
 		}
@@ -190,25 +216,30 @@ func (c *cli) importSummary(records []*importRecord, unsent int, interrupted err
 
 func importable(path string) bool {
 	switch strings.ToLower(filepath.Ext(path)) {
-	case ".json", ".jsonl", ".ndjson", ".yaml", ".yml":
+	case ".json", ".jsonl", ".ndjson", ".yaml", ".yml", ".xml":
 		return true
 	}
 	return false
 }
 
-// collectRecords reads every record under root (a directory or one file)
-// and counts the files it skipped.
-func collectRecords(root string) ([]*importRecord, int, error) {
+// collectRecords reads every record under root (a directory or one file),
+// counts the files it skipped and returns the IODEF warnings, one per
+// file.
+func collectRecords(root string, opts iodefOptions) ([]*importRecord, int, []string, error) {
 	info, err := os.Stat(root)
 	if err != nil {
-		return nil, 0, err
+		return nil, 0, nil, err
 	}
+	var warnings []string
 	if !info.IsDir() {
 		if !importable(root) {
-			return nil, 0, usageErrorf("%s: want a directory or a .json, .jsonl, .ndjson, .yaml or .yml file", root)
+			return nil, 0, nil, usageErrorf("%s: want a directory or a .json, .jsonl, .ndjson, .yaml, .yml or .xml file", root)
 		}
-		recs, err := readRecords(root)
-		return recs, 0, err
+		recs, warning, err := readRecords(root, opts)
+		if warning != "" {
+			warnings = append(warnings, warning)
+		}
+		return recs, 0, warnings, err
 	}
 	var (
 		records []*importRecord
@@ -231,20 +262,65 @@ func collectRecords(root string) ([]*importRecord, int, error) {
 			skipped++
 			return nil
 		}
-		recs, err := readRecords(path)
+		recs, warning, err := readRecords(path, opts)
+		if warning != "" {
+			warnings = append(warnings, warning)
+		}
 		records = append(records, recs...)
 		return err
 	})
-	return records, skipped, err
+	return records, skipped, warnings, err
 }
 
 // readRecords splits one file into records. A file that cannot be parsed
 // as a whole becomes one rejected record, so the rest of the import goes on.
-func readRecords(path string) ([]*importRecord, error) {
+// warning lists what an IODEF file held that irx has no place for.
+func readRecords(path string, opts iodefOptions) (recs []*importRecord, warning string, err error) {
 	abs, err := filepath.Abs(path)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
+	if strings.EqualFold(filepath.Ext(path), ".xml") {
+		return readIODEFRecords(path, abs, opts)
+	}
+	recs, err = readTextRecords(path, abs)
+	return recs, "", err
+}
+
+// readIODEFRecords makes one record of every Incident element of an IODEF
+// document, named FILE:incident-N.
+func readIODEFRecords(path, abs string, opts iodefOptions) ([]*importRecord, string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, "", err
+	}
+	data, err := readLimited(path, f)
+	f.Close()
+	var doc *iodefDoc
+	if err == nil {
+		doc, err = parseIODEF(path, data, opts)
+	}
+	var ie *iodefError
+	if errors.As(err, &ie) {
+		// Not a document irx can read: one rejected record for the file.
+		return []*importRecord{{file: path, label: path, err: err}}, "", nil
+	}
+	if err != nil {
+		return nil, "", err
+	}
+	var recs []*importRecord
+	for _, di := range doc.incidents {
+		recs = append(recs, &importRecord{
+			file: path, line: di.line, label: fmt.Sprintf("%s:incident-%d", path, di.index),
+			requestID: importRequestIDKey(abs, fmt.Sprintf("incident-%d", di.index)),
+			inc:       di.inc, err: di.err,
+		})
+	}
+	return recs, doc.warning(path), nil
+}
+
+// readTextRecords reads the records of a JSON, JSON-lines or YAML file.
+func readTextRecords(path, abs string) ([]*importRecord, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, err
@@ -289,7 +365,13 @@ func readRecords(path string) ([]*importRecord, error) {
 // that a re-run finds the incidents the first run created. The hash keeps
 // the id within the server's 128 bytes for any path.
 func importRequestID(absPath string, line int) string {
-	sum := sha256.Sum256([]byte(absPath + "\n" + strconv.Itoa(line)))
+	return importRequestIDKey(absPath, strconv.Itoa(line))
+}
+
+// importRequestIDKey names a record by its file and its place there: a
+// line number, or "incident-N" for the Nth Incident of an IODEF document.
+func importRequestIDKey(absPath, place string) string {
+	sum := sha256.Sum256([]byte(absPath + "\n" + place))
 	return "irxctl-import-" + hex.EncodeToString(sum[:16])
 }
 

@@ -33,43 +33,101 @@ func incidentCommand() *command {
 func incidentCreateCommand() *command {
 	return &command{
 		name:  "create",
-		usage: "incident create -f FILE [--request-id ID]",
+		usage: "incident create -f FILE [--request-id ID] [--tlp TLP] [--taxonomy CLASS/TYPE]",
 		short: "Record an incident; the team assigns its id",
-		long: `FILE holds one irx.v1.Incident as JSON or YAML (by extension, else by content;
-"-" reads stdin), with the proto's field names and full enum names, e.g.
+		long: `FILE holds one irx.v1.Incident as JSON or YAML, or an IODEF document (XML; by
+extension, else by content; "-" reads stdin). JSON and YAML use the proto's
+field names and full enum names, e.g.
   tlp: TLP_AMBER
   taxonomy: {class: malicious-code, type: c2-server}
   descriptions: [{lang: en, text: Workstation beaconing to a C2 server}]
 Output-only fields (id, version, create_time, ...) are ignored, so the output
 of "incident get -o yaml" can be fed back. --request-id makes a retry safe: the
-same id returns the incident the first call created.`,
+same id returns the incident the first call created.
+
+IODEF v2 (RFC 7970, namespace urn:ietf:params:xml:ns:iodef-2.0) and v1
+(RFC 5070) are read: every Incident element becomes an incident, created in
+document order and printed together (with --request-id ID, the Nth gets
+ID-N). The sender's IncidentID becomes an alternative id (its name attribute
+is the team); this team assigns the ticket. Sources and targets of
+EventData/Flow/System become attacking and victim hosts. IODEF's restriction
+white, green, amber or red gives the TLP (amber is TLP:AMBER+STRICT); other
+incidents take --tlp. The taxonomy comes from an Assessment/IncidentCategory
+or Method/Reference naming an RSIT entry ("availability/ddos",
+rsit:fraud="phishing"), else from --taxonomy. Nothing is created unless every
+Incident maps; errors give FILE:LINE:COLUMN and the element. Elements and
+attributes irx has no place for are listed in one warning on stderr.`,
 		connects: true, printsOutput: true,
 		setup: func(fs *flag.FlagSet) action {
-			file := fs.String("f", "", "incident `FILE`, JSON or YAML; - for stdin")
+			file := fs.String("f", "", "incident `FILE`: JSON, YAML or IODEF XML; - for stdin")
 			requestID := fs.String("request-id", "", "idempotency `KEY`, e.g. a UUID")
+			tlp := fs.String("tlp", "", "IODEF: the `TLP` of incidents whose restriction is not white, green, amber or red")
+			taxonomy := fs.String("taxonomy", "", "IODEF: the taxonomy `CLASS/TYPE` of incidents the document names none for")
 			return func(ctx context.Context, c *cli, _ []string) error {
 				if *file == "" {
 					return usageErrorf("-f FILE is required")
 				}
-				inc, err := c.readIncidentFile(*file)
+				opts, err := iodefFlagOptions(*tlp, *taxonomy)
 				if err != nil {
 					return err
+				}
+				in, err := c.readIncidentsToCreate(*file, opts)
+				if err != nil {
+					return err
+				}
+				if !in.iodef && (*tlp != "" || *taxonomy != "") {
+					return usageErrorf("--tlp and --taxonomy are for IODEF XML; %s is JSON or YAML, which says both itself", in.name)
 				}
 				s, err := c.connect()
 				if err != nil {
 					return err
 				}
 				defer s.Close()
-				callCtx, cancel := s.call(ctx)
-				defer cancel()
-				resp, err := s.incidents().CreateIncident(callCtx, &irxv1.CreateIncidentRequest{Incident: inc, RequestId: *requestID})
-				if err != nil {
-					return err
+				var created []*irxv1.Incident
+				for i, inc := range in.incidents {
+					id := *requestID
+					if id != "" && len(in.incidents) > 1 {
+						id = fmt.Sprintf("%s-%d", id, i+1)
+					}
+					callCtx, cancel := s.call(ctx)
+					resp, err := s.incidents().CreateIncident(callCtx, &irxv1.CreateIncidentRequest{Incident: inc, RequestId: id})
+					cancel()
+					if err != nil {
+						if len(created) > 0 {
+							if perr := c.printIncidents(created); perr != nil {
+								return perr
+							}
+							fmt.Fprintf(c.stderr, "irxctl: %s: created %d of %d incidents; Incident %d was refused:\n",
+								in.name, len(created), len(in.incidents), i+1)
+						}
+						return err
+					}
+					created = append(created, resp.GetIncident())
 				}
-				return c.printIncident(resp.GetIncident())
+				return c.printIncidents(created)
 			}
 		},
 	}
+}
+
+// printIncidents prints created incidents: one table, or one JSON object
+// (YAML document) each.
+func (c *cli) printIncidents(incidents []*irxv1.Incident) error {
+	if len(incidents) == 1 {
+		return c.printIncident(incidents[0])
+	}
+	if c.output == "json" || c.output == "yaml" {
+		for _, inc := range incidents {
+			if c.output == "yaml" {
+				fmt.Fprintln(c.stdout, "---")
+			}
+			if err := c.printProto(inc, nil); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	return writeIncidentTable(c.stdout, incidents)
 }
 
 func incidentGetCommand() *command {

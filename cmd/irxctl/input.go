@@ -16,6 +16,7 @@ import (
 	"go.yaml.in/yaml/v3"
 	"google.golang.org/protobuf/encoding/protojson"
 
+	"github.com/irxfed/irx/node/record"
 	irxv1 "github.com/irxfed/irx/proto/irx/v1"
 )
 
@@ -23,25 +24,42 @@ import (
 // stdin for "-". Field names are those of the proto (or their JSON
 // camelCase forms) and enums take their full names, as protojson does.
 func (c *cli) readIncidentFile(path string) (*irxv1.Incident, error) {
-	var (
-		data []byte
-		err  error
-	)
-	if path == "-" {
-		data, err = io.ReadAll(c.stdin)
-	} else {
-		data, err = os.ReadFile(path)
-	}
+	data, name, err := c.readInput(path)
 	if err != nil {
 		return nil, err
 	}
-	// Editors on Windows like to start files with a byte-order mark, which
-	// neither parser accepts.
-	data = bytes.TrimPrefix(data, []byte("\ufeff"))
-	name := path
-	if path == "-" {
-		name = "stdin"
+	if looksLikeXML(path, data) {
+		return nil, fmt.Errorf("%s: IODEF XML is read by \"incident create\" and \"incident import\" only; here JSON or YAML", name)
 	}
+	return parseIncidentData(name, path, data)
+}
+
+// readInput reads path, or stdin for "-", and names it for messages. An
+// .xml file is read no further than the IODEF size limit.
+func (c *cli) readInput(path string) (data []byte, name string, err error) {
+	name = path
+	switch {
+	case path == "-":
+		name = "stdin"
+		data, err = io.ReadAll(c.stdin)
+	case strings.EqualFold(filepath.Ext(path), ".xml"):
+		var f *os.File
+		if f, err = os.Open(path); err == nil {
+			data, err = readLimited(path, f)
+			f.Close()
+		}
+	default:
+		data, err = os.ReadFile(path)
+	}
+	if err != nil {
+		return nil, name, err
+	}
+	// Editors on Windows like to start files with a byte-order mark, which
+	// no parser here accepts.
+	return bytes.TrimPrefix(data, []byte("\ufeff")), name, nil
+}
+
+func parseIncidentData(name, path string, data []byte) (*irxv1.Incident, error) {
 	if !isJSON(path, data) {
 		docs, err := yamlDocuments(data)
 		if err != nil {
@@ -61,6 +79,74 @@ func (c *cli) readIncidentFile(path string) (*irxv1.Incident, error) {
 		return nil, fmt.Errorf("%s: %w", name, err)
 	}
 	return inc, nil
+}
+
+// createInput is what "incident create" reads from its file: one incident
+// from JSON or YAML, or every Incident of an IODEF document.
+type createInput struct {
+	name      string // the file as messages name it
+	incidents []*irxv1.Incident
+	iodef     bool
+}
+
+// readIncidentsToCreate reads the file of "incident create". An IODEF
+// document is all or nothing: if any of its Incident elements cannot be
+// mapped, every problem is reported and none is returned. What the
+// mapping left out goes to stderr as one warning.
+func (c *cli) readIncidentsToCreate(path string, opts iodefOptions) (*createInput, error) {
+	data, name, err := c.readInput(path)
+	if err != nil {
+		return nil, err
+	}
+	if !looksLikeXML(path, data) {
+		inc, err := parseIncidentData(name, path, data)
+		if err != nil {
+			return nil, err
+		}
+		return &createInput{name: name, incidents: []*irxv1.Incident{inc}}, nil
+	}
+	doc, err := parseIODEF(name, data, opts)
+	if err != nil {
+		return nil, err
+	}
+	in := &createInput{name: name, iodef: true}
+	var errs []error
+	for _, di := range doc.incidents {
+		if di.err != nil {
+			errs = append(errs, di.err)
+			continue
+		}
+		in.incidents = append(in.incidents, di.inc)
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	if w := doc.warning(name); w != "" {
+		fmt.Fprintf(c.stderr, "irxctl: warning: %s\n", w)
+	}
+	return in, nil
+}
+
+// iodefFlagOptions reads --tlp and --taxonomy, which supply what an IODEF
+// document does not say.
+func iodefFlagOptions(tlp, taxonomy string) (iodefOptions, error) {
+	var o iodefOptions
+	if tlp != "" {
+		v, err := parseEnum(irxv1.Tlp(0).Descriptor(), "TLP_", "tlp", tlp)
+		if err != nil {
+			return o, err
+		}
+		o.tlp = irxv1.Tlp(v)
+	}
+	if taxonomy != "" {
+		class, typ, _ := strings.Cut(strings.TrimSpace(taxonomy), "/")
+		if !record.ValidTaxonomy(class, typ) {
+			return o, usageErrorf("--taxonomy %q: want CLASS/TYPE of the Reference Security Incident Taxonomy, e.g. malicious-code/c2-server; classes: %s",
+				taxonomy, strings.Join(record.TaxonomyClasses(), ", "))
+		}
+		o.taxonomy = &irxv1.Taxonomy{Class: class, Type: typ}
+	}
+	return o, nil
 }
 
 func unmarshalIncident(data []byte, fromYAML bool) (*irxv1.Incident, error) {
