@@ -8,6 +8,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -55,8 +56,19 @@ func moduleRoot() (string, error) {
 
 // FreePort returns a loopback address with a port that was free a moment
 // ago. Raft addresses must stay the same across restarts, so they cannot be
-// ":0".
+// ":0". The port is drawn below Linux's ephemeral range (32768 and up):
+// ports the kernel hands out for ":0" are also the source ports of every
+// outgoing connection, so one could be taken again before irxd binds it.
 func FreePort() (string, error) {
+	for range 200 {
+		addr := fmt.Sprintf("127.0.0.1:%d", 20000+rand.IntN(12000))
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			continue
+		}
+		_ = ln.Close()
+		return addr, nil
+	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return "", err
@@ -113,6 +125,31 @@ func (n *Node) Start(ctx context.Context) error {
 // a leader: members of a new cluster must all be launched before any of
 // them can elect one.
 func (n *Node) Launch(ctx context.Context) error {
+	for attempt := 0; ; attempt++ {
+		err := n.launchOnce(ctx)
+		if err == nil || attempt == 3 || !strings.Contains(err.Error(), "address already in use") {
+			return err
+		}
+		// Another process took a port between FreePort and the bind. The
+		// operator and federation ports can move; the Raft port cannot (the
+		// other members know it), so that failure stands.
+		switch logs := n.Logs(); {
+		case strings.Contains(logs, "api listener"):
+			if n.APIAddr, err = FreePort(); err != nil {
+				return err
+			}
+		case strings.Contains(logs, "federation listener"):
+			if n.FedAddr, err = FreePort(); err != nil {
+				return err
+			}
+		default:
+			return fmt.Errorf("irxd could not bind: %s", logs)
+		}
+		n.logs.Reset()
+	}
+}
+
+func (n *Node) launchOnce(ctx context.Context) error {
 	args := append([]string{"--data-dir", n.DataDir, "--api-addr", n.APIAddr, "--raft-addr", n.RaftAddr, "--federation-addr", n.FedAddr, "--log-level", "warn"}, n.Args...)
 	cmd := exec.Command(n.Bin, args...)
 	stdout, err := cmd.StdoutPipe()
@@ -251,6 +288,12 @@ func (b *lockedBuffer) Write(p []byte) (int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) Reset() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.buf.Reset()
 }
 
 func (b *lockedBuffer) String() string {
