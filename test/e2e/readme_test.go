@@ -20,9 +20,9 @@ type example struct {
 	cmd, code string
 }
 
-// readmeBlocks returns the shell commands of the ```sh blocks in the
-// README section headed heading, with continuation lines joined.
-func readmeBlocks(t *testing.T, readme, heading string) []example {
+// readmeSection returns the README section headed "## heading", up to the
+// next "## " heading.
+func readmeSection(t *testing.T, readme, heading string) string {
 	t.Helper()
 	start := strings.Index(readme, "\n## "+heading+"\n")
 	if start < 0 {
@@ -32,6 +32,14 @@ func readmeBlocks(t *testing.T, readme, heading string) []example {
 	if end := strings.Index(section[3:], "\n## "); end >= 0 {
 		section = section[:end+3]
 	}
+	return section
+}
+
+// readmeBlocks returns the shell commands of the ```sh blocks in the
+// README section headed heading, with continuation lines joined.
+func readmeBlocks(t *testing.T, readme, heading string) []example {
+	t.Helper()
+	section := readmeSection(t, readme, heading)
 	var cmds []example
 	for _, block := range strings.Split(section, "```sh\n")[1:] {
 		block = block[:strings.Index(block, "```")]
@@ -203,5 +211,123 @@ func TestReadmeFederationRuns(t *testing.T) {
 				t.Fatalf("README command failed: %v\n%s\n%s", err, ex.cmd, out)
 			}
 		}
+	}
+}
+
+// TestReadmeIrxctlRuns runs the README's irxctl tour, as written, against a
+// fresh development node (team dev), and checks that the section shows
+// every command irxctl has, so the two cannot drift apart. Each command is
+// run with bash from the source tree, with these substitutions only:
+//   - the node's API address for 127.0.0.1:7400;
+//   - an irxctl built once for "go run ./cmd/irxctl";
+//   - a temporary directory for cert-b/, where the tour writes the files of
+//     the partner team it plays (every --out and --ca-dir must be in it, so
+//     nothing is written into the source tree);
+//   - a temporary $IRXCTL_CONFIG for ~/.config/irxctl/config.yaml, and no
+//     IRX_* variables, so the context the tour sets decides where irxctl
+//     connects.
+//
+// Every command must succeed unless a "# Code: X" comment follows it: then
+// it must fail with "irxctl: X: ...".
+func TestReadmeIrxctlRuns(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds irxctl")
+	}
+	_, file, _, _ := runtime.Caller(0)
+	root := filepath.Join(filepath.Dir(file), "..", "..")
+	data, err := os.ReadFile(filepath.Join(root, "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	readme := string(data)
+	cmds := readmeBlocks(t, readme, "irxctl")
+	if len(cmds) < 30 {
+		t.Fatalf("found only %d commands; the README parser is broken", len(cmds))
+	}
+	tmp := t.TempDir()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	irxctl := filepath.Join(tmp, "irxctl")
+	build := exec.CommandContext(ctx, "go", "build", "-o", irxctl, "./cmd/irxctl")
+	build.Dir = root
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("build irxctl: %v\n%s", err, out)
+	}
+
+	// Every command of "irxctl help" appears in the section: in the sh
+	// block, or in the text block of those that need more than one node.
+	help, err := exec.CommandContext(ctx, irxctl, "help").CombinedOutput()
+	if err != nil {
+		t.Fatalf("irxctl help: %v\n%s", err, help)
+	}
+	section := readmeSection(t, readme, "irxctl")
+	commands := 0
+	for _, line := range strings.Split(string(help), "\n") {
+		rest, ok := strings.CutPrefix(line, "  irxctl ")
+		if !ok {
+			continue
+		}
+		var words []string
+		for _, w := range strings.Fields(rest) {
+			if w != strings.ToLower(w) || strings.ContainsAny(w[:1], "-[(") {
+				break // the first argument or flag
+			}
+			words = append(words, w)
+		}
+		if len(words) == 0 {
+			continue // "irxctl COMMAND [ARGS] [flags]"
+		}
+		name := "irxctl " + strings.Join(words, " ")
+		if !strings.Contains(section, name+" ") && !strings.Contains(section, name+"\n") {
+			t.Errorf("the README's irxctl section does not show %q", name)
+		}
+		commands++
+	}
+	if commands < 30 {
+		t.Fatalf("found only %d commands in irxctl help:\n%s", commands, help)
+	}
+
+	n := irxdtest.StartNode(t, irxdBin)
+	partner := filepath.Join(tmp, "cert-b") + string(filepath.Separator)
+	rewrite := strings.NewReplacer(
+		"go run ./cmd/irxctl ", irxctl+" ",
+		"127.0.0.1:7400", n.APIAddr,
+		"cert-b/", partner)
+	env := []string{"IRXCTL_CONFIG=" + filepath.Join(tmp, "config.yaml")}
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "IRX_") && !strings.HasPrefix(kv, "IRXCTL_") {
+			env = append(env, kv)
+		}
+	}
+	failing := 0
+	for _, ex := range cmds {
+		if !strings.Contains(ex.cmd, "go run ./cmd/irxctl ") {
+			t.Fatalf("unexpected command in the irxctl tour: %s", ex.cmd)
+		}
+		fields := strings.Fields(ex.cmd)
+		for i, f := range fields {
+			if (f == "--out" || f == "--ca-dir") && (i+1 == len(fields) || !strings.HasPrefix(fields[i+1], "cert-b/")) {
+				t.Fatalf("the irxctl tour writes outside cert-b/, which the test moves to a temporary directory: %s", ex.cmd)
+			}
+		}
+		cmd := rewrite.Replace(ex.cmd)
+		if strings.Contains(cmd, "go run") {
+			t.Fatalf("unexpected command in the irxctl tour: %s", ex.cmd)
+		}
+		c := exec.CommandContext(ctx, "bash", "-c", "set -o pipefail; "+cmd)
+		c.Dir = root
+		c.Env = env
+		out, err := c.CombinedOutput()
+		switch {
+		case ex.code == "" && err != nil:
+			t.Fatalf("README command failed: %v\n%s\n%s", err, ex.cmd, out)
+		case ex.code != "" && (err == nil || !strings.Contains(string(out), "irxctl: "+ex.code+": ")):
+			t.Fatalf("README says this fails with %s, but: %v\n%s\n%s", ex.code, err, ex.cmd, out)
+		case ex.code != "":
+			failing++
+		}
+	}
+	if failing == 0 {
+		t.Error("the README's failing irxctl example was not recognised")
 	}
 }
