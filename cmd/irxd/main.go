@@ -66,6 +66,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 		return errors.Join(err, n.Close())
 	}
 	printWelcome(stdout, n)
+	fmt.Fprintf(stdout, "irxd: peer-facing federation API on %s (mutual TLS with the CAs pinned for peers)\n", fed.Addr())
 	// SIGHUP reloads the node's certificate and key from their files, so
 	// certificates rotate without a restart.
 	hup := make(chan os.Signal, 1)
