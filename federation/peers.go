@@ -2,6 +2,7 @@ package federation
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"slices"
@@ -340,9 +341,10 @@ func (s *peerService) HandOffIncidentToPeer(ctx context.Context, req *irxv1.Hand
 	return &irxv1.HandOffIncidentToPeerResponse{Incident: ours, PeerIncidentId: theirs.GetId()}, nil
 }
 
-// handOff asks the peer, on each of its endpoints in turn, to take over.
-// The peer deduplicates on our incident id, so trying again is safe.
-func (f *Federation) handOff(ctx context.Context, peer *irxv1.Peer, view *irxv1.Incident, reason string) (*irxv1.Incident, error) {
+// callPeer makes one call to a peer on each of its endpoints in turn,
+// until one answers with anything but "unavailable" or a timeout. It
+// returns the endpoint that answered and the call's error.
+func (f *Federation) callPeer(ctx context.Context, peer *irxv1.Peer, timeout time.Duration, call func(context.Context, irxv1.FederationServiceClient) error) (string, error) {
 	var last error
 	for _, endpoint := range peer.GetEndpoints() {
 		conn, err := f.dial(peer, endpoint)
@@ -350,19 +352,35 @@ func (f *Federation) handOff(ctx context.Context, peer *irxv1.Peer, view *irxv1.
 			last = err
 			continue
 		}
-		callCtx, cancel := context.WithTimeout(ctx, handOffCallTimeout)
-		resp, err := irxv1.NewFederationServiceClient(conn).HandOffIncident(callCtx, &irxv1.HandOffIncidentRequest{Incident: view, Reason: reason})
+		callCtx, cancel := context.WithTimeout(ctx, timeout)
+		err = call(callCtx, irxv1.NewFederationServiceClient(conn))
 		cancel()
 		_ = conn.Close()
-		if err == nil {
-			return resp.GetIncident(), nil
-		}
-		last = err
 		if c := status.Code(err); c != codes.Unavailable && c != codes.DeadlineExceeded {
-			break
+			return endpoint, err
 		}
+		last = fmt.Errorf("%s: %w", endpoint, err)
 	}
-	return nil, status.Errorf(codes.Unavailable, "peer %s did not take the incident: %v", peer.GetTeamId(), last)
+	if last == nil {
+		last = errors.New("it has no endpoints")
+	}
+	return "", status.Errorf(codes.Unavailable, "peer %s did not answer: %v", peer.GetTeamId(), last)
+}
+
+// handOff asks the peer to take over. The peer deduplicates on our
+// incident id, so trying another endpoint is safe.
+func (f *Federation) handOff(ctx context.Context, peer *irxv1.Peer, view *irxv1.Incident, reason string) (*irxv1.Incident, error) {
+	var theirs *irxv1.Incident
+	_, err := f.callPeer(ctx, peer, handOffCallTimeout, func(ctx context.Context, c irxv1.FederationServiceClient) error {
+		resp, err := c.HandOffIncident(ctx, &irxv1.HandOffIncidentRequest{Incident: view, Reason: reason})
+		theirs = resp.GetIncident()
+		return err
+	})
+	if err != nil && status.Code(err) != codes.Unavailable {
+		// The peer's refusal is not the operator's bad request: say whose.
+		return nil, status.Errorf(codes.FailedPrecondition, "peer %s refused the incident: %v", peer.GetTeamId(), err)
+	}
+	return theirs, err
 }
 
 // recordHandOff marks our incident forwarded, naming the peer's ticket.

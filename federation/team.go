@@ -285,32 +285,18 @@ func (s *teamService) GetPeerTeamDescription(ctx context.Context, req *irxv1.Get
 	return &irxv1.GetPeerTeamDescriptionResponse{Description: d, SignedDescription: signed, Verification: verification}, nil
 }
 
-// fetchTeamDescription asks the peer, on each of its endpoints in turn,
-// for its signed description.
+// fetchTeamDescription asks the peer for its signed description.
 func (f *Federation) fetchTeamDescription(ctx context.Context, peer *irxv1.Peer) (*irxv1.SignedTeamDescription, string, error) {
-	var last error
-	for _, endpoint := range peer.GetEndpoints() {
-		conn, err := f.dial(peer, endpoint)
-		if err != nil {
-			last = err
-			continue
-		}
-		callCtx, cancel := context.WithTimeout(ctx, teamCallTimeout)
-		resp, err := irxv1.NewFederationServiceClient(conn).GetSignedTeamDescription(callCtx, &irxv1.GetSignedTeamDescriptionRequest{})
-		cancel()
-		_ = conn.Close()
-		if err == nil {
-			return resp.GetSignedDescription(), endpoint, nil
-		}
-		if status.Code(err) == codes.NotFound {
-			return nil, endpoint, status.Errorf(codes.NotFound, "peer %s has not published a team description (at %s)", peer.GetTeamId(), endpoint)
-		}
-		last = fmt.Errorf("%s: %w", endpoint, err)
-		if c := status.Code(err); c != codes.Unavailable && c != codes.DeadlineExceeded {
-			break
-		}
+	var signed *irxv1.SignedTeamDescription
+	endpoint, err := f.callPeer(ctx, peer, teamCallTimeout, func(ctx context.Context, c irxv1.FederationServiceClient) error {
+		resp, err := c.GetSignedTeamDescription(ctx, &irxv1.GetSignedTeamDescriptionRequest{})
+		signed = resp.GetSignedDescription()
+		return err
+	})
+	if status.Code(err) == codes.NotFound {
+		return nil, endpoint, status.Errorf(codes.NotFound, "peer %s has not published a team description (at %s)", peer.GetTeamId(), endpoint)
 	}
-	return nil, "", status.Errorf(codes.Unavailable, "peer %s did not serve its team description: %v", peer.GetTeamId(), last)
+	return signed, endpoint, err
 }
 
 // logger is the federation's logger, or the node's before Start ran.
