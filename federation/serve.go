@@ -48,8 +48,8 @@ func (s *federationService) Subscribe(req *irxv1.SubscribeRequest, stream irxv1.
 	case limit > maxSubscribeItems:
 		limit = maxSubscribeItems
 	}
-	if head := f.state.FeedSequence(); req.GetCursor() > head {
-		return status.Errorf(codes.OutOfRange, "cursor %d is beyond our feed's last sequence %d", req.GetCursor(), head)
+	if err := f.caughtUp(ctx, req.GetCursor()); err != nil {
+		return err
 	}
 	// Subscribing at a cursor says the peer applied everything before it:
 	// the ledger, and the holdings the walk below starts from, must know.
@@ -139,6 +139,23 @@ func (s *federationService) send(stream irxv1.FederationService_SubscribeServer,
 	return stream.Send(resp)
 }
 
+// caughtUp makes sure this node's feed reaches cursor: a peer that read
+// further on another node of the team may reconnect to one that lags, which
+// then catches up with the leader first. A cursor beyond the team's feed is
+// the peer's mistake.
+func (f *Federation) caughtUp(ctx context.Context, cursor uint64) error {
+	if cursor <= f.state.FeedSequence() {
+		return nil
+	}
+	if err := f.node.ReadBarrier(ctx, irxv1.ReadConsistency_READ_CONSISTENCY_LINEARIZABLE); err != nil {
+		return err
+	}
+	if head := f.state.FeedSequence(); cursor > head {
+		return status.Errorf(codes.OutOfRange, "cursor %d is beyond our feed's last sequence %d", cursor, head)
+	}
+	return nil
+}
+
 // waitFeed blocks until the feed has an entry after cursor, for at most a
 // heartbeat.
 func (f *Federation) waitFeed(ctx context.Context, cursor uint64) error {
@@ -170,8 +187,8 @@ func (s *federationService) Acknowledge(ctx context.Context, req *irxv1.Acknowle
 // node served them, or this one restarted) the walk is recomputed under
 // policyVersion.
 func (f *Federation) acknowledge(ctx context.Context, peer string, cursor uint64, policyVersion int64) (uint64, error) {
-	if head := f.state.FeedSequence(); cursor > head {
-		return 0, status.Errorf(codes.OutOfRange, "cursor %d is beyond our feed's last sequence %d", cursor, head)
+	if err := f.caughtUp(ctx, cursor); err != nil {
+		return 0, err
 	}
 	for attempt := 0; ; attempt++ {
 		st, err := f.state.PeerState(peer)
