@@ -175,7 +175,7 @@ func incidentListCommand() *command {
 	return &command{
 		name: "list",
 		usage: "incident list [--status S] [--taxonomy CLASS[/TYPE]] [--tlp T] [--origin TEAM] [--indicator V]\n" +
-			"                       [--reported-after TIME] [--reported-before TIME] [--limit N] [--page-size N] [--stale]",
+			"                       [--reported-after TIME] [--reported-before TIME] [--limit N] [--page-size N] [--stale] [--withdrawn]",
 		short: "List incidents matching every filter given, in id order",
 		long: `Pages are followed until --limit incidents or the end. Enum filters take the
 values the table shows or the full enum names: --status new, in-progress,
@@ -195,9 +195,10 @@ forwarded, resolved, future; --tlp clear, green, amber, amber-strict, red
 				limit     = fs.Int("limit", 0, "stop after `N` incidents (default: all)")
 				pageSize  = fs.Int("page-size", 0, "`N` incidents per request, at most 1000 (default: the server's, 50)")
 				stale     = fs.Bool("stale", false, "answer from the node's local state (may lag)")
+				withdrawn = fs.Bool("withdrawn", false, "also list this team's withdrawn incidents")
 			)
 			return func(ctx context.Context, c *cli, _ []string) error {
-				req := &irxv1.ListIncidentsRequest{OriginTeam: *origin, Indicator: *indicator, Consistency: consistency(*stale)}
+				req := &irxv1.ListIncidentsRequest{OriginTeam: *origin, Indicator: *indicator, Consistency: consistency(*stale), IncludeWithdrawn: *withdrawn}
 				if *statusF != "" {
 					v, err := parseEnum(irxv1.Status(0).Descriptor(), "STATUS_", "status", *statusF)
 					if err != nil {

@@ -159,6 +159,8 @@ func queryFrom(req *irxv1.ListIncidentsRequest) (fsm.Query, []record.Violation) 
 		TLP:           req.GetTlp(),
 		OriginTeam:    req.GetOriginTeam(),
 		Indicator:     req.GetIndicator(),
+
+		IncludeWithdrawn: req.GetIncludeWithdrawn(),
 	}
 	if _, ok := irxv1.Status_name[int32(q.Status)]; !ok {
 		vs = append(vs, record.Violation{Field: "status", Description: fmt.Sprintf("%d is not a Status", q.Status)})

@@ -300,6 +300,13 @@ func TestFederationShareReshareUpdateWithdraw(t *testing.T) {
 	if inc, err := get(a.clients[0], green.GetId()); err != nil || inc.GetWithdrawTime() == nil {
 		t.Errorf("A's copy after withdrawal: %v, %v", inc, err)
 	}
+	// A lists it only when asked to include withdrawn incidents.
+	for include, want := range map[bool]int{false: 2, true: 3} {
+		resp, err := a.clients[0].incidents.ListIncidents(ctxT(t), &irxv1.ListIncidentsRequest{IncludeWithdrawn: include})
+		if err != nil || len(resp.GetIncidents()) != want {
+			t.Errorf("A lists %d incidents with include_withdrawn=%v (%v), want %d", len(resp.GetIncidents()), include, err, want)
+		}
+	}
 
 	// A tightens B's policy to CLEAR only: B must give up the AMBER record.
 	a.setPolicy(t, sharePolicy("cert-b", irxv1.Tlp_TLP_CLEAR, 2))

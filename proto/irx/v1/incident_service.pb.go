@@ -321,9 +321,12 @@ type ListIncidentsRequest struct {
 	// attacker's address seen by several reports.
 	Indicator string `protobuf:"bytes,10,opt,name=indicator,proto3" json:"indicator,omitempty"`
 	// Linearizable by default.
-	Consistency   ReadConsistency `protobuf:"varint,11,opt,name=consistency,proto3,enum=irx.v1.ReadConsistency" json:"consistency,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Consistency ReadConsistency `protobuf:"varint,11,opt,name=consistency,proto3,enum=irx.v1.ReadConsistency" json:"consistency,omitempty"`
+	// Also list this team's withdrawn incidents (kept for the audit; not
+	// listed by default).
+	IncludeWithdrawn bool `protobuf:"varint,12,opt,name=include_withdrawn,json=includeWithdrawn,proto3" json:"include_withdrawn,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *ListIncidentsRequest) Reset() {
@@ -431,6 +434,13 @@ func (x *ListIncidentsRequest) GetConsistency() ReadConsistency {
 		return x.Consistency
 	}
 	return ReadConsistency_READ_CONSISTENCY_UNSPECIFIED
+}
+
+func (x *ListIncidentsRequest) GetIncludeWithdrawn() bool {
+	if x != nil {
+		return x.IncludeWithdrawn
+	}
+	return false
 }
 
 // Response for IncidentService.ListIncidents.
@@ -848,7 +858,7 @@ const file_irx_v1_incident_service_proto_rawDesc = "" +
 	"\aversion\x18\x02 \x01(\x03R\aversion\x129\n" +
 	"\vconsistency\x18\x03 \x01(\x0e2\x17.irx.v1.ReadConsistencyR\vconsistency\"C\n" +
 	"\x13GetIncidentResponse\x12,\n" +
-	"\bincident\x18\x01 \x01(\v2\x10.irx.v1.IncidentR\bincident\"\xe7\x03\n" +
+	"\bincident\x18\x01 \x01(\v2\x10.irx.v1.IncidentR\bincident\"\x94\x04\n" +
 	"\x14ListIncidentsRequest\x12\x1b\n" +
 	"\tpage_size\x18\x01 \x01(\x05R\bpageSize\x12\x1d\n" +
 	"\n" +
@@ -863,7 +873,8 @@ const file_irx_v1_incident_service_proto_rawDesc = "" +
 	"\x0freported_before\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\x0ereportedBefore\x12\x1c\n" +
 	"\tindicator\x18\n" +
 	" \x01(\tR\tindicator\x129\n" +
-	"\vconsistency\x18\v \x01(\x0e2\x17.irx.v1.ReadConsistencyR\vconsistency\"o\n" +
+	"\vconsistency\x18\v \x01(\x0e2\x17.irx.v1.ReadConsistencyR\vconsistency\x12+\n" +
+	"\x11include_withdrawn\x18\f \x01(\bR\x10includeWithdrawn\"o\n" +
 	"\x15ListIncidentsResponse\x12.\n" +
 	"\tincidents\x18\x01 \x03(\v2\x10.irx.v1.IncidentR\tincidents\x12&\n" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xad\x01\n" +
