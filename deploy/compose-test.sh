@@ -19,13 +19,17 @@
 #      container (docker kill), creates another incident at a surviving node
 #      of cert-a and checks it reaches cert-b (new leader, new endpoint);
 #   5. restarts the killed node and checks it catches up;
+#   6. runs the irxctl and grpcurl lines of the README's section "Deployment
+#      with containers", as written but for a few substitutions (see step 6
+#      below), against this deployment, and fails if one exits non-zero;
 # and always (also on failure, timeout or Ctrl-C) removes the containers,
 # networks, volumes, image and files it made. Fails after IRX_TEST_LIMIT
-# seconds (default 300) for steps 1-5, plus at most 90 s to tear down.
+# seconds (default 300) for steps 1-6, plus at most 90 s to tear down.
 # Exits non-zero on any failure, after printing the nodes' last log lines.
 set -euo pipefail
 
 DEPLOY=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ROOT=$(cd "$DEPLOY/.." && pwd)
 say() { printf '[compose-test %s] %s\n' "$(date +%H:%M:%S)" "$*"; }
 compose() { docker-compose -f "$DEPLOY/compose.yaml" "$@"; }
 
@@ -218,11 +222,102 @@ say "cert-b's puller moved from $endpoint to ${now:-?}"
 
 say "5. restart $leader: it rejoins cert-a and catches up"
 compose start "$leader" >/dev/null
-# Its operator API may be published at another free port now.
-irxctl config set-context "$leader" --addr "$(compose port "$leader" 7400 | tail -n1)" >/dev/null
+# Its operator API may be published at another free port now, also for
+# the team's context if it is the team's first node.
+addr=$(compose port "$leader" 7400 | tail -n1)
+irxctl config set-context "$leader" --addr "$addr" >/dev/null
+if [ "$leader" = a1 ]; then irxctl config set-context cert-a --addr "$addr" >/dev/null; fi
 within 60 "$leader holds $second" holds "$leader" "$second"
 say "$leader is back and holds $second"
 irxctl --context "$survivor" cluster status
 irxctl --context "$survivor" peer list
 irxctl --context cert-b peer list
+
+say "6. the README's irxctl and grpcurl lines (Deployment with containers)"
+# The README shows them against the deployment setup.sh makes by default.
+# They run here in order, from the source tree, with bash, as written but
+# for these substitutions:
+#   - deploy/run/ (also as $PWD/deploy/run/): this test's run directory
+#     $IRX_RUN_DIR/, where its setup.sh wrote the certificates and the irxctl
+#     contexts (irxctl.yaml);
+#   - 127.0.0.1:1741N and 127.0.0.1:1742N, the ports published for aN and bN
+#     by default: the free port aN or bN publishes here (docker-compose port);
+#   - cert-a:1, what the README's "incident create" gets on a fresh
+#     deployment: the id it gets here (step 2 made cert-a:1 and more).
+# IRXCTL_CONFIG first names a file that does not exist, so that the README's
+# own export line is what makes the contexts known. The README's "incident
+# get" at cert-b is retried for up to 60 s, as a human would: the incident
+# just made at cert-a reaches cert-b through the feed; its output is checked
+# against the comment the README gives it. Not run: setup.sh and the
+# docker-compose lines, which manage the containers rather than use them;
+# step 1, steps 4-5 and the cleanup above do what they show (set up, kill
+# and start a node, "down -v" and the image) for this test's project.
+readme_lines() { # the commands of the section's sh blocks, one per line
+  awk '
+    /^## / { section = ($0 == "## Deployment with containers"); next }
+    !section { next }
+    /^```sh$/ { block = 1; cur = ""; next }
+    /^```/ { block = 0; next }
+    !block { next }
+    { line = cur $0; cur = "" }
+    line ~ /\\$/ { cur = substr(line, 1, length(line) - 1); next }
+    line !~ /^[[:space:]]*(#|$)/ { print line }
+  ' "$ROOT/README.md"
+}
+mapfile -t lines < <(readme_lines)
+ran=0 created="" out=""
+export IRXCTL_CONFIG=$IRX_RUN_DIR/not-exported-by-the-readme.yaml
+cd "$ROOT"
+for line in "${lines[@]}"; do
+  case $line in
+  "export IRXCTL_CONFIG="* | "go run ./cmd/irxctl "* | "go tool grpcurl "*) ;;
+  "docker-compose "* | "bash deploy/setup.sh"*) continue ;;
+  *) fail "README: a line step 6 does not know how to run: $line" ;;
+  esac
+  cmd=${line//'$PWD/deploy/run/'/$IRX_RUN_DIR/}
+  cmd=${cmd//deploy\/run\//$IRX_RUN_DIR/}
+  for fixed in $(grep -o '127\.0\.0\.1:174[0-9][0-9]' <<<"$line" | sort -u); do
+    case ${fixed#127.0.0.1:174} in
+    1[123]) node=a${fixed: -1} ;;
+    2[123]) node=b${fixed: -1} ;;
+    *) fail "README: $fixed is no port deploy/compose.yaml publishes by default: $line" ;;
+    esac
+    port=$(compose port "$node" 7400 | tail -n1)
+    [ -n "$port" ] || fail "no published port for $node"
+    cmd=${cmd//"$fixed"/$port}
+  done
+  if [ -n "$created" ]; then cmd=$(sed "s/cert-a:1\b/$created/g" <<<"$cmd"); fi
+  say "README: $line"
+  [ "$cmd" = "$line" ] || say "  runs: $cmd"
+  ran=$((ran + 1))
+  case $line in
+  "export "*)
+    eval "$cmd"
+    continue
+    ;;
+  *" --context cert-b incident get "*)
+    get() { out=$(eval "$cmd" 2>&1) || { say "  not yet: ${out%%$'\n'*}"; return 1; }; }
+    within 60 "README: $cmd" get
+    ;;
+  *)
+    out=$(eval "$cmd" 2>&1) || fail "README command exited non-zero: $cmd"$'\n'"$out"
+    ;;
+  esac
+  printf '%s\n' "$out" | sed 's/^/    /'
+  case $line in
+  *" incident create "*)
+    created=$(grep -o 'cert-a:[0-9]\+' <<<"$out" | head -n1)
+    [ -n "$created" ] || fail "README: no incident id in the output of $line"
+    ;;
+  *"# victim 192.0.2.0/24, no contacts"*)
+    grep -q '192\.0\.2\.0/24' <<<"$out" || fail "README: $created at cert-b shows no victim 192.0.2.0/24"
+    if grep -q '192\.0\.2\.17\|contacts\|soc@cert-a' <<<"$out"; then
+      fail "README: $created at cert-b shows the victim's address or contacts"
+    fi
+    ;;
+  esac
+done
+[ "$ran" -ge 9 ] || fail "README: only $ran irxctl and grpcurl lines in Deployment with containers; the extraction is broken"
+[ -n "$created" ] || fail "README: no incident create line ran"
+say "the README's $ran irxctl and grpcurl lines ran against this deployment"
 say "all checks passed"

@@ -3,14 +3,21 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+
+	irxv1 "github.com/irxfed/irx/proto/irx/v1"
 	"github.com/irxfed/irx/test/irxdtest"
 )
 
@@ -330,4 +337,298 @@ func TestReadmeIrxctlRuns(t *testing.T) {
 	if failing == 0 {
 		t.Error("the README's failing irxctl example was not recognised")
 	}
+}
+
+// TestReadmeThreeNodeTeamRuns runs the README's three-node team, as
+// written, in a temporary directory (where the data directories n1..n4 go),
+// with these substitutions only:
+//   - a free loopback port for each fixed one (7400-7402, 7410-7412,
+//     7420-7422, 7430-7432); a daemon line without --api-addr,
+//     --federation-addr or --raft-addr is refused, as it would bind a
+//     default port (two nodes on one machine cannot share one);
+//   - the test's irxd for "go run ./cmd/irxd", and a grpcurl built once for
+//     "go tool grpcurl".
+//
+// Each line runs with bash after the variable assignments before it (M=...,
+// which the README has a human set in each terminal). Daemon lines run in
+// the background; the test waits until the daemon listens and, before the
+// first grpcurl line, until the bootstrapped nodes serve (health SERVING),
+// as the README says to. It checks what the README promises: the status
+// shows the three members and a leader; the create through node3 is dev:1
+// and node2 reads it (stale: once it has applied it); node4 is added as a
+// voter at its Raft address; leadership moves to node2; node4 is removed;
+// and at the end every node reports node1, node2 and node3, led by node2.
+func TestReadmeThreeNodeTeamRuns(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds grpcurl")
+	}
+	_, file, _, _ := runtime.Caller(0)
+	root := filepath.Join(filepath.Dir(file), "..", "..")
+	data, err := os.ReadFile(filepath.Join(root, "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmds := readmeBlocks(t, string(data), "A three-node team")
+	if len(cmds) < 12 {
+		t.Fatalf("found only %d commands; the README parser is broken", len(cmds))
+	}
+	tmp := t.TempDir()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	grpcurl := filepath.Join(tmp, "grpcurl")
+	build := exec.CommandContext(ctx, "go", "build", "-o", grpcurl, "github.com/fullstorydev/grpcurl/cmd/grpcurl")
+	build.Dir = root
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("build grpcurl: %v\n%s", err, out)
+	}
+
+	ports := map[string]string{} // "127.0.0.1:7400" -> a free address
+	var pairs []string
+	for _, node := range []string{"740", "741", "742", "743"} {
+		for _, last := range []string{"0", "1", "2"} {
+			free, err := irxdtest.FreePort()
+			if err != nil {
+				t.Fatal(err)
+			}
+			ports["127.0.0.1:"+node+last] = free
+			pairs = append(pairs, "127.0.0.1:"+node+last, free)
+		}
+	}
+	pairs = append(pairs, "go run ./cmd/irxd ", irxdBin+" ", "go tool grpcurl ", grpcurl+" ")
+	rewrite := strings.NewReplacer(pairs...)
+	fixedPort := regexp.MustCompile(`\b74\d\d\b`)
+	assignment := regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*=[^\s;&|]*$`)
+
+	var vars strings.Builder // the assignments so far, for every later line
+	run := func(cmd string) (string, error) {
+		c := exec.CommandContext(ctx, "bash", "-c", vars.String()+cmd)
+		c.Dir = tmp
+		out, err := c.CombinedOutput()
+		return string(out), err
+	}
+	mustRun := func(ex example, cmd string) string {
+		t.Helper()
+		out, err := run(cmd)
+		if err != nil {
+			t.Fatalf("README command failed: %v\n%s\n%s", err, ex.cmd, out)
+		}
+		return out
+	}
+	parse := func(ex example, out string, m proto.Message) {
+		t.Helper()
+		if err := protojson.Unmarshal([]byte(out), m); err != nil {
+			t.Fatalf("README command: %v\n%s\n%s", err, ex.cmd, out)
+		}
+	}
+	status := func(api string) (*irxv1.GetClusterStatusResponse, error) {
+		out, err := run(grpcurl + " -plaintext " + api + " irx.v1.ClusterService/GetClusterStatus")
+		if err != nil {
+			return nil, fmt.Errorf("%v: %s", err, out)
+		}
+		st := &irxv1.GetClusterStatusResponse{}
+		return st, protojson.Unmarshal([]byte(out), st)
+	}
+
+	type daemon struct {
+		name, api string
+		join      bool
+		exited    chan struct{}
+		log       string
+	}
+	var daemons []*daemon
+	t.Cleanup(func() {
+		if !t.Failed() {
+			return
+		}
+		for _, d := range daemons {
+			logs, _ := os.ReadFile(d.log)
+			lines := strings.Split(strings.TrimSpace(string(logs)), "\n")
+			t.Logf("last log lines of %s:\n%s", d.name, strings.Join(lines[max(0, len(lines)-25):], "\n"))
+		}
+	})
+	serving := false // the bootstrapped daemons were seen SERVING
+	for _, ex := range cmds {
+		cmd := rewrite.Replace(ex.cmd)
+		if port := fixedPort.FindString(cmd); port != "" {
+			t.Fatalf("the README uses port %s, which the test does not move: %s", port, ex.cmd)
+		}
+		switch {
+		case assignment.MatchString(ex.cmd):
+			vars.WriteString(cmd + "\n")
+
+		case strings.HasPrefix(ex.cmd, "go run ./cmd/irxd "):
+			fields := strings.Fields(cmd)
+			flag := func(name string) string {
+				for i, f := range fields[:len(fields)-1] {
+					if f == name {
+						return fields[i+1]
+					}
+				}
+				return ""
+			}
+			for _, name := range []string{"--node", "--api-addr", "--federation-addr", "--raft-addr"} {
+				if flag(name) == "" {
+					t.Fatalf("a README daemon line without %s (the default would clash with the other nodes on one machine): %s", name, ex.cmd)
+				}
+			}
+			d := &daemon{name: flag("--node"), api: flag("--api-addr"), join: slices.Contains(fields, "--join"), exited: make(chan struct{})}
+			d.log = filepath.Join(tmp, d.name+".log")
+			logFile, err := os.Create(d.log)
+			if err != nil {
+				t.Fatal(err)
+			}
+			c := exec.Command("bash", "-c", vars.String()+"exec "+cmd)
+			c.Dir = tmp
+			c.Stdout, c.Stderr = logFile, logFile
+			if err := c.Start(); err != nil {
+				t.Fatal(err)
+			}
+			logFile.Close()
+			go func() { _ = c.Wait(); close(d.exited) }()
+			t.Cleanup(func() { _ = c.Process.Kill(); <-d.exited })
+			daemons = append(daemons, d)
+			eventually(t, 30*time.Second, d.name+" listens on "+d.api, func() error {
+				select {
+				case <-d.exited:
+					logs, _ := os.ReadFile(d.log)
+					t.Fatalf("%s exited: %s\n%s", d.name, ex.cmd, logs)
+				default:
+				}
+				conn, err := net.DialTimeout("tcp", d.api, time.Second)
+				if err == nil {
+					conn.Close()
+				}
+				return err
+			})
+
+		case strings.HasPrefix(ex.cmd, "mkdir ") || strings.HasPrefix(ex.cmd, "cp "):
+			mustRun(ex, cmd)
+
+		case strings.HasPrefix(ex.cmd, "go tool grpcurl "):
+			if !serving {
+				// "Node1 serves (health SERVING) once a second member
+				// is up and a leader is elected. Then, on any node:"
+				for _, d := range daemons {
+					if d.join {
+						continue
+					}
+					eventually(t, time.Minute, d.name+" serves", func() error {
+						out, err := run(grpcurl + " -plaintext " + d.api + " grpc.health.v1.Health/Check")
+						if err != nil || !strings.Contains(out, `"SERVING"`) {
+							return fmt.Errorf("%v: %s", err, out)
+						}
+						return nil
+					})
+				}
+				serving = true
+			}
+			var method string // the last word before a trailing comment
+			for _, w := range strings.Fields(ex.cmd) {
+				if strings.HasPrefix(w, "#") {
+					break
+				}
+				method = w
+			}
+			switch method {
+			case "irx.v1.ClusterService/GetClusterStatus":
+				st := &irxv1.GetClusterStatusResponse{}
+				parse(ex, mustRun(ex, cmd), st)
+				if got := memberIDs(st.GetMembers()); !slices.Equal(got, []string{"node1", "node2", "node3"}) || st.GetLeaderId() == "" {
+					t.Fatalf("README status: members %v, leader %q; want node1, node2, node3 and a leader\n%s", got, st.GetLeaderId(), ex.cmd)
+				}
+			case "irx.v1.IncidentService/CreateIncident":
+				created := &irxv1.CreateIncidentResponse{}
+				parse(ex, mustRun(ex, cmd), created)
+				if id := created.GetIncident().GetId(); id != "dev:1" {
+					t.Fatalf("README create: got %q, the next command reads dev:1\n%s", id, ex.cmd)
+				}
+			case "irx.v1.IncidentService/GetIncident":
+				// A stale read answers from the node's applied state,
+				// which may be a moment behind the acknowledged create.
+				eventually(t, 30*time.Second, ex.cmd, func() error {
+					out, err := run(cmd)
+					if err != nil {
+						return fmt.Errorf("%v: %s", err, out)
+					}
+					got := &irxv1.GetIncidentResponse{}
+					if err := protojson.Unmarshal([]byte(out), got); err != nil || got.GetIncident().GetId() != "dev:1" {
+						return fmt.Errorf("want dev:1: %v: %s", err, out)
+					}
+					return nil
+				})
+			case "irx.v1.ClusterService/AddMember":
+				added := &irxv1.AddMemberResponse{}
+				parse(ex, mustRun(ex, cmd), added)
+				if got := memberIDs(added.GetMembers()); !slices.Equal(got, []string{"node1", "node2", "node3", "node4"}) {
+					t.Fatalf("README AddMember: members %v, want node1..node4\n%s", got, ex.cmd)
+				}
+				for _, m := range added.GetMembers() {
+					if m.GetNodeId() == "node4" && (!m.GetVoter() || m.GetAddress() != ports["127.0.0.1:7432"]) {
+						t.Fatalf("README AddMember: node4 is %v, want a voter at %s", m, ports["127.0.0.1:7432"])
+					}
+				}
+				// node4, added, now knows the leader and serves.
+				eventually(t, time.Minute, "node4 serves", func() error {
+					st, err := status(ports["127.0.0.1:7430"])
+					if err != nil || st.GetLeaderId() == "" || len(st.GetMembers()) != 4 {
+						return fmt.Errorf("%v: %v", err, st)
+					}
+					return nil
+				})
+			case "irx.v1.ClusterService/TransferLeadership":
+				moved := &irxv1.TransferLeadershipResponse{}
+				parse(ex, mustRun(ex, cmd), moved)
+				eventually(t, 30*time.Second, "node2 leads", func() error {
+					st, err := status(ports["127.0.0.1:7400"])
+					if err != nil || st.GetLeaderId() != "node2" {
+						return fmt.Errorf("%v: leader %q (transfer answered %q)", err, st.GetLeaderId(), moved.GetLeaderId())
+					}
+					return nil
+				})
+			case "irx.v1.ClusterService/RemoveMember":
+				removed := &irxv1.RemoveMemberResponse{}
+				parse(ex, mustRun(ex, cmd), removed)
+				if got := memberIDs(removed.GetMembers()); !slices.Equal(got, []string{"node1", "node2", "node3"}) {
+					t.Fatalf("README RemoveMember: members %v, want node1, node2, node3\n%s", got, ex.cmd)
+				}
+			default:
+				t.Fatalf("a grpcurl call the test does not know: %s", ex.cmd)
+			}
+
+		default:
+			t.Fatalf("unexpected command in the three-node team: %s", ex.cmd)
+		}
+	}
+	if len(daemons) != 4 || !serving {
+		t.Fatalf("the README started %d daemons, want node1..node4", len(daemons))
+	}
+	// Every node of the team agrees: node1, node2, node3, led by node2, each
+	// answering for itself.
+	for _, fixed := range []string{"127.0.0.1:7400", "127.0.0.1:7410", "127.0.0.1:7420"} {
+		eventually(t, 30*time.Second, "the final status at "+fixed, func() error {
+			st, err := status(ports[fixed])
+			if err != nil {
+				return err
+			}
+			if got := memberIDs(st.GetMembers()); !slices.Equal(got, []string{"node1", "node2", "node3"}) || st.GetLeaderId() != "node2" {
+				return fmt.Errorf("members %v, leader %q", got, st.GetLeaderId())
+			}
+			for _, m := range st.GetMembers() {
+				if m.GetError() != "" || !m.GetVoter() {
+					return fmt.Errorf("member %v", m)
+				}
+			}
+			return nil
+		})
+	}
+}
+
+// memberIDs returns the members' node ids, sorted.
+func memberIDs(ms []*irxv1.ClusterMember) []string {
+	var ids []string
+	for _, m := range ms {
+		ids = append(ids, m.GetNodeId())
+	}
+	slices.Sort(ids)
+	return ids
 }
