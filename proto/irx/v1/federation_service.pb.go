@@ -154,7 +154,8 @@ type SubscribeResponse struct {
 	// When the entry at head was committed.
 	HeadTime *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=head_time,json=headTime,proto3" json:"head_time,omitempty"`
 	// The version of the caller's policy the items were computed under. A
-	// stream never mixes policy versions: a policy change ends the stream.
+	// response never mixes policy versions: at a change of the caller's
+	// policy a new response starts.
 	PolicyVersion int64 `protobuf:"varint,5,opt,name=policy_version,json=policyVersion,proto3" json:"policy_version,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
