@@ -426,6 +426,26 @@ func TestFederationRefusesStrangers(t *testing.T) {
 			t.Errorf("%s: got %v, want the connection refused", name, err)
 		}
 	}
+	// A disabled peer is refused like a stranger, and let in again when
+	// enabled.
+	setDisabled := func(disabled bool) {
+		t.Helper()
+		if _, err := a.peers[0].UpdatePeer(ctxT(t), &irxv1.UpdatePeerRequest{
+			Peer: &irxv1.Peer{TeamId: "cert-b", Disabled: disabled}, UpdateMask: &fieldmaskpb.FieldMask{Paths: []string{"disabled"}},
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	bNode := issue(bCA, pki.NodeIdentity("cert-b", "n9"), pki.UsageNode)
+	setDisabled(true)
+	if _, err := subscribe(bNode); status.Code(err) != codes.Unavailable && status.Code(err) != codes.PermissionDenied {
+		t.Errorf("disabled peer: got %v, want the connection refused", err)
+	}
+	setDisabled(false)
+	if _, err := subscribe(bNode); err != nil {
+		t.Errorf("re-enabled peer refused: %v", err)
+	}
+
 	// A pinned CA must be the named team's own CA.
 	cPEM := string(cCA.CertPEM())
 	_, err = a.peers[0].CreatePeer(ctxT(t), &irxv1.CreatePeerRequest{Peer: &irxv1.Peer{TeamId: "cert-x", CaCertificatePem: cPEM}})
