@@ -274,7 +274,7 @@ func (n *Node) ClusterStatus(ctx context.Context, includeDigest bool) (*irxv1.Ge
 		LeaderAddress: string(leaderAddr),
 		Term:          n.raft.CurrentTerm(),
 		CommitIndex:   n.raft.CommitIndex(),
-		AppliedIndex:  n.state.AppliedIndex(),
+		AppliedIndex:  n.appliedIndex(),
 		LastTicket:    n.state.LastTicket(),
 		FeedSequence:  n.state.FeedSequence(),
 	}
@@ -335,9 +335,17 @@ func (n *Node) nodeStatus() *irxv1.GetNodeStatusResponse {
 	return &irxv1.GetNodeStatusResponse{
 		NodeId:       n.cfg.NodeID,
 		Role:         roleOf(n.raft.State()),
-		AppliedIndex: n.state.AppliedIndex(),
+		AppliedIndex: n.appliedIndex(),
 		CommitIndex:  n.raft.CommitIndex(),
 	}
+}
+
+// appliedIndex is how far this node applied the log: the state machine's
+// index, or raft's when raft has since applied entries the state machine
+// never sees (its own no-op after an election, configuration changes), so
+// a caught-up member shows no lag.
+func (n *Node) appliedIndex() uint64 {
+	return max(n.state.AppliedIndex(), n.raft.AppliedIndex())
 }
 
 func (n *Node) members() ([]*irxv1.ClusterMember, error) {
