@@ -13,7 +13,6 @@ import (
 	"github.com/irxfed/irx/node/api"
 	"github.com/irxfed/irx/node/fsm"
 	"github.com/irxfed/irx/node/record"
-	"github.com/irxfed/irx/policy"
 	irxv1 "github.com/irxfed/irx/proto/irx/v1"
 )
 
@@ -127,12 +126,10 @@ func (f *Federation) recomputeDisclosure(d *irxv1.Disclosure) (*irxv1.Recomputed
 	if err != nil {
 		return nil, status.Errorf(codes.Internal, "policy %d for %s: %v", d.GetPolicyVersion(), d.GetPeerTeamId(), err)
 	}
-	view, ex := policy.Disclose(inc, compiled)
-	r.Explanation = ex
-	if view == nil {
+	r.View, r.Explanation = f.disclose(inc, compiled)
+	if r.View == nil {
 		return r, nil
 	}
-	r.View = f.stamp(view, inc, d.GetPeerTeamId(), ex.GetReshare())
 	if r.Digest, err = ViewDigest(r.View); err != nil {
 		return nil, status.Errorf(codes.Internal, "digest: %v", err)
 	}

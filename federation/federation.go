@@ -70,6 +70,7 @@ type Federation struct {
 	log   *slog.Logger
 
 	policies policyCache
+	pools    sync.Map // pinned CA PEM -> *x509.CertPool
 	journals journals
 	pullers  *pullers
 	metrics  *metrics
@@ -94,16 +95,22 @@ func New(cfg Config) *Federation {
 // Services registers PeerService, AuditService and TeamService on the
 // node's operator API and intra-cluster server.
 func (f *Federation) Services(n *node.Node, s grpc.ServiceRegistrar) {
-	f.node, f.state, f.team = n, n.State(), n.TeamID()
+	f.bind(n)
 	irxv1.RegisterPeerServiceServer(s, &peerService{f: f})
 	irxv1.RegisterAuditServiceServer(s, &auditService{f: f})
 	irxv1.RegisterTeamServiceServer(s, &teamService{f: f})
 }
 
+// bind attaches the federation to its node. The operator services may
+// serve before Start runs, so both Services and Start bind.
+func (f *Federation) bind(n *node.Node) {
+	f.node, f.state, f.team, f.log = n, n.State(), n.TeamID(), n.Logger().With("component", "federation")
+}
+
 // Start binds the peer-facing listener and starts following peers while
 // this node leads.
 func (f *Federation) Start(n *node.Node) error {
-	f.node, f.state, f.team, f.log = n, n.State(), n.TeamID(), n.Logger().With("component", "federation")
+	f.bind(n)
 	if err := n.RegisterMetrics(f.metrics); err != nil {
 		return fmt.Errorf("federation metrics: %w", err)
 	}
@@ -197,9 +204,9 @@ func (f *Federation) verifyPeer(chain []*x509.Certificate, usage x509.ExtKeyUsag
 	if p.GetDisabled() {
 		return pki.Identity{}, fmt.Errorf("certificate of %s: peer %q is disabled", claimed, claimed.Team)
 	}
-	pool, err := pki.NewCertPool([]byte(p.GetCaCertificatePem()))
+	pool, err := f.pinnedPool(p)
 	if err != nil {
-		return pki.Identity{}, fmt.Errorf("pinned CA of peer %q: %w", p.GetTeamId(), err)
+		return pki.Identity{}, err
 	}
 	id, err := pki.VerifyCert(chain, pool, usage)
 	if err != nil {
@@ -209,6 +216,22 @@ func (f *Federation) verifyPeer(chain []*x509.Certificate, usage x509.ExtKeyUsag
 		return pki.Identity{}, fmt.Errorf("certificate of %s is not a node of peer %q", id, p.GetTeamId())
 	}
 	return id, nil
+}
+
+// pinnedPool is the pool of a peer's pinned CA. Every handshake and every
+// call checks the caller against it, so parsed pools are kept, by PEM: a
+// re-pinned CA is a different key, and a dropped one is never looked up.
+func (f *Federation) pinnedPool(p *irxv1.Peer) (*x509.CertPool, error) {
+	pemData := p.GetCaCertificatePem()
+	if pool, ok := f.pools.Load(pemData); ok {
+		return pool.(*x509.CertPool), nil
+	}
+	pool, err := pki.NewCertPool([]byte(pemData))
+	if err != nil {
+		return nil, fmt.Errorf("pinned CA of peer %q: %w", p.GetTeamId(), err)
+	}
+	f.pools.Store(pemData, pool)
+	return pool, nil
 }
 
 type callerKey struct{}

@@ -76,20 +76,25 @@ func (w *feedWalker) holds(id string) (bool, error) {
 // the peer stores: the peer appended to the path, this team as sender, and
 // the re-share terms the policy grants.
 func (w *feedWalker) view(inc *irxv1.Incident) *irxv1.Incident {
-	if w.compiled == nil {
-		return nil
+	v, ex := w.f.disclose(inc, w.compiled)
+	if v != nil {
+		w.explained = ex
 	}
-	v, ex := policy.Disclose(inc, w.compiled)
-	if v == nil {
-		return nil
-	}
-	w.explained = ex
-	return w.f.stamp(v, inc, w.peer, ex.GetReshare())
+	return v
 }
 
-// stamp gives a view its provenance as the receiving peer stores it. The
-// view shares sub-messages with inc, so its provenance is a new message.
-func (f *Federation) stamp(view, inc *irxv1.Incident, peer string, terms *irxv1.ReshareTerms) *irxv1.Incident {
+// disclose is what the peer of compiled (nil: no policy, so nothing)
+// receives of inc, and why. The view's provenance is the one the peer
+// stores: the peer appended to the path, this team as sender, and the
+// re-share terms the policy grants. Serving the feed, handing off and the
+// audit all go through here, so the audit recomputes exactly what was sent.
+func (f *Federation) disclose(inc *irxv1.Incident, compiled *policy.Compiled) (*irxv1.Incident, *irxv1.Explanation) {
+	view, ex := policy.Disclose(inc, compiled)
+	if view == nil {
+		return nil, ex
+	}
+	// The view shares sub-messages with inc, so its provenance is a new
+	// message.
 	prov := inc.GetProvenance()
 	origin := prov.GetOriginTeam()
 	if origin == "" {
@@ -97,11 +102,11 @@ func (f *Federation) stamp(view, inc *irxv1.Incident, peer string, terms *irxv1.
 	}
 	view.Provenance = &irxv1.Provenance{
 		OriginTeam:   origin,
-		Path:         append(slices.Clip(prov.GetPath()), peer),
+		Path:         append(slices.Clip(prov.GetPath()), compiled.PeerTeamID()),
 		ReceivedFrom: f.team,
-		Reshare:      proto.CloneOf(terms),
+		Reshare:      proto.CloneOf(ex.GetReshare()),
 	}
-	return view
+	return view, ex
 }
 
 func (w *feedWalker) withdrawal(seq uint64, e *irxv1.FeedEntry, id string, version int64, reason irxv1.WithdrawalReason) outcome {

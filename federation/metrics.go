@@ -89,17 +89,15 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 
 // served counts what one feed entry gave a peer.
 func (m *metrics) served(peer string, outs []outcome, withheld bool, ex *irxv1.Explanation) {
-	switch {
-	case withheld:
+	if withheld {
 		m.records.WithLabelValues(peer, "withheld").Inc()
-	case len(outs) == 0:
-	default:
-		for _, o := range outs {
-			if o.item.GetWithdrawal() != nil {
-				m.records.WithLabelValues(peer, "withdrawn").Inc()
-			} else {
-				m.records.WithLabelValues(peer, "disclosed").Inc()
-			}
+	}
+	// A withheld version may still withdraw what the peer holds.
+	for _, o := range outs {
+		if o.item.GetWithdrawal() != nil {
+			m.records.WithLabelValues(peer, "withdrawn").Inc()
+		} else {
+			m.records.WithLabelValues(peer, "disclosed").Inc()
 		}
 	}
 	for _, d := range ex.GetFields() {

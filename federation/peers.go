@@ -19,7 +19,6 @@ import (
 	"github.com/irxfed/irx/node/api"
 	"github.com/irxfed/irx/node/pki"
 	"github.com/irxfed/irx/node/record"
-	"github.com/irxfed/irx/policy"
 	irxv1 "github.com/irxfed/irx/proto/irx/v1"
 )
 
@@ -320,13 +319,7 @@ func (s *peerService) HandOffIncidentToPeer(ctx context.Context, req *irxv1.Hand
 	if err != nil {
 		return nil, status.Errorf(codes.Internal, "policy for %s: %v", peer.GetTeamId(), err)
 	}
-	var view *irxv1.Incident
-	if compiled != nil {
-		v, ex := policy.Disclose(inc, compiled)
-		if v != nil {
-			view = f.stamp(v, inc, peer.GetTeamId(), ex.GetReshare())
-		}
-	}
+	view, _ := f.disclose(inc, compiled)
 	if view == nil {
 		return nil, status.Errorf(codes.FailedPrecondition, "our policy for %s discloses nothing of %s (see PolicyService/PreviewDisclosure): it cannot be handed off", peer.GetTeamId(), req.GetId())
 	}

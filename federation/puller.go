@@ -120,8 +120,10 @@ func (p *pullers) reconcile() {
 	}
 }
 
+// configOf identifies what a puller was started with: every change of a
+// peer (UpdatePeer) sets its update time.
 func configOf(p *irxv1.Peer) string {
-	return fmt.Sprint(p.GetEndpoints(), p.GetCaCertificatePem(), p.GetUpdateTime().AsTime())
+	return p.GetUpdateTime().AsTime().String()
 }
 
 func (p *pullers) stopAll() {
@@ -187,9 +189,9 @@ func (p *pullers) follow(ctx context.Context, peer *irxv1.Peer) {
 // dial connects to a peer endpoint, verifying the server's chain against
 // the CA pinned for the peer and that it is a node of that team.
 func (f *Federation) dial(peer *irxv1.Peer, endpoint string) (*grpc.ClientConn, error) {
-	pool, err := pki.NewCertPool([]byte(peer.GetCaCertificatePem()))
+	pool, err := f.pinnedPool(peer)
 	if err != nil {
-		return nil, fmt.Errorf("pinned CA of %s: %w", peer.GetTeamId(), err)
+		return nil, err
 	}
 	team := peer.GetTeamId()
 	tlsConf, err := pki.ClientConfig(f.node.Certificate(), pool, func(id pki.Identity) error {

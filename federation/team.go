@@ -11,7 +11,6 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"log/slog"
 	"slices"
 	"time"
 
@@ -175,7 +174,7 @@ func (s *federationService) GetSignedTeamDescription(ctx context.Context, _ *irx
 	if err != nil {
 		return nil, status.Error(codes.Internal, err.Error())
 	}
-	f.logger().Debug("served the team description", "peer", caller(ctx), "version", d.GetVersion())
+	f.log.Debug("served the team description", "peer", caller(ctx), "version", d.GetVersion())
 	return &irxv1.GetSignedTeamDescriptionResponse{SignedDescription: signed}, nil
 }
 
@@ -278,7 +277,7 @@ func (s *teamService) GetPeerTeamDescription(ctx context.Context, req *irxv1.Get
 	}
 	d, verification, err := VerifyTeamDescription(signed, team, peer.GetCaCertificatePem())
 	if err != nil {
-		f.logger().Warn("a peer's team description does not verify", "peer", team, "endpoint", endpoint, "error", err)
+		f.log.Warn("a peer's team description does not verify", "peer", team, "endpoint", endpoint, "error", err)
 		return nil, status.Errorf(codes.FailedPrecondition, "the team description %s served at %s does not verify: %v", team, endpoint, err)
 	}
 	verification.Endpoint = endpoint
@@ -297,12 +296,4 @@ func (f *Federation) fetchTeamDescription(ctx context.Context, peer *irxv1.Peer)
 		return nil, endpoint, status.Errorf(codes.NotFound, "peer %s has not published a team description (at %s)", peer.GetTeamId(), endpoint)
 	}
 	return signed, endpoint, err
-}
-
-// logger is the federation's logger, or the node's before Start ran.
-func (f *Federation) logger() *slog.Logger {
-	if f.log != nil {
-		return f.log
-	}
-	return f.node.Logger()
 }

@@ -521,11 +521,7 @@ func (f *FSM) Disclosures(peer, incidentID string, pageSize int, pageToken strin
 	if f.db == nil {
 		return nil, "", errClosed
 	}
-	out, next, err := pageDecoded[irxv1.Disclosure](f, prefix, pageSize, pageToken, valueItself)
-	if incidentID != "" {
-		// idKey is a prefix of longer ids' keys ("a:1" of "a:10" is not:
-		// the ticket is fixed width), but keep the guard cheap and exact.
-		out = slices.DeleteFunc(out, func(d *irxv1.Disclosure) bool { return d.GetIncidentId() != incidentID })
-	}
-	return out, next, err
+	// The prefixes are exact: tickets are fixed width and team ids hold no
+	// NUL, so no other incident's or peer's keys share them.
+	return pageDecoded[irxv1.Disclosure](f, prefix, pageSize, pageToken, valueItself)
 }
