@@ -2,6 +2,7 @@ package federation
 
 import (
 	"crypto/x509"
+	"errors"
 	"log/slog"
 	"path/filepath"
 	"strings"
@@ -9,6 +10,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 	"pgregory.net/rapid"
@@ -109,7 +111,9 @@ func mustCA(t *testing.T, team string) *pki.CA {
 
 // TestSplitFeedProperties: however a response is cut into commands, the
 // commands chain cursor to cursor, keep every item once and in order, never
-// split one feed entry's items, and stay near the size bound.
+// split one feed entry's items, and stay near the size bound. The response
+// arrives encoded and its items are passed on undecoded, so the test
+// encodes the response and decodes each command, as the state machine does.
 func TestSplitFeedProperties(t *testing.T) {
 	rapid.Check(t, func(t *rapid.T) {
 		from := rapid.Uint64Range(0, 1000).Draw(t, "from")
@@ -125,15 +129,35 @@ func TestSplitFeedProperties(t *testing.T) {
 			}
 		}
 		cursor := seq + rapid.Uint64Range(0, 5).Draw(t, "tail")
-		cmds := splitFeed("cert-b", from, &irxv1.SubscribeResponse{Items: items, Cursor: cursor, PolicyVersion: 3})
+		head := cursor + rapid.Uint64Range(0, 5).Draw(t, "ahead")
+		headTime := timestamppb.New(time.Unix(rapid.Int64Range(0, 1<<32).Draw(t, "head time"), 0))
+		encoded, err := proto.Marshal(&irxv1.SubscribeResponse{Items: items, Cursor: cursor, PolicyVersion: 3, Head: head, HeadTime: headTime})
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, err := parseResponse(encoded)
+		if err != nil {
+			t.Fatal(err)
+		}
 		at, n := from, 0
-		for i, c := range cmds {
-			if c.GetFromCursor() != at || c.GetCursor() < at || c.GetPolicyVersion() != 3 || c.GetPeerTeamId() != "cert-b" {
+		cmds := splitFeed("cert-b", from, resp)
+		for i, raw := range cmds {
+			data, err := proto.Marshal(&irxv1.Command{Kind: &irxv1.Command_ApplyPeerFeed{ApplyPeerFeed: raw}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var decoded irxv1.Command
+			if err := proto.Unmarshal(data, &decoded); err != nil {
+				t.Fatal(err)
+			}
+			c := decoded.GetApplyPeerFeed()
+			if c.GetFromCursor() != at || c.GetCursor() < at || c.GetPolicyVersion() != 3 || c.GetPeerTeamId() != "cert-b" ||
+				c.GetHead() != head || !proto.Equal(c.GetHeadTime(), headTime) {
 				t.Fatalf("command %d: from %d to %d, previous ended at %d", i, c.GetFromCursor(), c.GetCursor(), at)
 			}
 			size := 0
 			for _, it := range c.GetItems() {
-				if it != items[n] {
+				if !proto.Equal(it, items[n]) {
 					t.Fatalf("command %d holds item %d out of order", i, n)
 				}
 				if it.GetSequence() <= c.GetFromCursor() || it.GetSequence() > c.GetCursor() {
@@ -152,6 +176,61 @@ func TestSplitFeedProperties(t *testing.T) {
 		}
 		if n != len(items) || at != cursor {
 			t.Fatalf("%d of %d items, ended at %d of %d", n, len(items), at, cursor)
+		}
+	})
+}
+
+// TestParseResponseRefusesMalformed: a response that is not a well-formed
+// SubscribeResponse is an error, never a panic or a silently empty batch;
+// fields a newer peer adds are skipped.
+func TestParseResponseRefusesMalformed(t *testing.T) {
+	good, err := proto.Marshal(&irxv1.SubscribeResponse{Cursor: 9, Items: []*irxv1.FeedItem{{Sequence: 9}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, b := range map[string][]byte{
+		"truncated":          good[:len(good)-1],
+		"bad tag":            {0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01},
+		"item overruns":      {0x0a, 0x10, 0x08},
+		"item is malformed":  {0x0a, 0x02, 0x08, 0x80},
+		"head_time is bogus": {0x22, 0x02, 0x08, 0x80},
+	} {
+		if _, err := parseResponse(b); !errors.Is(err, errMalformedResponse) {
+			t.Errorf("%s: %v, want %v", name, err, errMalformedResponse)
+		}
+	}
+	withNewField := append(protowire.AppendString(protowire.AppendTag(nil, 99, protowire.BytesType), "from the future"), good...)
+	r, err := parseResponse(withNewField)
+	if err != nil || r.cursor != 9 || len(r.items) != 1 || r.items[0].sequence != 9 {
+		t.Fatalf("with an unknown field: %+v, %v", r, err)
+	}
+}
+
+// FuzzParseResponse: whatever bytes a peer sends, parsing never panics,
+// and what it accepts proto.Unmarshal accepts with the same cursor and
+// item sequences.
+func FuzzParseResponse(f *testing.F) {
+	seed, _ := proto.Marshal(&irxv1.SubscribeResponse{Cursor: 3, Head: 4, PolicyVersion: 2, Items: []*irxv1.FeedItem{
+		{Sequence: 2, Kind: &irxv1.FeedItem_Withdrawal{Withdrawal: &irxv1.IncidentWithdrawal{IncidentId: "cert-a:1"}}},
+		{Sequence: 3, Kind: &irxv1.FeedItem_Incident{Incident: &irxv1.Incident{Id: "cert-a:2"}}},
+	}})
+	f.Add(seed)
+	f.Fuzz(func(t *testing.T, b []byte) {
+		r, err := parseResponse(b)
+		if err != nil {
+			return
+		}
+		var want irxv1.SubscribeResponse
+		if err := proto.Unmarshal(b, &want); err != nil {
+			return // an item's inside is the state machine's to refuse
+		}
+		if r.cursor != want.GetCursor() || r.head != want.GetHead() || r.policyVersion != want.GetPolicyVersion() || len(r.items) != len(want.GetItems()) {
+			t.Fatalf("parsed %+v, proto.Unmarshal %v", r, &want)
+		}
+		for i, it := range want.GetItems() {
+			if r.items[i].sequence != it.GetSequence() {
+				t.Fatalf("item %d: sequence %d, want %d", i, r.items[i].sequence, it.GetSequence())
+			}
 		}
 	})
 }

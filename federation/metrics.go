@@ -87,22 +87,51 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	}
 }
 
-// served counts what one feed entry gave a peer.
-func (m *metrics) served(peer string, outs []outcome, withheld bool, ex *irxv1.Explanation) {
+// tally counts what a batch of feed entries gave a peer; it is added to
+// the counters once per batch, because label lookups per field of every
+// record were a twentieth of the serving side's time during a catch-up.
+type tally struct {
+	outcomes map[string]int
+	fields   map[fieldAction]int
+}
+
+type fieldAction struct {
+	class  irxv1.InfoClass
+	action irxv1.DisclosureAction
+}
+
+func newTally() *tally {
+	return &tally{outcomes: map[string]int{}, fields: map[fieldAction]int{}}
+}
+
+// add counts what one feed entry gave the peer.
+func (t *tally) add(outs []outcome, withheld bool, ex *irxv1.Explanation) {
 	if withheld {
-		m.records.WithLabelValues(peer, "withheld").Inc()
+		t.outcomes["withheld"]++
 	}
 	// A withheld version may still withdraw what the peer holds.
 	for _, o := range outs {
 		if o.item.GetWithdrawal() != nil {
-			m.records.WithLabelValues(peer, "withdrawn").Inc()
+			t.outcomes["withdrawn"]++
 		} else {
-			m.records.WithLabelValues(peer, "disclosed").Inc()
+			t.outcomes["disclosed"]++
 		}
 	}
 	for _, d := range ex.GetFields() {
-		class := strings.ToLower(strings.TrimPrefix(d.GetInfoClass().String(), "INFO_CLASS_"))
-		action := strings.ToLower(strings.TrimPrefix(d.GetAction().String(), "DISCLOSURE_ACTION_"))
-		m.fields.WithLabelValues(peer, class, action).Add(float64(len(d.GetPaths())))
+		t.fields[fieldAction{d.GetInfoClass(), d.GetAction()}] += len(d.GetPaths())
 	}
+}
+
+// served adds a batch's tally to the counters and empties it.
+func (m *metrics) served(peer string, t *tally) {
+	for outcome, n := range t.outcomes {
+		m.records.WithLabelValues(peer, outcome).Add(float64(n))
+	}
+	for k, n := range t.fields {
+		class := strings.ToLower(strings.TrimPrefix(k.class.String(), "INFO_CLASS_"))
+		action := strings.ToLower(strings.TrimPrefix(k.action.String(), "DISCLOSURE_ACTION_"))
+		m.fields.WithLabelValues(peer, class, action).Add(float64(n))
+	}
+	clear(t.outcomes)
+	clear(t.fields)
 }

@@ -9,7 +9,6 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
-	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/irxfed/irx/node/pki"
@@ -226,7 +225,8 @@ func (p *pullers) pull(ctx context.Context, peer *irxv1.Peer, endpoint string) (
 	cursor, version := st.GetInboundCursor(), st.GetInboundPolicyVersion()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	stream, err := client.Subscribe(ctx, &irxv1.SubscribeRequest{Cursor: cursor, CursorPolicyVersion: version, MaxItems: int32(f.cfg.BatchItems)})
+	stream, err := client.Subscribe(ctx, &irxv1.SubscribeRequest{Cursor: cursor, CursorPolicyVersion: version, MaxItems: int32(f.cfg.BatchItems)},
+		grpc.ForceCodecV2(newFeedCodec()))
 	if err != nil {
 		return false, err
 	}
@@ -240,9 +240,9 @@ func (p *pullers) pull(ctx context.Context, peer *irxv1.Peer, endpoint string) (
 		}
 		p.update(team, func(l *live) {
 			l.connected, l.endpoint, l.lastErr = true, endpoint, ""
-			l.head, l.headTime = resp.GetHead(), resp.GetHeadTime()
+			l.head, l.headTime = resp.head, resp.headTime
 		})
-		if resp.GetCursor() <= cursor {
+		if resp.cursor <= cursor {
 			continue // a heartbeat, or nothing new
 		}
 		for _, cmd := range splitFeed(team, cursor, resp) {
@@ -259,12 +259,12 @@ func (p *pullers) pull(ctx context.Context, peer *irxv1.Peer, endpoint string) (
 			cursor = cmd.GetCursor()
 		}
 		progressed = true
-		acks.set(cursor, resp.GetPolicyVersion())
+		acks.set(cursor, resp.policyVersion)
 	}
 }
 
 type received struct {
-	resp *irxv1.SubscribeResponse
+	resp *rawResponse
 	err  error
 }
 
@@ -275,12 +275,17 @@ type reader struct {
 	pending *received // read but not yet handed out
 }
 
-func newReader(ctx context.Context, stream grpc.ServerStreamingClient[irxv1.SubscribeResponse]) *reader {
+func newReader(ctx context.Context, stream grpc.ClientStream) *reader {
 	r := &reader{in: make(chan received, 64)}
 	go func() {
 		defer close(r.in)
 		for {
-			resp, err := stream.Recv()
+			var f frame
+			err := stream.RecvMsg(&f)
+			var resp *rawResponse
+			if err == nil {
+				resp, err = parseResponse(f.data)
+			}
 			select {
 			case r.in <- received{resp, err}:
 			case <-ctx.Done():
@@ -300,7 +305,7 @@ const coalesceItems = 4096
 // next waits for one response and merges those already waiting behind it
 // that were computed under the same policy version: the puller then
 // commits one Raft entry for all of them.
-func (r *reader) next() (*irxv1.SubscribeResponse, error) {
+func (r *reader) next() (*rawResponse, error) {
 	var first received
 	if r.pending != nil {
 		first, r.pending = *r.pending, nil
@@ -314,18 +319,18 @@ func (r *reader) next() (*irxv1.SubscribeResponse, error) {
 		return nil, first.err
 	}
 	merged := first.resp
-	for len(merged.GetItems()) < coalesceItems {
+	for len(merged.items) < coalesceItems {
 		select {
 		case n, ok := <-r.in:
 			if !ok {
 				return merged, nil
 			}
-			if n.err != nil || n.resp.GetPolicyVersion() != merged.GetPolicyVersion() {
+			if n.err != nil || n.resp.policyVersion != merged.policyVersion {
 				r.pending = &n
 				return merged, nil
 			}
-			merged.Items = append(merged.Items, n.resp.GetItems()...)
-			merged.Cursor, merged.Head, merged.HeadTime = n.resp.GetCursor(), n.resp.GetHead(), n.resp.GetHeadTime()
+			merged.items = append(merged.items, n.resp.items...)
+			merged.cursor, merged.head, merged.headTime = n.resp.cursor, n.resp.head, n.resp.headTime
 		default:
 			return merged, nil
 		}
@@ -336,27 +341,28 @@ func (r *reader) next() (*irxv1.SubscribeResponse, error) {
 // splitFeed turns a response into commands of bounded size, each starting
 // at the previous one's cursor. It cuts only between sequences, so every
 // item of one feed entry is applied together.
-func splitFeed(team string, from uint64, resp *irxv1.SubscribeResponse) []*irxv1.ApplyPeerFeedCommand {
+func splitFeed(team string, from uint64, resp *rawResponse) []*irxv1.ApplyPeerFeedCommand {
 	newCmd := func(start uint64) *irxv1.ApplyPeerFeedCommand {
 		return &irxv1.ApplyPeerFeedCommand{
-			PeerTeamId: team, FromCursor: start, PolicyVersion: resp.GetPolicyVersion(),
-			Head: resp.GetHead(), HeadTime: resp.GetHeadTime(),
+			PeerTeamId: team, FromCursor: start, PolicyVersion: resp.policyVersion,
+			Head: resp.head, HeadTime: resp.headTime,
 		}
 	}
 	var out []*irxv1.ApplyPeerFeedCommand
-	cur, size := newCmd(from), 0
-	items := resp.GetItems()
+	cur, first, size := newCmd(from), 0, 0
+	items := resp.items
 	for i, item := range items {
-		cur.Items = append(cur.Items, item)
-		size += proto.Size(item)
-		lastOfSeq := i+1 == len(items) || items[i+1].GetSequence() != item.GetSequence()
+		size += len(item.data)
+		lastOfSeq := i+1 == len(items) || items[i+1].sequence != item.sequence
 		if size >= maxCommandBytes && lastOfSeq && i+1 < len(items) {
-			cur.Cursor = item.GetSequence()
+			cur.Cursor = item.sequence
+			setRawItems(cur, items[first:i+1])
 			out = append(out, cur)
-			cur, size = newCmd(cur.Cursor), 0
+			cur, first, size = newCmd(cur.Cursor), i+1, 0
 		}
 	}
-	cur.Cursor = resp.GetCursor()
+	cur.Cursor = resp.cursor
+	setRawItems(cur, items[first:])
 	return append(out, cur)
 }
 

@@ -61,6 +61,7 @@ func (s *federationService) Subscribe(req *irxv1.SubscribeRequest, stream irxv1.
 		return status.Errorf(codes.Internal, "policy for %s: %v", peer, err)
 	}
 	w := newWalker(f, peer, compiled)
+	counts := newTally()
 	session := f.journals.begin(peer, req.GetCursor())
 	cursor := req.GetCursor()
 	lastSend := time.Time{}
@@ -103,7 +104,7 @@ func (s *federationService) Subscribe(req *irxv1.SubscribeRequest, stream irxv1.
 				return status.Errorf(codes.Internal, "feed entry %d: %v", e.GetSequence(), err)
 			}
 			f.journals.record(peer, session, e.GetSequence(), outs, w.withheld-before, w.version)
-			f.metrics.served(peer, outs, w.withheld > before, w.explained)
+			counts.add(outs, w.withheld > before, w.explained)
 			w.explained = nil
 			for _, o := range outs {
 				if o.item != nil {
@@ -121,6 +122,7 @@ func (s *federationService) Subscribe(req *irxv1.SubscribeRequest, stream irxv1.
 			}
 		}
 		w.end()
+		f.metrics.served(peer, counts)
 		cursor = resp.GetCursor()
 		for _, r := range append(out, resp) {
 			if err := s.send(stream, r); err != nil {

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/netip"
 	"strings"
+	"sync"
 
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
@@ -73,10 +74,10 @@ func Validate(inc *irxv1.Incident, prefix string) error {
 	if inc.GetTaxonomy() == nil {
 		vs.add(p("taxonomy"), "is required: a Reference Security Incident Taxonomy class and type")
 	} else {
-		checkTaxonomy(inc.GetTaxonomy(), p("taxonomy"), &vs)
+		checkTaxonomy(inc.GetTaxonomy(), fieldPath{prefix, "taxonomy", -1}, &vs)
 	}
 	for i, t := range inc.GetAdditionalTaxonomies() {
-		checkTaxonomy(t, fmt.Sprintf("%s[%d]", p("additional_taxonomies"), i), &vs)
+		checkTaxonomy(t, fieldPath{prefix, "additional_taxonomies", i}, &vs)
 	}
 	for i, r := range inc.GetNamedRecipients() {
 		if err := ValidateTeamID(r); err != nil {
@@ -84,23 +85,23 @@ func Validate(inc *irxv1.Incident, prefix string) error {
 		}
 	}
 	for i, a := range inc.GetAlternativeIds() {
-		f := fmt.Sprintf("%s[%d]", p("alternative_ids"), i)
+		f := fieldPath{prefix, "alternative_ids", i}
 		if strings.TrimSpace(a.GetTeamId()) == "" {
-			vs.add(f+".team_id", "is required")
+			vs.add(f.sub("team_id"), "is required")
 		}
 		if strings.TrimSpace(a.GetTicket()) == "" {
-			vs.add(f+".ticket", "is required")
+			vs.add(f.sub("ticket"), "is required")
 		}
 	}
 	checkTimes(inc, prefix, &vs)
 	for i, h := range inc.GetVictimHosts() {
-		checkHost(h, fmt.Sprintf("%s[%d]", p("victim_hosts"), i), &vs)
+		checkHost(h, fieldPath{prefix, "victim_hosts", i}, &vs)
 	}
 	for i, h := range inc.GetAttackingHosts() {
-		checkHost(h, fmt.Sprintf("%s[%d]", p("attacking_hosts"), i), &vs)
+		checkHost(h, fieldPath{prefix, "attacking_hosts", i}, &vs)
 	}
 	for i, ind := range inc.GetIndicators() {
-		checkIndicator(ind, fmt.Sprintf("%s[%d]", p("indicators"), i), &vs)
+		checkIndicator(ind, fieldPath{prefix, "indicators", i}, &vs)
 	}
 	for i, id := range inc.GetRelatedActivity().GetIncidentIds() {
 		if _, err := ParseID(id); err != nil {
@@ -123,13 +124,32 @@ func Validate(inc *irxv1.Incident, prefix string) error {
 	return vs.err()
 }
 
-func checkTaxonomy(t *irxv1.Taxonomy, field string, vs *violations) {
+// fieldPath names a field of the record, or an element of a list field. It
+// is rendered only when a violation names it: most records are valid, and
+// formatting every element's path cost more than checking the element.
+type fieldPath struct {
+	prefix string // the record's path in the request, e.g. "incident"
+	name   string // e.g. "victim_hosts"
+	index  int    // -1: the field itself
+}
+
+func (f fieldPath) String() string {
+	if f.index < 0 {
+		return f.prefix + "." + f.name
+	}
+	return fmt.Sprintf("%s.%s[%d]", f.prefix, f.name, f.index)
+}
+
+// sub names a field of the message f names.
+func (f fieldPath) sub(name string) string { return f.String() + "." + name }
+
+func checkTaxonomy(t *irxv1.Taxonomy, field fieldPath, vs *violations) {
 	types, ok := taxonomy[t.GetClass()]
 	switch {
 	case !ok:
-		vs.add(field+".class", "%q is not a taxonomy class; one of %s", t.GetClass(), strings.Join(TaxonomyClasses(), ", "))
+		vs.add(field.sub("class"), "%q is not a taxonomy class; one of %s", t.GetClass(), strings.Join(TaxonomyClasses(), ", "))
 	case !ValidTaxonomy(t.GetClass(), t.GetType()):
-		vs.add(field+".type", "%q is not a type of class %q; one of %s", t.GetType(), t.GetClass(), strings.Join(types, ", "))
+		vs.add(field.sub("type"), "%q is not a type of class %q; one of %s", t.GetType(), t.GetClass(), strings.Join(types, ", "))
 	}
 }
 
@@ -141,18 +161,86 @@ func checkTaxonomy(t *irxv1.Taxonomy, field string, vs *violations) {
 // them, so a stored one would break every later read of the record.
 func checkEnums(m protoreflect.Message, path string, vs *violations) {
 	w := &enumWalker{vs: vs, root: path, stack: make([]pathElem, 0, 8)}
-	w.visitFn = w.visit
-	m.Range(w.visitFn)
+	w.walk(m, plans.of(m.Descriptor()))
 }
+
+// plans holds, per message type, the walk checkEnums makes. It is derived
+// from the compiled-in schema and never changes, so one copy serves the
+// process.
+var plans = &enumPlans{byName: map[protoreflect.FullName]*enumPlan{}}
+
+type enumPlans struct {
+	mu     sync.RWMutex
+	byName map[protoreflect.FullName]*enumPlan
+}
+
+// enumPlan lists the fields of one message type that can hold an enum or a
+// timestamp at or below them. Visiting only those, instead of every set
+// field, is what keeps validation cheap: most of a record is strings.
+type enumPlan struct {
+	fields []plannedField
+}
+
+type plannedField struct {
+	fd        protoreflect.FieldDescriptor
+	timestamp bool
+	sub       *enumPlan // the message's plan; nil for enums and timestamps
+}
+
+func (p *enumPlans) of(md protoreflect.MessageDescriptor) *enumPlan {
+	p.mu.RLock()
+	plan, ok := p.byName[md.FullName()]
+	p.mu.RUnlock()
+	if ok {
+		return plan
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.build(md, map[protoreflect.FullName]bool{})
+}
+
+// build makes md's plan; building marks the types on the current path, so
+// a recursive type refers to its own (still filling) plan. Called with mu
+// held.
+func (p *enumPlans) build(md protoreflect.MessageDescriptor, building map[protoreflect.FullName]bool) *enumPlan {
+	if plan, ok := p.byName[md.FullName()]; ok {
+		return plan
+	}
+	plan := &enumPlan{}
+	p.byName[md.FullName()] = plan
+	building[md.FullName()] = true
+	fields := md.Fields()
+	for i := 0; i < fields.Len(); i++ {
+		fd := fields.Get(i)
+		switch {
+		case fd.IsMap():
+			// The incident schema has no maps.
+		case fd.Kind() == protoreflect.EnumKind:
+			plan.fields = append(plan.fields, plannedField{fd: fd})
+		case fd.Message() == nil:
+		case fd.Message().FullName() == timestampName:
+			plan.fields = append(plan.fields, plannedField{fd: fd, timestamp: true})
+		default:
+			name := fd.Message().FullName()
+			sub := p.build(fd.Message(), building)
+			if len(sub.fields) > 0 || building[name] {
+				plan.fields = append(plan.fields, plannedField{fd: fd, sub: sub})
+			}
+		}
+	}
+	delete(building, md.FullName())
+	return plan
+}
+
+var timestampName = (&timestamppb.Timestamp{}).ProtoReflect().Descriptor().FullName()
 
 // enumWalker walks a record once, keeping the path to the current field on
 // a stack that is rendered only when a violation needs it: building paths,
 // or even path nodes, for every valid field costs more than the checks.
 type enumWalker struct {
-	vs      *violations
-	root    string
-	stack   []pathElem
-	visitFn func(protoreflect.FieldDescriptor, protoreflect.Value) bool // one closure per walk
+	vs    *violations
+	root  string
+	stack []pathElem
 }
 
 type pathElem struct {
@@ -175,39 +263,44 @@ func (w *enumWalker) path() string {
 	return b.String()
 }
 
-func (w *enumWalker) visit(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
-	switch {
-	case fd.IsList():
-		l := v.List()
-		for i := 0; i < l.Len(); i++ {
-			w.stack = append(w.stack, pathElem{fd.Name(), i})
-			w.check(fd, l.Get(i))
-			w.stack = w.stack[:len(w.stack)-1]
+func (w *enumWalker) walk(m protoreflect.Message, plan *enumPlan) {
+	for i := range plan.fields {
+		f := &plan.fields[i]
+		if !m.Has(f.fd) {
+			continue
 		}
-	case fd.IsMap():
-		// The incident schema has no maps.
-	default:
-		w.stack = append(w.stack, pathElem{fd.Name(), -1})
-		w.check(fd, v)
+		v := m.Get(f.fd)
+		if f.fd.IsList() {
+			l := v.List()
+			for i := 0; i < l.Len(); i++ {
+				w.stack = append(w.stack, pathElem{f.fd.Name(), i})
+				w.check(f, l.Get(i))
+				w.stack = w.stack[:len(w.stack)-1]
+			}
+			continue
+		}
+		w.stack = append(w.stack, pathElem{f.fd.Name(), -1})
+		w.check(f, v)
 		w.stack = w.stack[:len(w.stack)-1]
 	}
-	return true
 }
 
-func (w *enumWalker) check(fd protoreflect.FieldDescriptor, v protoreflect.Value) {
-	switch fd.Kind() {
-	case protoreflect.EnumKind:
-		if fd.Enum().Values().ByNumber(v.Enum()) == nil {
-			w.vs.add(w.path(), "%d is not a value of %s", v.Enum(), fd.Enum().Name())
+func (w *enumWalker) check(f *plannedField, v protoreflect.Value) {
+	switch {
+	case f.timestamp:
+		ts, ok := v.Message().Interface().(*timestamppb.Timestamp)
+		if !ok {
+			return // a dynamic message of the same type; the record types are generated
 		}
-	case protoreflect.MessageKind, protoreflect.GroupKind:
-		if ts, ok := v.Message().Interface().(*timestamppb.Timestamp); ok {
-			if err := ts.CheckValid(); err != nil {
-				w.vs.add(w.path(), "%v", err)
-			}
-			return
+		if err := ts.CheckValid(); err != nil {
+			w.vs.add(w.path(), "%v", err)
 		}
-		v.Message().Range(w.visitFn)
+	case f.sub != nil:
+		w.walk(v.Message(), f.sub)
+	default:
+		if f.fd.Enum().Values().ByNumber(v.Enum()) == nil {
+			w.vs.add(w.path(), "%d is not a value of %s", v.Enum(), f.fd.Enum().Name())
+		}
 	}
 }
 
@@ -220,50 +313,50 @@ func checkTimes(inc *irxv1.Incident, prefix string, vs *violations) {
 	}
 }
 
-func checkHost(h *irxv1.Host, field string, vs *violations) {
+func checkHost(h *irxv1.Host, field fieldPath, vs *violations) {
 	if h.GetHostname() == "" && len(h.GetAddresses()) == 0 && h.GetDomain() == "" && h.GetAsn() == 0 {
-		vs.add(field, "needs at least one of hostname, addresses, domain or asn")
+		vs.add(field.String(), "needs at least one of hostname, addresses, domain or asn")
 	}
 	for i, a := range h.GetAddresses() {
 		if !validAddressOrPrefix(a) {
-			vs.add(fmt.Sprintf("%s.addresses[%d]", field, i), "%q is not an IP address or CIDR prefix", a)
+			vs.add(fmt.Sprintf("%s[%d]", field.sub("addresses"), i), "%q is not an IP address or CIDR prefix", a)
 		}
 	}
 	for i, s := range h.GetServices() {
 		if s.GetPort() > 65535 {
-			vs.add(fmt.Sprintf("%s.services[%d].port", field, i), "must be 0 to 65535")
+			vs.add(fmt.Sprintf("%s[%d].port", field.sub("services"), i), "must be 0 to 65535")
 		}
 		if s.GetIpProtocol() > 255 {
-			vs.add(fmt.Sprintf("%s.services[%d].ip_protocol", field, i), "must be 0 to 255")
+			vs.add(fmt.Sprintf("%s[%d].ip_protocol", field.sub("services"), i), "must be 0 to 255")
 		}
 	}
 }
 
-func checkIndicator(ind *irxv1.Indicator, field string, vs *violations) {
+func checkIndicator(ind *irxv1.Indicator, field fieldPath, vs *violations) {
 	if ind.GetKind() == irxv1.IndicatorKind_INDICATOR_KIND_UNSPECIFIED {
-		vs.add(field+".kind", "is required")
+		vs.add(field.sub("kind"), "is required")
 	}
 	v := ind.GetValue()
 	if strings.TrimSpace(v) == "" {
-		vs.add(field+".value", "is required")
+		vs.add(field.sub("value"), "is required")
 		return
 	}
 	switch ind.GetKind() {
 	case irxv1.IndicatorKind_INDICATOR_KIND_IPV4:
 		if a, ok := parseAddressOrPrefix(v); !ok || !a.Is4() {
-			vs.add(field+".value", "%q is not an IPv4 address or prefix", v)
+			vs.add(field.sub("value"), "%q is not an IPv4 address or prefix", v)
 		}
 	case irxv1.IndicatorKind_INDICATOR_KIND_IPV6:
 		if a, ok := parseAddressOrPrefix(v); !ok || !a.Is6() || a.Is4In6() {
-			vs.add(field+".value", "%q is not an IPv6 address or prefix", v)
+			vs.add(field.sub("value"), "%q is not an IPv6 address or prefix", v)
 		}
 	case irxv1.IndicatorKind_INDICATOR_KIND_FILE_HASH:
 		if !isHex(v, 0) {
-			vs.add(field+".value", "%q is not a hex digest", v)
+			vs.add(field.sub("value"), "%q is not a hex digest", v)
 		}
 	}
 	if ind.GetConfidence() > 100 {
-		vs.add(field+".confidence", "must be 0 to 100")
+		vs.add(field.sub("confidence"), "must be 0 to 100")
 	}
 }
 

@@ -337,3 +337,14 @@ func TestValidateOversize(t *testing.T) {
 		t.Fatalf("one byte over the limit: violations = %q, want [incident]", got)
 	}
 }
+
+// BenchmarkValidate: a record with every part of the schema filled in.
+func BenchmarkValidate(b *testing.B) {
+	inc := fullIncident()
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := Validate(inc, "incident"); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

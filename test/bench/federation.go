@@ -42,6 +42,7 @@ func runFederation(ctx context.Context, args []string, out io.Writer) error {
 		backlog  = fs.Int("backlog", 100000, "records team A creates while B does not follow it, for the catch-up measurement (0: skip)")
 		size     = fs.Int("size", 1024, "encoded incident size in bytes")
 		keep     = fs.Bool("keep", false, "keep the data directories")
+		prebuilt = fs.String("irxd", "", "use this irxd binary instead of building ./cmd/irxd (to compare two builds run after run)")
 	)
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -53,7 +54,7 @@ func runFederation(ctx context.Context, args []string, out io.Writer) error {
 	if !*keep {
 		defer os.RemoveAll(dir)
 	}
-	bin, err := irxdtest.Build(ctx, dir)
+	bin, err := buildOrUse(ctx, dir, *prebuilt)
 	if err != nil {
 		return err
 	}
@@ -110,7 +111,7 @@ func runFederation(ctx context.Context, args []string, out io.Writer) error {
 			return err
 		}
 		fmt.Fprintf(out, "catch-up: backlog recorded in %v; B starts following A\n", time.Since(began).Round(time.Millisecond))
-		start := time.Now()
+		start, cpu := time.Now(), startCPU(append(slices.Clone(a.nodes), b.nodes...))
 		if err := peer(ctx, b, a, true); err != nil {
 			return err
 		}
@@ -118,8 +119,10 @@ func runFederation(ctx context.Context, args []string, out io.Writer) error {
 			return err
 		}
 		took := time.Since(start)
+		cpu.stop()
 		fmt.Fprintf(out, "catch-up: %d records in %v = %.0f records/s (from CreatePeer at B to the last one committed at B)\n",
 			*backlog, took.Round(time.Millisecond), float64(*backlog)/took.Seconds())
+		fmt.Fprintf(out, "catch-up: %s\n", cpu.report(*backlog, "record"))
 	} else if err := peer(ctx, b, a, true); err != nil {
 		return err
 	}

@@ -63,6 +63,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		size     = fs.Int("size", 1024, "encoded incident size in bytes")
 		conns    = fs.Int("conns", 4, "gRPC connections per node, shared by the clients")
 		keep     = fs.Bool("keep", false, "keep the data directory of a started team")
+		prebuilt = fs.String("irxd", "", "use this irxd binary instead of building ./cmd/irxd (to compare two builds run after run)")
 		irxdArgs = fs.String("irxd-args", "", "extra flags for every started irxd, space-separated")
 		pprof    = fs.Int("pprof-base-port", 0, "serve pprof from started node i on 127.0.0.1:(port+i)")
 		leader   = fs.Bool("leader-only", false, "send every call to the leader (no forwarding), to measure what forwarding costs")
@@ -71,6 +72,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		return err
 	}
 	addrs := strings.Split(*targets, ",")
+	var started []*irxdtest.Node // empty with -targets: their CPU is not ours to read
 	if *targets == "" {
 		dir, err := os.MkdirTemp("", "irx-bench")
 		if err != nil {
@@ -79,7 +81,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		if !*keep {
 			defer os.RemoveAll(dir)
 		}
-		bin, err := irxdtest.Build(ctx, dir)
+		bin, err := buildOrUse(ctx, dir, *prebuilt)
 		if err != nil {
 			return err
 		}
@@ -98,7 +100,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		if err != nil {
 			return err
 		}
-		addrs = addrs[:0]
+		addrs, started = addrs[:0], team
 		for _, n := range team {
 			addrs = append(addrs, n.APIAddr)
 		}
@@ -170,13 +172,14 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	case <-ctx.Done():
 	}
 	measuring.Store(true)
-	began := time.Now()
+	began, cpu := time.Now(), startCPU(started)
 	select {
 	case <-time.After(*duration):
 	case <-ctx.Done():
 	}
 	measuring.Store(false)
 	measured := time.Since(began)
+	cpu.stop()
 	stopping.Store(true)
 	wg.Wait()
 
@@ -190,6 +193,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	fmt.Fprintf(out, "acknowledged creates: %d in %v = %.0f creates/s\n", len(latencies), measured.Round(time.Millisecond), float64(len(latencies))/measured.Seconds())
 	fmt.Fprintf(out, "latency: p50 %v  p90 %v  p99 %v  max %v\n",
 		pct(0.50).Round(10*time.Microsecond), pct(0.90).Round(10*time.Microsecond), pct(0.99).Round(10*time.Microsecond), pct(1).Round(10*time.Microsecond))
+	fmt.Fprintln(out, cpu.report(len(latencies), "create"))
 	if n := failures.Load(); n > 0 {
 		fmt.Fprintf(out, "failed calls: %d (last: %v)\n", n, lastErr.Load())
 	}

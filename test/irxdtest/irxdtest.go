@@ -258,6 +258,21 @@ func (n *Node) signal(sig syscall.Signal, timeout time.Duration) error {
 // Logs returns what the process wrote to stderr.
 func (n *Node) Logs() string { return n.logs.String() }
 
+// PID is the running process's id, or 0 when it is not running.
+func (n *Node) PID() int {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.cmd == nil || n.cmd.Process == nil {
+		return 0
+	}
+	select {
+	case <-n.exited:
+		return 0
+	default:
+		return n.cmd.Process.Pid
+	}
+}
+
 // StartNode builds nothing: it starts a node from bin in a fresh temporary
 // directory and stops it when the test ends.
 func StartNode(t testing.TB, bin string, args ...string) *Node {

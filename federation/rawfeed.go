@@ -1,0 +1,174 @@
+package federation
+
+import (
+	"errors"
+	"fmt"
+
+	"google.golang.org/grpc/encoding"
+	grpcproto "google.golang.org/grpc/encoding/proto"
+	"google.golang.org/grpc/mem"
+	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	irxv1 "github.com/irxfed/irx/proto/irx/v1"
+)
+
+// The puller passes the peer's feed items into its Raft entries without
+// decoding them: the state machine decodes (and validates) every item when
+// it applies the entry, so decoding each one on receipt and encoding it
+// again into the command was a fifth of the receiving leader's work during
+// a catch-up. Only the response's own fields and each item's sequence are
+// read here.
+
+// Field numbers of irx.v1.SubscribeResponse, irx.v1.FeedItem and
+// irx.v1.ApplyPeerFeedCommand that this file reads or writes by hand.
+const (
+	responseItems         protowire.Number = 1
+	responseCursor        protowire.Number = 2
+	responseHead          protowire.Number = 3
+	responseHeadTime      protowire.Number = 4
+	responsePolicyVersion protowire.Number = 5
+
+	itemSequence protowire.Number = 1
+
+	applyPeerFeedItems protowire.Number = 5
+)
+
+// rawResponse is a SubscribeResponse whose items are still encoded.
+type rawResponse struct {
+	items         []rawItem
+	cursor        uint64
+	head          uint64
+	headTime      *timestamppb.Timestamp
+	policyVersion int64
+}
+
+// rawItem is one encoded irx.v1.FeedItem and its sequence.
+type rawItem struct {
+	sequence uint64
+	data     []byte
+}
+
+var errMalformedResponse = errors.New("malformed SubscribeResponse")
+
+// parseResponse reads a SubscribeResponse, keeping the items encoded. The
+// items' bytes alias b.
+func parseResponse(b []byte) (*rawResponse, error) {
+	r := &rawResponse{}
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return nil, fmt.Errorf("%w: %v", errMalformedResponse, protowire.ParseError(n))
+		}
+		b = b[n:]
+		switch {
+		case num == responseItems && typ == protowire.BytesType:
+			v, n := protowire.ConsumeBytes(b)
+			if n < 0 {
+				return nil, fmt.Errorf("%w: item: %v", errMalformedResponse, protowire.ParseError(n))
+			}
+			seq, err := itemSequenceOf(v)
+			if err != nil {
+				return nil, err
+			}
+			r.items = append(r.items, rawItem{sequence: seq, data: v})
+			b = b[n:]
+		case num == responseHeadTime && typ == protowire.BytesType:
+			v, n := protowire.ConsumeBytes(b)
+			if n < 0 {
+				return nil, fmt.Errorf("%w: head_time: %v", errMalformedResponse, protowire.ParseError(n))
+			}
+			r.headTime = &timestamppb.Timestamp{}
+			if err := proto.Unmarshal(v, r.headTime); err != nil {
+				return nil, fmt.Errorf("%w: head_time: %v", errMalformedResponse, err)
+			}
+			b = b[n:]
+		case (num == responseCursor || num == responseHead || num == responsePolicyVersion) && typ == protowire.VarintType:
+			v, n := protowire.ConsumeVarint(b)
+			if n < 0 {
+				return nil, fmt.Errorf("%w: field %d: %v", errMalformedResponse, num, protowire.ParseError(n))
+			}
+			switch num {
+			case responseCursor:
+				r.cursor = v
+			case responseHead:
+				r.head = v
+			default:
+				r.policyVersion = int64(v)
+			}
+			b = b[n:]
+		default:
+			// A field a newer peer added: skip it, as proto.Unmarshal would.
+			n := protowire.ConsumeFieldValue(num, typ, b)
+			if n < 0 {
+				return nil, fmt.Errorf("%w: field %d: %v", errMalformedResponse, num, protowire.ParseError(n))
+			}
+			b = b[n:]
+		}
+	}
+	return r, nil
+}
+
+// itemSequenceOf reads the sequence of an encoded FeedItem (the last one
+// wins, as when decoding).
+func itemSequenceOf(b []byte) (uint64, error) {
+	var seq uint64
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return 0, fmt.Errorf("%w: item: %v", errMalformedResponse, protowire.ParseError(n))
+		}
+		b = b[n:]
+		if num == itemSequence && typ == protowire.VarintType {
+			v, n := protowire.ConsumeVarint(b)
+			if n < 0 {
+				return 0, fmt.Errorf("%w: item sequence: %v", errMalformedResponse, protowire.ParseError(n))
+			}
+			seq, b = v, b[n:]
+			continue
+		}
+		n = protowire.ConsumeFieldValue(num, typ, b)
+		if n < 0 {
+			return 0, fmt.Errorf("%w: item field %d: %v", errMalformedResponse, num, protowire.ParseError(n))
+		}
+		b = b[n:]
+	}
+	return seq, nil
+}
+
+// setRawItems makes items the command's items field. They travel as the
+// message's unknown fields, which the encoder writes out verbatim, so
+// whoever decodes the command (the state machine, or the leader a
+// follower forwards it to) sees ordinary items.
+func setRawItems(cmd *irxv1.ApplyPeerFeedCommand, items []rawItem) {
+	size := 0
+	for _, it := range items {
+		size += protowire.SizeTag(applyPeerFeedItems) + protowire.SizeBytes(len(it.data))
+	}
+	raw := make([]byte, 0, size)
+	for _, it := range items {
+		raw = protowire.AppendTag(raw, applyPeerFeedItems, protowire.BytesType)
+		raw = protowire.AppendBytes(raw, it.data)
+	}
+	cmd.ProtoReflect().SetUnknown(raw)
+}
+
+// frame is a message the feed codec leaves encoded.
+type frame struct{ data []byte }
+
+// feedCodec is gRPC's protobuf codec, except that it hands a *frame the
+// message's bytes instead of decoding them.
+type feedCodec struct{ encoding.CodecV2 }
+
+func newFeedCodec() feedCodec {
+	return feedCodec{encoding.GetCodecV2(grpcproto.Name)}
+}
+
+func (c feedCodec) Unmarshal(data mem.BufferSlice, v any) error {
+	if f, ok := v.(*frame); ok {
+		f.data = data.Materialize()
+		return nil
+	}
+	return c.CodecV2.Unmarshal(data, v)
+}
