@@ -111,7 +111,7 @@ func runFederation(ctx context.Context, args []string, out io.Writer) error {
 			return err
 		}
 		fmt.Fprintf(out, "catch-up: backlog recorded in %v; B starts following A\n", time.Since(began).Round(time.Millisecond))
-		start, cpu := time.Now(), startCPU(append(slices.Clone(a.nodes), b.nodes...))
+		start, cpu, cpuA, cpuB := time.Now(), startCPU(append(slices.Clone(a.nodes), b.nodes...)), startCPU(a.nodes), startCPU(b.nodes)
 		if err := peer(ctx, b, a, true); err != nil {
 			return err
 		}
@@ -120,9 +120,11 @@ func runFederation(ctx context.Context, args []string, out io.Writer) error {
 		}
 		took := time.Since(start)
 		cpu.stop()
+		cpuA.stop()
+		cpuB.stop()
 		fmt.Fprintf(out, "catch-up: %d records in %v = %.0f records/s (from CreatePeer at B to the last one committed at B)\n",
 			*backlog, took.Round(time.Millisecond), float64(*backlog)/took.Seconds())
-		fmt.Fprintf(out, "catch-up: %s\n", cpu.report(*backlog, "record"))
+		fmt.Fprintf(out, "catch-up: %s; team A %v, team B %v\n", cpu.report(*backlog, "record"), cpuA.nodeUsed.Round(time.Millisecond), cpuB.nodeUsed.Round(time.Millisecond))
 	} else if err := peer(ctx, b, a, true); err != nil {
 		return err
 	}
