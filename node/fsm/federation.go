@@ -68,7 +68,8 @@ func getProto(r reader, key []byte, m proto.Message) (found bool, err error) {
 	return true, nil
 }
 
-func (a *applier) setProto(key []byte, m proto.Message) {
+// setProto stores m under every key given (one encoding for all).
+func (a *applier) setProto(m proto.Message, keys ...[]byte) {
 	if a.err != nil {
 		return
 	}
@@ -77,7 +78,9 @@ func (a *applier) setProto(key []byte, m proto.Message) {
 		a.fail(err)
 		return
 	}
-	a.set(key, data)
+	for _, k := range keys {
+		a.set(k, data)
+	}
 }
 
 func (a *applier) del(key []byte) {
@@ -91,7 +94,7 @@ func (a *applier) appendFeed(e *irxv1.FeedEntry) {
 	e.Sequence = a.feed
 	e.RaftIndex = a.index
 	e.CommitTime = a.now
-	a.setProto(feedKey(a.feed), e)
+	a.setProto(e, feedKey(a.feed))
 }
 
 // withdraw marks one of this team's incidents withdrawn: a last version
@@ -150,7 +153,7 @@ func (a *applier) putPeer(c *irxv1.PutPeerCommand) *Result {
 	if found {
 		p.CreateTime = existing.GetCreateTime()
 	}
-	a.setProto(peerKey(p.GetTeamId()), p)
+	a.setProto(p, peerKey(p.GetTeamId()))
 	return &Result{Peer: p, Err: a.err}
 }
 
@@ -230,7 +233,7 @@ func (a *applier) applyPeerFeed(c *irxv1.ApplyPeerFeedCommand) *Result {
 	st.InboundPolicyVersion = c.GetPolicyVersion()
 	st.InboundHead = max(c.GetHead(), c.GetCursor())
 	st.InboundHeadTime = c.GetHeadTime()
-	a.setProto(peerStateKey(peer), st)
+	a.setProto(st, peerStateKey(peer))
 	return &Result{Err: a.err}
 }
 
@@ -378,14 +381,13 @@ func (a *applier) acknowledgePeer(c *irxv1.AcknowledgePeerCommand) *Result {
 			st.Sent++
 		}
 		seq := u64(e.GetSequence())
-		a.setProto(cat(ledgerPeerPrefix(peer), idKey(id), seq), d)
-		a.setProto(cat(ledgerIncidentPrefix(id), seq, []byte(peer)), d)
+		a.setProto(d, cat(ledgerPeerPrefix(peer), idKey(id), seq), cat(ledgerIncidentPrefix(id), seq, []byte(peer)))
 	}
 	st.Withheld += c.GetWithheld()
 	st.OutboundAcknowledged = c.GetCursor()
 	st.OutboundPolicyVersion = c.GetPolicyVersion()
 	st.LastAcknowledgeTime = a.now
-	a.setProto(peerStateKey(peer), st)
+	a.setProto(st, peerStateKey(peer))
 	return &Result{Err: a.err}
 }
 

@@ -60,7 +60,7 @@ func (a *applier) setTeamDescription(c *irxv1.SetTeamDescriptionCommand) *Result
 	d.TeamId = a.fsm.team
 	d.Version = current.GetVersion() + 1
 	d.UpdateTime = a.now
-	a.setProto(keyTeamDescription, d)
+	a.setProto(d, keyTeamDescription)
 	return &Result{Err: a.err}
 }
 
