@@ -1,6 +1,7 @@
 package fsm
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"slices"
@@ -46,6 +47,27 @@ func heldKey(peer string, id record.ID) []byte {
 	return cat(heldPrefix(peer), idKey(id))
 }
 func tombKey(id record.ID) []byte { return cat(prefixTomb, idKey(id)) }
+
+// loadTombstones reads every tomb/ key of db.
+func loadTombstones(db *pebble.DB) (map[record.ID]uint64, error) {
+	it, err := db.NewIter(&pebble.IterOptions{LowerBound: prefixTomb, UpperBound: prefixEnd(prefixTomb)})
+	if err != nil {
+		return nil, fmt.Errorf("fsm: read tombstones: %w", err)
+	}
+	defer it.Close()
+	tombstones := map[record.ID]uint64{}
+	for it.First(); it.Valid(); it.Next() {
+		id, err := idFromKey(it.Key(), prefixTomb)
+		if err != nil || len(it.Value()) != 8 {
+			return nil, fmt.Errorf("fsm: tombstone %q: malformed", it.Key())
+		}
+		tombstones[id] = binary.BigEndian.Uint64(it.Value())
+	}
+	if err := it.Error(); err != nil {
+		return nil, fmt.Errorf("fsm: read tombstones: %w", err)
+	}
+	return tombstones, nil
+}
 
 func ledgerPeerPrefix(peer string) []byte { return cat(prefixLedgerP, []byte(peer), []byte{0}) }
 func ledgerIncidentPrefix(id record.ID) []byte {
@@ -261,12 +283,7 @@ func (a *applier) receive(peer string, view *irxv1.Incident) (stored bool, refus
 	if err := record.Validate(view, "incident"); err != nil {
 		return false, err.Error()
 	}
-	tomb, err := getUint64(a.b, tombKey(id))
-	if err != nil {
-		a.fail(err)
-		return false, ""
-	}
-	if tomb > 0 && view.GetVersion() <= int64(tomb) {
+	if tomb := a.fsm.tombstones[id]; tomb > 0 && view.GetVersion() <= int64(tomb) {
 		return false, "" // the origin withdrew it
 	}
 	var current *irxv1.Incident
@@ -310,13 +327,9 @@ func (a *applier) receiveWithdrawal(peer string, w *irxv1.IncidentWithdrawal) (d
 	}
 	origin := w.GetReason() == irxv1.WithdrawalReason_WITHDRAWAL_REASON_ORIGIN
 	if origin {
-		tomb, err := getUint64(a.b, tombKey(id))
-		if err != nil {
-			a.fail(err)
-			return false, ""
-		}
-		if v := uint64(max(w.GetVersion(), cur.GetVersion())); v > tomb && (peer == id.Team || cur.GetProvenance().GetReceivedFrom() == peer || cur == nil) {
+		if v := uint64(max(w.GetVersion(), cur.GetVersion())); v > a.fsm.tombstones[id] && (peer == id.Team || cur.GetProvenance().GetReceivedFrom() == peer || cur == nil) {
 			a.set(tombKey(id), u64(v))
+			a.fsm.tombstones[id] = v
 		}
 	}
 	if cur == nil {

@@ -283,3 +283,49 @@ func TestAcknowledgementLedger(t *testing.T) {
 		t.Fatalf("peer state %v", st)
 	}
 }
+
+// TestTombstonesSurviveRestartAndRestore: the origin's withdrawal keeps an
+// older version from coming back after the node restarts and on a node
+// restored from a snapshot (the state machine keeps its own copy of the
+// tombstones in memory, rebuilt from the database on both paths).
+func TestTombstonesSurviveRestartAndRestore(t *testing.T) {
+	h := newHarness(t)
+	h.addPeer("cert-b")
+	if res := h.feed("cert-b", 0, 2, viewItem(1, foreignView("cert-b", 1, 1)), viewItem(2, foreignView("cert-b", 2, 1))); res.Err != nil {
+		t.Fatal(res.Err)
+	}
+	if res := h.feed("cert-b", 2, 3, withdrawalItem(3, "cert-b:1", 3, irxv1.WithdrawalReason_WITHDRAWAL_REASON_ORIGIN)); res.Err != nil {
+		t.Fatal(res.Err)
+	}
+	snap := takeSnapshot(t, h.f)
+
+	// Restart.
+	if err := h.f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	h.f = openFSM(t, h.dir)
+	if res := h.feed("cert-b", 3, 4, viewItem(4, foreignView("cert-b", 1, 2))); res.Err != nil {
+		t.Fatal(res.Err)
+	}
+	if _, err := h.f.Get("cert-b:1", 0); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("after a restart a withdrawn incident came back: %v", err)
+	}
+
+	// Restore on another node.
+	other := newHarness(t)
+	if err := other.f.Restore(snap.reader()); err != nil {
+		t.Fatal(err)
+	}
+	other.index = h.index
+	if res := other.feed("cert-b", 3, 4, viewItem(4, foreignView("cert-b", 1, 3))); res.Err != nil {
+		t.Fatal(res.Err)
+	}
+	if _, err := other.f.Get("cert-b:1", 0); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("after a restore a withdrawn incident came back: %v", err)
+	}
+	// A version newer than the withdrawal is a new disclosure, and is kept.
+	if res := other.feed("cert-b", 4, 5, viewItem(5, foreignView("cert-b", 1, 4))); res.Err != nil {
+		t.Fatal(res.Err)
+	}
+	mustGet(t, other.f, "cert-b:1", 4)
+}

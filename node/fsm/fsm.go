@@ -64,6 +64,14 @@ type FSM struct {
 	lastTicket atomic.Uint64
 	feedSeq    atomic.Uint64
 
+	// tombstones mirrors the tomb/ keys: up to which version each origin
+	// withdrew a foreign incident. Every received record is checked
+	// against it, and a point lookup of a key that almost never exists was
+	// a tenth of applying a peer's feed; withdrawn incidents are few, so
+	// they are kept in memory. Only raft's FSM goroutine (apply, restore)
+	// uses it.
+	tombstones map[record.ID]uint64
+
 	// appliedSignal is closed and replaced whenever applied advances, so
 	// linearizable reads can wait for an index without polling.
 	signalMu      sync.Mutex
@@ -143,7 +151,11 @@ func (f *FSM) adopt(db *pebble.DB) error {
 		}
 		c.dst.Store(n)
 	}
-	f.db = db
+	tombstones, err := loadTombstones(db)
+	if err != nil {
+		return err
+	}
+	f.db, f.tombstones = db, tombstones
 	return nil
 }
 
