@@ -48,6 +48,39 @@ func heldKey(peer string, id record.ID) []byte {
 }
 func tombKey(id record.ID) []byte { return cat(prefixTomb, idKey(id)) }
 
+// loadHighestTickets finds, for every other team whose incidents db holds,
+// the highest ticket under inc/: one seek per team.
+func loadHighestTickets(db *pebble.DB, own string) (map[string]uint64, error) {
+	it, err := db.NewIter(&pebble.IterOptions{LowerBound: prefixIncident, UpperBound: prefixEnd(prefixIncident)})
+	if err != nil {
+		return nil, fmt.Errorf("fsm: read incident tickets: %w", err)
+	}
+	defer it.Close()
+	high := map[string]uint64{}
+	for valid := it.First(); valid; {
+		id, err := idFromKey(it.Key(), prefixIncident)
+		if err != nil {
+			return nil, fmt.Errorf("fsm: incident key %q: %w", it.Key(), err)
+		}
+		teamEnd := prefixEnd(cat(prefixIncident, []byte(id.Team), []byte{0}))
+		if !it.SeekLT(teamEnd) {
+			break
+		}
+		last, err := idFromKey(it.Key(), prefixIncident)
+		if err != nil {
+			return nil, fmt.Errorf("fsm: incident key %q: %w", it.Key(), err)
+		}
+		if last.Team != own {
+			high[last.Team] = last.Ticket
+		}
+		valid = it.SeekGE(teamEnd)
+	}
+	if err := it.Error(); err != nil {
+		return nil, fmt.Errorf("fsm: read incident tickets: %w", err)
+	}
+	return high, nil
+}
+
 // loadTombstones reads every tomb/ key of db.
 func loadTombstones(db *pebble.DB) (map[record.ID]uint64, error) {
 	it, err := db.NewIter(&pebble.IterOptions{LowerBound: prefixTomb, UpperBound: prefixEnd(prefixTomb)})
@@ -287,15 +320,17 @@ func (a *applier) receive(peer string, view *irxv1.Incident) (stored bool, refus
 		return false, "" // the origin withdrew it
 	}
 	var current *irxv1.Incident
-	switch cur, err := loadLatest(a.b, id); {
-	case err == nil:
-		if cur.GetVersion() >= view.GetVersion() {
-			return false, "" // duplicate or older: versions never go backwards
+	if id.Ticket <= a.fsm.foreignHigh[id.Team] {
+		switch cur, err := loadLatest(a.b, id); {
+		case err == nil:
+			if cur.GetVersion() >= view.GetVersion() {
+				return false, "" // duplicate or older: versions never go backwards
+			}
+			current = cur
+		case !errors.Is(err, pebble.ErrNotFound):
+			a.fail(err)
+			return false, ""
 		}
-		current = cur
-	case !errors.Is(err, pebble.ErrNotFound):
-		a.fail(err)
-		return false, ""
 	}
 	// The view was decoded from this log entry and nothing else holds it:
 	// stamping it in place saves a deep copy per record.

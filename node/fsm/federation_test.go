@@ -2,6 +2,7 @@ package fsm
 
 import (
 	"errors"
+	"maps"
 	"testing"
 
 	"google.golang.org/protobuf/proto"
@@ -284,14 +285,16 @@ func TestAcknowledgementLedger(t *testing.T) {
 	}
 }
 
-// TestTombstonesSurviveRestartAndRestore: the origin's withdrawal keeps an
-// older version from coming back after the node restarts and on a node
-// restored from a snapshot (the state machine keeps its own copy of the
-// tombstones in memory, rebuilt from the database on both paths).
-func TestTombstonesSurviveRestartAndRestore(t *testing.T) {
+// TestReceivedStateSurvivesRestartAndRestore: after the node restarts, and
+// on a node restored from a snapshot, the origin's withdrawal still keeps
+// an older version from coming back, and a version older than the one held
+// is still a no-op. The state machine keeps the tombstones and the highest
+// ticket held per origin in memory, rebuilt from the database on both
+// paths.
+func TestReceivedStateSurvivesRestartAndRestore(t *testing.T) {
 	h := newHarness(t)
 	h.addPeer("cert-b")
-	if res := h.feed("cert-b", 0, 2, viewItem(1, foreignView("cert-b", 1, 1)), viewItem(2, foreignView("cert-b", 2, 1))); res.Err != nil {
+	if res := h.feed("cert-b", 0, 2, viewItem(1, foreignView("cert-b", 1, 1)), viewItem(2, foreignView("cert-b", 2, 2))); res.Err != nil {
 		t.Fatal(res.Err)
 	}
 	if res := h.feed("cert-b", 2, 3, withdrawalItem(3, "cert-b:1", 3, irxv1.WithdrawalReason_WITHDRAWAL_REASON_ORIGIN)); res.Err != nil {
@@ -310,6 +313,12 @@ func TestTombstonesSurviveRestartAndRestore(t *testing.T) {
 	if _, err := h.f.Get("cert-b:1", 0); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("after a restart a withdrawn incident came back: %v", err)
 	}
+	if res := h.feed("cert-b", 4, 5, viewItem(5, foreignView("cert-b", 2, 1))); res.Err != nil {
+		t.Fatal(res.Err)
+	}
+	if got := mustGet(t, h.f, "cert-b:2", 0); got.GetVersion() != 2 {
+		t.Fatalf("after a restart an older version replaced the one held: version %d", got.GetVersion())
+	}
 
 	// Restore on another node.
 	other := newHarness(t)
@@ -323,9 +332,40 @@ func TestTombstonesSurviveRestartAndRestore(t *testing.T) {
 	if _, err := other.f.Get("cert-b:1", 0); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("after a restore a withdrawn incident came back: %v", err)
 	}
+	if res := other.feed("cert-b", 4, 5, viewItem(5, foreignView("cert-b", 2, 1))); res.Err != nil {
+		t.Fatal(res.Err)
+	}
+	if got := mustGet(t, other.f, "cert-b:2", 0); got.GetVersion() != 2 {
+		t.Fatalf("after a restore an older version replaced the one held: version %d", got.GetVersion())
+	}
 	// A version newer than the withdrawal is a new disclosure, and is kept.
-	if res := other.feed("cert-b", 4, 5, viewItem(5, foreignView("cert-b", 1, 4))); res.Err != nil {
+	if res := other.feed("cert-b", 5, 6, viewItem(6, foreignView("cert-b", 1, 4))); res.Err != nil {
 		t.Fatal(res.Err)
 	}
 	mustGet(t, other.f, "cert-b:1", 4)
+}
+
+// TestHighestTicketsPerOrigin: the per-origin ticket bound rebuilt at open
+// is the highest ticket held of each other team, for team ids that are
+// prefixes of one another too, and never covers this team's own records.
+func TestHighestTicketsPerOrigin(t *testing.T) {
+	h := newHarness(t)
+	h.addPeer("cert-b")
+	h.create(newIncident())
+	if res := h.feed("cert-b", 0, 4,
+		viewItem(1, foreignView("cert-b", 7, 1)), viewItem(2, foreignView("cert-b", 3, 1)),
+		viewItem(3, foreignView("cert-bb", 2, 1, "cert-b")), viewItem(4, foreignView("cert", 9, 1, "cert-b"))); res.Err != nil {
+		t.Fatal(res.Err)
+	}
+	want := map[string]uint64{"cert-b": 7, "cert-bb": 2, "cert": 9}
+	if !maps.Equal(h.f.foreignHigh, want) {
+		t.Fatalf("while running: %v, want %v", h.f.foreignHigh, want)
+	}
+	if err := h.f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	h.f = openFSM(t, h.dir)
+	if !maps.Equal(h.f.foreignHigh, want) {
+		t.Fatalf("after a restart: %v, want %v", h.f.foreignHigh, want)
+	}
 }

@@ -71,6 +71,11 @@ type FSM struct {
 	// they are kept in memory. Only raft's FSM goroutine (apply, restore)
 	// uses it.
 	tombstones map[record.ID]uint64
+	// foreignHigh is, per origin team, a ticket at or above every one of
+	// its incidents we hold: a received record above it is new, and needs
+	// no lookup of a copy we cannot have. In a catch-up every record is
+	// new. Kept like tombstones.
+	foreignHigh map[string]uint64
 
 	// appliedSignal is closed and replaced whenever applied advances, so
 	// linearizable reads can wait for an index without polling.
@@ -155,7 +160,11 @@ func (f *FSM) adopt(db *pebble.DB) error {
 	if err != nil {
 		return err
 	}
-	f.db, f.tombstones = db, tombstones
+	high, err := loadHighestTickets(db, f.team)
+	if err != nil {
+		return err
+	}
+	f.db, f.tombstones, f.foreignHigh = db, tombstones, high
 	return nil
 }
 
@@ -418,6 +427,9 @@ func (a *applier) storeVersion(id record.ID, previous, next *irxv1.Incident, ent
 	// The record is stored once, under its version; inc/ names the latest
 	// version, which halves what every create writes and compacts.
 	a.set(incidentKey(id), u64(uint64(next.GetVersion())))
+	if id.Team != a.fsm.team && id.Ticket > a.fsm.foreignHigh[id.Team] {
+		a.fsm.foreignHigh[id.Team] = id.Ticket
+	}
 	a.set(versionKey(id, next.GetVersion()), data)
 	entry.IncidentId, entry.Version = next.GetId(), next.GetVersion()
 	a.appendFeed(entry)
