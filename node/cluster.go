@@ -132,17 +132,13 @@ func (n *Node) Propose(ctx context.Context, cmd *irxv1.Command) (*fsm.Result, er
 		},
 		func(ctx context.Context, conn *grpc.ClientConn) error {
 			defer attempted()
-			resp, err := irxv1.NewNodeServiceClient(conn).Propose(ctx, &irxv1.ProposeRequest{Command: cmd})
+			resp, err := n.forwarder.submit(ctx, conn, cmd)
 			if err != nil {
 				return err
 			}
 			res = &fsm.Result{Incident: resp.GetIncident(), Policy: resp.GetPolicy(), Peer: resp.GetPeer()}
 			if len(resp.GetErrorStatus()) > 0 {
-				var st status.Status
-				if err := proto.Unmarshal(resp.GetErrorStatus(), &st); err != nil {
-					return grpcstatus.Errorf(codes.Internal, "leader's answer: %v", err)
-				}
-				res.Err = grpcstatus.ErrorProto(&st)
+				res.Err = decodeStatus(resp.GetErrorStatus())
 			}
 			return nil
 		})
@@ -483,7 +479,45 @@ func (s nodeService) Propose(ctx context.Context, req *irxv1.ProposeRequest) (*i
 	if req.GetCommand() == nil {
 		return nil, grpcstatus.Error(codes.InvalidArgument, "command is required")
 	}
-	res, err := s.n.applyLocal(ctx, req.GetCommand())
+	return s.propose(ctx, req.GetCommand())
+}
+
+// ProposeBatch proposes every command at once, so they leave in the same
+// group-commit batch, and answers each as Propose would.
+func (s nodeService) ProposeBatch(ctx context.Context, req *irxv1.ProposeBatchRequest) (*irxv1.ProposeBatchResponse, error) {
+	cmds := req.GetCommands()
+	if len(cmds) == 0 {
+		return nil, grpcstatus.Error(codes.InvalidArgument, "commands: at least one is required")
+	}
+	for i, c := range cmds {
+		if c == nil || c.GetKind() == nil {
+			return nil, grpcstatus.Errorf(codes.InvalidArgument, "commands[%d]: a command is required", i)
+		}
+	}
+	results := make([]*irxv1.ProposeBatchResult, len(cmds))
+	var wg sync.WaitGroup
+	for i, c := range cmds {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			resp, err := s.propose(ctx, c)
+			if err == nil {
+				results[i] = &irxv1.ProposeBatchResult{Response: resp}
+				return
+			}
+			st, mErr := proto.Marshal(grpcstatus.Convert(err).Proto())
+			if mErr != nil {
+				st, _ = proto.Marshal(grpcstatus.Newf(codes.Internal, "encode result: %v", mErr).Proto())
+			}
+			results[i] = &irxv1.ProposeBatchResult{CallStatus: st}
+		}()
+	}
+	wg.Wait()
+	return &irxv1.ProposeBatchResponse{Results: results}, nil
+}
+
+func (s nodeService) propose(ctx context.Context, cmd *irxv1.Command) (*irxv1.ProposeResponse, error) {
+	res, err := s.n.applyLocal(ctx, cmd)
 	if err != nil {
 		return nil, err
 	}
@@ -495,6 +529,15 @@ func (s nodeService) Propose(ctx context.Context, req *irxv1.ProposeRequest) (*i
 		}
 	}
 	return resp, nil
+}
+
+// unmarshalStatus decodes an encoded google.rpc.Status.
+func unmarshalStatus(b []byte) (*status.Status, error) {
+	st := &status.Status{}
+	if err := proto.Unmarshal(b, st); err != nil {
+		return nil, err
+	}
+	return st, nil
 }
 
 func (s nodeService) ReadIndex(ctx context.Context, _ *irxv1.ReadIndexRequest) (*irxv1.ReadIndexResponse, error) {

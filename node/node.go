@@ -50,6 +50,7 @@ type Node struct {
 	intra       *grpc.Server // NodeService and forwarded ClusterService calls
 	peers       peerConns
 	batcher     *batcher
+	forwarder   *forwarder
 
 	metrics         *metrics
 	metricsServer   *http.Server
@@ -233,14 +234,19 @@ func (n *Node) startRaft(creds nodeCredentials) error {
 		return fmt.Errorf("raft: %w", err)
 	}
 	n.batcher = newBatcher(n)
-	n.wg.Add(1)
+	n.forwarder = newForwarder(n)
+	n.wg.Add(2)
 	go func() {
 		defer n.wg.Done()
 		n.batcher.run()
 	}()
+	go func() {
+		defer n.wg.Done()
+		n.forwarder.run()
+	}()
 	n.peers.dial = n.stream.DialGRPC
 	n.intra = grpc.NewServer(
-		grpc.MaxRecvMsgSize(MaxRequestBytes),
+		grpc.MaxRecvMsgSize(maxIntraRequestBytes),
 		grpc.ChainUnaryInterceptor(recoverUnary(n.log), logUnary(n.log)))
 	irxv1.RegisterNodeServiceServer(n.intra, nodeService{n: n})
 	irxv1.RegisterClusterServiceServer(n.intra, api.NewClusterService(n))

@@ -66,6 +66,43 @@ func TestClusterForwardingAndLinearizableReads(t *testing.T) {
 		t.Fatalf("stale update through a follower: %v, want ABORTED from the leader", err)
 	}
 
+	// Concurrent writes through a follower travel to the leader together
+	// (NodeService/ProposeBatch); each caller still gets its own answer:
+	// its own record, or its own refusal.
+	const together = 120
+	var wg sync.WaitGroup
+	answers := make([]*irxv1.Incident, together)
+	errs := make([]error, together)
+	for i := range together {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if i%6 == 5 {
+				_, errs[i] = f1.incidents.UpdateIncident(ctx, &irxv1.UpdateIncidentRequest{
+					Incident: &irxv1.Incident{Id: "dev:1", Status: irxv1.Status_STATUS_RESOLVED}, UpdateMask: &fieldmaskpb.FieldMask{Paths: []string{"status"}}, ExpectedVersion: 1,
+				})
+				return
+			}
+			resp, err := f1.incidents.CreateIncident(ctx, &irxv1.CreateIncidentRequest{Incident: sample(1000 + i)})
+			answers[i], errs[i] = resp.GetIncident(), err
+		}()
+	}
+	wg.Wait()
+	tickets := map[string]bool{}
+	for i := range together {
+		if i%6 == 5 {
+			if status.Code(errs[i]) != codes.Aborted {
+				t.Fatalf("stale update %d among forwarded writes: %v, want ABORTED", i, errs[i])
+			}
+			continue
+		}
+		want := sample(1000 + i).GetDescriptions()[0].GetText()
+		if errs[i] != nil || answers[i].GetDescriptions()[0].GetText() != want || tickets[answers[i].GetId()] {
+			t.Fatalf("forwarded create %d: %v (%v), want its own record", i, answers[i], errs[i])
+		}
+		tickets[answers[i].GetId()] = true
+	}
+
 	// Linearizable (default) reads on every node see every acknowledged
 	// write at once: create on one follower, read on the other.
 	for i := 0; i < 30; i++ {

@@ -141,6 +141,155 @@ func (x *ProposeResponse) GetPeer() *Peer {
 	return nil
 }
 
+// Request for NodeService.ProposeBatch.
+type ProposeBatchRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The commands, each proposed on its own (they may share a Raft entry).
+	Commands      []*Command `protobuf:"bytes,1,rep,name=commands,proto3" json:"commands,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ProposeBatchRequest) Reset() {
+	*x = ProposeBatchRequest{}
+	mi := &file_irx_v1_node_service_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ProposeBatchRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ProposeBatchRequest) ProtoMessage() {}
+
+func (x *ProposeBatchRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_irx_v1_node_service_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ProposeBatchRequest.ProtoReflect.Descriptor instead.
+func (*ProposeBatchRequest) Descriptor() ([]byte, []int) {
+	return file_irx_v1_node_service_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *ProposeBatchRequest) GetCommands() []*Command {
+	if x != nil {
+		return x.Commands
+	}
+	return nil
+}
+
+// Response for NodeService.ProposeBatch.
+type ProposeBatchResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// One result per command, in the request's order.
+	Results       []*ProposeBatchResult `protobuf:"bytes,1,rep,name=results,proto3" json:"results,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ProposeBatchResponse) Reset() {
+	*x = ProposeBatchResponse{}
+	mi := &file_irx_v1_node_service_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ProposeBatchResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ProposeBatchResponse) ProtoMessage() {}
+
+func (x *ProposeBatchResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_irx_v1_node_service_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ProposeBatchResponse.ProtoReflect.Descriptor instead.
+func (*ProposeBatchResponse) Descriptor() ([]byte, []int) {
+	return file_irx_v1_node_service_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *ProposeBatchResponse) GetResults() []*ProposeBatchResult {
+	if x != nil {
+		return x.Results
+	}
+	return nil
+}
+
+// What proposing one command of a batch gave.
+type ProposeBatchResult struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// What Propose would have answered.
+	Response *ProposeResponse `protobuf:"bytes,1,opt,name=response,proto3" json:"response,omitempty"`
+	// The error Propose would have returned instead (for example, this node
+	// no longer leads), as an encoded google.rpc.Status; empty when response
+	// is set.
+	CallStatus    []byte `protobuf:"bytes,2,opt,name=call_status,json=callStatus,proto3" json:"call_status,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ProposeBatchResult) Reset() {
+	*x = ProposeBatchResult{}
+	mi := &file_irx_v1_node_service_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ProposeBatchResult) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ProposeBatchResult) ProtoMessage() {}
+
+func (x *ProposeBatchResult) ProtoReflect() protoreflect.Message {
+	mi := &file_irx_v1_node_service_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ProposeBatchResult.ProtoReflect.Descriptor instead.
+func (*ProposeBatchResult) Descriptor() ([]byte, []int) {
+	return file_irx_v1_node_service_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *ProposeBatchResult) GetResponse() *ProposeResponse {
+	if x != nil {
+		return x.Response
+	}
+	return nil
+}
+
+func (x *ProposeBatchResult) GetCallStatus() []byte {
+	if x != nil {
+		return x.CallStatus
+	}
+	return nil
+}
+
 // Request for NodeService.ReadIndex.
 type ReadIndexRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -150,7 +299,7 @@ type ReadIndexRequest struct {
 
 func (x *ReadIndexRequest) Reset() {
 	*x = ReadIndexRequest{}
-	mi := &file_irx_v1_node_service_proto_msgTypes[2]
+	mi := &file_irx_v1_node_service_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -162,7 +311,7 @@ func (x *ReadIndexRequest) String() string {
 func (*ReadIndexRequest) ProtoMessage() {}
 
 func (x *ReadIndexRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_node_service_proto_msgTypes[2]
+	mi := &file_irx_v1_node_service_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -175,7 +324,7 @@ func (x *ReadIndexRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadIndexRequest.ProtoReflect.Descriptor instead.
 func (*ReadIndexRequest) Descriptor() ([]byte, []int) {
-	return file_irx_v1_node_service_proto_rawDescGZIP(), []int{2}
+	return file_irx_v1_node_service_proto_rawDescGZIP(), []int{5}
 }
 
 // Response for NodeService.ReadIndex.
@@ -189,7 +338,7 @@ type ReadIndexResponse struct {
 
 func (x *ReadIndexResponse) Reset() {
 	*x = ReadIndexResponse{}
-	mi := &file_irx_v1_node_service_proto_msgTypes[3]
+	mi := &file_irx_v1_node_service_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -201,7 +350,7 @@ func (x *ReadIndexResponse) String() string {
 func (*ReadIndexResponse) ProtoMessage() {}
 
 func (x *ReadIndexResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_node_service_proto_msgTypes[3]
+	mi := &file_irx_v1_node_service_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -214,7 +363,7 @@ func (x *ReadIndexResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadIndexResponse.ProtoReflect.Descriptor instead.
 func (*ReadIndexResponse) Descriptor() ([]byte, []int) {
-	return file_irx_v1_node_service_proto_rawDescGZIP(), []int{3}
+	return file_irx_v1_node_service_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *ReadIndexResponse) GetReadIndex() uint64 {
@@ -233,7 +382,7 @@ type GetNodeStatusRequest struct {
 
 func (x *GetNodeStatusRequest) Reset() {
 	*x = GetNodeStatusRequest{}
-	mi := &file_irx_v1_node_service_proto_msgTypes[4]
+	mi := &file_irx_v1_node_service_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -245,7 +394,7 @@ func (x *GetNodeStatusRequest) String() string {
 func (*GetNodeStatusRequest) ProtoMessage() {}
 
 func (x *GetNodeStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_node_service_proto_msgTypes[4]
+	mi := &file_irx_v1_node_service_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -258,7 +407,7 @@ func (x *GetNodeStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetNodeStatusRequest.ProtoReflect.Descriptor instead.
 func (*GetNodeStatusRequest) Descriptor() ([]byte, []int) {
-	return file_irx_v1_node_service_proto_rawDescGZIP(), []int{4}
+	return file_irx_v1_node_service_proto_rawDescGZIP(), []int{7}
 }
 
 // Response for NodeService.GetNodeStatus.
@@ -278,7 +427,7 @@ type GetNodeStatusResponse struct {
 
 func (x *GetNodeStatusResponse) Reset() {
 	*x = GetNodeStatusResponse{}
-	mi := &file_irx_v1_node_service_proto_msgTypes[5]
+	mi := &file_irx_v1_node_service_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -290,7 +439,7 @@ func (x *GetNodeStatusResponse) String() string {
 func (*GetNodeStatusResponse) ProtoMessage() {}
 
 func (x *GetNodeStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_node_service_proto_msgTypes[5]
+	mi := &file_irx_v1_node_service_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -303,7 +452,7 @@ func (x *GetNodeStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetNodeStatusResponse.ProtoReflect.Descriptor instead.
 func (*GetNodeStatusResponse) Descriptor() ([]byte, []int) {
-	return file_irx_v1_node_service_proto_rawDescGZIP(), []int{5}
+	return file_irx_v1_node_service_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *GetNodeStatusResponse) GetNodeId() string {
@@ -345,7 +494,15 @@ const file_irx_v1_node_service_proto_rawDesc = "" +
 	"\bincident\x18\x01 \x01(\v2\x10.irx.v1.IncidentR\bincident\x12!\n" +
 	"\ferror_status\x18\x02 \x01(\fR\verrorStatus\x120\n" +
 	"\x06policy\x18\x03 \x01(\v2\x18.irx.v1.DisclosurePolicyR\x06policy\x12 \n" +
-	"\x04peer\x18\x04 \x01(\v2\f.irx.v1.PeerR\x04peer\"\x12\n" +
+	"\x04peer\x18\x04 \x01(\v2\f.irx.v1.PeerR\x04peer\"B\n" +
+	"\x13ProposeBatchRequest\x12+\n" +
+	"\bcommands\x18\x01 \x03(\v2\x0f.irx.v1.CommandR\bcommands\"L\n" +
+	"\x14ProposeBatchResponse\x124\n" +
+	"\aresults\x18\x01 \x03(\v2\x1a.irx.v1.ProposeBatchResultR\aresults\"j\n" +
+	"\x12ProposeBatchResult\x123\n" +
+	"\bresponse\x18\x01 \x01(\v2\x17.irx.v1.ProposeResponseR\bresponse\x12\x1f\n" +
+	"\vcall_status\x18\x02 \x01(\fR\n" +
+	"callStatus\"\x12\n" +
 	"\x10ReadIndexRequest\"2\n" +
 	"\x11ReadIndexResponse\x12\x1d\n" +
 	"\n" +
@@ -355,9 +512,10 @@ const file_irx_v1_node_service_proto_rawDesc = "" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12$\n" +
 	"\x04role\x18\x02 \x01(\x0e2\x10.irx.v1.NodeRoleR\x04role\x12#\n" +
 	"\rapplied_index\x18\x03 \x01(\x04R\fappliedIndex\x12!\n" +
-	"\fcommit_index\x18\x04 \x01(\x04R\vcommitIndex2\xd9\x01\n" +
+	"\fcommit_index\x18\x04 \x01(\x04R\vcommitIndex2\xa4\x02\n" +
 	"\vNodeService\x12:\n" +
-	"\aPropose\x12\x16.irx.v1.ProposeRequest\x1a\x17.irx.v1.ProposeResponse\x12@\n" +
+	"\aPropose\x12\x16.irx.v1.ProposeRequest\x1a\x17.irx.v1.ProposeResponse\x12I\n" +
+	"\fProposeBatch\x12\x1b.irx.v1.ProposeBatchRequest\x1a\x1c.irx.v1.ProposeBatchResponse\x12@\n" +
 	"\tReadIndex\x12\x18.irx.v1.ReadIndexRequest\x1a\x19.irx.v1.ReadIndexResponse\x12L\n" +
 	"\rGetNodeStatus\x12\x1c.irx.v1.GetNodeStatusRequest\x1a\x1d.irx.v1.GetNodeStatusResponseB*Z(github.com/irxfed/irx/proto/irx/v1;irxv1b\x06proto3"
 
@@ -373,37 +531,45 @@ func file_irx_v1_node_service_proto_rawDescGZIP() []byte {
 	return file_irx_v1_node_service_proto_rawDescData
 }
 
-var file_irx_v1_node_service_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
+var file_irx_v1_node_service_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
 var file_irx_v1_node_service_proto_goTypes = []any{
 	(*ProposeRequest)(nil),        // 0: irx.v1.ProposeRequest
 	(*ProposeResponse)(nil),       // 1: irx.v1.ProposeResponse
-	(*ReadIndexRequest)(nil),      // 2: irx.v1.ReadIndexRequest
-	(*ReadIndexResponse)(nil),     // 3: irx.v1.ReadIndexResponse
-	(*GetNodeStatusRequest)(nil),  // 4: irx.v1.GetNodeStatusRequest
-	(*GetNodeStatusResponse)(nil), // 5: irx.v1.GetNodeStatusResponse
-	(*Command)(nil),               // 6: irx.v1.Command
-	(*Incident)(nil),              // 7: irx.v1.Incident
-	(*DisclosurePolicy)(nil),      // 8: irx.v1.DisclosurePolicy
-	(*Peer)(nil),                  // 9: irx.v1.Peer
-	(NodeRole)(0),                 // 10: irx.v1.NodeRole
+	(*ProposeBatchRequest)(nil),   // 2: irx.v1.ProposeBatchRequest
+	(*ProposeBatchResponse)(nil),  // 3: irx.v1.ProposeBatchResponse
+	(*ProposeBatchResult)(nil),    // 4: irx.v1.ProposeBatchResult
+	(*ReadIndexRequest)(nil),      // 5: irx.v1.ReadIndexRequest
+	(*ReadIndexResponse)(nil),     // 6: irx.v1.ReadIndexResponse
+	(*GetNodeStatusRequest)(nil),  // 7: irx.v1.GetNodeStatusRequest
+	(*GetNodeStatusResponse)(nil), // 8: irx.v1.GetNodeStatusResponse
+	(*Command)(nil),               // 9: irx.v1.Command
+	(*Incident)(nil),              // 10: irx.v1.Incident
+	(*DisclosurePolicy)(nil),      // 11: irx.v1.DisclosurePolicy
+	(*Peer)(nil),                  // 12: irx.v1.Peer
+	(NodeRole)(0),                 // 13: irx.v1.NodeRole
 }
 var file_irx_v1_node_service_proto_depIdxs = []int32{
-	6,  // 0: irx.v1.ProposeRequest.command:type_name -> irx.v1.Command
-	7,  // 1: irx.v1.ProposeResponse.incident:type_name -> irx.v1.Incident
-	8,  // 2: irx.v1.ProposeResponse.policy:type_name -> irx.v1.DisclosurePolicy
-	9,  // 3: irx.v1.ProposeResponse.peer:type_name -> irx.v1.Peer
-	10, // 4: irx.v1.GetNodeStatusResponse.role:type_name -> irx.v1.NodeRole
-	0,  // 5: irx.v1.NodeService.Propose:input_type -> irx.v1.ProposeRequest
-	2,  // 6: irx.v1.NodeService.ReadIndex:input_type -> irx.v1.ReadIndexRequest
-	4,  // 7: irx.v1.NodeService.GetNodeStatus:input_type -> irx.v1.GetNodeStatusRequest
-	1,  // 8: irx.v1.NodeService.Propose:output_type -> irx.v1.ProposeResponse
-	3,  // 9: irx.v1.NodeService.ReadIndex:output_type -> irx.v1.ReadIndexResponse
-	5,  // 10: irx.v1.NodeService.GetNodeStatus:output_type -> irx.v1.GetNodeStatusResponse
-	8,  // [8:11] is the sub-list for method output_type
-	5,  // [5:8] is the sub-list for method input_type
-	5,  // [5:5] is the sub-list for extension type_name
-	5,  // [5:5] is the sub-list for extension extendee
-	0,  // [0:5] is the sub-list for field type_name
+	9,  // 0: irx.v1.ProposeRequest.command:type_name -> irx.v1.Command
+	10, // 1: irx.v1.ProposeResponse.incident:type_name -> irx.v1.Incident
+	11, // 2: irx.v1.ProposeResponse.policy:type_name -> irx.v1.DisclosurePolicy
+	12, // 3: irx.v1.ProposeResponse.peer:type_name -> irx.v1.Peer
+	9,  // 4: irx.v1.ProposeBatchRequest.commands:type_name -> irx.v1.Command
+	4,  // 5: irx.v1.ProposeBatchResponse.results:type_name -> irx.v1.ProposeBatchResult
+	1,  // 6: irx.v1.ProposeBatchResult.response:type_name -> irx.v1.ProposeResponse
+	13, // 7: irx.v1.GetNodeStatusResponse.role:type_name -> irx.v1.NodeRole
+	0,  // 8: irx.v1.NodeService.Propose:input_type -> irx.v1.ProposeRequest
+	2,  // 9: irx.v1.NodeService.ProposeBatch:input_type -> irx.v1.ProposeBatchRequest
+	5,  // 10: irx.v1.NodeService.ReadIndex:input_type -> irx.v1.ReadIndexRequest
+	7,  // 11: irx.v1.NodeService.GetNodeStatus:input_type -> irx.v1.GetNodeStatusRequest
+	1,  // 12: irx.v1.NodeService.Propose:output_type -> irx.v1.ProposeResponse
+	3,  // 13: irx.v1.NodeService.ProposeBatch:output_type -> irx.v1.ProposeBatchResponse
+	6,  // 14: irx.v1.NodeService.ReadIndex:output_type -> irx.v1.ReadIndexResponse
+	8,  // 15: irx.v1.NodeService.GetNodeStatus:output_type -> irx.v1.GetNodeStatusResponse
+	12, // [12:16] is the sub-list for method output_type
+	8,  // [8:12] is the sub-list for method input_type
+	8,  // [8:8] is the sub-list for extension type_name
+	8,  // [8:8] is the sub-list for extension extendee
+	0,  // [0:8] is the sub-list for field type_name
 }
 
 func init() { file_irx_v1_node_service_proto_init() }
@@ -422,7 +588,7 @@ func file_irx_v1_node_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_irx_v1_node_service_proto_rawDesc), len(file_irx_v1_node_service_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   6,
+			NumMessages:   9,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

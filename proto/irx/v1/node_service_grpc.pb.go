@@ -20,6 +20,7 @@ const _ = grpc.SupportPackageIsVersion9
 
 const (
 	NodeService_Propose_FullMethodName       = "/irx.v1.NodeService/Propose"
+	NodeService_ProposeBatch_FullMethodName  = "/irx.v1.NodeService/ProposeBatch"
 	NodeService_ReadIndex_FullMethodName     = "/irx.v1.NodeService/ReadIndex"
 	NodeService_GetNodeStatus_FullMethodName = "/irx.v1.NodeService/GetNodeStatus"
 )
@@ -35,6 +36,10 @@ type NodeServiceClient interface {
 	// Proposes a command on the leader and returns its result, so a follower
 	// can serve writes.
 	Propose(ctx context.Context, in *ProposeRequest, opts ...grpc.CallOption) (*ProposeResponse, error)
+	// Proposes several commands on the leader, each as Propose would, in one
+	// call: a follower groups the writes it forwards, so a busy follower
+	// pays one call, not one per write.
+	ProposeBatch(ctx context.Context, in *ProposeBatchRequest, opts ...grpc.CallOption) (*ProposeBatchResponse, error)
 	// Confirms leadership and returns the commit index a linearizable read
 	// must wait for.
 	ReadIndex(ctx context.Context, in *ReadIndexRequest, opts ...grpc.CallOption) (*ReadIndexResponse, error)
@@ -54,6 +59,16 @@ func (c *nodeServiceClient) Propose(ctx context.Context, in *ProposeRequest, opt
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(ProposeResponse)
 	err := c.cc.Invoke(ctx, NodeService_Propose_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *nodeServiceClient) ProposeBatch(ctx context.Context, in *ProposeBatchRequest, opts ...grpc.CallOption) (*ProposeBatchResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ProposeBatchResponse)
+	err := c.cc.Invoke(ctx, NodeService_ProposeBatch_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -91,6 +106,10 @@ type NodeServiceServer interface {
 	// Proposes a command on the leader and returns its result, so a follower
 	// can serve writes.
 	Propose(context.Context, *ProposeRequest) (*ProposeResponse, error)
+	// Proposes several commands on the leader, each as Propose would, in one
+	// call: a follower groups the writes it forwards, so a busy follower
+	// pays one call, not one per write.
+	ProposeBatch(context.Context, *ProposeBatchRequest) (*ProposeBatchResponse, error)
 	// Confirms leadership and returns the commit index a linearizable read
 	// must wait for.
 	ReadIndex(context.Context, *ReadIndexRequest) (*ReadIndexResponse, error)
@@ -108,6 +127,9 @@ type UnimplementedNodeServiceServer struct{}
 
 func (UnimplementedNodeServiceServer) Propose(context.Context, *ProposeRequest) (*ProposeResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Propose not implemented")
+}
+func (UnimplementedNodeServiceServer) ProposeBatch(context.Context, *ProposeBatchRequest) (*ProposeBatchResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ProposeBatch not implemented")
 }
 func (UnimplementedNodeServiceServer) ReadIndex(context.Context, *ReadIndexRequest) (*ReadIndexResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ReadIndex not implemented")
@@ -150,6 +172,24 @@ func _NodeService_Propose_Handler(srv interface{}, ctx context.Context, dec func
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
 		return srv.(NodeServiceServer).Propose(ctx, req.(*ProposeRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _NodeService_ProposeBatch_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ProposeBatchRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(NodeServiceServer).ProposeBatch(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: NodeService_ProposeBatch_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(NodeServiceServer).ProposeBatch(ctx, req.(*ProposeBatchRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -200,6 +240,10 @@ var NodeService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Propose",
 			Handler:    _NodeService_Propose_Handler,
+		},
+		{
+			MethodName: "ProposeBatch",
+			Handler:    _NodeService_ProposeBatch_Handler,
 		},
 		{
 			MethodName: "ReadIndex",
