@@ -15,6 +15,7 @@ import (
 	"net/http/pprof"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"strings"
 	"syscall"
 	"time"
@@ -23,7 +24,17 @@ import (
 	"github.com/irxfed/irx/node"
 )
 
+// defaultGCPercent is the garbage collector's target unless GOGC is set:
+// at Go's 100 a node spent a tenth of its CPU collecting under ingest, and
+// 200 (heap up to three times what is live) took a three-node team at
+// 1,000 clients from 5,150–5,932 to 5,621–6,701 creates/s. On a small
+// machine, set GOGC=100 or a GOMEMLIMIT.
+const defaultGCPercent = 200
+
 func main() {
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(defaultGCPercent)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr, os.Getenv); err != nil {
