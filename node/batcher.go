@@ -34,81 +34,36 @@ type proposalResult struct {
 }
 
 type batcher struct {
-	n        *Node
-	queue    chan *proposal
-	inFlight chan struct{}
+	n *Node
+	*grouper[*proposal]
 }
 
 func newBatcher(n *Node) *batcher {
-	return &batcher{n: n, queue: make(chan *proposal, 4*maxBatchCommands), inFlight: make(chan struct{}, maxInFlight)}
+	b := &batcher{n: n, grouper: newGrouper[*proposal](n.stopObserving, maxBatchCommands, maxBatchBytes, maxInFlight)}
+	b.size = func(p *proposal) int { return proto.Size(p.cmd) }
+	b.send = b.propose
+	b.fail = func(p *proposal) {
+		p.done <- proposalResult{err: grpcstatus.Error(codes.Unavailable, "node is shutting down")}
+	}
+	return b
 }
 
 // submit queues cmd and waits for its result or ctx.
 func (b *batcher) submit(ctx context.Context, cmd *irxv1.Command) (*fsm.Result, error) {
 	p := &proposal{cmd: cmd, done: make(chan proposalResult, 1)}
-	select {
-	case b.queue <- p:
-	case <-ctx.Done():
-		return nil, grpcstatus.Error(codes.DeadlineExceeded, "the node is overloaded: the write was not proposed before the deadline; retry")
-	case <-b.n.stopObserving:
-		return nil, grpcstatus.Error(codes.Unavailable, "node is shutting down")
+	if err := b.put(ctx, p, "proposed"); err != nil {
+		return nil, err
 	}
-	select {
-	case r := <-p.done:
-		return r.res, r.err
-	case <-ctx.Done():
-		return nil, grpcstatus.Error(codes.DeadlineExceeded, "the write was not confirmed in time; it may still be applied: retry with the same request_id")
+	r, err := await(ctx, p.done, "the write was not confirmed in time; it may still be applied: retry with the same request_id")
+	if err != nil {
+		return nil, err
 	}
-}
-
-func (b *batcher) run() {
-	for {
-		var first *proposal
-		select {
-		case first = <-b.queue:
-		case <-b.n.stopObserving:
-			b.failQueued()
-			return
-		}
-		// Wait for a slot first: while every slot is busy, proposals pile up
-		// in the queue and the next batch takes them all.
-		select {
-		case b.inFlight <- struct{}{}:
-		case <-b.n.stopObserving:
-			first.done <- proposalResult{err: grpcstatus.Error(codes.Unavailable, "node is shutting down")}
-			b.failQueued()
-			return
-		}
-		batch, size := []*proposal{first}, proto.Size(first.cmd)
-	drain:
-		for len(batch) < maxBatchCommands && size < maxBatchBytes {
-			select {
-			case p := <-b.queue:
-				batch = append(batch, p)
-				size += proto.Size(p.cmd)
-			default:
-				break drain
-			}
-		}
-		go b.propose(batch)
-	}
-}
-
-func (b *batcher) failQueued() {
-	for {
-		select {
-		case p := <-b.queue:
-			p.done <- proposalResult{err: grpcstatus.Error(codes.Unavailable, "node is shutting down")}
-		default:
-			return
-		}
-	}
+	return r.res, r.err
 }
 
 // propose appends the batch as one entry and hands each proposal its own
 // result.
 func (b *batcher) propose(batch []*proposal) {
-	defer func() { <-b.inFlight }()
 	entry := batch[0].cmd
 	if len(batch) > 1 {
 		cmds := make([]*irxv1.Command, len(batch))

@@ -41,14 +41,21 @@ type forwardResult struct {
 }
 
 type forwarder struct {
-	n        *Node
-	queue    chan *forwarding
-	inFlight chan struct{}
-	held     *forwarding // taken from the queue for the next batch: another leader's
+	n *Node
+	*grouper[*forwarding]
 }
 
 func newForwarder(n *Node) *forwarder {
-	return &forwarder{n: n, queue: make(chan *forwarding, 4*maxForwardCommands), inFlight: make(chan struct{}, maxForwardInFlight)}
+	f := &forwarder{n: n, grouper: newGrouper[*forwarding](n.stopObserving, maxForwardCommands, maxForwardBytes, maxForwardInFlight)}
+	f.size = func(w *forwarding) int { return proto.Size(w.cmd) }
+	// Leadership moved between two writes: the newer leader gets its own
+	// call.
+	f.together = func(first, next *forwarding) bool { return first.conn == next.conn }
+	f.send = f.forward
+	f.fail = func(w *forwarding) {
+		w.done <- forwardResult{err: grpcstatus.Error(codes.Unavailable, "node is shutting down")}
+	}
+	return f
 }
 
 // submit forwards cmd to the leader behind conn and waits for its answer
@@ -56,87 +63,18 @@ func newForwarder(n *Node) *forwarder {
 // leader gave.
 func (f *forwarder) submit(ctx context.Context, conn *grpc.ClientConn, cmd *irxv1.Command) (*irxv1.ProposeResponse, error) {
 	w := &forwarding{ctx: ctx, conn: conn, cmd: submission(cmd), done: make(chan forwardResult, 1)}
-	select {
-	case f.queue <- w:
-	case <-ctx.Done():
-		return nil, grpcstatus.Error(codes.DeadlineExceeded, "the node is overloaded: the write was not forwarded before the deadline; retry")
-	case <-f.n.stopObserving:
-		return nil, grpcstatus.Error(codes.Unavailable, "node is shutting down")
+	if err := f.put(ctx, w, "forwarded"); err != nil {
+		return nil, err
 	}
-	select {
-	case r := <-w.done:
-		return r.resp, r.err
-	case <-ctx.Done():
-		return nil, grpcstatus.Error(codes.DeadlineExceeded, "the leader did not confirm the write in time; it may still be applied: retry with the same request_id")
+	r, err := await(ctx, w.done, "the leader did not confirm the write in time; it may still be applied: retry with the same request_id")
+	if err != nil {
+		return nil, err
 	}
+	return r.resp, r.err
 }
 
-func (f *forwarder) run() {
-	for {
-		first := f.held
-		f.held = nil
-		if first == nil {
-			select {
-			case first = <-f.queue:
-			case <-f.n.stopObserving:
-				f.failQueued()
-				return
-			}
-		}
-		// Wait for a slot first: while every slot is busy, writes pile up
-		// in the queue and the next call takes them all.
-		select {
-		case f.inFlight <- struct{}{}:
-		case <-f.n.stopObserving:
-			first.done <- forwardResult{err: grpcstatus.Error(codes.Unavailable, "node is shutting down")}
-			f.failQueued()
-			return
-		}
-		batch, size := []*forwarding{first}, proto.Size(first.cmd)
-	drain:
-		for len(batch) < maxForwardCommands && size < maxForwardBytes {
-			select {
-			case w := <-f.queue:
-				if w.conn != first.conn {
-					// Leadership moved between the two writes: the newer
-					// leader gets its own call.
-					f.held = w
-					break drain
-				}
-				batch = append(batch, w)
-				size += proto.Size(w.cmd)
-			default:
-				break drain
-			}
-		}
-		go f.send(batch)
-	}
-}
-
-func (f *forwarder) failQueued() {
-	for _, w := range f.drainQueue() {
-		w.done <- forwardResult{err: grpcstatus.Error(codes.Unavailable, "node is shutting down")}
-	}
-}
-
-func (f *forwarder) drainQueue() []*forwarding {
-	var out []*forwarding
-	if f.held != nil {
-		out, f.held = append(out, f.held), nil
-	}
-	for {
-		select {
-		case w := <-f.queue:
-			out = append(out, w)
-		default:
-			return out
-		}
-	}
-}
-
-// send makes one call for the batch and hands each write its answer.
-func (f *forwarder) send(batch []*forwarding) {
-	defer func() { <-f.inFlight }()
+// forward makes one call for the batch and hands each write its answer.
+func (f *forwarder) forward(batch []*forwarding) {
 	client := irxv1.NewNodeServiceClient(batch[0].conn)
 	if len(batch) == 1 {
 		w := batch[0]

@@ -1,0 +1,125 @@
+package node
+
+import (
+	"context"
+
+	"google.golang.org/grpc/codes"
+	grpcstatus "google.golang.org/grpc/status"
+)
+
+// grouper turns concurrent calls into groups: items that arrive while
+// every slot is busy wait in the queue, and the next group takes all that
+// fit. With a single caller every group holds one item and nothing waits.
+// The leader's group commit (batcher) and a follower's group forwarding
+// (forwarder) are both one.
+type grouper[T any] struct {
+	queue    chan T
+	inFlight chan struct{}
+	stop     <-chan struct{}
+
+	maxItems int
+	maxBytes int
+	size     func(T) int
+	// together reports whether next may join first's group; nil: always.
+	together func(first, next T) bool
+	// send handles one group, in its own goroutine; the slot is free again
+	// when it returns.
+	send func([]T)
+	// fail answers an item that will never be sent: the node is stopping.
+	fail func(T)
+
+	held    T // taken from the queue but not fit for the last group
+	hasHeld bool
+}
+
+func newGrouper[T any](stop <-chan struct{}, maxItems, maxBytes, inFlight int) *grouper[T] {
+	return &grouper[T]{
+		queue: make(chan T, 4*maxItems), inFlight: make(chan struct{}, inFlight), stop: stop,
+		maxItems: maxItems, maxBytes: maxBytes,
+	}
+}
+
+// run forms groups until stop is closed, then fails what is queued.
+func (g *grouper[T]) run() {
+	for {
+		var first T
+		if g.hasHeld {
+			first, g.hasHeld = g.held, false
+		} else {
+			select {
+			case first = <-g.queue:
+			case <-g.stop:
+				g.failQueued()
+				return
+			}
+		}
+		// Wait for a slot first: while every slot is busy, items pile up in
+		// the queue and the next group takes them all.
+		select {
+		case g.inFlight <- struct{}{}:
+		case <-g.stop:
+			g.fail(first)
+			g.failQueued()
+			return
+		}
+		group, size := []T{first}, g.size(first)
+	fill:
+		for len(group) < g.maxItems && size < g.maxBytes {
+			select {
+			case next := <-g.queue:
+				if g.together != nil && !g.together(first, next) {
+					g.held, g.hasHeld = next, true
+					break fill
+				}
+				group = append(group, next)
+				size += g.size(next)
+			default:
+				break fill
+			}
+		}
+		go func() {
+			defer func() { <-g.inFlight }()
+			g.send(group)
+		}()
+	}
+}
+
+func (g *grouper[T]) failQueued() {
+	if g.hasHeld {
+		g.fail(g.held)
+		g.hasHeld = false
+	}
+	for {
+		select {
+		case item := <-g.queue:
+			g.fail(item)
+		default:
+			return
+		}
+	}
+}
+
+// put queues item for the next group. what says what happens to it, for
+// the error when ctx ends first ("proposed", "forwarded").
+func (g *grouper[T]) put(ctx context.Context, item T, what string) error {
+	select {
+	case g.queue <- item:
+		return nil
+	case <-ctx.Done():
+		return grpcstatus.Errorf(codes.DeadlineExceeded, "the node is overloaded: the write was not %s before the deadline; retry", what)
+	case <-g.stop:
+		return grpcstatus.Error(codes.Unavailable, "node is shutting down")
+	}
+}
+
+// await waits for a queued item's answer; late is the error when ctx ends
+// first (the write may still be applied).
+func await[R any](ctx context.Context, done <-chan R, late string) (R, error) {
+	select {
+	case r := <-done:
+		return r, nil
+	case <-ctx.Done():
+		var none R
+		return none, grpcstatus.Error(codes.DeadlineExceeded, late)
+	}
+}
