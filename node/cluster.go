@@ -486,8 +486,8 @@ func (s nodeService) Propose(ctx context.Context, req *irxv1.ProposeRequest) (*i
 // group-commit batch, and answers each as Propose would.
 func (s nodeService) ProposeBatch(ctx context.Context, req *irxv1.ProposeBatchRequest) (*irxv1.ProposeBatchResponse, error) {
 	cmds := req.GetCommands()
-	if len(cmds) == 0 {
-		return nil, grpcstatus.Error(codes.InvalidArgument, "commands: at least one is required")
+	if len(cmds) == 0 || len(cmds) > maxForwardCommands {
+		return nil, grpcstatus.Errorf(codes.InvalidArgument, "commands: %d; a batch holds 1 to %d", len(cmds), maxForwardCommands)
 	}
 	for i, c := range cmds {
 		if c == nil || c.GetKind() == nil {

@@ -17,9 +17,10 @@ import (
 func TestProposeBatchRefusesEmpty(t *testing.T) {
 	s := nodeService{}
 	for name, req := range map[string]*irxv1.ProposeBatchRequest{
-		"no commands":      {},
-		"a nil command":    {Commands: []*irxv1.Command{{Kind: &irxv1.Command_LeaderNoop{LeaderNoop: &irxv1.LeaderNoopCommand{}}}, nil}},
-		"an empty command": {Commands: []*irxv1.Command{{}}},
+		"no commands":       {},
+		"a nil command":     {Commands: []*irxv1.Command{{Kind: &irxv1.Command_LeaderNoop{LeaderNoop: &irxv1.LeaderNoopCommand{}}}, nil}},
+		"an empty command":  {Commands: []*irxv1.Command{{}}},
+		"too many commands": {Commands: make([]*irxv1.Command, maxForwardCommands+1)},
 	} {
 		_, err := s.ProposeBatch(context.Background(), req)
 		if grpcstatus.Code(err) != codes.InvalidArgument {
