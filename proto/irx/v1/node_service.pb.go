@@ -144,7 +144,8 @@ func (x *ProposeResponse) GetPeer() *Peer {
 // Request for NodeService.ProposeBatch.
 type ProposeBatchRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// The commands, each proposed on its own (they may share a Raft entry).
+	// The commands (1 to 256), each proposed on its own (they may share a
+	// Raft entry).
 	Commands      []*Command `protobuf:"bytes,1,rep,name=commands,proto3" json:"commands,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
