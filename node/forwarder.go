@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"sync"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -93,6 +94,12 @@ func (f *forwarder) forward(batch []*forwarding) {
 		cmds[i] = w.cmd
 	}
 	resp, err := client.ProposeBatch(ctx, &irxv1.ProposeBatchRequest{Commands: cmds})
+	if grpcstatus.Code(err) == codes.Unimplemented {
+		// A leader from before ProposeBatch, during a rolling upgrade:
+		// nothing was proposed, so each write goes on its own.
+		f.forwardEach(client, batch)
+		return
+	}
 	if err == nil && len(resp.GetResults()) != len(batch) {
 		err = grpcstatus.Errorf(codes.Internal, "the leader answered %d of %d forwarded writes", len(resp.GetResults()), len(batch))
 	}
@@ -108,6 +115,20 @@ func (f *forwarder) forward(batch []*forwarding) {
 		}
 		w.done <- forwardResult{resp: r.GetResponse()}
 	}
+}
+
+// forwardEach forwards every write of batch with its own Propose call.
+func (f *forwarder) forwardEach(client irxv1.NodeServiceClient, batch []*forwarding) {
+	var wg sync.WaitGroup
+	for _, w := range batch {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			resp, err := client.Propose(w.ctx, &irxv1.ProposeRequest{Command: w.cmd})
+			w.done <- forwardResult{resp: resp, err: err}
+		}()
+	}
+	wg.Wait()
 }
 
 // decodeStatus turns an encoded google.rpc.Status back into the error it

@@ -2,9 +2,15 @@ package node
 
 import (
 	"context"
+	"fmt"
+	"net"
+	"sync"
 	"testing"
+	"time"
 
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
 	grpcstatus "google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
@@ -43,5 +49,62 @@ func TestDecodeStatus(t *testing.T) {
 	}
 	if got := decodeStatus([]byte{0xff}); grpcstatus.Code(got) != codes.Internal {
 		t.Fatalf("undecodable: %v", got)
+	}
+}
+
+// olderLeader is what a node from before ProposeBatch serves: Propose
+// only. It answers each create with an incident named after its request id.
+type olderLeader struct {
+	irxv1.UnimplementedNodeServiceServer
+}
+
+func (o *olderLeader) Propose(_ context.Context, req *irxv1.ProposeRequest) (*irxv1.ProposeResponse, error) {
+	return &irxv1.ProposeResponse{Incident: &irxv1.Incident{Id: req.GetCommand().GetCreateIncident().GetRequestId()}}, nil
+}
+
+// TestForwarderFallsBackToPropose: during a rolling upgrade the leader may
+// not know ProposeBatch yet; grouped writes then go one by one, and every
+// caller still gets its own answer.
+func TestForwarderFallsBackToPropose(t *testing.T) {
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := grpc.NewServer()
+	irxv1.RegisterNodeServiceServer(srv, &olderLeader{})
+	go func() { _ = srv.Serve(lis) }()
+	defer srv.Stop()
+	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+
+	n := &Node{cfg: Config{NodeID: "n2"}, stopObserving: make(chan struct{})}
+	n.cfg.Raft.ApplyTimeout = 10 * time.Second
+	defer close(n.stopObserving)
+	f := newForwarder(n)
+	go f.run()
+
+	const writes = 200
+	var wg sync.WaitGroup
+	errs := make(chan error, writes)
+	for i := range writes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			id := fmt.Sprintf("req-%d", i)
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			resp, err := f.submit(ctx, conn, &irxv1.Command{Kind: &irxv1.Command_CreateIncident{CreateIncident: &irxv1.CreateIncidentCommand{RequestId: id}}})
+			if err != nil || resp.GetIncident().GetId() != id {
+				errs <- fmt.Errorf("write %s: %v, %v", id, resp, err)
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
 	}
 }
