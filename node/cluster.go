@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
-	"google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
@@ -529,15 +528,6 @@ func (s nodeService) propose(ctx context.Context, cmd *irxv1.Command) (*irxv1.Pr
 		}
 	}
 	return resp, nil
-}
-
-// unmarshalStatus decodes an encoded google.rpc.Status.
-func unmarshalStatus(b []byte) (*status.Status, error) {
-	st := &status.Status{}
-	if err := proto.Unmarshal(b, st); err != nil {
-		return nil, err
-	}
-	return st, nil
 }
 
 func (s nodeService) ReadIndex(ctx context.Context, _ *irxv1.ReadIndexRequest) (*irxv1.ReadIndexResponse, error) {

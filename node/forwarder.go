@@ -4,6 +4,7 @@ import (
 	"context"
 	"sync"
 
+	"google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
@@ -134,8 +135,8 @@ func (f *forwarder) forwardEach(client irxv1.NodeServiceClient, batch []*forward
 // decodeStatus turns an encoded google.rpc.Status back into the error it
 // describes.
 func decodeStatus(b []byte) error {
-	st, err := unmarshalStatus(b)
-	if err != nil {
+	st := &status.Status{}
+	if err := proto.Unmarshal(b, st); err != nil {
 		return grpcstatus.Errorf(codes.Internal, "leader's answer: %v", err)
 	}
 	return grpcstatus.ErrorProto(st)

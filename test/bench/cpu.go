@@ -1,10 +1,8 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -103,12 +101,4 @@ func (m *cpuMeter) report(records int, what string) string {
 	}
 	return fmt.Sprintf("cpu per %s: %s in the %d nodes, %s in the load tool (nodes %v, load tool %v)",
 		what, per(nodes), len(m.nodes), per(self), nodes.Round(time.Millisecond), self.Round(time.Millisecond))
-}
-
-// buildOrUse returns prebuilt when it is set, or builds irxd into dir.
-func buildOrUse(ctx context.Context, dir, prebuilt string) (string, error) {
-	if prebuilt != "" {
-		return filepath.Abs(prebuilt)
-	}
-	return irxdtest.Build(ctx, dir)
 }

@@ -21,6 +21,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -231,4 +232,12 @@ func findLeader(ctx context.Context, addrs []string) (string, error) {
 		}
 	}
 	return "", errors.New("no leader among the targets")
+}
+
+// buildOrUse returns prebuilt when it is set, or builds irxd into dir.
+func buildOrUse(ctx context.Context, dir, prebuilt string) (string, error) {
+	if prebuilt != "" {
+		return filepath.Abs(prebuilt)
+	}
+	return irxdtest.Build(ctx, dir)
 }
