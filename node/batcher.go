@@ -54,7 +54,7 @@ func (b *batcher) submit(ctx context.Context, cmd *irxv1.Command) (*fsm.Result, 
 	if err := b.put(ctx, p, "proposed"); err != nil {
 		return nil, err
 	}
-	r, err := await(ctx, p.done, "the write was not confirmed in time; it may still be applied: retry with the same request_id")
+	r, err := await(ctx, b.stop, p.done, "the write was not confirmed in time; it may still be applied: retry with the same request_id")
 	if err != nil {
 		return nil, err
 	}

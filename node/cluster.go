@@ -481,8 +481,8 @@ func (s nodeService) Propose(ctx context.Context, req *irxv1.ProposeRequest) (*i
 	return s.propose(ctx, req.GetCommand())
 }
 
-// ProposeBatch proposes every command at once, so they leave in the same
-// group-commit batch, and answers each as Propose would.
+// ProposeBatch proposes the commands concurrently, so they mostly share
+// the leader's group-commit batches, and answers each as Propose would.
 func (s nodeService) ProposeBatch(ctx context.Context, req *irxv1.ProposeBatchRequest) (*irxv1.ProposeBatchResponse, error) {
 	cmds := req.GetCommands()
 	if len(cmds) == 0 || len(cmds) > maxForwardCommands {
@@ -560,7 +560,10 @@ func (p *peerConns) get(addr string) (*grpc.ClientConn, error) {
 	// gRPC runs inside that TLS session.
 	c, err := grpc.NewClient("passthrough:///"+addr,
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithContextDialer(p.dial))
+		grpc.WithContextDialer(p.dial),
+		// A ProposeBatch answer carries every stored record back, up to a
+		// full request's worth per command.
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxForwardCommands*MaxRequestBytes)))
 	if err != nil {
 		return nil, fmt.Errorf("connect to %s: %w", addr, err)
 	}

@@ -68,7 +68,7 @@ func (f *forwarder) submit(ctx context.Context, conn *grpc.ClientConn, cmd *irxv
 	if err := f.put(ctx, w, "forwarded"); err != nil {
 		return nil, err
 	}
-	r, err := await(ctx, w.done, "the leader did not confirm the write in time; it may still be applied: retry with the same request_id")
+	r, err := await(ctx, f.stop, w.done, "the leader did not confirm the write in time; it may still be applied: retry with the same request_id")
 	if err != nil {
 		return nil, err
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -70,7 +71,13 @@ func TestForwarderFallsBackToPropose(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := grpc.NewServer()
+	var batches atomic.Int64
+	srv := grpc.NewServer(grpc.UnaryInterceptor(func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+		if info.FullMethod == irxv1.NodeService_ProposeBatch_FullMethodName {
+			batches.Add(1)
+		}
+		return handler(ctx, req)
+	}))
 	irxv1.RegisterNodeServiceServer(srv, &olderLeader{})
 	go func() { _ = srv.Serve(lis) }()
 	defer srv.Stop()
@@ -106,5 +113,8 @@ func TestForwarderFallsBackToPropose(t *testing.T) {
 	close(errs)
 	for err := range errs {
 		t.Error(err)
+	}
+	if batches.Load() == 0 {
+		t.Fatal("no writes were grouped: the fallback was not exercised")
 	}
 }

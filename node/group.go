@@ -113,13 +113,16 @@ func (g *grouper[T]) put(ctx context.Context, item T, what string) error {
 }
 
 // await waits for a queued item's answer; late is the error when ctx ends
-// first (the write may still be applied).
-func await[R any](ctx context.Context, done <-chan R, late string) (R, error) {
+// first (the write may still be applied). An item queued just as the node
+// stopped may never be answered, so stopping ends the wait too.
+func await[R any](ctx context.Context, stop <-chan struct{}, done <-chan R, late string) (R, error) {
+	var none R
 	select {
 	case r := <-done:
 		return r, nil
 	case <-ctx.Done():
-		var none R
 		return none, grpcstatus.Error(codes.DeadlineExceeded, late)
+	case <-stop:
+		return none, grpcstatus.Error(codes.Unavailable, "node is shutting down; the write may still be applied: retry with the same request_id")
 	}
 }

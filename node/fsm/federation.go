@@ -411,11 +411,18 @@ func (a *applier) acknowledgePeer(c *irxv1.AcknowledgePeerCommand) *Result {
 	if st.GetOutboundAcknowledged() != c.GetFromCursor() || c.GetCursor() <= c.GetFromCursor() {
 		return &Result{Err: fmt.Errorf("%w: %s acknowledged our feed up to %d, the acknowledgement starts at %d", ErrStaleCursor, peer, st.GetOutboundAcknowledged(), c.GetFromCursor())}
 	}
-	for _, e := range c.GetEntries() {
+	// Check every entry before writing any: a refused acknowledgement
+	// changes nothing.
+	ids := make([]record.ID, len(c.GetEntries()))
+	for i, e := range c.GetEntries() {
 		id, err := record.ParseID(e.GetIncidentId())
 		if err != nil || e.GetSequence() <= c.GetFromCursor() || e.GetSequence() > c.GetCursor() {
 			return &Result{Err: fmt.Errorf("%w: ledger entry %s at %d", ErrInvalidCommand, e.GetIncidentId(), e.GetSequence())}
 		}
+		ids[i] = id
+	}
+	for i, e := range c.GetEntries() {
+		id := ids[i]
 		d := &irxv1.Disclosure{
 			PeerTeamId: peer, IncidentId: e.GetIncidentId(), IncidentVersion: e.GetVersion(), Sequence: e.GetSequence(),
 			PolicyVersion: e.GetPolicyVersion(), AcknowledgeTime: a.now,

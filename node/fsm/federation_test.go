@@ -141,7 +141,7 @@ func TestPeerWithdrawals(t *testing.T) {
 		t.Fatal(res.Err)
 	}
 	mustGet(t, h.f, "cert-c:1", 0)
-	if st, _ := h.f.PeerState("cert-c"); st.GetRejected() != 0 {
+	if st, err := h.f.PeerState("cert-c"); err != nil || st.GetRejected() != 0 {
 		t.Fatalf("a withdrawal from another path counted as refused: %v", st)
 	}
 	// As the origin, it may: the copy goes, and a tombstone keeps an old
@@ -262,8 +262,14 @@ func TestAcknowledgementLedger(t *testing.T) {
 	if res := ack(0, 1); !errors.Is(res.Err, ErrStaleCursor) {
 		t.Fatalf("repeated acknowledgement: %v", res.Err)
 	}
-	if res := ack(1, 2, &irxv1.LedgerEntry{IncidentId: a.GetId(), Version: 1, Sequence: 9}); !errors.Is(res.Err, ErrInvalidCommand) {
+	// A refused acknowledgement changes nothing, not even its valid entries.
+	if res := ack(1, 2,
+		&irxv1.LedgerEntry{IncidentId: a.GetId(), Version: 2, Sequence: 2, PolicyVersion: 1, WithdrawalReason: irxv1.WithdrawalReason_WITHDRAWAL_REASON_ORIGIN},
+		&irxv1.LedgerEntry{IncidentId: a.GetId(), Version: 1, Sequence: 9}); !errors.Is(res.Err, ErrInvalidCommand) {
 		t.Fatalf("entry outside the range: %v", res.Err)
+	}
+	if v := heldVersion(t, h.f, "cert-b", a.GetId()); v != 1 {
+		t.Fatalf("a refused acknowledgement changed what the peer holds: %d", v)
 	}
 	if res := ack(1, 2, &irxv1.LedgerEntry{IncidentId: a.GetId(), Version: 2, Sequence: 2, PolicyVersion: 1, WithdrawalReason: irxv1.WithdrawalReason_WITHDRAWAL_REASON_ORIGIN}); res.Err != nil {
 		t.Fatal(res.Err)
@@ -279,7 +285,10 @@ func TestAcknowledgementLedger(t *testing.T) {
 	if err != nil || len(byIncident) != 2 || !proto.Equal(byIncident[0], byPeer[0]) {
 		t.Fatalf("ledger by incident: %v, %v", byIncident, err)
 	}
-	st, _ := h.f.PeerState("cert-b")
+	st, err := h.f.PeerState("cert-b")
+	if err != nil {
+		t.Fatal(err)
+	}
 	if st.GetSent() != 1 || st.GetSentWithdrawals() != 1 || st.GetWithheld() != 2 || st.GetOutboundAcknowledged() != 2 {
 		t.Fatalf("peer state %v", st)
 	}

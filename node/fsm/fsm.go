@@ -305,9 +305,9 @@ func (a *applier) applyOne(cmd *irxv1.Command, index uint64) *Result {
 	a.index, a.now = index, cmd.GetProposeTime()
 	switch k := cmd.GetKind().(type) {
 	case *irxv1.Command_CreateIncident:
-		return a.create(cmd, k.CreateIncident, index)
+		return a.create(cmd, k.CreateIncident)
 	case *irxv1.Command_UpdateIncident:
-		return a.update(cmd, k.UpdateIncident, index)
+		return a.update(cmd, k.UpdateIncident)
 	case *irxv1.Command_LeaderNoop:
 		return &Result{}
 	case *irxv1.Command_SetPolicy:
@@ -328,7 +328,7 @@ func (a *applier) applyOne(cmd *irxv1.Command, index uint64) *Result {
 	return &Result{Err: fmt.Errorf("%w at index %d: unknown kind", ErrInvalidCommand, index)}
 }
 
-func (a *applier) create(cmd *irxv1.Command, c *irxv1.CreateIncidentCommand, index uint64) *Result {
+func (a *applier) create(cmd *irxv1.Command, c *irxv1.CreateIncidentCommand) *Result {
 	if c.GetRequestId() != "" && !c.GetFreshRequestId() {
 		id, closer, err := a.b.Get(requestKey(c.GetRequestId()))
 		switch {
@@ -373,7 +373,7 @@ func (a *applier) create(cmd *irxv1.Command, c *irxv1.CreateIncidentCommand, ind
 	return &Result{Incident: inc}
 }
 
-func (a *applier) update(cmd *irxv1.Command, c *irxv1.UpdateIncidentCommand, index uint64) *Result {
+func (a *applier) update(cmd *irxv1.Command, c *irxv1.UpdateIncidentCommand) *Result {
 	patch := c.GetIncident()
 	id, err := record.ParseID(patch.GetId())
 	if err != nil {
