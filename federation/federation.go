@@ -41,7 +41,8 @@ const MaxMessageBytes = 64 << 20
 type Config struct {
 	// Addr is the peer-facing listener (mutual TLS always).
 	Addr string
-	// BatchItems is how many feed items a puller asks for per response.
+	// BatchItems is how many feed entries a puller asks for per response
+	// (SubscribeRequest.max_items).
 	BatchItems int
 	// RetryMax caps the backoff between a puller's reconnection attempts.
 	RetryMax time.Duration

@@ -79,7 +79,7 @@ func TestVerifyPeer(t *testing.T) {
 		{"server-only certificate", chainOf(t, caB, pki.NodeIdentity("cert-b", "n2"), pki.UsageServer), "does not verify"},
 		{"impostor CA with the peer's name", chainOf(t, impostorB, pki.NodeIdentity("cert-b", "n1"), pki.UsageNode), "does not verify"},
 		{"disabled peer", chainOf(t, caC, pki.NodeIdentity("cert-c", "n1"), pki.UsageNode), "disabled"},
-		{"team that is not a peer", chainOf(t, caD, pki.NodeIdentity("cert-d", "n1"), pki.UsageNode), "does not verify"},
+		{"pin holds another team's CA", chainOf(t, caD, pki.NodeIdentity("cert-d", "n1"), pki.UsageNode), "does not verify"},
 		{"unknown team", chainOf(t, mustCA(t, "cert-z"), pki.NodeIdentity("cert-z", "n1"), pki.UsageNode), "not a configured peer"},
 		{"no certificate", nil, "no certificate"},
 	}

@@ -199,7 +199,9 @@ func (w *feedWalker) policyChanged(e *irxv1.FeedEntry) ([]outcome, error) {
 		if err != nil {
 			return nil, err
 		}
-		if w.view(inc) != nil {
+		// Only asking whether the peer may still hold it: nothing is sent,
+		// so nothing is counted as disclosed (w.view would count it).
+		if v, _ := w.f.disclose(inc, w.compiled); v != nil {
 			continue
 		}
 		w.held[id] = false

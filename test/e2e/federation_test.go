@@ -452,8 +452,8 @@ func TestFederationRefusesStrangers(t *testing.T) {
 	assertInvalid(t, err, "peer.ca_certificate_pem")
 	_, err = a.peers[0].CreatePeer(ctxT(t), &irxv1.CreatePeerRequest{Peer: &irxv1.Peer{TeamId: "cert-a", CaCertificatePem: aCA}})
 	assertInvalid(t, err, "peer.team_id")
-	if _, err := a.peers[0].CreatePeer(ctxT(t), &irxv1.CreatePeerRequest{Peer: &irxv1.Peer{TeamId: "cert-b", CaCertificatePem: aCA}}); status.Code(err) == codes.OK {
-		t.Error("a second peer cert-b was accepted")
+	if _, err := a.peers[0].CreatePeer(ctxT(t), &irxv1.CreatePeerRequest{Peer: &irxv1.Peer{TeamId: "cert-b", CaCertificatePem: string(bCA.CertPEM())}}); status.Code(err) != codes.AlreadyExists {
+		t.Errorf("a second peer cert-b: %v, want ALREADY_EXISTS", err)
 	}
 }
 

@@ -155,7 +155,10 @@ func TestTeamDescriptionSignedAcrossFederation(t *testing.T) {
 	if d, _, err := federation.VerifyTeamDescription(got.GetSignedDescription(), "cert-a", caA); err != nil || !proto.Equal(d, stored) {
 		t.Errorf("offline verification: %v, %v", d, err)
 	}
-	caB, _ := b.nodes[0].CACertPEM()
+	caB, err := b.nodes[0].CACertPEM()
+	if err != nil {
+		t.Fatal(err)
+	}
 	if _, _, err := federation.VerifyTeamDescription(got.GetSignedDescription(), "cert-a", caB); err == nil {
 		t.Error("A's description verified against B's CA")
 	}

@@ -84,7 +84,9 @@ type SubscribeRequest struct {
 	// The policy version the entry at cursor was served under (from
 	// SubscribeResponse.policy_version); 0 when cursor is 0.
 	CursorPolicyVersion int64 `protobuf:"varint,2,opt,name=cursor_policy_version,json=cursorPolicyVersion,proto3" json:"cursor_policy_version,omitempty"`
-	// At most this many items per response; 0 means 256, the most is 4096.
+	// At most this many feed entries are read per response; 0 means 256, the
+	// most is 4096. A policy entry may add one withdrawal item per record the
+	// new policy takes back, so a response can hold more items than entries.
 	MaxItems      int32 `protobuf:"varint,3,opt,name=max_items,json=maxItems,proto3" json:"max_items,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
