@@ -37,18 +37,11 @@ type peeringBundle struct {
 	CACertificatePEM string   `yaml:"ca_certificate_pem" json:"ca_certificate_pem"`
 }
 
-// caFingerprint is the SHA-256 of the certificate's DER, "SHA256:<hex>"
-// as pki.Fingerprint spells it, which is also the form PeerService reports
-// in Peer.ca_fingerprint. Fingerprints people type are compared through
-// normalizeFingerprint, which accepts other spellings.
-func caFingerprint(cert *x509.Certificate) string {
-	return pki.Fingerprint(cert)
-}
-
 // normalizeFingerprint reads a SHA-256 fingerprint in the forms people
 // paste: "SHA256:<hex>" in either case, bare hex, hex with colons between
 // bytes, and OpenSSL's "sha256 Fingerprint=AB:CD:...". It returns
-// "SHA256:<lowercase hex>", the form of caFingerprint.
+// "SHA256:<lowercase hex>", the form of pki.Fingerprint (and of
+// Peer.ca_fingerprint).
 func normalizeFingerprint(s string) (string, error) {
 	v := strings.TrimSpace(s)
 	lower := strings.ToLower(v)
@@ -210,9 +203,9 @@ func parseBundle(name string, data []byte, now time.Time) (*peeringBundle, *x509
 		bad("ca_fingerprint", "is required")
 	case err != nil:
 		bad("ca_fingerprint", "%v", err)
-	case cert != nil && fp != caFingerprint(cert):
+	case cert != nil && fp != pki.Fingerprint(cert):
 		bad("ca_fingerprint", "%s does not match the CA certificate in the bundle, whose fingerprint is %s: "+
-			"the file was altered or damaged; do not import it, ask the team for a fresh bundle", b.CAFingerprint, caFingerprint(cert))
+			"the file was altered or damaged; do not import it, ask the team for a fresh bundle", b.CAFingerprint, pki.Fingerprint(cert))
 	default:
 		b.CAFingerprint = fp
 	}

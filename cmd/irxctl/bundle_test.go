@@ -26,7 +26,7 @@ func bundleYAML(t *testing.T, ca *pki.CA, endpoints ...string) string {
 	t.Helper()
 	b := &peeringBundle{
 		TeamID: ca.Team(), DisplayName: "CERT B", Endpoints: endpoints,
-		CAFingerprint: caFingerprint(ca.Cert), CACertificatePEM: string(ca.CertPEM()),
+		CAFingerprint: pki.Fingerprint(ca.Cert), CACertificatePEM: string(ca.CertPEM()),
 	}
 	out, err := marshalBundle(b, time.Now())
 	if err != nil {
@@ -119,14 +119,14 @@ func TestBundleParse(t *testing.T) {
 		{"a node key", editBundle(t, valid, set("ca_certificate_pem", string(nodeKey))), []string{"contains a private key"}},
 		{"two CAs", editBundle(t, valid, set("ca_certificate_pem", string(ca.CertPEM())+string(other.CertPEM()))), []string{"2 certificates; want exactly one"}},
 		{"expired CA", editBundle(t, valid, func(m map[string]any) {
-			m["ca_certificate_pem"], m["ca_fingerprint"] = string(expired.CertPEM()), caFingerprint(expired.Cert)
+			m["ca_certificate_pem"], m["ca_fingerprint"] = string(expired.CertPEM()), pki.Fingerprint(expired.Cert)
 		}), []string{"the CA certificate expired at"}},
 		{"no fingerprint", editBundle(t, valid, func(m map[string]any) { delete(m, "ca_fingerprint") }), []string{"ca_fingerprint: is required"}},
 		{"malformed fingerprint", editBundle(t, valid, set("ca_fingerprint", "SHA256:abc")), []string{"is not a SHA-256 fingerprint"}},
-		{"tampered fingerprint", editBundle(t, valid, set("ca_fingerprint", caFingerprint(other.Cert))),
-			[]string{"ca_fingerprint: " + caFingerprint(other.Cert) + " does not match the CA certificate in the bundle, whose fingerprint is " + caFingerprint(ca.Cert), "do not import it"}},
+		{"tampered fingerprint", editBundle(t, valid, set("ca_fingerprint", pki.Fingerprint(other.Cert))),
+			[]string{"ca_fingerprint: " + pki.Fingerprint(other.Cert) + " does not match the CA certificate in the bundle, whose fingerprint is " + pki.Fingerprint(ca.Cert), "do not import it"}},
 		{"swapped CA", editBundle(t, valid, set("ca_certificate_pem", string(newTestCA(t, "cert-b").CertPEM()))),
-			[]string{"ca_fingerprint: " + caFingerprint(ca.Cert) + " does not match"}},
+			[]string{"ca_fingerprint: " + pki.Fingerprint(ca.Cert) + " does not match"}},
 		{"every problem at once", editBundle(t, valid, func(m map[string]any) {
 			m["team_id"], m["endpoints"], m["ca_fingerprint"] = "", []string{}, "nope"
 		}), []string{"team_id: is required", "endpoints: at least one", "ca_fingerprint: \"nope\" is not"}},
@@ -162,8 +162,8 @@ func TestNormalizeFingerprint(t *testing.T) {
 	}
 	// Ours is pki.Fingerprint's form, and normal already.
 	ca := newTestCA(t, "cert-b")
-	if got, err := normalizeFingerprint(caFingerprint(ca.Cert)); err != nil || got != caFingerprint(ca.Cert) || got != pki.Fingerprint(ca.Cert) {
-		t.Errorf("caFingerprint %q is not normal: %q, %v", caFingerprint(ca.Cert), got, err)
+	if got, err := normalizeFingerprint(pki.Fingerprint(ca.Cert)); err != nil || got != pki.Fingerprint(ca.Cert) || got != pki.Fingerprint(ca.Cert) {
+		t.Errorf("caFingerprint %q is not normal: %q, %v", pki.Fingerprint(ca.Cert), got, err)
 	}
 }
 

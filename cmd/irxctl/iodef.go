@@ -27,7 +27,8 @@ import (
 // IODEF (RFC 7970, and RFC 5070 where the element names coincide) read
 // into irx.v1.Incident, which maps class for class to the IODEF v2
 // Incident. Every element and attribute the mapping does not use is
-// listed in one warning; nothing is dropped silently.
+// listed in one warning; nothing is dropped silently, except what irx
+// assigns itself (GenerationTime: each version gets its own).
 
 const (
 	iodefV2NS   = "urn:ietf:params:xml:ns:iodef-2.0"
@@ -436,10 +437,7 @@ func ignorableAttr(name xml.Name) bool {
 }
 
 func attrLabel(a *xattr) string {
-	v := strings.Join(strings.Fields(a.value), " ")
-	if n := 40; len([]rune(v)) > n {
-		v = string([]rune(v)[:n-1]) + "…"
-	}
+	v := oneLineText(a.value, 40)
 	name := a.name.Local
 	if p := nsPrefix(a.name.Space); p != "" {
 		name = p + ":" + name
@@ -1639,7 +1637,7 @@ func (m *iodefMapper) system(n *xnode, inherited irxv1.Restriction) {
 			h.Services = append(h.Services, s)
 		}
 	}
-	if h.Hostname == "" && len(h.Addresses) == 0 && h.Domain == "" && h.Asn == 0 {
+	if h.Hostname == "" && len(h.Addresses) == 0 && h.Asn == 0 {
 		// irx needs a name, an address or an ASN to know the host.
 		n.used = false
 		return

@@ -159,7 +159,7 @@ func firstDescription(inc *irxv1.Incident) string {
 		return ""
 	}
 	// Tabs and newlines would break the table's columns.
-	return truncate(strings.Join(strings.Fields(ds[0].GetText()), " "), descriptionWidth)
+	return oneLineText(ds[0].GetText(), descriptionWidth)
 }
 
 // truncate cuts s to at most n runes, ending in "…" when it cut.

@@ -133,7 +133,7 @@ func (c *cli) createPeer(ctx context.Context, peer *irxv1.Peer, caCert *x509.Cer
 		}
 		if !compared {
 			fmt.Fprintf(c.stderr, "irxctl: pinned the CA of %s with fingerprint %s; make sure %s confirmed exactly this fingerprint over another channel (next time: --fingerprint)\n",
-				peer.GetTeamId(), caFingerprint(caCert), peer.GetTeamId())
+				peer.GetTeamId(), pki.Fingerprint(caCert), peer.GetTeamId())
 		}
 		return c.printPeer(resp.GetPeer())
 	})
@@ -166,7 +166,7 @@ func checkFingerprint(cert *x509.Certificate, fingerprint, what string) error {
 	if err != nil {
 		return usageErrorf("--fingerprint: %v", err)
 	}
-	if got := caFingerprint(cert); got != want {
+	if got := pki.Fingerprint(cert); got != want {
 		return fmt.Errorf("%s has fingerprint %s, not %s as given with --fingerprint: it is not the CA the peer told you about; do not import it", what, got, want)
 	}
 	return nil

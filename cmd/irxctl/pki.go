@@ -106,7 +106,7 @@ that trusts the old one.`,
 				}
 				res := pkiResult{
 					Identity: pki.CAIdentity(*team).String(), CertificateFile: abs(certPath), KeyFile: abs(keyPath),
-					CAFingerprint: caFingerprint(ca.Cert), NotAfter: ca.Cert.NotAfter.UTC().Format(time.RFC3339),
+					CAFingerprint: pki.Fingerprint(ca.Cert), NotAfter: ca.Cert.NotAfter.UTC().Format(time.RFC3339),
 				}
 				return c.printPKIResult(res, func(w io.Writer) {
 					fmt.Fprintf(w, "Created the CA of team %s (%s), valid until %s:\n", *team, res.Identity, res.NotAfter)
@@ -265,7 +265,7 @@ func (c *cli) issueLeaf(s leafSpec) error {
 	}
 	res := pkiResult{
 		Identity: id.String(), CertificateFile: abs(certPath), KeyFile: abs(keyPath), CAFile: abs(caPath),
-		CAFingerprint: caFingerprint(ca.Cert), NotAfter: cert.NotAfter.UTC().Format(time.RFC3339), DNSNames: cert.DNSNames,
+		CAFingerprint: pki.Fingerprint(ca.Cert), NotAfter: cert.NotAfter.UTC().Format(time.RFC3339), DNSNames: cert.DNSNames,
 	}
 	for _, ip := range cert.IPAddresses {
 		res.IPAddresses = append(res.IPAddresses, ip.String())
@@ -331,7 +331,7 @@ bundle goes to stdout (as JSON with -o json).`,
 				id, _ := pki.IdentityFromCert(caCert) // checked by checkPeerCA
 				b := &peeringBundle{
 					TeamID: id.Team, DisplayName: *display, Endpoints: endpoints,
-					CAFingerprint: caFingerprint(caCert), CACertificatePEM: string(pki.EncodeCertPEM(caCert.Raw)),
+					CAFingerprint: pki.Fingerprint(caCert), CACertificatePEM: string(pki.EncodeCertPEM(caCert.Raw)),
 				}
 				content, err := marshalBundle(b, now)
 				if err != nil {

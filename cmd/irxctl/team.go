@@ -100,8 +100,8 @@ func teamDescribeCommand() *command {
 		long: `Without --peer: this team's description as stored. With --peer: the peer's,
 fetched from its federation endpoints by the node irxctl talks to, and shown
 only if its signature verifies: made by a node of the peer whose certificate
-chains to the CA pinned for the peer. The first line says who signed and the
-pinned CA's fingerprint. -o json or -o yaml prints the whole answer instead,
+chains to the CA pinned for the peer. A line under the title says who signed
+and the pinned CA's fingerprint. -o json or -o yaml prints the whole answer instead,
 with the signed bytes to keep.`,
 		connects: true, printsOutput: true,
 		setup: func(fs *flag.FlagSet) action {

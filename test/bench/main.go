@@ -6,9 +6,10 @@
 //	go run ./test/bench ingest -clients 1 -duration 10s
 //	go run ./test/bench ingest -targets 127.0.0.1:7400 -clients 50
 //
-// "federation" starts two three-node teams that share with each other and
-// measures how long a record takes from its commit at team A to its commit
-// at team B at a steady rate, and how fast B catches up a backlog:
+// "federation" starts team A and team B (three nodes each, or -nodes and
+// -b-nodes), has A share with B, and measures how long a record takes from
+// its commit at A to its commit at B at a steady rate, and how fast B
+// catches up a backlog:
 //
 //	go run ./test/bench federation -rate 1000 -duration 20s -backlog 100000
 package main
