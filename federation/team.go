@@ -233,18 +233,7 @@ func (s *teamService) UpdateTeamDescription(ctx context.Context, req *irxv1.Upda
 	if err != nil {
 		return nil, api.ToStatus(err)
 	}
-	// The state machine's result carries no description; read it back once
-	// this node has applied the update. (Should another update commit in
-	// between, the caller gets that later version: expected_version is
-	// how a caller makes sure its own is the one it replaces.)
-	if err := s.f.node.ReadBarrier(ctx, irxv1.ReadConsistency_READ_CONSISTENCY_LINEARIZABLE); err != nil {
-		return nil, err
-	}
-	stored, err := s.f.state.TeamDescription()
-	if err != nil {
-		return nil, api.ToStatus(err)
-	}
-	return &irxv1.UpdateTeamDescriptionResponse{Description: stored}, nil
+	return &irxv1.UpdateTeamDescriptionResponse{Description: res.TeamDescription}, nil
 }
 
 // GetPeerTeamDescription implements irx.v1.TeamService: fetch the peer's

@@ -135,7 +135,7 @@ func (n *Node) Propose(ctx context.Context, cmd *irxv1.Command) (*fsm.Result, er
 			if err != nil {
 				return err
 			}
-			res = &fsm.Result{Incident: resp.GetIncident(), Policy: resp.GetPolicy(), Peer: resp.GetPeer()}
+			res = &fsm.Result{Incident: resp.GetIncident(), Policy: resp.GetPolicy(), Peer: resp.GetPeer(), TeamDescription: resp.GetTeamDescription()}
 			if len(resp.GetErrorStatus()) > 0 {
 				res.Err = decodeStatus(resp.GetErrorStatus())
 			}
@@ -520,7 +520,7 @@ func (s nodeService) propose(ctx context.Context, cmd *irxv1.Command) (*irxv1.Pr
 	if err != nil {
 		return nil, err
 	}
-	resp := &irxv1.ProposeResponse{Incident: res.Incident, Policy: res.Policy, Peer: res.Peer}
+	resp := &irxv1.ProposeResponse{Incident: res.Incident, Policy: res.Policy, Peer: res.Peer, TeamDescription: res.TeamDescription}
 	if res.Err != nil {
 		st := grpcstatus.Convert(api.ToStatus(res.Err)).Proto()
 		if resp.ErrorStatus, err = proto.Marshal(st); err != nil {

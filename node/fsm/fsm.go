@@ -40,7 +40,9 @@ type Result struct {
 	Incident *irxv1.Incident
 	Policy   *irxv1.DisclosurePolicy
 	Peer     *irxv1.Peer
-	Err      error
+	// TeamDescription is what a SetTeamDescriptionCommand stored.
+	TeamDescription *irxv1.TeamDescription
+	Err             error
 	// Batch holds one result per command of a CommandBatch entry.
 	Batch []*Result
 }

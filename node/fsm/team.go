@@ -61,7 +61,10 @@ func (a *applier) setTeamDescription(c *irxv1.SetTeamDescriptionCommand) *Result
 	d.Version = current.GetVersion() + 1
 	d.UpdateTime = a.now
 	a.setProto(d, keyTeamDescription)
-	return &Result{Err: a.err}
+	if a.err != nil {
+		return &Result{Err: a.err}
+	}
+	return &Result{TeamDescription: d}
 }
 
 // TeamDescription returns the team's current description, ErrNotFound if

@@ -75,8 +75,8 @@ func TestTeamDescriptionVersionsAndOutputOnlyFields(t *testing.T) {
 	d2 := teamDescription()
 	d2.Contact.Name = "CERT-A (renamed)"
 	d2.Charter = nil // a full replacement: what is left out goes
-	if res := h.setTeam(d2, 1); res.Err != nil {
-		t.Fatal(res.Err)
+	if res := h.setTeam(d2, 1); res.Err != nil || res.TeamDescription.GetVersion() != 2 || res.TeamDescription.GetContact().GetName() != "CERT-A (renamed)" {
+		t.Fatalf("second version: %v, %v", res.TeamDescription, res.Err)
 	}
 	if res := h.setTeam(teamDescription(), 1); !errors.Is(res.Err, ErrVersionConflict) {
 		t.Fatalf("stale expected version: %v, want ErrVersionConflict", res.Err)

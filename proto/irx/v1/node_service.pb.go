@@ -78,9 +78,11 @@ type ProposeResponse struct {
 	// The policy version the command stored, for SetPolicyCommand.
 	Policy *DisclosurePolicy `protobuf:"bytes,3,opt,name=policy,proto3" json:"policy,omitempty"`
 	// The peer the command stored, for PutPeerCommand.
-	Peer          *Peer `protobuf:"bytes,4,opt,name=peer,proto3" json:"peer,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Peer *Peer `protobuf:"bytes,4,opt,name=peer,proto3" json:"peer,omitempty"`
+	// The description the command stored, for SetTeamDescriptionCommand.
+	TeamDescription *TeamDescription `protobuf:"bytes,5,opt,name=team_description,json=teamDescription,proto3" json:"team_description,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *ProposeResponse) Reset() {
@@ -137,6 +139,13 @@ func (x *ProposeResponse) GetPolicy() *DisclosurePolicy {
 func (x *ProposeResponse) GetPeer() *Peer {
 	if x != nil {
 		return x.Peer
+	}
+	return nil
+}
+
+func (x *ProposeResponse) GetTeamDescription() *TeamDescription {
+	if x != nil {
+		return x.TeamDescription
 	}
 	return nil
 }
@@ -488,14 +497,15 @@ var File_irx_v1_node_service_proto protoreflect.FileDescriptor
 
 const file_irx_v1_node_service_proto_rawDesc = "" +
 	"\n" +
-	"\x19irx/v1/node_service.proto\x12\x06irx.v1\x1a\x1cirx/v1/cluster_service.proto\x1a\x14irx/v1/command.proto\x1a\x15irx/v1/incident.proto\x1a\x19irx/v1/peer_service.proto\x1a\x13irx/v1/policy.proto\";\n" +
+	"\x19irx/v1/node_service.proto\x12\x06irx.v1\x1a\x1cirx/v1/cluster_service.proto\x1a\x14irx/v1/command.proto\x1a\x15irx/v1/incident.proto\x1a\x19irx/v1/peer_service.proto\x1a\x13irx/v1/policy.proto\x1a\x19irx/v1/team_service.proto\";\n" +
 	"\x0eProposeRequest\x12)\n" +
-	"\acommand\x18\x01 \x01(\v2\x0f.irx.v1.CommandR\acommand\"\xb6\x01\n" +
+	"\acommand\x18\x01 \x01(\v2\x0f.irx.v1.CommandR\acommand\"\xfa\x01\n" +
 	"\x0fProposeResponse\x12,\n" +
 	"\bincident\x18\x01 \x01(\v2\x10.irx.v1.IncidentR\bincident\x12!\n" +
 	"\ferror_status\x18\x02 \x01(\fR\verrorStatus\x120\n" +
 	"\x06policy\x18\x03 \x01(\v2\x18.irx.v1.DisclosurePolicyR\x06policy\x12 \n" +
-	"\x04peer\x18\x04 \x01(\v2\f.irx.v1.PeerR\x04peer\"B\n" +
+	"\x04peer\x18\x04 \x01(\v2\f.irx.v1.PeerR\x04peer\x12B\n" +
+	"\x10team_description\x18\x05 \x01(\v2\x17.irx.v1.TeamDescriptionR\x0fteamDescription\"B\n" +
 	"\x13ProposeBatchRequest\x12+\n" +
 	"\bcommands\x18\x01 \x03(\v2\x0f.irx.v1.CommandR\bcommands\"L\n" +
 	"\x14ProposeBatchResponse\x124\n" +
@@ -547,30 +557,32 @@ var file_irx_v1_node_service_proto_goTypes = []any{
 	(*Incident)(nil),              // 10: irx.v1.Incident
 	(*DisclosurePolicy)(nil),      // 11: irx.v1.DisclosurePolicy
 	(*Peer)(nil),                  // 12: irx.v1.Peer
-	(NodeRole)(0),                 // 13: irx.v1.NodeRole
+	(*TeamDescription)(nil),       // 13: irx.v1.TeamDescription
+	(NodeRole)(0),                 // 14: irx.v1.NodeRole
 }
 var file_irx_v1_node_service_proto_depIdxs = []int32{
 	9,  // 0: irx.v1.ProposeRequest.command:type_name -> irx.v1.Command
 	10, // 1: irx.v1.ProposeResponse.incident:type_name -> irx.v1.Incident
 	11, // 2: irx.v1.ProposeResponse.policy:type_name -> irx.v1.DisclosurePolicy
 	12, // 3: irx.v1.ProposeResponse.peer:type_name -> irx.v1.Peer
-	9,  // 4: irx.v1.ProposeBatchRequest.commands:type_name -> irx.v1.Command
-	4,  // 5: irx.v1.ProposeBatchResponse.results:type_name -> irx.v1.ProposeBatchResult
-	1,  // 6: irx.v1.ProposeBatchResult.response:type_name -> irx.v1.ProposeResponse
-	13, // 7: irx.v1.GetNodeStatusResponse.role:type_name -> irx.v1.NodeRole
-	0,  // 8: irx.v1.NodeService.Propose:input_type -> irx.v1.ProposeRequest
-	2,  // 9: irx.v1.NodeService.ProposeBatch:input_type -> irx.v1.ProposeBatchRequest
-	5,  // 10: irx.v1.NodeService.ReadIndex:input_type -> irx.v1.ReadIndexRequest
-	7,  // 11: irx.v1.NodeService.GetNodeStatus:input_type -> irx.v1.GetNodeStatusRequest
-	1,  // 12: irx.v1.NodeService.Propose:output_type -> irx.v1.ProposeResponse
-	3,  // 13: irx.v1.NodeService.ProposeBatch:output_type -> irx.v1.ProposeBatchResponse
-	6,  // 14: irx.v1.NodeService.ReadIndex:output_type -> irx.v1.ReadIndexResponse
-	8,  // 15: irx.v1.NodeService.GetNodeStatus:output_type -> irx.v1.GetNodeStatusResponse
-	12, // [12:16] is the sub-list for method output_type
-	8,  // [8:12] is the sub-list for method input_type
-	8,  // [8:8] is the sub-list for extension type_name
-	8,  // [8:8] is the sub-list for extension extendee
-	0,  // [0:8] is the sub-list for field type_name
+	13, // 4: irx.v1.ProposeResponse.team_description:type_name -> irx.v1.TeamDescription
+	9,  // 5: irx.v1.ProposeBatchRequest.commands:type_name -> irx.v1.Command
+	4,  // 6: irx.v1.ProposeBatchResponse.results:type_name -> irx.v1.ProposeBatchResult
+	1,  // 7: irx.v1.ProposeBatchResult.response:type_name -> irx.v1.ProposeResponse
+	14, // 8: irx.v1.GetNodeStatusResponse.role:type_name -> irx.v1.NodeRole
+	0,  // 9: irx.v1.NodeService.Propose:input_type -> irx.v1.ProposeRequest
+	2,  // 10: irx.v1.NodeService.ProposeBatch:input_type -> irx.v1.ProposeBatchRequest
+	5,  // 11: irx.v1.NodeService.ReadIndex:input_type -> irx.v1.ReadIndexRequest
+	7,  // 12: irx.v1.NodeService.GetNodeStatus:input_type -> irx.v1.GetNodeStatusRequest
+	1,  // 13: irx.v1.NodeService.Propose:output_type -> irx.v1.ProposeResponse
+	3,  // 14: irx.v1.NodeService.ProposeBatch:output_type -> irx.v1.ProposeBatchResponse
+	6,  // 15: irx.v1.NodeService.ReadIndex:output_type -> irx.v1.ReadIndexResponse
+	8,  // 16: irx.v1.NodeService.GetNodeStatus:output_type -> irx.v1.GetNodeStatusResponse
+	13, // [13:17] is the sub-list for method output_type
+	9,  // [9:13] is the sub-list for method input_type
+	9,  // [9:9] is the sub-list for extension type_name
+	9,  // [9:9] is the sub-list for extension extendee
+	0,  // [0:9] is the sub-list for field type_name
 }
 
 func init() { file_irx_v1_node_service_proto_init() }
@@ -583,6 +595,7 @@ func file_irx_v1_node_service_proto_init() {
 	file_irx_v1_incident_proto_init()
 	file_irx_v1_peer_service_proto_init()
 	file_irx_v1_policy_proto_init()
+	file_irx_v1_team_service_proto_init()
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
