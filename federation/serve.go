@@ -48,11 +48,9 @@ func (s *federationService) Subscribe(req *irxv1.SubscribeRequest, stream irxv1.
 	case limit > maxSubscribeItems:
 		limit = maxSubscribeItems
 	}
-	if err := f.caughtUp(ctx, req.GetCursor()); err != nil {
-		return err
-	}
 	// Subscribing at a cursor says the peer applied everything before it:
 	// the ledger, and the holdings the walk below starts from, must know.
+	// (acknowledge first makes sure this node's feed reaches the cursor.)
 	if _, err := f.acknowledge(ctx, peer, req.GetCursor(), req.GetCursorPolicyVersion()); err != nil {
 		return err
 	}

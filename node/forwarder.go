@@ -45,6 +45,9 @@ type forwardResult struct {
 type forwarder struct {
 	n *Node
 	*grouper[*forwarding]
+	// noBatch holds the leader connections that answered ProposeBatch
+	// with UNIMPLEMENTED (an older leader during a rolling upgrade).
+	noBatch sync.Map // *grpc.ClientConn -> struct{}
 }
 
 func newForwarder(n *Node) *forwarder {
@@ -78,6 +81,10 @@ func (f *forwarder) submit(ctx context.Context, conn *grpc.ClientConn, cmd *irxv
 // forward makes one call for the batch and hands each write its answer.
 func (f *forwarder) forward(batch []*forwarding) {
 	client := irxv1.NewNodeServiceClient(batch[0].conn)
+	if _, old := f.noBatch.Load(batch[0].conn); old && len(batch) > 1 {
+		f.forwardEach(client, batch)
+		return
+	}
 	if len(batch) == 1 {
 		w := batch[0]
 		resp, err := client.Propose(w.ctx, &irxv1.ProposeRequest{Command: w.cmd})
@@ -97,7 +104,9 @@ func (f *forwarder) forward(batch []*forwarding) {
 	resp, err := client.ProposeBatch(ctx, &irxv1.ProposeBatchRequest{Commands: cmds})
 	if grpcstatus.Code(err) == codes.Unimplemented {
 		// A leader from before ProposeBatch, during a rolling upgrade:
-		// nothing was proposed, so each write goes on its own.
+		// nothing was proposed, so each write goes on its own, from now on
+		// without asking.
+		f.noBatch.Store(batch[0].conn, struct{}{})
 		f.forwardEach(client, batch)
 		return
 	}
