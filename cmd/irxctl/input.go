@@ -15,6 +15,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/irxfed/irx/node/record"
 	irxv1 "github.com/irxfed/irx/proto/irx/v1"
@@ -151,7 +152,16 @@ func iodefFlagOptions(tlp, taxonomy string) (iodefOptions, error) {
 
 func unmarshalIncident(data []byte, fromYAML bool) (*irxv1.Incident, error) {
 	inc := &irxv1.Incident{}
-	if err := protojson.Unmarshal(data, inc); err != nil {
+	if err := unmarshalJSON(data, fromYAML, inc); err != nil {
+		return nil, err
+	}
+	return inc, nil
+}
+
+// unmarshalJSON reads the protobuf JSON in data (converted from YAML when
+// fromYAML) into m, with errors meant for people.
+func unmarshalJSON(data []byte, fromYAML bool, m proto.Message) error {
+	if err := protojson.Unmarshal(data, m); err != nil {
 		// protobuf-go randomly writes non-breaking spaces into its errors
 		// to keep programs from matching them; people read these, and
 		// scripts grep them.
@@ -161,9 +171,9 @@ func unmarshalIncident(data []byte, fromYAML bool) (*irxv1.Incident, error) {
 			// YAML, a line the user never wrote.
 			msg = regexp.MustCompile(`\(line \d+:\d+\): `).ReplaceAllString(msg, "")
 		}
-		return nil, errors.New(msg)
+		return errors.New(msg)
 	}
-	return inc, nil
+	return nil
 }
 
 // isJSON decides by extension, and by content when there is none (stdin).

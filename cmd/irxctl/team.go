@@ -3,15 +3,12 @@ package main
 import (
 	"bytes"
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"regexp"
 	"strconv"
 	"strings"
-
-	"google.golang.org/protobuf/encoding/protojson"
 
 	irxv1 "github.com/irxfed/irx/proto/irx/v1"
 )
@@ -131,14 +128,9 @@ with the signed bytes to keep.`,
 // readTeamDescriptionFile reads one description from a JSON or YAML file,
 // or stdin for "-", as readIncidentFile reads incidents.
 func (c *cli) readTeamDescriptionFile(path string) (*irxv1.TeamDescription, error) {
-	data, err := c.readAll(path)
+	data, name, err := c.readInput(path)
 	if err != nil {
 		return nil, err
-	}
-	data = bytes.TrimPrefix(data, []byte("\ufeff"))
-	name := path
-	if path == "-" {
-		name = "stdin"
 	}
 	fromYAML := !isJSON(path, data)
 	if fromYAML {
@@ -152,14 +144,8 @@ func (c *cli) readTeamDescriptionFile(path string) (*irxv1.TeamDescription, erro
 		data = docs[0].json
 	}
 	d := &irxv1.TeamDescription{}
-	if err := protojson.Unmarshal(data, d); err != nil {
-		// As for incidents: no non-breaking spaces, and no positions in
-		// the JSON made from the YAML, which the user never wrote.
-		msg := strings.ReplaceAll(err.Error(), "\u00a0", " ")
-		if fromYAML {
-			msg = regexp.MustCompile(`\(line \d+:\d+\): `).ReplaceAllString(msg, "")
-		}
-		return nil, fmt.Errorf("%s: %w", name, errors.New(msg))
+	if err := unmarshalJSON(data, fromYAML, d); err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
 	}
 	return d, nil
 }
