@@ -69,8 +69,11 @@ type Federation struct {
 	node  *node.Node
 	state *fsm.FSM
 	log   *slog.Logger
+	// propose is the node's Propose, held apart so that a test can make a
+	// proposal fail without a cluster.
+	propose func(context.Context, *irxv1.Command) (*fsm.Result, error)
 
-	policies policyCache
+	policies policy.Cache
 	pools    sync.Map // pinned CA PEM -> *x509.CertPool
 	journals journals
 	pullers  *pullers
@@ -86,7 +89,6 @@ type Federation struct {
 // node.Config.Services, then call Start with the started node.
 func New(cfg Config) *Federation {
 	f := &Federation{cfg: cfg.withDefaults(), stop: make(chan struct{})}
-	f.policies.compiled = map[policyRef]*policy.Compiled{}
 	f.journals.byPeer = map[string]*journal{}
 	f.pullers = newPullers(f)
 	f.metrics = newMetrics(f)
@@ -106,6 +108,7 @@ func (f *Federation) Services(n *node.Node, s grpc.ServiceRegistrar) {
 // serve before Start runs, so both Services and Start bind.
 func (f *Federation) bind(n *node.Node) {
 	f.node, f.state, f.team, f.log = n, n.State(), n.TeamID(), n.Logger().With("component", "federation")
+	f.propose = n.Propose
 }
 
 // Start binds the peer-facing listener and starts following peers while
@@ -213,7 +216,7 @@ func (f *Federation) verifyPeer(chain []*x509.Certificate, usage x509.ExtKeyUsag
 	if err != nil {
 		return pki.Identity{}, fmt.Errorf("certificate of %s does not verify against the CA pinned for %q: %w", claimed, p.GetTeamId(), err)
 	}
-	if id.Team != p.GetTeamId() || id.Kind != pki.KindNode {
+	if !id.IsNodeOf(p.GetTeamId()) {
 		return pki.Identity{}, fmt.Errorf("certificate of %s is not a node of peer %q", id, p.GetTeamId())
 	}
 	return id, nil
@@ -285,19 +288,6 @@ func (f *Federation) authenticateStream(srv any, ss grpc.ServerStream, _ *grpc.S
 	return handler(srv, authenticatedStream{ServerStream: ss, ctx: ctx})
 }
 
-// policyCache holds compiled policies by peer and version: versions are
-// immutable and a peer's pseudonym key never changes, so entries never go
-// stale.
-type policyCache struct {
-	mu       sync.Mutex
-	compiled map[policyRef]*policy.Compiled
-}
-
-type policyRef struct {
-	peer    string
-	version int64
-}
-
 // policySource is where policies and pseudonym keys are read: the state
 // machine, or the reader a feed walk holds.
 type policySource interface {
@@ -319,26 +309,9 @@ func (f *Federation) policyFrom(src policySource, peer string, version int64) (*
 	if err != nil {
 		return nil, err
 	}
-	ref := policyRef{peer, p.GetVersion()}
-	f.policies.mu.Lock()
-	c, ok := f.policies.compiled[ref]
-	f.policies.mu.Unlock()
-	if ok {
-		return c, nil
-	}
-	key, err := src.PseudonymKey(peer)
-	if err != nil {
-		return nil, err
-	}
-	c, err = policy.Compile(p, key)
+	c, err := f.policies.Compile(peer, p, func() ([]byte, error) { return src.PseudonymKey(peer) })
 	if err != nil {
 		return nil, fmt.Errorf("policy %d for %s: %w", p.GetVersion(), peer, err)
 	}
-	f.policies.mu.Lock()
-	if len(f.policies.compiled) > 1024 {
-		clear(f.policies.compiled)
-	}
-	f.policies.compiled[ref] = c
-	f.policies.mu.Unlock()
 	return c, nil
 }

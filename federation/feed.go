@@ -5,6 +5,8 @@ import (
 	"slices"
 	"sync"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/irxfed/irx/node/fsm"
@@ -54,6 +56,38 @@ func (w *feedWalker) end() {
 		_ = w.r.Close()
 		w.r = nil
 	}
+}
+
+// walk computes the entries after cursor, at most limit, under one reader,
+// and hands each entry's outcomes to visit with how many entries it
+// withheld. It returns the last sequence walked, cursor if there was
+// none. Serving a stream and recomputing an acknowledgement both walk
+// through here, so the ledger recomputed is the one a stream would have
+// produced.
+func (w *feedWalker) walk(cursor uint64, limit int, visit func(e *irxv1.FeedEntry, outs []outcome, withheld uint64)) (uint64, error) {
+	entries, err := w.f.state.FeedEntries(cursor, limit)
+	if err != nil {
+		return cursor, status.Errorf(codes.Internal, "read feed: %v", err)
+	}
+	if len(entries) == 0 {
+		return cursor, nil
+	}
+	if err := w.begin(); err != nil {
+		return cursor, status.Errorf(codes.Internal, "read feed: %v", err)
+	}
+	// visit must not block: the reader holds the state machine's read
+	// lock until the walk returns.
+	defer w.end()
+	for _, e := range entries {
+		before := w.withheld
+		outs, err := w.entry(e)
+		if err != nil {
+			return cursor, status.Errorf(codes.Internal, "feed entry %d: %v", e.GetSequence(), err)
+		}
+		visit(e, outs, w.withheld-before)
+		cursor = e.GetSequence()
+	}
+	return cursor, nil
 }
 
 func newWalker(f *Federation, peer string, compiled *policy.Compiled) *feedWalker {
@@ -211,8 +245,8 @@ func (w *feedWalker) policyChanged(e *irxv1.FeedEntry) ([]outcome, error) {
 }
 
 // journals remember, per peer, the ledger entries a stream produced until
-// the peer acknowledges them, so an acknowledgement records exactly what
-// was sent without computing it again.
+// the peer's acknowledgement of them is committed, so an acknowledgement
+// records exactly what was sent without computing it again.
 type journals struct {
 	mu     sync.Mutex
 	byPeer map[string]*journal
@@ -265,28 +299,63 @@ func (j *journals) record(peer string, session, seq uint64, outs []outcome, with
 	jr.end = seq
 }
 
-// take returns the ledger of (from, to] if the journal covers it, and
-// forgets it.
-func (j *journals) take(peer string, from, to uint64) (entries []*irxv1.LedgerEntry, withheld uint64, version int64, ok bool) {
-	j.mu.Lock()
-	defer j.mu.Unlock()
+// covering is the peer's journal if it holds (from, to].
+func (j *journals) covering(peer string, from, to uint64) *journal {
 	jr := j.byPeer[peer]
 	if jr == nil || jr.start != from || jr.end < to {
+		return nil
+	}
+	return jr
+}
+
+// upTo counts the journal's ledger entries and recorded sequences up to
+// and including to.
+func (jr *journal) upTo(to uint64) (entries, seqs int) {
+	for entries < len(jr.entries) && jr.entries[entries].GetSequence() <= to {
+		entries++
+	}
+	for seqs < len(jr.seqs) && jr.seqs[seqs] <= to {
+		seqs++
+	}
+	return entries, seqs
+}
+
+// ledger returns the ledger of (from, to] if the journal covers it. It
+// leaves the journal as it is: only a committed acknowledgement drops
+// entries (see drop), so if the proposal fails, the retry is served from
+// the journal again instead of walking the feed.
+func (j *journals) ledger(peer string, from, to uint64) (entries []*irxv1.LedgerEntry, withheld uint64, version int64, ok bool) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	jr := j.covering(peer, from, to)
+	if jr == nil {
 		return nil, 0, 0, false
 	}
-	n := 0
-	for n < len(jr.entries) && jr.entries[n].GetSequence() <= to {
-		n++
-	}
+	n, k := jr.upTo(to)
+	// A copy: the stream goes on appending to the journal, and drop
+	// reslices it, while the proposal holds these.
 	entries = slices.Clone(jr.entries[:n])
-	jr.entries = jr.entries[n:]
-	k := 0
-	for k < len(jr.seqs) && jr.seqs[k] <= to {
-		withheld += jr.withheld[k]
-		version = jr.version[k]
-		k++
+	for _, w := range jr.withheld[:k] {
+		withheld += w
 	}
+	if k > 0 {
+		version = jr.version[k-1]
+	}
+	return entries, withheld, version, true
+}
+
+// drop forgets (from, to] once an acknowledgement of it is committed. A
+// journal that no longer starts at from was replaced by a newer stream or
+// already moved on, and is left alone.
+func (j *journals) drop(peer string, from, to uint64) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	jr := j.covering(peer, from, to)
+	if jr == nil {
+		return
+	}
+	n, k := jr.upTo(to)
+	jr.entries = jr.entries[n:]
 	jr.seqs, jr.withheld, jr.version = jr.seqs[k:], jr.withheld[k:], jr.version[k:]
 	jr.start = to
-	return entries, withheld, version, true
 }

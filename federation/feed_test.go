@@ -96,7 +96,7 @@ func TestFeedWalkProperties(t *testing.T) {
 			}
 		}
 
-		f := &Federation{state: st, team: "cert-a", policies: policyCache{compiled: map[policyRef]*policy.Compiled{}}}
+		f := &Federation{state: st, team: "cert-a"}
 		compiled, err := f.policy("cert-b", 1)
 		if err != nil {
 			rt.Fatal(err)

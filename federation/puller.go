@@ -192,13 +192,8 @@ func (f *Federation) dial(peer *irxv1.Peer, endpoint string) (*grpc.ClientConn, 
 	if err != nil {
 		return nil, err
 	}
-	team := peer.GetTeamId()
-	tlsConf, err := pki.ClientConfig(f.node.Certificate(), pool, func(id pki.Identity) error {
-		if id.Team != team || id.Kind != pki.KindNode {
-			return fmt.Errorf("%s answered at %s, not a node of %q", id, endpoint, team)
-		}
-		return nil
-	})
+	// Callers name the endpoint in the error they report.
+	tlsConf, err := pki.ClientConfig(f.node.Certificate(), pool, pki.ExpectNode(peer.GetTeamId()))
 	if err != nil {
 		return nil, err
 	}
@@ -246,7 +241,7 @@ func (p *pullers) pull(ctx context.Context, peer *irxv1.Peer, endpoint string) (
 			continue // a heartbeat, or nothing new
 		}
 		for _, cmd := range splitFeed(team, cursor, resp) {
-			res, err := f.node.Propose(ctx, &irxv1.Command{Kind: &irxv1.Command_ApplyPeerFeed{ApplyPeerFeed: cmd}})
+			res, err := f.propose(ctx, &irxv1.Command{Kind: &irxv1.Command_ApplyPeerFeed{ApplyPeerFeed: cmd}})
 			if err == nil {
 				err = res.Err
 			}

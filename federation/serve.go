@@ -64,45 +64,20 @@ func (s *federationService) Subscribe(req *irxv1.SubscribeRequest, stream irxv1.
 	cursor := req.GetCursor()
 	lastSend := time.Time{}
 	for {
-		entries, err := f.state.FeedEntries(cursor, limit)
-		if err != nil {
-			return status.Errorf(codes.Internal, "read feed: %v", err)
-		}
-		if len(entries) == 0 {
-			if time.Since(lastSend) >= heartbeat {
-				if err := s.send(stream, &irxv1.SubscribeResponse{Cursor: cursor, PolicyVersion: w.version}); err != nil {
-					return err
-				}
-				lastSend = time.Now()
-			}
-			if err := f.waitFeed(ctx, cursor); err != nil {
-				return err
-			}
-			continue
-		}
 		// Compute the batch under the reader, then send: the reader holds
 		// the state machine's read lock, which a slow peer must not.
-		if err := w.begin(); err != nil {
-			return status.Errorf(codes.Internal, "read feed: %v", err)
-		}
 		resp := &irxv1.SubscribeResponse{Cursor: cursor, PolicyVersion: w.version}
 		var out []*irxv1.SubscribeResponse
 		size := 0
-		for _, e := range entries {
+		last, err := w.walk(cursor, limit, func(e *irxv1.FeedEntry, outs []outcome, withheld uint64) {
 			if e.GetKind() == irxv1.FeedEntryKind_FEED_ENTRY_KIND_POLICY && e.GetPeerTeamId() == peer && len(resp.GetItems()) > 0 {
 				// One response, one policy version: what the old version
 				// gave goes in its own response.
 				out = append(out, resp)
 				resp = &irxv1.SubscribeResponse{Cursor: resp.GetCursor()}
 			}
-			before := w.withheld
-			outs, err := w.entry(e)
-			if err != nil {
-				w.end()
-				return status.Errorf(codes.Internal, "feed entry %d: %v", e.GetSequence(), err)
-			}
-			f.journals.record(peer, session, e.GetSequence(), outs, w.withheld-before, w.version)
-			counts.add(outs, w.withheld > before, w.explained)
+			f.journals.record(peer, session, e.GetSequence(), outs, withheld, w.version)
+			counts.add(outs, withheld > 0, w.explained)
 			w.explained = nil
 			for _, o := range outs {
 				if o.item != nil {
@@ -118,10 +93,24 @@ func (s *federationService) Subscribe(req *irxv1.SubscribeRequest, stream irxv1.
 				resp = &irxv1.SubscribeResponse{Cursor: resp.GetCursor(), PolicyVersion: w.version}
 				size = 0
 			}
+		})
+		if err != nil {
+			return err
 		}
-		w.end()
+		if last == cursor {
+			if time.Since(lastSend) >= heartbeat {
+				if err := s.send(stream, &irxv1.SubscribeResponse{Cursor: cursor, PolicyVersion: w.version}); err != nil {
+					return err
+				}
+				lastSend = time.Now()
+			}
+			if err := f.waitFeed(ctx, cursor); err != nil {
+				return err
+			}
+			continue
+		}
 		f.metrics.served(peer, counts)
-		cursor = resp.GetCursor()
+		cursor = last
 		for _, r := range append(out, resp) {
 			if err := s.send(stream, r); err != nil {
 				return err
@@ -199,13 +188,16 @@ func (f *Federation) acknowledge(ctx context.Context, peer string, cursor uint64
 		if cursor <= from {
 			return from, nil
 		}
-		entries, withheld, version, ok := f.journals.take(peer, from, cursor)
-		if !ok {
+		entries, withheld, version, journaled := f.journals.ledger(peer, from, cursor)
+		if !journaled {
 			if entries, withheld, version, err = f.recompute(peer, from, cursor, policyVersion); err != nil {
 				return 0, err
 			}
 		}
-		err = f.proposeAcknowledgement(ctx, peer, from, cursor, version, entries, withheld)
+		committed, err := f.proposeAcknowledgement(ctx, peer, from, cursor, version, entries, withheld)
+		if committed > from {
+			f.journals.drop(peer, from, committed)
+		}
 		if err == nil {
 			return cursor, nil
 		}
@@ -216,8 +208,10 @@ func (f *Federation) acknowledge(ctx context.Context, peer string, cursor uint64
 }
 
 // proposeAcknowledgement commits an acknowledgement in pieces of bounded
-// size, each starting where the previous ended.
-func (f *Federation) proposeAcknowledgement(ctx context.Context, peer string, from, cursor uint64, version int64, entries []*irxv1.LedgerEntry, withheld uint64) error {
+// size, each starting where the previous ended. It returns the cursor the
+// committed pieces reached (from if none was), also when a later piece
+// fails.
+func (f *Federation) proposeAcknowledgement(ctx context.Context, peer string, from, cursor uint64, version int64, entries []*irxv1.LedgerEntry, withheld uint64) (uint64, error) {
 	for {
 		to, n := cursor, len(entries)
 		if n > maxLedgerPerCommand {
@@ -235,15 +229,15 @@ func (f *Federation) proposeAcknowledgement(ctx context.Context, peer string, fr
 		if to == cursor {
 			cmd.Withheld = withheld
 		}
-		res, err := f.node.Propose(ctx, &irxv1.Command{Kind: &irxv1.Command_AcknowledgePeer{AcknowledgePeer: cmd}})
+		res, err := f.propose(ctx, &irxv1.Command{Kind: &irxv1.Command_AcknowledgePeer{AcknowledgePeer: cmd}})
 		if err == nil {
 			err = res.Err
 		}
 		if err != nil {
-			return api.ToStatus(err)
+			return from, api.ToStatus(err)
 		}
 		if to == cursor {
-			return nil
+			return to, nil
 		}
 		from, entries = to, entries[n:]
 	}
@@ -264,29 +258,20 @@ func (f *Federation) recompute(peer string, from, to uint64, policyVersion int64
 	}
 	w := newWalker(f, peer, compiled)
 	var entries []*irxv1.LedgerEntry
-	for cursor := from; cursor < to; {
-		batch, err := f.state.FeedEntries(cursor, int(min(to-cursor, 4096)))
-		if err != nil {
-			return nil, 0, 0, status.Errorf(codes.Internal, "read feed: %v", err)
+	collect := func(_ *irxv1.FeedEntry, outs []outcome, _ uint64) {
+		for _, o := range outs {
+			entries = append(entries, o.ledger)
 		}
-		if len(batch) == 0 {
+	}
+	for cursor := from; cursor < to; {
+		next, err := w.walk(cursor, int(min(to-cursor, 4096)), collect)
+		if err != nil {
+			return nil, 0, 0, err
+		}
+		if next == cursor {
 			break
 		}
-		if err := w.begin(); err != nil {
-			return nil, 0, 0, status.Errorf(codes.Internal, "read feed: %v", err)
-		}
-		for _, e := range batch {
-			outs, err := w.entry(e)
-			if err != nil {
-				w.end()
-				return nil, 0, 0, status.Errorf(codes.Internal, "feed entry %d: %v", e.GetSequence(), err)
-			}
-			for _, o := range outs {
-				entries = append(entries, o.ledger)
-			}
-			cursor = e.GetSequence()
-		}
-		w.end()
+		cursor = next
 	}
 	return entries, w.withheld, w.version, nil
 }
@@ -318,7 +303,7 @@ func (s *federationService) HandOffIncident(ctx context.Context, req *irxv1.Hand
 		Action: irxv1.HistoryAction_HISTORY_ACTION_HAND_OFF, TeamId: from, Time: timestamppb.Now(),
 		Description: fmt.Sprintf("coordination handed off by %s (their %s): %s", from, theirs.GetId(), req.GetReason()),
 	})
-	res, err := s.f.node.Propose(ctx, &irxv1.Command{Kind: &irxv1.Command_CreateIncident{CreateIncident: &irxv1.CreateIncidentCommand{
+	res, err := s.f.propose(ctx, &irxv1.Command{Kind: &irxv1.Command_CreateIncident{CreateIncident: &irxv1.CreateIncidentCommand{
 		Incident: ours, RequestId: "handoff/" + theirs.GetId(),
 	}}})
 	if err == nil {

@@ -42,9 +42,8 @@ const (
 	maxSignedDescriptionBytes = fsm.MaxTeamDescriptionBytes + 64<<10
 	// maxSignerChain bounds the certificates a signer may present: its
 	// own and a few intermediates.
-	maxSignerChain     = 4
-	teamCallTimeout    = 15 * time.Second
-	maxTeamIDInRequest = record.MaxTeamIDLength
+	maxSignerChain  = 4
+	teamCallTimeout = 15 * time.Second
 )
 
 func teamDescriptionDigest(description []byte) []byte {
@@ -186,8 +185,8 @@ type teamService struct {
 
 // GetTeamDescription implements irx.v1.TeamService.
 func (s *teamService) GetTeamDescription(ctx context.Context, req *irxv1.GetTeamDescriptionRequest) (*irxv1.GetTeamDescriptionResponse, error) {
-	if _, ok := irxv1.ReadConsistency_name[int32(req.GetConsistency())]; !ok {
-		return nil, api.ToStatus(&record.ValidationError{Violations: []record.Violation{{Field: "consistency", Description: fmt.Sprintf("%d is not a ReadConsistency", req.GetConsistency())}}})
+	if vs := api.CheckConsistency(req.GetConsistency()); len(vs) > 0 {
+		return nil, api.ToStatus(&record.ValidationError{Violations: vs})
 	}
 	if err := s.f.node.ReadBarrier(ctx, req.GetConsistency()); err != nil {
 		return nil, err
@@ -224,7 +223,7 @@ func (s *teamService) UpdateTeamDescription(ctx context.Context, req *irxv1.Upda
 	if len(vs) > 0 {
 		return nil, api.ToStatus(&record.ValidationError{Violations: vs})
 	}
-	res, err := s.f.node.Propose(ctx, &irxv1.Command{Kind: &irxv1.Command_SetTeamDescription{SetTeamDescription: &irxv1.SetTeamDescriptionCommand{
+	res, err := s.f.propose(ctx, &irxv1.Command{Kind: &irxv1.Command_SetTeamDescription{SetTeamDescription: &irxv1.SetTeamDescriptionCommand{
 		Description: d, ExpectedVersion: req.GetExpectedVersion(),
 	}}})
 	if err == nil {
@@ -244,11 +243,11 @@ func (s *teamService) UpdateTeamDescription(ctx context.Context, req *irxv1.Upda
 func (s *teamService) GetPeerTeamDescription(ctx context.Context, req *irxv1.GetPeerTeamDescriptionRequest) (*irxv1.GetPeerTeamDescriptionResponse, error) {
 	f := s.f
 	team := req.GetPeerTeamId()
-	if team == "" {
+	switch err := record.ValidateTeamID(team); {
+	case team == "":
 		return nil, api.ToStatus(&record.ValidationError{Violations: []record.Violation{{Field: "peer_team_id", Description: "is required"}}})
-	}
-	if len(team) > maxTeamIDInRequest {
-		return nil, api.ToStatus(&record.ValidationError{Violations: []record.Violation{{Field: "peer_team_id", Description: fmt.Sprintf("is longer than %d bytes", maxTeamIDInRequest)}}})
+	case err != nil:
+		return nil, api.ToStatus(&record.ValidationError{Violations: []record.Violation{{Field: "peer_team_id", Description: err.Error()}}})
 	}
 	if err := f.node.ReadBarrier(ctx, irxv1.ReadConsistency_READ_CONSISTENCY_LINEARIZABLE); err != nil {
 		return nil, err

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/irxfed/irx/node/pki"
@@ -126,5 +128,28 @@ func TestTeamDescriptionSignature(t *testing.T) {
 				t.Fatalf("refused with %q, want it to say %q", err, tc.want)
 			}
 		})
+	}
+}
+
+// TestTeamRequestValidation: TeamService refuses a malformed peer team id
+// or read consistency before it reads anything, naming the field.
+func TestTeamRequestValidation(t *testing.T) {
+	s := &teamService{f: &Federation{}}
+	for name, id := range map[string]string{
+		"empty":     "",
+		"too long":  strings.Repeat("a", 64),
+		"uppercase": "CERT-B",
+		"slash":     "cert-b/ca",
+	} {
+		t.Run(name, func(t *testing.T) {
+			_, err := s.GetPeerTeamDescription(t.Context(), &irxv1.GetPeerTeamDescriptionRequest{PeerTeamId: id})
+			if status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "peer_team_id") {
+				t.Fatalf("peer_team_id %q: got %v, want INVALID_ARGUMENT naming peer_team_id", id, err)
+			}
+		})
+	}
+	_, err := s.GetTeamDescription(t.Context(), &irxv1.GetTeamDescriptionRequest{Consistency: 99})
+	if status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "consistency") {
+		t.Fatalf("consistency 99: got %v, want INVALID_ARGUMENT naming consistency", err)
 	}
 }

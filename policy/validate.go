@@ -171,8 +171,24 @@ func validateRules(rules []*irxv1.ClassRule, fs *fieldErrors) {
 
 func validateConstituency(p *irxv1.DisclosurePolicy, fs *fieldErrors) {
 	c := p.GetConstituency()
+	for _, fe := range ValidateConstituency(c) {
+		fe.Field = "constituency." + fe.Field
+		*fs = append(*fs, fe)
+	}
+	empty := len(c.GetCidrs()) == 0 && len(c.GetAsns()) == 0 && len(c.GetDomains()) == 0
+	if p.GetNeedToKnow() && empty {
+		fs.add("need_to_know", "requires a constituency (cidrs, asns or domains) to check records against; without one no record would ever be disclosed")
+	}
+}
+
+// ValidateConstituency checks the networks of a constituency. A team's
+// description states its constituency in the same form, checked by the
+// same rules, so it can be copied into a policy as it is. Fields are
+// relative to the constituency, e.g. "cidrs[2]".
+func ValidateConstituency(c *irxv1.Constituency) []FieldError {
+	var fs fieldErrors
 	for i, s := range c.GetCidrs() {
-		f := fmt.Sprintf("constituency.cidrs[%d]", i)
+		f := fmt.Sprintf("cidrs[%d]", i)
 		pfx, err := netip.ParsePrefix(s)
 		switch {
 		case err != nil:
@@ -185,18 +201,15 @@ func validateConstituency(p *irxv1.DisclosurePolicy, fs *fieldErrors) {
 	}
 	for i, a := range c.GetAsns() {
 		if a == 0 {
-			fs.add(fmt.Sprintf("constituency.asns[%d]", i), "0 is not an autonomous system number")
+			fs.add(fmt.Sprintf("asns[%d]", i), "0 is not an autonomous system number")
 		}
 	}
 	for i, d := range c.GetDomains() {
 		if err := validateDomain(d); err != nil {
-			fs.add(fmt.Sprintf("constituency.domains[%d]", i), "%v", err)
+			fs.add(fmt.Sprintf("domains[%d]", i), "%v", err)
 		}
 	}
-	empty := len(c.GetCidrs()) == 0 && len(c.GetAsns()) == 0 && len(c.GetDomains()) == 0
-	if p.GetNeedToKnow() && empty {
-		fs.add("need_to_know", "requires a constituency (cidrs, asns or domains) to check records against; without one no record would ever be disclosed")
-	}
+	return fs
 }
 
 // taxEntry is a parsed taxonomy filter entry: a class, or a class and type.

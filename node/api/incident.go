@@ -113,7 +113,7 @@ func (s *IncidentService) WithdrawIncident(ctx context.Context, req *irxv1.Withd
 
 // GetIncident implements irx.v1.IncidentService.
 func (s *IncidentService) GetIncident(ctx context.Context, req *irxv1.GetIncidentRequest) (*irxv1.GetIncidentResponse, error) {
-	vs := append(checkID(req.GetId(), "id"), checkConsistency(req.GetConsistency())...)
+	vs := append(checkID(req.GetId(), "id"), CheckConsistency(req.GetConsistency())...)
 	if req.GetVersion() < 0 {
 		vs = append(vs, record.Violation{Field: "version", Description: "must not be negative"})
 	}
@@ -133,7 +133,7 @@ func (s *IncidentService) GetIncident(ctx context.Context, req *irxv1.GetInciden
 // ListIncidents implements irx.v1.IncidentService.
 func (s *IncidentService) ListIncidents(ctx context.Context, req *irxv1.ListIncidentsRequest) (*irxv1.ListIncidentsResponse, error) {
 	q, vs := queryFrom(req)
-	vs = append(vs, checkConsistency(req.GetConsistency())...)
+	vs = append(vs, CheckConsistency(req.GetConsistency())...)
 	if req.GetPageSize() < 0 {
 		vs = append(vs, record.Violation{Field: "page_size", Description: "must not be negative"})
 	}
@@ -235,7 +235,7 @@ func (s *IncidentService) UpdateIncident(ctx context.Context, req *irxv1.UpdateI
 
 // ListIncidentVersions implements irx.v1.IncidentService.
 func (s *IncidentService) ListIncidentVersions(ctx context.Context, req *irxv1.ListIncidentVersionsRequest) (*irxv1.ListIncidentVersionsResponse, error) {
-	vs := append(checkID(req.GetId(), "id"), checkConsistency(req.GetConsistency())...)
+	vs := append(checkID(req.GetId(), "id"), CheckConsistency(req.GetConsistency())...)
 	if req.GetPageSize() < 0 {
 		vs = append(vs, record.Violation{Field: "page_size", Description: "must not be negative"})
 	}
@@ -252,7 +252,9 @@ func (s *IncidentService) ListIncidentVersions(ctx context.Context, req *irxv1.L
 	return &irxv1.ListIncidentVersionsResponse{Incidents: versions, NextPageToken: next}, nil
 }
 
-func checkConsistency(c irxv1.ReadConsistency) []record.Violation {
+// CheckConsistency refuses a read consistency the server does not know:
+// every read request with a consistency field checks it alike.
+func CheckConsistency(c irxv1.ReadConsistency) []record.Violation {
 	if _, ok := irxv1.ReadConsistency_name[int32(c)]; !ok {
 		return []record.Violation{{Field: "consistency", Description: fmt.Sprintf("%d is not a ReadConsistency", c)}}
 	}

@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
-	"sync"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -31,25 +30,12 @@ type PolicyService struct {
 	proposer Proposer
 	barrier  ReadBarrier
 	store    PolicyStore
-
-	// compiled caches compiled policies by peer and version: versions are
-	// immutable and the per-peer key never changes once the team secret
-	// exists, so an entry never goes stale.
-	mu       sync.Mutex
-	compiled map[policyRef]*policy.Compiled
+	compiled policy.Cache
 }
-
-type policyRef struct {
-	peer    string
-	version int64
-}
-
-// maxCompiled bounds the cache; past it the cache starts over.
-const maxCompiled = 1024
 
 // NewPolicyService returns the service.
 func NewPolicyService(p Proposer, b ReadBarrier, s PolicyStore) *PolicyService {
-	return &PolicyService{proposer: p, barrier: b, store: s, compiled: map[policyRef]*policy.Compiled{}}
+	return &PolicyService{proposer: p, barrier: b, store: s}
 }
 
 // SetPolicy implements irx.v1.PolicyService.
@@ -192,28 +178,20 @@ func (s *PolicyService) compile(peer string, version int64) (*policy.Compiled, i
 	if err != nil {
 		return nil, 0, ToStatus(err)
 	}
-	ref := policyRef{peer: peer, version: p.GetVersion()}
-	s.mu.Lock()
-	c, ok := s.compiled[ref]
-	s.mu.Unlock()
-	if ok {
-		return c, ref.version, nil
-	}
-	key, err := s.store.PseudonymKey(peer)
-	if err != nil {
-		return nil, 0, ToStatus(err)
-	}
-	if c, err = policy.Compile(p, key); err != nil {
+	var keyErr error
+	c, err := s.compiled.Compile(peer, p, func() ([]byte, error) {
+		key, err := s.store.PseudonymKey(peer)
+		keyErr = err
+		return key, err
+	})
+	switch {
+	case keyErr != nil:
+		return nil, 0, ToStatus(keyErr)
+	case err != nil:
 		// A stored policy was validated before it was stored.
-		return nil, 0, status.Errorf(codes.Internal, "compile stored policy %s v%d: %v", peer, ref.version, err)
+		return nil, 0, status.Errorf(codes.Internal, "compile stored policy %s v%d: %v", peer, p.GetVersion(), err)
 	}
-	s.mu.Lock()
-	if len(s.compiled) >= maxCompiled {
-		clear(s.compiled)
-	}
-	s.compiled[ref] = c
-	s.mu.Unlock()
-	return c, ref.version, nil
+	return c, p.GetVersion(), nil
 }
 
 func checkPeer(peer string) []record.Violation {

@@ -3,7 +3,6 @@ package fsm
 import (
 	"fmt"
 	"net/mail"
-	"net/netip"
 	"net/url"
 	"slices"
 	"strings"
@@ -13,6 +12,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/irxfed/irx/node/record"
+	"github.com/irxfed/irx/policy"
 	irxv1 "github.com/irxfed/irx/proto/irx/v1"
 )
 
@@ -369,57 +369,13 @@ func (v *teamValidator) fingerprint(field, s string) {
 	}
 }
 
-// networks checks the constituency as a disclosure policy's constituency
-// is checked, so it can be copied into one.
+// networks checks the constituency with the disclosure policy's rules, so
+// it can be copied into a policy; only the bounds are the description's.
 func (v *teamValidator) networks(field string, c *irxv1.Constituency) {
 	v.count(field+".cidrs", len(c.GetCidrs()), maxTeamNetworks)
 	v.count(field+".asns", len(c.GetAsns()), maxTeamNetworks)
 	v.count(field+".domains", len(c.GetDomains()), maxTeamNetworks)
-	for i, s := range c.GetCidrs() {
-		f := fmt.Sprintf("%s.cidrs[%d]", field, i)
-		pfx, err := netip.ParsePrefix(s)
-		switch {
-		case err != nil:
-			v.add(f, "%q is not a CIDR prefix (e.g. 192.0.2.0/24, 2001:db8::/32)", s)
-		case pfx.Addr().Is4In6():
-			v.add(f, "%q is an IPv4-mapped IPv6 prefix; write the IPv4 prefix", s)
-		case pfx != pfx.Masked():
-			v.add(f, "%q has host bits set; did you mean %s?", s, pfx.Masked())
-		}
+	for _, fe := range policy.ValidateConstituency(c) {
+		v.add(field+"."+fe.Field, "%s", fe.Message)
 	}
-	for i, a := range c.GetAsns() {
-		if a == 0 {
-			v.add(fmt.Sprintf("%s.asns[%d]", field, i), "0 is not an autonomous system number")
-		}
-	}
-	for i, d := range c.GetDomains() {
-		if reason := domainProblem(d); reason != "" {
-			v.add(fmt.Sprintf("%s.domains[%d]", field, i), "%q %s", d, reason)
-		}
-	}
-}
-
-func domainProblem(d string) string {
-	name := strings.TrimSuffix(d, ".")
-	switch {
-	case name == "":
-		return "is not a domain name, e.g. example.org"
-	case len(name) > 253:
-		return "is longer than 253 bytes"
-	}
-	if _, err := netip.ParseAddr(name); err == nil {
-		return "is an address; put addresses in cidrs"
-	}
-	for _, label := range strings.Split(name, ".") {
-		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
-			return fmt.Sprintf("is not a domain name: empty, over-long or hyphen-edged label %q", label)
-		}
-		for i := 0; i < len(label); i++ {
-			c := label[i]
-			if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
-				return fmt.Sprintf("is not a domain name: %q in label %q", c, label)
-			}
-		}
-	}
-	return ""
 }
