@@ -134,25 +134,19 @@ Give both --peer and --incident for one peer's entries about one incident;
 					return usageErrorf("--limit must be >= 0")
 				}
 				return withAudit(ctx, c, func(ctx context.Context, ac irxv1.AuditServiceClient) error {
-					all := &irxv1.ListDisclosuresResponse{}
-					req := &irxv1.ListDisclosuresRequest{PeerTeamId: *peer, IncidentId: *incident, PageSize: maxDisclosurePageSize}
-					for {
-						if remaining := *limit - len(all.Disclosures); *limit > 0 && remaining < maxDisclosurePageSize {
+					req := &irxv1.ListDisclosuresRequest{PeerTeamId: *peer, IncidentId: *incident}
+					ds, err := collectPages(*limit, func(token string, remaining int) ([]*irxv1.Disclosure, string, error) {
+						req.PageToken, req.PageSize = token, maxDisclosurePageSize
+						if remaining > 0 && remaining < maxDisclosurePageSize {
 							req.PageSize = int32(remaining)
 						}
 						resp, err := ac.ListDisclosures(ctx, req)
-						if err != nil {
-							return err
-						}
-						all.Disclosures = append(all.Disclosures, resp.GetDisclosures()...)
-						if *limit > 0 && len(all.Disclosures) >= *limit {
-							all.Disclosures = all.Disclosures[:*limit]
-							break
-						}
-						if req.PageToken = resp.GetNextPageToken(); req.PageToken == "" {
-							break
-						}
+						return resp.GetDisclosures(), resp.GetNextPageToken(), err
+					})
+					if err != nil {
+						return err
 					}
+					all := &irxv1.ListDisclosuresResponse{Disclosures: ds}
 					return c.printList(all, "disclosures", len(all.Disclosures), func(w io.Writer) error { return writeDisclosures(w, all.GetDisclosures()) })
 				})
 			}

@@ -94,15 +94,9 @@ func checkPeerCA(pemData []byte, team string, now time.Time) (*x509.Certificate,
 		return nil, fmt.Errorf("%d certificates; want exactly one, the team's CA", len(certs))
 	}
 	cert := certs[0]
-	if !cert.BasicConstraintsValid || !cert.IsCA || cert.KeyUsage&x509.KeyUsageCertSign == 0 {
-		return nil, fmt.Errorf("certificate %q is not a CA certificate; want the team's CA (ca.crt), not a node's or operator's", cert.Subject)
-	}
-	id, err := pki.IdentityFromCert(cert)
+	id, err := pki.CheckCACert(cert)
 	if err != nil {
-		return nil, err
-	}
-	if id.Kind != pki.KindCA {
-		return nil, fmt.Errorf("certificate names %s, not a team CA (irx://<team>/ca/<team>)", id)
+		return nil, fmt.Errorf("certificate %q is not a CA certificate that can be pinned (%v); want the team's CA (ca.crt), not a node's or operator's", cert.Subject, err)
 	}
 	if team != "" && id.Team != team {
 		return nil, fmt.Errorf("the CA is %s, of team %q, not of team %q", id, id.Team, team)

@@ -123,6 +123,32 @@ func withClient[C any](ctx context.Context, c *cli, newClient func(grpc.ClientCo
 	return f(callCtx, newClient(s.conn))
 }
 
+// collectPages follows next_page_token until the server sends none or limit
+// items (0: no limit) are collected. list gets the token to send and how
+// many items are still wanted (0: no limit), so it can ask for no more.
+func collectPages[T any](limit int, list func(token string, remaining int) (items []T, next string, err error)) ([]T, error) {
+	var out []T
+	token := ""
+	for {
+		remaining := 0
+		if limit > 0 {
+			remaining = limit - len(out)
+		}
+		items, next, err := list(token, remaining)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, items...)
+		if limit > 0 && len(out) >= limit {
+			return out[:limit], nil
+		}
+		if next == "" {
+			return out, nil
+		}
+		token = next
+	}
+}
+
 func writeClusterStatus(w io.Writer, st *irxv1.GetClusterStatusResponse) error {
 	fmt.Fprintf(w, "team %s, leader %s, term %d, commit index %d, last ticket %d (answered by %s)\n\n",
 		st.GetTeamId(), dash(st.GetLeaderId()), st.GetTerm(), st.GetCommitIndex(), st.GetLastTicket(), st.GetNodeId())

@@ -27,7 +27,7 @@ func members(t *testing.T, out string) map[string][]string {
 }
 
 func TestClusterCommands(t *testing.T) {
-	nodes := irxdtest.StartCluster(t, irxdBin, 3)
+	nodes := irxdtest.StartCluster(t, irxdtest.Binary(t), 3)
 	ctl := cliAt(t, nodes[1].APIAddr)
 
 	// Status from any node lists every member; exactly one leads.
@@ -58,7 +58,7 @@ func TestClusterCommands(t *testing.T) {
 	}
 
 	// A fourth node joins, added through a follower.
-	n4, err := irxdtest.NewNode(irxdBin, filepath.Join(t.TempDir(), "node4"), "--node", "node4", "--join")
+	n4, err := irxdtest.NewNode(irxdtest.Binary(t), filepath.Join(t.TempDir(), "node4"), "--node", "node4", "--join")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -24,7 +24,7 @@ func deadAddr(t *testing.T) string {
 }
 
 func TestContextsAndEnvironment(t *testing.T) {
-	n := irxdtest.StartNode(t, irxdBin)
+	n := irxdtest.StartNode(t, irxdtest.Binary(t))
 	dead := deadAddr(t)
 	cfgDir := t.TempDir()
 	env := map[string]string{"IRXCTL_CONFIG": filepath.Join(cfgDir, "sub", "config.yaml")}
@@ -111,7 +111,7 @@ func TestContextsAndEnvironment(t *testing.T) {
 func TestMutualTLS(t *testing.T) {
 	dir := t.TempDir()
 	cfg := writeFile(t, filepath.Join(dir, "irxd.yaml"), "tls:\n  api_tls_on_loopback: true\n")
-	n, err := irxdtest.NewNode(irxdBin, filepath.Join(dir, "data"), "--config", cfg)
+	n, err := irxdtest.NewNode(irxdtest.Binary(t), filepath.Join(dir, "data"), "--config", cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

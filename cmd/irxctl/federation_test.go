@@ -45,7 +45,7 @@ func launchTeam(t *testing.T, team string) *irxdtest.Node {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	nodes, err := irxdtest.LaunchTeam(ctx, irxdBin, filepath.Join(t.TempDir(), team), team, 1, nil)
+	nodes, err := irxdtest.LaunchTeam(ctx, irxdtest.Binary(t), filepath.Join(t.TempDir(), team), team, 1, nil)
 	for _, n := range nodes {
 		t.Cleanup(func() { _ = n.Kill() })
 	}

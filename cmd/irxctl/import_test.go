@@ -130,7 +130,7 @@ func writeImportTree(t *testing.T, dir string) (valid []int, invalid []string) {
 }
 
 func TestImportAndList(t *testing.T) {
-	n := irxdtest.StartNode(t, irxdBin)
+	n := irxdtest.StartNode(t, irxdtest.Binary(t))
 	ctl := cliAt(t, n.APIAddr)
 	dir := t.TempDir()
 	valid, invalid := writeImportTree(t, dir)

@@ -242,29 +242,18 @@ forwarded, resolved, future; --tlp clear, green, amber, amber-strict, red
 // listIncidents follows next_page_token until limit incidents (0: no limit)
 // or the end.
 func listIncidents(ctx context.Context, s *session, req *irxv1.ListIncidentsRequest, limit, pageSize int) ([]*irxv1.Incident, error) {
-	var out []*irxv1.Incident
-	for {
-		req.PageSize = int32(pageSize)
-		if remaining := limit - len(out); limit > 0 && (pageSize == 0 || remaining < pageSize) {
+	return collectPages(limit, func(token string, remaining int) ([]*irxv1.Incident, string, error) {
+		req.PageToken, req.PageSize = token, int32(pageSize)
+		if remaining > 0 && (pageSize == 0 || remaining < pageSize) {
 			// Ask for no more than is wanted, and for all of it at once
 			// when the page size is the server's choice.
 			req.PageSize = int32(min(remaining, maxPageSize))
 		}
 		callCtx, cancel := s.call(ctx)
+		defer cancel()
 		resp, err := s.incidents().ListIncidents(callCtx, req)
-		cancel()
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, resp.GetIncidents()...)
-		if limit > 0 && len(out) >= limit {
-			return out[:limit], nil
-		}
-		if resp.GetNextPageToken() == "" {
-			return out, nil
-		}
-		req.PageToken = resp.GetNextPageToken()
-	}
+		return resp.GetIncidents(), resp.GetNextPageToken(), err
+	})
 }
 
 func parseTime(flagName, s string) (*timestamppb.Timestamp, error) {
@@ -348,20 +337,14 @@ func incidentVersionsCommand() *command {
 					return err
 				}
 				defer s.Close()
-				req := &irxv1.ListIncidentVersionsRequest{Id: args[0]}
-				var versions []*irxv1.Incident
-				for {
+				versions, err := collectPages(0, func(token string, _ int) ([]*irxv1.Incident, string, error) {
 					callCtx, cancel := s.call(ctx)
-					resp, err := s.incidents().ListIncidentVersions(callCtx, req)
-					cancel()
-					if err != nil {
-						return err
-					}
-					versions = append(versions, resp.GetIncidents()...)
-					if resp.GetNextPageToken() == "" {
-						break
-					}
-					req.PageToken = resp.GetNextPageToken()
+					defer cancel()
+					resp, err := s.incidents().ListIncidentVersions(callCtx, &irxv1.ListIncidentVersionsRequest{Id: args[0], PageToken: token})
+					return resp.GetIncidents(), resp.GetNextPageToken(), err
+				})
+				if err != nil {
+					return err
 				}
 				return c.printIncidentList(&irxv1.ListIncidentVersionsResponse{Incidents: versions}, versions, writeVersionTable)
 			}

@@ -40,7 +40,7 @@ reporting_site:
 `
 
 func TestIncidentCommands(t *testing.T) {
-	n := irxdtest.StartNode(t, irxdBin)
+	n := irxdtest.StartNode(t, irxdtest.Binary(t))
 	ctl := cliAt(t, n.APIAddr)
 	dir := t.TempDir()
 

@@ -20,7 +20,7 @@ func iodefSample(name string) string { return filepath.Join("testdata", "iodef",
 // TestIODEFCreateAndImport creates incidents from IODEF documents on a real
 // node, and imports a directory holding IODEF, JSON and YAML together.
 func TestIODEFCreateAndImport(t *testing.T) {
-	n := irxdtest.StartNode(t, irxdBin)
+	n := irxdtest.StartNode(t, irxdtest.Binary(t))
 	ctl := cliAt(t, n.APIAddr)
 	listed := func() int {
 		t.Helper()

@@ -16,26 +16,9 @@ import (
 	"github.com/irxfed/irx/test/irxdtest"
 )
 
-// irxdBin is built once for every test that needs a real node.
-var irxdBin string
-
-func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "irxctl-test-bin")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	irxdBin, err = irxdtest.Build(ctx, dir)
-	cancel()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
-}
+// TestMain builds no irxd: a test that starts a node asks irxdtest.Binary,
+// so the fuzz workers, which run FuzzIODEF alone, build none.
+func TestMain(m *testing.M) { irxdtest.Main(m) }
 
 type result struct {
 	code           int

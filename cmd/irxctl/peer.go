@@ -224,18 +224,14 @@ feed the policy kept from the peer. "peer get" shows the rest.`,
 		setup: func(*flag.FlagSet) action {
 			return func(ctx context.Context, c *cli, _ []string) error {
 				return withPeers(ctx, c, func(ctx context.Context, pc irxv1.PeerServiceClient) error {
-					all := &irxv1.ListPeersResponse{}
-					req := &irxv1.ListPeersRequest{PageSize: maxPeerPageSize}
-					for {
-						resp, err := pc.ListPeers(ctx, req)
-						if err != nil {
-							return err
-						}
-						all.Peers = append(all.Peers, resp.GetPeers()...)
-						if req.PageToken = resp.GetNextPageToken(); req.PageToken == "" {
-							break
-						}
+					peers, err := collectPages(0, func(token string, _ int) ([]*irxv1.Peer, string, error) {
+						resp, err := pc.ListPeers(ctx, &irxv1.ListPeersRequest{PageSize: maxPeerPageSize, PageToken: token})
+						return resp.GetPeers(), resp.GetNextPageToken(), err
+					})
+					if err != nil {
+						return err
 					}
+					all := &irxv1.ListPeersResponse{Peers: peers}
 					return c.printList(all, "peers", len(all.Peers), func(w io.Writer) error { return writePeers(w, all.GetPeers()...) })
 				})
 			}

@@ -36,7 +36,7 @@ func peerRows(t *testing.T, out string) map[string][]string {
 
 // TestPeerCommands needs PeerService on the node's operator API.
 func TestPeerCommands(t *testing.T) {
-	n := irxdtest.StartNode(t, irxdBin)
+	n := irxdtest.StartNode(t, irxdtest.Binary(t))
 	ctl := cliAt(t, n.APIAddr)
 	bDir, bFP := peerTeam(t, "cert-b")
 	cDir, cFP := peerTeam(t, "cert-c")
@@ -155,7 +155,7 @@ func TestPeerCommands(t *testing.T) {
 // PeerService.HandOffIncidentToPeer. A hand-off that succeeds needs a second
 // team serving federation; here only the refusals are checked.
 func TestIncidentWithdrawAndHandoff(t *testing.T) {
-	n := irxdtest.StartNode(t, irxdBin)
+	n := irxdtest.StartNode(t, irxdtest.Binary(t))
 	ctl := cliAt(t, n.APIAddr)
 	mustSucceed(t, ctl(incidentJSON, "incident", "create", "-f", "-"))
 	mustSucceed(t, ctl(incidentYAML, "incident", "create", "-f", "-"))
@@ -189,7 +189,7 @@ func TestIncidentWithdrawAndHandoff(t *testing.T) {
 // acknowledged, so the ledger is empty; what a recomputed view looks like is
 // for a two-team test.
 func TestAuditCommands(t *testing.T) {
-	n := irxdtest.StartNode(t, irxdBin)
+	n := irxdtest.StartNode(t, irxdtest.Binary(t))
 	ctl := cliAt(t, n.APIAddr)
 	bDir, bFP := peerTeam(t, "cert-b")
 	mustSucceed(t, ctl("", "peer", "create", "--team", "cert-b", "--peer-ca-file", filepath.Join(bDir, "ca.crt"), "--fingerprint", bFP))

@@ -376,33 +376,18 @@ func (c *cli) printPKIResult(res pkiResult, table func(w io.Writer)) error {
 	return nil
 }
 
-// sansOf turns --host values into SANs: IP literals become IP SANs,
-// anything else a DNS name. A port ("host:7400") is dropped, so the
-// addresses nodes are configured with can be pasted as they are.
+// sansOf turns --host values into SANs (pki.HostSANs: a port is dropped, so
+// the addresses nodes are configured with can be pasted as they are). Names
+// must be RFC 1123 host names, a stricter check than irxd makes for its
+// development certificates, so a mistyped --host fails here rather than
+// yielding a certificate no client can match.
 func sansOf(hosts []string) (dns []string, ips []net.IP, err error) {
-	for _, h := range hosts {
-		if host, _, err := net.SplitHostPort(h); err == nil {
-			h = host
-		}
-		h = strings.TrimSuffix(strings.TrimPrefix(h, "["), "]")
-		if ip := net.ParseIP(h); ip != nil {
-			if v4 := ip.To4(); v4 != nil {
-				ip = v4
-			}
-			if !slices.ContainsFunc(ips, ip.Equal) {
-				ips = append(ips, ip)
-			}
-			continue
-		}
-		h = strings.ToLower(strings.TrimSuffix(h, "."))
+	return pki.HostSANs(hosts, func(h string) error {
 		if !validDNSName(h) {
-			return nil, nil, fmt.Errorf("%q is neither an IP address nor a DNS name", h)
+			return fmt.Errorf("%q is neither an IP address nor a DNS name", h)
 		}
-		if !slices.Contains(dns, h) {
-			dns = append(dns, h)
-		}
-	}
-	return dns, ips, nil
+		return nil
+	})
 }
 
 // validDNSName accepts host names (RFC 1123 labels) and one leading

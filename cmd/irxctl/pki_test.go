@@ -314,7 +314,7 @@ func TestPKICertificatesRunATeam(t *testing.T) {
 	nodes := make([]*irxdtest.Node, 3)
 	var memberList []string
 	for i := range nodes {
-		n, err := irxdtest.NewNode(irxdBin, filepath.Join(dir, fmt.Sprintf("data%d", i+1)))
+		n, err := irxdtest.NewNode(irxdtest.Binary(t), filepath.Join(dir, fmt.Sprintf("data%d", i+1)))
 		if err != nil {
 			t.Fatal(err)
 		}

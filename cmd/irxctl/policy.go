@@ -71,18 +71,14 @@ Every apply makes a new, immutable version; errors name the line and key.`,
 				setup: func(*flag.FlagSet) action {
 					return func(ctx context.Context, c *cli, _ []string) error {
 						return withPolicies(ctx, c, func(ctx context.Context, pl irxv1.PolicyServiceClient) error {
-							all := &irxv1.ListPoliciesResponse{}
-							req := &irxv1.ListPoliciesRequest{PageSize: 1000}
-							for {
-								resp, err := pl.ListPolicies(ctx, req)
-								if err != nil {
-									return err
-								}
-								all.Policies = append(all.Policies, resp.GetPolicies()...)
-								if req.PageToken = resp.GetNextPageToken(); req.PageToken == "" {
-									break
-								}
+							ps, err := collectPages(0, func(token string, _ int) ([]*irxv1.DisclosurePolicy, string, error) {
+								resp, err := pl.ListPolicies(ctx, &irxv1.ListPoliciesRequest{PageSize: 1000, PageToken: token})
+								return resp.GetPolicies(), resp.GetNextPageToken(), err
+							})
+							if err != nil {
+								return err
 							}
+							all := &irxv1.ListPoliciesResponse{Policies: ps}
 							return c.printProto(all, func(w io.Writer) error { return writePolicies(w, all.GetPolicies()...) })
 						})
 					}
@@ -97,18 +93,14 @@ Every apply makes a new, immutable version; errors name the line and key.`,
 				setup: func(*flag.FlagSet) action {
 					return func(ctx context.Context, c *cli, args []string) error {
 						return withPolicies(ctx, c, func(ctx context.Context, pl irxv1.PolicyServiceClient) error {
-							all := &irxv1.ListPolicyVersionsResponse{}
-							req := &irxv1.ListPolicyVersionsRequest{PeerTeamId: args[0], PageSize: 1000}
-							for {
-								resp, err := pl.ListPolicyVersions(ctx, req)
-								if err != nil {
-									return err
-								}
-								all.Policies = append(all.Policies, resp.GetPolicies()...)
-								if req.PageToken = resp.GetNextPageToken(); req.PageToken == "" {
-									break
-								}
+							ps, err := collectPages(0, func(token string, _ int) ([]*irxv1.DisclosurePolicy, string, error) {
+								resp, err := pl.ListPolicyVersions(ctx, &irxv1.ListPolicyVersionsRequest{PeerTeamId: args[0], PageSize: 1000, PageToken: token})
+								return resp.GetPolicies(), resp.GetNextPageToken(), err
+							})
+							if err != nil {
+								return err
 							}
+							all := &irxv1.ListPolicyVersionsResponse{Policies: ps}
 							return c.printProto(all, func(w io.Writer) error { return writePolicies(w, all.GetPolicies()...) })
 						})
 					}

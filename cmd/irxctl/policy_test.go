@@ -10,7 +10,7 @@ import (
 )
 
 func TestPolicyCommands(t *testing.T) {
-	n := irxdtest.StartNode(t, irxdBin)
+	n := irxdtest.StartNode(t, irxdtest.Binary(t))
 	ctl := cliAt(t, n.APIAddr)
 	sample, err := os.ReadFile(filepath.Join("..", "..", "policy", "testdata", "sample.yaml"))
 	if err != nil {

@@ -112,8 +112,15 @@ func ParseCA(certPEM, keyPEM []byte) (*CA, error) {
 }
 
 // check validates the CA certificate's shape and returns its identity.
-func (ca *CA) check() (Identity, error) {
-	c := ca.Cert
+func (ca *CA) check() (Identity, error) { return CheckCACert(ca.Cert) }
+
+// CheckCACert checks that c has the shape of a team CA, a CA certificate
+// allowed to sign certificates that names itself irx://<team>/ca/<team>, and
+// returns that identity. It does not check validity dates or signatures.
+func CheckCACert(c *x509.Certificate) (Identity, error) {
+	if c == nil {
+		return Identity{}, errors.New("nil certificate")
+	}
 	if !c.BasicConstraintsValid || !c.IsCA {
 		return Identity{}, errors.New("certificate is not a CA")
 	}

@@ -285,19 +285,31 @@ func (p *DevPKI) loadLeaf(certFile, keyFile string, req IssueRequest) (tls.Certi
 }
 
 // devSANs turns the host list into SANs, always including the loopback
-// names so local tools work out of the box.
+// names so local tools work out of the box. An empty host (what is left of
+// a listen address such as ":7400") names no host and is skipped.
 func devSANs(hosts []string) (dns []string, ips []net.IP, err error) {
-	dns = []string{"localhost"}
-	ips = []net.IP{net.IPv4(127, 0, 0, 1).To4(), net.IPv6loopback}
+	return HostSANs(append([]string{"localhost", "127.0.0.1", "::1"}, hosts...), func(h string) error {
+		if strings.ContainsAny(h, " /:@") {
+			return fmt.Errorf("host %q is neither an IP address nor a DNS name", h)
+		}
+		return nil
+	})
+}
+
+// HostSANs turns host names and addresses into certificate SANs, in order
+// and without duplicates: an IP literal becomes an IP SAN (IPv4 in its
+// 4-byte form), anything else a lower-case DNS name without a trailing dot.
+// Surrounding space, a port ("host:7400") and IPv6 brackets are dropped, so
+// the addresses nodes are configured with can be given as they are.
+// checkName decides on each DNS name, "" included (what is left of ":7400"):
+// its error is returned as it is, and a "" it accepts is skipped.
+func HostSANs(hosts []string, checkName func(name string) error) (dns []string, ips []net.IP, err error) {
 	for _, h := range hosts {
 		h = strings.TrimSpace(h)
 		if host, _, err := net.SplitHostPort(h); err == nil {
 			h = host
 		}
 		h = strings.TrimSuffix(strings.TrimPrefix(h, "["), "]")
-		if h == "" {
-			continue
-		}
 		if ip := net.ParseIP(h); ip != nil {
 			if v4 := ip.To4(); v4 != nil {
 				ip = v4
@@ -308,10 +320,10 @@ func devSANs(hosts []string) (dns []string, ips []net.IP, err error) {
 			continue
 		}
 		h = strings.ToLower(strings.TrimSuffix(h, "."))
-		if strings.ContainsAny(h, " /:@") {
-			return nil, nil, fmt.Errorf("host %q is neither an IP address nor a DNS name", h)
+		if err := checkName(h); err != nil {
+			return nil, nil, err
 		}
-		if !slices.Contains(dns, h) {
+		if h != "" && !slices.Contains(dns, h) {
 			dns = append(dns, h)
 		}
 	}

@@ -166,15 +166,9 @@ rules:
 
 // peer makes other a peer of t; with follow, t pulls other's feed.
 func peer(ctx context.Context, t, other *fedTeam, follow bool) error {
-	ca, err := other.nodes[0].CACertPEM()
+	p, err := irxdtest.PeerRecord(other.id, other.nodes, follow)
 	if err != nil {
 		return err
-	}
-	p := &irxv1.Peer{TeamId: other.id, CaCertificatePem: ca}
-	if follow {
-		for _, n := range other.nodes {
-			p.Endpoints = append(p.Endpoints, n.FedAddr)
-		}
 	}
 	if _, err := t.peers.CreatePeer(ctx, &irxv1.CreatePeerRequest{Peer: p}); err != nil {
 		return fmt.Errorf("%s: CreatePeer %s: %w", t.id, other.id, err)

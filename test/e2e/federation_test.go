@@ -62,26 +62,15 @@ func startTeam(t *testing.T, id string, size int, extra ...string) *team {
 	return tm
 }
 
-func (tm *team) endpoints() []string {
-	var out []string
-	for _, n := range tm.nodes {
-		out = append(out, n.FedAddr)
-	}
-	return out
-}
-
 // peerWith makes other a peer of tm: tm accepts other's certificates and,
 // with follow, pulls other's feed.
 func (tm *team) peerWith(t *testing.T, other *team, follow bool) {
 	t.Helper()
-	ca, err := other.nodes[0].CACertPEM()
+	p, err := irxdtest.PeerRecord(other.id, other.nodes, follow)
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &irxv1.Peer{TeamId: other.id, DisplayName: "team " + other.id, CaCertificatePem: ca}
-	if follow {
-		p.Endpoints = other.endpoints()
-	}
+	p.DisplayName = "team " + other.id
 	if _, err := tm.peers[0].CreatePeer(ctxT(t), &irxv1.CreatePeerRequest{Peer: p}); err != nil {
 		t.Fatalf("%s: CreatePeer %s: %v", tm.id, other.id, err)
 	}

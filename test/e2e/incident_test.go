@@ -27,24 +27,17 @@ import (
 	"github.com/irxfed/irx/test/irxdtest"
 )
 
+// irxdBin is built before the tests run: nearly every one starts a node.
 var irxdBin string
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "irx-e2e-bin")
-	if err != nil {
+	var err error
+	if irxdBin, err = irxdtest.SharedBinary(); err != nil {
 		fmt.Fprintln(os.Stderr, err)
+		irxdtest.RemoveSharedBinary()
 		os.Exit(1)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	irxdBin, err = irxdtest.Build(ctx, dir)
-	cancel()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
+	irxdtest.Main(m)
 }
 
 type client struct {

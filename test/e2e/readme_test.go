@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
 	"regexp"
 	"runtime"
@@ -72,6 +73,74 @@ func readmeBlocks(t *testing.T, readme, heading string) []example {
 	return cmds
 }
 
+// readExamples returns the root of the source tree, its README and the
+// commands of the README sections headed headings. Fewer than atLeast
+// commands means the parser, not the README, went wrong.
+func readExamples(t *testing.T, atLeast int, headings ...string) (root, readme string, cmds []example) {
+	t.Helper()
+	_, file, _, _ := runtime.Caller(0)
+	root = filepath.Join(filepath.Dir(file), "..", "..")
+	data, err := os.ReadFile(filepath.Join(root, "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	readme = string(data)
+	for _, h := range headings {
+		cmds = append(cmds, readmeBlocks(t, readme, h)...)
+	}
+	if len(cmds) < atLeast {
+		t.Fatalf("found only %d commands; the README parser is broken", len(cmds))
+	}
+	return root, readme, cmds
+}
+
+// buildCommand builds the Go command pkg of the source tree at root into
+// dir and returns the binary's path, so the README's "go run" and "go tool"
+// lines can run without compiling on each line.
+func buildCommand(ctx context.Context, t *testing.T, root, dir, pkg string) string {
+	t.Helper()
+	name := path.Base(pkg)
+	bin := filepath.Join(dir, name)
+	build := exec.CommandContext(ctx, "go", "build", "-o", bin, pkg)
+	build.Dir = root
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("build %s: %v\n%s", name, err, out)
+	}
+	return bin
+}
+
+// freePorts gives each of the README's fixed ports a free loopback address:
+// ports maps "127.0.0.1:7400" to it, and pairs holds the same for a
+// strings.Replacer.
+func freePorts(t *testing.T, fixed ...string) (ports map[string]string, pairs []string) {
+	t.Helper()
+	ports = map[string]string{}
+	for _, p := range fixed {
+		free, err := irxdtest.FreePort()
+		if err != nil {
+			t.Fatal(err)
+		}
+		ports["127.0.0.1:"+p] = free
+		pairs = append(pairs, "127.0.0.1:"+p, free)
+	}
+	return ports, pairs
+}
+
+// checkOutcome fails t unless the README command ex ended as the README
+// says: in success or, with a "# Code: X" comment, in an error whose output
+// holds failure (how the tool reports X). It reports whether ex was one
+// that must fail.
+func checkOutcome(t *testing.T, ex example, failure string, out []byte, err error) bool {
+	t.Helper()
+	switch {
+	case ex.code == "" && err != nil:
+		t.Fatalf("README command failed: %v\n%s\n%s", err, ex.cmd, out)
+	case ex.code != "" && (err == nil || !strings.Contains(string(out), failure)):
+		t.Fatalf("README says this fails with %s, but: %v\n%s\n%s", ex.code, err, ex.cmd, out)
+	}
+	return ex.code != ""
+}
+
 // TestReadmeWalkthroughRuns runs the README's grpcurl walkthrough and policy
 // examples, as written, against a fresh node, so they cannot drift from the
 // code.
@@ -79,17 +148,7 @@ func TestReadmeWalkthroughRuns(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds grpcurl")
 	}
-	_, file, _, _ := runtime.Caller(0)
-	root := filepath.Join(filepath.Dir(file), "..", "..")
-	data, err := os.ReadFile(filepath.Join(root, "README.md"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	readme := string(data)
-	cmds := append(readmeBlocks(t, readme, "Walkthrough with grpcurl"), readmeBlocks(t, readme, "Disclosure policies")...)
-	if len(cmds) < 15 {
-		t.Fatalf("found only %d commands; the README parser is broken", len(cmds))
-	}
+	root, _, cmds := readExamples(t, 15, "Walkthrough with grpcurl", "Disclosure policies")
 	n := irxdtest.StartNode(t, irxdBin)
 	failing := 0
 	for _, ex := range cmds {
@@ -101,12 +160,7 @@ func TestReadmeWalkthroughRuns(t *testing.T) {
 		c.Dir = root
 		out, err := c.CombinedOutput()
 		cancel()
-		switch {
-		case ex.code == "" && err != nil:
-			t.Fatalf("README command failed: %v\n%s\n%s", err, ex.cmd, out)
-		case ex.code != "" && (err == nil || !strings.Contains(string(out), "Code: "+ex.code)):
-			t.Fatalf("README says this fails with %s, but: %v\n%s\n%s", ex.code, err, ex.cmd, out)
-		case ex.code != "":
+		if checkOutcome(t, ex, "Code: "+ex.code, out, err) {
 			failing++
 		}
 	}
@@ -123,48 +177,25 @@ func TestReadmeFederationRuns(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds irxctl and grpcurl")
 	}
-	_, file, _, _ := runtime.Caller(0)
-	root := filepath.Join(filepath.Dir(file), "..", "..")
-	data, err := os.ReadFile(filepath.Join(root, "README.md"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmds := readmeBlocks(t, string(data), "Federation")
-	if len(cmds) < 10 {
-		t.Fatalf("found only %d commands; the README parser is broken", len(cmds))
-	}
+	root, _, cmds := readExamples(t, 10, "Federation")
 	tmp := t.TempDir()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	irxctl := filepath.Join(tmp, "irxctl")
-	build := exec.CommandContext(ctx, "go", "build", "-o", irxctl, "./cmd/irxctl")
-	build.Dir = root
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("build irxctl: %v\n%s", err, out)
+	irxctl := buildCommand(ctx, t, root, tmp, "./cmd/irxctl")
+	ports, portPairs := freePorts(t, "7400", "7401", "7402", "7410", "7411", "7412")
+	replace := []string{
+		"go run ./cmd/irxd --team cert-a", irxdBin + " --team cert-a --api-addr 127.0.0.1:7400 --federation-addr 127.0.0.1:7401 --raft-addr 127.0.0.1:7402",
+		"go run ./cmd/irxd ", irxdBin + " ",
+		"go run ./cmd/irxctl ", irxctl + " --addr 127.0.0.1:7400 ",
+		"irx-a", filepath.Join(tmp, "irx-a"), "irx-b", filepath.Join(tmp, "irx-b"),
 	}
-	ports := map[string]string{}
-	var replace []string
-	for _, fixed := range []string{"7400", "7401", "7402", "7410", "7411", "7412"} {
-		free, err := irxdtest.FreePort()
-		if err != nil {
-			t.Fatal(err)
-		}
-		ports[fixed] = free
-		replace = append(replace, "127.0.0.1:"+fixed, free)
-	}
-	replace = append(replace,
-		"go run ./cmd/irxd --team cert-a", irxdBin+" --team cert-a --api-addr 127.0.0.1:7400 --federation-addr 127.0.0.1:7401 --raft-addr 127.0.0.1:7402",
-		"go run ./cmd/irxd ", irxdBin+" ",
-		"go run ./cmd/irxctl ", irxctl+" --addr 127.0.0.1:7400 ",
-		"irx-a", filepath.Join(tmp, "irx-a"), "irx-b", filepath.Join(tmp, "irx-b"))
 	// The daemon lines first (so their ports are rewritten in turn), then
 	// the ports everywhere.
 	rewrite := func(cmd string) string {
-		for i := 6 * 2; i < len(replace); i += 2 {
-			cmd = strings.ReplaceAll(cmd, replace[i], replace[i+1])
-		}
-		for i := 0; i < 6*2; i += 2 {
-			cmd = strings.ReplaceAll(cmd, replace[i], replace[i+1])
+		for _, pairs := range [][]string{replace, portPairs} {
+			for i := 0; i < len(pairs); i += 2 {
+				cmd = strings.ReplaceAll(cmd, pairs[i], pairs[i+1])
+			}
 		}
 		return cmd
 	}
@@ -183,9 +214,9 @@ func TestReadmeFederationRuns(t *testing.T) {
 				t.Fatal(err)
 			}
 			t.Cleanup(func() { _ = daemon.Process.Kill(); _, _ = daemon.Process.Wait() })
-			api := ports["7400"]
+			api := ports["127.0.0.1:7400"]
 			if strings.Contains(ex.cmd, "cert-b") {
-				api = ports["7410"]
+				api = ports["127.0.0.1:7410"]
 			}
 			eventually(t, time.Minute, "the README's irxd serves", func() error {
 				out, err := run(irxctl + " --addr " + api + " cluster status")
@@ -196,19 +227,11 @@ func TestReadmeFederationRuns(t *testing.T) {
 			})
 			continue
 		}
-		switch {
-		case strings.Contains(ex.cmd, "# B holds cert-a:1"):
+		switch held := strings.Contains(ex.cmd, "# B holds cert-a:1"); {
+		case held || strings.Contains(ex.cmd, "# gone at B"):
 			eventually(t, 30*time.Second, ex.cmd, func() error {
 				out, err := run(cmd)
-				if err != nil || !strings.Contains(out, "cert-a:1") {
-					return fmt.Errorf("%v: %s", err, out)
-				}
-				return nil
-			})
-		case strings.Contains(ex.cmd, "# gone at B"):
-			eventually(t, 30*time.Second, ex.cmd, func() error {
-				out, err := run(cmd)
-				if err != nil || strings.Contains(out, "cert-a:1") {
+				if err != nil || strings.Contains(out, "cert-a:1") != held {
 					return fmt.Errorf("%v: %s", err, out)
 				}
 				return nil
@@ -240,26 +263,11 @@ func TestReadmeIrxctlRuns(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds irxctl")
 	}
-	_, file, _, _ := runtime.Caller(0)
-	root := filepath.Join(filepath.Dir(file), "..", "..")
-	data, err := os.ReadFile(filepath.Join(root, "README.md"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	readme := string(data)
-	cmds := readmeBlocks(t, readme, "irxctl")
-	if len(cmds) < 30 {
-		t.Fatalf("found only %d commands; the README parser is broken", len(cmds))
-	}
+	root, readme, cmds := readExamples(t, 30, "irxctl")
 	tmp := t.TempDir()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	irxctl := filepath.Join(tmp, "irxctl")
-	build := exec.CommandContext(ctx, "go", "build", "-o", irxctl, "./cmd/irxctl")
-	build.Dir = root
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("build irxctl: %v\n%s", err, out)
-	}
+	irxctl := buildCommand(ctx, t, root, tmp, "./cmd/irxctl")
 
 	// Every command of "irxctl help" appears in the section: in the sh
 	// block, or in the text block of those that need more than one node.
@@ -325,12 +333,7 @@ func TestReadmeIrxctlRuns(t *testing.T) {
 		c.Dir = root
 		c.Env = env
 		out, err := c.CombinedOutput()
-		switch {
-		case ex.code == "" && err != nil:
-			t.Fatalf("README command failed: %v\n%s\n%s", err, ex.cmd, out)
-		case ex.code != "" && (err == nil || !strings.Contains(string(out), "irxctl: "+ex.code+": ")):
-			t.Fatalf("README says this fails with %s, but: %v\n%s\n%s", ex.code, err, ex.cmd, out)
-		case ex.code != "":
+		if checkOutcome(t, ex, "irxctl: "+ex.code+": ", out, err) {
 			failing++
 		}
 	}
@@ -362,38 +365,14 @@ func TestReadmeThreeNodeTeamRuns(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds grpcurl")
 	}
-	_, file, _, _ := runtime.Caller(0)
-	root := filepath.Join(filepath.Dir(file), "..", "..")
-	data, err := os.ReadFile(filepath.Join(root, "README.md"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmds := readmeBlocks(t, string(data), "A three-node team")
-	if len(cmds) < 12 {
-		t.Fatalf("found only %d commands; the README parser is broken", len(cmds))
-	}
+	root, _, cmds := readExamples(t, 12, "A three-node team")
 	tmp := t.TempDir()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	grpcurl := filepath.Join(tmp, "grpcurl")
-	build := exec.CommandContext(ctx, "go", "build", "-o", grpcurl, "github.com/fullstorydev/grpcurl/cmd/grpcurl")
-	build.Dir = root
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("build grpcurl: %v\n%s", err, out)
-	}
+	grpcurl := buildCommand(ctx, t, root, tmp, "github.com/fullstorydev/grpcurl/cmd/grpcurl")
 
-	ports := map[string]string{} // "127.0.0.1:7400" -> a free address
-	var pairs []string
-	for _, node := range []string{"740", "741", "742", "743"} {
-		for _, last := range []string{"0", "1", "2"} {
-			free, err := irxdtest.FreePort()
-			if err != nil {
-				t.Fatal(err)
-			}
-			ports["127.0.0.1:"+node+last] = free
-			pairs = append(pairs, "127.0.0.1:"+node+last, free)
-		}
-	}
+	ports, pairs := freePorts(t, "7400", "7401", "7402", "7410", "7411", "7412",
+		"7420", "7421", "7422", "7430", "7431", "7432")
 	pairs = append(pairs, "go run ./cmd/irxd ", irxdBin+" ", "go tool grpcurl ", grpcurl+" ")
 	rewrite := strings.NewReplacer(pairs...)
 	fixedPort := regexp.MustCompile(`\b74\d\d\b`)

@@ -25,7 +25,62 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/irxfed/irx/node/pki"
+	irxv1 "github.com/irxfed/irx/proto/irx/v1"
 )
+
+// Binary returns irxd built for the tests of this process, building it on
+// the first call; later calls, from any test, share the binary (or the
+// error). A failed build fails t. Building on first use rather than in
+// TestMain spares a go build in processes that start no node, such as the
+// workers of go test -fuzz, which each run TestMain again.
+func Binary(t testing.TB) string {
+	t.Helper()
+	bin, err := SharedBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return bin
+}
+
+var (
+	sharedMu  sync.Mutex
+	sharedDir string // what sharedBuild made, for RemoveSharedBinary
+)
+
+var sharedBuild = sync.OnceValues(func() (string, error) {
+	dir, err := os.MkdirTemp("", "irxdtest-bin")
+	if err != nil {
+		return "", err
+	}
+	sharedMu.Lock()
+	sharedDir = dir
+	sharedMu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	return Build(ctx, dir)
+})
+
+// SharedBinary is Binary for callers without a test, such as a TestMain
+// that wants every test to find the binary ready.
+func SharedBinary() (string, error) { return sharedBuild() }
+
+// Main runs m's tests, removes the binary Binary built for them, if any, and
+// exits: the TestMain of a package whose tests start irxd.
+func Main(m *testing.M) {
+	code := m.Run()
+	RemoveSharedBinary()
+	os.Exit(code)
+}
+
+// RemoveSharedBinary removes the binary Binary or SharedBinary built, if
+// either did; call it once no test runs any more.
+func RemoveSharedBinary() {
+	sharedMu.Lock()
+	defer sharedMu.Unlock()
+	if sharedDir != "" {
+		_ = os.RemoveAll(sharedDir)
+	}
+}
 
 // Build compiles ./cmd/irxd into dir and returns the binary's path.
 func Build(ctx context.Context, dir string) (string, error) {
@@ -401,6 +456,23 @@ func ShareDevCA(team string, nodes ...*Node) error {
 func (n *Node) CACertPEM() (string, error) {
 	data, err := os.ReadFile(filepath.Join(n.DataDir, "pki", pki.DevCACertFile))
 	return string(data), err
+}
+
+// PeerRecord is the peer record with which another team admits team id,
+// running as nodes: the CA of nodes[0]'s development PKI pinned and, with
+// follow, every node's federation address to pull id's feed from.
+func PeerRecord(id string, nodes []*Node, follow bool) (*irxv1.Peer, error) {
+	ca, err := nodes[0].CACertPEM()
+	if err != nil {
+		return nil, err
+	}
+	p := &irxv1.Peer{TeamId: id, CaCertificatePem: ca}
+	if follow {
+		for _, n := range nodes {
+			p.Endpoints = append(p.Endpoints, n.FedAddr)
+		}
+	}
+	return p, nil
 }
 
 // LaunchNode starts one more node with the given flags (for example --join)
