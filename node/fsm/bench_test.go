@@ -8,6 +8,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/irxfed/irx/node/record"
 	irxv1 "github.com/irxfed/irx/proto/irx/v1"
 )
 
@@ -62,5 +63,46 @@ func BenchmarkApplyBatchCreate(b *testing.B) {
 	b.ReportMetric(float64(index)/b.Elapsed().Seconds(), "entries/s")
 	if f.LastTicket() != index {
 		b.Fatalf("last ticket %d, want %d", f.LastTicket(), index)
+	}
+}
+
+// BenchmarkApplyPeerFeed applies a peer's feed as a catch-up does: entries
+// of 1,024 new ~1 KiB views each. One op is one entry.
+func BenchmarkApplyPeerFeed(b *testing.B) {
+	const perEntry = 1024
+	h := newHarness(b)
+	h.addPeer("cert-z")
+	view := benchIncident()
+	view.Version = 1
+	view.CreateTime = timestamppb.New(t0)
+	view.Provenance = &irxv1.Provenance{OriginTeam: "cert-z", Path: []string{"cert-z", team}, ReceivedFrom: "cert-z"}
+	var seq uint64
+	next := func() *raft.Log {
+		items := make([]*irxv1.FeedItem, perEntry)
+		from := seq
+		for i := range items {
+			seq++
+			v := proto.Clone(view).(*irxv1.Incident)
+			v.Id = record.ID{Team: "cert-z", Ticket: seq}.String()
+			items[i] = viewItem(seq, v)
+		}
+		return h.command(&irxv1.Command{Kind: &irxv1.Command_ApplyPeerFeed{ApplyPeerFeed: &irxv1.ApplyPeerFeedCommand{
+			PeerTeamId: "cert-z", FromCursor: from, Cursor: seq, Head: seq, Items: items,
+		}}})
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		b.StopTimer()
+		l := next()
+		b.SetBytes(int64(len(l.Data)))
+		b.StartTimer()
+		if res := asResult(b, h.f.ApplyBatch([]*raft.Log{l})[0]); res.Err != nil {
+			b.Fatal(res.Err)
+		}
+	}
+	b.ReportMetric(float64(seq)/b.Elapsed().Seconds(), "records/s")
+	st, err := h.f.PeerState("cert-z")
+	if err != nil || st.GetReceived() != seq {
+		b.Fatalf("peer state %v (%v), want %d received", st, err, seq)
 	}
 }
