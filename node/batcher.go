@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"time"
 
 	"google.golang.org/grpc/codes"
 	grpcstatus "google.golang.org/grpc/status"
@@ -79,11 +80,13 @@ func (b *batcher) propose(batch []*proposal) {
 		b.failAll(batch, grpcstatus.Errorf(codes.Internal, "encode command: %v", err))
 		return
 	}
+	start := time.Now()
 	future := b.n.raft.Apply(data, b.n.cfg.Raft.ApplyTimeout)
 	if err := future.Error(); err != nil {
 		b.failAll(batch, b.n.raftError(err))
 		return
 	}
+	b.n.metrics.commit.Observe(time.Since(start).Seconds())
 	res, ok := future.Response().(*fsm.Result)
 	if !ok {
 		b.failAll(batch, grpcstatus.Errorf(codes.Internal, "state machine returned %T", future.Response()))

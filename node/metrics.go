@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/irxfed/irx/node/fsm"
+	"github.com/irxfed/irx/node/raftstore"
 )
 
 // metrics is the node's Prometheus registry: its own, not the global one,
@@ -27,6 +28,12 @@ type metrics struct {
 	requests *prometheus.CounterVec
 	latency  *prometheus.HistogramVec
 	apply    prometheus.Histogram
+	// logAppend and commit say where a write's time goes: a durable append
+	// (write and fsync) happens on the leader and then on the followers,
+	// one after the other, so on a slow disk two of them are most of what
+	// a lone client waits for.
+	logAppend prometheus.Histogram
+	commit    prometheus.Histogram
 }
 
 func newMetrics() *metrics {
@@ -43,8 +50,16 @@ func newMetrics() *metrics {
 			Name: "irx_fsm_apply_batch_seconds", Help: "Time to apply one group of committed Raft entries to the state machine.",
 			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16),
 		}),
+		logAppend: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "irx_raft_log_append_seconds", Help: "Time to durably append entries to this node's Raft log (write and fsync).",
+			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16),
+		}),
+		commit: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "irx_raft_commit_seconds", Help: "On the leader, time from handing a group of writes to Raft until a quorum has stored it and it is applied.",
+			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16),
+		}),
 	}
-	m.registry.MustRegister(m.requests, m.latency, m.apply,
+	m.registry.MustRegister(m.requests, m.latency, m.apply, m.logAppend, m.commit,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -108,6 +123,20 @@ func (f measuredFSM) ApplyBatch(logs []*raft.Log) []any {
 }
 
 func (f measuredFSM) Apply(l *raft.Log) any { return f.ApplyBatch([]*raft.Log{l})[0] }
+
+// measuredLogStore times each durable append to the Raft log.
+type measuredLogStore struct {
+	*raftstore.Store
+	append prometheus.Histogram
+}
+
+func (s measuredLogStore) StoreLogs(logs []*raft.Log) error {
+	start := time.Now()
+	defer func() { s.append.Observe(time.Since(start).Seconds()) }()
+	return s.Store.StoreLogs(logs)
+}
+
+func (s measuredLogStore) StoreLog(l *raft.Log) error { return s.StoreLogs([]*raft.Log{l}) }
 
 // serveMetrics serves /metrics on addr until the node closes.
 func (n *Node) serveMetrics(addr string) error {

@@ -56,11 +56,16 @@ func TestMetricsEndpoint(t *testing.T) {
 		`irx_grpc_requests_total{code="OK",method="irx.v1.IncidentService/CreateIncident"} 1`,
 		`irx_grpc_requests_total{code="NotFound",method="irx.v1.IncidentService/GetIncident"} 1`,
 		"irx_fsm_apply_batch_seconds_count",
+		"irx_raft_commit_seconds_count",
+		"irx_raft_log_append_seconds_bucket",
 		"go_goroutines",
 	} {
 		if !strings.Contains(text, want) {
 			t.Errorf("metrics lack %q", want)
 		}
+	}
+	if strings.Contains(text, "irx_raft_log_append_seconds_count 0\n") || strings.Contains(text, "irx_raft_commit_seconds_count 0\n") {
+		t.Errorf("log appends or commits not timed:\n%s", text)
 	}
 	if strings.Contains(text, "irx_fsm_applied_index 0\n") || strings.Contains(text, "irx_raft_term 0\n") {
 		t.Errorf("positions not exported:\n%s", text)

@@ -229,7 +229,7 @@ func (n *Node) startRaft(creds nodeCredentials) error {
 		}
 		n.log.Info("bootstrapped a new team", "members", len(conf.Servers))
 	}
-	n.raft, err = raft.NewRaft(rc, measuredFSM{FSM: n.state, apply: n.metrics.apply}, n.logs, n.logs, snapshots, n.transport)
+	n.raft, err = raft.NewRaft(rc, measuredFSM{FSM: n.state, apply: n.metrics.apply}, measuredLogStore{Store: n.logs, append: n.metrics.logAppend}, n.logs, snapshots, n.transport)
 	if err != nil {
 		return fmt.Errorf("raft: %w", err)
 	}

@@ -69,6 +69,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		irxdArgs = fs.String("irxd-args", "", "extra flags for every started irxd, space-separated")
 		pprof    = fs.Int("pprof-base-port", 0, "serve pprof from started node i on 127.0.0.1:(port+i)")
 		leader   = fs.Bool("leader-only", false, "send every call to the leader (no forwarding), to measure what forwarding costs")
+		metrics  = fs.Int("metrics-base-port", 0, "serve metrics from started node i on 127.0.0.1:(port+i) and report Raft's log append and commit times")
 	)
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
@@ -88,9 +89,15 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 			return err
 		}
 		startCtx, cancel := context.WithTimeout(ctx, time.Minute)
-		var each func(int) []string
-		if *pprof > 0 {
-			each = func(i int) []string { return []string{"--debug-addr", fmt.Sprintf("127.0.0.1:%d", *pprof+i)} }
+		each := func(i int) []string {
+			var args []string
+			if *pprof > 0 {
+				args = append(args, "--debug-addr", fmt.Sprintf("127.0.0.1:%d", *pprof+i))
+			}
+			if *metrics > 0 {
+				args = append(args, "--metrics-addr", fmt.Sprintf("127.0.0.1:%d", *metrics+i))
+			}
+			return args
 		}
 		team, err := irxdtest.LaunchClusterEach(startCtx, bin, dir, *nodes, each, strings.Fields(*irxdArgs)...)
 		cancel()
@@ -173,6 +180,16 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	case <-time.After(*warmup):
 	case <-ctx.Done():
 	}
+	var metricsAddrs []string
+	if *metrics > 0 {
+		for i := range started {
+			metricsAddrs = append(metricsAddrs, fmt.Sprintf("127.0.0.1:%d", *metrics+i))
+		}
+	}
+	raftBefore, err := readRaftTimes(ctx, metricsAddrs)
+	if err != nil {
+		return err
+	}
 	measuring.Store(true)
 	began, cpu := time.Now(), startCPU(started)
 	select {
@@ -182,6 +199,10 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	measuring.Store(false)
 	measured := time.Since(began)
 	cpu.stop()
+	raftAfter, err := readRaftTimes(ctx, metricsAddrs)
+	if err != nil {
+		return err
+	}
 	stopping.Store(true)
 	wg.Wait()
 
@@ -196,6 +217,9 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	fmt.Fprintf(out, "latency: p50 %v  p90 %v  p99 %v  max %v\n",
 		pct(0.50).Round(10*time.Microsecond), pct(0.90).Round(10*time.Microsecond), pct(0.99).Round(10*time.Microsecond), pct(1).Round(10*time.Microsecond))
 	fmt.Fprintln(out, cpu.report(len(latencies), "create"))
+	if len(metricsAddrs) > 0 {
+		fmt.Fprintln(out, raftAfter.since(raftBefore))
+	}
 	if n := failures.Load(); n > 0 {
 		fmt.Fprintf(out, "failed calls: %d (last: %v)\n", n, lastErr.Load())
 	}

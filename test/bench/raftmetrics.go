@@ -1,0 +1,92 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// raftTimes are the nodes' Raft timing histograms (sum and count of each,
+// per node), read from their /metrics endpoints. Two readings, before and
+// after the measured window, say where a write's time went in it: the
+// durable log appends on each node and the leader's commit wait.
+type raftTimes struct {
+	addrs []string
+	sums  []map[string]float64 // per node, by series name
+}
+
+var raftSeries = []string{
+	"irx_raft_log_append_seconds_sum", "irx_raft_log_append_seconds_count",
+	"irx_raft_commit_seconds_sum", "irx_raft_commit_seconds_count",
+}
+
+func readRaftTimes(ctx context.Context, addrs []string) (*raftTimes, error) {
+	t := &raftTimes{addrs: addrs}
+	for _, addr := range addrs {
+		m, err := scrape(ctx, addr)
+		if err != nil {
+			return nil, err
+		}
+		t.sums = append(t.sums, m)
+	}
+	return t, nil
+}
+
+func scrape(ctx context.Context, addr string) (map[string]float64, error) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/metrics", nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("metrics of %s: %w", addr, err)
+	}
+	defer resp.Body.Close()
+	m := map[string]float64{}
+	lines := bufio.NewScanner(resp.Body)
+	for lines.Scan() {
+		name, value, ok := strings.Cut(lines.Text(), " ")
+		if !ok {
+			continue
+		}
+		for _, s := range raftSeries {
+			if name == s {
+				v, err := strconv.ParseFloat(value, 64)
+				if err != nil {
+					return nil, fmt.Errorf("metrics of %s: %s: %w", addr, name, err)
+				}
+				m[name] = v
+			}
+		}
+	}
+	return m, lines.Err()
+}
+
+// since reports the mean durations between an earlier reading and t.
+func (t *raftTimes) since(before *raftTimes) string {
+	mean := func(i int, histogram string) (time.Duration, bool) {
+		n := t.sums[i][histogram+"_count"] - before.sums[i][histogram+"_count"]
+		if n <= 0 {
+			return 0, false
+		}
+		sum := t.sums[i][histogram+"_sum"] - before.sums[i][histogram+"_sum"]
+		return time.Duration(sum / n * float64(time.Second)), true
+	}
+	var appends, commits []string
+	for i := range t.addrs {
+		if d, ok := mean(i, "irx_raft_log_append_seconds"); ok {
+			appends = append(appends, fmt.Sprintf("node%d %v", i+1, d.Round(time.Microsecond)))
+		}
+		if d, ok := mean(i, "irx_raft_commit_seconds"); ok {
+			commits = append(commits, fmt.Sprintf("node%d %v", i+1, d.Round(time.Microsecond)))
+		}
+	}
+	return fmt.Sprintf("raft means: durable log append %s; leader commit wait %s",
+		strings.Join(appends, ", "), strings.Join(commits, ", "))
+}
