@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 
@@ -475,19 +476,50 @@ func (a *applier) fail(err error) {
 
 // indexKeys lists the secondary index entries of an incident's latest
 // version. Updates delete the previous version's entries and add these.
+// Every stored version builds them, so they share one buffer instead of
+// costing a few allocations each (the batch copies them anyway).
 func indexKeys(id record.ID, inc *irxv1.Incident) [][]byte {
-	keys := [][]byte{
-		indexKey(prefixStatus, []byte{byte(inc.GetStatus())}, id),
-		indexKey(prefixTLP, []byte{byte(inc.GetTlp())}, id),
-		indexKey(prefixTaxonomy, cat([]byte(inc.GetTaxonomy().GetClass()), []byte{0}, []byte(inc.GetTaxonomy().GetType())), id),
-		indexKey(prefixTime, timeKey(inc.GetReportTime().AsTime()), id),
+	tax, inds := inc.GetTaxonomy(), inc.GetIndicators()
+	tail := 1 + len(id.Team) + 1 + 8 // NUL, team, NUL, ticket
+	size := len(prefixStatus) + 1 + len(prefixTLP) + 1 + len(prefixTaxonomy) + len(tax.GetClass()) + 1 + len(tax.GetType()) +
+		len(prefixTime) + timeKeyLen + len(inds)*(len(prefixInd)+indicatorKeyLen) + (4+len(inds))*tail
+	b := make([]byte, 0, size)
+	keys := make([][]byte, 0, 4+len(inds))
+	start := 0
+	end := func() {
+		b = append(b, 0)
+		b = append(b, id.Team...)
+		b = append(b, 0)
+		b = binary.BigEndian.AppendUint64(b, id.Ticket)
+		keys = append(keys, b[start:len(b):len(b)])
+		start = len(b)
 	}
-	seen := make(map[string]bool, len(inc.GetIndicators()))
-	for _, ind := range inc.GetIndicators() {
-		if !seen[ind.GetValue()] {
-			seen[ind.GetValue()] = true
-			keys = append(keys, indexKey(prefixInd, indicatorKey(ind.GetValue()), id))
+	b = append(append(b, prefixStatus...), byte(inc.GetStatus()))
+	end()
+	b = append(append(b, prefixTLP...), byte(inc.GetTlp()))
+	end()
+	b = append(append(append(append(b, prefixTaxonomy...), tax.GetClass()...), 0), tax.GetType()...)
+	end()
+	b = appendTimeKey(append(b, prefixTime...), inc.GetReportTime().AsTime())
+	end()
+	// A handful of indicators is checked for repeats by a scan; a long list
+	// (a 256 KiB record holds thousands) gets a map, so it stays linear.
+	var seen map[string]bool
+	if len(inds) > 16 {
+		seen = make(map[string]bool, len(inds))
+	}
+	for i, ind := range inds {
+		v := ind.GetValue()
+		if seen != nil {
+			if seen[v] {
+				continue
+			}
+			seen[v] = true
+		} else if slices.ContainsFunc(inds[:i], func(o *irxv1.Indicator) bool { return o.GetValue() == v }) {
+			continue
 		}
+		b = appendIndicatorKey(append(b, prefixInd...), v)
+		end()
 	}
 	return keys
 }

@@ -26,8 +26,8 @@ import (
 //	idx/time/<report time12>\0<team>\0<ticket8>
 //	idx/ind/<sha256(value)[:16]>\0<team>\0<ticket8>
 //
-// Every index key ends with "\0<team>\0<ticket8>"; team ids never hold a NUL,
-// so the incident is recovered from the end of the key.
+// An index key is <index prefix><field>\0<team>\0<ticket8>; team ids never
+// hold a NUL, so the incident is recovered from the end of the key.
 var (
 	keyApplied = []byte("m/applied")
 	keyTicket  = []byte("m/ticket")
@@ -66,22 +66,29 @@ func feedKey(seq uint64) []byte { return cat(prefixFeed, u64(seq)) }
 
 func requestKey(requestID string) []byte { return cat(prefixRequest, []byte(requestID)) }
 
+const (
+	timeKeyLen      = 12
+	indicatorKeyLen = 16
+)
+
 // timeKey orders timestamps from year 1 on as unsigned numbers.
-func timeKey(t time.Time) []byte {
+func timeKey(t time.Time) []byte { return appendTimeKey(make([]byte, 0, timeKeyLen), t) }
+
+func appendTimeKey(dst []byte, t time.Time) []byte {
 	const yearOneToEpoch = 62135596800
-	k := u64(uint64(t.Unix() + yearOneToEpoch))
-	return binary.BigEndian.AppendUint32(k, uint32(t.Nanosecond()))
+	dst = binary.BigEndian.AppendUint64(dst, uint64(t.Unix()+yearOneToEpoch))
+	return binary.BigEndian.AppendUint32(dst, uint32(t.Nanosecond()))
 }
 
 // indicatorKey hashes the value so arbitrary bytes (NULs included) cannot
 // collide with the key structure; lookups are exact matches anyway.
 func indicatorKey(value string) []byte {
-	sum := sha256.Sum256([]byte(value))
-	return sum[:16]
+	return appendIndicatorKey(make([]byte, 0, indicatorKeyLen), value)
 }
 
-func indexKey(prefix, field []byte, id record.ID) []byte {
-	return cat(prefix, field, []byte{0}, idKey(id))
+func appendIndicatorKey(dst []byte, value string) []byte {
+	sum := sha256.Sum256([]byte(value))
+	return append(dst, sum[:indicatorKeyLen]...)
 }
 
 var errBadKey = errors.New("fsm: malformed index key")
