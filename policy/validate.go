@@ -8,6 +8,7 @@ import (
 
 	"google.golang.org/protobuf/reflect/protoreflect"
 
+	"github.com/irxfed/irx/node/record"
 	irxv1 "github.com/irxfed/irx/proto/irx/v1"
 )
 
@@ -79,7 +80,9 @@ func Validate(p *irxv1.DisclosurePolicy) error {
 		fs.add("policy", "is required")
 		return fs.err()
 	}
-	if err := validateTeamID(p.GetPeerTeamId()); err != nil {
+	if p.GetPeerTeamId() == "" {
+		fs.add("peer_team_id", "is required: the peer's team id")
+	} else if err := record.ValidateTeamID(p.GetPeerTeamId()); err != nil {
 		fs.add("peer_team_id", "%v", err)
 	}
 	switch rc := p.GetRecipientClass(); {
@@ -235,18 +238,12 @@ func (e taxEntry) matches(t *irxv1.Taxonomy) bool {
 
 func parseTaxEntry(s string) (taxEntry, error) {
 	class, typ, hasType := strings.Cut(s, "/")
-	types, ok := taxonomy(class)
-	if !ok {
-		return taxEntry{}, fmt.Errorf("%q is not a taxonomy class; one of %s", class, strings.Join(taxonomyClasses(), ", "))
+	types := record.TaxonomyTypes(class)
+	if types == nil {
+		return taxEntry{}, fmt.Errorf("%q is not a taxonomy class; one of %s", class, strings.Join(record.TaxonomyClasses(), ", "))
 	}
-	if hasType {
-		found := false
-		for _, t := range types {
-			found = found || t == typ
-		}
-		if !found {
-			return taxEntry{}, fmt.Errorf("%q is not a type of taxonomy class %q; one of %s", typ, class, strings.Join(types, ", "))
-		}
+	if hasType && !record.ValidTaxonomy(class, typ) {
+		return taxEntry{}, fmt.Errorf("%q is not a type of taxonomy class %q; one of %s", typ, class, strings.Join(types, ", "))
 	}
 	return taxEntry{class: class, typ: typ}, nil
 }
@@ -280,27 +277,6 @@ func validateTaxonomyLists(allow, deny []string, fs *fieldErrors) {
 			}
 		}
 	}
-}
-
-// validateTeamID is the team id rule of the record schema: lowercase
-// letters, digits, '.' and '-' (not first or last), at most 63 bytes. It is
-// a copy of node/record.ValidateTeamID, which policy cannot import.
-func validateTeamID(s string) error {
-	if s == "" {
-		return fmt.Errorf("is required: the peer's team id")
-	}
-	if len(s) > 63 {
-		return fmt.Errorf("team id is longer than 63 bytes")
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		alnum := c >= 'a' && c <= 'z' || c >= '0' && c <= '9'
-		if alnum || (c == '.' || c == '-') && i > 0 && i < len(s)-1 {
-			continue
-		}
-		return fmt.Errorf("team id %q: only a-z, 0-9, '.' and '-' (not first or last) are allowed", s)
-	}
-	return nil
 }
 
 func validateDomain(d string) error {

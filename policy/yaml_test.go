@@ -2,12 +2,10 @@ package policy_test
 
 import (
 	"errors"
-	"fmt"
 	"os"
 	"strings"
 	"testing"
 
-	"github.com/irxfed/irx/node/record"
 	"github.com/irxfed/irx/policy"
 	irxv1 "github.com/irxfed/irx/proto/irx/v1"
 )
@@ -149,20 +147,6 @@ func TestValidateNamesProtoFields(t *testing.T) {
 	for _, w := range []string{"recipient_class: 9 is not a recipient class", "rules[0].ipv4_prefix_length: 40", "rules[1].info_class: is required", "rules[2]: is empty"} {
 		if err == nil || !strings.Contains(err.Error(), w) {
 			t.Errorf("error %v lacks %q", err, w)
-		}
-	}
-}
-
-// TestTaxonomyMatchesRecord keeps policy's copy of the taxonomy equal to
-// node/record's, which policy cannot import.
-func TestTaxonomyMatchesRecord(t *testing.T) {
-	if got, want := fmt.Sprint(policy.TaxonomyClassesForTest()), fmt.Sprint(record.TaxonomyClasses()); got != want {
-		t.Fatalf("classes %s, node/record has %s", got, want)
-	}
-	for _, c := range record.TaxonomyClasses() {
-		types, ok := policy.TaxonomyForTest(c)
-		if !ok || fmt.Sprint(types) != fmt.Sprint(record.TaxonomyTypes(c)) {
-			t.Errorf("%s: %v, node/record has %v", c, types, record.TaxonomyTypes(c))
 		}
 	}
 }

@@ -1,7 +1,0 @@
-package policy
-
-// Exported for policy_test.
-var (
-	TaxonomyForTest        = taxonomy
-	TaxonomyClassesForTest = taxonomyClasses
-)
