@@ -85,6 +85,16 @@ type Federation struct {
 	wg       sync.WaitGroup
 }
 
+// commit proposes cmd and returns its result, with the state machine's
+// refusal of the command (res.Err) as the error.
+func (f *Federation) commit(ctx context.Context, cmd *irxv1.Command) (*fsm.Result, error) {
+	res, err := f.propose(ctx, cmd)
+	if err != nil {
+		return nil, err
+	}
+	return res, res.Err
+}
+
 // New returns a federation to wire into a node: pass Services as
 // node.Config.Services, then call Start with the started node.
 func New(cfg Config) *Federation {

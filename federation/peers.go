@@ -97,10 +97,7 @@ func clearOutputOnly(p *irxv1.Peer) {
 }
 
 func (s *peerService) put(ctx context.Context, p *irxv1.Peer, create bool) (*irxv1.Peer, error) {
-	res, err := s.f.propose(ctx, &irxv1.Command{Kind: &irxv1.Command_PutPeer{PutPeer: &irxv1.PutPeerCommand{Peer: p, Create: create}}})
-	if err == nil {
-		err = res.Err
-	}
+	res, err := s.f.commit(ctx, &irxv1.Command{Kind: &irxv1.Command_PutPeer{PutPeer: &irxv1.PutPeerCommand{Peer: p, Create: create}}})
 	if err != nil {
 		return nil, api.ToStatus(err)
 	}
@@ -168,10 +165,7 @@ func (s *peerService) DeletePeer(ctx context.Context, req *irxv1.DeletePeerReque
 	if req.GetTeamId() == "" {
 		return nil, api.ToStatus(&record.ValidationError{Violations: []record.Violation{{Field: "team_id", Description: "is required"}}})
 	}
-	res, err := s.f.propose(ctx, &irxv1.Command{Kind: &irxv1.Command_DeletePeer{DeletePeer: &irxv1.DeletePeerCommand{TeamId: req.GetTeamId()}}})
-	if err == nil {
-		err = res.Err
-	}
+	_, err := s.f.commit(ctx, &irxv1.Command{Kind: &irxv1.Command_DeletePeer{DeletePeer: &irxv1.DeletePeerCommand{TeamId: req.GetTeamId()}}})
 	if err != nil {
 		return nil, api.ToStatus(err)
 	}
@@ -390,13 +384,10 @@ func (f *Federation) recordHandOff(ctx context.Context, inc *irxv1.Incident, pee
 				Description: fmt.Sprintf("coordination handed off to %s (their %s): %s", peer, theirID, reason),
 			}),
 		}
-		res, err := f.propose(ctx, &irxv1.Command{Kind: &irxv1.Command_UpdateIncident{UpdateIncident: &irxv1.UpdateIncidentCommand{
+		res, err := f.commit(ctx, &irxv1.Command{Kind: &irxv1.Command_UpdateIncident{UpdateIncident: &irxv1.UpdateIncidentCommand{
 			Incident: patch, ExpectedVersion: inc.GetVersion(),
 			UpdateMask: maskOf("status", "alternative_ids", "history"),
 		}}})
-		if err == nil {
-			err = res.Err
-		}
 		if err == nil {
 			return res.Incident, nil
 		}

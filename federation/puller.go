@@ -241,10 +241,7 @@ func (p *pullers) pull(ctx context.Context, peer *irxv1.Peer, endpoint string) (
 			continue // a heartbeat, or nothing new
 		}
 		for _, cmd := range splitFeed(team, cursor, resp) {
-			res, err := f.propose(ctx, &irxv1.Command{Kind: &irxv1.Command_ApplyPeerFeed{ApplyPeerFeed: cmd}})
-			if err == nil {
-				err = res.Err
-			}
+			_, err := f.commit(ctx, &irxv1.Command{Kind: &irxv1.Command_ApplyPeerFeed{ApplyPeerFeed: cmd}})
 			if err != nil {
 				if isStaleCursor(err) {
 					return progressed, fmt.Errorf("our cursor moved under us (another leader applied the batch): resubscribing: %w", err)

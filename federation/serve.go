@@ -229,10 +229,7 @@ func (f *Federation) proposeAcknowledgement(ctx context.Context, peer string, fr
 		if to == cursor {
 			cmd.Withheld = withheld
 		}
-		res, err := f.propose(ctx, &irxv1.Command{Kind: &irxv1.Command_AcknowledgePeer{AcknowledgePeer: cmd}})
-		if err == nil {
-			err = res.Err
-		}
+		_, err := f.commit(ctx, &irxv1.Command{Kind: &irxv1.Command_AcknowledgePeer{AcknowledgePeer: cmd}})
 		if err != nil {
 			return from, api.ToStatus(err)
 		}
@@ -303,12 +300,9 @@ func (s *federationService) HandOffIncident(ctx context.Context, req *irxv1.Hand
 		Action: irxv1.HistoryAction_HISTORY_ACTION_HAND_OFF, TeamId: from, Time: timestamppb.Now(),
 		Description: fmt.Sprintf("coordination handed off by %s (their %s): %s", from, theirs.GetId(), req.GetReason()),
 	})
-	res, err := s.f.propose(ctx, &irxv1.Command{Kind: &irxv1.Command_CreateIncident{CreateIncident: &irxv1.CreateIncidentCommand{
+	res, err := s.f.commit(ctx, &irxv1.Command{Kind: &irxv1.Command_CreateIncident{CreateIncident: &irxv1.CreateIncidentCommand{
 		Incident: ours, RequestId: "handoff/" + theirs.GetId(),
 	}}})
-	if err == nil {
-		err = res.Err
-	}
 	if err != nil {
 		return nil, api.ToStatus(err)
 	}

@@ -223,12 +223,9 @@ func (s *teamService) UpdateTeamDescription(ctx context.Context, req *irxv1.Upda
 	if len(vs) > 0 {
 		return nil, api.ToStatus(&record.ValidationError{Violations: vs})
 	}
-	res, err := s.f.propose(ctx, &irxv1.Command{Kind: &irxv1.Command_SetTeamDescription{SetTeamDescription: &irxv1.SetTeamDescriptionCommand{
+	res, err := s.f.commit(ctx, &irxv1.Command{Kind: &irxv1.Command_SetTeamDescription{SetTeamDescription: &irxv1.SetTeamDescriptionCommand{
 		Description: d, ExpectedVersion: req.GetExpectedVersion(),
 	}}})
-	if err == nil {
-		err = res.Err
-	}
 	if err != nil {
 		return nil, api.ToStatus(err)
 	}
