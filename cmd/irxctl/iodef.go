@@ -659,13 +659,9 @@ var (
 		values: []string{"direct", "hotline", "ext-value"},
 		to:     map[string]string{},
 	}
-	discoverySourceEnum = iodefEnum[irxv1.DiscoverySource]{
-		what: "discovery source",
-		values: []string{"nidps", "hips", "siem", "av", "third-party-monitoring", "incident", "os-log", "application-log",
-			"device-log", "network-flow", "passive-dns", "investigation", "audit", "internal-notification",
-			"external-notification", "leo", "partner", "actor", "unknown", "ext-value"},
-		to: map[string]irxv1.DiscoverySource{},
-	}
+	discoverySourceEnum = discoverySources("discovery source", []string{"nidps", "hips", "siem", "av", "third-party-monitoring", "incident", "os-log", "application-log",
+		"device-log", "network-flow", "passive-dns", "investigation", "audit", "internal-notification",
+		"external-notification", "leo", "partner", "actor", "unknown", "ext-value"})
 	occurrenceEnum = iodefEnum[irxv1.Occurrence]{
 		what:   "occurrence",
 		values: []string{"actual", "potential"},
@@ -689,43 +685,31 @@ var (
 		values: []string{"failed", "succeeded"},
 		to:     map[string]bool{"failed": false, "succeeded": true},
 	}
-	systemImpactTypeEnum = iodefEnum[string]{
-		what: "system impact type",
-		values: []string{"takeover-account", "takeover-service", "takeover-system", "cps-manipulation", "cps-damage",
-			"availability-data", "availability-account", "availability-service", "availability-system", "damaged-system",
-			"damaged-data", "breach-proprietary", "breach-privacy", "breach-credential", "breach-configuration",
-			"integrity-data", "integrity-configuration", "integrity-hardware", "traffic-redirection", "monitoring-traffic",
-			"monitoring-host", "policy", "unknown", "ext-value"},
-	}
-	businessImpactTypeEnum = iodefEnum[string]{
-		what: "business impact type",
-		values: []string{"breach-proprietary", "breach-privacy", "breach-credential", "loss-of-integrity", "loss-of-service",
-			"theft-financial", "theft-service", "degraded-reputation", "asset-damage", "asset-manipulation", "legal",
-			"extortion", "unknown", "ext-value"},
-	}
+	systemImpactTypeEnum = keptEnum("system impact type", []string{"takeover-account", "takeover-service", "takeover-system", "cps-manipulation", "cps-damage",
+		"availability-data", "availability-account", "availability-service", "availability-system", "damaged-system",
+		"damaged-data", "breach-proprietary", "breach-privacy", "breach-credential", "breach-configuration",
+		"integrity-data", "integrity-configuration", "integrity-hardware", "traffic-redirection", "monitoring-traffic",
+		"monitoring-host", "policy", "unknown", "ext-value"})
+	businessImpactTypeEnum = keptEnum("business impact type", []string{"breach-proprietary", "breach-privacy", "breach-credential", "loss-of-integrity", "loss-of-service",
+		"theft-financial", "theft-service", "degraded-reputation", "asset-damage", "asset-manipulation", "legal",
+		"extortion", "unknown", "ext-value"})
 	systemCategoryEnum = iodefEnum[string]{
 		what:   "system category",
 		values: []string{"source", "target", "intermediate", "sensor", "infrastructure", "ext-value"},
 		to: map[string]string{"source": "source", "target": "target", "intermediate": "intermediate",
 			"sensor": "sensor", "infrastructure": "infrastructure"},
 	}
-	addressCategoryEnum = iodefEnum[string]{
-		what: "address category",
-		// ipv6-net-mask is RFC 5070's; RFC 7970 has ipv6-net-masked.
-		values: []string{"asn", "atm", "e-mail", "mac", "ipv4-addr", "ipv4-net", "ipv4-net-masked", "ipv4-net-mask",
-			"ipv6-addr", "ipv6-net", "ipv6-net-masked", "ipv6-net-mask", "site-uri", "ext-value"},
-	}
-	nodeRoleEnum = iodefEnum[string]{
-		what: "node role category",
-		values: []string{"client", "client-enterprise", "client-partner", "client-remote", "client-kiosk", "client-mobile",
-			"server-internal", "server-public", "www", "mail", "webmail", "messaging", "streaming", "voice", "file", "ftp",
-			"p2p", "name", "directory", "credential", "print", "application", "database", "backup", "dhcp", "assessment",
-			"source-control", "config-management", "monitoring", "infra", "infra-firewall", "infra-router",
-			"infra-switch", "camera", "proxy", "remote-access", "log", "virtualization", "pos", "scada",
-			"scada-supervisory", "sinkhole", "honeypot", "anonymization", "c2-server", "malware-distribution",
-			"drop-server", "hop-point", "reflector", "phishing-site", "spear-phishing-site", "recruiting-site",
-			"fraudulent-site", "ext-value"},
-	}
+	// ipv6-net-mask is RFC 5070's; RFC 7970 has ipv6-net-masked.
+	addressCategoryEnum = keptEnum("address category", []string{"asn", "atm", "e-mail", "mac", "ipv4-addr", "ipv4-net", "ipv4-net-masked", "ipv4-net-mask",
+		"ipv6-addr", "ipv6-net", "ipv6-net-masked", "ipv6-net-mask", "site-uri", "ext-value"})
+	nodeRoleEnum = keptEnum("node role category", []string{"client", "client-enterprise", "client-partner", "client-remote", "client-kiosk", "client-mobile",
+		"server-internal", "server-public", "www", "mail", "webmail", "messaging", "streaming", "voice", "file", "ftp",
+		"p2p", "name", "directory", "credential", "print", "application", "database", "backup", "dhcp", "assessment",
+		"source-control", "config-management", "monitoring", "infra", "infra-firewall", "infra-router",
+		"infra-switch", "camera", "proxy", "remote-access", "log", "virtualization", "pos", "scada",
+		"scada-supervisory", "sinkhole", "honeypot", "anonymization", "c2-server", "malware-distribution",
+		"drop-server", "hop-point", "reflector", "phishing-site", "spear-phishing-site", "recruiting-site",
+		"fraudulent-site", "ext-value"})
 	historyActionEnum = iodefEnum[irxv1.HistoryAction]{
 		what: "action",
 		values: []string{"nothing", "contact-source-site", "contact-target-site", "contact-sender", "investigate",
@@ -786,20 +770,24 @@ var (
 	}
 )
 
-func init() {
-	// Every discovery source of RFC 7970 has an irx value of the same name.
-	for _, v := range discoverySourceEnum.values {
+// keptEnum is an IODEF enumeration whose values irx keeps as IODEF's
+// strings.
+func keptEnum(what string, values []string) iodefEnum[string] {
+	return iodefEnum[string]{what: what, values: values, to: identity(values)}
+}
+
+// discoverySources maps RFC 7970's discovery sources to irx's values of
+// the same name.
+func discoverySources(what string, values []string) iodefEnum[irxv1.DiscoverySource] {
+	to := make(map[string]irxv1.DiscoverySource, len(values))
+	for _, v := range values {
 		if v == "ext-value" {
 			continue
 		}
 		name := "DISCOVERY_SOURCE_" + strings.ToUpper(strings.ReplaceAll(v, "-", "_"))
-		discoverySourceEnum.to[v] = irxv1.DiscoverySource(irxv1.DiscoverySource_value[name])
+		to[v] = irxv1.DiscoverySource(irxv1.DiscoverySource_value[name])
 	}
-	// Impact types are kept as IODEF's strings.
-	systemImpactTypeEnum.to = identity(systemImpactTypeEnum.values)
-	businessImpactTypeEnum.to = identity(businessImpactTypeEnum.values)
-	addressCategoryEnum.to = identity(addressCategoryEnum.values)
-	nodeRoleEnum.to = identity(nodeRoleEnum.values)
+	return iodefEnum[irxv1.DiscoverySource]{what: what, values: values, to: to}
 }
 
 func identity(values []string) map[string]string {

@@ -495,3 +495,23 @@ func TestIODEFTaxonomyDerivation(t *testing.T) {
 		}
 	}
 }
+
+// TestDiscoverySourcesAllMapped: every discovery source of RFC 7970 but
+// ext-value names an irx value, so none is imported as unspecified.
+func TestDiscoverySourcesAllMapped(t *testing.T) {
+	for _, v := range discoverySourceEnum.values {
+		got, ok := discoverySourceEnum.to[v]
+		if v == "ext-value" {
+			if ok {
+				t.Errorf("ext-value maps to %v", got)
+			}
+			continue
+		}
+		if !ok || got == irxv1.DiscoverySource_DISCOVERY_SOURCE_UNSPECIFIED {
+			t.Errorf("discovery source %q maps to %v", v, got)
+		}
+	}
+	if got := keptEnum("x", []string{"a", "b"}).to; len(got) != 2 || got["a"] != "a" || got["b"] != "b" {
+		t.Errorf("keptEnum maps %v", got)
+	}
+}
