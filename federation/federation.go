@@ -72,6 +72,7 @@ type Federation struct {
 	// propose is the node's Propose, held apart so that a test can make a
 	// proposal fail without a cluster.
 	propose func(context.Context, *irxv1.Command) (*fsm.Result, error)
+	bound   sync.Once
 
 	policies policy.Cache
 	pools    sync.Map // pinned CA PEM -> *x509.CertPool
@@ -115,10 +116,13 @@ func (f *Federation) Services(n *node.Node, s grpc.ServiceRegistrar) {
 }
 
 // bind attaches the federation to its node. The operator services may
-// serve before Start runs, so both Services and Start bind.
+// serve before Start runs, so both Services and Start bind; only the first
+// writes, as handlers may already be reading what it set.
 func (f *Federation) bind(n *node.Node) {
-	f.node, f.state, f.team, f.log = n, n.State(), n.TeamID(), n.Logger().With("component", "federation")
-	f.propose = n.Propose
+	f.bound.Do(func() {
+		f.node, f.state, f.team, f.log = n, n.State(), n.TeamID(), n.Logger().With("component", "federation")
+		f.propose = n.Propose
+	})
 }
 
 // Start binds the peer-facing listener and starts following peers while

@@ -321,9 +321,9 @@ func (jr *journal) upTo(to uint64) (entries, seqs int) {
 }
 
 // ledger returns the ledger of (from, to] if the journal covers it. It
-// leaves the journal as it is: only a committed acknowledgement drops
-// entries (see drop), so if the proposal fails, the retry is served from
-// the journal again instead of walking the feed.
+// leaves the journal as it is: only a committed acknowledgement releases
+// entries (see release), so if the proposal fails, the retry is served
+// from the journal again instead of walking the feed.
 func (j *journals) ledger(peer string, from, to uint64) (entries []*irxv1.LedgerEntry, withheld uint64, version int64, ok bool) {
 	j.mu.Lock()
 	defer j.mu.Unlock()
@@ -332,7 +332,7 @@ func (j *journals) ledger(peer string, from, to uint64) (entries []*irxv1.Ledger
 		return nil, 0, 0, false
 	}
 	n, k := jr.upTo(to)
-	// A copy: the stream goes on appending to the journal, and drop
+	// A copy: the stream goes on appending to the journal, and release
 	// reslices it, while the proposal holds these.
 	entries = slices.Clone(jr.entries[:n])
 	for _, w := range jr.withheld[:k] {
@@ -344,18 +344,25 @@ func (j *journals) ledger(peer string, from, to uint64) (entries []*irxv1.Ledger
 	return entries, withheld, version, true
 }
 
-// drop forgets (from, to] once an acknowledgement of it is committed. A
-// journal that no longer starts at from was replaced by a newer stream or
-// already moved on, and is left alone.
-func (j *journals) drop(peer string, from, to uint64) {
+// release forgets what the peer has acknowledged, up to acked: the peer
+// state proves (start, acked] committed, whether this node's proposal
+// reported it or not (an error after the entry committed, or another
+// acknowledgement of the same range that won). A journal that ends before
+// acked never served the rest of it (another node or stream did), so it
+// can serve nothing after acked either and goes.
+func (j *journals) release(peer string, acked uint64) {
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	jr := j.covering(peer, from, to)
-	if jr == nil {
+	jr := j.byPeer[peer]
+	if jr == nil || acked <= jr.start {
 		return
 	}
-	n, k := jr.upTo(to)
+	if acked > jr.end {
+		delete(j.byPeer, peer)
+		return
+	}
+	n, k := jr.upTo(acked)
 	jr.entries = jr.entries[n:]
 	jr.seqs, jr.withheld, jr.version = jr.seqs[k:], jr.withheld[k:], jr.version[k:]
-	jr.start = to
+	jr.start = acked
 }

@@ -185,6 +185,7 @@ func (f *Federation) acknowledge(ctx context.Context, peer string, cursor uint64
 			return 0, status.Errorf(codes.Internal, "peer state: %v", err)
 		}
 		from := st.GetOutboundAcknowledged()
+		f.journals.release(peer, from)
 		if cursor <= from {
 			return from, nil
 		}
@@ -195,9 +196,7 @@ func (f *Federation) acknowledge(ctx context.Context, peer string, cursor uint64
 			}
 		}
 		committed, err := f.proposeAcknowledgement(ctx, peer, from, cursor, version, entries, withheld)
-		if committed > from {
-			f.journals.drop(peer, from, committed)
-		}
+		f.journals.release(peer, committed)
 		if err == nil {
 			return cursor, nil
 		}

@@ -55,7 +55,7 @@ func newMetrics() *metrics {
 			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16),
 		}),
 		commit: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Name: "irx_raft_commit_seconds", Help: "On the leader, time from handing a group of writes to Raft until a quorum has stored it and it is applied.",
+			Name: "irx_raft_commit_seconds", Help: "On the leader, time from handing a group of writes to Raft until a quorum has stored it and it is applied; writes that fail (timeout, lost leadership) are not counted.",
 			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16),
 		}),
 	}

@@ -38,22 +38,29 @@ func TestCache(t *testing.T) {
 	failing := func() ([]byte, error) { return nil, boom }
 	v3 := basePolicy()
 	v3.Version = 3
-	if _, err := c.Compile("cert-b", v3, failing); !errors.Is(err, boom) {
-		t.Fatalf("key error: got %v", err)
+	if got, err := c.Compile("cert-b", v3, failing); !errors.Is(err, boom) || got != nil {
+		t.Fatalf("key error: got %v, %v", got, err)
 	}
-	if _, err := c.Compile("cert-b", v3, key); err != nil {
-		t.Fatalf("after a key error: %v", err)
+	before := reads
+	if got, err := c.Compile("cert-b", v3, key); err != nil || got == nil || got.Version() != 3 || reads != before+1 {
+		t.Fatalf("after a key error: %v, %v, %d key reads (want one more than %d): the failure was cached", got, err, reads, before)
 	}
 
+	// Callers that miss together may each compile; every one gets version 4.
+	v4 := basePolicy()
+	v4.Version = 4
 	var wg sync.WaitGroup
 	for range 8 {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if got, err := c.Compile("cert-b", v1, func() ([]byte, error) { return keyFor("cert-b"), nil }); err != nil || got.Version() != 1 {
+			if got, err := c.Compile("cert-b", v4, func() ([]byte, error) { return keyFor("cert-b"), nil }); err != nil || got == nil || got.Version() != 4 {
 				t.Errorf("concurrent: %v, %v", got, err)
 			}
 		}()
 	}
 	wg.Wait()
+	if got, err := c.Compile("cert-b", v4, failing); err != nil || got.Version() != 4 {
+		t.Fatalf("version 4 was not cached: %v, %v", got, err)
+	}
 }

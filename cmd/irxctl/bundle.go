@@ -96,7 +96,7 @@ func checkPeerCA(pemData []byte, team string, now time.Time) (*x509.Certificate,
 	cert := certs[0]
 	id, err := pki.CheckCACert(cert)
 	if err != nil {
-		return nil, fmt.Errorf("certificate %q is not a CA certificate that can be pinned (%v); want the team's CA (ca.crt), not a node's or operator's", cert.Subject, err)
+		return nil, fmt.Errorf("certificate %q is not a CA certificate that can be pinned; want the team's CA (ca.crt), not a node's or operator's: %w", cert.Subject, err)
 	}
 	if team != "" && id.Team != team {
 		return nil, fmt.Errorf("the CA is %s, of team %q, not of team %q", id, id.Team, team)

@@ -1,9 +1,11 @@
 package fsm
 
 import (
+	"encoding/hex"
 	"fmt"
 	"slices"
 	"testing"
+	"time"
 
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -69,5 +71,32 @@ func TestIndexKeysLayout(t *testing.T) {
 	}
 	if n := len(indexKeys(ids[0], withIndicators(many...))); n != 4+37 {
 		t.Errorf("100 indicators with 37 values: %d keys, want %d", n, 4+37)
+	}
+}
+
+// TestKeyEncodingsAreStable pins the stored encodings byte for byte: a
+// change to any of them changes the on-disk format, which existing
+// databases and snapshots would no longer match.
+func TestKeyEncodingsAreStable(t *testing.T) {
+	id := record.ID{Team: "cert-a", Ticket: 258}
+	at := t0.Add(123456789 * time.Nanosecond)
+	cases := []struct {
+		name string
+		got  []byte
+		want string // hex
+	}{
+		{"time", timeKey(at), "0000000ee27a4810075bcd15"},
+		{"indicator", indicatorKey("198.51.100.7"), "e183220b699c10a83ca7be3433d228ed"},
+		{"incident", incidentKey(id), hex.EncodeToString([]byte("inc/cert-a\x00")) + "0000000000000102"},
+		{"version", versionKey(id, 3), hex.EncodeToString([]byte("ver/cert-a\x00")) + "0000000000000102" + "0000000000000003"},
+		{"status index", indexKeys(id, &irxv1.Incident{Status: irxv1.Status_STATUS_NEW})[0],
+			hex.EncodeToString([]byte("idx/status/")) + fmt.Sprintf("%02x", int(irxv1.Status_STATUS_NEW)) + "00" + hex.EncodeToString([]byte("cert-a\x00")) + "0000000000000102"},
+		{"indicator index", indexKeys(id, &irxv1.Incident{Indicators: []*irxv1.Indicator{{Value: "198.51.100.7"}}})[4],
+			hex.EncodeToString([]byte("idx/ind/")) + "e183220b699c10a83ca7be3433d228ed" + "00" + hex.EncodeToString([]byte("cert-a\x00")) + "0000000000000102"},
+	}
+	for _, c := range cases {
+		if got := hex.EncodeToString(c.got); got != c.want {
+			t.Errorf("%s key: %s, want %s", c.name, got, c.want)
+		}
 	}
 }

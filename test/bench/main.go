@@ -182,6 +182,9 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	}
 	var metricsAddrs []string
 	if *metrics > 0 {
+		if len(started) == 0 {
+			fmt.Fprintln(out, "-metrics-base-port applies to nodes the tool starts; with -targets it is ignored")
+		}
 		for i := range started {
 			metricsAddrs = append(metricsAddrs, fmt.Sprintf("127.0.0.1:%d", *metrics+i))
 		}
@@ -199,7 +202,9 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	measuring.Store(false)
 	measured := time.Since(began)
 	cpu.stop()
-	raftAfter, err := readRaftTimes(ctx, metricsAddrs)
+	// Read even after an interrupt: the nodes still run, and the window's
+	// figures are what the run was for.
+	raftAfter, err := readRaftTimes(context.WithoutCancel(ctx), metricsAddrs)
 	if err != nil {
 		return err
 	}

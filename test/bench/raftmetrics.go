@@ -48,6 +48,9 @@ func scrape(ctx context.Context, addr string) (map[string]float64, error) {
 		return nil, fmt.Errorf("metrics of %s: %w", addr, err)
 	}
 	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("metrics of %s: %s", addr, resp.Status)
+	}
 	m := map[string]float64{}
 	lines := bufio.NewScanner(resp.Body)
 	for lines.Scan() {

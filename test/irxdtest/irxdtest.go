@@ -73,7 +73,8 @@ func Main(m *testing.M) {
 }
 
 // RemoveSharedBinary removes the binary Binary or SharedBinary built, if
-// either did; call it once no test runs any more.
+// either did; call it once no test runs any more: the binary is built once
+// per process, so later calls of Binary return the removed path.
 func RemoveSharedBinary() {
 	sharedMu.Lock()
 	defer sharedMu.Unlock()
