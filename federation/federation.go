@@ -73,6 +73,9 @@ type Federation struct {
 	// proposal fail without a cluster.
 	propose func(context.Context, *irxv1.Command) (*fsm.Result, error)
 	bound   sync.Once
+	// maxLedgerPerCommand is the ledger entries one acknowledgement
+	// command may carry (a field so a test can split a small one).
+	maxLedgerPerCommand int
 
 	policies policy.Cache
 	pools    sync.Map // pinned CA PEM -> *x509.CertPool
@@ -101,6 +104,7 @@ func (f *Federation) commit(ctx context.Context, cmd *irxv1.Command) (*fsm.Resul
 func New(cfg Config) *Federation {
 	f := &Federation{cfg: cfg.withDefaults(), stop: make(chan struct{})}
 	f.journals.byPeer = map[string]*journal{}
+	f.maxLedgerPerCommand = maxLedgerPerCommand
 	f.pullers = newPullers(f)
 	f.metrics = newMetrics(f)
 	return f

@@ -253,13 +253,73 @@ type journals struct {
 }
 
 type journal struct {
-	session  uint64
-	start    uint64 // the cursor the stream started at
-	end      uint64 // the last sequence recorded
+	session uint64
+	start   uint64 // the cursor the stream started at
+	end     uint64 // the last sequence recorded
+	sent    sentLedger
+}
+
+// sentLedger is what a stream sent for a stretch of the feed: the ledger
+// entries, and for every feed sequence it walked how many records it
+// withheld and the policy version in force. An acknowledgement committed
+// in pieces gives each piece its own counts and version.
+type sentLedger struct {
 	entries  []*irxv1.LedgerEntry
-	withheld []uint64 // per sequence recorded, parallel to seqs
 	seqs     []uint64
-	version  []int64
+	withheld []uint64 // parallel to seqs
+	versions []int64  // parallel to seqs
+}
+
+func (l *sentLedger) add(seq uint64, outs []outcome, withheld uint64, version int64) {
+	for _, o := range outs {
+		if o.ledger != nil {
+			l.entries = append(l.entries, o.ledger)
+		}
+	}
+	l.seqs = append(l.seqs, seq)
+	l.withheld = append(l.withheld, withheld)
+	l.versions = append(l.versions, version)
+}
+
+// upTo counts the ledger entries and walked sequences up to and including
+// to.
+func (l *sentLedger) upTo(to uint64) (entries, seqs int) {
+	for entries < len(l.entries) && l.entries[entries].GetSequence() <= to {
+		entries++
+	}
+	for seqs < len(l.seqs) && l.seqs[seqs] <= to {
+		seqs++
+	}
+	return entries, seqs
+}
+
+// head is what was sent up to and including to, copied: the journal goes on
+// growing and being cut while an acknowledgement holds it.
+func (l *sentLedger) head(to uint64) sentLedger {
+	n, k := l.upTo(to)
+	return sentLedger{
+		entries: slices.Clone(l.entries[:n]), seqs: slices.Clone(l.seqs[:k]),
+		withheld: slices.Clone(l.withheld[:k]), versions: slices.Clone(l.versions[:k]),
+	}
+}
+
+// cut forgets what was sent up to and including to.
+func (l *sentLedger) cut(to uint64) {
+	n, k := l.upTo(to)
+	l.entries = l.entries[n:]
+	l.seqs, l.withheld, l.versions = l.seqs[k:], l.withheld[k:], l.versions[k:]
+}
+
+// span sums the withheld counts of the sequences in (from, to] and gives
+// the policy version in force at the last of them (0 if none was walked).
+func (l *sentLedger) span(from, to uint64) (withheld uint64, version int64) {
+	for i, seq := range l.seqs {
+		if seq > from && seq <= to {
+			withheld += l.withheld[i]
+			version = l.versions[i]
+		}
+	}
+	return withheld, version
 }
 
 // maxJournal bounds a journal; past it acknowledgements recompute.
@@ -284,18 +344,11 @@ func (j *journals) record(peer string, session, seq uint64, outs []outcome, with
 	if jr == nil || jr.session != session {
 		return // a newer stream of the same peer took over
 	}
-	if len(jr.entries) > maxJournal || len(jr.seqs) > maxJournal {
+	if len(jr.sent.entries) > maxJournal || len(jr.sent.seqs) > maxJournal {
 		delete(j.byPeer, peer)
 		return
 	}
-	for _, o := range outs {
-		if o.ledger != nil {
-			jr.entries = append(jr.entries, o.ledger)
-		}
-	}
-	jr.seqs = append(jr.seqs, seq)
-	jr.withheld = append(jr.withheld, withheld)
-	jr.version = append(jr.version, version)
+	jr.sent.add(seq, outs, withheld, version)
 	jr.end = seq
 }
 
@@ -308,40 +361,18 @@ func (j *journals) covering(peer string, from, to uint64) *journal {
 	return jr
 }
 
-// upTo counts the journal's ledger entries and recorded sequences up to
-// and including to.
-func (jr *journal) upTo(to uint64) (entries, seqs int) {
-	for entries < len(jr.entries) && jr.entries[entries].GetSequence() <= to {
-		entries++
-	}
-	for seqs < len(jr.seqs) && jr.seqs[seqs] <= to {
-		seqs++
-	}
-	return entries, seqs
-}
-
-// ledger returns the ledger of (from, to] if the journal covers it. It
-// leaves the journal as it is: only a committed acknowledgement releases
-// entries (see release), so if the proposal fails, the retry is served
-// from the journal again instead of walking the feed.
-func (j *journals) ledger(peer string, from, to uint64) (entries []*irxv1.LedgerEntry, withheld uint64, version int64, ok bool) {
+// ledger returns what the stream sent for (from, to] if the journal covers
+// it. It leaves the journal as it is: only a committed acknowledgement
+// releases entries (see release), so if the proposal fails, the retry is
+// served from the journal again instead of walking the feed.
+func (j *journals) ledger(peer string, from, to uint64) (sentLedger, bool) {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	jr := j.covering(peer, from, to)
 	if jr == nil {
-		return nil, 0, 0, false
+		return sentLedger{}, false
 	}
-	n, k := jr.upTo(to)
-	// A copy: the stream goes on appending to the journal, and release
-	// reslices it, while the proposal holds these.
-	entries = slices.Clone(jr.entries[:n])
-	for _, w := range jr.withheld[:k] {
-		withheld += w
-	}
-	if k > 0 {
-		version = jr.version[k-1]
-	}
-	return entries, withheld, version, true
+	return jr.sent.head(to), true
 }
 
 // release forgets what the peer has acknowledged, up to acked: the peer
@@ -361,8 +392,6 @@ func (j *journals) release(peer string, acked uint64) {
 		delete(j.byPeer, peer)
 		return
 	}
-	n, k := jr.upTo(acked)
-	jr.entries = jr.entries[n:]
-	jr.seqs, jr.withheld, jr.version = jr.seqs[k:], jr.withheld[k:], jr.version[k:]
+	jr.sent.cut(acked)
 	jr.start = acked
 }

@@ -104,11 +104,11 @@ func (x *journalFixture) checkAcknowledged(t *testing.T, head, sent, withheld ui
 		t.Fatalf("peer state after the acknowledgement: acknowledged %d, sent %d, withheld %d; want %d, %d, %d",
 			ps.GetOutboundAcknowledged(), ps.GetSent(), ps.GetWithheld(), head, sent, withheld)
 	}
-	if _, _, _, ok := x.f.journals.ledger("cert-b", 0, head); ok {
+	if _, ok := x.f.journals.ledger("cert-b", 0, head); ok {
 		t.Fatal("the journal still offers what was committed")
 	}
-	if entries, _, _, ok := x.f.journals.ledger("cert-b", head, head); !ok || len(entries) != 0 {
-		t.Fatalf("the journal does not start at the committed cursor: %v, %d entries", ok, len(entries))
+	if sent, ok := x.f.journals.ledger("cert-b", head, head); !ok || len(sent.entries) != 0 {
+		t.Fatalf("the journal does not start at the committed cursor: %v, %d entries", ok, len(sent.entries))
 	}
 }
 
@@ -170,6 +170,37 @@ func TestJournalFollowsCommitsItWasNotTold(t *testing.T) {
 	x.checkAcknowledged(t, head, 2, 1)
 }
 
+// TestSplitAcknowledgementKeepsCounts: an acknowledgement committed in
+// pieces gives each piece the withheld count of its own stretch, so when a
+// later piece fails and is retried, nothing withheld goes uncounted.
+func TestSplitAcknowledgementKeepsCounts(t *testing.T) {
+	x := newJournalFixture(t)
+	x.f.maxLedgerPerCommand = 1
+	for _, tlp := range []irxv1.Tlp{irxv1.Tlp_TLP_RED, irxv1.Tlp_TLP_GREEN, irxv1.Tlp_TLP_GREEN} {
+		x.create(tlp)
+	}
+	head := x.serve()
+	calls := 0
+	x.propose = func(cmd *irxv1.Command) (*fsm.Result, error) {
+		if calls++; calls == 2 {
+			return nil, status.Error(codes.Unavailable, "leadership changed while the write was in flight")
+		}
+		return x.apply(cmd), nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := x.f.acknowledge(ctx, "cert-b", head, unknownPolicyVersion); status.Code(err) != codes.Unavailable {
+		t.Fatalf("first acknowledgement: got %v, want the second piece's failure", err)
+	}
+	if acked, err := x.f.acknowledge(ctx, "cert-b", head, unknownPolicyVersion); err != nil || acked != head {
+		t.Fatalf("retried acknowledgement: acknowledged %d, %v; want %d", acked, err, head)
+	}
+	if calls < 3 {
+		t.Fatalf("%d proposals: the acknowledgement was not split", calls)
+	}
+	x.checkAcknowledged(t, head, 2, 1)
+}
+
 // TestJournalRelease: an acknowledged cursor moves the journal to it,
 // keeping the rest with its withheld counts; a cursor at or before the
 // journal's start changes nothing, and one past its end ends it.
@@ -182,12 +213,16 @@ func TestJournalRelease(t *testing.T) {
 	}
 	j.release("cert-b", 12)
 	j.release("cert-b", 11) // already released
-	if _, _, _, ok := j.ledger("cert-b", 10, 14); ok {
+	if _, ok := j.ledger("cert-b", 10, 14); ok {
 		t.Fatal("the journal still starts at 10 after 12 was acknowledged")
 	}
-	entries, withheld, version, ok := j.ledger("cert-b", 12, 14)
-	if !ok || len(entries) != 2 || entries[0].GetSequence() != 13 || withheld != 1 || version != 14 {
-		t.Fatalf("(12, 14]: ok %v, %d entries, withheld %d, version %d; want 13 and 14, withheld 1, version 14", ok, len(entries), withheld, version)
+	sent, ok := j.ledger("cert-b", 12, 14)
+	withheld, version := sent.span(12, 14)
+	if !ok || len(sent.entries) != 2 || sent.entries[0].GetSequence() != 13 || withheld != 1 || version != 14 {
+		t.Fatalf("(12, 14]: ok %v, %d entries, withheld %d, version %d; want 13 and 14, withheld 1, version 14", ok, len(sent.entries), withheld, version)
+	}
+	if withheld, version := sent.span(12, 13); withheld != 1 || version != 13 {
+		t.Fatalf("(12, 13]: withheld %d, version %d; want 1 and 13", withheld, version)
 	}
 	j.release("cert-b", 15) // acknowledged past what this stream served
 	if _, ok := j.byPeer["cert-b"]; ok {

@@ -189,13 +189,13 @@ func (f *Federation) acknowledge(ctx context.Context, peer string, cursor uint64
 		if cursor <= from {
 			return from, nil
 		}
-		entries, withheld, version, journaled := f.journals.ledger(peer, from, cursor)
+		sent, journaled := f.journals.ledger(peer, from, cursor)
 		if !journaled {
-			if entries, withheld, version, err = f.recompute(peer, from, cursor, policyVersion); err != nil {
+			if sent, err = f.recompute(peer, from, cursor, policyVersion); err != nil {
 				return 0, err
 			}
 		}
-		committed, err := f.proposeAcknowledgement(ctx, peer, from, cursor, version, entries, withheld)
+		committed, err := f.proposeAcknowledgement(ctx, peer, from, cursor, sent)
 		f.journals.release(peer, committed)
 		if err == nil {
 			return cursor, nil
@@ -207,27 +207,27 @@ func (f *Federation) acknowledge(ctx context.Context, peer string, cursor uint64
 }
 
 // proposeAcknowledgement commits an acknowledgement in pieces of bounded
-// size, each starting where the previous ended. It returns the cursor the
-// committed pieces reached (from if none was), also when a later piece
-// fails.
-func (f *Federation) proposeAcknowledgement(ctx context.Context, peer string, from, cursor uint64, version int64, entries []*irxv1.LedgerEntry, withheld uint64) (uint64, error) {
+// size, each starting where the previous ended and carrying the withheld
+// count and policy version of its own stretch of the feed. It returns the
+// cursor the committed pieces reached (from if none was), also when a later
+// piece fails.
+func (f *Federation) proposeAcknowledgement(ctx context.Context, peer string, from, cursor uint64, sent sentLedger) (uint64, error) {
+	entries := sent.entries
 	for {
 		to, n := cursor, len(entries)
-		if n > maxLedgerPerCommand {
+		if n > f.maxLedgerPerCommand {
 			// Cut between sequences: a sequence's entries stay together.
-			n = maxLedgerPerCommand
+			n = f.maxLedgerPerCommand
 			for n > 0 && entries[n].GetSequence() == entries[n-1].GetSequence() {
 				n--
 			}
 			if n == 0 {
-				n = maxLedgerPerCommand
+				n = f.maxLedgerPerCommand
 			}
 			to = entries[n-1].GetSequence()
 		}
-		cmd := &irxv1.AcknowledgePeerCommand{PeerTeamId: peer, FromCursor: from, Cursor: to, PolicyVersion: version, Entries: entries[:n]}
-		if to == cursor {
-			cmd.Withheld = withheld
-		}
+		withheld, version := sent.span(from, to)
+		cmd := &irxv1.AcknowledgePeerCommand{PeerTeamId: peer, FromCursor: from, Cursor: to, PolicyVersion: version, Entries: entries[:n], Withheld: withheld}
 		_, err := f.commit(ctx, &irxv1.Command{Kind: &irxv1.Command_AcknowledgePeer{AcknowledgePeer: cmd}})
 		if err != nil {
 			return from, api.ToStatus(err)
@@ -244,32 +244,30 @@ func isStaleCursor(err error) bool {
 }
 
 // recompute walks (from, to] again to learn what the peer was sent.
-func (f *Federation) recompute(peer string, from, to uint64, policyVersion int64) ([]*irxv1.LedgerEntry, uint64, int64, error) {
+func (f *Federation) recompute(peer string, from, to uint64, policyVersion int64) (sentLedger, error) {
 	compiled, err := f.policy(peer, policyVersion)
 	if errors.Is(err, fsm.ErrNotFound) {
-		return nil, 0, 0, status.Errorf(codes.InvalidArgument, "policy_version %d: no such version of our policy for %s", policyVersion, peer)
+		return sentLedger{}, status.Errorf(codes.InvalidArgument, "policy_version %d: no such version of our policy for %s", policyVersion, peer)
 	}
 	if err != nil {
-		return nil, 0, 0, status.Errorf(codes.Internal, "policy for %s: %v", peer, err)
+		return sentLedger{}, status.Errorf(codes.Internal, "policy for %s: %v", peer, err)
 	}
 	w := newWalker(f, peer, compiled)
-	var entries []*irxv1.LedgerEntry
-	collect := func(_ *irxv1.FeedEntry, outs []outcome, _ uint64) {
-		for _, o := range outs {
-			entries = append(entries, o.ledger)
-		}
+	var sent sentLedger
+	collect := func(e *irxv1.FeedEntry, outs []outcome, withheld uint64) {
+		sent.add(e.GetSequence(), outs, withheld, w.version)
 	}
 	for cursor := from; cursor < to; {
 		next, err := w.walk(cursor, int(min(to-cursor, 4096)), collect)
 		if err != nil {
-			return nil, 0, 0, err
+			return sentLedger{}, err
 		}
 		if next == cursor {
 			break
 		}
 		cursor = next
 	}
-	return entries, w.withheld, w.version, nil
+	return sent, nil
 }
 
 // HandOffIncident implements irx.v1.FederationService: the caller asks us
