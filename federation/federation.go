@@ -77,8 +77,8 @@ type Federation struct {
 	// command may carry (a field so a test can split a small one).
 	maxLedgerPerCommand int
 
-	policies policy.Cache
-	pools    sync.Map // pinned CA PEM -> *x509.CertPool
+	policies *policy.Cache // the node's, once bound
+	pools    sync.Map      // pinned CA PEM -> *x509.CertPool
 	journals journals
 	pullers  *pullers
 	metrics  *metrics
@@ -105,6 +105,7 @@ func New(cfg Config) *Federation {
 	f := &Federation{cfg: cfg.withDefaults(), stop: make(chan struct{})}
 	f.journals.byPeer = map[string]*journal{}
 	f.maxLedgerPerCommand = maxLedgerPerCommand
+	f.policies = &policy.Cache{}
 	f.pullers = newPullers(f)
 	f.metrics = newMetrics(f)
 	return f
@@ -126,6 +127,7 @@ func (f *Federation) bind(n *node.Node) {
 	f.bound.Do(func() {
 		f.node, f.state, f.team, f.log = n, n.State(), n.TeamID(), n.Logger().With("component", "federation")
 		f.propose = n.Propose
+		f.policies = n.PolicyCache()
 	})
 }
 

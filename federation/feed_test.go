@@ -96,7 +96,7 @@ func TestFeedWalkProperties(t *testing.T) {
 			}
 		}
 
-		f := &Federation{state: st, team: "cert-a"}
+		f := &Federation{state: st, team: "cert-a", policies: &policy.Cache{}}
 		compiled, err := f.policy("cert-b", 1)
 		if err != nil {
 			rt.Fatal(err)

@@ -28,6 +28,7 @@ import (
 	"github.com/irxfed/irx/node/pki"
 	"github.com/irxfed/irx/node/raftstore"
 	"github.com/irxfed/irx/node/transport"
+	"github.com/irxfed/irx/policy"
 	irxv1 "github.com/irxfed/irx/proto/irx/v1"
 )
 
@@ -51,6 +52,9 @@ type Node struct {
 	peers       peerConns
 	batcher     *batcher
 	forwarder   *forwarder
+	// policies are the team's compiled disclosure policies, for the policy
+	// service's previews and the federation's feeds alike.
+	policies policy.Cache
 
 	metrics         *metrics
 	metricsServer   *http.Server
@@ -357,6 +361,9 @@ func (n *Node) APIAddr() net.Addr { return n.apiListener.Addr() }
 
 // State is the team's replicated state machine as this node applied it.
 func (n *Node) State() *fsm.FSM { return n.state }
+
+// PolicyCache is the node's cache of compiled disclosure policies.
+func (n *Node) PolicyCache() *policy.Cache { return &n.policies }
 
 // IsLeader reports whether this node currently leads its team.
 func (n *Node) IsLeader() bool { return n.raft.State() == raft.Leader }

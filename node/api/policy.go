@@ -30,12 +30,13 @@ type PolicyService struct {
 	proposer Proposer
 	barrier  ReadBarrier
 	store    PolicyStore
-	compiled policy.Cache
+	compiled *policy.Cache
 }
 
-// NewPolicyService returns the service.
-func NewPolicyService(p Proposer, b ReadBarrier, s PolicyStore) *PolicyService {
-	return &PolicyService{proposer: p, barrier: b, store: s}
+// NewPolicyService returns the service; compiled caches the team's compiled
+// policies (shared with whatever else discloses for the team).
+func NewPolicyService(p Proposer, b ReadBarrier, s PolicyStore, compiled *policy.Cache) *PolicyService {
+	return &PolicyService{proposer: p, barrier: b, store: s, compiled: compiled}
 }
 
 // SetPolicy implements irx.v1.PolicyService.
