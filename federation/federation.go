@@ -135,6 +135,9 @@ func (f *Federation) bind(n *node.Node) {
 // this node leads.
 func (f *Federation) Start(n *node.Node) error {
 	f.bind(n)
+	if f.node != n {
+		return errors.New("federation: started with another node than the one whose services it registered")
+	}
 	if err := n.RegisterMetrics(f.metrics); err != nil {
 		return fmt.Errorf("federation metrics: %w", err)
 	}

@@ -254,7 +254,7 @@ type journals struct {
 
 type journal struct {
 	session uint64
-	start   uint64 // the cursor the stream started at
+	start   uint64 // the acknowledged cursor the journal starts after
 	end     uint64 // the last sequence recorded
 	sent    sentLedger
 }
@@ -312,12 +312,12 @@ func (l *sentLedger) cut(to uint64) {
 
 // span sums the withheld counts of the sequences in (from, to] and gives
 // the policy version in force at the last of them (0 if none was walked).
+// The sequences are in order, so a piece costs only its own length.
 func (l *sentLedger) span(from, to uint64) (withheld uint64, version int64) {
-	for i, seq := range l.seqs {
-		if seq > from && seq <= to {
-			withheld += l.withheld[i]
-			version = l.versions[i]
-		}
+	first, _ := slices.BinarySearch(l.seqs, from+1)
+	for i := first; i < len(l.seqs) && l.seqs[i] <= to; i++ {
+		withheld += l.withheld[i]
+		version = l.versions[i]
 	}
 	return withheld, version
 }

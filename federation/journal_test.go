@@ -2,6 +2,7 @@ package federation
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -21,12 +22,13 @@ import (
 // served the feed as Subscribe does. create adds an incident; serve walks
 // the stream to the head and returns it.
 type journalFixture struct {
-	f       *Federation
-	st      *fsm.FSM
-	apply   func(*irxv1.Command) *fsm.Result
-	create  func(irxv1.Tlp)
-	serve   func() uint64
-	propose func(*irxv1.Command) (*fsm.Result, error)
+	f         *Federation
+	st        *fsm.FSM
+	apply     func(*irxv1.Command) *fsm.Result
+	create    func(irxv1.Tlp)
+	setPolicy func(ceiling irxv1.Tlp)
+	serve     func() uint64
+	propose   func(*irxv1.Command) (*fsm.Result, error)
 }
 
 func newJournalFixture(t *testing.T) *journalFixture {
@@ -44,16 +46,20 @@ func newJournalFixture(t *testing.T) *journalFixture {
 		}
 		return st.Apply(&raft.Log{Index: index, Type: raft.LogCommand, Data: data}).(*fsm.Result)
 	}
-	res := x.apply(&irxv1.Command{Kind: &irxv1.Command_SetPolicy{SetPolicy: &irxv1.SetPolicyCommand{
-		TeamSecret: make([]byte, fsm.TeamSecretLength),
-		Policy: &irxv1.DisclosurePolicy{
-			PeerTeamId: "cert-b", RecipientClass: irxv1.RecipientClass_RECIPIENT_CLASS_RESPONSE_TEAM, TlpCeiling: irxv1.Tlp_TLP_AMBER,
-			Rules: []*irxv1.ClassRule{{InfoClass: irxv1.InfoClass_INFO_CLASS_INTRUDER, Action: irxv1.DisclosureAction_DISCLOSURE_ACTION_FORWARD}},
-		},
-	}}})
-	if res.Err != nil {
-		t.Fatal(res.Err)
+	x.setPolicy = func(ceiling irxv1.Tlp) {
+		t.Helper()
+		res := x.apply(&irxv1.Command{Kind: &irxv1.Command_SetPolicy{SetPolicy: &irxv1.SetPolicyCommand{
+			TeamSecret: make([]byte, fsm.TeamSecretLength),
+			Policy: &irxv1.DisclosurePolicy{
+				PeerTeamId: "cert-b", RecipientClass: irxv1.RecipientClass_RECIPIENT_CLASS_RESPONSE_TEAM, TlpCeiling: ceiling,
+				Rules: []*irxv1.ClassRule{{InfoClass: irxv1.InfoClass_INFO_CLASS_INTRUDER, Action: irxv1.DisclosureAction_DISCLOSURE_ACTION_FORWARD}},
+			},
+		}}})
+		if res.Err != nil {
+			t.Fatal(res.Err)
+		}
 	}
+	x.setPolicy(irxv1.Tlp_TLP_AMBER)
 	x.create = func(tlp irxv1.Tlp) {
 		t.Helper()
 		res := x.apply(&irxv1.Command{Kind: &irxv1.Command_CreateIncident{CreateIncident: &irxv1.CreateIncidentCommand{Incident: &irxv1.Incident{
@@ -199,6 +205,75 @@ func TestSplitAcknowledgementKeepsCounts(t *testing.T) {
 		t.Fatalf("%d proposals: the acknowledgement was not split", calls)
 	}
 	x.checkAcknowledged(t, head, 2, 1)
+}
+
+// TestSplitAcknowledgementKeepsPolicyVersions: each committed piece of an
+// acknowledgement records the policy version its own stretch was served
+// under, not the version at the end of the whole range.
+func TestSplitAcknowledgementKeepsPolicyVersions(t *testing.T) {
+	x := newJournalFixture(t)
+	x.f.maxLedgerPerCommand = 1
+	x.create(irxv1.Tlp_TLP_AMBER)
+	x.setPolicy(irxv1.Tlp_TLP_AMBER) // version 2: withdraws nothing
+	x.create(irxv1.Tlp_TLP_AMBER)
+	head := x.serve()
+	calls := 0
+	x.propose = func(cmd *irxv1.Command) (*fsm.Result, error) {
+		if calls++; calls == 2 {
+			return nil, status.Error(codes.Unavailable, "leadership changed while the write was in flight")
+		}
+		return x.apply(cmd), nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := x.f.acknowledge(ctx, "cert-b", head, unknownPolicyVersion); status.Code(err) != codes.Unavailable {
+		t.Fatalf("acknowledgement: got %v, want the second piece's failure", err)
+	}
+	ps, err := x.st.PeerState("cert-b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ps.GetOutboundAcknowledged() == 0 || ps.GetOutboundAcknowledged() >= head || ps.GetOutboundPolicyVersion() != 1 {
+		t.Fatalf("after the first piece: acknowledged %d of %d under policy version %d; want part of it under version 1",
+			ps.GetOutboundAcknowledged(), head, ps.GetOutboundPolicyVersion())
+	}
+}
+
+// TestAcknowledgementKeepsASequenceWhole: a policy change that withdraws
+// more records than one acknowledgement piece holds is acknowledged in one
+// piece, whole, whether it ends the acknowledged range or not.
+func TestAcknowledgementKeepsASequenceWhole(t *testing.T) {
+	for _, after := range []bool{false, true} {
+		t.Run(fmt.Sprintf("entries after it %v", after), func(t *testing.T) {
+			x := newJournalFixture(t)
+			x.f.maxLedgerPerCommand = 2
+			x.propose = func(cmd *irxv1.Command) (*fsm.Result, error) { return x.apply(cmd), nil }
+			for range 3 {
+				x.create(irxv1.Tlp_TLP_AMBER)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			if _, err := x.f.acknowledge(ctx, "cert-b", x.serve(), unknownPolicyVersion); err != nil {
+				t.Fatal(err)
+			}
+			x.setPolicy(irxv1.Tlp_TLP_GREEN) // withdraws the three AMBER records at one sequence
+			if after {
+				x.create(irxv1.Tlp_TLP_GREEN)
+				x.create(irxv1.Tlp_TLP_GREEN)
+			}
+			head := x.serve()
+			if acked, err := x.f.acknowledge(ctx, "cert-b", head, unknownPolicyVersion); err != nil || acked != head {
+				t.Fatalf("acknowledged %d, %v; want %d", acked, err, head)
+			}
+			ps, err := x.st.PeerState("cert-b")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if ps.GetSentWithdrawals() != 3 || ps.GetOutboundAcknowledged() != head {
+				t.Fatalf("%d withdrawals acknowledged up to %d; want 3 up to %d", ps.GetSentWithdrawals(), ps.GetOutboundAcknowledged(), head)
+			}
+		})
+	}
 }
 
 // TestJournalRelease: an acknowledged cursor moves the journal to it,

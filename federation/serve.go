@@ -216,15 +216,23 @@ func (f *Federation) proposeAcknowledgement(ctx context.Context, peer string, fr
 	for {
 		to, n := cursor, len(entries)
 		if n > f.maxLedgerPerCommand {
-			// Cut between sequences: a sequence's entries stay together.
+			// Cut between sequences: a piece acknowledges whole sequences,
+			// and the state machine refuses entries at or before a piece's
+			// start. One sequence with more entries than a piece holds (a
+			// policy change withdrawing thousands of records) goes alone,
+			// whole.
 			n = f.maxLedgerPerCommand
 			for n > 0 && entries[n].GetSequence() == entries[n-1].GetSequence() {
 				n--
 			}
 			if n == 0 {
-				n = f.maxLedgerPerCommand
+				for n < len(entries) && entries[n].GetSequence() == entries[0].GetSequence() {
+					n++
+				}
 			}
-			to = entries[n-1].GetSequence()
+			if n < len(entries) {
+				to = entries[n-1].GetSequence()
+			}
 		}
 		withheld, version := sent.span(from, to)
 		cmd := &irxv1.AcknowledgePeerCommand{PeerTeamId: peer, FromCursor: from, Cursor: to, PolicyVersion: version, Entries: entries[:n], Withheld: withheld}
@@ -243,7 +251,10 @@ func isStaleCursor(err error) bool {
 	return errors.Is(err, fsm.ErrStaleCursor) || status.Code(err) == codes.Aborted
 }
 
-// recompute walks (from, to] again to learn what the peer was sent.
+// recompute walks (from, to] again to learn what the peer was sent,
+// starting under the policy version the peer names for its cursor (the one
+// the stream reported) and, like a stream, moving to a newer version at its
+// own feed entry.
 func (f *Federation) recompute(peer string, from, to uint64, policyVersion int64) (sentLedger, error) {
 	compiled, err := f.policy(peer, policyVersion)
 	if errors.Is(err, fsm.ErrNotFound) {
