@@ -118,6 +118,41 @@ func (x *journalFixture) checkAcknowledged(t *testing.T, head, sent, withheld ui
 	}
 }
 
+// failProposal makes the n-th proposal from now fail without committing
+// (the others commit) and returns the count of proposals made.
+func (x *journalFixture) failProposal(n int) *int {
+	calls := 0
+	x.propose = func(cmd *irxv1.Command) (*fsm.Result, error) {
+		if calls++; calls == n {
+			return nil, status.Error(codes.Unavailable, "leadership changed while the write was in flight")
+		}
+		return x.apply(cmd), nil
+	}
+	return &calls
+}
+
+// acknowledge is cert-b acknowledging cursor under a policy version only
+// the journal can serve.
+func (x *journalFixture) acknowledge(cursor uint64) (uint64, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	return x.f.acknowledge(ctx, "cert-b", cursor, unknownPolicyVersion)
+}
+
+func (x *journalFixture) wantProposalFailure(t *testing.T, cursor uint64) {
+	t.Helper()
+	if _, err := x.acknowledge(cursor); status.Code(err) != codes.Unavailable {
+		t.Fatalf("acknowledging %d: got %v, want the proposal's failure", cursor, err)
+	}
+}
+
+func (x *journalFixture) wantAcknowledged(t *testing.T, cursor uint64) {
+	t.Helper()
+	if acked, err := x.acknowledge(cursor); err != nil || acked != cursor {
+		t.Fatalf("acknowledged %d, %v; want %d", acked, err, cursor)
+	}
+}
+
 // TestAcknowledgeKeepsJournalUntilCommitted: an acknowledgement whose
 // proposal fails leaves the stream's journal as it was, so the retry
 // records what the stream sent without walking the feed again; once it
@@ -128,23 +163,9 @@ func TestAcknowledgeKeepsJournalUntilCommitted(t *testing.T) {
 		x.create(tlp)
 	}
 	head := x.serve()
-	failNext := true
-	x.propose = func(cmd *irxv1.Command) (*fsm.Result, error) {
-		if failNext {
-			failNext = false
-			return nil, status.Error(codes.Unavailable, "leadership changed while the write was in flight")
-		}
-		return x.apply(cmd), nil
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if _, err := x.f.acknowledge(ctx, "cert-b", head, unknownPolicyVersion); status.Code(err) != codes.Unavailable {
-		t.Fatalf("first acknowledgement: got %v, want the proposal's failure", err)
-	}
-	acked, err := x.f.acknowledge(ctx, "cert-b", head, unknownPolicyVersion)
-	if err != nil || acked != head {
-		t.Fatalf("retried acknowledgement: acknowledged %d, %v; want %d from the journal", acked, err, head)
-	}
+	x.failProposal(1)
+	x.wantProposalFailure(t, head)
+	x.wantAcknowledged(t, head) // from the journal: the policy version is unknown
 	x.checkAcknowledged(t, head, 2, 1)
 }
 
@@ -161,18 +182,11 @@ func TestJournalFollowsCommitsItWasNotTold(t *testing.T) {
 		x.apply(cmd)
 		return nil, status.Error(codes.Unavailable, "leadership changed after the write committed")
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if _, err := x.f.acknowledge(ctx, "cert-b", first, unknownPolicyVersion); status.Code(err) != codes.Unavailable {
-		t.Fatalf("first acknowledgement: got %v, want the proposal's failure", err)
-	}
+	x.wantProposalFailure(t, first)
 	x.create(irxv1.Tlp_TLP_AMBER)
 	head := x.serve()
 	x.propose = func(cmd *irxv1.Command) (*fsm.Result, error) { return x.apply(cmd), nil }
-	acked, err := x.f.acknowledge(ctx, "cert-b", head, unknownPolicyVersion)
-	if err != nil || acked != head {
-		t.Fatalf("next acknowledgement: acknowledged %d, %v; want %d from the journal", acked, err, head)
-	}
+	x.wantAcknowledged(t, head) // from the journal: the policy version is unknown
 	x.checkAcknowledged(t, head, 2, 1)
 }
 
@@ -186,23 +200,11 @@ func TestSplitAcknowledgementKeepsCounts(t *testing.T) {
 		x.create(tlp)
 	}
 	head := x.serve()
-	calls := 0
-	x.propose = func(cmd *irxv1.Command) (*fsm.Result, error) {
-		if calls++; calls == 2 {
-			return nil, status.Error(codes.Unavailable, "leadership changed while the write was in flight")
-		}
-		return x.apply(cmd), nil
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if _, err := x.f.acknowledge(ctx, "cert-b", head, unknownPolicyVersion); status.Code(err) != codes.Unavailable {
-		t.Fatalf("first acknowledgement: got %v, want the second piece's failure", err)
-	}
-	if acked, err := x.f.acknowledge(ctx, "cert-b", head, unknownPolicyVersion); err != nil || acked != head {
-		t.Fatalf("retried acknowledgement: acknowledged %d, %v; want %d", acked, err, head)
-	}
-	if calls < 3 {
-		t.Fatalf("%d proposals: the acknowledgement was not split", calls)
+	calls := x.failProposal(2)
+	x.wantProposalFailure(t, head)
+	x.wantAcknowledged(t, head)
+	if *calls < 3 {
+		t.Fatalf("%d proposals: the acknowledgement was not split", *calls)
 	}
 	x.checkAcknowledged(t, head, 2, 1)
 }
@@ -217,18 +219,8 @@ func TestSplitAcknowledgementKeepsPolicyVersions(t *testing.T) {
 	x.setPolicy(irxv1.Tlp_TLP_AMBER) // version 2: withdraws nothing
 	x.create(irxv1.Tlp_TLP_AMBER)
 	head := x.serve()
-	calls := 0
-	x.propose = func(cmd *irxv1.Command) (*fsm.Result, error) {
-		if calls++; calls == 2 {
-			return nil, status.Error(codes.Unavailable, "leadership changed while the write was in flight")
-		}
-		return x.apply(cmd), nil
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if _, err := x.f.acknowledge(ctx, "cert-b", head, unknownPolicyVersion); status.Code(err) != codes.Unavailable {
-		t.Fatalf("acknowledgement: got %v, want the second piece's failure", err)
-	}
+	x.failProposal(2)
+	x.wantProposalFailure(t, head)
 	ps, err := x.st.PeerState("cert-b")
 	if err != nil {
 		t.Fatal(err)
@@ -251,20 +243,14 @@ func TestAcknowledgementKeepsASequenceWhole(t *testing.T) {
 			for range 3 {
 				x.create(irxv1.Tlp_TLP_AMBER)
 			}
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
-			if _, err := x.f.acknowledge(ctx, "cert-b", x.serve(), unknownPolicyVersion); err != nil {
-				t.Fatal(err)
-			}
+			x.wantAcknowledged(t, x.serve())
 			x.setPolicy(irxv1.Tlp_TLP_GREEN) // withdraws the three AMBER records at one sequence
 			if after {
 				x.create(irxv1.Tlp_TLP_GREEN)
 				x.create(irxv1.Tlp_TLP_GREEN)
 			}
 			head := x.serve()
-			if acked, err := x.f.acknowledge(ctx, "cert-b", head, unknownPolicyVersion); err != nil || acked != head {
-				t.Fatalf("acknowledged %d, %v; want %d", acked, err, head)
-			}
+			x.wantAcknowledged(t, head)
 			ps, err := x.st.PeerState("cert-b")
 			if err != nil {
 				t.Fatal(err)
