@@ -81,14 +81,8 @@ func (f *forwarder) submit(ctx context.Context, conn *grpc.ClientConn, cmd *irxv
 // forward makes one call for the batch and hands each write its answer.
 func (f *forwarder) forward(batch []*forwarding) {
 	client := irxv1.NewNodeServiceClient(batch[0].conn)
-	if _, old := f.noBatch.Load(batch[0].conn); old && len(batch) > 1 {
+	if _, old := f.noBatch.Load(batch[0].conn); old || len(batch) == 1 {
 		f.forwardEach(client, batch)
-		return
-	}
-	if len(batch) == 1 {
-		w := batch[0]
-		resp, err := client.Propose(w.ctx, &irxv1.ProposeRequest{Command: w.cmd})
-		w.done <- forwardResult{resp: resp, err: err}
 		return
 	}
 	// The writes share the call, so it is bounded by the apply timeout
@@ -127,16 +121,20 @@ func (f *forwarder) forward(batch []*forwarding) {
 	}
 }
 
-// forwardEach forwards every write of batch with its own Propose call.
+// forwardEach forwards every write of batch with its own Propose call, a
+// lone write without a goroutine of its own.
 func (f *forwarder) forwardEach(client irxv1.NodeServiceClient, batch []*forwarding) {
+	propose := func(w *forwarding) {
+		resp, err := client.Propose(w.ctx, &irxv1.ProposeRequest{Command: w.cmd})
+		w.done <- forwardResult{resp: resp, err: err}
+	}
+	if len(batch) == 1 {
+		propose(batch[0])
+		return
+	}
 	var wg sync.WaitGroup
 	for _, w := range batch {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			resp, err := client.Propose(w.ctx, &irxv1.ProposeRequest{Command: w.cmd})
-			w.done <- forwardResult{resp: resp, err: err}
-		}()
+		wg.Go(func() { propose(w) })
 	}
 	wg.Wait()
 }

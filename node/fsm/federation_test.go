@@ -316,18 +316,7 @@ func TestReceivedStateSurvivesRestartAndRestore(t *testing.T) {
 		t.Fatal(err)
 	}
 	h.f = openFSM(t, h.dir)
-	if res := h.feed("cert-b", 3, 4, viewItem(4, foreignView("cert-b", 1, 2))); res.Err != nil {
-		t.Fatal(res.Err)
-	}
-	if _, err := h.f.Get("cert-b:1", 0); !errors.Is(err, ErrNotFound) {
-		t.Fatalf("after a restart a withdrawn incident came back: %v", err)
-	}
-	if res := h.feed("cert-b", 4, 5, viewItem(5, foreignView("cert-b", 2, 1))); res.Err != nil {
-		t.Fatal(res.Err)
-	}
-	if got := mustGet(t, h.f, "cert-b:2", 0); got.GetVersion() != 2 {
-		t.Fatalf("after a restart an older version replaced the one held: version %d", got.GetVersion())
-	}
+	checkReceivedState(t, h, "a restart", 2)
 
 	// Restore on another node.
 	other := newHarness(t)
@@ -335,23 +324,31 @@ func TestReceivedStateSurvivesRestartAndRestore(t *testing.T) {
 		t.Fatal(err)
 	}
 	other.index = h.index
-	if res := other.feed("cert-b", 3, 4, viewItem(4, foreignView("cert-b", 1, 3))); res.Err != nil {
-		t.Fatal(res.Err)
-	}
-	if _, err := other.f.Get("cert-b:1", 0); !errors.Is(err, ErrNotFound) {
-		t.Fatalf("after a restore a withdrawn incident came back: %v", err)
-	}
-	if res := other.feed("cert-b", 4, 5, viewItem(5, foreignView("cert-b", 2, 1))); res.Err != nil {
-		t.Fatal(res.Err)
-	}
-	if got := mustGet(t, other.f, "cert-b:2", 0); got.GetVersion() != 2 {
-		t.Fatalf("after a restore an older version replaced the one held: version %d", got.GetVersion())
-	}
+	checkReceivedState(t, other, "a restore", 3)
 	// A version newer than the withdrawal is a new disclosure, and is kept.
 	if res := other.feed("cert-b", 5, 6, viewItem(6, foreignView("cert-b", 1, 4))); res.Err != nil {
 		t.Fatal(res.Err)
 	}
 	mustGet(t, other.f, "cert-b:1", 4)
+}
+
+// checkReceivedState feeds h, at cursor 3 after cert-b withdrew cert-b:1
+// at version 3 and sent cert-b:2 at version 2, a withdrawn version of
+// cert-b:1 and an older one of cert-b:2: both must change nothing.
+func checkReceivedState(t *testing.T, h *harness, after string, withdrawnVersion int64) {
+	t.Helper()
+	if res := h.feed("cert-b", 3, 4, viewItem(4, foreignView("cert-b", 1, withdrawnVersion))); res.Err != nil {
+		t.Fatal(res.Err)
+	}
+	if _, err := h.f.Get("cert-b:1", 0); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("after %s a withdrawn incident came back: %v", after, err)
+	}
+	if res := h.feed("cert-b", 4, 5, viewItem(5, foreignView("cert-b", 2, 1))); res.Err != nil {
+		t.Fatal(res.Err)
+	}
+	if got := mustGet(t, h.f, "cert-b:2", 0); got.GetVersion() != 2 {
+		t.Fatalf("after %s an older version replaced the one held: version %d", after, got.GetVersion())
+	}
 }
 
 // TestHighestTicketsPerOrigin: the per-origin ticket bound rebuilt at open
