@@ -123,7 +123,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		}
 		addrs = []string{addr}
 	}
-	var pool []irxv1.IncidentServiceClient
+	var pool []*grpc.ClientConn
 	for _, addr := range addrs {
 		for i := 0; i < *conns; i++ {
 			conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
@@ -131,10 +131,14 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 				return err
 			}
 			defer conn.Close()
-			pool = append(pool, irxv1.NewIncidentServiceClient(conn))
+			pool = append(pool, conn)
 		}
 	}
 	incident := paddedIncident(*size)
+	request, err := encodedCreate(incident)
+	if err != nil {
+		return err
+	}
 	fmt.Fprintf(out, "ingest: %d clients over %d nodes, %d-byte incidents, %v warm-up, %v measured\n",
 		*clients, len(addrs), proto.Size(incident), *warmup, *duration)
 
@@ -151,12 +155,12 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			client := pool[c%len(pool)]
+			conn := pool[c%len(pool)]
 			local := make([]time.Duration, 0, 4096)
 			for !stopping.Load() {
 				callCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
 				start := time.Now()
-				_, err := client.CreateIncident(callCtx, &irxv1.CreateIncidentRequest{Incident: incident})
+				_, err := createEncoded(callCtx, conn, request)
 				elapsed := time.Since(start)
 				cancel()
 				if err != nil {
