@@ -65,6 +65,11 @@ func (b *batcher) submit(ctx context.Context, cmd *irxv1.Command) (*fsm.Result, 
 // propose appends the batch as one entry and hands each proposal its own
 // result.
 func (b *batcher) propose(batch []*proposal) {
+	now := timestamppb.Now()
+	batch = b.evaluate(batch, now)
+	if len(batch) == 0 {
+		return
+	}
 	entry := batch[0].cmd
 	if len(batch) > 1 {
 		cmds := make([]*irxv1.Command, len(batch))
@@ -74,7 +79,7 @@ func (b *batcher) propose(batch []*proposal) {
 		}
 		entry = &irxv1.Command{Kind: &irxv1.Command_Batch{Batch: &irxv1.CommandBatch{Commands: cmds}}}
 	}
-	entry.ProposeTime = timestamppb.Now()
+	entry.ProposeTime = now
 	data, err := proto.Marshal(entry)
 	if err != nil {
 		b.failAll(batch, grpcstatus.Errorf(codes.Internal, "encode command: %v", err))
@@ -103,6 +108,26 @@ func (b *batcher) propose(batch []*proposal) {
 	for i, p := range batch {
 		p.done <- proposalResult{res: res.Batch[i]}
 	}
+}
+
+// evaluate completes every create of the batch for the entry's time once,
+// here, so that no replica decodes, checks and encodes the incident again
+// (fsm.CompleteCreate). A create that fails is answered at once and stays
+// out of the log. It returns the proposals that go into the entry.
+func (b *batcher) evaluate(batch []*proposal, now *timestamppb.Timestamp) []*proposal {
+	kept := batch[:0]
+	for _, p := range batch {
+		if c := p.cmd.GetCreateIncident(); c != nil {
+			_, data, err := fsm.CompleteCreate(b.n.cfg.TeamID, c.GetIncident(), now)
+			if err != nil {
+				p.done <- proposalResult{res: &fsm.Result{Err: err}}
+				continue
+			}
+			p.cmd = fsm.EvaluatedCreate(c, data)
+		}
+		kept = append(kept, p)
+	}
+	return kept
 }
 
 func (b *batcher) failAll(batch []*proposal, err error) {

@@ -520,7 +520,12 @@ func (s nodeService) propose(ctx context.Context, cmd *irxv1.Command) (*irxv1.Pr
 	if err != nil {
 		return nil, err
 	}
-	resp := &irxv1.ProposeResponse{Incident: res.Incident, Policy: res.Policy, Peer: res.Peer, TeamDescription: res.TeamDescription}
+	resp := &irxv1.ProposeResponse{Policy: res.Policy, Peer: res.Peer, TeamDescription: res.TeamDescription}
+	if res.Encoded != nil {
+		api.SetEncodedIncident(resp, res.Encoded)
+	} else {
+		resp.Incident = res.Incident
+	}
 	if res.Err != nil {
 		st := grpcstatus.Convert(api.ToStatus(res.Err)).Proto()
 		if resp.ErrorStatus, err = proto.Marshal(st); err != nil {

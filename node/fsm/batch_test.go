@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/hashicorp/raft"
+	"google.golang.org/protobuf/reflect/protoreflect"
 
 	"github.com/irxfed/irx/node/record"
 	irxv1 "github.com/irxfed/irx/proto/irx/v1"
@@ -63,5 +64,76 @@ func TestFreshRequestIDIsStoredAndRetriesDeduplicate(t *testing.T) {
 	r2 := h.apply(h.command(retry))
 	if r1.Err != nil || r2.Err != nil || r1.Incident.GetId() != r2.Incident.GetId() || h.f.LastTicket() != 1 {
 		t.Fatalf("first %v, retry %v, last ticket %d", r1, r2, h.f.LastTicket())
+	}
+}
+
+// A retry that lands in the same apply as the fresh create it repeats, in
+// one batch entry or in the next entry, finds the request id the fresh one
+// stored: the commands read each other's writes.
+func TestRetryBesideItsFreshCreateDeduplicates(t *testing.T) {
+	fresh := func() *irxv1.Command {
+		c := createCmd(newIncident(), "irx-node-made")
+		c.GetCreateIncident().FreshRequestId = true
+		return c
+	}
+	t.Run("one entry", func(t *testing.T) {
+		h := newHarness(t)
+		res := h.apply(h.command(&irxv1.Command{Kind: &irxv1.Command_Batch{Batch: &irxv1.CommandBatch{Commands: []*irxv1.Command{
+			fresh(), createCmd(newIncident(), "irx-node-made"),
+		}}}}))
+		if res.Err != nil || len(res.Batch) != 2 || res.Batch[1].Incident.GetId() != idOf(1) || h.f.LastTicket() != 1 {
+			t.Fatalf("batch %v, last ticket %d", res, h.f.LastTicket())
+		}
+	})
+	t.Run("next entry", func(t *testing.T) {
+		h := newHarness(t)
+		results := h.f.ApplyBatch([]*raft.Log{h.command(fresh()), h.command(createCmd(newIncident(), "irx-node-made"))})
+		second := results[1].(*Result)
+		if second.Err != nil || second.Incident.GetId() != idOf(1) || h.f.LastTicket() != 1 {
+			t.Fatalf("retry %v, last ticket %d", second, h.f.LastTicket())
+		}
+	})
+}
+
+// Only commands known to read nothing may be applied without an indexed
+// batch; every other kind of the Command oneof, present or future, reads.
+func TestReadsState(t *testing.T) {
+	fresh := createCmd(newIncident(), "irx-node-made")
+	fresh.GetCreateIncident().FreshRequestId = true
+	batchOf := func(cmds ...*irxv1.Command) *irxv1.Command {
+		return &irxv1.Command{Kind: &irxv1.Command_Batch{Batch: &irxv1.CommandBatch{Commands: cmds}}}
+	}
+	noop := &irxv1.Command{Kind: &irxv1.Command_LeaderNoop{LeaderNoop: &irxv1.LeaderNoopCommand{}}}
+	for name, c := range map[string]struct {
+		cmd  *irxv1.Command
+		want bool
+	}{
+		"fresh create":                {fresh, false},
+		"create without a request id": {createCmd(newIncident(), ""), false},
+		"create with a client's id":   {createCmd(newIncident(), "client-1"), true},
+		"leader no-op":                {noop, false},
+		"batch of fresh creates":      {batchOf(fresh, fresh, noop), false},
+		"batch with one retry":        {batchOf(fresh, createCmd(newIncident(), "irx-node-made")), true},
+		"batch with an update":        {batchOf(fresh, updateCmd(&irxv1.Incident{Id: idOf(1)}, 1, "tlp")), true},
+		"command without a kind":      {&irxv1.Command{}, true},
+	} {
+		if got := readsState(c.cmd); got != c.want {
+			t.Errorf("%s: readsState = %v, want %v", name, got, c.want)
+		}
+	}
+	// Every other kind reads, whatever it holds.
+	kinds := (&irxv1.Command{}).ProtoReflect().Descriptor().Oneofs().ByName("kind").Fields()
+	for i := range kinds.Len() {
+		f := kinds.Get(i)
+		switch f.Name() {
+		case "create_incident", "leader_noop", "batch":
+			continue
+		}
+		cmd := &irxv1.Command{}
+		m := cmd.ProtoReflect()
+		m.Set(f, protoreflect.ValueOfMessage(m.NewField(f).Message()))
+		if !readsState(cmd) {
+			t.Errorf("%s: readsState = false; only creates with fresh request ids and no-ops read nothing", f.Name())
+		}
 	}
 }

@@ -46,6 +46,9 @@ type Result struct {
 	Err             error
 	// Batch holds one result per command of a CommandBatch entry.
 	Batch []*Result
+	// Encoded is the stored encoding of the incident a create made, for
+	// answers that carry it as it is.
+	Encoded []byte
 }
 
 // FSM implements raft.BatchingFSM over pebble.
@@ -201,11 +204,10 @@ func (f *FSM) Apply(l *raft.Log) any { return f.ApplyBatch([]*raft.Log{l})[0] }
 // ApplyBatch implements raft.BatchingFSM: one pebble batch for all entries.
 func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
 	results := make([]any, len(logs))
-	b := f.db.NewIndexedBatchWithSize(batchSizeHint(logs))
-	defer b.Close()
-	a := applier{fsm: f, b: b, ticket: f.lastTicket.Load(), feed: f.feedSeq.Load()}
 	applied := f.applied.Load()
 	last := applied
+	entries := make([]*entry, len(logs))
+	reads := false
 	for i, l := range logs {
 		if l.Index <= applied {
 			// Replay after a restart: the effect is already in the database.
@@ -215,10 +217,33 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
 		if l.Type != raft.LogCommand {
 			continue
 		}
-		results[i] = a.apply(l)
+		e, err := decodeEntry(l)
+		if err != nil {
+			results[i] = &Result{Err: err}
+			continue
+		}
+		entries[i] = e
+		reads = reads || e.readsState()
 	}
 	if last == applied {
 		return results
+	}
+	// Commands that read state see the writes of the commands before them
+	// through an indexed batch. Ingest's entries hold only creates with
+	// fresh request ids, which read nothing, so their batch skips the
+	// index: keeping it cost each replica a skiplist insert per key.
+	var b *pebble.Batch
+	if reads {
+		b = f.db.NewIndexedBatchWithSize(batchSizeHint(logs))
+	} else {
+		b = f.db.NewBatchWithSize(batchSizeHint(logs))
+	}
+	defer b.Close()
+	a := applier{fsm: f, b: b, ticket: f.lastTicket.Load(), feed: f.feedSeq.Load()}
+	for i, e := range entries {
+		if e != nil {
+			results[i] = a.apply(e, logs[i].Index)
+		}
 	}
 	if a.err == nil {
 		a.err = errors.Join(
@@ -239,6 +264,42 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
 	f.feedSeq.Store(a.feed)
 	f.signalApplied()
 	return results
+}
+
+// readsState reports whether applying the entry may read the database or
+// the writes of earlier commands.
+func (e *entry) readsState() bool {
+	for _, c := range e.commands {
+		if c.evaluated != nil && c.evaluated.requestID != "" && !c.evaluated.fresh {
+			return true
+		}
+		if c.cmd != nil && readsState(c.cmd) {
+			return true
+		}
+	}
+	return false
+}
+
+// readsState reports whether applying cmd may read the database or the
+// writes of earlier commands. Only commands known to read nothing say no:
+// the leader's no-op and a create whose request id the node made for it
+// (nothing can have stored that id yet, so it is not looked up). Every
+// other kind, including any added later, reads.
+func readsState(cmd *irxv1.Command) bool {
+	switch k := cmd.GetKind().(type) {
+	case *irxv1.Command_LeaderNoop:
+		return false
+	case *irxv1.Command_CreateIncident:
+		return k.CreateIncident.GetRequestId() != "" && !k.CreateIncident.GetFreshRequestId()
+	case *irxv1.Command_Batch:
+		for _, sub := range k.Batch.GetCommands() {
+			if readsState(sub) {
+				return true
+			}
+		}
+		return false
+	}
+	return true
 }
 
 // batchSizeHint estimates the pebble batch that applying logs writes: about
@@ -292,30 +353,31 @@ type applier struct {
 	now   *timestamppb.Timestamp
 }
 
-func (a *applier) apply(l *raft.Log) *Result {
-	var cmd irxv1.Command
-	if err := proto.Unmarshal(l.Data, &cmd); err != nil {
-		return &Result{Err: fmt.Errorf("%w at index %d: %v", ErrInvalidCommand, l.Index, err)}
-	}
-	if !cmd.GetProposeTime().IsValid() {
-		return &Result{Err: fmt.Errorf("%w at index %d: propose_time missing or invalid", ErrInvalidCommand, l.Index)}
-	}
-	batch := cmd.GetBatch()
-	if batch == nil {
-		return a.applyOne(&cmd, l.Index)
+func (a *applier) apply(e *entry, index uint64) *Result {
+	if !e.batch {
+		return a.applyCommand(e.commands[0], e.proposeTime, index, false)
 	}
 	// Each command of a batch takes the batch's propose time, so it is
 	// stamped once, by the leader, like a single command.
-	res := &Result{Batch: make([]*Result, len(batch.GetCommands()))}
-	for i, sub := range batch.GetCommands() {
-		if sub.GetBatch() != nil {
-			res.Batch[i] = &Result{Err: fmt.Errorf("%w at index %d: a batch inside a batch", ErrInvalidCommand, l.Index)}
-			continue
-		}
-		sub.ProposeTime = cmd.GetProposeTime()
-		res.Batch[i] = a.applyOne(sub, l.Index)
+	res := &Result{Batch: make([]*Result, len(e.commands))}
+	for i, c := range e.commands {
+		res.Batch[i] = a.applyCommand(c, e.proposeTime, index, true)
 	}
 	return res
+}
+
+func (a *applier) applyCommand(c entryCommand, now *timestamppb.Timestamp, index uint64, inBatch bool) *Result {
+	if c.evaluated != nil {
+		a.index, a.now = index, now
+		return a.createEvaluated(c.evaluated)
+	}
+	if inBatch {
+		if c.cmd.GetBatch() != nil {
+			return &Result{Err: fmt.Errorf("%w at index %d: a batch inside a batch", ErrInvalidCommand, index)}
+		}
+		c.cmd.ProposeTime = now
+	}
+	return a.applyOne(c.cmd, index)
 }
 
 func (a *applier) applyOne(cmd *irxv1.Command, index uint64) *Result {
@@ -346,48 +408,96 @@ func (a *applier) applyOne(cmd *irxv1.Command, index uint64) *Result {
 }
 
 func (a *applier) create(cmd *irxv1.Command, c *irxv1.CreateIncidentCommand) *Result {
-	if c.GetRequestId() != "" && !c.GetFreshRequestId() {
-		id, closer, err := a.b.Get(requestKey(c.GetRequestId()))
-		switch {
-		case err == nil:
-			existing := string(id)
-			_ = closer.Close()
-			inc, err := a.fsm.getFrom(a.b, existing, 0)
-			if err != nil {
-				a.fail(err)
-				return &Result{Err: err}
-			}
-			return &Result{Incident: inc}
-		case !errors.Is(err, pebble.ErrNotFound):
+	if res := a.duplicateOf(c.GetRequestId(), c.GetFreshRequestId()); res != nil {
+		return res
+	}
+	// The command was decoded from this log entry, but CompleteCreate works
+	// on a copy anyway; an evaluated create that comes this way (in an entry
+	// parseEntry does not read) is completed again, to the same result.
+	inc, data, err := CompleteCreate(a.fsm.team, c.GetIncident(), cmd.GetProposeTime())
+	if err != nil {
+		var verr *record.ValidationError
+		if !errors.As(err, &verr) {
+			a.fail(err)
+		}
+		return &Result{Err: err}
+	}
+	id := a.nextID()
+	inc.Id = id.String()
+	res := a.storeCreated(id, inc, data, c.GetRequestId())
+	res.Incident = inc
+	return res
+}
+
+// createEvaluated stores a create the leader evaluated: its bytes, with
+// the id of the next ticket in front. They are decoded, for the index keys
+// and so that nothing unreadable is stored, but not checked or encoded
+// again: the leader did that, once for every replica.
+func (a *applier) createEvaluated(c *evaluatedCreate) *Result {
+	if res := a.duplicateOf(c.requestID, c.fresh); res != nil {
+		return res
+	}
+	inc := &irxv1.Incident{}
+	if err := proto.Unmarshal(c.incident, inc); err != nil {
+		return &Result{Err: fmt.Errorf("%w at index %d: evaluated incident: %v", ErrInvalidCommand, a.index, err)}
+	}
+	// What the keys and the feed say about the record must hold in it.
+	if inc.GetId() != "" || inc.GetVersion() != 1 || !proto.Equal(inc.GetCreateTime(), a.now) ||
+		!proto.Equal(inc.GetGenerationTime(), a.now) || inc.GetProvenance().GetOriginTeam() != a.fsm.team {
+		return &Result{Err: fmt.Errorf("%w at index %d: evaluated incident is not version 1 of a new incident of this team at the entry's time", ErrInvalidCommand, a.index)}
+	}
+	id := a.nextID()
+	res := a.storeCreated(id, inc, c.incident, c.requestID)
+	inc.Id = id.String()
+	res.Incident = inc
+	return res
+}
+
+// duplicateOf returns what the create that stored requestID answered, or
+// nil when none did. A fresh id is not looked up: nothing can have stored
+// it yet.
+func (a *applier) duplicateOf(requestID string, fresh bool) *Result {
+	if requestID == "" || fresh {
+		return nil
+	}
+	id, closer, err := a.b.Get(requestKey(requestID))
+	switch {
+	case err == nil:
+		existing := string(id)
+		_ = closer.Close()
+		inc, err := a.fsm.getFrom(a.b, existing, 0)
+		if err != nil {
 			a.fail(err)
 			return &Result{Err: err}
 		}
-	}
-	// The command was decoded from this log entry and nothing else holds
-	// it: the incident is completed in place, without a deep copy.
-	inc := c.GetIncident()
-	if inc == nil {
-		inc = &irxv1.Incident{}
-	}
-	record.ClearOutputOnly(inc)
-	record.ApplyDefaults(inc, cmd.GetProposeTime())
-	if err := record.Validate(inc, "incident"); err != nil {
+		return &Result{Incident: inc}
+	case !errors.Is(err, pebble.ErrNotFound):
+		a.fail(err)
 		return &Result{Err: err}
 	}
+	return nil
+}
+
+func (a *applier) nextID() record.ID {
 	a.ticket++
-	id := record.ID{Team: a.fsm.team, Ticket: a.ticket}
-	inc.Id = id.String()
-	inc.Version = 1
-	inc.CreateTime = cmd.GetProposeTime()
-	inc.GenerationTime = cmd.GetProposeTime()
-	inc.Provenance = &irxv1.Provenance{OriginTeam: a.fsm.team}
-	if err := a.storeVersion(id, nil, inc, &irxv1.FeedEntry{Kind: irxv1.FeedEntryKind_FEED_ENTRY_KIND_VERSION}); err != nil {
-		return &Result{Err: err}
+	return record.ID{Team: a.fsm.team, Ticket: a.ticket}
+}
+
+// storeCreated writes version 1 of a new incident: rest is its encoding
+// without the id, and indexed holds (at least) the fields its index keys
+// are made of.
+func (a *applier) storeCreated(id record.ID, indexed *irxv1.Incident, rest []byte, requestID string) *Result {
+	stored := withID(id.String(), rest)
+	a.set(incidentKey(id), u64(1))
+	a.set(versionKey(id, 1), stored)
+	a.appendFeed(&irxv1.FeedEntry{Kind: irxv1.FeedEntryKind_FEED_ENTRY_KIND_VERSION, IncidentId: id.String(), Version: 1})
+	for _, k := range indexKeys(id, indexed) {
+		a.set(k, nil)
 	}
-	if c.GetRequestId() != "" {
-		a.set(requestKey(c.GetRequestId()), []byte(inc.Id))
+	if requestID != "" {
+		a.set(requestKey(requestID), []byte(id.String()))
 	}
-	return &Result{Incident: inc}
+	return &Result{Encoded: stored}
 }
 
 func (a *applier) update(cmd *irxv1.Command, c *irxv1.UpdateIncidentCommand) *Result {

@@ -2,6 +2,7 @@ package fsm
 
 import (
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 
@@ -10,6 +11,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/irxfed/irx/node/record"
+	"github.com/irxfed/irx/policy"
 	irxv1 "github.com/irxfed/irx/proto/irx/v1"
 )
 
@@ -52,6 +54,16 @@ func fuzzSeeds(t testing.TB) [][]byte {
 		with(updateCmd(&irxv1.Incident{Id: "nope"}, 0, "tlp")),
 		with(&irxv1.Command{}),
 	}
+	// Creates as an evaluating leader writes them, alone and in a batch.
+	_, evaluated, err := CompleteCreate(team, rich, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmds = append(cmds,
+		with(EvaluatedCreate(&irxv1.CreateIncidentCommand{RequestId: "irx-fresh", FreshRequestId: true}, evaluated)),
+		with(&irxv1.Command{Kind: &irxv1.Command_Batch{Batch: &irxv1.CommandBatch{Commands: []*irxv1.Command{
+			EvaluatedCreate(&irxv1.CreateIncidentCommand{RequestId: "req-1"}, evaluated), createCmd(newIncident(), ""),
+		}}}}))
 	var out [][]byte
 	for _, c := range cmds {
 		b, err := proto.Marshal(c)
@@ -93,57 +105,100 @@ func FuzzApply(f *testing.F) {
 		if after.applied != index {
 			t.Fatalf("applied index %d, want %d", after.applied, index)
 		}
-		if res.Err != nil {
-			if res.Incident != nil {
-				t.Fatalf("error %v came with an incident", res.Err)
-			}
-			if after.ticket != before.ticket || after.feed != before.feed {
-				t.Fatalf("rejected entry (%v) moved counters %+v -> %+v", res.Err, before, after)
-			}
-			var verr *record.ValidationError
-			if !errors.As(res.Err, &verr) && !errors.Is(res.Err, ErrInvalidCommand) && !errors.Is(res.Err, ErrNotFound) &&
-				!errors.Is(res.Err, ErrVersionConflict) && !errors.Is(res.Err, ErrForeignIncident) {
-				t.Fatalf("unexpected error kind: %v", res.Err)
-			}
-			return
+		results := []*Result{res}
+		if res.Err == nil && res.Batch != nil {
+			results = res.Batch
 		}
-		inc := res.Incident
-		if inc == nil {
-			// A command that changes no incident (such as a leader no-op)
-			// changes no counter either.
-			if after.ticket != before.ticket || after.feed != before.feed {
-				t.Fatalf("success without an incident moved counters %+v -> %+v", before, after)
+		// Which results answer creates, and which of those the leader
+		// evaluated: whether they are valid was its call.
+		creates, evaluated := make([]bool, len(results)), make([]bool, len(results))
+		var cmd irxv1.Command
+		if proto.Unmarshal(data, &cmd) == nil {
+			subs := []*irxv1.Command{&cmd}
+			if cmd.GetBatch() != nil {
+				subs = cmd.GetBatch().GetCommands()
 			}
-			return
+			for i := range min(len(subs), len(results)) {
+				creates[i] = subs[i].GetCreateIncident() != nil
+			}
 		}
-		id, err := record.ParseID(inc.GetId())
-		if err != nil || id.Team != team {
-			t.Fatalf("stored id %q: %v", inc.GetId(), err)
+		if e, ok := parseEntry(data); ok && len(e.commands) == len(results) {
+			for i, c := range e.commands {
+				evaluated[i] = c.evaluated != nil
+			}
 		}
+		var tickets, minFeeds, maxFeeds uint64
+		for i, r := range results {
+			switch kind := checkApplied(t, fsm, r, before.ticket, creates[i], evaluated[i]); kind {
+			case appliedCreate:
+				tickets++
+				minFeeds++
+				maxFeeds++
+			case appliedVersion: // an update, or the retry of a create
+				maxFeeds++
+			}
+		}
+		if after.ticket != before.ticket+tickets || after.feed < before.feed+minFeeds || after.feed > before.feed+maxFeeds {
+			t.Fatalf("%d results (%d new incidents, %d-%d feed entries) moved counters %+v -> %+v", len(results), tickets, minFeeds, maxFeeds, before, after)
+		}
+	})
+}
+
+type appliedKind int
+
+const (
+	appliedNothing appliedKind = iota
+	appliedCreate
+	appliedVersion
+)
+
+// checkApplied checks one command's result against what the state machine
+// holds and says what it did. create: the command was a create;
+// evaluated: one the leader evaluated.
+func checkApplied(t *testing.T, fsm *FSM, res *Result, ticketBefore uint64, create, evaluated bool) appliedKind {
+	t.Helper()
+	if res.Err != nil {
+		if res.Incident != nil {
+			t.Fatalf("error %v came with an incident", res.Err)
+		}
+		var verr *record.ValidationError
+		var perr *policy.PolicyError
+		refusals := []error{ErrInvalidCommand, ErrNotFound, ErrVersionConflict, ErrForeignIncident, ErrAlreadyExists, ErrStaleCursor, ErrWithdrawn}
+		if !errors.As(res.Err, &verr) && !errors.As(res.Err, &perr) && !slices.ContainsFunc(refusals, func(e error) bool { return errors.Is(res.Err, e) }) {
+			t.Fatalf("unexpected error kind: %v", res.Err)
+		}
+		return appliedNothing
+	}
+	inc := res.Incident
+	if inc == nil {
+		return appliedNothing // a command that changes no incident, such as a leader no-op
+	}
+	id, err := record.ParseID(inc.GetId())
+	if err != nil || id.Team != team {
+		t.Fatalf("stored id %q: %v", inc.GetId(), err)
+	}
+	// An evaluated create is stored as the leader completed and checked
+	// it (CompleteCreate): whether it is valid was the leader's to decide,
+	// and the retry of a create answers with what the first one stored.
+	// Whatever the state machine completed or changed itself is valid.
+	retried := create && id.Ticket <= ticketBefore
+	if !evaluated && !retried {
 		if err := record.Validate(inc, "incident"); err != nil {
 			t.Fatalf("stored an invalid incident: %v", err)
 		}
 		if inc.GetStatus() == 0 || inc.GetPurpose() == 0 || inc.GetRestriction() == 0 || inc.GetReportTime() == nil {
 			t.Fatalf("stored incident without defaults: %v", inc)
 		}
-		if got, err := fsm.Get(inc.GetId(), 0); err != nil || !proto.Equal(got, inc) {
-			t.Fatalf("Get(%s) = %v, %v; want the result", inc.GetId(), got, err)
+	}
+	if got, err := fsm.Get(inc.GetId(), inc.GetVersion()); err != nil || !proto.Equal(got, inc) {
+		t.Fatalf("Get(%s, %d) = %v, %v", inc.GetId(), inc.GetVersion(), got, err)
+	}
+	if id.Ticket > ticketBefore {
+		if inc.GetVersion() != 1 {
+			t.Fatalf("create made version %d", inc.GetVersion())
 		}
-		if got, err := fsm.Get(inc.GetId(), inc.GetVersion()); err != nil || !proto.Equal(got, inc) {
-			t.Fatalf("Get(%s, %d) = %v, %v", inc.GetId(), inc.GetVersion(), got, err)
-		}
-		switch {
-		case after.ticket == before.ticket+1: // a new incident
-			if id.Ticket != after.ticket || inc.GetVersion() != 1 || after.feed != before.feed+1 {
-				t.Fatalf("create: id %s version %d, counters %+v -> %+v", inc.GetId(), inc.GetVersion(), before, after)
-			}
-		case after.ticket == before.ticket && after.feed == before.feed+1: // an update
-			if inc.GetVersion() < 2 {
-				t.Fatalf("update made version %d", inc.GetVersion())
-			}
-		case after.ticket == before.ticket && after.feed == before.feed: // a request id retry
-		default:
-			t.Fatalf("counters moved %+v -> %+v", before, after)
-		}
-	})
+		return appliedCreate
+	}
+	return appliedVersion
+
 }

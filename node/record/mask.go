@@ -17,6 +17,10 @@ var outputOnly = map[protoreflect.Name]bool{
 	"id": true, "version": true, "generation_time": true, "create_time": true, "provenance": true,
 }
 
+// IsOutputOnly reports whether name is one of the incident fields the team
+// sets and a client may not.
+func IsOutputOnly(name protoreflect.Name) bool { return outputOnly[name] }
+
 // ClearOutputOnly drops the fields a client may not set. AIP-203: output-only
 // fields in a request are ignored, not rejected.
 func ClearOutputOnly(inc *irxv1.Incident) {

@@ -978,7 +978,8 @@ func (*LeaderNoopCommand) Descriptor() ([]byte, []int) {
 // the ticket.
 type CreateIncidentCommand struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// The validated incident, without id and version.
+	// The validated incident, without id and version; with evaluated, version
+	// 1 as stored but for its id.
 	Incident *Incident `protobuf:"bytes,1,opt,name=incident,proto3" json:"incident,omitempty"`
 	// The idempotency key: the client's, or one the receiving node made.
 	RequestId string `protobuf:"bytes,2,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
@@ -986,8 +987,15 @@ type CreateIncidentCommand struct {
 	// first time it proposes the command: the id cannot have been stored, so
 	// the state machine skips the lookup (a retry clears it and is checked).
 	FreshRequestId bool `protobuf:"varint,3,opt,name=fresh_request_id,json=freshRequestId,proto3" json:"fresh_request_id,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// Set by the leader when it has completed incident for this entry's
+	// propose time (defaults filled in, validated, version, times and origin
+	// set) and encoded it deterministically. Each replica then stores those
+	// bytes with the id of the ticket it assigns in front, instead of
+	// decoding, checking and encoding the incident again; the result is the
+	// same bytes a replica that ignores this field stores.
+	Evaluated     bool `protobuf:"varint,4,opt,name=evaluated,proto3" json:"evaluated,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *CreateIncidentCommand) Reset() {
@@ -1037,6 +1045,13 @@ func (x *CreateIncidentCommand) GetRequestId() string {
 func (x *CreateIncidentCommand) GetFreshRequestId() bool {
 	if x != nil {
 		return x.FreshRequestId
+	}
+	return false
+}
+
+func (x *CreateIncidentCommand) GetEvaluated() bool {
+	if x != nil {
+		return x.Evaluated
 	}
 	return false
 }
@@ -1458,12 +1473,13 @@ const file_irx_v1_command_proto_rawDesc = "" +
 	"\x06policy\x18\x01 \x01(\v2\x18.irx.v1.DisclosurePolicyR\x06policy\x12\x1f\n" +
 	"\vteam_secret\x18\x02 \x01(\fR\n" +
 	"teamSecret\"\x13\n" +
-	"\x11LeaderNoopCommand\"\x8e\x01\n" +
+	"\x11LeaderNoopCommand\"\xac\x01\n" +
 	"\x15CreateIncidentCommand\x12,\n" +
 	"\bincident\x18\x01 \x01(\v2\x10.irx.v1.IncidentR\bincident\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x02 \x01(\tR\trequestId\x12(\n" +
-	"\x10fresh_request_id\x18\x03 \x01(\bR\x0efreshRequestId\"\xad\x01\n" +
+	"\x10fresh_request_id\x18\x03 \x01(\bR\x0efreshRequestId\x12\x1c\n" +
+	"\tevaluated\x18\x04 \x01(\bR\tevaluated\"\xad\x01\n" +
 	"\x15UpdateIncidentCommand\x12,\n" +
 	"\bincident\x18\x01 \x01(\v2\x10.irx.v1.IncidentR\bincident\x12;\n" +
 	"\vupdate_mask\x18\x02 \x01(\v2\x1a.google.protobuf.FieldMaskR\n" +

@@ -1,0 +1,223 @@
+package fsm
+
+import (
+	"fmt"
+	"unicode/utf8"
+
+	"github.com/hashicorp/raft"
+	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	irxv1 "github.com/irxfed/irx/proto/irx/v1"
+)
+
+// entry is a decoded log entry: its commands, in order, and the leader's
+// clock when it proposed them.
+type entry struct {
+	proposeTime *timestamppb.Timestamp
+	// batch: the commands came in a CommandBatch, and the entry's result
+	// holds one result per command.
+	batch    bool
+	commands []entryCommand
+}
+
+// entryCommand is one command of an entry: decoded, or a create the leader
+// evaluated, whose incident stays encoded.
+type entryCommand struct {
+	cmd       *irxv1.Command
+	evaluated *evaluatedCreate
+}
+
+// evaluatedCreate is a CreateIncidentCommand with evaluated set.
+type evaluatedCreate struct {
+	incident  []byte // version 1 as stored but for its id, encoded
+	requestID string
+	fresh     bool
+}
+
+// Field numbers of irx.v1.Command, CommandBatch and CreateIncidentCommand
+// that parseEntry reads by hand.
+const (
+	commandProposeTime protowire.Number = 1
+	commandCreate      protowire.Number = 2
+	commandBatch       protowire.Number = 6
+
+	batchCommands protowire.Number = 1
+
+	createIncident  protowire.Number = 1
+	createRequestID protowire.Number = 2
+	createFresh     protowire.Number = 3
+	createEvaluated protowire.Number = 4
+)
+
+// decodeEntry decodes the command a log entry carries.
+func decodeEntry(l *raft.Log) (*entry, error) {
+	e, ok := parseEntry(l.Data)
+	if !ok {
+		cmd := &irxv1.Command{}
+		if err := proto.Unmarshal(l.Data, cmd); err != nil {
+			return nil, fmt.Errorf("%w at index %d: %v", ErrInvalidCommand, l.Index, err)
+		}
+		e = &entry{proposeTime: cmd.GetProposeTime()}
+		if b := cmd.GetBatch(); b != nil {
+			e.batch = true
+			for _, sub := range b.GetCommands() {
+				e.commands = append(e.commands, entryCommand{cmd: sub})
+			}
+		} else {
+			e.commands = []entryCommand{{cmd: cmd}}
+		}
+	}
+	if !e.proposeTime.IsValid() {
+		return nil, fmt.Errorf("%w at index %d: propose_time missing or invalid", ErrInvalidCommand, l.Index)
+	}
+	return e, nil
+}
+
+// parseEntry reads the entries the leader's group commit writes (a
+// Command with its propose time and either a create or a batch) so that
+// evaluated creates keep their incident encoded; every other command in a
+// batch is decoded with proto.Unmarshal. For any other shape (another
+// kind, a field twice, a field it does not know) it returns false, and the
+// entry is decoded whole: evaluated creates then take the slower path to
+// the same result.
+func parseEntry(b []byte) (*entry, bool) {
+	e := &entry{}
+	var kind protowire.Number
+	var body []byte
+	for len(b) > 0 {
+		num, v, rest, ok := nextBytesField(b)
+		if !ok {
+			return nil, false
+		}
+		b = rest
+		switch {
+		case num == commandProposeTime && e.proposeTime == nil:
+			e.proposeTime = &timestamppb.Timestamp{}
+			if proto.Unmarshal(v, e.proposeTime) != nil {
+				return nil, false
+			}
+		case (num == commandCreate || num == commandBatch) && kind == 0:
+			kind, body = num, v
+		default:
+			return nil, false
+		}
+	}
+	switch kind {
+	case commandCreate:
+		c, ok := parseEvaluated(body)
+		if !ok {
+			return nil, false
+		}
+		e.commands = []entryCommand{{evaluated: c}}
+	case commandBatch:
+		e.batch = true
+		for len(body) > 0 {
+			num, v, rest, ok := nextBytesField(body)
+			if !ok || num != batchCommands {
+				return nil, false
+			}
+			body = rest
+			cmd, ok := parseBatchCommand(v)
+			if !ok {
+				return nil, false
+			}
+			e.commands = append(e.commands, cmd)
+		}
+	default:
+		return nil, false
+	}
+	return e, true
+}
+
+// parseBatchCommand reads one command of a batch: an evaluated create
+// stays encoded, anything else is decoded.
+func parseBatchCommand(b []byte) (entryCommand, bool) {
+	if num, v, rest, ok := nextBytesField(b); ok && num == commandCreate && len(rest) == 0 {
+		if c, ok := parseEvaluated(v); ok {
+			return entryCommand{evaluated: c}, true
+		}
+	}
+	cmd := &irxv1.Command{}
+	if proto.Unmarshal(b, cmd) != nil {
+		return entryCommand{}, false
+	}
+	return entryCommand{cmd: cmd}, true
+}
+
+// parseEvaluated reads a CreateIncidentCommand with evaluated set, each
+// field at most once and no other field; anything else returns false.
+func parseEvaluated(b []byte) (*evaluatedCreate, bool) {
+	c := &evaluatedCreate{}
+	var seen [createEvaluated + 1]bool
+	evaluated := false
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 || num < createIncident || num > createEvaluated || seen[num] {
+			return nil, false
+		}
+		seen[num] = true
+		b = b[n:]
+		switch num {
+		case createIncident, createRequestID:
+			if typ != protowire.BytesType {
+				return nil, false
+			}
+			v, n := protowire.ConsumeBytes(b)
+			if n < 0 {
+				return nil, false
+			}
+			b = b[n:]
+			if num == createIncident {
+				c.incident = v
+			} else {
+				if !utf8.Valid(v) { // proto.Unmarshal refuses it too
+					return nil, false
+				}
+				c.requestID = string(v)
+			}
+		default:
+			if typ != protowire.VarintType {
+				return nil, false
+			}
+			v, n := protowire.ConsumeVarint(b)
+			if n < 0 {
+				return nil, false
+			}
+			b = b[n:]
+			if num == createFresh {
+				c.fresh = v != 0
+			} else {
+				evaluated = v != 0
+			}
+		}
+	}
+	return c, evaluated && seen[createIncident]
+}
+
+// nextBytesField reads one length-delimited field from b.
+func nextBytesField(b []byte) (protowire.Number, []byte, []byte, bool) {
+	num, typ, n := protowire.ConsumeTag(b)
+	if n < 0 || typ != protowire.BytesType {
+		return 0, nil, nil, false
+	}
+	v, m := protowire.ConsumeBytes(b[n:])
+	if m < 0 {
+		return 0, nil, nil, false
+	}
+	return num, v, b[n+m:], true
+}
+
+// EvaluatedCreate is the command that stores incident, the encoding
+// CompleteCreate made of c's incident, as the leader evaluated it. The
+// encoding goes in as it is (as the command's unknown field, which the
+// encoder writes out verbatim), so it is not encoded a second time; a
+// decoder sees an ordinary incident field.
+func EvaluatedCreate(c *irxv1.CreateIncidentCommand, incident []byte) *irxv1.Command {
+	out := &irxv1.CreateIncidentCommand{RequestId: c.GetRequestId(), FreshRequestId: c.GetFreshRequestId(), Evaluated: true}
+	raw := make([]byte, 0, protowire.SizeTag(createIncident)+protowire.SizeBytes(len(incident)))
+	raw = protowire.AppendTag(raw, createIncident, protowire.BytesType)
+	out.ProtoReflect().SetUnknown(protowire.AppendBytes(raw, incident))
+	return &irxv1.Command{Kind: &irxv1.Command_CreateIncident{CreateIncident: out}}
+}
