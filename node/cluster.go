@@ -374,6 +374,9 @@ func (n *Node) AddMember(ctx context.Context, req *irxv1.AddMemberRequest) (*irx
 		if err := waitFuture(ctx, f); err != nil {
 			return n.raftError(err)
 		}
+		if err := n.confirmOnDisk(ctx); err != nil {
+			return err
+		}
 		members, err := n.members()
 		resp = &irxv1.AddMemberResponse{Members: members}
 		return err
@@ -398,6 +401,9 @@ func (n *Node) RemoveMember(ctx context.Context, req *irxv1.RemoveMemberRequest)
 		}
 		if err := waitFuture(ctx, n.raft.RemoveServer(raft.ServerID(req.GetNodeId()), 0, n.cfg.Raft.ApplyTimeout)); err != nil {
 			return n.raftError(err)
+		}
+		if err := n.confirmOnDisk(ctx); err != nil {
+			return err
 		}
 		members, err = n.members()
 		resp = &irxv1.RemoveMemberResponse{Members: members}
@@ -457,6 +463,20 @@ func (n *Node) TransferLeadership(ctx context.Context, req *irxv1.TransferLeader
 		case <-time.After(10 * time.Millisecond):
 		}
 	}
+}
+
+// confirmOnDisk returns once an entry proposed after a membership change
+// has been applied. Raft reports the change committed when it has counted
+// the leader's copy, which may still be on its way to disk (durable.go);
+// an entry after it is applied only once the leader's log and a majority's
+// hold it, and the change with it. (When the leader removed itself, the
+// entry goes to the next leader.)
+func (n *Node) confirmOnDisk(ctx context.Context) error {
+	_, err := n.Propose(ctx, &irxv1.Command{Kind: &irxv1.Command_LeaderNoop{LeaderNoop: &irxv1.LeaderNoopCommand{}}})
+	if err != nil {
+		return fmt.Errorf("membership changed; confirming it is on disk: %w", err)
+	}
+	return nil
 }
 
 func containsMember(ms []*irxv1.ClusterMember, id string) bool {

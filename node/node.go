@@ -153,7 +153,16 @@ func (n *Node) ReloadCertificates() error {
 func (n *Node) startRaft(creds nodeCredentials) error {
 	var err error
 	raftLogger := newRaftLogger(n.log)
-	n.logs, err = raftstore.Open(filepath.Join(n.cfg.DataDir, "raft"), raftstore.WithLogger(n.log))
+	// The leader's appends are written ahead of the disk (see durable.go).
+	// leading reads the Raft instance through an atomic pointer: raft's
+	// goroutines append before NewRaft has returned.
+	var running atomic.Pointer[raft.Raft]
+	leading := func() bool {
+		r := running.Load()
+		return r != nil && r.State() == raft.Leader
+	}
+	n.logs, err = raftstore.Open(filepath.Join(n.cfg.DataDir, "raft"), raftstore.WithLogger(n.log),
+		raftstore.WithWriteAhead(leading), raftstore.WithSyncObserver(func(d time.Duration) { n.metrics.logSync.Observe(d.Seconds()) }))
 	if err != nil {
 		return err
 	}
@@ -233,10 +242,13 @@ func (n *Node) startRaft(creds nodeCredentials) error {
 		}
 		n.log.Info("bootstrapped a new team", "members", len(conf.Servers))
 	}
-	n.raft, err = raft.NewRaft(rc, measuredFSM{FSM: n.state, apply: n.metrics.apply}, measuredLogStore{Store: n.logs, append: n.metrics.logAppend}, n.logs, snapshots, n.transport)
+	state := durableFSM{BatchingFSM: measuredFSM{FSM: n.state, apply: n.metrics.apply}, log: n.logs}
+	trans := durableTransport{raftTransport: n.transport, log: n.logs}
+	n.raft, err = raft.NewRaft(rc, state, measuredLogStore{Store: n.logs, append: n.metrics.logAppend}, n.logs, snapshots, trans)
 	if err != nil {
 		return fmt.Errorf("raft: %w", err)
 	}
+	running.Store(n.raft)
 	n.batcher = newBatcher(n)
 	n.forwarder = newForwarder(n)
 	n.wg.Add(2)

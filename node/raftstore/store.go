@@ -4,6 +4,8 @@
 // Every mutation is committed with pebble.Sync: raft's safety argument
 // assumes that a log entry or vote it has been told is stored survives a
 // crash, so nothing here is acknowledged before it is on stable storage.
+// The one exception is a leader's own appends with WithWriteAhead, whose
+// durability the node waits for itself (durable.go).
 package raftstore
 
 import (
@@ -14,8 +16,10 @@ import (
 	"math"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/hashicorp/raft"
 )
 
@@ -56,8 +60,11 @@ const pointDeleteMax = 64
 const defaultCacheSize = 16 << 20
 
 type config struct {
-	logger    *slog.Logger
-	cacheSize int64
+	logger     *slog.Logger
+	cacheSize  int64
+	fs         vfs.FS
+	writeAhead func() bool
+	onSync     func(time.Duration)
 }
 
 // Option configures Open.
@@ -82,6 +89,25 @@ func WithCacheSize(bytes int64) Option {
 			c.cacheSize = bytes
 		}
 	}
+}
+
+// WithWriteAhead lets appends made while leading() reports true (the node
+// leads) return before they are on disk; see Durable. leading is called
+// for every append.
+func WithWriteAhead(leading func() bool) Option {
+	return func(c *config) { c.writeAhead = leading }
+}
+
+// WithSyncObserver has observe called with the duration of every sync of
+// appends written ahead.
+func WithSyncObserver(observe func(time.Duration)) Option {
+	return func(c *config) { c.onSync = observe }
+}
+
+// WithFS opens the store on fs instead of the operating system's file
+// system (tests use a memory one that can lose what was not synced).
+func WithFS(fs vfs.FS) Option {
+	return func(c *config) { c.fs = fs }
 }
 
 // logBounds is the cached [first, last] index range; first == 0 means empty.
@@ -111,6 +137,10 @@ type Store struct {
 	// bounds is nil when unknown (after a failed write, where the on-disk
 	// outcome is unclear); it is then recomputed from disk under writeMu.
 	bounds atomic.Pointer[logBounds]
+
+	writeAhead func() bool
+	onSync     func(time.Duration)
+	dur        *durability
 }
 
 // Open opens (creating if needed) the store in dir.
@@ -133,6 +163,7 @@ func Open(dir string, opts ...Option) (*Store, error) {
 	defer cache.Unref()
 
 	db, err := pebble.Open(dir, &pebble.Options{
+		FS:     cfg.fs,
 		Cache:  cache,
 		Logger: plog,
 		// A fresh store has no older pebble to stay compatible with.
@@ -157,15 +188,24 @@ func Open(dir string, opts ...Option) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("raftstore: open %s: %w", dir, err)
 	}
-	s := &Store{db: db, logger: logger}
-	if _, err := s.loadBoundsLocked(); err != nil {
+	s := &Store{db: db, logger: logger, writeAhead: cfg.writeAhead, onSync: cfg.onSync}
+	b, err := s.loadBoundsLocked()
+	if err != nil {
 		return nil, errors.Join(err, db.Close())
+	}
+	// What the log holds after opening is what the disk held.
+	s.dur = newDurability(b.last)
+	if s.writeAhead != nil {
+		go s.syncLoop()
 	}
 	return s, nil
 }
 
 // Close closes the database. Calls after the first return ErrClosed.
 func (s *Store) Close() error {
+	// The last appends written ahead are synced first, and waiters for
+	// them released.
+	s.stopSyncing()
 	s.closeMu.Lock()
 	defer s.closeMu.Unlock()
 	if s.closed {
@@ -385,7 +425,19 @@ func (s *Store) StoreLogs(logs []*raft.Log) (err error) {
 	if err != nil {
 		return fmt.Errorf("raftstore: store logs %d-%d: %w", minIdx, maxIdx, err)
 	}
-	if err := b.Commit(pebble.Sync); err != nil {
+	if err := s.dur.failure(); err != nil {
+		return err
+	}
+	// hashicorp/raft appends from its main goroutine: as leader from
+	// dispatchLogs, as follower from appendEntries, which has made the node
+	// a follower before it stores anything. So a leading node's appends are
+	// its own new entries, and everything else is synced.
+	ahead := s.writeAhead != nil && s.writeAhead()
+	sync := pebble.Sync
+	if ahead {
+		sync = pebble.NoSync
+	}
+	if err := b.Commit(sync); err != nil {
 		// Whether the batch landed is unknown; re-read bounds next time.
 		s.bounds.Store(nil)
 		return fmt.Errorf("raftstore: store logs %d-%d: %w", minIdx, maxIdx, err)
@@ -396,6 +448,11 @@ func (s *Store) StoreLogs(logs []*raft.Log) (err error) {
 	}
 	next.last = max(next.last, maxIdx)
 	s.bounds.Store(&next)
+	if ahead {
+		s.dur.wrote(maxIdx)
+	} else {
+		s.dur.synced(maxIdx)
+	}
 	return nil
 }
 
@@ -424,6 +481,10 @@ func (s *Store) DeleteRange(minIdx, maxIdx uint64) (err error) {
 		return nil
 	}
 
+	if hi == cur.last {
+		// A sync begun before must not vouch for what is appended after.
+		s.dur.cut(lo)
+	}
 	if hi-lo < pointDeleteMax {
 		err = s.deletePoints(lo, hi)
 	} else {
@@ -433,6 +494,8 @@ func (s *Store) DeleteRange(minIdx, maxIdx uint64) (err error) {
 		s.bounds.Store(nil)
 		return fmt.Errorf("raftstore: delete logs %d-%d: %w", lo, hi, err)
 	}
+	// The delete was synced, and with it every write before it.
+	s.dur.synced(0)
 
 	next := cur
 	switch {

@@ -12,8 +12,9 @@ import (
 
 // raftTimes are the nodes' Raft timing histograms (sum and count of each,
 // per node), read from their /metrics endpoints. Two readings, before and
-// after the measured window, say where a write's time went in it: the
-// durable log appends on each node and the leader's commit wait.
+// after the measured window, say where a write's time went in it: the log
+// appends on each node (synced on followers, written on the leader), the
+// leader's syncs of what it wrote, and its commit wait.
 type raftTimes struct {
 	addrs []string
 	sums  []map[string]float64 // per node, by series name
@@ -21,6 +22,7 @@ type raftTimes struct {
 
 var raftSeries = []string{
 	"irx_raft_log_append_seconds_sum", "irx_raft_log_append_seconds_count",
+	"irx_raft_log_sync_seconds_sum", "irx_raft_log_sync_seconds_count",
 	"irx_raft_commit_seconds_sum", "irx_raft_commit_seconds_count",
 }
 
@@ -81,15 +83,18 @@ func (t *raftTimes) since(before *raftTimes) string {
 		sum := t.sums[i][histogram+"_sum"] - before.sums[i][histogram+"_sum"]
 		return time.Duration(sum / n * float64(time.Second)), true
 	}
-	var appends, commits []string
+	var appends, syncs, commits []string
 	for i := range t.addrs {
 		if d, ok := mean(i, "irx_raft_log_append_seconds"); ok {
 			appends = append(appends, fmt.Sprintf("node%d %v", i+1, d.Round(time.Microsecond)))
+		}
+		if d, ok := mean(i, "irx_raft_log_sync_seconds"); ok {
+			syncs = append(syncs, fmt.Sprintf("node%d %v", i+1, d.Round(time.Microsecond)))
 		}
 		if d, ok := mean(i, "irx_raft_commit_seconds"); ok {
 			commits = append(commits, fmt.Sprintf("node%d %v", i+1, d.Round(time.Microsecond)))
 		}
 	}
-	return fmt.Sprintf("raft means: durable log append %s; leader commit wait %s",
-		strings.Join(appends, ", "), strings.Join(commits, ", "))
+	return fmt.Sprintf("raft means: log append %s; leader's log sync %s; leader commit wait %s",
+		strings.Join(appends, ", "), strings.Join(syncs, ", "), strings.Join(commits, ", "))
 }

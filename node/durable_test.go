@@ -1,0 +1,239 @@
+package node
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/cockroachdb/pebble/v2/vfs/errorfs"
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/raft"
+
+	"github.com/irxfed/irx/node/raftstore"
+)
+
+// heldDisk holds every sync while held, like a disk that has not got round
+// to it.
+type heldDisk struct {
+	mu   sync.Mutex
+	held chan struct{} // nil when not held
+}
+
+func (d *heldDisk) hold() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.held == nil {
+		d.held = make(chan struct{})
+	}
+}
+
+func (d *heldDisk) release() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.held != nil {
+		close(d.held)
+		d.held = nil
+	}
+}
+
+func (d *heldDisk) MaybeError(op errorfs.Op) error {
+	if op.Kind == errorfs.OpFileSync || op.Kind == errorfs.OpFileSyncData || op.Kind == errorfs.OpFileSyncTo {
+		d.mu.Lock()
+		held := d.held
+		d.mu.Unlock()
+		if held != nil {
+			<-held
+		}
+	}
+	return nil
+}
+
+func (d *heldDisk) String() string { return "held disk" }
+
+// recordingFSM remembers the commands it applied.
+type recordingFSM struct {
+	mu      sync.Mutex
+	applied []string
+}
+
+func (f *recordingFSM) ApplyBatch(logs []*raft.Log) []any {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, l := range logs {
+		if l.Type == raft.LogCommand {
+			f.applied = append(f.applied, string(l.Data))
+		}
+	}
+	return make([]any, len(logs))
+}
+
+func (f *recordingFSM) Apply(l *raft.Log) any { return f.ApplyBatch([]*raft.Log{l})[0] }
+
+func (f *recordingFSM) has(cmd string) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Contains(f.applied, cmd)
+}
+
+func (f *recordingFSM) Snapshot() (raft.FSMSnapshot, error) {
+	return nil, errors.New("recordingFSM takes no snapshots")
+}
+func (f *recordingFSM) Restore(io.ReadCloser) error { return errors.New("recordingFSM restores nothing") }
+
+type durableMember struct {
+	raft  *raft.Raft
+	store *raftstore.Store
+	disk  *heldDisk
+	fsm   *recordingFSM
+}
+
+// startDurableTeam runs three hashicorp/raft nodes in this process, wired
+// as the node wires them: write-ahead appends, durableFSM and
+// durableTransport, over raft's in-memory transport.
+func startDurableTeam(t *testing.T) []*durableMember {
+	t.Helper()
+	const n = 3
+	members := make([]*durableMember, n)
+	trans := make([]*raft.InmemTransport, n)
+	var servers []raft.Server
+	for i := range n {
+		addr, tr := raft.NewInmemTransport(raft.ServerAddress(fmt.Sprintf("node%d", i)))
+		trans[i] = tr
+		servers = append(servers, raft.Server{ID: raft.ServerID(addr), Address: addr, Suffrage: raft.Voter})
+	}
+	for i := range n {
+		for j := range n {
+			if i != j {
+				trans[i].Connect(trans[j].LocalAddr(), trans[j])
+			}
+		}
+	}
+	for i := range n {
+		m := &durableMember{disk: &heldDisk{}, fsm: &recordingFSM{}}
+		members[i] = m
+		var rf *raft.Raft
+		var rfMu sync.Mutex
+		leading := func() bool {
+			rfMu.Lock()
+			defer rfMu.Unlock()
+			return rf != nil && rf.State() == raft.Leader
+		}
+		store, err := raftstore.Open("raft", raftstore.WithLogger(slog.New(slog.DiscardHandler)),
+			raftstore.WithFS(errorfs.Wrap(vfs.NewMem(), m.disk)), raftstore.WithWriteAhead(leading))
+		if err != nil {
+			t.Fatal(err)
+		}
+		m.store = store
+		conf := raft.DefaultConfig()
+		conf.LocalID = servers[i].ID
+		conf.HeartbeatTimeout, conf.ElectionTimeout, conf.LeaderLeaseTimeout = 100*time.Millisecond, 100*time.Millisecond, 50*time.Millisecond
+		conf.CommitTimeout = 5 * time.Millisecond
+		conf.BatchApplyCh = true
+		conf.Logger = hclog.NewNullLogger()
+		snaps := raft.NewInmemSnapshotStore()
+		if err := raft.BootstrapCluster(conf, store, store, snaps, trans[i], raft.Configuration{Servers: servers}); err != nil {
+			t.Fatal(err)
+		}
+		r, err := raft.NewRaft(conf, durableFSM{BatchingFSM: m.fsm, log: store}, store, store, snaps, durableTransport{raftTransport: trans[i], log: store})
+		if err != nil {
+			t.Fatal(err)
+		}
+		rfMu.Lock()
+		rf = r
+		rfMu.Unlock()
+		m.raft = r
+	}
+	t.Cleanup(func() {
+		for _, m := range members {
+			m.disk.release()
+			_ = m.raft.Shutdown().Error()
+			_ = m.store.Close()
+		}
+	})
+	return members
+}
+
+func leaderOf(t *testing.T, members []*durableMember) (*durableMember, []*durableMember) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		for i, m := range members {
+			if m.raft.State() == raft.Leader {
+				return m, slices.Delete(slices.Clone(members), i, i+1)
+			}
+		}
+	}
+	t.Fatal("no leader within 10s")
+	return nil, nil
+}
+
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		if cond() {
+			return
+		}
+	}
+	t.Fatalf("not within 10s: %s", what)
+}
+
+// While the leader's disk has not synced an entry, raft may count it
+// committed (the followers have it on disk), but nothing applies it: not
+// the leader's state machine, and not the followers', which are not told
+// the commit. Once the leader's disk has it, everyone does.
+func TestNothingAppliesWhatTheLeaderHasNotOnDisk(t *testing.T) {
+	members := startDurableTeam(t)
+	leader, followers := leaderOf(t, members)
+	if err := leader.raft.Apply([]byte("first"), 10*time.Second).Error(); err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range members {
+		eventually(t, "every node applies the first entry", func() bool { return m.fsm.has("first") })
+	}
+
+	leader.disk.hold()
+	future := leader.raft.Apply([]byte("held"), 10*time.Second)
+	done := make(chan error, 1)
+	go func() { done <- future.Error() }()
+	index := func() uint64 { last, _ := leader.store.LastIndex(); return last }
+	eventually(t, "the leader appends the entry", func() bool { return index() > 0 && leader.store.Durable() < index() })
+	held := index()
+	for _, f := range followers {
+		eventually(t, "followers store the entry", func() bool { return f.store.Durable() >= held })
+	}
+	eventually(t, "raft counts it committed", func() bool { return leader.raft.CommitIndex() >= held })
+	time.Sleep(100 * time.Millisecond) // twenty commit timeouts: time for a wrongly sent commit index to arrive
+	for _, m := range members {
+		if m.fsm.has("held") {
+			t.Fatalf("%s applied an entry the leader's disk does not hold yet", m.raft.String())
+		}
+	}
+	for _, f := range followers {
+		if f.raft.CommitIndex() >= held {
+			t.Fatalf("a follower was told commit index %d while the leader's log is on disk up to %d", f.raft.CommitIndex(), leader.store.Durable())
+		}
+	}
+	select {
+	case err := <-done:
+		t.Fatalf("the write was answered (%v) before the leader's disk held it", err)
+	default:
+	}
+
+	leader.disk.release()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the write was not answered once the leader's disk held it")
+	}
+	for _, m := range members {
+		eventually(t, "every node applies the entry", func() bool { return m.fsm.has("held") })
+	}
+}
