@@ -51,15 +51,35 @@ func newBatcher(n *Node) *batcher {
 
 // submit queues cmd and waits for its result or ctx.
 func (b *batcher) submit(ctx context.Context, cmd *irxv1.Command) (*fsm.Result, error) {
-	p := &proposal{cmd: cmd, done: make(chan proposalResult, 1)}
-	if err := b.put(ctx, p, "proposed"); err != nil {
-		return nil, err
-	}
-	r, err := await(ctx, b.stop, p.done, "the write was not confirmed in time; it may still be applied: retry with the same request_id")
-	if err != nil {
-		return nil, err
-	}
+	r := b.submitAll(ctx, []*irxv1.Command{cmd})[0]
 	return r.res, r.err
+}
+
+// submitAll queues cmds one after the other, so they mostly share entries,
+// and waits for each one's result or ctx: the commands a follower forwards
+// in one call need no goroutine each.
+func (b *batcher) submitAll(ctx context.Context, cmds []*irxv1.Command) []proposalResult {
+	results := make([]proposalResult, len(cmds))
+	proposals := make([]*proposal, len(cmds))
+	for i, cmd := range cmds {
+		p := &proposal{cmd: cmd, done: make(chan proposalResult, 1)}
+		if err := b.put(ctx, p, "proposed"); err != nil {
+			results[i].err = err
+			continue
+		}
+		proposals[i] = p
+	}
+	for i, p := range proposals {
+		if p == nil {
+			continue
+		}
+		r, err := await(ctx, b.stop, p.done, "the write was not confirmed in time; it may still be applied: retry with the same request_id")
+		if err != nil {
+			r.err = err
+		}
+		results[i] = r
+	}
+	return results
 }
 
 // propose appends the batch as one entry and hands each proposal its own

@@ -156,6 +156,22 @@ func (n *Node) applyLocal(ctx context.Context, cmd *irxv1.Command) (*fsm.Result,
 	return n.batcher.submit(ctx, submission(cmd))
 }
 
+// applyLocalAll proposes cmds as applyLocal does each, together.
+func (n *Node) applyLocalAll(ctx context.Context, cmds []*irxv1.Command) []proposalResult {
+	if n.raft.State() != raft.Leader {
+		results := make([]proposalResult, len(cmds))
+		for i := range results {
+			results[i].err = errNotLeader
+		}
+		return results
+	}
+	own := make([]*irxv1.Command, len(cmds))
+	for i, c := range cmds {
+		own[i] = submission(c)
+	}
+	return n.batcher.submitAll(ctx, own)
+}
+
 // submission is the batcher's own copy of cmd: the batcher stamps and
 // marshals it, possibly after the caller gave up and went on to change its
 // copy (a retry clears FreshRequestId). The incident itself is shared; no
@@ -501,8 +517,8 @@ func (s nodeService) Propose(ctx context.Context, req *irxv1.ProposeRequest) (*i
 	return s.propose(ctx, req.GetCommand())
 }
 
-// ProposeBatch proposes the commands concurrently, so they mostly share
-// the leader's group-commit batches, and answers each as Propose would.
+// ProposeBatch proposes the commands together, so they mostly share the
+// leader's group-commit entries, and answers each as Propose would.
 func (s nodeService) ProposeBatch(ctx context.Context, req *irxv1.ProposeBatchRequest) (*irxv1.ProposeBatchResponse, error) {
 	cmds := req.GetCommands()
 	if len(cmds) == 0 || len(cmds) > maxForwardCommands {
@@ -514,29 +530,27 @@ func (s nodeService) ProposeBatch(ctx context.Context, req *irxv1.ProposeBatchRe
 		}
 	}
 	results := make([]*irxv1.ProposeBatchResult, len(cmds))
-	var wg sync.WaitGroup
-	for i, c := range cmds {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			resp, err := s.propose(ctx, c)
-			if err == nil {
-				results[i] = &irxv1.ProposeBatchResult{Response: resp}
-				return
-			}
-			st, mErr := proto.Marshal(grpcstatus.Convert(err).Proto())
-			if mErr != nil {
-				st, _ = proto.Marshal(grpcstatus.Newf(codes.Internal, "encode result: %v", mErr).Proto())
-			}
-			results[i] = &irxv1.ProposeBatchResult{CallStatus: st}
-		}()
+	for i, r := range s.n.applyLocalAll(ctx, cmds) {
+		resp, err := proposeResponse(r.res, r.err)
+		if err == nil {
+			results[i] = &irxv1.ProposeBatchResult{Response: resp}
+			continue
+		}
+		st, mErr := proto.Marshal(grpcstatus.Convert(err).Proto())
+		if mErr != nil {
+			st, _ = proto.Marshal(grpcstatus.Newf(codes.Internal, "encode result: %v", mErr).Proto())
+		}
+		results[i] = &irxv1.ProposeBatchResult{CallStatus: st}
 	}
-	wg.Wait()
 	return &irxv1.ProposeBatchResponse{Results: results}, nil
 }
 
 func (s nodeService) propose(ctx context.Context, cmd *irxv1.Command) (*irxv1.ProposeResponse, error) {
-	res, err := s.n.applyLocal(ctx, cmd)
+	return proposeResponse(s.n.applyLocal(ctx, cmd))
+}
+
+// proposeResponse is what Propose answers for a proposal's result.
+func proposeResponse(res *fsm.Result, err error) (*irxv1.ProposeResponse, error) {
 	if err != nil {
 		return nil, err
 	}
