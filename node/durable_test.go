@@ -84,7 +84,9 @@ func (f *recordingFSM) has(cmd string) bool {
 func (f *recordingFSM) Snapshot() (raft.FSMSnapshot, error) {
 	return nil, errors.New("recordingFSM takes no snapshots")
 }
-func (f *recordingFSM) Restore(io.ReadCloser) error { return errors.New("recordingFSM restores nothing") }
+func (f *recordingFSM) Restore(io.ReadCloser) error {
+	return errors.New("recordingFSM restores nothing")
+}
 
 type durableMember struct {
 	raft  *raft.Raft
