@@ -21,7 +21,7 @@ import (
 //     that the leader's crash could leave on a minority.
 //
 // A membership change is confirmed by a state machine entry after it
-// (confirmMembership), for the same reason.
+// (Node.confirmOnDisk), for the same reason.
 
 // durableLog is what the rules need of the log store.
 type durableLog interface {
@@ -38,9 +38,8 @@ type durableFSM struct {
 func (f durableFSM) ApplyBatch(logs []*raft.Log) []any {
 	if len(logs) > 0 {
 		if err := f.log.WaitDurable(logs[len(logs)-1].Index); err != nil {
-			// A failed sync means the log may not hold what it acknowledged
-			// writing; applying on top of it would make that permanent.
-			// Stopping is the only safe answer, as for a failed apply.
+			// The log closed under raft, which shuts down first: applying
+			// what may not be on disk would make it permanent.
 			panic(fmt.Sprintf("raft log not durable up to %d: %v", logs[len(logs)-1].Index, err))
 		}
 	}

@@ -15,46 +15,9 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 
+	"github.com/irxfed/irx/node/internal/heldsync"
 	"github.com/irxfed/irx/node/raftstore"
 )
-
-// heldDisk holds every sync while held, like a disk that has not got round
-// to it.
-type heldDisk struct {
-	mu   sync.Mutex
-	held chan struct{} // nil when not held
-}
-
-func (d *heldDisk) hold() {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.held == nil {
-		d.held = make(chan struct{})
-	}
-}
-
-func (d *heldDisk) release() {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.held != nil {
-		close(d.held)
-		d.held = nil
-	}
-}
-
-func (d *heldDisk) MaybeError(op errorfs.Op) error {
-	if op.Kind == errorfs.OpFileSync || op.Kind == errorfs.OpFileSyncData || op.Kind == errorfs.OpFileSyncTo {
-		d.mu.Lock()
-		held := d.held
-		d.mu.Unlock()
-		if held != nil {
-			<-held
-		}
-	}
-	return nil
-}
-
-func (d *heldDisk) String() string { return "held disk" }
 
 // recordingFSM remembers the commands it applied.
 type recordingFSM struct {
@@ -91,7 +54,7 @@ func (f *recordingFSM) Restore(io.ReadCloser) error {
 type durableMember struct {
 	raft  *raft.Raft
 	store *raftstore.Store
-	disk  *heldDisk
+	disk  *heldsync.Disk
 	fsm   *recordingFSM
 }
 
@@ -117,7 +80,7 @@ func startDurableTeam(t *testing.T) []*durableMember {
 		}
 	}
 	for i := range n {
-		m := &durableMember{disk: &heldDisk{}, fsm: &recordingFSM{}}
+		m := &durableMember{disk: &heldsync.Disk{}, fsm: &recordingFSM{}}
 		members[i] = m
 		var rf *raft.Raft
 		var rfMu sync.Mutex
@@ -153,7 +116,7 @@ func startDurableTeam(t *testing.T) []*durableMember {
 	}
 	t.Cleanup(func() {
 		for _, m := range members {
-			m.disk.release()
+			m.disk.Release()
 			_ = m.raft.Shutdown().Error()
 			_ = m.store.Close()
 		}
@@ -198,7 +161,7 @@ func TestNothingAppliesWhatTheLeaderHasNotOnDisk(t *testing.T) {
 		eventually(t, "every node applies the first entry", func() bool { return m.fsm.has("first") })
 	}
 
-	leader.disk.hold()
+	leader.disk.Hold()
 	future := leader.raft.Apply([]byte("held"), 10*time.Second)
 	done := make(chan error, 1)
 	go func() { done <- future.Error() }()
@@ -226,7 +189,7 @@ func TestNothingAppliesWhatTheLeaderHasNotOnDisk(t *testing.T) {
 	default:
 	}
 
-	leader.disk.release()
+	leader.disk.Release()
 	select {
 	case err := <-done:
 		if err != nil {

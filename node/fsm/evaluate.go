@@ -47,8 +47,8 @@ func CompleteCreate(team string, proposed *irxv1.Incident, now *timestamppb.Time
 
 // withoutOutputOnly is a shallow copy of inc without the fields a client
 // may not set (id, version, generation_time, create_time, provenance). The
-// fields are copied one by one: reflection cost a tenth of the leader's
-// group commit. TestWithoutOutputOnlyCopiesEveryField fails when the
+// fields are copied one by one: copying them by reflection was a quarter
+// of the leader's group commit. TestWithoutOutputOnlyCopiesEveryField fails when the
 // schema gains a field that is not copied here.
 func withoutOutputOnly(inc *irxv1.Incident) *irxv1.Incident {
 	if inc == nil {

@@ -1,7 +1,6 @@
 package raftstore
 
 import (
-	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -38,17 +37,11 @@ type durability struct {
 	// epoch changes when the log's tail is cut off, so that a sync begun
 	// before cannot vouch for entries written after.
 	epoch uint64
-	// err is the first failed sync: from then on nothing is durable.
-	err error
 	// stopping: the store is closing; finished: nothing will be synced any
 	// more (the sync loop ended, or there is none).
 	stopping, finished bool
 	done               chan struct{}
 }
-
-// ErrSyncFailed wraps the error of a failed log sync. After one, the log
-// cannot be trusted to hold what it was given, and the node must stop.
-var ErrSyncFailed = errors.New("raftstore: log sync failed")
 
 func newDurability(last uint64) *durability {
 	d := &durability{written: last, durable: last, done: make(chan struct{})}
@@ -82,12 +75,6 @@ func (d *durability) cut(from uint64) {
 	d.mu.Unlock()
 }
 
-func (d *durability) failure() error {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.err
-}
-
 // Durable returns the last log index that is on disk together with every
 // entry before it.
 func (s *Store) Durable() uint64 {
@@ -96,20 +83,16 @@ func (s *Store) Durable() uint64 {
 	return s.dur.durable
 }
 
-// WaitDurable blocks until the log is on disk up to index. It returns an
-// error wrapping ErrSyncFailed if a sync failed, or ErrClosed if the store
-// closed first.
+// WaitDurable blocks until the log is on disk up to index. It returns
+// ErrClosed if the store closed first.
 func (s *Store) WaitDurable(index uint64) error {
 	d := s.dur
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	for d.durable < index && d.err == nil && !d.finished {
+	for d.durable < index && !d.finished {
 		d.changed.Wait()
 	}
-	switch {
-	case d.err != nil:
-		return d.err
-	case d.durable < index:
+	if d.durable < index {
 		return ErrClosed
 	}
 	return nil
@@ -122,10 +105,10 @@ func (s *Store) syncLoop() {
 	defer close(d.done)
 	for {
 		d.mu.Lock()
-		for d.written <= d.durable && !d.stopping && d.err == nil {
+		for d.written <= d.durable && !d.stopping {
 			d.changed.Wait()
 		}
-		if d.err != nil || d.written <= d.durable {
+		if d.written <= d.durable {
 			d.finished = true
 			d.mu.Unlock()
 			d.changed.Broadcast()
@@ -135,16 +118,18 @@ func (s *Store) syncLoop() {
 		d.mu.Unlock()
 
 		start := time.Now()
-		err := s.syncWAL()
-		if s.onSync != nil && err == nil {
+		if err := s.syncWAL(); err != nil {
+			// The log may not hold what it was given; nothing written
+			// after can be trusted either. Pebble stops the process on a
+			// failed WAL write for the same reason.
+			s.logger.Error("raft log sync failed; the node must stop", "error", err)
+			panic(fmt.Sprintf("raftstore: sync appends up to %d: %v", target, err))
+		}
+		if s.onSync != nil {
 			s.onSync(time.Since(start))
 		}
 		d.mu.Lock()
-		switch {
-		case err != nil:
-			d.err = fmt.Errorf("%w: %w", ErrSyncFailed, err)
-			s.logger.Error("raft log sync failed; the node must stop", "error", err)
-		case epoch == d.epoch:
+		if epoch == d.epoch {
 			d.durable = max(d.durable, target)
 		}
 		d.mu.Unlock()

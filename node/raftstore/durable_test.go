@@ -3,62 +3,20 @@ package raftstore
 import (
 	"errors"
 	"log/slog"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/cockroachdb/pebble/v2/vfs/errorfs"
+
+	"github.com/irxfed/irx/node/internal/heldsync"
 )
-
-// syncGate holds every sync of the files under it while closed: a disk
-// that has not got round to it yet.
-type syncGate struct {
-	mu     sync.Mutex
-	closed bool
-	open   chan struct{}
-}
-
-func newSyncGate() *syncGate { return &syncGate{open: make(chan struct{})} }
-
-func (g *syncGate) hold() {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if !g.closed {
-		g.closed, g.open = true, make(chan struct{})
-	}
-}
-
-func (g *syncGate) release() {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if g.closed {
-		g.closed = false
-		close(g.open)
-	}
-}
-
-func (g *syncGate) MaybeError(op errorfs.Op) error {
-	switch op.Kind {
-	case errorfs.OpFileSync, errorfs.OpFileSyncData, errorfs.OpFileSyncTo:
-		g.mu.Lock()
-		open := g.open
-		closed := g.closed
-		g.mu.Unlock()
-		if closed {
-			<-open
-		}
-	}
-	return nil
-}
-
-func (g *syncGate) String() string { return "sync gate" }
 
 type aheadStore struct {
 	*Store
 	fs      *vfs.MemFS
-	gate    *syncGate
+	gate    *heldsync.Disk
 	leading atomic.Bool
 }
 
@@ -66,7 +24,7 @@ type aheadStore struct {
 // that can be crashed (CrashClone keeps only what was synced).
 func openAhead(t *testing.T) *aheadStore {
 	t.Helper()
-	a := &aheadStore{fs: vfs.NewCrashableMem(), gate: newSyncGate()}
+	a := &aheadStore{fs: vfs.NewCrashableMem(), gate: &heldsync.Disk{}}
 	a.leading.Store(true)
 	s, err := Open("raft", WithLogger(slog.New(slog.DiscardHandler)), WithFS(errorfs.Wrap(a.fs, a.gate)), WithWriteAhead(a.leading.Load))
 	if err != nil {
@@ -74,7 +32,7 @@ func openAhead(t *testing.T) *aheadStore {
 	}
 	a.Store = s
 	t.Cleanup(func() {
-		a.gate.release()
+		a.gate.Release()
 		if err := s.Close(); err != nil && !errors.Is(err, ErrClosed) {
 			t.Errorf("Close: %v", err)
 		}
@@ -108,7 +66,7 @@ func TestWriteAheadAppendsBecomeDurable(t *testing.T) {
 	if err := a.WaitDurable(5); err != nil || a.Durable() != 5 {
 		t.Fatalf("WaitDurable(5): %v, durable %d", err, a.Durable())
 	}
-	a.gate.hold()
+	a.gate.Hold()
 	// The disk holds every sync now, and the append returns all the same.
 	done := make(chan error, 1)
 	go func() { done <- a.StoreLogs(testLogs(6, 10)) }()
@@ -126,7 +84,7 @@ func TestWriteAheadAppendsBecomeDurable(t *testing.T) {
 	if got := a.lastAfterCrash(t); got != 5 {
 		t.Fatalf("a crash now leaves the log at %d, want 5 (what was synced)", got)
 	}
-	a.gate.release()
+	a.gate.Release()
 	if err := a.WaitDurable(10); err != nil || a.Durable() != 10 {
 		t.Fatalf("WaitDurable(10): %v, durable %d", err, a.Durable())
 	}
@@ -140,7 +98,7 @@ func TestWriteAheadAppendsBecomeDurable(t *testing.T) {
 func TestAppendsOfAFollowerAreSynced(t *testing.T) {
 	a := openAhead(t)
 	a.leading.Store(false)
-	a.gate.hold()
+	a.gate.Hold()
 	done := make(chan error, 1)
 	go func() { done <- a.StoreLogs(testLogs(1, 3)) }()
 	select {
@@ -148,7 +106,7 @@ func TestAppendsOfAFollowerAreSynced(t *testing.T) {
 		t.Fatalf("a follower's append returned (%v) while the disk held its sync", err)
 	case <-time.After(50 * time.Millisecond):
 	}
-	a.gate.release()
+	a.gate.Release()
 	select {
 	case err := <-done:
 		if err != nil {
@@ -178,14 +136,14 @@ func TestTruncatedTailIsNotDurable(t *testing.T) {
 	if a.Durable() != 7 {
 		t.Fatalf("durable %d after cutting 8-10, want 7", a.Durable())
 	}
-	a.gate.hold()
+	a.gate.Hold()
 	if err := a.StoreLogs(testLogs(8, 9)); err != nil {
 		t.Fatal(err)
 	}
 	if a.Durable() != 7 {
 		t.Fatalf("durable %d before the new entries are synced, want 7", a.Durable())
 	}
-	a.gate.release()
+	a.gate.Release()
 	if err := a.WaitDurable(9); err != nil || a.Durable() != 9 {
 		t.Fatalf("WaitDurable(9): %v, durable %d", err, a.Durable())
 	}
@@ -199,14 +157,14 @@ func TestTruncatedTailIsNotDurable(t *testing.T) {
 // for what was never written ends with ErrClosed.
 func TestCloseSyncsAndReleasesWaiters(t *testing.T) {
 	a := openAhead(t)
-	a.gate.hold()
+	a.gate.Hold()
 	if err := a.StoreLogs(testLogs(1, 4)); err != nil {
 		t.Fatal(err)
 	}
 	waits := make(chan error, 2)
 	go func() { waits <- a.WaitDurable(4) }()
 	go func() { waits <- a.WaitDurable(99) }()
-	a.gate.release()
+	a.gate.Release()
 	if err := a.Close(); err != nil {
 		t.Fatal(err)
 	}

@@ -425,9 +425,6 @@ func (s *Store) StoreLogs(logs []*raft.Log) (err error) {
 	if err != nil {
 		return fmt.Errorf("raftstore: store logs %d-%d: %w", minIdx, maxIdx, err)
 	}
-	if err := s.dur.failure(); err != nil {
-		return err
-	}
 	// hashicorp/raft appends from its main goroutine: as leader from
 	// dispatchLogs, as follower from appendEntries, which has made the node
 	// a follower before it stores anything. So a leading node's appends are
