@@ -135,6 +135,7 @@ func openDB(dir string, logger *slog.Logger) (*pebble.DB, error) {
 		// leader's CPU under ingest.
 		DisableWAL: true,
 	}
+	opts.Experimental.SpanPolicyFunc = splitTablesAtFamilies(keyFamilies())
 	// Every create looks up its request id, which is almost always absent:
 	// bloom filters answer those misses without reading a block.
 	for i := range opts.Levels {

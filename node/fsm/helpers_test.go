@@ -164,7 +164,8 @@ func countersOf(f *FSM) counters {
 }
 
 // dump returns every key and value of the database except m/applied, which
-// every applied entry advances whatever it does.
+// every applied entry advances whatever it does. It fails the test on a key
+// under no family of keyFamilies.
 func dump(t testing.TB, f *FSM) map[string]string {
 	t.Helper()
 	f.mu.RLock()
@@ -174,7 +175,13 @@ func dump(t testing.TB, f *FSM) map[string]string {
 		t.Fatal(err)
 	}
 	out := map[string]string{}
+	families := keyFamilies()
 	for valid := it.First(); valid; valid = it.Next() {
+		// A key outside every family would share tables with its
+		// neighbours (splitTablesAtFamilies): add its prefix there.
+		if family(families, it.Key()) < 0 {
+			t.Errorf("key %q is under no family of keyFamilies", it.Key())
+		}
 		if bytes.Equal(it.Key(), keyApplied) {
 			continue
 		}

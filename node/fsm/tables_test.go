@@ -1,0 +1,90 @@
+package fsm
+
+import (
+	"bytes"
+	"context"
+	"slices"
+	"testing"
+
+	"pgregory.net/rapid"
+)
+
+// family returns the index of the key family k lies under, or -1.
+func family(families [][]byte, k []byte) int {
+	for i := len(families) - 1; i >= 0; i-- {
+		if bytes.HasPrefix(k, families[i]) {
+			return i
+		}
+	}
+	return -1
+}
+
+func TestTablesHoldOneKeyFamilyEach(t *testing.T) {
+	h := newHarness(t)
+	populate(t, h, 3000)
+	families := keyFamilies()
+	check := func(stage string) {
+		t.Helper()
+		levels, err := h.f.db.SSTables()
+		if err != nil {
+			t.Fatal(err)
+		}
+		tables := 0
+		for level, ts := range levels {
+			for _, tb := range ts {
+				tables++
+				lo, hi := family(families, tb.Smallest.UserKey), family(families, tb.Largest.UserKey)
+				if lo < 0 || lo != hi {
+					t.Errorf("%s: L%d table %s spans %q .. %q", stage, level, tb.FileNum, tb.Smallest.UserKey, tb.Largest.UserKey)
+				}
+			}
+		}
+		// Creates write inc/, ver/, feed/, req/, m/ and four indexes at least.
+		if tables < 9 {
+			t.Errorf("%s: %d tables, want one per family written", stage, tables)
+		}
+	}
+	if err := h.f.db.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	check("after a flush")
+	if err := h.f.db.Compact(context.Background(), []byte{0}, []byte{0xff}, false); err != nil {
+		t.Fatal(err)
+	}
+	check("after a compaction")
+	if n := len(dump(t, h.f)); n == 0 {
+		t.Fatal("no keys")
+	}
+}
+
+func TestSplitTablesAtFamiliesEndsAtTheNextFamily(t *testing.T) {
+	families := keyFamilies()
+	if !slices.IsSortedFunc(families, bytes.Compare) {
+		t.Fatalf("families not sorted: %q", families)
+	}
+	split := splitTablesAtFamilies(families)
+	rapid.Check(t, func(t *rapid.T) {
+		var start []byte
+		if rapid.Bool().Draw(t, "under a family") {
+			f := rapid.SampledFrom(families).Draw(t, "family")
+			start = append(bytes.Clone(f), rapid.SliceOfN(rapid.Byte(), 0, 12).Draw(t, "rest")...)
+		} else {
+			start = rapid.SliceOfN(rapid.Byte(), 0, 12).Draw(t, "key")
+		}
+		_, end, err := split(start)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// end is the first family start after start; none lies between.
+		var want []byte
+		for _, f := range families {
+			if bytes.Compare(f, start) > 0 {
+				want = f
+				break
+			}
+		}
+		if !bytes.Equal(end, want) {
+			t.Fatalf("split(%q) ends at %q, want %q", start, end, want)
+		}
+	})
+}
