@@ -59,10 +59,10 @@ func logUnary(log *slog.Logger) grpc.UnaryServerInterceptor {
 	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 		start := time.Now()
 		rid := ""
-		if md, ok := metadata.FromIncomingContext(ctx); ok {
-			if v := md.Get(RequestIDKey); len(v) > 0 && len(v[0]) <= maxRequestIDLength && printable(v[0]) {
-				rid = v[0]
-			}
+		// ValueFromIncomingContext reads the one key; FromIncomingContext
+		// would copy every header of every call.
+		if v := metadata.ValueFromIncomingContext(ctx, RequestIDKey); len(v) > 0 && len(v[0]) <= maxRequestIDLength && printable(v[0]) {
+			rid = v[0]
 		}
 		if rid == "" {
 			rid = randomID()
@@ -74,7 +74,9 @@ func logUnary(log *slog.Logger) grpc.UnaryServerInterceptor {
 		if code == codes.Internal || code == codes.Unknown {
 			level = slog.LevelError
 		}
-		log.Log(ctx, level, "rpc", "method", info.FullMethod, "code", code.String(), "duration", time.Since(start), "request_id", rid)
+		if log.Enabled(ctx, level) { // spares building the attributes of a line nobody keeps
+			log.Log(ctx, level, "rpc", "method", info.FullMethod, "code", code.String(), "duration", time.Since(start), "request_id", rid)
+		}
 		return resp, err
 	}
 }

@@ -63,21 +63,24 @@ func NewIncidentService(p Proposer, b ReadBarrier, s Store) *IncidentService {
 
 // CreateIncident implements irx.v1.IncidentService.
 func (s *IncidentService) CreateIncident(ctx context.Context, req *irxv1.CreateIncidentRequest) (*irxv1.CreateIncidentResponse, error) {
-	var vs []record.Violation
-	if len(req.GetRequestId()) > MaxRequestIDLength {
-		vs = append(vs, record.Violation{Field: "request_id", Description: fmt.Sprintf("is longer than %d bytes", MaxRequestIDLength)})
-	}
-	// Validate before proposing so bad input never reaches the log; the state
-	// machine validates again, because the log must not trust its proposers.
+	// The incident is validated once, by the leader, when it completes the
+	// create for the log (fsm.CompleteCreate drops the output-only fields,
+	// applies the defaults and validates): bad input never reaches the log,
+	// wherever the call arrived. Only a request that is already refused is
+	// validated here, so that one answer names every problem.
 	inc := req.GetIncident()
-	if inc != nil {
-		record.ClearOutputOnly(inc)
-	}
-	var verr *record.ValidationError
-	if err := record.Validate(inc, "incident"); errors.As(err, &verr) {
-		vs = append(vs, verr.Violations...)
-	}
-	if len(vs) > 0 {
+	if inc == nil || len(req.GetRequestId()) > MaxRequestIDLength {
+		var vs []record.Violation
+		if len(req.GetRequestId()) > MaxRequestIDLength {
+			vs = append(vs, record.Violation{Field: "request_id", Description: fmt.Sprintf("is longer than %d bytes", MaxRequestIDLength)})
+		}
+		if inc != nil {
+			record.ClearOutputOnly(inc)
+		}
+		var verr *record.ValidationError
+		if err := record.Validate(inc, "incident"); errors.As(err, &verr) {
+			vs = append(vs, verr.Violations...)
+		}
 		return nil, invalidArgument(vs)
 	}
 	res, err := s.proposer.Propose(ctx, &irxv1.Command{Kind: &irxv1.Command_CreateIncident{

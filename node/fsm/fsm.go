@@ -443,15 +443,23 @@ func (a *applier) createEvaluated(c *evaluatedCreate) *Result {
 		return &Result{Err: fmt.Errorf("%w at index %d: evaluated incident: %v", ErrInvalidCommand, a.index, err)}
 	}
 	// What the keys and the feed say about the record must hold in it.
-	if inc.GetId() != "" || inc.GetVersion() != 1 || !proto.Equal(inc.GetCreateTime(), a.now) ||
-		!proto.Equal(inc.GetGenerationTime(), a.now) || inc.GetProvenance().GetOriginTeam() != a.fsm.team {
+	if inc.GetId() != "" || inc.GetVersion() != 1 || !sameInstant(inc.GetCreateTime(), a.now) ||
+		!sameInstant(inc.GetGenerationTime(), a.now) || inc.GetProvenance().GetOriginTeam() != a.fsm.team {
 		return &Result{Err: fmt.Errorf("%w at index %d: evaluated incident is not version 1 of a new incident of this team at the entry's time", ErrInvalidCommand, a.index)}
 	}
 	id := a.nextID()
-	res := a.storeCreated(id, inc, c.incident, c.requestID)
 	inc.Id = id.String()
+	res := a.storeCreated(id, inc, c.incident, c.requestID)
 	res.Incident = inc
 	return res
+}
+
+// sameInstant is proto.Equal for two timestamps, without its reflection
+// (which every replica paid twice per create): the same instant and
+// nothing unknown in t.
+func sameInstant(t, want *timestamppb.Timestamp) bool {
+	return t != nil && want != nil && t.GetSeconds() == want.GetSeconds() && t.GetNanos() == want.GetNanos() &&
+		len(t.ProtoReflect().GetUnknown()) == 0
 }
 
 // duplicateOf returns what the create that stored requestID answered, or
@@ -485,18 +493,19 @@ func (a *applier) nextID() record.ID {
 }
 
 // storeCreated writes version 1 of a new incident: rest is its encoding
-// without the id, and indexed holds (at least) the fields its index keys
-// are made of.
+// without the id, and indexed holds its id (id, spelled out) and (at least)
+// the fields its index keys are made of.
 func (a *applier) storeCreated(id record.ID, indexed *irxv1.Incident, rest []byte, requestID string) *Result {
-	stored := withID(id.String(), rest)
+	text := indexed.GetId()
+	stored := withID(text, rest)
 	a.set(incidentKey(id), u64(1))
 	a.set(versionKey(id, 1), stored)
-	a.appendFeed(&irxv1.FeedEntry{Kind: irxv1.FeedEntryKind_FEED_ENTRY_KIND_VERSION, IncidentId: id.String(), Version: 1})
+	a.appendFeed(&irxv1.FeedEntry{Kind: irxv1.FeedEntryKind_FEED_ENTRY_KIND_VERSION, IncidentId: text, Version: 1})
 	for _, k := range indexKeys(id, indexed) {
 		a.set(k, nil)
 	}
 	if requestID != "" {
-		a.set(requestKey(requestID), []byte(id.String()))
+		a.set(requestKey(requestID), []byte(text))
 	}
 	return &Result{Encoded: stored}
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"os"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"syscall"
@@ -101,4 +102,18 @@ func (m *cpuMeter) report(records int, what string) string {
 	}
 	return fmt.Sprintf("cpu per %s: %s in the %d nodes, %s in the load tool (nodes %v, load tool %v)",
 		what, per(nodes), len(m.nodes), per(self), nodes.Round(time.Millisecond), self.Round(time.Millisecond))
+}
+
+// startCPUProfile profiles this process into path until the returned
+// function is called.
+func startCPUProfile(path string) (func(), error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		_ = f.Close()
+		return nil, fmt.Errorf("cpu profile: %w", err)
+	}
+	return func() { pprof.StopCPUProfile(); _ = f.Close() }, nil
 }

@@ -70,6 +70,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		pprof    = fs.Int("pprof-base-port", 0, "serve pprof from started node i on 127.0.0.1:(port+i)")
 		leader   = fs.Bool("leader-only", false, "send every call to the leader (no forwarding), to measure what forwarding costs")
 		metrics  = fs.Int("metrics-base-port", 0, "serve metrics from started node i on 127.0.0.1:(port+i) and report Raft's log append and commit times")
+		profile  = fs.String("cpuprofile", "", "write the load tool's own CPU profile over the measured window to this file")
 	)
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
@@ -197,6 +198,12 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	if err != nil {
 		return err
 	}
+	stopProfile := func() {}
+	if *profile != "" {
+		if stopProfile, err = startCPUProfile(*profile); err != nil {
+			return err
+		}
+	}
 	measuring.Store(true)
 	began, cpu := time.Now(), startCPU(started)
 	select {
@@ -204,6 +211,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	case <-ctx.Done():
 	}
 	measuring.Store(false)
+	stopProfile()
 	measured := time.Since(began)
 	cpu.stop()
 	// Read even after an interrupt: the nodes still run, and the window's
