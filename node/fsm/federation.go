@@ -139,6 +139,7 @@ func (a *applier) setProto(m proto.Message, keys ...[]byte) {
 }
 
 func (a *applier) del(key []byte) {
+	a.writePending()
 	if a.err == nil {
 		a.err = a.b.Delete(key, nil)
 	}
@@ -395,6 +396,7 @@ func (a *applier) deleteCopy(id record.ID, cur *irxv1.Incident) {
 	}
 	a.del(incidentKey(id))
 	prefix := cat(prefixVersion, idKey(id))
+	a.writePending()
 	if a.err == nil {
 		a.err = a.b.DeleteRange(prefix, prefixEnd(prefix), nil)
 	}

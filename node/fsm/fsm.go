@@ -7,6 +7,7 @@
 package fsm
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -240,12 +241,22 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
 		b = f.db.NewBatchWithSize(batchSizeHint(logs))
 	}
 	defer b.Close()
-	a := applier{fsm: f, b: b, ticket: f.lastTicket.Load(), feed: f.feedSeq.Load()}
+	a := applier{fsm: f, b: b, ticket: f.lastTicket.Load(), feed: f.feedSeq.Load(), sorted: !reads}
+	if a.sorted {
+		commands := 0
+		for _, e := range entries {
+			if e != nil {
+				commands += len(e.commands)
+			}
+		}
+		a.pending = make([]pendingSet, 0, commands*writesPerCreate)
+	}
 	for i, e := range entries {
 		if e != nil {
 			results[i] = a.apply(e, logs[i].Index)
 		}
 	}
+	a.writePending()
 	if a.err == nil {
 		a.err = errors.Join(
 			b.Set(keyApplied, u64(last), nil),
@@ -348,6 +359,11 @@ type applier struct {
 	ticket uint64
 	feed   uint64
 	err    error // first storage error; the batch is then abandoned
+
+	// sorted holds the writes in pending until writePending; only for
+	// batches nothing reads before they are committed (not indexed).
+	sorted  bool
+	pending []pendingSet
 
 	// Of the command being applied: its log index and propose time.
 	index uint64
@@ -572,9 +588,7 @@ func (a *applier) storeVersion(id record.ID, previous, next *irxv1.Incident, ent
 	a.appendFeed(entry)
 	if previous != nil {
 		for _, k := range indexKeys(id, previous) {
-			if a.err == nil {
-				a.err = a.b.Delete(k, nil)
-			}
+			a.del(k)
 		}
 	}
 	for _, k := range indexKeys(id, next) {
@@ -584,9 +598,46 @@ func (a *applier) storeVersion(id record.ID, previous, next *irxv1.Incident, ent
 }
 
 func (a *applier) set(k, v []byte) {
-	if a.err == nil {
+	switch {
+	case a.err != nil:
+	case a.sorted:
+		a.pending = append(a.pending, pendingSet{k, v})
+	default:
 		a.err = a.b.Set(k, v, nil)
 	}
+}
+
+// pendingSet is a write held back to be added to the batch in key order.
+type pendingSet struct{ key, value []byte }
+
+// writesPerCreate sizes the pending writes of a batch of creates: the
+// latest-version pointer, the version, the feed entry, the request id and
+// four indexes, and room for a few indicators.
+const writesPerCreate = 12
+
+// writePending adds the held-back writes to the batch in key order; a
+// stable sort keeps the order of two writes to one key.
+//
+// Pebble inserts a batch's keys into the memtable's skiplist one after the
+// other, starting each search from where the previous insert ended when
+// that brackets the key. A create's keys are spread over the key space
+// (its feed entry, indexes, request id, version), so in the order they
+// are made each one is searched from the top; in key order the feed
+// entries, versions, latest-version pointers and most index keys of a
+// batch of creates each follow the one before, and insert in constant
+// time. The memtable inserts were an eighth of the nodes' CPU under load.
+func (a *applier) writePending() {
+	if len(a.pending) == 0 {
+		return
+	}
+	slices.SortStableFunc(a.pending, func(x, y pendingSet) int { return bytes.Compare(x.key, y.key) })
+	for _, w := range a.pending {
+		if a.err != nil {
+			break
+		}
+		a.err = a.b.Set(w.key, w.value, nil)
+	}
+	a.pending = a.pending[:0]
 }
 
 func (a *applier) fail(err error) {

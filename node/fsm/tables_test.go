@@ -3,9 +3,12 @@ package fsm
 import (
 	"bytes"
 	"context"
+	"maps"
 	"slices"
 	"testing"
 
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
 	"pgregory.net/rapid"
 )
 
@@ -85,6 +88,63 @@ func TestSplitTablesAtFamiliesEndsAtTheNextFamily(t *testing.T) {
 		}
 		if !bytes.Equal(end, want) {
 			t.Fatalf("split(%q) ends at %q, want %q", start, end, want)
+		}
+	})
+}
+
+// The writes of a batch nothing reads are added in key order; the batch
+// must still leave what adding them in the order made would.
+func TestSortedWritesLeaveWhatOrderedWritesWould(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) {
+		type op struct {
+			del        bool
+			key, value []byte
+		}
+		keys := rapid.SliceOfNDistinct(rapid.SliceOfN(rapid.Byte(), 1, 6), 1, 8, func(k []byte) string { return string(k) }).Draw(t, "keys")
+		ops := rapid.SliceOfN(rapid.Custom(func(t *rapid.T) op {
+			return op{
+				del:   rapid.IntRange(0, 4).Draw(t, "kind") == 0,
+				key:   rapid.SampledFrom(keys).Draw(t, "key"),
+				value: rapid.SliceOfN(rapid.Byte(), 0, 4).Draw(t, "value"),
+			}
+		}), 1, 40).Draw(t, "ops")
+		state := func(sorted bool) map[string]string {
+			db, err := pebble.Open("", &pebble.Options{FS: vfs.NewMem()})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer db.Close()
+			b := db.NewBatch()
+			a := applier{b: b, sorted: sorted}
+			for _, o := range ops {
+				if o.del {
+					a.del(o.key)
+				} else {
+					a.set(o.key, o.value)
+				}
+			}
+			a.writePending()
+			if a.err != nil {
+				t.Fatal(a.err)
+			}
+			if err := b.Commit(pebble.NoSync); err != nil {
+				t.Fatal(err)
+			}
+			out := map[string]string{}
+			it, err := db.NewIter(nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for ok := it.First(); ok; ok = it.Next() {
+				out[string(it.Key())] = string(it.Value())
+			}
+			if err := it.Close(); err != nil {
+				t.Fatal(err)
+			}
+			return out
+		}
+		if got, want := state(true), state(false); !maps.Equal(got, want) {
+			t.Fatalf("sorted writes left %q, in order %q", got, want)
 		}
 	})
 }
