@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/hashicorp/raft"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -122,5 +124,37 @@ func BenchmarkApplyPeerFeed(b *testing.B) {
 	st, err := h.f.PeerState("cert-z")
 	if err != nil || st.GetReceived() != seq {
 		b.Fatalf("peer state %v (%v), want %d received", st, err, seq)
+	}
+}
+
+// BenchmarkWritePending orders the writes of a group commit of 256 creates
+// and adds them to a batch, as ApplyBatch does for entries nothing reads.
+func BenchmarkWritePending(b *testing.B) {
+	const creates = 256
+	inc := benchIncident()
+	var writes []pendingSet
+	for i := range uint64(creates) {
+		id := record.ID{Team: team, Ticket: 1000 + i}
+		writes = append(writes,
+			pendingSet{key: incidentKey(id)}, pendingSet{key: versionKey(id, 1), value: make([]byte, 1024)},
+			pendingSet{key: feedKey(5000 + i)}, pendingSet{key: requestKey(fmt.Sprintf("irx-%032x", i*0x9e3779b97f4a7c15))})
+		for _, k := range indexKeys(id, inc) {
+			writes = append(writes, pendingSet{key: k})
+		}
+	}
+	db, err := pebble.Open("", &pebble.Options{FS: vfs.NewMem(), Logger: pebbleLogger{discard}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer db.Close()
+	b.ReportAllocs()
+	for b.Loop() {
+		batch := db.NewBatch()
+		a := applier{fsm: &FSM{families: keyFamilies()}, b: batch, sorted: true, pending: append(make([]pendingSet, 0, len(writes)), writes...)}
+		a.writePending()
+		if a.err != nil {
+			b.Fatal(a.err)
+		}
+		_ = batch.Close()
 	}
 }

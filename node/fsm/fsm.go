@@ -7,7 +7,6 @@
 package fsm
 
 import (
-	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -54,9 +53,10 @@ type Result struct {
 
 // FSM implements raft.BatchingFSM over pebble.
 type FSM struct {
-	team string
-	dir  string
-	log  *slog.Logger
+	team     string
+	dir      string
+	log      *slog.Logger
+	families [][]byte // keyFamilies
 
 	// mu guards db against Restore swapping it while readers use it. Apply
 	// and Restore both run on raft's FSM goroutine, so apply needs no lock.
@@ -102,7 +102,7 @@ func Open(dir, team string, logger *slog.Logger) (*FSM, error) {
 	if err := record.ValidateTeamID(team); err != nil {
 		return nil, fmt.Errorf("fsm: %w", err)
 	}
-	f := &FSM{team: team, dir: dir, log: logger, appliedSignal: make(chan struct{})}
+	f := &FSM{team: team, dir: dir, log: logger, appliedSignal: make(chan struct{}), families: keyFamilies()}
 	if err := recoverDirs(dir); err != nil {
 		return nil, err
 	}
@@ -601,14 +601,18 @@ func (a *applier) set(k, v []byte) {
 	switch {
 	case a.err != nil:
 	case a.sorted:
-		a.pending = append(a.pending, pendingSet{k, v})
+		a.pending = append(a.pending, pendingSet{key: k, value: v, seq: len(a.pending)})
 	default:
 		a.err = a.b.Set(k, v, nil)
 	}
 }
 
 // pendingSet is a write held back to be added to the batch in key order.
-type pendingSet struct{ key, value []byte }
+type pendingSet struct {
+	key, value []byte
+	seq        int // the order it was made in, for two writes to one key
+	family     int // see inKeyOrder
+}
 
 // writesPerCreate sizes the pending writes of a batch of creates: the
 // latest-version pointer, the version, the feed entry, the request id and
@@ -630,8 +634,7 @@ func (a *applier) writePending() {
 	if len(a.pending) == 0 {
 		return
 	}
-	slices.SortStableFunc(a.pending, func(x, y pendingSet) int { return bytes.Compare(x.key, y.key) })
-	for _, w := range a.pending {
+	for _, w := range inKeyOrder(a.pending, a.fsm.families) {
 		if a.err != nil {
 			break
 		}

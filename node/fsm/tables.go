@@ -2,6 +2,7 @@ package fsm
 
 import (
 	"bytes"
+	"cmp"
 	"slices"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -47,4 +48,46 @@ func splitTablesAtFamilies(families [][]byte) pebble.SpanPolicyFunc {
 		}
 		return pebble.SpanPolicy{}, families[i], nil
 	}
+}
+
+// inKeyOrder returns writes in key order, two writes to one key in the
+// order they were made. A full sort of a group commit's writes cost a
+// twentieth of the nodes' CPU; but the writes of one family mostly come in
+// order already (tickets and feed sequences increase), so they are first
+// dealt into their families, in one pass, and only a family that is out of
+// order (request ids, indicator hashes) is sorted.
+func inKeyOrder(writes []pendingSet, families [][]byte) []pendingSet {
+	// Bucket k holds the keys from families[k-1] (inclusive) to
+	// families[k]; bucket 0 what lies before every family.
+	counts := make([]int, len(families)+2)
+	for i := range writes {
+		k, found := slices.BinarySearchFunc(families, writes[i].key, bytes.Compare)
+		if found {
+			k++
+		}
+		writes[i].family = k
+		counts[k+1]++
+	}
+	for k := 1; k < len(counts); k++ {
+		counts[k] += counts[k-1] // counts[k] is now where bucket k starts
+	}
+	out := make([]pendingSet, len(writes))
+	next := slices.Clone(counts)
+	for _, w := range writes {
+		out[next[w.family]] = w
+		next[w.family]++
+	}
+	for k := 0; k+1 < len(counts); k++ {
+		if bucket := out[counts[k]:counts[k+1]]; !slices.IsSortedFunc(bucket, compareWrites) {
+			slices.SortFunc(bucket, compareWrites)
+		}
+	}
+	return out
+}
+
+func compareWrites(x, y pendingSet) int {
+	if c := bytes.Compare(x.key, y.key); c != 0 {
+		return c
+	}
+	return cmp.Compare(x.seq, y.seq)
 }

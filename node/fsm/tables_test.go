@@ -100,7 +100,17 @@ func TestSortedWritesLeaveWhatOrderedWritesWould(t *testing.T) {
 			del        bool
 			key, value []byte
 		}
-		keys := rapid.SliceOfNDistinct(rapid.SliceOfN(rapid.Byte(), 1, 6), 1, 8, func(k []byte) string { return string(k) }).Draw(t, "keys")
+		// Keys under the families and between them, so writes are dealt
+		// into several buckets.
+		families := keyFamilies()
+		key := rapid.Custom(func(t *rapid.T) []byte {
+			rest := rapid.SliceOfN(rapid.Byte(), 1, 4).Draw(t, "rest")
+			if rapid.Bool().Draw(t, "under a family") {
+				return append(bytes.Clone(rapid.SampledFrom(families).Draw(t, "family")), rest...)
+			}
+			return rest
+		})
+		keys := rapid.SliceOfNDistinct(key, 1, 12, func(k []byte) string { return string(k) }).Draw(t, "keys")
 		ops := rapid.SliceOfN(rapid.Custom(func(t *rapid.T) op {
 			return op{
 				del:   rapid.IntRange(0, 4).Draw(t, "kind") == 0,
@@ -115,7 +125,7 @@ func TestSortedWritesLeaveWhatOrderedWritesWould(t *testing.T) {
 			}
 			defer db.Close()
 			b := db.NewBatch()
-			a := applier{b: b, sorted: sorted}
+			a := applier{fsm: &FSM{families: keyFamilies()}, b: b, sorted: sorted}
 			for _, o := range ops {
 				if o.del {
 					a.del(o.key)
@@ -145,6 +155,35 @@ func TestSortedWritesLeaveWhatOrderedWritesWould(t *testing.T) {
 		}
 		if got, want := state(true), state(false); !maps.Equal(got, want) {
 			t.Fatalf("sorted writes left %q, in order %q", got, want)
+		}
+	})
+}
+
+func TestInKeyOrderSortsByKeyThenByOrderMade(t *testing.T) {
+	families := keyFamilies()
+	rapid.Check(t, func(t *rapid.T) {
+		key := rapid.Custom(func(t *rapid.T) []byte {
+			rest := rapid.SliceOfN(rapid.Byte(), 0, 4).Draw(t, "rest")
+			if rapid.Bool().Draw(t, "under a family") {
+				return append(bytes.Clone(rapid.SampledFrom(families).Draw(t, "family")), rest...)
+			}
+			return rest
+		})
+		keys := rapid.SliceOfN(key, 1, 60).Draw(t, "keys")
+		writes := make([]pendingSet, len(keys))
+		for i, k := range keys {
+			writes[i] = pendingSet{key: k, seq: i}
+		}
+		got := inKeyOrder(slices.Clone(writes), families)
+		want := slices.Clone(writes)
+		slices.SortStableFunc(want, func(x, y pendingSet) int { return bytes.Compare(x.key, y.key) })
+		if len(got) != len(want) {
+			t.Fatalf("%d writes out of %d", len(got), len(want))
+		}
+		for i := range got {
+			if !bytes.Equal(got[i].key, want[i].key) || got[i].seq != want[i].seq {
+				t.Fatalf("write %d is %q (made %d), want %q (made %d)", i, got[i].key, got[i].seq, want[i].key, want[i].seq)
+			}
 		}
 	})
 }
