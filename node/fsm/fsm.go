@@ -509,8 +509,8 @@ func (a *applier) nextID() record.ID {
 }
 
 // storeCreated writes version 1 of a new incident: rest is its encoding
-// without the id, and indexed holds its id (id, spelled out) and (at least)
-// the fields its index keys are made of.
+// without the id, and indexed holds the id as text (id.String(), made once)
+// and at least the fields its index keys are made of.
 func (a *applier) storeCreated(id record.ID, indexed *irxv1.Incident, rest []byte, requestID string) *Result {
 	text := indexed.GetId()
 	stored := withID(text, rest)
