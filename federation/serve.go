@@ -314,5 +314,9 @@ func (s *federationService) HandOffIncident(ctx context.Context, req *irxv1.Hand
 	if err != nil {
 		return nil, api.ToStatus(err)
 	}
-	return &irxv1.HandOffIncidentResponse{Incident: res.Incident}, nil
+	created, err := res.Created()
+	if err != nil {
+		return nil, status.Errorf(codes.Internal, "handed-off incident: %v", err)
+	}
+	return &irxv1.HandOffIncidentResponse{Incident: created}, nil
 }

@@ -288,8 +288,9 @@ func TestEvaluatedCreatesStoreWhatReplicasWould(t *testing.T) {
 	})
 }
 
-// An evaluated create's result is the stored incident and its bytes; bytes
-// a leader should never send (they do not decode) store nothing.
+// An evaluated create's result is the stored bytes, which decode to the
+// stored incident; bytes a leader should never send (they do not parse)
+// store nothing.
 func TestEvaluatedCreateResult(t *testing.T) {
 	h := newHarness(t)
 	now := h.now()
@@ -299,8 +300,8 @@ func TestEvaluatedCreateResult(t *testing.T) {
 	}
 	res := h.apply(h.command(&irxv1.Command{ProposeTime: now, Kind: EvaluatedCreate(&irxv1.CreateIncidentCommand{}, data).Kind}))
 	inc.Id = idOf(1)
-	if res.Err != nil || !proto.Equal(res.Incident, inc) {
-		t.Fatalf("result %+v, want %v", res, inc)
+	if created, err := res.Created(); res.Err != nil || err != nil || !proto.Equal(created, inc) {
+		t.Fatalf("result %+v (%v), want %v", res, err, inc)
 	}
 	stored, err := h.f.Get(idOf(1), 0)
 	if err != nil || !proto.Equal(stored, inc) {

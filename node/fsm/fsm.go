@@ -47,8 +47,22 @@ type Result struct {
 	// Batch holds one result per command of a CommandBatch entry.
 	Batch []*Result
 	// Encoded is the stored encoding of the incident a create made, for
-	// answers that carry it as it is.
+	// answers that carry it as it is. A create the leader evaluated
+	// answers with Encoded only; Created gives the message.
 	Encoded []byte
+}
+
+// Created returns the incident a create stored (or, for a repeated request
+// id, the one the first create stored): Incident, or Encoded decoded.
+func (r *Result) Created() (*irxv1.Incident, error) {
+	if r.Incident != nil || r.Encoded == nil {
+		return r.Incident, nil
+	}
+	inc := &irxv1.Incident{}
+	if err := proto.Unmarshal(r.Encoded, inc); err != nil {
+		return nil, fmt.Errorf("fsm: stored incident: %w", err)
+	}
+	return inc, nil
 }
 
 // FSM implements raft.BatchingFSM over pebble.
@@ -454,9 +468,12 @@ func (a *applier) createEvaluated(c *evaluatedCreate) *Result {
 	if res := a.duplicateOf(c.requestID, c.fresh); res != nil {
 		return res
 	}
-	inc := &irxv1.Incident{}
-	if err := proto.Unmarshal(c.incident, inc); err != nil {
-		return &Result{Err: fmt.Errorf("%w at index %d: evaluated incident: %v", ErrInvalidCommand, a.index, err)}
+	inc, ok := readIndexed(c.incident)
+	if !ok {
+		inc = &irxv1.Incident{}
+		if err := proto.Unmarshal(c.incident, inc); err != nil {
+			return &Result{Err: fmt.Errorf("%w at index %d: evaluated incident: %v", ErrInvalidCommand, a.index, err)}
+		}
 	}
 	// What the keys and the feed say about the record must hold in it.
 	if inc.GetId() != "" || inc.GetVersion() != 1 || !sameInstant(inc.GetCreateTime(), a.now) ||
@@ -465,9 +482,10 @@ func (a *applier) createEvaluated(c *evaluatedCreate) *Result {
 	}
 	id := a.nextID()
 	inc.Id = id.String()
-	res := a.storeCreated(id, inc, c.incident, c.requestID)
-	res.Incident = inc
-	return res
+	// inc may hold only the indexed fields: the answer is the stored
+	// encoding (Result.Created decodes it for the few callers that want the
+	// message).
+	return a.storeCreated(id, inc, c.incident, c.requestID)
 }
 
 // sameInstant is proto.Equal for two timestamps, without its reflection

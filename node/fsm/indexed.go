@@ -1,0 +1,231 @@
+package fsm
+
+import (
+	"unicode/utf8"
+
+	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	irxv1 "github.com/irxfed/irx/proto/irx/v1"
+)
+
+// Field numbers of irx.v1.Incident and the messages in it that
+// readIndexed reads by hand.
+const (
+	incidentID             protowire.Number = 1
+	incidentVersion        protowire.Number = 2
+	incidentStatus         protowire.Number = 5
+	incidentTLP            protowire.Number = 7
+	incidentTaxonomy       protowire.Number = 9
+	incidentReportTime     protowire.Number = 16
+	incidentGenerationTime protowire.Number = 17
+	incidentCreateTime     protowire.Number = 18
+	incidentIndicators     protowire.Number = 24
+	incidentProvenance     protowire.Number = 36
+
+	taxonomyClass protowire.Number = 1
+	taxonomyType  protowire.Number = 2
+
+	indicatorValue protowire.Number = 2
+
+	provenanceOriginTeam protowire.Number = 1
+
+	timestampSeconds protowire.Number = 1
+	timestampNanos   protowire.Number = 2
+)
+
+// readIndexed reads, from an encoded incident, what a replica needs to
+// store an evaluated create: the fields its index keys are made of and the
+// ones createEvaluated checks (id, version, create, generation and report
+// times, status, TLP, taxonomy, indicator values, origin team). Everything
+// else is stepped over without being decoded: decoding the whole record
+// was most of what a replica spent on a create, to build a message it
+// threw away. The record's bytes are the leader's deterministic encoding
+// of an incident it validated, so they decode; what is read here is what
+// proto.Unmarshal would give for those fields (FuzzReadIndexed).
+//
+// It returns false for what the leader's encoder never writes (a singular
+// field twice, a known field with another wire type, a field of a
+// timestamp it does not know) and for malformed bytes; the caller then
+// decodes the record whole, which reaches the same result or refuses it.
+func readIndexed(b []byte) (*irxv1.Incident, bool) {
+	inc := &irxv1.Incident{}
+	var seen [incidentProvenance + 1]bool
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return nil, false
+		}
+		b = b[n:]
+		var known bool
+		switch num {
+		case incidentID, incidentVersion, incidentStatus, incidentTLP, incidentTaxonomy,
+			incidentReportTime, incidentGenerationTime, incidentCreateTime, incidentIndicators, incidentProvenance:
+			known = true
+			if num != incidentIndicators {
+				if seen[num] {
+					return nil, false
+				}
+				seen[num] = true
+			}
+		}
+		if !known {
+			n = protowire.ConsumeFieldValue(num, typ, b)
+			if n < 0 {
+				return nil, false
+			}
+			b = b[n:]
+			continue
+		}
+		switch num {
+		case incidentVersion, incidentStatus, incidentTLP:
+			if typ != protowire.VarintType {
+				return nil, false
+			}
+			v, n := protowire.ConsumeVarint(b)
+			if n < 0 {
+				return nil, false
+			}
+			b = b[n:]
+			switch num {
+			case incidentVersion:
+				inc.Version = int64(v)
+			case incidentStatus:
+				inc.Status = irxv1.Status(int32(v))
+			default:
+				inc.Tlp = irxv1.Tlp(int32(v))
+			}
+			continue
+		}
+		if typ != protowire.BytesType {
+			return nil, false
+		}
+		v, n := protowire.ConsumeBytes(b)
+		if n < 0 {
+			return nil, false
+		}
+		b = b[n:]
+		var ok bool
+		switch num {
+		case incidentID:
+			inc.Id, ok = readString(v)
+		case incidentTaxonomy:
+			inc.Taxonomy, ok = readTaxonomy(v)
+		case incidentReportTime:
+			inc.ReportTime, ok = readTimestamp(v)
+		case incidentGenerationTime:
+			inc.GenerationTime, ok = readTimestamp(v)
+		case incidentCreateTime:
+			inc.CreateTime, ok = readTimestamp(v)
+		case incidentIndicators:
+			var ind *irxv1.Indicator
+			ind, ok = readIndicator(v)
+			inc.Indicators = append(inc.Indicators, ind)
+		case incidentProvenance:
+			inc.Provenance, ok = readProvenance(v)
+		}
+		if !ok {
+			return nil, false
+		}
+	}
+	return inc, true
+}
+
+func readTaxonomy(b []byte) (*irxv1.Taxonomy, bool) {
+	t := &irxv1.Taxonomy{}
+	ok := readStrings(b, func(num protowire.Number, s string) {
+		if num == taxonomyClass {
+			t.Class = s
+		} else {
+			t.Type = s
+		}
+	}, taxonomyClass, taxonomyType)
+	return t, ok
+}
+
+func readIndicator(b []byte) (*irxv1.Indicator, bool) {
+	ind := &irxv1.Indicator{}
+	ok := readStrings(b, func(_ protowire.Number, s string) { ind.Value = s }, indicatorValue)
+	return ind, ok
+}
+
+func readProvenance(b []byte) (*irxv1.Provenance, bool) {
+	p := &irxv1.Provenance{}
+	ok := readStrings(b, func(_ protowire.Number, s string) { p.OriginTeam = s }, provenanceOriginTeam)
+	return p, ok
+}
+
+// readStrings reads the singular string fields wanted of a message,
+// handing each to set, and steps over the others.
+func readStrings(b []byte, set func(protowire.Number, string), wanted ...protowire.Number) bool {
+	var seen [taxonomyType + 1]bool // the largest field number wanted
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return false
+		}
+		b = b[n:]
+		want := false
+		for _, w := range wanted {
+			want = want || num == w
+		}
+		if !want {
+			n = protowire.ConsumeFieldValue(num, typ, b)
+			if n < 0 {
+				return false
+			}
+			b = b[n:]
+			continue
+		}
+		if typ != protowire.BytesType || seen[num] {
+			return false
+		}
+		seen[num] = true
+		v, n := protowire.ConsumeBytes(b)
+		if n < 0 {
+			return false
+		}
+		b = b[n:]
+		s, ok := readString(v)
+		if !ok {
+			return false
+		}
+		set(num, s)
+	}
+	return true
+}
+
+// readString is a proto3 string: proto.Unmarshal refuses one that is not
+// UTF-8.
+func readString(v []byte) (string, bool) {
+	if !utf8.Valid(v) {
+		return "", false
+	}
+	return string(v), true
+}
+
+// readTimestamp reads a google.protobuf.Timestamp with nothing but its two
+// fields, each at most once (sameInstant holds only for such).
+func readTimestamp(b []byte) (*timestamppb.Timestamp, bool) {
+	t := &timestamppb.Timestamp{}
+	var seen [timestampNanos + 1]bool
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 || typ != protowire.VarintType || (num != timestampSeconds && num != timestampNanos) || seen[num] {
+			return nil, false
+		}
+		seen[num] = true
+		b = b[n:]
+		v, n := protowire.ConsumeVarint(b)
+		if n < 0 {
+			return nil, false
+		}
+		b = b[n:]
+		if num == timestampSeconds {
+			t.Seconds = int64(v)
+		} else {
+			t.Nanos = int32(v)
+		}
+	}
+	return t, true
+}
