@@ -244,7 +244,11 @@ func (n *Node) startRaft(creds nodeCredentials) error {
 	}
 	state := durableFSM{BatchingFSM: measuredFSM{FSM: n.state, apply: n.metrics.apply}, log: n.logs}
 	trans := durableTransport{raftTransport: n.transport, log: n.logs}
-	n.raft, err = raft.NewRaft(rc, state, measuredLogStore{Store: n.logs, append: n.metrics.logAppend}, n.logs, snapshots, trans)
+	// Raft reads each entry back right after writing it (to replicate it,
+	// to apply it on a follower); the newest 32 MiB, a few seconds of
+	// ingest at full speed, are answered from memory.
+	logs := raftstore.NewRecent(measuredLogStore{Store: n.logs, append: n.metrics.logAppend}, 32<<20)
+	n.raft, err = raft.NewRaft(rc, state, logs, n.logs, snapshots, trans)
 	if err != nil {
 		return fmt.Errorf("raft: %w", err)
 	}
