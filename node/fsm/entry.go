@@ -161,14 +161,11 @@ func parseEvaluated(b []byte) (*evaluatedCreate, bool) {
 		b = b[n:]
 		switch num {
 		case createIncident, createRequestID:
-			if typ != protowire.BytesType {
+			var v []byte
+			var ok bool
+			if v, b, ok = bytesValue(typ, b); !ok {
 				return nil, false
 			}
-			v, n := protowire.ConsumeBytes(b)
-			if n < 0 {
-				return nil, false
-			}
-			b = b[n:]
 			if num == createIncident {
 				c.incident = v
 			} else {
@@ -178,14 +175,11 @@ func parseEvaluated(b []byte) (*evaluatedCreate, bool) {
 				c.requestID = string(v)
 			}
 		default:
-			if typ != protowire.VarintType {
+			var v uint64
+			var ok bool
+			if v, b, ok = varintValue(typ, b); !ok {
 				return nil, false
 			}
-			v, n := protowire.ConsumeVarint(b)
-			if n < 0 {
-				return nil, false
-			}
-			b = b[n:]
 			if num == createFresh {
 				c.fresh = v != 0
 			} else {
@@ -199,14 +193,38 @@ func parseEvaluated(b []byte) (*evaluatedCreate, bool) {
 // nextBytesField reads one length-delimited field from b.
 func nextBytesField(b []byte) (protowire.Number, []byte, []byte, bool) {
 	num, typ, n := protowire.ConsumeTag(b)
-	if n < 0 || typ != protowire.BytesType {
+	if n < 0 {
 		return 0, nil, nil, false
 	}
-	v, m := protowire.ConsumeBytes(b[n:])
-	if m < 0 {
-		return 0, nil, nil, false
+	v, rest, ok := bytesValue(typ, b[n:])
+	return num, v, rest, ok
+}
+
+// bytesValue reads the value of a length-delimited field whose tag has
+// been read from b; false when the field is of another wire type or cut
+// short.
+func bytesValue(typ protowire.Type, b []byte) (v, rest []byte, ok bool) {
+	if typ != protowire.BytesType {
+		return nil, nil, false
 	}
-	return num, v, b[n+m:], true
+	v, n := protowire.ConsumeBytes(b)
+	if n < 0 {
+		return nil, nil, false
+	}
+	return v, b[n:], true
+}
+
+// varintValue reads the value of a varint field whose tag has been read
+// from b; false when the field is of another wire type or cut short.
+func varintValue(typ protowire.Type, b []byte) (v uint64, rest []byte, ok bool) {
+	if typ != protowire.VarintType {
+		return 0, nil, false
+	}
+	v, n := protowire.ConsumeVarint(b)
+	if n < 0 {
+		return 0, nil, false
+	}
+	return v, b[n:], true
 }
 
 // EvaluatedCreate is the command that stores incident, the encoding

@@ -79,14 +79,11 @@ func readIndexed(b []byte) (*irxv1.Incident, bool) {
 		}
 		switch num {
 		case incidentVersion, incidentStatus, incidentTLP:
-			if typ != protowire.VarintType {
+			var v uint64
+			var ok bool
+			if v, b, ok = varintValue(typ, b); !ok {
 				return nil, false
 			}
-			v, n := protowire.ConsumeVarint(b)
-			if n < 0 {
-				return nil, false
-			}
-			b = b[n:]
 			switch num {
 			case incidentVersion:
 				inc.Version = int64(v)
@@ -97,15 +94,11 @@ func readIndexed(b []byte) (*irxv1.Incident, bool) {
 			}
 			continue
 		}
-		if typ != protowire.BytesType {
-			return nil, false
-		}
-		v, n := protowire.ConsumeBytes(b)
-		if n < 0 {
-			return nil, false
-		}
-		b = b[n:]
+		var v []byte
 		var ok bool
+		if v, b, ok = bytesValue(typ, b); !ok {
+			return nil, false
+		}
 		switch num {
 		case incidentID:
 			inc.Id, ok = readString(v)
@@ -177,15 +170,15 @@ func readStrings(b []byte, set func(protowire.Number, string), wanted ...protowi
 			b = b[n:]
 			continue
 		}
-		if typ != protowire.BytesType || seen[num] {
+		if seen[num] {
 			return false
 		}
 		seen[num] = true
-		v, n := protowire.ConsumeBytes(b)
-		if n < 0 {
+		var v []byte
+		var ok bool
+		if v, b, ok = bytesValue(typ, b); !ok {
 			return false
 		}
-		b = b[n:]
 		s, ok := readString(v)
 		if !ok {
 			return false
@@ -211,16 +204,15 @@ func readTimestamp(b []byte) (*timestamppb.Timestamp, bool) {
 	var seen [timestampNanos + 1]bool
 	for len(b) > 0 {
 		num, typ, n := protowire.ConsumeTag(b)
-		if n < 0 || typ != protowire.VarintType || (num != timestampSeconds && num != timestampNanos) || seen[num] {
+		if n < 0 || (num != timestampSeconds && num != timestampNanos) || seen[num] {
 			return nil, false
 		}
 		seen[num] = true
-		b = b[n:]
-		v, n := protowire.ConsumeVarint(b)
-		if n < 0 {
+		var v uint64
+		var ok bool
+		if v, b, ok = varintValue(typ, b[n:]); !ok {
 			return nil, false
 		}
-		b = b[n:]
 		if num == timestampSeconds {
 			t.Seconds = int64(v)
 		} else {
