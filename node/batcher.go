@@ -62,12 +62,22 @@ func (b *batcher) submitAll(ctx context.Context, cmds []*irxv1.Command) []propos
 	results := make([]proposalResult, len(cmds))
 	proposals := make([]*proposal, len(cmds))
 	for i, cmd := range cmds {
-		p := &proposal{cmd: cmd, done: make(chan proposalResult, 1)}
+		proposals[i] = &proposal{cmd: cmd, done: make(chan proposalResult, 1)}
+	}
+	// Idle: the commands go as one entry from here. Raft answers within the
+	// apply timeout, or when a leader that lost its majority steps down
+	// (the leader lease), so the wait is bounded even past ctx's deadline.
+	if b.sendAlone(proposals) {
+		for i, p := range proposals {
+			results[i] = <-p.done
+		}
+		return results
+	}
+	for i, p := range proposals {
 		if err := b.put(ctx, p, "proposed"); err != nil {
 			results[i].err = err
-			continue
+			proposals[i] = nil
 		}
-		proposals[i] = p
 	}
 	for i, p := range proposals {
 		if p == nil {

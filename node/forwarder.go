@@ -68,6 +68,11 @@ func newForwarder(n *Node) *forwarder {
 // leader gave.
 func (f *forwarder) submit(ctx context.Context, conn *grpc.ClientConn, cmd *irxv1.Command) (*irxv1.ProposeResponse, error) {
 	w := &forwarding{ctx: ctx, conn: conn, cmd: submission(cmd), done: make(chan forwardResult, 1)}
+	// Idle: forwarded from here, as a Propose call bounded by ctx.
+	if f.sendAlone([]*forwarding{w}) {
+		r := <-w.done
+		return r.resp, r.err
+	}
 	if err := f.put(ctx, w, "forwarded"); err != nil {
 		return nil, err
 	}
