@@ -83,6 +83,9 @@ func (m *metrics) watchNode(n *Node) {
 	gauge("irx_fsm_applied_index", "Last Raft index applied to the state machine.", func() float64 { return float64(n.state.AppliedIndex()) })
 	gauge("irx_fsm_last_ticket", "Last ticket the team assigned.", func() float64 { return float64(n.state.LastTicket()) })
 	gauge("irx_feed_sequence", "Last sequence number of the team's feed.", func() float64 { return float64(n.state.FeedSequence()) })
+	m.registry.MustRegister(newStorageCollector(
+		storageSource{name: "raft", metrics: n.logs.StorageMetrics},
+		storageSource{name: "state", metrics: n.state.StorageMetrics}))
 }
 
 // RegisterMetrics adds collectors (federation's) to the node's Prometheus

@@ -59,6 +59,8 @@ func TestMetricsEndpoint(t *testing.T) {
 		"irx_raft_commit_seconds_count",
 		"irx_raft_log_append_seconds_bucket",
 		"irx_raft_log_sync_seconds_bucket",
+		`irx_pebble_wal_written_bytes_total{db="raft"}`,
+		`irx_pebble_compaction_debt_bytes{db="state"}`,
 		"go_goroutines",
 	} {
 		if !strings.Contains(text, want) {
@@ -69,6 +71,12 @@ func TestMetricsEndpoint(t *testing.T) {
 	if strings.Contains(text, "irx_raft_log_append_seconds_count 0\n") || strings.Contains(text, "irx_raft_commit_seconds_count 0\n") ||
 		strings.Contains(text, "irx_raft_log_sync_seconds_count 0\n") {
 		t.Errorf("log appends, syncs or commits not timed:\n%s", text)
+	}
+	// The state machine has no WAL of its own (the Raft log is its durable
+	// copy); the log's WAL holds at least the create.
+	if !strings.Contains(text, `irx_pebble_wal_written_bytes_total{db="state"} 0`+"\n") ||
+		strings.Contains(text, `irx_pebble_wal_written_bytes_total{db="raft"} 0`+"\n") {
+		t.Errorf("WAL bytes wrong:\n%s", text)
 	}
 	if strings.Contains(text, "irx_fsm_applied_index 0\n") || strings.Contains(text, "irx_raft_term 0\n") {
 		t.Errorf("positions not exported:\n%s", text)

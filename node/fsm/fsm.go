@@ -205,6 +205,17 @@ func (f *FSM) Close() error {
 	return err
 }
 
+// StorageMetrics returns pebble's metrics of the state machine's database,
+// or nil once it is closed.
+func (f *FSM) StorageMetrics() *pebble.Metrics {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	if f.db == nil {
+		return nil
+	}
+	return f.db.Metrics()
+}
+
 // AppliedIndex is the last Raft index whose effects are in the database.
 func (f *FSM) AppliedIndex() uint64 { return f.applied.Load() }
 

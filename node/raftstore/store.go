@@ -229,6 +229,16 @@ func (s *Store) acquire() error {
 	return nil
 }
 
+// StorageMetrics returns pebble's metrics of the log's database, or nil
+// once the store is closed.
+func (s *Store) StorageMetrics() *pebble.Metrics {
+	if err := s.acquire(); err != nil {
+		return nil
+	}
+	defer s.closeMu.RUnlock()
+	return s.db.Metrics()
+}
+
 // FirstIndex implements raft.LogStore. It returns 0 for an empty log.
 func (s *Store) FirstIndex() (uint64, error) {
 	b, err := s.currentBounds()

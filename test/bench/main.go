@@ -236,6 +236,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	fmt.Fprintln(out, cpu.report(len(latencies), "create"))
 	if len(metricsAddrs) > 0 {
 		fmt.Fprintln(out, raftAfter.since(raftBefore))
+		fmt.Fprintln(out, raftAfter.storage(raftBefore, len(latencies)))
 	}
 	if n := failures.Load(); n > 0 {
 		fmt.Fprintf(out, "failed calls: %d (last: %v)\n", n, lastErr.Load())

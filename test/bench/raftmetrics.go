@@ -24,6 +24,19 @@ var raftSeries = []string{
 	"irx_raft_log_append_seconds_sum", "irx_raft_log_append_seconds_count",
 	"irx_raft_log_sync_seconds_sum", "irx_raft_log_sync_seconds_count",
 	"irx_raft_commit_seconds_sum", "irx_raft_commit_seconds_count",
+	`irx_pebble_wal_written_bytes_total{db="raft"}`,
+	`irx_pebble_flushed_bytes_total{db="raft"}`, `irx_pebble_compacted_bytes_total{db="raft"}`,
+	`irx_pebble_flushed_bytes_total{db="state"}`, `irx_pebble_compacted_bytes_total{db="state"}`,
+}
+
+// storageSeries are the byte counters reported per create, summed over the
+// nodes: what each database writes to disk besides the Raft log's WAL.
+var storageSeries = []struct{ name, series string }{
+	{"raft log WAL", `irx_pebble_wal_written_bytes_total{db="raft"}`},
+	{"raft log flushes", `irx_pebble_flushed_bytes_total{db="raft"}`},
+	{"raft log compactions", `irx_pebble_compacted_bytes_total{db="raft"}`},
+	{"state flushes", `irx_pebble_flushed_bytes_total{db="state"}`},
+	{"state compactions", `irx_pebble_compacted_bytes_total{db="state"}`},
 }
 
 func readRaftTimes(ctx context.Context, addrs []string) (*raftTimes, error) {
@@ -97,4 +110,21 @@ func (t *raftTimes) since(before *raftTimes) string {
 	}
 	return fmt.Sprintf("raft means: log append %s; leader's log sync %s; leader commit wait %s",
 		strings.Join(appends, ", "), strings.Join(syncs, ", "), strings.Join(commits, ", "))
+}
+
+// storage reports the bytes each database wrote per record between an
+// earlier reading and t, summed over the nodes.
+func (t *raftTimes) storage(before *raftTimes, records int) string {
+	if records == 0 {
+		return ""
+	}
+	var parts []string
+	for _, s := range storageSeries {
+		var total float64
+		for i := range t.addrs {
+			total += t.sums[i][s.series] - before.sums[i][s.series]
+		}
+		parts = append(parts, fmt.Sprintf("%s %.0f", s.name, total/float64(records)))
+	}
+	return "bytes written per create, all nodes: " + strings.Join(parts, ", ")
 }
