@@ -104,12 +104,13 @@ func (g *grouper[T]) failQueued() {
 // then reaches raft without waking the grouping goroutine and a sender
 // goroutine, and gets its answer without a third wake-up; on this 2-core
 // machine with a whole team on it each wake-up costs CPU the others need.
-// It reports whether it sent them; under load it does not, and items queue.
+// It reports whether it sent them; under load it does not, and items queue,
+// as do more items than one group may hold.
 // A grouping goroutine blocked on a slot gets the next free one first (a
 // full channel hands a released slot to a blocked sender), so items
 // already queued are not overtaken for long.
 func (g *grouper[T]) sendAlone(items []T) bool {
-	if len(g.queue) > 0 || len(items) > g.maxItems {
+	if len(g.queue) > 0 || len(items) > g.maxItems || !g.fits(items) {
 		return false
 	}
 	select {
@@ -119,6 +120,21 @@ func (g *grouper[T]) sendAlone(items []T) bool {
 	}
 	defer func() { <-g.inFlight }()
 	g.send(items)
+	return true
+}
+
+// fits reports whether items make a group within maxBytes. One item always
+// does: the grouping goroutine sends an oversize item alone too.
+func (g *grouper[T]) fits(items []T) bool {
+	if len(items) <= 1 {
+		return true
+	}
+	size := 0
+	for _, item := range items {
+		if size += g.size(item); size > g.maxBytes {
+			return false
+		}
+	}
 	return true
 }
 

@@ -106,4 +106,12 @@ func TestSendAloneRefusesOversizeGroups(t *testing.T) {
 	if g.sendAlone(make([]int, g.maxItems+1)) {
 		t.Fatal("sent a group larger than maxItems")
 	}
+	g.size = func(int) int { return g.maxBytes / 2 }
+	if g.sendAlone([]int{1, 2, 3}) {
+		t.Fatal("sent a group larger than maxBytes")
+	}
+	// A lone item goes whatever its size, as the grouping goroutine sends it.
+	if !g.sendAlone([]int{1}) {
+		t.Fatal("a lone oversize item was refused")
+	}
 }
