@@ -160,6 +160,9 @@ func checkTaxonomy(t *irxv1.Taxonomy, field fieldPath, vs *violations) {
 // wherever they are: the JSON encoding (grpcurl) and AsTime cannot represent
 // them, so a stored one would break every later read of the record.
 func checkEnums(m protoreflect.Message, path string, vs *violations) {
+	if inc, ok := m.Interface().(*irxv1.Incident); ok && knownValues(inc) {
+		return
+	}
 	w := &enumWalker{vs: vs, root: path, stack: make([]pathElem, 0, 8)}
 	w.walk(m, plans.of(m.Descriptor()))
 }
