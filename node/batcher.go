@@ -64,9 +64,11 @@ func (b *batcher) submitAll(ctx context.Context, cmds []*irxv1.Command) []propos
 	for i, cmd := range cmds {
 		proposals[i] = &proposal{cmd: cmd, done: make(chan proposalResult, 1)}
 	}
-	// Idle: the commands go as one entry from here. Raft answers within the
-	// apply timeout, or when a leader that lost its majority steps down
-	// (the leader lease), so the wait is bounded even past ctx's deadline.
+	// Idle: the commands go as one entry from here, and this goroutine
+	// waits for raft's answer, not for ctx: raft answers once the entry is
+	// applied, or fails it when this node stops leading (a leader cut off
+	// from its majority steps down within the leader lease). A caller whose
+	// deadline passes first has its answer from gRPC at the deadline.
 	if b.sendAlone(proposals) {
 		for i, p := range proposals {
 			results[i] = <-p.done

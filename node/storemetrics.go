@@ -29,15 +29,13 @@ type storageMetric struct {
 	value func(m *pebble.Metrics) float64
 }
 
-var storageLabels = []string{"db"}
-
 func storageMetrics() []storageMetric {
-	counter := func(name, help string, f func(m *pebble.Metrics) float64) storageMetric {
-		return storageMetric{prometheus.NewDesc(name, help, storageLabels, nil), prometheus.CounterValue, f}
+	metric := func(kind prometheus.ValueType) func(name, help string, f func(m *pebble.Metrics) float64) storageMetric {
+		return func(name, help string, f func(m *pebble.Metrics) float64) storageMetric {
+			return storageMetric{prometheus.NewDesc(name, help, []string{"db"}, nil), kind, f}
+		}
 	}
-	gauge := func(name, help string, f func(m *pebble.Metrics) float64) storageMetric {
-		return storageMetric{prometheus.NewDesc(name, help, storageLabels, nil), prometheus.GaugeValue, f}
-	}
+	counter, gauge := metric(prometheus.CounterValue), metric(prometheus.GaugeValue)
 	return []storageMetric{
 		counter("irx_pebble_flushes_total", "Memtable flushes.",
 			func(m *pebble.Metrics) float64 { return float64(m.Flush.Count) }),

@@ -16,60 +16,83 @@ import (
 // derives every enum and timestamp of the schema from its descriptors and
 // fails when a field is added that this function does not check.
 func knownValues(inc *irxv1.Incident) bool {
-	ok := known(inc.GetPurpose(), irxv1.Purpose_name) &&
-		known(inc.GetStatus(), irxv1.Status_name) &&
-		known(inc.GetRestriction(), irxv1.Restriction_name) &&
-		known(inc.GetTlp(), irxv1.Tlp_name) &&
-		known(inc.GetPriority(), irxv1.Priority_name) &&
-		validTimes(inc.GetDetectTime(), inc.GetStartTime(), inc.GetEndTime(), inc.GetRecoveryTime(),
-			inc.GetReportTime(), inc.GetGenerationTime(), inc.GetCreateTime(), inc.GetWithdrawTime())
+	if !known(inc.GetPurpose(), irxv1.Purpose_name) || !known(inc.GetStatus(), irxv1.Status_name) ||
+		!restricted(inc.GetRestriction()) || !known(inc.GetTlp(), irxv1.Tlp_name) ||
+		!known(inc.GetPriority(), irxv1.Priority_name) ||
+		!validTimes(inc.GetDetectTime(), inc.GetStartTime(), inc.GetEndTime(), inc.GetRecoveryTime(),
+			inc.GetReportTime(), inc.GetGenerationTime(), inc.GetCreateTime(), inc.GetWithdrawTime()) {
+		return false
+	}
 	for _, a := range inc.GetAlternativeIds() {
-		ok = ok && known(a.GetKind(), irxv1.AlternativeIdKind_name) && restricted(a.GetRestriction())
+		if !known(a.GetKind(), irxv1.AlternativeIdKind_name) || !restricted(a.GetRestriction()) {
+			return false
+		}
 	}
 	for _, d := range inc.GetDescriptions() {
-		ok = ok && restricted(d.GetRestriction())
+		if !restricted(d.GetRestriction()) {
+			return false
+		}
 	}
 	for _, c := range inc.GetContacts() {
-		ok = ok && known(c.GetRole(), irxv1.ContactRole_name) && known(c.GetType(), irxv1.ContactType_name) &&
-			restricted(c.GetRestriction())
+		if !known(c.GetRole(), irxv1.ContactRole_name) || !known(c.GetType(), irxv1.ContactType_name) || !restricted(c.GetRestriction()) {
+			return false
+		}
 	}
 	for _, hosts := range [][]*irxv1.Host{inc.GetVictimHosts(), inc.GetAttackingHosts()} {
 		for _, h := range hosts {
-			ok = ok && known(h.GetCategory(), irxv1.SystemCategory_name) && restricted(h.GetRestriction())
+			if !known(h.GetCategory(), irxv1.SystemCategory_name) || !restricted(h.GetRestriction()) {
+				return false
+			}
 		}
 	}
 	for _, i := range inc.GetIndicators() {
-		ok = ok && known(i.GetKind(), irxv1.IndicatorKind_name) && validTimes(i.GetFirstSeenTime(), i.GetLastSeenTime()) &&
-			restricted(i.GetRestriction())
+		if !known(i.GetKind(), irxv1.IndicatorKind_name) || !validTimes(i.GetFirstSeenTime(), i.GetLastSeenTime()) ||
+			!restricted(i.GetRestriction()) {
+			return false
+		}
 	}
 	for _, m := range inc.GetMethods() {
-		ok = ok && restricted(m.GetRestriction())
+		if !restricted(m.GetRestriction()) {
+			return false
+		}
 	}
 	for _, a := range inc.GetAssessments() {
-		ok = ok && known(a.GetOccurrence(), irxv1.Occurrence_name) && restricted(a.GetRestriction())
+		if !known(a.GetOccurrence(), irxv1.Occurrence_name) || !restricted(a.GetRestriction()) {
+			return false
+		}
 		for _, s := range a.GetSystemImpacts() {
-			ok = ok && known(s.GetSeverity(), irxv1.Severity_name)
+			if !known(s.GetSeverity(), irxv1.Severity_name) {
+				return false
+			}
 		}
 		for _, b := range a.GetBusinessImpacts() {
-			ok = ok && known(b.GetSeverity(), irxv1.Severity_name)
+			if !known(b.GetSeverity(), irxv1.Severity_name) {
+				return false
+			}
 		}
 	}
 	for _, d := range inc.GetDiscoveries() {
-		ok = ok && known(d.GetSource(), irxv1.DiscoverySource_name)
+		if !known(d.GetSource(), irxv1.DiscoverySource_name) {
+			return false
+		}
 	}
 	for _, l := range inc.GetLogExcerpts() {
-		ok = ok && validTimes(l.GetTime()) && restricted(l.GetRestriction())
+		if !validTimes(l.GetTime()) || !restricted(l.GetRestriction()) {
+			return false
+		}
 	}
 	for _, e := range inc.GetEvidence() {
-		ok = ok && validTimes(e.GetCollectTime()) && restricted(e.GetRestriction())
+		if !validTimes(e.GetCollectTime()) || !restricted(e.GetRestriction()) {
+			return false
+		}
 	}
 	for _, h := range inc.GetHistory() {
-		ok = ok && known(h.GetAction(), irxv1.HistoryAction_name) && validTimes(h.GetTime()) && restricted(h.GetRestriction())
+		if !known(h.GetAction(), irxv1.HistoryAction_name) || !validTimes(h.GetTime()) || !restricted(h.GetRestriction()) {
+			return false
+		}
 	}
-	if p := inc.GetProvenance(); p != nil {
-		ok = ok && validTimes(p.GetReceiveTime()) && known(p.GetReshare().GetScope(), irxv1.ReshareScope_name)
-	}
-	return ok
+	p := inc.GetProvenance()
+	return validTimes(p.GetReceiveTime()) && known(p.GetReshare().GetScope(), irxv1.ReshareScope_name)
 }
 
 // known reports whether v is a value of its enum, as names (the generated

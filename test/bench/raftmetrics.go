@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -24,13 +25,11 @@ var raftSeries = []string{
 	"irx_raft_log_append_seconds_sum", "irx_raft_log_append_seconds_count",
 	"irx_raft_log_sync_seconds_sum", "irx_raft_log_sync_seconds_count",
 	"irx_raft_commit_seconds_sum", "irx_raft_commit_seconds_count",
-	`irx_pebble_wal_written_bytes_total{db="raft"}`,
-	`irx_pebble_flushed_bytes_total{db="raft"}`, `irx_pebble_compacted_bytes_total{db="raft"}`,
-	`irx_pebble_flushed_bytes_total{db="state"}`, `irx_pebble_compacted_bytes_total{db="state"}`,
 }
 
 // storageSeries are the byte counters reported per create, summed over the
-// nodes: what each database writes to disk besides the Raft log's WAL.
+// nodes: what each database writes to disk, by name in the report. They are
+// read with raftSeries.
 var storageSeries = []struct{ name, series string }{
 	{"raft log WAL", `irx_pebble_wal_written_bytes_total{db="raft"}`},
 	{"raft log flushes", `irx_pebble_flushed_bytes_total{db="raft"}`},
@@ -73,15 +72,16 @@ func scrape(ctx context.Context, addr string) (map[string]float64, error) {
 		if !ok {
 			continue
 		}
-		for _, s := range raftSeries {
-			if name == s {
-				v, err := strconv.ParseFloat(value, 64)
-				if err != nil {
-					return nil, fmt.Errorf("metrics of %s: %s: %w", addr, name, err)
-				}
-				m[name] = v
-			}
+		wanted := slices.Contains(raftSeries, name) ||
+			slices.ContainsFunc(storageSeries, func(s struct{ name, series string }) bool { return s.series == name })
+		if !wanted {
+			continue
 		}
+		v, err := strconv.ParseFloat(value, 64)
+		if err != nil {
+			return nil, fmt.Errorf("metrics of %s: %s: %w", addr, name, err)
+		}
+		m[name] = v
 	}
 	return m, lines.Err()
 }
