@@ -43,6 +43,7 @@ func runFederation(ctx context.Context, args []string, out io.Writer) error {
 		size     = fs.Int("size", 1024, "encoded incident size in bytes")
 		keep     = fs.Bool("keep", false, "keep the data directories")
 		prebuilt = fs.String("irxd", "", "use this irxd binary instead of building ./cmd/irxd (to compare two builds run after run)")
+		gmp      = fs.Int("gomaxprocs", 0, gomaxprocsUsage)
 	)
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -54,8 +55,12 @@ func runFederation(ctx context.Context, args []string, out io.Writer) error {
 	if !*keep {
 		defer os.RemoveAll(dir)
 	}
+	procsUsed := newProcs(*gmp, *nodes+*bNodes+1)
 	bin, err := buildOrUse(ctx, dir, *prebuilt)
 	if err != nil {
+		return err
+	}
+	if err := procsUsed.passToChildren(); err != nil {
 		return err
 	}
 	var teams []*fedTeam
@@ -93,7 +98,7 @@ func runFederation(ctx context.Context, args []string, out io.Writer) error {
 		}
 	}
 	a, b := teams[0], teams[1]
-	fmt.Fprintf(out, "started team A (%d nodes) and team B (%d nodes) in %s\n", *nodes, *bNodes, dir)
+	fmt.Fprintf(out, "started team A (%d nodes) and team B (%d nodes) in %s, %s\n", *nodes, *bNodes, dir, procsUsed.note(true))
 	if err := peer(ctx, a, b, false); err != nil {
 		return err
 	}

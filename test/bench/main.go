@@ -71,11 +71,17 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		leader   = fs.Bool("leader-only", false, "send every call to the leader (no forwarding), to measure what forwarding costs")
 		metrics  = fs.Int("metrics-base-port", 0, "serve metrics from started node i on 127.0.0.1:(port+i) and report Raft's log append and commit times")
 		profile  = fs.String("cpuprofile", "", "write the load tool's own CPU profile over the measured window to this file")
+		procs    = fs.Int("gomaxprocs", 0, gomaxprocsUsage)
 	)
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
 	}
 	addrs := strings.Split(*targets, ",")
+	share := *procs
+	if *targets != "" && share == 0 {
+		share = -1 // the nodes' machine is not ours to divide
+	}
+	procsUsed := newProcs(share, *nodes+1)
 	var started []*irxdtest.Node // empty with -targets: their CPU is not ours to read
 	if *targets == "" {
 		dir, err := os.MkdirTemp("", "irx-bench")
@@ -87,6 +93,9 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		}
 		bin, err := buildOrUse(ctx, dir, *prebuilt)
 		if err != nil {
+			return err
+		}
+		if err := procsUsed.passToChildren(); err != nil {
 			return err
 		}
 		startCtx, cancel := context.WithTimeout(ctx, time.Minute)
@@ -117,12 +126,14 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		fmt.Fprintf(out, "started a %d-node team in %s\n", *nodes, dir)
 	}
 
+	// Which node leads matters to a run of few clients: client c sends to
+	// node c/conns, and a follower forwards each write, one hop more.
+	leaderAddr, err := findLeader(ctx, addrs)
 	if *leader {
-		addr, err := findLeader(ctx, addrs)
 		if err != nil {
 			return err
 		}
-		addrs = []string{addr}
+		addrs = []string{leaderAddr}
 	}
 	var pool []*grpc.ClientConn
 	for _, addr := range addrs {
@@ -140,8 +151,11 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(out, "ingest: %d clients over %d nodes, %d-byte incidents, %v warm-up, %v measured\n",
-		*clients, len(addrs), proto.Size(incident), *warmup, *duration)
+	fmt.Fprintf(out, "ingest: %d clients over %d nodes, %d-byte incidents, %v warm-up, %v measured, %s\n",
+		*clients, len(addrs), proto.Size(incident), *warmup, *duration, procsUsed.note(len(started) > 0))
+	if leaderAddr != "" {
+		fmt.Fprintf(out, "leader %s; the first client sends to %s\n", leaderAddr, addrs[0])
+	}
 
 	var (
 		measuring atomic.Bool
