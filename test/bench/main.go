@@ -126,8 +126,9 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		fmt.Fprintf(out, "started a %d-node team in %s\n", *nodes, dir)
 	}
 
-	// Which node leads matters to a run of few clients: client c sends to
-	// node c/conns, and a follower forwards each write, one hop more.
+	// Which node leads matters to a run of few clients: client c uses the
+	// pool's connection c mod (nodes × conns), the first conns of which go
+	// to the first node, and a follower forwards each write, one hop more.
 	leaderAddr, err := findLeader(ctx, addrs)
 	if *leader {
 		if err != nil {
