@@ -267,6 +267,7 @@ func (n *Node) startRaft(creds nodeCredentials) error {
 	n.peers.dial = n.stream.DialGRPC
 	n.intra = grpc.NewServer(
 		grpc.MaxRecvMsgSize(maxIntraRequestBytes),
+		streamWorkers(),
 		grpc.ChainUnaryInterceptor(recoverUnary(n.log), logUnary(n.log)))
 	irxv1.RegisterNodeServiceServer(n.intra, nodeService{n: n})
 	irxv1.RegisterClusterServiceServer(n.intra, api.NewClusterService(n))
@@ -306,6 +307,7 @@ func (n *Node) startAPI(creds nodeCredentials) error {
 	opts := []grpc.ServerOption{
 		grpc.MaxRecvMsgSize(MaxRequestBytes),
 		grpc.ChainUnaryInterceptor(recoverUnary(n.log), n.metrics.unary(), logUnary(n.log)),
+		streamWorkers(),
 	}
 	if n.cfg.apiPlaintext() {
 		n.log.Warn("operator API without TLS: allowed on loopback in development mode only", "addr", ln.Addr().String())

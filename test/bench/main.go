@@ -69,6 +69,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		irxdArgs = fs.String("irxd-args", "", "extra flags for every started irxd, space-separated")
 		pprof    = fs.Int("pprof-base-port", 0, "serve pprof from started node i on 127.0.0.1:(port+i)")
 		leader   = fs.Bool("leader-only", false, "send every call to the leader (no forwarding), to measure what forwarding costs")
+		follower = fs.Bool("followers-only", false, "send every call to the followers, which forward each write to the leader")
 		metrics  = fs.Int("metrics-base-port", 0, "serve metrics from started node i on 127.0.0.1:(port+i) and report Raft's log append and commit times")
 		profile  = fs.String("cpuprofile", "", "write the load tool's own CPU profile over the measured window to this file")
 		procs    = fs.Int("gomaxprocs", 0, gomaxprocsUsage)
@@ -130,11 +131,18 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	// pool's connection c mod (nodes × conns), the first conns of which go
 	// to the first node, and a follower forwards each write, one hop more.
 	leaderAddr, err := findLeader(ctx, addrs)
-	if *leader {
+	switch {
+	case *leader && *follower:
+		return errors.New("-leader-only and -followers-only exclude each other")
+	case *leader || *follower:
 		if err != nil {
 			return err
 		}
-		addrs = []string{leaderAddr}
+		if *leader {
+			addrs = []string{leaderAddr}
+		} else if addrs = slices.DeleteFunc(addrs, func(a string) bool { return a == leaderAddr }); len(addrs) == 0 {
+			return errors.New("-followers-only: the team has no follower")
+		}
 	}
 	var pool []*grpc.ClientConn
 	for _, addr := range addrs {
