@@ -77,6 +77,9 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
 	}
+	if *leader && *follower {
+		return errors.New("-leader-only and -followers-only exclude each other")
+	}
 	addrs := strings.Split(*targets, ",")
 	share := *procs
 	if *targets != "" && share == 0 {
@@ -131,10 +134,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	// pool's connection c mod (nodes × conns), the first conns of which go
 	// to the first node, and a follower forwards each write, one hop more.
 	leaderAddr, err := findLeader(ctx, addrs)
-	switch {
-	case *leader && *follower:
-		return errors.New("-leader-only and -followers-only exclude each other")
-	case *leader || *follower:
+	if *leader || *follower {
 		if err != nil {
 			return err
 		}
