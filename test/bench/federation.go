@@ -55,12 +55,9 @@ func runFederation(ctx context.Context, args []string, out io.Writer) error {
 	if !*keep {
 		defer os.RemoveAll(dir)
 	}
-	procsUsed := newProcs(*gmp, *nodes+*bNodes+1)
+	procsUsed := setProcs(*gmp, *nodes+*bNodes+1)
 	bin, err := buildOrUse(ctx, dir, *prebuilt)
 	if err != nil {
-		return err
-	}
-	if err := procsUsed.passToChildren(); err != nil {
 		return err
 	}
 	var teams []*fedTeam
@@ -73,12 +70,12 @@ func runFederation(ctx context.Context, args []string, out io.Writer) error {
 	}()
 	for k, id := range []string{"cert-a", "cert-b"} {
 		size := []int{*nodes, *bNodes}[k]
-		var each func(int) []string
+		pprofBase := 0
 		if *pprof > 0 {
-			each = func(i int) []string { return []string{"--debug-addr", fmt.Sprintf("127.0.0.1:%d", *pprof+10*k+i)} }
+			pprofBase = *pprof + 10*k
 		}
 		startCtx, cancel := context.WithTimeout(ctx, time.Minute)
-		ns, err := irxdtest.LaunchTeam(startCtx, bin, filepath.Join(dir, id), id, size, each)
+		ns, err := irxdtest.LaunchTeam(startCtx, bin, filepath.Join(dir, id), id, size, nodeSetup(pprofBase, 0, procsUsed))
 		cancel()
 		t := &fedTeam{id: id, nodes: ns}
 		teams = append(teams, t)

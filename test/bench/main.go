@@ -85,7 +85,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	if *targets != "" && share == 0 {
 		share = -1 // the nodes' machine is not ours to divide
 	}
-	procsUsed := newProcs(share, *nodes+1)
+	procsUsed := setProcs(share, *nodes+1)
 	var started []*irxdtest.Node // empty with -targets: their CPU is not ours to read
 	if *targets == "" {
 		dir, err := os.MkdirTemp("", "irx-bench")
@@ -99,21 +99,8 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		if err != nil {
 			return err
 		}
-		if err := procsUsed.passToChildren(); err != nil {
-			return err
-		}
 		startCtx, cancel := context.WithTimeout(ctx, time.Minute)
-		each := func(i int) []string {
-			var args []string
-			if *pprof > 0 {
-				args = append(args, "--debug-addr", fmt.Sprintf("127.0.0.1:%d", *pprof+i))
-			}
-			if *metrics > 0 {
-				args = append(args, "--metrics-addr", fmt.Sprintf("127.0.0.1:%d", *metrics+i))
-			}
-			return args
-		}
-		team, err := irxdtest.LaunchClusterEach(startCtx, bin, dir, *nodes, each, strings.Fields(*irxdArgs)...)
+		team, err := irxdtest.LaunchClusterEach(startCtx, bin, dir, *nodes, nodeSetup(*pprof, *metrics, procsUsed), strings.Fields(*irxdArgs)...)
 		cancel()
 		defer func() {
 			for _, n := range team {
@@ -265,6 +252,20 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		fmt.Fprintf(out, "failed calls: %d (last: %v)\n", n, lastErr.Load())
 	}
 	return nil
+}
+
+// nodeSetup gives started node i its debug and metrics ports (when their
+// base ports are set) and its GOMAXPROCS.
+func nodeSetup(pprofBase, metricsBase int, p procs) func(int, *irxdtest.Node) {
+	return func(i int, n *irxdtest.Node) {
+		if pprofBase > 0 {
+			n.Args = append(n.Args, "--debug-addr", fmt.Sprintf("127.0.0.1:%d", pprofBase+i))
+		}
+		if metricsBase > 0 {
+			n.Args = append(n.Args, "--metrics-addr", fmt.Sprintf("127.0.0.1:%d", metricsBase+i))
+		}
+		n.Env = append(n.Env, p.env()...)
+	}
 }
 
 // paddedIncident is a realistic report grown to size bytes with its

@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"os"
 	"runtime"
 	"strconv"
 )
@@ -17,9 +16,9 @@ const gomaxprocsUsage = "GOMAXPROCS of each started node and of the tool: 0 give
 // container CPU limit gives it, and Go reads that limit.
 type procs int // 0: Go's default
 
-// newProcs applies flag (see gomaxprocsUsage) to the tool, for processes
-// sharing the machine, and returns the setting.
-func newProcs(flag, processes int) procs {
+// setProcs applies flag (see gomaxprocsUsage) to the tool itself, for
+// processes sharing the machine, and returns the setting for the nodes.
+func setProcs(flag, processes int) procs {
 	var n int
 	switch {
 	case flag > 0:
@@ -33,13 +32,13 @@ func newProcs(flag, processes int) procs {
 	return procs(n)
 }
 
-// passToChildren sets GOMAXPROCS in the environment the started nodes
-// inherit. Call it after building irxd, so the compiler keeps every CPU.
-func (p procs) passToChildren() error {
+// env is the environment a started node needs for the setting (none for
+// Go's default). Only the nodes get it: the go build of irxd keeps every CPU.
+func (p procs) env() []string {
 	if p == 0 {
 		return nil
 	}
-	return os.Setenv("GOMAXPROCS", strconv.Itoa(int(p)))
+	return []string{"GOMAXPROCS=" + strconv.Itoa(int(p))}
 }
 
 // note says what the run used, for the report's header.

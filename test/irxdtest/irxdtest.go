@@ -138,6 +138,7 @@ type Node struct {
 	Bin     string
 	DataDir string
 	Args    []string // extra flags
+	Env     []string // extra environment ("KEY=value"), on top of this process's
 
 	APIAddr  string // operator API, known once started
 	RaftAddr string
@@ -208,6 +209,9 @@ func (n *Node) Launch(ctx context.Context) error {
 func (n *Node) launchOnce(ctx context.Context) error {
 	args := append([]string{"--data-dir", n.DataDir, "--api-addr", n.APIAddr, "--raft-addr", n.RaftAddr, "--federation-addr", n.FedAddr, "--log-level", "warn"}, n.Args...)
 	cmd := exec.Command(n.Bin, args...)
+	if len(n.Env) > 0 {
+		cmd.Env = append(os.Environ(), n.Env...)
+	}
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		return err
@@ -397,16 +401,17 @@ func LaunchCluster(ctx context.Context, bin, baseDir string, size int, extra ...
 	return LaunchClusterEach(ctx, bin, baseDir, size, nil, extra...)
 }
 
-// LaunchClusterEach is LaunchCluster with flags for node i (0-based) from
-// each, for settings that must differ between nodes.
-func LaunchClusterEach(ctx context.Context, bin, baseDir string, size int, each func(i int) []string, extra ...string) ([]*Node, error) {
-	return LaunchTeam(ctx, bin, baseDir, "dev", size, each, extra...)
+// LaunchClusterEach is LaunchCluster with setup for node i (0-based), for
+// settings that must differ between nodes (see LaunchTeam).
+func LaunchClusterEach(ctx context.Context, bin, baseDir string, size int, setup func(i int, n *Node), extra ...string) ([]*Node, error) {
+	return LaunchTeam(ctx, bin, baseDir, "dev", size, setup, extra...)
 }
 
 // LaunchTeam starts size nodes of team (node1..nodeN) with data under
 // baseDir, sharing one development CA, and waits until every one serves.
-// each, if not nil, gives flags for node i (0-based).
-func LaunchTeam(ctx context.Context, bin, baseDir, team string, size int, each func(i int) []string, extra ...string) ([]*Node, error) {
+// setup, if not nil, adjusts node i (0-based) before it launches: flags
+// appended to n.Args, environment to n.Env.
+func LaunchTeam(ctx context.Context, bin, baseDir, team string, size int, setup func(i int, n *Node), extra ...string) ([]*Node, error) {
 	nodes := make([]*Node, size)
 	var members []string
 	for i := range nodes {
@@ -422,8 +427,8 @@ func LaunchTeam(ctx context.Context, bin, baseDir, team string, size int, each f
 	}
 	for i, n := range nodes {
 		n.Args = append([]string{"--team", team, "--node", fmt.Sprintf("node%d", i+1), "--members", strings.Join(members, ",")}, extra...)
-		if each != nil {
-			n.Args = append(n.Args, each(i)...)
+		if setup != nil {
+			setup(i, n)
 		}
 		if err := n.Launch(ctx); err != nil {
 			return nodes[:i], err
