@@ -5,6 +5,9 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"fmt"
+	"maps"
+	"slices"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -103,35 +106,79 @@ func (s *auditService) ExplainDisclosure(ctx context.Context, req *irxv1.Explain
 			resp.Disclosures = append(resp.Disclosures, r)
 		}
 		if token = next; token == "" {
+			resp.HeldVersions = heldVersions(resp.GetDisclosures())
 			return resp, nil
 		}
 	}
 }
 
+// heldVersions replays the ledger of one peer and incident, oldest first:
+// each version's views in the order the peer received them, until an
+// erasure of the version or a withdrawal of the record took them away.
+func heldVersions(ledger []*irxv1.RecomputedDisclosure) []*irxv1.HeldVersion {
+	held := map[int64][]*irxv1.RecomputedDisclosure{}
+	for _, r := range ledger {
+		d := r.GetDisclosure()
+		switch {
+		case d.GetWithdrawal():
+			clear(held)
+		case d.GetErased():
+			delete(held, d.GetIncidentVersion())
+		default:
+			held[d.GetIncidentVersion()] = append(held[d.GetIncidentVersion()], r)
+		}
+	}
+	versions := slices.Sorted(maps.Keys(held))
+	out := make([]*irxv1.HeldVersion, 0, len(versions))
+	for _, v := range versions {
+		views := held[v]
+		out = append(out, &irxv1.HeldVersion{Version: v, Current: views[len(views)-1], Superseded: views[:len(views)-1]})
+	}
+	return out
+}
+
 func (f *Federation) recomputeDisclosure(d *irxv1.Disclosure) (*irxv1.RecomputedDisclosure, error) {
 	r := &irxv1.RecomputedDisclosure{Disclosure: d}
-	if d.GetWithdrawal() {
+	if d.GetWithdrawal() || d.GetErased() {
 		return r, nil
 	}
 	inc, err := f.state.Get(d.GetIncidentId(), d.GetIncidentVersion())
 	if errors.Is(err, fsm.ErrNotFound) {
 		// A foreign copy deleted after its origin withdrew it: the ledger
 		// entry stands, the content is gone with the copy.
+		r.Unavailable = "our copy of this version is gone (withdrawn or erased by the team we received it from)"
 		return r, nil
 	}
 	if err != nil {
 		return nil, api.ToStatus(err)
 	}
+	latest := inc
+	if t := d.GetTermsVersion(); t > 0 && t != inc.GetVersion() {
+		if latest, err = f.state.Get(d.GetIncidentId(), t); errors.Is(err, fsm.ErrNotFound) {
+			r.Unavailable = fmt.Sprintf("our copy of version %d, whose markings applied, is gone", t)
+			return r, nil
+		} else if err != nil {
+			return nil, api.ToStatus(err)
+		}
+	}
 	compiled, err := f.policy(d.GetPeerTeamId(), d.GetPolicyVersion())
 	if err != nil {
 		return nil, status.Errorf(codes.Internal, "policy %d for %s: %v", d.GetPolicyVersion(), d.GetPeerTeamId(), err)
 	}
-	r.View, r.Explanation = f.disclose(inc, compiled)
+	r.View, r.Explanation = f.disclose(inc, latest, compiled)
 	if r.View == nil {
+		r.Unavailable = "recomputed, the version is withheld: our copy changed since it was sent"
 		return r, nil
 	}
 	if r.Digest, err = ViewDigest(r.View); err != nil {
 		return nil, status.Errorf(codes.Internal, "digest: %v", err)
+	}
+	if d.GetDigest() != "" && d.GetDigest() != r.Digest {
+		// Only a foreign copy changes under the ledger (replaced by the
+		// team we received it from); our own versions never do.
+		r.View, r.Explanation = nil, nil
+		r.Unavailable = "our copy of this version was replaced since it was sent; the recorded digest says what was sent"
+		r.Digest = ""
 	}
 	return r, nil
 }

@@ -154,7 +154,7 @@ func (f *Federation) Start(n *node.Node) error {
 		grpc.ChainStreamInterceptor(f.authenticateStream),
 	)
 	irxv1.RegisterFederationServiceServer(f.server, &federationService{f: f})
-	f.wg.Add(2)
+	f.wg.Add(3)
 	go func() {
 		defer f.wg.Done()
 		if err := f.server.Serve(ln); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
@@ -164,6 +164,10 @@ func (f *Federation) Start(n *node.Node) error {
 	go func() {
 		defer f.wg.Done()
 		f.pullers.run(f.stop)
+	}()
+	go func() {
+		defer f.wg.Done()
+		f.runRedisclosures(f.stop)
 	}()
 	f.log.Info("federation listening", "addr", ln.Addr().String())
 	return nil

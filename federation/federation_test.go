@@ -110,8 +110,9 @@ func mustCA(t *testing.T, team string) *pki.CA {
 }
 
 // TestSplitFeedProperties: however a response is cut into commands, the
-// commands chain cursor to cursor, keep every item once and in order, never
-// split one feed entry's items, and stay near the size bound. The response
+// commands chain cursor to cursor, keep every item once and in order, move
+// the cursor past an entry only with its last item, and stay near the size
+// bound. The response
 // arrives encoded and its items are passed on undecoded, so the test
 // encodes the response and decodes each command, as the state machine does.
 func TestSplitFeedProperties(t *testing.T) {
@@ -160,16 +161,22 @@ func TestSplitFeedProperties(t *testing.T) {
 				if !proto.Equal(it, items[n]) {
 					t.Fatalf("command %d holds item %d out of order", i, n)
 				}
-				if it.GetSequence() <= c.GetFromCursor() || it.GetSequence() > c.GetCursor() {
-					t.Fatalf("item at %d outside (%d, %d]", it.GetSequence(), c.GetFromCursor(), c.GetCursor())
+				// An item lies in (from, cursor], or in the entry after
+				// cursor when the command ends inside that entry's items.
+				if it.GetSequence() <= c.GetFromCursor() || it.GetSequence() > c.GetCursor()+1 {
+					t.Fatalf("item at %d outside (%d, %d+1]", it.GetSequence(), c.GetFromCursor(), c.GetCursor())
 				}
 				size += proto.Size(it)
 				n++
 			}
-			if i < len(cmds)-1 && n < len(items) && items[n].GetSequence() == items[n-1].GetSequence() {
-				t.Fatalf("command %d splits the items of sequence %d", i, items[n].GetSequence())
+			split := n < len(items) && n > 0 && items[n].GetSequence() == items[n-1].GetSequence()
+			if split && c.GetCursor() >= items[n].GetSequence() {
+				t.Fatalf("command %d splits the items of sequence %d but moves the cursor to %d", i, items[n].GetSequence(), c.GetCursor())
 			}
-			if last := c.GetItems(); i < len(cmds)-1 && size-proto.Size(last[len(last)-1]) >= maxCommandBytes+3*(2<<20) {
+			if !split && n > 0 && n <= len(items) && c.GetCursor() < items[n-1].GetSequence() && i < len(cmds)-1 {
+				t.Fatalf("command %d ends with the whole entry %d but leaves the cursor at %d", i, items[n-1].GetSequence(), c.GetCursor())
+			}
+			if last := c.GetItems(); i < len(cmds)-1 && size-proto.Size(last[len(last)-1]) >= maxCommandBytes {
 				t.Fatalf("command %d is %d bytes", i, size)
 			}
 			at = c.GetCursor()

@@ -1,8 +1,14 @@
 package federation
 
 import (
+	"bytes"
+	"cmp"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
+	"maps"
 	"slices"
+	"strings"
 	"sync"
 
 	"google.golang.org/grpc/codes"
@@ -10,36 +16,56 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/irxfed/irx/node/fsm"
+	"github.com/irxfed/irx/node/record"
 	"github.com/irxfed/irx/policy"
 	irxv1 "github.com/irxfed/irx/proto/irx/v1"
 )
 
-// outcome is what one feed entry gives one peer. A policy entry can give
-// several (one withdrawal per record the new policy takes back).
+// outcome is what one feed entry gives one peer. An entry can give several:
+// a new version and replacements of the older versions the peer holds, or
+// the replacements of a stretch of what the peer holds.
 type outcome struct {
 	item   *irxv1.FeedItem    // nil: nothing is sent
 	ledger *irxv1.LedgerEntry // what the peer will have acknowledged; nil when nothing is sent
+	ex     *irxv1.Explanation // of a view sent, for the metrics
 }
 
 // feedWalker computes a peer's view of the team's feed, entry by entry, in
-// order. It must see entries in order: whether a withheld version means
-// "nothing" or "withdraw your copy" depends on what the peer holds, which
-// the walk itself changes.
+// order. It must see entries in order: what an entry gives the peer
+// depends on what the peer holds, which the walk itself changes.
+//
+// Every version the peer holds is the view our current policy for it
+// allows of that version under the most restrictive markings of the
+// version and the record's latest version (policy.Narrowed). The walk
+// keeps it so: a new version's entry also discloses again the older
+// versions the peer holds, a redisclosure entry (after a change of the
+// peer's policy) a stretch of everything it holds, and a replacement entry
+// (our copy of a foreign version changed) that version; each is sent as a
+// replacement only when its view differs from the one the peer holds
+// (their digests), as an erasure when the peer may hold the version no
+// longer, and as a withdrawal of the whole record when it may hold none of
+// it. "Latest" is the latest as of the entry, so that walking the same
+// entries again (an acknowledgement recomputed) gives the same items.
 type feedWalker struct {
 	f        *Federation
 	peer     string
 	compiled *policy.Compiled // nil: no policy, nothing is disclosed
 	version  int64
-	// held overrides the acknowledged holdings (fsm held/) with what this
+	// held overrides the acknowledged holdings (fsm heldv/) with what this
 	// walk sent since the peer's last acknowledgement.
-	held map[string]bool
-	// withheld counts entries that carried a record the policy withheld.
+	held map[string]*heldRecord
+	// withheld counts entries that carried a version the policy withheld.
 	withheld uint64
 	// r is what the walk reads through; see begin.
 	r *fsm.VersionReader
-	// explained is the explanation of the last view disclosed, for the
-	// metrics.
-	explained *irxv1.Explanation
+}
+
+// heldRecord is what the peer holds of one incident as far as the walk
+// knows: the digest of the view of every version it holds (no versions:
+// nothing), and the feed sequence that last changed it.
+type heldRecord struct {
+	versions map[int64][]byte
+	seq      uint64 // 0: as acknowledged
 }
 
 // begin opens the reader for a run of entries; end must follow before
@@ -72,6 +98,7 @@ func (w *feedWalker) walk(cursor uint64, limit int, visit func(e *irxv1.FeedEntr
 	if len(entries) == 0 {
 		return cursor, nil
 	}
+	w.forgetAcknowledged()
 	if err := w.begin(); err != nil {
 		return cursor, status.Errorf(codes.Internal, "read feed: %v", err)
 	}
@@ -90,46 +117,90 @@ func (w *feedWalker) walk(cursor uint64, limit int, visit func(e *irxv1.FeedEntr
 	return cursor, nil
 }
 
+// forgetAcknowledged drops what the walk remembers of holdings that the
+// peer has acknowledged since: the state machine has them now, and a
+// stream that runs for days would otherwise remember every record it sent.
+func (w *feedWalker) forgetAcknowledged() {
+	if len(w.held) < 1024 {
+		return
+	}
+	st, err := w.f.state.PeerState(w.peer)
+	if err != nil {
+		return
+	}
+	acked := st.GetOutboundAcknowledged()
+	for id, h := range w.held {
+		if h.seq <= acked {
+			delete(w.held, id)
+		}
+	}
+}
+
 func newWalker(f *Federation, peer string, compiled *policy.Compiled) *feedWalker {
-	w := &feedWalker{f: f, peer: peer, compiled: compiled, held: map[string]bool{}}
+	w := &feedWalker{f: f, peer: peer, compiled: compiled, held: map[string]*heldRecord{}}
 	if compiled != nil {
 		w.version = compiled.Version()
 	}
 	return w
 }
 
-func (w *feedWalker) holds(id string) (bool, error) {
+// holding is what the peer holds of an incident at this point of the walk.
+func (w *feedWalker) holding(id string) (*heldRecord, error) {
 	if h, ok := w.held[id]; ok {
 		return h, nil
 	}
-	v, err := w.r.HeldVersion(w.peer, id)
-	return v > 0, err
+	versions, err := w.r.HeldVersions(w.peer, id)
+	if err != nil {
+		return nil, err
+	}
+	h := &heldRecord{versions: make(map[int64][]byte, len(versions))}
+	for _, v := range versions {
+		h.versions[v.Version] = v.Digest
+	}
+	w.held[id] = h
+	return h, nil
 }
 
-// view is what the peer receives of inc, or nil. Its provenance is the one
-// the peer stores: the peer appended to the path, this team as sender, and
-// the re-share terms the policy grants.
-func (w *feedWalker) view(inc *irxv1.Incident) *irxv1.Incident {
-	v, ex := w.f.disclose(inc, w.compiled)
-	if v != nil {
-		w.explained = ex
+// latestHeld is the highest version the peer holds, 0 if none.
+func (h *heldRecord) latestHeld() int64 {
+	var top int64
+	for v := range h.versions {
+		top = max(top, v)
 	}
-	return v
+	return top
+}
+
+// sorted lists the versions held, oldest first.
+func (h *heldRecord) sorted() []int64 {
+	out := make([]int64, 0, len(h.versions))
+	for v := range h.versions {
+		out = append(out, v)
+	}
+	slices.Sort(out)
+	return out
 }
 
 // disclose is what the peer of compiled (nil: no policy, so nothing)
-// receives of inc, and why. The view's provenance is the one the peer
-// stores: the peer appended to the path, this team as sender, and the
-// re-share terms the policy grants. Serving the feed, handing off and the
-// audit all go through here, so the audit recomputes exactly what was sent.
-func (f *Federation) disclose(inc *irxv1.Incident, compiled *policy.Compiled) (*irxv1.Incident, *irxv1.Explanation) {
-	view, ex := policy.Disclose(inc, compiled)
+// receives of version when latest is the record's latest version, and
+// why: the view under the markings of both (policy.Narrowed). The view's
+// provenance is the one the peer stores: the peer appended to the path and
+// to the transfers (with the policy version), this team as sender, the
+// re-share terms the policy grants and the version whose markings applied.
+// Serving the feed, handing off and the audit all go through here, so the
+// audit recomputes exactly what was sent.
+func (f *Federation) disclose(version, latest *irxv1.Incident, compiled *policy.Compiled) (*irxv1.Incident, *irxv1.Explanation) {
+	marked := policy.Narrowed(version, latest)
+	view, ex := policy.Disclose(marked, compiled)
 	if view == nil {
 		return nil, ex
 	}
+	terms := version.GetVersion()
+	if marked != version {
+		terms = latest.GetVersion()
+	}
 	// The view shares sub-messages with inc, so its provenance is a new
 	// message.
-	prov := inc.GetProvenance()
+	prov := version.GetProvenance()
 	origin := prov.GetOriginTeam()
 	if origin == "" {
 		origin = f.team
@@ -139,109 +210,323 @@ func (f *Federation) disclose(inc *irxv1.Incident, compiled *policy.Compiled) (*
 		Path:         append(slices.Clip(prov.GetPath()), compiled.PeerTeamID()),
 		ReceivedFrom: f.team,
 		Reshare:      proto.CloneOf(ex.GetReshare()),
+		Transfers:    append(slices.Clip(prov.GetTransfers()), &irxv1.Transfer{TeamId: compiled.PeerTeamID(), PolicyVersion: compiled.Version()}),
+		TermsVersion: terms,
 	}
 	return view, ex
 }
 
-func (w *feedWalker) withdrawal(seq uint64, e *irxv1.FeedEntry, id string, version int64, reason irxv1.WithdrawalReason) outcome {
-	return outcome{
-		item: &irxv1.FeedItem{Sequence: seq, CommitTime: e.GetCommitTime(), Kind: &irxv1.FeedItem_Withdrawal{
-			Withdrawal: &irxv1.IncidentWithdrawal{IncidentId: id, Version: version, Reason: reason},
-		}},
-		ledger: &irxv1.LedgerEntry{IncidentId: id, Version: version, Sequence: seq, WithdrawalReason: reason, PolicyVersion: w.version},
+// viewDigest is ViewDigest's bytes for a view disclose made (it has no
+// receive time, so it needs no copy).
+func viewDigest(view *irxv1.Incident) ([]byte, error) {
+	data, err := proto.MarshalOptions{Deterministic: true}.Marshal(view)
+	if err != nil {
+		return nil, err
 	}
+	sum := sha256.Sum256(data)
+	return sum[:], nil
 }
+
+func digestString(d []byte) string { return "SHA256:" + hex.EncodeToString(d) }
 
 // entry computes what one feed entry gives the peer.
 func (w *feedWalker) entry(e *irxv1.FeedEntry) ([]outcome, error) {
-	seq := e.GetSequence()
 	switch e.GetKind() {
 	case irxv1.FeedEntryKind_FEED_ENTRY_KIND_VERSION:
-		inc, err := w.r.Get(e.GetIncidentId(), e.GetVersion())
-		if errors.Is(err, fsm.ErrNotFound) {
-			return nil, nil // a foreign copy deleted since; its withdrawal entry follows
-		}
-		if err != nil {
-			return nil, err
-		}
-		if v := w.view(inc); v != nil {
-			w.held[e.GetIncidentId()] = true
-			return []outcome{{
-				item:   &irxv1.FeedItem{Sequence: seq, CommitTime: e.GetCommitTime(), Kind: &irxv1.FeedItem_Incident{Incident: v}},
-				ledger: &irxv1.LedgerEntry{IncidentId: e.GetIncidentId(), Version: e.GetVersion(), Sequence: seq, PolicyVersion: w.version},
-			}}, nil
-		}
-		w.withheld++
-		held, err := w.holds(e.GetIncidentId())
-		if err != nil || !held {
-			return nil, err
-		}
-		// The peer holds an older version this one may not replace: the
-		// record's TLP, restriction or taxonomy changed under the policy.
-		w.held[e.GetIncidentId()] = false
-		return []outcome{w.withdrawal(seq, e, e.GetIncidentId(), e.GetVersion(), irxv1.WithdrawalReason_WITHDRAWAL_REASON_POLICY)}, nil
-
+		return w.newVersion(e)
 	case irxv1.FeedEntryKind_FEED_ENTRY_KIND_WITHDRAWAL:
-		held, err := w.holds(e.GetIncidentId())
-		if err != nil || !held {
-			return nil, err
-		}
-		w.held[e.GetIncidentId()] = false
-		return []outcome{w.withdrawal(seq, e, e.GetIncidentId(), e.GetVersion(), e.GetWithdrawalReason())}, nil
-
+		return w.withdrawn(e)
+	case irxv1.FeedEntryKind_FEED_ENTRY_KIND_REPLACEMENT:
+		return w.replaced(e)
 	case irxv1.FeedEntryKind_FEED_ENTRY_KIND_POLICY:
-		if e.GetPeerTeamId() != w.peer {
-			return nil, nil
+		if e.GetPeerTeamId() == w.peer {
+			return nil, w.policyAt(e.GetPolicyVersion())
 		}
-		return w.policyChanged(e)
+	case irxv1.FeedEntryKind_FEED_ENTRY_KIND_REDISCLOSURE:
+		if e.GetPeerTeamId() == w.peer {
+			return w.redisclose(e)
+		}
 	}
 	return nil, nil
 }
 
-// policyChanged moves the walk to the peer's newest policy and withdraws
-// every record the peer holds that it no longer discloses.
-func (w *feedWalker) policyChanged(e *irxv1.FeedEntry) ([]outcome, error) {
-	if e.GetPolicyVersion() > w.version {
-		c, err := w.f.policyFrom(w.r, w.peer, 0)
+// policyAt moves the walk to the peer's newest policy if version is newer
+// than the one it walks under.
+func (w *feedWalker) policyAt(version int64) error {
+	if version <= w.version {
+		return nil
+	}
+	c, err := w.f.policyFrom(w.r, w.peer, 0)
+	if err != nil {
+		return err
+	}
+	w.compiled, w.version = c, c.Version()
+	return nil
+}
+
+// newVersion is a new version of an incident: its view, and the older
+// versions the peer holds under its markings.
+func (w *feedWalker) newVersion(e *irxv1.FeedEntry) ([]outcome, error) {
+	id, v := e.GetIncidentId(), e.GetVersion()
+	inc, err := w.r.Get(id, v)
+	if errors.Is(err, fsm.ErrNotFound) {
+		return nil, nil // a foreign copy deleted since; its withdrawal entry follows
+	}
+	if err != nil {
+		return nil, err
+	}
+	held, err := w.holding(id)
+	if err != nil {
+		return nil, err
+	}
+	view, ex := w.f.disclose(inc, inc, w.compiled)
+	if view == nil {
+		w.withheld++
+		if len(held.versions) == 0 {
+			return nil, nil
+		}
+		// The peer holds an older version this one may not replace: the
+		// record's TLP, restriction or taxonomy changed under the policy,
+		// and a record whose latest version the peer may not have it may
+		// not keep at all.
+		return []outcome{w.withdrawal(e, id, v, irxv1.WithdrawalReason_WITHDRAWAL_REASON_POLICY, "")}, nil
+	}
+	var outs []outcome
+	if _, holds := held.versions[v]; holds {
+		// Walked again (our copy of a foreign record came back under the
+		// same version number): what it holds is replaced if it differs.
+		o, err := w.offer(e, id, v, view, ex, held, irxv1.ReplacementReason_REPLACEMENT_REASON_MARKINGS)
 		if err != nil {
 			return nil, err
 		}
-		w.compiled, w.version = c, c.Version()
-	}
-	var ids []string
-	err := w.r.HeldIncidents(w.peer, func(id string) error {
-		if _, overridden := w.held[id]; !overridden {
-			ids = append(ids, id)
+		outs = append(outs, o...)
+	} else {
+		d, err := viewDigest(view)
+		if err != nil {
+			return nil, err
 		}
+		held.set(e.GetSequence(), v, d)
+		outs = append(outs, outcome{
+			item:   &irxv1.FeedItem{Sequence: e.GetSequence(), CommitTime: e.GetCommitTime(), Kind: &irxv1.FeedItem_Incident{Incident: view}},
+			ledger: w.ledgerEntry(e, id, v, view, d, 0),
+			ex:     ex,
+		})
+	}
+	for _, u := range held.sorted() {
+		if u >= v {
+			continue // only older versions take this one's markings
+		}
+		o, err := w.again(e, id, u, inc, held, irxv1.ReplacementReason_REPLACEMENT_REASON_MARKINGS)
+		if err != nil {
+			return nil, err
+		}
+		outs = append(outs, o...)
+	}
+	return outs, nil
+}
+
+// withdrawn is a withdrawal of an incident: by its origin (here, or the
+// team we received it from), so every copy goes.
+func (w *feedWalker) withdrawn(e *irxv1.FeedEntry) ([]outcome, error) {
+	id := e.GetIncidentId()
+	held, err := w.holding(id)
+	if err != nil || len(held.versions) == 0 {
+		return nil, err
+	}
+	var note string
+	if e.GetWithdrawalReason() == irxv1.WithdrawalReason_WITHDRAWAL_REASON_ORIGIN {
+		if last, err := w.r.Get(id, 0); err == nil {
+			note = last.GetWithdrawReason()
+		}
+	}
+	return []outcome{w.withdrawal(e, id, e.GetVersion(), e.GetWithdrawalReason(), note)}, nil
+}
+
+// replaced is our copy of a version of a foreign incident replaced or
+// deleted by the team we received it from: the peer holding it gets it
+// again.
+func (w *feedWalker) replaced(e *irxv1.FeedEntry) ([]outcome, error) {
+	id, v := e.GetIncidentId(), e.GetVersion()
+	held, err := w.holding(id)
+	if err != nil {
+		return nil, err
+	}
+	if _, holds := held.versions[v]; !holds {
+		return nil, nil
+	}
+	latest, err := w.latestOf(id, held)
+	if latest == nil || err != nil {
+		return nil, err
+	}
+	return w.again(e, id, v, latest, held, irxv1.ReplacementReason_REPLACEMENT_REASON_UPSTREAM)
+}
+
+// redisclose is a stretch of what the peer holds, disclosed again under
+// its current policy.
+func (w *feedWalker) redisclose(e *irxv1.FeedEntry) ([]outcome, error) {
+	if err := w.policyAt(e.GetPolicyVersion()); err != nil {
+		return nil, err
+	}
+	after, through := e.GetAfterIncidentId(), e.GetIncidentId()
+	ids := map[string]bool{}
+	err := w.r.HeldIncidents(w.peer, after, through, func(id string, _ []fsm.HeldVersion) error {
+		ids[id] = true
 		return nil
 	})
 	if err != nil {
 		return nil, err
 	}
-	for id, h := range w.held {
-		if h {
-			ids = append(ids, id)
+	for id := range w.held {
+		if inStretch(id, after, through) {
+			ids[id] = true
 		}
 	}
-	slices.Sort(ids) // the map's order is random; the stream must not be
-	var out []outcome
-	for _, id := range ids {
-		inc, err := w.r.Get(id, 0)
-		if errors.Is(err, fsm.ErrNotFound) {
-			continue // deleted here; its own withdrawal entry covers it
-		}
+	order := slices.Collect(maps.Keys(ids))
+	slices.SortFunc(order, compareIDs) // the map's order is random; the stream's must not be
+	var outs []outcome
+	for _, id := range order {
+		held, err := w.holding(id)
 		if err != nil {
 			return nil, err
 		}
-		// Only asking whether the peer may still hold it: nothing is sent,
-		// so nothing is counted as disclosed (w.view would count it).
-		if v, _ := w.f.disclose(inc, w.compiled); v != nil {
+		if len(held.versions) == 0 {
 			continue
 		}
-		w.held[id] = false
-		out = append(out, w.withdrawal(e.GetSequence(), e, id, inc.GetVersion(), irxv1.WithdrawalReason_WITHDRAWAL_REASON_POLICY))
+		latest, err := w.latestOf(id, held)
+		if err != nil {
+			return nil, err
+		}
+		if latest == nil {
+			continue
+		}
+		if view, _ := w.f.disclose(latest, latest, w.compiled); view == nil {
+			outs = append(outs, w.withdrawal(e, id, latest.GetVersion(), irxv1.WithdrawalReason_WITHDRAWAL_REASON_POLICY, ""))
+			continue
+		}
+		for _, u := range held.sorted() {
+			o, err := w.again(e, id, u, latest, held, irxv1.ReplacementReason_REPLACEMENT_REASON_POLICY)
+			if err != nil {
+				return nil, err
+			}
+			outs = append(outs, o...)
+		}
 	}
-	return out, nil
+	return outs, nil
+}
+
+// latestOf is the version whose markings apply to what the peer holds of
+// an incident: the latest it holds (the latest as of this point of the
+// feed, since every newer version it was sent). nil when our copy is gone
+// (its withdrawal entry covers it) or withdrawn.
+func (w *feedWalker) latestOf(id string, held *heldRecord) (*irxv1.Incident, error) {
+	latest, err := w.r.Get(id, held.latestHeld())
+	if errors.Is(err, fsm.ErrNotFound) {
+		// Our copy of a foreign record lost that version since.
+		latest, err = w.r.Get(id, 0)
+	}
+	switch {
+	case errors.Is(err, fsm.ErrNotFound):
+		return nil, nil
+	case err != nil:
+		return nil, err
+	case latest.GetWithdrawTime() != nil:
+		return nil, nil
+	}
+	return latest, nil
+}
+
+// again discloses version u of an incident the peer holds once more, under
+// the markings of latest, and offers it.
+func (w *feedWalker) again(e *irxv1.FeedEntry, id string, u int64, latest *irxv1.Incident, held *heldRecord, reason irxv1.ReplacementReason) ([]outcome, error) {
+	inc, err := w.r.Get(id, u)
+	if errors.Is(err, fsm.ErrNotFound) {
+		return []outcome{w.erasure(e, id, u, held, reason)}, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	view, ex := w.f.disclose(inc, latest, w.compiled)
+	return w.offer(e, id, u, view, ex, held, reason)
+}
+
+// offer sends view as the peer's new copy of version u if it differs from
+// the one it holds, or erases the version when view is nil.
+func (w *feedWalker) offer(e *irxv1.FeedEntry, id string, u int64, view *irxv1.Incident, ex *irxv1.Explanation, held *heldRecord, reason irxv1.ReplacementReason) ([]outcome, error) {
+	if view == nil {
+		return []outcome{w.erasure(e, id, u, held, reason)}, nil
+	}
+	d, err := viewDigest(view)
+	if err != nil {
+		return nil, err
+	}
+	if bytes.Equal(d, held.versions[u]) {
+		return nil, nil
+	}
+	held.set(e.GetSequence(), u, d)
+	return []outcome{{
+		item: &irxv1.FeedItem{Sequence: e.GetSequence(), CommitTime: e.GetCommitTime(), Kind: &irxv1.FeedItem_Replacement{
+			Replacement: &irxv1.IncidentReplacement{IncidentId: id, Version: u, Incident: view, Reason: reason},
+		}},
+		ledger: w.ledgerEntry(e, id, u, view, d, reason),
+		ex:     ex,
+	}}, nil
+}
+
+func (w *feedWalker) erasure(e *irxv1.FeedEntry, id string, u int64, held *heldRecord, reason irxv1.ReplacementReason) outcome {
+	held.drop(e.GetSequence(), u)
+	return outcome{
+		item: &irxv1.FeedItem{Sequence: e.GetSequence(), CommitTime: e.GetCommitTime(), Kind: &irxv1.FeedItem_Replacement{
+			Replacement: &irxv1.IncidentReplacement{IncidentId: id, Version: u, Reason: reason},
+		}},
+		ledger: &irxv1.LedgerEntry{IncidentId: id, Version: u, Sequence: e.GetSequence(), PolicyVersion: w.version, ReplacementReason: reason, Erased: true},
+	}
+}
+
+func (w *feedWalker) withdrawal(e *irxv1.FeedEntry, id string, version int64, reason irxv1.WithdrawalReason, note string) outcome {
+	if h := w.held[id]; h != nil {
+		h.versions, h.seq = map[int64][]byte{}, e.GetSequence()
+	}
+	return outcome{
+		item: &irxv1.FeedItem{Sequence: e.GetSequence(), CommitTime: e.GetCommitTime(), Kind: &irxv1.FeedItem_Withdrawal{
+			Withdrawal: &irxv1.IncidentWithdrawal{IncidentId: id, Version: version, Reason: reason, Description: note},
+		}},
+		ledger: &irxv1.LedgerEntry{IncidentId: id, Version: version, Sequence: e.GetSequence(), WithdrawalReason: reason, PolicyVersion: w.version},
+	}
+}
+
+func (w *feedWalker) ledgerEntry(e *irxv1.FeedEntry, id string, version int64, view *irxv1.Incident, digest []byte, reason irxv1.ReplacementReason) *irxv1.LedgerEntry {
+	return &irxv1.LedgerEntry{
+		IncidentId: id, Version: version, Sequence: e.GetSequence(), PolicyVersion: w.version,
+		ReplacementReason: reason, TermsVersion: view.GetProvenance().GetTermsVersion(), Digest: digestString(digest),
+	}
+}
+
+func (h *heldRecord) set(seq uint64, version int64, digest []byte) {
+	h.versions[version], h.seq = digest, seq
+}
+
+func (h *heldRecord) drop(seq uint64, version int64) {
+	delete(h.versions, version)
+	h.seq = seq
+}
+
+// inStretch reports whether id lies in (after, through]; "" is open.
+func inStretch(id, after, through string) bool {
+	return (after == "" || compareIDs(id, after) > 0) && (through == "" || compareIDs(id, through) <= 0)
+}
+
+// compareIDs orders incident ids as the state machine's keys do: by team,
+// then by ticket as a number.
+func compareIDs(x, y string) int {
+	a, errA := record.ParseID(x)
+	b, errB := record.ParseID(y)
+	if errA != nil || errB != nil {
+		return strings.Compare(x, y)
+	}
+	if c := strings.Compare(a.Team, b.Team); c != 0 {
+		return c
+	}
+	return cmp.Compare(a.Ticket, b.Ticket)
 }
 
 // journals remember, per peer, the ledger entries a stream produced until

@@ -58,6 +58,7 @@ func newJournalFixture(t *testing.T) *journalFixture {
 		if res.Err != nil {
 			t.Fatal(res.Err)
 		}
+		rediscloseAll(t, st, x.apply, stretchBound)
 	}
 	x.setPolicy(irxv1.Tlp_TLP_AMBER)
 	x.create = func(tlp irxv1.Tlp) {
@@ -231,9 +232,10 @@ func TestSplitAcknowledgementKeepsPolicyVersions(t *testing.T) {
 	}
 }
 
-// TestAcknowledgementKeepsASequenceWhole: a policy change that withdraws
-// more records than one acknowledgement piece holds is acknowledged in one
-// piece, whole, whether it ends the acknowledged range or not.
+// TestAcknowledgementKeepsASequenceWhole: a stretch of a redisclosure that
+// withdraws more records than one acknowledgement piece holds is
+// acknowledged in one piece, whole, whether it ends the acknowledged range
+// or not.
 func TestAcknowledgementKeepsASequenceWhole(t *testing.T) {
 	for _, after := range []bool{false, true} {
 		t.Run(fmt.Sprintf("entries after it %v", after), func(t *testing.T) {
@@ -244,7 +246,7 @@ func TestAcknowledgementKeepsASequenceWhole(t *testing.T) {
 				x.create(irxv1.Tlp_TLP_AMBER)
 			}
 			x.wantAcknowledged(t, x.serve())
-			x.setPolicy(irxv1.Tlp_TLP_GREEN) // withdraws the three AMBER records at one sequence
+			x.setPolicy(irxv1.Tlp_TLP_GREEN) // withdraws the three AMBER records at one sequence, the stretch
 			if after {
 				x.create(irxv1.Tlp_TLP_GREEN)
 				x.create(irxv1.Tlp_TLP_GREEN)
@@ -288,5 +290,38 @@ func TestJournalRelease(t *testing.T) {
 	j.release("cert-b", 15) // acknowledged past what this stream served
 	if _, ok := j.byPeer["cert-b"]; ok {
 		t.Fatal("a journal behind the acknowledged cursor was kept")
+	}
+}
+
+// rediscloseAll does what the leader does after a change of a peer's
+// policy: it applies a RediscloseCommand for every stretch of what the
+// peer holds, until none is pending.
+func rediscloseAll(t interface {
+	Helper()
+	Fatal(...any)
+	Fatalf(string, ...any)
+}, st *fsm.FSM, apply func(*irxv1.Command) *fsm.Result, bound fsm.Stretch) {
+	t.Helper()
+	for {
+		pending, err := st.Redisclosures()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(pending) == 0 {
+			return
+		}
+		for peer, p := range pending {
+			through, last, err := st.NextStretch(peer, p.GetAfterIncidentId(), bound)
+			if err != nil {
+				t.Fatal(err)
+			}
+			res := apply(&irxv1.Command{Kind: &irxv1.Command_Redisclose{Redisclose: &irxv1.RediscloseCommand{
+				PeerTeamId: peer, PolicyVersion: p.GetPolicyVersion(), AfterIncidentId: p.GetAfterIncidentId(),
+				ThroughIncidentId: through, Last: last,
+			}}})
+			if res.Err != nil {
+				t.Fatalf("redisclose %s after %q: %v", peer, p.GetAfterIncidentId(), res.Err)
+			}
+		}
 	}
 }

@@ -23,7 +23,7 @@ func newMetrics(f *Federation) *metrics {
 		f: f,
 		records: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "irx_feed_records_served_total",
-			Help: "Feed entries served to peers by this node, by peer and outcome (disclosed, withheld, withdrawn).",
+			Help: "Feed items served to peers by this node, by peer and outcome (disclosed, replaced, erased, withdrawn; withheld counts entries whose version the policy withheld).",
 		}, []string{"peer", "outcome"}),
 		fields: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "irx_disclosed_fields_total",
@@ -105,20 +105,25 @@ func newTally() *tally {
 }
 
 // add counts what one feed entry gave the peer.
-func (t *tally) add(outs []outcome, withheld bool, ex *irxv1.Explanation) {
+func (t *tally) add(outs []outcome, withheld bool) {
 	if withheld {
 		t.outcomes["withheld"]++
 	}
 	// A withheld version may still withdraw what the peer holds.
 	for _, o := range outs {
-		if o.item.GetWithdrawal() != nil {
+		switch r := o.item.GetReplacement(); {
+		case o.item.GetWithdrawal() != nil:
 			t.outcomes["withdrawn"]++
-		} else {
+		case r != nil && r.GetIncident() == nil:
+			t.outcomes["erased"]++
+		case r != nil:
+			t.outcomes["replaced"]++
+		default:
 			t.outcomes["disclosed"]++
 		}
-	}
-	for _, d := range ex.GetFields() {
-		t.fields[fieldAction{d.GetInfoClass(), d.GetAction()}] += len(d.GetPaths())
+		for _, d := range o.ex.GetFields() {
+			t.fields[fieldAction{d.GetInfoClass(), d.GetAction()}] += len(d.GetPaths())
+		}
 	}
 }
 

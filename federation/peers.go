@@ -252,6 +252,13 @@ func (f *Federation) describe(p *irxv1.Peer) (*irxv1.Peer, error) {
 		SentWithdrawals:      st.GetSentWithdrawals(),
 		Withheld:             st.GetWithheld(),
 		LastAcknowledgeTime:  st.GetLastAcknowledgeTime(),
+		Rejected:             st.GetRejected(),
+		LastRejection:        st.GetLastRejection(),
+		ReceivedReplacements: st.GetReceivedReplacements(),
+		SentReplacements:     st.GetSentReplacements(),
+	}
+	if pending, err := f.state.Redisclosures(); err == nil {
+		out.RedisclosurePolicyVersion = pending[p.GetTeamId()].GetPolicyVersion()
 	}
 	headTime := st.GetInboundHeadTime()
 	if l, ok := f.pullers.status(p.GetTeamId()); ok {
@@ -313,7 +320,7 @@ func (s *peerService) HandOffIncidentToPeer(ctx context.Context, req *irxv1.Hand
 	if err != nil {
 		return nil, status.Errorf(codes.Internal, "policy for %s: %v", peer.GetTeamId(), err)
 	}
-	view, _ := f.disclose(inc, compiled)
+	view, _ := f.disclose(inc, inc, compiled)
 	if view == nil {
 		return nil, status.Errorf(codes.FailedPrecondition, "our policy for %s discloses nothing of %s (see PolicyService/PreviewDisclosure): it cannot be handed off", peer.GetTeamId(), req.GetId())
 	}

@@ -237,7 +237,7 @@ func (p *pullers) pull(ctx context.Context, peer *irxv1.Peer, endpoint string) (
 			l.connected, l.endpoint, l.lastErr = true, endpoint, ""
 			l.head, l.headTime = resp.head, resp.headTime
 		})
-		if resp.cursor <= cursor {
+		if resp.cursor < cursor || resp.cursor == cursor && len(resp.items) == 0 {
 			continue // a heartbeat, or nothing new
 		}
 		for _, cmd := range splitFeed(team, cursor, resp) {
@@ -331,8 +331,11 @@ func (r *reader) next() (*rawResponse, error) {
 }
 
 // splitFeed turns a response into commands of bounded size, each starting
-// at the previous one's cursor. It cuts only between sequences, so every
-// item of one feed entry is applied together.
+// at the previous one's cursor. A command that ends between two items of
+// one feed entry leaves the cursor before that entry: applying the entry's
+// first items again, after a reconnection that resumes there, changes
+// nothing (versions never go backwards, replacements and withdrawals of
+// what was already replaced or withdrawn are no-ops).
 func splitFeed(team string, from uint64, resp *rawResponse) []*irxv1.ApplyPeerFeedCommand {
 	newCmd := func(start uint64) *irxv1.ApplyPeerFeedCommand {
 		return &irxv1.ApplyPeerFeedCommand{
@@ -345,15 +348,19 @@ func splitFeed(team string, from uint64, resp *rawResponse) []*irxv1.ApplyPeerFe
 	items := resp.items
 	for i, item := range items {
 		size += len(item.data)
-		lastOfSeq := i+1 == len(items) || items[i+1].sequence != item.sequence
-		if size >= maxCommandBytes && lastOfSeq && i+1 < len(items) {
-			cur.Cursor = item.sequence
-			setRawItems(cur, items[first:i+1])
-			out = append(out, cur)
-			cur, first, size = newCmd(cur.Cursor), i+1, 0
+		if size < maxCommandBytes || i+1 == len(items) {
+			continue
 		}
+		cur.Cursor = item.sequence
+		if items[i+1].sequence == item.sequence {
+			cur.Cursor = item.sequence - 1
+		}
+		cur.Cursor = max(cur.Cursor, cur.GetFromCursor())
+		setRawItems(cur, items[first:i+1])
+		out = append(out, cur)
+		cur, first, size = newCmd(cur.Cursor), i+1, 0
 	}
-	cur.Cursor = resp.cursor
+	cur.Cursor = max(resp.cursor, cur.GetFromCursor())
 	setRawItems(cur, items[first:])
 	return append(out, cur)
 }

@@ -77,22 +77,25 @@ func (s *federationService) Subscribe(req *irxv1.SubscribeRequest, stream irxv1.
 				resp = &irxv1.SubscribeResponse{Cursor: resp.GetCursor()}
 			}
 			f.journals.record(peer, session, e.GetSequence(), outs, withheld, w.version)
-			counts.add(outs, withheld > 0, w.explained)
-			w.explained = nil
+			counts.add(outs, withheld > 0)
 			for _, o := range outs {
-				if o.item != nil {
-					resp.Items = append(resp.Items, o.item)
-					size += proto.Size(o.item)
+				if o.item == nil {
+					continue
 				}
+				n := proto.Size(o.item)
+				if size > 0 && size+n > maxResponseBytes {
+					// Keep each message well under what the puller
+					// accepts. A cut inside this entry's items leaves the
+					// response's cursor before the entry: the caller
+					// moves past it with the response that ends it.
+					out = append(out, resp)
+					resp = &irxv1.SubscribeResponse{Cursor: resp.GetCursor(), PolicyVersion: w.version}
+					size = 0
+				}
+				resp.Items = append(resp.Items, o.item)
+				size += n
 			}
 			resp.Cursor, resp.PolicyVersion = e.GetSequence(), w.version
-			if size >= maxResponseBytes {
-				// Large views: keep each message well under what the
-				// puller accepts.
-				out = append(out, resp)
-				resp = &irxv1.SubscribeResponse{Cursor: resp.GetCursor(), PolicyVersion: w.version}
-				size = 0
-			}
 		})
 		if err != nil {
 			return err

@@ -1,13 +1,17 @@
 package fsm
 
 import (
+	"crypto/sha256"
 	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 
 	"github.com/cockroachdb/pebble/v2"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/irxfed/irx/node/record"
 	irxv1 "github.com/irxfed/irx/proto/irx/v1"
@@ -15,19 +19,21 @@ import (
 
 // Federation keys:
 //
-//	peer/<team>                          Peer (configuration)
-//	peerst/<team>                        PeerState (cursors and counters)
-//	held/<peer>\0<team>\0<ticket8>       version of the incident the peer holds, as it acknowledged
-//	ldg/p/<peer>\0<team>\0<ticket8><seq8> Disclosure, by peer
-//	ldg/i/<team>\0<ticket8><seq8><peer>   Disclosure, by incident
-//	tomb/<team>\0<ticket8>               version at which the origin withdrew a foreign incident
+//	peer/<team>                                     Peer (configuration)
+//	peerst/<team>                                   PeerState (cursors and counters)
+//	heldv/<peer>\0<team>\0<ticket8><version8>        digest of the view of that version the peer holds, as it acknowledged
+//	ldg/p/<peer>\0<team>\0<ticket8><seq8><version8>   Disclosure, by peer
+//	ldg/i/<team>\0<ticket8><seq8><version8><peer>      Disclosure, by incident
+//	tomb/<team>\0<ticket8>                          version at which the origin withdrew a foreign incident
+//	redisc/<peer>                                   RedisclosureProgress while what the peer holds is disclosed again
 var (
-	prefixPeer      = []byte("peer/")
-	prefixPeerState = []byte("peerst/")
-	prefixHeld      = []byte("held/")
-	prefixLedgerP   = []byte("ldg/p/")
-	prefixLedgerI   = []byte("ldg/i/")
-	prefixTomb      = []byte("tomb/")
+	prefixPeer         = []byte("peer/")
+	prefixPeerState    = []byte("peerst/")
+	prefixHeld         = []byte("heldv/")
+	prefixLedgerP      = []byte("ldg/p/")
+	prefixLedgerI      = []byte("ldg/i/")
+	prefixTomb         = []byte("tomb/")
+	prefixRedisclosure = []byte("redisc/")
 )
 
 // Errors of federation commands.
@@ -43,10 +49,14 @@ var (
 func peerKey(team string) []byte      { return cat(prefixPeer, []byte(team)) }
 func peerStateKey(team string) []byte { return cat(prefixPeerState, []byte(team)) }
 func heldPrefix(peer string) []byte   { return cat(prefixHeld, []byte(peer), []byte{0}) }
-func heldKey(peer string, id record.ID) []byte {
+func heldRecordPrefix(peer string, id record.ID) []byte {
 	return cat(heldPrefix(peer), idKey(id))
 }
-func tombKey(id record.ID) []byte { return cat(prefixTomb, idKey(id)) }
+func heldKey(peer string, id record.ID, version int64) []byte {
+	return cat(heldRecordPrefix(peer, id), u64(uint64(version)))
+}
+func tombKey(id record.ID) []byte          { return cat(prefixTomb, idKey(id)) }
+func redisclosureKey(peer string) []byte { return cat(prefixRedisclosure, []byte(peer)) }
 
 // loadHighestTickets finds, for every other team whose incidents db holds,
 // the highest ticket under inc/: one seek per team.
@@ -273,8 +283,14 @@ func (a *applier) applyPeerFeed(c *irxv1.ApplyPeerFeedCommand) *Result {
 			if deleted {
 				st.ReceivedWithdrawals++
 			}
+		case *irxv1.FeedItem_Replacement:
+			var replaced bool
+			replaced, reason = a.receiveReplacement(peer, k.Replacement)
+			if replaced {
+				st.ReceivedReplacements++
+			}
 		default:
-			reason = "an item with neither incident nor withdrawal"
+			reason = "an item with neither incident, withdrawal nor replacement"
 		}
 		if a.err != nil {
 			return &Result{Err: a.err}
@@ -297,25 +313,9 @@ func (a *applier) applyPeerFeed(c *irxv1.ApplyPeerFeedCommand) *Result {
 // it stored it, or why it refused it; duplicates and versions older than
 // ours are neither (they change nothing, by design).
 func (a *applier) receive(peer string, view *irxv1.Incident) (stored bool, refused string) {
-	id, err := record.ParseID(view.GetId())
-	if err != nil {
-		return false, fmt.Sprintf("incident id: %v", err)
-	}
-	prov := view.GetProvenance()
-	switch path := prov.GetPath(); {
-	case id.Team == a.fsm.team:
-		return false, fmt.Sprintf("%s is this team's own incident: records never come back to their origin", view.GetId())
-	case prov.GetOriginTeam() != id.Team:
-		return false, fmt.Sprintf("%s: provenance names origin %q", view.GetId(), prov.GetOriginTeam())
-	case prov.GetReceivedFrom() != peer:
-		return false, fmt.Sprintf("%s: provenance says it comes from %q, not %q", view.GetId(), prov.GetReceivedFrom(), peer)
-	case len(path) == 0 || path[len(path)-1] != a.fsm.team:
-		return false, fmt.Sprintf("%s: this team is not the last team of its path %v", view.GetId(), path)
-	case slices.Contains(path[:len(path)-1], a.fsm.team):
-		return false, fmt.Sprintf("%s: already crossed this team (path %v)", view.GetId(), path)
-	}
-	if err := record.Validate(view, "incident"); err != nil {
-		return false, err.Error()
+	id, refused := a.checkView(peer, view)
+	if refused != "" {
+		return false, refused
 	}
 	if tomb := a.fsm.tombstones[id]; tomb > 0 && view.GetVersion() <= int64(tomb) {
 		return false, "" // the origin withdrew it
@@ -344,10 +344,39 @@ func (a *applier) receive(peer string, view *irxv1.Incident) (stored bool, refus
 	return true, ""
 }
 
-// receiveWithdrawal deletes our copy of a foreign incident. The origin's
-// withdrawal is honoured from the origin or from the team we received the
-// copy from; a policy withdrawal only from the team we received it from
-// (another team's policy says nothing about a copy it did not give us).
+// checkView checks a view a peer sent before anything of it is stored:
+// its id, that its provenance names the peer as the sender and this team
+// as the last on its path (and not before: no loops), and that it is a
+// valid record.
+func (a *applier) checkView(peer string, view *irxv1.Incident) (record.ID, string) {
+	id, err := record.ParseID(view.GetId())
+	if err != nil {
+		return id, fmt.Sprintf("incident id: %v", err)
+	}
+	prov := view.GetProvenance()
+	switch path := prov.GetPath(); {
+	case id.Team == a.fsm.team:
+		return id, fmt.Sprintf("%s is this team's own incident: records never come back to their origin", view.GetId())
+	case prov.GetOriginTeam() != id.Team:
+		return id, fmt.Sprintf("%s: provenance names origin %q", view.GetId(), prov.GetOriginTeam())
+	case prov.GetReceivedFrom() != peer:
+		return id, fmt.Sprintf("%s: provenance says it comes from %q, not %q", view.GetId(), prov.GetReceivedFrom(), peer)
+	case len(path) == 0 || path[len(path)-1] != a.fsm.team:
+		return id, fmt.Sprintf("%s: this team is not the last team of its path %v", view.GetId(), path)
+	case slices.Contains(path[:len(path)-1], a.fsm.team):
+		return id, fmt.Sprintf("%s: already crossed this team (path %v)", view.GetId(), path)
+	}
+	if err := record.Validate(view, "incident"); err != nil {
+		return id, err.Error()
+	}
+	return id, ""
+}
+
+// receiveWithdrawal replaces our copy of a foreign incident with a
+// withdrawn stub (see withdrawnStub). The origin's withdrawal is honoured
+// from the origin or from the team we received the copy from; a policy
+// withdrawal only from the team we received it from (another team's policy
+// says nothing about a copy it did not give us).
 func (a *applier) receiveWithdrawal(peer string, w *irxv1.IncidentWithdrawal) (deleted bool, refused string) {
 	id, err := record.ParseID(w.GetIncidentId())
 	if err != nil {
@@ -355,6 +384,9 @@ func (a *applier) receiveWithdrawal(peer string, w *irxv1.IncidentWithdrawal) (d
 	}
 	if id.Team == a.fsm.team {
 		return false, fmt.Sprintf("withdrawal of %s, this team's own incident", w.GetIncidentId())
+	}
+	if len(w.GetDescription()) > MaxWithdrawReasonLength {
+		return false, fmt.Sprintf("withdrawal of %s: description is longer than %d bytes", w.GetIncidentId(), MaxWithdrawReasonLength)
 	}
 	cur, err := loadLatest(a.b, id)
 	if err != nil && !errors.Is(err, pebble.ErrNotFound) {
@@ -368,7 +400,7 @@ func (a *applier) receiveWithdrawal(peer string, w *irxv1.IncidentWithdrawal) (d
 			a.fsm.tombstones[id] = v
 		}
 	}
-	if cur == nil {
+	if cur == nil || cur.GetWithdrawTime() != nil {
 		return false, ""
 	}
 	switch {
@@ -381,11 +413,47 @@ func (a *applier) receiveWithdrawal(peer string, w *irxv1.IncidentWithdrawal) (d
 		return false, "" // a newer version arrived since; it was disclosed under the newer policy
 	}
 	a.deleteCopy(id, cur)
-	a.appendFeed(&irxv1.FeedEntry{
-		Kind: irxv1.FeedEntryKind_FEED_ENTRY_KIND_WITHDRAWAL, IncidentId: w.GetIncidentId(),
-		Version: cur.GetVersion(), WithdrawalReason: w.GetReason(),
-	})
+	stub := withdrawnStub(cur, peer, w, a.now)
+	if err := a.storeVersion(id, nil, stub, &irxv1.FeedEntry{
+		Kind: irxv1.FeedEntryKind_FEED_ENTRY_KIND_WITHDRAWAL, WithdrawalReason: w.GetReason(),
+	}); err != nil {
+		return false, ""
+	}
 	return a.err == nil, ""
+}
+
+// MaxWithdrawReasonLength bounds the reason an operator gives for a
+// withdrawal, which travels to every team that held the record.
+const MaxWithdrawReasonLength = 4096
+
+// withdrawnStub is what a team keeps of a foreign incident once it may no
+// longer hold it: the id, the markings and provenance it came with, when
+// and why it was withdrawn (also as an item of its history), and nothing
+// of its content. Like the origin's withdrawn version, it is not listed by
+// default and is never passed on.
+func withdrawnStub(cur *irxv1.Incident, peer string, w *irxv1.IncidentWithdrawal, now *timestamppb.Timestamp) *irxv1.Incident {
+	id, _, _ := strings.Cut(cur.GetId(), ":")
+	var why string
+	switch w.GetReason() {
+	case irxv1.WithdrawalReason_WITHDRAWAL_REASON_ORIGIN:
+		why = "withdrawn by its origin " + id
+		if d := w.GetDescription(); d != "" {
+			why += ": " + d
+		}
+	default:
+		why = "withdrawn by " + peer + ": its disclosure policy no longer lets this team hold the record"
+	}
+	prov := proto.CloneOf(cur.GetProvenance())
+	return &irxv1.Incident{
+		Id: cur.GetId(), Version: max(w.GetVersion(), cur.GetVersion()),
+		Tlp: cur.GetTlp(), Restriction: cur.GetRestriction(), NamedRecipients: cur.GetNamedRecipients(),
+		CreateTime: cur.GetCreateTime(), GenerationTime: now,
+		Provenance:   prov,
+		WithdrawTime: now, WithdrawReason: w.GetDescription(),
+		History: []*irxv1.HistoryItem{{
+			Action: irxv1.HistoryAction_HISTORY_ACTION_WITHDRAWN, Time: now, TeamId: peer, Description: why,
+		}},
+	}
 }
 
 // deleteCopy removes every trace of a foreign incident but its feed
@@ -403,7 +471,7 @@ func (a *applier) deleteCopy(id record.ID, cur *irxv1.Incident) {
 }
 
 // acknowledgePeer commits a peer's acknowledgement: the ledger of what it
-// received and the incidents it now holds.
+// received and the versions it now holds.
 func (a *applier) acknowledgePeer(c *irxv1.AcknowledgePeerCommand) *Result {
 	peer := c.GetPeerTeamId()
 	st, err := a.peerState(peer)
@@ -418,8 +486,13 @@ func (a *applier) acknowledgePeer(c *irxv1.AcknowledgePeerCommand) *Result {
 	ids := make([]record.ID, len(c.GetEntries()))
 	for i, e := range c.GetEntries() {
 		id, err := record.ParseID(e.GetIncidentId())
-		if err != nil || e.GetSequence() <= c.GetFromCursor() || e.GetSequence() > c.GetCursor() {
-			return &Result{Err: fmt.Errorf("%w: ledger entry %s at %d", ErrInvalidCommand, e.GetIncidentId(), e.GetSequence())}
+		if err != nil || e.GetSequence() <= c.GetFromCursor() || e.GetSequence() > c.GetCursor() || e.GetVersion() < 1 {
+			return &Result{Err: fmt.Errorf("%w: ledger entry %s version %d at %d", ErrInvalidCommand, e.GetIncidentId(), e.GetVersion(), e.GetSequence())}
+		}
+		if e.GetDigest() != "" {
+			if _, err := parseDigest(e.GetDigest()); err != nil {
+				return &Result{Err: fmt.Errorf("%w: ledger entry %s: %v", ErrInvalidCommand, e.GetIncidentId(), err)}
+			}
 		}
 		ids[i] = id
 	}
@@ -428,17 +501,27 @@ func (a *applier) acknowledgePeer(c *irxv1.AcknowledgePeerCommand) *Result {
 		d := &irxv1.Disclosure{
 			PeerTeamId: peer, IncidentId: e.GetIncidentId(), IncidentVersion: e.GetVersion(), Sequence: e.GetSequence(),
 			PolicyVersion: e.GetPolicyVersion(), AcknowledgeTime: a.now,
+			ReplacementReason: e.GetReplacementReason(), Erased: e.GetErased(), TermsVersion: e.GetTermsVersion(), Digest: e.GetDigest(),
 		}
-		if e.GetWithdrawalReason() != irxv1.WithdrawalReason_WITHDRAWAL_REASON_UNSPECIFIED {
+		switch {
+		case e.GetWithdrawalReason() != irxv1.WithdrawalReason_WITHDRAWAL_REASON_UNSPECIFIED:
 			d.Withdrawal, d.WithdrawalReason = true, e.GetWithdrawalReason()
-			a.del(heldKey(peer, id))
+			a.deleteRange(heldRecordPrefix(peer, id))
 			st.SentWithdrawals++
-		} else {
-			a.set(heldKey(peer, id), u64(uint64(e.GetVersion())))
-			st.Sent++
+		case e.GetErased():
+			a.del(heldKey(peer, id, e.GetVersion()))
+			st.SentReplacements++
+		default:
+			digest, _ := parseDigest(e.GetDigest()) // checked above; empty for old entries
+			a.set(heldKey(peer, id, e.GetVersion()), digest)
+			if e.GetReplacementReason() != irxv1.ReplacementReason_REPLACEMENT_REASON_UNSPECIFIED {
+				st.SentReplacements++
+			} else {
+				st.Sent++
+			}
 		}
-		seq := u64(e.GetSequence())
-		a.setProto(d, cat(ledgerPeerPrefix(peer), idKey(id), seq), cat(ledgerIncidentPrefix(id), seq, []byte(peer)))
+		k := cat(u64(e.GetSequence()), u64(uint64(e.GetVersion())))
+		a.setProto(d, cat(ledgerPeerPrefix(peer), idKey(id), k), cat(ledgerIncidentPrefix(id), k, []byte(peer)))
 	}
 	st.Withheld += c.GetWithheld()
 	st.OutboundAcknowledged = c.GetCursor()
@@ -446,6 +529,23 @@ func (a *applier) acknowledgePeer(c *irxv1.AcknowledgePeerCommand) *Result {
 	st.LastAcknowledgeTime = a.now
 	a.setProto(st, peerStateKey(peer))
 	return &Result{Err: a.err}
+}
+
+// deleteRange deletes every key with prefix p.
+func (a *applier) deleteRange(p []byte) {
+	a.writePending()
+	if a.err == nil {
+		a.err = a.b.DeleteRange(p, prefixEnd(p), nil)
+	}
+}
+
+// parseDigest reads "SHA256:<hex>" into its 32 bytes.
+func parseDigest(s string) ([]byte, error) {
+	h, ok := strings.CutPrefix(s, "SHA256:")
+	if !ok || len(h) != 2*sha256.Size {
+		return nil, fmt.Errorf("digest %q is not SHA256:<64 hex digits>", s)
+	}
+	return hex.DecodeString(h)
 }
 
 // Peer returns a configured peer.
@@ -488,32 +588,107 @@ func (f *FSM) PeerState(team string) (*irxv1.PeerState, error) {
 	return st, err
 }
 
-// HeldVersion returns the version of an incident a peer acknowledged
-// holding, 0 if none.
-func (r *VersionReader) HeldVersion(peer, incidentID string) (int64, error) {
-	id, err := record.ParseID(incidentID)
-	if err != nil {
-		return 0, err
-	}
-	v, err := getUint64(r.f.db, heldKey(peer, id))
-	return int64(v), err
+// HeldVersion is one version of an incident a peer holds, as it
+// acknowledged it, and the digest of the view it holds (nil for views
+// acknowledged before digests were kept).
+type HeldVersion struct {
+	Version int64
+	Digest  []byte
 }
 
-// HeldIncidents calls fn with every incident id a peer holds, in key order.
-func (r *VersionReader) HeldIncidents(peer string, fn func(id string) error) error {
-	prefix := heldPrefix(peer)
-	it, err := r.f.db.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: prefixEnd(prefix)})
+// HeldVersions returns the versions of an incident a peer holds, oldest
+// first.
+func (r *VersionReader) HeldVersions(peer, incidentID string) ([]HeldVersion, error) {
+	id, err := record.ParseID(incidentID)
+	if err != nil {
+		return nil, err
+	}
+	var out []HeldVersion
+	err = r.heldIn(peer, heldRecordPrefix(peer, id), prefixEnd(heldRecordPrefix(peer, id)), func(_ record.ID, hv []HeldVersion) error {
+		out = hv
+		return nil
+	})
+	return out, err
+}
+
+// HeldIncidents calls fn, in id order, with every incident a peer holds
+// whose id lies in (after, through], and the versions it holds; after ""
+// starts at the first, through "" ends at the last.
+func (r *VersionReader) HeldIncidents(peer, after, through string, fn func(id string, versions []HeldVersion) error) error {
+	lower, upper, err := heldBounds(peer, after, through)
 	if err != nil {
 		return err
 	}
-	for valid := it.First(); valid; valid = it.Next() {
-		id, err := idFromKey(it.Key(), prefix)
+	return r.heldIn(peer, lower, upper, func(id record.ID, hv []HeldVersion) error { return fn(id.String(), hv) })
+}
+
+func heldBounds(peer, after, through string) (lower, upper []byte, err error) {
+	prefix := heldPrefix(peer)
+	lower, upper = prefix, prefixEnd(prefix)
+	if after != "" {
+		id, err := record.ParseID(after)
 		if err != nil {
-			return errors.Join(err, it.Close())
+			return nil, nil, err
 		}
-		if err := fn(id.String()); err != nil {
-			return errors.Join(err, it.Close())
+		lower = prefixEnd(cat(prefix, idKey(id)))
+	}
+	if through != "" {
+		id, err := record.ParseID(through)
+		if err != nil {
+			return nil, nil, err
 		}
+		upper = prefixEnd(cat(prefix, idKey(id)))
+	}
+	return lower, upper, nil
+}
+
+// heldIn reads the held/ keys in [lower, upper), grouped by incident.
+func (r *VersionReader) heldIn(peer string, lower, upper []byte, fn func(record.ID, []HeldVersion) error) error {
+	return eachHeld(r.f.db, heldPrefix(peer), lower, upper, fn)
+}
+
+type iterable interface {
+	NewIter(*pebble.IterOptions) (*pebble.Iterator, error)
+}
+
+// eachHeld calls fn for every incident with held keys in [lower, upper),
+// with its versions in order.
+func eachHeld(db iterable, prefix, lower, upper []byte, fn func(record.ID, []HeldVersion) error) error {
+	it, err := db.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
+	if err != nil {
+		return err
+	}
+	var (
+		cur      record.ID
+		versions []HeldVersion
+	)
+	flush := func() error {
+		if len(versions) == 0 {
+			return nil
+		}
+		err := fn(cur, versions)
+		versions = nil
+		return err
+	}
+	for valid := it.First(); valid; valid = it.Next() {
+		k := it.Key()
+		if len(k) < len(prefix)+8 {
+			return errors.Join(fmt.Errorf("fsm: held key %q: %w", k, errBadKey), it.Close())
+		}
+		id, err := idFromKey(k[:len(k)-8], prefix)
+		if err != nil {
+			return errors.Join(fmt.Errorf("fsm: held key %q: %w", k, err), it.Close())
+		}
+		if id != cur {
+			if err := flush(); err != nil {
+				return errors.Join(err, it.Close())
+			}
+			cur = id
+		}
+		versions = append(versions, HeldVersion{Version: int64(binary.BigEndian.Uint64(k[len(k)-8:])), Digest: slices.Clone(it.Value())})
+	}
+	if err := flush(); err != nil {
+		return errors.Join(err, it.Close())
 	}
 	return it.Close()
 }

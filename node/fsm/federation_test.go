@@ -3,6 +3,7 @@ package fsm
 import (
 	"errors"
 	"maps"
+	"strings"
 	"testing"
 
 	"google.golang.org/protobuf/proto"
@@ -144,28 +145,25 @@ func TestPeerWithdrawals(t *testing.T) {
 	if st, err := h.f.PeerState("cert-c"); err != nil || st.GetRejected() != 0 {
 		t.Fatalf("a withdrawal from another path counted as refused: %v", st)
 	}
-	// As the origin, it may: the copy goes, and a tombstone keeps an old
-	// version arriving later from cert-b from coming back.
-	if res := h.feed("cert-c", 1, 2, withdrawalItem(2, "cert-c:1", 1, irxv1.WithdrawalReason_WITHDRAWAL_REASON_ORIGIN)); res.Err != nil {
+	// As the origin, it may: the copy goes, a stub says why, and a
+	// tombstone keeps an old version arriving later from cert-b from coming
+	// back.
+	origin := withdrawalItem(2, "cert-c:1", 1, irxv1.WithdrawalReason_WITHDRAWAL_REASON_ORIGIN)
+	origin.GetWithdrawal().Description = "reported in error"
+	if res := h.feed("cert-c", 1, 2, origin); res.Err != nil {
 		t.Fatal(res.Err)
 	}
-	if _, err := h.f.Get("cert-c:1", 0); !errors.Is(err, ErrNotFound) {
-		t.Fatalf("withdrawn copy: %v", err)
-	}
+	mustBeStub(t, h.f, "cert-c:1", "withdrawn by its origin cert-c: reported in error")
 	if res := h.feed("cert-b", 2, 3, viewItem(3, foreignView("cert-c", 1, 1, "cert-b"))); res.Err != nil {
 		t.Fatal(res.Err)
 	}
-	if _, err := h.f.Get("cert-c:1", 0); !errors.Is(err, ErrNotFound) {
-		t.Fatalf("a withdrawn version came back: %v", err)
-	}
+	mustBeStub(t, h.f, "cert-c:1", "withdrawn by its origin cert-c")
 	// A policy withdrawal from the sender deletes; the feed records it so
 	// teams we re-shared to are told.
 	if res := h.feed("cert-b", 3, 4, withdrawalItem(4, "cert-b:1", 1, irxv1.WithdrawalReason_WITHDRAWAL_REASON_POLICY)); res.Err != nil {
 		t.Fatal(res.Err)
 	}
-	if _, err := h.f.Get("cert-b:1", 0); !errors.Is(err, ErrNotFound) {
-		t.Fatalf("policy-withdrawn copy: %v", err)
-	}
+	mustBeStub(t, h.f, "cert-b:1", "withdrawn by cert-b: its disclosure policy no longer lets this team hold the record")
 	entries, err := h.f.FeedEntries(0, 100)
 	if err != nil {
 		t.Fatal(err)
@@ -179,11 +177,36 @@ func TestPeerWithdrawals(t *testing.T) {
 	if !equalKinds(kinds, want) {
 		t.Fatalf("feed kinds %v, want %v", kinds, want)
 	}
-	// Versions and indexes of the deleted copies are gone too.
-	for k := range dump(t, h.f) {
-		if hasAnyPrefix(k, "ver/cert-b", "ver/cert-c", "idx/") {
+	// Versions and indexes of the deleted copies are gone too: only each
+	// stub's version and its handling indexes (status, TLP) are left.
+	for k, v := range dump(t, h.f) {
+		if hasAnyPrefix(k, "idx/ind/", "idx/tax/"+newIncident().GetTaxonomy().GetClass()) || strings.Contains(v, "www.example.org") {
 			t.Errorf("left behind: %q", k)
 		}
+	}
+	if list := listAll(t, h.f, Query{}, 10); len(list) != 0 {
+		t.Errorf("withdrawn copies are listed: %v", list)
+	}
+}
+
+// mustBeStub checks that a team holds only a withdrawn stub of id: no
+// content, the withdrawal time, and a history item saying why.
+func mustBeStub(t *testing.T, f *FSM, id, why string) {
+	t.Helper()
+	got, err := f.Get(id, 0)
+	if err != nil {
+		t.Fatalf("withdrawn copy of %s: %v", id, err)
+	}
+	if got.GetWithdrawTime() == nil || got.GetTaxonomy() != nil || len(got.GetVictimHosts())+len(got.GetAttackingHosts())+len(got.GetIndicators()) > 0 {
+		t.Fatalf("withdrawn copy of %s is not a stub: %v", id, got)
+	}
+	h := got.GetHistory()
+	if len(h) != 1 || h[0].GetAction() != irxv1.HistoryAction_HISTORY_ACTION_WITHDRAWN || !strings.HasPrefix(h[0].GetDescription(), why) {
+		t.Fatalf("history of the withdrawn copy of %s: %v, want it to say %q", id, h, why)
+	}
+	versions, _, err := f.Versions(id, 100, "")
+	if err != nil || len(versions) != 1 {
+		t.Fatalf("versions of the withdrawn copy of %s: %d, %v", id, len(versions), err)
 	}
 }
 
@@ -237,9 +260,13 @@ func heldVersion(t *testing.T, f *FSM, peer, id string) int64 {
 		t.Fatal(err)
 	}
 	defer r.Close()
-	v, err := r.HeldVersion(peer, id)
+	held, err := r.HeldVersions(peer, id)
 	if err != nil {
 		t.Fatal(err)
+	}
+	var v int64
+	for _, h := range held {
+		v = max(v, h.Version)
 	}
 	return v
 }
@@ -340,8 +367,8 @@ func checkReceivedState(t *testing.T, h *harness, after string, withdrawnVersion
 	if res := h.feed("cert-b", 3, 4, viewItem(4, foreignView("cert-b", 1, withdrawnVersion))); res.Err != nil {
 		t.Fatal(res.Err)
 	}
-	if _, err := h.f.Get("cert-b:1", 0); !errors.Is(err, ErrNotFound) {
-		t.Fatalf("after %s a withdrawn incident came back: %v", after, err)
+	if got := mustGet(t, h.f, "cert-b:1", 0); got.GetWithdrawTime() == nil {
+		t.Fatalf("after %s a withdrawn incident came back: %v", after, got)
 	}
 	if res := h.feed("cert-b", 4, 5, viewItem(5, foreignView("cert-b", 2, 1))); res.Err != nil {
 		t.Fatal(res.Err)

@@ -445,6 +445,8 @@ func (a *applier) applyOne(cmd *irxv1.Command, index uint64) *Result {
 		return a.acknowledgePeer(k.AcknowledgePeer)
 	case *irxv1.Command_SetTeamDescription:
 		return a.setTeamDescription(k.SetTeamDescription)
+	case *irxv1.Command_Redisclose:
+		return a.redisclose(k.Redisclose)
 	}
 	return &Result{Err: fmt.Errorf("%w at index %d: unknown kind", ErrInvalidCommand, index)}
 }

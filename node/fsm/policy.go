@@ -72,9 +72,12 @@ func (a *applier) setPolicy(cmd *irxv1.Command, c *irxv1.SetPolicyCommand) *Resu
 	}
 	a.set(policyKey(p.GetPeerTeamId(), p.GetVersion()), data)
 	a.set(policyLatestKey(p.GetPeerTeamId()), u64(uint64(p.GetVersion())))
-	// Serving the feed to the peer re-evaluates what it holds at this
-	// entry, so a tightened policy withdraws what it may no longer hold.
+	// The feed served to the peer switches to the new version at this
+	// entry; what the peer already holds is disclosed again, in stretches
+	// the leader proposes (RediscloseCommand), so that a tightened policy
+	// takes back what the peer may no longer hold.
 	a.appendFeed(&irxv1.FeedEntry{Kind: irxv1.FeedEntryKind_FEED_ENTRY_KIND_POLICY, PeerTeamId: p.GetPeerTeamId(), PolicyVersion: p.GetVersion()})
+	a.startRedisclosure(p.GetPeerTeamId(), p.GetVersion())
 	return &Result{Policy: p, Err: a.err}
 }
 

@@ -16,7 +16,7 @@ func keyFamilies() [][]byte {
 		[]byte("m/"), keyTeamDescription,
 		prefixIncident, prefixVersion, prefixFeed, prefixRequest,
 		prefixStatus, prefixTaxonomy, prefixTLP, prefixTime, prefixInd,
-		prefixPeer, prefixPeerState, prefixHeld, prefixLedgerP, prefixLedgerI, prefixTomb,
+		prefixPeer, prefixPeerState, prefixHeld, prefixLedgerP, prefixLedgerI, prefixTomb, prefixRedisclosure,
 		prefixPolicy, prefixPolicyLatest,
 	}
 	slices.SortFunc(f, bytes.Compare)

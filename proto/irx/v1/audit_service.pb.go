@@ -42,8 +42,19 @@ type Disclosure struct {
 	WithdrawalReason WithdrawalReason `protobuf:"varint,7,opt,name=withdrawal_reason,json=withdrawalReason,proto3,enum=irx.v1.WithdrawalReason" json:"withdrawal_reason,omitempty"`
 	// When the peer acknowledged it.
 	AcknowledgeTime *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=acknowledge_time,json=acknowledgeTime,proto3" json:"acknowledge_time,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// Set when the entry replaced the view of a version the peer held: why.
+	ReplacementReason ReplacementReason `protobuf:"varint,9,opt,name=replacement_reason,json=replacementReason,proto3,enum=irx.v1.ReplacementReason" json:"replacement_reason,omitempty"`
+	// Set when the peer was told to delete the version it held (a
+	// replacement with no view).
+	Erased bool `protobuf:"varint,10,opt,name=erased,proto3" json:"erased,omitempty"`
+	// The record version whose markings the view was computed under
+	// together with the version's own (Provenance.terms_version).
+	TermsVersion int64 `protobuf:"varint,11,opt,name=terms_version,json=termsVersion,proto3" json:"terms_version,omitempty"`
+	// "SHA256:<hex>" of the view the peer received, as computed when it was
+	// sent; empty for withdrawals and erasures.
+	Digest        string `protobuf:"bytes,12,opt,name=digest,proto3" json:"digest,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Disclosure) Reset() {
@@ -132,6 +143,34 @@ func (x *Disclosure) GetAcknowledgeTime() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *Disclosure) GetReplacementReason() ReplacementReason {
+	if x != nil {
+		return x.ReplacementReason
+	}
+	return ReplacementReason_REPLACEMENT_REASON_UNSPECIFIED
+}
+
+func (x *Disclosure) GetErased() bool {
+	if x != nil {
+		return x.Erased
+	}
+	return false
+}
+
+func (x *Disclosure) GetTermsVersion() int64 {
+	if x != nil {
+		return x.TermsVersion
+	}
+	return 0
+}
+
+func (x *Disclosure) GetDigest() string {
+	if x != nil {
+		return x.Digest
+	}
+	return ""
+}
+
 // ExplainDisclosureRequest is the request of ExplainDisclosure.
 type ExplainDisclosureRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -191,7 +230,12 @@ func (x *ExplainDisclosureRequest) GetIncidentId() string {
 type ExplainDisclosureResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// What the peer received, oldest first.
-	Disclosures   []*RecomputedDisclosure `protobuf:"bytes,1,rep,name=disclosures,proto3" json:"disclosures,omitempty"`
+	Disclosures []*RecomputedDisclosure `protobuf:"bytes,1,rep,name=disclosures,proto3" json:"disclosures,omitempty"`
+	// What the peer holds of the incident now, by version, oldest first:
+	// the view it holds, recomputed, with the digest its copy has, and the
+	// views of that version it held before, each with the reason it was
+	// replaced. Empty when the peer holds nothing of the incident.
+	HeldVersions  []*HeldVersion `protobuf:"bytes,2,rep,name=held_versions,json=heldVersions,proto3" json:"held_versions,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -233,6 +277,78 @@ func (x *ExplainDisclosureResponse) GetDisclosures() []*RecomputedDisclosure {
 	return nil
 }
 
+func (x *ExplainDisclosureResponse) GetHeldVersions() []*HeldVersion {
+	if x != nil {
+		return x.HeldVersions
+	}
+	return nil
+}
+
+// HeldVersion is one version of an incident a peer holds, and its history.
+type HeldVersion struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The incident version.
+	Version int64 `protobuf:"varint,1,opt,name=version,proto3" json:"version,omitempty"`
+	// The view the peer holds now.
+	Current *RecomputedDisclosure `protobuf:"bytes,2,opt,name=current,proto3" json:"current,omitempty"`
+	// The views of this version the peer held before, oldest first. The
+	// replacement_reason of the entry after each says why it was replaced.
+	Superseded    []*RecomputedDisclosure `protobuf:"bytes,3,rep,name=superseded,proto3" json:"superseded,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HeldVersion) Reset() {
+	*x = HeldVersion{}
+	mi := &file_irx_v1_audit_service_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HeldVersion) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HeldVersion) ProtoMessage() {}
+
+func (x *HeldVersion) ProtoReflect() protoreflect.Message {
+	mi := &file_irx_v1_audit_service_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HeldVersion.ProtoReflect.Descriptor instead.
+func (*HeldVersion) Descriptor() ([]byte, []int) {
+	return file_irx_v1_audit_service_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *HeldVersion) GetVersion() int64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+func (x *HeldVersion) GetCurrent() *RecomputedDisclosure {
+	if x != nil {
+		return x.Current
+	}
+	return nil
+}
+
+func (x *HeldVersion) GetSuperseded() []*RecomputedDisclosure {
+	if x != nil {
+		return x.Superseded
+	}
+	return nil
+}
+
 // RecomputedDisclosure is one ledger entry with what it stood for.
 type RecomputedDisclosure struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -244,14 +360,18 @@ type RecomputedDisclosure struct {
 	Explanation *Explanation `protobuf:"bytes,3,opt,name=explanation,proto3" json:"explanation,omitempty"`
 	// "SHA256:<hex>" of the view as the peer stores it (ViewDigest): the
 	// peer computes the same digest from its copy.
-	Digest        string `protobuf:"bytes,4,opt,name=digest,proto3" json:"digest,omitempty"`
+	Digest string `protobuf:"bytes,4,opt,name=digest,proto3" json:"digest,omitempty"`
+	// Why the view could not be recomputed, when it could not: the copy of
+	// a foreign record it was computed from was replaced or deleted since.
+	// The disclosure's recorded digest still says what was sent.
+	Unavailable   string `protobuf:"bytes,5,opt,name=unavailable,proto3" json:"unavailable,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *RecomputedDisclosure) Reset() {
 	*x = RecomputedDisclosure{}
-	mi := &file_irx_v1_audit_service_proto_msgTypes[3]
+	mi := &file_irx_v1_audit_service_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -263,7 +383,7 @@ func (x *RecomputedDisclosure) String() string {
 func (*RecomputedDisclosure) ProtoMessage() {}
 
 func (x *RecomputedDisclosure) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_audit_service_proto_msgTypes[3]
+	mi := &file_irx_v1_audit_service_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -276,7 +396,7 @@ func (x *RecomputedDisclosure) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecomputedDisclosure.ProtoReflect.Descriptor instead.
 func (*RecomputedDisclosure) Descriptor() ([]byte, []int) {
-	return file_irx_v1_audit_service_proto_rawDescGZIP(), []int{3}
+	return file_irx_v1_audit_service_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *RecomputedDisclosure) GetDisclosure() *Disclosure {
@@ -307,6 +427,13 @@ func (x *RecomputedDisclosure) GetDigest() string {
 	return ""
 }
 
+func (x *RecomputedDisclosure) GetUnavailable() string {
+	if x != nil {
+		return x.Unavailable
+	}
+	return ""
+}
+
 // ListDisclosuresRequest is the request of ListDisclosures.
 type ListDisclosuresRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -325,7 +452,7 @@ type ListDisclosuresRequest struct {
 
 func (x *ListDisclosuresRequest) Reset() {
 	*x = ListDisclosuresRequest{}
-	mi := &file_irx_v1_audit_service_proto_msgTypes[4]
+	mi := &file_irx_v1_audit_service_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -337,7 +464,7 @@ func (x *ListDisclosuresRequest) String() string {
 func (*ListDisclosuresRequest) ProtoMessage() {}
 
 func (x *ListDisclosuresRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_audit_service_proto_msgTypes[4]
+	mi := &file_irx_v1_audit_service_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -350,7 +477,7 @@ func (x *ListDisclosuresRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDisclosuresRequest.ProtoReflect.Descriptor instead.
 func (*ListDisclosuresRequest) Descriptor() ([]byte, []int) {
-	return file_irx_v1_audit_service_proto_rawDescGZIP(), []int{4}
+	return file_irx_v1_audit_service_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *ListDisclosuresRequest) GetPeerTeamId() string {
@@ -394,7 +521,7 @@ type ListDisclosuresResponse struct {
 
 func (x *ListDisclosuresResponse) Reset() {
 	*x = ListDisclosuresResponse{}
-	mi := &file_irx_v1_audit_service_proto_msgTypes[5]
+	mi := &file_irx_v1_audit_service_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -406,7 +533,7 @@ func (x *ListDisclosuresResponse) String() string {
 func (*ListDisclosuresResponse) ProtoMessage() {}
 
 func (x *ListDisclosuresResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_audit_service_proto_msgTypes[5]
+	mi := &file_irx_v1_audit_service_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -419,7 +546,7 @@ func (x *ListDisclosuresResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDisclosuresResponse.ProtoReflect.Descriptor instead.
 func (*ListDisclosuresResponse) Descriptor() ([]byte, []int) {
-	return file_irx_v1_audit_service_proto_rawDescGZIP(), []int{5}
+	return file_irx_v1_audit_service_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *ListDisclosuresResponse) GetDisclosures() []*Disclosure {
@@ -440,7 +567,7 @@ var File_irx_v1_audit_service_proto protoreflect.FileDescriptor
 
 const file_irx_v1_audit_service_proto_rawDesc = "" +
 	"\n" +
-	"\x1airx/v1/audit_service.proto\x12\x06irx.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1firx/v1/federation_service.proto\x1a\x15irx/v1/incident.proto\x1a\x13irx/v1/policy.proto\"\xeb\x02\n" +
+	"\x1airx/v1/audit_service.proto\x12\x06irx.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1firx/v1/federation_service.proto\x1a\x15irx/v1/incident.proto\x1a\x13irx/v1/policy.proto\"\x8a\x04\n" +
 	"\n" +
 	"Disclosure\x12 \n" +
 	"\fpeer_team_id\x18\x01 \x01(\tR\n" +
@@ -454,21 +581,34 @@ const file_irx_v1_audit_service_proto_rawDesc = "" +
 	"withdrawal\x18\x06 \x01(\bR\n" +
 	"withdrawal\x12E\n" +
 	"\x11withdrawal_reason\x18\a \x01(\x0e2\x18.irx.v1.WithdrawalReasonR\x10withdrawalReason\x12E\n" +
-	"\x10acknowledge_time\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\x0facknowledgeTime\"]\n" +
+	"\x10acknowledge_time\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\x0facknowledgeTime\x12H\n" +
+	"\x12replacement_reason\x18\t \x01(\x0e2\x19.irx.v1.ReplacementReasonR\x11replacementReason\x12\x16\n" +
+	"\x06erased\x18\n" +
+	" \x01(\bR\x06erased\x12#\n" +
+	"\rterms_version\x18\v \x01(\x03R\ftermsVersion\x12\x16\n" +
+	"\x06digest\x18\f \x01(\tR\x06digest\"]\n" +
 	"\x18ExplainDisclosureRequest\x12 \n" +
 	"\fpeer_team_id\x18\x01 \x01(\tR\n" +
 	"peerTeamId\x12\x1f\n" +
 	"\vincident_id\x18\x02 \x01(\tR\n" +
-	"incidentId\"[\n" +
+	"incidentId\"\x95\x01\n" +
 	"\x19ExplainDisclosureResponse\x12>\n" +
-	"\vdisclosures\x18\x01 \x03(\v2\x1c.irx.v1.RecomputedDisclosureR\vdisclosures\"\xbf\x01\n" +
+	"\vdisclosures\x18\x01 \x03(\v2\x1c.irx.v1.RecomputedDisclosureR\vdisclosures\x128\n" +
+	"\rheld_versions\x18\x02 \x03(\v2\x13.irx.v1.HeldVersionR\fheldVersions\"\x9d\x01\n" +
+	"\vHeldVersion\x12\x18\n" +
+	"\aversion\x18\x01 \x01(\x03R\aversion\x126\n" +
+	"\acurrent\x18\x02 \x01(\v2\x1c.irx.v1.RecomputedDisclosureR\acurrent\x12<\n" +
+	"\n" +
+	"superseded\x18\x03 \x03(\v2\x1c.irx.v1.RecomputedDisclosureR\n" +
+	"superseded\"\xe1\x01\n" +
 	"\x14RecomputedDisclosure\x122\n" +
 	"\n" +
 	"disclosure\x18\x01 \x01(\v2\x12.irx.v1.DisclosureR\n" +
 	"disclosure\x12$\n" +
 	"\x04view\x18\x02 \x01(\v2\x10.irx.v1.IncidentR\x04view\x125\n" +
 	"\vexplanation\x18\x03 \x01(\v2\x13.irx.v1.ExplanationR\vexplanation\x12\x16\n" +
-	"\x06digest\x18\x04 \x01(\tR\x06digest\"\x97\x01\n" +
+	"\x06digest\x18\x04 \x01(\tR\x06digest\x12 \n" +
+	"\vunavailable\x18\x05 \x01(\tR\vunavailable\"\x97\x01\n" +
 	"\x16ListDisclosuresRequest\x12 \n" +
 	"\fpeer_team_id\x18\x01 \x01(\tR\n" +
 	"peerTeamId\x12\x1f\n" +
@@ -496,36 +636,42 @@ func file_irx_v1_audit_service_proto_rawDescGZIP() []byte {
 	return file_irx_v1_audit_service_proto_rawDescData
 }
 
-var file_irx_v1_audit_service_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
+var file_irx_v1_audit_service_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
 var file_irx_v1_audit_service_proto_goTypes = []any{
 	(*Disclosure)(nil),                // 0: irx.v1.Disclosure
 	(*ExplainDisclosureRequest)(nil),  // 1: irx.v1.ExplainDisclosureRequest
 	(*ExplainDisclosureResponse)(nil), // 2: irx.v1.ExplainDisclosureResponse
-	(*RecomputedDisclosure)(nil),      // 3: irx.v1.RecomputedDisclosure
-	(*ListDisclosuresRequest)(nil),    // 4: irx.v1.ListDisclosuresRequest
-	(*ListDisclosuresResponse)(nil),   // 5: irx.v1.ListDisclosuresResponse
-	(WithdrawalReason)(0),             // 6: irx.v1.WithdrawalReason
-	(*timestamppb.Timestamp)(nil),     // 7: google.protobuf.Timestamp
-	(*Incident)(nil),                  // 8: irx.v1.Incident
-	(*Explanation)(nil),               // 9: irx.v1.Explanation
+	(*HeldVersion)(nil),               // 3: irx.v1.HeldVersion
+	(*RecomputedDisclosure)(nil),      // 4: irx.v1.RecomputedDisclosure
+	(*ListDisclosuresRequest)(nil),    // 5: irx.v1.ListDisclosuresRequest
+	(*ListDisclosuresResponse)(nil),   // 6: irx.v1.ListDisclosuresResponse
+	(WithdrawalReason)(0),             // 7: irx.v1.WithdrawalReason
+	(*timestamppb.Timestamp)(nil),     // 8: google.protobuf.Timestamp
+	(ReplacementReason)(0),            // 9: irx.v1.ReplacementReason
+	(*Incident)(nil),                  // 10: irx.v1.Incident
+	(*Explanation)(nil),               // 11: irx.v1.Explanation
 }
 var file_irx_v1_audit_service_proto_depIdxs = []int32{
-	6, // 0: irx.v1.Disclosure.withdrawal_reason:type_name -> irx.v1.WithdrawalReason
-	7, // 1: irx.v1.Disclosure.acknowledge_time:type_name -> google.protobuf.Timestamp
-	3, // 2: irx.v1.ExplainDisclosureResponse.disclosures:type_name -> irx.v1.RecomputedDisclosure
-	0, // 3: irx.v1.RecomputedDisclosure.disclosure:type_name -> irx.v1.Disclosure
-	8, // 4: irx.v1.RecomputedDisclosure.view:type_name -> irx.v1.Incident
-	9, // 5: irx.v1.RecomputedDisclosure.explanation:type_name -> irx.v1.Explanation
-	0, // 6: irx.v1.ListDisclosuresResponse.disclosures:type_name -> irx.v1.Disclosure
-	1, // 7: irx.v1.AuditService.ExplainDisclosure:input_type -> irx.v1.ExplainDisclosureRequest
-	4, // 8: irx.v1.AuditService.ListDisclosures:input_type -> irx.v1.ListDisclosuresRequest
-	2, // 9: irx.v1.AuditService.ExplainDisclosure:output_type -> irx.v1.ExplainDisclosureResponse
-	5, // 10: irx.v1.AuditService.ListDisclosures:output_type -> irx.v1.ListDisclosuresResponse
-	9, // [9:11] is the sub-list for method output_type
-	7, // [7:9] is the sub-list for method input_type
-	7, // [7:7] is the sub-list for extension type_name
-	7, // [7:7] is the sub-list for extension extendee
-	0, // [0:7] is the sub-list for field type_name
+	7,  // 0: irx.v1.Disclosure.withdrawal_reason:type_name -> irx.v1.WithdrawalReason
+	8,  // 1: irx.v1.Disclosure.acknowledge_time:type_name -> google.protobuf.Timestamp
+	9,  // 2: irx.v1.Disclosure.replacement_reason:type_name -> irx.v1.ReplacementReason
+	4,  // 3: irx.v1.ExplainDisclosureResponse.disclosures:type_name -> irx.v1.RecomputedDisclosure
+	3,  // 4: irx.v1.ExplainDisclosureResponse.held_versions:type_name -> irx.v1.HeldVersion
+	4,  // 5: irx.v1.HeldVersion.current:type_name -> irx.v1.RecomputedDisclosure
+	4,  // 6: irx.v1.HeldVersion.superseded:type_name -> irx.v1.RecomputedDisclosure
+	0,  // 7: irx.v1.RecomputedDisclosure.disclosure:type_name -> irx.v1.Disclosure
+	10, // 8: irx.v1.RecomputedDisclosure.view:type_name -> irx.v1.Incident
+	11, // 9: irx.v1.RecomputedDisclosure.explanation:type_name -> irx.v1.Explanation
+	0,  // 10: irx.v1.ListDisclosuresResponse.disclosures:type_name -> irx.v1.Disclosure
+	1,  // 11: irx.v1.AuditService.ExplainDisclosure:input_type -> irx.v1.ExplainDisclosureRequest
+	5,  // 12: irx.v1.AuditService.ListDisclosures:input_type -> irx.v1.ListDisclosuresRequest
+	2,  // 13: irx.v1.AuditService.ExplainDisclosure:output_type -> irx.v1.ExplainDisclosureResponse
+	6,  // 14: irx.v1.AuditService.ListDisclosures:output_type -> irx.v1.ListDisclosuresResponse
+	13, // [13:15] is the sub-list for method output_type
+	11, // [11:13] is the sub-list for method input_type
+	11, // [11:11] is the sub-list for extension type_name
+	11, // [11:11] is the sub-list for extension extendee
+	0,  // [0:11] is the sub-list for field type_name
 }
 
 func init() { file_irx_v1_audit_service_proto_init() }
@@ -542,7 +688,7 @@ func file_irx_v1_audit_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_irx_v1_audit_service_proto_rawDesc), len(file_irx_v1_audit_service_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   6,
+			NumMessages:   7,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -34,8 +34,16 @@ const (
 	// An incident was withdrawn: by this team as its origin, or by the
 	// origin through the peer we received it from.
 	FeedEntryKind_FEED_ENTRY_KIND_WITHDRAWAL FeedEntryKind = 2
-	// A peer's policy changed: what the peer holds is re-evaluated.
+	// A peer's policy changed: views served to it from here on are computed
+	// under the new version. What it already holds is disclosed again by the
+	// FEED_ENTRY_KIND_REDISCLOSURE entries that follow.
 	FeedEntryKind_FEED_ENTRY_KIND_POLICY FeedEntryKind = 3
+	// A version of a foreign incident we hold was replaced or deleted by the
+	// team we received it from: teams we passed it on to get it again.
+	FeedEntryKind_FEED_ENTRY_KIND_REPLACEMENT FeedEntryKind = 4
+	// A stretch of what a peer holds is disclosed again under the peer's
+	// policy (see RediscloseCommand).
+	FeedEntryKind_FEED_ENTRY_KIND_REDISCLOSURE FeedEntryKind = 5
 )
 
 // Enum value maps for FeedEntryKind.
@@ -45,12 +53,16 @@ var (
 		1: "FEED_ENTRY_KIND_VERSION",
 		2: "FEED_ENTRY_KIND_WITHDRAWAL",
 		3: "FEED_ENTRY_KIND_POLICY",
+		4: "FEED_ENTRY_KIND_REPLACEMENT",
+		5: "FEED_ENTRY_KIND_REDISCLOSURE",
 	}
 	FeedEntryKind_value = map[string]int32{
-		"FEED_ENTRY_KIND_UNSPECIFIED": 0,
-		"FEED_ENTRY_KIND_VERSION":     1,
-		"FEED_ENTRY_KIND_WITHDRAWAL":  2,
-		"FEED_ENTRY_KIND_POLICY":      3,
+		"FEED_ENTRY_KIND_UNSPECIFIED":  0,
+		"FEED_ENTRY_KIND_VERSION":      1,
+		"FEED_ENTRY_KIND_WITHDRAWAL":   2,
+		"FEED_ENTRY_KIND_POLICY":       3,
+		"FEED_ENTRY_KIND_REPLACEMENT":  4,
+		"FEED_ENTRY_KIND_REDISCLOSURE": 5,
 	}
 )
 
@@ -104,6 +116,7 @@ type Command struct {
 	//	*Command_ApplyPeerFeed
 	//	*Command_AcknowledgePeer
 	//	*Command_SetTeamDescription
+	//	*Command_Redisclose
 	Kind          isCommand_Kind `protobuf_oneof:"kind"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -252,6 +265,15 @@ func (x *Command) GetSetTeamDescription() *SetTeamDescriptionCommand {
 	return nil
 }
 
+func (x *Command) GetRedisclose() *RediscloseCommand {
+	if x != nil {
+		if x, ok := x.Kind.(*Command_Redisclose); ok {
+			return x.Redisclose
+		}
+	}
+	return nil
+}
+
 type isCommand_Kind interface {
 	isCommand_Kind()
 }
@@ -316,6 +338,12 @@ type Command_SetTeamDescription struct {
 	SetTeamDescription *SetTeamDescriptionCommand `protobuf:"bytes,12,opt,name=set_team_description,json=setTeamDescription,proto3,oneof"`
 }
 
+type Command_Redisclose struct {
+	// Disclose a stretch of what a peer holds again, under its policy's
+	// latest version.
+	Redisclose *RediscloseCommand `protobuf:"bytes,13,opt,name=redisclose,proto3,oneof"`
+}
+
 func (*Command_CreateIncident) isCommand_Kind() {}
 
 func (*Command_UpdateIncident) isCommand_Kind() {}
@@ -338,6 +366,155 @@ func (*Command_AcknowledgePeer) isCommand_Kind() {}
 
 func (*Command_SetTeamDescription) isCommand_Kind() {}
 
+func (*Command_Redisclose) isCommand_Kind() {}
+
+// RediscloseCommand appends a feed entry that makes the feed served to a
+// peer disclose again every version the peer holds of the incidents with
+// ids in (after_incident_id, through_incident_id], in id order. After a
+// change of a peer's policy the leader proposes one per stretch of what
+// the peer holds, each small enough for one response, so that what a
+// change re-evaluates is never proportional to the peer's holdings. It
+// applies only if the peer's redisclosure is still at after_incident_id
+// under policy_version (a newer policy version starts over).
+type RediscloseCommand struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The peer.
+	PeerTeamId string `protobuf:"bytes,1,opt,name=peer_team_id,json=peerTeamId,proto3" json:"peer_team_id,omitempty"`
+	// The policy version the stretch is disclosed again under.
+	PolicyVersion int64 `protobuf:"varint,2,opt,name=policy_version,json=policyVersion,proto3" json:"policy_version,omitempty"`
+	// The stretch starts after this incident; empty: at the first.
+	AfterIncidentId string `protobuf:"bytes,3,opt,name=after_incident_id,json=afterIncidentId,proto3" json:"after_incident_id,omitempty"`
+	// The stretch ends with this incident.
+	ThroughIncidentId string `protobuf:"bytes,4,opt,name=through_incident_id,json=throughIncidentId,proto3" json:"through_incident_id,omitempty"`
+	// Whether this is the last stretch: it ends with the last incident the
+	// peer holds, whatever through_incident_id says.
+	Last          bool `protobuf:"varint,5,opt,name=last,proto3" json:"last,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RediscloseCommand) Reset() {
+	*x = RediscloseCommand{}
+	mi := &file_irx_v1_command_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RediscloseCommand) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RediscloseCommand) ProtoMessage() {}
+
+func (x *RediscloseCommand) ProtoReflect() protoreflect.Message {
+	mi := &file_irx_v1_command_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RediscloseCommand.ProtoReflect.Descriptor instead.
+func (*RediscloseCommand) Descriptor() ([]byte, []int) {
+	return file_irx_v1_command_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *RediscloseCommand) GetPeerTeamId() string {
+	if x != nil {
+		return x.PeerTeamId
+	}
+	return ""
+}
+
+func (x *RediscloseCommand) GetPolicyVersion() int64 {
+	if x != nil {
+		return x.PolicyVersion
+	}
+	return 0
+}
+
+func (x *RediscloseCommand) GetAfterIncidentId() string {
+	if x != nil {
+		return x.AfterIncidentId
+	}
+	return ""
+}
+
+func (x *RediscloseCommand) GetThroughIncidentId() string {
+	if x != nil {
+		return x.ThroughIncidentId
+	}
+	return ""
+}
+
+func (x *RediscloseCommand) GetLast() bool {
+	if x != nil {
+		return x.Last
+	}
+	return false
+}
+
+// RedisclosureProgress is how far the redisclosure of what a peer holds
+// under its latest policy version has come. Stored while it is under way.
+type RedisclosureProgress struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The policy version.
+	PolicyVersion int64 `protobuf:"varint,1,opt,name=policy_version,json=policyVersion,proto3" json:"policy_version,omitempty"`
+	// The last incident of the stretches appended so far; empty before the
+	// first.
+	AfterIncidentId string `protobuf:"bytes,2,opt,name=after_incident_id,json=afterIncidentId,proto3" json:"after_incident_id,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *RedisclosureProgress) Reset() {
+	*x = RedisclosureProgress{}
+	mi := &file_irx_v1_command_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RedisclosureProgress) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RedisclosureProgress) ProtoMessage() {}
+
+func (x *RedisclosureProgress) ProtoReflect() protoreflect.Message {
+	mi := &file_irx_v1_command_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RedisclosureProgress.ProtoReflect.Descriptor instead.
+func (*RedisclosureProgress) Descriptor() ([]byte, []int) {
+	return file_irx_v1_command_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *RedisclosureProgress) GetPolicyVersion() int64 {
+	if x != nil {
+		return x.PolicyVersion
+	}
+	return 0
+}
+
+func (x *RedisclosureProgress) GetAfterIncidentId() string {
+	if x != nil {
+		return x.AfterIncidentId
+	}
+	return ""
+}
+
 // SetTeamDescriptionCommand replaces the team's description. The state
 // machine validates it, sets its team id to the team's, and numbers and
 // stamps the new version.
@@ -353,7 +530,7 @@ type SetTeamDescriptionCommand struct {
 
 func (x *SetTeamDescriptionCommand) Reset() {
 	*x = SetTeamDescriptionCommand{}
-	mi := &file_irx_v1_command_proto_msgTypes[1]
+	mi := &file_irx_v1_command_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -365,7 +542,7 @@ func (x *SetTeamDescriptionCommand) String() string {
 func (*SetTeamDescriptionCommand) ProtoMessage() {}
 
 func (x *SetTeamDescriptionCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_command_proto_msgTypes[1]
+	mi := &file_irx_v1_command_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -378,7 +555,7 @@ func (x *SetTeamDescriptionCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetTeamDescriptionCommand.ProtoReflect.Descriptor instead.
 func (*SetTeamDescriptionCommand) Descriptor() ([]byte, []int) {
-	return file_irx_v1_command_proto_rawDescGZIP(), []int{1}
+	return file_irx_v1_command_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *SetTeamDescriptionCommand) GetDescription() *TeamDescription {
@@ -409,7 +586,7 @@ type WithdrawIncidentCommand struct {
 
 func (x *WithdrawIncidentCommand) Reset() {
 	*x = WithdrawIncidentCommand{}
-	mi := &file_irx_v1_command_proto_msgTypes[2]
+	mi := &file_irx_v1_command_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -421,7 +598,7 @@ func (x *WithdrawIncidentCommand) String() string {
 func (*WithdrawIncidentCommand) ProtoMessage() {}
 
 func (x *WithdrawIncidentCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_command_proto_msgTypes[2]
+	mi := &file_irx_v1_command_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -434,7 +611,7 @@ func (x *WithdrawIncidentCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WithdrawIncidentCommand.ProtoReflect.Descriptor instead.
 func (*WithdrawIncidentCommand) Descriptor() ([]byte, []int) {
-	return file_irx_v1_command_proto_rawDescGZIP(), []int{2}
+	return file_irx_v1_command_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *WithdrawIncidentCommand) GetIncidentId() string {
@@ -465,7 +642,7 @@ type PutPeerCommand struct {
 
 func (x *PutPeerCommand) Reset() {
 	*x = PutPeerCommand{}
-	mi := &file_irx_v1_command_proto_msgTypes[3]
+	mi := &file_irx_v1_command_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -477,7 +654,7 @@ func (x *PutPeerCommand) String() string {
 func (*PutPeerCommand) ProtoMessage() {}
 
 func (x *PutPeerCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_command_proto_msgTypes[3]
+	mi := &file_irx_v1_command_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -490,7 +667,7 @@ func (x *PutPeerCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutPeerCommand.ProtoReflect.Descriptor instead.
 func (*PutPeerCommand) Descriptor() ([]byte, []int) {
-	return file_irx_v1_command_proto_rawDescGZIP(), []int{3}
+	return file_irx_v1_command_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *PutPeerCommand) GetPeer() *Peer {
@@ -518,7 +695,7 @@ type DeletePeerCommand struct {
 
 func (x *DeletePeerCommand) Reset() {
 	*x = DeletePeerCommand{}
-	mi := &file_irx_v1_command_proto_msgTypes[4]
+	mi := &file_irx_v1_command_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -530,7 +707,7 @@ func (x *DeletePeerCommand) String() string {
 func (*DeletePeerCommand) ProtoMessage() {}
 
 func (x *DeletePeerCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_command_proto_msgTypes[4]
+	mi := &file_irx_v1_command_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -543,7 +720,7 @@ func (x *DeletePeerCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeletePeerCommand.ProtoReflect.Descriptor instead.
 func (*DeletePeerCommand) Descriptor() ([]byte, []int) {
-	return file_irx_v1_command_proto_rawDescGZIP(), []int{4}
+	return file_irx_v1_command_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *DeletePeerCommand) GetTeamId() string {
@@ -578,7 +755,7 @@ type ApplyPeerFeedCommand struct {
 
 func (x *ApplyPeerFeedCommand) Reset() {
 	*x = ApplyPeerFeedCommand{}
-	mi := &file_irx_v1_command_proto_msgTypes[5]
+	mi := &file_irx_v1_command_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -590,7 +767,7 @@ func (x *ApplyPeerFeedCommand) String() string {
 func (*ApplyPeerFeedCommand) ProtoMessage() {}
 
 func (x *ApplyPeerFeedCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_command_proto_msgTypes[5]
+	mi := &file_irx_v1_command_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -603,7 +780,7 @@ func (x *ApplyPeerFeedCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyPeerFeedCommand.ProtoReflect.Descriptor instead.
 func (*ApplyPeerFeedCommand) Descriptor() ([]byte, []int) {
-	return file_irx_v1_command_proto_rawDescGZIP(), []int{5}
+	return file_irx_v1_command_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *ApplyPeerFeedCommand) GetPeerTeamId() string {
@@ -680,7 +857,7 @@ type AcknowledgePeerCommand struct {
 
 func (x *AcknowledgePeerCommand) Reset() {
 	*x = AcknowledgePeerCommand{}
-	mi := &file_irx_v1_command_proto_msgTypes[6]
+	mi := &file_irx_v1_command_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -692,7 +869,7 @@ func (x *AcknowledgePeerCommand) String() string {
 func (*AcknowledgePeerCommand) ProtoMessage() {}
 
 func (x *AcknowledgePeerCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_command_proto_msgTypes[6]
+	mi := &file_irx_v1_command_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -705,7 +882,7 @@ func (x *AcknowledgePeerCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AcknowledgePeerCommand.ProtoReflect.Descriptor instead.
 func (*AcknowledgePeerCommand) Descriptor() ([]byte, []int) {
-	return file_irx_v1_command_proto_rawDescGZIP(), []int{6}
+	return file_irx_v1_command_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *AcknowledgePeerCommand) GetPeerTeamId() string {
@@ -763,13 +940,24 @@ type LedgerEntry struct {
 	WithdrawalReason WithdrawalReason `protobuf:"varint,4,opt,name=withdrawal_reason,json=withdrawalReason,proto3,enum=irx.v1.WithdrawalReason" json:"withdrawal_reason,omitempty"`
 	// The version of the peer's policy it was computed under.
 	PolicyVersion int64 `protobuf:"varint,5,opt,name=policy_version,json=policyVersion,proto3" json:"policy_version,omitempty"`
+	// Set for a replacement of a version the peer held: why.
+	ReplacementReason ReplacementReason `protobuf:"varint,6,opt,name=replacement_reason,json=replacementReason,proto3,enum=irx.v1.ReplacementReason" json:"replacement_reason,omitempty"`
+	// Set when the peer was told to delete the version (a replacement with
+	// no view).
+	Erased bool `protobuf:"varint,7,opt,name=erased,proto3" json:"erased,omitempty"`
+	// The record version whose markings the view was computed under (see
+	// Provenance.terms_version).
+	TermsVersion int64 `protobuf:"varint,8,opt,name=terms_version,json=termsVersion,proto3" json:"terms_version,omitempty"`
+	// "SHA256:<hex>" of the view as the peer stores it (ViewDigest); empty
+	// for withdrawals and erasures.
+	Digest        string `protobuf:"bytes,9,opt,name=digest,proto3" json:"digest,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *LedgerEntry) Reset() {
 	*x = LedgerEntry{}
-	mi := &file_irx_v1_command_proto_msgTypes[7]
+	mi := &file_irx_v1_command_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -781,7 +969,7 @@ func (x *LedgerEntry) String() string {
 func (*LedgerEntry) ProtoMessage() {}
 
 func (x *LedgerEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_command_proto_msgTypes[7]
+	mi := &file_irx_v1_command_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -794,7 +982,7 @@ func (x *LedgerEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LedgerEntry.ProtoReflect.Descriptor instead.
 func (*LedgerEntry) Descriptor() ([]byte, []int) {
-	return file_irx_v1_command_proto_rawDescGZIP(), []int{7}
+	return file_irx_v1_command_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *LedgerEntry) GetIncidentId() string {
@@ -832,6 +1020,34 @@ func (x *LedgerEntry) GetPolicyVersion() int64 {
 	return 0
 }
 
+func (x *LedgerEntry) GetReplacementReason() ReplacementReason {
+	if x != nil {
+		return x.ReplacementReason
+	}
+	return ReplacementReason_REPLACEMENT_REASON_UNSPECIFIED
+}
+
+func (x *LedgerEntry) GetErased() bool {
+	if x != nil {
+		return x.Erased
+	}
+	return false
+}
+
+func (x *LedgerEntry) GetTermsVersion() int64 {
+	if x != nil {
+		return x.TermsVersion
+	}
+	return 0
+}
+
+func (x *LedgerEntry) GetDigest() string {
+	if x != nil {
+		return x.Digest
+	}
+	return ""
+}
+
 // CommandBatch is a group of commands proposed as one log entry. Its
 // commands must not themselves be batches.
 type CommandBatch struct {
@@ -844,7 +1060,7 @@ type CommandBatch struct {
 
 func (x *CommandBatch) Reset() {
 	*x = CommandBatch{}
-	mi := &file_irx_v1_command_proto_msgTypes[8]
+	mi := &file_irx_v1_command_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -856,7 +1072,7 @@ func (x *CommandBatch) String() string {
 func (*CommandBatch) ProtoMessage() {}
 
 func (x *CommandBatch) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_command_proto_msgTypes[8]
+	mi := &file_irx_v1_command_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -869,7 +1085,7 @@ func (x *CommandBatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommandBatch.ProtoReflect.Descriptor instead.
 func (*CommandBatch) Descriptor() ([]byte, []int) {
-	return file_irx_v1_command_proto_rawDescGZIP(), []int{8}
+	return file_irx_v1_command_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *CommandBatch) GetCommands() []*Command {
@@ -895,7 +1111,7 @@ type SetPolicyCommand struct {
 
 func (x *SetPolicyCommand) Reset() {
 	*x = SetPolicyCommand{}
-	mi := &file_irx_v1_command_proto_msgTypes[9]
+	mi := &file_irx_v1_command_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -907,7 +1123,7 @@ func (x *SetPolicyCommand) String() string {
 func (*SetPolicyCommand) ProtoMessage() {}
 
 func (x *SetPolicyCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_command_proto_msgTypes[9]
+	mi := &file_irx_v1_command_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -920,7 +1136,7 @@ func (x *SetPolicyCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetPolicyCommand.ProtoReflect.Descriptor instead.
 func (*SetPolicyCommand) Descriptor() ([]byte, []int) {
-	return file_irx_v1_command_proto_rawDescGZIP(), []int{9}
+	return file_irx_v1_command_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *SetPolicyCommand) GetPolicy() *DisclosurePolicy {
@@ -946,7 +1162,7 @@ type LeaderNoopCommand struct {
 
 func (x *LeaderNoopCommand) Reset() {
 	*x = LeaderNoopCommand{}
-	mi := &file_irx_v1_command_proto_msgTypes[10]
+	mi := &file_irx_v1_command_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -958,7 +1174,7 @@ func (x *LeaderNoopCommand) String() string {
 func (*LeaderNoopCommand) ProtoMessage() {}
 
 func (x *LeaderNoopCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_command_proto_msgTypes[10]
+	mi := &file_irx_v1_command_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -971,7 +1187,7 @@ func (x *LeaderNoopCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaderNoopCommand.ProtoReflect.Descriptor instead.
 func (*LeaderNoopCommand) Descriptor() ([]byte, []int) {
-	return file_irx_v1_command_proto_rawDescGZIP(), []int{10}
+	return file_irx_v1_command_proto_rawDescGZIP(), []int{12}
 }
 
 // CreateIncidentCommand records a new incident; the state machine assigns
@@ -1000,7 +1216,7 @@ type CreateIncidentCommand struct {
 
 func (x *CreateIncidentCommand) Reset() {
 	*x = CreateIncidentCommand{}
-	mi := &file_irx_v1_command_proto_msgTypes[11]
+	mi := &file_irx_v1_command_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1012,7 +1228,7 @@ func (x *CreateIncidentCommand) String() string {
 func (*CreateIncidentCommand) ProtoMessage() {}
 
 func (x *CreateIncidentCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_command_proto_msgTypes[11]
+	mi := &file_irx_v1_command_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1025,7 +1241,7 @@ func (x *CreateIncidentCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateIncidentCommand.ProtoReflect.Descriptor instead.
 func (*CreateIncidentCommand) Descriptor() ([]byte, []int) {
-	return file_irx_v1_command_proto_rawDescGZIP(), []int{11}
+	return file_irx_v1_command_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *CreateIncidentCommand) GetIncident() *Incident {
@@ -1073,7 +1289,7 @@ type UpdateIncidentCommand struct {
 
 func (x *UpdateIncidentCommand) Reset() {
 	*x = UpdateIncidentCommand{}
-	mi := &file_irx_v1_command_proto_msgTypes[12]
+	mi := &file_irx_v1_command_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1085,7 +1301,7 @@ func (x *UpdateIncidentCommand) String() string {
 func (*UpdateIncidentCommand) ProtoMessage() {}
 
 func (x *UpdateIncidentCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_command_proto_msgTypes[12]
+	mi := &file_irx_v1_command_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1098,7 +1314,7 @@ func (x *UpdateIncidentCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateIncidentCommand.ProtoReflect.Descriptor instead.
 func (*UpdateIncidentCommand) Descriptor() ([]byte, []int) {
-	return file_irx_v1_command_proto_rawDescGZIP(), []int{12}
+	return file_irx_v1_command_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *UpdateIncidentCommand) GetIncident() *Incident {
@@ -1145,13 +1361,20 @@ type FeedEntry struct {
 	CommitTime *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=commit_time,json=commitTime,proto3" json:"commit_time,omitempty"`
 	// For FEED_ENTRY_KIND_WITHDRAWAL: why the record went.
 	WithdrawalReason WithdrawalReason `protobuf:"varint,9,opt,name=withdrawal_reason,json=withdrawalReason,proto3,enum=irx.v1.WithdrawalReason" json:"withdrawal_reason,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// For FEED_ENTRY_KIND_REDISCLOSURE: the stretch starts after this
+	// incident (empty: at the first); incident_id is its last incident
+	// (empty: up to the last the peer holds).
+	AfterIncidentId string `protobuf:"bytes,10,opt,name=after_incident_id,json=afterIncidentId,proto3" json:"after_incident_id,omitempty"`
+	// For FEED_ENTRY_KIND_REPLACEMENT: why the team we received the record
+	// from replaced the version.
+	ReplacementReason ReplacementReason `protobuf:"varint,11,opt,name=replacement_reason,json=replacementReason,proto3,enum=irx.v1.ReplacementReason" json:"replacement_reason,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *FeedEntry) Reset() {
 	*x = FeedEntry{}
-	mi := &file_irx_v1_command_proto_msgTypes[13]
+	mi := &file_irx_v1_command_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1163,7 +1386,7 @@ func (x *FeedEntry) String() string {
 func (*FeedEntry) ProtoMessage() {}
 
 func (x *FeedEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_command_proto_msgTypes[13]
+	mi := &file_irx_v1_command_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1176,7 +1399,7 @@ func (x *FeedEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FeedEntry.ProtoReflect.Descriptor instead.
 func (*FeedEntry) Descriptor() ([]byte, []int) {
-	return file_irx_v1_command_proto_rawDescGZIP(), []int{13}
+	return file_irx_v1_command_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *FeedEntry) GetSequence() uint64 {
@@ -1242,6 +1465,20 @@ func (x *FeedEntry) GetWithdrawalReason() WithdrawalReason {
 	return WithdrawalReason_WITHDRAWAL_REASON_UNSPECIFIED
 }
 
+func (x *FeedEntry) GetAfterIncidentId() string {
+	if x != nil {
+		return x.AfterIncidentId
+	}
+	return ""
+}
+
+func (x *FeedEntry) GetReplacementReason() ReplacementReason {
+	if x != nil {
+		return x.ReplacementReason
+	}
+	return ReplacementReason_REPLACEMENT_REASON_UNSPECIFIED
+}
+
 // PeerState is the replicated federation state of one peer: where we are
 // in its feed, where it is in ours, and what crossed.
 type PeerState struct {
@@ -1274,13 +1511,17 @@ type PeerState struct {
 	Withheld uint64 `protobuf:"varint,13,opt,name=withheld,proto3" json:"withheld,omitempty"`
 	// When the peer last acknowledged.
 	LastAcknowledgeTime *timestamppb.Timestamp `protobuf:"bytes,14,opt,name=last_acknowledge_time,json=lastAcknowledgeTime,proto3" json:"last_acknowledge_time,omitempty"`
-	unknownFields       protoimpl.UnknownFields
-	sizeCache           protoimpl.SizeCache
+	// Replacements of held versions applied from the peer.
+	ReceivedReplacements uint64 `protobuf:"varint,15,opt,name=received_replacements,json=receivedReplacements,proto3" json:"received_replacements,omitempty"`
+	// Replacements (and erasures) of held versions the peer acknowledged.
+	SentReplacements uint64 `protobuf:"varint,16,opt,name=sent_replacements,json=sentReplacements,proto3" json:"sent_replacements,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *PeerState) Reset() {
 	*x = PeerState{}
-	mi := &file_irx_v1_command_proto_msgTypes[14]
+	mi := &file_irx_v1_command_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1292,7 +1533,7 @@ func (x *PeerState) String() string {
 func (*PeerState) ProtoMessage() {}
 
 func (x *PeerState) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_command_proto_msgTypes[14]
+	mi := &file_irx_v1_command_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1305,7 +1546,7 @@ func (x *PeerState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PeerState.ProtoReflect.Descriptor instead.
 func (*PeerState) Descriptor() ([]byte, []int) {
-	return file_irx_v1_command_proto_rawDescGZIP(), []int{14}
+	return file_irx_v1_command_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *PeerState) GetInboundCursor() uint64 {
@@ -1406,11 +1647,25 @@ func (x *PeerState) GetLastAcknowledgeTime() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *PeerState) GetReceivedReplacements() uint64 {
+	if x != nil {
+		return x.ReceivedReplacements
+	}
+	return 0
+}
+
+func (x *PeerState) GetSentReplacements() uint64 {
+	if x != nil {
+		return x.SentReplacements
+	}
+	return 0
+}
+
 var File_irx_v1_command_proto protoreflect.FileDescriptor
 
 const file_irx_v1_command_proto_rawDesc = "" +
 	"\n" +
-	"\x14irx/v1/command.proto\x12\x06irx.v1\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1firx/v1/federation_service.proto\x1a\x15irx/v1/incident.proto\x1a\x19irx/v1/peer_service.proto\x1a\x13irx/v1/policy.proto\x1a\x19irx/v1/team_service.proto\"\xba\x06\n" +
+	"\x14irx/v1/command.proto\x12\x06irx.v1\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1firx/v1/federation_service.proto\x1a\x15irx/v1/incident.proto\x1a\x19irx/v1/peer_service.proto\x1a\x13irx/v1/policy.proto\x1a\x19irx/v1/team_service.proto\"\xf7\x06\n" +
 	"\aCommand\x12=\n" +
 	"\fpropose_time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\vproposeTime\x12H\n" +
 	"\x0fcreate_incident\x18\x02 \x01(\v2\x1d.irx.v1.CreateIncidentCommandH\x00R\x0ecreateIncident\x12H\n" +
@@ -1427,8 +1682,21 @@ const file_irx_v1_command_proto_rawDesc = "" +
 	"\x0fapply_peer_feed\x18\n" +
 	" \x01(\v2\x1c.irx.v1.ApplyPeerFeedCommandH\x00R\rapplyPeerFeed\x12K\n" +
 	"\x10acknowledge_peer\x18\v \x01(\v2\x1e.irx.v1.AcknowledgePeerCommandH\x00R\x0facknowledgePeer\x12U\n" +
-	"\x14set_team_description\x18\f \x01(\v2!.irx.v1.SetTeamDescriptionCommandH\x00R\x12setTeamDescriptionB\x06\n" +
-	"\x04kind\"\x81\x01\n" +
+	"\x14set_team_description\x18\f \x01(\v2!.irx.v1.SetTeamDescriptionCommandH\x00R\x12setTeamDescription\x12;\n" +
+	"\n" +
+	"redisclose\x18\r \x01(\v2\x19.irx.v1.RediscloseCommandH\x00R\n" +
+	"rediscloseB\x06\n" +
+	"\x04kind\"\xcc\x01\n" +
+	"\x11RediscloseCommand\x12 \n" +
+	"\fpeer_team_id\x18\x01 \x01(\tR\n" +
+	"peerTeamId\x12%\n" +
+	"\x0epolicy_version\x18\x02 \x01(\x03R\rpolicyVersion\x12*\n" +
+	"\x11after_incident_id\x18\x03 \x01(\tR\x0fafterIncidentId\x12.\n" +
+	"\x13through_incident_id\x18\x04 \x01(\tR\x11throughIncidentId\x12\x12\n" +
+	"\x04last\x18\x05 \x01(\bR\x04last\"i\n" +
+	"\x14RedisclosureProgress\x12%\n" +
+	"\x0epolicy_version\x18\x01 \x01(\x03R\rpolicyVersion\x12*\n" +
+	"\x11after_incident_id\x18\x02 \x01(\tR\x0fafterIncidentId\"\x81\x01\n" +
 	"\x19SetTeamDescriptionCommand\x129\n" +
 	"\vdescription\x18\x01 \x01(\v2\x17.irx.v1.TeamDescriptionR\vdescription\x12)\n" +
 	"\x10expected_version\x18\x02 \x01(\x03R\x0fexpectedVersion\"R\n" +
@@ -1459,14 +1727,18 @@ const file_irx_v1_command_proto_rawDesc = "" +
 	"\x06cursor\x18\x03 \x01(\x04R\x06cursor\x12%\n" +
 	"\x0epolicy_version\x18\x04 \x01(\x03R\rpolicyVersion\x12-\n" +
 	"\aentries\x18\x05 \x03(\v2\x13.irx.v1.LedgerEntryR\aentries\x12\x1a\n" +
-	"\bwithheld\x18\x06 \x01(\x04R\bwithheld\"\xd2\x01\n" +
+	"\bwithheld\x18\x06 \x01(\x04R\bwithheld\"\xf1\x02\n" +
 	"\vLedgerEntry\x12\x1f\n" +
 	"\vincident_id\x18\x01 \x01(\tR\n" +
 	"incidentId\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\x03R\aversion\x12\x1a\n" +
 	"\bsequence\x18\x03 \x01(\x04R\bsequence\x12E\n" +
 	"\x11withdrawal_reason\x18\x04 \x01(\x0e2\x18.irx.v1.WithdrawalReasonR\x10withdrawalReason\x12%\n" +
-	"\x0epolicy_version\x18\x05 \x01(\x03R\rpolicyVersion\";\n" +
+	"\x0epolicy_version\x18\x05 \x01(\x03R\rpolicyVersion\x12H\n" +
+	"\x12replacement_reason\x18\x06 \x01(\x0e2\x19.irx.v1.ReplacementReasonR\x11replacementReason\x12\x16\n" +
+	"\x06erased\x18\a \x01(\bR\x06erased\x12#\n" +
+	"\rterms_version\x18\b \x01(\x03R\ftermsVersion\x12\x16\n" +
+	"\x06digest\x18\t \x01(\tR\x06digest\";\n" +
 	"\fCommandBatch\x12+\n" +
 	"\bcommands\x18\x01 \x03(\v2\x0f.irx.v1.CommandR\bcommands\"e\n" +
 	"\x10SetPolicyCommand\x120\n" +
@@ -1484,7 +1756,7 @@ const file_irx_v1_command_proto_rawDesc = "" +
 	"\bincident\x18\x01 \x01(\v2\x10.irx.v1.IncidentR\bincident\x12;\n" +
 	"\vupdate_mask\x18\x02 \x01(\v2\x1a.google.protobuf.FieldMaskR\n" +
 	"updateMask\x12)\n" +
-	"\x10expected_version\x18\x03 \x01(\x03R\x0fexpectedVersion\"\xf9\x02\n" +
+	"\x10expected_version\x18\x03 \x01(\x03R\x0fexpectedVersion\"\xef\x03\n" +
 	"\tFeedEntry\x12\x1a\n" +
 	"\bsequence\x18\x01 \x01(\x04R\bsequence\x12\x1f\n" +
 	"\vincident_id\x18\x02 \x01(\tR\n" +
@@ -1498,7 +1770,10 @@ const file_irx_v1_command_proto_rawDesc = "" +
 	"\x0epolicy_version\x18\a \x01(\x03R\rpolicyVersion\x12;\n" +
 	"\vcommit_time\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"commitTime\x12E\n" +
-	"\x11withdrawal_reason\x18\t \x01(\x0e2\x18.irx.v1.WithdrawalReasonR\x10withdrawalReason\"\xfd\x04\n" +
+	"\x11withdrawal_reason\x18\t \x01(\x0e2\x18.irx.v1.WithdrawalReasonR\x10withdrawalReason\x12*\n" +
+	"\x11after_incident_id\x18\n" +
+	" \x01(\tR\x0fafterIncidentId\x12H\n" +
+	"\x12replacement_reason\x18\v \x01(\x0e2\x19.irx.v1.ReplacementReasonR\x11replacementReason\"\xdf\x05\n" +
 	"\tPeerState\x12%\n" +
 	"\x0einbound_cursor\x18\x01 \x01(\x04R\rinboundCursor\x124\n" +
 	"\x16inbound_policy_version\x18\x02 \x01(\x03R\x14inboundPolicyVersion\x12!\n" +
@@ -1514,12 +1789,16 @@ const file_irx_v1_command_proto_rawDesc = "" +
 	"\x04sent\x18\v \x01(\x04R\x04sent\x12)\n" +
 	"\x10sent_withdrawals\x18\f \x01(\x04R\x0fsentWithdrawals\x12\x1a\n" +
 	"\bwithheld\x18\r \x01(\x04R\bwithheld\x12N\n" +
-	"\x15last_acknowledge_time\x18\x0e \x01(\v2\x1a.google.protobuf.TimestampR\x13lastAcknowledgeTime*\x89\x01\n" +
+	"\x15last_acknowledge_time\x18\x0e \x01(\v2\x1a.google.protobuf.TimestampR\x13lastAcknowledgeTime\x123\n" +
+	"\x15received_replacements\x18\x0f \x01(\x04R\x14receivedReplacements\x12+\n" +
+	"\x11sent_replacements\x18\x10 \x01(\x04R\x10sentReplacements*\xcc\x01\n" +
 	"\rFeedEntryKind\x12\x1f\n" +
 	"\x1bFEED_ENTRY_KIND_UNSPECIFIED\x10\x00\x12\x1b\n" +
 	"\x17FEED_ENTRY_KIND_VERSION\x10\x01\x12\x1e\n" +
 	"\x1aFEED_ENTRY_KIND_WITHDRAWAL\x10\x02\x12\x1a\n" +
-	"\x16FEED_ENTRY_KIND_POLICY\x10\x03B*Z(github.com/irxfed/irx/proto/irx/v1;irxv1b\x06proto3"
+	"\x16FEED_ENTRY_KIND_POLICY\x10\x03\x12\x1f\n" +
+	"\x1bFEED_ENTRY_KIND_REPLACEMENT\x10\x04\x12 \n" +
+	"\x1cFEED_ENTRY_KIND_REDISCLOSURE\x10\x05B*Z(github.com/irxfed/irx/proto/irx/v1;irxv1b\x06proto3"
 
 var (
 	file_irx_v1_command_proto_rawDescOnce sync.Once
@@ -1534,67 +1813,73 @@ func file_irx_v1_command_proto_rawDescGZIP() []byte {
 }
 
 var file_irx_v1_command_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_irx_v1_command_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
+var file_irx_v1_command_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
 var file_irx_v1_command_proto_goTypes = []any{
 	(FeedEntryKind)(0),                // 0: irx.v1.FeedEntryKind
 	(*Command)(nil),                   // 1: irx.v1.Command
-	(*SetTeamDescriptionCommand)(nil), // 2: irx.v1.SetTeamDescriptionCommand
-	(*WithdrawIncidentCommand)(nil),   // 3: irx.v1.WithdrawIncidentCommand
-	(*PutPeerCommand)(nil),            // 4: irx.v1.PutPeerCommand
-	(*DeletePeerCommand)(nil),         // 5: irx.v1.DeletePeerCommand
-	(*ApplyPeerFeedCommand)(nil),      // 6: irx.v1.ApplyPeerFeedCommand
-	(*AcknowledgePeerCommand)(nil),    // 7: irx.v1.AcknowledgePeerCommand
-	(*LedgerEntry)(nil),               // 8: irx.v1.LedgerEntry
-	(*CommandBatch)(nil),              // 9: irx.v1.CommandBatch
-	(*SetPolicyCommand)(nil),          // 10: irx.v1.SetPolicyCommand
-	(*LeaderNoopCommand)(nil),         // 11: irx.v1.LeaderNoopCommand
-	(*CreateIncidentCommand)(nil),     // 12: irx.v1.CreateIncidentCommand
-	(*UpdateIncidentCommand)(nil),     // 13: irx.v1.UpdateIncidentCommand
-	(*FeedEntry)(nil),                 // 14: irx.v1.FeedEntry
-	(*PeerState)(nil),                 // 15: irx.v1.PeerState
-	(*timestamppb.Timestamp)(nil),     // 16: google.protobuf.Timestamp
-	(*TeamDescription)(nil),           // 17: irx.v1.TeamDescription
-	(*Peer)(nil),                      // 18: irx.v1.Peer
-	(*FeedItem)(nil),                  // 19: irx.v1.FeedItem
-	(WithdrawalReason)(0),             // 20: irx.v1.WithdrawalReason
-	(*DisclosurePolicy)(nil),          // 21: irx.v1.DisclosurePolicy
-	(*Incident)(nil),                  // 22: irx.v1.Incident
-	(*fieldmaskpb.FieldMask)(nil),     // 23: google.protobuf.FieldMask
+	(*RediscloseCommand)(nil),         // 2: irx.v1.RediscloseCommand
+	(*RedisclosureProgress)(nil),      // 3: irx.v1.RedisclosureProgress
+	(*SetTeamDescriptionCommand)(nil), // 4: irx.v1.SetTeamDescriptionCommand
+	(*WithdrawIncidentCommand)(nil),   // 5: irx.v1.WithdrawIncidentCommand
+	(*PutPeerCommand)(nil),            // 6: irx.v1.PutPeerCommand
+	(*DeletePeerCommand)(nil),         // 7: irx.v1.DeletePeerCommand
+	(*ApplyPeerFeedCommand)(nil),      // 8: irx.v1.ApplyPeerFeedCommand
+	(*AcknowledgePeerCommand)(nil),    // 9: irx.v1.AcknowledgePeerCommand
+	(*LedgerEntry)(nil),               // 10: irx.v1.LedgerEntry
+	(*CommandBatch)(nil),              // 11: irx.v1.CommandBatch
+	(*SetPolicyCommand)(nil),          // 12: irx.v1.SetPolicyCommand
+	(*LeaderNoopCommand)(nil),         // 13: irx.v1.LeaderNoopCommand
+	(*CreateIncidentCommand)(nil),     // 14: irx.v1.CreateIncidentCommand
+	(*UpdateIncidentCommand)(nil),     // 15: irx.v1.UpdateIncidentCommand
+	(*FeedEntry)(nil),                 // 16: irx.v1.FeedEntry
+	(*PeerState)(nil),                 // 17: irx.v1.PeerState
+	(*timestamppb.Timestamp)(nil),     // 18: google.protobuf.Timestamp
+	(*TeamDescription)(nil),           // 19: irx.v1.TeamDescription
+	(*Peer)(nil),                      // 20: irx.v1.Peer
+	(*FeedItem)(nil),                  // 21: irx.v1.FeedItem
+	(WithdrawalReason)(0),             // 22: irx.v1.WithdrawalReason
+	(ReplacementReason)(0),            // 23: irx.v1.ReplacementReason
+	(*DisclosurePolicy)(nil),          // 24: irx.v1.DisclosurePolicy
+	(*Incident)(nil),                  // 25: irx.v1.Incident
+	(*fieldmaskpb.FieldMask)(nil),     // 26: google.protobuf.FieldMask
 }
 var file_irx_v1_command_proto_depIdxs = []int32{
-	16, // 0: irx.v1.Command.propose_time:type_name -> google.protobuf.Timestamp
-	12, // 1: irx.v1.Command.create_incident:type_name -> irx.v1.CreateIncidentCommand
-	13, // 2: irx.v1.Command.update_incident:type_name -> irx.v1.UpdateIncidentCommand
-	11, // 3: irx.v1.Command.leader_noop:type_name -> irx.v1.LeaderNoopCommand
-	10, // 4: irx.v1.Command.set_policy:type_name -> irx.v1.SetPolicyCommand
-	9,  // 5: irx.v1.Command.batch:type_name -> irx.v1.CommandBatch
-	3,  // 6: irx.v1.Command.withdraw_incident:type_name -> irx.v1.WithdrawIncidentCommand
-	4,  // 7: irx.v1.Command.put_peer:type_name -> irx.v1.PutPeerCommand
-	5,  // 8: irx.v1.Command.delete_peer:type_name -> irx.v1.DeletePeerCommand
-	6,  // 9: irx.v1.Command.apply_peer_feed:type_name -> irx.v1.ApplyPeerFeedCommand
-	7,  // 10: irx.v1.Command.acknowledge_peer:type_name -> irx.v1.AcknowledgePeerCommand
-	2,  // 11: irx.v1.Command.set_team_description:type_name -> irx.v1.SetTeamDescriptionCommand
-	17, // 12: irx.v1.SetTeamDescriptionCommand.description:type_name -> irx.v1.TeamDescription
-	18, // 13: irx.v1.PutPeerCommand.peer:type_name -> irx.v1.Peer
-	19, // 14: irx.v1.ApplyPeerFeedCommand.items:type_name -> irx.v1.FeedItem
-	16, // 15: irx.v1.ApplyPeerFeedCommand.head_time:type_name -> google.protobuf.Timestamp
-	8,  // 16: irx.v1.AcknowledgePeerCommand.entries:type_name -> irx.v1.LedgerEntry
-	20, // 17: irx.v1.LedgerEntry.withdrawal_reason:type_name -> irx.v1.WithdrawalReason
-	1,  // 18: irx.v1.CommandBatch.commands:type_name -> irx.v1.Command
-	21, // 19: irx.v1.SetPolicyCommand.policy:type_name -> irx.v1.DisclosurePolicy
-	22, // 20: irx.v1.CreateIncidentCommand.incident:type_name -> irx.v1.Incident
-	22, // 21: irx.v1.UpdateIncidentCommand.incident:type_name -> irx.v1.Incident
-	23, // 22: irx.v1.UpdateIncidentCommand.update_mask:type_name -> google.protobuf.FieldMask
-	0,  // 23: irx.v1.FeedEntry.kind:type_name -> irx.v1.FeedEntryKind
-	16, // 24: irx.v1.FeedEntry.commit_time:type_name -> google.protobuf.Timestamp
-	20, // 25: irx.v1.FeedEntry.withdrawal_reason:type_name -> irx.v1.WithdrawalReason
-	16, // 26: irx.v1.PeerState.inbound_head_time:type_name -> google.protobuf.Timestamp
-	16, // 27: irx.v1.PeerState.last_acknowledge_time:type_name -> google.protobuf.Timestamp
-	28, // [28:28] is the sub-list for method output_type
-	28, // [28:28] is the sub-list for method input_type
-	28, // [28:28] is the sub-list for extension type_name
-	28, // [28:28] is the sub-list for extension extendee
-	0,  // [0:28] is the sub-list for field type_name
+	18, // 0: irx.v1.Command.propose_time:type_name -> google.protobuf.Timestamp
+	14, // 1: irx.v1.Command.create_incident:type_name -> irx.v1.CreateIncidentCommand
+	15, // 2: irx.v1.Command.update_incident:type_name -> irx.v1.UpdateIncidentCommand
+	13, // 3: irx.v1.Command.leader_noop:type_name -> irx.v1.LeaderNoopCommand
+	12, // 4: irx.v1.Command.set_policy:type_name -> irx.v1.SetPolicyCommand
+	11, // 5: irx.v1.Command.batch:type_name -> irx.v1.CommandBatch
+	5,  // 6: irx.v1.Command.withdraw_incident:type_name -> irx.v1.WithdrawIncidentCommand
+	6,  // 7: irx.v1.Command.put_peer:type_name -> irx.v1.PutPeerCommand
+	7,  // 8: irx.v1.Command.delete_peer:type_name -> irx.v1.DeletePeerCommand
+	8,  // 9: irx.v1.Command.apply_peer_feed:type_name -> irx.v1.ApplyPeerFeedCommand
+	9,  // 10: irx.v1.Command.acknowledge_peer:type_name -> irx.v1.AcknowledgePeerCommand
+	4,  // 11: irx.v1.Command.set_team_description:type_name -> irx.v1.SetTeamDescriptionCommand
+	2,  // 12: irx.v1.Command.redisclose:type_name -> irx.v1.RediscloseCommand
+	19, // 13: irx.v1.SetTeamDescriptionCommand.description:type_name -> irx.v1.TeamDescription
+	20, // 14: irx.v1.PutPeerCommand.peer:type_name -> irx.v1.Peer
+	21, // 15: irx.v1.ApplyPeerFeedCommand.items:type_name -> irx.v1.FeedItem
+	18, // 16: irx.v1.ApplyPeerFeedCommand.head_time:type_name -> google.protobuf.Timestamp
+	10, // 17: irx.v1.AcknowledgePeerCommand.entries:type_name -> irx.v1.LedgerEntry
+	22, // 18: irx.v1.LedgerEntry.withdrawal_reason:type_name -> irx.v1.WithdrawalReason
+	23, // 19: irx.v1.LedgerEntry.replacement_reason:type_name -> irx.v1.ReplacementReason
+	1,  // 20: irx.v1.CommandBatch.commands:type_name -> irx.v1.Command
+	24, // 21: irx.v1.SetPolicyCommand.policy:type_name -> irx.v1.DisclosurePolicy
+	25, // 22: irx.v1.CreateIncidentCommand.incident:type_name -> irx.v1.Incident
+	25, // 23: irx.v1.UpdateIncidentCommand.incident:type_name -> irx.v1.Incident
+	26, // 24: irx.v1.UpdateIncidentCommand.update_mask:type_name -> google.protobuf.FieldMask
+	0,  // 25: irx.v1.FeedEntry.kind:type_name -> irx.v1.FeedEntryKind
+	18, // 26: irx.v1.FeedEntry.commit_time:type_name -> google.protobuf.Timestamp
+	22, // 27: irx.v1.FeedEntry.withdrawal_reason:type_name -> irx.v1.WithdrawalReason
+	23, // 28: irx.v1.FeedEntry.replacement_reason:type_name -> irx.v1.ReplacementReason
+	18, // 29: irx.v1.PeerState.inbound_head_time:type_name -> google.protobuf.Timestamp
+	18, // 30: irx.v1.PeerState.last_acknowledge_time:type_name -> google.protobuf.Timestamp
+	31, // [31:31] is the sub-list for method output_type
+	31, // [31:31] is the sub-list for method input_type
+	31, // [31:31] is the sub-list for extension type_name
+	31, // [31:31] is the sub-list for extension extendee
+	0,  // [0:31] is the sub-list for field type_name
 }
 
 func init() { file_irx_v1_command_proto_init() }
@@ -1619,6 +1904,7 @@ func file_irx_v1_command_proto_init() {
 		(*Command_ApplyPeerFeed)(nil),
 		(*Command_AcknowledgePeer)(nil),
 		(*Command_SetTeamDescription)(nil),
+		(*Command_Redisclose)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -1626,7 +1912,7 @@ func file_irx_v1_command_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_irx_v1_command_proto_rawDesc), len(file_irx_v1_command_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   15,
+			NumMessages:   17,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

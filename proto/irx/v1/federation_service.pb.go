@@ -22,6 +22,63 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// ReplacementReason says why a peer's copy of a version was replaced.
+type ReplacementReason int32
+
+const (
+	// Not set.
+	ReplacementReason_REPLACEMENT_REASON_UNSPECIFIED ReplacementReason = 0
+	// The sender's policy for the recipient changed.
+	ReplacementReason_REPLACEMENT_REASON_POLICY ReplacementReason = 1
+	// A later version of the record changed its markings.
+	ReplacementReason_REPLACEMENT_REASON_MARKINGS ReplacementReason = 2
+	// The team the sender received the record from replaced the version.
+	ReplacementReason_REPLACEMENT_REASON_UPSTREAM ReplacementReason = 3
+)
+
+// Enum value maps for ReplacementReason.
+var (
+	ReplacementReason_name = map[int32]string{
+		0: "REPLACEMENT_REASON_UNSPECIFIED",
+		1: "REPLACEMENT_REASON_POLICY",
+		2: "REPLACEMENT_REASON_MARKINGS",
+		3: "REPLACEMENT_REASON_UPSTREAM",
+	}
+	ReplacementReason_value = map[string]int32{
+		"REPLACEMENT_REASON_UNSPECIFIED": 0,
+		"REPLACEMENT_REASON_POLICY":      1,
+		"REPLACEMENT_REASON_MARKINGS":    2,
+		"REPLACEMENT_REASON_UPSTREAM":    3,
+	}
+)
+
+func (x ReplacementReason) Enum() *ReplacementReason {
+	p := new(ReplacementReason)
+	*p = x
+	return p
+}
+
+func (x ReplacementReason) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (ReplacementReason) Descriptor() protoreflect.EnumDescriptor {
+	return file_irx_v1_federation_service_proto_enumTypes[0].Descriptor()
+}
+
+func (ReplacementReason) Type() protoreflect.EnumType {
+	return &file_irx_v1_federation_service_proto_enumTypes[0]
+}
+
+func (x ReplacementReason) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use ReplacementReason.Descriptor instead.
+func (ReplacementReason) EnumDescriptor() ([]byte, []int) {
+	return file_irx_v1_federation_service_proto_rawDescGZIP(), []int{0}
+}
+
 // WithdrawalReason says why a peer must delete its copy of an incident.
 type WithdrawalReason int32
 
@@ -60,11 +117,11 @@ func (x WithdrawalReason) String() string {
 }
 
 func (WithdrawalReason) Descriptor() protoreflect.EnumDescriptor {
-	return file_irx_v1_federation_service_proto_enumTypes[0].Descriptor()
+	return file_irx_v1_federation_service_proto_enumTypes[1].Descriptor()
 }
 
 func (WithdrawalReason) Type() protoreflect.EnumType {
-	return &file_irx_v1_federation_service_proto_enumTypes[0]
+	return &file_irx_v1_federation_service_proto_enumTypes[1]
 }
 
 func (x WithdrawalReason) Number() protoreflect.EnumNumber {
@@ -73,7 +130,7 @@ func (x WithdrawalReason) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use WithdrawalReason.Descriptor instead.
 func (WithdrawalReason) EnumDescriptor() ([]byte, []int) {
-	return file_irx_v1_federation_service_proto_rawDescGZIP(), []int{0}
+	return file_irx_v1_federation_service_proto_rawDescGZIP(), []int{1}
 }
 
 // SubscribeRequest is the request of Subscribe.
@@ -149,7 +206,11 @@ type SubscribeResponse struct {
 	// The items, in feed order. May be empty when only progress is reported.
 	Items []*FeedItem `protobuf:"bytes,1,rep,name=items,proto3" json:"items,omitempty"`
 	// The feed sequence this response brings the caller to: every entry up
-	// to it has been sent or was not for the caller.
+	// to it has been sent or was not for the caller. An entry that gives the
+	// caller more than one response holds (a record with many versions to
+	// disclose again) is cut between items: the responses before its last
+	// carry the sequence before it, and the caller applies their items
+	// without moving past it. Applying an item twice changes nothing.
 	Cursor uint64 `protobuf:"varint,2,opt,name=cursor,proto3" json:"cursor,omitempty"`
 	// The last sequence of the feed when the response was made.
 	Head uint64 `protobuf:"varint,3,opt,name=head,proto3" json:"head,omitempty"`
@@ -241,6 +302,7 @@ type FeedItem struct {
 	//
 	//	*FeedItem_Incident
 	//	*FeedItem_Withdrawal
+	//	*FeedItem_Replacement
 	Kind          isFeedItem_Kind `protobuf_oneof:"kind"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -315,6 +377,15 @@ func (x *FeedItem) GetWithdrawal() *IncidentWithdrawal {
 	return nil
 }
 
+func (x *FeedItem) GetReplacement() *IncidentReplacement {
+	if x != nil {
+		if x, ok := x.Kind.(*FeedItem_Replacement); ok {
+			return x.Replacement
+		}
+	}
+	return nil
+}
+
 type isFeedItem_Kind interface {
 	isFeedItem_Kind()
 }
@@ -331,9 +402,98 @@ type FeedItem_Withdrawal struct {
 	Withdrawal *IncidentWithdrawal `protobuf:"bytes,4,opt,name=withdrawal,proto3,oneof"`
 }
 
+type FeedItem_Replacement struct {
+	// A version the caller holds, disclosed again under our current terms:
+	// the caller replaces its copy of that version, or deletes it.
+	Replacement *IncidentReplacement `protobuf:"bytes,5,opt,name=replacement,proto3,oneof"`
+}
+
 func (*FeedItem_Incident) isFeedItem_Kind() {}
 
 func (*FeedItem_Withdrawal) isFeedItem_Kind() {}
+
+func (*FeedItem_Replacement) isFeedItem_Kind() {}
+
+// IncidentReplacement replaces one version of an incident the caller
+// holds. A team sends it whenever what the caller may hold of that version
+// changed: its policy for the caller changed, a later version of the record
+// narrowed the markings (TLP, restriction, named recipients, the
+// reporter's consent, the restriction of a part), or the team it received
+// the record from replaced the version. The caller holds, of every
+// version, the view our current policy allows under the most restrictive
+// markings of that version and the record's latest version.
+type IncidentReplacement struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The incident.
+	IncidentId string `protobuf:"bytes,1,opt,name=incident_id,json=incidentId,proto3" json:"incident_id,omitempty"`
+	// The version replaced.
+	Version int64 `protobuf:"varint,2,opt,name=version,proto3" json:"version,omitempty"`
+	// The view the caller now holds of that version. Unset: the caller may
+	// no longer hold the version and deletes it.
+	Incident *Incident `protobuf:"bytes,3,opt,name=incident,proto3" json:"incident,omitempty"`
+	// Why.
+	Reason        ReplacementReason `protobuf:"varint,4,opt,name=reason,proto3,enum=irx.v1.ReplacementReason" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *IncidentReplacement) Reset() {
+	*x = IncidentReplacement{}
+	mi := &file_irx_v1_federation_service_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *IncidentReplacement) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*IncidentReplacement) ProtoMessage() {}
+
+func (x *IncidentReplacement) ProtoReflect() protoreflect.Message {
+	mi := &file_irx_v1_federation_service_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use IncidentReplacement.ProtoReflect.Descriptor instead.
+func (*IncidentReplacement) Descriptor() ([]byte, []int) {
+	return file_irx_v1_federation_service_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *IncidentReplacement) GetIncidentId() string {
+	if x != nil {
+		return x.IncidentId
+	}
+	return ""
+}
+
+func (x *IncidentReplacement) GetVersion() int64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+func (x *IncidentReplacement) GetIncident() *Incident {
+	if x != nil {
+		return x.Incident
+	}
+	return nil
+}
+
+func (x *IncidentReplacement) GetReason() ReplacementReason {
+	if x != nil {
+		return x.Reason
+	}
+	return ReplacementReason_REPLACEMENT_REASON_UNSPECIFIED
+}
 
 // IncidentWithdrawal tells a peer to delete its copy of an incident.
 type IncidentWithdrawal struct {
@@ -343,14 +503,18 @@ type IncidentWithdrawal struct {
 	// The version the withdrawal applies to: copies at or below it go.
 	Version int64 `protobuf:"varint,2,opt,name=version,proto3" json:"version,omitempty"`
 	// Why.
-	Reason        WithdrawalReason `protobuf:"varint,3,opt,name=reason,proto3,enum=irx.v1.WithdrawalReason" json:"reason,omitempty"`
+	Reason WithdrawalReason `protobuf:"varint,3,opt,name=reason,proto3,enum=irx.v1.WithdrawalReason" json:"reason,omitempty"`
+	// For a withdrawal by the origin: the origin team's words, as its
+	// operator gave them to IncidentService/WithdrawIncident. They reach
+	// every team that held the record.
+	Description   string `protobuf:"bytes,4,opt,name=description,proto3" json:"description,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *IncidentWithdrawal) Reset() {
 	*x = IncidentWithdrawal{}
-	mi := &file_irx_v1_federation_service_proto_msgTypes[3]
+	mi := &file_irx_v1_federation_service_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -362,7 +526,7 @@ func (x *IncidentWithdrawal) String() string {
 func (*IncidentWithdrawal) ProtoMessage() {}
 
 func (x *IncidentWithdrawal) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_federation_service_proto_msgTypes[3]
+	mi := &file_irx_v1_federation_service_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -375,7 +539,7 @@ func (x *IncidentWithdrawal) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IncidentWithdrawal.ProtoReflect.Descriptor instead.
 func (*IncidentWithdrawal) Descriptor() ([]byte, []int) {
-	return file_irx_v1_federation_service_proto_rawDescGZIP(), []int{3}
+	return file_irx_v1_federation_service_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *IncidentWithdrawal) GetIncidentId() string {
@@ -399,6 +563,13 @@ func (x *IncidentWithdrawal) GetReason() WithdrawalReason {
 	return WithdrawalReason_WITHDRAWAL_REASON_UNSPECIFIED
 }
 
+func (x *IncidentWithdrawal) GetDescription() string {
+	if x != nil {
+		return x.Description
+	}
+	return ""
+}
+
 // AcknowledgeRequest is the request of Acknowledge.
 type AcknowledgeRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -412,7 +583,7 @@ type AcknowledgeRequest struct {
 
 func (x *AcknowledgeRequest) Reset() {
 	*x = AcknowledgeRequest{}
-	mi := &file_irx_v1_federation_service_proto_msgTypes[4]
+	mi := &file_irx_v1_federation_service_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -424,7 +595,7 @@ func (x *AcknowledgeRequest) String() string {
 func (*AcknowledgeRequest) ProtoMessage() {}
 
 func (x *AcknowledgeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_federation_service_proto_msgTypes[4]
+	mi := &file_irx_v1_federation_service_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -437,7 +608,7 @@ func (x *AcknowledgeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AcknowledgeRequest.ProtoReflect.Descriptor instead.
 func (*AcknowledgeRequest) Descriptor() ([]byte, []int) {
-	return file_irx_v1_federation_service_proto_rawDescGZIP(), []int{4}
+	return file_irx_v1_federation_service_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *AcknowledgeRequest) GetCursor() uint64 {
@@ -465,7 +636,7 @@ type AcknowledgeResponse struct {
 
 func (x *AcknowledgeResponse) Reset() {
 	*x = AcknowledgeResponse{}
-	mi := &file_irx_v1_federation_service_proto_msgTypes[5]
+	mi := &file_irx_v1_federation_service_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -477,7 +648,7 @@ func (x *AcknowledgeResponse) String() string {
 func (*AcknowledgeResponse) ProtoMessage() {}
 
 func (x *AcknowledgeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_federation_service_proto_msgTypes[5]
+	mi := &file_irx_v1_federation_service_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -490,7 +661,7 @@ func (x *AcknowledgeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AcknowledgeResponse.ProtoReflect.Descriptor instead.
 func (*AcknowledgeResponse) Descriptor() ([]byte, []int) {
-	return file_irx_v1_federation_service_proto_rawDescGZIP(), []int{5}
+	return file_irx_v1_federation_service_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *AcknowledgeResponse) GetAcknowledged() uint64 {
@@ -514,7 +685,7 @@ type HandOffIncidentRequest struct {
 
 func (x *HandOffIncidentRequest) Reset() {
 	*x = HandOffIncidentRequest{}
-	mi := &file_irx_v1_federation_service_proto_msgTypes[6]
+	mi := &file_irx_v1_federation_service_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -526,7 +697,7 @@ func (x *HandOffIncidentRequest) String() string {
 func (*HandOffIncidentRequest) ProtoMessage() {}
 
 func (x *HandOffIncidentRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_federation_service_proto_msgTypes[6]
+	mi := &file_irx_v1_federation_service_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -539,7 +710,7 @@ func (x *HandOffIncidentRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HandOffIncidentRequest.ProtoReflect.Descriptor instead.
 func (*HandOffIncidentRequest) Descriptor() ([]byte, []int) {
-	return file_irx_v1_federation_service_proto_rawDescGZIP(), []int{6}
+	return file_irx_v1_federation_service_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *HandOffIncidentRequest) GetIncident() *Incident {
@@ -567,7 +738,7 @@ type HandOffIncidentResponse struct {
 
 func (x *HandOffIncidentResponse) Reset() {
 	*x = HandOffIncidentResponse{}
-	mi := &file_irx_v1_federation_service_proto_msgTypes[7]
+	mi := &file_irx_v1_federation_service_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -579,7 +750,7 @@ func (x *HandOffIncidentResponse) String() string {
 func (*HandOffIncidentResponse) ProtoMessage() {}
 
 func (x *HandOffIncidentResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_federation_service_proto_msgTypes[7]
+	mi := &file_irx_v1_federation_service_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -592,7 +763,7 @@ func (x *HandOffIncidentResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HandOffIncidentResponse.ProtoReflect.Descriptor instead.
 func (*HandOffIncidentResponse) Descriptor() ([]byte, []int) {
-	return file_irx_v1_federation_service_proto_rawDescGZIP(), []int{7}
+	return file_irx_v1_federation_service_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *HandOffIncidentResponse) GetIncident() *Incident {
@@ -611,7 +782,7 @@ type GetSignedTeamDescriptionRequest struct {
 
 func (x *GetSignedTeamDescriptionRequest) Reset() {
 	*x = GetSignedTeamDescriptionRequest{}
-	mi := &file_irx_v1_federation_service_proto_msgTypes[8]
+	mi := &file_irx_v1_federation_service_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -623,7 +794,7 @@ func (x *GetSignedTeamDescriptionRequest) String() string {
 func (*GetSignedTeamDescriptionRequest) ProtoMessage() {}
 
 func (x *GetSignedTeamDescriptionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_federation_service_proto_msgTypes[8]
+	mi := &file_irx_v1_federation_service_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -636,7 +807,7 @@ func (x *GetSignedTeamDescriptionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetSignedTeamDescriptionRequest.ProtoReflect.Descriptor instead.
 func (*GetSignedTeamDescriptionRequest) Descriptor() ([]byte, []int) {
-	return file_irx_v1_federation_service_proto_rawDescGZIP(), []int{8}
+	return file_irx_v1_federation_service_proto_rawDescGZIP(), []int{9}
 }
 
 // GetSignedTeamDescriptionResponse is the response of
@@ -651,7 +822,7 @@ type GetSignedTeamDescriptionResponse struct {
 
 func (x *GetSignedTeamDescriptionResponse) Reset() {
 	*x = GetSignedTeamDescriptionResponse{}
-	mi := &file_irx_v1_federation_service_proto_msgTypes[9]
+	mi := &file_irx_v1_federation_service_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -663,7 +834,7 @@ func (x *GetSignedTeamDescriptionResponse) String() string {
 func (*GetSignedTeamDescriptionResponse) ProtoMessage() {}
 
 func (x *GetSignedTeamDescriptionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_federation_service_proto_msgTypes[9]
+	mi := &file_irx_v1_federation_service_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -676,7 +847,7 @@ func (x *GetSignedTeamDescriptionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetSignedTeamDescriptionResponse.ProtoReflect.Descriptor instead.
 func (*GetSignedTeamDescriptionResponse) Descriptor() ([]byte, []int) {
-	return file_irx_v1_federation_service_proto_rawDescGZIP(), []int{9}
+	return file_irx_v1_federation_service_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *GetSignedTeamDescriptionResponse) GetSignedDescription() *SignedTeamDescription {
@@ -700,7 +871,7 @@ const file_irx_v1_federation_service_proto_rawDesc = "" +
 	"\x06cursor\x18\x02 \x01(\x04R\x06cursor\x12\x12\n" +
 	"\x04head\x18\x03 \x01(\x04R\x04head\x127\n" +
 	"\thead_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\bheadTime\x12%\n" +
-	"\x0epolicy_version\x18\x05 \x01(\x03R\rpolicyVersion\"\xd9\x01\n" +
+	"\x0epolicy_version\x18\x05 \x01(\x03R\rpolicyVersion\"\x9a\x02\n" +
 	"\bFeedItem\x12\x1a\n" +
 	"\bsequence\x18\x01 \x01(\x04R\bsequence\x12;\n" +
 	"\vcommit_time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
@@ -708,13 +879,21 @@ const file_irx_v1_federation_service_proto_rawDesc = "" +
 	"\bincident\x18\x03 \x01(\v2\x10.irx.v1.IncidentH\x00R\bincident\x12<\n" +
 	"\n" +
 	"withdrawal\x18\x04 \x01(\v2\x1a.irx.v1.IncidentWithdrawalH\x00R\n" +
-	"withdrawalB\x06\n" +
-	"\x04kind\"\x81\x01\n" +
+	"withdrawal\x12?\n" +
+	"\vreplacement\x18\x05 \x01(\v2\x1b.irx.v1.IncidentReplacementH\x00R\vreplacementB\x06\n" +
+	"\x04kind\"\xb1\x01\n" +
+	"\x13IncidentReplacement\x12\x1f\n" +
+	"\vincident_id\x18\x01 \x01(\tR\n" +
+	"incidentId\x12\x18\n" +
+	"\aversion\x18\x02 \x01(\x03R\aversion\x12,\n" +
+	"\bincident\x18\x03 \x01(\v2\x10.irx.v1.IncidentR\bincident\x121\n" +
+	"\x06reason\x18\x04 \x01(\x0e2\x19.irx.v1.ReplacementReasonR\x06reason\"\xa3\x01\n" +
 	"\x12IncidentWithdrawal\x12\x1f\n" +
 	"\vincident_id\x18\x01 \x01(\tR\n" +
 	"incidentId\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\x03R\aversion\x120\n" +
-	"\x06reason\x18\x03 \x01(\x0e2\x18.irx.v1.WithdrawalReasonR\x06reason\"S\n" +
+	"\x06reason\x18\x03 \x01(\x0e2\x18.irx.v1.WithdrawalReasonR\x06reason\x12 \n" +
+	"\vdescription\x18\x04 \x01(\tR\vdescription\"S\n" +
 	"\x12AcknowledgeRequest\x12\x16\n" +
 	"\x06cursor\x18\x01 \x01(\x04R\x06cursor\x12%\n" +
 	"\x0epolicy_version\x18\x02 \x01(\x03R\rpolicyVersion\"9\n" +
@@ -727,7 +906,12 @@ const file_irx_v1_federation_service_proto_rawDesc = "" +
 	"\bincident\x18\x01 \x01(\v2\x10.irx.v1.IncidentR\bincident\"!\n" +
 	"\x1fGetSignedTeamDescriptionRequest\"p\n" +
 	" GetSignedTeamDescriptionResponse\x12L\n" +
-	"\x12signed_description\x18\x01 \x01(\v2\x1d.irx.v1.SignedTeamDescriptionR\x11signedDescription*q\n" +
+	"\x12signed_description\x18\x01 \x01(\v2\x1d.irx.v1.SignedTeamDescriptionR\x11signedDescription*\x98\x01\n" +
+	"\x11ReplacementReason\x12\"\n" +
+	"\x1eREPLACEMENT_REASON_UNSPECIFIED\x10\x00\x12\x1d\n" +
+	"\x19REPLACEMENT_REASON_POLICY\x10\x01\x12\x1f\n" +
+	"\x1bREPLACEMENT_REASON_MARKINGS\x10\x02\x12\x1f\n" +
+	"\x1bREPLACEMENT_REASON_UPSTREAM\x10\x03*q\n" +
 	"\x10WithdrawalReason\x12!\n" +
 	"\x1dWITHDRAWAL_REASON_UNSPECIFIED\x10\x00\x12\x1c\n" +
 	"\x18WITHDRAWAL_REASON_ORIGIN\x10\x01\x12\x1c\n" +
@@ -750,47 +934,52 @@ func file_irx_v1_federation_service_proto_rawDescGZIP() []byte {
 	return file_irx_v1_federation_service_proto_rawDescData
 }
 
-var file_irx_v1_federation_service_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_irx_v1_federation_service_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
+var file_irx_v1_federation_service_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
+var file_irx_v1_federation_service_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
 var file_irx_v1_federation_service_proto_goTypes = []any{
-	(WithdrawalReason)(0),                    // 0: irx.v1.WithdrawalReason
-	(*SubscribeRequest)(nil),                 // 1: irx.v1.SubscribeRequest
-	(*SubscribeResponse)(nil),                // 2: irx.v1.SubscribeResponse
-	(*FeedItem)(nil),                         // 3: irx.v1.FeedItem
-	(*IncidentWithdrawal)(nil),               // 4: irx.v1.IncidentWithdrawal
-	(*AcknowledgeRequest)(nil),               // 5: irx.v1.AcknowledgeRequest
-	(*AcknowledgeResponse)(nil),              // 6: irx.v1.AcknowledgeResponse
-	(*HandOffIncidentRequest)(nil),           // 7: irx.v1.HandOffIncidentRequest
-	(*HandOffIncidentResponse)(nil),          // 8: irx.v1.HandOffIncidentResponse
-	(*GetSignedTeamDescriptionRequest)(nil),  // 9: irx.v1.GetSignedTeamDescriptionRequest
-	(*GetSignedTeamDescriptionResponse)(nil), // 10: irx.v1.GetSignedTeamDescriptionResponse
-	(*timestamppb.Timestamp)(nil),            // 11: google.protobuf.Timestamp
-	(*Incident)(nil),                         // 12: irx.v1.Incident
-	(*SignedTeamDescription)(nil),            // 13: irx.v1.SignedTeamDescription
+	(ReplacementReason)(0),                   // 0: irx.v1.ReplacementReason
+	(WithdrawalReason)(0),                    // 1: irx.v1.WithdrawalReason
+	(*SubscribeRequest)(nil),                 // 2: irx.v1.SubscribeRequest
+	(*SubscribeResponse)(nil),                // 3: irx.v1.SubscribeResponse
+	(*FeedItem)(nil),                         // 4: irx.v1.FeedItem
+	(*IncidentReplacement)(nil),              // 5: irx.v1.IncidentReplacement
+	(*IncidentWithdrawal)(nil),               // 6: irx.v1.IncidentWithdrawal
+	(*AcknowledgeRequest)(nil),               // 7: irx.v1.AcknowledgeRequest
+	(*AcknowledgeResponse)(nil),              // 8: irx.v1.AcknowledgeResponse
+	(*HandOffIncidentRequest)(nil),           // 9: irx.v1.HandOffIncidentRequest
+	(*HandOffIncidentResponse)(nil),          // 10: irx.v1.HandOffIncidentResponse
+	(*GetSignedTeamDescriptionRequest)(nil),  // 11: irx.v1.GetSignedTeamDescriptionRequest
+	(*GetSignedTeamDescriptionResponse)(nil), // 12: irx.v1.GetSignedTeamDescriptionResponse
+	(*timestamppb.Timestamp)(nil),            // 13: google.protobuf.Timestamp
+	(*Incident)(nil),                         // 14: irx.v1.Incident
+	(*SignedTeamDescription)(nil),            // 15: irx.v1.SignedTeamDescription
 }
 var file_irx_v1_federation_service_proto_depIdxs = []int32{
-	3,  // 0: irx.v1.SubscribeResponse.items:type_name -> irx.v1.FeedItem
-	11, // 1: irx.v1.SubscribeResponse.head_time:type_name -> google.protobuf.Timestamp
-	11, // 2: irx.v1.FeedItem.commit_time:type_name -> google.protobuf.Timestamp
-	12, // 3: irx.v1.FeedItem.incident:type_name -> irx.v1.Incident
-	4,  // 4: irx.v1.FeedItem.withdrawal:type_name -> irx.v1.IncidentWithdrawal
-	0,  // 5: irx.v1.IncidentWithdrawal.reason:type_name -> irx.v1.WithdrawalReason
-	12, // 6: irx.v1.HandOffIncidentRequest.incident:type_name -> irx.v1.Incident
-	12, // 7: irx.v1.HandOffIncidentResponse.incident:type_name -> irx.v1.Incident
-	13, // 8: irx.v1.GetSignedTeamDescriptionResponse.signed_description:type_name -> irx.v1.SignedTeamDescription
-	1,  // 9: irx.v1.FederationService.Subscribe:input_type -> irx.v1.SubscribeRequest
-	5,  // 10: irx.v1.FederationService.Acknowledge:input_type -> irx.v1.AcknowledgeRequest
-	7,  // 11: irx.v1.FederationService.HandOffIncident:input_type -> irx.v1.HandOffIncidentRequest
-	9,  // 12: irx.v1.FederationService.GetSignedTeamDescription:input_type -> irx.v1.GetSignedTeamDescriptionRequest
-	2,  // 13: irx.v1.FederationService.Subscribe:output_type -> irx.v1.SubscribeResponse
-	6,  // 14: irx.v1.FederationService.Acknowledge:output_type -> irx.v1.AcknowledgeResponse
-	8,  // 15: irx.v1.FederationService.HandOffIncident:output_type -> irx.v1.HandOffIncidentResponse
-	10, // 16: irx.v1.FederationService.GetSignedTeamDescription:output_type -> irx.v1.GetSignedTeamDescriptionResponse
-	13, // [13:17] is the sub-list for method output_type
-	9,  // [9:13] is the sub-list for method input_type
-	9,  // [9:9] is the sub-list for extension type_name
-	9,  // [9:9] is the sub-list for extension extendee
-	0,  // [0:9] is the sub-list for field type_name
+	4,  // 0: irx.v1.SubscribeResponse.items:type_name -> irx.v1.FeedItem
+	13, // 1: irx.v1.SubscribeResponse.head_time:type_name -> google.protobuf.Timestamp
+	13, // 2: irx.v1.FeedItem.commit_time:type_name -> google.protobuf.Timestamp
+	14, // 3: irx.v1.FeedItem.incident:type_name -> irx.v1.Incident
+	6,  // 4: irx.v1.FeedItem.withdrawal:type_name -> irx.v1.IncidentWithdrawal
+	5,  // 5: irx.v1.FeedItem.replacement:type_name -> irx.v1.IncidentReplacement
+	14, // 6: irx.v1.IncidentReplacement.incident:type_name -> irx.v1.Incident
+	0,  // 7: irx.v1.IncidentReplacement.reason:type_name -> irx.v1.ReplacementReason
+	1,  // 8: irx.v1.IncidentWithdrawal.reason:type_name -> irx.v1.WithdrawalReason
+	14, // 9: irx.v1.HandOffIncidentRequest.incident:type_name -> irx.v1.Incident
+	14, // 10: irx.v1.HandOffIncidentResponse.incident:type_name -> irx.v1.Incident
+	15, // 11: irx.v1.GetSignedTeamDescriptionResponse.signed_description:type_name -> irx.v1.SignedTeamDescription
+	2,  // 12: irx.v1.FederationService.Subscribe:input_type -> irx.v1.SubscribeRequest
+	7,  // 13: irx.v1.FederationService.Acknowledge:input_type -> irx.v1.AcknowledgeRequest
+	9,  // 14: irx.v1.FederationService.HandOffIncident:input_type -> irx.v1.HandOffIncidentRequest
+	11, // 15: irx.v1.FederationService.GetSignedTeamDescription:input_type -> irx.v1.GetSignedTeamDescriptionRequest
+	3,  // 16: irx.v1.FederationService.Subscribe:output_type -> irx.v1.SubscribeResponse
+	8,  // 17: irx.v1.FederationService.Acknowledge:output_type -> irx.v1.AcknowledgeResponse
+	10, // 18: irx.v1.FederationService.HandOffIncident:output_type -> irx.v1.HandOffIncidentResponse
+	12, // 19: irx.v1.FederationService.GetSignedTeamDescription:output_type -> irx.v1.GetSignedTeamDescriptionResponse
+	16, // [16:20] is the sub-list for method output_type
+	12, // [12:16] is the sub-list for method input_type
+	12, // [12:12] is the sub-list for extension type_name
+	12, // [12:12] is the sub-list for extension extendee
+	0,  // [0:12] is the sub-list for field type_name
 }
 
 func init() { file_irx_v1_federation_service_proto_init() }
@@ -803,14 +992,15 @@ func file_irx_v1_federation_service_proto_init() {
 	file_irx_v1_federation_service_proto_msgTypes[2].OneofWrappers = []any{
 		(*FeedItem_Incident)(nil),
 		(*FeedItem_Withdrawal)(nil),
+		(*FeedItem_Replacement)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_irx_v1_federation_service_proto_rawDesc), len(file_irx_v1_federation_service_proto_rawDesc)),
-			NumEnums:      1,
-			NumMessages:   10,
+			NumEnums:      2,
+			NumMessages:   11,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

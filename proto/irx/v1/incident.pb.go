@@ -968,6 +968,9 @@ const (
 	HistoryAction_HISTORY_ACTION_HAND_OFF HistoryAction = 14
 	// Something else.
 	HistoryAction_HISTORY_ACTION_OTHER HistoryAction = 15
+	// The record was withdrawn: by its origin, or from this team by the
+	// policy of the team it came from.
+	HistoryAction_HISTORY_ACTION_WITHDRAWN HistoryAction = 16
 )
 
 // Enum value maps for HistoryAction.
@@ -989,6 +992,7 @@ var (
 		13: "HISTORY_ACTION_WATCH_AND_REPORT",
 		14: "HISTORY_ACTION_HAND_OFF",
 		15: "HISTORY_ACTION_OTHER",
+		16: "HISTORY_ACTION_WITHDRAWN",
 	}
 	HistoryAction_value = map[string]int32{
 		"HISTORY_ACTION_UNSPECIFIED":         0,
@@ -1007,6 +1011,7 @@ var (
 		"HISTORY_ACTION_WATCH_AND_REPORT":    13,
 		"HISTORY_ACTION_HAND_OFF":            14,
 		"HISTORY_ACTION_OTHER":               15,
+		"HISTORY_ACTION_WITHDRAWN":           16,
 	}
 )
 
@@ -1187,6 +1192,7 @@ type Incident struct {
 	// told to delete it, and it is no longer listed by default.
 	WithdrawTime *timestamppb.Timestamp `protobuf:"bytes,37,opt,name=withdraw_time,json=withdrawTime,proto3" json:"withdraw_time,omitempty"`
 	// Output only. Why the record was withdrawn, as the operator said it.
+	// It is sent to every team that held the record, with the withdrawal.
 	WithdrawReason string `protobuf:"bytes,38,opt,name=withdraw_reason,json=withdrawReason,proto3" json:"withdraw_reason,omitempty"`
 	unknownFields  protoimpl.UnknownFields
 	sizeCache      protoimpl.SizeCache
@@ -3495,7 +3501,18 @@ type Provenance struct {
 	// What this team may do with the record: the terms the team it came from
 	// granted (from the record's TLP, the re-share limit of the origin and
 	// of every team on the path). Unset for local records.
-	Reshare       *ReshareTerms `protobuf:"bytes,5,opt,name=reshare,proto3" json:"reshare,omitempty"`
+	Reshare *ReshareTerms `protobuf:"bytes,5,opt,name=reshare,proto3" json:"reshare,omitempty"`
+	// The transfers that made each team of path a holder, in the order of
+	// path, each with the version of the disclosure policy it was made
+	// under. A team accepts a replacement that would widen its copy of a
+	// version only when one of these policy versions, or terms_version, is
+	// newer than in the copy it holds.
+	Transfers []*Transfer `protobuf:"bytes,6,rep,name=transfers,proto3" json:"transfers,omitempty"`
+	// The record version whose markings (TLP, restriction, named
+	// recipients, the reporter's consent, the restrictions of its parts)
+	// were applied to this view together with the view's own: the record's
+	// latest version when the view was computed. Unset for local records.
+	TermsVersion  int64 `protobuf:"varint,7,opt,name=terms_version,json=termsVersion,proto3" json:"terms_version,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3565,6 +3582,76 @@ func (x *Provenance) GetReshare() *ReshareTerms {
 	return nil
 }
 
+func (x *Provenance) GetTransfers() []*Transfer {
+	if x != nil {
+		return x.Transfers
+	}
+	return nil
+}
+
+func (x *Provenance) GetTermsVersion() int64 {
+	if x != nil {
+		return x.TermsVersion
+	}
+	return 0
+}
+
+// Transfer is one team-to-team transfer of a record's view.
+type Transfer struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The team that received the view.
+	TeamId string `protobuf:"bytes,1,opt,name=team_id,json=teamId,proto3" json:"team_id,omitempty"`
+	// The version of the sending team's disclosure policy for it under which
+	// the view was computed.
+	PolicyVersion int64 `protobuf:"varint,2,opt,name=policy_version,json=policyVersion,proto3" json:"policy_version,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Transfer) Reset() {
+	*x = Transfer{}
+	mi := &file_irx_v1_incident_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Transfer) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Transfer) ProtoMessage() {}
+
+func (x *Transfer) ProtoReflect() protoreflect.Message {
+	mi := &file_irx_v1_incident_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Transfer.ProtoReflect.Descriptor instead.
+func (*Transfer) Descriptor() ([]byte, []int) {
+	return file_irx_v1_incident_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *Transfer) GetTeamId() string {
+	if x != nil {
+		return x.TeamId
+	}
+	return ""
+}
+
+func (x *Transfer) GetPolicyVersion() int64 {
+	if x != nil {
+		return x.PolicyVersion
+	}
+	return 0
+}
+
 // ReshareTerms is what the peer may do with a view, derived from the
 // record's TLP and the policy's hop limit.
 type ReshareTerms struct {
@@ -3582,7 +3669,7 @@ type ReshareTerms struct {
 
 func (x *ReshareTerms) Reset() {
 	*x = ReshareTerms{}
-	mi := &file_irx_v1_incident_proto_msgTypes[26]
+	mi := &file_irx_v1_incident_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3594,7 +3681,7 @@ func (x *ReshareTerms) String() string {
 func (*ReshareTerms) ProtoMessage() {}
 
 func (x *ReshareTerms) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_incident_proto_msgTypes[26]
+	mi := &file_irx_v1_incident_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3607,7 +3694,7 @@ func (x *ReshareTerms) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReshareTerms.ProtoReflect.Descriptor instead.
 func (*ReshareTerms) Descriptor() ([]byte, []int) {
-	return file_irx_v1_incident_proto_rawDescGZIP(), []int{26}
+	return file_irx_v1_incident_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *ReshareTerms) GetMayReshare() bool {
@@ -3854,7 +3941,7 @@ const file_irx_v1_incident_proto_rawDesc = "" +
 	"\fConsentScope\x12\x16\n" +
 	"\x06domain\x18\x01 \x01(\bR\x06domain\x12\x14\n" +
 	"\x05hosts\x18\x02 \x01(\bR\x05hosts\x12\x18\n" +
-	"\acontact\x18\x03 \x01(\bR\acontact\"\xd5\x01\n" +
+	"\acontact\x18\x03 \x01(\bR\acontact\"\xaa\x02\n" +
 	"\n" +
 	"Provenance\x12\x1f\n" +
 	"\vorigin_team\x18\x01 \x01(\tR\n" +
@@ -3862,7 +3949,12 @@ const file_irx_v1_incident_proto_rawDesc = "" +
 	"\x04path\x18\x02 \x03(\tR\x04path\x12#\n" +
 	"\rreceived_from\x18\x03 \x01(\tR\freceivedFrom\x12=\n" +
 	"\freceive_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\vreceiveTime\x12.\n" +
-	"\areshare\x18\x05 \x01(\v2\x14.irx.v1.ReshareTermsR\areshare\"x\n" +
+	"\areshare\x18\x05 \x01(\v2\x14.irx.v1.ReshareTermsR\areshare\x12.\n" +
+	"\ttransfers\x18\x06 \x03(\v2\x10.irx.v1.TransferR\ttransfers\x12#\n" +
+	"\rterms_version\x18\a \x01(\x03R\ftermsVersion\"J\n" +
+	"\bTransfer\x12\x17\n" +
+	"\ateam_id\x18\x01 \x01(\tR\x06teamId\x12%\n" +
+	"\x0epolicy_version\x18\x02 \x01(\x03R\rpolicyVersion\"x\n" +
 	"\fReshareTerms\x12\x1f\n" +
 	"\vmay_reshare\x18\x01 \x01(\bR\n" +
 	"mayReshare\x12*\n" +
@@ -3977,7 +4069,7 @@ const file_irx_v1_incident_proto_rawDesc = "" +
 	"\x14DISCOVERY_SOURCE_LEO\x10\x10\x12\x1c\n" +
 	"\x18DISCOVERY_SOURCE_PARTNER\x10\x11\x12\x1a\n" +
 	"\x16DISCOVERY_SOURCE_ACTOR\x10\x12\x12\x1c\n" +
-	"\x18DISCOVERY_SOURCE_UNKNOWN\x10\x13*\xa8\x04\n" +
+	"\x18DISCOVERY_SOURCE_UNKNOWN\x10\x13*\xc6\x04\n" +
 	"\rHistoryAction\x12\x1e\n" +
 	"\x1aHISTORY_ACTION_UNSPECIFIED\x10\x00\x12\x1a\n" +
 	"\x16HISTORY_ACTION_NOTHING\x10\x01\x12&\n" +
@@ -3995,7 +4087,8 @@ const file_irx_v1_incident_proto_rawDesc = "" +
 	"\x1eHISTORY_ACTION_STATUS_NEW_INFO\x10\f\x12#\n" +
 	"\x1fHISTORY_ACTION_WATCH_AND_REPORT\x10\r\x12\x1b\n" +
 	"\x17HISTORY_ACTION_HAND_OFF\x10\x0e\x12\x18\n" +
-	"\x14HISTORY_ACTION_OTHER\x10\x0f*\x7f\n" +
+	"\x14HISTORY_ACTION_OTHER\x10\x0f\x12\x1c\n" +
+	"\x18HISTORY_ACTION_WITHDRAWN\x10\x10*\x7f\n" +
 	"\fReshareScope\x12\x1d\n" +
 	"\x19RESHARE_SCOPE_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12RESHARE_SCOPE_NONE\x10\x01\x12\x1b\n" +
@@ -4015,7 +4108,7 @@ func file_irx_v1_incident_proto_rawDescGZIP() []byte {
 }
 
 var file_irx_v1_incident_proto_enumTypes = make([]protoimpl.EnumInfo, 15)
-var file_irx_v1_incident_proto_msgTypes = make([]protoimpl.MessageInfo, 27)
+var file_irx_v1_incident_proto_msgTypes = make([]protoimpl.MessageInfo, 28)
 var file_irx_v1_incident_proto_goTypes = []any{
 	(Purpose)(0),                  // 0: irx.v1.Purpose
 	(Status)(0),                   // 1: irx.v1.Status
@@ -4058,8 +4151,9 @@ var file_irx_v1_incident_proto_goTypes = []any{
 	(*DisclosureConsent)(nil),     // 38: irx.v1.DisclosureConsent
 	(*ConsentScope)(nil),          // 39: irx.v1.ConsentScope
 	(*Provenance)(nil),            // 40: irx.v1.Provenance
-	(*ReshareTerms)(nil),          // 41: irx.v1.ReshareTerms
-	(*timestamppb.Timestamp)(nil), // 42: google.protobuf.Timestamp
+	(*Transfer)(nil),              // 41: irx.v1.Transfer
+	(*ReshareTerms)(nil),          // 42: irx.v1.ReshareTerms
+	(*timestamppb.Timestamp)(nil), // 43: google.protobuf.Timestamp
 }
 var file_irx_v1_incident_proto_depIdxs = []int32{
 	17, // 0: irx.v1.Incident.alternative_ids:type_name -> irx.v1.AlternativeId
@@ -4070,13 +4164,13 @@ var file_irx_v1_incident_proto_depIdxs = []int32{
 	16, // 5: irx.v1.Incident.taxonomy:type_name -> irx.v1.Taxonomy
 	16, // 6: irx.v1.Incident.additional_taxonomies:type_name -> irx.v1.Taxonomy
 	4,  // 7: irx.v1.Incident.priority:type_name -> irx.v1.Priority
-	42, // 8: irx.v1.Incident.detect_time:type_name -> google.protobuf.Timestamp
-	42, // 9: irx.v1.Incident.start_time:type_name -> google.protobuf.Timestamp
-	42, // 10: irx.v1.Incident.end_time:type_name -> google.protobuf.Timestamp
-	42, // 11: irx.v1.Incident.recovery_time:type_name -> google.protobuf.Timestamp
-	42, // 12: irx.v1.Incident.report_time:type_name -> google.protobuf.Timestamp
-	42, // 13: irx.v1.Incident.generation_time:type_name -> google.protobuf.Timestamp
-	42, // 14: irx.v1.Incident.create_time:type_name -> google.protobuf.Timestamp
+	43, // 8: irx.v1.Incident.detect_time:type_name -> google.protobuf.Timestamp
+	43, // 9: irx.v1.Incident.start_time:type_name -> google.protobuf.Timestamp
+	43, // 10: irx.v1.Incident.end_time:type_name -> google.protobuf.Timestamp
+	43, // 11: irx.v1.Incident.recovery_time:type_name -> google.protobuf.Timestamp
+	43, // 12: irx.v1.Incident.report_time:type_name -> google.protobuf.Timestamp
+	43, // 13: irx.v1.Incident.generation_time:type_name -> google.protobuf.Timestamp
+	43, // 14: irx.v1.Incident.create_time:type_name -> google.protobuf.Timestamp
 	18, // 15: irx.v1.Incident.descriptions:type_name -> irx.v1.Description
 	19, // 16: irx.v1.Incident.reporting_site:type_name -> irx.v1.ReportingSite
 	20, // 17: irx.v1.Incident.contacts:type_name -> irx.v1.Contact
@@ -4094,7 +4188,7 @@ var file_irx_v1_incident_proto_depIdxs = []int32{
 	37, // 29: irx.v1.Incident.related_activity:type_name -> irx.v1.RelatedActivity
 	38, // 30: irx.v1.Incident.disclosure_consent:type_name -> irx.v1.DisclosureConsent
 	40, // 31: irx.v1.Incident.provenance:type_name -> irx.v1.Provenance
-	42, // 32: irx.v1.Incident.withdraw_time:type_name -> google.protobuf.Timestamp
+	43, // 32: irx.v1.Incident.withdraw_time:type_name -> google.protobuf.Timestamp
 	5,  // 33: irx.v1.AlternativeId.kind:type_name -> irx.v1.AlternativeIdKind
 	2,  // 34: irx.v1.AlternativeId.restriction:type_name -> irx.v1.Restriction
 	2,  // 35: irx.v1.Description.restriction:type_name -> irx.v1.Restriction
@@ -4105,8 +4199,8 @@ var file_irx_v1_incident_proto_depIdxs = []int32{
 	8,  // 40: irx.v1.Host.category:type_name -> irx.v1.SystemCategory
 	2,  // 41: irx.v1.Host.restriction:type_name -> irx.v1.Restriction
 	9,  // 42: irx.v1.Indicator.kind:type_name -> irx.v1.IndicatorKind
-	42, // 43: irx.v1.Indicator.first_seen_time:type_name -> google.protobuf.Timestamp
-	42, // 44: irx.v1.Indicator.last_seen_time:type_name -> google.protobuf.Timestamp
+	43, // 43: irx.v1.Indicator.first_seen_time:type_name -> google.protobuf.Timestamp
+	43, // 44: irx.v1.Indicator.last_seen_time:type_name -> google.protobuf.Timestamp
 	2,  // 45: irx.v1.Indicator.restriction:type_name -> irx.v1.Restriction
 	25, // 46: irx.v1.Method.vulnerabilities:type_name -> irx.v1.Vulnerability
 	2,  // 47: irx.v1.Method.restriction:type_name -> irx.v1.Restriction
@@ -4119,24 +4213,25 @@ var file_irx_v1_incident_proto_depIdxs = []int32{
 	11, // 54: irx.v1.BusinessImpact.severity:type_name -> irx.v1.Severity
 	12, // 55: irx.v1.Discovery.source:type_name -> irx.v1.DiscoverySource
 	33, // 56: irx.v1.SiteSecurity.tools:type_name -> irx.v1.SecurityTool
-	42, // 57: irx.v1.LogExcerpt.time:type_name -> google.protobuf.Timestamp
+	43, // 57: irx.v1.LogExcerpt.time:type_name -> google.protobuf.Timestamp
 	2,  // 58: irx.v1.LogExcerpt.restriction:type_name -> irx.v1.Restriction
-	42, // 59: irx.v1.Evidence.collect_time:type_name -> google.protobuf.Timestamp
+	43, // 59: irx.v1.Evidence.collect_time:type_name -> google.protobuf.Timestamp
 	2,  // 60: irx.v1.Evidence.restriction:type_name -> irx.v1.Restriction
 	13, // 61: irx.v1.HistoryItem.action:type_name -> irx.v1.HistoryAction
-	42, // 62: irx.v1.HistoryItem.time:type_name -> google.protobuf.Timestamp
+	43, // 62: irx.v1.HistoryItem.time:type_name -> google.protobuf.Timestamp
 	2,  // 63: irx.v1.HistoryItem.restriction:type_name -> irx.v1.Restriction
 	39, // 64: irx.v1.DisclosureConsent.sites_involved:type_name -> irx.v1.ConsentScope
 	39, // 65: irx.v1.DisclosureConsent.response_teams:type_name -> irx.v1.ConsentScope
 	39, // 66: irx.v1.DisclosureConsent.law_enforcement:type_name -> irx.v1.ConsentScope
-	42, // 67: irx.v1.Provenance.receive_time:type_name -> google.protobuf.Timestamp
-	41, // 68: irx.v1.Provenance.reshare:type_name -> irx.v1.ReshareTerms
-	14, // 69: irx.v1.ReshareTerms.scope:type_name -> irx.v1.ReshareScope
-	70, // [70:70] is the sub-list for method output_type
-	70, // [70:70] is the sub-list for method input_type
-	70, // [70:70] is the sub-list for extension type_name
-	70, // [70:70] is the sub-list for extension extendee
-	0,  // [0:70] is the sub-list for field type_name
+	43, // 67: irx.v1.Provenance.receive_time:type_name -> google.protobuf.Timestamp
+	42, // 68: irx.v1.Provenance.reshare:type_name -> irx.v1.ReshareTerms
+	41, // 69: irx.v1.Provenance.transfers:type_name -> irx.v1.Transfer
+	14, // 70: irx.v1.ReshareTerms.scope:type_name -> irx.v1.ReshareScope
+	71, // [71:71] is the sub-list for method output_type
+	71, // [71:71] is the sub-list for method input_type
+	71, // [71:71] is the sub-list for extension type_name
+	71, // [71:71] is the sub-list for extension extendee
+	0,  // [0:71] is the sub-list for field type_name
 }
 
 func init() { file_irx_v1_incident_proto_init() }
@@ -4151,7 +4246,7 @@ func file_irx_v1_incident_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_irx_v1_incident_proto_rawDesc), len(file_irx_v1_incident_proto_rawDesc)),
 			NumEnums:      15,
-			NumMessages:   27,
+			NumMessages:   28,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

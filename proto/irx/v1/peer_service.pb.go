@@ -213,8 +213,20 @@ type PeerStatus struct {
 	LastErrorTime *timestamppb.Timestamp `protobuf:"bytes,16,opt,name=last_error_time,json=lastErrorTime,proto3" json:"last_error_time,omitempty"`
 	// When the peer last acknowledged our feed.
 	LastAcknowledgeTime *timestamppb.Timestamp `protobuf:"bytes,17,opt,name=last_acknowledge_time,json=lastAcknowledgeTime,proto3" json:"last_acknowledge_time,omitempty"`
-	unknownFields       protoimpl.UnknownFields
-	sizeCache           protoimpl.SizeCache
+	// Items of the peer's feed we refused (invalid, looping, not the peer's
+	// to withdraw or replace, or widening what we hold without newer terms).
+	Rejected uint64 `protobuf:"varint,18,opt,name=rejected,proto3" json:"rejected,omitempty"`
+	// Why the last refused item was refused.
+	LastRejection string `protobuf:"bytes,19,opt,name=last_rejection,json=lastRejection,proto3" json:"last_rejection,omitempty"`
+	// Replacements of versions we hold, applied from the peer.
+	ReceivedReplacements uint64 `protobuf:"varint,20,opt,name=received_replacements,json=receivedReplacements,proto3" json:"received_replacements,omitempty"`
+	// Replacements of versions the peer held, acknowledged by the peer.
+	SentReplacements uint64 `protobuf:"varint,21,opt,name=sent_replacements,json=sentReplacements,proto3" json:"sent_replacements,omitempty"`
+	// While what the peer holds is being disclosed again after a change of
+	// our policy for it: that policy version; 0 when nothing is pending.
+	RedisclosurePolicyVersion int64 `protobuf:"varint,22,opt,name=redisclosure_policy_version,json=redisclosurePolicyVersion,proto3" json:"redisclosure_policy_version,omitempty"`
+	unknownFields             protoimpl.UnknownFields
+	sizeCache                 protoimpl.SizeCache
 }
 
 func (x *PeerStatus) Reset() {
@@ -364,6 +376,41 @@ func (x *PeerStatus) GetLastAcknowledgeTime() *timestamppb.Timestamp {
 		return x.LastAcknowledgeTime
 	}
 	return nil
+}
+
+func (x *PeerStatus) GetRejected() uint64 {
+	if x != nil {
+		return x.Rejected
+	}
+	return 0
+}
+
+func (x *PeerStatus) GetLastRejection() string {
+	if x != nil {
+		return x.LastRejection
+	}
+	return ""
+}
+
+func (x *PeerStatus) GetReceivedReplacements() uint64 {
+	if x != nil {
+		return x.ReceivedReplacements
+	}
+	return 0
+}
+
+func (x *PeerStatus) GetSentReplacements() uint64 {
+	if x != nil {
+		return x.SentReplacements
+	}
+	return 0
+}
+
+func (x *PeerStatus) GetRedisclosurePolicyVersion() int64 {
+	if x != nil {
+		return x.RedisclosurePolicyVersion
+	}
+	return 0
 }
 
 // CreatePeerRequest is the request of CreatePeer.
@@ -986,7 +1033,7 @@ const file_irx_v1_peer_service_proto_rawDesc = "" +
 	"\vcreate_time\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"createTime\x12;\n" +
 	"\vupdate_time\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"updateTime\"\xd9\x05\n" +
+	"updateTime\"\xbe\a\n" +
 	"\n" +
 	"PeerStatus\x12\x1c\n" +
 	"\tconnected\x18\x01 \x01(\bR\tconnected\x12\x1a\n" +
@@ -1007,7 +1054,12 @@ const file_irx_v1_peer_service_proto_rawDesc = "" +
 	"\n" +
 	"last_error\x18\x0f \x01(\tR\tlastError\x12B\n" +
 	"\x0flast_error_time\x18\x10 \x01(\v2\x1a.google.protobuf.TimestampR\rlastErrorTime\x12N\n" +
-	"\x15last_acknowledge_time\x18\x11 \x01(\v2\x1a.google.protobuf.TimestampR\x13lastAcknowledgeTime\"5\n" +
+	"\x15last_acknowledge_time\x18\x11 \x01(\v2\x1a.google.protobuf.TimestampR\x13lastAcknowledgeTime\x12\x1a\n" +
+	"\brejected\x18\x12 \x01(\x04R\brejected\x12%\n" +
+	"\x0elast_rejection\x18\x13 \x01(\tR\rlastRejection\x123\n" +
+	"\x15received_replacements\x18\x14 \x01(\x04R\x14receivedReplacements\x12+\n" +
+	"\x11sent_replacements\x18\x15 \x01(\x04R\x10sentReplacements\x12>\n" +
+	"\x1bredisclosure_policy_version\x18\x16 \x01(\x03R\x19redisclosurePolicyVersion\"5\n" +
 	"\x11CreatePeerRequest\x12 \n" +
 	"\x04peer\x18\x01 \x01(\v2\f.irx.v1.PeerR\x04peer\"6\n" +
 	"\x12CreatePeerResponse\x12 \n" +
