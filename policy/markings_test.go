@@ -138,9 +138,9 @@ func TestNarrowedKeepsWhatLaterVersionsDoNotRestrict(t *testing.T) {
 	v2 := proto.CloneOf(v1)
 	v2.Version = 2
 	v2.Status = irxv1.Status_STATUS_RESOLVED
-	v2.Tlp = irxv1.Tlp_TLP_GREEN                              // lowered: v1 keeps AMBER
-	v2.Contacts = nil                                         // deleted: v1 keeps it
-	v2.Restriction = irxv1.Restriction_RESTRICTION_PUBLIC     // loosened: v1 keeps PARTNER
+	v2.Tlp = irxv1.Tlp_TLP_GREEN                               // lowered: v1 keeps AMBER
+	v2.Contacts = nil                                          // deleted: v1 keeps it
+	v2.Restriction = irxv1.Restriction_RESTRICTION_PUBLIC      // loosened: v1 keeps PARTNER
 	v2.DisclosureConsent.SitesInvolved = &irxv1.ConsentScope{} // a row v1 never granted
 	if got := policy.Narrowed(v1, v2); got != v1 {
 		t.Errorf("v2 narrows nothing, yet Narrowed made a new record:\n%v", got)

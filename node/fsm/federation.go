@@ -55,7 +55,7 @@ func heldRecordPrefix(peer string, id record.ID) []byte {
 func heldKey(peer string, id record.ID, version int64) []byte {
 	return cat(heldRecordPrefix(peer, id), u64(uint64(version)))
 }
-func tombKey(id record.ID) []byte          { return cat(prefixTomb, idKey(id)) }
+func tombKey(id record.ID) []byte        { return cat(prefixTomb, idKey(id)) }
 func redisclosureKey(peer string) []byte { return cat(prefixRedisclosure, []byte(peer)) }
 
 // loadHighestTickets finds, for every other team whose incidents db holds,
