@@ -65,7 +65,7 @@ func within(t *testing.T, d time.Duration, what string, call func() result, chec
 			return r
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%s: still not after %v; last: %v", what, d, r)
+			t.Fatalf("%s: still not after %v; last: %v\n%s%s", what, d, r, r.stdout, r.stderr)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
@@ -165,13 +165,16 @@ func TestFederationThroughIrxctl(t *testing.T) {
 		return r.code == 0 && row != nil && row[1] == "yes" && row[7] == "1" // CONNECTED, RECEIVED
 	})
 
-	// A withdraws: B deletes its copy; the ledger records the withdrawal.
+	// A withdraws: B replaces its copy with a stub that says why; the
+	// ledger records the withdrawal.
 	r = mustSucceed(t, atA("", "incident", "withdraw", "cert-a:1", "--reason", "reported in error"))
 	if !strings.Contains(r.stdout, "(reported in error)") {
 		t.Errorf("withdraw:\n%s", r.stdout)
 	}
-	within(t, wait, "B deleted cert-a:1", func() result { return atB("", "incident", "get", "cert-a:1") },
-		func(r result) bool { return r.code == 1 && strings.Contains(r.stderr, "irxctl: NotFound: ") })
+	within(t, wait, "B deleted cert-a:1", func() result { return atB("", "incident", "get", "cert-a:1", "-o", "json") },
+		func(r result) bool {
+			return r.code == 0 && strings.Contains(r.stdout, `"withdraw_reason": "reported in error"`) && !strings.Contains(r.stdout, `"taxonomy"`)
+		})
 	r = within(t, wait, "the withdrawal is in the ledger", func() result { return atA("", "audit", "list", "--incident", "cert-a:1") },
 		func(r result) bool { return r.code == 0 && len(tableRows(t, r.stdout)) == 2 })
 	if rows := tableRows(t, r.stdout); rows[1][5] != "withdrawal/origin" {

@@ -390,11 +390,17 @@ func writePeerDetail(w io.Writer, p *irxv1.Peer) error {
 		row("policy", "v%d, recipient class %s, constituency cidrs %v asns %v domains %v", p.GetPolicyVersion(),
 			enumLabel(p.GetRecipientClass(), "RECIPIENT_CLASS_"), cons.GetCidrs(), cons.GetAsns(), cons.GetDomains())
 	}
-	row("inbound", "applied %d of %d, lag %s; received %d versions, %d withdrawals",
-		st.GetInboundCursor(), st.GetInboundHead(), inboundLag(st), st.GetReceived(), st.GetReceivedWithdrawals())
-	row("outbound", "acknowledged %d of %d, lag %d, last acknowledged %s; sent %d versions, %d withdrawals; withheld %d",
+	row("inbound", "applied %d of %d, lag %s; received %d versions, %d replacements, %d withdrawals; refused %d",
+		st.GetInboundCursor(), st.GetInboundHead(), inboundLag(st), st.GetReceived(), st.GetReceivedReplacements(), st.GetReceivedWithdrawals(), st.GetRejected())
+	if st.GetLastRejection() != "" {
+		row("last refused", "%s", oneLineText(st.GetLastRejection(), 200))
+	}
+	row("outbound", "acknowledged %d of %d, lag %d, last acknowledged %s; sent %d versions, %d replacements, %d withdrawals; withheld %d",
 		st.GetOutboundAcknowledged(), st.GetOutboundHead(), st.GetOutboundLagRecords(), timeLabel(st.GetLastAcknowledgeTime()),
-		st.GetSent(), st.GetSentWithdrawals(), st.GetWithheld())
+		st.GetSent(), st.GetSentReplacements(), st.GetSentWithdrawals(), st.GetWithheld())
+	if v := st.GetRedisclosurePolicyVersion(); v != 0 {
+		row("redisclosure", "what the peer holds is being disclosed again under policy v%d", v)
+	}
 	if st.GetLastError() != "" {
 		row("last error", "%s (%s)", oneLineText(st.GetLastError(), 200), timeLabel(st.GetLastErrorTime()))
 	}

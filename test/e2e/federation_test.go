@@ -146,13 +146,20 @@ func hasVersion(c client, id string, version int64) func() error {
 	}
 }
 
+// gone holds when a team holds nothing of id but, at most, a withdrawn
+// stub: the id, when and why, and none of the record's content.
 func gone(c client, id string) func() error {
 	return func() error {
-		_, err := get(c, id)
-		if status.Code(err) == codes.NotFound {
+		inc, err := get(c, id)
+		switch {
+		case status.Code(err) == codes.NotFound:
 			return nil
+		case err != nil:
+			return err
+		case inc.GetWithdrawTime() == nil || inc.GetTaxonomy() != nil || len(inc.GetAttackingHosts())+len(inc.GetVictimHosts()) > 0:
+			return fmt.Errorf("%s still there: %v", id, inc)
 		}
-		return fmt.Errorf("%s still there (%v)", id, err)
+		return nil
 	}
 }
 
@@ -286,6 +293,21 @@ func TestFederationShareReshareUpdateWithdraw(t *testing.T) {
 	}
 	eventually(t, within, "B deleted the withdrawn record", gone(b.clients[0], green.GetId()))
 	eventually(t, within, "C deleted the withdrawn record", gone(c.clients[0], green.GetId()))
+	// What B and C keep says why, in the record's history.
+	for _, tm := range []*team{b, c} {
+		stub, err := get(tm.clients[0], green.GetId())
+		if err != nil {
+			t.Fatal(err)
+		}
+		h := stub.GetHistory()
+		if stub.GetWithdrawReason() != "reported in error" || len(h) != 1 || h[0].GetAction() != irxv1.HistoryAction_HISTORY_ACTION_WITHDRAWN ||
+			!strings.Contains(h[0].GetDescription(), "reported in error") {
+			t.Errorf("%s's withdrawn copy does not say why: %v", tm.id, stub)
+		}
+		if listed := listOrigin(t, tm.clients[0], "cert-a"); slices.ContainsFunc(listed, func(inc *irxv1.Incident) bool { return inc.GetId() == green.GetId() }) {
+			t.Errorf("%s still lists the withdrawn record", tm.id)
+		}
+	}
 	if inc, err := get(a.clients[0], green.GetId()); err != nil || inc.GetWithdrawTime() == nil {
 		t.Errorf("A's copy after withdrawal: %v, %v", inc, err)
 	}
