@@ -43,9 +43,9 @@ var (
 func canaryRecord() (*irxv1.Incident, []canary) {
 	inc := &irxv1.Incident{
 		Tlp: irxv1.Tlp_TLP_GREEN, Restriction: irxv1.Restriction_RESTRICTION_PARTNER,
-		Taxonomy:   &irxv1.Taxonomy{Class: "intrusions", Type: "system-compromise"},
-		Status:     irxv1.Status_STATUS_NEW,
-		DetectTime: timestamppb.New(time.Date(2026, 3, 4, 5, 6, 7, 8000, time.UTC)),
+		Taxonomy:          &irxv1.Taxonomy{Class: "intrusions", Type: "system-compromise"},
+		Status:            irxv1.Status_STATUS_NEW,
+		DetectTime:        timestamppb.New(time.Date(2026, 3, 4, 5, 6, 7, 8000, time.UTC)),
 		DisclosureConsent: &irxv1.DisclosureConsent{ResponseTeams: &irxv1.ConsentScope{Domain: true, Hosts: true, Contact: true}},
 		Descriptions:      []*irxv1.Description{{Lang: "en", Text: "cnry-site-description"}},
 		ReportingSite:     &irxv1.ReportingSite{Name: "Cnry Site Name", Domain: "cnry-site.example"},
