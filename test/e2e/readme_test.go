@@ -227,11 +227,30 @@ func TestReadmeFederationRuns(t *testing.T) {
 			})
 			continue
 		}
-		switch held := strings.Contains(ex.cmd, "# B holds cert-a:1"); {
-		case held || strings.Contains(ex.cmd, "# gone at B"):
+		// Lines that read what B holds wait for it: B gets there in its
+		// own time.
+		until := map[string]func(string) bool{
+			"# B holds cert-a:1":    func(out string) bool { return strings.Contains(out, "cert-a:1") },
+			"# gone at B":           func(out string) bool { return !strings.Contains(out, "cert-a:1") },
+			"# B holds cert-a:2 v1": func(out string) bool { return strings.Contains(out, "192.0.2.0/24") },
+			"# B's v1 without the victim": func(out string) bool {
+				return !strings.Contains(out, "192.0.2.") && strings.Contains(out, "198.51.100.9")
+			},
+			"# sent ... replacements, once": func(out string) bool {
+				return regexp.MustCompile(`sent \d+ versions, [1-9]\d* replacements`).MatchString(out)
+			},
+		}
+		var cond func(string) bool
+		for marker, c := range until {
+			if strings.Contains(ex.cmd, marker) {
+				cond = c
+			}
+		}
+		switch {
+		case cond != nil:
 			eventually(t, 30*time.Second, ex.cmd, func() error {
 				out, err := run(cmd)
-				if err != nil || strings.Contains(out, "cert-a:1") != held {
+				if err != nil || !cond(out) {
 					return fmt.Errorf("%v: %s", err, out)
 				}
 				return nil
