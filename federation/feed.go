@@ -369,8 +369,17 @@ func (w *feedWalker) redisclose(e *irxv1.FeedEntry) ([]outcome, error) {
 	}
 	after, through := e.GetAfterIncidentId(), e.GetIncidentId()
 	ids := map[string]bool{}
-	err := w.r.HeldIncidents(w.peer, after, through, func(id string, _ []fsm.HeldVersion) error {
+	err := w.r.HeldIncidents(w.peer, after, through, func(id string, versions []fsm.HeldVersion) error {
 		ids[id] = true
+		if _, known := w.held[id]; !known {
+			// What the peer acknowledged holding, read here once rather
+			// than looked up again per incident.
+			h := &heldRecord{versions: make(map[int64][]byte, len(versions))}
+			for _, v := range versions {
+				h.versions[v.Version] = v.Digest
+			}
+			w.held[id] = h
+		}
 		return nil
 	})
 	if err != nil {

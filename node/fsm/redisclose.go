@@ -45,12 +45,19 @@ func (a *applier) receiveReplacement(peer string, r *irxv1.IncidentReplacement) 
 	if cur.GetWithdrawTime() != nil || cur.GetProvenance().GetReceivedFrom() != peer {
 		return false, ""
 	}
-	held, err := loadIncident(a.b, versionKey(id, r.GetVersion()))
+	stored, closer, err := a.b.Get(versionKey(id, r.GetVersion()))
 	if errors.Is(err, pebble.ErrNotFound) {
 		return false, ""
 	}
 	if err != nil {
 		a.fail(err)
+		return false, ""
+	}
+	stored = bytes.Clone(stored)
+	_ = closer.Close()
+	held := &irxv1.Incident{}
+	if err := proto.Unmarshal(stored, held); err != nil {
+		a.fail(fmt.Errorf("fsm: decode %s version %d: %w", r.GetIncidentId(), r.GetVersion(), err))
 		return false, ""
 	}
 	if held.GetWithdrawTime() != nil {
@@ -71,17 +78,23 @@ func (a *applier) receiveReplacement(peer string, r *irxv1.IncidentReplacement) 
 	if _, refused := a.checkView(peer, view); refused != "" {
 		return false, "replacement: " + refused
 	}
-	if !policy.Within(view, held) && !newerTerms(view, held, cur) {
+	// Newer terms are the common case and cheap to see; Within walks both
+	// records.
+	if !newerTerms(view, held, cur) && !policy.Within(view, held) {
 		return false, fmt.Sprintf("replacement of %s version %d would widen what we hold without newer terms (a newer policy version of a team on its path, or a newer version of the record)", r.GetIncidentId(), r.GetVersion())
 	}
 	view.Provenance.ReceiveTime = held.GetProvenance().GetReceiveTime()
 	view.WithdrawTime, view.WithdrawReason = nil, ""
-	if proto.Equal(view, held) {
-		return false, "" // what we hold already
-	}
-	view.Provenance.ReceiveTime = a.now
 	data, err := marshal.Marshal(view)
 	if err != nil {
+		a.fail(err)
+		return false, ""
+	}
+	if bytes.Equal(data, stored) {
+		return false, "" // what we hold already (stored encodings are deterministic)
+	}
+	view.Provenance.ReceiveTime = a.now
+	if data, err = marshal.Marshal(view); err != nil {
 		a.fail(err)
 		return false, ""
 	}

@@ -37,13 +37,14 @@ func runFederation(ctx context.Context, args []string, out io.Writer) error {
 		nodes    = fs.Int("nodes", 3, "nodes of team A (the origin)")
 		bNodes   = fs.Int("b-nodes", 3, "nodes of team B (the receiver)")
 		pprof    = fs.Int("pprof-base-port", 0, "serve pprof from A's node i on 127.0.0.1:(port+i), B's on port+10+i")
-		rate     = fs.Int("rate", 1000, "incidents per second created at team A while measuring propagation")
+		rate     = fs.Int("rate", 1000, "incidents per second created at team A while measuring propagation (0: skip)")
 		duration = fs.Duration("duration", 20*time.Second, "how long to create at -rate")
 		backlog  = fs.Int("backlog", 100000, "records team A creates while B does not follow it, for the catch-up measurement (0: skip)")
 		size     = fs.Int("size", 1024, "encoded incident size in bytes")
 		keep     = fs.Bool("keep", false, "keep the data directories")
 		prebuilt = fs.String("irxd", "", "use this irxd binary instead of building ./cmd/irxd (to compare two builds run after run)")
 		gmp      = fs.Int("gomaxprocs", 0, gomaxprocsUsage)
+		narrow   = fs.Bool("redisclose", false, "after the catch-up, narrow A's policy for B and measure until B has every record it holds replaced and acknowledged")
 	)
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -131,6 +132,14 @@ func runFederation(ctx context.Context, args []string, out io.Writer) error {
 		return err
 	}
 
+	if *narrow {
+		if err := measureRedisclosure(ctx, a, b, *backlog, out); err != nil {
+			return err
+		}
+	}
+	if *rate <= 0 {
+		return nil
+	}
 	fmt.Fprintf(out, "propagation: team A creates %d incidents/s for %v, %d-byte records\n", *rate, *duration, proto.Size(incident))
 	ids, err := steady(ctx, a, incident, *rate, *duration)
 	if err != nil {
@@ -165,6 +174,71 @@ rules:
   private-site: forward
   private-user: pseudonymise
 `
+
+// narrowPolicy is benchPolicy without the private site information (the
+// victims), the one change that replaces every view B holds.
+const narrowPolicy = `peer_team_id: cert-b
+recipient_class: response-team
+tlp_ceiling: amber
+rules:
+  intruder: forward
+  statistical: forward
+  vulnerability: forward
+  private-user: pseudonymise
+`
+
+// measureRedisclosure narrows A's policy for B and reports how long until B
+// has applied and acknowledged the replacement of every view it holds.
+func measureRedisclosure(ctx context.Context, a, b *fedTeam, held int, out io.Writer) error {
+	if err := waitAcknowledged(ctx, a, 0, 10*time.Minute); err != nil {
+		return err
+	}
+	before, err := b.peers.GetPeer(ctx, &irxv1.GetPeerRequest{TeamId: "cert-a"})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "redisclosure: B holds %d records; A narrows its policy for B (private site stripped)\n", held)
+	start, cpu := time.Now(), startCPU(append(slices.Clone(a.nodes), b.nodes...))
+	resp, err := a.policies.SetPolicy(ctx, &irxv1.SetPolicyRequest{PolicyYaml: narrowPolicy})
+	if err != nil {
+		return fmt.Errorf("narrowing policy: %w", err)
+	}
+	if err := waitAcknowledged(ctx, a, resp.GetPolicy().GetVersion(), 10*time.Minute); err != nil {
+		return err
+	}
+	took := time.Since(start)
+	cpu.stop()
+	after, err := b.peers.GetPeer(ctx, &irxv1.GetPeerRequest{TeamId: "cert-a"})
+	if err != nil {
+		return err
+	}
+	replaced := after.GetPeer().GetStatus().GetReceivedReplacements() - before.GetPeer().GetStatus().GetReceivedReplacements()
+	fmt.Fprintf(out, "redisclosure: %d replacements applied and acknowledged in %v = %.0f/s (from SetPolicy at A to B's acknowledgement committed at A); refused %d\n",
+		replaced, took.Round(time.Millisecond), float64(replaced)/took.Seconds(), after.GetPeer().GetStatus().GetRejected())
+	fmt.Fprintf(out, "redisclosure: %s\n", cpu.report(int(max(replaced, 1)), "replacement"))
+	return nil
+}
+
+// waitAcknowledged waits until A's policy for B is at version (0: any),
+// no redisclosure is pending and B acknowledged A's whole feed.
+func waitAcknowledged(ctx context.Context, a *fedTeam, version int64, within time.Duration) error {
+	deadline := time.Now().Add(within)
+	for {
+		resp, err := a.peers.GetPeer(ctx, &irxv1.GetPeerRequest{TeamId: "cert-b"})
+		p := resp.GetPeer()
+		if err == nil && (version == 0 || p.GetPolicyVersion() == version) && p.GetStatus().GetRedisclosurePolicyVersion() == 0 && p.GetStatus().GetOutboundLagRecords() == 0 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("B has not acknowledged A's feed in %v: %v (%v)", within, p.GetStatus(), err)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
 
 // peer makes other a peer of t; with follow, t pulls other's feed.
 func peer(ctx context.Context, t, other *fedTeam, follow bool) error {

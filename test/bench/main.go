@@ -12,6 +12,11 @@
 // catches up a backlog:
 //
 //	go run ./test/bench federation -rate 1000 -duration 20s -backlog 100000
+//
+// With -redisclose it then narrows A's policy for B and measures how long
+// until B has replaced and acknowledged every view it holds:
+//
+//	go run ./test/bench federation -nodes 1 -b-nodes 1 -backlog 100000 -redisclose -rate 0
 package main
 
 import (

@@ -1,9 +1,12 @@
 package e2e
 
 import (
+	"context"
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -297,5 +300,83 @@ func TestRedisclosureFollowsEveryChange(t *testing.T) {
 	}
 	if s := st.GetPeer().GetStatus(); s.GetRejected() != 0 || s.GetReceivedReplacements() == 0 {
 		t.Errorf("B's status of A: %v", s)
+	}
+}
+
+// TestRedisclosureAcrossLeaderChanges: A narrows its policy for B while B
+// holds 3,000 of its records, and both teams lose their leader while the
+// redisclosure is under way: the new leaders carry it on from the progress
+// in the replicated state, and in the end no copy at B holds what the new
+// policy takes back, none was refused, and none is missing.
+func TestRedisclosureAcrossLeaderChanges(t *testing.T) {
+	a := startTeam(t, "cert-a", 3)
+	b := startTeam(t, "cert-b", 3)
+	a.peerWith(t, b, false)
+	b.peerWith(t, a, true)
+	a.setPolicy(t, forwardAllBut("cert-b", 1))
+	const records = 3000
+	var wg sync.WaitGroup
+	var next atomic.Int64
+	for w := range 30 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for n := next.Add(1); n <= records; n = next.Add(1) {
+				inc := shareable(int(n), irxv1.Tlp_TLP_GREEN)
+				inc.DisclosureConsent = &irxv1.DisclosureConsent{ResponseTeams: &irxv1.ConsentScope{Domain: true, Hosts: true, Contact: true}}
+				ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+				_, err := a.clients[w%3].incidents.CreateIncident(ctx, &irxv1.CreateIncidentRequest{Incident: inc, RequestId: fmt.Sprintf("r-%d", n)})
+				cancel()
+				if err != nil {
+					t.Errorf("create %d: %v", n, err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if t.Failed() {
+		t.FailNow()
+	}
+	caughtUp(t, a, "cert-b", 1)
+
+	aLeader, _ := roles(t, a.nodes)
+	bLeader, _ := roles(t, b.nodes)
+	a.setPolicy(t, forwardAllBut("cert-b", 1, privateSite))
+	time.Sleep(200 * time.Millisecond)
+	mid, err := a.peers[(aLeader+1)%3].GetPeer(ctxT(t), &irxv1.GetPeerRequest{TeamId: "cert-b"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.nodes[aLeader].Kill(); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.nodes[bLeader].Kill(); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("leaders killed with the redisclosure under policy v%d pending (0: done), %d of A's feed not acknowledged",
+		mid.GetPeer().GetStatus().GetRedisclosurePolicyVersion(), mid.GetPeer().GetStatus().GetOutboundLagRecords())
+	survivor := func(tm *team, dead int) *team {
+		i := (dead + 1) % 3
+		return &team{id: tm.id, nodes: tm.nodes[i : i+1], clients: tm.clients[i : i+1], peers: tm.peers[i : i+1], policy: tm.policy[i : i+1], audit: tm.audit[i : i+1]}
+	}
+	a2, b2 := survivor(a, aLeader), survivor(b, bLeader)
+	caughtUp(t, a2, "cert-b", 2)
+
+	held := listOrigin(t, b2.clients[0], "cert-a")
+	if len(held) != records {
+		t.Fatalf("B holds %d records of A, want %d", len(held), records)
+	}
+	for _, inc := range held {
+		if len(inc.GetVictimHosts()) > 0 || len(inc.GetDescriptions()) > 0 {
+			t.Fatalf("B's copy of %s keeps private site information the new policy takes back: %v", inc.GetId(), inc.GetVictimHosts())
+		}
+	}
+	st, err := b2.peers[0].GetPeer(ctxT(t), &irxv1.GetPeerRequest{TeamId: "cert-a"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := st.GetPeer().GetStatus(); s.GetRejected() != 0 || s.GetReceivedReplacements() < records {
+		t.Fatalf("B's status of A: %v", s)
 	}
 }
