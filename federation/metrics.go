@@ -32,12 +32,16 @@ func newMetrics(f *Federation) *metrics {
 		descs: map[string]*prometheus.Desc{},
 	}
 	for name, help := range map[string]string{
-		"irx_peer_inbound_lag_records":  "Entries of the peer's feed we have not applied.",
-		"irx_peer_outbound_lag_records": "Entries of our feed the peer has not acknowledged.",
-		"irx_peer_received_total":       "Incident versions applied from the peer.",
-		"irx_peer_sent_total":           "Views the peer acknowledged.",
-		"irx_peer_withheld_total":       "Feed entries withheld from the peer by its policy.",
-		"irx_peer_connected":            "1 while this node (the leader) follows the peer's feed.",
+		"irx_peer_inbound_lag_records":         "Entries of the peer's feed we have not applied.",
+		"irx_peer_outbound_lag_records":        "Entries of our feed the peer has not acknowledged.",
+		"irx_peer_received_total":              "Incident versions applied from the peer.",
+		"irx_peer_sent_total":                  "Views the peer acknowledged.",
+		"irx_peer_withheld_total":              "Feed entries withheld from the peer by its policy.",
+		"irx_peer_received_replacements_total": "Replacements of versions we hold, applied from the peer.",
+		"irx_peer_sent_replacements_total":     "Replacements and erasures of versions the peer held, acknowledged by it.",
+		"irx_peer_rejected_total":              "Items of the peer's feed we refused.",
+		"irx_peer_redisclosure_pending":        "1 while what the peer holds is being disclosed again after a change of our policy for it.",
+		"irx_peer_connected":                   "1 while this node (the leader) follows the peer's feed.",
 	} {
 		m.descs[name] = prometheus.NewDesc(name, help, []string{"peer"}, nil)
 	}
@@ -75,6 +79,14 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 			put("irx_peer_received_total", prometheus.CounterValue, float64(st.GetReceived()))
 			put("irx_peer_sent_total", prometheus.CounterValue, float64(st.GetSent()))
 			put("irx_peer_withheld_total", prometheus.CounterValue, float64(st.GetWithheld()))
+			put("irx_peer_received_replacements_total", prometheus.CounterValue, float64(st.GetReceivedReplacements()))
+			put("irx_peer_sent_replacements_total", prometheus.CounterValue, float64(st.GetSentReplacements()))
+			put("irx_peer_rejected_total", prometheus.CounterValue, float64(st.GetRejected()))
+			pending := 0.0
+			if st.GetRedisclosurePolicyVersion() != 0 {
+				pending = 1
+			}
+			put("irx_peer_redisclosure_pending", prometheus.GaugeValue, pending)
 			connected := 0.0
 			if st.GetConnected() {
 				connected = 1

@@ -178,6 +178,9 @@ func (f *FSM) adopt(db *pebble.DB) error {
 		}
 		c.dst.Store(n)
 	}
+	if err := migrateHeld(db); err != nil {
+		return err
+	}
 	tombstones, err := loadTombstones(db)
 	if err != nil {
 		return err

@@ -2,6 +2,7 @@ package fsm
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 
@@ -312,4 +313,57 @@ func (f *FSM) NextStretch(peer, after string, bound Stretch) (through string, la
 		return "", false, err
 	}
 	return through, true, nil
+}
+
+// legacyHeld is where a state machine written before versions were tracked
+// per peer kept the latest version a peer acknowledged of each incident:
+// held/<peer>\0<team>\0<ticket8> -> version8.
+var legacyHeld = []byte("held/")
+
+// migrateHeld rewrites legacy held/ keys as heldv/ keys, one per version up
+// to the one acknowledged and with no digest, so that the next change of
+// terms discloses all of them again (a version the peer never got is a
+// replacement it ignores). Every replica migrates the same keys the same
+// way, so their states stay equal; the applied index does not move.
+func migrateHeld(db *pebble.DB) error {
+	it, err := db.NewIter(&pebble.IterOptions{LowerBound: legacyHeld, UpperBound: prefixEnd(legacyHeld)})
+	if err != nil {
+		return fmt.Errorf("fsm: migrate held versions: %w", err)
+	}
+	b := db.NewBatch()
+	defer b.Close()
+	for valid := it.First(); valid; valid = it.Next() {
+		k, v := it.Key(), it.Value()
+		rest := k[len(legacyHeld):]
+		sep := bytes.IndexByte(rest, 0)
+		if sep < 0 || len(v) != 8 {
+			return errors.Join(fmt.Errorf("fsm: legacy held key %q: %w", k, errBadKey), it.Close())
+		}
+		peer := string(rest[:sep])
+		id, err := idFromKey(k, cat(legacyHeld, rest[:sep+1]))
+		if err != nil {
+			return errors.Join(fmt.Errorf("fsm: legacy held key %q: %w", k, err), it.Close())
+		}
+		for version := int64(1); version <= int64(binary.BigEndian.Uint64(v)); version++ {
+			if err := b.Set(heldKey(peer, id, version), nil, nil); err != nil {
+				return errors.Join(err, it.Close())
+			}
+		}
+	}
+	if err := it.Close(); err != nil {
+		return fmt.Errorf("fsm: migrate held versions: %w", err)
+	}
+	if b.Empty() {
+		return nil
+	}
+	if err := b.DeleteRange(legacyHeld, prefixEnd(legacyHeld), nil); err != nil {
+		return err
+	}
+	// The state machine runs without a write-ahead log; the migration
+	// must survive a crash before the next flush, or it would run again
+	// over keys already rewritten (harmless) or be lost (not).
+	if err := b.Commit(pebble.NoSync); err != nil {
+		return fmt.Errorf("fsm: migrate held versions: %w", err)
+	}
+	return db.Flush()
 }

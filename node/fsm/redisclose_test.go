@@ -5,6 +5,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/cockroachdb/pebble/v2"
+
+	"github.com/irxfed/irx/node/record"
 	irxv1 "github.com/irxfed/irx/proto/irx/v1"
 )
 
@@ -328,4 +331,39 @@ func indexed(t *testing.T, f *FSM, value string) bool {
 		}
 	}
 	return false
+}
+
+// TestLegacyHeldKeysMigrate: a state machine that kept only the latest
+// version each peer acknowledged (held/) knows, once opened, that the peer
+// may hold every version up to it, so the next change of terms discloses
+// them all again.
+func TestLegacyHeldKeysMigrate(t *testing.T) {
+	h := newHarness(t)
+	h.addPeer("cert-b")
+	a := h.create(newIncident())
+	id, _ := record.ParseID(a.GetId())
+	h.f.mu.RLock()
+	err := h.f.db.Set(cat(legacyHeld, []byte("cert-b"), []byte{0}, idKey(id)), u64(3), pebble.NoSync)
+	h.f.mu.RUnlock()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := h.f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	h.f = openFSM(t, h.dir)
+	r, err := h.f.NewVersionReader()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	held, err := r.HeldVersions("cert-b", a.GetId())
+	if err != nil || len(held) != 3 || held[2].Version != 3 {
+		t.Fatalf("held versions after the migration: %v, %v", held, err)
+	}
+	for k := range dump(t, h.f) {
+		if strings.HasPrefix(k, "held/") {
+			t.Errorf("legacy key left: %q", k)
+		}
+	}
 }

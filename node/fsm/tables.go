@@ -17,7 +17,7 @@ func keyFamilies() [][]byte {
 		prefixIncident, prefixVersion, prefixFeed, prefixRequest,
 		prefixStatus, prefixTaxonomy, prefixTLP, prefixTime, prefixInd,
 		prefixPeer, prefixPeerState, prefixHeld, prefixLedgerP, prefixLedgerI, prefixTomb, prefixRedisclosure,
-		prefixPolicy, prefixPolicyLatest,
+		prefixPolicy, prefixPolicyLatest, legacyHeld,
 	}
 	slices.SortFunc(f, bytes.Compare)
 	return slices.CompactFunc(f, bytes.Equal)
