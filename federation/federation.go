@@ -69,6 +69,9 @@ type Federation struct {
 	node  *node.Node
 	state *fsm.FSM
 	log   *slog.Logger
+	// cert is the node's certificate, which the peer-facing listener
+	// presents.
+	cert pki.CertSource
 	// propose is the node's Propose, held apart so that a test can make a
 	// proposal fail without a cluster.
 	propose func(context.Context, *irxv1.Command) (*fsm.Result, error)
@@ -82,6 +85,8 @@ type Federation struct {
 	journals journals
 	pullers  *pullers
 	metrics  *metrics
+	conns    *peerConns
+	cuts     *cutMetrics
 
 	listener net.Listener
 	server   *grpc.Server
@@ -108,6 +113,8 @@ func New(cfg Config) *Federation {
 	f.policies = &policy.Cache{}
 	f.pullers = newPullers(f)
 	f.metrics = newMetrics(f)
+	f.conns = newPeerConns()
+	f.cuts = newCutMetrics()
 	return f
 }
 
@@ -126,6 +133,7 @@ func (f *Federation) Services(n *node.Node, s grpc.ServiceRegistrar) {
 func (f *Federation) bind(n *node.Node) {
 	f.bound.Do(func() {
 		f.node, f.state, f.team, f.log = n, n.State(), n.TeamID(), n.Logger().With("component", "federation")
+		f.cert = n.Certificate()
 		f.propose = n.Propose
 		f.policies = n.PolicyCache()
 	})
@@ -138,29 +146,13 @@ func (f *Federation) Start(n *node.Node) error {
 	if f.node != n {
 		return errors.New("federation: started with another node than the one whose services it registered")
 	}
-	if err := n.RegisterMetrics(f.metrics); err != nil {
+	if err := n.RegisterMetrics(f.metrics, f.cuts); err != nil {
 		return fmt.Errorf("federation metrics: %w", err)
 	}
-	ln, err := net.Listen("tcp", f.cfg.Addr)
-	if err != nil {
-		return fmt.Errorf("federation listener %s: %w", f.cfg.Addr, err)
+	if err := f.listen(func(s *grpc.Server) { irxv1.RegisterFederationServiceServer(s, &federationService{f: f}) }); err != nil {
+		return err
 	}
-	f.listener = ln
-	f.server = grpc.NewServer(
-		grpc.Creds(credentials.NewTLS(f.serverTLS())),
-		grpc.MaxRecvMsgSize(MaxMessageBytes),
-		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second}),
-		grpc.ChainUnaryInterceptor(f.authenticateUnary),
-		grpc.ChainStreamInterceptor(f.authenticateStream),
-	)
-	irxv1.RegisterFederationServiceServer(f.server, &federationService{f: f})
-	f.wg.Add(3)
-	go func() {
-		defer f.wg.Done()
-		if err := f.server.Serve(ln); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
-			f.log.Error("federation listener stopped", "error", err)
-		}
-	}()
+	f.wg.Add(2)
 	go func() {
 		defer f.wg.Done()
 		f.pullers.run(f.stop)
@@ -168,6 +160,40 @@ func (f *Federation) Start(n *node.Node) error {
 	go func() {
 		defer f.wg.Done()
 		f.runRedisclosures(f.stop)
+	}()
+	return nil
+}
+
+// listen binds the peer-facing listener, serves the services register
+// adds, and keeps the connections it accepted in step with the peers'
+// configuration.
+func (f *Federation) listen(register func(*grpc.Server)) error {
+	ln, err := net.Listen("tcp", f.cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("federation listener %s: %w", f.cfg.Addr, err)
+	}
+	f.listener = ln
+	f.server = grpc.NewServer(
+		// Connections are tracked from accept to close, with the chain
+		// each verified in its handshake, so that a change to a peer can
+		// close those it no longer admits (revoke.go).
+		grpc.Creds(trackingCreds{TransportCredentials: credentials.NewTLS(f.serverTLS()), f: f}),
+		grpc.MaxRecvMsgSize(MaxMessageBytes),
+		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second}),
+		grpc.ChainUnaryInterceptor(f.authenticateUnary),
+		grpc.ChainStreamInterceptor(f.authenticateStream),
+	)
+	register(f.server)
+	f.wg.Add(2)
+	go func() {
+		defer f.wg.Done()
+		if err := f.server.Serve(trackingListener{Listener: ln, conns: f.conns}); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+			f.log.Error("federation listener stopped", "error", err)
+		}
+	}()
+	go func() {
+		defer f.wg.Done()
+		f.watchPeers(f.stop)
 	}()
 	f.log.Info("federation listening", "addr", ln.Addr().String())
 	return nil
@@ -206,7 +232,7 @@ func (f *Federation) serverTLS() *tls.Config {
 		MinVersion: tls.VersionTLS13,
 		ClientAuth: tls.RequireAnyClientCert,
 		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
-			return f.node.Certificate().Certificate()
+			return f.cert.Certificate()
 		},
 		VerifyConnection: func(cs tls.ConnectionState) error {
 			_, err := f.verifyPeer(cs.PeerCertificates, x509.ExtKeyUsageClientAuth)
@@ -221,6 +247,35 @@ func (f *Federation) serverTLS() *tls.Config {
 // verifyPeer checks a peer's certificate chain against the CA pinned for
 // the team it names and returns its identity.
 func (f *Federation) verifyPeer(chain []*x509.Certificate, usage x509.ExtKeyUsage) (pki.Identity, error) {
+	id, _, err := f.verifyCurrent(chain, usage)
+	return id, err
+}
+
+// verifyCurrent is verifyPeer that also returns the peer configuration the
+// chain passed, for checking it again when that configuration changes.
+func (f *Federation) verifyCurrent(chain []*x509.Certificate, usage x509.ExtKeyUsage) (pki.Identity, *irxv1.Peer, error) {
+	if len(chain) == 0 {
+		return pki.Identity{}, nil, errors.New("no certificate presented")
+	}
+	claimed, err := pki.IdentityFromCert(chain[0])
+	if err != nil {
+		return pki.Identity{}, nil, fmt.Errorf("peer certificate: %w", err)
+	}
+	p, err := f.state.Peer(claimed.Team)
+	if err != nil {
+		return pki.Identity{}, nil, notConfigured(claimed, err)
+	}
+	id, err := f.verifyAgainst(p, chain, usage)
+	if err != nil {
+		return pki.Identity{}, nil, err
+	}
+	return id, p, nil
+}
+
+// verifyAgainst checks a certificate chain against one configuration of
+// the peer it names. A refusal is a *refusal, whose reason labels the
+// connections a changed configuration cuts.
+func (f *Federation) verifyAgainst(p *irxv1.Peer, chain []*x509.Certificate, usage x509.ExtKeyUsage) (pki.Identity, error) {
 	if len(chain) == 0 {
 		return pki.Identity{}, errors.New("no certificate presented")
 	}
@@ -228,12 +283,11 @@ func (f *Federation) verifyPeer(chain []*x509.Certificate, usage x509.ExtKeyUsag
 	if err != nil {
 		return pki.Identity{}, fmt.Errorf("peer certificate: %w", err)
 	}
-	p, err := f.state.Peer(claimed.Team)
-	if err != nil {
-		return pki.Identity{}, fmt.Errorf("certificate of %s: %q is not a configured peer", claimed, claimed.Team)
-	}
 	if p.GetDisabled() {
-		return pki.Identity{}, fmt.Errorf("certificate of %s: peer %q is disabled", claimed, claimed.Team)
+		return pki.Identity{}, refuse(reasonDisabled, "certificate of %s: peer %q is disabled", claimed, claimed.Team)
+	}
+	if fp, revoked := revokedIn(p, chain); revoked {
+		return pki.Identity{}, refuse(reasonRevoked, "certificate of %s: %s is in the revoked certificates of peer %q", claimed, fp, p.GetTeamId())
 	}
 	pool, err := f.pinnedPool(p)
 	if err != nil {
@@ -241,10 +295,14 @@ func (f *Federation) verifyPeer(chain []*x509.Certificate, usage x509.ExtKeyUsag
 	}
 	id, err := pki.VerifyCert(chain, pool, usage)
 	if err != nil {
-		return pki.Identity{}, fmt.Errorf("certificate of %s does not verify against the CA pinned for %q: %w", claimed, p.GetTeamId(), err)
+		reason := reasonUntrusted
+		if invalid := (x509.CertificateInvalidError{}); errors.As(err, &invalid) && invalid.Reason == x509.Expired {
+			reason = reasonExpired
+		}
+		return pki.Identity{}, refuse(reason, "certificate of %s does not verify against the CA pinned for %q: %w", claimed, p.GetTeamId(), err)
 	}
 	if !id.IsNodeOf(p.GetTeamId()) {
-		return pki.Identity{}, fmt.Errorf("certificate of %s is not a node of peer %q", id, p.GetTeamId())
+		return pki.Identity{}, refuse(reasonNotNode, "certificate of %s is not a node of peer %q", id, p.GetTeamId())
 	}
 	return id, nil
 }
@@ -277,19 +335,38 @@ func caller(ctx context.Context) string {
 // still configured: a peer deleted or disabled after the handshake loses
 // access on its next call.
 func (f *Federation) authenticate(ctx context.Context) (context.Context, error) {
+	c, err := f.authorize(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return context.WithValue(ctx, callerKey{}, c.id.Team), nil
+}
+
+// admitted is a caller that passed authorize.
+type admitted struct {
+	id    pki.Identity
+	chain []*x509.Certificate
+	peer  *irxv1.Peer // the configuration it passed
+	conn  *peerConn   // nil when the listener did not accept it (tests)
+}
+
+// authorize verifies a call's client certificate against the current
+// configuration of the peer it names.
+func (f *Federation) authorize(ctx context.Context) (admitted, error) {
 	p, ok := peer.FromContext(ctx)
 	if !ok {
-		return nil, status.Error(codes.Unauthenticated, "no peer information")
+		return admitted{}, status.Error(codes.Unauthenticated, "no peer information")
 	}
-	info, ok := p.AuthInfo.(credentials.TLSInfo)
+	info, conn, ok := peerTLS(p.AuthInfo)
 	if !ok {
-		return nil, status.Error(codes.Unauthenticated, "a client certificate from a peer team is required")
+		return admitted{}, status.Error(codes.Unauthenticated, "a client certificate from a peer team is required")
 	}
-	id, err := f.verifyPeer(info.State.PeerCertificates, x509.ExtKeyUsageClientAuth)
+	chain := info.State.PeerCertificates
+	id, config, err := f.verifyCurrent(chain, x509.ExtKeyUsageClientAuth)
 	if err != nil {
-		return nil, status.Error(codes.PermissionDenied, err.Error())
+		return admitted{}, status.Error(codes.PermissionDenied, err.Error())
 	}
-	return context.WithValue(ctx, callerKey{}, id.Team), nil
+	return admitted{id: id, chain: chain, peer: config, conn: conn}, nil
 }
 
 func (f *Federation) authenticateUnary(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
@@ -300,19 +377,23 @@ func (f *Federation) authenticateUnary(ctx context.Context, req any, _ *grpc.Una
 	return handler(ctx, req)
 }
 
-type authenticatedStream struct {
-	grpc.ServerStream
-	ctx context.Context
-}
-
-func (s authenticatedStream) Context() context.Context { return s.ctx }
-
+// authenticateStream admits a stream like a call, then keeps checking it:
+// its context ends when its connection is cut, and every message it sends
+// is checked against the peer's configuration of that moment (revoke.go).
 func (f *Federation) authenticateStream(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
-	ctx, err := f.authenticate(ss.Context())
+	c, err := f.authorize(ss.Context())
 	if err != nil {
 		return err
 	}
-	return handler(srv, authenticatedStream{ServerStream: ss, ctx: ctx})
+	ctx, release := c.conn.track(context.WithValue(ss.Context(), callerKey{}, c.id.Team))
+	defer release()
+	err = handler(srv, &authenticatedStream{ServerStream: ss, ctx: ctx, f: f, caller: c})
+	if cut := cutCause(ctx); cut != nil {
+		// Whatever the handler made of its cancelled context, the peer
+		// is told why the stream ended.
+		return cut
+	}
+	return err
 }
 
 // policySource is where policies and pseudonym keys are read: the state

@@ -84,6 +84,7 @@ func (f *Federation) validatePeer(p *irxv1.Peer) error {
 			p.CaFingerprint = pki.Fingerprint(cert)
 		}
 	}
+	vs = append(vs, validateRevoked(p)...)
 	if len(vs) > 0 {
 		return api.ToStatus(&record.ValidationError{Violations: vs})
 	}
@@ -125,7 +126,7 @@ func (s *peerService) CreatePeer(ctx context.Context, req *irxv1.CreatePeerReque
 func (s *peerService) UpdatePeer(ctx context.Context, req *irxv1.UpdatePeerRequest) (*irxv1.UpdatePeerResponse, error) {
 	patch := req.GetPeer()
 	if len(req.GetUpdateMask().GetPaths()) == 0 {
-		return nil, api.ToStatus(&record.ValidationError{Violations: []record.Violation{{Field: "update_mask", Description: "is required: display_name, endpoints, ca_certificate_pem, disabled"}}})
+		return nil, api.ToStatus(&record.ValidationError{Violations: []record.Violation{{Field: "update_mask", Description: "is required: display_name, endpoints, ca_certificate_pem, disabled, revoked_certificate_fingerprints"}}})
 	}
 	if err := s.f.node.ReadBarrier(ctx, irxv1.ReadConsistency_READ_CONSISTENCY_LINEARIZABLE); err != nil {
 		return nil, err
@@ -145,8 +146,10 @@ func (s *peerService) UpdatePeer(ctx context.Context, req *irxv1.UpdatePeerReque
 			next.CaCertificatePem = patch.GetCaCertificatePem()
 		case "disabled":
 			next.Disabled = patch.GetDisabled()
+		case "revoked_certificate_fingerprints":
+			next.RevokedCertificateFingerprints = slices.Clone(patch.GetRevokedCertificateFingerprints())
 		default:
-			return nil, api.ToStatus(&record.ValidationError{Violations: []record.Violation{{Field: "update_mask", Description: fmt.Sprintf("%q cannot be updated (display_name, endpoints, ca_certificate_pem, disabled)", path)}}})
+			return nil, api.ToStatus(&record.ValidationError{Violations: []record.Violation{{Field: "update_mask", Description: fmt.Sprintf("%q cannot be updated (display_name, endpoints, ca_certificate_pem, disabled, revoked_certificate_fingerprints)", path)}}})
 		}
 	}
 	clearOutputOnly(next)

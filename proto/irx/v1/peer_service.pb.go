@@ -40,8 +40,8 @@ type Peer struct {
 	// Output only. SHA-256 fingerprint of the pinned CA certificate
 	// ("SHA256:<hex>", as irxctl pki bundle prints it), to compare with the one the peer announced.
 	CaFingerprint string `protobuf:"bytes,5,opt,name=ca_fingerprint,json=caFingerprint,proto3" json:"ca_fingerprint,omitempty"`
-	// Set to stop following the peer's feed and refuse its connections
-	// without deleting it.
+	// Set to stop following the peer's feed and refuse its connections,
+	// closing the open ones, without deleting it.
 	Disabled bool `protobuf:"varint,6,opt,name=disabled,proto3" json:"disabled,omitempty"`
 	// Output only. The peer's recipient class, from the policy in force.
 	RecipientClass RecipientClass `protobuf:"varint,7,opt,name=recipient_class,json=recipientClass,proto3,enum=irx.v1.RecipientClass" json:"recipient_class,omitempty"`
@@ -55,9 +55,19 @@ type Peer struct {
 	// Output only.
 	CreateTime *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
 	// Output only.
-	UpdateTime    *timestamppb.Timestamp `protobuf:"bytes,12,opt,name=update_time,json=updateTime,proto3" json:"update_time,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	UpdateTime *timestamppb.Timestamp `protobuf:"bytes,12,opt,name=update_time,json=updateTime,proto3" json:"update_time,omitempty"`
+	// Certificates of the peer that are refused although they chain to the
+	// pinned CA, e.g. the node certificate of a compromised or retired machine:
+	// each the SHA-256 fingerprint of the certificate's DER encoding,
+	// "SHA256:<64 hex digits>" (as ca_fingerprint and irxctl print them; hex is
+	// stored in lower case). A connection that presents one of them, as its
+	// certificate or as an intermediate of its chain, is refused in the TLS
+	// handshake and on every call, and open ones are closed within a second of
+	// the change being applied, on every node of the team. At most 256 entries,
+	// no duplicates: to refuse more, pin a new CA.
+	RevokedCertificateFingerprints []string `protobuf:"bytes,13,rep,name=revoked_certificate_fingerprints,json=revokedCertificateFingerprints,proto3" json:"revoked_certificate_fingerprints,omitempty"`
+	unknownFields                  protoimpl.UnknownFields
+	sizeCache                      protoimpl.SizeCache
 }
 
 func (x *Peer) Reset() {
@@ -170,6 +180,13 @@ func (x *Peer) GetCreateTime() *timestamppb.Timestamp {
 func (x *Peer) GetUpdateTime() *timestamppb.Timestamp {
 	if x != nil {
 		return x.UpdateTime
+	}
+	return nil
+}
+
+func (x *Peer) GetRevokedCertificateFingerprints() []string {
+	if x != nil {
+		return x.RevokedCertificateFingerprints
 	}
 	return nil
 }
@@ -713,7 +730,8 @@ type UpdatePeerRequest struct {
 	// The peer, with team_id naming it and the new values.
 	Peer *Peer `protobuf:"bytes,1,opt,name=peer,proto3" json:"peer,omitempty"`
 	// Fields to change: display_name, endpoints, ca_certificate_pem,
-	// disabled. Required.
+	// disabled, revoked_certificate_fingerprints (replaces the whole list).
+	// Required.
 	UpdateMask    *fieldmaskpb.FieldMask `protobuf:"bytes,2,opt,name=update_mask,json=updateMask,proto3" json:"update_mask,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1017,7 +1035,7 @@ var File_irx_v1_peer_service_proto protoreflect.FileDescriptor
 
 const file_irx_v1_peer_service_proto_rawDesc = "" +
 	"\n" +
-	"\x19irx/v1/peer_service.proto\x12\x06irx.v1\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x15irx/v1/incident.proto\x1a\x13irx/v1/policy.proto\"\x99\x04\n" +
+	"\x19irx/v1/peer_service.proto\x12\x06irx.v1\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x15irx/v1/incident.proto\x1a\x13irx/v1/policy.proto\"\xe3\x04\n" +
 	"\x04Peer\x12\x17\n" +
 	"\ateam_id\x18\x01 \x01(\tR\x06teamId\x12!\n" +
 	"\fdisplay_name\x18\x02 \x01(\tR\vdisplayName\x12\x1c\n" +
@@ -1033,7 +1051,8 @@ const file_irx_v1_peer_service_proto_rawDesc = "" +
 	"\vcreate_time\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"createTime\x12;\n" +
 	"\vupdate_time\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"updateTime\"\xbe\a\n" +
+	"updateTime\x12H\n" +
+	" revoked_certificate_fingerprints\x18\r \x03(\tR\x1erevokedCertificateFingerprints\"\xbe\a\n" +
 	"\n" +
 	"PeerStatus\x12\x1c\n" +
 	"\tconnected\x18\x01 \x01(\bR\tconnected\x12\x1a\n" +

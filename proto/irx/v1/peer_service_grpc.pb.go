@@ -41,10 +41,14 @@ type PeerServiceClient interface {
 	GetPeer(ctx context.Context, in *GetPeerRequest, opts ...grpc.CallOption) (*GetPeerResponse, error)
 	// Lists peers, ordered by team id.
 	ListPeers(ctx context.Context, in *ListPeersRequest, opts ...grpc.CallOption) (*ListPeersResponse, error)
-	// Changes a peer's endpoints, pinned CA or description.
+	// Changes a peer's endpoints, pinned CA, revoked certificates or
+	// description, or disables it. A change that refuses certificates the peer
+	// is connected with ends those connections and their streams on every node
+	// of the team.
 	UpdatePeer(ctx context.Context, in *UpdatePeerRequest, opts ...grpc.CallOption) (*UpdatePeerResponse, error)
-	// Removes a peer: its feed is no longer followed and it can no longer
-	// connect. What it received stays in the disclosure ledger.
+	// Removes a peer: its feed is no longer followed, it can no longer
+	// connect, and its open connections are closed on every node of the team.
+	// What it received stays in the disclosure ledger.
 	DeletePeer(ctx context.Context, in *DeletePeerRequest, opts ...grpc.CallOption) (*DeletePeerResponse, error)
 	// Hands coordination of one of this team's incidents to a peer team
 	// (RFC 2350 section 3.4.2): the peer records it under its own ticket,
@@ -134,10 +138,14 @@ type PeerServiceServer interface {
 	GetPeer(context.Context, *GetPeerRequest) (*GetPeerResponse, error)
 	// Lists peers, ordered by team id.
 	ListPeers(context.Context, *ListPeersRequest) (*ListPeersResponse, error)
-	// Changes a peer's endpoints, pinned CA or description.
+	// Changes a peer's endpoints, pinned CA, revoked certificates or
+	// description, or disables it. A change that refuses certificates the peer
+	// is connected with ends those connections and their streams on every node
+	// of the team.
 	UpdatePeer(context.Context, *UpdatePeerRequest) (*UpdatePeerResponse, error)
-	// Removes a peer: its feed is no longer followed and it can no longer
-	// connect. What it received stays in the disclosure ledger.
+	// Removes a peer: its feed is no longer followed, it can no longer
+	// connect, and its open connections are closed on every node of the team.
+	// What it received stays in the disclosure ledger.
 	DeletePeer(context.Context, *DeletePeerRequest) (*DeletePeerResponse, error)
 	// Hands coordination of one of this team's incidents to a peer team
 	// (RFC 2350 section 3.4.2): the peer records it under its own ticket,
