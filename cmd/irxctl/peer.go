@@ -25,7 +25,7 @@ func peerCommand() *command {
 		short: "Manage the teams this team federates with, and see how federation with each goes",
 		subs: []*command{
 			peerCreateCommand(), peerImportCommand(), peerGetCommand(), peerListCommand(),
-			peerUpdateCommand(), peerDeleteCommand(),
+			peerUpdateCommand(), peerRevokeCertCommand(), peerDeleteCommand(),
 		},
 	}
 }
@@ -383,6 +383,10 @@ func writePeerDetail(w io.Writer, p *irxv1.Peer) error {
 	}
 	row("endpoints", "%s", eps)
 	row("CA", "%s", dash(p.GetCaFingerprint()))
+	if fps := p.GetRevokedCertificateFingerprints(); len(fps) > 0 {
+		// One per line: the second column continues under the first.
+		row("revoked", "%s", strings.Join(fps, "\n\t"))
+	}
 	if p.GetPolicyVersion() == 0 {
 		row("policy", "none: nothing is disclosed to the peer (default deny); see 'irxctl policy apply'")
 	} else {
