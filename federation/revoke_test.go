@@ -91,6 +91,8 @@ type testFeed struct {
 	flood bool
 	sent  atomic.Int64
 	ended chan error // what each Subscribe returned
+	// causes are why each idle stream's context ended.
+	causes chan error
 }
 
 func (s *testFeed) Subscribe(_ *irxv1.SubscribeRequest, stream irxv1.FederationService_SubscribeServer) error {
@@ -106,6 +108,7 @@ func (s *testFeed) serve(stream irxv1.FederationService_SubscribeServer) error {
 	s.sent.Add(1)
 	if !s.flood {
 		<-stream.Context().Done()
+		s.causes <- context.Cause(stream.Context())
 		return status.FromContextError(stream.Context().Err()).Err()
 	}
 	big := &irxv1.SubscribeResponse{Items: []*irxv1.FeedItem{{Kind: &irxv1.FeedItem_Incident{Incident: &irxv1.Incident{
@@ -137,7 +140,7 @@ func newFixture(t *testing.T, flood bool) *fixture {
 		&irxv1.Peer{TeamId: "cert-b", CaCertificatePem: string(fx.caB.CertPEM())},
 		&irxv1.Peer{TeamId: "cert-c", CaCertificatePem: string(fx.caC.CertPEM())},
 	)
-	fx.feed = &testFeed{flood: flood, ended: make(chan error, 16)}
+	fx.feed = &testFeed{flood: flood, ended: make(chan error, 16), causes: make(chan error, 16)}
 	f := New(Config{Addr: "127.0.0.1:0"})
 	f.state, f.team, f.log = fx.st, "cert-a", slog.New(slog.NewTextHandler(fx.logs, nil))
 	f.cert = pki.StaticCertificate(issue(t, fx.caA, pki.NodeIdentity("cert-a", "n1")))
@@ -321,6 +324,11 @@ func TestLiveCut(t *testing.T) {
 				t.Errorf("the stream ended with %v, want PermissionDenied or Unavailable", err)
 			}
 			<-fx.feed.ended // the handler returned
+			// Its context ended with the cut, before the socket closed: the
+			// status the peer reads says why.
+			if cause := <-fx.feed.causes; !errors.As(cause, new(*cut)) || reasonOf(cause) != tc.reason {
+				t.Errorf("the handler's context ended with %v, want the cut (%s)", cause, tc.reason)
+			}
 			waitFor(t, "the connection is closed", func() bool { return fx.f.conns.count() == 0 })
 			if got := counterValue(t, fx.f.cuts.connections, "cert-b", tc.reason); got != 1 {
 				t.Errorf("irx_peer_connections_cut_total{peer=cert-b,reason=%s} = %v, want 1", tc.reason, got)
