@@ -164,7 +164,8 @@ func normalizeFingerprint(s string) (string, bool) {
 }
 
 // validateRevoked checks a peer's revoked certificate fingerprints and
-// stores them in their canonical form.
+// stores them in their canonical form. It runs after the pinned CA was
+// checked, which set ca_fingerprint.
 func validateRevoked(p *irxv1.Peer) []record.Violation {
 	const field = "peer.revoked_certificate_fingerprints"
 	fps := p.GetRevokedCertificateFingerprints()
@@ -180,6 +181,10 @@ func validateRevoked(p *irxv1.Peer) []record.Violation {
 			vs = append(vs, record.Violation{Field: fmt.Sprintf("%s[%d]", field, i), Description: fmt.Sprintf("%q is not a certificate fingerprint: want SHA256: and the 64 hex digits of the SHA-256 of its DER encoding", fp)})
 		case dup:
 			vs = append(vs, record.Violation{Field: fmt.Sprintf("%s[%d]", field, i), Description: fmt.Sprintf("repeats entry %d", j)})
+		case canonical == p.GetCaFingerprint():
+			// Peers do not present their root, so this would refuse
+			// nothing while looking as if it did.
+			vs = append(vs, record.Violation{Field: fmt.Sprintf("%s[%d]", field, i), Description: "is the pinned CA itself: pin another CA of the peer (ca_certificate_pem) or delete the peer instead"})
 		default:
 			seen[canonical] = i
 			fps[i] = canonical

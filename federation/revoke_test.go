@@ -607,4 +607,9 @@ func TestValidateRevoked(t *testing.T) {
 	if status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "peer.revoked_certificate_fingerprints[0]") {
 		t.Errorf("validatePeer: %v, want INVALID_ARGUMENT naming the field", err)
 	}
+	// The pinned CA cannot be revoked: it is never presented.
+	err = f.validatePeer(&irxv1.Peer{TeamId: "cert-b", CaCertificatePem: string(caB.CertPEM()), RevokedCertificateFingerprints: []string{pki.Fingerprint(caB.Cert)}})
+	if status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "peer.revoked_certificate_fingerprints[0] is the pinned CA") {
+		t.Errorf("revoking the pinned CA: %v, want INVALID_ARGUMENT", err)
+	}
 }

@@ -64,7 +64,7 @@ type Peer struct {
 	// certificate or as an intermediate of its chain, is refused in the TLS
 	// handshake and on every call, and open ones are closed within a second of
 	// the change being applied, on every node of the team. At most 256 entries,
-	// no duplicates: to refuse more, pin a new CA.
+	// no duplicates, not the pinned CA: to refuse more, pin a new CA.
 	RevokedCertificateFingerprints []string `protobuf:"bytes,13,rep,name=revoked_certificate_fingerprints,json=revokedCertificateFingerprints,proto3" json:"revoked_certificate_fingerprints,omitempty"`
 	unknownFields                  protoimpl.UnknownFields
 	sizeCache                      protoimpl.SizeCache
