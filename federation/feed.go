@@ -275,8 +275,15 @@ func (w *feedWalker) newVersion(e *irxv1.FeedEntry) ([]outcome, error) {
 	if err != nil {
 		return nil, err
 	}
-	held, err := w.holding(id)
-	if err != nil {
+	var held *heldRecord
+	if v == 1 {
+		// A first version's entry comes once, after everything the peer
+		// acknowledged: it can hold nothing of the record yet. (Most of a
+		// catch-up is first versions; reading what the peer holds cost an
+		// iterator per record.)
+		held = &heldRecord{versions: map[int64][]byte{}}
+		w.held[id] = held
+	} else if held, err = w.holding(id); err != nil {
 		return nil, err
 	}
 	view, ex := w.f.disclose(inc, inc, w.compiled)
