@@ -367,6 +367,7 @@ func TestGeneraliseEdges(t *testing.T) {
 // with its own decision. (The values refused here are ones the record
 // validator refuses too; a record stored before it did must not leak them.)
 func TestGeneraliseKeepsOnlyNames(t *testing.T) {
+	const everyPartOfAURL = "https://user:pw@cdn.c2.bad.example:8443/k?q#f"
 	unrepresentable := irxv1.DecisionCause_DECISION_CAUSE_UNREPRESENTABLE
 	for _, tc := range []struct {
 		name  string
@@ -396,7 +397,7 @@ func TestGeneraliseKeepsOnlyNames(t *testing.T) {
 			"contacts[0].email", func(v *irxv1.Incident) string { return v.GetContacts()[0].GetEmail() }, "", unrepresentable},
 		{"e-mail", func(inc *irxv1.Incident) { inc.Contacts[0].Email = "a@b@mail.uni.example" },
 			"contacts[0].email", func(v *irxv1.Incident) string { return v.GetContacts()[0].GetEmail() }, "@mail.uni.example", 0},
-		{"URL", func(inc *irxv1.Incident) { inc.Indicators[1] = urlIndicator("https://user:pw@cdn.c2.bad.example:8443/k?q#f") },
+		{"URL", func(inc *irxv1.Incident) { inc.Indicators[1] = urlIndicator(everyPartOfAURL) },
 			"indicators[1]", func(v *irxv1.Incident) string { return indicatorValue(v, irxv1.IndicatorKind_INDICATOR_KIND_URL) }, "bad.example", 0},
 		{"URL of an address", func(inc *irxv1.Incident) { inc.Indicators[1] = urlIndicator("http://[2001:db8:5::7]:80/x") },
 			"indicators[1]", func(v *irxv1.Incident) string { return indicatorValue(v, irxv1.IndicatorKind_INDICATOR_KIND_URL) }, "2001:db8:5::/48", 0},
