@@ -13,9 +13,13 @@ import "strings"
 // nodes disagree. The grammar is what keeps free text out: subtags are
 // letters and digits, at most eight, separated by hyphens.
 func ValidLanguageTag(s string) bool {
-	if irregularGrandfathered(s) {
-		return true
-	}
+	// The grammar first: the irregular tags are rare, and a list search.
+	return wellFormed(s) || irregularGrandfathered(s)
+}
+
+// wellFormed matches s against RFC 5646's langtag and privateuse
+// productions.
+func wellFormed(s string) bool {
 	t := subtags{s: s}
 	first, ok := t.next()
 	switch {
