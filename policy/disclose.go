@@ -496,8 +496,10 @@ func (w *walker) tsHasUnknown(t unsafe.Pointer) bool {
 }
 
 // walkMsg fills dst (a new, empty message) from src under mp. It reports
-// whether anything changed and whether the result is complete enough to
-// keep.
+// whether anything changed and whether the result may be kept: a part the
+// rules left without what the record validator requires is not (one that
+// came without it is no worse for the walk, and is kept as it came, as the
+// parts shared unwalked are).
 func (w *walker) walkMsg(src unsafe.Pointer, mp *msgPlan, r irxv1.Restriction, dst unsafe.Pointer) (changed, keep bool) {
 	if hasUnknown(src, mp) {
 		w.unknownDecision()
@@ -516,7 +518,7 @@ func (w *walker) walkMsg(src unsafe.Pointer, mp *msgPlan, r irxv1.Restriction, d
 			changed = true
 		}
 	}
-	return changed, complete(dst, mp)
+	return changed, complete(dst, mp) || !complete(src, mp)
 }
 
 // complete applies the record validator's completeness rules to a rebuilt
@@ -616,10 +618,9 @@ func (w *walker) restrictionRule(e unsafe.Pointer, mp *msgPlan, r irxv1.Restrict
 
 // unchanged reports whether the part at e would come out of the walk
 // exactly as it is, so the view can share it: nothing in it is transformed,
-// gated, restricted away, of another class, or unknown to the schema, and
-// it is complete (a part that is not is removed, whatever made it so).
+// gated, restricted away, of another class, or unknown to the schema.
 func (w *walker) unchanged(e unsafe.Pointer, mp *msgPlan, r irxv1.Restriction) bool {
-	if e == nil || hasUnknown(e, mp) || !complete(e, mp) {
+	if e == nil || hasUnknown(e, mp) {
 		return false
 	}
 	for _, i := range mp.checks {

@@ -556,23 +556,38 @@ func TestDecisionsOrder(t *testing.T) {
 	}
 }
 
-// TestIncompletePartsRemoved: a part the validator would refuse as
-// incomplete never reaches a view, also one that came so (a record stored
-// before a rule existed) and that the policy forwards as it is.
-func TestIncompletePartsRemoved(t *testing.T) {
+// TestIncompleteParts: a part the rules leave without what the validator
+// requires of it is removed whole; one that came so (a record stored
+// before a rule existed) goes on as the rules leave it, whether the engine
+// shares it or rebuilds it.
+func TestIncompleteParts(t *testing.T) {
 	inc := smallIncident(func(inc *irxv1.Incident) {
 		inc.AttackingHosts = append(inc.AttackingHosts, &irxv1.Host{Platform: "no identifier"})
-		inc.AdditionalTaxonomies = []*irxv1.Taxonomy{{Class: "fraud"}, {Class: "fraud", Type: "phishing"}}
+		inc.AdditionalTaxonomies = []*irxv1.Taxonomy{{Class: "fraud"}, {Class: "fraud", Type: "phishing"}, {Class: "fraud", Type: "none such"}}
 	})
-	view, ex := discloseChecked(t, inc, basePolicy())
-	if n := len(view.GetAttackingHosts()); n != 1 {
-		t.Errorf("%d attacking hosts, want the one with an identifier", n)
+	for _, tc := range []struct {
+		name    string
+		action  irxv1.DisclosureAction
+		hosts   int
+		removed []string
+	}{
+		{"shared", forward, 2, nil},
+		{"rebuilt", pseudonymise, 2, []string{"additional_taxonomies[2]"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := basePolicy(setRule(intruder, rule(intruder, tc.action)), setRule(statistical, rule(statistical, tc.action)))
+			view, ex := discloseChecked(t, inc, p)
+			if n := len(view.GetAttackingHosts()); n != tc.hosts {
+				t.Errorf("%d attacking hosts, want %d", n, tc.hosts)
+			}
+			if tx := view.GetAdditionalTaxonomies(); len(tx) != 3-len(tc.removed) || tx[0].GetClass() != "fraud" || tx[0].GetType() != "" {
+				t.Errorf("additional taxonomies %v", tx)
+			}
+			for _, path := range tc.removed {
+				wantDecision(t, ex, path, removed, irxv1.DecisionCause_DECISION_CAUSE_INCOMPLETE)
+			}
+		})
 	}
-	if tx := view.GetAdditionalTaxonomies(); len(tx) != 1 || tx[0].GetType() != "phishing" {
-		t.Errorf("additional taxonomies %v", tx)
-	}
-	wantDecision(t, ex, "attacking_hosts[1]", removed, irxv1.DecisionCause_DECISION_CAUSE_INCOMPLETE)
-	wantDecision(t, ex, "additional_taxonomies[0]", removed, irxv1.DecisionCause_DECISION_CAUSE_INCOMPLETE)
 }
 
 func TestRestrictionInheritance(t *testing.T) {

@@ -66,10 +66,12 @@
 //     IP protocol numbers, 0-100 confidences (and the handling counters,
 //     version and hops left, which are always forwarded).
 //
-// A part of the view that lacks what the record validator requires (a host
-// with no name, address, domain or ASN; an indicator with no kind or
-// value; an alternative id with no team or ticket; a taxonomy entry with
-// no class or type) is removed with everything in it, whatever made it so.
+// A part that the rules leave without what the record validator requires
+// of it (a host with no name, address, domain or ASN; an indicator with no
+// kind or value; an alternative id with no team or ticket; a taxonomy entry
+// with no class or type) is removed with everything in it. (A part that
+// came without it, in a record no validator would accept, goes on as the
+// rules leave it.)
 //
 // The primary taxonomy is required by the schema: when its class is
 // stripped it is replaced by other/undetermined, which claims nothing.

@@ -215,7 +215,7 @@ func (r *run) part(in, out protoreflect.Message, fd protoreflect.FieldDescriptor
 	beneath := len(r.decs)
 	nm := out.NewField(fd).Message()
 	outcome := r.message(sub, nm, r.inside(f, fd, f.path, eff))
-	if rule, ok := complete(nm); !ok {
+	if rule, lost := lostCompleteness(sub, nm); lost {
 		r.decs = r.decs[:beneath] // the part goes whole: one decision says why
 		return result{removed, irxv1.DecisionCause_DECISION_CAUSE_INCOMPLETE, rule}
 	}
@@ -248,7 +248,7 @@ func (r *run) parts(in, out protoreflect.Message, fd protoreflect.FieldDescripto
 		beneath := len(r.decs)
 		ne := nl.NewElement().Message()
 		outcome := r.message(e, ne, r.inside(f, fd, path, eff))
-		if rule, ok := complete(ne); !ok {
+		if rule, lost := lostCompleteness(e, ne); lost {
 			r.decs = r.decs[:beneath]
 			last = result{removed, irxv1.DecisionCause_DECISION_CAUSE_INCOMPLETE, rule}
 			r.decs = append(r.decs, decision{path, f.class, f.action, removed, last.cause, last.rule})
@@ -416,6 +416,15 @@ func complete(m protoreflect.Message) (string, bool) {
 		return "a taxonomy entry needs a class and a type of it, and this one has none left; removed", has("class") && has("type")
 	}
 	return "", true
+}
+
+// lostCompleteness reports whether the rules took from a part what the
+// record validator requires of it (a part that came without it stays as it
+// came), and the rule that says so.
+func lostCompleteness(in, out protoreflect.Message) (string, bool) {
+	rule, ok := complete(out)
+	_, was := complete(in)
+	return rule, !ok && was
 }
 
 // fieldDecisions groups the decisions: one FieldDecision per distinct
