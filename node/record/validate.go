@@ -100,12 +100,12 @@ func Validate(inc *irxv1.Incident, prefix string) error {
 				"%q is not a BCP 47 language tag (RFC 5646: letters and digits in hyphen-separated subtags), e.g. \"en\", \"de-CH\"", l)
 		}
 	}
-	if d := inc.GetReportingSite().GetDomain(); d != "" {
-		checkName(d, p("reporting_site.domain"), "domain name", "an address or URL is not a domain", &vs)
+	if d := inc.GetReportingSite().GetDomain(); d != "" && !validName(d) {
+		vs.notAName(p("reporting_site.domain"), d, "domain name", "an address or URL is not a domain")
 	}
 	for i, c := range inc.GetContacts() {
-		if d := c.GetConstituencyDomain(); d != "" {
-			checkName(d, fieldPath{prefix, "contacts", i}.sub("constituency_domain"), "domain name", "an address or URL is not a domain", &vs)
+		if d := c.GetConstituencyDomain(); d != "" && !validName(d) {
+			vs.notAName(fieldPath{prefix, "contacts", i}.sub("constituency_domain"), d, "domain name", "an address or URL is not a domain")
 		}
 	}
 	for i, h := range inc.GetVictimHosts() {
@@ -344,11 +344,12 @@ func checkHost(h *irxv1.Host, field fieldPath, vs *violations) {
 	if h.GetHostname() == "" && len(h.GetAddresses()) == 0 && h.GetDomain() == "" && h.GetAsn() == 0 {
 		vs.add(field.String(), "needs at least one of hostname, addresses, domain or asn")
 	}
-	if n := h.GetHostname(); n != "" {
-		checkName(n, field.sub("hostname"), "host name", "an IP address belongs in addresses, a URL in a URL indicator", vs)
+	const hint = "an IP address belongs in addresses, a URL in a URL indicator"
+	if n := h.GetHostname(); n != "" && !validName(n) {
+		vs.notAName(field.sub("hostname"), n, "host name", hint)
 	}
-	if d := h.GetDomain(); d != "" {
-		checkName(d, field.sub("domain"), "domain name", "an IP address belongs in addresses, a URL in a URL indicator", vs)
+	if d := h.GetDomain(); d != "" && !validName(d) {
+		vs.notAName(field.sub("domain"), d, "domain name", hint)
 	}
 	for i, a := range h.GetAddresses() {
 		if !validAddressOrPrefix(a) {
@@ -384,7 +385,9 @@ func checkIndicator(ind *irxv1.Indicator, field fieldPath, vs *violations) {
 			vs.add(field.sub("value"), "%q is not an IPv6 address or prefix", v)
 		}
 	case irxv1.IndicatorKind_INDICATOR_KIND_DOMAIN:
-		checkName(v, field.sub("value"), "domain name", "an address is an IPv4 or IPv6 indicator, a URL a URL indicator", vs)
+		if !validName(v) {
+			vs.notAName(field.sub("value"), v, "domain name", "an address is an IPv4 or IPv6 indicator, a URL a URL indicator")
+		}
 	case irxv1.IndicatorKind_INDICATOR_KIND_FILE_HASH:
 		if !isHex(v, 0) {
 			vs.add(field.sub("value"), "%q is not a hex digest", v)
@@ -395,15 +398,16 @@ func checkIndicator(ind *irxv1.Indicator, field fieldPath, vs *violations) {
 	}
 }
 
-// checkName checks a field that holds a host or domain name. The
+// validName checks a field that holds a host or domain name. The
 // disclosure engine generalises such a field to its last two labels, so
 // anything else in it (a port, a path, a remark) must be refused here, not
 // cut off there. A pseudonym token is accepted: it is what a peer's view
 // holds where the origin's record had a name.
-func checkName(v, field, what, hint string, vs *violations) {
-	if ValidHostName(v) || isNameToken(v) {
-		return
-	}
+func validName(v string) bool { return ValidHostName(v) || isNameToken(v) }
+
+// notAName reports a name field that validName refuses. (The field's path
+// is made only then: most records are valid.)
+func (vs *violations) notAName(field, v, what, hint string) {
 	vs.add(field, "%q is not a %s: dot-separated labels of letters, digits and hyphens, 1 to 63 each and not all digits in the last "+
 		"(internationalised names in their xn-- form); %s", v, what, hint)
 }
