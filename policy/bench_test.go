@@ -23,3 +23,20 @@ func BenchmarkDisclose(b *testing.B) {
 	}
 	b.ReportMetric(float64(proto.Size(inc)), "record-bytes")
 }
+
+// TestDiscloseAllocations holds Disclose of the benchmark's record to its
+// allocation budget: a node discloses every version to every peer, and
+// garbage is much of what that costs.
+func TestDiscloseAllocations(t *testing.T) {
+	inc := realisticIncident()
+	c := mustCompile(t, realisticPolicy())
+	if view, _ := policy.Disclose(inc, c); view == nil {
+		t.Fatal("nothing disclosed: the budget would be the withheld path's")
+	}
+	const budget = 50
+	n := testing.AllocsPerRun(200, func() { policy.Disclose(inc, c) })
+	if n > budget {
+		t.Errorf("Disclose of the realistic record makes %.0f allocations per call; the budget is %d", n, budget)
+	}
+	t.Logf("%.0f allocations per call (budget %d)", n, budget)
+}

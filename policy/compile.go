@@ -107,7 +107,7 @@ func Compile(p *irxv1.DisclosurePolicy, key []byte) (*Compiled, error) {
 	c.asns = slices.Clone(cons.GetAsns())
 	slices.Sort(c.asns)
 	for _, d := range cons.GetDomains() {
-		c.domains = append(c.domains, strings.ToLower(strings.TrimSuffix(d, ".")))
+		c.domains = append(c.domains, lowerASCII(strings.TrimSuffix(d, "."))) // Validate allows ASCII only
 	}
 	for _, s := range p.GetTaxonomyAllow() {
 		e, _ := parseTaxEntry(s)
@@ -159,11 +159,11 @@ func actionDetail(a irxv1.DisclosureAction, v4, v6 int, addresses bool) string {
 	case irxv1.DisclosureAction_DISCLOSURE_ACTION_PSEUDONYMISE:
 		return "pseudonymise: names, addresses and ASNs replaced by tokens keyed for this peer; enums, flags, numbers and times kept"
 	case irxv1.DisclosureAction_DISCLOSURE_ACTION_GENERALISE:
-		s := "generalise: times to the day, e-mail to @domain, names to their last two labels, other text removed"
+		const rest = "times to the day, e-mail to @domain, names to their last two labels, amounts, sizes and counts to their first digit; ASNs and other text removed"
 		if addresses {
-			s = fmt.Sprintf("generalise: addresses to /%d (IPv4) and /%d (IPv6), times to the day, e-mail to @domain, names to their last two labels, other text removed", v4, v6)
+			return fmt.Sprintf("generalise: addresses to /%d (IPv4) and /%d (IPv6), %s", v4, v6, rest)
 		}
-		return s
+		return "generalise: " + rest
 	}
 	return actionName(a)
 }
@@ -187,4 +187,14 @@ func (c *Compiled) Format(f fmt.State, _ rune) {
 		return
 	}
 	fmt.Fprintf(f, "policy.Compiled{peer: %q, version: %d}", c.peer, c.version)
+}
+
+func lowerASCII(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		if 'A' <= c && c <= 'Z' {
+			b[i] = c + 'a' - 'A'
+		}
+	}
+	return string(b)
 }

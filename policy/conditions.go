@@ -34,6 +34,7 @@ type texts struct {
 	// [own=0 / inherited=1][restriction].
 	partRestriction [2][5]string
 	unrepresentable [numClasses]string
+	notACode        [numClasses]string
 	placeholder     [numClasses]string
 	unknown         string
 }
@@ -99,6 +100,7 @@ func (c *Compiled) buildTexts() {
 	for ci := 0; ci < numClasses; ci++ {
 		class := irxv1.InfoClass(ci)
 		t.unrepresentable[ci] = className(class) + ": generalise has no coarser form of this value; removed"
+		t.notACode[ci] = className(class) + ": a code (language tag, media type, currency code, taxonomy entry) is kept as it is, and this value is not one; removed"
 		_, _, rule := c.actionOf(class)
 		t.placeholder[ci] = fmt.Sprintf("%s; the schema requires a taxonomy, so %s/%s stands in", rule, placeholderTaxonomyClass, placeholderTaxonomyType)
 	}
@@ -196,12 +198,15 @@ func (w *walker) conditions() bool {
 	}
 
 	prov := inc.GetProvenance()
+	idTeam, _, _ := strings.Cut(inc.GetId(), ":")
 	origin := prov.GetOriginTeam()
 	if origin == "" {
-		origin, _, _ = strings.Cut(inc.GetId(), ":")
+		origin = idTeam
 	}
 	switch {
-	case c.peer == origin:
+	case c.peer == origin || c.peer == idTeam:
+		// Either may name the origin; on a record where they differ
+		// (which the node never stores), trust neither alone.
 		check(irxv1.ReasonCode_REASON_CODE_LOOP, false, "", c.peer+" is the record's origin; records never go back to their origin")
 	case c.peer == prov.GetReceivedFrom() || slices.Contains(prov.GetPath(), c.peer):
 		check(irxv1.ReasonCode_REASON_CODE_LOOP, false, "", c.peer+" is on the record's path; records never go back to a team they crossed")
@@ -403,11 +408,13 @@ func (c *Compiled) touches(inc *irxv1.Incident) bool {
 	if root == irxv1.Restriction_RESTRICTION_UNSPECIFIED {
 		root = irxv1.Restriction_RESTRICTION_PRIVATE
 	}
+	// private: the part never leaves (private, or not a restriction at
+	// all), so it must not count.
 	private := func(own irxv1.Restriction) bool {
 		if own == irxv1.Restriction_RESTRICTION_UNSPECIFIED {
 			own = root
 		}
-		return own == irxv1.Restriction_RESTRICTION_PRIVATE
+		return own < irxv1.Restriction_RESTRICTION_PUBLIC || own > irxv1.Restriction_RESTRICTION_NEED_TO_KNOW
 	}
 	host := func(h *irxv1.Host) bool {
 		if private(h.GetRestriction()) {
@@ -456,13 +463,22 @@ func (c *Compiled) touches(inc *irxv1.Incident) bool {
 				return true
 			}
 		case irxv1.IndicatorKind_INDICATOR_KIND_ASN:
-			s := strings.TrimPrefix(strings.TrimPrefix(v, "AS"), "as")
-			if n, err := strconv.ParseUint(s, 10, 32); err == nil && c.hasASN(uint32(n)) {
+			if n, ok := parseASN(v); ok && c.hasASN(n) {
 				return true
 			}
 		}
 	}
 	return false
+}
+
+// parseASN reads an ASN indicator: "AS64500" (the prefix in any case) or
+// "64500".
+func parseASN(v string) (uint32, bool) {
+	if len(v) > 2 && strings.EqualFold(v[:2], "AS") {
+		v = v[2:]
+	}
+	n, err := strconv.ParseUint(v, 10, 32)
+	return uint32(n), err == nil
 }
 
 // hasAddress reports whether an address, or all of a prefix, lies in a
@@ -492,19 +508,38 @@ func (c *Compiled) hasASN(a uint32) bool {
 }
 
 // hasName reports whether a host or domain name is a constituency domain or
-// beneath one, case-insensitively.
+// beneath one, ignoring ASCII case as DNS does (RFC 4343): Unicode case
+// folding would match names that are not the domain ("ſ" folds to "s").
 func (c *Compiled) hasName(name string) bool {
 	name = strings.TrimSuffix(name, ".")
 	if name == "" {
 		return false
 	}
 	for _, d := range c.domains {
-		if len(name) == len(d) && strings.EqualFold(name, d) ||
-			len(name) > len(d) && name[len(name)-len(d)-1] == '.' && strings.EqualFold(name[len(name)-len(d):], d) {
+		if len(name) == len(d) && equalFoldASCII(name, d) ||
+			len(name) > len(d) && name[len(name)-len(d)-1] == '.' && equalFoldASCII(name[len(name)-len(d):], d) {
 			return true
 		}
 	}
 	return false
+}
+
+// equalFoldASCII compares a name with a lower-case domain, folding only
+// ASCII letters.
+func equalFoldASCII(name, lower string) bool {
+	if len(name) != len(lower) {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if c != lower[i] {
+			return false
+		}
+	}
+	return true
 }
 
 // parseAddrOrPrefix reads "192.0.2.1" (as a /32) or "192.0.2.0/24", with

@@ -8,6 +8,7 @@ import (
 
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/irxfed/irx/node/record"
 	irxv1 "github.com/irxfed/irx/proto/irx/v1"
 )
 
@@ -239,6 +240,34 @@ func (w *walker) decide(class irxv1.InfoClass, action irxv1.DisclosureAction, ou
 	return len(w.decs) - 1
 }
 
+// decideAt records a decision for the current path at index i, before the
+// decisions made beneath it since: a field's decision precedes those of
+// what it holds, as the record lists them.
+func (w *walker) decideAt(i int, class irxv1.InfoClass, action irxv1.DisclosureAction, outcome irxv1.FieldOutcome, cause irxv1.DecisionCause, rule string) {
+	w.decide(class, action, outcome, cause, rule)
+	if last := len(w.decs) - 1; i < last {
+		d := w.decs[last]
+		copy(w.decs[i+1:], w.decs[i:last])
+		w.decs[i] = d
+	}
+}
+
+// dropDecisions forgets the decisions from index i on: those beneath a
+// part that is then removed whole, whose one decision says why.
+func (w *walker) dropDecisions(i int) {
+	clear(w.decs[i:])
+	w.decs = w.decs[:i]
+}
+
+// unknownDecision records that the fields of the current message that the
+// schema does not know are removed.
+func (w *walker) unknownDecision() {
+	m := w.push("(unknown)")
+	w.decide(irxv1.InfoClass_INFO_CLASS_UNSPECIFIED, irxv1.DisclosureAction_DISCLOSURE_ACTION_STRIP,
+		irxv1.FieldOutcome_FIELD_OUTCOME_REMOVED, irxv1.DecisionCause_DECISION_CAUSE_DEFAULT_DENY, w.c.text.unknown)
+	w.pop(m)
+}
+
 // frame is one step of the current path: a field name, or an index into
 // the repeated field before it. The path is spelt out only when a
 // decision needs it.
@@ -467,14 +496,13 @@ func (w *walker) tsHasUnknown(t unsafe.Pointer) bool {
 }
 
 // walkMsg fills dst (a new, empty message) from src under mp. It reports
-// whether anything changed and whether the result is complete enough to
-// keep.
+// whether anything changed and whether the result may be kept: a part the
+// rules left without what the record validator requires is not (one that
+// came without it is no worse for the walk, and is kept as it came, as the
+// parts shared unwalked are).
 func (w *walker) walkMsg(src unsafe.Pointer, mp *msgPlan, r irxv1.Restriction, dst unsafe.Pointer) (changed, keep bool) {
 	if hasUnknown(src, mp) {
-		m := w.push("(unknown)")
-		w.decide(irxv1.InfoClass_INFO_CLASS_UNSPECIFIED, irxv1.DisclosureAction_DISCLOSURE_ACTION_STRIP,
-			irxv1.FieldOutcome_FIELD_OUTCOME_REMOVED, irxv1.DecisionCause_DECISION_CAUSE_DEFAULT_DENY, w.c.text.unknown)
-		w.pop(m)
+		w.unknownDecision()
 		changed = true
 	}
 	for i := range mp.fields {
@@ -490,7 +518,7 @@ func (w *walker) walkMsg(src unsafe.Pointer, mp *msgPlan, r irxv1.Restriction, d
 			changed = true
 		}
 	}
-	return changed, complete(dst, mp)
+	return changed, complete(dst, mp) || !complete(src, mp)
 }
 
 // complete applies the record validator's completeness rules to a rebuilt
@@ -521,6 +549,7 @@ func (w *walker) field(f *fieldPlan, src, dst unsafe.Pointer, r irxv1.Restrictio
 	if f.boundary {
 		dec = w.decide(f.class, f.action, kept, f.cause, f.rule)
 	}
+	beneath := len(w.decs)
 	oc, cause, rule := w.value(f, src, dst, r)
 	switch {
 	case dec >= 0:
@@ -530,7 +559,7 @@ func (w *walker) field(f *fieldPlan, src, dst unsafe.Pointer, r irxv1.Restrictio
 			d.cause, d.rule = cause, rule
 		}
 	case oc == removed:
-		w.decide(f.class, f.action, oc, cause, rule)
+		w.decideAt(beneath, f.class, f.action, oc, cause, rule)
 	}
 	w.pop(m)
 	return oc
@@ -599,7 +628,13 @@ func (w *walker) unchanged(e unsafe.Pointer, mp *msgPlan, r irxv1.Restriction) b
 		if !populated(e, f) {
 			continue
 		}
-		if !f.identity || f.boundary || f.gate != 0 && w.granted&f.gate == 0 {
+		if f.boundary || f.gate != 0 && w.granted&f.gate == 0 {
+			return false
+		}
+		if !f.identity {
+			if f.codeChecked && isCode(e, f) {
+				continue
+			}
 			return false
 		}
 		switch f.kind {
@@ -642,8 +677,10 @@ func (w *walker) message(f *fieldPlan, src, dst unsafe.Pointer, r irxv1.Restrict
 		return kept, 0, ""
 	}
 	nv := w.newMsg(mp, 1)
+	beneath := len(w.decs)
 	ch, keep := w.walkMsg(sv, mp, eff, nv)
 	if !keep {
+		w.dropDecisions(beneath)
 		return removed, irxv1.DecisionCause_DECISION_CAUSE_INCOMPLETE, mp.incompleteRule
 	}
 	*at[unsafe.Pointer](dst, f.off) = nv
@@ -695,8 +732,10 @@ func (w *walker) messageList(f *fieldPlan, src, dst unsafe.Pointer, r irxv1.Rest
 			out = append(out, e)
 		default:
 			nv := w.newMsg(mp, n-j) // room for the rest of the list
+			beneath := len(w.decs)
 			ch, keep := w.walkMsg(e, mp, eff, nv)
 			if !keep {
+				w.dropDecisions(beneath)
 				cause, rule = irxv1.DecisionCause_DECISION_CAUSE_INCOMPLETE, mp.incompleteRule
 				w.decide(f.class, f.action, removed, cause, rule)
 				break
@@ -722,25 +761,42 @@ func (w *walker) leaf(f *fieldPlan, src, dst unsafe.Pointer) (irxv1.FieldOutcome
 	case kindScalar:
 		share(dst, src, f)
 		return kept, 0, ""
+	case kindCode:
+		if f.codeChecked && !isCode(src, f) {
+			return removed, irxv1.DecisionCause_DECISION_CAUSE_UNREPRESENTABLE, w.c.text.notACode[classIndex(f.class)]
+		}
+		share(dst, src, f)
+		return kept, 0, ""
+	case kindMagnitude:
+		if f.action == irxv1.DisclosureAction_DISCLOSURE_ACTION_GENERALISE && firstDigitOnly(dst, src, f) {
+			return changed, 0, ""
+		}
+		share(dst, src, f)
+		return kept, 0, ""
 	case kindTime:
 		tp := *at[unsafe.Pointer](src, f.off)
 		t := (*timestamppb.Timestamp)(tp)
 		sec, nanos := t.GetSeconds(), t.GetNanos()
+		unknown := w.tsHasUnknown(tp)
+		if unknown {
+			w.unknownDecision()
+		}
 		if f.action == irxv1.DisclosureAction_DISCLOSURE_ACTION_GENERALISE {
-			if day := floorDay(sec); day != sec || nanos != 0 || w.tsHasUnknown(tp) {
-				*at[*timestamppb.Timestamp](dst, f.off) = w.newTimestamp(day, 0)
-				return changed, 0, ""
-			}
-		} else if w.tsHasUnknown(tp) {
+			sec, nanos = floorDay(sec), 0
+		}
+		if unknown || sec != t.GetSeconds() || nanos != t.GetNanos() {
 			*at[*timestamppb.Timestamp](dst, f.off) = w.newTimestamp(sec, nanos)
 			return changed, 0, ""
 		}
 		share(dst, src, f)
 		return kept, 0, ""
 	case kindASN:
-		if f.action == irxv1.DisclosureAction_DISCLOSURE_ACTION_PSEUDONYMISE {
+		switch f.action {
+		case irxv1.DisclosureAction_DISCLOSURE_ACTION_PSEUDONYMISE:
 			*at[uint32](dst, f.off) = w.asnToken(f.class, *at[uint32](src, f.off))
 			return changed, 0, ""
+		case irxv1.DisclosureAction_DISCLOSURE_ACTION_GENERALISE:
+			return removed, irxv1.DecisionCause_DECISION_CAUSE_UNREPRESENTABLE, w.c.text.unrepresentable[classIndex(f.class)]
 		}
 		share(dst, src, f)
 		return kept, 0, ""
@@ -795,6 +851,70 @@ func (w *walker) leafList(f *fieldPlan, src, dst unsafe.Pointer) (irxv1.FieldOut
 	}
 	*at[[]string](dst, f.off) = out
 	return outcome, 0, ""
+}
+
+// isCode reports whether the kindCode field f of the message at p holds a
+// code of its vocabulary: what the record validator accepts there.
+func isCode(p unsafe.Pointer, f *fieldPlan) bool {
+	v := *at[string](p, f.off)
+	switch f.vocab {
+	case vocabLanguage:
+		return record.ValidLanguageTag(v)
+	case vocabMediaType:
+		return record.ValidMediaType(v)
+	case vocabCurrency:
+		return record.ValidCurrency(v)
+	case vocabTaxonomyClass:
+		return record.ValidTaxonomyClass(v)
+	case vocabTaxonomyType:
+		return record.ValidTaxonomy(*at[string](p, f.siblingOff), v)
+	}
+	return false
+}
+
+// firstDigitOnly writes the magnitude f of src to dst cut to its first
+// significant digit, toward zero (1,250,000 -> 1,000,000; -47 -> -40),
+// and reports whether that changed it. Cutting, not rounding: the result
+// never has more digits than the value, so it cannot overflow, and it says
+// "at least this much".
+func firstDigitOnly(dst, src unsafe.Pointer, f *fieldPlan) bool {
+	switch f.goKind {
+	case reflect.Int64:
+		v := *at[int64](src, f.off)
+		*at[int64](dst, f.off) = cutSigned(v)
+		return *at[int64](dst, f.off) != v
+	case reflect.Int32:
+		v := *at[int32](src, f.off)
+		*at[int32](dst, f.off) = int32(cutSigned(int64(v)))
+		return *at[int32](dst, f.off) != v
+	case reflect.Uint64:
+		v := *at[uint64](src, f.off)
+		*at[uint64](dst, f.off) = firstDigit(v)
+		return *at[uint64](dst, f.off) != v
+	case reflect.Uint32:
+		v := *at[uint32](src, f.off)
+		*at[uint32](dst, f.off) = uint32(firstDigit(uint64(v)))
+		return *at[uint32](dst, f.off) != v
+	}
+	return false
+}
+
+func cutSigned(v int64) int64 {
+	if v < 0 {
+		// -v overflows for the smallest int64, but as uint64 it is the
+		// right magnitude.
+		return -int64(firstDigit(uint64(-v)))
+	}
+	return int64(firstDigit(uint64(v)))
+}
+
+// firstDigit is v with every digit after its first replaced by zero.
+func firstDigit(v uint64) uint64 {
+	p := uint64(1)
+	for v/p >= 10 {
+		p *= 10
+	}
+	return v - v%p
 }
 
 // floorDay is the UTC midnight at or before a Unix time.

@@ -1,6 +1,7 @@
 // Package policy is irx's disclosure engine: what one peer team receives of
 // an incident record, and why. It is pure — no I/O, no clock, no global
-// state — and imports only the schema.
+// state — and imports only the schema and the record's own rules
+// (node/record: what a valid value of each field is).
 //
 //	c, err := policy.Compile(p, key)      // once per policy version and peer
 //	view, why := policy.Disclose(inc, c)  // per record; view nil: nothing
@@ -19,21 +20,58 @@
 //     field more private than its container, never less.
 //   - pseudonymise: strings, addresses and ASNs become tokens keyed per
 //     peer (HMAC-SHA256 of class and value; see transform.go for the formats
-//     that keep the view a valid record). Enums, booleans, numbers, times
-//     and codes (language tags, media types, currency codes, taxonomy
-//     entries) are kept:
-//     pseudonymise hides identities, not magnitudes; a policy that must hide
-//     those strips the class.
+//     that keep the view a valid record). Enums, booleans, other numbers and
+//     times are kept: pseudonymise hides identities, not magnitudes; a
+//     policy that must hide those strips the class or generalises it.
+//     Codes (below) are kept.
 //   - generalise: addresses to the rule's prefix (default /24 and /48;
 //     "192.0.2.17" becomes "192.0.2.0/24"), times to the day (UTC
-//     midnight), e-mail addresses to "@domain", host and domain names to
-//     their last two labels (no public suffix list: coarser than the
-//     registered domain under multi-label suffixes), URL indicators to their
-//     host so generalised. Other strings have no coarser form and are
-//     removed, each with its own decision; enums, booleans, numbers, ASNs and
-//     codes are kept. A part that loses what the record validator requires
-//     (a host with no name, address, domain or ASN; an indicator with no
-//     value) is removed with it.
+//     midnight), host and domain names to their last two labels (no public
+//     suffix list: coarser than the registered domain under multi-label
+//     suffixes), e-mail addresses to "@" and their domain, URL indicators to
+//     their host (an IP literal to its prefix, a name to its last two
+//     labels), numbers as below, codes kept. A name is generalised only
+//     when what is kept is a host name — two labels of letters, digits and
+//     hyphens (1 to 63 characters, no hyphen first or last), the last not
+//     all digits — and an e-mail address only when everything after its
+//     last "@" is one; anything else in the value would be in the kept
+//     part ("x.example owner=secret", "192.0.2.241:22", "evil.example/path"),
+//     so such a value is removed, as is a single label. Other strings have
+//     no coarser form and are removed. Each removed value has its own
+//     decision.
+//
+// Codes are the values of Description.lang (BCP 47 language tags),
+// LogExcerpt.media_type (RFC 6838 type/subtype), MonetaryImpact.currency
+// (ISO 4217) and Taxonomy class and type (the Reference Security Incident
+// Taxonomy): public vocabularies that identify nothing, so pseudonymise and
+// generalise keep them as they are — when they are codes, as the record
+// validator defines them. A value that is not (a record stored before the
+// validator knew the vocabulary) is removed: the engine does not rely on
+// what was validated when.
+//
+// Numbers under generalise, by what they are (the schema's every number is
+// classified; Compile refuses a schema with one that is not):
+//
+//   - identifiers with no coarser form are removed: an ASN (Host.asn, an
+//     ASN indicator) names a network, often one organisation, and an
+//     autonomous system has no "wider" number;
+//   - magnitudes are cut to their first significant digit, toward zero
+//     (MonetaryImpact.amount_minor 1,250,000 becomes 1,000,000;
+//     Evidence.size_bytes 1,073,741,824 becomes 1,000,000,000;
+//     Compromise.sniffer_sessions_logged 47 becomes 40): an exact figure can
+//     name a victim (a loss reported in the news), its order and first
+//     digit rarely can. Cut, not rounded: the result says "at least" and
+//     never overflows;
+//   - numbers that name a protocol or a point on a scale are kept: ports,
+//     IP protocol numbers, 0-100 confidences (and the handling counters,
+//     version and hops left, which are always forwarded).
+//
+// A part that the rules leave without what the record validator requires
+// of it (a host with no name, address, domain or ASN; an indicator with no
+// kind or value; an alternative id with no team or ticket; a taxonomy entry
+// with no class or type) is removed with everything in it. (A part that
+// came without it, in a record no validator would accept, goes on as the
+// rules leave it.)
 //
 // The primary taxonomy is required by the schema: when its class is
 // stripped it is replaced by other/undetermined, which claims nothing.
@@ -46,9 +84,9 @@
 //   - Record: the record is not withdrawn (withdraw_time unset; a withdrawn
 //     record is never disclosed, and no other condition is evaluated), and
 //     it has a valid TLP and restriction.
-//   - Loop: the peer is not the record's origin (provenance.origin_team, or
-//     the team of its id), not provenance.received_from and not on
-//     provenance.path.
+//   - Loop: the peer is not the record's origin (neither
+//     provenance.origin_team nor the team of its id), not
+//     provenance.received_from and not on provenance.path.
 //   - TLP ceiling: the record's TLP is at most the policy's tlp_ceiling
 //     (CLEAR < GREEN < AMBER < AMBER+STRICT < RED). A TLP:RED record also
 //     needs the peer in named_recipients, and a ceiling of RED.
@@ -67,10 +105,13 @@
 //     after its origin, this team last — is at most max(max_hops, 1).
 //   - Need-to-know (when the policy sets need_to_know): a host address or
 //     prefix (contained in a constituency CIDR), ASN, or host or domain name
-//     (equal to or beneath a constituency domain) of the record lies in the
-//     peer's constituency. Victim and attacking hosts, the reporting site's
-//     domain and address, domain, URL, e-mail and ASN indicators count;
-//     parts whose effective restriction is private do not.
+//     (equal to or beneath a constituency domain, ASCII letters compared
+//     without case as DNS does) of the record lies in the peer's
+//     constituency. Victim and attacking hosts, the reporting site's domain,
+//     and address, domain, URL (its host), e-mail (its domain) and ASN
+//     ("AS64500" or "64500") indicators count; parts whose effective
+//     restriction admits no peer (private, or a number that is no
+//     restriction) do not.
 //   - Taxonomy deny: no taxonomy of the record (primary or additional)
 //     matches a deny entry ("class" or "class/type"). Deny wins.
 //   - Taxonomy allow (when the list is not empty): one of them matches.
@@ -117,9 +158,18 @@
 // a decision on a path covers everything under that path unless a longer
 // path has its own: deeper decisions are recorded where the class changes
 // (a victim host's information_at_risk is embarrassing), and wherever a
-// value or a part is removed (restriction, consent, generalise,
-// completeness, fields unknown to the schema). Paths with the same outcome
-// for the same reason share one FieldDecision, in the order of the record.
+// value or a part is removed (restriction, consent, generalise, codes that
+// are not, completeness, fields unknown to the schema — "(unknown)" in the
+// path, in messages and timestamps alike). A part removed whole has one
+// decision and none beneath it. A value removed from a repeated field has
+// its own decision ("...[2]") when the field held others; a repeated field
+// left empty is removed, with the cause and rule of the last removal. A
+// field's decision comes before the decisions beneath it; paths with the
+// same outcome for the same reason share one FieldDecision, the
+// FieldDecisions in the order their first paths were decided.
+//
+// policy/policytest is a second implementation of these rules, a plain
+// protoreflect walk; the tests compare the two byte for byte.
 //
 // # Determinism and memory
 //

@@ -16,7 +16,7 @@ import (
 
 // fuzzPolicies are the policies FuzzDisclose applies: every action on every
 // class, and the conditions.
-func fuzzPolicies(t tb) []*policy.Compiled {
+func fuzzPolicies() []*irxv1.DisclosurePolicy {
 	all := func(a irxv1.DisclosureAction) *irxv1.DisclosurePolicy {
 		return basePolicy(func(p *irxv1.DisclosurePolicy) {
 			for _, r := range p.Rules {
@@ -35,11 +35,7 @@ func fuzzPolicies(t tb) []*policy.Compiled {
 	vendor := realisticPolicy()
 	vendor.RecipientClass = irxv1.RecipientClass_RECIPIENT_CLASS_VENDOR
 	vendor.TaxonomyDeny = []string{"test"}
-	var out []*policy.Compiled
-	for _, p := range []*irxv1.DisclosurePolicy{realisticPolicy(), all(forward), nothing, gen, all(pseudonymise), vendor} {
-		out = append(out, mustCompile(t, p))
-	}
-	return out
+	return []*irxv1.DisclosurePolicy{realisticPolicy(), all(forward), nothing, gen, all(pseudonymise), vendor}
 }
 
 func FuzzDisclose(f *testing.F) {
@@ -70,16 +66,60 @@ func FuzzDisclose(f *testing.F) {
 		inc.Tlp = irxv1.Tlp_TLP_CLEAR
 		inc.WithdrawTime, inc.WithdrawReason = ts("2026-11-01T00:00:00Z"), "reported in error"
 	})), uint8(1))
-	policies := fuzzPolicies(f)
-	nothing := policies[2]
+	// A record stored before validation knew the vocabularies, and values
+	// at the edges of every format the engine reads, under every policy.
+	edges := marshal(f, smallIncident(func(inc *irxv1.Incident) {
+		inc.Descriptions = []*irxv1.Description{{Lang: "en owner=secret", Text: "x"}, {Lang: "de-CH", Text: "y"}}
+		inc.LogExcerpts[0].MediaType = "text/plain; charset=secret"
+		inc.Assessments[0].MonetaryImpact.Currency = "EUR secret"
+		inc.AdditionalTaxonomies = []*irxv1.Taxonomy{{Class: "intrusions", Type: "phishing"}, {Class: "nope", Type: "test"}}
+		inc.VictimHosts = append(inc.VictimHosts,
+			&irxv1.Host{Hostname: "srv.x.example owner=secret", Domain: "192.0.2.241:22", Asn: 64501},
+			&irxv1.Host{Hostname: "a.b.example..", Domain: "x..example", Addresses: []string{"::ffff:192.0.2.9/120"}},
+			&irxv1.Host{Hostname: "192.0.2.99", InformationAtRisk: "payroll"})
+		inc.Indicators = append(inc.Indicators,
+			&irxv1.Indicator{Kind: irxv1.IndicatorKind_INDICATOR_KIND_DOMAIN, Value: "evil.example/secret-path"},
+			&irxv1.Indicator{Kind: irxv1.IndicatorKind_INDICATOR_KIND_URL, Value: "https://u:p@[2001:db8::7]:8443/a?b#c"},
+			&irxv1.Indicator{Kind: irxv1.IndicatorKind_INDICATOR_KIND_URL, Value: "evil.example owner=secret/x"},
+			&irxv1.Indicator{Kind: irxv1.IndicatorKind_INDICATOR_KIND_EMAIL, Value: "a@b@mail.example secret"},
+			&irxv1.Indicator{Kind: irxv1.IndicatorKind_INDICATOR_KIND_ASN, Value: "As64511"},
+			&irxv1.Indicator{Kind: irxv1.IndicatorKind_INDICATOR_KIND_FILE_NAME, Value: "x.exe"})
+		inc.Contacts[0].Email = "ada@[192.0.2.1]"
+		inc.Evidence = []*irxv1.Evidence{{SizeBytes: -9223372036854775808, Sha256: "zz"}, {SizeBytes: 1073741824}}
+		inc.Compromise = &irxv1.Compromise{SnifferSessionsLogged: 4294967295}
+		inc.StartTime.ProtoReflect().SetUnknown([]byte{0x9a, 0x06, 0x01, 'x'})
+	}))
+	odd := marshal(f, smallIncident(func(inc *irxv1.Incident) {
+		inc.Restriction = public
+		inc.VictimHosts[0].Restriction = 9
+		inc.AttackingHosts = []*irxv1.Host{{Platform: "no identifier"}, {Asn: 64511, Restriction: needToKnow}}
+		inc.AdditionalTaxonomies = []*irxv1.Taxonomy{{Class: "fraud"}}
+	}))
+	loop := marshal(f, smallIncident(func(inc *irxv1.Incident) {
+		inc.Provenance = &irxv1.Provenance{OriginTeam: "cert-z"}
+		inc.Id = "cert-b:3"
+	}))
+	policies := fuzzPolicies()
+	for sel := range policies {
+		f.Add(edges, uint8(sel))
+		f.Add(odd, uint8(sel))
+		f.Add(loop, uint8(sel))
+	}
+	compiled := make([]*policy.Compiled, len(policies))
+	for i, p := range policies {
+		compiled[i] = mustCompile(f, p)
+	}
+	nothing := compiled[2]
 	f.Fuzz(func(t *testing.T, data []byte, sel uint8) {
 		inc := &irxv1.Incident{}
 		if err := proto.Unmarshal(data, inc); err != nil {
 			return
 		}
 		before := marshal(t, inc)
-		c := policies[int(sel)%len(policies)]
-		view, ex := policy.Disclose(inc, c)
+		i := int(sel) % len(policies)
+		c := compiled[i]
+		// The fast engine and the reference agree byte for byte.
+		view, ex := discloseCompiled(t, inc, c, policies[i])
 		if (view != nil) != ex.GetDisclosed() {
 			t.Fatalf("view %v but disclosed %v", view != nil, ex.GetDisclosed())
 		}

@@ -1,15 +1,19 @@
 package policy_test
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
+	"google.golang.org/protobuf/encoding/prototext"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/irxfed/irx/node/record"
 	"github.com/irxfed/irx/policy"
+	"github.com/irxfed/irx/policy/policytest"
 	irxv1 "github.com/irxfed/irx/proto/irx/v1"
 )
 
@@ -177,4 +181,55 @@ func marshal(t tb, m proto.Message) []byte {
 		t.Fatalf("marshal: %v", err)
 	}
 	return b
+}
+
+// discloseChecked is policy.Disclose under p for its peer (the key of
+// keyFor), failing the test unless the view and the explanation are byte
+// for byte what the reference implementation gives.
+func discloseChecked(t tb, inc *irxv1.Incident, p *irxv1.DisclosurePolicy) (*irxv1.Incident, *irxv1.Explanation) {
+	t.Helper()
+	return discloseCompiled(t, inc, mustCompile(t, p), p)
+}
+
+// discloseCompiled is discloseChecked for a policy already compiled (c is
+// p compiled with keyFor(p.PeerTeamId)).
+func discloseCompiled(t tb, inc *irxv1.Incident, c *policy.Compiled, p *irxv1.DisclosurePolicy) (*irxv1.Incident, *irxv1.Explanation) {
+	t.Helper()
+	view, ex := policy.Disclose(inc, c)
+	sameAsReference(t, inc, p, view, ex)
+	return view, ex
+}
+
+// sameAsReference fails the test unless view and ex are byte for byte what
+// policytest.Disclose gives for inc under p.
+func sameAsReference(t tb, inc *irxv1.Incident, p *irxv1.DisclosurePolicy, view *irxv1.Incident, ex *irxv1.Explanation) {
+	t.Helper()
+	rv, rex := policytest.Disclose(inc, p, keyFor(p.GetPeerTeamId()))
+	if !bytes.Equal(marshal(t, view), marshal(t, rv)) {
+		t.Fatalf("the engine's view differs from the reference's:\n%s", firstDifference(prototext.Format(view), prototext.Format(rv)))
+	}
+	if !bytes.Equal(marshal(t, ex), marshal(t, rex)) {
+		t.Fatalf("the engine's explanation differs from the reference's:\n%s", firstDifference(prototext.Format(ex), prototext.Format(rex)))
+	}
+}
+
+// firstDifference shows where two texts part: a few lines of context, then
+// the engine's line and the reference's.
+func firstDifference(engine, reference string) string {
+	a, b := strings.Split(engine, "\n"), strings.Split(reference, "\n")
+	for i := 0; i < max(len(a), len(b)); i++ {
+		var la, lb string
+		if i < len(a) {
+			la = a[i]
+		}
+		if i < len(b) {
+			lb = b[i]
+		}
+		if la != lb {
+			from := max(i-6, 0)
+			ctx := strings.Join(a[from:i], "\n")
+			return fmt.Sprintf("%s\n- engine:    %s\n+ reference: %s", ctx, la, lb)
+		}
+	}
+	return "(the texts are equal; the encodings differ)"
 }

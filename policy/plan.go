@@ -22,11 +22,21 @@ import (
 type leafKind uint8
 
 const (
-	// Enums, booleans and numbers other than ASNs, and strings that are
-	// codes (language tags, media types, currency codes, taxonomy entries):
-	// structure, not identity. Kept by pseudonymise and generalise; removed
-	// by strip.
+	// Enums, booleans, and numbers that name a protocol or a point on a
+	// scale (ports, IP protocol numbers, 0-100 confidences) or are
+	// handling (version, hops left): structure, not identity. Kept by
+	// pseudonymise and generalise; removed by strip.
 	kindScalar leafKind = iota
+	// A string that is a code of a public vocabulary (language tag, media
+	// type, currency code, taxonomy entry; see vocabulary): kept by
+	// pseudonymise and generalise when it is one, removed when it is not,
+	// so a record stored before validation knew the vocabulary cannot slip
+	// text through.
+	kindCode
+	// A number that measures something (an amount of money, a size, a
+	// count): kept by pseudonymise, cut to its first significant digit by
+	// generalise, since an exact figure can identify a victim.
+	kindMagnitude
 	// Free text and names: a "pseud:" token, or removed by generalise.
 	kindText
 	// A host or domain name: generalise keeps the last two labels.
@@ -43,13 +53,26 @@ const (
 	// An incident id "<team>:<ticket>": pseudonymised to "pseud:<number>".
 	kindIncidentID
 	// An autonomous system number: pseudonymised to a private-use ASN,
-	// kept by generalise (an AS is already an aggregate).
+	// removed by generalise (it names a network, often an organisation,
+	// and has no coarser form).
 	kindASN
 	// A google.protobuf.Timestamp: generalised to the day (UTC midnight),
 	// kept by pseudonymise.
 	kindTime
 	// An irx.v1 message: walked.
 	kindMessage
+)
+
+// vocabulary is the public code list a kindCode field's values come from.
+type vocabulary uint8
+
+const (
+	vocabNone          vocabulary = iota
+	vocabLanguage                 // BCP 47 language tags
+	vocabMediaType                // RFC 6838 type/subtype
+	vocabCurrency                 // ISO 4217 codes
+	vocabTaxonomyClass            // Reference Security Incident Taxonomy classes
+	vocabTaxonomyType             // its types, of the sibling class
 )
 
 // consentBits are the columns of the reporter's consent table (CERT/CC form
@@ -97,8 +120,14 @@ type fieldPlan struct {
 	// placeholder: a required field (Incident.taxonomy) that is replaced by
 	// a neutral value rather than removed when its class is stripped.
 	placeholder bool
-	// kindOff is the offset of Indicator.kind, for kindIndicatorValue.
-	kindOff        uintptr
+	// vocab is the vocabulary of a kindCode field; codeChecked is set when
+	// the action keeps codes and so must check each value against it.
+	vocab       vocabulary
+	codeChecked bool
+	// siblingOff is the offset of the field the value is read with:
+	// Indicator.kind for an indicator value, Taxonomy.class for a
+	// taxonomy type.
+	siblingOff     uintptr
 	v4bits, v6bits int
 	msg            *msgPlan
 }
@@ -157,11 +186,44 @@ func stringKind(fd protoreflect.FieldDescriptor) leafKind {
 		return kindHexDigest
 	case "irx.v1.RelatedActivity.incident_ids":
 		return kindIncidentID
-	case "irx.v1.Description.lang", "irx.v1.LogExcerpt.media_type", "irx.v1.MonetaryImpact.currency",
-		"irx.v1.Taxonomy.class", "irx.v1.Taxonomy.type":
-		return kindScalar // codes from public vocabularies: they identify nothing
+	}
+	if codeVocabulary(fd) != vocabNone {
+		return kindCode // codes from public vocabularies: they identify nothing
 	}
 	return kindText
+}
+
+// codeVocabulary is the vocabulary of a string field whose values are codes.
+func codeVocabulary(fd protoreflect.FieldDescriptor) vocabulary {
+	switch fd.FullName() {
+	case "irx.v1.Description.lang":
+		return vocabLanguage
+	case "irx.v1.LogExcerpt.media_type":
+		return vocabMediaType
+	case "irx.v1.MonetaryImpact.currency":
+		return vocabCurrency
+	case "irx.v1.Taxonomy.class":
+		return vocabTaxonomyClass
+	case "irx.v1.Taxonomy.type":
+		return vocabTaxonomyType
+	}
+	return vocabNone
+}
+
+// numberKind says what a number field is. Every number of the schema is
+// listed: one that is not stops Compile, because whether generalise may
+// keep a number depends on what it counts (TestNumbersClassified).
+func numberKind(fd protoreflect.FieldDescriptor) (leafKind, error) {
+	switch fd.FullName() {
+	case "irx.v1.Host.asn":
+		return kindASN, nil
+	case "irx.v1.MonetaryImpact.amount_minor", "irx.v1.Evidence.size_bytes", "irx.v1.Compromise.sniffer_sessions_logged":
+		return kindMagnitude, nil
+	case "irx.v1.Service.port", "irx.v1.Service.ip_protocol", "irx.v1.Indicator.confidence", "irx.v1.Assessment.confidence",
+		"irx.v1.Incident.version", "irx.v1.ReshareTerms.hops_left":
+		return kindScalar, nil
+	}
+	return 0, fmt.Errorf("policy: %s: a number the disclosure engine has no rule for; say in policy/plan.go's numberKind whether it is an identifier, a magnitude or a code", fd.FullName())
 }
 
 // consentGate maps the fields the reporter's consent governs to their
@@ -260,6 +322,7 @@ func (b *planBuilder) message(md protoreflect.MessageDescriptor, gt reflect.Type
 	fds := md.Fields()
 	for i := 0; i < fds.Len(); i++ {
 		fd := fds.Get(i)
+		var err error
 		if fd.IsMap() || fd.ContainingOneof() != nil || fd.IsExtension() {
 			return nil, fmt.Errorf("policy: %s: maps, oneofs and optional fields are not supported by the disclosure engine; extend policy/plan.go", fd.FullName())
 		}
@@ -298,9 +361,11 @@ func (b *planBuilder) message(md protoreflect.MessageDescriptor, gt reflect.Type
 		f.v4bits, f.v6bits = b.c.v4bits[classIndex(class)], b.c.v6bits[classIndex(class)]
 		switch {
 		case fd.Kind() == protoreflect.StringKind:
-			f.kind = stringKind(fd)
-		case fd.Kind() == protoreflect.Uint32Kind && fd.Name() == "asn":
-			f.kind = kindASN
+			f.kind, f.vocab = stringKind(fd), codeVocabulary(fd)
+		case isNumber(fd.Kind()):
+			if f.kind, err = numberKind(fd); err != nil {
+				return nil, err
+			}
 		case fd.Message() != nil && fd.Message().FullName() == timestampName:
 			f.kind = kindTime
 		case fd.Message() != nil && fd.Message().ParentFile().Package() == "irx.v1":
@@ -322,16 +387,21 @@ func (b *planBuilder) message(md protoreflect.MessageDescriptor, gt reflect.Type
 		default:
 			f.kind = kindScalar
 		}
-		if f.kind == kindIndicatorValue {
-			kidx, ok := byName["kind"]
-			if !ok || gt.Field(kidx).Type.Kind() != reflect.Int32 {
-				return nil, fmt.Errorf("policy: %s: no sibling enum field kind", fd.FullName())
+		switch {
+		case f.kind == kindIndicatorValue:
+			if f.siblingOff, err = siblingOffset(gt, byName, "kind", reflect.Int32); err != nil {
+				return nil, fmt.Errorf("policy: %s: %w", fd.FullName(), err)
 			}
-			f.kindOff = gt.Field(kidx).Offset
+		case f.vocab == vocabTaxonomyType:
+			if f.siblingOff, err = siblingOffset(gt, byName, "class", reflect.String); err != nil {
+				return nil, fmt.Errorf("policy: %s: %w", fd.FullName(), err)
+			}
 		}
 		f.placeholder = fd.FullName() == "irx.v1.Incident.taxonomy"
 		f.identity = identity(f.kind, f.action)
-		f.copyAsIs = f.identity && !f.boundary && f.gate == 0 && !f.list && (f.kind == kindScalar || f.kind == kindASN) &&
+		f.codeChecked = f.kind == kindCode && !f.identity && f.action != irxv1.DisclosureAction_DISCLOSURE_ACTION_STRIP
+		f.copyAsIs = f.identity && !f.boundary && f.gate == 0 && !f.list &&
+			(f.kind == kindScalar || f.kind == kindCode || f.kind == kindMagnitude || f.kind == kindASN) &&
 			f.action != irxv1.DisclosureAction_DISCLOSURE_ACTION_STRIP
 		if fd.Name() == "restriction" && fd.Enum() != nil && fd.Enum().FullName() == "irx.v1.Restriction" && !f.list {
 			mp.restrictionOff, mp.hasRestriction = sf.Offset, true
@@ -365,8 +435,30 @@ func (b *planBuilder) message(md protoreflect.MessageDescriptor, gt reflect.Type
 	case "irx.v1.AlternativeId":
 		mp.requireAll = find("team_id", "ticket")
 		mp.incompleteRule = "an alternative id needs a team and a ticket; removed"
+	case "irx.v1.Taxonomy":
+		mp.requireAll = find("class", "type")
+		mp.incompleteRule = "a taxonomy entry needs a class and a type of it, and this one has none left; removed"
 	}
 	return mp, nil
+}
+
+func isNumber(k protoreflect.Kind) bool {
+	switch k {
+	case protoreflect.Int32Kind, protoreflect.Sint32Kind, protoreflect.Sfixed32Kind, protoreflect.Uint32Kind, protoreflect.Fixed32Kind,
+		protoreflect.Int64Kind, protoreflect.Sint64Kind, protoreflect.Sfixed64Kind, protoreflect.Uint64Kind, protoreflect.Fixed64Kind,
+		protoreflect.FloatKind, protoreflect.DoubleKind:
+		return true
+	}
+	return false
+}
+
+// siblingOffset is the offset of another field of the same Go struct.
+func siblingOffset(gt reflect.Type, byName map[string]int, name string, kind reflect.Kind) (uintptr, error) {
+	i, ok := byName[name]
+	if !ok || gt.Field(i).Type.Kind() != kind {
+		return 0, fmt.Errorf("no sibling %v field %s", kind, name)
+	}
+	return gt.Field(i).Offset, nil
 }
 
 // slabMaker returns how to allocate n zero messages of type t in one typed
@@ -484,15 +576,16 @@ func checkGoType(fd protoreflect.FieldDescriptor, t reflect.Type) error {
 	return fmt.Errorf("policy: %s: %v fields are not supported by the disclosure engine", fd.FullName(), fd.Kind())
 }
 
-// identity reports whether action gives a value of kind back unchanged.
+// identity reports whether action gives every value of kind back
+// unchanged. (Codes are kept only when they are codes: not identity.)
 func identity(kind leafKind, action irxv1.DisclosureAction) bool {
 	switch action {
 	case irxv1.DisclosureAction_DISCLOSURE_ACTION_FORWARD:
 		return true
 	case irxv1.DisclosureAction_DISCLOSURE_ACTION_PSEUDONYMISE:
-		return kind == kindScalar || kind == kindTime || kind == kindMessage
+		return kind == kindScalar || kind == kindMagnitude || kind == kindTime || kind == kindMessage
 	case irxv1.DisclosureAction_DISCLOSURE_ACTION_GENERALISE:
-		return kind == kindScalar || kind == kindASN || kind == kindMessage
+		return kind == kindScalar || kind == kindMessage
 	}
 	return false
 }

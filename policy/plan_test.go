@@ -1,7 +1,9 @@
 package policy
 
 import (
+	"math"
 	"reflect"
+	"strings"
 	"testing"
 
 	"google.golang.org/protobuf/reflect/protoreflect"
@@ -112,4 +114,69 @@ func TestSlabMakers(t *testing.T) {
 		}
 	}
 	walk(c.root)
+}
+
+// TestNumbersClassified: every number of the schema is one generalise knows
+// what to do with (an identifier, a magnitude, a code), and one it does not
+// know stops Compile rather than being kept as it is.
+func TestNumbersClassified(t *testing.T) {
+	want := map[protoreflect.FullName]leafKind{
+		"irx.v1.Host.asn":                           kindASN,
+		"irx.v1.MonetaryImpact.amount_minor":        kindMagnitude,
+		"irx.v1.Evidence.size_bytes":                kindMagnitude,
+		"irx.v1.Compromise.sniffer_sessions_logged": kindMagnitude,
+		"irx.v1.Service.port":                       kindScalar,
+		"irx.v1.Service.ip_protocol":                kindScalar,
+		"irx.v1.Indicator.confidence":               kindScalar,
+		"irx.v1.Assessment.confidence":              kindScalar,
+		"irx.v1.Incident.version":                   kindScalar,
+		"irx.v1.ReshareTerms.hops_left":             kindScalar,
+	}
+	seen := map[protoreflect.FullName]bool{}
+	var walk func(md protoreflect.MessageDescriptor)
+	walk = func(md protoreflect.MessageDescriptor) {
+		fds := md.Fields()
+		for i := 0; i < fds.Len(); i++ {
+			fd := fds.Get(i)
+			switch {
+			case isNumber(fd.Kind()):
+				got, err := numberKind(fd)
+				if err != nil || got != want[fd.FullName()] {
+					t.Errorf("%s: kind %v, %v; want %v", fd.FullName(), got, err, want[fd.FullName()])
+				}
+				seen[fd.FullName()] = true
+			case fd.Message() != nil && fd.Message().ParentFile().Package() == "irx.v1" && !seen[fd.Message().FullName()]:
+				seen[fd.Message().FullName()] = true
+				walk(fd.Message())
+			}
+		}
+	}
+	walk((&irxv1.Incident{}).ProtoReflect().Descriptor())
+	for name := range want {
+		if !seen[name] {
+			t.Errorf("%s is not a number of the schema any more", name)
+		}
+	}
+	other := (&irxv1.DisclosurePolicy{}).ProtoReflect().Descriptor().Fields().ByName("max_hops")
+	if _, err := numberKind(other); err == nil || !strings.Contains(err.Error(), "irx.v1.DisclosurePolicy.max_hops") {
+		t.Errorf("an unclassified number: %v", err)
+	}
+}
+
+func TestFirstDigit(t *testing.T) {
+	for _, tc := range []struct{ in, want int64 }{
+		{0, 0}, {7, 7}, {10, 10}, {47, 40}, {99, 90}, {100, 100}, {1250000, 1000000}, {1 << 30, 1000000000},
+		{-1, -1}, {-47, -40}, {-156000, -100000},
+		{math.MaxInt64, 9000000000000000000}, {math.MinInt64, -9000000000000000000},
+	} {
+		if got := cutSigned(tc.in); got != tc.want {
+			t.Errorf("cutSigned(%d) = %d, want %d", tc.in, got, tc.want)
+		}
+	}
+	if got := firstDigit(math.MaxUint64); got != 10000000000000000000 {
+		t.Errorf("firstDigit(MaxUint64) = %d", got)
+	}
+	if got := firstDigit(math.MaxUint32); got != 4000000000 {
+		t.Errorf("firstDigit(MaxUint32) = %d", got)
+	}
 }

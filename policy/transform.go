@@ -8,6 +8,7 @@ import (
 	"strings"
 	"unsafe"
 
+	"github.com/irxfed/irx/node/record"
 	irxv1 "github.com/irxfed/irx/proto/irx/v1"
 )
 
@@ -67,7 +68,7 @@ const maxCached = 64
 func (w *walker) transform(f *fieldPlan, src unsafe.Pointer, in string) (string, bool) {
 	var ik irxv1.IndicatorKind
 	if f.kind == kindIndicatorValue {
-		ik = *at[irxv1.IndicatorKind](src, f.kindOff)
+		ik = *at[irxv1.IndicatorKind](src, f.siblingOff)
 	}
 	switch f.action {
 	case irxv1.DisclosureAction_DISCLOSURE_ACTION_FORWARD:
@@ -95,7 +96,7 @@ func (w *walker) transform(f *fieldPlan, src unsafe.Pointer, in string) (string,
 		case kindAddress:
 			return w.genAddress(in, f.v4bits, f.v6bits)
 		case kindDomain:
-			return w.genName(in, f.v4bits, f.v6bits)
+			return genName(in)
 		case kindEmail:
 			return w.genEmail(in)
 		case kindIndicatorValue:
@@ -103,14 +104,18 @@ func (w *walker) transform(f *fieldPlan, src unsafe.Pointer, in string) (string,
 			case irxv1.IndicatorKind_INDICATOR_KIND_IPV4, irxv1.IndicatorKind_INDICATOR_KIND_IPV6:
 				return w.genAddress(in, f.v4bits, f.v6bits)
 			case irxv1.IndicatorKind_INDICATOR_KIND_DOMAIN:
-				return w.genName(in, f.v4bits, f.v6bits)
+				return genName(in)
 			case irxv1.IndicatorKind_INDICATOR_KIND_URL:
-				return w.genName(urlHost(in), f.v4bits, f.v6bits)
+				host := urlHost(in)
+				if _, ok := parseAddrOrPrefix(host); ok {
+					return w.genAddress(host, f.v4bits, f.v6bits)
+				}
+				return genName(host)
 			case irxv1.IndicatorKind_INDICATOR_KIND_EMAIL:
 				return w.genEmail(in)
-			case irxv1.IndicatorKind_INDICATOR_KIND_ASN:
-				return in, true // an AS is already an aggregate
 			}
+			// ASNs name a network and have no coarser form; file names,
+			// hashes and other values are text.
 		}
 	}
 	return "", false
@@ -205,30 +210,31 @@ func (w *walker) genAddress(v string, v4bits, v6bits int) (string, bool) {
 // genName keeps the last two labels of a host or domain name:
 // "mail.corp.example.org" -> "example.org". Without the public suffix list
 // this is coarser than the registered domain under multi-label suffixes
-// ("www.example.co.uk" -> "co.uk"): it errs towards revealing less. A
-// single-label name has no coarser form and is removed; an IP literal is
-// generalised as an address (its last two "labels" would be the host part).
-func (w *walker) genName(v string, v4bits, v6bits int) (string, bool) {
+// ("www.example.co.uk" -> "co.uk"): it errs towards revealing less. What is
+// kept must itself be a host name (record.ValidHostName): two labels of
+// letters, digits and hyphens, the last not all digits. Anything else in
+// the value ("x.example owner=secret", "192.0.2.241:22", a path) would be
+// in the kept part, so such a value is removed, as is a single label.
+func genName(v string) (string, bool) {
 	name := strings.TrimSuffix(v, ".")
-	if _, ok := parseAddrOrPrefix(name); ok {
-		return w.genAddress(name, v4bits, v6bits)
-	}
 	i := strings.LastIndexByte(name, '.')
-	if i <= 0 || i == len(name)-1 {
+	if i < 0 || i == len(name)-1 {
+		return "", false // one label, or an empty last one
+	}
+	kept := name[strings.LastIndexByte(name[:i], '.')+1:]
+	if !record.ValidHostName(kept) {
 		return "", false
 	}
-	j := strings.LastIndexByte(name[:i], '.')
-	if j == i-1 {
-		return "", false // empty label
-	}
-	return name[j+1:], true
+	return kept, true
 }
 
-// genEmail keeps "@domain" of an e-mail address. An address-literal domain
-// ("user@[192.0.2.1]") is removed: it would reveal the address.
+// genEmail keeps "@domain" of an e-mail address, the domain being
+// everything after the last "@" when that is a host name. An address
+// literal ("user@[192.0.2.1]") or anything after the domain is not, and
+// the value is removed.
 func (w *walker) genEmail(v string) (string, bool) {
 	at := strings.LastIndexByte(v, '@')
-	if at < 0 || at == len(v)-1 || v[at+1] == '[' {
+	if at < 0 || !record.ValidHostName(v[at+1:]) {
 		return "", false
 	}
 	d := v[at+1:]

@@ -1216,6 +1216,12 @@ func (m *iodefMapper) descriptions(n *xnode, r irxv1.Restriction) {
 		if lang == "" {
 			lang = m.lang
 		}
+		if lang != "" && !record.ValidLanguageTag(lang) {
+			// xml:lang is free text to XML; irx keeps only BCP 47 tags,
+			// the text is worth keeping without one.
+			m.note(d, "xml:lang", lang, "not a BCP 47 language tag: the text is kept without a language")
+			lang = ""
+		}
 		if text := d.textValue(); text != "" {
 			m.inc.Descriptions = append(m.inc.Descriptions, &irxv1.Description{Lang: lang, Text: text, Restriction: m.part(r)})
 		}
@@ -1299,17 +1305,6 @@ func (m *iodefMapper) impactType(n *xnode, e iodefEnum[string]) string {
 	return v
 }
 
-// currencyExponent is the number of minor-unit digits of the ISO 4217
-// currencies that have other than two.
-var currencyExponent = map[string]int{
-	"BIF": 0, "CLP": 0, "DJF": 0, "GNF": 0, "ISK": 0, "JPY": 0, "KMF": 0, "KRW": 0, "PYG": 0, "RWF": 0,
-	"UGX": 0, "UYI": 0, "VND": 0, "VUV": 0, "XAF": 0, "XOF": 0, "XPF": 0,
-	"BHD": 3, "IQD": 3, "JOD": 3, "KWD": 3, "LYD": 3, "OMR": 3, "TND": 3,
-	"CLF": 4, "UYW": 4,
-}
-
-var currencyCode = regexp.MustCompile(`^[A-Z]{3}$`)
-
 func (m *iodefMapper) monetaryImpact(n *xnode) *irxv1.MonetaryImpact {
 	cur, ok := n.attr("currency")
 	if !ok {
@@ -1318,15 +1313,15 @@ func (m *iodefMapper) monetaryImpact(n *xnode) *irxv1.MonetaryImpact {
 		return nil
 	}
 	cur = strings.ToUpper(cur)
-	if !currencyCode.MatchString(cur) {
-		m.errf(n, "currency", "%q is not an ISO 4217 currency code", cur)
+	if !record.ValidCurrency(cur) {
+		m.errf(n, "currency", "%q is not a current ISO 4217 currency code", cur)
 		return nil
 	}
 	s := n.textValue()
 	f, err := strconv.ParseFloat(s, 64)
-	exp, ok := currencyExponent[cur]
+	exp, ok := record.CurrencyMinorUnits(cur)
 	if !ok {
-		exp = 2
+		exp = 2 // the list gives none (gold, units of account): cents, as before
 	}
 	minor := f * math.Pow10(exp)
 	if err != nil || math.IsNaN(f) || f < 0 || minor > 9e18 {
@@ -1633,18 +1628,27 @@ func (m *iodefMapper) system(n *xnode, inherited irxv1.Restriction) {
 	*dst = append(*dst, h)
 }
 
-// node maps a Node's names and addresses onto h.
+// node maps a Node's names and addresses onto h. A name that is not a host
+// name (RFC 5070's NodeName is free text) is left out and listed in the
+// warning: the host is still known by its other names and addresses.
 func (m *iodefMapper) node(n *xnode, h *irxv1.Host) {
 	if nn := m.kid(n, "NodeName"); nn != nil { // RFC 5070
-		h.Hostname = nn.textValue()
+		if name := nn.textValue(); record.ValidHostName(name) {
+			h.Hostname = name
+		} else {
+			nn.used, nn.why = false, "not a host name"
+		}
 	}
 	for _, dd := range m.kids(n, "DomainData") {
 		name := m.firstText(dd, "Name")
-		if h.Hostname != "" || name == "" {
+		switch {
+		case h.Hostname != "" || name == "":
 			dd.used = false // irx keeps one name per host
-			continue
+		case !record.ValidHostName(name):
+			dd.used, dd.why = false, "not a host name"
+		default:
+			h.Hostname = name
 		}
-		h.Hostname = name
 	}
 	for _, a := range m.kids(n, "Address") {
 		cat := m.addressCategory(a)
@@ -1823,12 +1827,18 @@ func (m *iodefMapper) observable(n *xnode, r irxv1.Restriction) []indicatorValue
 			add(v.kind, v.value)
 		}
 	}
-	for _, dd := range m.kids(n, "DomainData") {
-		if name := m.firstText(dd, "Name"); name != "" {
-			add(irxv1.IndicatorKind_INDICATOR_KIND_DOMAIN, name)
-		} else {
+	domain := func(dd *xnode) {
+		name := m.firstText(dd, "Name")
+		if name == "" {
 			dd.used = false
+			return
 		}
+		if v, ok := m.checkIndicatorValue(dd, irxv1.IndicatorKind_INDICATOR_KIND_DOMAIN, name); ok {
+			add(irxv1.IndicatorKind_INDICATOR_KIND_DOMAIN, v)
+		}
+	}
+	for _, dd := range m.kids(n, "DomainData") {
+		domain(dd)
 	}
 	for _, sys := range m.kids(n, "System") {
 		before := len(out)
@@ -1839,11 +1849,7 @@ func (m *iodefMapper) observable(n *xnode, r irxv1.Restriction) []indicatorValue
 				}
 			}
 			for _, dd := range m.kids(node, "DomainData") {
-				if name := m.firstText(dd, "Name"); name != "" {
-					add(irxv1.IndicatorKind_INDICATOR_KIND_DOMAIN, name)
-				} else {
-					dd.used = false
-				}
+				domain(dd)
 			}
 		}
 		if len(out) == before {
@@ -1959,6 +1965,10 @@ func (m *iodefMapper) checkIndicatorValue(n *xnode, kind irxv1.IndicatorKind, v 
 	case irxv1.IndicatorKind_INDICATOR_KIND_FILE_HASH:
 		if _, herr := hex.DecodeString(v); herr != nil || v == "" {
 			err = fmt.Errorf("%q is not a hex digest", v)
+		}
+	case irxv1.IndicatorKind_INDICATOR_KIND_DOMAIN:
+		if !record.ValidHostName(v) {
+			err = fmt.Errorf("%q is not a domain name (letters, digits and hyphens in dot-separated labels)", v)
 		}
 	}
 	if err == nil && strings.TrimSpace(v) == "" {

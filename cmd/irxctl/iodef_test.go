@@ -298,6 +298,12 @@ func TestIODEFErrors(t *testing.T) {
 			incErrs: []string{`Incident/IndicatorData/Indicator/Observable/FileData/File/HashData/Hash/ds:DigestValue: "not base64!" is not a base64 digest`}},
 		{name: "bad confidence", data: incident(`<Assessment occurrence="actual"><SystemImpact type="unknown"/><Confidence rating="numeric">250</Confidence></Assessment>`), opts: tlpAndTaxonomy,
 			incErrs: []string{`Incident/Assessment/Confidence: 250 is outside 0 to 1 (a fraction) and 0 to 100 (a percentage)`}},
+		{name: "unknown currency", data: incident(`<Assessment occurrence="actual"><MonetaryImpact currency="xyz">12</MonetaryImpact></Assessment>`), opts: tlpAndTaxonomy,
+			incErrs: []string{`Incident/Assessment/MonetaryImpact@currency: "XYZ" is not a current ISO 4217 currency code`}},
+		{name: "domain observable with a path", data: incident(`<IndicatorData><Indicator><IndicatorID name="x" version="1">I1</IndicatorID><Observable><DomainData><Name>evil.example/secret-path</Name></DomainData></Observable></Indicator></IndicatorData>`), opts: tlpAndTaxonomy,
+			incErrs: []string{`Incident/IndicatorData/Indicator/Observable/DomainData: "evil.example/secret-path" is not a domain name`}},
+		{name: "bulk domain that is an address", data: incident(`<IndicatorData><Indicator><IndicatorID name="x" version="1">I1</IndicatorID><Observable><BulkObservable type="domain-name"><BulkObservableList>c2.example 192.0.2.7</BulkObservableList></BulkObservable></Observable></Indicator></IndicatorData>`), opts: tlpAndTaxonomy,
+			incErrs: []string{`BulkObservableList: "192.0.2.7" is not a domain name`}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			path, data := "big.xml", []byte(tc.data)
@@ -330,6 +336,48 @@ func TestIODEFErrors(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestIODEFValuesIrxHasNoVocabularyFor: what XML allows but irx's
+// vocabularies do not (an xml:lang that is no language tag, a node name
+// that is no host name) is left out and said in the warning; the rest of
+// the incident is imported.
+func TestIODEFValuesIrxHasNoVocabularyFor(t *testing.T) {
+	const doc = `<?xml version="1.0"?>
+<IODEF-Document version="2.00" xml:lang="English (UK)" xmlns="urn:ietf:params:xml:ns:iodef-2.0">
+<Incident purpose="reporting">
+<IncidentID name="csirt.example.com">1</IncidentID>
+<GenerationTime>2026-03-01T00:00:00Z</GenerationTime>
+<Description>defaced</Description>
+<Description xml:lang="de-CH">verunstaltet</Description>
+<EventData><Flow><System category="target"><Node><DomainData><Name>mail server 3 (owner: J. Doe)</Name></DomainData><Address>192.0.2.1</Address></Node></System></Flow></EventData>
+<Contact role="creator" type="organization"/>
+</Incident>
+</IODEF-Document>
+`
+	d, err := parseIODEF("odd.xml", []byte(doc), tlpAndTaxonomy)
+	if err != nil || len(d.incidents) != 1 || d.incidents[0].err != nil {
+		t.Fatalf("%v %+v", err, d)
+	}
+	inc := d.incidents[0].inc
+	if ds := inc.GetDescriptions(); len(ds) != 2 || ds[0].GetLang() != "" || ds[0].GetText() != "defaced" || ds[1].GetLang() != "de-CH" {
+		t.Errorf("descriptions %v", ds)
+	}
+	if h := inc.GetVictimHosts(); len(h) != 1 || h[0].GetHostname() != "" || h[0].GetAddresses()[0] != "192.0.2.1" {
+		t.Errorf("victim hosts %v", h)
+	}
+	w := d.warning("odd.xml")
+	for _, want := range []string{
+		"Incident/EventData/Flow/System/Node/DomainData (not a host name)",
+		"Incident/Description@xml:lang=English (UK) (not a BCP 47 language tag",
+	} {
+		if !strings.Contains(w, want) {
+			t.Errorf("warning lacks %q: %s", want, w)
+		}
+	}
+	if strings.Contains(w, "de-CH") {
+		t.Errorf("a valid tag is in the warning: %s", w)
 	}
 }
 

@@ -37,3 +37,9 @@ func TaxonomyTypes(class string) []string { return slices.Clone(taxonomy[class])
 
 // ValidTaxonomy reports whether class/type is an entry of the taxonomy.
 func ValidTaxonomy(class, typ string) bool { return slices.Contains(taxonomy[class], typ) }
+
+// ValidTaxonomyClass reports whether class is a class of the taxonomy.
+func ValidTaxonomyClass(class string) bool {
+	_, ok := taxonomy[class]
+	return ok
+}

@@ -94,6 +94,20 @@ func Validate(inc *irxv1.Incident, prefix string) error {
 		}
 	}
 	checkTimes(inc, prefix, &vs)
+	for i, d := range inc.GetDescriptions() {
+		if l := d.GetLang(); l != "" && !ValidLanguageTag(l) {
+			vs.add(fieldPath{prefix, "descriptions", i}.sub("lang"),
+				"%q is not a BCP 47 language tag (RFC 5646: letters and digits in hyphen-separated subtags), e.g. \"en\", \"de-CH\"", l)
+		}
+	}
+	if d := inc.GetReportingSite().GetDomain(); d != "" && !validName(d) {
+		vs.notAName(p("reporting_site.domain"), d, "domain name", "an address or URL is not a domain")
+	}
+	for i, c := range inc.GetContacts() {
+		if d := c.GetConstituencyDomain(); d != "" && !validName(d) {
+			vs.notAName(fieldPath{prefix, "contacts", i}.sub("constituency_domain"), d, "domain name", "an address or URL is not a domain")
+		}
+	}
 	for i, h := range inc.GetVictimHosts() {
 		checkHost(h, fieldPath{prefix, "victim_hosts", i}, &vs)
 	}
@@ -111,6 +125,16 @@ func Validate(inc *irxv1.Incident, prefix string) error {
 	for i, a := range inc.GetAssessments() {
 		if a.GetConfidence() > 100 {
 			vs.add(fmt.Sprintf("%s[%d].confidence", p("assessments"), i), "must be 0 to 100")
+		}
+		if c := a.GetMonetaryImpact().GetCurrency(); c != "" && !ValidCurrency(c) {
+			vs.add(fieldPath{prefix, "assessments", i}.sub("monetary_impact.currency"),
+				"%q is not a current ISO 4217 currency code (three capital letters, e.g. \"EUR\", \"USD\")", c)
+		}
+	}
+	for i, l := range inc.GetLogExcerpts() {
+		if m := l.GetMediaType(); m != "" && !ValidMediaType(m) {
+			vs.add(fieldPath{prefix, "log_excerpts", i}.sub("media_type"),
+				"%q is not a media type: type/subtype as RFC 6838 names them (e.g. \"text/plain\"), without parameters", m)
 		}
 	}
 	for i, e := range inc.GetEvidence() {
@@ -320,6 +344,13 @@ func checkHost(h *irxv1.Host, field fieldPath, vs *violations) {
 	if h.GetHostname() == "" && len(h.GetAddresses()) == 0 && h.GetDomain() == "" && h.GetAsn() == 0 {
 		vs.add(field.String(), "needs at least one of hostname, addresses, domain or asn")
 	}
+	const hint = "an IP address belongs in addresses, a URL in a URL indicator"
+	if n := h.GetHostname(); n != "" && !validName(n) {
+		vs.notAName(field.sub("hostname"), n, "host name", hint)
+	}
+	if d := h.GetDomain(); d != "" && !validName(d) {
+		vs.notAName(field.sub("domain"), d, "domain name", hint)
+	}
 	for i, a := range h.GetAddresses() {
 		if !validAddressOrPrefix(a) {
 			vs.add(fmt.Sprintf("%s[%d]", field.sub("addresses"), i), "%q is not an IP address or CIDR prefix", a)
@@ -353,6 +384,10 @@ func checkIndicator(ind *irxv1.Indicator, field fieldPath, vs *violations) {
 		if a, ok := parseAddressOrPrefix(v); !ok || !a.Is6() || a.Is4In6() {
 			vs.add(field.sub("value"), "%q is not an IPv6 address or prefix", v)
 		}
+	case irxv1.IndicatorKind_INDICATOR_KIND_DOMAIN:
+		if !validName(v) {
+			vs.notAName(field.sub("value"), v, "domain name", "an address is an IPv4 or IPv6 indicator, a URL a URL indicator")
+		}
 	case irxv1.IndicatorKind_INDICATOR_KIND_FILE_HASH:
 		if !isHex(v, 0) {
 			vs.add(field.sub("value"), "%q is not a hex digest", v)
@@ -361,6 +396,20 @@ func checkIndicator(ind *irxv1.Indicator, field fieldPath, vs *violations) {
 	if ind.GetConfidence() > 100 {
 		vs.add(field.sub("confidence"), "must be 0 to 100")
 	}
+}
+
+// validName checks a field that holds a host or domain name. The
+// disclosure engine generalises such a field to its last two labels, so
+// anything else in it (a port, a path, a remark) must be refused here, not
+// cut off there. A pseudonym token is accepted: it is what a peer's view
+// holds where the origin's record had a name.
+func validName(v string) bool { return ValidHostName(v) || isNameToken(v) }
+
+// notAName reports a name field that validName refuses. (The field's path
+// is made only then: most records are valid.)
+func (vs *violations) notAName(field, v, what, hint string) {
+	vs.add(field, "%q is not a %s: dot-separated labels of letters, digits and hyphens, 1 to 63 each and not all digits in the last "+
+		"(internationalised names in their xn-- form); %s", v, what, hint)
 }
 
 func validAddressOrPrefix(s string) bool {
