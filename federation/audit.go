@@ -174,10 +174,11 @@ func (f *Federation) recomputeDisclosure(d *irxv1.Disclosure) (*irxv1.Recomputed
 		return nil, status.Errorf(codes.Internal, "digest: %v", err)
 	}
 	if d.GetDigest() != "" && d.GetDigest() != r.Digest {
-		// Only a foreign copy changes under the ledger (replaced by the
-		// team we received it from); our own versions never do.
+		// Our own versions and policies never change; what does is a
+		// foreign copy (replaced by the team we received it from) or the
+		// disclosure engine (a build that decides differently).
 		r.View, r.Explanation = nil, nil
-		r.Unavailable = "our copy of this version was replaced since it was sent; the recorded digest says what was sent"
+		r.Unavailable = "recomputed, the view differs from the one sent (our copy of a foreign version was replaced since, or this build's disclosure engine decides differently); the recorded digest says what was sent"
 		r.Digest = ""
 	}
 	return r, nil

@@ -17,6 +17,7 @@ import (
 
 	"github.com/irxfed/irx/node/fsm"
 	"github.com/irxfed/irx/policy"
+	"github.com/irxfed/irx/policy/policytest"
 	irxv1 "github.com/irxfed/irx/proto/irx/v1"
 )
 
@@ -108,7 +109,8 @@ func (m *walkModel) reconnect() {
 // real state machine apply it. Nothing cert-b is sent may be refused, and
 // at the end every version cert-b holds is the view the latest policy
 // allows of it under the markings of the latest version cert-b holds,
-// which is the record's latest: whatever was narrowed at any point —
+// which is the record's latest, as the engine and the reference engine
+// (policy/policytest) compute it: whatever was narrowed at any point —
 // a class stripped, a TLP raised past the ceiling, consent taken back, a
 // contact marked private — is in none of cert-b's copies.
 func TestFeedWalkProperties(t *testing.T) {
@@ -224,6 +226,10 @@ func (m *walkModel) check(ids []string) {
 		rt.Fatal(err)
 	}
 	p := latestPolicy.Policy()
+	key, err := m.a.st.PseudonymKey("cert-b")
+	if err != nil {
+		rt.Fatal(err)
+	}
 	action := func(class irxv1.InfoClass) irxv1.DisclosureAction {
 		for _, r := range p.GetRules() {
 			if r.GetInfoClass() == class {
@@ -290,6 +296,20 @@ func (m *walkModel) check(ids []string) {
 			if want == nil {
 				rt.Fatalf("cert-b holds %s v%d, which the latest terms withhold", id, h.GetVersion())
 			}
+			// The slow, obviously correct engine says the same, but for the
+			// provenance, which federation sets.
+			ref, _ := policytest.Disclose(policy.Narrowed(inc, latest), p, key)
+			if ref == nil {
+				rt.Fatalf("the reference engine withholds %s v%d, which cert-b holds", id, h.GetVersion())
+			}
+			got := proto.CloneOf(h)
+			got.Provenance, ref.Provenance = nil, nil
+			if a, b := marshalDeterministic(rt, got), marshalDeterministic(rt, ref); !bytes.Equal(a, b) {
+				rt.Fatalf("cert-b's copy of %s v%d is not what the reference engine discloses under the latest terms:\n got %v\nwant %v", id, h.GetVersion(), got, ref)
+			}
+			if pv := h.GetProvenance().GetTransfers(); len(pv) != 1 || pv[0].GetPolicyVersion() != latestPolicy.Version() {
+				rt.Fatalf("cert-b's copy of %s v%d names the transfers %v; the latest policy is v%d", id, h.GetVersion(), pv, latestPolicy.Version())
+			}
 			wantDigest, _ := ViewDigest(want)
 			gotDigest, _ := ViewDigest(h)
 			if wantDigest != gotDigest {
@@ -318,4 +338,12 @@ func (m *walkModel) check(ids []string) {
 			}
 		}
 	}
+}
+
+func marshalDeterministic(t *rapid.T, m proto.Message) []byte {
+	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }

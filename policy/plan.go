@@ -220,7 +220,8 @@ func numberKind(fd protoreflect.FieldDescriptor) (leafKind, error) {
 	case "irx.v1.MonetaryImpact.amount_minor", "irx.v1.Evidence.size_bytes", "irx.v1.Compromise.sniffer_sessions_logged":
 		return kindMagnitude, nil
 	case "irx.v1.Service.port", "irx.v1.Service.ip_protocol", "irx.v1.Indicator.confidence", "irx.v1.Assessment.confidence",
-		"irx.v1.Incident.version", "irx.v1.ReshareTerms.hops_left":
+		"irx.v1.Incident.version", "irx.v1.ReshareTerms.hops_left",
+		"irx.v1.Transfer.policy_version", "irx.v1.Provenance.terms_version":
 		return kindScalar, nil
 	}
 	return 0, fmt.Errorf("policy: %s: a number the disclosure engine has no rule for; say in policy/plan.go's numberKind whether it is an identifier, a magnitude or a code", fd.FullName())
@@ -468,6 +469,8 @@ func slabMaker(t reflect.Type) func(n int) unsafe.Pointer {
 	switch t {
 	case reflect.TypeFor[irxv1.Taxonomy]():
 		return makeSlab[irxv1.Taxonomy]
+	case reflect.TypeFor[irxv1.Transfer]():
+		return makeSlab[irxv1.Transfer]
 	case reflect.TypeFor[irxv1.AlternativeId]():
 		return makeSlab[irxv1.AlternativeId]
 	case reflect.TypeFor[irxv1.Description]():

@@ -131,6 +131,8 @@ func TestNumbersClassified(t *testing.T) {
 		"irx.v1.Assessment.confidence":              kindScalar,
 		"irx.v1.Incident.version":                   kindScalar,
 		"irx.v1.ReshareTerms.hops_left":             kindScalar,
+		"irx.v1.Transfer.policy_version":            kindScalar,
+		"irx.v1.Provenance.terms_version":           kindScalar,
 	}
 	seen := map[protoreflect.FullName]bool{}
 	var walk func(md protoreflect.MessageDescriptor)

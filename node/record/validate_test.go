@@ -177,7 +177,7 @@ func TestValidateRules(t *testing.T) {
 		}, []string{"incident.assessments[0].business_impacts[1].severity", "incident.assessments[0].system_impacts[1].severity"}},
 		{"occurrence undefined", func(i *irxv1.Incident) { i.Assessments[0].Occurrence = 3 }, []string{"incident.assessments[0].occurrence"}},
 		{"discovery source undefined", func(i *irxv1.Incident) { i.Discoveries[0].Source = 20 }, []string{"incident.discoveries[0].source"}},
-		{"history action undefined", func(i *irxv1.Incident) { i.History[0].Action = 16 }, []string{"incident.history[0].action"}},
+		{"history action undefined", func(i *irxv1.Incident) { i.History[0].Action = 17 }, []string{"incident.history[0].action"}},
 		{"nested restrictions undefined", func(i *irxv1.Incident) {
 			i.Descriptions[0].Restriction = 7
 			i.Methods[0].Restriction = 7

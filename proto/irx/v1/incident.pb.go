@@ -1626,7 +1626,7 @@ func (x *AlternativeId) GetRestriction() Restriction {
 // Description is a free-text description (IODEF MLStringType).
 type Description struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// BCP 47 language tag, e.g. "en".
+	// BCP 47 language tag (well-formed per RFC 5646), e.g. "en".
 	Lang string `protobuf:"bytes,1,opt,name=lang,proto3" json:"lang,omitempty"`
 	// The text.
 	Text string `protobuf:"bytes,2,opt,name=text,proto3" json:"text,omitempty"`
@@ -1928,13 +1928,15 @@ func (x *Contact) GetRestriction() Restriction {
 // CERT/CC form 4.1 and 4.2).
 type Host struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Hostname (4.1.1, 4.2.1).
+	// Hostname (4.1.1, 4.2.1): a host name (letters, digits and hyphens in
+	// labels of 1-63 characters); addresses go in addresses, URLs in a URL
+	// indicator.
 	Hostname string `protobuf:"bytes,1,opt,name=hostname,proto3" json:"hostname,omitempty"`
 	// IPv4 or IPv6 addresses, or CIDR prefixes (4.1.2, 4.2.2).
 	Addresses []string `protobuf:"bytes,2,rep,name=addresses,proto3" json:"addresses,omitempty"`
 	// Autonomous system number.
 	Asn uint32 `protobuf:"varint,3,opt,name=asn,proto3" json:"asn,omitempty"`
-	// Domain of the site the host belongs to.
+	// Domain of the site the host belongs to (a domain name, as hostname).
 	Domain string `protobuf:"bytes,4,opt,name=domain,proto3" json:"domain,omitempty"`
 	// Name of the site when it is not the reporting site (4.2).
 	Site string `protobuf:"bytes,5,opt,name=site,proto3" json:"site,omitempty"`
@@ -2683,7 +2685,7 @@ func (x *BusinessImpact) GetDescription() string {
 // MonetaryImpact is a financial loss.
 type MonetaryImpact struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// ISO 4217 currency code.
+	// ISO 4217 currency code, from the current list (node/record/iso4217).
 	Currency string `protobuf:"bytes,1,opt,name=currency,proto3" json:"currency,omitempty"`
 	// Amount in minor units (cents).
 	AmountMinor   int64 `protobuf:"varint,2,opt,name=amount_minor,json=amountMinor,proto3" json:"amount_minor,omitempty"`
@@ -3036,7 +3038,8 @@ type LogExcerpt struct {
 	Time *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=time,proto3" json:"time,omitempty"`
 	// The log lines.
 	Content string `protobuf:"bytes,3,opt,name=content,proto3" json:"content,omitempty"`
-	// MIME type of content, e.g. "text/plain".
+	// Media type of content (RFC 6838 type/subtype, without parameters),
+	// e.g. "text/plain".
 	MediaType string `protobuf:"bytes,4,opt,name=media_type,json=mediaType,proto3" json:"media_type,omitempty"`
 	// Restriction of this excerpt; unspecified inherits.
 	Restriction   Restriction `protobuf:"varint,5,opt,name=restriction,proto3,enum=irx.v1.Restriction" json:"restriction,omitempty"`
