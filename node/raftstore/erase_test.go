@@ -1,0 +1,88 @@
+package raftstore
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/irxfed/irx/test/atrest"
+)
+
+// TestEraseRemovesDeletedEntriesFromEveryFile stores entries that carry a
+// canary, in sstables (flushed twice, so a WAL is obsolete and could be
+// recycled) and in the WAL, deletes them as raft's log compaction does,
+// and erases: no file of the store holds the canary any more, while the
+// entries after the erased range are intact.
+func TestEraseRemovesDeletedEntriesFromEveryFile(t *testing.T) {
+	for _, width := range []uint64{3, pointDeleteMax + 10} { // point deletes and a range tombstone
+		t.Run(fmt.Sprintf("%d entries", width), func(t *testing.T) {
+			dir := t.TempDir()
+			s := openTestStore(t, dir)
+			canary := func(i uint64) string { return fmt.Sprintf("ERASE-ME-%d-5b1c", i) }
+			var gone []string
+			var next uint64 = 1
+			store := func(n uint64, data func(uint64) []byte) {
+				t.Helper()
+				var logs []*raft.Log
+				for range n {
+					l := testLog(next)
+					l.Data = data(next)
+					logs = append(logs, l)
+					next++
+				}
+				if err := s.StoreLogs(logs); err != nil {
+					t.Fatal(err)
+				}
+			}
+			// Half the erased entries reach sstables, half stay in the WAL.
+			store(width/2, func(i uint64) []byte { gone = append(gone, canary(i)); return []byte(canary(i)) })
+			if err := s.db.Flush(); err != nil {
+				t.Fatal(err)
+			}
+			store(1, func(uint64) []byte { return []byte("small") })
+			if err := s.db.Flush(); err != nil {
+				t.Fatal(err)
+			}
+			upTo := next - 1 + width - width/2
+			store(width-width/2, func(i uint64) []byte { gone = append(gone, canary(i)); return []byte(canary(i)) })
+			kept := "KEEP-ME-77aa"
+			store(5, func(uint64) []byte { return []byte(kept) })
+
+			if found, err := atrest.Scan(dir, gone...); err != nil || len(found) == 0 {
+				t.Fatalf("before erasure the canaries are not found (%v): the test cannot fail", err)
+			}
+			// Raft's log compaction deletes through the entry the snapshot covers.
+			if err := s.DeleteRange(1, upTo); err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			if err := s.Erase(ctx, upTo); err != nil {
+				t.Fatal(err)
+			}
+			found, err := atrest.Scan(dir, append(gone, kept)...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			keptFound := false
+			for _, f := range found {
+				if f.Needle == kept {
+					keptFound = true
+					continue
+				}
+				t.Errorf("erased entry still readable: %v", f)
+			}
+			if !keptFound {
+				t.Errorf("the entries after the erased range were not found in any file")
+			}
+			requireBounds(t, s, upTo+1, next-1)
+			var l raft.Log
+			if err := s.GetLog(upTo+1, &l); err != nil || string(l.Data) != kept {
+				t.Fatalf("entry after the erased range: %q, %v", l.Data, err)
+			}
+		})
+	}
+}
