@@ -17,6 +17,7 @@ import (
 
 	"github.com/irxfed/irx/node/fsm"
 	"github.com/irxfed/irx/node/raftstore"
+	irxv1 "github.com/irxfed/irx/proto/irx/v1"
 )
 
 // The eraser makes values the state machine removed because a peer asked
@@ -31,9 +32,9 @@ import (
 //  2. the snapshots taken before it removed from the snapshot store: they
 //     hold the state before the removals;
 //  3. the Raft log truncated through the noting entry, since the entries
-//     that carried the removed values come before it, and the log's pebble
-//     flushed and compacted so the bytes leave its WAL and sstables
-//     (raftstore.Store.Erase);
+//     that carried the removed values come before it (or are it), and the
+//     log's pebble flushed and compacted so the bytes leave its WAL and
+//     sstables (raftstore.Store.Erase);
 //  4. the noted key ranges of the state machine's pebble compacted
 //     (fsm.FSM.EraseState).
 //
@@ -53,6 +54,7 @@ type eraser struct {
 	snapDir   string // where the snapshot store keeps its snapshots
 	within    time.Duration
 	log       *slog.Logger
+	propose   func(context.Context, *irxv1.Command) error
 
 	inPass atomic.Int64 // key ranges of the pass running
 	m      eraserMetrics
@@ -69,6 +71,10 @@ func newEraser(n *Node, logs raft.LogStore, snapshots raft.SnapshotStore, snapDi
 	e := &eraser{
 		state: n.state, raft: n.raft, logs: logs, store: n.logs, snapshots: snapshots, snapDir: snapDir,
 		within: n.cfg.EraseWithin, log: n.log.With("component", "eraser"),
+		propose: func(ctx context.Context, cmd *irxv1.Command) error {
+			_, err := n.Propose(ctx, cmd)
+			return err
+		},
 		m: eraserMetrics{
 			passes: prometheus.NewCounter(prometheus.CounterOpts{
 				Name: "irx_erasure_passes_total", Help: "Erasure passes that made removed values unreadable from this node's files.",
@@ -171,6 +177,9 @@ func (e *eraser) pass(ctx context.Context, er fsm.Erasure) error {
 	if err != nil {
 		return err
 	}
+	if err := e.keepLogFromEmptying(ctx, er.Index); err != nil {
+		return err
+	}
 	first, err := e.logs.FirstIndex()
 	if err != nil {
 		return fmt.Errorf("erasure: %w", err)
@@ -197,6 +206,34 @@ func (e *eraser) pass(ctx context.Context, er fsm.Erasure) error {
 		"old_snapshots_removed", removed,
 		"since_applied", time.Since(er.Since).Round(time.Millisecond), "took", time.Since(start).Round(time.Millisecond))
 	return nil
+}
+
+// keepLogFromEmptying makes sure the log holds an entry after index before
+// it is truncated through index. Raft counts the entries since its last
+// snapshot from the log's last index, which is 0 for an empty log: it
+// would then take a snapshot at every check of its snapshot interval
+// until an entry came. A no-op proposed through the leader gives every
+// node's log one.
+func (e *eraser) keepLogFromEmptying(ctx context.Context, index uint64) error {
+	if last, err := e.logs.LastIndex(); err != nil || last > index {
+		return err
+	}
+	if err := e.propose(ctx, &irxv1.Command{Kind: &irxv1.Command_LeaderNoop{LeaderNoop: &irxv1.LeaderNoopCommand{}}}); err != nil {
+		return fmt.Errorf("erasure: an entry after the erased ones: %w", err)
+	}
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		last, err := e.logs.LastIndex()
+		if err != nil || last > index {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("erasure: waiting for an entry after %d: %w", index, ctx.Err())
+		case <-tick.C:
+		}
+	}
 }
 
 // snapshotCovering returns the index of a Raft snapshot at index or

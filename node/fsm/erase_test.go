@@ -170,6 +170,38 @@ func TestEraseStateRemovesValuesFromEveryFile(t *testing.T) {
 	}
 }
 
+// TestEraseStateCompactsWhatPebbleLeaves: the withdrawn values lie in
+// the last level and the withdrawal's tombstones only in the memtable,
+// where pebble has no reason to compact anything; EraseState drops them.
+func TestEraseStateCompactsWhatPebbleLeaves(t *testing.T) {
+	h := newHarness(t)
+	h.addPeer("cert-b")
+	if res := h.feed("cert-b", 0, 2, viewItem(1, canaryView("cert-b", 1, "GONE")), viewItem(2, canaryView("cert-b", 2, "KEEP"))); res.Err != nil {
+		t.Fatal(res.Err)
+	}
+	if err := h.f.db.Compact(context.Background(), []byte{0}, []byte{0xff}, false); err != nil {
+		t.Fatal(err)
+	}
+	if res := h.feed("cert-b", 2, 3, withdrawalItem(3, "cert-b:1", 1, irxv1.WithdrawalReason_WITHDRAWAL_REASON_ORIGIN)); res.Err != nil {
+		t.Fatal(res.Err)
+	}
+	if found := scanState(t, h.dir, canaries("GONE")...); len(found) < len(canaries("GONE")) {
+		t.Fatalf("before erasure: found %v; the test cannot fail", found)
+	}
+	er, _ := h.f.TakeErasure()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := h.f.EraseState(ctx, er); err != nil {
+		t.Fatal(err)
+	}
+	if found := scanState(t, h.dir, canaries("GONE")...); len(found) > 0 {
+		t.Errorf("after EraseState: %v", found)
+	}
+	if found := scanState(t, h.dir, canaries("KEEP")...); len(found) == 0 {
+		t.Error("the kept record's values are in no file")
+	}
+}
+
 // TestErasureOwedAcrossRestart: a node that stops before its eraser ran
 // erases everything at its next start.
 func TestErasureOwedAcrossRestart(t *testing.T) {
@@ -222,8 +254,34 @@ func TestFailedErasureIsPendingAgain(t *testing.T) {
 	if !ok || again.Index != 4 || again.Ranges != 2*first.Ranges || !again.Since.Equal(first.Since) {
 		t.Fatalf("after a failed pass: %+v; want both removals, up to index 4, since the first", again)
 	}
-	// The marker stays while removals are pending.
 	if err := h.f.FinishErasure(again, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(h.dir + ".erase-owed"); !os.IsNotExist(err) {
+		t.Fatalf("marker after every erasure is done: %v", err)
+	}
+}
+
+// TestMarkerStaysWhileRemovalsArePending: a pass that succeeds while
+// newer removals wait leaves the marker for them.
+func TestMarkerStaysWhileRemovalsArePending(t *testing.T) {
+	h := newHarness(t)
+	h.addPeer("cert-b")
+	h.feed("cert-b", 0, 2, viewItem(1, canaryView("cert-b", 1, "A")), viewItem(2, canaryView("cert-b", 2, "B")))
+	h.feed("cert-b", 2, 3, withdrawalItem(3, "cert-b:1", 1, irxv1.WithdrawalReason_WITHDRAWAL_REASON_ORIGIN))
+	first, _ := h.f.TakeErasure()
+	h.feed("cert-b", 3, 4, withdrawalItem(4, "cert-b:2", 1, irxv1.WithdrawalReason_WITHDRAWAL_REASON_ORIGIN))
+	if err := h.f.FinishErasure(first, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(h.dir + ".erase-owed"); err != nil {
+		t.Fatalf("marker gone while a removal waits: %v", err)
+	}
+	second, ok := h.f.TakeErasure()
+	if !ok || second.Index != 4 {
+		t.Fatalf("pending after the first pass: %+v, %v", second, ok)
+	}
+	if err := h.f.FinishErasure(second, nil); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := os.Stat(h.dir + ".erase-owed"); !os.IsNotExist(err) {
