@@ -12,12 +12,11 @@ import (
 )
 
 // TestEraseRemovesDeletedEntriesFromEveryFile stores entries that carry a
-// canary, in sstables (flushed twice, so a WAL is obsolete and could be
-// recycled) and in the WAL, deletes them as raft's log compaction does,
-// and erases: no file of the store holds the canary any more, while the
-// entries after the erased range are intact.
+// canary, in sstables and in WALs that pebble reuses, deletes them as
+// raft's log compaction does, and erases: no file of the store holds the
+// canary any more, while the entries after the erased range are intact.
 func TestEraseRemovesDeletedEntriesFromEveryFile(t *testing.T) {
-	for _, width := range []uint64{3, pointDeleteMax + 10} { // point deletes and a range tombstone
+	for _, width := range []uint64{3, 2 * pointDeleteMax} { // point deletes and a range tombstone
 		t.Run(fmt.Sprintf("%d entries", width), func(t *testing.T) {
 			dir := t.TempDir()
 			s := openTestStore(t, dir)
@@ -37,17 +36,20 @@ func TestEraseRemovesDeletedEntriesFromEveryFile(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			// Half the erased entries reach sstables, half stay in the WAL.
-			store(width/2, func(i uint64) []byte { gone = append(gone, canary(i)); return []byte(canary(i)) })
-			if err := s.db.Flush(); err != nil {
-				t.Fatal(err)
+			// The erased entries are in three WALs: the first is flushed and
+			// kept for reuse, the second flushed and the first reused for
+			// the third (its tail still holds the first's entries), and the
+			// second waits for reuse when Erase flushes.
+			erased := func(i uint64) []byte { gone = append(gone, canary(i)); return []byte(canary(i)) }
+			for part := range 3 {
+				store(width/3+1, erased)
+				if part < 2 {
+					if err := s.db.Flush(); err != nil {
+						t.Fatal(err)
+					}
+				}
 			}
-			store(1, func(uint64) []byte { return []byte("small") })
-			if err := s.db.Flush(); err != nil {
-				t.Fatal(err)
-			}
-			upTo := next - 1 + width - width/2
-			store(width-width/2, func(i uint64) []byte { gone = append(gone, canary(i)); return []byte(canary(i)) })
+			upTo := next - 1
 			kept := "KEEP-ME-77aa"
 			store(5, func(uint64) []byte { return []byte(kept) })
 

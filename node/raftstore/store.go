@@ -124,7 +124,7 @@ type logBounds struct {
 // for concurrent use.
 type Store struct {
 	db     *pebble.DB
-	fs     vfs.FS
+	fs     *pebblerase.FS
 	dir    string
 	logger *slog.Logger
 
@@ -163,17 +163,22 @@ func Open(dir string, opts ...Option) (*Store, error) {
 	logger := cfg.logger.With("component", "raftstore")
 	plog := pebbleLogger{l: logger.With("subsystem", "pebble")}
 
+	// Deleted entries must be erasable from the files (Erase), WALs
+	// included: see pebblerase.FS.
+	fs := cfg.fs
+	if fs == nil {
+		fs = vfs.Default
+	}
+	efs := pebblerase.NewFS(fs)
+
 	cache := pebble.NewCache(cfg.cacheSize)
 	// The DB takes its own reference; ours must be dropped either way.
 	defer cache.Unref()
 
 	db, err := pebble.Open(dir, &pebble.Options{
-		FS:     cfg.fs,
+		FS:     efs,
 		Cache:  cache,
 		Logger: plog,
-		// Deleted entries must be erasable from the files (Erase): no
-		// write-ahead log is reused with old entries in its tail.
-		Cleaner: pebblerase.Cleaner{},
 		// A fresh store has no older pebble to stay compatible with.
 		FormatMajorVersion: pebble.FormatNewest,
 		EventListener: &pebble.EventListener{
@@ -196,11 +201,7 @@ func Open(dir string, opts ...Option) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("raftstore: open %s: %w", dir, err)
 	}
-	fs := cfg.fs
-	if fs == nil {
-		fs = vfs.Default
-	}
-	s := &Store{db: db, fs: fs, dir: dir, logger: logger, writeAhead: cfg.writeAhead, onSync: cfg.onSync}
+	s := &Store{db: db, fs: efs, dir: dir, logger: logger, writeAhead: cfg.writeAhead, onSync: cfg.onSync}
 	b, err := s.loadBoundsLocked()
 	if err != nil {
 		return nil, errors.Join(err, db.Close())
@@ -558,31 +559,34 @@ func (s *Store) deletePoints(lo, hi uint64) (err error) {
 // Erase makes the log entries up to upTo, already deleted (DeleteRange),
 // unreadable from the store's files. A deletion only hides an entry:
 // pebble keeps its bytes in the write-ahead log until the memtable that
-// holds it is flushed, and in sstables until a compaction drops it under
-// its tombstone. Erase flushes, compacts the log's keys up to upTo to the
-// last level, where the deleted entries and their tombstones are dropped,
-// and waits until pebble has removed the WAL files and sstables that held
-// them (the store never recycles a WAL; see pebblerase.Cleaner). Raft's
-// appends go on meanwhile; the cost is a flush and a compaction of what
-// remains of the range, usually little after raft's own log compaction.
+// holds it is flushed (and in the log file after that, when it reuses the
+// file for a later log), and in sstables until a compaction drops it under
+// its tombstone. Erase marks the WALs as not to be reused, flushes,
+// removes them, compacts the log's keys up to upTo to the last level,
+// where the deleted entries and their tombstones are dropped, and waits
+// until pebble has removed the sstables that held them. Raft's appends go
+// on meanwhile; the cost is a flush and a compaction of what remains of
+// the range, usually little after raft's own log compaction.
 func (s *Store) Erase(ctx context.Context, upTo uint64) error {
 	if err := s.acquire(); err != nil {
 		return fmt.Errorf("raftstore: erase up to %d: %w", upTo, err)
 	}
 	defer s.closeMu.RUnlock()
-	wals, err := pebblerase.WALs(s.fs, s.dir)
-	if err != nil {
+	if err := s.fs.TaintWALs(s.dir); err != nil {
 		return fmt.Errorf("raftstore: erase up to %d: %w", upTo, err)
 	}
-	// Every WAL listed holds only what this flush (and those before it)
-	// writes to sstables, so each becomes obsolete.
+	// The flush makes every WAL that holds the entries obsolete: the log
+	// written from now on is a new one.
 	if err := s.db.Flush(); err != nil {
 		return fmt.Errorf("raftstore: erase up to %d: flush: %w", upTo, err)
+	}
+	if err := s.fs.RemoveTainted(); err != nil {
+		return fmt.Errorf("raftstore: erase up to %d: remove old logs: %w", upTo, err)
 	}
 	if err := s.db.Compact(ctx, []byte(logPrefix), logEndKey(upTo), false); err != nil {
 		return fmt.Errorf("raftstore: erase up to %d: compact: %w", upTo, err)
 	}
-	obsolete, err := pebblerase.Obsolete(s.fs, s.db, s.dir, wals...)
+	obsolete, err := pebblerase.Obsolete(s.fs, s.db, s.dir)
 	if err != nil {
 		return fmt.Errorf("raftstore: erase up to %d: %w", upTo, err)
 	}
