@@ -562,7 +562,7 @@ func (s *Store) deletePoints(lo, hi uint64) (err error) {
 // holds it is flushed (and in the log file after that, when it reuses the
 // file for a later log), and in sstables until a compaction drops it under
 // its tombstone. Erase marks the WALs as not to be reused, flushes,
-// removes them, compacts the log's keys up to upTo to the last level,
+// empties them, compacts the log's keys up to upTo to the last level,
 // where the deleted entries and their tombstones are dropped, and waits
 // until pebble has removed the sstables that held them. Raft's appends go
 // on meanwhile; the cost is a flush and a compaction of what remains of
@@ -580,8 +580,8 @@ func (s *Store) Erase(ctx context.Context, upTo uint64) error {
 	if err := s.db.Flush(); err != nil {
 		return fmt.Errorf("raftstore: erase up to %d: flush: %w", upTo, err)
 	}
-	if err := s.fs.RemoveTainted(); err != nil {
-		return fmt.Errorf("raftstore: erase up to %d: remove old logs: %w", upTo, err)
+	if err := s.fs.EmptyTainted(s.dir); err != nil {
+		return fmt.Errorf("raftstore: erase up to %d: empty old logs: %w", upTo, err)
 	}
 	if err := s.db.Compact(ctx, []byte(logPrefix), logEndKey(upTo), false); err != nil {
 		return fmt.Errorf("raftstore: erase up to %d: compact: %w", upTo, err)

@@ -23,16 +23,19 @@ import (
 //
 // Pebble reuses an obsolete WAL file for a new log: syncing a file that
 // already has its length is cheaper than syncing one that grows (on ext4,
-// without recycling, a synced append of the Raft log took an eighth
-// longer and a batch of 64 half as long again). But it renames the file
-// and overwrites it from the start, so until the new log has grown past
-// the old one's length, the file's tail holds the old log's records.
+// without reuse, a synced append of the Raft log took an eighth longer
+// and a batch of 64 half as long again). But it renames the file and
+// overwrites it from the start, so until the new log has grown past the
+// old one's length, the file's tail holds the old log's records.
 // TaintWALs marks the logs that exist now: a tainted file is never reused
 // (ReuseForWrite creates a fresh one instead, which its contract allows),
-// and RemoveTainted removes those pebble keeps for reuse.
+// and EmptyTainted empties those pebble keeps for reuse; an empty file is
+// safe to reuse.
 type FS struct {
 	vfs.FS
 
+	// mu orders ReuseForWrite, Remove and EmptyTainted, so a file is
+	// not emptied while pebble renames or deletes it.
 	mu      sync.Mutex
 	tainted map[string]bool // paths
 }
@@ -58,6 +61,14 @@ func (fs *FS) ReuseForWrite(oldname, newname string, category vfs.DiskWriteCateg
 	return fs.FS.Create(newname, category)
 }
 
+// Remove implements vfs.FS.
+func (fs *FS) Remove(name string) error {
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	delete(fs.tainted, name)
+	return fs.FS.Remove(name)
+}
+
 // TaintWALs marks the write-ahead logs now in dir.
 func (fs *FS) TaintWALs(dir string) error {
 	names, err := fs.FS.List(dir)
@@ -74,20 +85,39 @@ func (fs *FS) TaintWALs(dir string) error {
 	return nil
 }
 
-// RemoveTainted removes the tainted logs still on disk. Call it only once
-// each is obsolete: after a flush that began after TaintWALs, which makes
-// every log older than the one it starts obsolete. Pebble ignores an
-// obsolete log that is gone when it deletes or reuses it.
-func (fs *FS) RemoveTainted() error {
+// EmptyTainted empties the tainted logs of dir still on disk: pebble keeps
+// them for reuse, or has yet to delete them. Call it only once each is
+// obsolete: after a flush that began after TaintWALs, which makes every
+// log older than the one it starts obsolete.
+func (fs *FS) EmptyTainted(dir string) error {
 	fs.mu.Lock()
 	defer fs.mu.Unlock()
+	emptied := false
 	for path := range fs.tainted {
-		if err := fs.FS.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		if _, err := fs.FS.Stat(path); errors.Is(err, os.ErrNotExist) {
+			delete(fs.tainted, path)
+			continue
+		}
+		// Create replaces the file with an empty one of the same name,
+		// which pebble can still rename for reuse or delete.
+		f, err := fs.FS.Create(path, vfs.WriteCategoryUnspecified)
+		if err != nil {
+			return err
+		}
+		if err := errors.Join(f.Sync(), f.Close()); err != nil {
 			return err
 		}
 		delete(fs.tainted, path)
+		emptied = true
 	}
-	return nil
+	if !emptied {
+		return nil
+	}
+	d, err := fs.FS.OpenDir(dir)
+	if err != nil {
+		return err
+	}
+	return errors.Join(d.Sync(), d.Close())
 }
 
 // Obsolete lists the sstables of dir that a database must remove before
