@@ -165,7 +165,8 @@ func (e *eraser) pass(ctx context.Context, er fsm.Erasure) error {
 	e.inPass.Store(int64(er.Ranges))
 	defer e.inPass.Store(0)
 	// A guard against a pass that hangs (a raft snapshot that never ends),
-	// not the bound: a pass that overruns it still finishes its work.
+	// not the bound: a pass that takes longer than the bound still
+	// finishes; one that hangs this long fails and is tried again.
 	ctx, cancel := context.WithTimeout(ctx, max(2*e.within, time.Minute))
 	defer cancel()
 
