@@ -18,6 +18,12 @@ import (
 // naming it; anything larger is refused by gRPC with RESOURCE_EXHAUSTED.
 const MaxRequestBytes = 2 * record.MaxIncidentBytes
 
+// DefaultEraseWithin is Config.EraseWithin's default: a pass of the eraser
+// starts half of it after a removal, so removals that come together are
+// erased together, and has the other half, ample for a snapshot and a few
+// compactions of a team's state on ordinary disks.
+const DefaultEraseWithin = 30 * time.Second
+
 // Default listen addresses (see DESIGN.md "The embedded default").
 const (
 	DefaultAPIAddr  = "127.0.0.1:7400"
@@ -52,6 +58,11 @@ type Config struct {
 
 	TLS  TLSConfig
 	Raft RaftConfig
+
+	// EraseWithin bounds the time from applying a removal a peer asked for
+	// (a withdrawal of a record we hold) to its values being unreadable
+	// from every file of the data directory (node/eraser.go).
+	EraseWithin time.Duration
 
 	Logger *slog.Logger
 
@@ -123,6 +134,9 @@ func (c Config) withDefaults() (Config, error) {
 	if r.ApplyTimeout == 0 {
 		r.ApplyTimeout = 10 * time.Second
 	}
+	if c.EraseWithin == 0 {
+		c.EraseWithin = DefaultEraseWithin
+	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -167,6 +181,9 @@ func (c Config) validate() error {
 		if c.Join {
 			errs = append(errs, errors.New("cluster: members (bootstrap) and join exclude each other"))
 		}
+	}
+	if c.EraseWithin < time.Second {
+		errs = append(errs, errors.New("erase_within: must be at least 1s"))
 	}
 	if c.Raft.HeartbeatTimeout < 50*time.Millisecond {
 		errs = append(errs, errors.New("raft.heartbeat_timeout: must be at least 50ms"))

@@ -52,6 +52,8 @@ type Node struct {
 	peers       peerConns
 	batcher     *batcher
 	forwarder   *forwarder
+	eraser      *eraser
+	stopErasing context.CancelFunc
 	// policies are the team's compiled disclosure policies, for the policy
 	// service's previews and the federation's feeds alike.
 	policies policy.Cache
@@ -170,7 +172,8 @@ func (n *Node) startRaft(creds nodeCredentials) error {
 	if err != nil {
 		return err
 	}
-	snapshots, err := raft.NewFileSnapshotStoreWithLogger(filepath.Join(n.cfg.DataDir, "snapshots"), 2, raftLogger)
+	snapshotBase := filepath.Join(n.cfg.DataDir, "snapshots")
+	snapshots, err := raft.NewFileSnapshotStoreWithLogger(snapshotBase, 2, raftLogger)
 	if err != nil {
 		return fmt.Errorf("snapshot store: %w", err)
 	}
@@ -255,7 +258,16 @@ func (n *Node) startRaft(creds nodeCredentials) error {
 	running.Store(n.raft)
 	n.batcher = newBatcher(n)
 	n.forwarder = newForwarder(n)
-	n.wg.Add(2)
+	// The file snapshot store keeps its snapshots in a directory of its own
+	// under the one it is given.
+	n.eraser = newEraser(n, logs, snapshots, filepath.Join(snapshotBase, "snapshots"))
+	var eraseCtx context.Context
+	eraseCtx, n.stopErasing = context.WithCancel(context.Background())
+	n.wg.Add(3)
+	go func() {
+		defer n.wg.Done()
+		n.eraser.run(eraseCtx)
+	}()
 	go func() {
 		defer n.wg.Done()
 		n.batcher.run()
@@ -428,6 +440,9 @@ func (n *Node) Close() error {
 			errs = append(errs, n.metricsServer.Close())
 		}
 		close(n.stopObserving)
+		if n.stopErasing != nil {
+			n.stopErasing()
+		}
 		if n.intra != nil {
 			n.intra.Stop()
 		}

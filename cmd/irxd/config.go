@@ -51,7 +51,10 @@ type fileConfig struct {
 		SnapshotInterval  time.Duration `yaml:"snapshot_interval"`
 		TrailingLogs      uint64        `yaml:"trailing_logs"`
 	} `yaml:"raft"`
-	Log struct {
+	// EraseWithin bounds the time from a withdrawal applied here to its
+	// values being gone from every file of data_dir.
+	EraseWithin time.Duration `yaml:"erase_within"`
+	Log         struct {
 		Level  string `yaml:"level"`
 		Format string `yaml:"format"`
 	} `yaml:"log"`
@@ -104,6 +107,7 @@ func parseOptions(args []string, stderr io.Writer, getenv func(string) string) (
 		snapEvery  = fs.Uint64("snapshot-threshold", 0, "log entries between snapshots (default 8192)")
 		trailing   = fs.Uint64("trailing-logs", 0, "log entries kept after a snapshot (default 10240)")
 		snapCheck  = fs.Duration("snapshot-interval", 0, "how often to check snapshot-threshold (default 30s)")
+		eraseIn    = fs.Duration("erase-within", 0, "bound on the time until values a peer's withdrawal removed are gone from every file of the data directory (default "+node.DefaultEraseWithin.String()+")")
 		debugAddr  = fs.String("debug-addr", "", "serve Go's pprof profiles on this loopback address (off by default)")
 		logLevel   = fs.String("log-level", "", "debug, info, warn or error (default info)")
 		logFormat  = fs.String("log-format", "", "text or json (default text)")
@@ -135,6 +139,7 @@ func parseOptions(args []string, stderr io.Writer, getenv func(string) string) (
 				SnapshotInterval:  fc.Raft.SnapshotInterval,
 				TrailingLogs:      fc.Raft.TrailingLogs,
 			},
+			EraseWithin: fc.EraseWithin,
 		},
 		federation: federation.Config{Addr: fc.Listen.Federation},
 		logLevel:   fc.Log.Level,
@@ -191,6 +196,8 @@ func parseOptions(args []string, stderr io.Writer, getenv func(string) string) (
 			o.node.Raft.TrailingLogs = *trailing
 		case "snapshot-interval":
 			o.node.Raft.SnapshotInterval = *snapCheck
+		case "erase-within":
+			o.node.EraseWithin = *eraseIn
 		}
 	})
 	return o, err

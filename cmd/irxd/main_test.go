@@ -35,6 +35,36 @@ func TestEnvironmentSitsBetweenFileAndFlags(t *testing.T) {
 	}
 }
 
+func TestEraseWithinFromFileEnvironmentOrFlag(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "irxd.yaml")
+	if err := os.WriteFile(file, []byte("erase_within: 45s\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		args []string
+		env  string
+		want time.Duration
+	}{
+		{[]string{"--config", file}, "", 45 * time.Second},
+		{[]string{"--config", file}, "10s", 10 * time.Second},
+		{[]string{"--config", file, "--erase-within", "2s"}, "10s", 2 * time.Second},
+		{nil, "", 0}, // the node's default
+	} {
+		o, err := parseOptions(tc.args, io.Discard, func(k string) string {
+			if k == "IRX_ERASE_WITHIN" {
+				return tc.env
+			}
+			return ""
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if o.node.EraseWithin != tc.want {
+			t.Errorf("%v with IRX_ERASE_WITHIN=%q: erase within %v, want %v", tc.args, tc.env, o.node.EraseWithin, tc.want)
+		}
+	}
+}
+
 // Every misconfiguration stops irxd at start with one line naming the cause.
 func TestMisconfigurationIsOneClearLine(t *testing.T) {
 	busy, err := net.Listen("tcp", "127.0.0.1:0")
@@ -63,6 +93,7 @@ func TestMisconfigurationIsOneClearLine(t *testing.T) {
 		{"bad team", []string{"--team", "CERT Example"}, []string{"team_id"}},
 		{"bad members", []string{"--members", "node1"}, []string{"--members", "id=host:port"}},
 		{"bad log level", []string{"--log-level", "loud"}, []string{"log level", "loud"}},
+		{"erase bound too short", []string{"--erase-within", "10ms"}, []string{"erase_within", "1s"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -463,6 +463,7 @@ func (a *applier) deleteCopy(id record.ID, cur *irxv1.Incident) {
 		a.del(k)
 	}
 	a.del(incidentKey(id))
+	a.erasedCopy(id, cur)
 	prefix := cat(prefixVersion, idKey(id))
 	a.writePending()
 	if a.err == nil {

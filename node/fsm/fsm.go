@@ -16,6 +16,7 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/bloom"
@@ -80,6 +81,11 @@ type FSM struct {
 	// snapshots counts open pebble snapshots so Restore does not close a
 	// database a snapshot is still being persisted from.
 	snapshots sync.WaitGroup
+	// openSnapshots knows what each open snapshot can still see, for
+	// erasures (erase.go).
+	openSnapshots openSnapshots
+	// erasures are the removals applied and not yet erased at rest.
+	erasures *erasures
 
 	applied    atomic.Uint64
 	lastTicket atomic.Uint64
@@ -125,6 +131,11 @@ func Open(dir, team string, logger *slog.Logger) (*FSM, error) {
 		return nil, err
 	}
 	if err := f.adopt(db); err != nil {
+		_ = db.Close()
+		return nil, err
+	}
+	f.erasures = newErasures(dir + ".erase-owed")
+	if err := f.erasures.load(f.applied.Load()); err != nil {
 		_ = db.Close()
 		return nil, err
 	}
@@ -285,6 +296,9 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
 		}
 	}
 	a.writePending()
+	if a.err == nil && len(a.erasedSpans) > 0 {
+		a.err = f.erasures.prepare()
+	}
 	if a.err == nil {
 		a.err = errors.Join(
 			b.Set(keyApplied, u64(last), nil),
@@ -302,6 +316,9 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
 	f.applied.Store(last)
 	f.lastTicket.Store(a.ticket)
 	f.feedSeq.Store(a.feed)
+	if len(a.erasedSpans) > 0 {
+		f.erasures.note(a.erasedSpans, a.erasedIndex, time.Now())
+	}
 	f.signalApplied()
 	return results
 }
@@ -396,6 +413,10 @@ type applier struct {
 	// Of the command being applied: its log index and propose time.
 	index uint64
 	now   *timestamppb.Timestamp
+
+	// Removals to erase at rest (erase.go), and the last entry that made one.
+	erasedSpans []Span
+	erasedIndex uint64
 }
 
 func (a *applier) apply(e *entry, index uint64) *Result {

@@ -356,6 +356,7 @@ func (f *FSM) DigestAt() (uint64, []byte, error) {
 	if f.db == nil {
 		return 0, nil, errClosed
 	}
+	defer f.openSnapshots.add(f.applied.Load())()
 	snap := f.db.NewSnapshot()
 	defer snap.Close()
 	applied, err := getUint64(snap, keyApplied)

@@ -100,10 +100,11 @@ func (a *applier) receiveReplacement(peer string, r *irxv1.IncidentReplacement) 
 		return false, ""
 	}
 	a.set(versionKey(id, view.GetVersion()), data)
+	// What the view we held said must also leave the files (erase.go).
+	a.erasedKeys(versionKey(id, view.GetVersion()))
 	if view.GetVersion() == cur.GetVersion() {
 		a.reindex(id, held, view)
 	}
-	a.noteErased(versionKey(id, view.GetVersion()))
 	a.appendFeed(&irxv1.FeedEntry{
 		Kind: irxv1.FeedEntryKind_FEED_ENTRY_KIND_REPLACEMENT, IncidentId: r.GetIncidentId(), Version: r.GetVersion(),
 		ReplacementReason: r.GetReason(),
@@ -134,10 +135,13 @@ func newerTerms(view, held, cur *irxv1.Incident) bool {
 }
 
 // reindex moves the secondary indexes of the latest version from one copy
-// to another: a value the new copy no longer holds must not find it.
+// to another: a value the new copy no longer holds must not find it, nor
+// be read from the files (the keys hold an indicator's hash, a taxonomy
+// term, a time).
 func (a *applier) reindex(id record.ID, from, to *irxv1.Incident) {
 	for _, k := range indexKeys(id, from) {
 		a.del(k)
+		a.erasedKeys(k)
 	}
 	for _, k := range indexKeys(id, to) {
 		a.set(k, nil)
@@ -150,7 +154,7 @@ func (a *applier) reindex(id record.ID, from, to *irxv1.Incident) {
 func (a *applier) eraseVersion(id record.ID, cur *irxv1.Incident, version int64) {
 	key := versionKey(id, version)
 	a.del(key)
-	a.noteErased(key)
+	a.erasedKeys(key)
 	if version != cur.GetVersion() {
 		return
 	}
@@ -181,12 +185,6 @@ func newestVersion(db iterable, id record.ID) (*irxv1.Incident, error) {
 		return nil, errors.Join(fmt.Errorf("fsm: decode %q: %w", it.Key(), err), it.Close())
 	}
 	return inc, it.Close()
-}
-
-// noteErased records that the value stored under key was removed or
-// overwritten, so that it is also erased at rest.
-func (a *applier) noteErased(key []byte) {
-	_ = key // wired to the eraser's hook when it lands
 }
 
 // startRedisclosure begins disclosing again, under policy version, what

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/hashicorp/raft"
@@ -38,7 +39,8 @@ func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
 		return nil, fmt.Errorf("fsm: flush before snapshot: %w", err)
 	}
 	f.snapshots.Add(1)
-	return &snapshot{snap: f.db.NewSnapshot(), done: f.snapshots.Done}, nil
+	release := f.openSnapshots.add(f.applied.Load())
+	return &snapshot{snap: f.db.NewSnapshot(), done: func() { release(); f.snapshots.Done() }}, nil
 }
 
 type snapshot struct {
@@ -93,6 +95,13 @@ func (s *snapshot) Release() {
 // leaves either the old state or the new one (see recoverDirs).
 func (f *FSM) Restore(rc io.ReadCloser) error {
 	defer rc.Close()
+	// The Raft log this node holds may carry values that the snapshot's
+	// state no longer has and whose removal this node will never apply:
+	// erase the log up to what the state now covers, whatever happens.
+	if err := f.erasures.prepare(); err != nil {
+		return fmt.Errorf("fsm: restore: %w", err)
+	}
+	defer func() { f.erasures.note(nil, f.applied.Load(), time.Now()) }()
 	staging := f.dir + ".restore"
 	if err := os.RemoveAll(staging); err != nil {
 		return fmt.Errorf("fsm: restore: %w", err)

@@ -9,6 +9,7 @@
 package raftstore
 
 import (
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -21,6 +22,8 @@ import (
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/hashicorp/raft"
+
+	"github.com/irxfed/irx/node/internal/pebblerase"
 )
 
 var (
@@ -121,6 +124,8 @@ type logBounds struct {
 // for concurrent use.
 type Store struct {
 	db     *pebble.DB
+	fs     *pebblerase.FS
+	dir    string
 	logger *slog.Logger
 
 	// closeMu is held shared by every operation and exclusively by Close, so
@@ -158,12 +163,20 @@ func Open(dir string, opts ...Option) (*Store, error) {
 	logger := cfg.logger.With("component", "raftstore")
 	plog := pebbleLogger{l: logger.With("subsystem", "pebble")}
 
+	// Deleted entries must be erasable from the files (Erase), WALs
+	// included: see pebblerase.FS.
+	fs := cfg.fs
+	if fs == nil {
+		fs = vfs.Default
+	}
+	efs := pebblerase.NewFS(fs)
+
 	cache := pebble.NewCache(cfg.cacheSize)
 	// The DB takes its own reference; ours must be dropped either way.
 	defer cache.Unref()
 
 	db, err := pebble.Open(dir, &pebble.Options{
-		FS:     cfg.fs,
+		FS:     efs,
 		Cache:  cache,
 		Logger: plog,
 		// A fresh store has no older pebble to stay compatible with.
@@ -188,7 +201,7 @@ func Open(dir string, opts ...Option) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("raftstore: open %s: %w", dir, err)
 	}
-	s := &Store{db: db, logger: logger, writeAhead: cfg.writeAhead, onSync: cfg.onSync}
+	s := &Store{db: db, fs: efs, dir: dir, logger: logger, writeAhead: cfg.writeAhead, onSync: cfg.onSync}
 	b, err := s.loadBoundsLocked()
 	if err != nil {
 		return nil, errors.Join(err, db.Close())
@@ -541,6 +554,46 @@ func (s *Store) deletePoints(lo, hi uint64) (err error) {
 		}
 	}
 	return b.Commit(pebble.Sync)
+}
+
+// Erase makes the log entries up to upTo, already deleted (DeleteRange),
+// unreadable from the store's files. A deletion only hides an entry:
+// pebble keeps its bytes in the write-ahead log until the memtable that
+// holds it is flushed (and in the log file after that, when it reuses the
+// file for a later log), and in sstables until a compaction drops it under
+// its tombstone. Erase marks the WALs as not to be reused, flushes,
+// empties them, compacts the log's keys up to upTo to the last level,
+// where the deleted entries and their tombstones are dropped, and waits
+// until pebble has removed the sstables that held them. Raft's appends go
+// on meanwhile; the cost is a flush and a compaction of what remains of
+// the range, usually little after raft's own log compaction.
+func (s *Store) Erase(ctx context.Context, upTo uint64) error {
+	if err := s.acquire(); err != nil {
+		return fmt.Errorf("raftstore: erase up to %d: %w", upTo, err)
+	}
+	defer s.closeMu.RUnlock()
+	if err := s.fs.TaintWALs(s.dir); err != nil {
+		return fmt.Errorf("raftstore: erase up to %d: %w", upTo, err)
+	}
+	// The flush makes every WAL that holds the entries obsolete: the log
+	// written from now on is a new one.
+	if err := s.db.Flush(); err != nil {
+		return fmt.Errorf("raftstore: erase up to %d: flush: %w", upTo, err)
+	}
+	if err := s.fs.EmptyTainted(s.dir); err != nil {
+		return fmt.Errorf("raftstore: erase up to %d: empty old logs: %w", upTo, err)
+	}
+	if err := s.db.Compact(ctx, []byte(logPrefix), logEndKey(upTo), false); err != nil {
+		return fmt.Errorf("raftstore: erase up to %d: compact: %w", upTo, err)
+	}
+	obsolete, err := pebblerase.Obsolete(s.fs, s.db, s.dir)
+	if err != nil {
+		return fmt.Errorf("raftstore: erase up to %d: %w", upTo, err)
+	}
+	if err := pebblerase.WaitRemoved(ctx, s.fs, s.db, s.dir, obsolete); err != nil {
+		return fmt.Errorf("raftstore: erase up to %d: %w", upTo, err)
+	}
+	return nil
 }
 
 func stableKey(key []byte) []byte {
