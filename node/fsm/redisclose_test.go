@@ -74,6 +74,11 @@ func TestReplacementNarrowsAHeldVersion(t *testing.T) {
 	if indexed(t, h.f, "canary-c2.example") {
 		t.Fatal("the indicator index still holds a value the record no longer holds")
 	}
+	// The replaced views are owed an erasure at rest: both versions and the
+	// index keys of the latest.
+	if _, ranges, ok := h.f.PendingErasure(); !ok || ranges < 2 {
+		t.Fatalf("pending erasure after two replacements: %d ranges, %v", ranges, ok)
+	}
 	if st := peerState(t, h.f, "cert-b"); st.GetReceivedReplacements() != 2 || st.GetRejected() != 0 {
 		t.Fatalf("peer state %v", st)
 	}

@@ -6,6 +6,8 @@ import (
 	"encoding/hex"
 	"fmt"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -15,12 +17,12 @@ import (
 	"github.com/irxfed/irx/test/irxdtest"
 )
 
-// canaryRecord is a shareable record with canaries starting with tag in
+// taggedCanaryRecord is a shareable record with canaries starting with tag in
 // fields the sharing policy forwards: private site (description,
 // assistance requested) and intruder (attacking host, indicator). The
 // victim's host names need the reporter's consent, which sample does not
 // give.
-func canaryRecord(n int, tag string) (*irxv1.Incident, []string) {
+func taggedCanaryRecord(n int, tag string) (*irxv1.Incident, []string) {
 	inc := shareable(n, irxv1.Tlp_TLP_GREEN)
 	c := func(what string) string { return tag + "-" + what }
 	inc.Descriptions = []*irxv1.Description{{Lang: "en", Text: "Beaconing reported by " + c("description")}}
@@ -107,8 +109,8 @@ func TestWithdrawnRecordErasedAtRestOnEveryNode(t *testing.T) {
 	b.peerWith(t, a, true)
 	a.setPolicy(t, sharePolicy("cert-b", irxv1.Tlp_TLP_AMBER, 1))
 
-	goneRecord, goneCanaries := canaryRecord(1, randomTag(t, "GONE"))
-	keptRecord, keptCanaries := canaryRecord(2, randomTag(t, "KEEP"))
+	goneRecord, goneCanaries := taggedCanaryRecord(1, randomTag(t, "GONE"))
+	keptRecord, keptCanaries := taggedCanaryRecord(2, randomTag(t, "KEEP"))
 	withdrawn := create(t, a.clients[0], goneRecord)
 	create(t, a.clients[0], keptRecord)
 
@@ -172,4 +174,54 @@ func TestWithdrawnRecordErasedAtRestOnEveryNode(t *testing.T) {
 	for i, c := range b.clients {
 		eventually(t, within, fmt.Sprintf("B node %d receives after the erasure", i+1), hasVersion(c, "cert-a:3", 1))
 	}
+
+	// A narrower policy replaces the views B holds: what it takes back (the
+	// private site information: the description, the assistance asked for)
+	// leaves B's files too, and what it still gives (the attacker) stays.
+	passes := make([]float64, len(metrics))
+	for i, addr := range metrics {
+		passes[i] = metricValue(t, scrape(t, addr), "irx_erasure_passes_total")
+	}
+	narrower := sharePolicy("cert-b", irxv1.Tlp_TLP_AMBER, 1)
+	narrower.Rules = slices.DeleteFunc(narrower.Rules, func(r *irxv1.ClassRule) bool { return r.GetInfoClass() == irxv1.InfoClass_INFO_CLASS_PRIVATE_SITE })
+	a.setPolicy(t, narrower)
+	caughtUp(t, a, "cert-b", 2)
+	for i, addr := range metrics {
+		eventually(t, within, fmt.Sprintf("B node %d made an erasure pass for the replacements", i+1), func() error {
+			body := scrape(t, addr)
+			if !strings.Contains(body, "\nirx_erasure_pending 0\n") || metricValue(t, body, "irx_erasure_passes_total") <= passes[i] {
+				return fmt.Errorf("no pass yet")
+			}
+			return nil
+		})
+	}
+	takenBack := []string{keptCanaries[0], keptCanaries[3]}
+	if found, err := scanTeam(b, takenBack); err != nil || len(found) > 0 {
+		t.Fatalf("values a replacement took back still readable after the passes (%v): %v", err, found)
+	}
+	found, err = scanTeam(b, keptCanaries[1:3])
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range b.nodes {
+		if len(found[i]) == 0 {
+			t.Errorf("node %d: the values the narrower policy still gives are in no file", i+1)
+		}
+	}
+}
+
+// metricValue reads an unlabelled series' value from a metrics page.
+func metricValue(t *testing.T, body, name string) float64 {
+	t.Helper()
+	for _, line := range strings.Split(body, "\n") {
+		if v, ok := strings.CutPrefix(line, name+" "); ok {
+			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			if err != nil {
+				t.Fatalf("%s: %v", line, err)
+			}
+			return f
+		}
+	}
+	t.Fatalf("no %s in the metrics", name)
+	return 0
 }
