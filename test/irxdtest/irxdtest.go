@@ -412,6 +412,24 @@ func LaunchClusterEach(ctx context.Context, bin, baseDir string, size int, setup
 // setup, if not nil, adjusts node i (0-based) before it launches: flags
 // appended to n.Args, environment to n.Env.
 func LaunchTeam(ctx context.Context, bin, baseDir, team string, size int, setup func(i int, n *Node), extra ...string) ([]*Node, error) {
+	for attempt := 0; ; attempt++ {
+		nodes, err := launchTeamOnce(ctx, bin, baseDir, team, size, setup, extra...)
+		if err == nil || attempt == 2 || !strings.Contains(err.Error(), "raft listener") || !strings.Contains(err.Error(), "address already in use") {
+			return nodes, err
+		}
+		// Another process took a Raft port between FreePort and the
+		// bind. Every member knows every Raft address, so the whole new
+		// team starts over on other ports.
+		for _, n := range nodes {
+			_ = n.Kill()
+		}
+		if err := os.RemoveAll(baseDir); err != nil {
+			return nil, err
+		}
+	}
+}
+
+func launchTeamOnce(ctx context.Context, bin, baseDir, team string, size int, setup func(i int, n *Node), extra ...string) ([]*Node, error) {
 	nodes := make([]*Node, size)
 	var members []string
 	for i := range nodes {
@@ -431,7 +449,7 @@ func LaunchTeam(ctx context.Context, bin, baseDir, team string, size int, setup 
 			setup(i, n)
 		}
 		if err := n.Launch(ctx); err != nil {
-			return nodes[:i], err
+			return nodes[:i+1], err
 		}
 	}
 	for _, n := range nodes {
