@@ -15,7 +15,7 @@ import (
 
 	"github.com/irxfed/irx/node/api"
 	"github.com/irxfed/irx/node/fsm"
-	"github.com/irxfed/irx/node/record"
+	"github.com/irxfed/irx/record"
 	irxv1 "github.com/irxfed/irx/proto/irx/v1"
 )
 

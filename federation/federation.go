@@ -25,7 +25,7 @@ import (
 
 	"github.com/irxfed/irx/node"
 	"github.com/irxfed/irx/node/fsm"
-	"github.com/irxfed/irx/node/pki"
+	"github.com/irxfed/irx/pki"
 	"github.com/irxfed/irx/policy"
 	irxv1 "github.com/irxfed/irx/proto/irx/v1"
 )

@@ -16,7 +16,7 @@ import (
 	"pgregory.net/rapid"
 
 	"github.com/irxfed/irx/node/fsm"
-	"github.com/irxfed/irx/node/pki"
+	"github.com/irxfed/irx/pki"
 	irxv1 "github.com/irxfed/irx/proto/irx/v1"
 )
 

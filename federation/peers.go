@@ -17,8 +17,8 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/irxfed/irx/node/api"
-	"github.com/irxfed/irx/node/pki"
-	"github.com/irxfed/irx/node/record"
+	"github.com/irxfed/irx/pki"
+	"github.com/irxfed/irx/record"
 	irxv1 "github.com/irxfed/irx/proto/irx/v1"
 )
 

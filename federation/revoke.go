@@ -48,8 +48,8 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/irxfed/irx/node/fsm"
-	"github.com/irxfed/irx/node/pki"
-	"github.com/irxfed/irx/node/record"
+	"github.com/irxfed/irx/pki"
+	"github.com/irxfed/irx/record"
 	irxv1 "github.com/irxfed/irx/proto/irx/v1"
 )
 

@@ -26,7 +26,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/irxfed/irx/node/fsm"
-	"github.com/irxfed/irx/node/pki"
+	"github.com/irxfed/irx/pki"
 	irxv1 "github.com/irxfed/irx/proto/irx/v1"
 )
 

@@ -21,8 +21,8 @@ import (
 
 	"github.com/irxfed/irx/node/api"
 	"github.com/irxfed/irx/node/fsm"
-	"github.com/irxfed/irx/node/pki"
-	"github.com/irxfed/irx/node/record"
+	"github.com/irxfed/irx/pki"
+	"github.com/irxfed/irx/record"
 	irxv1 "github.com/irxfed/irx/proto/irx/v1"
 )
 

@@ -10,7 +10,7 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/irxfed/irx/node/record"
+	"github.com/irxfed/irx/record"
 )
 
 // MaxRequestBytes is the largest request the operator API reads. It is above

@@ -25,7 +25,7 @@ import (
 
 	"github.com/irxfed/irx/node/api"
 	"github.com/irxfed/irx/node/fsm"
-	"github.com/irxfed/irx/node/pki"
+	"github.com/irxfed/irx/pki"
 	"github.com/irxfed/irx/node/raftstore"
 	"github.com/irxfed/irx/node/transport"
 	"github.com/irxfed/irx/policy"

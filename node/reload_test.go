@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/irxfed/irx/node"
-	"github.com/irxfed/irx/node/pki"
+	"github.com/irxfed/irx/pki"
 )
 
 // Rotating the node certificate files and reloading (what SIGHUP does in

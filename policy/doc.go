@@ -1,7 +1,7 @@
 // Package policy is irx's disclosure engine: what one peer team receives of
 // an incident record, and why. It is pure — no I/O, no clock, no global
 // state — and imports only the schema and the record's own rules
-// (node/record: what a valid value of each field is).
+// (record: what a valid value of each field is).
 //
 //	c, err := policy.Compile(p, key)      // once per policy version and peer
 //	view, why := policy.Disclose(inc, c)  // per record; view nil: nothing

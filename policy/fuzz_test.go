@@ -9,7 +9,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 
-	"github.com/irxfed/irx/node/record"
+	"github.com/irxfed/irx/record"
 	"github.com/irxfed/irx/policy"
 	irxv1 "github.com/irxfed/irx/proto/irx/v1"
 )

@@ -15,7 +15,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
-	"github.com/irxfed/irx/node/pki"
+	"github.com/irxfed/irx/pki"
 )
 
 // defaultFederationPort is the peer-facing port of irxd (DESIGN.md: 7401);
@@ -62,7 +62,7 @@ func normalizeFingerprint(s string) (string, error) {
 // checks that it can be pinned for team (any team when team is ""): exactly
 // one certificate and nothing secret, a self-signed CA that names itself
 // irx://<team>/ca/<team>, and not expired. Certificates of another shape
-// would be refused at every handshake anyway (node/pki requires the trust
+// would be refused at every handshake anyway (pki requires the trust
 // anchor of a chain to be the CA of the team the leaf names); saying so now
 // is kinder than a federation error later.
 func checkPeerCA(pemData []byte, team string, now time.Time) (*x509.Certificate, error) {

@@ -14,7 +14,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/irxfed/irx/node/pki"
+	"github.com/irxfed/irx/pki"
 )
 
 // File names inside an --out directory: the development PKI's names, so a

@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/irxfed/irx/node/pki"
+	"github.com/irxfed/irx/pki"
 	"github.com/irxfed/irx/test/irxdtest"
 )
 
@@ -41,8 +41,8 @@ func wantMode(t *testing.T, path string, mode os.FileMode) {
 }
 
 // verifies reports whether cert chains to ca for usage, by crypto/x509 and
-// by node/pki's own verifier (the one the node's TLS configurations use),
-// and returns the identity node/pki finds.
+// by pki's own verifier (the one the node's TLS configurations use),
+// and returns the identity pki finds.
 func verifies(t *testing.T, cert, ca *x509.Certificate, usage x509.ExtKeyUsage) (pki.Identity, bool) {
 	t.Helper()
 	roots := x509.NewCertPool()
@@ -50,7 +50,7 @@ func verifies(t *testing.T, cert, ca *x509.Certificate, usage x509.ExtKeyUsage) 
 	_, stdErr := cert.Verify(x509.VerifyOptions{Roots: roots, KeyUsages: []x509.ExtKeyUsage{usage}})
 	id, pkiErr := pki.VerifyCert([]*x509.Certificate{cert}, roots, usage)
 	if (stdErr == nil) != (pkiErr == nil) {
-		t.Errorf("crypto/x509 says %v, node/pki says %v", stdErr, pkiErr)
+		t.Errorf("crypto/x509 says %v, pki says %v", stdErr, pkiErr)
 	}
 	return id, stdErr == nil
 }

@@ -4,7 +4,7 @@ import (
 	"context"
 	"net"
 
-	"github.com/irxfed/irx/node/record"
+	"github.com/irxfed/irx/record"
 	irxv1 "github.com/irxfed/irx/proto/irx/v1"
 )
 

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/irxfed/irx/node/record"
+	"github.com/irxfed/irx/record"
 	irxv1 "github.com/irxfed/irx/proto/irx/v1"
 	"github.com/irxfed/irx/test/atrest"
 )

@@ -7,7 +7,7 @@ import (
 	"errors"
 	"time"
 
-	"github.com/irxfed/irx/node/record"
+	"github.com/irxfed/irx/record"
 )
 
 // Key layout. Prefixes are readable so `pebble` tooling output makes sense;

@@ -11,7 +11,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
-	"github.com/irxfed/irx/node/record"
+	"github.com/irxfed/irx/record"
 	"github.com/irxfed/irx/policy"
 	irxv1 "github.com/irxfed/irx/proto/irx/v1"
 )

@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/irxfed/irx/node/pki"
+	"github.com/irxfed/irx/pki"
 	"github.com/irxfed/irx/node/transport"
 )
 

@@ -24,7 +24,7 @@ import (
 
 	"github.com/hashicorp/raft"
 
-	"github.com/irxfed/irx/node/pki"
+	"github.com/irxfed/irx/pki"
 )
 
 const (

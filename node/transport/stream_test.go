@@ -12,7 +12,7 @@ import (
 
 	"github.com/hashicorp/raft"
 
-	"github.com/irxfed/irx/node/pki"
+	"github.com/irxfed/irx/pki"
 	"github.com/irxfed/irx/node/transport"
 )
 

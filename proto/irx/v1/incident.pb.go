@@ -2685,7 +2685,7 @@ func (x *BusinessImpact) GetDescription() string {
 // MonetaryImpact is a financial loss.
 type MonetaryImpact struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// ISO 4217 currency code, from the current list (node/record/iso4217).
+	// ISO 4217 currency code, from the current list (record/iso4217).
 	Currency string `protobuf:"bytes,1,opt,name=currency,proto3" json:"currency,omitempty"`
 	// Amount in minor units (cents).
 	AmountMinor   int64 `protobuf:"varint,2,opt,name=amount_minor,json=amountMinor,proto3" json:"amount_minor,omitempty"`

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/irxfed/irx/node/pki"
+	"github.com/irxfed/irx/pki"
 )
 
 func newCA(t *testing.T, team string) *pki.CA {

@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/irxfed/irx/node/pki"
+	"github.com/irxfed/irx/pki"
 )
 
 func TestValidID(t *testing.T) {

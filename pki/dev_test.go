@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/irxfed/irx/node/pki"
+	"github.com/irxfed/irx/pki"
 )
 
 func TestEnsureDevPKIIdempotent(t *testing.T) {

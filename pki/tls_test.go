@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/irxfed/irx/node/pki"
+	"github.com/irxfed/irx/pki"
 )
 
 type side struct {

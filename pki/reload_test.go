@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/irxfed/irx/node/pki"
+	"github.com/irxfed/irx/pki"
 )
 
 func writeLeaf(t *testing.T, ca *pki.CA, id pki.Identity, certFile, keyFile string) {
