@@ -13,10 +13,9 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/irxfed/irx/node/api"
 	"github.com/irxfed/irx/node/fsm"
-	"github.com/irxfed/irx/record"
 	irxv1 "github.com/irxfed/irx/proto/irx/v1"
+	"github.com/irxfed/irx/record"
 )
 
 // ViewDigest is "SHA256:<hex>" of a view as its recipient stores it,
@@ -47,14 +46,14 @@ func (s *auditService) ListDisclosures(ctx context.Context, req *irxv1.ListDiscl
 		return nil, err
 	}
 	if req.GetPageSize() < 0 {
-		return nil, api.ToStatus(&record.ValidationError{Violations: []record.Violation{{Field: "page_size", Description: "must not be negative"}}})
+		return nil, &record.ValidationError{Violations: []record.Violation{{Field: "page_size", Description: "must not be negative"}}}
 	}
 	if err := s.f.node.ReadBarrier(ctx, irxv1.ReadConsistency_READ_CONSISTENCY_LINEARIZABLE); err != nil {
 		return nil, err
 	}
 	out, next, err := s.f.state.Disclosures(req.GetPeerTeamId(), req.GetIncidentId(), int(req.GetPageSize()), req.GetPageToken())
 	if err != nil {
-		return nil, api.ToStatus(err)
+		return nil, err
 	}
 	return &irxv1.ListDisclosuresResponse{Disclosures: out, NextPageToken: next}, nil
 }
@@ -75,7 +74,7 @@ func checkAuditRequest(peer, incident string, both bool) error {
 		vs = append(vs, record.Violation{Field: "peer_team_id", Description: "or incident_id is required"})
 	}
 	if len(vs) > 0 {
-		return api.ToStatus(&record.ValidationError{Violations: vs})
+		return &record.ValidationError{Violations: vs}
 	}
 	return nil
 }
@@ -96,7 +95,7 @@ func (s *auditService) ExplainDisclosure(ctx context.Context, req *irxv1.Explain
 	for {
 		page, next, err := s.f.state.Disclosures(req.GetPeerTeamId(), req.GetIncidentId(), 1000, token)
 		if err != nil {
-			return nil, api.ToStatus(err)
+			return nil, err
 		}
 		for _, d := range page {
 			r, err := s.f.recomputeDisclosure(d)
@@ -150,7 +149,7 @@ func (f *Federation) recomputeDisclosure(d *irxv1.Disclosure) (*irxv1.Recomputed
 		return r, nil
 	}
 	if err != nil {
-		return nil, api.ToStatus(err)
+		return nil, err
 	}
 	latest := inc
 	if t := d.GetTermsVersion(); t > 0 && t != inc.GetVersion() {
@@ -158,7 +157,7 @@ func (f *Federation) recomputeDisclosure(d *irxv1.Disclosure) (*irxv1.Recomputed
 			r.Unavailable = fmt.Sprintf("our copy of version %d, whose markings applied, is gone", t)
 			return r, nil
 		} else if err != nil {
-			return nil, api.ToStatus(err)
+			return nil, err
 		}
 	}
 	compiled, err := f.policy(d.GetPeerTeamId(), d.GetPolicyVersion())

@@ -23,6 +23,7 @@ import (
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 
+	"github.com/irxfed/irx/errdefs/errgrpc"
 	"github.com/irxfed/irx/node"
 	"github.com/irxfed/irx/node/fsm"
 	"github.com/irxfed/irx/pki"
@@ -180,8 +181,8 @@ func (f *Federation) listen(register func(*grpc.Server)) error {
 		grpc.Creds(trackingCreds{TransportCredentials: credentials.NewTLS(f.serverTLS()), f: f}),
 		grpc.MaxRecvMsgSize(MaxMessageBytes),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second}),
-		grpc.ChainUnaryInterceptor(f.authenticateUnary),
-		grpc.ChainStreamInterceptor(f.authenticateStream),
+		grpc.ChainUnaryInterceptor(f.authenticateUnary, errgrpc.UnaryServerInterceptor),
+		grpc.ChainStreamInterceptor(f.authenticateStream, errgrpc.StreamServerInterceptor),
 	)
 	register(f.server)
 	f.wg.Add(2)

@@ -6,19 +6,18 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"maps"
 	"slices"
 	"strings"
 	"sync"
 
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/irxfed/irx/node/fsm"
-	"github.com/irxfed/irx/record"
 	"github.com/irxfed/irx/policy"
 	irxv1 "github.com/irxfed/irx/proto/irx/v1"
+	"github.com/irxfed/irx/record"
 )
 
 // outcome is what one feed entry gives one peer. An entry can give several:
@@ -93,14 +92,14 @@ func (w *feedWalker) end() {
 func (w *feedWalker) walk(cursor uint64, limit int, visit func(e *irxv1.FeedEntry, outs []outcome, withheld uint64)) (uint64, error) {
 	entries, err := w.f.state.FeedEntries(cursor, limit)
 	if err != nil {
-		return cursor, status.Errorf(codes.Internal, "read feed: %v", err)
+		return cursor, fmt.Errorf("read feed: %w", err)
 	}
 	if len(entries) == 0 {
 		return cursor, nil
 	}
 	w.forgetAcknowledged()
 	if err := w.begin(); err != nil {
-		return cursor, status.Errorf(codes.Internal, "read feed: %v", err)
+		return cursor, fmt.Errorf("read feed: %w", err)
 	}
 	// visit must not block: the reader holds the state machine's read
 	// lock until the walk returns.
@@ -109,7 +108,7 @@ func (w *feedWalker) walk(cursor uint64, limit int, visit func(e *irxv1.FeedEntr
 		before := w.withheld
 		outs, err := w.entry(e)
 		if err != nil {
-			return cursor, status.Errorf(codes.Internal, "feed entry %d: %v", e.GetSequence(), err)
+			return cursor, fmt.Errorf("feed entry %d: %w", e.GetSequence(), err)
 		}
 		visit(e, outs, w.withheld-before)
 		cursor = e.GetSequence()

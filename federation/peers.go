@@ -16,10 +16,10 @@ import (
 	"google.golang.org/protobuf/types/known/fieldmaskpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
-	"github.com/irxfed/irx/node/api"
+	"github.com/irxfed/irx/errdefs"
 	"github.com/irxfed/irx/pki"
-	"github.com/irxfed/irx/record"
 	irxv1 "github.com/irxfed/irx/proto/irx/v1"
+	"github.com/irxfed/irx/record"
 )
 
 const (
@@ -86,7 +86,7 @@ func (f *Federation) validatePeer(p *irxv1.Peer) error {
 	}
 	vs = append(vs, validateRevoked(p)...)
 	if len(vs) > 0 {
-		return api.ToStatus(&record.ValidationError{Violations: vs})
+		return &record.ValidationError{Violations: vs}
 	}
 	return nil
 }
@@ -100,7 +100,7 @@ func clearOutputOnly(p *irxv1.Peer) {
 func (s *peerService) put(ctx context.Context, p *irxv1.Peer, create bool) (*irxv1.Peer, error) {
 	res, err := s.f.commit(ctx, &irxv1.Command{Kind: &irxv1.Command_PutPeer{PutPeer: &irxv1.PutPeerCommand{Peer: p, Create: create}}})
 	if err != nil {
-		return nil, api.ToStatus(err)
+		return nil, err
 	}
 	return s.f.describe(res.Peer)
 }
@@ -109,7 +109,7 @@ func (s *peerService) put(ctx context.Context, p *irxv1.Peer, create bool) (*irx
 func (s *peerService) CreatePeer(ctx context.Context, req *irxv1.CreatePeerRequest) (*irxv1.CreatePeerResponse, error) {
 	p := proto.CloneOf(req.GetPeer())
 	if p == nil {
-		return nil, api.ToStatus(&record.ValidationError{Violations: []record.Violation{{Field: "peer", Description: "is required"}}})
+		return nil, &record.ValidationError{Violations: []record.Violation{{Field: "peer", Description: "is required"}}}
 	}
 	clearOutputOnly(p)
 	if err := s.f.validatePeer(p); err != nil {
@@ -126,14 +126,14 @@ func (s *peerService) CreatePeer(ctx context.Context, req *irxv1.CreatePeerReque
 func (s *peerService) UpdatePeer(ctx context.Context, req *irxv1.UpdatePeerRequest) (*irxv1.UpdatePeerResponse, error) {
 	patch := req.GetPeer()
 	if len(req.GetUpdateMask().GetPaths()) == 0 {
-		return nil, api.ToStatus(&record.ValidationError{Violations: []record.Violation{{Field: "update_mask", Description: "is required: display_name, endpoints, ca_certificate_pem, disabled, revoked_certificate_fingerprints"}}})
+		return nil, &record.ValidationError{Violations: []record.Violation{{Field: "update_mask", Description: "is required: display_name, endpoints, ca_certificate_pem, disabled, revoked_certificate_fingerprints"}}}
 	}
 	if err := s.f.node.ReadBarrier(ctx, irxv1.ReadConsistency_READ_CONSISTENCY_LINEARIZABLE); err != nil {
 		return nil, err
 	}
 	current, err := s.f.state.Peer(patch.GetTeamId())
 	if err != nil {
-		return nil, api.ToStatus(err)
+		return nil, err
 	}
 	next := proto.CloneOf(current)
 	for _, path := range req.GetUpdateMask().GetPaths() {
@@ -149,7 +149,7 @@ func (s *peerService) UpdatePeer(ctx context.Context, req *irxv1.UpdatePeerReque
 		case "revoked_certificate_fingerprints":
 			next.RevokedCertificateFingerprints = slices.Clone(patch.GetRevokedCertificateFingerprints())
 		default:
-			return nil, api.ToStatus(&record.ValidationError{Violations: []record.Violation{{Field: "update_mask", Description: fmt.Sprintf("%q cannot be updated (display_name, endpoints, ca_certificate_pem, disabled, revoked_certificate_fingerprints)", path)}}})
+			return nil, &record.ValidationError{Violations: []record.Violation{{Field: "update_mask", Description: fmt.Sprintf("%q cannot be updated (display_name, endpoints, ca_certificate_pem, disabled, revoked_certificate_fingerprints)", path)}}}
 		}
 	}
 	clearOutputOnly(next)
@@ -166,11 +166,11 @@ func (s *peerService) UpdatePeer(ctx context.Context, req *irxv1.UpdatePeerReque
 // DeletePeer implements irx.v1.PeerService.
 func (s *peerService) DeletePeer(ctx context.Context, req *irxv1.DeletePeerRequest) (*irxv1.DeletePeerResponse, error) {
 	if req.GetTeamId() == "" {
-		return nil, api.ToStatus(&record.ValidationError{Violations: []record.Violation{{Field: "team_id", Description: "is required"}}})
+		return nil, &record.ValidationError{Violations: []record.Violation{{Field: "team_id", Description: "is required"}}}
 	}
 	_, err := s.f.commit(ctx, &irxv1.Command{Kind: &irxv1.Command_DeletePeer{DeletePeer: &irxv1.DeletePeerCommand{TeamId: req.GetTeamId()}}})
 	if err != nil {
-		return nil, api.ToStatus(err)
+		return nil, err
 	}
 	return &irxv1.DeletePeerResponse{}, nil
 }
@@ -179,13 +179,13 @@ func (s *peerService) DeletePeer(ctx context.Context, req *irxv1.DeletePeerReque
 // the leader answers: a follower forwards the call.
 func (s *peerService) GetPeer(ctx context.Context, req *irxv1.GetPeerRequest) (*irxv1.GetPeerResponse, error) {
 	if req.GetTeamId() == "" {
-		return nil, api.ToStatus(&record.ValidationError{Violations: []record.Violation{{Field: "team_id", Description: "is required"}}})
+		return nil, &record.ValidationError{Violations: []record.Violation{{Field: "team_id", Description: "is required"}}}
 	}
 	var resp *irxv1.GetPeerResponse
 	err := s.f.node.OnLeader(ctx, func() error {
 		p, err := s.f.state.Peer(req.GetTeamId())
 		if err != nil {
-			return api.ToStatus(err)
+			return err
 		}
 		if p, err = s.f.describe(p); err != nil {
 			return err
@@ -204,7 +204,7 @@ func (s *peerService) ListPeers(ctx context.Context, req *irxv1.ListPeersRequest
 	size := int(req.GetPageSize())
 	switch {
 	case size < 0:
-		return nil, api.ToStatus(&record.ValidationError{Violations: []record.Violation{{Field: "page_size", Description: "must not be negative"}}})
+		return nil, &record.ValidationError{Violations: []record.Violation{{Field: "page_size", Description: "must not be negative"}}}
 	case size == 0:
 		size = defaultPeerPage
 	case size > maxPeerPage:
@@ -214,7 +214,7 @@ func (s *peerService) ListPeers(ctx context.Context, req *irxv1.ListPeersRequest
 	err := s.f.node.OnLeader(ctx, func() error {
 		peers, next, err := s.f.state.Peers(size, req.GetPageToken())
 		if err != nil {
-			return api.ToStatus(err)
+			return err
 		}
 		resp = &irxv1.ListPeersResponse{NextPageToken: next}
 		for _, p := range peers {
@@ -295,23 +295,23 @@ func (s *peerService) HandOffIncidentToPeer(ctx context.Context, req *irxv1.Hand
 	if req.GetPeerTeamId() == "" {
 		vs = append(vs, record.Violation{Field: "peer_team_id", Description: "is required"})
 	}
-	if len(req.GetReason()) > api.MaxWithdrawReasonLength {
-		vs = append(vs, record.Violation{Field: "reason", Description: fmt.Sprintf("is longer than %d bytes", api.MaxWithdrawReasonLength)})
+	if len(req.GetReason()) > record.MaxWithdrawReasonLength {
+		vs = append(vs, record.Violation{Field: "reason", Description: fmt.Sprintf("is longer than %d bytes", record.MaxWithdrawReasonLength)})
 	}
 	if len(vs) > 0 {
-		return nil, api.ToStatus(&record.ValidationError{Violations: vs})
+		return nil, &record.ValidationError{Violations: vs}
 	}
 	if err := f.node.ReadBarrier(ctx, irxv1.ReadConsistency_READ_CONSISTENCY_LINEARIZABLE); err != nil {
 		return nil, err
 	}
 	peer, err := f.state.Peer(req.GetPeerTeamId())
 	if err != nil {
-		return nil, api.ToStatus(err)
+		return nil, err
 	}
 	inc, err := f.state.Get(req.GetId(), 0)
 	switch {
 	case err != nil:
-		return nil, api.ToStatus(err)
+		return nil, err
 	case inc.GetProvenance().GetOriginTeam() != f.team:
 		return nil, status.Errorf(codes.FailedPrecondition, "%s belongs to team %q; only its origin hands it off", req.GetId(), inc.GetProvenance().GetOriginTeam())
 	case inc.GetWithdrawTime() != nil:
@@ -401,12 +401,12 @@ func (f *Federation) recordHandOff(ctx context.Context, inc *irxv1.Incident, pee
 		if err == nil {
 			return res.Incident, nil
 		}
-		if status.Code(api.ToStatus(err)) != codes.Aborted || attempt == 3 {
-			return nil, api.ToStatus(err)
+		if !errors.Is(err, errdefs.ErrConflict) || attempt == 3 {
+			return nil, err
 		}
 		// Someone updated it meanwhile: merge into the newer version.
 		if inc, err = f.state.Get(inc.GetId(), 0); err != nil {
-			return nil, api.ToStatus(err)
+			return nil, err
 		}
 	}
 }

@@ -49,8 +49,8 @@ import (
 
 	"github.com/irxfed/irx/node/fsm"
 	"github.com/irxfed/irx/pki"
-	"github.com/irxfed/irx/record"
 	irxv1 "github.com/irxfed/irx/proto/irx/v1"
+	"github.com/irxfed/irx/record"
 )
 
 const (

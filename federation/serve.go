@@ -11,10 +11,10 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
-	"github.com/irxfed/irx/node/api"
+	"github.com/irxfed/irx/errdefs"
 	"github.com/irxfed/irx/node/fsm"
-	"github.com/irxfed/irx/record"
 	irxv1 "github.com/irxfed/irx/proto/irx/v1"
+	"github.com/irxfed/irx/record"
 )
 
 const (
@@ -241,7 +241,7 @@ func (f *Federation) proposeAcknowledgement(ctx context.Context, peer string, fr
 		cmd := &irxv1.AcknowledgePeerCommand{PeerTeamId: peer, FromCursor: from, Cursor: to, PolicyVersion: version, Entries: entries[:n], Withheld: withheld}
 		_, err := f.commit(ctx, &irxv1.Command{Kind: &irxv1.Command_AcknowledgePeer{AcknowledgePeer: cmd}})
 		if err != nil {
-			return from, api.ToStatus(err)
+			return from, err
 		}
 		if to == cursor {
 			return to, nil
@@ -251,7 +251,7 @@ func (f *Federation) proposeAcknowledgement(ctx context.Context, peer string, fr
 }
 
 func isStaleCursor(err error) bool {
-	return errors.Is(err, fsm.ErrStaleCursor) || status.Code(err) == codes.Aborted
+	return errors.Is(err, errdefs.ErrConflict)
 }
 
 // recompute walks (from, to] again to learn what the peer was sent,
@@ -298,8 +298,8 @@ func (s *federationService) HandOffIncident(ctx context.Context, req *irxv1.Hand
 		return nil, status.Errorf(codes.InvalidArgument, "incident.id: %v", err)
 	case id.Team != from:
 		return nil, status.Errorf(codes.PermissionDenied, "%s hands off %s, which is not its own incident", from, theirs.GetId())
-	case len(req.GetReason()) > api.MaxWithdrawReasonLength:
-		return nil, status.Errorf(codes.InvalidArgument, "reason is longer than %d bytes", api.MaxWithdrawReasonLength)
+	case len(req.GetReason()) > record.MaxWithdrawReasonLength:
+		return nil, status.Errorf(codes.InvalidArgument, "reason is longer than %d bytes", record.MaxWithdrawReasonLength)
 	}
 	ours := proto.CloneOf(theirs)
 	record.ClearOutputOnly(ours)
@@ -315,7 +315,7 @@ func (s *federationService) HandOffIncident(ctx context.Context, req *irxv1.Hand
 		Incident: ours, RequestId: "handoff/" + theirs.GetId(),
 	}}})
 	if err != nil {
-		return nil, api.ToStatus(err)
+		return nil, err
 	}
 	created, err := res.Created()
 	if err != nil {

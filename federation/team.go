@@ -19,11 +19,10 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
-	"github.com/irxfed/irx/node/api"
 	"github.com/irxfed/irx/node/fsm"
 	"github.com/irxfed/irx/pki"
-	"github.com/irxfed/irx/record"
 	irxv1 "github.com/irxfed/irx/proto/irx/v1"
+	"github.com/irxfed/irx/record"
 )
 
 // TeamSignatureAlgorithm names how a team description is signed: ECDSA
@@ -39,7 +38,7 @@ const (
 	teamSignatureContext = "irx.v1.TeamDescription"
 	// maxSignedDescriptionBytes bounds what a verifier reads: the largest
 	// description plus a certificate chain.
-	maxSignedDescriptionBytes = fsm.MaxTeamDescriptionBytes + 64<<10
+	maxSignedDescriptionBytes = record.MaxTeamDescriptionBytes + 64<<10
 	// maxSignerChain bounds the certificates a signer may present: its
 	// own and a few intermediates.
 	maxSignerChain  = 4
@@ -185,15 +184,15 @@ type teamService struct {
 
 // GetTeamDescription implements irx.v1.TeamService.
 func (s *teamService) GetTeamDescription(ctx context.Context, req *irxv1.GetTeamDescriptionRequest) (*irxv1.GetTeamDescriptionResponse, error) {
-	if vs := api.CheckConsistency(req.GetConsistency()); len(vs) > 0 {
-		return nil, api.ToStatus(&record.ValidationError{Violations: vs})
+	if vs := record.CheckConsistency(req.GetConsistency()); len(vs) > 0 {
+		return nil, &record.ValidationError{Violations: vs}
 	}
 	if err := s.f.node.ReadBarrier(ctx, req.GetConsistency()); err != nil {
 		return nil, err
 	}
 	d, err := s.f.state.TeamDescription()
 	if err != nil {
-		return nil, api.ToStatus(err)
+		return nil, err
 	}
 	return &irxv1.GetTeamDescriptionResponse{Description: d}, nil
 }
@@ -204,16 +203,16 @@ func (s *teamService) GetTeamDescription(ctx context.Context, req *irxv1.GetTeam
 func (s *teamService) UpdateTeamDescription(ctx context.Context, req *irxv1.UpdateTeamDescriptionRequest) (*irxv1.UpdateTeamDescriptionResponse, error) {
 	d := proto.CloneOf(req.GetDescription())
 	if d == nil {
-		return nil, api.ToStatus(&record.ValidationError{Violations: []record.Violation{{Field: "description", Description: "is required"}}})
+		return nil, &record.ValidationError{Violations: []record.Violation{{Field: "description", Description: "is required"}}}
 	}
 	// Output-only fields are ignored (AIP-203): the team id is always this
 	// team's, and the state machine numbers and stamps the version.
 	d.TeamId, d.Version, d.UpdateTime = "", 0, nil
 	var vs []record.Violation
-	if err := fsm.ValidateTeamDescription(d, "description"); err != nil {
+	if err := record.ValidateTeamDescription(d, "description"); err != nil {
 		var verr *record.ValidationError
 		if !errors.As(err, &verr) {
-			return nil, api.ToStatus(err)
+			return nil, err
 		}
 		vs = verr.Violations
 	}
@@ -221,13 +220,13 @@ func (s *teamService) UpdateTeamDescription(ctx context.Context, req *irxv1.Upda
 		vs = append(vs, record.Violation{Field: "expected_version", Description: "must not be negative"})
 	}
 	if len(vs) > 0 {
-		return nil, api.ToStatus(&record.ValidationError{Violations: vs})
+		return nil, &record.ValidationError{Violations: vs}
 	}
 	res, err := s.f.commit(ctx, &irxv1.Command{Kind: &irxv1.Command_SetTeamDescription{SetTeamDescription: &irxv1.SetTeamDescriptionCommand{
 		Description: d, ExpectedVersion: req.GetExpectedVersion(),
 	}}})
 	if err != nil {
-		return nil, api.ToStatus(err)
+		return nil, err
 	}
 	return &irxv1.UpdateTeamDescriptionResponse{Description: res.TeamDescription}, nil
 }
@@ -242,16 +241,16 @@ func (s *teamService) GetPeerTeamDescription(ctx context.Context, req *irxv1.Get
 	team := req.GetPeerTeamId()
 	switch err := record.ValidateTeamID(team); {
 	case team == "":
-		return nil, api.ToStatus(&record.ValidationError{Violations: []record.Violation{{Field: "peer_team_id", Description: "is required"}}})
+		return nil, &record.ValidationError{Violations: []record.Violation{{Field: "peer_team_id", Description: "is required"}}}
 	case err != nil:
-		return nil, api.ToStatus(&record.ValidationError{Violations: []record.Violation{{Field: "peer_team_id", Description: err.Error()}}})
+		return nil, &record.ValidationError{Violations: []record.Violation{{Field: "peer_team_id", Description: err.Error()}}}
 	}
 	if err := f.node.ReadBarrier(ctx, irxv1.ReadConsistency_READ_CONSISTENCY_LINEARIZABLE); err != nil {
 		return nil, err
 	}
 	peer, err := f.state.Peer(team)
 	if err != nil {
-		return nil, api.ToStatus(err)
+		return nil, err
 	}
 	if len(peer.GetEndpoints()) == 0 {
 		return nil, status.Errorf(codes.FailedPrecondition, "peer %q has no endpoints to reach it (irxctl peer update %s --endpoint HOST:PORT)", team, team)

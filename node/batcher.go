@@ -2,10 +2,9 @@ package node
 
 import (
 	"context"
+	"fmt"
 	"time"
 
-	"google.golang.org/grpc/codes"
-	grpcstatus "google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -44,7 +43,7 @@ func newBatcher(n *Node) *batcher {
 	b.size = func(p *proposal) int { return proto.Size(p.cmd) }
 	b.send = b.propose
 	b.fail = func(p *proposal) {
-		p.done <- proposalResult{err: grpcstatus.Error(codes.Unavailable, "node is shutting down")}
+		p.done <- proposalResult{err: errStopping}
 	}
 	return b
 }
@@ -114,7 +113,7 @@ func (b *batcher) propose(batch []*proposal) {
 	entry.ProposeTime = now
 	data, err := proto.Marshal(entry)
 	if err != nil {
-		b.failAll(batch, grpcstatus.Errorf(codes.Internal, "encode command: %v", err))
+		b.failAll(batch, fmt.Errorf("encode command: %w", err))
 		return
 	}
 	start := time.Now()
@@ -126,7 +125,7 @@ func (b *batcher) propose(batch []*proposal) {
 	b.n.metrics.commit.Observe(time.Since(start).Seconds())
 	res, ok := future.Response().(*fsm.Result)
 	if !ok {
-		b.failAll(batch, grpcstatus.Errorf(codes.Internal, "state machine returned %T", future.Response()))
+		b.failAll(batch, fmt.Errorf("state machine returned %T", future.Response()))
 		return
 	}
 	if len(batch) == 1 {
@@ -134,7 +133,7 @@ func (b *batcher) propose(batch []*proposal) {
 		return
 	}
 	if res.Err != nil || len(res.Batch) != len(batch) {
-		b.failAll(batch, grpcstatus.Errorf(codes.Internal, "batch of %d applied with %d results: %v", len(batch), len(res.Batch), res.Err))
+		b.failAll(batch, fmt.Errorf("batch of %d applied with %d results: %w", len(batch), len(res.Batch), res.Err))
 		return
 	}
 	for i, p := range batch {

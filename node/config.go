@@ -3,12 +3,13 @@ package node
 import (
 	"errors"
 	"fmt"
-	"google.golang.org/grpc"
 	"log/slog"
 	"net"
 	"net/netip"
 	"path/filepath"
 	"time"
+
+	"google.golang.org/grpc"
 
 	"github.com/irxfed/irx/record"
 )

@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"fmt"
 	"sync"
 
 	"google.golang.org/genproto/googleapis/rpc/status"
@@ -11,6 +12,7 @@ import (
 	grpcstatus "google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/irxfed/irx/errdefs/errgrpc"
 	irxv1 "github.com/irxfed/irx/proto/irx/v1"
 )
 
@@ -58,7 +60,7 @@ func newForwarder(n *Node) *forwarder {
 	f.together = func(first, next *forwarding) bool { return first.conn == next.conn }
 	f.send = f.forward
 	f.fail = func(w *forwarding) {
-		w.done <- forwardResult{err: grpcstatus.Error(codes.Unavailable, "node is shutting down")}
+		w.done <- forwardResult{err: errStopping}
 	}
 	return f
 }
@@ -110,7 +112,7 @@ func (f *forwarder) forward(batch []*forwarding) {
 		return
 	}
 	if err == nil && len(resp.GetResults()) != len(batch) {
-		err = grpcstatus.Errorf(codes.Internal, "the leader answered %d of %d forwarded writes", len(resp.GetResults()), len(batch))
+		err = fmt.Errorf("the leader answered %d of %d forwarded writes", len(resp.GetResults()), len(batch))
 	}
 	for i, w := range batch {
 		if err != nil {
@@ -119,7 +121,7 @@ func (f *forwarder) forward(batch []*forwarding) {
 		}
 		r := resp.GetResults()[i]
 		if len(r.GetCallStatus()) > 0 {
-			w.done <- forwardResult{err: decodeStatus(r.GetCallStatus())}
+			w.done <- forwardResult{err: decodeRefusal(r.GetCallStatus())}
 			continue
 		}
 		w.done <- forwardResult{resp: r.GetResponse()}
@@ -144,12 +146,12 @@ func (f *forwarder) forwardEach(client irxv1.NodeServiceClient, batch []*forward
 	wg.Wait()
 }
 
-// decodeStatus turns an encoded google.rpc.Status back into the error it
-// describes.
-func decodeStatus(b []byte) error {
+// decodeRefusal is the error of the leader's core that an encoded
+// google.rpc.Status in its answer stands for (errgrpc.FromStatus).
+func decodeRefusal(b []byte) error {
 	st := &status.Status{}
 	if err := proto.Unmarshal(b, st); err != nil {
-		return grpcstatus.Errorf(codes.Internal, "leader's answer: %v", err)
+		return fmt.Errorf("leader's answer: %w", err)
 	}
-	return grpcstatus.ErrorProto(st)
+	return errgrpc.FromStatus(grpcstatus.FromProto(st))
 }

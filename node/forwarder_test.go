@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"sync"
@@ -13,9 +14,11 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	grpcstatus "google.golang.org/grpc/status"
-	"google.golang.org/protobuf/proto"
 
+	"github.com/irxfed/irx/errdefs"
+	"github.com/irxfed/irx/node/fsm"
 	irxv1 "github.com/irxfed/irx/proto/irx/v1"
+	"github.com/irxfed/irx/record"
 )
 
 // TestProposeBatchRefusesEmpty: a batch without commands, or with an empty
@@ -36,19 +39,42 @@ func TestProposeBatchRefusesEmpty(t *testing.T) {
 	}
 }
 
-// TestDecodeStatus: the leader's encoded answers come back as the errors
-// they were, and an undecodable one is an INTERNAL error, not a success.
-func TestDecodeStatus(t *testing.T) {
-	want := errNotLeader
-	st, _ := grpcstatus.FromError(want)
-	b, err := proto.Marshal(st.Proto())
-	if err != nil {
-		t.Fatal(err)
+// TestRefusalsCrossNodes: what the leader's core refused comes back to the
+// forwarding node as an error of the same class, message and fields (the
+// not-leader refusal is still recognised as one, a validation error still
+// names its fields), and an undecodable answer is an error, not a success.
+func TestRefusalsCrossNodes(t *testing.T) {
+	for _, want := range []error{
+		errNotLeader,
+		fmt.Errorf("incident cert-a:9: %w", errdefs.ErrNotFound),
+		&record.ValidationError{Violations: []record.Violation{{Field: "incident.tlp", Description: "is required"}}},
+		fsm.ErrStaleCursor,
+	} {
+		b, err := encodeRefusal(want)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := decodeRefusal(b)
+		if got == nil || got.Error() == "" {
+			t.Fatalf("%v decoded as %v", want, got)
+		}
+		for _, class := range []error{errdefs.ErrNotFound, errdefs.ErrInvalidArgument, errdefs.ErrConflict, errdefs.ErrFailedPrecondition} {
+			if errors.Is(want, class) != errors.Is(got, class) {
+				t.Errorf("%v decoded as %v: class %v lost or gained", want, got, class)
+			}
+		}
+		if errors.Is(want, errNotLeader) && !isNotLeader(got) {
+			t.Errorf("the not-leader refusal is not recognised after crossing: %v", got)
+		}
+		var verr *record.ValidationError
+		if errors.As(want, &verr) {
+			var gotV *record.ValidationError
+			if !errors.As(got, &gotV) || len(gotV.Violations) != 1 || gotV.Violations[0].Field != "incident.tlp" {
+				t.Errorf("violations lost: %v", got)
+			}
+		}
 	}
-	if got := decodeStatus(b); !isNotLeader(got) {
-		t.Fatalf("decoded %v, want %v", got, want)
-	}
-	if got := decodeStatus([]byte{0xff}); grpcstatus.Code(got) != codes.Internal {
+	if got := decodeRefusal([]byte{0xff}); got == nil || errors.Is(got, errdefs.ErrNotFound) {
 		t.Fatalf("undecodable: %v", got)
 	}
 }

@@ -2,9 +2,9 @@ package node
 
 import (
 	"context"
+	"fmt"
 
-	"google.golang.org/grpc/codes"
-	grpcstatus "google.golang.org/grpc/status"
+	"github.com/irxfed/irx/errdefs"
 )
 
 // grouper turns concurrent calls into groups: items that arrive while
@@ -145,9 +145,9 @@ func (g *grouper[T]) put(ctx context.Context, item T, what string) error {
 	case g.queue <- item:
 		return nil
 	case <-ctx.Done():
-		return grpcstatus.Errorf(codes.DeadlineExceeded, "the node is overloaded: the write was not %s before the deadline; retry", what)
+		return errdefs.New(errdefs.ErrDeadlineExceeded, fmt.Sprintf("the node is overloaded: the write was not %s before the deadline; retry", what))
 	case <-g.stop:
-		return grpcstatus.Error(codes.Unavailable, "node is shutting down")
+		return errStopping
 	}
 }
 
@@ -160,8 +160,8 @@ func await[R any](ctx context.Context, stop <-chan struct{}, done <-chan R, late
 	case r := <-done:
 		return r, nil
 	case <-ctx.Done():
-		return none, grpcstatus.Error(codes.DeadlineExceeded, late)
+		return none, errdefs.New(errdefs.ErrDeadlineExceeded, late)
 	case <-stop:
-		return none, grpcstatus.Error(codes.Unavailable, "node is shutting down; the write may still be applied: retry with the same request_id")
+		return none, errdefs.New(errdefs.ErrUnavailable, "node is shutting down; the write may still be applied: retry with the same request_id")
 	}
 }

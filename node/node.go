@@ -25,9 +25,9 @@ import (
 
 	"github.com/irxfed/irx/node/api"
 	"github.com/irxfed/irx/node/fsm"
-	"github.com/irxfed/irx/pki"
 	"github.com/irxfed/irx/node/raftstore"
 	"github.com/irxfed/irx/node/transport"
+	"github.com/irxfed/irx/pki"
 	"github.com/irxfed/irx/policy"
 	irxv1 "github.com/irxfed/irx/proto/irx/v1"
 )
@@ -280,7 +280,7 @@ func (n *Node) startRaft(creds nodeCredentials) error {
 	n.intra = grpc.NewServer(
 		grpc.MaxRecvMsgSize(maxIntraRequestBytes),
 		streamWorkers(),
-		grpc.ChainUnaryInterceptor(recoverUnary(n.log), logUnary(n.log)))
+		grpc.ChainUnaryInterceptor(recoverUnary(n.log), logUnary(n.log), statusUnary))
 	irxv1.RegisterNodeServiceServer(n.intra, nodeService{n: n})
 	irxv1.RegisterClusterServiceServer(n.intra, api.NewClusterService(n))
 	if n.cfg.Services != nil {
@@ -318,7 +318,7 @@ func (n *Node) startAPI(creds nodeCredentials) error {
 	n.apiListener = ln
 	opts := []grpc.ServerOption{
 		grpc.MaxRecvMsgSize(MaxRequestBytes),
-		grpc.ChainUnaryInterceptor(recoverUnary(n.log), n.metrics.unary(), logUnary(n.log)),
+		grpc.ChainUnaryInterceptor(recoverUnary(n.log), n.metrics.unary(), logUnary(n.log), statusUnary),
 		streamWorkers(),
 	}
 	if n.cfg.apiPlaintext() {

@@ -57,6 +57,18 @@ func recoverUnary(log *slog.Logger) grpc.UnaryServerInterceptor {
 	}
 }
 
+// statusUnary answers a handler's error as the status api.ToStatus makes
+// of it: the services may return the core's errors as they are, and no
+// error leaves the node as UNKNOWN. It runs innermost, so the metrics and
+// the log see the status the caller gets.
+func statusUnary(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	resp, err := handler(ctx, req)
+	if err == nil {
+		return resp, nil
+	}
+	return resp, api.ToStatus(err)
+}
+
 // RequestIDKey is the metadata key of a call's request id: taken from the
 // caller when it sends one (so a client can correlate its own logs), made
 // up otherwise, returned in the response header and logged with the call.

@@ -9,9 +9,9 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 
-	"github.com/irxfed/irx/record"
 	"github.com/irxfed/irx/policy"
 	irxv1 "github.com/irxfed/irx/proto/irx/v1"
+	"github.com/irxfed/irx/record"
 )
 
 // fuzzPolicies are the policies FuzzDisclose applies: every action on every
@@ -202,12 +202,12 @@ func FuzzParseYAML(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		p, err := policy.ParseYAML(data)
 		if err != nil {
-			var pe *policy.PolicyError
-			if !errors.As(err, &pe) || len(pe.Errors) == 0 {
-				t.Fatalf("error %T %v, want a *PolicyError with entries", err, err)
+			var pe *record.ValidationError
+			if !errors.As(err, &pe) || len(pe.Violations) == 0 {
+				t.Fatalf("error %T %v, want a *record.ValidationError with violations", err, err)
 			}
-			for _, fe := range pe.Errors {
-				if fe.Field == "" || fe.Message == "" {
+			for _, fe := range pe.Violations {
+				if fe.Field == "" || fe.Description == "" {
 					t.Fatalf("error entry without field or message: %+v", fe)
 				}
 			}

@@ -2,7 +2,6 @@ package policy
 
 import (
 	"fmt"
-	"net/netip"
 	"strconv"
 	"strings"
 
@@ -24,51 +23,30 @@ const (
 	DefaultIPv6PrefixLength = 48
 )
 
-// FieldError is one thing wrong with a policy.
-type FieldError struct {
-	// Field is the path of the field: the proto path (e.g.
-	// "rules[2].ipv4_prefix_length") for Validate and Compile, the YAML key
-	// path (e.g. "rules.private_site.ipv4_prefix_length") for ParseYAML.
-	Field string
-	// Line and Column locate the value in the YAML source, 1-based; 0 when
-	// the policy did not come from YAML.
-	Line, Column int
-	// Message says what is wrong and what is allowed.
-	Message string
-}
+// Policy validation errors are *record.ValidationError values (What
+// "disclosure policy"), of class errdefs.ErrInvalidArgument: Field is the
+// proto path ("rules[2].ipv4_prefix_length") for Validate and Compile, the
+// YAML key path ("rules.private_site.ipv4_prefix_length") with Line and
+// Column for ParseYAML.
 
-func (e FieldError) String() string {
-	if e.Line > 0 {
-		return fmt.Sprintf("line %d, column %d: %s: %s", e.Line, e.Column, e.Field, e.Message)
-	}
-	return e.Field + ": " + e.Message
-}
-
-// PolicyError lists everything wrong with a policy, so it can be fixed in
-// one pass.
-type PolicyError struct {
-	Errors []FieldError
-}
-
-func (e *PolicyError) Error() string {
-	parts := make([]string, len(e.Errors))
-	for i, fe := range e.Errors {
-		parts[i] = fe.String()
-	}
-	return "invalid disclosure policy: " + strings.Join(parts, "; ")
-}
-
-type fieldErrors []FieldError
+type fieldErrors []record.Violation
 
 func (fs *fieldErrors) add(field, format string, args ...any) {
-	*fs = append(*fs, FieldError{Field: field, Message: fmt.Sprintf(format, args...)})
+	*fs = append(*fs, record.Violation{Field: field, Description: fmt.Sprintf(format, args...)})
 }
 
 func (fs fieldErrors) err() error {
 	if len(fs) == 0 {
 		return nil
 	}
-	return &PolicyError{Errors: fs}
+	return policyError(fs)
+}
+
+// ValidationWhat is the What of a policy's *record.ValidationError.
+const ValidationWhat = "disclosure policy"
+
+func policyError(vs []record.Violation) *record.ValidationError {
+	return &record.ValidationError{What: ValidationWhat, Violations: vs}
 }
 
 // Validate checks a policy. It is what Compile checks first, and what the
@@ -174,7 +152,7 @@ func validateRules(rules []*irxv1.ClassRule, fs *fieldErrors) {
 
 func validateConstituency(p *irxv1.DisclosurePolicy, fs *fieldErrors) {
 	c := p.GetConstituency()
-	for _, fe := range ValidateConstituency(c) {
+	for _, fe := range record.ValidateConstituency(c) {
 		fe.Field = "constituency." + fe.Field
 		*fs = append(*fs, fe)
 	}
@@ -182,37 +160,6 @@ func validateConstituency(p *irxv1.DisclosurePolicy, fs *fieldErrors) {
 	if p.GetNeedToKnow() && empty {
 		fs.add("need_to_know", "requires a constituency (cidrs, asns or domains) to check records against; without one no record would ever be disclosed")
 	}
-}
-
-// ValidateConstituency checks the networks of a constituency. A team's
-// description states its constituency in the same form, checked by the
-// same rules, so it can be copied into a policy as it is. Fields are
-// relative to the constituency, e.g. "cidrs[2]".
-func ValidateConstituency(c *irxv1.Constituency) []FieldError {
-	var fs fieldErrors
-	for i, s := range c.GetCidrs() {
-		f := fmt.Sprintf("cidrs[%d]", i)
-		pfx, err := netip.ParsePrefix(s)
-		switch {
-		case err != nil:
-			fs.add(f, "%q is not a CIDR prefix (e.g. 192.0.2.0/24, 2001:db8::/32)", s)
-		case pfx.Addr().Is4In6():
-			fs.add(f, "%q is an IPv4-mapped IPv6 prefix; write the IPv4 prefix", s)
-		case pfx != pfx.Masked():
-			fs.add(f, "%q has host bits set; did you mean %s?", s, pfx.Masked())
-		}
-	}
-	for i, a := range c.GetAsns() {
-		if a == 0 {
-			fs.add(fmt.Sprintf("asns[%d]", i), "0 is not an autonomous system number")
-		}
-	}
-	for i, d := range c.GetDomains() {
-		if err := validateDomain(d); err != nil {
-			fs.add(fmt.Sprintf("domains[%d]", i), "%v", err)
-		}
-	}
-	return fs
 }
 
 // taxEntry is a parsed taxonomy filter entry: a class, or a class and type.
@@ -277,31 +224,6 @@ func validateTaxonomyLists(allow, deny []string, fs *fieldErrors) {
 			}
 		}
 	}
-}
-
-func validateDomain(d string) error {
-	name := strings.TrimSuffix(d, ".")
-	if name == "" {
-		return fmt.Errorf("a domain is required, e.g. example.org")
-	}
-	if len(name) > 253 {
-		return fmt.Errorf("%q is longer than 253 bytes", d)
-	}
-	if _, err := netip.ParseAddr(name); err == nil {
-		return fmt.Errorf("%q is an address; put addresses in cidrs", d)
-	}
-	for _, label := range strings.Split(name, ".") {
-		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
-			return fmt.Errorf("%q is not a domain name: empty, over-long or hyphen-edged label %q", d, label)
-		}
-		for i := 0; i < len(label); i++ {
-			c := label[i]
-			if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
-				return fmt.Errorf("%q is not a domain name: %q in label %q", d, c, label)
-			}
-		}
-	}
-	return nil
 }
 
 func knownClass(c irxv1.InfoClass) bool {

@@ -12,6 +12,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/irxfed/irx/record"
 	irxv1 "github.com/irxfed/irx/proto/irx/v1"
 )
 
@@ -36,27 +37,27 @@ const MaxPolicyYAMLBytes = 64 << 10
 // full proto names ("TLP_AMBER_STRICT") are accepted too. Unknown keys,
 // output-only keys (version, create_time), unknown classes and actions,
 // invalid prefixes and CIDRs, unknown taxonomy entries and impossible
-// combinations are refused with a *PolicyError whose entries name the line,
+// combinations are refused with a *record.ValidationError whose violations name the line,
 // column and key.
 func ParseYAML(data []byte) (*irxv1.DisclosurePolicy, error) {
 	if len(data) > MaxPolicyYAMLBytes {
-		return nil, &PolicyError{Errors: []FieldError{{Field: "policy", Message: fmt.Sprintf("is %d bytes; the limit is %d", len(data), MaxPolicyYAMLBytes)}}}
+		return nil, policyError([]record.Violation{{Field: "policy", Description: fmt.Sprintf("is %d bytes; the limit is %d", len(data), MaxPolicyYAMLBytes)}})
 	}
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	var doc yaml.Node
 	if err := dec.Decode(&doc); err != nil {
 		if errors.Is(err, io.EOF) {
-			return nil, &PolicyError{Errors: []FieldError{{Field: "policy", Line: 1, Column: 1, Message: "is empty"}}}
+			return nil, policyError([]record.Violation{{Field: "policy", Line: 1, Column: 1, Description: "is empty"}})
 		}
-		return nil, &PolicyError{Errors: []FieldError{yamlSyntaxError(err)}}
+		return nil, policyError([]record.Violation{yamlSyntaxError(err)})
 	}
 	var extra yaml.Node
 	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
-		fe := FieldError{Field: "policy", Line: extra.Line, Column: extra.Column, Message: "holds more than one YAML document; write one policy per file"}
+		fe := record.Violation{Field: "policy", Line: extra.Line, Column: extra.Column, Description: "holds more than one YAML document; write one policy per file"}
 		if err != nil {
 			fe = yamlSyntaxError(err)
 		}
-		return nil, &PolicyError{Errors: []FieldError{fe}}
+		return nil, policyError([]record.Violation{fe})
 	}
 	d := &yamlDecoder{p: &irxv1.DisclosurePolicy{}, pos: map[string]yamlPos{}}
 	root := &doc
@@ -65,16 +66,16 @@ func ParseYAML(data []byte) (*irxv1.DisclosurePolicy, error) {
 	}
 	d.top(root)
 	if len(d.errs) > 0 {
-		return nil, &PolicyError{Errors: d.errs}
+		return nil, policyError(d.errs)
 	}
 	if err := Validate(d.p); err != nil {
-		var pe *PolicyError
+		var pe *record.ValidationError
 		if !errors.As(err, &pe) {
 			return nil, err
 		}
-		out := &PolicyError{}
-		for _, fe := range pe.Errors {
-			out.Errors = append(out.Errors, d.locate(fe, root))
+		out := policyError(nil)
+		for _, fe := range pe.Violations {
+			out.Violations = append(out.Violations, d.locate(fe, root))
 		}
 		return nil, out
 	}
@@ -82,14 +83,14 @@ func ParseYAML(data []byte) (*irxv1.DisclosurePolicy, error) {
 }
 
 // yamlSyntaxError turns the parser's "yaml: line 3: ..." into a located
-// FieldError.
-func yamlSyntaxError(err error) FieldError {
+// violation.
+func yamlSyntaxError(err error) record.Violation {
 	msg := err.Error()
-	fe := FieldError{Field: "policy", Message: "is not valid YAML: " + msg}
+	fe := record.Violation{Field: "policy", Description: "is not valid YAML: " + msg}
 	if rest, ok := strings.CutPrefix(msg, "yaml: line "); ok {
 		if num, text, ok := strings.Cut(rest, ": "); ok {
 			if line, err := strconv.Atoi(num); err == nil {
-				fe.Line, fe.Column, fe.Message = line, 1, "is not valid YAML: "+text
+				fe.Line, fe.Column, fe.Description = line, 1, "is not valid YAML: "+text
 			}
 		}
 	}
@@ -104,14 +105,14 @@ type yamlPos struct {
 type yamlDecoder struct {
 	p    *irxv1.DisclosurePolicy
 	pos  map[string]yamlPos // proto field path -> where it was written
-	errs []FieldError
+	errs []record.Violation
 }
 
 func (d *yamlDecoder) fail(n *yaml.Node, key, format string, args ...any) {
 	if key == "" {
 		key = "policy"
 	}
-	d.errs = append(d.errs, FieldError{Field: key, Line: n.Line, Column: n.Column, Message: fmt.Sprintf(format, args...)})
+	d.errs = append(d.errs, record.Violation{Field: key, Line: n.Line, Column: n.Column, Description: fmt.Sprintf(format, args...)})
 }
 
 func (d *yamlDecoder) at(protoPath string, n *yaml.Node, key string) {
@@ -120,7 +121,7 @@ func (d *yamlDecoder) at(protoPath string, n *yaml.Node, key string) {
 
 // locate gives a Validate error the line and YAML key of the field it
 // names, or of its closest enclosing field that was written.
-func (d *yamlDecoder) locate(fe FieldError, root *yaml.Node) FieldError {
+func (d *yamlDecoder) locate(fe record.Violation, root *yaml.Node) record.Violation {
 	path := fe.Field
 	rest := ""
 	for {

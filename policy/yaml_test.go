@@ -8,6 +8,7 @@ import (
 
 	"github.com/irxfed/irx/policy"
 	irxv1 "github.com/irxfed/irx/proto/irx/v1"
+	"github.com/irxfed/irx/record"
 )
 
 func TestSampleYAML(t *testing.T) {
@@ -125,9 +126,9 @@ func TestParseYAMLRefuses(t *testing.T) {
 			if err == nil {
 				t.Fatalf("accepted: %v", p)
 			}
-			var pe *policy.PolicyError
+			var pe *record.ValidationError
 			if !errors.As(err, &pe) {
-				t.Fatalf("error %T %v, want *policy.PolicyError", err, err)
+				t.Fatalf("error %T %v, want *record.ValidationError", err, err)
 			}
 			for _, w := range tc.want {
 				if !strings.Contains(err.Error(), w) {

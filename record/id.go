@@ -7,13 +7,15 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+
+	"github.com/irxfed/irx/errdefs"
 )
 
 // MaxTeamIDLength bounds team ids: they are DNS labels or names.
 const MaxTeamIDLength = 63
 
 // ErrInvalidID is wrapped by every id parsing error.
-var ErrInvalidID = errors.New("invalid id")
+var ErrInvalidID = errdefs.New(errdefs.ErrInvalidArgument, "invalid id")
 
 // ID is a parsed incident id "<team-id>:<ticket>".
 type ID struct {

@@ -10,6 +10,7 @@ import (
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/irxfed/irx/errdefs"
 	irxv1 "github.com/irxfed/irx/proto/irx/v1"
 )
 
@@ -22,20 +23,43 @@ const MaxIncidentBytes = 256 << 10
 type Violation struct {
 	Field       string // path from the request, e.g. "incident.victim_hosts[0].addresses[1]"
 	Description string
+	// Line and Column locate the value in the YAML source it came from,
+	// 1-based; 0 when it did not come from YAML.
+	Line, Column int
+}
+
+func (v Violation) String() string {
+	if v.Line > 0 {
+		return fmt.Sprintf("line %d, column %d: %s: %s", v.Line, v.Column, v.Field, v.Description)
+	}
+	return v.Field + ": " + v.Description
 }
 
 // ValidationError lists every violation found, so a client can fix them in
-// one round trip.
+// one round trip. It is of class errdefs.ErrInvalidArgument.
 type ValidationError struct {
+	// What was invalid, for the message: "incident" when empty.
+	What       string
 	Violations []Violation
 }
 
 func (e *ValidationError) Error() string {
 	parts := make([]string, len(e.Violations))
 	for i, v := range e.Violations {
-		parts[i] = v.Field + ": " + v.Description
+		parts[i] = v.String()
 	}
-	return "invalid incident: " + strings.Join(parts, "; ")
+	what := e.What
+	if what == "" {
+		what = "incident"
+	}
+	return "invalid " + what + ": " + strings.Join(parts, "; ")
+}
+
+func (e *ValidationError) Unwrap() error { return errdefs.ErrInvalidArgument }
+
+// Invalid is a ValidationError of one field.
+func Invalid(field, format string, args ...any) error {
+	return &ValidationError{Violations: []Violation{{Field: field, Description: fmt.Sprintf(format, args...)}}}
 }
 
 type violations []Violation
@@ -439,4 +463,19 @@ func isHex(s string, n int) bool {
 		}
 	}
 	return true
+}
+
+// MaxWithdrawReasonLength bounds the reason an operator gives for a
+// withdrawal or a hand-off, which travels to every team that held the
+// record.
+const MaxWithdrawReasonLength = 4096
+
+// CheckConsistency refuses a read consistency this version does not know:
+// it would be read as the default, and a client that asked for something
+// else must not silently get that.
+func CheckConsistency(c irxv1.ReadConsistency) []Violation {
+	if _, ok := irxv1.ReadConsistency_name[int32(c)]; !ok {
+		return []Violation{{Field: "consistency", Description: fmt.Sprintf("%d is not a ReadConsistency", c)}}
+	}
+	return nil
 }

@@ -4,8 +4,8 @@ import (
 	"context"
 	"net"
 
-	"github.com/irxfed/irx/record"
 	irxv1 "github.com/irxfed/irx/proto/irx/v1"
+	"github.com/irxfed/irx/record"
 )
 
 // ClusterOperator is what the node offers operators about its Raft cluster.

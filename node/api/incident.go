@@ -9,23 +9,18 @@ import (
 	"fmt"
 	"strings"
 
-	"google.golang.org/genproto/googleapis/rpc/errdetails"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/irxfed/irx/errdefs/errgrpc"
 	"github.com/irxfed/irx/node/fsm"
-	"github.com/irxfed/irx/record"
 	"github.com/irxfed/irx/policy"
 	irxv1 "github.com/irxfed/irx/proto/irx/v1"
+	"github.com/irxfed/irx/record"
 )
 
 // MaxRequestIDLength bounds CreateIncidentRequest.request_id.
 const MaxRequestIDLength = 128
-
-// MaxWithdrawReasonLength bounds WithdrawIncidentRequest.reason.
-const MaxWithdrawReasonLength = 4096
 
 // Proposer submits a command to the team's Raft log and returns the state
 // machine's result once it is applied.
@@ -120,8 +115,8 @@ func SetEncodedIncident[M interface {
 // WithdrawIncident implements irx.v1.IncidentService.
 func (s *IncidentService) WithdrawIncident(ctx context.Context, req *irxv1.WithdrawIncidentRequest) (*irxv1.WithdrawIncidentResponse, error) {
 	vs := checkID(req.GetId(), "id")
-	if len(req.GetReason()) > MaxWithdrawReasonLength {
-		vs = append(vs, record.Violation{Field: "reason", Description: fmt.Sprintf("is longer than %d bytes", MaxWithdrawReasonLength)})
+	if len(req.GetReason()) > record.MaxWithdrawReasonLength {
+		vs = append(vs, record.Violation{Field: "reason", Description: fmt.Sprintf("is longer than %d bytes", record.MaxWithdrawReasonLength)})
 	}
 	if len(vs) > 0 {
 		return nil, invalidArgument(vs)
@@ -140,7 +135,7 @@ func (s *IncidentService) WithdrawIncident(ctx context.Context, req *irxv1.Withd
 
 // GetIncident implements irx.v1.IncidentService.
 func (s *IncidentService) GetIncident(ctx context.Context, req *irxv1.GetIncidentRequest) (*irxv1.GetIncidentResponse, error) {
-	vs := append(checkID(req.GetId(), "id"), CheckConsistency(req.GetConsistency())...)
+	vs := append(checkID(req.GetId(), "id"), record.CheckConsistency(req.GetConsistency())...)
 	if req.GetVersion() < 0 {
 		vs = append(vs, record.Violation{Field: "version", Description: "must not be negative"})
 	}
@@ -160,7 +155,7 @@ func (s *IncidentService) GetIncident(ctx context.Context, req *irxv1.GetInciden
 // ListIncidents implements irx.v1.IncidentService.
 func (s *IncidentService) ListIncidents(ctx context.Context, req *irxv1.ListIncidentsRequest) (*irxv1.ListIncidentsResponse, error) {
 	q, vs := queryFrom(req)
-	vs = append(vs, CheckConsistency(req.GetConsistency())...)
+	vs = append(vs, record.CheckConsistency(req.GetConsistency())...)
 	if req.GetPageSize() < 0 {
 		vs = append(vs, record.Violation{Field: "page_size", Description: "must not be negative"})
 	}
@@ -262,7 +257,7 @@ func (s *IncidentService) UpdateIncident(ctx context.Context, req *irxv1.UpdateI
 
 // ListIncidentVersions implements irx.v1.IncidentService.
 func (s *IncidentService) ListIncidentVersions(ctx context.Context, req *irxv1.ListIncidentVersionsRequest) (*irxv1.ListIncidentVersionsResponse, error) {
-	vs := append(checkID(req.GetId(), "id"), CheckConsistency(req.GetConsistency())...)
+	vs := append(checkID(req.GetId(), "id"), record.CheckConsistency(req.GetConsistency())...)
 	if req.GetPageSize() < 0 {
 		vs = append(vs, record.Violation{Field: "page_size", Description: "must not be negative"})
 	}
@@ -279,15 +274,6 @@ func (s *IncidentService) ListIncidentVersions(ctx context.Context, req *irxv1.L
 	return &irxv1.ListIncidentVersionsResponse{Incidents: versions, NextPageToken: next}, nil
 }
 
-// CheckConsistency refuses a read consistency the server does not know:
-// every read request with a consistency field checks it alike.
-func CheckConsistency(c irxv1.ReadConsistency) []record.Violation {
-	if _, ok := irxv1.ReadConsistency_name[int32(c)]; !ok {
-		return []record.Violation{{Field: "consistency", Description: fmt.Sprintf("%d is not a ReadConsistency", c)}}
-	}
-	return nil
-}
-
 func checkID(id, field string) []record.Violation {
 	if id == "" {
 		return []record.Violation{{Field: field, Description: "is required: <team-id>:<ticket>"}}
@@ -298,47 +284,23 @@ func checkID(id, field string) []record.Violation {
 	return nil
 }
 
-// invalidArgument builds INVALID_ARGUMENT with a google.rpc.BadRequest naming
-// every bad field.
+// invalidArgument is INVALID_ARGUMENT naming every bad field.
 func invalidArgument(vs []record.Violation) error {
-	br := &errdetails.BadRequest{}
-	msgs := make([]string, len(vs))
-	for i, v := range vs {
-		br.FieldViolations = append(br.FieldViolations, &errdetails.BadRequest_FieldViolation{Field: v.Field, Description: v.Description})
-		msgs[i] = v.Field + " " + v.Description
-	}
-	st := status.New(codes.InvalidArgument, "invalid request: "+strings.Join(msgs, "; "))
-	if withDetails, err := st.WithDetails(br); err == nil {
-		st = withDetails
-	}
-	return st.Err()
+	return errgrpc.ToStatus(&record.ValidationError{What: "request", Violations: vs})
 }
 
-// ToStatus maps state machine and record errors to gRPC statuses.
+// ToStatus is the status a service answers for an error of the core
+// (errgrpc.ToStatus), with the few errors that are about a request field
+// named as such.
 func ToStatus(err error) error {
 	var verr *record.ValidationError
 	switch {
-	case errors.As(err, &verr):
-		return invalidArgument(verr.Violations)
-	case errors.Is(err, fsm.ErrNotFound):
-		return status.Error(codes.NotFound, err.Error())
-	case errors.Is(err, fsm.ErrVersionConflict):
-		return status.Error(codes.Aborted, err.Error()+"; read the latest version and retry")
-	case errors.Is(err, fsm.ErrForeignIncident), errors.Is(err, fsm.ErrWithdrawn):
-		return status.Error(codes.FailedPrecondition, err.Error())
-	case errors.Is(err, fsm.ErrAlreadyExists):
-		return status.Error(codes.AlreadyExists, err.Error())
-	case errors.Is(err, fsm.ErrStaleCursor):
-		return status.Error(codes.Aborted, err.Error())
 	case errors.Is(err, fsm.ErrBadPageToken):
 		return invalidArgument([]record.Violation{{Field: "page_token", Description: err.Error() + ": pass next_page_token with the same filters"}})
-	case errors.As(err, new(*policy.PolicyError)):
+	case errors.As(err, &verr) && verr.What == policy.ValidationWhat:
 		return policyViolations(err, "policy")
-	case errors.Is(err, record.ErrInvalidID):
+	case errors.Is(err, record.ErrInvalidID) && !errors.As(err, new(*record.ValidationError)):
 		return invalidArgument([]record.Violation{{Field: "id", Description: err.Error()}})
 	}
-	if _, ok := status.FromError(err); ok {
-		return err
-	}
-	return status.Error(codes.Internal, err.Error())
+	return errgrpc.ToStatus(err)
 }

@@ -4,14 +4,13 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
-	"fmt"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	"github.com/irxfed/irx/record"
 	"github.com/irxfed/irx/policy"
 	irxv1 "github.com/irxfed/irx/proto/irx/v1"
+	"github.com/irxfed/irx/record"
 )
 
 // PolicyStore is the read side of the state machine for policies.
@@ -202,18 +201,19 @@ func checkPeer(peer string) []record.Violation {
 	return nil
 }
 
-// policyViolations turns a *policy.PolicyError into INVALID_ARGUMENT naming
-// each field, under prefix; for YAML the description names the line.
+// policyViolations is INVALID_ARGUMENT naming each field of an invalid
+// policy under prefix; a violation located in YAML names prefix and says
+// where in the YAML.
 func policyViolations(err error, prefix string) error {
-	var perr *policy.PolicyError
+	var perr *record.ValidationError
 	if !errors.As(err, &perr) {
 		return invalidArgument([]record.Violation{{Field: prefix, Description: err.Error()}})
 	}
-	vs := make([]record.Violation, 0, len(perr.Errors))
-	for _, fe := range perr.Errors {
-		v := record.Violation{Field: prefix + "." + fe.Field, Description: fe.Message}
+	vs := make([]record.Violation, 0, len(perr.Violations))
+	for _, fe := range perr.Violations {
+		v := record.Violation{Field: prefix + "." + fe.Field, Description: fe.Description}
 		if fe.Line > 0 {
-			v = record.Violation{Field: prefix, Description: fmt.Sprintf("line %d, column %d: %s: %s", fe.Line, fe.Column, fe.Field, fe.Message)}
+			v = record.Violation{Field: prefix, Description: fe.String()}
 		}
 		vs = append(vs, v)
 	}

@@ -7,8 +7,8 @@ import (
 	"github.com/hashicorp/raft"
 	"google.golang.org/protobuf/reflect/protoreflect"
 
-	"github.com/irxfed/irx/record"
 	irxv1 "github.com/irxfed/irx/proto/irx/v1"
+	"github.com/irxfed/irx/record"
 )
 
 func TestBatchEntryGivesEachCommandItsResult(t *testing.T) {

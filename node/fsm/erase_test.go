@@ -9,8 +9,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/irxfed/irx/record"
 	irxv1 "github.com/irxfed/irx/proto/irx/v1"
+	"github.com/irxfed/irx/record"
 	"github.com/irxfed/irx/test/atrest"
 )
 

@@ -13,8 +13,9 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
-	"github.com/irxfed/irx/record"
+	"github.com/irxfed/irx/errdefs"
 	irxv1 "github.com/irxfed/irx/proto/irx/v1"
+	"github.com/irxfed/irx/record"
 )
 
 // Federation keys:
@@ -38,12 +39,12 @@ var (
 
 // Errors of federation commands.
 var (
-	ErrAlreadyExists = errors.New("already exists")
+	ErrAlreadyExists = errdefs.ErrAlreadyExists
 	// ErrStaleCursor refuses a feed batch or acknowledgement whose starting
 	// cursor no longer matches the stored one: another proposal (a former
 	// leader's, a retry) already moved it. Nothing was applied.
-	ErrStaleCursor = errors.New("stale cursor")
-	ErrWithdrawn   = errors.New("incident withdrawn")
+	ErrStaleCursor = errdefs.New(errdefs.ErrConflict, "stale cursor")
+	ErrWithdrawn   = errdefs.New(errdefs.ErrFailedPrecondition, "incident withdrawn")
 )
 
 func peerKey(team string) []byte      { return cat(prefixPeer, []byte(team)) }
@@ -385,8 +386,8 @@ func (a *applier) receiveWithdrawal(peer string, w *irxv1.IncidentWithdrawal) (d
 	if id.Team == a.fsm.team {
 		return false, fmt.Sprintf("withdrawal of %s, this team's own incident", w.GetIncidentId())
 	}
-	if len(w.GetDescription()) > MaxWithdrawReasonLength {
-		return false, fmt.Sprintf("withdrawal of %s: description is longer than %d bytes", w.GetIncidentId(), MaxWithdrawReasonLength)
+	if len(w.GetDescription()) > record.MaxWithdrawReasonLength {
+		return false, fmt.Sprintf("withdrawal of %s: description is longer than %d bytes", w.GetIncidentId(), record.MaxWithdrawReasonLength)
 	}
 	cur, err := loadLatest(a.b, id)
 	if err != nil && !errors.Is(err, pebble.ErrNotFound) {
@@ -421,10 +422,6 @@ func (a *applier) receiveWithdrawal(peer string, w *irxv1.IncidentWithdrawal) (d
 	}
 	return a.err == nil, ""
 }
-
-// MaxWithdrawReasonLength bounds the reason an operator gives for a
-// withdrawal, which travels to every team that held the record.
-const MaxWithdrawReasonLength = 4096
 
 // withdrawnStub is what a team keeps of a foreign incident once it may no
 // longer hold it: the id, the markings and provenance it came with, when

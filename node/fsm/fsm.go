@@ -25,16 +25,19 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
-	"github.com/irxfed/irx/record"
+	"github.com/irxfed/irx/errdefs"
 	irxv1 "github.com/irxfed/irx/proto/irx/v1"
+	"github.com/irxfed/irx/record"
 )
 
 // Errors an applied command can return, besides *record.ValidationError.
 var (
-	ErrNotFound        = errors.New("not found")
-	ErrVersionConflict = errors.New("version conflict")
-	ErrForeignIncident = errors.New("incident belongs to another team")
-	ErrInvalidCommand  = errors.New("invalid command")
+	ErrNotFound        = errdefs.ErrNotFound
+	ErrVersionConflict = errdefs.New(errdefs.ErrConflict, "version conflict")
+	ErrForeignIncident = errdefs.New(errdefs.ErrFailedPrecondition, "incident belongs to another team")
+	// ErrInvalidCommand refuses a log entry no proposer should have made;
+	// it is a fault of the proposer, not of a client.
+	ErrInvalidCommand = errors.New("invalid command")
 )
 
 // Result is what applying one command returns through raft's ApplyFuture.

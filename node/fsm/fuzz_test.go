@@ -10,9 +10,8 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
-	"github.com/irxfed/irx/record"
-	"github.com/irxfed/irx/policy"
 	irxv1 "github.com/irxfed/irx/proto/irx/v1"
+	"github.com/irxfed/irx/record"
 )
 
 // fuzzSeeds are marshalled commands, valid and not, for FuzzApply's corpus.
@@ -162,7 +161,7 @@ func checkApplied(t *testing.T, fsm *FSM, res *Result, ticketBefore uint64, crea
 			t.Fatalf("error %v came with an incident", res.Err)
 		}
 		var verr *record.ValidationError
-		var perr *policy.PolicyError
+		var perr *record.ValidationError
 		refusals := []error{ErrInvalidCommand, ErrNotFound, ErrVersionConflict, ErrForeignIncident, ErrAlreadyExists, ErrStaleCursor, ErrWithdrawn}
 		if !errors.As(res.Err, &verr) && !errors.As(res.Err, &perr) && !slices.ContainsFunc(refusals, func(e error) bool { return errors.Is(res.Err, e) }) {
 			t.Fatalf("unexpected error kind: %v", res.Err)

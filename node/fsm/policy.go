@@ -11,6 +11,7 @@ import (
 	"github.com/cockroachdb/pebble/v2"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/irxfed/irx/errdefs"
 	"github.com/irxfed/irx/policy"
 	irxv1 "github.com/irxfed/irx/proto/irx/v1"
 )
@@ -30,7 +31,7 @@ var (
 const TeamSecretLength = 32
 
 // ErrNoTeamSecret is returned by PseudonymKey before any policy was stored.
-var ErrNoTeamSecret = errors.New("the team has no pseudonymisation secret yet")
+var ErrNoTeamSecret = errdefs.New(errdefs.ErrFailedPrecondition, "the team has no pseudonymisation secret yet")
 
 func policyKey(peer string, version int64) []byte {
 	return cat(prefixPolicy, []byte(peer), []byte{0}, u64(uint64(version)))

@@ -5,8 +5,8 @@ import (
 	"errors"
 	"testing"
 
-	"github.com/irxfed/irx/policy"
 	irxv1 "github.com/irxfed/irx/proto/irx/v1"
+	"github.com/irxfed/irx/record"
 )
 
 func testPolicy(peer string) *irxv1.DisclosurePolicy {
@@ -54,7 +54,7 @@ func TestSetPolicyNumbersVersionsAndKeepsFirstSecret(t *testing.T) {
 	bad := testPolicy("cert-b")
 	bad.TlpCeiling = 0
 	res := setPolicyLog(h, bad, nil)
-	var perr *policy.PolicyError
+	var perr *record.ValidationError
 	if !errors.As(res.Err, &perr) {
 		t.Fatalf("invalid policy: %v", res.Err)
 	}

@@ -13,12 +13,13 @@ import (
 	"github.com/cockroachdb/pebble/v2"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/irxfed/irx/record"
+	"github.com/irxfed/irx/errdefs"
 	irxv1 "github.com/irxfed/irx/proto/irx/v1"
+	"github.com/irxfed/irx/record"
 )
 
 // ErrBadPageToken is returned for a page token that this query did not issue.
-var ErrBadPageToken = errors.New("page token does not belong to this query")
+var ErrBadPageToken = errdefs.New(errdefs.ErrInvalidArgument, "page token does not belong to this query")
 
 // Paging limits for list reads.
 const (

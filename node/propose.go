@@ -1,0 +1,125 @@
+package node
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/hashicorp/raft"
+	"google.golang.org/grpc"
+
+	"github.com/irxfed/irx/errdefs"
+	"github.com/irxfed/irx/node/fsm"
+	irxv1 "github.com/irxfed/irx/proto/irx/v1"
+)
+
+// Propose appends cmd to the team's Raft log, on this node if it leads or
+// through the leader otherwise, and returns the state machine's result.
+func (n *Node) Propose(ctx context.Context, cmd *irxv1.Command) (*fsm.Result, error) {
+	create := cmd.GetCreateIncident()
+	if create != nil && create.GetRequestId() == "" {
+		// A create with a request id is idempotent, so it can be retried
+		// through a leader change without creating the incident twice.
+		create.RequestId = "irx-" + randomID()
+		create.FreshRequestId = true
+	}
+	// attempted clears the fresh mark once a proposal may have reached a
+	// log, so every retry is checked against stored request ids.
+	attempted := func() {
+		if create != nil {
+			create.FreshRequestId = false
+		}
+	}
+	idempotent := cmd.GetCreateIncident() != nil
+	if deadline, ok := ctx.Deadline(); !ok || time.Until(deadline) > n.cfg.Raft.ApplyTimeout {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, n.cfg.Raft.ApplyTimeout)
+		defer cancel()
+	}
+	var res *fsm.Result
+	err := n.onLeader(ctx, idempotent,
+		func() (err error) {
+			defer attempted()
+			res, err = n.applyLocal(ctx, cmd)
+			return err
+		},
+		func(ctx context.Context, conn *grpc.ClientConn) error {
+			defer attempted()
+			resp, err := n.forwarder.submit(ctx, conn, cmd)
+			if err != nil {
+				return err
+			}
+			res = &fsm.Result{Incident: resp.GetIncident(), Policy: resp.GetPolicy(), Peer: resp.GetPeer(), TeamDescription: resp.GetTeamDescription()}
+			if len(resp.GetErrorStatus()) > 0 {
+				res.Err = decodeRefusal(resp.GetErrorStatus())
+			}
+			return nil
+		})
+	if err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+// applyLocal proposes cmd to this node's Raft, which must lead, through the
+// group-commit batcher.
+func (n *Node) applyLocal(ctx context.Context, cmd *irxv1.Command) (*fsm.Result, error) {
+	if n.raft.State() != raft.Leader {
+		return nil, errNotLeader
+	}
+	return n.batcher.submit(ctx, submission(cmd))
+}
+
+// applyLocalAll proposes cmds as applyLocal does each, together.
+func (n *Node) applyLocalAll(ctx context.Context, cmds []*irxv1.Command) []proposalResult {
+	if n.raft.State() != raft.Leader {
+		results := make([]proposalResult, len(cmds))
+		for i := range results {
+			results[i].err = errNotLeader
+		}
+		return results
+	}
+	own := make([]*irxv1.Command, len(cmds))
+	for i, c := range cmds {
+		own[i] = submission(c)
+	}
+	return n.batcher.submitAll(ctx, own)
+}
+
+// submission is the batcher's own copy of cmd: the batcher stamps and
+// marshals it, possibly after the caller gave up and went on to change its
+// copy (a retry clears FreshRequestId). The incident itself is shared; no
+// one writes to it.
+func submission(cmd *irxv1.Command) *irxv1.Command {
+	own := &irxv1.Command{Kind: cmd.GetKind()}
+	if c := cmd.GetCreateIncident(); c != nil {
+		own.Kind = &irxv1.Command_CreateIncident{CreateIncident: &irxv1.CreateIncidentCommand{
+			Incident: c.GetIncident(), RequestId: c.GetRequestId(), FreshRequestId: c.GetFreshRequestId(),
+		}}
+	}
+	return own
+}
+
+func (n *Node) raftError(err error) error {
+	switch {
+	case errors.Is(err, raft.ErrNotLeader):
+		// Nothing was appended: safe to send to the new leader.
+		return errNotLeader
+	case errors.Is(err, raft.ErrLeadershipLost):
+		return errdefs.New(errdefs.ErrUnavailable, "leadership changed while the write was in flight; it may have been applied: retry with the same request_id")
+	case errors.Is(err, raft.ErrRaftShutdown):
+		return errStopping
+	case errors.Is(err, raft.ErrEnqueueTimeout):
+		return errdefs.New(errdefs.ErrUnavailable, "the node is overloaded; retry with the same request_id")
+	}
+	return fmt.Errorf("raft: %w", err)
+}
+
+func randomID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
