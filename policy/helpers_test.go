@@ -11,10 +11,10 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
-	"github.com/irxfed/irx/record"
 	"github.com/irxfed/irx/policy"
 	"github.com/irxfed/irx/policy/policytest"
 	irxv1 "github.com/irxfed/irx/proto/irx/v1"
+	"github.com/irxfed/irx/record"
 )
 
 // Shorthands for the enums the tests use most.

@@ -16,9 +16,9 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 	"pgregory.net/rapid"
 
-	"github.com/irxfed/irx/record"
 	"github.com/irxfed/irx/policy"
 	irxv1 "github.com/irxfed/irx/proto/irx/v1"
+	"github.com/irxfed/irx/record"
 )
 
 // canary is one unique value planted in a generated record, with what the

@@ -17,8 +17,8 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/irxfed/irx/record"
 	irxv1 "github.com/irxfed/irx/proto/irx/v1"
+	"github.com/irxfed/irx/record"
 )
 
 // readIncidentFile reads one incident from a JSON or YAML file, or from

@@ -20,8 +20,8 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
-	"github.com/irxfed/irx/record"
 	irxv1 "github.com/irxfed/irx/proto/irx/v1"
+	"github.com/irxfed/irx/record"
 )
 
 // IODEF (RFC 7970, and RFC 5070 where the element names coincide) read

@@ -15,8 +15,8 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/irxfed/irx/record"
 	irxv1 "github.com/irxfed/irx/proto/irx/v1"
+	"github.com/irxfed/irx/record"
 )
 
 var updateIODEF = flag.Bool("update-iodef", false, "rewrite testdata/iodef/*.golden from the mapping (review the diff)")

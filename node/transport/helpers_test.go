@@ -10,8 +10,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/irxfed/irx/pki"
 	"github.com/irxfed/irx/node/transport"
+	"github.com/irxfed/irx/pki"
 )
 
 const team = "csirt-a"

@@ -10,8 +10,8 @@ import (
 
 	"google.golang.org/protobuf/reflect/protoreflect"
 
-	"github.com/irxfed/irx/record"
 	irxv1 "github.com/irxfed/irx/proto/irx/v1"
+	"github.com/irxfed/irx/record"
 )
 
 // format is the shape a string field's values have, which its pseudonym
