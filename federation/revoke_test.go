@@ -25,6 +25,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/irxfed/irx/errdefs/errgrpc"
 	"github.com/irxfed/irx/node/fsm"
 	"github.com/irxfed/irx/pki"
 	irxv1 "github.com/irxfed/irx/proto/irx/v1"
@@ -603,12 +604,13 @@ func TestValidateRevoked(t *testing.T) {
 	// validatePeer reports them with the rest, as INVALID_ARGUMENT.
 	caB := mustCA(t, "cert-b")
 	f := &Federation{team: "cert-a"}
-	err := f.validatePeer(&irxv1.Peer{TeamId: "cert-b", CaCertificatePem: string(caB.CertPEM()), RevokedCertificateFingerprints: []string{"nope"}})
+	// What the caller gets is what the services' interceptor answers.
+	err := errgrpc.ToStatus(f.validatePeer(&irxv1.Peer{TeamId: "cert-b", CaCertificatePem: string(caB.CertPEM()), RevokedCertificateFingerprints: []string{"nope"}}))
 	if status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "peer.revoked_certificate_fingerprints[0]") {
 		t.Errorf("validatePeer: %v, want INVALID_ARGUMENT naming the field", err)
 	}
 	// The pinned CA cannot be revoked: it is never presented.
-	err = f.validatePeer(&irxv1.Peer{TeamId: "cert-b", CaCertificatePem: string(caB.CertPEM()), RevokedCertificateFingerprints: []string{pki.Fingerprint(caB.Cert)}})
+	err = errgrpc.ToStatus(f.validatePeer(&irxv1.Peer{TeamId: "cert-b", CaCertificatePem: string(caB.CertPEM()), RevokedCertificateFingerprints: []string{pki.Fingerprint(caB.Cert)}}))
 	if status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "peer.revoked_certificate_fingerprints[0] is the pinned CA") {
 		t.Errorf("revoking the pinned CA: %v, want INVALID_ARGUMENT", err)
 	}

@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/irxfed/irx/errdefs/errgrpc"
 	"github.com/irxfed/irx/pki"
 	irxv1 "github.com/irxfed/irx/proto/irx/v1"
 )
@@ -143,12 +144,14 @@ func TestTeamRequestValidation(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) {
 			_, err := s.GetPeerTeamDescription(t.Context(), &irxv1.GetPeerTeamDescriptionRequest{PeerTeamId: id})
+			err = errgrpc.ToStatus(err) // what the services' interceptor answers
 			if status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "peer_team_id") {
 				t.Fatalf("peer_team_id %q: got %v, want INVALID_ARGUMENT naming peer_team_id", id, err)
 			}
 		})
 	}
 	_, err := s.GetTeamDescription(t.Context(), &irxv1.GetTeamDescriptionRequest{Consistency: 99})
+	err = errgrpc.ToStatus(err)
 	if status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "consistency") {
 		t.Fatalf("consistency 99: got %v, want INVALID_ARGUMENT naming consistency", err)
 	}
