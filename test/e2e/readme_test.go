@@ -63,7 +63,7 @@ func readmeBlocks(t *testing.T, readme, heading string) []example {
 			}
 			cur.WriteString(line + "\n")
 			joined := strings.TrimSpace(cur.String())
-			if strings.HasSuffix(joined, "\\") || strings.Count(joined, "'")%2 == 1 {
+			if strings.HasSuffix(joined, "\\") || inQuote(joined) {
 				continue // the command goes on: a continuation or an open quote
 			}
 			cmds = append(cmds, example{cmd: joined})
@@ -71,6 +71,33 @@ func readmeBlocks(t *testing.T, readme, heading string) []example {
 		}
 	}
 	return cmds
+}
+
+// inQuote reports whether shell text ends inside a quoted string. A
+// comment (a # that starts a word outside quotes) runs to the end of its
+// line, so an apostrophe in it ("# B's copy") opens nothing.
+func inQuote(text string) bool {
+	var quote byte // the open quote, or 0
+	for i := 0; i < len(text); i++ {
+		c := text[i]
+		switch {
+		case quote != 0:
+			if c == quote {
+				quote = 0
+			} else if c == '\\' && quote == '"' {
+				i++
+			}
+		case c == '\'' || c == '"':
+			quote = c
+		case c == '\\':
+			i++
+		case c == '#' && (i == 0 || text[i-1] == ' ' || text[i-1] == '\t' || text[i-1] == '\n'):
+			for i < len(text) && text[i] != '\n' {
+				i++
+			}
+		}
+	}
+	return quote != 0
 }
 
 // readExamples returns the root of the source tree, its README and the
@@ -172,7 +199,9 @@ func TestReadmeWalkthroughRuns(t *testing.T) {
 // TestReadmeFederationRuns runs the README's two-team federation example
 // as written, with its fixed ports and data directories moved to free ones,
 // and checks what its comments promise: B receives cert-a:1, and after the
-// withdrawal no longer holds it.
+// withdrawal no longer holds it; B's copy of cert-a:2 narrows with A's
+// policy; the hand-off makes cert-b:1; each team reads the other's
+// description with its signature verified.
 func TestReadmeFederationRuns(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds irxctl and grpcurl")
@@ -205,6 +234,26 @@ func TestReadmeFederationRuns(t *testing.T) {
 		out, err := c.CombinedOutput()
 		return string(out), err
 	}
+	// Lines that read what B holds wait for it: B gets there in its
+	// own time.
+	until := map[string]func(string) bool{
+		"# B holds cert-a:1":    func(out string) bool { return strings.Contains(out, "cert-a:1") },
+		"# gone at B":           func(out string) bool { return !strings.Contains(out, "cert-a:1") },
+		"# B holds cert-a:2 v1": func(out string) bool { return strings.Contains(out, "192.0.2.0/24") },
+		"# B's v1 without the victim": func(out string) bool {
+			return !strings.Contains(out, "192.0.2.") && strings.Contains(out, "198.51.100.9")
+		},
+		"# sent ... replacements, once": func(out string) bool {
+			return regexp.MustCompile(`sent \d+ versions, [1-9]\d* replacements`).MatchString(out)
+		},
+	}
+	// Lines whose outcome is known at once: their output must say so.
+	expect := map[string]string{
+		"# B records it as cert-b:1": "as cert-b:1",
+		"# B reads A's":              "signature verified: signed by irx://cert-a/node/",
+		"# A reads B's":              "signature verified: signed by irx://cert-b/node/",
+	}
+	seen := map[string]bool{} // the markers above, as found
 	for _, ex := range cmds {
 		cmd := rewrite(ex.cmd)
 		if strings.HasPrefix(ex.cmd, "go run ./cmd/irxd ") {
@@ -227,23 +276,16 @@ func TestReadmeFederationRuns(t *testing.T) {
 			})
 			continue
 		}
-		// Lines that read what B holds wait for it: B gets there in its
-		// own time.
-		until := map[string]func(string) bool{
-			"# B holds cert-a:1":    func(out string) bool { return strings.Contains(out, "cert-a:1") },
-			"# gone at B":           func(out string) bool { return !strings.Contains(out, "cert-a:1") },
-			"# B holds cert-a:2 v1": func(out string) bool { return strings.Contains(out, "192.0.2.0/24") },
-			"# B's v1 without the victim": func(out string) bool {
-				return !strings.Contains(out, "192.0.2.") && strings.Contains(out, "198.51.100.9")
-			},
-			"# sent ... replacements, once": func(out string) bool {
-				return regexp.MustCompile(`sent \d+ versions, [1-9]\d* replacements`).MatchString(out)
-			},
-		}
 		var cond func(string) bool
 		for marker, c := range until {
 			if strings.Contains(ex.cmd, marker) {
-				cond = c
+				cond, seen[marker] = c, true
+			}
+		}
+		var want string
+		for marker, w := range expect {
+			if strings.Contains(ex.cmd, marker) {
+				want, seen[marker] = w, true
 			}
 		}
 		switch {
@@ -256,17 +298,41 @@ func TestReadmeFederationRuns(t *testing.T) {
 				return nil
 			})
 		default:
-			if out, err := run(cmd); err != nil {
+			out, err := run(cmd)
+			if err != nil {
 				t.Fatalf("README command failed: %v\n%s\n%s", err, ex.cmd, out)
+			}
+			if !strings.Contains(out, want) {
+				t.Fatalf("README command: the output does not say %q\n%s\n%s", want, ex.cmd, out)
+			}
+		}
+	}
+	// A comment reworded must not drop its check unnoticed.
+	for _, markers := range []map[string]bool{keys(until), keys(expect)} {
+		for marker := range markers {
+			if !seen[marker] {
+				t.Errorf("no README command in the Federation section has the comment %q, which the test checks", marker)
 			}
 		}
 	}
 }
 
+// keys returns the set of m's keys.
+func keys[V any](m map[string]V) map[string]bool {
+	set := map[string]bool{}
+	for k := range m {
+		set[k] = true
+	}
+	return set
+}
+
 // TestReadmeIrxctlRuns runs the README's irxctl tour, as written, against a
-// fresh development node (team dev), and checks that the section shows
-// every command irxctl has, so the two cannot drift apart. Each command is
-// run with bash from the source tree, with these substitutions only:
+// fresh development node (team dev), and checks that every command irxctl
+// has is run by the README: in the tour, or (those that need more than one
+// node) in the sections TestReadmeFederationRuns and
+// TestReadmeThreeNodeTeamRuns run, so the two cannot drift apart. Each
+// command of the tour is run with bash from the source tree, with these
+// substitutions only:
 //   - the node's API address for 127.0.0.1:7400;
 //   - an irxctl built once for "go run ./cmd/irxctl";
 //   - a temporary directory for cert-b/, where the tour writes the files of
@@ -288,13 +354,24 @@ func TestReadmeIrxctlRuns(t *testing.T) {
 	defer cancel()
 	irxctl := buildCommand(ctx, t, root, tmp, "./cmd/irxctl")
 
-	// Every command of "irxctl help" appears in the section: in the sh
-	// block, or in the text block of those that need more than one node.
+	// Every command of "irxctl help" is one the README runs: in the tour's
+	// sh blocks, or in those of the sections other tests run.
 	help, err := exec.CommandContext(ctx, irxctl, "help").CombinedOutput()
 	if err != nil {
 		t.Fatalf("irxctl help: %v\n%s", err, help)
 	}
-	section := readmeSection(t, readme, "irxctl")
+	executed := slices.Clone(cmds)
+	for _, h := range []string{"Federation", "A three-node team"} {
+		executed = append(executed, readmeBlocks(t, readme, h)...)
+	}
+	runs := func(name string) bool {
+		for _, ex := range executed {
+			if strings.Contains(ex.cmd, name+" ") || strings.HasSuffix(ex.cmd, name) || strings.Contains(ex.cmd, name+"\n") {
+				return true
+			}
+		}
+		return false
+	}
 	commands := 0
 	for _, line := range strings.Split(string(help), "\n") {
 		rest, ok := strings.CutPrefix(line, "  irxctl ")
@@ -312,8 +389,8 @@ func TestReadmeIrxctlRuns(t *testing.T) {
 			continue // "irxctl COMMAND [ARGS] [flags]"
 		}
 		name := "irxctl " + strings.Join(words, " ")
-		if !strings.Contains(section, name+" ") && !strings.Contains(section, name+"\n") {
-			t.Errorf("the README's irxctl section does not show %q", name)
+		if !runs(name) {
+			t.Errorf("no sh block of the README's irxctl, Federation or three-node sections runs %q", name)
 		}
 		commands++
 	}
@@ -369,17 +446,21 @@ func TestReadmeIrxctlRuns(t *testing.T) {
 //     --federation-addr or --raft-addr is refused, as it would bind a
 //     default port (two nodes on one machine cannot share one);
 //   - the test's irxd for "go run ./cmd/irxd", and a grpcurl built once for
-//     "go tool grpcurl".
+//     "go tool grpcurl";
+//   - an irxctl built once, with --addr node1's API address, for "go run
+//     ./cmd/irxctl" (irxctl's default address, 127.0.0.1:7400, is node1's in
+//     the README).
 //
 // Each line runs with bash after the variable assignments before it (M=...,
 // which the README has a human set in each terminal). Daemon lines run in
 // the background; the test waits until the daemon listens and, before the
-// first grpcurl line, until the bootstrapped nodes serve (health SERVING),
-// as the README says to. It checks what the README promises: the status
-// shows the three members and a leader; the create through node3 is dev:1
-// and node2 reads it (stale: once it has applied it); node4 is added as a
-// voter at its Raft address; leadership moves to node2; node4 is removed;
-// and at the end every node reports node1, node2 and node3, led by node2.
+// first grpcurl or irxctl line, until the bootstrapped nodes serve (health
+// SERVING), as the README says to. It checks what the README promises: the
+// status shows the three members and a leader; the create through node3 is
+// dev:1 and node2 reads it (stale: once it has applied it); node4 is added
+// as a voter at its Raft address; leadership moves to node2; node4 is
+// removed; irxctl's status shows node2 leading node1..node3; and at the end
+// every node reports node1, node2 and node3, led by node2.
 func TestReadmeThreeNodeTeamRuns(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds grpcurl")
@@ -389,10 +470,12 @@ func TestReadmeThreeNodeTeamRuns(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	grpcurl := buildCommand(ctx, t, root, tmp, "github.com/fullstorydev/grpcurl/cmd/grpcurl")
+	irxctl := buildCommand(ctx, t, root, tmp, "./cmd/irxctl")
 
 	ports, pairs := freePorts(t, "7400", "7401", "7402", "7410", "7411", "7412",
 		"7420", "7421", "7422", "7430", "7431", "7432")
-	pairs = append(pairs, "go run ./cmd/irxd ", irxdBin+" ", "go tool grpcurl ", grpcurl+" ")
+	pairs = append(pairs, "go run ./cmd/irxd ", irxdBin+" ", "go tool grpcurl ", grpcurl+" ",
+		"go run ./cmd/irxctl ", irxctl+" --addr "+ports["127.0.0.1:7400"]+" ")
 	rewrite := strings.NewReplacer(pairs...)
 	fixedPort := regexp.MustCompile(`\b74\d\d\b`)
 	assignment := regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*=[^\s;&|]*$`)
@@ -445,6 +528,46 @@ func TestReadmeThreeNodeTeamRuns(t *testing.T) {
 		}
 	})
 	serving := false // the bootstrapped daemons were seen SERVING
+	// "Node1 serves (health SERVING) once a second member is up and a
+	// leader is elected. Then, on any node:"
+	waitServing := func() {
+		t.Helper()
+		if serving {
+			return
+		}
+		for _, d := range daemons {
+			if d.join {
+				continue
+			}
+			eventually(t, time.Minute, d.name+" serves", func() error {
+				out, err := run(grpcurl + " -plaintext " + d.api + " grpc.health.v1.Health/Check")
+				if err != nil || !strings.Contains(out, `"SERVING"`) {
+					return fmt.Errorf("%v: %s", err, out)
+				}
+				return nil
+			})
+		}
+		serving = true
+	}
+	// membersAt waits until node1 reports want as the members, and the
+	// leader lead ("" for any).
+	membersAt := func(what string, want []string, lead string) *irxv1.GetClusterStatusResponse {
+		t.Helper()
+		var st *irxv1.GetClusterStatusResponse
+		eventually(t, 30*time.Second, what, func() error {
+			var err error
+			st, err = status(ports["127.0.0.1:7400"])
+			if err != nil {
+				return err
+			}
+			if got := memberIDs(st.GetMembers()); !slices.Equal(got, want) || st.GetLeaderId() == "" || lead != "" && st.GetLeaderId() != lead {
+				return fmt.Errorf("members %v, leader %q; want %v, leader %q", got, st.GetLeaderId(), want, lead)
+			}
+			return nil
+		})
+		return st
+	}
+	membershipChanges := 0
 	for _, ex := range cmds {
 		cmd := rewrite.Replace(ex.cmd)
 		if port := fixedPort.FindString(cmd); port != "" {
@@ -502,24 +625,48 @@ func TestReadmeThreeNodeTeamRuns(t *testing.T) {
 		case strings.HasPrefix(ex.cmd, "mkdir ") || strings.HasPrefix(ex.cmd, "cp "):
 			mustRun(ex, cmd)
 
-		case strings.HasPrefix(ex.cmd, "go tool grpcurl "):
-			if !serving {
-				// "Node1 serves (health SERVING) once a second member
-				// is up and a leader is elected. Then, on any node:"
-				for _, d := range daemons {
-					if d.join {
-						continue
-					}
-					eventually(t, time.Minute, d.name+" serves", func() error {
-						out, err := run(grpcurl + " -plaintext " + d.api + " grpc.health.v1.Health/Check")
-						if err != nil || !strings.Contains(out, `"SERVING"`) {
-							return fmt.Errorf("%v: %s", err, out)
-						}
-						return nil
-					})
+		case strings.HasPrefix(ex.cmd, "go run ./cmd/irxctl "):
+			waitServing()
+			var words []string // the command's words before its arguments
+			for _, w := range strings.Fields(strings.TrimPrefix(ex.cmd, "go run ./cmd/irxctl ")) {
+				if strings.HasPrefix(w, "#") || strings.HasPrefix(w, "-") || w != strings.ToLower(w) || strings.ContainsAny(w, ".:") {
+					break
 				}
-				serving = true
+				words = append(words, w)
 			}
+			out := mustRun(ex, cmd)
+			switch strings.Join(words, " ") {
+			case "cluster add node4":
+				st := membersAt("node4 added", []string{"node1", "node2", "node3", "node4"}, "")
+				for _, m := range st.GetMembers() {
+					if m.GetNodeId() == "node4" && (!m.GetVoter() || m.GetAddress() != ports["127.0.0.1:7432"]) {
+						t.Fatalf("README cluster add: node4 is %v, want a voter at %s", m, ports["127.0.0.1:7432"])
+					}
+				}
+				// node4, added, now knows the leader and serves.
+				eventually(t, time.Minute, "node4 serves", func() error {
+					st, err := status(ports["127.0.0.1:7430"])
+					if err != nil || st.GetLeaderId() == "" || len(st.GetMembers()) != 4 {
+						return fmt.Errorf("%v: %v", err, st)
+					}
+					return nil
+				})
+			case "cluster transfer node2":
+				membersAt("node2 leads", []string{"node1", "node2", "node3", "node4"}, "node2")
+			case "cluster remove node4":
+				membersAt("node4 removed", []string{"node1", "node2", "node3"}, "node2")
+			case "cluster status":
+				if !strings.Contains(out, "leader node2") || strings.Contains(out, "node4") ||
+					!strings.Contains(out, "node1") || !strings.Contains(out, "node3") {
+					t.Fatalf("README cluster status: want node1..node3 led by node2:\n%s\n%s", ex.cmd, out)
+				}
+			default:
+				t.Fatalf("an irxctl command the test does not know: %s", ex.cmd)
+			}
+			membershipChanges++
+
+		case strings.HasPrefix(ex.cmd, "go tool grpcurl "):
+			waitServing()
 			var method string // the last word before a trailing comment
 			for _, w := range strings.Fields(ex.cmd) {
 				if strings.HasPrefix(w, "#") {
@@ -599,6 +746,9 @@ func TestReadmeThreeNodeTeamRuns(t *testing.T) {
 	}
 	if len(daemons) != 4 || !serving {
 		t.Fatalf("the README started %d daemons, want node1..node4", len(daemons))
+	}
+	if membershipChanges != 4 {
+		t.Fatalf("the README ran %d of the irxctl lines add, transfer, remove and status", membershipChanges)
 	}
 	// Every node of the team agrees: node1, node2, node3, led by node2, each
 	// answering for itself.
