@@ -13,7 +13,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/irxfed/irx/node/fsm"
+	"github.com/irxfed/irx/errdefs"
 	irxv1 "github.com/irxfed/irx/proto/irx/v1"
 	"github.com/irxfed/irx/record"
 )
@@ -142,7 +142,7 @@ func (f *Federation) recomputeDisclosure(d *irxv1.Disclosure) (*irxv1.Recomputed
 		return r, nil
 	}
 	inc, err := f.state.Get(d.GetIncidentId(), d.GetIncidentVersion())
-	if errors.Is(err, fsm.ErrNotFound) {
+	if errors.Is(err, errdefs.ErrNotFound) {
 		// A foreign copy deleted after its origin withdrew it: the ledger
 		// entry stands, the content is gone with the copy.
 		r.Unavailable = "our copy of this version is gone (withdrawn or erased by the team we received it from)"
@@ -153,7 +153,7 @@ func (f *Federation) recomputeDisclosure(d *irxv1.Disclosure) (*irxv1.Recomputed
 	}
 	latest := inc
 	if t := d.GetTermsVersion(); t > 0 && t != inc.GetVersion() {
-		if latest, err = f.state.Get(d.GetIncidentId(), t); errors.Is(err, fsm.ErrNotFound) {
+		if latest, err = f.state.Get(d.GetIncidentId(), t); errors.Is(err, errdefs.ErrNotFound) {
 			r.Unavailable = fmt.Sprintf("our copy of version %d, whose markings applied, is gone", t)
 			return r, nil
 		} else if err != nil {

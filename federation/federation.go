@@ -22,10 +22,10 @@ import (
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
+	"github.com/irxfed/irx/errdefs"
 	"github.com/irxfed/irx/errdefs/errgrpc"
-	"github.com/irxfed/irx/node"
-	"github.com/irxfed/irx/node/fsm"
 	"github.com/irxfed/irx/pki"
 	"github.com/irxfed/irx/policy"
 	irxv1 "github.com/irxfed/irx/proto/irx/v1"
@@ -67,16 +67,16 @@ func (c Config) withDefaults() Config {
 type Federation struct {
 	cfg   Config
 	team  string
-	node  *node.Node
-	state *fsm.FSM
+	node  Node
+	state State
 	log   *slog.Logger
 	// cert is the node's certificate, which the peer-facing listener
 	// presents.
 	cert pki.CertSource
-	// propose is the node's Propose, held apart so that a test can make a
+	// commit is the node's Commit, held apart so that a test can make a
 	// proposal fail without a cluster.
-	propose func(context.Context, *irxv1.Command) (*fsm.Result, error)
-	bound   sync.Once
+	commit func(context.Context, *irxv1.Command) (proto.Message, error)
+	bound  sync.Once
 	// maxLedgerPerCommand is the ledger entries one acknowledgement
 	// command may carry (a field so a test can split a small one).
 	maxLedgerPerCommand int
@@ -95,18 +95,9 @@ type Federation struct {
 	wg       sync.WaitGroup
 }
 
-// commit proposes cmd and returns its result, with the state machine's
-// refusal of the command (res.Err) as the error.
-func (f *Federation) commit(ctx context.Context, cmd *irxv1.Command) (*fsm.Result, error) {
-	res, err := f.propose(ctx, cmd)
-	if err != nil {
-		return nil, err
-	}
-	return res, res.Err
-}
-
-// New returns a federation to wire into a node: pass Services as
-// node.Config.Services, then call Start with the started node.
+// New returns a federation to wire into a node: register its Services on
+// the node's servers (node.Config.Services), then Start it with the
+// started node.
 func New(cfg Config) *Federation {
 	f := &Federation{cfg: cfg.withDefaults(), stop: make(chan struct{})}
 	f.journals.byPeer = map[string]*journal{}
@@ -121,8 +112,8 @@ func New(cfg Config) *Federation {
 
 // Services registers PeerService, AuditService and TeamService on the
 // node's operator API and intra-cluster server.
-func (f *Federation) Services(n *node.Node, s grpc.ServiceRegistrar) {
-	f.bind(n)
+func (f *Federation) Services(t Team, s grpc.ServiceRegistrar) {
+	f.bind(t)
 	irxv1.RegisterPeerServiceServer(s, &peerService{f: f})
 	irxv1.RegisterAuditServiceServer(s, &auditService{f: f})
 	irxv1.RegisterTeamServiceServer(s, &teamService{f: f})
@@ -131,23 +122,24 @@ func (f *Federation) Services(n *node.Node, s grpc.ServiceRegistrar) {
 // bind attaches the federation to its node. The operator services may
 // serve before Start runs, so both Services and Start bind; only the first
 // writes, as handlers may already be reading what it set.
-func (f *Federation) bind(n *node.Node) {
+func (f *Federation) bind(t Team) {
 	f.bound.Do(func() {
-		f.node, f.state, f.team, f.log = n, n.State(), n.TeamID(), n.Logger().With("component", "federation")
+		n := t.Node
+		f.node, f.state, f.team, f.log = n, t.State, n.TeamID(), n.Logger().With("component", "federation")
 		f.cert = n.Certificate()
-		f.propose = n.Propose
+		f.commit = n.Commit
 		f.policies = n.PolicyCache()
 	})
 }
 
 // Start binds the peer-facing listener and starts following peers while
 // this node leads.
-func (f *Federation) Start(n *node.Node) error {
-	f.bind(n)
-	if f.node != n {
+func (f *Federation) Start(t Team) error {
+	f.bind(t)
+	if f.node != t.Node {
 		return errors.New("federation: started with another node than the one whose services it registered")
 	}
-	if err := n.RegisterMetrics(f.metrics, f.cuts); err != nil {
+	if err := f.node.RegisterMetrics(f.metrics, f.cuts); err != nil {
 		return fmt.Errorf("federation metrics: %w", err)
 	}
 	if err := f.listen(func(s *grpc.Server) { irxv1.RegisterFederationServiceServer(s, &federationService{f: f}) }); err != nil {
@@ -412,7 +404,7 @@ func (f *Federation) policy(peer string, version int64) (*policy.Compiled, error
 
 func (f *Federation) policyFrom(src policySource, peer string, version int64) (*policy.Compiled, error) {
 	p, err := src.Policy(peer, version)
-	if errors.Is(err, fsm.ErrNotFound) && version == 0 {
+	if errors.Is(err, errdefs.ErrNotFound) && version == 0 {
 		return nil, nil
 	}
 	if err != nil {

@@ -63,12 +63,12 @@ func TestVerifyPeer(t *testing.T) {
 	caC, _ := pki.NewCA("cert-c", time.Hour, now)
 	impostorB, _ := pki.NewCA("cert-b", time.Hour, now) // right name, not the pinned key
 	caD, _ := pki.NewCA("cert-d", time.Hour, now)
-	f := &Federation{state: stateWithPeers(t,
+	f := &Federation{state: fsmState{stateWithPeers(t,
 		&irxv1.Peer{TeamId: "cert-b", CaCertificatePem: string(caB.CertPEM())},
 		&irxv1.Peer{TeamId: "cert-c", CaCertificatePem: string(caC.CertPEM()), Disabled: true},
 		// A misconfigured pin: cert-d's entry holds cert-b's CA.
 		&irxv1.Peer{TeamId: "cert-d", CaCertificatePem: string(caB.CertPEM())},
-	)}
+	)}}
 	cases := []struct {
 		name  string
 		chain []*x509.Certificate

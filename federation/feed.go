@@ -14,7 +14,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
-	"github.com/irxfed/irx/node/fsm"
+	"github.com/irxfed/irx/errdefs"
 	"github.com/irxfed/irx/policy"
 	irxv1 "github.com/irxfed/irx/proto/irx/v1"
 	"github.com/irxfed/irx/record"
@@ -50,13 +50,13 @@ type feedWalker struct {
 	peer     string
 	compiled *policy.Compiled // nil: no policy, nothing is disclosed
 	version  int64
-	// held overrides the acknowledged holdings (fsm heldv/) with what this
+	// held overrides the acknowledged holdings (State) with what this
 	// walk sent since the peer's last acknowledgement.
 	held map[string]*heldRecord
 	// withheld counts entries that carried a version the policy withheld.
 	withheld uint64
 	// r is what the walk reads through; see begin.
-	r *fsm.VersionReader
+	r VersionReader
 }
 
 // heldRecord is what the peer holds of one incident as far as the walk
@@ -71,7 +71,7 @@ type heldRecord struct {
 // anything slow (sending) happens, because the reader holds the state
 // machine's read lock.
 func (w *feedWalker) begin() error {
-	r, err := w.f.state.NewVersionReader()
+	r, err := w.f.state.Versions()
 	w.r = r
 	return err
 }
@@ -152,10 +152,7 @@ func (w *feedWalker) holding(id string) (*heldRecord, error) {
 	if err != nil {
 		return nil, err
 	}
-	h := &heldRecord{versions: make(map[int64][]byte, len(versions))}
-	for _, v := range versions {
-		h.versions[v.Version] = v.Digest
-	}
+	h := &heldRecord{versions: versions}
 	w.held[id] = h
 	return h, nil
 }
@@ -268,7 +265,7 @@ func (w *feedWalker) policyAt(version int64) error {
 func (w *feedWalker) newVersion(e *irxv1.FeedEntry) ([]outcome, error) {
 	id, v := e.GetIncidentId(), e.GetVersion()
 	inc, err := w.r.Get(id, v)
-	if errors.Is(err, fsm.ErrNotFound) {
+	if errors.Is(err, errdefs.ErrNotFound) {
 		return nil, nil // a foreign copy deleted since; its withdrawal entry follows
 	}
 	if err != nil {
@@ -375,16 +372,12 @@ func (w *feedWalker) redisclose(e *irxv1.FeedEntry) ([]outcome, error) {
 	}
 	after, through := e.GetAfterIncidentId(), e.GetIncidentId()
 	ids := map[string]bool{}
-	err := w.r.HeldIncidents(w.peer, after, through, func(id string, versions []fsm.HeldVersion) error {
+	err := w.r.HeldIncidents(w.peer, after, through, func(id string, versions map[int64][]byte) error {
 		ids[id] = true
 		if _, known := w.held[id]; !known {
 			// What the peer acknowledged holding, read here once rather
 			// than looked up again per incident.
-			h := &heldRecord{versions: make(map[int64][]byte, len(versions))}
-			for _, v := range versions {
-				h.versions[v.Version] = v.Digest
-			}
-			w.held[id] = h
+			w.held[id] = &heldRecord{versions: versions}
 		}
 		return nil
 	})
@@ -435,12 +428,12 @@ func (w *feedWalker) redisclose(e *irxv1.FeedEntry) ([]outcome, error) {
 // (its withdrawal entry covers it) or withdrawn.
 func (w *feedWalker) latestOf(id string, held *heldRecord) (*irxv1.Incident, error) {
 	latest, err := w.r.Get(id, held.latestHeld())
-	if errors.Is(err, fsm.ErrNotFound) {
+	if errors.Is(err, errdefs.ErrNotFound) {
 		// Our copy of a foreign record lost that version since.
 		latest, err = w.r.Get(id, 0)
 	}
 	switch {
-	case errors.Is(err, fsm.ErrNotFound):
+	case errors.Is(err, errdefs.ErrNotFound):
 		return nil, nil
 	case err != nil:
 		return nil, err
@@ -454,7 +447,7 @@ func (w *feedWalker) latestOf(id string, held *heldRecord) (*irxv1.Incident, err
 // the markings of latest, and offers it.
 func (w *feedWalker) again(e *irxv1.FeedEntry, id string, u int64, latest *irxv1.Incident, held *heldRecord, reason irxv1.ReplacementReason) ([]outcome, error) {
 	inc, err := w.r.Get(id, u)
-	if errors.Is(err, fsm.ErrNotFound) {
+	if errors.Is(err, errdefs.ErrNotFound) {
 		return []outcome{w.erasure(e, id, u, held, reason)}, nil
 	}
 	if err != nil {

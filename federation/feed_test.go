@@ -54,7 +54,7 @@ type walkModel struct {
 	cursor  uint64               // how far the stream walked (and cert-b applied)
 	acked   uint64               // what cert-a committed as acknowledged
 	pending []*irxv1.LedgerEntry // sent since acked
-	bound   fsm.Stretch
+	bound   stretch
 }
 
 // step walks the stream to cert-a's head and has cert-b apply what it was
@@ -128,8 +128,8 @@ func TestFeedWalkProperties(t *testing.T) {
 		if res := b.apply(&irxv1.Command{Kind: &irxv1.Command_PutPeer{PutPeer: &irxv1.PutPeerCommand{Create: true, Peer: &irxv1.Peer{TeamId: "cert-a", CaCertificatePem: "pinned"}}}}); res.Err != nil {
 			rt.Fatal(res.Err)
 		}
-		m := &walkModel{t: rt, a: a, b: b, f: &Federation{state: a.st, team: "cert-a", policies: &policy.Cache{}},
-			bound: fsm.Stretch{Incidents: rapid.IntRange(1, 3).Draw(rt, "stretch incidents"), Versions: rapid.IntRange(1, 6).Draw(rt, "stretch versions"), Bytes: 1 << 20}}
+		m := &walkModel{t: rt, a: a, b: b, f: &Federation{state: fsmState{a.st}, team: "cert-a", policies: &policy.Cache{}},
+			bound: stretch{rapid.IntRange(1, 3).Draw(rt, "stretch incidents"), rapid.IntRange(1, 6).Draw(rt, "stretch versions"), 1 << 20}}
 		secret := bytes.Repeat([]byte{7}, fsm.TeamSecretLength)
 		actions := []irxv1.DisclosureAction{irxv1.DisclosureAction_DISCLOSURE_ACTION_FORWARD, irxv1.DisclosureAction_DISCLOSURE_ACTION_STRIP, irxv1.DisclosureAction_DISCLOSURE_ACTION_PSEUDONYMISE}
 		setPolicy := func() {

@@ -58,7 +58,7 @@ func newJournalFixture(t *testing.T) *journalFixture {
 		if res.Err != nil {
 			t.Fatal(res.Err)
 		}
-		rediscloseAll(t, st, x.apply, stretchBound)
+		rediscloseAll(t, st, x.apply, stretch{stretchIncidents, stretchVersions, stretchBytes})
 	}
 	x.setPolicy(irxv1.Tlp_TLP_AMBER)
 	x.create = func(tlp irxv1.Tlp) {
@@ -74,8 +74,10 @@ func newJournalFixture(t *testing.T) *journalFixture {
 		}
 	}
 	x.f = New(Config{})
-	x.f.state, x.f.team = st, "cert-a"
-	x.f.propose = func(_ context.Context, cmd *irxv1.Command) (*fsm.Result, error) { return x.propose(cmd) }
+	x.f.state, x.f.team = fsmState{st}, "cert-a"
+	x.f.commit = func(_ context.Context, cmd *irxv1.Command) (proto.Message, error) {
+		return committedResult(x.propose(cmd))
+	}
 	compiled, err := x.f.policy("cert-b", 0)
 	if err != nil {
 		t.Fatal(err)
@@ -300,7 +302,7 @@ func rediscloseAll(t interface {
 	Helper()
 	Fatal(...any)
 	Fatalf(string, ...any)
-}, st *fsm.FSM, apply func(*irxv1.Command) *fsm.Result, bound fsm.Stretch) {
+}, st *fsm.FSM, apply func(*irxv1.Command) *fsm.Result, bound stretch) {
 	t.Helper()
 	for {
 		pending, err := st.Redisclosures()
@@ -311,7 +313,7 @@ func rediscloseAll(t interface {
 			return
 		}
 		for peer, p := range pending {
-			through, last, err := st.NextStretch(peer, p.GetAfterIncidentId(), bound)
+			through, last, err := st.NextStretch(peer, p.GetAfterIncidentId(), bound.incidents, bound.versions, bound.bytes)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -325,3 +327,6 @@ func rediscloseAll(t interface {
 		}
 	}
 }
+
+// stretch bounds the stretches rediscloseAll proposes.
+type stretch struct{ incidents, versions, bytes int }

@@ -98,11 +98,11 @@ func clearOutputOnly(p *irxv1.Peer) {
 }
 
 func (s *peerService) put(ctx context.Context, p *irxv1.Peer, create bool) (*irxv1.Peer, error) {
-	res, err := s.f.commit(ctx, &irxv1.Command{Kind: &irxv1.Command_PutPeer{PutPeer: &irxv1.PutPeerCommand{Peer: p, Create: create}}})
+	stored, err := committed[*irxv1.Peer](s.f.commit(ctx, &irxv1.Command{Kind: &irxv1.Command_PutPeer{PutPeer: &irxv1.PutPeerCommand{Peer: p, Create: create}}}))
 	if err != nil {
 		return nil, err
 	}
-	return s.f.describe(res.Peer)
+	return s.f.describe(stored)
 }
 
 // CreatePeer implements irx.v1.PeerService.
@@ -394,12 +394,12 @@ func (f *Federation) recordHandOff(ctx context.Context, inc *irxv1.Incident, pee
 				Description: fmt.Sprintf("coordination handed off to %s (their %s): %s", peer, theirID, reason),
 			}),
 		}
-		res, err := f.commit(ctx, &irxv1.Command{Kind: &irxv1.Command_UpdateIncident{UpdateIncident: &irxv1.UpdateIncidentCommand{
+		updated, err := committed[*irxv1.Incident](f.commit(ctx, &irxv1.Command{Kind: &irxv1.Command_UpdateIncident{UpdateIncident: &irxv1.UpdateIncidentCommand{
 			Incident: patch, ExpectedVersion: inc.GetVersion(),
 			UpdateMask: maskOf("status", "alternative_ids", "history"),
-		}}})
+		}}}))
 		if err == nil {
-			return res.Incident, nil
+			return updated, nil
 		}
 		if !errors.Is(err, errdefs.ErrConflict) || attempt == 3 {
 			return nil, err

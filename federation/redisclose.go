@@ -5,14 +5,18 @@ import (
 	"errors"
 	"time"
 
-	"github.com/irxfed/irx/node/fsm"
+	"github.com/irxfed/irx/errdefs"
 	irxv1 "github.com/irxfed/irx/proto/irx/v1"
 )
 
-// stretchBound keeps each stretch of a redisclosure to what one feed entry
-// should carry: its replacements are computed together and, in the ledger,
-// acknowledged together.
-var stretchBound = fsm.Stretch{Incidents: 256, Versions: 1024, Bytes: 4 << 20}
+// The bounds of a stretch of a redisclosure keep it to what one feed
+// entry should carry: its replacements are computed together and, in the
+// ledger, acknowledged together.
+const (
+	stretchIncidents = 256
+	stretchVersions  = 1024
+	stretchBytes     = 4 << 20
+)
 
 // redisclosePoll is how often the leader looks for redisclosures to
 // advance when it has none under way.
@@ -56,7 +60,7 @@ func (f *Federation) advanceRedisclosures(ctx context.Context) bool {
 	}
 	advanced := false
 	for peer, progress := range pending {
-		through, last, err := f.state.NextStretch(peer, progress.GetAfterIncidentId(), stretchBound)
+		through, last, err := f.state.NextStretch(peer, progress.GetAfterIncidentId(), stretchIncidents, stretchVersions, stretchBytes)
 		if err != nil {
 			f.log.Error("next stretch of a redisclosure", "peer", peer, "error", err)
 			continue
@@ -74,7 +78,7 @@ func (f *Federation) advanceRedisclosures(ctx context.Context) bool {
 			if last {
 				f.log.Info("redisclosed what the peer holds under its policy", "peer", peer, "policy_version", progress.GetPolicyVersion())
 			}
-		case errors.Is(err, fsm.ErrStaleCursor):
+		case errors.Is(err, errdefs.ErrConflict):
 			advanced = true // another proposal moved it; read it again
 		case ctx.Err() == nil:
 			f.log.Warn("propose a stretch of a redisclosure; retrying", "peer", peer, "error", err)

@@ -47,7 +47,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/irxfed/irx/node/fsm"
+	"github.com/irxfed/irx/errdefs"
 	"github.com/irxfed/irx/pki"
 	irxv1 "github.com/irxfed/irx/proto/irx/v1"
 	"github.com/irxfed/irx/record"
@@ -98,7 +98,7 @@ func refuse(reason, format string, args ...any) error {
 // record; another failure to read the record is no refusal, and cuts
 // nothing.
 func notConfigured(claimed pki.Identity, err error) error {
-	if errors.Is(err, fsm.ErrNotFound) {
+	if errors.Is(err, errdefs.ErrNotFound) {
 		return refuse(reasonDeleted, "certificate of %s: %q is not a configured peer", claimed, claimed.Team)
 	}
 	return fmt.Errorf("certificate of %s: reading peer %q: %w", claimed, claimed.Team, err)

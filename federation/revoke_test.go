@@ -143,7 +143,7 @@ func newFixture(t *testing.T, flood bool) *fixture {
 	)
 	fx.feed = &testFeed{flood: flood, ended: make(chan error, 16), causes: make(chan error, 16)}
 	f := New(Config{Addr: "127.0.0.1:0"})
-	f.state, f.team, f.log = fx.st, "cert-a", slog.New(slog.NewTextHandler(fx.logs, nil))
+	f.state, f.team, f.log = fsmState{fx.st}, "cert-a", slog.New(slog.NewTextHandler(fx.logs, nil))
 	f.cert = pki.StaticCertificate(issue(t, fx.caA, pki.NodeIdentity("cert-a", "n1")))
 	if err := f.listen(func(s *grpc.Server) { irxv1.RegisterFederationServiceServer(s, fx.feed) }); err != nil {
 		t.Fatal(err)
@@ -460,7 +460,7 @@ func peerContext(chain []*x509.Certificate) context.Context {
 func TestStreamSendRechecks(t *testing.T) {
 	caB := mustCA(t, "cert-b")
 	st := stateWithPeers(t, &irxv1.Peer{TeamId: "cert-b", CaCertificatePem: string(caB.CertPEM())})
-	f := &Federation{state: st, cuts: newCutMetrics(), log: slog.New(slog.DiscardHandler)}
+	f := &Federation{state: fsmState{st}, cuts: newCutMetrics(), log: slog.New(slog.DiscardHandler)}
 	chain := chainOf(t, caB, pki.NodeIdentity("cert-b", "n1"), pki.UsageNode)
 	fake := &fakeStream{ctx: peerContext(chain)}
 	var sendErr error
@@ -492,7 +492,7 @@ func TestStreamSendRechecks(t *testing.T) {
 func TestEveryCallRechecks(t *testing.T) {
 	caB := mustCA(t, "cert-b")
 	st := stateWithPeers(t, &irxv1.Peer{TeamId: "cert-b", CaCertificatePem: string(caB.CertPEM())})
-	f := &Federation{state: st}
+	f := &Federation{state: fsmState{st}}
 	chain := chainOf(t, caB, pki.NodeIdentity("cert-b", "n1"), pki.UsageNode)
 	ctx := peerContext(chain)
 	call := func() error {
@@ -526,7 +526,7 @@ func TestEveryCallRechecks(t *testing.T) {
 func TestAdmitRechecks(t *testing.T) {
 	caB := mustCA(t, "cert-b")
 	st := stateWithPeers(t, &irxv1.Peer{TeamId: "cert-b", CaCertificatePem: string(caB.CertPEM())})
-	f := &Federation{state: st, conns: newPeerConns(), log: slog.New(slog.DiscardHandler)}
+	f := &Federation{state: fsmState{st}, conns: newPeerConns(), log: slog.New(slog.DiscardHandler)}
 	chain := chainOf(t, caB, pki.NodeIdentity("cert-b", "n1"), pki.UsageNode)
 	if err := f.admit(&peerConn{set: f.conns}, chain); err != nil || f.conns.count() != 1 {
 		t.Fatalf("admitting an admissible chain: %v, %d tracked", err, f.conns.count())
@@ -546,10 +546,10 @@ func TestVerifyRefusesRevoked(t *testing.T) {
 	n2 := chainOf(t, caB, pki.NodeIdentity("cert-b", "n2"), pki.UsageNode)
 	intermediate := chainOf(t, caB, pki.NodeIdentity("cert-b", "n3"), pki.UsageNode)[0]
 	withIntermediate := append(chainOf(t, caB, pki.NodeIdentity("cert-b", "n4"), pki.UsageNode), intermediate)
-	f := &Federation{state: stateWithPeers(t, &irxv1.Peer{
+	f := &Federation{state: fsmState{stateWithPeers(t, &irxv1.Peer{
 		TeamId: "cert-b", CaCertificatePem: string(caB.CertPEM()),
 		RevokedCertificateFingerprints: []string{pki.Fingerprint(n1[0]), pki.Fingerprint(intermediate)},
-	})}
+	})}}
 	for name, chain := range map[string][]*x509.Certificate{"revoked leaf": n1, "revoked certificate in the chain": withIntermediate} {
 		_, err := f.verifyPeer(chain, x509.ExtKeyUsageClientAuth)
 		if err == nil || reasonOf(err) != reasonRevoked || !strings.Contains(err.Error(), "revoked") {

@@ -12,7 +12,6 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/irxfed/irx/errdefs"
-	"github.com/irxfed/irx/node/fsm"
 	irxv1 "github.com/irxfed/irx/proto/irx/v1"
 	"github.com/irxfed/irx/record"
 )
@@ -260,7 +259,7 @@ func isStaleCursor(err error) bool {
 // own feed entry.
 func (f *Federation) recompute(peer string, from, to uint64, policyVersion int64) (sentLedger, error) {
 	compiled, err := f.policy(peer, policyVersion)
-	if errors.Is(err, fsm.ErrNotFound) {
+	if errors.Is(err, errdefs.ErrNotFound) {
 		return sentLedger{}, status.Errorf(codes.InvalidArgument, "policy_version %d: no such version of our policy for %s", policyVersion, peer)
 	}
 	if err != nil {
@@ -311,15 +310,11 @@ func (s *federationService) HandOffIncident(ctx context.Context, req *irxv1.Hand
 		Action: irxv1.HistoryAction_HISTORY_ACTION_HAND_OFF, TeamId: from, Time: timestamppb.Now(),
 		Description: fmt.Sprintf("coordination handed off by %s (their %s): %s", from, theirs.GetId(), req.GetReason()),
 	})
-	res, err := s.f.commit(ctx, &irxv1.Command{Kind: &irxv1.Command_CreateIncident{CreateIncident: &irxv1.CreateIncidentCommand{
+	created, err := committed[*irxv1.Incident](s.f.commit(ctx, &irxv1.Command{Kind: &irxv1.Command_CreateIncident{CreateIncident: &irxv1.CreateIncidentCommand{
 		Incident: ours, RequestId: "handoff/" + theirs.GetId(),
-	}}})
+	}}}))
 	if err != nil {
 		return nil, err
-	}
-	created, err := res.Created()
-	if err != nil {
-		return nil, status.Errorf(codes.Internal, "handed-off incident: %v", err)
 	}
 	return &irxv1.HandOffIncidentResponse{Incident: created}, nil
 }

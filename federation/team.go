@@ -19,7 +19,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
-	"github.com/irxfed/irx/node/fsm"
+	"github.com/irxfed/irx/errdefs"
 	"github.com/irxfed/irx/pki"
 	irxv1 "github.com/irxfed/irx/proto/irx/v1"
 	"github.com/irxfed/irx/record"
@@ -158,7 +158,7 @@ func VerifyTeamDescription(s *irxv1.SignedTeamDescription, team, pinnedCAPEM str
 func (s *federationService) GetSignedTeamDescription(ctx context.Context, _ *irxv1.GetSignedTeamDescriptionRequest) (*irxv1.GetSignedTeamDescriptionResponse, error) {
 	f := s.f
 	d, err := f.state.TeamDescription()
-	if errors.Is(err, fsm.ErrNotFound) {
+	if errors.Is(err, errdefs.ErrNotFound) {
 		return nil, status.Errorf(codes.NotFound, "team %s has not published a team description", f.node.TeamID())
 	}
 	if err != nil {
@@ -222,13 +222,13 @@ func (s *teamService) UpdateTeamDescription(ctx context.Context, req *irxv1.Upda
 	if len(vs) > 0 {
 		return nil, &record.ValidationError{Violations: vs}
 	}
-	res, err := s.f.commit(ctx, &irxv1.Command{Kind: &irxv1.Command_SetTeamDescription{SetTeamDescription: &irxv1.SetTeamDescriptionCommand{
+	stored, err := committed[*irxv1.TeamDescription](s.f.commit(ctx, &irxv1.Command{Kind: &irxv1.Command_SetTeamDescription{SetTeamDescription: &irxv1.SetTeamDescriptionCommand{
 		Description: d, ExpectedVersion: req.GetExpectedVersion(),
-	}}})
+	}}}))
 	if err != nil {
 		return nil, err
 	}
-	return &irxv1.UpdateTeamDescriptionResponse{Description: res.TeamDescription}, nil
+	return &irxv1.UpdateTeamDescriptionResponse{Description: stored}, nil
 }
 
 // GetPeerTeamDescription implements irx.v1.TeamService: fetch the peer's

@@ -10,6 +10,7 @@ import (
 
 	"github.com/hashicorp/raft"
 	"google.golang.org/grpc"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/irxfed/irx/errdefs"
 	"github.com/irxfed/irx/node/fsm"
@@ -62,6 +63,29 @@ func (n *Node) Propose(ctx context.Context, cmd *irxv1.Command) (*fsm.Result, er
 		return nil, err
 	}
 	return res, nil
+}
+
+// Commit proposes cmd as Propose does and returns what the state machine
+// stored for it: the incident, policy, peer or team description it made
+// (nil for commands that store none of those), or its refusal as the
+// error.
+func (n *Node) Commit(ctx context.Context, cmd *irxv1.Command) (proto.Message, error) {
+	res, err := n.Propose(ctx, cmd)
+	switch {
+	case err != nil:
+		return nil, err
+	case res.Err != nil:
+		return nil, res.Err
+	case res.Incident != nil || res.Encoded != nil:
+		return res.Created()
+	case res.Policy != nil:
+		return res.Policy, nil
+	case res.Peer != nil:
+		return res.Peer, nil
+	case res.TeamDescription != nil:
+		return res.TeamDescription, nil
+	}
+	return nil, nil
 }
 
 // applyLocal proposes cmd to this node's Raft, which must lead, through the

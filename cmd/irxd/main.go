@@ -22,6 +22,7 @@ import (
 
 	"github.com/irxfed/irx/federation"
 	"github.com/irxfed/irx/node"
+	"google.golang.org/grpc"
 )
 
 // defaultGCPercent is the garbage collector's target unless GOGC is set:
@@ -68,12 +69,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 		defer stopDebug()
 	}
 	fed := federation.New(opts.federation)
-	opts.node.Services = fed.Services
+	opts.node.Services = func(n *node.Node, s grpc.ServiceRegistrar) { fed.Services(federationTeam(n), s) }
 	n, err := node.Start(opts.node)
 	if err != nil {
 		return err
 	}
-	if err := fed.Start(n); err != nil {
+	if err := fed.Start(federationTeam(n)); err != nil {
 		return errors.Join(err, n.Close())
 	}
 	printWelcome(stdout, n)

@@ -586,23 +586,16 @@ func (f *FSM) PeerState(team string) (*irxv1.PeerState, error) {
 	return st, err
 }
 
-// HeldVersion is one version of an incident a peer holds, as it
-// acknowledged it, and the digest of the view it holds (nil for views
-// acknowledged before digests were kept).
-type HeldVersion struct {
-	Version int64
-	Digest  []byte
-}
-
-// HeldVersions returns the versions of an incident a peer holds, oldest
-// first.
-func (r *VersionReader) HeldVersions(peer, incidentID string) ([]HeldVersion, error) {
+// HeldVersions returns the versions of an incident a peer holds, with
+// the digest of the view of each (nil for views acknowledged before
+// digests were kept).
+func (r *VersionReader) HeldVersions(peer, incidentID string) (map[int64][]byte, error) {
 	id, err := record.ParseID(incidentID)
 	if err != nil {
 		return nil, err
 	}
-	var out []HeldVersion
-	err = r.heldIn(peer, heldRecordPrefix(peer, id), prefixEnd(heldRecordPrefix(peer, id)), func(_ record.ID, hv []HeldVersion) error {
+	out := map[int64][]byte{}
+	err = r.heldIn(peer, heldRecordPrefix(peer, id), prefixEnd(heldRecordPrefix(peer, id)), func(_ record.ID, hv map[int64][]byte) error {
 		out = hv
 		return nil
 	})
@@ -610,14 +603,15 @@ func (r *VersionReader) HeldVersions(peer, incidentID string) ([]HeldVersion, er
 }
 
 // HeldIncidents calls fn, in id order, with every incident a peer holds
-// whose id lies in (after, through], and the versions it holds; after ""
-// starts at the first, through "" ends at the last.
-func (r *VersionReader) HeldIncidents(peer, after, through string, fn func(id string, versions []HeldVersion) error) error {
+// whose id lies in (after, through], and the versions it holds (as
+// HeldVersions); after "" starts at the first, through "" ends at the
+// last.
+func (r *VersionReader) HeldIncidents(peer, after, through string, fn func(id string, versions map[int64][]byte) error) error {
 	lower, upper, err := heldBounds(peer, after, through)
 	if err != nil {
 		return err
 	}
-	return r.heldIn(peer, lower, upper, func(id record.ID, hv []HeldVersion) error { return fn(id.String(), hv) })
+	return r.heldIn(peer, lower, upper, func(id record.ID, hv map[int64][]byte) error { return fn(id.String(), hv) })
 }
 
 func heldBounds(peer, after, through string) (lower, upper []byte, err error) {
@@ -641,7 +635,7 @@ func heldBounds(peer, after, through string) (lower, upper []byte, err error) {
 }
 
 // heldIn reads the held/ keys in [lower, upper), grouped by incident.
-func (r *VersionReader) heldIn(peer string, lower, upper []byte, fn func(record.ID, []HeldVersion) error) error {
+func (r *VersionReader) heldIn(peer string, lower, upper []byte, fn func(record.ID, map[int64][]byte) error) error {
 	return eachHeld(r.f.db, heldPrefix(peer), lower, upper, fn)
 }
 
@@ -651,14 +645,14 @@ type iterable interface {
 
 // eachHeld calls fn for every incident with held keys in [lower, upper),
 // with its versions in order.
-func eachHeld(db iterable, prefix, lower, upper []byte, fn func(record.ID, []HeldVersion) error) error {
+func eachHeld(db iterable, prefix, lower, upper []byte, fn func(record.ID, map[int64][]byte) error) error {
 	it, err := db.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
 	if err != nil {
 		return err
 	}
 	var (
 		cur      record.ID
-		versions []HeldVersion
+		versions map[int64][]byte
 	)
 	flush := func() error {
 		if len(versions) == 0 {
@@ -683,7 +677,10 @@ func eachHeld(db iterable, prefix, lower, upper []byte, fn func(record.ID, []Hel
 			}
 			cur = id
 		}
-		versions = append(versions, HeldVersion{Version: int64(binary.BigEndian.Uint64(k[len(k)-8:])), Digest: slices.Clone(it.Value())})
+		if versions == nil {
+			versions = map[int64][]byte{}
+		}
+		versions[int64(binary.BigEndian.Uint64(k[len(k)-8:]))] = slices.Clone(it.Value())
 	}
 	if err := flush(); err != nil {
 		return errors.Join(err, it.Close())

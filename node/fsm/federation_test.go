@@ -265,8 +265,8 @@ func heldVersion(t *testing.T, f *FSM, peer, id string) int64 {
 		t.Fatal(err)
 	}
 	var v int64
-	for _, h := range held {
-		v = max(v, h.Version)
+	for version := range held {
+		v = max(v, version)
 	}
 	return v
 }

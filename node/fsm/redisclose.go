@@ -262,17 +262,12 @@ func (f *FSM) Redisclosures() (map[string]*irxv1.RedisclosureProgress, error) {
 	return out, it.Close()
 }
 
-// Stretch bounds one stretch of a redisclosure.
-type Stretch struct {
-	Incidents int // at most this many incidents
-	Versions  int // at most this many held versions
-	Bytes     int // about this many bytes of stored versions (at least one incident)
-}
-
 // NextStretch returns the last incident of the next stretch of what peer
-// holds after after, within the bounds; last is true when the stretch
-// reaches the last incident the peer holds (or it holds none after after).
-func (f *FSM) NextStretch(peer, after string, bound Stretch) (through string, last bool, err error) {
+// holds after after: at most maxIncidents incidents and maxVersions held
+// versions, and about maxBytes of stored versions (at least one incident).
+// last is true when the stretch reaches the last incident the peer holds
+// (or it holds none after after).
+func (f *FSM) NextStretch(peer, after string, maxIncidents, maxVersions, maxBytes int) (through string, last bool, err error) {
 	lower, upper, err := heldBounds(peer, after, "")
 	if err != nil {
 		return "", false, err
@@ -284,10 +279,10 @@ func (f *FSM) NextStretch(peer, after string, bound Stretch) (through string, la
 	}
 	incidents, versions, size := 0, 0, 0
 	errFull := errors.New("stretch full")
-	err = eachHeld(f.db, heldPrefix(peer), lower, upper, func(id record.ID, held []HeldVersion) error {
+	err = eachHeld(f.db, heldPrefix(peer), lower, upper, func(id record.ID, held map[int64][]byte) error {
 		n := 0
-		for _, h := range held {
-			v, closer, err := f.db.Get(versionKey(id, h.Version))
+		for version := range held {
+			v, closer, err := f.db.Get(versionKey(id, version))
 			if errors.Is(err, pebble.ErrNotFound) {
 				continue
 			}
@@ -297,7 +292,7 @@ func (f *FSM) NextStretch(peer, after string, bound Stretch) (through string, la
 			n += len(v)
 			_ = closer.Close()
 		}
-		if incidents > 0 && (incidents+1 > bound.Incidents || versions+len(held) > bound.Versions || size+n > bound.Bytes) {
+		if incidents > 0 && (incidents+1 > maxIncidents || versions+len(held) > maxVersions || size+n > maxBytes) {
 			return errFull
 		}
 		incidents, versions, size = incidents+1, versions+len(held), size+n
