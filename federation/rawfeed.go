@@ -11,6 +11,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/irxfed/irx/internal/wire"
 	irxv1 "github.com/irxfed/irx/proto/irx/v1"
 )
 
@@ -20,20 +21,6 @@ import (
 // again into the command was a fifth of the receiving leader's work during
 // a catch-up. Only the response's own fields and each item's sequence are
 // read here.
-
-// Field numbers of irx.v1.SubscribeResponse, irx.v1.FeedItem and
-// irx.v1.ApplyPeerFeedCommand that this file reads or writes by hand.
-const (
-	responseItems         protowire.Number = 1
-	responseCursor        protowire.Number = 2
-	responseHead          protowire.Number = 3
-	responseHeadTime      protowire.Number = 4
-	responsePolicyVersion protowire.Number = 5
-
-	itemSequence protowire.Number = 1
-
-	applyPeerFeedItems protowire.Number = 5
-)
 
 // rawResponse is a SubscribeResponse whose items are still encoded.
 type rawResponse struct {
@@ -63,7 +50,7 @@ func parseResponse(b []byte) (*rawResponse, error) {
 		}
 		b = b[n:]
 		switch {
-		case num == responseItems && typ == protowire.BytesType:
+		case num == wire.SubscribeResponseItems && typ == protowire.BytesType:
 			v, n := protowire.ConsumeBytes(b)
 			if n < 0 {
 				return nil, fmt.Errorf("%w: item: %v", errMalformedResponse, protowire.ParseError(n))
@@ -74,7 +61,7 @@ func parseResponse(b []byte) (*rawResponse, error) {
 			}
 			r.items = append(r.items, rawItem{sequence: seq, data: v})
 			b = b[n:]
-		case num == responseHeadTime && typ == protowire.BytesType:
+		case num == wire.SubscribeResponseHeadTime && typ == protowire.BytesType:
 			v, n := protowire.ConsumeBytes(b)
 			if n < 0 {
 				return nil, fmt.Errorf("%w: head_time: %v", errMalformedResponse, protowire.ParseError(n))
@@ -84,15 +71,15 @@ func parseResponse(b []byte) (*rawResponse, error) {
 				return nil, fmt.Errorf("%w: head_time: %v", errMalformedResponse, err)
 			}
 			b = b[n:]
-		case (num == responseCursor || num == responseHead || num == responsePolicyVersion) && typ == protowire.VarintType:
+		case (num == wire.SubscribeResponseCursor || num == wire.SubscribeResponseHead || num == wire.SubscribeResponsePolicyVersion) && typ == protowire.VarintType:
 			v, n := protowire.ConsumeVarint(b)
 			if n < 0 {
 				return nil, fmt.Errorf("%w: field %d: %v", errMalformedResponse, num, protowire.ParseError(n))
 			}
 			switch num {
-			case responseCursor:
+			case wire.SubscribeResponseCursor:
 				r.cursor = v
-			case responseHead:
+			case wire.SubscribeResponseHead:
 				r.head = v
 			default:
 				r.policyVersion = int64(v)
@@ -120,7 +107,7 @@ func itemSequenceOf(b []byte) (uint64, error) {
 			return 0, fmt.Errorf("%w: item: %v", errMalformedResponse, protowire.ParseError(n))
 		}
 		b = b[n:]
-		if num == itemSequence && typ == protowire.VarintType {
+		if num == wire.FeedItemSequence && typ == protowire.VarintType {
 			v, n := protowire.ConsumeVarint(b)
 			if n < 0 {
 				return 0, fmt.Errorf("%w: item sequence: %v", errMalformedResponse, protowire.ParseError(n))
@@ -137,21 +124,15 @@ func itemSequenceOf(b []byte) (uint64, error) {
 	return seq, nil
 }
 
-// setRawItems makes items the command's items field. They travel as the
-// message's unknown fields, which the encoder writes out verbatim, so
-// whoever decodes the command (the state machine, or the leader a
-// follower forwards it to) sees ordinary items.
+// setRawItems makes items the command's items field as they are
+// (wire.SetEncoded): whoever decodes the command (the state machine, or the
+// leader a follower forwards it to) sees ordinary items.
 func setRawItems(cmd *irxv1.ApplyPeerFeedCommand, items []rawItem) {
-	size := 0
-	for _, it := range items {
-		size += protowire.SizeTag(applyPeerFeedItems) + protowire.SizeBytes(len(it.data))
+	values := make([][]byte, len(items))
+	for i, it := range items {
+		values[i] = it.data
 	}
-	raw := make([]byte, 0, size)
-	for _, it := range items {
-		raw = protowire.AppendTag(raw, applyPeerFeedItems, protowire.BytesType)
-		raw = protowire.AppendBytes(raw, it.data)
-	}
-	cmd.ProtoReflect().SetUnknown(raw)
+	wire.SetEncoded(cmd, wire.ApplyPeerFeedItems, values...)
 }
 
 // frame is a message the feed codec leaves encoded.

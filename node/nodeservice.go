@@ -9,6 +9,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/irxfed/irx/errdefs/errgrpc"
+	"github.com/irxfed/irx/internal/wire"
 	"github.com/irxfed/irx/node/api"
 	"github.com/irxfed/irx/node/fsm"
 	irxv1 "github.com/irxfed/irx/proto/irx/v1"
@@ -68,7 +69,7 @@ func proposeResponse(res *fsm.Result, err error) (*irxv1.ProposeResponse, error)
 	}
 	resp := &irxv1.ProposeResponse{Policy: res.Policy, Peer: res.Peer, TeamDescription: res.TeamDescription}
 	if res.Encoded != nil {
-		api.SetEncodedIncident(resp, res.Encoded)
+		wire.SetEncoded(resp, wire.ProposeResponseIncident, res.Encoded)
 	} else {
 		resp.Incident = res.Incident
 	}

@@ -9,10 +9,8 @@ import (
 	"fmt"
 	"strings"
 
-	"google.golang.org/protobuf/encoding/protowire"
-	"google.golang.org/protobuf/proto"
-
 	"github.com/irxfed/irx/errdefs/errgrpc"
+	"github.com/irxfed/irx/internal/wire"
 	"github.com/irxfed/irx/node/fsm"
 	"github.com/irxfed/irx/policy"
 	irxv1 "github.com/irxfed/irx/proto/irx/v1"
@@ -89,27 +87,11 @@ func (s *IncidentService) CreateIncident(ctx context.Context, req *irxv1.CreateI
 	}
 	resp := &irxv1.CreateIncidentResponse{}
 	if res.Encoded != nil {
-		SetEncodedIncident(resp, res.Encoded)
+		wire.SetEncoded(resp, wire.CreateIncidentResponseIncident, res.Encoded)
 	} else {
 		resp.Incident = res.Incident
 	}
 	return resp, nil
-}
-
-// SetEncodedIncident makes encoded, an incident as the state machine
-// stored it, the incident field of m (field 1 of CreateIncidentResponse
-// and of NodeService's ProposeResponse) as it is: an answer that carries a
-// record just stored need not encode it a second time. It travels as m's
-// unknown field, which the encoder writes out verbatim; whoever decodes
-// the answer sees an ordinary incident.
-func SetEncodedIncident[M interface {
-	*irxv1.CreateIncidentResponse | *irxv1.ProposeResponse
-	proto.Message
-}](m M, encoded []byte) {
-	const incidentField protowire.Number = 1
-	raw := make([]byte, 0, protowire.SizeTag(incidentField)+protowire.SizeBytes(len(encoded)))
-	raw = protowire.AppendTag(raw, incidentField, protowire.BytesType)
-	m.ProtoReflect().SetUnknown(protowire.AppendBytes(raw, encoded))
 }
 
 // WithdrawIncident implements irx.v1.IncidentService.

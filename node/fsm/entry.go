@@ -9,6 +9,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/irxfed/irx/internal/wire"
 	irxv1 "github.com/irxfed/irx/proto/irx/v1"
 )
 
@@ -35,21 +36,6 @@ type evaluatedCreate struct {
 	requestID string
 	fresh     bool
 }
-
-// Field numbers of irx.v1.Command, CommandBatch and CreateIncidentCommand
-// that parseEntry reads by hand.
-const (
-	commandProposeTime protowire.Number = 1
-	commandCreate      protowire.Number = 2
-	commandBatch       protowire.Number = 6
-
-	batchCommands protowire.Number = 1
-
-	createIncident  protowire.Number = 1
-	createRequestID protowire.Number = 2
-	createFresh     protowire.Number = 3
-	createEvaluated protowire.Number = 4
-)
 
 // decodeEntry decodes the command a log entry carries.
 func decodeEntry(l *raft.Log) (*entry, error) {
@@ -87,35 +73,35 @@ func parseEntry(b []byte) (*entry, bool) {
 	var kind protowire.Number
 	var body []byte
 	for len(b) > 0 {
-		num, v, rest, ok := nextBytesField(b)
+		num, v, rest, ok := wire.NextBytesField(b)
 		if !ok {
 			return nil, false
 		}
 		b = rest
 		switch {
-		case num == commandProposeTime && e.proposeTime == nil:
+		case num == wire.CommandProposeTime && e.proposeTime == nil:
 			e.proposeTime = &timestamppb.Timestamp{}
 			if proto.Unmarshal(v, e.proposeTime) != nil {
 				return nil, false
 			}
-		case (num == commandCreate || num == commandBatch) && kind == 0:
+		case (num == wire.CommandCreate || num == wire.CommandBatch) && kind == 0:
 			kind, body = num, v
 		default:
 			return nil, false
 		}
 	}
 	switch kind {
-	case commandCreate:
+	case wire.CommandCreate:
 		c, ok := parseEvaluated(body)
 		if !ok {
 			return nil, false
 		}
 		e.commands = []entryCommand{{evaluated: c}}
-	case commandBatch:
+	case wire.CommandBatch:
 		e.batch = true
 		for len(body) > 0 {
-			num, v, rest, ok := nextBytesField(body)
-			if !ok || num != batchCommands {
+			num, v, rest, ok := wire.NextBytesField(body)
+			if !ok || num != wire.BatchCommands {
 				return nil, false
 			}
 			body = rest
@@ -134,7 +120,7 @@ func parseEntry(b []byte) (*entry, bool) {
 // parseBatchCommand reads one command of a batch: an evaluated create
 // stays encoded, anything else is decoded.
 func parseBatchCommand(b []byte) (entryCommand, bool) {
-	if num, v, rest, ok := nextBytesField(b); ok && num == commandCreate && len(rest) == 0 {
+	if num, v, rest, ok := wire.NextBytesField(b); ok && num == wire.CommandCreate && len(rest) == 0 {
 		if c, ok := parseEvaluated(v); ok {
 			return entryCommand{evaluated: c}, true
 		}
@@ -150,23 +136,23 @@ func parseBatchCommand(b []byte) (entryCommand, bool) {
 // field at most once and no other field; anything else returns false.
 func parseEvaluated(b []byte) (*evaluatedCreate, bool) {
 	c := &evaluatedCreate{}
-	var seen [createEvaluated + 1]bool
+	var seen [wire.CreateEvaluated + 1]bool
 	evaluated := false
 	for len(b) > 0 {
 		num, typ, n := protowire.ConsumeTag(b)
-		if n < 0 || num < createIncident || num > createEvaluated || seen[num] {
+		if n < 0 || num < wire.CreateIncident || num > wire.CreateEvaluated || seen[num] {
 			return nil, false
 		}
 		seen[num] = true
 		b = b[n:]
 		switch num {
-		case createIncident, createRequestID:
+		case wire.CreateIncident, wire.CreateRequestID:
 			var v []byte
 			var ok bool
-			if v, b, ok = bytesValue(typ, b); !ok {
+			if v, b, ok = wire.BytesValue(typ, b); !ok {
 				return nil, false
 			}
-			if num == createIncident {
+			if num == wire.CreateIncident {
 				c.incident = v
 			} else {
 				if !utf8.Valid(v) { // proto.Unmarshal refuses it too
@@ -177,54 +163,17 @@ func parseEvaluated(b []byte) (*evaluatedCreate, bool) {
 		default:
 			var v uint64
 			var ok bool
-			if v, b, ok = varintValue(typ, b); !ok {
+			if v, b, ok = wire.VarintValue(typ, b); !ok {
 				return nil, false
 			}
-			if num == createFresh {
+			if num == wire.CreateFresh {
 				c.fresh = v != 0
 			} else {
 				evaluated = v != 0
 			}
 		}
 	}
-	return c, evaluated && seen[createIncident]
-}
-
-// nextBytesField reads one length-delimited field from b.
-func nextBytesField(b []byte) (protowire.Number, []byte, []byte, bool) {
-	num, typ, n := protowire.ConsumeTag(b)
-	if n < 0 {
-		return 0, nil, nil, false
-	}
-	v, rest, ok := bytesValue(typ, b[n:])
-	return num, v, rest, ok
-}
-
-// bytesValue reads the value of a length-delimited field whose tag has
-// been read from b; false when the field is of another wire type or cut
-// short.
-func bytesValue(typ protowire.Type, b []byte) (v, rest []byte, ok bool) {
-	if typ != protowire.BytesType {
-		return nil, nil, false
-	}
-	v, n := protowire.ConsumeBytes(b)
-	if n < 0 {
-		return nil, nil, false
-	}
-	return v, b[n:], true
-}
-
-// varintValue reads the value of a varint field whose tag has been read
-// from b; false when the field is of another wire type or cut short.
-func varintValue(typ protowire.Type, b []byte) (v uint64, rest []byte, ok bool) {
-	if typ != protowire.VarintType {
-		return 0, nil, false
-	}
-	v, n := protowire.ConsumeVarint(b)
-	if n < 0 {
-		return 0, nil, false
-	}
-	return v, b[n:], true
+	return c, evaluated && seen[wire.CreateIncident]
 }
 
 // EvaluatedCreate is the command that stores incident, the encoding
@@ -234,8 +183,6 @@ func varintValue(typ protowire.Type, b []byte) (v uint64, rest []byte, ok bool) 
 // decoder sees an ordinary incident field.
 func EvaluatedCreate(c *irxv1.CreateIncidentCommand, incident []byte) *irxv1.Command {
 	out := &irxv1.CreateIncidentCommand{RequestId: c.GetRequestId(), FreshRequestId: c.GetFreshRequestId(), Evaluated: true}
-	raw := make([]byte, 0, protowire.SizeTag(createIncident)+protowire.SizeBytes(len(incident)))
-	raw = protowire.AppendTag(raw, createIncident, protowire.BytesType)
-	out.ProtoReflect().SetUnknown(protowire.AppendBytes(raw, incident))
+	wire.SetEncoded(out, wire.CreateIncident, incident)
 	return &irxv1.Command{Kind: &irxv1.Command_CreateIncident{CreateIncident: out}}
 }

@@ -6,6 +6,7 @@ import (
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/irxfed/irx/internal/wire"
 	irxv1 "github.com/irxfed/irx/proto/irx/v1"
 	"github.com/irxfed/irx/record"
 )
@@ -18,9 +19,6 @@ import (
 // in number order, so the two together are exactly the encoding of the
 // complete record: a replica that decodes and completes the incident
 // itself (one that predates evaluated creates) stores the same bytes.
-
-// incidentIDField is irx.v1.Incident.id's field number.
-const incidentIDField protowire.Number = 1
 
 // CompleteCreate returns proposed as version 1 of an incident of team,
 // recorded at now, without its id: output-only fields dropped, IODEF's
@@ -98,8 +96,8 @@ func withoutOutputOnly(inc *irxv1.Incident) *irxv1.Incident {
 // withID is the stored encoding of an incident: its id field, then the
 // rest of its encoding.
 func withID(id string, rest []byte) []byte {
-	b := make([]byte, 0, protowire.SizeTag(incidentIDField)+protowire.SizeBytes(len(id))+len(rest))
-	b = protowire.AppendTag(b, incidentIDField, protowire.BytesType)
+	b := make([]byte, 0, protowire.SizeTag(wire.IncidentID)+protowire.SizeBytes(len(id))+len(rest))
+	b = protowire.AppendTag(b, wire.IncidentID, protowire.BytesType)
 	b = protowire.AppendString(b, id)
 	return append(b, rest...)
 }

@@ -6,32 +6,8 @@ import (
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/irxfed/irx/internal/wire"
 	irxv1 "github.com/irxfed/irx/proto/irx/v1"
-)
-
-// Field numbers of irx.v1.Incident and the messages in it that
-// readIndexed reads by hand.
-const (
-	incidentID             protowire.Number = 1
-	incidentVersion        protowire.Number = 2
-	incidentStatus         protowire.Number = 5
-	incidentTLP            protowire.Number = 7
-	incidentTaxonomy       protowire.Number = 9
-	incidentReportTime     protowire.Number = 16
-	incidentGenerationTime protowire.Number = 17
-	incidentCreateTime     protowire.Number = 18
-	incidentIndicators     protowire.Number = 24
-	incidentProvenance     protowire.Number = 36
-
-	taxonomyClass protowire.Number = 1
-	taxonomyType  protowire.Number = 2
-
-	indicatorValue protowire.Number = 2
-
-	provenanceOriginTeam protowire.Number = 1
-
-	timestampSeconds protowire.Number = 1
-	timestampNanos   protowire.Number = 2
 )
 
 // readIndexed reads, from an encoded incident, what a replica needs to
@@ -50,7 +26,7 @@ const (
 // decodes the record whole, which reaches the same result or refuses it.
 func readIndexed(b []byte) (*irxv1.Incident, bool) {
 	inc := &irxv1.Incident{}
-	var seen [incidentProvenance + 1]bool
+	var seen [wire.IncidentProvenance + 1]bool
 	for len(b) > 0 {
 		num, typ, n := protowire.ConsumeTag(b)
 		if n < 0 {
@@ -59,10 +35,10 @@ func readIndexed(b []byte) (*irxv1.Incident, bool) {
 		b = b[n:]
 		var known bool
 		switch num {
-		case incidentID, incidentVersion, incidentStatus, incidentTLP, incidentTaxonomy,
-			incidentReportTime, incidentGenerationTime, incidentCreateTime, incidentIndicators, incidentProvenance:
+		case wire.IncidentID, wire.IncidentVersion, wire.IncidentStatus, wire.IncidentTLP, wire.IncidentTaxonomy,
+			wire.IncidentReportTime, wire.IncidentGenerationTime, wire.IncidentCreateTime, wire.IncidentIndicators, wire.IncidentProvenance:
 			known = true
-			if num != incidentIndicators {
+			if num != wire.IncidentIndicators {
 				if seen[num] {
 					return nil, false
 				}
@@ -78,16 +54,16 @@ func readIndexed(b []byte) (*irxv1.Incident, bool) {
 			continue
 		}
 		switch num {
-		case incidentVersion, incidentStatus, incidentTLP:
+		case wire.IncidentVersion, wire.IncidentStatus, wire.IncidentTLP:
 			var v uint64
 			var ok bool
-			if v, b, ok = varintValue(typ, b); !ok {
+			if v, b, ok = wire.VarintValue(typ, b); !ok {
 				return nil, false
 			}
 			switch num {
-			case incidentVersion:
+			case wire.IncidentVersion:
 				inc.Version = int64(v)
-			case incidentStatus:
+			case wire.IncidentStatus:
 				inc.Status = irxv1.Status(int32(v))
 			default:
 				inc.Tlp = irxv1.Tlp(int32(v))
@@ -96,25 +72,25 @@ func readIndexed(b []byte) (*irxv1.Incident, bool) {
 		}
 		var v []byte
 		var ok bool
-		if v, b, ok = bytesValue(typ, b); !ok {
+		if v, b, ok = wire.BytesValue(typ, b); !ok {
 			return nil, false
 		}
 		switch num {
-		case incidentID:
+		case wire.IncidentID:
 			inc.Id, ok = readString(v)
-		case incidentTaxonomy:
+		case wire.IncidentTaxonomy:
 			inc.Taxonomy, ok = readTaxonomy(v)
-		case incidentReportTime:
+		case wire.IncidentReportTime:
 			inc.ReportTime, ok = readTimestamp(v)
-		case incidentGenerationTime:
+		case wire.IncidentGenerationTime:
 			inc.GenerationTime, ok = readTimestamp(v)
-		case incidentCreateTime:
+		case wire.IncidentCreateTime:
 			inc.CreateTime, ok = readTimestamp(v)
-		case incidentIndicators:
+		case wire.IncidentIndicators:
 			var ind *irxv1.Indicator
 			ind, ok = readIndicator(v)
 			inc.Indicators = append(inc.Indicators, ind)
-		case incidentProvenance:
+		case wire.IncidentProvenance:
 			inc.Provenance, ok = readProvenance(v)
 		}
 		if !ok {
@@ -127,31 +103,31 @@ func readIndexed(b []byte) (*irxv1.Incident, bool) {
 func readTaxonomy(b []byte) (*irxv1.Taxonomy, bool) {
 	t := &irxv1.Taxonomy{}
 	ok := readStrings(b, func(num protowire.Number, s string) {
-		if num == taxonomyClass {
+		if num == wire.TaxonomyClass {
 			t.Class = s
 		} else {
 			t.Type = s
 		}
-	}, taxonomyClass, taxonomyType)
+	}, wire.TaxonomyClass, wire.TaxonomyType)
 	return t, ok
 }
 
 func readIndicator(b []byte) (*irxv1.Indicator, bool) {
 	ind := &irxv1.Indicator{}
-	ok := readStrings(b, func(_ protowire.Number, s string) { ind.Value = s }, indicatorValue)
+	ok := readStrings(b, func(_ protowire.Number, s string) { ind.Value = s }, wire.IndicatorValue)
 	return ind, ok
 }
 
 func readProvenance(b []byte) (*irxv1.Provenance, bool) {
 	p := &irxv1.Provenance{}
-	ok := readStrings(b, func(_ protowire.Number, s string) { p.OriginTeam = s }, provenanceOriginTeam)
+	ok := readStrings(b, func(_ protowire.Number, s string) { p.OriginTeam = s }, wire.ProvenanceOriginTeam)
 	return p, ok
 }
 
 // readStrings reads the singular string fields wanted of a message,
 // handing each to set, and steps over the others.
 func readStrings(b []byte, set func(protowire.Number, string), wanted ...protowire.Number) bool {
-	var seen [taxonomyType + 1]bool // the largest field number wanted
+	var seen [wire.TaxonomyType + 1]bool // the largest field number wanted
 	for len(b) > 0 {
 		num, typ, n := protowire.ConsumeTag(b)
 		if n < 0 {
@@ -176,7 +152,7 @@ func readStrings(b []byte, set func(protowire.Number, string), wanted ...protowi
 		seen[num] = true
 		var v []byte
 		var ok bool
-		if v, b, ok = bytesValue(typ, b); !ok {
+		if v, b, ok = wire.BytesValue(typ, b); !ok {
 			return false
 		}
 		s, ok := readString(v)
@@ -201,19 +177,19 @@ func readString(v []byte) (string, bool) {
 // fields, each at most once (sameInstant holds only for such).
 func readTimestamp(b []byte) (*timestamppb.Timestamp, bool) {
 	t := &timestamppb.Timestamp{}
-	var seen [timestampNanos + 1]bool
+	var seen [wire.TimestampNanos + 1]bool
 	for len(b) > 0 {
 		num, typ, n := protowire.ConsumeTag(b)
-		if n < 0 || (num != timestampSeconds && num != timestampNanos) || seen[num] {
+		if n < 0 || (num != wire.TimestampSeconds && num != wire.TimestampNanos) || seen[num] {
 			return nil, false
 		}
 		seen[num] = true
 		var v uint64
 		var ok bool
-		if v, b, ok = varintValue(typ, b[n:]); !ok {
+		if v, b, ok = wire.VarintValue(typ, b[n:]); !ok {
 			return nil, false
 		}
-		if num == timestampSeconds {
+		if num == wire.TimestampSeconds {
 			t.Seconds = int64(v)
 		} else {
 			t.Nanos = int32(v)

@@ -10,6 +10,7 @@ import (
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/irxfed/irx/internal/wire"
 	irxv1 "github.com/irxfed/irx/proto/irx/v1"
 )
 
@@ -20,13 +21,6 @@ import (
 // not use.
 
 const createIncidentMethod = "/irx.v1.IncidentService/CreateIncident"
-
-// Field numbers read by hand: CreateIncidentResponse.incident and
-// Incident.id.
-const (
-	responseIncident protowire.Number = 1
-	incidentID       protowire.Number = 1
-)
 
 // encoded is a message that stays in its wire form.
 type encoded struct{ data []byte }
@@ -69,11 +63,11 @@ func createEncoded(ctx context.Context, conn grpc.ClientConnInterface, req *enco
 	if err := conn.Invoke(ctx, createIncidentMethod, req, &resp, grpc.ForceCodecV2(wireCodec{})); err != nil {
 		return "", err
 	}
-	incident, err := field(resp.data, responseIncident)
+	incident, err := field(resp.data, wire.CreateIncidentResponseIncident)
 	if err != nil {
 		return "", fmt.Errorf("CreateIncidentResponse: %w", err)
 	}
-	id, err := field(incident, incidentID)
+	id, err := field(incident, wire.IncidentID)
 	if err != nil || len(id) == 0 {
 		return "", fmt.Errorf("CreateIncidentResponse.incident has no id (%v)", err)
 	}
