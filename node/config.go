@@ -5,12 +5,12 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/netip"
 	"path/filepath"
 	"time"
 
 	"google.golang.org/grpc"
 
+	"github.com/irxfed/irx/pki"
 	"github.com/irxfed/irx/record"
 )
 
@@ -195,19 +195,7 @@ func (c Config) validate() error {
 // apiPlaintext reports whether the operator API may run without TLS: only
 // in development mode and only where nobody else can connect.
 func (c Config) apiPlaintext() bool {
-	return c.TLS.DevDir != "" && !c.TLS.APITLSOnLoopback && isLoopback(c.APIAddr)
-}
-
-func isLoopback(addr string) bool {
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return false
-	}
-	if host == "localhost" {
-		return true
-	}
-	ip, err := netip.ParseAddr(host)
-	return err == nil && ip.IsLoopback()
+	return c.TLS.DevDir != "" && !c.TLS.APITLSOnLoopback && pki.IsLoopback(c.APIAddr)
 }
 
 // certHosts are the names the development node certificate covers.

@@ -82,7 +82,7 @@ func (c *cli) resolveTarget() (target, error) {
 		t.timeout = c.conn.timeout.val
 	}
 
-	loopback := isLoopback(addr)
+	loopback := pki.IsLoopback(addr)
 	haveTLS := caFile != "" || certFile != "" || keyFile != ""
 	plaintext := loopback && !haveTLS
 	if c.conn.plaintext.set {
@@ -139,19 +139,6 @@ func normalizeAddr(addr string) (string, error) {
 		return "", fmt.Errorf("--addr %q: no host", addr)
 	}
 	return net.JoinHostPort(host, port), nil
-}
-
-// isLoopback matches the node's own rule for serving plaintext.
-func isLoopback(addr string) bool {
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return false
-	}
-	if host == "localhost" {
-		return true
-	}
-	ip, err := netip.ParseAddr(host)
-	return err == nil && ip.IsLoopback()
 }
 
 // session is an open connection to a node.
