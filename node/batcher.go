@@ -61,7 +61,7 @@ func (b *batcher) submitAll(ctx context.Context, cmds []*irxv1.Command) []propos
 	results := make([]proposalResult, len(cmds))
 	proposals := make([]*proposal, len(cmds))
 	for i, cmd := range cmds {
-		proposals[i] = &proposal{cmd: cmd, done: make(chan proposalResult, 1)}
+		proposals[i] = &proposal{cmd: submission(cmd), done: make(chan proposalResult, 1)}
 	}
 	// Idle: the commands go as one entry from here, and this goroutine
 	// waits for raft's answer, not for ctx: raft answers once the entry is

@@ -26,7 +26,7 @@ func (s nodeService) Propose(ctx context.Context, req *irxv1.ProposeRequest) (*i
 	if req.GetCommand() == nil {
 		return nil, errgrpc.ToStatus(record.Invalid("command", "is required"))
 	}
-	resp, err := s.propose(ctx, req.GetCommand())
+	resp, err := proposeResponse(s.n.applyLocal(ctx, req.GetCommand()))
 	return resp, errgrpc.ToStatus(err)
 }
 
@@ -56,10 +56,6 @@ func (s nodeService) ProposeBatch(ctx context.Context, req *irxv1.ProposeBatchRe
 		results[i] = &irxv1.ProposeBatchResult{CallStatus: st}
 	}
 	return &irxv1.ProposeBatchResponse{Results: results}, nil
-}
-
-func (s nodeService) propose(ctx context.Context, cmd *irxv1.Command) (*irxv1.ProposeResponse, error) {
-	return proposeResponse(s.n.applyLocal(ctx, cmd))
 }
 
 // proposeResponse is what Propose answers for a proposal's result.

@@ -94,7 +94,7 @@ func (n *Node) applyLocal(ctx context.Context, cmd *irxv1.Command) (*fsm.Result,
 	if n.raft.State() != raft.Leader {
 		return nil, errNotLeader
 	}
-	return n.batcher.submit(ctx, submission(cmd))
+	return n.batcher.submit(ctx, cmd)
 }
 
 // applyLocalAll proposes cmds as applyLocal does each, together.
@@ -106,17 +106,13 @@ func (n *Node) applyLocalAll(ctx context.Context, cmds []*irxv1.Command) []propo
 		}
 		return results
 	}
-	own := make([]*irxv1.Command, len(cmds))
-	for i, c := range cmds {
-		own[i] = submission(c)
-	}
-	return n.batcher.submitAll(ctx, own)
+	return n.batcher.submitAll(ctx, cmds)
 }
 
-// submission is the batcher's own copy of cmd: the batcher stamps and
-// marshals it, possibly after the caller gave up and went on to change its
-// copy (a retry clears FreshRequestId). The incident itself is shared; no
-// one writes to it.
+// submission is a grouper's own copy of cmd, made as it takes the command:
+// the batcher stamps and marshals it, the forwarder sends it, possibly after
+// the caller gave up and went on to change its copy (a retry clears
+// FreshRequestId). The incident itself is shared; no one writes to it.
 func submission(cmd *irxv1.Command) *irxv1.Command {
 	own := &irxv1.Command{Kind: cmd.GetKind()}
 	if c := cmd.GetCreateIncident(); c != nil {
