@@ -19,21 +19,10 @@ func (s fsmState) Versions() (VersionReader, error) {
 }
 
 // committedResult is what node.Commit answers for a state machine's
-// result: what it stored, or its refusal.
+// result.
 func committedResult(res *fsm.Result, err error) (proto.Message, error) {
-	switch {
-	case err != nil:
+	if err != nil {
 		return nil, err
-	case res.Err != nil:
-		return nil, res.Err
-	case res.Incident != nil || res.Encoded != nil:
-		return res.Created()
-	case res.Peer != nil:
-		return res.Peer, nil
-	case res.TeamDescription != nil:
-		return res.TeamDescription, nil
-	case res.Policy != nil:
-		return res.Policy, nil
 	}
-	return nil, nil
+	return res.Stored()
 }

@@ -71,21 +71,10 @@ func (n *Node) Propose(ctx context.Context, cmd *irxv1.Command) (*fsm.Result, er
 // error.
 func (n *Node) Commit(ctx context.Context, cmd *irxv1.Command) (proto.Message, error) {
 	res, err := n.Propose(ctx, cmd)
-	switch {
-	case err != nil:
+	if err != nil {
 		return nil, err
-	case res.Err != nil:
-		return nil, res.Err
-	case res.Incident != nil || res.Encoded != nil:
-		return res.Created()
-	case res.Policy != nil:
-		return res.Policy, nil
-	case res.Peer != nil:
-		return res.Peer, nil
-	case res.TeamDescription != nil:
-		return res.TeamDescription, nil
 	}
-	return nil, nil
+	return res.Stored()
 }
 
 // applyLocal proposes cmd to this node's Raft, which must lead, through the

@@ -69,6 +69,25 @@ func (r *Result) Created() (*irxv1.Incident, error) {
 	return inc, nil
 }
 
+// Stored is what the command stored (the incident, policy, peer or team
+// description it made; nil for commands that store none of those), or its
+// refusal as the error.
+func (r *Result) Stored() (proto.Message, error) {
+	switch {
+	case r.Err != nil:
+		return nil, r.Err
+	case r.Incident != nil || r.Encoded != nil:
+		return r.Created()
+	case r.Policy != nil:
+		return r.Policy, nil
+	case r.Peer != nil:
+		return r.Peer, nil
+	case r.TeamDescription != nil:
+		return r.TeamDescription, nil
+	}
+	return nil, nil
+}
+
 // FSM implements raft.BatchingFSM over pebble.
 type FSM struct {
 	team     string
