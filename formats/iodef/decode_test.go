@@ -280,6 +280,7 @@ func TestErrors(t *testing.T) {
 		{name: "too deep", data: deep, opts: tlpAndTaxonomy,
 			docErr: "big.xml:3:" + fmt.Sprint(1+10*(iodef.MaxDepth-1)) + ": IODEF-Document" + strings.Repeat("/Incident", iodef.MaxDepth) + ": elements nested more than 48 deep"},
 		{name: "empty", data: "", docErr: "big.xml:1:1: IODEF-Document: no XML element: not an IODEF document"},
+		{name: "entity cut by a line break", data: "&\n", docErr: "big.xml:1:2: IODEF-Document: XML syntax error: invalid character entity & (no semicolon)"},
 		{name: "not IODEF", data: "<html><body/></html>", docErr: "big.xml:1:1: html: not an IODEF document: the root element must be IODEF-Document (RFC 7970)"},
 		{name: "two roots", data: head + tail + head + tail, docErr: "big.xml:5:1: IODEF-Document: a second top-level element"},
 		{name: "no incident", data: head + tail, docErr: "big.xml:2:1: IODEF-Document: holds no Incident element"},

@@ -44,6 +44,8 @@ func FuzzDecode(f *testing.F) {
 		`<IndicatorData><Indicator><Observable><Address category="ipv6-net">2001:db8::/32</Address></Observable><Confidence rating="numeric">1</Confidence></Indicator></IndicatorData>` +
 		`<Assessment><IncidentCategory>ddos</IncidentCategory><MonetaryImpact currency="jpy">1e3</MonetaryImpact></Assessment></Incident></IODEF-Document>`))
 	f.Add([]byte(`<IODEF-Document xmlns="urn:ietf:params:xml:ns:iodef-1.0"><Incident><IncidentID name="b">2</IncidentID><Contact><Contact><Email>x</Email></Contact></Contact></Incident></IODEF-Document>`))
+	f.Add([]byte(`<!DOCTYPE IODEF-Document [<!ENTITY x "y">]><IODEF-Document xmlns="urn:ietf:params:xml:ns:iodef-2.0" xml:lang="e&#10;n"><Incident restriction="red">` +
+		`<IncidentID name="c">3</IncidentID><Description xml:lang="x&#10;y">text</Description><x:Extra xmlns:x="urn:a&#10;b"/></Incident></IODEF-Document>`))
 
 	placed := func(t *testing.T, e *iodef.Error) {
 		t.Helper()

@@ -139,7 +139,7 @@ func (m *mapper) fail(n *element, attr string, err error, format string, args ..
 func (m *mapper) note(n *element, attr, value, format string, args ...any) {
 	s := m.path(n)
 	if attr != "" {
-		s += "@" + attr + "=" + value
+		s += "@" + attr + "=" + oneLine(value, 40)
 	}
 	m.notes = append(m.notes, s+" ("+fmt.Sprintf(format, args...)+")")
 }

@@ -83,7 +83,7 @@ func readTree(name string, data []byte) (*element, error) {
 			return root, nil
 		}
 		if err != nil {
-			l, c := dec.InputPos()
+			l, c := position(data, dec.InputOffset())
 			msg := err.Error()
 			var se *xml.SyntaxError
 			if errors.As(err, &se) {
@@ -128,6 +128,17 @@ func readTree(name string, data []byte) (*element, error) {
 		// Comments, processing instructions and directives (the DTD) carry
 		// no incident data.
 	}
+}
+
+// position is the line and column (from 1, counted in bytes as
+// encoding/xml counts them) of byte offset off of data. The decoder's own
+// InputPos says column 0 after it has stepped back over a line break, as
+// it does when a line break ends an entity reference.
+func position(data []byte, off int64) (line, col int) {
+	before := data[:min(max(off, 0), int64(len(data)))]
+	line = 1 + bytes.Count(before, []byte("\n"))
+	col = len(before) - bytes.LastIndexByte(before, '\n')
+	return line, col
 }
 
 // attr returns the unqualified attribute local, trimmed, and marks it
@@ -195,7 +206,8 @@ func ignorableAttr(name xml.Name) bool {
 }
 
 // attrLabel is "@name=value" as the warning lists an attribute, its value
-// on one line and cut short: the warning is one line per document.
+// on one line and cut short: the warning is one line per document (XML
+// allows line breaks in a value, written or as "&#10;").
 func attrLabel(a *attribute) string {
 	name := a.name.Local
 	if p := nsPrefix(a.name.Space); p != "" {
@@ -207,15 +219,17 @@ func attrLabel(a *attribute) string {
 // oneLine is s with its runs of white space made single spaces, cut to at
 // most n runes.
 func oneLine(s string, n int) string {
-	s = strings.Join(strings.Fields(s), " ")
+	s = singleSpaced(s)
 	if utf8.RuneCountInString(s) <= n {
 		return s
 	}
 	return string([]rune(s)[:n-1]) + "…"
 }
 
+func singleSpaced(s string) string { return strings.Join(strings.Fields(s), " ") }
+
 // nsPrefix is the customary prefix of a namespace other than IODEF's, for
-// paths in messages.
+// paths in messages; another namespace is named in full, on one line.
 func nsPrefix(space string) string {
 	switch space {
 	case "", iodefV2NS, iodefV1NS:
@@ -229,5 +243,5 @@ func nsPrefix(space string) string {
 	case xmlNS:
 		return "xml"
 	}
-	return "{" + space + "}"
+	return "{" + singleSpaced(space) + "}"
 }
