@@ -99,10 +99,10 @@ type Decoded struct {
 	Err error
 }
 
-// Decode reads one IODEF document from r, reading no more than
-// MaxDocumentBytes of it, and maps every Incident element; name names the
-// document in errors and in the warning (a file name, "stdin"; it may be
-// empty).
+// Decode reads one IODEF document from r and maps every Incident element;
+// name names the document in errors and in the warning (a file name,
+// "stdin"; it may be empty). It reads at most one byte past
+// MaxDocumentBytes: a longer document is refused, not read to its end.
 //
 // A problem with the document as a whole (not XML, not IODEF, too large,
 // too deep) is the *Error returned; an error of another type comes from r.
