@@ -24,6 +24,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/irxfed/irx/formats/iodef"
 	irxv1 "github.com/irxfed/irx/proto/irx/v1"
 )
 
@@ -82,7 +83,7 @@ type importRecord struct {
 	sendErr error // set by the worker that sent it
 }
 
-func (c *cli) importIncidents(ctx context.Context, root string, concurrency int, opts iodefOptions) error {
+func (c *cli) importIncidents(ctx context.Context, root string, concurrency int, opts iodef.Options) error {
 	records, skipped, warnings, err := collectRecords(root, opts)
 	if err != nil {
 		return err
@@ -225,7 +226,7 @@ func importable(path string) bool {
 // collectRecords reads every record under root (a directory or one file),
 // counts the files it skipped and returns the IODEF warnings, one per
 // file.
-func collectRecords(root string, opts iodefOptions) ([]*importRecord, int, []string, error) {
+func collectRecords(root string, opts iodef.Options) ([]*importRecord, int, []string, error) {
 	info, err := os.Stat(root)
 	if err != nil {
 		return nil, 0, nil, err
@@ -275,7 +276,7 @@ func collectRecords(root string, opts iodefOptions) ([]*importRecord, int, []str
 // readRecords splits one file into records. A file that cannot be parsed
 // as a whole becomes one rejected record, so the rest of the import goes on.
 // warning lists what an IODEF file held that irx has no place for.
-func readRecords(path string, opts iodefOptions) (recs []*importRecord, warning string, err error) {
+func readRecords(path string, opts iodef.Options) (recs []*importRecord, warning string, err error) {
 	abs, err := filepath.Abs(path)
 	if err != nil {
 		return nil, "", err
@@ -289,18 +290,14 @@ func readRecords(path string, opts iodefOptions) (recs []*importRecord, warning 
 
 // readIODEFRecords makes one record of every Incident element of an IODEF
 // document, named FILE:incident-N.
-func readIODEFRecords(path, abs string, opts iodefOptions) ([]*importRecord, string, error) {
+func readIODEFRecords(path, abs string, opts iodef.Options) ([]*importRecord, string, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, "", err
 	}
-	data, err := readLimited(path, f)
+	doc, err := iodef.Decode(f, path, opts)
 	f.Close()
-	var doc *iodefDoc
-	if err == nil {
-		doc, err = parseIODEF(path, data, opts)
-	}
-	var ie *iodefError
+	var ie *iodef.Error
 	if errors.As(err, &ie) {
 		// Not a document irx can read: one rejected record for the file.
 		return []*importRecord{{file: path, label: path, err: err}}, "", nil
@@ -309,14 +306,37 @@ func readIODEFRecords(path, abs string, opts iodefOptions) ([]*importRecord, str
 		return nil, "", err
 	}
 	var recs []*importRecord
-	for _, di := range doc.incidents {
+	for _, d := range doc.Incidents {
 		recs = append(recs, &importRecord{
-			file: path, line: di.line, label: fmt.Sprintf("%s:incident-%d", path, di.index),
-			requestID: importRequestIDKey(abs, fmt.Sprintf("incident-%d", di.index)),
-			inc:       di.inc, err: di.err,
+			file: path, line: d.Line, label: fmt.Sprintf("%s:incident-%d", path, d.Index),
+			requestID: importRequestIDKey(abs, fmt.Sprintf("incident-%d", d.Index)),
+			inc:       d.Incident, err: d.Err,
 		})
 	}
-	return recs, doc.warning(path), nil
+	return recs, doc.Warning(), nil
+}
+
+// describeIODEFError is err without the file name when it is an IODEF
+// error, for the import summary, which names the file already.
+func describeIODEFError(err error) (string, bool) {
+	withoutFile := func(e *iodef.Error) string {
+		unnamed := *e
+		unnamed.Name = ""
+		return unnamed.Error()
+	}
+	var list iodef.ErrorList
+	if errors.As(err, &list) {
+		parts := make([]string, len(list))
+		for i, e := range list {
+			parts[i] = withoutFile(e)
+		}
+		return strings.Join(parts, "; "), true
+	}
+	var e *iodef.Error
+	if errors.As(err, &e) {
+		return withoutFile(e), true
+	}
+	return "", false
 }
 
 // readTextRecords reads the records of a JSON, JSON-lines or YAML file.

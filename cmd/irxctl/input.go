@@ -17,6 +17,7 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/irxfed/irx/formats/iodef"
 	irxv1 "github.com/irxfed/irx/proto/irx/v1"
 	"github.com/irxfed/irx/record"
 )
@@ -36,7 +37,9 @@ func (c *cli) readIncidentFile(path string) (*irxv1.Incident, error) {
 }
 
 // readInput reads path, or stdin for "-", and names it for messages. An
-// .xml file is read no further than the IODEF size limit.
+// .xml file is read no further than one byte past iodef.MaxDocumentBytes:
+// enough for iodef.Decode to refuse it as too large, without reading a
+// file of any size into memory first.
 func (c *cli) readInput(path string) (data []byte, name string, err error) {
 	name = path
 	switch {
@@ -46,7 +49,7 @@ func (c *cli) readInput(path string) (data []byte, name string, err error) {
 	case strings.EqualFold(filepath.Ext(path), ".xml"):
 		var f *os.File
 		if f, err = os.Open(path); err == nil {
-			data, err = readLimited(path, f)
+			data, err = io.ReadAll(io.LimitReader(f, iodef.MaxDocumentBytes+1))
 			f.Close()
 		}
 	default:
@@ -94,7 +97,7 @@ type createInput struct {
 // document is all or nothing: if any of its Incident elements cannot be
 // mapped, every problem is reported and none is returned. What the
 // mapping left out goes to stderr as one warning.
-func (c *cli) readIncidentsToCreate(path string, opts iodefOptions) (*createInput, error) {
+func (c *cli) readIncidentsToCreate(path string, opts iodef.Options) (*createInput, error) {
 	data, name, err := c.readInput(path)
 	if err != nil {
 		return nil, err
@@ -106,38 +109,38 @@ func (c *cli) readIncidentsToCreate(path string, opts iodefOptions) (*createInpu
 		}
 		return &createInput{name: name, incidents: []*irxv1.Incident{inc}}, nil
 	}
-	doc, err := parseIODEF(name, data, opts)
+	doc, err := iodef.Decode(bytes.NewReader(data), name, opts)
 	if err != nil {
 		return nil, err
 	}
 	in := &createInput{name: name, iodef: true}
 	var errs []error
-	for _, di := range doc.incidents {
-		if di.err != nil {
-			errs = append(errs, di.err)
+	for _, d := range doc.Incidents {
+		if d.Err != nil {
+			errs = append(errs, d.Err)
 			continue
 		}
-		in.incidents = append(in.incidents, di.inc)
+		in.incidents = append(in.incidents, d.Incident)
 	}
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
-	if w := doc.warning(name); w != "" {
+	if w := doc.Warning(); w != "" {
 		fmt.Fprintf(c.stderr, "irxctl: warning: %s\n", w)
 	}
 	return in, nil
 }
 
 // iodefFlagOptions reads --tlp and --taxonomy, which supply what an IODEF
-// document does not say.
-func iodefFlagOptions(tlp, taxonomy string) (iodefOptions, error) {
-	var o iodefOptions
+// document does not say; the messages that ask for them name the flags.
+func iodefFlagOptions(tlp, taxonomy string) (iodef.Options, error) {
+	o := iodef.Options{DefaultTLPName: "--tlp", DefaultTaxonomyName: "--taxonomy CLASS/TYPE"}
 	if tlp != "" {
 		v, err := parseEnum(irxv1.Tlp(0).Descriptor(), "TLP_", "tlp", tlp)
 		if err != nil {
 			return o, err
 		}
-		o.tlp = irxv1.Tlp(v)
+		o.DefaultTLP = irxv1.Tlp(v)
 	}
 	if taxonomy != "" {
 		class, typ, _ := strings.Cut(strings.TrimSpace(taxonomy), "/")
@@ -145,7 +148,7 @@ func iodefFlagOptions(tlp, taxonomy string) (iodefOptions, error) {
 			return o, usageErrorf("--taxonomy %q: want CLASS/TYPE of the Reference Security Incident Taxonomy, e.g. malicious-code/c2-server; classes: %s",
 				taxonomy, strings.Join(record.TaxonomyClasses(), ", "))
 		}
-		o.taxonomy = &irxv1.Taxonomy{Class: class, Type: typ}
+		o.DefaultTaxonomy = &irxv1.Taxonomy{Class: class, Type: typ}
 	}
 	return o, nil
 }
@@ -174,6 +177,19 @@ func unmarshalJSON(data []byte, fromYAML bool, m proto.Message) error {
 		return errors.New(msg)
 	}
 	return nil
+}
+
+// looksLikeXML decides by extension, and by content when there is none
+// that says otherwise (stdin).
+func looksLikeXML(path string, data []byte) bool {
+	switch strings.ToLower(filepath.Ext(path)) {
+	case ".xml":
+		return true
+	case ".json", ".jsonl", ".ndjson", ".yaml", ".yml":
+		return false
+	}
+	trimmed := bytes.TrimLeft(data, " \t\r\n")
+	return len(trimmed) > 0 && trimmed[0] == '<'
 }
 
 // isJSON decides by extension, and by content when there is none (stdin).

@@ -10,12 +10,16 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/irxfed/irx/formats/iodef"
 	irxv1 "github.com/irxfed/irx/proto/irx/v1"
 	"github.com/irxfed/irx/record"
 	"github.com/irxfed/irx/test/irxdtest"
 )
 
-func iodefSample(name string) string { return filepath.Join("testdata", "iodef", name) }
+// iodefSample is a sample document of the IODEF library's tests.
+func iodefSample(name string) string {
+	return filepath.Join("..", "..", "formats", "iodef", "testdata", name)
+}
 
 // TestIODEFCreateAndImport creates incidents from IODEF documents on a real
 // node, and imports a directory holding IODEF, JSON and YAML together.
@@ -34,7 +38,7 @@ func TestIODEFCreateAndImport(t *testing.T) {
 	// IODEF carries no TLP unless its restriction is a TLP colour: refused
 	// before anything is sent, naming the file, the line and the element.
 	r := ctl("", "incident", "create", "-f", iodefSample("dos.xml"))
-	mustFail(t, r, 1, "irxctl: testdata/iodef/dos.xml:10:3: Incident: IODEF has no TLP: pass --tlp")
+	mustFail(t, r, 1, "irxctl: "+iodefSample("dos.xml")+":10:3: Incident: IODEF has no TLP: pass --tlp")
 	if r.stdout != "" {
 		t.Errorf("stdout: %q", r.stdout)
 	}
@@ -46,7 +50,7 @@ func TestIODEFCreateAndImport(t *testing.T) {
 		t.Fatalf("create from IODEF:\n%s", r.stdout)
 	}
 	// One warning line lists what irx has no place for.
-	if !strings.HasPrefix(r.stderr, "irxctl: warning: testdata/iodef/dos.xml: IODEF not mapped to irx.v1.Incident, ignored: ") ||
+	if !strings.HasPrefix(r.stderr, "irxctl: warning: "+iodefSample("dos.xml")+": IODEF not mapped to irx.v1.Incident, ignored: ") ||
 		strings.Count(r.stderr, "\n") != 1 || !strings.Contains(r.stderr, "Incident/Contact/PostalAddress") ||
 		!strings.Contains(r.stderr, "Incident/EventData/Expectation") {
 		t.Errorf("warning: %q", r.stderr)
@@ -57,14 +61,22 @@ func TestIODEFCreateAndImport(t *testing.T) {
 	if err := protojson.Unmarshal([]byte(r.stdout), &stored); err != nil {
 		t.Fatal(err)
 	}
-	path, data := readIODEFTestdata(t, "dos.xml")
-	doc, err := parseIODEF(path, data, tlpAmber)
+	opts, err := iodefFlagOptions("amber", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dos, err := os.Open(iodefSample("dos.xml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dos.Close()
+	doc, err := iodef.Decode(dos, iodefSample("dos.xml"), opts)
 	if err != nil {
 		t.Fatal(err)
 	}
 	record.ClearOutputOnly(&stored)
-	if !proto.Equal(&stored, doc.incidents[0].inc) {
-		t.Errorf("stored:\n%v\nmapped:\n%v", &stored, doc.incidents[0].inc)
+	if !proto.Equal(&stored, doc.Incidents[0].Incident) {
+		t.Errorf("stored:\n%v\nmapped:\n%v", &stored, doc.Incidents[0].Incident)
 	}
 
 	// Several incidents: each is created, in document order, and printed;
@@ -110,16 +122,16 @@ func TestIODEFCreateAndImport(t *testing.T) {
 	// All or nothing: one bad Incident and none is created; every problem
 	// is named.
 	mustFail(t, ctl("", "incident", "create", "-f", iodefSample("unknown-enum.xml"), "--tlp", "amber"), 1,
-		`irxctl: testdata/iodef/unknown-enum.xml:16:3: Incident[2]@status: "pending" is not an IODEF status; one of new, in-progress, forwarded, resolved, future, ext-value`,
-		`testdata/iodef/unknown-enum.xml:24:9: Incident[2]/EventData/Flow/System@category: "attacker" is not an IODEF system category`)
+		"irxctl: "+iodefSample("unknown-enum.xml")+`:16:3: Incident[2]@status: "pending" is not an IODEF status; one of new, in-progress, forwarded, resolved, future, ext-value`,
+		iodefSample("unknown-enum.xml")+`:24:9: Incident[2]/EventData/Flow/System@category: "attacker" is not an IODEF system category`)
 	mustFail(t, ctl("", "incident", "create", "-f", iodefSample("bad-namespace.xml"), "--tlp", "amber"), 1,
-		`irxctl: testdata/iodef/bad-namespace.xml:3:1: IODEF-Document: namespace "urn:ietf:params:xml:ns:iodef" is not IODEF`)
+		"irxctl: "+iodefSample("bad-namespace.xml")+`:3:1: IODEF-Document: namespace "urn:ietf:params:xml:ns:iodef" is not IODEF`)
 	mustFail(t, ctl("", "incident", "create", "-f", iodefSample("truncated.xml"), "--tlp", "amber"), 1,
-		"irxctl: testdata/iodef/truncated.xml:17:45: IODEF-Document/Incident/Description: XML syntax error: unexpected EOF")
+		"irxctl: "+iodefSample("truncated.xml")+":17:45: IODEF-Document/Incident/Description: XML syntax error: unexpected EOF")
 	mustFail(t, ctl("", "incident", "create", "-f", iodefSample("malware.xml")), 1,
-		"testdata/iodef/malware.xml:11:3: Incident: no Reference Security Incident Taxonomy entry can be derived", "pass --taxonomy CLASS/TYPE")
+		iodefSample("malware.xml")+":11:3: Incident: no Reference Security Incident Taxonomy entry can be derived", "pass --taxonomy CLASS/TYPE")
 	big := filepath.Join(t.TempDir(), "big.xml")
-	if err := os.WriteFile(big, append(codered, make([]byte, maxIODEFBytes)...), 0o644); err != nil {
+	if err := os.WriteFile(big, append(codered, make([]byte, iodef.MaxDocumentBytes)...), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	mustFail(t, ctl("", "incident", "create", "-f", big, "--tlp", "amber"), 1, "big.xml:1:1: IODEF-Document: the document is more than 4 MiB; the limit is 4194304 bytes")
@@ -139,7 +151,10 @@ func TestIODEFCreateAndImport(t *testing.T) {
 	// rejected record.
 	dir := t.TempDir()
 	for _, name := range []string{"dos.xml", "malware.xml", "multi.xml", "unknown-enum.xml", "bad-namespace.xml"} {
-		_, data := readIODEFTestdata(t, name)
+		data, err := os.ReadFile(iodefSample(name))
+		if err != nil {
+			t.Fatal(err)
+		}
 		writeFile(t, filepath.Join(dir, "iodef", name), string(data))
 	}
 	writeFile(t, filepath.Join(dir, "c2.json"), incidentJSON)

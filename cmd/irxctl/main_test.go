@@ -17,7 +17,7 @@ import (
 )
 
 // TestMain builds no irxd: a test that starts a node asks irxdtest.Binary,
-// so the fuzz workers, which run FuzzIODEF alone, build none.
+// so a run of tests that start none builds none.
 func TestMain(m *testing.M) { irxdtest.Main(m) }
 
 type result struct {

@@ -1,4 +1,4 @@
-package main
+package iodef_test
 
 import (
 	"bytes"
@@ -6,6 +6,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -13,22 +14,27 @@ import (
 	"testing"
 
 	"google.golang.org/protobuf/encoding/protojson"
-	"google.golang.org/protobuf/proto"
 
+	"github.com/irxfed/irx/formats/iodef"
 	irxv1 "github.com/irxfed/irx/proto/irx/v1"
 	"github.com/irxfed/irx/record"
 )
 
-var updateIODEF = flag.Bool("update-iodef", false, "rewrite testdata/iodef/*.golden from the mapping (review the diff)")
+var update = flag.Bool("update", false, "rewrite testdata/*.golden from the mapping (review the diff)")
 
+// The options as a command line passes them: the messages name its flags,
+// as the golden files hold them.
 var (
-	tlpAmber       = iodefOptions{tlp: irxv1.Tlp_TLP_AMBER}
-	tlpAndTaxonomy = iodefOptions{tlp: irxv1.Tlp_TLP_AMBER, taxonomy: &irxv1.Taxonomy{Class: "other", Type: "undetermined"}}
+	tlpAmber = iodef.Options{DefaultTLP: irxv1.Tlp_TLP_AMBER,
+		DefaultTLPName: "--tlp", DefaultTaxonomyName: "--taxonomy CLASS/TYPE"}
+	tlpAndTaxonomy = iodef.Options{DefaultTLP: irxv1.Tlp_TLP_AMBER, DefaultTaxonomy: &irxv1.Taxonomy{Class: "other", Type: "undetermined"},
+		DefaultTLPName: "--tlp", DefaultTaxonomyName: "--taxonomy CLASS/TYPE"}
+	noDefaults = iodef.Options{DefaultTLPName: "--tlp", DefaultTaxonomyName: "--taxonomy CLASS/TYPE"}
 )
 
-func readIODEFTestdata(t testing.TB, name string) (string, []byte) {
+func readTestdata(t testing.TB, name string) (string, []byte) {
 	t.Helper()
-	path := filepath.Join("testdata", "iodef", name)
+	path := filepath.Join("testdata", name)
 	data, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
@@ -36,19 +42,25 @@ func readIODEFTestdata(t testing.TB, name string) (string, []byte) {
 	return path, data
 }
 
-// renderIODEF is a document's mapping as the golden files hold it: every
+func decode(name string, data []byte, opts iodef.Options) (*iodef.Document, error) {
+	return iodef.Decode(bytes.NewReader(data), name, opts)
+}
+
+func taxonomyLabel(t *irxv1.Taxonomy) string { return t.GetClass() + "/" + t.GetType() }
+
+// render is a document's mapping as the golden files hold it: every
 // incident as indented JSON (proto field names) or its error, then the
 // warning.
-func renderIODEF(t *testing.T, doc *iodefDoc, file string) string {
+func render(t *testing.T, doc *iodef.Document) string {
 	t.Helper()
 	var b strings.Builder
-	for _, di := range doc.incidents {
-		fmt.Fprintf(&b, "## Incident %d (line %d)\n", di.index, di.line)
-		if di.err != nil {
-			fmt.Fprintf(&b, "error: %v\n", di.err)
+	for _, d := range doc.Incidents {
+		fmt.Fprintf(&b, "## Incident %d (line %d)\n", d.Index, d.Line)
+		if d.Err != nil {
+			fmt.Fprintf(&b, "error: %v\n", d.Err)
 			continue
 		}
-		raw, err := protojson.MarshalOptions{UseProtoNames: true}.Marshal(di.inc)
+		raw, err := protojson.MarshalOptions{UseProtoNames: true}.Marshal(d.Incident)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -59,24 +71,24 @@ func renderIODEF(t *testing.T, doc *iodefDoc, file string) string {
 		b.Write(buf.Bytes())
 		b.WriteByte('\n')
 	}
-	fmt.Fprintf(&b, "## warning\n%s\n", doc.warning(file))
+	fmt.Fprintf(&b, "## warning\n%s\n", doc.Warning())
 	return b.String()
 }
 
-// TestIODEFMapping maps the samples and compares the result with the golden
+// TestMapping maps the samples and compares the result with the golden
 // files, which were reviewed field by field against RFC 7970 and the
 // comments of proto/irx/v1/incident.proto; the checks below pin the
 // decisions that matter most.
-func TestIODEFMapping(t *testing.T) {
+func TestMapping(t *testing.T) {
 	for _, tc := range []struct {
 		file  string
-		opts  iodefOptions
+		opts  iodef.Options
 		check func(t *testing.T, incs []*irxv1.Incident, warning string)
 	}{
 		{"dos.xml", tlpAmber, func(t *testing.T, incs []*irxv1.Incident, warning string) {
 			inc := incs[0]
-			// No TLP colour in the document: --tlp. The taxonomy is the
-			// IncidentCategory.
+			// No TLP colour in the document: the default. The taxonomy is
+			// the IncidentCategory.
 			if inc.GetTlp() != irxv1.Tlp_TLP_AMBER || taxonomyLabel(inc.GetTaxonomy()) != "availability/ddos" {
 				t.Errorf("tlp %v, taxonomy %v", inc.GetTlp(), inc.GetTaxonomy())
 			}
@@ -116,7 +128,7 @@ func TestIODEFMapping(t *testing.T) {
 				}
 			}
 		}},
-		{"malware.xml", iodefOptions{taxonomy: &irxv1.Taxonomy{Class: "malicious-code", Type: "infected-system"}}, func(t *testing.T, incs []*irxv1.Incident, warning string) {
+		{"malware.xml", iodef.Options{DefaultTaxonomy: &irxv1.Taxonomy{Class: "malicious-code", Type: "infected-system"}}, func(t *testing.T, incs []*irxv1.Incident, warning string) {
 			inc := incs[0]
 			// restriction="green" is TLP:GREEN and, as RFC 7970 says,
 			// "partner".
@@ -125,11 +137,11 @@ func TestIODEFMapping(t *testing.T) {
 			}
 			var kinds []string
 			for _, ind := range inc.GetIndicators() {
-				kinds = append(kinds, enumLabel(ind.GetKind(), "INDICATOR_KIND_")+"="+ind.GetValue())
+				kinds = append(kinds, strings.TrimPrefix(ind.GetKind().String(), "INDICATOR_KIND_")+"="+ind.GetValue())
 			}
-			want := []string{"domain=kj290023j09r34.example.com", "domain=09ijk23jfj0k8.example.net", "domain=klknjwfjiowjefr923.example.org",
-				"file-name=invoice_0226.dll", "file-hash=8db53bd058cb1cdca807932cb5178cf220c784d15024366c94c3520b602a46ce",
-				"ipv4=192.0.2.77", "email=billing@invoices.example.org"}
+			want := []string{"DOMAIN=kj290023j09r34.example.com", "DOMAIN=09ijk23jfj0k8.example.net", "DOMAIN=klknjwfjiowjefr923.example.org",
+				"FILE_NAME=invoice_0226.dll", "FILE_HASH=8db53bd058cb1cdca807932cb5178cf220c784d15024366c94c3520b602a46ce",
+				"IPV4=192.0.2.77", "EMAIL=billing@invoices.example.org"}
 			if !slices.Equal(kinds, want) {
 				t.Errorf("indicators:\n got %v\nwant %v", kinds, want)
 			}
@@ -158,11 +170,12 @@ func TestIODEFMapping(t *testing.T) {
 		{"multi.xml", tlpAndTaxonomy, func(t *testing.T, incs []*irxv1.Incident, warning string) {
 			var got []string
 			for _, inc := range incs {
-				got = append(got, tlpLabel(inc.GetTlp())+" "+taxonomyLabel(inc.GetTaxonomy()))
+				got = append(got, inc.GetTlp().String()+" "+taxonomyLabel(inc.GetTaxonomy()))
 			}
-			// Red from the document, --tlp for the others; the taxonomy from
-			// an IncidentCategory, from an RSIT machine tag, from --taxonomy.
-			want := []string{"TLP:RED fraud/phishing", "TLP:AMBER information-gathering/scanner", "TLP:AMBER other/undetermined"}
+			// Red from the document, the default for the others; the
+			// taxonomy from an IncidentCategory, from an RSIT machine tag,
+			// from the default.
+			want := []string{"TLP_RED fraud/phishing", "TLP_AMBER information-gathering/scanner", "TLP_AMBER other/undetermined"}
 			if !slices.Equal(got, want) {
 				t.Errorf("got %v, want %v", got, want)
 			}
@@ -190,45 +203,45 @@ func TestIODEFMapping(t *testing.T) {
 		{"unknown-enum.xml", tlpAmber, nil},
 	} {
 		t.Run(tc.file, func(t *testing.T) {
-			path, data := readIODEFTestdata(t, tc.file)
-			doc, err := parseIODEF(path, data, tc.opts)
+			path, data := readTestdata(t, tc.file)
+			doc, err := decode(path, data, tc.opts)
 			if err != nil {
 				t.Fatal(err)
 			}
-			got := renderIODEF(t, doc, path)
+			got := render(t, doc)
 			golden := strings.TrimSuffix(path, ".xml") + ".golden"
-			if *updateIODEF {
+			if *update {
 				if err := os.WriteFile(golden, []byte(got), 0o644); err != nil {
 					t.Fatal(err)
 				}
 			}
 			want, err := os.ReadFile(golden)
 			if err != nil {
-				t.Fatalf("%v (run with -update-iodef to write it)", err)
+				t.Fatalf("%v (run with -update to write it)", err)
 			}
 			if got != string(want) {
-				t.Errorf("mapping differs from %s (rerun with -update-iodef and review the diff):\n%s", golden, got)
+				t.Errorf("mapping differs from %s (rerun with -update and review the diff):\n%s", golden, got)
 			}
 			var incs []*irxv1.Incident
-			for _, di := range doc.incidents {
-				if di.err == nil {
+			for _, d := range doc.Incidents {
+				if d.Err == nil {
 					// What the mapping makes is what the team accepts.
-					if err := record.Validate(di.inc, "incident"); err != nil {
-						t.Errorf("Incident %d: %v", di.index, err)
+					if err := record.Validate(d.Incident, "incident"); err != nil {
+						t.Errorf("Incident %d: %v", d.Index, err)
 					}
-					incs = append(incs, di.inc)
+					incs = append(incs, d.Incident)
 				}
 			}
 			if tc.check != nil {
-				tc.check(t, incs, doc.warning(path))
+				tc.check(t, incs, doc.Warning())
 			}
 		})
 	}
 }
 
-// TestIODEFErrors: every refusal names the file, the line and column, and
+// TestErrors: every refusal names the document, the line and column, and
 // the element; a problem with one Incident leaves the others usable.
-func TestIODEFErrors(t *testing.T) {
+func TestErrors(t *testing.T) {
 	const (
 		head = `<?xml version="1.0"?>` + "\n" + `<IODEF-Document version="2.00" xmlns="urn:ietf:params:xml:ns:iodef-2.0">` + "\n"
 		tail = "</IODEF-Document>\n"
@@ -241,32 +254,33 @@ func TestIODEFErrors(t *testing.T) {
 			`<Contact role="creator" type="organization"/>` + "\n" +
 			"</Incident>\n" + tail
 	}
-	deep := head + strings.Repeat("<Incident>", maxIODEFDepth) + strings.Repeat("</Incident>", maxIODEFDepth) + tail
-	oversize := head + "<!--" + strings.Repeat("x", maxIODEFBytes) + "-->\n" + tail
+	deep := head + strings.Repeat("<Incident>", iodef.MaxDepth) + strings.Repeat("</Incident>", iodef.MaxDepth) + tail
+	oversize := head + "<!--" + strings.Repeat("x", iodef.MaxDocumentBytes) + "-->\n" + tail
 
 	for _, tc := range []struct {
 		name, file string // a testdata file, or the content
 		data       string
-		opts       iodefOptions
+		opts       iodef.Options
 		docErr     string   // the error of the whole document
 		incErrs    []string // else the errors of the incidents, in order ("" for none)
 	}{
 		{name: "bad namespace", file: "bad-namespace.xml", opts: tlpAndTaxonomy,
-			docErr: `testdata/iodef/bad-namespace.xml:3:1: IODEF-Document: namespace "urn:ietf:params:xml:ns:iodef" is not IODEF: want urn:ietf:params:xml:ns:iodef-2.0 (IODEF v2, RFC 7970) or urn:ietf:params:xml:ns:iodef-1.0 (v1, RFC 5070)`},
+			docErr: `testdata/bad-namespace.xml:3:1: IODEF-Document: namespace "urn:ietf:params:xml:ns:iodef" is not IODEF: want urn:ietf:params:xml:ns:iodef-2.0 (IODEF v2, RFC 7970) or urn:ietf:params:xml:ns:iodef-1.0 (v1, RFC 5070)`},
 		{name: "truncated", file: "truncated.xml", opts: tlpAndTaxonomy,
-			docErr: `testdata/iodef/truncated.xml:17:45: IODEF-Document/Incident/Description: XML syntax error: unexpected EOF`},
+			docErr: `testdata/truncated.xml:17:45: IODEF-Document/Incident/Description: XML syntax error: unexpected EOF`},
 		{name: "unknown enum values", file: "unknown-enum.xml", opts: tlpAmber, incErrs: []string{"",
-			`testdata/iodef/unknown-enum.xml:16:3: Incident[2]@status: "pending" is not an IODEF status; one of new, in-progress, forwarded, resolved, future, ext-value` + "\n" +
-				`testdata/iodef/unknown-enum.xml:24:9: Incident[2]/EventData/Flow/System@category: "attacker" is not an IODEF system category; one of source, target, intermediate, sensor, infrastructure, ext-value`}},
-		{name: "no TLP", file: "dos.xml",
-			incErrs: []string{`testdata/iodef/dos.xml:10:3: Incident: IODEF has no TLP: pass --tlp (the Incident's restriction is not white, green, amber or red)`}},
-		{name: "no taxonomy", file: "malware.xml",
-			incErrs: []string{`testdata/iodef/malware.xml:11:3: Incident: no Reference Security Incident Taxonomy entry can be derived from the document (Assessment/IncidentCategory or a Method/Reference such as rsit:class="type"): pass --taxonomy CLASS/TYPE`}},
+			`testdata/unknown-enum.xml:16:3: Incident[2]@status: "pending" is not an IODEF status; one of new, in-progress, forwarded, resolved, future, ext-value` + "\n" +
+				`testdata/unknown-enum.xml:24:9: Incident[2]/EventData/Flow/System@category: "attacker" is not an IODEF system category; one of source, target, intermediate, sensor, infrastructure, ext-value`}},
+		{name: "no TLP", file: "dos.xml", opts: noDefaults,
+			incErrs: []string{`testdata/dos.xml:10:3: Incident: IODEF has no TLP: pass --tlp (the Incident's restriction is not white, green, amber or red)`}},
+		{name: "no taxonomy", file: "malware.xml", opts: noDefaults,
+			incErrs: []string{`testdata/malware.xml:11:3: Incident: no Reference Security Incident Taxonomy entry can be derived from the document (Assessment/IncidentCategory or a Method/Reference such as rsit:class="type"): pass --taxonomy CLASS/TYPE`}},
 		{name: "oversize", data: oversize, opts: tlpAndTaxonomy,
-			docErr: fmt.Sprintf("big.xml:1:1: IODEF-Document: the document is %d bytes; the limit is 4194304 bytes (4 MiB): split it into several files", len(oversize))},
+			docErr: "big.xml:1:1: IODEF-Document: the document is more than 4 MiB; the limit is 4194304 bytes (4 MiB): split it into several files"},
 		{name: "too deep", data: deep, opts: tlpAndTaxonomy,
-			docErr: "big.xml:3:" + fmt.Sprint(1+10*(maxIODEFDepth-1)) + ": IODEF-Document" + strings.Repeat("/Incident", maxIODEFDepth) + ": elements nested more than 48 deep"},
+			docErr: "big.xml:3:" + fmt.Sprint(1+10*(iodef.MaxDepth-1)) + ": IODEF-Document" + strings.Repeat("/Incident", iodef.MaxDepth) + ": elements nested more than 48 deep"},
 		{name: "empty", data: "", docErr: "big.xml:1:1: IODEF-Document: no XML element: not an IODEF document"},
+		{name: "entity cut by a line break", data: "&\n", docErr: "big.xml:1:2: IODEF-Document: XML syntax error: invalid character entity & (no semicolon)"},
 		{name: "not IODEF", data: "<html><body/></html>", docErr: "big.xml:1:1: html: not an IODEF document: the root element must be IODEF-Document (RFC 7970)"},
 		{name: "two roots", data: head + tail + head + tail, docErr: "big.xml:5:1: IODEF-Document: a second top-level element"},
 		{name: "no incident", data: head + tail, docErr: "big.xml:2:1: IODEF-Document: holds no Incident element"},
@@ -277,7 +291,7 @@ func TestIODEFErrors(t *testing.T) {
 		{name: "unknown purpose", data: strings.Replace(incident(""), `purpose="reporting"`, `purpose="urgent"`, 1), opts: tlpAndTaxonomy,
 			incErrs: []string{`big.xml:3:1: Incident@purpose: "urgent" is not an IODEF purpose; one of traceback, mitigation, reporting, watch, other, ext-value`}},
 		{name: "unknown restriction", data: strings.Replace(incident(""), `purpose="reporting"`, `purpose="reporting" restriction="secret"`, 1), opts: tlpAndTaxonomy,
-			incErrs: []string{`big.xml:3:1: Incident@restriction: "secret" is not an IODEF restriction`}},
+			incErrs: []string{`big.xml:3:1: Incident@restriction: "secret" is not an IODEF restriction; one of default, public, partner, need-to-know, private, white, green, amber, red, ext-value`}},
 		{name: "bad address", data: incident(`<EventData><Flow><System category="target"><Node><Address category="ipv4-addr">192.0.2.300</Address></Node></System></Flow></EventData>`), opts: tlpAndTaxonomy,
 			incErrs: []string{`big.xml:6:50: Incident/EventData/Flow/System/Node/Address: "192.0.2.300" is not an IP address or CIDR prefix`}},
 		{name: "address of the wrong family", data: incident(`<EventData><Flow><System category="source"><Node><Address category="ipv4-addr">2001:db8::1</Address></Node></System></Flow></EventData>`), opts: tlpAndTaxonomy,
@@ -308,30 +322,33 @@ func TestIODEFErrors(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			path, data := "big.xml", []byte(tc.data)
 			if tc.file != "" {
-				path, data = readIODEFTestdata(t, tc.file)
+				path, data = readTestdata(t, tc.file)
 			}
-			doc, err := parseIODEF(path, data, tc.opts)
+			doc, err := decode(path, data, tc.opts)
 			if tc.docErr != "" {
-				var ie *iodefError
-				if err == nil || !errors.As(err, &ie) || !strings.Contains(err.Error(), tc.docErr) {
+				var e *iodef.Error
+				if err == nil || !errors.As(err, &e) || !strings.Contains(err.Error(), tc.docErr) {
 					t.Fatalf("got %v\nwant %s", err, tc.docErr)
+				}
+				if doc != nil {
+					t.Error("a document and an error")
 				}
 				return
 			}
 			if err != nil {
 				t.Fatal(err)
 			}
-			if len(doc.incidents) != len(tc.incErrs) {
-				t.Fatalf("%d incidents, want %d", len(doc.incidents), len(tc.incErrs))
+			if len(doc.Incidents) != len(tc.incErrs) {
+				t.Fatalf("%d incidents, want %d", len(doc.Incidents), len(tc.incErrs))
 			}
 			for i, want := range tc.incErrs {
-				di := doc.incidents[i]
+				d := doc.Incidents[i]
 				switch {
-				case want == "" && di.err != nil:
-					t.Errorf("Incident %d: %v", i+1, di.err)
-				case want != "" && (di.err == nil || !strings.Contains(di.err.Error(), want)):
-					t.Errorf("Incident %d:\n got %v\nwant %s", i+1, di.err, want)
-				case want != "" && di.inc != nil:
+				case want == "" && d.Err != nil:
+					t.Errorf("Incident %d: %v", i+1, d.Err)
+				case want != "" && (d.Err == nil || !strings.Contains(d.Err.Error(), want)):
+					t.Errorf("Incident %d:\n got %v\nwant %s", i+1, d.Err, want)
+				case want != "" && d.Incident != nil:
 					t.Errorf("Incident %d has both an error and a record", i+1)
 				}
 			}
@@ -339,11 +356,90 @@ func TestIODEFErrors(t *testing.T) {
 	}
 }
 
-// TestIODEFValuesIrxHasNoVocabularyFor: what XML allows but irx's
-// vocabularies do not (an xml:lang that is no language tag, a node name
-// that is no host name) is left out and said in the warning; the rest of
-// the incident is imported.
-func TestIODEFValuesIrxHasNoVocabularyFor(t *testing.T) {
+// TestErrorList: an Incident's problems are an ErrorList of *Error, each
+// with its place; without a document name the place is "line L:C".
+func TestErrorList(t *testing.T) {
+	path, data := readTestdata(t, "unknown-enum.xml")
+	for _, name := range []string{path, ""} {
+		doc, err := decode(name, data, tlpAmber)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var list iodef.ErrorList
+		if !errors.As(doc.Incidents[1].Err, &list) || len(list) != 3 {
+			t.Fatalf("Incident 2: %#v", doc.Incidents[1].Err)
+		}
+		if e := list[1]; e.Name != name || e.Line != 24 || e.Column != 9 || e.Path != "Incident[2]/EventData/Flow/System@category" {
+			t.Errorf("second problem: %+v", e)
+		}
+		want := `line 16:3: Incident[2]@status: "pending" is not an IODEF status`
+		if name != "" {
+			want = path + ":16:3: Incident[2]@status"
+		}
+		if got := list[0].Error(); !strings.HasPrefix(got, want) {
+			t.Errorf("Error() = %q, want it to start %q", got, want)
+		}
+		var first *iodef.Error
+		if !errors.As(doc.Incidents[1].Err, &first) || first != list[0] {
+			t.Errorf("errors.As finds %v, want the first problem", first)
+		}
+	}
+}
+
+// TestDefaults: the defaults fill in what IODEF cannot say and only that;
+// without them the refusals say what is missing (errors.Is), in the words
+// the caller chose, or in their own.
+func TestDefaults(t *testing.T) {
+	_, data := readTestdata(t, "multi.xml")
+	doc, err := decode("multi.xml", data, iodef.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Incident 1 has TLP:RED and a taxonomy; 2 has a taxonomy and no TLP;
+	// 3 has neither.
+	if d := doc.Incidents[0]; d.Err != nil || d.Incident.GetTlp() != irxv1.Tlp_TLP_RED {
+		t.Errorf("Incident 1: %v %v", d.Err, d.Incident)
+	}
+	if err := doc.Incidents[1].Err; !errors.Is(err, iodef.ErrNoTLP) || errors.Is(err, iodef.ErrNoTaxonomy) ||
+		!strings.Contains(err.Error(), "IODEF has no TLP: pass a default TLP (the Incident's restriction") {
+		t.Errorf("Incident 2: %v", err)
+	}
+	if err := doc.Incidents[2].Err; !errors.Is(err, iodef.ErrNoTLP) || !errors.Is(err, iodef.ErrNoTaxonomy) ||
+		!strings.Contains(err.Error(), `rsit:class="type"): pass a default taxonomy CLASS/TYPE`) {
+		t.Errorf("Incident 3: %v", err)
+	}
+
+	opts := iodef.Options{DefaultTLP: irxv1.Tlp_TLP_GREEN, DefaultTaxonomy: &irxv1.Taxonomy{Class: "other", Type: "other"}}
+	doc, err = decode("multi.xml", data, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, d := range doc.Incidents {
+		if d.Err != nil {
+			t.Fatalf("Incident %d: %v", d.Index, d.Err)
+		}
+		got = append(got, d.Incident.GetTlp().String()+" "+taxonomyLabel(d.Incident.GetTaxonomy()))
+	}
+	if want := []string{"TLP_RED fraud/phishing", "TLP_GREEN information-gathering/scanner", "TLP_GREEN other/other"}; !slices.Equal(got, want) {
+		t.Errorf("got %v, want %v", got, want)
+	}
+	// The document's own TLP wins over the default, and the warning says so.
+	if w := doc.Warning(); !strings.Contains(w, "Incident[1]@restriction=red (TLP:RED kept over the default TLP:GREEN)") {
+		t.Errorf("warning: %s", w)
+	}
+	// Each incident has its own copy of the default taxonomy.
+	doc.Incidents[2].Incident.GetTaxonomy().Type = "changed"
+	if opts.DefaultTaxonomy.GetType() != "other" {
+		t.Error("the incident shares the caller's taxonomy")
+	}
+}
+
+// TestValuesIrxHasNoVocabularyFor: what XML allows but irx's vocabularies
+// do not (an xml:lang that is no language tag, a node name that is no host
+// name) is left out and said in the warning; the rest of the incident is
+// imported.
+func TestValuesIrxHasNoVocabularyFor(t *testing.T) {
 	const doc = `<?xml version="1.0"?>
 <IODEF-Document version="2.00" xml:lang="English (UK)" xmlns="urn:ietf:params:xml:ns:iodef-2.0">
 <Incident purpose="reporting">
@@ -356,19 +452,20 @@ func TestIODEFValuesIrxHasNoVocabularyFor(t *testing.T) {
 </Incident>
 </IODEF-Document>
 `
-	d, err := parseIODEF("odd.xml", []byte(doc), tlpAndTaxonomy)
-	if err != nil || len(d.incidents) != 1 || d.incidents[0].err != nil {
+	d, err := decode("odd.xml", []byte(doc), tlpAndTaxonomy)
+	if err != nil || len(d.Incidents) != 1 || d.Incidents[0].Err != nil {
 		t.Fatalf("%v %+v", err, d)
 	}
-	inc := d.incidents[0].inc
+	inc := d.Incidents[0].Incident
 	if ds := inc.GetDescriptions(); len(ds) != 2 || ds[0].GetLang() != "" || ds[0].GetText() != "defaced" || ds[1].GetLang() != "de-CH" {
 		t.Errorf("descriptions %v", ds)
 	}
 	if h := inc.GetVictimHosts(); len(h) != 1 || h[0].GetHostname() != "" || h[0].GetAddresses()[0] != "192.0.2.1" {
 		t.Errorf("victim hosts %v", h)
 	}
-	w := d.warning("odd.xml")
+	w := d.Warning()
 	for _, want := range []string{
+		"odd.xml: IODEF not mapped to irx.v1.Incident, ignored: ",
 		"Incident/EventData/Flow/System/Node/DomainData (not a host name)",
 		"Incident/Description@xml:lang=English (UK) (not a BCP 47 language tag",
 	} {
@@ -381,75 +478,11 @@ func TestIODEFValuesIrxHasNoVocabularyFor(t *testing.T) {
 	}
 }
 
-// FuzzIODEF feeds arbitrary bytes to the parser: it must not panic, and
-// every incident it makes must be one the team accepts; everything else is
-// an error naming the file.
-func FuzzIODEF(f *testing.F) {
-	paths, err := filepath.Glob(filepath.Join("testdata", "iodef", "*.xml"))
-	if err != nil {
-		f.Fatal(err)
-	}
-	for _, p := range paths {
-		data, err := os.ReadFile(p)
-		if err != nil {
-			f.Fatal(err)
-		}
-		f.Add(data)
-	}
-	f.Add([]byte(`<IODEF-Document xmlns="urn:ietf:params:xml:ns:iodef-2.0"><Incident purpose="watch" restriction="amber"><IncidentID name="a">1</IncidentID>` +
-		`<IndicatorData><Indicator><Observable><Address category="ipv6-net">2001:db8::/32</Address></Observable><Confidence rating="numeric">1</Confidence></Indicator></IndicatorData>` +
-		`<Assessment><IncidentCategory>ddos</IncidentCategory><MonetaryImpact currency="jpy">1e3</MonetaryImpact></Assessment></Incident></IODEF-Document>`))
-	f.Add([]byte(`<IODEF-Document xmlns="urn:ietf:params:xml:ns:iodef-1.0"><Incident><IncidentID name="b">2</IncidentID><Contact><Contact><Email>x</Email></Contact></Contact></Incident></IODEF-Document>`))
-	clean := func(t *testing.T, err error) {
-		t.Helper()
-		var ie *iodefError
-		if !errors.As(err, &ie) || !strings.HasPrefix(err.Error(), "fuzz.xml:") {
-			t.Fatalf("not a clean IODEF error: %#v", err)
-		}
-	}
-	f.Fuzz(func(t *testing.T, data []byte) {
-		// With the flags, or (for one input in four, chosen by its length)
-		// without them, so the errors for what IODEF cannot say are
-		// exercised too.
-		opts := tlpAndTaxonomy
-		if len(data)%4 == 3 {
-			opts = iodefOptions{}
-		}
-		doc, err := parseIODEF("fuzz.xml", data, opts)
-		if err != nil {
-			if doc != nil {
-				t.Fatal("a document and an error")
-			}
-			clean(t, err)
-			return
-		}
-		if len(doc.incidents) == 0 {
-			t.Fatal("a document without incidents")
-		}
-		for _, di := range doc.incidents {
-			if di.err != nil {
-				clean(t, di.err)
-				if di.inc != nil {
-					t.Fatal("an incident and an error")
-				}
-				continue
-			}
-			if err := record.Validate(di.inc, "incident"); err != nil {
-				t.Fatalf("Incident %d passes the mapping but not validation: %v", di.index, err)
-			}
-			if _, err := proto.Marshal(di.inc); err != nil {
-				t.Fatalf("Incident %d cannot be encoded: %v", di.index, err)
-			}
-		}
-		_ = doc.warning("fuzz.xml")
-	})
-}
-
-// TestIODEFRestrictions: irx keeps the parts of an incident flat, so a
+// TestRestrictions: irx keeps the parts of an incident flat, so a
 // restriction IODEF puts on a container (EventData, Record, FileData...)
 // must reach every part made from it; a part irx cannot restrict is left
 // out when it is stricter than the incident.
-func TestIODEFRestrictions(t *testing.T) {
+func TestRestrictions(t *testing.T) {
 	data := `<IODEF-Document xmlns="urn:ietf:params:xml:ns:iodef-2.0" xmlns:ds="http://www.w3.org/2000/09/xmldsig#">
 <Incident purpose="reporting" restriction="white">
 <IncidentID name="csirt.example.com" restriction="red">7</IncidentID>
@@ -468,15 +501,15 @@ func TestIODEFRestrictions(t *testing.T) {
   <Observable><FileData restriction="amber"><File><FileName>a.exe</FileName></File></FileData></Observable>
 </Indicator></IndicatorData>
 </Incident></IODEF-Document>`
-	doc, err := parseIODEF("r.xml", []byte(data), iodefOptions{taxonomy: &irxv1.Taxonomy{Class: "test", Type: "test"}})
+	doc, err := decode("r.xml", []byte(data), iodef.Options{DefaultTaxonomy: &irxv1.Taxonomy{Class: "test", Type: "test"}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	di := doc.incidents[0]
-	if di.err != nil {
-		t.Fatal(di.err)
+	d := doc.Incidents[0]
+	if d.Err != nil {
+		t.Fatal(d.Err)
 	}
-	inc := di.inc
+	inc := d.Incident
 	const (
 		unset  = irxv1.Restriction_RESTRICTION_UNSPECIFIED
 		public = irxv1.Restriction_RESTRICTION_PUBLIC
@@ -508,7 +541,7 @@ func TestIODEFRestrictions(t *testing.T) {
 	if len(inc.GetDiscoveries()) != 1 || inc.GetDiscoveries()[0].GetSource() != irxv1.DiscoverySource_DISCOVERY_SOURCE_PARTNER {
 		t.Errorf("discoveries: %v", inc.GetDiscoveries())
 	}
-	w := doc.warning("r.xml")
+	w := doc.Warning()
 	for _, want := range []string{
 		"Incident/EventData/Discovery (its restriction is stricter than the incident's and irx keeps none here)",
 		`Incident/EventData/Record/RecordData@restriction=ext-value (ext-restriction "eyes-only" kept as private)`,
@@ -519,47 +552,67 @@ func TestIODEFRestrictions(t *testing.T) {
 	}
 }
 
-func TestIODEFTaxonomyDerivation(t *testing.T) {
-	for _, tc := range []struct {
-		text      string
-		typeAlone bool
-		want      string // "" for none
-	}{
-		{"availability/ddos", false, "availability/ddos"},
-		{" Availability:DDoS ", false, "availability/ddos"},
-		{`rsit:fraud="phishing"`, false, "fraud/phishing"},
-		{`fraud="phishing"`, false, "fraud/phishing"},
-		{"rsit:scanner", false, "information-gathering/scanner"},
-		{"phishing", true, "fraud/phishing"},
-		{"phishing", false, ""}, // a reference named "phishing" is a reference
-		{"malware/c2-server", true, ""},
-		{"availability/phishing", true, ""},
-		{"Denial of service", true, ""},
-		{"", true, ""},
+// TestEntitiesAreNotExpanded: a DTD's entities are neither expanded (an
+// exponential "billion laughs") nor fetched (an external entity naming a
+// file): a reference to one is refused as a syntax error, with its place.
+func TestEntitiesAreNotExpanded(t *testing.T) {
+	const incident = `<IODEF-Document version="2.00" xmlns="urn:ietf:params:xml:ns:iodef-2.0">
+<Incident purpose="reporting"><IncidentID name="csirt.example.com">1</IncidentID>
+<Description>&x;</Description>
+</Incident></IODEF-Document>`
+	for name, dtd := range map[string]string{
+		"billion laughs": `<!DOCTYPE IODEF-Document [<!ENTITY a "aaaaaaaaaa"><!ENTITY b "&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;">` +
+			`<!ENTITY x "&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;">]>`,
+		"external entity": `<!DOCTYPE IODEF-Document [<!ENTITY x SYSTEM "file:///etc/passwd">]>`,
 	} {
-		got, ok := rsitEntry(tc.text, tc.typeAlone)
-		if label := taxonomyLabel(got); ok != (tc.want != "") || ok && label != tc.want {
-			t.Errorf("rsitEntry(%q, %v) = %s, %v; want %q", tc.text, tc.typeAlone, label, ok, tc.want)
-		}
+		t.Run(name, func(t *testing.T) {
+			_, err := decode("dtd.xml", []byte(dtd+"\n"+incident), tlpAndTaxonomy)
+			var e *iodef.Error
+			if !errors.As(err, &e) || e.Line != 4 || e.Path != "IODEF-Document/Incident/Description" ||
+				!strings.Contains(e.Msg, "XML syntax error: invalid character entity &x;") {
+				t.Fatalf("got %v", err)
+			}
+		})
+	}
+	// The DTD itself carries no incident data and is skipped.
+	doc, err := decode("dtd.xml", []byte(`<!DOCTYPE IODEF-Document [<!ENTITY x "y">]>`+"\n"+strings.Replace(incident, "&x;", "text", 1)), tlpAndTaxonomy)
+	if err != nil || doc.Incidents[0].Err != nil {
+		t.Fatalf("%v %v", err, doc)
 	}
 }
 
-// TestDiscoverySourcesAllMapped: every discovery source of RFC 7970 but
-// ext-value names an irx value, so none is imported as unspecified.
-func TestDiscoverySourcesAllMapped(t *testing.T) {
-	for _, v := range discoverySourceEnum.values {
-		got, ok := discoverySourceEnum.to[v]
-		if v == "ext-value" {
-			if ok {
-				t.Errorf("ext-value maps to %v", got)
-			}
-			continue
-		}
-		if !ok || got == irxv1.DiscoverySource_DISCOVERY_SOURCE_UNSPECIFIED {
-			t.Errorf("discovery source %q maps to %v", v, got)
-		}
+// TestDecodeReadsBoundedly: Decode stops reading past MaxDocumentBytes
+// (a stream without end is refused, not read to the end), and an error of
+// the reader is returned as it is.
+func TestDecodeReadsBoundedly(t *testing.T) {
+	endless := &countingReader{}
+	_, err := iodef.Decode(endless, "stdin", tlpAndTaxonomy)
+	var e *iodef.Error
+	if !errors.As(err, &e) || !strings.HasPrefix(err.Error(), "stdin:1:1: IODEF-Document: the document is more than 4 MiB") {
+		t.Fatalf("got %v", err)
 	}
-	if got := keptEnum("x", []string{"a", "b"}).to; len(got) != 2 || got["a"] != "a" || got["b"] != "b" {
-		t.Errorf("keptEnum maps %v", got)
+	if endless.n > iodef.MaxDocumentBytes+1 {
+		t.Errorf("read %d bytes; the limit is %d", endless.n, iodef.MaxDocumentBytes)
+	}
+
+	broken := errors.New("connection reset")
+	_, err = iodef.Decode(io.MultiReader(strings.NewReader("<IODEF-Document"), errReader{broken}), "stdin", tlpAndTaxonomy)
+	if !errors.Is(err, broken) || errors.As(err, &e) {
+		t.Errorf("got %v, want the reader's error", err)
 	}
 }
+
+// countingReader is an endless stream of spaces that counts what was read.
+type countingReader struct{ n int }
+
+func (r *countingReader) Read(p []byte) (int, error) {
+	for i := range p {
+		p[i] = ' '
+	}
+	r.n += len(p)
+	return len(p), nil
+}
+
+type errReader struct{ err error }
+
+func (r errReader) Read([]byte) (int, error) { return 0, r.err }

@@ -1,0 +1,600 @@
+package iodef
+
+import (
+	"math"
+	"strconv"
+	"strings"
+
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	irxv1 "github.com/irxfed/irx/proto/irx/v1"
+	"github.com/irxfed/irx/record"
+)
+
+// The mapping of an Incident element and its parts, except the hosts
+// (hosts.go) and the indicators (indicators.go).
+
+// mapIncident maps the Incident element n; nil when it cannot (m.errs
+// says why).
+func (m *mapper) mapIncident(n *element) *irxv1.Incident {
+	inc := &irxv1.Incident{}
+	m.inc = inc
+	if v, _, ok := enumAttr(m, n, "purpose", purposeEnum); ok {
+		inc.Purpose = v
+	}
+	if v, _, ok := enumAttr(m, n, "status", statusEnum); ok {
+		inc.Status = v
+	}
+	if l := n.lang(); l != "" {
+		m.lang = l
+	}
+	r, docTLP := m.restriction(n, irxv1.Restriction_RESTRICTION_UNSPECIFIED)
+	inc.Restriction = r
+	m.incRestr = r
+	if r == irxv1.Restriction_RESTRICTION_UNSPECIFIED {
+		m.incRestr = irxv1.Restriction_RESTRICTION_PRIVATE // the default the team applies
+	}
+
+	// Our team assigns the ticket; the sender's IncidentID is its
+	// alternative id, its name the sender's team.
+	if id := m.child(n, "IncidentID"); id != nil {
+		if alt := m.incidentID(id, m.incRestr); alt != nil {
+			inc.AlternativeIds = append(inc.AlternativeIds, alt)
+		}
+	} else {
+		m.errf(n, "", "has no IncidentID (RFC 7970 requires one)")
+	}
+	for _, a := range m.children(n, "AlternativeID") {
+		ar, _ := m.restriction(a, m.incRestr)
+		for _, id := range m.children(a, "IncidentID") {
+			if alt := m.incidentID(id, ar); alt != nil {
+				inc.AlternativeIds = append(inc.AlternativeIds, alt)
+			}
+		}
+	}
+	for _, ra := range m.children(n, "RelatedActivity") {
+		m.relatedActivity(ra, m.incRestr)
+	}
+
+	times := []struct {
+		name string
+		dst  **timestamppb.Timestamp
+	}{
+		{"DetectTime", &inc.DetectTime}, {"StartTime", &inc.StartTime}, {"EndTime", &inc.EndTime},
+		{"RecoveryTime", &inc.RecoveryTime}, {"ReportTime", &inc.ReportTime},
+	}
+	for _, t := range times {
+		if k := m.child(n, t.name); k != nil {
+			*t.dst = m.timestamp(k)
+		}
+	}
+	m.child(n, "GenerationTime") // output only in irx: each version gets its own
+
+	m.descriptions(n, m.incRestr)
+	for _, k := range m.children(n, "Discovery") {
+		m.discovery(k, m.incRestr)
+	}
+	for _, k := range m.children(n, "Assessment") {
+		m.assessment(k, m.incRestr)
+	}
+	for _, k := range m.children(n, "Method") {
+		m.method(k, m.incRestr)
+	}
+	for _, k := range m.children(n, "Contact") {
+		m.contact(k, m.incRestr, "")
+	}
+	for _, k := range m.children(n, "EventData") {
+		m.eventData(k, m.incRestr)
+	}
+	for _, k := range m.children(n, "IndicatorData") {
+		for _, ind := range m.children(k, "Indicator") {
+			m.indicator(ind, m.incRestr)
+		}
+	}
+	for _, k := range m.children(n, "History") {
+		hr, _ := m.restriction(k, m.incRestr)
+		for _, item := range m.children(k, "HistoryItem") {
+			m.historyItem(item, hr)
+		}
+	}
+
+	if inc.StartTime != nil && inc.EndTime != nil && inc.EndTime.AsTime().Before(inc.StartTime.AsTime()) {
+		m.errf(m.child(n, "EndTime"), "", "is before StartTime")
+	}
+
+	// TLP: the document's own marking wins; the default fills in.
+	opts := m.opts
+	switch {
+	case docTLP != 0:
+		inc.Tlp = docTLP
+		if opts.DefaultTLP != 0 && opts.DefaultTLP != docTLP {
+			over := "the default"
+			if opts.DefaultTLPName != "" {
+				over = opts.DefaultTLPName
+			}
+			m.note(n, "restriction", n.findAttr("restriction").value, "%s kept over %s %s", tlpLabel(docTLP), over, tlpLabel(opts.DefaultTLP))
+		}
+	case opts.DefaultTLP != 0:
+		inc.Tlp = opts.DefaultTLP
+	default:
+		m.fail(n, "", ErrNoTLP, "IODEF has no TLP: pass %s (the Incident's restriction is not white, green, amber or red)", opts.tlpName())
+	}
+	// Taxonomy: derived from the document, else the default.
+	switch {
+	case len(m.taxa) > 0:
+		inc.Taxonomy = m.taxa[0]
+		inc.AdditionalTaxonomies = m.taxa[1:]
+	case opts.DefaultTaxonomy != nil:
+		inc.Taxonomy = proto.Clone(opts.DefaultTaxonomy).(*irxv1.Taxonomy)
+	default:
+		m.fail(n, "", ErrNoTaxonomy, "no Reference Security Incident Taxonomy entry can be derived from the document "+
+			"(Assessment/IncidentCategory or a Method/Reference such as rsit:class=\"type\"): pass %s", opts.taxonomyName())
+	}
+	if len(m.errs) > 0 {
+		return nil
+	}
+	// What the team would refuse is refused here, naming the element: the
+	// checks above cover the record's rules; this is the backstop (and the
+	// size limit).
+	if err := record.Validate(inc, "incident"); err != nil {
+		m.errf(n, "", "the incident made from it is invalid: %v", err)
+		return nil
+	}
+	if _, err := proto.Marshal(inc); err != nil {
+		m.errf(n, "", "the incident made from it cannot be encoded: %v", err)
+		return nil
+	}
+	return inc
+}
+
+// incidentID maps an IncidentID to an alternative id: name is the team
+// that issued the ticket.
+func (m *mapper) incidentID(n *element, inherited irxv1.Restriction) *irxv1.AlternativeId {
+	team, ok := n.attr("name")
+	ticket := n.textValue()
+	switch {
+	case !ok || team == "":
+		m.errf(n, "name", "is required: the team (CSIRT) that issued the id")
+		return nil
+	case ticket == "":
+		m.errf(n, "", "is empty: want the ticket")
+		return nil
+	}
+	r, _ := m.restriction(n, inherited)
+	return &irxv1.AlternativeId{
+		TeamId: team, Ticket: ticket,
+		// RFC 7970: IncidentID and AlternativeID are CSIRTs' tracking numbers.
+		Kind:        irxv1.AlternativeIdKind_ALTERNATIVE_ID_KIND_RESPONSE_TEAM,
+		Restriction: m.part(r),
+	}
+}
+
+func (m *mapper) relatedActivity(n *element, inherited irxv1.Restriction) {
+	r, _ := m.restriction(n, inherited)
+	if m.unrestrictable(n, r) {
+		return
+	}
+	ra := m.inc.RelatedActivity
+	if ra == nil {
+		ra = &irxv1.RelatedActivity{}
+	}
+	for _, id := range m.children(n, "IncidentID") {
+		team, _ := id.attr("name")
+		full := team + ":" + id.textValue()
+		if _, err := record.ParseID(full); err != nil {
+			// irx relates incidents by "<team-id>:<ticket>" only.
+			id.used = false
+			continue
+		}
+		if _, ok := id.attr("restriction"); ok {
+			if ir, _ := m.restriction(id, r); m.unrestrictable(id, ir) {
+				continue
+			}
+		}
+		ra.IncidentIds = append(ra.IncidentIds, full)
+	}
+	named := func(kind, idName string, dst *[]string) {
+		for _, k := range m.children(n, kind) {
+			kr, _ := m.restriction(k, r)
+			if m.unrestrictable(k, kr) {
+				continue
+			}
+			ids := m.children(k, idName)
+			var names []string
+			for _, id := range ids {
+				if s := id.textValue(); s != "" {
+					names = append(names, s)
+				}
+			}
+			if len(names) == 0 {
+				// No identifier: the description names it.
+				if d := m.child(k, "Description"); d != nil {
+					if s := d.textValue(); s != "" {
+						names = append(names, s)
+					}
+				}
+			}
+			if len(names) == 0 {
+				k.used = false
+				continue
+			}
+			*dst = append(*dst, names...)
+		}
+	}
+	named("ThreatActor", "ThreatActorID", &ra.ThreatActors)
+	named("Campaign", "CampaignID", &ra.Campaigns)
+	if len(ra.IncidentIds)+len(ra.ThreatActors)+len(ra.Campaigns) > 0 {
+		m.inc.RelatedActivity = ra
+	}
+}
+
+// descriptions maps n's Description children to the incident's.
+func (m *mapper) descriptions(n *element, r irxv1.Restriction) {
+	for _, d := range m.children(n, "Description") {
+		lang := d.lang()
+		if lang == "" {
+			lang = m.lang
+		}
+		if lang != "" && !record.ValidLanguageTag(lang) {
+			// xml:lang is free text to XML; irx keeps only BCP 47 tags,
+			// the text is worth keeping without one.
+			m.note(d, "xml:lang", lang, "not a BCP 47 language tag: the text is kept without a language")
+			lang = ""
+		}
+		if text := d.textValue(); text != "" {
+			m.inc.Descriptions = append(m.inc.Descriptions, &irxv1.Description{Lang: lang, Text: text, Restriction: m.part(r)})
+		}
+	}
+}
+
+func (m *mapper) discovery(n *element, inherited irxv1.Restriction) {
+	r, _ := m.restriction(n, inherited)
+	if m.unrestrictable(n, r) {
+		return
+	}
+	d := &irxv1.Discovery{}
+	if v, _, ok := enumAttr(m, n, "source", discoverySourceEnum); ok {
+		d.Source = v
+	}
+	d.Description = m.firstText(n, "Description")
+	m.inc.Discoveries = append(m.inc.Discoveries, d)
+}
+
+func (m *mapper) assessment(n *element, inherited irxv1.Restriction) {
+	r, _ := m.restriction(n, inherited)
+	a := &irxv1.Assessment{Restriction: m.part(r)}
+	if v, _, ok := enumAttr(m, n, "occurrence", occurrenceEnum); ok {
+		a.Occurrence = v
+	}
+	for _, c := range m.children(n, "IncidentCategory") {
+		if t, ok := rsitEntry(c.textValue(), true); ok {
+			m.addTaxonomy(t)
+		} else {
+			c.used = false
+		}
+	}
+	for _, k := range m.children(n, "SystemImpact") {
+		si := &irxv1.SystemImpact{}
+		if v, _, ok := enumAttr(m, k, "severity", severityEnum); ok {
+			si.Severity = v
+		}
+		if v, _, ok := enumAttr(m, k, "completion", completionEnum); ok {
+			si.Successful = v
+		}
+		si.Type = m.impactType(k, systemImpactTypeEnum)
+		si.Description = m.firstText(k, "Description")
+		a.SystemImpacts = append(a.SystemImpacts, si)
+	}
+	for _, k := range m.children(n, "BusinessImpact") {
+		bi := &irxv1.BusinessImpact{}
+		if v, _, ok := enumAttr(m, k, "severity", businessSeverityEnum); ok {
+			bi.Severity = v
+		}
+		bi.Type = m.impactType(k, businessImpactTypeEnum)
+		bi.Description = m.firstText(k, "Description")
+		a.BusinessImpacts = append(a.BusinessImpacts, bi)
+	}
+	for _, k := range m.children(n, "MonetaryImpact") {
+		if a.MonetaryImpact != nil {
+			k.used = false // irx keeps one
+			continue
+		}
+		a.MonetaryImpact = m.monetaryImpact(k)
+	}
+	if c := m.child(n, "Confidence"); c != nil {
+		a.Confidence, _ = m.confidence(c)
+	}
+	if a.Occurrence != 0 || len(a.SystemImpacts)+len(a.BusinessImpacts) > 0 || a.MonetaryImpact != nil || a.Confidence != 0 {
+		m.inc.Assessments = append(m.inc.Assessments, a)
+	}
+}
+
+// impactType is the type attribute of an impact, as IODEF names it (irx
+// keeps the string); an extended type is kept by its ext-type name.
+func (m *mapper) impactType(n *element, e enumeration[string]) string {
+	v, raw, ok := enumAttr(m, n, "type", e)
+	if !ok {
+		return ""
+	}
+	if raw == "ext-value" {
+		if ext, ok := n.attr("ext-type"); ok && ext != "" {
+			return ext
+		}
+	}
+	return v
+}
+
+func (m *mapper) monetaryImpact(n *element) *irxv1.MonetaryImpact {
+	cur, ok := n.attr("currency")
+	if !ok {
+		// An amount in no currency says nothing irx can keep.
+		n.used = false
+		return nil
+	}
+	cur = strings.ToUpper(cur)
+	if !record.ValidCurrency(cur) {
+		m.errf(n, "currency", "%q is not a current ISO 4217 currency code", cur)
+		return nil
+	}
+	s := n.textValue()
+	f, err := strconv.ParseFloat(s, 64)
+	exp, ok := record.CurrencyMinorUnits(cur)
+	if !ok {
+		exp = 2 // the list gives none (gold, units of account): cents, as before
+	}
+	minor := f * math.Pow10(exp)
+	if err != nil || math.IsNaN(f) || f < 0 || minor > 9e18 {
+		m.errf(n, "", "%q is not an amount of money", s)
+		return nil
+	}
+	return &irxv1.MonetaryImpact{Currency: cur, AmountMinor: int64(math.Round(minor))}
+}
+
+func (m *mapper) method(n *element, inherited irxv1.Restriction) {
+	r, _ := m.restriction(n, inherited)
+	mt := &irxv1.Method{Restriction: m.part(r)}
+	for _, ref := range m.children(n, "Reference") {
+		m.reference(ref, mt)
+	}
+	mt.Description = m.firstText(n, "Description")
+	// RFC 7203 structured references: the enumeration id is the ID
+	// attribute.
+	for _, k := range m.childrenNS(n, iodefSciNS, "AttackPattern") {
+		k.attr("SpecID")
+		if id, ok := k.attr("ID"); ok && id != "" {
+			mt.AttackPatterns = append(mt.AttackPatterns, strings.ToUpper(id))
+		} else {
+			k.used = false
+		}
+	}
+	for _, k := range m.childrenNS(n, iodefSciNS, "Weakness") {
+		k.attr("SpecID")
+		if id, ok := k.attr("ID"); ok && id != "" {
+			mt.Weaknesses = append(mt.Weaknesses, strings.ToUpper(id))
+		} else {
+			k.used = false
+		}
+	}
+	for _, k := range m.childrenNS(n, iodefSciNS, "Vulnerability") {
+		k.attr("SpecID")
+		if id, ok := k.attr("ID"); ok && cvePattern.MatchString(id) {
+			mt.Vulnerabilities = append(mt.Vulnerabilities, &irxv1.Vulnerability{Cve: strings.ToUpper(id)})
+		} else {
+			k.used = false
+		}
+	}
+	if mt.Description != "" || len(mt.References)+len(mt.Vulnerabilities)+len(mt.Weaknesses)+len(mt.AttackPatterns) > 0 {
+		m.inc.Methods = append(m.inc.Methods, mt)
+	} else if len(n.children) > 0 && !anyUsed(n.children) {
+		n.used = false
+	}
+}
+
+// reference maps a Reference: a CVE, CWE or CAPEC id goes where irx keeps
+// those, an RSIT entry becomes the taxonomy, anything else and every URL a
+// reference.
+func (m *mapper) reference(n *element, mt *irxv1.Method) {
+	var name string
+	if rn := m.child(n, "ReferenceName"); rn != nil { // RFC 5070
+		name = rn.textValue()
+	}
+	for _, rn := range m.childrenNS(n, iodefEnumNS, "ReferenceName") { // RFC 7970, RFC 7495
+		if name != "" {
+			rn.used = false
+			continue
+		}
+		rn.attr("specIndex")
+		if id := m.childrenNS(rn, iodefEnumNS, "ID"); len(id) > 0 {
+			name = id[0].textValue()
+		} else {
+			name = rn.textValue()
+		}
+	}
+	desc := m.firstText(n, "Description")
+	descUsed := false
+	switch {
+	case name == "":
+	case cvePattern.MatchString(name):
+		mt.Vulnerabilities = append(mt.Vulnerabilities, &irxv1.Vulnerability{Cve: strings.ToUpper(name), Description: desc})
+		descUsed = true
+	case cwePattern.MatchString(name):
+		mt.Weaknesses = append(mt.Weaknesses, strings.ToUpper(name))
+	case capecPattern.MatchString(name):
+		mt.AttackPatterns = append(mt.AttackPatterns, strings.ToUpper(name))
+	default:
+		if t, ok := rsitEntry(name, false); ok {
+			m.addTaxonomy(t)
+		} else {
+			mt.References = append(mt.References, name)
+		}
+	}
+	urls := m.children(n, "URL")
+	for _, u := range urls {
+		if s := u.textValue(); s != "" {
+			mt.References = append(mt.References, s)
+		}
+	}
+	if desc != "" && !descUsed {
+		if name == "" && len(urls) == 0 {
+			mt.References = append(mt.References, desc) // a reference described in words
+		} else if d := m.child(n, "Description"); d != nil {
+			d.used = false // irx keeps no description of a reference
+		}
+	}
+}
+
+func (m *mapper) addTaxonomy(t *irxv1.Taxonomy) {
+	for _, have := range m.taxa {
+		if proto.Equal(have, t) {
+			return
+		}
+	}
+	m.taxa = append(m.taxa, t)
+}
+
+// contact maps a Contact and the contacts within it; org is the name of
+// the organisation it belongs to, for a person within one.
+func (m *mapper) contact(n *element, inherited irxv1.Restriction, org string) {
+	r, _ := m.restriction(n, inherited)
+	c := &irxv1.Contact{Restriction: m.part(r), Organization: org}
+	if v, _, ok := enumAttr(m, n, "role", contactRoleEnum); ok {
+		c.Role = v
+	}
+	if v, _, ok := enumAttr(m, n, "type", contactTypeEnum); ok {
+		c.Type = v
+	}
+	name := m.firstText(n, "ContactName")
+	if c.Type == irxv1.ContactType_CONTACT_TYPE_ORGANIZATION {
+		c.Organization = name
+	} else {
+		c.Name = name
+	}
+	if e := m.child(n, "Email"); e != nil {
+		enumAttr(m, e, "type", emailTypeEnum)
+		if to := m.child(e, "EmailTo"); to != nil {
+			c.Email = to.textValue()
+		} else if m.v1 {
+			c.Email = e.textValue() // RFC 5070: the address is the content
+		}
+	}
+	for _, t := range m.children(n, "Telephone") {
+		_, raw, _ := enumAttr(m, t, "type", telephoneTypeEnum)
+		dst := &c.Telephone
+		if raw == "fax" {
+			dst = &c.Fax
+		}
+		if *dst != "" {
+			t.used = false // irx keeps one of each
+			continue
+		}
+		if num := m.child(t, "TelephoneNumber"); num != nil {
+			*dst = num.textValue()
+		} else if m.v1 {
+			*dst = t.textValue()
+		}
+	}
+	if m.v1 {
+		if f := m.child(n, "Fax"); f != nil && c.Fax == "" {
+			c.Fax = f.textValue()
+		}
+	}
+	m.inc.Contacts = append(m.inc.Contacts, c)
+	within := org
+	if c.Type == irxv1.ContactType_CONTACT_TYPE_ORGANIZATION && c.Organization != "" {
+		within = c.Organization
+	}
+	for _, k := range m.children(n, "Contact") {
+		m.contact(k, r, within)
+	}
+}
+
+// eventData folds an EventData into the incident: irx keeps its parts at
+// the incident, each with the restriction it had in the event.
+func (m *mapper) eventData(n *element, inherited irxv1.Restriction) {
+	r, _ := m.restriction(n, inherited)
+	m.descriptions(n, r)
+	for _, k := range m.children(n, "Contact") {
+		m.contact(k, r, "")
+	}
+	for _, k := range m.children(n, "Discovery") {
+		m.discovery(k, r)
+	}
+	for _, k := range m.children(n, "Assessment") {
+		m.assessment(k, r)
+	}
+	for _, k := range m.children(n, "Method") {
+		m.method(k, r)
+	}
+	for _, flow := range m.children(n, "Flow") {
+		for _, sys := range m.children(flow, "System") {
+			m.system(sys, r)
+		}
+		if !anyUsed(flow.children) {
+			flow.used = false
+		}
+	}
+	for _, rec := range m.children(n, "Record") {
+		rr, _ := m.restriction(rec, r)
+		for _, rd := range m.children(rec, "RecordData") {
+			m.recordData(rd, rr)
+		}
+	}
+	for _, k := range m.children(n, "EventData") {
+		m.eventData(k, r)
+	}
+}
+
+func (m *mapper) recordData(n *element, inherited irxv1.Restriction) {
+	r, _ := m.restriction(n, inherited)
+	le := &irxv1.LogExcerpt{Restriction: m.part(r)}
+	if dt := m.child(n, "DateTime"); dt != nil {
+		le.Time = m.timestamp(dt)
+	}
+	le.Source = m.firstText(n, "Description")
+	var lines []string
+	for _, item := range m.children(n, "RecordItem") {
+		mt, _, ok := enumAttr(m, item, "dtype", recordDtypeEnum)
+		if !ok || len(item.children) > 0 {
+			item.used = false
+			continue
+		}
+		text := item.textValue()
+		if text == "" {
+			continue
+		}
+		if le.Source == "" {
+			le.Source, _ = item.attr("meaning")
+		}
+		switch {
+		case le.MediaType == "":
+			le.MediaType = mt
+		case le.MediaType != mt:
+			le.MediaType = "text/plain"
+		}
+		lines = append(lines, text)
+	}
+	if len(lines) == 0 {
+		n.used = false
+		return
+	}
+	le.Content = strings.Join(lines, "\n")
+	m.inc.LogExcerpts = append(m.inc.LogExcerpts, le)
+}
+
+func (m *mapper) historyItem(n *element, inherited irxv1.Restriction) {
+	r, _ := m.restriction(n, inherited)
+	h := &irxv1.HistoryItem{Restriction: m.part(r)}
+	v, raw, ok := enumAttr(m, n, "action", historyActionEnum)
+	if ok {
+		h.Action = v
+		if want := strings.ToUpper(strings.ReplaceAll(raw, "-", "_")); raw != "ext-value" && "HISTORY_ACTION_"+want != v.String() {
+			m.note(n, "action", raw, "as %s", enumLabel(v, "HISTORY_ACTION_"))
+		}
+	}
+	if dt := m.child(n, "DateTime"); dt != nil {
+		h.Time = m.timestamp(dt)
+	}
+	h.Description = m.firstText(n, "Description")
+	m.inc.History = append(m.inc.History, h)
+}

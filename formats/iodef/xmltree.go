@@ -1,0 +1,247 @@
+package iodef
+
+import (
+	"bytes"
+	"encoding/xml"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"unicode/utf8"
+)
+
+// The namespaces a document may use. Elements of others are never mapped,
+// only listed.
+const (
+	iodefV2NS   = "urn:ietf:params:xml:ns:iodef-2.0"
+	iodefV1NS   = "urn:ietf:params:xml:ns:iodef-1.0"
+	iodefEnumNS = "urn:ietf:params:xml:ns:iodef-enum-1.0" // RFC 7495
+	iodefSciNS  = "urn:ietf:params:xml:ns:iodef-sci-1.0"  // RFC 7203
+	xmldsigNS   = "http://www.w3.org/2000/09/xmldsig#"
+	xmlNS       = "http://www.w3.org/XML/1998/namespace"
+	xsiNS       = "http://www.w3.org/2001/XMLSchema-instance"
+)
+
+// An element is an XML element with its position, kept so that the mapping
+// can say where a problem is and list, at the end, what it did not use.
+type element struct {
+	name      xml.Name
+	attrs     []*attribute
+	children  []*element
+	parent    *element
+	text      []byte
+	line, col int
+	used      bool
+	why       string // why the mapping left it out, when that is not obvious
+}
+
+type attribute struct {
+	name  xml.Name
+	value string
+	used  bool
+}
+
+// readTree reads the element tree of data, bounded by MaxDepth and
+// MaxElements (the caller bounds the size).
+//
+// Entities are safe by construction: encoding/xml, in its default strict
+// mode, expands only XML's five predefined entities and character
+// references. A DTD reaches the decoder as one Directive token, which is
+// skipped, so no entity it declares (an exponential "billion laughs"
+// expansion, an external entity naming a file or a URL) is expanded or
+// fetched: a reference to one is a syntax error.
+func readTree(name string, data []byte) (*element, error) {
+	dec := xml.NewDecoder(bytes.NewReader(data))
+	var (
+		root  *element
+		stack []*element
+		count int
+	)
+	where := func() string {
+		if len(stack) == 0 {
+			return "IODEF-Document"
+		}
+		parts := make([]string, len(stack))
+		for i, n := range stack {
+			parts[i] = n.name.Local
+		}
+		return strings.Join(parts, "/")
+	}
+	fail := func(line, col int, path, format string, args ...any) error {
+		return &Error{Name: name, Line: line, Column: col, Path: path, Msg: fmt.Sprintf(format, args...)}
+	}
+	for {
+		line, col := dec.InputPos()
+		tok, err := dec.Token()
+		if errors.Is(err, io.EOF) {
+			if root == nil {
+				return nil, fail(line, col, "IODEF-Document", "no XML element: not an IODEF document")
+			}
+			if len(stack) > 0 {
+				return nil, fail(line, col, where(), "the document ends before </%s>", stack[len(stack)-1].name.Local)
+			}
+			return root, nil
+		}
+		if err != nil {
+			l, c := position(data, dec.InputOffset())
+			msg := err.Error()
+			var se *xml.SyntaxError
+			if errors.As(err, &se) {
+				msg = "XML syntax error: " + se.Msg
+			}
+			return nil, fail(l, c, where(), "%s", strings.TrimPrefix(msg, "xml: "))
+		}
+		switch t := tok.(type) {
+		case xml.StartElement:
+			if root != nil && len(stack) == 0 {
+				return nil, fail(line, col, t.Name.Local, "a second top-level element; an IODEF document has one IODEF-Document")
+			}
+			if len(stack) >= MaxDepth {
+				return nil, fail(line, col, where()+"/"+t.Name.Local, "elements nested more than %d deep", MaxDepth)
+			}
+			if count++; count > MaxElements {
+				return nil, fail(line, col, where()+"/"+t.Name.Local, "more than %d elements", MaxElements)
+			}
+			n := &element{name: t.Name, line: line, col: col}
+			for _, a := range t.Attr {
+				n.attrs = append(n.attrs, &attribute{name: a.Name, value: a.Value})
+			}
+			if len(stack) == 0 {
+				root = n
+			} else {
+				n.parent = stack[len(stack)-1]
+				n.parent.children = append(n.parent.children, n)
+			}
+			stack = append(stack, n)
+		case xml.EndElement:
+			stack = stack[:len(stack)-1]
+		case xml.CharData:
+			if len(stack) == 0 {
+				if len(bytes.TrimSpace(t)) > 0 {
+					return nil, fail(line, col, "IODEF-Document", "text outside the document element")
+				}
+				continue
+			}
+			top := stack[len(stack)-1]
+			top.text = append(top.text, t...)
+		}
+		// Comments, processing instructions and directives (the DTD) carry
+		// no incident data.
+	}
+}
+
+// position is the line and column (from 1, counted in bytes as
+// encoding/xml counts them) of byte offset off of data. The decoder's own
+// InputPos says column 0 after it has stepped back over a line break, as
+// it does when a line break ends an entity reference.
+func position(data []byte, off int64) (line, col int) {
+	before := data[:min(max(off, 0), int64(len(data)))]
+	line = 1 + bytes.Count(before, []byte("\n"))
+	col = len(before) - bytes.LastIndexByte(before, '\n')
+	return line, col
+}
+
+// attr returns the unqualified attribute local, trimmed, and marks it
+// used.
+func (n *element) attr(local string) (string, bool) {
+	a := n.findAttr(local)
+	if a == nil {
+		return "", false
+	}
+	a.used = true
+	return strings.TrimSpace(a.value), true
+}
+
+// findAttr returns the unqualified attribute local without marking it
+// used: the caller decides whether the mapping keeps it.
+func (n *element) findAttr(local string) *attribute {
+	for _, a := range n.attrs {
+		if a.name.Space == "" && a.name.Local == local {
+			return a
+		}
+	}
+	return nil
+}
+
+// lang is the element's xml:lang (IODEF v2) or lang (v1) attribute.
+func (n *element) lang() string {
+	for _, a := range n.attrs {
+		if a.name.Local == "lang" && (a.name.Space == xmlNS || a.name.Space == "xml" || a.name.Space == "") {
+			a.used = true
+			return strings.TrimSpace(a.value)
+		}
+	}
+	return ""
+}
+
+// textValue is the element's own text, trimmed; reading it uses the
+// element.
+func (n *element) textValue() string {
+	n.used = true
+	return strings.TrimSpace(string(n.text))
+}
+
+// anyUsed reports whether the mapping used any of ns.
+func anyUsed(ns []*element) bool {
+	for _, n := range ns {
+		if n.used {
+			return true
+		}
+	}
+	return false
+}
+
+// ignorableAttr reports whether an attribute is XML's or XML Schema's
+// bookkeeping, which carries no incident data and is not worth a warning.
+func ignorableAttr(name xml.Name) bool {
+	switch {
+	case name.Space == "xmlns", name.Space == "" && name.Local == "xmlns":
+		return true // namespace declarations
+	case name.Space == xsiNS:
+		return true // schema location hints
+	case name.Local == "lang" && (name.Space == xmlNS || name.Space == "xml"):
+		return true // the language of a text irx keeps without one
+	}
+	return false
+}
+
+// attrLabel is "@name=value" as the warning lists an attribute, its value
+// on one line and cut short: the warning is one line per document (XML
+// allows line breaks in a value, written or as "&#10;").
+func attrLabel(a *attribute) string {
+	name := a.name.Local
+	if p := nsPrefix(a.name.Space); p != "" {
+		name = p + ":" + name
+	}
+	return "@" + name + "=" + oneLine(a.value, 40)
+}
+
+// oneLine is s with its runs of white space made single spaces, cut to at
+// most n runes.
+func oneLine(s string, n int) string {
+	s = singleSpaced(s)
+	if utf8.RuneCountInString(s) <= n {
+		return s
+	}
+	return string([]rune(s)[:n-1]) + "…"
+}
+
+func singleSpaced(s string) string { return strings.Join(strings.Fields(s), " ") }
+
+// nsPrefix is the customary prefix of a namespace other than IODEF's, for
+// paths in messages; another namespace is named in full, on one line.
+func nsPrefix(space string) string {
+	switch space {
+	case "", iodefV2NS, iodefV1NS:
+		return ""
+	case iodefEnumNS:
+		return "enum"
+	case iodefSciNS:
+		return "sci"
+	case xmldsigNS:
+		return "ds"
+	case xmlNS:
+		return "xml"
+	}
+	return "{" + singleSpaced(space) + "}"
+}
