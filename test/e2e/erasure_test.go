@@ -1,11 +1,9 @@
 package e2e
 
 import (
-	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -53,29 +51,7 @@ func startTeamWithMetrics(t *testing.T, id string, size int, extra ...string) (*
 		}
 		addrs[i] = addr
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	nodes, err := irxdtest.LaunchTeam(ctx, irxdBin, filepath.Join(t.TempDir(), id), id, size, func(i int, n *irxdtest.Node) {
-		n.Args = append(n.Args, "--metrics-addr", addrs[i])
-	}, extra...)
-	for _, n := range nodes {
-		t.Cleanup(func() { _ = n.Kill() })
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	tm := &team{id: id, nodes: nodes}
-	for _, n := range nodes {
-		conn, err := n.Dial()
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { conn.Close() })
-		tm.clients = append(tm.clients, clientOf(conn))
-		tm.peers = append(tm.peers, irxv1.NewPeerServiceClient(conn))
-		tm.policy = append(tm.policy, irxv1.NewPolicyServiceClient(conn))
-		tm.audit = append(tm.audit, irxv1.NewAuditServiceClient(conn))
-	}
+	tm := startTeamWith(t, id, size, func(i int, n *irxdtest.Node) { n.Args = append(n.Args, "--metrics-addr", addrs[i]) }, extra...)
 	return tm, addrs
 }
 

@@ -38,9 +38,16 @@ type team struct {
 
 func startTeam(t *testing.T, id string, size int, extra ...string) *team {
 	t.Helper()
+	return startTeamWith(t, id, size, nil, extra...)
+}
+
+// startTeamWith is startTeam with setup adjusting node i (0-based) before
+// it launches (see irxdtest.LaunchTeam).
+func startTeamWith(t *testing.T, id string, size int, setup func(i int, n *irxdtest.Node), extra ...string) *team {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	nodes, err := irxdtest.LaunchTeam(ctx, irxdBin, filepath.Join(t.TempDir(), id), id, size, nil, extra...)
+	nodes, err := irxdtest.LaunchTeam(ctx, irxdBin, filepath.Join(t.TempDir(), id), id, size, setup, extra...)
 	for _, n := range nodes {
 		t.Cleanup(func() { _ = n.Kill() })
 	}

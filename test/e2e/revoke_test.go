@@ -128,35 +128,8 @@ func cutCounts(t *testing.T, metricsAddr string) map[string]float64 {
 // afterwards does not reach B until B is admitted again. Revoking one
 // certificate leaves B's other certificates connected.
 func TestFederationLiveRevocation(t *testing.T) {
-	var metricsAddrs []string
-	for range 3 {
-		addr, err := irxdtest.FreePort()
-		if err != nil {
-			t.Fatal(err)
-		}
-		metricsAddrs = append(metricsAddrs, addr)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	nodes, err := irxdtest.LaunchTeam(ctx, irxdBin, filepath.Join(t.TempDir(), "cert-a"), "cert-a", 3,
-		func(i int, n *irxdtest.Node) { n.Args = append(n.Args, "--metrics-addr", metricsAddrs[i]) })
-	for _, n := range nodes {
-		t.Cleanup(func() { _ = n.Kill() })
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	a := &team{id: "cert-a", nodes: nodes}
-	for _, n := range nodes {
-		conn, err := n.Dial()
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { conn.Close() })
-		a.clients = append(a.clients, clientOf(conn))
-		a.peers = append(a.peers, irxv1.NewPeerServiceClient(conn))
-		a.policy = append(a.policy, irxv1.NewPolicyServiceClient(conn))
-	}
+	a, metricsAddrs := startTeamWithMetrics(t, "cert-a", 3)
+	nodes := a.nodes
 	b := startTeam(t, "cert-b", 1)
 	a.peerWith(t, b, false)
 	b.peerWith(t, a, true)
