@@ -101,7 +101,7 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 
 // tally counts what a batch of feed entries gave a peer; it is added to
 // the counters once per batch, because label lookups per field of every
-// record were a twentieth of the serving side's time during a catch-up.
+// record showed in the serving side's profile during a catch-up.
 type tally struct {
 	outcomes map[string]int
 	fields   map[fieldAction]int

@@ -18,8 +18,8 @@ import (
 // The puller passes the peer's feed items into its Raft entries without
 // decoding them: the state machine decodes (and validates) every item when
 // it applies the entry, so decoding each one on receipt and encoding it
-// again into the command was a fifth of the receiving leader's work during
-// a catch-up. Only the response's own fields and each item's sequence are
+// again into the command was work done twice, a large part of the
+// receiving leader's during a catch-up. Only the response's own fields and each item's sequence are
 // read here.
 
 // rawResponse is a SubscribeResponse whose items are still encoded.

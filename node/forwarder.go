@@ -19,8 +19,8 @@ import (
 // Group forwarding on a follower: writes that arrive while earlier
 // forwarded calls are in flight go to the leader together, in one
 // NodeService/ProposeBatch call. A forwarded write cost a gRPC call at
-// both ends; with clients spread over the team that was a fifth of all
-// the CPU a create took. A lone write goes alone, as Propose.
+// both ends, a large part of what a create cost with clients spread over
+// the team. A lone write goes alone, as Propose.
 const (
 	maxForwardCommands = 256
 	maxForwardBytes    = 1 << 20

@@ -102,8 +102,8 @@ func (g *grouper[T]) failQueued() {
 // sendAlone sends items as a group of their own, in the caller's goroutine,
 // when the grouper is idle: nothing queued and a slot free. A lone caller
 // then reaches raft without waking the grouping goroutine and a sender
-// goroutine, and gets its answer without a third wake-up; on this 2-core
-// machine with a whole team on it each wake-up costs CPU the others need.
+// goroutine, and gets its answer without a third wake-up; where nodes share
+// a machine, each wake-up costs CPU the others need.
 // It reports whether it sent them; under load it does not, and items queue,
 // as do more items than one group may hold.
 // A grouping goroutine blocked on a slot gets the next free one first (a

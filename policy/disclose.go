@@ -26,10 +26,10 @@ import (
 // attacking host, the indicator list, a timestamp). Stored incident versions
 // are immutable, so this is safe for the node; a caller that wants to
 // mutate inc or the view after Disclose must proto.Clone first. Disclose
-// itself never writes to inc. Sharing is a measured choice: cloning the
-// forwarded parts of a realistic record (its attacking hosts and
-// indicators) would add some fifty messages to build, and as many
-// allocations, to every call.
+// itself never writes to inc. Sharing is deliberate: cloning the forwarded
+// parts of a realistic record (its attacking hosts and indicators) would
+// add dozens of messages to build, and as many allocations, to every call
+// (TestDiscloseAllocations holds the budget).
 func Disclose(inc *irxv1.Incident, c *Compiled) (*irxv1.Incident, *irxv1.Explanation) {
 	if c == nil {
 		return nil, &irxv1.Explanation{IncidentId: inc.GetId(), IncidentVersion: inc.GetVersion(), Reasons: []*irxv1.Reason{{
@@ -76,8 +76,8 @@ type withheld struct {
 }
 
 // disclosed is what Disclose allocates for a view. (Embedding more of the
-// per-call storage here measured slower: memory a call does not use still
-// has to be zeroed and cached.)
+// per-call storage here was slower in BenchmarkDisclose: memory a call does
+// not use still has to be zeroed and cached.)
 type disclosed struct {
 	view    irxv1.Incident
 	ex      irxv1.Explanation

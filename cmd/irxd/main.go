@@ -26,10 +26,10 @@ import (
 )
 
 // defaultGCPercent is the garbage collector's target unless GOGC is set:
-// at Go's 100 a node spent a tenth of its CPU collecting under ingest, and
-// 200 (heap up to three times what is live) took a three-node team at
-// 1,000 clients from 6,030–6,082 to 6,420–6,552 creates/s. On a small
-// machine, set GOGC=100 or a GOMEMLIMIT.
+// at Go's 100 a node spends a noticeable part of its CPU collecting under
+// ingest, and 200 (heap up to three times what is live) buys throughput
+// with memory (docs/performance.md). On a small machine, set GOGC=100 or
+// a GOMEMLIMIT.
 const defaultGCPercent = 200
 
 func main() {

@@ -45,7 +45,7 @@ func CompleteCreate(team string, proposed *irxv1.Incident, now *timestamppb.Time
 
 // withoutOutputOnly is a shallow copy of inc without the fields a client
 // may not set (id, version, generation_time, create_time, provenance). The
-// fields are copied one by one: copying them by reflection was a quarter
+// fields are copied one by one: copying them by reflection was a large part
 // of the leader's group commit. TestWithoutOutputOnlyCopiesEveryField fails when the
 // schema gains a field that is not copied here.
 func withoutOutputOnly(inc *irxv1.Incident) *irxv1.Incident {

@@ -116,8 +116,8 @@ type FSM struct {
 	// tombstones mirrors the tomb/ keys: up to which version each origin
 	// withdrew a foreign incident. Every received record is checked
 	// against it, and a point lookup of a key that almost never exists was
-	// a tenth of applying a peer's feed; withdrawn incidents are few, so
-	// they are kept in memory. Only raft's FSM goroutine (apply, restore)
+	// a noticeable part of applying a peer's feed; withdrawn incidents are
+	// few, so they are kept in memory. Only raft's FSM goroutine (apply, restore)
 	// uses it.
 	tombstones map[record.ID]uint64
 	// foreignHigh is, per origin team, a ticket at or above every one of
@@ -179,8 +179,8 @@ func openDB(dir string, logger *slog.Logger) (*pebble.DB, error) {
 		// was flushed), raft replays the entries after it, and when the
 		// prefix is older than the newest snapshot the node restores the
 		// snapshot first (Node.stateCoversSnapshots), whose index the Raft
-		// log still covers. Writing a WAL nobody needs cost a tenth of the
-		// leader's CPU under ingest.
+		// log still covers. A WAL nobody needs would cost the leader CPU
+		// under ingest (docs/performance.md).
 		DisableWAL: true,
 	}
 	opts.Experimental.SpanPolicyFunc = splitTablesAtFamilies(keyFamilies())
@@ -385,8 +385,8 @@ func readsState(cmd *irxv1.Command) bool {
 // the commands' own size (each record is stored once) and half again for
 // index keys, feed entries and pebble's record headers. A batch that
 // starts small doubles its buffer, copying everything so far, a dozen times
-// for a 4 MiB peer feed entry. With the hint BenchmarkApplyPeerFeed
-// allocates a fifth less and runs 3-4% faster (four paired runs).
+// for a 4 MiB peer feed entry (BenchmarkApplyPeerFeed shows the
+// difference).
 func batchSizeHint(logs []*raft.Log) int {
 	n := 0
 	for _, l := range logs {
@@ -706,7 +706,8 @@ const writesPerCreate = 12
 // are made each one is searched from the top; in key order the feed
 // entries, versions, latest-version pointers and most index keys of a
 // batch of creates each follow the one before, and insert in constant
-// time. The memtable inserts were an eighth of the nodes' CPU under load.
+// time. The memtable inserts were a large part of the nodes' CPU under
+// load.
 func (a *applier) writePending() {
 	if len(a.pending) == 0 {
 		return

@@ -34,9 +34,8 @@ func keyFamilies() [][]byte {
 // increase). Tables cut at the families' edges overlap only tables of their
 // own family: the random keys (request ids, indicator hashes) are still
 // merged, but they are small; the incidents are written once more at most.
-// Measured under 1,000 clients: compactions fell from about a quarter to a
-// few per cent of the nodes' CPU; over two minutes the state machine's write
-// amplification went from 7.9 to 4.6 and still grew without it.
+// Under heavy ingest, compactions went from a large to a small part of the
+// nodes' CPU (docs/performance.md).
 func splitTablesAtFamilies(families [][]byte) pebble.SpanPolicyFunc {
 	return func(start []byte) (pebble.SpanPolicy, []byte, error) {
 		i, found := slices.BinarySearchFunc(families, start, bytes.Compare)
@@ -51,8 +50,8 @@ func splitTablesAtFamilies(families [][]byte) pebble.SpanPolicyFunc {
 }
 
 // inKeyOrder returns writes in key order, two writes to one key in the
-// order they were made. A full sort of a group commit's writes cost a
-// twentieth of the nodes' CPU; but the writes of one family mostly come in
+// order they were made. A full sort of a group commit's writes showed in
+// the nodes' profiles; but the writes of one family mostly come in
 // order already (tickets and feed sequences increase), so they are first
 // dealt into their families, in one pass, and only a family that is out of
 // order (request ids, indicator hashes) is sorted.

@@ -10,8 +10,8 @@ import (
 // number of bytes, in front of a log store. Raft reads each entry back
 // soon after writing it: the leader once or twice per follower to
 // replicate it, a follower once to apply it. From pebble each read is a
-// memtable search and a decode (a profile of one sequential client put
-// them at a tenth of the leader's CPU); from here it is a slice index.
+// memtable search and a decode, which showed in the leader's profile under
+// one sequential client; from here it is a slice index.
 //
 // Unlike hashicorp/raft's LogCache, which holds a fixed number of entries
 // of any size, Recent is bounded by bytes: a group commit entry may hold

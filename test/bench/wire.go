@@ -17,8 +17,8 @@ import (
 // The ingest clients send one request, encoded once, and read only the id
 // of each answer. The tool shares the two cores with the nodes it
 // measures; encoding the same request again and decoding every stored
-// incident it gets back was a fifth of its own CPU, time the nodes could
-// not use.
+// incident it gets back was a large part of its own CPU, time the nodes
+// could not use.
 
 const createIncidentMethod = "/irx.v1.IncidentService/CreateIncident"
 
