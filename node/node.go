@@ -25,9 +25,9 @@ import (
 
 	"github.com/irxfed/irx/node/api"
 	"github.com/irxfed/irx/node/fsm"
-	"github.com/irxfed/irx/pki"
 	"github.com/irxfed/irx/node/raftstore"
 	"github.com/irxfed/irx/node/transport"
+	"github.com/irxfed/irx/pki"
 	"github.com/irxfed/irx/policy"
 	irxv1 "github.com/irxfed/irx/proto/irx/v1"
 )
@@ -37,6 +37,7 @@ type Node struct {
 	cfg      Config
 	log      *slog.Logger
 	reloader *pki.Reloader // nil in development mode
+	dirLock  *os.File      // held while the node runs: see lockDataDir
 	creds    nodeCredentials
 
 	logs      *raftstore.Store
@@ -88,6 +89,9 @@ func Start(cfg Config) (_ *Node, err error) {
 	}()
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("data directory: %w", err)
+	}
+	if n.dirLock, err = lockDataDir(cfg.DataDir); err != nil {
+		return nil, err
 	}
 	creds, err := n.loadCredentials()
 	if err != nil {
@@ -415,6 +419,48 @@ func (n *Node) OnLeader(ctx context.Context, local func() error, remote func(con
 // TeamID is the team this node belongs to.
 func (n *Node) TeamID() string { return n.cfg.TeamID }
 
+// NodeID is this node's id within its team.
+func (n *Node) NodeID() string { return n.cfg.NodeID }
+
+// RaftAddr is the intra-cluster address other members dial: what
+// ClusterService/AddMember needs to add this node.
+func (n *Node) RaftAddr() string { return string(n.transport.LocalAddr()) }
+
+// Joining reports whether the node was started to join a running team.
+func (n *Node) Joining() bool { return n.cfg.Join }
+
+// Standing is what a node knows of its place in the team.
+type Standing struct {
+	// Member reports that the node is in the team's configuration. A node
+	// started to join is not until ClusterService/AddMember adds it.
+	Member bool
+	// Voters is the number of voting members in that configuration.
+	Voters int
+	// Leader is the id of the leader this node follows or is, "" while it
+	// knows none.
+	Leader string
+}
+
+// Standing reports the node's membership and the leader it knows.
+func (n *Node) Standing() (Standing, error) {
+	future := n.raft.GetConfiguration()
+	if err := future.Error(); err != nil {
+		return Standing{}, fmt.Errorf("raft configuration: %w", err)
+	}
+	var s Standing
+	for _, srv := range future.Configuration().Servers {
+		if srv.ID == raft.ServerID(n.cfg.NodeID) {
+			s.Member = true
+		}
+		if srv.Suffrage == raft.Voter {
+			s.Voters++
+		}
+	}
+	_, leader := n.raft.LeaderWithID()
+	s.Leader = string(leader)
+	return s, nil
+}
+
 // APIPlaintext reports whether the operator API runs without TLS
 // (development mode on loopback).
 func (n *Node) APIPlaintext() bool { return n.cfg.apiPlaintext() }
@@ -459,6 +505,10 @@ func (n *Node) Close() error {
 		}
 		if n.logs != nil {
 			errs = append(errs, n.logs.Close())
+		}
+		if n.dirLock != nil {
+			// Last: the directory is free once nothing in it is open.
+			errs = append(errs, n.dirLock.Close())
 		}
 		n.closeErr = errors.Join(errs...)
 	})

@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/irxfed/irx/cmd/internal/version"
 	"github.com/irxfed/irx/pki"
 	irxv1 "github.com/irxfed/irx/proto/irx/v1"
 )
@@ -171,7 +172,7 @@ func (c *cli) connect() (*session, error) {
 	}
 	conn, err := grpc.NewClient(t.addr,
 		grpc.WithTransportCredentials(creds),
-		grpc.WithUserAgent("irxctl/"+buildVersion()),
+		grpc.WithUserAgent("irxctl/"+version.Read().Short()),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxResponseBytes)))
 	if err != nil {
 		return nil, err
