@@ -416,6 +416,41 @@ func (n *Node) OnLeader(ctx context.Context, local func() error, remote func(con
 	return n.onLeader(ctx, true, local, remote)
 }
 
+// OnMembers calls fn, concurrently, for every other member of the team's
+// configuration with a connection to its intra-cluster server (where
+// Config.Services registered the same services), and returns each member's
+// error by node id. Use it for what each node alone knows; fn bounds its
+// own calls.
+func (n *Node) OnMembers(ctx context.Context, fn func(ctx context.Context, nodeID string, conn *grpc.ClientConn) error) map[string]error {
+	future := n.raft.GetConfiguration()
+	if err := future.Error(); err != nil {
+		return map[string]error{n.cfg.NodeID: fmt.Errorf("raft configuration: %w", err)}
+	}
+	var (
+		mu   sync.Mutex
+		wg   sync.WaitGroup
+		errs = map[string]error{}
+	)
+	for _, s := range future.Configuration().Servers {
+		if s.ID == raft.ServerID(n.cfg.NodeID) {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			conn, err := n.peers.get(string(s.Address))
+			if err == nil {
+				err = fn(ctx, string(s.ID), conn)
+			}
+			mu.Lock()
+			errs[string(s.ID)] = err
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	return errs
+}
+
 // TeamID is the team this node belongs to.
 func (n *Node) TeamID() string { return n.cfg.TeamID }
 
