@@ -43,7 +43,7 @@ max_hops: 1
 
 func launchTeam(t *testing.T, team string) *irxdtest.Node {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	nodes, err := irxdtest.LaunchTeam(ctx, irxdtest.Binary(t), filepath.Join(t.TempDir(), team), team, 1, nil)
 	for _, n := range nodes {
