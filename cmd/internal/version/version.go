@@ -25,11 +25,15 @@ type Info struct {
 	Time time.Time
 	// Modified reports uncommitted changes in the built tree.
 	Modified bool
-	// FromGit reports that Revision was read from the checkout when the
-	// program started rather than recorded by the build: "go run" records
-	// none, and it builds the tree as it is, so the checkout's commit is the
-	// one it runs.
+	// FromGit reports that Revision was read from the checkout the binary
+	// was built from, when the program started, because the build recorded
+	// none: "go run" never does, nor "go build" with -buildvcs=false or in a
+	// git worktree (whose .git is a file the go command does not look for).
 	FromGit bool
+	// Exact reports, with FromGit, that the checkout's commit is the one
+	// built: "go run" builds the tree as it is when it runs. Any other
+	// binary may be older than the checkout it came from.
+	Exact bool
 }
 
 // Read describes the running binary.
@@ -39,8 +43,9 @@ func Read() Info {
 		return Info{Version: "devel"}
 	}
 	v := fromBuildInfo(info)
-	if v.Revision == "" && builtByGoRun() {
+	if v.Revision == "" {
 		v = v.withGit(sourceDir())
+		v.Exact = v.FromGit && builtByGoRun()
 	}
 	return v
 }
@@ -70,8 +75,8 @@ func fromBuildInfo(info *debug.BuildInfo) Info {
 // lives in a go-build directory, either a temporary one (.../exe/NAME) or
 // the build cache, where go run keeps what it built for the same sources
 // (.../go-build/XX/HASH-d/NAME). Only then is the checkout's current commit
-// the one that was built; a binary installed from a checkout that later
-// moved on must not claim the newer commit.
+// surely the one that was built; a binary installed from a checkout that
+// later moved on must not claim the newer commit as its own.
 func builtByGoRun() bool {
 	exe, err := os.Executable()
 	if err != nil {
@@ -151,6 +156,11 @@ func (v Info) String() string {
 	}
 	if v.Modified {
 		details = append(details, "modified")
+	}
+	if v.FromGit && !v.Exact {
+		// Not recorded by the build: say what is known, and no more.
+		return v.Version + " (built without version control information; the checkout it was built from is at " +
+			strings.Join(details, ", ") + ")"
 	}
 	if v.FromGit {
 		details = append(details, "read from the checkout")

@@ -65,6 +65,17 @@ func TestGoRunShowsTheCheckoutsCommit(t *testing.T) {
 	}
 }
 
+func TestACommitReadFromTheCheckoutSaysSo(t *testing.T) {
+	v := Info{Version: "devel", Revision: "43f5a4e7f89e495da0c5c49a1a97665893e386b8", Time: time.Date(2026, 12, 6, 20, 41, 1, 0, time.UTC), FromGit: true}
+	if want := "devel (built without version control information; the checkout it was built from is at commit 43f5a4e7f89e, 2026-12-06T20:41:01Z)"; v.String() != want {
+		t.Errorf("go build without VCS information: %q, want %q", v, want)
+	}
+	v.Exact, v.Modified = true, true
+	if want := "devel (commit 43f5a4e7f89e, 2026-12-06T20:41:01Z, modified, read from the checkout)"; v.String() != want {
+		t.Errorf("go run: %q, want %q", v, want)
+	}
+}
+
 func TestWithGitOutsideACheckoutChangesNothing(t *testing.T) {
 	v := Info{Version: "devel"}
 	if got := v.withGit(t.TempDir()); got != v {
