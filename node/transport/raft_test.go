@@ -10,8 +10,8 @@ import (
 
 	"github.com/hashicorp/raft"
 
-	"github.com/irxfed/irx/pki"
 	"github.com/irxfed/irx/node/transport"
+	"github.com/irxfed/irx/pki"
 )
 
 // listFSM records applied entries in order.

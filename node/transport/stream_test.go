@@ -12,8 +12,8 @@ import (
 
 	"github.com/hashicorp/raft"
 
-	"github.com/irxfed/irx/pki"
 	"github.com/irxfed/irx/node/transport"
+	"github.com/irxfed/irx/pki"
 )
 
 func TestStreamLayersExchangeBytes(t *testing.T) {
