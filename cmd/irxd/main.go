@@ -67,7 +67,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 		return err
 	}
 	logger.Info("irxd starting", "version", build.Version, "commit", build.Revision, "commit_time", build.Time,
-		"modified", build.Modified, "go", runtime.Version())
+		"modified", build.Modified, "commit_from", build.CommitSource(), "go", runtime.Version())
 	opts.node.Logger = logger
 	if opts.debugAddr != "" {
 		stopDebug, err := serveDebug(opts.debugAddr, logger)

@@ -128,6 +128,22 @@ func (v Info) withGit(dir string) Info {
 	return v
 }
 
+// CommitSource says where Revision comes from, for logs: "build" (recorded
+// by the go command), "checkout" (go run: the tree it built), "checkout,
+// not recorded by the build" (possibly newer than the binary) or "" when
+// the commit is unknown.
+func (v Info) CommitSource() string {
+	switch {
+	case v.Revision == "":
+		return ""
+	case !v.FromGit:
+		return "build"
+	case v.Exact:
+		return "checkout"
+	}
+	return "checkout, not recorded by the build"
+}
+
 // Short is the version alone, for user agents: "v1.2.0", the
 // pseudo-version, or "devel-<commit>[-dirty]" when only the commit is known.
 func (v Info) Short() string {

@@ -22,6 +22,9 @@ func TestFromBuildInfoReadsWhatGoBuildRecords(t *testing.T) {
 	if want := "v0.0.0-20261206204101-43f5a4e7f89e+dirty (commit 43f5a4e7f89e, 2026-12-06T20:41:01Z, modified)"; stamped.String() != want {
 		t.Errorf("stamped build: %q, want %q", stamped, want)
 	}
+	if stamped.CommitSource() != "build" {
+		t.Errorf("stamped build: commit source %q", stamped.CommitSource())
+	}
 	if stamped.Short() != "v0.0.0-20261206204101-43f5a4e7f89e+dirty" {
 		t.Errorf("Short: %q", stamped.Short())
 	}
@@ -70,9 +73,15 @@ func TestACommitReadFromTheCheckoutSaysSo(t *testing.T) {
 	if want := "devel (built without version control information; the checkout it was built from is at commit 43f5a4e7f89e, 2026-12-06T20:41:01Z)"; v.String() != want {
 		t.Errorf("go build without VCS information: %q, want %q", v, want)
 	}
+	if v.CommitSource() != "checkout, not recorded by the build" {
+		t.Errorf("commit source %q", v.CommitSource())
+	}
 	v.Exact, v.Modified = true, true
 	if want := "devel (commit 43f5a4e7f89e, 2026-12-06T20:41:01Z, modified, read from the checkout)"; v.String() != want {
 		t.Errorf("go run: %q, want %q", v, want)
+	}
+	if v.CommitSource() != "checkout" {
+		t.Errorf("go run: commit source %q", v.CommitSource())
 	}
 }
 
