@@ -88,6 +88,8 @@ type Federation struct {
 	metrics  *metrics
 	conns    *peerConns
 	cuts     *cutMetrics
+	// followers are the peers' Subscribe streams open on this node.
+	followers *followers
 
 	listener net.Listener
 	server   *grpc.Server
@@ -107,6 +109,7 @@ func New(cfg Config) *Federation {
 	f.metrics = newMetrics(f)
 	f.conns = newPeerConns()
 	f.cuts = newCutMetrics()
+	f.followers = newFollowers()
 	return f
 }
 
@@ -117,6 +120,7 @@ func (f *Federation) Services(t Team, s grpc.ServiceRegistrar) {
 	irxv1.RegisterPeerServiceServer(s, &peerService{f: f})
 	irxv1.RegisterAuditServiceServer(s, &auditService{f: f})
 	irxv1.RegisterTeamServiceServer(s, &teamService{f: f})
+	irxv1.RegisterPeerStreamServiceServer(s, &peerStreamService{f: f})
 }
 
 // bind attaches the federation to its node. The operator services may

@@ -22,6 +22,7 @@ import (
 // Node is what federation needs of the node it runs on.
 type Node interface {
 	TeamID() string
+	NodeID() string
 	Logger() *slog.Logger
 	// IsLeader reports whether this node leads its team (pullers and
 	// redisclosures run on the leader).
@@ -32,6 +33,9 @@ type Node interface {
 	// OnLeader runs local on the leader, or remote against the leader's
 	// intra-cluster server from another node.
 	OnLeader(ctx context.Context, local func() error, remote func(context.Context, *grpc.ClientConn) error) error
+	// OnMembers calls fn with a connection to every other member of the
+	// team, concurrently, and returns the errors by member.
+	OnMembers(ctx context.Context, fn func(ctx context.Context, nodeID string, conn *grpc.ClientConn) error) map[string]error
 	// Commit appends cmd to the team's log and returns what the state
 	// machine stored for it (an incident, a policy, a peer, a team
 	// description, or nil), or its refusal as the error.

@@ -190,6 +190,7 @@ func (s *peerService) GetPeer(ctx context.Context, req *irxv1.GetPeerRequest) (*
 		if p, err = s.f.describe(p); err != nil {
 			return err
 		}
+		s.f.describeFollowing(ctx, p)
 		resp = &irxv1.GetPeerResponse{Peer: p}
 		return nil
 	}, func(ctx context.Context, conn *grpc.ClientConn) (err error) {
@@ -223,6 +224,7 @@ func (s *peerService) ListPeers(ctx context.Context, req *irxv1.ListPeersRequest
 			}
 			resp.Peers = append(resp.Peers, p)
 		}
+		s.f.describeFollowing(ctx, resp.Peers...)
 		return nil
 	}, func(ctx context.Context, conn *grpc.ClientConn) (err error) {
 		resp, err = irxv1.NewPeerServiceClient(conn).ListPeers(ctx, req)
@@ -244,6 +246,7 @@ func (f *Federation) describe(p *irxv1.Peer) (*irxv1.Peer, error) {
 	}
 	head := f.state.FeedSequence()
 	out := &irxv1.PeerStatus{
+		NothingDisclosed:     p.GetPolicyVersion() == 0,
 		InboundCursor:        st.GetInboundCursor(),
 		InboundHead:          max(st.GetInboundHead(), st.GetInboundCursor()),
 		OutboundAcknowledged: st.GetOutboundAcknowledged(),

@@ -38,6 +38,7 @@ type federationService struct {
 func (s *federationService) Subscribe(req *irxv1.SubscribeRequest, stream irxv1.FederationService_SubscribeServer) error {
 	f, ctx := s.f, stream.Context()
 	peer := caller(ctx)
+	defer f.followers.begin(peer)()
 	limit := int(req.GetMaxItems())
 	switch {
 	case limit < 0:

@@ -127,7 +127,7 @@ func TestForwarderFallsBackToPropose(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			id := fmt.Sprintf("req-%d", i)
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 			defer cancel()
 			resp, err := f.submit(ctx, conn, &irxv1.Command{Kind: &irxv1.Command_CreateIncident{CreateIncident: &irxv1.CreateIncidentCommand{RequestId: id}}})
 			if err != nil || resp.GetIncident().GetId() != id {

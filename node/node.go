@@ -37,6 +37,7 @@ type Node struct {
 	cfg      Config
 	log      *slog.Logger
 	reloader *pki.Reloader // nil in development mode
+	dirLock  *os.File      // held while the node runs: see lockDataDir
 	creds    nodeCredentials
 
 	logs      *raftstore.Store
@@ -88,6 +89,9 @@ func Start(cfg Config) (_ *Node, err error) {
 	}()
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("data directory: %w", err)
+	}
+	if n.dirLock, err = lockDataDir(cfg.DataDir); err != nil {
+		return nil, err
 	}
 	creds, err := n.loadCredentials()
 	if err != nil {
@@ -412,8 +416,85 @@ func (n *Node) OnLeader(ctx context.Context, local func() error, remote func(con
 	return n.onLeader(ctx, true, local, remote)
 }
 
+// OnMembers calls fn, concurrently, for every other member of the team's
+// configuration with a connection to its intra-cluster server (where
+// Config.Services registered the same services), and returns each member's
+// error by node id. Use it for what each node alone knows; fn bounds its
+// own calls.
+func (n *Node) OnMembers(ctx context.Context, fn func(ctx context.Context, nodeID string, conn *grpc.ClientConn) error) map[string]error {
+	future := n.raft.GetConfiguration()
+	if err := future.Error(); err != nil {
+		return map[string]error{n.cfg.NodeID: fmt.Errorf("raft configuration: %w", err)}
+	}
+	var (
+		mu   sync.Mutex
+		wg   sync.WaitGroup
+		errs = map[string]error{}
+	)
+	for _, s := range future.Configuration().Servers {
+		if s.ID == raft.ServerID(n.cfg.NodeID) {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			conn, err := n.peers.get(string(s.Address))
+			if err == nil {
+				err = fn(ctx, string(s.ID), conn)
+			}
+			mu.Lock()
+			errs[string(s.ID)] = err
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	return errs
+}
+
 // TeamID is the team this node belongs to.
 func (n *Node) TeamID() string { return n.cfg.TeamID }
+
+// NodeID is this node's id within its team.
+func (n *Node) NodeID() string { return n.cfg.NodeID }
+
+// RaftAddr is the intra-cluster address other members dial: what
+// ClusterService/AddMember needs to add this node.
+func (n *Node) RaftAddr() string { return string(n.transport.LocalAddr()) }
+
+// Joining reports whether the node was started to join a running team.
+func (n *Node) Joining() bool { return n.cfg.Join }
+
+// Standing is what a node knows of its place in the team.
+type Standing struct {
+	// Member reports that the node is in the team's configuration. A node
+	// started to join is not until ClusterService/AddMember adds it.
+	Member bool
+	// Voters is the number of voting members in that configuration.
+	Voters int
+	// Leader is the id of the leader this node follows or is, "" while it
+	// knows none.
+	Leader string
+}
+
+// Standing reports the node's membership and the leader it knows.
+func (n *Node) Standing() (Standing, error) {
+	future := n.raft.GetConfiguration()
+	if err := future.Error(); err != nil {
+		return Standing{}, fmt.Errorf("raft configuration: %w", err)
+	}
+	var s Standing
+	for _, srv := range future.Configuration().Servers {
+		if srv.ID == raft.ServerID(n.cfg.NodeID) {
+			s.Member = true
+		}
+		if srv.Suffrage == raft.Voter {
+			s.Voters++
+		}
+	}
+	_, leader := n.raft.LeaderWithID()
+	s.Leader = string(leader)
+	return s, nil
+}
 
 // APIPlaintext reports whether the operator API runs without TLS
 // (development mode on loopback).
@@ -459,6 +540,10 @@ func (n *Node) Close() error {
 		}
 		if n.logs != nil {
 			errs = append(errs, n.logs.Close())
+		}
+		if n.dirLock != nil {
+			// Last: the directory is free once nothing in it is open.
+			errs = append(errs, n.dirLock.Close())
 		}
 		n.closeErr = errors.Join(errs...)
 	})

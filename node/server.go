@@ -95,15 +95,30 @@ func logUnary(log *slog.Logger) grpc.UnaryServerInterceptor {
 		_ = grpc.SetHeader(ctx, metadata.Pairs(RequestIDKey, rid))
 		resp, err := handler(ctx, req)
 		code := status.Code(err)
-		level := slog.LevelDebug
-		if code == codes.Internal || code == codes.Unknown {
-			level = slog.LevelError
-		}
+		level := callLevel(code)
 		if log.Enabled(ctx, level) { // spares building the attributes of a line nobody keeps
 			log.Log(ctx, level, "rpc", "method", info.FullMethod, "code", code.String(), "duration", time.Since(start), "request_id", rid)
 		}
 		return resp, err
 	}
+}
+
+// callLevel is the level of a call's log line. At the default level (info)
+// every failed call is logged, so the request id an operator is given leads
+// to its line; the thousands of successful calls a second are not. A call
+// the caller got wrong (bad input, not found, a conflict, no permission) is
+// info; one the node failed to serve (no leader, timed out, overloaded) is a
+// warning; a bug or lost data is an error.
+func callLevel(code codes.Code) slog.Level {
+	switch code {
+	case codes.OK:
+		return slog.LevelDebug
+	case codes.Internal, codes.Unknown, codes.DataLoss:
+		return slog.LevelError
+	case codes.Unavailable, codes.DeadlineExceeded, codes.ResourceExhausted, codes.Unimplemented:
+		return slog.LevelWarn
+	}
+	return slog.LevelInfo
 }
 
 // printable reports whether s is safe to put in a log line.

@@ -11,9 +11,11 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/irxfed/irx/cmd/internal/version"
 	"github.com/irxfed/irx/pki"
 	irxv1 "github.com/irxfed/irx/proto/irx/v1"
 )
@@ -123,6 +125,37 @@ func (c *cli) resolveTarget() (target, error) {
 	return t, nil
 }
 
+// connectionHint says what to check when err is a failure to reach the
+// node at t or to agree on TLS with it, which gRPC reports in its own
+// transport's words; "" for any other error.
+func connectionHint(err error, t *target) string {
+	st, ok := statusOf(err)
+	if t == nil || !ok || (st.Code() != codes.Unavailable && st.Code() != codes.DeadlineExceeded) {
+		return ""
+	}
+	msg := st.Message()
+	has := func(parts ...string) bool {
+		for _, p := range parts {
+			if strings.Contains(msg, p) {
+				return true
+			}
+		}
+		return false
+	}
+	tlsFlags := "--ca-file (the team CA that issued the node's certificate), --cert-file and --key-file (an operator certificate of the same team: irxctl pki operator)"
+	switch {
+	case t.tls != nil && has("first record does not look like a TLS handshake"):
+		return fmt.Sprintf("%s answers without TLS: a node in development mode serves plaintext on loopback; leave out --ca-file, --cert-file and --key-file", t.addr)
+	case has("authentication handshake failed", "x509:", "tls:"):
+		return fmt.Sprintf("the TLS handshake with %s failed: check %s", t.addr, tlsFlags)
+	case t.tls == nil && has("server preface", "connection reset by peer"):
+		return fmt.Sprintf("%s did not answer in plaintext: outside development mode a node requires mutual TLS; give %s", t.addr, tlsFlags)
+	case has("Error while dialing", "connection refused", "no such host", "produced zero addresses", "no route to host", "i/o timeout", "connection error", "latest connection error"):
+		return fmt.Sprintf("is irxd running at %s? Nothing accepted a connection there (--addr, IRX_ADDR or the context name it)", t.addr)
+	}
+	return ""
+}
+
 // normalizeAddr adds the default port, so "irx1.example.org" works.
 func normalizeAddr(addr string) (string, error) {
 	if ip, err := netip.ParseAddr(strings.Trim(addr, "[]")); err == nil {
@@ -152,13 +185,14 @@ func (c *cli) connect() (*session, error) {
 	if err != nil {
 		return nil, err
 	}
+	c.dialed = &t
 	creds := insecure.NewCredentials()
 	if t.tls != nil {
 		creds = credentials.NewTLS(t.tls)
 	}
 	conn, err := grpc.NewClient(t.addr,
 		grpc.WithTransportCredentials(creds),
-		grpc.WithUserAgent("irxctl/"+buildVersion()),
+		grpc.WithUserAgent("irxctl/"+version.Read().Short()),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxResponseBytes)))
 	if err != nil {
 		return nil, err

@@ -43,7 +43,7 @@ max_hops: 1
 
 func launchTeam(t *testing.T, team string) *irxdtest.Node {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	nodes, err := irxdtest.LaunchTeam(ctx, irxdtest.Binary(t), filepath.Join(t.TempDir(), team), team, 1, nil)
 	for _, n := range nodes {
@@ -158,11 +158,19 @@ func TestFederationThroughIrxctl(t *testing.T) {
 	// Both sides' status.
 	r = within(t, wait, "A sees cert-b acknowledge", func() result { return atA("", "peer", "list") }, func(r result) bool {
 		row := peerRows(t, r.stdout)["cert-b"]
-		return r.code == 0 && row != nil && row[6] == "1" // SENT
+		return r.code == 0 && row != nil && row[7] == "1" // SENT
 	})
+	// cert-b's puller holds a Subscribe stream on A's node: it follows us.
+	if row := peerRows(t, r.stdout)["cert-b"]; row[2] != "yes" {
+		t.Errorf("A's FOLLOWS US for cert-b, which pulls from A:\n%s", r.stdout)
+	}
+	r = mustSucceed(t, atA("", "peer", "get", "cert-b"))
+	if !regexp.MustCompile(`follows us: +yes: Subscribe streams open on node1; last subscribed `).MatchString(r.stdout) {
+		t.Errorf("A's peer get cert-b:\n%s", r.stdout)
+	}
 	r = within(t, wait, "B follows A", func() result { return atB("", "peer", "list") }, func(r result) bool {
 		row := peerRows(t, r.stdout)["cert-a"]
-		return r.code == 0 && row != nil && row[1] == "yes" && row[7] == "1" // CONNECTED, RECEIVED
+		return r.code == 0 && row != nil && row[1] == "yes" && row[8] == "1" // WE FOLLOW, RECEIVED
 	})
 
 	// A withdraws: B replaces its copy with a stub that says why; the

@@ -77,8 +77,8 @@ type importRecord struct {
 	requestID string
 	data      []byte          // protojson
 	inc       *irxv1.Incident // already made (IODEF); data is unused
-	fromYAML  bool
-	err       error // the record could not even be read
+	pos       *yamlPositions  // for a YAML document: where its JSON came from
+	err       error           // the record could not even be read
 
 	sendErr error // set by the worker that sent it
 }
@@ -143,7 +143,7 @@ func importOne(ctx context.Context, s *session, rec *importRecord) error {
 	inc := rec.inc
 	if inc == nil {
 		var err error
-		if inc, err = unmarshalIncident(rec.data, rec.fromYAML); err != nil {
+		if inc, err = unmarshalIncident(rec.data, rec.pos); err != nil {
 			return err
 		}
 	}
@@ -360,7 +360,7 @@ func readTextRecords(path, abs string) ([]*importRecord, error) {
 		var out []*importRecord
 		for _, d := range docs {
 			r := rec(d.line, d.json, nil)
-			r.fromYAML = true
+			r.pos = d.pos
 			out = append(out, r)
 		}
 		return out, nil

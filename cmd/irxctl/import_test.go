@@ -119,7 +119,7 @@ func writeImportTree(t *testing.T, dir string) (valid []int, invalid []string) {
 		line += 1 + strings.Count(doc, "\n")
 	}
 	writeFile(t, yamlFile, strings.Join(docs, ""))
-	invalid = append(invalid, fmt.Sprintf("%s:%d: not an incident: proto: unknown field \"severity\"\n", yamlFile, badLine))
+	invalid = append(invalid, fmt.Sprintf("%s:%d: not an incident: line %d, column 1: unknown field \"severity\"\n", yamlFile, badLine, badLine+2))
 
 	writeFile(t, filepath.Join(dir, "README.txt"), "not a record")
 	writeFile(t, filepath.Join(dir, ".hidden", "x.json"), "{}")

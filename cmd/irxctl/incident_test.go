@@ -150,14 +150,23 @@ descriptions: [{lang: en, text: Confirmed; host isolated}]
 	bad := writeFile(t, filepath.Join(dir, "bad.json"), `{"tlp": "TLP_AMBER", "taxonomy": {"class": "malware"},
 		"victim_hosts": [{"addresses": ["192.0.2.300"]}]}`)
 	r = ctl("", "incident", "create", "-f", bad)
-	mustFail(t, r, 1, "irxctl: InvalidArgument: invalid request: ",
+	mustFail(t, r, 1, "irxctl: InvalidArgument: invalid request\n",
 		"\n  incident.taxonomy.class: \"malware\" is not a taxonomy class",
 		"\n  incident.victim_hosts[0].addresses[0]: \"192.0.2.300\" is not an IP address")
 	if r.stdout != "" {
 		t.Errorf("stdout on failure: %q", r.stdout)
 	}
-	mustFail(t, ctl("", "incident", "get", "dev:999"), 1, "irxctl: NotFound: ")
-	mustFail(t, ctl("", "incident", "get", "not-an-id"), 1, "irxctl: InvalidArgument: ", "\n  id: ")
+	if strings.Count(r.stderr, `"malware" is not a taxonomy class`) != 1 {
+		t.Errorf("a field violation said more than once:\n%s", r.stderr)
+	}
+	r = mustFail(t, ctl("", "incident", "get", "dev:999"), 1, "irxctl: NotFound: incident dev:999\n")
+	if r.stderr != "irxctl: NotFound: incident dev:999\n" {
+		t.Errorf("not found:\n%s", r.stderr)
+	}
+	r = mustFail(t, ctl("", "incident", "get", "not-an-id"), 1, "irxctl: InvalidArgument: ", "\n  id: ")
+	if strings.Count(r.stderr, `invalid id "not-an-id"`) != 1 {
+		t.Errorf("the message is said more than once:\n%s", r.stderr)
+	}
 	mustFail(t, ctl(`{"tllp": "TLP_RED"}`, "incident", "create", "-f", "-"), 1, `irxctl: stdin: `, `unknown field "tllp"`)
 	mustFail(t, ctl("", "incident", "create", "-f", filepath.Join(dir, "missing.json")), 1, "no such file")
 	mustFail(t, ctl("tlp: TLP_RED\n---\ntlp: TLP_RED\n", "incident", "create", "-f", "-"), 1, "2 YAML documents")

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"sort"
 	"strconv"
 	"strings"
 
@@ -64,6 +65,7 @@ func (c *cli) readInput(path string) (data []byte, name string, err error) {
 }
 
 func parseIncidentData(name, path string, data []byte) (*irxv1.Incident, error) {
+	var pos *yamlPositions
 	if !isJSON(path, data) {
 		docs, err := yamlDocuments(data)
 		if err != nil {
@@ -73,12 +75,12 @@ func parseIncidentData(name, path string, data []byte) (*irxv1.Incident, error) 
 		case 0:
 			return nil, fmt.Errorf("%s: no incident in the file", name)
 		case 1:
-			data = docs[0].json
+			data, pos = docs[0].json, docs[0].pos
 		default:
 			return nil, fmt.Errorf("%s: %d YAML documents; one incident per file here (irxctl incident import takes many)", name, len(docs))
 		}
 	}
-	inc, err := unmarshalIncident(data, !isJSON(path, data))
+	inc, err := unmarshalIncident(data, pos)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", name, err)
 	}
@@ -153,30 +155,61 @@ func iodefFlagOptions(tlp, taxonomy string) (iodef.Options, error) {
 	return o, nil
 }
 
-func unmarshalIncident(data []byte, fromYAML bool) (*irxv1.Incident, error) {
+// unmarshalIncident reads an incident from protobuf JSON; pos, for JSON
+// made from YAML, names the YAML's lines in errors.
+func unmarshalIncident(data []byte, pos *yamlPositions) (*irxv1.Incident, error) {
 	inc := &irxv1.Incident{}
-	if err := unmarshalJSON(data, fromYAML, inc); err != nil {
+	if err := unmarshalJSON(data, pos, inc); err != nil {
 		return nil, err
 	}
 	return inc, nil
 }
 
-// unmarshalJSON reads the protobuf JSON in data (converted from YAML when
-// fromYAML) into m, with errors meant for people.
-func unmarshalJSON(data []byte, fromYAML bool, m proto.Message) error {
-	if err := protojson.Unmarshal(data, m); err != nil {
-		// protobuf-go randomly writes non-breaking spaces into its errors
-		// to keep programs from matching them; people read these, and
-		// scripts grep them.
-		msg := strings.ReplaceAll(err.Error(), "\u00a0", " ")
-		if fromYAML {
-			// The position protojson gives is in the JSON made from the
-			// YAML, a line the user never wrote.
-			msg = regexp.MustCompile(`\(line \d+:\d+\): `).ReplaceAllString(msg, "")
-		}
+// protojsonPosition is where protojson says its error is, in the JSON.
+var protojsonPosition = regexp.MustCompile(`\(line (\d+):(\d+)\): `)
+
+// unmarshalJSON reads the protobuf JSON in data into m, with errors meant
+// for people. When the JSON was made from YAML (pos is not nil) the error
+// names the line and column of the YAML key or value it is about, as the
+// errors of policy files do; the JSON's own position is a line nobody wrote.
+func unmarshalJSON(data []byte, pos *yamlPositions, m proto.Message) error {
+	err := protojson.Unmarshal(data, m)
+	if err == nil {
+		return nil
+	}
+	// protobuf-go randomly writes non-breaking spaces into its errors
+	// to keep programs from matching them; people read these, and
+	// scripts grep them.
+	msg := strings.ReplaceAll(err.Error(), "\u00a0", " ")
+	if pos == nil {
 		return errors.New(msg)
 	}
-	return nil
+	msg = strings.TrimPrefix(msg, "proto: ")
+	where := ""
+	if m := protojsonPosition.FindStringSubmatch(msg); m != nil {
+		jsonLine, _ := strconv.Atoi(m[1])
+		jsonColumn, _ := strconv.Atoi(m[2])
+		// yamlToJSON writes one line: the column counts runes from its
+		// start.
+		if offset, ok := runeOffset(data, jsonColumn-1); ok && jsonLine == 1 {
+			if line, column, ok := pos.at(offset); ok {
+				where = fmt.Sprintf("line %d, column %d: ", line, column)
+			}
+		}
+		msg = strings.Replace(msg, m[0], "", 1)
+	}
+	return errors.New(where + msg)
+}
+
+// runeOffset is the byte offset of the n-th rune of data.
+func runeOffset(data []byte, n int) (int, bool) {
+	for offset := range string(data) {
+		if n == 0 {
+			return offset, true
+		}
+		n--
+	}
+	return 0, false
 }
 
 // looksLikeXML decides by extension, and by content when there is none
@@ -205,10 +238,34 @@ func isJSON(path string, data []byte) bool {
 }
 
 // yamlDoc is one YAML document converted to JSON, with the line it starts
-// on.
+// on and where in the YAML each part of the JSON came from.
 type yamlDoc struct {
 	line int
 	json []byte
+	pos  *yamlPositions
+}
+
+// yamlPositions maps offsets of the JSON made from a YAML document back to
+// the YAML: each key and value starts at a recorded offset, in increasing
+// order.
+type yamlPositions struct {
+	offsets       []int
+	lines, column []int
+}
+
+func (p *yamlPositions) add(offset int, n *yaml.Node) {
+	p.offsets = append(p.offsets, offset)
+	p.lines = append(p.lines, n.Line)
+	p.column = append(p.column, n.Column)
+}
+
+// at is the YAML line and column of the key or value that holds offset.
+func (p *yamlPositions) at(offset int) (line, column int, ok bool) {
+	i := sort.SearchInts(p.offsets, offset+1) - 1
+	if i < 0 {
+		return 0, 0, false
+	}
+	return p.lines[i], p.column[i], true
 }
 
 // yamlDocuments splits a YAML stream into its documents and converts each
@@ -224,7 +281,8 @@ func yamlDocuments(data []byte) ([]yamlDoc, error) {
 			return docs, nil
 		}
 		if err != nil {
-			return nil, err
+			// "yaml: line 2: ...": the line is the message.
+			return nil, errors.New(strings.TrimPrefix(err.Error(), "yaml: "))
 		}
 		if n.Kind == yaml.DocumentNode && len(n.Content) == 0 {
 			continue
@@ -237,30 +295,38 @@ func yamlDocuments(data []byte) ([]yamlDoc, error) {
 			continue // an empty document, e.g. after a trailing "---"
 		}
 		var buf bytes.Buffer
-		if err := yamlToJSON(&buf, root); err != nil {
+		pos := &yamlPositions{}
+		if err := yamlToJSON(&buf, root, pos); err != nil {
 			return nil, fmt.Errorf("line %d: %w", root.Line, err)
 		}
-		docs = append(docs, yamlDoc{line: root.Line, json: buf.Bytes()})
+		docs = append(docs, yamlDoc{line: root.Line, json: buf.Bytes(), pos: pos})
 	}
 }
 
 // yamlToJSON writes n as JSON in document order, mapping YAML's scalar
 // types to what protojson reads (timestamps stay strings; infinities and
 // NaN become protojson's string forms).
-func yamlToJSON(w *bytes.Buffer, n *yaml.Node) error {
+func yamlToJSON(w *bytes.Buffer, n *yaml.Node, pos *yamlPositions) error {
+	if n.Kind != yaml.AliasNode {
+		pos.add(w.Len(), n)
+	}
 	switch n.Kind {
 	case yaml.AliasNode:
-		return yamlToJSON(w, n.Alias)
+		// A value written elsewhere and used here: its errors are named
+		// where it is used.
+		pos.add(w.Len(), n)
+		return yamlToJSON(w, n.Alias, &yamlPositions{})
 	case yaml.MappingNode:
 		w.WriteByte('{')
 		for i := 0; i+1 < len(n.Content); i += 2 {
 			if i > 0 {
 				w.WriteByte(',')
 			}
+			pos.add(w.Len(), n.Content[i])
 			key, _ := json.Marshal(n.Content[i].Value)
 			w.Write(key)
 			w.WriteByte(':')
-			if err := yamlToJSON(w, n.Content[i+1]); err != nil {
+			if err := yamlToJSON(w, n.Content[i+1], pos); err != nil {
 				return err
 			}
 		}
@@ -271,7 +337,7 @@ func yamlToJSON(w *bytes.Buffer, n *yaml.Node) error {
 			if i > 0 {
 				w.WriteByte(',')
 			}
-			if err := yamlToJSON(w, item); err != nil {
+			if err := yamlToJSON(w, item, pos); err != nil {
 				return err
 			}
 		}

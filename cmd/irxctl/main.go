@@ -43,6 +43,9 @@ type cli struct {
 
 	conn   connFlags
 	output string
+	// dialed is where the command connected, for the hint an error about
+	// the connection gets; nil before any connection.
+	dialed *target
 }
 
 // command is a node of the command tree: a group with subcommands, or a leaf
@@ -259,5 +262,8 @@ func (c *cli) exitCode(err error) int {
 		return 2
 	}
 	printError(c.stderr, err)
+	if hint := connectionHint(err, c.dialed); hint != "" {
+		fmt.Fprintf(c.stderr, "irxctl: %s\n", hint)
+	}
 	return 1
 }

@@ -62,7 +62,7 @@ func mustSucceed(t *testing.T, r result) result {
 	return r
 }
 
-func mustFail(t *testing.T, r result, code int, stderrHas ...string) {
+func mustFail(t *testing.T, r result, code int, stderrHas ...string) result {
 	t.Helper()
 	if r.code != code {
 		t.Fatalf("want exit %d, got %v", code, r)
@@ -72,6 +72,7 @@ func mustFail(t *testing.T, r result, code int, stderrHas ...string) {
 			t.Errorf("stderr lacks %q:\n%s", s, r.stderr)
 		}
 	}
+	return r
 }
 
 // tableRows returns the data rows of a table (without its header), split

@@ -10,10 +10,12 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+	"unicode"
 	"unicode/utf8"
 
 	"go.yaml.in/yaml/v3"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
@@ -235,17 +237,71 @@ func parseEnum(ed protoreflect.EnumDescriptor, prefix, flagName, s string) (prot
 }
 
 // printError writes a gRPC error as "irxctl: <code>: <message>" and each
-// field violation of a google.rpc.BadRequest on its own line.
+// field violation of a google.rpc.BadRequest on its own line, saying each
+// thing once: a message that only restates the code ("not found: ...") or
+// lists the field violations shown below it is shortened.
 func printError(w io.Writer, err error) {
 	st, ok := statusOf(err)
 	if !ok {
 		fmt.Fprintf(w, "irxctl: %v\n", err)
 		return
 	}
-	fmt.Fprintf(w, "irxctl: %s: %s\n", st.Code(), st.Message())
-	for _, v := range fieldViolations(st) {
+	msg := withoutCodeWords(st.Code(), st.Message())
+	vs := fieldViolations(st)
+	if head, ok := summaryOf(msg, vs); ok {
+		msg = head
+	}
+	if msg == "" {
+		fmt.Fprintf(w, "irxctl: %s\n", st.Code())
+	} else {
+		fmt.Fprintf(w, "irxctl: %s: %s\n", st.Code(), msg)
+	}
+	for _, v := range vs {
 		fmt.Fprintf(w, "  %s: %s\n", v.GetField(), v.GetDescription())
 	}
+}
+
+// withoutCodeWords drops a message's opening words when they are its code's
+// ("NotFound" and "not found: incident dev:9").
+func withoutCodeWords(code codes.Code, msg string) string {
+	var words []string
+	start := 0
+	name := code.String()
+	for i, r := range name {
+		if i > 0 && unicode.IsUpper(r) {
+			words = append(words, name[start:i])
+			start = i
+		}
+	}
+	words = append(words, name[start:])
+	prefix := strings.ToLower(strings.Join(words, " ")) + ": "
+	if len(msg) > len(prefix) && strings.EqualFold(msg[:len(prefix)], prefix) {
+		return msg[len(prefix):]
+	}
+	return msg
+}
+
+// summaryOf returns what a message says besides its field violations, when
+// it names every one of them ("invalid request: id invalid id ...": the
+// violation lines say the rest).
+func summaryOf(msg string, vs []*errdetails.BadRequest_FieldViolation) (string, bool) {
+	if len(vs) == 0 {
+		return "", false
+	}
+	first := len(msg)
+	for _, v := range vs {
+		i := strings.Index(msg, v.GetDescription())
+		if v.GetDescription() == "" || i < 0 {
+			return "", false
+		}
+		// The field's name may come just before its description.
+		before := strings.TrimRight(msg[:i], " :")
+		if f := v.GetField(); f != "" && strings.HasSuffix(before, f) {
+			i = len(before) - len(f)
+		}
+		first = min(first, i)
+	}
+	return strings.TrimRight(msg[:first], " :;,"), true
 }
 
 func fieldViolations(st *status.Status) []*errdetails.BadRequest_FieldViolation {

@@ -214,12 +214,20 @@ func peerListCommand() *command {
 		name:  "list",
 		usage: "peer list",
 		short: "List the peers with their federation status",
-		long: `IN-CURSOR is the last sequence of the peer's feed we applied and IN-LAG how
+		long: `Federation runs in two directions, each shown on its own. WE FOLLOW: our
+leader pulls the peer's feed now ("no" while it cannot, "-" when the peer has
+no endpoints, so we do not follow it, "disabled"). FOLLOWS US: the peer has
+a Subscribe stream open on one of our nodes now ("-" when we have no policy
+for it: nothing of our feed is disclosed to it, so it is not expected to;
+"?" when a node of ours that did not answer may hold its stream).
+
+IN-CURSOR is the last sequence of the peer's feed we applied and IN-LAG how
 many entries we are behind it (and how long its newest entry has waited).
 OUT-ACKED is the last sequence of our feed the peer acknowledged and OUT-LAG
-how many entries it has yet to acknowledge. SENT and RECEIVED count incident
-versions the peer acknowledged and we applied; WITHHELD counts entries of our
-feed the policy kept from the peer. "peer get" shows the rest.`,
+how many entries it has yet to acknowledge ("-" without a policy for it).
+SENT and RECEIVED count incident versions the peer acknowledged and we
+applied; WITHHELD counts entries of our feed the policy kept from the peer.
+"peer get" shows the rest.`,
 		connects: true, printsOutput: true,
 		setup: func(*flag.FlagSet) action {
 			return func(ctx context.Context, c *cli, _ []string) error {
@@ -328,24 +336,80 @@ To pause federation instead, use "peer update TEAM --disabled".`,
 // writePeers is the federation overview, one row per peer.
 func writePeers(w io.Writer, peers ...*irxv1.Peer) error {
 	tw := newTable(w)
-	fmt.Fprintln(tw, "PEER\tCONNECTED\tIN-CURSOR\tIN-LAG\tOUT-ACKED\tOUT-LAG\tSENT\tRECEIVED\tWITHHELD\tLAST ERROR")
+	fmt.Fprintln(tw, "PEER\tWE FOLLOW\tFOLLOWS US\tIN-CURSOR\tIN-LAG\tOUT-ACKED\tOUT-LAG\tSENT\tRECEIVED\tWITHHELD\tLAST ERROR")
 	for _, p := range peers {
 		st := p.GetStatus()
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%d\t%d\t%d\t%d\t%d\t%s\n", p.GetTeamId(), connectedLabel(p),
-			st.GetInboundCursor(), inboundLag(st), st.GetOutboundAcknowledged(), st.GetOutboundLagRecords(),
+		outLag := fmt.Sprint(st.GetOutboundLagRecords())
+		if st.GetNothingDisclosed() {
+			outLag = "-"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%d\t%s\t%d\t%d\t%d\t%s\n", p.GetTeamId(), weFollowLabel(p), followsUsLabel(p),
+			st.GetInboundCursor(), inboundLag(st), st.GetOutboundAcknowledged(), outLag,
 			st.GetSent(), st.GetReceived(), st.GetWithheld(), dash(oneLineText(st.GetLastError(), 60)))
 	}
 	return tw.Flush()
 }
 
-func connectedLabel(p *irxv1.Peer) string {
+// weFollowLabel says whether our leader follows the peer's feed.
+func weFollowLabel(p *irxv1.Peer) string {
 	switch {
 	case p.GetDisabled():
 		return "disabled"
 	case p.GetStatus().GetConnected():
 		return "yes"
+	case len(p.GetEndpoints()) == 0:
+		return "-" // nowhere to follow it: it only pulls from us
 	}
 	return "no"
+}
+
+// followsUsLabel says whether the peer follows our feed.
+func followsUsLabel(p *irxv1.Peer) string {
+	st := p.GetStatus()
+	switch {
+	case st.GetFollowsUs():
+		return "yes"
+	case p.GetDisabled():
+		return "disabled"
+	case len(st.GetUnansweredNodes()) > 0:
+		return "?"
+	case st.GetNothingDisclosed():
+		return "-"
+	}
+	return "no"
+}
+
+func weFollowDetail(p *irxv1.Peer) string {
+	st := p.GetStatus()
+	switch {
+	case p.GetDisabled():
+		return "no: the peer is disabled"
+	case st.GetConnected():
+		return "yes: our leader pulls its feed from " + st.GetEndpoint()
+	case len(p.GetEndpoints()) == 0:
+		return "no: the peer has no endpoints, so we do not follow its feed"
+	}
+	return "no: our leader is not connected to its feed"
+}
+
+func followsUsDetail(p *irxv1.Peer) string {
+	st := p.GetStatus()
+	var s string
+	switch {
+	case st.GetFollowsUs():
+		s = "yes: Subscribe streams open on " + strings.Join(st.GetFollowsUsOnNodes(), ", ")
+	case st.GetNothingDisclosed():
+		s = "no, and not expected: we have no policy for the peer, so our feed discloses nothing to it"
+	default:
+		s = "no: no Subscribe stream of the peer is open on our nodes"
+	}
+	if st.GetLastSubscribeTime() != nil {
+		s += "; last subscribed " + timeLabel(st.GetLastSubscribeTime())
+	}
+	if nodes := st.GetUnansweredNodes(); len(nodes) > 0 {
+		s += "; " + strings.Join(nodes, ", ") + " did not answer"
+	}
+	return s
 }
 
 // inboundLag is the entries behind, with how long the newest of them has
@@ -399,6 +463,8 @@ func writePeerDetail(w io.Writer, p *irxv1.Peer) error {
 	if st.GetLastRejection() != "" {
 		row("last refused", "%s", oneLineText(st.GetLastRejection(), 200))
 	}
+	row("we follow", "%s", weFollowDetail(p))
+	row("follows us", "%s", followsUsDetail(p))
 	row("outbound", "acknowledged %d of %d, lag %d, last acknowledged %s; sent %d versions, %d replacements, %d withdrawals; withheld %d",
 		st.GetOutboundAcknowledged(), st.GetOutboundHead(), st.GetOutboundLagRecords(), timeLabel(st.GetLastAcknowledgeTime()),
 		st.GetSent(), st.GetSentReplacements(), st.GetSentWithdrawals(), st.GetWithheld())

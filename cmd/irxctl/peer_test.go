@@ -2,6 +2,7 @@ package main
 
 import (
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -53,9 +54,17 @@ func TestPeerCommands(t *testing.T) {
 	r := mustSucceed(t, ctl("", "peer", "create", "--team", "cert-b", "--peer-ca-file", filepath.Join(bDir, "ca.crt"),
 		"--endpoint", "127.0.0.1:17401", "--display-name", "CERT-B", "--fingerprint", bFP))
 	rows := peerRows(t, r.stdout)
-	// PEER CONNECTED IN-CURSOR IN-LAG OUT-ACKED OUT-LAG SENT RECEIVED WITHHELD LAST ERROR...
-	if row := rows["cert-b"]; len(row) < 10 || row[2] != "0" || row[6] != "0" || row[7] != "0" {
+	// PEER WE-FOLLOW FOLLOWS-US IN-CURSOR IN-LAG OUT-ACKED OUT-LAG SENT RECEIVED WITHHELD LAST-ERROR...
+	if row := rows["cert-b"]; len(row) < 11 || row[3] != "0" || row[7] != "0" || row[8] != "0" {
 		t.Fatalf("peer create:\n%s", r.stdout)
+	}
+	// Nothing answers at its endpoint, and without a policy for it nothing
+	// of our feed is for it: no lag to show.
+	if row := rows["cert-b"]; row[1] != "no" || row[2] != "-" || row[6] != "-" {
+		t.Errorf("peer create, WE FOLLOW, FOLLOWS US and OUT-LAG:\n%s", r.stdout)
+	}
+	if !regexp.MustCompile(`follows us: +no, and not expected: we have no policy for the peer`).MatchString(r.stdout) {
+		t.Errorf("peer create, the detail of FOLLOWS US:\n%s", r.stdout)
 	}
 	for _, want := range []string{"name:", "CERT-B", "endpoints:", "127.0.0.1:17401", "CA:", bFP, "policy:", "default deny"} {
 		if !strings.Contains(r.stdout, want) {

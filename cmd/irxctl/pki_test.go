@@ -372,12 +372,13 @@ func TestPKICertificatesRunATeam(t *testing.T) {
 	}
 
 	// Without a certificate, or with another team's, the API refuses.
-	mustFail(t, irxctl(t, env, "", "cluster", "status", "--addr", nodes[0].APIAddr, "--timeout", "3s"), 1, "irxctl: Unavailable: ")
+	mustFail(t, irxctl(t, env, "", "cluster", "status", "--addr", nodes[0].APIAddr, "--timeout", "3s"), 1, "irxctl: Unavailable: ",
+		"\nirxctl: "+nodes[0].APIAddr+" did not answer in plaintext: outside development mode a node requires mutual TLS; give --ca-file")
 	mustSucceed(t, irxctl(t, env, "", "pki", "ca", "create", "--team", "cert-z", "--out", filepath.Join(dir, "z")))
 	mustSucceed(t, irxctl(t, env, "", "pki", "operator", "--ca-dir", filepath.Join(dir, "z"), "--name", "alice", "--out", filepath.Join(dir, "z-alice")))
 	mustFail(t, irxctl(t, env, "", "cluster", "status", "--addr", nodes[0].APIAddr, "--timeout", "3s",
 		"--ca-file", filepath.Join(opDir, "ca.crt"), "--cert-file", filepath.Join(dir, "z-alice", "operator.crt"), "--key-file", filepath.Join(dir, "z-alice", "operator.key")),
-		1, "irxctl: Unavailable: ")
+		1, "irxctl: Unavailable: ", "\nirxctl: the TLS handshake with "+nodes[0].APIAddr+" failed: check --ca-file")
 
 	for _, n := range nodes {
 		if err := n.Stop(10 * time.Second); err != nil {

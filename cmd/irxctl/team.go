@@ -132,8 +132,8 @@ func (c *cli) readTeamDescriptionFile(path string) (*irxv1.TeamDescription, erro
 	if err != nil {
 		return nil, err
 	}
-	fromYAML := !isJSON(path, data)
-	if fromYAML {
+	var pos *yamlPositions
+	if !isJSON(path, data) {
 		docs, err := yamlDocuments(data)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", name, err)
@@ -141,10 +141,10 @@ func (c *cli) readTeamDescriptionFile(path string) (*irxv1.TeamDescription, erro
 		if len(docs) != 1 {
 			return nil, fmt.Errorf("%s: %d YAML documents; want one team description", name, len(docs))
 		}
-		data = docs[0].json
+		data, pos = docs[0].json, docs[0].pos
 	}
 	d := &irxv1.TeamDescription{}
-	if err := unmarshalJSON(data, fromYAML, d); err != nil {
+	if err := unmarshalJSON(data, pos, d); err != nil {
 		return nil, fmt.Errorf("%s: %w", name, err)
 	}
 	return d, nil

@@ -83,6 +83,8 @@ type options struct {
 	debugAddr  string
 	logLevel   string
 	logFormat  string
+	// showVersion prints the version and exits: --version.
+	showVersion bool
 }
 
 // parseOptions merges defaults, the config file and the flags that were set.
@@ -111,12 +113,16 @@ func parseOptions(args []string, stderr io.Writer, getenv func(string) string) (
 		debugAddr  = fs.String("debug-addr", "", "serve Go's pprof profiles on this loopback address (off by default)")
 		logLevel   = fs.String("log-level", "", "debug, info, warn or error (default info)")
 		logFormat  = fs.String("log-format", "", "text or json (default text)")
+		showVer    = fs.Bool("version", false, "print the version and the commit irxd was built from, and exit")
 	)
 	if err := fs.Parse(args); err != nil {
 		return options{}, err
 	}
 	if fs.NArg() > 0 {
 		return options{}, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	if *showVer {
+		return options{showVersion: true}, nil
 	}
 	var fc fileConfig
 	if *configPath != "" {
@@ -168,7 +174,9 @@ func parseOptions(args []string, stderr io.Writer, getenv func(string) string) (
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	var envErr error
 	fs.VisitAll(func(f *flag.Flag) {
-		if set[f.Name] || f.Name == "config" {
+		// --config and --version have none: IRX_VERSION set for another
+		// program must not turn a daemon into one that prints and exits.
+		if set[f.Name] || f.Name == "config" || f.Name == "version" {
 			return
 		}
 		if v := getenv(envName(f.Name)); v != "" {

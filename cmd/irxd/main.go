@@ -15,11 +15,13 @@ import (
 	"net/http/pprof"
 	"os"
 	"os/signal"
+	"runtime"
 	"runtime/debug"
 	"strings"
 	"syscall"
 	"time"
 
+	"github.com/irxfed/irx/cmd/internal/version"
 	"github.com/irxfed/irx/federation"
 	"github.com/irxfed/irx/node"
 	"google.golang.org/grpc"
@@ -56,10 +58,17 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 	if err != nil {
 		return err
 	}
+	build := version.Read()
+	if opts.showVersion {
+		_, err := fmt.Fprintf(stdout, "irxd %s %s %s/%s\n", build, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+		return err
+	}
 	logger, err := newLogger(stderr, opts.logLevel, opts.logFormat)
 	if err != nil {
 		return err
 	}
+	logger.Info("irxd starting", "version", build.Version, "commit", build.Revision, "commit_time", build.Time,
+		"modified", build.Modified, "commit_from", build.CommitSource(), "go", runtime.Version())
 	opts.node.Logger = logger
 	if opts.debugAddr != "" {
 		stopDebug, err := serveDebug(opts.debugAddr, logger)
@@ -77,8 +86,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 	if err := fed.Start(federationTeam(n)); err != nil {
 		return errors.Join(err, n.Close())
 	}
-	printWelcome(stdout, n)
+	printStarted(stdout, n)
 	fmt.Fprintf(stdout, "irxd: peer-facing federation API on %s (mutual TLS with the CAs pinned for peers)\n", fed.Addr())
+	printWaiting(stdout, n)
+	announced := make(chan struct{})
+	go func() {
+		defer close(announced)
+		announceLeader(ctx, stdout, n, logger)
+	}()
 	// SIGHUP reloads the node's certificate and key from their files, so
 	// certificates rotate without a restart.
 	hup := make(chan os.Signal, 1)
@@ -96,6 +111,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 			running = false
 		}
 	}
+	<-announced // it ends with ctx, and reads the node
 	logger.Info("shutting down")
 	return errors.Join(fed.Close(), n.Close())
 }
@@ -117,24 +133,78 @@ func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
 	return nil, fmt.Errorf("log format %q: want text or json", format)
 }
 
-// printWelcome shows a newcomer what to try. Only a plaintext API (development
-// mode on loopback) can be tried with these commands as they are.
-func printWelcome(w io.Writer, n *node.Node) {
-	addr := n.APIAddr().String()
+// printStarted says what is true once the listeners are bound: the node
+// runs. It has no leader yet; printWaiting says what it waits for.
+func printStarted(w io.Writer, n *node.Node) {
+	mode := "development mode: plaintext on loopback"
 	if !n.APIPlaintext() {
-		fmt.Fprintf(w, "irxd: team %q is up; operator API on %s (mutual TLS: use an operator certificate from the team CA)\n", n.TeamID(), addr)
-		return
+		mode = "mutual TLS: use an operator certificate from the team CA"
 	}
-	fmt.Fprintf(w, `irxd: team %q is up; operator API on %s (development mode: plaintext on loopback)
+	// The address is followed by a space: scripts and tests read it with
+	// "operator API on (\S+)".
+	fmt.Fprintf(w, "irxd: node %s of team %q started; operator API on %s (%s)\n", n.NodeID(), n.TeamID(), n.APIAddr(), mode)
+}
 
+// printWaiting says what the node waits for before the team can serve: a
+// leader, which a majority of the voting members elects once it is up, or,
+// for a node started to join, a member adding it.
+func printWaiting(w io.Writer, n *node.Node) {
+	st, err := n.Standing()
+	switch {
+	case err != nil:
+		fmt.Fprintln(w, "irxd: waiting for a leader")
+	case !st.Member && n.Joining():
+		fmt.Fprintf(w, "irxd: waiting to be added to the team (ClusterService/AddMember): on a member, irxctl cluster add %s %s\n", n.NodeID(), n.RaftAddr())
+	case st.Voters > 1:
+		fmt.Fprintf(w, "irxd: waiting for a leader: %d of the team's %d voting members must be up\n", st.Voters/2+1, st.Voters)
+	default:
+		fmt.Fprintln(w, "irxd: waiting for a leader")
+	}
+}
+
+// announceLeader waits until the node is a member and knows a leader, then
+// says so and, in development mode, what to try. Until then writes would
+// only wait, so nothing before it says the team is up.
+func announceLeader(ctx context.Context, w io.Writer, n *node.Node, logger *slog.Logger) {
+	const poll = 100 * time.Millisecond
+	ticker := time.NewTicker(poll)
+	defer ticker.Stop()
+	for {
+		st, err := n.Standing()
+		if err != nil {
+			logger.Debug("reading the node's standing", "error", err)
+		}
+		if err == nil && st.Member && st.Leader != "" {
+			if n.Joining() {
+				fmt.Fprintf(w, "irxd: node %s is a member of team %q; leader %s\n", n.NodeID(), n.TeamID(), st.Leader)
+			} else {
+				fmt.Fprintf(w, "irxd: team %q has a leader: %s\n", n.TeamID(), st.Leader)
+			}
+			if n.APIPlaintext() {
+				printTry(w, n.APIAddr().String())
+			}
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-ticker.C:
+		}
+	}
+}
+
+// printTry shows a newcomer what to try. Only a plaintext API (development
+// mode on loopback) can be tried with these commands as they are.
+func printTry(w io.Writer, addr string) {
+	fmt.Fprintf(w, `
 Try (from the irx source tree, "go tool grpcurl" needs nothing installed):
-  go tool grpcurl -plaintext %[2]s list
-  go tool grpcurl -plaintext -d '{"incident":{"tlp":"TLP_AMBER","taxonomy":{"class":"malicious-code","type":"c2-server"}}}' %[2]s irx.v1.IncidentService/CreateIncident
-  go tool grpcurl -plaintext -d '{}' %[2]s irx.v1.IncidentService/ListIncidents
-  go tool grpcurl -plaintext %[2]s irx.v1.ClusterService/GetClusterStatus
-  go tool grpcurl -plaintext %[2]s grpc.health.v1.Health/Check
+  go tool grpcurl -plaintext %[1]s list
+  go tool grpcurl -plaintext -d '{"incident":{"tlp":"TLP_AMBER","taxonomy":{"class":"malicious-code","type":"c2-server"}}}' %[1]s irx.v1.IncidentService/CreateIncident
+  go tool grpcurl -plaintext -d '{}' %[1]s irx.v1.IncidentService/ListIncidents
+  go tool grpcurl -plaintext %[1]s irx.v1.ClusterService/GetClusterStatus
+  go tool grpcurl -plaintext %[1]s grpc.health.v1.Health/Check
 
-`, n.TeamID(), addr)
+`, addr)
 }
 
 // serveDebug serves net/http/pprof on a loopback address only: profiles

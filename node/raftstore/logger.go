@@ -17,8 +17,11 @@ type pebbleLogger struct {
 
 var _ pebble.Logger = pebbleLogger{}
 
+// Infof is debug: pebble's informational lines are its routine work (the
+// WALs found and replayed at open, flush and compaction jobs), not news for
+// an operator; what needs one comes through Errorf and the event listener.
 func (p pebbleLogger) Infof(format string, args ...any) {
-	p.log(slog.LevelInfo, format, args)
+	p.log(slog.LevelDebug, format, args)
 }
 
 func (p pebbleLogger) Errorf(format string, args ...any) {

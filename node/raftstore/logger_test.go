@@ -27,3 +27,32 @@ func TestPebbleLogger(t *testing.T) {
 	}()
 	pl.Fatalf("invariant %s", "broken")
 }
+
+// Opening a store that holds entries replays its WAL, and pebble says so at
+// length: none of it reaches an operator at the default level (info).
+func TestPebbleRoutineWorkIsDebug(t *testing.T) {
+	dir := t.TempDir()
+	var buf bytes.Buffer
+	logger := slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	for range 2 {
+		s, err := Open(dir, WithLogger(logger))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.SetUint64([]byte("CurrentTerm"), 1); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	out := buf.String()
+	if !strings.Contains(out, "WAL") {
+		t.Fatalf("pebble logged nothing about its WALs; the test shows nothing:\n%s", out)
+	}
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		if strings.Contains(line, "subsystem=pebble") && !strings.Contains(line, "level=DEBUG") {
+			t.Errorf("pebble's routine work above debug: %s", line)
+		}
+	}
+}

@@ -74,10 +74,15 @@ type testNode struct {
 func raftConfig(id raft.ServerID) *raft.Config {
 	c := raft.DefaultConfig()
 	c.LocalID = id
-	c.HeartbeatTimeout = 50 * time.Millisecond
-	c.ElectionTimeout = 50 * time.Millisecond
-	c.LeaderLeaseTimeout = 50 * time.Millisecond
-	c.CommitTimeout = 5 * time.Millisecond
+	// A leader steps down when a quorum has not answered within the lease:
+	// on a loaded two-core machine under -race, fsync'd appends and a
+	// snapshot install stall a follower for longer than tens of
+	// milliseconds, which lost leadership mid-test. A second costs the
+	// tests only the first election.
+	c.HeartbeatTimeout = time.Second
+	c.ElectionTimeout = time.Second
+	c.LeaderLeaseTimeout = time.Second
+	c.CommitTimeout = 10 * time.Millisecond
 	// Only explicit Snapshot() calls, so the test controls truncation.
 	c.SnapshotThreshold = 1 << 30
 	c.SnapshotInterval = time.Hour
@@ -97,7 +102,9 @@ func startNode(t *testing.T, id raft.ServerID, dir string) *testNode {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, n.trans = raft.NewInmemTransportWithTimeout(raft.ServerAddress(id), time.Second)
+	// The timeout bounds how long an RPC waits for the other node's raft
+	// loop to take it, which a busy machine can stall for seconds.
+	_, n.trans = raft.NewInmemTransportWithTimeout(raft.ServerAddress(id), 10*time.Second)
 	n.raft, err = raft.NewRaft(raftConfig(id), n.fsm, n.store, n.store, snaps, n.trans)
 	if err != nil {
 		t.Fatalf("NewRaft(%s): %v", id, err)
@@ -150,7 +157,7 @@ func applyN(t *testing.T, r *raft.Raft, n int) {
 		if err != nil {
 			t.Fatal(err)
 		}
-	case <-time.After(15 * time.Second):
+	case <-time.After(time.Minute):
 		t.Fatalf("timed out waiting for %d applies", n)
 	}
 }
@@ -187,7 +194,7 @@ func TestRaftSingleNodeRestart(t *testing.T) {
 	if err := n.raft.BootstrapCluster(boot).Error(); err != nil {
 		t.Fatalf("bootstrap: %v", err)
 	}
-	waitFor(t, "leadership", 10*time.Second, func() bool { return n.raft.State() == raft.Leader })
+	waitFor(t, "leadership", time.Minute, func() bool { return n.raft.State() == raft.Leader })
 
 	applyN(t, n.raft, 500)
 	if got := n.fsm.count(); got != 500 {
@@ -227,9 +234,9 @@ func TestRaftSingleNodeRestart(t *testing.T) {
 	if err != nil || term == 0 {
 		t.Fatalf("CurrentTerm = %d, %v", term, err)
 	}
-	waitFor(t, "leadership after restart", 10*time.Second, func() bool { return n2.raft.State() == raft.Leader })
+	waitFor(t, "leadership after restart", time.Minute, func() bool { return n2.raft.State() == raft.Leader })
 	// Snapshot restore gives 500, replaying the log tail gives the other 100.
-	waitFor(t, "fsm to recover 600 applies", 10*time.Second, func() bool { return n2.fsm.count() == 600 })
+	waitFor(t, "fsm to recover 600 applies", time.Minute, func() bool { return n2.fsm.count() == 600 })
 	if got := n2.raft.LastIndex(); got <= lastBefore {
 		t.Fatalf("raft LastIndex after restart = %d, want > %d (new term's no-op)", got, lastBefore)
 	}
@@ -263,7 +270,7 @@ func TestRaftFollowerCatchUpViaSnapshot(t *testing.T) {
 	if err := leader.raft.BootstrapCluster(boot).Error(); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "leadership", 10*time.Second, func() bool { return leader.raft.State() == raft.Leader })
+	waitFor(t, "leadership", time.Minute, func() bool { return leader.raft.State() == raft.Leader })
 	applyN(t, leader.raft, 200)
 	if err := leader.raft.Snapshot().Error(); err != nil {
 		t.Fatal(err)
@@ -279,7 +286,7 @@ func TestRaftFollowerCatchUpViaSnapshot(t *testing.T) {
 		t.Fatalf("AddVoter: %v", err)
 	}
 	applyN(t, leader.raft, 20)
-	waitFor(t, "follower to catch up", 10*time.Second, func() bool { return follower.fsm.count() == 220 })
+	waitFor(t, "follower to catch up", time.Minute, func() bool { return follower.fsm.count() == 220 })
 
 	ff, fl := storeBounds(t, follower.store)
 	if ff <= 1 || fl != leader.raft.LastIndex() {

@@ -82,16 +82,19 @@ func startRaftNode(t *testing.T, ca *pki.CA, name string, attacker bool) *raftNo
 	if attacker {
 		layer = attackerLayer(t, ca, name)
 	} else {
-		layer = newLayer(t, ca, name, transport.WithLogger(n.log.logger()), transport.WithHandshakeTimeout(2*time.Second))
+		layer = newLayer(t, ca, name, transport.WithLogger(n.log.logger()), transport.WithHandshakeTimeout(10*time.Second))
 	}
 	n.addr = raft.ServerAddress(layer.Addr().String())
-	n.trans = raft.NewNetworkTransport(layer, 3, 2*time.Second, io.Discard)
+	n.trans = raft.NewNetworkTransport(layer, 3, 10*time.Second, io.Discard)
 
 	conf := raft.DefaultConfig()
 	conf.LocalID = n.id
-	conf.HeartbeatTimeout = 300 * time.Millisecond
-	conf.ElectionTimeout = 300 * time.Millisecond
-	conf.LeaderLeaseTimeout = 150 * time.Millisecond
+	// A second: a loaded two-core machine under -race must not lose the
+	// leader (a quorum must answer within the lease) while TLS handshakes
+	// and the intruder's refusals compete for the CPU.
+	conf.HeartbeatTimeout = time.Second
+	conf.ElectionTimeout = time.Second
+	conf.LeaderLeaseTimeout = time.Second
 	conf.CommitTimeout = 10 * time.Millisecond
 	conf.LogOutput = io.Discard
 	store := raft.NewInmemStore()
@@ -133,7 +136,7 @@ func TestRaftOverMutualTLS(t *testing.T) {
 	}
 
 	var leader *raftNode
-	waitFor(t, 10*time.Second, "a leader", func() bool {
+	waitFor(t, time.Minute, "a leader", func() bool {
 		leader = leaderOf(nodes)
 		return leader != nil
 	})
@@ -144,7 +147,7 @@ func TestRaftOverMutualTLS(t *testing.T) {
 			t.Fatalf("apply %q: %v", e, err)
 		}
 	}
-	waitFor(t, 10*time.Second, "replication to all three nodes", func() bool {
+	waitFor(t, time.Minute, "replication to all three nodes", func() bool {
 		for _, n := range nodes {
 			if !slices.Equal(n.fsm.list(), want) {
 				return false
@@ -164,7 +167,7 @@ func TestRaftOverMutualTLS(t *testing.T) {
 		t.Fatalf("apply with intruder in configuration: %v", err)
 	}
 	want = append(want, "f")
-	waitFor(t, 10*time.Second, "replication of f", func() bool {
+	waitFor(t, time.Minute, "replication of f", func() bool {
 		for _, n := range nodes {
 			if !slices.Equal(n.fsm.list(), want) {
 				return false
@@ -173,7 +176,7 @@ func TestRaftOverMutualTLS(t *testing.T) {
 		return true
 	})
 	// The leader kept trying to reach the intruder and was refused.
-	leader.log.waitLog(t, 5*time.Second, "level=WARN", "outbound connection failed", "remote="+string(intruder.addr), "unknown authority")
+	leader.log.waitLog(t, 30*time.Second, "level=WARN", "outbound connection failed", "remote="+string(intruder.addr), "unknown authority")
 	if got := intruder.fsm.list(); len(got) != 0 {
 		t.Fatalf("intruder applied %v", got)
 	}
@@ -197,10 +200,10 @@ func TestRaftOverMutualTLS(t *testing.T) {
 		if err == nil {
 			t.Fatalf("intruder's RequestVote to %s succeeded: %+v", n.id, resp)
 		}
-		n.log.waitLog(t, 5*time.Second, "level=WARN", "refused inbound", "unknown authority")
+		n.log.waitLog(t, 30*time.Second, "level=WARN", "refused inbound", "unknown authority")
 	}
 	// The vote requests did not disturb the cluster.
-	waitFor(t, 5*time.Second, "a leader after the intrusion attempt", func() bool { return leaderOf(nodes) != nil })
+	waitFor(t, time.Minute, "a leader after the intrusion attempt", func() bool { return leaderOf(nodes) != nil })
 	for _, n := range nodes {
 		if term := n.raft.Stats()["term"]; len(term) >= 4 {
 			t.Fatalf("intruder's term leaked into %s: %s", n.id, term)

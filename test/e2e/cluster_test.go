@@ -262,7 +262,9 @@ func TestClusterKillLeaderUnderLoad(t *testing.T) {
 			defer wg.Done()
 			for seq := 0; !stop.Load(); seq++ {
 				reqID := fmt.Sprintf("w%d-%d", w, seq)
-				deadline := time.Now().Add(20 * time.Second)
+				// A bound, not an expectation: an election takes a second
+				// or two, longer on a loaded machine under -race.
+				deadline := time.Now().Add(time.Minute)
 				for attempt := 0; ; attempt++ {
 					c := clients[(w+attempt)%3]
 					ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
@@ -291,7 +293,7 @@ func TestClusterKillLeaderUnderLoad(t *testing.T) {
 	stop.Store(true)
 	wg.Wait()
 	if failed.Load() > 0 {
-		t.Fatalf("%d creates were never acknowledged within 20 s", failed.Load())
+		t.Fatalf("%d creates were never acknowledged within a minute", failed.Load())
 	}
 
 	var survivors []client
@@ -361,7 +363,7 @@ func TestClusterRejoinCatchesUpBySnapshot(t *testing.T) {
 			defer wg.Done()
 			c := clients[leader]
 			for next.Add(1) <= total {
-				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 				_, err := c.incidents.CreateIncident(ctx, &irxv1.CreateIncidentRequest{Incident: sample(w)})
 				cancel()
 				if err != nil {

@@ -45,7 +45,7 @@ func startTeam(t *testing.T, id string, size int, extra ...string) *team {
 // it launches (see irxdtest.LaunchTeam).
 func startTeamWith(t *testing.T, id string, size int, setup func(i int, n *irxdtest.Node), extra ...string) *team {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	nodes, err := irxdtest.LaunchTeam(ctx, irxdBin, filepath.Join(t.TempDir(), id), id, size, setup, extra...)
 	for _, n := range nodes {
@@ -503,7 +503,7 @@ func TestFederationCatchUpAndLeaderLoss(t *testing.T) {
 					if n > int64(total) {
 						return
 					}
-					ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+					ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 					resp, err := c.incidents.CreateIncident(ctx, &irxv1.CreateIncidentRequest{
 						Incident: shareable(int(n), irxv1.Tlp_TLP_GREEN), RequestId: fmt.Sprintf("load-%d", n),
 					})

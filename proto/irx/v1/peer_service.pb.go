@@ -242,8 +242,24 @@ type PeerStatus struct {
 	// While what the peer holds is being disclosed again after a change of
 	// our policy for it: that policy version; 0 when nothing is pending.
 	RedisclosurePolicyVersion int64 `protobuf:"varint,22,opt,name=redisclosure_policy_version,json=redisclosurePolicyVersion,proto3" json:"redisclosure_policy_version,omitempty"`
-	unknownFields             protoimpl.UnknownFields
-	sizeCache                 protoimpl.SizeCache
+	// Whether the peer follows our feed now: it has a Subscribe stream open on
+	// a node of this team. (connected is the other direction: we follow its
+	// feed.) Every member is asked; see unanswered_nodes.
+	FollowsUs bool `protobuf:"varint,23,opt,name=follows_us,json=followsUs,proto3" json:"follows_us,omitempty"`
+	// The nodes of this team the peer's Subscribe streams are open on.
+	FollowsUsOnNodes []string `protobuf:"bytes,24,rep,name=follows_us_on_nodes,json=followsUsOnNodes,proto3" json:"follows_us_on_nodes,omitempty"`
+	// When the peer last opened a Subscribe stream on a node of this team, as
+	// far as the members that answered remember (each since it started).
+	LastSubscribeTime *timestamppb.Timestamp `protobuf:"bytes,25,opt,name=last_subscribe_time,json=lastSubscribeTime,proto3" json:"last_subscribe_time,omitempty"`
+	// We have no disclosure policy for the peer: our feed discloses nothing to
+	// it, so it is not expected to follow us, and outbound_lag_records is no
+	// backlog of anything it would receive.
+	NothingDisclosed bool `protobuf:"varint,26,opt,name=nothing_disclosed,json=nothingDisclosed,proto3" json:"nothing_disclosed,omitempty"`
+	// Members that did not say which peers follow them (down, or no answer
+	// within a second): follows_us may miss a stream open on one of them.
+	UnansweredNodes []string `protobuf:"bytes,27,rep,name=unanswered_nodes,json=unansweredNodes,proto3" json:"unanswered_nodes,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *PeerStatus) Reset() {
@@ -430,6 +446,197 @@ func (x *PeerStatus) GetRedisclosurePolicyVersion() int64 {
 	return 0
 }
 
+func (x *PeerStatus) GetFollowsUs() bool {
+	if x != nil {
+		return x.FollowsUs
+	}
+	return false
+}
+
+func (x *PeerStatus) GetFollowsUsOnNodes() []string {
+	if x != nil {
+		return x.FollowsUsOnNodes
+	}
+	return nil
+}
+
+func (x *PeerStatus) GetLastSubscribeTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.LastSubscribeTime
+	}
+	return nil
+}
+
+func (x *PeerStatus) GetNothingDisclosed() bool {
+	if x != nil {
+		return x.NothingDisclosed
+	}
+	return false
+}
+
+func (x *PeerStatus) GetUnansweredNodes() []string {
+	if x != nil {
+		return x.UnansweredNodes
+	}
+	return nil
+}
+
+// ListPeerStreamsRequest is the request of ListPeerStreams.
+type ListPeerStreamsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListPeerStreamsRequest) Reset() {
+	*x = ListPeerStreamsRequest{}
+	mi := &file_irx_v1_peer_service_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListPeerStreamsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListPeerStreamsRequest) ProtoMessage() {}
+
+func (x *ListPeerStreamsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_irx_v1_peer_service_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListPeerStreamsRequest.ProtoReflect.Descriptor instead.
+func (*ListPeerStreamsRequest) Descriptor() ([]byte, []int) {
+	return file_irx_v1_peer_service_proto_rawDescGZIP(), []int{2}
+}
+
+// ListPeerStreamsResponse is the response of ListPeerStreams.
+type ListPeerStreamsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The node that answered.
+	NodeId string `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	// One entry per peer, ordered by team id.
+	Peers         []*PeerStreams `protobuf:"bytes,2,rep,name=peers,proto3" json:"peers,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListPeerStreamsResponse) Reset() {
+	*x = ListPeerStreamsResponse{}
+	mi := &file_irx_v1_peer_service_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListPeerStreamsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListPeerStreamsResponse) ProtoMessage() {}
+
+func (x *ListPeerStreamsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_irx_v1_peer_service_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListPeerStreamsResponse.ProtoReflect.Descriptor instead.
+func (*ListPeerStreamsResponse) Descriptor() ([]byte, []int) {
+	return file_irx_v1_peer_service_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *ListPeerStreamsResponse) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+func (x *ListPeerStreamsResponse) GetPeers() []*PeerStreams {
+	if x != nil {
+		return x.Peers
+	}
+	return nil
+}
+
+// PeerStreams is one peer's Subscribe streams on one node.
+type PeerStreams struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The peer's team id.
+	TeamId string `protobuf:"bytes,1,opt,name=team_id,json=teamId,proto3" json:"team_id,omitempty"`
+	// Subscribe streams of the peer open on the node now.
+	OpenStreams int32 `protobuf:"varint,2,opt,name=open_streams,json=openStreams,proto3" json:"open_streams,omitempty"`
+	// When the peer last opened a Subscribe stream on the node.
+	LastSubscribeTime *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=last_subscribe_time,json=lastSubscribeTime,proto3" json:"last_subscribe_time,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
+}
+
+func (x *PeerStreams) Reset() {
+	*x = PeerStreams{}
+	mi := &file_irx_v1_peer_service_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PeerStreams) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PeerStreams) ProtoMessage() {}
+
+func (x *PeerStreams) ProtoReflect() protoreflect.Message {
+	mi := &file_irx_v1_peer_service_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PeerStreams.ProtoReflect.Descriptor instead.
+func (*PeerStreams) Descriptor() ([]byte, []int) {
+	return file_irx_v1_peer_service_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *PeerStreams) GetTeamId() string {
+	if x != nil {
+		return x.TeamId
+	}
+	return ""
+}
+
+func (x *PeerStreams) GetOpenStreams() int32 {
+	if x != nil {
+		return x.OpenStreams
+	}
+	return 0
+}
+
+func (x *PeerStreams) GetLastSubscribeTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.LastSubscribeTime
+	}
+	return nil
+}
+
 // CreatePeerRequest is the request of CreatePeer.
 type CreatePeerRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -441,7 +648,7 @@ type CreatePeerRequest struct {
 
 func (x *CreatePeerRequest) Reset() {
 	*x = CreatePeerRequest{}
-	mi := &file_irx_v1_peer_service_proto_msgTypes[2]
+	mi := &file_irx_v1_peer_service_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -453,7 +660,7 @@ func (x *CreatePeerRequest) String() string {
 func (*CreatePeerRequest) ProtoMessage() {}
 
 func (x *CreatePeerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_peer_service_proto_msgTypes[2]
+	mi := &file_irx_v1_peer_service_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -466,7 +673,7 @@ func (x *CreatePeerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreatePeerRequest.ProtoReflect.Descriptor instead.
 func (*CreatePeerRequest) Descriptor() ([]byte, []int) {
-	return file_irx_v1_peer_service_proto_rawDescGZIP(), []int{2}
+	return file_irx_v1_peer_service_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *CreatePeerRequest) GetPeer() *Peer {
@@ -487,7 +694,7 @@ type CreatePeerResponse struct {
 
 func (x *CreatePeerResponse) Reset() {
 	*x = CreatePeerResponse{}
-	mi := &file_irx_v1_peer_service_proto_msgTypes[3]
+	mi := &file_irx_v1_peer_service_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -499,7 +706,7 @@ func (x *CreatePeerResponse) String() string {
 func (*CreatePeerResponse) ProtoMessage() {}
 
 func (x *CreatePeerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_peer_service_proto_msgTypes[3]
+	mi := &file_irx_v1_peer_service_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -512,7 +719,7 @@ func (x *CreatePeerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreatePeerResponse.ProtoReflect.Descriptor instead.
 func (*CreatePeerResponse) Descriptor() ([]byte, []int) {
-	return file_irx_v1_peer_service_proto_rawDescGZIP(), []int{3}
+	return file_irx_v1_peer_service_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *CreatePeerResponse) GetPeer() *Peer {
@@ -533,7 +740,7 @@ type GetPeerRequest struct {
 
 func (x *GetPeerRequest) Reset() {
 	*x = GetPeerRequest{}
-	mi := &file_irx_v1_peer_service_proto_msgTypes[4]
+	mi := &file_irx_v1_peer_service_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -545,7 +752,7 @@ func (x *GetPeerRequest) String() string {
 func (*GetPeerRequest) ProtoMessage() {}
 
 func (x *GetPeerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_peer_service_proto_msgTypes[4]
+	mi := &file_irx_v1_peer_service_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -558,7 +765,7 @@ func (x *GetPeerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetPeerRequest.ProtoReflect.Descriptor instead.
 func (*GetPeerRequest) Descriptor() ([]byte, []int) {
-	return file_irx_v1_peer_service_proto_rawDescGZIP(), []int{4}
+	return file_irx_v1_peer_service_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *GetPeerRequest) GetTeamId() string {
@@ -579,7 +786,7 @@ type GetPeerResponse struct {
 
 func (x *GetPeerResponse) Reset() {
 	*x = GetPeerResponse{}
-	mi := &file_irx_v1_peer_service_proto_msgTypes[5]
+	mi := &file_irx_v1_peer_service_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -591,7 +798,7 @@ func (x *GetPeerResponse) String() string {
 func (*GetPeerResponse) ProtoMessage() {}
 
 func (x *GetPeerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_peer_service_proto_msgTypes[5]
+	mi := &file_irx_v1_peer_service_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -604,7 +811,7 @@ func (x *GetPeerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetPeerResponse.ProtoReflect.Descriptor instead.
 func (*GetPeerResponse) Descriptor() ([]byte, []int) {
-	return file_irx_v1_peer_service_proto_rawDescGZIP(), []int{5}
+	return file_irx_v1_peer_service_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *GetPeerResponse) GetPeer() *Peer {
@@ -627,7 +834,7 @@ type ListPeersRequest struct {
 
 func (x *ListPeersRequest) Reset() {
 	*x = ListPeersRequest{}
-	mi := &file_irx_v1_peer_service_proto_msgTypes[6]
+	mi := &file_irx_v1_peer_service_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -639,7 +846,7 @@ func (x *ListPeersRequest) String() string {
 func (*ListPeersRequest) ProtoMessage() {}
 
 func (x *ListPeersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_peer_service_proto_msgTypes[6]
+	mi := &file_irx_v1_peer_service_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -652,7 +859,7 @@ func (x *ListPeersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPeersRequest.ProtoReflect.Descriptor instead.
 func (*ListPeersRequest) Descriptor() ([]byte, []int) {
-	return file_irx_v1_peer_service_proto_rawDescGZIP(), []int{6}
+	return file_irx_v1_peer_service_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ListPeersRequest) GetPageSize() int32 {
@@ -682,7 +889,7 @@ type ListPeersResponse struct {
 
 func (x *ListPeersResponse) Reset() {
 	*x = ListPeersResponse{}
-	mi := &file_irx_v1_peer_service_proto_msgTypes[7]
+	mi := &file_irx_v1_peer_service_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -694,7 +901,7 @@ func (x *ListPeersResponse) String() string {
 func (*ListPeersResponse) ProtoMessage() {}
 
 func (x *ListPeersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_peer_service_proto_msgTypes[7]
+	mi := &file_irx_v1_peer_service_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -707,7 +914,7 @@ func (x *ListPeersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPeersResponse.ProtoReflect.Descriptor instead.
 func (*ListPeersResponse) Descriptor() ([]byte, []int) {
-	return file_irx_v1_peer_service_proto_rawDescGZIP(), []int{7}
+	return file_irx_v1_peer_service_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ListPeersResponse) GetPeers() []*Peer {
@@ -739,7 +946,7 @@ type UpdatePeerRequest struct {
 
 func (x *UpdatePeerRequest) Reset() {
 	*x = UpdatePeerRequest{}
-	mi := &file_irx_v1_peer_service_proto_msgTypes[8]
+	mi := &file_irx_v1_peer_service_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -751,7 +958,7 @@ func (x *UpdatePeerRequest) String() string {
 func (*UpdatePeerRequest) ProtoMessage() {}
 
 func (x *UpdatePeerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_peer_service_proto_msgTypes[8]
+	mi := &file_irx_v1_peer_service_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -764,7 +971,7 @@ func (x *UpdatePeerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdatePeerRequest.ProtoReflect.Descriptor instead.
 func (*UpdatePeerRequest) Descriptor() ([]byte, []int) {
-	return file_irx_v1_peer_service_proto_rawDescGZIP(), []int{8}
+	return file_irx_v1_peer_service_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *UpdatePeerRequest) GetPeer() *Peer {
@@ -792,7 +999,7 @@ type UpdatePeerResponse struct {
 
 func (x *UpdatePeerResponse) Reset() {
 	*x = UpdatePeerResponse{}
-	mi := &file_irx_v1_peer_service_proto_msgTypes[9]
+	mi := &file_irx_v1_peer_service_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -804,7 +1011,7 @@ func (x *UpdatePeerResponse) String() string {
 func (*UpdatePeerResponse) ProtoMessage() {}
 
 func (x *UpdatePeerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_peer_service_proto_msgTypes[9]
+	mi := &file_irx_v1_peer_service_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -817,7 +1024,7 @@ func (x *UpdatePeerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdatePeerResponse.ProtoReflect.Descriptor instead.
 func (*UpdatePeerResponse) Descriptor() ([]byte, []int) {
-	return file_irx_v1_peer_service_proto_rawDescGZIP(), []int{9}
+	return file_irx_v1_peer_service_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *UpdatePeerResponse) GetPeer() *Peer {
@@ -838,7 +1045,7 @@ type DeletePeerRequest struct {
 
 func (x *DeletePeerRequest) Reset() {
 	*x = DeletePeerRequest{}
-	mi := &file_irx_v1_peer_service_proto_msgTypes[10]
+	mi := &file_irx_v1_peer_service_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -850,7 +1057,7 @@ func (x *DeletePeerRequest) String() string {
 func (*DeletePeerRequest) ProtoMessage() {}
 
 func (x *DeletePeerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_peer_service_proto_msgTypes[10]
+	mi := &file_irx_v1_peer_service_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -863,7 +1070,7 @@ func (x *DeletePeerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeletePeerRequest.ProtoReflect.Descriptor instead.
 func (*DeletePeerRequest) Descriptor() ([]byte, []int) {
-	return file_irx_v1_peer_service_proto_rawDescGZIP(), []int{10}
+	return file_irx_v1_peer_service_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *DeletePeerRequest) GetTeamId() string {
@@ -882,7 +1089,7 @@ type DeletePeerResponse struct {
 
 func (x *DeletePeerResponse) Reset() {
 	*x = DeletePeerResponse{}
-	mi := &file_irx_v1_peer_service_proto_msgTypes[11]
+	mi := &file_irx_v1_peer_service_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -894,7 +1101,7 @@ func (x *DeletePeerResponse) String() string {
 func (*DeletePeerResponse) ProtoMessage() {}
 
 func (x *DeletePeerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_peer_service_proto_msgTypes[11]
+	mi := &file_irx_v1_peer_service_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -907,7 +1114,7 @@ func (x *DeletePeerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeletePeerResponse.ProtoReflect.Descriptor instead.
 func (*DeletePeerResponse) Descriptor() ([]byte, []int) {
-	return file_irx_v1_peer_service_proto_rawDescGZIP(), []int{11}
+	return file_irx_v1_peer_service_proto_rawDescGZIP(), []int{14}
 }
 
 // HandOffIncidentToPeerRequest is the request of HandOffIncidentToPeer.
@@ -926,7 +1133,7 @@ type HandOffIncidentToPeerRequest struct {
 
 func (x *HandOffIncidentToPeerRequest) Reset() {
 	*x = HandOffIncidentToPeerRequest{}
-	mi := &file_irx_v1_peer_service_proto_msgTypes[12]
+	mi := &file_irx_v1_peer_service_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -938,7 +1145,7 @@ func (x *HandOffIncidentToPeerRequest) String() string {
 func (*HandOffIncidentToPeerRequest) ProtoMessage() {}
 
 func (x *HandOffIncidentToPeerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_peer_service_proto_msgTypes[12]
+	mi := &file_irx_v1_peer_service_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -951,7 +1158,7 @@ func (x *HandOffIncidentToPeerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HandOffIncidentToPeerRequest.ProtoReflect.Descriptor instead.
 func (*HandOffIncidentToPeerRequest) Descriptor() ([]byte, []int) {
-	return file_irx_v1_peer_service_proto_rawDescGZIP(), []int{12}
+	return file_irx_v1_peer_service_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *HandOffIncidentToPeerRequest) GetId() string {
@@ -989,7 +1196,7 @@ type HandOffIncidentToPeerResponse struct {
 
 func (x *HandOffIncidentToPeerResponse) Reset() {
 	*x = HandOffIncidentToPeerResponse{}
-	mi := &file_irx_v1_peer_service_proto_msgTypes[13]
+	mi := &file_irx_v1_peer_service_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1001,7 +1208,7 @@ func (x *HandOffIncidentToPeerResponse) String() string {
 func (*HandOffIncidentToPeerResponse) ProtoMessage() {}
 
 func (x *HandOffIncidentToPeerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_peer_service_proto_msgTypes[13]
+	mi := &file_irx_v1_peer_service_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1014,7 +1221,7 @@ func (x *HandOffIncidentToPeerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HandOffIncidentToPeerResponse.ProtoReflect.Descriptor instead.
 func (*HandOffIncidentToPeerResponse) Descriptor() ([]byte, []int) {
-	return file_irx_v1_peer_service_proto_rawDescGZIP(), []int{13}
+	return file_irx_v1_peer_service_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *HandOffIncidentToPeerResponse) GetIncident() *Incident {
@@ -1052,7 +1259,7 @@ const file_irx_v1_peer_service_proto_rawDesc = "" +
 	"createTime\x12;\n" +
 	"\vupdate_time\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"updateTime\x12H\n" +
-	" revoked_certificate_fingerprints\x18\r \x03(\tR\x1erevokedCertificateFingerprints\"\xbe\a\n" +
+	" revoked_certificate_fingerprints\x18\r \x03(\tR\x1erevokedCertificateFingerprints\"\xb0\t\n" +
 	"\n" +
 	"PeerStatus\x12\x1c\n" +
 	"\tconnected\x18\x01 \x01(\bR\tconnected\x12\x1a\n" +
@@ -1078,7 +1285,21 @@ const file_irx_v1_peer_service_proto_rawDesc = "" +
 	"\x0elast_rejection\x18\x13 \x01(\tR\rlastRejection\x123\n" +
 	"\x15received_replacements\x18\x14 \x01(\x04R\x14receivedReplacements\x12+\n" +
 	"\x11sent_replacements\x18\x15 \x01(\x04R\x10sentReplacements\x12>\n" +
-	"\x1bredisclosure_policy_version\x18\x16 \x01(\x03R\x19redisclosurePolicyVersion\"5\n" +
+	"\x1bredisclosure_policy_version\x18\x16 \x01(\x03R\x19redisclosurePolicyVersion\x12\x1d\n" +
+	"\n" +
+	"follows_us\x18\x17 \x01(\bR\tfollowsUs\x12-\n" +
+	"\x13follows_us_on_nodes\x18\x18 \x03(\tR\x10followsUsOnNodes\x12J\n" +
+	"\x13last_subscribe_time\x18\x19 \x01(\v2\x1a.google.protobuf.TimestampR\x11lastSubscribeTime\x12+\n" +
+	"\x11nothing_disclosed\x18\x1a \x01(\bR\x10nothingDisclosed\x12)\n" +
+	"\x10unanswered_nodes\x18\x1b \x03(\tR\x0funansweredNodes\"\x18\n" +
+	"\x16ListPeerStreamsRequest\"]\n" +
+	"\x17ListPeerStreamsResponse\x12\x17\n" +
+	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12)\n" +
+	"\x05peers\x18\x02 \x03(\v2\x13.irx.v1.PeerStreamsR\x05peers\"\x95\x01\n" +
+	"\vPeerStreams\x12\x17\n" +
+	"\ateam_id\x18\x01 \x01(\tR\x06teamId\x12!\n" +
+	"\fopen_streams\x18\x02 \x01(\x05R\vopenStreams\x12J\n" +
+	"\x13last_subscribe_time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x11lastSubscribeTime\"5\n" +
 	"\x11CreatePeerRequest\x12 \n" +
 	"\x04peer\x18\x01 \x01(\v2\f.irx.v1.PeerR\x04peer\"6\n" +
 	"\x12CreatePeerResponse\x12 \n" +
@@ -1120,7 +1341,9 @@ const file_irx_v1_peer_service_proto_rawDesc = "" +
 	"UpdatePeer\x12\x19.irx.v1.UpdatePeerRequest\x1a\x1a.irx.v1.UpdatePeerResponse\x12C\n" +
 	"\n" +
 	"DeletePeer\x12\x19.irx.v1.DeletePeerRequest\x1a\x1a.irx.v1.DeletePeerResponse\x12d\n" +
-	"\x15HandOffIncidentToPeer\x12$.irx.v1.HandOffIncidentToPeerRequest\x1a%.irx.v1.HandOffIncidentToPeerResponseB*Z(github.com/irxfed/irx/proto/irx/v1;irxv1b\x06proto3"
+	"\x15HandOffIncidentToPeer\x12$.irx.v1.HandOffIncidentToPeerRequest\x1a%.irx.v1.HandOffIncidentToPeerResponse2g\n" +
+	"\x11PeerStreamService\x12R\n" +
+	"\x0fListPeerStreams\x12\x1e.irx.v1.ListPeerStreamsRequest\x1a\x1f.irx.v1.ListPeerStreamsResponseB*Z(github.com/irxfed/irx/proto/irx/v1;irxv1b\x06proto3"
 
 var (
 	file_irx_v1_peer_service_proto_rawDescOnce sync.Once
@@ -1134,61 +1357,69 @@ func file_irx_v1_peer_service_proto_rawDescGZIP() []byte {
 	return file_irx_v1_peer_service_proto_rawDescData
 }
 
-var file_irx_v1_peer_service_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
+var file_irx_v1_peer_service_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
 var file_irx_v1_peer_service_proto_goTypes = []any{
 	(*Peer)(nil),                          // 0: irx.v1.Peer
 	(*PeerStatus)(nil),                    // 1: irx.v1.PeerStatus
-	(*CreatePeerRequest)(nil),             // 2: irx.v1.CreatePeerRequest
-	(*CreatePeerResponse)(nil),            // 3: irx.v1.CreatePeerResponse
-	(*GetPeerRequest)(nil),                // 4: irx.v1.GetPeerRequest
-	(*GetPeerResponse)(nil),               // 5: irx.v1.GetPeerResponse
-	(*ListPeersRequest)(nil),              // 6: irx.v1.ListPeersRequest
-	(*ListPeersResponse)(nil),             // 7: irx.v1.ListPeersResponse
-	(*UpdatePeerRequest)(nil),             // 8: irx.v1.UpdatePeerRequest
-	(*UpdatePeerResponse)(nil),            // 9: irx.v1.UpdatePeerResponse
-	(*DeletePeerRequest)(nil),             // 10: irx.v1.DeletePeerRequest
-	(*DeletePeerResponse)(nil),            // 11: irx.v1.DeletePeerResponse
-	(*HandOffIncidentToPeerRequest)(nil),  // 12: irx.v1.HandOffIncidentToPeerRequest
-	(*HandOffIncidentToPeerResponse)(nil), // 13: irx.v1.HandOffIncidentToPeerResponse
-	(RecipientClass)(0),                   // 14: irx.v1.RecipientClass
-	(*Constituency)(nil),                  // 15: irx.v1.Constituency
-	(*timestamppb.Timestamp)(nil),         // 16: google.protobuf.Timestamp
-	(*fieldmaskpb.FieldMask)(nil),         // 17: google.protobuf.FieldMask
-	(*Incident)(nil),                      // 18: irx.v1.Incident
+	(*ListPeerStreamsRequest)(nil),        // 2: irx.v1.ListPeerStreamsRequest
+	(*ListPeerStreamsResponse)(nil),       // 3: irx.v1.ListPeerStreamsResponse
+	(*PeerStreams)(nil),                   // 4: irx.v1.PeerStreams
+	(*CreatePeerRequest)(nil),             // 5: irx.v1.CreatePeerRequest
+	(*CreatePeerResponse)(nil),            // 6: irx.v1.CreatePeerResponse
+	(*GetPeerRequest)(nil),                // 7: irx.v1.GetPeerRequest
+	(*GetPeerResponse)(nil),               // 8: irx.v1.GetPeerResponse
+	(*ListPeersRequest)(nil),              // 9: irx.v1.ListPeersRequest
+	(*ListPeersResponse)(nil),             // 10: irx.v1.ListPeersResponse
+	(*UpdatePeerRequest)(nil),             // 11: irx.v1.UpdatePeerRequest
+	(*UpdatePeerResponse)(nil),            // 12: irx.v1.UpdatePeerResponse
+	(*DeletePeerRequest)(nil),             // 13: irx.v1.DeletePeerRequest
+	(*DeletePeerResponse)(nil),            // 14: irx.v1.DeletePeerResponse
+	(*HandOffIncidentToPeerRequest)(nil),  // 15: irx.v1.HandOffIncidentToPeerRequest
+	(*HandOffIncidentToPeerResponse)(nil), // 16: irx.v1.HandOffIncidentToPeerResponse
+	(RecipientClass)(0),                   // 17: irx.v1.RecipientClass
+	(*Constituency)(nil),                  // 18: irx.v1.Constituency
+	(*timestamppb.Timestamp)(nil),         // 19: google.protobuf.Timestamp
+	(*fieldmaskpb.FieldMask)(nil),         // 20: google.protobuf.FieldMask
+	(*Incident)(nil),                      // 21: irx.v1.Incident
 }
 var file_irx_v1_peer_service_proto_depIdxs = []int32{
-	14, // 0: irx.v1.Peer.recipient_class:type_name -> irx.v1.RecipientClass
-	15, // 1: irx.v1.Peer.constituency:type_name -> irx.v1.Constituency
+	17, // 0: irx.v1.Peer.recipient_class:type_name -> irx.v1.RecipientClass
+	18, // 1: irx.v1.Peer.constituency:type_name -> irx.v1.Constituency
 	1,  // 2: irx.v1.Peer.status:type_name -> irx.v1.PeerStatus
-	16, // 3: irx.v1.Peer.create_time:type_name -> google.protobuf.Timestamp
-	16, // 4: irx.v1.Peer.update_time:type_name -> google.protobuf.Timestamp
-	16, // 5: irx.v1.PeerStatus.last_error_time:type_name -> google.protobuf.Timestamp
-	16, // 6: irx.v1.PeerStatus.last_acknowledge_time:type_name -> google.protobuf.Timestamp
-	0,  // 7: irx.v1.CreatePeerRequest.peer:type_name -> irx.v1.Peer
-	0,  // 8: irx.v1.CreatePeerResponse.peer:type_name -> irx.v1.Peer
-	0,  // 9: irx.v1.GetPeerResponse.peer:type_name -> irx.v1.Peer
-	0,  // 10: irx.v1.ListPeersResponse.peers:type_name -> irx.v1.Peer
-	0,  // 11: irx.v1.UpdatePeerRequest.peer:type_name -> irx.v1.Peer
-	17, // 12: irx.v1.UpdatePeerRequest.update_mask:type_name -> google.protobuf.FieldMask
-	0,  // 13: irx.v1.UpdatePeerResponse.peer:type_name -> irx.v1.Peer
-	18, // 14: irx.v1.HandOffIncidentToPeerResponse.incident:type_name -> irx.v1.Incident
-	2,  // 15: irx.v1.PeerService.CreatePeer:input_type -> irx.v1.CreatePeerRequest
-	4,  // 16: irx.v1.PeerService.GetPeer:input_type -> irx.v1.GetPeerRequest
-	6,  // 17: irx.v1.PeerService.ListPeers:input_type -> irx.v1.ListPeersRequest
-	8,  // 18: irx.v1.PeerService.UpdatePeer:input_type -> irx.v1.UpdatePeerRequest
-	10, // 19: irx.v1.PeerService.DeletePeer:input_type -> irx.v1.DeletePeerRequest
-	12, // 20: irx.v1.PeerService.HandOffIncidentToPeer:input_type -> irx.v1.HandOffIncidentToPeerRequest
-	3,  // 21: irx.v1.PeerService.CreatePeer:output_type -> irx.v1.CreatePeerResponse
-	5,  // 22: irx.v1.PeerService.GetPeer:output_type -> irx.v1.GetPeerResponse
-	7,  // 23: irx.v1.PeerService.ListPeers:output_type -> irx.v1.ListPeersResponse
-	9,  // 24: irx.v1.PeerService.UpdatePeer:output_type -> irx.v1.UpdatePeerResponse
-	11, // 25: irx.v1.PeerService.DeletePeer:output_type -> irx.v1.DeletePeerResponse
-	13, // 26: irx.v1.PeerService.HandOffIncidentToPeer:output_type -> irx.v1.HandOffIncidentToPeerResponse
-	21, // [21:27] is the sub-list for method output_type
-	15, // [15:21] is the sub-list for method input_type
-	15, // [15:15] is the sub-list for extension type_name
-	15, // [15:15] is the sub-list for extension extendee
-	0,  // [0:15] is the sub-list for field type_name
+	19, // 3: irx.v1.Peer.create_time:type_name -> google.protobuf.Timestamp
+	19, // 4: irx.v1.Peer.update_time:type_name -> google.protobuf.Timestamp
+	19, // 5: irx.v1.PeerStatus.last_error_time:type_name -> google.protobuf.Timestamp
+	19, // 6: irx.v1.PeerStatus.last_acknowledge_time:type_name -> google.protobuf.Timestamp
+	19, // 7: irx.v1.PeerStatus.last_subscribe_time:type_name -> google.protobuf.Timestamp
+	4,  // 8: irx.v1.ListPeerStreamsResponse.peers:type_name -> irx.v1.PeerStreams
+	19, // 9: irx.v1.PeerStreams.last_subscribe_time:type_name -> google.protobuf.Timestamp
+	0,  // 10: irx.v1.CreatePeerRequest.peer:type_name -> irx.v1.Peer
+	0,  // 11: irx.v1.CreatePeerResponse.peer:type_name -> irx.v1.Peer
+	0,  // 12: irx.v1.GetPeerResponse.peer:type_name -> irx.v1.Peer
+	0,  // 13: irx.v1.ListPeersResponse.peers:type_name -> irx.v1.Peer
+	0,  // 14: irx.v1.UpdatePeerRequest.peer:type_name -> irx.v1.Peer
+	20, // 15: irx.v1.UpdatePeerRequest.update_mask:type_name -> google.protobuf.FieldMask
+	0,  // 16: irx.v1.UpdatePeerResponse.peer:type_name -> irx.v1.Peer
+	21, // 17: irx.v1.HandOffIncidentToPeerResponse.incident:type_name -> irx.v1.Incident
+	5,  // 18: irx.v1.PeerService.CreatePeer:input_type -> irx.v1.CreatePeerRequest
+	7,  // 19: irx.v1.PeerService.GetPeer:input_type -> irx.v1.GetPeerRequest
+	9,  // 20: irx.v1.PeerService.ListPeers:input_type -> irx.v1.ListPeersRequest
+	11, // 21: irx.v1.PeerService.UpdatePeer:input_type -> irx.v1.UpdatePeerRequest
+	13, // 22: irx.v1.PeerService.DeletePeer:input_type -> irx.v1.DeletePeerRequest
+	15, // 23: irx.v1.PeerService.HandOffIncidentToPeer:input_type -> irx.v1.HandOffIncidentToPeerRequest
+	2,  // 24: irx.v1.PeerStreamService.ListPeerStreams:input_type -> irx.v1.ListPeerStreamsRequest
+	6,  // 25: irx.v1.PeerService.CreatePeer:output_type -> irx.v1.CreatePeerResponse
+	8,  // 26: irx.v1.PeerService.GetPeer:output_type -> irx.v1.GetPeerResponse
+	10, // 27: irx.v1.PeerService.ListPeers:output_type -> irx.v1.ListPeersResponse
+	12, // 28: irx.v1.PeerService.UpdatePeer:output_type -> irx.v1.UpdatePeerResponse
+	14, // 29: irx.v1.PeerService.DeletePeer:output_type -> irx.v1.DeletePeerResponse
+	16, // 30: irx.v1.PeerService.HandOffIncidentToPeer:output_type -> irx.v1.HandOffIncidentToPeerResponse
+	3,  // 31: irx.v1.PeerStreamService.ListPeerStreams:output_type -> irx.v1.ListPeerStreamsResponse
+	25, // [25:32] is the sub-list for method output_type
+	18, // [18:25] is the sub-list for method input_type
+	18, // [18:18] is the sub-list for extension type_name
+	18, // [18:18] is the sub-list for extension extendee
+	0,  // [0:18] is the sub-list for field type_name
 }
 
 func init() { file_irx_v1_peer_service_proto_init() }
@@ -1204,9 +1435,9 @@ func file_irx_v1_peer_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_irx_v1_peer_service_proto_rawDesc), len(file_irx_v1_peer_service_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   14,
+			NumMessages:   17,
 			NumExtensions: 0,
-			NumServices:   1,
+			NumServices:   2,
 		},
 		GoTypes:           file_irx_v1_peer_service_proto_goTypes,
 		DependencyIndexes: file_irx_v1_peer_service_proto_depIdxs,

@@ -343,3 +343,119 @@ var PeerService_ServiceDesc = grpc.ServiceDesc{
 	Streams:  []grpc.StreamDesc{},
 	Metadata: "irx/v1/peer_service.proto",
 }
+
+const (
+	PeerStreamService_ListPeerStreams_FullMethodName = "/irx.v1.PeerStreamService/ListPeerStreams"
+)
+
+// PeerStreamServiceClient is the client API for PeerStreamService service.
+//
+// For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
+//
+// PeerStreamService says what one node alone knows of the peers that follow
+// this team's feed: the Subscribe streams open on it. A team's leader asks
+// every member when it describes peers (PeerService), since a peer pulls
+// from whichever of the team's nodes it reaches.
+type PeerStreamServiceClient interface {
+	// Lists the peers with Subscribe streams open on this node now or opened
+	// since it started.
+	ListPeerStreams(ctx context.Context, in *ListPeerStreamsRequest, opts ...grpc.CallOption) (*ListPeerStreamsResponse, error)
+}
+
+type peerStreamServiceClient struct {
+	cc grpc.ClientConnInterface
+}
+
+func NewPeerStreamServiceClient(cc grpc.ClientConnInterface) PeerStreamServiceClient {
+	return &peerStreamServiceClient{cc}
+}
+
+func (c *peerStreamServiceClient) ListPeerStreams(ctx context.Context, in *ListPeerStreamsRequest, opts ...grpc.CallOption) (*ListPeerStreamsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListPeerStreamsResponse)
+	err := c.cc.Invoke(ctx, PeerStreamService_ListPeerStreams_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// PeerStreamServiceServer is the server API for PeerStreamService service.
+// All implementations must embed UnimplementedPeerStreamServiceServer
+// for forward compatibility.
+//
+// PeerStreamService says what one node alone knows of the peers that follow
+// this team's feed: the Subscribe streams open on it. A team's leader asks
+// every member when it describes peers (PeerService), since a peer pulls
+// from whichever of the team's nodes it reaches.
+type PeerStreamServiceServer interface {
+	// Lists the peers with Subscribe streams open on this node now or opened
+	// since it started.
+	ListPeerStreams(context.Context, *ListPeerStreamsRequest) (*ListPeerStreamsResponse, error)
+	mustEmbedUnimplementedPeerStreamServiceServer()
+}
+
+// UnimplementedPeerStreamServiceServer must be embedded to have
+// forward compatible implementations.
+//
+// NOTE: this should be embedded by value instead of pointer to avoid a nil
+// pointer dereference when methods are called.
+type UnimplementedPeerStreamServiceServer struct{}
+
+func (UnimplementedPeerStreamServiceServer) ListPeerStreams(context.Context, *ListPeerStreamsRequest) (*ListPeerStreamsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListPeerStreams not implemented")
+}
+func (UnimplementedPeerStreamServiceServer) mustEmbedUnimplementedPeerStreamServiceServer() {}
+func (UnimplementedPeerStreamServiceServer) testEmbeddedByValue()                           {}
+
+// UnsafePeerStreamServiceServer may be embedded to opt out of forward compatibility for this service.
+// Use of this interface is not recommended, as added methods to PeerStreamServiceServer will
+// result in compilation errors.
+type UnsafePeerStreamServiceServer interface {
+	mustEmbedUnimplementedPeerStreamServiceServer()
+}
+
+func RegisterPeerStreamServiceServer(s grpc.ServiceRegistrar, srv PeerStreamServiceServer) {
+	// If the following call panics, it indicates UnimplementedPeerStreamServiceServer was
+	// embedded by pointer and is nil.  This will cause panics if an
+	// unimplemented method is ever invoked, so we test this at initialization
+	// time to prevent it from happening at runtime later due to I/O.
+	if t, ok := srv.(interface{ testEmbeddedByValue() }); ok {
+		t.testEmbeddedByValue()
+	}
+	s.RegisterService(&PeerStreamService_ServiceDesc, srv)
+}
+
+func _PeerStreamService_ListPeerStreams_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListPeerStreamsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(PeerStreamServiceServer).ListPeerStreams(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: PeerStreamService_ListPeerStreams_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(PeerStreamServiceServer).ListPeerStreams(ctx, req.(*ListPeerStreamsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+// PeerStreamService_ServiceDesc is the grpc.ServiceDesc for PeerStreamService service.
+// It's only intended for direct use with grpc.RegisterService,
+// and not to be introspected or modified (even as a copy)
+var PeerStreamService_ServiceDesc = grpc.ServiceDesc{
+	ServiceName: "irx.v1.PeerStreamService",
+	HandlerType: (*PeerStreamServiceServer)(nil),
+	Methods: []grpc.MethodDesc{
+		{
+			MethodName: "ListPeerStreams",
+			Handler:    _PeerStreamService_ListPeerStreams_Handler,
+		},
+	},
+	Streams:  []grpc.StreamDesc{},
+	Metadata: "irx/v1/peer_service.proto",
+}
