@@ -19,6 +19,7 @@ const (
 	CommandProposeTime protowire.Number = 1
 	CommandCreate      protowire.Number = 2
 	CommandBatch       protowire.Number = 6
+	CommandActor       protowire.Number = 14
 	BatchCommands      protowire.Number = 1
 	CreateIncident     protowire.Number = 1
 	CreateRequestID    protowire.Number = 2

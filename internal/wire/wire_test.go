@@ -23,6 +23,7 @@ func TestFieldNumbersMatchTheSchema(t *testing.T) {
 		{CommandProposeTime, "irx.v1.Command.propose_time"},
 		{CommandCreate, "irx.v1.Command.create_incident"},
 		{CommandBatch, "irx.v1.Command.batch"},
+		{CommandActor, "irx.v1.Command.actor"},
 		{BatchCommands, "irx.v1.CommandBatch.commands"},
 		{CreateIncident, "irx.v1.CreateIncidentCommand.incident"},
 		{CreateRequestID, "irx.v1.CreateIncidentCommand.request_id"},

@@ -1729,7 +1729,11 @@ type ChangeRoleCommand struct {
 	// The role.
 	Role Role `protobuf:"varint,2,opt,name=role,proto3,enum=irx.v1.Role" json:"role,omitempty"`
 	// Grant (true) or revoke (false).
-	Grant         bool `protobuf:"varint,3,opt,name=grant,proto3" json:"grant,omitempty"`
+	Grant bool `protobuf:"varint,3,opt,name=grant,proto3" json:"grant,omitempty"`
+	// Grant every role, and only if the team has never had a binding: what
+	// the first leader of a new team proposes for the operator certificate
+	// made with the team. Applied after any binding, it changes nothing.
+	Bootstrap     bool `protobuf:"varint,4,opt,name=bootstrap,proto3" json:"bootstrap,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1781,6 +1785,13 @@ func (x *ChangeRoleCommand) GetRole() Role {
 func (x *ChangeRoleCommand) GetGrant() bool {
 	if x != nil {
 		return x.Grant
+	}
+	return false
+}
+
+func (x *ChangeRoleCommand) GetBootstrap() bool {
+	if x != nil {
+		return x.Bootstrap
 	}
 	return false
 }
@@ -2006,11 +2017,12 @@ const file_irx_v1_command_proto_rawDesc = "" +
 	"\bwithheld\x18\r \x01(\x04R\bwithheld\x12N\n" +
 	"\x15last_acknowledge_time\x18\x0e \x01(\v2\x1a.google.protobuf.TimestampR\x13lastAcknowledgeTime\x123\n" +
 	"\x15received_replacements\x18\x0f \x01(\x04R\x14receivedReplacements\x12+\n" +
-	"\x11sent_replacements\x18\x10 \x01(\x04R\x10sentReplacements\"g\n" +
+	"\x11sent_replacements\x18\x10 \x01(\x04R\x10sentReplacements\"\x85\x01\n" +
 	"\x11ChangeRoleCommand\x12\x1a\n" +
 	"\bidentity\x18\x01 \x01(\tR\bidentity\x12 \n" +
 	"\x04role\x18\x02 \x01(\x0e2\f.irx.v1.RoleR\x04role\x12\x14\n" +
-	"\x05grant\x18\x03 \x01(\bR\x05grant\"P\n" +
+	"\x05grant\x18\x03 \x01(\bR\x05grant\x12\x1c\n" +
+	"\tbootstrap\x18\x04 \x01(\bR\tbootstrap\"P\n" +
 	"\x18RevokeCertificateCommand\x124\n" +
 	"\arevoked\x18\x01 \x01(\v2\x1a.irx.v1.RevokedCertificateR\arevoked\"\x15\n" +
 	"\x13RecordActionCommand*\xcc\x01\n" +
