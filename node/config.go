@@ -71,6 +71,12 @@ type Config struct {
 	// the operator API and on the intra-cluster server, before either
 	// serves. It must not call back into the node until Start returns.
 	Services func(n *Node, s grpc.ServiceRegistrar)
+
+	// BootstrapOperator is the operator identity bound to every role at the
+	// team's first start, before any other binding exists (node/access.go).
+	// Default: irx://<team>/operator/admin, the operator certificate the
+	// development PKI makes with the team.
+	BootstrapOperator string
 }
 
 // Member is a node of the initial configuration.
@@ -115,6 +121,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.RaftAddr == "" {
 		c.RaftAddr = DefaultRaftAddr
+	}
+	if c.BootstrapOperator == "" {
+		c.BootstrapOperator = pki.OperatorIdentity(c.TeamID, pki.DevOperatorName).String()
 	}
 	if c.TLS.DevDir == "" && c.TLS.CAFile == "" && c.TLS.CertFile == "" && c.TLS.KeyFile == "" {
 		c.TLS.DevDir = filepath.Join(c.DataDir, "pki")
