@@ -54,10 +54,10 @@ type Node struct {
 	// operatorStreams are the open operator streams, ended when their
 	// certificate is revoked.
 	operatorStreams operatorStreams
-	batcher     *batcher
-	forwarder   *forwarder
-	eraser      *eraser
-	stopErasing context.CancelFunc
+	batcher         *batcher
+	forwarder       *forwarder
+	eraser          *eraser
+	stopErasing     context.CancelFunc
 	// policies are the team's compiled disclosure policies, for the policy
 	// service's previews and the federation's feeds alike.
 	policies policy.Cache

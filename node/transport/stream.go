@@ -13,8 +13,8 @@ package transport
 
 import (
 	"context"
-	"crypto/x509"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
