@@ -335,7 +335,7 @@ func (n *Node) watchAccess(stop <-chan struct{}) {
 // state says the team has had a binding (the state machine applies only
 // the first such grant, so two leaders in turn cannot grant it twice).
 func (n *Node) bootstrapAccess(stop <-chan struct{}) {
-	identity := n.cfg.BootstrapOperator
+	identity := pki.OperatorIdentity(n.cfg.TeamID, n.cfg.FirstOperator).String()
 	ticker := time.NewTicker(250 * time.Millisecond)
 	defer ticker.Stop()
 	for !n.state.Access().Bootstrapped() {

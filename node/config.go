@@ -72,11 +72,11 @@ type Config struct {
 	// serves. It must not call back into the node until Start returns.
 	Services func(n *Node, s grpc.ServiceRegistrar)
 
-	// BootstrapOperator is the operator identity bound to every role at the
-	// team's first start, before any other binding exists (node/access.go).
-	// Default: irx://<team>/operator/admin, the operator certificate the
-	// development PKI makes with the team.
-	BootstrapOperator string
+	// FirstOperator names the operator (irx://<team>/operator/<name>)
+	// bound to every role at the team's first start, before any binding
+	// exists (node/access.go). Default "admin", the operator certificate
+	// the development PKI makes with the team.
+	FirstOperator string
 }
 
 // Member is a node of the initial configuration.
@@ -122,8 +122,11 @@ func (c Config) withDefaults() (Config, error) {
 	if c.RaftAddr == "" {
 		c.RaftAddr = DefaultRaftAddr
 	}
-	if c.BootstrapOperator == "" {
-		c.BootstrapOperator = pki.OperatorIdentity(c.TeamID, pki.DevOperatorName).String()
+	if c.FirstOperator == "" {
+		c.FirstOperator = pki.DevOperatorName
+	}
+	if err := pki.OperatorIdentity(c.TeamID, c.FirstOperator).Validate(); err != nil {
+		return c, fmt.Errorf("first operator %q: %w", c.FirstOperator, err)
 	}
 	if c.TLS.DevDir == "" && c.TLS.CAFile == "" && c.TLS.CertFile == "" && c.TLS.KeyFile == "" {
 		c.TLS.DevDir = filepath.Join(c.DataDir, "pki")
