@@ -58,7 +58,8 @@ func (n *Node) Propose(ctx context.Context, cmd *irxv1.Command) (*fsm.Result, er
 			if err != nil {
 				return err
 			}
-			res = &fsm.Result{Incident: resp.GetIncident(), Policy: resp.GetPolicy(), Peer: resp.GetPeer(), TeamDescription: resp.GetTeamDescription()}
+			res = &fsm.Result{Incident: resp.GetIncident(), Policy: resp.GetPolicy(), Peer: resp.GetPeer(), TeamDescription: resp.GetTeamDescription(),
+				Binding: resp.GetBinding(), Revoked: resp.GetRevokedCertificate()}
 			if len(resp.GetErrorStatus()) > 0 {
 				res.Err = decodeRefusal(resp.GetErrorStatus())
 			}
