@@ -31,7 +31,7 @@ import (
 //	acc/r/i/<identity>                    RevokedCertificate, by identity
 //	acc/r/s/<serial hex>                  RevokedCertificate, by serial
 //	act/<time12><index8><position4>       OperatorAction, in commit order of time
-//	actv/<team>\0<ticket8><version8>      OperatorAction that made an incident version
+//	actv/<team>\0<ticket8><version8>      the act/ key of the action that made an incident version
 var (
 	keyAccessBootstrapped = []byte("acc/bootstrapped")
 	prefixAccess          = []byte("acc/")
@@ -281,7 +281,9 @@ func (a *applier) recordAction(actor *irxv1.OperatorAction, target string, versi
 	a.set(k, data)
 	if id, ok := strings.CutPrefix(target, "incident/"); ok && version > 0 {
 		if rid, err := record.ParseID(id); err == nil {
-			a.set(cat(prefixVersionAction, idKey(rid), u64(uint64(version))), data)
+			// The key, not the action again: a create's second key stays
+			// small, and reading a record's history is rare.
+			a.set(cat(prefixVersionAction, idKey(rid), u64(uint64(version))), k)
 		}
 	}
 }
@@ -378,8 +380,17 @@ func (f *FSM) VersionActions(incidentID string, versions []int64) ([]*irxv1.Oper
 	}
 	out := make([]*irxv1.OperatorAction, len(versions))
 	for i, v := range versions {
+		ref, closer, err := f.db.Get(cat(prefixVersionAction, idKey(id), u64(uint64(v))))
+		if errors.Is(err, pebble.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("fsm: read the action of %s version %d: %w", incidentID, v, err)
+		}
+		key := bytes.Clone(ref)
+		_ = closer.Close()
 		act := &irxv1.OperatorAction{}
-		found, err := getProto(f.db, cat(prefixVersionAction, idKey(id), u64(uint64(v))), act)
+		found, err := getProto(f.db, key, act)
 		if err != nil {
 			return nil, err
 		}

@@ -424,7 +424,7 @@ func (x *RevokeRoleResponse) GetBinding() *RoleBinding {
 // Request for AccessService.ListRoleBindings.
 type ListRoleBindingsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Maximum number of bindings to return; default 100, at most 1000.
+	// Maximum number of bindings to return; default 50, at most 1000.
 	PageSize int32 `protobuf:"varint,1,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
 	// next_page_token of the previous page.
 	PageToken     string `protobuf:"bytes,2,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
@@ -729,7 +729,7 @@ func (x *RevokeCertificateResponse) GetRevokedCertificate() *RevokedCertificate 
 // Request for AccessService.ListRevokedCertificates.
 type ListRevokedCertificatesRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Maximum number of entries to return; default 100, at most 1000.
+	// Maximum number of entries to return; default 50, at most 1000.
 	PageSize int32 `protobuf:"varint,1,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
 	// next_page_token of the previous page.
 	PageToken     string `protobuf:"bytes,2,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
@@ -933,7 +933,7 @@ func (x *OperatorAction) GetTime() *timestamppb.Timestamp {
 // Request for AccessService.ListOperatorActions. Filters combine with AND.
 type ListOperatorActionsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Maximum number of actions to return; default 100, at most 1000. A page
+	// Maximum number of actions to return; default 50, at most 1000. A page
 	// may hold fewer even when more remain: follow next_page_token.
 	PageSize int32 `protobuf:"varint,1,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
 	// next_page_token of the previous page, with the same filters.
