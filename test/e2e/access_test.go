@@ -214,3 +214,50 @@ func waitUntil(t *testing.T, ctx context.Context, what string, f func() error) {
 		}
 	}
 }
+
+// TestRevokedNodeDropsOutOfTheTeam revokes a follower's node certificate:
+// the other nodes close its intra-cluster connections and refuse new ones,
+// so it receives no more entries and cannot forward writes, while the
+// remaining majority goes on.
+func TestRevokedNodeDropsOutOfTheTeam(t *testing.T) {
+	nodes := irxdtest.StartCluster(t, irxdBin, 3)
+	leader, clients := roles(t, nodes)
+	revokedIdx, otherIdx := (leader+1)%3, (leader+2)%3
+	ctx := ctxT(t)
+	create(t, clients[revokedIdx], sample(1)) // it serves before the revocation
+
+	conn, err := nodes[leader].Dial()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	revokedID := pki.NodeIdentity("dev", fmt.Sprintf("node%d", revokedIdx+1))
+	if _, err := irxv1.NewAccessServiceClient(conn).RevokeCertificate(ctx, &irxv1.RevokeCertificateRequest{Identity: revokedID.String(), Reason: "retired"}); err != nil {
+		t.Fatal(err)
+	}
+	var last *irxv1.Incident
+	for i := range 5 {
+		last = create(t, clients[leader], sample(i+2))
+	}
+	// The other follower has it (a linearizable read waits for it)...
+	if _, err := clients[otherIdx].incidents.GetIncident(ctx, &irxv1.GetIncidentRequest{Id: last.GetId()}); err != nil {
+		t.Fatalf("the remaining follower: %v", err)
+	}
+	// ... the revoked one never gets it, and cannot forward a write.
+	deadline := time.Now().Add(3 * time.Second)
+	for time.Now().Before(deadline) {
+		_, err := clients[revokedIdx].incidents.GetIncident(ctx, &irxv1.GetIncidentRequest{Id: last.GetId(), Consistency: irxv1.ReadConsistency_READ_CONSISTENCY_STALE})
+		if status.Code(err) != codes.NotFound {
+			t.Fatalf("the revoked node answered %s: %v", last.GetId(), err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	callCtx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	if _, err := clients[revokedIdx].incidents.CreateIncident(callCtx, &irxv1.CreateIncidentRequest{Incident: sample(9)}); err == nil {
+		t.Fatal("a write through the revoked node succeeded")
+	}
+	if logs := nodes[leader].Logs(); !strings.Contains(logs, "certificate revoked") {
+		t.Errorf("the leader logged no refusal of the revoked node:\n%s", logs)
+	}
+}
