@@ -26,6 +26,13 @@ const (
 	CreateFresh        protowire.Number = 3
 	CreateEvaluated    protowire.Number = 4
 
+	// irx.v1.OperatorAction: the state machine appends an action's target,
+	// version and time (a Timestamp, above) to the encoded actor the
+	// proposer made.
+	ActionTarget  protowire.Number = 4
+	ActionVersion protowire.Number = 5
+	ActionTime    protowire.Number = 6
+
 	// irx.v1.Incident and the messages in it: the replicas' reader of an
 	// evaluated create's indexed fields, and the stored encoding's id.
 	IncidentID             protowire.Number = 1

@@ -13,12 +13,15 @@ import (
 	"fmt"
 	"math/big"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/irxfed/irx/internal/wire"
 	"github.com/irxfed/irx/pki"
 	irxv1 "github.com/irxfed/irx/proto/irx/v1"
 	"github.com/irxfed/irx/record"
@@ -261,31 +264,67 @@ func (a *applier) actionTarget(cmd *irxv1.Command, res *Result, ticketBefore uin
 }
 
 // recordAction stores what an operator call changed, in the batch of the
-// change: under its time, and for an incident also under the version.
-func (a *applier) recordAction(actor *irxv1.OperatorAction, target string, version int64, index uint64) {
-	act := &irxv1.OperatorAction{
-		Identity: actor.GetIdentity(), Method: actor.GetMethod(), RequestId: actor.GetRequestId(),
-		Target: target, Version: version, Time: a.now,
+// change: under its time, and for an incident (target empty, incident
+// set) also under the version. actor is the encoded OperatorAction the
+// proposer made (identity, method, request id); the stored action is that
+// encoding with target, version and time appended, which decodes as the
+// whole action without decoding and encoding the actor on every create.
+func (a *applier) recordAction(actor []byte, target string, incident record.ID, version int64, index uint64) {
+	v := make([]byte, 0, len(actor)+len(target)+len(incident.Team)+64)
+	v = append(v, actor...)
+	v = protowire.AppendTag(v, wire.ActionTarget, protowire.BytesType)
+	if incident.Team != "" {
+		v = protowire.AppendVarint(v, uint64(len("incident/")+len(incident.Team)+1+decimalLen(incident.Ticket)))
+		v = append(v, "incident/"...)
+		v = append(v, incident.Team...)
+		v = append(v, ':')
+		v = strconv.AppendUint(v, incident.Ticket, 10)
+	} else {
+		v = protowire.AppendString(v, target)
 	}
-	data, err := marshal.Marshal(act)
-	if err != nil {
-		a.fail(err)
-		return
+	if version != 0 {
+		v = protowire.AppendTag(v, wire.ActionVersion, protowire.VarintType)
+		v = protowire.AppendVarint(v, uint64(version))
 	}
+	var ts []byte
+	if s := a.now.GetSeconds(); s != 0 {
+		ts = protowire.AppendTag(ts, wire.TimestampSeconds, protowire.VarintType)
+		ts = protowire.AppendVarint(ts, uint64(s))
+	}
+	if n := a.now.GetNanos(); n != 0 {
+		ts = protowire.AppendTag(ts, wire.TimestampNanos, protowire.VarintType)
+		ts = protowire.AppendVarint(ts, uint64(n))
+	}
+	v = protowire.AppendTag(v, wire.ActionTime, protowire.BytesType)
+	v = protowire.AppendBytes(v, ts)
+
 	k := make([]byte, 0, len(prefixAction)+timeKeyLen+12)
 	k = append(k, prefixAction...)
 	k = appendTimeKey(k, a.now.AsTime())
 	k = binary.BigEndian.AppendUint64(k, index)
 	k = binary.BigEndian.AppendUint32(k, a.position)
 	a.position++
-	a.set(k, data)
-	if id, ok := strings.CutPrefix(target, "incident/"); ok && version > 0 {
-		if rid, err := record.ParseID(id); err == nil {
-			// The key, not the action again: a create's second key stays
-			// small, and reading a record's history is rare.
-			a.set(cat(prefixVersionAction, idKey(rid), u64(uint64(version))), k)
-		}
+	a.set(k, v)
+	if incident.Team != "" && version > 0 {
+		// The key, not the action again: a create's second key stays
+		// small, and reading a record's history is rare.
+		vk := make([]byte, 0, len(prefixVersionAction)+len(incident.Team)+17)
+		vk = append(vk, prefixVersionAction...)
+		vk = append(vk, incident.Team...)
+		vk = append(vk, 0)
+		vk = binary.BigEndian.AppendUint64(vk, incident.Ticket)
+		vk = binary.BigEndian.AppendUint64(vk, uint64(version))
+		a.set(vk, k)
 	}
+}
+
+func decimalLen(n uint64) int {
+	l := 1
+	for n >= 10 {
+		n /= 10
+		l++
+	}
+	return l
 }
 
 // RoleBindings lists the bindings by identity.

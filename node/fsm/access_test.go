@@ -41,7 +41,8 @@ func TestEvaluatedCreatesKeepTheirActors(t *testing.T) {
 		t.Fatal("the entry reader did not take the batch of evaluated creates with actors")
 	}
 	for i, c := range e.commands {
-		if c.evaluated == nil || c.actor.GetRequestId() != cmds[i].GetActor().GetRequestId() {
+		got := &irxv1.OperatorAction{}
+		if c.evaluated == nil || proto.Unmarshal(c.actor, got) != nil || got.GetRequestId() != cmds[i].GetActor().GetRequestId() {
 			t.Fatalf("command %d: evaluated %v, actor %v", i, c.evaluated != nil, c.actor)
 		}
 	}
@@ -56,7 +57,8 @@ func TestEvaluatedCreatesKeepTheirActors(t *testing.T) {
 		t.Fatalf("actions: %v %q %v", acts, next, err)
 	}
 	for i, a := range acts {
-		if a.GetTarget() != "incident/"+idOf(uint64(i+1)) || a.GetVersion() != 1 || a.GetRequestId() != cmds[i].GetActor().GetRequestId() || !proto.Equal(a.GetTime(), now) {
+		if a.GetTarget() != "incident/"+idOf(uint64(i+1)) || a.GetVersion() != 1 || a.GetRequestId() != cmds[i].GetActor().GetRequestId() ||
+			a.GetIdentity() != alice || !proto.Equal(a.GetTime(), now) {
 			t.Errorf("action %d: %v", i, a)
 		}
 	}

@@ -28,7 +28,7 @@ type entry struct {
 type entryCommand struct {
 	cmd       *irxv1.Command
 	evaluated *evaluatedCreate
-	actor     *irxv1.OperatorAction // of an evaluated create; a decoded command holds its own
+	actor     []byte // the encoded OperatorAction of an evaluated create; a decoded command holds its own
 }
 
 // evaluatedCreate is a CreateIncidentCommand with evaluated set.
@@ -165,16 +165,31 @@ func createFields(b []byte) (create, actor []byte, ok bool) {
 	return create, actor, create != nil
 }
 
-// parseActor decodes an evaluated create's actor; nil for none.
-func parseActor(b []byte) (*irxv1.OperatorAction, bool) {
-	if b == nil {
-		return nil, true
+// parseActor checks an evaluated create's encoded actor, which is stored
+// as it is with the fields of the action appended (recordAction): it must
+// be well-formed, with valid UTF-8 in its strings, as proto.Unmarshal
+// wants. Nothing is decoded. nil is no actor.
+func parseActor(b []byte) ([]byte, bool) {
+	for rest := b; len(rest) > 0; {
+		num, typ, n := protowire.ConsumeTag(rest)
+		if n < 0 {
+			return nil, false
+		}
+		rest = rest[n:]
+		if typ == protowire.BytesType {
+			v, n := protowire.ConsumeBytes(rest)
+			if n < 0 || (num <= 4 && !utf8.Valid(v)) {
+				return nil, false
+			}
+			rest = rest[n:]
+			continue
+		}
+		if n = protowire.ConsumeFieldValue(num, typ, rest); n < 0 {
+			return nil, false
+		}
+		rest = rest[n:]
 	}
-	a := &irxv1.OperatorAction{}
-	if proto.Unmarshal(b, a) != nil {
-		return nil, false
-	}
-	return a, true
+	return b, true
 }
 
 // parseEvaluated reads a CreateIncidentCommand with evaluated set, each

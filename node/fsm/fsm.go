@@ -14,6 +14,7 @@ import (
 	"io"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -491,7 +492,7 @@ func (a *applier) applyCommand(c entryCommand, now *timestamppb.Timestamp, index
 		a.index, a.now = index, now
 		res := a.createEvaluated(c.evaluated)
 		if c.actor != nil && res.Err == nil && a.ticket != ticket {
-			a.recordAction(c.actor, "incident/"+record.ID{Team: a.fsm.team, Ticket: a.ticket}.String(), 1, index)
+			a.recordAction(c.actor, "", record.ID{Team: a.fsm.team, Ticket: a.ticket}, 1, index)
 		}
 		return res
 	}
@@ -506,7 +507,18 @@ func (a *applier) applyCommand(c entryCommand, now *timestamppb.Timestamp, index
 	// bootstrap grant after the first) leaves no action.
 	if actor := c.cmd.GetActor(); actor != nil && res.Err == nil && a.changed(c.cmd, res, ticket) {
 		target, version := a.actionTarget(c.cmd, res, ticket)
-		a.recordAction(actor, target, version, index)
+		encoded, err := marshal.Marshal(actor)
+		if err != nil {
+			a.fail(err)
+			return res
+		}
+		var incident record.ID
+		if id, ok := strings.CutPrefix(target, "incident/"); ok {
+			if rid, err := record.ParseID(id); err == nil {
+				target, incident = "", rid
+			}
+		}
+		a.recordAction(encoded, target, incident, version, index)
 	}
 	return res
 }
