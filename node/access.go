@@ -237,6 +237,11 @@ func (a *authorizer) stream(srv any, ss grpc.ServerStream, info *grpc.StreamServ
 	}
 	ctx, release := a.streams.track(ctx, c)
 	defer release()
+	// A revocation applied between the check above and the tracking was
+	// looked for among the tracked streams without this one.
+	if what, revoked := a.state.Access().Revoked(c.identity, c.serial); revoked {
+		return status.Errorf(codes.PermissionDenied, "the certificate of %s is revoked (%s)", c.identity, what)
+	}
 	err = handler(srv, &contextStream{ServerStream: ss, ctx: ctx})
 	if cause := context.Cause(ctx); errors.Is(cause, errRevoked) {
 		return status.Error(codes.PermissionDenied, cause.Error())

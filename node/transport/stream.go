@@ -359,6 +359,10 @@ func (s *StreamLayer) handleInbound(raw net.Conn) {
 		ready = s.grpcReady
 	}
 	c := s.track(tc, peer)
+	if c == nil {
+		s.logRefusal(true, remote, errors.New("refused after the handshake by a change of the admitted certificates"))
+		return
+	}
 	select {
 	case ready <- c:
 		s.opts.logger.Debug("raft transport: accepted connection", "remote", remote, "peer", peer.String())
@@ -412,7 +416,11 @@ func (s *StreamLayer) dial(ctx context.Context, address string, channel byte) (n
 		return nil, fmt.Errorf("transport: dial %s: %w", address, err)
 	}
 	peer, _ := pki.PeerIdentity(tc.ConnectionState())
-	return s.track(tc, peer), nil
+	c := s.track(tc, peer)
+	if c == nil {
+		return nil, fmt.Errorf("transport: dial %s: refused after the handshake by a change of the admitted certificates", address)
+	}
+	return c, nil
 }
 
 // trackedConn is an established connection and the node at its other end.
@@ -434,6 +442,10 @@ func (c *trackedConn) Close() error {
 	return err
 }
 
+// track records an established connection, or closes it and returns nil
+// when admit refuses it now: a change between the handshake's check and
+// the tracking would otherwise be missed by CloseRefused, which only sees
+// tracked connections.
 func (s *StreamLayer) track(tc *tls.Conn, peer pki.Identity) *trackedConn {
 	c := &trackedConn{Conn: tc, s: s, peer: peer}
 	s.openMu.Lock()
@@ -442,6 +454,10 @@ func (s *StreamLayer) track(tc *tls.Conn, peer pki.Identity) *trackedConn {
 	}
 	s.open[c] = struct{}{}
 	s.openMu.Unlock()
+	if certs := tc.ConnectionState().PeerCertificates; s.opts.admit != nil && len(certs) > 0 && s.opts.admit(peer, certs[0]) != nil {
+		_ = c.Close()
+		return nil
+	}
 	return c
 }
 
