@@ -125,9 +125,6 @@ func (c Config) withDefaults() (Config, error) {
 	if c.FirstOperator == "" {
 		c.FirstOperator = pki.DevOperatorName
 	}
-	if err := pki.OperatorIdentity(c.TeamID, c.FirstOperator).Validate(); err != nil {
-		return c, fmt.Errorf("first operator %q: %w", c.FirstOperator, err)
-	}
 	if c.TLS.DevDir == "" && c.TLS.CAFile == "" && c.TLS.CertFile == "" && c.TLS.KeyFile == "" {
 		c.TLS.DevDir = filepath.Join(c.DataDir, "pki")
 	}
@@ -163,6 +160,11 @@ func (c Config) validate() error {
 	}
 	if err := record.ValidateTeamID(c.NodeID); err != nil {
 		errs = append(errs, fmt.Errorf("node_id: %w", err))
+	}
+	if err := record.ValidateTeamID(c.TeamID); err == nil {
+		if err := pki.OperatorIdentity(c.TeamID, c.FirstOperator).Validate(); err != nil {
+			errs = append(errs, fmt.Errorf("first_operator %q: %w", c.FirstOperator, err))
+		}
 	}
 	for name, addr := range map[string]string{"api_addr": c.APIAddr, "raft_addr": c.RaftAddr} {
 		if _, _, err := net.SplitHostPort(addr); err != nil {
