@@ -154,7 +154,9 @@ func (b *batcher) evaluate(batch []*proposal, now *timestamppb.Timestamp) []*pro
 				p.done <- proposalResult{res: &fsm.Result{Err: err}}
 				continue
 			}
+			actor := p.cmd.GetActor()
 			p.cmd = fsm.EvaluatedCreate(c, data)
+			p.cmd.Actor = actor
 		}
 		kept = append(kept, p)
 	}

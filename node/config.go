@@ -71,6 +71,12 @@ type Config struct {
 	// the operator API and on the intra-cluster server, before either
 	// serves. It must not call back into the node until Start returns.
 	Services func(n *Node, s grpc.ServiceRegistrar)
+
+	// FirstOperator names the operator (irx://<team>/operator/<name>)
+	// bound to every role at the team's first start, before any binding
+	// exists (node/access.go). Default "admin", the operator certificate
+	// the development PKI makes with the team.
+	FirstOperator string
 }
 
 // Member is a node of the initial configuration.
@@ -116,6 +122,9 @@ func (c Config) withDefaults() (Config, error) {
 	if c.RaftAddr == "" {
 		c.RaftAddr = DefaultRaftAddr
 	}
+	if c.FirstOperator == "" {
+		c.FirstOperator = pki.DevOperatorName
+	}
 	if c.TLS.DevDir == "" && c.TLS.CAFile == "" && c.TLS.CertFile == "" && c.TLS.KeyFile == "" {
 		c.TLS.DevDir = filepath.Join(c.DataDir, "pki")
 	}
@@ -151,6 +160,11 @@ func (c Config) validate() error {
 	}
 	if err := record.ValidateTeamID(c.NodeID); err != nil {
 		errs = append(errs, fmt.Errorf("node_id: %w", err))
+	}
+	if err := record.ValidateTeamID(c.TeamID); err == nil {
+		if err := pki.OperatorIdentity(c.TeamID, c.FirstOperator).Validate(); err != nil {
+			errs = append(errs, fmt.Errorf("first_operator %q: %w", c.FirstOperator, err))
+		}
 	}
 	for name, addr := range map[string]string{"api_addr": c.APIAddr, "raft_addr": c.RaftAddr} {
 		if _, _, err := net.SplitHostPort(addr); err != nil {

@@ -51,10 +51,13 @@ type Node struct {
 	health      *health.Server
 	intra       *grpc.Server // NodeService and forwarded ClusterService calls
 	peers       peerConns
-	batcher     *batcher
-	forwarder   *forwarder
-	eraser      *eraser
-	stopErasing context.CancelFunc
+	// operatorStreams are the open operator streams, ended when their
+	// certificate is revoked.
+	operatorStreams operatorStreams
+	batcher         *batcher
+	forwarder       *forwarder
+	eraser          *eraser
+	stopErasing     context.CancelFunc
 	// policies are the team's compiled disclosure policies, for the policy
 	// service's previews and the federation's feeds alike.
 	policies policy.Cache
@@ -200,7 +203,7 @@ func (n *Node) startRaft(creds nodeCredentials) error {
 		_ = ln.Close()
 		return err
 	}
-	n.stream, err = transport.NewTLSStreamLayer(ln, advertise, serverConf, clientConf, transport.WithLogger(n.log))
+	n.stream, err = transport.NewTLSStreamLayer(ln, advertise, serverConf, clientConf, transport.WithLogger(n.log), transport.WithAdmit(n.admitNode))
 	if err != nil {
 		_ = ln.Close()
 		return err
@@ -320,20 +323,21 @@ func (n *Node) startAPI(creds nodeCredentials) error {
 		return fmt.Errorf("api listener %s: %w", n.cfg.APIAddr, err)
 	}
 	n.apiListener = ln
+	auth := &authorizer{team: n.cfg.TeamID, plaintext: n.cfg.apiPlaintext(), state: n.state, streams: &n.operatorStreams}
 	opts := []grpc.ServerOption{
 		grpc.MaxRecvMsgSize(MaxRequestBytes),
-		grpc.ChainUnaryInterceptor(recoverUnary(n.log), n.metrics.unary(), logUnary(n.log), statusUnary),
+		grpc.ChainUnaryInterceptor(recoverUnary(n.log), n.metrics.unary(), logUnary(n.log), statusUnary, auth.unary),
+		grpc.ChainStreamInterceptor(auth.stream),
 		streamWorkers(),
 	}
-	if n.cfg.apiPlaintext() {
-		n.log.Warn("operator API without TLS: allowed on loopback in development mode only", "addr", ln.Addr().String())
+	if auth.plaintext {
+		n.log.Warn("operator API without TLS: allowed on loopback in development mode only; every caller holds every role", "addr", ln.Addr().String())
 	} else {
 		tlsConf, err := pki.ServerConfig(creds.cert, creds.roots, true)
 		if err != nil {
 			return fmt.Errorf("api TLS: %w", err)
 		}
-		opts = append(opts, grpc.Creds(credentials.NewTLS(tlsConf)),
-			grpc.ChainUnaryInterceptor(authorizeOperator(n.cfg.TeamID)))
+		opts = append(opts, grpc.Creds(credentials.NewTLS(tlsConf)))
 	}
 	n.grpc = grpc.NewServer(opts...)
 	n.health = health.NewServer()
@@ -341,8 +345,22 @@ func (n *Node) startAPI(creds nodeCredentials) error {
 	if n.cfg.Services != nil {
 		n.cfg.Services(n, n.grpc)
 	}
+	// Resolved once, here, before the server serves: a method that
+	// declares no permission keeps the node from starting at all.
+	var err2 error
+	if auth.perms, auth.open, err2 = MethodPermissions(n.grpc); err2 != nil {
+		return fmt.Errorf("operator API: %w", err2)
+	}
 
-	n.wg.Add(2)
+	n.wg.Add(4)
+	go func() {
+		defer n.wg.Done()
+		n.watchAccess(n.stopObserving)
+	}()
+	go func() {
+		defer n.wg.Done()
+		n.bootstrapAccess(n.stopObserving)
+	}()
 	go func() {
 		defer n.wg.Done()
 		if err := n.grpc.Serve(ln); err != nil && !errors.Is(err, grpc.ErrServerStopped) {

@@ -20,6 +20,11 @@ import (
 // Propose appends cmd to the team's Raft log, on this node if it leads or
 // through the leader otherwise, and returns the state machine's result.
 func (n *Node) Propose(ctx context.Context, cmd *irxv1.Command) (*fsm.Result, error) {
+	if cmd.Actor == nil {
+		// The operator call this command is for: recorded with the
+		// change, in the same entry (node/access.go).
+		cmd.Actor = actorFrom(ctx)
+	}
 	create := cmd.GetCreateIncident()
 	if create != nil && create.GetRequestId() == "" {
 		// A create with a request id is idempotent, so it can be retried
@@ -53,7 +58,8 @@ func (n *Node) Propose(ctx context.Context, cmd *irxv1.Command) (*fsm.Result, er
 			if err != nil {
 				return err
 			}
-			res = &fsm.Result{Incident: resp.GetIncident(), Policy: resp.GetPolicy(), Peer: resp.GetPeer(), TeamDescription: resp.GetTeamDescription()}
+			res = &fsm.Result{Incident: resp.GetIncident(), Policy: resp.GetPolicy(), Peer: resp.GetPeer(), TeamDescription: resp.GetTeamDescription(),
+				Binding: resp.GetBinding(), Revoked: resp.GetRevokedCertificate()}
 			if len(resp.GetErrorStatus()) > 0 {
 				res.Err = decodeRefusal(resp.GetErrorStatus())
 			}
@@ -103,7 +109,7 @@ func (n *Node) applyLocalAll(ctx context.Context, cmds []*irxv1.Command) []propo
 // the caller gave up and went on to change its copy (a retry clears
 // FreshRequestId). The incident itself is shared; no one writes to it.
 func submission(cmd *irxv1.Command) *irxv1.Command {
-	own := &irxv1.Command{Kind: cmd.GetKind()}
+	own := &irxv1.Command{Kind: cmd.GetKind(), Actor: cmd.GetActor()}
 	if c := cmd.GetCreateIncident(); c != nil {
 		own.Kind = &irxv1.Command_CreateIncident{CreateIncident: &irxv1.CreateIncidentCommand{
 			Incident: c.GetIncident(), RequestId: c.GetRequestId(), FreshRequestId: c.GetFreshRequestId(),

@@ -10,16 +10,13 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
-	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/reflection"
 	"google.golang.org/grpc/status"
 
 	"github.com/irxfed/irx/node/api"
-	"github.com/irxfed/irx/pki"
 	irxv1 "github.com/irxfed/irx/proto/irx/v1"
 )
 
@@ -27,6 +24,7 @@ func registerServices(s *grpc.Server, n *Node, store api.Store, h *health.Server
 	irxv1.RegisterIncidentServiceServer(s, api.NewIncidentService(n, n, store))
 	irxv1.RegisterClusterServiceServer(s, api.NewClusterService(n))
 	irxv1.RegisterPolicyServiceServer(s, api.NewPolicyService(n, n, n.state, &n.policies))
+	irxv1.RegisterAccessServiceServer(s, api.NewAccessService(n, n, n.state))
 	healthpb.RegisterHealthServer(s, h)
 	reflection.Register(s)
 }
@@ -93,7 +91,7 @@ func logUnary(log *slog.Logger) grpc.UnaryServerInterceptor {
 			rid = randomID()
 		}
 		_ = grpc.SetHeader(ctx, metadata.Pairs(RequestIDKey, rid))
-		resp, err := handler(ctx, req)
+		resp, err := handler(withRequestID(ctx, rid), req)
 		code := status.Code(err)
 		level := callLevel(code)
 		if log.Enabled(ctx, level) { // spares building the attributes of a line nobody keeps
@@ -129,27 +127,4 @@ func printable(s string) bool {
 		}
 	}
 	return true
-}
-
-// authorizeOperator admits operators and nodes of this team. The TLS layer
-// has already verified the chain to the team CA.
-func authorizeOperator(team string) grpc.UnaryServerInterceptor {
-	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-		p, ok := peer.FromContext(ctx)
-		if !ok {
-			return nil, status.Error(codes.Unauthenticated, "no peer information")
-		}
-		tlsInfo, ok := p.AuthInfo.(credentials.TLSInfo)
-		if !ok {
-			return nil, status.Error(codes.Unauthenticated, "a client certificate from the team CA is required")
-		}
-		id, err := pki.PeerIdentity(tlsInfo.State)
-		if err != nil {
-			return nil, status.Errorf(codes.Unauthenticated, "client certificate: %v", err)
-		}
-		if id.Team != team || (id.Kind != pki.KindOperator && id.Kind != pki.KindNode) {
-			return nil, status.Errorf(codes.PermissionDenied, "%s is not an operator of team %q", id, team)
-		}
-		return handler(ctx, req)
-	}
 }

@@ -136,10 +136,11 @@ func TestMutualTLS(t *testing.T) {
 	}
 
 	mustFail(t, status(), 1, "irxctl: Unavailable: ") // plaintext by default on loopback
-	// The node's own certificate is of the team too; a certificate of
-	// another team's CA is refused in the handshake.
+	// The node's own certificate is of the team too, but nodes are not
+	// operators; a certificate of another team's CA is refused in the
+	// handshake.
 	nodeCert := []string{tlsFlags[0], tlsFlags[1], "--cert-file", filepath.Join(pkiDir, pki.DevNodeCertFile), "--key-file", filepath.Join(pkiDir, pki.DevNodeKeyFile)}
-	mustSucceed(t, status(nodeCert...))
+	mustFail(t, status(nodeCert...), 1, "irxctl: PermissionDenied: irx://dev/node/node1 is a node certificate")
 	other, err := pki.EnsureDevPKI(filepath.Join(dir, "other"), "other-team", "node1", nil, time.Now())
 	if err != nil {
 		t.Fatal(err)

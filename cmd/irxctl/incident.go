@@ -337,16 +337,21 @@ func incidentVersionsCommand() *command {
 					return err
 				}
 				defer s.Close()
+				var actions []*irxv1.OperatorAction
 				versions, err := collectPages(0, func(token string, _ int) ([]*irxv1.Incident, string, error) {
 					callCtx, cancel := s.call(ctx)
 					defer cancel()
 					resp, err := s.incidents().ListIncidentVersions(callCtx, &irxv1.ListIncidentVersionsRequest{Id: args[0], PageToken: token})
+					actions = append(actions, resp.GetVersionActions()...)
 					return resp.GetIncidents(), resp.GetNextPageToken(), err
 				})
 				if err != nil {
 					return err
 				}
-				return c.printIncidentList(&irxv1.ListIncidentVersionsResponse{Incidents: versions}, versions, writeVersionTable)
+				resp := &irxv1.ListIncidentVersionsResponse{Incidents: versions, VersionActions: actions}
+				return c.printIncidentList(resp, versions, func(w io.Writer, versions []*irxv1.Incident) error {
+					return writeVersionTable(w, versions, actions)
+				})
 			}
 		},
 	}

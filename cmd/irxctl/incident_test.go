@@ -132,7 +132,7 @@ descriptions: [{lang: en, text: Confirmed; host isolated}]
 	// versions, and reading an old one.
 	r = mustSucceed(t, ctl("", "incident", "versions", "dev:1"))
 	rows = tableRows(t, r.stdout)
-	if len(rows) != 2 || rows[0][1] != "1" || rows[0][3] != "new" || rows[1][1] != "2" || rows[1][3] != "in-progress" {
+	if len(rows) != 2 || rows[0][1] != "1" || rows[0][3] != "development" || rows[0][4] != "new" || rows[1][1] != "2" || rows[1][4] != "in-progress" {
 		t.Fatalf("versions:\n%s", r.stdout)
 	}
 	r = mustSucceed(t, ctl("", "incident", "versions", "dev:1", "-o", "json"))

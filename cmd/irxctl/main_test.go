@@ -81,7 +81,8 @@ func tableRows(t *testing.T, out string) [][]string {
 	t.Helper()
 	lines := strings.Split(strings.TrimRight(out, "\n"), "\n")
 	for i, l := range lines {
-		if strings.HasPrefix(l, "ID ") || strings.HasPrefix(l, "NODE ") || strings.HasPrefix(l, "CURRENT ") || strings.HasPrefix(l, "PEER ") {
+		if strings.HasPrefix(l, "ID ") || strings.HasPrefix(l, "NODE ") || strings.HasPrefix(l, "CURRENT ") || strings.HasPrefix(l, "PEER ") ||
+			strings.HasPrefix(l, "IDENTITY ") || strings.HasPrefix(l, "TIME ") {
 			var rows [][]string
 			for _, r := range lines[i+1:] {
 				rows = append(rows, strings.Fields(r))

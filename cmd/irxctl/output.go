@@ -142,12 +142,16 @@ func writeIncidentTable(w io.Writer, incidents []*irxv1.Incident) error {
 
 // writeVersionTable shows what changes between versions: when each was made
 // and the fields operators update most.
-func writeVersionTable(w io.Writer, versions []*irxv1.Incident) error {
+func writeVersionTable(w io.Writer, versions []*irxv1.Incident, actions []*irxv1.OperatorAction) error {
 	tw := newTable(w)
-	fmt.Fprintln(tw, "ID\tVERSION\tGENERATED\tSTATUS\tTLP\tTAXONOMY\tDESCRIPTION")
-	for _, inc := range versions {
-		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%s\n", inc.GetId(), inc.GetVersion(),
-			timeLabel(inc.GetGenerationTime()), statusLabel(inc.GetStatus()), tlpLabel(inc.GetTlp()),
+	fmt.Fprintln(tw, "ID\tVERSION\tGENERATED\tBY\tSTATUS\tTLP\tTAXONOMY\tDESCRIPTION")
+	for i, inc := range versions {
+		by := "-" // a peer's copy, or a version from before operator actions were recorded
+		if i < len(actions) && actions[i].GetIdentity() != "" {
+			by = actions[i].GetIdentity()
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\n", inc.GetId(), inc.GetVersion(),
+			timeLabel(inc.GetGenerationTime()), by, statusLabel(inc.GetStatus()), tlpLabel(inc.GetTlp()),
 			taxonomyLabel(inc.GetTaxonomy()), firstDescription(inc))
 	}
 	return tw.Flush()

@@ -325,7 +325,7 @@ func TestPKICertificatesRunATeam(t *testing.T) {
 		id := fmt.Sprintf("node%d", i+1)
 		certDir := filepath.Join(dir, id)
 		mustSucceed(t, irxctl(t, env, "", "pki", "node", "--ca-dir", caDir, "--node", id, "--host", "127.0.0.1", "--out", certDir))
-		n.Args = []string{"--team", "cert-a", "--node", id, "--members", strings.Join(memberList, ","),
+		n.Args = []string{"--team", "cert-a", "--node", id, "--members", strings.Join(memberList, ","), "--first-operator", "alice",
 			"--ca-file", filepath.Join(certDir, "ca.crt"), "--cert-file", filepath.Join(certDir, "node.crt"), "--key-file", filepath.Join(certDir, "node.key")}
 	}
 	for _, n := range nodes {

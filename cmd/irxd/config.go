@@ -51,6 +51,11 @@ type fileConfig struct {
 		SnapshotInterval  time.Duration `yaml:"snapshot_interval"`
 		TrailingLogs      uint64        `yaml:"trailing_logs"`
 	} `yaml:"raft"`
+	Access struct {
+		// FirstOperator is the operator name bound to every role at the
+		// team's first start.
+		FirstOperator string `yaml:"first_operator"`
+	} `yaml:"access"`
 	// EraseWithin bounds the time from a withdrawal applied here to its
 	// values being gone from every file of data_dir.
 	EraseWithin time.Duration `yaml:"erase_within"`
@@ -110,6 +115,7 @@ func parseOptions(args []string, stderr io.Writer, getenv func(string) string) (
 		trailing   = fs.Uint64("trailing-logs", 0, "log entries kept after a snapshot (default 10240)")
 		snapCheck  = fs.Duration("snapshot-interval", 0, "how often to check snapshot-threshold (default 30s)")
 		eraseIn    = fs.Duration("erase-within", 0, "bound on the time until values a peer's withdrawal removed are gone from every file of the data directory (default "+node.DefaultEraseWithin.String()+")")
+		firstOp    = fs.String("first-operator", "", "the operator NAME (irx://TEAM/operator/NAME) bound to every role at the team's first start (default admin)")
 		debugAddr  = fs.String("debug-addr", "", "serve Go's pprof profiles on this loopback address (off by default)")
 		logLevel   = fs.String("log-level", "", "debug, info, warn or error (default info)")
 		logFormat  = fs.String("log-format", "", "text or json (default text)")
@@ -145,7 +151,8 @@ func parseOptions(args []string, stderr io.Writer, getenv func(string) string) (
 				SnapshotInterval:  fc.Raft.SnapshotInterval,
 				TrailingLogs:      fc.Raft.TrailingLogs,
 			},
-			EraseWithin: fc.EraseWithin,
+			EraseWithin:   fc.EraseWithin,
+			FirstOperator: fc.Access.FirstOperator,
 		},
 		federation: federation.Config{Addr: fc.Listen.Federation},
 		logLevel:   fc.Log.Level,
@@ -157,12 +164,14 @@ func parseOptions(args []string, stderr io.Writer, getenv func(string) string) (
 		"federation-addr": &o.federation.Addr,
 		"ca-file":         &o.node.TLS.CAFile, "cert-file": &o.node.TLS.CertFile, "key-file": &o.node.TLS.KeyFile,
 		"log-level": &o.logLevel, "log-format": &o.logFormat, "debug-addr": &o.debugAddr,
+		"first-operator": &o.node.FirstOperator,
 	}
 	values := map[string]*string{
 		"team": team, "node": nodeID, "data-dir": dataDir, "api-addr": apiAddr, "raft-addr": raftAddr, "metrics-addr": metrics,
 		"federation-addr": fedAddr,
 		"raft-advertise":  advertise, "ca-file": caFile, "cert-file": certFile, "key-file": keyFile,
 		"log-level": logLevel, "log-format": logFormat, "debug-addr": debugAddr,
+		"first-operator": firstOp,
 	}
 	for _, m := range fc.Cluster.Members {
 		o.node.Members = append(o.node.Members, node.Member{ID: m.ID, RaftAddr: m.Raft})

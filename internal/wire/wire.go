@@ -19,11 +19,19 @@ const (
 	CommandProposeTime protowire.Number = 1
 	CommandCreate      protowire.Number = 2
 	CommandBatch       protowire.Number = 6
+	CommandActor       protowire.Number = 14
 	BatchCommands      protowire.Number = 1
 	CreateIncident     protowire.Number = 1
 	CreateRequestID    protowire.Number = 2
 	CreateFresh        protowire.Number = 3
 	CreateEvaluated    protowire.Number = 4
+
+	// irx.v1.OperatorAction: the state machine appends an action's target,
+	// version and time (a Timestamp, above) to the encoded actor the
+	// proposer made.
+	ActionTarget  protowire.Number = 4
+	ActionVersion protowire.Number = 5
+	ActionTime    protowire.Number = 6
 
 	// irx.v1.Incident and the messages in it: the replicas' reader of an
 	// evaluated create's indexed fields, and the stored encoding's id.

@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"fmt"
 	"net"
 
 	irxv1 "github.com/irxfed/irx/proto/irx/v1"
@@ -14,6 +15,23 @@ type ClusterOperator interface {
 	AddMember(ctx context.Context, req *irxv1.AddMemberRequest) (*irxv1.AddMemberResponse, error)
 	RemoveMember(ctx context.Context, req *irxv1.RemoveMemberRequest) (*irxv1.RemoveMemberResponse, error)
 	TransferLeadership(ctx context.Context, req *irxv1.TransferLeadershipRequest) (*irxv1.TransferLeadershipResponse, error)
+	// RecordAction commits the operator action of a change that is not a
+	// state machine command; nothing for a call without an operator.
+	RecordAction(ctx context.Context, target string) error
+}
+
+// recorded returns resp once the operator action of a membership or
+// leadership change is committed: the change itself is not a command that
+// could carry it.
+func recorded[T any](ctx context.Context, n ClusterOperator, target string, resp T, err error) (T, error) {
+	if err != nil {
+		return resp, err
+	}
+	if err := n.RecordAction(ctx, target); err != nil {
+		var zero T
+		return zero, ToStatus(fmt.Errorf("the change was made but its operator action was not recorded; repeat the call: %w", err))
+	}
+	return resp, nil
 }
 
 // ClusterService implements irx.v1.ClusterService.
@@ -42,7 +60,8 @@ func (s *ClusterService) AddMember(ctx context.Context, req *irxv1.AddMemberRequ
 	if len(vs) > 0 {
 		return nil, invalidArgument(vs)
 	}
-	return s.node.AddMember(ctx, req)
+	resp, err := s.node.AddMember(ctx, req)
+	return recorded(ctx, s.node, "member/"+req.GetNodeId(), resp, err)
 }
 
 // RemoveMember implements irx.v1.ClusterService.
@@ -50,7 +69,8 @@ func (s *ClusterService) RemoveMember(ctx context.Context, req *irxv1.RemoveMemb
 	if err := record.ValidateTeamID(req.GetNodeId()); err != nil {
 		return nil, invalidArgument([]record.Violation{{Field: "node_id", Description: err.Error()}})
 	}
-	return s.node.RemoveMember(ctx, req)
+	resp, err := s.node.RemoveMember(ctx, req)
+	return recorded(ctx, s.node, "member/"+req.GetNodeId(), resp, err)
 }
 
 // TransferLeadership implements irx.v1.ClusterService.
@@ -60,5 +80,6 @@ func (s *ClusterService) TransferLeadership(ctx context.Context, req *irxv1.Tran
 			return nil, invalidArgument([]record.Violation{{Field: "node_id", Description: err.Error()}})
 		}
 	}
-	return s.node.TransferLeadership(ctx, req)
+	resp, err := s.node.TransferLeadership(ctx, req)
+	return recorded(ctx, s.node, "leadership", resp, err)
 }

@@ -38,6 +38,9 @@ type Store interface {
 	Get(id string, version int64) (*irxv1.Incident, error)
 	List(q fsm.Query, pageSize int, pageToken string) ([]*irxv1.Incident, string, error)
 	Versions(id string, pageSize int, pageToken string) ([]*irxv1.Incident, string, error)
+	// VersionActions returns the operator action that made each version
+	// (nil where none did).
+	VersionActions(id string, versions []int64) ([]*irxv1.OperatorAction, error)
 }
 
 // IncidentService implements irx.v1.IncidentService.
@@ -131,7 +134,11 @@ func (s *IncidentService) GetIncident(ctx context.Context, req *irxv1.GetInciden
 	if err != nil {
 		return nil, ToStatus(err)
 	}
-	return &irxv1.GetIncidentResponse{Incident: inc}, nil
+	acts, err := s.store.VersionActions(inc.GetId(), []int64{inc.GetVersion()})
+	if err != nil {
+		return nil, ToStatus(err)
+	}
+	return &irxv1.GetIncidentResponse{Incident: inc, VersionAction: acts[0]}, nil
 }
 
 // ListIncidents implements irx.v1.IncidentService.
@@ -253,7 +260,22 @@ func (s *IncidentService) ListIncidentVersions(ctx context.Context, req *irxv1.L
 	if err != nil {
 		return nil, ToStatus(err)
 	}
-	return &irxv1.ListIncidentVersionsResponse{Incidents: versions, NextPageToken: next}, nil
+	numbers := make([]int64, len(versions))
+	for i, v := range versions {
+		numbers[i] = v.GetVersion()
+	}
+	acts, err := s.store.VersionActions(req.GetId(), numbers)
+	if err != nil {
+		return nil, ToStatus(err)
+	}
+	resp := &irxv1.ListIncidentVersionsResponse{Incidents: versions, NextPageToken: next, VersionActions: make([]*irxv1.OperatorAction, len(acts))}
+	for i, a := range acts {
+		if a == nil {
+			a = &irxv1.OperatorAction{}
+		}
+		resp.VersionActions[i] = a
+	}
+	return resp, nil
 }
 
 func checkID(id, field string) []record.Violation {

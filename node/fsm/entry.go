@@ -28,6 +28,7 @@ type entry struct {
 type entryCommand struct {
 	cmd       *irxv1.Command
 	evaluated *evaluatedCreate
+	actor     []byte // the encoded OperatorAction of an evaluated create; a decoded command holds its own
 }
 
 // evaluatedCreate is a CreateIncidentCommand with evaluated set.
@@ -71,7 +72,7 @@ func decodeEntry(l *raft.Log) (*entry, error) {
 func parseEntry(b []byte) (*entry, bool) {
 	e := &entry{}
 	var kind protowire.Number
-	var body []byte
+	var body, actor []byte
 	for len(b) > 0 {
 		num, v, rest, ok := wire.NextBytesField(b)
 		if !ok {
@@ -86,6 +87,8 @@ func parseEntry(b []byte) (*entry, bool) {
 			}
 		case (num == wire.CommandCreate || num == wire.CommandBatch) && kind == 0:
 			kind, body = num, v
+		case num == wire.CommandActor && actor == nil:
+			actor = v
 		default:
 			return nil, false
 		}
@@ -96,8 +99,15 @@ func parseEntry(b []byte) (*entry, bool) {
 		if !ok {
 			return nil, false
 		}
-		e.commands = []entryCommand{{evaluated: c}}
+		a, ok := parseActor(actor)
+		if !ok {
+			return nil, false
+		}
+		e.commands = []entryCommand{{evaluated: c, actor: a}}
 	case wire.CommandBatch:
+		if actor != nil {
+			return nil, false
+		}
 		e.batch = true
 		for len(body) > 0 {
 			num, v, rest, ok := wire.NextBytesField(body)
@@ -120,9 +130,11 @@ func parseEntry(b []byte) (*entry, bool) {
 // parseBatchCommand reads one command of a batch: an evaluated create
 // stays encoded, anything else is decoded.
 func parseBatchCommand(b []byte) (entryCommand, bool) {
-	if num, v, rest, ok := wire.NextBytesField(b); ok && num == wire.CommandCreate && len(rest) == 0 {
-		if c, ok := parseEvaluated(v); ok {
-			return entryCommand{evaluated: c}, true
+	if create, actor, ok := createFields(b); ok {
+		if c, ok := parseEvaluated(create); ok {
+			if a, ok := parseActor(actor); ok {
+				return entryCommand{evaluated: c, actor: a}, true
+			}
 		}
 	}
 	cmd := &irxv1.Command{}
@@ -130,6 +142,54 @@ func parseBatchCommand(b []byte) (entryCommand, bool) {
 		return entryCommand{}, false
 	}
 	return entryCommand{cmd: cmd}, true
+}
+
+// createFields splits a command that holds a create and, optionally, its
+// actor, each once and nothing else.
+func createFields(b []byte) (create, actor []byte, ok bool) {
+	for len(b) > 0 {
+		num, v, rest, ok := wire.NextBytesField(b)
+		if !ok {
+			return nil, nil, false
+		}
+		b = rest
+		switch {
+		case num == wire.CommandCreate && create == nil:
+			create = v
+		case num == wire.CommandActor && actor == nil:
+			actor = v
+		default:
+			return nil, nil, false
+		}
+	}
+	return create, actor, create != nil
+}
+
+// parseActor checks an evaluated create's encoded actor, which is stored
+// as it is with the fields of the action appended (recordAction): it must
+// be well-formed, with valid UTF-8 in its strings, as proto.Unmarshal
+// wants. Nothing is decoded. nil is no actor.
+func parseActor(b []byte) ([]byte, bool) {
+	for rest := b; len(rest) > 0; {
+		num, typ, n := protowire.ConsumeTag(rest)
+		if n < 0 {
+			return nil, false
+		}
+		rest = rest[n:]
+		if typ == protowire.BytesType {
+			v, n := protowire.ConsumeBytes(rest)
+			if n < 0 || (num <= 4 && !utf8.Valid(v)) {
+				return nil, false
+			}
+			rest = rest[n:]
+			continue
+		}
+		if n = protowire.ConsumeFieldValue(num, typ, rest); n < 0 {
+			return nil, false
+		}
+		rest = rest[n:]
+	}
+	return b, true
 }
 
 // parseEvaluated reads a CreateIncidentCommand with evaluated set, each

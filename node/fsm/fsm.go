@@ -14,6 +14,7 @@ import (
 	"io"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -47,7 +48,10 @@ type Result struct {
 	Peer     *irxv1.Peer
 	// TeamDescription is what a SetTeamDescriptionCommand stored.
 	TeamDescription *irxv1.TeamDescription
-	Err             error
+	// Binding and Revoked are what an access command stored.
+	Binding *irxv1.RoleBinding
+	Revoked *irxv1.RevokedCertificate
+	Err     error
 	// Batch holds one result per command of a CommandBatch entry.
 	Batch []*Result
 	// Encoded is the stored encoding of the incident a create made, for
@@ -84,6 +88,10 @@ func (r *Result) Stored() (proto.Message, error) {
 		return r.Peer, nil
 	case r.TeamDescription != nil:
 		return r.TeamDescription, nil
+	case r.Binding != nil:
+		return r.Binding, nil
+	case r.Revoked != nil:
+		return r.Revoked, nil
 	}
 	return nil, nil
 }
@@ -125,6 +133,10 @@ type FSM struct {
 	// no lookup of a copy we cannot have. In a catch-up every record is
 	// new. Kept like tombstones.
 	foreignHigh map[string]uint64
+
+	// access mirrors the acc/ keys, replaced after every batch that
+	// changes them: every call of the operator API checks it.
+	access atomic.Pointer[Access]
 
 	// appliedSignal is closed and replaced whenever applied advances, so
 	// linearizable reads can wait for an index without polling.
@@ -222,7 +234,12 @@ func (f *FSM) adopt(db *pebble.DB) error {
 	if err != nil {
 		return err
 	}
+	access, err := loadAccess(db)
+	if err != nil {
+		return err
+	}
 	f.db, f.tombstones, f.foreignHigh = db, tombstones, high
+	f.access.Store(access)
 	return nil
 }
 
@@ -335,6 +352,14 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
 		f.log.Error("state machine cannot write; stopping", "error", a.err)
 		panic(fmt.Sprintf("fsm: apply batch ending at %d: %v", last, a.err))
 	}
+	if a.accessChanged {
+		access, err := loadAccess(f.db)
+		if err != nil {
+			f.log.Error("state machine cannot read what it wrote; stopping", "error", err)
+			panic(fmt.Sprintf("fsm: access after batch ending at %d: %v", last, err))
+		}
+		f.access.Store(access)
+	}
 	f.applied.Store(last)
 	f.lastTicket.Store(a.ticket)
 	f.feedSeq.Store(a.feed)
@@ -436,12 +461,19 @@ type applier struct {
 	index uint64
 	now   *timestamppb.Timestamp
 
+	// accessChanged: a command changed bindings or revocations; bound: one
+	// stored a binding (so a later bootstrap grant in the batch is moot).
+	accessChanged, bound bool
+	// position numbers the actions recorded within one entry.
+	position uint32
+
 	// Removals to erase at rest (erase.go), and the last entry that made one.
 	erasedSpans []Span
 	erasedIndex uint64
 }
 
 func (a *applier) apply(e *entry, index uint64) *Result {
+	a.position = 0
 	if !e.batch {
 		return a.applyCommand(e.commands[0], e.proposeTime, index, false)
 	}
@@ -455,9 +487,14 @@ func (a *applier) apply(e *entry, index uint64) *Result {
 }
 
 func (a *applier) applyCommand(c entryCommand, now *timestamppb.Timestamp, index uint64, inBatch bool) *Result {
+	ticket := a.ticket
 	if c.evaluated != nil {
 		a.index, a.now = index, now
-		return a.createEvaluated(c.evaluated)
+		res := a.createEvaluated(c.evaluated)
+		if c.actor != nil && res.Err == nil && a.ticket != ticket {
+			a.recordAction(c.actor, "", record.ID{Team: a.fsm.team, Ticket: a.ticket}, 1, index)
+		}
+		return res
 	}
 	if inBatch {
 		if c.cmd.GetBatch() != nil {
@@ -465,7 +502,36 @@ func (a *applier) applyCommand(c entryCommand, now *timestamppb.Timestamp, index
 		}
 		c.cmd.ProposeTime = now
 	}
-	return a.applyOne(c.cmd, index)
+	res := a.applyOne(c.cmd, index)
+	// A command that changed nothing (refused, a repeated request id, a
+	// bootstrap grant after the first) leaves no action.
+	if actor := c.cmd.GetActor(); actor != nil && res.Err == nil && a.changed(c.cmd, res, ticket) {
+		target, version := a.actionTarget(c.cmd, res, ticket)
+		encoded, err := marshal.Marshal(actor)
+		if err != nil {
+			a.fail(err)
+			return res
+		}
+		var incident record.ID
+		if id, ok := strings.CutPrefix(target, "incident/"); ok {
+			if rid, err := record.ParseID(id); err == nil {
+				target, incident = "", rid
+			}
+		}
+		a.recordAction(encoded, target, incident, version, index)
+	}
+	return res
+}
+
+// changed reports whether an applied command changed the state.
+func (a *applier) changed(cmd *irxv1.Command, res *Result, ticketBefore uint64) bool {
+	switch cmd.GetKind().(type) {
+	case *irxv1.Command_CreateIncident:
+		return a.ticket != ticketBefore
+	case *irxv1.Command_ChangeRole:
+		return res.Binding != nil
+	}
+	return true
 }
 
 func (a *applier) applyOne(cmd *irxv1.Command, index uint64) *Result {
@@ -493,6 +559,15 @@ func (a *applier) applyOne(cmd *irxv1.Command, index uint64) *Result {
 		return a.setTeamDescription(k.SetTeamDescription)
 	case *irxv1.Command_Redisclose:
 		return a.redisclose(k.Redisclose)
+	case *irxv1.Command_ChangeRole:
+		return a.changeRole(k.ChangeRole)
+	case *irxv1.Command_RevokeCertificate:
+		return a.revokeCertificate(k.RevokeCertificate, cmd.GetActor())
+	case *irxv1.Command_RecordAction:
+		if cmd.GetActor().GetTarget() == "" {
+			return &Result{Err: fmt.Errorf("%w at index %d: an action to record without actor and target", ErrInvalidCommand, index)}
+		}
+		return &Result{}
 	}
 	return &Result{Err: fmt.Errorf("%w at index %d: unknown kind", ErrInvalidCommand, index)}
 }

@@ -18,6 +18,7 @@ func keyFamilies() [][]byte {
 		prefixStatus, prefixTaxonomy, prefixTLP, prefixTime, prefixInd,
 		prefixPeer, prefixPeerState, prefixHeld, prefixLedgerP, prefixLedgerI, prefixTomb, prefixRedisclosure,
 		prefixPolicy, prefixPolicyLatest, legacyHeld,
+		prefixAccess, prefixAction, prefixVersionAction,
 	}
 	slices.SortFunc(f, bytes.Compare)
 	return slices.CompactFunc(f, bytes.Equal)

@@ -135,9 +135,9 @@ func acceptOne(layer *transport.StreamLayer) <-chan net.Conn {
 
 func peerOf(t *testing.T, c net.Conn) pki.Identity {
 	t.Helper()
-	tc, ok := c.(*tls.Conn)
+	tc, ok := c.(interface{ ConnectionState() tls.ConnectionState })
 	if !ok {
-		t.Fatalf("connection is %T, not *tls.Conn", c)
+		t.Fatalf("connection is %T, not a TLS connection", c)
 	}
 	id, err := pki.PeerIdentity(tc.ConnectionState())
 	if err != nil {

@@ -14,6 +14,7 @@ package transport
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -50,6 +51,15 @@ type options struct {
 	logger           *slog.Logger
 	handshakeTimeout time.Duration
 	maxPending       int
+	admit            func(pki.Identity, *x509.Certificate) error
+}
+
+// WithAdmit has every handshake, in both directions, also pass admit with
+// the other node's identity and certificate: the team's revocations, which
+// the configs' chain verification does not know. Connections it admitted
+// and a later change refuses are closed by CloseRefused.
+func WithAdmit(admit func(pki.Identity, *x509.Certificate) error) Option {
+	return func(o *options) { o.admit = admit }
 }
 
 // WithLogger sets the logger for refused and failed connections (default
@@ -109,6 +119,11 @@ type StreamLayer struct {
 	slots     chan struct{} // pending-handshake semaphore
 	loopDone  chan struct{} // closed when the accept loop exits
 	acceptErr error         // why the loop exited; written before loopDone closes
+
+	// open are the established connections, in both directions, with the
+	// other node's identity and certificate, for CloseRefused.
+	openMu sync.Mutex
+	open   map[*trackedConn]struct{}
 
 	wg        sync.WaitGroup // accept loop and inbound handshakes
 	closeOnce sync.Once
@@ -343,11 +358,16 @@ func (s *StreamLayer) handleInbound(raw net.Conn) {
 	if channel == channelGRPC {
 		ready = s.grpcReady
 	}
+	c := s.track(tc, peer)
+	if c == nil {
+		s.logRefusal(true, remote, errors.New("refused after the handshake by a change of the admitted certificates"))
+		return
+	}
 	select {
-	case ready <- tc:
+	case ready <- c:
 		s.opts.logger.Debug("raft transport: accepted connection", "remote", remote, "peer", peer.String())
 	case <-s.ctx.Done():
-		_ = tc.Close()
+		_ = c.Close()
 	}
 }
 
@@ -395,7 +415,73 @@ func (s *StreamLayer) dial(ctx context.Context, address string, channel byte) (n
 		s.logRefusal(false, address, err)
 		return nil, fmt.Errorf("transport: dial %s: %w", address, err)
 	}
-	return tc, nil
+	peer, _ := pki.PeerIdentity(tc.ConnectionState())
+	c := s.track(tc, peer)
+	if c == nil {
+		return nil, fmt.Errorf("transport: dial %s: refused after the handshake by a change of the admitted certificates", address)
+	}
+	return c, nil
+}
+
+// trackedConn is an established connection and the node at its other end.
+type trackedConn struct {
+	*tls.Conn
+	s    *StreamLayer
+	peer pki.Identity
+	once sync.Once
+}
+
+func (c *trackedConn) Close() error {
+	var err error
+	c.once.Do(func() {
+		c.s.openMu.Lock()
+		delete(c.s.open, c)
+		c.s.openMu.Unlock()
+		err = c.Conn.Close()
+	})
+	return err
+}
+
+// track records an established connection, or closes it and returns nil
+// when admit refuses it now: a change between the handshake's check and
+// the tracking would otherwise be missed by CloseRefused, which only sees
+// tracked connections.
+func (s *StreamLayer) track(tc *tls.Conn, peer pki.Identity) *trackedConn {
+	c := &trackedConn{Conn: tc, s: s, peer: peer}
+	s.openMu.Lock()
+	if s.open == nil {
+		s.open = map[*trackedConn]struct{}{}
+	}
+	s.open[c] = struct{}{}
+	s.openMu.Unlock()
+	if certs := tc.ConnectionState().PeerCertificates; s.opts.admit != nil && len(certs) > 0 && s.opts.admit(peer, certs[0]) != nil {
+		_ = c.Close()
+		return nil
+	}
+	return c
+}
+
+// CloseRefused closes every established connection whose other node the
+// admit function (WithAdmit) now refuses, and returns how many it closed:
+// Raft and the intra-cluster gRPC server then see the connection end, and
+// every new one passes the handshake's check again.
+func (s *StreamLayer) CloseRefused() int {
+	if s.opts.admit == nil {
+		return 0
+	}
+	s.openMu.Lock()
+	var refused []*trackedConn
+	for c := range s.open {
+		if certs := c.ConnectionState().PeerCertificates; len(certs) > 0 && s.opts.admit(c.peer, certs[0]) != nil {
+			refused = append(refused, c)
+		}
+	}
+	s.openMu.Unlock()
+	for _, c := range refused {
+		s.opts.logger.Warn("raft transport: closed the connection of a refused node", "peer", c.peer.String(), "remote", c.RemoteAddr().String())
+		_ = c.Close()
+	}
+	return len(refused)
 }
 
 // establish runs the handshake, the identity check and the acceptance byte
@@ -435,6 +521,11 @@ func (s *StreamLayer) exchange(ctx context.Context, raw net.Conn, tc *tls.Conn, 
 	}
 	if !peer.IsNodeOf(s.local.Team) {
 		return pki.Identity{}, 0, fmt.Errorf("peer %s is not a node of team %q", peer, s.local.Team)
+	}
+	if s.opts.admit != nil {
+		if err := s.opts.admit(peer, tc.ConnectionState().PeerCertificates[0]); err != nil {
+			return pki.Identity{}, 0, fmt.Errorf("peer %s: %w", peer, err)
+		}
 	}
 	if inbound {
 		if _, err := tc.Write([]byte{acceptedByte}); err != nil {

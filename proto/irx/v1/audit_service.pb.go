@@ -567,7 +567,7 @@ var File_irx_v1_audit_service_proto protoreflect.FileDescriptor
 
 const file_irx_v1_audit_service_proto_rawDesc = "" +
 	"\n" +
-	"\x1airx/v1/audit_service.proto\x12\x06irx.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1firx/v1/federation_service.proto\x1a\x15irx/v1/incident.proto\x1a\x13irx/v1/policy.proto\"\x8a\x04\n" +
+	"\x1airx/v1/audit_service.proto\x12\x06irx.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1birx/v1/access_service.proto\x1a\x1firx/v1/federation_service.proto\x1a\x15irx/v1/incident.proto\x1a\x13irx/v1/policy.proto\"\x8a\x04\n" +
 	"\n" +
 	"Disclosure\x12 \n" +
 	"\fpeer_team_id\x18\x01 \x01(\tR\n" +
@@ -619,10 +619,10 @@ const file_irx_v1_audit_service_proto_rawDesc = "" +
 	"page_token\x18\x04 \x01(\tR\tpageToken\"w\n" +
 	"\x17ListDisclosuresResponse\x124\n" +
 	"\vdisclosures\x18\x01 \x03(\v2\x12.irx.v1.DisclosureR\vdisclosures\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken2\xbc\x01\n" +
-	"\fAuditService\x12X\n" +
-	"\x11ExplainDisclosure\x12 .irx.v1.ExplainDisclosureRequest\x1a!.irx.v1.ExplainDisclosureResponse\x12R\n" +
-	"\x0fListDisclosures\x12\x1e.irx.v1.ListDisclosuresRequest\x1a\x1f.irx.v1.ListDisclosuresResponseB*Z(github.com/irxfed/irx/proto/irx/v1;irxv1b\x06proto3"
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken2\xc8\x01\n" +
+	"\fAuditService\x12^\n" +
+	"\x11ExplainDisclosure\x12 .irx.v1.ExplainDisclosureRequest\x1a!.irx.v1.ExplainDisclosureResponse\"\x04\x90\xb5\x18\x01\x12X\n" +
+	"\x0fListDisclosures\x12\x1e.irx.v1.ListDisclosuresRequest\x1a\x1f.irx.v1.ListDisclosuresResponse\"\x04\x90\xb5\x18\x01B*Z(github.com/irxfed/irx/proto/irx/v1;irxv1b\x06proto3"
 
 var (
 	file_irx_v1_audit_service_proto_rawDescOnce sync.Once
@@ -679,6 +679,7 @@ func file_irx_v1_audit_service_proto_init() {
 	if File_irx_v1_audit_service_proto != nil {
 		return
 	}
+	file_irx_v1_access_service_proto_init()
 	file_irx_v1_federation_service_proto_init()
 	file_irx_v1_incident_proto_init()
 	file_irx_v1_policy_proto_init()

@@ -684,7 +684,7 @@ var File_irx_v1_cluster_service_proto protoreflect.FileDescriptor
 
 const file_irx_v1_cluster_service_proto_rawDesc = "" +
 	"\n" +
-	"\x1cirx/v1/cluster_service.proto\x12\x06irx.v1\"@\n" +
+	"\x1cirx/v1/cluster_service.proto\x12\x06irx.v1\x1a\x1birx/v1/access_service.proto\"@\n" +
 	"\x17GetClusterStatusRequest\x12%\n" +
 	"\x0einclude_digest\x18\x01 \x01(\bR\rincludeDigest\"\xac\x03\n" +
 	"\x18GetClusterStatusResponse\x12\x17\n" +
@@ -730,12 +730,12 @@ const file_irx_v1_cluster_service_proto_rawDesc = "" +
 	"\x12NODE_ROLE_FOLLOWER\x10\x01\x12\x17\n" +
 	"\x13NODE_ROLE_CANDIDATE\x10\x02\x12\x14\n" +
 	"\x10NODE_ROLE_LEADER\x10\x03\x12\x16\n" +
-	"\x12NODE_ROLE_SHUTDOWN\x10\x042\xd1\x02\n" +
-	"\x0eClusterService\x12U\n" +
-	"\x10GetClusterStatus\x12\x1f.irx.v1.GetClusterStatusRequest\x1a .irx.v1.GetClusterStatusResponse\x12@\n" +
-	"\tAddMember\x12\x18.irx.v1.AddMemberRequest\x1a\x19.irx.v1.AddMemberResponse\x12I\n" +
-	"\fRemoveMember\x12\x1b.irx.v1.RemoveMemberRequest\x1a\x1c.irx.v1.RemoveMemberResponse\x12[\n" +
-	"\x12TransferLeadership\x12!.irx.v1.TransferLeadershipRequest\x1a\".irx.v1.TransferLeadershipResponseB*Z(github.com/irxfed/irx/proto/irx/v1;irxv1b\x06proto3"
+	"\x12NODE_ROLE_SHUTDOWN\x10\x042\xe9\x02\n" +
+	"\x0eClusterService\x12[\n" +
+	"\x10GetClusterStatus\x12\x1f.irx.v1.GetClusterStatusRequest\x1a .irx.v1.GetClusterStatusResponse\"\x04\x90\xb5\x18\x01\x12F\n" +
+	"\tAddMember\x12\x18.irx.v1.AddMemberRequest\x1a\x19.irx.v1.AddMemberResponse\"\x04\x90\xb5\x18\x04\x12O\n" +
+	"\fRemoveMember\x12\x1b.irx.v1.RemoveMemberRequest\x1a\x1c.irx.v1.RemoveMemberResponse\"\x04\x90\xb5\x18\x04\x12a\n" +
+	"\x12TransferLeadership\x12!.irx.v1.TransferLeadershipRequest\x1a\".irx.v1.TransferLeadershipResponse\"\x04\x90\xb5\x18\x04B*Z(github.com/irxfed/irx/proto/irx/v1;irxv1b\x06proto3"
 
 var (
 	file_irx_v1_cluster_service_proto_rawDescOnce sync.Once
@@ -789,6 +789,7 @@ func file_irx_v1_cluster_service_proto_init() {
 	if File_irx_v1_cluster_service_proto != nil {
 		return
 	}
+	file_irx_v1_access_service_proto_init()
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{

@@ -117,7 +117,15 @@ type Command struct {
 	//	*Command_AcknowledgePeer
 	//	*Command_SetTeamDescription
 	//	*Command_Redisclose
-	Kind          isCommand_Kind `protobuf_oneof:"kind"`
+	//	*Command_ChangeRole
+	//	*Command_RevokeCertificate
+	//	*Command_RecordAction
+	Kind isCommand_Kind `protobuf_oneof:"kind"`
+	// The operator call that proposed the command (identity, method, request
+	// id), for operator calls only. The state machine stores it, with the
+	// target and the entry's time, in the same batch as the change: there is
+	// no change without its record and no record without its change.
+	Actor         *OperatorAction `protobuf:"bytes,14,opt,name=actor,proto3" json:"actor,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -274,6 +282,40 @@ func (x *Command) GetRedisclose() *RediscloseCommand {
 	return nil
 }
 
+func (x *Command) GetChangeRole() *ChangeRoleCommand {
+	if x != nil {
+		if x, ok := x.Kind.(*Command_ChangeRole); ok {
+			return x.ChangeRole
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetRevokeCertificate() *RevokeCertificateCommand {
+	if x != nil {
+		if x, ok := x.Kind.(*Command_RevokeCertificate); ok {
+			return x.RevokeCertificate
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetRecordAction() *RecordActionCommand {
+	if x != nil {
+		if x, ok := x.Kind.(*Command_RecordAction); ok {
+			return x.RecordAction
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetActor() *OperatorAction {
+	if x != nil {
+		return x.Actor
+	}
+	return nil
+}
+
 type isCommand_Kind interface {
 	isCommand_Kind()
 }
@@ -344,6 +386,18 @@ type Command_Redisclose struct {
 	Redisclose *RediscloseCommand `protobuf:"bytes,13,opt,name=redisclose,proto3,oneof"`
 }
 
+type Command_ChangeRole struct {
+	ChangeRole *ChangeRoleCommand `protobuf:"bytes,15,opt,name=change_role,json=changeRole,proto3,oneof"`
+}
+
+type Command_RevokeCertificate struct {
+	RevokeCertificate *RevokeCertificateCommand `protobuf:"bytes,16,opt,name=revoke_certificate,json=revokeCertificate,proto3,oneof"`
+}
+
+type Command_RecordAction struct {
+	RecordAction *RecordActionCommand `protobuf:"bytes,17,opt,name=record_action,json=recordAction,proto3,oneof"`
+}
+
 func (*Command_CreateIncident) isCommand_Kind() {}
 
 func (*Command_UpdateIncident) isCommand_Kind() {}
@@ -367,6 +421,12 @@ func (*Command_AcknowledgePeer) isCommand_Kind() {}
 func (*Command_SetTeamDescription) isCommand_Kind() {}
 
 func (*Command_Redisclose) isCommand_Kind() {}
+
+func (*Command_ChangeRole) isCommand_Kind() {}
+
+func (*Command_RevokeCertificate) isCommand_Kind() {}
+
+func (*Command_RecordAction) isCommand_Kind() {}
 
 // RediscloseCommand appends a feed entry that makes the feed served to a
 // peer disclose again every version the peer holds of the incidents with
@@ -1661,11 +1721,172 @@ func (x *PeerState) GetSentReplacements() uint64 {
 	return 0
 }
 
+// ChangeRoleCommand grants or revokes one role of an operator identity.
+type ChangeRoleCommand struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The operator identity.
+	Identity string `protobuf:"bytes,1,opt,name=identity,proto3" json:"identity,omitempty"`
+	// The role.
+	Role Role `protobuf:"varint,2,opt,name=role,proto3,enum=irx.v1.Role" json:"role,omitempty"`
+	// Grant (true) or revoke (false).
+	Grant bool `protobuf:"varint,3,opt,name=grant,proto3" json:"grant,omitempty"`
+	// Grant every role, and only if the team has never had a binding: what
+	// the first leader of a new team proposes for the operator certificate
+	// made with the team. Applied after any binding, it changes nothing.
+	Bootstrap     bool `protobuf:"varint,4,opt,name=bootstrap,proto3" json:"bootstrap,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ChangeRoleCommand) Reset() {
+	*x = ChangeRoleCommand{}
+	mi := &file_irx_v1_command_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ChangeRoleCommand) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ChangeRoleCommand) ProtoMessage() {}
+
+func (x *ChangeRoleCommand) ProtoReflect() protoreflect.Message {
+	mi := &file_irx_v1_command_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ChangeRoleCommand.ProtoReflect.Descriptor instead.
+func (*ChangeRoleCommand) Descriptor() ([]byte, []int) {
+	return file_irx_v1_command_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *ChangeRoleCommand) GetIdentity() string {
+	if x != nil {
+		return x.Identity
+	}
+	return ""
+}
+
+func (x *ChangeRoleCommand) GetRole() Role {
+	if x != nil {
+		return x.Role
+	}
+	return Role_ROLE_UNSPECIFIED
+}
+
+func (x *ChangeRoleCommand) GetGrant() bool {
+	if x != nil {
+		return x.Grant
+	}
+	return false
+}
+
+func (x *ChangeRoleCommand) GetBootstrap() bool {
+	if x != nil {
+		return x.Bootstrap
+	}
+	return false
+}
+
+// RevokeCertificateCommand adds a certificate, by identity or serial
+// number, to the team's revocation list.
+type RevokeCertificateCommand struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The revocation; revoke_time and revoked_by are set when applied.
+	Revoked       *RevokedCertificate `protobuf:"bytes,1,opt,name=revoked,proto3" json:"revoked,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RevokeCertificateCommand) Reset() {
+	*x = RevokeCertificateCommand{}
+	mi := &file_irx_v1_command_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevokeCertificateCommand) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevokeCertificateCommand) ProtoMessage() {}
+
+func (x *RevokeCertificateCommand) ProtoReflect() protoreflect.Message {
+	mi := &file_irx_v1_command_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevokeCertificateCommand.ProtoReflect.Descriptor instead.
+func (*RevokeCertificateCommand) Descriptor() ([]byte, []int) {
+	return file_irx_v1_command_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *RevokeCertificateCommand) GetRevoked() *RevokedCertificate {
+	if x != nil {
+		return x.Revoked
+	}
+	return nil
+}
+
+// RecordActionCommand records an operator action whose change is not a
+// state machine command (a Raft membership or leadership change): the
+// actor's target names it.
+type RecordActionCommand struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RecordActionCommand) Reset() {
+	*x = RecordActionCommand{}
+	mi := &file_irx_v1_command_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RecordActionCommand) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RecordActionCommand) ProtoMessage() {}
+
+func (x *RecordActionCommand) ProtoReflect() protoreflect.Message {
+	mi := &file_irx_v1_command_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RecordActionCommand.ProtoReflect.Descriptor instead.
+func (*RecordActionCommand) Descriptor() ([]byte, []int) {
+	return file_irx_v1_command_proto_rawDescGZIP(), []int{19}
+}
+
 var File_irx_v1_command_proto protoreflect.FileDescriptor
 
 const file_irx_v1_command_proto_rawDesc = "" +
 	"\n" +
-	"\x14irx/v1/command.proto\x12\x06irx.v1\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1firx/v1/federation_service.proto\x1a\x15irx/v1/incident.proto\x1a\x19irx/v1/peer_service.proto\x1a\x13irx/v1/policy.proto\x1a\x19irx/v1/team_service.proto\"\xf7\x06\n" +
+	"\x14irx/v1/command.proto\x12\x06irx.v1\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1birx/v1/access_service.proto\x1a\x1firx/v1/federation_service.proto\x1a\x15irx/v1/incident.proto\x1a\x19irx/v1/peer_service.proto\x1a\x13irx/v1/policy.proto\x1a\x19irx/v1/team_service.proto\"\xfa\b\n" +
 	"\aCommand\x12=\n" +
 	"\fpropose_time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\vproposeTime\x12H\n" +
 	"\x0fcreate_incident\x18\x02 \x01(\v2\x1d.irx.v1.CreateIncidentCommandH\x00R\x0ecreateIncident\x12H\n" +
@@ -1685,7 +1906,12 @@ const file_irx_v1_command_proto_rawDesc = "" +
 	"\x14set_team_description\x18\f \x01(\v2!.irx.v1.SetTeamDescriptionCommandH\x00R\x12setTeamDescription\x12;\n" +
 	"\n" +
 	"redisclose\x18\r \x01(\v2\x19.irx.v1.RediscloseCommandH\x00R\n" +
-	"rediscloseB\x06\n" +
+	"redisclose\x12<\n" +
+	"\vchange_role\x18\x0f \x01(\v2\x19.irx.v1.ChangeRoleCommandH\x00R\n" +
+	"changeRole\x12Q\n" +
+	"\x12revoke_certificate\x18\x10 \x01(\v2 .irx.v1.RevokeCertificateCommandH\x00R\x11revokeCertificate\x12B\n" +
+	"\rrecord_action\x18\x11 \x01(\v2\x1b.irx.v1.RecordActionCommandH\x00R\frecordAction\x12,\n" +
+	"\x05actor\x18\x0e \x01(\v2\x16.irx.v1.OperatorActionR\x05actorB\x06\n" +
 	"\x04kind\"\xcc\x01\n" +
 	"\x11RediscloseCommand\x12 \n" +
 	"\fpeer_team_id\x18\x01 \x01(\tR\n" +
@@ -1791,7 +2017,15 @@ const file_irx_v1_command_proto_rawDesc = "" +
 	"\bwithheld\x18\r \x01(\x04R\bwithheld\x12N\n" +
 	"\x15last_acknowledge_time\x18\x0e \x01(\v2\x1a.google.protobuf.TimestampR\x13lastAcknowledgeTime\x123\n" +
 	"\x15received_replacements\x18\x0f \x01(\x04R\x14receivedReplacements\x12+\n" +
-	"\x11sent_replacements\x18\x10 \x01(\x04R\x10sentReplacements*\xcc\x01\n" +
+	"\x11sent_replacements\x18\x10 \x01(\x04R\x10sentReplacements\"\x85\x01\n" +
+	"\x11ChangeRoleCommand\x12\x1a\n" +
+	"\bidentity\x18\x01 \x01(\tR\bidentity\x12 \n" +
+	"\x04role\x18\x02 \x01(\x0e2\f.irx.v1.RoleR\x04role\x12\x14\n" +
+	"\x05grant\x18\x03 \x01(\bR\x05grant\x12\x1c\n" +
+	"\tbootstrap\x18\x04 \x01(\bR\tbootstrap\"P\n" +
+	"\x18RevokeCertificateCommand\x124\n" +
+	"\arevoked\x18\x01 \x01(\v2\x1a.irx.v1.RevokedCertificateR\arevoked\"\x15\n" +
+	"\x13RecordActionCommand*\xcc\x01\n" +
 	"\rFeedEntryKind\x12\x1f\n" +
 	"\x1bFEED_ENTRY_KIND_UNSPECIFIED\x10\x00\x12\x1b\n" +
 	"\x17FEED_ENTRY_KIND_VERSION\x10\x01\x12\x1e\n" +
@@ -1813,7 +2047,7 @@ func file_irx_v1_command_proto_rawDescGZIP() []byte {
 }
 
 var file_irx_v1_command_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_irx_v1_command_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
+var file_irx_v1_command_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
 var file_irx_v1_command_proto_goTypes = []any{
 	(FeedEntryKind)(0),                // 0: irx.v1.FeedEntryKind
 	(*Command)(nil),                   // 1: irx.v1.Command
@@ -1833,18 +2067,24 @@ var file_irx_v1_command_proto_goTypes = []any{
 	(*UpdateIncidentCommand)(nil),     // 15: irx.v1.UpdateIncidentCommand
 	(*FeedEntry)(nil),                 // 16: irx.v1.FeedEntry
 	(*PeerState)(nil),                 // 17: irx.v1.PeerState
-	(*timestamppb.Timestamp)(nil),     // 18: google.protobuf.Timestamp
-	(*TeamDescription)(nil),           // 19: irx.v1.TeamDescription
-	(*Peer)(nil),                      // 20: irx.v1.Peer
-	(*FeedItem)(nil),                  // 21: irx.v1.FeedItem
-	(WithdrawalReason)(0),             // 22: irx.v1.WithdrawalReason
-	(ReplacementReason)(0),            // 23: irx.v1.ReplacementReason
-	(*DisclosurePolicy)(nil),          // 24: irx.v1.DisclosurePolicy
-	(*Incident)(nil),                  // 25: irx.v1.Incident
-	(*fieldmaskpb.FieldMask)(nil),     // 26: google.protobuf.FieldMask
+	(*ChangeRoleCommand)(nil),         // 18: irx.v1.ChangeRoleCommand
+	(*RevokeCertificateCommand)(nil),  // 19: irx.v1.RevokeCertificateCommand
+	(*RecordActionCommand)(nil),       // 20: irx.v1.RecordActionCommand
+	(*timestamppb.Timestamp)(nil),     // 21: google.protobuf.Timestamp
+	(*OperatorAction)(nil),            // 22: irx.v1.OperatorAction
+	(*TeamDescription)(nil),           // 23: irx.v1.TeamDescription
+	(*Peer)(nil),                      // 24: irx.v1.Peer
+	(*FeedItem)(nil),                  // 25: irx.v1.FeedItem
+	(WithdrawalReason)(0),             // 26: irx.v1.WithdrawalReason
+	(ReplacementReason)(0),            // 27: irx.v1.ReplacementReason
+	(*DisclosurePolicy)(nil),          // 28: irx.v1.DisclosurePolicy
+	(*Incident)(nil),                  // 29: irx.v1.Incident
+	(*fieldmaskpb.FieldMask)(nil),     // 30: google.protobuf.FieldMask
+	(Role)(0),                         // 31: irx.v1.Role
+	(*RevokedCertificate)(nil),        // 32: irx.v1.RevokedCertificate
 }
 var file_irx_v1_command_proto_depIdxs = []int32{
-	18, // 0: irx.v1.Command.propose_time:type_name -> google.protobuf.Timestamp
+	21, // 0: irx.v1.Command.propose_time:type_name -> google.protobuf.Timestamp
 	14, // 1: irx.v1.Command.create_incident:type_name -> irx.v1.CreateIncidentCommand
 	15, // 2: irx.v1.Command.update_incident:type_name -> irx.v1.UpdateIncidentCommand
 	13, // 3: irx.v1.Command.leader_noop:type_name -> irx.v1.LeaderNoopCommand
@@ -1857,29 +2097,35 @@ var file_irx_v1_command_proto_depIdxs = []int32{
 	9,  // 10: irx.v1.Command.acknowledge_peer:type_name -> irx.v1.AcknowledgePeerCommand
 	4,  // 11: irx.v1.Command.set_team_description:type_name -> irx.v1.SetTeamDescriptionCommand
 	2,  // 12: irx.v1.Command.redisclose:type_name -> irx.v1.RediscloseCommand
-	19, // 13: irx.v1.SetTeamDescriptionCommand.description:type_name -> irx.v1.TeamDescription
-	20, // 14: irx.v1.PutPeerCommand.peer:type_name -> irx.v1.Peer
-	21, // 15: irx.v1.ApplyPeerFeedCommand.items:type_name -> irx.v1.FeedItem
-	18, // 16: irx.v1.ApplyPeerFeedCommand.head_time:type_name -> google.protobuf.Timestamp
-	10, // 17: irx.v1.AcknowledgePeerCommand.entries:type_name -> irx.v1.LedgerEntry
-	22, // 18: irx.v1.LedgerEntry.withdrawal_reason:type_name -> irx.v1.WithdrawalReason
-	23, // 19: irx.v1.LedgerEntry.replacement_reason:type_name -> irx.v1.ReplacementReason
-	1,  // 20: irx.v1.CommandBatch.commands:type_name -> irx.v1.Command
-	24, // 21: irx.v1.SetPolicyCommand.policy:type_name -> irx.v1.DisclosurePolicy
-	25, // 22: irx.v1.CreateIncidentCommand.incident:type_name -> irx.v1.Incident
-	25, // 23: irx.v1.UpdateIncidentCommand.incident:type_name -> irx.v1.Incident
-	26, // 24: irx.v1.UpdateIncidentCommand.update_mask:type_name -> google.protobuf.FieldMask
-	0,  // 25: irx.v1.FeedEntry.kind:type_name -> irx.v1.FeedEntryKind
-	18, // 26: irx.v1.FeedEntry.commit_time:type_name -> google.protobuf.Timestamp
-	22, // 27: irx.v1.FeedEntry.withdrawal_reason:type_name -> irx.v1.WithdrawalReason
-	23, // 28: irx.v1.FeedEntry.replacement_reason:type_name -> irx.v1.ReplacementReason
-	18, // 29: irx.v1.PeerState.inbound_head_time:type_name -> google.protobuf.Timestamp
-	18, // 30: irx.v1.PeerState.last_acknowledge_time:type_name -> google.protobuf.Timestamp
-	31, // [31:31] is the sub-list for method output_type
-	31, // [31:31] is the sub-list for method input_type
-	31, // [31:31] is the sub-list for extension type_name
-	31, // [31:31] is the sub-list for extension extendee
-	0,  // [0:31] is the sub-list for field type_name
+	18, // 13: irx.v1.Command.change_role:type_name -> irx.v1.ChangeRoleCommand
+	19, // 14: irx.v1.Command.revoke_certificate:type_name -> irx.v1.RevokeCertificateCommand
+	20, // 15: irx.v1.Command.record_action:type_name -> irx.v1.RecordActionCommand
+	22, // 16: irx.v1.Command.actor:type_name -> irx.v1.OperatorAction
+	23, // 17: irx.v1.SetTeamDescriptionCommand.description:type_name -> irx.v1.TeamDescription
+	24, // 18: irx.v1.PutPeerCommand.peer:type_name -> irx.v1.Peer
+	25, // 19: irx.v1.ApplyPeerFeedCommand.items:type_name -> irx.v1.FeedItem
+	21, // 20: irx.v1.ApplyPeerFeedCommand.head_time:type_name -> google.protobuf.Timestamp
+	10, // 21: irx.v1.AcknowledgePeerCommand.entries:type_name -> irx.v1.LedgerEntry
+	26, // 22: irx.v1.LedgerEntry.withdrawal_reason:type_name -> irx.v1.WithdrawalReason
+	27, // 23: irx.v1.LedgerEntry.replacement_reason:type_name -> irx.v1.ReplacementReason
+	1,  // 24: irx.v1.CommandBatch.commands:type_name -> irx.v1.Command
+	28, // 25: irx.v1.SetPolicyCommand.policy:type_name -> irx.v1.DisclosurePolicy
+	29, // 26: irx.v1.CreateIncidentCommand.incident:type_name -> irx.v1.Incident
+	29, // 27: irx.v1.UpdateIncidentCommand.incident:type_name -> irx.v1.Incident
+	30, // 28: irx.v1.UpdateIncidentCommand.update_mask:type_name -> google.protobuf.FieldMask
+	0,  // 29: irx.v1.FeedEntry.kind:type_name -> irx.v1.FeedEntryKind
+	21, // 30: irx.v1.FeedEntry.commit_time:type_name -> google.protobuf.Timestamp
+	26, // 31: irx.v1.FeedEntry.withdrawal_reason:type_name -> irx.v1.WithdrawalReason
+	27, // 32: irx.v1.FeedEntry.replacement_reason:type_name -> irx.v1.ReplacementReason
+	21, // 33: irx.v1.PeerState.inbound_head_time:type_name -> google.protobuf.Timestamp
+	21, // 34: irx.v1.PeerState.last_acknowledge_time:type_name -> google.protobuf.Timestamp
+	31, // 35: irx.v1.ChangeRoleCommand.role:type_name -> irx.v1.Role
+	32, // 36: irx.v1.RevokeCertificateCommand.revoked:type_name -> irx.v1.RevokedCertificate
+	37, // [37:37] is the sub-list for method output_type
+	37, // [37:37] is the sub-list for method input_type
+	37, // [37:37] is the sub-list for extension type_name
+	37, // [37:37] is the sub-list for extension extendee
+	0,  // [0:37] is the sub-list for field type_name
 }
 
 func init() { file_irx_v1_command_proto_init() }
@@ -1887,6 +2133,7 @@ func file_irx_v1_command_proto_init() {
 	if File_irx_v1_command_proto != nil {
 		return
 	}
+	file_irx_v1_access_service_proto_init()
 	file_irx_v1_federation_service_proto_init()
 	file_irx_v1_incident_proto_init()
 	file_irx_v1_peer_service_proto_init()
@@ -1905,6 +2152,9 @@ func file_irx_v1_command_proto_init() {
 		(*Command_AcknowledgePeer)(nil),
 		(*Command_SetTeamDescription)(nil),
 		(*Command_Redisclose)(nil),
+		(*Command_ChangeRole)(nil),
+		(*Command_RevokeCertificate)(nil),
+		(*Command_RecordAction)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -1912,7 +2162,7 @@ func file_irx_v1_command_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_irx_v1_command_proto_rawDesc), len(file_irx_v1_command_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   17,
+			NumMessages:   20,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

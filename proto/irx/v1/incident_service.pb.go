@@ -251,7 +251,10 @@ func (x *GetIncidentRequest) GetConsistency() ReadConsistency {
 type GetIncidentResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The incident.
-	Incident      *Incident `protobuf:"bytes,1,opt,name=incident,proto3" json:"incident,omitempty"`
+	Incident *Incident `protobuf:"bytes,1,opt,name=incident,proto3" json:"incident,omitempty"`
+	// The operator call that made this version; unset when no operator call
+	// did (a peer's copy, or a version older than the record of actions).
+	VersionAction *OperatorAction `protobuf:"bytes,2,opt,name=version_action,json=versionAction,proto3" json:"version_action,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -289,6 +292,13 @@ func (*GetIncidentResponse) Descriptor() ([]byte, []int) {
 func (x *GetIncidentResponse) GetIncident() *Incident {
 	if x != nil {
 		return x.Incident
+	}
+	return nil
+}
+
+func (x *GetIncidentResponse) GetVersionAction() *OperatorAction {
+	if x != nil {
+		return x.VersionAction
 	}
 	return nil
 }
@@ -692,8 +702,12 @@ type ListIncidentVersionsResponse struct {
 	Incidents []*Incident `protobuf:"bytes,1,rep,name=incidents,proto3" json:"incidents,omitempty"`
 	// Token for the next page; empty when there are no more.
 	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	// The operator call that made each version, in the order of incidents;
+	// an empty action where no operator call did (a peer's copy, or a
+	// version older than the record of actions).
+	VersionActions []*OperatorAction `protobuf:"bytes,3,rep,name=version_actions,json=versionActions,proto3" json:"version_actions,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *ListIncidentVersionsResponse) Reset() {
@@ -738,6 +752,13 @@ func (x *ListIncidentVersionsResponse) GetNextPageToken() string {
 		return x.NextPageToken
 	}
 	return ""
+}
+
+func (x *ListIncidentVersionsResponse) GetVersionActions() []*OperatorAction {
+	if x != nil {
+		return x.VersionActions
+	}
+	return nil
 }
 
 // WithdrawIncidentRequest is the request of WithdrawIncident.
@@ -846,7 +867,7 @@ var File_irx_v1_incident_service_proto protoreflect.FileDescriptor
 
 const file_irx_v1_incident_service_proto_rawDesc = "" +
 	"\n" +
-	"\x1dirx/v1/incident_service.proto\x12\x06irx.v1\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x15irx/v1/incident.proto\"d\n" +
+	"\x1dirx/v1/incident_service.proto\x12\x06irx.v1\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1birx/v1/access_service.proto\x1a\x15irx/v1/incident.proto\"d\n" +
 	"\x15CreateIncidentRequest\x12,\n" +
 	"\bincident\x18\x01 \x01(\v2\x10.irx.v1.IncidentR\bincident\x12\x1d\n" +
 	"\n" +
@@ -856,9 +877,10 @@ const file_irx_v1_incident_service_proto_rawDesc = "" +
 	"\x12GetIncidentRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\x03R\aversion\x129\n" +
-	"\vconsistency\x18\x03 \x01(\x0e2\x17.irx.v1.ReadConsistencyR\vconsistency\"C\n" +
+	"\vconsistency\x18\x03 \x01(\x0e2\x17.irx.v1.ReadConsistencyR\vconsistency\"\x82\x01\n" +
 	"\x13GetIncidentResponse\x12,\n" +
-	"\bincident\x18\x01 \x01(\v2\x10.irx.v1.IncidentR\bincident\"\x94\x04\n" +
+	"\bincident\x18\x01 \x01(\v2\x10.irx.v1.IncidentR\bincident\x12=\n" +
+	"\x0eversion_action\x18\x02 \x01(\v2\x16.irx.v1.OperatorActionR\rversionAction\"\x94\x04\n" +
 	"\x14ListIncidentsRequest\x12\x1b\n" +
 	"\tpage_size\x18\x01 \x01(\x05R\bpageSize\x12\x1d\n" +
 	"\n" +
@@ -890,10 +912,11 @@ const file_irx_v1_incident_service_proto_rawDesc = "" +
 	"\tpage_size\x18\x02 \x01(\x05R\bpageSize\x12\x1d\n" +
 	"\n" +
 	"page_token\x18\x03 \x01(\tR\tpageToken\x129\n" +
-	"\vconsistency\x18\x04 \x01(\x0e2\x17.irx.v1.ReadConsistencyR\vconsistency\"v\n" +
+	"\vconsistency\x18\x04 \x01(\x0e2\x17.irx.v1.ReadConsistencyR\vconsistency\"\xb7\x01\n" +
 	"\x1cListIncidentVersionsResponse\x12.\n" +
 	"\tincidents\x18\x01 \x03(\v2\x10.irx.v1.IncidentR\tincidents\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"A\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\x12?\n" +
+	"\x0fversion_actions\x18\x03 \x03(\v2\x16.irx.v1.OperatorActionR\x0eversionActions\"A\n" +
 	"\x17WithdrawIncidentRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\"H\n" +
@@ -902,14 +925,14 @@ const file_irx_v1_incident_service_proto_rawDesc = "" +
 	"\x0fReadConsistency\x12 \n" +
 	"\x1cREAD_CONSISTENCY_UNSPECIFIED\x10\x00\x12!\n" +
 	"\x1dREAD_CONSISTENCY_LINEARIZABLE\x10\x01\x12\x1a\n" +
-	"\x16READ_CONSISTENCY_STALE\x10\x022\x83\x04\n" +
-	"\x0fIncidentService\x12O\n" +
-	"\x0eCreateIncident\x12\x1d.irx.v1.CreateIncidentRequest\x1a\x1e.irx.v1.CreateIncidentResponse\x12F\n" +
-	"\vGetIncident\x12\x1a.irx.v1.GetIncidentRequest\x1a\x1b.irx.v1.GetIncidentResponse\x12L\n" +
-	"\rListIncidents\x12\x1c.irx.v1.ListIncidentsRequest\x1a\x1d.irx.v1.ListIncidentsResponse\x12O\n" +
-	"\x0eUpdateIncident\x12\x1d.irx.v1.UpdateIncidentRequest\x1a\x1e.irx.v1.UpdateIncidentResponse\x12a\n" +
-	"\x14ListIncidentVersions\x12#.irx.v1.ListIncidentVersionsRequest\x1a$.irx.v1.ListIncidentVersionsResponse\x12U\n" +
-	"\x10WithdrawIncident\x12\x1f.irx.v1.WithdrawIncidentRequest\x1a .irx.v1.WithdrawIncidentResponseB*Z(github.com/irxfed/irx/proto/irx/v1;irxv1b\x06proto3"
+	"\x16READ_CONSISTENCY_STALE\x10\x022\xa7\x04\n" +
+	"\x0fIncidentService\x12U\n" +
+	"\x0eCreateIncident\x12\x1d.irx.v1.CreateIncidentRequest\x1a\x1e.irx.v1.CreateIncidentResponse\"\x04\x90\xb5\x18\x02\x12L\n" +
+	"\vGetIncident\x12\x1a.irx.v1.GetIncidentRequest\x1a\x1b.irx.v1.GetIncidentResponse\"\x04\x90\xb5\x18\x01\x12R\n" +
+	"\rListIncidents\x12\x1c.irx.v1.ListIncidentsRequest\x1a\x1d.irx.v1.ListIncidentsResponse\"\x04\x90\xb5\x18\x01\x12U\n" +
+	"\x0eUpdateIncident\x12\x1d.irx.v1.UpdateIncidentRequest\x1a\x1e.irx.v1.UpdateIncidentResponse\"\x04\x90\xb5\x18\x02\x12g\n" +
+	"\x14ListIncidentVersions\x12#.irx.v1.ListIncidentVersionsRequest\x1a$.irx.v1.ListIncidentVersionsResponse\"\x04\x90\xb5\x18\x01\x12[\n" +
+	"\x10WithdrawIncident\x12\x1f.irx.v1.WithdrawIncidentRequest\x1a .irx.v1.WithdrawIncidentResponse\"\x04\x90\xb5\x18\x02B*Z(github.com/irxfed/irx/proto/irx/v1;irxv1b\x06proto3"
 
 var (
 	file_irx_v1_incident_service_proto_rawDescOnce sync.Once
@@ -940,45 +963,48 @@ var file_irx_v1_incident_service_proto_goTypes = []any{
 	(*WithdrawIncidentRequest)(nil),      // 11: irx.v1.WithdrawIncidentRequest
 	(*WithdrawIncidentResponse)(nil),     // 12: irx.v1.WithdrawIncidentResponse
 	(*Incident)(nil),                     // 13: irx.v1.Incident
-	(Status)(0),                          // 14: irx.v1.Status
-	(Tlp)(0),                             // 15: irx.v1.Tlp
-	(*timestamppb.Timestamp)(nil),        // 16: google.protobuf.Timestamp
-	(*fieldmaskpb.FieldMask)(nil),        // 17: google.protobuf.FieldMask
+	(*OperatorAction)(nil),               // 14: irx.v1.OperatorAction
+	(Status)(0),                          // 15: irx.v1.Status
+	(Tlp)(0),                             // 16: irx.v1.Tlp
+	(*timestamppb.Timestamp)(nil),        // 17: google.protobuf.Timestamp
+	(*fieldmaskpb.FieldMask)(nil),        // 18: google.protobuf.FieldMask
 }
 var file_irx_v1_incident_service_proto_depIdxs = []int32{
 	13, // 0: irx.v1.CreateIncidentRequest.incident:type_name -> irx.v1.Incident
 	13, // 1: irx.v1.CreateIncidentResponse.incident:type_name -> irx.v1.Incident
 	0,  // 2: irx.v1.GetIncidentRequest.consistency:type_name -> irx.v1.ReadConsistency
 	13, // 3: irx.v1.GetIncidentResponse.incident:type_name -> irx.v1.Incident
-	14, // 4: irx.v1.ListIncidentsRequest.status:type_name -> irx.v1.Status
-	15, // 5: irx.v1.ListIncidentsRequest.tlp:type_name -> irx.v1.Tlp
-	16, // 6: irx.v1.ListIncidentsRequest.reported_after:type_name -> google.protobuf.Timestamp
-	16, // 7: irx.v1.ListIncidentsRequest.reported_before:type_name -> google.protobuf.Timestamp
-	0,  // 8: irx.v1.ListIncidentsRequest.consistency:type_name -> irx.v1.ReadConsistency
-	13, // 9: irx.v1.ListIncidentsResponse.incidents:type_name -> irx.v1.Incident
-	13, // 10: irx.v1.UpdateIncidentRequest.incident:type_name -> irx.v1.Incident
-	17, // 11: irx.v1.UpdateIncidentRequest.update_mask:type_name -> google.protobuf.FieldMask
-	13, // 12: irx.v1.UpdateIncidentResponse.incident:type_name -> irx.v1.Incident
-	0,  // 13: irx.v1.ListIncidentVersionsRequest.consistency:type_name -> irx.v1.ReadConsistency
-	13, // 14: irx.v1.ListIncidentVersionsResponse.incidents:type_name -> irx.v1.Incident
-	13, // 15: irx.v1.WithdrawIncidentResponse.incident:type_name -> irx.v1.Incident
-	1,  // 16: irx.v1.IncidentService.CreateIncident:input_type -> irx.v1.CreateIncidentRequest
-	3,  // 17: irx.v1.IncidentService.GetIncident:input_type -> irx.v1.GetIncidentRequest
-	5,  // 18: irx.v1.IncidentService.ListIncidents:input_type -> irx.v1.ListIncidentsRequest
-	7,  // 19: irx.v1.IncidentService.UpdateIncident:input_type -> irx.v1.UpdateIncidentRequest
-	9,  // 20: irx.v1.IncidentService.ListIncidentVersions:input_type -> irx.v1.ListIncidentVersionsRequest
-	11, // 21: irx.v1.IncidentService.WithdrawIncident:input_type -> irx.v1.WithdrawIncidentRequest
-	2,  // 22: irx.v1.IncidentService.CreateIncident:output_type -> irx.v1.CreateIncidentResponse
-	4,  // 23: irx.v1.IncidentService.GetIncident:output_type -> irx.v1.GetIncidentResponse
-	6,  // 24: irx.v1.IncidentService.ListIncidents:output_type -> irx.v1.ListIncidentsResponse
-	8,  // 25: irx.v1.IncidentService.UpdateIncident:output_type -> irx.v1.UpdateIncidentResponse
-	10, // 26: irx.v1.IncidentService.ListIncidentVersions:output_type -> irx.v1.ListIncidentVersionsResponse
-	12, // 27: irx.v1.IncidentService.WithdrawIncident:output_type -> irx.v1.WithdrawIncidentResponse
-	22, // [22:28] is the sub-list for method output_type
-	16, // [16:22] is the sub-list for method input_type
-	16, // [16:16] is the sub-list for extension type_name
-	16, // [16:16] is the sub-list for extension extendee
-	0,  // [0:16] is the sub-list for field type_name
+	14, // 4: irx.v1.GetIncidentResponse.version_action:type_name -> irx.v1.OperatorAction
+	15, // 5: irx.v1.ListIncidentsRequest.status:type_name -> irx.v1.Status
+	16, // 6: irx.v1.ListIncidentsRequest.tlp:type_name -> irx.v1.Tlp
+	17, // 7: irx.v1.ListIncidentsRequest.reported_after:type_name -> google.protobuf.Timestamp
+	17, // 8: irx.v1.ListIncidentsRequest.reported_before:type_name -> google.protobuf.Timestamp
+	0,  // 9: irx.v1.ListIncidentsRequest.consistency:type_name -> irx.v1.ReadConsistency
+	13, // 10: irx.v1.ListIncidentsResponse.incidents:type_name -> irx.v1.Incident
+	13, // 11: irx.v1.UpdateIncidentRequest.incident:type_name -> irx.v1.Incident
+	18, // 12: irx.v1.UpdateIncidentRequest.update_mask:type_name -> google.protobuf.FieldMask
+	13, // 13: irx.v1.UpdateIncidentResponse.incident:type_name -> irx.v1.Incident
+	0,  // 14: irx.v1.ListIncidentVersionsRequest.consistency:type_name -> irx.v1.ReadConsistency
+	13, // 15: irx.v1.ListIncidentVersionsResponse.incidents:type_name -> irx.v1.Incident
+	14, // 16: irx.v1.ListIncidentVersionsResponse.version_actions:type_name -> irx.v1.OperatorAction
+	13, // 17: irx.v1.WithdrawIncidentResponse.incident:type_name -> irx.v1.Incident
+	1,  // 18: irx.v1.IncidentService.CreateIncident:input_type -> irx.v1.CreateIncidentRequest
+	3,  // 19: irx.v1.IncidentService.GetIncident:input_type -> irx.v1.GetIncidentRequest
+	5,  // 20: irx.v1.IncidentService.ListIncidents:input_type -> irx.v1.ListIncidentsRequest
+	7,  // 21: irx.v1.IncidentService.UpdateIncident:input_type -> irx.v1.UpdateIncidentRequest
+	9,  // 22: irx.v1.IncidentService.ListIncidentVersions:input_type -> irx.v1.ListIncidentVersionsRequest
+	11, // 23: irx.v1.IncidentService.WithdrawIncident:input_type -> irx.v1.WithdrawIncidentRequest
+	2,  // 24: irx.v1.IncidentService.CreateIncident:output_type -> irx.v1.CreateIncidentResponse
+	4,  // 25: irx.v1.IncidentService.GetIncident:output_type -> irx.v1.GetIncidentResponse
+	6,  // 26: irx.v1.IncidentService.ListIncidents:output_type -> irx.v1.ListIncidentsResponse
+	8,  // 27: irx.v1.IncidentService.UpdateIncident:output_type -> irx.v1.UpdateIncidentResponse
+	10, // 28: irx.v1.IncidentService.ListIncidentVersions:output_type -> irx.v1.ListIncidentVersionsResponse
+	12, // 29: irx.v1.IncidentService.WithdrawIncident:output_type -> irx.v1.WithdrawIncidentResponse
+	24, // [24:30] is the sub-list for method output_type
+	18, // [18:24] is the sub-list for method input_type
+	18, // [18:18] is the sub-list for extension type_name
+	18, // [18:18] is the sub-list for extension extendee
+	0,  // [0:18] is the sub-list for field type_name
 }
 
 func init() { file_irx_v1_incident_service_proto_init() }
@@ -986,6 +1012,7 @@ func file_irx_v1_incident_service_proto_init() {
 	if File_irx_v1_incident_service_proto != nil {
 		return
 	}
+	file_irx_v1_access_service_proto_init()
 	file_irx_v1_incident_proto_init()
 	type x struct{}
 	out := protoimpl.TypeBuilder{

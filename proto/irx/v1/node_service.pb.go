@@ -81,8 +81,12 @@ type ProposeResponse struct {
 	Peer *Peer `protobuf:"bytes,4,opt,name=peer,proto3" json:"peer,omitempty"`
 	// The description the command stored, for SetTeamDescriptionCommand.
 	TeamDescription *TeamDescription `protobuf:"bytes,5,opt,name=team_description,json=teamDescription,proto3" json:"team_description,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// The binding the command stored, for ChangeRoleCommand.
+	Binding *RoleBinding `protobuf:"bytes,6,opt,name=binding,proto3" json:"binding,omitempty"`
+	// The revocation the command stored, for RevokeCertificateCommand.
+	RevokedCertificate *RevokedCertificate `protobuf:"bytes,7,opt,name=revoked_certificate,json=revokedCertificate,proto3" json:"revoked_certificate,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
 }
 
 func (x *ProposeResponse) Reset() {
@@ -146,6 +150,20 @@ func (x *ProposeResponse) GetPeer() *Peer {
 func (x *ProposeResponse) GetTeamDescription() *TeamDescription {
 	if x != nil {
 		return x.TeamDescription
+	}
+	return nil
+}
+
+func (x *ProposeResponse) GetBinding() *RoleBinding {
+	if x != nil {
+		return x.Binding
+	}
+	return nil
+}
+
+func (x *ProposeResponse) GetRevokedCertificate() *RevokedCertificate {
+	if x != nil {
+		return x.RevokedCertificate
 	}
 	return nil
 }
@@ -497,15 +515,17 @@ var File_irx_v1_node_service_proto protoreflect.FileDescriptor
 
 const file_irx_v1_node_service_proto_rawDesc = "" +
 	"\n" +
-	"\x19irx/v1/node_service.proto\x12\x06irx.v1\x1a\x1cirx/v1/cluster_service.proto\x1a\x14irx/v1/command.proto\x1a\x15irx/v1/incident.proto\x1a\x19irx/v1/peer_service.proto\x1a\x13irx/v1/policy.proto\x1a\x19irx/v1/team_service.proto\";\n" +
+	"\x19irx/v1/node_service.proto\x12\x06irx.v1\x1a\x1birx/v1/access_service.proto\x1a\x1cirx/v1/cluster_service.proto\x1a\x14irx/v1/command.proto\x1a\x15irx/v1/incident.proto\x1a\x19irx/v1/peer_service.proto\x1a\x13irx/v1/policy.proto\x1a\x19irx/v1/team_service.proto\";\n" +
 	"\x0eProposeRequest\x12)\n" +
-	"\acommand\x18\x01 \x01(\v2\x0f.irx.v1.CommandR\acommand\"\xfa\x01\n" +
+	"\acommand\x18\x01 \x01(\v2\x0f.irx.v1.CommandR\acommand\"\xf6\x02\n" +
 	"\x0fProposeResponse\x12,\n" +
 	"\bincident\x18\x01 \x01(\v2\x10.irx.v1.IncidentR\bincident\x12!\n" +
 	"\ferror_status\x18\x02 \x01(\fR\verrorStatus\x120\n" +
 	"\x06policy\x18\x03 \x01(\v2\x18.irx.v1.DisclosurePolicyR\x06policy\x12 \n" +
 	"\x04peer\x18\x04 \x01(\v2\f.irx.v1.PeerR\x04peer\x12B\n" +
-	"\x10team_description\x18\x05 \x01(\v2\x17.irx.v1.TeamDescriptionR\x0fteamDescription\"B\n" +
+	"\x10team_description\x18\x05 \x01(\v2\x17.irx.v1.TeamDescriptionR\x0fteamDescription\x12-\n" +
+	"\abinding\x18\x06 \x01(\v2\x13.irx.v1.RoleBindingR\abinding\x12K\n" +
+	"\x13revoked_certificate\x18\a \x01(\v2\x1a.irx.v1.RevokedCertificateR\x12revokedCertificate\"B\n" +
 	"\x13ProposeBatchRequest\x12+\n" +
 	"\bcommands\x18\x01 \x03(\v2\x0f.irx.v1.CommandR\bcommands\"L\n" +
 	"\x14ProposeBatchResponse\x124\n" +
@@ -558,7 +578,9 @@ var file_irx_v1_node_service_proto_goTypes = []any{
 	(*DisclosurePolicy)(nil),      // 11: irx.v1.DisclosurePolicy
 	(*Peer)(nil),                  // 12: irx.v1.Peer
 	(*TeamDescription)(nil),       // 13: irx.v1.TeamDescription
-	(NodeRole)(0),                 // 14: irx.v1.NodeRole
+	(*RoleBinding)(nil),           // 14: irx.v1.RoleBinding
+	(*RevokedCertificate)(nil),    // 15: irx.v1.RevokedCertificate
+	(NodeRole)(0),                 // 16: irx.v1.NodeRole
 }
 var file_irx_v1_node_service_proto_depIdxs = []int32{
 	9,  // 0: irx.v1.ProposeRequest.command:type_name -> irx.v1.Command
@@ -566,23 +588,25 @@ var file_irx_v1_node_service_proto_depIdxs = []int32{
 	11, // 2: irx.v1.ProposeResponse.policy:type_name -> irx.v1.DisclosurePolicy
 	12, // 3: irx.v1.ProposeResponse.peer:type_name -> irx.v1.Peer
 	13, // 4: irx.v1.ProposeResponse.team_description:type_name -> irx.v1.TeamDescription
-	9,  // 5: irx.v1.ProposeBatchRequest.commands:type_name -> irx.v1.Command
-	4,  // 6: irx.v1.ProposeBatchResponse.results:type_name -> irx.v1.ProposeBatchResult
-	1,  // 7: irx.v1.ProposeBatchResult.response:type_name -> irx.v1.ProposeResponse
-	14, // 8: irx.v1.GetNodeStatusResponse.role:type_name -> irx.v1.NodeRole
-	0,  // 9: irx.v1.NodeService.Propose:input_type -> irx.v1.ProposeRequest
-	2,  // 10: irx.v1.NodeService.ProposeBatch:input_type -> irx.v1.ProposeBatchRequest
-	5,  // 11: irx.v1.NodeService.ReadIndex:input_type -> irx.v1.ReadIndexRequest
-	7,  // 12: irx.v1.NodeService.GetNodeStatus:input_type -> irx.v1.GetNodeStatusRequest
-	1,  // 13: irx.v1.NodeService.Propose:output_type -> irx.v1.ProposeResponse
-	3,  // 14: irx.v1.NodeService.ProposeBatch:output_type -> irx.v1.ProposeBatchResponse
-	6,  // 15: irx.v1.NodeService.ReadIndex:output_type -> irx.v1.ReadIndexResponse
-	8,  // 16: irx.v1.NodeService.GetNodeStatus:output_type -> irx.v1.GetNodeStatusResponse
-	13, // [13:17] is the sub-list for method output_type
-	9,  // [9:13] is the sub-list for method input_type
-	9,  // [9:9] is the sub-list for extension type_name
-	9,  // [9:9] is the sub-list for extension extendee
-	0,  // [0:9] is the sub-list for field type_name
+	14, // 5: irx.v1.ProposeResponse.binding:type_name -> irx.v1.RoleBinding
+	15, // 6: irx.v1.ProposeResponse.revoked_certificate:type_name -> irx.v1.RevokedCertificate
+	9,  // 7: irx.v1.ProposeBatchRequest.commands:type_name -> irx.v1.Command
+	4,  // 8: irx.v1.ProposeBatchResponse.results:type_name -> irx.v1.ProposeBatchResult
+	1,  // 9: irx.v1.ProposeBatchResult.response:type_name -> irx.v1.ProposeResponse
+	16, // 10: irx.v1.GetNodeStatusResponse.role:type_name -> irx.v1.NodeRole
+	0,  // 11: irx.v1.NodeService.Propose:input_type -> irx.v1.ProposeRequest
+	2,  // 12: irx.v1.NodeService.ProposeBatch:input_type -> irx.v1.ProposeBatchRequest
+	5,  // 13: irx.v1.NodeService.ReadIndex:input_type -> irx.v1.ReadIndexRequest
+	7,  // 14: irx.v1.NodeService.GetNodeStatus:input_type -> irx.v1.GetNodeStatusRequest
+	1,  // 15: irx.v1.NodeService.Propose:output_type -> irx.v1.ProposeResponse
+	3,  // 16: irx.v1.NodeService.ProposeBatch:output_type -> irx.v1.ProposeBatchResponse
+	6,  // 17: irx.v1.NodeService.ReadIndex:output_type -> irx.v1.ReadIndexResponse
+	8,  // 18: irx.v1.NodeService.GetNodeStatus:output_type -> irx.v1.GetNodeStatusResponse
+	15, // [15:19] is the sub-list for method output_type
+	11, // [11:15] is the sub-list for method input_type
+	11, // [11:11] is the sub-list for extension type_name
+	11, // [11:11] is the sub-list for extension extendee
+	0,  // [0:11] is the sub-list for field type_name
 }
 
 func init() { file_irx_v1_node_service_proto_init() }
@@ -590,6 +614,7 @@ func file_irx_v1_node_service_proto_init() {
 	if File_irx_v1_node_service_proto != nil {
 		return
 	}
+	file_irx_v1_access_service_proto_init()
 	file_irx_v1_cluster_service_proto_init()
 	file_irx_v1_command_proto_init()
 	file_irx_v1_incident_proto_init()

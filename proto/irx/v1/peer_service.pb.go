@@ -1242,7 +1242,7 @@ var File_irx_v1_peer_service_proto protoreflect.FileDescriptor
 
 const file_irx_v1_peer_service_proto_rawDesc = "" +
 	"\n" +
-	"\x19irx/v1/peer_service.proto\x12\x06irx.v1\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x15irx/v1/incident.proto\x1a\x13irx/v1/policy.proto\"\xe3\x04\n" +
+	"\x19irx/v1/peer_service.proto\x12\x06irx.v1\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1birx/v1/access_service.proto\x1a\x15irx/v1/incident.proto\x1a\x13irx/v1/policy.proto\"\xe3\x04\n" +
 	"\x04Peer\x12\x17\n" +
 	"\ateam_id\x18\x01 \x01(\tR\x06teamId\x12!\n" +
 	"\fdisplay_name\x18\x02 \x01(\tR\vdisplayName\x12\x1c\n" +
@@ -1331,19 +1331,19 @@ const file_irx_v1_peer_service_proto_rawDesc = "" +
 	"\x06reason\x18\x03 \x01(\tR\x06reason\"w\n" +
 	"\x1dHandOffIncidentToPeerResponse\x12,\n" +
 	"\bincident\x18\x01 \x01(\v2\x10.irx.v1.IncidentR\bincident\x12(\n" +
-	"\x10peer_incident_id\x18\x02 \x01(\tR\x0epeerIncidentId2\xc0\x03\n" +
-	"\vPeerService\x12C\n" +
+	"\x10peer_incident_id\x18\x02 \x01(\tR\x0epeerIncidentId2\xe4\x03\n" +
+	"\vPeerService\x12I\n" +
 	"\n" +
-	"CreatePeer\x12\x19.irx.v1.CreatePeerRequest\x1a\x1a.irx.v1.CreatePeerResponse\x12:\n" +
-	"\aGetPeer\x12\x16.irx.v1.GetPeerRequest\x1a\x17.irx.v1.GetPeerResponse\x12@\n" +
-	"\tListPeers\x12\x18.irx.v1.ListPeersRequest\x1a\x19.irx.v1.ListPeersResponse\x12C\n" +
+	"CreatePeer\x12\x19.irx.v1.CreatePeerRequest\x1a\x1a.irx.v1.CreatePeerResponse\"\x04\x90\xb5\x18\x03\x12@\n" +
+	"\aGetPeer\x12\x16.irx.v1.GetPeerRequest\x1a\x17.irx.v1.GetPeerResponse\"\x04\x90\xb5\x18\x01\x12F\n" +
+	"\tListPeers\x12\x18.irx.v1.ListPeersRequest\x1a\x19.irx.v1.ListPeersResponse\"\x04\x90\xb5\x18\x01\x12I\n" +
 	"\n" +
-	"UpdatePeer\x12\x19.irx.v1.UpdatePeerRequest\x1a\x1a.irx.v1.UpdatePeerResponse\x12C\n" +
+	"UpdatePeer\x12\x19.irx.v1.UpdatePeerRequest\x1a\x1a.irx.v1.UpdatePeerResponse\"\x04\x90\xb5\x18\x03\x12I\n" +
 	"\n" +
-	"DeletePeer\x12\x19.irx.v1.DeletePeerRequest\x1a\x1a.irx.v1.DeletePeerResponse\x12d\n" +
-	"\x15HandOffIncidentToPeer\x12$.irx.v1.HandOffIncidentToPeerRequest\x1a%.irx.v1.HandOffIncidentToPeerResponse2g\n" +
-	"\x11PeerStreamService\x12R\n" +
-	"\x0fListPeerStreams\x12\x1e.irx.v1.ListPeerStreamsRequest\x1a\x1f.irx.v1.ListPeerStreamsResponseB*Z(github.com/irxfed/irx/proto/irx/v1;irxv1b\x06proto3"
+	"DeletePeer\x12\x19.irx.v1.DeletePeerRequest\x1a\x1a.irx.v1.DeletePeerResponse\"\x04\x90\xb5\x18\x03\x12j\n" +
+	"\x15HandOffIncidentToPeer\x12$.irx.v1.HandOffIncidentToPeerRequest\x1a%.irx.v1.HandOffIncidentToPeerResponse\"\x04\x90\xb5\x18\x022m\n" +
+	"\x11PeerStreamService\x12X\n" +
+	"\x0fListPeerStreams\x12\x1e.irx.v1.ListPeerStreamsRequest\x1a\x1f.irx.v1.ListPeerStreamsResponse\"\x04\x90\xb5\x18\x01B*Z(github.com/irxfed/irx/proto/irx/v1;irxv1b\x06proto3"
 
 var (
 	file_irx_v1_peer_service_proto_rawDescOnce sync.Once
@@ -1427,6 +1427,7 @@ func file_irx_v1_peer_service_proto_init() {
 	if File_irx_v1_peer_service_proto != nil {
 		return
 	}
+	file_irx_v1_access_service_proto_init()
 	file_irx_v1_incident_proto_init()
 	file_irx_v1_policy_proto_init()
 	type x struct{}

@@ -627,7 +627,7 @@ var File_irx_v1_policy_service_proto protoreflect.FileDescriptor
 
 const file_irx_v1_policy_service_proto_rawDesc = "" +
 	"\n" +
-	"\x1birx/v1/policy_service.proto\x12\x06irx.v1\x1a\x15irx/v1/incident.proto\x1a\x13irx/v1/policy.proto\"e\n" +
+	"\x1birx/v1/policy_service.proto\x12\x06irx.v1\x1a\x1birx/v1/access_service.proto\x1a\x15irx/v1/incident.proto\x1a\x13irx/v1/policy.proto\"e\n" +
 	"\x10SetPolicyRequest\x120\n" +
 	"\x06policy\x18\x01 \x01(\v2\x18.irx.v1.DisclosurePolicyR\x06policy\x12\x1f\n" +
 	"\vpolicy_yaml\x18\x02 \x01(\tR\n" +
@@ -667,13 +667,13 @@ const file_irx_v1_policy_service_proto_rawDesc = "" +
 	"\x19PreviewDisclosureResponse\x12$\n" +
 	"\x04view\x18\x01 \x01(\v2\x10.irx.v1.IncidentR\x04view\x125\n" +
 	"\vexplanation\x18\x02 \x01(\v2\x13.irx.v1.ExplanationR\vexplanation\x12%\n" +
-	"\x0epolicy_version\x18\x03 \x01(\x03R\rpolicyVersion2\x95\x03\n" +
-	"\rPolicyService\x12@\n" +
-	"\tSetPolicy\x12\x18.irx.v1.SetPolicyRequest\x1a\x19.irx.v1.SetPolicyResponse\x12@\n" +
-	"\tGetPolicy\x12\x18.irx.v1.GetPolicyRequest\x1a\x19.irx.v1.GetPolicyResponse\x12I\n" +
-	"\fListPolicies\x12\x1b.irx.v1.ListPoliciesRequest\x1a\x1c.irx.v1.ListPoliciesResponse\x12[\n" +
-	"\x12ListPolicyVersions\x12!.irx.v1.ListPolicyVersionsRequest\x1a\".irx.v1.ListPolicyVersionsResponse\x12X\n" +
-	"\x11PreviewDisclosure\x12 .irx.v1.PreviewDisclosureRequest\x1a!.irx.v1.PreviewDisclosureResponseB*Z(github.com/irxfed/irx/proto/irx/v1;irxv1b\x06proto3"
+	"\x0epolicy_version\x18\x03 \x01(\x03R\rpolicyVersion2\xb3\x03\n" +
+	"\rPolicyService\x12F\n" +
+	"\tSetPolicy\x12\x18.irx.v1.SetPolicyRequest\x1a\x19.irx.v1.SetPolicyResponse\"\x04\x90\xb5\x18\x03\x12F\n" +
+	"\tGetPolicy\x12\x18.irx.v1.GetPolicyRequest\x1a\x19.irx.v1.GetPolicyResponse\"\x04\x90\xb5\x18\x01\x12O\n" +
+	"\fListPolicies\x12\x1b.irx.v1.ListPoliciesRequest\x1a\x1c.irx.v1.ListPoliciesResponse\"\x04\x90\xb5\x18\x01\x12a\n" +
+	"\x12ListPolicyVersions\x12!.irx.v1.ListPolicyVersionsRequest\x1a\".irx.v1.ListPolicyVersionsResponse\"\x04\x90\xb5\x18\x01\x12^\n" +
+	"\x11PreviewDisclosure\x12 .irx.v1.PreviewDisclosureRequest\x1a!.irx.v1.PreviewDisclosureResponse\"\x04\x90\xb5\x18\x01B*Z(github.com/irxfed/irx/proto/irx/v1;irxv1b\x06proto3"
 
 var (
 	file_irx_v1_policy_service_proto_rawDescOnce sync.Once
@@ -734,6 +734,7 @@ func file_irx_v1_policy_service_proto_init() {
 	if File_irx_v1_policy_service_proto != nil {
 		return
 	}
+	file_irx_v1_access_service_proto_init()
 	file_irx_v1_incident_proto_init()
 	file_irx_v1_policy_proto_init()
 	file_irx_v1_policy_service_proto_msgTypes[8].OneofWrappers = []any{

@@ -1521,7 +1521,7 @@ var File_irx_v1_team_service_proto protoreflect.FileDescriptor
 
 const file_irx_v1_team_service_proto_rawDesc = "" +
 	"\n" +
-	"\x19irx/v1/team_service.proto\x12\x06irx.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1dirx/v1/incident_service.proto\x1a\x13irx/v1/policy.proto\"\xbc\x04\n" +
+	"\x19irx/v1/team_service.proto\x12\x06irx.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1birx/v1/access_service.proto\x1a\x1dirx/v1/incident_service.proto\x1a\x13irx/v1/policy.proto\"\xbc\x04\n" +
 	"\x0fTeamDescription\x12\x17\n" +
 	"\ateam_id\x18\x01 \x01(\tR\x06teamId\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\x03R\aversion\x12;\n" +
@@ -1628,11 +1628,11 @@ const file_irx_v1_team_service_proto_rawDesc = "" +
 	"\x0fPublicKeyFormat\x12!\n" +
 	"\x1dPUBLIC_KEY_FORMAT_UNSPECIFIED\x10\x00\x12\x1d\n" +
 	"\x19PUBLIC_KEY_FORMAT_OPENPGP\x10\x01\x12\x1a\n" +
-	"\x16PUBLIC_KEY_FORMAT_X509\x10\x022\xb9\x02\n" +
-	"\vTeamService\x12[\n" +
-	"\x12GetTeamDescription\x12!.irx.v1.GetTeamDescriptionRequest\x1a\".irx.v1.GetTeamDescriptionResponse\x12d\n" +
-	"\x15UpdateTeamDescription\x12$.irx.v1.UpdateTeamDescriptionRequest\x1a%.irx.v1.UpdateTeamDescriptionResponse\x12g\n" +
-	"\x16GetPeerTeamDescription\x12%.irx.v1.GetPeerTeamDescriptionRequest\x1a&.irx.v1.GetPeerTeamDescriptionResponseB*Z(github.com/irxfed/irx/proto/irx/v1;irxv1b\x06proto3"
+	"\x16PUBLIC_KEY_FORMAT_X509\x10\x022\xcb\x02\n" +
+	"\vTeamService\x12a\n" +
+	"\x12GetTeamDescription\x12!.irx.v1.GetTeamDescriptionRequest\x1a\".irx.v1.GetTeamDescriptionResponse\"\x04\x90\xb5\x18\x01\x12j\n" +
+	"\x15UpdateTeamDescription\x12$.irx.v1.UpdateTeamDescriptionRequest\x1a%.irx.v1.UpdateTeamDescriptionResponse\"\x04\x90\xb5\x18\x03\x12m\n" +
+	"\x16GetPeerTeamDescription\x12%.irx.v1.GetPeerTeamDescriptionRequest\x1a&.irx.v1.GetPeerTeamDescriptionResponse\"\x04\x90\xb5\x18\x01B*Z(github.com/irxfed/irx/proto/irx/v1;irxv1b\x06proto3"
 
 var (
 	file_irx_v1_team_service_proto_rawDescOnce sync.Once
@@ -1717,6 +1717,7 @@ func file_irx_v1_team_service_proto_init() {
 	if File_irx_v1_team_service_proto != nil {
 		return
 	}
+	file_irx_v1_access_service_proto_init()
 	file_irx_v1_incident_service_proto_init()
 	file_irx_v1_policy_proto_init()
 	type x struct{}
