@@ -25,7 +25,8 @@ const (
 	// maxLedgerPerCommand splits a large acknowledgement into several
 	// Raft entries of bounded size.
 	maxLedgerPerCommand = 4096
-	// maxResponseBytes starts a new response once one carries this much.
+	// maxResponseBytes starts a new response once one carries this much
+	// (or a quarter of what a stream may hold, if less).
 	maxResponseBytes = 4 << 20
 )
 
@@ -35,10 +36,19 @@ type federationService struct {
 }
 
 // Subscribe implements irx.v1.FederationService.
+//
+// What a stream costs is bounded (limits.go): the peer's streams are
+// counted, each walk computes no more than the stream may hold before it
+// sends, and the bytes come out of a budget all streams share, so a peer
+// that does not read holds one walk's worth and no more.
 func (s *federationService) Subscribe(req *irxv1.SubscribeRequest, stream irxv1.FederationService_SubscribeServer) error {
 	f, ctx := s.f, stream.Context()
 	peer := caller(ctx)
-	defer f.followers.begin(peer)()
+	end, err := f.admitStream(peer)
+	if err != nil {
+		return err
+	}
+	defer end()
 	limit := int(req.GetMaxItems())
 	switch {
 	case limit < 0:
@@ -61,20 +71,47 @@ func (s *federationService) Subscribe(req *irxv1.SubscribeRequest, stream irxv1.
 	w := newWalker(f, peer, compiled)
 	counts := newTally()
 	session := f.journals.begin(peer, req.GetCursor())
+	q := f.newStreamQueue(peer)
+	defer q.close()
+	msgBytes := f.limits.messageBytes()
 	cursor := req.GetCursor()
 	lastSend := time.Time{}
+	idle := func(wait func(context.Context, uint64) error) error {
+		if time.Since(lastSend) >= heartbeat {
+			if err := s.send(stream, &irxv1.SubscribeResponse{Cursor: cursor, PolicyVersion: w.version}); err != nil {
+				return err
+			}
+			q.sent(0)
+			lastSend = time.Now()
+		}
+		return wait(ctx, cursor)
+	}
 	for {
+		if w.remembered() >= maxUnacknowledged {
+			// The peer has not acknowledged what it was sent: what the
+			// walk must remember for it would grow without bound.
+			if err := idle(f.waitApplied); err != nil {
+				return err
+			}
+			continue
+		}
+		room := q.room()
+		if err := q.reserve(ctx); err != nil {
+			return err
+		}
 		// Compute the batch under the reader, then send: the reader holds
 		// the state machine's read lock, which a slow peer must not.
 		resp := &irxv1.SubscribeResponse{Cursor: cursor, PolicyVersion: w.version}
 		var out []*irxv1.SubscribeResponse
-		size := 0
-		last, err := w.walk(cursor, limit, func(e *irxv1.FeedEntry, outs []outcome, withheld uint64) {
+		var sizes []int64 // of out's items, then resp's
+		size, total := 0, int64(0)
+		last, err := w.walk(cursor, limit, func(e *irxv1.FeedEntry, outs []outcome, withheld uint64) bool {
 			if e.GetKind() == irxv1.FeedEntryKind_FEED_ENTRY_KIND_POLICY && e.GetPeerTeamId() == peer && len(resp.GetItems()) > 0 {
 				// One response, one policy version: what the old version
 				// gave goes in its own response.
-				out = append(out, resp)
+				out, sizes = append(out, resp), append(sizes, int64(size))
 				resp = &irxv1.SubscribeResponse{Cursor: resp.GetCursor()}
+				size = 0
 			}
 			f.journals.record(peer, session, e.GetSequence(), outs, withheld, w.version)
 			counts.add(outs, withheld > 0)
@@ -83,41 +120,43 @@ func (s *federationService) Subscribe(req *irxv1.SubscribeRequest, stream irxv1.
 					continue
 				}
 				n := proto.Size(o.item)
-				if size > 0 && size+n > maxResponseBytes {
-					// Keep each message well under what the puller
-					// accepts. A cut inside this entry's items leaves the
-					// response's cursor before the entry: the caller
-					// moves past it with the response that ends it.
-					out = append(out, resp)
+				if size > 0 && size+n > msgBytes {
+					// Keep each message within what the stream may hold
+					// and well under what the puller accepts. A cut inside
+					// this entry's items leaves the response's cursor
+					// before the entry: the caller moves past it with the
+					// response that ends it.
+					out, sizes = append(out, resp), append(sizes, int64(size))
 					resp = &irxv1.SubscribeResponse{Cursor: resp.GetCursor(), PolicyVersion: w.version}
 					size = 0
 				}
 				resp.Items = append(resp.Items, o.item)
 				size += n
+				total += int64(n)
 			}
 			resp.Cursor, resp.PolicyVersion = e.GetSequence(), w.version
+			return total < room
 		})
 		if err != nil {
 			return err
 		}
+		q.computed(total)
 		if last == cursor {
-			if time.Since(lastSend) >= heartbeat {
-				if err := s.send(stream, &irxv1.SubscribeResponse{Cursor: cursor, PolicyVersion: w.version}); err != nil {
-					return err
-				}
-				lastSend = time.Now()
-			}
-			if err := f.waitFeed(ctx, cursor); err != nil {
+			if err := idle(f.waitFeed); err != nil {
 				return err
 			}
 			continue
 		}
 		f.metrics.served(peer, counts)
 		cursor = last
-		for _, r := range append(out, resp) {
+		out, sizes = append(out, resp), append(sizes, int64(size))
+		for i, r := range out {
 			if err := s.send(stream, r); err != nil {
 				return err
 			}
+			// Send returned: gRPC took r, and what it held before is gone.
+			q.sent(sizes[i])
+			out[i] = nil
 		}
 		lastSend = time.Now()
 	}
@@ -160,6 +199,17 @@ func (f *Federation) waitFeed(ctx context.Context, cursor uint64) error {
 			}
 			return nil
 		}
+	}
+	return nil
+}
+
+// waitApplied blocks until this node applies another entry (an
+// acknowledgement, say), for at most a heartbeat.
+func (f *Federation) waitApplied(ctx context.Context, _ uint64) error {
+	wait, cancel := context.WithTimeout(ctx, heartbeat)
+	defer cancel()
+	if err := f.state.WaitApplied(wait, f.state.AppliedIndex()+1); err != nil && ctx.Err() != nil {
+		return status.FromContextError(ctx.Err()).Err()
 	}
 	return nil
 }
@@ -268,8 +318,9 @@ func (f *Federation) recompute(peer string, from, to uint64, policyVersion int64
 	}
 	w := newWalker(f, peer, compiled)
 	var sent sentLedger
-	collect := func(e *irxv1.FeedEntry, outs []outcome, withheld uint64) {
+	collect := func(e *irxv1.FeedEntry, outs []outcome, withheld uint64) bool {
 		sent.add(e.GetSequence(), outs, withheld, w.version)
+		return true
 	}
 	for cursor := from; cursor < to; {
 		next, err := w.walk(cursor, int(min(to-cursor, 4096)), collect)
