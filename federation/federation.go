@@ -206,6 +206,8 @@ func (f *Federation) listen(register func(*grpc.Server)) error {
 		// close those it no longer admits (revoke.go).
 		grpc.Creds(trackingCreds{TransportCredentials: credentials.NewTLS(f.serverTLS()), f: f}),
 		grpc.MaxRecvMsgSize(MaxMessageBytes),
+		// Subscribe sends responses it encoded itself (a *frame).
+		grpc.ForceServerCodecV2(newFeedCodec()),
 		// Streams beyond a peer's limit must reach the handler to be told
 		// RESOURCE_EXHAUSTED; this bounds the goroutines one connection
 		// can make before that.

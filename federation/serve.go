@@ -8,10 +8,12 @@ import (
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/irxfed/irx/errdefs"
+	"github.com/irxfed/irx/internal/wire"
 	irxv1 "github.com/irxfed/irx/proto/irx/v1"
 	"github.com/irxfed/irx/record"
 )
@@ -100,18 +102,26 @@ func (s *federationService) Subscribe(req *irxv1.SubscribeRequest, stream irxv1.
 			return err
 		}
 		// Compute the batch under the reader, then send: the reader holds
-		// the state machine's read lock, which a slow peer must not.
+		// the state machine's read lock, which a slow peer must not. Each
+		// response is encoded as soon as it is complete, so what the
+		// stream holds is its encoding, the bytes it accounts for, and not
+		// the larger decoded views.
 		resp := &irxv1.SubscribeResponse{Cursor: cursor, PolicyVersion: w.version}
-		var out []*irxv1.SubscribeResponse
-		var sizes []int64 // of out's items, then resp's
+		var out [][]byte
+		var encErr error
 		size, total := 0, int64(0)
+		cut := func(next *irxv1.SubscribeResponse) {
+			data, err := encodeResponse(resp)
+			encErr = errors.Join(encErr, err)
+			out = append(out, data)
+			total += int64(len(data) - size)
+			resp, size = next, 0
+		}
 		last, err := w.walk(cursor, limit, func(e *irxv1.FeedEntry, outs []outcome, withheld uint64) bool {
 			if e.GetKind() == irxv1.FeedEntryKind_FEED_ENTRY_KIND_POLICY && e.GetPeerTeamId() == peer && len(resp.GetItems()) > 0 {
 				// One response, one policy version: what the old version
 				// gave goes in its own response.
-				out, sizes = append(out, resp), append(sizes, int64(size))
-				resp = &irxv1.SubscribeResponse{Cursor: resp.GetCursor()}
-				size = 0
+				cut(&irxv1.SubscribeResponse{Cursor: resp.GetCursor()})
 			}
 			f.journals.record(peer, session, e.GetSequence(), outs, withheld, w.version)
 			counts.add(outs, withheld > 0)
@@ -126,9 +136,7 @@ func (s *federationService) Subscribe(req *irxv1.SubscribeRequest, stream irxv1.
 					// this entry's items leaves the response's cursor
 					// before the entry: the caller moves past it with the
 					// response that ends it.
-					out, sizes = append(out, resp), append(sizes, int64(size))
-					resp = &irxv1.SubscribeResponse{Cursor: resp.GetCursor(), PolicyVersion: w.version}
-					size = 0
+					cut(&irxv1.SubscribeResponse{Cursor: resp.GetCursor(), PolicyVersion: w.version})
 				}
 				resp.Items = append(resp.Items, o.item)
 				size += n
@@ -137,6 +145,9 @@ func (s *federationService) Subscribe(req *irxv1.SubscribeRequest, stream irxv1.
 			resp.Cursor, resp.PolicyVersion = e.GetSequence(), w.version
 			return total < room
 		})
+		if err == nil {
+			err = encErr
+		}
 		if err != nil {
 			return err
 		}
@@ -149,17 +160,47 @@ func (s *federationService) Subscribe(req *irxv1.SubscribeRequest, stream irxv1.
 		}
 		f.metrics.served(peer, counts)
 		cursor = last
-		out, sizes = append(out, resp), append(sizes, int64(size))
-		for i, r := range out {
-			if err := s.send(stream, r); err != nil {
+		cut(nil)
+		q.computed(total)
+		for i, data := range out {
+			n := int64(len(data))
+			if err := s.sendEncoded(stream, data); err != nil {
 				return err
 			}
-			// Send returned: gRPC took r, and what it held before is gone.
-			q.sent(sizes[i])
+			// Send returned: gRPC took the message, and what it held
+			// before is gone.
+			q.sent(n)
 			out[i] = nil
 		}
 		lastSend = time.Now()
 	}
+}
+
+// encodeResponse encodes a response without its head, with room for the
+// head that sendEncoded appends.
+func encodeResponse(resp *irxv1.SubscribeResponse) ([]byte, error) {
+	return proto.MarshalOptions{}.MarshalAppend(make([]byte, 0, proto.Size(resp)+headBytes), resp)
+}
+
+// headBytes is room for the head and its commit time appended to an
+// encoded response: two tags, a varint and a timestamp.
+const headBytes = 48
+
+// sendEncoded sends an encoded response with the head as of now appended:
+// fields appended to an encoding are read as if they were set in it.
+func (s *federationService) sendEncoded(stream irxv1.FederationService_SubscribeServer, data []byte) error {
+	head := s.f.state.FeedSequence()
+	data = protowire.AppendTag(data, wire.SubscribeResponseHead, protowire.VarintType)
+	data = protowire.AppendVarint(data, head)
+	if e, err := s.f.state.FeedEntry(head); err == nil && e.GetCommitTime() != nil {
+		t, err := proto.Marshal(e.GetCommitTime())
+		if err != nil {
+			return err
+		}
+		data = protowire.AppendTag(data, wire.SubscribeResponseHeadTime, protowire.BytesType)
+		data = protowire.AppendBytes(data, t)
+	}
+	return stream.SendMsg(&frame{data: data})
 }
 
 func (s *federationService) send(stream irxv1.FederationService_SubscribeServer, resp *irxv1.SubscribeResponse) error {

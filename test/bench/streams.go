@@ -130,8 +130,8 @@ func runStreams(ctx context.Context, args []string, out io.Writer) error {
 	}
 	heap0, _ := heapOf(ctx, metricsAddr)
 
-	// The streams: each connection carries perConn of them; the first
-	// idle part never calls Recv.
+	// The streams: each connection carries perConn of them; the idle
+	// ones never call Recv after the first response.
 	runCtx, stop := context.WithCancel(ctx)
 	defer stop()
 	var (
@@ -156,7 +156,9 @@ func runStreams(ctx context.Context, args []string, out io.Writer) error {
 			conns = append(conns, c)
 		}
 		client := irxv1.NewFederationServiceClient(conns[len(conns)-1])
-		reads := i >= idleStreams
+		// Idle and reading streams alternate, so that those a limit
+		// admits are of both kinds.
+		reads := int(float64(i+1)**idle) == int(float64(i)**idle)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
