@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"runtime"
 	rtmetrics "runtime/metrics"
 	"sync"
 	"time"
@@ -59,6 +60,10 @@ type streamLimits struct {
 	memoryLimit int64 // 0 or math.MaxInt64: no memory-based refusal
 	budget      *sendBudget
 	heapLive    func() uint64 // the live heap; a field so a test can raise it
+	// walks admits the walks of the feed that run at once: computing views
+	// is CPU, and a peer with many streams must leave cores to the
+	// operators' calls and to Raft.
+	walks chan struct{}
 }
 
 func newStreamLimits(cfg Config) *streamLimits {
@@ -68,7 +73,18 @@ func newStreamLimits(cfg Config) *streamLimits {
 		budget = max(l.memoryLimit/sendBudgetShare, 2*l.streamBytes)
 	}
 	l.budget = newSendBudget(budget)
+	l.walks = make(chan struct{}, max(1, runtime.GOMAXPROCS(0)/2))
 	return l
+}
+
+// walking waits for a walk's turn; done ends it.
+func (l *streamLimits) walking(ctx context.Context) (done func(), err error) {
+	select {
+	case l.walks <- struct{}{}:
+		return func() { <-l.walks }, nil
+	case <-ctx.Done():
+		return nil, status.FromContextError(ctx.Err()).Err()
+	}
 }
 
 // messageBytes is where a response is cut: a quarter of a stream's bound,

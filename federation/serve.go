@@ -117,6 +117,10 @@ func (s *federationService) Subscribe(req *irxv1.SubscribeRequest, stream irxv1.
 			total += int64(len(data) - size)
 			resp, size = next, 0
 		}
+		done, err := f.limits.walking(ctx)
+		if err != nil {
+			return err
+		}
 		last, err := w.walk(cursor, limit, func(e *irxv1.FeedEntry, outs []outcome, withheld uint64) bool {
 			if e.GetKind() == irxv1.FeedEntryKind_FEED_ENTRY_KIND_POLICY && e.GetPeerTeamId() == peer && len(resp.GetItems()) > 0 {
 				// One response, one policy version: what the old version
@@ -145,6 +149,7 @@ func (s *federationService) Subscribe(req *irxv1.SubscribeRequest, stream irxv1.
 			resp.Cursor, resp.PolicyVersion = e.GetSequence(), w.version
 			return total < room
 		})
+		done()
 		if err == nil {
 			err = encErr
 		}
