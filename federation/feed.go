@@ -131,9 +131,9 @@ func (w *feedWalker) forgetAcknowledged() {
 }
 
 // remembered is how many records the walk remembers beyond what the peer
-// acknowledged.
-func (w *feedWalker) remembered() int {
-	if len(w.held) >= maxUnacknowledged {
+// acknowledged, once it passed bound.
+func (w *feedWalker) remembered(bound int) int {
+	if len(w.held) >= bound {
 		w.forget()
 	}
 	return len(w.held)

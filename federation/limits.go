@@ -60,6 +60,8 @@ type streamLimits struct {
 	memoryLimit int64 // 0 or math.MaxInt64: no memory-based refusal
 	budget      *sendBudget
 	heapLive    func() uint64 // the live heap; a field so a test can raise it
+	// unacknowledged is maxUnacknowledged (a field so a test can lower it).
+	unacknowledged int
 	// walks admits the walks of the feed that run at once: computing views
 	// is CPU, and a peer with many streams must leave cores to the
 	// operators' calls and to Raft.
@@ -67,7 +69,7 @@ type streamLimits struct {
 }
 
 func newStreamLimits(cfg Config) *streamLimits {
-	l := &streamLimits{perPeer: cfg.StreamsPerPeer, streamBytes: cfg.StreamBytes, memoryLimit: cfg.MemoryLimit, heapLive: heapLive}
+	l := &streamLimits{perPeer: cfg.StreamsPerPeer, streamBytes: cfg.StreamBytes, memoryLimit: cfg.MemoryLimit, heapLive: heapLive, unacknowledged: maxUnacknowledged}
 	budget := int64(math.MaxInt64)
 	if l.memoryLimit > 0 && l.memoryLimit < math.MaxInt64 {
 		budget = max(l.memoryLimit/sendBudgetShare, 2*l.streamBytes)

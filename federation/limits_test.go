@@ -3,7 +3,6 @@ package federation
 import (
 	"context"
 	"crypto/tls"
-	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -11,11 +10,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/raft"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/irxfed/irx/node/fsm"
 	"github.com/irxfed/irx/pki"
@@ -31,7 +32,7 @@ type feedFixture struct {
 	logs      *syncBuffer
 	caA, caB  *pki.CA
 	certB     tls.Certificate
-	recordLen int
+	maxItems  int32 // of the streams subscribe opens; 0: the server's default
 }
 
 func newFeedFixture(t *testing.T, cfg Config, records, textBytes int) *feedFixture {
@@ -71,8 +72,18 @@ func newFeedFixture(t *testing.T, cfg Config, records, textBytes int) *feedFixtu
 	x.f = New(cfg)
 	x.f.state, x.f.team, x.f.log = fsmState{x.st}, "cert-a", slog.New(slog.NewTextHandler(x.logs, nil))
 	x.f.cert = pki.StaticCertificate(issue(t, x.caA, pki.NodeIdentity("cert-a", "n1")))
-	x.f.commit = func(context.Context, *irxv1.Command) (proto.Message, error) {
-		return nil, errors.New("this test commits nothing")
+	// A commit applies to the state machine at once, as a one-node
+	// team's would.
+	var mu sync.Mutex
+	x.f.commit = func(_ context.Context, cmd *irxv1.Command) (proto.Message, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		cmd.ProposeTime = timestamppb.Now()
+		data, err := proto.Marshal(cmd)
+		if err != nil {
+			return nil, err
+		}
+		return committedResult(x.st.Apply(&raft.Log{Index: x.st.AppliedIndex() + 1, Type: raft.LogCommand, Data: data}).(*fsm.Result), nil)
 	}
 	if err := x.f.listen(func(s *grpc.Server) { irxv1.RegisterFederationServiceServer(s, &federationService{f: x.f}) }); err != nil {
 		t.Fatal(err)
@@ -88,6 +99,18 @@ func newFeedFixture(t *testing.T, cfg Config, records, textBytes int) *feedFixtu
 // move them into the client's memory instead).
 func (x *feedFixture) subscribe(t *testing.T, cert tls.Certificate) (irxv1.FederationService_SubscribeClient, context.CancelFunc) {
 	t.Helper()
+	client, _ := x.client(t, cert)
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	stream, err := client.Subscribe(ctx, &irxv1.SubscribeRequest{MaxItems: x.maxItems})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return stream, cancel
+}
+
+func (x *feedFixture) client(t *testing.T, cert tls.Certificate) (irxv1.FederationServiceClient, *grpc.ClientConn) {
+	t.Helper()
 	conf, err := pki.ClientConfig(pki.StaticCertificate(cert), x.caA.Pool(), pki.ExpectNode("cert-a"))
 	if err != nil {
 		t.Fatal(err)
@@ -99,13 +122,7 @@ func (x *feedFixture) subscribe(t *testing.T, cert tls.Certificate) (irxv1.Feder
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = conn.Close() })
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
-	stream, err := irxv1.NewFederationServiceClient(conn).Subscribe(ctx, &irxv1.SubscribeRequest{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return stream, cancel
+	return irxv1.NewFederationServiceClient(conn), conn
 }
 
 // TestStreamsPerPeerLimit: a peer's streams beyond its limit are refused
@@ -275,5 +292,47 @@ func TestRefusedHandshakesRateLimited(t *testing.T) {
 	waitFor(t, "a line in the next interval", func() bool { return len(fx.logs.String()) > len(before) })
 	if line := fx.logs.String()[len(before):]; !strings.Contains(line, "suppressed_since_last=") {
 		t.Fatalf("the first line of the next interval does not say how many were suppressed: %s", line)
+	}
+}
+
+// TestStreamWaitsForAcknowledgement: a peer that reads without
+// acknowledging gets no more than the stream may remember unacknowledged
+// (plus the walk that reached it), then heartbeats; each acknowledgement
+// lets it go on, until it has the whole feed.
+func TestStreamWaitsForAcknowledgement(t *testing.T) {
+	const records, unacked, batch = 90, 30, 10
+	x := newFeedFixture(t, Config{}, records, 64)
+	x.f.limits.unacknowledged = unacked
+	x.maxItems = batch
+	client, _ := x.client(t, x.certB)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	stream, err := client.Subscribe(ctx, &irxv1.SubscribeRequest{MaxItems: batch})
+	if err != nil {
+		t.Fatal(err)
+	}
+	received, sinceAck, acks := 0, 0, 0
+	for received < records {
+		resp, err := stream.Recv()
+		if err != nil {
+			t.Fatalf("after %d views: %v", received, err)
+		}
+		if n := len(resp.GetItems()); n > 0 {
+			received += n
+			sinceAck += n
+			if sinceAck > unacked+batch {
+				t.Fatalf("%d views sent since the last acknowledgement; want at most %d", sinceAck, unacked+batch)
+			}
+			continue
+		}
+		// A heartbeat: the stream waits for us.
+		if _, err := client.Acknowledge(ctx, &irxv1.AcknowledgeRequest{Cursor: resp.GetCursor(), PolicyVersion: resp.GetPolicyVersion()}); err != nil {
+			t.Fatal(err)
+		}
+		sinceAck = 0
+		acks++
+	}
+	if acks < records/(unacked+batch) {
+		t.Fatalf("the whole feed of %d came with %d acknowledgements; the stream never waited for one", records, acks)
 	}
 }

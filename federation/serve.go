@@ -89,7 +89,7 @@ func (s *federationService) Subscribe(req *irxv1.SubscribeRequest, stream irxv1.
 		return wait(ctx, cursor)
 	}
 	for {
-		if w.remembered() >= maxUnacknowledged {
+		if w.remembered(f.limits.unacknowledged) >= f.limits.unacknowledged {
 			// The peer has not acknowledged what it was sent: what the
 			// walk must remember for it would grow without bound.
 			if err := idle(f.waitApplied); err != nil {
