@@ -27,12 +27,12 @@ import (
 // loopback listener with mutual TLS, over a real state machine holding
 // records its policy for cert-b discloses.
 type feedFixture struct {
-	f         *Federation
-	st        *fsm.FSM
-	logs      *syncBuffer
-	caA, caB  *pki.CA
-	certB     tls.Certificate
-	maxItems  int32 // of the streams subscribe opens; 0: the server's default
+	f        *Federation
+	st       *fsm.FSM
+	logs     *syncBuffer
+	caA, caB *pki.CA
+	certB    tls.Certificate
+	maxItems int32 // of the streams subscribe opens; 0: the server's default
 }
 
 func newFeedFixture(t *testing.T, cfg Config, records, textBytes int) *feedFixture {
