@@ -198,6 +198,9 @@ func runStreams(ctx context.Context, args []string, out io.Writer) error {
 	cluster := irxv1.NewClusterServiceClient(conn)
 	var lat []time.Duration
 	var heaps []float64
+	type slow struct{ at, took time.Duration }
+	var calls []slow
+	began = time.Now()
 	end := time.Now().Add(*duration)
 	nextHeap := time.Now()
 	for time.Now().Before(end) {
@@ -209,6 +212,7 @@ func runStreams(ctx context.Context, args []string, out io.Writer) error {
 			return fmt.Errorf("GetClusterStatus: %w", err)
 		}
 		lat = append(lat, time.Since(t0))
+		calls = append(calls, slow{t0.Sub(began), time.Since(t0)})
 		if time.Now().After(nextHeap) {
 			if h, err := heapOf(ctx, metricsAddr); err == nil {
 				heaps = append(heaps, h)
@@ -234,6 +238,14 @@ func runStreams(ctx context.Context, args []string, out io.Writer) error {
 		heap0/(1<<20), peak/(1<<20), len(heaps), *duration)
 	fmt.Fprintf(out, "GetClusterStatus meanwhile, %d calls: p50 %v  p99 %v  max %v\n", len(lat),
 		pct(0.5).Round(100*time.Microsecond), pct(0.99).Round(100*time.Microsecond), pct(1).Round(100*time.Microsecond))
+	// When the slowest calls were made: at the streams' opening, or all
+	// along.
+	slices.SortFunc(calls, func(a, b slow) int { return int(b.took - a.took) })
+	var when []string
+	for _, c := range calls[:min(5, len(calls))] {
+		when = append(when, fmt.Sprintf("%v at +%v", c.took.Round(time.Millisecond), c.at.Round(100*time.Millisecond)))
+	}
+	fmt.Fprintf(out, "  slowest: %s\n", strings.Join(when, ", "))
 	return nil
 }
 
