@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"runtime/debug"
 	"sync"
 	"time"
 
@@ -47,6 +48,17 @@ type Config struct {
 	BatchItems int
 	// RetryMax caps the backoff between a puller's reconnection attempts.
 	RetryMax time.Duration
+	// StreamsPerPeer bounds the Subscribe streams one peer may have open
+	// on this node (default DefaultStreamsPerPeer).
+	StreamsPerPeer int
+	// StreamBytes bounds the encoded bytes one Subscribe stream holds
+	// (default DefaultStreamBytes).
+	StreamBytes int64
+	// MemoryLimit is the node's memory limit: all streams together hold at
+	// most an eighth of it, and new streams are refused while the live
+	// heap is near it. 0: the Go runtime's limit (GOMEMLIMIT, or what
+	// irxd set); math.MaxInt64: none.
+	MemoryLimit int64
 }
 
 func (c Config) withDefaults() Config {
@@ -58,6 +70,16 @@ func (c Config) withDefaults() Config {
 	}
 	if c.RetryMax <= 0 {
 		c.RetryMax = 5 * time.Second
+	}
+	if c.StreamsPerPeer <= 0 {
+		c.StreamsPerPeer = DefaultStreamsPerPeer
+	}
+	if c.StreamBytes <= 0 {
+		c.StreamBytes = DefaultStreamBytes
+	}
+	c.StreamBytes = max(c.StreamBytes, minStreamBytes)
+	if c.MemoryLimit <= 0 {
+		c.MemoryLimit = debug.SetMemoryLimit(-1) // a read: a negative limit changes nothing
 	}
 	return c
 }
@@ -90,6 +112,11 @@ type Federation struct {
 	cuts     *cutMetrics
 	// followers are the peers' Subscribe streams open on this node.
 	followers *followers
+	limits    *streamLimits
+	// refusals and handshakes rate-limit the log lines a peer's refused
+	// streams and a stranger's refused handshakes write.
+	refusals   *rateLog
+	handshakes *rateLog
 
 	listener net.Listener
 	server   *grpc.Server
@@ -110,6 +137,9 @@ func New(cfg Config) *Federation {
 	f.conns = newPeerConns()
 	f.cuts = newCutMetrics()
 	f.followers = newFollowers()
+	f.limits = newStreamLimits(f.cfg)
+	f.refusals = newRateLog(refusalLogBurst, refusalLogInterval)
+	f.handshakes = newRateLog(refusalLogBurst, refusalLogInterval)
 	return f
 }
 
@@ -176,6 +206,12 @@ func (f *Federation) listen(register func(*grpc.Server)) error {
 		// close those it no longer admits (revoke.go).
 		grpc.Creds(trackingCreds{TransportCredentials: credentials.NewTLS(f.serverTLS()), f: f}),
 		grpc.MaxRecvMsgSize(MaxMessageBytes),
+		// Subscribe sends responses it encoded itself (a *frame).
+		grpc.ForceServerCodecV2(newFeedCodec()),
+		// Streams beyond a peer's limit must reach the handler to be told
+		// RESOURCE_EXHAUSTED; this bounds the goroutines one connection
+		// can make before that.
+		grpc.MaxConcurrentStreams(uint32(max(maxStreamsPerConn, f.cfg.StreamsPerPeer+8))),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second}),
 		grpc.ChainUnaryInterceptor(f.authenticateUnary, errgrpc.UnaryServerInterceptor),
 		grpc.ChainStreamInterceptor(f.authenticateStream, errgrpc.StreamServerInterceptor),
@@ -192,7 +228,7 @@ func (f *Federation) listen(register func(*grpc.Server)) error {
 		defer f.wg.Done()
 		f.watchPeers(f.stop)
 	}()
-	f.log.Info("federation listening", "addr", ln.Addr().String())
+	f.log.Info("federation listening", "addr", ln.Addr().String(), "limits", f.limits.String())
 	return nil
 }
 
@@ -234,7 +270,8 @@ func (f *Federation) serverTLS() *tls.Config {
 		VerifyConnection: func(cs tls.ConnectionState) error {
 			_, err := f.verifyPeer(cs.PeerCertificates, x509.ExtKeyUsageClientAuth)
 			if err != nil {
-				f.log.Warn("refused a peer connection", "error", err)
+				f.metrics.handshakeRefused(err)
+				f.handshakes.log(f.log, slog.LevelWarn, "refused a peer connection", "error", err)
 			}
 			return err
 		},

@@ -85,11 +85,12 @@ func (w *feedWalker) end() {
 
 // walk computes the entries after cursor, at most limit, under one reader,
 // and hands each entry's outcomes to visit with how many entries it
-// withheld. It returns the last sequence walked, cursor if there was
-// none. Serving a stream and recomputing an acknowledgement both walk
-// through here, so the ledger recomputed is the one a stream would have
-// produced.
-func (w *feedWalker) walk(cursor uint64, limit int, visit func(e *irxv1.FeedEntry, outs []outcome, withheld uint64)) (uint64, error) {
+// withheld; it stops early, after a whole entry, when visit returns false
+// (the stream has computed what it may hold). It returns the last sequence
+// walked, cursor if there was none. Serving a stream and recomputing an
+// acknowledgement both walk through here, so the ledger recomputed is the
+// one a stream would have produced.
+func (w *feedWalker) walk(cursor uint64, limit int, visit func(e *irxv1.FeedEntry, outs []outcome, withheld uint64) bool) (uint64, error) {
 	entries, err := w.f.state.FeedEntries(cursor, limit)
 	if err != nil {
 		return cursor, fmt.Errorf("read feed: %w", err)
@@ -110,8 +111,11 @@ func (w *feedWalker) walk(cursor uint64, limit int, visit func(e *irxv1.FeedEntr
 		if err != nil {
 			return cursor, fmt.Errorf("feed entry %d: %w", e.GetSequence(), err)
 		}
-		visit(e, outs, w.withheld-before)
+		more := visit(e, outs, w.withheld-before)
 		cursor = e.GetSequence()
+		if !more {
+			break
+		}
 	}
 	return cursor, nil
 }
@@ -123,6 +127,19 @@ func (w *feedWalker) forgetAcknowledged() {
 	if len(w.held) < 1024 {
 		return
 	}
+	w.forget()
+}
+
+// remembered is how many records the walk remembers beyond what the peer
+// acknowledged, once it passed bound.
+func (w *feedWalker) remembered(bound int) int {
+	if len(w.held) >= bound {
+		w.forget()
+	}
+	return len(w.held)
+}
+
+func (w *feedWalker) forget() {
 	st, err := w.f.state.PeerState(w.peer)
 	if err != nil {
 		return

@@ -63,11 +63,12 @@ func (m *walkModel) step() {
 	for m.cursor < m.a.st.FeedSequence() {
 		var items []*irxv1.FeedItem
 		from := m.cursor
-		last, err := m.w.walk(m.cursor, 7, func(_ *irxv1.FeedEntry, outs []outcome, _ uint64) {
+		last, err := m.w.walk(m.cursor, 7, func(_ *irxv1.FeedEntry, outs []outcome, _ uint64) bool {
 			for _, o := range outs {
 				items = append(items, o.item)
 				m.pending = append(m.pending, o.ledger)
 			}
+			return true
 		})
 		if err != nil {
 			m.t.Fatal(err)

@@ -21,37 +21,85 @@ const followStatusTimeout = time.Second
 // direction of federation in which a peer follows us. (Which peers we
 // follow is the leader's pullers'.)
 type followers struct {
-	mu   sync.Mutex
-	open map[string]int
-	last map[string]time.Time // when the peer last opened one here
+	mu      sync.Mutex
+	open    map[string]int
+	last    map[string]time.Time // when the peer last opened one here
+	refused map[string]int64     // streams refused over a limit
+	bytes   map[string]int64     // what the peer's streams hold (streamQueue)
+	most    map[string]int64     // the most they held at once
 }
 
 func newFollowers() *followers {
-	return &followers{open: map[string]int{}, last: map[string]time.Time{}}
+	return &followers{open: map[string]int{}, last: map[string]time.Time{}, refused: map[string]int64{}, bytes: map[string]int64{}, most: map[string]int64{}}
 }
 
-// begin counts a stream of peer until the returned func is called.
-func (fl *followers) begin(peer string) (end func()) {
+// admit counts a stream of peer until the returned func is called, unless
+// the peer already has limit streams open (limit <= 0: no limit). It
+// returns the streams open before this one.
+func (fl *followers) admit(peer string, limit int) (end func(), open int, ok bool) {
 	fl.mu.Lock()
+	defer fl.mu.Unlock()
+	open = fl.open[peer]
+	if limit > 0 && open >= limit {
+		fl.refused[peer]++
+		return nil, open, false
+	}
 	fl.open[peer]++
 	fl.last[peer] = time.Now()
-	fl.mu.Unlock()
 	return func() {
 		fl.mu.Lock()
 		defer fl.mu.Unlock()
 		if fl.open[peer]--; fl.open[peer] <= 0 {
 			delete(fl.open, peer)
 		}
+	}, open, true
+}
+
+// queued adds delta to the bytes peer's streams hold.
+func (fl *followers) queued(peer string, delta int64) {
+	fl.mu.Lock()
+	defer fl.mu.Unlock()
+	fl.bytes[peer] += delta
+	fl.most[peer] = max(fl.most[peer], fl.bytes[peer])
+	if fl.bytes[peer] == 0 {
+		delete(fl.bytes, peer)
 	}
 }
 
-// list is what this node knows, ordered by team id.
-func (fl *followers) list() []*irxv1.PeerStreams {
+// peak is the most peer's streams held at once on this node since it
+// started.
+func (fl *followers) peak(peer string) int64 {
+	fl.mu.Lock()
+	defer fl.mu.Unlock()
+	return fl.most[peer]
+}
+
+// usage is what peer's streams hold on this node: open streams, streams
+// refused since start, bytes queued.
+func (fl *followers) usage(peer string) (open int, refused, queued int64) {
+	fl.mu.Lock()
+	defer fl.mu.Unlock()
+	return fl.open[peer], fl.refused[peer], fl.bytes[peer]
+}
+
+// list is what this node knows, ordered by team id; limit is the node's
+// streams_per_peer.
+func (fl *followers) list(limit int) []*irxv1.PeerStreams {
 	fl.mu.Lock()
 	defer fl.mu.Unlock()
 	out := make([]*irxv1.PeerStreams, 0, len(fl.last))
+	// A peer refused every stream has no last subscribe time, and is
+	// listed all the same.
+	for peer := range fl.refused {
+		if _, ok := fl.last[peer]; !ok {
+			out = append(out, &irxv1.PeerStreams{TeamId: peer, RefusedStreams: fl.refused[peer], StreamsPerPeer: int32(limit)})
+		}
+	}
 	for peer, last := range fl.last {
-		out = append(out, &irxv1.PeerStreams{TeamId: peer, OpenStreams: int32(fl.open[peer]), LastSubscribeTime: timestamppb.New(last)})
+		out = append(out, &irxv1.PeerStreams{
+			TeamId: peer, OpenStreams: int32(fl.open[peer]), LastSubscribeTime: timestamppb.New(last),
+			RefusedStreams: fl.refused[peer], QueuedBytes: fl.bytes[peer], StreamsPerPeer: int32(limit),
+		})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].GetTeamId() < out[j].GetTeamId() })
 	return out
@@ -65,7 +113,7 @@ type peerStreamService struct {
 }
 
 func (s *peerStreamService) ListPeerStreams(context.Context, *irxv1.ListPeerStreamsRequest) (*irxv1.ListPeerStreamsResponse, error) {
-	return &irxv1.ListPeerStreamsResponse{NodeId: s.f.node.NodeID(), Peers: s.f.followers.list()}, nil
+	return &irxv1.ListPeerStreamsResponse{NodeId: s.f.node.NodeID(), Peers: s.f.followers.list(s.f.cfg.StreamsPerPeer)}, nil
 }
 
 // describeFollowing fills in, for peers the leader described, whether each
@@ -73,7 +121,7 @@ func (s *peerStreamService) ListPeerStreams(context.Context, *irxv1.ListPeerStre
 // streams open on it, since a peer pulls from whichever node it reaches.
 func (f *Federation) describeFollowing(ctx context.Context, peers ...*irxv1.Peer) {
 	var mu sync.Mutex
-	byNode := map[string][]*irxv1.PeerStreams{f.node.NodeID(): f.followers.list()}
+	byNode := map[string][]*irxv1.PeerStreams{f.node.NodeID(): f.followers.list(f.cfg.StreamsPerPeer)}
 	errs := f.node.OnMembers(ctx, func(ctx context.Context, id string, conn *grpc.ClientConn) error {
 		ctx, cancel := context.WithTimeout(ctx, followStatusTimeout)
 		defer cancel()
@@ -109,6 +157,12 @@ func (f *Federation) describeFollowing(ctx context.Context, peers ...*irxv1.Peer
 			for _, ps := range byNode[id] {
 				if ps.GetTeamId() != p.GetTeamId() {
 					continue
+				}
+				st.OpenStreams += ps.GetOpenStreams()
+				st.RefusedStreams += ps.GetRefusedStreams()
+				st.QueuedBytes += ps.GetQueuedBytes()
+				if id == f.node.NodeID() || st.StreamsPerPeer == 0 {
+					st.StreamsPerPeer = ps.GetStreamsPerPeer()
 				}
 				if ps.GetOpenStreams() > 0 {
 					st.FollowsUs = true

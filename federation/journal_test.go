@@ -87,8 +87,9 @@ func newJournalFixture(t *testing.T) *journalFixture {
 	cursor := uint64(0)
 	x.serve = func() uint64 {
 		t.Helper()
-		last, err := w.walk(cursor, 100, func(e *irxv1.FeedEntry, outs []outcome, withheld uint64) {
+		last, err := w.walk(cursor, 100, func(e *irxv1.FeedEntry, outs []outcome, withheld uint64) bool {
 			x.f.journals.record("cert-b", session, e.GetSequence(), outs, withheld, w.version)
+			return true
 		})
 		if err != nil || last != st.FeedSequence() {
 			t.Fatalf("walked to %d (%v), want the head %d", last, err, st.FeedSequence())

@@ -16,6 +16,14 @@ type metrics struct {
 	records *prometheus.CounterVec
 	fields  *prometheus.CounterVec
 	descs   map[string]*prometheus.Desc
+	// Limits (limits.go): streams refused, handshakes refused, and what
+	// the streams open here hold, read at scrape time.
+	streamsRefused    *prometheus.CounterVec
+	handshakesRefused *prometheus.CounterVec
+	streamsOpen       *prometheus.Desc
+	streamBytes       *prometheus.Desc
+	budgetUsed        *prometheus.Desc
+	budgetLimit       *prometheus.Desc
 }
 
 func newMetrics(f *Federation) *metrics {
@@ -30,6 +38,18 @@ func newMetrics(f *Federation) *metrics {
 			Help: "Fields of the views served to peers by this node, by peer, information class and the action applied.",
 		}, []string{"peer", "class", "action"}),
 		descs: map[string]*prometheus.Desc{},
+		streamsRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "irx_federation_streams_refused_total",
+			Help: "Subscribe streams this node refused with RESOURCE_EXHAUSTED, by peer and reason (peer_limit: the peer had streams_per_peer open; memory: the live heap was near memory_limit).",
+		}, []string{"peer", "reason"}),
+		handshakesRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "irx_federation_handshakes_refused_total",
+			Help: "TLS handshakes the peer-facing listener refused, by reason (deleted: no such peer, disabled, certificate_revoked, ca_changed, expired, not_node, unknown).",
+		}, []string{"reason"}),
+		streamsOpen: prometheus.NewDesc("irx_federation_streams_open", "Subscribe streams the peer has open on this node.", []string{"peer"}, nil),
+		streamBytes: prometheus.NewDesc("irx_federation_stream_queued_bytes", "Encoded bytes the peer's Subscribe streams hold on this node: computed and not yet handed to gRPC, and the last message gRPC holds per stream.", []string{"peer"}, nil),
+		budgetUsed:  prometheus.NewDesc("irx_federation_send_budget_used_bytes", "Bytes all Subscribe streams of this node hold of their shared budget.", nil, nil),
+		budgetLimit: prometheus.NewDesc("irx_federation_send_budget_bytes", "The budget all Subscribe streams of this node share: an eighth of memory_limit.", nil, nil),
 	}
 	for name, help := range map[string]string{
 		"irx_peer_inbound_lag_records":         "Entries of the peer's feed we have not applied.",
@@ -51,6 +71,12 @@ func newMetrics(f *Federation) *metrics {
 func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
 	m.records.Describe(ch)
 	m.fields.Describe(ch)
+	m.streamsRefused.Describe(ch)
+	m.handshakesRefused.Describe(ch)
+	ch <- m.streamsOpen
+	ch <- m.streamBytes
+	ch <- m.budgetUsed
+	ch <- m.budgetLimit
 	for _, d := range m.descs {
 		ch <- d
 	}
@@ -59,6 +85,7 @@ func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
 func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	m.records.Collect(ch)
 	m.fields.Collect(ch)
+	m.collectLimits(ch)
 	token := ""
 	for {
 		peers, next, err := m.f.state.Peers(500, token)
@@ -151,4 +178,33 @@ func (m *metrics) served(peer string, t *tally) {
 	}
 	clear(t.outcomes)
 	clear(t.fields)
+}
+
+// collectLimits reports the streams open here and what they hold.
+func (m *metrics) collectLimits(ch chan<- prometheus.Metric) {
+	m.streamsRefused.Collect(ch)
+	m.handshakesRefused.Collect(ch)
+	fl := m.f.followers
+	fl.mu.Lock()
+	for peer, n := range fl.open {
+		ch <- prometheus.MustNewConstMetric(m.streamsOpen, prometheus.GaugeValue, float64(n), peer)
+	}
+	for peer, n := range fl.bytes {
+		ch <- prometheus.MustNewConstMetric(m.streamBytes, prometheus.GaugeValue, float64(n), peer)
+	}
+	fl.mu.Unlock()
+	b := m.f.limits.budget
+	ch <- prometheus.MustNewConstMetric(m.budgetUsed, prometheus.GaugeValue, float64(b.inUse()))
+	ch <- prometheus.MustNewConstMetric(m.budgetLimit, prometheus.GaugeValue, float64(b.limit))
+}
+
+// refused counts a Subscribe stream refused over a limit.
+func (m *metrics) refused(peer, reason string) {
+	m.streamsRefused.WithLabelValues(peer, reason).Inc()
+}
+
+// handshakeRefused counts a refused handshake by the reason of err. The
+// identity a refused client claims is not a label: anyone can claim any.
+func (m *metrics) handshakeRefused(err error) {
+	m.handshakesRefused.WithLabelValues(reasonOf(err)).Inc()
 }

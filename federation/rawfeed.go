@@ -139,11 +139,21 @@ func setRawItems(cmd *irxv1.ApplyPeerFeedCommand, items []rawItem) {
 type frame struct{ data []byte }
 
 // feedCodec is gRPC's protobuf codec, except that it hands a *frame the
-// message's bytes instead of decoding them.
+// message's bytes instead of decoding them, and sends a *frame's bytes
+// instead of encoding a message.
 type feedCodec struct{ encoding.CodecV2 }
 
 func newFeedCodec() feedCodec {
 	return feedCodec{encoding.GetCodecV2(grpcproto.Name)}
+}
+
+// Marshal sends a *frame's bytes as they are: the feed server encodes
+// its responses as it computes them (serve.go).
+func (c feedCodec) Marshal(v any) (mem.BufferSlice, error) {
+	if f, ok := v.(*frame); ok {
+		return mem.BufferSlice{mem.SliceBuffer(f.data)}, nil
+	}
+	return c.CodecV2.Marshal(v)
 }
 
 func (c feedCodec) Unmarshal(data mem.BufferSlice, v any) error {

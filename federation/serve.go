@@ -8,10 +8,12 @@ import (
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/irxfed/irx/errdefs"
+	"github.com/irxfed/irx/internal/wire"
 	irxv1 "github.com/irxfed/irx/proto/irx/v1"
 	"github.com/irxfed/irx/record"
 )
@@ -25,7 +27,8 @@ const (
 	// maxLedgerPerCommand splits a large acknowledgement into several
 	// Raft entries of bounded size.
 	maxLedgerPerCommand = 4096
-	// maxResponseBytes starts a new response once one carries this much.
+	// maxResponseBytes starts a new response once one carries this much
+	// (or a quarter of what a stream may hold, if less).
 	maxResponseBytes = 4 << 20
 )
 
@@ -35,10 +38,19 @@ type federationService struct {
 }
 
 // Subscribe implements irx.v1.FederationService.
+//
+// What a stream costs is bounded (limits.go): the peer's streams are
+// counted, each walk computes no more than the stream may hold before it
+// sends, and the bytes come out of a budget all streams share, so a peer
+// that does not read holds one walk's worth and no more.
 func (s *federationService) Subscribe(req *irxv1.SubscribeRequest, stream irxv1.FederationService_SubscribeServer) error {
 	f, ctx := s.f, stream.Context()
 	peer := caller(ctx)
-	defer f.followers.begin(peer)()
+	end, err := f.admitStream(peer)
+	if err != nil {
+		return err
+	}
+	defer end()
 	limit := int(req.GetMaxItems())
 	switch {
 	case limit < 0:
@@ -61,20 +73,59 @@ func (s *federationService) Subscribe(req *irxv1.SubscribeRequest, stream irxv1.
 	w := newWalker(f, peer, compiled)
 	counts := newTally()
 	session := f.journals.begin(peer, req.GetCursor())
+	q := f.newStreamQueue(peer)
+	defer q.close()
+	msgBytes := f.limits.messageBytes()
 	cursor := req.GetCursor()
 	lastSend := time.Time{}
+	idle := func(wait func(context.Context, uint64) error) error {
+		if time.Since(lastSend) >= heartbeat {
+			if err := s.send(stream, &irxv1.SubscribeResponse{Cursor: cursor, PolicyVersion: w.version}); err != nil {
+				return err
+			}
+			q.sent(0)
+			lastSend = time.Now()
+		}
+		return wait(ctx, cursor)
+	}
 	for {
+		if w.remembered(f.limits.unacknowledged) >= f.limits.unacknowledged {
+			// The peer has not acknowledged what it was sent: what the
+			// walk must remember for it would grow without bound.
+			if err := idle(f.waitApplied); err != nil {
+				return err
+			}
+			continue
+		}
+		room := q.room()
+		if err := q.reserve(ctx); err != nil {
+			return err
+		}
 		// Compute the batch under the reader, then send: the reader holds
-		// the state machine's read lock, which a slow peer must not.
+		// the state machine's read lock, which a slow peer must not. Each
+		// response is encoded as soon as it is complete, so what the
+		// stream holds is its encoding, the bytes it accounts for, and not
+		// the larger decoded views.
 		resp := &irxv1.SubscribeResponse{Cursor: cursor, PolicyVersion: w.version}
-		var out []*irxv1.SubscribeResponse
-		size := 0
-		last, err := w.walk(cursor, limit, func(e *irxv1.FeedEntry, outs []outcome, withheld uint64) {
+		var out [][]byte
+		var encErr error
+		size, total := 0, int64(0)
+		cut := func(next *irxv1.SubscribeResponse) {
+			data, err := encodeResponse(resp)
+			encErr = errors.Join(encErr, err)
+			out = append(out, data)
+			total += int64(len(data) - size)
+			resp, size = next, 0
+		}
+		done, err := f.limits.walking(ctx)
+		if err != nil {
+			return err
+		}
+		last, err := w.walk(cursor, limit, func(e *irxv1.FeedEntry, outs []outcome, withheld uint64) bool {
 			if e.GetKind() == irxv1.FeedEntryKind_FEED_ENTRY_KIND_POLICY && e.GetPeerTeamId() == peer && len(resp.GetItems()) > 0 {
 				// One response, one policy version: what the old version
 				// gave goes in its own response.
-				out = append(out, resp)
-				resp = &irxv1.SubscribeResponse{Cursor: resp.GetCursor()}
+				cut(&irxv1.SubscribeResponse{Cursor: resp.GetCursor()})
 			}
 			f.journals.record(peer, session, e.GetSequence(), outs, withheld, w.version)
 			counts.add(outs, withheld > 0)
@@ -83,44 +134,78 @@ func (s *federationService) Subscribe(req *irxv1.SubscribeRequest, stream irxv1.
 					continue
 				}
 				n := proto.Size(o.item)
-				if size > 0 && size+n > maxResponseBytes {
-					// Keep each message well under what the puller
-					// accepts. A cut inside this entry's items leaves the
-					// response's cursor before the entry: the caller
-					// moves past it with the response that ends it.
-					out = append(out, resp)
-					resp = &irxv1.SubscribeResponse{Cursor: resp.GetCursor(), PolicyVersion: w.version}
-					size = 0
+				if size > 0 && size+n > msgBytes {
+					// Keep each message within what the stream may hold
+					// and well under what the puller accepts. A cut inside
+					// this entry's items leaves the response's cursor
+					// before the entry: the caller moves past it with the
+					// response that ends it.
+					cut(&irxv1.SubscribeResponse{Cursor: resp.GetCursor(), PolicyVersion: w.version})
 				}
 				resp.Items = append(resp.Items, o.item)
 				size += n
+				total += int64(n)
 			}
 			resp.Cursor, resp.PolicyVersion = e.GetSequence(), w.version
+			return total < room
 		})
+		done()
+		if err == nil {
+			err = encErr
+		}
 		if err != nil {
 			return err
 		}
+		q.computed(total)
 		if last == cursor {
-			if time.Since(lastSend) >= heartbeat {
-				if err := s.send(stream, &irxv1.SubscribeResponse{Cursor: cursor, PolicyVersion: w.version}); err != nil {
-					return err
-				}
-				lastSend = time.Now()
-			}
-			if err := f.waitFeed(ctx, cursor); err != nil {
+			if err := idle(f.waitFeed); err != nil {
 				return err
 			}
 			continue
 		}
 		f.metrics.served(peer, counts)
 		cursor = last
-		for _, r := range append(out, resp) {
-			if err := s.send(stream, r); err != nil {
+		cut(nil)
+		q.computed(total)
+		for i, data := range out {
+			n := int64(len(data))
+			if err := s.sendEncoded(stream, data); err != nil {
 				return err
 			}
+			// Send returned: gRPC took the message, and what it held
+			// before is gone.
+			q.sent(n)
+			out[i] = nil
 		}
 		lastSend = time.Now()
 	}
+}
+
+// encodeResponse encodes a response without its head, with room for the
+// head that sendEncoded appends.
+func encodeResponse(resp *irxv1.SubscribeResponse) ([]byte, error) {
+	return proto.MarshalOptions{}.MarshalAppend(make([]byte, 0, proto.Size(resp)+headBytes), resp)
+}
+
+// headBytes is room for the head and its commit time appended to an
+// encoded response: two tags, a varint and a timestamp.
+const headBytes = 48
+
+// sendEncoded sends an encoded response with the head as of now appended:
+// fields appended to an encoding are read as if they were set in it.
+func (s *federationService) sendEncoded(stream irxv1.FederationService_SubscribeServer, data []byte) error {
+	head := s.f.state.FeedSequence()
+	data = protowire.AppendTag(data, wire.SubscribeResponseHead, protowire.VarintType)
+	data = protowire.AppendVarint(data, head)
+	if e, err := s.f.state.FeedEntry(head); err == nil && e.GetCommitTime() != nil {
+		t, err := proto.Marshal(e.GetCommitTime())
+		if err != nil {
+			return err
+		}
+		data = protowire.AppendTag(data, wire.SubscribeResponseHeadTime, protowire.BytesType)
+		data = protowire.AppendBytes(data, t)
+	}
+	return stream.SendMsg(&frame{data: data})
 }
 
 func (s *federationService) send(stream irxv1.FederationService_SubscribeServer, resp *irxv1.SubscribeResponse) error {
@@ -160,6 +245,17 @@ func (f *Federation) waitFeed(ctx context.Context, cursor uint64) error {
 			}
 			return nil
 		}
+	}
+	return nil
+}
+
+// waitApplied blocks until this node applies another entry (an
+// acknowledgement, say), for at most a heartbeat.
+func (f *Federation) waitApplied(ctx context.Context, _ uint64) error {
+	wait, cancel := context.WithTimeout(ctx, heartbeat)
+	defer cancel()
+	if err := f.state.WaitApplied(wait, f.state.AppliedIndex()+1); err != nil && ctx.Err() != nil {
+		return status.FromContextError(ctx.Err()).Err()
 	}
 	return nil
 }
@@ -268,8 +364,9 @@ func (f *Federation) recompute(peer string, from, to uint64, policyVersion int64
 	}
 	w := newWalker(f, peer, compiled)
 	var sent sentLedger
-	collect := func(e *irxv1.FeedEntry, outs []outcome, withheld uint64) {
+	collect := func(e *irxv1.FeedEntry, outs []outcome, withheld uint64) bool {
 		sent.add(e.GetSequence(), outs, withheld, w.version)
+		return true
 	}
 	for cursor := from; cursor < to; {
 		next, err := w.walk(cursor, int(min(to-cursor, 4096)), collect)

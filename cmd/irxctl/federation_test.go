@@ -168,6 +168,10 @@ func TestFederationThroughIrxctl(t *testing.T) {
 	if !regexp.MustCompile(`follows us: +yes: Subscribe streams open on node1; last subscribed `).MatchString(r.stdout) {
 		t.Errorf("A's peer get cert-b:\n%s", r.stdout)
 	}
+	// Its streams against the node's limit (streams_per_peer, 8 by default).
+	if !regexp.MustCompile(`its streams: +[1-9] open \(at most 8 per node\), 0 refused since the nodes started`).MatchString(r.stdout) {
+		t.Errorf("A's peer get cert-b does not show cert-b's one stream against its limit:\n%s", r.stdout)
+	}
 	r = within(t, wait, "B follows A", func() result { return atB("", "peer", "list") }, func(r result) bool {
 		row := peerRows(t, r.stdout)["cert-a"]
 		return r.code == 0 && row != nil && row[1] == "yes" && row[8] == "1" // WE FOLLOW, RECEIVED

@@ -465,6 +465,10 @@ func writePeerDetail(w io.Writer, p *irxv1.Peer) error {
 	}
 	row("we follow", "%s", weFollowDetail(p))
 	row("follows us", "%s", followsUsDetail(p))
+	if limit := st.GetStreamsPerPeer(); limit > 0 {
+		row("its streams", "%d open (at most %d per node), %d refused since the nodes started, %d bytes queued",
+			st.GetOpenStreams(), limit, st.GetRefusedStreams(), st.GetQueuedBytes())
+	}
 	row("outbound", "acknowledged %d of %d, lag %d, last acknowledged %s; sent %d versions, %d replacements, %d withdrawals; withheld %d",
 		st.GetOutboundAcknowledged(), st.GetOutboundHead(), st.GetOutboundLagRecords(), timeLabel(st.GetLastAcknowledgeTime()),
 		st.GetSent(), st.GetSentReplacements(), st.GetSentWithdrawals(), st.GetWithheld())

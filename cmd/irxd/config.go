@@ -59,7 +59,16 @@ type fileConfig struct {
 	// EraseWithin bounds the time from a withdrawal applied here to its
 	// values being gone from every file of data_dir.
 	EraseWithin time.Duration `yaml:"erase_within"`
-	Log         struct {
+	// MemoryLimit is the node's memory limit ("768MiB"): the Go runtime's
+	// (debug.SetMemoryLimit), and the bound federation's streams keep
+	// within. Default: GOMEMLIMIT, else 3/4 of the cgroup's, else 1GiB.
+	MemoryLimit string `yaml:"memory_limit"`
+	// Federation bounds what each peer may cost the node.
+	Federation struct {
+		StreamsPerPeer int    `yaml:"streams_per_peer"`
+		StreamBytes    string `yaml:"stream_bytes"`
+	} `yaml:"federation"`
+	Log struct {
 		Level  string `yaml:"level"`
 		Format string `yaml:"format"`
 	} `yaml:"log"`
@@ -88,6 +97,8 @@ type options struct {
 	debugAddr  string
 	logLevel   string
 	logFormat  string
+	// memoryLimit is memory_limit in bytes, 0 if not set.
+	memoryLimit int64
 	// showVersion prints the version and exits: --version.
 	showVersion bool
 }
@@ -120,6 +131,9 @@ func parseOptions(args []string, stderr io.Writer, getenv func(string) string) (
 		logLevel   = fs.String("log-level", "", "debug, info, warn or error (default info)")
 		logFormat  = fs.String("log-format", "", "text or json (default text)")
 		showVer    = fs.Bool("version", false, "print the version and the commit irxd was built from, and exit")
+		memLimit   = fs.String("memory-limit", "", "the node's memory limit, such as 768MiB (default: GOMEMLIMIT, else 3/4 of the cgroup's limit, else 1GiB)")
+		perPeer    = fs.Int("streams-per-peer", 0, fmt.Sprintf("Subscribe streams one peer may have open on this node (default %d)", federation.DefaultStreamsPerPeer))
+		streamB    = fs.String("stream-bytes", "", fmt.Sprintf("bytes one Subscribe stream may hold unsent, such as 4MiB (default %dMiB)", federation.DefaultStreamBytes>>20))
 	)
 	if err := fs.Parse(args); err != nil {
 		return options{}, err
@@ -154,9 +168,25 @@ func parseOptions(args []string, stderr io.Writer, getenv func(string) string) (
 			EraseWithin:   fc.EraseWithin,
 			FirstOperator: fc.Access.FirstOperator,
 		},
-		federation: federation.Config{Addr: fc.Listen.Federation},
+		federation: federation.Config{Addr: fc.Listen.Federation, StreamsPerPeer: fc.Federation.StreamsPerPeer},
 		logLevel:   fc.Log.Level,
 		logFormat:  fc.Log.Format,
+	}
+	var sizeErr error
+	size := func(key, v string, dst *int64) {
+		if v == "" {
+			return
+		}
+		n, err := parseBytes(v)
+		if err != nil {
+			sizeErr = errors.Join(sizeErr, fmt.Errorf("%s: %w", key, err))
+		}
+		*dst = n
+	}
+	size("memory_limit", fc.MemoryLimit, &o.memoryLimit)
+	size("federation.stream_bytes", fc.Federation.StreamBytes, &o.federation.StreamBytes)
+	if fc.Federation.StreamsPerPeer < 0 {
+		sizeErr = errors.Join(sizeErr, fmt.Errorf("federation.streams_per_peer: %d is negative", fc.Federation.StreamsPerPeer))
 	}
 	override := map[string]*string{
 		"team": &o.node.TeamID, "node": &o.node.NodeID, "data-dir": &o.node.DataDir,
@@ -215,9 +245,17 @@ func parseOptions(args []string, stderr io.Writer, getenv func(string) string) (
 			o.node.Raft.SnapshotInterval = *snapCheck
 		case "erase-within":
 			o.node.EraseWithin = *eraseIn
+		case "memory-limit":
+			size("--memory-limit", *memLimit, &o.memoryLimit)
+		case "stream-bytes":
+			size("--stream-bytes", *streamB, &o.federation.StreamBytes)
+		case "streams-per-peer":
+			if o.federation.StreamsPerPeer = *perPeer; *perPeer < 0 {
+				sizeErr = errors.Join(sizeErr, fmt.Errorf("--streams-per-peer: %d is negative", *perPeer))
+			}
 		}
 	})
-	return o, err
+	return o, errors.Join(err, sizeErr)
 }
 
 func envName(flagName string) string {

@@ -77,6 +77,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 		}
 		defer stopDebug()
 	}
+	limit, source := memoryLimit(opts.memoryLimit, getenv, os.ReadFile)
+	debug.SetMemoryLimit(limit)
+	opts.federation.MemoryLimit = limit
+	logger.Info("memory limit", "bytes", limit, "mib", limit>>20, "from", source)
 	fed := federation.New(opts.federation)
 	opts.node.Services = func(n *node.Node, s grpc.ServiceRegistrar) { fed.Services(federationTeam(n), s) }
 	n, err := node.Start(opts.node)

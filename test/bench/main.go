@@ -57,8 +57,11 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	if len(args) > 0 && args[0] == "federation" {
 		return runFederation(ctx, args[1:], out)
 	}
+	if len(args) > 0 && args[0] == "streams" {
+		return runStreams(ctx, args[1:], out)
+	}
 	if len(args) == 0 || args[0] != "ingest" {
-		return errors.New("usage: bench ingest|federation [flags]  (bench ingest -h for the flags)")
+		return errors.New("usage: bench ingest|federation|streams [flags]  (bench ingest -h for the flags)")
 	}
 	fs := flag.NewFlagSet("ingest", flag.ContinueOnError)
 	var (

@@ -258,8 +258,20 @@ type PeerStatus struct {
 	// Members that did not say which peers follow them (down, or no answer
 	// within a second): follows_us may miss a stream open on one of them.
 	UnansweredNodes []string `protobuf:"bytes,27,rep,name=unanswered_nodes,json=unansweredNodes,proto3" json:"unanswered_nodes,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// The peer's Subscribe streams open on the members that answered.
+	OpenStreams int32 `protobuf:"varint,28,opt,name=open_streams,json=openStreams,proto3" json:"open_streams,omitempty"`
+	// Subscribe streams of the peer the members that answered refused with
+	// RESOURCE_EXHAUSTED (over streams_per_peer, or the node's heap near its
+	// memory limit), each since it started.
+	RefusedStreams int64 `protobuf:"varint,29,opt,name=refused_streams,json=refusedStreams,proto3" json:"refused_streams,omitempty"`
+	// Encoded bytes the peer's streams hold on the members that answered:
+	// computed and not yet sent.
+	QueuedBytes int64 `protobuf:"varint,30,opt,name=queued_bytes,json=queuedBytes,proto3" json:"queued_bytes,omitempty"`
+	// How many Subscribe streams the peer may have open on each node
+	// (streams_per_peer of the node that answered).
+	StreamsPerPeer int32 `protobuf:"varint,31,opt,name=streams_per_peer,json=streamsPerPeer,proto3" json:"streams_per_peer,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *PeerStatus) Reset() {
@@ -481,6 +493,34 @@ func (x *PeerStatus) GetUnansweredNodes() []string {
 	return nil
 }
 
+func (x *PeerStatus) GetOpenStreams() int32 {
+	if x != nil {
+		return x.OpenStreams
+	}
+	return 0
+}
+
+func (x *PeerStatus) GetRefusedStreams() int64 {
+	if x != nil {
+		return x.RefusedStreams
+	}
+	return 0
+}
+
+func (x *PeerStatus) GetQueuedBytes() int64 {
+	if x != nil {
+		return x.QueuedBytes
+	}
+	return 0
+}
+
+func (x *PeerStatus) GetStreamsPerPeer() int32 {
+	if x != nil {
+		return x.StreamsPerPeer
+	}
+	return 0
+}
+
 // ListPeerStreamsRequest is the request of ListPeerStreams.
 type ListPeerStreamsRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -582,8 +622,16 @@ type PeerStreams struct {
 	OpenStreams int32 `protobuf:"varint,2,opt,name=open_streams,json=openStreams,proto3" json:"open_streams,omitempty"`
 	// When the peer last opened a Subscribe stream on the node.
 	LastSubscribeTime *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=last_subscribe_time,json=lastSubscribeTime,proto3" json:"last_subscribe_time,omitempty"`
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	// Subscribe streams of the peer the node refused with RESOURCE_EXHAUSTED
+	// since it started.
+	RefusedStreams int64 `protobuf:"varint,4,opt,name=refused_streams,json=refusedStreams,proto3" json:"refused_streams,omitempty"`
+	// Encoded bytes the peer's streams hold on the node: computed and not yet
+	// sent.
+	QueuedBytes int64 `protobuf:"varint,5,opt,name=queued_bytes,json=queuedBytes,proto3" json:"queued_bytes,omitempty"`
+	// How many Subscribe streams the node admits per peer.
+	StreamsPerPeer int32 `protobuf:"varint,6,opt,name=streams_per_peer,json=streamsPerPeer,proto3" json:"streams_per_peer,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *PeerStreams) Reset() {
@@ -635,6 +683,27 @@ func (x *PeerStreams) GetLastSubscribeTime() *timestamppb.Timestamp {
 		return x.LastSubscribeTime
 	}
 	return nil
+}
+
+func (x *PeerStreams) GetRefusedStreams() int64 {
+	if x != nil {
+		return x.RefusedStreams
+	}
+	return 0
+}
+
+func (x *PeerStreams) GetQueuedBytes() int64 {
+	if x != nil {
+		return x.QueuedBytes
+	}
+	return 0
+}
+
+func (x *PeerStreams) GetStreamsPerPeer() int32 {
+	if x != nil {
+		return x.StreamsPerPeer
+	}
+	return 0
 }
 
 // CreatePeerRequest is the request of CreatePeer.
@@ -1259,7 +1328,8 @@ const file_irx_v1_peer_service_proto_rawDesc = "" +
 	"createTime\x12;\n" +
 	"\vupdate_time\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"updateTime\x12H\n" +
-	" revoked_certificate_fingerprints\x18\r \x03(\tR\x1erevokedCertificateFingerprints\"\xb0\t\n" +
+	" revoked_certificate_fingerprints\x18\r \x03(\tR\x1erevokedCertificateFingerprints\"\xc9\n" +
+	"\n" +
 	"\n" +
 	"PeerStatus\x12\x1c\n" +
 	"\tconnected\x18\x01 \x01(\bR\tconnected\x12\x1a\n" +
@@ -1291,15 +1361,22 @@ const file_irx_v1_peer_service_proto_rawDesc = "" +
 	"\x13follows_us_on_nodes\x18\x18 \x03(\tR\x10followsUsOnNodes\x12J\n" +
 	"\x13last_subscribe_time\x18\x19 \x01(\v2\x1a.google.protobuf.TimestampR\x11lastSubscribeTime\x12+\n" +
 	"\x11nothing_disclosed\x18\x1a \x01(\bR\x10nothingDisclosed\x12)\n" +
-	"\x10unanswered_nodes\x18\x1b \x03(\tR\x0funansweredNodes\"\x18\n" +
+	"\x10unanswered_nodes\x18\x1b \x03(\tR\x0funansweredNodes\x12!\n" +
+	"\fopen_streams\x18\x1c \x01(\x05R\vopenStreams\x12'\n" +
+	"\x0frefused_streams\x18\x1d \x01(\x03R\x0erefusedStreams\x12!\n" +
+	"\fqueued_bytes\x18\x1e \x01(\x03R\vqueuedBytes\x12(\n" +
+	"\x10streams_per_peer\x18\x1f \x01(\x05R\x0estreamsPerPeer\"\x18\n" +
 	"\x16ListPeerStreamsRequest\"]\n" +
 	"\x17ListPeerStreamsResponse\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12)\n" +
-	"\x05peers\x18\x02 \x03(\v2\x13.irx.v1.PeerStreamsR\x05peers\"\x95\x01\n" +
+	"\x05peers\x18\x02 \x03(\v2\x13.irx.v1.PeerStreamsR\x05peers\"\x8b\x02\n" +
 	"\vPeerStreams\x12\x17\n" +
 	"\ateam_id\x18\x01 \x01(\tR\x06teamId\x12!\n" +
 	"\fopen_streams\x18\x02 \x01(\x05R\vopenStreams\x12J\n" +
-	"\x13last_subscribe_time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x11lastSubscribeTime\"5\n" +
+	"\x13last_subscribe_time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x11lastSubscribeTime\x12'\n" +
+	"\x0frefused_streams\x18\x04 \x01(\x03R\x0erefusedStreams\x12!\n" +
+	"\fqueued_bytes\x18\x05 \x01(\x03R\vqueuedBytes\x12(\n" +
+	"\x10streams_per_peer\x18\x06 \x01(\x05R\x0estreamsPerPeer\"5\n" +
 	"\x11CreatePeerRequest\x12 \n" +
 	"\x04peer\x18\x01 \x01(\v2\f.irx.v1.PeerR\x04peer\"6\n" +
 	"\x12CreatePeerResponse\x12 \n" +
