@@ -24,6 +24,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/irxfed/irx/node/api"
+	"github.com/irxfed/irx/node/diskspace"
 	"github.com/irxfed/irx/node/fsm"
 	"github.com/irxfed/irx/node/raftstore"
 	"github.com/irxfed/irx/node/transport"
@@ -66,6 +67,17 @@ type Node struct {
 	// readyTerm is the term in which this node, as leader, has committed an
 	// entry of its own, so its commit index is safe for read-index reads.
 	readyTerm atomic.Uint64
+
+	// disks guards the free space of the data directory's file systems.
+	disks        *diskspace.Guard
+	stopWatching context.CancelFunc
+	handingOff   atomic.Bool
+	// lastProblem is the storage problem last reported, for logging
+	// changes only (watchLeadership's goroutine).
+	lastProblem string
+	// closing names the step Close is at, for the log line of a shutdown
+	// that does not finish in time.
+	closing atomic.Pointer[string]
 
 	stopObserving chan struct{}
 	wg            sync.WaitGroup
@@ -167,8 +179,10 @@ func (n *Node) startRaft(creds nodeCredentials) error {
 		r := running.Load()
 		return r != nil && r.State() == raft.Leader
 	}
+	n.disks = newDiskGuard(n.cfg)
 	n.logs, err = raftstore.Open(filepath.Join(n.cfg.DataDir, "raft"), raftstore.WithLogger(n.log),
-		raftstore.WithWriteAhead(leading), raftstore.WithSyncObserver(func(d time.Duration) { n.metrics.logSync.Observe(d.Seconds()) }))
+		raftstore.WithWriteAhead(leading), raftstore.WithSyncObserver(func(d time.Duration) { n.metrics.logSync.Observe(d.Seconds()) }),
+		raftstore.WithWriteCheck(n.disks.Exhausted), raftstore.WithStallTimeout(n.cfg.Storage.StallTimeout))
 	if err != nil {
 		return err
 	}
@@ -176,6 +190,16 @@ func (n *Node) startRaft(creds nodeCredentials) error {
 	if err != nil {
 		return err
 	}
+	// Both directories exist now; a node started on a full disk refuses
+	// writes from its first call.
+	n.disks.Poll()
+	var watchCtx context.Context
+	watchCtx, n.stopWatching = context.WithCancel(context.Background())
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		n.watchStorage(watchCtx)
+	}()
 	snapshotBase := filepath.Join(n.cfg.DataDir, "snapshots")
 	snapshots, err := raft.NewFileSnapshotStoreWithLogger(snapshotBase, 2, raftLogger)
 	if err != nil {
@@ -284,7 +308,7 @@ func (n *Node) startRaft(creds nodeCredentials) error {
 	n.intra = grpc.NewServer(
 		grpc.MaxRecvMsgSize(maxIntraRequestBytes),
 		streamWorkers(),
-		grpc.ChainUnaryInterceptor(recoverUnary(n.log), logUnary(n.log), statusUnary))
+		grpc.ChainUnaryInterceptor(recoverUnary(n.log), logUnary(n.log), n.statusUnary))
 	irxv1.RegisterNodeServiceServer(n.intra, nodeService{n: n})
 	irxv1.RegisterClusterServiceServer(n.intra, api.NewClusterService(n))
 	if n.cfg.Services != nil {
@@ -322,7 +346,7 @@ func (n *Node) startAPI(creds nodeCredentials) error {
 	n.apiListener = ln
 	opts := []grpc.ServerOption{
 		grpc.MaxRecvMsgSize(MaxRequestBytes),
-		grpc.ChainUnaryInterceptor(recoverUnary(n.log), n.metrics.unary(), logUnary(n.log), statusUnary),
+		grpc.ChainUnaryInterceptor(recoverUnary(n.log), n.metrics.unary(), logUnary(n.log), n.statusUnary),
 		streamWorkers(),
 	}
 	if n.cfg.apiPlaintext() {
@@ -357,15 +381,22 @@ func (n *Node) startAPI(creds nodeCredentials) error {
 }
 
 // watchLeadership keeps grpc.health.v1 honest: a node that knows no leader
-// cannot serve writes, so it reports NOT_SERVING until it does.
+// cannot serve writes, and one whose disks refuse them does not, so it
+// reports NOT_SERVING until both are well; such a node also hands its
+// leadership away.
 func (n *Node) watchLeadership() {
 	ticker := time.NewTicker(200 * time.Millisecond)
 	defer ticker.Stop()
 	var last healthpb.HealthCheckResponse_ServingStatus = -1
 	for {
 		st := healthpb.HealthCheckResponse_NOT_SERVING
-		if addr, _ := n.raft.LeaderWithID(); addr != "" {
+		problem := n.storageProblem()
+		if addr, _ := n.raft.LeaderWithID(); addr != "" && problem == nil {
 			st = healthpb.HealthCheckResponse_SERVING
+		}
+		n.noteProblem(problem)
+		if problem != nil {
+			n.handOffLeadership(problem)
 		}
 		if st != last {
 			n.health.SetServingStatus("", st)
@@ -380,6 +411,24 @@ func (n *Node) watchLeadership() {
 		case <-ticker.C:
 		}
 	}
+}
+
+// noteProblem logs a storage problem when it begins, changes or ends.
+func (n *Node) noteProblem(problem error) {
+	text := ""
+	if problem != nil {
+		text = problem.Error()
+	}
+	if text == n.lastProblem {
+		return
+	}
+	switch {
+	case problem != nil:
+		n.log.Error("this node refuses writes and reports NOT_SERVING", "problem", text)
+	default:
+		n.log.Info("disks take writes again", "was", n.lastProblem)
+	}
+	n.lastProblem = text
 }
 
 // MetricsAddr is the bound address of the Prometheus endpoint, or nil.
@@ -505,6 +554,7 @@ func (n *Node) APIPlaintext() bool { return n.cfg.apiPlaintext() }
 func (n *Node) Close() error {
 	n.closeOnce.Do(func() {
 		var errs []error
+		n.closingStep("stopping the operator API")
 		if n.health != nil {
 			n.health.Shutdown()
 		}
@@ -524,23 +574,31 @@ func (n *Node) Close() error {
 		if n.stopErasing != nil {
 			n.stopErasing()
 		}
+		if n.stopWatching != nil {
+			n.stopWatching()
+		}
 		if n.intra != nil {
 			n.intra.Stop()
 		}
 		errs = append(errs, n.peers.close())
 		if n.raft != nil {
+			n.closingStep("shutting Raft down (it waits for a write to the log or the state machine in progress)")
 			errs = append(errs, n.raft.Shutdown().Error())
 		}
 		if n.transport != nil {
 			errs = append(errs, n.transport.Close())
 		}
+		n.closingStep("waiting for the node's goroutines")
 		n.wg.Wait()
 		if n.state != nil {
+			n.closingStep("closing the state machine's database (flushing it to disk)")
 			errs = append(errs, n.state.Close())
 		}
 		if n.logs != nil {
+			n.closingStep("closing the Raft log's database (syncing it to disk)")
 			errs = append(errs, n.logs.Close())
 		}
+		n.closingStep("closed")
 		if n.dirLock != nil {
 			// Last: the directory is free once nothing in it is open.
 			errs = append(errs, n.dirLock.Close())
@@ -548,6 +606,17 @@ func (n *Node) Close() error {
 		n.closeErr = errors.Join(errs...)
 	})
 	return n.closeErr
+}
+
+func (n *Node) closingStep(step string) { n.closing.Store(&step) }
+
+// ClosingStep names what Close is doing, or "" before it began: for the
+// log line of a shutdown that did not finish in time.
+func (n *Node) ClosingStep() string {
+	if s := n.closing.Load(); s != nil {
+		return *s
+	}
+	return ""
 }
 
 func roleOf(s raft.RaftState) irxv1.NodeRole {

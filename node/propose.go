@@ -20,6 +20,11 @@ import (
 // Propose appends cmd to the team's Raft log, on this node if it leads or
 // through the leader otherwise, and returns the state machine's result.
 func (n *Node) Propose(ctx context.Context, cmd *irxv1.Command) (*fsm.Result, error) {
+	// A node whose disks refuse writes says so at once, naming the disk,
+	// rather than letting the caller wait out its deadline.
+	if err := n.storageProblem(); err != nil {
+		return nil, err
+	}
 	create := cmd.GetCreateIncident()
 	if create != nil && create.GetRequestId() == "" {
 		// A create with a request id is idempotent, so it can be retried
@@ -83,6 +88,9 @@ func (n *Node) applyLocal(ctx context.Context, cmd *irxv1.Command) (*fsm.Result,
 	if n.raft.State() != raft.Leader {
 		return nil, errNotLeader
 	}
+	if err := n.storageProblem(); err != nil {
+		return nil, err
+	}
 	return n.batcher.submit(ctx, cmd)
 }
 
@@ -92,6 +100,13 @@ func (n *Node) applyLocalAll(ctx context.Context, cmds []*irxv1.Command) []propo
 		results := make([]proposalResult, len(cmds))
 		for i := range results {
 			results[i].err = errNotLeader
+		}
+		return results
+	}
+	if err := n.storageProblem(); err != nil {
+		results := make([]proposalResult, len(cmds))
+		for i := range results {
+			results[i].err = err
 		}
 		return results
 	}

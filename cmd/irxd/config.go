@@ -54,6 +54,12 @@ type fileConfig struct {
 	// EraseWithin bounds the time from a withdrawal applied here to its
 	// values being gone from every file of data_dir.
 	EraseWithin time.Duration `yaml:"erase_within"`
+	Storage     struct {
+		MinFreeBytes        int64         `yaml:"min_free_bytes"`
+		StallTimeout        time.Duration `yaml:"stall_timeout"`
+		ScrubInterval       time.Duration `yaml:"scrub_interval"`
+		ScrubBytesPerSecond int64         `yaml:"scrub_bytes_per_second"`
+	} `yaml:"storage"`
 	Log         struct {
 		Level  string `yaml:"level"`
 		Format string `yaml:"format"`
@@ -110,6 +116,9 @@ func parseOptions(args []string, stderr io.Writer, getenv func(string) string) (
 		trailing   = fs.Uint64("trailing-logs", 0, "log entries kept after a snapshot (default 10240)")
 		snapCheck  = fs.Duration("snapshot-interval", 0, "how often to check snapshot-threshold (default 30s)")
 		eraseIn    = fs.Duration("erase-within", 0, "bound on the time until values a peer's withdrawal removed are gone from every file of the data directory (default "+node.DefaultEraseWithin.String()+")")
+		minFree    = fs.Int64("min-free-bytes", 0, "free space kept on the data directory's file systems: below it the node refuses writes and hands its leadership away; -1: none (default 256 MiB)")
+		stallAfter = fs.Duration("disk-stall-timeout", 0, "how long a write to the node's stores may take before the node treats its disk as stalled (default 2s)")
+		scrubEvery = fs.Duration("scrub-interval", 0, "time between background checks of every block of the state machine's files; negative: none (default 24h)")
 		debugAddr  = fs.String("debug-addr", "", "serve Go's pprof profiles on this loopback address (off by default)")
 		logLevel   = fs.String("log-level", "", "debug, info, warn or error (default info)")
 		logFormat  = fs.String("log-format", "", "text or json (default text)")
@@ -146,6 +155,10 @@ func parseOptions(args []string, stderr io.Writer, getenv func(string) string) (
 				TrailingLogs:      fc.Raft.TrailingLogs,
 			},
 			EraseWithin: fc.EraseWithin,
+			Storage: node.StorageConfig{
+				MinFreeBytes: fc.Storage.MinFreeBytes, StallTimeout: fc.Storage.StallTimeout,
+				ScrubInterval: fc.Storage.ScrubInterval, ScrubBytesPerSecond: fc.Storage.ScrubBytesPerSecond,
+			},
 		},
 		federation: federation.Config{Addr: fc.Listen.Federation},
 		logLevel:   fc.Log.Level,
@@ -206,6 +219,12 @@ func parseOptions(args []string, stderr io.Writer, getenv func(string) string) (
 			o.node.Raft.SnapshotInterval = *snapCheck
 		case "erase-within":
 			o.node.EraseWithin = *eraseIn
+		case "min-free-bytes":
+			o.node.Storage.MinFreeBytes = *minFree
+		case "disk-stall-timeout":
+			o.node.Storage.StallTimeout = *stallAfter
+		case "scrub-interval":
+			o.node.Storage.ScrubInterval = *scrubEvery
 		}
 	})
 	return o, err

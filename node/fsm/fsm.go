@@ -109,6 +109,8 @@ type FSM struct {
 	// erasures are the removals applied and not yet erased at rest.
 	erasures *erasures
 
+	health health
+
 	applied    atomic.Uint64
 	lastTicket atomic.Uint64
 	feedSeq    atomic.Uint64
@@ -148,7 +150,7 @@ func Open(dir, team string, logger *slog.Logger) (*FSM, error) {
 	if err := recoverDirs(dir); err != nil {
 		return nil, err
 	}
-	db, err := openDB(dir, logger)
+	db, err := f.openVerified(dir)
 	if err != nil {
 		return nil, err
 	}
@@ -164,7 +166,8 @@ func Open(dir, team string, logger *slog.Logger) (*FSM, error) {
 	return f, nil
 }
 
-func openDB(dir string, logger *slog.Logger) (*pebble.DB, error) {
+// openDB opens the database in dir; events, if not nil, is its listener.
+func openDB(dir string, logger *slog.Logger, events *pebble.EventListener) (*pebble.DB, error) {
 	cache := pebble.NewCache(256 << 20) // index and filter blocks of fresh tables: every create checks its request id
 	defer cache.Unref()                 // the database holds its own reference
 	opts := &pebble.Options{
@@ -181,7 +184,8 @@ func openDB(dir string, logger *slog.Logger) (*pebble.DB, error) {
 		// snapshot first (Node.stateCoversSnapshots), whose index the Raft
 		// log still covers. A WAL nobody needs would cost the leader CPU
 		// under ingest (docs/performance.md).
-		DisableWAL: true,
+		DisableWAL:    true,
+		EventListener: events,
 	}
 	opts.Experimental.SpanPolicyFunc = splitTablesAtFamilies(keyFamilies())
 	// Every create looks up its request id, which is almost always absent:
