@@ -60,7 +60,7 @@ type fileConfig struct {
 		ScrubInterval       time.Duration `yaml:"scrub_interval"`
 		ScrubBytesPerSecond int64         `yaml:"scrub_bytes_per_second"`
 	} `yaml:"storage"`
-	Log         struct {
+	Log struct {
 		Level  string `yaml:"level"`
 		Format string `yaml:"format"`
 	} `yaml:"log"`
