@@ -88,8 +88,14 @@ func (n *Node) applyLocal(ctx context.Context, cmd *irxv1.Command) (*fsm.Result,
 	if n.raft.State() != raft.Leader {
 		return nil, errNotLeader
 	}
-	if err := n.storageProblem(); err != nil {
-		return nil, err
+	// A leader's no-op (the read index's) is let through: it holds
+	// nothing, and without it a node whose disks refuse writes could not
+	// serve a linearizable read. The log still refuses it below half the
+	// reserve.
+	if cmd.GetLeaderNoop() == nil {
+		if err := n.storageProblem(); err != nil {
+			return nil, err
+		}
 	}
 	return n.batcher.submit(ctx, cmd)
 }
