@@ -117,6 +117,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 	return shutdown(logger, fed, n, shutdownTimeout)
 }
 
+// closingNode is what shutdown needs of the node.
+type closingNode interface {
+	Close() error
+	ClosingStep() string
+}
+
 // shutdownTimeout bounds a shutdown, so that SIGTERM ends irxd within 10 s
 // in every state: a store whose disk has stalled cannot be closed, and
 // waiting on it would leave only kill -9.
@@ -129,7 +135,7 @@ var errShutdownTimeout = errors.New("shutdown did not finish in time")
 // line saying what did not stop. Nothing is lost by giving up: what the
 // node acknowledged is in its Raft log, synced, and the state machine is
 // rebuilt from it at the next start.
-func shutdown(logger *slog.Logger, fed interface{ Close() error }, n *node.Node, timeout time.Duration) error {
+func shutdown(logger *slog.Logger, fed interface{ Close() error }, n closingNode, timeout time.Duration) error {
 	closed := make(chan error, 1)
 	var fedClosed atomic.Bool
 	go func() {
