@@ -109,7 +109,8 @@ type StorageConfig struct {
 	// appends at all. Default DefaultMinFreeBytes; negative: no reserve.
 	MinFreeBytes int64
 	// StallTimeout is how long a write to either store may take before the
-	// node treats its disk as stalled (a leader steps down). Default 2 s.
+	// node treats its disk as stalled: it refuses writes, and stops
+	// sending Raft's heartbeats so that another node leads. Default 2 s.
 	StallTimeout time.Duration
 	// ScrubInterval is the time between background checks of every block
 	// of the state machine's files. Default 24 h; negative: none.

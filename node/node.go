@@ -274,7 +274,7 @@ func (n *Node) startRaft(creds nodeCredentials) error {
 		n.log.Info("bootstrapped a new team", "members", len(conf.Servers))
 	}
 	state := durableFSM{BatchingFSM: measuredFSM{FSM: n.state, apply: n.metrics.apply}, log: n.logs}
-	trans := durableTransport{raftTransport: n.transport, log: n.logs}
+	trans := durableTransport{raftTransport: n.transport, log: n.logs, stalled: n.writeStalled}
 	// Raft reads each entry back right after writing it (to replicate it,
 	// to apply it on a follower); the newest 32 MiB, a few seconds of
 	// ingest at full speed, are answered from memory.

@@ -23,8 +23,10 @@ import (
 // electing a healthy one while no write commits. So the node refuses
 // client writes at once, naming the disk, reports NOT_SERVING, and hands
 // its leadership away; the log refuses appends a little later (half the
-// reserve), and an append that stalls fails after Storage.StallTimeout,
-// on which Raft steps a leader down by itself. Stale reads go on.
+// reserve). A write that stalls cannot be cancelled, and Raft's loop waits
+// in it; after Storage.StallTimeout the node stops sending Raft's
+// heartbeats and appends (durableTransport), so the others elect a leader
+// among themselves. Stale reads go on.
 
 // pollDisksEvery is how often the guard looks at free space: a disk fills
 // at most a few tens of MiB in that time at the node's full ingest rate,
@@ -56,6 +58,16 @@ func (n *Node) storageProblem() error {
 		}
 	}
 	return nil
+}
+
+// writeStalled returns why this node's writes are stuck (a Raft log
+// append or a state machine write that has not finished in
+// Storage.StallTimeout), or nil.
+func (n *Node) writeStalled() error {
+	if err := n.logs.Stalled(); err != nil {
+		return err
+	}
+	return n.state.Stalled(n.cfg.Storage.StallTimeout)
 }
 
 // watchStorage polls free space and scrubs the state machine until ctx

@@ -74,6 +74,12 @@ func (f *FSM) Problem(stallAfter time.Duration) error {
 		return &errdefs.StorageError{Disk: "state machine", Path: *p, Class: errdefs.ErrUnavailable,
 			Reason: "the file fails its checksums; restart the node to rebuild the state machine from the Raft log"}
 	}
+	return f.Stalled(stallAfter)
+}
+
+// Stalled returns a StorageError when the state machine's writes have
+// stalled for longer than stallAfter, and nil otherwise.
+func (f *FSM) Stalled(stallAfter time.Duration) error {
 	if since := f.health.stallSince.Load(); since != 0 {
 		if d := time.Since(time.Unix(0, since)); d > stallAfter {
 			reason := fmt.Sprintf("writes have stalled for %s", d.Round(time.Second))

@@ -8,40 +8,28 @@ import (
 	"github.com/irxfed/irx/errdefs"
 )
 
-// bounded runs fn, waiting at most stallAfter for it. After that it
-// returns the stall error and leaves fn running; until fn returns, the
-// store reports itself stalled.
-func (s *Store) bounded(fn func() error) error {
-	done := make(chan error, 1)
+// watchStall counts the append now starting as overdue once it has run
+// for the stall timeout; call the function it returns when it ends.
+func (s *Store) watchStall() func() {
+	if s.stallAfter <= 0 {
+		return func() {}
+	}
 	var late atomic.Bool
-	go func() {
-		err := fn()
-		if late.CompareAndSwap(true, false) {
+	t := time.AfterFunc(s.stallAfter, func() {
+		late.Store(true)
+		s.overdue.Add(1)
+		s.logger.Error("raft log write stalled; refusing other appends until it finishes", "path", s.dir, "after", s.stallAfter)
+	})
+	return func() {
+		if !t.Stop() {
+			// The timer fired, or is firing: wait for it to have counted.
+			for !late.Load() {
+				time.Sleep(time.Millisecond)
+			}
 			s.overdue.Add(-1)
-			s.logger.Warn("a stalled raft log write finished", "error", err)
+			s.logger.Warn("the stalled raft log write finished", "path", s.dir)
 		}
-		done <- err
-	}()
-	t := time.NewTimer(s.stallAfter)
-	defer t.Stop()
-	select {
-	case err := <-done:
-		return err
-	case <-t.C:
 	}
-	// Count it overdue unless it finished in the meantime.
-	s.overdue.Add(1)
-	late.Store(true)
-	select {
-	case err := <-done:
-		if late.CompareAndSwap(true, false) {
-			s.overdue.Add(-1)
-		}
-		return err
-	default:
-	}
-	s.logger.Error("raft log write stalled; refusing appends until it finishes", "path", s.dir, "after", s.stallAfter)
-	return s.stallError(s.stallAfter)
 }
 
 // Stalled returns an error naming the log's disk while an append or a sync

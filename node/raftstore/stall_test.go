@@ -15,11 +15,11 @@ import (
 	"github.com/irxfed/irx/node/internal/heldsync"
 )
 
-// An append whose sync does not come back fails after the stall timeout
-// with an error naming the log's disk, instead of holding Raft's loop
-// forever; appends after it fail at once until it finishes, and then the
-// store takes appends again.
-func TestStalledAppendFailsAndRecovers(t *testing.T) {
+// An append whose sync does not come back makes the store report itself
+// stalled, naming the log's disk, after the stall timeout; other appends
+// fail at once instead of queueing behind it; when the disk comes back
+// the append completes and the store takes appends again.
+func TestStalledAppendReportedAndRecovers(t *testing.T) {
 	gate := &heldsync.Disk{}
 	s, err := Open("raft", WithLogger(slog.New(slog.DiscardHandler)), WithFS(errorfs.Wrap(vfs.NewMem(), gate)),
 		WithStallTimeout(100*time.Millisecond))
@@ -35,25 +35,25 @@ func TestStalledAppendFailsAndRecovers(t *testing.T) {
 	}
 
 	gate.Hold()
-	first := make(chan error, 1)
-	go func() { first <- s.StoreLogs(testLogs(11, 20)) }()
-	select {
-	case err = <-first:
-	case <-time.After(30 * time.Second):
-		t.Fatal("an append on a held disk did not return")
+	held := make(chan error, 1)
+	go func() { held <- s.StoreLogs(testLogs(11, 20)) }()
+	deadline := time.Now().Add(30 * time.Second)
+	for s.Stalled() == nil {
+		if time.Now().After(deadline) {
+			t.Fatal("not stalled 30 s into a held append")
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
+	err = s.Stalled()
 	var serr *errdefs.StorageError
 	if !errors.As(err, &serr) || !errors.Is(err, errdefs.ErrUnavailable) || serr.Path != "raft" || !strings.Contains(err.Error(), "stalled") {
-		t.Fatalf("append on a held disk: %v, want an UNAVAILABLE StorageError naming the raft log's path", err)
+		t.Fatalf("Stalled() = %v, want an UNAVAILABLE StorageError naming the raft log's path", err)
 	}
-	if s.Stalled() == nil {
-		t.Fatal("Stalled() is nil while an append is held")
-	}
-	// The next append does not queue behind the held one.
-	done := make(chan error, 1)
-	go func() { done <- s.StoreLogs(testLogs(21, 21)) }()
+	// Another append does not queue behind the held one.
+	other := make(chan error, 1)
+	go func() { other <- s.StoreLogs(testLogs(21, 21)) }()
 	select {
-	case err := <-done:
+	case err := <-other:
 		if !errors.Is(err, errdefs.ErrUnavailable) {
 			t.Fatalf("append while stalled: %v, want UNAVAILABLE", err)
 		}
@@ -62,14 +62,17 @@ func TestStalledAppendFailsAndRecovers(t *testing.T) {
 	}
 
 	gate.Release()
-	deadline := time.Now().Add(30 * time.Second)
-	for s.Stalled() != nil {
-		if time.Now().After(deadline) {
-			t.Fatal("still stalled after the disk came back")
+	select {
+	case err := <-held:
+		if err != nil {
+			t.Fatalf("the held append, once the disk came back: %v", err)
 		}
-		time.Sleep(10 * time.Millisecond)
+	case <-time.After(30 * time.Second):
+		t.Fatal("the held append did not finish after the disk came back")
 	}
-	// The held append landed after all; the log goes on from it.
+	if err := s.Stalled(); err != nil {
+		t.Fatalf("still stalled after the held append finished: %v", err)
+	}
 	if err := s.StoreLogs(testLogs(21, 30)); err != nil {
 		t.Fatalf("append after recovery: %v", err)
 	}
@@ -107,4 +110,23 @@ func TestWriteCheckRefusesAppends(t *testing.T) {
 		t.Fatal(err)
 	}
 	requireBounds(t, s, 1, 9)
+}
+
+// BenchmarkStoreLogBounded is BenchmarkStoreLog with the stall timeout the
+// node sets: the cost of running each append on a goroutine of its own.
+func BenchmarkStoreLogBounded(b *testing.B) {
+	s, err := Open(b.TempDir(), WithLogger(slog.New(slog.DiscardHandler)), WithStallTimeout(2*time.Second))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	data := make([]byte, 1024)
+	b.SetBytes(int64(len(data)))
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := range b.N {
+		if err := s.StoreLog(benchLog(uint64(i)+1, data)); err != nil {
+			b.Fatal(err)
+		}
+	}
 }

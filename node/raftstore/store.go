@@ -115,13 +115,14 @@ func WithWriteCheck(writable func() error) Option {
 	return func(c *config) { c.writable = writable }
 }
 
-// WithStallTimeout bounds how long an append, or a sync of appends written
-// ahead, may take before the store reports itself stalled: the append
-// returns a StorageError of class errdefs.ErrUnavailable (Raft steps a
-// leader down when its append fails), and every append after fails at once
-// until the stalled one finishes. Pebble's writes cannot be cancelled, so
-// the stalled one goes on in the background and may still land, as any
-// write whose answer was lost may. Zero: no bound.
+// WithStallTimeout sets how long an append, or a sync of appends written
+// ahead, may take before the store reports itself stalled (Stalled), and
+// every other append fails at once with a StorageError of class
+// errdefs.ErrUnavailable until the stalled one finishes. The stalled
+// append itself waits: pebble's writes cannot be cancelled, and an error
+// returned for a write that lands later would leave Raft's idea of its log
+// behind the log. The node stops its Raft heartbeats while the store is
+// stalled, so that a leader stuck here is replaced. Zero: never stalled.
 func WithStallTimeout(d time.Duration) Option {
 	return func(c *config) { c.stallAfter = d }
 }
@@ -459,11 +460,7 @@ func (s *Store) StoreLogs(logs []*raft.Log) (err error) {
 	defer s.closeMu.RUnlock()
 
 	b := s.db.NewBatch()
-	handedOff := false
 	defer func() {
-		if handedOff {
-			return
-		}
 		if cerr := b.Close(); cerr != nil && err == nil {
 			err = fmt.Errorf("raftstore: store logs %d-%d: close batch: %w", minIdx, maxIdx, cerr)
 		}
@@ -482,20 +479,8 @@ func (s *Store) StoreLogs(logs []*raft.Log) (err error) {
 		}
 	}
 
-	if s.stallAfter <= 0 {
-		return s.commitLogs(b, minIdx, maxIdx)
-	}
-	handedOff = true
-	return s.bounded(func() error {
-		defer b.Close()
-		// The caller may have given up and released its hold on the
-		// store: take one of our own, so Close waits for this commit.
-		if err := s.acquire(); err != nil {
-			return err
-		}
-		defer s.closeMu.RUnlock()
-		return s.commitLogs(b, minIdx, maxIdx)
-	})
+	defer s.watchStall()()
+	return s.commitLogs(b, minIdx, maxIdx)
 }
 
 // commitLogs commits a batch of appends and records the new bounds.
