@@ -591,8 +591,13 @@ func (n *Node) Close() error {
 		n.closingStep("waiting for the node's goroutines")
 		n.wg.Wait()
 		if n.state != nil {
-			n.closingStep("closing the state machine's database (flushing it to disk)")
-			errs = append(errs, n.state.Close())
+			if problem := n.storageProblem(); problem != nil {
+				n.closingStep("closing the state machine's database (without a flush: " + problem.Error() + ")")
+				errs = append(errs, n.state.CloseWithoutFlush())
+			} else {
+				n.closingStep("closing the state machine's database (flushing it to disk)")
+				errs = append(errs, n.state.Close())
+			}
 		}
 		if n.logs != nil {
 			n.closingStep("closing the Raft log's database (syncing it to disk)")

@@ -126,7 +126,7 @@ type closingNode interface {
 // shutdownTimeout bounds a shutdown, so that SIGTERM ends irxd within 10 s
 // in every state: a store whose disk has stalled cannot be closed, and
 // waiting on it would leave only kill -9.
-const shutdownTimeout = 9 * time.Second
+const shutdownTimeout = 8 * time.Second
 
 // errShutdownTimeout: the shutdown did not finish in time.
 var errShutdownTimeout = errors.New("shutdown did not finish in time")

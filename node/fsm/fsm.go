@@ -230,17 +230,29 @@ func (f *FSM) adopt(db *pebble.DB) error {
 	return nil
 }
 
-// Close closes the database.
-func (f *FSM) Close() error {
+// Close closes the database. flush says whether to write what is only in
+// memory first: without a WAL, that would be replayed from the Raft log
+// at the next start, and flushing makes a clean restart quick; on a full
+// or stalled disk the flush would never finish.
+func (f *FSM) Close() error { return f.close(true) }
+
+// CloseWithoutFlush closes the database without writing what is only in
+// memory, for a node whose disk cannot take it: the next start replays
+// it from the Raft log.
+func (f *FSM) CloseWithoutFlush() error { return f.close(false) }
+
+func (f *FSM) close(flush bool) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.snapshots.Wait()
 	if f.db == nil {
 		return nil
 	}
-	// Without a WAL, what is only in memtables would be replayed from the
-	// Raft log at the next start; flushing makes a clean restart quick.
-	err := errors.Join(f.db.Flush(), f.db.Close())
+	var err error
+	if flush {
+		err = f.db.Flush()
+	}
+	err = errors.Join(err, f.db.Close())
 	f.db = nil
 	return err
 }
