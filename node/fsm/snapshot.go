@@ -135,6 +135,8 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 	if err := f.reopen(f.dir); err != nil {
 		return err
 	}
+	// Damage found in the replaced database is gone with it.
+	f.health.corrupt.Store(nil)
 	f.signalApplied()
 	f.log.Info("state machine restored from snapshot", "applied_index", f.applied.Load(), "last_ticket", f.lastTicket.Load())
 	return os.RemoveAll(old)
