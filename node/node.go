@@ -23,6 +23,7 @@ import (
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
+	"github.com/irxfed/irx/errdefs"
 	"github.com/irxfed/irx/node/api"
 	"github.com/irxfed/irx/node/diskspace"
 	"github.com/irxfed/irx/node/fsm"
@@ -415,20 +416,26 @@ func (n *Node) watchLeadership() {
 
 // noteProblem logs a storage problem when it begins, changes or ends.
 func (n *Node) noteProblem(problem error) {
-	text := ""
-	if problem != nil {
-		text = problem.Error()
+	// Which disk, not its figures: free bytes and stall durations change
+	// with every look.
+	key := ""
+	var serr *errdefs.StorageError
+	switch {
+	case errors.As(problem, &serr):
+		key = serr.Disk + " " + serr.Path
+	case problem != nil:
+		key = problem.Error()
 	}
-	if text == n.lastProblem {
+	if key == n.lastProblem {
 		return
 	}
 	switch {
 	case problem != nil:
-		n.log.Error("this node refuses writes and reports NOT_SERVING", "problem", text)
+		n.log.Error("this node refuses writes and reports NOT_SERVING", "problem", problem.Error())
 	default:
 		n.log.Info("disks take writes again", "was", n.lastProblem)
 	}
-	n.lastProblem = text
+	n.lastProblem = key
 }
 
 // MetricsAddr is the bound address of the Prometheus endpoint, or nil.
