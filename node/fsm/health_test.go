@@ -186,3 +186,27 @@ func BenchmarkVerify(b *testing.B) {
 		}
 	}
 }
+
+// A snapshot restored over a damaged database replaces the damage: the
+// state machine no longer reports it.
+func TestRestoreClearsCorruption(t *testing.T) {
+	src := newHarness(t)
+	populate(t, src, 20)
+	snap := takeSnapshot(t, src.f)
+
+	h := newHarness(t)
+	fillAndFlush(t, h, 300)
+	flipLargestTable(t, h.dir)
+	if err := h.f.Verify(context.Background(), 0); err == nil {
+		t.Fatal("Verify found no damage")
+	}
+	if err := h.f.Restore(snap.reader()); err != nil {
+		t.Fatalf("Restore: %v", err)
+	}
+	if p := h.f.Problem(0); p != nil {
+		t.Fatalf("Problem() after the restore: %v", p)
+	}
+	if err := h.f.Verify(context.Background(), 0); err != nil {
+		t.Fatalf("Verify after the restore: %v", err)
+	}
+}
