@@ -254,6 +254,9 @@ func (n *Node) startRaft(creds nodeCredentials) error {
 	if err != nil {
 		return err
 	}
+	if err := n.logReachesState(snapshots); err != nil {
+		return err
+	}
 
 	existing, err := raft.HasExistingState(n.logs, n.logs, snapshots)
 	if err != nil {
@@ -337,6 +340,34 @@ func (n *Node) stateCoversSnapshots(store raft.SnapshotStore) (bool, error) {
 		return true, nil
 	}
 	return n.state.AppliedIndex() >= metas[0].Index, nil
+}
+
+// logReachesState refuses to start a node whose state machine cannot be
+// rebuilt from what it holds: an empty state machine (new, or removed
+// for damage), no snapshot, and a log that no longer begins at the first
+// entry. Raft would stop the process at the first entry it cannot read;
+// the way out is the team's copy, through a snapshot from the leader.
+func (n *Node) logReachesState(store raft.SnapshotStore) error {
+	if n.state.AppliedIndex() != 0 {
+		return nil
+	}
+	metas, err := store.List()
+	if err != nil {
+		return fmt.Errorf("snapshot store: %w", err)
+	}
+	if len(metas) > 0 {
+		return nil
+	}
+	first, err := n.logs.FirstIndex()
+	if err != nil {
+		return fmt.Errorf("raft log: %w", err)
+	}
+	if first > 1 {
+		return fmt.Errorf("the state machine in %s is empty and must be rebuilt, but this node has no snapshot and its Raft log begins at entry %d: "+
+			"remove the node from the team (irxctl cluster remove), empty its data directory and add it again; it then receives the leader's snapshot",
+			filepath.Join(n.cfg.DataDir, "state"), first)
+	}
+	return nil
 }
 
 func (n *Node) startAPI(creds nodeCredentials) error {

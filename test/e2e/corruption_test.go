@@ -212,3 +212,42 @@ func TestCorruptStateTableRebuiltFromLog(t *testing.T) {
 func ctxWithin(d time.Duration) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.Background(), d)
 }
+
+// A damaged state machine on a node that has lost its snapshots, and whose
+// log no longer reaches back to the first entry, cannot be rebuilt from
+// the node's own copy: it refuses to start, saying so and what to do,
+// instead of stopping later on an entry it cannot read.
+func TestCorruptStateWithoutSnapshotRefusesToStart(t *testing.T) {
+	n, err := irxdtest.NewNode(irxdBin, filepath.Join(t.TempDir(), "data"),
+		"--snapshot-threshold", "64", "--trailing-logs", "16", "--snapshot-interval", "200ms")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = n.Kill() })
+	if err := n.Start(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+	c := dial(t, n)
+	for i := range 150 {
+		create(t, c, sample(i))
+	}
+	eventually(t, 30*time.Second, "a snapshot on disk", func() error {
+		snaps, _ := filepath.Glob(filepath.Join(n.DataDir, "snapshots", "snapshots", "*", "state.bin"))
+		if len(snaps) == 0 {
+			return fmt.Errorf("no snapshot yet")
+		}
+		return nil
+	})
+	if err := n.Stop(10 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.RemoveAll(filepath.Join(n.DataDir, "snapshots", "snapshots")); err != nil {
+		t.Fatal(err)
+	}
+	flipStateTables(t, n.DataDir)
+
+	err = n.Launch(ctxT(t))
+	if err == nil || !strings.Contains(err.Error(), "no snapshot and its Raft log begins at entry") || !strings.Contains(err.Error(), "add it again") {
+		t.Fatalf("start without a way to rebuild: %v", err)
+	}
+}
