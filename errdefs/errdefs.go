@@ -61,3 +61,24 @@ func (e *classed) Unwrap() error { return e.class }
 func New(class error, msg string) error {
 	return &classed{msg: msg, class: class}
 }
+
+// StorageError reports that one of a node's disks cannot take writes, or
+// holds a damaged file: which one (its role, such as "raft log disk" or
+// "state machine"), where (its directory or the file), and why. Its
+// class says what a client can do: ErrResourceExhausted when the disk is
+// short of space (nothing was written; retry once space is freed or on
+// another node), ErrUnavailable when a write stalled or failed (the write
+// may still land; retry with the same request id).
+type StorageError struct {
+	Disk   string
+	Path   string
+	Reason string
+	Class  error
+}
+
+func (e *StorageError) Error() string {
+	return e.Disk + " " + e.Path + ": " + e.Reason
+}
+
+// Unwrap returns the error's class.
+func (e *StorageError) Unwrap() error { return e.Class }

@@ -57,8 +57,9 @@ type Config struct {
 	// a running team to add it (ClusterService/AddMember).
 	Join bool
 
-	TLS  TLSConfig
-	Raft RaftConfig
+	TLS     TLSConfig
+	Raft    RaftConfig
+	Storage StorageConfig
 
 	// EraseWithin bounds the time from applying a removal a peer asked for
 	// (a withdrawal of a record we hold) to its values being unreadable
@@ -106,6 +107,48 @@ type RaftConfig struct {
 	ApplyTimeout      time.Duration // for writes whose caller set no deadline
 }
 
+// StorageConfig is how the node guards its disks.
+type StorageConfig struct {
+	// MinFreeBytes is the free space kept on the file systems of the Raft
+	// log and the state machine: below it the node refuses client writes
+	// and hands its leadership away; below half of it the log takes no
+	// appends at all. Default DefaultMinFreeBytes; negative: no reserve.
+	MinFreeBytes int64
+	// StallTimeout is how long a write to either store may take before the
+	// node treats its disk as stalled: it refuses writes, and stops
+	// sending Raft's heartbeats so that another node leads. Default 2 s.
+	StallTimeout time.Duration
+	// ScrubInterval is the time between background checks of every block
+	// of the state machine's files. Default 24 h; negative: none.
+	ScrubInterval time.Duration
+	// ScrubBytesPerSecond paces the check. Default 8 MiB/s.
+	ScrubBytesPerSecond int64
+}
+
+// DefaultMinFreeBytes is StorageConfig.MinFreeBytes' default: room for a
+// few of the state machine's memtable flushes and compactions after the
+// node stops taking writes.
+const DefaultMinFreeBytes = 256 << 20
+
+func (s StorageConfig) withDefaults() StorageConfig {
+	if s.MinFreeBytes == 0 {
+		s.MinFreeBytes = DefaultMinFreeBytes
+	}
+	if s.MinFreeBytes < 0 {
+		s.MinFreeBytes = 0
+	}
+	if s.StallTimeout <= 0 {
+		s.StallTimeout = 2 * time.Second
+	}
+	if s.ScrubInterval == 0 {
+		s.ScrubInterval = 24 * time.Hour
+	}
+	if s.ScrubBytesPerSecond <= 0 {
+		s.ScrubBytesPerSecond = 8 << 20
+	}
+	return s
+}
+
 func (c Config) withDefaults() (Config, error) {
 	if c.TeamID == "" {
 		c.TeamID = "dev"
@@ -116,6 +159,7 @@ func (c Config) withDefaults() (Config, error) {
 	if c.DataDir == "" {
 		c.DataDir = "irx-data"
 	}
+	c.Storage = c.Storage.withDefaults()
 	if c.APIAddr == "" {
 		c.APIAddr = DefaultAPIAddr
 	}

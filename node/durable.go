@@ -58,9 +58,25 @@ type raftTransport interface {
 
 // durableTransport caps the commit index the leader sends at what its log
 // has on disk.
+//
+// It also sends nothing while stalled reports an error: a leader whose
+// Raft loop is stuck in a write the disk does not finish still has its
+// heartbeats sent by other goroutines, which would keep the followers
+// from electing a leader that can write.
 type durableTransport struct {
 	raftTransport
-	log durableLog
+	log     durableLog
+	stalled func() error
+}
+
+func (t durableTransport) refuse() error {
+	if t.stalled == nil {
+		return nil
+	}
+	if err := t.stalled(); err != nil {
+		return fmt.Errorf("not replicating while this node's disk is stalled: %w", err)
+	}
+	return nil
 }
 
 func (t durableTransport) capped(req *raft.AppendEntriesRequest) *raft.AppendEntriesRequest {
@@ -77,11 +93,17 @@ func (t durableTransport) capped(req *raft.AppendEntriesRequest) *raft.AppendEnt
 
 // AppendEntries implements raft.Transport.
 func (t durableTransport) AppendEntries(id raft.ServerID, target raft.ServerAddress, req *raft.AppendEntriesRequest, resp *raft.AppendEntriesResponse) error {
+	if err := t.refuse(); err != nil {
+		return err
+	}
 	return t.raftTransport.AppendEntries(id, target, t.capped(req), resp)
 }
 
 // AppendEntriesPipeline implements raft.Transport.
 func (t durableTransport) AppendEntriesPipeline(id raft.ServerID, target raft.ServerAddress) (raft.AppendPipeline, error) {
+	if err := t.refuse(); err != nil {
+		return nil, err
+	}
 	p, err := t.raftTransport.AppendEntriesPipeline(id, target)
 	if err != nil {
 		return nil, err
@@ -95,5 +117,8 @@ type durablePipeline struct {
 }
 
 func (p durablePipeline) AppendEntries(req *raft.AppendEntriesRequest, resp *raft.AppendEntriesResponse) (raft.AppendFuture, error) {
+	if err := p.t.refuse(); err != nil {
+		return nil, err
+	}
 	return p.AppendPipeline.AppendEntries(p.t.capped(req), resp)
 }

@@ -63,6 +63,14 @@ type durableMember struct {
 // durableTransport, over raft's in-memory transport.
 func startDurableTeam(t *testing.T) []*durableMember {
 	t.Helper()
+	return startDurableTeamStall(t, 0)
+}
+
+// startDurableTeamStall is startDurableTeam with the log stores' stall
+// timeout, and the transport silenced by a stalled store, as the node
+// wires them.
+func startDurableTeamStall(t *testing.T, stallAfter time.Duration) []*durableMember {
+	t.Helper()
 	const n = 3
 	members := make([]*durableMember, n)
 	trans := make([]*raft.InmemTransport, n)
@@ -90,7 +98,7 @@ func startDurableTeam(t *testing.T) []*durableMember {
 			return rf != nil && rf.State() == raft.Leader
 		}
 		store, err := raftstore.Open("raft", raftstore.WithLogger(slog.New(slog.DiscardHandler)),
-			raftstore.WithFS(errorfs.Wrap(vfs.NewMem(), m.disk)), raftstore.WithWriteAhead(leading))
+			raftstore.WithFS(errorfs.Wrap(vfs.NewMem(), m.disk)), raftstore.WithWriteAhead(leading), raftstore.WithStallTimeout(stallAfter))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -108,7 +116,7 @@ func startDurableTeam(t *testing.T) []*durableMember {
 		if err := raft.BootstrapCluster(conf, store, store, snaps, trans[i], raft.Configuration{Servers: servers}); err != nil {
 			t.Fatal(err)
 		}
-		r, err := raft.NewRaft(conf, durableFSM{BatchingFSM: m.fsm, log: store}, store, store, snaps, durableTransport{raftTransport: trans[i], log: store})
+		r, err := raft.NewRaft(conf, durableFSM{BatchingFSM: m.fsm, log: store}, store, store, snaps, durableTransport{raftTransport: trans[i], log: store, stalled: store.Stalled})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -204,4 +212,37 @@ func TestNothingAppliesWhatTheLeaderHasNotOnDisk(t *testing.T) {
 	for _, m := range members {
 		eventually(t, "every node applies the entry", func() bool { return m.fsm.has("held") })
 	}
+}
+
+// A leader whose disk stops finishing its writes is replaced: its stalled
+// store silences its heartbeats, the others elect a leader among
+// themselves and commit without it. This is the team that kept a leader
+// stuck behind a full disk, and no write, for as long as the disk stayed
+// full.
+func TestStalledLeaderIsReplaced(t *testing.T) {
+	members := startDurableTeamStall(t, 300*time.Millisecond)
+	leader, followers := leaderOf(t, members)
+	if err := leader.raft.Apply([]byte("before"), 10*time.Second).Error(); err != nil {
+		t.Fatal(err)
+	}
+	leader.disk.Hold()
+	// The write lands in the leader's log but its sync never returns.
+	stuck := leader.raft.Apply([]byte("stuck"), 0)
+	eventually(t, "the stalled leader's store says so", func() bool { return leader.store.Stalled() != nil })
+	var next *durableMember
+	eventually(t, "a follower leads", func() bool {
+		for _, f := range followers {
+			if f.raft.State() == raft.Leader {
+				next = f
+				return true
+			}
+		}
+		return false
+	})
+	if err := next.raft.Apply([]byte("after"), 30*time.Second).Error(); err != nil {
+		t.Fatalf("a write on the new leader: %v", err)
+	}
+	leader.disk.Release()
+	_ = stuck.Error()
+	eventually(t, "the old leader follows again", func() bool { return leader.raft.State() == raft.Follower && leader.store.Stalled() == nil })
 }

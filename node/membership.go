@@ -33,6 +33,7 @@ func (n *Node) ClusterStatus(ctx context.Context, includeDigest bool) (*irxv1.Ge
 		AppliedIndex:  n.appliedIndex(),
 		LastTicket:    n.state.LastTicket(),
 		FeedSequence:  n.state.FeedSequence(),
+		Disks:         n.diskStatus(),
 	}
 	if includeDigest {
 		// Applied index and digest must describe the same state: read the

@@ -83,6 +83,21 @@ func (m *metrics) watchNode(n *Node) {
 	gauge("irx_fsm_applied_index", "Last Raft index applied to the state machine.", func() float64 { return float64(n.state.AppliedIndex()) })
 	gauge("irx_fsm_last_ticket", "Last ticket the team assigned.", func() float64 { return float64(n.state.LastTicket()) })
 	gauge("irx_feed_sequence", "Last sequence number of the team's feed.", func() float64 { return float64(n.state.FeedSequence()) })
+	gauge("irx_storage_refusing_writes", "1 while this node refuses writes because of its disks (space below the reserve, a stalled write, a corrupt file).",
+		func() float64 { return b2f(n.storageProblem() != nil) })
+	for _, d := range []struct{ label, name string }{{"raft", "raft log"}, {"state", "state machine"}} {
+		m.registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "irx_disk_free_bytes", Help: "Bytes available to the node on the file system of its Raft log (disk=raft) or state machine (disk=state), as last polled.",
+			ConstLabels: prometheus.Labels{"disk": d.label},
+		}, func() float64 {
+			for _, s := range n.disks.Status() {
+				if s.Name == d.name {
+					return float64(s.Free)
+				}
+			}
+			return 0
+		}))
+	}
 	m.registry.MustRegister(newStorageCollector(
 		storageSource{name: "raft", metrics: n.logs.StorageMetrics},
 		storageSource{name: "state", metrics: n.state.StorageMetrics}))

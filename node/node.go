@@ -23,7 +23,9 @@ import (
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
+	"github.com/irxfed/irx/errdefs"
 	"github.com/irxfed/irx/node/api"
+	"github.com/irxfed/irx/node/diskspace"
 	"github.com/irxfed/irx/node/fsm"
 	"github.com/irxfed/irx/node/raftstore"
 	"github.com/irxfed/irx/node/transport"
@@ -69,6 +71,17 @@ type Node struct {
 	// readyTerm is the term in which this node, as leader, has committed an
 	// entry of its own, so its commit index is safe for read-index reads.
 	readyTerm atomic.Uint64
+
+	// disks guards the free space of the data directory's file systems.
+	disks        *diskspace.Guard
+	stopWatching context.CancelFunc
+	handingOff   atomic.Bool
+	// lastProblem is the storage problem last reported, for logging
+	// changes only (watchLeadership's goroutine).
+	lastProblem string
+	// closing names the step Close is at, for the log line of a shutdown
+	// that does not finish in time.
+	closing atomic.Pointer[string]
 
 	stopObserving chan struct{}
 	wg            sync.WaitGroup
@@ -170,8 +183,10 @@ func (n *Node) startRaft(creds nodeCredentials) error {
 		r := running.Load()
 		return r != nil && r.State() == raft.Leader
 	}
+	n.disks = newDiskGuard(n.cfg)
 	n.logs, err = raftstore.Open(filepath.Join(n.cfg.DataDir, "raft"), raftstore.WithLogger(n.log),
-		raftstore.WithWriteAhead(leading), raftstore.WithSyncObserver(func(d time.Duration) { n.metrics.logSync.Observe(d.Seconds()) }))
+		raftstore.WithWriteAhead(leading), raftstore.WithSyncObserver(func(d time.Duration) { n.metrics.logSync.Observe(d.Seconds()) }),
+		raftstore.WithWriteCheck(n.disks.Exhausted), raftstore.WithStallTimeout(n.cfg.Storage.StallTimeout))
 	if err != nil {
 		return err
 	}
@@ -179,6 +194,16 @@ func (n *Node) startRaft(creds nodeCredentials) error {
 	if err != nil {
 		return err
 	}
+	// Both directories exist now; a node started on a full disk refuses
+	// writes from its first call.
+	n.disks.Poll()
+	var watchCtx context.Context
+	watchCtx, n.stopWatching = context.WithCancel(context.Background())
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		n.watchStorage(watchCtx)
+	}()
 	snapshotBase := filepath.Join(n.cfg.DataDir, "snapshots")
 	snapshots, err := raft.NewFileSnapshotStoreWithLogger(snapshotBase, 2, raftLogger)
 	if err != nil {
@@ -232,6 +257,9 @@ func (n *Node) startRaft(creds nodeCredentials) error {
 	if err != nil {
 		return err
 	}
+	if err := n.logReachesState(snapshots); err != nil {
+		return err
+	}
 
 	existing, err := raft.HasExistingState(n.logs, n.logs, snapshots)
 	if err != nil {
@@ -253,7 +281,7 @@ func (n *Node) startRaft(creds nodeCredentials) error {
 		n.log.Info("bootstrapped a new team", "members", len(conf.Servers))
 	}
 	state := durableFSM{BatchingFSM: measuredFSM{FSM: n.state, apply: n.metrics.apply}, log: n.logs}
-	trans := durableTransport{raftTransport: n.transport, log: n.logs}
+	trans := durableTransport{raftTransport: n.transport, log: n.logs, stalled: n.writeStalled}
 	// Raft reads each entry back right after writing it (to replicate it,
 	// to apply it on a follower); the newest 32 MiB, a few seconds of
 	// ingest at full speed, are answered from memory.
@@ -287,7 +315,7 @@ func (n *Node) startRaft(creds nodeCredentials) error {
 	n.intra = grpc.NewServer(
 		grpc.MaxRecvMsgSize(maxIntraRequestBytes),
 		streamWorkers(),
-		grpc.ChainUnaryInterceptor(recoverUnary(n.log), logUnary(n.log), statusUnary))
+		grpc.ChainUnaryInterceptor(recoverUnary(n.log), logUnary(n.log), n.statusUnary))
 	irxv1.RegisterNodeServiceServer(n.intra, nodeService{n: n})
 	irxv1.RegisterClusterServiceServer(n.intra, api.NewClusterService(n))
 	if n.cfg.Services != nil {
@@ -317,6 +345,34 @@ func (n *Node) stateCoversSnapshots(store raft.SnapshotStore) (bool, error) {
 	return n.state.AppliedIndex() >= metas[0].Index, nil
 }
 
+// logReachesState refuses to start a node whose state machine cannot be
+// rebuilt from what it holds: an empty state machine (new, or removed
+// for damage), no snapshot, and a log that no longer begins at the first
+// entry. Raft would stop the process at the first entry it cannot read;
+// the way out is the team's copy, through a snapshot from the leader.
+func (n *Node) logReachesState(store raft.SnapshotStore) error {
+	if n.state.AppliedIndex() != 0 {
+		return nil
+	}
+	metas, err := store.List()
+	if err != nil {
+		return fmt.Errorf("snapshot store: %w", err)
+	}
+	if len(metas) > 0 {
+		return nil
+	}
+	first, err := n.logs.FirstIndex()
+	if err != nil {
+		return fmt.Errorf("raft log: %w", err)
+	}
+	if first > 1 {
+		return fmt.Errorf("the state machine in %s is empty and must be rebuilt, but this node has no snapshot and its Raft log begins at entry %d: "+
+			"remove the node from the team (irxctl cluster remove), empty its data directory and add it again; it then receives the leader's snapshot",
+			filepath.Join(n.cfg.DataDir, "state"), first)
+	}
+	return nil
+}
+
 func (n *Node) startAPI(creds nodeCredentials) error {
 	ln, err := net.Listen("tcp", n.cfg.APIAddr)
 	if err != nil {
@@ -326,7 +382,7 @@ func (n *Node) startAPI(creds nodeCredentials) error {
 	auth := &authorizer{team: n.cfg.TeamID, plaintext: n.cfg.apiPlaintext(), state: n.state, streams: &n.operatorStreams}
 	opts := []grpc.ServerOption{
 		grpc.MaxRecvMsgSize(MaxRequestBytes),
-		grpc.ChainUnaryInterceptor(recoverUnary(n.log), n.metrics.unary(), logUnary(n.log), statusUnary, auth.unary),
+		grpc.ChainUnaryInterceptor(recoverUnary(n.log), n.metrics.unary(), logUnary(n.log), n.statusUnary, auth.unary),
 		grpc.ChainStreamInterceptor(auth.stream),
 		streamWorkers(),
 	}
@@ -375,15 +431,22 @@ func (n *Node) startAPI(creds nodeCredentials) error {
 }
 
 // watchLeadership keeps grpc.health.v1 honest: a node that knows no leader
-// cannot serve writes, so it reports NOT_SERVING until it does.
+// cannot serve writes, and one whose disks refuse them does not, so it
+// reports NOT_SERVING until both are well; such a node also hands its
+// leadership away.
 func (n *Node) watchLeadership() {
 	ticker := time.NewTicker(200 * time.Millisecond)
 	defer ticker.Stop()
 	var last healthpb.HealthCheckResponse_ServingStatus = -1
 	for {
 		st := healthpb.HealthCheckResponse_NOT_SERVING
-		if addr, _ := n.raft.LeaderWithID(); addr != "" {
+		problem := n.storageProblem()
+		if addr, _ := n.raft.LeaderWithID(); addr != "" && problem == nil {
 			st = healthpb.HealthCheckResponse_SERVING
+		}
+		n.noteProblem(problem)
+		if problem != nil {
+			n.handOffLeadership(problem)
 		}
 		if st != last {
 			n.health.SetServingStatus("", st)
@@ -398,6 +461,30 @@ func (n *Node) watchLeadership() {
 		case <-ticker.C:
 		}
 	}
+}
+
+// noteProblem logs a storage problem when it begins, changes or ends.
+func (n *Node) noteProblem(problem error) {
+	// Which disk, not its figures: free bytes and stall durations change
+	// with every look.
+	key := ""
+	var serr *errdefs.StorageError
+	switch {
+	case errors.As(problem, &serr):
+		key = serr.Disk + " " + serr.Path
+	case problem != nil:
+		key = problem.Error()
+	}
+	if key == n.lastProblem {
+		return
+	}
+	switch {
+	case problem != nil:
+		n.log.Error("this node refuses writes and reports NOT_SERVING", "problem", problem.Error())
+	default:
+		n.log.Info("disks take writes again", "was", n.lastProblem)
+	}
+	n.lastProblem = key
 }
 
 // MetricsAddr is the bound address of the Prometheus endpoint, or nil.
@@ -523,6 +610,7 @@ func (n *Node) APIPlaintext() bool { return n.cfg.apiPlaintext() }
 func (n *Node) Close() error {
 	n.closeOnce.Do(func() {
 		var errs []error
+		n.closingStep("stopping the operator API")
 		if n.health != nil {
 			n.health.Shutdown()
 		}
@@ -542,23 +630,36 @@ func (n *Node) Close() error {
 		if n.stopErasing != nil {
 			n.stopErasing()
 		}
+		if n.stopWatching != nil {
+			n.stopWatching()
+		}
 		if n.intra != nil {
 			n.intra.Stop()
 		}
 		errs = append(errs, n.peers.close())
 		if n.raft != nil {
+			n.closingStep("shutting Raft down (it waits for a write to the log or the state machine in progress)")
 			errs = append(errs, n.raft.Shutdown().Error())
 		}
 		if n.transport != nil {
 			errs = append(errs, n.transport.Close())
 		}
+		n.closingStep("waiting for the node's goroutines")
 		n.wg.Wait()
 		if n.state != nil {
-			errs = append(errs, n.state.Close())
+			if problem := n.storageProblem(); problem != nil {
+				n.closingStep("closing the state machine's database (without a flush: " + problem.Error() + ")")
+				errs = append(errs, n.state.CloseWithoutFlush())
+			} else {
+				n.closingStep("closing the state machine's database (flushing it to disk)")
+				errs = append(errs, n.state.Close())
+			}
 		}
 		if n.logs != nil {
+			n.closingStep("closing the Raft log's database (syncing it to disk)")
 			errs = append(errs, n.logs.Close())
 		}
+		n.closingStep("closed")
 		if n.dirLock != nil {
 			// Last: the directory is free once nothing in it is open.
 			errs = append(errs, n.dirLock.Close())
@@ -566,6 +667,17 @@ func (n *Node) Close() error {
 		n.closeErr = errors.Join(errs...)
 	})
 	return n.closeErr
+}
+
+func (n *Node) closingStep(step string) { n.closing.Store(&step) }
+
+// ClosingStep names what Close is doing, or "" before it began: for the
+// log line of a shutdown that did not finish in time.
+func (n *Node) ClosingStep() string {
+	if s := n.closing.Load(); s != nil {
+		return *s
+	}
+	return ""
 }
 
 func roleOf(s raft.RaftState) irxv1.NodeRole {

@@ -20,6 +20,11 @@ import (
 // Propose appends cmd to the team's Raft log, on this node if it leads or
 // through the leader otherwise, and returns the state machine's result.
 func (n *Node) Propose(ctx context.Context, cmd *irxv1.Command) (*fsm.Result, error) {
+	// A node whose disks refuse writes says so at once, naming the disk,
+	// rather than letting the caller wait out its deadline.
+	if err := n.storageProblem(); err != nil {
+		return nil, err
+	}
 	if cmd.Actor == nil {
 		// The operator call this command is for: recorded with the
 		// change, in the same entry (node/access.go).
@@ -89,6 +94,15 @@ func (n *Node) applyLocal(ctx context.Context, cmd *irxv1.Command) (*fsm.Result,
 	if n.raft.State() != raft.Leader {
 		return nil, errNotLeader
 	}
+	// A leader's no-op (the read index's) is let through: it holds
+	// nothing, and without it a node whose disks refuse writes could not
+	// serve a linearizable read. The log still refuses it below half the
+	// reserve.
+	if cmd.GetLeaderNoop() == nil {
+		if err := n.storageProblem(); err != nil {
+			return nil, err
+		}
+	}
 	return n.batcher.submit(ctx, cmd)
 }
 
@@ -98,6 +112,13 @@ func (n *Node) applyLocalAll(ctx context.Context, cmds []*irxv1.Command) []propo
 		results := make([]proposalResult, len(cmds))
 		for i := range results {
 			results[i].err = errNotLeader
+		}
+		return results
+	}
+	if err := n.storageProblem(); err != nil {
+		results := make([]proposalResult, len(cmds))
+		for i := range results {
+			results[i].err = err
 		}
 		return results
 	}

@@ -59,12 +59,15 @@ func recoverUnary(log *slog.Logger) grpc.UnaryServerInterceptor {
 // of it: the services may return the core's errors as they are, and no
 // error leaves the node as UNKNOWN. It runs innermost, so the metrics and
 // the log see the status the caller gets.
-func statusUnary(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+//
+// A read that failed on this node's damaged state machine is answered as
+// that (UNAVAILABLE, naming the file), not as INTERNAL.
+func (n *Node) statusUnary(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 	resp, err := handler(ctx, req)
 	if err == nil {
 		return resp, nil
 	}
-	return resp, api.ToStatus(err)
+	return resp, api.ToStatus(n.storageClass(err))
 }
 
 // RequestIDKey is the metadata key of a call's request id: taken from the

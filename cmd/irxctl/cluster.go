@@ -152,6 +152,18 @@ func collectPages[T any](limit int, list func(token string, remaining int) (item
 func writeClusterStatus(w io.Writer, st *irxv1.GetClusterStatusResponse) error {
 	fmt.Fprintf(w, "team %s, leader %s, term %d, commit index %d, last ticket %d (answered by %s)\n\n",
 		st.GetTeamId(), dash(st.GetLeaderId()), st.GetTerm(), st.GetCommitIndex(), st.GetLastTicket(), st.GetNodeId())
+	// What this node's disks keep it from doing comes first: it is why
+	// the node refuses writes and reports NOT_SERVING.
+	problems := 0
+	for _, d := range st.GetDisks() {
+		if d.GetProblem() != "" {
+			fmt.Fprintf(w, "%s refuses writes: %s\n", st.GetNodeId(), d.GetProblem())
+			problems++
+		}
+	}
+	if problems > 0 {
+		fmt.Fprintln(w)
+	}
 	tw := newTable(w)
 	fmt.Fprintln(tw, "NODE\tADDRESS\tROLE\tLEADER\tVOTER\tAPPLIED\tLAG\tERROR")
 	for _, m := range st.GetMembers() {

@@ -68,6 +68,12 @@ type fileConfig struct {
 		StreamsPerPeer int    `yaml:"streams_per_peer"`
 		StreamBytes    string `yaml:"stream_bytes"`
 	} `yaml:"federation"`
+	Storage struct {
+		MinFreeBytes        int64         `yaml:"min_free_bytes"`
+		StallTimeout        time.Duration `yaml:"stall_timeout"`
+		ScrubInterval       time.Duration `yaml:"scrub_interval"`
+		ScrubBytesPerSecond int64         `yaml:"scrub_bytes_per_second"`
+	} `yaml:"storage"`
 	Log struct {
 		Level  string `yaml:"level"`
 		Format string `yaml:"format"`
@@ -127,6 +133,9 @@ func parseOptions(args []string, stderr io.Writer, getenv func(string) string) (
 		snapCheck  = fs.Duration("snapshot-interval", 0, "how often to check snapshot-threshold (default 30s)")
 		eraseIn    = fs.Duration("erase-within", 0, "bound on the time until values a peer's withdrawal removed are gone from every file of the data directory (default "+node.DefaultEraseWithin.String()+")")
 		firstOp    = fs.String("first-operator", "", "the operator NAME (irx://TEAM/operator/NAME) bound to every role at the team's first start (default admin)")
+		minFree    = fs.Int64("min-free-bytes", 0, "free space kept on the data directory's file systems: below it the node refuses writes and hands its leadership away; -1: none (default 256 MiB)")
+		stallAfter = fs.Duration("disk-stall-timeout", 0, "how long a write to the node's stores may take before the node treats its disk as stalled (default 2s)")
+		scrubEvery = fs.Duration("scrub-interval", 0, "time between background checks of every block of the state machine's files; negative: none (default 24h)")
 		debugAddr  = fs.String("debug-addr", "", "serve Go's pprof profiles on this loopback address (off by default)")
 		logLevel   = fs.String("log-level", "", "debug, info, warn or error (default info)")
 		logFormat  = fs.String("log-format", "", "text or json (default text)")
@@ -167,6 +176,10 @@ func parseOptions(args []string, stderr io.Writer, getenv func(string) string) (
 			},
 			EraseWithin:   fc.EraseWithin,
 			FirstOperator: fc.Access.FirstOperator,
+			Storage: node.StorageConfig{
+				MinFreeBytes: fc.Storage.MinFreeBytes, StallTimeout: fc.Storage.StallTimeout,
+				ScrubInterval: fc.Storage.ScrubInterval, ScrubBytesPerSecond: fc.Storage.ScrubBytesPerSecond,
+			},
 		},
 		federation: federation.Config{Addr: fc.Listen.Federation, StreamsPerPeer: fc.Federation.StreamsPerPeer},
 		logLevel:   fc.Log.Level,
@@ -253,6 +266,12 @@ func parseOptions(args []string, stderr io.Writer, getenv func(string) string) (
 			if o.federation.StreamsPerPeer = *perPeer; *perPeer < 0 {
 				sizeErr = errors.Join(sizeErr, fmt.Errorf("--streams-per-peer: %d is negative", *perPeer))
 			}
+		case "min-free-bytes":
+			o.node.Storage.MinFreeBytes = *minFree
+		case "disk-stall-timeout":
+			o.node.Storage.StallTimeout = *stallAfter
+		case "scrub-interval":
+			o.node.Storage.ScrubInterval = *scrubEvery
 		}
 	})
 	return o, errors.Join(err, sizeErr)

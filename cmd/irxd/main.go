@@ -18,6 +18,7 @@ import (
 	"runtime"
 	"runtime/debug"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -117,7 +118,48 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 	}
 	<-announced // it ends with ctx, and reads the node
 	logger.Info("shutting down")
-	return errors.Join(fed.Close(), n.Close())
+	return shutdown(logger, fed, n, shutdownTimeout)
+}
+
+// closingNode is what shutdown needs of the node.
+type closingNode interface {
+	Close() error
+	ClosingStep() string
+}
+
+// shutdownTimeout bounds a shutdown, so that SIGTERM ends irxd within 10 s
+// in every state: a store whose disk has stalled cannot be closed, and
+// waiting on it would leave only kill -9.
+const shutdownTimeout = 8 * time.Second
+
+// errShutdownTimeout: the shutdown did not finish in time.
+var errShutdownTimeout = errors.New("shutdown did not finish in time")
+
+// shutdown closes federation and node, giving up after timeout with a log
+// line saying what did not stop. Nothing is lost by giving up: what the
+// node acknowledged is in its Raft log, synced, and the state machine is
+// rebuilt from it at the next start.
+func shutdown(logger *slog.Logger, fed interface{ Close() error }, n closingNode, timeout time.Duration) error {
+	closed := make(chan error, 1)
+	var fedClosed atomic.Bool
+	go func() {
+		err := fed.Close()
+		fedClosed.Store(true)
+		closed <- errors.Join(err, n.Close())
+	}()
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	select {
+	case err := <-closed:
+		return err
+	case <-t.C:
+	}
+	stuck := "closing the federation service"
+	if fedClosed.Load() {
+		stuck = n.ClosingStep()
+	}
+	logger.Error("shutdown did not finish in time; exiting without it", "after", timeout, "stuck", stuck)
+	return fmt.Errorf("%w (%s): stuck %s", errShutdownTimeout, timeout, stuck)
 }
 
 func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {

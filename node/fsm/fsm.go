@@ -117,6 +117,8 @@ type FSM struct {
 	// erasures are the removals applied and not yet erased at rest.
 	erasures *erasures
 
+	health health
+
 	applied    atomic.Uint64
 	lastTicket atomic.Uint64
 	feedSeq    atomic.Uint64
@@ -160,7 +162,7 @@ func Open(dir, team string, logger *slog.Logger) (*FSM, error) {
 	if err := recoverDirs(dir); err != nil {
 		return nil, err
 	}
-	db, err := openDB(dir, logger)
+	db, err := f.openVerified(dir)
 	if err != nil {
 		return nil, err
 	}
@@ -176,7 +178,8 @@ func Open(dir, team string, logger *slog.Logger) (*FSM, error) {
 	return f, nil
 }
 
-func openDB(dir string, logger *slog.Logger) (*pebble.DB, error) {
+// openDB opens the database in dir; events, if not nil, is its listener.
+func openDB(dir string, logger *slog.Logger, events *pebble.EventListener) (*pebble.DB, error) {
 	cache := pebble.NewCache(256 << 20) // index and filter blocks of fresh tables: every create checks its request id
 	defer cache.Unref()                 // the database holds its own reference
 	opts := &pebble.Options{
@@ -193,7 +196,8 @@ func openDB(dir string, logger *slog.Logger) (*pebble.DB, error) {
 		// snapshot first (Node.stateCoversSnapshots), whose index the Raft
 		// log still covers. A WAL nobody needs would cost the leader CPU
 		// under ingest (docs/performance.md).
-		DisableWAL: true,
+		DisableWAL:    true,
+		EventListener: events,
 	}
 	opts.Experimental.SpanPolicyFunc = splitTablesAtFamilies(keyFamilies())
 	// Every create looks up its request id, which is almost always absent:
@@ -243,17 +247,29 @@ func (f *FSM) adopt(db *pebble.DB) error {
 	return nil
 }
 
-// Close closes the database.
-func (f *FSM) Close() error {
+// Close closes the database. flush says whether to write what is only in
+// memory first: without a WAL, that would be replayed from the Raft log
+// at the next start, and flushing makes a clean restart quick; on a full
+// or stalled disk the flush would never finish.
+func (f *FSM) Close() error { return f.close(true) }
+
+// CloseWithoutFlush closes the database without writing what is only in
+// memory, for a node whose disk cannot take it: the next start replays
+// it from the Raft log.
+func (f *FSM) CloseWithoutFlush() error { return f.close(false) }
+
+func (f *FSM) close(flush bool) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.snapshots.Wait()
 	if f.db == nil {
 		return nil
 	}
-	// Without a WAL, what is only in memtables would be replayed from the
-	// Raft log at the next start; flushing makes a clean restart quick.
-	err := errors.Join(f.db.Flush(), f.db.Close())
+	var err error
+	if flush {
+		err = f.db.Flush()
+	}
+	err = errors.Join(err, f.db.Close())
 	f.db = nil
 	return err
 }

@@ -135,6 +135,8 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 	if err := f.reopen(f.dir); err != nil {
 		return err
 	}
+	// Damage found in the replaced database is gone with it.
+	f.health.corrupt.Store(nil)
 	f.signalApplied()
 	f.log.Info("state machine restored from snapshot", "applied_index", f.applied.Load(), "last_ticket", f.lastTicket.Load())
 	return os.RemoveAll(old)
@@ -142,7 +144,7 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 
 // reopen opens dir as the current database; f.mu must be held.
 func (f *FSM) reopen(dir string) error {
-	db, err := openDB(dir, f.log)
+	db, err := openDB(dir, f.log, f.health.events(dir, f.log))
 	if err != nil {
 		return err
 	}
@@ -154,7 +156,7 @@ func (f *FSM) reopen(dir string) error {
 
 // loadSnapshot writes a snapshot stream into a new, durable database at dir.
 func loadSnapshot(dir string, r io.Reader, logger *slog.Logger) error {
-	db, err := openDB(dir, logger)
+	db, err := openDB(dir, logger, nil)
 	if err != nil {
 		return err
 	}
@@ -273,6 +275,9 @@ func recoverDirs(dir string) error {
 		if err := os.RemoveAll(staging); err != nil {
 			return fmt.Errorf("fsm: drop interrupted restore: %w", err)
 		}
+	}
+	if err := os.RemoveAll(dir + ".corrupt"); err != nil {
+		return fmt.Errorf("fsm: drop a corrupt state machine: %w", err)
 	}
 	if _, err := os.Stat(dir); err == nil {
 		return os.RemoveAll(old)

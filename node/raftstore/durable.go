@@ -118,7 +118,10 @@ func (s *Store) syncLoop() {
 		d.mu.Unlock()
 
 		start := time.Now()
-		if err := s.syncWAL(); err != nil {
+		s.syncSince.Store(start.UnixNano())
+		err := s.syncWAL()
+		s.syncSince.Store(0)
+		if err != nil {
 			// The log may not hold what it was given; nothing written
 			// after can be trusted either. Pebble stops the process on a
 			// failed WAL write for the same reason.

@@ -68,6 +68,8 @@ type config struct {
 	fs         vfs.FS
 	writeAhead func() bool
 	onSync     func(time.Duration)
+	writable   func() error
+	stallAfter time.Duration
 }
 
 // Option configures Open.
@@ -105,6 +107,24 @@ func WithWriteAhead(leading func() bool) Option {
 // appends written ahead.
 func WithSyncObserver(observe func(time.Duration)) Option {
 	return func(c *config) { c.onSync = observe }
+}
+
+// WithWriteCheck has every append first call writable, and fail with its
+// error, unwritten, when it returns one (the node's free-space guard).
+func WithWriteCheck(writable func() error) Option {
+	return func(c *config) { c.writable = writable }
+}
+
+// WithStallTimeout sets how long an append, or a sync of appends written
+// ahead, may take before the store reports itself stalled (Stalled), and
+// every other append fails at once with a StorageError of class
+// errdefs.ErrUnavailable until the stalled one finishes. The stalled
+// append itself waits: pebble's writes cannot be cancelled, and an error
+// returned for a write that lands later would leave Raft's idea of its log
+// behind the log. The node stops its Raft heartbeats while the store is
+// stalled, so that a leader stuck here is replaced. Zero: never stalled.
+func WithStallTimeout(d time.Duration) Option {
+	return func(c *config) { c.stallAfter = d }
 }
 
 // WithFS opens the store on fs instead of the operating system's file
@@ -146,6 +166,14 @@ type Store struct {
 	writeAhead func() bool
 	onSync     func(time.Duration)
 	dur        *durability
+
+	writable   func() error
+	stallAfter time.Duration
+	// overdue counts appends still running past stallAfter; syncSince is
+	// when the sync of appends written ahead now running began (unix
+	// nanoseconds, 0 when none runs).
+	overdue   atomic.Int32
+	syncSince atomic.Int64
 }
 
 // Open opens (creating if needed) the store in dir.
@@ -201,7 +229,8 @@ func Open(dir string, opts ...Option) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("raftstore: open %s: %w", dir, err)
 	}
-	s := &Store{db: db, fs: efs, dir: dir, logger: logger, writeAhead: cfg.writeAhead, onSync: cfg.onSync}
+	s := &Store{db: db, fs: efs, dir: dir, logger: logger, writeAhead: cfg.writeAhead, onSync: cfg.onSync,
+		writable: cfg.writable, stallAfter: cfg.stallAfter}
 	b, err := s.loadBoundsLocked()
 	if err != nil {
 		return nil, errors.Join(err, db.Close())
@@ -417,6 +446,14 @@ func (s *Store) StoreLogs(logs []*raft.Log) (err error) {
 		minIdx = min(minIdx, l.Index)
 		maxIdx = max(maxIdx, l.Index)
 	}
+	if s.writable != nil {
+		if err := s.writable(); err != nil {
+			return fmt.Errorf("raftstore: store logs %d-%d: %w", minIdx, maxIdx, err)
+		}
+	}
+	if err := s.Stalled(); err != nil {
+		return fmt.Errorf("raftstore: store logs %d-%d: %w", minIdx, maxIdx, err)
+	}
 	if err := s.acquire(); err != nil {
 		return fmt.Errorf("raftstore: store logs %d-%d: %w", minIdx, maxIdx, err)
 	}
@@ -442,6 +479,12 @@ func (s *Store) StoreLogs(logs []*raft.Log) (err error) {
 		}
 	}
 
+	defer s.watchStall()()
+	return s.commitLogs(b, minIdx, maxIdx)
+}
+
+// commitLogs commits a batch of appends and records the new bounds.
+func (s *Store) commitLogs(b *pebble.Batch, minIdx, maxIdx uint64) error {
 	s.writeMu.Lock()
 	defer s.writeMu.Unlock()
 	cur, err := s.loadBoundsLocked()

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"slices"
@@ -21,19 +22,22 @@ import (
 )
 
 // roles returns the leader's index in nodes and the clients of all nodes.
+// On a loaded machine a young team may be between leaders when asked, so
+// it waits out an election (within 30 s).
 func roles(t *testing.T, nodes []*irxdtest.Node) (leader int, clients []client) {
 	t.Helper()
-	leader = -1
-	for i, n := range nodes {
-		c := dial(t, n)
-		clients = append(clients, c)
-		if clusterStatus(t, c).GetRole() == irxv1.NodeRole_NODE_ROLE_LEADER {
-			leader = i
+	for _, n := range nodes {
+		clients = append(clients, dial(t, n))
+	}
+	eventually(t, 30*time.Second, "a leader among the nodes", func() error {
+		for i, c := range clients {
+			if clusterStatus(t, c).GetRole() == irxv1.NodeRole_NODE_ROLE_LEADER {
+				leader = i
+				return nil
+			}
 		}
-	}
-	if leader < 0 {
-		t.Fatal("no leader among the nodes")
-	}
+		return errors.New("no node leads")
+	})
 	return leader, clients
 }
 

@@ -284,6 +284,12 @@ func (n *Node) Stop(timeout time.Duration) error {
 	return n.signal(syscall.SIGINT, timeout)
 }
 
+// Terminate sends SIGTERM, as a service manager does, and waits up to
+// timeout for the process to exit, whatever its exit status.
+func (n *Node) Terminate(timeout time.Duration) error {
+	return n.signal(syscall.SIGTERM, timeout)
+}
+
 // Kill sends SIGKILL: a crash, no shutdown code runs.
 func (n *Node) Kill() error { return n.signal(syscall.SIGKILL, 10*time.Second) }
 

@@ -156,7 +156,12 @@ type GetClusterStatusResponse struct {
 	Members []*ClusterMember `protobuf:"bytes,11,rep,name=members,proto3" json:"members,omitempty"`
 	// SHA-256 of this node's state machine at applied_index, hex; set when
 	// asked for. Nodes at the same applied index must report the same one.
-	StateDigest   string `protobuf:"bytes,12,opt,name=state_digest,json=stateDigest,proto3" json:"state_digest,omitempty"`
+	StateDigest string `protobuf:"bytes,12,opt,name=state_digest,json=stateDigest,proto3" json:"state_digest,omitempty"`
+	// This node's disks: free space, and why the node refuses writes on one
+	// (empty while it takes them). A node with a problem here reports
+	// NOT_SERVING on grpc.health.v1, has handed its leadership away, and
+	// answers writes with RESOURCE_EXHAUSTED or UNAVAILABLE naming the disk.
+	Disks         []*DiskStatus `protobuf:"bytes,13,rep,name=disks,proto3" json:"disks,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -275,6 +280,106 @@ func (x *GetClusterStatusResponse) GetStateDigest() string {
 	return ""
 }
 
+func (x *GetClusterStatusResponse) GetDisks() []*DiskStatus {
+	if x != nil {
+		return x.Disks
+	}
+	return nil
+}
+
+// DiskStatus is one of a node's data directories as the node sees it.
+type DiskStatus struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// What the directory holds: "raft log" or "state machine".
+	Disk string `protobuf:"bytes,1,opt,name=disk,proto3" json:"disk,omitempty"`
+	// The directory (or, for a damaged file, the file).
+	Path string `protobuf:"bytes,2,opt,name=path,proto3" json:"path,omitempty"`
+	// Bytes available to the node on its file system; 0 if unknown.
+	FreeBytes uint64 `protobuf:"varint,3,opt,name=free_bytes,json=freeBytes,proto3" json:"free_bytes,omitempty"`
+	// Size of the file system in bytes; 0 if unknown.
+	TotalBytes uint64 `protobuf:"varint,4,opt,name=total_bytes,json=totalBytes,proto3" json:"total_bytes,omitempty"`
+	// Free space below which the node refuses writes.
+	ReserveBytes uint64 `protobuf:"varint,5,opt,name=reserve_bytes,json=reserveBytes,proto3" json:"reserve_bytes,omitempty"`
+	// Why the node refuses writes because of this disk (space below the
+	// reserve, a stalled or failing write, a corrupt file); empty when it
+	// does not.
+	Problem       string `protobuf:"bytes,6,opt,name=problem,proto3" json:"problem,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DiskStatus) Reset() {
+	*x = DiskStatus{}
+	mi := &file_irx_v1_cluster_service_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DiskStatus) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DiskStatus) ProtoMessage() {}
+
+func (x *DiskStatus) ProtoReflect() protoreflect.Message {
+	mi := &file_irx_v1_cluster_service_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DiskStatus.ProtoReflect.Descriptor instead.
+func (*DiskStatus) Descriptor() ([]byte, []int) {
+	return file_irx_v1_cluster_service_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *DiskStatus) GetDisk() string {
+	if x != nil {
+		return x.Disk
+	}
+	return ""
+}
+
+func (x *DiskStatus) GetPath() string {
+	if x != nil {
+		return x.Path
+	}
+	return ""
+}
+
+func (x *DiskStatus) GetFreeBytes() uint64 {
+	if x != nil {
+		return x.FreeBytes
+	}
+	return 0
+}
+
+func (x *DiskStatus) GetTotalBytes() uint64 {
+	if x != nil {
+		return x.TotalBytes
+	}
+	return 0
+}
+
+func (x *DiskStatus) GetReserveBytes() uint64 {
+	if x != nil {
+		return x.ReserveBytes
+	}
+	return 0
+}
+
+func (x *DiskStatus) GetProblem() string {
+	if x != nil {
+		return x.Problem
+	}
+	return ""
+}
+
 // ClusterMember is one member of the Raft configuration.
 type ClusterMember struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -301,7 +406,7 @@ type ClusterMember struct {
 
 func (x *ClusterMember) Reset() {
 	*x = ClusterMember{}
-	mi := &file_irx_v1_cluster_service_proto_msgTypes[2]
+	mi := &file_irx_v1_cluster_service_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -313,7 +418,7 @@ func (x *ClusterMember) String() string {
 func (*ClusterMember) ProtoMessage() {}
 
 func (x *ClusterMember) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_cluster_service_proto_msgTypes[2]
+	mi := &file_irx_v1_cluster_service_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -326,7 +431,7 @@ func (x *ClusterMember) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterMember.ProtoReflect.Descriptor instead.
 func (*ClusterMember) Descriptor() ([]byte, []int) {
-	return file_irx_v1_cluster_service_proto_rawDescGZIP(), []int{2}
+	return file_irx_v1_cluster_service_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *ClusterMember) GetNodeId() string {
@@ -400,7 +505,7 @@ type AddMemberRequest struct {
 
 func (x *AddMemberRequest) Reset() {
 	*x = AddMemberRequest{}
-	mi := &file_irx_v1_cluster_service_proto_msgTypes[3]
+	mi := &file_irx_v1_cluster_service_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -412,7 +517,7 @@ func (x *AddMemberRequest) String() string {
 func (*AddMemberRequest) ProtoMessage() {}
 
 func (x *AddMemberRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_cluster_service_proto_msgTypes[3]
+	mi := &file_irx_v1_cluster_service_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -425,7 +530,7 @@ func (x *AddMemberRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddMemberRequest.ProtoReflect.Descriptor instead.
 func (*AddMemberRequest) Descriptor() ([]byte, []int) {
-	return file_irx_v1_cluster_service_proto_rawDescGZIP(), []int{3}
+	return file_irx_v1_cluster_service_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *AddMemberRequest) GetNodeId() string {
@@ -460,7 +565,7 @@ type AddMemberResponse struct {
 
 func (x *AddMemberResponse) Reset() {
 	*x = AddMemberResponse{}
-	mi := &file_irx_v1_cluster_service_proto_msgTypes[4]
+	mi := &file_irx_v1_cluster_service_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -472,7 +577,7 @@ func (x *AddMemberResponse) String() string {
 func (*AddMemberResponse) ProtoMessage() {}
 
 func (x *AddMemberResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_cluster_service_proto_msgTypes[4]
+	mi := &file_irx_v1_cluster_service_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -485,7 +590,7 @@ func (x *AddMemberResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddMemberResponse.ProtoReflect.Descriptor instead.
 func (*AddMemberResponse) Descriptor() ([]byte, []int) {
-	return file_irx_v1_cluster_service_proto_rawDescGZIP(), []int{4}
+	return file_irx_v1_cluster_service_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *AddMemberResponse) GetMembers() []*ClusterMember {
@@ -506,7 +611,7 @@ type RemoveMemberRequest struct {
 
 func (x *RemoveMemberRequest) Reset() {
 	*x = RemoveMemberRequest{}
-	mi := &file_irx_v1_cluster_service_proto_msgTypes[5]
+	mi := &file_irx_v1_cluster_service_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -518,7 +623,7 @@ func (x *RemoveMemberRequest) String() string {
 func (*RemoveMemberRequest) ProtoMessage() {}
 
 func (x *RemoveMemberRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_cluster_service_proto_msgTypes[5]
+	mi := &file_irx_v1_cluster_service_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -531,7 +636,7 @@ func (x *RemoveMemberRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveMemberRequest.ProtoReflect.Descriptor instead.
 func (*RemoveMemberRequest) Descriptor() ([]byte, []int) {
-	return file_irx_v1_cluster_service_proto_rawDescGZIP(), []int{5}
+	return file_irx_v1_cluster_service_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *RemoveMemberRequest) GetNodeId() string {
@@ -552,7 +657,7 @@ type RemoveMemberResponse struct {
 
 func (x *RemoveMemberResponse) Reset() {
 	*x = RemoveMemberResponse{}
-	mi := &file_irx_v1_cluster_service_proto_msgTypes[6]
+	mi := &file_irx_v1_cluster_service_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -564,7 +669,7 @@ func (x *RemoveMemberResponse) String() string {
 func (*RemoveMemberResponse) ProtoMessage() {}
 
 func (x *RemoveMemberResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_cluster_service_proto_msgTypes[6]
+	mi := &file_irx_v1_cluster_service_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -577,7 +682,7 @@ func (x *RemoveMemberResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveMemberResponse.ProtoReflect.Descriptor instead.
 func (*RemoveMemberResponse) Descriptor() ([]byte, []int) {
-	return file_irx_v1_cluster_service_proto_rawDescGZIP(), []int{6}
+	return file_irx_v1_cluster_service_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *RemoveMemberResponse) GetMembers() []*ClusterMember {
@@ -599,7 +704,7 @@ type TransferLeadershipRequest struct {
 
 func (x *TransferLeadershipRequest) Reset() {
 	*x = TransferLeadershipRequest{}
-	mi := &file_irx_v1_cluster_service_proto_msgTypes[7]
+	mi := &file_irx_v1_cluster_service_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -611,7 +716,7 @@ func (x *TransferLeadershipRequest) String() string {
 func (*TransferLeadershipRequest) ProtoMessage() {}
 
 func (x *TransferLeadershipRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_cluster_service_proto_msgTypes[7]
+	mi := &file_irx_v1_cluster_service_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -624,7 +729,7 @@ func (x *TransferLeadershipRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TransferLeadershipRequest.ProtoReflect.Descriptor instead.
 func (*TransferLeadershipRequest) Descriptor() ([]byte, []int) {
-	return file_irx_v1_cluster_service_proto_rawDescGZIP(), []int{7}
+	return file_irx_v1_cluster_service_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *TransferLeadershipRequest) GetNodeId() string {
@@ -645,7 +750,7 @@ type TransferLeadershipResponse struct {
 
 func (x *TransferLeadershipResponse) Reset() {
 	*x = TransferLeadershipResponse{}
-	mi := &file_irx_v1_cluster_service_proto_msgTypes[8]
+	mi := &file_irx_v1_cluster_service_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -657,7 +762,7 @@ func (x *TransferLeadershipResponse) String() string {
 func (*TransferLeadershipResponse) ProtoMessage() {}
 
 func (x *TransferLeadershipResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_cluster_service_proto_msgTypes[8]
+	mi := &file_irx_v1_cluster_service_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -670,7 +775,7 @@ func (x *TransferLeadershipResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TransferLeadershipResponse.ProtoReflect.Descriptor instead.
 func (*TransferLeadershipResponse) Descriptor() ([]byte, []int) {
-	return file_irx_v1_cluster_service_proto_rawDescGZIP(), []int{8}
+	return file_irx_v1_cluster_service_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *TransferLeadershipResponse) GetLeaderId() string {
@@ -686,7 +791,7 @@ const file_irx_v1_cluster_service_proto_rawDesc = "" +
 	"\n" +
 	"\x1cirx/v1/cluster_service.proto\x12\x06irx.v1\x1a\x1birx/v1/access_service.proto\"@\n" +
 	"\x17GetClusterStatusRequest\x12%\n" +
-	"\x0einclude_digest\x18\x01 \x01(\bR\rincludeDigest\"\xac\x03\n" +
+	"\x0einclude_digest\x18\x01 \x01(\bR\rincludeDigest\"\xd6\x03\n" +
 	"\x18GetClusterStatusResponse\x12\x17\n" +
 	"\ateam_id\x18\x01 \x01(\tR\x06teamId\x12\x17\n" +
 	"\anode_id\x18\x02 \x01(\tR\x06nodeId\x12$\n" +
@@ -701,7 +806,18 @@ const file_irx_v1_cluster_service_proto_rawDesc = "" +
 	"\rfeed_sequence\x18\n" +
 	" \x01(\x04R\ffeedSequence\x12/\n" +
 	"\amembers\x18\v \x03(\v2\x15.irx.v1.ClusterMemberR\amembers\x12!\n" +
-	"\fstate_digest\x18\f \x01(\tR\vstateDigest\"\xe3\x01\n" +
+	"\fstate_digest\x18\f \x01(\tR\vstateDigest\x12(\n" +
+	"\x05disks\x18\r \x03(\v2\x12.irx.v1.DiskStatusR\x05disks\"\xb3\x01\n" +
+	"\n" +
+	"DiskStatus\x12\x12\n" +
+	"\x04disk\x18\x01 \x01(\tR\x04disk\x12\x12\n" +
+	"\x04path\x18\x02 \x01(\tR\x04path\x12\x1d\n" +
+	"\n" +
+	"free_bytes\x18\x03 \x01(\x04R\tfreeBytes\x12\x1f\n" +
+	"\vtotal_bytes\x18\x04 \x01(\x04R\n" +
+	"totalBytes\x12#\n" +
+	"\rreserve_bytes\x18\x05 \x01(\x04R\freserveBytes\x12\x18\n" +
+	"\aproblem\x18\x06 \x01(\tR\aproblem\"\xe3\x01\n" +
 	"\rClusterMember\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x18\n" +
 	"\aaddress\x18\x02 \x01(\tR\aaddress\x12\x14\n" +
@@ -750,38 +866,40 @@ func file_irx_v1_cluster_service_proto_rawDescGZIP() []byte {
 }
 
 var file_irx_v1_cluster_service_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_irx_v1_cluster_service_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
+var file_irx_v1_cluster_service_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
 var file_irx_v1_cluster_service_proto_goTypes = []any{
 	(NodeRole)(0),                      // 0: irx.v1.NodeRole
 	(*GetClusterStatusRequest)(nil),    // 1: irx.v1.GetClusterStatusRequest
 	(*GetClusterStatusResponse)(nil),   // 2: irx.v1.GetClusterStatusResponse
-	(*ClusterMember)(nil),              // 3: irx.v1.ClusterMember
-	(*AddMemberRequest)(nil),           // 4: irx.v1.AddMemberRequest
-	(*AddMemberResponse)(nil),          // 5: irx.v1.AddMemberResponse
-	(*RemoveMemberRequest)(nil),        // 6: irx.v1.RemoveMemberRequest
-	(*RemoveMemberResponse)(nil),       // 7: irx.v1.RemoveMemberResponse
-	(*TransferLeadershipRequest)(nil),  // 8: irx.v1.TransferLeadershipRequest
-	(*TransferLeadershipResponse)(nil), // 9: irx.v1.TransferLeadershipResponse
+	(*DiskStatus)(nil),                 // 3: irx.v1.DiskStatus
+	(*ClusterMember)(nil),              // 4: irx.v1.ClusterMember
+	(*AddMemberRequest)(nil),           // 5: irx.v1.AddMemberRequest
+	(*AddMemberResponse)(nil),          // 6: irx.v1.AddMemberResponse
+	(*RemoveMemberRequest)(nil),        // 7: irx.v1.RemoveMemberRequest
+	(*RemoveMemberResponse)(nil),       // 8: irx.v1.RemoveMemberResponse
+	(*TransferLeadershipRequest)(nil),  // 9: irx.v1.TransferLeadershipRequest
+	(*TransferLeadershipResponse)(nil), // 10: irx.v1.TransferLeadershipResponse
 }
 var file_irx_v1_cluster_service_proto_depIdxs = []int32{
-	0, // 0: irx.v1.GetClusterStatusResponse.role:type_name -> irx.v1.NodeRole
-	3, // 1: irx.v1.GetClusterStatusResponse.members:type_name -> irx.v1.ClusterMember
-	0, // 2: irx.v1.ClusterMember.role:type_name -> irx.v1.NodeRole
-	3, // 3: irx.v1.AddMemberResponse.members:type_name -> irx.v1.ClusterMember
-	3, // 4: irx.v1.RemoveMemberResponse.members:type_name -> irx.v1.ClusterMember
-	1, // 5: irx.v1.ClusterService.GetClusterStatus:input_type -> irx.v1.GetClusterStatusRequest
-	4, // 6: irx.v1.ClusterService.AddMember:input_type -> irx.v1.AddMemberRequest
-	6, // 7: irx.v1.ClusterService.RemoveMember:input_type -> irx.v1.RemoveMemberRequest
-	8, // 8: irx.v1.ClusterService.TransferLeadership:input_type -> irx.v1.TransferLeadershipRequest
-	2, // 9: irx.v1.ClusterService.GetClusterStatus:output_type -> irx.v1.GetClusterStatusResponse
-	5, // 10: irx.v1.ClusterService.AddMember:output_type -> irx.v1.AddMemberResponse
-	7, // 11: irx.v1.ClusterService.RemoveMember:output_type -> irx.v1.RemoveMemberResponse
-	9, // 12: irx.v1.ClusterService.TransferLeadership:output_type -> irx.v1.TransferLeadershipResponse
-	9, // [9:13] is the sub-list for method output_type
-	5, // [5:9] is the sub-list for method input_type
-	5, // [5:5] is the sub-list for extension type_name
-	5, // [5:5] is the sub-list for extension extendee
-	0, // [0:5] is the sub-list for field type_name
+	0,  // 0: irx.v1.GetClusterStatusResponse.role:type_name -> irx.v1.NodeRole
+	4,  // 1: irx.v1.GetClusterStatusResponse.members:type_name -> irx.v1.ClusterMember
+	3,  // 2: irx.v1.GetClusterStatusResponse.disks:type_name -> irx.v1.DiskStatus
+	0,  // 3: irx.v1.ClusterMember.role:type_name -> irx.v1.NodeRole
+	4,  // 4: irx.v1.AddMemberResponse.members:type_name -> irx.v1.ClusterMember
+	4,  // 5: irx.v1.RemoveMemberResponse.members:type_name -> irx.v1.ClusterMember
+	1,  // 6: irx.v1.ClusterService.GetClusterStatus:input_type -> irx.v1.GetClusterStatusRequest
+	5,  // 7: irx.v1.ClusterService.AddMember:input_type -> irx.v1.AddMemberRequest
+	7,  // 8: irx.v1.ClusterService.RemoveMember:input_type -> irx.v1.RemoveMemberRequest
+	9,  // 9: irx.v1.ClusterService.TransferLeadership:input_type -> irx.v1.TransferLeadershipRequest
+	2,  // 10: irx.v1.ClusterService.GetClusterStatus:output_type -> irx.v1.GetClusterStatusResponse
+	6,  // 11: irx.v1.ClusterService.AddMember:output_type -> irx.v1.AddMemberResponse
+	8,  // 12: irx.v1.ClusterService.RemoveMember:output_type -> irx.v1.RemoveMemberResponse
+	10, // 13: irx.v1.ClusterService.TransferLeadership:output_type -> irx.v1.TransferLeadershipResponse
+	10, // [10:14] is the sub-list for method output_type
+	6,  // [6:10] is the sub-list for method input_type
+	6,  // [6:6] is the sub-list for extension type_name
+	6,  // [6:6] is the sub-list for extension extendee
+	0,  // [0:6] is the sub-list for field type_name
 }
 
 func init() { file_irx_v1_cluster_service_proto_init() }
@@ -796,7 +914,7 @@ func file_irx_v1_cluster_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_irx_v1_cluster_service_proto_rawDesc), len(file_irx_v1_cluster_service_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   9,
+			NumMessages:   10,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
