@@ -180,6 +180,10 @@ func (n *Node) RemoveMember(ctx context.Context, req *irxv1.RemoveMemberRequest)
 // TransferLeadership hands leadership to another member, through the
 // current leader.
 func (n *Node) TransferLeadership(ctx context.Context, req *irxv1.TransferLeadershipRequest) (*irxv1.TransferLeadershipResponse, error) {
+	// The leader before the transfer: a node that forwarded the request
+	// learns of the new leader only from its first heartbeat, so until
+	// then it still names the old one.
+	_, before := n.raft.LeaderWithID()
 	err := n.onLeader(ctx, false, func() error {
 		var f raft.Future
 		if id := req.GetNodeId(); id != "" {
@@ -214,9 +218,12 @@ func (n *Node) TransferLeadership(ctx context.Context, req *irxv1.TransferLeader
 	if err != nil {
 		return nil, err
 	}
-	// Report the leader once one is known again.
+	// Report the new leader once this node knows it: the one named (which
+	// may be the one before, when it was asked to keep leading), or any
+	// leader but the one before.
 	for {
-		if _, id := n.raft.LeaderWithID(); id != "" {
+		_, id := n.raft.LeaderWithID()
+		if id != "" && (string(id) == req.GetNodeId() || id != before) {
 			return &irxv1.TransferLeadershipResponse{LeaderId: string(id)}, nil
 		}
 		select {

@@ -176,14 +176,21 @@ func TestReadmeWalkthroughRuns(t *testing.T) {
 		t.Skip("builds grpcurl")
 	}
 	root, _, cmds := readExamples(t, 15, "Walkthrough with grpcurl", "Disclosure policies")
+	// grpcurl is built once, before the node starts, with the version
+	// go.mod pins ("go tool grpcurl" builds it on first use, which on a
+	// loaded machine took longer than a call's bound).
+	buildCtx, cancelBuild := context.WithTimeout(context.Background(), 10*time.Minute)
+	grpcurl := buildCommand(buildCtx, t, root, t.TempDir(), "github.com/fullstorydev/grpcurl/cmd/grpcurl")
+	cancelBuild()
 	n := irxdtest.StartNode(t, irxdBin)
 	failing := 0
 	for _, ex := range cmds {
-		if !strings.HasPrefix(ex.cmd, "go tool grpcurl") {
+		if !strings.HasPrefix(ex.cmd, "go tool grpcurl ") {
 			t.Fatalf("unexpected command in the walkthrough: %s", ex.cmd)
 		}
+		cmd := grpcurl + " " + strings.TrimPrefix(strings.ReplaceAll(ex.cmd, "127.0.0.1:7400", n.APIAddr), "go tool grpcurl ")
 		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-		c := exec.CommandContext(ctx, "bash", "-c", strings.ReplaceAll(ex.cmd, "127.0.0.1:7400", n.APIAddr))
+		c := exec.CommandContext(ctx, "bash", "-c", cmd)
 		c.Dir = root
 		out, err := c.CombinedOutput()
 		cancel()
