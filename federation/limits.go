@@ -9,6 +9,7 @@ import (
 	rtmetrics "runtime/metrics"
 	"sync"
 	"time"
+	"unsafe"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -51,6 +52,97 @@ const (
 	refusalLogBurst    = 10
 	refusalLogInterval = time.Minute
 )
+
+// What a peer's feed may cost this node, the receiving side: the puller
+// that follows a peer reads its responses ahead of applying them, and a
+// peer that serves us is as much a stranger's program as one we serve.
+const (
+	// MaxFeedResponseBytes is the largest feed response a puller reads. A
+	// peer cuts its responses at maxResponseBytes (less with a small
+	// stream_bytes), and one item is an incident of at most
+	// record.MaxIncidentBytes, so twice the cut leaves room for any
+	// honest response; gRPC refuses a larger one from its length prefix,
+	// before reading it.
+	MaxFeedResponseBytes = 2 * maxResponseBytes
+	// recvBudgetShare is the part of the memory limit (1/recvBudgetShare)
+	// the pullers of the node may hold together, shared across the
+	// followed peers.
+	recvBudgetShare = 8
+	// minRecvBytes lets a puller apply one response while the next
+	// arrives.
+	minRecvBytes = 2 * MaxFeedResponseBytes
+	// noLimitRecvBytes is a puller's bound when the node has no memory
+	// limit.
+	noLimitRecvBytes = 64 << 20
+	// rawItemBytes is what parsing an item adds to the bytes it came in
+	// (its rawItem): a response of many tiny items costs more than its
+	// encoding, and the account must say so.
+	rawItemBytes = int64(unsafe.Sizeof(rawItem{}))
+)
+
+// recvLimit is the bytes a puller may hold of its peer's responses when
+// followed peers share the node's receive budget.
+func recvLimit(memoryLimit int64, followed int) int64 {
+	if memoryLimit <= 0 || memoryLimit == math.MaxInt64 {
+		return noLimitRecvBytes
+	}
+	return max(memoryLimit/recvBudgetShare/int64(max(1, followed)), minRecvBytes)
+}
+
+// recvBudget is one puller's account of the bytes it holds of its peer's
+// responses: read ahead of the apply loop, or being applied. The reader
+// takes the largest response it accepts before each read and gives back
+// what the response did not use, so what it holds never exceeds the
+// limit, whatever the peer sends.
+type recvBudget struct {
+	mu    sync.Mutex
+	limit int64
+	used  int64
+	most  int64         // the most held at once
+	freed chan struct{} // closed, and replaced, whenever bytes are released
+}
+
+func newRecvBudget(limit int64) *recvBudget {
+	return &recvBudget{limit: max(limit, MaxFeedResponseBytes), freed: make(chan struct{})}
+}
+
+// acquire takes n bytes, waiting until they are free.
+func (b *recvBudget) acquire(ctx context.Context, n int64) error {
+	for {
+		b.mu.Lock()
+		if b.used+n <= b.limit {
+			b.used += n
+			b.most = max(b.most, b.used)
+			b.mu.Unlock()
+			return nil
+		}
+		freed := b.freed
+		b.mu.Unlock()
+		select {
+		case <-freed:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+func (b *recvBudget) release(n int64) {
+	if n <= 0 {
+		return
+	}
+	b.mu.Lock()
+	b.used -= n
+	close(b.freed)
+	b.freed = make(chan struct{})
+	b.mu.Unlock()
+}
+
+// held is what the puller holds now, and the most it held at once.
+func (b *recvBudget) held() (now, most int64) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.used, b.most
+}
 
 // streamLimits admits Subscribe streams and accounts for the bytes they
 // hold.
