@@ -220,3 +220,24 @@ func TestPullerRefusesOversizeResponse(t *testing.T) {
 		t.Fatalf("%d commits of an oversize response", x.commits.Load())
 	}
 }
+
+// TestPullerRefusesMalformedResponse: a response that is not a
+// SubscribeResponse is refused and counted as malformed, and nothing of
+// it is applied.
+func TestPullerRefusesMalformedResponse(t *testing.T) {
+	x, peer := newPullFixture(t, 128<<20, nil)
+	peer.serve = func(stream irxv1.FederationService_SubscribeServer) error {
+		return stream.SendMsg(&frame{data: []byte{0x0a, 0xff, 0xff, 0xff, 0x0f}}) // items, cut short
+	}
+	close(x.gate)
+	x.follow(t)
+	waitFor(t, "the malformed response is the peer's last error", func() bool {
+		return strings.Contains(x.status().lastErr, "malformed SubscribeResponse")
+	})
+	if n := counterValue(t, x.f.metrics.pullsRefused, "cert-b", "malformed"); n < 1 {
+		t.Fatalf("irx_federation_feed_responses_refused_total{reason=malformed} = %v, want at least 1", n)
+	}
+	if x.commits.Load() != 0 {
+		t.Fatalf("%d commits of a malformed response", x.commits.Load())
+	}
+}
