@@ -35,8 +35,8 @@ import (
 // DefaultAddr is the peer-facing listener of the embedded default.
 const DefaultAddr = "127.0.0.1:7401"
 
-// MaxMessageBytes bounds what the peer-facing listener reads and what a
-// puller accepts: a feed response carries many views.
+// MaxMessageBytes bounds what the peer-facing listener reads. (A puller
+// accepts less: MaxFeedResponseBytes.)
 const MaxMessageBytes = 64 << 20
 
 // Config configures a team's federation.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -141,7 +142,7 @@ func TestSplitFeedProperties(t *testing.T) {
 			t.Fatal(err)
 		}
 		at, n := from, 0
-		cmds := splitFeed("cert-b", from, resp)
+		cmds := slices.Collect(feedCommands("cert-b", from, resp))
 		for i, raw := range cmds {
 			data, err := proto.Marshal(&irxv1.Command{Kind: &irxv1.Command_ApplyPeerFeed{ApplyPeerFeed: raw}})
 			if err != nil {

@@ -9,6 +9,7 @@ import (
 	rtmetrics "runtime/metrics"
 	"sync"
 	"time"
+	"unsafe"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -52,6 +53,97 @@ const (
 	refusalLogInterval = time.Minute
 )
 
+// What a peer's feed may cost this node, the receiving side: the puller
+// that follows a peer reads its responses ahead of applying them, and a
+// peer that serves us is as much a stranger's program as one we serve.
+const (
+	// MaxFeedResponseBytes is the largest feed response a puller reads. A
+	// peer cuts its responses at maxResponseBytes (less with a small
+	// stream_bytes), and one item is an incident of at most
+	// record.MaxIncidentBytes, so twice the cut leaves room for any
+	// honest response; gRPC refuses a larger one from its length prefix,
+	// before reading it.
+	MaxFeedResponseBytes = 2 * maxResponseBytes
+	// recvBudgetShare is the part of the memory limit (1/recvBudgetShare)
+	// the pullers of the node may hold together, shared across the
+	// followed peers.
+	recvBudgetShare = 8
+	// minRecvBytes lets a puller apply one response while the next
+	// arrives.
+	minRecvBytes = 2 * MaxFeedResponseBytes
+	// noLimitRecvBytes is a puller's bound when the node has no memory
+	// limit.
+	noLimitRecvBytes = 64 << 20
+	// rawItemBytes is what parsing an item adds to the bytes it came in
+	// (its rawItem): a response of many tiny items costs more than its
+	// encoding, and the account must say so.
+	rawItemBytes = int64(unsafe.Sizeof(rawItem{}))
+)
+
+// recvLimit is the bytes a puller may hold of its peer's responses when
+// followed peers share the node's receive budget.
+func recvLimit(memoryLimit int64, followed int) int64 {
+	if memoryLimit <= 0 || memoryLimit == math.MaxInt64 {
+		return noLimitRecvBytes
+	}
+	return max(memoryLimit/recvBudgetShare/int64(max(1, followed)), minRecvBytes)
+}
+
+// recvBudget is one puller's account of the bytes it holds of its peer's
+// responses: read ahead of the apply loop, or being applied. The reader
+// takes the largest response it accepts before each read and gives back
+// what the response did not use, so what it holds never exceeds the
+// limit, whatever the peer sends.
+type recvBudget struct {
+	mu    sync.Mutex
+	limit int64
+	used  int64
+	most  int64         // the most held at once
+	freed chan struct{} // closed, and replaced, whenever bytes are released
+}
+
+func newRecvBudget(limit int64) *recvBudget {
+	return &recvBudget{limit: max(limit, MaxFeedResponseBytes), freed: make(chan struct{})}
+}
+
+// acquire takes n bytes, waiting until they are free.
+func (b *recvBudget) acquire(ctx context.Context, n int64) error {
+	for {
+		b.mu.Lock()
+		if b.used+n <= b.limit {
+			b.used += n
+			b.most = max(b.most, b.used)
+			b.mu.Unlock()
+			return nil
+		}
+		freed := b.freed
+		b.mu.Unlock()
+		select {
+		case <-freed:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+func (b *recvBudget) release(n int64) {
+	if n <= 0 {
+		return
+	}
+	b.mu.Lock()
+	b.used -= n
+	close(b.freed)
+	b.freed = make(chan struct{})
+	b.mu.Unlock()
+}
+
+// held is what the puller holds now, and the most it held at once.
+func (b *recvBudget) held() (now, most int64) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.used, b.most
+}
+
 // streamLimits admits Subscribe streams and accounts for the bytes they
 // hold.
 type streamLimits struct {
@@ -74,7 +166,7 @@ func newStreamLimits(cfg Config) *streamLimits {
 	if l.memoryLimit > 0 && l.memoryLimit < math.MaxInt64 {
 		budget = max(l.memoryLimit/sendBudgetShare, 2*l.streamBytes)
 	}
-	l.budget = newSendBudget(budget)
+	l.budget = newSendBudget(budget, 2*l.streamBytes)
 	l.walks = make(chan struct{}, max(1, runtime.GOMAXPROCS(0)/2))
 	return l
 }
@@ -136,28 +228,51 @@ func heapLive() uint64 {
 }
 
 // sendBudget is the bytes all Subscribe streams of the node may hold
-// together. A walk takes its share before it computes and waits when the
-// budget is spent, so that many slow streams slow the walks down instead
-// of growing the heap.
+// together. A walk takes its share before it computes and waits when its
+// peer's share is spent, so that many slow streams slow the walks down
+// instead of growing the heap.
+//
+// The budget is shared fairly between peers: a peer may hold at most the
+// budget divided by the peers holding bytes (itself included), and never
+// less than twice one stream's bound (a stream's next walk beside the
+// message it last handed to gRPC, which may be one large view). A greedy
+// peer's streams that do not read hold their bytes until they end;
+// without shares, a few such peers would spend the whole budget and every
+// honest stream would wait for them. A peer that holds nothing always
+// gets its walk, so a peer that comes after the budget was spent still
+// progresses; what the others hold above their new, smaller shares goes
+// back as their streams send or end, and they take no more meanwhile.
 type sendBudget struct {
-	mu    sync.Mutex
-	limit int64
-	used  int64
-	freed chan struct{} // closed, and replaced, whenever bytes are released
+	mu     sync.Mutex
+	limit  int64
+	floor  int64 // the smallest share: twice one stream's bound
+	used   int64
+	byPeer map[string]int64
+	freed  chan struct{} // closed, and replaced, whenever bytes are released
 }
 
-func newSendBudget(limit int64) *sendBudget {
-	return &sendBudget{limit: limit, freed: make(chan struct{})}
+func newSendBudget(limit, floor int64) *sendBudget {
+	return &sendBudget{limit: limit, floor: floor, byPeer: map[string]int64{}, freed: make(chan struct{})}
 }
 
-// acquire takes n bytes, waiting until they are free. A stream that holds
-// nothing always gets its first share, so that a budget smaller than one
-// share does not stop every stream.
-func (b *sendBudget) acquire(ctx context.Context, n int64, holding bool) error {
+// share is what peer may hold now. The caller holds b.mu.
+func (b *sendBudget) share(peer string) int64 {
+	holders := len(b.byPeer)
+	if b.byPeer[peer] == 0 {
+		holders++
+	}
+	return max(b.limit/int64(holders), b.floor)
+}
+
+// acquire takes n bytes for peer, waiting until its share has room. A
+// peer that holds nothing always gets its first walk, so that a share
+// smaller than one walk does not stop it.
+func (b *sendBudget) acquire(ctx context.Context, peer string, n int64) error {
 	for {
 		b.mu.Lock()
-		if b.used+n <= b.limit || (!holding && b.used == 0) {
+		if held := b.byPeer[peer]; held == 0 || held+n <= b.share(peer) {
 			b.used += n
+			b.byPeer[peer] = held + n
 			b.mu.Unlock()
 			return nil
 		}
@@ -171,20 +286,24 @@ func (b *sendBudget) acquire(ctx context.Context, n int64, holding bool) error {
 	}
 }
 
-// take adds n bytes without waiting: what a walk computed beyond its
-// share (one feed entry may give many items).
-func (b *sendBudget) take(n int64) {
+// take adds n bytes for peer without waiting: what a walk computed beyond
+// its share (one feed entry may give many items).
+func (b *sendBudget) take(peer string, n int64) {
 	b.mu.Lock()
 	b.used += n
+	b.byPeer[peer] += n
 	b.mu.Unlock()
 }
 
-func (b *sendBudget) release(n int64) {
+func (b *sendBudget) release(peer string, n int64) {
 	if n <= 0 {
 		return
 	}
 	b.mu.Lock()
 	b.used -= n
+	if b.byPeer[peer] -= n; b.byPeer[peer] <= 0 {
+		delete(b.byPeer, peer)
+	}
 	close(b.freed)
 	b.freed = make(chan struct{})
 	b.mu.Unlock()
@@ -194,6 +313,13 @@ func (b *sendBudget) inUse() int64 {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.used
+}
+
+// holds is what peer holds of the budget.
+func (b *sendBudget) holds(peer string) int64 {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.byPeer[peer]
 }
 
 // streamQueue is one stream's account: the bytes it holds of the node's
@@ -224,7 +350,7 @@ func (q *streamQueue) room() int64 {
 // reserve takes the next walk's share of the budget, waiting for it.
 func (q *streamQueue) reserve(ctx context.Context) error {
 	n := q.room()
-	if err := q.l.budget.acquire(ctx, n, q.reserved > 0); err != nil {
+	if err := q.l.budget.acquire(ctx, q.peer, n); err != nil {
 		return err
 	}
 	q.reserved += n
@@ -235,10 +361,10 @@ func (q *streamQueue) reserve(ctx context.Context) error {
 func (q *streamQueue) computed(n int64) {
 	q.pending = n
 	if held := q.pending + q.inFlight; held > q.reserved {
-		q.l.budget.take(held - q.reserved)
+		q.l.budget.take(q.peer, held-q.reserved)
 		q.reserved = held
 	} else {
-		q.l.budget.release(q.reserved - held)
+		q.l.budget.release(q.peer, q.reserved-held)
 		q.reserved = held
 	}
 	q.report()
@@ -255,7 +381,7 @@ func (q *streamQueue) report() {
 // sent moves a message of n bytes from computed to handed to gRPC; the
 // message handed over before it is gone.
 func (q *streamQueue) sent(n int64) {
-	q.l.budget.release(q.inFlight)
+	q.l.budget.release(q.peer, q.inFlight)
 	q.reserved -= q.inFlight
 	q.pending -= n
 	q.inFlight = n
@@ -265,7 +391,7 @@ func (q *streamQueue) sent(n int64) {
 func (q *streamQueue) held() int64 { return q.pending + q.inFlight }
 
 func (q *streamQueue) close() {
-	q.l.budget.release(q.reserved)
+	q.l.budget.release(q.peer, q.reserved)
 	q.reserved, q.pending, q.inFlight = 0, 0, 0
 	q.report()
 }

@@ -25,34 +25,40 @@ import (
 
 // feedFixture is team cert-a serving its real feed (Subscribe) on a
 // loopback listener with mutual TLS, over a real state machine holding
-// records its policy for cert-b discloses.
+// records its policies for cert-b and cert-c disclose.
 type feedFixture struct {
 	f        *Federation
 	st       *fsm.FSM
 	logs     *syncBuffer
 	caA, caB *pki.CA
+	caC      *pki.CA
 	certB    tls.Certificate
+	certC    tls.Certificate
 	maxItems int32 // of the streams subscribe opens; 0: the server's default
 }
 
 func newFeedFixture(t *testing.T, cfg Config, records, textBytes int) *feedFixture {
 	t.Helper()
-	x := &feedFixture{caA: mustCA(t, "cert-a"), caB: mustCA(t, "cert-b"), logs: &syncBuffer{}}
-	x.st = stateWithPeers(t, &irxv1.Peer{TeamId: "cert-b", CaCertificatePem: string(x.caB.CertPEM())})
+	x := &feedFixture{caA: mustCA(t, "cert-a"), caB: mustCA(t, "cert-b"), caC: mustCA(t, "cert-c"), logs: &syncBuffer{}}
+	x.st = stateWithPeers(t,
+		&irxv1.Peer{TeamId: "cert-b", CaCertificatePem: string(x.caB.CertPEM())},
+		&irxv1.Peer{TeamId: "cert-c", CaCertificatePem: string(x.caC.CertPEM())})
 	apply := func(cmd *irxv1.Command) *fsm.Result {
 		applyCommand(t, x.st, cmd)
 		return &fsm.Result{}
 	}
-	applyCommand(t, x.st, &irxv1.Command{Kind: &irxv1.Command_SetPolicy{SetPolicy: &irxv1.SetPolicyCommand{
-		TeamSecret: make([]byte, fsm.TeamSecretLength),
-		Policy: &irxv1.DisclosurePolicy{
-			PeerTeamId: "cert-b", RecipientClass: irxv1.RecipientClass_RECIPIENT_CLASS_RESPONSE_TEAM, TlpCeiling: irxv1.Tlp_TLP_AMBER,
-			Rules: []*irxv1.ClassRule{
-				{InfoClass: irxv1.InfoClass_INFO_CLASS_INTRUDER, Action: irxv1.DisclosureAction_DISCLOSURE_ACTION_FORWARD},
-				{InfoClass: irxv1.InfoClass_INFO_CLASS_STATISTICAL, Action: irxv1.DisclosureAction_DISCLOSURE_ACTION_FORWARD},
+	for _, peer := range []string{"cert-b", "cert-c"} {
+		applyCommand(t, x.st, &irxv1.Command{Kind: &irxv1.Command_SetPolicy{SetPolicy: &irxv1.SetPolicyCommand{
+			TeamSecret: make([]byte, fsm.TeamSecretLength),
+			Policy: &irxv1.DisclosurePolicy{
+				PeerTeamId: peer, RecipientClass: irxv1.RecipientClass_RECIPIENT_CLASS_RESPONSE_TEAM, TlpCeiling: irxv1.Tlp_TLP_AMBER,
+				Rules: []*irxv1.ClassRule{
+					{InfoClass: irxv1.InfoClass_INFO_CLASS_INTRUDER, Action: irxv1.DisclosureAction_DISCLOSURE_ACTION_FORWARD},
+					{InfoClass: irxv1.InfoClass_INFO_CLASS_STATISTICAL, Action: irxv1.DisclosureAction_DISCLOSURE_ACTION_FORWARD},
+				},
 			},
-		},
-	}}})
+		}}})
+	}
 	rediscloseAll(t, x.st, apply, stretch{stretchIncidents, stretchVersions, stretchBytes})
 	// The attacking hosts (intruder information, forwarded) make up the
 	// size of each view.
@@ -90,6 +96,7 @@ func newFeedFixture(t *testing.T, cfg Config, records, textBytes int) *feedFixtu
 	}
 	t.Cleanup(func() { _ = x.f.Close() })
 	x.certB = issue(t, x.caB, pki.NodeIdentity("cert-b", "n1"))
+	x.certC = issue(t, x.caC, pki.NodeIdentity("cert-c", "n1"))
 	return x
 }
 
@@ -199,22 +206,23 @@ func TestStreamHoldsBoundedBytes(t *testing.T) {
 	})
 }
 
-// TestSendBudgetWaits: a walk waits while the node's budget is spent, and
-// goes on when bytes are released.
+// TestSendBudgetWaits: a walk waits while its peer's share of the node's
+// budget is spent, and goes on when bytes are released; a peer that comes
+// after another spent the budget gets its own share.
 func TestSendBudgetWaits(t *testing.T) {
-	b := newSendBudget(100)
+	b := newSendBudget(100, 10)
 	ctx := context.Background()
-	if err := b.acquire(ctx, 80, false); err != nil {
+	if err := b.acquire(ctx, "b", 80); err != nil {
 		t.Fatal(err)
 	}
 	got := make(chan error, 1)
-	go func() { got <- b.acquire(ctx, 40, true) }()
+	go func() { got <- b.acquire(ctx, "b", 40) }()
 	select {
 	case err := <-got:
 		t.Fatalf("acquired 40 bytes with 80 of 100 in use: %v", err)
 	case <-time.After(50 * time.Millisecond):
 	}
-	b.release(80)
+	b.release("b", 80)
 	select {
 	case err := <-got:
 		if err != nil {
@@ -225,15 +233,31 @@ func TestSendBudgetWaits(t *testing.T) {
 	}
 	cancelled, cancel := context.WithCancel(ctx)
 	cancel()
-	if err := b.acquire(cancelled, 100, true); status.Code(err) != codes.Canceled {
+	if err := b.acquire(cancelled, "b", 100); status.Code(err) != codes.Canceled {
 		t.Fatalf("acquire on a cancelled stream: %v, want CANCELED", err)
 	}
-	// A stream that holds nothing gets its first share even if it is
+	// A peer that holds nothing gets its first share even if it is
 	// larger than what is free, so one large share cannot stop every
 	// stream; it then waits like the others.
-	b.release(40)
-	if err := b.acquire(ctx, 500, false); err != nil || b.inUse() != 500 {
+	b.release("b", 40)
+	if err := b.acquire(ctx, "b", 500); err != nil || b.inUse() != 500 {
 		t.Fatalf("a first share of 500 bytes of an empty budget of 100: %v, in use %d", err, b.inUse())
+	}
+	// Another peer comes: it gets its walk, then up to its share (half the
+	// budget, two peers hold bytes), while b, over its share, takes none.
+	if err := b.acquire(ctx, "c", 30); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.acquire(ctx, "c", 20); err != nil || b.holds("c") != 50 {
+		t.Fatalf("c within its share of 50: %v, holds %d", err, b.holds("c"))
+	}
+	short, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+	defer cancel()
+	if err := b.acquire(short, "c", 1); status.Code(err) != codes.DeadlineExceeded {
+		t.Fatalf("c beyond its share of 50: %v, want to wait", err)
+	}
+	if err := b.acquire(short, "b", 1); status.Code(err) != codes.DeadlineExceeded {
+		t.Fatalf("b, holding 500 of a share of 50: %v, want to wait", err)
 	}
 }
 
@@ -334,5 +358,42 @@ func TestStreamWaitsForAcknowledgement(t *testing.T) {
 	}
 	if acks < records/(unacked+batch) {
 		t.Fatalf("the whole feed of %d came with %d acknowledgements; the stream never waited for one", records, acks)
+	}
+}
+
+// TestGreedyPeerLeavesOthersTheirShare: a peer whose streams do not read
+// spends what the node's send budget lets it; another peer that
+// subscribes then still gets its whole feed, from its own share, while
+// the greedy streams stay open.
+func TestGreedyPeerLeavesOthersTheirShare(t *testing.T) {
+	const records, text = 400, 2000 // about 800 KB of views per stream
+	x := newFeedFixture(t, Config{StreamBytes: minStreamBytes}, records, text)
+	// A budget of four streams' bounds: the greedy peer's eight streams
+	// can spend it alone.
+	limit := int64(4 * minStreamBytes)
+	x.f.limits.budget = newSendBudget(limit, 2*minStreamBytes)
+	for range DefaultStreamsPerPeer {
+		x.subscribe(t, x.certB) // never read
+	}
+	waitFor(t, "the greedy peer spends the budget", func() bool {
+		return x.f.limits.budget.holds("cert-b") > limit-minStreamBytes
+	})
+	client, _ := x.client(t, x.certC)
+	ctx, cancel := context.WithTimeout(context.Background(), bound)
+	defer cancel()
+	stream, err := client.Subscribe(ctx, &irxv1.SubscribeRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	received := 0
+	for received < records {
+		resp, err := stream.Recv()
+		if err != nil {
+			t.Fatalf("cert-c's stream, beside cert-b's %d that do not read, after %d of %d views: %v", DefaultStreamsPerPeer, received, records, err)
+		}
+		received += len(resp.GetItems())
+	}
+	if open, _, _ := x.f.followers.usage("cert-b"); open != DefaultStreamsPerPeer {
+		t.Fatalf("cert-b has %d streams open, want its %d", open, DefaultStreamsPerPeer)
 	}
 }

@@ -24,6 +24,11 @@ type metrics struct {
 	streamBytes       *prometheus.Desc
 	budgetUsed        *prometheus.Desc
 	budgetLimit       *prometheus.Desc
+	// The receiving side: responses the pullers refused, and what each
+	// holds of its peer's responses.
+	pullsRefused *prometheus.CounterVec
+	pullHeld     *prometheus.Desc
+	pullLimit    *prometheus.Desc
 }
 
 func newMetrics(f *Federation) *metrics {
@@ -46,6 +51,12 @@ func newMetrics(f *Federation) *metrics {
 			Name: "irx_federation_handshakes_refused_total",
 			Help: "TLS handshakes the peer-facing listener refused, by reason (deleted: no such peer, disabled, certificate_revoked, ca_changed, expired, not_node, unknown).",
 		}, []string{"reason"}),
+		pullsRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "irx_federation_feed_responses_refused_total",
+			Help: "Feed responses this node's puller refused from the peer it follows, by peer and reason (oversize: larger than the largest response a peer sends; malformed: not a SubscribeResponse).",
+		}, []string{"peer", "reason"}),
+		pullHeld:    prometheus.NewDesc("irx_federation_pull_held_bytes", "Bytes the puller holds of the peer's feed responses: read ahead and not yet applied (the leader only).", []string{"peer"}, nil),
+		pullLimit:   prometheus.NewDesc("irx_federation_pull_limit_bytes", "The most the puller may hold of the peer's feed responses: its share of an eighth of memory_limit (the leader only).", []string{"peer"}, nil),
 		streamsOpen: prometheus.NewDesc("irx_federation_streams_open", "Subscribe streams the peer has open on this node.", []string{"peer"}, nil),
 		streamBytes: prometheus.NewDesc("irx_federation_stream_queued_bytes", "Encoded bytes the peer's Subscribe streams hold on this node: computed and not yet handed to gRPC, and the last message gRPC holds per stream.", []string{"peer"}, nil),
 		budgetUsed:  prometheus.NewDesc("irx_federation_send_budget_used_bytes", "Bytes all Subscribe streams of this node hold of their shared budget.", nil, nil),
@@ -73,6 +84,9 @@ func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
 	m.fields.Describe(ch)
 	m.streamsRefused.Describe(ch)
 	m.handshakesRefused.Describe(ch)
+	m.pullsRefused.Describe(ch)
+	ch <- m.pullHeld
+	ch <- m.pullLimit
 	ch <- m.streamsOpen
 	ch <- m.streamBytes
 	ch <- m.budgetUsed
@@ -184,6 +198,17 @@ func (m *metrics) served(peer string, t *tally) {
 func (m *metrics) collectLimits(ch chan<- prometheus.Metric) {
 	m.streamsRefused.Collect(ch)
 	m.handshakesRefused.Collect(ch)
+	m.pullsRefused.Collect(ch)
+	p := m.f.pullers
+	p.mu.Lock()
+	for peer, l := range p.live {
+		if l.recv != nil {
+			now, _ := l.recv.held()
+			ch <- prometheus.MustNewConstMetric(m.pullHeld, prometheus.GaugeValue, float64(now), peer)
+			ch <- prometheus.MustNewConstMetric(m.pullLimit, prometheus.GaugeValue, float64(l.recv.limit), peer)
+		}
+	}
+	p.mu.Unlock()
 	fl := m.f.followers
 	fl.mu.Lock()
 	for peer, n := range fl.open {
@@ -201,6 +226,11 @@ func (m *metrics) collectLimits(ch chan<- prometheus.Metric) {
 // refused counts a Subscribe stream refused over a limit.
 func (m *metrics) refused(peer, reason string) {
 	m.streamsRefused.WithLabelValues(peer, reason).Inc()
+}
+
+// pullRefused counts a feed response the puller refused.
+func (m *metrics) pullRefused(peer, reason string) {
+	m.pullsRefused.WithLabelValues(peer, reason).Inc()
 }
 
 // handshakeRefused counts a refused handshake by the reason of err. The

@@ -4,11 +4,16 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"iter"
+	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/irxfed/irx/pki"
@@ -42,6 +47,9 @@ type live struct {
 	headTime    *timestamppb.Timestamp
 	lastErr     string
 	lastErrTime time.Time
+	// recv is the running pull's account of what it holds of the peer's
+	// responses (nil between pulls).
+	recv *recvBudget
 }
 
 func newPullers(f *Federation) *pullers {
@@ -172,7 +180,10 @@ func (p *pullers) follow(ctx context.Context, peer *irxv1.Peer) {
 			l.connected = false
 			l.lastErr, l.lastErrTime = fmt.Sprintf("%s: %v", endpoint, err), time.Now()
 		})
-		log.Warn("following the peer's feed failed; retrying", "endpoint", endpoint, "error", err, "retry_in", backoff)
+		if !errors.Is(err, errOversize) && !errors.Is(err, errMalformedResponse) {
+			// A refused response was logged at a bounded rate (refused).
+			log.Warn("following the peer's feed failed; retrying", "endpoint", endpoint, "error", err, "retry_in", backoff)
+		}
 		if progressed {
 			backoff = 100 * time.Millisecond
 		}
@@ -183,6 +194,14 @@ func (p *pullers) follow(ctx context.Context, peer *irxv1.Peer) {
 		}
 		backoff = min(2*backoff, p.f.cfg.RetryMax)
 	}
+}
+
+// followed is how many peers this node's pullers follow: they share the
+// node's receive budget.
+func (p *pullers) followed() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.running)
 }
 
 // dial connects to a peer endpoint, verifying the server's chain against
@@ -199,7 +218,7 @@ func (f *Federation) dial(peer *irxv1.Peer, endpoint string) (*grpc.ClientConn, 
 	}
 	return grpc.NewClient(endpoint,
 		grpc.WithTransportCredentials(credentials.NewTLS(tlsConf)),
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(MaxMessageBytes)))
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(MaxFeedResponseBytes)))
 }
 
 // pull follows the feed from one endpoint until the stream fails. Each
@@ -227,32 +246,75 @@ func (p *pullers) pull(ctx context.Context, peer *irxv1.Peer, endpoint string) (
 	}
 	acks := newAcker(client)
 	defer acks.close()
-	responses := newReader(ctx, stream)
+	budget := newRecvBudget(recvLimit(f.limits.memoryLimit, p.followed()))
+	p.update(team, func(l *live) { l.recv = budget })
+	defer p.update(team, func(l *live) {
+		if l.recv == budget {
+			l.recv = nil
+		}
+	})
+	responses := newReader(ctx, stream, budget)
 	for {
 		resp, err := responses.next()
 		if err != nil {
+			return progressed, p.refused(team, err)
+		}
+		var applied bool
+		cursor, applied, err = p.apply(ctx, team, endpoint, cursor, resp, acks)
+		budget.release(resp.held)
+		progressed = progressed || applied
+		if err != nil {
 			return progressed, err
 		}
-		p.update(team, func(l *live) {
-			l.connected, l.endpoint, l.lastErr = true, endpoint, ""
-			l.head, l.headTime = resp.head, resp.headTime
-		})
-		if resp.cursor < cursor || resp.cursor == cursor && len(resp.items) == 0 {
-			continue // a heartbeat, or nothing new
-		}
-		for _, cmd := range splitFeed(team, cursor, resp) {
-			_, err := f.commit(ctx, &irxv1.Command{Kind: &irxv1.Command_ApplyPeerFeed{ApplyPeerFeed: cmd}})
-			if err != nil {
-				if isStaleCursor(err) {
-					return progressed, fmt.Errorf("our cursor moved under us (another leader applied the batch): resubscribing: %w", err)
-				}
-				return progressed, fmt.Errorf("apply batch %d..%d: %w", cmd.GetFromCursor(), cmd.GetCursor(), err)
-			}
-			cursor = cmd.GetCursor()
-		}
-		progressed = true
-		acks.set(cursor, resp.policyVersion)
 	}
+}
+
+// apply commits one (coalesced) response, one command at a time (each
+// copies its items), and acknowledges it. It returns the cursor reached
+// and whether the whole response was applied.
+func (p *pullers) apply(ctx context.Context, team, endpoint string, cursor uint64, resp *rawResponse, acks *acker) (uint64, bool, error) {
+	p.update(team, func(l *live) {
+		l.connected, l.endpoint, l.lastErr = true, endpoint, ""
+		l.head, l.headTime = resp.head, resp.headTime
+	})
+	if resp.cursor < cursor || resp.cursor == cursor && len(resp.items) == 0 {
+		return cursor, false, nil // a heartbeat, or nothing new
+	}
+	for cmd := range feedCommands(team, cursor, resp) {
+		_, err := p.f.commit(ctx, &irxv1.Command{Kind: &irxv1.Command_ApplyPeerFeed{ApplyPeerFeed: cmd}})
+		if err != nil {
+			if isStaleCursor(err) {
+				return cursor, false, fmt.Errorf("our cursor moved under us (another leader applied the batch): resubscribing: %w", err)
+			}
+			return cursor, false, fmt.Errorf("apply batch %d..%d: %w", cmd.GetFromCursor(), cmd.GetCursor(), err)
+		}
+		cursor = cmd.GetCursor()
+	}
+	acks.set(cursor, resp.policyVersion)
+	return cursor, true, nil
+}
+
+// errOversize is a feed response larger than MaxFeedResponseBytes: the
+// peer's protocol error, not a reason to hold more.
+var errOversize = errors.New("the peer sent a feed response larger than this node accepts")
+
+// refused names, counts and logs (at a bounded rate) the peer's responses
+// the puller refuses; other errors pass unchanged.
+func (p *pullers) refused(team string, err error) error {
+	reason := ""
+	switch {
+	case status.Code(err) == codes.ResourceExhausted && strings.Contains(status.Convert(err).Message(), "larger than max"):
+		// gRPC's own refusal, from the message's length prefix.
+		err = fmt.Errorf("%w (at most %d bytes; a peer cuts its responses at %d): %w", errOversize, MaxFeedResponseBytes, maxResponseBytes, err)
+		reason = "oversize"
+	case errors.Is(err, errMalformedResponse):
+		reason = "malformed"
+	default:
+		return err
+	}
+	p.f.metrics.pullRefused(team, reason)
+	p.f.refusals.log(p.f.log, slog.LevelWarn, "refused the peer's feed response", "peer", team, "reason", reason, "error", err)
+	return err
 }
 
 type received struct {
@@ -267,20 +329,33 @@ type reader struct {
 	pending *received // read but not yet handed out
 }
 
-func newReader(ctx context.Context, stream grpc.ClientStream) *reader {
+// It holds no more than budget allows: before each read it takes the
+// largest response gRPC accepts, then gives back what the response did not
+// use; the apply loop releases a response's bytes once it is applied.
+func newReader(ctx context.Context, stream grpc.ClientStream, budget *recvBudget) *reader {
 	r := &reader{in: make(chan received, 64)}
 	go func() {
 		defer close(r.in)
 		for {
+			if err := budget.acquire(ctx, MaxFeedResponseBytes); err != nil {
+				return
+			}
 			var f frame
 			err := stream.RecvMsg(&f)
 			var resp *rawResponse
 			if err == nil {
 				resp, err = parseResponse(f.data)
 			}
+			held := int64(0)
+			if err == nil {
+				held = int64(len(f.data)) + int64(cap(resp.items))*rawItemBytes
+				resp.held = held
+			}
+			budget.release(MaxFeedResponseBytes - held)
 			select {
 			case r.in <- received{resp, err}:
 			case <-ctx.Done():
+				budget.release(held)
 				return
 			}
 			if err != nil {
@@ -291,7 +366,9 @@ func newReader(ctx context.Context, stream grpc.ClientStream) *reader {
 	return r
 }
 
-// coalesceItems bounds how many items one coalesced batch carries.
+// coalesceItems bounds how many items one coalesced batch carries, and so
+// the one allocation of merging that the receive budget does not count:
+// the merged items' slice, of at most this many rawItems.
 const coalesceItems = 4096
 
 // next waits for one response and merges those already waiting behind it
@@ -317,11 +394,12 @@ func (r *reader) next() (*rawResponse, error) {
 			if !ok {
 				return merged, nil
 			}
-			if n.err != nil || n.resp.policyVersion != merged.policyVersion {
+			if n.err != nil || n.resp.policyVersion != merged.policyVersion || len(merged.items)+len(n.resp.items) > coalesceItems {
 				r.pending = &n
 				return merged, nil
 			}
 			merged.items = append(merged.items, n.resp.items...)
+			merged.held += n.resp.held
 			merged.cursor, merged.head, merged.headTime = n.resp.cursor, n.resp.head, n.resp.headTime
 		default:
 			return merged, nil
@@ -330,39 +408,44 @@ func (r *reader) next() (*rawResponse, error) {
 	return merged, nil
 }
 
-// splitFeed turns a response into commands of bounded size, each starting
+// feedCommands turns a response into commands of bounded size, each starting
 // at the previous one's cursor. A command that ends between two items of
 // one feed entry leaves the cursor before that entry: applying the entry's
 // first items again, after a reconnection that resumes there, changes
 // nothing (versions never go backwards, replacements and withdrawals of
 // what was already replaced or withdrawn are no-ops).
-func splitFeed(team string, from uint64, resp *rawResponse) []*irxv1.ApplyPeerFeedCommand {
-	newCmd := func(start uint64) *irxv1.ApplyPeerFeedCommand {
-		return &irxv1.ApplyPeerFeedCommand{
-			PeerTeamId: team, FromCursor: start, PolicyVersion: resp.policyVersion,
-			Head: resp.head, HeadTime: resp.headTime,
+// The puller takes them one by one, holding one command's copy of the
+// items at a time.
+func feedCommands(team string, from uint64, resp *rawResponse) iter.Seq[*irxv1.ApplyPeerFeedCommand] {
+	return func(yield func(*irxv1.ApplyPeerFeedCommand) bool) {
+		newCmd := func(start uint64) *irxv1.ApplyPeerFeedCommand {
+			return &irxv1.ApplyPeerFeedCommand{
+				PeerTeamId: team, FromCursor: start, PolicyVersion: resp.policyVersion,
+				Head: resp.head, HeadTime: resp.headTime,
+			}
 		}
+		cur, first, size := newCmd(from), 0, 0
+		items := resp.items
+		for i, item := range items {
+			size += len(item.data)
+			if size < maxCommandBytes || i+1 == len(items) {
+				continue
+			}
+			cur.Cursor = item.sequence
+			if items[i+1].sequence == item.sequence {
+				cur.Cursor = item.sequence - 1
+			}
+			cur.Cursor = max(cur.Cursor, cur.GetFromCursor())
+			setRawItems(cur, items[first:i+1])
+			if !yield(cur) {
+				return
+			}
+			cur, first, size = newCmd(cur.Cursor), i+1, 0
+		}
+		cur.Cursor = max(resp.cursor, cur.GetFromCursor())
+		setRawItems(cur, items[first:])
+		yield(cur)
 	}
-	var out []*irxv1.ApplyPeerFeedCommand
-	cur, first, size := newCmd(from), 0, 0
-	items := resp.items
-	for i, item := range items {
-		size += len(item.data)
-		if size < maxCommandBytes || i+1 == len(items) {
-			continue
-		}
-		cur.Cursor = item.sequence
-		if items[i+1].sequence == item.sequence {
-			cur.Cursor = item.sequence - 1
-		}
-		cur.Cursor = max(cur.Cursor, cur.GetFromCursor())
-		setRawItems(cur, items[first:i+1])
-		out = append(out, cur)
-		cur, first, size = newCmd(cur.Cursor), i+1, 0
-	}
-	cur.Cursor = max(resp.cursor, cur.GetFromCursor())
-	setRawItems(cur, items[first:])
-	return append(out, cur)
 }
 
 // acker acknowledges the latest applied cursor in the background, so the

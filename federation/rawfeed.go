@@ -29,6 +29,9 @@ type rawResponse struct {
 	head          uint64
 	headTime      *timestamppb.Timestamp
 	policyVersion int64
+	// held is what the response costs of the puller's receive budget:
+	// its encoding and its parsed items.
+	held int64
 }
 
 // rawItem is one encoded irx.v1.FeedItem and its sequence.
