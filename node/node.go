@@ -322,7 +322,7 @@ func (n *Node) startAPI(creds nodeCredentials) error {
 	n.apiListener = ln
 	opts := []grpc.ServerOption{
 		grpc.MaxRecvMsgSize(MaxRequestBytes),
-		grpc.ChainUnaryInterceptor(recoverUnary(n.log), n.metrics.unary(), logUnary(n.log), statusUnary),
+		grpc.ChainUnaryInterceptor(recoverUnary(n.log), n.metrics.unary(), logUnary(n.log), refuseUnknownFields, statusUnary),
 		streamWorkers(),
 	}
 	if n.cfg.apiPlaintext() {

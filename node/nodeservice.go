@@ -63,7 +63,7 @@ func proposeResponse(res *fsm.Result, err error) (*irxv1.ProposeResponse, error)
 	if err != nil {
 		return nil, err
 	}
-	resp := &irxv1.ProposeResponse{Policy: res.Policy, Peer: res.Peer, TeamDescription: res.TeamDescription}
+	resp := &irxv1.ProposeResponse{Policy: res.Policy, Peer: res.Peer, TeamDescription: res.TeamDescription, RequestReplayed: res.Replayed}
 	if res.Encoded != nil {
 		wire.SetEncoded(resp, wire.ProposeResponseIncident, res.Encoded)
 	} else {

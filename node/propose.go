@@ -53,7 +53,10 @@ func (n *Node) Propose(ctx context.Context, cmd *irxv1.Command) (*fsm.Result, er
 			if err != nil {
 				return err
 			}
-			res = &fsm.Result{Incident: resp.GetIncident(), Policy: resp.GetPolicy(), Peer: resp.GetPeer(), TeamDescription: resp.GetTeamDescription()}
+			res = &fsm.Result{
+				Incident: resp.GetIncident(), Policy: resp.GetPolicy(), Peer: resp.GetPeer(), TeamDescription: resp.GetTeamDescription(),
+				Replayed: resp.GetRequestReplayed(),
+			}
 			if len(resp.GetErrorStatus()) > 0 {
 				res.Err = decodeRefusal(resp.GetErrorStatus())
 			}
@@ -107,6 +110,7 @@ func submission(cmd *irxv1.Command) *irxv1.Command {
 	if c := cmd.GetCreateIncident(); c != nil {
 		own.Kind = &irxv1.Command_CreateIncident{CreateIncident: &irxv1.CreateIncidentCommand{
 			Incident: c.GetIncident(), RequestId: c.GetRequestId(), FreshRequestId: c.GetFreshRequestId(),
+			RequestDigest: c.GetRequestDigest(),
 		}}
 	}
 	return own

@@ -54,6 +54,9 @@ type fileConfig struct {
 	// EraseWithin bounds the time from a withdrawal applied here to its
 	// values being gone from every file of data_dir.
 	EraseWithin time.Duration `yaml:"erase_within"`
+	// FutureSkew is how far past this node's clock a time in a record
+	// may lie.
+	FutureSkew time.Duration `yaml:"future_skew"`
 	Log         struct {
 		Level  string `yaml:"level"`
 		Format string `yaml:"format"`
@@ -110,6 +113,7 @@ func parseOptions(args []string, stderr io.Writer, getenv func(string) string) (
 		trailing   = fs.Uint64("trailing-logs", 0, "log entries kept after a snapshot (default 10240)")
 		snapCheck  = fs.Duration("snapshot-interval", 0, "how often to check snapshot-threshold (default 30s)")
 		eraseIn    = fs.Duration("erase-within", 0, "bound on the time until values a peer's withdrawal removed are gone from every file of the data directory (default "+node.DefaultEraseWithin.String()+")")
+		skew       = fs.Duration("future-skew", 0, "how far past this node's clock a time in a record may lie before the write is refused (default "+node.DefaultFutureSkew.String()+")")
 		debugAddr  = fs.String("debug-addr", "", "serve Go's pprof profiles on this loopback address (off by default)")
 		logLevel   = fs.String("log-level", "", "debug, info, warn or error (default info)")
 		logFormat  = fs.String("log-format", "", "text or json (default text)")
@@ -146,6 +150,7 @@ func parseOptions(args []string, stderr io.Writer, getenv func(string) string) (
 				TrailingLogs:      fc.Raft.TrailingLogs,
 			},
 			EraseWithin: fc.EraseWithin,
+			FutureSkew:  fc.FutureSkew,
 		},
 		federation: federation.Config{Addr: fc.Listen.Federation},
 		logLevel:   fc.Log.Level,
@@ -206,6 +211,8 @@ func parseOptions(args []string, stderr io.Writer, getenv func(string) string) (
 			o.node.Raft.SnapshotInterval = *snapCheck
 		case "erase-within":
 			o.node.EraseWithin = *eraseIn
+		case "future-skew":
+			o.node.FutureSkew = *skew
 		}
 	})
 	return o, err

@@ -24,6 +24,7 @@ const (
 	CreateRequestID    protowire.Number = 2
 	CreateFresh        protowire.Number = 3
 	CreateEvaluated    protowire.Number = 4
+	CreateDigest       protowire.Number = 5
 
 	// irx.v1.Incident and the messages in it: the replicas' reader of an
 	// evaluated create's indexed fields, and the stored encoding's id.

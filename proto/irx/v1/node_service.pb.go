@@ -81,6 +81,9 @@ type ProposeResponse struct {
 	Peer *Peer `protobuf:"bytes,4,opt,name=peer,proto3" json:"peer,omitempty"`
 	// The description the command stored, for SetTeamDescriptionCommand.
 	TeamDescription *TeamDescription `protobuf:"bytes,5,opt,name=team_description,json=teamDescription,proto3" json:"team_description,omitempty"`
+	// Set when a create's request_id was already stored with the same body:
+	// incident is what the first create stored, and nothing was created.
+	RequestReplayed bool `protobuf:"varint,6,opt,name=request_replayed,json=requestReplayed,proto3" json:"request_replayed,omitempty"`
 	unknownFields   protoimpl.UnknownFields
 	sizeCache       protoimpl.SizeCache
 }
@@ -148,6 +151,13 @@ func (x *ProposeResponse) GetTeamDescription() *TeamDescription {
 		return x.TeamDescription
 	}
 	return nil
+}
+
+func (x *ProposeResponse) GetRequestReplayed() bool {
+	if x != nil {
+		return x.RequestReplayed
+	}
+	return false
 }
 
 // Request for NodeService.ProposeBatch.
@@ -499,13 +509,14 @@ const file_irx_v1_node_service_proto_rawDesc = "" +
 	"\n" +
 	"\x19irx/v1/node_service.proto\x12\x06irx.v1\x1a\x1cirx/v1/cluster_service.proto\x1a\x14irx/v1/command.proto\x1a\x15irx/v1/incident.proto\x1a\x19irx/v1/peer_service.proto\x1a\x13irx/v1/policy.proto\x1a\x19irx/v1/team_service.proto\";\n" +
 	"\x0eProposeRequest\x12)\n" +
-	"\acommand\x18\x01 \x01(\v2\x0f.irx.v1.CommandR\acommand\"\xfa\x01\n" +
+	"\acommand\x18\x01 \x01(\v2\x0f.irx.v1.CommandR\acommand\"\xa5\x02\n" +
 	"\x0fProposeResponse\x12,\n" +
 	"\bincident\x18\x01 \x01(\v2\x10.irx.v1.IncidentR\bincident\x12!\n" +
 	"\ferror_status\x18\x02 \x01(\fR\verrorStatus\x120\n" +
 	"\x06policy\x18\x03 \x01(\v2\x18.irx.v1.DisclosurePolicyR\x06policy\x12 \n" +
 	"\x04peer\x18\x04 \x01(\v2\f.irx.v1.PeerR\x04peer\x12B\n" +
-	"\x10team_description\x18\x05 \x01(\v2\x17.irx.v1.TeamDescriptionR\x0fteamDescription\"B\n" +
+	"\x10team_description\x18\x05 \x01(\v2\x17.irx.v1.TeamDescriptionR\x0fteamDescription\x12)\n" +
+	"\x10request_replayed\x18\x06 \x01(\bR\x0frequestReplayed\"B\n" +
 	"\x13ProposeBatchRequest\x12+\n" +
 	"\bcommands\x18\x01 \x03(\v2\x0f.irx.v1.CommandR\bcommands\"L\n" +
 	"\x14ProposeBatchResponse\x124\n" +
