@@ -57,7 +57,7 @@ type fileConfig struct {
 	// FutureSkew is how far past this node's clock a time in a record
 	// may lie.
 	FutureSkew time.Duration `yaml:"future_skew"`
-	Log         struct {
+	Log        struct {
 		Level  string `yaml:"level"`
 		Format string `yaml:"format"`
 	} `yaml:"log"`
