@@ -381,6 +381,41 @@ func TestRequestIDStoredWithoutDigest(t *testing.T) {
 	}
 }
 
+// TestVersionTimesNeverGoBackwards: entries proposed by a leader whose
+// clock is behind the previous leader's (propose times stepping back) make
+// versions whose times do not go back, on every replica alike.
+func TestVersionTimesNeverGoBackwards(t *testing.T) {
+	h := newHarness(t)
+	created := h.create(newIncident())
+	v1 := created.GetGenerationTime().AsTime()
+	behind := timestamppb.New(v1.Add(-time.Hour))
+	patch := &irxv1.Incident{Id: created.GetId(), Status: irxv1.Status_STATUS_IN_PROGRESS}
+	cmd := updateCmd(patch, 0, "status")
+	cmd.ProposeTime = behind
+	res := h.apply(h.command(cmd))
+	if res.Err != nil {
+		t.Fatal(res.Err)
+	}
+	if got := res.Incident.GetGenerationTime().AsTime(); !got.Equal(v1) {
+		t.Fatalf("version 2 made by a leader an hour behind has time %v, want version 1's %v", got, v1)
+	}
+	withdraw := &irxv1.Command{ProposeTime: timestamppb.New(v1.Add(-2 * time.Hour)), Kind: &irxv1.Command_WithdrawIncident{
+		WithdrawIncident: &irxv1.WithdrawIncidentCommand{IncidentId: created.GetId(), Reason: "duplicate"},
+	}}
+	res = h.apply(h.command(withdraw))
+	if res.Err != nil {
+		t.Fatal(res.Err)
+	}
+	if got := res.Incident.GetGenerationTime().AsTime(); got.Before(v1) || !res.Incident.GetWithdrawTime().AsTime().Equal(got) {
+		t.Fatalf("withdrawal at %v (withdraw time %v) is before version 1's %v", got, res.Incident.GetWithdrawTime().AsTime(), v1)
+	}
+	// A clock ahead again moves times forward as usual.
+	ahead := timestamppb.New(v1.Add(time.Hour))
+	if versionTime(res.Incident, ahead) != ahead {
+		t.Fatal("a later propose time was not taken")
+	}
+}
+
 func TestUpdateMakesNewVersions(t *testing.T) {
 	h := newHarness(t)
 	v1 := h.create(newIncident())

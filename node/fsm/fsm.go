@@ -659,11 +659,26 @@ func (a *applier) update(cmd *irxv1.Command, c *irxv1.UpdateIncidentCommand) *Re
 		return &Result{Err: err}
 	}
 	next.Version = current.GetVersion() + 1
-	next.GenerationTime = cmd.GetProposeTime()
+	next.GenerationTime = versionTime(current, cmd.GetProposeTime())
 	if err := a.storeVersion(id, current, next, &irxv1.FeedEntry{Kind: irxv1.FeedEntryKind_FEED_ENTRY_KIND_VERSION}); err != nil {
 		return &Result{Err: err}
 	}
 	return &Result{Incident: next}
+}
+
+// versionTime is the time of a new version of current made by an entry
+// proposed at now (the leader's clock): now, but never before current's
+// own time. A leader whose clock is behind the one before it (a failover,
+// a clock stepped back) would otherwise give a later version an earlier
+// time, and whoever orders versions or asks what changed since a time
+// would be misled. It is decided here, from the entry and the state, so
+// every replica stores the same.
+func versionTime(current *irxv1.Incident, now *timestamppb.Timestamp) *timestamppb.Timestamp {
+	prev := current.GetGenerationTime()
+	if prev.IsValid() && now.IsValid() && prev.AsTime().After(now.AsTime()) {
+		return proto.CloneOf(prev)
+	}
+	return now
 }
 
 // storeVersion writes a new version of an incident: the record, its
