@@ -192,11 +192,26 @@ func (t textCheck) list(vs []string, k TextKind, at loc, field string) {
 	}
 }
 
-// checkRecordStrings is checkStrings for the record, written out: the
-// reflective walk cost several times the rest of validation on the
-// leader's create path. TestRecordStringsCoverSchema puts a bad character
-// in every string field of the schema, one at a time, and fails on any
-// this does not name, so a field added to the schema cannot be missed.
+// CheckRecordText applies CheckText to every string of the incident, by
+// its kind, and returns the violations, named by their path under prefix.
+//
+// It is not part of Validate, which the state machine also runs when it
+// applies an entry: a node replaying entries an older release accepted
+// would refuse them where the other nodes applied them, and the team's
+// states would differ (docs/operations.md, upgrades). The edges that take
+// a record from outside the team (the operator API, a peer's hand-off)
+// call it before anything is proposed.
+func CheckRecordText(inc *irxv1.Incident, prefix string) []Violation {
+	var vs violations
+	checkRecordStrings(inc, prefix, &vs)
+	return vs
+}
+
+// checkRecordStrings is written out field by field rather than walked by
+// reflection, which cost several times the rest of validation on the
+// create path. TestRecordStringsCoverSchema puts a bad character in every
+// string field of the schema, one at a time, and fails on any this does
+// not name, so a field added to the schema cannot be missed.
 func checkRecordStrings(inc *irxv1.Incident, prefix string, vs *violations) {
 	t := textCheck{vs}
 	const id, text = Identifier, FreeText

@@ -124,14 +124,14 @@ func TestRecordStringsCoverSchema(t *testing.T) {
 		for _, bad := range []string{"x\x1b[2Jy", "x\u202ey", "x\x00"} {
 			inc := &irxv1.Incident{}
 			field := setAt(inc.ProtoReflect(), path, bad)
-			got := violationFields(t, Validate(inc, "incident"))
+			got := textFields(CheckRecordText(inc, "incident"))
 			if !slices.Contains(got, field) {
 				t.Errorf("%s = %q: violations %q do not name it", field, bad, got)
 			}
 		}
 		inc := &irxv1.Incident{}
 		field := setAt(inc.ProtoReflect(), path, "first line\n\tsecond line")
-		named := slices.Contains(violationFields(t, Validate(inc, "incident")), field)
+		named := slices.Contains(textFields(CheckRecordText(inc, "incident")), field)
 		if IsFreeText(leaf) {
 			freeText[leaf.FullName()] = true
 			if named {
@@ -151,7 +151,7 @@ func TestValidateNamesEveryBadString(t *testing.T) {
 	inc.Descriptions[0].Text = "ok\n\x1b]0;owned\x07"
 	inc.VictimHosts[0].Hostname = "a\x00b\n.example.org"
 	inc.Methods[0].Vulnerabilities[0].Product = "x\u202eexe.txt"
-	got := violationFields(t, Validate(inc, "incident"))
+	got := textFields(CheckRecordText(inc, "incident"))
 	want := []string{"incident.descriptions[0].text", "incident.victim_hosts[0].hostname", "incident.methods[0].vulnerabilities[0].product"}
 	for _, w := range want {
 		if !slices.Contains(got, w) {
@@ -239,9 +239,17 @@ func TestFutureTimesCoverSchema(t *testing.T) {
 	}
 }
 
-// FuzzValidateHygiene: whatever strings a record holds, Validate never
-// panics, refuses every string the rules refuse (naming its field), and
-// accepts the record's strings once those are made clean.
+func textFields(vs []Violation) []string {
+	var fields []string
+	for _, v := range vs {
+		fields = append(fields, v.Field)
+	}
+	return fields
+}
+
+// FuzzValidateHygiene: whatever strings a record holds, CheckRecordText
+// never panics and refuses exactly the strings the rules refuse, naming
+// each one's field.
 func FuzzValidateHygiene(f *testing.F) {
 	for _, s := range []string{"ok", "a\x00b", "\x1b[31m", "line\nbreak", "\u202e", "\u200f", "\xff", "\u0085", "x\r\ny\tz"} {
 		f.Add(s, s, s)
@@ -254,16 +262,15 @@ func FuzzValidateHygiene(f *testing.F) {
 		if !utf8.ValidString(hostname) || !utf8.ValidString(text) || !utf8.ValidString(ticket) {
 			// proto refuses to encode these; Validate must still not panic
 			// and must refuse them.
-			if Validate(inc, "incident") == nil {
+			if len(CheckRecordText(inc, "incident")) == 0 {
 				t.Fatal("invalid UTF-8 accepted")
 			}
 			return
 		}
-		err := Validate(inc, "incident")
-		var got []string
-		if err != nil {
-			got = violationFields(t, err)
+		if err := Validate(inc, "incident"); err != nil {
+			t.Fatalf("the record's other rules refuse it: %v", err)
 		}
+		got := textFields(CheckRecordText(inc, "incident"))
 		for _, c := range []struct {
 			field, v string
 			k        TextKind

@@ -3,7 +3,6 @@ package record
 import (
 	"fmt"
 	"net/netip"
-	"slices"
 	"strings"
 	"sync"
 
@@ -168,15 +167,6 @@ func Validate(inc *irxv1.Incident, prefix string) error {
 		}
 		if e.GetSizeBytes() < 0 {
 			vs.add(fmt.Sprintf("%s[%d].size_bytes", p("evidence"), i), "must not be negative")
-		}
-	}
-	// What the text rules refuse, for fields no other rule has named (a
-	// value of only a tab is already "required").
-	var text violations
-	checkRecordStrings(inc, prefix, &text)
-	for _, v := range text {
-		if !slices.ContainsFunc(vs, func(o Violation) bool { return o.Field == v.Field }) {
-			vs = append(vs, v)
 		}
 	}
 	return vs.err()

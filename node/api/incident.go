@@ -61,10 +61,11 @@ func NewIncidentService(p Proposer, b ReadBarrier, s Store, futureSkew time.Dura
 	return &IncidentService{proposer: p, barrier: b, store: s, futureSkew: futureSkew}
 }
 
-// checkInput refuses, at the edge, what only the edge can judge: a
-// request id with control or bidirectional formatting characters, and
-// times too far in the future (the state machine reads no clock). The
-// record's own strings are checked by record.Validate, on the leader.
+// checkInput refuses what the input rules refuse, here at the edge: control
+// and bidirectional formatting characters in the request id and the
+// record (record.CheckRecordText, which the state machine cannot apply
+// without refusing entries an older release accepted), and times too far
+// in the future (the state machine reads no clock).
 func (s *IncidentService) checkInput(inc *irxv1.Incident, requestID string) []record.Violation {
 	var vs []record.Violation
 	if why := record.CheckText(requestID, record.Identifier); why != "" {
@@ -74,6 +75,7 @@ func (s *IncidentService) checkInput(inc *irxv1.Incident, requestID string) []re
 		vs = append(vs, record.Violation{Field: "request_id", Description: fmt.Sprintf("is longer than %d bytes", MaxRequestIDLength)})
 	}
 	if inc != nil {
+		vs = append(vs, record.CheckRecordText(inc, "incident")...)
 		vs = append(vs, record.CheckFutureTimes(inc, "incident", time.Now().Add(s.futureSkew), s.futureSkew)...)
 	}
 	return vs
