@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"io"
 	"net"
 	"os"
@@ -117,5 +118,28 @@ func TestMisconfigurationIsOneClearLine(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestLogsEscapeWhatClientsSent: whatever a client's string holds (a
+// forged line after CR LF, an ANSI sequence, a bidirectional override, a
+// C1 control), a log line in either format stays one line and holds none
+// of those characters raw.
+func TestLogsEscapeWhatClientsSent(t *testing.T) {
+	hostile := "ok\r\n2026-12-06T00:00:00Z INFO forged line\x1b[2K\u202egnp.exe\u0085\u2066"
+	for _, format := range []string{"text", "json"} {
+		var buf strings.Builder
+		logger, err := newLogger(&buf, "info", format)
+		if err != nil {
+			t.Fatal(err)
+		}
+		logger.Info(hostile, "request_id", hostile, "error", errors.New(hostile))
+		out := strings.TrimSuffix(buf.String(), "\n")
+		if strings.Count(out, "\n") != 0 || strings.ContainsAny(out, "\r\x1b\u202e\u0085\u2066") {
+			t.Errorf("%s log line holds a raw control or bidi character:\n%q", format, out)
+		}
+		if !strings.Contains(out, "forged line") {
+			t.Errorf("%s log line lost the text: %q", format, out)
+		}
 	}
 }
