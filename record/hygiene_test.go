@@ -313,3 +313,27 @@ func refusedByRule(s string, k TextKind) bool {
 	}
 	return false
 }
+
+// BenchmarkCheckRecordText: the edge's text rules over a record with every
+// part of the schema filled in.
+func BenchmarkCheckRecordText(b *testing.B) {
+	inc := fullIncident()
+	b.ReportAllocs()
+	for b.Loop() {
+		if vs := CheckRecordText(inc, "incident"); len(vs) > 0 {
+			b.Fatal(vs)
+		}
+	}
+}
+
+// BenchmarkCheckFutureTimes: the edge's time rule over the same record.
+func BenchmarkCheckFutureTimes(b *testing.B) {
+	inc := fullIncident()
+	notAfter := time.Now().Add(5 * time.Minute)
+	b.ReportAllocs()
+	for b.Loop() {
+		if vs := CheckFutureTimes(inc, "incident", notAfter, 5*time.Minute); len(vs) > 0 {
+			b.Fatal(vs)
+		}
+	}
+}
