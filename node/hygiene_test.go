@@ -96,10 +96,24 @@ func TestOperatorInputHygiene(t *testing.T) {
 		})
 	}
 
+	// Any other request is walked for unknown fields too.
+	statusReq := &irxv1.GetClusterStatusRequest{}
+	statusReq.ProtoReflect().SetUnknown(protowire.AppendVarint(protowire.AppendTag(nil, 42, protowire.VarintType), 1))
+	_, err := cluster.GetClusterStatus(ctx, statusReq)
+	if code, fields, desc := badFields(err); code != codes.InvalidArgument || !slices.Equal(fields, []string{"(request)"}) || !strings.Contains(desc, "field number 42") {
+		t.Fatalf("GetClusterStatus with an unknown field: %v", err)
+	}
+
 	// The same record with clean input is stored, newlines and all.
 	resp, err := incidents.CreateIncident(ctx, &irxv1.CreateIncidentRequest{Incident: hygieneIncident(irxv1.Tlp_TLP_GREEN)})
 	if err != nil {
 		t.Fatal(err)
+	}
+	patch := &irxv1.Incident{Id: resp.GetIncident().GetId(), Taxonomy: &irxv1.Taxonomy{Class: "test", Type: "test"}}
+	patch.Taxonomy.ProtoReflect().SetUnknown(protowire.AppendVarint(protowire.AppendTag(nil, 5, protowire.VarintType), 1))
+	_, err = incidents.UpdateIncident(ctx, &irxv1.UpdateIncidentRequest{Incident: patch, UpdateMask: &fieldmaskpb.FieldMask{Paths: []string{"taxonomy"}}})
+	if code, fields, _ := badFields(err); code != codes.InvalidArgument || !slices.Equal(fields, []string{"incident.taxonomy"}) {
+		t.Fatalf("update with an unknown field in the taxonomy: %v", err)
 	}
 	if got := resp.GetIncident().GetDescriptions()[0].GetText(); got != "two lines\n\tindented" {
 		t.Fatalf("stored text %q", got)

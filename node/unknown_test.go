@@ -21,12 +21,22 @@ func BenchmarkFirstUnknown(b *testing.B) {
 			{Kind: irxv1.IndicatorKind_INDICATOR_KIND_IPV4, Value: "198.51.100.7"},
 		},
 	}
-	req := (&irxv1.CreateIncidentRequest{Incident: inc, RequestId: "r"}).ProtoReflect()
-	b.ReportAllocs()
-	for b.Loop() {
-		var path []step
-		if _, found := firstUnknown(req, &path); found {
-			b.Fatal("found an unknown field")
-		}
+	req := &irxv1.CreateIncidentRequest{Incident: inc, RequestId: "r"}
+	for _, typed := range []bool{true, false} {
+		b.Run(map[bool]string{true: "written-out", false: "reflective"}[typed], func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				found := false
+				if typed {
+					_, found = requestUnknown(req)
+				} else {
+					var path []step
+					_, found = firstUnknown(req.ProtoReflect(), &path)
+				}
+				if found {
+					b.Fatal("found an unknown field")
+				}
+			}
+		})
 	}
 }
