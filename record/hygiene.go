@@ -17,9 +17,9 @@ import (
 // partner's tooling. Control characters rewrite what a terminal shows (ESC
 // starts an ANSI sequence, CR returns over a line, NUL ends a C string)
 // and bidirectional overrides make text read differently from what it is
-// ("Trojan Source", CVE-2021-42574), so they are refused where text is
-// stored, not escaped where it is shown: every consumer would have to get
-// the escaping right.
+// ("Trojan Source", CVE-2021-42574), so they are refused where text
+// enters the team (CheckRecordText), not escaped where it is shown: every
+// consumer would have to get the escaping right.
 //
 // Two rules, by the kind of field:
 //
