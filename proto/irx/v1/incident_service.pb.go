@@ -89,8 +89,8 @@ type CreateIncidentRequest struct {
 	// second request with the same key and the same incident returns the
 	// incident the first one created instead of creating another; the same
 	// key with a different incident is refused with ALREADY_EXISTS naming
-	// the record the key created, and nothing is stored. At most 128 bytes
-	// of printable characters (no spaces, control or bidi characters).
+	// the record the key created, and nothing is stored. At most 128 bytes,
+	// without control or bidirectional formatting characters.
 	RequestId     string `protobuf:"bytes,2,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
