@@ -199,6 +199,9 @@ func (c Config) validate() error {
 	if c.EraseWithin < time.Second {
 		errs = append(errs, errors.New("erase_within: must be at least 1s"))
 	}
+	if c.FutureSkew < 0 {
+		errs = append(errs, errors.New("future_skew: must not be negative"))
+	}
 	if c.Raft.HeartbeatTimeout < 50*time.Millisecond {
 		errs = append(errs, errors.New("raft.heartbeat_timeout: must be at least 50ms"))
 	}
