@@ -82,3 +82,16 @@ func (e *StorageError) Error() string {
 
 // Unwrap returns the error's class.
 func (e *StorageError) Unwrap() error { return e.Class }
+
+// ExistsError is an ErrAlreadyExists that names what exists, so that a
+// client can go on from it (read it, change it). The edge answers it with
+// a google.rpc.ResourceInfo.
+type ExistsError struct {
+	// Resource is the type of what exists (e.g. "irx.v1.Incident"), Name
+	// its name (e.g. "dev:12").
+	Resource, Name string
+	Msg            string
+}
+
+func (e *ExistsError) Error() string { return e.Msg }
+func (e *ExistsError) Unwrap() error { return ErrAlreadyExists }

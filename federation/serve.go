@@ -398,6 +398,15 @@ func (s *federationService) HandOffIncident(ctx context.Context, req *irxv1.Hand
 	case len(req.GetReason()) > record.MaxWithdrawReasonLength:
 		return nil, status.Errorf(codes.InvalidArgument, "reason is longer than %d bytes", record.MaxWithdrawReasonLength)
 	}
+	// The interceptor answers the ValidationError as INVALID_ARGUMENT naming
+	// the fields.
+	vs := record.CheckRecordText(theirs, "incident")
+	if why := record.CheckText(req.GetReason(), record.FreeText); why != "" {
+		vs = append(vs, record.Violation{Field: "reason", Description: why})
+	}
+	if len(vs) > 0 {
+		return nil, &record.ValidationError{What: "request", Violations: vs}
+	}
 	ours := proto.CloneOf(theirs)
 	record.ClearOutputOnly(ours)
 	ours.Status = irxv1.Status_STATUS_IN_PROGRESS

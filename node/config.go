@@ -25,6 +25,9 @@ const MaxRequestBytes = 2 * record.MaxIncidentBytes
 // compactions of a team's state on ordinary disks.
 const DefaultEraseWithin = 30 * time.Second
 
+// DefaultFutureSkew is Config.FutureSkew when unset.
+const DefaultFutureSkew = 5 * time.Minute
+
 // Default listen addresses (see DESIGN.md "The embedded default").
 const (
 	DefaultAPIAddr  = "127.0.0.1:7400"
@@ -65,6 +68,13 @@ type Config struct {
 	// (a withdrawal of a record we hold) to its values being unreadable
 	// from every file of the data directory (node/eraser.go).
 	EraseWithin time.Duration
+
+	// FutureSkew is how far past the receiving node's clock a time in an
+	// incident (report, detection, a history item, ...) may lie: clocks
+	// differ a little between a client and the team, a report time years
+	// ahead is a mistake or an attempt to pin a record to the top of every
+	// time-ordered list.
+	FutureSkew time.Duration
 
 	Logger *slog.Logger
 
@@ -191,6 +201,9 @@ func (c Config) withDefaults() (Config, error) {
 	if c.EraseWithin == 0 {
 		c.EraseWithin = DefaultEraseWithin
 	}
+	if c.FutureSkew == 0 {
+		c.FutureSkew = DefaultFutureSkew
+	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -243,6 +256,9 @@ func (c Config) validate() error {
 	}
 	if c.EraseWithin < time.Second {
 		errs = append(errs, errors.New("erase_within: must be at least 1s"))
+	}
+	if c.FutureSkew < 0 {
+		errs = append(errs, errors.New("future_skew: must not be negative"))
 	}
 	if c.Raft.HeartbeatTimeout < 50*time.Millisecond {
 		errs = append(errs, errors.New("raft.heartbeat_timeout: must be at least 50ms"))

@@ -100,7 +100,9 @@ func FuzzCreateIncident(f *testing.F) {
 			if resp.GetIncident().GetId() == "" || resp.GetIncident().GetVersion() != 1 {
 				t.Fatalf("OK without a stored incident: %v", resp.GetIncident())
 			}
-		case codes.InvalidArgument, codes.Internal, codes.ResourceExhausted:
+		case codes.InvalidArgument, codes.Internal, codes.ResourceExhausted, codes.AlreadyExists:
+			// AlreadyExists: a request id the fuzzer used before, with
+			// another incident.
 			// Internal is grpc-go's fixed code for an undecodable request
 			// body ("grpc: failed to unmarshal the received message"); nothing reached us.
 			if code == codes.Internal && !isUnmarshalError(err) {

@@ -382,7 +382,7 @@ func (n *Node) startAPI(creds nodeCredentials) error {
 	auth := &authorizer{team: n.cfg.TeamID, plaintext: n.cfg.apiPlaintext(), state: n.state, streams: &n.operatorStreams}
 	opts := []grpc.ServerOption{
 		grpc.MaxRecvMsgSize(MaxRequestBytes),
-		grpc.ChainUnaryInterceptor(recoverUnary(n.log), n.metrics.unary(), logUnary(n.log), n.statusUnary, auth.unary),
+		grpc.ChainUnaryInterceptor(recoverUnary(n.log), n.metrics.unary(), logUnary(n.log), n.statusUnary, auth.unary, refuseUnknownFields),
 		grpc.ChainStreamInterceptor(auth.stream),
 		streamWorkers(),
 	}

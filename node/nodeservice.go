@@ -63,7 +63,8 @@ func proposeResponse(res *fsm.Result, err error) (*irxv1.ProposeResponse, error)
 	if err != nil {
 		return nil, err
 	}
-	resp := &irxv1.ProposeResponse{Policy: res.Policy, Peer: res.Peer, TeamDescription: res.TeamDescription, Binding: res.Binding, RevokedCertificate: res.Revoked}
+	resp := &irxv1.ProposeResponse{Policy: res.Policy, Peer: res.Peer, TeamDescription: res.TeamDescription, Binding: res.Binding, RevokedCertificate: res.Revoked,
+		RequestReplayed: res.Replayed}
 	if res.Encoded != nil {
 		wire.SetEncoded(resp, wire.ProposeResponseIncident, res.Encoded)
 	} else {

@@ -64,7 +64,7 @@ func (n *Node) Propose(ctx context.Context, cmd *irxv1.Command) (*fsm.Result, er
 				return err
 			}
 			res = &fsm.Result{Incident: resp.GetIncident(), Policy: resp.GetPolicy(), Peer: resp.GetPeer(), TeamDescription: resp.GetTeamDescription(),
-				Binding: resp.GetBinding(), Revoked: resp.GetRevokedCertificate()}
+				Binding: resp.GetBinding(), Revoked: resp.GetRevokedCertificate(), Replayed: resp.GetRequestReplayed()}
 			if len(resp.GetErrorStatus()) > 0 {
 				res.Err = decodeRefusal(resp.GetErrorStatus())
 			}
@@ -134,6 +134,7 @@ func submission(cmd *irxv1.Command) *irxv1.Command {
 	if c := cmd.GetCreateIncident(); c != nil {
 		own.Kind = &irxv1.Command_CreateIncident{CreateIncident: &irxv1.CreateIncidentCommand{
 			Incident: c.GetIncident(), RequestId: c.GetRequestId(), FreshRequestId: c.GetFreshRequestId(),
+			RequestDigest: c.GetRequestDigest(),
 		}}
 	}
 	return own

@@ -21,17 +21,21 @@ import (
 	"sync/atomic"
 	"time"
 
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/fieldmaskpb"
 
 	"github.com/irxfed/irx/formats/iodef"
 	irxv1 "github.com/irxfed/irx/proto/irx/v1"
+	"github.com/irxfed/irx/record"
 )
 
 func incidentImportCommand() *command {
 	return &command{
 		name:  "import",
-		usage: "incident import DIR|FILE [--concurrency N] [--tlp TLP] [--taxonomy CLASS/TYPE]",
+		usage: "incident import DIR|FILE [--concurrency N] [--on-change update|conflict] [--tlp TLP] [--taxonomy CLASS/TYPE]",
 		short: "Create many incidents from files; safe to re-run",
 		long: `Reads DIR recursively (skipping dot-files) or one FILE: every .json file is
 one incident, every .yaml/.yml file one incident per YAML document, every
@@ -39,31 +43,42 @@ line of a .jsonl/.ndjson file one incident, and every Incident element of an
 .xml file (IODEF v2 or v1, as "incident create" reads it, with --tlp and
 --taxonomy for what a document does not say) one incident. Each record is
 sent with a request id derived from its file's absolute path and its line (or
-Incident number), so running the same import again creates nothing twice:
-records already created are accepted again as they are. (Editing a file so
+Incident number), so running the same import again creates nothing twice.
+The team keeps a digest of each record's content with its request id, so a
+record that changed since it was imported is not taken for the same one:
+with --on-change update (the default) the incident that line created gets
+a new version with the record's content; with --on-change conflict it is
+left as it is and the line is reported as a conflict. A record whose
+content is what the incident holds already is unchanged. (Editing a file so
 that records move to other lines, or moving the files, defeats this.)
 
 Progress goes to stderr: a bar on a terminal, a line every few seconds
 otherwise, and each IODEF file's unmapped elements one warning line. The
-summary on stdout gives the accepted and rejected counts and, for each
-rejected record, FILE:LINE (FILE:incident-N for an IODEF Incident) and the
-reasons. Exits 1 if any record was rejected. Unavailable nodes and timeouts
-are retried with the same request id.`,
+summary on stdout counts the records created, updated, unchanged, in
+conflict and rejected, then names FILE:LINE (FILE:incident-N for an IODEF
+Incident) of every record updated ("updated dev:12 to version 2"), in
+conflict, or rejected (with the reasons). Exits 1 if any record was
+rejected or in conflict. Unavailable nodes and timeouts are retried with
+the same request id.`,
 		minArgs: 1, maxArgs: 1,
 		connects: true,
 		setup: func(fs *flag.FlagSet) action {
 			concurrency := fs.Int("concurrency", 8, "`N` requests in flight")
+			onChange := fs.String("on-change", "update", "a record changed since its line created an incident: `update` it (a new version) or report a conflict")
 			tlp := fs.String("tlp", "", "IODEF: the `TLP` of incidents whose restriction is not white, green, amber or red")
 			taxonomy := fs.String("taxonomy", "", "IODEF: the taxonomy `CLASS/TYPE` of incidents the document names none for")
 			return func(ctx context.Context, c *cli, args []string) error {
 				if *concurrency < 1 || *concurrency > 256 {
 					return usageErrorf("--concurrency %d: want 1 to 256", *concurrency)
 				}
+				if *onChange != "update" && *onChange != "conflict" {
+					return usageErrorf("--on-change %q: want update or conflict", *onChange)
+				}
 				opts, err := iodefFlagOptions(*tlp, *taxonomy)
 				if err != nil {
 					return err
 				}
-				return c.importIncidents(ctx, args[0], *concurrency, opts)
+				return c.importIncidents(ctx, args[0], *concurrency, *onChange == "update", opts)
 			}
 		},
 	}
@@ -80,10 +95,25 @@ type importRecord struct {
 	pos       *yamlPositions  // for a YAML document: where its JSON came from
 	err       error           // the record could not even be read
 
-	sendErr error // set by the worker that sent it
+	// Set by the worker that sent it: the outcome, the incident and its
+	// version now, or the error.
+	outcome importOutcome
+	id      string
+	version int64
+	sendErr error
 }
 
-func (c *cli) importIncidents(ctx context.Context, root string, concurrency int, opts iodef.Options) error {
+// importOutcome is what importing one record did.
+type importOutcome int
+
+const (
+	importCreated   importOutcome = iota
+	importUpdated                 // a new version of the incident its line created
+	importUnchanged               // the incident holds the record's content already
+	importConflict                // changed, and --on-change conflict left it
+)
+
+func (c *cli) importIncidents(ctx context.Context, root string, concurrency int, update bool, opts iodef.Options) error {
 	records, skipped, warnings, err := collectRecords(root, opts)
 	if err != nil {
 		return err
@@ -112,7 +142,7 @@ func (c *cli) importIncidents(ctx context.Context, root string, concurrency int,
 		go func() {
 			defer wg.Done()
 			for rec := range work {
-				rec.sendErr = importOne(ctx, s, rec)
+				rec.sendErr = importOne(ctx, s, rec, update)
 				p.record(rec.sendErr != nil)
 			}
 		}()
@@ -134,9 +164,10 @@ feed:
 	return c.importSummary(records[:sent], len(records)-sent, ctx.Err())
 }
 
-// importOne creates one record, retrying what a retry with the same request
-// id can fix.
-func importOne(ctx context.Context, s *session, rec *importRecord) error {
+// importOne creates one record, or brings the incident its line created up
+// to date with it (update) or reports the difference, retrying what a
+// retry with the same request id can fix.
+func importOne(ctx context.Context, s *session, rec *importRecord, update bool) error {
 	if rec.err != nil {
 		return rec.err
 	}
@@ -148,10 +179,91 @@ func importOne(ctx context.Context, s *session, rec *importRecord) error {
 		}
 	}
 	req := &irxv1.CreateIncidentRequest{Incident: inc, RequestId: rec.requestID}
+	var resp *irxv1.CreateIncidentResponse
+	err := retrying(ctx, s, func(ctx context.Context) (err error) {
+		resp, err = s.incidents().CreateIncident(ctx, req)
+		return err
+	})
+	var existing string
+	switch {
+	case err == nil && !resp.GetRequestReplayed():
+		rec.outcome, rec.id, rec.version = importCreated, resp.GetIncident().GetId(), 1
+		return nil
+	case err == nil:
+		// This content created the incident; it may have changed since.
+		existing = resp.GetIncident().GetId()
+	default:
+		// The line created an incident from other content: the record was
+		// corrected since.
+		if existing = existingIncident(err); existing == "" {
+			return err
+		}
+	}
+	var latest *irxv1.Incident
+	err = retrying(ctx, s, func(ctx context.Context) error {
+		got, err := s.incidents().GetIncident(ctx, &irxv1.GetIncidentRequest{Id: existing})
+		latest = got.GetIncident()
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	rec.id, rec.version = existing, latest.GetVersion()
+	all := &fieldmaskpb.FieldMask{Paths: []string{"*"}}
+	if sameContent(latest, inc, all) {
+		rec.outcome = importUnchanged
+		return nil
+	}
+	if !update {
+		rec.outcome = importConflict
+		return nil
+	}
+	patch := proto.CloneOf(inc)
+	patch.Id = existing
+	var updated *irxv1.UpdateIncidentResponse
+	err = retrying(ctx, s, func(ctx context.Context) (err error) {
+		updated, err = s.incidents().UpdateIncident(ctx, &irxv1.UpdateIncidentRequest{
+			Incident: patch, UpdateMask: all, ExpectedVersion: latest.GetVersion(),
+		})
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	rec.outcome, rec.version = importUpdated, updated.GetIncident().GetVersion()
+	return nil
+}
+
+// sameContent reports whether updating latest with patch under mask would
+// store what latest holds: the state machine's merge, defaults included.
+func sameContent(latest, patch *irxv1.Incident, mask *fieldmaskpb.FieldMask) bool {
+	next := record.ApplyMask(latest, patch, mask)
+	record.ApplyDefaults(next, latest.GetCreateTime())
+	return proto.Equal(next, latest)
+}
+
+// existingIncident is the incident an ALREADY_EXISTS answer names (a
+// request id used before for other content), or "".
+func existingIncident(err error) string {
+	st, ok := status.FromError(err)
+	if !ok || st.Code() != codes.AlreadyExists {
+		return ""
+	}
+	for _, d := range st.Details() {
+		if ri, ok := d.(*errdetails.ResourceInfo); ok && ri.GetResourceType() == "irx.v1.Incident" {
+			return ri.GetResourceName()
+		}
+	}
+	return ""
+}
+
+// retrying makes a call, again with backoff while the team is unavailable
+// or slow, up to five times.
+func retrying(ctx context.Context, s *session, call func(ctx context.Context) error) error {
 	backoff := 200 * time.Millisecond
 	for attempt := 1; ; attempt++ {
 		callCtx, cancel := s.call(ctx)
-		_, err := s.incidents().CreateIncident(callCtx, req)
+		err := call(callCtx)
 		cancel()
 		if err == nil {
 			return nil
@@ -171,21 +283,42 @@ func importOne(ctx context.Context, s *session, rec *importRecord) error {
 }
 
 func (c *cli) importSummary(records []*importRecord, unsent int, interrupted error) error {
-	var rejected []*importRecord
+	var rejected, reported []*importRecord
+	var counts [importConflict + 1]int
 	for _, rec := range records {
-		if rec.sendErr != nil {
+		switch {
+		case rec.sendErr != nil:
 			rejected = append(rejected, rec)
+		default:
+			counts[rec.outcome]++
+			if rec.outcome == importUpdated || rec.outcome == importConflict {
+				reported = append(reported, rec)
+			}
 		}
 	}
-	fmt.Fprintf(c.stdout, "accepted %d, rejected %d\n", len(records)-len(rejected), len(rejected))
-	slices.SortFunc(rejected, func(a, b *importRecord) int {
-		return cmp.Or(strings.Compare(a.file, b.file), cmp.Compare(a.line, b.line))
-	})
-	for _, rec := range rejected {
-		where := rec.label
-		if where == "" {
-			where = fmt.Sprintf("%s:%d", rec.file, rec.line)
+	fmt.Fprintf(c.stdout, "created %d, updated %d, unchanged %d, conflicts %d, rejected %d\n",
+		counts[importCreated], counts[importUpdated], counts[importUnchanged], counts[importConflict], len(rejected))
+	byPlace := func(a, b *importRecord) int {
+		return cmp.Or(strings.Compare(a.file, b.file), cmp.Compare(a.line, b.line), strings.Compare(a.label, b.label))
+	}
+	where := func(rec *importRecord) string {
+		if rec.label != "" {
+			return rec.label
 		}
+		return fmt.Sprintf("%s:%d", rec.file, rec.line)
+	}
+	slices.SortFunc(reported, byPlace)
+	for _, rec := range reported {
+		if rec.outcome == importUpdated {
+			fmt.Fprintf(c.stdout, "%s: updated %s to version %d\n", where(rec), rec.id, rec.version)
+		} else {
+			fmt.Fprintf(c.stdout, "%s: conflict: %s (version %d) differs from this record, which created it; left as it is (--on-change update makes a new version)\n",
+				where(rec), rec.id, rec.version)
+		}
+	}
+	slices.SortFunc(rejected, byPlace)
+	for _, rec := range rejected {
+		where := where(rec)
 		st, ok := statusOf(rec.sendErr)
 		if !ok {
 			msg, isIODEF := describeIODEFError(rec.sendErr)
@@ -209,7 +342,7 @@ func (c *cli) importSummary(records []*importRecord, unsent int, interrupted err
 	if interrupted != nil {
 		return fmt.Errorf("import interrupted (%v): %d record(s) not sent; run the same import again to finish it", interrupted, unsent)
 	}
-	if len(rejected) > 0 {
+	if len(rejected) > 0 || counts[importConflict] > 0 {
 		return exitError(1)
 	}
 	return nil

@@ -139,7 +139,7 @@ func TestImportAndList(t *testing.T) {
 	}
 
 	first := ctl("", "incident", "import", dir, "--concurrency", "8")
-	if first.code != 1 || !strings.HasPrefix(first.stdout, "accepted 295, rejected 5\n") {
+	if first.code != 1 || !strings.HasPrefix(first.stdout, "created 295, updated 0, unchanged 0, conflicts 0, rejected 5\n") {
 		t.Fatalf("import: %v", first)
 	}
 	for _, want := range invalid {
@@ -216,9 +216,11 @@ func TestImportAndList(t *testing.T) {
 	}
 	mustFail(t, ctl("", "incident", "list", "--taxonomy", "no-such-class"), 1, "irxctl: InvalidArgument: ", "\n  taxonomy_class: ")
 
-	// A re-run creates nothing: every request id is known already.
+	// A re-run creates nothing: every request id is known already, with
+	// the same content.
 	again := ctl("", "incident", "import", dir)
-	if again.code != 1 || again.stdout != first.stdout {
+	wantAgain := strings.Replace(first.stdout, "created 295, updated 0, unchanged 0,", "created 0, updated 0, unchanged 295,", 1)
+	if again.code != 1 || again.stdout != wantAgain {
 		t.Fatalf("re-run: %v\nfirst run's summary:\n%s", again, first.stdout)
 	}
 	if got := len(listIDs("--page-size", "1000")); got != 295 {
@@ -228,10 +230,73 @@ func TestImportAndList(t *testing.T) {
 	// One JSON-lines file alone, with every record valid: exit 0.
 	ok := writeFile(t, filepath.Join(t.TempDir(), "ok.jsonl"), sampleJSON(t, 1001)+"\n"+sampleJSON(t, 1002)+"\n")
 	r = mustSucceed(t, ctl("", "incident", "import", ok, "--concurrency", "1"))
-	if r.stdout != "accepted 2, rejected 0\n" {
+	if r.stdout != "created 2, updated 0, unchanged 0, conflicts 0, rejected 0\n" {
 		t.Errorf("import of one file: %q", r.stdout)
 	}
 	mustFail(t, ctl("", "incident", "import", filepath.Join(dir, "README.txt")), 2, "want a directory or a .json")
 	mustFail(t, ctl("", "incident", "import", filepath.Join(dir, "nowhere")), 1, "no such file")
 	mustFail(t, ctl("", "incident", "import", t.TempDir()), 1, "no records to import")
+}
+
+// TestImportCorrectedRecord: a record corrected in its file and imported
+// again becomes a new version of the incident its line created (or, with
+// --on-change conflict, a reported conflict that changes nothing), and is
+// never reported as accepted unchanged.
+func TestImportCorrectedRecord(t *testing.T) {
+	n := irxdtest.StartNode(t, irxdtest.Binary(t))
+	ctl := cliAt(t, n.APIAddr)
+	file := filepath.Join(t.TempDir(), "reports.jsonl")
+	lines := []string{sampleJSON(t, 1), sampleJSON(t, 2), sampleJSON(t, 10)} // the third is TLP:GREEN
+	writeFile(t, file, strings.Join(lines, "\n")+"\n")
+	r := mustSucceed(t, ctl("", "incident", "import", file, "--concurrency", "1"))
+	if r.stdout != "created 3, updated 0, unchanged 0, conflicts 0, rejected 0\n" {
+		t.Fatalf("first import: %q", r.stdout)
+	}
+	id := "dev:3"
+	tlpOf := func() string {
+		t.Helper()
+		r := mustSucceed(t, ctl("", "incident", "get", id, "-o", "json"))
+		var got irxv1.Incident
+		if err := protojson.Unmarshal([]byte(r.stdout), &got); err != nil {
+			t.Fatal(err)
+		}
+		return fmt.Sprintf("%s v%d", got.GetTlp(), got.GetVersion())
+	}
+	if got := tlpOf(); got != "TLP_GREEN v1" {
+		t.Fatalf("%s after the first import: %s", id, got)
+	}
+
+	// Line 3 corrected to TLP:RED.
+	lines[2] = strings.Replace(lines[2], "TLP_GREEN", "TLP_RED", 1)
+	writeFile(t, file, strings.Join(lines, "\n")+"\n")
+	r = mustFail(t, ctl("", "incident", "import", file, "--on-change", "conflict"), 1)
+	want := "created 0, updated 0, unchanged 2, conflicts 1, rejected 0\n" + file + ":3: conflict: " + id + " (version 1) differs"
+	if !strings.HasPrefix(r.stdout, want) {
+		t.Fatalf("import of the corrected line with --on-change conflict:\n%s\nwant it to start %q", r.stdout, want)
+	}
+	if got := tlpOf(); got != "TLP_GREEN v1" {
+		t.Fatalf("a conflict changed %s: %s", id, got)
+	}
+	r = mustSucceed(t, ctl("", "incident", "import", file))
+	if want := "created 0, updated 1, unchanged 2, conflicts 0, rejected 0\n" + file + ":3: updated " + id + " to version 2\n"; r.stdout != want {
+		t.Fatalf("import of the corrected line:\n%s\nwant\n%s", r.stdout, want)
+	}
+	if got := tlpOf(); got != "TLP_RED v2" {
+		t.Fatalf("%s after the corrected import: %s", id, got)
+	}
+	// Again: nothing to do, and nothing new is created.
+	r = mustSucceed(t, ctl("", "incident", "import", file))
+	if r.stdout != "created 0, updated 0, unchanged 3, conflicts 0, rejected 0\n" {
+		t.Fatalf("re-run after the correction: %q", r.stdout)
+	}
+	// Back to the original content: that is a change of the latest version too.
+	lines[2] = sampleJSON(t, 10)
+	writeFile(t, file, strings.Join(lines, "\n")+"\n")
+	r = mustSucceed(t, ctl("", "incident", "import", file))
+	if want := file + ":3: updated " + id + " to version 3\n"; !strings.Contains(r.stdout, want) {
+		t.Fatalf("import of the reverted line:\n%s", r.stdout)
+	}
+	if got := tlpOf(); got != "TLP_GREEN v3" {
+		t.Fatalf("%s after the reverted import: %s", id, got)
+	}
 }

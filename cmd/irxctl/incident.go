@@ -43,7 +43,9 @@ field names and full enum names, e.g.
   descriptions: [{lang: en, text: Workstation beaconing to a C2 server}]
 Output-only fields (id, version, create_time, ...) are ignored, so the output
 of "incident get -o yaml" can be fed back. --request-id makes a retry safe: the
-same id returns the incident the first call created.
+same id with the same content returns the incident the first call created; with
+other content it is refused (AlreadyExists, naming that incident) and nothing
+is stored.
 
 IODEF v2 (RFC 7970, namespace urn:ietf:params:xml:ns:iodef-2.0) and v1
 (RFC 5070) are read: every Incident element becomes an incident, created in

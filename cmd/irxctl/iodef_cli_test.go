@@ -163,7 +163,7 @@ func TestIODEFCreateAndImport(t *testing.T) {
 	first := ctl("", args...)
 	// 1 + 1 + 3 + 1 from IODEF, 1 JSON, 2 YAML; the second Incident of
 	// unknown-enum.xml and bad-namespace.xml are rejected.
-	if first.code != 1 || !strings.HasPrefix(first.stdout, "accepted 9, rejected 2\n") {
+	if first.code != 1 || !strings.HasPrefix(first.stdout, "created 9, updated 0, unchanged 0, conflicts 0, rejected 2\n") {
 		t.Fatalf("import: %v", first)
 	}
 	for _, want := range []string{
@@ -189,7 +189,8 @@ func TestIODEFCreateAndImport(t *testing.T) {
 	}
 	// A re-run creates nothing: each Incident keeps its request id.
 	again := ctl("", args...)
-	if again.code != 1 || again.stdout != first.stdout {
+	wantAgain := strings.Replace(first.stdout, "created 9, updated 0, unchanged 0,", "created 0, updated 0, unchanged 9,", 1)
+	if again.code != 1 || again.stdout != wantAgain {
 		t.Fatalf("re-run: %v\nfirst run's summary:\n%s", again, first.stdout)
 	}
 	if got := listed(); got != 14 {
@@ -197,7 +198,7 @@ func TestIODEFCreateAndImport(t *testing.T) {
 	}
 	// One IODEF file alone; without --tlp only its red Incident has one.
 	r = ctl("", "incident", "import", filepath.Join(dir, "iodef", "multi.xml"), "--taxonomy", "other/undetermined")
-	if r.code != 1 || !strings.HasPrefix(r.stdout, "accepted 1, rejected 2\n") ||
+	if r.code != 1 || !strings.HasPrefix(r.stdout, "created 0, updated 0, unchanged 1, conflicts 0, rejected 2\n") ||
 		!strings.Contains(r.stdout, "multi.xml:incident-2: not an incident: line 46:3: Incident[2]: IODEF has no TLP: pass --tlp") {
 		t.Errorf("import of one file without --tlp: %v", r)
 	}

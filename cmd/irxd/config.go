@@ -74,7 +74,10 @@ type fileConfig struct {
 		ScrubInterval       time.Duration `yaml:"scrub_interval"`
 		ScrubBytesPerSecond int64         `yaml:"scrub_bytes_per_second"`
 	} `yaml:"storage"`
-	Log struct {
+	// FutureSkew is how far past this node's clock a time in a record
+	// may lie.
+	FutureSkew time.Duration `yaml:"future_skew"`
+	Log        struct {
 		Level  string `yaml:"level"`
 		Format string `yaml:"format"`
 	} `yaml:"log"`
@@ -136,6 +139,7 @@ func parseOptions(args []string, stderr io.Writer, getenv func(string) string) (
 		minFree    = fs.Int64("min-free-bytes", 0, "free space kept on the data directory's file systems: below it the node refuses writes and hands its leadership away; -1: none (default 256 MiB)")
 		stallAfter = fs.Duration("disk-stall-timeout", 0, "how long a write to the node's stores may take before the node treats its disk as stalled (default 2s)")
 		scrubEvery = fs.Duration("scrub-interval", 0, "time between background checks of every block of the state machine's files; negative: none (default 24h)")
+		skew       = fs.Duration("future-skew", 0, "how far past this node's clock a time in a record may lie before the write is refused (default "+node.DefaultFutureSkew.String()+")")
 		debugAddr  = fs.String("debug-addr", "", "serve Go's pprof profiles on this loopback address (off by default)")
 		logLevel   = fs.String("log-level", "", "debug, info, warn or error (default info)")
 		logFormat  = fs.String("log-format", "", "text or json (default text)")
@@ -180,6 +184,7 @@ func parseOptions(args []string, stderr io.Writer, getenv func(string) string) (
 				MinFreeBytes: fc.Storage.MinFreeBytes, StallTimeout: fc.Storage.StallTimeout,
 				ScrubInterval: fc.Storage.ScrubInterval, ScrubBytesPerSecond: fc.Storage.ScrubBytesPerSecond,
 			},
+			FutureSkew: fc.FutureSkew,
 		},
 		federation: federation.Config{Addr: fc.Listen.Federation, StreamsPerPeer: fc.Federation.StreamsPerPeer},
 		logLevel:   fc.Log.Level,
@@ -272,6 +277,8 @@ func parseOptions(args []string, stderr io.Writer, getenv func(string) string) (
 			o.node.Storage.StallTimeout = *stallAfter
 		case "scrub-interval":
 			o.node.Storage.ScrubInterval = *scrubEvery
+		case "future-skew":
+			o.node.FutureSkew = *skew
 		}
 	})
 	return o, errors.Join(err, sizeErr)

@@ -172,11 +172,60 @@ func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
 	hopts := &slog.HandlerOptions{Level: lvl}
 	switch strings.ToLower(format) {
 	case "", "text":
+		// The text handler quotes every value (and message) holding a
+		// character that is not printable, bidirectional formatting
+		// characters included, so what a client sent cannot forge a line.
 		return slog.New(slog.NewTextHandler(w, hopts)), nil
 	case "json":
+		// JSON escapes control characters but writes C1 controls and
+		// bidirectional formatting characters as they are, which a log
+		// viewer then obeys; they are escaped here.
+		hopts.ReplaceAttr = escapeLogAttr
 		return slog.New(slog.NewJSONHandler(w, hopts)), nil
 	}
 	return nil, fmt.Errorf("log format %q: want text or json", format)
+}
+
+// escapeLogAttr writes the C1 controls and bidirectional formatting
+// characters of a string or error value as \uXXXX.
+func escapeLogAttr(_ []string, a slog.Attr) slog.Attr {
+	switch v := a.Value; v.Kind() {
+	case slog.KindString:
+		if s := v.String(); needsLogEscape(s) {
+			a.Value = slog.StringValue(logEscape(s))
+		}
+	case slog.KindAny:
+		if err, ok := v.Any().(error); ok && err != nil && needsLogEscape(err.Error()) {
+			a.Value = slog.StringValue(logEscape(err.Error()))
+		}
+	}
+	return a
+}
+
+func logEscaped(r rune) bool {
+	return r >= 0x80 && r <= 0x9f || r >= 0x202a && r <= 0x202e || r >= 0x2066 && r <= 0x2069 ||
+		r == 0x200e || r == 0x200f || r == 0x061c
+}
+
+func needsLogEscape(s string) bool {
+	for _, r := range s {
+		if logEscaped(r) {
+			return true
+		}
+	}
+	return false
+}
+
+func logEscape(s string) string {
+	var b strings.Builder
+	for _, r := range s {
+		if logEscaped(r) {
+			fmt.Fprintf(&b, "\\u%04x", r)
+			continue
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
 }
 
 // printStarted says what is true once the listeners are bound: the node

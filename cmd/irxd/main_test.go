@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"io"
 	"net"
 	"os"
@@ -65,6 +66,29 @@ func TestEraseWithinFromFileEnvironmentOrFlag(t *testing.T) {
 	}
 }
 
+func TestFutureSkewFromFileOrFlag(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "irxd.yaml")
+	if err := os.WriteFile(file, []byte("future_skew: 1m\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		args []string
+		want time.Duration
+	}{
+		{[]string{"--config", file}, time.Minute},
+		{[]string{"--config", file, "--future-skew", "30s"}, 30 * time.Second},
+		{nil, 0}, // the node's default
+	} {
+		o, err := parseOptions(tc.args, io.Discard, func(string) string { return "" })
+		if err != nil {
+			t.Fatal(err)
+		}
+		if o.node.FutureSkew != tc.want {
+			t.Errorf("%v: future skew %v, want %v", tc.args, o.node.FutureSkew, tc.want)
+		}
+	}
+}
+
 // Every misconfiguration stops irxd at start with one line naming the cause.
 func TestMisconfigurationIsOneClearLine(t *testing.T) {
 	busy, err := net.Listen("tcp", "127.0.0.1:0")
@@ -94,6 +118,7 @@ func TestMisconfigurationIsOneClearLine(t *testing.T) {
 		{"bad members", []string{"--members", "node1"}, []string{"--members", "id=host:port"}},
 		{"bad log level", []string{"--log-level", "loud"}, []string{"log level", "loud"}},
 		{"erase bound too short", []string{"--erase-within", "10ms"}, []string{"erase_within", "1s"}},
+		{"negative future skew", []string{"--future-skew", "-1m"}, []string{"future_skew", "negative"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -117,5 +142,28 @@ func TestMisconfigurationIsOneClearLine(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestLogsEscapeWhatClientsSent: whatever a client's string holds (a
+// forged line after CR LF, an ANSI sequence, a bidirectional override, a
+// C1 control), a log line in either format stays one line and holds none
+// of those characters raw.
+func TestLogsEscapeWhatClientsSent(t *testing.T) {
+	hostile := "ok\r\n2026-12-06T00:00:00Z INFO forged line\x1b[2K\u202egnp.exe\u0085\u2066"
+	for _, format := range []string{"text", "json"} {
+		var buf strings.Builder
+		logger, err := newLogger(&buf, "info", format)
+		if err != nil {
+			t.Fatal(err)
+		}
+		logger.Info(hostile, "request_id", hostile, "error", errors.New(hostile))
+		out := strings.TrimSuffix(buf.String(), "\n")
+		if strings.Count(out, "\n") != 0 || strings.ContainsAny(out, "\r\x1b\u202e\u0085\u2066") {
+			t.Errorf("%s log line holds a raw control or bidi character:\n%q", format, out)
+		}
+		if !strings.Contains(out, "forged line") {
+			t.Errorf("%s log line lost the text: %q", format, out)
+		}
 	}
 }

@@ -54,6 +54,16 @@ func ToStatus(err error) error {
 	if errors.As(err, &verr) {
 		return invalidArgument(verr.Violations)
 	}
+	var exists *errdefs.ExistsError
+	if errors.As(err, &exists) {
+		st := status.New(codes.AlreadyExists, err.Error())
+		if withDetails, dErr := st.WithDetails(&errdetails.ResourceInfo{
+			ResourceType: exists.Resource, ResourceName: exists.Name, Description: exists.Msg,
+		}); dErr == nil {
+			st = withDetails
+		}
+		return st.Err()
+	}
 	for _, c := range classes {
 		if errors.Is(err, c.class) {
 			return status.Error(c.code, err.Error())
@@ -94,6 +104,13 @@ func invalidArgument(vs []record.Violation) error {
 func FromStatus(st *status.Status) error {
 	if st.Code() == codes.OK {
 		return nil
+	}
+	if st.Code() == codes.AlreadyExists {
+		for _, d := range st.Details() {
+			if ri, ok := d.(*errdetails.ResourceInfo); ok && ri.GetResourceName() != "" {
+				return &errdefs.ExistsError{Resource: ri.GetResourceType(), Name: ri.GetResourceName(), Msg: st.Message()}
+			}
+		}
 	}
 	if st.Code() == codes.InvalidArgument {
 		for _, d := range st.Details() {

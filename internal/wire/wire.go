@@ -25,6 +25,7 @@ const (
 	CreateRequestID    protowire.Number = 2
 	CreateFresh        protowire.Number = 3
 	CreateEvaluated    protowire.Number = 4
+	CreateDigest       protowire.Number = 5
 
 	// irx.v1.OperatorAction: the state machine appends an action's target,
 	// version and time (a Timestamp, above) to the encoded actor the

@@ -32,6 +32,7 @@ func TestFieldNumbersMatchTheSchema(t *testing.T) {
 		{CreateRequestID, "irx.v1.CreateIncidentCommand.request_id"},
 		{CreateFresh, "irx.v1.CreateIncidentCommand.fresh_request_id"},
 		{CreateEvaluated, "irx.v1.CreateIncidentCommand.evaluated"},
+		{CreateDigest, "irx.v1.CreateIncidentCommand.request_digest"},
 		{IncidentID, "irx.v1.Incident.id"},
 		{IncidentVersion, "irx.v1.Incident.version"},
 		{IncidentStatus, "irx.v1.Incident.status"},

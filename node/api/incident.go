@@ -5,9 +5,14 @@ package api
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
+	"time"
+
+	"google.golang.org/protobuf/proto"
 
 	"github.com/irxfed/irx/errdefs/errgrpc"
 	"github.com/irxfed/irx/internal/wire"
@@ -46,15 +51,37 @@ type Store interface {
 // IncidentService implements irx.v1.IncidentService.
 type IncidentService struct {
 	irxv1.UnimplementedIncidentServiceServer
-	proposer Proposer
-	barrier  ReadBarrier
-	store    Store
+	proposer   Proposer
+	barrier    ReadBarrier
+	store      Store
+	futureSkew time.Duration
 }
 
 // NewIncidentService returns the service over a proposer, a read barrier
-// and a store.
-func NewIncidentService(p Proposer, b ReadBarrier, s Store) *IncidentService {
-	return &IncidentService{proposer: p, barrier: b, store: s}
+// and a store. A write whose incident holds a time more than futureSkew
+// past this node's clock is refused.
+func NewIncidentService(p Proposer, b ReadBarrier, s Store, futureSkew time.Duration) *IncidentService {
+	return &IncidentService{proposer: p, barrier: b, store: s, futureSkew: futureSkew}
+}
+
+// checkInput refuses what the input rules refuse, here at the edge: control
+// and bidirectional formatting characters in the request id and the
+// record (record.CheckRecordText, which the state machine cannot apply
+// without refusing entries an older release accepted), and times too far
+// in the future (the state machine reads no clock).
+func (s *IncidentService) checkInput(inc *irxv1.Incident, requestID string) []record.Violation {
+	var vs []record.Violation
+	if why := record.CheckText(requestID, record.Identifier); why != "" {
+		vs = append(vs, record.Violation{Field: "request_id", Description: why})
+	}
+	if len(requestID) > MaxRequestIDLength {
+		vs = append(vs, record.Violation{Field: "request_id", Description: fmt.Sprintf("is longer than %d bytes", MaxRequestIDLength)})
+	}
+	if inc != nil {
+		vs = append(vs, record.CheckRecordText(inc, "incident")...)
+		vs = append(vs, record.CheckFutureTimes(inc, "incident", time.Now().Add(s.futureSkew), s.futureSkew)...)
+	}
+	return vs
 }
 
 // CreateIncident implements irx.v1.IncidentService.
@@ -65,30 +92,36 @@ func (s *IncidentService) CreateIncident(ctx context.Context, req *irxv1.CreateI
 	// wherever the call arrived. Only a request that is already refused is
 	// validated here, so that one answer names every problem.
 	inc := req.GetIncident()
-	if inc == nil || len(req.GetRequestId()) > MaxRequestIDLength {
-		var vs []record.Violation
-		if len(req.GetRequestId()) > MaxRequestIDLength {
-			vs = append(vs, record.Violation{Field: "request_id", Description: fmt.Sprintf("is longer than %d bytes", MaxRequestIDLength)})
-		}
+	if vs := s.checkInput(inc, req.GetRequestId()); inc == nil || len(vs) > 0 {
 		if inc != nil {
 			record.ClearOutputOnly(inc)
 		}
 		var verr *record.ValidationError
 		if err := record.Validate(inc, "incident"); errors.As(err, &verr) {
-			vs = append(vs, verr.Violations...)
+			for _, v := range verr.Violations {
+				if !slices.ContainsFunc(vs, func(o record.Violation) bool { return o.Field == v.Field }) {
+					vs = append(vs, v)
+				}
+			}
 		}
 		return nil, invalidArgument(vs)
 	}
-	res, err := s.proposer.Propose(ctx, &irxv1.Command{Kind: &irxv1.Command_CreateIncident{
-		CreateIncident: &irxv1.CreateIncidentCommand{Incident: inc, RequestId: req.GetRequestId()},
-	}})
+	create := &irxv1.CreateIncidentCommand{Incident: inc, RequestId: req.GetRequestId()}
+	if create.RequestId != "" {
+		digest, err := RequestDigest(inc)
+		if err != nil {
+			return nil, err
+		}
+		create.RequestDigest = digest
+	}
+	res, err := s.proposer.Propose(ctx, &irxv1.Command{Kind: &irxv1.Command_CreateIncident{CreateIncident: create}})
 	if err != nil {
 		return nil, err
 	}
 	if res.Err != nil {
 		return nil, ToStatus(res.Err)
 	}
-	resp := &irxv1.CreateIncidentResponse{}
+	resp := &irxv1.CreateIncidentResponse{RequestReplayed: res.Replayed}
 	if res.Encoded != nil {
 		wire.SetEncoded(resp, wire.CreateIncidentResponseIncident, res.Encoded)
 	} else {
@@ -97,11 +130,29 @@ func (s *IncidentService) CreateIncident(ctx context.Context, req *irxv1.CreateI
 	return resp, nil
 }
 
+// RequestDigest is the digest a create keeps with its client's request id:
+// SHA-256 of the deterministic encoding of the incident as the client sent
+// it, before defaults or stamping, so that a retry of the same request has
+// the same digest on whichever node it arrives, and any change to what the
+// client asked for has another. It is made once, here, and carried in the
+// command, so every replica compares the same bytes.
+func RequestDigest(inc *irxv1.Incident) ([]byte, error) {
+	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(inc)
+	if err != nil {
+		return nil, fmt.Errorf("encode incident for its digest: %w", err)
+	}
+	sum := sha256.Sum256(b)
+	return sum[:], nil
+}
+
 // WithdrawIncident implements irx.v1.IncidentService.
 func (s *IncidentService) WithdrawIncident(ctx context.Context, req *irxv1.WithdrawIncidentRequest) (*irxv1.WithdrawIncidentResponse, error) {
 	vs := checkID(req.GetId(), "id")
 	if len(req.GetReason()) > record.MaxWithdrawReasonLength {
 		vs = append(vs, record.Violation{Field: "reason", Description: fmt.Sprintf("is longer than %d bytes", record.MaxWithdrawReasonLength)})
+	}
+	if why := record.CheckText(req.GetReason(), record.FreeText); why != "" {
+		vs = append(vs, record.Violation{Field: "reason", Description: why})
 	}
 	if len(vs) > 0 {
 		return nil, invalidArgument(vs)
@@ -225,6 +276,7 @@ func (s *IncidentService) UpdateIncident(ctx context.Context, req *irxv1.UpdateI
 	if req.GetExpectedVersion() < 0 {
 		vs = append(vs, record.Violation{Field: "expected_version", Description: "must not be negative"})
 	}
+	vs = append(vs, s.checkInput(req.GetIncident(), "")...)
 	if len(vs) > 0 {
 		return nil, invalidArgument(vs)
 	}

@@ -2,17 +2,21 @@ package fsm
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/cockroachdb/pebble/v2"
 	"github.com/hashicorp/raft"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/irxfed/irx/errdefs"
 	irxv1 "github.com/irxfed/irx/proto/irx/v1"
 	"github.com/irxfed/irx/record"
 )
@@ -228,7 +232,9 @@ func TestRequestIDDedupe(t *testing.T) {
 	}
 	content := contentDigest(t, h.f)
 
-	// A retry (even with different content) returns the recorded incident.
+	// Without digests (a request id stored before they were kept, or a
+	// command without one) a retry, even with different content, returns
+	// the recorded incident: the first body is not known.
 	other := newIncident()
 	other.Tlp = irxv1.Tlp_TLP_RED
 	again := h.apply(h.createLog(other, "req-1"))
@@ -271,6 +277,142 @@ func TestRequestIDDedupe(t *testing.T) {
 	}
 	if h.f.LastTicket() != 5 {
 		t.Fatalf("last ticket %d, want 5", h.f.LastTicket())
+	}
+}
+
+// bodyDigest stands for the digest the receiving node computes of a
+// request's incident (api.RequestDigest).
+func bodyDigest(t testing.TB, inc *irxv1.Incident) []byte {
+	t.Helper()
+	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(inc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(b)
+	return sum[:]
+}
+
+// TestRequestIDWithDigest: a request id kept with the digest of its body
+// answers a retry of the same body with the first record (marked replayed)
+// and refuses another body with ALREADY_EXISTS naming the record, storing
+// nothing; both for creates the leader evaluated and for plain ones.
+func TestRequestIDWithDigest(t *testing.T) {
+	for _, evaluated := range []bool{false, true} {
+		t.Run(fmt.Sprintf("evaluated=%v", evaluated), func(t *testing.T) {
+			h := newHarness(t)
+			create := func(inc *irxv1.Incident, requestID string, digest []byte) *Result {
+				t.Helper()
+				c := &irxv1.CreateIncidentCommand{Incident: inc, RequestId: requestID, RequestDigest: digest}
+				if !evaluated {
+					return h.apply(h.command(&irxv1.Command{Kind: &irxv1.Command_CreateIncident{CreateIncident: c}}))
+				}
+				now := h.now()
+				_, data, err := CompleteCreate(team, inc, now)
+				if err != nil {
+					t.Fatal(err)
+				}
+				cmd := EvaluatedCreate(c, data)
+				cmd.ProposeTime = now
+				return h.apply(h.command(cmd))
+			}
+			green := newIncident()
+			green.Tlp = irxv1.Tlp_TLP_GREEN
+			first := create(green, "req-1", bodyDigest(t, green))
+			if first.Err != nil || first.Replayed {
+				t.Fatalf("first create: replayed %v, %v", first.Replayed, first.Err)
+			}
+			stored, err := first.Created()
+			if err != nil {
+				t.Fatal(err)
+			}
+			content := contentDigest(t, h.f)
+
+			again := create(proto.CloneOf(green), "req-1", bodyDigest(t, green))
+			if again.Err != nil || !again.Replayed || again.Incident.GetId() != idOf(1) || again.Incident.GetTlp() != irxv1.Tlp_TLP_GREEN {
+				t.Fatalf("retry with the same body: replayed %v, %v, %v", again.Replayed, again.Incident.GetId(), again.Err)
+			}
+			if !proto.Equal(again.Incident, stored) {
+				t.Fatalf("retry answered %v, want the stored %v", again.Incident, stored)
+			}
+
+			red := newIncident()
+			red.Tlp = irxv1.Tlp_TLP_RED
+			refused := create(red, "req-1", bodyDigest(t, red))
+			var exists *errdefs.ExistsError
+			if !errors.As(refused.Err, &exists) || !errors.Is(refused.Err, errdefs.ErrAlreadyExists) || exists.Name != idOf(1) {
+				t.Fatalf("another body under the same request id: %v, want ALREADY_EXISTS naming %s", refused.Err, idOf(1))
+			}
+			if !strings.Contains(refused.Err.Error(), "different incident body") || refused.Incident != nil || refused.Replayed {
+				t.Fatalf("refusal %q does not say the body differs, or answers a record", refused.Err)
+			}
+			if contentDigest(t, h.f) != content || h.f.LastTicket() != 1 || h.f.FeedSequence() != 1 {
+				t.Fatal("the refused create changed the state")
+			}
+			if got := mustGet(t, h.f, idOf(1), 0); got.GetTlp() != irxv1.Tlp_TLP_GREEN {
+				t.Fatalf("stored record's TLP is %v", got.GetTlp())
+			}
+
+			// A command without a digest (a proposer that predates them) is
+			// answered with the first record, as before.
+			if res := create(red, "req-1", nil); res.Err != nil || res.Incident.GetId() != idOf(1) {
+				t.Fatalf("retry without a digest: %v %v", res.Incident.GetId(), res.Err)
+			}
+		})
+	}
+}
+
+// TestRequestIDStoredWithoutDigest: a request id stored before digests
+// were kept (its value is the incident id alone) still answers its first
+// record, whatever the body.
+func TestRequestIDStoredWithoutDigest(t *testing.T) {
+	h := newHarness(t)
+	if res := h.apply(h.createLog(newIncident(), "")); res.Err != nil {
+		t.Fatal(res.Err)
+	}
+	if err := h.f.db.Set(requestKey("legacy"), []byte(idOf(1)), pebble.NoSync); err != nil {
+		t.Fatal(err)
+	}
+	red := newIncident()
+	red.Tlp = irxv1.Tlp_TLP_RED
+	c := &irxv1.CreateIncidentCommand{Incident: red, RequestId: "legacy", RequestDigest: bodyDigest(t, red)}
+	res := h.apply(h.command(&irxv1.Command{Kind: &irxv1.Command_CreateIncident{CreateIncident: c}}))
+	if res.Err != nil || !res.Replayed || res.Incident.GetId() != idOf(1) || h.f.LastTicket() != 1 {
+		t.Fatalf("legacy request id: replayed %v, %v, %v, last ticket %d", res.Replayed, res.Incident.GetId(), res.Err, h.f.LastTicket())
+	}
+}
+
+// TestVersionTimesNeverGoBackwards: entries proposed by a leader whose
+// clock is behind the previous leader's (propose times stepping back) make
+// versions whose times do not go back, on every replica alike.
+func TestVersionTimesNeverGoBackwards(t *testing.T) {
+	h := newHarness(t)
+	created := h.create(newIncident())
+	v1 := created.GetGenerationTime().AsTime()
+	behind := timestamppb.New(v1.Add(-time.Hour))
+	patch := &irxv1.Incident{Id: created.GetId(), Status: irxv1.Status_STATUS_IN_PROGRESS}
+	cmd := updateCmd(patch, 0, "status")
+	cmd.ProposeTime = behind
+	res := h.apply(h.command(cmd))
+	if res.Err != nil {
+		t.Fatal(res.Err)
+	}
+	if got := res.Incident.GetGenerationTime().AsTime(); !got.Equal(v1) {
+		t.Fatalf("version 2 made by a leader an hour behind has time %v, want version 1's %v", got, v1)
+	}
+	withdraw := &irxv1.Command{ProposeTime: timestamppb.New(v1.Add(-2 * time.Hour)), Kind: &irxv1.Command_WithdrawIncident{
+		WithdrawIncident: &irxv1.WithdrawIncidentCommand{IncidentId: created.GetId(), Reason: "duplicate"},
+	}}
+	res = h.apply(h.command(withdraw))
+	if res.Err != nil {
+		t.Fatal(res.Err)
+	}
+	if got := res.Incident.GetGenerationTime().AsTime(); got.Before(v1) || !res.Incident.GetWithdrawTime().AsTime().Equal(got) {
+		t.Fatalf("withdrawal at %v (withdraw time %v) is before version 1's %v", got, res.Incident.GetWithdrawTime().AsTime(), v1)
+	}
+	// A clock ahead again moves times forward as usual.
+	ahead := timestamppb.New(v1.Add(time.Hour))
+	if versionTime(res.Incident, ahead) != ahead {
+		t.Fatal("a later propose time was not taken")
 	}
 }
 

@@ -36,6 +36,7 @@ type evaluatedCreate struct {
 	incident  []byte // version 1 as stored but for its id, encoded
 	requestID string
 	fresh     bool
+	digest    []byte // CreateIncidentCommand.request_digest
 }
 
 // decodeEntry decodes the command a log entry carries.
@@ -196,25 +197,28 @@ func parseActor(b []byte) ([]byte, bool) {
 // field at most once and no other field; anything else returns false.
 func parseEvaluated(b []byte) (*evaluatedCreate, bool) {
 	c := &evaluatedCreate{}
-	var seen [wire.CreateEvaluated + 1]bool
+	var seen [wire.CreateDigest + 1]bool
 	evaluated := false
 	for len(b) > 0 {
 		num, typ, n := protowire.ConsumeTag(b)
-		if n < 0 || num < wire.CreateIncident || num > wire.CreateEvaluated || seen[num] {
+		if n < 0 || num < wire.CreateIncident || num > wire.CreateDigest || seen[num] {
 			return nil, false
 		}
 		seen[num] = true
 		b = b[n:]
 		switch num {
-		case wire.CreateIncident, wire.CreateRequestID:
+		case wire.CreateIncident, wire.CreateRequestID, wire.CreateDigest:
 			var v []byte
 			var ok bool
 			if v, b, ok = wire.BytesValue(typ, b); !ok {
 				return nil, false
 			}
-			if num == wire.CreateIncident {
+			switch num {
+			case wire.CreateIncident:
 				c.incident = v
-			} else {
+			case wire.CreateDigest:
+				c.digest = v
+			default:
 				if !utf8.Valid(v) { // proto.Unmarshal refuses it too
 					return nil, false
 				}
@@ -242,7 +246,9 @@ func parseEvaluated(b []byte) (*evaluatedCreate, bool) {
 // encoder writes out verbatim), so it is not encoded a second time; a
 // decoder sees an ordinary incident field.
 func EvaluatedCreate(c *irxv1.CreateIncidentCommand, incident []byte) *irxv1.Command {
-	out := &irxv1.CreateIncidentCommand{RequestId: c.GetRequestId(), FreshRequestId: c.GetFreshRequestId(), Evaluated: true}
+	out := &irxv1.CreateIncidentCommand{
+		RequestId: c.GetRequestId(), FreshRequestId: c.GetFreshRequestId(), RequestDigest: c.GetRequestDigest(), Evaluated: true,
+	}
 	wire.SetEncoded(out, wire.CreateIncident, incident)
 	return &irxv1.Command{Kind: &irxv1.Command_CreateIncident{CreateIncident: out}}
 }

@@ -329,7 +329,7 @@ func FuzzParseEntry(f *testing.F) {
 	}
 	one := &irxv1.Command{ProposeTime: now, Kind: EvaluatedCreate(&irxv1.CreateIncidentCommand{RequestId: "irx-1", FreshRequestId: true}, data).Kind}
 	batch := &irxv1.Command{ProposeTime: now, Kind: &irxv1.Command_Batch{Batch: &irxv1.CommandBatch{Commands: []*irxv1.Command{
-		EvaluatedCreate(&irxv1.CreateIncidentCommand{RequestId: "client"}, data), createCmd(newIncident(), "r"),
+		EvaluatedCreate(&irxv1.CreateIncidentCommand{RequestId: "client", RequestDigest: make([]byte, 32)}, data), createCmd(newIncident(), "r"),
 		{Kind: &irxv1.Command_LeaderNoop{LeaderNoop: &irxv1.LeaderNoopCommand{}}},
 	}}}}
 	for _, c := range []*irxv1.Command{one, batch, createCmd(newIncident(), "")} {
@@ -377,7 +377,8 @@ func FuzzParseEntry(f *testing.F) {
 			var inc irxv1.Incident
 			err := proto.Unmarshal(c.evaluated.incident, &inc)
 			if !want.GetEvaluated() || err != nil || !proto.Equal(&inc, want.GetIncident()) ||
-				c.evaluated.requestID != want.GetRequestId() || c.evaluated.fresh != want.GetFreshRequestId() {
+				c.evaluated.requestID != want.GetRequestId() || c.evaluated.fresh != want.GetFreshRequestId() ||
+				!bytes.Equal(c.evaluated.digest, want.GetRequestDigest()) {
 				t.Fatalf("command %d: evaluated create %+v, decoded %v", i, c.evaluated, want)
 			}
 		}

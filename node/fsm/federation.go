@@ -187,8 +187,8 @@ func (a *applier) withdraw(c *irxv1.WithdrawIncidentCommand) *Result {
 	}
 	next := proto.CloneOf(current)
 	next.Version++
-	next.GenerationTime = a.now
-	next.WithdrawTime = a.now
+	next.GenerationTime = versionTime(current, a.now)
+	next.WithdrawTime = next.GenerationTime
 	next.WithdrawReason = c.GetReason()
 	if err := a.storeVersion(id, current, next, &irxv1.FeedEntry{
 		Kind: irxv1.FeedEntryKind_FEED_ENTRY_KIND_WITHDRAWAL, WithdrawalReason: irxv1.WithdrawalReason_WITHDRAWAL_REASON_ORIGIN,

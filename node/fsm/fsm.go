@@ -7,6 +7,7 @@
 package fsm
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -58,6 +59,10 @@ type Result struct {
 	// answers that carry it as it is. A create the leader evaluated
 	// answers with Encoded only; Created gives the message.
 	Encoded []byte
+	// Replayed: a create's request id was stored already, with the same
+	// body; Incident is what that first create stored, and nothing was
+	// created now.
+	Replayed bool
 }
 
 // Created returns the incident a create stored (or, for a repeated request
@@ -589,7 +594,7 @@ func (a *applier) applyOne(cmd *irxv1.Command, index uint64) *Result {
 }
 
 func (a *applier) create(cmd *irxv1.Command, c *irxv1.CreateIncidentCommand) *Result {
-	if res := a.duplicateOf(c.GetRequestId(), c.GetFreshRequestId()); res != nil {
+	if res := a.duplicateOf(c.GetRequestId(), c.GetFreshRequestId(), c.GetRequestDigest()); res != nil {
 		return res
 	}
 	// The command was decoded from this log entry, but CompleteCreate works
@@ -605,7 +610,7 @@ func (a *applier) create(cmd *irxv1.Command, c *irxv1.CreateIncidentCommand) *Re
 	}
 	id := a.nextID()
 	inc.Id = id.String()
-	res := a.storeCreated(id, inc, data, c.GetRequestId())
+	res := a.storeCreated(id, inc, data, c.GetRequestId(), c.GetRequestDigest())
 	res.Incident = inc
 	return res
 }
@@ -615,7 +620,7 @@ func (a *applier) create(cmd *irxv1.Command, c *irxv1.CreateIncidentCommand) *Re
 // and so that nothing unreadable is stored, but not checked or encoded
 // again: the leader did that, once for every replica.
 func (a *applier) createEvaluated(c *evaluatedCreate) *Result {
-	if res := a.duplicateOf(c.requestID, c.fresh); res != nil {
+	if res := a.duplicateOf(c.requestID, c.fresh, c.digest); res != nil {
 		return res
 	}
 	inc, ok := readIndexed(c.incident)
@@ -635,7 +640,7 @@ func (a *applier) createEvaluated(c *evaluatedCreate) *Result {
 	// inc may hold only the indexed fields: the answer is the stored
 	// encoding (Result.Created decodes it for the few callers that want the
 	// message).
-	return a.storeCreated(id, inc, c.incident, c.requestID)
+	return a.storeCreated(id, inc, c.incident, c.requestID, c.digest)
 }
 
 // sameInstant is proto.Equal for two timestamps, without its reflection
@@ -649,21 +654,36 @@ func sameInstant(t, want *timestamppb.Timestamp) bool {
 // duplicateOf returns what the create that stored requestID answered, or
 // nil when none did. A fresh id is not looked up: nothing can have stored
 // it yet.
-func (a *applier) duplicateOf(requestID string, fresh bool) *Result {
+//
+// A request id stored with a digest of its body answers only a create of
+// the same body; another body is refused (ErrRequestReused), so that a
+// reused key can never pass a change off as stored. Where either side has
+// no digest (a request id stored before digests were kept, or one the
+// node made, which only the node retries) the first create answers, as it
+// always did: its body is not known.
+func (a *applier) duplicateOf(requestID string, fresh bool, digest []byte) *Result {
 	if requestID == "" || fresh {
 		return nil
 	}
-	id, closer, err := a.b.Get(requestKey(requestID))
+	v, closer, err := a.b.Get(requestKey(requestID))
 	switch {
 	case err == nil:
-		existing := string(id)
+		existing, stored := parseRequestValue(v)
+		differs := len(digest) > 0 && len(stored) > 0 && !bytes.Equal(digest, stored)
 		_ = closer.Close()
+		if differs {
+			return &Result{Err: &errdefs.ExistsError{
+				Resource: "irx.v1.Incident", Name: existing,
+				Msg: fmt.Sprintf("request_id %q already created %s from a different incident body; nothing was stored: "+
+					"use a new request_id for a new incident, or UpdateIncident %s to change it", requestID, existing, existing),
+			}}
+		}
 		inc, err := a.fsm.getFrom(a.b, existing, 0)
 		if err != nil {
 			a.fail(err)
 			return &Result{Err: err}
 		}
-		return &Result{Incident: inc}
+		return &Result{Incident: inc, Replayed: true}
 	case !errors.Is(err, pebble.ErrNotFound):
 		a.fail(err)
 		return &Result{Err: err}
@@ -678,8 +698,9 @@ func (a *applier) nextID() record.ID {
 
 // storeCreated writes version 1 of a new incident: rest is its encoding
 // without the id, and indexed holds the id as text (id.String(), made once)
-// and at least the fields its index keys are made of.
-func (a *applier) storeCreated(id record.ID, indexed *irxv1.Incident, rest []byte, requestID string) *Result {
+// and at least the fields its index keys are made of. The request id keeps
+// the incident's id and the digest of the request's body.
+func (a *applier) storeCreated(id record.ID, indexed *irxv1.Incident, rest []byte, requestID string, digest []byte) *Result {
 	text := indexed.GetId()
 	stored := withID(text, rest)
 	a.set(incidentKey(id), u64(1))
@@ -689,7 +710,7 @@ func (a *applier) storeCreated(id record.ID, indexed *irxv1.Incident, rest []byt
 		a.set(k, nil)
 	}
 	if requestID != "" {
-		a.set(requestKey(requestID), []byte(text))
+		a.set(requestKey(requestID), requestValue(text, digest))
 	}
 	return &Result{Encoded: stored}
 }
@@ -729,11 +750,26 @@ func (a *applier) update(cmd *irxv1.Command, c *irxv1.UpdateIncidentCommand) *Re
 		return &Result{Err: err}
 	}
 	next.Version = current.GetVersion() + 1
-	next.GenerationTime = cmd.GetProposeTime()
+	next.GenerationTime = versionTime(current, cmd.GetProposeTime())
 	if err := a.storeVersion(id, current, next, &irxv1.FeedEntry{Kind: irxv1.FeedEntryKind_FEED_ENTRY_KIND_VERSION}); err != nil {
 		return &Result{Err: err}
 	}
 	return &Result{Incident: next}
+}
+
+// versionTime is the time of a new version of current made by an entry
+// proposed at now (the leader's clock): now, but never before current's
+// own time. A leader whose clock is behind the one before it (a failover,
+// a clock stepped back) would otherwise give a later version an earlier
+// time, and whoever orders versions or asks what changed since a time
+// would be misled. It is decided here, from the entry and the state, so
+// every replica stores the same.
+func versionTime(current *irxv1.Incident, now *timestamppb.Timestamp) *timestamppb.Timestamp {
+	prev := current.GetGenerationTime()
+	if prev.IsValid() && now.IsValid() && prev.AsTime().After(now.AsTime()) {
+		return proto.CloneOf(prev)
+	}
+	return now
 }
 
 // storeVersion writes a new version of an incident: the record, its

@@ -66,6 +66,28 @@ func feedKey(seq uint64) []byte { return cat(prefixFeed, u64(seq)) }
 
 func requestKey(requestID string) []byte { return cat(prefixRequest, []byte(requestID)) }
 
+// requestValue is what a request id's key holds: the id of the incident
+// its create made and, when the create carried one, a NUL and the digest
+// of the request's body. Incident ids hold no NUL (team ids are checked),
+// so values stored before digests were kept (the id alone) read as an id
+// without a digest.
+func requestValue(id string, digest []byte) []byte {
+	if len(digest) == 0 {
+		return []byte(id)
+	}
+	v := make([]byte, 0, len(id)+1+len(digest))
+	return append(append(append(v, id...), 0), digest...)
+}
+
+// parseRequestValue splits a request id's value; the digest is a copy.
+func parseRequestValue(v []byte) (id string, digest []byte) {
+	i := bytes.IndexByte(v, 0)
+	if i < 0 {
+		return string(v), nil
+	}
+	return string(v[:i]), bytes.Clone(v[i+1:])
+}
+
 const (
 	timeKeyLen      = 12
 	indicatorKeyLen = 16

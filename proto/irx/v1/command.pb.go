@@ -1269,7 +1269,15 @@ type CreateIncidentCommand struct {
 	// bytes with the id of the ticket it assigns in front, instead of
 	// decoding, checking and encoding the incident again; the result is the
 	// same bytes a replica that ignores this field stores.
-	Evaluated     bool `protobuf:"varint,4,opt,name=evaluated,proto3" json:"evaluated,omitempty"`
+	Evaluated bool `protobuf:"varint,4,opt,name=evaluated,proto3" json:"evaluated,omitempty"`
+	// SHA-256 of the deterministic encoding of the incident the client sent
+	// (before defaults, validation or stamping), made once by the node that
+	// received a client's request_id. The state machine keeps it with the
+	// request id: a later create with the same request id and another digest
+	// is refused instead of answered with the first record. Empty for a
+	// request id the node made (only the node retries those, with the same
+	// body) and for commands of proposers that predate it.
+	RequestDigest []byte `protobuf:"bytes,5,opt,name=request_digest,json=requestDigest,proto3" json:"request_digest,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1330,6 +1338,13 @@ func (x *CreateIncidentCommand) GetEvaluated() bool {
 		return x.Evaluated
 	}
 	return false
+}
+
+func (x *CreateIncidentCommand) GetRequestDigest() []byte {
+	if x != nil {
+		return x.RequestDigest
+	}
+	return nil
 }
 
 // UpdateIncidentCommand applies a field mask to the latest version. The
@@ -1971,13 +1986,14 @@ const file_irx_v1_command_proto_rawDesc = "" +
 	"\x06policy\x18\x01 \x01(\v2\x18.irx.v1.DisclosurePolicyR\x06policy\x12\x1f\n" +
 	"\vteam_secret\x18\x02 \x01(\fR\n" +
 	"teamSecret\"\x13\n" +
-	"\x11LeaderNoopCommand\"\xac\x01\n" +
+	"\x11LeaderNoopCommand\"\xd3\x01\n" +
 	"\x15CreateIncidentCommand\x12,\n" +
 	"\bincident\x18\x01 \x01(\v2\x10.irx.v1.IncidentR\bincident\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x02 \x01(\tR\trequestId\x12(\n" +
 	"\x10fresh_request_id\x18\x03 \x01(\bR\x0efreshRequestId\x12\x1c\n" +
-	"\tevaluated\x18\x04 \x01(\bR\tevaluated\"\xad\x01\n" +
+	"\tevaluated\x18\x04 \x01(\bR\tevaluated\x12%\n" +
+	"\x0erequest_digest\x18\x05 \x01(\fR\rrequestDigest\"\xad\x01\n" +
 	"\x15UpdateIncidentCommand\x12,\n" +
 	"\bincident\x18\x01 \x01(\v2\x10.irx.v1.IncidentR\bincident\x12;\n" +
 	"\vupdate_mask\x18\x02 \x01(\v2\x1a.google.protobuf.FieldMaskR\n" +

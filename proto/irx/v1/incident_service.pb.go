@@ -86,8 +86,11 @@ type CreateIncidentRequest struct {
 	// are set by the team.
 	Incident *Incident `protobuf:"bytes,1,opt,name=incident,proto3" json:"incident,omitempty"`
 	// Optional client-chosen key (e.g. a UUID) that makes retries safe: a
-	// second request with the same key returns the incident the first one
-	// created instead of creating another.
+	// second request with the same key and the same incident returns the
+	// incident the first one created instead of creating another; the same
+	// key with a different incident is refused with ALREADY_EXISTS naming
+	// the record the key created, and nothing is stored. At most 128 bytes,
+	// without control or bidirectional formatting characters.
 	RequestId     string `protobuf:"bytes,2,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -141,9 +144,13 @@ func (x *CreateIncidentRequest) GetRequestId() string {
 type CreateIncidentResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The incident as stored, with its id and version 1.
-	Incident      *Incident `protobuf:"bytes,1,opt,name=incident,proto3" json:"incident,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Incident *Incident `protobuf:"bytes,1,opt,name=incident,proto3" json:"incident,omitempty"`
+	// Set when request_id was already used for the same incident: incident
+	// is version 1 as that first create stored it, and nothing was created
+	// now (the record may have later versions).
+	RequestReplayed bool `protobuf:"varint,2,opt,name=request_replayed,json=requestReplayed,proto3" json:"request_replayed,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *CreateIncidentResponse) Reset() {
@@ -181,6 +188,13 @@ func (x *CreateIncidentResponse) GetIncident() *Incident {
 		return x.Incident
 	}
 	return nil
+}
+
+func (x *CreateIncidentResponse) GetRequestReplayed() bool {
+	if x != nil {
+		return x.RequestReplayed
+	}
+	return false
 }
 
 // Request for IncidentService.GetIncident.
@@ -871,9 +885,10 @@ const file_irx_v1_incident_service_proto_rawDesc = "" +
 	"\x15CreateIncidentRequest\x12,\n" +
 	"\bincident\x18\x01 \x01(\v2\x10.irx.v1.IncidentR\bincident\x12\x1d\n" +
 	"\n" +
-	"request_id\x18\x02 \x01(\tR\trequestId\"F\n" +
+	"request_id\x18\x02 \x01(\tR\trequestId\"q\n" +
 	"\x16CreateIncidentResponse\x12,\n" +
-	"\bincident\x18\x01 \x01(\v2\x10.irx.v1.IncidentR\bincident\"y\n" +
+	"\bincident\x18\x01 \x01(\v2\x10.irx.v1.IncidentR\bincident\x12)\n" +
+	"\x10request_replayed\x18\x02 \x01(\bR\x0frequestReplayed\"y\n" +
 	"\x12GetIncidentRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\x03R\aversion\x129\n" +

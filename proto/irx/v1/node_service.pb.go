@@ -85,8 +85,11 @@ type ProposeResponse struct {
 	Binding *RoleBinding `protobuf:"bytes,6,opt,name=binding,proto3" json:"binding,omitempty"`
 	// The revocation the command stored, for RevokeCertificateCommand.
 	RevokedCertificate *RevokedCertificate `protobuf:"bytes,7,opt,name=revoked_certificate,json=revokedCertificate,proto3" json:"revoked_certificate,omitempty"`
-	unknownFields      protoimpl.UnknownFields
-	sizeCache          protoimpl.SizeCache
+	// Set when a create's request_id was already stored with the same body:
+	// incident is what the first create stored, and nothing was created.
+	RequestReplayed bool `protobuf:"varint,8,opt,name=request_replayed,json=requestReplayed,proto3" json:"request_replayed,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *ProposeResponse) Reset() {
@@ -166,6 +169,13 @@ func (x *ProposeResponse) GetRevokedCertificate() *RevokedCertificate {
 		return x.RevokedCertificate
 	}
 	return nil
+}
+
+func (x *ProposeResponse) GetRequestReplayed() bool {
+	if x != nil {
+		return x.RequestReplayed
+	}
+	return false
 }
 
 // Request for NodeService.ProposeBatch.
@@ -517,7 +527,7 @@ const file_irx_v1_node_service_proto_rawDesc = "" +
 	"\n" +
 	"\x19irx/v1/node_service.proto\x12\x06irx.v1\x1a\x1birx/v1/access_service.proto\x1a\x1cirx/v1/cluster_service.proto\x1a\x14irx/v1/command.proto\x1a\x15irx/v1/incident.proto\x1a\x19irx/v1/peer_service.proto\x1a\x13irx/v1/policy.proto\x1a\x19irx/v1/team_service.proto\";\n" +
 	"\x0eProposeRequest\x12)\n" +
-	"\acommand\x18\x01 \x01(\v2\x0f.irx.v1.CommandR\acommand\"\xf6\x02\n" +
+	"\acommand\x18\x01 \x01(\v2\x0f.irx.v1.CommandR\acommand\"\xa1\x03\n" +
 	"\x0fProposeResponse\x12,\n" +
 	"\bincident\x18\x01 \x01(\v2\x10.irx.v1.IncidentR\bincident\x12!\n" +
 	"\ferror_status\x18\x02 \x01(\fR\verrorStatus\x120\n" +
@@ -525,7 +535,8 @@ const file_irx_v1_node_service_proto_rawDesc = "" +
 	"\x04peer\x18\x04 \x01(\v2\f.irx.v1.PeerR\x04peer\x12B\n" +
 	"\x10team_description\x18\x05 \x01(\v2\x17.irx.v1.TeamDescriptionR\x0fteamDescription\x12-\n" +
 	"\abinding\x18\x06 \x01(\v2\x13.irx.v1.RoleBindingR\abinding\x12K\n" +
-	"\x13revoked_certificate\x18\a \x01(\v2\x1a.irx.v1.RevokedCertificateR\x12revokedCertificate\"B\n" +
+	"\x13revoked_certificate\x18\a \x01(\v2\x1a.irx.v1.RevokedCertificateR\x12revokedCertificate\x12)\n" +
+	"\x10request_replayed\x18\b \x01(\bR\x0frequestReplayed\"B\n" +
 	"\x13ProposeBatchRequest\x12+\n" +
 	"\bcommands\x18\x01 \x03(\v2\x0f.irx.v1.CommandR\bcommands\"L\n" +
 	"\x14ProposeBatchResponse\x124\n" +
