@@ -154,7 +154,7 @@ func TestSplitFeedProperties(t *testing.T) {
 			}
 			c := decoded.GetApplyPeerFeed()
 			if c.GetFromCursor() != at || c.GetCursor() < at || c.GetPolicyVersion() != 3 || c.GetPeerTeamId() != "cert-b" ||
-				c.GetHead() != head || !proto.Equal(c.GetHeadTime(), headTime) {
+				c.GetHead() != head || !proto.Equal(c.GetHeadTime(), headTime) || !c.GetCheckText() {
 				t.Fatalf("command %d: from %d to %d, previous ended at %d", i, c.GetFromCursor(), c.GetCursor(), at)
 			}
 			size := 0

@@ -421,7 +421,7 @@ func feedCommands(team string, from uint64, resp *rawResponse) iter.Seq[*irxv1.A
 		newCmd := func(start uint64) *irxv1.ApplyPeerFeedCommand {
 			return &irxv1.ApplyPeerFeedCommand{
 				PeerTeamId: team, FromCursor: start, PolicyVersion: resp.policyVersion,
-				Head: resp.head, HeadTime: resp.headTime,
+				Head: resp.head, HeadTime: resp.headTime, CheckText: true,
 			}
 		}
 		cur, first, size := newCmd(from), 0, 0

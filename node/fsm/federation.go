@@ -269,6 +269,8 @@ func (a *applier) applyPeerFeed(c *irxv1.ApplyPeerFeedCommand) *Result {
 	if st.GetInboundCursor() != c.GetFromCursor() || c.GetCursor() < c.GetFromCursor() {
 		return &Result{Err: fmt.Errorf("%w: our cursor in %s's feed is %d, the batch starts at %d", ErrStaleCursor, peer, st.GetInboundCursor(), c.GetFromCursor())}
 	}
+	a.checkText = c.GetCheckText()
+	defer func() { a.checkText = false }()
 	for _, item := range c.GetItems() {
 		var reason string
 		switch k := item.GetKind().(type) {
@@ -315,6 +317,9 @@ func (a *applier) applyPeerFeed(c *irxv1.ApplyPeerFeedCommand) *Result {
 // ours are neither (they change nothing, by design).
 func (a *applier) receive(peer string, view *irxv1.Incident) (stored bool, refused string) {
 	id, refused := a.checkView(peer, view)
+	if refused == "" {
+		refused = a.textRefusal(view)
+	}
 	if refused != "" {
 		return false, refused
 	}
@@ -373,6 +378,18 @@ func (a *applier) checkView(peer string, view *irxv1.Incident) (record.ID, strin
 	return id, ""
 }
 
+// textRefusal says why view breaks the text rules, when the feed being
+// applied asks for them; "" otherwise.
+func (a *applier) textRefusal(view *irxv1.Incident) string {
+	if !a.checkText {
+		return ""
+	}
+	if vs := record.CheckRecordText(view, "incident"); len(vs) > 0 {
+		return vs[0].String()
+	}
+	return ""
+}
+
 // receiveWithdrawal replaces our copy of a foreign incident with a
 // withdrawn stub (see withdrawnStub). The origin's withdrawal is honoured
 // from the origin or from the team we received the copy from; a policy
@@ -388,6 +405,14 @@ func (a *applier) receiveWithdrawal(peer string, w *irxv1.IncidentWithdrawal) (d
 	}
 	if len(w.GetDescription()) > record.MaxWithdrawReasonLength {
 		return false, fmt.Sprintf("withdrawal of %s: description is longer than %d bytes", w.GetIncidentId(), record.MaxWithdrawReasonLength)
+	}
+	if a.checkText {
+		if why := record.CheckText(w.GetDescription(), record.FreeText); why != "" {
+			// The withdrawal is honoured all the same (what the peer takes
+			// back must go); only its text is not kept.
+			w = proto.CloneOf(w)
+			w.Description = "(the reason the peer sent was not kept: " + why + ")"
+		}
 	}
 	cur, err := loadLatest(a.b, id)
 	if err != nil && !errors.Is(err, pebble.ErrNotFound) {

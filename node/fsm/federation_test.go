@@ -402,3 +402,55 @@ func TestHighestTicketsPerOrigin(t *testing.T) {
 		t.Fatalf("after a restart: %v, want %v", h.f.foreignHigh, want)
 	}
 }
+
+func (h *harness) feedChecked(peer string, from, to uint64, items ...*irxv1.FeedItem) *Result {
+	return h.apply(h.command(&irxv1.Command{Kind: &irxv1.Command_ApplyPeerFeed{ApplyPeerFeed: &irxv1.ApplyPeerFeedCommand{
+		PeerTeamId: peer, FromCursor: from, Cursor: to, Items: items, Head: to, CheckText: true,
+	}}}))
+}
+
+// TestPeerFeedTextRules: a feed entry that asks for the text rules refuses
+// a view holding a bidirectional override or a control character; one
+// logged before the rules (check_text unset) applies as it did. A
+// withdrawal is honoured even when its reason breaks the rules (only the
+// reason is not kept), and a replacement that does is taken as an erasure
+// of the version, never as a reason to keep the wider copy.
+func TestPeerFeedTextRules(t *testing.T) {
+	h := newHarness(t)
+	h.addPeer("cert-b")
+	trojan := foreignView("cert-b", 1, 1)
+	trojan.Descriptions = []*irxv1.Description{{Lang: "en", Text: "access\u202e level"}}
+	escape := foreignView("cert-b", 2, 1)
+	escape.VictimHosts = []*irxv1.Host{{Hostname: "ws1.example.org", Site: "site\x1b[2J"}}
+	if res := h.feedChecked("cert-b", 0, 2, viewItem(1, trojan), viewItem(2, escape)); res.Err != nil {
+		t.Fatal(res.Err)
+	}
+	st := peerState(t, h.f, "cert-b")
+	if st.GetRejected() != 2 || st.GetReceived() != 0 || !strings.Contains(st.GetLastRejection(), "victim_hosts[0].site") {
+		t.Fatalf("peer state after views breaking the text rules: %v", st)
+	}
+	if res := h.feed("cert-b", 2, 3, viewItem(3, trojan)); res.Err != nil {
+		t.Fatal(res.Err)
+	}
+	if got := mustGet(t, h.f, "cert-b:1", 1); got.GetDescriptions()[0].GetText() != "access\u202e level" {
+		t.Fatalf("an entry without check_text applied differently: %v", got)
+	}
+
+	w := withdrawalItem(4, "cert-b:1", 1, irxv1.WithdrawalReason_WITHDRAWAL_REASON_ORIGIN)
+	w.GetWithdrawal().Description = "bye\x1b]0;owned\x07"
+	if res := h.feedChecked("cert-b", 3, 4, w); res.Err != nil {
+		t.Fatal(res.Err)
+	}
+	mustBeStub(t, h.f, "cert-b:1", "withdrawn by its origin cert-b: (the reason the peer sent was not kept")
+
+	h2 := receivedTwoVersions(t)
+	bad := heldView(1, 1)
+	bad.Contacts = []*irxv1.Contact{{Name: "canary\u2066 contact"}}
+	bad.Indicators = nil
+	if res := h2.feedChecked("cert-b", 2, 3, replacementItem(3, 1, bad)); res.Err != nil {
+		t.Fatal(res.Err)
+	}
+	if _, err := h2.f.Get("cert-b:1", 1); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("version 1 after a replacement breaking the text rules: %v, want it erased", err)
+	}
+}

@@ -481,6 +481,9 @@ type applier struct {
 	// Of the command being applied: its log index and propose time.
 	index uint64
 	now   *timestamppb.Timestamp
+	// checkText: the peer feed being applied asks for the text rules
+	// (ApplyPeerFeedCommand.check_text).
+	checkText bool
 
 	// accessChanged: a command changed bindings or revocations; bound: one
 	// stored a binding (so a later bootstrap grant in the batch is moot).

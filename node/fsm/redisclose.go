@@ -64,8 +64,7 @@ func (a *applier) receiveReplacement(peer string, r *irxv1.IncidentReplacement) 
 	if held.GetWithdrawTime() != nil {
 		return false, "" // a withdrawn stub holds nothing to replace
 	}
-	view := r.GetIncident()
-	if view == nil {
+	erase := func() (bool, string) {
 		a.eraseVersion(id, cur, r.GetVersion())
 		a.appendFeed(&irxv1.FeedEntry{
 			Kind: irxv1.FeedEntryKind_FEED_ENTRY_KIND_REPLACEMENT, IncidentId: r.GetIncidentId(), Version: r.GetVersion(),
@@ -73,11 +72,21 @@ func (a *applier) receiveReplacement(peer string, r *irxv1.IncidentReplacement) 
 		})
 		return a.err == nil, ""
 	}
+	view := r.GetIncident()
+	if view == nil {
+		return erase()
+	}
 	if view.GetId() != r.GetIncidentId() || view.GetVersion() != r.GetVersion() {
 		return false, fmt.Sprintf("replacement of %s version %d holds %s version %d", r.GetIncidentId(), r.GetVersion(), view.GetId(), view.GetVersion())
 	}
 	if _, refused := a.checkView(peer, view); refused != "" {
 		return false, "replacement: " + refused
+	}
+	if why := a.textRefusal(view); why != "" {
+		// A narrower copy we may not store as sent: hold nothing of this
+		// version rather than keep the wider one it replaces.
+		a.fsm.log.Warn("erased a version a peer replaced with text this team does not store", "peer", peer, "incident", r.GetIncidentId(), "version", r.GetVersion(), "reason", why)
+		return erase()
 	}
 	// Newer terms are the common case and cheap to see; Within walks both
 	// records.

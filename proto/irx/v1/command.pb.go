@@ -808,7 +808,13 @@ type ApplyPeerFeedCommand struct {
 	// The peer's feed head when the batch was served.
 	Head uint64 `protobuf:"varint,6,opt,name=head,proto3" json:"head,omitempty"`
 	// When the peer committed its head entry.
-	HeadTime      *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=head_time,json=headTime,proto3" json:"head_time,omitempty"`
+	HeadTime *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=head_time,json=headTime,proto3" json:"head_time,omitempty"`
+	// Set by a proposer that holds the items to the text rules of
+	// record.CheckRecordText (no control or bidirectional formatting
+	// characters). A rule the state machine applies must be named in the
+	// entry: entries logged before the rules existed apply as they did, on
+	// every node.
+	CheckText     bool `protobuf:"varint,8,opt,name=check_text,json=checkText,proto3" json:"check_text,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -890,6 +896,13 @@ func (x *ApplyPeerFeedCommand) GetHeadTime() *timestamppb.Timestamp {
 		return x.HeadTime
 	}
 	return nil
+}
+
+func (x *ApplyPeerFeedCommand) GetCheckText() bool {
+	if x != nil {
+		return x.CheckText
+	}
+	return false
 }
 
 // AcknowledgePeerCommand records that a peer applied our feed up to a
@@ -1949,7 +1962,7 @@ const file_irx_v1_command_proto_rawDesc = "" +
 	"\x04peer\x18\x01 \x01(\v2\f.irx.v1.PeerR\x04peer\x12\x16\n" +
 	"\x06create\x18\x02 \x01(\bR\x06create\",\n" +
 	"\x11DeletePeerCommand\x12\x17\n" +
-	"\ateam_id\x18\x01 \x01(\tR\x06teamId\"\x8d\x02\n" +
+	"\ateam_id\x18\x01 \x01(\tR\x06teamId\"\xac\x02\n" +
 	"\x14ApplyPeerFeedCommand\x12 \n" +
 	"\fpeer_team_id\x18\x01 \x01(\tR\n" +
 	"peerTeamId\x12\x1f\n" +
@@ -1959,7 +1972,9 @@ const file_irx_v1_command_proto_rawDesc = "" +
 	"\x0epolicy_version\x18\x04 \x01(\x03R\rpolicyVersion\x12&\n" +
 	"\x05items\x18\x05 \x03(\v2\x10.irx.v1.FeedItemR\x05items\x12\x12\n" +
 	"\x04head\x18\x06 \x01(\x04R\x04head\x127\n" +
-	"\thead_time\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\bheadTime\"\xe5\x01\n" +
+	"\thead_time\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\bheadTime\x12\x1d\n" +
+	"\n" +
+	"check_text\x18\b \x01(\bR\tcheckText\"\xe5\x01\n" +
 	"\x16AcknowledgePeerCommand\x12 \n" +
 	"\fpeer_team_id\x18\x01 \x01(\tR\n" +
 	"peerTeamId\x12\x1f\n" +
