@@ -433,7 +433,9 @@ func (n *Node) startAPI(creds nodeCredentials) error {
 // watchLeadership keeps grpc.health.v1 honest: a node that knows no leader
 // cannot serve writes, and one whose disks refuse them does not, so it
 // reports NOT_SERVING until both are well; such a node also hands its
-// leadership away.
+// leadership away. A node that has not yet applied the first operator's
+// bootstrap grant would refuse that operator's first calls, so it waits
+// for it too.
 func (n *Node) watchLeadership() {
 	ticker := time.NewTicker(200 * time.Millisecond)
 	defer ticker.Stop()
@@ -441,7 +443,7 @@ func (n *Node) watchLeadership() {
 	for {
 		st := healthpb.HealthCheckResponse_NOT_SERVING
 		problem := n.storageProblem()
-		if addr, _ := n.raft.LeaderWithID(); addr != "" && problem == nil {
+		if addr, _ := n.raft.LeaderWithID(); addr != "" && problem == nil && n.state.Access().Bootstrapped() {
 			st = healthpb.HealthCheckResponse_SERVING
 		}
 		n.noteProblem(problem)

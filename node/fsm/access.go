@@ -29,7 +29,7 @@ import (
 
 // Key layout of access control:
 //
-//	acc/bootstrapped                      set once the team has had a binding
+//	acc/bootstrapped                      set once the first operator's bootstrap grant applied
 //	acc/b/<identity>                      RoleBinding
 //	acc/r/i/<identity>                    RevokedCertificate, by identity
 //	acc/r/s/<serial hex>                  RevokedCertificate, by serial
@@ -62,7 +62,8 @@ type Access struct {
 // Roles returns the roles bound to identity, in enum order.
 func (a *Access) Roles(identity string) []irxv1.Role { return a.bindings[identity] }
 
-// Bootstrapped reports whether the team has ever had a binding.
+// Bootstrapped reports whether the first operator's bootstrap grant has
+// applied.
 func (a *Access) Bootstrapped() bool { return a.bootstrapped }
 
 // Revoked reports whether the certificate with identity and serial (as
@@ -152,9 +153,12 @@ func (a *applier) checkOperator(identity string) error {
 }
 
 // changeRole grants or revokes a role. A bootstrap grant gives every role,
-// and only while the team has never had a binding: the first leader of a
-// new team proposes it for the operator certificate made with the team,
-// and whichever leader's proposal comes first is the only one applied.
+// once in the team's life: the first leader of a new team proposes it for
+// the operator certificate made with the team, and whichever leader's
+// proposal comes first is the only one applied. Other grants do not stand
+// in its way (in development mode a caller may grant before it applies),
+// and once applied it never applies again (a first operator whose roles
+// were taken away does not get them back by a restart).
 func (a *applier) changeRole(c *irxv1.ChangeRoleCommand) *Result {
 	if err := a.checkOperator(c.GetIdentity()); err != nil {
 		return &Result{Err: err}
@@ -188,8 +192,11 @@ func (a *applier) changeRole(c *irxv1.ChangeRoleCommand) *Result {
 	} else {
 		a.setProto(b, key)
 	}
-	a.set(keyAccessBootstrapped, nil)
-	a.accessChanged, a.bound = true, true
+	if c.GetBootstrap() {
+		a.set(keyAccessBootstrapped, nil)
+		a.bound = true
+	}
+	a.accessChanged = true
 	return &Result{Binding: b}
 }
 

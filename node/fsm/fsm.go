@@ -485,8 +485,8 @@ type applier struct {
 	// (ApplyPeerFeedCommand.check_text).
 	checkText bool
 
-	// accessChanged: a command changed bindings or revocations; bound: one
-	// stored a binding (so a later bootstrap grant in the batch is moot).
+	// accessChanged: a command changed bindings or revocations; bound: the
+	// bootstrap grant applied (so a later one in the batch is moot).
 	accessChanged, bound bool
 	// position numbers the actions recorded within one entry.
 	position uint32
