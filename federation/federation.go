@@ -35,9 +35,11 @@ import (
 // DefaultAddr is the peer-facing listener of the embedded default.
 const DefaultAddr = "127.0.0.1:7401"
 
-// MaxMessageBytes bounds what the peer-facing listener reads. (A puller
-// accepts less: MaxFeedResponseBytes.)
-const MaxMessageBytes = 64 << 20
+// MaxRequestBytes bounds what the peer-facing listener reads of one
+// request. A peer sends cursors, acknowledgements and hand-offs of one
+// incident (at most record.MaxIncidentBytes) with a reason; anything larger
+// is refused by gRPC from the length prefix, before it is read.
+const MaxRequestBytes = 1 << 20
 
 // Config configures a team's federation.
 type Config struct {
@@ -205,7 +207,7 @@ func (f *Federation) listen(register func(*grpc.Server)) error {
 		// each verified in its handshake, so that a change to a peer can
 		// close those it no longer admits (revoke.go).
 		grpc.Creds(trackingCreds{TransportCredentials: credentials.NewTLS(f.serverTLS()), f: f}),
-		grpc.MaxRecvMsgSize(MaxMessageBytes),
+		grpc.MaxRecvMsgSize(MaxRequestBytes),
 		// Subscribe sends responses it encoded itself (a *frame).
 		grpc.ForceServerCodecV2(newFeedCodec()),
 		// Streams beyond a peer's limit must reach the handler to be told
@@ -213,8 +215,8 @@ func (f *Federation) listen(register func(*grpc.Server)) error {
 		// can make before that.
 		grpc.MaxConcurrentStreams(uint32(max(maxStreamsPerConn, f.cfg.StreamsPerPeer+8))),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second}),
-		grpc.ChainUnaryInterceptor(f.authenticateUnary, errgrpc.UnaryServerInterceptor),
-		grpc.ChainStreamInterceptor(f.authenticateStream, errgrpc.StreamServerInterceptor),
+		grpc.ChainUnaryInterceptor(errgrpc.RecoverUnary(f.log), f.authenticateUnary, errgrpc.UnaryServerInterceptor),
+		grpc.ChainStreamInterceptor(errgrpc.RecoverStream(f.log), f.authenticateStream, errgrpc.StreamServerInterceptor),
 	)
 	register(f.server)
 	f.wg.Add(2)

@@ -124,7 +124,7 @@ func (x *feedFixture) client(t *testing.T, cert tls.Certificate) (irxv1.Federati
 	}
 	conn, err := grpc.NewClient(x.f.Addr().String(), grpc.WithTransportCredentials(credentials.NewTLS(conf)),
 		grpc.WithInitialWindowSize(64<<10), grpc.WithInitialConnWindowSize(64<<10),
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(MaxMessageBytes)))
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(MaxFeedResponseBytes)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -395,5 +395,22 @@ func TestGreedyPeerLeavesOthersTheirShare(t *testing.T) {
 	}
 	if open, _, _ := x.f.followers.usage("cert-b"); open != DefaultStreamsPerPeer {
 		t.Fatalf("cert-b has %d streams open, want its %d", open, DefaultStreamsPerPeer)
+	}
+}
+
+// TestOversizeRequestRefused: a peer's request over MaxRequestBytes is
+// refused by gRPC from its length prefix, with RESOURCE_EXHAUSTED, and the
+// connection serves the next request.
+func TestOversizeRequestRefused(t *testing.T) {
+	x := newFeedFixture(t, Config{}, 1, 10)
+	c, _ := x.client(t, x.certB)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	_, err := c.HandOffIncident(ctx, &irxv1.HandOffIncidentRequest{Reason: strings.Repeat("x", MaxRequestBytes)})
+	if status.Code(err) != codes.ResourceExhausted {
+		t.Fatalf("a %d-byte hand-off: %v, want ResourceExhausted", MaxRequestBytes, err)
+	}
+	if _, err := c.GetSignedTeamDescription(ctx, &irxv1.GetSignedTeamDescriptionRequest{}); status.Code(err) == codes.ResourceExhausted || status.Code(err) == codes.Unavailable {
+		t.Fatalf("the next request on the connection: %v", err)
 	}
 }

@@ -24,6 +24,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/irxfed/irx/errdefs"
+	"github.com/irxfed/irx/errdefs/errgrpc"
 	"github.com/irxfed/irx/node/api"
 	"github.com/irxfed/irx/node/diskspace"
 	"github.com/irxfed/irx/node/fsm"
@@ -315,7 +316,8 @@ func (n *Node) startRaft(creds nodeCredentials) error {
 	n.intra = grpc.NewServer(
 		grpc.MaxRecvMsgSize(maxIntraRequestBytes),
 		streamWorkers(),
-		grpc.ChainUnaryInterceptor(recoverUnary(n.log), logUnary(n.log), n.statusUnary))
+		grpc.ChainUnaryInterceptor(errgrpc.RecoverUnary(n.log), logUnary(n.log), n.statusUnary),
+		grpc.ChainStreamInterceptor(errgrpc.RecoverStream(n.log)))
 	irxv1.RegisterNodeServiceServer(n.intra, nodeService{n: n})
 	irxv1.RegisterClusterServiceServer(n.intra, api.NewClusterService(n))
 	if n.cfg.Services != nil {
@@ -382,8 +384,8 @@ func (n *Node) startAPI(creds nodeCredentials) error {
 	auth := &authorizer{team: n.cfg.TeamID, plaintext: n.cfg.apiPlaintext(), state: n.state, streams: &n.operatorStreams}
 	opts := []grpc.ServerOption{
 		grpc.MaxRecvMsgSize(MaxRequestBytes),
-		grpc.ChainUnaryInterceptor(recoverUnary(n.log), n.metrics.unary(), logUnary(n.log), n.statusUnary, auth.unary, refuseUnknownFields),
-		grpc.ChainStreamInterceptor(auth.stream),
+		grpc.ChainUnaryInterceptor(errgrpc.RecoverUnary(n.log), n.metrics.unary(), logUnary(n.log), n.statusUnary, auth.unary, refuseUnknownFields),
+		grpc.ChainStreamInterceptor(errgrpc.RecoverStream(n.log), auth.stream),
 		streamWorkers(),
 	}
 	if auth.plaintext {

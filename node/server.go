@@ -2,10 +2,8 @@ package node
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
 	"runtime"
-	"runtime/debug"
 	"time"
 
 	"google.golang.org/grpc"
@@ -39,20 +37,6 @@ func registerServices(s *grpc.Server, n *Node, store api.Store, h *health.Server
 // speed changes.
 func streamWorkers() grpc.ServerOption {
 	return grpc.NumStreamWorkers(uint32(runtime.GOMAXPROCS(0)))
-}
-
-// recoverUnary turns a handler panic into INTERNAL instead of killing the
-// node: no input may crash a team's node.
-func recoverUnary(log *slog.Logger) grpc.UnaryServerInterceptor {
-	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (resp any, err error) {
-		defer func() {
-			if r := recover(); r != nil {
-				log.Error("handler panic", "method", info.FullMethod, "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
-				err = status.Error(codes.Internal, "internal error")
-			}
-		}()
-		return handler(ctx, req)
-	}
 }
 
 // statusUnary answers a handler's error as the status api.ToStatus makes

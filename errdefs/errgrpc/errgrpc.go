@@ -9,6 +9,9 @@ package errgrpc
 import (
 	"context"
 	"errors"
+	"fmt"
+	"log/slog"
+	"runtime/debug"
 	"strings"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
@@ -141,4 +144,35 @@ func UnaryServerInterceptor(ctx context.Context, req any, _ *grpc.UnaryServerInf
 // StreamServerInterceptor is UnaryServerInterceptor for streams.
 func StreamServerInterceptor(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
 	return ToStatus(handler(srv, ss))
+}
+
+// RecoverUnary turns a handler's panic into INTERNAL instead of letting it
+// end the process: no input, from an operator or a peer, may stop a node.
+// The panic and its stack go to the log, never to the caller.
+func RecoverUnary(log *slog.Logger) grpc.UnaryServerInterceptor {
+	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (resp any, err error) {
+		defer func() {
+			if r := recover(); r != nil {
+				err = recovered(log, info.FullMethod, r)
+			}
+		}()
+		return handler(ctx, req)
+	}
+}
+
+// RecoverStream is RecoverUnary for streaming calls.
+func RecoverStream(log *slog.Logger) grpc.StreamServerInterceptor {
+	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) (err error) {
+		defer func() {
+			if r := recover(); r != nil {
+				err = recovered(log, info.FullMethod, r)
+			}
+		}()
+		return handler(srv, ss)
+	}
+}
+
+func recovered(log *slog.Logger, method string, r any) error {
+	log.Error("handler panic", "method", method, "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
+	return status.Error(codes.Internal, "internal error")
 }
