@@ -104,6 +104,24 @@ func TestOperatorInputHygiene(t *testing.T) {
 		t.Fatalf("GetClusterStatus with an unknown field: %v", err)
 	}
 
+	// Every other request's strings follow the free-text rule, nested ones
+	// included, and a refused one changes nothing.
+	policies := irxv1.NewPolicyServiceClient(conn)
+	_, err = policies.SetPolicy(ctx, &irxv1.SetPolicyRequest{Policy: &irxv1.DisclosurePolicy{
+		PeerTeamId: "cert-b", RecipientClass: irxv1.RecipientClass_RECIPIENT_CLASS_RESPONSE_TEAM, TlpCeiling: irxv1.Tlp_TLP_AMBER,
+		Constituency: &irxv1.Constituency{Domains: []string{"example.org", "exe‮gro.example"}},
+	}})
+	if code, fields, desc := badFields(err); code != codes.InvalidArgument || !slices.Equal(fields, []string{"policy.constituency.domains[1]"}) || !strings.Contains(desc, "U+202E") {
+		t.Fatalf("SetPolicy with a bidi override in a domain: %v", err)
+	}
+	if _, err := policies.GetPolicy(ctx, &irxv1.GetPolicyRequest{PeerTeamId: "cert-b"}); status.Code(err) != codes.NotFound {
+		t.Fatalf("the refused policy: %v", err)
+	}
+	_, err = incidents.ListIncidents(ctx, &irxv1.ListIncidentsRequest{Indicator: "c2[2J.example"})
+	if code, fields, _ := badFields(err); code != codes.InvalidArgument || !slices.Equal(fields, []string{"indicator"}) {
+		t.Fatalf("ListIncidents with ESC in a filter: %v", err)
+	}
+
 	// The same record with clean input is stored, newlines and all.
 	resp, err := incidents.CreateIncident(ctx, &irxv1.CreateIncidentRequest{Incident: hygieneIncident(irxv1.Tlp_TLP_GREEN)})
 	if err != nil {

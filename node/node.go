@@ -384,7 +384,7 @@ func (n *Node) startAPI(creds nodeCredentials) error {
 	auth := &authorizer{team: n.cfg.TeamID, plaintext: n.cfg.apiPlaintext(), state: n.state, streams: &n.operatorStreams}
 	opts := []grpc.ServerOption{
 		grpc.MaxRecvMsgSize(MaxRequestBytes),
-		grpc.ChainUnaryInterceptor(errgrpc.RecoverUnary(n.log), n.metrics.unary(), logUnary(n.log), n.statusUnary, auth.unary, refuseUnknownFields),
+		grpc.ChainUnaryInterceptor(errgrpc.RecoverUnary(n.log), n.metrics.unary(), logUnary(n.log), n.statusUnary, auth.unary, refuseUnknownFields, refuseBadText),
 		grpc.ChainStreamInterceptor(errgrpc.RecoverStream(n.log), auth.stream),
 		streamWorkers(),
 	}
