@@ -158,7 +158,7 @@ func (v Info) Short() string {
 }
 
 // String is the version with what is known of the commit:
-// "v0.0.0-20261206204101-43f5a4e7f89e+dirty (commit 43f5a4e7f89e, 2026-12-06T20:41:01Z, modified)".
+// "v0.0.0-<commit time>-<commit>+dirty (commit <commit>, <commit time, RFC 3339>, modified)".
 func (v Info) String() string {
 	if v.Revision == "" {
 		if v.Version == "devel" {
