@@ -55,6 +55,8 @@ type IncidentService struct {
 	barrier    ReadBarrier
 	store      Store
 	futureSkew time.Duration
+
+	importDefaults ImportDefaults
 }
 
 // NewIncidentService returns the service over a proposer, a read barrier

@@ -1,0 +1,186 @@
+package iodef
+
+import (
+	"bytes"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"google.golang.org/protobuf/proto"
+
+	irxv1 "github.com/irxfed/irx/proto/irx/v1"
+)
+
+var jsonDefaults = Options{DefaultTLP: irxv1.Tlp_TLP_AMBER, DefaultTaxonomy: &irxv1.Taxonomy{Class: "other", Type: "undetermined"}}
+
+// TestDecodeJSONRFCExamples reads RFC 8727's own examples.
+func TestDecodeJSONRFCExamples(t *testing.T) {
+	for _, tc := range []struct {
+		file  string
+		check func(t *testing.T, inc *irxv1.Incident)
+	}{
+		{"rfc8727-4.1-minimal.json", func(t *testing.T, inc *irxv1.Incident) {
+			if got := inc.GetAlternativeIds(); len(got) != 1 || got[0].GetTicket() != "492382" || got[0].GetTeamId() != "csirt.example.com" {
+				t.Errorf("alternative ids %v, want 492382 of csirt.example.com", got)
+			}
+			if got := inc.GetPurpose(); got != irxv1.Purpose_PURPOSE_REPORTING {
+				t.Errorf("purpose %v, want reporting", got)
+			}
+		}},
+		{"rfc8727-4.2-campaign.json", func(t *testing.T, inc *irxv1.Incident) {
+			if inc.GetTlp() != irxv1.Tlp_TLP_GREEN {
+				t.Errorf("tlp %v, want GREEN from restriction=green", inc.GetTlp())
+			}
+			text := inc.String()
+			for _, want := range []string{"kj290023j09r34.example.com", "Orange Giraffe", "Summarizes the Indicators"} {
+				if !strings.Contains(text, want) {
+					t.Errorf("the record lacks %q: %v", want, text)
+				}
+			}
+		}},
+	} {
+		t.Run(tc.file, func(t *testing.T) {
+			f, err := os.Open(filepath.Join("testdata", "json", tc.file))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+			doc, err := DecodeJSON(f, tc.file, jsonDefaults)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(doc.Incidents) != 1 || doc.Incidents[0].Err != nil {
+				t.Fatalf("incidents %+v", doc.Incidents)
+			}
+			tc.check(t, doc.Incidents[0].Incident)
+			t.Logf("warning: %s", doc.Warning())
+		})
+	}
+}
+
+// TestJSONTranscodesXML: every v2 sample written as RFC 8727 JSON from its
+// XML tree and read back maps to the records its XML maps to.
+func TestJSONTranscodesXML(t *testing.T) {
+	files, _ := filepath.Glob(filepath.Join("testdata", "*.xml"))
+	if len(files) == 0 {
+		t.Fatal("no samples")
+	}
+	for _, file := range files {
+		data, err := os.ReadFile(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		root, err := readTree(file, data)
+		if err != nil || root.name.Space != iodefV2NS {
+			continue // only well-formed v2 documents have a JSON form
+		}
+		t.Run(filepath.Base(file), func(t *testing.T) {
+			var js bytes.Buffer
+			if err := writeJSONTree(&js, root); err != nil {
+				t.Fatal(err)
+			}
+			fromXML, xmlErr := Decode(bytes.NewReader(data), file, jsonDefaults)
+			fromJSON, jsonErr := DecodeJSON(bytes.NewReader(js.Bytes()), file, jsonDefaults)
+			if (xmlErr == nil) != (jsonErr == nil) {
+				t.Fatalf("XML: %v; JSON: %v\n%s", xmlErr, jsonErr, js.Bytes())
+			}
+			if xmlErr != nil {
+				return
+			}
+			if len(fromXML.Incidents) != len(fromJSON.Incidents) {
+				t.Fatalf("%d incidents from XML, %d from JSON", len(fromXML.Incidents), len(fromJSON.Incidents))
+			}
+			for i := range fromXML.Incidents {
+				x, j := fromXML.Incidents[i], fromJSON.Incidents[i]
+				if (x.Err == nil) != (j.Err == nil) {
+					t.Errorf("incident %d: XML error %v, JSON error %v", i+1, x.Err, j.Err)
+					continue
+				}
+				if !proto.Equal(x.Incident, j.Incident) {
+					t.Errorf("incident %d differs:\nXML  %v\nJSON %v\n%s", i+1, x.Incident, j.Incident, js.Bytes())
+				}
+			}
+			// Back to JSON: the transcoding is stable.
+			root2, err := readJSONTree(file, js.Bytes())
+			if err != nil {
+				t.Fatal(err)
+			}
+			var again bytes.Buffer
+			if err := writeJSONTree(&again, root2); err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(js.Bytes(), again.Bytes()) {
+				t.Errorf("JSON → tree → JSON changed it:\n%s\n---\n%s", js.Bytes(), again.Bytes())
+			}
+		})
+	}
+}
+
+// TestDecodeJSONErrors: a broken document is refused with the place and
+// the path of its problem.
+func TestDecodeJSONErrors(t *testing.T) {
+	deep := strings.Repeat(`{"EventData":[`, MaxDepth) + `{}` + strings.Repeat(`]}`, MaxDepth)
+	for _, tc := range []struct {
+		name, doc, want string
+	}{
+		{"empty", ``, "ends before its JSON is complete"},
+		{"truncated", "{\n \"version\": \"2.0\",\n \"Incident\": [{\"purpose\": ", "ends before its JSON is complete"},
+		{"syntax", "{\n \"version\": \"2.0\",\n \"Incident\": [}\n", "line 3:"},
+		{"not an object", `["Incident"]`, "must be a JSON object"},
+		{"trailing", `{"version":"2.0","Incident":[]} {}`, "text after"},
+		{"duplicate", "{\"version\":\"2.0\",\n\"version\":\"2.0\"}", "line 2:1: IODEF-Document/version: the member \"version\" appears twice"},
+		{"null", `{"version":null}`, "IODEF-Document/version: null"},
+		{"deep", `{"version":"2.0","Incident":[{"purpose":"reporting","EventData":[` + deep + `]}]}`, "nested more than 48 deep"},
+		{"nested arrays", `{"version":"2.0","Incident":[[{}]]}`, "array within an array"},
+		{"bad name", `{"version":"2.0","Incident":[{"a b":"c"}]}`, "\"a b\" is not an IODEF attribute name"},
+		{"bad element", `{"version":"2.0","Incident":[{"A<":"c"}]}`, "not an IODEF element name"},
+		{"attribute object", `{"version":"2.0","Incident":[{"purpose":{}}]}`, "IODEF-Document/Incident/purpose: want a string or a number, not an object"},
+		{"no incident", `{"version":"2.0"}`, "holds no Incident"},
+		{"not utf-8", "{\"version\":\"\xff\"}", "not UTF-8"},
+		{"bad impact", `{"version":"2.0","Incident":[{"Assessment":[{"Impact":[{"Foo":{}}]}]}]}`, "\"Foo\" is not an Impact"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := DecodeJSON(strings.NewReader(tc.doc), "", jsonDefaults)
+			var e *Error
+			if !errors.As(err, &e) {
+				t.Fatalf("error %v, want an *Error", err)
+			}
+			if !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("error %q, want it to contain %q", err, tc.want)
+			}
+		})
+	}
+	big := `{"version":"2.0","Incident":[{"Description":["` + strings.Repeat("x", MaxDocumentBytes) + `"]}]}`
+	if _, err := DecodeJSON(strings.NewReader(big), "big.json", jsonDefaults); err == nil || !strings.Contains(err.Error(), "more than 4 MiB") {
+		t.Errorf("oversize: %v", err)
+	}
+}
+
+// FuzzDecodeJSON: no input makes the reader panic, and whatever it reads
+// writes back as JSON it reads the same.
+func FuzzDecodeJSON(f *testing.F) {
+	files, _ := filepath.Glob(filepath.Join("testdata", "json", "*.json"))
+	for _, file := range files {
+		data, err := os.ReadFile(file)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(data)
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		root, err := readJSONTree("fuzz", data)
+		if err != nil {
+			return
+		}
+		var out bytes.Buffer
+		if err := writeJSONTree(&out, root); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := readJSONTree("again", out.Bytes()); err != nil {
+			t.Fatalf("written JSON does not read back: %v\n%s", err, out.Bytes())
+		}
+		_, _ = DecodeJSON(bytes.NewReader(data), "fuzz", jsonDefaults)
+	})
+}
