@@ -11,6 +11,8 @@ import (
 	"strings"
 	"unicode"
 	"unicode/utf8"
+
+	irxv1 "github.com/irxfed/irx/proto/irx/v1"
 )
 
 // The JSON binding of IODEF v2 (RFC 8727) is read and written by
@@ -52,6 +54,17 @@ func DecodeJSON(r io.Reader, name string, opts Options) (*Document, error) {
 		return nil, err
 	}
 	return mapDocument(name, root, opts)
+}
+
+// EncodeJSON writes incidents as one IODEF v2 document in the JSON
+// binding of RFC 8727: the document Encode writes, in JSON. The output
+// depends only on the records and opts.
+func EncodeJSON(w io.Writer, incidents []*irxv1.Incident, opts EncodeOptions) error {
+	root, err := encodeTree(incidents, opts)
+	if err != nil {
+		return err
+	}
+	return writeJSONTree(w, root)
 }
 
 // A jvalue is a JSON value with the byte offset it starts at.
@@ -110,6 +123,30 @@ func readJSONTree(name string, data []byte) (*element, error) {
 		return nil, err
 	}
 	return root, nil
+}
+
+// xmlValue makes the value of an EXTENSION of dtype xml the XML element it
+// holds, as in an XML document; a value that is not one XML element stays
+// text.
+func (c *jconv) xmlValue(e *element) {
+	if !extensionClasses[e.name.Local] || len(e.children) > 0 {
+		return
+	}
+	if a := e.findAttr("dtype"); a == nil || strings.TrimSpace(a.value) != "xml" {
+		return
+	}
+	text := bytes.TrimSpace(e.text)
+	if len(text) == 0 || text[0] != '<' {
+		return
+	}
+	part, err := readTree(c.jr.name, text)
+	if err != nil {
+		return
+	}
+	walkTree(part, func(n *element) { n.line, n.col = e.line, e.col })
+	part.parent = e
+	e.children = append(e.children, part)
+	e.text = nil
 }
 
 func (jr *jreader) fail(off int64, path, format string, args ...any) error {
@@ -227,6 +264,7 @@ func (c *jconv) newElement(parent *element, space, local string, off int64) *ele
 // e.
 func (c *jconv) fill(e *element, v *jvalue, path string) error {
 	local := e.name.Local
+	defer c.xmlValue(e)
 	for _, m := range v.members {
 		mpath := path + "/" + m.key
 		if w, ok := jsonWrappers[local+"/"+m.key]; ok {
@@ -553,6 +591,17 @@ func (jw *jwriter) object(e *element) {
 		}
 		jw.scalar(a.value, numberAttrs[a.name.Local] && (a.name.Local != "instance" || local == "RecordPattern"))
 	}
+	if extensionClasses[local] && len(e.children) > 0 {
+		// An EXTENSION of dtype xml holds XML; JSON holds it as text.
+		var sb strings.Builder
+		for _, k := range e.children {
+			sb.WriteString(fragment(k))
+		}
+		member("value")
+		jw.str(sb.String())
+		jw.b.WriteByte('}')
+		return
+	}
 	if text := strings.TrimSpace(string(e.text)); text != "" || objectClasses[local] && len(e.children) == 0 {
 		member(textMember(local))
 		jw.scalar(text, local == "Confidence" || local == "Counter" || local == "TimeImpact" || local == "MonetaryImpact")
@@ -679,6 +728,13 @@ func containedMember(container string) string {
 		}
 	}
 	return container
+}
+
+// extensionClasses are the elements of EXTENSION type (RFC 7970 section
+// 2.16): their dtype says what their value holds.
+var extensionClasses = map[string]bool{
+	"AdditionalData": true, "RecordItem": true, "RelatedDNS": true, "ApplicationHeaderField": true,
+	"EmailHeaderField": true, "FileProperties": true, "FuzzyHashValue": true,
 }
 
 // objectClasses are the classes whose JSON is an object even when the XML

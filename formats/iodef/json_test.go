@@ -3,14 +3,19 @@ package iodef
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+	"pgregory.net/rapid"
 
 	irxv1 "github.com/irxfed/irx/proto/irx/v1"
+	"github.com/irxfed/irx/record"
 )
 
 var jsonDefaults = Options{DefaultTLP: irxv1.Tlp_TLP_AMBER, DefaultTaxonomy: &irxv1.Taxonomy{Class: "other", Type: "undetermined"}}
@@ -182,5 +187,114 @@ func FuzzDecodeJSON(f *testing.F) {
 			t.Fatalf("written JSON does not read back: %v\n%s", err, out.Bytes())
 		}
 		_, _ = DecodeJSON(bytes.NewReader(data), "fuzz", jsonDefaults)
+	})
+}
+
+// genIncident makes a record from a sample's, with the values rapid
+// draws: text of any runes XML can carry, indicators, times, markings.
+func genIncident(t *rapid.T, bases []*irxv1.Incident) *irxv1.Incident {
+	inc := proto.CloneOf(rapid.SampledFrom(bases).Draw(t, "base"))
+	inc.Tlp = irxv1.Tlp(rapid.IntRange(1, 5).Draw(t, "tlp"))
+	classes := record.TaxonomyClasses()
+	class := rapid.SampledFrom(classes).Draw(t, "class")
+	inc.Taxonomy = &irxv1.Taxonomy{Class: class, Type: rapid.SampledFrom(record.TaxonomyTypes(class)).Draw(t, "type")}
+	text := rapid.StringMatching(`[\p{L}\p{N} .,;:!?<>&"'/()\-]{1,60}`)
+	for i := range rapid.IntRange(0, 3).Draw(t, "descriptions") {
+		inc.Descriptions = append(inc.Descriptions, &irxv1.Description{Text: text.Draw(t, fmt.Sprint("description", i))})
+	}
+	for i := range rapid.IntRange(0, 4).Draw(t, "indicators") {
+		ind := &irxv1.Indicator{Description: text.Draw(t, fmt.Sprint("indicator description", i))}
+		if rapid.Bool().Draw(t, fmt.Sprint("ipv4", i)) {
+			ind.Kind = irxv1.IndicatorKind_INDICATOR_KIND_IPV4
+			ind.Value = fmt.Sprintf("192.0.2.%d", rapid.IntRange(1, 254).Draw(t, fmt.Sprint("octet", i)))
+		} else {
+			ind.Kind = irxv1.IndicatorKind_INDICATOR_KIND_DOMAIN
+			ind.Value = rapid.StringMatching(`[a-z][a-z0-9]{0,10}\.example\.(com|net|org)`).Draw(t, fmt.Sprint("domain", i))
+		}
+		inc.Indicators = append(inc.Indicators, ind)
+	}
+	if rapid.Bool().Draw(t, "report time") {
+		inc.ReportTime = timestamppb.New(time.Unix(rapid.Int64Range(0, 2_000_000_000).Draw(t, "report"), 0))
+	}
+	return inc
+}
+
+// TestJSONRoundTripEqualsXML: what a record becomes through the JSON
+// binding (EncodeJSON, DecodeJSON) is what it becomes through XML
+// (Encode, Decode), for the samples' records and records drawn from them.
+func TestJSONRoundTripEqualsXML(t *testing.T) {
+	var bases []*irxv1.Incident
+	files, _ := filepath.Glob(filepath.Join("testdata", "*.xml"))
+	for _, file := range files {
+		data, err := os.ReadFile(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		doc, err := Decode(bytes.NewReader(data), file, jsonDefaults)
+		if err != nil {
+			continue
+		}
+		for _, d := range doc.Incidents {
+			if d.Err == nil {
+				bases = append(bases, d.Incident)
+			}
+		}
+	}
+	if len(bases) == 0 {
+		t.Fatal("no sample decodes")
+	}
+	opts := EncodeOptions{Team: "dev", GenerationTime: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}
+	rapid.Check(t, func(t *rapid.T) {
+		incs := []*irxv1.Incident{genIncident(t, bases)}
+		if rapid.Bool().Draw(t, "two") {
+			incs = append(incs, genIncident(t, bases))
+		}
+		var x, j bytes.Buffer
+		if err := Encode(&x, incs, opts); err != nil {
+			t.Skip("not encodable:", err) // Encode's own tests cover what it refuses
+		}
+		if err := EncodeJSON(&j, incs, opts); err != nil {
+			t.Fatalf("Encode wrote it, EncodeJSON did not: %v", err)
+		}
+		// An export says its TLP and taxonomy: no defaults.
+		fromX, errX := Decode(&x, "x", Options{})
+		fromJ, errJ := DecodeJSON(bytes.NewReader(j.Bytes()), "j", Options{})
+		if errX != nil || errJ != nil {
+			t.Fatalf("XML: %v; JSON: %v\n%s", errX, errJ, j.Bytes())
+		}
+		if len(fromX.Incidents) != len(fromJ.Incidents) {
+			t.Fatalf("%d incidents from XML, %d from JSON", len(fromX.Incidents), len(fromJ.Incidents))
+		}
+		for i := range fromX.Incidents {
+			a, b := fromX.Incidents[i], fromJ.Incidents[i]
+			if (a.Err == nil) != (b.Err == nil) || !proto.Equal(a.Incident, b.Incident) {
+				t.Fatalf("incident %d:\nXML  %v %v\nJSON %v %v\n%s", i+1, a.Incident, a.Err, b.Incident, b.Err, j.Bytes())
+			}
+		}
+		// And the JSON is stable: written again from what it reads, the
+		// same bytes.
+		var again bytes.Buffer
+		recs := make([]*irxv1.Incident, len(fromJ.Incidents))
+		for i, d := range fromJ.Incidents {
+			recs[i] = d.Incident
+		}
+		var j2 bytes.Buffer
+		if err := EncodeJSON(&j2, recs, opts); err != nil {
+			t.Fatal(err)
+		}
+		fromJ2, err := DecodeJSON(bytes.NewReader(j2.Bytes()), "j2", Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		recs2 := make([]*irxv1.Incident, len(fromJ2.Incidents))
+		for i, d := range fromJ2.Incidents {
+			recs2[i] = d.Incident
+		}
+		if err := EncodeJSON(&again, recs2, opts); err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(j2.Bytes(), again.Bytes()) {
+			t.Fatalf("export → import → export changed the JSON:\n%s\n---\n%s", j2.Bytes(), again.Bytes())
+		}
 	})
 }
