@@ -13,9 +13,11 @@ import (
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/irxfed/irx/formats/iodef"
+	"github.com/irxfed/irx/internal/wire"
 	irxv1 "github.com/irxfed/irx/proto/irx/v1"
 	"github.com/irxfed/irx/record"
 )
@@ -109,9 +111,13 @@ func (s *IncidentService) importOne(ctx context.Context, res *irxv1.ImportedInci
 	// CreateIncident may change what it is given (it clears output-only
 	// fields of a refused request): it gets a copy, res keeps the record
 	// as decoded.
-	created, err := s.CreateIncident(ctx, &irxv1.CreateIncidentRequest{Incident: proto.CloneOf(res.GetIncident()), RequestId: requestID})
+	created, err := s.create(ctx, &irxv1.CreateIncidentRequest{Incident: proto.CloneOf(res.GetIncident()), RequestId: requestID})
 	if err == nil {
-		res.Id, res.RequestReplayed = created.GetIncident().GetId(), created.GetRequestReplayed()
+		res.RequestReplayed = created.Replayed
+		res.Id = created.Incident.GetId()
+		if created.Encoded != nil {
+			res.Id = encodedID(created.Encoded)
+		}
 		return
 	}
 	st := status.Convert(errgrpcStatus(err))
@@ -241,4 +247,27 @@ func documentRequestID(format irxv1.DocumentFormat, data []byte) string {
 	fmt.Fprintf(h, "%d\n", format)
 	h.Write(data)
 	return "iodef-" + hex.EncodeToString(h.Sum(nil)[:20])
+}
+
+// encodedID reads the id of an encoded incident without decoding the rest.
+func encodedID(b []byte) string {
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return ""
+		}
+		b = b[n:]
+		if num == wire.IncidentID && typ == protowire.BytesType {
+			v, n := protowire.ConsumeBytes(b)
+			if n < 0 {
+				return ""
+			}
+			return string(v)
+		}
+		if n = protowire.ConsumeFieldValue(num, typ, b); n < 0 {
+			return ""
+		}
+		b = b[n:]
+	}
+	return ""
 }
