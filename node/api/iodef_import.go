@@ -63,17 +63,24 @@ func (s *IncidentService) ImportIncidents(ctx context.Context, req *irxv1.Import
 		return nil, invalidArgument(vs)
 	}
 	name := req.GetDocumentName()
+	// The names say where a default came from, or how to give one.
 	opts := iodef.Options{
-		DefaultTLP:          req.GetDefaultTlp(),
-		DefaultTaxonomy:     req.GetDefaultTaxonomy(),
-		DefaultTLPName:      "default_tlp (or configure the team's import.default_tlp)",
-		DefaultTaxonomyName: "default_taxonomy (or configure the team's import.default_taxonomy)",
+		DefaultTLP: req.GetDefaultTlp(), DefaultTaxonomy: req.GetDefaultTaxonomy(),
+		DefaultTLPName: "default_tlp", DefaultTaxonomyName: "default_taxonomy",
 	}
-	if opts.DefaultTLP == irxv1.Tlp_TLP_UNSPECIFIED {
-		opts.DefaultTLP = s.importDefaults.TLP
+	switch {
+	case opts.DefaultTLP != irxv1.Tlp_TLP_UNSPECIFIED:
+	case s.importDefaults.TLP != irxv1.Tlp_TLP_UNSPECIFIED:
+		opts.DefaultTLP, opts.DefaultTLPName = s.importDefaults.TLP, "the team's import.default_tlp"
+	default:
+		opts.DefaultTLPName = "default_tlp (or configure the team's import.default_tlp)"
 	}
-	if opts.DefaultTaxonomy == nil {
-		opts.DefaultTaxonomy = s.importDefaults.Taxonomy
+	switch {
+	case opts.DefaultTaxonomy != nil:
+	case s.importDefaults.Taxonomy != nil:
+		opts.DefaultTaxonomy, opts.DefaultTaxonomyName = s.importDefaults.Taxonomy, "the team's import.default_taxonomy"
+	default:
+		opts.DefaultTaxonomyName = "default_taxonomy CLASS/TYPE (or configure the team's import.default_taxonomy)"
 	}
 	doc, defaulted, err := decodeWithDefaults(req.GetDocument(), req.GetFormat(), name, opts)
 	if err != nil {
