@@ -36,15 +36,20 @@ import (
 func incidentImportCommand() *command {
 	return &command{
 		name:  "import",
-		usage: "incident import DIR|FILE [--concurrency N] [--on-change update|conflict] [--tlp TLP] [--taxonomy CLASS/TYPE]",
+		usage: "incident import DIR|FILE [--concurrency N] [--on-change update|conflict] [--tlp TLP] [--taxonomy CLASS/TYPE] [--dry-run]",
 		short: "Create many incidents from files; safe to re-run",
 		long: `Reads DIR recursively (skipping dot-files) or one FILE: every .json file is
 one incident, every .yaml/.yml file one incident per YAML document, every
 line of a .jsonl/.ndjson file one incident, and every Incident element of an
-.xml file (IODEF v2 or v1, as "incident create" reads it, with --tlp and
---taxonomy for what a document does not say) one incident. Each record is
-sent with a request id derived from its file's absolute path and its line (or
-Incident number), so running the same import again creates nothing twice.
+IODEF document one incident: an .xml file (IODEF v2 or v1), or a .json file
+in the JSON binding of RFC 8727 (an object with an "Incident" member). The
+team decodes IODEF documents (IncidentService/ImportIncidents), with the
+team's import defaults, or --tlp and --taxonomy, for what a document does
+not say. Each record is sent with a request id derived from its file's
+absolute path and its line (or Incident number), so running the same import
+again creates nothing twice. --dry-run reads and decodes everything here,
+without a node, and says what would be created and what the IODEF
+documents hold that would be lost.
 The team keeps a digest of each record's content with its request id, so a
 record that changed since it was imported is not taken for the same one:
 with --on-change update (the default) the incident that line created gets
@@ -68,6 +73,7 @@ the same request id.`,
 			onChange := fs.String("on-change", "update", "a record changed since its line created an incident: `update` it (a new version) or report a conflict")
 			tlp := fs.String("tlp", "", "IODEF: the `TLP` of incidents whose restriction is not white, green, amber or red")
 			taxonomy := fs.String("taxonomy", "", "IODEF: the taxonomy `CLASS/TYPE` of incidents the document names none for")
+			dryRun := fs.Bool("dry-run", false, "say what would be created and lost, without a node")
 			return func(ctx context.Context, c *cli, args []string) error {
 				if *concurrency < 1 || *concurrency > 256 {
 					return usageErrorf("--concurrency %d: want 1 to 256", *concurrency)
@@ -78,6 +84,9 @@ the same request id.`,
 				opts, err := iodefFlagOptions(*tlp, *taxonomy)
 				if err != nil {
 					return err
+				}
+				if *dryRun {
+					return c.importDryRun(args[0], opts)
 				}
 				return c.importIncidents(ctx, args[0], *concurrency, *onChange == "update", opts)
 			}
