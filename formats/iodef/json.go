@@ -495,26 +495,94 @@ func writeJSONTree(w io.Writer, root *element) error {
 	var b bytes.Buffer
 	jw := &jwriter{b: &b}
 	jw.object(root)
-	var out bytes.Buffer
-	if err := json.Indent(&out, b.Bytes(), "", "  "); err != nil {
-		return fmt.Errorf("iodef: indent JSON: %w", err)
-	}
-	out.WriteByte('\n')
-	_, err := w.Write(out.Bytes())
+	b.WriteByte('\n')
+	_, err := w.Write(b.Bytes())
 	return err
 }
 
 type jwriter struct {
-	b *bytes.Buffer
+	b     *bytes.Buffer
+	depth int // of the value being written, for the indent
 }
 
-// str writes s as a JSON string; <, > and & stay as they are (the output
-// is not HTML).
+// nl starts a line at the current depth, two spaces a level (the layout
+// of json.Indent with "  ").
+func (jw *jwriter) nl() {
+	jw.b.WriteByte('\n')
+	for range jw.depth {
+		jw.b.WriteString("  ")
+	}
+}
+
+// open and shut write a bracket and its contents' indent; shut writes the
+// closing one on a line of its own after contents.
+func (jw *jwriter) open(c byte) {
+	jw.b.WriteByte(c)
+	jw.depth++
+}
+
+func (jw *jwriter) shut(c byte, contents bool) {
+	jw.depth--
+	if contents {
+		jw.nl()
+	}
+	jw.b.WriteByte(c)
+}
+
+// str writes s as a JSON string (RFC 8259 section 7): quotation mark,
+// reverse solidus and control characters escaped, invalid UTF-8 as
+// U+FFFD, and U+2028 and U+2029 escaped for JavaScript readers; <, > and &
+// stay as they are (the output is not HTML).
 func (jw *jwriter) str(s string) {
-	enc := json.NewEncoder(jw.b)
-	enc.SetEscapeHTML(false)
-	_ = enc.Encode(s) // a string always encodes
-	jw.b.Truncate(jw.b.Len() - 1)
+	const hex = "0123456789abcdef"
+	b := jw.b
+	b.WriteByte('"')
+	start := 0
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c >= 0x20 && c != '"' && c != '\\' && c < utf8.RuneSelf {
+			i++
+			continue
+		}
+		if c < utf8.RuneSelf {
+			b.WriteString(s[start:i])
+			switch c {
+			case '"', '\\':
+				b.WriteByte('\\')
+				b.WriteByte(c)
+			case '\n':
+				b.WriteString(`\n`)
+			case '\r':
+				b.WriteString(`\r`)
+			case '\t':
+				b.WriteString(`\t`)
+			default:
+				b.WriteString(`\u00`)
+				b.WriteByte(hex[c>>4])
+				b.WriteByte(hex[c&0xf])
+			}
+			i++
+			start = i
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		switch {
+		case r == utf8.RuneError && size == 1:
+			b.WriteString(s[start:i])
+			b.WriteString(`\ufffd`)
+		case r == '\u2028' || r == '\u2029':
+			b.WriteString(s[start:i])
+			b.WriteString(`\u202`)
+			b.WriteByte(hex[r&0xf])
+		default:
+			i += size
+			continue
+		}
+		i += size
+		start = i
+	}
+	b.WriteString(s[start:])
+	b.WriteByte('"')
 }
 
 // scalar writes s as a JSON number when number and s is one, else as a
@@ -568,15 +636,16 @@ func isNamespaceAttr(n xml.Name) bool {
 // children grouped by member in order of first appearance.
 func (jw *jwriter) object(e *element) {
 	local := e.name.Local
-	jw.b.WriteByte('{')
+	jw.open('{')
 	first := true
 	member := func(key string) {
 		if !first {
 			jw.b.WriteByte(',')
 		}
 		first = false
+		jw.nl()
 		jw.str(key)
-		jw.b.WriteByte(':')
+		jw.b.WriteString(": ")
 	}
 	for _, a := range e.attrs {
 		switch {
@@ -599,7 +668,7 @@ func (jw *jwriter) object(e *element) {
 		}
 		member("value")
 		jw.str(sb.String())
-		jw.b.WriteByte('}')
+		jw.shut('}', true)
 		return
 	}
 	if text := strings.TrimSpace(string(e.text)); text != "" || objectClasses[local] && len(e.children) == 0 {
@@ -641,31 +710,35 @@ func (jw *jwriter) object(e *element) {
 		member(g.key)
 		single := jsonSingle(local, g.key) && len(g.elems) == 1
 		if !single {
-			jw.b.WriteByte('[')
+			jw.open('[')
 		}
 		for i, k := range g.elems {
 			if i > 0 {
 				jw.b.WriteByte(',')
+			}
+			if !single {
+				jw.nl()
 			}
 			switch g.kind {
 			case 'u':
 				v, _ := k.findAttrValue("uid-ref")
 				jw.str(v)
 			case 'i':
-				jw.b.WriteByte('{')
+				jw.open('{')
+				jw.nl()
 				jw.str(k.name.Local)
-				jw.b.WriteByte(':')
+				jw.b.WriteString(": ")
 				jw.value(k)
-				jw.b.WriteByte('}')
+				jw.shut('}', true)
 			default:
 				jw.value(k)
 			}
 		}
 		if !single {
-			jw.b.WriteByte(']')
+			jw.shut(']', len(g.elems) > 0)
 		}
 	}
-	jw.b.WriteByte('}')
+	jw.shut('}', !first)
 }
 
 func (n *element) findAttrValue(local string) (string, bool) {

@@ -2,13 +2,17 @@ package iodef
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -297,4 +301,91 @@ func TestJSONRoundTripEqualsXML(t *testing.T) {
 			t.Fatalf("export → import → export changed the JSON:\n%s\n---\n%s", j2.Bytes(), again.Bytes())
 		}
 	})
+}
+
+// TestJSONString: the writer's strings are what encoding/json reads back.
+func TestJSONString(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) {
+		s := rapid.String().Draw(t, "s")
+		if rapid.Bool().Draw(t, "invalid") {
+			s += string([]byte{0xff, 'a', 0xc3})
+		}
+		var b bytes.Buffer
+		(&jwriter{b: &b}).str(s)
+		var got string
+		if err := json.Unmarshal(b.Bytes(), &got); err != nil {
+			t.Fatalf("%q wrote %s: %v", s, b.Bytes(), err)
+		}
+		if want := strings.ToValidUTF8(s, "\ufffd"); got != want && !(strings.ContainsRune(s, utf8.RuneError) || !utf8.ValidString(s)) {
+			t.Fatalf("%q wrote %s, which reads %q", s, b.Bytes(), got)
+		}
+		if utf8.ValidString(s) && got != s {
+			t.Fatalf("%q wrote %s, which reads %q", s, b.Bytes(), got)
+		}
+	})
+}
+
+// BenchmarkEncodeJSON writes a document of 100 incidents.
+func BenchmarkEncodeJSON(b *testing.B) {
+	data, err := os.ReadFile(filepath.Join("testdata", "malware.xml"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	doc, err := Decode(bytes.NewReader(data), "malware.xml", jsonDefaults)
+	if err != nil {
+		b.Fatal(err)
+	}
+	incs := slices.Repeat([]*irxv1.Incident{doc.Incidents[0].Incident}, 100)
+	opts := EncodeOptions{Team: "dev", GenerationTime: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}
+	for b.Loop() {
+		if err := EncodeJSON(io.Discard, incs, opts); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkEncodeXML is BenchmarkEncodeJSON in XML.
+func BenchmarkEncodeXML(b *testing.B) {
+	data, err := os.ReadFile(filepath.Join("testdata", "malware.xml"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	doc, err := Decode(bytes.NewReader(data), "malware.xml", jsonDefaults)
+	if err != nil {
+		b.Fatal(err)
+	}
+	incs := slices.Repeat([]*irxv1.Incident{doc.Incidents[0].Incident}, 100)
+	opts := EncodeOptions{Team: "dev", GenerationTime: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}
+	for b.Loop() {
+		if err := Encode(io.Discard, incs, opts); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// TestJSONLayout: the writer lays JSON out as json.Indent does with two
+// spaces.
+func TestJSONLayout(t *testing.T) {
+	files, _ := filepath.Glob(filepath.Join("testdata", "*.xml"))
+	for _, file := range files {
+		data, err := os.ReadFile(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		root, err := readTree(file, data)
+		if err != nil {
+			continue
+		}
+		var out, want bytes.Buffer
+		if err := writeJSONTree(&out, root); err != nil {
+			t.Fatal(err)
+		}
+		if err := json.Indent(&want, out.Bytes(), "", "  "); err != nil {
+			t.Fatalf("%s: not JSON: %v\n%s", file, err, out.Bytes())
+		}
+		want.WriteByte('\n')
+		if !bytes.Equal(bytes.TrimSpace(out.Bytes()), bytes.TrimSpace(want.Bytes())) {
+			t.Errorf("%s: the layout differs from json.Indent's:\n%s", file, out.Bytes())
+		}
+	}
 }

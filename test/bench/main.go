@@ -17,6 +17,11 @@
 // until B has replaced and acknowledged every view it holds:
 //
 //	go run ./test/bench federation -nodes 1 -b-nodes 1 -backlog 100000 -redisclose -rate 0
+//
+// "iodef" imports IODEF documents into a one-node team (ImportIncidents)
+// and exports every record again (ExportIncidents, XML and JSON):
+//
+//	go run ./test/bench iodef -docs 10000
 package main
 
 import (
@@ -60,8 +65,11 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	if len(args) > 0 && args[0] == "streams" {
 		return runStreams(ctx, args[1:], out)
 	}
+	if len(args) > 0 && args[0] == "iodef" {
+		return runIODEF(ctx, args[1:], out)
+	}
 	if len(args) == 0 || args[0] != "ingest" {
-		return errors.New("usage: bench ingest|federation|streams [flags]  (bench ingest -h for the flags)")
+		return errors.New("usage: bench ingest|federation|streams|iodef [flags]  (bench ingest -h for the flags)")
 	}
 	fs := flag.NewFlagSet("ingest", flag.ContinueOnError)
 	var (
