@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -33,7 +34,7 @@ func runIODEF(ctx context.Context, args []string, out io.Writer) error {
 	fs := flag.NewFlagSet("iodef", flag.ContinueOnError)
 	var (
 		docs     = fs.Int("docs", 10000, "IODEF documents to import, one incident each")
-		clients  = fs.Int("clients", 32, "concurrent ImportIncidents calls")
+		clients  = fs.Int("clients", 256, "concurrent ImportIncidents calls")
 		pageSize = fs.Int("page-size", 1000, "ExportIncidents page_size")
 		keep     = fs.Bool("keep", false, "keep the data directory of the started node")
 		prebuilt = fs.String("irxd", "", "use this irxd binary instead of building ./cmd/irxd")
@@ -81,8 +82,8 @@ func runIODEF(ctx context.Context, args []string, out io.Writer) error {
 	}
 	defer conn.Close()
 	c := irxv1.NewIncidentServiceClient(conn)
-	fmt.Fprintf(out, "iodef: a one-node team; %d IODEF v2 documents of one incident each, %d bytes on average; %d clients\n",
-		*docs, total / *docs, *clients)
+	fmt.Fprintf(out, "iodef: a one-node team; %d IODEF v2 documents of one incident each, %d bytes on average; %d clients; %s\n",
+		*docs, total / *docs, *clients, loadAverage())
 
 	// Import.
 	var (
@@ -93,6 +94,7 @@ func runIODEF(ctx context.Context, args []string, out io.Writer) error {
 		latencies = make([]time.Duration, 0, *docs)
 		wg        sync.WaitGroup
 	)
+	meter := startCPU(team)
 	start := time.Now()
 	for range *clients {
 		wg.Add(1)
@@ -123,6 +125,7 @@ func runIODEF(ctx context.Context, args []string, out io.Writer) error {
 	}
 	wg.Wait()
 	elapsed := time.Since(start)
+	meter.stop()
 	if n := failures.Load(); n > 0 {
 		return fmt.Errorf("%d imports failed; the last: %v", n, lastErr.Load())
 	}
@@ -130,9 +133,11 @@ func runIODEF(ctx context.Context, args []string, out io.Writer) error {
 	fmt.Fprintf(out, "import: %d documents in %.2fs: %.0f documents/s, latency p50 %v p99 %v\n",
 		*docs, elapsed.Seconds(), float64(*docs)/elapsed.Seconds(),
 		latencies[len(latencies)/2].Round(time.Microsecond), latencies[len(latencies)*99/100].Round(time.Microsecond))
+	fmt.Fprintln(out, "  "+meter.report(*docs, "document"))
 
 	// Export, in both bindings.
 	for _, format := range []irxv1.DocumentFormat{irxv1.DocumentFormat_DOCUMENT_FORMAT_IODEF_V2_XML, irxv1.DocumentFormat_DOCUMENT_FORMAT_IODEF_V2_JSON} {
+		meter := startCPU(team)
 		start := time.Now()
 		records, pages, size := 0, 0, 0
 		token := ""
@@ -149,11 +154,13 @@ func runIODEF(ctx context.Context, args []string, out io.Writer) error {
 			}
 		}
 		elapsed := time.Since(start)
+		meter.stop()
 		if records != *docs {
 			return fmt.Errorf("export %v: %d records, want %d", format, records, *docs)
 		}
 		fmt.Fprintf(out, "export %s: %d records in %d documents (%.1f MiB) in %.2fs: %.0f records/s\n",
 			format, records, pages, float64(size)/(1<<20), elapsed.Seconds(), float64(records)/elapsed.Seconds())
+		fmt.Fprintln(out, "  "+meter.report(records, "record"))
 	}
 	return nil
 }
@@ -187,4 +194,18 @@ func iodefDocuments(n int) ([][]byte, error) {
 		out[i] = b.Bytes()
 	}
 	return out, nil
+}
+
+// loadAverage is the machine's one-minute load average, which the figures
+// of a shared machine need beside them.
+func loadAverage() string {
+	data, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "load average unknown"
+	}
+	f := strings.Fields(string(data))
+	if len(f) == 0 {
+		return "load average unknown"
+	}
+	return "load average " + f[0]
 }
