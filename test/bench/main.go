@@ -23,6 +23,11 @@
 // etcd) and prints each round and the ratios:
 //
 //	go run ./test/bench compare-etcd -rounds 3 -loads 1000,1 -duration 15s
+//
+// "iodef" imports IODEF documents into a one-node team (ImportIncidents)
+// and exports every record again (ExportIncidents, XML and JSON):
+//
+//	go run ./test/bench iodef -docs 10000
 package main
 
 import (
@@ -67,8 +72,11 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	if len(args) > 0 && args[0] == "compare-etcd" {
 		return runCompareEtcd(ctx, args[1:], out)
 	}
+	if len(args) > 0 && args[0] == "iodef" {
+		return runIODEF(ctx, args[1:], out)
+	}
 	if len(args) == 0 || args[0] != "ingest" {
-		return errors.New("usage: bench ingest|federation|streams|compare-etcd [flags]  (bench ingest -h for the flags)")
+		return errors.New("usage: bench ingest|federation|streams|compare-etcd|iodef [flags]  (bench ingest -h for the flags)")
 	}
 	fs := flag.NewFlagSet("ingest", flag.ContinueOnError)
 	var (
