@@ -75,6 +75,9 @@ type Config struct {
 	// ahead is a mistake or an attempt to pin a record to the top of every
 	// time-ordered list.
 	FutureSkew time.Duration
+	// StatisticsMaxPeriods bounds the periods one GetStatistics call may
+	// produce; 0 means api.DefaultMaxStatisticsPeriods.
+	StatisticsMaxPeriods int
 
 	Logger *slog.Logger
 

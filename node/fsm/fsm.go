@@ -235,6 +235,9 @@ func (f *FSM) adopt(db *pebble.DB) error {
 	if err := migrateHeld(db); err != nil {
 		return err
 	}
+	if err := buildStats(db, f.team); err != nil {
+		return err
+	}
 	tombstones, err := loadTombstones(db)
 	if err != nil {
 		return err
@@ -356,6 +359,7 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
 		}
 	}
 	a.writePending()
+	a.writeStats()
 	if a.err == nil && len(a.erasedSpans) > 0 {
 		a.err = f.erasures.prepare()
 	}
@@ -490,6 +494,10 @@ type applier struct {
 	accessChanged, bound bool
 	// position numbers the actions recorded within one entry.
 	position uint32
+
+	// stats sums the batch's changes to the statistics' counters by key
+	// (stats.go).
+	stats map[string]int64
 
 	// Removals to erase at rest (erase.go), and the last entry that made one.
 	erasedSpans []Span
@@ -712,6 +720,7 @@ func (a *applier) storeCreated(id record.ID, indexed *irxv1.Incident, rest []byt
 	for _, k := range indexKeys(id, indexed) {
 		a.set(k, nil)
 	}
+	a.statsMoved(id, nil, indexed)
 	if requestID != "" {
 		a.set(requestKey(requestID), requestValue(text, digest))
 	}
@@ -801,6 +810,7 @@ func (a *applier) storeVersion(id record.ID, previous, next *irxv1.Incident, ent
 	for _, k := range indexKeys(id, next) {
 		a.set(k, nil)
 	}
+	a.statsMoved(id, previous, next)
 	return a.err
 }
 
