@@ -177,7 +177,9 @@ func (m statMemo) advance(inc *irxv1.Incident) statMemo {
 	return m
 }
 
-func (m statMemo) encode() []byte { return binary.BigEndian.AppendUint64(u64(m.response), m.resolution) }
+func (m statMemo) encode() []byte {
+	return binary.BigEndian.AppendUint64(u64(m.response), m.resolution)
+}
 
 func decodeMemo(v []byte) (statMemo, error) {
 	if len(v) != 16 {
@@ -192,7 +194,9 @@ func statMemoKey(id record.ID) []byte { return cat(prefixStatMemo, idKey(id)) }
 // before 1970).
 func startKey(t time.Time) []byte { return u64(uint64(t.Unix()) ^ 1<<63) }
 
-func startFromKey(b []byte) time.Time { return time.Unix(int64(binary.BigEndian.Uint64(b)^1<<63), 0).UTC() }
+func startFromKey(b []byte) time.Time {
+	return time.Unix(int64(binary.BigEndian.Uint64(b)^1<<63), 0).UTC()
+}
 
 func appendCell(b []byte, c Cell) []byte {
 	b = append(append(b, c.Team...), 0)
@@ -359,9 +363,20 @@ func buildStats(db *pebble.DB, team string) error {
 	b := db.NewIndexedBatch()
 	defer b.Close()
 	a := &applier{fsm: f, b: b}
+	// Whatever a half-finished build left goes, key by key: a range
+	// deletion's end would lie outside the family (tables.go).
 	for _, p := range [][]byte{prefixStatCount, prefixStatDur, prefixStatMemo} {
-		if err := b.DeleteRange(p, prefixEnd(p), nil); err != nil {
-			return err
+		it, err := db.NewIter(&pebble.IterOptions{LowerBound: p, UpperBound: prefixEnd(p)})
+		if err != nil {
+			return fmt.Errorf("fsm: build statistics: %w", err)
+		}
+		for valid := it.First(); valid; valid = it.Next() {
+			if err := b.Delete(it.Key(), nil); err != nil {
+				return errors.Join(err, it.Close())
+			}
+		}
+		if err := it.Close(); err != nil {
+			return fmt.Errorf("fsm: build statistics: %w", err)
 		}
 	}
 	it, err := db.NewIter(&pebble.IterOptions{LowerBound: prefixIncident, UpperBound: prefixEnd(prefixIncident)})
