@@ -21,6 +21,7 @@ const DefaultMaxStatisticsPeriods = 3660
 // StatisticsStore is the state machine's statistics.
 type StatisticsStore interface {
 	Statistics(q fsm.StatsQuery) (*fsm.StatsResult, error)
+	FederationStatistics(q fsm.StatsQuery, now time.Time) ([]fsm.TeamStats, *fsm.StatsResult, error)
 }
 
 // StatisticsObserver is told the cost of every query answered: the cells
@@ -58,14 +59,29 @@ func (s *StatisticsService) GetStatistics(ctx context.Context, req *irxv1.GetSta
 		return nil, err
 	}
 	began := time.Now()
-	res, err := s.store.Statistics(q)
+	out := &irxv1.GetStatisticsResponse{}
+	var res *fsm.StatsResult
+	var err error
+	if req.GetScope() == irxv1.StatisticsScope_STATISTICS_SCOPE_FEDERATION {
+		var teams []fsm.TeamStats
+		teams, res, err = s.store.FederationStatistics(q, began)
+		for _, t := range teams {
+			ts := &irxv1.TeamStatistics{TeamId: t.Team, AsOfTime: timestamppb.New(t.AsOf)}
+			for _, r := range t.Rows {
+				ts.Rows = append(ts.Rows, StatisticsRow(r))
+			}
+			out.Teams = append(out.Teams, ts)
+		}
+	} else {
+		res, err = s.store.Statistics(q)
+	}
 	if err != nil {
 		return nil, ToStatus(err)
 	}
 	if s.observe != nil {
 		s.observe(res.CellsRead, time.Since(began))
 	}
-	out := &irxv1.GetStatisticsResponse{CellsRead: int64(res.CellsRead), Rows: make([]*irxv1.StatisticsRow, 0, len(res.Rows))}
+	out.CellsRead = int64(res.CellsRead)
 	for _, r := range res.Rows {
 		out.Rows = append(out.Rows, StatisticsRow(r))
 	}
@@ -110,6 +126,11 @@ func StatisticsQuery(req *irxv1.GetStatisticsRequest, maxPeriods int) (fsm.Stats
 		default:
 			q.GroupBy = append(q.GroupBy, fsm.Dimension(d))
 		}
+	}
+	switch req.GetScope() {
+	case irxv1.StatisticsScope_STATISTICS_SCOPE_UNSPECIFIED, irxv1.StatisticsScope_STATISTICS_SCOPE_OWN, irxv1.StatisticsScope_STATISTICS_SCOPE_FEDERATION:
+	default:
+		bad("scope", "unknown scope %d: use OWN or FEDERATION", req.GetScope())
 	}
 	if !q.Period.Valid() {
 		bad("period", "is required: one of DAY, WEEK, MONTH, QUARTER, YEAR")

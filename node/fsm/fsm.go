@@ -595,6 +595,8 @@ func (a *applier) applyOne(cmd *irxv1.Command, index uint64) *Result {
 		return a.changeRole(k.ChangeRole)
 	case *irxv1.Command_RevokeCertificate:
 		return a.revokeCertificate(k.RevokeCertificate, cmd.GetActor())
+	case *irxv1.Command_PublishStatistics:
+		return a.publishStatistics()
 	case *irxv1.Command_RecordAction:
 		if cmd.GetActor().GetTarget() == "" {
 			return &Result{Err: fmt.Errorf("%w at index %d: an action to record without actor and target", ErrInvalidCommand, index)}

@@ -158,6 +158,61 @@ func (StatisticsPeriod) EnumDescriptor() ([]byte, []int) {
 	return file_irx_v1_statistics_service_proto_rawDescGZIP(), []int{1}
 }
 
+// StatisticsScope is whose incidents a query counts.
+type StatisticsScope int32
+
+const (
+	// Not set: OWN.
+	StatisticsScope_STATISTICS_SCOPE_UNSPECIFIED StatisticsScope = 0
+	// Every record the team holds: its own and those received from peers
+	// (under their origin team).
+	StatisticsScope_STATISTICS_SCOPE_OWN StatisticsScope = 1
+	// The team's own incidents and every peer's latest shared statistics
+	// (of its own incidents), per team and in total.
+	StatisticsScope_STATISTICS_SCOPE_FEDERATION StatisticsScope = 2
+)
+
+// Enum value maps for StatisticsScope.
+var (
+	StatisticsScope_name = map[int32]string{
+		0: "STATISTICS_SCOPE_UNSPECIFIED",
+		1: "STATISTICS_SCOPE_OWN",
+		2: "STATISTICS_SCOPE_FEDERATION",
+	}
+	StatisticsScope_value = map[string]int32{
+		"STATISTICS_SCOPE_UNSPECIFIED": 0,
+		"STATISTICS_SCOPE_OWN":         1,
+		"STATISTICS_SCOPE_FEDERATION":  2,
+	}
+)
+
+func (x StatisticsScope) Enum() *StatisticsScope {
+	p := new(StatisticsScope)
+	*p = x
+	return p
+}
+
+func (x StatisticsScope) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (StatisticsScope) Descriptor() protoreflect.EnumDescriptor {
+	return file_irx_v1_statistics_service_proto_enumTypes[2].Descriptor()
+}
+
+func (StatisticsScope) Type() protoreflect.EnumType {
+	return &file_irx_v1_statistics_service_proto_enumTypes[2]
+}
+
+func (x StatisticsScope) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use StatisticsScope.Descriptor instead.
+func (StatisticsScope) EnumDescriptor() ([]byte, []int) {
+	return file_irx_v1_statistics_service_proto_rawDescGZIP(), []int{2}
+}
+
 // StatisticsFilter keeps the incidents whose every filtered dimension holds
 // one of the values listed for it; an empty list does not filter.
 type StatisticsFilter struct {
@@ -266,7 +321,9 @@ type GetStatisticsRequest struct {
 	// Which incidents count.
 	Filter *StatisticsFilter `protobuf:"bytes,5,opt,name=filter,proto3" json:"filter,omitempty"`
 	// Linearizable by default.
-	Consistency   ReadConsistency `protobuf:"varint,6,opt,name=consistency,proto3,enum=irx.v1.ReadConsistency" json:"consistency,omitempty"`
+	Consistency ReadConsistency `protobuf:"varint,6,opt,name=consistency,proto3,enum=irx.v1.ReadConsistency" json:"consistency,omitempty"`
+	// OWN by default.
+	Scope         StatisticsScope `protobuf:"varint,7,opt,name=scope,proto3,enum=irx.v1.StatisticsScope" json:"scope,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -341,6 +398,13 @@ func (x *GetStatisticsRequest) GetConsistency() ReadConsistency {
 		return x.Consistency
 	}
 	return ReadConsistency_READ_CONSISTENCY_UNSPECIFIED
+}
+
+func (x *GetStatisticsRequest) GetScope() StatisticsScope {
+	if x != nil {
+		return x.Scope
+	}
+	return StatisticsScope_STATISTICS_SCOPE_UNSPECIFIED
 }
 
 // DurationPercentiles are nearest-rank percentiles of durations, exact at
@@ -545,7 +609,11 @@ type GetStatisticsResponse struct {
 	// dimensions' values.
 	Rows []*StatisticsRow `protobuf:"bytes,1,rep,name=rows,proto3" json:"rows,omitempty"`
 	// How many stored cells the query read: its cost.
-	CellsRead     int64 `protobuf:"varint,2,opt,name=cells_read,json=cellsRead,proto3" json:"cells_read,omitempty"`
+	CellsRead int64 `protobuf:"varint,2,opt,name=cells_read,json=cellsRead,proto3" json:"cells_read,omitempty"`
+	// For STATISTICS_SCOPE_FEDERATION: the rows of each team (this team's
+	// own incidents first, then each peer's latest shared statistics); rows
+	// then holds their total.
+	Teams         []*TeamStatistics `protobuf:"bytes,3,rep,name=teams,proto3" json:"teams,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -594,6 +662,254 @@ func (x *GetStatisticsResponse) GetCellsRead() int64 {
 	return 0
 }
 
+func (x *GetStatisticsResponse) GetTeams() []*TeamStatistics {
+	if x != nil {
+		return x.Teams
+	}
+	return nil
+}
+
+// TeamStatistics is one team's part of a federation's statistics.
+type TeamStatistics struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The team.
+	TeamId string `protobuf:"bytes,1,opt,name=team_id,json=teamId,proto3" json:"team_id,omitempty"`
+	// When its statistics were made: now for this team, the time the peer
+	// published them for a peer.
+	AsOfTime *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=as_of_time,json=asOfTime,proto3" json:"as_of_time,omitempty"`
+	// Its rows, as in GetStatisticsResponse.rows.
+	Rows          []*StatisticsRow `protobuf:"bytes,3,rep,name=rows,proto3" json:"rows,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TeamStatistics) Reset() {
+	*x = TeamStatistics{}
+	mi := &file_irx_v1_statistics_service_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TeamStatistics) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TeamStatistics) ProtoMessage() {}
+
+func (x *TeamStatistics) ProtoReflect() protoreflect.Message {
+	mi := &file_irx_v1_statistics_service_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TeamStatistics.ProtoReflect.Descriptor instead.
+func (*TeamStatistics) Descriptor() ([]byte, []int) {
+	return file_irx_v1_statistics_service_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *TeamStatistics) GetTeamId() string {
+	if x != nil {
+		return x.TeamId
+	}
+	return ""
+}
+
+func (x *TeamStatistics) GetAsOfTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.AsOfTime
+	}
+	return nil
+}
+
+func (x *TeamStatistics) GetRows() []*StatisticsRow {
+	if x != nil {
+		return x.Rows
+	}
+	return nil
+}
+
+// SharedStatistics are the counts of a team's own incidents that it
+// shares with its peers (FeedItem.statistics): every cell of the weeks,
+// months, quarters and years, and the day cells of the last 400 days.
+type SharedStatistics struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The team whose incidents are counted.
+	TeamId string `protobuf:"bytes,1,opt,name=team_id,json=teamId,proto3" json:"team_id,omitempty"`
+	// When the counts were made.
+	AsOfTime *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=as_of_time,json=asOfTime,proto3" json:"as_of_time,omitempty"`
+	// The cells with at least one incident.
+	Cells         []*StatisticsCell `protobuf:"bytes,3,rep,name=cells,proto3" json:"cells,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SharedStatistics) Reset() {
+	*x = SharedStatistics{}
+	mi := &file_irx_v1_statistics_service_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SharedStatistics) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SharedStatistics) ProtoMessage() {}
+
+func (x *SharedStatistics) ProtoReflect() protoreflect.Message {
+	mi := &file_irx_v1_statistics_service_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SharedStatistics.ProtoReflect.Descriptor instead.
+func (*SharedStatistics) Descriptor() ([]byte, []int) {
+	return file_irx_v1_statistics_service_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *SharedStatistics) GetTeamId() string {
+	if x != nil {
+		return x.TeamId
+	}
+	return ""
+}
+
+func (x *SharedStatistics) GetAsOfTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.AsOfTime
+	}
+	return nil
+}
+
+func (x *SharedStatistics) GetCells() []*StatisticsCell {
+	if x != nil {
+		return x.Cells
+	}
+	return nil
+}
+
+// StatisticsCell is the number of incidents of one combination of the
+// dimensions in one period.
+type StatisticsCell struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The period.
+	Period StatisticsPeriod `protobuf:"varint,1,opt,name=period,proto3,enum=irx.v1.StatisticsPeriod" json:"period,omitempty"`
+	// Its start.
+	PeriodStart *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=period_start,json=periodStart,proto3" json:"period_start,omitempty"`
+	// The RSIT taxonomy class.
+	TaxonomyClass string `protobuf:"bytes,3,opt,name=taxonomy_class,json=taxonomyClass,proto3" json:"taxonomy_class,omitempty"`
+	// The RSIT taxonomy type.
+	TaxonomyType string `protobuf:"bytes,4,opt,name=taxonomy_type,json=taxonomyType,proto3" json:"taxonomy_type,omitempty"`
+	// The TLP marking.
+	Tlp Tlp `protobuf:"varint,5,opt,name=tlp,proto3,enum=irx.v1.Tlp" json:"tlp,omitempty"`
+	// The status.
+	Status Status `protobuf:"varint,6,opt,name=status,proto3,enum=irx.v1.Status" json:"status,omitempty"`
+	// The priority.
+	Priority Priority `protobuf:"varint,7,opt,name=priority,proto3,enum=irx.v1.Priority" json:"priority,omitempty"`
+	// How many incidents.
+	Count         int64 `protobuf:"varint,8,opt,name=count,proto3" json:"count,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StatisticsCell) Reset() {
+	*x = StatisticsCell{}
+	mi := &file_irx_v1_statistics_service_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StatisticsCell) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StatisticsCell) ProtoMessage() {}
+
+func (x *StatisticsCell) ProtoReflect() protoreflect.Message {
+	mi := &file_irx_v1_statistics_service_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StatisticsCell.ProtoReflect.Descriptor instead.
+func (*StatisticsCell) Descriptor() ([]byte, []int) {
+	return file_irx_v1_statistics_service_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *StatisticsCell) GetPeriod() StatisticsPeriod {
+	if x != nil {
+		return x.Period
+	}
+	return StatisticsPeriod_STATISTICS_PERIOD_UNSPECIFIED
+}
+
+func (x *StatisticsCell) GetPeriodStart() *timestamppb.Timestamp {
+	if x != nil {
+		return x.PeriodStart
+	}
+	return nil
+}
+
+func (x *StatisticsCell) GetTaxonomyClass() string {
+	if x != nil {
+		return x.TaxonomyClass
+	}
+	return ""
+}
+
+func (x *StatisticsCell) GetTaxonomyType() string {
+	if x != nil {
+		return x.TaxonomyType
+	}
+	return ""
+}
+
+func (x *StatisticsCell) GetTlp() Tlp {
+	if x != nil {
+		return x.Tlp
+	}
+	return Tlp_TLP_UNSPECIFIED
+}
+
+func (x *StatisticsCell) GetStatus() Status {
+	if x != nil {
+		return x.Status
+	}
+	return Status_STATUS_UNSPECIFIED
+}
+
+func (x *StatisticsCell) GetPriority() Priority {
+	if x != nil {
+		return x.Priority
+	}
+	return Priority_PRIORITY_UNSPECIFIED
+}
+
+func (x *StatisticsCell) GetCount() int64 {
+	if x != nil {
+		return x.Count
+	}
+	return 0
+}
+
 var File_irx_v1_statistics_service_proto protoreflect.FileDescriptor
 
 const file_irx_v1_statistics_service_proto_rawDesc = "" +
@@ -607,7 +923,7 @@ const file_irx_v1_statistics_service_proto_rawDesc = "" +
 	"\bstatuses\x18\x05 \x03(\x0e2\x0e.irx.v1.StatusR\bstatuses\x120\n" +
 	"\n" +
 	"priorities\x18\x06 \x03(\x0e2\x10.irx.v1.PriorityR\n" +
-	"priorities\"\xdf\x02\n" +
+	"priorities\"\x8e\x03\n" +
 	"\x14GetStatisticsRequest\x126\n" +
 	"\bgroup_by\x18\x01 \x03(\x0e2\x1b.irx.v1.StatisticsDimensionR\agroupBy\x120\n" +
 	"\x06period\x18\x02 \x01(\x0e2\x18.irx.v1.StatisticsPeriodR\x06period\x129\n" +
@@ -615,7 +931,8 @@ const file_irx_v1_statistics_service_proto_rawDesc = "" +
 	"start_time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\tstartTime\x125\n" +
 	"\bend_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\aendTime\x120\n" +
 	"\x06filter\x18\x05 \x01(\v2\x18.irx.v1.StatisticsFilterR\x06filter\x129\n" +
-	"\vconsistency\x18\x06 \x01(\x0e2\x17.irx.v1.ReadConsistencyR\vconsistency\"\x85\x01\n" +
+	"\vconsistency\x18\x06 \x01(\x0e2\x17.irx.v1.ReadConsistencyR\vconsistency\x12-\n" +
+	"\x05scope\x18\a \x01(\x0e2\x17.irx.v1.StatisticsScopeR\x05scope\"\x85\x01\n" +
 	"\x13DurationPercentiles\x12\x14\n" +
 	"\x05count\x18\x01 \x01(\x03R\x05count\x12+\n" +
 	"\x03p50\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\x03p50\x12+\n" +
@@ -632,11 +949,31 @@ const file_irx_v1_statistics_service_proto_rawDesc = "" +
 	"\x05count\x18\b \x01(\x03R\x05count\x12P\n" +
 	"\x16time_to_first_response\x18\t \x01(\v2\x1b.irx.v1.DurationPercentilesR\x13timeToFirstResponse\x12I\n" +
 	"\x12time_to_resolution\x18\n" +
-	" \x01(\v2\x1b.irx.v1.DurationPercentilesR\x10timeToResolution\"a\n" +
+	" \x01(\v2\x1b.irx.v1.DurationPercentilesR\x10timeToResolution\"\x8f\x01\n" +
 	"\x15GetStatisticsResponse\x12)\n" +
 	"\x04rows\x18\x01 \x03(\v2\x15.irx.v1.StatisticsRowR\x04rows\x12\x1d\n" +
 	"\n" +
-	"cells_read\x18\x02 \x01(\x03R\tcellsRead*\x94\x02\n" +
+	"cells_read\x18\x02 \x01(\x03R\tcellsRead\x12,\n" +
+	"\x05teams\x18\x03 \x03(\v2\x16.irx.v1.TeamStatisticsR\x05teams\"\x8e\x01\n" +
+	"\x0eTeamStatistics\x12\x17\n" +
+	"\ateam_id\x18\x01 \x01(\tR\x06teamId\x128\n" +
+	"\n" +
+	"as_of_time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\basOfTime\x12)\n" +
+	"\x04rows\x18\x03 \x03(\v2\x15.irx.v1.StatisticsRowR\x04rows\"\x93\x01\n" +
+	"\x10SharedStatistics\x12\x17\n" +
+	"\ateam_id\x18\x01 \x01(\tR\x06teamId\x128\n" +
+	"\n" +
+	"as_of_time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\basOfTime\x12,\n" +
+	"\x05cells\x18\x03 \x03(\v2\x16.irx.v1.StatisticsCellR\x05cells\"\xd8\x02\n" +
+	"\x0eStatisticsCell\x120\n" +
+	"\x06period\x18\x01 \x01(\x0e2\x18.irx.v1.StatisticsPeriodR\x06period\x12=\n" +
+	"\fperiod_start\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\vperiodStart\x12%\n" +
+	"\x0etaxonomy_class\x18\x03 \x01(\tR\rtaxonomyClass\x12#\n" +
+	"\rtaxonomy_type\x18\x04 \x01(\tR\ftaxonomyType\x12\x1d\n" +
+	"\x03tlp\x18\x05 \x01(\x0e2\v.irx.v1.TlpR\x03tlp\x12&\n" +
+	"\x06status\x18\x06 \x01(\x0e2\x0e.irx.v1.StatusR\x06status\x12,\n" +
+	"\bpriority\x18\a \x01(\x0e2\x10.irx.v1.PriorityR\bpriority\x12\x14\n" +
+	"\x05count\x18\b \x01(\x03R\x05count*\x94\x02\n" +
 	"\x13StatisticsDimension\x12$\n" +
 	" STATISTICS_DIMENSION_UNSPECIFIED\x10\x00\x12'\n" +
 	"#STATISTICS_DIMENSION_TAXONOMY_CLASS\x10\x01\x12&\n" +
@@ -651,7 +988,11 @@ const file_irx_v1_statistics_service_proto_rawDesc = "" +
 	"\x16STATISTICS_PERIOD_WEEK\x10\x02\x12\x1b\n" +
 	"\x17STATISTICS_PERIOD_MONTH\x10\x03\x12\x1d\n" +
 	"\x19STATISTICS_PERIOD_QUARTER\x10\x04\x12\x1a\n" +
-	"\x16STATISTICS_PERIOD_YEAR\x10\x052g\n" +
+	"\x16STATISTICS_PERIOD_YEAR\x10\x05*n\n" +
+	"\x0fStatisticsScope\x12 \n" +
+	"\x1cSTATISTICS_SCOPE_UNSPECIFIED\x10\x00\x12\x18\n" +
+	"\x14STATISTICS_SCOPE_OWN\x10\x01\x12\x1f\n" +
+	"\x1bSTATISTICS_SCOPE_FEDERATION\x10\x022g\n" +
 	"\x11StatisticsService\x12R\n" +
 	"\rGetStatistics\x12\x1c.irx.v1.GetStatisticsRequest\x1a\x1d.irx.v1.GetStatisticsResponse\"\x04\x90\xb5\x18\x01B*Z(github.com/irxfed/irx/proto/irx/v1;irxv1b\x06proto3"
 
@@ -667,49 +1008,64 @@ func file_irx_v1_statistics_service_proto_rawDescGZIP() []byte {
 	return file_irx_v1_statistics_service_proto_rawDescData
 }
 
-var file_irx_v1_statistics_service_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_irx_v1_statistics_service_proto_msgTypes = make([]protoimpl.MessageInfo, 5)
+var file_irx_v1_statistics_service_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
+var file_irx_v1_statistics_service_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
 var file_irx_v1_statistics_service_proto_goTypes = []any{
 	(StatisticsDimension)(0),      // 0: irx.v1.StatisticsDimension
 	(StatisticsPeriod)(0),         // 1: irx.v1.StatisticsPeriod
-	(*StatisticsFilter)(nil),      // 2: irx.v1.StatisticsFilter
-	(*GetStatisticsRequest)(nil),  // 3: irx.v1.GetStatisticsRequest
-	(*DurationPercentiles)(nil),   // 4: irx.v1.DurationPercentiles
-	(*StatisticsRow)(nil),         // 5: irx.v1.StatisticsRow
-	(*GetStatisticsResponse)(nil), // 6: irx.v1.GetStatisticsResponse
-	(Tlp)(0),                      // 7: irx.v1.Tlp
-	(Status)(0),                   // 8: irx.v1.Status
-	(Priority)(0),                 // 9: irx.v1.Priority
-	(*timestamppb.Timestamp)(nil), // 10: google.protobuf.Timestamp
-	(ReadConsistency)(0),          // 11: irx.v1.ReadConsistency
-	(*durationpb.Duration)(nil),   // 12: google.protobuf.Duration
+	(StatisticsScope)(0),          // 2: irx.v1.StatisticsScope
+	(*StatisticsFilter)(nil),      // 3: irx.v1.StatisticsFilter
+	(*GetStatisticsRequest)(nil),  // 4: irx.v1.GetStatisticsRequest
+	(*DurationPercentiles)(nil),   // 5: irx.v1.DurationPercentiles
+	(*StatisticsRow)(nil),         // 6: irx.v1.StatisticsRow
+	(*GetStatisticsResponse)(nil), // 7: irx.v1.GetStatisticsResponse
+	(*TeamStatistics)(nil),        // 8: irx.v1.TeamStatistics
+	(*SharedStatistics)(nil),      // 9: irx.v1.SharedStatistics
+	(*StatisticsCell)(nil),        // 10: irx.v1.StatisticsCell
+	(Tlp)(0),                      // 11: irx.v1.Tlp
+	(Status)(0),                   // 12: irx.v1.Status
+	(Priority)(0),                 // 13: irx.v1.Priority
+	(*timestamppb.Timestamp)(nil), // 14: google.protobuf.Timestamp
+	(ReadConsistency)(0),          // 15: irx.v1.ReadConsistency
+	(*durationpb.Duration)(nil),   // 16: google.protobuf.Duration
 }
 var file_irx_v1_statistics_service_proto_depIdxs = []int32{
-	7,  // 0: irx.v1.StatisticsFilter.tlps:type_name -> irx.v1.Tlp
-	8,  // 1: irx.v1.StatisticsFilter.statuses:type_name -> irx.v1.Status
-	9,  // 2: irx.v1.StatisticsFilter.priorities:type_name -> irx.v1.Priority
+	11, // 0: irx.v1.StatisticsFilter.tlps:type_name -> irx.v1.Tlp
+	12, // 1: irx.v1.StatisticsFilter.statuses:type_name -> irx.v1.Status
+	13, // 2: irx.v1.StatisticsFilter.priorities:type_name -> irx.v1.Priority
 	0,  // 3: irx.v1.GetStatisticsRequest.group_by:type_name -> irx.v1.StatisticsDimension
 	1,  // 4: irx.v1.GetStatisticsRequest.period:type_name -> irx.v1.StatisticsPeriod
-	10, // 5: irx.v1.GetStatisticsRequest.start_time:type_name -> google.protobuf.Timestamp
-	10, // 6: irx.v1.GetStatisticsRequest.end_time:type_name -> google.protobuf.Timestamp
-	2,  // 7: irx.v1.GetStatisticsRequest.filter:type_name -> irx.v1.StatisticsFilter
-	11, // 8: irx.v1.GetStatisticsRequest.consistency:type_name -> irx.v1.ReadConsistency
-	12, // 9: irx.v1.DurationPercentiles.p50:type_name -> google.protobuf.Duration
-	12, // 10: irx.v1.DurationPercentiles.p90:type_name -> google.protobuf.Duration
-	10, // 11: irx.v1.StatisticsRow.period_start:type_name -> google.protobuf.Timestamp
-	7,  // 12: irx.v1.StatisticsRow.tlp:type_name -> irx.v1.Tlp
-	8,  // 13: irx.v1.StatisticsRow.status:type_name -> irx.v1.Status
-	9,  // 14: irx.v1.StatisticsRow.priority:type_name -> irx.v1.Priority
-	4,  // 15: irx.v1.StatisticsRow.time_to_first_response:type_name -> irx.v1.DurationPercentiles
-	4,  // 16: irx.v1.StatisticsRow.time_to_resolution:type_name -> irx.v1.DurationPercentiles
-	5,  // 17: irx.v1.GetStatisticsResponse.rows:type_name -> irx.v1.StatisticsRow
-	3,  // 18: irx.v1.StatisticsService.GetStatistics:input_type -> irx.v1.GetStatisticsRequest
-	6,  // 19: irx.v1.StatisticsService.GetStatistics:output_type -> irx.v1.GetStatisticsResponse
-	19, // [19:20] is the sub-list for method output_type
-	18, // [18:19] is the sub-list for method input_type
-	18, // [18:18] is the sub-list for extension type_name
-	18, // [18:18] is the sub-list for extension extendee
-	0,  // [0:18] is the sub-list for field type_name
+	14, // 5: irx.v1.GetStatisticsRequest.start_time:type_name -> google.protobuf.Timestamp
+	14, // 6: irx.v1.GetStatisticsRequest.end_time:type_name -> google.protobuf.Timestamp
+	3,  // 7: irx.v1.GetStatisticsRequest.filter:type_name -> irx.v1.StatisticsFilter
+	15, // 8: irx.v1.GetStatisticsRequest.consistency:type_name -> irx.v1.ReadConsistency
+	2,  // 9: irx.v1.GetStatisticsRequest.scope:type_name -> irx.v1.StatisticsScope
+	16, // 10: irx.v1.DurationPercentiles.p50:type_name -> google.protobuf.Duration
+	16, // 11: irx.v1.DurationPercentiles.p90:type_name -> google.protobuf.Duration
+	14, // 12: irx.v1.StatisticsRow.period_start:type_name -> google.protobuf.Timestamp
+	11, // 13: irx.v1.StatisticsRow.tlp:type_name -> irx.v1.Tlp
+	12, // 14: irx.v1.StatisticsRow.status:type_name -> irx.v1.Status
+	13, // 15: irx.v1.StatisticsRow.priority:type_name -> irx.v1.Priority
+	5,  // 16: irx.v1.StatisticsRow.time_to_first_response:type_name -> irx.v1.DurationPercentiles
+	5,  // 17: irx.v1.StatisticsRow.time_to_resolution:type_name -> irx.v1.DurationPercentiles
+	6,  // 18: irx.v1.GetStatisticsResponse.rows:type_name -> irx.v1.StatisticsRow
+	8,  // 19: irx.v1.GetStatisticsResponse.teams:type_name -> irx.v1.TeamStatistics
+	14, // 20: irx.v1.TeamStatistics.as_of_time:type_name -> google.protobuf.Timestamp
+	6,  // 21: irx.v1.TeamStatistics.rows:type_name -> irx.v1.StatisticsRow
+	14, // 22: irx.v1.SharedStatistics.as_of_time:type_name -> google.protobuf.Timestamp
+	10, // 23: irx.v1.SharedStatistics.cells:type_name -> irx.v1.StatisticsCell
+	1,  // 24: irx.v1.StatisticsCell.period:type_name -> irx.v1.StatisticsPeriod
+	14, // 25: irx.v1.StatisticsCell.period_start:type_name -> google.protobuf.Timestamp
+	11, // 26: irx.v1.StatisticsCell.tlp:type_name -> irx.v1.Tlp
+	12, // 27: irx.v1.StatisticsCell.status:type_name -> irx.v1.Status
+	13, // 28: irx.v1.StatisticsCell.priority:type_name -> irx.v1.Priority
+	4,  // 29: irx.v1.StatisticsService.GetStatistics:input_type -> irx.v1.GetStatisticsRequest
+	7,  // 30: irx.v1.StatisticsService.GetStatistics:output_type -> irx.v1.GetStatisticsResponse
+	30, // [30:31] is the sub-list for method output_type
+	29, // [29:30] is the sub-list for method input_type
+	29, // [29:29] is the sub-list for extension type_name
+	29, // [29:29] is the sub-list for extension extendee
+	0,  // [0:29] is the sub-list for field type_name
 }
 
 func init() { file_irx_v1_statistics_service_proto_init() }
@@ -725,8 +1081,8 @@ func file_irx_v1_statistics_service_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_irx_v1_statistics_service_proto_rawDesc), len(file_irx_v1_statistics_service_proto_rawDesc)),
-			NumEnums:      2,
-			NumMessages:   5,
+			NumEnums:      3,
+			NumMessages:   8,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
