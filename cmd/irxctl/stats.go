@@ -18,7 +18,7 @@ func statsCommand() *command {
 		name:  "stats",
 		usage: "stats COMMAND",
 		short: "Count the team's incidents by period, taxonomy, TLP, status, priority and origin",
-		subs:  []*command{statsGetCommand()},
+		subs:  []*command{statsGetCommand(), statsPublishCommand(), statsChartCommand()},
 	}
 }
 
@@ -40,13 +40,14 @@ var statsPeriods = map[string]irxv1.StatisticsPeriod{
 
 // statsFlags are the flags that make a GetStatisticsRequest.
 type statsFlags struct {
-	by, period, from, to *string
-	stale                *bool
+	by, period, from, to, scope *string
+	stale                       *bool
 }
 
 func addStatsFlags(fs *flag.FlagSet) statsFlags {
 	return statsFlags{
 		by:     fs.String("by", "", "group by these dimensions, comma-separated: class, type, tlp, status, priority, origin"),
+		scope:  fs.String("scope", "own", "own: every record the team holds; federation: the team's own and each peer's shared statistics"),
 		period: fs.String("period", "month", "day, week, month, quarter or year (UTC)"),
 		from:   fs.String("from", "", "first day counted, YYYY-MM-DD (default: the start of the month eleven months ago)"),
 		to:     fs.String("to", "", "the day after the last counted, YYYY-MM-DD (default: tomorrow)"),
@@ -63,6 +64,13 @@ func (f statsFlags) request(now time.Time) (*irxv1.GetStatisticsRequest, error) 
 		return nil, usageErrorf("--period %q: use day, week, month, quarter or year", *f.period)
 	}
 	req.Period = p
+	switch *f.scope {
+	case "own":
+	case "federation":
+		req.Scope = irxv1.StatisticsScope_STATISTICS_SCOPE_FEDERATION
+	default:
+		return nil, usageErrorf("--scope %q: use own or federation", *f.scope)
+	}
 	if *f.by != "" {
 		for _, name := range strings.Split(*f.by, ",") {
 			d, ok := statsDimensions[strings.TrimSpace(name)]
@@ -95,7 +103,7 @@ func (f statsFlags) request(now time.Time) (*irxv1.GetStatisticsRequest, error) 
 func statsGetCommand() *command {
 	return &command{
 		name:  "get",
-		usage: "stats get [--by class,tlp,...] [--period month] [--from YYYY-MM-DD] [--to YYYY-MM-DD] [--stale]",
+		usage: "stats get [--by class,tlp,...] [--period month] [--from YYYY-MM-DD] [--to YYYY-MM-DD] [--scope own|federation] [--stale]",
 		short: "Print incident counts per period and group, with response-time percentiles",
 		long: `Counts the incidents the team holds (its own and those received from
 peers, under their origin team) whose report time falls in [--from, --to),
@@ -117,6 +125,15 @@ resolved) and to its first resolved version, to the minute.`,
 						return err
 					}
 					return c.printList(resp, "rows", len(resp.GetRows()), func(w io.Writer) error {
+						for _, t := range resp.GetTeams() {
+							fmt.Fprintf(w, "== %s (as of %s) ==\n", t.GetTeamId(), timeLabel(t.GetAsOfTime()))
+							if err := writeStatsTable(w, req, t.GetRows()); err != nil {
+								return err
+							}
+						}
+						if len(resp.GetTeams()) > 0 {
+							fmt.Fprintln(w, "== federation total ==")
+						}
 						return writeStatsTable(w, req, resp.GetRows())
 					})
 				})

@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 	"fmt"
+	"math"
 	"slices"
 	"time"
 
@@ -31,21 +32,61 @@ type StatisticsObserver func(cells int, took time.Duration)
 // StatisticsService implements irx.v1.StatisticsService.
 type StatisticsService struct {
 	irxv1.UnimplementedStatisticsServiceServer
+	proposer   Proposer
 	barrier    ReadBarrier
 	store      StatisticsStore
 	maxPeriods int
 	observe    StatisticsObserver
 }
 
-// NewStatisticsService returns the service over a read barrier and the
-// statistics. A query of more than maxPeriods periods is refused (0:
+// NewStatisticsService returns the service over a proposer (for privacy
+// budgets), a read barrier and the statistics. A query of more than maxPeriods periods is refused (0:
 // DefaultMaxStatisticsPeriods); observe, if not nil, is told each query's
 // cost.
-func NewStatisticsService(b ReadBarrier, s StatisticsStore, maxPeriods int, observe StatisticsObserver) *StatisticsService {
+func NewStatisticsService(p Proposer, b ReadBarrier, s StatisticsStore, maxPeriods int, observe StatisticsObserver) *StatisticsService {
 	if maxPeriods <= 0 {
 		maxPeriods = DefaultMaxStatisticsPeriods
 	}
-	return &StatisticsService{barrier: b, store: s, maxPeriods: maxPeriods, observe: observe}
+	return &StatisticsService{proposer: p, barrier: b, store: s, maxPeriods: maxPeriods, observe: observe}
+}
+
+// MaxDatasetLength bounds a privacy budget's dataset name.
+const MaxDatasetLength = 128
+
+// SpendPrivacyBudget implements irx.v1.StatisticsService.
+func (s *StatisticsService) SpendPrivacyBudget(ctx context.Context, req *irxv1.SpendPrivacyBudgetRequest) (*irxv1.SpendPrivacyBudgetResponse, error) {
+	var vs []record.Violation
+	switch d := req.GetDataset(); {
+	case d == "":
+		vs = append(vs, record.Violation{Field: "dataset", Description: "is required"})
+	case len(d) > MaxDatasetLength:
+		vs = append(vs, record.Violation{Field: "dataset", Description: fmt.Sprintf("is longer than %d bytes", MaxDatasetLength)})
+	default:
+		if why := record.CheckText(d, record.Identifier); why != "" {
+			vs = append(vs, record.Violation{Field: "dataset", Description: why})
+		}
+	}
+	for _, f := range []struct {
+		name string
+		v    float64
+	}{{"epsilon", req.GetEpsilon()}, {"budget", req.GetBudget()}} {
+		if !(f.v > 0) || math.IsInf(f.v, 0) {
+			vs = append(vs, record.Violation{Field: f.name, Description: fmt.Sprintf("must be a positive finite number, not %v", f.v)})
+		}
+	}
+	if len(vs) > 0 {
+		return nil, invalidArgument(vs)
+	}
+	res, err := s.proposer.Propose(ctx, &irxv1.Command{Kind: &irxv1.Command_SpendPrivacyBudget{SpendPrivacyBudget: &irxv1.SpendPrivacyBudgetCommand{
+		Dataset: req.GetDataset(), Epsilon: req.GetEpsilon(), Budget: req.GetBudget(),
+	}}})
+	if err != nil {
+		return nil, err
+	}
+	if res.Err != nil {
+		return nil, ToStatus(res.Err)
+	}
+	return &irxv1.SpendPrivacyBudgetResponse{Budget: res.Budget}, nil
 }
 
 // GetStatistics implements irx.v1.StatisticsService.

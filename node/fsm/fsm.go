@@ -52,7 +52,9 @@ type Result struct {
 	// Binding and Revoked are what an access command stored.
 	Binding *irxv1.RoleBinding
 	Revoked *irxv1.RevokedCertificate
-	Err     error
+	// Budget is what a SpendPrivacyBudgetCommand left of the budget.
+	Budget *irxv1.PrivacyBudget
+	Err    error
 	// Batch holds one result per command of a CommandBatch entry.
 	Batch []*Result
 	// Encoded is the stored encoding of the incident a create made, for
@@ -97,6 +99,8 @@ func (r *Result) Stored() (proto.Message, error) {
 		return r.Binding, nil
 	case r.Revoked != nil:
 		return r.Revoked, nil
+	case r.Budget != nil:
+		return r.Budget, nil
 	}
 	return nil, nil
 }
@@ -597,6 +601,8 @@ func (a *applier) applyOne(cmd *irxv1.Command, index uint64) *Result {
 		return a.revokeCertificate(k.RevokeCertificate, cmd.GetActor())
 	case *irxv1.Command_PublishStatistics:
 		return a.publishStatistics()
+	case *irxv1.Command_SpendPrivacyBudget:
+		return a.spendPrivacyBudget(k.SpendPrivacyBudget)
 	case *irxv1.Command_RecordAction:
 		if cmd.GetActor().GetTarget() == "" {
 			return &Result{Err: fmt.Errorf("%w at index %d: an action to record without actor and target", ErrInvalidCommand, index)}

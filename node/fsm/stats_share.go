@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"time"
 
@@ -11,6 +12,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/irxfed/irx/errdefs"
 	irxv1 "github.com/irxfed/irx/proto/irx/v1"
 )
 
@@ -297,4 +299,44 @@ func sortRows(rows []StatsRow) {
 		}
 		return compareCells(a.Cell, b.Cell)
 	})
+}
+
+// Privacy budgets of public releases: st/dp/<dataset> holds its
+// PrivacyBudget.
+var prefixPrivacyBudget = []byte("st/dp/")
+
+// ErrBudgetExhausted refuses a release that would spend past its
+// dataset's privacy budget.
+var ErrBudgetExhausted = errdefs.New(errdefs.ErrResourceExhausted, "privacy budget exhausted")
+
+// ErrBudgetFixed refuses a spend that names another total budget than the
+// one the dataset's first spend fixed.
+var ErrBudgetFixed = errdefs.New(errdefs.ErrFailedPrecondition, "privacy budget fixed")
+
+func privacyBudgetKey(dataset string) []byte { return cat(prefixPrivacyBudget, []byte(dataset)) }
+
+// spendPrivacyBudget spends c.epsilon of the dataset's budget. The checks
+// of the values are the proposer's; these only keep the state sound.
+func (a *applier) spendPrivacyBudget(c *irxv1.SpendPrivacyBudgetCommand) *Result {
+	eps, total := c.GetEpsilon(), c.GetBudget()
+	if c.GetDataset() == "" || !(eps > 0) || !(total > 0) || math.IsInf(eps, 0) || math.IsInf(total, 0) {
+		return &Result{Err: fmt.Errorf("%w at index %d: a privacy budget spend without dataset, or with epsilon %v and budget %v", ErrInvalidCommand, a.index, eps, total)}
+	}
+	b := &irxv1.PrivacyBudget{Dataset: c.GetDataset(), Budget: total}
+	found, err := getProto(a.b, privacyBudgetKey(c.GetDataset()), b)
+	if err != nil {
+		a.fail(err)
+		return &Result{Err: err}
+	}
+	if found && b.GetBudget() != total {
+		return &Result{Err: fmt.Errorf("%w: dataset %q has a budget of %v, not %v; it was fixed by its first release", ErrBudgetFixed, c.GetDataset(), b.GetBudget(), total)}
+	}
+	if b.GetSpent()+eps > total*(1+1e-12) {
+		return &Result{Err: fmt.Errorf("%w: dataset %q has spent %v of its budget %v; a release of epsilon %v would pass it", ErrBudgetExhausted, c.GetDataset(), b.GetSpent(), total, eps)}
+	}
+	b.Spent += eps
+	b.Releases++
+	b.UpdateTime = a.now
+	a.setProto(b, privacyBudgetKey(c.GetDataset()))
+	return &Result{Budget: b, Err: a.err}
 }

@@ -910,6 +910,201 @@ func (x *StatisticsCell) GetCount() int64 {
 	return 0
 }
 
+// Request for StatisticsService.SpendPrivacyBudget.
+type SpendPrivacyBudgetRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The dataset the release is of: one budget per dataset. At most 128
+	// bytes, without control characters.
+	Dataset string `protobuf:"bytes,1,opt,name=dataset,proto3" json:"dataset,omitempty"`
+	// The privacy loss of the release; positive.
+	Epsilon float64 `protobuf:"fixed64,2,opt,name=epsilon,proto3" json:"epsilon,omitempty"`
+	// The dataset's total budget; positive. The first spend sets it, and a
+	// later spend must name the same.
+	Budget        float64 `protobuf:"fixed64,3,opt,name=budget,proto3" json:"budget,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SpendPrivacyBudgetRequest) Reset() {
+	*x = SpendPrivacyBudgetRequest{}
+	mi := &file_irx_v1_statistics_service_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SpendPrivacyBudgetRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SpendPrivacyBudgetRequest) ProtoMessage() {}
+
+func (x *SpendPrivacyBudgetRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_irx_v1_statistics_service_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SpendPrivacyBudgetRequest.ProtoReflect.Descriptor instead.
+func (*SpendPrivacyBudgetRequest) Descriptor() ([]byte, []int) {
+	return file_irx_v1_statistics_service_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *SpendPrivacyBudgetRequest) GetDataset() string {
+	if x != nil {
+		return x.Dataset
+	}
+	return ""
+}
+
+func (x *SpendPrivacyBudgetRequest) GetEpsilon() float64 {
+	if x != nil {
+		return x.Epsilon
+	}
+	return 0
+}
+
+func (x *SpendPrivacyBudgetRequest) GetBudget() float64 {
+	if x != nil {
+		return x.Budget
+	}
+	return 0
+}
+
+// Response for StatisticsService.SpendPrivacyBudget.
+type SpendPrivacyBudgetResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The budget after the spend.
+	Budget        *PrivacyBudget `protobuf:"bytes,1,opt,name=budget,proto3" json:"budget,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SpendPrivacyBudgetResponse) Reset() {
+	*x = SpendPrivacyBudgetResponse{}
+	mi := &file_irx_v1_statistics_service_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SpendPrivacyBudgetResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SpendPrivacyBudgetResponse) ProtoMessage() {}
+
+func (x *SpendPrivacyBudgetResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_irx_v1_statistics_service_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SpendPrivacyBudgetResponse.ProtoReflect.Descriptor instead.
+func (*SpendPrivacyBudgetResponse) Descriptor() ([]byte, []int) {
+	return file_irx_v1_statistics_service_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *SpendPrivacyBudgetResponse) GetBudget() *PrivacyBudget {
+	if x != nil {
+		return x.Budget
+	}
+	return nil
+}
+
+// PrivacyBudget is what a dataset's public releases have spent of their
+// differential privacy budget.
+type PrivacyBudget struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The dataset.
+	Dataset string `protobuf:"bytes,1,opt,name=dataset,proto3" json:"dataset,omitempty"`
+	// The total budget.
+	Budget float64 `protobuf:"fixed64,2,opt,name=budget,proto3" json:"budget,omitempty"`
+	// What the releases spent.
+	Spent float64 `protobuf:"fixed64,3,opt,name=spent,proto3" json:"spent,omitempty"`
+	// How many releases spent it.
+	Releases int64 `protobuf:"varint,4,opt,name=releases,proto3" json:"releases,omitempty"`
+	// When the last release spent.
+	UpdateTime    *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=update_time,json=updateTime,proto3" json:"update_time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PrivacyBudget) Reset() {
+	*x = PrivacyBudget{}
+	mi := &file_irx_v1_statistics_service_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PrivacyBudget) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PrivacyBudget) ProtoMessage() {}
+
+func (x *PrivacyBudget) ProtoReflect() protoreflect.Message {
+	mi := &file_irx_v1_statistics_service_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PrivacyBudget.ProtoReflect.Descriptor instead.
+func (*PrivacyBudget) Descriptor() ([]byte, []int) {
+	return file_irx_v1_statistics_service_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *PrivacyBudget) GetDataset() string {
+	if x != nil {
+		return x.Dataset
+	}
+	return ""
+}
+
+func (x *PrivacyBudget) GetBudget() float64 {
+	if x != nil {
+		return x.Budget
+	}
+	return 0
+}
+
+func (x *PrivacyBudget) GetSpent() float64 {
+	if x != nil {
+		return x.Spent
+	}
+	return 0
+}
+
+func (x *PrivacyBudget) GetReleases() int64 {
+	if x != nil {
+		return x.Releases
+	}
+	return 0
+}
+
+func (x *PrivacyBudget) GetUpdateTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.UpdateTime
+	}
+	return nil
+}
+
 var File_irx_v1_statistics_service_proto protoreflect.FileDescriptor
 
 const file_irx_v1_statistics_service_proto_rawDesc = "" +
@@ -973,7 +1168,20 @@ const file_irx_v1_statistics_service_proto_rawDesc = "" +
 	"\x03tlp\x18\x05 \x01(\x0e2\v.irx.v1.TlpR\x03tlp\x12&\n" +
 	"\x06status\x18\x06 \x01(\x0e2\x0e.irx.v1.StatusR\x06status\x12,\n" +
 	"\bpriority\x18\a \x01(\x0e2\x10.irx.v1.PriorityR\bpriority\x12\x14\n" +
-	"\x05count\x18\b \x01(\x03R\x05count*\x94\x02\n" +
+	"\x05count\x18\b \x01(\x03R\x05count\"g\n" +
+	"\x19SpendPrivacyBudgetRequest\x12\x18\n" +
+	"\adataset\x18\x01 \x01(\tR\adataset\x12\x18\n" +
+	"\aepsilon\x18\x02 \x01(\x01R\aepsilon\x12\x16\n" +
+	"\x06budget\x18\x03 \x01(\x01R\x06budget\"K\n" +
+	"\x1aSpendPrivacyBudgetResponse\x12-\n" +
+	"\x06budget\x18\x01 \x01(\v2\x15.irx.v1.PrivacyBudgetR\x06budget\"\xb0\x01\n" +
+	"\rPrivacyBudget\x12\x18\n" +
+	"\adataset\x18\x01 \x01(\tR\adataset\x12\x16\n" +
+	"\x06budget\x18\x02 \x01(\x01R\x06budget\x12\x14\n" +
+	"\x05spent\x18\x03 \x01(\x01R\x05spent\x12\x1a\n" +
+	"\breleases\x18\x04 \x01(\x03R\breleases\x12;\n" +
+	"\vupdate_time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"updateTime*\x94\x02\n" +
 	"\x13StatisticsDimension\x12$\n" +
 	" STATISTICS_DIMENSION_UNSPECIFIED\x10\x00\x12'\n" +
 	"#STATISTICS_DIMENSION_TAXONOMY_CLASS\x10\x01\x12&\n" +
@@ -992,9 +1200,10 @@ const file_irx_v1_statistics_service_proto_rawDesc = "" +
 	"\x0fStatisticsScope\x12 \n" +
 	"\x1cSTATISTICS_SCOPE_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14STATISTICS_SCOPE_OWN\x10\x01\x12\x1f\n" +
-	"\x1bSTATISTICS_SCOPE_FEDERATION\x10\x022g\n" +
+	"\x1bSTATISTICS_SCOPE_FEDERATION\x10\x022\xca\x01\n" +
 	"\x11StatisticsService\x12R\n" +
-	"\rGetStatistics\x12\x1c.irx.v1.GetStatisticsRequest\x1a\x1d.irx.v1.GetStatisticsResponse\"\x04\x90\xb5\x18\x01B*Z(github.com/irxfed/irx/proto/irx/v1;irxv1b\x06proto3"
+	"\rGetStatistics\x12\x1c.irx.v1.GetStatisticsRequest\x1a\x1d.irx.v1.GetStatisticsResponse\"\x04\x90\xb5\x18\x01\x12a\n" +
+	"\x12SpendPrivacyBudget\x12!.irx.v1.SpendPrivacyBudgetRequest\x1a\".irx.v1.SpendPrivacyBudgetResponse\"\x04\x90\xb5\x18\x03B*Z(github.com/irxfed/irx/proto/irx/v1;irxv1b\x06proto3"
 
 var (
 	file_irx_v1_statistics_service_proto_rawDescOnce sync.Once
@@ -1009,63 +1218,70 @@ func file_irx_v1_statistics_service_proto_rawDescGZIP() []byte {
 }
 
 var file_irx_v1_statistics_service_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_irx_v1_statistics_service_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
+var file_irx_v1_statistics_service_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
 var file_irx_v1_statistics_service_proto_goTypes = []any{
-	(StatisticsDimension)(0),      // 0: irx.v1.StatisticsDimension
-	(StatisticsPeriod)(0),         // 1: irx.v1.StatisticsPeriod
-	(StatisticsScope)(0),          // 2: irx.v1.StatisticsScope
-	(*StatisticsFilter)(nil),      // 3: irx.v1.StatisticsFilter
-	(*GetStatisticsRequest)(nil),  // 4: irx.v1.GetStatisticsRequest
-	(*DurationPercentiles)(nil),   // 5: irx.v1.DurationPercentiles
-	(*StatisticsRow)(nil),         // 6: irx.v1.StatisticsRow
-	(*GetStatisticsResponse)(nil), // 7: irx.v1.GetStatisticsResponse
-	(*TeamStatistics)(nil),        // 8: irx.v1.TeamStatistics
-	(*SharedStatistics)(nil),      // 9: irx.v1.SharedStatistics
-	(*StatisticsCell)(nil),        // 10: irx.v1.StatisticsCell
-	(Tlp)(0),                      // 11: irx.v1.Tlp
-	(Status)(0),                   // 12: irx.v1.Status
-	(Priority)(0),                 // 13: irx.v1.Priority
-	(*timestamppb.Timestamp)(nil), // 14: google.protobuf.Timestamp
-	(ReadConsistency)(0),          // 15: irx.v1.ReadConsistency
-	(*durationpb.Duration)(nil),   // 16: google.protobuf.Duration
+	(StatisticsDimension)(0),           // 0: irx.v1.StatisticsDimension
+	(StatisticsPeriod)(0),              // 1: irx.v1.StatisticsPeriod
+	(StatisticsScope)(0),               // 2: irx.v1.StatisticsScope
+	(*StatisticsFilter)(nil),           // 3: irx.v1.StatisticsFilter
+	(*GetStatisticsRequest)(nil),       // 4: irx.v1.GetStatisticsRequest
+	(*DurationPercentiles)(nil),        // 5: irx.v1.DurationPercentiles
+	(*StatisticsRow)(nil),              // 6: irx.v1.StatisticsRow
+	(*GetStatisticsResponse)(nil),      // 7: irx.v1.GetStatisticsResponse
+	(*TeamStatistics)(nil),             // 8: irx.v1.TeamStatistics
+	(*SharedStatistics)(nil),           // 9: irx.v1.SharedStatistics
+	(*StatisticsCell)(nil),             // 10: irx.v1.StatisticsCell
+	(*SpendPrivacyBudgetRequest)(nil),  // 11: irx.v1.SpendPrivacyBudgetRequest
+	(*SpendPrivacyBudgetResponse)(nil), // 12: irx.v1.SpendPrivacyBudgetResponse
+	(*PrivacyBudget)(nil),              // 13: irx.v1.PrivacyBudget
+	(Tlp)(0),                           // 14: irx.v1.Tlp
+	(Status)(0),                        // 15: irx.v1.Status
+	(Priority)(0),                      // 16: irx.v1.Priority
+	(*timestamppb.Timestamp)(nil),      // 17: google.protobuf.Timestamp
+	(ReadConsistency)(0),               // 18: irx.v1.ReadConsistency
+	(*durationpb.Duration)(nil),        // 19: google.protobuf.Duration
 }
 var file_irx_v1_statistics_service_proto_depIdxs = []int32{
-	11, // 0: irx.v1.StatisticsFilter.tlps:type_name -> irx.v1.Tlp
-	12, // 1: irx.v1.StatisticsFilter.statuses:type_name -> irx.v1.Status
-	13, // 2: irx.v1.StatisticsFilter.priorities:type_name -> irx.v1.Priority
+	14, // 0: irx.v1.StatisticsFilter.tlps:type_name -> irx.v1.Tlp
+	15, // 1: irx.v1.StatisticsFilter.statuses:type_name -> irx.v1.Status
+	16, // 2: irx.v1.StatisticsFilter.priorities:type_name -> irx.v1.Priority
 	0,  // 3: irx.v1.GetStatisticsRequest.group_by:type_name -> irx.v1.StatisticsDimension
 	1,  // 4: irx.v1.GetStatisticsRequest.period:type_name -> irx.v1.StatisticsPeriod
-	14, // 5: irx.v1.GetStatisticsRequest.start_time:type_name -> google.protobuf.Timestamp
-	14, // 6: irx.v1.GetStatisticsRequest.end_time:type_name -> google.protobuf.Timestamp
+	17, // 5: irx.v1.GetStatisticsRequest.start_time:type_name -> google.protobuf.Timestamp
+	17, // 6: irx.v1.GetStatisticsRequest.end_time:type_name -> google.protobuf.Timestamp
 	3,  // 7: irx.v1.GetStatisticsRequest.filter:type_name -> irx.v1.StatisticsFilter
-	15, // 8: irx.v1.GetStatisticsRequest.consistency:type_name -> irx.v1.ReadConsistency
+	18, // 8: irx.v1.GetStatisticsRequest.consistency:type_name -> irx.v1.ReadConsistency
 	2,  // 9: irx.v1.GetStatisticsRequest.scope:type_name -> irx.v1.StatisticsScope
-	16, // 10: irx.v1.DurationPercentiles.p50:type_name -> google.protobuf.Duration
-	16, // 11: irx.v1.DurationPercentiles.p90:type_name -> google.protobuf.Duration
-	14, // 12: irx.v1.StatisticsRow.period_start:type_name -> google.protobuf.Timestamp
-	11, // 13: irx.v1.StatisticsRow.tlp:type_name -> irx.v1.Tlp
-	12, // 14: irx.v1.StatisticsRow.status:type_name -> irx.v1.Status
-	13, // 15: irx.v1.StatisticsRow.priority:type_name -> irx.v1.Priority
+	19, // 10: irx.v1.DurationPercentiles.p50:type_name -> google.protobuf.Duration
+	19, // 11: irx.v1.DurationPercentiles.p90:type_name -> google.protobuf.Duration
+	17, // 12: irx.v1.StatisticsRow.period_start:type_name -> google.protobuf.Timestamp
+	14, // 13: irx.v1.StatisticsRow.tlp:type_name -> irx.v1.Tlp
+	15, // 14: irx.v1.StatisticsRow.status:type_name -> irx.v1.Status
+	16, // 15: irx.v1.StatisticsRow.priority:type_name -> irx.v1.Priority
 	5,  // 16: irx.v1.StatisticsRow.time_to_first_response:type_name -> irx.v1.DurationPercentiles
 	5,  // 17: irx.v1.StatisticsRow.time_to_resolution:type_name -> irx.v1.DurationPercentiles
 	6,  // 18: irx.v1.GetStatisticsResponse.rows:type_name -> irx.v1.StatisticsRow
 	8,  // 19: irx.v1.GetStatisticsResponse.teams:type_name -> irx.v1.TeamStatistics
-	14, // 20: irx.v1.TeamStatistics.as_of_time:type_name -> google.protobuf.Timestamp
+	17, // 20: irx.v1.TeamStatistics.as_of_time:type_name -> google.protobuf.Timestamp
 	6,  // 21: irx.v1.TeamStatistics.rows:type_name -> irx.v1.StatisticsRow
-	14, // 22: irx.v1.SharedStatistics.as_of_time:type_name -> google.protobuf.Timestamp
+	17, // 22: irx.v1.SharedStatistics.as_of_time:type_name -> google.protobuf.Timestamp
 	10, // 23: irx.v1.SharedStatistics.cells:type_name -> irx.v1.StatisticsCell
 	1,  // 24: irx.v1.StatisticsCell.period:type_name -> irx.v1.StatisticsPeriod
-	14, // 25: irx.v1.StatisticsCell.period_start:type_name -> google.protobuf.Timestamp
-	11, // 26: irx.v1.StatisticsCell.tlp:type_name -> irx.v1.Tlp
-	12, // 27: irx.v1.StatisticsCell.status:type_name -> irx.v1.Status
-	13, // 28: irx.v1.StatisticsCell.priority:type_name -> irx.v1.Priority
-	4,  // 29: irx.v1.StatisticsService.GetStatistics:input_type -> irx.v1.GetStatisticsRequest
-	7,  // 30: irx.v1.StatisticsService.GetStatistics:output_type -> irx.v1.GetStatisticsResponse
-	30, // [30:31] is the sub-list for method output_type
-	29, // [29:30] is the sub-list for method input_type
-	29, // [29:29] is the sub-list for extension type_name
-	29, // [29:29] is the sub-list for extension extendee
-	0,  // [0:29] is the sub-list for field type_name
+	17, // 25: irx.v1.StatisticsCell.period_start:type_name -> google.protobuf.Timestamp
+	14, // 26: irx.v1.StatisticsCell.tlp:type_name -> irx.v1.Tlp
+	15, // 27: irx.v1.StatisticsCell.status:type_name -> irx.v1.Status
+	16, // 28: irx.v1.StatisticsCell.priority:type_name -> irx.v1.Priority
+	13, // 29: irx.v1.SpendPrivacyBudgetResponse.budget:type_name -> irx.v1.PrivacyBudget
+	17, // 30: irx.v1.PrivacyBudget.update_time:type_name -> google.protobuf.Timestamp
+	4,  // 31: irx.v1.StatisticsService.GetStatistics:input_type -> irx.v1.GetStatisticsRequest
+	11, // 32: irx.v1.StatisticsService.SpendPrivacyBudget:input_type -> irx.v1.SpendPrivacyBudgetRequest
+	7,  // 33: irx.v1.StatisticsService.GetStatistics:output_type -> irx.v1.GetStatisticsResponse
+	12, // 34: irx.v1.StatisticsService.SpendPrivacyBudget:output_type -> irx.v1.SpendPrivacyBudgetResponse
+	33, // [33:35] is the sub-list for method output_type
+	31, // [31:33] is the sub-list for method input_type
+	31, // [31:31] is the sub-list for extension type_name
+	31, // [31:31] is the sub-list for extension extendee
+	0,  // [0:31] is the sub-list for field type_name
 }
 
 func init() { file_irx_v1_statistics_service_proto_init() }
@@ -1082,7 +1298,7 @@ func file_irx_v1_statistics_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_irx_v1_statistics_service_proto_rawDesc), len(file_irx_v1_statistics_service_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   8,
+			NumMessages:   11,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -19,7 +19,8 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	StatisticsService_GetStatistics_FullMethodName = "/irx.v1.StatisticsService/GetStatistics"
+	StatisticsService_GetStatistics_FullMethodName      = "/irx.v1.StatisticsService/GetStatistics"
+	StatisticsService_SpendPrivacyBudget_FullMethodName = "/irx.v1.StatisticsService/SpendPrivacyBudget"
 )
 
 // StatisticsServiceClient is the client API for StatisticsService service.
@@ -34,6 +35,11 @@ type StatisticsServiceClient interface {
 	// Counts incidents per period and per combination of the dimensions
 	// asked for, with the times to first response and to resolution.
 	GetStatistics(ctx context.Context, in *GetStatisticsRequest, opts ...grpc.CallOption) (*GetStatisticsResponse, error)
+	// Spends part of a dataset's privacy budget for a differentially private
+	// public release, or refuses (RESOURCE_EXHAUSTED) a release that would
+	// spend past it. The budget is replicated state: every node refuses the
+	// same. The first spend of a dataset fixes its budget.
+	SpendPrivacyBudget(ctx context.Context, in *SpendPrivacyBudgetRequest, opts ...grpc.CallOption) (*SpendPrivacyBudgetResponse, error)
 }
 
 type statisticsServiceClient struct {
@@ -54,6 +60,16 @@ func (c *statisticsServiceClient) GetStatistics(ctx context.Context, in *GetStat
 	return out, nil
 }
 
+func (c *statisticsServiceClient) SpendPrivacyBudget(ctx context.Context, in *SpendPrivacyBudgetRequest, opts ...grpc.CallOption) (*SpendPrivacyBudgetResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SpendPrivacyBudgetResponse)
+	err := c.cc.Invoke(ctx, StatisticsService_SpendPrivacyBudget_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // StatisticsServiceServer is the server API for StatisticsService service.
 // All implementations must embed UnimplementedStatisticsServiceServer
 // for forward compatibility.
@@ -66,6 +82,11 @@ type StatisticsServiceServer interface {
 	// Counts incidents per period and per combination of the dimensions
 	// asked for, with the times to first response and to resolution.
 	GetStatistics(context.Context, *GetStatisticsRequest) (*GetStatisticsResponse, error)
+	// Spends part of a dataset's privacy budget for a differentially private
+	// public release, or refuses (RESOURCE_EXHAUSTED) a release that would
+	// spend past it. The budget is replicated state: every node refuses the
+	// same. The first spend of a dataset fixes its budget.
+	SpendPrivacyBudget(context.Context, *SpendPrivacyBudgetRequest) (*SpendPrivacyBudgetResponse, error)
 	mustEmbedUnimplementedStatisticsServiceServer()
 }
 
@@ -78,6 +99,9 @@ type UnimplementedStatisticsServiceServer struct{}
 
 func (UnimplementedStatisticsServiceServer) GetStatistics(context.Context, *GetStatisticsRequest) (*GetStatisticsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetStatistics not implemented")
+}
+func (UnimplementedStatisticsServiceServer) SpendPrivacyBudget(context.Context, *SpendPrivacyBudgetRequest) (*SpendPrivacyBudgetResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method SpendPrivacyBudget not implemented")
 }
 func (UnimplementedStatisticsServiceServer) mustEmbedUnimplementedStatisticsServiceServer() {}
 func (UnimplementedStatisticsServiceServer) testEmbeddedByValue()                           {}
@@ -118,6 +142,24 @@ func _StatisticsService_GetStatistics_Handler(srv interface{}, ctx context.Conte
 	return interceptor(ctx, in, info, handler)
 }
 
+func _StatisticsService_SpendPrivacyBudget_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SpendPrivacyBudgetRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(StatisticsServiceServer).SpendPrivacyBudget(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: StatisticsService_SpendPrivacyBudget_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(StatisticsServiceServer).SpendPrivacyBudget(ctx, req.(*SpendPrivacyBudgetRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // StatisticsService_ServiceDesc is the grpc.ServiceDesc for StatisticsService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -128,6 +170,10 @@ var StatisticsService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetStatistics",
 			Handler:    _StatisticsService_GetStatistics_Handler,
+		},
+		{
+			MethodName: "SpendPrivacyBudget",
+			Handler:    _StatisticsService_SpendPrivacyBudget_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
