@@ -76,6 +76,9 @@ type Config struct {
 	// ahead is a mistake or an attempt to pin a record to the top of every
 	// time-ordered list.
 	FutureSkew time.Duration
+	// StatisticsMaxPeriods bounds the periods one GetStatistics call may
+	// produce; 0 means api.DefaultMaxStatisticsPeriods.
+	StatisticsMaxPeriods int
 
 	// Import is what ImportIncidents applies where a document says no TLP
 	// or no taxonomy entry and the request names none.

@@ -63,6 +63,8 @@ var wantPermission = map[string]irxv1.Permission{
 	"/irx.v1.AccessService/ListRoleBindings":        irxv1.Permission_PERMISSION_READ,
 	"/irx.v1.AccessService/ListRevokedCertificates": irxv1.Permission_PERMISSION_READ,
 	"/irx.v1.AccessService/ListOperatorActions":     irxv1.Permission_PERMISSION_READ,
+	"/irx.v1.StatisticsService/GetStatistics":       irxv1.Permission_PERMISSION_READ,
+	"/irx.v1.StatisticsService/SpendPrivacyBudget":  irxv1.Permission_PERMISSION_POLICIES_WRITE,
 }
 
 // openMethods answer every operator certificate of the team, without a

@@ -155,6 +155,7 @@ func parseOptions(args []string, stderr io.Writer, getenv func(string) string) (
 		showVer    = fs.Bool("version", false, "print the version and the commit irxd was built from, and exit")
 		memLimit   = fs.String("memory-limit", "", "the node's memory limit, such as 768MiB (default: GOMEMLIMIT, else 3/4 of the cgroup's limit, else 1GiB)")
 		perPeer    = fs.Int("streams-per-peer", 0, fmt.Sprintf("Subscribe streams one peer may have open on this node (default %d)", federation.DefaultStreamsPerPeer))
+		statsEvery = fs.Duration("statistics-interval", 0, "how often the leader publishes the team's statistics to peers whose policy discloses the statistical class, when they changed (default "+federation.DefaultStatisticsInterval.String()+")")
 		streamB    = fs.String("stream-bytes", "", fmt.Sprintf("bytes one Subscribe stream may hold unsent, such as 4MiB (default %dMiB)", federation.DefaultStreamBytes>>20))
 	)
 	if err := fs.Parse(args); err != nil {
@@ -291,6 +292,8 @@ func parseOptions(args []string, stderr io.Writer, getenv func(string) string) (
 			o.node.Storage.ScrubInterval = *scrubEvery
 		case "future-skew":
 			o.node.FutureSkew = *skew
+		case "statistics-interval":
+			o.federation.StatisticsInterval = *statsEvery
 		}
 	})
 	return o, errors.Join(err, sizeErr)
