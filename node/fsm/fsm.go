@@ -127,6 +127,9 @@ type FSM struct {
 	applied    atomic.Uint64
 	lastTicket atomic.Uint64
 	feedSeq    atomic.Uint64
+	// restored is the state's RestoreMark, nil for a team never restored.
+	// It changes only with the database (Restore).
+	restored atomic.Pointer[irxv1.RestoreMark]
 
 	// tombstones mirrors the tomb/ keys: up to which version each origin
 	// withdrew a foreign incident. Every received record is checked
@@ -247,6 +250,13 @@ func (f *FSM) adopt(db *pebble.DB) error {
 	if err != nil {
 		return err
 	}
+	mark := &irxv1.RestoreMark{}
+	if found, err := getProto(db, keyRestore, mark); err != nil {
+		return err
+	} else if !found {
+		mark = nil
+	}
+	f.restored.Store(mark)
 	f.db, f.tombstones, f.foreignHigh = db, tombstones, high
 	f.access.Store(access)
 	return nil
@@ -298,6 +308,10 @@ func (f *FSM) LastTicket() uint64 { return f.lastTicket.Load() }
 
 // FeedSequence is the last sequence number of the team's feed.
 func (f *FSM) FeedSequence() uint64 { return f.feedSeq.Load() }
+
+// Restored returns the mark of the restore that started this team, nil if
+// it was never restored from a backup.
+func (f *FSM) Restored() *irxv1.RestoreMark { return f.restored.Load() }
 
 // Apply implements raft.FSM.
 func (f *FSM) Apply(l *raft.Log) any { return f.ApplyBatch([]*raft.Log{l})[0] }
