@@ -126,8 +126,11 @@ func NewFileDecoder(r io.Reader, team string) (*Decoder, error) {
 	return NewDecoder(func() (*irxv1.BackupResponse, error) {
 		m := &irxv1.BackupResponse{}
 		if err := opts.UnmarshalFrom(br, m); err != nil {
-			if errors.Is(err, io.EOF) {
+			switch {
+			case errors.Is(err, io.EOF):
 				return nil, io.EOF
+			case errors.Is(err, io.ErrUnexpectedEOF):
+				return nil, invalid("truncated: the file ends inside a message")
 			}
 			return nil, invalid("damaged message: %v", err)
 		}
