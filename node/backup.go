@@ -2,6 +2,8 @@ package node
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -134,7 +136,9 @@ func (n *Node) seedFromBackup(store raft.SnapshotStore, addr raft.ServerAddress)
 	if err != nil {
 		return fmt.Errorf("restore: snapshot store: %w", err)
 	}
-	mark, err := fsm.RestoredSnapshot(sink, d)
+	var g [8]byte
+	_, _ = rand.Read(g[:]) // crypto/rand.Read does not fail
+	mark, err := fsm.RestoredSnapshot(sink, d, binary.BigEndian.Uint64(g[:])|1)
 	if err == nil {
 		// The snapshot stream ends before the backup's trailer: read to
 		// the end so the checksum is checked again, on these bytes.

@@ -593,6 +593,8 @@ func (a *applier) applyOne(cmd *irxv1.Command, index uint64) *Result {
 		return a.applyPeerFeed(k.ApplyPeerFeed)
 	case *irxv1.Command_AcknowledgePeer:
 		return a.acknowledgePeer(k.AcknowledgePeer)
+	case *irxv1.Command_ResyncPeer:
+		return a.resyncPeer(k.ResyncPeer)
 	case *irxv1.Command_SetTeamDescription:
 		return a.setTeamDescription(k.SetTeamDescription)
 	case *irxv1.Command_Redisclose:

@@ -19,19 +19,19 @@ func TestRestoredSnapshot(t *testing.T) {
 	}
 
 	var out bytes.Buffer
-	mark, err := RestoredSnapshot(&out, bytes.NewReader(snap.data))
+	mark, err := RestoredSnapshot(&out, bytes.NewReader(snap.data), 7)
 	if err != nil {
 		t.Fatal(err)
 	}
 	want := countersOf(src.f)
-	if mark.GetGeneration() != 1 || mark.GetFeedSequence() != want.feed || mark.GetLastTicket() != want.ticket || mark.GetRaftIndex() != want.applied {
-		t.Fatalf("mark %v, want generation 1 at %+v", mark, want)
+	if mark.GetGeneration() != 7 || mark.GetFeedSequence() != want.feed || mark.GetLastTicket() != want.ticket || mark.GetRaftIndex() != want.applied {
+		t.Fatalf("mark %v, want generation 7 at %+v", mark, want)
 	}
 	dst := newHarness(t)
 	if err := dst.f.Restore((&snapshotBytes{data: out.Bytes()}).reader()); err != nil {
 		t.Fatal(err)
 	}
-	if got := dst.f.Restored(); got.GetGeneration() != 1 || got.GetFeedSequence() != want.feed {
+	if got := dst.f.Restored(); got.GetGeneration() != 7 || got.GetFeedSequence() != want.feed {
 		t.Fatalf("restored state's mark %v", got)
 	}
 	if got := countersOf(dst.f); got != want {
@@ -43,13 +43,14 @@ func TestRestoredSnapshot(t *testing.T) {
 		t.Fatal("the restored state differs from the backup's beyond the mark")
 	}
 
-	// The restored team, backed up and restored again: generation 2.
+	// The restored team, backed up and restored again: its mark is
+	// replaced by the new one.
 	var again bytes.Buffer
-	mark2, err := RestoredSnapshot(&again, bytes.NewReader(takeSnapshot(t, dst.f).data))
+	mark2, err := RestoredSnapshot(&again, bytes.NewReader(takeSnapshot(t, dst.f).data), 9)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if mark2.GetGeneration() != 2 || mark2.GetFeedSequence() != want.feed {
+	if mark2.GetGeneration() != 9 || mark2.GetFeedSequence() != want.feed {
 		t.Fatalf("second restore's mark %v", mark2)
 	}
 }
@@ -63,7 +64,7 @@ func TestRestoredSnapshotRefusesDamage(t *testing.T) {
 		"flipped":   append(append(bytes.Clone(data[:len(data)/2]), data[len(data)/2]^0x20), data[len(data)/2+1:]...),
 		"no magic":  data[3:],
 	} {
-		if _, err := RestoredSnapshot(&bytes.Buffer{}, bytes.NewReader(bad)); !errors.Is(err, ErrCorruptSnapshot) {
+		if _, err := RestoredSnapshot(&bytes.Buffer{}, bytes.NewReader(bad), 1); !errors.Is(err, ErrCorruptSnapshot) {
 			t.Errorf("%s: %v, want ErrCorruptSnapshot", name, err)
 		}
 	}

@@ -16,7 +16,6 @@ import (
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/hashicorp/raft"
-	"google.golang.org/protobuf/proto"
 
 	irxv1 "github.com/irxfed/irx/proto/irx/v1"
 )
@@ -112,15 +111,18 @@ func (sw *streamWriter) finish() error {
 
 // RestoredSnapshot copies the snapshot stream of a backup from r to w as
 // the first snapshot of a team restored from it: the same state, with a
-// RestoreMark one generation above the backup's own (if the backup is of a
-// restored team) that records where the backup left the feed and the
-// tickets. It returns the mark. The stream is checked as Restore checks
+// RestoreMark of generation (the caller's, unique to this restore; not 0)
+// that records where the backup left the feed and the tickets. It
+// returns the mark. The stream is checked as Restore checks
 // it; w is complete only when it returns nil.
 //
 // The mark goes into the state, not beside it, so every member of the
 // restored team has it from the first snapshot it installs, and the
 // federation reads it from the state it serves from.
-func RestoredSnapshot(w io.Writer, r io.Reader) (*irxv1.RestoreMark, error) {
+func RestoredSnapshot(w io.Writer, r io.Reader, generation uint64) (*irxv1.RestoreMark, error) {
+	if generation == 0 {
+		return nil, errors.New("fsm: a restore's generation must not be 0")
+	}
 	in := &chunkReader{r: bufio.NewReaderSize(r, 1<<20)}
 	magic := make([]byte, len(snapshotMagic))
 	if _, err := io.ReadFull(in.r, magic); err != nil || !bytes.Equal(magic, snapshotMagic) {
@@ -128,7 +130,7 @@ func RestoredSnapshot(w io.Writer, r io.Reader) (*irxv1.RestoreMark, error) {
 	}
 	in.crc = crc32.Update(0, crcTable, magic)
 	sw := newStreamWriter(w)
-	mark := &irxv1.RestoreMark{}
+	mark := &irxv1.RestoreMark{Generation: generation}
 	for {
 		key, err := in.chunk()
 		if err != nil {
@@ -144,11 +146,6 @@ func RestoredSnapshot(w io.Writer, r io.Reader) (*irxv1.RestoreMark, error) {
 		var counter *uint64
 		switch {
 		case bytes.Equal(key, keyRestore):
-			prev := &irxv1.RestoreMark{}
-			if err := proto.Unmarshal(val, prev); err != nil {
-				return nil, fmt.Errorf("%w: restore mark: %v", ErrCorruptSnapshot, err)
-			}
-			mark.Generation = prev.GetGeneration()
 			continue // replaced below
 		case bytes.Equal(key, keyFeed):
 			counter = &mark.FeedSequence
@@ -172,7 +169,6 @@ func RestoredSnapshot(w io.Writer, r io.Reader) (*irxv1.RestoreMark, error) {
 	if binary.BigEndian.Uint32(sum[:]) != in.crc {
 		return nil, fmt.Errorf("%w: checksum mismatch", ErrCorruptSnapshot)
 	}
-	mark.Generation++
 	enc, err := marshal.Marshal(mark)
 	if err != nil {
 		return nil, fmt.Errorf("fsm: restore mark: %w", err)

@@ -329,8 +329,9 @@ func (x *BackupTrailer) GetContentBytes() uint64 {
 // that is gone.
 type RestoreMark struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// 1 for the first restore of a team, one more for each restore of a
-	// restored team. 0 (no mark) is a team never restored.
+	// Chosen at random by the restore, never 0: two restores differ, even
+	// two of the same backup, so a peer that followed one of them tells the
+	// next apart. 0 (no mark) is a team never restored.
 	Generation uint64 `protobuf:"varint,1,opt,name=generation,proto3" json:"generation,omitempty"`
 	// The last feed sequence in the backup.
 	FeedSequence uint64 `protobuf:"varint,2,opt,name=feed_sequence,json=feedSequence,proto3" json:"feed_sequence,omitempty"`
