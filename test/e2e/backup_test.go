@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/fieldmaskpb"
 
 	"github.com/irxfed/irx/node/backup"
 	irxv1 "github.com/irxfed/irx/proto/irx/v1"
@@ -268,5 +269,104 @@ func TestRestoreRefusesBadBackups(t *testing.T) {
 	if err := r.Launch(ctx); err == nil || !strings.Contains(err.Error(), "the data directory is not empty") {
 		_ = r.Kill()
 		t.Fatalf("restore into a node's data directory: %v", err)
+	}
+}
+
+// TestRestoredTeamPeerNeitherLosesNorDuplicates: B follows A. A is backed
+// up, then makes more changes that B applies (a new record, a new version
+// of an old one). A is lost and restored from the backup; the restored A
+// hands out the same ticket and version numbers again for other content.
+// B must end up holding exactly what the restored A serves: the lost
+// record gone, the reused numbers holding the new content (not taken for
+// duplicates of the old), one copy of each version, and A's new records
+// arriving.
+func TestRestoredTeamPeerNeitherLosesNorDuplicates(t *testing.T) {
+	a := startTeam(t, "cert-a", 1)
+	b := startTeam(t, "cert-b", 1)
+	a.peerWith(t, b, false)
+	b.peerWith(t, a, true)
+	a.setPolicy(t, sharePolicy("cert-b", irxv1.Tlp_TLP_AMBER, 2))
+
+	var kept []*irxv1.Incident
+	for i := range 3 {
+		kept = append(kept, create(t, a.clients[0], shareable(i, irxv1.Tlp_TLP_GREEN)))
+	}
+	within := 30 * time.Second
+	eventually(t, within, "B holds A's first records", hasVersion(b.clients[0], kept[2].GetId(), 1))
+	file, _ := takeBackup(t, a.nodes[0])
+
+	lost := create(t, a.clients[0], shareable(10, irxv1.Tlp_TLP_GREEN)) // cert-a:4, after the backup
+	upd := proto.Clone(kept[0]).(*irxv1.Incident)
+	upd.Status = irxv1.Status_STATUS_RESOLVED
+	if _, err := a.clients[0].incidents.UpdateIncident(ctxT(t), &irxv1.UpdateIncidentRequest{Incident: upd, UpdateMask: &fieldmaskpb.FieldMask{Paths: []string{"status"}}}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, within, "B holds A's changes after the backup", func() error {
+		if err := hasVersion(b.clients[0], lost.GetId(), 1)(); err != nil {
+			return err
+		}
+		return hasVersion(b.clients[0], kept[0].GetId(), 2)()
+	})
+
+	// A is lost; the restored A serves on the same addresses, with the
+	// same CA, so B's peer record still finds and admits it.
+	old := a.nodes[0]
+	if err := old.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	restored := restoreTeam(t, "cert-a", file, old, old.APIAddr, old.FedAddr)
+	ra := dial(t, restored)
+	reissued := shareable(20, irxv1.Tlp_TLP_GREEN)
+	reissued.Descriptions[0].Text = "the restored team's fourth record"
+	if got := create(t, ra, reissued); got.GetId() != lost.GetId() {
+		t.Fatalf("the restored team's next record is %s; this test needs it to reuse %s", got.GetId(), lost.GetId())
+	}
+	upd2 := proto.Clone(kept[0]).(*irxv1.Incident)
+	upd2.Priority = irxv1.Priority_PRIORITY_LOW
+	if _, err := ra.incidents.UpdateIncident(ctxT(t), &irxv1.UpdateIncidentRequest{Incident: upd2, UpdateMask: &fieldmaskpb.FieldMask{Paths: []string{"priority"}}}); err != nil {
+		t.Fatal(err)
+	}
+	fresh := create(t, ra, shareable(21, irxv1.Tlp_TLP_GREEN))
+
+	eventually(t, 2*within, "B follows the restored A", func() error {
+		if err := hasVersion(b.clients[0], fresh.GetId(), 1)(); err != nil {
+			return err
+		}
+		got, err := get(b.clients[0], lost.GetId())
+		if err != nil {
+			return err
+		}
+		if got.GetDescriptions()[0].GetText() != reissued.Descriptions[0].Text {
+			return fmt.Errorf("B holds the lost content under %s: %q", lost.GetId(), got.GetDescriptions()[0].GetText())
+		}
+		v2, err := get(b.clients[0], kept[0].GetId())
+		if err != nil {
+			return err
+		}
+		if v2.GetVersion() != 2 || v2.GetPriority() != irxv1.Priority_PRIORITY_LOW || v2.GetStatus() == irxv1.Status_STATUS_RESOLVED {
+			return fmt.Errorf("B's %s is the lost version 2: %v", kept[0].GetId(), v2)
+		}
+		return nil
+	})
+	// Exactly what the restored A holds, one copy of each version.
+	want := map[string]int64{}
+	for _, inc := range listOrigin(t, ra, "cert-a") {
+		want[inc.GetId()] = inc.GetVersion()
+	}
+	got := map[string]int64{}
+	for _, inc := range listOrigin(t, b.clients[0], "cert-a") {
+		got[inc.GetId()] = inc.GetVersion()
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("B holds %v of cert-a, the restored cert-a %v", got, want)
+	}
+	for id, latest := range got {
+		resp, err := b.clients[0].incidents.ListIncidentVersions(ctxT(t), &irxv1.ListIncidentVersionsRequest{Id: id})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n := int64(len(resp.GetIncidents())); n != latest {
+			t.Fatalf("B holds %d versions of %s, latest %d", n, id, latest)
+		}
 	}
 }
