@@ -96,12 +96,33 @@ func runScale(ctx context.Context, args []string, out io.Writer) error {
 	}
 	fmt.Fprintf(out, "scale: %d-node team in %s, %d-byte incidents, %d clients\n", *nodes, dir, *size, *clients)
 
-	empty := drive(ctx, pool, *clients, request, *duration, 0)
+	empty := drive(ctx, pool, *clients, request, *duration, 0, nil)
 	fmt.Fprintf(out, "ingest on the empty store: %s\n", empty)
 	fmt.Fprintf(out, "RSS after it: %s\n", rss(team))
 
 	began := time.Now()
-	pre := drive(ctx, pool, *clients, request, 0, *records-empty.total)
+	var done atomic.Int64
+	stopProgress := make(chan struct{})
+	go func() {
+		// Progress every 30 s: the rate and the nodes' memory and disk as
+		// the store grows, for the projection to larger stores.
+		tick := time.NewTicker(30 * time.Second)
+		defer tick.Stop()
+		last, lastAt := int64(0), began
+		for {
+			select {
+			case <-stopProgress:
+				return
+			case now := <-tick.C:
+				n := done.Load()
+				fmt.Fprintf(out, "  preload %d+%d records, %.0f creates/s over the last %v; RSS %s; disk %s\n", empty.total, n,
+					float64(n-last)/now.Sub(lastAt).Seconds(), now.Sub(lastAt).Round(time.Second), rss(team), diskUse(team))
+				last, lastAt = n, now
+			}
+		}
+	}()
+	pre := drive(ctx, pool, *clients, request, 0, *records-empty.total, &done)
+	close(stopProgress)
 	fmt.Fprintf(out, "preload: %d records in %v (%.0f creates/s; %d failed calls)\n", pre.total, time.Since(began).Round(time.Second),
 		float64(pre.total)/time.Since(began).Seconds(), pre.failed)
 	if ctx.Err() != nil {
@@ -122,7 +143,7 @@ func runScale(ctx context.Context, args []string, out io.Writer) error {
 	}
 	fmt.Fprintf(out, "store: %d records (last ticket), Raft index %d; data directories: %s\n", st.GetLastTicket(), st.GetCommitIndex(), diskUse(team))
 
-	full := drive(ctx, pool, *clients, request, *duration, 0)
+	full := drive(ctx, pool, *clients, request, *duration, 0, nil)
 	fmt.Fprintf(out, "ingest on the full store: %s (%.0f%% of the empty store's rate)\n", full, 100*full.rate()/empty.rate())
 	fmt.Fprintf(out, "RSS after it: %s\n", rss(team))
 
@@ -161,8 +182,8 @@ func (d driven) String() string {
 }
 
 // drive runs clients creating incidents for duration, or (duration 0)
-// until count creates were acknowledged.
-func drive(ctx context.Context, pool []*grpc.ClientConn, clients int, request *encoded, duration time.Duration, count int) driven {
+// until count creates were acknowledged; progress, if not nil, counts them.
+func drive(ctx context.Context, pool []*grpc.ClientConn, clients int, request *encoded, duration time.Duration, count int, progress *atomic.Int64) driven {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	if duration > 0 {
@@ -195,6 +216,9 @@ func drive(ctx context.Context, pool []*grpc.ClientConn, clients int, request *e
 				}
 				if duration > 0 {
 					local = append(local, time.Since(t0))
+				}
+				if progress != nil {
+					progress.Add(1)
 				}
 				if n := done.Add(1); count > 0 && n >= int64(count) {
 					cancel()
