@@ -42,6 +42,7 @@ func runScale(ctx context.Context, args []string, out io.Writer) error {
 		calls    = fs.Int("calls", 200, "page reads per depth")
 		keep     = fs.Bool("keep", false, "keep the data directory")
 		prebuilt = fs.String("irxd", "", "use this irxd binary instead of building ./cmd/irxd")
+		irxdArgs = fs.String("irxd-args", "", "extra flags for every started irxd, space-separated (such as --snapshot-threshold 1024 --trailing-logs 256, so a new member installs a snapshot rather than replaying the whole log)")
 	)
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -69,7 +70,7 @@ func runScale(ctx context.Context, args []string, out io.Writer) error {
 		return err
 	}
 	startCtx, cancel := context.WithTimeout(ctx, time.Minute)
-	team, err := irxdtest.LaunchCluster(startCtx, bin, dir, *nodes)
+	team, err := irxdtest.LaunchCluster(startCtx, bin, dir, *nodes, strings.Fields(*irxdArgs)...)
 	cancel()
 	defer func() {
 		for _, n := range team {
@@ -150,7 +151,7 @@ func runScale(ctx context.Context, args []string, out io.Writer) error {
 	if err := listLatency(ctx, lconn, at, *calls, out); err != nil {
 		return err
 	}
-	return installMember(ctx, bin, dir, team, lconn, out)
+	return installMember(ctx, bin, dir, team, lconn, strings.Fields(*irxdArgs), out)
 }
 
 func apiAddrs(team []*irxdtest.Node) []string {
@@ -166,6 +167,7 @@ type driven struct {
 	total, failed int
 	elapsed       time.Duration
 	lat           []time.Duration
+	lastErr       string
 }
 
 func (d driven) rate() float64 { return float64(d.total) / d.elapsed.Seconds() }
@@ -178,7 +180,7 @@ func (d driven) String() string {
 		}
 		return d.lat[min(len(d.lat)-1, int(p*float64(len(d.lat))))].Round(100 * time.Microsecond)
 	}
-	return fmt.Sprintf("%d creates in %v = %.0f creates/s, p50 %v p99 %v, %d failed calls", d.total, d.elapsed.Round(time.Millisecond), d.rate(), pct(0.5), pct(0.99), d.failed)
+	return fmt.Sprintf("%d creates in %v = %.0f creates/s, p50 %v p99 %v, %d failed calls%s", d.total, d.elapsed.Round(time.Millisecond), d.rate(), pct(0.5), pct(0.99), d.failed, d.lastErr)
 }
 
 // drive runs clients creating incidents for duration, or (duration 0)
@@ -192,6 +194,7 @@ func drive(ctx context.Context, pool []*grpc.ClientConn, clients int, request *e
 	}
 	var (
 		done, failed atomic.Int64
+		lastErr      atomic.Value
 		mu           sync.Mutex
 		lat          []time.Duration
 		wg           sync.WaitGroup
@@ -211,6 +214,7 @@ func drive(ctx context.Context, pool []*grpc.ClientConn, clients int, request *e
 				if err != nil {
 					if ctx.Err() == nil {
 						failed.Add(1)
+						lastErr.Store(err.Error())
 					}
 					continue
 				}
@@ -230,7 +234,11 @@ func drive(ctx context.Context, pool []*grpc.ClientConn, clients int, request *e
 		}()
 	}
 	wg.Wait()
-	return driven{total: int(done.Load()), failed: int(failed.Load()), elapsed: time.Since(start), lat: lat}
+	d := driven{total: int(done.Load()), failed: int(failed.Load()), elapsed: time.Since(start), lat: lat}
+	if e, ok := lastErr.Load().(string); ok {
+		d.lastErr = " (last: " + e + ")"
+	}
+	return d
 }
 
 // rss reads each node's resident set from /proc.
@@ -310,8 +318,8 @@ func listLatency(ctx context.Context, conn *grpc.ClientConn, depths []int, calls
 // installMember adds a new node and times it from AddMember to having
 // applied the leader's commit index of that moment: a snapshot install of
 // the whole store, then the log after it.
-func installMember(ctx context.Context, bin, dir string, team []*irxdtest.Node, leader *grpc.ClientConn, out io.Writer) error {
-	n, err := irxdtest.NewNode(bin, filepath.Join(dir, fmt.Sprintf("node%d", len(team)+1)), "--node", fmt.Sprintf("node%d", len(team)+1), "--join")
+func installMember(ctx context.Context, bin, dir string, team []*irxdtest.Node, leader *grpc.ClientConn, extra []string, out io.Writer) error {
+	n, err := irxdtest.NewNode(bin, filepath.Join(dir, fmt.Sprintf("node%d", len(team)+1)), append([]string{"--node", fmt.Sprintf("node%d", len(team)+1), "--join"}, extra...)...)
 	if err != nil {
 		return err
 	}
@@ -350,6 +358,18 @@ func installMember(ctx context.Context, bin, dir string, team []*irxdtest.Node, 
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	fmt.Fprintf(out, "new member: installed the snapshot and applied index %d in %v; RSS %s\n", target, time.Since(began).Round(100*time.Millisecond), rss([]*irxdtest.Node{n}))
+	took := time.Since(began)
+	// A member that installed a snapshot keeps it in its own store; one
+	// that replayed the whole log (the leader still had its first entry)
+	// has none.
+	how := "replayed the log from its first entry (no snapshot installed)"
+	if snaps, _ := filepath.Glob(filepath.Join(n.DataDir, "snapshots", "snapshots", "*", "state.bin")); len(snaps) > 0 {
+		var size int64
+		if fi, err := os.Stat(snaps[0]); err == nil {
+			size = fi.Size()
+		}
+		how = fmt.Sprintf("installed a snapshot of %d MiB, then applied the log after it", size>>20)
+	}
+	fmt.Fprintf(out, "new member: reached index %d in %v: %s; RSS %s\n", target, took.Round(100*time.Millisecond), how, rss([]*irxdtest.Node{n}))
 	return nil
 }
