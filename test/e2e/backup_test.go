@@ -279,13 +279,33 @@ func TestRestoreRefusesBadBackups(t *testing.T) {
 // B must end up holding exactly what the restored A serves: the lost
 // record gone, the reused numbers holding the new content (not taken for
 // duplicates of the old), one copy of each version, and A's new records
-// arriving.
+// arriving. C, which also follows A but applied nothing after the backup,
+// keeps what it holds and just follows on: it receives only A's new
+// versions, once.
 func TestRestoredTeamPeerNeitherLosesNorDuplicates(t *testing.T) {
 	a := startTeam(t, "cert-a", 1)
 	b := startTeam(t, "cert-b", 1)
-	a.peerWith(t, b, false)
-	b.peerWith(t, a, true)
-	a.setPolicy(t, sharePolicy("cert-b", irxv1.Tlp_TLP_AMBER, 2))
+	c := startTeam(t, "cert-c", 1)
+	for _, p := range []*team{b, c} {
+		a.peerWith(t, p, false)
+		p.peerWith(t, a, true)
+		a.setPolicy(t, sharePolicy(p.id, irxv1.Tlp_TLP_AMBER, 2))
+	}
+	follow := func(tm *team, on bool) {
+		t.Helper()
+		if _, err := tm.peers[0].UpdatePeer(ctxT(t), &irxv1.UpdatePeerRequest{Peer: &irxv1.Peer{TeamId: "cert-a", Disabled: !on},
+			UpdateMask: &fieldmaskpb.FieldMask{Paths: []string{"disabled"}}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	received := func(tm *team) uint64 {
+		t.Helper()
+		p, err := tm.peers[0].GetPeer(ctxT(t), &irxv1.GetPeerRequest{TeamId: "cert-a"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p.GetPeer().GetStatus().GetReceived()
+	}
 
 	var kept []*irxv1.Incident
 	for i := range 3 {
@@ -293,6 +313,20 @@ func TestRestoredTeamPeerNeitherLosesNorDuplicates(t *testing.T) {
 	}
 	within := 30 * time.Second
 	eventually(t, within, "B holds A's first records", hasVersion(b.clients[0], kept[2].GetId(), 1))
+	eventually(t, within, "C holds A's first records", hasVersion(c.clients[0], kept[2].GetId(), 1))
+	// C stops following before the backup, so its cursor stays within it.
+	follow(c, false)
+	eventually(t, within, "C stops following A", func() error {
+		p, err := c.peers[0].GetPeer(ctxT(t), &irxv1.GetPeerRequest{TeamId: "cert-a"})
+		if err != nil {
+			return err
+		}
+		if p.GetPeer().GetStatus().GetConnected() {
+			return errors.New("still connected")
+		}
+		return nil
+	})
+	cBefore := received(c)
 	file, _ := takeBackup(t, a.nodes[0])
 
 	lost := create(t, a.clients[0], shareable(10, irxv1.Tlp_TLP_GREEN)) // cert-a:4, after the backup
@@ -327,6 +361,7 @@ func TestRestoredTeamPeerNeitherLosesNorDuplicates(t *testing.T) {
 		t.Fatal(err)
 	}
 	fresh := create(t, ra, shareable(21, irxv1.Tlp_TLP_GREEN))
+	follow(c, true)
 
 	eventually(t, 2*within, "B follows the restored A", func() error {
 		if err := hasVersion(b.clients[0], fresh.GetId(), 1)(); err != nil {
@@ -348,25 +383,37 @@ func TestRestoredTeamPeerNeitherLosesNorDuplicates(t *testing.T) {
 		}
 		return nil
 	})
+	eventually(t, 2*within, "C follows the restored A", hasVersion(c.clients[0], fresh.GetId(), 1))
 	// Exactly what the restored A holds, one copy of each version.
 	want := map[string]int64{}
 	for _, inc := range listOrigin(t, ra, "cert-a") {
 		want[inc.GetId()] = inc.GetVersion()
 	}
-	got := map[string]int64{}
-	for _, inc := range listOrigin(t, b.clients[0], "cert-a") {
-		got[inc.GetId()] = inc.GetVersion()
-	}
-	if fmt.Sprint(got) != fmt.Sprint(want) {
-		t.Fatalf("B holds %v of cert-a, the restored cert-a %v", got, want)
-	}
-	for id, latest := range got {
-		resp, err := b.clients[0].incidents.ListIncidentVersions(ctxT(t), &irxv1.ListIncidentVersionsRequest{Id: id})
-		if err != nil {
-			t.Fatal(err)
+	for _, tm := range []*team{b, c} {
+		eventually(t, within, tm.id+" holds what the restored A holds", func() error {
+			got := map[string]int64{}
+			for _, inc := range listOrigin(t, tm.clients[0], "cert-a") {
+				got[inc.GetId()] = inc.GetVersion()
+			}
+			if fmt.Sprint(got) != fmt.Sprint(want) {
+				return fmt.Errorf("%s holds %v of cert-a, the restored cert-a %v", tm.id, got, want)
+			}
+			return nil
+		})
+		for id, latest := range want {
+			resp, err := tm.clients[0].incidents.ListIncidentVersions(ctxT(t), &irxv1.ListIncidentVersionsRequest{Id: id})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if n := int64(len(resp.GetIncidents())); n != latest {
+				t.Fatalf("%s holds %d versions of %s, latest %d", tm.id, n, id, latest)
+			}
 		}
-		if n := int64(len(resp.GetIncidents())); n != latest {
-			t.Fatalf("B holds %d versions of %s, latest %d", n, id, latest)
-		}
+	}
+	// C kept its copies: it stored the restored A's three new versions
+	// (the reissued record, the new version 2, the fresh record) and
+	// nothing again.
+	if got := received(c) - cBefore; got != 3 {
+		t.Fatalf("C stored %d versions after the restore, want the 3 new ones (a resync would store every version again)\n%s", got, c.nodes[0].Logs())
 	}
 }
