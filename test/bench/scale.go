@@ -18,6 +18,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/irxfed/irx/node/backup"
 	irxv1 "github.com/irxfed/irx/proto/irx/v1"
 	"github.com/irxfed/irx/test/irxdtest"
 )
@@ -26,8 +27,9 @@ import (
 // to -records through the operator API (CreateIncident from -clients
 // concurrent clients: the real write path, nothing written behind the
 // nodes' backs), then measures on the full store: ingest, each node's
-// RSS, ListIncidents page latency at several depths, and how long a new
-// member takes to install the team's snapshot and catch up.
+// RSS, ListIncidents page latency at several depths, a backup and a
+// restore from it, and how long a new member takes to install the team's
+// snapshot and catch up.
 //
 //	go run ./test/bench scale -records 1000000
 func runScale(ctx context.Context, args []string, out io.Writer) error {
@@ -122,7 +124,10 @@ func runScale(ctx context.Context, args []string, out io.Writer) error {
 			}
 		}
 	}()
-	pre := drive(ctx, pool, *clients, request, 0, *records-empty.total, &done)
+	var pre driven
+	if remaining := *records - empty.total; remaining > 0 {
+		pre = drive(ctx, pool, *clients, request, 0, remaining, &done)
+	}
 	close(stopProgress)
 	fmt.Fprintf(out, "preload: %d records in %v (%.0f creates/s; %d failed calls)\n", pre.total, time.Since(began).Round(time.Second),
 		float64(pre.total)/time.Since(began).Seconds(), pre.failed)
@@ -149,6 +154,9 @@ func runScale(ctx context.Context, args []string, out io.Writer) error {
 	fmt.Fprintf(out, "RSS after it: %s\n", rss(team))
 
 	if err := listLatency(ctx, lconn, at, *calls, out); err != nil {
+		return err
+	}
+	if err := backupAndRestore(ctx, bin, dir, team, leader, out); err != nil {
 		return err
 	}
 	return installMember(ctx, bin, dir, team, lconn, strings.Fields(*irxdArgs), out)
@@ -312,6 +320,76 @@ func listLatency(ctx context.Context, conn *grpc.ClientConn, depths []int, calls
 		fmt.Fprintf(out, "ListIncidents, 50 per page, at depth %d (≈%d): p50 %v p99 %v max %v\n", d, d/1000*1000, lat[len(lat)/2].Round(10*time.Microsecond),
 			lat[len(lat)*99/100].Round(10*time.Microsecond), lat[len(lat)-1].Round(10*time.Microsecond))
 	}
+	return nil
+}
+
+// backupAndRestore times a backup taken from a follower into a file,
+// checked as irxctl checks it, and a restore from it: irxd --restore until
+// the new team's node serves.
+func backupAndRestore(ctx context.Context, bin, dir string, team []*irxdtest.Node, leader string, out io.Writer) error {
+	from := team[0]
+	if from.APIAddr == leader {
+		from = team[1%len(team)]
+	}
+	conn, err := from.Dial()
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	path := filepath.Join(dir, "scale.irxbackup")
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	began := time.Now()
+	stream, err := irxv1.NewBackupServiceClient(conn).Backup(ctx, &irxv1.BackupRequest{})
+	if err != nil {
+		return err
+	}
+	for {
+		m, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return fmt.Errorf("backup: %w", err)
+		}
+		if err := backup.WriteMessage(f, m); err != nil {
+			return err
+		}
+	}
+	if err := f.Sync(); err != nil {
+		return err
+	}
+	took := time.Since(began)
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return err
+	}
+	hdr, err := backup.Verify(f, "")
+	if err != nil {
+		return err
+	}
+	verified := time.Since(began)
+	fmt.Fprintf(out, "backup from a follower: %d MiB of state at Raft index %d in %v (%.0f MiB/s), checksum read back and verified by %v\n",
+		hdr.GetSizeBytes()>>20, hdr.GetRaftIndex(), took.Round(100*time.Millisecond), float64(hdr.GetSizeBytes())/(1<<20)/took.Seconds(), verified.Round(100*time.Millisecond))
+
+	n, err := irxdtest.NewNode(bin, filepath.Join(dir, "restored"), "--node", "node1", "--restore", path)
+	if err != nil {
+		return err
+	}
+	if err := irxdtest.ShareDevCAFrom(team[0], n); err != nil {
+		return err
+	}
+	startCtx, cancel := context.WithTimeout(ctx, 30*time.Minute)
+	defer cancel()
+	began = time.Now()
+	if err := n.Start(startCtx); err != nil {
+		return err
+	}
+	defer func() { _ = n.Stop(30 * time.Second) }()
+	fmt.Fprintf(out, "restore: irxd --restore serving in %v (verify the file, write it as the first snapshot, restore it); RSS %s\n",
+		time.Since(began).Round(100*time.Millisecond), rss([]*irxdtest.Node{n}))
 	return nil
 }
 
