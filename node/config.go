@@ -60,6 +60,9 @@ type Config struct {
 	// Join starts the node without bootstrapping: it waits for a member of
 	// a running team to add it (ClusterService/AddMember).
 	Join bool
+	// Restore is a backup file (BackupService/Backup) to start a new team
+	// from; the data directory must be empty. See CheckRestore.
+	Restore string
 
 	TLS     TLSConfig
 	Raft    RaftConfig
