@@ -107,8 +107,14 @@ func (m *mapper) mapIncident(n *element) *irxv1.Incident {
 		m.errf(m.child(n, "EndTime"), "", "is before StartTime")
 	}
 
-	// irx's own fields, as an export by irx writes them.
+	// irx's own fields and the parts it kept, as an export by irx writes
+	// them.
 	m.mergeResidual(n, inc)
+	for _, k := range m.children(n, "AdditionalData") {
+		if !m.readExtra(k) && !k.used {
+			k.used = false
+		}
+	}
 	if inc.Tlp != irxv1.Tlp_TLP_UNSPECIFIED {
 		docTLP = inc.Tlp
 	}
@@ -294,6 +300,9 @@ func (m *mapper) assessment(n *element, inherited irxv1.Restriction) {
 		}
 		si.Type = m.impactType(k, systemImpactTypeEnum)
 		si.Description = m.firstText(k, "Description")
+		if len(k.attrs) == 0 && len(k.children) == 0 {
+			continue // says nothing: what an export writes where the schema wants an impact
+		}
 		a.SystemImpacts = append(a.SystemImpacts, si)
 	}
 	for _, k := range m.children(n, "BusinessImpact") {
@@ -315,6 +324,7 @@ func (m *mapper) assessment(n *element, inherited irxv1.Restriction) {
 	if c := m.child(n, "Confidence"); c != nil {
 		a.Confidence, _ = m.confidence(c)
 	}
+	m.mergeResidual(n, a)
 	if a.Occurrence != 0 || len(a.SystemImpacts)+len(a.BusinessImpacts) > 0 || a.MonetaryImpact != nil || a.Confidence != 0 {
 		m.inc.Assessments = append(m.inc.Assessments, a)
 	}
@@ -394,6 +404,7 @@ func (m *mapper) method(n *element, inherited irxv1.Restriction) {
 			k.used = false
 		}
 	}
+	m.mergeResidual(n, mt)
 	if mt.Description != "" || len(mt.References)+len(mt.Vulnerabilities)+len(mt.Weaknesses)+len(mt.AttackPatterns) > 0 {
 		m.inc.Methods = append(m.inc.Methods, mt)
 	} else if len(n.children) > 0 && !anyUsed(n.children) {
@@ -509,6 +520,7 @@ func (m *mapper) contact(n *element, inherited irxv1.Restriction, org string) {
 			c.Fax = f.textValue()
 		}
 	}
+	m.mergeResidual(n, c)
 	m.inc.Contacts = append(m.inc.Contacts, c)
 	within := org
 	if c.Type == irxv1.ContactType_CONTACT_TYPE_ORGANIZATION && c.Organization != "" {
@@ -543,6 +555,9 @@ func (m *mapper) eventData(n *element, inherited irxv1.Restriction) {
 		if !anyUsed(flow.children) {
 			flow.used = false
 		}
+	}
+	for _, k := range m.children(n, "Expectation") {
+		m.expectation(k, r)
 	}
 	for _, rec := range m.children(n, "Record") {
 		rr, _ := m.restriction(rec, r)
@@ -589,6 +604,7 @@ func (m *mapper) recordData(n *element, inherited irxv1.Restriction) {
 		return
 	}
 	le.Content = strings.Join(lines, "\n")
+	m.mergeResidual(n, le)
 	m.inc.LogExcerpts = append(m.inc.LogExcerpts, le)
 }
 
@@ -596,6 +612,18 @@ func (m *mapper) historyItem(n *element, inherited irxv1.Restriction) {
 	r, _ := m.restriction(n, inherited)
 	h := &irxv1.HistoryItem{Restriction: m.part(r)}
 	v, raw, ok := enumAttr(m, n, "action", historyActionEnum)
+	if ok && raw == "ext-value" {
+		// irx's own actions, as an export writes them.
+		if ext := n.findAttr("ext-action"); ext != nil {
+			word := strings.TrimSpace(ext.value)
+			name := "HISTORY_ACTION_" + strings.ToUpper(strings.ReplaceAll(word, "-", "_"))
+			if x, found := irxv1.HistoryAction_value[name]; found {
+				v, raw, ext.used = irxv1.HistoryAction(x), word, true
+			} else if word == "unspecified" {
+				v, raw, ext.used = irxv1.HistoryAction_HISTORY_ACTION_UNSPECIFIED, word, true
+			}
+		}
+	}
 	if ok {
 		h.Action = v
 		if want := strings.ToUpper(strings.ReplaceAll(raw, "-", "_")); raw != "ext-value" && "HISTORY_ACTION_"+want != v.String() {
@@ -606,5 +634,40 @@ func (m *mapper) historyItem(n *element, inherited irxv1.Restriction) {
 		h.Time = m.timestamp(dt)
 	}
 	h.Description = m.firstText(n, "Description")
+	m.mergeResidual(n, h)
+	for _, k := range m.children(n, "AdditionalData") {
+		if a := k.findAttr("meaning"); a != nil && strings.TrimSpace(a.value) == noTimeMeaning {
+			a.used = true
+			k.attr("dtype")
+			h.Time = nil // the writer's, not the record's
+		} else if !k.used {
+			k.used = false
+		}
+	}
 	m.inc.History = append(m.inc.History, h)
+}
+
+func (m *mapper) expectation(n *element, inherited irxv1.Restriction) {
+	r, _ := m.restriction(n, inherited)
+	x := &irxv1.Expectation{Restriction: m.part(r)}
+	if a := n.findAttr("action"); a != nil {
+		a.used = true
+		x.Action = strings.TrimSpace(a.value)
+		if x.Action == "ext-value" {
+			if ext, ok := n.attr("ext-action"); ok && ext != "" {
+				x.Action = ext
+			}
+		}
+	}
+	if v, _, ok := enumAttr(m, n, "severity", severityEnum); ok {
+		x.Severity = v
+	}
+	x.Description = m.firstText(n, "Description")
+	if k := m.child(n, "StartTime"); k != nil {
+		x.StartTime = m.timestamp(k)
+	}
+	if k := m.child(n, "EndTime"); k != nil {
+		x.EndTime = m.timestamp(k)
+	}
+	m.inc.Expectations = append(m.inc.Expectations, x)
 }

@@ -33,6 +33,11 @@ func (m *mapper) indicator(n *element, inherited irxv1.Restriction) {
 		return
 	}
 	base := &irxv1.Indicator{Restriction: m.part(r)}
+	if id := m.child(n, "IndicatorID"); id != nil {
+		name, _ := id.attr("name")
+		version, _ := id.attr("version")
+		base.IodefId = &irxv1.IndicatorId{Id: id.textValue(), Name: name, Version: version}
+	}
 	base.Description = m.firstText(n, "Description")
 	if k := m.child(n, "StartTime"); k != nil {
 		base.FirstSeenTime = m.timestamp(k)
@@ -132,6 +137,10 @@ func (m *mapper) observable(n *element, r irxv1.Restriction) []indicatorValue {
 	}
 	for _, b := range m.children(n, "BulkObservable") {
 		kind, raw, ok := enumAttr(m, b, "type", bulkObservableTypeEnum)
+		if ext := b.findAttr("ext-type"); !ok && raw == "ext-value" && ext != nil && strings.TrimSpace(ext.value) == otherIndicatorType {
+			ext.used, b.findAttr("type").used = true, true
+			kind, ok = irxv1.IndicatorKind_INDICATOR_KIND_OTHER, true
+		}
 		if !ok && raw == "ext-value" {
 			// RFC 7970 section 7.2 lists C2 domains as ext-type "fqdn".
 			if ext := b.findAttr("ext-type"); ext != nil && slices.Contains([]string{"fqdn", "domain"}, strings.ToLower(strings.TrimSpace(ext.value))) {

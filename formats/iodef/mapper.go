@@ -43,8 +43,10 @@ func mapDocument(name string, root *element, opts Options) (*Document, error) {
 			Msg: "holds no Incident element (in namespace " + ns + ")"}
 	}
 	doc := &Document{Name: name}
-	for i, n := range incidents {
+	for _, n := range incidents {
 		n.used = true
+	}
+	for i, n := range incidents {
 		m := &mapper{name: name, ns: ns, v1: ns == iodefV1NS, lang: docLang, opts: opts, incident: n, label: "Incident"}
 		if len(incidents) > 1 {
 			m.label = fmt.Sprintf("Incident[%d]", i+1)
@@ -55,7 +57,18 @@ func mapDocument(name string, root *element, opts Options) (*Document, error) {
 			out.Err = m.errs
 		} else {
 			out.Incident = inc
-			m.collectIgnored(n, &doc.Ignored)
+			if i == 0 {
+				// What the document says besides its incidents goes
+				// with the first.
+				for _, k := range root.children {
+					if !k.used {
+						m.keepExtra(k, "IODEF-Document/"+k.name.Local, fragment(k))
+						k.used = true
+						doc.Kept = append(doc.Kept, "IODEF-Document/"+k.name.Local)
+					}
+				}
+			}
+			m.keepUnused(n, &doc.Kept)
 			doc.Lossy = append(doc.Lossy, m.notes...)
 		}
 		doc.Incidents = append(doc.Incidents, out)
