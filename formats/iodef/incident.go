@@ -119,33 +119,50 @@ func (m *mapper) mapIncident(n *element) *irxv1.Incident {
 		docTLP = inc.Tlp
 	}
 
-	// TLP: the document's own marking wins; the default fills in.
+	// TLP: the document's own marking (derived by tlpOfRestriction); the
+	// default where it says nothing.
 	opts := m.opts
+	word := ""
+	if a := n.findAttr("restriction"); a != nil {
+		word = strings.TrimSpace(a.value)
+	}
+	t, ok := tlpOfRestriction[word]
 	switch {
 	case docTLP != 0:
 		inc.Tlp = docTLP
-		if opts.DefaultTLP != 0 && opts.DefaultTLP != docTLP {
-			over := "the default"
-			if opts.DefaultTLPName != "" {
-				over = opts.DefaultTLPName
-			}
-			m.note(n, "restriction", n.findAttr("restriction").value, "%s kept over %s %s", tlpLabel(docTLP), over, tlpLabel(opts.DefaultTLP))
-		}
+		m.derived = append(m.derived, "tlp")
+	case ok:
+		inc.Tlp = t
+		m.derived = append(m.derived, "tlp")
 	case opts.DefaultTLP != 0:
 		inc.Tlp = opts.DefaultTLP
+		m.defaulted = append(m.defaulted, "tlp")
 	default:
-		m.fail(n, "", ErrNoTLP, "IODEF has no TLP: pass %s (the Incident's restriction is not white, green, amber or red)", opts.tlpName())
+		inc.Tlp = rfcDefaultTLP
+		m.derived = append(m.derived, "tlp")
 	}
-	// Taxonomy: derived from the document, else the default.
+	if (docTLP != 0 || ok) && opts.DefaultTLP != 0 && opts.DefaultTLP != inc.Tlp {
+		m.note(n, "restriction", word, "%s kept over the default %s", tlpLabel(inc.Tlp), tlpLabel(opts.DefaultTLP))
+	}
+	// Taxonomy: the document's categories, else what its impacts and
+	// methods imply, else the default.
+	taxa := m.taxa
+	if len(taxa) == 0 {
+		taxa = m.impliedTaxa
+	}
 	switch {
-	case len(m.taxa) > 0:
-		inc.Taxonomy = m.taxa[0]
-		inc.AdditionalTaxonomies = m.taxa[1:]
+	case inc.Taxonomy != nil:
+		m.derived = append(m.derived, "taxonomy") // irx's own, as exported
+	case len(taxa) > 0:
+		inc.Taxonomy = taxa[0]
+		inc.AdditionalTaxonomies = taxa[1:]
+		m.derived = append(m.derived, "taxonomy")
 	case opts.DefaultTaxonomy != nil:
 		inc.Taxonomy = proto.Clone(opts.DefaultTaxonomy).(*irxv1.Taxonomy)
+		m.defaulted = append(m.defaulted, "taxonomy")
 	default:
 		m.fail(n, "", ErrNoTaxonomy, "no Reference Security Incident Taxonomy entry can be derived from the document "+
-			"(Assessment/IncidentCategory or a Method/Reference such as rsit:class=\"type\"): pass %s", opts.taxonomyName())
+			"(Assessment/IncidentCategory, an impact type, a Method/Reference such as rsit:class=\"type\"): pass %s", opts.taxonomyName())
 	}
 	if len(m.errs) > 0 {
 		return nil
@@ -300,10 +317,16 @@ func (m *mapper) assessment(n *element, inherited irxv1.Restriction) {
 		}
 		si.Type = m.impactType(k, systemImpactTypeEnum)
 		si.Description = m.firstText(k, "Description")
+		m.imply(taxonomyOfSystemImpact[si.Type])
 		if len(k.attrs) == 0 && len(k.children) == 0 {
 			continue // says nothing: what an export writes where the schema wants an impact
 		}
 		a.SystemImpacts = append(a.SystemImpacts, si)
+	}
+	if m.v1 {
+		for _, k := range m.children(n, "Impact") {
+			a.SystemImpacts = append(a.SystemImpacts, m.v1Impact(k))
+		}
 	}
 	for _, k := range m.children(n, "BusinessImpact") {
 		bi := &irxv1.BusinessImpact{}
@@ -311,6 +334,7 @@ func (m *mapper) assessment(n *element, inherited irxv1.Restriction) {
 			bi.Severity = v
 		}
 		bi.Type = m.impactType(k, businessImpactTypeEnum)
+		m.imply(taxonomyOfBusinessImpact[bi.Type])
 		bi.Description = m.firstText(k, "Description")
 		a.BusinessImpacts = append(a.BusinessImpacts, bi)
 	}
@@ -405,6 +429,9 @@ func (m *mapper) method(n *element, inherited irxv1.Restriction) {
 		}
 	}
 	m.mergeResidual(n, mt)
+	for _, p := range mt.AttackPatterns {
+		m.imply(taxonomyOfAttackPattern[p])
+	}
 	if mt.Description != "" || len(mt.References)+len(mt.Vulnerabilities)+len(mt.Weaknesses)+len(mt.AttackPatterns) > 0 {
 		m.inc.Methods = append(m.inc.Methods, mt)
 	} else if len(n.children) > 0 && !anyUsed(n.children) {
@@ -670,4 +697,44 @@ func (m *mapper) expectation(n *element, inherited irxv1.Restriction) {
 		x.EndTime = m.timestamp(k)
 	}
 	m.inc.Expectations = append(m.inc.Expectations, x)
+}
+
+// v1Impact maps an IODEF v1 Impact (RFC 5070 section 3.10.1): its type
+// to the v2 SystemImpact type of the v1Impact table, its text to the
+// description.
+func (m *mapper) v1Impact(n *element) *irxv1.SystemImpact {
+	si := &irxv1.SystemImpact{Description: n.textValue()}
+	if v, _, ok := enumAttr(m, n, "severity", severityEnum); ok {
+		si.Severity = v
+	}
+	if v, _, ok := enumAttr(m, n, "completion", completionEnum); ok {
+		si.Successful = v
+	}
+	if a := n.findAttr("type"); a != nil {
+		a.used = true
+		typ := strings.TrimSpace(a.value)
+		if typ == "ext-value" {
+			typ, _ = n.attr("ext-type")
+		}
+		if row, ok := v1Impact[typ]; ok {
+			si.Type = strings.TrimPrefix(row.systemImpact, "ext-value:")
+			m.imply(row.taxonomy)
+		} else {
+			si.Type = typ
+		}
+	}
+	return si
+}
+
+// imply records a taxonomy entry an impact or a method implies.
+func (m *mapper) imply(t *irxv1.Taxonomy) {
+	if t == nil {
+		return
+	}
+	for _, have := range m.impliedTaxa {
+		if proto.Equal(have, t) {
+			return
+		}
+	}
+	m.impliedTaxa = append(m.impliedTaxa, proto.Clone(t).(*irxv1.Taxonomy))
 }

@@ -101,6 +101,10 @@ type Decoded struct {
 	// Err is an ErrorList: every problem (up to 20) that kept the element
 	// from being mapped.
 	Err error
+	// Derived names the values ("tlp", "taxonomy") derived from the
+	// document (docs/iodef.md has the tables); Defaulted those taken from
+	// Options because the document says nothing of them.
+	Derived, Defaulted []string
 }
 
 // Decode reads one IODEF document from r and maps every Incident element;

@@ -52,7 +52,7 @@ func mapDocument(name string, root *element, opts Options) (*Document, error) {
 			m.label = fmt.Sprintf("Incident[%d]", i+1)
 		}
 		inc := m.mapIncident(n)
-		out := Decoded{Index: i + 1, Line: n.line}
+		out := Decoded{Index: i + 1, Line: n.line, Derived: m.derived, Defaulted: m.defaulted}
 		if len(m.errs) > 0 {
 			out.Err = m.errs
 		} else {
@@ -101,9 +101,13 @@ type mapper struct {
 
 	inc      *irxv1.Incident
 	incRestr irxv1.Restriction // what the incident's parts inherit in irx
-	taxa     []*irxv1.Taxonomy // derived from the document, in order
-	notes    []string          // values mapped with a loss
-	errs     ErrorList
+	taxa     []*irxv1.Taxonomy // named by the document, in order
+	// implied by its impacts and methods (derivation.go), in order
+	impliedTaxa []*irxv1.Taxonomy
+	// the values derived from the document and those taken from Options
+	derived, defaulted []string
+	notes              []string // values mapped with a loss
+	errs               ErrorList
 }
 
 // path names n from its Incident (or the document) down, as messages show
