@@ -122,8 +122,10 @@ func TestIODEFCreateAndImport(t *testing.T) {
 		"irxctl: "+iodefSample("bad-namespace.xml")+`:3:1: IODEF-Document: namespace "urn:ietf:params:xml:ns:iodef" is not IODEF`)
 	mustFail(t, ctl("", "incident", "create", "-f", iodefSample("truncated.xml"), "--tlp", "amber"), 1,
 		"irxctl: "+iodefSample("truncated.xml")+":17:45: IODEF-Document/Incident/Description: XML syntax error: unexpected EOF")
-	mustFail(t, ctl("", "incident", "create", "-f", iodefSample("malware.xml")), 1,
-		iodefSample("malware.xml")+":11:3: Incident: no Reference Security Incident Taxonomy entry can be derived", "pass --taxonomy CLASS/TYPE")
+	// Nothing in its third Incident implies a taxonomy: refused, and so
+	// the whole file.
+	mustFail(t, ctl("", "incident", "create", "-f", iodefSample("multi.xml")), 1,
+		iodefSample("multi.xml")+":77:3: Incident[3]: no Reference Security Incident Taxonomy entry can be derived", "pass --taxonomy CLASS/TYPE")
 	big := filepath.Join(t.TempDir(), "big.xml")
 	if err := os.WriteFile(big, append(codered, make([]byte, iodef.MaxDocumentBytes)...), 0o644); err != nil {
 		t.Fatal(err)
@@ -178,9 +180,9 @@ func TestIODEFCreateAndImport(t *testing.T) {
 		t.Fatalf("%d incidents after the import, want 14", got)
 	}
 	r = mustSucceed(t, ctl("", "incident", "list", "--indicator", "kj290023j09r34.example.com"))
-	// The document's taxonomy (implied by its CAPEC spear-phishing
-	// pattern) wins over --taxonomy.
-	if rows := tableRows(t, r.stdout); len(rows) != 1 || rows[0][3] != "TLP:GREEN" || rows[0][4] != "fraud/phishing" {
+	// The document's taxonomy (implied by its breach-proprietary business
+	// impact) wins over --taxonomy.
+	if rows := tableRows(t, r.stdout); len(rows) != 1 || rows[0][3] != "TLP:GREEN" || rows[0][4] != "information-content-security/data-leak" {
 		t.Errorf("the imported malware report:\n%s", r.stdout)
 	}
 	// A re-run creates nothing: each Incident keeps its request id.
