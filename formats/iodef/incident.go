@@ -405,7 +405,6 @@ func (m *mapper) method(n *element, inherited irxv1.Restriction) {
 	// RFC 7203 structured references: the enumeration id is the ID
 	// attribute.
 	for _, k := range m.childrenNS(n, iodefSciNS, "AttackPattern") {
-		k.attr("SpecID")
 		if id, ok := k.attr("ID"); ok && id != "" {
 			mt.AttackPatterns = append(mt.AttackPatterns, strings.ToUpper(id))
 		} else {
@@ -413,7 +412,6 @@ func (m *mapper) method(n *element, inherited irxv1.Restriction) {
 		}
 	}
 	for _, k := range m.childrenNS(n, iodefSciNS, "Weakness") {
-		k.attr("SpecID")
 		if id, ok := k.attr("ID"); ok && id != "" {
 			mt.Weaknesses = append(mt.Weaknesses, strings.ToUpper(id))
 		} else {
@@ -421,7 +419,6 @@ func (m *mapper) method(n *element, inherited irxv1.Restriction) {
 		}
 	}
 	for _, k := range m.childrenNS(n, iodefSciNS, "Vulnerability") {
-		k.attr("SpecID")
 		if id, ok := k.attr("ID"); ok && cvePattern.MatchString(id) {
 			mt.Vulnerabilities = append(mt.Vulnerabilities, &irxv1.Vulnerability{Cve: strings.ToUpper(id)})
 		} else {
