@@ -111,6 +111,13 @@ func (m *mapper) mapIncident(n *element) *irxv1.Incident {
 	// them.
 	m.mergeResidual(n, inc)
 	for _, k := range m.children(n, "AdditionalData") {
+		if a := k.findAttr("meaning"); a != nil && strings.TrimSpace(a.value) == noTimeMeaning {
+			a.used = true
+			k.attr("dtype")
+			k.attr("name")
+			inc.SenderGenerationTime = nil // the writer's, not the sender's
+			continue
+		}
 		if !m.readExtra(k) && !k.used {
 			k.used = false
 		}
@@ -508,6 +515,13 @@ func (m *mapper) contact(n *element, inherited irxv1.Restriction, org string) {
 	}
 	if v, _, ok := enumAttr(m, n, "type", contactTypeEnum); ok {
 		c.Type = v
+	}
+	// What an export writes for a role or type the record leaves unset.
+	for _, attr := range []string{"role", "type"} {
+		a, ext := n.findAttr(attr), n.findAttr("ext-"+attr)
+		if a != nil && ext != nil && strings.TrimSpace(a.value) == "ext-value" && strings.TrimSpace(ext.value) == "unspecified" {
+			a.used, ext.used = true, true
+		}
 	}
 	name := m.firstText(n, "ContactName")
 	if c.Type == irxv1.ContactType_CONTACT_TYPE_ORGANIZATION {

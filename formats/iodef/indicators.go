@@ -48,9 +48,15 @@ func (m *mapper) indicator(n *element, inherited irxv1.Restriction) {
 	if k := m.child(n, "Confidence"); k != nil {
 		base.Confidence, _ = m.confidence(k)
 	}
-	for _, v := range values {
+	for i, v := range values {
 		ind := proto.Clone(base).(*irxv1.Indicator)
 		ind.Kind, ind.Value, ind.Restriction = v.kind, v.value, m.part(v.restriction)
+		if id := ind.GetIodefId(); id != nil && i > 0 {
+			// irx keeps one value per indicator: the further ones get
+			// ids of their own, derived from the sender's, so that an
+			// export has one IndicatorID per Indicator.
+			id.Id = fmt.Sprintf("%s-%d", id.GetId(), i+1)
+		}
 		m.inc.Indicators = append(m.inc.Indicators, ind)
 	}
 }
