@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	irxv1 "github.com/irxfed/irx/proto/irx/v1"
+	"github.com/irxfed/irx/record"
 )
 
 // maxErrorsPerIncident bounds an ErrorList: past it, a broken document
@@ -69,6 +70,12 @@ func mapDocument(name string, root *element, opts Options) (*Document, error) {
 				}
 			}
 			m.keepUnused(n, &doc.Kept)
+			// The kept parts count too: the record must stay one the
+			// team accepts (its size, the characters of its texts).
+			if err := record.Validate(inc, "incident"); err != nil {
+				m.errf(n, "", "the incident made from it, with the parts irx keeps verbatim, is invalid: %v", err)
+				out.Incident, out.Err = nil, m.errs
+			}
 			doc.Lossy = append(doc.Lossy, m.notes...)
 		}
 		doc.Incidents = append(doc.Incidents, out)

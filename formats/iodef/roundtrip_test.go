@@ -165,7 +165,7 @@ func genIncident(t *rapid.T) *irxv1.Incident {
 			Confidence: uint32(rapid.IntRange(0, 100).Draw(t, "a-conf"))}
 		for range rapid.IntRange(0, 2).Draw(t, "si") {
 			a.SystemImpacts = append(a.SystemImpacts, &irxv1.SystemImpact{Severity: irxv1.Severity(rapid.IntRange(0, 3).Draw(t, "sev")),
-				Type: rapid.SampledFrom([]string{"takeover-system", "availability-service", "breach-privacy", "unknown", "custom-impact"}).Draw(t, "si-type"),
+				Type:       rapid.SampledFrom([]string{"takeover-system", "availability-service", "breach-privacy", "unknown", "custom-impact"}).Draw(t, "si-type"),
 				Successful: rapid.Bool().Draw(t, "ok"), Description: maybe(t, "si-d", func() string { return genText(t, "si-text") })})
 		}
 		for range rapid.IntRange(0, 1).Draw(t, "bi") {
@@ -230,7 +230,9 @@ func genIncident(t *rapid.T) *irxv1.Incident {
 	}
 	if rapid.Bool().Draw(t, "related") {
 		inc.RelatedActivity = &irxv1.RelatedActivity{
-			IncidentIds:  rapid.SliceOfN(rapid.Custom(func(t *rapid.T) string { return genWord(t, "rt") + ":" + rapid.StringMatching(`[0-9]{1,6}`).Draw(t, "rn") }), 0, 2).Draw(t, "rel-ids"),
+			IncidentIds: rapid.SliceOfN(rapid.Custom(func(t *rapid.T) string {
+				return genWord(t, "rt") + ":" + rapid.StringMatching(`[0-9]{1,6}`).Draw(t, "rn")
+			}), 0, 2).Draw(t, "rel-ids"),
 			ThreatActors: rapid.SliceOfN(rapid.Custom(func(t *rapid.T) string { return "TA-" + genWord(t, "ta") }), 0, 2).Draw(t, "actors"),
 			Campaigns:    rapid.SliceOfN(rapid.Custom(func(t *rapid.T) string { return "C-" + genWord(t, "cp") }), 0, 2).Draw(t, "campaigns"),
 		}
