@@ -241,7 +241,8 @@ func (e *encoder) incident() (*element, error) {
 	if gen == nil {
 		gen = inc.GetGenerationTime()
 	}
-	if gen == nil {
+	genSupplied := gen == nil
+	if genSupplied {
 		if e.opts.GenerationTime.IsZero() {
 			return nil, errors.New("has no generation time and EncodeOptions.GenerationTime is not set")
 		}
@@ -249,12 +250,13 @@ func (e *encoder) incident() (*element, error) {
 	}
 	n.add(timeElement("GenerationTime", gen))
 
-	// Descriptions without a restriction of their own are the incident's;
-	// the others go in an EventData that carries it (Description has no
-	// restriction attribute).
+	// Descriptions without a restriction of their own are the incident's,
+	// up to the first with one; from there on each goes in an EventData
+	// that carries its restriction (Description has no restriction
+	// attribute), so that their order is kept.
 	var restricted []*irxv1.Description
 	for _, d := range inc.GetDescriptions() {
-		if d.GetRestriction() != irxv1.Restriction_RESTRICTION_UNSPECIFIED {
+		if d.GetRestriction() != irxv1.Restriction_RESTRICTION_UNSPECIFIED || len(restricted) > 0 {
 			restricted = append(restricted, d)
 			continue
 		}
@@ -331,6 +333,10 @@ func (e *encoder) incident() (*element, error) {
 		skip = append(skip, "purpose")
 	}
 	n.add(residualElement(inc, skip...))
+	if genSupplied {
+		// The GenerationTime is the writer's, not the record's.
+		n.add(additionalData("string", noTimeMeaning, "GenerationTime", ""))
+	}
 	// What Decode kept verbatim, where IODEF allows anything.
 	for _, x := range extrasOf(inc) {
 		ad, err := extraElement(x.extra, x.class)
@@ -436,7 +442,10 @@ func assessmentElement(a *irxv1.Assessment, taxa []*irxv1.Taxonomy) *element {
 		n.add(k)
 		impacts++
 	}
-	if mi := a.GetMonetaryImpact(); mi != nil {
+	// The schema wants an amount above zero: a zero travels as irx's.
+	mapped := []string{"occurrence", "restriction", "system_impacts", "business_impacts", "confidence"}
+	if mi := a.GetMonetaryImpact(); mi != nil && mi.GetAmountMinor() > 0 {
+		mapped = append(mapped, "monetary_impact")
 		n.add(textElement("MonetaryImpact", formatMinor(mi.GetAmountMinor(), mi.GetCurrency())).setAttr("currency", mi.GetCurrency()))
 		impacts++
 	}
@@ -448,7 +457,7 @@ func assessmentElement(a *irxv1.Assessment, taxa []*irxv1.Taxonomy) *element {
 	if c := a.GetConfidence(); c != 0 {
 		n.add(confidenceElement(c))
 	}
-	n.add(residualElement(a, "occurrence", "restriction", "system_impacts", "business_impacts", "monetary_impact", "confidence"))
+	n.add(residualElement(a, mapped...))
 	return n
 }
 

@@ -53,6 +53,14 @@ func (m *mapper) system(n *element, inherited irxv1.Restriction) {
 			h.Services = append(h.Services, s)
 		}
 	}
+	for _, os := range m.children(n, "OperatingSystem") {
+		if d := m.firstText(os, "Description"); d != "" && h.Platform == "" {
+			h.Platform = d
+		} else {
+			os.used = false
+		}
+	}
+	m.mergeResidual(n, h)
 	if h.Hostname == "" && len(h.Addresses) == 0 && h.Asn == 0 {
 		// irx needs a name, an address or an ASN to know the host.
 		n.used = false

@@ -82,6 +82,10 @@ type Document struct {
 	// the values mapped with a loss, each with what was lost. The
 	// incidents that could not be mapped contribute to neither.
 	Ignored, Lossy []string
+	// Kept lists, in document order, the paths of the elements and
+	// attributes irx has no field for and keeps verbatim in the record
+	// (irx.v1.IodefExtra), which an export writes back.
+	Kept []string
 }
 
 // Decoded is one Incident element of a document: its record, or why there
@@ -97,6 +101,10 @@ type Decoded struct {
 	// Err is an ErrorList: every problem (up to 20) that kept the element
 	// from being mapped.
 	Err error
+	// Derived names the values ("tlp", "taxonomy") derived from the
+	// document (docs/iodef.md has the tables); Defaulted those taken from
+	// Options because the document says nothing of them.
+	Derived, Defaulted []string
 }
 
 // Decode reads one IODEF document from r and maps every Incident element;
@@ -131,6 +139,9 @@ func (d *Document) Warning() string {
 	var parts []string
 	if len(d.Ignored) > 0 {
 		parts = append(parts, "not mapped to irx.v1.Incident, ignored: "+countedList(d.Ignored))
+	}
+	if len(d.Kept) > 0 {
+		parts = append(parts, "kept verbatim (no irx field): "+countedList(d.Kept))
 	}
 	if len(d.Lossy) > 0 {
 		parts = append(parts, "mapped with a loss: "+countedList(d.Lossy))

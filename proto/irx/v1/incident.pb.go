@@ -1683,7 +1683,10 @@ type IodefExtra struct {
 	Path string `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
 	// The element, as XML in the namespace of the document it came from,
 	// with the namespace declarations it needs.
-	Xml           string `protobuf:"bytes,2,opt,name=xml,proto3" json:"xml,omitempty"`
+	Xml string `protobuf:"bytes,2,opt,name=xml,proto3" json:"xml,omitempty"`
+	// Restriction of the part, from its own restriction attribute or its
+	// closest ancestor's; unspecified inherits.
+	Restriction   Restriction `protobuf:"varint,3,opt,name=restriction,proto3,enum=irx.v1.Restriction" json:"restriction,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1730,6 +1733,13 @@ func (x *IodefExtra) GetXml() string {
 		return x.Xml
 	}
 	return ""
+}
+
+func (x *IodefExtra) GetRestriction() Restriction {
+	if x != nil {
+		return x.Restriction
+	}
+	return Restriction_RESTRICTION_UNSPECIFIED
 }
 
 // Taxonomy is a Reference Security Incident Taxonomy entry, in its
@@ -4105,11 +4115,12 @@ const file_irx_v1_incident_proto_rawDesc = "" +
 	"\n" +
 	"start_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\tstartTime\x125\n" +
 	"\bend_time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\aendTime\x12;\n" +
-	"\vrestriction\x18\x06 \x01(\x0e2\x13.irx.v1.RestrictionB\x04\x88\xb5\x18\bR\vrestriction\"2\n" +
+	"\vrestriction\x18\x06 \x01(\x0e2\x13.irx.v1.RestrictionB\x04\x88\xb5\x18\bR\vrestriction\"o\n" +
 	"\n" +
 	"IodefExtra\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x12\x10\n" +
-	"\x03xml\x18\x02 \x01(\tR\x03xml\"4\n" +
+	"\x03xml\x18\x02 \x01(\tR\x03xml\x12;\n" +
+	"\vrestriction\x18\x03 \x01(\x0e2\x13.irx.v1.RestrictionB\x04\x88\xb5\x18\bR\vrestriction\"4\n" +
 	"\bTaxonomy\x12\x14\n" +
 	"\x05class\x18\x01 \x01(\tR\x05class\x12\x12\n" +
 	"\x04type\x18\x02 \x01(\tR\x04type\"\xac\x01\n" +
@@ -4547,50 +4558,51 @@ var file_irx_v1_incident_proto_depIdxs = []int32{
 	46, // 43: irx.v1.Expectation.start_time:type_name -> google.protobuf.Timestamp
 	46, // 44: irx.v1.Expectation.end_time:type_name -> google.protobuf.Timestamp
 	2,  // 45: irx.v1.Expectation.restriction:type_name -> irx.v1.Restriction
-	5,  // 46: irx.v1.AlternativeId.kind:type_name -> irx.v1.AlternativeIdKind
-	2,  // 47: irx.v1.AlternativeId.restriction:type_name -> irx.v1.Restriction
-	2,  // 48: irx.v1.Description.restriction:type_name -> irx.v1.Restriction
-	6,  // 49: irx.v1.Contact.role:type_name -> irx.v1.ContactRole
-	7,  // 50: irx.v1.Contact.type:type_name -> irx.v1.ContactType
-	2,  // 51: irx.v1.Contact.restriction:type_name -> irx.v1.Restriction
-	24, // 52: irx.v1.Host.services:type_name -> irx.v1.Service
-	8,  // 53: irx.v1.Host.category:type_name -> irx.v1.SystemCategory
-	2,  // 54: irx.v1.Host.restriction:type_name -> irx.v1.Restriction
-	9,  // 55: irx.v1.Indicator.kind:type_name -> irx.v1.IndicatorKind
-	46, // 56: irx.v1.Indicator.first_seen_time:type_name -> google.protobuf.Timestamp
-	46, // 57: irx.v1.Indicator.last_seen_time:type_name -> google.protobuf.Timestamp
-	2,  // 58: irx.v1.Indicator.restriction:type_name -> irx.v1.Restriction
-	26, // 59: irx.v1.Indicator.iodef_id:type_name -> irx.v1.IndicatorId
-	28, // 60: irx.v1.Method.vulnerabilities:type_name -> irx.v1.Vulnerability
-	2,  // 61: irx.v1.Method.restriction:type_name -> irx.v1.Restriction
-	10, // 62: irx.v1.Assessment.occurrence:type_name -> irx.v1.Occurrence
-	30, // 63: irx.v1.Assessment.system_impacts:type_name -> irx.v1.SystemImpact
-	31, // 64: irx.v1.Assessment.business_impacts:type_name -> irx.v1.BusinessImpact
-	32, // 65: irx.v1.Assessment.monetary_impact:type_name -> irx.v1.MonetaryImpact
-	2,  // 66: irx.v1.Assessment.restriction:type_name -> irx.v1.Restriction
-	11, // 67: irx.v1.SystemImpact.severity:type_name -> irx.v1.Severity
-	11, // 68: irx.v1.BusinessImpact.severity:type_name -> irx.v1.Severity
-	12, // 69: irx.v1.Discovery.source:type_name -> irx.v1.DiscoverySource
-	36, // 70: irx.v1.SiteSecurity.tools:type_name -> irx.v1.SecurityTool
-	46, // 71: irx.v1.LogExcerpt.time:type_name -> google.protobuf.Timestamp
-	2,  // 72: irx.v1.LogExcerpt.restriction:type_name -> irx.v1.Restriction
-	46, // 73: irx.v1.Evidence.collect_time:type_name -> google.protobuf.Timestamp
-	2,  // 74: irx.v1.Evidence.restriction:type_name -> irx.v1.Restriction
-	13, // 75: irx.v1.HistoryItem.action:type_name -> irx.v1.HistoryAction
-	46, // 76: irx.v1.HistoryItem.time:type_name -> google.protobuf.Timestamp
-	2,  // 77: irx.v1.HistoryItem.restriction:type_name -> irx.v1.Restriction
-	42, // 78: irx.v1.DisclosureConsent.sites_involved:type_name -> irx.v1.ConsentScope
-	42, // 79: irx.v1.DisclosureConsent.response_teams:type_name -> irx.v1.ConsentScope
-	42, // 80: irx.v1.DisclosureConsent.law_enforcement:type_name -> irx.v1.ConsentScope
-	46, // 81: irx.v1.Provenance.receive_time:type_name -> google.protobuf.Timestamp
-	45, // 82: irx.v1.Provenance.reshare:type_name -> irx.v1.ReshareTerms
-	44, // 83: irx.v1.Provenance.transfers:type_name -> irx.v1.Transfer
-	14, // 84: irx.v1.ReshareTerms.scope:type_name -> irx.v1.ReshareScope
-	85, // [85:85] is the sub-list for method output_type
-	85, // [85:85] is the sub-list for method input_type
-	85, // [85:85] is the sub-list for extension type_name
-	85, // [85:85] is the sub-list for extension extendee
-	0,  // [0:85] is the sub-list for field type_name
+	2,  // 46: irx.v1.IodefExtra.restriction:type_name -> irx.v1.Restriction
+	5,  // 47: irx.v1.AlternativeId.kind:type_name -> irx.v1.AlternativeIdKind
+	2,  // 48: irx.v1.AlternativeId.restriction:type_name -> irx.v1.Restriction
+	2,  // 49: irx.v1.Description.restriction:type_name -> irx.v1.Restriction
+	6,  // 50: irx.v1.Contact.role:type_name -> irx.v1.ContactRole
+	7,  // 51: irx.v1.Contact.type:type_name -> irx.v1.ContactType
+	2,  // 52: irx.v1.Contact.restriction:type_name -> irx.v1.Restriction
+	24, // 53: irx.v1.Host.services:type_name -> irx.v1.Service
+	8,  // 54: irx.v1.Host.category:type_name -> irx.v1.SystemCategory
+	2,  // 55: irx.v1.Host.restriction:type_name -> irx.v1.Restriction
+	9,  // 56: irx.v1.Indicator.kind:type_name -> irx.v1.IndicatorKind
+	46, // 57: irx.v1.Indicator.first_seen_time:type_name -> google.protobuf.Timestamp
+	46, // 58: irx.v1.Indicator.last_seen_time:type_name -> google.protobuf.Timestamp
+	2,  // 59: irx.v1.Indicator.restriction:type_name -> irx.v1.Restriction
+	26, // 60: irx.v1.Indicator.iodef_id:type_name -> irx.v1.IndicatorId
+	28, // 61: irx.v1.Method.vulnerabilities:type_name -> irx.v1.Vulnerability
+	2,  // 62: irx.v1.Method.restriction:type_name -> irx.v1.Restriction
+	10, // 63: irx.v1.Assessment.occurrence:type_name -> irx.v1.Occurrence
+	30, // 64: irx.v1.Assessment.system_impacts:type_name -> irx.v1.SystemImpact
+	31, // 65: irx.v1.Assessment.business_impacts:type_name -> irx.v1.BusinessImpact
+	32, // 66: irx.v1.Assessment.monetary_impact:type_name -> irx.v1.MonetaryImpact
+	2,  // 67: irx.v1.Assessment.restriction:type_name -> irx.v1.Restriction
+	11, // 68: irx.v1.SystemImpact.severity:type_name -> irx.v1.Severity
+	11, // 69: irx.v1.BusinessImpact.severity:type_name -> irx.v1.Severity
+	12, // 70: irx.v1.Discovery.source:type_name -> irx.v1.DiscoverySource
+	36, // 71: irx.v1.SiteSecurity.tools:type_name -> irx.v1.SecurityTool
+	46, // 72: irx.v1.LogExcerpt.time:type_name -> google.protobuf.Timestamp
+	2,  // 73: irx.v1.LogExcerpt.restriction:type_name -> irx.v1.Restriction
+	46, // 74: irx.v1.Evidence.collect_time:type_name -> google.protobuf.Timestamp
+	2,  // 75: irx.v1.Evidence.restriction:type_name -> irx.v1.Restriction
+	13, // 76: irx.v1.HistoryItem.action:type_name -> irx.v1.HistoryAction
+	46, // 77: irx.v1.HistoryItem.time:type_name -> google.protobuf.Timestamp
+	2,  // 78: irx.v1.HistoryItem.restriction:type_name -> irx.v1.Restriction
+	42, // 79: irx.v1.DisclosureConsent.sites_involved:type_name -> irx.v1.ConsentScope
+	42, // 80: irx.v1.DisclosureConsent.response_teams:type_name -> irx.v1.ConsentScope
+	42, // 81: irx.v1.DisclosureConsent.law_enforcement:type_name -> irx.v1.ConsentScope
+	46, // 82: irx.v1.Provenance.receive_time:type_name -> google.protobuf.Timestamp
+	45, // 83: irx.v1.Provenance.reshare:type_name -> irx.v1.ReshareTerms
+	44, // 84: irx.v1.Provenance.transfers:type_name -> irx.v1.Transfer
+	14, // 85: irx.v1.ReshareTerms.scope:type_name -> irx.v1.ReshareScope
+	86, // [86:86] is the sub-list for method output_type
+	86, // [86:86] is the sub-list for method input_type
+	86, // [86:86] is the sub-list for extension type_name
+	86, // [86:86] is the sub-list for extension extendee
+	0,  // [0:86] is the sub-list for field type_name
 }
 
 func init() { file_irx_v1_incident_proto_init() }
