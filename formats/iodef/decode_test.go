@@ -169,8 +169,8 @@ func TestMapping(t *testing.T) {
 			if inc.GetIndicators()[0].GetIodefId().GetId() == "" {
 				t.Error("IndicatorID not kept")
 			}
-			for _, want := range []string{"Incident/IndicatorData/Indicator,",
-				"Incident/EventData/Record/RecordData,", "Incident/IndicatorData/Indicator/Observable/EmailData/EmailSubject"} {
+			for _, want := range []string{"Incident/IndicatorData/Indicator (line",
+				"Incident/EventData/Record/RecordData (line", "Incident/IndicatorData/Indicator/Observable/EmailData/EmailSubject"} {
 				if !strings.Contains(warning+",", want) {
 					t.Errorf("warning lacks %q: %s", want, warning)
 				}

@@ -18,6 +18,7 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 
 	irxv1 "github.com/irxfed/irx/proto/irx/v1"
@@ -156,21 +157,36 @@ func (d *Document) Warning() string {
 	return w
 }
 
+// atLine is an item of a warning list: what, and the line it is at.
+func atLine(s string, line int) string { return s + "\x00" + strconv.Itoa(line) }
+
 // countedList joins items in order of first appearance, each once, with
-// its count when it recurs: a document of a thousand indicators makes one
-// readable line.
+// the line of its first appearance and its count when it recurs: a
+// document of a thousand indicators makes one readable line.
 func countedList(items []string) string {
 	count := map[string]int{}
+	first := map[string]string{}
 	var order []string
-	for _, s := range items {
+	for _, item := range items {
+		s, line, _ := strings.Cut(item, "\x00")
 		if count[s] == 0 {
 			order = append(order, s)
+			first[s] = line
 		}
 		count[s]++
 	}
 	for i, s := range order {
-		if n := count[s]; n > 1 {
+		where := ""
+		if first[s] != "" {
+			where = "line " + first[s]
+		}
+		switch n := count[s]; {
+		case n > 1 && where != "":
+			order[i] = fmt.Sprintf("%s (%d, first at %s)", s, n, where)
+		case n > 1:
 			order[i] = fmt.Sprintf("%s (%d)", s, n)
+		case where != "":
+			order[i] = fmt.Sprintf("%s (%s)", s, where)
 		}
 	}
 	return strings.Join(order, ", ")
