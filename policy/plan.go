@@ -527,6 +527,8 @@ func slabMaker(t reflect.Type) func(n int) unsafe.Pointer {
 		return makeSlab[irxv1.IodefExtra]
 	case reflect.TypeFor[irxv1.IndicatorId]():
 		return makeSlab[irxv1.IndicatorId]
+	case reflect.TypeFor[irxv1.RegistryHandle]():
+		return makeSlab[irxv1.RegistryHandle]
 	}
 	slice := reflect.SliceOf(t)
 	return func(n int) unsafe.Pointer { return reflect.MakeSlice(slice, n, n).UnsafePointer() }

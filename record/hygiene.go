@@ -133,6 +133,7 @@ var freeTextFields = map[protoreflect.FullName]bool{
 	"irx.v1.Incident.withdraw_reason":      true,
 	"irx.v1.Expectation.description":       true,
 	"irx.v1.IodefExtra.xml":                true,
+	"irx.v1.Contact.description":           true,
 }
 
 // IsFreeText reports whether the string field fd holds free text.
@@ -253,8 +254,14 @@ func checkRecordStrings(inc *irxv1.Incident, prefix string, vs *violations) {
 			{c.GetTelephone(), "telephone"}, {c.GetFax(), "fax"}, {c.GetPager(), "pager"},
 			{c.GetHomeTelephone(), "home_telephone"}, {c.GetConstituencyDomain(), "constituency_domain"},
 			{c.GetReferenceNumber(), "reference_number"}, {c.GetPgpFingerprint(), "pgp_fingerprint"},
+			{c.GetPostalAddress(), "postal_address"}, {c.GetTimezone(), "timezone"},
 		} {
 			t.one(f.v, id, at, f.name)
+		}
+		t.one(c.GetDescription(), text, at, "description")
+		for j, h := range c.GetRegistryHandles() {
+			t.one(h.GetRegistry(), id, at.in("registry_handles", j), "registry")
+			t.one(h.GetHandle(), id, at.in("registry_handles", j), "handle")
 		}
 	}
 	for _, hosts := range [...]struct {
@@ -267,14 +274,19 @@ func checkRecordStrings(inc *irxv1.Incident, prefix string, vs *violations) {
 				{h.GetHostname(), "hostname"}, {h.GetDomain(), "domain"}, {h.GetSite(), "site"},
 				{h.GetPlatform(), "platform"}, {h.GetPatchLevel(), "patch_level"},
 				{h.GetNetworkLocation(), "network_location"}, {h.GetTimezone(), "timezone"},
+				{h.GetSpoofed(), "spoofed"},
 			} {
 				t.one(f.v, id, at, f.name)
 			}
 			t.list(h.GetAddresses(), id, at, "addresses")
 			t.list(h.GetFunctions(), id, at, "functions")
+			t.list(h.GetUrls(), id, at, "urls")
+			t.list(h.GetEmails(), id, at, "emails")
+			t.list(h.GetLocations(), id, at, "locations")
 			t.one(h.GetInformationAtRisk(), text, at, "information_at_risk")
 			for j, s := range h.GetServices() {
 				t.one(s.GetApplication(), id, at.in("services", j), "application")
+				t.one(s.GetPortlist(), id, at.in("services", j), "portlist")
 			}
 		}
 	}

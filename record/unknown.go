@@ -58,6 +58,9 @@ func FirstUnknownField(inc *irxv1.Incident, prefix string) (Violation, bool) {
 	unknownAt(c, inc.GetReportingSite(), top, "reporting_site", -1)
 	for i, x := range inc.GetContacts() {
 		unknownAt(c, x, top, "contacts", i)
+		for j, h := range x.GetRegistryHandles() {
+			unknownAt(c, h, top.in("contacts", i), "registry_handles", j)
+		}
 	}
 	for _, hosts := range [...]struct {
 		name  string

@@ -123,8 +123,11 @@ func TestMapping(t *testing.T) {
 			if len(inc.GetExpectations()) == 0 {
 				t.Error("Expectation not mapped")
 			}
-			for _, want := range []string{"Incident/Contact/PostalAddress",
-				"Incident/Assessment/TimeImpact", "Incident/EventData/Flow/System@spoofed=no",
+			if c := inc.GetContacts()[0]; c.GetPostalAddress() == "" || inc.GetAttackingHosts()[0].GetSpoofed() != "no" {
+				t.Errorf("postal address, spoofed: %v %v", c, inc.GetAttackingHosts())
+			}
+			for _, want := range []string{"Incident/Contact/PostalAddress@type=mailing",
+				"Incident/Assessment/TimeImpact", "Incident/EventData/Flow/System@ownership=customer",
 				"Incident/History/HistoryItem@action=rate-limit-network (as remediate-other)"} {
 				if !strings.Contains(warning, want) {
 					t.Errorf("warning lacks %q: %s", want, warning)
@@ -166,8 +169,8 @@ func TestMapping(t *testing.T) {
 			if inc.GetIndicators()[0].GetIodefId().GetId() == "" {
 				t.Error("IndicatorID not kept")
 			}
-			for _, want := range []string{"Incident/IndicatorData/Indicator,",
-				"Incident/EventData/Record/RecordData,", "Incident/IndicatorData/Indicator/Observable/EmailData/EmailSubject"} {
+			for _, want := range []string{"Incident/IndicatorData/Indicator (line",
+				"Incident/EventData/Record/RecordData (line", "Incident/IndicatorData/Indicator/Observable/EmailData/EmailSubject"} {
 				if !strings.Contains(warning+",", want) {
 					t.Errorf("warning lacks %q: %s", want, warning)
 				}
@@ -185,8 +188,11 @@ func TestMapping(t *testing.T) {
 			if !slices.Equal(got, want) {
 				t.Errorf("got %v, want %v", got, want)
 			}
-			if !strings.Contains(warning, "Incident[2]/EventData/Flow/System/Service/Portlist") {
+			if !strings.Contains(warning, "Incident[3]@restriction=private") {
 				t.Errorf("paths in a document of several incidents name the incident: %s", warning)
+			}
+			if incs[1].GetAttackingHosts()[0].GetServices()[0].GetPortlist() != "22,23,2222" {
+				t.Errorf("portlist: %v", incs[1].GetAttackingHosts())
 			}
 		}},
 		{"codered-v1.xml", tlpAndTaxonomy, func(t *testing.T, incs []*irxv1.Incident, warning string) {
@@ -204,7 +210,10 @@ func TestMapping(t *testing.T) {
 			if a := inc.GetAssessments(); len(a) == 0 || len(a[0].GetSystemImpacts()) == 0 {
 				t.Errorf("v1 Impact not mapped: %v", a)
 			}
-			for _, want := range []string{"Incident/Contact/RegistryHandle", "Incident/EventData/Record/RecordData"} {
+			if h := inc.GetContacts()[0].GetRegistryHandles(); len(h) != 1 || h[0].GetRegistry() != "arin" {
+				t.Errorf("registry handles: %v", h)
+			}
+			for _, want := range []string{"Incident/EventData/Flow/System/Node/Counter", "Incident/EventData/Record/RecordData"} {
 				if !strings.Contains(warning, want) {
 					t.Errorf("warning lacks %q: %s", want, warning)
 				}

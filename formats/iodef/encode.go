@@ -583,6 +583,24 @@ func contactElement(c *irxv1.Contact) *element {
 	if name != "" {
 		n.add(textElement("ContactName", name))
 	}
+	if c.GetDescription() != "" {
+		n.add(descriptionElement(c.GetDescription(), ""))
+	}
+	for _, h := range c.GetRegistryHandles() {
+		k := textElement("RegistryHandle", h.GetHandle())
+		switch r := h.GetRegistry(); {
+		case r == "":
+		case slices.Contains(registryNames, r):
+			k.setAttr("registry", r)
+		default:
+			k.setAttr("registry", "ext-value").setAttr("ext-registry", r)
+		}
+		n.add(k)
+	}
+	if c.GetPostalAddress() != "" {
+		n.add(newElement("PostalAddress").add(textElement("PAddress", c.GetPostalAddress())))
+	}
+	mapped = append(mapped, "description", "registry_handles", "postal_address")
 	if c.GetEmail() != "" {
 		n.add(newElement("Email").add(textElement("EmailTo", c.GetEmail())))
 	}
@@ -591,6 +609,11 @@ func contactElement(c *irxv1.Contact) *element {
 	}
 	if c.GetFax() != "" {
 		n.add(newElement("Telephone").setAttr("type", "fax").add(textElement("TelephoneNumber", c.GetFax())))
+	}
+	if tz := c.GetTimezone(); timezonePattern.MatchString(tz) {
+		// Another form travels as irx's.
+		n.add(textElement("Timezone", tz))
+		mapped = append(mapped, "timezone")
 	}
 	n.add(residualElement(c, mapped...))
 	return n
@@ -637,6 +660,9 @@ func (e *encoder) hostsAndLogs() *element {
 
 func systemElement(h *irxv1.Host, category string) *element {
 	n := newElement("System").setAttr("category", category)
+	if h.GetSpoofed() != "" {
+		n.setAttr("spoofed", h.GetSpoofed())
+	}
 	setRestriction(n, h.GetRestriction())
 	node := newElement("Node")
 	if h.GetHostname() != "" {
@@ -648,10 +674,19 @@ func systemElement(h *irxv1.Host, category string) *element {
 	if h.GetAsn() != 0 {
 		node.add(textElement("Address", strconv.FormatUint(uint64(h.GetAsn()), 10)).setAttr("category", "asn"))
 	}
+	for _, u := range h.GetUrls() {
+		node.add(textElement("Address", u).setAttr("category", "site-uri"))
+	}
+	for _, e := range h.GetEmails() {
+		node.add(textElement("Address", e).setAttr("category", "e-mail"))
+	}
 	if len(node.children) == 0 {
 		// The schema wants a name or an address; a host irx knows has one
 		// (record.Validate), this keeps the output valid regardless.
 		node.add(domainDataElement("unknown.invalid"))
+	}
+	for _, l := range h.GetLocations() {
+		node.add(textElement("Location", l))
 	}
 	n.add(node)
 	for _, f := range h.GetFunctions() {
@@ -669,7 +704,9 @@ func systemElement(h *irxv1.Host, category string) *element {
 	if h.GetPlatform() != "" {
 		n.add(newElement("OperatingSystem").add(descriptionElement(h.GetPlatform(), "")))
 	}
-	n.add(residualElement(h, "hostname", "addresses", "asn", "functions", "services", "category", "restriction", "platform"))
+	// A portlist not in IODEF's form is not written (Decode makes none).
+	n.add(residualElement(h, "hostname", "addresses", "asn", "functions", "services", "category", "restriction", "platform",
+		"spoofed", "urls", "emails", "locations"))
 	return n
 }
 
@@ -697,7 +734,7 @@ func ipCategory(s string) string {
 
 func serviceElement(s *irxv1.Service) *element {
 	n := newElement("Service")
-	if s.GetIpProtocol() != 0 || (s.GetPort() == 0 && s.GetApplication() == "") {
+	if s.GetIpProtocol() != 0 || (s.GetPort() == 0 && s.GetApplication() == "" && s.GetPortlist() == "") {
 		n.setAttr("ip-protocol", strconv.FormatUint(uint64(s.GetIpProtocol()), 10))
 	}
 	if s.GetApplication() != "" {
@@ -705,6 +742,9 @@ func serviceElement(s *irxv1.Service) *element {
 	}
 	if s.GetPort() != 0 {
 		n.add(textElement("Port", strconv.FormatUint(uint64(s.GetPort()), 10)))
+	}
+	if portlistPattern.MatchString(s.GetPortlist()) {
+		n.add(textElement("Portlist", s.GetPortlist()))
 	}
 	return n
 }
@@ -900,3 +940,7 @@ func isNCName(s string) bool {
 	}
 	return true
 }
+
+// registryNames are the registries IODEF names (RFC 7970
+// registryhandle-registry-type).
+var registryNames = []string{"internic", "apnic", "arin", "lacnic", "ripe", "afrinic", "local"}

@@ -206,7 +206,7 @@ func (m *mapper) keepUnused(n *element, kept *[]string) {
 		if n.why != "" {
 			p += " (" + n.why + ")"
 		}
-		*kept = append(*kept, p)
+		*kept = append(*kept, atLine(p, n.line))
 		return
 	}
 	for _, a := range n.attrs {
@@ -217,7 +217,7 @@ func (m *mapper) keepUnused(n *element, kept *[]string) {
 		// where it stood.
 		shallow := &element{name: n.name, attrs: []*attribute{a}}
 		m.keepExtra(n, m.path(n)+"@"+a.name.Local, fragment(shallow))
-		*kept = append(*kept, m.path(n)+attrLabel(a))
+		*kept = append(*kept, atLine(m.path(n)+attrLabel(a), n.line))
 	}
 	for _, k := range n.children {
 		m.keepUnused(k, kept)

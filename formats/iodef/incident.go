@@ -558,6 +558,24 @@ func (m *mapper) contact(n *element, inherited irxv1.Restriction, org string) {
 			c.Fax = f.textValue()
 		}
 	}
+	c.Description = m.firstText(n, "Description")
+	for _, k := range m.children(n, "RegistryHandle") {
+		registry, _ := k.attr("registry")
+		if registry == "ext-value" {
+			registry, _ = k.attr("ext-registry")
+		}
+		if h := k.textValue(); h != "" {
+			c.RegistryHandles = append(c.RegistryHandles, &irxv1.RegistryHandle{Registry: registry, Handle: h})
+		}
+	}
+	if pa := m.child(n, "PostalAddress"); pa != nil {
+		if m.v1 {
+			c.PostalAddress = pa.textValue()
+		} else {
+			c.PostalAddress = m.firstText(pa, "PAddress")
+		}
+	}
+	c.Timezone = m.firstText(n, "Timezone")
 	m.mergeResidual(n, c)
 	m.inc.Contacts = append(m.inc.Contacts, c)
 	within := org
@@ -574,6 +592,23 @@ func (m *mapper) contact(n *element, inherited irxv1.Restriction, org string) {
 func (m *mapper) eventData(n *element, inherited irxv1.Restriction) {
 	r, _ := m.restriction(n, inherited)
 	m.descriptions(n, r)
+	// The event's times are the incident's where it has none of its own
+	// (irx keeps the times at the incident); others are kept verbatim.
+	for _, t := range []struct {
+		name string
+		dst  **timestamppb.Timestamp
+	}{
+		{"DetectTime", &m.inc.DetectTime}, {"StartTime", &m.inc.StartTime}, {"EndTime", &m.inc.EndTime},
+		{"RecoveryTime", &m.inc.RecoveryTime}, {"ReportTime", &m.inc.ReportTime},
+	} {
+		if k := m.child(n, t.name); k != nil {
+			if *t.dst == nil {
+				*t.dst = m.timestamp(k)
+			} else {
+				k.used = false
+			}
+		}
+	}
 	for _, k := range m.children(n, "Contact") {
 		m.contact(k, r, "")
 	}

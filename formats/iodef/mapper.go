@@ -65,7 +65,7 @@ func mapDocument(name string, root *element, opts Options) (*Document, error) {
 					if !k.used {
 						m.keepExtra(k, "IODEF-Document/"+k.name.Local, fragment(k))
 						k.used = true
-						doc.Kept = append(doc.Kept, "IODEF-Document/"+k.name.Local)
+						doc.Kept = append(doc.Kept, atLine("IODEF-Document/"+k.name.Local, k.line))
 					}
 				}
 			}
@@ -165,7 +165,7 @@ func (m *mapper) note(n *element, attr, value, format string, args ...any) {
 	if attr != "" {
 		s += "@" + attr + "=" + oneLine(value, 40)
 	}
-	m.notes = append(m.notes, s+" ("+fmt.Sprintf(format, args...)+")")
+	m.notes = append(m.notes, atLine(s+" ("+fmt.Sprintf(format, args...)+")", n.line))
 }
 
 // children returns n's IODEF children named local, marking them used.

@@ -116,9 +116,14 @@ func genHost(t *rapid.T, attacking bool) *irxv1.Host {
 	h.Functions = rapid.SliceOfN(rapid.SampledFrom([]string{"www", "mail", "name", "c2-server", "router"}), 0, 2).Draw(t, "functions")
 	for range rapid.IntRange(0, 2).Draw(t, "services") {
 		h.Services = append(h.Services, &irxv1.Service{IpProtocol: uint32(rapid.SampledFrom([]int{6, 17}).Draw(t, "proto")),
-			Port: uint32(rapid.IntRange(0, 65535).Draw(t, "port")), Application: maybe(t, "app", func() string { return genWord(t, "app") })})
+			Port: uint32(rapid.IntRange(0, 65535).Draw(t, "port")), Application: maybe(t, "app", func() string { return genWord(t, "app") }),
+			Portlist: maybe(t, "portlist", func() string { return rapid.SampledFrom([]string{"22", "80,443", "8000-8080,9000"}).Draw(t, "ports") })})
 	}
 	h.Platform = maybe(t, "platform", func() string { return genText(t, "platform") })
+	h.Spoofed = rapid.SampledFrom([]string{"", "yes", "no", "unknown"}).Draw(t, "spoofed")
+	h.Urls = rapid.SliceOfN(rapid.Custom(func(t *rapid.T) string { return "https://" + genHostname(t, "h-url") + "/" }), 0, 1).Draw(t, "urls")
+	h.Emails = rapid.SliceOfN(rapid.Custom(func(t *rapid.T) string { return genWord(t, "h-mbox") + "@" + genHostname(t, "h-mdom") }), 0, 1).Draw(t, "emails")
+	h.Locations = rapid.SliceOfN(rapid.Custom(func(t *rapid.T) string { return genText(t, "location") }), 0, 2).Draw(t, "locations")
 	h.Timezone = maybe(t, "tz", func() string { return "+01:00" })
 	if attacking {
 		h.Category = irxv1.SystemCategory(rapid.SampledFrom([]int{0, 1, 3}).Draw(t, "cat"))
@@ -206,6 +211,13 @@ func genIncident(t *rapid.T) *irxv1.Incident {
 		c.Telephone = maybe(t, "tel", func() string { return "+49 30 " + rapid.StringMatching(`[0-9]{6}`).Draw(t, "num") })
 		c.Fax = maybe(t, "fax", func() string { return "+49 30 " + rapid.StringMatching(`[0-9]{6}`).Draw(t, "faxnum") })
 		c.PgpFingerprint = maybe(t, "pgp", func() string { return rapid.StringMatching(`[0-9A-F]{40}`).Draw(t, "fpr") })
+		c.Description = maybe(t, "c-desc", func() string { return genText(t, "c-text") })
+		c.PostalAddress = maybe(t, "postal", func() string { return genText(t, "address") })
+		c.Timezone = maybe(t, "c-tz", func() string { return rapid.SampledFrom([]string{"+01:00", "Z", "-05:30", "CET"}).Draw(t, "tz-v") })
+		for range rapid.IntRange(0, 2).Draw(t, "handles") {
+			c.RegistryHandles = append(c.RegistryHandles, &irxv1.RegistryHandle{Registry: rapid.SampledFrom([]string{"ripe", "arin", "jpnic", ""}).Draw(t, "registry"),
+				Handle: strings.ToUpper(genWord(t, "handle"))})
+		}
 		inc.Contacts = append(inc.Contacts, c)
 	}
 	for range rapid.IntRange(0, 2).Draw(t, "victims") {
