@@ -15,7 +15,6 @@ import (
 
 	"github.com/irxfed/irx/federation"
 	"github.com/irxfed/irx/node"
-	"github.com/irxfed/irx/node/api"
 	irxv1 "github.com/irxfed/irx/proto/irx/v1"
 	"github.com/irxfed/irx/record"
 )
@@ -333,8 +332,8 @@ func yamlProblem(err error) string {
 
 // importDefaults reads the import section: a TLP by its name with or
 // without "TLP_" (amber_strict or AMBER+STRICT), a taxonomy CLASS/TYPE.
-func importDefaults(tlp, taxonomy string) (api.ImportDefaults, error) {
-	var d api.ImportDefaults
+func importDefaults(tlp, taxonomy string) (node.ImportDefaults, error) {
+	var d node.ImportDefaults
 	var errs []error
 	if tlp != "" {
 		name := "TLP_" + strings.NewReplacer("+", "_", "-", "_").Replace(strings.ToUpper(strings.TrimPrefix(strings.TrimPrefix(strings.TrimSpace(tlp), "TLP_"), "tlp_")))
