@@ -120,6 +120,8 @@ type Command struct {
 	//	*Command_ChangeRole
 	//	*Command_RevokeCertificate
 	//	*Command_RecordAction
+	//	*Command_SetRetentionPolicy
+	//	*Command_RetentionTick
 	Kind isCommand_Kind `protobuf_oneof:"kind"`
 	// The operator call that proposed the command (identity, method, request
 	// id), for operator calls only. The state machine stores it, with the
@@ -309,6 +311,24 @@ func (x *Command) GetRecordAction() *RecordActionCommand {
 	return nil
 }
 
+func (x *Command) GetSetRetentionPolicy() *SetRetentionPolicyCommand {
+	if x != nil {
+		if x, ok := x.Kind.(*Command_SetRetentionPolicy); ok {
+			return x.SetRetentionPolicy
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetRetentionTick() *RetentionTickCommand {
+	if x != nil {
+		if x, ok := x.Kind.(*Command_RetentionTick); ok {
+			return x.RetentionTick
+		}
+	}
+	return nil
+}
+
 func (x *Command) GetActor() *OperatorAction {
 	if x != nil {
 		return x.Actor
@@ -398,6 +418,18 @@ type Command_RecordAction struct {
 	RecordAction *RecordActionCommand `protobuf:"bytes,17,opt,name=record_action,json=recordAction,proto3,oneof"`
 }
 
+type Command_SetRetentionPolicy struct {
+	// Replace the team's retention policy.
+	SetRetentionPolicy *SetRetentionPolicyCommand `protobuf:"bytes,37,opt,name=set_retention_policy,json=setRetentionPolicy,proto3,oneof"`
+}
+
+type Command_RetentionTick struct {
+	// The team's retention clock: propose_time is the time retention
+	// terms are measured against. The leader proposes one periodically;
+	// each applies a bounded amount of purging and resumes at the next.
+	RetentionTick *RetentionTickCommand `protobuf:"bytes,38,opt,name=retention_tick,json=retentionTick,proto3,oneof"`
+}
+
 func (*Command_CreateIncident) isCommand_Kind() {}
 
 func (*Command_UpdateIncident) isCommand_Kind() {}
@@ -427,6 +459,10 @@ func (*Command_ChangeRole) isCommand_Kind() {}
 func (*Command_RevokeCertificate) isCommand_Kind() {}
 
 func (*Command_RecordAction) isCommand_Kind() {}
+
+func (*Command_SetRetentionPolicy) isCommand_Kind() {}
+
+func (*Command_RetentionTick) isCommand_Kind() {}
 
 // RediscloseCommand appends a feed entry that makes the feed served to a
 // peer disclose again every version the peer holds of the incidents with
@@ -1910,11 +1946,169 @@ func (*RecordActionCommand) Descriptor() ([]byte, []int) {
 	return file_irx_v1_command_proto_rawDescGZIP(), []int{19}
 }
 
+// SetRetentionPolicyCommand replaces the team's retention policy. The
+// state machine checks its structure, numbers and stamps it, and restarts
+// every rule's progress.
+type SetRetentionPolicyCommand struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The policy, without output-only fields.
+	Policy *RetentionPolicy `protobuf:"bytes,1,opt,name=policy,proto3" json:"policy,omitempty"`
+	// The version the proposer expects to replace; 0 means any, and -1
+	// means none (the first policy).
+	ExpectedVersion int64 `protobuf:"varint,2,opt,name=expected_version,json=expectedVersion,proto3" json:"expected_version,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *SetRetentionPolicyCommand) Reset() {
+	*x = SetRetentionPolicyCommand{}
+	mi := &file_irx_v1_command_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetRetentionPolicyCommand) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetRetentionPolicyCommand) ProtoMessage() {}
+
+func (x *SetRetentionPolicyCommand) ProtoReflect() protoreflect.Message {
+	mi := &file_irx_v1_command_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetRetentionPolicyCommand.ProtoReflect.Descriptor instead.
+func (*SetRetentionPolicyCommand) Descriptor() ([]byte, []int) {
+	return file_irx_v1_command_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *SetRetentionPolicyCommand) GetPolicy() *RetentionPolicy {
+	if x != nil {
+		return x.Policy
+	}
+	return nil
+}
+
+func (x *SetRetentionPolicyCommand) GetExpectedVersion() int64 {
+	if x != nil {
+		return x.ExpectedVersion
+	}
+	return 0
+}
+
+// RetentionTickCommand advances the team's retention clock to the
+// entry's propose_time (never backwards) and purges what the terms of
+// every origin we hold records of say is due, up to a bounded number of
+// versions per entry.
+type RetentionTickCommand struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RetentionTickCommand) Reset() {
+	*x = RetentionTickCommand{}
+	mi := &file_irx_v1_command_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RetentionTickCommand) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RetentionTickCommand) ProtoMessage() {}
+
+func (x *RetentionTickCommand) ProtoReflect() protoreflect.Message {
+	mi := &file_irx_v1_command_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RetentionTickCommand.ProtoReflect.Descriptor instead.
+func (*RetentionTickCommand) Descriptor() ([]byte, []int) {
+	return file_irx_v1_command_proto_rawDescGZIP(), []int{21}
+}
+
+// RetentionState is the retention policy that governs the records of one
+// origin team as this team holds them (our own, or the terms carried by
+// the latest view of the origin's records we received), and how far each
+// rule has come through the versions in time order.
+type RetentionState struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The policy.
+	Policy *RetentionPolicy `protobuf:"bytes,1,opt,name=policy,proto3" json:"policy,omitempty"`
+	// Per rule, in the order of policy.rules: the time-index key of the
+	// last version the rule has handled; empty: none yet.
+	Progress      [][]byte `protobuf:"bytes,2,rep,name=progress,proto3" json:"progress,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RetentionState) Reset() {
+	*x = RetentionState{}
+	mi := &file_irx_v1_command_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RetentionState) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RetentionState) ProtoMessage() {}
+
+func (x *RetentionState) ProtoReflect() protoreflect.Message {
+	mi := &file_irx_v1_command_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RetentionState.ProtoReflect.Descriptor instead.
+func (*RetentionState) Descriptor() ([]byte, []int) {
+	return file_irx_v1_command_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *RetentionState) GetPolicy() *RetentionPolicy {
+	if x != nil {
+		return x.Policy
+	}
+	return nil
+}
+
+func (x *RetentionState) GetProgress() [][]byte {
+	if x != nil {
+		return x.Progress
+	}
+	return nil
+}
+
 var File_irx_v1_command_proto protoreflect.FileDescriptor
 
 const file_irx_v1_command_proto_rawDesc = "" +
 	"\n" +
-	"\x14irx/v1/command.proto\x12\x06irx.v1\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1birx/v1/access_service.proto\x1a\x1firx/v1/federation_service.proto\x1a\x15irx/v1/incident.proto\x1a\x19irx/v1/peer_service.proto\x1a\x13irx/v1/policy.proto\x1a\x19irx/v1/team_service.proto\"\xfa\b\n" +
+	"\x14irx/v1/command.proto\x12\x06irx.v1\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1birx/v1/access_service.proto\x1a\x1firx/v1/federation_service.proto\x1a\x15irx/v1/incident.proto\x1a\x19irx/v1/peer_service.proto\x1a\x13irx/v1/policy.proto\x1a\x19irx/v1/team_service.proto\"\x98\n" +
+	"\n" +
 	"\aCommand\x12=\n" +
 	"\fpropose_time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\vproposeTime\x12H\n" +
 	"\x0fcreate_incident\x18\x02 \x01(\v2\x1d.irx.v1.CreateIncidentCommandH\x00R\x0ecreateIncident\x12H\n" +
@@ -1938,7 +2132,9 @@ const file_irx_v1_command_proto_rawDesc = "" +
 	"\vchange_role\x18\x0f \x01(\v2\x19.irx.v1.ChangeRoleCommandH\x00R\n" +
 	"changeRole\x12Q\n" +
 	"\x12revoke_certificate\x18\x10 \x01(\v2 .irx.v1.RevokeCertificateCommandH\x00R\x11revokeCertificate\x12B\n" +
-	"\rrecord_action\x18\x11 \x01(\v2\x1b.irx.v1.RecordActionCommandH\x00R\frecordAction\x12,\n" +
+	"\rrecord_action\x18\x11 \x01(\v2\x1b.irx.v1.RecordActionCommandH\x00R\frecordAction\x12U\n" +
+	"\x14set_retention_policy\x18% \x01(\v2!.irx.v1.SetRetentionPolicyCommandH\x00R\x12setRetentionPolicy\x12E\n" +
+	"\x0eretention_tick\x18& \x01(\v2\x1c.irx.v1.RetentionTickCommandH\x00R\rretentionTick\x12,\n" +
 	"\x05actor\x18\x0e \x01(\v2\x16.irx.v1.OperatorActionR\x05actorB\x06\n" +
 	"\x04kind\"\xcc\x01\n" +
 	"\x11RediscloseCommand\x12 \n" +
@@ -2056,7 +2252,14 @@ const file_irx_v1_command_proto_rawDesc = "" +
 	"\tbootstrap\x18\x04 \x01(\bR\tbootstrap\"P\n" +
 	"\x18RevokeCertificateCommand\x124\n" +
 	"\arevoked\x18\x01 \x01(\v2\x1a.irx.v1.RevokedCertificateR\arevoked\"\x15\n" +
-	"\x13RecordActionCommand*\xcc\x01\n" +
+	"\x13RecordActionCommand\"w\n" +
+	"\x19SetRetentionPolicyCommand\x12/\n" +
+	"\x06policy\x18\x01 \x01(\v2\x17.irx.v1.RetentionPolicyR\x06policy\x12)\n" +
+	"\x10expected_version\x18\x02 \x01(\x03R\x0fexpectedVersion\"\x16\n" +
+	"\x14RetentionTickCommand\"]\n" +
+	"\x0eRetentionState\x12/\n" +
+	"\x06policy\x18\x01 \x01(\v2\x17.irx.v1.RetentionPolicyR\x06policy\x12\x1a\n" +
+	"\bprogress\x18\x02 \x03(\fR\bprogress*\xcc\x01\n" +
 	"\rFeedEntryKind\x12\x1f\n" +
 	"\x1bFEED_ENTRY_KIND_UNSPECIFIED\x10\x00\x12\x1b\n" +
 	"\x17FEED_ENTRY_KIND_VERSION\x10\x01\x12\x1e\n" +
@@ -2078,7 +2281,7 @@ func file_irx_v1_command_proto_rawDescGZIP() []byte {
 }
 
 var file_irx_v1_command_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_irx_v1_command_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
+var file_irx_v1_command_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
 var file_irx_v1_command_proto_goTypes = []any{
 	(FeedEntryKind)(0),                // 0: irx.v1.FeedEntryKind
 	(*Command)(nil),                   // 1: irx.v1.Command
@@ -2101,21 +2304,25 @@ var file_irx_v1_command_proto_goTypes = []any{
 	(*ChangeRoleCommand)(nil),         // 18: irx.v1.ChangeRoleCommand
 	(*RevokeCertificateCommand)(nil),  // 19: irx.v1.RevokeCertificateCommand
 	(*RecordActionCommand)(nil),       // 20: irx.v1.RecordActionCommand
-	(*timestamppb.Timestamp)(nil),     // 21: google.protobuf.Timestamp
-	(*OperatorAction)(nil),            // 22: irx.v1.OperatorAction
-	(*TeamDescription)(nil),           // 23: irx.v1.TeamDescription
-	(*Peer)(nil),                      // 24: irx.v1.Peer
-	(*FeedItem)(nil),                  // 25: irx.v1.FeedItem
-	(WithdrawalReason)(0),             // 26: irx.v1.WithdrawalReason
-	(ReplacementReason)(0),            // 27: irx.v1.ReplacementReason
-	(*DisclosurePolicy)(nil),          // 28: irx.v1.DisclosurePolicy
-	(*Incident)(nil),                  // 29: irx.v1.Incident
-	(*fieldmaskpb.FieldMask)(nil),     // 30: google.protobuf.FieldMask
-	(Role)(0),                         // 31: irx.v1.Role
-	(*RevokedCertificate)(nil),        // 32: irx.v1.RevokedCertificate
+	(*SetRetentionPolicyCommand)(nil), // 21: irx.v1.SetRetentionPolicyCommand
+	(*RetentionTickCommand)(nil),      // 22: irx.v1.RetentionTickCommand
+	(*RetentionState)(nil),            // 23: irx.v1.RetentionState
+	(*timestamppb.Timestamp)(nil),     // 24: google.protobuf.Timestamp
+	(*OperatorAction)(nil),            // 25: irx.v1.OperatorAction
+	(*TeamDescription)(nil),           // 26: irx.v1.TeamDescription
+	(*Peer)(nil),                      // 27: irx.v1.Peer
+	(*FeedItem)(nil),                  // 28: irx.v1.FeedItem
+	(WithdrawalReason)(0),             // 29: irx.v1.WithdrawalReason
+	(ReplacementReason)(0),            // 30: irx.v1.ReplacementReason
+	(*DisclosurePolicy)(nil),          // 31: irx.v1.DisclosurePolicy
+	(*Incident)(nil),                  // 32: irx.v1.Incident
+	(*fieldmaskpb.FieldMask)(nil),     // 33: google.protobuf.FieldMask
+	(Role)(0),                         // 34: irx.v1.Role
+	(*RevokedCertificate)(nil),        // 35: irx.v1.RevokedCertificate
+	(*RetentionPolicy)(nil),           // 36: irx.v1.RetentionPolicy
 }
 var file_irx_v1_command_proto_depIdxs = []int32{
-	21, // 0: irx.v1.Command.propose_time:type_name -> google.protobuf.Timestamp
+	24, // 0: irx.v1.Command.propose_time:type_name -> google.protobuf.Timestamp
 	14, // 1: irx.v1.Command.create_incident:type_name -> irx.v1.CreateIncidentCommand
 	15, // 2: irx.v1.Command.update_incident:type_name -> irx.v1.UpdateIncidentCommand
 	13, // 3: irx.v1.Command.leader_noop:type_name -> irx.v1.LeaderNoopCommand
@@ -2131,32 +2338,36 @@ var file_irx_v1_command_proto_depIdxs = []int32{
 	18, // 13: irx.v1.Command.change_role:type_name -> irx.v1.ChangeRoleCommand
 	19, // 14: irx.v1.Command.revoke_certificate:type_name -> irx.v1.RevokeCertificateCommand
 	20, // 15: irx.v1.Command.record_action:type_name -> irx.v1.RecordActionCommand
-	22, // 16: irx.v1.Command.actor:type_name -> irx.v1.OperatorAction
-	23, // 17: irx.v1.SetTeamDescriptionCommand.description:type_name -> irx.v1.TeamDescription
-	24, // 18: irx.v1.PutPeerCommand.peer:type_name -> irx.v1.Peer
-	25, // 19: irx.v1.ApplyPeerFeedCommand.items:type_name -> irx.v1.FeedItem
-	21, // 20: irx.v1.ApplyPeerFeedCommand.head_time:type_name -> google.protobuf.Timestamp
-	10, // 21: irx.v1.AcknowledgePeerCommand.entries:type_name -> irx.v1.LedgerEntry
-	26, // 22: irx.v1.LedgerEntry.withdrawal_reason:type_name -> irx.v1.WithdrawalReason
-	27, // 23: irx.v1.LedgerEntry.replacement_reason:type_name -> irx.v1.ReplacementReason
-	1,  // 24: irx.v1.CommandBatch.commands:type_name -> irx.v1.Command
-	28, // 25: irx.v1.SetPolicyCommand.policy:type_name -> irx.v1.DisclosurePolicy
-	29, // 26: irx.v1.CreateIncidentCommand.incident:type_name -> irx.v1.Incident
-	29, // 27: irx.v1.UpdateIncidentCommand.incident:type_name -> irx.v1.Incident
-	30, // 28: irx.v1.UpdateIncidentCommand.update_mask:type_name -> google.protobuf.FieldMask
-	0,  // 29: irx.v1.FeedEntry.kind:type_name -> irx.v1.FeedEntryKind
-	21, // 30: irx.v1.FeedEntry.commit_time:type_name -> google.protobuf.Timestamp
-	26, // 31: irx.v1.FeedEntry.withdrawal_reason:type_name -> irx.v1.WithdrawalReason
-	27, // 32: irx.v1.FeedEntry.replacement_reason:type_name -> irx.v1.ReplacementReason
-	21, // 33: irx.v1.PeerState.inbound_head_time:type_name -> google.protobuf.Timestamp
-	21, // 34: irx.v1.PeerState.last_acknowledge_time:type_name -> google.protobuf.Timestamp
-	31, // 35: irx.v1.ChangeRoleCommand.role:type_name -> irx.v1.Role
-	32, // 36: irx.v1.RevokeCertificateCommand.revoked:type_name -> irx.v1.RevokedCertificate
-	37, // [37:37] is the sub-list for method output_type
-	37, // [37:37] is the sub-list for method input_type
-	37, // [37:37] is the sub-list for extension type_name
-	37, // [37:37] is the sub-list for extension extendee
-	0,  // [0:37] is the sub-list for field type_name
+	21, // 16: irx.v1.Command.set_retention_policy:type_name -> irx.v1.SetRetentionPolicyCommand
+	22, // 17: irx.v1.Command.retention_tick:type_name -> irx.v1.RetentionTickCommand
+	25, // 18: irx.v1.Command.actor:type_name -> irx.v1.OperatorAction
+	26, // 19: irx.v1.SetTeamDescriptionCommand.description:type_name -> irx.v1.TeamDescription
+	27, // 20: irx.v1.PutPeerCommand.peer:type_name -> irx.v1.Peer
+	28, // 21: irx.v1.ApplyPeerFeedCommand.items:type_name -> irx.v1.FeedItem
+	24, // 22: irx.v1.ApplyPeerFeedCommand.head_time:type_name -> google.protobuf.Timestamp
+	10, // 23: irx.v1.AcknowledgePeerCommand.entries:type_name -> irx.v1.LedgerEntry
+	29, // 24: irx.v1.LedgerEntry.withdrawal_reason:type_name -> irx.v1.WithdrawalReason
+	30, // 25: irx.v1.LedgerEntry.replacement_reason:type_name -> irx.v1.ReplacementReason
+	1,  // 26: irx.v1.CommandBatch.commands:type_name -> irx.v1.Command
+	31, // 27: irx.v1.SetPolicyCommand.policy:type_name -> irx.v1.DisclosurePolicy
+	32, // 28: irx.v1.CreateIncidentCommand.incident:type_name -> irx.v1.Incident
+	32, // 29: irx.v1.UpdateIncidentCommand.incident:type_name -> irx.v1.Incident
+	33, // 30: irx.v1.UpdateIncidentCommand.update_mask:type_name -> google.protobuf.FieldMask
+	0,  // 31: irx.v1.FeedEntry.kind:type_name -> irx.v1.FeedEntryKind
+	24, // 32: irx.v1.FeedEntry.commit_time:type_name -> google.protobuf.Timestamp
+	29, // 33: irx.v1.FeedEntry.withdrawal_reason:type_name -> irx.v1.WithdrawalReason
+	30, // 34: irx.v1.FeedEntry.replacement_reason:type_name -> irx.v1.ReplacementReason
+	24, // 35: irx.v1.PeerState.inbound_head_time:type_name -> google.protobuf.Timestamp
+	24, // 36: irx.v1.PeerState.last_acknowledge_time:type_name -> google.protobuf.Timestamp
+	34, // 37: irx.v1.ChangeRoleCommand.role:type_name -> irx.v1.Role
+	35, // 38: irx.v1.RevokeCertificateCommand.revoked:type_name -> irx.v1.RevokedCertificate
+	36, // 39: irx.v1.SetRetentionPolicyCommand.policy:type_name -> irx.v1.RetentionPolicy
+	36, // 40: irx.v1.RetentionState.policy:type_name -> irx.v1.RetentionPolicy
+	41, // [41:41] is the sub-list for method output_type
+	41, // [41:41] is the sub-list for method input_type
+	41, // [41:41] is the sub-list for extension type_name
+	41, // [41:41] is the sub-list for extension extendee
+	0,  // [0:41] is the sub-list for field type_name
 }
 
 func init() { file_irx_v1_command_proto_init() }
@@ -2186,6 +2397,8 @@ func file_irx_v1_command_proto_init() {
 		(*Command_ChangeRole)(nil),
 		(*Command_RevokeCertificate)(nil),
 		(*Command_RecordAction)(nil),
+		(*Command_SetRetentionPolicy)(nil),
+		(*Command_RetentionTick)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -2193,7 +2406,7 @@ func file_irx_v1_command_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_irx_v1_command_proto_rawDesc), len(file_irx_v1_command_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   20,
+			NumMessages:   23,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -34,6 +34,9 @@ const (
 	ReplacementReason_REPLACEMENT_REASON_MARKINGS ReplacementReason = 2
 	// The team the sender received the record from replaced the version.
 	ReplacementReason_REPLACEMENT_REASON_UPSTREAM ReplacementReason = 3
+	// The origin's retention terms purged an information class from the
+	// version.
+	ReplacementReason_REPLACEMENT_REASON_RETENTION ReplacementReason = 4
 )
 
 // Enum value maps for ReplacementReason.
@@ -43,12 +46,14 @@ var (
 		1: "REPLACEMENT_REASON_POLICY",
 		2: "REPLACEMENT_REASON_MARKINGS",
 		3: "REPLACEMENT_REASON_UPSTREAM",
+		4: "REPLACEMENT_REASON_RETENTION",
 	}
 	ReplacementReason_value = map[string]int32{
 		"REPLACEMENT_REASON_UNSPECIFIED": 0,
 		"REPLACEMENT_REASON_POLICY":      1,
 		"REPLACEMENT_REASON_MARKINGS":    2,
 		"REPLACEMENT_REASON_UPSTREAM":    3,
+		"REPLACEMENT_REASON_RETENTION":   4,
 	}
 )
 
@@ -90,6 +95,8 @@ const (
 	// The sender's policy no longer lets the recipient hold it (a tightened
 	// policy, a raised TLP, a changed restriction or taxonomy).
 	WithdrawalReason_WITHDRAWAL_REASON_POLICY WithdrawalReason = 2
+	// The origin's retention terms removed the record.
+	WithdrawalReason_WITHDRAWAL_REASON_RETENTION WithdrawalReason = 3
 )
 
 // Enum value maps for WithdrawalReason.
@@ -98,11 +105,13 @@ var (
 		0: "WITHDRAWAL_REASON_UNSPECIFIED",
 		1: "WITHDRAWAL_REASON_ORIGIN",
 		2: "WITHDRAWAL_REASON_POLICY",
+		3: "WITHDRAWAL_REASON_RETENTION",
 	}
 	WithdrawalReason_value = map[string]int32{
 		"WITHDRAWAL_REASON_UNSPECIFIED": 0,
 		"WITHDRAWAL_REASON_ORIGIN":      1,
 		"WITHDRAWAL_REASON_POLICY":      2,
+		"WITHDRAWAL_REASON_RETENTION":   3,
 	}
 )
 
@@ -906,16 +915,18 @@ const file_irx_v1_federation_service_proto_rawDesc = "" +
 	"\bincident\x18\x01 \x01(\v2\x10.irx.v1.IncidentR\bincident\"!\n" +
 	"\x1fGetSignedTeamDescriptionRequest\"p\n" +
 	" GetSignedTeamDescriptionResponse\x12L\n" +
-	"\x12signed_description\x18\x01 \x01(\v2\x1d.irx.v1.SignedTeamDescriptionR\x11signedDescription*\x98\x01\n" +
+	"\x12signed_description\x18\x01 \x01(\v2\x1d.irx.v1.SignedTeamDescriptionR\x11signedDescription*\xba\x01\n" +
 	"\x11ReplacementReason\x12\"\n" +
 	"\x1eREPLACEMENT_REASON_UNSPECIFIED\x10\x00\x12\x1d\n" +
 	"\x19REPLACEMENT_REASON_POLICY\x10\x01\x12\x1f\n" +
 	"\x1bREPLACEMENT_REASON_MARKINGS\x10\x02\x12\x1f\n" +
-	"\x1bREPLACEMENT_REASON_UPSTREAM\x10\x03*q\n" +
+	"\x1bREPLACEMENT_REASON_UPSTREAM\x10\x03\x12 \n" +
+	"\x1cREPLACEMENT_REASON_RETENTION\x10\x04*\x92\x01\n" +
 	"\x10WithdrawalReason\x12!\n" +
 	"\x1dWITHDRAWAL_REASON_UNSPECIFIED\x10\x00\x12\x1c\n" +
 	"\x18WITHDRAWAL_REASON_ORIGIN\x10\x01\x12\x1c\n" +
-	"\x18WITHDRAWAL_REASON_POLICY\x10\x022\xe2\x02\n" +
+	"\x18WITHDRAWAL_REASON_POLICY\x10\x02\x12\x1f\n" +
+	"\x1bWITHDRAWAL_REASON_RETENTION\x10\x032\xe2\x02\n" +
 	"\x11FederationService\x12B\n" +
 	"\tSubscribe\x12\x18.irx.v1.SubscribeRequest\x1a\x19.irx.v1.SubscribeResponse0\x01\x12F\n" +
 	"\vAcknowledge\x12\x1a.irx.v1.AcknowledgeRequest\x1a\x1b.irx.v1.AcknowledgeResponse\x12R\n" +
