@@ -225,6 +225,10 @@ func (f *Federation) disclose(version, latest *irxv1.Incident, compiled *policy.
 		Reshare:      proto.CloneOf(ex.GetReshare()),
 		Transfers:    append(slices.Clip(prov.GetTransfers()), &irxv1.Transfer{TeamId: compiled.PeerTeamID(), PolicyVersion: compiled.Version()}),
 		TermsVersion: terms,
+		// The origin's retention terms as this team holds them now. They
+		// are not part of the view's digest (viewDigest, ViewDigest): the
+		// audit recomputes a view later, under whatever terms hold then.
+		Retention: f.state.RetentionTerms(origin),
 	}
 	return view, ex
 }
@@ -232,6 +236,10 @@ func (f *Federation) disclose(version, latest *irxv1.Incident, compiled *policy.
 // viewDigest is ViewDigest's bytes for a view disclose made (it has no
 // receive time, so it needs no copy).
 func viewDigest(view *irxv1.Incident) ([]byte, error) {
+	if r := view.GetProvenance().GetRetention(); r != nil {
+		view.Provenance.Retention = nil
+		defer func() { view.Provenance.Retention = r }()
+	}
 	data, err := proto.MarshalOptions{Deterministic: true}.Marshal(view)
 	if err != nil {
 		return nil, err
@@ -378,7 +386,13 @@ func (w *feedWalker) replaced(e *irxv1.FeedEntry) ([]outcome, error) {
 	if latest == nil || err != nil {
 		return nil, err
 	}
-	return w.again(e, id, v, latest, held, irxv1.ReplacementReason_REPLACEMENT_REASON_UPSTREAM)
+	reason := irxv1.ReplacementReason_REPLACEMENT_REASON_UPSTREAM
+	if e.GetReplacementReason() == irxv1.ReplacementReason_REPLACEMENT_REASON_RETENTION {
+		// Our own retention purge (of our record, or of our copy on our
+		// clock): say so, rather than "upstream".
+		reason = e.GetReplacementReason()
+	}
+	return w.again(e, id, v, latest, held, reason)
 }
 
 // redisclose is a stretch of what the peer holds, disclosed again under

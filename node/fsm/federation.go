@@ -341,6 +341,7 @@ func (a *applier) receive(peer string, view *irxv1.Incident) (stored bool, refus
 	}
 	// The view was decoded from this log entry and nothing else holds it:
 	// stamping it in place saves a deep copy per record.
+	a.noteTerms(id, view)
 	inc := view
 	inc.Provenance.ReceiveTime = a.now
 	inc.WithdrawTime, inc.WithdrawReason = nil, ""
@@ -419,7 +420,9 @@ func (a *applier) receiveWithdrawal(peer string, w *irxv1.IncidentWithdrawal) (d
 		a.fail(err)
 		return false, ""
 	}
-	origin := w.GetReason() == irxv1.WithdrawalReason_WITHDRAWAL_REASON_ORIGIN
+	// The origin's retention removed the record everywhere, like its
+	// withdrawal.
+	origin := w.GetReason() == irxv1.WithdrawalReason_WITHDRAWAL_REASON_ORIGIN || w.GetReason() == irxv1.WithdrawalReason_WITHDRAWAL_REASON_RETENTION
 	if origin {
 		if v := uint64(max(w.GetVersion(), cur.GetVersion())); v > a.fsm.tombstones[id] && (peer == id.Team || cur.GetProvenance().GetReceivedFrom() == peer || cur == nil) {
 			a.set(tombKey(id), u64(v))
@@ -439,6 +442,16 @@ func (a *applier) receiveWithdrawal(peer string, w *irxv1.IncidentWithdrawal) (d
 		return false, "" // a newer version arrived since; it was disclosed under the newer policy
 	}
 	a.deleteCopy(id, cur)
+	if w.GetReason() == irxv1.WithdrawalReason_WITHDRAWAL_REASON_RETENTION {
+		// Retention leaves nothing, not even a stub; the tombstone keeps a
+		// copy on its way by another path from coming back, and the feed
+		// entry tells whoever we passed it on to.
+		a.appendFeed(&irxv1.FeedEntry{
+			Kind: irxv1.FeedEntryKind_FEED_ENTRY_KIND_WITHDRAWAL, IncidentId: cur.GetId(), Version: max(w.GetVersion(), cur.GetVersion()),
+			WithdrawalReason: w.GetReason(),
+		})
+		return a.err == nil, ""
+	}
 	stub := withdrawnStub(cur, peer, w, a.now)
 	if err := a.storeVersion(id, nil, stub, &irxv1.FeedEntry{
 		Kind: irxv1.FeedEntryKind_FEED_ENTRY_KIND_WITHDRAWAL, WithdrawalReason: w.GetReason(),
@@ -481,6 +494,7 @@ func withdrawnStub(cur *irxv1.Incident, peer string, w *irxv1.IncidentWithdrawal
 // deleteCopy removes every trace of a foreign incident but its feed
 // entries and ledger: its versions, its latest pointer, its indexes.
 func (a *applier) deleteCopy(id record.ID, cur *irxv1.Incident) {
+	a.deleteTimeKeys(id)
 	for _, k := range indexKeys(id, cur) {
 		a.del(k)
 	}

@@ -59,6 +59,11 @@ type Result struct {
 	// answers that carry it as it is. A create the leader evaluated
 	// answers with Encoded only; Created gives the message.
 	Encoded []byte
+	// Retention is what a SetRetentionPolicyCommand stored.
+	Retention *irxv1.RetentionPolicy
+	// RetentionMore: a retention tick stopped at its bound with more due;
+	// the leader proposes the next at once.
+	RetentionMore bool
 	// Replayed: a create's request id was stored already, with the same
 	// body; Incident is what that first create stored, and nothing was
 	// created now.
@@ -97,6 +102,8 @@ func (r *Result) Stored() (proto.Message, error) {
 		return r.Binding, nil
 	case r.Revoked != nil:
 		return r.Revoked, nil
+	case r.Retention != nil:
+		return r.Retention, nil
 	}
 	return nil, nil
 }
@@ -140,6 +147,10 @@ type FSM struct {
 	// no lookup of a copy we cannot have. In a catch-up every record is
 	// new. Kept like tombstones.
 	foreignHigh map[string]uint64
+
+	// retention mirrors the ret/o/ keys (retention.go), replaced after
+	// every batch that changes them.
+	retention atomic.Pointer[retentionStates]
 
 	// access mirrors the acc/ keys, replaced after every batch that
 	// changes them: every call of the operator API checks it.
@@ -247,8 +258,13 @@ func (f *FSM) adopt(db *pebble.DB) error {
 	if err != nil {
 		return err
 	}
+	retention, err := loadRetention(db)
+	if err != nil {
+		return err
+	}
 	f.db, f.tombstones, f.foreignHigh = db, tombstones, high
 	f.access.Store(access)
+	f.retention.Store(&retention)
 	return nil
 }
 
@@ -381,6 +397,7 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
 		}
 		f.access.Store(access)
 	}
+	f.publishRetention(a.retention)
 	f.applied.Store(last)
 	f.lastTicket.Store(a.ticket)
 	f.feedSeq.Store(a.feed)
@@ -491,6 +508,10 @@ type applier struct {
 	// position numbers the actions recorded within one entry.
 	position uint32
 
+	// retention holds the retention states the batch changed, until they
+	// are published (retention.go).
+	retention map[string]*irxv1.RetentionState
+
 	// Removals to erase at rest (erase.go), and the last entry that made one.
 	erasedSpans []Span
 	erasedIndex uint64
@@ -587,6 +608,10 @@ func (a *applier) applyOne(cmd *irxv1.Command, index uint64) *Result {
 		return a.changeRole(k.ChangeRole)
 	case *irxv1.Command_RevokeCertificate:
 		return a.revokeCertificate(k.RevokeCertificate, cmd.GetActor())
+	case *irxv1.Command_SetRetentionPolicy:
+		return a.setRetention(k.SetRetentionPolicy)
+	case *irxv1.Command_RetentionTick:
+		return a.retentionTick()
 	case *irxv1.Command_RecordAction:
 		if cmd.GetActor().GetTarget() == "" {
 			return &Result{Err: fmt.Errorf("%w at index %d: an action to record without actor and target", ErrInvalidCommand, index)}
@@ -682,6 +707,10 @@ func (a *applier) duplicateOf(requestID string, fresh bool, digest []byte) *Resu
 			}}
 		}
 		inc, err := a.fsm.getFrom(a.b, existing, 0)
+		if errors.Is(err, ErrNotFound) {
+			// Retention removed what the first create made.
+			return &Result{Err: fmt.Errorf("%w: request_id %q created %s, which retention has since removed", ErrNotFound, requestID, existing)}
+		}
 		if err != nil {
 			a.fail(err)
 			return &Result{Err: err}
@@ -708,6 +737,9 @@ func (a *applier) storeCreated(id record.ID, indexed *irxv1.Incident, rest []byt
 	stored := withID(text, rest)
 	a.set(incidentKey(id), u64(1))
 	a.set(versionKey(id, 1), stored)
+	// Our own versions are stamped with the entry's time, after every
+	// tick's: none lies behind a rule's progress (retention.go).
+	a.set(retentionTimeKey(id, a.now.AsTime(), 1), nil)
 	a.appendFeed(&irxv1.FeedEntry{Kind: irxv1.FeedEntryKind_FEED_ENTRY_KIND_VERSION, IncidentId: text, Version: 1})
 	for _, k := range indexKeys(id, indexed) {
 		a.set(k, nil)
@@ -801,6 +833,8 @@ func (a *applier) storeVersion(id record.ID, previous, next *irxv1.Incident, ent
 	for _, k := range indexKeys(id, next) {
 		a.set(k, nil)
 	}
+	a.set(versionTimeKey(id, next), nil)
+	a.retainStored(id, next)
 	return a.err
 }
 
