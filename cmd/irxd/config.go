@@ -77,7 +77,13 @@ type fileConfig struct {
 	// FutureSkew is how far past this node's clock a time in a record
 	// may lie.
 	FutureSkew time.Duration `yaml:"future_skew"`
-	Log        struct {
+	// Retention: how often the leader advances the team's retention
+	// clock, and the shortest keep a retention rule may have.
+	Retention struct {
+		Tick    time.Duration `yaml:"tick"`
+		MinKeep time.Duration `yaml:"min_keep"`
+	} `yaml:"retention"`
+	Log struct {
 		Level  string `yaml:"level"`
 		Format string `yaml:"format"`
 	} `yaml:"log"`
@@ -185,6 +191,7 @@ func parseOptions(args []string, stderr io.Writer, getenv func(string) string) (
 				ScrubInterval: fc.Storage.ScrubInterval, ScrubBytesPerSecond: fc.Storage.ScrubBytesPerSecond,
 			},
 			FutureSkew: fc.FutureSkew,
+			Retention:  node.RetentionConfig{Tick: fc.Retention.Tick, MinKeep: fc.Retention.MinKeep},
 		},
 		federation: federation.Config{Addr: fc.Listen.Federation, StreamsPerPeer: fc.Federation.StreamsPerPeer},
 		logLevel:   fc.Log.Level,

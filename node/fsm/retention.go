@@ -454,6 +454,13 @@ func (f *FSM) RetentionPolicy(origin string) (*irxv1.RetentionPolicy, error) {
 	return nil, fmt.Errorf("%w: no retention policy of team %q", ErrNotFound, origin)
 }
 
+// HasRetention reports whether the team holds any retention terms (its
+// own, or an origin's).
+func (f *FSM) HasRetention() bool {
+	m := f.retention.Load()
+	return m != nil && len(*m) > 0
+}
+
 // RetentionTerms is what a view of origin's record carries: its policy,
 // or nil.
 func (f *FSM) RetentionTerms(origin string) *irxv1.RetentionPolicy {
