@@ -25,9 +25,7 @@ import (
 func ViewDigest(inc *irxv1.Incident) (string, error) {
 	c := proto.CloneOf(inc)
 	if c.GetProvenance() != nil {
-		// The retention terms a view carries are the origin's current
-		// ones, not part of what the view says.
-		c.Provenance.ReceiveTime, c.Provenance.Retention = nil, nil
+		c.Provenance.ReceiveTime = nil
 	}
 	data, err := proto.MarshalOptions{Deterministic: true}.Marshal(c)
 	if err != nil {

@@ -225,10 +225,6 @@ func (f *Federation) disclose(version, latest *irxv1.Incident, compiled *policy.
 		Reshare:      proto.CloneOf(ex.GetReshare()),
 		Transfers:    append(slices.Clip(prov.GetTransfers()), &irxv1.Transfer{TeamId: compiled.PeerTeamID(), PolicyVersion: compiled.Version()}),
 		TermsVersion: terms,
-		// The origin's retention terms as this team holds them now. They
-		// are not part of the view's digest (viewDigest, ViewDigest): the
-		// audit recomputes a view later, under whatever terms hold then.
-		Retention: f.state.RetentionTerms(origin),
 	}
 	return view, ex
 }
@@ -236,10 +232,6 @@ func (f *Federation) disclose(version, latest *irxv1.Incident, compiled *policy.
 // viewDigest is ViewDigest's bytes for a view disclose made (it has no
 // receive time, so it needs no copy).
 func viewDigest(view *irxv1.Incident) ([]byte, error) {
-	if r := view.GetProvenance().GetRetention(); r != nil {
-		view.Provenance.Retention = nil
-		defer func() { view.Provenance.Retention = r }()
-	}
 	data, err := proto.MarshalOptions{Deterministic: true}.Marshal(view)
 	if err != nil {
 		return nil, err
@@ -335,7 +327,10 @@ func (w *feedWalker) newVersion(e *irxv1.FeedEntry) ([]outcome, error) {
 		}
 		held.set(e.GetSequence(), v, d)
 		outs = append(outs, outcome{
-			item:   &irxv1.FeedItem{Sequence: e.GetSequence(), CommitTime: e.GetCommitTime(), Kind: &irxv1.FeedItem_Incident{Incident: view}},
+			item: &irxv1.FeedItem{
+				Sequence: e.GetSequence(), CommitTime: e.GetCommitTime(), Kind: &irxv1.FeedItem_Incident{Incident: view},
+				Retention: w.f.state.RetentionTerms(view.GetProvenance().GetOriginTeam()),
+			},
 			ledger: w.ledgerEntry(e, id, v, view, d, 0),
 			ex:     ex,
 		})
@@ -505,7 +500,7 @@ func (w *feedWalker) offer(e *irxv1.FeedEntry, id string, u int64, view *irxv1.I
 	return []outcome{{
 		item: &irxv1.FeedItem{Sequence: e.GetSequence(), CommitTime: e.GetCommitTime(), Kind: &irxv1.FeedItem_Replacement{
 			Replacement: &irxv1.IncidentReplacement{IncidentId: id, Version: u, Incident: view, Reason: reason},
-		}},
+		}, Retention: w.f.state.RetentionTerms(view.GetProvenance().GetOriginTeam())},
 		ledger: w.ledgerEntry(e, id, u, view, d, reason),
 		ex:     ex,
 	}}, nil

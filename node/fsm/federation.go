@@ -272,6 +272,18 @@ func (a *applier) applyPeerFeed(c *irxv1.ApplyPeerFeedCommand) *Result {
 	a.checkText = c.GetCheckText()
 	defer func() { a.checkText = false }()
 	for _, item := range c.GetItems() {
+		if terms := item.GetRetention(); terms != nil {
+			var id string
+			switch k := item.GetKind().(type) {
+			case *irxv1.FeedItem_Incident:
+				id = k.Incident.GetId()
+			case *irxv1.FeedItem_Replacement:
+				id = k.Replacement.GetIncidentId()
+			}
+			if rid, err := record.ParseID(id); err == nil {
+				a.noteTerms(rid.Team, terms)
+			}
+		}
 		var reason string
 		switch k := item.GetKind().(type) {
 		case *irxv1.FeedItem_Incident:
@@ -341,7 +353,6 @@ func (a *applier) receive(peer string, view *irxv1.Incident) (stored bool, refus
 	}
 	// The view was decoded from this log entry and nothing else holds it:
 	// stamping it in place saves a deep copy per record.
-	a.noteTerms(id, view)
 	inc := view
 	inc.Provenance.ReceiveTime = a.now
 	inc.WithdrawTime, inc.WithdrawReason = nil, ""

@@ -94,7 +94,6 @@ func (a *applier) receiveReplacement(peer string, r *irxv1.IncidentReplacement) 
 	if !newerTerms(view, held, cur) && !policy.Within(view, held) {
 		return false, fmt.Sprintf("replacement of %s version %d would widen what we hold without newer terms (a newer policy version of a team on its path, or a newer version of the record)", r.GetIncidentId(), r.GetVersion())
 	}
-	a.noteTerms(id, view)
 	view.Provenance.ReceiveTime = held.GetProvenance().GetReceiveTime()
 	view.WithdrawTime, view.WithdrawReason = nil, ""
 	data, err := marshal.Marshal(view)

@@ -177,24 +177,18 @@ func (a *applier) setRetention(c *irxv1.SetRetentionPolicyCommand) *Result {
 	return &Result{Retention: p, Err: a.err}
 }
 
-// noteTerms keeps the retention terms a received view of a foreign record
-// carries, when they are newer than those we hold for its origin, and
-// takes them off the view: one copy per origin is kept, not one per
-// version.
-func (a *applier) noteTerms(id record.ID, view *irxv1.Incident) {
-	prov := view.GetProvenance()
-	terms := prov.GetRetention()
-	if terms == nil {
+// noteTerms keeps the retention terms a peer's feed item carried for
+// the origin of its record, when they are newer than those we hold.
+// Only the origin's own terms (named for it) and well-formed ones count;
+// the rules restart from the beginning.
+func (a *applier) noteTerms(origin string, terms *irxv1.RetentionPolicy) {
+	if terms == nil || origin == a.fsm.team || terms.GetTeamId() != origin || record.ValidateRetentionPolicy(terms, 0) != nil {
 		return
 	}
-	prov.Retention = nil
-	if terms.GetTeamId() != id.Team || record.ValidateRetentionPolicy(terms, 0) != nil {
-		return // only the origin's own terms, and only well-formed ones
-	}
-	if cur := a.retentionState(id.Team); cur != nil && cur.GetPolicy().GetVersion() >= terms.GetVersion() {
+	if cur := a.retentionState(origin); cur != nil && cur.GetPolicy().GetVersion() >= terms.GetVersion() {
 		return
 	}
-	a.putRetentionState(id.Team, &irxv1.RetentionState{Policy: terms, Progress: make([][]byte, len(terms.GetRules()))})
+	a.putRetentionState(origin, &irxv1.RetentionState{Policy: terms, Progress: make([][]byte, len(terms.GetRules()))})
 }
 
 // retentionTick advances the retention clock and applies what is due.

@@ -244,16 +244,14 @@ func TestReceiversApplyTheOriginsCarriedTerms(t *testing.T) {
 	v := withExcerpt(foreignView("cert-b", 1, 1), "bob's session")
 	v.Status = irxv1.Status_STATUS_RESOLVED
 	v.GenerationTime = timestamppb.New(h.clock)
-	v.Provenance.Retention = terms
-	if res := h.feed("cert-b", 0, 1, viewItem(1, v)); res.Err != nil {
+	item := viewItem(1, v)
+	item.Retention = terms
+	if res := h.feed("cert-b", 0, 1, item); res.Err != nil {
 		t.Fatal(res.Err)
 	}
 	got, err := h.f.RetentionPolicy("cert-b")
 	if err != nil || !proto.Equal(got, terms) {
 		t.Fatalf("terms held for cert-b: %v, %v", got, err)
-	}
-	if held := mustGet(t, h.f, "cert-b:1", 1); held.GetProvenance().GetRetention() != nil {
-		t.Error("the terms are stored with every version")
 	}
 	h.tick(2 * time.Hour)
 	if held := mustGet(t, h.f, "cert-b:1", 1); len(held.GetLogExcerpts()) != 0 {

@@ -9,7 +9,6 @@ package irxv1
 import (
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
-	durationpb "google.golang.org/protobuf/types/known/durationpb"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
@@ -3516,12 +3515,7 @@ type Provenance struct {
 	// recipients, the reporter's consent, the restrictions of its parts)
 	// were applied to this view together with the view's own: the record's
 	// latest version when the view was computed. Unset for local records.
-	TermsVersion int64 `protobuf:"varint,7,opt,name=terms_version,json=termsVersion,proto3" json:"terms_version,omitempty"`
-	// The origin team's retention policy as it stood when the view was
-	// computed: how long the origin keeps what, which every team holding a
-	// copy applies on its own clock (a copy is purged even when the origin
-	// is gone). Unset for local records and for origins without a policy.
-	Retention     *RetentionPolicy `protobuf:"bytes,450,opt,name=retention,proto3" json:"retention,omitempty"`
+	TermsVersion  int64 `protobuf:"varint,7,opt,name=terms_version,json=termsVersion,proto3" json:"terms_version,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3605,170 +3599,6 @@ func (x *Provenance) GetTermsVersion() int64 {
 	return 0
 }
 
-func (x *Provenance) GetRetention() *RetentionPolicy {
-	if x != nil {
-		return x.Retention
-	}
-	return nil
-}
-
-// RetentionPolicy is how long a team keeps its records, per information
-// class and per TLP. It is part of the team's replicated configuration
-// (RetentionService) and travels with every view of the team's records.
-type RetentionPolicy struct {
-	state protoimpl.MessageState `protogen:"open.v1"`
-	// Output only. The team whose records it governs.
-	TeamId string `protobuf:"bytes,1,opt,name=team_id,json=teamId,proto3" json:"team_id,omitempty"`
-	// Output only. From 1; every change makes the next.
-	Version int64 `protobuf:"varint,2,opt,name=version,proto3" json:"version,omitempty"`
-	// Output only. When this version was stored.
-	UpdateTime *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=update_time,json=updateTime,proto3" json:"update_time,omitempty"`
-	// The rules; each applies on its own.
-	Rules         []*RetentionRule `protobuf:"bytes,4,rep,name=rules,proto3" json:"rules,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
-}
-
-func (x *RetentionPolicy) Reset() {
-	*x = RetentionPolicy{}
-	mi := &file_irx_v1_incident_proto_msgTypes[26]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *RetentionPolicy) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*RetentionPolicy) ProtoMessage() {}
-
-func (x *RetentionPolicy) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_incident_proto_msgTypes[26]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use RetentionPolicy.ProtoReflect.Descriptor instead.
-func (*RetentionPolicy) Descriptor() ([]byte, []int) {
-	return file_irx_v1_incident_proto_rawDescGZIP(), []int{26}
-}
-
-func (x *RetentionPolicy) GetTeamId() string {
-	if x != nil {
-		return x.TeamId
-	}
-	return ""
-}
-
-func (x *RetentionPolicy) GetVersion() int64 {
-	if x != nil {
-		return x.Version
-	}
-	return 0
-}
-
-func (x *RetentionPolicy) GetUpdateTime() *timestamppb.Timestamp {
-	if x != nil {
-		return x.UpdateTime
-	}
-	return nil
-}
-
-func (x *RetentionPolicy) GetRules() []*RetentionRule {
-	if x != nil {
-		return x.Rules
-	}
-	return nil
-}
-
-// RetentionRule is one term of a retention policy. A rule with an
-// information class purges the fields of that class from every version
-// older than keep (measured from the version's generation_time). A rule
-// without one removes a record whose latest version is older than keep,
-// unless the record is open (its status is new, in progress, forwarded or
-// future): a live incident keeps its handling information, and its age
-// starts again with the version that resolves it.
-type RetentionRule struct {
-	state protoimpl.MessageState `protogen:"open.v1"`
-	// A name, unique in the policy, for previews and the decision ledger
-	// (e.g. "private-user-90d").
-	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
-	// The class to purge; unset: the whole record. INFO_CLASS_HANDLING and
-	// INFO_CLASS_CONTACT (what the team needs to handle an incident) cannot
-	// be purged on their own.
-	InfoClass InfoClass `protobuf:"varint,2,opt,name=info_class,json=infoClass,proto3,enum=irx.v1.InfoClass" json:"info_class,omitempty"`
-	// Only records (for class rules: versions) of this TLP; unset: any.
-	Tlp Tlp `protobuf:"varint,3,opt,name=tlp,proto3,enum=irx.v1.Tlp" json:"tlp,omitempty"`
-	// How long to keep.
-	Keep          *durationpb.Duration `protobuf:"bytes,4,opt,name=keep,proto3" json:"keep,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
-}
-
-func (x *RetentionRule) Reset() {
-	*x = RetentionRule{}
-	mi := &file_irx_v1_incident_proto_msgTypes[27]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *RetentionRule) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*RetentionRule) ProtoMessage() {}
-
-func (x *RetentionRule) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_incident_proto_msgTypes[27]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use RetentionRule.ProtoReflect.Descriptor instead.
-func (*RetentionRule) Descriptor() ([]byte, []int) {
-	return file_irx_v1_incident_proto_rawDescGZIP(), []int{27}
-}
-
-func (x *RetentionRule) GetName() string {
-	if x != nil {
-		return x.Name
-	}
-	return ""
-}
-
-func (x *RetentionRule) GetInfoClass() InfoClass {
-	if x != nil {
-		return x.InfoClass
-	}
-	return InfoClass_INFO_CLASS_UNSPECIFIED
-}
-
-func (x *RetentionRule) GetTlp() Tlp {
-	if x != nil {
-		return x.Tlp
-	}
-	return Tlp_TLP_UNSPECIFIED
-}
-
-func (x *RetentionRule) GetKeep() *durationpb.Duration {
-	if x != nil {
-		return x.Keep
-	}
-	return nil
-}
-
 // Transfer is one team-to-team transfer of a record's view.
 type Transfer struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -3783,7 +3613,7 @@ type Transfer struct {
 
 func (x *Transfer) Reset() {
 	*x = Transfer{}
-	mi := &file_irx_v1_incident_proto_msgTypes[28]
+	mi := &file_irx_v1_incident_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3795,7 +3625,7 @@ func (x *Transfer) String() string {
 func (*Transfer) ProtoMessage() {}
 
 func (x *Transfer) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_incident_proto_msgTypes[28]
+	mi := &file_irx_v1_incident_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3808,7 +3638,7 @@ func (x *Transfer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Transfer.ProtoReflect.Descriptor instead.
 func (*Transfer) Descriptor() ([]byte, []int) {
-	return file_irx_v1_incident_proto_rawDescGZIP(), []int{28}
+	return file_irx_v1_incident_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *Transfer) GetTeamId() string {
@@ -3842,7 +3672,7 @@ type ReshareTerms struct {
 
 func (x *ReshareTerms) Reset() {
 	*x = ReshareTerms{}
-	mi := &file_irx_v1_incident_proto_msgTypes[29]
+	mi := &file_irx_v1_incident_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3854,7 +3684,7 @@ func (x *ReshareTerms) String() string {
 func (*ReshareTerms) ProtoMessage() {}
 
 func (x *ReshareTerms) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_incident_proto_msgTypes[29]
+	mi := &file_irx_v1_incident_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3867,7 +3697,7 @@ func (x *ReshareTerms) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReshareTerms.ProtoReflect.Descriptor instead.
 func (*ReshareTerms) Descriptor() ([]byte, []int) {
-	return file_irx_v1_incident_proto_rawDescGZIP(), []int{29}
+	return file_irx_v1_incident_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *ReshareTerms) GetMayReshare() bool {
@@ -3895,7 +3725,7 @@ var File_irx_v1_incident_proto protoreflect.FileDescriptor
 
 const file_irx_v1_incident_proto_rawDesc = "" +
 	"\n" +
-	"\x15irx/v1/incident.proto\x12\x06irx.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1birx/v1/classification.proto\"\xb4\x11\n" +
+	"\x15irx/v1/incident.proto\x12\x06irx.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1birx/v1/classification.proto\"\xb4\x11\n" +
 	"\bIncident\x12\x14\n" +
 	"\x02id\x18\x01 \x01(\tB\x04\x88\xb5\x18\bR\x02id\x12\x1e\n" +
 	"\aversion\x18\x02 \x01(\x03B\x04\x88\xb5\x18\bR\aversion\x12D\n" +
@@ -4114,7 +3944,7 @@ const file_irx_v1_incident_proto_rawDesc = "" +
 	"\fConsentScope\x12\x16\n" +
 	"\x06domain\x18\x01 \x01(\bR\x06domain\x12\x14\n" +
 	"\x05hosts\x18\x02 \x01(\bR\x05hosts\x12\x18\n" +
-	"\acontact\x18\x03 \x01(\bR\acontact\"\xe2\x02\n" +
+	"\acontact\x18\x03 \x01(\bR\acontact\"\xaa\x02\n" +
 	"\n" +
 	"Provenance\x12\x1f\n" +
 	"\vorigin_team\x18\x01 \x01(\tR\n" +
@@ -4124,20 +3954,7 @@ const file_irx_v1_incident_proto_rawDesc = "" +
 	"\freceive_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\vreceiveTime\x12.\n" +
 	"\areshare\x18\x05 \x01(\v2\x14.irx.v1.ReshareTermsR\areshare\x12.\n" +
 	"\ttransfers\x18\x06 \x03(\v2\x10.irx.v1.TransferR\ttransfers\x12#\n" +
-	"\rterms_version\x18\a \x01(\x03R\ftermsVersion\x126\n" +
-	"\tretention\x18\xc2\x03 \x01(\v2\x17.irx.v1.RetentionPolicyR\tretention\"\xae\x01\n" +
-	"\x0fRetentionPolicy\x12\x17\n" +
-	"\ateam_id\x18\x01 \x01(\tR\x06teamId\x12\x18\n" +
-	"\aversion\x18\x02 \x01(\x03R\aversion\x12;\n" +
-	"\vupdate_time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"updateTime\x12+\n" +
-	"\x05rules\x18\x04 \x03(\v2\x15.irx.v1.RetentionRuleR\x05rules\"\xa3\x01\n" +
-	"\rRetentionRule\x12\x12\n" +
-	"\x04name\x18\x01 \x01(\tR\x04name\x120\n" +
-	"\n" +
-	"info_class\x18\x02 \x01(\x0e2\x11.irx.v1.InfoClassR\tinfoClass\x12\x1d\n" +
-	"\x03tlp\x18\x03 \x01(\x0e2\v.irx.v1.TlpR\x03tlp\x12-\n" +
-	"\x04keep\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\x04keep\"J\n" +
+	"\rterms_version\x18\a \x01(\x03R\ftermsVersion\"J\n" +
 	"\bTransfer\x12\x17\n" +
 	"\ateam_id\x18\x01 \x01(\tR\x06teamId\x12%\n" +
 	"\x0epolicy_version\x18\x02 \x01(\x03R\rpolicyVersion\"x\n" +
@@ -4294,7 +4111,7 @@ func file_irx_v1_incident_proto_rawDescGZIP() []byte {
 }
 
 var file_irx_v1_incident_proto_enumTypes = make([]protoimpl.EnumInfo, 15)
-var file_irx_v1_incident_proto_msgTypes = make([]protoimpl.MessageInfo, 30)
+var file_irx_v1_incident_proto_msgTypes = make([]protoimpl.MessageInfo, 28)
 var file_irx_v1_incident_proto_goTypes = []any{
 	(Purpose)(0),                  // 0: irx.v1.Purpose
 	(Status)(0),                   // 1: irx.v1.Status
@@ -4337,13 +4154,9 @@ var file_irx_v1_incident_proto_goTypes = []any{
 	(*DisclosureConsent)(nil),     // 38: irx.v1.DisclosureConsent
 	(*ConsentScope)(nil),          // 39: irx.v1.ConsentScope
 	(*Provenance)(nil),            // 40: irx.v1.Provenance
-	(*RetentionPolicy)(nil),       // 41: irx.v1.RetentionPolicy
-	(*RetentionRule)(nil),         // 42: irx.v1.RetentionRule
-	(*Transfer)(nil),              // 43: irx.v1.Transfer
-	(*ReshareTerms)(nil),          // 44: irx.v1.ReshareTerms
-	(*timestamppb.Timestamp)(nil), // 45: google.protobuf.Timestamp
-	(InfoClass)(0),                // 46: irx.v1.InfoClass
-	(*durationpb.Duration)(nil),   // 47: google.protobuf.Duration
+	(*Transfer)(nil),              // 41: irx.v1.Transfer
+	(*ReshareTerms)(nil),          // 42: irx.v1.ReshareTerms
+	(*timestamppb.Timestamp)(nil), // 43: google.protobuf.Timestamp
 }
 var file_irx_v1_incident_proto_depIdxs = []int32{
 	17, // 0: irx.v1.Incident.alternative_ids:type_name -> irx.v1.AlternativeId
@@ -4354,13 +4167,13 @@ var file_irx_v1_incident_proto_depIdxs = []int32{
 	16, // 5: irx.v1.Incident.taxonomy:type_name -> irx.v1.Taxonomy
 	16, // 6: irx.v1.Incident.additional_taxonomies:type_name -> irx.v1.Taxonomy
 	4,  // 7: irx.v1.Incident.priority:type_name -> irx.v1.Priority
-	45, // 8: irx.v1.Incident.detect_time:type_name -> google.protobuf.Timestamp
-	45, // 9: irx.v1.Incident.start_time:type_name -> google.protobuf.Timestamp
-	45, // 10: irx.v1.Incident.end_time:type_name -> google.protobuf.Timestamp
-	45, // 11: irx.v1.Incident.recovery_time:type_name -> google.protobuf.Timestamp
-	45, // 12: irx.v1.Incident.report_time:type_name -> google.protobuf.Timestamp
-	45, // 13: irx.v1.Incident.generation_time:type_name -> google.protobuf.Timestamp
-	45, // 14: irx.v1.Incident.create_time:type_name -> google.protobuf.Timestamp
+	43, // 8: irx.v1.Incident.detect_time:type_name -> google.protobuf.Timestamp
+	43, // 9: irx.v1.Incident.start_time:type_name -> google.protobuf.Timestamp
+	43, // 10: irx.v1.Incident.end_time:type_name -> google.protobuf.Timestamp
+	43, // 11: irx.v1.Incident.recovery_time:type_name -> google.protobuf.Timestamp
+	43, // 12: irx.v1.Incident.report_time:type_name -> google.protobuf.Timestamp
+	43, // 13: irx.v1.Incident.generation_time:type_name -> google.protobuf.Timestamp
+	43, // 14: irx.v1.Incident.create_time:type_name -> google.protobuf.Timestamp
 	18, // 15: irx.v1.Incident.descriptions:type_name -> irx.v1.Description
 	19, // 16: irx.v1.Incident.reporting_site:type_name -> irx.v1.ReportingSite
 	20, // 17: irx.v1.Incident.contacts:type_name -> irx.v1.Contact
@@ -4378,7 +4191,7 @@ var file_irx_v1_incident_proto_depIdxs = []int32{
 	37, // 29: irx.v1.Incident.related_activity:type_name -> irx.v1.RelatedActivity
 	38, // 30: irx.v1.Incident.disclosure_consent:type_name -> irx.v1.DisclosureConsent
 	40, // 31: irx.v1.Incident.provenance:type_name -> irx.v1.Provenance
-	45, // 32: irx.v1.Incident.withdraw_time:type_name -> google.protobuf.Timestamp
+	43, // 32: irx.v1.Incident.withdraw_time:type_name -> google.protobuf.Timestamp
 	5,  // 33: irx.v1.AlternativeId.kind:type_name -> irx.v1.AlternativeIdKind
 	2,  // 34: irx.v1.AlternativeId.restriction:type_name -> irx.v1.Restriction
 	2,  // 35: irx.v1.Description.restriction:type_name -> irx.v1.Restriction
@@ -4389,8 +4202,8 @@ var file_irx_v1_incident_proto_depIdxs = []int32{
 	8,  // 40: irx.v1.Host.category:type_name -> irx.v1.SystemCategory
 	2,  // 41: irx.v1.Host.restriction:type_name -> irx.v1.Restriction
 	9,  // 42: irx.v1.Indicator.kind:type_name -> irx.v1.IndicatorKind
-	45, // 43: irx.v1.Indicator.first_seen_time:type_name -> google.protobuf.Timestamp
-	45, // 44: irx.v1.Indicator.last_seen_time:type_name -> google.protobuf.Timestamp
+	43, // 43: irx.v1.Indicator.first_seen_time:type_name -> google.protobuf.Timestamp
+	43, // 44: irx.v1.Indicator.last_seen_time:type_name -> google.protobuf.Timestamp
 	2,  // 45: irx.v1.Indicator.restriction:type_name -> irx.v1.Restriction
 	25, // 46: irx.v1.Method.vulnerabilities:type_name -> irx.v1.Vulnerability
 	2,  // 47: irx.v1.Method.restriction:type_name -> irx.v1.Restriction
@@ -4403,31 +4216,25 @@ var file_irx_v1_incident_proto_depIdxs = []int32{
 	11, // 54: irx.v1.BusinessImpact.severity:type_name -> irx.v1.Severity
 	12, // 55: irx.v1.Discovery.source:type_name -> irx.v1.DiscoverySource
 	33, // 56: irx.v1.SiteSecurity.tools:type_name -> irx.v1.SecurityTool
-	45, // 57: irx.v1.LogExcerpt.time:type_name -> google.protobuf.Timestamp
+	43, // 57: irx.v1.LogExcerpt.time:type_name -> google.protobuf.Timestamp
 	2,  // 58: irx.v1.LogExcerpt.restriction:type_name -> irx.v1.Restriction
-	45, // 59: irx.v1.Evidence.collect_time:type_name -> google.protobuf.Timestamp
+	43, // 59: irx.v1.Evidence.collect_time:type_name -> google.protobuf.Timestamp
 	2,  // 60: irx.v1.Evidence.restriction:type_name -> irx.v1.Restriction
 	13, // 61: irx.v1.HistoryItem.action:type_name -> irx.v1.HistoryAction
-	45, // 62: irx.v1.HistoryItem.time:type_name -> google.protobuf.Timestamp
+	43, // 62: irx.v1.HistoryItem.time:type_name -> google.protobuf.Timestamp
 	2,  // 63: irx.v1.HistoryItem.restriction:type_name -> irx.v1.Restriction
 	39, // 64: irx.v1.DisclosureConsent.sites_involved:type_name -> irx.v1.ConsentScope
 	39, // 65: irx.v1.DisclosureConsent.response_teams:type_name -> irx.v1.ConsentScope
 	39, // 66: irx.v1.DisclosureConsent.law_enforcement:type_name -> irx.v1.ConsentScope
-	45, // 67: irx.v1.Provenance.receive_time:type_name -> google.protobuf.Timestamp
-	44, // 68: irx.v1.Provenance.reshare:type_name -> irx.v1.ReshareTerms
-	43, // 69: irx.v1.Provenance.transfers:type_name -> irx.v1.Transfer
-	41, // 70: irx.v1.Provenance.retention:type_name -> irx.v1.RetentionPolicy
-	45, // 71: irx.v1.RetentionPolicy.update_time:type_name -> google.protobuf.Timestamp
-	42, // 72: irx.v1.RetentionPolicy.rules:type_name -> irx.v1.RetentionRule
-	46, // 73: irx.v1.RetentionRule.info_class:type_name -> irx.v1.InfoClass
-	3,  // 74: irx.v1.RetentionRule.tlp:type_name -> irx.v1.Tlp
-	47, // 75: irx.v1.RetentionRule.keep:type_name -> google.protobuf.Duration
-	14, // 76: irx.v1.ReshareTerms.scope:type_name -> irx.v1.ReshareScope
-	77, // [77:77] is the sub-list for method output_type
-	77, // [77:77] is the sub-list for method input_type
-	77, // [77:77] is the sub-list for extension type_name
-	77, // [77:77] is the sub-list for extension extendee
-	0,  // [0:77] is the sub-list for field type_name
+	43, // 67: irx.v1.Provenance.receive_time:type_name -> google.protobuf.Timestamp
+	42, // 68: irx.v1.Provenance.reshare:type_name -> irx.v1.ReshareTerms
+	41, // 69: irx.v1.Provenance.transfers:type_name -> irx.v1.Transfer
+	14, // 70: irx.v1.ReshareTerms.scope:type_name -> irx.v1.ReshareScope
+	71, // [71:71] is the sub-list for method output_type
+	71, // [71:71] is the sub-list for method input_type
+	71, // [71:71] is the sub-list for extension type_name
+	71, // [71:71] is the sub-list for extension extendee
+	0,  // [0:71] is the sub-list for field type_name
 }
 
 func init() { file_irx_v1_incident_proto_init() }
@@ -4442,7 +4249,7 @@ func file_irx_v1_incident_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_irx_v1_incident_proto_rawDesc), len(file_irx_v1_incident_proto_rawDesc)),
 			NumEnums:      15,
-			NumMessages:   30,
+			NumMessages:   28,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

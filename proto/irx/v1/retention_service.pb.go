@@ -9,6 +9,7 @@ package irxv1
 import (
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	durationpb "google.golang.org/protobuf/types/known/durationpb"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
@@ -729,11 +730,169 @@ func (x *ListRetentionDecisionsResponse) GetNextPageToken() string {
 	return ""
 }
 
+// RetentionPolicy is how long a team keeps its records, per information
+// class and per TLP. It is part of the team's replicated configuration
+// (RetentionService) and travels with every feed item of the team's
+// records (FeedItem.retention).
+type RetentionPolicy struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Output only. The team whose records it governs.
+	TeamId string `protobuf:"bytes,1,opt,name=team_id,json=teamId,proto3" json:"team_id,omitempty"`
+	// Output only. From 1; every change makes the next.
+	Version int64 `protobuf:"varint,2,opt,name=version,proto3" json:"version,omitempty"`
+	// Output only. When this version was stored.
+	UpdateTime *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=update_time,json=updateTime,proto3" json:"update_time,omitempty"`
+	// The rules; each applies on its own.
+	Rules         []*RetentionRule `protobuf:"bytes,4,rep,name=rules,proto3" json:"rules,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RetentionPolicy) Reset() {
+	*x = RetentionPolicy{}
+	mi := &file_irx_v1_retention_service_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RetentionPolicy) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RetentionPolicy) ProtoMessage() {}
+
+func (x *RetentionPolicy) ProtoReflect() protoreflect.Message {
+	mi := &file_irx_v1_retention_service_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RetentionPolicy.ProtoReflect.Descriptor instead.
+func (*RetentionPolicy) Descriptor() ([]byte, []int) {
+	return file_irx_v1_retention_service_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *RetentionPolicy) GetTeamId() string {
+	if x != nil {
+		return x.TeamId
+	}
+	return ""
+}
+
+func (x *RetentionPolicy) GetVersion() int64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+func (x *RetentionPolicy) GetUpdateTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.UpdateTime
+	}
+	return nil
+}
+
+func (x *RetentionPolicy) GetRules() []*RetentionRule {
+	if x != nil {
+		return x.Rules
+	}
+	return nil
+}
+
+// RetentionRule is one term of a retention policy. A rule with an
+// information class purges the fields of that class from every version
+// older than keep (measured from the version's generation_time). A rule
+// without one removes a record whose latest version is older than keep,
+// unless the record is open (its status is new, in progress, forwarded or
+// future): a live incident keeps its handling information, and its age
+// starts again with the version that resolves it.
+type RetentionRule struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// A name, unique in the policy, for previews and the decision ledger
+	// (e.g. "private-user-90d").
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// The class to purge; unset: the whole record. INFO_CLASS_HANDLING and
+	// INFO_CLASS_CONTACT (what the team needs to handle an incident) cannot
+	// be purged on their own.
+	InfoClass InfoClass `protobuf:"varint,2,opt,name=info_class,json=infoClass,proto3,enum=irx.v1.InfoClass" json:"info_class,omitempty"`
+	// Only records (for class rules: versions) of this TLP; unset: any.
+	Tlp Tlp `protobuf:"varint,3,opt,name=tlp,proto3,enum=irx.v1.Tlp" json:"tlp,omitempty"`
+	// How long to keep.
+	Keep          *durationpb.Duration `protobuf:"bytes,4,opt,name=keep,proto3" json:"keep,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RetentionRule) Reset() {
+	*x = RetentionRule{}
+	mi := &file_irx_v1_retention_service_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RetentionRule) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RetentionRule) ProtoMessage() {}
+
+func (x *RetentionRule) ProtoReflect() protoreflect.Message {
+	mi := &file_irx_v1_retention_service_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RetentionRule.ProtoReflect.Descriptor instead.
+func (*RetentionRule) Descriptor() ([]byte, []int) {
+	return file_irx_v1_retention_service_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *RetentionRule) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *RetentionRule) GetInfoClass() InfoClass {
+	if x != nil {
+		return x.InfoClass
+	}
+	return InfoClass_INFO_CLASS_UNSPECIFIED
+}
+
+func (x *RetentionRule) GetTlp() Tlp {
+	if x != nil {
+		return x.Tlp
+	}
+	return Tlp_TLP_UNSPECIFIED
+}
+
+func (x *RetentionRule) GetKeep() *durationpb.Duration {
+	if x != nil {
+		return x.Keep
+	}
+	return nil
+}
+
 var File_irx_v1_retention_service_proto protoreflect.FileDescriptor
 
 const file_irx_v1_retention_service_proto_rawDesc = "" +
 	"\n" +
-	"\x1eirx/v1/retention_service.proto\x12\x06irx.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1birx/v1/access_service.proto\x1a\x1birx/v1/classification.proto\x1a\x15irx/v1/incident.proto\"4\n" +
+	"\x1eirx/v1/retention_service.proto\x12\x06irx.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1birx/v1/access_service.proto\x1a\x1birx/v1/classification.proto\x1a\x15irx/v1/incident.proto\"4\n" +
 	"\x19GetRetentionPolicyRequest\x12\x17\n" +
 	"\ateam_id\x18\x01 \x01(\tR\x06teamId\"M\n" +
 	"\x1aGetRetentionPolicyResponse\x12/\n" +
@@ -786,7 +945,19 @@ const file_irx_v1_retention_service_proto_rawDesc = "" +
 	"incidentId\"\x81\x01\n" +
 	"\x1eListRetentionDecisionsResponse\x127\n" +
 	"\tdecisions\x18\x01 \x03(\v2\x19.irx.v1.RetentionDecisionR\tdecisions\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken2\xa4\x03\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xae\x01\n" +
+	"\x0fRetentionPolicy\x12\x17\n" +
+	"\ateam_id\x18\x01 \x01(\tR\x06teamId\x12\x18\n" +
+	"\aversion\x18\x02 \x01(\x03R\aversion\x12;\n" +
+	"\vupdate_time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"updateTime\x12+\n" +
+	"\x05rules\x18\x04 \x03(\v2\x15.irx.v1.RetentionRuleR\x05rules\"\xa3\x01\n" +
+	"\rRetentionRule\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x120\n" +
+	"\n" +
+	"info_class\x18\x02 \x01(\x0e2\x11.irx.v1.InfoClassR\tinfoClass\x12\x1d\n" +
+	"\x03tlp\x18\x03 \x01(\x0e2\v.irx.v1.TlpR\x03tlp\x12-\n" +
+	"\x04keep\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\x04keep2\xa4\x03\n" +
 	"\x10RetentionService\x12a\n" +
 	"\x12GetRetentionPolicy\x12!.irx.v1.GetRetentionPolicyRequest\x1a\".irx.v1.GetRetentionPolicyResponse\"\x04\x90\xb5\x18\x01\x12a\n" +
 	"\x12SetRetentionPolicy\x12!.irx.v1.SetRetentionPolicyRequest\x1a\".irx.v1.SetRetentionPolicyResponse\"\x04\x90\xb5\x18\x03\x12[\n" +
@@ -805,7 +976,7 @@ func file_irx_v1_retention_service_proto_rawDescGZIP() []byte {
 	return file_irx_v1_retention_service_proto_rawDescData
 }
 
-var file_irx_v1_retention_service_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
+var file_irx_v1_retention_service_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
 var file_irx_v1_retention_service_proto_goTypes = []any{
 	(*GetRetentionPolicyRequest)(nil),      // 0: irx.v1.GetRetentionPolicyRequest
 	(*GetRetentionPolicyResponse)(nil),     // 1: irx.v1.GetRetentionPolicyResponse
@@ -819,36 +990,43 @@ var file_irx_v1_retention_service_proto_goTypes = []any{
 	(*ListRetentionDecisionsRequest)(nil),  // 9: irx.v1.ListRetentionDecisionsRequest
 	(*ListRetentionDecisionsResponse)(nil), // 10: irx.v1.ListRetentionDecisionsResponse
 	(*RetentionPolicy)(nil),                // 11: irx.v1.RetentionPolicy
-	(*timestamppb.Timestamp)(nil),          // 12: google.protobuf.Timestamp
-	(*RetentionRule)(nil),                  // 13: irx.v1.RetentionRule
+	(*RetentionRule)(nil),                  // 12: irx.v1.RetentionRule
+	(*timestamppb.Timestamp)(nil),          // 13: google.protobuf.Timestamp
 	(InfoClass)(0),                         // 14: irx.v1.InfoClass
+	(Tlp)(0),                               // 15: irx.v1.Tlp
+	(*durationpb.Duration)(nil),            // 16: google.protobuf.Duration
 }
 var file_irx_v1_retention_service_proto_depIdxs = []int32{
 	11, // 0: irx.v1.GetRetentionPolicyResponse.policy:type_name -> irx.v1.RetentionPolicy
 	11, // 1: irx.v1.SetRetentionPolicyRequest.policy:type_name -> irx.v1.RetentionPolicy
 	11, // 2: irx.v1.SetRetentionPolicyResponse.policy:type_name -> irx.v1.RetentionPolicy
-	12, // 3: irx.v1.PreviewRetentionResponse.clock:type_name -> google.protobuf.Timestamp
+	13, // 3: irx.v1.PreviewRetentionResponse.clock:type_name -> google.protobuf.Timestamp
 	11, // 4: irx.v1.PreviewRetentionResponse.policy:type_name -> irx.v1.RetentionPolicy
 	6,  // 5: irx.v1.PreviewRetentionResponse.rules:type_name -> irx.v1.RetentionRulePreview
-	13, // 6: irx.v1.RetentionRulePreview.rule:type_name -> irx.v1.RetentionRule
+	12, // 6: irx.v1.RetentionRulePreview.rule:type_name -> irx.v1.RetentionRule
 	7,  // 7: irx.v1.RetentionRulePreview.next:type_name -> irx.v1.RetentionPreviewItem
-	12, // 8: irx.v1.RetentionPreviewItem.purge_time:type_name -> google.protobuf.Timestamp
-	12, // 9: irx.v1.RetentionDecision.time:type_name -> google.protobuf.Timestamp
+	13, // 8: irx.v1.RetentionPreviewItem.purge_time:type_name -> google.protobuf.Timestamp
+	13, // 9: irx.v1.RetentionDecision.time:type_name -> google.protobuf.Timestamp
 	14, // 10: irx.v1.RetentionDecision.info_class:type_name -> irx.v1.InfoClass
 	8,  // 11: irx.v1.ListRetentionDecisionsResponse.decisions:type_name -> irx.v1.RetentionDecision
-	0,  // 12: irx.v1.RetentionService.GetRetentionPolicy:input_type -> irx.v1.GetRetentionPolicyRequest
-	2,  // 13: irx.v1.RetentionService.SetRetentionPolicy:input_type -> irx.v1.SetRetentionPolicyRequest
-	4,  // 14: irx.v1.RetentionService.PreviewRetention:input_type -> irx.v1.PreviewRetentionRequest
-	9,  // 15: irx.v1.RetentionService.ListRetentionDecisions:input_type -> irx.v1.ListRetentionDecisionsRequest
-	1,  // 16: irx.v1.RetentionService.GetRetentionPolicy:output_type -> irx.v1.GetRetentionPolicyResponse
-	3,  // 17: irx.v1.RetentionService.SetRetentionPolicy:output_type -> irx.v1.SetRetentionPolicyResponse
-	5,  // 18: irx.v1.RetentionService.PreviewRetention:output_type -> irx.v1.PreviewRetentionResponse
-	10, // 19: irx.v1.RetentionService.ListRetentionDecisions:output_type -> irx.v1.ListRetentionDecisionsResponse
-	16, // [16:20] is the sub-list for method output_type
-	12, // [12:16] is the sub-list for method input_type
-	12, // [12:12] is the sub-list for extension type_name
-	12, // [12:12] is the sub-list for extension extendee
-	0,  // [0:12] is the sub-list for field type_name
+	13, // 12: irx.v1.RetentionPolicy.update_time:type_name -> google.protobuf.Timestamp
+	12, // 13: irx.v1.RetentionPolicy.rules:type_name -> irx.v1.RetentionRule
+	14, // 14: irx.v1.RetentionRule.info_class:type_name -> irx.v1.InfoClass
+	15, // 15: irx.v1.RetentionRule.tlp:type_name -> irx.v1.Tlp
+	16, // 16: irx.v1.RetentionRule.keep:type_name -> google.protobuf.Duration
+	0,  // 17: irx.v1.RetentionService.GetRetentionPolicy:input_type -> irx.v1.GetRetentionPolicyRequest
+	2,  // 18: irx.v1.RetentionService.SetRetentionPolicy:input_type -> irx.v1.SetRetentionPolicyRequest
+	4,  // 19: irx.v1.RetentionService.PreviewRetention:input_type -> irx.v1.PreviewRetentionRequest
+	9,  // 20: irx.v1.RetentionService.ListRetentionDecisions:input_type -> irx.v1.ListRetentionDecisionsRequest
+	1,  // 21: irx.v1.RetentionService.GetRetentionPolicy:output_type -> irx.v1.GetRetentionPolicyResponse
+	3,  // 22: irx.v1.RetentionService.SetRetentionPolicy:output_type -> irx.v1.SetRetentionPolicyResponse
+	5,  // 23: irx.v1.RetentionService.PreviewRetention:output_type -> irx.v1.PreviewRetentionResponse
+	10, // 24: irx.v1.RetentionService.ListRetentionDecisions:output_type -> irx.v1.ListRetentionDecisionsResponse
+	21, // [21:25] is the sub-list for method output_type
+	17, // [17:21] is the sub-list for method input_type
+	17, // [17:17] is the sub-list for extension type_name
+	17, // [17:17] is the sub-list for extension extendee
+	0,  // [0:17] is the sub-list for field type_name
 }
 
 func init() { file_irx_v1_retention_service_proto_init() }
@@ -865,7 +1043,7 @@ func file_irx_v1_retention_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_irx_v1_retention_service_proto_rawDesc), len(file_irx_v1_retention_service_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   11,
+			NumMessages:   13,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
