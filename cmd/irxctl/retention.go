@@ -69,9 +69,9 @@ Every rule starts over from the oldest version.`,
 
 func retentionGetCommand() *command {
 	return &command{
-		name:  "get",
-		usage: "retention get [--team TEAM]",
-		short: "Show the team's retention policy, or the terms another origin's records came with",
+		name:     "get",
+		usage:    "retention get [--team TEAM]",
+		short:    "Show the team's retention policy, or the terms another origin's records came with",
 		connects: true, printsOutput: true,
 		setup: func(fs *flag.FlagSet) action {
 			team := fs.String("team", "", "the origin `TEAM` whose terms to show (default: this team)")
@@ -145,9 +145,9 @@ versions (class rules) or records (whole-record rules) with their purge time.`,
 
 func retentionDecisionsCommand() *command {
 	return &command{
-		name:  "decisions",
-		usage: "retention decisions [--incident ID] [--limit N]",
-		short: "List what retention purged, by which rule, with the digests before and after (never the values)",
+		name:     "decisions",
+		usage:    "retention decisions [--incident ID] [--limit N]",
+		short:    "List what retention purged, by which rule, with the digests before and after (never the values)",
 		connects: true, printsOutput: true,
 		setup: func(fs *flag.FlagSet) action {
 			incident := fs.String("incident", "", "only decisions about incident `ID`")

@@ -145,6 +145,8 @@ func parseOptions(args []string, stderr io.Writer, getenv func(string) string) (
 		minFree    = fs.Int64("min-free-bytes", 0, "free space kept on the data directory's file systems: below it the node refuses writes and hands its leadership away; -1: none (default 256 MiB)")
 		stallAfter = fs.Duration("disk-stall-timeout", 0, "how long a write to the node's stores may take before the node treats its disk as stalled (default 2s)")
 		scrubEvery = fs.Duration("scrub-interval", 0, "time between background checks of every block of the state machine's files; negative: none (default 24h)")
+		retTick    = fs.Duration("retention-tick", 0, "how often the leader advances the team's retention clock (default "+node.DefaultRetentionTick.String()+")")
+		retMinKeep = fs.Duration("retention-min-keep", 0, "the shortest keep a retention rule may have (default "+node.DefaultRetentionMinKeep.String()+")")
 		skew       = fs.Duration("future-skew", 0, "how far past this node's clock a time in a record may lie before the write is refused (default "+node.DefaultFutureSkew.String()+")")
 		debugAddr  = fs.String("debug-addr", "", "serve Go's pprof profiles on this loopback address (off by default)")
 		logLevel   = fs.String("log-level", "", "debug, info, warn or error (default info)")
@@ -286,6 +288,10 @@ func parseOptions(args []string, stderr io.Writer, getenv func(string) string) (
 			o.node.Storage.ScrubInterval = *scrubEvery
 		case "future-skew":
 			o.node.FutureSkew = *skew
+		case "retention-tick":
+			o.node.Retention.Tick = *retTick
+		case "retention-min-keep":
+			o.node.Retention.MinKeep = *retMinKeep
 		}
 	})
 	return o, errors.Join(err, sizeErr)
