@@ -246,6 +246,9 @@ func (f *FSM) adopt(db *pebble.DB) error {
 	if err := migrateHeld(db); err != nil {
 		return err
 	}
+	if err := migrateRetentionIndex(db); err != nil {
+		return err
+	}
 	tombstones, err := loadTombstones(db)
 	if err != nil {
 		return err

@@ -105,6 +105,58 @@ func retentionLogKey(index uint64, position uint32) []byte {
 	return binary.BigEndian.AppendUint32(cat(prefixRetentionLog, u64(index)), position)
 }
 
+// migrateRetentionIndex builds the time index of a database written
+// before it existed: one key per stored version. Every version stored
+// since writes its key, so an empty index over stored versions means the
+// database predates it. The keys are a function of the versions, so every
+// replica builds the same, whenever it opens; the applied index does not
+// move.
+func migrateRetentionIndex(db *pebble.DB) error {
+	if empty, err := emptyRange(db, prefixRetentionTime); err != nil || !empty {
+		return err
+	}
+	it, err := db.NewIter(&pebble.IterOptions{LowerBound: prefixVersion, UpperBound: prefixEnd(prefixVersion)})
+	if err != nil {
+		return fmt.Errorf("fsm: build the retention index: %w", err)
+	}
+	b := db.NewBatch()
+	defer b.Close()
+	for valid := it.First(); valid; valid = it.Next() {
+		inc := &irxv1.Incident{}
+		if err := proto.Unmarshal(it.Value(), inc); err != nil {
+			return errors.Join(fmt.Errorf("fsm: decode %q: %w", it.Key(), err), it.Close())
+		}
+		id, err := idFromKey(it.Key()[:len(it.Key())-8], prefixVersion)
+		if err != nil {
+			return errors.Join(fmt.Errorf("fsm: version key %q: %w", it.Key(), err), it.Close())
+		}
+		if err := b.Set(versionTimeKey(id, inc), nil, nil); err != nil {
+			return errors.Join(err, it.Close())
+		}
+	}
+	if err := it.Close(); err != nil {
+		return fmt.Errorf("fsm: build the retention index: %w", err)
+	}
+	if b.Empty() {
+		return nil
+	}
+	// Without a write-ahead log the index must be flushed, or a crash
+	// before the next flush would lose it (harmless: it is built again).
+	if err := b.Commit(pebble.NoSync); err != nil {
+		return fmt.Errorf("fsm: build the retention index: %w", err)
+	}
+	return db.Flush()
+}
+
+func emptyRange(db *pebble.DB, prefix []byte) (bool, error) {
+	it, err := db.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: prefixEnd(prefix)})
+	if err != nil {
+		return false, err
+	}
+	empty := !it.First()
+	return empty, it.Close()
+}
+
 // retentionStates is the cache of the ret/o/ keys: the retention state of
 // every origin, read by every stored version. Replaced, never changed.
 type retentionStates map[string]*irxv1.RetentionState

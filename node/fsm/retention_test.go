@@ -2,11 +2,13 @@ package fsm
 
 import (
 	"errors"
+	"maps"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/cockroachdb/pebble/v2"
 	"github.com/hashicorp/raft"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
@@ -267,5 +269,36 @@ func TestReceiversApplyTheOriginsCarriedTerms(t *testing.T) {
 	}
 	if _, err := h.f.Get("cert-b:1", 0); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("a removed copy came back: %v", err)
+	}
+}
+
+// TestRetentionIndexIsBuiltForOlderState: a state written before the time
+// index existed gets it when opened, and retention then sees its records.
+func TestRetentionIndexIsBuiltForOlderState(t *testing.T) {
+	h := newHarness(t)
+	inc := h.create(withExcerpt(newIncident(), "carol"))
+	want := dump(t, h.f)
+	h.f.mu.Lock()
+	err := h.f.db.DeleteRange(prefixRetentionTime, prefixEnd(prefixRetentionTime), pebble.NoSync)
+	h.f.mu.Unlock()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if hasPrefixKey(dump(t, h.f), string(prefixRetentionTime)) != 0 {
+		t.Fatal("the index is still there")
+	}
+	if err := h.f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	h.f = openFSM(t, h.dir)
+	if got := dump(t, h.f); !maps.Equal(got, want) {
+		t.Fatalf("rebuilt state differs:\n got %q\nwant %q", slices.Sorted(maps.Keys(got)), slices.Sorted(maps.Keys(want)))
+	}
+	if res := h.setRetention(rule("pu", irxv1.InfoClass_INFO_CLASS_PRIVATE_USER, 0, time.Hour)); res.Err != nil {
+		t.Fatal(res.Err)
+	}
+	h.tick(2 * time.Hour)
+	if len(mustGet(t, h.f, inc.GetId(), 1).GetLogExcerpts()) != 0 {
+		t.Fatal("retention missed a record of the older state")
 	}
 }
