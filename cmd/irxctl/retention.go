@@ -8,7 +8,6 @@ import (
 	"io"
 	"regexp"
 	"strconv"
-	"strings"
 	"time"
 
 	irxv1 "github.com/irxfed/irx/proto/irx/v1"
@@ -221,7 +220,10 @@ func (c *cli) readRetentionFile(path string) (*irxv1.RetentionPolicy, error) {
 	return p, nil
 }
 
-var keepPattern = regexp.MustCompile(`^([0-9]+(?:\.[0-9]+)?)([dy])$`)
+var (
+	keepPattern    = regexp.MustCompile(`^([0-9]+(?:\.[0-9]+)?)([dy])$`)
+	secondsPattern = regexp.MustCompile(`^[0-9]+(?:\.[0-9]+)?s$`)
+)
 
 // normaliseKeeps rewrites each rule's keep written as days or years
 // ("90d", "5y") or a Go duration ("36h") as the seconds protojson reads.
@@ -234,7 +236,7 @@ func normaliseKeeps(data []byte) ([]byte, error) {
 	for i, r := range rules {
 		rule, _ := r.(map[string]any)
 		s, ok := rule["keep"].(string)
-		if !ok || strings.HasSuffix(s, "s") && !strings.ContainsAny(s, "hm") {
+		if !ok || secondsPattern.MatchString(s) {
 			continue
 		}
 		var d time.Duration

@@ -263,6 +263,16 @@ func TestReceiversApplyTheOriginsCarriedTerms(t *testing.T) {
 	if _, err := h.f.Get("cert-b:1", 0); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("the copy outlived the origin's term for the record: %v", err)
 	}
+	// Whoever we passed the copy on to is told, as by the origin.
+	var passed []string
+	for _, e := range feedEntries(t, h.f) {
+		if e.GetReplacementReason() == irxv1.ReplacementReason_REPLACEMENT_REASON_RETENTION || e.GetWithdrawalReason() == irxv1.WithdrawalReason_WITHDRAWAL_REASON_RETENTION {
+			passed = append(passed, e.GetKind().String())
+		}
+	}
+	if !slices.Equal(passed, []string{"FEED_ENTRY_KIND_REPLACEMENT", "FEED_ENTRY_KIND_WITHDRAWAL"}) {
+		t.Errorf("feed entries of the purges: %v", passed)
+	}
 	// The same version coming back by another path stays out.
 	if res := h.feed("cert-b", 1, 2, viewItem(2, withExcerpt(foreignView("cert-b", 1, 1), "bob"))); res.Err != nil {
 		t.Fatal(res.Err)
@@ -300,5 +310,37 @@ func TestRetentionIndexIsBuiltForOlderState(t *testing.T) {
 	h.tick(2 * time.Hour)
 	if len(mustGet(t, h.f, inc.GetId(), 1).GetLogExcerpts()) != 0 {
 		t.Fatal("retention missed a record of the older state")
+	}
+}
+
+// TestOriginsRetentionWithdrawalLeavesNothing: the origin's retention
+// removal reaching us deletes our copy without a stub, keeps a tombstone,
+// and is passed on.
+func TestOriginsRetentionWithdrawalLeavesNothing(t *testing.T) {
+	h := newHarness(t)
+	h.addPeer("cert-b")
+	if res := h.feed("cert-b", 0, 1, viewItem(1, withExcerpt(foreignView("cert-b", 1, 1), "dave"))); res.Err != nil {
+		t.Fatal(res.Err)
+	}
+	if res := h.feed("cert-b", 1, 2, withdrawalItem(2, "cert-b:1", 1, irxv1.WithdrawalReason_WITHDRAWAL_REASON_RETENTION)); res.Err != nil {
+		t.Fatal(res.Err)
+	}
+	if _, err := h.f.Get("cert-b:1", 0); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("copy after the origin's retention removal: %v", err)
+	}
+	for k, v := range dump(t, h.f) {
+		if strings.Contains(v, "dave") {
+			t.Errorf("key %q still holds the removed value", k)
+		}
+	}
+	es := feedEntries(t, h.f)
+	if last := es[len(es)-1]; last.GetWithdrawalReason() != irxv1.WithdrawalReason_WITHDRAWAL_REASON_RETENTION || last.GetIncidentId() != "cert-b:1" {
+		t.Errorf("last feed entry %v", last)
+	}
+	if res := h.feed("cert-b", 2, 3, viewItem(3, foreignView("cert-b", 1, 1))); res.Err != nil {
+		t.Fatal(res.Err)
+	}
+	if _, err := h.f.Get("cert-b:1", 0); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("a removed copy came back: %v", err)
 	}
 }
