@@ -344,7 +344,10 @@ func (w *feedWalker) newVersion(e *irxv1.FeedEntry) ([]outcome, error) {
 		}
 		held.set(e.GetSequence(), v, d)
 		outs = append(outs, outcome{
-			item:   &irxv1.FeedItem{Sequence: e.GetSequence(), CommitTime: e.GetCommitTime(), Kind: &irxv1.FeedItem_Incident{Incident: view}},
+			item: &irxv1.FeedItem{
+				Sequence: e.GetSequence(), CommitTime: e.GetCommitTime(), Kind: &irxv1.FeedItem_Incident{Incident: view},
+				Retention: w.f.state.RetentionTerms(view.GetProvenance().GetOriginTeam()),
+			},
 			ledger: w.ledgerEntry(e, id, v, view, d, 0),
 			ex:     ex,
 		})
@@ -395,7 +398,13 @@ func (w *feedWalker) replaced(e *irxv1.FeedEntry) ([]outcome, error) {
 	if latest == nil || err != nil {
 		return nil, err
 	}
-	return w.again(e, id, v, latest, held, irxv1.ReplacementReason_REPLACEMENT_REASON_UPSTREAM)
+	reason := irxv1.ReplacementReason_REPLACEMENT_REASON_UPSTREAM
+	if e.GetReplacementReason() == irxv1.ReplacementReason_REPLACEMENT_REASON_RETENTION {
+		// Our own retention purge (of our record, or of our copy on our
+		// clock): say so, rather than "upstream".
+		reason = e.GetReplacementReason()
+	}
+	return w.again(e, id, v, latest, held, reason)
 }
 
 // redisclose is a stretch of what the peer holds, disclosed again under
@@ -508,7 +517,7 @@ func (w *feedWalker) offer(e *irxv1.FeedEntry, id string, u int64, view *irxv1.I
 	return []outcome{{
 		item: &irxv1.FeedItem{Sequence: e.GetSequence(), CommitTime: e.GetCommitTime(), Kind: &irxv1.FeedItem_Replacement{
 			Replacement: &irxv1.IncidentReplacement{IncidentId: id, Version: u, Incident: view, Reason: reason},
-		}},
+		}, Retention: w.f.state.RetentionTerms(view.GetProvenance().GetOriginTeam())},
 		ledger: w.ledgerEntry(e, id, u, view, d, reason),
 		ex:     ex,
 	}}, nil

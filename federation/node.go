@@ -57,6 +57,9 @@ type State interface {
 	Policy(peer string, version int64) (*irxv1.DisclosurePolicy, error)
 	PseudonymKey(peer string) ([]byte, error)
 	TeamDescription() (*irxv1.TeamDescription, error)
+	// RetentionTerms is the retention policy of origin as this team holds
+	// it (ours, or the terms its views carried); nil when none.
+	RetentionTerms(origin string) *irxv1.RetentionPolicy
 	Disclosures(peer, incidentID string, pageSize int, pageToken string) ([]*irxv1.Disclosure, string, error)
 
 	FeedEntries(after uint64, limit int) ([]*irxv1.FeedEntry, error)

@@ -92,6 +92,10 @@ type Config struct {
 	// or no taxonomy entry and the request names none.
 	Import ImportDefaults
 
+	// Retention configures the team's retention clock and the floor of
+	// its retention policy (node/retention.go).
+	Retention RetentionConfig
+
 	Logger *slog.Logger
 
 	// Services, when set, registers more gRPC services (federation's) on
@@ -105,6 +109,22 @@ type Config struct {
 	// the development PKI makes with the team.
 	FirstOperator string
 }
+
+// RetentionConfig is the retention clock and floor.
+type RetentionConfig struct {
+	// Tick is how often the leader proposes the retention clock entry
+	// (the time every retention term is measured against). Default 1m.
+	Tick time.Duration
+	// MinKeep is the shortest keep a retention rule may have: shorter
+	// rules are refused. Default 1h.
+	MinKeep time.Duration
+}
+
+// Retention defaults.
+const (
+	DefaultRetentionTick    = time.Minute
+	DefaultRetentionMinKeep = time.Hour
+)
 
 // Member is a node of the initial configuration.
 type Member struct {
@@ -220,6 +240,12 @@ func (c Config) withDefaults() (Config, error) {
 	if c.FutureSkew == 0 {
 		c.FutureSkew = DefaultFutureSkew
 	}
+	if c.Retention.Tick == 0 {
+		c.Retention.Tick = DefaultRetentionTick
+	}
+	if c.Retention.MinKeep == 0 {
+		c.Retention.MinKeep = DefaultRetentionMinKeep
+	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -272,6 +298,12 @@ func (c Config) validate() error {
 	}
 	if c.EraseWithin < time.Second {
 		errs = append(errs, errors.New("erase_within: must be at least 1s"))
+	}
+	if c.Retention.Tick < 10*time.Millisecond {
+		errs = append(errs, errors.New("retention.tick: must be at least 10ms"))
+	}
+	if c.Retention.MinKeep < time.Second {
+		errs = append(errs, errors.New("retention.min_keep: must be at least 1s"))
 	}
 	if c.FutureSkew < 0 {
 		errs = append(errs, errors.New("future_skew: must not be negative"))

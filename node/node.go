@@ -436,6 +436,11 @@ func (n *Node) startAPI(creds nodeCredentials) error {
 		defer n.wg.Done()
 		n.bootstrapAccess(n.stopObserving)
 	}()
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		n.retentionClock(n.stopObserving)
+	}()
 	go func() {
 		defer n.wg.Done()
 		if err := n.grpc.Serve(ln); err != nil && !errors.Is(err, grpc.ErrServerStopped) {

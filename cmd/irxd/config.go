@@ -85,6 +85,12 @@ type fileConfig struct {
 		DefaultTLP      string `yaml:"default_tlp"`
 		DefaultTaxonomy string `yaml:"default_taxonomy"`
 	} `yaml:"import"`
+	// Retention: how often the leader advances the team's retention
+	// clock, and the shortest keep a retention rule may have.
+	Retention struct {
+		Tick    time.Duration `yaml:"tick"`
+		MinKeep time.Duration `yaml:"min_keep"`
+	} `yaml:"retention"`
 	Log struct {
 		Level  string `yaml:"level"`
 		Format string `yaml:"format"`
@@ -148,6 +154,8 @@ func parseOptions(args []string, stderr io.Writer, getenv func(string) string) (
 		minFree    = fs.Int64("min-free-bytes", 0, "free space kept on the data directory's file systems: below it the node refuses writes and hands its leadership away; -1: none (default 256 MiB)")
 		stallAfter = fs.Duration("disk-stall-timeout", 0, "how long a write to the node's stores may take before the node treats its disk as stalled (default 2s)")
 		scrubEvery = fs.Duration("scrub-interval", 0, "time between background checks of every block of the state machine's files; negative: none (default 24h)")
+		retTick    = fs.Duration("retention-tick", 0, "how often the leader advances the team's retention clock (default "+node.DefaultRetentionTick.String()+")")
+		retMinKeep = fs.Duration("retention-min-keep", 0, "the shortest keep a retention rule may have (default "+node.DefaultRetentionMinKeep.String()+")")
 		skew       = fs.Duration("future-skew", 0, "how far past this node's clock a time in a record may lie before the write is refused (default "+node.DefaultFutureSkew.String()+")")
 		debugAddr  = fs.String("debug-addr", "", "serve Go's pprof profiles on this loopback address (off by default)")
 		logLevel   = fs.String("log-level", "", "debug, info, warn or error (default info)")
@@ -195,6 +203,7 @@ func parseOptions(args []string, stderr io.Writer, getenv func(string) string) (
 				ScrubInterval: fc.Storage.ScrubInterval, ScrubBytesPerSecond: fc.Storage.ScrubBytesPerSecond,
 			},
 			FutureSkew: fc.FutureSkew,
+			Retention:  node.RetentionConfig{Tick: fc.Retention.Tick, MinKeep: fc.Retention.MinKeep},
 		},
 		federation: federation.Config{Addr: fc.Listen.Federation, StreamsPerPeer: fc.Federation.StreamsPerPeer},
 		logLevel:   fc.Log.Level,
@@ -296,6 +305,10 @@ func parseOptions(args []string, stderr io.Writer, getenv func(string) string) (
 			o.node.FutureSkew = *skew
 		case "statistics-interval":
 			o.federation.StatisticsInterval = *statsEvery
+		case "retention-tick":
+			o.node.Retention.Tick = *retTick
+		case "retention-min-keep":
+			o.node.Retention.MinKeep = *retMinKeep
 		}
 	})
 	return o, errors.Join(err, sizeErr)

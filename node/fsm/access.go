@@ -259,6 +259,8 @@ func (a *applier) actionTarget(cmd *irxv1.Command, res *Result, ticketBefore uin
 		return "peer/" + k.DeletePeer.GetTeamId(), 0
 	case *irxv1.Command_SetTeamDescription:
 		return "team", res.TeamDescription.GetVersion()
+	case *irxv1.Command_SetRetentionPolicy:
+		return "retention", res.Retention.GetVersion()
 	case *irxv1.Command_ChangeRole:
 		return "binding/" + k.ChangeRole.GetIdentity(), 0
 	case *irxv1.Command_SpendPrivacyBudget:

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/vfs"
@@ -160,4 +161,40 @@ func BenchmarkWritePending(b *testing.B) {
 		}
 		_ = batch.Close()
 	}
+}
+
+// BenchmarkRetentionTick applies retention ticks that each purge a full
+// budget of versions (a class rule over ~1 KiB records). One op is one
+// tick entry of retentionBudget purges.
+func BenchmarkRetentionTick(b *testing.B) {
+	h := newHarness(b)
+	inc := benchIncident()
+	inc.LogExcerpts = []*irxv1.LogExcerpt{{Source: "sshd", Content: "session of a user"}}
+	created := 0
+	add := func(n int) {
+		for range n {
+			if res := h.apply(h.createLog(proto.CloneOf(inc), "")); res.Err != nil {
+				b.Fatal(res.Err)
+			}
+			created++
+		}
+	}
+	add(retentionBudget)
+	if res := h.setRetention(rule("pu", irxv1.InfoClass_INFO_CLASS_PRIVATE_USER, 0, time.Hour)); res.Err != nil {
+		b.Fatal(res.Err)
+	}
+	purged := 0
+	b.ReportAllocs()
+	for b.Loop() {
+		b.StopTimer()
+		add(retentionBudget)
+		h.clock = h.clock.Add(2 * time.Hour)
+		l := h.command(&irxv1.Command{ProposeTime: timestamppb.New(h.clock), Kind: &irxv1.Command_RetentionTick{RetentionTick: &irxv1.RetentionTickCommand{}}})
+		b.StartTimer()
+		if res := h.apply(l); res.Err != nil {
+			b.Fatal(res.Err)
+		}
+		purged += retentionBudget
+	}
+	b.ReportMetric(float64(purged)/b.Elapsed().Seconds(), "purges/s")
 }

@@ -274,6 +274,18 @@ func (a *applier) applyPeerFeed(c *irxv1.ApplyPeerFeedCommand) *Result {
 	a.checkText = c.GetCheckText()
 	defer func() { a.checkText = false }()
 	for _, item := range c.GetItems() {
+		if terms := item.GetRetention(); terms != nil {
+			var id string
+			switch k := item.GetKind().(type) {
+			case *irxv1.FeedItem_Incident:
+				id = k.Incident.GetId()
+			case *irxv1.FeedItem_Replacement:
+				id = k.Replacement.GetIncidentId()
+			}
+			if rid, err := record.ParseID(id); err == nil {
+				a.noteTerms(rid.Team, terms)
+			}
+		}
 		var reason string
 		switch k := item.GetKind().(type) {
 		case *irxv1.FeedItem_Incident:
@@ -424,7 +436,9 @@ func (a *applier) receiveWithdrawal(peer string, w *irxv1.IncidentWithdrawal) (d
 		a.fail(err)
 		return false, ""
 	}
-	origin := w.GetReason() == irxv1.WithdrawalReason_WITHDRAWAL_REASON_ORIGIN
+	// The origin's retention removed the record everywhere, like its
+	// withdrawal.
+	origin := w.GetReason() == irxv1.WithdrawalReason_WITHDRAWAL_REASON_ORIGIN || w.GetReason() == irxv1.WithdrawalReason_WITHDRAWAL_REASON_RETENTION
 	if origin {
 		if v := uint64(max(w.GetVersion(), cur.GetVersion())); v > a.fsm.tombstones[id] && (peer == id.Team || cur.GetProvenance().GetReceivedFrom() == peer || cur == nil) {
 			a.set(tombKey(id), u64(v))
@@ -444,6 +458,16 @@ func (a *applier) receiveWithdrawal(peer string, w *irxv1.IncidentWithdrawal) (d
 		return false, "" // a newer version arrived since; it was disclosed under the newer policy
 	}
 	a.deleteCopy(id, cur)
+	if w.GetReason() == irxv1.WithdrawalReason_WITHDRAWAL_REASON_RETENTION {
+		// Retention leaves nothing, not even a stub; the tombstone keeps a
+		// copy on its way by another path from coming back, and the feed
+		// entry tells whoever we passed it on to.
+		a.appendFeed(&irxv1.FeedEntry{
+			Kind: irxv1.FeedEntryKind_FEED_ENTRY_KIND_WITHDRAWAL, IncidentId: cur.GetId(), Version: max(w.GetVersion(), cur.GetVersion()),
+			WithdrawalReason: w.GetReason(),
+		})
+		return a.err == nil, ""
+	}
 	stub := withdrawnStub(cur, peer, w, a.now)
 	if err := a.storeVersion(id, nil, stub, &irxv1.FeedEntry{
 		Kind: irxv1.FeedEntryKind_FEED_ENTRY_KIND_WITHDRAWAL, WithdrawalReason: w.GetReason(),
@@ -486,6 +510,7 @@ func withdrawnStub(cur *irxv1.Incident, peer string, w *irxv1.IncidentWithdrawal
 // deleteCopy removes every trace of a foreign incident but its feed
 // entries and ledger: its versions, its latest pointer, its indexes.
 func (a *applier) deleteCopy(id record.ID, cur *irxv1.Incident) {
+	a.deleteTimeKeys(id)
 	for _, k := range indexKeys(id, cur) {
 		a.del(k)
 	}

@@ -61,6 +61,11 @@ type Result struct {
 	// answers that carry it as it is. A create the leader evaluated
 	// answers with Encoded only; Created gives the message.
 	Encoded []byte
+	// Retention is what a SetRetentionPolicyCommand stored.
+	Retention *irxv1.RetentionPolicy
+	// RetentionMore: a retention tick stopped at its bound with more due;
+	// the leader proposes the next at once.
+	RetentionMore bool
 	// Replayed: a create's request id was stored already, with the same
 	// body; Incident is what that first create stored, and nothing was
 	// created now.
@@ -101,6 +106,8 @@ func (r *Result) Stored() (proto.Message, error) {
 		return r.Revoked, nil
 	case r.Budget != nil:
 		return r.Budget, nil
+	case r.Retention != nil:
+		return r.Retention, nil
 	}
 	return nil, nil
 }
@@ -147,6 +154,10 @@ type FSM struct {
 	// no lookup of a copy we cannot have. In a catch-up every record is
 	// new. Kept like tombstones.
 	foreignHigh map[string]uint64
+
+	// retention mirrors the ret/o/ keys (retention.go), replaced after
+	// every batch that changes them.
+	retention atomic.Pointer[retentionStates]
 
 	// access mirrors the acc/ keys, replaced after every batch that
 	// changes them: every call of the operator API checks it.
@@ -242,6 +253,9 @@ func (f *FSM) adopt(db *pebble.DB) error {
 	if err := migrateHeld(db); err != nil {
 		return err
 	}
+	if err := migrateRetentionIndex(db); err != nil {
+		return err
+	}
 	if err := buildStats(db, f.team); err != nil {
 		return err
 	}
@@ -264,8 +278,13 @@ func (f *FSM) adopt(db *pebble.DB) error {
 		mark = nil
 	}
 	f.restored.Store(mark)
+	retention, err := loadRetention(db)
+	if err != nil {
+		return err
+	}
 	f.db, f.tombstones, f.foreignHigh = db, tombstones, high
 	f.access.Store(access)
+	f.retention.Store(&retention)
 	return nil
 }
 
@@ -403,6 +422,7 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
 		}
 		f.access.Store(access)
 	}
+	f.publishRetention(a.retention)
 	f.applied.Store(last)
 	f.lastTicket.Store(a.ticket)
 	f.feedSeq.Store(a.feed)
@@ -516,6 +536,9 @@ type applier struct {
 	// stats sums the batch's changes to the statistics' counters by key
 	// (stats.go).
 	stats map[string]int64
+	// retention holds the retention states the batch changed, until they
+	// are published (retention.go).
+	retention map[string]*irxv1.RetentionState
 
 	// Removals to erase at rest (erase.go), and the last entry that made one.
 	erasedSpans []Span
@@ -619,6 +642,10 @@ func (a *applier) applyOne(cmd *irxv1.Command, index uint64) *Result {
 		return a.publishStatistics()
 	case *irxv1.Command_SpendPrivacyBudget:
 		return a.spendPrivacyBudget(k.SpendPrivacyBudget)
+	case *irxv1.Command_SetRetentionPolicy:
+		return a.setRetention(k.SetRetentionPolicy)
+	case *irxv1.Command_RetentionTick:
+		return a.retentionTick()
 	case *irxv1.Command_RecordAction:
 		if cmd.GetActor().GetTarget() == "" {
 			return &Result{Err: fmt.Errorf("%w at index %d: an action to record without actor and target", ErrInvalidCommand, index)}
@@ -714,6 +741,10 @@ func (a *applier) duplicateOf(requestID string, fresh bool, digest []byte) *Resu
 			}}
 		}
 		inc, err := a.fsm.getFrom(a.b, existing, 0)
+		if errors.Is(err, ErrNotFound) {
+			// Retention removed what the first create made.
+			return &Result{Err: fmt.Errorf("%w: request_id %q created %s, which retention has since removed", ErrNotFound, requestID, existing)}
+		}
 		if err != nil {
 			a.fail(err)
 			return &Result{Err: err}
@@ -740,6 +771,9 @@ func (a *applier) storeCreated(id record.ID, indexed *irxv1.Incident, rest []byt
 	stored := withID(text, rest)
 	a.set(incidentKey(id), u64(1))
 	a.set(versionKey(id, 1), stored)
+	// Our own versions are stamped with the entry's time, after every
+	// tick's: none lies behind a rule's progress (retention.go).
+	a.set(retentionTimeKey(id, a.now.AsTime(), 1), nil)
 	a.appendFeed(&irxv1.FeedEntry{Kind: irxv1.FeedEntryKind_FEED_ENTRY_KIND_VERSION, IncidentId: text, Version: 1})
 	for _, k := range indexKeys(id, indexed) {
 		a.set(k, nil)
@@ -835,6 +869,8 @@ func (a *applier) storeVersion(id record.ID, previous, next *irxv1.Incident, ent
 		a.set(k, nil)
 	}
 	a.statsMoved(id, previous, next)
+	a.set(versionTimeKey(id, next), nil)
+	a.retainStored(id, next)
 	return a.err
 }
 

@@ -65,6 +65,7 @@ func (a *applier) receiveReplacement(peer string, r *irxv1.IncidentReplacement) 
 		return false, "" // a withdrawn stub holds nothing to replace
 	}
 	erase := func() (bool, string) {
+		a.del(versionTimeKey(id, held))
 		a.eraseVersion(id, cur, r.GetVersion())
 		a.appendFeed(&irxv1.FeedEntry{
 			Kind: irxv1.FeedEntryKind_FEED_ENTRY_KIND_REPLACEMENT, IncidentId: r.GetIncidentId(), Version: r.GetVersion(),
@@ -109,6 +110,10 @@ func (a *applier) receiveReplacement(peer string, r *irxv1.IncidentReplacement) 
 		return false, ""
 	}
 	a.set(versionKey(id, view.GetVersion()), data)
+	if from, to := versionTimeKey(id, held), versionTimeKey(id, view); !bytes.Equal(from, to) {
+		a.del(from)
+		a.set(to, nil)
+	}
 	// What the view we held said must also leave the files (erase.go).
 	a.erasedKeys(versionKey(id, view.GetVersion()))
 	if view.GetVersion() == cur.GetVersion() {
@@ -118,6 +123,9 @@ func (a *applier) receiveReplacement(peer string, r *irxv1.IncidentReplacement) 
 		Kind: irxv1.FeedEntryKind_FEED_ENTRY_KIND_REPLACEMENT, IncidentId: r.GetIncidentId(), Version: r.GetVersion(),
 		ReplacementReason: r.GetReason(),
 	})
+	// A replacement under the origin's older terms must not bring back
+	// what our clock already purged.
+	a.retainStored(id, view)
 	return a.err == nil, ""
 }
 

@@ -20,6 +20,7 @@ func keyFamilies() [][]byte {
 		prefixPolicy, prefixPolicyLatest, legacyHeld,
 		prefixAccess, prefixAction, prefixVersionAction,
 		prefixStatCount, prefixStatDur, prefixStatMemo, keyStatsPublished, prefixStatsPeer, prefixPrivacyBudget,
+		retentionFamily, prefixRetentionTime, prefixRetentionLog,
 	}
 	slices.SortFunc(f, bytes.Compare)
 	return slices.CompactFunc(f, bytes.Equal)

@@ -128,6 +128,8 @@ type Command struct {
 	//	*Command_PublishStatistics
 	//	*Command_SpendPrivacyBudget
 	//	*Command_ResyncPeer
+	//	*Command_SetRetentionPolicy
+	//	*Command_RetentionTick
 	Kind isCommand_Kind `protobuf_oneof:"kind"`
 	// The operator call that proposed the command (identity, method, request
 	// id), for operator calls only. The state machine stores it, with the
@@ -344,6 +346,24 @@ func (x *Command) GetResyncPeer() *ResyncPeerCommand {
 	return nil
 }
 
+func (x *Command) GetSetRetentionPolicy() *SetRetentionPolicyCommand {
+	if x != nil {
+		if x, ok := x.Kind.(*Command_SetRetentionPolicy); ok {
+			return x.SetRetentionPolicy
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetRetentionTick() *RetentionTickCommand {
+	if x != nil {
+		if x, ok := x.Kind.(*Command_RetentionTick); ok {
+			return x.RetentionTick
+		}
+	}
+	return nil
+}
+
 func (x *Command) GetActor() *OperatorAction {
 	if x != nil {
 		return x.Actor
@@ -449,6 +469,18 @@ type Command_ResyncPeer struct {
 	ResyncPeer *ResyncPeerCommand `protobuf:"bytes,35,opt,name=resync_peer,json=resyncPeer,proto3,oneof"`
 }
 
+type Command_SetRetentionPolicy struct {
+	// Replace the team's retention policy.
+	SetRetentionPolicy *SetRetentionPolicyCommand `protobuf:"bytes,37,opt,name=set_retention_policy,json=setRetentionPolicy,proto3,oneof"`
+}
+
+type Command_RetentionTick struct {
+	// The team's retention clock: propose_time is the time retention
+	// terms are measured against. The leader proposes one periodically;
+	// each applies a bounded amount of purging and resumes at the next.
+	RetentionTick *RetentionTickCommand `protobuf:"bytes,38,opt,name=retention_tick,json=retentionTick,proto3,oneof"`
+}
+
 func (*Command_CreateIncident) isCommand_Kind() {}
 
 func (*Command_UpdateIncident) isCommand_Kind() {}
@@ -484,6 +516,10 @@ func (*Command_PublishStatistics) isCommand_Kind() {}
 func (*Command_SpendPrivacyBudget) isCommand_Kind() {}
 
 func (*Command_ResyncPeer) isCommand_Kind() {}
+
+func (*Command_SetRetentionPolicy) isCommand_Kind() {}
+
+func (*Command_RetentionTick) isCommand_Kind() {}
 
 // RediscloseCommand appends a feed entry that makes the feed served to a
 // peer disclose again every version the peer holds of the incidents with
@@ -2180,12 +2216,168 @@ func (x *SpendPrivacyBudgetCommand) GetBudget() float64 {
 	return 0
 }
 
+// SetRetentionPolicyCommand replaces the team's retention policy. The
+// state machine checks its structure, numbers and stamps it, and restarts
+// every rule's progress.
+type SetRetentionPolicyCommand struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The policy, without output-only fields.
+	Policy *RetentionPolicy `protobuf:"bytes,1,opt,name=policy,proto3" json:"policy,omitempty"`
+	// The version the proposer expects to replace; 0 means any, and -1
+	// means none (the first policy).
+	ExpectedVersion int64 `protobuf:"varint,2,opt,name=expected_version,json=expectedVersion,proto3" json:"expected_version,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *SetRetentionPolicyCommand) Reset() {
+	*x = SetRetentionPolicyCommand{}
+	mi := &file_irx_v1_command_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetRetentionPolicyCommand) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetRetentionPolicyCommand) ProtoMessage() {}
+
+func (x *SetRetentionPolicyCommand) ProtoReflect() protoreflect.Message {
+	mi := &file_irx_v1_command_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetRetentionPolicyCommand.ProtoReflect.Descriptor instead.
+func (*SetRetentionPolicyCommand) Descriptor() ([]byte, []int) {
+	return file_irx_v1_command_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *SetRetentionPolicyCommand) GetPolicy() *RetentionPolicy {
+	if x != nil {
+		return x.Policy
+	}
+	return nil
+}
+
+func (x *SetRetentionPolicyCommand) GetExpectedVersion() int64 {
+	if x != nil {
+		return x.ExpectedVersion
+	}
+	return 0
+}
+
+// RetentionTickCommand advances the team's retention clock to the
+// entry's propose_time (never backwards) and purges what the terms of
+// every origin we hold records of say is due, up to a bounded number of
+// versions per entry.
+type RetentionTickCommand struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RetentionTickCommand) Reset() {
+	*x = RetentionTickCommand{}
+	mi := &file_irx_v1_command_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RetentionTickCommand) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RetentionTickCommand) ProtoMessage() {}
+
+func (x *RetentionTickCommand) ProtoReflect() protoreflect.Message {
+	mi := &file_irx_v1_command_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RetentionTickCommand.ProtoReflect.Descriptor instead.
+func (*RetentionTickCommand) Descriptor() ([]byte, []int) {
+	return file_irx_v1_command_proto_rawDescGZIP(), []int{24}
+}
+
+// RetentionState is the retention policy that governs the records of one
+// origin team as this team holds them (our own, or the terms carried by
+// the latest view of the origin's records we received), and how far each
+// rule has come through the versions in time order.
+type RetentionState struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The policy.
+	Policy *RetentionPolicy `protobuf:"bytes,1,opt,name=policy,proto3" json:"policy,omitempty"`
+	// Per rule, in the order of policy.rules: the time-index key of the
+	// last version the rule has handled; empty: none yet.
+	Progress      [][]byte `protobuf:"bytes,2,rep,name=progress,proto3" json:"progress,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RetentionState) Reset() {
+	*x = RetentionState{}
+	mi := &file_irx_v1_command_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RetentionState) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RetentionState) ProtoMessage() {}
+
+func (x *RetentionState) ProtoReflect() protoreflect.Message {
+	mi := &file_irx_v1_command_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RetentionState.ProtoReflect.Descriptor instead.
+func (*RetentionState) Descriptor() ([]byte, []int) {
+	return file_irx_v1_command_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *RetentionState) GetPolicy() *RetentionPolicy {
+	if x != nil {
+		return x.Policy
+	}
+	return nil
+}
+
+func (x *RetentionState) GetProgress() [][]byte {
+	if x != nil {
+		return x.Progress
+	}
+	return nil
+}
+
 var File_irx_v1_command_proto protoreflect.FileDescriptor
 
 const file_irx_v1_command_proto_rawDesc = "" +
 	"\n" +
-	"\x14irx/v1/command.proto\x12\x06irx.v1\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1birx/v1/access_service.proto\x1a\x1firx/v1/federation_service.proto\x1a\x15irx/v1/incident.proto\x1a\x19irx/v1/peer_service.proto\x1a\x13irx/v1/policy.proto\x1a\x19irx/v1/team_service.proto\"\xe2\n" +
-	"\n" +
+	"\x14irx/v1/command.proto\x12\x06irx.v1\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1birx/v1/access_service.proto\x1a\x1firx/v1/federation_service.proto\x1a\x15irx/v1/incident.proto\x1a\x19irx/v1/peer_service.proto\x1a\x13irx/v1/policy.proto\x1a\x1eirx/v1/retention_service.proto\x1a\x19irx/v1/team_service.proto\"\x80\f\n" +
 	"\aCommand\x12=\n" +
 	"\fpropose_time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\vproposeTime\x12H\n" +
 	"\x0fcreate_incident\x18\x02 \x01(\v2\x1d.irx.v1.CreateIncidentCommandH\x00R\x0ecreateIncident\x12H\n" +
@@ -2213,7 +2405,9 @@ const file_irx_v1_command_proto_rawDesc = "" +
 	"\x12publish_statistics\x18\x14 \x01(\v2 .irx.v1.PublishStatisticsCommandH\x00R\x11publishStatistics\x12U\n" +
 	"\x14spend_privacy_budget\x18\x15 \x01(\v2!.irx.v1.SpendPrivacyBudgetCommandH\x00R\x12spendPrivacyBudget\x12<\n" +
 	"\vresync_peer\x18# \x01(\v2\x19.irx.v1.ResyncPeerCommandH\x00R\n" +
-	"resyncPeer\x12,\n" +
+	"resyncPeer\x12U\n" +
+	"\x14set_retention_policy\x18% \x01(\v2!.irx.v1.SetRetentionPolicyCommandH\x00R\x12setRetentionPolicy\x12E\n" +
+	"\x0eretention_tick\x18& \x01(\v2\x1c.irx.v1.RetentionTickCommandH\x00R\rretentionTick\x12,\n" +
 	"\x05actor\x18\x0e \x01(\v2\x16.irx.v1.OperatorActionR\x05actorB\x06\n" +
 	"\x04kind\"\xcc\x01\n" +
 	"\x11RediscloseCommand\x12 \n" +
@@ -2350,7 +2544,14 @@ const file_irx_v1_command_proto_rawDesc = "" +
 	"\x19SpendPrivacyBudgetCommand\x12\x18\n" +
 	"\adataset\x18\x01 \x01(\tR\adataset\x12\x18\n" +
 	"\aepsilon\x18\x02 \x01(\x01R\aepsilon\x12\x16\n" +
-	"\x06budget\x18\x03 \x01(\x01R\x06budget*\xec\x01\n" +
+	"\x06budget\x18\x03 \x01(\x01R\x06budget\"w\n" +
+	"\x19SetRetentionPolicyCommand\x12/\n" +
+	"\x06policy\x18\x01 \x01(\v2\x17.irx.v1.RetentionPolicyR\x06policy\x12)\n" +
+	"\x10expected_version\x18\x02 \x01(\x03R\x0fexpectedVersion\"\x16\n" +
+	"\x14RetentionTickCommand\"]\n" +
+	"\x0eRetentionState\x12/\n" +
+	"\x06policy\x18\x01 \x01(\v2\x17.irx.v1.RetentionPolicyR\x06policy\x12\x1a\n" +
+	"\bprogress\x18\x02 \x03(\fR\bprogress*\xec\x01\n" +
 	"\rFeedEntryKind\x12\x1f\n" +
 	"\x1bFEED_ENTRY_KIND_UNSPECIFIED\x10\x00\x12\x1b\n" +
 	"\x17FEED_ENTRY_KIND_VERSION\x10\x01\x12\x1e\n" +
@@ -2373,7 +2574,7 @@ func file_irx_v1_command_proto_rawDescGZIP() []byte {
 }
 
 var file_irx_v1_command_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_irx_v1_command_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
+var file_irx_v1_command_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
 var file_irx_v1_command_proto_goTypes = []any{
 	(FeedEntryKind)(0),                // 0: irx.v1.FeedEntryKind
 	(*Command)(nil),                   // 1: irx.v1.Command
@@ -2399,21 +2600,25 @@ var file_irx_v1_command_proto_goTypes = []any{
 	(*RecordActionCommand)(nil),       // 21: irx.v1.RecordActionCommand
 	(*PublishStatisticsCommand)(nil),  // 22: irx.v1.PublishStatisticsCommand
 	(*SpendPrivacyBudgetCommand)(nil), // 23: irx.v1.SpendPrivacyBudgetCommand
-	(*timestamppb.Timestamp)(nil),     // 24: google.protobuf.Timestamp
-	(*OperatorAction)(nil),            // 25: irx.v1.OperatorAction
-	(*TeamDescription)(nil),           // 26: irx.v1.TeamDescription
-	(*Peer)(nil),                      // 27: irx.v1.Peer
-	(*FeedItem)(nil),                  // 28: irx.v1.FeedItem
-	(WithdrawalReason)(0),             // 29: irx.v1.WithdrawalReason
-	(ReplacementReason)(0),            // 30: irx.v1.ReplacementReason
-	(*DisclosurePolicy)(nil),          // 31: irx.v1.DisclosurePolicy
-	(*Incident)(nil),                  // 32: irx.v1.Incident
-	(*fieldmaskpb.FieldMask)(nil),     // 33: google.protobuf.FieldMask
-	(Role)(0),                         // 34: irx.v1.Role
-	(*RevokedCertificate)(nil),        // 35: irx.v1.RevokedCertificate
+	(*SetRetentionPolicyCommand)(nil), // 24: irx.v1.SetRetentionPolicyCommand
+	(*RetentionTickCommand)(nil),      // 25: irx.v1.RetentionTickCommand
+	(*RetentionState)(nil),            // 26: irx.v1.RetentionState
+	(*timestamppb.Timestamp)(nil),     // 27: google.protobuf.Timestamp
+	(*OperatorAction)(nil),            // 28: irx.v1.OperatorAction
+	(*TeamDescription)(nil),           // 29: irx.v1.TeamDescription
+	(*Peer)(nil),                      // 30: irx.v1.Peer
+	(*FeedItem)(nil),                  // 31: irx.v1.FeedItem
+	(WithdrawalReason)(0),             // 32: irx.v1.WithdrawalReason
+	(ReplacementReason)(0),            // 33: irx.v1.ReplacementReason
+	(*DisclosurePolicy)(nil),          // 34: irx.v1.DisclosurePolicy
+	(*Incident)(nil),                  // 35: irx.v1.Incident
+	(*fieldmaskpb.FieldMask)(nil),     // 36: google.protobuf.FieldMask
+	(Role)(0),                         // 37: irx.v1.Role
+	(*RevokedCertificate)(nil),        // 38: irx.v1.RevokedCertificate
+	(*RetentionPolicy)(nil),           // 39: irx.v1.RetentionPolicy
 }
 var file_irx_v1_command_proto_depIdxs = []int32{
-	24, // 0: irx.v1.Command.propose_time:type_name -> google.protobuf.Timestamp
+	27, // 0: irx.v1.Command.propose_time:type_name -> google.protobuf.Timestamp
 	15, // 1: irx.v1.Command.create_incident:type_name -> irx.v1.CreateIncidentCommand
 	16, // 2: irx.v1.Command.update_incident:type_name -> irx.v1.UpdateIncidentCommand
 	14, // 3: irx.v1.Command.leader_noop:type_name -> irx.v1.LeaderNoopCommand
@@ -2432,32 +2637,36 @@ var file_irx_v1_command_proto_depIdxs = []int32{
 	22, // 16: irx.v1.Command.publish_statistics:type_name -> irx.v1.PublishStatisticsCommand
 	23, // 17: irx.v1.Command.spend_privacy_budget:type_name -> irx.v1.SpendPrivacyBudgetCommand
 	9,  // 18: irx.v1.Command.resync_peer:type_name -> irx.v1.ResyncPeerCommand
-	25, // 19: irx.v1.Command.actor:type_name -> irx.v1.OperatorAction
-	26, // 20: irx.v1.SetTeamDescriptionCommand.description:type_name -> irx.v1.TeamDescription
-	27, // 21: irx.v1.PutPeerCommand.peer:type_name -> irx.v1.Peer
-	28, // 22: irx.v1.ApplyPeerFeedCommand.items:type_name -> irx.v1.FeedItem
-	24, // 23: irx.v1.ApplyPeerFeedCommand.head_time:type_name -> google.protobuf.Timestamp
-	11, // 24: irx.v1.AcknowledgePeerCommand.entries:type_name -> irx.v1.LedgerEntry
-	29, // 25: irx.v1.LedgerEntry.withdrawal_reason:type_name -> irx.v1.WithdrawalReason
-	30, // 26: irx.v1.LedgerEntry.replacement_reason:type_name -> irx.v1.ReplacementReason
-	1,  // 27: irx.v1.CommandBatch.commands:type_name -> irx.v1.Command
-	31, // 28: irx.v1.SetPolicyCommand.policy:type_name -> irx.v1.DisclosurePolicy
-	32, // 29: irx.v1.CreateIncidentCommand.incident:type_name -> irx.v1.Incident
-	32, // 30: irx.v1.UpdateIncidentCommand.incident:type_name -> irx.v1.Incident
-	33, // 31: irx.v1.UpdateIncidentCommand.update_mask:type_name -> google.protobuf.FieldMask
-	0,  // 32: irx.v1.FeedEntry.kind:type_name -> irx.v1.FeedEntryKind
-	24, // 33: irx.v1.FeedEntry.commit_time:type_name -> google.protobuf.Timestamp
-	29, // 34: irx.v1.FeedEntry.withdrawal_reason:type_name -> irx.v1.WithdrawalReason
-	30, // 35: irx.v1.FeedEntry.replacement_reason:type_name -> irx.v1.ReplacementReason
-	24, // 36: irx.v1.PeerState.inbound_head_time:type_name -> google.protobuf.Timestamp
-	24, // 37: irx.v1.PeerState.last_acknowledge_time:type_name -> google.protobuf.Timestamp
-	34, // 38: irx.v1.ChangeRoleCommand.role:type_name -> irx.v1.Role
-	35, // 39: irx.v1.RevokeCertificateCommand.revoked:type_name -> irx.v1.RevokedCertificate
-	40, // [40:40] is the sub-list for method output_type
-	40, // [40:40] is the sub-list for method input_type
-	40, // [40:40] is the sub-list for extension type_name
-	40, // [40:40] is the sub-list for extension extendee
-	0,  // [0:40] is the sub-list for field type_name
+	24, // 19: irx.v1.Command.set_retention_policy:type_name -> irx.v1.SetRetentionPolicyCommand
+	25, // 20: irx.v1.Command.retention_tick:type_name -> irx.v1.RetentionTickCommand
+	28, // 21: irx.v1.Command.actor:type_name -> irx.v1.OperatorAction
+	29, // 22: irx.v1.SetTeamDescriptionCommand.description:type_name -> irx.v1.TeamDescription
+	30, // 23: irx.v1.PutPeerCommand.peer:type_name -> irx.v1.Peer
+	31, // 24: irx.v1.ApplyPeerFeedCommand.items:type_name -> irx.v1.FeedItem
+	27, // 25: irx.v1.ApplyPeerFeedCommand.head_time:type_name -> google.protobuf.Timestamp
+	11, // 26: irx.v1.AcknowledgePeerCommand.entries:type_name -> irx.v1.LedgerEntry
+	32, // 27: irx.v1.LedgerEntry.withdrawal_reason:type_name -> irx.v1.WithdrawalReason
+	33, // 28: irx.v1.LedgerEntry.replacement_reason:type_name -> irx.v1.ReplacementReason
+	1,  // 29: irx.v1.CommandBatch.commands:type_name -> irx.v1.Command
+	34, // 30: irx.v1.SetPolicyCommand.policy:type_name -> irx.v1.DisclosurePolicy
+	35, // 31: irx.v1.CreateIncidentCommand.incident:type_name -> irx.v1.Incident
+	35, // 32: irx.v1.UpdateIncidentCommand.incident:type_name -> irx.v1.Incident
+	36, // 33: irx.v1.UpdateIncidentCommand.update_mask:type_name -> google.protobuf.FieldMask
+	0,  // 34: irx.v1.FeedEntry.kind:type_name -> irx.v1.FeedEntryKind
+	27, // 35: irx.v1.FeedEntry.commit_time:type_name -> google.protobuf.Timestamp
+	32, // 36: irx.v1.FeedEntry.withdrawal_reason:type_name -> irx.v1.WithdrawalReason
+	33, // 37: irx.v1.FeedEntry.replacement_reason:type_name -> irx.v1.ReplacementReason
+	27, // 38: irx.v1.PeerState.inbound_head_time:type_name -> google.protobuf.Timestamp
+	27, // 39: irx.v1.PeerState.last_acknowledge_time:type_name -> google.protobuf.Timestamp
+	37, // 40: irx.v1.ChangeRoleCommand.role:type_name -> irx.v1.Role
+	38, // 41: irx.v1.RevokeCertificateCommand.revoked:type_name -> irx.v1.RevokedCertificate
+	39, // 42: irx.v1.SetRetentionPolicyCommand.policy:type_name -> irx.v1.RetentionPolicy
+	39, // 43: irx.v1.RetentionState.policy:type_name -> irx.v1.RetentionPolicy
+	44, // [44:44] is the sub-list for method output_type
+	44, // [44:44] is the sub-list for method input_type
+	44, // [44:44] is the sub-list for extension type_name
+	44, // [44:44] is the sub-list for extension extendee
+	0,  // [0:44] is the sub-list for field type_name
 }
 
 func init() { file_irx_v1_command_proto_init() }
@@ -2470,6 +2679,7 @@ func file_irx_v1_command_proto_init() {
 	file_irx_v1_incident_proto_init()
 	file_irx_v1_peer_service_proto_init()
 	file_irx_v1_policy_proto_init()
+	file_irx_v1_retention_service_proto_init()
 	file_irx_v1_team_service_proto_init()
 	file_irx_v1_command_proto_msgTypes[0].OneofWrappers = []any{
 		(*Command_CreateIncident)(nil),
@@ -2490,6 +2700,8 @@ func file_irx_v1_command_proto_init() {
 		(*Command_PublishStatistics)(nil),
 		(*Command_SpendPrivacyBudget)(nil),
 		(*Command_ResyncPeer)(nil),
+		(*Command_SetRetentionPolicy)(nil),
+		(*Command_RetentionTick)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -2497,7 +2709,7 @@ func file_irx_v1_command_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_irx_v1_command_proto_rawDesc), len(file_irx_v1_command_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   23,
+			NumMessages:   26,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -34,6 +34,9 @@ const (
 	ReplacementReason_REPLACEMENT_REASON_MARKINGS ReplacementReason = 2
 	// The team the sender received the record from replaced the version.
 	ReplacementReason_REPLACEMENT_REASON_UPSTREAM ReplacementReason = 3
+	// The origin's retention terms purged an information class from the
+	// version.
+	ReplacementReason_REPLACEMENT_REASON_RETENTION ReplacementReason = 4
 )
 
 // Enum value maps for ReplacementReason.
@@ -43,12 +46,14 @@ var (
 		1: "REPLACEMENT_REASON_POLICY",
 		2: "REPLACEMENT_REASON_MARKINGS",
 		3: "REPLACEMENT_REASON_UPSTREAM",
+		4: "REPLACEMENT_REASON_RETENTION",
 	}
 	ReplacementReason_value = map[string]int32{
 		"REPLACEMENT_REASON_UNSPECIFIED": 0,
 		"REPLACEMENT_REASON_POLICY":      1,
 		"REPLACEMENT_REASON_MARKINGS":    2,
 		"REPLACEMENT_REASON_UPSTREAM":    3,
+		"REPLACEMENT_REASON_RETENTION":   4,
 	}
 )
 
@@ -90,6 +95,8 @@ const (
 	// The sender's policy no longer lets the recipient hold it (a tightened
 	// policy, a raised TLP, a changed restriction or taxonomy).
 	WithdrawalReason_WITHDRAWAL_REASON_POLICY WithdrawalReason = 2
+	// The origin's retention terms removed the record.
+	WithdrawalReason_WITHDRAWAL_REASON_RETENTION WithdrawalReason = 3
 )
 
 // Enum value maps for WithdrawalReason.
@@ -98,11 +105,13 @@ var (
 		0: "WITHDRAWAL_REASON_UNSPECIFIED",
 		1: "WITHDRAWAL_REASON_ORIGIN",
 		2: "WITHDRAWAL_REASON_POLICY",
+		3: "WITHDRAWAL_REASON_RETENTION",
 	}
 	WithdrawalReason_value = map[string]int32{
 		"WITHDRAWAL_REASON_UNSPECIFIED": 0,
 		"WITHDRAWAL_REASON_ORIGIN":      1,
 		"WITHDRAWAL_REASON_POLICY":      2,
+		"WITHDRAWAL_REASON_RETENTION":   3,
 	}
 )
 
@@ -339,7 +348,14 @@ type FeedItem struct {
 	//	*FeedItem_Withdrawal
 	//	*FeedItem_Replacement
 	//	*FeedItem_Statistics
-	Kind          isFeedItem_Kind `protobuf_oneof:"kind"`
+	Kind isFeedItem_Kind `protobuf_oneof:"kind"`
+	// For an incident or a replacement: the retention terms of the record's
+	// origin as the serving team holds them (its own policy, or the terms
+	// the origin's records came with). The caller keeps the newest terms of
+	// each origin and applies them on its own clock, so its copies are
+	// purged even when the origin is gone. Not part of the view: the
+	// ledger's digests do not cover it.
+	Retention     *RetentionPolicy `protobuf:"bytes,450,opt,name=retention,proto3" json:"retention,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -427,6 +443,13 @@ func (x *FeedItem) GetStatistics() *SharedStatistics {
 		if x, ok := x.Kind.(*FeedItem_Statistics); ok {
 			return x.Statistics
 		}
+	}
+	return nil
+}
+
+func (x *FeedItem) GetRetention() *RetentionPolicy {
+	if x != nil {
+		return x.Retention
 	}
 	return nil
 }
@@ -914,7 +937,7 @@ var File_irx_v1_federation_service_proto protoreflect.FileDescriptor
 
 const file_irx_v1_federation_service_proto_rawDesc = "" +
 	"\n" +
-	"\x1firx/v1/federation_service.proto\x12\x06irx.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x15irx/v1/incident.proto\x1a\x1firx/v1/statistics_service.proto\x1a\x19irx/v1/team_service.proto\"\x9c\x01\n" +
+	"\x1firx/v1/federation_service.proto\x12\x06irx.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x15irx/v1/incident.proto\x1a\x1firx/v1/statistics_service.proto\x1a\x1eirx/v1/retention_service.proto\x1a\x19irx/v1/team_service.proto\"\x9c\x01\n" +
 	"\x10SubscribeRequest\x12\x16\n" +
 	"\x06cursor\x18\x01 \x01(\x04R\x06cursor\x122\n" +
 	"\x15cursor_policy_version\x18\x02 \x01(\x03R\x13cursorPolicyVersion\x12\x1b\n" +
@@ -931,7 +954,7 @@ const file_irx_v1_federation_service_proto_rawDesc = "" +
 	"\n" +
 	"generation\x18\x90\x03 \x01(\x04R\n" +
 	"generation\x125\n" +
-	"\x16restored_feed_sequence\x18\x91\x03 \x01(\x04R\x14restoredFeedSequence\"\xd6\x02\n" +
+	"\x16restored_feed_sequence\x18\x91\x03 \x01(\x04R\x14restoredFeedSequence\"\x8e\x03\n" +
 	"\bFeedItem\x12\x1a\n" +
 	"\bsequence\x18\x01 \x01(\x04R\bsequence\x12;\n" +
 	"\vcommit_time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
@@ -943,7 +966,8 @@ const file_irx_v1_federation_service_proto_rawDesc = "" +
 	"\vreplacement\x18\x05 \x01(\v2\x1b.irx.v1.IncidentReplacementH\x00R\vreplacement\x12:\n" +
 	"\n" +
 	"statistics\x18\x06 \x01(\v2\x18.irx.v1.SharedStatisticsH\x00R\n" +
-	"statisticsB\x06\n" +
+	"statistics\x126\n" +
+	"\tretention\x18\xc2\x03 \x01(\v2\x17.irx.v1.RetentionPolicyR\tretentionB\x06\n" +
 	"\x04kind\"\xb1\x01\n" +
 	"\x13IncidentReplacement\x12\x1f\n" +
 	"\vincident_id\x18\x01 \x01(\tR\n" +
@@ -969,16 +993,18 @@ const file_irx_v1_federation_service_proto_rawDesc = "" +
 	"\bincident\x18\x01 \x01(\v2\x10.irx.v1.IncidentR\bincident\"!\n" +
 	"\x1fGetSignedTeamDescriptionRequest\"p\n" +
 	" GetSignedTeamDescriptionResponse\x12L\n" +
-	"\x12signed_description\x18\x01 \x01(\v2\x1d.irx.v1.SignedTeamDescriptionR\x11signedDescription*\x98\x01\n" +
+	"\x12signed_description\x18\x01 \x01(\v2\x1d.irx.v1.SignedTeamDescriptionR\x11signedDescription*\xba\x01\n" +
 	"\x11ReplacementReason\x12\"\n" +
 	"\x1eREPLACEMENT_REASON_UNSPECIFIED\x10\x00\x12\x1d\n" +
 	"\x19REPLACEMENT_REASON_POLICY\x10\x01\x12\x1f\n" +
 	"\x1bREPLACEMENT_REASON_MARKINGS\x10\x02\x12\x1f\n" +
-	"\x1bREPLACEMENT_REASON_UPSTREAM\x10\x03*q\n" +
+	"\x1bREPLACEMENT_REASON_UPSTREAM\x10\x03\x12 \n" +
+	"\x1cREPLACEMENT_REASON_RETENTION\x10\x04*\x92\x01\n" +
 	"\x10WithdrawalReason\x12!\n" +
 	"\x1dWITHDRAWAL_REASON_UNSPECIFIED\x10\x00\x12\x1c\n" +
 	"\x18WITHDRAWAL_REASON_ORIGIN\x10\x01\x12\x1c\n" +
-	"\x18WITHDRAWAL_REASON_POLICY\x10\x022\xe2\x02\n" +
+	"\x18WITHDRAWAL_REASON_POLICY\x10\x02\x12\x1f\n" +
+	"\x1bWITHDRAWAL_REASON_RETENTION\x10\x032\xe2\x02\n" +
 	"\x11FederationService\x12B\n" +
 	"\tSubscribe\x12\x18.irx.v1.SubscribeRequest\x1a\x19.irx.v1.SubscribeResponse0\x01\x12F\n" +
 	"\vAcknowledge\x12\x1a.irx.v1.AcknowledgeRequest\x1a\x1b.irx.v1.AcknowledgeResponse\x12R\n" +
@@ -1016,7 +1042,8 @@ var file_irx_v1_federation_service_proto_goTypes = []any{
 	(*timestamppb.Timestamp)(nil),            // 13: google.protobuf.Timestamp
 	(*Incident)(nil),                         // 14: irx.v1.Incident
 	(*SharedStatistics)(nil),                 // 15: irx.v1.SharedStatistics
-	(*SignedTeamDescription)(nil),            // 16: irx.v1.SignedTeamDescription
+	(*RetentionPolicy)(nil),                  // 16: irx.v1.RetentionPolicy
+	(*SignedTeamDescription)(nil),            // 17: irx.v1.SignedTeamDescription
 }
 var file_irx_v1_federation_service_proto_depIdxs = []int32{
 	4,  // 0: irx.v1.SubscribeResponse.items:type_name -> irx.v1.FeedItem
@@ -1026,25 +1053,26 @@ var file_irx_v1_federation_service_proto_depIdxs = []int32{
 	6,  // 4: irx.v1.FeedItem.withdrawal:type_name -> irx.v1.IncidentWithdrawal
 	5,  // 5: irx.v1.FeedItem.replacement:type_name -> irx.v1.IncidentReplacement
 	15, // 6: irx.v1.FeedItem.statistics:type_name -> irx.v1.SharedStatistics
-	14, // 7: irx.v1.IncidentReplacement.incident:type_name -> irx.v1.Incident
-	0,  // 8: irx.v1.IncidentReplacement.reason:type_name -> irx.v1.ReplacementReason
-	1,  // 9: irx.v1.IncidentWithdrawal.reason:type_name -> irx.v1.WithdrawalReason
-	14, // 10: irx.v1.HandOffIncidentRequest.incident:type_name -> irx.v1.Incident
-	14, // 11: irx.v1.HandOffIncidentResponse.incident:type_name -> irx.v1.Incident
-	16, // 12: irx.v1.GetSignedTeamDescriptionResponse.signed_description:type_name -> irx.v1.SignedTeamDescription
-	2,  // 13: irx.v1.FederationService.Subscribe:input_type -> irx.v1.SubscribeRequest
-	7,  // 14: irx.v1.FederationService.Acknowledge:input_type -> irx.v1.AcknowledgeRequest
-	9,  // 15: irx.v1.FederationService.HandOffIncident:input_type -> irx.v1.HandOffIncidentRequest
-	11, // 16: irx.v1.FederationService.GetSignedTeamDescription:input_type -> irx.v1.GetSignedTeamDescriptionRequest
-	3,  // 17: irx.v1.FederationService.Subscribe:output_type -> irx.v1.SubscribeResponse
-	8,  // 18: irx.v1.FederationService.Acknowledge:output_type -> irx.v1.AcknowledgeResponse
-	10, // 19: irx.v1.FederationService.HandOffIncident:output_type -> irx.v1.HandOffIncidentResponse
-	12, // 20: irx.v1.FederationService.GetSignedTeamDescription:output_type -> irx.v1.GetSignedTeamDescriptionResponse
-	17, // [17:21] is the sub-list for method output_type
-	13, // [13:17] is the sub-list for method input_type
-	13, // [13:13] is the sub-list for extension type_name
-	13, // [13:13] is the sub-list for extension extendee
-	0,  // [0:13] is the sub-list for field type_name
+	16, // 7: irx.v1.FeedItem.retention:type_name -> irx.v1.RetentionPolicy
+	14, // 8: irx.v1.IncidentReplacement.incident:type_name -> irx.v1.Incident
+	0,  // 9: irx.v1.IncidentReplacement.reason:type_name -> irx.v1.ReplacementReason
+	1,  // 10: irx.v1.IncidentWithdrawal.reason:type_name -> irx.v1.WithdrawalReason
+	14, // 11: irx.v1.HandOffIncidentRequest.incident:type_name -> irx.v1.Incident
+	14, // 12: irx.v1.HandOffIncidentResponse.incident:type_name -> irx.v1.Incident
+	17, // 13: irx.v1.GetSignedTeamDescriptionResponse.signed_description:type_name -> irx.v1.SignedTeamDescription
+	2,  // 14: irx.v1.FederationService.Subscribe:input_type -> irx.v1.SubscribeRequest
+	7,  // 15: irx.v1.FederationService.Acknowledge:input_type -> irx.v1.AcknowledgeRequest
+	9,  // 16: irx.v1.FederationService.HandOffIncident:input_type -> irx.v1.HandOffIncidentRequest
+	11, // 17: irx.v1.FederationService.GetSignedTeamDescription:input_type -> irx.v1.GetSignedTeamDescriptionRequest
+	3,  // 18: irx.v1.FederationService.Subscribe:output_type -> irx.v1.SubscribeResponse
+	8,  // 19: irx.v1.FederationService.Acknowledge:output_type -> irx.v1.AcknowledgeResponse
+	10, // 20: irx.v1.FederationService.HandOffIncident:output_type -> irx.v1.HandOffIncidentResponse
+	12, // 21: irx.v1.FederationService.GetSignedTeamDescription:output_type -> irx.v1.GetSignedTeamDescriptionResponse
+	18, // [18:22] is the sub-list for method output_type
+	14, // [14:18] is the sub-list for method input_type
+	14, // [14:14] is the sub-list for extension type_name
+	14, // [14:14] is the sub-list for extension extendee
+	0,  // [0:14] is the sub-list for field type_name
 }
 
 func init() { file_irx_v1_federation_service_proto_init() }
@@ -1054,6 +1082,7 @@ func file_irx_v1_federation_service_proto_init() {
 	}
 	file_irx_v1_incident_proto_init()
 	file_irx_v1_statistics_service_proto_init()
+	file_irx_v1_retention_service_proto_init()
 	file_irx_v1_team_service_proto_init()
 	file_irx_v1_federation_service_proto_msgTypes[2].OneofWrappers = []any{
 		(*FeedItem_Incident)(nil),
