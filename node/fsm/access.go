@@ -261,6 +261,8 @@ func (a *applier) actionTarget(cmd *irxv1.Command, res *Result, ticketBefore uin
 		return "team", res.TeamDescription.GetVersion()
 	case *irxv1.Command_ChangeRole:
 		return "binding/" + k.ChangeRole.GetIdentity(), 0
+	case *irxv1.Command_SpendPrivacyBudget:
+		return "privacy-budget/" + k.SpendPrivacyBudget.GetDataset(), res.Budget.GetReleases()
 	case *irxv1.Command_RevokeCertificate:
 		if id := res.Revoked.GetIdentity(); id != "" {
 			return "certificate/" + id, 0

@@ -52,7 +52,9 @@ type Result struct {
 	// Binding and Revoked are what an access command stored.
 	Binding *irxv1.RoleBinding
 	Revoked *irxv1.RevokedCertificate
-	Err     error
+	// Budget is what a SpendPrivacyBudgetCommand left of the budget.
+	Budget *irxv1.PrivacyBudget
+	Err    error
 	// Batch holds one result per command of a CommandBatch entry.
 	Batch []*Result
 	// Encoded is the stored encoding of the incident a create made, for
@@ -97,6 +99,8 @@ func (r *Result) Stored() (proto.Message, error) {
 		return r.Binding, nil
 	case r.Revoked != nil:
 		return r.Revoked, nil
+	case r.Budget != nil:
+		return r.Budget, nil
 	}
 	return nil, nil
 }
@@ -235,6 +239,9 @@ func (f *FSM) adopt(db *pebble.DB) error {
 	if err := migrateHeld(db); err != nil {
 		return err
 	}
+	if err := buildStats(db, f.team); err != nil {
+		return err
+	}
 	tombstones, err := loadTombstones(db)
 	if err != nil {
 		return err
@@ -356,6 +363,7 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
 		}
 	}
 	a.writePending()
+	a.writeStats()
 	if a.err == nil && len(a.erasedSpans) > 0 {
 		a.err = f.erasures.prepare()
 	}
@@ -491,6 +499,10 @@ type applier struct {
 	// position numbers the actions recorded within one entry.
 	position uint32
 
+	// stats sums the batch's changes to the statistics' counters by key
+	// (stats.go).
+	stats map[string]int64
+
 	// Removals to erase at rest (erase.go), and the last entry that made one.
 	erasedSpans []Span
 	erasedIndex uint64
@@ -587,6 +599,10 @@ func (a *applier) applyOne(cmd *irxv1.Command, index uint64) *Result {
 		return a.changeRole(k.ChangeRole)
 	case *irxv1.Command_RevokeCertificate:
 		return a.revokeCertificate(k.RevokeCertificate, cmd.GetActor())
+	case *irxv1.Command_PublishStatistics:
+		return a.publishStatistics()
+	case *irxv1.Command_SpendPrivacyBudget:
+		return a.spendPrivacyBudget(k.SpendPrivacyBudget)
 	case *irxv1.Command_RecordAction:
 		if cmd.GetActor().GetTarget() == "" {
 			return &Result{Err: fmt.Errorf("%w at index %d: an action to record without actor and target", ErrInvalidCommand, index)}
@@ -712,6 +728,7 @@ func (a *applier) storeCreated(id record.ID, indexed *irxv1.Incident, rest []byt
 	for _, k := range indexKeys(id, indexed) {
 		a.set(k, nil)
 	}
+	a.statsMoved(id, nil, indexed)
 	if requestID != "" {
 		a.set(requestKey(requestID), requestValue(text, digest))
 	}
@@ -801,6 +818,7 @@ func (a *applier) storeVersion(id record.ID, previous, next *irxv1.Incident, ent
 	for _, k := range indexKeys(id, next) {
 		a.set(k, nil)
 	}
+	a.statsMoved(id, previous, next)
 	return a.err
 }
 

@@ -155,6 +155,9 @@ func (a *applier) reindex(id record.ID, from, to *irxv1.Incident) {
 	for _, k := range indexKeys(id, to) {
 		a.set(k, nil)
 	}
+	// Only foreign copies are reindexed: no response times to move.
+	a.statsAdd(id, from, statMemo{}, -1)
+	a.statsAdd(id, to, statMemo{}, +1)
 }
 
 // eraseVersion deletes one version of our copy of a foreign incident. When

@@ -44,6 +44,9 @@ const (
 	// A stretch of what a peer holds is disclosed again under the peer's
 	// policy (see RediscloseCommand).
 	FeedEntryKind_FEED_ENTRY_KIND_REDISCLOSURE FeedEntryKind = 5
+	// The team published its statistics (PublishStatisticsCommand); peers
+	// whose policy discloses the statistical class receive them.
+	FeedEntryKind_FEED_ENTRY_KIND_STATISTICS FeedEntryKind = 6
 )
 
 // Enum value maps for FeedEntryKind.
@@ -55,6 +58,7 @@ var (
 		3: "FEED_ENTRY_KIND_POLICY",
 		4: "FEED_ENTRY_KIND_REPLACEMENT",
 		5: "FEED_ENTRY_KIND_REDISCLOSURE",
+		6: "FEED_ENTRY_KIND_STATISTICS",
 	}
 	FeedEntryKind_value = map[string]int32{
 		"FEED_ENTRY_KIND_UNSPECIFIED":  0,
@@ -63,6 +67,7 @@ var (
 		"FEED_ENTRY_KIND_POLICY":       3,
 		"FEED_ENTRY_KIND_REPLACEMENT":  4,
 		"FEED_ENTRY_KIND_REDISCLOSURE": 5,
+		"FEED_ENTRY_KIND_STATISTICS":   6,
 	}
 )
 
@@ -120,6 +125,8 @@ type Command struct {
 	//	*Command_ChangeRole
 	//	*Command_RevokeCertificate
 	//	*Command_RecordAction
+	//	*Command_PublishStatistics
+	//	*Command_SpendPrivacyBudget
 	Kind isCommand_Kind `protobuf_oneof:"kind"`
 	// The operator call that proposed the command (identity, method, request
 	// id), for operator calls only. The state machine stores it, with the
@@ -309,6 +316,24 @@ func (x *Command) GetRecordAction() *RecordActionCommand {
 	return nil
 }
 
+func (x *Command) GetPublishStatistics() *PublishStatisticsCommand {
+	if x != nil {
+		if x, ok := x.Kind.(*Command_PublishStatistics); ok {
+			return x.PublishStatistics
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetSpendPrivacyBudget() *SpendPrivacyBudgetCommand {
+	if x != nil {
+		if x, ok := x.Kind.(*Command_SpendPrivacyBudget); ok {
+			return x.SpendPrivacyBudget
+		}
+	}
+	return nil
+}
+
 func (x *Command) GetActor() *OperatorAction {
 	if x != nil {
 		return x.Actor
@@ -398,6 +423,17 @@ type Command_RecordAction struct {
 	RecordAction *RecordActionCommand `protobuf:"bytes,17,opt,name=record_action,json=recordAction,proto3,oneof"`
 }
 
+type Command_PublishStatistics struct {
+	// Publish the team's statistics to its peers, if they changed since
+	// they were last published.
+	PublishStatistics *PublishStatisticsCommand `protobuf:"bytes,20,opt,name=publish_statistics,json=publishStatistics,proto3,oneof"`
+}
+
+type Command_SpendPrivacyBudget struct {
+	// Spend part of a dataset's privacy budget for a public release.
+	SpendPrivacyBudget *SpendPrivacyBudgetCommand `protobuf:"bytes,21,opt,name=spend_privacy_budget,json=spendPrivacyBudget,proto3,oneof"`
+}
+
 func (*Command_CreateIncident) isCommand_Kind() {}
 
 func (*Command_UpdateIncident) isCommand_Kind() {}
@@ -427,6 +463,10 @@ func (*Command_ChangeRole) isCommand_Kind() {}
 func (*Command_RevokeCertificate) isCommand_Kind() {}
 
 func (*Command_RecordAction) isCommand_Kind() {}
+
+func (*Command_PublishStatistics) isCommand_Kind() {}
+
+func (*Command_SpendPrivacyBudget) isCommand_Kind() {}
 
 // RediscloseCommand appends a feed entry that makes the feed served to a
 // peer disclose again every version the peer holds of the incidents with
@@ -1910,11 +1950,117 @@ func (*RecordActionCommand) Descriptor() ([]byte, []int) {
 	return file_irx_v1_command_proto_rawDescGZIP(), []int{19}
 }
 
+// PublishStatisticsCommand publishes the counts of the team's own
+// incidents, as they stand when it applies, as a feed entry: the state
+// machine makes them (SharedStatistics) and appends the entry only when
+// they differ from the last published.
+type PublishStatisticsCommand struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PublishStatisticsCommand) Reset() {
+	*x = PublishStatisticsCommand{}
+	mi := &file_irx_v1_command_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PublishStatisticsCommand) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PublishStatisticsCommand) ProtoMessage() {}
+
+func (x *PublishStatisticsCommand) ProtoReflect() protoreflect.Message {
+	mi := &file_irx_v1_command_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PublishStatisticsCommand.ProtoReflect.Descriptor instead.
+func (*PublishStatisticsCommand) Descriptor() ([]byte, []int) {
+	return file_irx_v1_command_proto_rawDescGZIP(), []int{20}
+}
+
+// SpendPrivacyBudgetCommand spends epsilon of a dataset's privacy budget,
+// or refuses if that would pass it.
+type SpendPrivacyBudgetCommand struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The dataset.
+	Dataset string `protobuf:"bytes,1,opt,name=dataset,proto3" json:"dataset,omitempty"`
+	// The privacy loss spent.
+	Epsilon float64 `protobuf:"fixed64,2,opt,name=epsilon,proto3" json:"epsilon,omitempty"`
+	// The dataset's total budget (fixed by its first spend).
+	Budget        float64 `protobuf:"fixed64,3,opt,name=budget,proto3" json:"budget,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SpendPrivacyBudgetCommand) Reset() {
+	*x = SpendPrivacyBudgetCommand{}
+	mi := &file_irx_v1_command_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SpendPrivacyBudgetCommand) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SpendPrivacyBudgetCommand) ProtoMessage() {}
+
+func (x *SpendPrivacyBudgetCommand) ProtoReflect() protoreflect.Message {
+	mi := &file_irx_v1_command_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SpendPrivacyBudgetCommand.ProtoReflect.Descriptor instead.
+func (*SpendPrivacyBudgetCommand) Descriptor() ([]byte, []int) {
+	return file_irx_v1_command_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *SpendPrivacyBudgetCommand) GetDataset() string {
+	if x != nil {
+		return x.Dataset
+	}
+	return ""
+}
+
+func (x *SpendPrivacyBudgetCommand) GetEpsilon() float64 {
+	if x != nil {
+		return x.Epsilon
+	}
+	return 0
+}
+
+func (x *SpendPrivacyBudgetCommand) GetBudget() float64 {
+	if x != nil {
+		return x.Budget
+	}
+	return 0
+}
+
 var File_irx_v1_command_proto protoreflect.FileDescriptor
 
 const file_irx_v1_command_proto_rawDesc = "" +
 	"\n" +
-	"\x14irx/v1/command.proto\x12\x06irx.v1\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1birx/v1/access_service.proto\x1a\x1firx/v1/federation_service.proto\x1a\x15irx/v1/incident.proto\x1a\x19irx/v1/peer_service.proto\x1a\x13irx/v1/policy.proto\x1a\x19irx/v1/team_service.proto\"\xfa\b\n" +
+	"\x14irx/v1/command.proto\x12\x06irx.v1\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1birx/v1/access_service.proto\x1a\x1firx/v1/federation_service.proto\x1a\x15irx/v1/incident.proto\x1a\x19irx/v1/peer_service.proto\x1a\x13irx/v1/policy.proto\x1a\x19irx/v1/team_service.proto\"\xa4\n" +
+	"\n" +
 	"\aCommand\x12=\n" +
 	"\fpropose_time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\vproposeTime\x12H\n" +
 	"\x0fcreate_incident\x18\x02 \x01(\v2\x1d.irx.v1.CreateIncidentCommandH\x00R\x0ecreateIncident\x12H\n" +
@@ -1938,7 +2084,9 @@ const file_irx_v1_command_proto_rawDesc = "" +
 	"\vchange_role\x18\x0f \x01(\v2\x19.irx.v1.ChangeRoleCommandH\x00R\n" +
 	"changeRole\x12Q\n" +
 	"\x12revoke_certificate\x18\x10 \x01(\v2 .irx.v1.RevokeCertificateCommandH\x00R\x11revokeCertificate\x12B\n" +
-	"\rrecord_action\x18\x11 \x01(\v2\x1b.irx.v1.RecordActionCommandH\x00R\frecordAction\x12,\n" +
+	"\rrecord_action\x18\x11 \x01(\v2\x1b.irx.v1.RecordActionCommandH\x00R\frecordAction\x12Q\n" +
+	"\x12publish_statistics\x18\x14 \x01(\v2 .irx.v1.PublishStatisticsCommandH\x00R\x11publishStatistics\x12U\n" +
+	"\x14spend_privacy_budget\x18\x15 \x01(\v2!.irx.v1.SpendPrivacyBudgetCommandH\x00R\x12spendPrivacyBudget\x12,\n" +
 	"\x05actor\x18\x0e \x01(\v2\x16.irx.v1.OperatorActionR\x05actorB\x06\n" +
 	"\x04kind\"\xcc\x01\n" +
 	"\x11RediscloseCommand\x12 \n" +
@@ -2056,14 +2204,20 @@ const file_irx_v1_command_proto_rawDesc = "" +
 	"\tbootstrap\x18\x04 \x01(\bR\tbootstrap\"P\n" +
 	"\x18RevokeCertificateCommand\x124\n" +
 	"\arevoked\x18\x01 \x01(\v2\x1a.irx.v1.RevokedCertificateR\arevoked\"\x15\n" +
-	"\x13RecordActionCommand*\xcc\x01\n" +
+	"\x13RecordActionCommand\"\x1a\n" +
+	"\x18PublishStatisticsCommand\"g\n" +
+	"\x19SpendPrivacyBudgetCommand\x12\x18\n" +
+	"\adataset\x18\x01 \x01(\tR\adataset\x12\x18\n" +
+	"\aepsilon\x18\x02 \x01(\x01R\aepsilon\x12\x16\n" +
+	"\x06budget\x18\x03 \x01(\x01R\x06budget*\xec\x01\n" +
 	"\rFeedEntryKind\x12\x1f\n" +
 	"\x1bFEED_ENTRY_KIND_UNSPECIFIED\x10\x00\x12\x1b\n" +
 	"\x17FEED_ENTRY_KIND_VERSION\x10\x01\x12\x1e\n" +
 	"\x1aFEED_ENTRY_KIND_WITHDRAWAL\x10\x02\x12\x1a\n" +
 	"\x16FEED_ENTRY_KIND_POLICY\x10\x03\x12\x1f\n" +
 	"\x1bFEED_ENTRY_KIND_REPLACEMENT\x10\x04\x12 \n" +
-	"\x1cFEED_ENTRY_KIND_REDISCLOSURE\x10\x05B*Z(github.com/irxfed/irx/proto/irx/v1;irxv1b\x06proto3"
+	"\x1cFEED_ENTRY_KIND_REDISCLOSURE\x10\x05\x12\x1e\n" +
+	"\x1aFEED_ENTRY_KIND_STATISTICS\x10\x06B*Z(github.com/irxfed/irx/proto/irx/v1;irxv1b\x06proto3"
 
 var (
 	file_irx_v1_command_proto_rawDescOnce sync.Once
@@ -2078,7 +2232,7 @@ func file_irx_v1_command_proto_rawDescGZIP() []byte {
 }
 
 var file_irx_v1_command_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_irx_v1_command_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
+var file_irx_v1_command_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
 var file_irx_v1_command_proto_goTypes = []any{
 	(FeedEntryKind)(0),                // 0: irx.v1.FeedEntryKind
 	(*Command)(nil),                   // 1: irx.v1.Command
@@ -2101,21 +2255,23 @@ var file_irx_v1_command_proto_goTypes = []any{
 	(*ChangeRoleCommand)(nil),         // 18: irx.v1.ChangeRoleCommand
 	(*RevokeCertificateCommand)(nil),  // 19: irx.v1.RevokeCertificateCommand
 	(*RecordActionCommand)(nil),       // 20: irx.v1.RecordActionCommand
-	(*timestamppb.Timestamp)(nil),     // 21: google.protobuf.Timestamp
-	(*OperatorAction)(nil),            // 22: irx.v1.OperatorAction
-	(*TeamDescription)(nil),           // 23: irx.v1.TeamDescription
-	(*Peer)(nil),                      // 24: irx.v1.Peer
-	(*FeedItem)(nil),                  // 25: irx.v1.FeedItem
-	(WithdrawalReason)(0),             // 26: irx.v1.WithdrawalReason
-	(ReplacementReason)(0),            // 27: irx.v1.ReplacementReason
-	(*DisclosurePolicy)(nil),          // 28: irx.v1.DisclosurePolicy
-	(*Incident)(nil),                  // 29: irx.v1.Incident
-	(*fieldmaskpb.FieldMask)(nil),     // 30: google.protobuf.FieldMask
-	(Role)(0),                         // 31: irx.v1.Role
-	(*RevokedCertificate)(nil),        // 32: irx.v1.RevokedCertificate
+	(*PublishStatisticsCommand)(nil),  // 21: irx.v1.PublishStatisticsCommand
+	(*SpendPrivacyBudgetCommand)(nil), // 22: irx.v1.SpendPrivacyBudgetCommand
+	(*timestamppb.Timestamp)(nil),     // 23: google.protobuf.Timestamp
+	(*OperatorAction)(nil),            // 24: irx.v1.OperatorAction
+	(*TeamDescription)(nil),           // 25: irx.v1.TeamDescription
+	(*Peer)(nil),                      // 26: irx.v1.Peer
+	(*FeedItem)(nil),                  // 27: irx.v1.FeedItem
+	(WithdrawalReason)(0),             // 28: irx.v1.WithdrawalReason
+	(ReplacementReason)(0),            // 29: irx.v1.ReplacementReason
+	(*DisclosurePolicy)(nil),          // 30: irx.v1.DisclosurePolicy
+	(*Incident)(nil),                  // 31: irx.v1.Incident
+	(*fieldmaskpb.FieldMask)(nil),     // 32: google.protobuf.FieldMask
+	(Role)(0),                         // 33: irx.v1.Role
+	(*RevokedCertificate)(nil),        // 34: irx.v1.RevokedCertificate
 }
 var file_irx_v1_command_proto_depIdxs = []int32{
-	21, // 0: irx.v1.Command.propose_time:type_name -> google.protobuf.Timestamp
+	23, // 0: irx.v1.Command.propose_time:type_name -> google.protobuf.Timestamp
 	14, // 1: irx.v1.Command.create_incident:type_name -> irx.v1.CreateIncidentCommand
 	15, // 2: irx.v1.Command.update_incident:type_name -> irx.v1.UpdateIncidentCommand
 	13, // 3: irx.v1.Command.leader_noop:type_name -> irx.v1.LeaderNoopCommand
@@ -2131,32 +2287,34 @@ var file_irx_v1_command_proto_depIdxs = []int32{
 	18, // 13: irx.v1.Command.change_role:type_name -> irx.v1.ChangeRoleCommand
 	19, // 14: irx.v1.Command.revoke_certificate:type_name -> irx.v1.RevokeCertificateCommand
 	20, // 15: irx.v1.Command.record_action:type_name -> irx.v1.RecordActionCommand
-	22, // 16: irx.v1.Command.actor:type_name -> irx.v1.OperatorAction
-	23, // 17: irx.v1.SetTeamDescriptionCommand.description:type_name -> irx.v1.TeamDescription
-	24, // 18: irx.v1.PutPeerCommand.peer:type_name -> irx.v1.Peer
-	25, // 19: irx.v1.ApplyPeerFeedCommand.items:type_name -> irx.v1.FeedItem
-	21, // 20: irx.v1.ApplyPeerFeedCommand.head_time:type_name -> google.protobuf.Timestamp
-	10, // 21: irx.v1.AcknowledgePeerCommand.entries:type_name -> irx.v1.LedgerEntry
-	26, // 22: irx.v1.LedgerEntry.withdrawal_reason:type_name -> irx.v1.WithdrawalReason
-	27, // 23: irx.v1.LedgerEntry.replacement_reason:type_name -> irx.v1.ReplacementReason
-	1,  // 24: irx.v1.CommandBatch.commands:type_name -> irx.v1.Command
-	28, // 25: irx.v1.SetPolicyCommand.policy:type_name -> irx.v1.DisclosurePolicy
-	29, // 26: irx.v1.CreateIncidentCommand.incident:type_name -> irx.v1.Incident
-	29, // 27: irx.v1.UpdateIncidentCommand.incident:type_name -> irx.v1.Incident
-	30, // 28: irx.v1.UpdateIncidentCommand.update_mask:type_name -> google.protobuf.FieldMask
-	0,  // 29: irx.v1.FeedEntry.kind:type_name -> irx.v1.FeedEntryKind
-	21, // 30: irx.v1.FeedEntry.commit_time:type_name -> google.protobuf.Timestamp
-	26, // 31: irx.v1.FeedEntry.withdrawal_reason:type_name -> irx.v1.WithdrawalReason
-	27, // 32: irx.v1.FeedEntry.replacement_reason:type_name -> irx.v1.ReplacementReason
-	21, // 33: irx.v1.PeerState.inbound_head_time:type_name -> google.protobuf.Timestamp
-	21, // 34: irx.v1.PeerState.last_acknowledge_time:type_name -> google.protobuf.Timestamp
-	31, // 35: irx.v1.ChangeRoleCommand.role:type_name -> irx.v1.Role
-	32, // 36: irx.v1.RevokeCertificateCommand.revoked:type_name -> irx.v1.RevokedCertificate
-	37, // [37:37] is the sub-list for method output_type
-	37, // [37:37] is the sub-list for method input_type
-	37, // [37:37] is the sub-list for extension type_name
-	37, // [37:37] is the sub-list for extension extendee
-	0,  // [0:37] is the sub-list for field type_name
+	21, // 16: irx.v1.Command.publish_statistics:type_name -> irx.v1.PublishStatisticsCommand
+	22, // 17: irx.v1.Command.spend_privacy_budget:type_name -> irx.v1.SpendPrivacyBudgetCommand
+	24, // 18: irx.v1.Command.actor:type_name -> irx.v1.OperatorAction
+	25, // 19: irx.v1.SetTeamDescriptionCommand.description:type_name -> irx.v1.TeamDescription
+	26, // 20: irx.v1.PutPeerCommand.peer:type_name -> irx.v1.Peer
+	27, // 21: irx.v1.ApplyPeerFeedCommand.items:type_name -> irx.v1.FeedItem
+	23, // 22: irx.v1.ApplyPeerFeedCommand.head_time:type_name -> google.protobuf.Timestamp
+	10, // 23: irx.v1.AcknowledgePeerCommand.entries:type_name -> irx.v1.LedgerEntry
+	28, // 24: irx.v1.LedgerEntry.withdrawal_reason:type_name -> irx.v1.WithdrawalReason
+	29, // 25: irx.v1.LedgerEntry.replacement_reason:type_name -> irx.v1.ReplacementReason
+	1,  // 26: irx.v1.CommandBatch.commands:type_name -> irx.v1.Command
+	30, // 27: irx.v1.SetPolicyCommand.policy:type_name -> irx.v1.DisclosurePolicy
+	31, // 28: irx.v1.CreateIncidentCommand.incident:type_name -> irx.v1.Incident
+	31, // 29: irx.v1.UpdateIncidentCommand.incident:type_name -> irx.v1.Incident
+	32, // 30: irx.v1.UpdateIncidentCommand.update_mask:type_name -> google.protobuf.FieldMask
+	0,  // 31: irx.v1.FeedEntry.kind:type_name -> irx.v1.FeedEntryKind
+	23, // 32: irx.v1.FeedEntry.commit_time:type_name -> google.protobuf.Timestamp
+	28, // 33: irx.v1.FeedEntry.withdrawal_reason:type_name -> irx.v1.WithdrawalReason
+	29, // 34: irx.v1.FeedEntry.replacement_reason:type_name -> irx.v1.ReplacementReason
+	23, // 35: irx.v1.PeerState.inbound_head_time:type_name -> google.protobuf.Timestamp
+	23, // 36: irx.v1.PeerState.last_acknowledge_time:type_name -> google.protobuf.Timestamp
+	33, // 37: irx.v1.ChangeRoleCommand.role:type_name -> irx.v1.Role
+	34, // 38: irx.v1.RevokeCertificateCommand.revoked:type_name -> irx.v1.RevokedCertificate
+	39, // [39:39] is the sub-list for method output_type
+	39, // [39:39] is the sub-list for method input_type
+	39, // [39:39] is the sub-list for extension type_name
+	39, // [39:39] is the sub-list for extension extendee
+	0,  // [0:39] is the sub-list for field type_name
 }
 
 func init() { file_irx_v1_command_proto_init() }
@@ -2186,6 +2344,8 @@ func file_irx_v1_command_proto_init() {
 		(*Command_ChangeRole)(nil),
 		(*Command_RevokeCertificate)(nil),
 		(*Command_RecordAction)(nil),
+		(*Command_PublishStatistics)(nil),
+		(*Command_SpendPrivacyBudget)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -2193,7 +2353,7 @@ func file_irx_v1_command_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_irx_v1_command_proto_rawDesc), len(file_irx_v1_command_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   20,
+			NumMessages:   22,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -303,6 +303,7 @@ type FeedItem struct {
 	//	*FeedItem_Incident
 	//	*FeedItem_Withdrawal
 	//	*FeedItem_Replacement
+	//	*FeedItem_Statistics
 	Kind          isFeedItem_Kind `protobuf_oneof:"kind"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -386,6 +387,15 @@ func (x *FeedItem) GetReplacement() *IncidentReplacement {
 	return nil
 }
 
+func (x *FeedItem) GetStatistics() *SharedStatistics {
+	if x != nil {
+		if x, ok := x.Kind.(*FeedItem_Statistics); ok {
+			return x.Statistics
+		}
+	}
+	return nil
+}
+
 type isFeedItem_Kind interface {
 	isFeedItem_Kind()
 }
@@ -408,11 +418,19 @@ type FeedItem_Replacement struct {
 	Replacement *IncidentReplacement `protobuf:"bytes,5,opt,name=replacement,proto3,oneof"`
 }
 
+type FeedItem_Statistics struct {
+	// The serving team's statistics (of its own incidents), sent to a
+	// caller whose policy discloses the statistical class.
+	Statistics *SharedStatistics `protobuf:"bytes,6,opt,name=statistics,proto3,oneof"`
+}
+
 func (*FeedItem_Incident) isFeedItem_Kind() {}
 
 func (*FeedItem_Withdrawal) isFeedItem_Kind() {}
 
 func (*FeedItem_Replacement) isFeedItem_Kind() {}
+
+func (*FeedItem_Statistics) isFeedItem_Kind() {}
 
 // IncidentReplacement replaces one version of an incident the caller
 // holds. A team sends it whenever what the caller may hold of that version
@@ -861,7 +879,7 @@ var File_irx_v1_federation_service_proto protoreflect.FileDescriptor
 
 const file_irx_v1_federation_service_proto_rawDesc = "" +
 	"\n" +
-	"\x1firx/v1/federation_service.proto\x12\x06irx.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x15irx/v1/incident.proto\x1a\x19irx/v1/team_service.proto\"{\n" +
+	"\x1firx/v1/federation_service.proto\x12\x06irx.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x15irx/v1/incident.proto\x1a\x1firx/v1/statistics_service.proto\x1a\x19irx/v1/team_service.proto\"{\n" +
 	"\x10SubscribeRequest\x12\x16\n" +
 	"\x06cursor\x18\x01 \x01(\x04R\x06cursor\x122\n" +
 	"\x15cursor_policy_version\x18\x02 \x01(\x03R\x13cursorPolicyVersion\x12\x1b\n" +
@@ -871,7 +889,7 @@ const file_irx_v1_federation_service_proto_rawDesc = "" +
 	"\x06cursor\x18\x02 \x01(\x04R\x06cursor\x12\x12\n" +
 	"\x04head\x18\x03 \x01(\x04R\x04head\x127\n" +
 	"\thead_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\bheadTime\x12%\n" +
-	"\x0epolicy_version\x18\x05 \x01(\x03R\rpolicyVersion\"\x9a\x02\n" +
+	"\x0epolicy_version\x18\x05 \x01(\x03R\rpolicyVersion\"\xd6\x02\n" +
 	"\bFeedItem\x12\x1a\n" +
 	"\bsequence\x18\x01 \x01(\x04R\bsequence\x12;\n" +
 	"\vcommit_time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
@@ -880,7 +898,10 @@ const file_irx_v1_federation_service_proto_rawDesc = "" +
 	"\n" +
 	"withdrawal\x18\x04 \x01(\v2\x1a.irx.v1.IncidentWithdrawalH\x00R\n" +
 	"withdrawal\x12?\n" +
-	"\vreplacement\x18\x05 \x01(\v2\x1b.irx.v1.IncidentReplacementH\x00R\vreplacementB\x06\n" +
+	"\vreplacement\x18\x05 \x01(\v2\x1b.irx.v1.IncidentReplacementH\x00R\vreplacement\x12:\n" +
+	"\n" +
+	"statistics\x18\x06 \x01(\v2\x18.irx.v1.SharedStatisticsH\x00R\n" +
+	"statisticsB\x06\n" +
 	"\x04kind\"\xb1\x01\n" +
 	"\x13IncidentReplacement\x12\x1f\n" +
 	"\vincident_id\x18\x01 \x01(\tR\n" +
@@ -952,7 +973,8 @@ var file_irx_v1_federation_service_proto_goTypes = []any{
 	(*GetSignedTeamDescriptionResponse)(nil), // 12: irx.v1.GetSignedTeamDescriptionResponse
 	(*timestamppb.Timestamp)(nil),            // 13: google.protobuf.Timestamp
 	(*Incident)(nil),                         // 14: irx.v1.Incident
-	(*SignedTeamDescription)(nil),            // 15: irx.v1.SignedTeamDescription
+	(*SharedStatistics)(nil),                 // 15: irx.v1.SharedStatistics
+	(*SignedTeamDescription)(nil),            // 16: irx.v1.SignedTeamDescription
 }
 var file_irx_v1_federation_service_proto_depIdxs = []int32{
 	4,  // 0: irx.v1.SubscribeResponse.items:type_name -> irx.v1.FeedItem
@@ -961,25 +983,26 @@ var file_irx_v1_federation_service_proto_depIdxs = []int32{
 	14, // 3: irx.v1.FeedItem.incident:type_name -> irx.v1.Incident
 	6,  // 4: irx.v1.FeedItem.withdrawal:type_name -> irx.v1.IncidentWithdrawal
 	5,  // 5: irx.v1.FeedItem.replacement:type_name -> irx.v1.IncidentReplacement
-	14, // 6: irx.v1.IncidentReplacement.incident:type_name -> irx.v1.Incident
-	0,  // 7: irx.v1.IncidentReplacement.reason:type_name -> irx.v1.ReplacementReason
-	1,  // 8: irx.v1.IncidentWithdrawal.reason:type_name -> irx.v1.WithdrawalReason
-	14, // 9: irx.v1.HandOffIncidentRequest.incident:type_name -> irx.v1.Incident
-	14, // 10: irx.v1.HandOffIncidentResponse.incident:type_name -> irx.v1.Incident
-	15, // 11: irx.v1.GetSignedTeamDescriptionResponse.signed_description:type_name -> irx.v1.SignedTeamDescription
-	2,  // 12: irx.v1.FederationService.Subscribe:input_type -> irx.v1.SubscribeRequest
-	7,  // 13: irx.v1.FederationService.Acknowledge:input_type -> irx.v1.AcknowledgeRequest
-	9,  // 14: irx.v1.FederationService.HandOffIncident:input_type -> irx.v1.HandOffIncidentRequest
-	11, // 15: irx.v1.FederationService.GetSignedTeamDescription:input_type -> irx.v1.GetSignedTeamDescriptionRequest
-	3,  // 16: irx.v1.FederationService.Subscribe:output_type -> irx.v1.SubscribeResponse
-	8,  // 17: irx.v1.FederationService.Acknowledge:output_type -> irx.v1.AcknowledgeResponse
-	10, // 18: irx.v1.FederationService.HandOffIncident:output_type -> irx.v1.HandOffIncidentResponse
-	12, // 19: irx.v1.FederationService.GetSignedTeamDescription:output_type -> irx.v1.GetSignedTeamDescriptionResponse
-	16, // [16:20] is the sub-list for method output_type
-	12, // [12:16] is the sub-list for method input_type
-	12, // [12:12] is the sub-list for extension type_name
-	12, // [12:12] is the sub-list for extension extendee
-	0,  // [0:12] is the sub-list for field type_name
+	15, // 6: irx.v1.FeedItem.statistics:type_name -> irx.v1.SharedStatistics
+	14, // 7: irx.v1.IncidentReplacement.incident:type_name -> irx.v1.Incident
+	0,  // 8: irx.v1.IncidentReplacement.reason:type_name -> irx.v1.ReplacementReason
+	1,  // 9: irx.v1.IncidentWithdrawal.reason:type_name -> irx.v1.WithdrawalReason
+	14, // 10: irx.v1.HandOffIncidentRequest.incident:type_name -> irx.v1.Incident
+	14, // 11: irx.v1.HandOffIncidentResponse.incident:type_name -> irx.v1.Incident
+	16, // 12: irx.v1.GetSignedTeamDescriptionResponse.signed_description:type_name -> irx.v1.SignedTeamDescription
+	2,  // 13: irx.v1.FederationService.Subscribe:input_type -> irx.v1.SubscribeRequest
+	7,  // 14: irx.v1.FederationService.Acknowledge:input_type -> irx.v1.AcknowledgeRequest
+	9,  // 15: irx.v1.FederationService.HandOffIncident:input_type -> irx.v1.HandOffIncidentRequest
+	11, // 16: irx.v1.FederationService.GetSignedTeamDescription:input_type -> irx.v1.GetSignedTeamDescriptionRequest
+	3,  // 17: irx.v1.FederationService.Subscribe:output_type -> irx.v1.SubscribeResponse
+	8,  // 18: irx.v1.FederationService.Acknowledge:output_type -> irx.v1.AcknowledgeResponse
+	10, // 19: irx.v1.FederationService.HandOffIncident:output_type -> irx.v1.HandOffIncidentResponse
+	12, // 20: irx.v1.FederationService.GetSignedTeamDescription:output_type -> irx.v1.GetSignedTeamDescriptionResponse
+	17, // [17:21] is the sub-list for method output_type
+	13, // [13:17] is the sub-list for method input_type
+	13, // [13:13] is the sub-list for extension type_name
+	13, // [13:13] is the sub-list for extension extendee
+	0,  // [0:13] is the sub-list for field type_name
 }
 
 func init() { file_irx_v1_federation_service_proto_init() }
@@ -988,11 +1011,13 @@ func file_irx_v1_federation_service_proto_init() {
 		return
 	}
 	file_irx_v1_incident_proto_init()
+	file_irx_v1_statistics_service_proto_init()
 	file_irx_v1_team_service_proto_init()
 	file_irx_v1_federation_service_proto_msgTypes[2].OneofWrappers = []any{
 		(*FeedItem_Incident)(nil),
 		(*FeedItem_Withdrawal)(nil),
 		(*FeedItem_Replacement)(nil),
+		(*FeedItem_Statistics)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
