@@ -63,23 +63,26 @@ func TestExportAndServerImport(t *testing.T) {
 // TestImportDryRun decodes without a node and says what would happen.
 func TestImportDryRun(t *testing.T) {
 	ctl := cliAt(t, "127.0.0.1:1") // nothing listens: a dry run connects to nothing
-	r := ctl("", "incident", "import", "--dry-run", iodefSample("multi.xml"), "--taxonomy", "other/undetermined")
+	r := ctl("", "incident", "import", "--dry-run", iodefSample("multi.xml"), "--tlp", "amber")
 	if r.code != 1 {
 		t.Fatalf("dry run: %v", r)
 	}
+	// TLP and taxonomy from the document where it says them; the third
+	// Incident says no taxonomy and none is given.
 	for _, want := range []string{
 		"multi.xml:incident-1: would create: TLP:RED fraud/phishing\n",
-		"multi.xml:incident-2: not an incident: line 46:3: Incident[2]: IODEF has no TLP: pass --tlp",
-		"multi.xml:incident-3: not an incident:",
-		"multi.xml: would lose: IODEF not mapped to irx.v1.Incident, ignored: Incident[1]/IndicatorData/Indicator/IndicatorID",
-		"would create 1, rejected 2 (dry run: nothing sent)\n",
+		"multi.xml:incident-2: would create: TLP:AMBER information-gathering/scanner (TLP from --tlp)\n",
+		"multi.xml:incident-3: not an incident: line 77:3: Incident[3]: no Reference Security Incident Taxonomy entry can be derived",
+		"multi.xml: would lose: IODEF mapped with a loss: Incident[1]@restriction=red (TLP:RED kept over the default TLP:AMBER) (line 9)",
+		"would create 2, rejected 1 (dry run: nothing sent)\n",
 	} {
 		if !strings.Contains(r.stdout, want) {
 			t.Errorf("dry run lacks %q:\n%s", want, r.stdout)
 		}
 	}
 	r = mustSucceed(t, ctl("", "incident", "import", "--dry-run", iodefSample(filepath.Join("json", "rfc8727-4.2-campaign.json")), "--taxonomy", "other/undetermined"))
-	if !strings.Contains(r.stdout, "rfc8727-4.2-campaign.json:incident-1: would create: TLP:GREEN other/undetermined (taxonomy from --taxonomy)\n") {
+	// Its BusinessImpact breach-proprietary gives the taxonomy.
+	if !strings.Contains(r.stdout, "rfc8727-4.2-campaign.json:incident-1: would create: TLP:GREEN information-content-security/data-leak\n") {
 		t.Errorf("dry run of RFC 8727 JSON:\n%s", r.stdout)
 	}
 }
