@@ -1,9 +1,9 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 
 	"github.com/irxfed/irx/formats/iodef"
@@ -100,30 +100,21 @@ func dryDecode(rec *importRecord, opts iodef.Options) (*iodef.Document, []string
 		}
 		return iodef.Decode(f, rec.file, o)
 	}
-	bare := opts
-	bare.DefaultTLP, bare.DefaultTaxonomy = 0, nil
-	doc, err := decode(bare)
+	doc, err := decode(opts)
 	if err != nil {
 		return nil, nil, err
 	}
 	how := make([]string, len(doc.Incidents))
-	again := false
 	for i, d := range doc.Incidents {
 		var from []string
-		if errors.Is(d.Err, iodef.ErrNoTLP) && opts.DefaultTLP != 0 {
+		if slices.Contains(d.Defaulted, "tlp") {
 			from = append(from, "TLP from --tlp")
 		}
-		if errors.Is(d.Err, iodef.ErrNoTaxonomy) && opts.DefaultTaxonomy != nil {
+		if slices.Contains(d.Defaulted, "taxonomy") {
 			from = append(from, "taxonomy from --taxonomy")
 		}
 		if len(from) > 0 {
 			how[i] = " (" + strings.Join(from, ", ") + ")"
-			again = true
-		}
-	}
-	if again {
-		if doc, err = decode(opts); err != nil {
-			return nil, nil, err
 		}
 	}
 	return doc, how, nil

@@ -184,8 +184,21 @@ func (m *mapper) readExtra(n *element) bool {
 		return false
 	}
 	text := strings.TrimSpace(string(n.text))
+	if text == "" && len(n.children) == 1 {
+		// The JSON binding's reader makes an xml value the element it
+		// holds, as an XML document would have it.
+		text = fragment(n.children[0])
+	}
 	if _, err := readTree("", []byte(text)); err != nil {
 		return false
+	}
+	for _, k := range n.children {
+		walkTree(k, func(e *element) {
+			e.used = true
+			for _, a := range e.attrs {
+				a.used = true
+			}
+		})
 	}
 	path, _ := n.attr("name")
 	r, _ := m.restriction(n, m.incRestr)
@@ -201,7 +214,7 @@ func (m *mapper) readExtra(n *element) bool {
 // not use of an element it used; kept lists their paths.
 func (m *mapper) keepUnused(n *element, kept *[]string) {
 	if !n.used {
-		m.keepExtra(n, m.path(n), fragment(n))
+		m.keepExtra(n, m.path(n), fragment(withContainerRestriction(n)))
 		p := m.path(n)
 		if n.why != "" {
 			p += " (" + n.why + ")"
@@ -280,4 +293,27 @@ func extraClass(n *element) irxv1.InfoClass {
 		}
 	}
 	return irxv1.InfoClass_INFO_CLASS_PRIVATE_USER
+}
+
+// withContainerRestriction is n, with the restriction of its parent when
+// the parent is a container the JSON binding leaves out (RFC 8727 says the
+// restriction on the child), so that a part kept from XML and from JSON is
+// the same.
+func withContainerRestriction(n *element) *element {
+	p := n.parent
+	if p == nil || p.parent == nil || n.findAttr("restriction") != nil || !isContainer(p.parent.name.Local, p.name.Local) {
+		return n
+	}
+	var inherit []*attribute
+	for _, a := range p.attrs {
+		if a.name.Space == "" && (a.name.Local == "restriction" || a.name.Local == "ext-restriction") {
+			inherit = append(inherit, a)
+		}
+	}
+	if len(inherit) == 0 {
+		return n
+	}
+	c := *n
+	c.attrs = append(inherit, n.attrs...)
+	return &c
 }

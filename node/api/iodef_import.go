@@ -5,8 +5,8 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 
@@ -159,29 +159,16 @@ func errgrpcStatus(err error) error {
 type defaultedAt struct{ tlp, taxonomy bool }
 
 // decodeWithDefaults decodes a document and says, per incident, which of
-// the defaults in opts it took: the document is read without them first,
-// and again with them only when an incident needed one, so a document that
-// says everything is read once.
+// the defaults in opts it took (Decoded.Defaulted: the document said
+// nothing of that value).
 func decodeWithDefaults(data []byte, format irxv1.DocumentFormat, name string, opts iodef.Options) (*iodef.Document, []defaultedAt, error) {
-	bare := opts
-	bare.DefaultTLP, bare.DefaultTaxonomy = irxv1.Tlp_TLP_UNSPECIFIED, nil
-	doc, err := decodeDocument(data, format, name, bare)
+	doc, err := decodeDocument(data, format, name, opts)
 	if err != nil {
 		return nil, nil, err
 	}
 	defaulted := make([]defaultedAt, len(doc.Incidents))
-	again := false
 	for i, d := range doc.Incidents {
-		defaulted[i] = defaultedAt{tlp: errors.Is(d.Err, iodef.ErrNoTLP), taxonomy: errors.Is(d.Err, iodef.ErrNoTaxonomy)}
-		canFill := (defaulted[i].tlp && opts.DefaultTLP != irxv1.Tlp_TLP_UNSPECIFIED) || (defaulted[i].taxonomy && opts.DefaultTaxonomy != nil)
-		again = again || canFill
-	}
-	if !again {
-		return doc, defaulted, nil
-	}
-	doc, err = decodeDocument(data, format, name, opts)
-	if err != nil {
-		return nil, nil, err
+		defaulted[i] = defaultedAt{tlp: slices.Contains(d.Defaulted, "tlp"), taxonomy: slices.Contains(d.Defaulted, "taxonomy")}
 	}
 	return doc, defaulted, nil
 }
