@@ -143,7 +143,7 @@ func (a *applier) receiveStatistics(peer string, s *irxv1.SharedStatistics) stri
 	}
 	for i, c := range s.GetCells() {
 		if !Period(c.GetPeriod()).Valid() || !c.GetPeriodStart().IsValid() || c.GetCount() <= 0 ||
-			Period(c.GetPeriod()).Start(c.GetPeriodStart().AsTime()) != c.GetPeriodStart().AsTime().UTC() {
+			!Period(c.GetPeriod()).Start(c.GetPeriodStart().AsTime()).Equal(c.GetPeriodStart().AsTime()) {
 			return fmt.Sprintf("statistics cell %d: not a period with a positive count", i)
 		}
 	}
