@@ -62,6 +62,9 @@ type State interface {
 	FeedEntries(after uint64, limit int) ([]*irxv1.FeedEntry, error)
 	FeedEntry(seq uint64) (*irxv1.FeedEntry, error)
 	FeedSequence() uint64
+	// Restored is the mark of the restore from a backup that started this
+	// team; nil if none did.
+	Restored() *irxv1.RestoreMark
 	AppliedIndex() uint64
 	WaitApplied(ctx context.Context, index uint64) error
 

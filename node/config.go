@@ -10,6 +10,7 @@ import (
 
 	"google.golang.org/grpc"
 
+	"github.com/irxfed/irx/node/api"
 	"github.com/irxfed/irx/pki"
 	"github.com/irxfed/irx/record"
 )
@@ -24,6 +25,11 @@ const MaxRequestBytes = 2 * record.MaxIncidentBytes
 // erased together, and has the other half, ample for a snapshot and a few
 // compactions of a team's state on ordinary disks.
 const DefaultEraseWithin = 30 * time.Second
+
+// ImportDefaults are what ImportIncidents applies where a document says no
+// TLP or no taxonomy entry (irxd's import.default_tlp and
+// import.default_taxonomy).
+type ImportDefaults = api.ImportDefaults
 
 // DefaultFutureSkew is Config.FutureSkew when unset.
 const DefaultFutureSkew = 5 * time.Minute
@@ -59,6 +65,9 @@ type Config struct {
 	// Join starts the node without bootstrapping: it waits for a member of
 	// a running team to add it (ClusterService/AddMember).
 	Join bool
+	// Restore is a backup file (BackupService/Backup) to start a new team
+	// from; the data directory must be empty. See CheckRestore.
+	Restore string
 
 	TLS     TLSConfig
 	Raft    RaftConfig
@@ -78,6 +87,10 @@ type Config struct {
 	// StatisticsMaxPeriods bounds the periods one GetStatistics call may
 	// produce; 0 means api.DefaultMaxStatisticsPeriods.
 	StatisticsMaxPeriods int
+
+	// Import is what ImportIncidents applies where a document says no TLP
+	// or no taxonomy entry and the request names none.
+	Import ImportDefaults
 
 	Logger *slog.Logger
 

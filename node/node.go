@@ -45,6 +45,7 @@ type Node struct {
 
 	logs      *raftstore.Store
 	state     *fsm.FSM
+	snapshots raft.SnapshotStore
 	stream    *transport.StreamLayer
 	transport *raft.NetworkTransport
 	raft      *raft.Raft
@@ -104,6 +105,13 @@ func Start(cfg Config) (_ *Node, err error) {
 			err = errors.Join(err, n.Close())
 		}
 	}()
+	if cfg.Restore != "" {
+		// Checked again here, before anything is written, for callers
+		// other than irxd.
+		if _, err := CheckRestore(cfg, cfg.Restore); err != nil {
+			return nil, err
+		}
+	}
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("data directory: %w", err)
 	}
@@ -210,6 +218,7 @@ func (n *Node) startRaft(creds nodeCredentials) error {
 	if err != nil {
 		return fmt.Errorf("snapshot store: %w", err)
 	}
+	n.snapshots = snapshots
 
 	mtls := pki.MutualTLS{Team: n.cfg.TeamID, Roots: creds.roots, Cert: creds.cert}
 	serverConf, err := mtls.ServerConfig()
@@ -237,6 +246,12 @@ func (n *Node) startRaft(creds nodeCredentials) error {
 	n.transport = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
 		Stream: n.stream, MaxPool: 4, Timeout: 10 * time.Second, Logger: raftLogger,
 	})
+
+	if n.cfg.Restore != "" {
+		if err := n.seedFromBackup(snapshots, n.transport.LocalAddr()); err != nil {
+			return err
+		}
+	}
 
 	rc := raft.DefaultConfig()
 	rc.LocalID = raft.ServerID(n.cfg.NodeID)
@@ -383,7 +398,9 @@ func (n *Node) startAPI(creds nodeCredentials) error {
 	n.apiListener = ln
 	auth := &authorizer{team: n.cfg.TeamID, plaintext: n.cfg.apiPlaintext(), state: n.state, streams: &n.operatorStreams}
 	opts := []grpc.ServerOption{
-		grpc.MaxRecvMsgSize(MaxRequestBytes),
+		// ImportIncidents carries a whole document; every other request
+		// stays far below.
+		grpc.MaxRecvMsgSize(max(MaxRequestBytes, api.MaxImportRequestBytes)),
 		grpc.ChainUnaryInterceptor(errgrpc.RecoverUnary(n.log), n.metrics.unary(), logUnary(n.log), n.statusUnary, auth.unary, refuseUnknownFields, refuseBadText),
 		grpc.ChainStreamInterceptor(errgrpc.RecoverStream(n.log), auth.stream),
 		streamWorkers(),

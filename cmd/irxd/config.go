@@ -15,6 +15,8 @@ import (
 
 	"github.com/irxfed/irx/federation"
 	"github.com/irxfed/irx/node"
+	irxv1 "github.com/irxfed/irx/proto/irx/v1"
+	"github.com/irxfed/irx/record"
 )
 
 // fileConfig is the YAML configuration file. Flags override it.
@@ -77,7 +79,13 @@ type fileConfig struct {
 	// FutureSkew is how far past this node's clock a time in a record
 	// may lie.
 	FutureSkew time.Duration `yaml:"future_skew"`
-	Log        struct {
+	// Import holds what ImportIncidents applies where a document does
+	// not say: a TLP (TLP_AMBER or AMBER) and a taxonomy CLASS/TYPE.
+	Import struct {
+		DefaultTLP      string `yaml:"default_tlp"`
+		DefaultTaxonomy string `yaml:"default_taxonomy"`
+	} `yaml:"import"`
+	Log struct {
 		Level  string `yaml:"level"`
 		Format string `yaml:"format"`
 	} `yaml:"log"`
@@ -131,6 +139,7 @@ func parseOptions(args []string, stderr io.Writer, getenv func(string) string) (
 		keyFile    = fs.String("key-file", "", "node private key (PEM)")
 		members    = fs.String("members", "", "initial members of a new team: id=host:port,... (static bootstrap; include this node)")
 		join       = fs.Bool("join", false, "start without bootstrapping and wait to be added with ClusterService/AddMember")
+		restore    = fs.String("restore", "", "start a new team from this backup file (irxctl backup); the data directory must be empty, and the backup of this team")
 		snapEvery  = fs.Uint64("snapshot-threshold", 0, "log entries between snapshots (default 8192)")
 		trailing   = fs.Uint64("trailing-logs", 0, "log entries kept after a snapshot (default 10240)")
 		snapCheck  = fs.Duration("snapshot-interval", 0, "how often to check snapshot-threshold (default 30s)")
@@ -203,6 +212,9 @@ func parseOptions(args []string, stderr io.Writer, getenv func(string) string) (
 		*dst = n
 	}
 	size("memory_limit", fc.MemoryLimit, &o.memoryLimit)
+	imp, impErr := importDefaults(fc.Import.DefaultTLP, fc.Import.DefaultTaxonomy)
+	sizeErr = errors.Join(sizeErr, impErr)
+	o.node.Import = imp
 	size("federation.stream_bytes", fc.Federation.StreamBytes, &o.federation.StreamBytes)
 	if fc.Federation.StreamsPerPeer < 0 {
 		sizeErr = errors.Join(sizeErr, fmt.Errorf("federation.streams_per_peer: %d is negative", fc.Federation.StreamsPerPeer))
@@ -256,6 +268,8 @@ func parseOptions(args []string, stderr io.Writer, getenv func(string) string) (
 			o.node.Members, err = parseMembers(*members)
 		case "join":
 			o.node.Join = *join
+		case "restore":
+			o.node.Restore = *restore
 		case "snapshot-threshold":
 			o.node.Raft.SnapshotThreshold = *snapEvery
 		case "trailing-logs":
@@ -314,4 +328,27 @@ func yamlProblem(err error) string {
 	msg = strings.TrimPrefix(msg, "unmarshal errors:")
 	msg = strings.Join(strings.Fields(strings.ReplaceAll(msg, "\n", "; ")), " ")
 	return strings.TrimPrefix(msg, "; ")
+}
+
+// importDefaults reads the import section: a TLP by its name with or
+// without "TLP_" (amber_strict or AMBER+STRICT), a taxonomy CLASS/TYPE.
+func importDefaults(tlp, taxonomy string) (node.ImportDefaults, error) {
+	var d node.ImportDefaults
+	var errs []error
+	if tlp != "" {
+		name := "TLP_" + strings.NewReplacer("+", "_", "-", "_").Replace(strings.ToUpper(strings.TrimPrefix(strings.TrimPrefix(strings.TrimSpace(tlp), "TLP_"), "tlp_")))
+		v, ok := irxv1.Tlp_value[name]
+		if !ok || v == 0 {
+			errs = append(errs, fmt.Errorf("import.default_tlp: %q is not a TLP: clear, green, amber, amber+strict or red", tlp))
+		}
+		d.TLP = irxv1.Tlp(v)
+	}
+	if taxonomy != "" {
+		class, typ, _ := strings.Cut(strings.TrimSpace(taxonomy), "/")
+		if !record.ValidTaxonomy(class, typ) {
+			errs = append(errs, fmt.Errorf("import.default_taxonomy: %q is not CLASS/TYPE of the Reference Security Incident Taxonomy, e.g. other/undetermined", taxonomy))
+		}
+		d.Taxonomy = &irxv1.Taxonomy{Class: class, Type: typ}
+	}
+	return d, errors.Join(errs...)
 }

@@ -411,7 +411,8 @@ func TestReadmeIrxctlRuns(t *testing.T) {
 		"go run ./cmd/irxctl ", irxctl+" ",
 		"127.0.0.1:7400", n.APIAddr,
 		"cert-b/", partner,
-		"stats/", filepath.Join(tmp, "stats")+string(filepath.Separator))
+		"stats/", filepath.Join(tmp, "stats")+string(filepath.Separator),
+		"dev.irxbackup", filepath.Join(tmp, "dev.irxbackup"))
 	env := []string{"IRXCTL_CONFIG=" + filepath.Join(tmp, "config.yaml")}
 	for _, kv := range os.Environ() {
 		if !strings.HasPrefix(kv, "IRX_") && !strings.HasPrefix(kv, "IRXCTL_") {

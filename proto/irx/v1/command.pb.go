@@ -127,6 +127,7 @@ type Command struct {
 	//	*Command_RecordAction
 	//	*Command_PublishStatistics
 	//	*Command_SpendPrivacyBudget
+	//	*Command_ResyncPeer
 	Kind isCommand_Kind `protobuf_oneof:"kind"`
 	// The operator call that proposed the command (identity, method, request
 	// id), for operator calls only. The state machine stores it, with the
@@ -334,6 +335,15 @@ func (x *Command) GetSpendPrivacyBudget() *SpendPrivacyBudgetCommand {
 	return nil
 }
 
+func (x *Command) GetResyncPeer() *ResyncPeerCommand {
+	if x != nil {
+		if x, ok := x.Kind.(*Command_ResyncPeer); ok {
+			return x.ResyncPeer
+		}
+	}
+	return nil
+}
+
 func (x *Command) GetActor() *OperatorAction {
 	if x != nil {
 		return x.Actor
@@ -434,6 +444,11 @@ type Command_SpendPrivacyBudget struct {
 	SpendPrivacyBudget *SpendPrivacyBudgetCommand `protobuf:"bytes,21,opt,name=spend_privacy_budget,json=spendPrivacyBudget,proto3,oneof"`
 }
 
+type Command_ResyncPeer struct {
+	// Follow a peer restored from a backup older than our cursor.
+	ResyncPeer *ResyncPeerCommand `protobuf:"bytes,35,opt,name=resync_peer,json=resyncPeer,proto3,oneof"`
+}
+
 func (*Command_CreateIncident) isCommand_Kind() {}
 
 func (*Command_UpdateIncident) isCommand_Kind() {}
@@ -467,6 +482,8 @@ func (*Command_RecordAction) isCommand_Kind() {}
 func (*Command_PublishStatistics) isCommand_Kind() {}
 
 func (*Command_SpendPrivacyBudget) isCommand_Kind() {}
+
+func (*Command_ResyncPeer) isCommand_Kind() {}
 
 // RediscloseCommand appends a feed entry that makes the feed served to a
 // peer disclose again every version the peer holds of the incidents with
@@ -854,7 +871,10 @@ type ApplyPeerFeedCommand struct {
 	// characters). A rule the state machine applies must be named in the
 	// entry: entries logged before the rules existed apply as they did, on
 	// every node.
-	CheckText     bool `protobuf:"varint,8,opt,name=check_text,json=checkText,proto3" json:"check_text,omitempty"`
+	CheckText bool `protobuf:"varint,8,opt,name=check_text,json=checkText,proto3" json:"check_text,omitempty"`
+	// The peer's restore generation the batch was served under; stored with
+	// the cursor.
+	Generation    uint64 `protobuf:"varint,400,opt,name=generation,proto3" json:"generation,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -945,6 +965,101 @@ func (x *ApplyPeerFeedCommand) GetCheckText() bool {
 	return false
 }
 
+func (x *ApplyPeerFeedCommand) GetGeneration() uint64 {
+	if x != nil {
+		return x.Generation
+	}
+	return 0
+}
+
+// ResyncPeerCommand follows a peer that was restored from a backup older
+// than our cursor in its feed: the entries we applied after the backup's
+// last one are gone at the peer, which numbers its new records, versions
+// and feed entries from there again. We drop every copy we hold of the
+// peer's own records (their versions, indexes and tombstones) and read its
+// feed again from the start, under the new generation. Applies only if our
+// cursor and generation are still from_cursor and from_generation.
+type ResyncPeerCommand struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The restored peer.
+	PeerTeamId string `protobuf:"bytes,1,opt,name=peer_team_id,json=peerTeamId,proto3" json:"peer_team_id,omitempty"`
+	// Our cursor in the peer's feed when the proposer saw the restore.
+	FromCursor uint64 `protobuf:"varint,2,opt,name=from_cursor,json=fromCursor,proto3" json:"from_cursor,omitempty"`
+	// Our generation of the peer's feed then.
+	FromGeneration uint64 `protobuf:"varint,3,opt,name=from_generation,json=fromGeneration,proto3" json:"from_generation,omitempty"`
+	// The peer's generation now.
+	Generation uint64 `protobuf:"varint,4,opt,name=generation,proto3" json:"generation,omitempty"`
+	// The last feed sequence of the backup the peer was restored from.
+	RestoredFeedSequence uint64 `protobuf:"varint,5,opt,name=restored_feed_sequence,json=restoredFeedSequence,proto3" json:"restored_feed_sequence,omitempty"`
+	unknownFields        protoimpl.UnknownFields
+	sizeCache            protoimpl.SizeCache
+}
+
+func (x *ResyncPeerCommand) Reset() {
+	*x = ResyncPeerCommand{}
+	mi := &file_irx_v1_command_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ResyncPeerCommand) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ResyncPeerCommand) ProtoMessage() {}
+
+func (x *ResyncPeerCommand) ProtoReflect() protoreflect.Message {
+	mi := &file_irx_v1_command_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ResyncPeerCommand.ProtoReflect.Descriptor instead.
+func (*ResyncPeerCommand) Descriptor() ([]byte, []int) {
+	return file_irx_v1_command_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *ResyncPeerCommand) GetPeerTeamId() string {
+	if x != nil {
+		return x.PeerTeamId
+	}
+	return ""
+}
+
+func (x *ResyncPeerCommand) GetFromCursor() uint64 {
+	if x != nil {
+		return x.FromCursor
+	}
+	return 0
+}
+
+func (x *ResyncPeerCommand) GetFromGeneration() uint64 {
+	if x != nil {
+		return x.FromGeneration
+	}
+	return 0
+}
+
+func (x *ResyncPeerCommand) GetGeneration() uint64 {
+	if x != nil {
+		return x.Generation
+	}
+	return 0
+}
+
+func (x *ResyncPeerCommand) GetRestoredFeedSequence() uint64 {
+	if x != nil {
+		return x.RestoredFeedSequence
+	}
+	return 0
+}
+
 // AcknowledgePeerCommand records that a peer applied our feed up to a
 // cursor. Only acknowledgements that advance the stored cursor apply.
 type AcknowledgePeerCommand struct {
@@ -970,7 +1085,7 @@ type AcknowledgePeerCommand struct {
 
 func (x *AcknowledgePeerCommand) Reset() {
 	*x = AcknowledgePeerCommand{}
-	mi := &file_irx_v1_command_proto_msgTypes[8]
+	mi := &file_irx_v1_command_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -982,7 +1097,7 @@ func (x *AcknowledgePeerCommand) String() string {
 func (*AcknowledgePeerCommand) ProtoMessage() {}
 
 func (x *AcknowledgePeerCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_command_proto_msgTypes[8]
+	mi := &file_irx_v1_command_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -995,7 +1110,7 @@ func (x *AcknowledgePeerCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AcknowledgePeerCommand.ProtoReflect.Descriptor instead.
 func (*AcknowledgePeerCommand) Descriptor() ([]byte, []int) {
-	return file_irx_v1_command_proto_rawDescGZIP(), []int{8}
+	return file_irx_v1_command_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *AcknowledgePeerCommand) GetPeerTeamId() string {
@@ -1070,7 +1185,7 @@ type LedgerEntry struct {
 
 func (x *LedgerEntry) Reset() {
 	*x = LedgerEntry{}
-	mi := &file_irx_v1_command_proto_msgTypes[9]
+	mi := &file_irx_v1_command_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1082,7 +1197,7 @@ func (x *LedgerEntry) String() string {
 func (*LedgerEntry) ProtoMessage() {}
 
 func (x *LedgerEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_command_proto_msgTypes[9]
+	mi := &file_irx_v1_command_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1095,7 +1210,7 @@ func (x *LedgerEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LedgerEntry.ProtoReflect.Descriptor instead.
 func (*LedgerEntry) Descriptor() ([]byte, []int) {
-	return file_irx_v1_command_proto_rawDescGZIP(), []int{9}
+	return file_irx_v1_command_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *LedgerEntry) GetIncidentId() string {
@@ -1173,7 +1288,7 @@ type CommandBatch struct {
 
 func (x *CommandBatch) Reset() {
 	*x = CommandBatch{}
-	mi := &file_irx_v1_command_proto_msgTypes[10]
+	mi := &file_irx_v1_command_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1185,7 +1300,7 @@ func (x *CommandBatch) String() string {
 func (*CommandBatch) ProtoMessage() {}
 
 func (x *CommandBatch) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_command_proto_msgTypes[10]
+	mi := &file_irx_v1_command_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1198,7 +1313,7 @@ func (x *CommandBatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommandBatch.ProtoReflect.Descriptor instead.
 func (*CommandBatch) Descriptor() ([]byte, []int) {
-	return file_irx_v1_command_proto_rawDescGZIP(), []int{10}
+	return file_irx_v1_command_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *CommandBatch) GetCommands() []*Command {
@@ -1224,7 +1339,7 @@ type SetPolicyCommand struct {
 
 func (x *SetPolicyCommand) Reset() {
 	*x = SetPolicyCommand{}
-	mi := &file_irx_v1_command_proto_msgTypes[11]
+	mi := &file_irx_v1_command_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1236,7 +1351,7 @@ func (x *SetPolicyCommand) String() string {
 func (*SetPolicyCommand) ProtoMessage() {}
 
 func (x *SetPolicyCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_command_proto_msgTypes[11]
+	mi := &file_irx_v1_command_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1249,7 +1364,7 @@ func (x *SetPolicyCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetPolicyCommand.ProtoReflect.Descriptor instead.
 func (*SetPolicyCommand) Descriptor() ([]byte, []int) {
-	return file_irx_v1_command_proto_rawDescGZIP(), []int{11}
+	return file_irx_v1_command_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *SetPolicyCommand) GetPolicy() *DisclosurePolicy {
@@ -1275,7 +1390,7 @@ type LeaderNoopCommand struct {
 
 func (x *LeaderNoopCommand) Reset() {
 	*x = LeaderNoopCommand{}
-	mi := &file_irx_v1_command_proto_msgTypes[12]
+	mi := &file_irx_v1_command_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1287,7 +1402,7 @@ func (x *LeaderNoopCommand) String() string {
 func (*LeaderNoopCommand) ProtoMessage() {}
 
 func (x *LeaderNoopCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_command_proto_msgTypes[12]
+	mi := &file_irx_v1_command_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1300,7 +1415,7 @@ func (x *LeaderNoopCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaderNoopCommand.ProtoReflect.Descriptor instead.
 func (*LeaderNoopCommand) Descriptor() ([]byte, []int) {
-	return file_irx_v1_command_proto_rawDescGZIP(), []int{12}
+	return file_irx_v1_command_proto_rawDescGZIP(), []int{13}
 }
 
 // CreateIncidentCommand records a new incident; the state machine assigns
@@ -1337,7 +1452,7 @@ type CreateIncidentCommand struct {
 
 func (x *CreateIncidentCommand) Reset() {
 	*x = CreateIncidentCommand{}
-	mi := &file_irx_v1_command_proto_msgTypes[13]
+	mi := &file_irx_v1_command_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1349,7 +1464,7 @@ func (x *CreateIncidentCommand) String() string {
 func (*CreateIncidentCommand) ProtoMessage() {}
 
 func (x *CreateIncidentCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_command_proto_msgTypes[13]
+	mi := &file_irx_v1_command_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1362,7 +1477,7 @@ func (x *CreateIncidentCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateIncidentCommand.ProtoReflect.Descriptor instead.
 func (*CreateIncidentCommand) Descriptor() ([]byte, []int) {
-	return file_irx_v1_command_proto_rawDescGZIP(), []int{13}
+	return file_irx_v1_command_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *CreateIncidentCommand) GetIncident() *Incident {
@@ -1417,7 +1532,7 @@ type UpdateIncidentCommand struct {
 
 func (x *UpdateIncidentCommand) Reset() {
 	*x = UpdateIncidentCommand{}
-	mi := &file_irx_v1_command_proto_msgTypes[14]
+	mi := &file_irx_v1_command_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1429,7 +1544,7 @@ func (x *UpdateIncidentCommand) String() string {
 func (*UpdateIncidentCommand) ProtoMessage() {}
 
 func (x *UpdateIncidentCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_command_proto_msgTypes[14]
+	mi := &file_irx_v1_command_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1442,7 +1557,7 @@ func (x *UpdateIncidentCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateIncidentCommand.ProtoReflect.Descriptor instead.
 func (*UpdateIncidentCommand) Descriptor() ([]byte, []int) {
-	return file_irx_v1_command_proto_rawDescGZIP(), []int{14}
+	return file_irx_v1_command_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *UpdateIncidentCommand) GetIncident() *Incident {
@@ -1502,7 +1617,7 @@ type FeedEntry struct {
 
 func (x *FeedEntry) Reset() {
 	*x = FeedEntry{}
-	mi := &file_irx_v1_command_proto_msgTypes[15]
+	mi := &file_irx_v1_command_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1514,7 +1629,7 @@ func (x *FeedEntry) String() string {
 func (*FeedEntry) ProtoMessage() {}
 
 func (x *FeedEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_command_proto_msgTypes[15]
+	mi := &file_irx_v1_command_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1527,7 +1642,7 @@ func (x *FeedEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FeedEntry.ProtoReflect.Descriptor instead.
 func (*FeedEntry) Descriptor() ([]byte, []int) {
-	return file_irx_v1_command_proto_rawDescGZIP(), []int{15}
+	return file_irx_v1_command_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *FeedEntry) GetSequence() uint64 {
@@ -1643,13 +1758,16 @@ type PeerState struct {
 	ReceivedReplacements uint64 `protobuf:"varint,15,opt,name=received_replacements,json=receivedReplacements,proto3" json:"received_replacements,omitempty"`
 	// Replacements (and erasures) of held versions the peer acknowledged.
 	SentReplacements uint64 `protobuf:"varint,16,opt,name=sent_replacements,json=sentReplacements,proto3" json:"sent_replacements,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// The peer's restore generation our inbound cursor counts in (see
+	// RestoreMark); 0 while the peer was never restored.
+	InboundGeneration uint64 `protobuf:"varint,400,opt,name=inbound_generation,json=inboundGeneration,proto3" json:"inbound_generation,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *PeerState) Reset() {
 	*x = PeerState{}
-	mi := &file_irx_v1_command_proto_msgTypes[16]
+	mi := &file_irx_v1_command_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1661,7 +1779,7 @@ func (x *PeerState) String() string {
 func (*PeerState) ProtoMessage() {}
 
 func (x *PeerState) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_command_proto_msgTypes[16]
+	mi := &file_irx_v1_command_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1674,7 +1792,7 @@ func (x *PeerState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PeerState.ProtoReflect.Descriptor instead.
 func (*PeerState) Descriptor() ([]byte, []int) {
-	return file_irx_v1_command_proto_rawDescGZIP(), []int{16}
+	return file_irx_v1_command_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *PeerState) GetInboundCursor() uint64 {
@@ -1789,6 +1907,13 @@ func (x *PeerState) GetSentReplacements() uint64 {
 	return 0
 }
 
+func (x *PeerState) GetInboundGeneration() uint64 {
+	if x != nil {
+		return x.InboundGeneration
+	}
+	return 0
+}
+
 // ChangeRoleCommand grants or revokes one role of an operator identity.
 type ChangeRoleCommand struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1808,7 +1933,7 @@ type ChangeRoleCommand struct {
 
 func (x *ChangeRoleCommand) Reset() {
 	*x = ChangeRoleCommand{}
-	mi := &file_irx_v1_command_proto_msgTypes[17]
+	mi := &file_irx_v1_command_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1820,7 +1945,7 @@ func (x *ChangeRoleCommand) String() string {
 func (*ChangeRoleCommand) ProtoMessage() {}
 
 func (x *ChangeRoleCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_command_proto_msgTypes[17]
+	mi := &file_irx_v1_command_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1833,7 +1958,7 @@ func (x *ChangeRoleCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChangeRoleCommand.ProtoReflect.Descriptor instead.
 func (*ChangeRoleCommand) Descriptor() ([]byte, []int) {
-	return file_irx_v1_command_proto_rawDescGZIP(), []int{17}
+	return file_irx_v1_command_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ChangeRoleCommand) GetIdentity() string {
@@ -1876,7 +2001,7 @@ type RevokeCertificateCommand struct {
 
 func (x *RevokeCertificateCommand) Reset() {
 	*x = RevokeCertificateCommand{}
-	mi := &file_irx_v1_command_proto_msgTypes[18]
+	mi := &file_irx_v1_command_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1888,7 +2013,7 @@ func (x *RevokeCertificateCommand) String() string {
 func (*RevokeCertificateCommand) ProtoMessage() {}
 
 func (x *RevokeCertificateCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_command_proto_msgTypes[18]
+	mi := &file_irx_v1_command_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1901,7 +2026,7 @@ func (x *RevokeCertificateCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeCertificateCommand.ProtoReflect.Descriptor instead.
 func (*RevokeCertificateCommand) Descriptor() ([]byte, []int) {
-	return file_irx_v1_command_proto_rawDescGZIP(), []int{18}
+	return file_irx_v1_command_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *RevokeCertificateCommand) GetRevoked() *RevokedCertificate {
@@ -1922,7 +2047,7 @@ type RecordActionCommand struct {
 
 func (x *RecordActionCommand) Reset() {
 	*x = RecordActionCommand{}
-	mi := &file_irx_v1_command_proto_msgTypes[19]
+	mi := &file_irx_v1_command_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1934,7 +2059,7 @@ func (x *RecordActionCommand) String() string {
 func (*RecordActionCommand) ProtoMessage() {}
 
 func (x *RecordActionCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_command_proto_msgTypes[19]
+	mi := &file_irx_v1_command_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1947,7 +2072,7 @@ func (x *RecordActionCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecordActionCommand.ProtoReflect.Descriptor instead.
 func (*RecordActionCommand) Descriptor() ([]byte, []int) {
-	return file_irx_v1_command_proto_rawDescGZIP(), []int{19}
+	return file_irx_v1_command_proto_rawDescGZIP(), []int{20}
 }
 
 // PublishStatisticsCommand publishes the counts of the team's own
@@ -1962,7 +2087,7 @@ type PublishStatisticsCommand struct {
 
 func (x *PublishStatisticsCommand) Reset() {
 	*x = PublishStatisticsCommand{}
-	mi := &file_irx_v1_command_proto_msgTypes[20]
+	mi := &file_irx_v1_command_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1974,7 +2099,7 @@ func (x *PublishStatisticsCommand) String() string {
 func (*PublishStatisticsCommand) ProtoMessage() {}
 
 func (x *PublishStatisticsCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_command_proto_msgTypes[20]
+	mi := &file_irx_v1_command_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1987,7 +2112,7 @@ func (x *PublishStatisticsCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PublishStatisticsCommand.ProtoReflect.Descriptor instead.
 func (*PublishStatisticsCommand) Descriptor() ([]byte, []int) {
-	return file_irx_v1_command_proto_rawDescGZIP(), []int{20}
+	return file_irx_v1_command_proto_rawDescGZIP(), []int{21}
 }
 
 // SpendPrivacyBudgetCommand spends epsilon of a dataset's privacy budget,
@@ -2006,7 +2131,7 @@ type SpendPrivacyBudgetCommand struct {
 
 func (x *SpendPrivacyBudgetCommand) Reset() {
 	*x = SpendPrivacyBudgetCommand{}
-	mi := &file_irx_v1_command_proto_msgTypes[21]
+	mi := &file_irx_v1_command_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2018,7 +2143,7 @@ func (x *SpendPrivacyBudgetCommand) String() string {
 func (*SpendPrivacyBudgetCommand) ProtoMessage() {}
 
 func (x *SpendPrivacyBudgetCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_command_proto_msgTypes[21]
+	mi := &file_irx_v1_command_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2031,7 +2156,7 @@ func (x *SpendPrivacyBudgetCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SpendPrivacyBudgetCommand.ProtoReflect.Descriptor instead.
 func (*SpendPrivacyBudgetCommand) Descriptor() ([]byte, []int) {
-	return file_irx_v1_command_proto_rawDescGZIP(), []int{21}
+	return file_irx_v1_command_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *SpendPrivacyBudgetCommand) GetDataset() string {
@@ -2059,7 +2184,7 @@ var File_irx_v1_command_proto protoreflect.FileDescriptor
 
 const file_irx_v1_command_proto_rawDesc = "" +
 	"\n" +
-	"\x14irx/v1/command.proto\x12\x06irx.v1\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1birx/v1/access_service.proto\x1a\x1firx/v1/federation_service.proto\x1a\x15irx/v1/incident.proto\x1a\x19irx/v1/peer_service.proto\x1a\x13irx/v1/policy.proto\x1a\x19irx/v1/team_service.proto\"\xa4\n" +
+	"\x14irx/v1/command.proto\x12\x06irx.v1\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1birx/v1/access_service.proto\x1a\x1firx/v1/federation_service.proto\x1a\x15irx/v1/incident.proto\x1a\x19irx/v1/peer_service.proto\x1a\x13irx/v1/policy.proto\x1a\x19irx/v1/team_service.proto\"\xe2\n" +
 	"\n" +
 	"\aCommand\x12=\n" +
 	"\fpropose_time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\vproposeTime\x12H\n" +
@@ -2086,7 +2211,9 @@ const file_irx_v1_command_proto_rawDesc = "" +
 	"\x12revoke_certificate\x18\x10 \x01(\v2 .irx.v1.RevokeCertificateCommandH\x00R\x11revokeCertificate\x12B\n" +
 	"\rrecord_action\x18\x11 \x01(\v2\x1b.irx.v1.RecordActionCommandH\x00R\frecordAction\x12Q\n" +
 	"\x12publish_statistics\x18\x14 \x01(\v2 .irx.v1.PublishStatisticsCommandH\x00R\x11publishStatistics\x12U\n" +
-	"\x14spend_privacy_budget\x18\x15 \x01(\v2!.irx.v1.SpendPrivacyBudgetCommandH\x00R\x12spendPrivacyBudget\x12,\n" +
+	"\x14spend_privacy_budget\x18\x15 \x01(\v2!.irx.v1.SpendPrivacyBudgetCommandH\x00R\x12spendPrivacyBudget\x12<\n" +
+	"\vresync_peer\x18# \x01(\v2\x19.irx.v1.ResyncPeerCommandH\x00R\n" +
+	"resyncPeer\x12,\n" +
 	"\x05actor\x18\x0e \x01(\v2\x16.irx.v1.OperatorActionR\x05actorB\x06\n" +
 	"\x04kind\"\xcc\x01\n" +
 	"\x11RediscloseCommand\x12 \n" +
@@ -2110,7 +2237,7 @@ const file_irx_v1_command_proto_rawDesc = "" +
 	"\x04peer\x18\x01 \x01(\v2\f.irx.v1.PeerR\x04peer\x12\x16\n" +
 	"\x06create\x18\x02 \x01(\bR\x06create\",\n" +
 	"\x11DeletePeerCommand\x12\x17\n" +
-	"\ateam_id\x18\x01 \x01(\tR\x06teamId\"\xac\x02\n" +
+	"\ateam_id\x18\x01 \x01(\tR\x06teamId\"\xcd\x02\n" +
 	"\x14ApplyPeerFeedCommand\x12 \n" +
 	"\fpeer_team_id\x18\x01 \x01(\tR\n" +
 	"peerTeamId\x12\x1f\n" +
@@ -2122,7 +2249,20 @@ const file_irx_v1_command_proto_rawDesc = "" +
 	"\x04head\x18\x06 \x01(\x04R\x04head\x127\n" +
 	"\thead_time\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\bheadTime\x12\x1d\n" +
 	"\n" +
-	"check_text\x18\b \x01(\bR\tcheckText\"\xe5\x01\n" +
+	"check_text\x18\b \x01(\bR\tcheckText\x12\x1f\n" +
+	"\n" +
+	"generation\x18\x90\x03 \x01(\x04R\n" +
+	"generation\"\xd5\x01\n" +
+	"\x11ResyncPeerCommand\x12 \n" +
+	"\fpeer_team_id\x18\x01 \x01(\tR\n" +
+	"peerTeamId\x12\x1f\n" +
+	"\vfrom_cursor\x18\x02 \x01(\x04R\n" +
+	"fromCursor\x12'\n" +
+	"\x0ffrom_generation\x18\x03 \x01(\x04R\x0efromGeneration\x12\x1e\n" +
+	"\n" +
+	"generation\x18\x04 \x01(\x04R\n" +
+	"generation\x124\n" +
+	"\x16restored_feed_sequence\x18\x05 \x01(\x04R\x14restoredFeedSequence\"\xe5\x01\n" +
 	"\x16AcknowledgePeerCommand\x12 \n" +
 	"\fpeer_team_id\x18\x01 \x01(\tR\n" +
 	"peerTeamId\x12\x1f\n" +
@@ -2178,7 +2318,7 @@ const file_irx_v1_command_proto_rawDesc = "" +
 	"\x11withdrawal_reason\x18\t \x01(\x0e2\x18.irx.v1.WithdrawalReasonR\x10withdrawalReason\x12*\n" +
 	"\x11after_incident_id\x18\n" +
 	" \x01(\tR\x0fafterIncidentId\x12H\n" +
-	"\x12replacement_reason\x18\v \x01(\x0e2\x19.irx.v1.ReplacementReasonR\x11replacementReason\"\xdf\x05\n" +
+	"\x12replacement_reason\x18\v \x01(\x0e2\x19.irx.v1.ReplacementReasonR\x11replacementReason\"\x8f\x06\n" +
 	"\tPeerState\x12%\n" +
 	"\x0einbound_cursor\x18\x01 \x01(\x04R\rinboundCursor\x124\n" +
 	"\x16inbound_policy_version\x18\x02 \x01(\x03R\x14inboundPolicyVersion\x12!\n" +
@@ -2196,7 +2336,8 @@ const file_irx_v1_command_proto_rawDesc = "" +
 	"\bwithheld\x18\r \x01(\x04R\bwithheld\x12N\n" +
 	"\x15last_acknowledge_time\x18\x0e \x01(\v2\x1a.google.protobuf.TimestampR\x13lastAcknowledgeTime\x123\n" +
 	"\x15received_replacements\x18\x0f \x01(\x04R\x14receivedReplacements\x12+\n" +
-	"\x11sent_replacements\x18\x10 \x01(\x04R\x10sentReplacements\"\x85\x01\n" +
+	"\x11sent_replacements\x18\x10 \x01(\x04R\x10sentReplacements\x12.\n" +
+	"\x12inbound_generation\x18\x90\x03 \x01(\x04R\x11inboundGeneration\"\x85\x01\n" +
 	"\x11ChangeRoleCommand\x12\x1a\n" +
 	"\bidentity\x18\x01 \x01(\tR\bidentity\x12 \n" +
 	"\x04role\x18\x02 \x01(\x0e2\f.irx.v1.RoleR\x04role\x12\x14\n" +
@@ -2232,7 +2373,7 @@ func file_irx_v1_command_proto_rawDescGZIP() []byte {
 }
 
 var file_irx_v1_command_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_irx_v1_command_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
+var file_irx_v1_command_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
 var file_irx_v1_command_proto_goTypes = []any{
 	(FeedEntryKind)(0),                // 0: irx.v1.FeedEntryKind
 	(*Command)(nil),                   // 1: irx.v1.Command
@@ -2243,78 +2384,80 @@ var file_irx_v1_command_proto_goTypes = []any{
 	(*PutPeerCommand)(nil),            // 6: irx.v1.PutPeerCommand
 	(*DeletePeerCommand)(nil),         // 7: irx.v1.DeletePeerCommand
 	(*ApplyPeerFeedCommand)(nil),      // 8: irx.v1.ApplyPeerFeedCommand
-	(*AcknowledgePeerCommand)(nil),    // 9: irx.v1.AcknowledgePeerCommand
-	(*LedgerEntry)(nil),               // 10: irx.v1.LedgerEntry
-	(*CommandBatch)(nil),              // 11: irx.v1.CommandBatch
-	(*SetPolicyCommand)(nil),          // 12: irx.v1.SetPolicyCommand
-	(*LeaderNoopCommand)(nil),         // 13: irx.v1.LeaderNoopCommand
-	(*CreateIncidentCommand)(nil),     // 14: irx.v1.CreateIncidentCommand
-	(*UpdateIncidentCommand)(nil),     // 15: irx.v1.UpdateIncidentCommand
-	(*FeedEntry)(nil),                 // 16: irx.v1.FeedEntry
-	(*PeerState)(nil),                 // 17: irx.v1.PeerState
-	(*ChangeRoleCommand)(nil),         // 18: irx.v1.ChangeRoleCommand
-	(*RevokeCertificateCommand)(nil),  // 19: irx.v1.RevokeCertificateCommand
-	(*RecordActionCommand)(nil),       // 20: irx.v1.RecordActionCommand
-	(*PublishStatisticsCommand)(nil),  // 21: irx.v1.PublishStatisticsCommand
-	(*SpendPrivacyBudgetCommand)(nil), // 22: irx.v1.SpendPrivacyBudgetCommand
-	(*timestamppb.Timestamp)(nil),     // 23: google.protobuf.Timestamp
-	(*OperatorAction)(nil),            // 24: irx.v1.OperatorAction
-	(*TeamDescription)(nil),           // 25: irx.v1.TeamDescription
-	(*Peer)(nil),                      // 26: irx.v1.Peer
-	(*FeedItem)(nil),                  // 27: irx.v1.FeedItem
-	(WithdrawalReason)(0),             // 28: irx.v1.WithdrawalReason
-	(ReplacementReason)(0),            // 29: irx.v1.ReplacementReason
-	(*DisclosurePolicy)(nil),          // 30: irx.v1.DisclosurePolicy
-	(*Incident)(nil),                  // 31: irx.v1.Incident
-	(*fieldmaskpb.FieldMask)(nil),     // 32: google.protobuf.FieldMask
-	(Role)(0),                         // 33: irx.v1.Role
-	(*RevokedCertificate)(nil),        // 34: irx.v1.RevokedCertificate
+	(*ResyncPeerCommand)(nil),         // 9: irx.v1.ResyncPeerCommand
+	(*AcknowledgePeerCommand)(nil),    // 10: irx.v1.AcknowledgePeerCommand
+	(*LedgerEntry)(nil),               // 11: irx.v1.LedgerEntry
+	(*CommandBatch)(nil),              // 12: irx.v1.CommandBatch
+	(*SetPolicyCommand)(nil),          // 13: irx.v1.SetPolicyCommand
+	(*LeaderNoopCommand)(nil),         // 14: irx.v1.LeaderNoopCommand
+	(*CreateIncidentCommand)(nil),     // 15: irx.v1.CreateIncidentCommand
+	(*UpdateIncidentCommand)(nil),     // 16: irx.v1.UpdateIncidentCommand
+	(*FeedEntry)(nil),                 // 17: irx.v1.FeedEntry
+	(*PeerState)(nil),                 // 18: irx.v1.PeerState
+	(*ChangeRoleCommand)(nil),         // 19: irx.v1.ChangeRoleCommand
+	(*RevokeCertificateCommand)(nil),  // 20: irx.v1.RevokeCertificateCommand
+	(*RecordActionCommand)(nil),       // 21: irx.v1.RecordActionCommand
+	(*PublishStatisticsCommand)(nil),  // 22: irx.v1.PublishStatisticsCommand
+	(*SpendPrivacyBudgetCommand)(nil), // 23: irx.v1.SpendPrivacyBudgetCommand
+	(*timestamppb.Timestamp)(nil),     // 24: google.protobuf.Timestamp
+	(*OperatorAction)(nil),            // 25: irx.v1.OperatorAction
+	(*TeamDescription)(nil),           // 26: irx.v1.TeamDescription
+	(*Peer)(nil),                      // 27: irx.v1.Peer
+	(*FeedItem)(nil),                  // 28: irx.v1.FeedItem
+	(WithdrawalReason)(0),             // 29: irx.v1.WithdrawalReason
+	(ReplacementReason)(0),            // 30: irx.v1.ReplacementReason
+	(*DisclosurePolicy)(nil),          // 31: irx.v1.DisclosurePolicy
+	(*Incident)(nil),                  // 32: irx.v1.Incident
+	(*fieldmaskpb.FieldMask)(nil),     // 33: google.protobuf.FieldMask
+	(Role)(0),                         // 34: irx.v1.Role
+	(*RevokedCertificate)(nil),        // 35: irx.v1.RevokedCertificate
 }
 var file_irx_v1_command_proto_depIdxs = []int32{
-	23, // 0: irx.v1.Command.propose_time:type_name -> google.protobuf.Timestamp
-	14, // 1: irx.v1.Command.create_incident:type_name -> irx.v1.CreateIncidentCommand
-	15, // 2: irx.v1.Command.update_incident:type_name -> irx.v1.UpdateIncidentCommand
-	13, // 3: irx.v1.Command.leader_noop:type_name -> irx.v1.LeaderNoopCommand
-	12, // 4: irx.v1.Command.set_policy:type_name -> irx.v1.SetPolicyCommand
-	11, // 5: irx.v1.Command.batch:type_name -> irx.v1.CommandBatch
+	24, // 0: irx.v1.Command.propose_time:type_name -> google.protobuf.Timestamp
+	15, // 1: irx.v1.Command.create_incident:type_name -> irx.v1.CreateIncidentCommand
+	16, // 2: irx.v1.Command.update_incident:type_name -> irx.v1.UpdateIncidentCommand
+	14, // 3: irx.v1.Command.leader_noop:type_name -> irx.v1.LeaderNoopCommand
+	13, // 4: irx.v1.Command.set_policy:type_name -> irx.v1.SetPolicyCommand
+	12, // 5: irx.v1.Command.batch:type_name -> irx.v1.CommandBatch
 	5,  // 6: irx.v1.Command.withdraw_incident:type_name -> irx.v1.WithdrawIncidentCommand
 	6,  // 7: irx.v1.Command.put_peer:type_name -> irx.v1.PutPeerCommand
 	7,  // 8: irx.v1.Command.delete_peer:type_name -> irx.v1.DeletePeerCommand
 	8,  // 9: irx.v1.Command.apply_peer_feed:type_name -> irx.v1.ApplyPeerFeedCommand
-	9,  // 10: irx.v1.Command.acknowledge_peer:type_name -> irx.v1.AcknowledgePeerCommand
+	10, // 10: irx.v1.Command.acknowledge_peer:type_name -> irx.v1.AcknowledgePeerCommand
 	4,  // 11: irx.v1.Command.set_team_description:type_name -> irx.v1.SetTeamDescriptionCommand
 	2,  // 12: irx.v1.Command.redisclose:type_name -> irx.v1.RediscloseCommand
-	18, // 13: irx.v1.Command.change_role:type_name -> irx.v1.ChangeRoleCommand
-	19, // 14: irx.v1.Command.revoke_certificate:type_name -> irx.v1.RevokeCertificateCommand
-	20, // 15: irx.v1.Command.record_action:type_name -> irx.v1.RecordActionCommand
-	21, // 16: irx.v1.Command.publish_statistics:type_name -> irx.v1.PublishStatisticsCommand
-	22, // 17: irx.v1.Command.spend_privacy_budget:type_name -> irx.v1.SpendPrivacyBudgetCommand
-	24, // 18: irx.v1.Command.actor:type_name -> irx.v1.OperatorAction
-	25, // 19: irx.v1.SetTeamDescriptionCommand.description:type_name -> irx.v1.TeamDescription
-	26, // 20: irx.v1.PutPeerCommand.peer:type_name -> irx.v1.Peer
-	27, // 21: irx.v1.ApplyPeerFeedCommand.items:type_name -> irx.v1.FeedItem
-	23, // 22: irx.v1.ApplyPeerFeedCommand.head_time:type_name -> google.protobuf.Timestamp
-	10, // 23: irx.v1.AcknowledgePeerCommand.entries:type_name -> irx.v1.LedgerEntry
-	28, // 24: irx.v1.LedgerEntry.withdrawal_reason:type_name -> irx.v1.WithdrawalReason
-	29, // 25: irx.v1.LedgerEntry.replacement_reason:type_name -> irx.v1.ReplacementReason
-	1,  // 26: irx.v1.CommandBatch.commands:type_name -> irx.v1.Command
-	30, // 27: irx.v1.SetPolicyCommand.policy:type_name -> irx.v1.DisclosurePolicy
-	31, // 28: irx.v1.CreateIncidentCommand.incident:type_name -> irx.v1.Incident
-	31, // 29: irx.v1.UpdateIncidentCommand.incident:type_name -> irx.v1.Incident
-	32, // 30: irx.v1.UpdateIncidentCommand.update_mask:type_name -> google.protobuf.FieldMask
-	0,  // 31: irx.v1.FeedEntry.kind:type_name -> irx.v1.FeedEntryKind
-	23, // 32: irx.v1.FeedEntry.commit_time:type_name -> google.protobuf.Timestamp
-	28, // 33: irx.v1.FeedEntry.withdrawal_reason:type_name -> irx.v1.WithdrawalReason
-	29, // 34: irx.v1.FeedEntry.replacement_reason:type_name -> irx.v1.ReplacementReason
-	23, // 35: irx.v1.PeerState.inbound_head_time:type_name -> google.protobuf.Timestamp
-	23, // 36: irx.v1.PeerState.last_acknowledge_time:type_name -> google.protobuf.Timestamp
-	33, // 37: irx.v1.ChangeRoleCommand.role:type_name -> irx.v1.Role
-	34, // 38: irx.v1.RevokeCertificateCommand.revoked:type_name -> irx.v1.RevokedCertificate
-	39, // [39:39] is the sub-list for method output_type
-	39, // [39:39] is the sub-list for method input_type
-	39, // [39:39] is the sub-list for extension type_name
-	39, // [39:39] is the sub-list for extension extendee
-	0,  // [0:39] is the sub-list for field type_name
+	19, // 13: irx.v1.Command.change_role:type_name -> irx.v1.ChangeRoleCommand
+	20, // 14: irx.v1.Command.revoke_certificate:type_name -> irx.v1.RevokeCertificateCommand
+	21, // 15: irx.v1.Command.record_action:type_name -> irx.v1.RecordActionCommand
+	22, // 16: irx.v1.Command.publish_statistics:type_name -> irx.v1.PublishStatisticsCommand
+	23, // 17: irx.v1.Command.spend_privacy_budget:type_name -> irx.v1.SpendPrivacyBudgetCommand
+	9,  // 18: irx.v1.Command.resync_peer:type_name -> irx.v1.ResyncPeerCommand
+	25, // 19: irx.v1.Command.actor:type_name -> irx.v1.OperatorAction
+	26, // 20: irx.v1.SetTeamDescriptionCommand.description:type_name -> irx.v1.TeamDescription
+	27, // 21: irx.v1.PutPeerCommand.peer:type_name -> irx.v1.Peer
+	28, // 22: irx.v1.ApplyPeerFeedCommand.items:type_name -> irx.v1.FeedItem
+	24, // 23: irx.v1.ApplyPeerFeedCommand.head_time:type_name -> google.protobuf.Timestamp
+	11, // 24: irx.v1.AcknowledgePeerCommand.entries:type_name -> irx.v1.LedgerEntry
+	29, // 25: irx.v1.LedgerEntry.withdrawal_reason:type_name -> irx.v1.WithdrawalReason
+	30, // 26: irx.v1.LedgerEntry.replacement_reason:type_name -> irx.v1.ReplacementReason
+	1,  // 27: irx.v1.CommandBatch.commands:type_name -> irx.v1.Command
+	31, // 28: irx.v1.SetPolicyCommand.policy:type_name -> irx.v1.DisclosurePolicy
+	32, // 29: irx.v1.CreateIncidentCommand.incident:type_name -> irx.v1.Incident
+	32, // 30: irx.v1.UpdateIncidentCommand.incident:type_name -> irx.v1.Incident
+	33, // 31: irx.v1.UpdateIncidentCommand.update_mask:type_name -> google.protobuf.FieldMask
+	0,  // 32: irx.v1.FeedEntry.kind:type_name -> irx.v1.FeedEntryKind
+	24, // 33: irx.v1.FeedEntry.commit_time:type_name -> google.protobuf.Timestamp
+	29, // 34: irx.v1.FeedEntry.withdrawal_reason:type_name -> irx.v1.WithdrawalReason
+	30, // 35: irx.v1.FeedEntry.replacement_reason:type_name -> irx.v1.ReplacementReason
+	24, // 36: irx.v1.PeerState.inbound_head_time:type_name -> google.protobuf.Timestamp
+	24, // 37: irx.v1.PeerState.last_acknowledge_time:type_name -> google.protobuf.Timestamp
+	34, // 38: irx.v1.ChangeRoleCommand.role:type_name -> irx.v1.Role
+	35, // 39: irx.v1.RevokeCertificateCommand.revoked:type_name -> irx.v1.RevokedCertificate
+	40, // [40:40] is the sub-list for method output_type
+	40, // [40:40] is the sub-list for method input_type
+	40, // [40:40] is the sub-list for extension type_name
+	40, // [40:40] is the sub-list for extension extendee
+	0,  // [0:40] is the sub-list for field type_name
 }
 
 func init() { file_irx_v1_command_proto_init() }
@@ -2346,6 +2489,7 @@ func file_irx_v1_command_proto_init() {
 		(*Command_RecordAction)(nil),
 		(*Command_PublishStatistics)(nil),
 		(*Command_SpendPrivacyBudget)(nil),
+		(*Command_ResyncPeer)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -2353,7 +2497,7 @@ func file_irx_v1_command_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_irx_v1_command_proto_rawDesc), len(file_irx_v1_command_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   22,
+			NumMessages:   23,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
