@@ -352,6 +352,9 @@ by status; one bar per period shows the trend.`,
 				}
 				title := fmt.Sprintf("Incidents per %s by %s, %s to %s", *flags.period, *flags.by,
 					req.GetStartTime().AsTime().Format(time.DateOnly), req.GetEndTime().AsTime().Format(time.DateOnly))
+				if err := os.MkdirAll(filepath.Dir(*out), 0o755); err != nil {
+					return err
+				}
 				if err := os.WriteFile(*out, stackedBarsSVG(title, t.Rows, t.Cols, t.Counts), 0o644); err != nil {
 					return err
 				}

@@ -182,7 +182,7 @@ func StatisticsQuery(req *irxv1.GetStatisticsRequest, maxPeriods int) (fsm.Stats
 			bad(field, "is required")
 		case !ts.IsValid():
 			bad(field, "is not a valid time")
-		case ts.AsTime().Truncate(24*time.Hour) != ts.AsTime() || ts.AsTime().Year() < 1900 || ts.AsTime().Year() > 9000:
+		case !ts.AsTime().Truncate(24*time.Hour).Equal(ts.AsTime()) || ts.AsTime().Year() < 1900 || ts.AsTime().Year() > 9000:
 			bad(field, "must be midnight UTC of a day between the years 1900 and 9000 (statistics are counted by day): %s", ts.AsTime().UTC().Format(time.RFC3339Nano))
 		default:
 			return ts.AsTime().UTC()

@@ -420,12 +420,14 @@ func buildStats(db *pebble.DB, team string) error {
 	if err := b.Set(keyStatsVersion, u64(statsLayout), nil); err != nil {
 		return err
 	}
-	// Without a write-ahead log the built statistics must reach the files
-	// before anything is applied on top of them.
+	// No flush: the build is one batch, so a crash before the memtable
+	// reaches the files loses it whole, marker included, and the next
+	// open builds again from the records (and the entries raft replays
+	// move the counters with the records they change).
 	if err := b.Commit(pebble.NoSync); err != nil {
 		return fmt.Errorf("fsm: build statistics: %w", err)
 	}
-	return db.Flush()
+	return nil
 }
 
 // Dimension is one statistical dimension a query groups by; the values
@@ -520,6 +522,13 @@ type rowKey struct {
 	start int64
 }
 
+// tupleInfo is what a query makes of one stored combination of the
+// dimensions: whether its filter keeps it, and its projection.
+type tupleInfo struct {
+	keep bool
+	cell Cell
+}
+
 type rowAcc struct {
 	count            int64
 	response, resolv map[uint32]int64
@@ -539,6 +548,7 @@ func (f *FSM) Statistics(q StatsQuery) (*StatsResult, error) {
 
 func statistics(db iterable, q StatsQuery) (*StatsResult, error) {
 	acc := make(map[rowKey]*rowAcc)
+	tuples := make(map[string]tupleInfo)
 	res := &StatsResult{}
 	scan := func(p Period, from, to time.Time, target func(time.Time) time.Time) error {
 		if !from.Before(to) {
@@ -555,15 +565,27 @@ func statistics(db iterable, q StatsQuery) (*StatsResult, error) {
 					return errors.Join(fmt.Errorf("fsm: statistics key %q: %w", it.Key(), errBadKey), it.Close())
 				}
 				start := target(startFromKey(k[:8]))
-				cell, rest, ok := parseCell(k[8:])
-				if !ok {
-					return errors.Join(fmt.Errorf("fsm: statistics key %q: %w", it.Key(), errBadKey), it.Close())
+				// The same combinations recur in every period: each is
+				// parsed, filtered and projected once per query.
+				tuple := k[8:]
+				if bytes.Equal(prefix, prefixStatDur) && len(tuple) >= 5 {
+					tuple = tuple[:len(tuple)-5]
 				}
+				info, seen := tuples[string(tuple)]
+				if !seen {
+					cell, rest, ok := parseCell(tuple)
+					if !ok || len(rest) != 0 {
+						return errors.Join(fmt.Errorf("fsm: statistics key %q: %w", it.Key(), errBadKey), it.Close())
+					}
+					info = tupleInfo{keep: q.Filter.keeps(cell), cell: project(cell, q.GroupBy)}
+					tuples[string(tuple)] = info
+				}
+				rest := k[8+len(tuple):]
 				res.CellsRead++
-				if !q.Filter.keeps(cell) {
+				if !info.keep {
 					continue
 				}
-				rk := rowKey{project(cell, q.GroupBy), start.Unix()}
+				rk := rowKey{info.cell, start.Unix()}
 				r := acc[rk]
 				if r == nil {
 					r = &rowAcc{}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/irxfed/irx/errdefs"
 	irxv1 "github.com/irxfed/irx/proto/irx/v1"
+	"github.com/irxfed/irx/record"
 )
 
 // Shared statistics: what a team tells its peers of its counts, and what
@@ -143,8 +144,13 @@ func (a *applier) receiveStatistics(peer string, s *irxv1.SharedStatistics) stri
 	}
 	for i, c := range s.GetCells() {
 		if !Period(c.GetPeriod()).Valid() || !c.GetPeriodStart().IsValid() || c.GetCount() <= 0 ||
-			Period(c.GetPeriod()).Start(c.GetPeriodStart().AsTime()) != c.GetPeriodStart().AsTime().UTC() {
+			!Period(c.GetPeriod()).Start(c.GetPeriodStart().AsTime()).Equal(c.GetPeriodStart().AsTime()) {
 			return fmt.Sprintf("statistics cell %d: not a period with a positive count", i)
+		}
+		// Only the taxonomy's own terms (or none, where a policy stripped
+		// it): nothing else of a peer's text is stored or shown.
+		if cl, ty := c.GetTaxonomyClass(), c.GetTaxonomyType(); (cl != "" || ty != "") && !record.ValidTaxonomy(cl, ty) {
+			return fmt.Sprintf("statistics cell %d: %q/%q is not a taxonomy class and type", i, cl, ty)
 		}
 	}
 	var old irxv1.SharedStatistics

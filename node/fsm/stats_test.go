@@ -297,3 +297,87 @@ func TestStatisticsQueryReadsCellsNotRecords(t *testing.T) {
 		t.Fatalf("total %d in %d rows from %d cells, want 200 in 10 rows from 10 cells", total, len(res.Rows), res.CellsRead)
 	}
 }
+
+func (h *harness) publish() {
+	h.t.Helper()
+	if res := h.apply(h.command(&irxv1.Command{Kind: &irxv1.Command_PublishStatistics{PublishStatistics: &irxv1.PublishStatisticsCommand{}}})); res.Err != nil {
+		h.t.Fatalf("publish: %v", res.Err)
+	}
+}
+
+// TestPublishStatisticsOnlyWhenChanged: a publish appends a feed entry
+// only when the team's own counts changed, a later one supersedes it, and
+// the counts are the team's own only.
+func TestPublishStatisticsOnlyWhenChanged(t *testing.T) {
+	h := newHarness(t)
+	h.addPeer("cert-b")
+	h.create(newIncident())
+	if res := h.feed("cert-b", 0, 1, viewItem(1, foreignView("cert-b", 1, 1))); res.Err != nil {
+		t.Fatal(res.Err)
+	}
+	h.publish()
+	first := h.f.FeedSequence()
+	h.publish() // nothing changed
+	if h.f.FeedSequence() != first {
+		t.Fatalf("an unchanged publish appended to the feed: %d -> %d", first, h.f.FeedSequence())
+	}
+	r, err := h.f.NewVersionReader()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := r.PublishedStatistics(first)
+	_ = r.Close()
+	if err != nil || s.GetTeamId() != team || len(s.GetCells()) != 5 || s.GetCells()[0].GetCount() != 1 {
+		t.Fatalf("published %v, %v: want one incident of %s in one cell per period", s, err, team)
+	}
+	h.create(newIncident())
+	h.publish()
+	if h.f.FeedSequence() <= first+1 {
+		t.Fatalf("a changed publish appended nothing")
+	}
+	r, err = h.f.NewVersionReader()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	if s, err := r.PublishedStatistics(first); s != nil || err != nil {
+		t.Fatalf("superseded statistics still served: %v, %v", s, err)
+	}
+}
+
+// TestReceiveStatisticsRefusesOthers: a peer's statistics are kept only
+// when they are its own, well formed and newer.
+func TestReceiveStatisticsRefusesOthers(t *testing.T) {
+	h := newHarness(t)
+	h.addPeer("cert-b")
+	day := timestamppb.New(time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC))
+	cell := func(class, typ string) *irxv1.StatisticsCell {
+		return &irxv1.StatisticsCell{Period: irxv1.StatisticsPeriod_STATISTICS_PERIOD_MONTH, PeriodStart: day, TaxonomyClass: class, TaxonomyType: typ, Count: 2}
+	}
+	item := func(seq uint64, s *irxv1.SharedStatistics) *irxv1.FeedItem {
+		return &irxv1.FeedItem{Sequence: seq, Kind: &irxv1.FeedItem_Statistics{Statistics: s}}
+	}
+	bad := []*irxv1.SharedStatistics{
+		{TeamId: "cert-c", AsOfTime: day, Cells: []*irxv1.StatisticsCell{cell("fraud", "phishing")}},
+		{TeamId: "cert-b", AsOfTime: day, Cells: []*irxv1.StatisticsCell{cell("fraud\u202e", "phishing")}},
+		{TeamId: "cert-b", Cells: []*irxv1.StatisticsCell{cell("fraud", "phishing")}},
+		{TeamId: "cert-b", AsOfTime: day, Cells: []*irxv1.StatisticsCell{{Period: irxv1.StatisticsPeriod_STATISTICS_PERIOD_MONTH, PeriodStart: timestamppb.New(day.AsTime().Add(time.Hour)), Count: 1}}},
+	}
+	for i, s := range bad {
+		if res := h.feed("cert-b", uint64(i), uint64(i+1), item(uint64(i+1), s)); res.Err != nil {
+			t.Fatal(res.Err)
+		}
+	}
+	if st, _ := h.f.PeerState("cert-b"); st.GetRejected() != uint64(len(bad)) {
+		t.Fatalf("rejected %d of %d bad statistics: %v", st.GetRejected(), len(bad), st.GetLastRejection())
+	}
+	good := &irxv1.SharedStatistics{TeamId: "cert-b", AsOfTime: day, Cells: []*irxv1.StatisticsCell{cell("fraud", "phishing")}}
+	if res := h.feed("cert-b", 4, 5, item(5, good)); res.Err != nil {
+		t.Fatal(res.Err)
+	}
+	q := StatsQuery{Period: PeriodMonth, Start: day.AsTime(), End: day.AsTime().AddDate(0, 1, 0)}
+	teams, total, err := h.f.FederationStatistics(q, h.clock)
+	if err != nil || len(teams) != 2 || teams[1].Team != "cert-b" || len(total.Rows) != 1 || total.Rows[0].Count != 2 {
+		t.Fatalf("federation statistics: %+v, %+v, %v", teams, total, err)
+	}
+}

@@ -411,6 +411,7 @@ func TestReadmeIrxctlRuns(t *testing.T) {
 		"go run ./cmd/irxctl ", irxctl+" ",
 		"127.0.0.1:7400", n.APIAddr,
 		"cert-b/", partner,
+		"stats/", filepath.Join(tmp, "stats")+string(filepath.Separator),
 		"dev.irxbackup", filepath.Join(tmp, "dev.irxbackup"))
 	env := []string{"IRXCTL_CONFIG=" + filepath.Join(tmp, "config.yaml")}
 	for _, kv := range os.Environ() {
@@ -425,8 +426,8 @@ func TestReadmeIrxctlRuns(t *testing.T) {
 		}
 		fields := strings.Fields(ex.cmd)
 		for i, f := range fields {
-			if (f == "--out" || f == "--ca-dir") && (i+1 == len(fields) || !strings.HasPrefix(fields[i+1], "cert-b/")) {
-				t.Fatalf("the irxctl tour writes outside cert-b/, which the test moves to a temporary directory: %s", ex.cmd)
+			if (f == "--out" || f == "--ca-dir") && (i+1 == len(fields) || !strings.HasPrefix(fields[i+1], "cert-b/") && !strings.HasPrefix(fields[i+1], "stats/")) {
+				t.Fatalf("the irxctl tour writes outside cert-b/ and stats/, which the test moves to a temporary directory: %s", ex.cmd)
 			}
 		}
 		cmd := rewrite.Replace(ex.cmd)
