@@ -52,7 +52,10 @@ type Result struct {
 	// Binding and Revoked are what an access command stored.
 	Binding *irxv1.RoleBinding
 	Revoked *irxv1.RevokedCertificate
-	Err     error
+	// Alert and AlertSettings are what an alert command stored.
+	Alert         *irxv1.Alert
+	AlertSettings *irxv1.AlertSettings
+	Err           error
 	// Batch holds one result per command of a CommandBatch entry.
 	Batch []*Result
 	// Encoded is the stored encoding of the incident a create made, for
@@ -97,6 +100,10 @@ func (r *Result) Stored() (proto.Message, error) {
 		return r.Binding, nil
 	case r.Revoked != nil:
 		return r.Revoked, nil
+	case r.Alert != nil:
+		return r.Alert, nil
+	case r.AlertSettings != nil:
+		return r.AlertSettings, nil
 	}
 	return nil, nil
 }
@@ -140,6 +147,9 @@ type FSM struct {
 	// no lookup of a copy we cannot have. In a catch-up every record is
 	// new. Kept like tombstones.
 	foreignHigh map[string]uint64
+	// netBits: the prefix lengths the correlation index holds
+	// (correlate.go). Kept like tombstones.
+	netBits *netBits
 
 	// access mirrors the acc/ keys, replaced after every batch that
 	// changes them: every call of the operator API checks it.
@@ -247,7 +257,11 @@ func (f *FSM) adopt(db *pebble.DB) error {
 	if err != nil {
 		return err
 	}
-	f.db, f.tombstones, f.foreignHigh = db, tombstones, high
+	nb, err := loadNetBits(db)
+	if err != nil {
+		return err
+	}
+	f.db, f.tombstones, f.foreignHigh, f.netBits = db, tombstones, high, nb
 	f.access.Store(access)
 	return nil
 }
@@ -356,6 +370,9 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
 		}
 	}
 	a.writePending()
+	if err := a.cor.close(); err != nil {
+		a.fail(err)
+	}
 	if a.err == nil && len(a.erasedSpans) > 0 {
 		a.err = f.erasures.prepare()
 	}
@@ -494,6 +511,9 @@ type applier struct {
 	// Removals to erase at rest (erase.go), and the last entry that made one.
 	erasedSpans []Span
 	erasedIndex uint64
+
+	// cor: correlation's state in this batch (correlate.go).
+	cor *correlator
 }
 
 func (a *applier) apply(e *entry, index uint64) *Result {
@@ -587,6 +607,10 @@ func (a *applier) applyOne(cmd *irxv1.Command, index uint64) *Result {
 		return a.changeRole(k.ChangeRole)
 	case *irxv1.Command_RevokeCertificate:
 		return a.revokeCertificate(k.RevokeCertificate, cmd.GetActor())
+	case *irxv1.Command_UpdateAlertSettings:
+		return a.updateAlertSettings(k.UpdateAlertSettings)
+	case *irxv1.Command_AcknowledgeAlert:
+		return a.acknowledgeAlert(cmd, k.AcknowledgeAlert)
 	case *irxv1.Command_RecordAction:
 		if cmd.GetActor().GetTarget() == "" {
 			return &Result{Err: fmt.Errorf("%w at index %d: an action to record without actor and target", ErrInvalidCommand, index)}
@@ -712,6 +736,7 @@ func (a *applier) storeCreated(id record.ID, indexed *irxv1.Incident, rest []byt
 	for _, k := range indexKeys(id, indexed) {
 		a.set(k, nil)
 	}
+	a.correlate(id, nil, indexed, false)
 	if requestID != "" {
 		a.set(requestKey(requestID), requestValue(text, digest))
 	}
@@ -801,6 +826,7 @@ func (a *applier) storeVersion(id record.ID, previous, next *irxv1.Incident, ent
 	for _, k := range indexKeys(id, next) {
 		a.set(k, nil)
 	}
+	a.correlate(id, previous, next, false)
 	return a.err
 }
 

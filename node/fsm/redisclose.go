@@ -155,6 +155,7 @@ func (a *applier) reindex(id record.ID, from, to *irxv1.Incident) {
 	for _, k := range indexKeys(id, to) {
 		a.set(k, nil)
 	}
+	a.correlate(id, from, to, true)
 }
 
 // eraseVersion deletes one version of our copy of a foreign incident. When

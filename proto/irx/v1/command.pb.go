@@ -120,6 +120,8 @@ type Command struct {
 	//	*Command_ChangeRole
 	//	*Command_RevokeCertificate
 	//	*Command_RecordAction
+	//	*Command_UpdateAlertSettings
+	//	*Command_AcknowledgeAlert
 	Kind isCommand_Kind `protobuf_oneof:"kind"`
 	// The operator call that proposed the command (identity, method, request
 	// id), for operator calls only. The state machine stores it, with the
@@ -309,6 +311,24 @@ func (x *Command) GetRecordAction() *RecordActionCommand {
 	return nil
 }
 
+func (x *Command) GetUpdateAlertSettings() *UpdateAlertSettingsCommand {
+	if x != nil {
+		if x, ok := x.Kind.(*Command_UpdateAlertSettings); ok {
+			return x.UpdateAlertSettings
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetAcknowledgeAlert() *AcknowledgeAlertCommand {
+	if x != nil {
+		if x, ok := x.Kind.(*Command_AcknowledgeAlert); ok {
+			return x.AcknowledgeAlert
+		}
+	}
+	return nil
+}
+
 func (x *Command) GetActor() *OperatorAction {
 	if x != nil {
 		return x.Actor
@@ -398,6 +418,16 @@ type Command_RecordAction struct {
 	RecordAction *RecordActionCommand `protobuf:"bytes,17,opt,name=record_action,json=recordAction,proto3,oneof"`
 }
 
+type Command_UpdateAlertSettings struct {
+	// Replace how the team correlates its records.
+	UpdateAlertSettings *UpdateAlertSettingsCommand `protobuf:"bytes,25,opt,name=update_alert_settings,json=updateAlertSettings,proto3,oneof"`
+}
+
+type Command_AcknowledgeAlert struct {
+	// Record an operator's acknowledgement of an alert.
+	AcknowledgeAlert *AcknowledgeAlertCommand `protobuf:"bytes,26,opt,name=acknowledge_alert,json=acknowledgeAlert,proto3,oneof"`
+}
+
 func (*Command_CreateIncident) isCommand_Kind() {}
 
 func (*Command_UpdateIncident) isCommand_Kind() {}
@@ -427,6 +457,10 @@ func (*Command_ChangeRole) isCommand_Kind() {}
 func (*Command_RevokeCertificate) isCommand_Kind() {}
 
 func (*Command_RecordAction) isCommand_Kind() {}
+
+func (*Command_UpdateAlertSettings) isCommand_Kind() {}
+
+func (*Command_AcknowledgeAlert) isCommand_Kind() {}
 
 // RediscloseCommand appends a feed entry that makes the feed served to a
 // peer disclose again every version the peer holds of the incidents with
@@ -1910,11 +1944,105 @@ func (*RecordActionCommand) Descriptor() ([]byte, []int) {
 	return file_irx_v1_command_proto_rawDescGZIP(), []int{19}
 }
 
+// UpdateAlertSettingsCommand replaces the team's alert settings.
+type UpdateAlertSettingsCommand struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The new settings, validated by the proposer.
+	Settings      *AlertSettings `protobuf:"bytes,1,opt,name=settings,proto3" json:"settings,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpdateAlertSettingsCommand) Reset() {
+	*x = UpdateAlertSettingsCommand{}
+	mi := &file_irx_v1_command_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateAlertSettingsCommand) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateAlertSettingsCommand) ProtoMessage() {}
+
+func (x *UpdateAlertSettingsCommand) ProtoReflect() protoreflect.Message {
+	mi := &file_irx_v1_command_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateAlertSettingsCommand.ProtoReflect.Descriptor instead.
+func (*UpdateAlertSettingsCommand) Descriptor() ([]byte, []int) {
+	return file_irx_v1_command_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *UpdateAlertSettingsCommand) GetSettings() *AlertSettings {
+	if x != nil {
+		return x.Settings
+	}
+	return nil
+}
+
+// AcknowledgeAlertCommand records that the operator who proposed it (the
+// command's actor) has seen an alert at the given revision.
+type AcknowledgeAlertCommand struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The alert.
+	AlertId       string `protobuf:"bytes,1,opt,name=alert_id,json=alertId,proto3" json:"alert_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AcknowledgeAlertCommand) Reset() {
+	*x = AcknowledgeAlertCommand{}
+	mi := &file_irx_v1_command_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AcknowledgeAlertCommand) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AcknowledgeAlertCommand) ProtoMessage() {}
+
+func (x *AcknowledgeAlertCommand) ProtoReflect() protoreflect.Message {
+	mi := &file_irx_v1_command_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AcknowledgeAlertCommand.ProtoReflect.Descriptor instead.
+func (*AcknowledgeAlertCommand) Descriptor() ([]byte, []int) {
+	return file_irx_v1_command_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *AcknowledgeAlertCommand) GetAlertId() string {
+	if x != nil {
+		return x.AlertId
+	}
+	return ""
+}
+
 var File_irx_v1_command_proto protoreflect.FileDescriptor
 
 const file_irx_v1_command_proto_rawDesc = "" +
 	"\n" +
-	"\x14irx/v1/command.proto\x12\x06irx.v1\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1birx/v1/access_service.proto\x1a\x1firx/v1/federation_service.proto\x1a\x15irx/v1/incident.proto\x1a\x19irx/v1/peer_service.proto\x1a\x13irx/v1/policy.proto\x1a\x19irx/v1/team_service.proto\"\xfa\b\n" +
+	"\x14irx/v1/command.proto\x12\x06irx.v1\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1birx/v1/access_service.proto\x1a\x1airx/v1/alert_service.proto\x1a\x1firx/v1/federation_service.proto\x1a\x15irx/v1/incident.proto\x1a\x19irx/v1/peer_service.proto\x1a\x13irx/v1/policy.proto\x1a\x19irx/v1/team_service.proto\"\xa4\n" +
+	"\n" +
 	"\aCommand\x12=\n" +
 	"\fpropose_time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\vproposeTime\x12H\n" +
 	"\x0fcreate_incident\x18\x02 \x01(\v2\x1d.irx.v1.CreateIncidentCommandH\x00R\x0ecreateIncident\x12H\n" +
@@ -1938,7 +2066,9 @@ const file_irx_v1_command_proto_rawDesc = "" +
 	"\vchange_role\x18\x0f \x01(\v2\x19.irx.v1.ChangeRoleCommandH\x00R\n" +
 	"changeRole\x12Q\n" +
 	"\x12revoke_certificate\x18\x10 \x01(\v2 .irx.v1.RevokeCertificateCommandH\x00R\x11revokeCertificate\x12B\n" +
-	"\rrecord_action\x18\x11 \x01(\v2\x1b.irx.v1.RecordActionCommandH\x00R\frecordAction\x12,\n" +
+	"\rrecord_action\x18\x11 \x01(\v2\x1b.irx.v1.RecordActionCommandH\x00R\frecordAction\x12X\n" +
+	"\x15update_alert_settings\x18\x19 \x01(\v2\".irx.v1.UpdateAlertSettingsCommandH\x00R\x13updateAlertSettings\x12N\n" +
+	"\x11acknowledge_alert\x18\x1a \x01(\v2\x1f.irx.v1.AcknowledgeAlertCommandH\x00R\x10acknowledgeAlert\x12,\n" +
 	"\x05actor\x18\x0e \x01(\v2\x16.irx.v1.OperatorActionR\x05actorB\x06\n" +
 	"\x04kind\"\xcc\x01\n" +
 	"\x11RediscloseCommand\x12 \n" +
@@ -2056,7 +2186,11 @@ const file_irx_v1_command_proto_rawDesc = "" +
 	"\tbootstrap\x18\x04 \x01(\bR\tbootstrap\"P\n" +
 	"\x18RevokeCertificateCommand\x124\n" +
 	"\arevoked\x18\x01 \x01(\v2\x1a.irx.v1.RevokedCertificateR\arevoked\"\x15\n" +
-	"\x13RecordActionCommand*\xcc\x01\n" +
+	"\x13RecordActionCommand\"O\n" +
+	"\x1aUpdateAlertSettingsCommand\x121\n" +
+	"\bsettings\x18\x01 \x01(\v2\x15.irx.v1.AlertSettingsR\bsettings\"4\n" +
+	"\x17AcknowledgeAlertCommand\x12\x19\n" +
+	"\balert_id\x18\x01 \x01(\tR\aalertId*\xcc\x01\n" +
 	"\rFeedEntryKind\x12\x1f\n" +
 	"\x1bFEED_ENTRY_KIND_UNSPECIFIED\x10\x00\x12\x1b\n" +
 	"\x17FEED_ENTRY_KIND_VERSION\x10\x01\x12\x1e\n" +
@@ -2078,44 +2212,47 @@ func file_irx_v1_command_proto_rawDescGZIP() []byte {
 }
 
 var file_irx_v1_command_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_irx_v1_command_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
+var file_irx_v1_command_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
 var file_irx_v1_command_proto_goTypes = []any{
-	(FeedEntryKind)(0),                // 0: irx.v1.FeedEntryKind
-	(*Command)(nil),                   // 1: irx.v1.Command
-	(*RediscloseCommand)(nil),         // 2: irx.v1.RediscloseCommand
-	(*RedisclosureProgress)(nil),      // 3: irx.v1.RedisclosureProgress
-	(*SetTeamDescriptionCommand)(nil), // 4: irx.v1.SetTeamDescriptionCommand
-	(*WithdrawIncidentCommand)(nil),   // 5: irx.v1.WithdrawIncidentCommand
-	(*PutPeerCommand)(nil),            // 6: irx.v1.PutPeerCommand
-	(*DeletePeerCommand)(nil),         // 7: irx.v1.DeletePeerCommand
-	(*ApplyPeerFeedCommand)(nil),      // 8: irx.v1.ApplyPeerFeedCommand
-	(*AcknowledgePeerCommand)(nil),    // 9: irx.v1.AcknowledgePeerCommand
-	(*LedgerEntry)(nil),               // 10: irx.v1.LedgerEntry
-	(*CommandBatch)(nil),              // 11: irx.v1.CommandBatch
-	(*SetPolicyCommand)(nil),          // 12: irx.v1.SetPolicyCommand
-	(*LeaderNoopCommand)(nil),         // 13: irx.v1.LeaderNoopCommand
-	(*CreateIncidentCommand)(nil),     // 14: irx.v1.CreateIncidentCommand
-	(*UpdateIncidentCommand)(nil),     // 15: irx.v1.UpdateIncidentCommand
-	(*FeedEntry)(nil),                 // 16: irx.v1.FeedEntry
-	(*PeerState)(nil),                 // 17: irx.v1.PeerState
-	(*ChangeRoleCommand)(nil),         // 18: irx.v1.ChangeRoleCommand
-	(*RevokeCertificateCommand)(nil),  // 19: irx.v1.RevokeCertificateCommand
-	(*RecordActionCommand)(nil),       // 20: irx.v1.RecordActionCommand
-	(*timestamppb.Timestamp)(nil),     // 21: google.protobuf.Timestamp
-	(*OperatorAction)(nil),            // 22: irx.v1.OperatorAction
-	(*TeamDescription)(nil),           // 23: irx.v1.TeamDescription
-	(*Peer)(nil),                      // 24: irx.v1.Peer
-	(*FeedItem)(nil),                  // 25: irx.v1.FeedItem
-	(WithdrawalReason)(0),             // 26: irx.v1.WithdrawalReason
-	(ReplacementReason)(0),            // 27: irx.v1.ReplacementReason
-	(*DisclosurePolicy)(nil),          // 28: irx.v1.DisclosurePolicy
-	(*Incident)(nil),                  // 29: irx.v1.Incident
-	(*fieldmaskpb.FieldMask)(nil),     // 30: google.protobuf.FieldMask
-	(Role)(0),                         // 31: irx.v1.Role
-	(*RevokedCertificate)(nil),        // 32: irx.v1.RevokedCertificate
+	(FeedEntryKind)(0),                 // 0: irx.v1.FeedEntryKind
+	(*Command)(nil),                    // 1: irx.v1.Command
+	(*RediscloseCommand)(nil),          // 2: irx.v1.RediscloseCommand
+	(*RedisclosureProgress)(nil),       // 3: irx.v1.RedisclosureProgress
+	(*SetTeamDescriptionCommand)(nil),  // 4: irx.v1.SetTeamDescriptionCommand
+	(*WithdrawIncidentCommand)(nil),    // 5: irx.v1.WithdrawIncidentCommand
+	(*PutPeerCommand)(nil),             // 6: irx.v1.PutPeerCommand
+	(*DeletePeerCommand)(nil),          // 7: irx.v1.DeletePeerCommand
+	(*ApplyPeerFeedCommand)(nil),       // 8: irx.v1.ApplyPeerFeedCommand
+	(*AcknowledgePeerCommand)(nil),     // 9: irx.v1.AcknowledgePeerCommand
+	(*LedgerEntry)(nil),                // 10: irx.v1.LedgerEntry
+	(*CommandBatch)(nil),               // 11: irx.v1.CommandBatch
+	(*SetPolicyCommand)(nil),           // 12: irx.v1.SetPolicyCommand
+	(*LeaderNoopCommand)(nil),          // 13: irx.v1.LeaderNoopCommand
+	(*CreateIncidentCommand)(nil),      // 14: irx.v1.CreateIncidentCommand
+	(*UpdateIncidentCommand)(nil),      // 15: irx.v1.UpdateIncidentCommand
+	(*FeedEntry)(nil),                  // 16: irx.v1.FeedEntry
+	(*PeerState)(nil),                  // 17: irx.v1.PeerState
+	(*ChangeRoleCommand)(nil),          // 18: irx.v1.ChangeRoleCommand
+	(*RevokeCertificateCommand)(nil),   // 19: irx.v1.RevokeCertificateCommand
+	(*RecordActionCommand)(nil),        // 20: irx.v1.RecordActionCommand
+	(*UpdateAlertSettingsCommand)(nil), // 21: irx.v1.UpdateAlertSettingsCommand
+	(*AcknowledgeAlertCommand)(nil),    // 22: irx.v1.AcknowledgeAlertCommand
+	(*timestamppb.Timestamp)(nil),      // 23: google.protobuf.Timestamp
+	(*OperatorAction)(nil),             // 24: irx.v1.OperatorAction
+	(*TeamDescription)(nil),            // 25: irx.v1.TeamDescription
+	(*Peer)(nil),                       // 26: irx.v1.Peer
+	(*FeedItem)(nil),                   // 27: irx.v1.FeedItem
+	(WithdrawalReason)(0),              // 28: irx.v1.WithdrawalReason
+	(ReplacementReason)(0),             // 29: irx.v1.ReplacementReason
+	(*DisclosurePolicy)(nil),           // 30: irx.v1.DisclosurePolicy
+	(*Incident)(nil),                   // 31: irx.v1.Incident
+	(*fieldmaskpb.FieldMask)(nil),      // 32: google.protobuf.FieldMask
+	(Role)(0),                          // 33: irx.v1.Role
+	(*RevokedCertificate)(nil),         // 34: irx.v1.RevokedCertificate
+	(*AlertSettings)(nil),              // 35: irx.v1.AlertSettings
 }
 var file_irx_v1_command_proto_depIdxs = []int32{
-	21, // 0: irx.v1.Command.propose_time:type_name -> google.protobuf.Timestamp
+	23, // 0: irx.v1.Command.propose_time:type_name -> google.protobuf.Timestamp
 	14, // 1: irx.v1.Command.create_incident:type_name -> irx.v1.CreateIncidentCommand
 	15, // 2: irx.v1.Command.update_incident:type_name -> irx.v1.UpdateIncidentCommand
 	13, // 3: irx.v1.Command.leader_noop:type_name -> irx.v1.LeaderNoopCommand
@@ -2131,32 +2268,35 @@ var file_irx_v1_command_proto_depIdxs = []int32{
 	18, // 13: irx.v1.Command.change_role:type_name -> irx.v1.ChangeRoleCommand
 	19, // 14: irx.v1.Command.revoke_certificate:type_name -> irx.v1.RevokeCertificateCommand
 	20, // 15: irx.v1.Command.record_action:type_name -> irx.v1.RecordActionCommand
-	22, // 16: irx.v1.Command.actor:type_name -> irx.v1.OperatorAction
-	23, // 17: irx.v1.SetTeamDescriptionCommand.description:type_name -> irx.v1.TeamDescription
-	24, // 18: irx.v1.PutPeerCommand.peer:type_name -> irx.v1.Peer
-	25, // 19: irx.v1.ApplyPeerFeedCommand.items:type_name -> irx.v1.FeedItem
-	21, // 20: irx.v1.ApplyPeerFeedCommand.head_time:type_name -> google.protobuf.Timestamp
-	10, // 21: irx.v1.AcknowledgePeerCommand.entries:type_name -> irx.v1.LedgerEntry
-	26, // 22: irx.v1.LedgerEntry.withdrawal_reason:type_name -> irx.v1.WithdrawalReason
-	27, // 23: irx.v1.LedgerEntry.replacement_reason:type_name -> irx.v1.ReplacementReason
-	1,  // 24: irx.v1.CommandBatch.commands:type_name -> irx.v1.Command
-	28, // 25: irx.v1.SetPolicyCommand.policy:type_name -> irx.v1.DisclosurePolicy
-	29, // 26: irx.v1.CreateIncidentCommand.incident:type_name -> irx.v1.Incident
-	29, // 27: irx.v1.UpdateIncidentCommand.incident:type_name -> irx.v1.Incident
-	30, // 28: irx.v1.UpdateIncidentCommand.update_mask:type_name -> google.protobuf.FieldMask
-	0,  // 29: irx.v1.FeedEntry.kind:type_name -> irx.v1.FeedEntryKind
-	21, // 30: irx.v1.FeedEntry.commit_time:type_name -> google.protobuf.Timestamp
-	26, // 31: irx.v1.FeedEntry.withdrawal_reason:type_name -> irx.v1.WithdrawalReason
-	27, // 32: irx.v1.FeedEntry.replacement_reason:type_name -> irx.v1.ReplacementReason
-	21, // 33: irx.v1.PeerState.inbound_head_time:type_name -> google.protobuf.Timestamp
-	21, // 34: irx.v1.PeerState.last_acknowledge_time:type_name -> google.protobuf.Timestamp
-	31, // 35: irx.v1.ChangeRoleCommand.role:type_name -> irx.v1.Role
-	32, // 36: irx.v1.RevokeCertificateCommand.revoked:type_name -> irx.v1.RevokedCertificate
-	37, // [37:37] is the sub-list for method output_type
-	37, // [37:37] is the sub-list for method input_type
-	37, // [37:37] is the sub-list for extension type_name
-	37, // [37:37] is the sub-list for extension extendee
-	0,  // [0:37] is the sub-list for field type_name
+	21, // 16: irx.v1.Command.update_alert_settings:type_name -> irx.v1.UpdateAlertSettingsCommand
+	22, // 17: irx.v1.Command.acknowledge_alert:type_name -> irx.v1.AcknowledgeAlertCommand
+	24, // 18: irx.v1.Command.actor:type_name -> irx.v1.OperatorAction
+	25, // 19: irx.v1.SetTeamDescriptionCommand.description:type_name -> irx.v1.TeamDescription
+	26, // 20: irx.v1.PutPeerCommand.peer:type_name -> irx.v1.Peer
+	27, // 21: irx.v1.ApplyPeerFeedCommand.items:type_name -> irx.v1.FeedItem
+	23, // 22: irx.v1.ApplyPeerFeedCommand.head_time:type_name -> google.protobuf.Timestamp
+	10, // 23: irx.v1.AcknowledgePeerCommand.entries:type_name -> irx.v1.LedgerEntry
+	28, // 24: irx.v1.LedgerEntry.withdrawal_reason:type_name -> irx.v1.WithdrawalReason
+	29, // 25: irx.v1.LedgerEntry.replacement_reason:type_name -> irx.v1.ReplacementReason
+	1,  // 26: irx.v1.CommandBatch.commands:type_name -> irx.v1.Command
+	30, // 27: irx.v1.SetPolicyCommand.policy:type_name -> irx.v1.DisclosurePolicy
+	31, // 28: irx.v1.CreateIncidentCommand.incident:type_name -> irx.v1.Incident
+	31, // 29: irx.v1.UpdateIncidentCommand.incident:type_name -> irx.v1.Incident
+	32, // 30: irx.v1.UpdateIncidentCommand.update_mask:type_name -> google.protobuf.FieldMask
+	0,  // 31: irx.v1.FeedEntry.kind:type_name -> irx.v1.FeedEntryKind
+	23, // 32: irx.v1.FeedEntry.commit_time:type_name -> google.protobuf.Timestamp
+	28, // 33: irx.v1.FeedEntry.withdrawal_reason:type_name -> irx.v1.WithdrawalReason
+	29, // 34: irx.v1.FeedEntry.replacement_reason:type_name -> irx.v1.ReplacementReason
+	23, // 35: irx.v1.PeerState.inbound_head_time:type_name -> google.protobuf.Timestamp
+	23, // 36: irx.v1.PeerState.last_acknowledge_time:type_name -> google.protobuf.Timestamp
+	33, // 37: irx.v1.ChangeRoleCommand.role:type_name -> irx.v1.Role
+	34, // 38: irx.v1.RevokeCertificateCommand.revoked:type_name -> irx.v1.RevokedCertificate
+	35, // 39: irx.v1.UpdateAlertSettingsCommand.settings:type_name -> irx.v1.AlertSettings
+	40, // [40:40] is the sub-list for method output_type
+	40, // [40:40] is the sub-list for method input_type
+	40, // [40:40] is the sub-list for extension type_name
+	40, // [40:40] is the sub-list for extension extendee
+	0,  // [0:40] is the sub-list for field type_name
 }
 
 func init() { file_irx_v1_command_proto_init() }
@@ -2165,6 +2305,7 @@ func file_irx_v1_command_proto_init() {
 		return
 	}
 	file_irx_v1_access_service_proto_init()
+	file_irx_v1_alert_service_proto_init()
 	file_irx_v1_federation_service_proto_init()
 	file_irx_v1_incident_proto_init()
 	file_irx_v1_peer_service_proto_init()
@@ -2186,6 +2327,8 @@ func file_irx_v1_command_proto_init() {
 		(*Command_ChangeRole)(nil),
 		(*Command_RevokeCertificate)(nil),
 		(*Command_RecordAction)(nil),
+		(*Command_UpdateAlertSettings)(nil),
+		(*Command_AcknowledgeAlert)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -2193,7 +2336,7 @@ func file_irx_v1_command_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_irx_v1_command_proto_rawDesc), len(file_irx_v1_command_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   20,
+			NumMessages:   22,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
