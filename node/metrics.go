@@ -83,6 +83,13 @@ func (m *metrics) watchNode(n *Node) {
 	gauge("irx_fsm_applied_index", "Last Raft index applied to the state machine.", func() float64 { return float64(n.state.AppliedIndex()) })
 	gauge("irx_fsm_last_ticket", "Last ticket the team assigned.", func() float64 { return float64(n.state.LastTicket()) })
 	gauge("irx_feed_sequence", "Last sequence number of the team's feed.", func() float64 { return float64(n.state.FeedSequence()) })
+	counter := func(name, help string, f func() float64) {
+		m.registry.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, f))
+	}
+	counter("irx_alerts_raised_total", "Alerts this node's state machine raised (a value two records the team holds share) since the node started.",
+		func() float64 { r, _ := n.state.AlertCounts(); return float64(r) })
+	counter("irx_alert_changes_total", "Alert changes (raised, grown, closed, acknowledged) this node's state machine applied since the node started.",
+		func() float64 { _, c := n.state.AlertCounts(); return float64(c) })
 	gauge("irx_storage_refusing_writes", "1 while this node refuses writes because of its disks (space below the reserve, a stalled write, a corrupt file).",
 		func() float64 { return b2f(n.storageProblem() != nil) })
 	for _, d := range []struct{ label, name string }{{"raft", "raft log"}, {"state", "state machine"}} {

@@ -540,6 +540,10 @@ func gainedRecords(existing, next *irxv1.Alert) bool {
 
 // storeAlert writes an alert as changed by the current entry.
 func (a *applier) storeAlert(al *irxv1.Alert) {
+	if al.GetRevision() == 0 && al.GetState() == irxv1.AlertState_ALERT_STATE_OPEN {
+		a.fsm.alertsRaised.Add(1)
+	}
+	a.fsm.alertChanges.Add(1)
 	al.Revision, al.UpdateTime = a.index, a.now
 	a.setProto(al, alertKey(al.GetAlertId()))
 	a.set(alertRevKey(al.GetRevision(), al.GetAlertId()), nil)
@@ -696,6 +700,12 @@ func (f *FSM) Alert(id string) (*irxv1.Alert, error) {
 		return nil, fmt.Errorf("%w: alert %q", ErrNotFound, id)
 	}
 	return al, nil
+}
+
+// AlertCounts returns how many alerts this node's state machine raised,
+// and how many alert changes it applied, since it started.
+func (f *FSM) AlertCounts() (raised, changes uint64) {
+	return f.alertsRaised.Load(), f.alertChanges.Load()
 }
 
 // AlertSettings returns the settings in force.

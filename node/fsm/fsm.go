@@ -150,6 +150,9 @@ type FSM struct {
 	// netBits: the prefix lengths the correlation index holds
 	// (correlate.go). Kept like tombstones.
 	netBits *netBits
+	// alertsRaised and alertChanges count, since this node started, the
+	// alerts it raised and the alert changes it applied (metrics).
+	alertsRaised, alertChanges atomic.Uint64
 
 	// access mirrors the acc/ keys, replaced after every batch that
 	// changes them: every call of the operator API checks it.
