@@ -62,6 +62,8 @@ type State interface {
 	FeedEntries(after uint64, limit int) ([]*irxv1.FeedEntry, error)
 	FeedEntry(seq uint64) (*irxv1.FeedEntry, error)
 	FeedSequence() uint64
+	// EachWarning calls fn with every warning the team issued or received.
+	EachWarning(fn func(*irxv1.Warning) error) error
 	AppliedIndex() uint64
 	WaitApplied(ctx context.Context, index uint64) error
 

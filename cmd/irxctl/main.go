@@ -74,7 +74,7 @@ func commandTree() *command {
 		usage: "COMMAND [ARGS] [flags]",
 		short: "irxctl operates an irx team through the operator API of any of its nodes.",
 		subs: []*command{
-			incidentCommand(), policyCommand(), peerCommand(), teamCommand(), auditCommand(), clusterCommand(), accessCommand(), alertCommand(),
+			incidentCommand(), policyCommand(), peerCommand(), teamCommand(), auditCommand(), clusterCommand(), accessCommand(), alertCommand(), warningCommand(),
 			pkiCommand(), configCommand(), versionCommand(),
 		},
 	}

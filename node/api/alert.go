@@ -2,13 +2,17 @@ package api
 
 import (
 	"context"
+	"errors"
 	"sync/atomic"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/irxfed/irx/node/fsm"
+	"github.com/irxfed/irx/policy"
 	irxv1 "github.com/irxfed/irx/proto/irx/v1"
 	"github.com/irxfed/irx/record"
 )
@@ -21,6 +25,7 @@ type AlertStore interface {
 	AlertSettings() (*irxv1.AlertSettings, error)
 	AppliedIndex() uint64
 	WaitApplied(ctx context.Context, index uint64) error
+	WarningStore
 }
 
 // MaxAlertWatches bounds the WatchAlerts streams one node serves at once;
@@ -209,4 +214,96 @@ func (s *AlertService) WatchAlerts(req *irxv1.WatchAlertsRequest, stream grpc.Se
 			}
 		}
 	}
+}
+
+// WarningStore is the read side of the state machine for warnings.
+type WarningStore interface {
+	Peers(pageSize int, pageToken string) ([]*irxv1.Peer, string, error)
+	Policy(peer string, version int64) (*irxv1.DisclosurePolicy, error)
+	Warnings(pageSize int, pageToken string) ([]*irxv1.Warning, string, error)
+}
+
+// IssueWarning implements irx.v1.AlertService: the recipients are decided
+// here, from the peers and our policies for them as this node has applied
+// them after a read barrier, and stored with the warning; the leader then
+// delivers it to each.
+func (s *AlertService) IssueWarning(ctx context.Context, req *irxv1.IssueWarningRequest) (*irxv1.IssueWarningResponse, error) {
+	w := proto.CloneOf(req.GetWarning())
+	if w == nil {
+		return nil, invalidArgument([]record.Violation{{Field: "warning", Description: "is required"}})
+	}
+	if err := record.ValidateWarning(w, "warning", time.Now()); err != nil {
+		return nil, ToStatus(err)
+	}
+	ws := s.store
+	if err := s.barrier.ReadBarrier(ctx, irxv1.ReadConsistency_READ_CONSISTENCY_LINEARIZABLE); err != nil {
+		return nil, err
+	}
+	w.Deliveries = nil
+	token := ""
+	for {
+		peers, next, err := ws.Peers(fsm.MaxPageSize, token)
+		if err != nil {
+			return nil, ToStatus(err)
+		}
+		for _, p := range peers {
+			if p.GetDisabled() {
+				continue
+			}
+			pol, err := ws.Policy(p.GetTeamId(), 0)
+			if err != nil && !errors.Is(err, fsm.ErrNotFound) {
+				return nil, ToStatus(err)
+			}
+			if ok, _ := policy.WarningRecipient(w, pol); ok {
+				w.Deliveries = append(w.Deliveries, &irxv1.WarningDelivery{PeerTeamId: p.GetTeamId(), State: irxv1.WarningDeliveryState_WARNING_DELIVERY_STATE_PENDING})
+			}
+		}
+		if token = next; token == "" {
+			break
+		}
+	}
+	res, err := s.proposer.Propose(ctx, &irxv1.Command{Kind: &irxv1.Command_IssueWarning{IssueWarning: &irxv1.IssueWarningCommand{Warning: w}}})
+	if err != nil {
+		return nil, err
+	}
+	if res.Err != nil {
+		return nil, ToStatus(res.Err)
+	}
+	return &irxv1.IssueWarningResponse{Warning: res.Warning}, nil
+}
+
+// ListWarnings implements irx.v1.AlertService.
+func (s *AlertService) ListWarnings(ctx context.Context, req *irxv1.ListWarningsRequest) (*irxv1.ListWarningsResponse, error) {
+	if req.GetPageSize() < 0 {
+		return nil, invalidArgument([]record.Violation{{Field: "page_size", Description: "must not be negative"}})
+	}
+	ws := s.store
+	if err := s.barrier.ReadBarrier(ctx, irxv1.ReadConsistency_READ_CONSISTENCY_LINEARIZABLE); err != nil {
+		return nil, err
+	}
+	out, next, err := ws.Warnings(int(req.GetPageSize()), req.GetPageToken())
+	if err != nil {
+		return nil, ToStatus(err)
+	}
+	return &irxv1.ListWarningsResponse{Warnings: out, NextPageToken: next}, nil
+}
+
+// AcknowledgeWarning implements irx.v1.AlertService.
+func (s *AlertService) AcknowledgeWarning(ctx context.Context, req *irxv1.AcknowledgeWarningRequest) (*irxv1.AcknowledgeWarningResponse, error) {
+	if req.GetWarningId() == "" {
+		return nil, invalidArgument([]record.Violation{{Field: "warning_id", Description: "is required"}})
+	}
+	if why := record.CheckText(req.GetWarningId(), record.Identifier); why != "" || len(req.GetWarningId()) > 256 {
+		return nil, invalidArgument([]record.Violation{{Field: "warning_id", Description: "is not a warning id (<team>:w<n>)"}})
+	}
+	res, err := s.proposer.Propose(ctx, &irxv1.Command{Kind: &irxv1.Command_AcknowledgeWarning{
+		AcknowledgeWarning: &irxv1.AcknowledgeWarningCommand{WarningId: req.GetWarningId()},
+	}})
+	if err != nil {
+		return nil, err
+	}
+	if res.Err != nil {
+		return nil, ToStatus(res.Err)
+	}
+	return &irxv1.AcknowledgeWarningResponse{Warning: res.Warning}, nil
 }

@@ -261,6 +261,12 @@ func (a *applier) actionTarget(cmd *irxv1.Command, res *Result, ticketBefore uin
 		return "team", res.TeamDescription.GetVersion()
 	case *irxv1.Command_ChangeRole:
 		return "binding/" + k.ChangeRole.GetIdentity(), 0
+	case *irxv1.Command_AcknowledgeAlert:
+		return "alert/" + k.AcknowledgeAlert.GetAlertId(), 0
+	case *irxv1.Command_UpdateAlertSettings:
+		return "alerts", 0
+	case *irxv1.Command_IssueWarning, *irxv1.Command_AcknowledgeWarning:
+		return "warning/" + res.Warning.GetWarningId(), 0
 	case *irxv1.Command_RevokeCertificate:
 		if id := res.Revoked.GetIdentity(); id != "" {
 			return "certificate/" + id, 0

@@ -55,6 +55,7 @@ type Result struct {
 	// Alert and AlertSettings are what an alert command stored.
 	Alert         *irxv1.Alert
 	AlertSettings *irxv1.AlertSettings
+	Warning       *irxv1.Warning
 	Err           error
 	// Batch holds one result per command of a CommandBatch entry.
 	Batch []*Result
@@ -104,6 +105,8 @@ func (r *Result) Stored() (proto.Message, error) {
 		return r.Alert, nil
 	case r.AlertSettings != nil:
 		return r.AlertSettings, nil
+	case r.Warning != nil:
+		return r.Warning, nil
 	}
 	return nil, nil
 }
@@ -614,6 +617,16 @@ func (a *applier) applyOne(cmd *irxv1.Command, index uint64) *Result {
 		return a.updateAlertSettings(k.UpdateAlertSettings)
 	case *irxv1.Command_AcknowledgeAlert:
 		return a.acknowledgeAlert(cmd, k.AcknowledgeAlert)
+	case *irxv1.Command_IssueWarning:
+		return a.issueWarning(cmd, k.IssueWarning)
+	case *irxv1.Command_ReceiveWarning:
+		return a.receiveWarning(k.ReceiveWarning)
+	case *irxv1.Command_AcknowledgeWarning:
+		return a.acknowledgeWarning(cmd, k.AcknowledgeWarning)
+	case *irxv1.Command_RecordWarningDelivery:
+		return a.recordWarningDelivery(k.RecordWarningDelivery)
+	case *irxv1.Command_MarkWarningAcknowledgementDelivered:
+		return a.markWarningAcknowledgementDelivered(k.MarkWarningAcknowledgementDelivered)
 	case *irxv1.Command_RecordAction:
 		if cmd.GetActor().GetTarget() == "" {
 			return &Result{Err: fmt.Errorf("%w at index %d: an action to record without actor and target", ErrInvalidCommand, index)}

@@ -19,7 +19,7 @@ func keyFamilies() [][]byte {
 		prefixPeer, prefixPeerState, prefixHeld, prefixLedgerP, prefixLedgerI, prefixTomb, prefixRedisclosure,
 		prefixPolicy, prefixPolicyLatest, legacyHeld,
 		prefixAccess, prefixAction, prefixVersionAction,
-		prefixCorrelation, prefixAlertFamily,
+		prefixCorrelation, prefixAlertFamily, prefixWarning,
 	}
 	slices.SortFunc(f, bytes.Compare)
 	return slices.CompactFunc(f, bytes.Equal)

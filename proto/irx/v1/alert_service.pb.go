@@ -23,6 +23,124 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// WarningSeverity is how urgent a warning is.
+type WarningSeverity int32
+
+const (
+	// Not set.
+	WarningSeverity_WARNING_SEVERITY_UNSPECIFIED WarningSeverity = 0
+	// For information.
+	WarningSeverity_WARNING_SEVERITY_LOW WarningSeverity = 1
+	// Act soon.
+	WarningSeverity_WARNING_SEVERITY_MEDIUM WarningSeverity = 2
+	// Act today.
+	WarningSeverity_WARNING_SEVERITY_HIGH WarningSeverity = 3
+	// Act now.
+	WarningSeverity_WARNING_SEVERITY_CRITICAL WarningSeverity = 4
+)
+
+// Enum value maps for WarningSeverity.
+var (
+	WarningSeverity_name = map[int32]string{
+		0: "WARNING_SEVERITY_UNSPECIFIED",
+		1: "WARNING_SEVERITY_LOW",
+		2: "WARNING_SEVERITY_MEDIUM",
+		3: "WARNING_SEVERITY_HIGH",
+		4: "WARNING_SEVERITY_CRITICAL",
+	}
+	WarningSeverity_value = map[string]int32{
+		"WARNING_SEVERITY_UNSPECIFIED": 0,
+		"WARNING_SEVERITY_LOW":         1,
+		"WARNING_SEVERITY_MEDIUM":      2,
+		"WARNING_SEVERITY_HIGH":        3,
+		"WARNING_SEVERITY_CRITICAL":    4,
+	}
+)
+
+func (x WarningSeverity) Enum() *WarningSeverity {
+	p := new(WarningSeverity)
+	*p = x
+	return p
+}
+
+func (x WarningSeverity) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (WarningSeverity) Descriptor() protoreflect.EnumDescriptor {
+	return file_irx_v1_alert_service_proto_enumTypes[0].Descriptor()
+}
+
+func (WarningSeverity) Type() protoreflect.EnumType {
+	return &file_irx_v1_alert_service_proto_enumTypes[0]
+}
+
+func (x WarningSeverity) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use WarningSeverity.Descriptor instead.
+func (WarningSeverity) EnumDescriptor() ([]byte, []int) {
+	return file_irx_v1_alert_service_proto_rawDescGZIP(), []int{0}
+}
+
+// WarningDeliveryState is how far a warning got with one recipient.
+type WarningDeliveryState int32
+
+const (
+	// Not set.
+	WarningDeliveryState_WARNING_DELIVERY_STATE_UNSPECIFIED WarningDeliveryState = 0
+	// Not delivered yet; the leader keeps trying until the warning expires.
+	WarningDeliveryState_WARNING_DELIVERY_STATE_PENDING WarningDeliveryState = 1
+	// The recipient stored it.
+	WarningDeliveryState_WARNING_DELIVERY_STATE_DELIVERED WarningDeliveryState = 2
+	// An operator of the recipient acknowledged it.
+	WarningDeliveryState_WARNING_DELIVERY_STATE_ACKNOWLEDGED WarningDeliveryState = 3
+)
+
+// Enum value maps for WarningDeliveryState.
+var (
+	WarningDeliveryState_name = map[int32]string{
+		0: "WARNING_DELIVERY_STATE_UNSPECIFIED",
+		1: "WARNING_DELIVERY_STATE_PENDING",
+		2: "WARNING_DELIVERY_STATE_DELIVERED",
+		3: "WARNING_DELIVERY_STATE_ACKNOWLEDGED",
+	}
+	WarningDeliveryState_value = map[string]int32{
+		"WARNING_DELIVERY_STATE_UNSPECIFIED":  0,
+		"WARNING_DELIVERY_STATE_PENDING":      1,
+		"WARNING_DELIVERY_STATE_DELIVERED":    2,
+		"WARNING_DELIVERY_STATE_ACKNOWLEDGED": 3,
+	}
+)
+
+func (x WarningDeliveryState) Enum() *WarningDeliveryState {
+	p := new(WarningDeliveryState)
+	*p = x
+	return p
+}
+
+func (x WarningDeliveryState) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (WarningDeliveryState) Descriptor() protoreflect.EnumDescriptor {
+	return file_irx_v1_alert_service_proto_enumTypes[1].Descriptor()
+}
+
+func (WarningDeliveryState) Type() protoreflect.EnumType {
+	return &file_irx_v1_alert_service_proto_enumTypes[1]
+}
+
+func (x WarningDeliveryState) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use WarningDeliveryState.Descriptor instead.
+func (WarningDeliveryState) EnumDescriptor() ([]byte, []int) {
+	return file_irx_v1_alert_service_proto_rawDescGZIP(), []int{1}
+}
+
 // AlertKind is what made an alert.
 type AlertKind int32
 
@@ -61,11 +179,11 @@ func (x AlertKind) String() string {
 }
 
 func (AlertKind) Descriptor() protoreflect.EnumDescriptor {
-	return file_irx_v1_alert_service_proto_enumTypes[0].Descriptor()
+	return file_irx_v1_alert_service_proto_enumTypes[2].Descriptor()
 }
 
 func (AlertKind) Type() protoreflect.EnumType {
-	return &file_irx_v1_alert_service_proto_enumTypes[0]
+	return &file_irx_v1_alert_service_proto_enumTypes[2]
 }
 
 func (x AlertKind) Number() protoreflect.EnumNumber {
@@ -74,7 +192,7 @@ func (x AlertKind) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use AlertKind.Descriptor instead.
 func (AlertKind) EnumDescriptor() ([]byte, []int) {
-	return file_irx_v1_alert_service_proto_rawDescGZIP(), []int{0}
+	return file_irx_v1_alert_service_proto_rawDescGZIP(), []int{2}
 }
 
 // AlertState says whether an alert holds.
@@ -115,11 +233,11 @@ func (x AlertState) String() string {
 }
 
 func (AlertState) Descriptor() protoreflect.EnumDescriptor {
-	return file_irx_v1_alert_service_proto_enumTypes[1].Descriptor()
+	return file_irx_v1_alert_service_proto_enumTypes[3].Descriptor()
 }
 
 func (AlertState) Type() protoreflect.EnumType {
-	return &file_irx_v1_alert_service_proto_enumTypes[1]
+	return &file_irx_v1_alert_service_proto_enumTypes[3]
 }
 
 func (x AlertState) Number() protoreflect.EnumNumber {
@@ -128,7 +246,610 @@ func (x AlertState) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use AlertState.Descriptor instead.
 func (AlertState) EnumDescriptor() ([]byte, []int) {
+	return file_irx_v1_alert_service_proto_rawDescGZIP(), []int{3}
+}
+
+// Warning is an emergency warning from one team to its peers.
+type Warning struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Output only. "<origin team>:w<n>", assigned by the issuing team.
+	WarningId string `protobuf:"bytes,1,opt,name=warning_id,json=warningId,proto3" json:"warning_id,omitempty"`
+	// Output only. The team that issued the warning.
+	OriginTeam string `protobuf:"bytes,2,opt,name=origin_team,json=originTeam,proto3" json:"origin_team,omitempty"`
+	// Required: a short title, at most 200 bytes.
+	Title string `protobuf:"bytes,3,opt,name=title,proto3" json:"title,omitempty"`
+	// What happened and what it means, at most 16 KiB.
+	Text string `protobuf:"bytes,4,opt,name=text,proto3" json:"text,omitempty"`
+	// How urgent.
+	Severity WarningSeverity `protobuf:"varint,5,opt,name=severity,proto3,enum=irx.v1.WarningSeverity" json:"severity,omitempty"`
+	// Required: TLP:CLEAR, GREEN, AMBER or AMBER+STRICT.
+	Tlp Tlp `protobuf:"varint,6,opt,name=tlp,proto3,enum=irx.v1.Tlp" json:"tlp,omitempty"`
+	// Networks affected, CIDR prefixes.
+	AffectedCidrs []string `protobuf:"bytes,7,rep,name=affected_cidrs,json=affectedCidrs,proto3" json:"affected_cidrs,omitempty"`
+	// Autonomous systems affected.
+	AffectedAsns []uint32 `protobuf:"varint,8,rep,packed,name=affected_asns,json=affectedAsns,proto3" json:"affected_asns,omitempty"`
+	// Domains affected (a domain includes its subdomains).
+	AffectedDomains []string `protobuf:"bytes,9,rep,name=affected_domains,json=affectedDomains,proto3" json:"affected_domains,omitempty"`
+	// Products affected, e.g. "ExampleVPN 9.1".
+	AffectedProducts []string `protobuf:"bytes,10,rep,name=affected_products,json=affectedProducts,proto3" json:"affected_products,omitempty"`
+	// What recipients should do.
+	RecommendedActions []string `protobuf:"bytes,11,rep,name=recommended_actions,json=recommendedActions,proto3" json:"recommended_actions,omitempty"`
+	// Required: when the warning stops being relevant; in the future.
+	ExpireTime *timestamppb.Timestamp `protobuf:"bytes,12,opt,name=expire_time,json=expireTime,proto3" json:"expire_time,omitempty"`
+	// Send to every peer whose policy allows the TLP, whatever its
+	// constituency.
+	AllPeers bool `protobuf:"varint,13,opt,name=all_peers,json=allPeers,proto3" json:"all_peers,omitempty"`
+	// Output only. When the issuing team stored it.
+	CreateTime *timestamppb.Timestamp `protobuf:"bytes,14,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
+	// Output only, at the issuer. The operator who issued it.
+	IssuedBy string `protobuf:"bytes,15,opt,name=issued_by,json=issuedBy,proto3" json:"issued_by,omitempty"`
+	// Output only, at the issuer. Each recipient and how far it got.
+	Deliveries []*WarningDelivery `protobuf:"bytes,16,rep,name=deliveries,proto3" json:"deliveries,omitempty"`
+	// Output only, at a recipient. The team we received it from.
+	ReceivedFrom string `protobuf:"bytes,17,opt,name=received_from,json=receivedFrom,proto3" json:"received_from,omitempty"`
+	// Output only, at a recipient. When we received it.
+	ReceiveTime *timestamppb.Timestamp `protobuf:"bytes,18,opt,name=receive_time,json=receiveTime,proto3" json:"receive_time,omitempty"`
+	// Output only, at a recipient. Our operator who acknowledged it.
+	AcknowledgedBy string `protobuf:"bytes,19,opt,name=acknowledged_by,json=acknowledgedBy,proto3" json:"acknowledged_by,omitempty"`
+	// Output only, at a recipient. When.
+	AcknowledgeTime *timestamppb.Timestamp `protobuf:"bytes,20,opt,name=acknowledge_time,json=acknowledgeTime,proto3" json:"acknowledge_time,omitempty"`
+	// Output only, at a recipient. The issuer has our acknowledgement.
+	AcknowledgementDelivered bool `protobuf:"varint,21,opt,name=acknowledgement_delivered,json=acknowledgementDelivered,proto3" json:"acknowledgement_delivered,omitempty"`
+	unknownFields            protoimpl.UnknownFields
+	sizeCache                protoimpl.SizeCache
+}
+
+func (x *Warning) Reset() {
+	*x = Warning{}
+	mi := &file_irx_v1_alert_service_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Warning) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Warning) ProtoMessage() {}
+
+func (x *Warning) ProtoReflect() protoreflect.Message {
+	mi := &file_irx_v1_alert_service_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Warning.ProtoReflect.Descriptor instead.
+func (*Warning) Descriptor() ([]byte, []int) {
+	return file_irx_v1_alert_service_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *Warning) GetWarningId() string {
+	if x != nil {
+		return x.WarningId
+	}
+	return ""
+}
+
+func (x *Warning) GetOriginTeam() string {
+	if x != nil {
+		return x.OriginTeam
+	}
+	return ""
+}
+
+func (x *Warning) GetTitle() string {
+	if x != nil {
+		return x.Title
+	}
+	return ""
+}
+
+func (x *Warning) GetText() string {
+	if x != nil {
+		return x.Text
+	}
+	return ""
+}
+
+func (x *Warning) GetSeverity() WarningSeverity {
+	if x != nil {
+		return x.Severity
+	}
+	return WarningSeverity_WARNING_SEVERITY_UNSPECIFIED
+}
+
+func (x *Warning) GetTlp() Tlp {
+	if x != nil {
+		return x.Tlp
+	}
+	return Tlp_TLP_UNSPECIFIED
+}
+
+func (x *Warning) GetAffectedCidrs() []string {
+	if x != nil {
+		return x.AffectedCidrs
+	}
+	return nil
+}
+
+func (x *Warning) GetAffectedAsns() []uint32 {
+	if x != nil {
+		return x.AffectedAsns
+	}
+	return nil
+}
+
+func (x *Warning) GetAffectedDomains() []string {
+	if x != nil {
+		return x.AffectedDomains
+	}
+	return nil
+}
+
+func (x *Warning) GetAffectedProducts() []string {
+	if x != nil {
+		return x.AffectedProducts
+	}
+	return nil
+}
+
+func (x *Warning) GetRecommendedActions() []string {
+	if x != nil {
+		return x.RecommendedActions
+	}
+	return nil
+}
+
+func (x *Warning) GetExpireTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ExpireTime
+	}
+	return nil
+}
+
+func (x *Warning) GetAllPeers() bool {
+	if x != nil {
+		return x.AllPeers
+	}
+	return false
+}
+
+func (x *Warning) GetCreateTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreateTime
+	}
+	return nil
+}
+
+func (x *Warning) GetIssuedBy() string {
+	if x != nil {
+		return x.IssuedBy
+	}
+	return ""
+}
+
+func (x *Warning) GetDeliveries() []*WarningDelivery {
+	if x != nil {
+		return x.Deliveries
+	}
+	return nil
+}
+
+func (x *Warning) GetReceivedFrom() string {
+	if x != nil {
+		return x.ReceivedFrom
+	}
+	return ""
+}
+
+func (x *Warning) GetReceiveTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ReceiveTime
+	}
+	return nil
+}
+
+func (x *Warning) GetAcknowledgedBy() string {
+	if x != nil {
+		return x.AcknowledgedBy
+	}
+	return ""
+}
+
+func (x *Warning) GetAcknowledgeTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.AcknowledgeTime
+	}
+	return nil
+}
+
+func (x *Warning) GetAcknowledgementDelivered() bool {
+	if x != nil {
+		return x.AcknowledgementDelivered
+	}
+	return false
+}
+
+// WarningDelivery is how far a warning got with one recipient.
+type WarningDelivery struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The recipient.
+	PeerTeamId string `protobuf:"bytes,1,opt,name=peer_team_id,json=peerTeamId,proto3" json:"peer_team_id,omitempty"`
+	// Its state.
+	State WarningDeliveryState `protobuf:"varint,2,opt,name=state,proto3,enum=irx.v1.WarningDeliveryState" json:"state,omitempty"`
+	// When the recipient stored it.
+	DeliverTime *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=deliver_time,json=deliverTime,proto3" json:"deliver_time,omitempty"`
+	// When an operator of the recipient acknowledged it.
+	AcknowledgeTime *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=acknowledge_time,json=acknowledgeTime,proto3" json:"acknowledge_time,omitempty"`
+	// Who, as the recipient reports it.
+	AcknowledgedBy string `protobuf:"bytes,5,opt,name=acknowledged_by,json=acknowledgedBy,proto3" json:"acknowledged_by,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *WarningDelivery) Reset() {
+	*x = WarningDelivery{}
+	mi := &file_irx_v1_alert_service_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WarningDelivery) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WarningDelivery) ProtoMessage() {}
+
+func (x *WarningDelivery) ProtoReflect() protoreflect.Message {
+	mi := &file_irx_v1_alert_service_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WarningDelivery.ProtoReflect.Descriptor instead.
+func (*WarningDelivery) Descriptor() ([]byte, []int) {
 	return file_irx_v1_alert_service_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *WarningDelivery) GetPeerTeamId() string {
+	if x != nil {
+		return x.PeerTeamId
+	}
+	return ""
+}
+
+func (x *WarningDelivery) GetState() WarningDeliveryState {
+	if x != nil {
+		return x.State
+	}
+	return WarningDeliveryState_WARNING_DELIVERY_STATE_UNSPECIFIED
+}
+
+func (x *WarningDelivery) GetDeliverTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.DeliverTime
+	}
+	return nil
+}
+
+func (x *WarningDelivery) GetAcknowledgeTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.AcknowledgeTime
+	}
+	return nil
+}
+
+func (x *WarningDelivery) GetAcknowledgedBy() string {
+	if x != nil {
+		return x.AcknowledgedBy
+	}
+	return ""
+}
+
+// Request for AlertService.IssueWarning.
+type IssueWarningRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The warning. Required.
+	Warning       *Warning `protobuf:"bytes,1,opt,name=warning,proto3" json:"warning,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *IssueWarningRequest) Reset() {
+	*x = IssueWarningRequest{}
+	mi := &file_irx_v1_alert_service_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *IssueWarningRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*IssueWarningRequest) ProtoMessage() {}
+
+func (x *IssueWarningRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_irx_v1_alert_service_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use IssueWarningRequest.ProtoReflect.Descriptor instead.
+func (*IssueWarningRequest) Descriptor() ([]byte, []int) {
+	return file_irx_v1_alert_service_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *IssueWarningRequest) GetWarning() *Warning {
+	if x != nil {
+		return x.Warning
+	}
+	return nil
+}
+
+// Response for AlertService.IssueWarning.
+type IssueWarningResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The warning as stored, with its recipients.
+	Warning       *Warning `protobuf:"bytes,1,opt,name=warning,proto3" json:"warning,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *IssueWarningResponse) Reset() {
+	*x = IssueWarningResponse{}
+	mi := &file_irx_v1_alert_service_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *IssueWarningResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*IssueWarningResponse) ProtoMessage() {}
+
+func (x *IssueWarningResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_irx_v1_alert_service_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use IssueWarningResponse.ProtoReflect.Descriptor instead.
+func (*IssueWarningResponse) Descriptor() ([]byte, []int) {
+	return file_irx_v1_alert_service_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *IssueWarningResponse) GetWarning() *Warning {
+	if x != nil {
+		return x.Warning
+	}
+	return nil
+}
+
+// Request for AlertService.ListWarnings.
+type ListWarningsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Maximum number of warnings; default 50, at most 1000.
+	PageSize int32 `protobuf:"varint,1,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// From a previous response's next_page_token.
+	PageToken     string `protobuf:"bytes,2,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListWarningsRequest) Reset() {
+	*x = ListWarningsRequest{}
+	mi := &file_irx_v1_alert_service_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListWarningsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListWarningsRequest) ProtoMessage() {}
+
+func (x *ListWarningsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_irx_v1_alert_service_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListWarningsRequest.ProtoReflect.Descriptor instead.
+func (*ListWarningsRequest) Descriptor() ([]byte, []int) {
+	return file_irx_v1_alert_service_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *ListWarningsRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListWarningsRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+// Response for AlertService.ListWarnings.
+type ListWarningsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The warnings.
+	Warnings []*Warning `protobuf:"bytes,1,rep,name=warnings,proto3" json:"warnings,omitempty"`
+	// Empty when there are no more.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListWarningsResponse) Reset() {
+	*x = ListWarningsResponse{}
+	mi := &file_irx_v1_alert_service_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListWarningsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListWarningsResponse) ProtoMessage() {}
+
+func (x *ListWarningsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_irx_v1_alert_service_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListWarningsResponse.ProtoReflect.Descriptor instead.
+func (*ListWarningsResponse) Descriptor() ([]byte, []int) {
+	return file_irx_v1_alert_service_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *ListWarningsResponse) GetWarnings() []*Warning {
+	if x != nil {
+		return x.Warnings
+	}
+	return nil
+}
+
+func (x *ListWarningsResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
+// Request for AlertService.AcknowledgeWarning.
+type AcknowledgeWarningRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// A warning a peer sent. Required.
+	WarningId     string `protobuf:"bytes,1,opt,name=warning_id,json=warningId,proto3" json:"warning_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AcknowledgeWarningRequest) Reset() {
+	*x = AcknowledgeWarningRequest{}
+	mi := &file_irx_v1_alert_service_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AcknowledgeWarningRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AcknowledgeWarningRequest) ProtoMessage() {}
+
+func (x *AcknowledgeWarningRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_irx_v1_alert_service_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AcknowledgeWarningRequest.ProtoReflect.Descriptor instead.
+func (*AcknowledgeWarningRequest) Descriptor() ([]byte, []int) {
+	return file_irx_v1_alert_service_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *AcknowledgeWarningRequest) GetWarningId() string {
+	if x != nil {
+		return x.WarningId
+	}
+	return ""
+}
+
+// Response for AlertService.AcknowledgeWarning.
+type AcknowledgeWarningResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The warning, acknowledged.
+	Warning       *Warning `protobuf:"bytes,1,opt,name=warning,proto3" json:"warning,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AcknowledgeWarningResponse) Reset() {
+	*x = AcknowledgeWarningResponse{}
+	mi := &file_irx_v1_alert_service_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AcknowledgeWarningResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AcknowledgeWarningResponse) ProtoMessage() {}
+
+func (x *AcknowledgeWarningResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_irx_v1_alert_service_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AcknowledgeWarningResponse.ProtoReflect.Descriptor instead.
+func (*AcknowledgeWarningResponse) Descriptor() ([]byte, []int) {
+	return file_irx_v1_alert_service_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *AcknowledgeWarningResponse) GetWarning() *Warning {
+	if x != nil {
+		return x.Warning
+	}
+	return nil
 }
 
 // Alert says that one value is in several records the team holds whose
@@ -177,7 +898,7 @@ type Alert struct {
 
 func (x *Alert) Reset() {
 	*x = Alert{}
-	mi := &file_irx_v1_alert_service_proto_msgTypes[0]
+	mi := &file_irx_v1_alert_service_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -189,7 +910,7 @@ func (x *Alert) String() string {
 func (*Alert) ProtoMessage() {}
 
 func (x *Alert) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_alert_service_proto_msgTypes[0]
+	mi := &file_irx_v1_alert_service_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -202,7 +923,7 @@ func (x *Alert) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Alert.ProtoReflect.Descriptor instead.
 func (*Alert) Descriptor() ([]byte, []int) {
-	return file_irx_v1_alert_service_proto_rawDescGZIP(), []int{0}
+	return file_irx_v1_alert_service_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Alert) GetAlertId() string {
@@ -327,7 +1048,7 @@ type AlertRecord struct {
 
 func (x *AlertRecord) Reset() {
 	*x = AlertRecord{}
-	mi := &file_irx_v1_alert_service_proto_msgTypes[1]
+	mi := &file_irx_v1_alert_service_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -339,7 +1060,7 @@ func (x *AlertRecord) String() string {
 func (*AlertRecord) ProtoMessage() {}
 
 func (x *AlertRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_alert_service_proto_msgTypes[1]
+	mi := &file_irx_v1_alert_service_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -352,7 +1073,7 @@ func (x *AlertRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AlertRecord.ProtoReflect.Descriptor instead.
 func (*AlertRecord) Descriptor() ([]byte, []int) {
-	return file_irx_v1_alert_service_proto_rawDescGZIP(), []int{1}
+	return file_irx_v1_alert_service_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *AlertRecord) GetIncidentId() string {
@@ -395,7 +1116,7 @@ type AlertSettings struct {
 
 func (x *AlertSettings) Reset() {
 	*x = AlertSettings{}
-	mi := &file_irx_v1_alert_service_proto_msgTypes[2]
+	mi := &file_irx_v1_alert_service_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -407,7 +1128,7 @@ func (x *AlertSettings) String() string {
 func (*AlertSettings) ProtoMessage() {}
 
 func (x *AlertSettings) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_alert_service_proto_msgTypes[2]
+	mi := &file_irx_v1_alert_service_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -420,7 +1141,7 @@ func (x *AlertSettings) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AlertSettings.ProtoReflect.Descriptor instead.
 func (*AlertSettings) Descriptor() ([]byte, []int) {
-	return file_irx_v1_alert_service_proto_rawDescGZIP(), []int{2}
+	return file_irx_v1_alert_service_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *AlertSettings) GetWindow() *durationpb.Duration {
@@ -445,7 +1166,7 @@ type ListAlertsRequest struct {
 
 func (x *ListAlertsRequest) Reset() {
 	*x = ListAlertsRequest{}
-	mi := &file_irx_v1_alert_service_proto_msgTypes[3]
+	mi := &file_irx_v1_alert_service_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -457,7 +1178,7 @@ func (x *ListAlertsRequest) String() string {
 func (*ListAlertsRequest) ProtoMessage() {}
 
 func (x *ListAlertsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_alert_service_proto_msgTypes[3]
+	mi := &file_irx_v1_alert_service_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -470,7 +1191,7 @@ func (x *ListAlertsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAlertsRequest.ProtoReflect.Descriptor instead.
 func (*ListAlertsRequest) Descriptor() ([]byte, []int) {
-	return file_irx_v1_alert_service_proto_rawDescGZIP(), []int{3}
+	return file_irx_v1_alert_service_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ListAlertsRequest) GetPageSize() int32 {
@@ -507,7 +1228,7 @@ type ListAlertsResponse struct {
 
 func (x *ListAlertsResponse) Reset() {
 	*x = ListAlertsResponse{}
-	mi := &file_irx_v1_alert_service_proto_msgTypes[4]
+	mi := &file_irx_v1_alert_service_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -519,7 +1240,7 @@ func (x *ListAlertsResponse) String() string {
 func (*ListAlertsResponse) ProtoMessage() {}
 
 func (x *ListAlertsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_alert_service_proto_msgTypes[4]
+	mi := &file_irx_v1_alert_service_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -532,7 +1253,7 @@ func (x *ListAlertsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAlertsResponse.ProtoReflect.Descriptor instead.
 func (*ListAlertsResponse) Descriptor() ([]byte, []int) {
-	return file_irx_v1_alert_service_proto_rawDescGZIP(), []int{4}
+	return file_irx_v1_alert_service_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ListAlertsResponse) GetAlerts() []*Alert {
@@ -560,7 +1281,7 @@ type GetAlertRequest struct {
 
 func (x *GetAlertRequest) Reset() {
 	*x = GetAlertRequest{}
-	mi := &file_irx_v1_alert_service_proto_msgTypes[5]
+	mi := &file_irx_v1_alert_service_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -572,7 +1293,7 @@ func (x *GetAlertRequest) String() string {
 func (*GetAlertRequest) ProtoMessage() {}
 
 func (x *GetAlertRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_alert_service_proto_msgTypes[5]
+	mi := &file_irx_v1_alert_service_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -585,7 +1306,7 @@ func (x *GetAlertRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetAlertRequest.ProtoReflect.Descriptor instead.
 func (*GetAlertRequest) Descriptor() ([]byte, []int) {
-	return file_irx_v1_alert_service_proto_rawDescGZIP(), []int{5}
+	return file_irx_v1_alert_service_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *GetAlertRequest) GetAlertId() string {
@@ -606,7 +1327,7 @@ type GetAlertResponse struct {
 
 func (x *GetAlertResponse) Reset() {
 	*x = GetAlertResponse{}
-	mi := &file_irx_v1_alert_service_proto_msgTypes[6]
+	mi := &file_irx_v1_alert_service_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -618,7 +1339,7 @@ func (x *GetAlertResponse) String() string {
 func (*GetAlertResponse) ProtoMessage() {}
 
 func (x *GetAlertResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_alert_service_proto_msgTypes[6]
+	mi := &file_irx_v1_alert_service_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -631,7 +1352,7 @@ func (x *GetAlertResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetAlertResponse.ProtoReflect.Descriptor instead.
 func (*GetAlertResponse) Descriptor() ([]byte, []int) {
-	return file_irx_v1_alert_service_proto_rawDescGZIP(), []int{6}
+	return file_irx_v1_alert_service_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *GetAlertResponse) GetAlert() *Alert {
@@ -652,7 +1373,7 @@ type AcknowledgeAlertRequest struct {
 
 func (x *AcknowledgeAlertRequest) Reset() {
 	*x = AcknowledgeAlertRequest{}
-	mi := &file_irx_v1_alert_service_proto_msgTypes[7]
+	mi := &file_irx_v1_alert_service_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -664,7 +1385,7 @@ func (x *AcknowledgeAlertRequest) String() string {
 func (*AcknowledgeAlertRequest) ProtoMessage() {}
 
 func (x *AcknowledgeAlertRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_alert_service_proto_msgTypes[7]
+	mi := &file_irx_v1_alert_service_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -677,7 +1398,7 @@ func (x *AcknowledgeAlertRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AcknowledgeAlertRequest.ProtoReflect.Descriptor instead.
 func (*AcknowledgeAlertRequest) Descriptor() ([]byte, []int) {
-	return file_irx_v1_alert_service_proto_rawDescGZIP(), []int{7}
+	return file_irx_v1_alert_service_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *AcknowledgeAlertRequest) GetAlertId() string {
@@ -698,7 +1419,7 @@ type AcknowledgeAlertResponse struct {
 
 func (x *AcknowledgeAlertResponse) Reset() {
 	*x = AcknowledgeAlertResponse{}
-	mi := &file_irx_v1_alert_service_proto_msgTypes[8]
+	mi := &file_irx_v1_alert_service_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -710,7 +1431,7 @@ func (x *AcknowledgeAlertResponse) String() string {
 func (*AcknowledgeAlertResponse) ProtoMessage() {}
 
 func (x *AcknowledgeAlertResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_alert_service_proto_msgTypes[8]
+	mi := &file_irx_v1_alert_service_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -723,7 +1444,7 @@ func (x *AcknowledgeAlertResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AcknowledgeAlertResponse.ProtoReflect.Descriptor instead.
 func (*AcknowledgeAlertResponse) Descriptor() ([]byte, []int) {
-	return file_irx_v1_alert_service_proto_rawDescGZIP(), []int{8}
+	return file_irx_v1_alert_service_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *AcknowledgeAlertResponse) GetAlert() *Alert {
@@ -744,7 +1465,7 @@ type WatchAlertsRequest struct {
 
 func (x *WatchAlertsRequest) Reset() {
 	*x = WatchAlertsRequest{}
-	mi := &file_irx_v1_alert_service_proto_msgTypes[9]
+	mi := &file_irx_v1_alert_service_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -756,7 +1477,7 @@ func (x *WatchAlertsRequest) String() string {
 func (*WatchAlertsRequest) ProtoMessage() {}
 
 func (x *WatchAlertsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_alert_service_proto_msgTypes[9]
+	mi := &file_irx_v1_alert_service_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -769,7 +1490,7 @@ func (x *WatchAlertsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchAlertsRequest.ProtoReflect.Descriptor instead.
 func (*WatchAlertsRequest) Descriptor() ([]byte, []int) {
-	return file_irx_v1_alert_service_proto_rawDescGZIP(), []int{9}
+	return file_irx_v1_alert_service_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *WatchAlertsRequest) GetState() AlertState {
@@ -791,7 +1512,7 @@ type WatchAlertsResponse struct {
 
 func (x *WatchAlertsResponse) Reset() {
 	*x = WatchAlertsResponse{}
-	mi := &file_irx_v1_alert_service_proto_msgTypes[10]
+	mi := &file_irx_v1_alert_service_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -803,7 +1524,7 @@ func (x *WatchAlertsResponse) String() string {
 func (*WatchAlertsResponse) ProtoMessage() {}
 
 func (x *WatchAlertsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_alert_service_proto_msgTypes[10]
+	mi := &file_irx_v1_alert_service_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -816,7 +1537,7 @@ func (x *WatchAlertsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchAlertsResponse.ProtoReflect.Descriptor instead.
 func (*WatchAlertsResponse) Descriptor() ([]byte, []int) {
-	return file_irx_v1_alert_service_proto_rawDescGZIP(), []int{10}
+	return file_irx_v1_alert_service_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *WatchAlertsResponse) GetAlerts() []*Alert {
@@ -835,7 +1556,7 @@ type GetAlertSettingsRequest struct {
 
 func (x *GetAlertSettingsRequest) Reset() {
 	*x = GetAlertSettingsRequest{}
-	mi := &file_irx_v1_alert_service_proto_msgTypes[11]
+	mi := &file_irx_v1_alert_service_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -847,7 +1568,7 @@ func (x *GetAlertSettingsRequest) String() string {
 func (*GetAlertSettingsRequest) ProtoMessage() {}
 
 func (x *GetAlertSettingsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_alert_service_proto_msgTypes[11]
+	mi := &file_irx_v1_alert_service_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -860,7 +1581,7 @@ func (x *GetAlertSettingsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetAlertSettingsRequest.ProtoReflect.Descriptor instead.
 func (*GetAlertSettingsRequest) Descriptor() ([]byte, []int) {
-	return file_irx_v1_alert_service_proto_rawDescGZIP(), []int{11}
+	return file_irx_v1_alert_service_proto_rawDescGZIP(), []int{19}
 }
 
 // Response for AlertService.GetAlertSettings.
@@ -874,7 +1595,7 @@ type GetAlertSettingsResponse struct {
 
 func (x *GetAlertSettingsResponse) Reset() {
 	*x = GetAlertSettingsResponse{}
-	mi := &file_irx_v1_alert_service_proto_msgTypes[12]
+	mi := &file_irx_v1_alert_service_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -886,7 +1607,7 @@ func (x *GetAlertSettingsResponse) String() string {
 func (*GetAlertSettingsResponse) ProtoMessage() {}
 
 func (x *GetAlertSettingsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_alert_service_proto_msgTypes[12]
+	mi := &file_irx_v1_alert_service_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -899,7 +1620,7 @@ func (x *GetAlertSettingsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetAlertSettingsResponse.ProtoReflect.Descriptor instead.
 func (*GetAlertSettingsResponse) Descriptor() ([]byte, []int) {
-	return file_irx_v1_alert_service_proto_rawDescGZIP(), []int{12}
+	return file_irx_v1_alert_service_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *GetAlertSettingsResponse) GetSettings() *AlertSettings {
@@ -920,7 +1641,7 @@ type UpdateAlertSettingsRequest struct {
 
 func (x *UpdateAlertSettingsRequest) Reset() {
 	*x = UpdateAlertSettingsRequest{}
-	mi := &file_irx_v1_alert_service_proto_msgTypes[13]
+	mi := &file_irx_v1_alert_service_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -932,7 +1653,7 @@ func (x *UpdateAlertSettingsRequest) String() string {
 func (*UpdateAlertSettingsRequest) ProtoMessage() {}
 
 func (x *UpdateAlertSettingsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_alert_service_proto_msgTypes[13]
+	mi := &file_irx_v1_alert_service_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -945,7 +1666,7 @@ func (x *UpdateAlertSettingsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateAlertSettingsRequest.ProtoReflect.Descriptor instead.
 func (*UpdateAlertSettingsRequest) Descriptor() ([]byte, []int) {
-	return file_irx_v1_alert_service_proto_rawDescGZIP(), []int{13}
+	return file_irx_v1_alert_service_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *UpdateAlertSettingsRequest) GetSettings() *AlertSettings {
@@ -966,7 +1687,7 @@ type UpdateAlertSettingsResponse struct {
 
 func (x *UpdateAlertSettingsResponse) Reset() {
 	*x = UpdateAlertSettingsResponse{}
-	mi := &file_irx_v1_alert_service_proto_msgTypes[14]
+	mi := &file_irx_v1_alert_service_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -978,7 +1699,7 @@ func (x *UpdateAlertSettingsResponse) String() string {
 func (*UpdateAlertSettingsResponse) ProtoMessage() {}
 
 func (x *UpdateAlertSettingsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_alert_service_proto_msgTypes[14]
+	mi := &file_irx_v1_alert_service_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -991,7 +1712,7 @@ func (x *UpdateAlertSettingsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateAlertSettingsResponse.ProtoReflect.Descriptor instead.
 func (*UpdateAlertSettingsResponse) Descriptor() ([]byte, []int) {
-	return file_irx_v1_alert_service_proto_rawDescGZIP(), []int{14}
+	return file_irx_v1_alert_service_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *UpdateAlertSettingsResponse) GetSettings() *AlertSettings {
@@ -1005,7 +1726,59 @@ var File_irx_v1_alert_service_proto protoreflect.FileDescriptor
 
 const file_irx_v1_alert_service_proto_rawDesc = "" +
 	"\n" +
-	"\x1airx/v1/alert_service.proto\x12\x06irx.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1birx/v1/access_service.proto\"\x97\x05\n" +
+	"\x1airx/v1/alert_service.proto\x12\x06irx.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1birx/v1/access_service.proto\x1a\x15irx/v1/incident.proto\"\x9a\a\n" +
+	"\aWarning\x12\x1d\n" +
+	"\n" +
+	"warning_id\x18\x01 \x01(\tR\twarningId\x12\x1f\n" +
+	"\vorigin_team\x18\x02 \x01(\tR\n" +
+	"originTeam\x12\x14\n" +
+	"\x05title\x18\x03 \x01(\tR\x05title\x12\x12\n" +
+	"\x04text\x18\x04 \x01(\tR\x04text\x123\n" +
+	"\bseverity\x18\x05 \x01(\x0e2\x17.irx.v1.WarningSeverityR\bseverity\x12\x1d\n" +
+	"\x03tlp\x18\x06 \x01(\x0e2\v.irx.v1.TlpR\x03tlp\x12%\n" +
+	"\x0eaffected_cidrs\x18\a \x03(\tR\raffectedCidrs\x12#\n" +
+	"\raffected_asns\x18\b \x03(\rR\faffectedAsns\x12)\n" +
+	"\x10affected_domains\x18\t \x03(\tR\x0faffectedDomains\x12+\n" +
+	"\x11affected_products\x18\n" +
+	" \x03(\tR\x10affectedProducts\x12/\n" +
+	"\x13recommended_actions\x18\v \x03(\tR\x12recommendedActions\x12;\n" +
+	"\vexpire_time\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"expireTime\x12\x1b\n" +
+	"\tall_peers\x18\r \x01(\bR\ballPeers\x12;\n" +
+	"\vcreate_time\x18\x0e \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"createTime\x12\x1b\n" +
+	"\tissued_by\x18\x0f \x01(\tR\bissuedBy\x127\n" +
+	"\n" +
+	"deliveries\x18\x10 \x03(\v2\x17.irx.v1.WarningDeliveryR\n" +
+	"deliveries\x12#\n" +
+	"\rreceived_from\x18\x11 \x01(\tR\freceivedFrom\x12=\n" +
+	"\freceive_time\x18\x12 \x01(\v2\x1a.google.protobuf.TimestampR\vreceiveTime\x12'\n" +
+	"\x0facknowledged_by\x18\x13 \x01(\tR\x0eacknowledgedBy\x12E\n" +
+	"\x10acknowledge_time\x18\x14 \x01(\v2\x1a.google.protobuf.TimestampR\x0facknowledgeTime\x12;\n" +
+	"\x19acknowledgement_delivered\x18\x15 \x01(\bR\x18acknowledgementDelivered\"\x96\x02\n" +
+	"\x0fWarningDelivery\x12 \n" +
+	"\fpeer_team_id\x18\x01 \x01(\tR\n" +
+	"peerTeamId\x122\n" +
+	"\x05state\x18\x02 \x01(\x0e2\x1c.irx.v1.WarningDeliveryStateR\x05state\x12=\n" +
+	"\fdeliver_time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\vdeliverTime\x12E\n" +
+	"\x10acknowledge_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x0facknowledgeTime\x12'\n" +
+	"\x0facknowledged_by\x18\x05 \x01(\tR\x0eacknowledgedBy\"@\n" +
+	"\x13IssueWarningRequest\x12)\n" +
+	"\awarning\x18\x01 \x01(\v2\x0f.irx.v1.WarningR\awarning\"A\n" +
+	"\x14IssueWarningResponse\x12)\n" +
+	"\awarning\x18\x01 \x01(\v2\x0f.irx.v1.WarningR\awarning\"Q\n" +
+	"\x13ListWarningsRequest\x12\x1b\n" +
+	"\tpage_size\x18\x01 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x02 \x01(\tR\tpageToken\"k\n" +
+	"\x14ListWarningsResponse\x12+\n" +
+	"\bwarnings\x18\x01 \x03(\v2\x0f.irx.v1.WarningR\bwarnings\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\":\n" +
+	"\x19AcknowledgeWarningRequest\x12\x1d\n" +
+	"\n" +
+	"warning_id\x18\x01 \x01(\tR\twarningId\"G\n" +
+	"\x1aAcknowledgeWarningResponse\x12)\n" +
+	"\awarning\x18\x01 \x01(\v2\x0f.irx.v1.WarningR\awarning\"\x97\x05\n" +
 	"\x05Alert\x12\x19\n" +
 	"\balert_id\x18\x01 \x01(\tR\aalertId\x12%\n" +
 	"\x04kind\x18\x02 \x01(\x0e2\x11.irx.v1.AlertKindR\x04kind\x12\x14\n" +
@@ -1061,7 +1834,18 @@ const file_irx_v1_alert_service_proto_rawDesc = "" +
 	"\x1aUpdateAlertSettingsRequest\x121\n" +
 	"\bsettings\x18\x01 \x01(\v2\x15.irx.v1.AlertSettingsR\bsettings\"P\n" +
 	"\x1bUpdateAlertSettingsResponse\x121\n" +
-	"\bsettings\x18\x01 \x01(\v2\x15.irx.v1.AlertSettingsR\bsettings*\\\n" +
+	"\bsettings\x18\x01 \x01(\v2\x15.irx.v1.AlertSettingsR\bsettings*\xa4\x01\n" +
+	"\x0fWarningSeverity\x12 \n" +
+	"\x1cWARNING_SEVERITY_UNSPECIFIED\x10\x00\x12\x18\n" +
+	"\x14WARNING_SEVERITY_LOW\x10\x01\x12\x1b\n" +
+	"\x17WARNING_SEVERITY_MEDIUM\x10\x02\x12\x19\n" +
+	"\x15WARNING_SEVERITY_HIGH\x10\x03\x12\x1d\n" +
+	"\x19WARNING_SEVERITY_CRITICAL\x10\x04*\xb1\x01\n" +
+	"\x14WarningDeliveryState\x12&\n" +
+	"\"WARNING_DELIVERY_STATE_UNSPECIFIED\x10\x00\x12\"\n" +
+	"\x1eWARNING_DELIVERY_STATE_PENDING\x10\x01\x12$\n" +
+	" WARNING_DELIVERY_STATE_DELIVERED\x10\x02\x12'\n" +
+	"#WARNING_DELIVERY_STATE_ACKNOWLEDGED\x10\x03*\\\n" +
 	"\tAlertKind\x12\x1a\n" +
 	"\x16ALERT_KIND_UNSPECIFIED\x10\x00\x12\x1a\n" +
 	"\x16ALERT_KIND_CORRELATION\x10\x01\x12\x17\n" +
@@ -1070,7 +1854,7 @@ const file_irx_v1_alert_service_proto_rawDesc = "" +
 	"AlertState\x12\x1b\n" +
 	"\x17ALERT_STATE_UNSPECIFIED\x10\x00\x12\x14\n" +
 	"\x10ALERT_STATE_OPEN\x10\x01\x12\x16\n" +
-	"\x12ALERT_STATE_CLOSED\x10\x022\x8e\x04\n" +
+	"\x12ALERT_STATE_CLOSED\x10\x022\x93\x06\n" +
 	"\fAlertService\x12I\n" +
 	"\n" +
 	"ListAlerts\x12\x19.irx.v1.ListAlertsRequest\x1a\x1a.irx.v1.ListAlertsResponse\"\x04\x90\xb5\x18\x01\x12C\n" +
@@ -1078,7 +1862,10 @@ const file_irx_v1_alert_service_proto_rawDesc = "" +
 	"\x10AcknowledgeAlert\x12\x1f.irx.v1.AcknowledgeAlertRequest\x1a .irx.v1.AcknowledgeAlertResponse\"\x04\x90\xb5\x18\x02\x12N\n" +
 	"\vWatchAlerts\x12\x1a.irx.v1.WatchAlertsRequest\x1a\x1b.irx.v1.WatchAlertsResponse\"\x04\x90\xb5\x18\x010\x01\x12[\n" +
 	"\x10GetAlertSettings\x12\x1f.irx.v1.GetAlertSettingsRequest\x1a .irx.v1.GetAlertSettingsResponse\"\x04\x90\xb5\x18\x01\x12d\n" +
-	"\x13UpdateAlertSettings\x12\".irx.v1.UpdateAlertSettingsRequest\x1a#.irx.v1.UpdateAlertSettingsResponse\"\x04\x90\xb5\x18\x03B*Z(github.com/irxfed/irx/proto/irx/v1;irxv1b\x06proto3"
+	"\x13UpdateAlertSettings\x12\".irx.v1.UpdateAlertSettingsRequest\x1a#.irx.v1.UpdateAlertSettingsResponse\"\x04\x90\xb5\x18\x03\x12O\n" +
+	"\fIssueWarning\x12\x1b.irx.v1.IssueWarningRequest\x1a\x1c.irx.v1.IssueWarningResponse\"\x04\x90\xb5\x18\x02\x12O\n" +
+	"\fListWarnings\x12\x1b.irx.v1.ListWarningsRequest\x1a\x1c.irx.v1.ListWarningsResponse\"\x04\x90\xb5\x18\x01\x12a\n" +
+	"\x12AcknowledgeWarning\x12!.irx.v1.AcknowledgeWarningRequest\x1a\".irx.v1.AcknowledgeWarningResponse\"\x04\x90\xb5\x18\x02B*Z(github.com/irxfed/irx/proto/irx/v1;irxv1b\x06proto3"
 
 var (
 	file_irx_v1_alert_service_proto_rawDescOnce sync.Once
@@ -1092,66 +1879,97 @@ func file_irx_v1_alert_service_proto_rawDescGZIP() []byte {
 	return file_irx_v1_alert_service_proto_rawDescData
 }
 
-var file_irx_v1_alert_service_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_irx_v1_alert_service_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
+var file_irx_v1_alert_service_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
+var file_irx_v1_alert_service_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
 var file_irx_v1_alert_service_proto_goTypes = []any{
-	(AlertKind)(0),                      // 0: irx.v1.AlertKind
-	(AlertState)(0),                     // 1: irx.v1.AlertState
-	(*Alert)(nil),                       // 2: irx.v1.Alert
-	(*AlertRecord)(nil),                 // 3: irx.v1.AlertRecord
-	(*AlertSettings)(nil),               // 4: irx.v1.AlertSettings
-	(*ListAlertsRequest)(nil),           // 5: irx.v1.ListAlertsRequest
-	(*ListAlertsResponse)(nil),          // 6: irx.v1.ListAlertsResponse
-	(*GetAlertRequest)(nil),             // 7: irx.v1.GetAlertRequest
-	(*GetAlertResponse)(nil),            // 8: irx.v1.GetAlertResponse
-	(*AcknowledgeAlertRequest)(nil),     // 9: irx.v1.AcknowledgeAlertRequest
-	(*AcknowledgeAlertResponse)(nil),    // 10: irx.v1.AcknowledgeAlertResponse
-	(*WatchAlertsRequest)(nil),          // 11: irx.v1.WatchAlertsRequest
-	(*WatchAlertsResponse)(nil),         // 12: irx.v1.WatchAlertsResponse
-	(*GetAlertSettingsRequest)(nil),     // 13: irx.v1.GetAlertSettingsRequest
-	(*GetAlertSettingsResponse)(nil),    // 14: irx.v1.GetAlertSettingsResponse
-	(*UpdateAlertSettingsRequest)(nil),  // 15: irx.v1.UpdateAlertSettingsRequest
-	(*UpdateAlertSettingsResponse)(nil), // 16: irx.v1.UpdateAlertSettingsResponse
-	(*timestamppb.Timestamp)(nil),       // 17: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),         // 18: google.protobuf.Duration
+	(WarningSeverity)(0),                // 0: irx.v1.WarningSeverity
+	(WarningDeliveryState)(0),           // 1: irx.v1.WarningDeliveryState
+	(AlertKind)(0),                      // 2: irx.v1.AlertKind
+	(AlertState)(0),                     // 3: irx.v1.AlertState
+	(*Warning)(nil),                     // 4: irx.v1.Warning
+	(*WarningDelivery)(nil),             // 5: irx.v1.WarningDelivery
+	(*IssueWarningRequest)(nil),         // 6: irx.v1.IssueWarningRequest
+	(*IssueWarningResponse)(nil),        // 7: irx.v1.IssueWarningResponse
+	(*ListWarningsRequest)(nil),         // 8: irx.v1.ListWarningsRequest
+	(*ListWarningsResponse)(nil),        // 9: irx.v1.ListWarningsResponse
+	(*AcknowledgeWarningRequest)(nil),   // 10: irx.v1.AcknowledgeWarningRequest
+	(*AcknowledgeWarningResponse)(nil),  // 11: irx.v1.AcknowledgeWarningResponse
+	(*Alert)(nil),                       // 12: irx.v1.Alert
+	(*AlertRecord)(nil),                 // 13: irx.v1.AlertRecord
+	(*AlertSettings)(nil),               // 14: irx.v1.AlertSettings
+	(*ListAlertsRequest)(nil),           // 15: irx.v1.ListAlertsRequest
+	(*ListAlertsResponse)(nil),          // 16: irx.v1.ListAlertsResponse
+	(*GetAlertRequest)(nil),             // 17: irx.v1.GetAlertRequest
+	(*GetAlertResponse)(nil),            // 18: irx.v1.GetAlertResponse
+	(*AcknowledgeAlertRequest)(nil),     // 19: irx.v1.AcknowledgeAlertRequest
+	(*AcknowledgeAlertResponse)(nil),    // 20: irx.v1.AcknowledgeAlertResponse
+	(*WatchAlertsRequest)(nil),          // 21: irx.v1.WatchAlertsRequest
+	(*WatchAlertsResponse)(nil),         // 22: irx.v1.WatchAlertsResponse
+	(*GetAlertSettingsRequest)(nil),     // 23: irx.v1.GetAlertSettingsRequest
+	(*GetAlertSettingsResponse)(nil),    // 24: irx.v1.GetAlertSettingsResponse
+	(*UpdateAlertSettingsRequest)(nil),  // 25: irx.v1.UpdateAlertSettingsRequest
+	(*UpdateAlertSettingsResponse)(nil), // 26: irx.v1.UpdateAlertSettingsResponse
+	(Tlp)(0),                            // 27: irx.v1.Tlp
+	(*timestamppb.Timestamp)(nil),       // 28: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),         // 29: google.protobuf.Duration
 }
 var file_irx_v1_alert_service_proto_depIdxs = []int32{
-	0,  // 0: irx.v1.Alert.kind:type_name -> irx.v1.AlertKind
-	1,  // 1: irx.v1.Alert.state:type_name -> irx.v1.AlertState
-	3,  // 2: irx.v1.Alert.records:type_name -> irx.v1.AlertRecord
-	17, // 3: irx.v1.Alert.first_seen_time:type_name -> google.protobuf.Timestamp
-	17, // 4: irx.v1.Alert.last_seen_time:type_name -> google.protobuf.Timestamp
-	17, // 5: irx.v1.Alert.create_time:type_name -> google.protobuf.Timestamp
-	17, // 6: irx.v1.Alert.update_time:type_name -> google.protobuf.Timestamp
-	17, // 7: irx.v1.Alert.acknowledge_time:type_name -> google.protobuf.Timestamp
-	17, // 8: irx.v1.AlertRecord.report_time:type_name -> google.protobuf.Timestamp
-	18, // 9: irx.v1.AlertSettings.window:type_name -> google.protobuf.Duration
-	1,  // 10: irx.v1.ListAlertsRequest.state:type_name -> irx.v1.AlertState
-	2,  // 11: irx.v1.ListAlertsResponse.alerts:type_name -> irx.v1.Alert
-	2,  // 12: irx.v1.GetAlertResponse.alert:type_name -> irx.v1.Alert
-	2,  // 13: irx.v1.AcknowledgeAlertResponse.alert:type_name -> irx.v1.Alert
-	1,  // 14: irx.v1.WatchAlertsRequest.state:type_name -> irx.v1.AlertState
-	2,  // 15: irx.v1.WatchAlertsResponse.alerts:type_name -> irx.v1.Alert
-	4,  // 16: irx.v1.GetAlertSettingsResponse.settings:type_name -> irx.v1.AlertSettings
-	4,  // 17: irx.v1.UpdateAlertSettingsRequest.settings:type_name -> irx.v1.AlertSettings
-	4,  // 18: irx.v1.UpdateAlertSettingsResponse.settings:type_name -> irx.v1.AlertSettings
-	5,  // 19: irx.v1.AlertService.ListAlerts:input_type -> irx.v1.ListAlertsRequest
-	7,  // 20: irx.v1.AlertService.GetAlert:input_type -> irx.v1.GetAlertRequest
-	9,  // 21: irx.v1.AlertService.AcknowledgeAlert:input_type -> irx.v1.AcknowledgeAlertRequest
-	11, // 22: irx.v1.AlertService.WatchAlerts:input_type -> irx.v1.WatchAlertsRequest
-	13, // 23: irx.v1.AlertService.GetAlertSettings:input_type -> irx.v1.GetAlertSettingsRequest
-	15, // 24: irx.v1.AlertService.UpdateAlertSettings:input_type -> irx.v1.UpdateAlertSettingsRequest
-	6,  // 25: irx.v1.AlertService.ListAlerts:output_type -> irx.v1.ListAlertsResponse
-	8,  // 26: irx.v1.AlertService.GetAlert:output_type -> irx.v1.GetAlertResponse
-	10, // 27: irx.v1.AlertService.AcknowledgeAlert:output_type -> irx.v1.AcknowledgeAlertResponse
-	12, // 28: irx.v1.AlertService.WatchAlerts:output_type -> irx.v1.WatchAlertsResponse
-	14, // 29: irx.v1.AlertService.GetAlertSettings:output_type -> irx.v1.GetAlertSettingsResponse
-	16, // 30: irx.v1.AlertService.UpdateAlertSettings:output_type -> irx.v1.UpdateAlertSettingsResponse
-	25, // [25:31] is the sub-list for method output_type
-	19, // [19:25] is the sub-list for method input_type
-	19, // [19:19] is the sub-list for extension type_name
-	19, // [19:19] is the sub-list for extension extendee
-	0,  // [0:19] is the sub-list for field type_name
+	0,  // 0: irx.v1.Warning.severity:type_name -> irx.v1.WarningSeverity
+	27, // 1: irx.v1.Warning.tlp:type_name -> irx.v1.Tlp
+	28, // 2: irx.v1.Warning.expire_time:type_name -> google.protobuf.Timestamp
+	28, // 3: irx.v1.Warning.create_time:type_name -> google.protobuf.Timestamp
+	5,  // 4: irx.v1.Warning.deliveries:type_name -> irx.v1.WarningDelivery
+	28, // 5: irx.v1.Warning.receive_time:type_name -> google.protobuf.Timestamp
+	28, // 6: irx.v1.Warning.acknowledge_time:type_name -> google.protobuf.Timestamp
+	1,  // 7: irx.v1.WarningDelivery.state:type_name -> irx.v1.WarningDeliveryState
+	28, // 8: irx.v1.WarningDelivery.deliver_time:type_name -> google.protobuf.Timestamp
+	28, // 9: irx.v1.WarningDelivery.acknowledge_time:type_name -> google.protobuf.Timestamp
+	4,  // 10: irx.v1.IssueWarningRequest.warning:type_name -> irx.v1.Warning
+	4,  // 11: irx.v1.IssueWarningResponse.warning:type_name -> irx.v1.Warning
+	4,  // 12: irx.v1.ListWarningsResponse.warnings:type_name -> irx.v1.Warning
+	4,  // 13: irx.v1.AcknowledgeWarningResponse.warning:type_name -> irx.v1.Warning
+	2,  // 14: irx.v1.Alert.kind:type_name -> irx.v1.AlertKind
+	3,  // 15: irx.v1.Alert.state:type_name -> irx.v1.AlertState
+	13, // 16: irx.v1.Alert.records:type_name -> irx.v1.AlertRecord
+	28, // 17: irx.v1.Alert.first_seen_time:type_name -> google.protobuf.Timestamp
+	28, // 18: irx.v1.Alert.last_seen_time:type_name -> google.protobuf.Timestamp
+	28, // 19: irx.v1.Alert.create_time:type_name -> google.protobuf.Timestamp
+	28, // 20: irx.v1.Alert.update_time:type_name -> google.protobuf.Timestamp
+	28, // 21: irx.v1.Alert.acknowledge_time:type_name -> google.protobuf.Timestamp
+	28, // 22: irx.v1.AlertRecord.report_time:type_name -> google.protobuf.Timestamp
+	29, // 23: irx.v1.AlertSettings.window:type_name -> google.protobuf.Duration
+	3,  // 24: irx.v1.ListAlertsRequest.state:type_name -> irx.v1.AlertState
+	12, // 25: irx.v1.ListAlertsResponse.alerts:type_name -> irx.v1.Alert
+	12, // 26: irx.v1.GetAlertResponse.alert:type_name -> irx.v1.Alert
+	12, // 27: irx.v1.AcknowledgeAlertResponse.alert:type_name -> irx.v1.Alert
+	3,  // 28: irx.v1.WatchAlertsRequest.state:type_name -> irx.v1.AlertState
+	12, // 29: irx.v1.WatchAlertsResponse.alerts:type_name -> irx.v1.Alert
+	14, // 30: irx.v1.GetAlertSettingsResponse.settings:type_name -> irx.v1.AlertSettings
+	14, // 31: irx.v1.UpdateAlertSettingsRequest.settings:type_name -> irx.v1.AlertSettings
+	14, // 32: irx.v1.UpdateAlertSettingsResponse.settings:type_name -> irx.v1.AlertSettings
+	15, // 33: irx.v1.AlertService.ListAlerts:input_type -> irx.v1.ListAlertsRequest
+	17, // 34: irx.v1.AlertService.GetAlert:input_type -> irx.v1.GetAlertRequest
+	19, // 35: irx.v1.AlertService.AcknowledgeAlert:input_type -> irx.v1.AcknowledgeAlertRequest
+	21, // 36: irx.v1.AlertService.WatchAlerts:input_type -> irx.v1.WatchAlertsRequest
+	23, // 37: irx.v1.AlertService.GetAlertSettings:input_type -> irx.v1.GetAlertSettingsRequest
+	25, // 38: irx.v1.AlertService.UpdateAlertSettings:input_type -> irx.v1.UpdateAlertSettingsRequest
+	6,  // 39: irx.v1.AlertService.IssueWarning:input_type -> irx.v1.IssueWarningRequest
+	8,  // 40: irx.v1.AlertService.ListWarnings:input_type -> irx.v1.ListWarningsRequest
+	10, // 41: irx.v1.AlertService.AcknowledgeWarning:input_type -> irx.v1.AcknowledgeWarningRequest
+	16, // 42: irx.v1.AlertService.ListAlerts:output_type -> irx.v1.ListAlertsResponse
+	18, // 43: irx.v1.AlertService.GetAlert:output_type -> irx.v1.GetAlertResponse
+	20, // 44: irx.v1.AlertService.AcknowledgeAlert:output_type -> irx.v1.AcknowledgeAlertResponse
+	22, // 45: irx.v1.AlertService.WatchAlerts:output_type -> irx.v1.WatchAlertsResponse
+	24, // 46: irx.v1.AlertService.GetAlertSettings:output_type -> irx.v1.GetAlertSettingsResponse
+	26, // 47: irx.v1.AlertService.UpdateAlertSettings:output_type -> irx.v1.UpdateAlertSettingsResponse
+	7,  // 48: irx.v1.AlertService.IssueWarning:output_type -> irx.v1.IssueWarningResponse
+	9,  // 49: irx.v1.AlertService.ListWarnings:output_type -> irx.v1.ListWarningsResponse
+	11, // 50: irx.v1.AlertService.AcknowledgeWarning:output_type -> irx.v1.AcknowledgeWarningResponse
+	42, // [42:51] is the sub-list for method output_type
+	33, // [33:42] is the sub-list for method input_type
+	33, // [33:33] is the sub-list for extension type_name
+	33, // [33:33] is the sub-list for extension extendee
+	0,  // [0:33] is the sub-list for field type_name
 }
 
 func init() { file_irx_v1_alert_service_proto_init() }
@@ -1160,13 +1978,14 @@ func file_irx_v1_alert_service_proto_init() {
 		return
 	}
 	file_irx_v1_access_service_proto_init()
+	file_irx_v1_incident_proto_init()
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_irx_v1_alert_service_proto_rawDesc), len(file_irx_v1_alert_service_proto_rawDesc)),
-			NumEnums:      2,
-			NumMessages:   15,
+			NumEnums:      4,
+			NumMessages:   23,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -25,6 +25,9 @@ const (
 	AlertService_WatchAlerts_FullMethodName         = "/irx.v1.AlertService/WatchAlerts"
 	AlertService_GetAlertSettings_FullMethodName    = "/irx.v1.AlertService/GetAlertSettings"
 	AlertService_UpdateAlertSettings_FullMethodName = "/irx.v1.AlertService/UpdateAlertSettings"
+	AlertService_IssueWarning_FullMethodName        = "/irx.v1.AlertService/IssueWarning"
+	AlertService_ListWarnings_FullMethodName        = "/irx.v1.AlertService/ListWarnings"
+	AlertService_AcknowledgeWarning_FullMethodName  = "/irx.v1.AlertService/AcknowledgeWarning"
 )
 
 // AlertServiceClient is the client API for AlertService service.
@@ -55,6 +58,21 @@ type AlertServiceClient interface {
 	// every match computed from then on; alerts are recomputed as their
 	// records change.
 	UpdateAlertSettings(ctx context.Context, in *UpdateAlertSettingsRequest, opts ...grpc.CallOption) (*UpdateAlertSettingsResponse, error)
+	// Issues an emergency warning to every peer whose declared constituency
+	// (in our policy for it) the warning's affected networks, ASNs or
+	// domains touch, or with all_peers to every peer; in both cases only to
+	// peers our policy lets receive the warning's TLP (default deny: a peer
+	// without a policy receives nothing; TLP:RED is never sent). The leader
+	// delivers it to each recipient with a call of its own, apart from the
+	// feed, so a backlog of records never holds it back.
+	IssueWarning(ctx context.Context, in *IssueWarningRequest, opts ...grpc.CallOption) (*IssueWarningResponse, error)
+	// Lists the warnings the team issued (with, per recipient, whether and
+	// when it was delivered and acknowledged) and those it received, newest
+	// first.
+	ListWarnings(ctx context.Context, in *ListWarningsRequest, opts ...grpc.CallOption) (*ListWarningsResponse, error)
+	// Records that an operator of this team has read a warning a peer sent;
+	// the acknowledgement is passed back to the team that issued it.
+	AcknowledgeWarning(ctx context.Context, in *AcknowledgeWarningRequest, opts ...grpc.CallOption) (*AcknowledgeWarningResponse, error)
 }
 
 type alertServiceClient struct {
@@ -134,6 +152,36 @@ func (c *alertServiceClient) UpdateAlertSettings(ctx context.Context, in *Update
 	return out, nil
 }
 
+func (c *alertServiceClient) IssueWarning(ctx context.Context, in *IssueWarningRequest, opts ...grpc.CallOption) (*IssueWarningResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(IssueWarningResponse)
+	err := c.cc.Invoke(ctx, AlertService_IssueWarning_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *alertServiceClient) ListWarnings(ctx context.Context, in *ListWarningsRequest, opts ...grpc.CallOption) (*ListWarningsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListWarningsResponse)
+	err := c.cc.Invoke(ctx, AlertService_ListWarnings_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *alertServiceClient) AcknowledgeWarning(ctx context.Context, in *AcknowledgeWarningRequest, opts ...grpc.CallOption) (*AcknowledgeWarningResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(AcknowledgeWarningResponse)
+	err := c.cc.Invoke(ctx, AlertService_AcknowledgeWarning_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AlertServiceServer is the server API for AlertService service.
 // All implementations must embed UnimplementedAlertServiceServer
 // for forward compatibility.
@@ -162,6 +210,21 @@ type AlertServiceServer interface {
 	// every match computed from then on; alerts are recomputed as their
 	// records change.
 	UpdateAlertSettings(context.Context, *UpdateAlertSettingsRequest) (*UpdateAlertSettingsResponse, error)
+	// Issues an emergency warning to every peer whose declared constituency
+	// (in our policy for it) the warning's affected networks, ASNs or
+	// domains touch, or with all_peers to every peer; in both cases only to
+	// peers our policy lets receive the warning's TLP (default deny: a peer
+	// without a policy receives nothing; TLP:RED is never sent). The leader
+	// delivers it to each recipient with a call of its own, apart from the
+	// feed, so a backlog of records never holds it back.
+	IssueWarning(context.Context, *IssueWarningRequest) (*IssueWarningResponse, error)
+	// Lists the warnings the team issued (with, per recipient, whether and
+	// when it was delivered and acknowledged) and those it received, newest
+	// first.
+	ListWarnings(context.Context, *ListWarningsRequest) (*ListWarningsResponse, error)
+	// Records that an operator of this team has read a warning a peer sent;
+	// the acknowledgement is passed back to the team that issued it.
+	AcknowledgeWarning(context.Context, *AcknowledgeWarningRequest) (*AcknowledgeWarningResponse, error)
 	mustEmbedUnimplementedAlertServiceServer()
 }
 
@@ -189,6 +252,15 @@ func (UnimplementedAlertServiceServer) GetAlertSettings(context.Context, *GetAle
 }
 func (UnimplementedAlertServiceServer) UpdateAlertSettings(context.Context, *UpdateAlertSettingsRequest) (*UpdateAlertSettingsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method UpdateAlertSettings not implemented")
+}
+func (UnimplementedAlertServiceServer) IssueWarning(context.Context, *IssueWarningRequest) (*IssueWarningResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method IssueWarning not implemented")
+}
+func (UnimplementedAlertServiceServer) ListWarnings(context.Context, *ListWarningsRequest) (*ListWarningsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListWarnings not implemented")
+}
+func (UnimplementedAlertServiceServer) AcknowledgeWarning(context.Context, *AcknowledgeWarningRequest) (*AcknowledgeWarningResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method AcknowledgeWarning not implemented")
 }
 func (UnimplementedAlertServiceServer) mustEmbedUnimplementedAlertServiceServer() {}
 func (UnimplementedAlertServiceServer) testEmbeddedByValue()                      {}
@@ -312,6 +384,60 @@ func _AlertService_UpdateAlertSettings_Handler(srv interface{}, ctx context.Cont
 	return interceptor(ctx, in, info, handler)
 }
 
+func _AlertService_IssueWarning_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(IssueWarningRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AlertServiceServer).IssueWarning(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AlertService_IssueWarning_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AlertServiceServer).IssueWarning(ctx, req.(*IssueWarningRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AlertService_ListWarnings_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListWarningsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AlertServiceServer).ListWarnings(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AlertService_ListWarnings_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AlertServiceServer).ListWarnings(ctx, req.(*ListWarningsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AlertService_AcknowledgeWarning_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(AcknowledgeWarningRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AlertServiceServer).AcknowledgeWarning(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AlertService_AcknowledgeWarning_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AlertServiceServer).AcknowledgeWarning(ctx, req.(*AcknowledgeWarningRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // AlertService_ServiceDesc is the grpc.ServiceDesc for AlertService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -338,6 +464,18 @@ var AlertService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "UpdateAlertSettings",
 			Handler:    _AlertService_UpdateAlertSettings_Handler,
+		},
+		{
+			MethodName: "IssueWarning",
+			Handler:    _AlertService_IssueWarning_Handler,
+		},
+		{
+			MethodName: "ListWarnings",
+			Handler:    _AlertService_ListWarnings_Handler,
+		},
+		{
+			MethodName: "AcknowledgeWarning",
+			Handler:    _AlertService_AcknowledgeWarning_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

@@ -122,6 +122,11 @@ type Command struct {
 	//	*Command_RecordAction
 	//	*Command_UpdateAlertSettings
 	//	*Command_AcknowledgeAlert
+	//	*Command_IssueWarning
+	//	*Command_ReceiveWarning
+	//	*Command_AcknowledgeWarning
+	//	*Command_RecordWarningDelivery
+	//	*Command_MarkWarningAcknowledgementDelivered
 	Kind isCommand_Kind `protobuf_oneof:"kind"`
 	// The operator call that proposed the command (identity, method, request
 	// id), for operator calls only. The state machine stores it, with the
@@ -329,6 +334,51 @@ func (x *Command) GetAcknowledgeAlert() *AcknowledgeAlertCommand {
 	return nil
 }
 
+func (x *Command) GetIssueWarning() *IssueWarningCommand {
+	if x != nil {
+		if x, ok := x.Kind.(*Command_IssueWarning); ok {
+			return x.IssueWarning
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetReceiveWarning() *ReceiveWarningCommand {
+	if x != nil {
+		if x, ok := x.Kind.(*Command_ReceiveWarning); ok {
+			return x.ReceiveWarning
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetAcknowledgeWarning() *AcknowledgeWarningCommand {
+	if x != nil {
+		if x, ok := x.Kind.(*Command_AcknowledgeWarning); ok {
+			return x.AcknowledgeWarning
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetRecordWarningDelivery() *RecordWarningDeliveryCommand {
+	if x != nil {
+		if x, ok := x.Kind.(*Command_RecordWarningDelivery); ok {
+			return x.RecordWarningDelivery
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetMarkWarningAcknowledgementDelivered() *MarkWarningAcknowledgementDeliveredCommand {
+	if x != nil {
+		if x, ok := x.Kind.(*Command_MarkWarningAcknowledgementDelivered); ok {
+			return x.MarkWarningAcknowledgementDelivered
+		}
+	}
+	return nil
+}
+
 func (x *Command) GetActor() *OperatorAction {
 	if x != nil {
 		return x.Actor
@@ -428,6 +478,31 @@ type Command_AcknowledgeAlert struct {
 	AcknowledgeAlert *AcknowledgeAlertCommand `protobuf:"bytes,26,opt,name=acknowledge_alert,json=acknowledgeAlert,proto3,oneof"`
 }
 
+type Command_IssueWarning struct {
+	// Store a warning this team issues, with its recipients.
+	IssueWarning *IssueWarningCommand `protobuf:"bytes,27,opt,name=issue_warning,json=issueWarning,proto3,oneof"`
+}
+
+type Command_ReceiveWarning struct {
+	// Store a warning a peer delivered.
+	ReceiveWarning *ReceiveWarningCommand `protobuf:"bytes,28,opt,name=receive_warning,json=receiveWarning,proto3,oneof"`
+}
+
+type Command_AcknowledgeWarning struct {
+	// Record our operator's acknowledgement of a peer's warning.
+	AcknowledgeWarning *AcknowledgeWarningCommand `protobuf:"bytes,29,opt,name=acknowledge_warning,json=acknowledgeWarning,proto3,oneof"`
+}
+
+type Command_RecordWarningDelivery struct {
+	// Record that a recipient stored or acknowledged our warning.
+	RecordWarningDelivery *RecordWarningDeliveryCommand `protobuf:"bytes,30,opt,name=record_warning_delivery,json=recordWarningDelivery,proto3,oneof"`
+}
+
+type Command_MarkWarningAcknowledgementDelivered struct {
+	// Record that the issuer has our acknowledgement of its warning.
+	MarkWarningAcknowledgementDelivered *MarkWarningAcknowledgementDeliveredCommand `protobuf:"bytes,31,opt,name=mark_warning_acknowledgement_delivered,json=markWarningAcknowledgementDelivered,proto3,oneof"`
+}
+
 func (*Command_CreateIncident) isCommand_Kind() {}
 
 func (*Command_UpdateIncident) isCommand_Kind() {}
@@ -461,6 +536,16 @@ func (*Command_RecordAction) isCommand_Kind() {}
 func (*Command_UpdateAlertSettings) isCommand_Kind() {}
 
 func (*Command_AcknowledgeAlert) isCommand_Kind() {}
+
+func (*Command_IssueWarning) isCommand_Kind() {}
+
+func (*Command_ReceiveWarning) isCommand_Kind() {}
+
+func (*Command_AcknowledgeWarning) isCommand_Kind() {}
+
+func (*Command_RecordWarningDelivery) isCommand_Kind() {}
+
+func (*Command_MarkWarningAcknowledgementDelivered) isCommand_Kind() {}
 
 // RediscloseCommand appends a feed entry that makes the feed served to a
 // peer disclose again every version the peer holds of the incidents with
@@ -2037,12 +2122,292 @@ func (x *AcknowledgeAlertCommand) GetAlertId() string {
 	return ""
 }
 
+// IssueWarningCommand stores a warning of this team; the state machine
+// numbers it. Its deliveries name the recipients, all pending.
+type IssueWarningCommand struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The warning, checked by the proposer.
+	Warning       *Warning `protobuf:"bytes,1,opt,name=warning,proto3" json:"warning,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *IssueWarningCommand) Reset() {
+	*x = IssueWarningCommand{}
+	mi := &file_irx_v1_command_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *IssueWarningCommand) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*IssueWarningCommand) ProtoMessage() {}
+
+func (x *IssueWarningCommand) ProtoReflect() protoreflect.Message {
+	mi := &file_irx_v1_command_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use IssueWarningCommand.ProtoReflect.Descriptor instead.
+func (*IssueWarningCommand) Descriptor() ([]byte, []int) {
+	return file_irx_v1_command_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *IssueWarningCommand) GetWarning() *Warning {
+	if x != nil {
+		return x.Warning
+	}
+	return nil
+}
+
+// ReceiveWarningCommand stores a warning a peer delivered; a warning
+// already held is not stored again.
+type ReceiveWarningCommand struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The peer that delivered it (its authenticated identity).
+	PeerTeamId string `protobuf:"bytes,1,opt,name=peer_team_id,json=peerTeamId,proto3" json:"peer_team_id,omitempty"`
+	// The warning as delivered.
+	Warning       *Warning `protobuf:"bytes,2,opt,name=warning,proto3" json:"warning,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReceiveWarningCommand) Reset() {
+	*x = ReceiveWarningCommand{}
+	mi := &file_irx_v1_command_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReceiveWarningCommand) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReceiveWarningCommand) ProtoMessage() {}
+
+func (x *ReceiveWarningCommand) ProtoReflect() protoreflect.Message {
+	mi := &file_irx_v1_command_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReceiveWarningCommand.ProtoReflect.Descriptor instead.
+func (*ReceiveWarningCommand) Descriptor() ([]byte, []int) {
+	return file_irx_v1_command_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *ReceiveWarningCommand) GetPeerTeamId() string {
+	if x != nil {
+		return x.PeerTeamId
+	}
+	return ""
+}
+
+func (x *ReceiveWarningCommand) GetWarning() *Warning {
+	if x != nil {
+		return x.Warning
+	}
+	return nil
+}
+
+// AcknowledgeWarningCommand records that the operator who proposed it has
+// read a peer's warning.
+type AcknowledgeWarningCommand struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The warning.
+	WarningId     string `protobuf:"bytes,1,opt,name=warning_id,json=warningId,proto3" json:"warning_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AcknowledgeWarningCommand) Reset() {
+	*x = AcknowledgeWarningCommand{}
+	mi := &file_irx_v1_command_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AcknowledgeWarningCommand) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AcknowledgeWarningCommand) ProtoMessage() {}
+
+func (x *AcknowledgeWarningCommand) ProtoReflect() protoreflect.Message {
+	mi := &file_irx_v1_command_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AcknowledgeWarningCommand.ProtoReflect.Descriptor instead.
+func (*AcknowledgeWarningCommand) Descriptor() ([]byte, []int) {
+	return file_irx_v1_command_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *AcknowledgeWarningCommand) GetWarningId() string {
+	if x != nil {
+		return x.WarningId
+	}
+	return ""
+}
+
+// RecordWarningDeliveryCommand records how far one of our warnings got
+// with a recipient.
+type RecordWarningDeliveryCommand struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The warning.
+	WarningId string `protobuf:"bytes,1,opt,name=warning_id,json=warningId,proto3" json:"warning_id,omitempty"`
+	// The recipient.
+	PeerTeamId string `protobuf:"bytes,2,opt,name=peer_team_id,json=peerTeamId,proto3" json:"peer_team_id,omitempty"`
+	// Set when the recipient reported its operator's acknowledgement; else
+	// the recipient stored the warning.
+	Acknowledged bool `protobuf:"varint,3,opt,name=acknowledged,proto3" json:"acknowledged,omitempty"`
+	// Who acknowledged, as the recipient reports it.
+	AcknowledgedBy string `protobuf:"bytes,4,opt,name=acknowledged_by,json=acknowledgedBy,proto3" json:"acknowledged_by,omitempty"`
+	// When, as the recipient reports it.
+	AcknowledgeTime *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=acknowledge_time,json=acknowledgeTime,proto3" json:"acknowledge_time,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *RecordWarningDeliveryCommand) Reset() {
+	*x = RecordWarningDeliveryCommand{}
+	mi := &file_irx_v1_command_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RecordWarningDeliveryCommand) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RecordWarningDeliveryCommand) ProtoMessage() {}
+
+func (x *RecordWarningDeliveryCommand) ProtoReflect() protoreflect.Message {
+	mi := &file_irx_v1_command_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RecordWarningDeliveryCommand.ProtoReflect.Descriptor instead.
+func (*RecordWarningDeliveryCommand) Descriptor() ([]byte, []int) {
+	return file_irx_v1_command_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *RecordWarningDeliveryCommand) GetWarningId() string {
+	if x != nil {
+		return x.WarningId
+	}
+	return ""
+}
+
+func (x *RecordWarningDeliveryCommand) GetPeerTeamId() string {
+	if x != nil {
+		return x.PeerTeamId
+	}
+	return ""
+}
+
+func (x *RecordWarningDeliveryCommand) GetAcknowledged() bool {
+	if x != nil {
+		return x.Acknowledged
+	}
+	return false
+}
+
+func (x *RecordWarningDeliveryCommand) GetAcknowledgedBy() string {
+	if x != nil {
+		return x.AcknowledgedBy
+	}
+	return ""
+}
+
+func (x *RecordWarningDeliveryCommand) GetAcknowledgeTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.AcknowledgeTime
+	}
+	return nil
+}
+
+// MarkWarningAcknowledgementDeliveredCommand records that the issuer of a
+// warning has our acknowledgement.
+type MarkWarningAcknowledgementDeliveredCommand struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The warning.
+	WarningId     string `protobuf:"bytes,1,opt,name=warning_id,json=warningId,proto3" json:"warning_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MarkWarningAcknowledgementDeliveredCommand) Reset() {
+	*x = MarkWarningAcknowledgementDeliveredCommand{}
+	mi := &file_irx_v1_command_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MarkWarningAcknowledgementDeliveredCommand) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MarkWarningAcknowledgementDeliveredCommand) ProtoMessage() {}
+
+func (x *MarkWarningAcknowledgementDeliveredCommand) ProtoReflect() protoreflect.Message {
+	mi := &file_irx_v1_command_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MarkWarningAcknowledgementDeliveredCommand.ProtoReflect.Descriptor instead.
+func (*MarkWarningAcknowledgementDeliveredCommand) Descriptor() ([]byte, []int) {
+	return file_irx_v1_command_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *MarkWarningAcknowledgementDeliveredCommand) GetWarningId() string {
+	if x != nil {
+		return x.WarningId
+	}
+	return ""
+}
+
 var File_irx_v1_command_proto protoreflect.FileDescriptor
 
 const file_irx_v1_command_proto_rawDesc = "" +
 	"\n" +
-	"\x14irx/v1/command.proto\x12\x06irx.v1\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1birx/v1/access_service.proto\x1a\x1airx/v1/alert_service.proto\x1a\x1firx/v1/federation_service.proto\x1a\x15irx/v1/incident.proto\x1a\x19irx/v1/peer_service.proto\x1a\x13irx/v1/policy.proto\x1a\x19irx/v1/team_service.proto\"\xa4\n" +
-	"\n" +
+	"\x14irx/v1/command.proto\x12\x06irx.v1\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1birx/v1/access_service.proto\x1a\x1airx/v1/alert_service.proto\x1a\x1firx/v1/federation_service.proto\x1a\x15irx/v1/incident.proto\x1a\x19irx/v1/peer_service.proto\x1a\x13irx/v1/policy.proto\x1a\x19irx/v1/team_service.proto\"\xf4\r\n" +
 	"\aCommand\x12=\n" +
 	"\fpropose_time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\vproposeTime\x12H\n" +
 	"\x0fcreate_incident\x18\x02 \x01(\v2\x1d.irx.v1.CreateIncidentCommandH\x00R\x0ecreateIncident\x12H\n" +
@@ -2068,7 +2433,12 @@ const file_irx_v1_command_proto_rawDesc = "" +
 	"\x12revoke_certificate\x18\x10 \x01(\v2 .irx.v1.RevokeCertificateCommandH\x00R\x11revokeCertificate\x12B\n" +
 	"\rrecord_action\x18\x11 \x01(\v2\x1b.irx.v1.RecordActionCommandH\x00R\frecordAction\x12X\n" +
 	"\x15update_alert_settings\x18\x19 \x01(\v2\".irx.v1.UpdateAlertSettingsCommandH\x00R\x13updateAlertSettings\x12N\n" +
-	"\x11acknowledge_alert\x18\x1a \x01(\v2\x1f.irx.v1.AcknowledgeAlertCommandH\x00R\x10acknowledgeAlert\x12,\n" +
+	"\x11acknowledge_alert\x18\x1a \x01(\v2\x1f.irx.v1.AcknowledgeAlertCommandH\x00R\x10acknowledgeAlert\x12B\n" +
+	"\rissue_warning\x18\x1b \x01(\v2\x1b.irx.v1.IssueWarningCommandH\x00R\fissueWarning\x12H\n" +
+	"\x0freceive_warning\x18\x1c \x01(\v2\x1d.irx.v1.ReceiveWarningCommandH\x00R\x0ereceiveWarning\x12T\n" +
+	"\x13acknowledge_warning\x18\x1d \x01(\v2!.irx.v1.AcknowledgeWarningCommandH\x00R\x12acknowledgeWarning\x12^\n" +
+	"\x17record_warning_delivery\x18\x1e \x01(\v2$.irx.v1.RecordWarningDeliveryCommandH\x00R\x15recordWarningDelivery\x12\x89\x01\n" +
+	"&mark_warning_acknowledgement_delivered\x18\x1f \x01(\v22.irx.v1.MarkWarningAcknowledgementDeliveredCommandH\x00R#markWarningAcknowledgementDelivered\x12,\n" +
 	"\x05actor\x18\x0e \x01(\v2\x16.irx.v1.OperatorActionR\x05actorB\x06\n" +
 	"\x04kind\"\xcc\x01\n" +
 	"\x11RediscloseCommand\x12 \n" +
@@ -2190,7 +2560,27 @@ const file_irx_v1_command_proto_rawDesc = "" +
 	"\x1aUpdateAlertSettingsCommand\x121\n" +
 	"\bsettings\x18\x01 \x01(\v2\x15.irx.v1.AlertSettingsR\bsettings\"4\n" +
 	"\x17AcknowledgeAlertCommand\x12\x19\n" +
-	"\balert_id\x18\x01 \x01(\tR\aalertId*\xcc\x01\n" +
+	"\balert_id\x18\x01 \x01(\tR\aalertId\"@\n" +
+	"\x13IssueWarningCommand\x12)\n" +
+	"\awarning\x18\x01 \x01(\v2\x0f.irx.v1.WarningR\awarning\"d\n" +
+	"\x15ReceiveWarningCommand\x12 \n" +
+	"\fpeer_team_id\x18\x01 \x01(\tR\n" +
+	"peerTeamId\x12)\n" +
+	"\awarning\x18\x02 \x01(\v2\x0f.irx.v1.WarningR\awarning\":\n" +
+	"\x19AcknowledgeWarningCommand\x12\x1d\n" +
+	"\n" +
+	"warning_id\x18\x01 \x01(\tR\twarningId\"\xf3\x01\n" +
+	"\x1cRecordWarningDeliveryCommand\x12\x1d\n" +
+	"\n" +
+	"warning_id\x18\x01 \x01(\tR\twarningId\x12 \n" +
+	"\fpeer_team_id\x18\x02 \x01(\tR\n" +
+	"peerTeamId\x12\"\n" +
+	"\facknowledged\x18\x03 \x01(\bR\facknowledged\x12'\n" +
+	"\x0facknowledged_by\x18\x04 \x01(\tR\x0eacknowledgedBy\x12E\n" +
+	"\x10acknowledge_time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x0facknowledgeTime\"K\n" +
+	"*MarkWarningAcknowledgementDeliveredCommand\x12\x1d\n" +
+	"\n" +
+	"warning_id\x18\x01 \x01(\tR\twarningId*\xcc\x01\n" +
 	"\rFeedEntryKind\x12\x1f\n" +
 	"\x1bFEED_ENTRY_KIND_UNSPECIFIED\x10\x00\x12\x1b\n" +
 	"\x17FEED_ENTRY_KIND_VERSION\x10\x01\x12\x1e\n" +
@@ -2212,47 +2602,53 @@ func file_irx_v1_command_proto_rawDescGZIP() []byte {
 }
 
 var file_irx_v1_command_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_irx_v1_command_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
+var file_irx_v1_command_proto_msgTypes = make([]protoimpl.MessageInfo, 27)
 var file_irx_v1_command_proto_goTypes = []any{
-	(FeedEntryKind)(0),                 // 0: irx.v1.FeedEntryKind
-	(*Command)(nil),                    // 1: irx.v1.Command
-	(*RediscloseCommand)(nil),          // 2: irx.v1.RediscloseCommand
-	(*RedisclosureProgress)(nil),       // 3: irx.v1.RedisclosureProgress
-	(*SetTeamDescriptionCommand)(nil),  // 4: irx.v1.SetTeamDescriptionCommand
-	(*WithdrawIncidentCommand)(nil),    // 5: irx.v1.WithdrawIncidentCommand
-	(*PutPeerCommand)(nil),             // 6: irx.v1.PutPeerCommand
-	(*DeletePeerCommand)(nil),          // 7: irx.v1.DeletePeerCommand
-	(*ApplyPeerFeedCommand)(nil),       // 8: irx.v1.ApplyPeerFeedCommand
-	(*AcknowledgePeerCommand)(nil),     // 9: irx.v1.AcknowledgePeerCommand
-	(*LedgerEntry)(nil),                // 10: irx.v1.LedgerEntry
-	(*CommandBatch)(nil),               // 11: irx.v1.CommandBatch
-	(*SetPolicyCommand)(nil),           // 12: irx.v1.SetPolicyCommand
-	(*LeaderNoopCommand)(nil),          // 13: irx.v1.LeaderNoopCommand
-	(*CreateIncidentCommand)(nil),      // 14: irx.v1.CreateIncidentCommand
-	(*UpdateIncidentCommand)(nil),      // 15: irx.v1.UpdateIncidentCommand
-	(*FeedEntry)(nil),                  // 16: irx.v1.FeedEntry
-	(*PeerState)(nil),                  // 17: irx.v1.PeerState
-	(*ChangeRoleCommand)(nil),          // 18: irx.v1.ChangeRoleCommand
-	(*RevokeCertificateCommand)(nil),   // 19: irx.v1.RevokeCertificateCommand
-	(*RecordActionCommand)(nil),        // 20: irx.v1.RecordActionCommand
-	(*UpdateAlertSettingsCommand)(nil), // 21: irx.v1.UpdateAlertSettingsCommand
-	(*AcknowledgeAlertCommand)(nil),    // 22: irx.v1.AcknowledgeAlertCommand
-	(*timestamppb.Timestamp)(nil),      // 23: google.protobuf.Timestamp
-	(*OperatorAction)(nil),             // 24: irx.v1.OperatorAction
-	(*TeamDescription)(nil),            // 25: irx.v1.TeamDescription
-	(*Peer)(nil),                       // 26: irx.v1.Peer
-	(*FeedItem)(nil),                   // 27: irx.v1.FeedItem
-	(WithdrawalReason)(0),              // 28: irx.v1.WithdrawalReason
-	(ReplacementReason)(0),             // 29: irx.v1.ReplacementReason
-	(*DisclosurePolicy)(nil),           // 30: irx.v1.DisclosurePolicy
-	(*Incident)(nil),                   // 31: irx.v1.Incident
-	(*fieldmaskpb.FieldMask)(nil),      // 32: google.protobuf.FieldMask
-	(Role)(0),                          // 33: irx.v1.Role
-	(*RevokedCertificate)(nil),         // 34: irx.v1.RevokedCertificate
-	(*AlertSettings)(nil),              // 35: irx.v1.AlertSettings
+	(FeedEntryKind)(0),                                 // 0: irx.v1.FeedEntryKind
+	(*Command)(nil),                                    // 1: irx.v1.Command
+	(*RediscloseCommand)(nil),                          // 2: irx.v1.RediscloseCommand
+	(*RedisclosureProgress)(nil),                       // 3: irx.v1.RedisclosureProgress
+	(*SetTeamDescriptionCommand)(nil),                  // 4: irx.v1.SetTeamDescriptionCommand
+	(*WithdrawIncidentCommand)(nil),                    // 5: irx.v1.WithdrawIncidentCommand
+	(*PutPeerCommand)(nil),                             // 6: irx.v1.PutPeerCommand
+	(*DeletePeerCommand)(nil),                          // 7: irx.v1.DeletePeerCommand
+	(*ApplyPeerFeedCommand)(nil),                       // 8: irx.v1.ApplyPeerFeedCommand
+	(*AcknowledgePeerCommand)(nil),                     // 9: irx.v1.AcknowledgePeerCommand
+	(*LedgerEntry)(nil),                                // 10: irx.v1.LedgerEntry
+	(*CommandBatch)(nil),                               // 11: irx.v1.CommandBatch
+	(*SetPolicyCommand)(nil),                           // 12: irx.v1.SetPolicyCommand
+	(*LeaderNoopCommand)(nil),                          // 13: irx.v1.LeaderNoopCommand
+	(*CreateIncidentCommand)(nil),                      // 14: irx.v1.CreateIncidentCommand
+	(*UpdateIncidentCommand)(nil),                      // 15: irx.v1.UpdateIncidentCommand
+	(*FeedEntry)(nil),                                  // 16: irx.v1.FeedEntry
+	(*PeerState)(nil),                                  // 17: irx.v1.PeerState
+	(*ChangeRoleCommand)(nil),                          // 18: irx.v1.ChangeRoleCommand
+	(*RevokeCertificateCommand)(nil),                   // 19: irx.v1.RevokeCertificateCommand
+	(*RecordActionCommand)(nil),                        // 20: irx.v1.RecordActionCommand
+	(*UpdateAlertSettingsCommand)(nil),                 // 21: irx.v1.UpdateAlertSettingsCommand
+	(*AcknowledgeAlertCommand)(nil),                    // 22: irx.v1.AcknowledgeAlertCommand
+	(*IssueWarningCommand)(nil),                        // 23: irx.v1.IssueWarningCommand
+	(*ReceiveWarningCommand)(nil),                      // 24: irx.v1.ReceiveWarningCommand
+	(*AcknowledgeWarningCommand)(nil),                  // 25: irx.v1.AcknowledgeWarningCommand
+	(*RecordWarningDeliveryCommand)(nil),               // 26: irx.v1.RecordWarningDeliveryCommand
+	(*MarkWarningAcknowledgementDeliveredCommand)(nil), // 27: irx.v1.MarkWarningAcknowledgementDeliveredCommand
+	(*timestamppb.Timestamp)(nil),                      // 28: google.protobuf.Timestamp
+	(*OperatorAction)(nil),                             // 29: irx.v1.OperatorAction
+	(*TeamDescription)(nil),                            // 30: irx.v1.TeamDescription
+	(*Peer)(nil),                                       // 31: irx.v1.Peer
+	(*FeedItem)(nil),                                   // 32: irx.v1.FeedItem
+	(WithdrawalReason)(0),                              // 33: irx.v1.WithdrawalReason
+	(ReplacementReason)(0),                             // 34: irx.v1.ReplacementReason
+	(*DisclosurePolicy)(nil),                           // 35: irx.v1.DisclosurePolicy
+	(*Incident)(nil),                                   // 36: irx.v1.Incident
+	(*fieldmaskpb.FieldMask)(nil),                      // 37: google.protobuf.FieldMask
+	(Role)(0),                                          // 38: irx.v1.Role
+	(*RevokedCertificate)(nil),                         // 39: irx.v1.RevokedCertificate
+	(*AlertSettings)(nil),                              // 40: irx.v1.AlertSettings
+	(*Warning)(nil),                                    // 41: irx.v1.Warning
 }
 var file_irx_v1_command_proto_depIdxs = []int32{
-	23, // 0: irx.v1.Command.propose_time:type_name -> google.protobuf.Timestamp
+	28, // 0: irx.v1.Command.propose_time:type_name -> google.protobuf.Timestamp
 	14, // 1: irx.v1.Command.create_incident:type_name -> irx.v1.CreateIncidentCommand
 	15, // 2: irx.v1.Command.update_incident:type_name -> irx.v1.UpdateIncidentCommand
 	13, // 3: irx.v1.Command.leader_noop:type_name -> irx.v1.LeaderNoopCommand
@@ -2270,33 +2666,41 @@ var file_irx_v1_command_proto_depIdxs = []int32{
 	20, // 15: irx.v1.Command.record_action:type_name -> irx.v1.RecordActionCommand
 	21, // 16: irx.v1.Command.update_alert_settings:type_name -> irx.v1.UpdateAlertSettingsCommand
 	22, // 17: irx.v1.Command.acknowledge_alert:type_name -> irx.v1.AcknowledgeAlertCommand
-	24, // 18: irx.v1.Command.actor:type_name -> irx.v1.OperatorAction
-	25, // 19: irx.v1.SetTeamDescriptionCommand.description:type_name -> irx.v1.TeamDescription
-	26, // 20: irx.v1.PutPeerCommand.peer:type_name -> irx.v1.Peer
-	27, // 21: irx.v1.ApplyPeerFeedCommand.items:type_name -> irx.v1.FeedItem
-	23, // 22: irx.v1.ApplyPeerFeedCommand.head_time:type_name -> google.protobuf.Timestamp
-	10, // 23: irx.v1.AcknowledgePeerCommand.entries:type_name -> irx.v1.LedgerEntry
-	28, // 24: irx.v1.LedgerEntry.withdrawal_reason:type_name -> irx.v1.WithdrawalReason
-	29, // 25: irx.v1.LedgerEntry.replacement_reason:type_name -> irx.v1.ReplacementReason
-	1,  // 26: irx.v1.CommandBatch.commands:type_name -> irx.v1.Command
-	30, // 27: irx.v1.SetPolicyCommand.policy:type_name -> irx.v1.DisclosurePolicy
-	31, // 28: irx.v1.CreateIncidentCommand.incident:type_name -> irx.v1.Incident
-	31, // 29: irx.v1.UpdateIncidentCommand.incident:type_name -> irx.v1.Incident
-	32, // 30: irx.v1.UpdateIncidentCommand.update_mask:type_name -> google.protobuf.FieldMask
-	0,  // 31: irx.v1.FeedEntry.kind:type_name -> irx.v1.FeedEntryKind
-	23, // 32: irx.v1.FeedEntry.commit_time:type_name -> google.protobuf.Timestamp
-	28, // 33: irx.v1.FeedEntry.withdrawal_reason:type_name -> irx.v1.WithdrawalReason
-	29, // 34: irx.v1.FeedEntry.replacement_reason:type_name -> irx.v1.ReplacementReason
-	23, // 35: irx.v1.PeerState.inbound_head_time:type_name -> google.protobuf.Timestamp
-	23, // 36: irx.v1.PeerState.last_acknowledge_time:type_name -> google.protobuf.Timestamp
-	33, // 37: irx.v1.ChangeRoleCommand.role:type_name -> irx.v1.Role
-	34, // 38: irx.v1.RevokeCertificateCommand.revoked:type_name -> irx.v1.RevokedCertificate
-	35, // 39: irx.v1.UpdateAlertSettingsCommand.settings:type_name -> irx.v1.AlertSettings
-	40, // [40:40] is the sub-list for method output_type
-	40, // [40:40] is the sub-list for method input_type
-	40, // [40:40] is the sub-list for extension type_name
-	40, // [40:40] is the sub-list for extension extendee
-	0,  // [0:40] is the sub-list for field type_name
+	23, // 18: irx.v1.Command.issue_warning:type_name -> irx.v1.IssueWarningCommand
+	24, // 19: irx.v1.Command.receive_warning:type_name -> irx.v1.ReceiveWarningCommand
+	25, // 20: irx.v1.Command.acknowledge_warning:type_name -> irx.v1.AcknowledgeWarningCommand
+	26, // 21: irx.v1.Command.record_warning_delivery:type_name -> irx.v1.RecordWarningDeliveryCommand
+	27, // 22: irx.v1.Command.mark_warning_acknowledgement_delivered:type_name -> irx.v1.MarkWarningAcknowledgementDeliveredCommand
+	29, // 23: irx.v1.Command.actor:type_name -> irx.v1.OperatorAction
+	30, // 24: irx.v1.SetTeamDescriptionCommand.description:type_name -> irx.v1.TeamDescription
+	31, // 25: irx.v1.PutPeerCommand.peer:type_name -> irx.v1.Peer
+	32, // 26: irx.v1.ApplyPeerFeedCommand.items:type_name -> irx.v1.FeedItem
+	28, // 27: irx.v1.ApplyPeerFeedCommand.head_time:type_name -> google.protobuf.Timestamp
+	10, // 28: irx.v1.AcknowledgePeerCommand.entries:type_name -> irx.v1.LedgerEntry
+	33, // 29: irx.v1.LedgerEntry.withdrawal_reason:type_name -> irx.v1.WithdrawalReason
+	34, // 30: irx.v1.LedgerEntry.replacement_reason:type_name -> irx.v1.ReplacementReason
+	1,  // 31: irx.v1.CommandBatch.commands:type_name -> irx.v1.Command
+	35, // 32: irx.v1.SetPolicyCommand.policy:type_name -> irx.v1.DisclosurePolicy
+	36, // 33: irx.v1.CreateIncidentCommand.incident:type_name -> irx.v1.Incident
+	36, // 34: irx.v1.UpdateIncidentCommand.incident:type_name -> irx.v1.Incident
+	37, // 35: irx.v1.UpdateIncidentCommand.update_mask:type_name -> google.protobuf.FieldMask
+	0,  // 36: irx.v1.FeedEntry.kind:type_name -> irx.v1.FeedEntryKind
+	28, // 37: irx.v1.FeedEntry.commit_time:type_name -> google.protobuf.Timestamp
+	33, // 38: irx.v1.FeedEntry.withdrawal_reason:type_name -> irx.v1.WithdrawalReason
+	34, // 39: irx.v1.FeedEntry.replacement_reason:type_name -> irx.v1.ReplacementReason
+	28, // 40: irx.v1.PeerState.inbound_head_time:type_name -> google.protobuf.Timestamp
+	28, // 41: irx.v1.PeerState.last_acknowledge_time:type_name -> google.protobuf.Timestamp
+	38, // 42: irx.v1.ChangeRoleCommand.role:type_name -> irx.v1.Role
+	39, // 43: irx.v1.RevokeCertificateCommand.revoked:type_name -> irx.v1.RevokedCertificate
+	40, // 44: irx.v1.UpdateAlertSettingsCommand.settings:type_name -> irx.v1.AlertSettings
+	41, // 45: irx.v1.IssueWarningCommand.warning:type_name -> irx.v1.Warning
+	41, // 46: irx.v1.ReceiveWarningCommand.warning:type_name -> irx.v1.Warning
+	28, // 47: irx.v1.RecordWarningDeliveryCommand.acknowledge_time:type_name -> google.protobuf.Timestamp
+	48, // [48:48] is the sub-list for method output_type
+	48, // [48:48] is the sub-list for method input_type
+	48, // [48:48] is the sub-list for extension type_name
+	48, // [48:48] is the sub-list for extension extendee
+	0,  // [0:48] is the sub-list for field type_name
 }
 
 func init() { file_irx_v1_command_proto_init() }
@@ -2329,6 +2733,11 @@ func file_irx_v1_command_proto_init() {
 		(*Command_RecordAction)(nil),
 		(*Command_UpdateAlertSettings)(nil),
 		(*Command_AcknowledgeAlert)(nil),
+		(*Command_IssueWarning)(nil),
+		(*Command_ReceiveWarning)(nil),
+		(*Command_AcknowledgeWarning)(nil),
+		(*Command_RecordWarningDelivery)(nil),
+		(*Command_MarkWarningAcknowledgementDelivered)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -2336,7 +2745,7 @@ func file_irx_v1_command_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_irx_v1_command_proto_rawDesc), len(file_irx_v1_command_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   22,
+			NumMessages:   27,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
