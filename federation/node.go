@@ -64,6 +64,10 @@ type State interface {
 	FeedSequence() uint64
 	// EachWarning calls fn with every warning the team issued or received.
 	EachWarning(fn func(*irxv1.Warning) error) error
+	// SharingGroups lists the team's sharing groups (without keys), and
+	// OwnSightings the digests of our values a member of one may be told.
+	SharingGroups() ([]*irxv1.SharingGroup, error)
+	OwnSightings(group string, maxTLP irxv1.Tlp, limit int) (keyID string, digests [][]byte, err error)
 	AppliedIndex() uint64
 	WaitApplied(ctx context.Context, index uint64) error
 

@@ -40,6 +40,7 @@ type warningSender struct {
 	f     *Federation
 	mu    sync.Mutex
 	retry map[string]retryState // "<warning>\x00<peer>" -> when to try again
+	sight sightingSender
 }
 
 type retryState struct {
@@ -54,10 +55,33 @@ func (s *warningSender) run(stop <-chan struct{}) {
 		<-stop
 		cancel()
 	}()
+	// Sightings have a loop of their own: an unreachable member must not
+	// hold warnings back.
+	var sighting sync.WaitGroup
+	sighting.Add(1)
+	go func() {
+		defer sighting.Done()
+		s.sightLoop(ctx)
+	}()
+	defer sighting.Wait()
 	for ctx.Err() == nil {
 		applied := s.f.state.AppliedIndex()
 		if s.f.node.IsLeader() {
 			s.pass(ctx)
+		}
+		wait, done := context.WithTimeout(ctx, warningPoll)
+		_ = s.f.state.WaitApplied(wait, applied+1)
+		done()
+	}
+}
+
+func (s *warningSender) sightLoop(ctx context.Context) {
+	for ctx.Err() == nil {
+		applied := s.f.state.AppliedIndex()
+		if s.f.node.IsLeader() {
+			s.sightings(ctx)
+		} else {
+			s.sight = sightingSender{} // a new term as leader sends everything again
 		}
 		wait, done := context.WithTimeout(ctx, warningPoll)
 		_ = s.f.state.WaitApplied(wait, applied+1)

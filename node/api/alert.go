@@ -221,6 +221,7 @@ type WarningStore interface {
 	Peers(pageSize int, pageToken string) ([]*irxv1.Peer, string, error)
 	Policy(peer string, version int64) (*irxv1.DisclosurePolicy, error)
 	Warnings(pageSize int, pageToken string) ([]*irxv1.Warning, string, error)
+	SharingGroups() ([]*irxv1.SharingGroup, error)
 }
 
 // IssueWarning implements irx.v1.AlertService: the recipients are decided
@@ -306,4 +307,37 @@ func (s *AlertService) AcknowledgeWarning(ctx context.Context, req *irxv1.Acknow
 		return nil, ToStatus(res.Err)
 	}
 	return &irxv1.AcknowledgeWarningResponse{Warning: res.Warning}, nil
+}
+
+// PutSharingGroup implements irx.v1.AlertService.
+func (s *AlertService) PutSharingGroup(ctx context.Context, req *irxv1.PutSharingGroupRequest) (*irxv1.PutSharingGroupResponse, error) {
+	g := req.GetGroup()
+	if g == nil {
+		return nil, invalidArgument([]record.Violation{{Field: "group", Description: "is required"}})
+	}
+	if err := fsm.CheckSharingGroup(g); err != nil {
+		return nil, ToStatus(err)
+	}
+	g = proto.CloneOf(g)
+	g.KeyId, g.UpdateTime = "", nil
+	res, err := s.proposer.Propose(ctx, &irxv1.Command{Kind: &irxv1.Command_PutSharingGroup{PutSharingGroup: &irxv1.PutSharingGroupCommand{Group: g}}})
+	if err != nil {
+		return nil, err
+	}
+	if res.Err != nil {
+		return nil, ToStatus(res.Err)
+	}
+	return &irxv1.PutSharingGroupResponse{Group: res.SharingGroup}, nil
+}
+
+// ListSharingGroups implements irx.v1.AlertService.
+func (s *AlertService) ListSharingGroups(ctx context.Context, _ *irxv1.ListSharingGroupsRequest) (*irxv1.ListSharingGroupsResponse, error) {
+	if err := s.barrier.ReadBarrier(ctx, irxv1.ReadConsistency_READ_CONSISTENCY_LINEARIZABLE); err != nil {
+		return nil, err
+	}
+	gs, err := s.store.SharingGroups()
+	if err != nil {
+		return nil, ToStatus(err)
+	}
+	return &irxv1.ListSharingGroupsResponse{Groups: gs}, nil
 }

@@ -265,6 +265,8 @@ func (a *applier) actionTarget(cmd *irxv1.Command, res *Result, ticketBefore uin
 		return "alert/" + k.AcknowledgeAlert.GetAlertId(), 0
 	case *irxv1.Command_UpdateAlertSettings:
 		return "alerts", 0
+	case *irxv1.Command_PutSharingGroup:
+		return "sharing-group/" + k.PutSharingGroup.GetGroup().GetName(), 0
 	case *irxv1.Command_IssueWarning, *irxv1.Command_AcknowledgeWarning:
 		return "warning/" + res.Warning.GetWarningId(), 0
 	case *irxv1.Command_RevokeCertificate:

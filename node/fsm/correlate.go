@@ -156,6 +156,9 @@ type correlator struct {
 	it      *pebble.Iterator
 	window  time.Duration
 	loaded  bool
+	// groups: the sharing groups as this batch left them (sighting.go);
+	// nil until read.
+	groups []*irxv1.SharingGroup
 }
 
 func (a *applier) corr() *correlator {
@@ -190,6 +193,7 @@ func (a *applier) correlate(id record.ID, prev, next *irxv1.Incident, erase bool
 	if len(before) == 0 && len(after) == 0 {
 		return
 	}
+	a.sight(id, before, after, prev.GetTlp(), next.GetTlp())
 	c := a.corr()
 	var oldV, newV []byte
 	if len(before) > 0 {

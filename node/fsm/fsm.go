@@ -56,6 +56,7 @@ type Result struct {
 	Alert         *irxv1.Alert
 	AlertSettings *irxv1.AlertSettings
 	Warning       *irxv1.Warning
+	SharingGroup  *irxv1.SharingGroup
 	Err           error
 	// Batch holds one result per command of a CommandBatch entry.
 	Batch []*Result
@@ -107,6 +108,8 @@ func (r *Result) Stored() (proto.Message, error) {
 		return r.AlertSettings, nil
 	case r.Warning != nil:
 		return r.Warning, nil
+	case r.SharingGroup != nil:
+		return r.SharingGroup, nil
 	}
 	return nil, nil
 }
@@ -627,6 +630,10 @@ func (a *applier) applyOne(cmd *irxv1.Command, index uint64) *Result {
 		return a.recordWarningDelivery(k.RecordWarningDelivery)
 	case *irxv1.Command_MarkWarningAcknowledgementDelivered:
 		return a.markWarningAcknowledgementDelivered(k.MarkWarningAcknowledgementDelivered)
+	case *irxv1.Command_PutSharingGroup:
+		return a.putSharingGroup(k.PutSharingGroup)
+	case *irxv1.Command_ReceiveSightings:
+		return a.receiveSightings(k.ReceiveSightings)
 	case *irxv1.Command_RecordAction:
 		if cmd.GetActor().GetTarget() == "" {
 			return &Result{Err: fmt.Errorf("%w at index %d: an action to record without actor and target", ErrInvalidCommand, index)}

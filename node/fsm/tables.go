@@ -20,6 +20,7 @@ func keyFamilies() [][]byte {
 		prefixPolicy, prefixPolicyLatest, legacyHeld,
 		prefixAccess, prefixAction, prefixVersionAction,
 		prefixCorrelation, prefixAlertFamily, prefixWarning,
+		prefixGroup, prefixSightOwn, prefixSightPeer, prefixSightByPeer,
 	}
 	slices.SortFunc(f, bytes.Compare)
 	return slices.CompactFunc(f, bytes.Equal)

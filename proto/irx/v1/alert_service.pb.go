@@ -249,6 +249,266 @@ func (AlertState) EnumDescriptor() ([]byte, []int) {
 	return file_irx_v1_alert_service_proto_rawDescGZIP(), []int{3}
 }
 
+// SharingGroup is a named set of peers that exchange sightings.
+type SharingGroup struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Required: lower-case letters, digits and hyphens, at most 63.
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// The peers in the group (this team is implied), each a configured
+	// peer; at most 256.
+	MemberTeamIds []string `protobuf:"bytes,2,rep,name=member_team_ids,json=memberTeamIds,proto3" json:"member_team_ids,omitempty"`
+	// Input only: the group's key, 32 bytes, the same at every member.
+	// Never returned.
+	Key []byte `protobuf:"bytes,3,opt,name=key,proto3" json:"key,omitempty"`
+	// Output only: the first 8 bytes of SHA-256 of the key, in hex, to
+	// compare with the other members' without showing the key.
+	KeyId string `protobuf:"bytes,4,opt,name=key_id,json=keyId,proto3" json:"key_id,omitempty"`
+	// Output only.
+	UpdateTime    *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=update_time,json=updateTime,proto3" json:"update_time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SharingGroup) Reset() {
+	*x = SharingGroup{}
+	mi := &file_irx_v1_alert_service_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SharingGroup) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SharingGroup) ProtoMessage() {}
+
+func (x *SharingGroup) ProtoReflect() protoreflect.Message {
+	mi := &file_irx_v1_alert_service_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SharingGroup.ProtoReflect.Descriptor instead.
+func (*SharingGroup) Descriptor() ([]byte, []int) {
+	return file_irx_v1_alert_service_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *SharingGroup) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *SharingGroup) GetMemberTeamIds() []string {
+	if x != nil {
+		return x.MemberTeamIds
+	}
+	return nil
+}
+
+func (x *SharingGroup) GetKey() []byte {
+	if x != nil {
+		return x.Key
+	}
+	return nil
+}
+
+func (x *SharingGroup) GetKeyId() string {
+	if x != nil {
+		return x.KeyId
+	}
+	return ""
+}
+
+func (x *SharingGroup) GetUpdateTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.UpdateTime
+	}
+	return nil
+}
+
+// Request for AlertService.PutSharingGroup.
+type PutSharingGroupRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The group. Required.
+	Group         *SharingGroup `protobuf:"bytes,1,opt,name=group,proto3" json:"group,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PutSharingGroupRequest) Reset() {
+	*x = PutSharingGroupRequest{}
+	mi := &file_irx_v1_alert_service_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PutSharingGroupRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PutSharingGroupRequest) ProtoMessage() {}
+
+func (x *PutSharingGroupRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_irx_v1_alert_service_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PutSharingGroupRequest.ProtoReflect.Descriptor instead.
+func (*PutSharingGroupRequest) Descriptor() ([]byte, []int) {
+	return file_irx_v1_alert_service_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *PutSharingGroupRequest) GetGroup() *SharingGroup {
+	if x != nil {
+		return x.Group
+	}
+	return nil
+}
+
+// Response for AlertService.PutSharingGroup.
+type PutSharingGroupResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The group as stored, without its key.
+	Group         *SharingGroup `protobuf:"bytes,1,opt,name=group,proto3" json:"group,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PutSharingGroupResponse) Reset() {
+	*x = PutSharingGroupResponse{}
+	mi := &file_irx_v1_alert_service_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PutSharingGroupResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PutSharingGroupResponse) ProtoMessage() {}
+
+func (x *PutSharingGroupResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_irx_v1_alert_service_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PutSharingGroupResponse.ProtoReflect.Descriptor instead.
+func (*PutSharingGroupResponse) Descriptor() ([]byte, []int) {
+	return file_irx_v1_alert_service_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *PutSharingGroupResponse) GetGroup() *SharingGroup {
+	if x != nil {
+		return x.Group
+	}
+	return nil
+}
+
+// Request for AlertService.ListSharingGroups.
+type ListSharingGroupsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListSharingGroupsRequest) Reset() {
+	*x = ListSharingGroupsRequest{}
+	mi := &file_irx_v1_alert_service_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListSharingGroupsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListSharingGroupsRequest) ProtoMessage() {}
+
+func (x *ListSharingGroupsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_irx_v1_alert_service_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListSharingGroupsRequest.ProtoReflect.Descriptor instead.
+func (*ListSharingGroupsRequest) Descriptor() ([]byte, []int) {
+	return file_irx_v1_alert_service_proto_rawDescGZIP(), []int{3}
+}
+
+// Response for AlertService.ListSharingGroups.
+type ListSharingGroupsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The groups, without their keys.
+	Groups        []*SharingGroup `protobuf:"bytes,1,rep,name=groups,proto3" json:"groups,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListSharingGroupsResponse) Reset() {
+	*x = ListSharingGroupsResponse{}
+	mi := &file_irx_v1_alert_service_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListSharingGroupsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListSharingGroupsResponse) ProtoMessage() {}
+
+func (x *ListSharingGroupsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_irx_v1_alert_service_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListSharingGroupsResponse.ProtoReflect.Descriptor instead.
+func (*ListSharingGroupsResponse) Descriptor() ([]byte, []int) {
+	return file_irx_v1_alert_service_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *ListSharingGroupsResponse) GetGroups() []*SharingGroup {
+	if x != nil {
+		return x.Groups
+	}
+	return nil
+}
+
 // Warning is an emergency warning from one team to its peers.
 type Warning struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -301,7 +561,7 @@ type Warning struct {
 
 func (x *Warning) Reset() {
 	*x = Warning{}
-	mi := &file_irx_v1_alert_service_proto_msgTypes[0]
+	mi := &file_irx_v1_alert_service_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -313,7 +573,7 @@ func (x *Warning) String() string {
 func (*Warning) ProtoMessage() {}
 
 func (x *Warning) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_alert_service_proto_msgTypes[0]
+	mi := &file_irx_v1_alert_service_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -326,7 +586,7 @@ func (x *Warning) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Warning.ProtoReflect.Descriptor instead.
 func (*Warning) Descriptor() ([]byte, []int) {
-	return file_irx_v1_alert_service_proto_rawDescGZIP(), []int{0}
+	return file_irx_v1_alert_service_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *Warning) GetWarningId() string {
@@ -495,7 +755,7 @@ type WarningDelivery struct {
 
 func (x *WarningDelivery) Reset() {
 	*x = WarningDelivery{}
-	mi := &file_irx_v1_alert_service_proto_msgTypes[1]
+	mi := &file_irx_v1_alert_service_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -507,7 +767,7 @@ func (x *WarningDelivery) String() string {
 func (*WarningDelivery) ProtoMessage() {}
 
 func (x *WarningDelivery) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_alert_service_proto_msgTypes[1]
+	mi := &file_irx_v1_alert_service_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -520,7 +780,7 @@ func (x *WarningDelivery) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WarningDelivery.ProtoReflect.Descriptor instead.
 func (*WarningDelivery) Descriptor() ([]byte, []int) {
-	return file_irx_v1_alert_service_proto_rawDescGZIP(), []int{1}
+	return file_irx_v1_alert_service_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *WarningDelivery) GetPeerTeamId() string {
@@ -569,7 +829,7 @@ type IssueWarningRequest struct {
 
 func (x *IssueWarningRequest) Reset() {
 	*x = IssueWarningRequest{}
-	mi := &file_irx_v1_alert_service_proto_msgTypes[2]
+	mi := &file_irx_v1_alert_service_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -581,7 +841,7 @@ func (x *IssueWarningRequest) String() string {
 func (*IssueWarningRequest) ProtoMessage() {}
 
 func (x *IssueWarningRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_alert_service_proto_msgTypes[2]
+	mi := &file_irx_v1_alert_service_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -594,7 +854,7 @@ func (x *IssueWarningRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IssueWarningRequest.ProtoReflect.Descriptor instead.
 func (*IssueWarningRequest) Descriptor() ([]byte, []int) {
-	return file_irx_v1_alert_service_proto_rawDescGZIP(), []int{2}
+	return file_irx_v1_alert_service_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *IssueWarningRequest) GetWarning() *Warning {
@@ -615,7 +875,7 @@ type IssueWarningResponse struct {
 
 func (x *IssueWarningResponse) Reset() {
 	*x = IssueWarningResponse{}
-	mi := &file_irx_v1_alert_service_proto_msgTypes[3]
+	mi := &file_irx_v1_alert_service_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -627,7 +887,7 @@ func (x *IssueWarningResponse) String() string {
 func (*IssueWarningResponse) ProtoMessage() {}
 
 func (x *IssueWarningResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_alert_service_proto_msgTypes[3]
+	mi := &file_irx_v1_alert_service_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -640,7 +900,7 @@ func (x *IssueWarningResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IssueWarningResponse.ProtoReflect.Descriptor instead.
 func (*IssueWarningResponse) Descriptor() ([]byte, []int) {
-	return file_irx_v1_alert_service_proto_rawDescGZIP(), []int{3}
+	return file_irx_v1_alert_service_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *IssueWarningResponse) GetWarning() *Warning {
@@ -663,7 +923,7 @@ type ListWarningsRequest struct {
 
 func (x *ListWarningsRequest) Reset() {
 	*x = ListWarningsRequest{}
-	mi := &file_irx_v1_alert_service_proto_msgTypes[4]
+	mi := &file_irx_v1_alert_service_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -675,7 +935,7 @@ func (x *ListWarningsRequest) String() string {
 func (*ListWarningsRequest) ProtoMessage() {}
 
 func (x *ListWarningsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_alert_service_proto_msgTypes[4]
+	mi := &file_irx_v1_alert_service_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -688,7 +948,7 @@ func (x *ListWarningsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListWarningsRequest.ProtoReflect.Descriptor instead.
 func (*ListWarningsRequest) Descriptor() ([]byte, []int) {
-	return file_irx_v1_alert_service_proto_rawDescGZIP(), []int{4}
+	return file_irx_v1_alert_service_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ListWarningsRequest) GetPageSize() int32 {
@@ -718,7 +978,7 @@ type ListWarningsResponse struct {
 
 func (x *ListWarningsResponse) Reset() {
 	*x = ListWarningsResponse{}
-	mi := &file_irx_v1_alert_service_proto_msgTypes[5]
+	mi := &file_irx_v1_alert_service_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -730,7 +990,7 @@ func (x *ListWarningsResponse) String() string {
 func (*ListWarningsResponse) ProtoMessage() {}
 
 func (x *ListWarningsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_alert_service_proto_msgTypes[5]
+	mi := &file_irx_v1_alert_service_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -743,7 +1003,7 @@ func (x *ListWarningsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListWarningsResponse.ProtoReflect.Descriptor instead.
 func (*ListWarningsResponse) Descriptor() ([]byte, []int) {
-	return file_irx_v1_alert_service_proto_rawDescGZIP(), []int{5}
+	return file_irx_v1_alert_service_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ListWarningsResponse) GetWarnings() []*Warning {
@@ -771,7 +1031,7 @@ type AcknowledgeWarningRequest struct {
 
 func (x *AcknowledgeWarningRequest) Reset() {
 	*x = AcknowledgeWarningRequest{}
-	mi := &file_irx_v1_alert_service_proto_msgTypes[6]
+	mi := &file_irx_v1_alert_service_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -783,7 +1043,7 @@ func (x *AcknowledgeWarningRequest) String() string {
 func (*AcknowledgeWarningRequest) ProtoMessage() {}
 
 func (x *AcknowledgeWarningRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_alert_service_proto_msgTypes[6]
+	mi := &file_irx_v1_alert_service_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -796,7 +1056,7 @@ func (x *AcknowledgeWarningRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AcknowledgeWarningRequest.ProtoReflect.Descriptor instead.
 func (*AcknowledgeWarningRequest) Descriptor() ([]byte, []int) {
-	return file_irx_v1_alert_service_proto_rawDescGZIP(), []int{6}
+	return file_irx_v1_alert_service_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *AcknowledgeWarningRequest) GetWarningId() string {
@@ -817,7 +1077,7 @@ type AcknowledgeWarningResponse struct {
 
 func (x *AcknowledgeWarningResponse) Reset() {
 	*x = AcknowledgeWarningResponse{}
-	mi := &file_irx_v1_alert_service_proto_msgTypes[7]
+	mi := &file_irx_v1_alert_service_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -829,7 +1089,7 @@ func (x *AcknowledgeWarningResponse) String() string {
 func (*AcknowledgeWarningResponse) ProtoMessage() {}
 
 func (x *AcknowledgeWarningResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_alert_service_proto_msgTypes[7]
+	mi := &file_irx_v1_alert_service_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -842,7 +1102,7 @@ func (x *AcknowledgeWarningResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AcknowledgeWarningResponse.ProtoReflect.Descriptor instead.
 func (*AcknowledgeWarningResponse) Descriptor() ([]byte, []int) {
-	return file_irx_v1_alert_service_proto_rawDescGZIP(), []int{7}
+	return file_irx_v1_alert_service_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *AcknowledgeWarningResponse) GetWarning() *Warning {
@@ -898,7 +1158,7 @@ type Alert struct {
 
 func (x *Alert) Reset() {
 	*x = Alert{}
-	mi := &file_irx_v1_alert_service_proto_msgTypes[8]
+	mi := &file_irx_v1_alert_service_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -910,7 +1170,7 @@ func (x *Alert) String() string {
 func (*Alert) ProtoMessage() {}
 
 func (x *Alert) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_alert_service_proto_msgTypes[8]
+	mi := &file_irx_v1_alert_service_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -923,7 +1183,7 @@ func (x *Alert) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Alert.ProtoReflect.Descriptor instead.
 func (*Alert) Descriptor() ([]byte, []int) {
-	return file_irx_v1_alert_service_proto_rawDescGZIP(), []int{8}
+	return file_irx_v1_alert_service_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *Alert) GetAlertId() string {
@@ -1048,7 +1308,7 @@ type AlertRecord struct {
 
 func (x *AlertRecord) Reset() {
 	*x = AlertRecord{}
-	mi := &file_irx_v1_alert_service_proto_msgTypes[9]
+	mi := &file_irx_v1_alert_service_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1060,7 +1320,7 @@ func (x *AlertRecord) String() string {
 func (*AlertRecord) ProtoMessage() {}
 
 func (x *AlertRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_alert_service_proto_msgTypes[9]
+	mi := &file_irx_v1_alert_service_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1073,7 +1333,7 @@ func (x *AlertRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AlertRecord.ProtoReflect.Descriptor instead.
 func (*AlertRecord) Descriptor() ([]byte, []int) {
-	return file_irx_v1_alert_service_proto_rawDescGZIP(), []int{9}
+	return file_irx_v1_alert_service_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *AlertRecord) GetIncidentId() string {
@@ -1116,7 +1376,7 @@ type AlertSettings struct {
 
 func (x *AlertSettings) Reset() {
 	*x = AlertSettings{}
-	mi := &file_irx_v1_alert_service_proto_msgTypes[10]
+	mi := &file_irx_v1_alert_service_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1128,7 +1388,7 @@ func (x *AlertSettings) String() string {
 func (*AlertSettings) ProtoMessage() {}
 
 func (x *AlertSettings) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_alert_service_proto_msgTypes[10]
+	mi := &file_irx_v1_alert_service_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1141,7 +1401,7 @@ func (x *AlertSettings) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AlertSettings.ProtoReflect.Descriptor instead.
 func (*AlertSettings) Descriptor() ([]byte, []int) {
-	return file_irx_v1_alert_service_proto_rawDescGZIP(), []int{10}
+	return file_irx_v1_alert_service_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *AlertSettings) GetWindow() *durationpb.Duration {
@@ -1166,7 +1426,7 @@ type ListAlertsRequest struct {
 
 func (x *ListAlertsRequest) Reset() {
 	*x = ListAlertsRequest{}
-	mi := &file_irx_v1_alert_service_proto_msgTypes[11]
+	mi := &file_irx_v1_alert_service_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1178,7 +1438,7 @@ func (x *ListAlertsRequest) String() string {
 func (*ListAlertsRequest) ProtoMessage() {}
 
 func (x *ListAlertsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_alert_service_proto_msgTypes[11]
+	mi := &file_irx_v1_alert_service_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1191,7 +1451,7 @@ func (x *ListAlertsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAlertsRequest.ProtoReflect.Descriptor instead.
 func (*ListAlertsRequest) Descriptor() ([]byte, []int) {
-	return file_irx_v1_alert_service_proto_rawDescGZIP(), []int{11}
+	return file_irx_v1_alert_service_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ListAlertsRequest) GetPageSize() int32 {
@@ -1228,7 +1488,7 @@ type ListAlertsResponse struct {
 
 func (x *ListAlertsResponse) Reset() {
 	*x = ListAlertsResponse{}
-	mi := &file_irx_v1_alert_service_proto_msgTypes[12]
+	mi := &file_irx_v1_alert_service_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1240,7 +1500,7 @@ func (x *ListAlertsResponse) String() string {
 func (*ListAlertsResponse) ProtoMessage() {}
 
 func (x *ListAlertsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_alert_service_proto_msgTypes[12]
+	mi := &file_irx_v1_alert_service_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1253,7 +1513,7 @@ func (x *ListAlertsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAlertsResponse.ProtoReflect.Descriptor instead.
 func (*ListAlertsResponse) Descriptor() ([]byte, []int) {
-	return file_irx_v1_alert_service_proto_rawDescGZIP(), []int{12}
+	return file_irx_v1_alert_service_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ListAlertsResponse) GetAlerts() []*Alert {
@@ -1281,7 +1541,7 @@ type GetAlertRequest struct {
 
 func (x *GetAlertRequest) Reset() {
 	*x = GetAlertRequest{}
-	mi := &file_irx_v1_alert_service_proto_msgTypes[13]
+	mi := &file_irx_v1_alert_service_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1293,7 +1553,7 @@ func (x *GetAlertRequest) String() string {
 func (*GetAlertRequest) ProtoMessage() {}
 
 func (x *GetAlertRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_alert_service_proto_msgTypes[13]
+	mi := &file_irx_v1_alert_service_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1306,7 +1566,7 @@ func (x *GetAlertRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetAlertRequest.ProtoReflect.Descriptor instead.
 func (*GetAlertRequest) Descriptor() ([]byte, []int) {
-	return file_irx_v1_alert_service_proto_rawDescGZIP(), []int{13}
+	return file_irx_v1_alert_service_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *GetAlertRequest) GetAlertId() string {
@@ -1327,7 +1587,7 @@ type GetAlertResponse struct {
 
 func (x *GetAlertResponse) Reset() {
 	*x = GetAlertResponse{}
-	mi := &file_irx_v1_alert_service_proto_msgTypes[14]
+	mi := &file_irx_v1_alert_service_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1339,7 +1599,7 @@ func (x *GetAlertResponse) String() string {
 func (*GetAlertResponse) ProtoMessage() {}
 
 func (x *GetAlertResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_alert_service_proto_msgTypes[14]
+	mi := &file_irx_v1_alert_service_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1352,7 +1612,7 @@ func (x *GetAlertResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetAlertResponse.ProtoReflect.Descriptor instead.
 func (*GetAlertResponse) Descriptor() ([]byte, []int) {
-	return file_irx_v1_alert_service_proto_rawDescGZIP(), []int{14}
+	return file_irx_v1_alert_service_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *GetAlertResponse) GetAlert() *Alert {
@@ -1373,7 +1633,7 @@ type AcknowledgeAlertRequest struct {
 
 func (x *AcknowledgeAlertRequest) Reset() {
 	*x = AcknowledgeAlertRequest{}
-	mi := &file_irx_v1_alert_service_proto_msgTypes[15]
+	mi := &file_irx_v1_alert_service_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1385,7 +1645,7 @@ func (x *AcknowledgeAlertRequest) String() string {
 func (*AcknowledgeAlertRequest) ProtoMessage() {}
 
 func (x *AcknowledgeAlertRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_alert_service_proto_msgTypes[15]
+	mi := &file_irx_v1_alert_service_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1398,7 +1658,7 @@ func (x *AcknowledgeAlertRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AcknowledgeAlertRequest.ProtoReflect.Descriptor instead.
 func (*AcknowledgeAlertRequest) Descriptor() ([]byte, []int) {
-	return file_irx_v1_alert_service_proto_rawDescGZIP(), []int{15}
+	return file_irx_v1_alert_service_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *AcknowledgeAlertRequest) GetAlertId() string {
@@ -1419,7 +1679,7 @@ type AcknowledgeAlertResponse struct {
 
 func (x *AcknowledgeAlertResponse) Reset() {
 	*x = AcknowledgeAlertResponse{}
-	mi := &file_irx_v1_alert_service_proto_msgTypes[16]
+	mi := &file_irx_v1_alert_service_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1431,7 +1691,7 @@ func (x *AcknowledgeAlertResponse) String() string {
 func (*AcknowledgeAlertResponse) ProtoMessage() {}
 
 func (x *AcknowledgeAlertResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_alert_service_proto_msgTypes[16]
+	mi := &file_irx_v1_alert_service_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1444,7 +1704,7 @@ func (x *AcknowledgeAlertResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AcknowledgeAlertResponse.ProtoReflect.Descriptor instead.
 func (*AcknowledgeAlertResponse) Descriptor() ([]byte, []int) {
-	return file_irx_v1_alert_service_proto_rawDescGZIP(), []int{16}
+	return file_irx_v1_alert_service_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *AcknowledgeAlertResponse) GetAlert() *Alert {
@@ -1465,7 +1725,7 @@ type WatchAlertsRequest struct {
 
 func (x *WatchAlertsRequest) Reset() {
 	*x = WatchAlertsRequest{}
-	mi := &file_irx_v1_alert_service_proto_msgTypes[17]
+	mi := &file_irx_v1_alert_service_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1477,7 +1737,7 @@ func (x *WatchAlertsRequest) String() string {
 func (*WatchAlertsRequest) ProtoMessage() {}
 
 func (x *WatchAlertsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_alert_service_proto_msgTypes[17]
+	mi := &file_irx_v1_alert_service_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1490,7 +1750,7 @@ func (x *WatchAlertsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchAlertsRequest.ProtoReflect.Descriptor instead.
 func (*WatchAlertsRequest) Descriptor() ([]byte, []int) {
-	return file_irx_v1_alert_service_proto_rawDescGZIP(), []int{17}
+	return file_irx_v1_alert_service_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *WatchAlertsRequest) GetState() AlertState {
@@ -1512,7 +1772,7 @@ type WatchAlertsResponse struct {
 
 func (x *WatchAlertsResponse) Reset() {
 	*x = WatchAlertsResponse{}
-	mi := &file_irx_v1_alert_service_proto_msgTypes[18]
+	mi := &file_irx_v1_alert_service_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1524,7 +1784,7 @@ func (x *WatchAlertsResponse) String() string {
 func (*WatchAlertsResponse) ProtoMessage() {}
 
 func (x *WatchAlertsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_alert_service_proto_msgTypes[18]
+	mi := &file_irx_v1_alert_service_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1537,7 +1797,7 @@ func (x *WatchAlertsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchAlertsResponse.ProtoReflect.Descriptor instead.
 func (*WatchAlertsResponse) Descriptor() ([]byte, []int) {
-	return file_irx_v1_alert_service_proto_rawDescGZIP(), []int{18}
+	return file_irx_v1_alert_service_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *WatchAlertsResponse) GetAlerts() []*Alert {
@@ -1556,7 +1816,7 @@ type GetAlertSettingsRequest struct {
 
 func (x *GetAlertSettingsRequest) Reset() {
 	*x = GetAlertSettingsRequest{}
-	mi := &file_irx_v1_alert_service_proto_msgTypes[19]
+	mi := &file_irx_v1_alert_service_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1568,7 +1828,7 @@ func (x *GetAlertSettingsRequest) String() string {
 func (*GetAlertSettingsRequest) ProtoMessage() {}
 
 func (x *GetAlertSettingsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_alert_service_proto_msgTypes[19]
+	mi := &file_irx_v1_alert_service_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1581,7 +1841,7 @@ func (x *GetAlertSettingsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetAlertSettingsRequest.ProtoReflect.Descriptor instead.
 func (*GetAlertSettingsRequest) Descriptor() ([]byte, []int) {
-	return file_irx_v1_alert_service_proto_rawDescGZIP(), []int{19}
+	return file_irx_v1_alert_service_proto_rawDescGZIP(), []int{24}
 }
 
 // Response for AlertService.GetAlertSettings.
@@ -1595,7 +1855,7 @@ type GetAlertSettingsResponse struct {
 
 func (x *GetAlertSettingsResponse) Reset() {
 	*x = GetAlertSettingsResponse{}
-	mi := &file_irx_v1_alert_service_proto_msgTypes[20]
+	mi := &file_irx_v1_alert_service_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1607,7 +1867,7 @@ func (x *GetAlertSettingsResponse) String() string {
 func (*GetAlertSettingsResponse) ProtoMessage() {}
 
 func (x *GetAlertSettingsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_alert_service_proto_msgTypes[20]
+	mi := &file_irx_v1_alert_service_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1620,7 +1880,7 @@ func (x *GetAlertSettingsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetAlertSettingsResponse.ProtoReflect.Descriptor instead.
 func (*GetAlertSettingsResponse) Descriptor() ([]byte, []int) {
-	return file_irx_v1_alert_service_proto_rawDescGZIP(), []int{20}
+	return file_irx_v1_alert_service_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *GetAlertSettingsResponse) GetSettings() *AlertSettings {
@@ -1641,7 +1901,7 @@ type UpdateAlertSettingsRequest struct {
 
 func (x *UpdateAlertSettingsRequest) Reset() {
 	*x = UpdateAlertSettingsRequest{}
-	mi := &file_irx_v1_alert_service_proto_msgTypes[21]
+	mi := &file_irx_v1_alert_service_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1653,7 +1913,7 @@ func (x *UpdateAlertSettingsRequest) String() string {
 func (*UpdateAlertSettingsRequest) ProtoMessage() {}
 
 func (x *UpdateAlertSettingsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_alert_service_proto_msgTypes[21]
+	mi := &file_irx_v1_alert_service_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1666,7 +1926,7 @@ func (x *UpdateAlertSettingsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateAlertSettingsRequest.ProtoReflect.Descriptor instead.
 func (*UpdateAlertSettingsRequest) Descriptor() ([]byte, []int) {
-	return file_irx_v1_alert_service_proto_rawDescGZIP(), []int{21}
+	return file_irx_v1_alert_service_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *UpdateAlertSettingsRequest) GetSettings() *AlertSettings {
@@ -1687,7 +1947,7 @@ type UpdateAlertSettingsResponse struct {
 
 func (x *UpdateAlertSettingsResponse) Reset() {
 	*x = UpdateAlertSettingsResponse{}
-	mi := &file_irx_v1_alert_service_proto_msgTypes[22]
+	mi := &file_irx_v1_alert_service_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1699,7 +1959,7 @@ func (x *UpdateAlertSettingsResponse) String() string {
 func (*UpdateAlertSettingsResponse) ProtoMessage() {}
 
 func (x *UpdateAlertSettingsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_alert_service_proto_msgTypes[22]
+	mi := &file_irx_v1_alert_service_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1712,7 +1972,7 @@ func (x *UpdateAlertSettingsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateAlertSettingsResponse.ProtoReflect.Descriptor instead.
 func (*UpdateAlertSettingsResponse) Descriptor() ([]byte, []int) {
-	return file_irx_v1_alert_service_proto_rawDescGZIP(), []int{22}
+	return file_irx_v1_alert_service_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *UpdateAlertSettingsResponse) GetSettings() *AlertSettings {
@@ -1726,7 +1986,21 @@ var File_irx_v1_alert_service_proto protoreflect.FileDescriptor
 
 const file_irx_v1_alert_service_proto_rawDesc = "" +
 	"\n" +
-	"\x1airx/v1/alert_service.proto\x12\x06irx.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1birx/v1/access_service.proto\x1a\x15irx/v1/incident.proto\"\x9a\a\n" +
+	"\x1airx/v1/alert_service.proto\x12\x06irx.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1birx/v1/access_service.proto\x1a\x15irx/v1/incident.proto\"\xb0\x01\n" +
+	"\fSharingGroup\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12&\n" +
+	"\x0fmember_team_ids\x18\x02 \x03(\tR\rmemberTeamIds\x12\x10\n" +
+	"\x03key\x18\x03 \x01(\fR\x03key\x12\x15\n" +
+	"\x06key_id\x18\x04 \x01(\tR\x05keyId\x12;\n" +
+	"\vupdate_time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"updateTime\"D\n" +
+	"\x16PutSharingGroupRequest\x12*\n" +
+	"\x05group\x18\x01 \x01(\v2\x14.irx.v1.SharingGroupR\x05group\"E\n" +
+	"\x17PutSharingGroupResponse\x12*\n" +
+	"\x05group\x18\x01 \x01(\v2\x14.irx.v1.SharingGroupR\x05group\"\x1a\n" +
+	"\x18ListSharingGroupsRequest\"I\n" +
+	"\x19ListSharingGroupsResponse\x12,\n" +
+	"\x06groups\x18\x01 \x03(\v2\x14.irx.v1.SharingGroupR\x06groups\"\x9a\a\n" +
 	"\aWarning\x12\x1d\n" +
 	"\n" +
 	"warning_id\x18\x01 \x01(\tR\twarningId\x12\x1f\n" +
@@ -1854,7 +2128,7 @@ const file_irx_v1_alert_service_proto_rawDesc = "" +
 	"AlertState\x12\x1b\n" +
 	"\x17ALERT_STATE_UNSPECIFIED\x10\x00\x12\x14\n" +
 	"\x10ALERT_STATE_OPEN\x10\x01\x12\x16\n" +
-	"\x12ALERT_STATE_CLOSED\x10\x022\x93\x06\n" +
+	"\x12ALERT_STATE_CLOSED\x10\x022\xcd\a\n" +
 	"\fAlertService\x12I\n" +
 	"\n" +
 	"ListAlerts\x12\x19.irx.v1.ListAlertsRequest\x1a\x1a.irx.v1.ListAlertsResponse\"\x04\x90\xb5\x18\x01\x12C\n" +
@@ -1865,7 +2139,9 @@ const file_irx_v1_alert_service_proto_rawDesc = "" +
 	"\x13UpdateAlertSettings\x12\".irx.v1.UpdateAlertSettingsRequest\x1a#.irx.v1.UpdateAlertSettingsResponse\"\x04\x90\xb5\x18\x03\x12O\n" +
 	"\fIssueWarning\x12\x1b.irx.v1.IssueWarningRequest\x1a\x1c.irx.v1.IssueWarningResponse\"\x04\x90\xb5\x18\x02\x12O\n" +
 	"\fListWarnings\x12\x1b.irx.v1.ListWarningsRequest\x1a\x1c.irx.v1.ListWarningsResponse\"\x04\x90\xb5\x18\x01\x12a\n" +
-	"\x12AcknowledgeWarning\x12!.irx.v1.AcknowledgeWarningRequest\x1a\".irx.v1.AcknowledgeWarningResponse\"\x04\x90\xb5\x18\x02B*Z(github.com/irxfed/irx/proto/irx/v1;irxv1b\x06proto3"
+	"\x12AcknowledgeWarning\x12!.irx.v1.AcknowledgeWarningRequest\x1a\".irx.v1.AcknowledgeWarningResponse\"\x04\x90\xb5\x18\x02\x12X\n" +
+	"\x0fPutSharingGroup\x12\x1e.irx.v1.PutSharingGroupRequest\x1a\x1f.irx.v1.PutSharingGroupResponse\"\x04\x90\xb5\x18\x03\x12^\n" +
+	"\x11ListSharingGroups\x12 .irx.v1.ListSharingGroupsRequest\x1a!.irx.v1.ListSharingGroupsResponse\"\x04\x90\xb5\x18\x01B*Z(github.com/irxfed/irx/proto/irx/v1;irxv1b\x06proto3"
 
 var (
 	file_irx_v1_alert_service_proto_rawDescOnce sync.Once
@@ -1880,96 +2156,109 @@ func file_irx_v1_alert_service_proto_rawDescGZIP() []byte {
 }
 
 var file_irx_v1_alert_service_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_irx_v1_alert_service_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
+var file_irx_v1_alert_service_proto_msgTypes = make([]protoimpl.MessageInfo, 28)
 var file_irx_v1_alert_service_proto_goTypes = []any{
 	(WarningSeverity)(0),                // 0: irx.v1.WarningSeverity
 	(WarningDeliveryState)(0),           // 1: irx.v1.WarningDeliveryState
 	(AlertKind)(0),                      // 2: irx.v1.AlertKind
 	(AlertState)(0),                     // 3: irx.v1.AlertState
-	(*Warning)(nil),                     // 4: irx.v1.Warning
-	(*WarningDelivery)(nil),             // 5: irx.v1.WarningDelivery
-	(*IssueWarningRequest)(nil),         // 6: irx.v1.IssueWarningRequest
-	(*IssueWarningResponse)(nil),        // 7: irx.v1.IssueWarningResponse
-	(*ListWarningsRequest)(nil),         // 8: irx.v1.ListWarningsRequest
-	(*ListWarningsResponse)(nil),        // 9: irx.v1.ListWarningsResponse
-	(*AcknowledgeWarningRequest)(nil),   // 10: irx.v1.AcknowledgeWarningRequest
-	(*AcknowledgeWarningResponse)(nil),  // 11: irx.v1.AcknowledgeWarningResponse
-	(*Alert)(nil),                       // 12: irx.v1.Alert
-	(*AlertRecord)(nil),                 // 13: irx.v1.AlertRecord
-	(*AlertSettings)(nil),               // 14: irx.v1.AlertSettings
-	(*ListAlertsRequest)(nil),           // 15: irx.v1.ListAlertsRequest
-	(*ListAlertsResponse)(nil),          // 16: irx.v1.ListAlertsResponse
-	(*GetAlertRequest)(nil),             // 17: irx.v1.GetAlertRequest
-	(*GetAlertResponse)(nil),            // 18: irx.v1.GetAlertResponse
-	(*AcknowledgeAlertRequest)(nil),     // 19: irx.v1.AcknowledgeAlertRequest
-	(*AcknowledgeAlertResponse)(nil),    // 20: irx.v1.AcknowledgeAlertResponse
-	(*WatchAlertsRequest)(nil),          // 21: irx.v1.WatchAlertsRequest
-	(*WatchAlertsResponse)(nil),         // 22: irx.v1.WatchAlertsResponse
-	(*GetAlertSettingsRequest)(nil),     // 23: irx.v1.GetAlertSettingsRequest
-	(*GetAlertSettingsResponse)(nil),    // 24: irx.v1.GetAlertSettingsResponse
-	(*UpdateAlertSettingsRequest)(nil),  // 25: irx.v1.UpdateAlertSettingsRequest
-	(*UpdateAlertSettingsResponse)(nil), // 26: irx.v1.UpdateAlertSettingsResponse
-	(Tlp)(0),                            // 27: irx.v1.Tlp
-	(*timestamppb.Timestamp)(nil),       // 28: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),         // 29: google.protobuf.Duration
+	(*SharingGroup)(nil),                // 4: irx.v1.SharingGroup
+	(*PutSharingGroupRequest)(nil),      // 5: irx.v1.PutSharingGroupRequest
+	(*PutSharingGroupResponse)(nil),     // 6: irx.v1.PutSharingGroupResponse
+	(*ListSharingGroupsRequest)(nil),    // 7: irx.v1.ListSharingGroupsRequest
+	(*ListSharingGroupsResponse)(nil),   // 8: irx.v1.ListSharingGroupsResponse
+	(*Warning)(nil),                     // 9: irx.v1.Warning
+	(*WarningDelivery)(nil),             // 10: irx.v1.WarningDelivery
+	(*IssueWarningRequest)(nil),         // 11: irx.v1.IssueWarningRequest
+	(*IssueWarningResponse)(nil),        // 12: irx.v1.IssueWarningResponse
+	(*ListWarningsRequest)(nil),         // 13: irx.v1.ListWarningsRequest
+	(*ListWarningsResponse)(nil),        // 14: irx.v1.ListWarningsResponse
+	(*AcknowledgeWarningRequest)(nil),   // 15: irx.v1.AcknowledgeWarningRequest
+	(*AcknowledgeWarningResponse)(nil),  // 16: irx.v1.AcknowledgeWarningResponse
+	(*Alert)(nil),                       // 17: irx.v1.Alert
+	(*AlertRecord)(nil),                 // 18: irx.v1.AlertRecord
+	(*AlertSettings)(nil),               // 19: irx.v1.AlertSettings
+	(*ListAlertsRequest)(nil),           // 20: irx.v1.ListAlertsRequest
+	(*ListAlertsResponse)(nil),          // 21: irx.v1.ListAlertsResponse
+	(*GetAlertRequest)(nil),             // 22: irx.v1.GetAlertRequest
+	(*GetAlertResponse)(nil),            // 23: irx.v1.GetAlertResponse
+	(*AcknowledgeAlertRequest)(nil),     // 24: irx.v1.AcknowledgeAlertRequest
+	(*AcknowledgeAlertResponse)(nil),    // 25: irx.v1.AcknowledgeAlertResponse
+	(*WatchAlertsRequest)(nil),          // 26: irx.v1.WatchAlertsRequest
+	(*WatchAlertsResponse)(nil),         // 27: irx.v1.WatchAlertsResponse
+	(*GetAlertSettingsRequest)(nil),     // 28: irx.v1.GetAlertSettingsRequest
+	(*GetAlertSettingsResponse)(nil),    // 29: irx.v1.GetAlertSettingsResponse
+	(*UpdateAlertSettingsRequest)(nil),  // 30: irx.v1.UpdateAlertSettingsRequest
+	(*UpdateAlertSettingsResponse)(nil), // 31: irx.v1.UpdateAlertSettingsResponse
+	(*timestamppb.Timestamp)(nil),       // 32: google.protobuf.Timestamp
+	(Tlp)(0),                            // 33: irx.v1.Tlp
+	(*durationpb.Duration)(nil),         // 34: google.protobuf.Duration
 }
 var file_irx_v1_alert_service_proto_depIdxs = []int32{
-	0,  // 0: irx.v1.Warning.severity:type_name -> irx.v1.WarningSeverity
-	27, // 1: irx.v1.Warning.tlp:type_name -> irx.v1.Tlp
-	28, // 2: irx.v1.Warning.expire_time:type_name -> google.protobuf.Timestamp
-	28, // 3: irx.v1.Warning.create_time:type_name -> google.protobuf.Timestamp
-	5,  // 4: irx.v1.Warning.deliveries:type_name -> irx.v1.WarningDelivery
-	28, // 5: irx.v1.Warning.receive_time:type_name -> google.protobuf.Timestamp
-	28, // 6: irx.v1.Warning.acknowledge_time:type_name -> google.protobuf.Timestamp
-	1,  // 7: irx.v1.WarningDelivery.state:type_name -> irx.v1.WarningDeliveryState
-	28, // 8: irx.v1.WarningDelivery.deliver_time:type_name -> google.protobuf.Timestamp
-	28, // 9: irx.v1.WarningDelivery.acknowledge_time:type_name -> google.protobuf.Timestamp
-	4,  // 10: irx.v1.IssueWarningRequest.warning:type_name -> irx.v1.Warning
-	4,  // 11: irx.v1.IssueWarningResponse.warning:type_name -> irx.v1.Warning
-	4,  // 12: irx.v1.ListWarningsResponse.warnings:type_name -> irx.v1.Warning
-	4,  // 13: irx.v1.AcknowledgeWarningResponse.warning:type_name -> irx.v1.Warning
-	2,  // 14: irx.v1.Alert.kind:type_name -> irx.v1.AlertKind
-	3,  // 15: irx.v1.Alert.state:type_name -> irx.v1.AlertState
-	13, // 16: irx.v1.Alert.records:type_name -> irx.v1.AlertRecord
-	28, // 17: irx.v1.Alert.first_seen_time:type_name -> google.protobuf.Timestamp
-	28, // 18: irx.v1.Alert.last_seen_time:type_name -> google.protobuf.Timestamp
-	28, // 19: irx.v1.Alert.create_time:type_name -> google.protobuf.Timestamp
-	28, // 20: irx.v1.Alert.update_time:type_name -> google.protobuf.Timestamp
-	28, // 21: irx.v1.Alert.acknowledge_time:type_name -> google.protobuf.Timestamp
-	28, // 22: irx.v1.AlertRecord.report_time:type_name -> google.protobuf.Timestamp
-	29, // 23: irx.v1.AlertSettings.window:type_name -> google.protobuf.Duration
-	3,  // 24: irx.v1.ListAlertsRequest.state:type_name -> irx.v1.AlertState
-	12, // 25: irx.v1.ListAlertsResponse.alerts:type_name -> irx.v1.Alert
-	12, // 26: irx.v1.GetAlertResponse.alert:type_name -> irx.v1.Alert
-	12, // 27: irx.v1.AcknowledgeAlertResponse.alert:type_name -> irx.v1.Alert
-	3,  // 28: irx.v1.WatchAlertsRequest.state:type_name -> irx.v1.AlertState
-	12, // 29: irx.v1.WatchAlertsResponse.alerts:type_name -> irx.v1.Alert
-	14, // 30: irx.v1.GetAlertSettingsResponse.settings:type_name -> irx.v1.AlertSettings
-	14, // 31: irx.v1.UpdateAlertSettingsRequest.settings:type_name -> irx.v1.AlertSettings
-	14, // 32: irx.v1.UpdateAlertSettingsResponse.settings:type_name -> irx.v1.AlertSettings
-	15, // 33: irx.v1.AlertService.ListAlerts:input_type -> irx.v1.ListAlertsRequest
-	17, // 34: irx.v1.AlertService.GetAlert:input_type -> irx.v1.GetAlertRequest
-	19, // 35: irx.v1.AlertService.AcknowledgeAlert:input_type -> irx.v1.AcknowledgeAlertRequest
-	21, // 36: irx.v1.AlertService.WatchAlerts:input_type -> irx.v1.WatchAlertsRequest
-	23, // 37: irx.v1.AlertService.GetAlertSettings:input_type -> irx.v1.GetAlertSettingsRequest
-	25, // 38: irx.v1.AlertService.UpdateAlertSettings:input_type -> irx.v1.UpdateAlertSettingsRequest
-	6,  // 39: irx.v1.AlertService.IssueWarning:input_type -> irx.v1.IssueWarningRequest
-	8,  // 40: irx.v1.AlertService.ListWarnings:input_type -> irx.v1.ListWarningsRequest
-	10, // 41: irx.v1.AlertService.AcknowledgeWarning:input_type -> irx.v1.AcknowledgeWarningRequest
-	16, // 42: irx.v1.AlertService.ListAlerts:output_type -> irx.v1.ListAlertsResponse
-	18, // 43: irx.v1.AlertService.GetAlert:output_type -> irx.v1.GetAlertResponse
-	20, // 44: irx.v1.AlertService.AcknowledgeAlert:output_type -> irx.v1.AcknowledgeAlertResponse
-	22, // 45: irx.v1.AlertService.WatchAlerts:output_type -> irx.v1.WatchAlertsResponse
-	24, // 46: irx.v1.AlertService.GetAlertSettings:output_type -> irx.v1.GetAlertSettingsResponse
-	26, // 47: irx.v1.AlertService.UpdateAlertSettings:output_type -> irx.v1.UpdateAlertSettingsResponse
-	7,  // 48: irx.v1.AlertService.IssueWarning:output_type -> irx.v1.IssueWarningResponse
-	9,  // 49: irx.v1.AlertService.ListWarnings:output_type -> irx.v1.ListWarningsResponse
-	11, // 50: irx.v1.AlertService.AcknowledgeWarning:output_type -> irx.v1.AcknowledgeWarningResponse
-	42, // [42:51] is the sub-list for method output_type
-	33, // [33:42] is the sub-list for method input_type
-	33, // [33:33] is the sub-list for extension type_name
-	33, // [33:33] is the sub-list for extension extendee
-	0,  // [0:33] is the sub-list for field type_name
+	32, // 0: irx.v1.SharingGroup.update_time:type_name -> google.protobuf.Timestamp
+	4,  // 1: irx.v1.PutSharingGroupRequest.group:type_name -> irx.v1.SharingGroup
+	4,  // 2: irx.v1.PutSharingGroupResponse.group:type_name -> irx.v1.SharingGroup
+	4,  // 3: irx.v1.ListSharingGroupsResponse.groups:type_name -> irx.v1.SharingGroup
+	0,  // 4: irx.v1.Warning.severity:type_name -> irx.v1.WarningSeverity
+	33, // 5: irx.v1.Warning.tlp:type_name -> irx.v1.Tlp
+	32, // 6: irx.v1.Warning.expire_time:type_name -> google.protobuf.Timestamp
+	32, // 7: irx.v1.Warning.create_time:type_name -> google.protobuf.Timestamp
+	10, // 8: irx.v1.Warning.deliveries:type_name -> irx.v1.WarningDelivery
+	32, // 9: irx.v1.Warning.receive_time:type_name -> google.protobuf.Timestamp
+	32, // 10: irx.v1.Warning.acknowledge_time:type_name -> google.protobuf.Timestamp
+	1,  // 11: irx.v1.WarningDelivery.state:type_name -> irx.v1.WarningDeliveryState
+	32, // 12: irx.v1.WarningDelivery.deliver_time:type_name -> google.protobuf.Timestamp
+	32, // 13: irx.v1.WarningDelivery.acknowledge_time:type_name -> google.protobuf.Timestamp
+	9,  // 14: irx.v1.IssueWarningRequest.warning:type_name -> irx.v1.Warning
+	9,  // 15: irx.v1.IssueWarningResponse.warning:type_name -> irx.v1.Warning
+	9,  // 16: irx.v1.ListWarningsResponse.warnings:type_name -> irx.v1.Warning
+	9,  // 17: irx.v1.AcknowledgeWarningResponse.warning:type_name -> irx.v1.Warning
+	2,  // 18: irx.v1.Alert.kind:type_name -> irx.v1.AlertKind
+	3,  // 19: irx.v1.Alert.state:type_name -> irx.v1.AlertState
+	18, // 20: irx.v1.Alert.records:type_name -> irx.v1.AlertRecord
+	32, // 21: irx.v1.Alert.first_seen_time:type_name -> google.protobuf.Timestamp
+	32, // 22: irx.v1.Alert.last_seen_time:type_name -> google.protobuf.Timestamp
+	32, // 23: irx.v1.Alert.create_time:type_name -> google.protobuf.Timestamp
+	32, // 24: irx.v1.Alert.update_time:type_name -> google.protobuf.Timestamp
+	32, // 25: irx.v1.Alert.acknowledge_time:type_name -> google.protobuf.Timestamp
+	32, // 26: irx.v1.AlertRecord.report_time:type_name -> google.protobuf.Timestamp
+	34, // 27: irx.v1.AlertSettings.window:type_name -> google.protobuf.Duration
+	3,  // 28: irx.v1.ListAlertsRequest.state:type_name -> irx.v1.AlertState
+	17, // 29: irx.v1.ListAlertsResponse.alerts:type_name -> irx.v1.Alert
+	17, // 30: irx.v1.GetAlertResponse.alert:type_name -> irx.v1.Alert
+	17, // 31: irx.v1.AcknowledgeAlertResponse.alert:type_name -> irx.v1.Alert
+	3,  // 32: irx.v1.WatchAlertsRequest.state:type_name -> irx.v1.AlertState
+	17, // 33: irx.v1.WatchAlertsResponse.alerts:type_name -> irx.v1.Alert
+	19, // 34: irx.v1.GetAlertSettingsResponse.settings:type_name -> irx.v1.AlertSettings
+	19, // 35: irx.v1.UpdateAlertSettingsRequest.settings:type_name -> irx.v1.AlertSettings
+	19, // 36: irx.v1.UpdateAlertSettingsResponse.settings:type_name -> irx.v1.AlertSettings
+	20, // 37: irx.v1.AlertService.ListAlerts:input_type -> irx.v1.ListAlertsRequest
+	22, // 38: irx.v1.AlertService.GetAlert:input_type -> irx.v1.GetAlertRequest
+	24, // 39: irx.v1.AlertService.AcknowledgeAlert:input_type -> irx.v1.AcknowledgeAlertRequest
+	26, // 40: irx.v1.AlertService.WatchAlerts:input_type -> irx.v1.WatchAlertsRequest
+	28, // 41: irx.v1.AlertService.GetAlertSettings:input_type -> irx.v1.GetAlertSettingsRequest
+	30, // 42: irx.v1.AlertService.UpdateAlertSettings:input_type -> irx.v1.UpdateAlertSettingsRequest
+	11, // 43: irx.v1.AlertService.IssueWarning:input_type -> irx.v1.IssueWarningRequest
+	13, // 44: irx.v1.AlertService.ListWarnings:input_type -> irx.v1.ListWarningsRequest
+	15, // 45: irx.v1.AlertService.AcknowledgeWarning:input_type -> irx.v1.AcknowledgeWarningRequest
+	5,  // 46: irx.v1.AlertService.PutSharingGroup:input_type -> irx.v1.PutSharingGroupRequest
+	7,  // 47: irx.v1.AlertService.ListSharingGroups:input_type -> irx.v1.ListSharingGroupsRequest
+	21, // 48: irx.v1.AlertService.ListAlerts:output_type -> irx.v1.ListAlertsResponse
+	23, // 49: irx.v1.AlertService.GetAlert:output_type -> irx.v1.GetAlertResponse
+	25, // 50: irx.v1.AlertService.AcknowledgeAlert:output_type -> irx.v1.AcknowledgeAlertResponse
+	27, // 51: irx.v1.AlertService.WatchAlerts:output_type -> irx.v1.WatchAlertsResponse
+	29, // 52: irx.v1.AlertService.GetAlertSettings:output_type -> irx.v1.GetAlertSettingsResponse
+	31, // 53: irx.v1.AlertService.UpdateAlertSettings:output_type -> irx.v1.UpdateAlertSettingsResponse
+	12, // 54: irx.v1.AlertService.IssueWarning:output_type -> irx.v1.IssueWarningResponse
+	14, // 55: irx.v1.AlertService.ListWarnings:output_type -> irx.v1.ListWarningsResponse
+	16, // 56: irx.v1.AlertService.AcknowledgeWarning:output_type -> irx.v1.AcknowledgeWarningResponse
+	6,  // 57: irx.v1.AlertService.PutSharingGroup:output_type -> irx.v1.PutSharingGroupResponse
+	8,  // 58: irx.v1.AlertService.ListSharingGroups:output_type -> irx.v1.ListSharingGroupsResponse
+	48, // [48:59] is the sub-list for method output_type
+	37, // [37:48] is the sub-list for method input_type
+	37, // [37:37] is the sub-list for extension type_name
+	37, // [37:37] is the sub-list for extension extendee
+	0,  // [0:37] is the sub-list for field type_name
 }
 
 func init() { file_irx_v1_alert_service_proto_init() }
@@ -1985,7 +2274,7 @@ func file_irx_v1_alert_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_irx_v1_alert_service_proto_rawDesc), len(file_irx_v1_alert_service_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   23,
+			NumMessages:   28,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -28,6 +28,8 @@ const (
 	AlertService_IssueWarning_FullMethodName        = "/irx.v1.AlertService/IssueWarning"
 	AlertService_ListWarnings_FullMethodName        = "/irx.v1.AlertService/ListWarnings"
 	AlertService_AcknowledgeWarning_FullMethodName  = "/irx.v1.AlertService/AcknowledgeWarning"
+	AlertService_PutSharingGroup_FullMethodName     = "/irx.v1.AlertService/PutSharingGroup"
+	AlertService_ListSharingGroups_FullMethodName   = "/irx.v1.AlertService/ListSharingGroups"
 )
 
 // AlertServiceClient is the client API for AlertService service.
@@ -73,6 +75,15 @@ type AlertServiceClient interface {
 	// Records that an operator of this team has read a warning a peer sent;
 	// the acknowledgement is passed back to the team that issued it.
 	AcknowledgeWarning(ctx context.Context, in *AcknowledgeWarningRequest, opts ...grpc.CallOption) (*AcknowledgeWarningResponse, error)
+	// Creates or replaces a sharing group: peers that exchange sightings,
+	// keyed digests HMAC-SHA256(group key, normalised value) of the values
+	// of their records, so that each learns that another has seen a value
+	// it holds without receiving the value. Every member configures the
+	// same name and key (agreed out of band); a new key rotates it. The key
+	// is kept in the replicated state and never returned, logged or sent.
+	PutSharingGroup(ctx context.Context, in *PutSharingGroupRequest, opts ...grpc.CallOption) (*PutSharingGroupResponse, error)
+	// Lists the sharing groups, without their keys.
+	ListSharingGroups(ctx context.Context, in *ListSharingGroupsRequest, opts ...grpc.CallOption) (*ListSharingGroupsResponse, error)
 }
 
 type alertServiceClient struct {
@@ -182,6 +193,26 @@ func (c *alertServiceClient) AcknowledgeWarning(ctx context.Context, in *Acknowl
 	return out, nil
 }
 
+func (c *alertServiceClient) PutSharingGroup(ctx context.Context, in *PutSharingGroupRequest, opts ...grpc.CallOption) (*PutSharingGroupResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(PutSharingGroupResponse)
+	err := c.cc.Invoke(ctx, AlertService_PutSharingGroup_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *alertServiceClient) ListSharingGroups(ctx context.Context, in *ListSharingGroupsRequest, opts ...grpc.CallOption) (*ListSharingGroupsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListSharingGroupsResponse)
+	err := c.cc.Invoke(ctx, AlertService_ListSharingGroups_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AlertServiceServer is the server API for AlertService service.
 // All implementations must embed UnimplementedAlertServiceServer
 // for forward compatibility.
@@ -225,6 +256,15 @@ type AlertServiceServer interface {
 	// Records that an operator of this team has read a warning a peer sent;
 	// the acknowledgement is passed back to the team that issued it.
 	AcknowledgeWarning(context.Context, *AcknowledgeWarningRequest) (*AcknowledgeWarningResponse, error)
+	// Creates or replaces a sharing group: peers that exchange sightings,
+	// keyed digests HMAC-SHA256(group key, normalised value) of the values
+	// of their records, so that each learns that another has seen a value
+	// it holds without receiving the value. Every member configures the
+	// same name and key (agreed out of band); a new key rotates it. The key
+	// is kept in the replicated state and never returned, logged or sent.
+	PutSharingGroup(context.Context, *PutSharingGroupRequest) (*PutSharingGroupResponse, error)
+	// Lists the sharing groups, without their keys.
+	ListSharingGroups(context.Context, *ListSharingGroupsRequest) (*ListSharingGroupsResponse, error)
 	mustEmbedUnimplementedAlertServiceServer()
 }
 
@@ -261,6 +301,12 @@ func (UnimplementedAlertServiceServer) ListWarnings(context.Context, *ListWarnin
 }
 func (UnimplementedAlertServiceServer) AcknowledgeWarning(context.Context, *AcknowledgeWarningRequest) (*AcknowledgeWarningResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method AcknowledgeWarning not implemented")
+}
+func (UnimplementedAlertServiceServer) PutSharingGroup(context.Context, *PutSharingGroupRequest) (*PutSharingGroupResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method PutSharingGroup not implemented")
+}
+func (UnimplementedAlertServiceServer) ListSharingGroups(context.Context, *ListSharingGroupsRequest) (*ListSharingGroupsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListSharingGroups not implemented")
 }
 func (UnimplementedAlertServiceServer) mustEmbedUnimplementedAlertServiceServer() {}
 func (UnimplementedAlertServiceServer) testEmbeddedByValue()                      {}
@@ -438,6 +484,42 @@ func _AlertService_AcknowledgeWarning_Handler(srv interface{}, ctx context.Conte
 	return interceptor(ctx, in, info, handler)
 }
 
+func _AlertService_PutSharingGroup_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(PutSharingGroupRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AlertServiceServer).PutSharingGroup(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AlertService_PutSharingGroup_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AlertServiceServer).PutSharingGroup(ctx, req.(*PutSharingGroupRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AlertService_ListSharingGroups_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListSharingGroupsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AlertServiceServer).ListSharingGroups(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AlertService_ListSharingGroups_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AlertServiceServer).ListSharingGroups(ctx, req.(*ListSharingGroupsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // AlertService_ServiceDesc is the grpc.ServiceDesc for AlertService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -476,6 +558,14 @@ var AlertService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "AcknowledgeWarning",
 			Handler:    _AlertService_AcknowledgeWarning_Handler,
+		},
+		{
+			MethodName: "PutSharingGroup",
+			Handler:    _AlertService_PutSharingGroup_Handler,
+		},
+		{
+			MethodName: "ListSharingGroups",
+			Handler:    _AlertService_ListSharingGroups_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

@@ -127,6 +127,8 @@ type Command struct {
 	//	*Command_AcknowledgeWarning
 	//	*Command_RecordWarningDelivery
 	//	*Command_MarkWarningAcknowledgementDelivered
+	//	*Command_PutSharingGroup
+	//	*Command_ReceiveSightings
 	Kind isCommand_Kind `protobuf_oneof:"kind"`
 	// The operator call that proposed the command (identity, method, request
 	// id), for operator calls only. The state machine stores it, with the
@@ -379,6 +381,24 @@ func (x *Command) GetMarkWarningAcknowledgementDelivered() *MarkWarningAcknowled
 	return nil
 }
 
+func (x *Command) GetPutSharingGroup() *PutSharingGroupCommand {
+	if x != nil {
+		if x, ok := x.Kind.(*Command_PutSharingGroup); ok {
+			return x.PutSharingGroup
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetReceiveSightings() *ReceiveSightingsCommand {
+	if x != nil {
+		if x, ok := x.Kind.(*Command_ReceiveSightings); ok {
+			return x.ReceiveSightings
+		}
+	}
+	return nil
+}
+
 func (x *Command) GetActor() *OperatorAction {
 	if x != nil {
 		return x.Actor
@@ -503,6 +523,16 @@ type Command_MarkWarningAcknowledgementDelivered struct {
 	MarkWarningAcknowledgementDelivered *MarkWarningAcknowledgementDeliveredCommand `protobuf:"bytes,31,opt,name=mark_warning_acknowledgement_delivered,json=markWarningAcknowledgementDelivered,proto3,oneof"`
 }
 
+type Command_PutSharingGroup struct {
+	// Create or replace a sharing group.
+	PutSharingGroup *PutSharingGroupCommand `protobuf:"bytes,32,opt,name=put_sharing_group,json=putSharingGroup,proto3,oneof"`
+}
+
+type Command_ReceiveSightings struct {
+	// Replace the sightings a peer of a sharing group sent.
+	ReceiveSightings *ReceiveSightingsCommand `protobuf:"bytes,33,opt,name=receive_sightings,json=receiveSightings,proto3,oneof"`
+}
+
 func (*Command_CreateIncident) isCommand_Kind() {}
 
 func (*Command_UpdateIncident) isCommand_Kind() {}
@@ -546,6 +576,10 @@ func (*Command_AcknowledgeWarning) isCommand_Kind() {}
 func (*Command_RecordWarningDelivery) isCommand_Kind() {}
 
 func (*Command_MarkWarningAcknowledgementDelivered) isCommand_Kind() {}
+
+func (*Command_PutSharingGroup) isCommand_Kind() {}
+
+func (*Command_ReceiveSightings) isCommand_Kind() {}
 
 // RediscloseCommand appends a feed entry that makes the feed served to a
 // peer disclose again every version the peer holds of the incidents with
@@ -2403,11 +2437,133 @@ func (x *MarkWarningAcknowledgementDeliveredCommand) GetWarningId() string {
 	return ""
 }
 
+// PutSharingGroupCommand creates or replaces a sharing group, its key
+// included.
+type PutSharingGroupCommand struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The group, checked by the proposer.
+	Group         *SharingGroup `protobuf:"bytes,1,opt,name=group,proto3" json:"group,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PutSharingGroupCommand) Reset() {
+	*x = PutSharingGroupCommand{}
+	mi := &file_irx_v1_command_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PutSharingGroupCommand) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PutSharingGroupCommand) ProtoMessage() {}
+
+func (x *PutSharingGroupCommand) ProtoReflect() protoreflect.Message {
+	mi := &file_irx_v1_command_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PutSharingGroupCommand.ProtoReflect.Descriptor instead.
+func (*PutSharingGroupCommand) Descriptor() ([]byte, []int) {
+	return file_irx_v1_command_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *PutSharingGroupCommand) GetGroup() *SharingGroup {
+	if x != nil {
+		return x.Group
+	}
+	return nil
+}
+
+// ReceiveSightingsCommand replaces what a member of a sharing group has
+// told us it holds: keyed digests of its values.
+type ReceiveSightingsCommand struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The member (its authenticated identity).
+	PeerTeamId string `protobuf:"bytes,1,opt,name=peer_team_id,json=peerTeamId,proto3" json:"peer_team_id,omitempty"`
+	// The group.
+	Group string `protobuf:"bytes,2,opt,name=group,proto3" json:"group,omitempty"`
+	// The key the digests were made with (SharingGroup.key_id); digests
+	// under another key than ours are refused.
+	KeyId string `protobuf:"bytes,3,opt,name=key_id,json=keyId,proto3" json:"key_id,omitempty"`
+	// The digests, 16 bytes each.
+	Digests       [][]byte `protobuf:"bytes,4,rep,name=digests,proto3" json:"digests,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReceiveSightingsCommand) Reset() {
+	*x = ReceiveSightingsCommand{}
+	mi := &file_irx_v1_command_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReceiveSightingsCommand) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReceiveSightingsCommand) ProtoMessage() {}
+
+func (x *ReceiveSightingsCommand) ProtoReflect() protoreflect.Message {
+	mi := &file_irx_v1_command_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReceiveSightingsCommand.ProtoReflect.Descriptor instead.
+func (*ReceiveSightingsCommand) Descriptor() ([]byte, []int) {
+	return file_irx_v1_command_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *ReceiveSightingsCommand) GetPeerTeamId() string {
+	if x != nil {
+		return x.PeerTeamId
+	}
+	return ""
+}
+
+func (x *ReceiveSightingsCommand) GetGroup() string {
+	if x != nil {
+		return x.Group
+	}
+	return ""
+}
+
+func (x *ReceiveSightingsCommand) GetKeyId() string {
+	if x != nil {
+		return x.KeyId
+	}
+	return ""
+}
+
+func (x *ReceiveSightingsCommand) GetDigests() [][]byte {
+	if x != nil {
+		return x.Digests
+	}
+	return nil
+}
+
 var File_irx_v1_command_proto protoreflect.FileDescriptor
 
 const file_irx_v1_command_proto_rawDesc = "" +
 	"\n" +
-	"\x14irx/v1/command.proto\x12\x06irx.v1\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1birx/v1/access_service.proto\x1a\x1airx/v1/alert_service.proto\x1a\x1firx/v1/federation_service.proto\x1a\x15irx/v1/incident.proto\x1a\x19irx/v1/peer_service.proto\x1a\x13irx/v1/policy.proto\x1a\x19irx/v1/team_service.proto\"\xf4\r\n" +
+	"\x14irx/v1/command.proto\x12\x06irx.v1\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1birx/v1/access_service.proto\x1a\x1airx/v1/alert_service.proto\x1a\x1firx/v1/federation_service.proto\x1a\x15irx/v1/incident.proto\x1a\x19irx/v1/peer_service.proto\x1a\x13irx/v1/policy.proto\x1a\x19irx/v1/team_service.proto\"\x92\x0f\n" +
 	"\aCommand\x12=\n" +
 	"\fpropose_time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\vproposeTime\x12H\n" +
 	"\x0fcreate_incident\x18\x02 \x01(\v2\x1d.irx.v1.CreateIncidentCommandH\x00R\x0ecreateIncident\x12H\n" +
@@ -2438,7 +2594,9 @@ const file_irx_v1_command_proto_rawDesc = "" +
 	"\x0freceive_warning\x18\x1c \x01(\v2\x1d.irx.v1.ReceiveWarningCommandH\x00R\x0ereceiveWarning\x12T\n" +
 	"\x13acknowledge_warning\x18\x1d \x01(\v2!.irx.v1.AcknowledgeWarningCommandH\x00R\x12acknowledgeWarning\x12^\n" +
 	"\x17record_warning_delivery\x18\x1e \x01(\v2$.irx.v1.RecordWarningDeliveryCommandH\x00R\x15recordWarningDelivery\x12\x89\x01\n" +
-	"&mark_warning_acknowledgement_delivered\x18\x1f \x01(\v22.irx.v1.MarkWarningAcknowledgementDeliveredCommandH\x00R#markWarningAcknowledgementDelivered\x12,\n" +
+	"&mark_warning_acknowledgement_delivered\x18\x1f \x01(\v22.irx.v1.MarkWarningAcknowledgementDeliveredCommandH\x00R#markWarningAcknowledgementDelivered\x12L\n" +
+	"\x11put_sharing_group\x18  \x01(\v2\x1e.irx.v1.PutSharingGroupCommandH\x00R\x0fputSharingGroup\x12N\n" +
+	"\x11receive_sightings\x18! \x01(\v2\x1f.irx.v1.ReceiveSightingsCommandH\x00R\x10receiveSightings\x12,\n" +
 	"\x05actor\x18\x0e \x01(\v2\x16.irx.v1.OperatorActionR\x05actorB\x06\n" +
 	"\x04kind\"\xcc\x01\n" +
 	"\x11RediscloseCommand\x12 \n" +
@@ -2580,7 +2738,15 @@ const file_irx_v1_command_proto_rawDesc = "" +
 	"\x10acknowledge_time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x0facknowledgeTime\"K\n" +
 	"*MarkWarningAcknowledgementDeliveredCommand\x12\x1d\n" +
 	"\n" +
-	"warning_id\x18\x01 \x01(\tR\twarningId*\xcc\x01\n" +
+	"warning_id\x18\x01 \x01(\tR\twarningId\"D\n" +
+	"\x16PutSharingGroupCommand\x12*\n" +
+	"\x05group\x18\x01 \x01(\v2\x14.irx.v1.SharingGroupR\x05group\"\x82\x01\n" +
+	"\x17ReceiveSightingsCommand\x12 \n" +
+	"\fpeer_team_id\x18\x01 \x01(\tR\n" +
+	"peerTeamId\x12\x14\n" +
+	"\x05group\x18\x02 \x01(\tR\x05group\x12\x15\n" +
+	"\x06key_id\x18\x03 \x01(\tR\x05keyId\x12\x18\n" +
+	"\adigests\x18\x04 \x03(\fR\adigests*\xcc\x01\n" +
 	"\rFeedEntryKind\x12\x1f\n" +
 	"\x1bFEED_ENTRY_KIND_UNSPECIFIED\x10\x00\x12\x1b\n" +
 	"\x17FEED_ENTRY_KIND_VERSION\x10\x01\x12\x1e\n" +
@@ -2602,7 +2768,7 @@ func file_irx_v1_command_proto_rawDescGZIP() []byte {
 }
 
 var file_irx_v1_command_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_irx_v1_command_proto_msgTypes = make([]protoimpl.MessageInfo, 27)
+var file_irx_v1_command_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
 var file_irx_v1_command_proto_goTypes = []any{
 	(FeedEntryKind)(0),                                 // 0: irx.v1.FeedEntryKind
 	(*Command)(nil),                                    // 1: irx.v1.Command
@@ -2632,23 +2798,26 @@ var file_irx_v1_command_proto_goTypes = []any{
 	(*AcknowledgeWarningCommand)(nil),                  // 25: irx.v1.AcknowledgeWarningCommand
 	(*RecordWarningDeliveryCommand)(nil),               // 26: irx.v1.RecordWarningDeliveryCommand
 	(*MarkWarningAcknowledgementDeliveredCommand)(nil), // 27: irx.v1.MarkWarningAcknowledgementDeliveredCommand
-	(*timestamppb.Timestamp)(nil),                      // 28: google.protobuf.Timestamp
-	(*OperatorAction)(nil),                             // 29: irx.v1.OperatorAction
-	(*TeamDescription)(nil),                            // 30: irx.v1.TeamDescription
-	(*Peer)(nil),                                       // 31: irx.v1.Peer
-	(*FeedItem)(nil),                                   // 32: irx.v1.FeedItem
-	(WithdrawalReason)(0),                              // 33: irx.v1.WithdrawalReason
-	(ReplacementReason)(0),                             // 34: irx.v1.ReplacementReason
-	(*DisclosurePolicy)(nil),                           // 35: irx.v1.DisclosurePolicy
-	(*Incident)(nil),                                   // 36: irx.v1.Incident
-	(*fieldmaskpb.FieldMask)(nil),                      // 37: google.protobuf.FieldMask
-	(Role)(0),                                          // 38: irx.v1.Role
-	(*RevokedCertificate)(nil),                         // 39: irx.v1.RevokedCertificate
-	(*AlertSettings)(nil),                              // 40: irx.v1.AlertSettings
-	(*Warning)(nil),                                    // 41: irx.v1.Warning
+	(*PutSharingGroupCommand)(nil),                     // 28: irx.v1.PutSharingGroupCommand
+	(*ReceiveSightingsCommand)(nil),                    // 29: irx.v1.ReceiveSightingsCommand
+	(*timestamppb.Timestamp)(nil),                      // 30: google.protobuf.Timestamp
+	(*OperatorAction)(nil),                             // 31: irx.v1.OperatorAction
+	(*TeamDescription)(nil),                            // 32: irx.v1.TeamDescription
+	(*Peer)(nil),                                       // 33: irx.v1.Peer
+	(*FeedItem)(nil),                                   // 34: irx.v1.FeedItem
+	(WithdrawalReason)(0),                              // 35: irx.v1.WithdrawalReason
+	(ReplacementReason)(0),                             // 36: irx.v1.ReplacementReason
+	(*DisclosurePolicy)(nil),                           // 37: irx.v1.DisclosurePolicy
+	(*Incident)(nil),                                   // 38: irx.v1.Incident
+	(*fieldmaskpb.FieldMask)(nil),                      // 39: google.protobuf.FieldMask
+	(Role)(0),                                          // 40: irx.v1.Role
+	(*RevokedCertificate)(nil),                         // 41: irx.v1.RevokedCertificate
+	(*AlertSettings)(nil),                              // 42: irx.v1.AlertSettings
+	(*Warning)(nil),                                    // 43: irx.v1.Warning
+	(*SharingGroup)(nil),                               // 44: irx.v1.SharingGroup
 }
 var file_irx_v1_command_proto_depIdxs = []int32{
-	28, // 0: irx.v1.Command.propose_time:type_name -> google.protobuf.Timestamp
+	30, // 0: irx.v1.Command.propose_time:type_name -> google.protobuf.Timestamp
 	14, // 1: irx.v1.Command.create_incident:type_name -> irx.v1.CreateIncidentCommand
 	15, // 2: irx.v1.Command.update_incident:type_name -> irx.v1.UpdateIncidentCommand
 	13, // 3: irx.v1.Command.leader_noop:type_name -> irx.v1.LeaderNoopCommand
@@ -2671,36 +2840,39 @@ var file_irx_v1_command_proto_depIdxs = []int32{
 	25, // 20: irx.v1.Command.acknowledge_warning:type_name -> irx.v1.AcknowledgeWarningCommand
 	26, // 21: irx.v1.Command.record_warning_delivery:type_name -> irx.v1.RecordWarningDeliveryCommand
 	27, // 22: irx.v1.Command.mark_warning_acknowledgement_delivered:type_name -> irx.v1.MarkWarningAcknowledgementDeliveredCommand
-	29, // 23: irx.v1.Command.actor:type_name -> irx.v1.OperatorAction
-	30, // 24: irx.v1.SetTeamDescriptionCommand.description:type_name -> irx.v1.TeamDescription
-	31, // 25: irx.v1.PutPeerCommand.peer:type_name -> irx.v1.Peer
-	32, // 26: irx.v1.ApplyPeerFeedCommand.items:type_name -> irx.v1.FeedItem
-	28, // 27: irx.v1.ApplyPeerFeedCommand.head_time:type_name -> google.protobuf.Timestamp
-	10, // 28: irx.v1.AcknowledgePeerCommand.entries:type_name -> irx.v1.LedgerEntry
-	33, // 29: irx.v1.LedgerEntry.withdrawal_reason:type_name -> irx.v1.WithdrawalReason
-	34, // 30: irx.v1.LedgerEntry.replacement_reason:type_name -> irx.v1.ReplacementReason
-	1,  // 31: irx.v1.CommandBatch.commands:type_name -> irx.v1.Command
-	35, // 32: irx.v1.SetPolicyCommand.policy:type_name -> irx.v1.DisclosurePolicy
-	36, // 33: irx.v1.CreateIncidentCommand.incident:type_name -> irx.v1.Incident
-	36, // 34: irx.v1.UpdateIncidentCommand.incident:type_name -> irx.v1.Incident
-	37, // 35: irx.v1.UpdateIncidentCommand.update_mask:type_name -> google.protobuf.FieldMask
-	0,  // 36: irx.v1.FeedEntry.kind:type_name -> irx.v1.FeedEntryKind
-	28, // 37: irx.v1.FeedEntry.commit_time:type_name -> google.protobuf.Timestamp
-	33, // 38: irx.v1.FeedEntry.withdrawal_reason:type_name -> irx.v1.WithdrawalReason
-	34, // 39: irx.v1.FeedEntry.replacement_reason:type_name -> irx.v1.ReplacementReason
-	28, // 40: irx.v1.PeerState.inbound_head_time:type_name -> google.protobuf.Timestamp
-	28, // 41: irx.v1.PeerState.last_acknowledge_time:type_name -> google.protobuf.Timestamp
-	38, // 42: irx.v1.ChangeRoleCommand.role:type_name -> irx.v1.Role
-	39, // 43: irx.v1.RevokeCertificateCommand.revoked:type_name -> irx.v1.RevokedCertificate
-	40, // 44: irx.v1.UpdateAlertSettingsCommand.settings:type_name -> irx.v1.AlertSettings
-	41, // 45: irx.v1.IssueWarningCommand.warning:type_name -> irx.v1.Warning
-	41, // 46: irx.v1.ReceiveWarningCommand.warning:type_name -> irx.v1.Warning
-	28, // 47: irx.v1.RecordWarningDeliveryCommand.acknowledge_time:type_name -> google.protobuf.Timestamp
-	48, // [48:48] is the sub-list for method output_type
-	48, // [48:48] is the sub-list for method input_type
-	48, // [48:48] is the sub-list for extension type_name
-	48, // [48:48] is the sub-list for extension extendee
-	0,  // [0:48] is the sub-list for field type_name
+	28, // 23: irx.v1.Command.put_sharing_group:type_name -> irx.v1.PutSharingGroupCommand
+	29, // 24: irx.v1.Command.receive_sightings:type_name -> irx.v1.ReceiveSightingsCommand
+	31, // 25: irx.v1.Command.actor:type_name -> irx.v1.OperatorAction
+	32, // 26: irx.v1.SetTeamDescriptionCommand.description:type_name -> irx.v1.TeamDescription
+	33, // 27: irx.v1.PutPeerCommand.peer:type_name -> irx.v1.Peer
+	34, // 28: irx.v1.ApplyPeerFeedCommand.items:type_name -> irx.v1.FeedItem
+	30, // 29: irx.v1.ApplyPeerFeedCommand.head_time:type_name -> google.protobuf.Timestamp
+	10, // 30: irx.v1.AcknowledgePeerCommand.entries:type_name -> irx.v1.LedgerEntry
+	35, // 31: irx.v1.LedgerEntry.withdrawal_reason:type_name -> irx.v1.WithdrawalReason
+	36, // 32: irx.v1.LedgerEntry.replacement_reason:type_name -> irx.v1.ReplacementReason
+	1,  // 33: irx.v1.CommandBatch.commands:type_name -> irx.v1.Command
+	37, // 34: irx.v1.SetPolicyCommand.policy:type_name -> irx.v1.DisclosurePolicy
+	38, // 35: irx.v1.CreateIncidentCommand.incident:type_name -> irx.v1.Incident
+	38, // 36: irx.v1.UpdateIncidentCommand.incident:type_name -> irx.v1.Incident
+	39, // 37: irx.v1.UpdateIncidentCommand.update_mask:type_name -> google.protobuf.FieldMask
+	0,  // 38: irx.v1.FeedEntry.kind:type_name -> irx.v1.FeedEntryKind
+	30, // 39: irx.v1.FeedEntry.commit_time:type_name -> google.protobuf.Timestamp
+	35, // 40: irx.v1.FeedEntry.withdrawal_reason:type_name -> irx.v1.WithdrawalReason
+	36, // 41: irx.v1.FeedEntry.replacement_reason:type_name -> irx.v1.ReplacementReason
+	30, // 42: irx.v1.PeerState.inbound_head_time:type_name -> google.protobuf.Timestamp
+	30, // 43: irx.v1.PeerState.last_acknowledge_time:type_name -> google.protobuf.Timestamp
+	40, // 44: irx.v1.ChangeRoleCommand.role:type_name -> irx.v1.Role
+	41, // 45: irx.v1.RevokeCertificateCommand.revoked:type_name -> irx.v1.RevokedCertificate
+	42, // 46: irx.v1.UpdateAlertSettingsCommand.settings:type_name -> irx.v1.AlertSettings
+	43, // 47: irx.v1.IssueWarningCommand.warning:type_name -> irx.v1.Warning
+	43, // 48: irx.v1.ReceiveWarningCommand.warning:type_name -> irx.v1.Warning
+	30, // 49: irx.v1.RecordWarningDeliveryCommand.acknowledge_time:type_name -> google.protobuf.Timestamp
+	44, // 50: irx.v1.PutSharingGroupCommand.group:type_name -> irx.v1.SharingGroup
+	51, // [51:51] is the sub-list for method output_type
+	51, // [51:51] is the sub-list for method input_type
+	51, // [51:51] is the sub-list for extension type_name
+	51, // [51:51] is the sub-list for extension extendee
+	0,  // [0:51] is the sub-list for field type_name
 }
 
 func init() { file_irx_v1_command_proto_init() }
@@ -2738,6 +2910,8 @@ func file_irx_v1_command_proto_init() {
 		(*Command_AcknowledgeWarning)(nil),
 		(*Command_RecordWarningDelivery)(nil),
 		(*Command_MarkWarningAcknowledgementDelivered)(nil),
+		(*Command_PutSharingGroup)(nil),
+		(*Command_ReceiveSightings)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -2745,7 +2919,7 @@ func file_irx_v1_command_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_irx_v1_command_proto_rawDesc), len(file_irx_v1_command_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   27,
+			NumMessages:   29,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -25,6 +25,7 @@ const (
 	FederationService_GetSignedTeamDescription_FullMethodName = "/irx.v1.FederationService/GetSignedTeamDescription"
 	FederationService_DeliverWarning_FullMethodName           = "/irx.v1.FederationService/DeliverWarning"
 	FederationService_AcknowledgePeerWarning_FullMethodName   = "/irx.v1.FederationService/AcknowledgePeerWarning"
+	FederationService_DeliverSightings_FullMethodName         = "/irx.v1.FederationService/DeliverSightings"
 )
 
 // FederationServiceClient is the client API for FederationService service.
@@ -62,6 +63,10 @@ type FederationServiceClient interface {
 	// Tells this team that an operator of the caller acknowledged one of
 	// this team's warnings.
 	AcknowledgePeerWarning(ctx context.Context, in *AcknowledgePeerWarningRequest, opts ...grpc.CallOption) (*AcknowledgePeerWarningResponse, error)
+	// Replaces the sightings the caller, a member of one of this team's
+	// sharing groups, has given us: keyed digests of the values of its
+	// records, never the values.
+	DeliverSightings(ctx context.Context, in *DeliverSightingsRequest, opts ...grpc.CallOption) (*DeliverSightingsResponse, error)
 }
 
 type federationServiceClient struct {
@@ -141,6 +146,16 @@ func (c *federationServiceClient) AcknowledgePeerWarning(ctx context.Context, in
 	return out, nil
 }
 
+func (c *federationServiceClient) DeliverSightings(ctx context.Context, in *DeliverSightingsRequest, opts ...grpc.CallOption) (*DeliverSightingsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DeliverSightingsResponse)
+	err := c.cc.Invoke(ctx, FederationService_DeliverSightings_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // FederationServiceServer is the server API for FederationService service.
 // All implementations must embed UnimplementedFederationServiceServer
 // for forward compatibility.
@@ -176,6 +191,10 @@ type FederationServiceServer interface {
 	// Tells this team that an operator of the caller acknowledged one of
 	// this team's warnings.
 	AcknowledgePeerWarning(context.Context, *AcknowledgePeerWarningRequest) (*AcknowledgePeerWarningResponse, error)
+	// Replaces the sightings the caller, a member of one of this team's
+	// sharing groups, has given us: keyed digests of the values of its
+	// records, never the values.
+	DeliverSightings(context.Context, *DeliverSightingsRequest) (*DeliverSightingsResponse, error)
 	mustEmbedUnimplementedFederationServiceServer()
 }
 
@@ -203,6 +222,9 @@ func (UnimplementedFederationServiceServer) DeliverWarning(context.Context, *Del
 }
 func (UnimplementedFederationServiceServer) AcknowledgePeerWarning(context.Context, *AcknowledgePeerWarningRequest) (*AcknowledgePeerWarningResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method AcknowledgePeerWarning not implemented")
+}
+func (UnimplementedFederationServiceServer) DeliverSightings(context.Context, *DeliverSightingsRequest) (*DeliverSightingsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method DeliverSightings not implemented")
 }
 func (UnimplementedFederationServiceServer) mustEmbedUnimplementedFederationServiceServer() {}
 func (UnimplementedFederationServiceServer) testEmbeddedByValue()                           {}
@@ -326,6 +348,24 @@ func _FederationService_AcknowledgePeerWarning_Handler(srv interface{}, ctx cont
 	return interceptor(ctx, in, info, handler)
 }
 
+func _FederationService_DeliverSightings_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DeliverSightingsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(FederationServiceServer).DeliverSightings(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: FederationService_DeliverSightings_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(FederationServiceServer).DeliverSightings(ctx, req.(*DeliverSightingsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // FederationService_ServiceDesc is the grpc.ServiceDesc for FederationService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -352,6 +392,10 @@ var FederationService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "AcknowledgePeerWarning",
 			Handler:    _FederationService_AcknowledgePeerWarning_Handler,
+		},
+		{
+			MethodName: "DeliverSightings",
+			Handler:    _FederationService_DeliverSightings_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{
