@@ -125,4 +125,3 @@ func (s *federationService) DeliverSightings(ctx context.Context, req *irxv1.Del
 	}
 	return &irxv1.DeliverSightingsResponse{}, nil
 }
-
