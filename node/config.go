@@ -10,6 +10,7 @@ import (
 
 	"google.golang.org/grpc"
 
+	"github.com/irxfed/irx/node/webhook"
 	"github.com/irxfed/irx/pki"
 	"github.com/irxfed/irx/record"
 )
@@ -24,6 +25,9 @@ const MaxRequestBytes = 2 * record.MaxIncidentBytes
 // erased together, and has the other half, ample for a snapshot and a few
 // compactions of a team's state on ordinary disks.
 const DefaultEraseWithin = 30 * time.Second
+
+// Webhook is one endpoint the leader posts alerts and warnings to.
+type Webhook = webhook.Hook
 
 // DefaultFutureSkew is Config.FutureSkew when unset.
 const DefaultFutureSkew = 5 * time.Minute
@@ -75,6 +79,10 @@ type Config struct {
 	// ahead is a mistake or an attempt to pin a record to the top of every
 	// time-ordered list.
 	FutureSkew time.Duration
+
+	// Webhooks are the HTTPS endpoints the leader posts alerts and
+	// warnings to (node/webhook); plain http only in development mode.
+	Webhooks []Webhook
 
 	Logger *slog.Logger
 
@@ -256,6 +264,10 @@ func (c Config) validate() error {
 	}
 	if c.EraseWithin < time.Second {
 		errs = append(errs, errors.New("erase_within: must be at least 1s"))
+	}
+	own := []string{c.APIAddr, c.RaftAddr, c.MetricsAddr}
+	if err := webhook.Check(c.Webhooks, c.TLS.DevDir != "", own); err != nil {
+		errs = append(errs, err)
 	}
 	if c.FutureSkew < 0 {
 		errs = append(errs, errors.New("future_skew: must not be negative"))
