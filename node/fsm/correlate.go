@@ -54,6 +54,7 @@ var (
 	prefixAlertByRev  = []byte("alr/u/")
 	keyAlertSettings  = []byte("alr/s")
 	prefixAlertFamily = []byte("alr/")
+	prefixSaturated   = []byte("alr/sat/")
 )
 
 // DefaultAlertWindow is the correlation window until one is set.
@@ -159,11 +160,13 @@ type correlator struct {
 	// groups: the sharing groups as this batch left them (sighting.go);
 	// nil until read.
 	groups []*irxv1.SharingGroup
+	// saturatedKeys: the saturation marks this batch wrote or deleted.
+	saturatedKeys map[string]bool
 }
 
 func (a *applier) corr() *correlator {
 	if a.cor == nil {
-		a.cor = &correlator{overlay: corOverlay{}, alerts: map[string]*irxv1.Alert{}}
+		a.cor = &correlator{overlay: corOverlay{}, alerts: map[string]*irxv1.Alert{}, saturatedKeys: map[string]bool{}}
 	}
 	if !a.cor.loaded {
 		a.cor.loaded = true
@@ -203,6 +206,7 @@ func (a *applier) correlate(id record.ID, prev, next *irxv1.Incident, erase bool
 		newV = correlationValue(next)
 	}
 	var touched []record.Normalized
+	grew := map[string]bool{} // touched because a record came to hold it
 	for text, n := range before {
 		if _, kept := after[text]; kept && bytes.Equal(oldV, newV) {
 			continue
@@ -227,6 +231,7 @@ func (a *applier) correlate(id record.ID, prev, next *irxv1.Incident, erase bool
 		if n.Kind == record.ValueNet {
 			a.fsm.netBits.add(n.Prefix)
 		}
+		grew[text] = true
 		if _, had := before[text]; !had {
 			touched = append(touched, n)
 		}
@@ -236,9 +241,11 @@ func (a *applier) correlate(id record.ID, prev, next *irxv1.Incident, erase bool
 	}
 	// Recompute each alert once, in an order every replica shares.
 	anchors := map[string]record.Normalized{}
+	shrank := map[string]bool{}
 	for _, n := range touched {
 		for _, an := range a.anchorsOf(n) {
 			anchors[an.Text] = an
+			shrank[an.Text] = shrank[an.Text] || !grew[n.Text]
 		}
 	}
 	texts := make([]string, 0, len(anchors))
@@ -247,7 +254,7 @@ func (a *applier) correlate(id record.ID, prev, next *irxv1.Incident, erase bool
 	}
 	slices.Sort(texts)
 	for _, t := range texts {
-		a.recomputeAlert(anchors[t], erase)
+		a.recomputeAlert(anchors[t], erase, shrank[t])
 	}
 }
 
@@ -317,6 +324,9 @@ func (a *applier) scan(lower, upper []byte, fn func(k, v []byte)) {
 func (a *applier) holders(group []byte) []member {
 	var out []member
 	a.scan(group, prefixEnd(group), func(k, v []byte) {
+		if len(out) > maxAlertRecords {
+			return // saturated: the count is all that matters now
+		}
 		id, err := idFromKey(k, prefixCorrelation)
 		if err != nil || len(v) < timeKeyLen {
 			a.fail(fmt.Errorf("fsm: malformed correlation key %q", k))
@@ -463,9 +473,23 @@ func timeOfKey(m member) time.Time {
 }
 
 // recomputeAlert brings the alert of anchor n up to date.
-func (a *applier) recomputeAlert(n record.Normalized, erase bool) {
+func (a *applier) recomputeAlert(n record.Normalized, erase, shrank bool) {
 	c := a.corr()
 	id := AlertID(n.Text)
+	// A value held by more than maxAlertRecords records saturates its
+	// alert: a record that comes to hold it too changes nothing worth the
+	// scan (a C2 address in every record of a campaign would otherwise
+	// make each create cost a scan of all the others). Only a record that
+	// stops holding it may unsaturate it, and recomputes.
+	satKey := cat(prefixSaturated, valueKey(n))
+	saturated, err := a.isSaturated(satKey)
+	if err != nil {
+		a.fail(err)
+		return
+	}
+	if saturated && !shrank {
+		return
+	}
 	existing, err := a.loadAlert(id)
 	if err != nil {
 		a.fail(err)
@@ -485,6 +509,39 @@ func (a *applier) recomputeAlert(n record.Normalized, erase bool) {
 			c.alerts[id] = nil
 		}
 		return
+	}
+	if len(all) > maxAlertRecords {
+		if !saturated {
+			a.set(satKey, nil)
+			c.saturatedKeys[string(satKey)] = true
+		}
+		ms := all[:maxAlertRecords]
+		next := &irxv1.Alert{AlertId: id, Kind: irxv1.AlertKind_ALERT_KIND_CORRELATION, Value: n.Text, State: irxv1.AlertState_ALERT_STATE_OPEN,
+			CreateTime: a.now, Count: int64(len(ms)), Saturated: true}
+		if existing != nil {
+			next.CreateTime = existing.GetCreateTime()
+			if existing.GetSaturated() {
+				return
+			}
+			a.del(alertRevKey(existing.GetRevision(), id))
+		}
+		teams := map[string]bool{}
+		for _, m := range ms {
+			next.Records = append(next.Records, &irxv1.AlertRecord{IncidentId: m.id.String(), OriginTeam: m.id.Team, ReceivedFrom: m.sender, ReportTime: timestamppb.New(timeOfKey(m))})
+			teams[m.id.Team] = true
+		}
+		for t := range teams {
+			next.Teams = append(next.Teams, t)
+		}
+		slices.Sort(next.Teams)
+		next.FirstSeenTime = timestamppb.New(timeOfKey(ms[0]))
+		next.LastSeenTime = timestamppb.New(timeOfKey(ms[len(ms)-1]))
+		a.storeAlert(next)
+		return
+	}
+	if saturated {
+		a.del(satKey)
+		c.saturatedKeys[string(satKey)] = false
 	}
 	ms := inWindow(all, c.window)
 	open := len(ms) >= 2
@@ -779,4 +836,20 @@ func (f *FSM) AlertsChangedAfter(revision uint64, limit int) ([]*irxv1.Alert, er
 		}
 	}
 	return out, it.Close()
+}
+
+// isSaturated reports whether a value's alert is saturated, as this batch
+// left it.
+func (a *applier) isSaturated(key []byte) (bool, error) {
+	if v, ok := a.corr().saturatedKeys[string(key)]; ok {
+		return v, nil
+	}
+	_, closer, err := a.fsm.db.Get(key)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	return true, closer.Close()
 }

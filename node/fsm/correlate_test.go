@@ -358,3 +358,28 @@ func TestAcknowledgeAlert(t *testing.T) {
 		t.Fatalf("changes %v %v", changed, err)
 	}
 }
+
+// A value in more records than an alert lists saturates its alert: it
+// stays open, lists maxAlertRecords of them, and is not recomputed on
+// every new record.
+func TestCorrelationSaturates(t *testing.T) {
+	h := newHarness(t)
+	var logs []*raft.Log
+	for range maxAlertRecords + 2 {
+		inc := newIncident()
+		inc.ReportTime = timestamppb.New(t0)
+		inc.AttackingHosts = []*irxv1.Host{{Addresses: []string{"198.51.100.7"}}}
+		logs = append(logs, h.createLog(inc, ""))
+	}
+	for i := 0; i < len(logs); i += 256 {
+		for _, r := range h.f.ApplyBatch(logs[i:min(i+256, len(logs))]) {
+			if err := r.(*Result).Err; err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	al, err := h.f.Alert(AlertID("ip:198.51.100.7"))
+	if err != nil || !al.GetSaturated() || al.GetCount() != maxAlertRecords || len(al.GetRecords()) != maxAlertRecords {
+		t.Fatalf("alert %v, %v (%d records)", al.GetSaturated(), err, len(al.GetRecords()))
+	}
+}

@@ -1152,6 +1152,10 @@ type Alert struct {
 	Revision uint64 `protobuf:"varint,14,opt,name=revision,proto3" json:"revision,omitempty"`
 	// For a sighting: the peers whose keyed digests matched the value.
 	SightingTeams []string `protobuf:"bytes,15,rep,name=sighting_teams,json=sightingTeams,proto3" json:"sighting_teams,omitempty"`
+	// More than 1,000 records hold the value: the alert lists 1,000 of
+	// them (count is 1,000) and is no longer recomputed as records come to
+	// hold the value, only when one stops holding it.
+	Saturated     bool `protobuf:"varint,16,opt,name=saturated,proto3" json:"saturated,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1289,6 +1293,13 @@ func (x *Alert) GetSightingTeams() []string {
 		return x.SightingTeams
 	}
 	return nil
+}
+
+func (x *Alert) GetSaturated() bool {
+	if x != nil {
+		return x.Saturated
+	}
+	return false
 }
 
 // AlertRecord is one record of an alert.
@@ -2052,7 +2063,7 @@ const file_irx_v1_alert_service_proto_rawDesc = "" +
 	"\n" +
 	"warning_id\x18\x01 \x01(\tR\twarningId\"G\n" +
 	"\x1aAcknowledgeWarningResponse\x12)\n" +
-	"\awarning\x18\x01 \x01(\v2\x0f.irx.v1.WarningR\awarning\"\x97\x05\n" +
+	"\awarning\x18\x01 \x01(\v2\x0f.irx.v1.WarningR\awarning\"\xb5\x05\n" +
 	"\x05Alert\x12\x19\n" +
 	"\balert_id\x18\x01 \x01(\tR\aalertId\x12%\n" +
 	"\x04kind\x18\x02 \x01(\x0e2\x11.irx.v1.AlertKindR\x04kind\x12\x14\n" +
@@ -2071,7 +2082,8 @@ const file_irx_v1_alert_service_proto_rawDesc = "" +
 	"\x0facknowledged_by\x18\f \x01(\tR\x0eacknowledgedBy\x12E\n" +
 	"\x10acknowledge_time\x18\r \x01(\v2\x1a.google.protobuf.TimestampR\x0facknowledgeTime\x12\x1a\n" +
 	"\brevision\x18\x0e \x01(\x04R\brevision\x12%\n" +
-	"\x0esighting_teams\x18\x0f \x03(\tR\rsightingTeams\"\xb1\x01\n" +
+	"\x0esighting_teams\x18\x0f \x03(\tR\rsightingTeams\x12\x1c\n" +
+	"\tsaturated\x18\x10 \x01(\bR\tsaturated\"\xb1\x01\n" +
 	"\vAlertRecord\x12\x1f\n" +
 	"\vincident_id\x18\x01 \x01(\tR\n" +
 	"incidentId\x12\x1f\n" +
