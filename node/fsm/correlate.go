@@ -66,7 +66,7 @@ const DefaultAlertWindow = 30 * 24 * time.Hour
 // an alert lists only so many records.
 const (
 	maxAnchorsPerValue = 256
-	maxAlertRecords    = 1000
+	maxAlertRecords    = 100
 )
 
 func alertKey(id string) []byte { return cat(prefixAlert, []byte(id)) }
@@ -324,9 +324,6 @@ func (a *applier) scan(lower, upper []byte, fn func(k, v []byte)) {
 func (a *applier) holders(group []byte) []member {
 	var out []member
 	a.scan(group, prefixEnd(group), func(k, v []byte) {
-		if len(out) > maxAlertRecords {
-			return // saturated: the count is all that matters now
-		}
 		id, err := idFromKey(k, prefixCorrelation)
 		if err != nil || len(v) < timeKeyLen {
 			a.fail(fmt.Errorf("fsm: malformed correlation key %q", k))

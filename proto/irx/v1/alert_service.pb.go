@@ -1152,8 +1152,8 @@ type Alert struct {
 	Revision uint64 `protobuf:"varint,14,opt,name=revision,proto3" json:"revision,omitempty"`
 	// For a sighting: the peers whose keyed digests matched the value.
 	SightingTeams []string `protobuf:"bytes,15,rep,name=sighting_teams,json=sightingTeams,proto3" json:"sighting_teams,omitempty"`
-	// More than 1,000 records hold the value: the alert lists 1,000 of
-	// them (count is 1,000) and is no longer recomputed as records come to
+	// More than 100 records hold the value: the alert lists 100 of
+	// them (count is 100) and is no longer recomputed as records come to
 	// hold the value, only when one stops holding it.
 	Saturated     bool `protobuf:"varint,16,opt,name=saturated,proto3" json:"saturated,omitempty"`
 	unknownFields protoimpl.UnknownFields
