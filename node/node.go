@@ -88,10 +88,10 @@ type Node struct {
 	stopObserving chan struct{}
 	// webhooks posts alerts and warnings while this node leads; nil
 	// without configured webhooks.
-	webhooks *webhook.Sender
-	wg            sync.WaitGroup
-	closeOnce     sync.Once
-	closeErr      error
+	webhooks  *webhook.Sender
+	wg        sync.WaitGroup
+	closeOnce sync.Once
+	closeErr  error
 }
 
 // Start opens the node's storage, joins or bootstraps its Raft cluster and

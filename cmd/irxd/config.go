@@ -84,7 +84,7 @@ type fileConfig struct {
 		URL        string `yaml:"url"`
 		SecretFile string `yaml:"secret_file"`
 	} `yaml:"webhooks"`
-	Log        struct {
+	Log struct {
 		Level  string `yaml:"level"`
 		Format string `yaml:"format"`
 	} `yaml:"log"`
