@@ -61,7 +61,15 @@ type Config struct {
 	// heap is near it. 0: the Go runtime's limit (GOMEMLIMIT, or what
 	// irxd set); math.MaxInt64: none.
 	MemoryLimit int64
+	// StatisticsInterval is how often the leader publishes the team's
+	// statistics to its peers, when they changed (default
+	// DefaultStatisticsInterval).
+	StatisticsInterval time.Duration
 }
+
+// DefaultStatisticsInterval is Config.StatisticsInterval when unset: at
+// most one statistics entry per minute, and none while nothing changed.
+const DefaultStatisticsInterval = time.Minute
 
 func (c Config) withDefaults() Config {
 	if c.Addr == "" {
@@ -72,6 +80,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.RetryMax <= 0 {
 		c.RetryMax = 5 * time.Second
+	}
+	if c.StatisticsInterval <= 0 {
+		c.StatisticsInterval = DefaultStatisticsInterval
 	}
 	if c.StreamsPerPeer <= 0 {
 		c.StreamsPerPeer = DefaultStreamsPerPeer
@@ -181,7 +192,7 @@ func (f *Federation) Start(t Team) error {
 	if err := f.listen(func(s *grpc.Server) { irxv1.RegisterFederationServiceServer(s, &federationService{f: f}) }); err != nil {
 		return err
 	}
-	f.wg.Add(3)
+	f.wg.Add(4)
 	go func() {
 		defer f.wg.Done()
 		f.pullers.run(f.stop)
@@ -189,6 +200,10 @@ func (f *Federation) Start(t Team) error {
 	go func() {
 		defer f.wg.Done()
 		(&warningSender{f: f, retry: map[string]retryState{}}).run(f.stop)
+	}()
+	go func() {
+		defer f.wg.Done()
+		f.runStatistics(f.stop)
 	}()
 	go func() {
 		defer f.wg.Done()

@@ -259,8 +259,25 @@ func (w *feedWalker) entry(e *irxv1.FeedEntry) ([]outcome, error) {
 		if e.GetPeerTeamId() == w.peer {
 			return w.redisclose(e)
 		}
+	case irxv1.FeedEntryKind_FEED_ENTRY_KIND_STATISTICS:
+		return w.statistics(e)
 	}
 	return nil, nil
+}
+
+// statistics is the team's statistics, published: the peer gets them if
+// its policy discloses the statistical class, and they are the latest
+// (a later entry carries newer ones). They are counts, not records: the
+// ledger of records has nothing to acknowledge for them.
+func (w *feedWalker) statistics(e *irxv1.FeedEntry) ([]outcome, error) {
+	if !w.compiled.SharesStatistics() {
+		return nil, nil
+	}
+	s, err := w.r.PublishedStatistics(e.GetSequence())
+	if err != nil || s == nil {
+		return nil, err
+	}
+	return []outcome{{item: &irxv1.FeedItem{Sequence: e.GetSequence(), CommitTime: e.GetCommitTime(), Kind: &irxv1.FeedItem_Statistics{Statistics: s}}}}, nil
 }
 
 // policyAt moves the walk to the peer's newest policy if version is newer

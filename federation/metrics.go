@@ -171,6 +171,8 @@ func (t *tally) add(outs []outcome, withheld bool) {
 			t.outcomes["erased"]++
 		case r != nil:
 			t.outcomes["replaced"]++
+		case o.item.GetStatistics() != nil:
+			t.outcomes["statistics"]++
 		default:
 			t.outcomes["disclosed"]++
 		}

@@ -95,6 +95,9 @@ type VersionReader interface {
 	HeldIncidents(peer, after, through string, fn func(id string, versions map[int64][]byte) error) error
 	Policy(peer string, version int64) (*irxv1.DisclosurePolicy, error)
 	PseudonymKey(peer string) ([]byte, error)
+	// PublishedStatistics is what the statistics feed entry seq
+	// published; nil once a later entry superseded them.
+	PublishedStatistics(seq uint64) (*irxv1.SharedStatistics, error)
 	Close() error
 }
 

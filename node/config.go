@@ -10,6 +10,7 @@ import (
 
 	"google.golang.org/grpc"
 
+	"github.com/irxfed/irx/node/api"
 	"github.com/irxfed/irx/node/webhook"
 	"github.com/irxfed/irx/pki"
 	"github.com/irxfed/irx/record"
@@ -79,6 +80,13 @@ type Config struct {
 	// ahead is a mistake or an attempt to pin a record to the top of every
 	// time-ordered list.
 	FutureSkew time.Duration
+	// StatisticsMaxPeriods bounds the periods one GetStatistics call may
+	// produce; 0 means api.DefaultMaxStatisticsPeriods.
+	StatisticsMaxPeriods int
+
+	// Import is what ImportIncidents applies where a document says no TLP
+	// or no taxonomy entry and the request names none.
+	Import api.ImportDefaults
 
 	// Webhooks are the HTTPS endpoints the leader posts alerts and
 	// warnings to (node/webhook); plain http only in development mode.

@@ -35,6 +35,10 @@ type metrics struct {
 	logAppend prometheus.Histogram
 	logSync   prometheus.Histogram
 	commit    prometheus.Histogram
+	// statsCells and statsLatency are the statistics' own cost: the
+	// stored cells a GetStatistics call read, and its time.
+	statsCells   prometheus.Histogram
+	statsLatency prometheus.Histogram
 }
 
 func newMetrics() *metrics {
@@ -63,10 +67,24 @@ func newMetrics() *metrics {
 			Name: "irx_raft_commit_seconds", Help: "On the leader, time from handing a group of writes to Raft until a quorum has stored it and it is applied; writes that fail (timeout, lost leadership) are not counted.",
 			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16),
 		}),
+		statsCells: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "irx_statistics_cells_read", Help: "Stored statistics cells one GetStatistics call read: its cost, which grows with the periods and the combinations of dimensions asked for, not with the incidents.",
+			Buckets: prometheus.ExponentialBuckets(1, 4, 12),
+		}),
+		statsLatency: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "irx_statistics_query_seconds", Help: "Time to read the cells of one GetStatistics call from the state machine.",
+			Buckets: prometheus.ExponentialBuckets(0.00005, 2, 16),
+		}),
 	}
-	m.registry.MustRegister(m.requests, m.latency, m.apply, m.logAppend, m.logSync, m.commit,
+	m.registry.MustRegister(m.requests, m.latency, m.apply, m.logAppend, m.logSync, m.commit, m.statsCells, m.statsLatency,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
+}
+
+// statisticsQuery records the cost of one statistics query.
+func (m *metrics) statisticsQuery(cells int, took time.Duration) {
+	m.statsCells.Observe(float64(cells))
+	m.statsLatency.Observe(took.Seconds())
 }
 
 // watchNode exports the node's Raft and state machine positions, read at

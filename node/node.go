@@ -388,7 +388,9 @@ func (n *Node) startAPI(creds nodeCredentials) error {
 	n.apiListener = ln
 	auth := &authorizer{team: n.cfg.TeamID, plaintext: n.cfg.apiPlaintext(), state: n.state, streams: &n.operatorStreams}
 	opts := []grpc.ServerOption{
-		grpc.MaxRecvMsgSize(MaxRequestBytes),
+		// ImportIncidents carries a whole document; every other request
+		// stays far below.
+		grpc.MaxRecvMsgSize(max(MaxRequestBytes, api.MaxImportRequestBytes)),
 		grpc.ChainUnaryInterceptor(errgrpc.RecoverUnary(n.log), n.metrics.unary(), logUnary(n.log), n.statusUnary, auth.unary, refuseUnknownFields, refuseBadText),
 		grpc.ChainStreamInterceptor(errgrpc.RecoverStream(n.log), auth.stream),
 		streamWorkers(),

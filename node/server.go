@@ -19,11 +19,12 @@ import (
 )
 
 func registerServices(s *grpc.Server, n *Node, store api.Store, h *health.Server) {
-	irxv1.RegisterIncidentServiceServer(s, api.NewIncidentService(n, n, store, n.cfg.FutureSkew))
+	irxv1.RegisterIncidentServiceServer(s, api.NewIncidentService(n, n, store, n.cfg.FutureSkew).WithImportDefaults(n.cfg.Import).WithTeam(n.cfg.TeamID))
 	irxv1.RegisterClusterServiceServer(s, api.NewClusterService(n))
 	irxv1.RegisterPolicyServiceServer(s, api.NewPolicyService(n, n, n.state, &n.policies))
 	irxv1.RegisterAccessServiceServer(s, api.NewAccessService(n, n, n.state))
 	irxv1.RegisterAlertServiceServer(s, api.NewAlertService(n, n, n.state))
+	irxv1.RegisterStatisticsServiceServer(s, api.NewStatisticsService(n, n, n.state, n.cfg.StatisticsMaxPeriods, n.metrics.statisticsQuery))
 	healthpb.RegisterHealthServer(s, h)
 	reflection.Register(s)
 }

@@ -168,6 +168,18 @@ func actionDetail(a irxv1.DisclosureAction, v4, v6 int, addresses bool) string {
 	return actionName(a)
 }
 
+// SharesStatistics reports whether the policy discloses the statistical
+// class in any form, so the team's aggregate counts may go to the peer;
+// no policy (nil), a rule that strips the class, or none naming it
+// (default deny) shares nothing.
+func (c *Compiled) SharesStatistics() bool {
+	if c == nil {
+		return false
+	}
+	a, _, _ := c.actionOf(irxv1.InfoClass_INFO_CLASS_STATISTICAL)
+	return a != irxv1.DisclosureAction_DISCLOSURE_ACTION_STRIP && a != irxv1.DisclosureAction_DISCLOSURE_ACTION_UNSPECIFIED
+}
+
 // PeerTeamID is the peer the policy is for.
 func (c *Compiled) PeerTeamID() string { return c.peer }
 

@@ -7,6 +7,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -35,15 +36,20 @@ import (
 func incidentImportCommand() *command {
 	return &command{
 		name:  "import",
-		usage: "incident import DIR|FILE [--concurrency N] [--on-change update|conflict] [--tlp TLP] [--taxonomy CLASS/TYPE]",
+		usage: "incident import DIR|FILE [--concurrency N] [--on-change update|conflict] [--tlp TLP] [--taxonomy CLASS/TYPE] [--dry-run]",
 		short: "Create many incidents from files; safe to re-run",
 		long: `Reads DIR recursively (skipping dot-files) or one FILE: every .json file is
 one incident, every .yaml/.yml file one incident per YAML document, every
 line of a .jsonl/.ndjson file one incident, and every Incident element of an
-.xml file (IODEF v2 or v1, as "incident create" reads it, with --tlp and
---taxonomy for what a document does not say) one incident. Each record is
-sent with a request id derived from its file's absolute path and its line (or
-Incident number), so running the same import again creates nothing twice.
+IODEF document one incident: an .xml file (IODEF v2 or v1), or a .json file
+in the JSON binding of RFC 8727 (an object with an "Incident" member). The
+team decodes IODEF documents (IncidentService/ImportIncidents), with the
+team's import defaults, or --tlp and --taxonomy, for what a document does
+not say. Each record is sent with a request id derived from its file's
+absolute path and its line (or Incident number), so running the same import
+again creates nothing twice. --dry-run reads and decodes everything here,
+without a node, and says what would be created and what the IODEF
+documents hold that would be lost.
 The team keeps a digest of each record's content with its request id, so a
 record that changed since it was imported is not taken for the same one:
 with --on-change update (the default) the incident that line created gets
@@ -67,6 +73,7 @@ the same request id.`,
 			onChange := fs.String("on-change", "update", "a record changed since its line created an incident: `update` it (a new version) or report a conflict")
 			tlp := fs.String("tlp", "", "IODEF: the `TLP` of incidents whose restriction is not white, green, amber or red")
 			taxonomy := fs.String("taxonomy", "", "IODEF: the taxonomy `CLASS/TYPE` of incidents the document names none for")
+			dryRun := fs.Bool("dry-run", false, "say what would be created and lost, without a node")
 			return func(ctx context.Context, c *cli, args []string) error {
 				if *concurrency < 1 || *concurrency > 256 {
 					return usageErrorf("--concurrency %d: want 1 to 256", *concurrency)
@@ -77,6 +84,9 @@ the same request id.`,
 				opts, err := iodefFlagOptions(*tlp, *taxonomy)
 				if err != nil {
 					return err
+				}
+				if *dryRun {
+					return c.importDryRun(args[0], opts)
 				}
 				return c.importIncidents(ctx, args[0], *concurrency, *onChange == "update", opts)
 			}
@@ -91,9 +101,17 @@ type importRecord struct {
 	label     string // "FILE:incident-N" for an IODEF Incident; FILE:LINE when empty
 	requestID string
 	data      []byte          // protojson
-	inc       *irxv1.Incident // already made (IODEF); data is unused
-	pos       *yamlPositions  // for a YAML document: where its JSON came from
-	err       error           // the record could not even be read
+	inc       *irxv1.Incident // already made; data is unused
+	// An IODEF document, which the team decodes (ImportIncidents): its
+	// encoding, the defaults the flags give, and after the import one
+	// record per Incident in it and the document's warning.
+	document  []byte
+	format    irxv1.DocumentFormat
+	opts      iodef.Options
+	incidents []*importRecord
+	warning   string
+	pos       *yamlPositions // for a YAML document: where its JSON came from
+	err       error          // the record could not even be read
 
 	// Set by the worker that sent it: the outcome, the incident and its
 	// version now, or the error.
@@ -161,7 +179,18 @@ feed:
 	wg.Wait()
 	stopProgress()
 
-	return c.importSummary(records[:sent], len(records)-sent, ctx.Err())
+	var done []*importRecord
+	for _, rec := range records[:sent] {
+		if rec.document == nil || rec.sendErr != nil {
+			done = append(done, rec)
+			continue
+		}
+		if rec.warning != "" {
+			fmt.Fprintf(c.stderr, "irxctl: warning: %s\n", rec.warning)
+		}
+		done = append(done, rec.incidents...)
+	}
+	return c.importSummary(done, len(records)-sent, ctx.Err())
 }
 
 // importOne creates one record, or brings the incident its line created up
@@ -170,6 +199,9 @@ feed:
 func importOne(ctx context.Context, s *session, rec *importRecord, update bool) error {
 	if rec.err != nil {
 		return rec.err
+	}
+	if rec.document != nil {
+		return importDocument(ctx, s, rec, update)
 	}
 	inc := rec.inc
 	if inc == nil {
@@ -199,8 +231,14 @@ func importOne(ctx context.Context, s *session, rec *importRecord, update bool) 
 			return err
 		}
 	}
+	return settle(ctx, s, rec, inc, existing, update)
+}
+
+// settle brings the incident existing, which rec's request id created,
+// up to date with inc (update) or reports the difference.
+func settle(ctx context.Context, s *session, rec *importRecord, inc *irxv1.Incident, existing string, update bool) error {
 	var latest *irxv1.Incident
-	err = retrying(ctx, s, func(ctx context.Context) error {
+	err := retrying(ctx, s, func(ctx context.Context) error {
 		got, err := s.incidents().GetIncident(ctx, &irxv1.GetIncidentRequest{Id: existing})
 		latest = got.GetIncident()
 		return err
@@ -232,6 +270,94 @@ func importOne(ctx context.Context, s *session, rec *importRecord, update bool) 
 	}
 	rec.outcome, rec.version = importUpdated, updated.GetIncident().GetVersion()
 	return nil
+}
+
+// importDocument sends an IODEF document to the team, which decodes it
+// and creates its incidents, and settles each as importOne settles a
+// record: rec.incidents holds one record per Incident.
+func importDocument(ctx context.Context, s *session, rec *importRecord, update bool) error {
+	req := &irxv1.ImportIncidentsRequest{
+		Document: rec.document, Format: rec.format, RequestId: rec.requestID, DocumentName: rec.file,
+		DefaultTlp: rec.opts.DefaultTLP, DefaultTaxonomy: rec.opts.DefaultTaxonomy,
+	}
+	var resp *irxv1.ImportIncidentsResponse
+	err := retrying(ctx, s, func(ctx context.Context) (err error) {
+		resp, err = s.incidents().ImportIncidents(ctx, req)
+		return err
+	})
+	if err != nil {
+		if st, ok := statusOf(err); ok && st.Code() == codes.InvalidArgument {
+			for _, v := range fieldViolations(st) {
+				if v.GetField() == "document" {
+					// Not a document the team can read: one rejected record.
+					return errors.New(serverIODEFMessage(rec.file, v.GetDescription()))
+				}
+			}
+		}
+		return err
+	}
+	rec.warning = flagNames(resp.GetWarning())
+	for _, r := range resp.GetResults() {
+		sub := &importRecord{file: rec.file, line: int(r.GetLine()), label: fmt.Sprintf("%s:incident-%d", rec.file, r.GetIndex())}
+		rec.incidents = append(rec.incidents, sub)
+		switch {
+		case r.GetIncident() == nil:
+			sub.sendErr = errors.New(serverIODEFMessage(rec.file, r.GetErrorMessage()))
+		case r.GetErrorCode() == "" && !r.GetRequestReplayed():
+			sub.outcome, sub.id, sub.version = importCreated, r.GetId(), 1
+		case r.GetErrorCode() == "" || r.GetErrorCode() == codes.AlreadyExists.String() && r.GetId() != "":
+			sub.sendErr = settle(ctx, s, sub, r.GetIncident(), r.GetId(), update)
+		default:
+			sub.sendErr = importedStatus(r.GetErrorCode(), r.GetErrorMessage())
+		}
+	}
+	return nil
+}
+
+// serverIODEFMessage is a decoding problem of the team's as the summary
+// shows one, like a problem found here: one line, each place as "line
+// L:C" (the summary names the file), the flags that fix it named.
+func serverIODEFMessage(file, msg string) string {
+	lines := strings.Split(msg, "\n")
+	for i, l := range lines {
+		if rest, ok := strings.CutPrefix(l, file+":"); ok {
+			l = "line " + rest
+		}
+		lines[i] = flagNames(l)
+	}
+	return strings.Join(lines, "; ")
+}
+
+// flagNames names the request's defaults in the team's messages by the
+// flags that set them.
+func flagNames(msg string) string {
+	return strings.NewReplacer(
+		"default_tlp (", "--tlp (", "over default_tlp ", "over --tlp ",
+		"default_taxonomy CLASS/TYPE (", "--taxonomy CLASS/TYPE (", "over default_taxonomy ", "over --taxonomy ",
+	).Replace(msg)
+}
+
+// importedStatus is the status of an Incident the team could not create,
+// with its field violations ("field: description" lines) as details, so
+// the summary lists them as it lists CreateIncident's.
+func importedStatus(code, msg string) error {
+	var c codes.Code
+	if err := c.UnmarshalJSON([]byte(strconv.Quote(code))); err != nil {
+		c = codes.Unknown
+	}
+	st := status.New(c, msg)
+	var br errdetails.BadRequest
+	for _, l := range strings.Split(msg, "\n") {
+		if field, desc, ok := strings.Cut(l, ": "); ok && !strings.Contains(field, " ") {
+			br.FieldViolations = append(br.FieldViolations, &errdetails.BadRequest_FieldViolation{Field: field, Description: desc})
+		}
+	}
+	if len(br.FieldViolations) > 0 {
+		if d, err := st.WithDetails(&br); err == nil {
+			st = d
+		}
+	}
+	return st.Err()
 }
 
 // sameContent reports whether updating latest with patch under mask would
@@ -414,8 +540,8 @@ func readRecords(path string, opts iodef.Options) (recs []*importRecord, warning
 	if err != nil {
 		return nil, "", err
 	}
-	if strings.EqualFold(filepath.Ext(path), ".xml") {
-		return readIODEFRecords(path, abs, opts)
+	if format := iodefFormat(path); format != irxv1.DocumentFormat_DOCUMENT_FORMAT_UNSPECIFIED {
+		return readIODEFRecords(path, abs, format, opts)
 	}
 	recs, err = readTextRecords(path, abs)
 	return recs, "", err
@@ -423,30 +549,64 @@ func readRecords(path string, opts iodef.Options) (recs []*importRecord, warning
 
 // readIODEFRecords makes one record of every Incident element of an IODEF
 // document, named FILE:incident-N.
-func readIODEFRecords(path, abs string, opts iodef.Options) ([]*importRecord, string, error) {
-	f, err := os.Open(path)
+func readIODEFRecords(path, abs string, format irxv1.DocumentFormat, opts iodef.Options) ([]*importRecord, string, error) {
+	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, "", err
 	}
-	doc, err := iodef.Decode(f, path, opts)
-	f.Close()
-	var ie *iodef.Error
-	if errors.As(err, &ie) {
-		// Not a document irx can read: one rejected record for the file.
-		return []*importRecord{{file: path, label: path, err: err}}, "", nil
+	if len(data) > iodef.MaxDocumentBytes {
+		return []*importRecord{{file: path, label: path, err: fmt.Errorf("the document is %d bytes; the limit is %d (4 MiB): split it into several files", len(data), iodef.MaxDocumentBytes)}}, "", nil
 	}
-	if err != nil {
-		return nil, "", err
+	// The team decodes the document; the request id names the file, so
+	// that a re-run finds the incidents the first run created (the team
+	// adds "/incident-N" for each).
+	return []*importRecord{{
+		file: path, label: path, requestID: importRequestIDKey(abs, "iodef"),
+		document: data, format: format, opts: opts,
+	}}, "", nil
+}
+
+// iodefFormat is the IODEF encoding of a file to import: XML by its
+// extension, RFC 8727 JSON when a .json file's object has an "Incident"
+// member (an irx record has none); unspecified otherwise.
+func iodefFormat(path string) irxv1.DocumentFormat {
+	switch strings.ToLower(filepath.Ext(path)) {
+	case ".xml":
+		return irxv1.DocumentFormat_DOCUMENT_FORMAT_IODEF_V2_XML
+	case ".json":
+		f, err := os.Open(path)
+		if err != nil {
+			return irxv1.DocumentFormat_DOCUMENT_FORMAT_UNSPECIFIED
+		}
+		defer f.Close()
+		if hasTopLevelMember(f, "Incident") {
+			return irxv1.DocumentFormat_DOCUMENT_FORMAT_IODEF_V2_JSON
+		}
 	}
-	var recs []*importRecord
-	for _, d := range doc.Incidents {
-		recs = append(recs, &importRecord{
-			file: path, line: d.Line, label: fmt.Sprintf("%s:incident-%d", path, d.Index),
-			requestID: importRequestIDKey(abs, fmt.Sprintf("incident-%d", d.Index)),
-			inc:       d.Incident, err: d.Err,
-		})
+	return irxv1.DocumentFormat_DOCUMENT_FORMAT_UNSPECIFIED
+}
+
+// hasTopLevelMember reports whether r holds a JSON object with the member
+// key, reading no further than that object's own members.
+func hasTopLevelMember(r io.Reader, key string) bool {
+	dec := json.NewDecoder(io.LimitReader(r, iodef.MaxDocumentBytes))
+	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
+		return false
 	}
-	return recs, doc.Warning(), nil
+	for dec.More() {
+		k, err := dec.Token()
+		if err != nil {
+			return false
+		}
+		if k == key {
+			return true
+		}
+		var skip json.RawMessage
+		if err := dec.Decode(&skip); err != nil {
+			return false
+		}
+	}
+	return false
 }
 
 // describeIODEFError is err without the file name when it is an IODEF

@@ -21,10 +21,10 @@ func incidentCommand() *command {
 	return &command{
 		name:  "incident",
 		usage: "incident COMMAND",
-		short: "Create, read, list, update, import, withdraw and hand off incidents",
+		short: "Create, read, list, update, import, export, withdraw and hand off incidents",
 		subs: []*command{
 			incidentCreateCommand(), incidentGetCommand(), incidentListCommand(),
-			incidentUpdateCommand(), incidentVersionsCommand(), incidentImportCommand(),
+			incidentUpdateCommand(), incidentVersionsCommand(), incidentImportCommand(), incidentExportCommand(),
 			incidentWithdrawCommand(), incidentHandoffCommand(),
 		},
 	}

@@ -38,7 +38,7 @@ func TestIODEFCreateAndImport(t *testing.T) {
 	// IODEF carries no TLP unless its restriction is a TLP colour: refused
 	// before anything is sent, naming the file, the line and the element.
 	r := ctl("", "incident", "create", "-f", iodefSample("dos.xml"))
-	mustFail(t, r, 1, "irxctl: "+iodefSample("dos.xml")+":10:3: Incident: IODEF has no TLP: pass --tlp")
+	mustFail(t, r, 1, "irxctl: "+iodefSample("dos.xml")+":10:3: Incident: IODEF has no TLP: pass --tlp (or configure the team's import.default_tlp)")
 	if r.stdout != "" {
 		t.Errorf("stdout: %q", r.stdout)
 	}
@@ -199,7 +199,7 @@ func TestIODEFCreateAndImport(t *testing.T) {
 	// One IODEF file alone; without --tlp only its red Incident has one.
 	r = ctl("", "incident", "import", filepath.Join(dir, "iodef", "multi.xml"), "--taxonomy", "other/undetermined")
 	if r.code != 1 || !strings.HasPrefix(r.stdout, "created 0, updated 0, unchanged 1, conflicts 0, rejected 2\n") ||
-		!strings.Contains(r.stdout, "multi.xml:incident-2: not an incident: line 46:3: Incident[2]: IODEF has no TLP: pass --tlp") {
+		!strings.Contains(r.stdout, "multi.xml:incident-2: not an incident: line 46:3: Incident[2]: IODEF has no TLP: pass --tlp (or configure the team's import.default_tlp)") {
 		t.Errorf("import of one file without --tlp: %v", r)
 	}
 	mustFail(t, ctl("", "incident", "import", dir, "--tlp", "crimson"), 2, `--tlp "crimson"`)

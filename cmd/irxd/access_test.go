@@ -35,6 +35,8 @@ var wantPermission = map[string]irxv1.Permission{
 	"/irx.v1.IncidentService/GetIncident":           irxv1.Permission_PERMISSION_READ,
 	"/irx.v1.IncidentService/ListIncidents":         irxv1.Permission_PERMISSION_READ,
 	"/irx.v1.IncidentService/ListIncidentVersions":  irxv1.Permission_PERMISSION_READ,
+	"/irx.v1.IncidentService/ExportIncidents":       irxv1.Permission_PERMISSION_READ,
+	"/irx.v1.IncidentService/ImportIncidents":       irxv1.Permission_PERMISSION_INCIDENTS_WRITE,
 	"/irx.v1.PolicyService/SetPolicy":               irxv1.Permission_PERMISSION_POLICIES_WRITE,
 	"/irx.v1.PolicyService/GetPolicy":               irxv1.Permission_PERMISSION_READ,
 	"/irx.v1.PolicyService/ListPolicies":            irxv1.Permission_PERMISSION_READ,
@@ -72,6 +74,8 @@ var wantPermission = map[string]irxv1.Permission{
 	"/irx.v1.AlertService/AcknowledgeWarning":       irxv1.Permission_PERMISSION_INCIDENTS_WRITE,
 	"/irx.v1.AlertService/PutSharingGroup":          irxv1.Permission_PERMISSION_POLICIES_WRITE,
 	"/irx.v1.AlertService/ListSharingGroups":        irxv1.Permission_PERMISSION_READ,
+	"/irx.v1.StatisticsService/GetStatistics":       irxv1.Permission_PERMISSION_READ,
+	"/irx.v1.StatisticsService/SpendPrivacyBudget":  irxv1.Permission_PERMISSION_POLICIES_WRITE,
 }
 
 // openMethods answer every operator certificate of the team, without a

@@ -15,6 +15,9 @@ import (
 
 	"github.com/irxfed/irx/federation"
 	"github.com/irxfed/irx/node"
+	"github.com/irxfed/irx/node/api"
+	irxv1 "github.com/irxfed/irx/proto/irx/v1"
+	"github.com/irxfed/irx/record"
 )
 
 // fileConfig is the YAML configuration file. Flags override it.
@@ -84,6 +87,12 @@ type fileConfig struct {
 		URL        string `yaml:"url"`
 		SecretFile string `yaml:"secret_file"`
 	} `yaml:"webhooks"`
+	// Import holds what ImportIncidents applies where a document does
+	// not say: a TLP (TLP_AMBER or AMBER) and a taxonomy CLASS/TYPE.
+	Import struct {
+		DefaultTLP      string `yaml:"default_tlp"`
+		DefaultTaxonomy string `yaml:"default_taxonomy"`
+	} `yaml:"import"`
 	Log struct {
 		Level  string `yaml:"level"`
 		Format string `yaml:"format"`
@@ -153,6 +162,7 @@ func parseOptions(args []string, stderr io.Writer, getenv func(string) string) (
 		showVer    = fs.Bool("version", false, "print the version and the commit irxd was built from, and exit")
 		memLimit   = fs.String("memory-limit", "", "the node's memory limit, such as 768MiB (default: GOMEMLIMIT, else 3/4 of the cgroup's limit, else 1GiB)")
 		perPeer    = fs.Int("streams-per-peer", 0, fmt.Sprintf("Subscribe streams one peer may have open on this node (default %d)", federation.DefaultStreamsPerPeer))
+		statsEvery = fs.Duration("statistics-interval", 0, "how often the leader publishes the team's statistics to peers whose policy discloses the statistical class, when they changed (default "+federation.DefaultStatisticsInterval.String()+")")
 		streamB    = fs.String("stream-bytes", "", fmt.Sprintf("bytes one Subscribe stream may hold unsent, such as 4MiB (default %dMiB)", federation.DefaultStreamBytes>>20))
 	)
 	if err := fs.Parse(args); err != nil {
@@ -216,6 +226,9 @@ func parseOptions(args []string, stderr io.Writer, getenv func(string) string) (
 		*dst = n
 	}
 	size("memory_limit", fc.MemoryLimit, &o.memoryLimit)
+	imp, impErr := importDefaults(fc.Import.DefaultTLP, fc.Import.DefaultTaxonomy)
+	sizeErr = errors.Join(sizeErr, impErr)
+	o.node.Import = imp
 	size("federation.stream_bytes", fc.Federation.StreamBytes, &o.federation.StreamBytes)
 	if fc.Federation.StreamsPerPeer < 0 {
 		sizeErr = errors.Join(sizeErr, fmt.Errorf("federation.streams_per_peer: %d is negative", fc.Federation.StreamsPerPeer))
@@ -293,6 +306,8 @@ func parseOptions(args []string, stderr io.Writer, getenv func(string) string) (
 			o.node.Storage.ScrubInterval = *scrubEvery
 		case "future-skew":
 			o.node.FutureSkew = *skew
+		case "statistics-interval":
+			o.federation.StatisticsInterval = *statsEvery
 		}
 	})
 	return o, errors.Join(err, sizeErr)
@@ -338,4 +353,27 @@ func readSecret(path string) ([]byte, error) {
 		return nil, err
 	}
 	return bytes.TrimRight(b, "\r\n"), nil
+}
+
+// importDefaults reads the import section: a TLP by its name with or
+// without "TLP_" (amber_strict or AMBER+STRICT), a taxonomy CLASS/TYPE.
+func importDefaults(tlp, taxonomy string) (api.ImportDefaults, error) {
+	var d api.ImportDefaults
+	var errs []error
+	if tlp != "" {
+		name := "TLP_" + strings.NewReplacer("+", "_", "-", "_").Replace(strings.ToUpper(strings.TrimPrefix(strings.TrimPrefix(strings.TrimSpace(tlp), "TLP_"), "tlp_")))
+		v, ok := irxv1.Tlp_value[name]
+		if !ok || v == 0 {
+			errs = append(errs, fmt.Errorf("import.default_tlp: %q is not a TLP: clear, green, amber, amber+strict or red", tlp))
+		}
+		d.TLP = irxv1.Tlp(v)
+	}
+	if taxonomy != "" {
+		class, typ, _ := strings.Cut(strings.TrimSpace(taxonomy), "/")
+		if !record.ValidTaxonomy(class, typ) {
+			errs = append(errs, fmt.Errorf("import.default_taxonomy: %q is not CLASS/TYPE of the Reference Security Incident Taxonomy, e.g. other/undetermined", taxonomy))
+		}
+		d.Taxonomy = &irxv1.Taxonomy{Class: class, Type: typ}
+	}
+	return d, errors.Join(errs...)
 }

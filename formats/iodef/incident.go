@@ -69,7 +69,11 @@ func (m *mapper) mapIncident(n *element) *irxv1.Incident {
 			*t.dst = m.timestamp(k)
 		}
 	}
-	m.child(n, "GenerationTime") // output only in irx: each version gets its own
+	// irx sets its own generation time on every version; the sender's is
+	// kept beside it.
+	if k := m.child(n, "GenerationTime"); k != nil {
+		inc.SenderGenerationTime = m.timestamp(k)
+	}
 
 	m.descriptions(n, m.incRestr)
 	for _, k := range m.children(n, "Discovery") {
@@ -101,6 +105,12 @@ func (m *mapper) mapIncident(n *element) *irxv1.Incident {
 
 	if inc.StartTime != nil && inc.EndTime != nil && inc.EndTime.AsTime().Before(inc.StartTime.AsTime()) {
 		m.errf(m.child(n, "EndTime"), "", "is before StartTime")
+	}
+
+	// irx's own fields, as an export by irx writes them.
+	m.mergeResidual(n, inc)
+	if inc.Tlp != irxv1.Tlp_TLP_UNSPECIFIED {
+		docTLP = inc.Tlp
 	}
 
 	// TLP: the document's own marking wins; the default fills in.

@@ -41,6 +41,7 @@ const (
 	IncidentStatus         protowire.Number = 5
 	IncidentTLP            protowire.Number = 7
 	IncidentTaxonomy       protowire.Number = 9
+	IncidentPriority       protowire.Number = 11
 	IncidentReportTime     protowire.Number = 16
 	IncidentGenerationTime protowire.Number = 17
 	IncidentCreateTime     protowire.Number = 18

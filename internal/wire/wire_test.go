@@ -38,6 +38,7 @@ func TestFieldNumbersMatchTheSchema(t *testing.T) {
 		{IncidentStatus, "irx.v1.Incident.status"},
 		{IncidentTLP, "irx.v1.Incident.tlp"},
 		{IncidentTaxonomy, "irx.v1.Incident.taxonomy"},
+		{IncidentPriority, "irx.v1.Incident.priority"},
 		{IncidentReportTime, "irx.v1.Incident.report_time"},
 		{IncidentGenerationTime, "irx.v1.Incident.generation_time"},
 		{IncidentCreateTime, "irx.v1.Incident.create_time"},

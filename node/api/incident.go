@@ -55,6 +55,9 @@ type IncidentService struct {
 	barrier    ReadBarrier
 	store      Store
 	futureSkew time.Duration
+
+	importDefaults ImportDefaults
+	team           string // the writer an export names
 }
 
 // NewIncidentService returns the service over a proposer, a read barrier
@@ -86,6 +89,22 @@ func (s *IncidentService) checkInput(inc *irxv1.Incident, requestID string) []re
 
 // CreateIncident implements irx.v1.IncidentService.
 func (s *IncidentService) CreateIncident(ctx context.Context, req *irxv1.CreateIncidentRequest) (*irxv1.CreateIncidentResponse, error) {
+	res, err := s.create(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	resp := &irxv1.CreateIncidentResponse{RequestReplayed: res.Replayed}
+	if res.Encoded != nil {
+		wire.SetEncoded(resp, wire.CreateIncidentResponseIncident, res.Encoded)
+	} else {
+		resp.Incident = res.Incident
+	}
+	return resp, nil
+}
+
+// create is CreateIncident up to the state machine's result, which holds
+// the stored record decoded or, as the leader answers, encoded.
+func (s *IncidentService) create(ctx context.Context, req *irxv1.CreateIncidentRequest) (*fsm.Result, error) {
 	// The incident is validated once, by the leader, when it completes the
 	// create for the log (fsm.CompleteCreate drops the output-only fields,
 	// applies the defaults and validates): bad input never reaches the log,
@@ -121,13 +140,7 @@ func (s *IncidentService) CreateIncident(ctx context.Context, req *irxv1.CreateI
 	if res.Err != nil {
 		return nil, ToStatus(res.Err)
 	}
-	resp := &irxv1.CreateIncidentResponse{RequestReplayed: res.Replayed}
-	if res.Encoded != nil {
-		wire.SetEncoded(resp, wire.CreateIncidentResponseIncident, res.Encoded)
-	} else {
-		resp.Incident = res.Incident
-	}
-	return resp, nil
+	return res, nil
 }
 
 // RequestDigest is the digest a create keeps with its client's request id:

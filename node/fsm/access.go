@@ -269,6 +269,8 @@ func (a *applier) actionTarget(cmd *irxv1.Command, res *Result, ticketBefore uin
 		return "sharing-group/" + k.PutSharingGroup.GetGroup().GetName(), 0
 	case *irxv1.Command_IssueWarning, *irxv1.Command_AcknowledgeWarning:
 		return "warning/" + res.Warning.GetWarningId(), 0
+	case *irxv1.Command_SpendPrivacyBudget:
+		return "privacy-budget/" + k.SpendPrivacyBudget.GetDataset(), res.Budget.GetReleases()
 	case *irxv1.Command_RevokeCertificate:
 		if id := res.Revoked.GetIdentity(); id != "" {
 			return "certificate/" + id, 0

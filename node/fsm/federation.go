@@ -237,6 +237,8 @@ func (a *applier) deletePeer(c *irxv1.DeletePeerCommand) *Result {
 	// The state and the ledger stay: what the peer received remains
 	// answerable, and a re-created peer resumes where it was.
 	a.del(peerKey(c.GetTeamId()))
+	// Its statistics go with it: a federation's statistics count peers.
+	a.del(peerStatsKey(c.GetTeamId()))
 	return &Result{Err: a.err}
 }
 
@@ -292,8 +294,10 @@ func (a *applier) applyPeerFeed(c *irxv1.ApplyPeerFeedCommand) *Result {
 			if replaced {
 				st.ReceivedReplacements++
 			}
+		case *irxv1.FeedItem_Statistics:
+			reason = a.receiveStatistics(peer, k.Statistics)
 		default:
-			reason = "an item with neither incident, withdrawal nor replacement"
+			reason = "an item with neither incident, withdrawal, replacement nor statistics"
 		}
 		if a.err != nil {
 			return &Result{Err: a.err}
@@ -485,6 +489,7 @@ func (a *applier) deleteCopy(id record.ID, cur *irxv1.Incident) {
 		a.del(k)
 	}
 	a.correlate(id, cur, nil, true)
+	a.statsAdd(id, cur, statMemo{}, -1)
 	a.del(incidentKey(id))
 	a.erasedCopy(id, cur)
 	prefix := cat(prefixVersion, idKey(id))

@@ -57,7 +57,9 @@ type Result struct {
 	AlertSettings *irxv1.AlertSettings
 	Warning       *irxv1.Warning
 	SharingGroup  *irxv1.SharingGroup
-	Err           error
+	// Budget is what a SpendPrivacyBudgetCommand left of the budget.
+	Budget *irxv1.PrivacyBudget
+	Err    error
 	// Batch holds one result per command of a CommandBatch entry.
 	Batch []*Result
 	// Encoded is the stored encoding of the incident a create made, for
@@ -110,6 +112,8 @@ func (r *Result) Stored() (proto.Message, error) {
 		return r.Warning, nil
 	case r.SharingGroup != nil:
 		return r.SharingGroup, nil
+	case r.Budget != nil:
+		return r.Budget, nil
 	}
 	return nil, nil
 }
@@ -254,6 +258,9 @@ func (f *FSM) adopt(db *pebble.DB) error {
 	if err := migrateHeld(db); err != nil {
 		return err
 	}
+	if err := buildStats(db, f.team); err != nil {
+		return err
+	}
 	tombstones, err := loadTombstones(db)
 	if err != nil {
 		return err
@@ -382,6 +389,7 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
 	if err := a.cor.close(); err != nil {
 		a.fail(err)
 	}
+	a.writeStats()
 	if a.err == nil && len(a.erasedSpans) > 0 {
 		a.err = f.erasures.prepare()
 	}
@@ -517,6 +525,10 @@ type applier struct {
 	// position numbers the actions recorded within one entry.
 	position uint32
 
+	// stats sums the batch's changes to the statistics' counters by key
+	// (stats.go).
+	stats map[string]int64
+
 	// Removals to erase at rest (erase.go), and the last entry that made one.
 	erasedSpans []Span
 	erasedIndex uint64
@@ -634,6 +646,10 @@ func (a *applier) applyOne(cmd *irxv1.Command, index uint64) *Result {
 		return a.putSharingGroup(k.PutSharingGroup)
 	case *irxv1.Command_ReceiveSightings:
 		return a.receiveSightings(k.ReceiveSightings)
+	case *irxv1.Command_PublishStatistics:
+		return a.publishStatistics()
+	case *irxv1.Command_SpendPrivacyBudget:
+		return a.spendPrivacyBudget(k.SpendPrivacyBudget)
 	case *irxv1.Command_RecordAction:
 		if cmd.GetActor().GetTarget() == "" {
 			return &Result{Err: fmt.Errorf("%w at index %d: an action to record without actor and target", ErrInvalidCommand, index)}
@@ -760,6 +776,7 @@ func (a *applier) storeCreated(id record.ID, indexed *irxv1.Incident, rest []byt
 		a.set(k, nil)
 	}
 	a.correlate(id, nil, indexed, false)
+	a.statsMoved(id, nil, indexed)
 	if requestID != "" {
 		a.set(requestKey(requestID), requestValue(text, digest))
 	}
@@ -850,6 +867,7 @@ func (a *applier) storeVersion(id record.ID, previous, next *irxv1.Incident, ent
 		a.set(k, nil)
 	}
 	a.correlate(id, previous, next, false)
+	a.statsMoved(id, previous, next)
 	return a.err
 }
 

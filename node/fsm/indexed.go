@@ -13,8 +13,9 @@ import (
 // readIndexed reads, from an encoded incident, what a replica needs to
 // store an evaluated create: the fields its index keys are made of and the
 // ones createEvaluated checks (id, version, create, generation and report
-// times, status, TLP, taxonomy, indicator values, origin team) and the
-// values correlation indexes (attacking hosts' names and addresses). Everything
+// times, status, TLP, priority, taxonomy, indicator values, origin team;
+// the statistics count by priority too) and the values correlation
+// indexes (attacking hosts' names and addresses). Everything
 // else is stepped over without being decoded: decoding the whole record
 // was most of what a replica spent on a create, to build a message it
 // threw away. The record's bytes are the leader's deterministic encoding
@@ -36,7 +37,7 @@ func readIndexed(b []byte) (*irxv1.Incident, bool) {
 		b = b[n:]
 		var known bool
 		switch num {
-		case wire.IncidentID, wire.IncidentVersion, wire.IncidentStatus, wire.IncidentTLP, wire.IncidentTaxonomy,
+		case wire.IncidentID, wire.IncidentVersion, wire.IncidentStatus, wire.IncidentTLP, wire.IncidentPriority, wire.IncidentTaxonomy,
 			wire.IncidentReportTime, wire.IncidentGenerationTime, wire.IncidentCreateTime, wire.IncidentIndicators, wire.IncidentProvenance, wire.IncidentAttackingHosts:
 			known = true
 			if num != wire.IncidentIndicators && num != wire.IncidentAttackingHosts {
@@ -55,7 +56,7 @@ func readIndexed(b []byte) (*irxv1.Incident, bool) {
 			continue
 		}
 		switch num {
-		case wire.IncidentVersion, wire.IncidentStatus, wire.IncidentTLP:
+		case wire.IncidentVersion, wire.IncidentStatus, wire.IncidentTLP, wire.IncidentPriority:
 			var v uint64
 			var ok bool
 			if v, b, ok = wire.VarintValue(typ, b); !ok {
@@ -66,6 +67,8 @@ func readIndexed(b []byte) (*irxv1.Incident, bool) {
 				inc.Version = int64(v)
 			case wire.IncidentStatus:
 				inc.Status = irxv1.Status(int32(v))
+			case wire.IncidentPriority:
+				inc.Priority = irxv1.Priority(int32(v))
 			default:
 				inc.Tlp = irxv1.Tlp(int32(v))
 			}

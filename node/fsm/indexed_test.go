@@ -13,7 +13,7 @@ import (
 // indexedPart is what readIndexed reads of inc, taken from the decoded
 // message: the fields, with their presence, and nothing else.
 func indexedPart(inc *irxv1.Incident) *irxv1.Incident {
-	out := &irxv1.Incident{Id: inc.GetId(), Version: inc.GetVersion(), Status: inc.GetStatus(), Tlp: inc.GetTlp()}
+	out := &irxv1.Incident{Id: inc.GetId(), Version: inc.GetVersion(), Status: inc.GetStatus(), Tlp: inc.GetTlp(), Priority: inc.GetPriority()}
 	if t := inc.GetTaxonomy(); t != nil {
 		out.Taxonomy = &irxv1.Taxonomy{Class: t.GetClass(), Type: t.GetType()}
 	}

@@ -156,6 +156,9 @@ func (a *applier) reindex(id record.ID, from, to *irxv1.Incident) {
 		a.set(k, nil)
 	}
 	a.correlate(id, from, to, true)
+	// Only foreign copies are reindexed: no response times to move.
+	a.statsAdd(id, from, statMemo{}, -1)
+	a.statsAdd(id, to, statMemo{}, +1)
 }
 
 // eraseVersion deletes one version of our copy of a foreign incident. When

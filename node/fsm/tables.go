@@ -21,6 +21,7 @@ func keyFamilies() [][]byte {
 		prefixAccess, prefixAction, prefixVersionAction,
 		prefixCorrelation, prefixAlertFamily, prefixWarning,
 		prefixGroup, prefixSightOwn, prefixSightPeer, prefixSightByPeer,
+		prefixStatCount, prefixStatDur, prefixStatMemo, keyStatsPublished, prefixStatsPeer, prefixPrivacyBudget,
 	}
 	slices.SortFunc(f, bytes.Compare)
 	return slices.CompactFunc(f, bytes.Equal)

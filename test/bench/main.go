@@ -17,6 +17,17 @@
 // until B has replaced and acknowledged every view it holds:
 //
 //	go run ./test/bench federation -nodes 1 -b-nodes 1 -backlog 100000 -redisclose -rate 0
+//
+// "compare-etcd" runs three etcd members and three irxd nodes alternately
+// on this machine under the same loads (etcd's own benchmark tool drives
+// etcd) and prints each round and the ratios:
+//
+//	go run ./test/bench compare-etcd -rounds 3 -loads 1000,1 -duration 15s
+//
+// "iodef" imports IODEF documents into a one-node team (ImportIncidents)
+// and exports every record again (ExportIncidents, XML and JSON):
+//
+//	go run ./test/bench iodef -docs 10000
 package main
 
 import (
@@ -30,8 +41,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc"
@@ -60,8 +69,14 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	if len(args) > 0 && args[0] == "streams" {
 		return runStreams(ctx, args[1:], out)
 	}
+	if len(args) > 0 && args[0] == "compare-etcd" {
+		return runCompareEtcd(ctx, args[1:], out)
+	}
+	if len(args) > 0 && args[0] == "iodef" {
+		return runIODEF(ctx, args[1:], out)
+	}
 	if len(args) == 0 || args[0] != "ingest" {
-		return errors.New("usage: bench ingest|federation|streams [flags]  (bench ingest -h for the flags)")
+		return errors.New("usage: bench ingest|federation|streams|compare-etcd|iodef [flags]  (bench ingest -h for the flags)")
 	}
 	fs := flag.NewFlagSet("ingest", flag.ContinueOnError)
 	var (
@@ -139,17 +154,11 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 			return errors.New("-followers-only: the team has no follower")
 		}
 	}
-	var pool []*grpc.ClientConn
-	for _, addr := range addrs {
-		for i := 0; i < *conns; i++ {
-			conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-			if err != nil {
-				return err
-			}
-			defer conn.Close()
-			pool = append(pool, conn)
-		}
+	pool, closePool, err := dialPool(addrs, *conns)
+	if err != nil {
+		return err
 	}
+	defer closePool()
 	incident := paddedIncident(*size)
 	request, err := encodedCreate(incident)
 	if err != nil {
@@ -161,48 +170,6 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		fmt.Fprintf(out, "leader %s; the first client sends to %s\n", leaderAddr, addrs[0])
 	}
 
-	var (
-		measuring atomic.Bool
-		stopping  atomic.Bool
-		failures  atomic.Int64
-		lastErr   atomic.Value
-		mu        sync.Mutex
-		latencies = make([]time.Duration, 0, 1<<20)
-		wg        sync.WaitGroup
-	)
-	for c := 0; c < *clients; c++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			conn := pool[c%len(pool)]
-			local := make([]time.Duration, 0, 4096)
-			for !stopping.Load() {
-				callCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
-				start := time.Now()
-				_, err := createEncoded(callCtx, conn, request)
-				elapsed := time.Since(start)
-				cancel()
-				if err != nil {
-					if ctx.Err() != nil {
-						break
-					}
-					failures.Add(1)
-					lastErr.Store(err.Error())
-					continue
-				}
-				if measuring.Load() {
-					local = append(local, elapsed)
-				}
-			}
-			mu.Lock()
-			latencies = append(latencies, local...)
-			mu.Unlock()
-		}()
-	}
-	select {
-	case <-time.After(*warmup):
-	case <-ctx.Done():
-	}
 	var metricsAddrs []string
 	if *metrics > 0 {
 		if len(started) == 0 {
@@ -212,52 +179,41 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 			metricsAddrs = append(metricsAddrs, fmt.Sprintf("127.0.0.1:%d", *metrics+i))
 		}
 	}
-	raftBefore, err := readRaftTimes(ctx, metricsAddrs)
-	if err != nil {
-		return err
-	}
+	var raftBefore, raftAfter *raftTimes
 	stopProfile := func() {}
-	if *profile != "" {
-		if stopProfile, err = startCPUProfile(*profile); err != nil {
+	res, err := driveCreates(ctx, pool, request, started, *clients, *warmup, *duration, windowHooks{
+		begin: func() error {
+			var err error
+			if raftBefore, err = readRaftTimes(ctx, metricsAddrs); err != nil {
+				return err
+			}
+			if *profile != "" {
+				stopProfile, err = startCPUProfile(*profile)
+			}
 			return err
-		}
-	}
-	measuring.Store(true)
-	began, cpu := time.Now(), startCPU(started)
-	select {
-	case <-time.After(*duration):
-	case <-ctx.Done():
-	}
-	measuring.Store(false)
-	stopProfile()
-	measured := time.Since(began)
-	cpu.stop()
-	// Read even after an interrupt: the nodes still run, and the window's
-	// figures are what the run was for.
-	raftAfter, err := readRaftTimes(context.WithoutCancel(ctx), metricsAddrs)
+		},
+		end: func() error {
+			stopProfile()
+			// Read even after an interrupt: the nodes still run, and the
+			// window's figures are what the run was for.
+			var err error
+			raftAfter, err = readRaftTimes(context.WithoutCancel(ctx), metricsAddrs)
+			return err
+		},
+	})
 	if err != nil {
 		return err
 	}
-	stopping.Store(true)
-	wg.Wait()
-
-	slices.Sort(latencies)
-	pct := func(p float64) time.Duration {
-		if len(latencies) == 0 {
-			return 0
-		}
-		return latencies[min(len(latencies)-1, int(p*float64(len(latencies))))]
-	}
-	fmt.Fprintf(out, "acknowledged creates: %d in %v = %.0f creates/s\n", len(latencies), measured.Round(time.Millisecond), float64(len(latencies))/measured.Seconds())
+	fmt.Fprintf(out, "acknowledged creates: %d in %v = %.0f creates/s\n", res.acked(), res.measured.Round(time.Millisecond), res.rate())
 	fmt.Fprintf(out, "latency: p50 %v  p90 %v  p99 %v  max %v\n",
-		pct(0.50).Round(10*time.Microsecond), pct(0.90).Round(10*time.Microsecond), pct(0.99).Round(10*time.Microsecond), pct(1).Round(10*time.Microsecond))
-	fmt.Fprintln(out, cpu.report(len(latencies), "create"))
+		res.pct(0.50).Round(10*time.Microsecond), res.pct(0.90).Round(10*time.Microsecond), res.pct(0.99).Round(10*time.Microsecond), res.pct(1).Round(10*time.Microsecond))
+	fmt.Fprintln(out, res.cpu.report(res.acked(), "create"))
 	if len(metricsAddrs) > 0 {
 		fmt.Fprintln(out, raftAfter.since(raftBefore))
-		fmt.Fprintln(out, raftAfter.storage(raftBefore, len(latencies)))
+		fmt.Fprintln(out, raftAfter.storage(raftBefore, res.acked()))
 	}
-	if n := failures.Load(); n > 0 {
-		fmt.Fprintf(out, "failed calls: %d (last: %v)\n", n, lastErr.Load())
+	if res.failures > 0 {
+		fmt.Fprintf(out, "failed calls: %d (last: %v)\n", res.failures, res.lastErr)
 	}
 	return nil
 }

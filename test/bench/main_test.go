@@ -7,6 +7,7 @@ import (
 	"runtime"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -61,5 +62,83 @@ func TestNodeSetupGivesEachNodeItsShare(t *testing.T) {
 	nodeSetup(0, 0, procs(0))(0, n)
 	if len(n.Env) != 0 || len(n.Args) != 0 {
 		t.Errorf("with Go's default and no ports the node got env %q, flags %q", n.Env, n.Args)
+	}
+}
+
+// TestCompareEtcdReportsBothSystems runs the side-by-side mode briefly
+// (building etcd and its benchmark tool from the module proxy on first use)
+// and checks that every round reports both systems and their ratio, and the
+// closing table has a row per load.
+func TestCompareEtcdReportsBothSystems(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds etcd and starts three etcd members and three irxd nodes")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 12*time.Minute)
+	defer cancel()
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(0))
+	var out bytes.Buffer
+	err := run(ctx, []string{"compare-etcd", "-rounds", "1", "-loads", "8,1", "-warmup", "300ms", "-duration", "1s", "-irxd", irxdtest.Binary(t)}, &out)
+	if err != nil {
+		t.Fatalf("compare-etcd: %v\n%s", err, out.String())
+	}
+	report := out.String()
+	round := regexp.MustCompile(`(?m)^round 1, (8 clients|1 client on the leader): etcd (\d+)/s .*\| irx (\d+)/s .*\| irx/etcd ([0-9.]+)$`)
+	rounds := round.FindAllStringSubmatch(report, -1)
+	if len(rounds) != 2 {
+		t.Fatalf("want a line for each of the 2 loads, got %d:\n%s", len(rounds), report)
+	}
+	for _, m := range rounds {
+		etcd, _ := strconv.Atoi(m[2])
+		irx, _ := strconv.Atoi(m[3])
+		if etcd == 0 || irx == 0 {
+			t.Errorf("%s: a system made no progress (etcd %d/s, irx %d/s):\n%s", m[1], etcd, irx, report)
+		}
+		if strings.Contains(m[0], "failed") {
+			t.Errorf("%s: calls failed: %s", m[1], m[0])
+		}
+	}
+	for _, row := range []string{"| 8 clients | ", "| 1 client on the leader | "} {
+		if !strings.Contains(report, row) {
+			t.Errorf("the table has no row %q:\n%s", row, report)
+		}
+	}
+}
+
+func TestParseBenchmarkSummary(t *testing.T) {
+	// The tail of what etcd's benchmark (tools/benchmark, report package)
+	// prints after a put run with errors.
+	out := `
+Summary:
+  Total:	2.0106 secs.
+  Slowest:	0.1321 secs.
+  Fastest:	0.0012 secs.
+  Average:	0.0421 secs.
+  Stddev:	0.0198 secs.
+  Requests/sec:	4973.6612
+
+Response time histogram:
+  0.0012 [1]	|
+  0.0143 [412]	|∎∎∎
+
+Latency distribution:
+  10% in 0.0190 secs.
+  50% in 0.0401 secs.
+  90% in 0.0663 secs.
+  99% in 0.1002 secs.
+  99.9% in 0.1290 secs.
+
+Error distribution:
+  [3]	context deadline exceeded
+  [2]	etcdserver: too many requests
+`
+	r, err := parseBenchmark(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.rate != 4973.6612 || r.p50 != 40100*time.Microsecond || r.p99 != 100200*time.Microsecond || r.failures != 5 {
+		t.Errorf("parsed rate %v p50 %v p99 %v failures %d", r.rate, r.p50, r.p99, r.failures)
+	}
+	if _, err := parseBenchmark("panic: no endpoints"); err == nil {
+		t.Error("output without a summary was accepted")
 	}
 }

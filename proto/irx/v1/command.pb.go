@@ -44,6 +44,9 @@ const (
 	// A stretch of what a peer holds is disclosed again under the peer's
 	// policy (see RediscloseCommand).
 	FeedEntryKind_FEED_ENTRY_KIND_REDISCLOSURE FeedEntryKind = 5
+	// The team published its statistics (PublishStatisticsCommand); peers
+	// whose policy discloses the statistical class receive them.
+	FeedEntryKind_FEED_ENTRY_KIND_STATISTICS FeedEntryKind = 6
 )
 
 // Enum value maps for FeedEntryKind.
@@ -55,6 +58,7 @@ var (
 		3: "FEED_ENTRY_KIND_POLICY",
 		4: "FEED_ENTRY_KIND_REPLACEMENT",
 		5: "FEED_ENTRY_KIND_REDISCLOSURE",
+		6: "FEED_ENTRY_KIND_STATISTICS",
 	}
 	FeedEntryKind_value = map[string]int32{
 		"FEED_ENTRY_KIND_UNSPECIFIED":  0,
@@ -63,6 +67,7 @@ var (
 		"FEED_ENTRY_KIND_POLICY":       3,
 		"FEED_ENTRY_KIND_REPLACEMENT":  4,
 		"FEED_ENTRY_KIND_REDISCLOSURE": 5,
+		"FEED_ENTRY_KIND_STATISTICS":   6,
 	}
 )
 
@@ -129,6 +134,8 @@ type Command struct {
 	//	*Command_MarkWarningAcknowledgementDelivered
 	//	*Command_PutSharingGroup
 	//	*Command_ReceiveSightings
+	//	*Command_PublishStatistics
+	//	*Command_SpendPrivacyBudget
 	Kind isCommand_Kind `protobuf_oneof:"kind"`
 	// The operator call that proposed the command (identity, method, request
 	// id), for operator calls only. The state machine stores it, with the
@@ -399,6 +406,24 @@ func (x *Command) GetReceiveSightings() *ReceiveSightingsCommand {
 	return nil
 }
 
+func (x *Command) GetPublishStatistics() *PublishStatisticsCommand {
+	if x != nil {
+		if x, ok := x.Kind.(*Command_PublishStatistics); ok {
+			return x.PublishStatistics
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetSpendPrivacyBudget() *SpendPrivacyBudgetCommand {
+	if x != nil {
+		if x, ok := x.Kind.(*Command_SpendPrivacyBudget); ok {
+			return x.SpendPrivacyBudget
+		}
+	}
+	return nil
+}
+
 func (x *Command) GetActor() *OperatorAction {
 	if x != nil {
 		return x.Actor
@@ -533,6 +558,17 @@ type Command_ReceiveSightings struct {
 	ReceiveSightings *ReceiveSightingsCommand `protobuf:"bytes,33,opt,name=receive_sightings,json=receiveSightings,proto3,oneof"`
 }
 
+type Command_PublishStatistics struct {
+	// Publish the team's statistics to its peers, if they changed since
+	// they were last published.
+	PublishStatistics *PublishStatisticsCommand `protobuf:"bytes,20,opt,name=publish_statistics,json=publishStatistics,proto3,oneof"`
+}
+
+type Command_SpendPrivacyBudget struct {
+	// Spend part of a dataset's privacy budget for a public release.
+	SpendPrivacyBudget *SpendPrivacyBudgetCommand `protobuf:"bytes,21,opt,name=spend_privacy_budget,json=spendPrivacyBudget,proto3,oneof"`
+}
+
 func (*Command_CreateIncident) isCommand_Kind() {}
 
 func (*Command_UpdateIncident) isCommand_Kind() {}
@@ -580,6 +616,10 @@ func (*Command_MarkWarningAcknowledgementDelivered) isCommand_Kind() {}
 func (*Command_PutSharingGroup) isCommand_Kind() {}
 
 func (*Command_ReceiveSightings) isCommand_Kind() {}
+
+func (*Command_PublishStatistics) isCommand_Kind() {}
+
+func (*Command_SpendPrivacyBudget) isCommand_Kind() {}
 
 // RediscloseCommand appends a feed entry that makes the feed served to a
 // peer disclose again every version the peer holds of the incidents with
@@ -2559,11 +2599,116 @@ func (x *ReceiveSightingsCommand) GetDigests() [][]byte {
 	return nil
 }
 
+// PublishStatisticsCommand publishes the counts of the team's own
+// incidents, as they stand when it applies, as a feed entry: the state
+// machine makes them (SharedStatistics) and appends the entry only when
+// they differ from the last published.
+type PublishStatisticsCommand struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PublishStatisticsCommand) Reset() {
+	*x = PublishStatisticsCommand{}
+	mi := &file_irx_v1_command_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PublishStatisticsCommand) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PublishStatisticsCommand) ProtoMessage() {}
+
+func (x *PublishStatisticsCommand) ProtoReflect() protoreflect.Message {
+	mi := &file_irx_v1_command_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PublishStatisticsCommand.ProtoReflect.Descriptor instead.
+func (*PublishStatisticsCommand) Descriptor() ([]byte, []int) {
+	return file_irx_v1_command_proto_rawDescGZIP(), []int{29}
+}
+
+// SpendPrivacyBudgetCommand spends epsilon of a dataset's privacy budget,
+// or refuses if that would pass it.
+type SpendPrivacyBudgetCommand struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The dataset.
+	Dataset string `protobuf:"bytes,1,opt,name=dataset,proto3" json:"dataset,omitempty"`
+	// The privacy loss spent.
+	Epsilon float64 `protobuf:"fixed64,2,opt,name=epsilon,proto3" json:"epsilon,omitempty"`
+	// The dataset's total budget (fixed by its first spend).
+	Budget        float64 `protobuf:"fixed64,3,opt,name=budget,proto3" json:"budget,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SpendPrivacyBudgetCommand) Reset() {
+	*x = SpendPrivacyBudgetCommand{}
+	mi := &file_irx_v1_command_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SpendPrivacyBudgetCommand) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SpendPrivacyBudgetCommand) ProtoMessage() {}
+
+func (x *SpendPrivacyBudgetCommand) ProtoReflect() protoreflect.Message {
+	mi := &file_irx_v1_command_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SpendPrivacyBudgetCommand.ProtoReflect.Descriptor instead.
+func (*SpendPrivacyBudgetCommand) Descriptor() ([]byte, []int) {
+	return file_irx_v1_command_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *SpendPrivacyBudgetCommand) GetDataset() string {
+	if x != nil {
+		return x.Dataset
+	}
+	return ""
+}
+
+func (x *SpendPrivacyBudgetCommand) GetEpsilon() float64 {
+	if x != nil {
+		return x.Epsilon
+	}
+	return 0
+}
+
+func (x *SpendPrivacyBudgetCommand) GetBudget() float64 {
+	if x != nil {
+		return x.Budget
+	}
+	return 0
+}
+
 var File_irx_v1_command_proto protoreflect.FileDescriptor
 
 const file_irx_v1_command_proto_rawDesc = "" +
 	"\n" +
-	"\x14irx/v1/command.proto\x12\x06irx.v1\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1birx/v1/access_service.proto\x1a\x1airx/v1/alert_service.proto\x1a\x1firx/v1/federation_service.proto\x1a\x15irx/v1/incident.proto\x1a\x19irx/v1/peer_service.proto\x1a\x13irx/v1/policy.proto\x1a\x19irx/v1/team_service.proto\"\x92\x0f\n" +
+	"\x14irx/v1/command.proto\x12\x06irx.v1\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1birx/v1/access_service.proto\x1a\x1airx/v1/alert_service.proto\x1a\x1firx/v1/federation_service.proto\x1a\x15irx/v1/incident.proto\x1a\x19irx/v1/peer_service.proto\x1a\x13irx/v1/policy.proto\x1a\x19irx/v1/team_service.proto\"\xbc\x10\n" +
 	"\aCommand\x12=\n" +
 	"\fpropose_time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\vproposeTime\x12H\n" +
 	"\x0fcreate_incident\x18\x02 \x01(\v2\x1d.irx.v1.CreateIncidentCommandH\x00R\x0ecreateIncident\x12H\n" +
@@ -2596,7 +2741,9 @@ const file_irx_v1_command_proto_rawDesc = "" +
 	"\x17record_warning_delivery\x18\x1e \x01(\v2$.irx.v1.RecordWarningDeliveryCommandH\x00R\x15recordWarningDelivery\x12\x89\x01\n" +
 	"&mark_warning_acknowledgement_delivered\x18\x1f \x01(\v22.irx.v1.MarkWarningAcknowledgementDeliveredCommandH\x00R#markWarningAcknowledgementDelivered\x12L\n" +
 	"\x11put_sharing_group\x18  \x01(\v2\x1e.irx.v1.PutSharingGroupCommandH\x00R\x0fputSharingGroup\x12N\n" +
-	"\x11receive_sightings\x18! \x01(\v2\x1f.irx.v1.ReceiveSightingsCommandH\x00R\x10receiveSightings\x12,\n" +
+	"\x11receive_sightings\x18! \x01(\v2\x1f.irx.v1.ReceiveSightingsCommandH\x00R\x10receiveSightings\x12Q\n" +
+	"\x12publish_statistics\x18\x14 \x01(\v2 .irx.v1.PublishStatisticsCommandH\x00R\x11publishStatistics\x12U\n" +
+	"\x14spend_privacy_budget\x18\x15 \x01(\v2!.irx.v1.SpendPrivacyBudgetCommandH\x00R\x12spendPrivacyBudget\x12,\n" +
 	"\x05actor\x18\x0e \x01(\v2\x16.irx.v1.OperatorActionR\x05actorB\x06\n" +
 	"\x04kind\"\xcc\x01\n" +
 	"\x11RediscloseCommand\x12 \n" +
@@ -2746,14 +2893,20 @@ const file_irx_v1_command_proto_rawDesc = "" +
 	"peerTeamId\x12\x14\n" +
 	"\x05group\x18\x02 \x01(\tR\x05group\x12\x15\n" +
 	"\x06key_id\x18\x03 \x01(\tR\x05keyId\x12\x18\n" +
-	"\adigests\x18\x04 \x03(\fR\adigests*\xcc\x01\n" +
+	"\adigests\x18\x04 \x03(\fR\adigests\"\x1a\n" +
+	"\x18PublishStatisticsCommand\"g\n" +
+	"\x19SpendPrivacyBudgetCommand\x12\x18\n" +
+	"\adataset\x18\x01 \x01(\tR\adataset\x12\x18\n" +
+	"\aepsilon\x18\x02 \x01(\x01R\aepsilon\x12\x16\n" +
+	"\x06budget\x18\x03 \x01(\x01R\x06budget*\xec\x01\n" +
 	"\rFeedEntryKind\x12\x1f\n" +
 	"\x1bFEED_ENTRY_KIND_UNSPECIFIED\x10\x00\x12\x1b\n" +
 	"\x17FEED_ENTRY_KIND_VERSION\x10\x01\x12\x1e\n" +
 	"\x1aFEED_ENTRY_KIND_WITHDRAWAL\x10\x02\x12\x1a\n" +
 	"\x16FEED_ENTRY_KIND_POLICY\x10\x03\x12\x1f\n" +
 	"\x1bFEED_ENTRY_KIND_REPLACEMENT\x10\x04\x12 \n" +
-	"\x1cFEED_ENTRY_KIND_REDISCLOSURE\x10\x05B*Z(github.com/irxfed/irx/proto/irx/v1;irxv1b\x06proto3"
+	"\x1cFEED_ENTRY_KIND_REDISCLOSURE\x10\x05\x12\x1e\n" +
+	"\x1aFEED_ENTRY_KIND_STATISTICS\x10\x06B*Z(github.com/irxfed/irx/proto/irx/v1;irxv1b\x06proto3"
 
 var (
 	file_irx_v1_command_proto_rawDescOnce sync.Once
@@ -2768,7 +2921,7 @@ func file_irx_v1_command_proto_rawDescGZIP() []byte {
 }
 
 var file_irx_v1_command_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_irx_v1_command_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
+var file_irx_v1_command_proto_msgTypes = make([]protoimpl.MessageInfo, 31)
 var file_irx_v1_command_proto_goTypes = []any{
 	(FeedEntryKind)(0),                                 // 0: irx.v1.FeedEntryKind
 	(*Command)(nil),                                    // 1: irx.v1.Command
@@ -2800,24 +2953,26 @@ var file_irx_v1_command_proto_goTypes = []any{
 	(*MarkWarningAcknowledgementDeliveredCommand)(nil), // 27: irx.v1.MarkWarningAcknowledgementDeliveredCommand
 	(*PutSharingGroupCommand)(nil),                     // 28: irx.v1.PutSharingGroupCommand
 	(*ReceiveSightingsCommand)(nil),                    // 29: irx.v1.ReceiveSightingsCommand
-	(*timestamppb.Timestamp)(nil),                      // 30: google.protobuf.Timestamp
-	(*OperatorAction)(nil),                             // 31: irx.v1.OperatorAction
-	(*TeamDescription)(nil),                            // 32: irx.v1.TeamDescription
-	(*Peer)(nil),                                       // 33: irx.v1.Peer
-	(*FeedItem)(nil),                                   // 34: irx.v1.FeedItem
-	(WithdrawalReason)(0),                              // 35: irx.v1.WithdrawalReason
-	(ReplacementReason)(0),                             // 36: irx.v1.ReplacementReason
-	(*DisclosurePolicy)(nil),                           // 37: irx.v1.DisclosurePolicy
-	(*Incident)(nil),                                   // 38: irx.v1.Incident
-	(*fieldmaskpb.FieldMask)(nil),                      // 39: google.protobuf.FieldMask
-	(Role)(0),                                          // 40: irx.v1.Role
-	(*RevokedCertificate)(nil),                         // 41: irx.v1.RevokedCertificate
-	(*AlertSettings)(nil),                              // 42: irx.v1.AlertSettings
-	(*Warning)(nil),                                    // 43: irx.v1.Warning
-	(*SharingGroup)(nil),                               // 44: irx.v1.SharingGroup
+	(*PublishStatisticsCommand)(nil),                   // 30: irx.v1.PublishStatisticsCommand
+	(*SpendPrivacyBudgetCommand)(nil),                  // 31: irx.v1.SpendPrivacyBudgetCommand
+	(*timestamppb.Timestamp)(nil),                      // 32: google.protobuf.Timestamp
+	(*OperatorAction)(nil),                             // 33: irx.v1.OperatorAction
+	(*TeamDescription)(nil),                            // 34: irx.v1.TeamDescription
+	(*Peer)(nil),                                       // 35: irx.v1.Peer
+	(*FeedItem)(nil),                                   // 36: irx.v1.FeedItem
+	(WithdrawalReason)(0),                              // 37: irx.v1.WithdrawalReason
+	(ReplacementReason)(0),                             // 38: irx.v1.ReplacementReason
+	(*DisclosurePolicy)(nil),                           // 39: irx.v1.DisclosurePolicy
+	(*Incident)(nil),                                   // 40: irx.v1.Incident
+	(*fieldmaskpb.FieldMask)(nil),                      // 41: google.protobuf.FieldMask
+	(Role)(0),                                          // 42: irx.v1.Role
+	(*RevokedCertificate)(nil),                         // 43: irx.v1.RevokedCertificate
+	(*AlertSettings)(nil),                              // 44: irx.v1.AlertSettings
+	(*Warning)(nil),                                    // 45: irx.v1.Warning
+	(*SharingGroup)(nil),                               // 46: irx.v1.SharingGroup
 }
 var file_irx_v1_command_proto_depIdxs = []int32{
-	30, // 0: irx.v1.Command.propose_time:type_name -> google.protobuf.Timestamp
+	32, // 0: irx.v1.Command.propose_time:type_name -> google.protobuf.Timestamp
 	14, // 1: irx.v1.Command.create_incident:type_name -> irx.v1.CreateIncidentCommand
 	15, // 2: irx.v1.Command.update_incident:type_name -> irx.v1.UpdateIncidentCommand
 	13, // 3: irx.v1.Command.leader_noop:type_name -> irx.v1.LeaderNoopCommand
@@ -2842,37 +2997,39 @@ var file_irx_v1_command_proto_depIdxs = []int32{
 	27, // 22: irx.v1.Command.mark_warning_acknowledgement_delivered:type_name -> irx.v1.MarkWarningAcknowledgementDeliveredCommand
 	28, // 23: irx.v1.Command.put_sharing_group:type_name -> irx.v1.PutSharingGroupCommand
 	29, // 24: irx.v1.Command.receive_sightings:type_name -> irx.v1.ReceiveSightingsCommand
-	31, // 25: irx.v1.Command.actor:type_name -> irx.v1.OperatorAction
-	32, // 26: irx.v1.SetTeamDescriptionCommand.description:type_name -> irx.v1.TeamDescription
-	33, // 27: irx.v1.PutPeerCommand.peer:type_name -> irx.v1.Peer
-	34, // 28: irx.v1.ApplyPeerFeedCommand.items:type_name -> irx.v1.FeedItem
-	30, // 29: irx.v1.ApplyPeerFeedCommand.head_time:type_name -> google.protobuf.Timestamp
-	10, // 30: irx.v1.AcknowledgePeerCommand.entries:type_name -> irx.v1.LedgerEntry
-	35, // 31: irx.v1.LedgerEntry.withdrawal_reason:type_name -> irx.v1.WithdrawalReason
-	36, // 32: irx.v1.LedgerEntry.replacement_reason:type_name -> irx.v1.ReplacementReason
-	1,  // 33: irx.v1.CommandBatch.commands:type_name -> irx.v1.Command
-	37, // 34: irx.v1.SetPolicyCommand.policy:type_name -> irx.v1.DisclosurePolicy
-	38, // 35: irx.v1.CreateIncidentCommand.incident:type_name -> irx.v1.Incident
-	38, // 36: irx.v1.UpdateIncidentCommand.incident:type_name -> irx.v1.Incident
-	39, // 37: irx.v1.UpdateIncidentCommand.update_mask:type_name -> google.protobuf.FieldMask
-	0,  // 38: irx.v1.FeedEntry.kind:type_name -> irx.v1.FeedEntryKind
-	30, // 39: irx.v1.FeedEntry.commit_time:type_name -> google.protobuf.Timestamp
-	35, // 40: irx.v1.FeedEntry.withdrawal_reason:type_name -> irx.v1.WithdrawalReason
-	36, // 41: irx.v1.FeedEntry.replacement_reason:type_name -> irx.v1.ReplacementReason
-	30, // 42: irx.v1.PeerState.inbound_head_time:type_name -> google.protobuf.Timestamp
-	30, // 43: irx.v1.PeerState.last_acknowledge_time:type_name -> google.protobuf.Timestamp
-	40, // 44: irx.v1.ChangeRoleCommand.role:type_name -> irx.v1.Role
-	41, // 45: irx.v1.RevokeCertificateCommand.revoked:type_name -> irx.v1.RevokedCertificate
-	42, // 46: irx.v1.UpdateAlertSettingsCommand.settings:type_name -> irx.v1.AlertSettings
-	43, // 47: irx.v1.IssueWarningCommand.warning:type_name -> irx.v1.Warning
-	43, // 48: irx.v1.ReceiveWarningCommand.warning:type_name -> irx.v1.Warning
-	30, // 49: irx.v1.RecordWarningDeliveryCommand.acknowledge_time:type_name -> google.protobuf.Timestamp
-	44, // 50: irx.v1.PutSharingGroupCommand.group:type_name -> irx.v1.SharingGroup
-	51, // [51:51] is the sub-list for method output_type
-	51, // [51:51] is the sub-list for method input_type
-	51, // [51:51] is the sub-list for extension type_name
-	51, // [51:51] is the sub-list for extension extendee
-	0,  // [0:51] is the sub-list for field type_name
+	30, // 25: irx.v1.Command.publish_statistics:type_name -> irx.v1.PublishStatisticsCommand
+	31, // 26: irx.v1.Command.spend_privacy_budget:type_name -> irx.v1.SpendPrivacyBudgetCommand
+	33, // 27: irx.v1.Command.actor:type_name -> irx.v1.OperatorAction
+	34, // 28: irx.v1.SetTeamDescriptionCommand.description:type_name -> irx.v1.TeamDescription
+	35, // 29: irx.v1.PutPeerCommand.peer:type_name -> irx.v1.Peer
+	36, // 30: irx.v1.ApplyPeerFeedCommand.items:type_name -> irx.v1.FeedItem
+	32, // 31: irx.v1.ApplyPeerFeedCommand.head_time:type_name -> google.protobuf.Timestamp
+	10, // 32: irx.v1.AcknowledgePeerCommand.entries:type_name -> irx.v1.LedgerEntry
+	37, // 33: irx.v1.LedgerEntry.withdrawal_reason:type_name -> irx.v1.WithdrawalReason
+	38, // 34: irx.v1.LedgerEntry.replacement_reason:type_name -> irx.v1.ReplacementReason
+	1,  // 35: irx.v1.CommandBatch.commands:type_name -> irx.v1.Command
+	39, // 36: irx.v1.SetPolicyCommand.policy:type_name -> irx.v1.DisclosurePolicy
+	40, // 37: irx.v1.CreateIncidentCommand.incident:type_name -> irx.v1.Incident
+	40, // 38: irx.v1.UpdateIncidentCommand.incident:type_name -> irx.v1.Incident
+	41, // 39: irx.v1.UpdateIncidentCommand.update_mask:type_name -> google.protobuf.FieldMask
+	0,  // 40: irx.v1.FeedEntry.kind:type_name -> irx.v1.FeedEntryKind
+	32, // 41: irx.v1.FeedEntry.commit_time:type_name -> google.protobuf.Timestamp
+	37, // 42: irx.v1.FeedEntry.withdrawal_reason:type_name -> irx.v1.WithdrawalReason
+	38, // 43: irx.v1.FeedEntry.replacement_reason:type_name -> irx.v1.ReplacementReason
+	32, // 44: irx.v1.PeerState.inbound_head_time:type_name -> google.protobuf.Timestamp
+	32, // 45: irx.v1.PeerState.last_acknowledge_time:type_name -> google.protobuf.Timestamp
+	42, // 46: irx.v1.ChangeRoleCommand.role:type_name -> irx.v1.Role
+	43, // 47: irx.v1.RevokeCertificateCommand.revoked:type_name -> irx.v1.RevokedCertificate
+	44, // 48: irx.v1.UpdateAlertSettingsCommand.settings:type_name -> irx.v1.AlertSettings
+	45, // 49: irx.v1.IssueWarningCommand.warning:type_name -> irx.v1.Warning
+	45, // 50: irx.v1.ReceiveWarningCommand.warning:type_name -> irx.v1.Warning
+	32, // 51: irx.v1.RecordWarningDeliveryCommand.acknowledge_time:type_name -> google.protobuf.Timestamp
+	46, // 52: irx.v1.PutSharingGroupCommand.group:type_name -> irx.v1.SharingGroup
+	53, // [53:53] is the sub-list for method output_type
+	53, // [53:53] is the sub-list for method input_type
+	53, // [53:53] is the sub-list for extension type_name
+	53, // [53:53] is the sub-list for extension extendee
+	0,  // [0:53] is the sub-list for field type_name
 }
 
 func init() { file_irx_v1_command_proto_init() }
@@ -2912,6 +3069,8 @@ func file_irx_v1_command_proto_init() {
 		(*Command_MarkWarningAcknowledgementDelivered)(nil),
 		(*Command_PutSharingGroup)(nil),
 		(*Command_ReceiveSightings)(nil),
+		(*Command_PublishStatistics)(nil),
+		(*Command_SpendPrivacyBudget)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -2919,7 +3078,7 @@ func file_irx_v1_command_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_irx_v1_command_proto_rawDesc), len(file_irx_v1_command_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   29,
+			NumMessages:   31,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -591,6 +591,7 @@ type FeedItem struct {
 	//	*FeedItem_Incident
 	//	*FeedItem_Withdrawal
 	//	*FeedItem_Replacement
+	//	*FeedItem_Statistics
 	Kind          isFeedItem_Kind `protobuf_oneof:"kind"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -674,6 +675,15 @@ func (x *FeedItem) GetReplacement() *IncidentReplacement {
 	return nil
 }
 
+func (x *FeedItem) GetStatistics() *SharedStatistics {
+	if x != nil {
+		if x, ok := x.Kind.(*FeedItem_Statistics); ok {
+			return x.Statistics
+		}
+	}
+	return nil
+}
+
 type isFeedItem_Kind interface {
 	isFeedItem_Kind()
 }
@@ -696,11 +706,19 @@ type FeedItem_Replacement struct {
 	Replacement *IncidentReplacement `protobuf:"bytes,5,opt,name=replacement,proto3,oneof"`
 }
 
+type FeedItem_Statistics struct {
+	// The serving team's statistics (of its own incidents), sent to a
+	// caller whose policy discloses the statistical class.
+	Statistics *SharedStatistics `protobuf:"bytes,6,opt,name=statistics,proto3,oneof"`
+}
+
 func (*FeedItem_Incident) isFeedItem_Kind() {}
 
 func (*FeedItem_Withdrawal) isFeedItem_Kind() {}
 
 func (*FeedItem_Replacement) isFeedItem_Kind() {}
+
+func (*FeedItem_Statistics) isFeedItem_Kind() {}
 
 // IncidentReplacement replaces one version of an incident the caller
 // holds. A team sends it whenever what the caller may hold of that version
@@ -1149,7 +1167,7 @@ var File_irx_v1_federation_service_proto protoreflect.FileDescriptor
 
 const file_irx_v1_federation_service_proto_rawDesc = "" +
 	"\n" +
-	"\x1firx/v1/federation_service.proto\x12\x06irx.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1airx/v1/alert_service.proto\x1a\x15irx/v1/incident.proto\x1a\x19irx/v1/team_service.proto\"`\n" +
+	"\x1firx/v1/federation_service.proto\x12\x06irx.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1airx/v1/alert_service.proto\x1a\x15irx/v1/incident.proto\x1a\x1firx/v1/statistics_service.proto\x1a\x19irx/v1/team_service.proto\"`\n" +
 	"\x17DeliverSightingsRequest\x12\x14\n" +
 	"\x05group\x18\x01 \x01(\tR\x05group\x12\x15\n" +
 	"\x06key_id\x18\x02 \x01(\tR\x05keyId\x12\x18\n" +
@@ -1173,7 +1191,7 @@ const file_irx_v1_federation_service_proto_rawDesc = "" +
 	"\x06cursor\x18\x02 \x01(\x04R\x06cursor\x12\x12\n" +
 	"\x04head\x18\x03 \x01(\x04R\x04head\x127\n" +
 	"\thead_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\bheadTime\x12%\n" +
-	"\x0epolicy_version\x18\x05 \x01(\x03R\rpolicyVersion\"\x9a\x02\n" +
+	"\x0epolicy_version\x18\x05 \x01(\x03R\rpolicyVersion\"\xd6\x02\n" +
 	"\bFeedItem\x12\x1a\n" +
 	"\bsequence\x18\x01 \x01(\x04R\bsequence\x12;\n" +
 	"\vcommit_time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
@@ -1182,7 +1200,10 @@ const file_irx_v1_federation_service_proto_rawDesc = "" +
 	"\n" +
 	"withdrawal\x18\x04 \x01(\v2\x1a.irx.v1.IncidentWithdrawalH\x00R\n" +
 	"withdrawal\x12?\n" +
-	"\vreplacement\x18\x05 \x01(\v2\x1b.irx.v1.IncidentReplacementH\x00R\vreplacementB\x06\n" +
+	"\vreplacement\x18\x05 \x01(\v2\x1b.irx.v1.IncidentReplacementH\x00R\vreplacement\x12:\n" +
+	"\n" +
+	"statistics\x18\x06 \x01(\v2\x18.irx.v1.SharedStatisticsH\x00R\n" +
+	"statisticsB\x06\n" +
 	"\x04kind\"\xb1\x01\n" +
 	"\x13IncidentReplacement\x12\x1f\n" +
 	"\vincident_id\x18\x01 \x01(\tR\n" +
@@ -1264,7 +1285,8 @@ var file_irx_v1_federation_service_proto_goTypes = []any{
 	(*Warning)(nil),                          // 19: irx.v1.Warning
 	(*timestamppb.Timestamp)(nil),            // 20: google.protobuf.Timestamp
 	(*Incident)(nil),                         // 21: irx.v1.Incident
-	(*SignedTeamDescription)(nil),            // 22: irx.v1.SignedTeamDescription
+	(*SharedStatistics)(nil),                 // 22: irx.v1.SharedStatistics
+	(*SignedTeamDescription)(nil),            // 23: irx.v1.SignedTeamDescription
 }
 var file_irx_v1_federation_service_proto_depIdxs = []int32{
 	19, // 0: irx.v1.DeliverWarningRequest.warning:type_name -> irx.v1.Warning
@@ -1275,31 +1297,32 @@ var file_irx_v1_federation_service_proto_depIdxs = []int32{
 	21, // 5: irx.v1.FeedItem.incident:type_name -> irx.v1.Incident
 	12, // 6: irx.v1.FeedItem.withdrawal:type_name -> irx.v1.IncidentWithdrawal
 	11, // 7: irx.v1.FeedItem.replacement:type_name -> irx.v1.IncidentReplacement
-	21, // 8: irx.v1.IncidentReplacement.incident:type_name -> irx.v1.Incident
-	0,  // 9: irx.v1.IncidentReplacement.reason:type_name -> irx.v1.ReplacementReason
-	1,  // 10: irx.v1.IncidentWithdrawal.reason:type_name -> irx.v1.WithdrawalReason
-	21, // 11: irx.v1.HandOffIncidentRequest.incident:type_name -> irx.v1.Incident
-	21, // 12: irx.v1.HandOffIncidentResponse.incident:type_name -> irx.v1.Incident
-	22, // 13: irx.v1.GetSignedTeamDescriptionResponse.signed_description:type_name -> irx.v1.SignedTeamDescription
-	8,  // 14: irx.v1.FederationService.Subscribe:input_type -> irx.v1.SubscribeRequest
-	13, // 15: irx.v1.FederationService.Acknowledge:input_type -> irx.v1.AcknowledgeRequest
-	15, // 16: irx.v1.FederationService.HandOffIncident:input_type -> irx.v1.HandOffIncidentRequest
-	17, // 17: irx.v1.FederationService.GetSignedTeamDescription:input_type -> irx.v1.GetSignedTeamDescriptionRequest
-	4,  // 18: irx.v1.FederationService.DeliverWarning:input_type -> irx.v1.DeliverWarningRequest
-	6,  // 19: irx.v1.FederationService.AcknowledgePeerWarning:input_type -> irx.v1.AcknowledgePeerWarningRequest
-	2,  // 20: irx.v1.FederationService.DeliverSightings:input_type -> irx.v1.DeliverSightingsRequest
-	9,  // 21: irx.v1.FederationService.Subscribe:output_type -> irx.v1.SubscribeResponse
-	14, // 22: irx.v1.FederationService.Acknowledge:output_type -> irx.v1.AcknowledgeResponse
-	16, // 23: irx.v1.FederationService.HandOffIncident:output_type -> irx.v1.HandOffIncidentResponse
-	18, // 24: irx.v1.FederationService.GetSignedTeamDescription:output_type -> irx.v1.GetSignedTeamDescriptionResponse
-	5,  // 25: irx.v1.FederationService.DeliverWarning:output_type -> irx.v1.DeliverWarningResponse
-	7,  // 26: irx.v1.FederationService.AcknowledgePeerWarning:output_type -> irx.v1.AcknowledgePeerWarningResponse
-	3,  // 27: irx.v1.FederationService.DeliverSightings:output_type -> irx.v1.DeliverSightingsResponse
-	21, // [21:28] is the sub-list for method output_type
-	14, // [14:21] is the sub-list for method input_type
-	14, // [14:14] is the sub-list for extension type_name
-	14, // [14:14] is the sub-list for extension extendee
-	0,  // [0:14] is the sub-list for field type_name
+	22, // 8: irx.v1.FeedItem.statistics:type_name -> irx.v1.SharedStatistics
+	21, // 9: irx.v1.IncidentReplacement.incident:type_name -> irx.v1.Incident
+	0,  // 10: irx.v1.IncidentReplacement.reason:type_name -> irx.v1.ReplacementReason
+	1,  // 11: irx.v1.IncidentWithdrawal.reason:type_name -> irx.v1.WithdrawalReason
+	21, // 12: irx.v1.HandOffIncidentRequest.incident:type_name -> irx.v1.Incident
+	21, // 13: irx.v1.HandOffIncidentResponse.incident:type_name -> irx.v1.Incident
+	23, // 14: irx.v1.GetSignedTeamDescriptionResponse.signed_description:type_name -> irx.v1.SignedTeamDescription
+	8,  // 15: irx.v1.FederationService.Subscribe:input_type -> irx.v1.SubscribeRequest
+	13, // 16: irx.v1.FederationService.Acknowledge:input_type -> irx.v1.AcknowledgeRequest
+	15, // 17: irx.v1.FederationService.HandOffIncident:input_type -> irx.v1.HandOffIncidentRequest
+	17, // 18: irx.v1.FederationService.GetSignedTeamDescription:input_type -> irx.v1.GetSignedTeamDescriptionRequest
+	4,  // 19: irx.v1.FederationService.DeliverWarning:input_type -> irx.v1.DeliverWarningRequest
+	6,  // 20: irx.v1.FederationService.AcknowledgePeerWarning:input_type -> irx.v1.AcknowledgePeerWarningRequest
+	2,  // 21: irx.v1.FederationService.DeliverSightings:input_type -> irx.v1.DeliverSightingsRequest
+	9,  // 22: irx.v1.FederationService.Subscribe:output_type -> irx.v1.SubscribeResponse
+	14, // 23: irx.v1.FederationService.Acknowledge:output_type -> irx.v1.AcknowledgeResponse
+	16, // 24: irx.v1.FederationService.HandOffIncident:output_type -> irx.v1.HandOffIncidentResponse
+	18, // 25: irx.v1.FederationService.GetSignedTeamDescription:output_type -> irx.v1.GetSignedTeamDescriptionResponse
+	5,  // 26: irx.v1.FederationService.DeliverWarning:output_type -> irx.v1.DeliverWarningResponse
+	7,  // 27: irx.v1.FederationService.AcknowledgePeerWarning:output_type -> irx.v1.AcknowledgePeerWarningResponse
+	3,  // 28: irx.v1.FederationService.DeliverSightings:output_type -> irx.v1.DeliverSightingsResponse
+	22, // [22:29] is the sub-list for method output_type
+	15, // [15:22] is the sub-list for method input_type
+	15, // [15:15] is the sub-list for extension type_name
+	15, // [15:15] is the sub-list for extension extendee
+	0,  // [0:15] is the sub-list for field type_name
 }
 
 func init() { file_irx_v1_federation_service_proto_init() }
@@ -1309,11 +1332,13 @@ func file_irx_v1_federation_service_proto_init() {
 	}
 	file_irx_v1_alert_service_proto_init()
 	file_irx_v1_incident_proto_init()
+	file_irx_v1_statistics_service_proto_init()
 	file_irx_v1_team_service_proto_init()
 	file_irx_v1_federation_service_proto_msgTypes[8].OneofWrappers = []any{
 		(*FeedItem_Incident)(nil),
 		(*FeedItem_Withdrawal)(nil),
 		(*FeedItem_Replacement)(nil),
+		(*FeedItem_Statistics)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{

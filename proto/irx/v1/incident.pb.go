@@ -1194,8 +1194,32 @@ type Incident struct {
 	// Output only. Why the record was withdrawn, as the operator said it.
 	// It is sent to every team that held the record, with the withdrawal.
 	WithdrawReason string `protobuf:"bytes,38,opt,name=withdraw_reason,json=withdrawReason,proto3" json:"withdraw_reason,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// When the sender generated the IODEF document the record was imported
+	// from (IODEF GenerationTime), kept as the sender wrote it: irx's own
+	// generation_time is set on every version. An export writes it back.
+	SenderGenerationTime *timestamppb.Timestamp `protobuf:"bytes,100,opt,name=sender_generation_time,json=senderGenerationTime,proto3" json:"sender_generation_time,omitempty"`
+	// What the sender asks the recipient to do (IODEF Expectation).
+	Expectations []*Expectation `protobuf:"bytes,101,rep,name=expectations,proto3" json:"expectations,omitempty"`
+	// Parts of an imported IODEF document irx has no field for, kept
+	// verbatim so that nothing is dropped and an export writes them back.
+	// Each part sits in the field of its information class, decided per
+	// element when it is imported (see formats/iodef), so the disclosure
+	// policy treats it as any other field of that class.
+	IodefExtrasPrivateUser []*IodefExtra `protobuf:"bytes,102,rep,name=iodef_extras_private_user,json=iodefExtrasPrivateUser,proto3" json:"iodef_extras_private_user,omitempty"`
+	// IODEF parts about the intruder (e.g. indicators irx cannot type).
+	IodefExtrasIntruder []*IodefExtra `protobuf:"bytes,103,rep,name=iodef_extras_intruder,json=iodefExtrasIntruder,proto3" json:"iodef_extras_intruder,omitempty"`
+	// IODEF parts naming or describing an involved site.
+	IodefExtrasPrivateSite []*IodefExtra `protobuf:"bytes,104,rep,name=iodef_extras_private_site,json=iodefExtrasPrivateSite,proto3" json:"iodef_extras_private_site,omitempty"`
+	// IODEF parts about vulnerabilities and methods.
+	IodefExtrasVulnerability []*IodefExtra `protobuf:"bytes,105,rep,name=iodef_extras_vulnerability,json=iodefExtrasVulnerability,proto3" json:"iodef_extras_vulnerability,omitempty"`
+	// IODEF parts about the impact on the site.
+	IodefExtrasEmbarrassing []*IodefExtra `protobuf:"bytes,106,rep,name=iodef_extras_embarrassing,json=iodefExtrasEmbarrassing,proto3" json:"iodef_extras_embarrassing,omitempty"`
+	// IODEF parts that are statistics (counters, categories).
+	IodefExtrasStatistical []*IodefExtra `protobuf:"bytes,107,rep,name=iodef_extras_statistical,json=iodefExtrasStatistical,proto3" json:"iodef_extras_statistical,omitempty"`
+	// IODEF parts that are contact information.
+	IodefExtrasContact []*IodefExtra `protobuf:"bytes,108,rep,name=iodef_extras_contact,json=iodefExtrasContact,proto3" json:"iodef_extras_contact,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
 }
 
 func (x *Incident) Reset() {
@@ -1494,6 +1518,220 @@ func (x *Incident) GetWithdrawReason() string {
 	return ""
 }
 
+func (x *Incident) GetSenderGenerationTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.SenderGenerationTime
+	}
+	return nil
+}
+
+func (x *Incident) GetExpectations() []*Expectation {
+	if x != nil {
+		return x.Expectations
+	}
+	return nil
+}
+
+func (x *Incident) GetIodefExtrasPrivateUser() []*IodefExtra {
+	if x != nil {
+		return x.IodefExtrasPrivateUser
+	}
+	return nil
+}
+
+func (x *Incident) GetIodefExtrasIntruder() []*IodefExtra {
+	if x != nil {
+		return x.IodefExtrasIntruder
+	}
+	return nil
+}
+
+func (x *Incident) GetIodefExtrasPrivateSite() []*IodefExtra {
+	if x != nil {
+		return x.IodefExtrasPrivateSite
+	}
+	return nil
+}
+
+func (x *Incident) GetIodefExtrasVulnerability() []*IodefExtra {
+	if x != nil {
+		return x.IodefExtrasVulnerability
+	}
+	return nil
+}
+
+func (x *Incident) GetIodefExtrasEmbarrassing() []*IodefExtra {
+	if x != nil {
+		return x.IodefExtrasEmbarrassing
+	}
+	return nil
+}
+
+func (x *Incident) GetIodefExtrasStatistical() []*IodefExtra {
+	if x != nil {
+		return x.IodefExtrasStatistical
+	}
+	return nil
+}
+
+func (x *Incident) GetIodefExtrasContact() []*IodefExtra {
+	if x != nil {
+		return x.IodefExtrasContact
+	}
+	return nil
+}
+
+// Expectation is an action the sender asks for (IODEF Expectation).
+type Expectation struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The action, as IODEF names it (RFC 7970 action-type, e.g.
+	// "block-host", "investigate"); an extended action by its ext-action.
+	Action string `protobuf:"bytes,1,opt,name=action,proto3" json:"action,omitempty"`
+	// How urgent.
+	Severity Severity `protobuf:"varint,2,opt,name=severity,proto3,enum=irx.v1.Severity" json:"severity,omitempty"`
+	// Free text.
+	Description string `protobuf:"bytes,3,opt,name=description,proto3" json:"description,omitempty"`
+	// When the action should start.
+	StartTime *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=start_time,json=startTime,proto3" json:"start_time,omitempty"`
+	// When the action should end.
+	EndTime *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=end_time,json=endTime,proto3" json:"end_time,omitempty"`
+	// Restriction of this expectation; unspecified inherits.
+	Restriction   Restriction `protobuf:"varint,6,opt,name=restriction,proto3,enum=irx.v1.Restriction" json:"restriction,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Expectation) Reset() {
+	*x = Expectation{}
+	mi := &file_irx_v1_incident_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Expectation) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Expectation) ProtoMessage() {}
+
+func (x *Expectation) ProtoReflect() protoreflect.Message {
+	mi := &file_irx_v1_incident_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Expectation.ProtoReflect.Descriptor instead.
+func (*Expectation) Descriptor() ([]byte, []int) {
+	return file_irx_v1_incident_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *Expectation) GetAction() string {
+	if x != nil {
+		return x.Action
+	}
+	return ""
+}
+
+func (x *Expectation) GetSeverity() Severity {
+	if x != nil {
+		return x.Severity
+	}
+	return Severity_SEVERITY_UNSPECIFIED
+}
+
+func (x *Expectation) GetDescription() string {
+	if x != nil {
+		return x.Description
+	}
+	return ""
+}
+
+func (x *Expectation) GetStartTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.StartTime
+	}
+	return nil
+}
+
+func (x *Expectation) GetEndTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.EndTime
+	}
+	return nil
+}
+
+func (x *Expectation) GetRestriction() Restriction {
+	if x != nil {
+		return x.Restriction
+	}
+	return Restriction_RESTRICTION_UNSPECIFIED
+}
+
+// IodefExtra is a part of an IODEF document irx has no field for, kept
+// verbatim.
+type IodefExtra struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Where the part stood: its element path from the Incident down,
+	// e.g. "EventData/Flow/System/Counter", or "IODEF-Document/..." for a
+	// part of the document outside its incidents.
+	Path string `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
+	// The element, as XML in the namespace of the document it came from,
+	// with the namespace declarations it needs.
+	Xml           string `protobuf:"bytes,2,opt,name=xml,proto3" json:"xml,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *IodefExtra) Reset() {
+	*x = IodefExtra{}
+	mi := &file_irx_v1_incident_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *IodefExtra) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*IodefExtra) ProtoMessage() {}
+
+func (x *IodefExtra) ProtoReflect() protoreflect.Message {
+	mi := &file_irx_v1_incident_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use IodefExtra.ProtoReflect.Descriptor instead.
+func (*IodefExtra) Descriptor() ([]byte, []int) {
+	return file_irx_v1_incident_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *IodefExtra) GetPath() string {
+	if x != nil {
+		return x.Path
+	}
+	return ""
+}
+
+func (x *IodefExtra) GetXml() string {
+	if x != nil {
+		return x.Xml
+	}
+	return ""
+}
+
 // Taxonomy is a Reference Security Incident Taxonomy entry, in its
 // machine-readable form, e.g. class "malicious-code", type "c2-server".
 type Taxonomy struct {
@@ -1508,7 +1746,7 @@ type Taxonomy struct {
 
 func (x *Taxonomy) Reset() {
 	*x = Taxonomy{}
-	mi := &file_irx_v1_incident_proto_msgTypes[1]
+	mi := &file_irx_v1_incident_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1520,7 +1758,7 @@ func (x *Taxonomy) String() string {
 func (*Taxonomy) ProtoMessage() {}
 
 func (x *Taxonomy) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_incident_proto_msgTypes[1]
+	mi := &file_irx_v1_incident_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1533,7 +1771,7 @@ func (x *Taxonomy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Taxonomy.ProtoReflect.Descriptor instead.
 func (*Taxonomy) Descriptor() ([]byte, []int) {
-	return file_irx_v1_incident_proto_rawDescGZIP(), []int{1}
+	return file_irx_v1_incident_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *Taxonomy) GetClass() string {
@@ -1567,7 +1805,7 @@ type AlternativeId struct {
 
 func (x *AlternativeId) Reset() {
 	*x = AlternativeId{}
-	mi := &file_irx_v1_incident_proto_msgTypes[2]
+	mi := &file_irx_v1_incident_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1579,7 +1817,7 @@ func (x *AlternativeId) String() string {
 func (*AlternativeId) ProtoMessage() {}
 
 func (x *AlternativeId) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_incident_proto_msgTypes[2]
+	mi := &file_irx_v1_incident_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1592,7 +1830,7 @@ func (x *AlternativeId) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AlternativeId.ProtoReflect.Descriptor instead.
 func (*AlternativeId) Descriptor() ([]byte, []int) {
-	return file_irx_v1_incident_proto_rawDescGZIP(), []int{2}
+	return file_irx_v1_incident_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *AlternativeId) GetTeamId() string {
@@ -1638,7 +1876,7 @@ type Description struct {
 
 func (x *Description) Reset() {
 	*x = Description{}
-	mi := &file_irx_v1_incident_proto_msgTypes[3]
+	mi := &file_irx_v1_incident_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1650,7 +1888,7 @@ func (x *Description) String() string {
 func (*Description) ProtoMessage() {}
 
 func (x *Description) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_incident_proto_msgTypes[3]
+	mi := &file_irx_v1_incident_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1663,7 +1901,7 @@ func (x *Description) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Description.ProtoReflect.Descriptor instead.
 func (*Description) Descriptor() ([]byte, []int) {
-	return file_irx_v1_incident_proto_rawDescGZIP(), []int{3}
+	return file_irx_v1_incident_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *Description) GetLang() string {
@@ -1704,7 +1942,7 @@ type ReportingSite struct {
 
 func (x *ReportingSite) Reset() {
 	*x = ReportingSite{}
-	mi := &file_irx_v1_incident_proto_msgTypes[4]
+	mi := &file_irx_v1_incident_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1716,7 +1954,7 @@ func (x *ReportingSite) String() string {
 func (*ReportingSite) ProtoMessage() {}
 
 func (x *ReportingSite) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_incident_proto_msgTypes[4]
+	mi := &file_irx_v1_incident_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1729,7 +1967,7 @@ func (x *ReportingSite) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportingSite.ProtoReflect.Descriptor instead.
 func (*ReportingSite) Descriptor() ([]byte, []int) {
-	return file_irx_v1_incident_proto_rawDescGZIP(), []int{4}
+	return file_irx_v1_incident_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *ReportingSite) GetName() string {
@@ -1798,7 +2036,7 @@ type Contact struct {
 
 func (x *Contact) Reset() {
 	*x = Contact{}
-	mi := &file_irx_v1_incident_proto_msgTypes[5]
+	mi := &file_irx_v1_incident_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1810,7 +2048,7 @@ func (x *Contact) String() string {
 func (*Contact) ProtoMessage() {}
 
 func (x *Contact) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_incident_proto_msgTypes[5]
+	mi := &file_irx_v1_incident_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1823,7 +2061,7 @@ func (x *Contact) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Contact.ProtoReflect.Descriptor instead.
 func (*Contact) Descriptor() ([]byte, []int) {
-	return file_irx_v1_incident_proto_rawDescGZIP(), []int{5}
+	return file_irx_v1_incident_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *Contact) GetRole() ContactRole {
@@ -1970,7 +2208,7 @@ type Host struct {
 
 func (x *Host) Reset() {
 	*x = Host{}
-	mi := &file_irx_v1_incident_proto_msgTypes[6]
+	mi := &file_irx_v1_incident_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1982,7 +2220,7 @@ func (x *Host) String() string {
 func (*Host) ProtoMessage() {}
 
 func (x *Host) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_incident_proto_msgTypes[6]
+	mi := &file_irx_v1_incident_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1995,7 +2233,7 @@ func (x *Host) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Host.ProtoReflect.Descriptor instead.
 func (*Host) Descriptor() ([]byte, []int) {
-	return file_irx_v1_incident_proto_rawDescGZIP(), []int{6}
+	return file_irx_v1_incident_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Host) GetHostname() string {
@@ -2132,7 +2370,7 @@ type Service struct {
 
 func (x *Service) Reset() {
 	*x = Service{}
-	mi := &file_irx_v1_incident_proto_msgTypes[7]
+	mi := &file_irx_v1_incident_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2144,7 +2382,7 @@ func (x *Service) String() string {
 func (*Service) ProtoMessage() {}
 
 func (x *Service) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_incident_proto_msgTypes[7]
+	mi := &file_irx_v1_incident_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2157,7 +2395,7 @@ func (x *Service) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Service.ProtoReflect.Descriptor instead.
 func (*Service) Descriptor() ([]byte, []int) {
-	return file_irx_v1_incident_proto_rawDescGZIP(), []int{7}
+	return file_irx_v1_incident_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *Service) GetIpProtocol() uint32 {
@@ -2197,14 +2435,17 @@ type Indicator struct {
 	// Confidence, 0 to 100.
 	Confidence uint32 `protobuf:"varint,6,opt,name=confidence,proto3" json:"confidence,omitempty"`
 	// Restriction of this indicator; unspecified inherits.
-	Restriction   Restriction `protobuf:"varint,7,opt,name=restriction,proto3,enum=irx.v1.Restriction" json:"restriction,omitempty"`
+	Restriction Restriction `protobuf:"varint,7,opt,name=restriction,proto3,enum=irx.v1.Restriction" json:"restriction,omitempty"`
+	// The sender's id of the indicator (IODEF IndicatorID), so that later
+	// documents can refer to it.
+	IodefId       *IndicatorId `protobuf:"bytes,100,opt,name=iodef_id,json=iodefId,proto3" json:"iodef_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Indicator) Reset() {
 	*x = Indicator{}
-	mi := &file_irx_v1_incident_proto_msgTypes[8]
+	mi := &file_irx_v1_incident_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2216,7 +2457,7 @@ func (x *Indicator) String() string {
 func (*Indicator) ProtoMessage() {}
 
 func (x *Indicator) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_incident_proto_msgTypes[8]
+	mi := &file_irx_v1_incident_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2229,7 +2470,7 @@ func (x *Indicator) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Indicator.ProtoReflect.Descriptor instead.
 func (*Indicator) Descriptor() ([]byte, []int) {
-	return file_irx_v1_incident_proto_rawDescGZIP(), []int{8}
+	return file_irx_v1_incident_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *Indicator) GetKind() IndicatorKind {
@@ -2281,6 +2522,78 @@ func (x *Indicator) GetRestriction() Restriction {
 	return Restriction_RESTRICTION_UNSPECIFIED
 }
 
+func (x *Indicator) GetIodefId() *IndicatorId {
+	if x != nil {
+		return x.IodefId
+	}
+	return nil
+}
+
+// IndicatorId identifies an indicator across documents (IODEF
+// IndicatorID).
+type IndicatorId struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The id, unique for name (an XML NCName).
+	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// The namespace of the id: the issuing team.
+	Name string `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	// The version of the indicator.
+	Version       string `protobuf:"bytes,3,opt,name=version,proto3" json:"version,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *IndicatorId) Reset() {
+	*x = IndicatorId{}
+	mi := &file_irx_v1_incident_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *IndicatorId) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*IndicatorId) ProtoMessage() {}
+
+func (x *IndicatorId) ProtoReflect() protoreflect.Message {
+	mi := &file_irx_v1_incident_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use IndicatorId.ProtoReflect.Descriptor instead.
+func (*IndicatorId) Descriptor() ([]byte, []int) {
+	return file_irx_v1_incident_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *IndicatorId) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *IndicatorId) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *IndicatorId) GetVersion() string {
+	if x != nil {
+		return x.Version
+	}
+	return ""
+}
+
 // Method is how the attack worked (IODEF Method).
 type Method struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -2304,7 +2617,7 @@ type Method struct {
 
 func (x *Method) Reset() {
 	*x = Method{}
-	mi := &file_irx_v1_incident_proto_msgTypes[9]
+	mi := &file_irx_v1_incident_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2316,7 +2629,7 @@ func (x *Method) String() string {
 func (*Method) ProtoMessage() {}
 
 func (x *Method) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_incident_proto_msgTypes[9]
+	mi := &file_irx_v1_incident_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2329,7 +2642,7 @@ func (x *Method) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Method.ProtoReflect.Descriptor instead.
 func (*Method) Descriptor() ([]byte, []int) {
-	return file_irx_v1_incident_proto_rawDescGZIP(), []int{9}
+	return file_irx_v1_incident_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *Method) GetDescription() string {
@@ -2398,7 +2711,7 @@ type Vulnerability struct {
 
 func (x *Vulnerability) Reset() {
 	*x = Vulnerability{}
-	mi := &file_irx_v1_incident_proto_msgTypes[10]
+	mi := &file_irx_v1_incident_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2410,7 +2723,7 @@ func (x *Vulnerability) String() string {
 func (*Vulnerability) ProtoMessage() {}
 
 func (x *Vulnerability) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_incident_proto_msgTypes[10]
+	mi := &file_irx_v1_incident_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2423,7 +2736,7 @@ func (x *Vulnerability) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Vulnerability.ProtoReflect.Descriptor instead.
 func (*Vulnerability) Descriptor() ([]byte, []int) {
-	return file_irx_v1_incident_proto_rawDescGZIP(), []int{10}
+	return file_irx_v1_incident_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *Vulnerability) GetCve() string {
@@ -2475,7 +2788,7 @@ type Assessment struct {
 
 func (x *Assessment) Reset() {
 	*x = Assessment{}
-	mi := &file_irx_v1_incident_proto_msgTypes[11]
+	mi := &file_irx_v1_incident_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2487,7 +2800,7 @@ func (x *Assessment) String() string {
 func (*Assessment) ProtoMessage() {}
 
 func (x *Assessment) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_incident_proto_msgTypes[11]
+	mi := &file_irx_v1_incident_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2500,7 +2813,7 @@ func (x *Assessment) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Assessment.ProtoReflect.Descriptor instead.
 func (*Assessment) Descriptor() ([]byte, []int) {
-	return file_irx_v1_incident_proto_rawDescGZIP(), []int{11}
+	return file_irx_v1_incident_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *Assessment) GetOccurrence() Occurrence {
@@ -2562,7 +2875,7 @@ type SystemImpact struct {
 
 func (x *SystemImpact) Reset() {
 	*x = SystemImpact{}
-	mi := &file_irx_v1_incident_proto_msgTypes[12]
+	mi := &file_irx_v1_incident_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2574,7 +2887,7 @@ func (x *SystemImpact) String() string {
 func (*SystemImpact) ProtoMessage() {}
 
 func (x *SystemImpact) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_incident_proto_msgTypes[12]
+	mi := &file_irx_v1_incident_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2587,7 +2900,7 @@ func (x *SystemImpact) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SystemImpact.ProtoReflect.Descriptor instead.
 func (*SystemImpact) Descriptor() ([]byte, []int) {
-	return file_irx_v1_incident_proto_rawDescGZIP(), []int{12}
+	return file_irx_v1_incident_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *SystemImpact) GetSeverity() Severity {
@@ -2633,7 +2946,7 @@ type BusinessImpact struct {
 
 func (x *BusinessImpact) Reset() {
 	*x = BusinessImpact{}
-	mi := &file_irx_v1_incident_proto_msgTypes[13]
+	mi := &file_irx_v1_incident_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2645,7 +2958,7 @@ func (x *BusinessImpact) String() string {
 func (*BusinessImpact) ProtoMessage() {}
 
 func (x *BusinessImpact) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_incident_proto_msgTypes[13]
+	mi := &file_irx_v1_incident_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2658,7 +2971,7 @@ func (x *BusinessImpact) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BusinessImpact.ProtoReflect.Descriptor instead.
 func (*BusinessImpact) Descriptor() ([]byte, []int) {
-	return file_irx_v1_incident_proto_rawDescGZIP(), []int{13}
+	return file_irx_v1_incident_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *BusinessImpact) GetSeverity() Severity {
@@ -2695,7 +3008,7 @@ type MonetaryImpact struct {
 
 func (x *MonetaryImpact) Reset() {
 	*x = MonetaryImpact{}
-	mi := &file_irx_v1_incident_proto_msgTypes[14]
+	mi := &file_irx_v1_incident_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2707,7 +3020,7 @@ func (x *MonetaryImpact) String() string {
 func (*MonetaryImpact) ProtoMessage() {}
 
 func (x *MonetaryImpact) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_incident_proto_msgTypes[14]
+	mi := &file_irx_v1_incident_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2720,7 +3033,7 @@ func (x *MonetaryImpact) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MonetaryImpact.ProtoReflect.Descriptor instead.
 func (*MonetaryImpact) Descriptor() ([]byte, []int) {
-	return file_irx_v1_incident_proto_rawDescGZIP(), []int{14}
+	return file_irx_v1_incident_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *MonetaryImpact) GetCurrency() string {
@@ -2750,7 +3063,7 @@ type Discovery struct {
 
 func (x *Discovery) Reset() {
 	*x = Discovery{}
-	mi := &file_irx_v1_incident_proto_msgTypes[15]
+	mi := &file_irx_v1_incident_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2762,7 +3075,7 @@ func (x *Discovery) String() string {
 func (*Discovery) ProtoMessage() {}
 
 func (x *Discovery) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_incident_proto_msgTypes[15]
+	mi := &file_irx_v1_incident_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2775,7 +3088,7 @@ func (x *Discovery) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Discovery.ProtoReflect.Descriptor instead.
 func (*Discovery) Descriptor() ([]byte, []int) {
-	return file_irx_v1_incident_proto_rawDescGZIP(), []int{15}
+	return file_irx_v1_incident_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *Discovery) GetSource() DiscoverySource {
@@ -2817,7 +3130,7 @@ type Compromise struct {
 
 func (x *Compromise) Reset() {
 	*x = Compromise{}
-	mi := &file_irx_v1_incident_proto_msgTypes[16]
+	mi := &file_irx_v1_incident_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2829,7 +3142,7 @@ func (x *Compromise) String() string {
 func (*Compromise) ProtoMessage() {}
 
 func (x *Compromise) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_incident_proto_msgTypes[16]
+	mi := &file_irx_v1_incident_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2842,7 +3155,7 @@ func (x *Compromise) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Compromise.ProtoReflect.Descriptor instead.
 func (*Compromise) Descriptor() ([]byte, []int) {
-	return file_irx_v1_incident_proto_rawDescGZIP(), []int{16}
+	return file_irx_v1_incident_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *Compromise) GetRootAccess() bool {
@@ -2916,7 +3229,7 @@ type SiteSecurity struct {
 
 func (x *SiteSecurity) Reset() {
 	*x = SiteSecurity{}
-	mi := &file_irx_v1_incident_proto_msgTypes[17]
+	mi := &file_irx_v1_incident_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2928,7 +3241,7 @@ func (x *SiteSecurity) String() string {
 func (*SiteSecurity) ProtoMessage() {}
 
 func (x *SiteSecurity) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_incident_proto_msgTypes[17]
+	mi := &file_irx_v1_incident_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2941,7 +3254,7 @@ func (x *SiteSecurity) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SiteSecurity.ProtoReflect.Descriptor instead.
 func (*SiteSecurity) Descriptor() ([]byte, []int) {
-	return file_irx_v1_incident_proto_rawDescGZIP(), []int{17}
+	return file_irx_v1_incident_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *SiteSecurity) GetTools() []*SecurityTool {
@@ -2980,7 +3293,7 @@ type SecurityTool struct {
 
 func (x *SecurityTool) Reset() {
 	*x = SecurityTool{}
-	mi := &file_irx_v1_incident_proto_msgTypes[18]
+	mi := &file_irx_v1_incident_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2992,7 +3305,7 @@ func (x *SecurityTool) String() string {
 func (*SecurityTool) ProtoMessage() {}
 
 func (x *SecurityTool) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_incident_proto_msgTypes[18]
+	mi := &file_irx_v1_incident_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3005,7 +3318,7 @@ func (x *SecurityTool) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SecurityTool.ProtoReflect.Descriptor instead.
 func (*SecurityTool) Descriptor() ([]byte, []int) {
-	return file_irx_v1_incident_proto_rawDescGZIP(), []int{18}
+	return file_irx_v1_incident_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *SecurityTool) GetName() string {
@@ -3049,7 +3362,7 @@ type LogExcerpt struct {
 
 func (x *LogExcerpt) Reset() {
 	*x = LogExcerpt{}
-	mi := &file_irx_v1_incident_proto_msgTypes[19]
+	mi := &file_irx_v1_incident_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3061,7 +3374,7 @@ func (x *LogExcerpt) String() string {
 func (*LogExcerpt) ProtoMessage() {}
 
 func (x *LogExcerpt) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_incident_proto_msgTypes[19]
+	mi := &file_irx_v1_incident_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3074,7 +3387,7 @@ func (x *LogExcerpt) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogExcerpt.ProtoReflect.Descriptor instead.
 func (*LogExcerpt) Descriptor() ([]byte, []int) {
-	return file_irx_v1_incident_proto_rawDescGZIP(), []int{19}
+	return file_irx_v1_incident_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *LogExcerpt) GetSource() string {
@@ -3135,7 +3448,7 @@ type Evidence struct {
 
 func (x *Evidence) Reset() {
 	*x = Evidence{}
-	mi := &file_irx_v1_incident_proto_msgTypes[20]
+	mi := &file_irx_v1_incident_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3147,7 +3460,7 @@ func (x *Evidence) String() string {
 func (*Evidence) ProtoMessage() {}
 
 func (x *Evidence) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_incident_proto_msgTypes[20]
+	mi := &file_irx_v1_incident_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3160,7 +3473,7 @@ func (x *Evidence) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Evidence.ProtoReflect.Descriptor instead.
 func (*Evidence) Descriptor() ([]byte, []int) {
-	return file_irx_v1_incident_proto_rawDescGZIP(), []int{20}
+	return file_irx_v1_incident_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *Evidence) GetDescription() string {
@@ -3231,7 +3544,7 @@ type HistoryItem struct {
 
 func (x *HistoryItem) Reset() {
 	*x = HistoryItem{}
-	mi := &file_irx_v1_incident_proto_msgTypes[21]
+	mi := &file_irx_v1_incident_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3243,7 +3556,7 @@ func (x *HistoryItem) String() string {
 func (*HistoryItem) ProtoMessage() {}
 
 func (x *HistoryItem) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_incident_proto_msgTypes[21]
+	mi := &file_irx_v1_incident_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3256,7 +3569,7 @@ func (x *HistoryItem) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HistoryItem.ProtoReflect.Descriptor instead.
 func (*HistoryItem) Descriptor() ([]byte, []int) {
-	return file_irx_v1_incident_proto_rawDescGZIP(), []int{21}
+	return file_irx_v1_incident_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *HistoryItem) GetAction() HistoryAction {
@@ -3310,7 +3623,7 @@ type RelatedActivity struct {
 
 func (x *RelatedActivity) Reset() {
 	*x = RelatedActivity{}
-	mi := &file_irx_v1_incident_proto_msgTypes[22]
+	mi := &file_irx_v1_incident_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3322,7 +3635,7 @@ func (x *RelatedActivity) String() string {
 func (*RelatedActivity) ProtoMessage() {}
 
 func (x *RelatedActivity) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_incident_proto_msgTypes[22]
+	mi := &file_irx_v1_incident_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3335,7 +3648,7 @@ func (x *RelatedActivity) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RelatedActivity.ProtoReflect.Descriptor instead.
 func (*RelatedActivity) Descriptor() ([]byte, []int) {
-	return file_irx_v1_incident_proto_rawDescGZIP(), []int{22}
+	return file_irx_v1_incident_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *RelatedActivity) GetThreatActors() []string {
@@ -3375,7 +3688,7 @@ type DisclosureConsent struct {
 
 func (x *DisclosureConsent) Reset() {
 	*x = DisclosureConsent{}
-	mi := &file_irx_v1_incident_proto_msgTypes[23]
+	mi := &file_irx_v1_incident_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3387,7 +3700,7 @@ func (x *DisclosureConsent) String() string {
 func (*DisclosureConsent) ProtoMessage() {}
 
 func (x *DisclosureConsent) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_incident_proto_msgTypes[23]
+	mi := &file_irx_v1_incident_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3400,7 +3713,7 @@ func (x *DisclosureConsent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DisclosureConsent.ProtoReflect.Descriptor instead.
 func (*DisclosureConsent) Descriptor() ([]byte, []int) {
-	return file_irx_v1_incident_proto_rawDescGZIP(), []int{23}
+	return file_irx_v1_incident_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *DisclosureConsent) GetSitesInvolved() *ConsentScope {
@@ -3439,7 +3752,7 @@ type ConsentScope struct {
 
 func (x *ConsentScope) Reset() {
 	*x = ConsentScope{}
-	mi := &file_irx_v1_incident_proto_msgTypes[24]
+	mi := &file_irx_v1_incident_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3451,7 +3764,7 @@ func (x *ConsentScope) String() string {
 func (*ConsentScope) ProtoMessage() {}
 
 func (x *ConsentScope) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_incident_proto_msgTypes[24]
+	mi := &file_irx_v1_incident_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3464,7 +3777,7 @@ func (x *ConsentScope) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConsentScope.ProtoReflect.Descriptor instead.
 func (*ConsentScope) Descriptor() ([]byte, []int) {
-	return file_irx_v1_incident_proto_rawDescGZIP(), []int{24}
+	return file_irx_v1_incident_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *ConsentScope) GetDomain() bool {
@@ -3522,7 +3835,7 @@ type Provenance struct {
 
 func (x *Provenance) Reset() {
 	*x = Provenance{}
-	mi := &file_irx_v1_incident_proto_msgTypes[25]
+	mi := &file_irx_v1_incident_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3534,7 +3847,7 @@ func (x *Provenance) String() string {
 func (*Provenance) ProtoMessage() {}
 
 func (x *Provenance) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_incident_proto_msgTypes[25]
+	mi := &file_irx_v1_incident_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3547,7 +3860,7 @@ func (x *Provenance) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Provenance.ProtoReflect.Descriptor instead.
 func (*Provenance) Descriptor() ([]byte, []int) {
-	return file_irx_v1_incident_proto_rawDescGZIP(), []int{25}
+	return file_irx_v1_incident_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *Provenance) GetOriginTeam() string {
@@ -3613,7 +3926,7 @@ type Transfer struct {
 
 func (x *Transfer) Reset() {
 	*x = Transfer{}
-	mi := &file_irx_v1_incident_proto_msgTypes[26]
+	mi := &file_irx_v1_incident_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3625,7 +3938,7 @@ func (x *Transfer) String() string {
 func (*Transfer) ProtoMessage() {}
 
 func (x *Transfer) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_incident_proto_msgTypes[26]
+	mi := &file_irx_v1_incident_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3638,7 +3951,7 @@ func (x *Transfer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Transfer.ProtoReflect.Descriptor instead.
 func (*Transfer) Descriptor() ([]byte, []int) {
-	return file_irx_v1_incident_proto_rawDescGZIP(), []int{26}
+	return file_irx_v1_incident_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *Transfer) GetTeamId() string {
@@ -3672,7 +3985,7 @@ type ReshareTerms struct {
 
 func (x *ReshareTerms) Reset() {
 	*x = ReshareTerms{}
-	mi := &file_irx_v1_incident_proto_msgTypes[27]
+	mi := &file_irx_v1_incident_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3684,7 +3997,7 @@ func (x *ReshareTerms) String() string {
 func (*ReshareTerms) ProtoMessage() {}
 
 func (x *ReshareTerms) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_incident_proto_msgTypes[27]
+	mi := &file_irx_v1_incident_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3697,7 +4010,7 @@ func (x *ReshareTerms) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReshareTerms.ProtoReflect.Descriptor instead.
 func (*ReshareTerms) Descriptor() ([]byte, []int) {
-	return file_irx_v1_incident_proto_rawDescGZIP(), []int{27}
+	return file_irx_v1_incident_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *ReshareTerms) GetMayReshare() bool {
@@ -3725,7 +4038,7 @@ var File_irx_v1_incident_proto protoreflect.FileDescriptor
 
 const file_irx_v1_incident_proto_rawDesc = "" +
 	"\n" +
-	"\x15irx/v1/incident.proto\x12\x06irx.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1birx/v1/classification.proto\"\xb4\x11\n" +
+	"\x15irx/v1/incident.proto\x12\x06irx.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1birx/v1/classification.proto\"\x91\x17\n" +
 	"\bIncident\x12\x14\n" +
 	"\x02id\x18\x01 \x01(\tB\x04\x88\xb5\x18\bR\x02id\x12\x1e\n" +
 	"\aversion\x18\x02 \x01(\x03B\x04\x88\xb5\x18\bR\aversion\x12D\n" +
@@ -3775,7 +4088,28 @@ const file_irx_v1_incident_proto_rawDesc = "" +
 	"provenance\x18$ \x01(\v2\x12.irx.v1.ProvenanceB\x04\x88\xb5\x18\bR\n" +
 	"provenance\x12E\n" +
 	"\rwithdraw_time\x18% \x01(\v2\x1a.google.protobuf.TimestampB\x04\x88\xb5\x18\bR\fwithdrawTime\x12-\n" +
-	"\x0fwithdraw_reason\x18& \x01(\tB\x04\x88\xb5\x18\x03R\x0ewithdrawReason\"4\n" +
+	"\x0fwithdraw_reason\x18& \x01(\tB\x04\x88\xb5\x18\x03R\x0ewithdrawReason\x12V\n" +
+	"\x16sender_generation_time\x18d \x01(\v2\x1a.google.protobuf.TimestampB\x04\x88\xb5\x18\x06R\x14senderGenerationTime\x12=\n" +
+	"\fexpectations\x18e \x03(\v2\x13.irx.v1.ExpectationB\x04\x88\xb5\x18\x03R\fexpectations\x12S\n" +
+	"\x19iodef_extras_private_user\x18f \x03(\v2\x12.irx.v1.IodefExtraB\x04\x88\xb5\x18\x01R\x16iodefExtrasPrivateUser\x12L\n" +
+	"\x15iodef_extras_intruder\x18g \x03(\v2\x12.irx.v1.IodefExtraB\x04\x88\xb5\x18\x02R\x13iodefExtrasIntruder\x12S\n" +
+	"\x19iodef_extras_private_site\x18h \x03(\v2\x12.irx.v1.IodefExtraB\x04\x88\xb5\x18\x03R\x16iodefExtrasPrivateSite\x12V\n" +
+	"\x1aiodef_extras_vulnerability\x18i \x03(\v2\x12.irx.v1.IodefExtraB\x04\x88\xb5\x18\x04R\x18iodefExtrasVulnerability\x12T\n" +
+	"\x19iodef_extras_embarrassing\x18j \x03(\v2\x12.irx.v1.IodefExtraB\x04\x88\xb5\x18\x05R\x17iodefExtrasEmbarrassing\x12R\n" +
+	"\x18iodef_extras_statistical\x18k \x03(\v2\x12.irx.v1.IodefExtraB\x04\x88\xb5\x18\x06R\x16iodefExtrasStatistical\x12J\n" +
+	"\x14iodef_extras_contact\x18l \x03(\v2\x12.irx.v1.IodefExtraB\x04\x88\xb5\x18\aR\x12iodefExtrasContact\"\xa4\x02\n" +
+	"\vExpectation\x12\x16\n" +
+	"\x06action\x18\x01 \x01(\tR\x06action\x12,\n" +
+	"\bseverity\x18\x02 \x01(\x0e2\x10.irx.v1.SeverityR\bseverity\x12 \n" +
+	"\vdescription\x18\x03 \x01(\tR\vdescription\x129\n" +
+	"\n" +
+	"start_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\tstartTime\x125\n" +
+	"\bend_time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\aendTime\x12;\n" +
+	"\vrestriction\x18\x06 \x01(\x0e2\x13.irx.v1.RestrictionB\x04\x88\xb5\x18\bR\vrestriction\"2\n" +
+	"\n" +
+	"IodefExtra\x12\x12\n" +
+	"\x04path\x18\x01 \x01(\tR\x04path\x12\x10\n" +
+	"\x03xml\x18\x02 \x01(\tR\x03xml\"4\n" +
 	"\bTaxonomy\x12\x14\n" +
 	"\x05class\x18\x01 \x01(\tR\x05class\x12\x12\n" +
 	"\x04type\x18\x02 \x01(\tR\x04type\"\xac\x01\n" +
@@ -3833,7 +4167,7 @@ const file_irx_v1_incident_proto_rawDesc = "" +
 	"\vip_protocol\x18\x01 \x01(\rR\n" +
 	"ipProtocol\x12\x12\n" +
 	"\x04port\x18\x02 \x01(\rR\x04port\x12 \n" +
-	"\vapplication\x18\x03 \x01(\tR\vapplication\"\xd1\x02\n" +
+	"\vapplication\x18\x03 \x01(\tR\vapplication\"\x81\x03\n" +
 	"\tIndicator\x12)\n" +
 	"\x04kind\x18\x01 \x01(\x0e2\x15.irx.v1.IndicatorKindR\x04kind\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value\x12 \n" +
@@ -3843,7 +4177,12 @@ const file_irx_v1_incident_proto_rawDesc = "" +
 	"\n" +
 	"confidence\x18\x06 \x01(\rR\n" +
 	"confidence\x12;\n" +
-	"\vrestriction\x18\a \x01(\x0e2\x13.irx.v1.RestrictionB\x04\x88\xb5\x18\bR\vrestriction\"\xc2\x02\n" +
+	"\vrestriction\x18\a \x01(\x0e2\x13.irx.v1.RestrictionB\x04\x88\xb5\x18\bR\vrestriction\x12.\n" +
+	"\biodef_id\x18d \x01(\v2\x13.irx.v1.IndicatorIdR\aiodefId\"K\n" +
+	"\vIndicatorId\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x18\n" +
+	"\aversion\x18\x03 \x01(\tR\aversion\"\xc2\x02\n" +
 	"\x06Method\x12 \n" +
 	"\vdescription\x18\x01 \x01(\tR\vdescription\x12?\n" +
 	"\x0fvulnerabilities\x18\x02 \x03(\v2\x15.irx.v1.VulnerabilityR\x0fvulnerabilities\x12\x1e\n" +
@@ -4111,7 +4450,7 @@ func file_irx_v1_incident_proto_rawDescGZIP() []byte {
 }
 
 var file_irx_v1_incident_proto_enumTypes = make([]protoimpl.EnumInfo, 15)
-var file_irx_v1_incident_proto_msgTypes = make([]protoimpl.MessageInfo, 28)
+var file_irx_v1_incident_proto_msgTypes = make([]protoimpl.MessageInfo, 31)
 var file_irx_v1_incident_proto_goTypes = []any{
 	(Purpose)(0),                  // 0: irx.v1.Purpose
 	(Status)(0),                   // 1: irx.v1.Status
@@ -4129,112 +4468,129 @@ var file_irx_v1_incident_proto_goTypes = []any{
 	(HistoryAction)(0),            // 13: irx.v1.HistoryAction
 	(ReshareScope)(0),             // 14: irx.v1.ReshareScope
 	(*Incident)(nil),              // 15: irx.v1.Incident
-	(*Taxonomy)(nil),              // 16: irx.v1.Taxonomy
-	(*AlternativeId)(nil),         // 17: irx.v1.AlternativeId
-	(*Description)(nil),           // 18: irx.v1.Description
-	(*ReportingSite)(nil),         // 19: irx.v1.ReportingSite
-	(*Contact)(nil),               // 20: irx.v1.Contact
-	(*Host)(nil),                  // 21: irx.v1.Host
-	(*Service)(nil),               // 22: irx.v1.Service
-	(*Indicator)(nil),             // 23: irx.v1.Indicator
-	(*Method)(nil),                // 24: irx.v1.Method
-	(*Vulnerability)(nil),         // 25: irx.v1.Vulnerability
-	(*Assessment)(nil),            // 26: irx.v1.Assessment
-	(*SystemImpact)(nil),          // 27: irx.v1.SystemImpact
-	(*BusinessImpact)(nil),        // 28: irx.v1.BusinessImpact
-	(*MonetaryImpact)(nil),        // 29: irx.v1.MonetaryImpact
-	(*Discovery)(nil),             // 30: irx.v1.Discovery
-	(*Compromise)(nil),            // 31: irx.v1.Compromise
-	(*SiteSecurity)(nil),          // 32: irx.v1.SiteSecurity
-	(*SecurityTool)(nil),          // 33: irx.v1.SecurityTool
-	(*LogExcerpt)(nil),            // 34: irx.v1.LogExcerpt
-	(*Evidence)(nil),              // 35: irx.v1.Evidence
-	(*HistoryItem)(nil),           // 36: irx.v1.HistoryItem
-	(*RelatedActivity)(nil),       // 37: irx.v1.RelatedActivity
-	(*DisclosureConsent)(nil),     // 38: irx.v1.DisclosureConsent
-	(*ConsentScope)(nil),          // 39: irx.v1.ConsentScope
-	(*Provenance)(nil),            // 40: irx.v1.Provenance
-	(*Transfer)(nil),              // 41: irx.v1.Transfer
-	(*ReshareTerms)(nil),          // 42: irx.v1.ReshareTerms
-	(*timestamppb.Timestamp)(nil), // 43: google.protobuf.Timestamp
+	(*Expectation)(nil),           // 16: irx.v1.Expectation
+	(*IodefExtra)(nil),            // 17: irx.v1.IodefExtra
+	(*Taxonomy)(nil),              // 18: irx.v1.Taxonomy
+	(*AlternativeId)(nil),         // 19: irx.v1.AlternativeId
+	(*Description)(nil),           // 20: irx.v1.Description
+	(*ReportingSite)(nil),         // 21: irx.v1.ReportingSite
+	(*Contact)(nil),               // 22: irx.v1.Contact
+	(*Host)(nil),                  // 23: irx.v1.Host
+	(*Service)(nil),               // 24: irx.v1.Service
+	(*Indicator)(nil),             // 25: irx.v1.Indicator
+	(*IndicatorId)(nil),           // 26: irx.v1.IndicatorId
+	(*Method)(nil),                // 27: irx.v1.Method
+	(*Vulnerability)(nil),         // 28: irx.v1.Vulnerability
+	(*Assessment)(nil),            // 29: irx.v1.Assessment
+	(*SystemImpact)(nil),          // 30: irx.v1.SystemImpact
+	(*BusinessImpact)(nil),        // 31: irx.v1.BusinessImpact
+	(*MonetaryImpact)(nil),        // 32: irx.v1.MonetaryImpact
+	(*Discovery)(nil),             // 33: irx.v1.Discovery
+	(*Compromise)(nil),            // 34: irx.v1.Compromise
+	(*SiteSecurity)(nil),          // 35: irx.v1.SiteSecurity
+	(*SecurityTool)(nil),          // 36: irx.v1.SecurityTool
+	(*LogExcerpt)(nil),            // 37: irx.v1.LogExcerpt
+	(*Evidence)(nil),              // 38: irx.v1.Evidence
+	(*HistoryItem)(nil),           // 39: irx.v1.HistoryItem
+	(*RelatedActivity)(nil),       // 40: irx.v1.RelatedActivity
+	(*DisclosureConsent)(nil),     // 41: irx.v1.DisclosureConsent
+	(*ConsentScope)(nil),          // 42: irx.v1.ConsentScope
+	(*Provenance)(nil),            // 43: irx.v1.Provenance
+	(*Transfer)(nil),              // 44: irx.v1.Transfer
+	(*ReshareTerms)(nil),          // 45: irx.v1.ReshareTerms
+	(*timestamppb.Timestamp)(nil), // 46: google.protobuf.Timestamp
 }
 var file_irx_v1_incident_proto_depIdxs = []int32{
-	17, // 0: irx.v1.Incident.alternative_ids:type_name -> irx.v1.AlternativeId
+	19, // 0: irx.v1.Incident.alternative_ids:type_name -> irx.v1.AlternativeId
 	0,  // 1: irx.v1.Incident.purpose:type_name -> irx.v1.Purpose
 	1,  // 2: irx.v1.Incident.status:type_name -> irx.v1.Status
 	2,  // 3: irx.v1.Incident.restriction:type_name -> irx.v1.Restriction
 	3,  // 4: irx.v1.Incident.tlp:type_name -> irx.v1.Tlp
-	16, // 5: irx.v1.Incident.taxonomy:type_name -> irx.v1.Taxonomy
-	16, // 6: irx.v1.Incident.additional_taxonomies:type_name -> irx.v1.Taxonomy
+	18, // 5: irx.v1.Incident.taxonomy:type_name -> irx.v1.Taxonomy
+	18, // 6: irx.v1.Incident.additional_taxonomies:type_name -> irx.v1.Taxonomy
 	4,  // 7: irx.v1.Incident.priority:type_name -> irx.v1.Priority
-	43, // 8: irx.v1.Incident.detect_time:type_name -> google.protobuf.Timestamp
-	43, // 9: irx.v1.Incident.start_time:type_name -> google.protobuf.Timestamp
-	43, // 10: irx.v1.Incident.end_time:type_name -> google.protobuf.Timestamp
-	43, // 11: irx.v1.Incident.recovery_time:type_name -> google.protobuf.Timestamp
-	43, // 12: irx.v1.Incident.report_time:type_name -> google.protobuf.Timestamp
-	43, // 13: irx.v1.Incident.generation_time:type_name -> google.protobuf.Timestamp
-	43, // 14: irx.v1.Incident.create_time:type_name -> google.protobuf.Timestamp
-	18, // 15: irx.v1.Incident.descriptions:type_name -> irx.v1.Description
-	19, // 16: irx.v1.Incident.reporting_site:type_name -> irx.v1.ReportingSite
-	20, // 17: irx.v1.Incident.contacts:type_name -> irx.v1.Contact
-	21, // 18: irx.v1.Incident.victim_hosts:type_name -> irx.v1.Host
-	21, // 19: irx.v1.Incident.attacking_hosts:type_name -> irx.v1.Host
-	23, // 20: irx.v1.Incident.indicators:type_name -> irx.v1.Indicator
-	24, // 21: irx.v1.Incident.methods:type_name -> irx.v1.Method
-	26, // 22: irx.v1.Incident.assessments:type_name -> irx.v1.Assessment
-	30, // 23: irx.v1.Incident.discoveries:type_name -> irx.v1.Discovery
-	31, // 24: irx.v1.Incident.compromise:type_name -> irx.v1.Compromise
-	32, // 25: irx.v1.Incident.site_security:type_name -> irx.v1.SiteSecurity
-	34, // 26: irx.v1.Incident.log_excerpts:type_name -> irx.v1.LogExcerpt
-	35, // 27: irx.v1.Incident.evidence:type_name -> irx.v1.Evidence
-	36, // 28: irx.v1.Incident.history:type_name -> irx.v1.HistoryItem
-	37, // 29: irx.v1.Incident.related_activity:type_name -> irx.v1.RelatedActivity
-	38, // 30: irx.v1.Incident.disclosure_consent:type_name -> irx.v1.DisclosureConsent
-	40, // 31: irx.v1.Incident.provenance:type_name -> irx.v1.Provenance
-	43, // 32: irx.v1.Incident.withdraw_time:type_name -> google.protobuf.Timestamp
-	5,  // 33: irx.v1.AlternativeId.kind:type_name -> irx.v1.AlternativeIdKind
-	2,  // 34: irx.v1.AlternativeId.restriction:type_name -> irx.v1.Restriction
-	2,  // 35: irx.v1.Description.restriction:type_name -> irx.v1.Restriction
-	6,  // 36: irx.v1.Contact.role:type_name -> irx.v1.ContactRole
-	7,  // 37: irx.v1.Contact.type:type_name -> irx.v1.ContactType
-	2,  // 38: irx.v1.Contact.restriction:type_name -> irx.v1.Restriction
-	22, // 39: irx.v1.Host.services:type_name -> irx.v1.Service
-	8,  // 40: irx.v1.Host.category:type_name -> irx.v1.SystemCategory
-	2,  // 41: irx.v1.Host.restriction:type_name -> irx.v1.Restriction
-	9,  // 42: irx.v1.Indicator.kind:type_name -> irx.v1.IndicatorKind
-	43, // 43: irx.v1.Indicator.first_seen_time:type_name -> google.protobuf.Timestamp
-	43, // 44: irx.v1.Indicator.last_seen_time:type_name -> google.protobuf.Timestamp
-	2,  // 45: irx.v1.Indicator.restriction:type_name -> irx.v1.Restriction
-	25, // 46: irx.v1.Method.vulnerabilities:type_name -> irx.v1.Vulnerability
-	2,  // 47: irx.v1.Method.restriction:type_name -> irx.v1.Restriction
-	10, // 48: irx.v1.Assessment.occurrence:type_name -> irx.v1.Occurrence
-	27, // 49: irx.v1.Assessment.system_impacts:type_name -> irx.v1.SystemImpact
-	28, // 50: irx.v1.Assessment.business_impacts:type_name -> irx.v1.BusinessImpact
-	29, // 51: irx.v1.Assessment.monetary_impact:type_name -> irx.v1.MonetaryImpact
-	2,  // 52: irx.v1.Assessment.restriction:type_name -> irx.v1.Restriction
-	11, // 53: irx.v1.SystemImpact.severity:type_name -> irx.v1.Severity
-	11, // 54: irx.v1.BusinessImpact.severity:type_name -> irx.v1.Severity
-	12, // 55: irx.v1.Discovery.source:type_name -> irx.v1.DiscoverySource
-	33, // 56: irx.v1.SiteSecurity.tools:type_name -> irx.v1.SecurityTool
-	43, // 57: irx.v1.LogExcerpt.time:type_name -> google.protobuf.Timestamp
-	2,  // 58: irx.v1.LogExcerpt.restriction:type_name -> irx.v1.Restriction
-	43, // 59: irx.v1.Evidence.collect_time:type_name -> google.protobuf.Timestamp
-	2,  // 60: irx.v1.Evidence.restriction:type_name -> irx.v1.Restriction
-	13, // 61: irx.v1.HistoryItem.action:type_name -> irx.v1.HistoryAction
-	43, // 62: irx.v1.HistoryItem.time:type_name -> google.protobuf.Timestamp
-	2,  // 63: irx.v1.HistoryItem.restriction:type_name -> irx.v1.Restriction
-	39, // 64: irx.v1.DisclosureConsent.sites_involved:type_name -> irx.v1.ConsentScope
-	39, // 65: irx.v1.DisclosureConsent.response_teams:type_name -> irx.v1.ConsentScope
-	39, // 66: irx.v1.DisclosureConsent.law_enforcement:type_name -> irx.v1.ConsentScope
-	43, // 67: irx.v1.Provenance.receive_time:type_name -> google.protobuf.Timestamp
-	42, // 68: irx.v1.Provenance.reshare:type_name -> irx.v1.ReshareTerms
-	41, // 69: irx.v1.Provenance.transfers:type_name -> irx.v1.Transfer
-	14, // 70: irx.v1.ReshareTerms.scope:type_name -> irx.v1.ReshareScope
-	71, // [71:71] is the sub-list for method output_type
-	71, // [71:71] is the sub-list for method input_type
-	71, // [71:71] is the sub-list for extension type_name
-	71, // [71:71] is the sub-list for extension extendee
-	0,  // [0:71] is the sub-list for field type_name
+	46, // 8: irx.v1.Incident.detect_time:type_name -> google.protobuf.Timestamp
+	46, // 9: irx.v1.Incident.start_time:type_name -> google.protobuf.Timestamp
+	46, // 10: irx.v1.Incident.end_time:type_name -> google.protobuf.Timestamp
+	46, // 11: irx.v1.Incident.recovery_time:type_name -> google.protobuf.Timestamp
+	46, // 12: irx.v1.Incident.report_time:type_name -> google.protobuf.Timestamp
+	46, // 13: irx.v1.Incident.generation_time:type_name -> google.protobuf.Timestamp
+	46, // 14: irx.v1.Incident.create_time:type_name -> google.protobuf.Timestamp
+	20, // 15: irx.v1.Incident.descriptions:type_name -> irx.v1.Description
+	21, // 16: irx.v1.Incident.reporting_site:type_name -> irx.v1.ReportingSite
+	22, // 17: irx.v1.Incident.contacts:type_name -> irx.v1.Contact
+	23, // 18: irx.v1.Incident.victim_hosts:type_name -> irx.v1.Host
+	23, // 19: irx.v1.Incident.attacking_hosts:type_name -> irx.v1.Host
+	25, // 20: irx.v1.Incident.indicators:type_name -> irx.v1.Indicator
+	27, // 21: irx.v1.Incident.methods:type_name -> irx.v1.Method
+	29, // 22: irx.v1.Incident.assessments:type_name -> irx.v1.Assessment
+	33, // 23: irx.v1.Incident.discoveries:type_name -> irx.v1.Discovery
+	34, // 24: irx.v1.Incident.compromise:type_name -> irx.v1.Compromise
+	35, // 25: irx.v1.Incident.site_security:type_name -> irx.v1.SiteSecurity
+	37, // 26: irx.v1.Incident.log_excerpts:type_name -> irx.v1.LogExcerpt
+	38, // 27: irx.v1.Incident.evidence:type_name -> irx.v1.Evidence
+	39, // 28: irx.v1.Incident.history:type_name -> irx.v1.HistoryItem
+	40, // 29: irx.v1.Incident.related_activity:type_name -> irx.v1.RelatedActivity
+	41, // 30: irx.v1.Incident.disclosure_consent:type_name -> irx.v1.DisclosureConsent
+	43, // 31: irx.v1.Incident.provenance:type_name -> irx.v1.Provenance
+	46, // 32: irx.v1.Incident.withdraw_time:type_name -> google.protobuf.Timestamp
+	46, // 33: irx.v1.Incident.sender_generation_time:type_name -> google.protobuf.Timestamp
+	16, // 34: irx.v1.Incident.expectations:type_name -> irx.v1.Expectation
+	17, // 35: irx.v1.Incident.iodef_extras_private_user:type_name -> irx.v1.IodefExtra
+	17, // 36: irx.v1.Incident.iodef_extras_intruder:type_name -> irx.v1.IodefExtra
+	17, // 37: irx.v1.Incident.iodef_extras_private_site:type_name -> irx.v1.IodefExtra
+	17, // 38: irx.v1.Incident.iodef_extras_vulnerability:type_name -> irx.v1.IodefExtra
+	17, // 39: irx.v1.Incident.iodef_extras_embarrassing:type_name -> irx.v1.IodefExtra
+	17, // 40: irx.v1.Incident.iodef_extras_statistical:type_name -> irx.v1.IodefExtra
+	17, // 41: irx.v1.Incident.iodef_extras_contact:type_name -> irx.v1.IodefExtra
+	11, // 42: irx.v1.Expectation.severity:type_name -> irx.v1.Severity
+	46, // 43: irx.v1.Expectation.start_time:type_name -> google.protobuf.Timestamp
+	46, // 44: irx.v1.Expectation.end_time:type_name -> google.protobuf.Timestamp
+	2,  // 45: irx.v1.Expectation.restriction:type_name -> irx.v1.Restriction
+	5,  // 46: irx.v1.AlternativeId.kind:type_name -> irx.v1.AlternativeIdKind
+	2,  // 47: irx.v1.AlternativeId.restriction:type_name -> irx.v1.Restriction
+	2,  // 48: irx.v1.Description.restriction:type_name -> irx.v1.Restriction
+	6,  // 49: irx.v1.Contact.role:type_name -> irx.v1.ContactRole
+	7,  // 50: irx.v1.Contact.type:type_name -> irx.v1.ContactType
+	2,  // 51: irx.v1.Contact.restriction:type_name -> irx.v1.Restriction
+	24, // 52: irx.v1.Host.services:type_name -> irx.v1.Service
+	8,  // 53: irx.v1.Host.category:type_name -> irx.v1.SystemCategory
+	2,  // 54: irx.v1.Host.restriction:type_name -> irx.v1.Restriction
+	9,  // 55: irx.v1.Indicator.kind:type_name -> irx.v1.IndicatorKind
+	46, // 56: irx.v1.Indicator.first_seen_time:type_name -> google.protobuf.Timestamp
+	46, // 57: irx.v1.Indicator.last_seen_time:type_name -> google.protobuf.Timestamp
+	2,  // 58: irx.v1.Indicator.restriction:type_name -> irx.v1.Restriction
+	26, // 59: irx.v1.Indicator.iodef_id:type_name -> irx.v1.IndicatorId
+	28, // 60: irx.v1.Method.vulnerabilities:type_name -> irx.v1.Vulnerability
+	2,  // 61: irx.v1.Method.restriction:type_name -> irx.v1.Restriction
+	10, // 62: irx.v1.Assessment.occurrence:type_name -> irx.v1.Occurrence
+	30, // 63: irx.v1.Assessment.system_impacts:type_name -> irx.v1.SystemImpact
+	31, // 64: irx.v1.Assessment.business_impacts:type_name -> irx.v1.BusinessImpact
+	32, // 65: irx.v1.Assessment.monetary_impact:type_name -> irx.v1.MonetaryImpact
+	2,  // 66: irx.v1.Assessment.restriction:type_name -> irx.v1.Restriction
+	11, // 67: irx.v1.SystemImpact.severity:type_name -> irx.v1.Severity
+	11, // 68: irx.v1.BusinessImpact.severity:type_name -> irx.v1.Severity
+	12, // 69: irx.v1.Discovery.source:type_name -> irx.v1.DiscoverySource
+	36, // 70: irx.v1.SiteSecurity.tools:type_name -> irx.v1.SecurityTool
+	46, // 71: irx.v1.LogExcerpt.time:type_name -> google.protobuf.Timestamp
+	2,  // 72: irx.v1.LogExcerpt.restriction:type_name -> irx.v1.Restriction
+	46, // 73: irx.v1.Evidence.collect_time:type_name -> google.protobuf.Timestamp
+	2,  // 74: irx.v1.Evidence.restriction:type_name -> irx.v1.Restriction
+	13, // 75: irx.v1.HistoryItem.action:type_name -> irx.v1.HistoryAction
+	46, // 76: irx.v1.HistoryItem.time:type_name -> google.protobuf.Timestamp
+	2,  // 77: irx.v1.HistoryItem.restriction:type_name -> irx.v1.Restriction
+	42, // 78: irx.v1.DisclosureConsent.sites_involved:type_name -> irx.v1.ConsentScope
+	42, // 79: irx.v1.DisclosureConsent.response_teams:type_name -> irx.v1.ConsentScope
+	42, // 80: irx.v1.DisclosureConsent.law_enforcement:type_name -> irx.v1.ConsentScope
+	46, // 81: irx.v1.Provenance.receive_time:type_name -> google.protobuf.Timestamp
+	45, // 82: irx.v1.Provenance.reshare:type_name -> irx.v1.ReshareTerms
+	44, // 83: irx.v1.Provenance.transfers:type_name -> irx.v1.Transfer
+	14, // 84: irx.v1.ReshareTerms.scope:type_name -> irx.v1.ReshareScope
+	85, // [85:85] is the sub-list for method output_type
+	85, // [85:85] is the sub-list for method input_type
+	85, // [85:85] is the sub-list for extension type_name
+	85, // [85:85] is the sub-list for extension extendee
+	0,  // [0:85] is the sub-list for field type_name
 }
 
 func init() { file_irx_v1_incident_proto_init() }
@@ -4249,7 +4605,7 @@ func file_irx_v1_incident_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_irx_v1_incident_proto_rawDesc), len(file_irx_v1_incident_proto_rawDesc)),
 			NumEnums:      15,
-			NumMessages:   28,
+			NumMessages:   31,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -79,6 +79,61 @@ func (ReadConsistency) EnumDescriptor() ([]byte, []int) {
 	return file_irx_v1_incident_service_proto_rawDescGZIP(), []int{0}
 }
 
+// DocumentFormat is the encoding of an exchanged document.
+type DocumentFormat int32
+
+const (
+	// Not set: refused.
+	DocumentFormat_DOCUMENT_FORMAT_UNSPECIFIED DocumentFormat = 0
+	// IODEF v2 XML (RFC 7970), content type application/xml. Import also
+	// reads IODEF v1 (RFC 5070).
+	DocumentFormat_DOCUMENT_FORMAT_IODEF_V2_XML DocumentFormat = 1
+	// The JSON binding of IODEF v2 (RFC 8727), content type
+	// application/json.
+	DocumentFormat_DOCUMENT_FORMAT_IODEF_V2_JSON DocumentFormat = 2
+)
+
+// Enum value maps for DocumentFormat.
+var (
+	DocumentFormat_name = map[int32]string{
+		0: "DOCUMENT_FORMAT_UNSPECIFIED",
+		1: "DOCUMENT_FORMAT_IODEF_V2_XML",
+		2: "DOCUMENT_FORMAT_IODEF_V2_JSON",
+	}
+	DocumentFormat_value = map[string]int32{
+		"DOCUMENT_FORMAT_UNSPECIFIED":   0,
+		"DOCUMENT_FORMAT_IODEF_V2_XML":  1,
+		"DOCUMENT_FORMAT_IODEF_V2_JSON": 2,
+	}
+)
+
+func (x DocumentFormat) Enum() *DocumentFormat {
+	p := new(DocumentFormat)
+	*p = x
+	return p
+}
+
+func (x DocumentFormat) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (DocumentFormat) Descriptor() protoreflect.EnumDescriptor {
+	return file_irx_v1_incident_service_proto_enumTypes[1].Descriptor()
+}
+
+func (DocumentFormat) Type() protoreflect.EnumType {
+	return &file_irx_v1_incident_service_proto_enumTypes[1]
+}
+
+func (x DocumentFormat) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use DocumentFormat.Descriptor instead.
+func (DocumentFormat) EnumDescriptor() ([]byte, []int) {
+	return file_irx_v1_incident_service_proto_rawDescGZIP(), []int{1}
+}
+
 // Request for IncidentService.CreateIncident.
 type CreateIncidentRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -877,6 +932,523 @@ func (x *WithdrawIncidentResponse) GetIncident() *Incident {
 	return nil
 }
 
+// Request for IncidentService.ExportIncidents: ids, or the filters of
+// ListIncidents (ids excludes the filters and page_token).
+type ExportIncidentsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The encoding. Required.
+	Format DocumentFormat `protobuf:"varint,1,opt,name=format,proto3,enum=irx.v1.DocumentFormat" json:"format,omitempty"`
+	// The incidents to export ("<team-id>:<ticket>"), latest version of
+	// each, in this order; at most 1000, no duplicates.
+	Ids []string `protobuf:"bytes,2,rep,name=ids,proto3" json:"ids,omitempty"`
+	// Without ids: the maximum number of incidents in this document; default
+	// 100, at most 1000. A document holds fewer when the page would pass
+	// the document bound (3 MiB): follow next_page_token.
+	PageSize int32 `protobuf:"varint,3,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// next_page_token of the previous response, with the same filters.
+	PageToken string `protobuf:"bytes,4,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	// Only incidents with this status.
+	Status Status `protobuf:"varint,5,opt,name=status,proto3,enum=irx.v1.Status" json:"status,omitempty"`
+	// Only incidents whose primary taxonomy has this class.
+	TaxonomyClass string `protobuf:"bytes,6,opt,name=taxonomy_class,json=taxonomyClass,proto3" json:"taxonomy_class,omitempty"`
+	// Only incidents whose primary taxonomy has this type (needs
+	// taxonomy_class).
+	TaxonomyType string `protobuf:"bytes,7,opt,name=taxonomy_type,json=taxonomyType,proto3" json:"taxonomy_type,omitempty"`
+	// Only incidents with this TLP.
+	Tlp Tlp `protobuf:"varint,8,opt,name=tlp,proto3,enum=irx.v1.Tlp" json:"tlp,omitempty"`
+	// Only incidents created by this team.
+	OriginTeam string `protobuf:"bytes,9,opt,name=origin_team,json=originTeam,proto3" json:"origin_team,omitempty"`
+	// Only incidents reported at or after this time.
+	ReportedAfter *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=reported_after,json=reportedAfter,proto3" json:"reported_after,omitempty"`
+	// Only incidents reported before this time.
+	ReportedBefore *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=reported_before,json=reportedBefore,proto3" json:"reported_before,omitempty"`
+	// Only incidents with an indicator of exactly this value.
+	Indicator string `protobuf:"bytes,12,opt,name=indicator,proto3" json:"indicator,omitempty"`
+	// Linearizable by default.
+	Consistency ReadConsistency `protobuf:"varint,13,opt,name=consistency,proto3,enum=irx.v1.ReadConsistency" json:"consistency,omitempty"`
+	// Also export this team's withdrawn incidents.
+	IncludeWithdrawn bool `protobuf:"varint,14,opt,name=include_withdrawn,json=includeWithdrawn,proto3" json:"include_withdrawn,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *ExportIncidentsRequest) Reset() {
+	*x = ExportIncidentsRequest{}
+	mi := &file_irx_v1_incident_service_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExportIncidentsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExportIncidentsRequest) ProtoMessage() {}
+
+func (x *ExportIncidentsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_irx_v1_incident_service_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExportIncidentsRequest.ProtoReflect.Descriptor instead.
+func (*ExportIncidentsRequest) Descriptor() ([]byte, []int) {
+	return file_irx_v1_incident_service_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *ExportIncidentsRequest) GetFormat() DocumentFormat {
+	if x != nil {
+		return x.Format
+	}
+	return DocumentFormat_DOCUMENT_FORMAT_UNSPECIFIED
+}
+
+func (x *ExportIncidentsRequest) GetIds() []string {
+	if x != nil {
+		return x.Ids
+	}
+	return nil
+}
+
+func (x *ExportIncidentsRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ExportIncidentsRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+func (x *ExportIncidentsRequest) GetStatus() Status {
+	if x != nil {
+		return x.Status
+	}
+	return Status_STATUS_UNSPECIFIED
+}
+
+func (x *ExportIncidentsRequest) GetTaxonomyClass() string {
+	if x != nil {
+		return x.TaxonomyClass
+	}
+	return ""
+}
+
+func (x *ExportIncidentsRequest) GetTaxonomyType() string {
+	if x != nil {
+		return x.TaxonomyType
+	}
+	return ""
+}
+
+func (x *ExportIncidentsRequest) GetTlp() Tlp {
+	if x != nil {
+		return x.Tlp
+	}
+	return Tlp_TLP_UNSPECIFIED
+}
+
+func (x *ExportIncidentsRequest) GetOriginTeam() string {
+	if x != nil {
+		return x.OriginTeam
+	}
+	return ""
+}
+
+func (x *ExportIncidentsRequest) GetReportedAfter() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ReportedAfter
+	}
+	return nil
+}
+
+func (x *ExportIncidentsRequest) GetReportedBefore() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ReportedBefore
+	}
+	return nil
+}
+
+func (x *ExportIncidentsRequest) GetIndicator() string {
+	if x != nil {
+		return x.Indicator
+	}
+	return ""
+}
+
+func (x *ExportIncidentsRequest) GetConsistency() ReadConsistency {
+	if x != nil {
+		return x.Consistency
+	}
+	return ReadConsistency_READ_CONSISTENCY_UNSPECIFIED
+}
+
+func (x *ExportIncidentsRequest) GetIncludeWithdrawn() bool {
+	if x != nil {
+		return x.IncludeWithdrawn
+	}
+	return false
+}
+
+// Response for IncidentService.ExportIncidents.
+type ExportIncidentsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The document: at most 3 MiB, so that it fits a client's default 4 MiB
+	// message limit. Without ids and with no incident matching, empty.
+	Document []byte `protobuf:"bytes,1,opt,name=document,proto3" json:"document,omitempty"`
+	// "application/xml" or "application/json".
+	ContentType string `protobuf:"bytes,2,opt,name=content_type,json=contentType,proto3" json:"content_type,omitempty"`
+	// The ids of the incidents in the document, in its order.
+	Ids []string `protobuf:"bytes,3,rep,name=ids,proto3" json:"ids,omitempty"`
+	// Token for the next page; empty when there are no more (or with ids).
+	NextPageToken string `protobuf:"bytes,4,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExportIncidentsResponse) Reset() {
+	*x = ExportIncidentsResponse{}
+	mi := &file_irx_v1_incident_service_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExportIncidentsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExportIncidentsResponse) ProtoMessage() {}
+
+func (x *ExportIncidentsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_irx_v1_incident_service_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExportIncidentsResponse.ProtoReflect.Descriptor instead.
+func (*ExportIncidentsResponse) Descriptor() ([]byte, []int) {
+	return file_irx_v1_incident_service_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *ExportIncidentsResponse) GetDocument() []byte {
+	if x != nil {
+		return x.Document
+	}
+	return nil
+}
+
+func (x *ExportIncidentsResponse) GetContentType() string {
+	if x != nil {
+		return x.ContentType
+	}
+	return ""
+}
+
+func (x *ExportIncidentsResponse) GetIds() []string {
+	if x != nil {
+		return x.Ids
+	}
+	return nil
+}
+
+func (x *ExportIncidentsResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
+// Request for IncidentService.ImportIncidents.
+type ImportIncidentsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The document, at most 4 MiB.
+	Document []byte `protobuf:"bytes,1,opt,name=document,proto3" json:"document,omitempty"`
+	// Its encoding. Required.
+	Format DocumentFormat `protobuf:"varint,2,opt,name=format,proto3,enum=irx.v1.DocumentFormat" json:"format,omitempty"`
+	// The TLP of incidents whose restriction is not a TLP colour; unset:
+	// the team's configured import default (import.default_tlp).
+	DefaultTlp Tlp `protobuf:"varint,3,opt,name=default_tlp,json=defaultTlp,proto3,enum=irx.v1.Tlp" json:"default_tlp,omitempty"`
+	// The taxonomy of incidents for which none can be derived; unset: the
+	// team's configured import default (import.default_taxonomy).
+	DefaultTaxonomy *Taxonomy `protobuf:"bytes,4,opt,name=default_taxonomy,json=defaultTaxonomy,proto3" json:"default_taxonomy,omitempty"`
+	// Optional client-chosen key, at most 96 bytes: incident N of the
+	// document is created with request id "<request_id>/incident-N" (see
+	// CreateIncident). Unset: a key derived from the document's bytes, so
+	// the same document imported again creates nothing twice.
+	RequestId string `protobuf:"bytes,5,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	// The document's name in messages (a file name); optional.
+	DocumentName  string `protobuf:"bytes,6,opt,name=document_name,json=documentName,proto3" json:"document_name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ImportIncidentsRequest) Reset() {
+	*x = ImportIncidentsRequest{}
+	mi := &file_irx_v1_incident_service_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ImportIncidentsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ImportIncidentsRequest) ProtoMessage() {}
+
+func (x *ImportIncidentsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_irx_v1_incident_service_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ImportIncidentsRequest.ProtoReflect.Descriptor instead.
+func (*ImportIncidentsRequest) Descriptor() ([]byte, []int) {
+	return file_irx_v1_incident_service_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *ImportIncidentsRequest) GetDocument() []byte {
+	if x != nil {
+		return x.Document
+	}
+	return nil
+}
+
+func (x *ImportIncidentsRequest) GetFormat() DocumentFormat {
+	if x != nil {
+		return x.Format
+	}
+	return DocumentFormat_DOCUMENT_FORMAT_UNSPECIFIED
+}
+
+func (x *ImportIncidentsRequest) GetDefaultTlp() Tlp {
+	if x != nil {
+		return x.DefaultTlp
+	}
+	return Tlp_TLP_UNSPECIFIED
+}
+
+func (x *ImportIncidentsRequest) GetDefaultTaxonomy() *Taxonomy {
+	if x != nil {
+		return x.DefaultTaxonomy
+	}
+	return nil
+}
+
+func (x *ImportIncidentsRequest) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
+}
+
+func (x *ImportIncidentsRequest) GetDocumentName() string {
+	if x != nil {
+		return x.DocumentName
+	}
+	return ""
+}
+
+// Response for IncidentService.ImportIncidents.
+type ImportIncidentsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// One result per Incident element, in document order.
+	Results []*ImportedIncident `protobuf:"bytes,1,rep,name=results,proto3" json:"results,omitempty"`
+	// What the document held that the record has no place for, and what was
+	// mapped with a loss, as one line; empty when nothing.
+	Warning       string `protobuf:"bytes,2,opt,name=warning,proto3" json:"warning,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ImportIncidentsResponse) Reset() {
+	*x = ImportIncidentsResponse{}
+	mi := &file_irx_v1_incident_service_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ImportIncidentsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ImportIncidentsResponse) ProtoMessage() {}
+
+func (x *ImportIncidentsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_irx_v1_incident_service_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ImportIncidentsResponse.ProtoReflect.Descriptor instead.
+func (*ImportIncidentsResponse) Descriptor() ([]byte, []int) {
+	return file_irx_v1_incident_service_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *ImportIncidentsResponse) GetResults() []*ImportedIncident {
+	if x != nil {
+		return x.Results
+	}
+	return nil
+}
+
+func (x *ImportIncidentsResponse) GetWarning() string {
+	if x != nil {
+		return x.Warning
+	}
+	return ""
+}
+
+// ImportedIncident is what ImportIncidents did with one Incident element.
+type ImportedIncident struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The element's place among the document's incidents, from 1.
+	Index int32 `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"`
+	// The line where the element starts (1 for JSON).
+	Line int32 `protobuf:"varint,2,opt,name=line,proto3" json:"line,omitempty"`
+	// The incident created, or that the request id had created before
+	// (request_replayed), or that the request id names when it created
+	// another incident (error ALREADY_EXISTS).
+	Id string `protobuf:"bytes,3,opt,name=id,proto3" json:"id,omitempty"`
+	// Set when the request id had already created this incident from the
+	// same content: nothing was created now.
+	RequestReplayed bool `protobuf:"varint,4,opt,name=request_replayed,json=requestReplayed,proto3" json:"request_replayed,omitempty"`
+	// The record as decoded from the element and sent to be created (output
+	// fields unset); unset when the element could not be decoded.
+	Incident *Incident `protobuf:"bytes,5,opt,name=incident,proto3" json:"incident,omitempty"`
+	// Set when the TLP was not in the document and a default was applied.
+	TlpDefaulted bool `protobuf:"varint,6,opt,name=tlp_defaulted,json=tlpDefaulted,proto3" json:"tlp_defaulted,omitempty"`
+	// Set when no taxonomy could be derived and a default was applied.
+	TaxonomyDefaulted bool `protobuf:"varint,7,opt,name=taxonomy_defaulted,json=taxonomyDefaulted,proto3" json:"taxonomy_defaulted,omitempty"`
+	// Why the element was not created: a gRPC status code name
+	// ("INVALID_ARGUMENT", "ALREADY_EXISTS", ...); empty when it was.
+	ErrorCode string `protobuf:"bytes,8,opt,name=error_code,json=errorCode,proto3" json:"error_code,omitempty"`
+	// The problems, one per line, each naming the element or field.
+	ErrorMessage  string `protobuf:"bytes,9,opt,name=error_message,json=errorMessage,proto3" json:"error_message,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ImportedIncident) Reset() {
+	*x = ImportedIncident{}
+	mi := &file_irx_v1_incident_service_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ImportedIncident) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ImportedIncident) ProtoMessage() {}
+
+func (x *ImportedIncident) ProtoReflect() protoreflect.Message {
+	mi := &file_irx_v1_incident_service_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ImportedIncident.ProtoReflect.Descriptor instead.
+func (*ImportedIncident) Descriptor() ([]byte, []int) {
+	return file_irx_v1_incident_service_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *ImportedIncident) GetIndex() int32 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+func (x *ImportedIncident) GetLine() int32 {
+	if x != nil {
+		return x.Line
+	}
+	return 0
+}
+
+func (x *ImportedIncident) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *ImportedIncident) GetRequestReplayed() bool {
+	if x != nil {
+		return x.RequestReplayed
+	}
+	return false
+}
+
+func (x *ImportedIncident) GetIncident() *Incident {
+	if x != nil {
+		return x.Incident
+	}
+	return nil
+}
+
+func (x *ImportedIncident) GetTlpDefaulted() bool {
+	if x != nil {
+		return x.TlpDefaulted
+	}
+	return false
+}
+
+func (x *ImportedIncident) GetTaxonomyDefaulted() bool {
+	if x != nil {
+		return x.TaxonomyDefaulted
+	}
+	return false
+}
+
+func (x *ImportedIncident) GetErrorCode() string {
+	if x != nil {
+		return x.ErrorCode
+	}
+	return ""
+}
+
+func (x *ImportedIncident) GetErrorMessage() string {
+	if x != nil {
+		return x.ErrorMessage
+	}
+	return ""
+}
+
 var File_irx_v1_incident_service_proto protoreflect.FileDescriptor
 
 const file_irx_v1_incident_service_proto_rawDesc = "" +
@@ -936,18 +1508,70 @@ const file_irx_v1_incident_service_proto_rawDesc = "" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\"H\n" +
 	"\x18WithdrawIncidentResponse\x12,\n" +
-	"\bincident\x18\x01 \x01(\v2\x10.irx.v1.IncidentR\bincident*r\n" +
+	"\bincident\x18\x01 \x01(\v2\x10.irx.v1.IncidentR\bincident\"\xd8\x04\n" +
+	"\x16ExportIncidentsRequest\x12.\n" +
+	"\x06format\x18\x01 \x01(\x0e2\x16.irx.v1.DocumentFormatR\x06format\x12\x10\n" +
+	"\x03ids\x18\x02 \x03(\tR\x03ids\x12\x1b\n" +
+	"\tpage_size\x18\x03 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x04 \x01(\tR\tpageToken\x12&\n" +
+	"\x06status\x18\x05 \x01(\x0e2\x0e.irx.v1.StatusR\x06status\x12%\n" +
+	"\x0etaxonomy_class\x18\x06 \x01(\tR\rtaxonomyClass\x12#\n" +
+	"\rtaxonomy_type\x18\a \x01(\tR\ftaxonomyType\x12\x1d\n" +
+	"\x03tlp\x18\b \x01(\x0e2\v.irx.v1.TlpR\x03tlp\x12\x1f\n" +
+	"\vorigin_team\x18\t \x01(\tR\n" +
+	"originTeam\x12A\n" +
+	"\x0ereported_after\x18\n" +
+	" \x01(\v2\x1a.google.protobuf.TimestampR\rreportedAfter\x12C\n" +
+	"\x0freported_before\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\x0ereportedBefore\x12\x1c\n" +
+	"\tindicator\x18\f \x01(\tR\tindicator\x129\n" +
+	"\vconsistency\x18\r \x01(\x0e2\x17.irx.v1.ReadConsistencyR\vconsistency\x12+\n" +
+	"\x11include_withdrawn\x18\x0e \x01(\bR\x10includeWithdrawn\"\x92\x01\n" +
+	"\x17ExportIncidentsResponse\x12\x1a\n" +
+	"\bdocument\x18\x01 \x01(\fR\bdocument\x12!\n" +
+	"\fcontent_type\x18\x02 \x01(\tR\vcontentType\x12\x10\n" +
+	"\x03ids\x18\x03 \x03(\tR\x03ids\x12&\n" +
+	"\x0fnext_page_token\x18\x04 \x01(\tR\rnextPageToken\"\x93\x02\n" +
+	"\x16ImportIncidentsRequest\x12\x1a\n" +
+	"\bdocument\x18\x01 \x01(\fR\bdocument\x12.\n" +
+	"\x06format\x18\x02 \x01(\x0e2\x16.irx.v1.DocumentFormatR\x06format\x12,\n" +
+	"\vdefault_tlp\x18\x03 \x01(\x0e2\v.irx.v1.TlpR\n" +
+	"defaultTlp\x12;\n" +
+	"\x10default_taxonomy\x18\x04 \x01(\v2\x10.irx.v1.TaxonomyR\x0fdefaultTaxonomy\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x05 \x01(\tR\trequestId\x12#\n" +
+	"\rdocument_name\x18\x06 \x01(\tR\fdocumentName\"g\n" +
+	"\x17ImportIncidentsResponse\x122\n" +
+	"\aresults\x18\x01 \x03(\v2\x18.irx.v1.ImportedIncidentR\aresults\x12\x18\n" +
+	"\awarning\x18\x02 \x01(\tR\awarning\"\xbd\x02\n" +
+	"\x10ImportedIncident\x12\x14\n" +
+	"\x05index\x18\x01 \x01(\x05R\x05index\x12\x12\n" +
+	"\x04line\x18\x02 \x01(\x05R\x04line\x12\x0e\n" +
+	"\x02id\x18\x03 \x01(\tR\x02id\x12)\n" +
+	"\x10request_replayed\x18\x04 \x01(\bR\x0frequestReplayed\x12,\n" +
+	"\bincident\x18\x05 \x01(\v2\x10.irx.v1.IncidentR\bincident\x12#\n" +
+	"\rtlp_defaulted\x18\x06 \x01(\bR\ftlpDefaulted\x12-\n" +
+	"\x12taxonomy_defaulted\x18\a \x01(\bR\x11taxonomyDefaulted\x12\x1d\n" +
+	"\n" +
+	"error_code\x18\b \x01(\tR\terrorCode\x12#\n" +
+	"\rerror_message\x18\t \x01(\tR\ferrorMessage*r\n" +
 	"\x0fReadConsistency\x12 \n" +
 	"\x1cREAD_CONSISTENCY_UNSPECIFIED\x10\x00\x12!\n" +
 	"\x1dREAD_CONSISTENCY_LINEARIZABLE\x10\x01\x12\x1a\n" +
-	"\x16READ_CONSISTENCY_STALE\x10\x022\xa7\x04\n" +
+	"\x16READ_CONSISTENCY_STALE\x10\x02*v\n" +
+	"\x0eDocumentFormat\x12\x1f\n" +
+	"\x1bDOCUMENT_FORMAT_UNSPECIFIED\x10\x00\x12 \n" +
+	"\x1cDOCUMENT_FORMAT_IODEF_V2_XML\x10\x01\x12!\n" +
+	"\x1dDOCUMENT_FORMAT_IODEF_V2_JSON\x10\x022\xdb\x05\n" +
 	"\x0fIncidentService\x12U\n" +
 	"\x0eCreateIncident\x12\x1d.irx.v1.CreateIncidentRequest\x1a\x1e.irx.v1.CreateIncidentResponse\"\x04\x90\xb5\x18\x02\x12L\n" +
 	"\vGetIncident\x12\x1a.irx.v1.GetIncidentRequest\x1a\x1b.irx.v1.GetIncidentResponse\"\x04\x90\xb5\x18\x01\x12R\n" +
 	"\rListIncidents\x12\x1c.irx.v1.ListIncidentsRequest\x1a\x1d.irx.v1.ListIncidentsResponse\"\x04\x90\xb5\x18\x01\x12U\n" +
 	"\x0eUpdateIncident\x12\x1d.irx.v1.UpdateIncidentRequest\x1a\x1e.irx.v1.UpdateIncidentResponse\"\x04\x90\xb5\x18\x02\x12g\n" +
 	"\x14ListIncidentVersions\x12#.irx.v1.ListIncidentVersionsRequest\x1a$.irx.v1.ListIncidentVersionsResponse\"\x04\x90\xb5\x18\x01\x12[\n" +
-	"\x10WithdrawIncident\x12\x1f.irx.v1.WithdrawIncidentRequest\x1a .irx.v1.WithdrawIncidentResponse\"\x04\x90\xb5\x18\x02B*Z(github.com/irxfed/irx/proto/irx/v1;irxv1b\x06proto3"
+	"\x10WithdrawIncident\x12\x1f.irx.v1.WithdrawIncidentRequest\x1a .irx.v1.WithdrawIncidentResponse\"\x04\x90\xb5\x18\x02\x12X\n" +
+	"\x0fExportIncidents\x12\x1e.irx.v1.ExportIncidentsRequest\x1a\x1f.irx.v1.ExportIncidentsResponse\"\x04\x90\xb5\x18\x01\x12X\n" +
+	"\x0fImportIncidents\x12\x1e.irx.v1.ImportIncidentsRequest\x1a\x1f.irx.v1.ImportIncidentsResponse\"\x04\x90\xb5\x18\x02B*Z(github.com/irxfed/irx/proto/irx/v1;irxv1b\x06proto3"
 
 var (
 	file_irx_v1_incident_service_proto_rawDescOnce sync.Once
@@ -961,65 +1585,87 @@ func file_irx_v1_incident_service_proto_rawDescGZIP() []byte {
 	return file_irx_v1_incident_service_proto_rawDescData
 }
 
-var file_irx_v1_incident_service_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_irx_v1_incident_service_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
+var file_irx_v1_incident_service_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
+var file_irx_v1_incident_service_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
 var file_irx_v1_incident_service_proto_goTypes = []any{
 	(ReadConsistency)(0),                 // 0: irx.v1.ReadConsistency
-	(*CreateIncidentRequest)(nil),        // 1: irx.v1.CreateIncidentRequest
-	(*CreateIncidentResponse)(nil),       // 2: irx.v1.CreateIncidentResponse
-	(*GetIncidentRequest)(nil),           // 3: irx.v1.GetIncidentRequest
-	(*GetIncidentResponse)(nil),          // 4: irx.v1.GetIncidentResponse
-	(*ListIncidentsRequest)(nil),         // 5: irx.v1.ListIncidentsRequest
-	(*ListIncidentsResponse)(nil),        // 6: irx.v1.ListIncidentsResponse
-	(*UpdateIncidentRequest)(nil),        // 7: irx.v1.UpdateIncidentRequest
-	(*UpdateIncidentResponse)(nil),       // 8: irx.v1.UpdateIncidentResponse
-	(*ListIncidentVersionsRequest)(nil),  // 9: irx.v1.ListIncidentVersionsRequest
-	(*ListIncidentVersionsResponse)(nil), // 10: irx.v1.ListIncidentVersionsResponse
-	(*WithdrawIncidentRequest)(nil),      // 11: irx.v1.WithdrawIncidentRequest
-	(*WithdrawIncidentResponse)(nil),     // 12: irx.v1.WithdrawIncidentResponse
-	(*Incident)(nil),                     // 13: irx.v1.Incident
-	(*OperatorAction)(nil),               // 14: irx.v1.OperatorAction
-	(Status)(0),                          // 15: irx.v1.Status
-	(Tlp)(0),                             // 16: irx.v1.Tlp
-	(*timestamppb.Timestamp)(nil),        // 17: google.protobuf.Timestamp
-	(*fieldmaskpb.FieldMask)(nil),        // 18: google.protobuf.FieldMask
+	(DocumentFormat)(0),                  // 1: irx.v1.DocumentFormat
+	(*CreateIncidentRequest)(nil),        // 2: irx.v1.CreateIncidentRequest
+	(*CreateIncidentResponse)(nil),       // 3: irx.v1.CreateIncidentResponse
+	(*GetIncidentRequest)(nil),           // 4: irx.v1.GetIncidentRequest
+	(*GetIncidentResponse)(nil),          // 5: irx.v1.GetIncidentResponse
+	(*ListIncidentsRequest)(nil),         // 6: irx.v1.ListIncidentsRequest
+	(*ListIncidentsResponse)(nil),        // 7: irx.v1.ListIncidentsResponse
+	(*UpdateIncidentRequest)(nil),        // 8: irx.v1.UpdateIncidentRequest
+	(*UpdateIncidentResponse)(nil),       // 9: irx.v1.UpdateIncidentResponse
+	(*ListIncidentVersionsRequest)(nil),  // 10: irx.v1.ListIncidentVersionsRequest
+	(*ListIncidentVersionsResponse)(nil), // 11: irx.v1.ListIncidentVersionsResponse
+	(*WithdrawIncidentRequest)(nil),      // 12: irx.v1.WithdrawIncidentRequest
+	(*WithdrawIncidentResponse)(nil),     // 13: irx.v1.WithdrawIncidentResponse
+	(*ExportIncidentsRequest)(nil),       // 14: irx.v1.ExportIncidentsRequest
+	(*ExportIncidentsResponse)(nil),      // 15: irx.v1.ExportIncidentsResponse
+	(*ImportIncidentsRequest)(nil),       // 16: irx.v1.ImportIncidentsRequest
+	(*ImportIncidentsResponse)(nil),      // 17: irx.v1.ImportIncidentsResponse
+	(*ImportedIncident)(nil),             // 18: irx.v1.ImportedIncident
+	(*Incident)(nil),                     // 19: irx.v1.Incident
+	(*OperatorAction)(nil),               // 20: irx.v1.OperatorAction
+	(Status)(0),                          // 21: irx.v1.Status
+	(Tlp)(0),                             // 22: irx.v1.Tlp
+	(*timestamppb.Timestamp)(nil),        // 23: google.protobuf.Timestamp
+	(*fieldmaskpb.FieldMask)(nil),        // 24: google.protobuf.FieldMask
+	(*Taxonomy)(nil),                     // 25: irx.v1.Taxonomy
 }
 var file_irx_v1_incident_service_proto_depIdxs = []int32{
-	13, // 0: irx.v1.CreateIncidentRequest.incident:type_name -> irx.v1.Incident
-	13, // 1: irx.v1.CreateIncidentResponse.incident:type_name -> irx.v1.Incident
+	19, // 0: irx.v1.CreateIncidentRequest.incident:type_name -> irx.v1.Incident
+	19, // 1: irx.v1.CreateIncidentResponse.incident:type_name -> irx.v1.Incident
 	0,  // 2: irx.v1.GetIncidentRequest.consistency:type_name -> irx.v1.ReadConsistency
-	13, // 3: irx.v1.GetIncidentResponse.incident:type_name -> irx.v1.Incident
-	14, // 4: irx.v1.GetIncidentResponse.version_action:type_name -> irx.v1.OperatorAction
-	15, // 5: irx.v1.ListIncidentsRequest.status:type_name -> irx.v1.Status
-	16, // 6: irx.v1.ListIncidentsRequest.tlp:type_name -> irx.v1.Tlp
-	17, // 7: irx.v1.ListIncidentsRequest.reported_after:type_name -> google.protobuf.Timestamp
-	17, // 8: irx.v1.ListIncidentsRequest.reported_before:type_name -> google.protobuf.Timestamp
+	19, // 3: irx.v1.GetIncidentResponse.incident:type_name -> irx.v1.Incident
+	20, // 4: irx.v1.GetIncidentResponse.version_action:type_name -> irx.v1.OperatorAction
+	21, // 5: irx.v1.ListIncidentsRequest.status:type_name -> irx.v1.Status
+	22, // 6: irx.v1.ListIncidentsRequest.tlp:type_name -> irx.v1.Tlp
+	23, // 7: irx.v1.ListIncidentsRequest.reported_after:type_name -> google.protobuf.Timestamp
+	23, // 8: irx.v1.ListIncidentsRequest.reported_before:type_name -> google.protobuf.Timestamp
 	0,  // 9: irx.v1.ListIncidentsRequest.consistency:type_name -> irx.v1.ReadConsistency
-	13, // 10: irx.v1.ListIncidentsResponse.incidents:type_name -> irx.v1.Incident
-	13, // 11: irx.v1.UpdateIncidentRequest.incident:type_name -> irx.v1.Incident
-	18, // 12: irx.v1.UpdateIncidentRequest.update_mask:type_name -> google.protobuf.FieldMask
-	13, // 13: irx.v1.UpdateIncidentResponse.incident:type_name -> irx.v1.Incident
+	19, // 10: irx.v1.ListIncidentsResponse.incidents:type_name -> irx.v1.Incident
+	19, // 11: irx.v1.UpdateIncidentRequest.incident:type_name -> irx.v1.Incident
+	24, // 12: irx.v1.UpdateIncidentRequest.update_mask:type_name -> google.protobuf.FieldMask
+	19, // 13: irx.v1.UpdateIncidentResponse.incident:type_name -> irx.v1.Incident
 	0,  // 14: irx.v1.ListIncidentVersionsRequest.consistency:type_name -> irx.v1.ReadConsistency
-	13, // 15: irx.v1.ListIncidentVersionsResponse.incidents:type_name -> irx.v1.Incident
-	14, // 16: irx.v1.ListIncidentVersionsResponse.version_actions:type_name -> irx.v1.OperatorAction
-	13, // 17: irx.v1.WithdrawIncidentResponse.incident:type_name -> irx.v1.Incident
-	1,  // 18: irx.v1.IncidentService.CreateIncident:input_type -> irx.v1.CreateIncidentRequest
-	3,  // 19: irx.v1.IncidentService.GetIncident:input_type -> irx.v1.GetIncidentRequest
-	5,  // 20: irx.v1.IncidentService.ListIncidents:input_type -> irx.v1.ListIncidentsRequest
-	7,  // 21: irx.v1.IncidentService.UpdateIncident:input_type -> irx.v1.UpdateIncidentRequest
-	9,  // 22: irx.v1.IncidentService.ListIncidentVersions:input_type -> irx.v1.ListIncidentVersionsRequest
-	11, // 23: irx.v1.IncidentService.WithdrawIncident:input_type -> irx.v1.WithdrawIncidentRequest
-	2,  // 24: irx.v1.IncidentService.CreateIncident:output_type -> irx.v1.CreateIncidentResponse
-	4,  // 25: irx.v1.IncidentService.GetIncident:output_type -> irx.v1.GetIncidentResponse
-	6,  // 26: irx.v1.IncidentService.ListIncidents:output_type -> irx.v1.ListIncidentsResponse
-	8,  // 27: irx.v1.IncidentService.UpdateIncident:output_type -> irx.v1.UpdateIncidentResponse
-	10, // 28: irx.v1.IncidentService.ListIncidentVersions:output_type -> irx.v1.ListIncidentVersionsResponse
-	12, // 29: irx.v1.IncidentService.WithdrawIncident:output_type -> irx.v1.WithdrawIncidentResponse
-	24, // [24:30] is the sub-list for method output_type
-	18, // [18:24] is the sub-list for method input_type
-	18, // [18:18] is the sub-list for extension type_name
-	18, // [18:18] is the sub-list for extension extendee
-	0,  // [0:18] is the sub-list for field type_name
+	19, // 15: irx.v1.ListIncidentVersionsResponse.incidents:type_name -> irx.v1.Incident
+	20, // 16: irx.v1.ListIncidentVersionsResponse.version_actions:type_name -> irx.v1.OperatorAction
+	19, // 17: irx.v1.WithdrawIncidentResponse.incident:type_name -> irx.v1.Incident
+	1,  // 18: irx.v1.ExportIncidentsRequest.format:type_name -> irx.v1.DocumentFormat
+	21, // 19: irx.v1.ExportIncidentsRequest.status:type_name -> irx.v1.Status
+	22, // 20: irx.v1.ExportIncidentsRequest.tlp:type_name -> irx.v1.Tlp
+	23, // 21: irx.v1.ExportIncidentsRequest.reported_after:type_name -> google.protobuf.Timestamp
+	23, // 22: irx.v1.ExportIncidentsRequest.reported_before:type_name -> google.protobuf.Timestamp
+	0,  // 23: irx.v1.ExportIncidentsRequest.consistency:type_name -> irx.v1.ReadConsistency
+	1,  // 24: irx.v1.ImportIncidentsRequest.format:type_name -> irx.v1.DocumentFormat
+	22, // 25: irx.v1.ImportIncidentsRequest.default_tlp:type_name -> irx.v1.Tlp
+	25, // 26: irx.v1.ImportIncidentsRequest.default_taxonomy:type_name -> irx.v1.Taxonomy
+	18, // 27: irx.v1.ImportIncidentsResponse.results:type_name -> irx.v1.ImportedIncident
+	19, // 28: irx.v1.ImportedIncident.incident:type_name -> irx.v1.Incident
+	2,  // 29: irx.v1.IncidentService.CreateIncident:input_type -> irx.v1.CreateIncidentRequest
+	4,  // 30: irx.v1.IncidentService.GetIncident:input_type -> irx.v1.GetIncidentRequest
+	6,  // 31: irx.v1.IncidentService.ListIncidents:input_type -> irx.v1.ListIncidentsRequest
+	8,  // 32: irx.v1.IncidentService.UpdateIncident:input_type -> irx.v1.UpdateIncidentRequest
+	10, // 33: irx.v1.IncidentService.ListIncidentVersions:input_type -> irx.v1.ListIncidentVersionsRequest
+	12, // 34: irx.v1.IncidentService.WithdrawIncident:input_type -> irx.v1.WithdrawIncidentRequest
+	14, // 35: irx.v1.IncidentService.ExportIncidents:input_type -> irx.v1.ExportIncidentsRequest
+	16, // 36: irx.v1.IncidentService.ImportIncidents:input_type -> irx.v1.ImportIncidentsRequest
+	3,  // 37: irx.v1.IncidentService.CreateIncident:output_type -> irx.v1.CreateIncidentResponse
+	5,  // 38: irx.v1.IncidentService.GetIncident:output_type -> irx.v1.GetIncidentResponse
+	7,  // 39: irx.v1.IncidentService.ListIncidents:output_type -> irx.v1.ListIncidentsResponse
+	9,  // 40: irx.v1.IncidentService.UpdateIncident:output_type -> irx.v1.UpdateIncidentResponse
+	11, // 41: irx.v1.IncidentService.ListIncidentVersions:output_type -> irx.v1.ListIncidentVersionsResponse
+	13, // 42: irx.v1.IncidentService.WithdrawIncident:output_type -> irx.v1.WithdrawIncidentResponse
+	15, // 43: irx.v1.IncidentService.ExportIncidents:output_type -> irx.v1.ExportIncidentsResponse
+	17, // 44: irx.v1.IncidentService.ImportIncidents:output_type -> irx.v1.ImportIncidentsResponse
+	37, // [37:45] is the sub-list for method output_type
+	29, // [29:37] is the sub-list for method input_type
+	29, // [29:29] is the sub-list for extension type_name
+	29, // [29:29] is the sub-list for extension extendee
+	0,  // [0:29] is the sub-list for field type_name
 }
 
 func init() { file_irx_v1_incident_service_proto_init() }
@@ -1034,8 +1680,8 @@ func file_irx_v1_incident_service_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_irx_v1_incident_service_proto_rawDesc), len(file_irx_v1_incident_service_proto_rawDesc)),
-			NumEnums:      1,
-			NumMessages:   12,
+			NumEnums:      2,
+			NumMessages:   17,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -25,6 +25,8 @@ const (
 	IncidentService_UpdateIncident_FullMethodName       = "/irx.v1.IncidentService/UpdateIncident"
 	IncidentService_ListIncidentVersions_FullMethodName = "/irx.v1.IncidentService/ListIncidentVersions"
 	IncidentService_WithdrawIncident_FullMethodName     = "/irx.v1.IncidentService/WithdrawIncident"
+	IncidentService_ExportIncidents_FullMethodName      = "/irx.v1.IncidentService/ExportIncidents"
+	IncidentService_ImportIncidents_FullMethodName      = "/irx.v1.IncidentService/ImportIncidents"
 )
 
 // IncidentServiceClient is the client API for IncidentService service.
@@ -49,6 +51,18 @@ type IncidentServiceClient interface {
 	// every team it was re-shared to, is told to delete its copy. The record
 	// stays here, marked withdrawn, for the audit.
 	WithdrawIncident(ctx context.Context, in *WithdrawIncidentRequest, opts ...grpc.CallOption) (*WithdrawIncidentResponse, error)
+	// Exports incidents as one IODEF v2 document (RFC 7970 XML, or its
+	// RFC 8727 JSON binding): the incidents named by ids, or a page of the
+	// incidents that match the filters of ListIncidents. A peer's record is
+	// exported as the view this team holds, nothing more.
+	ExportIncidents(ctx context.Context, in *ExportIncidentsRequest, opts ...grpc.CallOption) (*ExportIncidentsResponse, error)
+	// Imports an IODEF document (v2 or v1 XML, or RFC 8727 JSON): every
+	// Incident in it is created as CreateIncident would create it, with a
+	// request id derived from the document, so importing the same document
+	// again creates nothing twice. What the document does not say (a TLP, a
+	// taxonomy entry) comes from the request's defaults, else the team's
+	// configured import defaults.
+	ImportIncidents(ctx context.Context, in *ImportIncidentsRequest, opts ...grpc.CallOption) (*ImportIncidentsResponse, error)
 }
 
 type incidentServiceClient struct {
@@ -119,6 +133,26 @@ func (c *incidentServiceClient) WithdrawIncident(ctx context.Context, in *Withdr
 	return out, nil
 }
 
+func (c *incidentServiceClient) ExportIncidents(ctx context.Context, in *ExportIncidentsRequest, opts ...grpc.CallOption) (*ExportIncidentsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ExportIncidentsResponse)
+	err := c.cc.Invoke(ctx, IncidentService_ExportIncidents_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *incidentServiceClient) ImportIncidents(ctx context.Context, in *ImportIncidentsRequest, opts ...grpc.CallOption) (*ImportIncidentsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ImportIncidentsResponse)
+	err := c.cc.Invoke(ctx, IncidentService_ImportIncidents_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // IncidentServiceServer is the server API for IncidentService service.
 // All implementations must embed UnimplementedIncidentServiceServer
 // for forward compatibility.
@@ -141,6 +175,18 @@ type IncidentServiceServer interface {
 	// every team it was re-shared to, is told to delete its copy. The record
 	// stays here, marked withdrawn, for the audit.
 	WithdrawIncident(context.Context, *WithdrawIncidentRequest) (*WithdrawIncidentResponse, error)
+	// Exports incidents as one IODEF v2 document (RFC 7970 XML, or its
+	// RFC 8727 JSON binding): the incidents named by ids, or a page of the
+	// incidents that match the filters of ListIncidents. A peer's record is
+	// exported as the view this team holds, nothing more.
+	ExportIncidents(context.Context, *ExportIncidentsRequest) (*ExportIncidentsResponse, error)
+	// Imports an IODEF document (v2 or v1 XML, or RFC 8727 JSON): every
+	// Incident in it is created as CreateIncident would create it, with a
+	// request id derived from the document, so importing the same document
+	// again creates nothing twice. What the document does not say (a TLP, a
+	// taxonomy entry) comes from the request's defaults, else the team's
+	// configured import defaults.
+	ImportIncidents(context.Context, *ImportIncidentsRequest) (*ImportIncidentsResponse, error)
 	mustEmbedUnimplementedIncidentServiceServer()
 }
 
@@ -168,6 +214,12 @@ func (UnimplementedIncidentServiceServer) ListIncidentVersions(context.Context, 
 }
 func (UnimplementedIncidentServiceServer) WithdrawIncident(context.Context, *WithdrawIncidentRequest) (*WithdrawIncidentResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method WithdrawIncident not implemented")
+}
+func (UnimplementedIncidentServiceServer) ExportIncidents(context.Context, *ExportIncidentsRequest) (*ExportIncidentsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ExportIncidents not implemented")
+}
+func (UnimplementedIncidentServiceServer) ImportIncidents(context.Context, *ImportIncidentsRequest) (*ImportIncidentsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ImportIncidents not implemented")
 }
 func (UnimplementedIncidentServiceServer) mustEmbedUnimplementedIncidentServiceServer() {}
 func (UnimplementedIncidentServiceServer) testEmbeddedByValue()                         {}
@@ -298,6 +350,42 @@ func _IncidentService_WithdrawIncident_Handler(srv interface{}, ctx context.Cont
 	return interceptor(ctx, in, info, handler)
 }
 
+func _IncidentService_ExportIncidents_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ExportIncidentsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(IncidentServiceServer).ExportIncidents(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: IncidentService_ExportIncidents_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(IncidentServiceServer).ExportIncidents(ctx, req.(*ExportIncidentsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _IncidentService_ImportIncidents_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ImportIncidentsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(IncidentServiceServer).ImportIncidents(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: IncidentService_ImportIncidents_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(IncidentServiceServer).ImportIncidents(ctx, req.(*ImportIncidentsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // IncidentService_ServiceDesc is the grpc.ServiceDesc for IncidentService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -328,6 +416,14 @@ var IncidentService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "WithdrawIncident",
 			Handler:    _IncidentService_WithdrawIncident_Handler,
+		},
+		{
+			MethodName: "ExportIncidents",
+			Handler:    _IncidentService_ExportIncidents_Handler,
+		},
+		{
+			MethodName: "ImportIncidents",
+			Handler:    _IncidentService_ImportIncidents_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
