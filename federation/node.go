@@ -68,6 +68,9 @@ type State interface {
 	// OwnSightings the digests of our values a member of one may be told.
 	SharingGroups() ([]*irxv1.SharingGroup, error)
 	OwnSightings(group string, maxTLP irxv1.Tlp, limit int) (keyID string, digests [][]byte, err error)
+	// Restored is the mark of the restore from a backup that started this
+	// team; nil if none did.
+	Restored() *irxv1.RestoreMark
 	AppliedIndex() uint64
 	WaitApplied(ctx context.Context, index uint64) error
 

@@ -236,10 +236,10 @@ func (p *pullers) pull(ctx context.Context, peer *irxv1.Peer, endpoint string) (
 	if err != nil {
 		return false, err
 	}
-	cursor, version := st.GetInboundCursor(), st.GetInboundPolicyVersion()
+	cursor, version, gen := st.GetInboundCursor(), st.GetInboundPolicyVersion(), st.GetInboundGeneration()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	stream, err := client.Subscribe(ctx, &irxv1.SubscribeRequest{Cursor: cursor, CursorPolicyVersion: version, MaxItems: int32(f.cfg.BatchItems)},
+	stream, err := client.Subscribe(ctx, &irxv1.SubscribeRequest{Cursor: cursor, CursorPolicyVersion: version, MaxItems: int32(f.cfg.BatchItems), Generation: gen},
 		grpc.ForceCodecV2(newFeedCodec()))
 	if err != nil {
 		return false, err
@@ -258,6 +258,16 @@ func (p *pullers) pull(ctx context.Context, peer *irxv1.Peer, endpoint string) (
 		resp, err := responses.next()
 		if err != nil {
 			return progressed, p.refused(team, err)
+		}
+		if resp.generation != gen {
+			if cursor > resp.restoredSeq {
+				budget.release(resp.held)
+				return progressed, p.resync(ctx, team, cursor, gen, resp)
+			}
+			// Everything we applied is in the backup the peer was
+			// restored from: the cursor holds in the new generation,
+			// which the next batch stores.
+			gen = resp.generation
 		}
 		var applied bool
 		cursor, applied, err = p.apply(ctx, team, endpoint, cursor, resp, acks)
@@ -293,6 +303,24 @@ func (p *pullers) apply(ctx context.Context, team, endpoint string, cursor uint6
 	acks.set(cursor, resp.policyVersion)
 	return cursor, true, nil
 }
+
+// resync commits that the peer was restored from a backup older than our
+// cursor (ResyncPeerCommand) and ends the stream: the next one reads the
+// peer's feed from 0 under its new generation.
+func (p *pullers) resync(ctx context.Context, team string, cursor, gen uint64, resp *rawResponse) error {
+	p.f.log.Warn("peer was restored from a backup older than our cursor: dropping our copies of its records and reading its feed again from the start",
+		"peer", team, "cursor", cursor, "generation", gen, "peer_generation", resp.generation, "restored_feed_sequence", resp.restoredSeq)
+	_, err := p.f.commit(ctx, &irxv1.Command{Kind: &irxv1.Command_ResyncPeer{ResyncPeer: &irxv1.ResyncPeerCommand{
+		PeerTeamId: team, FromCursor: cursor, FromGeneration: gen, Generation: resp.generation, RestoredFeedSequence: resp.restoredSeq,
+	}}})
+	if err != nil {
+		return fmt.Errorf("resync with restored peer: %w", err)
+	}
+	return errPeerRestored
+}
+
+// errPeerRestored ends a stream after a resync with a restored peer.
+var errPeerRestored = errors.New("the peer was restored from a backup: resubscribing from the start of its feed")
 
 // errOversize is a feed response larger than MaxFeedResponseBytes: the
 // peer's protocol error, not a reason to hold more.
@@ -394,7 +422,7 @@ func (r *reader) next() (*rawResponse, error) {
 			if !ok {
 				return merged, nil
 			}
-			if n.err != nil || n.resp.policyVersion != merged.policyVersion || len(merged.items)+len(n.resp.items) > coalesceItems {
+			if n.err != nil || n.resp.policyVersion != merged.policyVersion || n.resp.generation != merged.generation || len(merged.items)+len(n.resp.items) > coalesceItems {
 				r.pending = &n
 				return merged, nil
 			}
@@ -421,7 +449,7 @@ func feedCommands(team string, from uint64, resp *rawResponse) iter.Seq[*irxv1.A
 		newCmd := func(start uint64) *irxv1.ApplyPeerFeedCommand {
 			return &irxv1.ApplyPeerFeedCommand{
 				PeerTeamId: team, FromCursor: start, PolicyVersion: resp.policyVersion,
-				Head: resp.head, HeadTime: resp.headTime, CheckText: true,
+				Head: resp.head, HeadTime: resp.headTime, CheckText: true, Generation: resp.generation,
 			}
 		}
 		cur, first, size := newCmd(from), 0, 0

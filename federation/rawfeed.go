@@ -29,6 +29,9 @@ type rawResponse struct {
 	head          uint64
 	headTime      *timestamppb.Timestamp
 	policyVersion int64
+	// generation and restoredSeq are the peer's restore generation and
+	// the last feed sequence of the backup it was restored from.
+	generation, restoredSeq uint64
 	// held is what the response costs of the puller's receive budget:
 	// its encoding and its parsed items.
 	held int64
@@ -74,7 +77,8 @@ func parseResponse(b []byte) (*rawResponse, error) {
 				return nil, fmt.Errorf("%w: head_time: %v", errMalformedResponse, err)
 			}
 			b = b[n:]
-		case (num == wire.SubscribeResponseCursor || num == wire.SubscribeResponseHead || num == wire.SubscribeResponsePolicyVersion) && typ == protowire.VarintType:
+		case (num == wire.SubscribeResponseCursor || num == wire.SubscribeResponseHead || num == wire.SubscribeResponsePolicyVersion ||
+			num == wire.SubscribeResponseGeneration || num == wire.SubscribeResponseRestoredFeedSequence) && typ == protowire.VarintType:
 			v, n := protowire.ConsumeVarint(b)
 			if n < 0 {
 				return nil, fmt.Errorf("%w: field %d: %v", errMalformedResponse, num, protowire.ParseError(n))
@@ -84,6 +88,10 @@ func parseResponse(b []byte) (*rawResponse, error) {
 				r.cursor = v
 			case wire.SubscribeResponseHead:
 				r.head = v
+			case wire.SubscribeResponseGeneration:
+				r.generation = v
+			case wire.SubscribeResponseRestoredFeedSequence:
+				r.restoredSeq = v
 			default:
 				r.policyVersion = int64(v)
 			}

@@ -60,6 +60,13 @@ func (s *federationService) Subscribe(req *irxv1.SubscribeRequest, stream irxv1.
 	case limit > maxSubscribeItems:
 		limit = maxSubscribeItems
 	}
+	if mark := f.state.Restored(); req.GetGeneration() != mark.GetGeneration() && req.GetCursor() > mark.GetFeedSequence() {
+		// The caller applied entries of an earlier generation that this
+		// team lost with its restore: tell it, and serve nothing under
+		// sequences it may already have used (docs/operations.md, Backup
+		// and restore).
+		return s.send(stream, &irxv1.SubscribeResponse{Cursor: req.GetCursor()})
+	}
 	// Subscribing at a cursor says the peer applied everything before it:
 	// the ledger, and the holdings the walk below starts from, must know.
 	// (acknowledge first makes sure this node's feed reaches the cursor.)
@@ -188,8 +195,9 @@ func encodeResponse(resp *irxv1.SubscribeResponse) ([]byte, error) {
 }
 
 // headBytes is room for the head and its commit time appended to an
-// encoded response: two tags, a varint and a timestamp.
-const headBytes = 48
+// encoded response (two tags, a varint and a timestamp) and the restore
+// generation (two tags, two varints).
+const headBytes = 72
 
 // sendEncoded sends an encoded response with the head as of now appended:
 // fields appended to an encoding are read as if they were set in it.
@@ -205,6 +213,12 @@ func (s *federationService) sendEncoded(stream irxv1.FederationService_Subscribe
 		data = protowire.AppendTag(data, wire.SubscribeResponseHeadTime, protowire.BytesType)
 		data = protowire.AppendBytes(data, t)
 	}
+	if mark := s.f.state.Restored(); mark != nil {
+		data = protowire.AppendTag(data, wire.SubscribeResponseGeneration, protowire.VarintType)
+		data = protowire.AppendVarint(data, mark.GetGeneration())
+		data = protowire.AppendTag(data, wire.SubscribeResponseRestoredFeedSequence, protowire.VarintType)
+		data = protowire.AppendVarint(data, mark.GetFeedSequence())
+	}
 	return stream.SendMsg(&frame{data: data})
 }
 
@@ -213,6 +227,8 @@ func (s *federationService) send(stream irxv1.FederationService_SubscribeServer,
 	if e, err := s.f.state.FeedEntry(resp.GetHead()); err == nil {
 		resp.HeadTime = e.GetCommitTime()
 	}
+	mark := s.f.state.Restored()
+	resp.Generation, resp.RestoredFeedSequence = mark.GetGeneration(), mark.GetFeedSequence()
 	return stream.Send(resp)
 }
 

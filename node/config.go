@@ -30,6 +30,11 @@ const DefaultEraseWithin = 30 * time.Second
 // Webhook is one endpoint the leader posts alerts and warnings to.
 type Webhook = webhook.Hook
 
+// ImportDefaults are what ImportIncidents applies where a document says no
+// TLP or no taxonomy entry (irxd's import.default_tlp and
+// import.default_taxonomy).
+type ImportDefaults = api.ImportDefaults
+
 // DefaultFutureSkew is Config.FutureSkew when unset.
 const DefaultFutureSkew = 5 * time.Minute
 
@@ -64,6 +69,9 @@ type Config struct {
 	// Join starts the node without bootstrapping: it waits for a member of
 	// a running team to add it (ClusterService/AddMember).
 	Join bool
+	// Restore is a backup file (BackupService/Backup) to start a new team
+	// from; the data directory must be empty. See CheckRestore.
+	Restore string
 
 	TLS     TLSConfig
 	Raft    RaftConfig
@@ -86,7 +94,7 @@ type Config struct {
 
 	// Import is what ImportIncidents applies where a document says no TLP
 	// or no taxonomy entry and the request names none.
-	Import api.ImportDefaults
+	Import ImportDefaults
 
 	// Webhooks are the HTTPS endpoints the leader posts alerts and
 	// warnings to (node/webhook); plain http only in development mode.

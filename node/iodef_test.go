@@ -79,15 +79,16 @@ func TestImportExportIncidents(t *testing.T) {
 		t.Fatalf("results %v", resp.GetResults())
 	}
 	r := resp.GetResults()[0]
-	if r.GetId() == "" || r.GetErrorCode() != "" || !r.GetTlpDefaulted() || !r.GetTaxonomyDefaulted() || r.GetRequestReplayed() {
-		t.Fatalf("result %v: want created with both defaults", r)
+	// restriction="private" says TLP:RED; no taxonomy entry can be derived.
+	if r.GetId() == "" || r.GetErrorCode() != "" || r.GetTlpDefaulted() || !r.GetTaxonomyDefaulted() || r.GetRequestReplayed() {
+		t.Fatalf("result %v: want created with the team's default taxonomy", r)
 	}
 	got, err := c.GetIncident(ctx, &irxv1.GetIncidentRequest{Id: r.GetId()})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if inc := got.GetIncident(); inc.GetTlp() != irxv1.Tlp_TLP_AMBER || inc.GetTaxonomy().GetClass() != "other" {
-		t.Errorf("stored %v: want the team's defaults", inc)
+	if inc := got.GetIncident(); inc.GetTlp() != irxv1.Tlp_TLP_RED || inc.GetTaxonomy().GetClass() != "other" {
+		t.Errorf("stored %v: want TLP:RED from the document, the team's default taxonomy", inc)
 	}
 
 	// The same document again creates nothing.
@@ -100,14 +101,14 @@ func TestImportExportIncidents(t *testing.T) {
 	}
 	// A request's own default wins over the team's.
 	own := proto.CloneOf(req)
-	own.DefaultTlp = irxv1.Tlp_TLP_RED
+	own.DefaultTaxonomy = &irxv1.Taxonomy{Class: "test", Type: "test"}
 	own.RequestId = "own-defaults"
-	red, err := c.ImportIncidents(ctx, own)
+	test, err := c.ImportIncidents(ctx, own)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if inc := red.GetResults()[0].GetIncident(); inc.GetTlp() != irxv1.Tlp_TLP_RED {
-		t.Errorf("with default_tlp RED: %v", inc)
+	if inc := test.GetResults()[0].GetIncident(); inc.GetTaxonomy().GetClass() != "test" {
+		t.Errorf("with default_taxonomy test/test: %v", inc)
 	}
 
 	held := got.GetIncident()

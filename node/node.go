@@ -46,6 +46,7 @@ type Node struct {
 
 	logs      *raftstore.Store
 	state     *fsm.FSM
+	snapshots raft.SnapshotStore
 	stream    *transport.StreamLayer
 	transport *raft.NetworkTransport
 	raft      *raft.Raft
@@ -108,6 +109,13 @@ func Start(cfg Config) (_ *Node, err error) {
 			err = errors.Join(err, n.Close())
 		}
 	}()
+	if cfg.Restore != "" {
+		// Checked again here, before anything is written, for callers
+		// other than irxd.
+		if _, err := CheckRestore(cfg, cfg.Restore); err != nil {
+			return nil, err
+		}
+	}
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("data directory: %w", err)
 	}
@@ -215,6 +223,7 @@ func (n *Node) startRaft(creds nodeCredentials) error {
 	if err != nil {
 		return fmt.Errorf("snapshot store: %w", err)
 	}
+	n.snapshots = snapshots
 
 	mtls := pki.MutualTLS{Team: n.cfg.TeamID, Roots: creds.roots, Cert: creds.cert}
 	serverConf, err := mtls.ServerConfig()
@@ -242,6 +251,12 @@ func (n *Node) startRaft(creds nodeCredentials) error {
 	n.transport = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
 		Stream: n.stream, MaxPool: 4, Timeout: 10 * time.Second, Logger: raftLogger,
 	})
+
+	if n.cfg.Restore != "" {
+		if err := n.seedFromBackup(snapshots, n.transport.LocalAddr()); err != nil {
+			return err
+		}
+	}
 
 	rc := raft.DefaultConfig()
 	rc.LocalID = raft.ServerID(n.cfg.NodeID)

@@ -25,6 +25,7 @@ func registerServices(s *grpc.Server, n *Node, store api.Store, h *health.Server
 	irxv1.RegisterAccessServiceServer(s, api.NewAccessService(n, n, n.state))
 	irxv1.RegisterAlertServiceServer(s, api.NewAlertService(n, n, n.state))
 	irxv1.RegisterStatisticsServiceServer(s, api.NewStatisticsService(n, n, n.state, n.cfg.StatisticsMaxPeriods, n.metrics.statisticsQuery))
+	irxv1.RegisterBackupServiceServer(s, api.NewBackupService(n))
 	healthpb.RegisterHealthServer(s, h)
 	reflection.Register(s)
 }

@@ -521,6 +521,14 @@ func slabMaker(t reflect.Type) func(n int) unsafe.Pointer {
 		return makeSlab[irxv1.Provenance]
 	case reflect.TypeFor[irxv1.ReshareTerms]():
 		return makeSlab[irxv1.ReshareTerms]
+	case reflect.TypeFor[irxv1.Expectation]():
+		return makeSlab[irxv1.Expectation]
+	case reflect.TypeFor[irxv1.IodefExtra]():
+		return makeSlab[irxv1.IodefExtra]
+	case reflect.TypeFor[irxv1.IndicatorId]():
+		return makeSlab[irxv1.IndicatorId]
+	case reflect.TypeFor[irxv1.RegistryHandle]():
+		return makeSlab[irxv1.RegistryHandle]
 	}
 	slice := reflect.SliceOf(t)
 	return func(n int) unsafe.Pointer { return reflect.MakeSlice(slice, n, n).UnsafePointer() }

@@ -131,6 +131,9 @@ var freeTextFields = map[protoreflect.FullName]bool{
 	"irx.v1.Host.information_at_risk":      true,
 	"irx.v1.Incident.assistance_requested": true,
 	"irx.v1.Incident.withdraw_reason":      true,
+	"irx.v1.Expectation.description":       true,
+	"irx.v1.IodefExtra.xml":                true,
+	"irx.v1.Contact.description":           true,
 }
 
 // IsFreeText reports whether the string field fd holds free text.
@@ -251,8 +254,14 @@ func checkRecordStrings(inc *irxv1.Incident, prefix string, vs *violations) {
 			{c.GetTelephone(), "telephone"}, {c.GetFax(), "fax"}, {c.GetPager(), "pager"},
 			{c.GetHomeTelephone(), "home_telephone"}, {c.GetConstituencyDomain(), "constituency_domain"},
 			{c.GetReferenceNumber(), "reference_number"}, {c.GetPgpFingerprint(), "pgp_fingerprint"},
+			{c.GetPostalAddress(), "postal_address"}, {c.GetTimezone(), "timezone"},
 		} {
 			t.one(f.v, id, at, f.name)
+		}
+		t.one(c.GetDescription(), text, at, "description")
+		for j, h := range c.GetRegistryHandles() {
+			t.one(h.GetRegistry(), id, at.in("registry_handles", j), "registry")
+			t.one(h.GetHandle(), id, at.in("registry_handles", j), "handle")
 		}
 	}
 	for _, hosts := range [...]struct {
@@ -265,14 +274,19 @@ func checkRecordStrings(inc *irxv1.Incident, prefix string, vs *violations) {
 				{h.GetHostname(), "hostname"}, {h.GetDomain(), "domain"}, {h.GetSite(), "site"},
 				{h.GetPlatform(), "platform"}, {h.GetPatchLevel(), "patch_level"},
 				{h.GetNetworkLocation(), "network_location"}, {h.GetTimezone(), "timezone"},
+				{h.GetSpoofed(), "spoofed"},
 			} {
 				t.one(f.v, id, at, f.name)
 			}
 			t.list(h.GetAddresses(), id, at, "addresses")
 			t.list(h.GetFunctions(), id, at, "functions")
+			t.list(h.GetUrls(), id, at, "urls")
+			t.list(h.GetEmails(), id, at, "emails")
+			t.list(h.GetLocations(), id, at, "locations")
 			t.one(h.GetInformationAtRisk(), text, at, "information_at_risk")
 			for j, s := range h.GetServices() {
 				t.one(s.GetApplication(), id, at.in("services", j), "application")
+				t.one(s.GetPortlist(), id, at.in("services", j), "portlist")
 			}
 		}
 	}
@@ -280,6 +294,12 @@ func checkRecordStrings(inc *irxv1.Incident, prefix string, vs *violations) {
 		at := top.in("indicators", i)
 		t.one(x.GetValue(), id, at, "value")
 		t.one(x.GetDescription(), text, at, "description")
+		if d := x.GetIodefId(); d != nil {
+			at := at.in("iodef_id", -1)
+			t.one(d.GetId(), id, at, "id")
+			t.one(d.GetName(), id, at, "name")
+			t.one(d.GetVersion(), id, at, "version")
+		}
 	}
 	for i, m := range inc.GetMethods() {
 		at := top.in("methods", i)
@@ -364,6 +384,18 @@ func checkRecordStrings(inc *irxv1.Incident, prefix string, vs *violations) {
 		}
 	}
 	t.one(inc.GetWithdrawReason(), text, top, "withdraw_reason")
+	for i, x := range inc.GetExpectations() {
+		at := top.in("expectations", i)
+		t.one(x.GetAction(), id, at, "action")
+		t.one(x.GetDescription(), text, at, "description")
+	}
+	for _, f := range iodefExtraLists(inc) {
+		for i, x := range f.list {
+			at := top.in(f.name, i)
+			t.one(x.GetPath(), id, at, "path")
+			t.one(x.GetXml(), text, at, "xml")
+		}
+	}
 }
 
 // CheckFutureTimes refuses every time of the incident later than notAfter
@@ -410,6 +442,11 @@ func CheckFutureTimes(inc *irxv1.Incident, prefix string, notAfter time.Time, sk
 	}
 	for i, x := range inc.GetHistory() {
 		check(x.GetTime(), top.in("history", i), "time", -1)
+	}
+	check(inc.GetSenderGenerationTime(), top, "sender_generation_time", -1)
+	for i, x := range inc.GetExpectations() {
+		check(x.GetStartTime(), top.in("expectations", i), "start_time", -1)
+		check(x.GetEndTime(), top.in("expectations", i), "end_time", -1)
 	}
 	check(inc.GetProvenance().GetReceiveTime(), top.in("provenance", -1), "receive_time", -1)
 	return vs

@@ -91,6 +91,21 @@ func knownValues(inc *irxv1.Incident) bool {
 			return false
 		}
 	}
+	if !validTimes(inc.GetSenderGenerationTime()) {
+		return false
+	}
+	for _, x := range inc.GetExpectations() {
+		if !known(x.GetSeverity(), irxv1.Severity_name) || !validTimes(x.GetStartTime(), x.GetEndTime()) || !restricted(x.GetRestriction()) {
+			return false
+		}
+	}
+	for _, f := range iodefExtraLists(inc) {
+		for _, x := range f.list {
+			if !restricted(x.GetRestriction()) {
+				return false
+			}
+		}
+	}
 	p := inc.GetProvenance()
 	return validTimes(p.GetReceiveTime()) && known(p.GetReshare().GetScope(), irxv1.ReshareScope_name)
 }

@@ -58,6 +58,9 @@ func FirstUnknownField(inc *irxv1.Incident, prefix string) (Violation, bool) {
 	unknownAt(c, inc.GetReportingSite(), top, "reporting_site", -1)
 	for i, x := range inc.GetContacts() {
 		unknownAt(c, x, top, "contacts", i)
+		for j, h := range x.GetRegistryHandles() {
+			unknownAt(c, h, top.in("contacts", i), "registry_handles", j)
+		}
 	}
 	for _, hosts := range [...]struct {
 		name  string
@@ -74,6 +77,7 @@ func FirstUnknownField(inc *irxv1.Incident, prefix string) (Violation, bool) {
 		unknownAt(c, x, top, "indicators", i)
 		unknownAt(c, x.GetFirstSeenTime(), top.in("indicators", i), "first_seen_time", -1)
 		unknownAt(c, x.GetLastSeenTime(), top.in("indicators", i), "last_seen_time", -1)
+		unknownAt(c, x.GetIodefId(), top.in("indicators", i), "iodef_id", -1)
 	}
 	for i, m := range inc.GetMethods() {
 		unknownAt(c, m, top, "methods", i)
@@ -131,7 +135,38 @@ func FirstUnknownField(inc *irxv1.Incident, prefix string) (Violation, bool) {
 			unknownAt(c, x, at, "transfers", j)
 		}
 	}
+	unknownAt(c, inc.GetSenderGenerationTime(), top, "sender_generation_time", -1)
+	for i, x := range inc.GetExpectations() {
+		unknownAt(c, x, top, "expectations", i)
+		unknownAt(c, x.GetStartTime(), top.in("expectations", i), "start_time", -1)
+		unknownAt(c, x.GetEndTime(), top.in("expectations", i), "end_time", -1)
+	}
+	for _, f := range iodefExtraLists(inc) {
+		for i, x := range f.list {
+			unknownAt(c, x, top, f.name, i)
+		}
+	}
 	return c.v, c.found
+}
+
+// iodefExtraLists are the incident's lists of kept IODEF parts, one per
+// information class, with their field names.
+func iodefExtraLists(inc *irxv1.Incident) []struct {
+	name string
+	list []*irxv1.IodefExtra
+} {
+	return []struct {
+		name string
+		list []*irxv1.IodefExtra
+	}{
+		{"iodef_extras_private_user", inc.GetIodefExtrasPrivateUser()},
+		{"iodef_extras_intruder", inc.GetIodefExtrasIntruder()},
+		{"iodef_extras_private_site", inc.GetIodefExtrasPrivateSite()},
+		{"iodef_extras_vulnerability", inc.GetIodefExtrasVulnerability()},
+		{"iodef_extras_embarrassing", inc.GetIodefExtrasEmbarrassing()},
+		{"iodef_extras_statistical", inc.GetIodefExtrasStatistical()},
+		{"iodef_extras_contact", inc.GetIodefExtrasContact()},
+	}
 }
 
 type unknownCheck struct {

@@ -64,7 +64,7 @@ func (c *cli) importDryRun(root string, opts iodef.Options) error {
 				create(label, d.Incident, how[i])
 			}
 			if w := doc.Warning(); w != "" {
-				fmt.Fprintf(c.stdout, "%s: would lose: %s\n", rec.file, strings.TrimPrefix(w, rec.file+": "))
+				fmt.Fprintln(c.stdout, w) // what the record has no field for, and what changes form
 			}
 		default:
 			inc, err := unmarshalIncident(rec.data, rec.pos)

@@ -63,23 +63,28 @@ func TestExportAndServerImport(t *testing.T) {
 // TestImportDryRun decodes without a node and says what would happen.
 func TestImportDryRun(t *testing.T) {
 	ctl := cliAt(t, "127.0.0.1:1") // nothing listens: a dry run connects to nothing
-	r := ctl("", "incident", "import", "--dry-run", iodefSample("multi.xml"), "--taxonomy", "other/undetermined")
-	if r.code != 1 {
-		t.Fatalf("dry run: %v", r)
-	}
+	r := mustSucceed(t, ctl("", "incident", "import", "--dry-run", iodefSample("multi.xml"), "--taxonomy", "other/undetermined"))
 	for _, want := range []string{
 		"multi.xml:incident-1: would create: TLP:RED fraud/phishing\n",
-		"multi.xml:incident-2: not an incident: line 46:3: Incident[2]: IODEF has no TLP: pass --tlp",
-		"multi.xml:incident-3: not an incident:",
-		"multi.xml: would lose: IODEF not mapped to irx.v1.Incident, ignored: Incident[1]/IndicatorData/Indicator/IndicatorID",
-		"would create 1, rejected 2 (dry run: nothing sent)\n",
+		"multi.xml:incident-3: would create: TLP:RED other/undetermined (taxonomy from --taxonomy)\n",
+		"would create 3, rejected 0 (dry run: nothing sent)\n",
 	} {
 		if !strings.Contains(r.stdout, want) {
 			t.Errorf("dry run lacks %q:\n%s", want, r.stdout)
 		}
 	}
+	// What the record has no field for, each with its line.
+	r = mustSucceed(t, ctl("", "incident", "import", "--dry-run", iodefSample("dos.xml")))
+	if !strings.Contains(r.stdout, "dos.xml: IODEF kept verbatim (no irx field): Incident/Assessment/TimeImpact (line 30)") {
+		t.Errorf("dry run of dos.xml:\n%s", r.stdout)
+	}
+	r = ctl("", "incident", "import", "--dry-run", iodefSample("unknown-enum.xml"), "--taxonomy", "other/undetermined")
+	if r.code != 1 || !strings.Contains(r.stdout, `unknown-enum.xml:incident-2: not an incident: line 16:3: Incident[2]@status: "pending" is not an IODEF status`) ||
+		!strings.Contains(r.stdout, "rejected 1 (dry run: nothing sent)\n") {
+		t.Errorf("dry run of a document with a bad Incident: %v", r)
+	}
 	r = mustSucceed(t, ctl("", "incident", "import", "--dry-run", iodefSample(filepath.Join("json", "rfc8727-4.2-campaign.json")), "--taxonomy", "other/undetermined"))
-	if !strings.Contains(r.stdout, "rfc8727-4.2-campaign.json:incident-1: would create: TLP:GREEN other/undetermined (taxonomy from --taxonomy)\n") {
+	if !strings.Contains(r.stdout, "rfc8727-4.2-campaign.json:incident-1: would create: TLP:GREEN information-content-security/data-leak\n") {
 		t.Errorf("dry run of RFC 8727 JSON:\n%s", r.stdout)
 	}
 }

@@ -35,24 +35,18 @@ func TestIODEFCreateAndImport(t *testing.T) {
 		return len(tableRows(t, r.stdout))
 	}
 
-	// IODEF carries no TLP unless its restriction is a TLP colour: refused
-	// before anything is sent, naming the file, the line and the element.
-	r := ctl("", "incident", "create", "-f", iodefSample("dos.xml"))
-	mustFail(t, r, 1, "irxctl: "+iodefSample("dos.xml")+":10:3: Incident: IODEF has no TLP: pass --tlp (or configure the team's import.default_tlp)")
-	if r.stdout != "" {
-		t.Errorf("stdout: %q", r.stdout)
-	}
-
-	r = mustSucceed(t, ctl("", "incident", "create", "-f", iodefSample("dos.xml"), "--tlp", "amber"))
+	// The document's restriction gives the TLP (need-to-know is
+	// TLP:AMBER+STRICT) and its IncidentCategory the taxonomy: no flags.
+	r := mustSucceed(t, ctl("", "incident", "create", "-f", iodefSample("dos.xml")))
 	rows := tableRows(t, r.stdout)
-	if len(rows) != 1 || rows[0][0] != "dev:1" || rows[0][2] != "in-progress" || rows[0][3] != "TLP:AMBER" ||
+	if len(rows) != 1 || rows[0][0] != "dev:1" || rows[0][2] != "in-progress" || rows[0][3] != "TLP:AMBER+STRICT" ||
 		rows[0][4] != "availability/ddos" || rows[0][5] != "2026-03-02T08:30:00Z" {
 		t.Fatalf("create from IODEF:\n%s", r.stdout)
 	}
-	// One warning line lists what irx has no place for.
-	if !strings.HasPrefix(r.stderr, "irxctl: warning: "+iodefSample("dos.xml")+": IODEF not mapped to irx.v1.Incident, ignored: ") ||
-		strings.Count(r.stderr, "\n") != 1 || !strings.Contains(r.stderr, "Incident/Contact/PostalAddress") ||
-		!strings.Contains(r.stderr, "Incident/EventData/Expectation") {
+	// One warning line lists what irx keeps verbatim and what it mapped
+	// with a loss.
+	if !strings.HasPrefix(r.stderr, "irxctl: warning: "+iodefSample("dos.xml")+": IODEF kept verbatim (no irx field): ") ||
+		strings.Count(r.stderr, "\n") != 1 || !strings.Contains(r.stderr, "Incident/Contact/PostalAddress") {
 		t.Errorf("warning: %q", r.stderr)
 	}
 	// The node holds exactly the mapping, under the id it assigned.
@@ -61,7 +55,7 @@ func TestIODEFCreateAndImport(t *testing.T) {
 	if err := protojson.Unmarshal([]byte(r.stdout), &stored); err != nil {
 		t.Fatal(err)
 	}
-	opts, err := iodefFlagOptions("amber", "")
+	opts, err := iodefFlagOptions("", "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -87,7 +81,7 @@ func TestIODEFCreateAndImport(t *testing.T) {
 	for _, row := range tableRows(t, r.stdout) {
 		got = append(got, strings.Join(row[:5], " "))
 	}
-	want := []string{"dev:2 1 new TLP:RED fraud/phishing", "dev:3 1 new TLP:AMBER information-gathering/scanner", "dev:4 1 new TLP:AMBER other/undetermined"}
+	want := []string{"dev:2 1 new TLP:RED fraud/phishing", "dev:3 1 new TLP:AMBER information-gathering/scanner", "dev:4 1 new TLP:RED other/undetermined"}
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Fatalf("create of three incidents:\n%s", r.stdout)
 	}
@@ -115,7 +109,7 @@ func TestIODEFCreateAndImport(t *testing.T) {
 	if err := protojson.Unmarshal([]byte(r.stdout), &v1); err != nil || v1.GetId() != "dev:5" || len(v1.GetAttackingHosts()) != 1 || len(v1.GetLogExcerpts()) != 1 {
 		t.Fatalf("create from IODEF v1 on stdin: %v\n%s", err, r.stdout)
 	}
-	if !strings.HasPrefix(r.stderr, "irxctl: warning: stdin: IODEF not mapped") {
+	if !strings.HasPrefix(r.stderr, "irxctl: warning: stdin: IODEF kept verbatim") {
 		t.Errorf("warning for stdin: %q", r.stderr)
 	}
 
@@ -128,8 +122,10 @@ func TestIODEFCreateAndImport(t *testing.T) {
 		"irxctl: "+iodefSample("bad-namespace.xml")+`:3:1: IODEF-Document: namespace "urn:ietf:params:xml:ns:iodef" is not IODEF`)
 	mustFail(t, ctl("", "incident", "create", "-f", iodefSample("truncated.xml"), "--tlp", "amber"), 1,
 		"irxctl: "+iodefSample("truncated.xml")+":17:45: IODEF-Document/Incident/Description: XML syntax error: unexpected EOF")
-	mustFail(t, ctl("", "incident", "create", "-f", iodefSample("malware.xml")), 1,
-		iodefSample("malware.xml")+":11:3: Incident: no Reference Security Incident Taxonomy entry can be derived", "pass --taxonomy CLASS/TYPE")
+	// Nothing in its third Incident implies a taxonomy: refused, and so
+	// the whole file.
+	mustFail(t, ctl("", "incident", "create", "-f", iodefSample("multi.xml")), 1,
+		iodefSample("multi.xml")+":77:3: Incident[3]: no Reference Security Incident Taxonomy entry can be derived", "pass --taxonomy CLASS/TYPE")
 	big := filepath.Join(t.TempDir(), "big.xml")
 	if err := os.WriteFile(big, append(codered, make([]byte, iodef.MaxDocumentBytes)...), 0o644); err != nil {
 		t.Fatal(err)
@@ -176,7 +172,7 @@ func TestIODEFCreateAndImport(t *testing.T) {
 		}
 	}
 	for _, name := range []string{"dos.xml", "malware.xml", "multi.xml"} {
-		if want := "irxctl: warning: " + filepath.Join(dir, "iodef", name) + ": IODEF not mapped"; !strings.Contains(first.stderr, want) {
+		if want := "irxctl: warning: " + filepath.Join(dir, "iodef", name) + ": IODEF "; !strings.Contains(first.stderr, want) {
 			t.Errorf("stderr lacks %q:\n%s", want, first.stderr)
 		}
 	}
@@ -184,7 +180,9 @@ func TestIODEFCreateAndImport(t *testing.T) {
 		t.Fatalf("%d incidents after the import, want 14", got)
 	}
 	r = mustSucceed(t, ctl("", "incident", "list", "--indicator", "kj290023j09r34.example.com"))
-	if rows := tableRows(t, r.stdout); len(rows) != 1 || rows[0][3] != "TLP:GREEN" || rows[0][4] != "other/undetermined" {
+	// The document's taxonomy (implied by its breach-proprietary business
+	// impact) wins over --taxonomy.
+	if rows := tableRows(t, r.stdout); len(rows) != 1 || rows[0][3] != "TLP:GREEN" || rows[0][4] != "information-content-security/data-leak" {
 		t.Errorf("the imported malware report:\n%s", r.stdout)
 	}
 	// A re-run creates nothing: each Incident keeps its request id.
@@ -196,11 +194,10 @@ func TestIODEFCreateAndImport(t *testing.T) {
 	if got := listed(); got != 14 {
 		t.Fatalf("%d incidents after the re-run, want 14", got)
 	}
-	// One IODEF file alone; without --tlp only its red Incident has one.
-	r = ctl("", "incident", "import", filepath.Join(dir, "iodef", "multi.xml"), "--taxonomy", "other/undetermined")
-	if r.code != 1 || !strings.HasPrefix(r.stdout, "created 0, updated 0, unchanged 1, conflicts 0, rejected 2\n") ||
-		!strings.Contains(r.stdout, "multi.xml:incident-2: not an incident: line 46:3: Incident[2]: IODEF has no TLP: pass --tlp (or configure the team's import.default_tlp)") {
-		t.Errorf("import of one file without --tlp: %v", r)
+	// One IODEF file alone, with the same defaults: nothing changes.
+	r = ctl("", "incident", "import", filepath.Join(dir, "iodef", "multi.xml"), "--tlp", "amber", "--taxonomy", "other/undetermined")
+	if r.code != 0 || !strings.HasPrefix(r.stdout, "created 0, updated 0, unchanged 3, conflicts 0, rejected 0\n") {
+		t.Errorf("import of one file: %v", r)
 	}
 	mustFail(t, ctl("", "incident", "import", dir, "--tlp", "crimson"), 2, `--tlp "crimson"`)
 }

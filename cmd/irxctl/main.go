@@ -75,7 +75,7 @@ func commandTree() *command {
 		short: "irxctl operates an irx team through the operator API of any of its nodes.",
 		subs: []*command{
 			incidentCommand(), policyCommand(), peerCommand(), teamCommand(), auditCommand(), clusterCommand(), accessCommand(), alertCommand(), warningCommand(),
-			statsCommand(), pkiCommand(), configCommand(), versionCommand(),
+			statsCommand(), backupCommand(), pkiCommand(), configCommand(), versionCommand(),
 		},
 	}
 	root.subs = append(root.subs, &command{

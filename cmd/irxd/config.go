@@ -15,7 +15,6 @@ import (
 
 	"github.com/irxfed/irx/federation"
 	"github.com/irxfed/irx/node"
-	"github.com/irxfed/irx/node/api"
 	irxv1 "github.com/irxfed/irx/proto/irx/v1"
 	"github.com/irxfed/irx/record"
 )
@@ -147,6 +146,7 @@ func parseOptions(args []string, stderr io.Writer, getenv func(string) string) (
 		keyFile    = fs.String("key-file", "", "node private key (PEM)")
 		members    = fs.String("members", "", "initial members of a new team: id=host:port,... (static bootstrap; include this node)")
 		join       = fs.Bool("join", false, "start without bootstrapping and wait to be added with ClusterService/AddMember")
+		restore    = fs.String("restore", "", "start a new team from this backup file (irxctl backup); the data directory must be empty, and the backup of this team")
 		snapEvery  = fs.Uint64("snapshot-threshold", 0, "log entries between snapshots (default 8192)")
 		trailing   = fs.Uint64("trailing-logs", 0, "log entries kept after a snapshot (default 10240)")
 		snapCheck  = fs.Duration("snapshot-interval", 0, "how often to check snapshot-threshold (default 30s)")
@@ -282,6 +282,8 @@ func parseOptions(args []string, stderr io.Writer, getenv func(string) string) (
 			o.node.Members, err = parseMembers(*members)
 		case "join":
 			o.node.Join = *join
+		case "restore":
+			o.node.Restore = *restore
 		case "snapshot-threshold":
 			o.node.Raft.SnapshotThreshold = *snapEvery
 		case "trailing-logs":
@@ -357,8 +359,8 @@ func readSecret(path string) ([]byte, error) {
 
 // importDefaults reads the import section: a TLP by its name with or
 // without "TLP_" (amber_strict or AMBER+STRICT), a taxonomy CLASS/TYPE.
-func importDefaults(tlp, taxonomy string) (api.ImportDefaults, error) {
-	var d api.ImportDefaults
+func importDefaults(tlp, taxonomy string) (node.ImportDefaults, error) {
+	var d node.ImportDefaults
 	var errs []error
 	if tlp != "" {
 		name := "TLP_" + strings.NewReplacer("+", "_", "-", "_").Replace(strings.ToUpper(strings.TrimPrefix(strings.TrimPrefix(strings.TrimSpace(tlp), "TLP_"), "tlp_")))

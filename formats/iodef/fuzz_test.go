@@ -11,6 +11,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/irxfed/irx/formats/iodef"
+	irxv1 "github.com/irxfed/irx/proto/irx/v1"
 	"github.com/irxfed/irx/record"
 )
 
@@ -43,6 +44,23 @@ func FuzzDecode(f *testing.F) {
 	f.Add([]byte(`<IODEF-Document xmlns="urn:ietf:params:xml:ns:iodef-2.0"><Incident purpose="watch" restriction="amber"><IncidentID name="a">1</IncidentID>` +
 		`<IndicatorData><Indicator><Observable><Address category="ipv6-net">2001:db8::/32</Address></Observable><Confidence rating="numeric">1</Confidence></Indicator></IndicatorData>` +
 		`<Assessment><IncidentCategory>ddos</IncidentCategory><MonetaryImpact currency="jpy">1e3</MonetaryImpact></Assessment></Incident></IODEF-Document>`))
+	for _, p := range []string{"../../../shared/iodef/samples/*.xml", "testdata/samples/*.xml"} {
+		more, _ := filepath.Glob(p)
+		for _, p := range more {
+			if data, err := os.ReadFile(p); err == nil {
+				f.Add(data)
+			}
+		}
+	}
+	// DTDs of every kind, refused.
+	f.Add([]byte(`<!DOCTYPE x [<!ENTITY % p SYSTEM "http://example.com/evil.dtd"> %p;]><IODEF-Document xmlns="urn:ietf:params:xml:ns:iodef-2.0"/>`))
+	// irx's own AdditionalData, well and badly formed.
+	f.Add([]byte(`<IODEF-Document xmlns="urn:ietf:params:xml:ns:iodef-2.0"><Incident purpose="reporting"><IncidentID name="a">1</IncidentID>` +
+		`<GenerationTime>2026-01-01T00:00:00Z</GenerationTime><Contact role="creator" type="organization"/>` +
+		`<AdditionalData dtype="json" meaning="urn:irx:v1:Incident">{"tlp":"TLP_AMBER","id":"x:1","priority":"PRIORITY_HIGH"}</AdditionalData>` +
+		`<AdditionalData dtype="xml" meaning="urn:irx:v1:extra:intruder" name="Incident/X">&lt;X xmlns="urn:x"&gt;&#x202e;&lt;/X&gt;</AdditionalData>` +
+		`<AdditionalData dtype="xml" meaning="urn:irx:v1:extra:handling" name="Incident/Y">&lt;Y/&gt;</AdditionalData>` +
+		`<AdditionalData dtype="json" meaning="urn:irx:v1:Incident">{"tlp":</AdditionalData></Incident></IODEF-Document>`))
 	f.Add([]byte(`<IODEF-Document xmlns="urn:ietf:params:xml:ns:iodef-1.0"><Incident><IncidentID name="b">2</IncidentID><Contact><Contact><Email>x</Email></Contact></Contact></Incident></IODEF-Document>`))
 	f.Add([]byte(`<!DOCTYPE IODEF-Document [<!ENTITY x "y">]><IODEF-Document xmlns="urn:ietf:params:xml:ns:iodef-2.0" xml:lang="e&#10;n"><Incident restriction="red">` +
 		`<IncidentID name="c">3</IncidentID><Description xml:lang="x&#10;y">text</Description><x:Extra xmlns:x="urn:a&#10;b"/></Incident></IODEF-Document>`))
@@ -98,6 +116,15 @@ func FuzzDecode(f *testing.F) {
 			}
 			if _, err := proto.Marshal(d.Incident); err != nil {
 				t.Fatalf("Incident %d cannot be encoded: %v", d.Index, err)
+			}
+			// Every record exports, and the export reads back as it.
+			var out bytes.Buffer
+			if err := iodef.Encode(&out, []*irxv1.Incident{d.Incident}, encodeOpts); err != nil {
+				t.Fatalf("Incident %d does not export: %v", d.Index, err)
+			}
+			back, err := iodef.Decode(bytes.NewReader(out.Bytes()), "export.xml", iodef.Options{})
+			if err != nil || back.Incidents[0].Err != nil {
+				t.Fatalf("Incident %d: its export does not read: %v %v\n%s", d.Index, err, back, out.Bytes())
 			}
 		}
 		if w := doc.Warning(); strings.ContainsAny(w, "\r\n") {

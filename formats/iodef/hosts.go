@@ -1,7 +1,9 @@
 package iodef
 
 import (
+	"regexp"
 	"strconv"
+	"strings"
 
 	irxv1 "github.com/irxfed/irx/proto/irx/v1"
 	"github.com/irxfed/irx/record"
@@ -21,6 +23,12 @@ func (m *mapper) system(n *element, inherited irxv1.Restriction) {
 	}
 	r, _ := m.restriction(n, inherited)
 	h := &irxv1.Host{Restriction: m.part(r)}
+	if a := n.findAttr("spoofed"); a != nil {
+		switch v := strings.TrimSpace(a.value); v {
+		case "yes", "no", "unknown":
+			a.used, h.Spoofed = true, v
+		}
+	}
 	dst := &m.inc.AttackingHosts
 	switch cat {
 	case "target":
@@ -53,6 +61,14 @@ func (m *mapper) system(n *element, inherited irxv1.Restriction) {
 			h.Services = append(h.Services, s)
 		}
 	}
+	for _, os := range m.children(n, "OperatingSystem") {
+		if d := m.firstText(os, "Description"); d != "" && h.Platform == "" {
+			h.Platform = d
+		} else {
+			os.used = false
+		}
+	}
+	m.mergeResidual(n, h)
 	if h.Hostname == "" && len(h.Addresses) == 0 && h.Asn == 0 {
 		// irx needs a name, an address or an ASN to know the host.
 		n.used = false
@@ -105,8 +121,17 @@ func (m *mapper) node(n *element, h *irxv1.Host) {
 				continue
 			}
 			h.Addresses = append(h.Addresses, ip)
+		case "site-uri":
+			h.Urls = append(h.Urls, v)
+		case "e-mail":
+			h.Emails = append(h.Emails, v)
 		default:
-			a.used = false // e-mail, MAC, URI...: not a host address in irx
+			a.used = false // MAC, ATM, masked networks...: kept verbatim
+		}
+	}
+	for _, k := range m.children(n, "Location") {
+		if v := k.textValue(); v != "" {
+			h.Locations = append(h.Locations, v)
 		}
 	}
 }
@@ -142,6 +167,13 @@ func (m *mapper) service(n *element) *irxv1.Service {
 			s.Port, mapped = uint32(v), true
 		}
 	}
+	if pl := m.child(n, "Portlist"); pl != nil {
+		if v := pl.textValue(); portlistPattern.MatchString(v) {
+			s.Portlist, mapped = v, true
+		} else {
+			pl.used = false
+		}
+	}
 	if sn := m.child(n, "ServiceName"); sn != nil {
 		if app := m.firstText(sn, "IANAService"); app != "" {
 			s.Application, mapped = app, true
@@ -155,3 +187,9 @@ func (m *mapper) service(n *element) *irxv1.Service {
 	}
 	return s
 }
+
+// portlistPattern is IODEF's PortlistType.
+var portlistPattern = regexp.MustCompile(`^\d+(-\d+)?(,\d+(-\d+)?)*$`)
+
+// timezonePattern is IODEF's TimezoneType.
+var timezonePattern = regexp.MustCompile(`^(Z|[+-](0[0-9]|1[0-4]):[0-5][0-9])$`)

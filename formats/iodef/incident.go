@@ -107,39 +107,69 @@ func (m *mapper) mapIncident(n *element) *irxv1.Incident {
 		m.errf(m.child(n, "EndTime"), "", "is before StartTime")
 	}
 
-	// irx's own fields, as an export by irx writes them.
+	// irx's own fields and the parts it kept, as an export by irx writes
+	// them.
 	m.mergeResidual(n, inc)
+	for _, k := range m.children(n, "AdditionalData") {
+		if a := k.findAttr("meaning"); a != nil && strings.TrimSpace(a.value) == noTimeMeaning {
+			a.used = true
+			k.attr("dtype")
+			k.attr("name")
+			inc.SenderGenerationTime = nil // the writer's, not the sender's
+			continue
+		}
+		if !m.readExtra(k) && !k.used {
+			k.used = false
+		}
+	}
 	if inc.Tlp != irxv1.Tlp_TLP_UNSPECIFIED {
 		docTLP = inc.Tlp
 	}
 
-	// TLP: the document's own marking wins; the default fills in.
+	// TLP: the document's own marking (derived by tlpOfRestriction); the
+	// default where it says nothing.
 	opts := m.opts
+	word := ""
+	if a := n.findAttr("restriction"); a != nil {
+		word = strings.TrimSpace(a.value)
+	}
+	t, ok := tlpOfRestriction[word]
 	switch {
 	case docTLP != 0:
 		inc.Tlp = docTLP
-		if opts.DefaultTLP != 0 && opts.DefaultTLP != docTLP {
-			over := "the default"
-			if opts.DefaultTLPName != "" {
-				over = opts.DefaultTLPName
-			}
-			m.note(n, "restriction", n.findAttr("restriction").value, "%s kept over %s %s", tlpLabel(docTLP), over, tlpLabel(opts.DefaultTLP))
-		}
+		m.derived = append(m.derived, "tlp")
+	case ok:
+		inc.Tlp = t
+		m.derived = append(m.derived, "tlp")
 	case opts.DefaultTLP != 0:
 		inc.Tlp = opts.DefaultTLP
+		m.defaulted = append(m.defaulted, "tlp")
 	default:
-		m.fail(n, "", ErrNoTLP, "IODEF has no TLP: pass %s (the Incident's restriction is not white, green, amber or red)", opts.tlpName())
+		inc.Tlp = rfcDefaultTLP
+		m.derived = append(m.derived, "tlp")
 	}
-	// Taxonomy: derived from the document, else the default.
+	if (docTLP != 0 || ok) && opts.DefaultTLP != 0 && opts.DefaultTLP != inc.Tlp {
+		m.note(n, "restriction", word, "%s kept over the default %s", tlpLabel(inc.Tlp), tlpLabel(opts.DefaultTLP))
+	}
+	// Taxonomy: the document's categories, else what its impacts and
+	// methods imply, else the default.
+	taxa := m.taxa
+	if len(taxa) == 0 {
+		taxa = m.impliedTaxa
+	}
 	switch {
-	case len(m.taxa) > 0:
-		inc.Taxonomy = m.taxa[0]
-		inc.AdditionalTaxonomies = m.taxa[1:]
+	case inc.Taxonomy != nil:
+		m.derived = append(m.derived, "taxonomy") // irx's own, as exported
+	case len(taxa) > 0:
+		inc.Taxonomy = taxa[0]
+		inc.AdditionalTaxonomies = taxa[1:]
+		m.derived = append(m.derived, "taxonomy")
 	case opts.DefaultTaxonomy != nil:
 		inc.Taxonomy = proto.Clone(opts.DefaultTaxonomy).(*irxv1.Taxonomy)
+		m.defaulted = append(m.defaulted, "taxonomy")
 	default:
 		m.fail(n, "", ErrNoTaxonomy, "no Reference Security Incident Taxonomy entry can be derived from the document "+
-			"(Assessment/IncidentCategory or a Method/Reference such as rsit:class=\"type\"): pass %s", opts.taxonomyName())
+			"(Assessment/IncidentCategory, an impact type, a Method/Reference such as rsit:class=\"type\"): pass %s", opts.taxonomyName())
 	}
 	if len(m.errs) > 0 {
 		return nil
@@ -294,7 +324,16 @@ func (m *mapper) assessment(n *element, inherited irxv1.Restriction) {
 		}
 		si.Type = m.impactType(k, systemImpactTypeEnum)
 		si.Description = m.firstText(k, "Description")
+		m.imply(taxonomyOfSystemImpact[si.Type])
+		if len(k.attrs) == 0 && len(k.children) == 0 {
+			continue // says nothing: what an export writes where the schema wants an impact
+		}
 		a.SystemImpacts = append(a.SystemImpacts, si)
+	}
+	if m.v1 {
+		for _, k := range m.children(n, "Impact") {
+			a.SystemImpacts = append(a.SystemImpacts, m.v1Impact(k))
+		}
 	}
 	for _, k := range m.children(n, "BusinessImpact") {
 		bi := &irxv1.BusinessImpact{}
@@ -302,6 +341,7 @@ func (m *mapper) assessment(n *element, inherited irxv1.Restriction) {
 			bi.Severity = v
 		}
 		bi.Type = m.impactType(k, businessImpactTypeEnum)
+		m.imply(taxonomyOfBusinessImpact[bi.Type])
 		bi.Description = m.firstText(k, "Description")
 		a.BusinessImpacts = append(a.BusinessImpacts, bi)
 	}
@@ -315,6 +355,7 @@ func (m *mapper) assessment(n *element, inherited irxv1.Restriction) {
 	if c := m.child(n, "Confidence"); c != nil {
 		a.Confidence, _ = m.confidence(c)
 	}
+	m.mergeResidual(n, a)
 	if a.Occurrence != 0 || len(a.SystemImpacts)+len(a.BusinessImpacts) > 0 || a.MonetaryImpact != nil || a.Confidence != 0 {
 		m.inc.Assessments = append(m.inc.Assessments, a)
 	}
@@ -371,7 +412,6 @@ func (m *mapper) method(n *element, inherited irxv1.Restriction) {
 	// RFC 7203 structured references: the enumeration id is the ID
 	// attribute.
 	for _, k := range m.childrenNS(n, iodefSciNS, "AttackPattern") {
-		k.attr("SpecID")
 		if id, ok := k.attr("ID"); ok && id != "" {
 			mt.AttackPatterns = append(mt.AttackPatterns, strings.ToUpper(id))
 		} else {
@@ -379,7 +419,6 @@ func (m *mapper) method(n *element, inherited irxv1.Restriction) {
 		}
 	}
 	for _, k := range m.childrenNS(n, iodefSciNS, "Weakness") {
-		k.attr("SpecID")
 		if id, ok := k.attr("ID"); ok && id != "" {
 			mt.Weaknesses = append(mt.Weaknesses, strings.ToUpper(id))
 		} else {
@@ -387,12 +426,15 @@ func (m *mapper) method(n *element, inherited irxv1.Restriction) {
 		}
 	}
 	for _, k := range m.childrenNS(n, iodefSciNS, "Vulnerability") {
-		k.attr("SpecID")
 		if id, ok := k.attr("ID"); ok && cvePattern.MatchString(id) {
 			mt.Vulnerabilities = append(mt.Vulnerabilities, &irxv1.Vulnerability{Cve: strings.ToUpper(id)})
 		} else {
 			k.used = false
 		}
+	}
+	m.mergeResidual(n, mt)
+	for _, p := range mt.AttackPatterns {
+		m.imply(taxonomyOfAttackPattern[p])
 	}
 	if mt.Description != "" || len(mt.References)+len(mt.Vulnerabilities)+len(mt.Weaknesses)+len(mt.AttackPatterns) > 0 {
 		m.inc.Methods = append(m.inc.Methods, mt)
@@ -474,6 +516,13 @@ func (m *mapper) contact(n *element, inherited irxv1.Restriction, org string) {
 	if v, _, ok := enumAttr(m, n, "type", contactTypeEnum); ok {
 		c.Type = v
 	}
+	// What an export writes for a role or type the record leaves unset.
+	for _, attr := range []string{"role", "type"} {
+		a, ext := n.findAttr(attr), n.findAttr("ext-"+attr)
+		if a != nil && ext != nil && strings.TrimSpace(a.value) == "ext-value" && strings.TrimSpace(ext.value) == "unspecified" {
+			a.used, ext.used = true, true
+		}
+	}
 	name := m.firstText(n, "ContactName")
 	if c.Type == irxv1.ContactType_CONTACT_TYPE_ORGANIZATION {
 		c.Organization = name
@@ -509,6 +558,25 @@ func (m *mapper) contact(n *element, inherited irxv1.Restriction, org string) {
 			c.Fax = f.textValue()
 		}
 	}
+	c.Description = m.firstText(n, "Description")
+	for _, k := range m.children(n, "RegistryHandle") {
+		registry, _ := k.attr("registry")
+		if registry == "ext-value" {
+			registry, _ = k.attr("ext-registry")
+		}
+		if h := k.textValue(); h != "" {
+			c.RegistryHandles = append(c.RegistryHandles, &irxv1.RegistryHandle{Registry: registry, Handle: h})
+		}
+	}
+	if pa := m.child(n, "PostalAddress"); pa != nil {
+		if m.v1 {
+			c.PostalAddress = pa.textValue()
+		} else {
+			c.PostalAddress = m.firstText(pa, "PAddress")
+		}
+	}
+	c.Timezone = m.firstText(n, "Timezone")
+	m.mergeResidual(n, c)
 	m.inc.Contacts = append(m.inc.Contacts, c)
 	within := org
 	if c.Type == irxv1.ContactType_CONTACT_TYPE_ORGANIZATION && c.Organization != "" {
@@ -524,6 +592,23 @@ func (m *mapper) contact(n *element, inherited irxv1.Restriction, org string) {
 func (m *mapper) eventData(n *element, inherited irxv1.Restriction) {
 	r, _ := m.restriction(n, inherited)
 	m.descriptions(n, r)
+	// The event's times are the incident's where it has none of its own
+	// (irx keeps the times at the incident); others are kept verbatim.
+	for _, t := range []struct {
+		name string
+		dst  **timestamppb.Timestamp
+	}{
+		{"DetectTime", &m.inc.DetectTime}, {"StartTime", &m.inc.StartTime}, {"EndTime", &m.inc.EndTime},
+		{"RecoveryTime", &m.inc.RecoveryTime}, {"ReportTime", &m.inc.ReportTime},
+	} {
+		if k := m.child(n, t.name); k != nil {
+			if *t.dst == nil {
+				*t.dst = m.timestamp(k)
+			} else {
+				k.used = false
+			}
+		}
+	}
 	for _, k := range m.children(n, "Contact") {
 		m.contact(k, r, "")
 	}
@@ -543,6 +628,9 @@ func (m *mapper) eventData(n *element, inherited irxv1.Restriction) {
 		if !anyUsed(flow.children) {
 			flow.used = false
 		}
+	}
+	for _, k := range m.children(n, "Expectation") {
+		m.expectation(k, r)
 	}
 	for _, rec := range m.children(n, "Record") {
 		rr, _ := m.restriction(rec, r)
@@ -589,6 +677,7 @@ func (m *mapper) recordData(n *element, inherited irxv1.Restriction) {
 		return
 	}
 	le.Content = strings.Join(lines, "\n")
+	m.mergeResidual(n, le)
 	m.inc.LogExcerpts = append(m.inc.LogExcerpts, le)
 }
 
@@ -596,6 +685,18 @@ func (m *mapper) historyItem(n *element, inherited irxv1.Restriction) {
 	r, _ := m.restriction(n, inherited)
 	h := &irxv1.HistoryItem{Restriction: m.part(r)}
 	v, raw, ok := enumAttr(m, n, "action", historyActionEnum)
+	if ok && raw == "ext-value" {
+		// irx's own actions, as an export writes them.
+		if ext := n.findAttr("ext-action"); ext != nil {
+			word := strings.TrimSpace(ext.value)
+			name := "HISTORY_ACTION_" + strings.ToUpper(strings.ReplaceAll(word, "-", "_"))
+			if x, found := irxv1.HistoryAction_value[name]; found {
+				v, raw, ext.used = irxv1.HistoryAction(x), word, true
+			} else if word == "unspecified" {
+				v, raw, ext.used = irxv1.HistoryAction_HISTORY_ACTION_UNSPECIFIED, word, true
+			}
+		}
+	}
 	if ok {
 		h.Action = v
 		if want := strings.ToUpper(strings.ReplaceAll(raw, "-", "_")); raw != "ext-value" && "HISTORY_ACTION_"+want != v.String() {
@@ -606,5 +707,80 @@ func (m *mapper) historyItem(n *element, inherited irxv1.Restriction) {
 		h.Time = m.timestamp(dt)
 	}
 	h.Description = m.firstText(n, "Description")
+	m.mergeResidual(n, h)
+	for _, k := range m.children(n, "AdditionalData") {
+		if a := k.findAttr("meaning"); a != nil && strings.TrimSpace(a.value) == noTimeMeaning {
+			a.used = true
+			k.attr("dtype")
+			h.Time = nil // the writer's, not the record's
+		} else if !k.used {
+			k.used = false
+		}
+	}
 	m.inc.History = append(m.inc.History, h)
+}
+
+func (m *mapper) expectation(n *element, inherited irxv1.Restriction) {
+	r, _ := m.restriction(n, inherited)
+	x := &irxv1.Expectation{Restriction: m.part(r)}
+	if a := n.findAttr("action"); a != nil {
+		a.used = true
+		x.Action = strings.TrimSpace(a.value)
+		if x.Action == "ext-value" {
+			if ext, ok := n.attr("ext-action"); ok && ext != "" {
+				x.Action = ext
+			}
+		}
+	}
+	if v, _, ok := enumAttr(m, n, "severity", severityEnum); ok {
+		x.Severity = v
+	}
+	x.Description = m.firstText(n, "Description")
+	if k := m.child(n, "StartTime"); k != nil {
+		x.StartTime = m.timestamp(k)
+	}
+	if k := m.child(n, "EndTime"); k != nil {
+		x.EndTime = m.timestamp(k)
+	}
+	m.inc.Expectations = append(m.inc.Expectations, x)
+}
+
+// v1Impact maps an IODEF v1 Impact (RFC 5070 section 3.10.1): its type
+// to the v2 SystemImpact type of the v1Impact table, its text to the
+// description.
+func (m *mapper) v1Impact(n *element) *irxv1.SystemImpact {
+	si := &irxv1.SystemImpact{Description: n.textValue()}
+	if v, _, ok := enumAttr(m, n, "severity", severityEnum); ok {
+		si.Severity = v
+	}
+	if v, _, ok := enumAttr(m, n, "completion", completionEnum); ok {
+		si.Successful = v
+	}
+	if a := n.findAttr("type"); a != nil {
+		a.used = true
+		typ := strings.TrimSpace(a.value)
+		if typ == "ext-value" {
+			typ, _ = n.attr("ext-type")
+		}
+		if row, ok := v1Impact[typ]; ok {
+			si.Type = strings.TrimPrefix(row.systemImpact, "ext-value:")
+			m.imply(row.taxonomy)
+		} else {
+			si.Type = typ
+		}
+	}
+	return si
+}
+
+// imply records a taxonomy entry an impact or a method implies.
+func (m *mapper) imply(t *irxv1.Taxonomy) {
+	if t == nil {
+		return
+	}
+	for _, have := range m.impliedTaxa {
+		if proto.Equal(have, t) {
+			return
+		}
+	}
+	m.impliedTaxa = append(m.impliedTaxa, proto.Clone(t).(*irxv1.Taxonomy))
 }

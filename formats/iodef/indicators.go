@@ -33,6 +33,11 @@ func (m *mapper) indicator(n *element, inherited irxv1.Restriction) {
 		return
 	}
 	base := &irxv1.Indicator{Restriction: m.part(r)}
+	if id := m.child(n, "IndicatorID"); id != nil {
+		name, _ := id.attr("name")
+		version, _ := id.attr("version")
+		base.IodefId = &irxv1.IndicatorId{Id: id.textValue(), Name: name, Version: version}
+	}
 	base.Description = m.firstText(n, "Description")
 	if k := m.child(n, "StartTime"); k != nil {
 		base.FirstSeenTime = m.timestamp(k)
@@ -43,9 +48,15 @@ func (m *mapper) indicator(n *element, inherited irxv1.Restriction) {
 	if k := m.child(n, "Confidence"); k != nil {
 		base.Confidence, _ = m.confidence(k)
 	}
-	for _, v := range values {
+	for i, v := range values {
 		ind := proto.Clone(base).(*irxv1.Indicator)
 		ind.Kind, ind.Value, ind.Restriction = v.kind, v.value, m.part(v.restriction)
+		if id := ind.GetIodefId(); id != nil && i > 0 {
+			// irx keeps one value per indicator: the further ones get
+			// ids of their own, derived from the sender's, so that an
+			// export has one IndicatorID per Indicator.
+			id.Id = fmt.Sprintf("%s-%d", id.GetId(), i+1)
+		}
 		m.inc.Indicators = append(m.inc.Indicators, ind)
 	}
 }
@@ -132,6 +143,10 @@ func (m *mapper) observable(n *element, r irxv1.Restriction) []indicatorValue {
 	}
 	for _, b := range m.children(n, "BulkObservable") {
 		kind, raw, ok := enumAttr(m, b, "type", bulkObservableTypeEnum)
+		if ext := b.findAttr("ext-type"); !ok && raw == "ext-value" && ext != nil && strings.TrimSpace(ext.value) == otherIndicatorType {
+			ext.used, b.findAttr("type").used = true, true
+			kind, ok = irxv1.IndicatorKind_INDICATOR_KIND_OTHER, true
+		}
 		if !ok && raw == "ext-value" {
 			// RFC 7970 section 7.2 lists C2 domains as ext-type "fqdn".
 			if ext := b.findAttr("ext-type"); ext != nil && slices.Contains([]string{"fqdn", "domain"}, strings.ToLower(strings.TrimSpace(ext.value))) {

@@ -1,13 +1,15 @@
 // Package iodef reads IODEF documents, the Incident Object Description
-// Exchange Format of RFC 7970 (v2) and RFC 5070 (v1, where its element
-// names coincide with v2's), into irx.v1.Incident records, which map class
-// for class to the IODEF v2 Incident.
+// Exchange Format of RFC 7970 (v2) and RFC 5070 (v1), into irx.v1.Incident
+// records, which map class for class to the IODEF v2 Incident, and writes
+// records as IODEF v2 (Encode).
 //
 // Decode makes one record of every Incident element. Nothing is dropped
-// silently: the document's Warning lists every element and attribute the
-// mapping does not use and every value it maps with a loss. The one
-// exception is GenerationTime, which irx assigns itself (each version of a
-// record gets its own).
+// silently: what the record has no field for is kept verbatim in it
+// (irx.v1.IodefExtra, under an information class decided per element),
+// and the document's Warning lists that and every value mapped with a
+// loss, each with its line. The TLP and the taxonomy are derived from the
+// document where it says them (derivation.go; docs/iodef.md has the
+// tables), the Options supplying only what it does not.
 //
 // The record's rules are checked as the team would check them, so every
 // record Decode returns passes record.Validate; a problem names the element
@@ -18,6 +20,7 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 
 	irxv1 "github.com/irxfed/irx/proto/irx/v1"
@@ -39,9 +42,9 @@ const (
 
 // Options supply what an IODEF document may not say.
 type Options struct {
-	// DefaultTLP is the TLP of an incident whose restriction is not a TLP
-	// colour (white, green, amber, red): IODEF has no TLP of its own. Zero:
-	// such an incident is refused (ErrNoTLP).
+	// DefaultTLP is the TLP of an incident whose document says nothing of
+	// it (no restriction, or "default"). Zero: RFC 7970's default
+	// restriction, private, gives TLP:RED.
 	DefaultTLP irxv1.Tlp
 	// DefaultTaxonomy is the taxonomy of an incident from which no
 	// Reference Security Incident Taxonomy entry can be derived. Nil: such
@@ -82,6 +85,10 @@ type Document struct {
 	// the values mapped with a loss, each with what was lost. The
 	// incidents that could not be mapped contribute to neither.
 	Ignored, Lossy []string
+	// Kept lists, in document order, the paths of the elements and
+	// attributes irx has no field for and keeps verbatim in the record
+	// (irx.v1.IodefExtra), which an export writes back.
+	Kept []string
 }
 
 // Decoded is one Incident element of a document: its record, or why there
@@ -97,6 +104,10 @@ type Decoded struct {
 	// Err is an ErrorList: every problem (up to 20) that kept the element
 	// from being mapped.
 	Err error
+	// Derived names the values ("tlp", "taxonomy") derived from the
+	// document (docs/iodef.md has the tables); Defaulted those taken from
+	// Options because the document says nothing of them.
+	Derived, Defaulted []string
 }
 
 // Decode reads one IODEF document from r and maps every Incident element;
@@ -132,6 +143,9 @@ func (d *Document) Warning() string {
 	if len(d.Ignored) > 0 {
 		parts = append(parts, "not mapped to irx.v1.Incident, ignored: "+countedList(d.Ignored))
 	}
+	if len(d.Kept) > 0 {
+		parts = append(parts, "kept verbatim (no irx field): "+countedList(d.Kept))
+	}
 	if len(d.Lossy) > 0 {
 		parts = append(parts, "mapped with a loss: "+countedList(d.Lossy))
 	}
@@ -145,21 +159,36 @@ func (d *Document) Warning() string {
 	return w
 }
 
+// atLine is an item of a warning list: what, and the line it is at.
+func atLine(s string, line int) string { return s + "\x00" + strconv.Itoa(line) }
+
 // countedList joins items in order of first appearance, each once, with
-// its count when it recurs: a document of a thousand indicators makes one
-// readable line.
+// the line of its first appearance and its count when it recurs: a
+// document of a thousand indicators makes one readable line.
 func countedList(items []string) string {
 	count := map[string]int{}
+	first := map[string]string{}
 	var order []string
-	for _, s := range items {
+	for _, item := range items {
+		s, line, _ := strings.Cut(item, "\x00")
 		if count[s] == 0 {
 			order = append(order, s)
+			first[s] = line
 		}
 		count[s]++
 	}
 	for i, s := range order {
-		if n := count[s]; n > 1 {
+		where := ""
+		if first[s] != "" {
+			where = "line " + first[s]
+		}
+		switch n := count[s]; {
+		case n > 1 && where != "":
+			order[i] = fmt.Sprintf("%s (%d, first at %s)", s, n, where)
+		case n > 1:
 			order[i] = fmt.Sprintf("%s (%d)", s, n)
+		case where != "":
+			order[i] = fmt.Sprintf("%s (%s)", s, where)
 		}
 	}
 	return strings.Join(order, ", ")

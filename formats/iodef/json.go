@@ -125,30 +125,6 @@ func readJSONTree(name string, data []byte) (*element, error) {
 	return root, nil
 }
 
-// xmlValue makes the value of an EXTENSION of dtype xml the XML element it
-// holds, as in an XML document; a value that is not one XML element stays
-// text.
-func (c *jconv) xmlValue(e *element) {
-	if !extensionClasses[e.name.Local] || len(e.children) > 0 {
-		return
-	}
-	if a := e.findAttr("dtype"); a == nil || strings.TrimSpace(a.value) != "xml" {
-		return
-	}
-	text := bytes.TrimSpace(e.text)
-	if len(text) == 0 || text[0] != '<' {
-		return
-	}
-	part, err := readTree(c.jr.name, text)
-	if err != nil {
-		return
-	}
-	walkTree(part, func(n *element) { n.line, n.col = e.line, e.col })
-	part.parent = e
-	e.children = append(e.children, part)
-	e.text = nil
-}
-
 func (jr *jreader) fail(off int64, path, format string, args ...any) error {
 	line, col := position(jr.data, off)
 	return &Error{Name: jr.name, Line: line, Column: col, Path: path, Msg: fmt.Sprintf(format, args...)}
@@ -264,7 +240,6 @@ func (c *jconv) newElement(parent *element, space, local string, off int64) *ele
 // e.
 func (c *jconv) fill(e *element, v *jvalue, path string) error {
 	local := e.name.Local
-	defer c.xmlValue(e)
 	for _, m := range v.members {
 		mpath := path + "/" + m.key
 		if w, ok := jsonWrappers[local+"/"+m.key]; ok {
@@ -661,7 +636,9 @@ func (jw *jwriter) object(e *element) {
 		jw.scalar(a.value, numberAttrs[a.name.Local] && (a.name.Local != "instance" || local == "RecordPattern"))
 	}
 	if extensionClasses[local] && len(e.children) > 0 {
-		// An EXTENSION of dtype xml holds XML; JSON holds it as text.
+		// An EXTENSION of dtype xml may hold XML elements; JSON holds
+		// them as text (which reads back as the element's text, as irx
+		// writes its own).
 		var sb strings.Builder
 		for _, k := range e.children {
 			sb.WriteString(fragment(k))

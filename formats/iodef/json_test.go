@@ -107,7 +107,11 @@ func TestJSONTranscodesXML(t *testing.T) {
 					t.Errorf("incident %d: XML error %v, JSON error %v", i+1, x.Err, j.Err)
 					continue
 				}
-				if !proto.Equal(x.Incident, j.Incident) {
+				// The parts the record keeps verbatim are the same parts,
+				// but their XML is written from the JSON's form, which
+				// RFC 8727 shapes otherwise (a Record's restriction on
+				// its RecordData, say).
+				if !proto.Equal(withoutKeptXML(x.Incident), withoutKeptXML(j.Incident)) {
 					t.Errorf("incident %d differs:\nXML  %v\nJSON %v\n%s", i+1, x.Incident, j.Incident, js.Bytes())
 				}
 			}
@@ -388,4 +392,19 @@ func TestJSONLayout(t *testing.T) {
 			t.Errorf("%s: the layout differs from json.Indent's:\n%s", file, out.Bytes())
 		}
 	}
+}
+
+// withoutKeptXML is inc without the XML of the parts it keeps verbatim.
+func withoutKeptXML(inc *irxv1.Incident) *irxv1.Incident {
+	if inc == nil {
+		return nil
+	}
+	c := proto.CloneOf(inc)
+	for _, list := range [][]*irxv1.IodefExtra{c.IodefExtrasPrivateUser, c.IodefExtrasIntruder, c.IodefExtrasPrivateSite,
+		c.IodefExtrasVulnerability, c.IodefExtrasEmbarrassing, c.IodefExtrasStatistical, c.IodefExtrasContact} {
+		for _, x := range list {
+			x.Xml = ""
+		}
+	}
+	return c
 }

@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	irxv1 "github.com/irxfed/irx/proto/irx/v1"
+	"github.com/irxfed/irx/record"
 )
 
 // maxErrorsPerIncident bounds an ErrorList: past it, a broken document
@@ -43,19 +44,38 @@ func mapDocument(name string, root *element, opts Options) (*Document, error) {
 			Msg: "holds no Incident element (in namespace " + ns + ")"}
 	}
 	doc := &Document{Name: name}
-	for i, n := range incidents {
+	for _, n := range incidents {
 		n.used = true
+	}
+	for i, n := range incidents {
 		m := &mapper{name: name, ns: ns, v1: ns == iodefV1NS, lang: docLang, opts: opts, incident: n, label: "Incident"}
 		if len(incidents) > 1 {
 			m.label = fmt.Sprintf("Incident[%d]", i+1)
 		}
 		inc := m.mapIncident(n)
-		out := Decoded{Index: i + 1, Line: n.line}
+		out := Decoded{Index: i + 1, Line: n.line, Derived: m.derived, Defaulted: m.defaulted}
 		if len(m.errs) > 0 {
 			out.Err = m.errs
 		} else {
 			out.Incident = inc
-			m.collectIgnored(n, &doc.Ignored)
+			if i == 0 {
+				// What the document says besides its incidents goes
+				// with the first.
+				for _, k := range root.children {
+					if !k.used {
+						m.keepExtra(k, "IODEF-Document/"+k.name.Local, fragment(k))
+						k.used = true
+						doc.Kept = append(doc.Kept, atLine("IODEF-Document/"+k.name.Local, k.line))
+					}
+				}
+			}
+			m.keepUnused(n, &doc.Kept)
+			// The kept parts count too: the record must stay one the
+			// team accepts (its size, the characters of its texts).
+			if err := record.Validate(inc, "incident"); err != nil {
+				m.errf(n, "", "the incident made from it, with the parts irx keeps verbatim, is invalid: %v", err)
+				out.Incident, out.Err = nil, m.errs
+			}
 			doc.Lossy = append(doc.Lossy, m.notes...)
 		}
 		doc.Incidents = append(doc.Incidents, out)
@@ -88,9 +108,13 @@ type mapper struct {
 
 	inc      *irxv1.Incident
 	incRestr irxv1.Restriction // what the incident's parts inherit in irx
-	taxa     []*irxv1.Taxonomy // derived from the document, in order
-	notes    []string          // values mapped with a loss
-	errs     ErrorList
+	taxa     []*irxv1.Taxonomy // named by the document, in order
+	// implied by its impacts and methods (derivation.go), in order
+	impliedTaxa []*irxv1.Taxonomy
+	// the values derived from the document and those taken from Options
+	derived, defaulted []string
+	notes              []string // values mapped with a loss
+	errs               ErrorList
 }
 
 // path names n from its Incident (or the document) down, as messages show
@@ -141,7 +165,7 @@ func (m *mapper) note(n *element, attr, value, format string, args ...any) {
 	if attr != "" {
 		s += "@" + attr + "=" + oneLine(value, 40)
 	}
-	m.notes = append(m.notes, s+" ("+fmt.Sprintf(format, args...)+")")
+	m.notes = append(m.notes, atLine(s+" ("+fmt.Sprintf(format, args...)+")", n.line))
 }
 
 // children returns n's IODEF children named local, marking them used.

@@ -322,3 +322,39 @@ func enumLabel(e protoreflect.Enum, prefix string) string {
 	name := strings.TrimPrefix(string(e.Descriptor().Values().ByNumber(e.Number()).Name()), prefix)
 	return strings.ToLower(strings.ReplaceAll(name, "_", "-"))
 }
+
+// --- the information class of kept parts ---
+
+// extraClassOf is the RFC 2350 class of an IODEF element irx keeps
+// verbatim, by the element's name; a part takes the class of its closest
+// element listed (System decides by its category, see extraClass). What
+// is not listed is private user information.
+var extraClassOf = map[string]irxv1.InfoClass{
+	// Who to talk to.
+	"Contact": irxv1.InfoClass_INFO_CLASS_CONTACT, "ContactName": irxv1.InfoClass_INFO_CLASS_CONTACT,
+	"ContactTitle": irxv1.InfoClass_INFO_CLASS_CONTACT, "RegistryHandle": irxv1.InfoClass_INFO_CLASS_CONTACT,
+	"Email": irxv1.InfoClass_INFO_CLASS_CONTACT, "Telephone": irxv1.InfoClass_INFO_CLASS_CONTACT,
+	"Timezone": irxv1.InfoClass_INFO_CLASS_CONTACT, "DomainContacts": irxv1.InfoClass_INFO_CLASS_CONTACT,
+	// The intruder: what to look for, who is behind it.
+	"Indicator": irxv1.InfoClass_INFO_CLASS_INTRUDER, "IndicatorData": irxv1.InfoClass_INFO_CLASS_INTRUDER,
+	"ThreatActor": irxv1.InfoClass_INFO_CLASS_INTRUDER, "Campaign": irxv1.InfoClass_INFO_CLASS_INTRUDER,
+	"RelatedActivity": irxv1.InfoClass_INFO_CLASS_INTRUDER, "DetectionPattern": irxv1.InfoClass_INFO_CLASS_INTRUDER,
+	// How it worked.
+	"Method": irxv1.InfoClass_INFO_CLASS_VULNERABILITY, "Reference": irxv1.InfoClass_INFO_CLASS_VULNERABILITY,
+	"Vulnerability": irxv1.InfoClass_INFO_CLASS_VULNERABILITY, "Weakness": irxv1.InfoClass_INFO_CLASS_VULNERABILITY,
+	"AttackPattern": irxv1.InfoClass_INFO_CLASS_VULNERABILITY,
+	// What it cost the site.
+	"Assessment": irxv1.InfoClass_INFO_CLASS_EMBARRASSING, "Impact": irxv1.InfoClass_INFO_CLASS_EMBARRASSING,
+	"SystemImpact": irxv1.InfoClass_INFO_CLASS_EMBARRASSING, "BusinessImpact": irxv1.InfoClass_INFO_CLASS_EMBARRASSING,
+	"TimeImpact": irxv1.InfoClass_INFO_CLASS_EMBARRASSING, "MonetaryImpact": irxv1.InfoClass_INFO_CLASS_EMBARRASSING,
+	"IntendedImpact": irxv1.InfoClass_INFO_CLASS_EMBARRASSING, "MitigatingFactor": irxv1.InfoClass_INFO_CLASS_EMBARRASSING,
+	"Cause": irxv1.InfoClass_INFO_CLASS_EMBARRASSING,
+	// Counts and categories.
+	"Counter": irxv1.InfoClass_INFO_CLASS_STATISTICAL, "IncidentCategory": irxv1.InfoClass_INFO_CLASS_STATISTICAL,
+	// The site: where, what it runs, what it did, what it asks.
+	"Node": irxv1.InfoClass_INFO_CLASS_PRIVATE_SITE, "Location": irxv1.InfoClass_INFO_CLASS_PRIVATE_SITE,
+	"PostalAddress": irxv1.InfoClass_INFO_CLASS_PRIVATE_SITE, "Discovery": irxv1.InfoClass_INFO_CLASS_PRIVATE_SITE,
+	"History": irxv1.InfoClass_INFO_CLASS_PRIVATE_SITE, "Expectation": irxv1.InfoClass_INFO_CLASS_PRIVATE_SITE,
+	// Log records name users: private user information (also the default).
+	"Record": irxv1.InfoClass_INFO_CLASS_PRIVATE_USER, "RecordData": irxv1.InfoClass_INFO_CLASS_PRIVATE_USER,
+}

@@ -46,10 +46,9 @@ type attribute struct {
 //
 // Entities are safe by construction: encoding/xml, in its default strict
 // mode, expands only XML's five predefined entities and character
-// references. A DTD reaches the decoder as one Directive token, which is
-// skipped, so no entity it declares (an exponential "billion laughs"
-// expansion, an external entity naming a file or a URL) is expanded or
-// fetched: a reference to one is a syntax error.
+// references, and a DTD (one Directive token) is refused outright,
+// whatever it declares (parameter entities, an exponential "billion
+// laughs" expansion, an external entity naming a file or a URL).
 func readTree(name string, data []byte) (*element, error) {
 	dec := xml.NewDecoder(bytes.NewReader(data))
 	var (
@@ -115,6 +114,11 @@ func readTree(name string, data []byte) (*element, error) {
 			stack = append(stack, n)
 		case xml.EndElement:
 			stack = stack[:len(stack)-1]
+		case xml.Directive:
+			// A DTD can declare entities (external ones naming files or
+			// URLs, parameter entities, exponential expansions); IODEF
+			// needs none, so any DTD is refused rather than skipped.
+			return nil, fail(line, col, where(), "a DTD (<!%s…>) is not allowed in an IODEF document: remove the DOCTYPE", oneLine(string(bytes.Fields(t)[0]), 20))
 		case xml.CharData:
 			if len(stack) == 0 {
 				if len(bytes.TrimSpace(t)) > 0 {

@@ -44,7 +44,7 @@ var allowed = []struct {
 	{"node", []string{"node/", "internal/wire", "policy", "formats/", "errdefs", "errdefs/errgrpc", "record", "pki", "proto/irx/v1"}},
 	{"federation", []string{"internal/wire", "policy", "formats/", "errdefs", "errdefs/errgrpc", "record", "pki", "proto/irx/v1"}},
 	{"cmd/internal/", nil},
-	{"cmd/", []string{"cmd/internal/", "federation", "node", "node/fsm", "internal/wire", "policy", "policy/release", "formats/", "errdefs", "errdefs/errgrpc", "record", "pki", "proto/irx/v1"}},
+	{"cmd/", []string{"cmd/internal/", "federation", "node", "node/fsm", "node/backup", "internal/wire", "policy", "policy/release", "formats/", "errdefs", "errdefs/errgrpc", "record", "pki", "proto/irx/v1"}},
 	{"test/irxdtest", []string{"pki", "record", "proto/irx/v1"}},
 	{"test/", []string{"test/irxdtest", "test/atrest", "internal/wire", "federation", "node", "node/", "policy", "formats/", "errdefs", "errdefs/errgrpc", "record", "pki", "proto/irx/v1"}},
 	{"internal/", nil},

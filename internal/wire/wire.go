@@ -60,13 +60,15 @@ const (
 
 	// irx.v1.SubscribeResponse, FeedItem and ApplyPeerFeedCommand: the
 	// puller, which passes a peer's items into its log entries undecoded.
-	SubscribeResponseItems         protowire.Number = 1
-	SubscribeResponseCursor        protowire.Number = 2
-	SubscribeResponseHead          protowire.Number = 3
-	SubscribeResponseHeadTime      protowire.Number = 4
-	SubscribeResponsePolicyVersion protowire.Number = 5
-	FeedItemSequence               protowire.Number = 1
-	ApplyPeerFeedItems             protowire.Number = 5
+	SubscribeResponseItems                protowire.Number = 1
+	SubscribeResponseCursor               protowire.Number = 2
+	SubscribeResponseHead                 protowire.Number = 3
+	SubscribeResponseHeadTime             protowire.Number = 4
+	SubscribeResponsePolicyVersion        protowire.Number = 5
+	SubscribeResponseGeneration           protowire.Number = 400
+	SubscribeResponseRestoredFeedSequence protowire.Number = 401
+	FeedItemSequence                      protowire.Number = 1
+	ApplyPeerFeedItems                    protowire.Number = 5
 
 	// The answers that carry a record just stored as it was stored.
 	CreateIncidentResponseIncident protowire.Number = 1

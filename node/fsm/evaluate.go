@@ -86,6 +86,16 @@ func withoutOutputOnly(inc *irxv1.Incident) *irxv1.Incident {
 		DisclosureConsent:    inc.DisclosureConsent,
 		WithdrawTime:         inc.WithdrawTime,
 		WithdrawReason:       inc.WithdrawReason,
+		// What an IODEF import keeps.
+		SenderGenerationTime:     inc.SenderGenerationTime,
+		Expectations:             inc.Expectations,
+		IodefExtrasPrivateUser:   inc.IodefExtrasPrivateUser,
+		IodefExtrasIntruder:      inc.IodefExtrasIntruder,
+		IodefExtrasPrivateSite:   inc.IodefExtrasPrivateSite,
+		IodefExtrasVulnerability: inc.IodefExtrasVulnerability,
+		IodefExtrasEmbarrassing:  inc.IodefExtrasEmbarrassing,
+		IodefExtrasStatistical:   inc.IodefExtrasStatistical,
+		IodefExtrasContact:       inc.IodefExtrasContact,
 	}
 	if unknown := inc.ProtoReflect().GetUnknown(); len(unknown) > 0 {
 		out.ProtoReflect().SetUnknown(unknown)

@@ -310,6 +310,7 @@ func (a *applier) applyPeerFeed(c *irxv1.ApplyPeerFeedCommand) *Result {
 	}
 	st.InboundCursor = c.GetCursor()
 	st.InboundPolicyVersion = c.GetPolicyVersion()
+	st.InboundGeneration = c.GetGeneration()
 	st.InboundHead = max(c.GetHead(), c.GetCursor())
 	st.InboundHeadTime = c.GetHeadTime()
 	a.setProto(st, peerStateKey(peer))

@@ -144,6 +144,9 @@ type FSM struct {
 	applied    atomic.Uint64
 	lastTicket atomic.Uint64
 	feedSeq    atomic.Uint64
+	// restored is the state's RestoreMark, nil for a team never restored.
+	// It changes only with the database (Restore).
+	restored atomic.Pointer[irxv1.RestoreMark]
 
 	// tombstones mirrors the tomb/ keys: up to which version each origin
 	// withdrew a foreign incident. Every received record is checked
@@ -277,6 +280,13 @@ func (f *FSM) adopt(db *pebble.DB) error {
 	if err != nil {
 		return err
 	}
+	mark := &irxv1.RestoreMark{}
+	if found, err := getProto(db, keyRestore, mark); err != nil {
+		return err
+	} else if !found {
+		mark = nil
+	}
+	f.restored.Store(mark)
 	f.db, f.tombstones, f.foreignHigh, f.netBits = db, tombstones, high, nb
 	f.access.Store(access)
 	return nil
@@ -328,6 +338,10 @@ func (f *FSM) LastTicket() uint64 { return f.lastTicket.Load() }
 
 // FeedSequence is the last sequence number of the team's feed.
 func (f *FSM) FeedSequence() uint64 { return f.feedSeq.Load() }
+
+// Restored returns the mark of the restore that started this team, nil if
+// it was never restored from a backup.
+func (f *FSM) Restored() *irxv1.RestoreMark { return f.restored.Load() }
 
 // Apply implements raft.FSM.
 func (f *FSM) Apply(l *raft.Log) any { return f.ApplyBatch([]*raft.Log{l})[0] }
@@ -620,6 +634,8 @@ func (a *applier) applyOne(cmd *irxv1.Command, index uint64) *Result {
 		return a.applyPeerFeed(k.ApplyPeerFeed)
 	case *irxv1.Command_AcknowledgePeer:
 		return a.acknowledgePeer(k.AcknowledgePeer)
+	case *irxv1.Command_ResyncPeer:
+		return a.resyncPeer(k.ResyncPeer)
 	case *irxv1.Command_SetTeamDescription:
 		return a.setTeamDescription(k.SetTeamDescription)
 	case *irxv1.Command_Redisclose:

@@ -16,6 +16,7 @@ import (
 //	m/applied                                  last applied Raft index (same batch as the data)
 //	m/ticket                                   last ticket assigned by this team
 //	m/feed                                     last feed sequence
+//	m/restore                                  RestoreMark of a team started from a backup
 //	inc/<team>\0<ticket8>                      latest version of an incident
 //	ver/<team>\0<ticket8><version8>            every version of an incident
 //	feed/<seq8>                                FeedEntry
@@ -32,6 +33,7 @@ var (
 	keyApplied = []byte("m/applied")
 	keyTicket  = []byte("m/ticket")
 	keyFeed    = []byte("m/feed")
+	keyRestore = []byte("m/restore")
 
 	prefixIncident = []byte("inc/")
 	prefixVersion  = []byte("ver/")

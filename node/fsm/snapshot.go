@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash"
 	"hash/crc32"
 	"io"
 	"log/slog"
@@ -15,6 +16,8 @@ import (
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/hashicorp/raft"
+
+	irxv1 "github.com/irxfed/irx/proto/irx/v1"
 )
 
 // Snapshot stream format: magic, then (uvarint key length, key, uvarint
@@ -61,27 +64,121 @@ func (s *snapshot) write(w io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("fsm: snapshot: %w", err)
 	}
-	crc := crc32.New(crcTable)
-	bw := bufio.NewWriterSize(io.MultiWriter(w, crc), 1<<20)
-	var n [binary.MaxVarintLen64]byte
-	bw.Write(snapshotMagic)
+	sw := newStreamWriter(w)
 	for valid := it.First(); valid; valid = it.Next() {
-		for _, b := range [][]byte{it.Key(), it.Value()} {
-			bw.Write(n[:binary.PutUvarint(n[:], uint64(len(b)))])
-			bw.Write(b)
-		}
+		sw.put(it.Key(), it.Value())
 	}
 	if err := it.Close(); err != nil {
 		return fmt.Errorf("fsm: snapshot: %w", err)
 	}
-	bw.Write(n[:binary.PutUvarint(n[:], 0)])
-	if err := bw.Flush(); err != nil {
+	return sw.finish()
+}
+
+// streamWriter writes the snapshot stream format.
+type streamWriter struct {
+	w   io.Writer
+	crc hash.Hash32
+	bw  *bufio.Writer
+	n   [binary.MaxVarintLen64]byte
+}
+
+func newStreamWriter(w io.Writer) *streamWriter {
+	crc := crc32.New(crcTable)
+	sw := &streamWriter{w: w, crc: crc, bw: bufio.NewWriterSize(io.MultiWriter(w, crc), 1<<20)}
+	sw.bw.Write(snapshotMagic)
+	return sw
+}
+
+// put writes one key and value; a write error is reported by finish.
+func (sw *streamWriter) put(k, v []byte) {
+	for _, b := range [][]byte{k, v} {
+		sw.bw.Write(sw.n[:binary.PutUvarint(sw.n[:], uint64(len(b)))])
+		sw.bw.Write(b)
+	}
+}
+
+// finish writes the end marker and the checksum.
+func (sw *streamWriter) finish() error {
+	sw.bw.Write(sw.n[:binary.PutUvarint(sw.n[:], 0)])
+	if err := sw.bw.Flush(); err != nil {
 		return fmt.Errorf("fsm: snapshot: %w", err)
 	}
-	if _, err := w.Write(binary.BigEndian.AppendUint32(nil, crc.Sum32())); err != nil {
+	if _, err := sw.w.Write(binary.BigEndian.AppendUint32(nil, sw.crc.Sum32())); err != nil {
 		return fmt.Errorf("fsm: snapshot: %w", err)
 	}
 	return nil
+}
+
+// RestoredSnapshot copies the snapshot stream of a backup from r to w as
+// the first snapshot of a team restored from it: the same state, with a
+// RestoreMark of generation (the caller's, unique to this restore; not 0)
+// that records where the backup left the feed and the tickets. It
+// returns the mark. The stream is checked as Restore checks
+// it; w is complete only when it returns nil.
+//
+// The mark goes into the state, not beside it, so every member of the
+// restored team has it from the first snapshot it installs, and the
+// federation reads it from the state it serves from.
+func RestoredSnapshot(w io.Writer, r io.Reader, generation uint64) (*irxv1.RestoreMark, error) {
+	if generation == 0 {
+		return nil, errors.New("fsm: a restore's generation must not be 0")
+	}
+	in := &chunkReader{r: bufio.NewReaderSize(r, 1<<20)}
+	magic := make([]byte, len(snapshotMagic))
+	if _, err := io.ReadFull(in.r, magic); err != nil || !bytes.Equal(magic, snapshotMagic) {
+		return nil, fmt.Errorf("%w: bad header", ErrCorruptSnapshot)
+	}
+	in.crc = crc32.Update(0, crcTable, magic)
+	sw := newStreamWriter(w)
+	mark := &irxv1.RestoreMark{Generation: generation}
+	for {
+		key, err := in.chunk()
+		if err != nil {
+			return nil, err
+		}
+		if key == nil {
+			break
+		}
+		val, err := in.chunk()
+		if err != nil {
+			return nil, err
+		}
+		var counter *uint64
+		switch {
+		case bytes.Equal(key, keyRestore):
+			continue // replaced below
+		case bytes.Equal(key, keyFeed):
+			counter = &mark.FeedSequence
+		case bytes.Equal(key, keyTicket):
+			counter = &mark.LastTicket
+		case bytes.Equal(key, keyApplied):
+			counter = &mark.RaftIndex
+		}
+		if counter != nil {
+			if len(val) != 8 {
+				return nil, fmt.Errorf("%w: %s is %d bytes", ErrCorruptSnapshot, key, len(val))
+			}
+			*counter = binary.BigEndian.Uint64(val)
+		}
+		sw.put(key, val)
+	}
+	var sum [4]byte
+	if _, err := io.ReadFull(in.r, sum[:]); err != nil {
+		return nil, fmt.Errorf("%w: missing checksum", ErrCorruptSnapshot)
+	}
+	if binary.BigEndian.Uint32(sum[:]) != in.crc {
+		return nil, fmt.Errorf("%w: checksum mismatch", ErrCorruptSnapshot)
+	}
+	enc, err := marshal.Marshal(mark)
+	if err != nil {
+		return nil, fmt.Errorf("fsm: restore mark: %w", err)
+	}
+	// Restore loads keys in any order: the mark can follow the rest.
+	sw.put(keyRestore, enc)
+	if err := sw.finish(); err != nil {
+		return nil, err
+	}
+	return mark, nil
 }
 
 // Release implements raft.FSMSnapshot.

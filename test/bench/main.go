@@ -75,8 +75,11 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	if len(args) > 0 && args[0] == "iodef" {
 		return runIODEF(ctx, args[1:], out)
 	}
+	if len(args) > 0 && args[0] == "scale" {
+		return runScale(ctx, args[1:], out)
+	}
 	if len(args) == 0 || args[0] != "ingest" {
-		return errors.New("usage: bench ingest|federation|streams|compare-etcd|iodef [flags]  (bench ingest -h for the flags)")
+		return errors.New("usage: bench ingest|federation|streams|compare-etcd|iodef|scale [flags]  (bench ingest -h for the flags)")
 	}
 	fs := flag.NewFlagSet("ingest", flag.ContinueOnError)
 	var (

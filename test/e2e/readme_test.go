@@ -410,7 +410,8 @@ func TestReadmeIrxctlRuns(t *testing.T) {
 	rewrite := strings.NewReplacer(
 		"go run ./cmd/irxctl ", irxctl+" ",
 		"127.0.0.1:7400", n.APIAddr,
-		"cert-b/", partner)
+		"cert-b/", partner,
+		"dev.irxbackup", filepath.Join(tmp, "dev.irxbackup"))
 	env := []string{"IRXCTL_CONFIG=" + filepath.Join(tmp, "config.yaml")}
 	for _, kv := range os.Environ() {
 		if !strings.HasPrefix(kv, "IRX_") && !strings.HasPrefix(kv, "IRXCTL_") {

@@ -136,6 +136,7 @@ type Command struct {
 	//	*Command_ReceiveSightings
 	//	*Command_PublishStatistics
 	//	*Command_SpendPrivacyBudget
+	//	*Command_ResyncPeer
 	Kind isCommand_Kind `protobuf_oneof:"kind"`
 	// The operator call that proposed the command (identity, method, request
 	// id), for operator calls only. The state machine stores it, with the
@@ -424,6 +425,15 @@ func (x *Command) GetSpendPrivacyBudget() *SpendPrivacyBudgetCommand {
 	return nil
 }
 
+func (x *Command) GetResyncPeer() *ResyncPeerCommand {
+	if x != nil {
+		if x, ok := x.Kind.(*Command_ResyncPeer); ok {
+			return x.ResyncPeer
+		}
+	}
+	return nil
+}
+
 func (x *Command) GetActor() *OperatorAction {
 	if x != nil {
 		return x.Actor
@@ -569,6 +579,11 @@ type Command_SpendPrivacyBudget struct {
 	SpendPrivacyBudget *SpendPrivacyBudgetCommand `protobuf:"bytes,21,opt,name=spend_privacy_budget,json=spendPrivacyBudget,proto3,oneof"`
 }
 
+type Command_ResyncPeer struct {
+	// Follow a peer restored from a backup older than our cursor.
+	ResyncPeer *ResyncPeerCommand `protobuf:"bytes,35,opt,name=resync_peer,json=resyncPeer,proto3,oneof"`
+}
+
 func (*Command_CreateIncident) isCommand_Kind() {}
 
 func (*Command_UpdateIncident) isCommand_Kind() {}
@@ -620,6 +635,8 @@ func (*Command_ReceiveSightings) isCommand_Kind() {}
 func (*Command_PublishStatistics) isCommand_Kind() {}
 
 func (*Command_SpendPrivacyBudget) isCommand_Kind() {}
+
+func (*Command_ResyncPeer) isCommand_Kind() {}
 
 // RediscloseCommand appends a feed entry that makes the feed served to a
 // peer disclose again every version the peer holds of the incidents with
@@ -1007,7 +1024,10 @@ type ApplyPeerFeedCommand struct {
 	// characters). A rule the state machine applies must be named in the
 	// entry: entries logged before the rules existed apply as they did, on
 	// every node.
-	CheckText     bool `protobuf:"varint,8,opt,name=check_text,json=checkText,proto3" json:"check_text,omitempty"`
+	CheckText bool `protobuf:"varint,8,opt,name=check_text,json=checkText,proto3" json:"check_text,omitempty"`
+	// The peer's restore generation the batch was served under; stored with
+	// the cursor.
+	Generation    uint64 `protobuf:"varint,400,opt,name=generation,proto3" json:"generation,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1098,6 +1118,101 @@ func (x *ApplyPeerFeedCommand) GetCheckText() bool {
 	return false
 }
 
+func (x *ApplyPeerFeedCommand) GetGeneration() uint64 {
+	if x != nil {
+		return x.Generation
+	}
+	return 0
+}
+
+// ResyncPeerCommand follows a peer that was restored from a backup older
+// than our cursor in its feed: the entries we applied after the backup's
+// last one are gone at the peer, which numbers its new records, versions
+// and feed entries from there again. We drop every copy we hold of the
+// peer's own records (their versions, indexes and tombstones) and read its
+// feed again from the start, under the new generation. Applies only if our
+// cursor and generation are still from_cursor and from_generation.
+type ResyncPeerCommand struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The restored peer.
+	PeerTeamId string `protobuf:"bytes,1,opt,name=peer_team_id,json=peerTeamId,proto3" json:"peer_team_id,omitempty"`
+	// Our cursor in the peer's feed when the proposer saw the restore.
+	FromCursor uint64 `protobuf:"varint,2,opt,name=from_cursor,json=fromCursor,proto3" json:"from_cursor,omitempty"`
+	// Our generation of the peer's feed then.
+	FromGeneration uint64 `protobuf:"varint,3,opt,name=from_generation,json=fromGeneration,proto3" json:"from_generation,omitempty"`
+	// The peer's generation now.
+	Generation uint64 `protobuf:"varint,4,opt,name=generation,proto3" json:"generation,omitempty"`
+	// The last feed sequence of the backup the peer was restored from.
+	RestoredFeedSequence uint64 `protobuf:"varint,5,opt,name=restored_feed_sequence,json=restoredFeedSequence,proto3" json:"restored_feed_sequence,omitempty"`
+	unknownFields        protoimpl.UnknownFields
+	sizeCache            protoimpl.SizeCache
+}
+
+func (x *ResyncPeerCommand) Reset() {
+	*x = ResyncPeerCommand{}
+	mi := &file_irx_v1_command_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ResyncPeerCommand) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ResyncPeerCommand) ProtoMessage() {}
+
+func (x *ResyncPeerCommand) ProtoReflect() protoreflect.Message {
+	mi := &file_irx_v1_command_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ResyncPeerCommand.ProtoReflect.Descriptor instead.
+func (*ResyncPeerCommand) Descriptor() ([]byte, []int) {
+	return file_irx_v1_command_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *ResyncPeerCommand) GetPeerTeamId() string {
+	if x != nil {
+		return x.PeerTeamId
+	}
+	return ""
+}
+
+func (x *ResyncPeerCommand) GetFromCursor() uint64 {
+	if x != nil {
+		return x.FromCursor
+	}
+	return 0
+}
+
+func (x *ResyncPeerCommand) GetFromGeneration() uint64 {
+	if x != nil {
+		return x.FromGeneration
+	}
+	return 0
+}
+
+func (x *ResyncPeerCommand) GetGeneration() uint64 {
+	if x != nil {
+		return x.Generation
+	}
+	return 0
+}
+
+func (x *ResyncPeerCommand) GetRestoredFeedSequence() uint64 {
+	if x != nil {
+		return x.RestoredFeedSequence
+	}
+	return 0
+}
+
 // AcknowledgePeerCommand records that a peer applied our feed up to a
 // cursor. Only acknowledgements that advance the stored cursor apply.
 type AcknowledgePeerCommand struct {
@@ -1123,7 +1238,7 @@ type AcknowledgePeerCommand struct {
 
 func (x *AcknowledgePeerCommand) Reset() {
 	*x = AcknowledgePeerCommand{}
-	mi := &file_irx_v1_command_proto_msgTypes[8]
+	mi := &file_irx_v1_command_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1135,7 +1250,7 @@ func (x *AcknowledgePeerCommand) String() string {
 func (*AcknowledgePeerCommand) ProtoMessage() {}
 
 func (x *AcknowledgePeerCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_command_proto_msgTypes[8]
+	mi := &file_irx_v1_command_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1148,7 +1263,7 @@ func (x *AcknowledgePeerCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AcknowledgePeerCommand.ProtoReflect.Descriptor instead.
 func (*AcknowledgePeerCommand) Descriptor() ([]byte, []int) {
-	return file_irx_v1_command_proto_rawDescGZIP(), []int{8}
+	return file_irx_v1_command_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *AcknowledgePeerCommand) GetPeerTeamId() string {
@@ -1223,7 +1338,7 @@ type LedgerEntry struct {
 
 func (x *LedgerEntry) Reset() {
 	*x = LedgerEntry{}
-	mi := &file_irx_v1_command_proto_msgTypes[9]
+	mi := &file_irx_v1_command_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1235,7 +1350,7 @@ func (x *LedgerEntry) String() string {
 func (*LedgerEntry) ProtoMessage() {}
 
 func (x *LedgerEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_command_proto_msgTypes[9]
+	mi := &file_irx_v1_command_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1248,7 +1363,7 @@ func (x *LedgerEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LedgerEntry.ProtoReflect.Descriptor instead.
 func (*LedgerEntry) Descriptor() ([]byte, []int) {
-	return file_irx_v1_command_proto_rawDescGZIP(), []int{9}
+	return file_irx_v1_command_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *LedgerEntry) GetIncidentId() string {
@@ -1326,7 +1441,7 @@ type CommandBatch struct {
 
 func (x *CommandBatch) Reset() {
 	*x = CommandBatch{}
-	mi := &file_irx_v1_command_proto_msgTypes[10]
+	mi := &file_irx_v1_command_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1338,7 +1453,7 @@ func (x *CommandBatch) String() string {
 func (*CommandBatch) ProtoMessage() {}
 
 func (x *CommandBatch) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_command_proto_msgTypes[10]
+	mi := &file_irx_v1_command_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1351,7 +1466,7 @@ func (x *CommandBatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommandBatch.ProtoReflect.Descriptor instead.
 func (*CommandBatch) Descriptor() ([]byte, []int) {
-	return file_irx_v1_command_proto_rawDescGZIP(), []int{10}
+	return file_irx_v1_command_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *CommandBatch) GetCommands() []*Command {
@@ -1377,7 +1492,7 @@ type SetPolicyCommand struct {
 
 func (x *SetPolicyCommand) Reset() {
 	*x = SetPolicyCommand{}
-	mi := &file_irx_v1_command_proto_msgTypes[11]
+	mi := &file_irx_v1_command_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1389,7 +1504,7 @@ func (x *SetPolicyCommand) String() string {
 func (*SetPolicyCommand) ProtoMessage() {}
 
 func (x *SetPolicyCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_command_proto_msgTypes[11]
+	mi := &file_irx_v1_command_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1402,7 +1517,7 @@ func (x *SetPolicyCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetPolicyCommand.ProtoReflect.Descriptor instead.
 func (*SetPolicyCommand) Descriptor() ([]byte, []int) {
-	return file_irx_v1_command_proto_rawDescGZIP(), []int{11}
+	return file_irx_v1_command_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *SetPolicyCommand) GetPolicy() *DisclosurePolicy {
@@ -1428,7 +1543,7 @@ type LeaderNoopCommand struct {
 
 func (x *LeaderNoopCommand) Reset() {
 	*x = LeaderNoopCommand{}
-	mi := &file_irx_v1_command_proto_msgTypes[12]
+	mi := &file_irx_v1_command_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1440,7 +1555,7 @@ func (x *LeaderNoopCommand) String() string {
 func (*LeaderNoopCommand) ProtoMessage() {}
 
 func (x *LeaderNoopCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_command_proto_msgTypes[12]
+	mi := &file_irx_v1_command_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1453,7 +1568,7 @@ func (x *LeaderNoopCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaderNoopCommand.ProtoReflect.Descriptor instead.
 func (*LeaderNoopCommand) Descriptor() ([]byte, []int) {
-	return file_irx_v1_command_proto_rawDescGZIP(), []int{12}
+	return file_irx_v1_command_proto_rawDescGZIP(), []int{13}
 }
 
 // CreateIncidentCommand records a new incident; the state machine assigns
@@ -1490,7 +1605,7 @@ type CreateIncidentCommand struct {
 
 func (x *CreateIncidentCommand) Reset() {
 	*x = CreateIncidentCommand{}
-	mi := &file_irx_v1_command_proto_msgTypes[13]
+	mi := &file_irx_v1_command_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1502,7 +1617,7 @@ func (x *CreateIncidentCommand) String() string {
 func (*CreateIncidentCommand) ProtoMessage() {}
 
 func (x *CreateIncidentCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_command_proto_msgTypes[13]
+	mi := &file_irx_v1_command_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1515,7 +1630,7 @@ func (x *CreateIncidentCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateIncidentCommand.ProtoReflect.Descriptor instead.
 func (*CreateIncidentCommand) Descriptor() ([]byte, []int) {
-	return file_irx_v1_command_proto_rawDescGZIP(), []int{13}
+	return file_irx_v1_command_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *CreateIncidentCommand) GetIncident() *Incident {
@@ -1570,7 +1685,7 @@ type UpdateIncidentCommand struct {
 
 func (x *UpdateIncidentCommand) Reset() {
 	*x = UpdateIncidentCommand{}
-	mi := &file_irx_v1_command_proto_msgTypes[14]
+	mi := &file_irx_v1_command_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1582,7 +1697,7 @@ func (x *UpdateIncidentCommand) String() string {
 func (*UpdateIncidentCommand) ProtoMessage() {}
 
 func (x *UpdateIncidentCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_command_proto_msgTypes[14]
+	mi := &file_irx_v1_command_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1595,7 +1710,7 @@ func (x *UpdateIncidentCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateIncidentCommand.ProtoReflect.Descriptor instead.
 func (*UpdateIncidentCommand) Descriptor() ([]byte, []int) {
-	return file_irx_v1_command_proto_rawDescGZIP(), []int{14}
+	return file_irx_v1_command_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *UpdateIncidentCommand) GetIncident() *Incident {
@@ -1655,7 +1770,7 @@ type FeedEntry struct {
 
 func (x *FeedEntry) Reset() {
 	*x = FeedEntry{}
-	mi := &file_irx_v1_command_proto_msgTypes[15]
+	mi := &file_irx_v1_command_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1667,7 +1782,7 @@ func (x *FeedEntry) String() string {
 func (*FeedEntry) ProtoMessage() {}
 
 func (x *FeedEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_command_proto_msgTypes[15]
+	mi := &file_irx_v1_command_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1680,7 +1795,7 @@ func (x *FeedEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FeedEntry.ProtoReflect.Descriptor instead.
 func (*FeedEntry) Descriptor() ([]byte, []int) {
-	return file_irx_v1_command_proto_rawDescGZIP(), []int{15}
+	return file_irx_v1_command_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *FeedEntry) GetSequence() uint64 {
@@ -1796,13 +1911,16 @@ type PeerState struct {
 	ReceivedReplacements uint64 `protobuf:"varint,15,opt,name=received_replacements,json=receivedReplacements,proto3" json:"received_replacements,omitempty"`
 	// Replacements (and erasures) of held versions the peer acknowledged.
 	SentReplacements uint64 `protobuf:"varint,16,opt,name=sent_replacements,json=sentReplacements,proto3" json:"sent_replacements,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// The peer's restore generation our inbound cursor counts in (see
+	// RestoreMark); 0 while the peer was never restored.
+	InboundGeneration uint64 `protobuf:"varint,400,opt,name=inbound_generation,json=inboundGeneration,proto3" json:"inbound_generation,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *PeerState) Reset() {
 	*x = PeerState{}
-	mi := &file_irx_v1_command_proto_msgTypes[16]
+	mi := &file_irx_v1_command_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1814,7 +1932,7 @@ func (x *PeerState) String() string {
 func (*PeerState) ProtoMessage() {}
 
 func (x *PeerState) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_command_proto_msgTypes[16]
+	mi := &file_irx_v1_command_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1827,7 +1945,7 @@ func (x *PeerState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PeerState.ProtoReflect.Descriptor instead.
 func (*PeerState) Descriptor() ([]byte, []int) {
-	return file_irx_v1_command_proto_rawDescGZIP(), []int{16}
+	return file_irx_v1_command_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *PeerState) GetInboundCursor() uint64 {
@@ -1942,6 +2060,13 @@ func (x *PeerState) GetSentReplacements() uint64 {
 	return 0
 }
 
+func (x *PeerState) GetInboundGeneration() uint64 {
+	if x != nil {
+		return x.InboundGeneration
+	}
+	return 0
+}
+
 // ChangeRoleCommand grants or revokes one role of an operator identity.
 type ChangeRoleCommand struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1961,7 +2086,7 @@ type ChangeRoleCommand struct {
 
 func (x *ChangeRoleCommand) Reset() {
 	*x = ChangeRoleCommand{}
-	mi := &file_irx_v1_command_proto_msgTypes[17]
+	mi := &file_irx_v1_command_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1973,7 +2098,7 @@ func (x *ChangeRoleCommand) String() string {
 func (*ChangeRoleCommand) ProtoMessage() {}
 
 func (x *ChangeRoleCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_command_proto_msgTypes[17]
+	mi := &file_irx_v1_command_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1986,7 +2111,7 @@ func (x *ChangeRoleCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChangeRoleCommand.ProtoReflect.Descriptor instead.
 func (*ChangeRoleCommand) Descriptor() ([]byte, []int) {
-	return file_irx_v1_command_proto_rawDescGZIP(), []int{17}
+	return file_irx_v1_command_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ChangeRoleCommand) GetIdentity() string {
@@ -2029,7 +2154,7 @@ type RevokeCertificateCommand struct {
 
 func (x *RevokeCertificateCommand) Reset() {
 	*x = RevokeCertificateCommand{}
-	mi := &file_irx_v1_command_proto_msgTypes[18]
+	mi := &file_irx_v1_command_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2041,7 +2166,7 @@ func (x *RevokeCertificateCommand) String() string {
 func (*RevokeCertificateCommand) ProtoMessage() {}
 
 func (x *RevokeCertificateCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_command_proto_msgTypes[18]
+	mi := &file_irx_v1_command_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2054,7 +2179,7 @@ func (x *RevokeCertificateCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeCertificateCommand.ProtoReflect.Descriptor instead.
 func (*RevokeCertificateCommand) Descriptor() ([]byte, []int) {
-	return file_irx_v1_command_proto_rawDescGZIP(), []int{18}
+	return file_irx_v1_command_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *RevokeCertificateCommand) GetRevoked() *RevokedCertificate {
@@ -2075,7 +2200,7 @@ type RecordActionCommand struct {
 
 func (x *RecordActionCommand) Reset() {
 	*x = RecordActionCommand{}
-	mi := &file_irx_v1_command_proto_msgTypes[19]
+	mi := &file_irx_v1_command_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2087,7 +2212,7 @@ func (x *RecordActionCommand) String() string {
 func (*RecordActionCommand) ProtoMessage() {}
 
 func (x *RecordActionCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_command_proto_msgTypes[19]
+	mi := &file_irx_v1_command_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2100,7 +2225,7 @@ func (x *RecordActionCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecordActionCommand.ProtoReflect.Descriptor instead.
 func (*RecordActionCommand) Descriptor() ([]byte, []int) {
-	return file_irx_v1_command_proto_rawDescGZIP(), []int{19}
+	return file_irx_v1_command_proto_rawDescGZIP(), []int{20}
 }
 
 // UpdateAlertSettingsCommand replaces the team's alert settings.
@@ -2114,7 +2239,7 @@ type UpdateAlertSettingsCommand struct {
 
 func (x *UpdateAlertSettingsCommand) Reset() {
 	*x = UpdateAlertSettingsCommand{}
-	mi := &file_irx_v1_command_proto_msgTypes[20]
+	mi := &file_irx_v1_command_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2126,7 +2251,7 @@ func (x *UpdateAlertSettingsCommand) String() string {
 func (*UpdateAlertSettingsCommand) ProtoMessage() {}
 
 func (x *UpdateAlertSettingsCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_command_proto_msgTypes[20]
+	mi := &file_irx_v1_command_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2139,7 +2264,7 @@ func (x *UpdateAlertSettingsCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateAlertSettingsCommand.ProtoReflect.Descriptor instead.
 func (*UpdateAlertSettingsCommand) Descriptor() ([]byte, []int) {
-	return file_irx_v1_command_proto_rawDescGZIP(), []int{20}
+	return file_irx_v1_command_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *UpdateAlertSettingsCommand) GetSettings() *AlertSettings {
@@ -2161,7 +2286,7 @@ type AcknowledgeAlertCommand struct {
 
 func (x *AcknowledgeAlertCommand) Reset() {
 	*x = AcknowledgeAlertCommand{}
-	mi := &file_irx_v1_command_proto_msgTypes[21]
+	mi := &file_irx_v1_command_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2173,7 +2298,7 @@ func (x *AcknowledgeAlertCommand) String() string {
 func (*AcknowledgeAlertCommand) ProtoMessage() {}
 
 func (x *AcknowledgeAlertCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_command_proto_msgTypes[21]
+	mi := &file_irx_v1_command_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2186,7 +2311,7 @@ func (x *AcknowledgeAlertCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AcknowledgeAlertCommand.ProtoReflect.Descriptor instead.
 func (*AcknowledgeAlertCommand) Descriptor() ([]byte, []int) {
-	return file_irx_v1_command_proto_rawDescGZIP(), []int{21}
+	return file_irx_v1_command_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *AcknowledgeAlertCommand) GetAlertId() string {
@@ -2208,7 +2333,7 @@ type IssueWarningCommand struct {
 
 func (x *IssueWarningCommand) Reset() {
 	*x = IssueWarningCommand{}
-	mi := &file_irx_v1_command_proto_msgTypes[22]
+	mi := &file_irx_v1_command_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2220,7 +2345,7 @@ func (x *IssueWarningCommand) String() string {
 func (*IssueWarningCommand) ProtoMessage() {}
 
 func (x *IssueWarningCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_command_proto_msgTypes[22]
+	mi := &file_irx_v1_command_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2233,7 +2358,7 @@ func (x *IssueWarningCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IssueWarningCommand.ProtoReflect.Descriptor instead.
 func (*IssueWarningCommand) Descriptor() ([]byte, []int) {
-	return file_irx_v1_command_proto_rawDescGZIP(), []int{22}
+	return file_irx_v1_command_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *IssueWarningCommand) GetWarning() *Warning {
@@ -2257,7 +2382,7 @@ type ReceiveWarningCommand struct {
 
 func (x *ReceiveWarningCommand) Reset() {
 	*x = ReceiveWarningCommand{}
-	mi := &file_irx_v1_command_proto_msgTypes[23]
+	mi := &file_irx_v1_command_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2269,7 +2394,7 @@ func (x *ReceiveWarningCommand) String() string {
 func (*ReceiveWarningCommand) ProtoMessage() {}
 
 func (x *ReceiveWarningCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_command_proto_msgTypes[23]
+	mi := &file_irx_v1_command_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2282,7 +2407,7 @@ func (x *ReceiveWarningCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReceiveWarningCommand.ProtoReflect.Descriptor instead.
 func (*ReceiveWarningCommand) Descriptor() ([]byte, []int) {
-	return file_irx_v1_command_proto_rawDescGZIP(), []int{23}
+	return file_irx_v1_command_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *ReceiveWarningCommand) GetPeerTeamId() string {
@@ -2311,7 +2436,7 @@ type AcknowledgeWarningCommand struct {
 
 func (x *AcknowledgeWarningCommand) Reset() {
 	*x = AcknowledgeWarningCommand{}
-	mi := &file_irx_v1_command_proto_msgTypes[24]
+	mi := &file_irx_v1_command_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2323,7 +2448,7 @@ func (x *AcknowledgeWarningCommand) String() string {
 func (*AcknowledgeWarningCommand) ProtoMessage() {}
 
 func (x *AcknowledgeWarningCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_command_proto_msgTypes[24]
+	mi := &file_irx_v1_command_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2336,7 +2461,7 @@ func (x *AcknowledgeWarningCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AcknowledgeWarningCommand.ProtoReflect.Descriptor instead.
 func (*AcknowledgeWarningCommand) Descriptor() ([]byte, []int) {
-	return file_irx_v1_command_proto_rawDescGZIP(), []int{24}
+	return file_irx_v1_command_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *AcknowledgeWarningCommand) GetWarningId() string {
@@ -2367,7 +2492,7 @@ type RecordWarningDeliveryCommand struct {
 
 func (x *RecordWarningDeliveryCommand) Reset() {
 	*x = RecordWarningDeliveryCommand{}
-	mi := &file_irx_v1_command_proto_msgTypes[25]
+	mi := &file_irx_v1_command_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2379,7 +2504,7 @@ func (x *RecordWarningDeliveryCommand) String() string {
 func (*RecordWarningDeliveryCommand) ProtoMessage() {}
 
 func (x *RecordWarningDeliveryCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_command_proto_msgTypes[25]
+	mi := &file_irx_v1_command_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2392,7 +2517,7 @@ func (x *RecordWarningDeliveryCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecordWarningDeliveryCommand.ProtoReflect.Descriptor instead.
 func (*RecordWarningDeliveryCommand) Descriptor() ([]byte, []int) {
-	return file_irx_v1_command_proto_rawDescGZIP(), []int{25}
+	return file_irx_v1_command_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *RecordWarningDeliveryCommand) GetWarningId() string {
@@ -2442,7 +2567,7 @@ type MarkWarningAcknowledgementDeliveredCommand struct {
 
 func (x *MarkWarningAcknowledgementDeliveredCommand) Reset() {
 	*x = MarkWarningAcknowledgementDeliveredCommand{}
-	mi := &file_irx_v1_command_proto_msgTypes[26]
+	mi := &file_irx_v1_command_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2454,7 +2579,7 @@ func (x *MarkWarningAcknowledgementDeliveredCommand) String() string {
 func (*MarkWarningAcknowledgementDeliveredCommand) ProtoMessage() {}
 
 func (x *MarkWarningAcknowledgementDeliveredCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_command_proto_msgTypes[26]
+	mi := &file_irx_v1_command_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2467,7 +2592,7 @@ func (x *MarkWarningAcknowledgementDeliveredCommand) ProtoReflect() protoreflect
 
 // Deprecated: Use MarkWarningAcknowledgementDeliveredCommand.ProtoReflect.Descriptor instead.
 func (*MarkWarningAcknowledgementDeliveredCommand) Descriptor() ([]byte, []int) {
-	return file_irx_v1_command_proto_rawDescGZIP(), []int{26}
+	return file_irx_v1_command_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *MarkWarningAcknowledgementDeliveredCommand) GetWarningId() string {
@@ -2489,7 +2614,7 @@ type PutSharingGroupCommand struct {
 
 func (x *PutSharingGroupCommand) Reset() {
 	*x = PutSharingGroupCommand{}
-	mi := &file_irx_v1_command_proto_msgTypes[27]
+	mi := &file_irx_v1_command_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2501,7 +2626,7 @@ func (x *PutSharingGroupCommand) String() string {
 func (*PutSharingGroupCommand) ProtoMessage() {}
 
 func (x *PutSharingGroupCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_command_proto_msgTypes[27]
+	mi := &file_irx_v1_command_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2514,7 +2639,7 @@ func (x *PutSharingGroupCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutSharingGroupCommand.ProtoReflect.Descriptor instead.
 func (*PutSharingGroupCommand) Descriptor() ([]byte, []int) {
-	return file_irx_v1_command_proto_rawDescGZIP(), []int{27}
+	return file_irx_v1_command_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *PutSharingGroupCommand) GetGroup() *SharingGroup {
@@ -2543,7 +2668,7 @@ type ReceiveSightingsCommand struct {
 
 func (x *ReceiveSightingsCommand) Reset() {
 	*x = ReceiveSightingsCommand{}
-	mi := &file_irx_v1_command_proto_msgTypes[28]
+	mi := &file_irx_v1_command_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2555,7 +2680,7 @@ func (x *ReceiveSightingsCommand) String() string {
 func (*ReceiveSightingsCommand) ProtoMessage() {}
 
 func (x *ReceiveSightingsCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_command_proto_msgTypes[28]
+	mi := &file_irx_v1_command_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2568,7 +2693,7 @@ func (x *ReceiveSightingsCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReceiveSightingsCommand.ProtoReflect.Descriptor instead.
 func (*ReceiveSightingsCommand) Descriptor() ([]byte, []int) {
-	return file_irx_v1_command_proto_rawDescGZIP(), []int{28}
+	return file_irx_v1_command_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *ReceiveSightingsCommand) GetPeerTeamId() string {
@@ -2611,7 +2736,7 @@ type PublishStatisticsCommand struct {
 
 func (x *PublishStatisticsCommand) Reset() {
 	*x = PublishStatisticsCommand{}
-	mi := &file_irx_v1_command_proto_msgTypes[29]
+	mi := &file_irx_v1_command_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2623,7 +2748,7 @@ func (x *PublishStatisticsCommand) String() string {
 func (*PublishStatisticsCommand) ProtoMessage() {}
 
 func (x *PublishStatisticsCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_command_proto_msgTypes[29]
+	mi := &file_irx_v1_command_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2636,7 +2761,7 @@ func (x *PublishStatisticsCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PublishStatisticsCommand.ProtoReflect.Descriptor instead.
 func (*PublishStatisticsCommand) Descriptor() ([]byte, []int) {
-	return file_irx_v1_command_proto_rawDescGZIP(), []int{29}
+	return file_irx_v1_command_proto_rawDescGZIP(), []int{30}
 }
 
 // SpendPrivacyBudgetCommand spends epsilon of a dataset's privacy budget,
@@ -2655,7 +2780,7 @@ type SpendPrivacyBudgetCommand struct {
 
 func (x *SpendPrivacyBudgetCommand) Reset() {
 	*x = SpendPrivacyBudgetCommand{}
-	mi := &file_irx_v1_command_proto_msgTypes[30]
+	mi := &file_irx_v1_command_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2667,7 +2792,7 @@ func (x *SpendPrivacyBudgetCommand) String() string {
 func (*SpendPrivacyBudgetCommand) ProtoMessage() {}
 
 func (x *SpendPrivacyBudgetCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_command_proto_msgTypes[30]
+	mi := &file_irx_v1_command_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2680,7 +2805,7 @@ func (x *SpendPrivacyBudgetCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SpendPrivacyBudgetCommand.ProtoReflect.Descriptor instead.
 func (*SpendPrivacyBudgetCommand) Descriptor() ([]byte, []int) {
-	return file_irx_v1_command_proto_rawDescGZIP(), []int{30}
+	return file_irx_v1_command_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *SpendPrivacyBudgetCommand) GetDataset() string {
@@ -2708,7 +2833,7 @@ var File_irx_v1_command_proto protoreflect.FileDescriptor
 
 const file_irx_v1_command_proto_rawDesc = "" +
 	"\n" +
-	"\x14irx/v1/command.proto\x12\x06irx.v1\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1birx/v1/access_service.proto\x1a\x1airx/v1/alert_service.proto\x1a\x1firx/v1/federation_service.proto\x1a\x15irx/v1/incident.proto\x1a\x19irx/v1/peer_service.proto\x1a\x13irx/v1/policy.proto\x1a\x19irx/v1/team_service.proto\"\xbc\x10\n" +
+	"\x14irx/v1/command.proto\x12\x06irx.v1\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1birx/v1/access_service.proto\x1a\x1airx/v1/alert_service.proto\x1a\x1firx/v1/federation_service.proto\x1a\x15irx/v1/incident.proto\x1a\x19irx/v1/peer_service.proto\x1a\x13irx/v1/policy.proto\x1a\x19irx/v1/team_service.proto\"\xfa\x10\n" +
 	"\aCommand\x12=\n" +
 	"\fpropose_time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\vproposeTime\x12H\n" +
 	"\x0fcreate_incident\x18\x02 \x01(\v2\x1d.irx.v1.CreateIncidentCommandH\x00R\x0ecreateIncident\x12H\n" +
@@ -2743,7 +2868,9 @@ const file_irx_v1_command_proto_rawDesc = "" +
 	"\x11put_sharing_group\x18  \x01(\v2\x1e.irx.v1.PutSharingGroupCommandH\x00R\x0fputSharingGroup\x12N\n" +
 	"\x11receive_sightings\x18! \x01(\v2\x1f.irx.v1.ReceiveSightingsCommandH\x00R\x10receiveSightings\x12Q\n" +
 	"\x12publish_statistics\x18\x14 \x01(\v2 .irx.v1.PublishStatisticsCommandH\x00R\x11publishStatistics\x12U\n" +
-	"\x14spend_privacy_budget\x18\x15 \x01(\v2!.irx.v1.SpendPrivacyBudgetCommandH\x00R\x12spendPrivacyBudget\x12,\n" +
+	"\x14spend_privacy_budget\x18\x15 \x01(\v2!.irx.v1.SpendPrivacyBudgetCommandH\x00R\x12spendPrivacyBudget\x12<\n" +
+	"\vresync_peer\x18# \x01(\v2\x19.irx.v1.ResyncPeerCommandH\x00R\n" +
+	"resyncPeer\x12,\n" +
 	"\x05actor\x18\x0e \x01(\v2\x16.irx.v1.OperatorActionR\x05actorB\x06\n" +
 	"\x04kind\"\xcc\x01\n" +
 	"\x11RediscloseCommand\x12 \n" +
@@ -2767,7 +2894,7 @@ const file_irx_v1_command_proto_rawDesc = "" +
 	"\x04peer\x18\x01 \x01(\v2\f.irx.v1.PeerR\x04peer\x12\x16\n" +
 	"\x06create\x18\x02 \x01(\bR\x06create\",\n" +
 	"\x11DeletePeerCommand\x12\x17\n" +
-	"\ateam_id\x18\x01 \x01(\tR\x06teamId\"\xac\x02\n" +
+	"\ateam_id\x18\x01 \x01(\tR\x06teamId\"\xcd\x02\n" +
 	"\x14ApplyPeerFeedCommand\x12 \n" +
 	"\fpeer_team_id\x18\x01 \x01(\tR\n" +
 	"peerTeamId\x12\x1f\n" +
@@ -2779,7 +2906,20 @@ const file_irx_v1_command_proto_rawDesc = "" +
 	"\x04head\x18\x06 \x01(\x04R\x04head\x127\n" +
 	"\thead_time\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\bheadTime\x12\x1d\n" +
 	"\n" +
-	"check_text\x18\b \x01(\bR\tcheckText\"\xe5\x01\n" +
+	"check_text\x18\b \x01(\bR\tcheckText\x12\x1f\n" +
+	"\n" +
+	"generation\x18\x90\x03 \x01(\x04R\n" +
+	"generation\"\xd5\x01\n" +
+	"\x11ResyncPeerCommand\x12 \n" +
+	"\fpeer_team_id\x18\x01 \x01(\tR\n" +
+	"peerTeamId\x12\x1f\n" +
+	"\vfrom_cursor\x18\x02 \x01(\x04R\n" +
+	"fromCursor\x12'\n" +
+	"\x0ffrom_generation\x18\x03 \x01(\x04R\x0efromGeneration\x12\x1e\n" +
+	"\n" +
+	"generation\x18\x04 \x01(\x04R\n" +
+	"generation\x124\n" +
+	"\x16restored_feed_sequence\x18\x05 \x01(\x04R\x14restoredFeedSequence\"\xe5\x01\n" +
 	"\x16AcknowledgePeerCommand\x12 \n" +
 	"\fpeer_team_id\x18\x01 \x01(\tR\n" +
 	"peerTeamId\x12\x1f\n" +
@@ -2835,7 +2975,7 @@ const file_irx_v1_command_proto_rawDesc = "" +
 	"\x11withdrawal_reason\x18\t \x01(\x0e2\x18.irx.v1.WithdrawalReasonR\x10withdrawalReason\x12*\n" +
 	"\x11after_incident_id\x18\n" +
 	" \x01(\tR\x0fafterIncidentId\x12H\n" +
-	"\x12replacement_reason\x18\v \x01(\x0e2\x19.irx.v1.ReplacementReasonR\x11replacementReason\"\xdf\x05\n" +
+	"\x12replacement_reason\x18\v \x01(\x0e2\x19.irx.v1.ReplacementReasonR\x11replacementReason\"\x8f\x06\n" +
 	"\tPeerState\x12%\n" +
 	"\x0einbound_cursor\x18\x01 \x01(\x04R\rinboundCursor\x124\n" +
 	"\x16inbound_policy_version\x18\x02 \x01(\x03R\x14inboundPolicyVersion\x12!\n" +
@@ -2853,7 +2993,8 @@ const file_irx_v1_command_proto_rawDesc = "" +
 	"\bwithheld\x18\r \x01(\x04R\bwithheld\x12N\n" +
 	"\x15last_acknowledge_time\x18\x0e \x01(\v2\x1a.google.protobuf.TimestampR\x13lastAcknowledgeTime\x123\n" +
 	"\x15received_replacements\x18\x0f \x01(\x04R\x14receivedReplacements\x12+\n" +
-	"\x11sent_replacements\x18\x10 \x01(\x04R\x10sentReplacements\"\x85\x01\n" +
+	"\x11sent_replacements\x18\x10 \x01(\x04R\x10sentReplacements\x12.\n" +
+	"\x12inbound_generation\x18\x90\x03 \x01(\x04R\x11inboundGeneration\"\x85\x01\n" +
 	"\x11ChangeRoleCommand\x12\x1a\n" +
 	"\bidentity\x18\x01 \x01(\tR\bidentity\x12 \n" +
 	"\x04role\x18\x02 \x01(\x0e2\f.irx.v1.RoleR\x04role\x12\x14\n" +
@@ -2921,7 +3062,7 @@ func file_irx_v1_command_proto_rawDescGZIP() []byte {
 }
 
 var file_irx_v1_command_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_irx_v1_command_proto_msgTypes = make([]protoimpl.MessageInfo, 31)
+var file_irx_v1_command_proto_msgTypes = make([]protoimpl.MessageInfo, 32)
 var file_irx_v1_command_proto_goTypes = []any{
 	(FeedEntryKind)(0),                                 // 0: irx.v1.FeedEntryKind
 	(*Command)(nil),                                    // 1: irx.v1.Command
@@ -2932,104 +3073,106 @@ var file_irx_v1_command_proto_goTypes = []any{
 	(*PutPeerCommand)(nil),                             // 6: irx.v1.PutPeerCommand
 	(*DeletePeerCommand)(nil),                          // 7: irx.v1.DeletePeerCommand
 	(*ApplyPeerFeedCommand)(nil),                       // 8: irx.v1.ApplyPeerFeedCommand
-	(*AcknowledgePeerCommand)(nil),                     // 9: irx.v1.AcknowledgePeerCommand
-	(*LedgerEntry)(nil),                                // 10: irx.v1.LedgerEntry
-	(*CommandBatch)(nil),                               // 11: irx.v1.CommandBatch
-	(*SetPolicyCommand)(nil),                           // 12: irx.v1.SetPolicyCommand
-	(*LeaderNoopCommand)(nil),                          // 13: irx.v1.LeaderNoopCommand
-	(*CreateIncidentCommand)(nil),                      // 14: irx.v1.CreateIncidentCommand
-	(*UpdateIncidentCommand)(nil),                      // 15: irx.v1.UpdateIncidentCommand
-	(*FeedEntry)(nil),                                  // 16: irx.v1.FeedEntry
-	(*PeerState)(nil),                                  // 17: irx.v1.PeerState
-	(*ChangeRoleCommand)(nil),                          // 18: irx.v1.ChangeRoleCommand
-	(*RevokeCertificateCommand)(nil),                   // 19: irx.v1.RevokeCertificateCommand
-	(*RecordActionCommand)(nil),                        // 20: irx.v1.RecordActionCommand
-	(*UpdateAlertSettingsCommand)(nil),                 // 21: irx.v1.UpdateAlertSettingsCommand
-	(*AcknowledgeAlertCommand)(nil),                    // 22: irx.v1.AcknowledgeAlertCommand
-	(*IssueWarningCommand)(nil),                        // 23: irx.v1.IssueWarningCommand
-	(*ReceiveWarningCommand)(nil),                      // 24: irx.v1.ReceiveWarningCommand
-	(*AcknowledgeWarningCommand)(nil),                  // 25: irx.v1.AcknowledgeWarningCommand
-	(*RecordWarningDeliveryCommand)(nil),               // 26: irx.v1.RecordWarningDeliveryCommand
-	(*MarkWarningAcknowledgementDeliveredCommand)(nil), // 27: irx.v1.MarkWarningAcknowledgementDeliveredCommand
-	(*PutSharingGroupCommand)(nil),                     // 28: irx.v1.PutSharingGroupCommand
-	(*ReceiveSightingsCommand)(nil),                    // 29: irx.v1.ReceiveSightingsCommand
-	(*PublishStatisticsCommand)(nil),                   // 30: irx.v1.PublishStatisticsCommand
-	(*SpendPrivacyBudgetCommand)(nil),                  // 31: irx.v1.SpendPrivacyBudgetCommand
-	(*timestamppb.Timestamp)(nil),                      // 32: google.protobuf.Timestamp
-	(*OperatorAction)(nil),                             // 33: irx.v1.OperatorAction
-	(*TeamDescription)(nil),                            // 34: irx.v1.TeamDescription
-	(*Peer)(nil),                                       // 35: irx.v1.Peer
-	(*FeedItem)(nil),                                   // 36: irx.v1.FeedItem
-	(WithdrawalReason)(0),                              // 37: irx.v1.WithdrawalReason
-	(ReplacementReason)(0),                             // 38: irx.v1.ReplacementReason
-	(*DisclosurePolicy)(nil),                           // 39: irx.v1.DisclosurePolicy
-	(*Incident)(nil),                                   // 40: irx.v1.Incident
-	(*fieldmaskpb.FieldMask)(nil),                      // 41: google.protobuf.FieldMask
-	(Role)(0),                                          // 42: irx.v1.Role
-	(*RevokedCertificate)(nil),                         // 43: irx.v1.RevokedCertificate
-	(*AlertSettings)(nil),                              // 44: irx.v1.AlertSettings
-	(*Warning)(nil),                                    // 45: irx.v1.Warning
-	(*SharingGroup)(nil),                               // 46: irx.v1.SharingGroup
+	(*ResyncPeerCommand)(nil),                          // 9: irx.v1.ResyncPeerCommand
+	(*AcknowledgePeerCommand)(nil),                     // 10: irx.v1.AcknowledgePeerCommand
+	(*LedgerEntry)(nil),                                // 11: irx.v1.LedgerEntry
+	(*CommandBatch)(nil),                               // 12: irx.v1.CommandBatch
+	(*SetPolicyCommand)(nil),                           // 13: irx.v1.SetPolicyCommand
+	(*LeaderNoopCommand)(nil),                          // 14: irx.v1.LeaderNoopCommand
+	(*CreateIncidentCommand)(nil),                      // 15: irx.v1.CreateIncidentCommand
+	(*UpdateIncidentCommand)(nil),                      // 16: irx.v1.UpdateIncidentCommand
+	(*FeedEntry)(nil),                                  // 17: irx.v1.FeedEntry
+	(*PeerState)(nil),                                  // 18: irx.v1.PeerState
+	(*ChangeRoleCommand)(nil),                          // 19: irx.v1.ChangeRoleCommand
+	(*RevokeCertificateCommand)(nil),                   // 20: irx.v1.RevokeCertificateCommand
+	(*RecordActionCommand)(nil),                        // 21: irx.v1.RecordActionCommand
+	(*UpdateAlertSettingsCommand)(nil),                 // 22: irx.v1.UpdateAlertSettingsCommand
+	(*AcknowledgeAlertCommand)(nil),                    // 23: irx.v1.AcknowledgeAlertCommand
+	(*IssueWarningCommand)(nil),                        // 24: irx.v1.IssueWarningCommand
+	(*ReceiveWarningCommand)(nil),                      // 25: irx.v1.ReceiveWarningCommand
+	(*AcknowledgeWarningCommand)(nil),                  // 26: irx.v1.AcknowledgeWarningCommand
+	(*RecordWarningDeliveryCommand)(nil),               // 27: irx.v1.RecordWarningDeliveryCommand
+	(*MarkWarningAcknowledgementDeliveredCommand)(nil), // 28: irx.v1.MarkWarningAcknowledgementDeliveredCommand
+	(*PutSharingGroupCommand)(nil),                     // 29: irx.v1.PutSharingGroupCommand
+	(*ReceiveSightingsCommand)(nil),                    // 30: irx.v1.ReceiveSightingsCommand
+	(*PublishStatisticsCommand)(nil),                   // 31: irx.v1.PublishStatisticsCommand
+	(*SpendPrivacyBudgetCommand)(nil),                  // 32: irx.v1.SpendPrivacyBudgetCommand
+	(*timestamppb.Timestamp)(nil),                      // 33: google.protobuf.Timestamp
+	(*OperatorAction)(nil),                             // 34: irx.v1.OperatorAction
+	(*TeamDescription)(nil),                            // 35: irx.v1.TeamDescription
+	(*Peer)(nil),                                       // 36: irx.v1.Peer
+	(*FeedItem)(nil),                                   // 37: irx.v1.FeedItem
+	(WithdrawalReason)(0),                              // 38: irx.v1.WithdrawalReason
+	(ReplacementReason)(0),                             // 39: irx.v1.ReplacementReason
+	(*DisclosurePolicy)(nil),                           // 40: irx.v1.DisclosurePolicy
+	(*Incident)(nil),                                   // 41: irx.v1.Incident
+	(*fieldmaskpb.FieldMask)(nil),                      // 42: google.protobuf.FieldMask
+	(Role)(0),                                          // 43: irx.v1.Role
+	(*RevokedCertificate)(nil),                         // 44: irx.v1.RevokedCertificate
+	(*AlertSettings)(nil),                              // 45: irx.v1.AlertSettings
+	(*Warning)(nil),                                    // 46: irx.v1.Warning
+	(*SharingGroup)(nil),                               // 47: irx.v1.SharingGroup
 }
 var file_irx_v1_command_proto_depIdxs = []int32{
-	32, // 0: irx.v1.Command.propose_time:type_name -> google.protobuf.Timestamp
-	14, // 1: irx.v1.Command.create_incident:type_name -> irx.v1.CreateIncidentCommand
-	15, // 2: irx.v1.Command.update_incident:type_name -> irx.v1.UpdateIncidentCommand
-	13, // 3: irx.v1.Command.leader_noop:type_name -> irx.v1.LeaderNoopCommand
-	12, // 4: irx.v1.Command.set_policy:type_name -> irx.v1.SetPolicyCommand
-	11, // 5: irx.v1.Command.batch:type_name -> irx.v1.CommandBatch
+	33, // 0: irx.v1.Command.propose_time:type_name -> google.protobuf.Timestamp
+	15, // 1: irx.v1.Command.create_incident:type_name -> irx.v1.CreateIncidentCommand
+	16, // 2: irx.v1.Command.update_incident:type_name -> irx.v1.UpdateIncidentCommand
+	14, // 3: irx.v1.Command.leader_noop:type_name -> irx.v1.LeaderNoopCommand
+	13, // 4: irx.v1.Command.set_policy:type_name -> irx.v1.SetPolicyCommand
+	12, // 5: irx.v1.Command.batch:type_name -> irx.v1.CommandBatch
 	5,  // 6: irx.v1.Command.withdraw_incident:type_name -> irx.v1.WithdrawIncidentCommand
 	6,  // 7: irx.v1.Command.put_peer:type_name -> irx.v1.PutPeerCommand
 	7,  // 8: irx.v1.Command.delete_peer:type_name -> irx.v1.DeletePeerCommand
 	8,  // 9: irx.v1.Command.apply_peer_feed:type_name -> irx.v1.ApplyPeerFeedCommand
-	9,  // 10: irx.v1.Command.acknowledge_peer:type_name -> irx.v1.AcknowledgePeerCommand
+	10, // 10: irx.v1.Command.acknowledge_peer:type_name -> irx.v1.AcknowledgePeerCommand
 	4,  // 11: irx.v1.Command.set_team_description:type_name -> irx.v1.SetTeamDescriptionCommand
 	2,  // 12: irx.v1.Command.redisclose:type_name -> irx.v1.RediscloseCommand
-	18, // 13: irx.v1.Command.change_role:type_name -> irx.v1.ChangeRoleCommand
-	19, // 14: irx.v1.Command.revoke_certificate:type_name -> irx.v1.RevokeCertificateCommand
-	20, // 15: irx.v1.Command.record_action:type_name -> irx.v1.RecordActionCommand
-	21, // 16: irx.v1.Command.update_alert_settings:type_name -> irx.v1.UpdateAlertSettingsCommand
-	22, // 17: irx.v1.Command.acknowledge_alert:type_name -> irx.v1.AcknowledgeAlertCommand
-	23, // 18: irx.v1.Command.issue_warning:type_name -> irx.v1.IssueWarningCommand
-	24, // 19: irx.v1.Command.receive_warning:type_name -> irx.v1.ReceiveWarningCommand
-	25, // 20: irx.v1.Command.acknowledge_warning:type_name -> irx.v1.AcknowledgeWarningCommand
-	26, // 21: irx.v1.Command.record_warning_delivery:type_name -> irx.v1.RecordWarningDeliveryCommand
-	27, // 22: irx.v1.Command.mark_warning_acknowledgement_delivered:type_name -> irx.v1.MarkWarningAcknowledgementDeliveredCommand
-	28, // 23: irx.v1.Command.put_sharing_group:type_name -> irx.v1.PutSharingGroupCommand
-	29, // 24: irx.v1.Command.receive_sightings:type_name -> irx.v1.ReceiveSightingsCommand
-	30, // 25: irx.v1.Command.publish_statistics:type_name -> irx.v1.PublishStatisticsCommand
-	31, // 26: irx.v1.Command.spend_privacy_budget:type_name -> irx.v1.SpendPrivacyBudgetCommand
-	33, // 27: irx.v1.Command.actor:type_name -> irx.v1.OperatorAction
-	34, // 28: irx.v1.SetTeamDescriptionCommand.description:type_name -> irx.v1.TeamDescription
-	35, // 29: irx.v1.PutPeerCommand.peer:type_name -> irx.v1.Peer
-	36, // 30: irx.v1.ApplyPeerFeedCommand.items:type_name -> irx.v1.FeedItem
-	32, // 31: irx.v1.ApplyPeerFeedCommand.head_time:type_name -> google.protobuf.Timestamp
-	10, // 32: irx.v1.AcknowledgePeerCommand.entries:type_name -> irx.v1.LedgerEntry
-	37, // 33: irx.v1.LedgerEntry.withdrawal_reason:type_name -> irx.v1.WithdrawalReason
-	38, // 34: irx.v1.LedgerEntry.replacement_reason:type_name -> irx.v1.ReplacementReason
-	1,  // 35: irx.v1.CommandBatch.commands:type_name -> irx.v1.Command
-	39, // 36: irx.v1.SetPolicyCommand.policy:type_name -> irx.v1.DisclosurePolicy
-	40, // 37: irx.v1.CreateIncidentCommand.incident:type_name -> irx.v1.Incident
-	40, // 38: irx.v1.UpdateIncidentCommand.incident:type_name -> irx.v1.Incident
-	41, // 39: irx.v1.UpdateIncidentCommand.update_mask:type_name -> google.protobuf.FieldMask
-	0,  // 40: irx.v1.FeedEntry.kind:type_name -> irx.v1.FeedEntryKind
-	32, // 41: irx.v1.FeedEntry.commit_time:type_name -> google.protobuf.Timestamp
-	37, // 42: irx.v1.FeedEntry.withdrawal_reason:type_name -> irx.v1.WithdrawalReason
-	38, // 43: irx.v1.FeedEntry.replacement_reason:type_name -> irx.v1.ReplacementReason
-	32, // 44: irx.v1.PeerState.inbound_head_time:type_name -> google.protobuf.Timestamp
-	32, // 45: irx.v1.PeerState.last_acknowledge_time:type_name -> google.protobuf.Timestamp
-	42, // 46: irx.v1.ChangeRoleCommand.role:type_name -> irx.v1.Role
-	43, // 47: irx.v1.RevokeCertificateCommand.revoked:type_name -> irx.v1.RevokedCertificate
-	44, // 48: irx.v1.UpdateAlertSettingsCommand.settings:type_name -> irx.v1.AlertSettings
-	45, // 49: irx.v1.IssueWarningCommand.warning:type_name -> irx.v1.Warning
-	45, // 50: irx.v1.ReceiveWarningCommand.warning:type_name -> irx.v1.Warning
-	32, // 51: irx.v1.RecordWarningDeliveryCommand.acknowledge_time:type_name -> google.protobuf.Timestamp
-	46, // 52: irx.v1.PutSharingGroupCommand.group:type_name -> irx.v1.SharingGroup
-	53, // [53:53] is the sub-list for method output_type
-	53, // [53:53] is the sub-list for method input_type
-	53, // [53:53] is the sub-list for extension type_name
-	53, // [53:53] is the sub-list for extension extendee
-	0,  // [0:53] is the sub-list for field type_name
+	19, // 13: irx.v1.Command.change_role:type_name -> irx.v1.ChangeRoleCommand
+	20, // 14: irx.v1.Command.revoke_certificate:type_name -> irx.v1.RevokeCertificateCommand
+	21, // 15: irx.v1.Command.record_action:type_name -> irx.v1.RecordActionCommand
+	22, // 16: irx.v1.Command.update_alert_settings:type_name -> irx.v1.UpdateAlertSettingsCommand
+	23, // 17: irx.v1.Command.acknowledge_alert:type_name -> irx.v1.AcknowledgeAlertCommand
+	24, // 18: irx.v1.Command.issue_warning:type_name -> irx.v1.IssueWarningCommand
+	25, // 19: irx.v1.Command.receive_warning:type_name -> irx.v1.ReceiveWarningCommand
+	26, // 20: irx.v1.Command.acknowledge_warning:type_name -> irx.v1.AcknowledgeWarningCommand
+	27, // 21: irx.v1.Command.record_warning_delivery:type_name -> irx.v1.RecordWarningDeliveryCommand
+	28, // 22: irx.v1.Command.mark_warning_acknowledgement_delivered:type_name -> irx.v1.MarkWarningAcknowledgementDeliveredCommand
+	29, // 23: irx.v1.Command.put_sharing_group:type_name -> irx.v1.PutSharingGroupCommand
+	30, // 24: irx.v1.Command.receive_sightings:type_name -> irx.v1.ReceiveSightingsCommand
+	31, // 25: irx.v1.Command.publish_statistics:type_name -> irx.v1.PublishStatisticsCommand
+	32, // 26: irx.v1.Command.spend_privacy_budget:type_name -> irx.v1.SpendPrivacyBudgetCommand
+	9,  // 27: irx.v1.Command.resync_peer:type_name -> irx.v1.ResyncPeerCommand
+	34, // 28: irx.v1.Command.actor:type_name -> irx.v1.OperatorAction
+	35, // 29: irx.v1.SetTeamDescriptionCommand.description:type_name -> irx.v1.TeamDescription
+	36, // 30: irx.v1.PutPeerCommand.peer:type_name -> irx.v1.Peer
+	37, // 31: irx.v1.ApplyPeerFeedCommand.items:type_name -> irx.v1.FeedItem
+	33, // 32: irx.v1.ApplyPeerFeedCommand.head_time:type_name -> google.protobuf.Timestamp
+	11, // 33: irx.v1.AcknowledgePeerCommand.entries:type_name -> irx.v1.LedgerEntry
+	38, // 34: irx.v1.LedgerEntry.withdrawal_reason:type_name -> irx.v1.WithdrawalReason
+	39, // 35: irx.v1.LedgerEntry.replacement_reason:type_name -> irx.v1.ReplacementReason
+	1,  // 36: irx.v1.CommandBatch.commands:type_name -> irx.v1.Command
+	40, // 37: irx.v1.SetPolicyCommand.policy:type_name -> irx.v1.DisclosurePolicy
+	41, // 38: irx.v1.CreateIncidentCommand.incident:type_name -> irx.v1.Incident
+	41, // 39: irx.v1.UpdateIncidentCommand.incident:type_name -> irx.v1.Incident
+	42, // 40: irx.v1.UpdateIncidentCommand.update_mask:type_name -> google.protobuf.FieldMask
+	0,  // 41: irx.v1.FeedEntry.kind:type_name -> irx.v1.FeedEntryKind
+	33, // 42: irx.v1.FeedEntry.commit_time:type_name -> google.protobuf.Timestamp
+	38, // 43: irx.v1.FeedEntry.withdrawal_reason:type_name -> irx.v1.WithdrawalReason
+	39, // 44: irx.v1.FeedEntry.replacement_reason:type_name -> irx.v1.ReplacementReason
+	33, // 45: irx.v1.PeerState.inbound_head_time:type_name -> google.protobuf.Timestamp
+	33, // 46: irx.v1.PeerState.last_acknowledge_time:type_name -> google.protobuf.Timestamp
+	43, // 47: irx.v1.ChangeRoleCommand.role:type_name -> irx.v1.Role
+	44, // 48: irx.v1.RevokeCertificateCommand.revoked:type_name -> irx.v1.RevokedCertificate
+	45, // 49: irx.v1.UpdateAlertSettingsCommand.settings:type_name -> irx.v1.AlertSettings
+	46, // 50: irx.v1.IssueWarningCommand.warning:type_name -> irx.v1.Warning
+	46, // 51: irx.v1.ReceiveWarningCommand.warning:type_name -> irx.v1.Warning
+	33, // 52: irx.v1.RecordWarningDeliveryCommand.acknowledge_time:type_name -> google.protobuf.Timestamp
+	47, // 53: irx.v1.PutSharingGroupCommand.group:type_name -> irx.v1.SharingGroup
+	54, // [54:54] is the sub-list for method output_type
+	54, // [54:54] is the sub-list for method input_type
+	54, // [54:54] is the sub-list for extension type_name
+	54, // [54:54] is the sub-list for extension extendee
+	0,  // [0:54] is the sub-list for field type_name
 }
 
 func init() { file_irx_v1_command_proto_init() }
@@ -3071,6 +3214,7 @@ func file_irx_v1_command_proto_init() {
 		(*Command_ReceiveSightings)(nil),
 		(*Command_PublishStatistics)(nil),
 		(*Command_SpendPrivacyBudget)(nil),
+		(*Command_ResyncPeer)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -3078,7 +3222,7 @@ func file_irx_v1_command_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_irx_v1_command_proto_rawDesc), len(file_irx_v1_command_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   31,
+			NumMessages:   32,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -432,7 +432,12 @@ type SubscribeRequest struct {
 	// At most this many feed entries are read per response; 0 means 256, the
 	// most is 4096. A policy entry may add one withdrawal item per record the
 	// new policy takes back, so a response can hold more items than entries.
-	MaxItems      int32 `protobuf:"varint,3,opt,name=max_items,json=maxItems,proto3" json:"max_items,omitempty"`
+	MaxItems int32 `protobuf:"varint,3,opt,name=max_items,json=maxItems,proto3" json:"max_items,omitempty"`
+	// The restore generation the cursor counts in (SubscribeResponse.generation
+	// of the response that gave it); 0 before any. A cursor of an older
+	// generation beyond the restored team's restored_feed_sequence is
+	// answered with one response that says so, and no items.
+	Generation    uint64 `protobuf:"varint,400,opt,name=generation,proto3" json:"generation,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -488,6 +493,13 @@ func (x *SubscribeRequest) GetMaxItems() int32 {
 	return 0
 }
 
+func (x *SubscribeRequest) GetGeneration() uint64 {
+	if x != nil {
+		return x.Generation
+	}
+	return 0
+}
+
 // SubscribeResponse is one batch of the caller's view of the feed.
 type SubscribeResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -508,8 +520,17 @@ type SubscribeResponse struct {
 	// response never mixes policy versions: at a change of the caller's
 	// policy a new response starts.
 	PolicyVersion int64 `protobuf:"varint,5,opt,name=policy_version,json=policyVersion,proto3" json:"policy_version,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	// The team's restore generation (see RestoreMark): 0 for a team never
+	// restored from a backup. Feed sequences up to restored_feed_sequence
+	// mean the same entries in every generation; after it, only in this one.
+	Generation uint64 `protobuf:"varint,400,opt,name=generation,proto3" json:"generation,omitempty"`
+	// The last feed sequence of the backup the team was restored from; set
+	// when generation is not 0. A caller whose cursor from an earlier
+	// generation lies beyond it applied entries the team lost: it drops its
+	// copies of the team's records and reads the feed again from 0.
+	RestoredFeedSequence uint64 `protobuf:"varint,401,opt,name=restored_feed_sequence,json=restoredFeedSequence,proto3" json:"restored_feed_sequence,omitempty"`
+	unknownFields        protoimpl.UnknownFields
+	sizeCache            protoimpl.SizeCache
 }
 
 func (x *SubscribeResponse) Reset() {
@@ -573,6 +594,20 @@ func (x *SubscribeResponse) GetHeadTime() *timestamppb.Timestamp {
 func (x *SubscribeResponse) GetPolicyVersion() int64 {
 	if x != nil {
 		return x.PolicyVersion
+	}
+	return 0
+}
+
+func (x *SubscribeResponse) GetGeneration() uint64 {
+	if x != nil {
+		return x.Generation
+	}
+	return 0
+}
+
+func (x *SubscribeResponse) GetRestoredFeedSequence() uint64 {
+	if x != nil {
+		return x.RestoredFeedSequence
 	}
 	return 0
 }
@@ -1181,17 +1216,24 @@ const file_irx_v1_federation_service_proto_rawDesc = "" +
 	"warning_id\x18\x01 \x01(\tR\twarningId\x12'\n" +
 	"\x0facknowledged_by\x18\x02 \x01(\tR\x0eacknowledgedBy\x12E\n" +
 	"\x10acknowledge_time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x0facknowledgeTime\" \n" +
-	"\x1eAcknowledgePeerWarningResponse\"{\n" +
+	"\x1eAcknowledgePeerWarningResponse\"\x9c\x01\n" +
 	"\x10SubscribeRequest\x12\x16\n" +
 	"\x06cursor\x18\x01 \x01(\x04R\x06cursor\x122\n" +
 	"\x15cursor_policy_version\x18\x02 \x01(\x03R\x13cursorPolicyVersion\x12\x1b\n" +
-	"\tmax_items\x18\x03 \x01(\x05R\bmaxItems\"\xc7\x01\n" +
+	"\tmax_items\x18\x03 \x01(\x05R\bmaxItems\x12\x1f\n" +
+	"\n" +
+	"generation\x18\x90\x03 \x01(\x04R\n" +
+	"generation\"\x9f\x02\n" +
 	"\x11SubscribeResponse\x12&\n" +
 	"\x05items\x18\x01 \x03(\v2\x10.irx.v1.FeedItemR\x05items\x12\x16\n" +
 	"\x06cursor\x18\x02 \x01(\x04R\x06cursor\x12\x12\n" +
 	"\x04head\x18\x03 \x01(\x04R\x04head\x127\n" +
 	"\thead_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\bheadTime\x12%\n" +
-	"\x0epolicy_version\x18\x05 \x01(\x03R\rpolicyVersion\"\xd6\x02\n" +
+	"\x0epolicy_version\x18\x05 \x01(\x03R\rpolicyVersion\x12\x1f\n" +
+	"\n" +
+	"generation\x18\x90\x03 \x01(\x04R\n" +
+	"generation\x125\n" +
+	"\x16restored_feed_sequence\x18\x91\x03 \x01(\x04R\x14restoredFeedSequence\"\xd6\x02\n" +
 	"\bFeedItem\x12\x1a\n" +
 	"\bsequence\x18\x01 \x01(\x04R\bsequence\x12;\n" +
 	"\vcommit_time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\n" +

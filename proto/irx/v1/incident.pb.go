@@ -1683,7 +1683,10 @@ type IodefExtra struct {
 	Path string `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
 	// The element, as XML in the namespace of the document it came from,
 	// with the namespace declarations it needs.
-	Xml           string `protobuf:"bytes,2,opt,name=xml,proto3" json:"xml,omitempty"`
+	Xml string `protobuf:"bytes,2,opt,name=xml,proto3" json:"xml,omitempty"`
+	// Restriction of the part, from its own restriction attribute or its
+	// closest ancestor's; unspecified inherits.
+	Restriction   Restriction `protobuf:"varint,3,opt,name=restriction,proto3,enum=irx.v1.Restriction" json:"restriction,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1730,6 +1733,13 @@ func (x *IodefExtra) GetXml() string {
 		return x.Xml
 	}
 	return ""
+}
+
+func (x *IodefExtra) GetRestriction() Restriction {
+	if x != nil {
+		return x.Restriction
+	}
+	return Restriction_RESTRICTION_UNSPECIFIED
 }
 
 // Taxonomy is a Reference Security Incident Taxonomy entry, in its
@@ -2029,7 +2039,15 @@ type Contact struct {
 	// OpenPGP key fingerprint for the secure channel.
 	PgpFingerprint string `protobuf:"bytes,13,opt,name=pgp_fingerprint,json=pgpFingerprint,proto3" json:"pgp_fingerprint,omitempty"`
 	// Restriction of this contact; unspecified inherits.
-	Restriction   Restriction `protobuf:"varint,14,opt,name=restriction,proto3,enum=irx.v1.Restriction" json:"restriction,omitempty"`
+	Restriction Restriction `protobuf:"varint,14,opt,name=restriction,proto3,enum=irx.v1.Restriction" json:"restriction,omitempty"`
+	// Handles of the contact in Internet registries (IODEF RegistryHandle).
+	RegistryHandles []*RegistryHandle `protobuf:"bytes,100,rep,name=registry_handles,json=registryHandles,proto3" json:"registry_handles,omitempty"`
+	// Postal address, as one text (IODEF PostalAddress).
+	PostalAddress string `protobuf:"bytes,101,opt,name=postal_address,json=postalAddress,proto3" json:"postal_address,omitempty"`
+	// Timezone relative to UTC, e.g. "+01:00" (IODEF Timezone).
+	Timezone string `protobuf:"bytes,102,opt,name=timezone,proto3" json:"timezone,omitempty"`
+	// Free text about the contact (IODEF Contact/Description).
+	Description   string `protobuf:"bytes,103,opt,name=description,proto3" json:"description,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2162,6 +2180,90 @@ func (x *Contact) GetRestriction() Restriction {
 	return Restriction_RESTRICTION_UNSPECIFIED
 }
 
+func (x *Contact) GetRegistryHandles() []*RegistryHandle {
+	if x != nil {
+		return x.RegistryHandles
+	}
+	return nil
+}
+
+func (x *Contact) GetPostalAddress() string {
+	if x != nil {
+		return x.PostalAddress
+	}
+	return ""
+}
+
+func (x *Contact) GetTimezone() string {
+	if x != nil {
+		return x.Timezone
+	}
+	return ""
+}
+
+func (x *Contact) GetDescription() string {
+	if x != nil {
+		return x.Description
+	}
+	return ""
+}
+
+// RegistryHandle is a handle in an Internet registry (IODEF
+// RegistryHandle).
+type RegistryHandle struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The registry, as IODEF names it ("ripe", "arin"...), or another's name.
+	Registry string `protobuf:"bytes,1,opt,name=registry,proto3" json:"registry,omitempty"`
+	// The handle.
+	Handle        string `protobuf:"bytes,2,opt,name=handle,proto3" json:"handle,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RegistryHandle) Reset() {
+	*x = RegistryHandle{}
+	mi := &file_irx_v1_incident_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RegistryHandle) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RegistryHandle) ProtoMessage() {}
+
+func (x *RegistryHandle) ProtoReflect() protoreflect.Message {
+	mi := &file_irx_v1_incident_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RegistryHandle.ProtoReflect.Descriptor instead.
+func (*RegistryHandle) Descriptor() ([]byte, []int) {
+	return file_irx_v1_incident_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *RegistryHandle) GetRegistry() string {
+	if x != nil {
+		return x.Registry
+	}
+	return ""
+}
+
+func (x *RegistryHandle) GetHandle() string {
+	if x != nil {
+		return x.Handle
+	}
+	return ""
+}
+
 // Host is a system involved in the incident (IODEF System/Node/Service;
 // CERT/CC form 4.1 and 4.2).
 type Host struct {
@@ -2201,14 +2303,23 @@ type Host struct {
 	// IODEF System category beyond source/target.
 	Category SystemCategory `protobuf:"varint,16,opt,name=category,proto3,enum=irx.v1.SystemCategory" json:"category,omitempty"`
 	// Restriction of this host; unspecified inherits.
-	Restriction   Restriction `protobuf:"varint,17,opt,name=restriction,proto3,enum=irx.v1.Restriction" json:"restriction,omitempty"`
+	Restriction Restriction `protobuf:"varint,17,opt,name=restriction,proto3,enum=irx.v1.Restriction" json:"restriction,omitempty"`
+	// Whether the host's identity may be spoofed: "yes", "no" or "unknown"
+	// (IODEF System@spoofed); empty when not said.
+	Spoofed string `protobuf:"bytes,100,opt,name=spoofed,proto3" json:"spoofed,omitempty"`
+	// URLs of the host (IODEF Address category site-uri).
+	Urls []string `protobuf:"bytes,101,rep,name=urls,proto3" json:"urls,omitempty"`
+	// E-mail addresses of the host (IODEF Address category e-mail).
+	Emails []string `protobuf:"bytes,102,rep,name=emails,proto3" json:"emails,omitempty"`
+	// Where the host is, in words (IODEF Node/Location).
+	Locations     []string `protobuf:"bytes,103,rep,name=locations,proto3" json:"locations,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Host) Reset() {
 	*x = Host{}
-	mi := &file_irx_v1_incident_proto_msgTypes[8]
+	mi := &file_irx_v1_incident_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2220,7 +2331,7 @@ func (x *Host) String() string {
 func (*Host) ProtoMessage() {}
 
 func (x *Host) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_incident_proto_msgTypes[8]
+	mi := &file_irx_v1_incident_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2233,7 +2344,7 @@ func (x *Host) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Host.ProtoReflect.Descriptor instead.
 func (*Host) Descriptor() ([]byte, []int) {
-	return file_irx_v1_incident_proto_rawDescGZIP(), []int{8}
+	return file_irx_v1_incident_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *Host) GetHostname() string {
@@ -2355,6 +2466,34 @@ func (x *Host) GetRestriction() Restriction {
 	return Restriction_RESTRICTION_UNSPECIFIED
 }
 
+func (x *Host) GetSpoofed() string {
+	if x != nil {
+		return x.Spoofed
+	}
+	return ""
+}
+
+func (x *Host) GetUrls() []string {
+	if x != nil {
+		return x.Urls
+	}
+	return nil
+}
+
+func (x *Host) GetEmails() []string {
+	if x != nil {
+		return x.Emails
+	}
+	return nil
+}
+
+func (x *Host) GetLocations() []string {
+	if x != nil {
+		return x.Locations
+	}
+	return nil
+}
+
 // Service is a network service on a host (IODEF Service).
 type Service struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -2363,14 +2502,16 @@ type Service struct {
 	// Port, 0 if not applicable.
 	Port uint32 `protobuf:"varint,2,opt,name=port,proto3" json:"port,omitempty"`
 	// Application name, e.g. "ssh", "nfs", "tftp" (CERT/CC form 5.1.8).
-	Application   string `protobuf:"bytes,3,opt,name=application,proto3" json:"application,omitempty"`
+	Application string `protobuf:"bytes,3,opt,name=application,proto3" json:"application,omitempty"`
+	// Ports, as IODEF's Portlist writes them: "22,80,8000-8080".
+	Portlist      string `protobuf:"bytes,100,opt,name=portlist,proto3" json:"portlist,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Service) Reset() {
 	*x = Service{}
-	mi := &file_irx_v1_incident_proto_msgTypes[9]
+	mi := &file_irx_v1_incident_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2382,7 +2523,7 @@ func (x *Service) String() string {
 func (*Service) ProtoMessage() {}
 
 func (x *Service) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_incident_proto_msgTypes[9]
+	mi := &file_irx_v1_incident_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2395,7 +2536,7 @@ func (x *Service) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Service.ProtoReflect.Descriptor instead.
 func (*Service) Descriptor() ([]byte, []int) {
-	return file_irx_v1_incident_proto_rawDescGZIP(), []int{9}
+	return file_irx_v1_incident_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *Service) GetIpProtocol() uint32 {
@@ -2415,6 +2556,13 @@ func (x *Service) GetPort() uint32 {
 func (x *Service) GetApplication() string {
 	if x != nil {
 		return x.Application
+	}
+	return ""
+}
+
+func (x *Service) GetPortlist() string {
+	if x != nil {
+		return x.Portlist
 	}
 	return ""
 }
@@ -2445,7 +2593,7 @@ type Indicator struct {
 
 func (x *Indicator) Reset() {
 	*x = Indicator{}
-	mi := &file_irx_v1_incident_proto_msgTypes[10]
+	mi := &file_irx_v1_incident_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2457,7 +2605,7 @@ func (x *Indicator) String() string {
 func (*Indicator) ProtoMessage() {}
 
 func (x *Indicator) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_incident_proto_msgTypes[10]
+	mi := &file_irx_v1_incident_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2470,7 +2618,7 @@ func (x *Indicator) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Indicator.ProtoReflect.Descriptor instead.
 func (*Indicator) Descriptor() ([]byte, []int) {
-	return file_irx_v1_incident_proto_rawDescGZIP(), []int{10}
+	return file_irx_v1_incident_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Indicator) GetKind() IndicatorKind {
@@ -2545,7 +2693,7 @@ type IndicatorId struct {
 
 func (x *IndicatorId) Reset() {
 	*x = IndicatorId{}
-	mi := &file_irx_v1_incident_proto_msgTypes[11]
+	mi := &file_irx_v1_incident_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2557,7 +2705,7 @@ func (x *IndicatorId) String() string {
 func (*IndicatorId) ProtoMessage() {}
 
 func (x *IndicatorId) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_incident_proto_msgTypes[11]
+	mi := &file_irx_v1_incident_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2570,7 +2718,7 @@ func (x *IndicatorId) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IndicatorId.ProtoReflect.Descriptor instead.
 func (*IndicatorId) Descriptor() ([]byte, []int) {
-	return file_irx_v1_incident_proto_rawDescGZIP(), []int{11}
+	return file_irx_v1_incident_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *IndicatorId) GetId() string {
@@ -2617,7 +2765,7 @@ type Method struct {
 
 func (x *Method) Reset() {
 	*x = Method{}
-	mi := &file_irx_v1_incident_proto_msgTypes[12]
+	mi := &file_irx_v1_incident_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2629,7 +2777,7 @@ func (x *Method) String() string {
 func (*Method) ProtoMessage() {}
 
 func (x *Method) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_incident_proto_msgTypes[12]
+	mi := &file_irx_v1_incident_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2642,7 +2790,7 @@ func (x *Method) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Method.ProtoReflect.Descriptor instead.
 func (*Method) Descriptor() ([]byte, []int) {
-	return file_irx_v1_incident_proto_rawDescGZIP(), []int{12}
+	return file_irx_v1_incident_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *Method) GetDescription() string {
@@ -2711,7 +2859,7 @@ type Vulnerability struct {
 
 func (x *Vulnerability) Reset() {
 	*x = Vulnerability{}
-	mi := &file_irx_v1_incident_proto_msgTypes[13]
+	mi := &file_irx_v1_incident_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2723,7 +2871,7 @@ func (x *Vulnerability) String() string {
 func (*Vulnerability) ProtoMessage() {}
 
 func (x *Vulnerability) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_incident_proto_msgTypes[13]
+	mi := &file_irx_v1_incident_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2736,7 +2884,7 @@ func (x *Vulnerability) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Vulnerability.ProtoReflect.Descriptor instead.
 func (*Vulnerability) Descriptor() ([]byte, []int) {
-	return file_irx_v1_incident_proto_rawDescGZIP(), []int{13}
+	return file_irx_v1_incident_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *Vulnerability) GetCve() string {
@@ -2788,7 +2936,7 @@ type Assessment struct {
 
 func (x *Assessment) Reset() {
 	*x = Assessment{}
-	mi := &file_irx_v1_incident_proto_msgTypes[14]
+	mi := &file_irx_v1_incident_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2800,7 +2948,7 @@ func (x *Assessment) String() string {
 func (*Assessment) ProtoMessage() {}
 
 func (x *Assessment) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_incident_proto_msgTypes[14]
+	mi := &file_irx_v1_incident_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2813,7 +2961,7 @@ func (x *Assessment) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Assessment.ProtoReflect.Descriptor instead.
 func (*Assessment) Descriptor() ([]byte, []int) {
-	return file_irx_v1_incident_proto_rawDescGZIP(), []int{14}
+	return file_irx_v1_incident_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *Assessment) GetOccurrence() Occurrence {
@@ -2875,7 +3023,7 @@ type SystemImpact struct {
 
 func (x *SystemImpact) Reset() {
 	*x = SystemImpact{}
-	mi := &file_irx_v1_incident_proto_msgTypes[15]
+	mi := &file_irx_v1_incident_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2887,7 +3035,7 @@ func (x *SystemImpact) String() string {
 func (*SystemImpact) ProtoMessage() {}
 
 func (x *SystemImpact) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_incident_proto_msgTypes[15]
+	mi := &file_irx_v1_incident_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2900,7 +3048,7 @@ func (x *SystemImpact) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SystemImpact.ProtoReflect.Descriptor instead.
 func (*SystemImpact) Descriptor() ([]byte, []int) {
-	return file_irx_v1_incident_proto_rawDescGZIP(), []int{15}
+	return file_irx_v1_incident_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *SystemImpact) GetSeverity() Severity {
@@ -2946,7 +3094,7 @@ type BusinessImpact struct {
 
 func (x *BusinessImpact) Reset() {
 	*x = BusinessImpact{}
-	mi := &file_irx_v1_incident_proto_msgTypes[16]
+	mi := &file_irx_v1_incident_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2958,7 +3106,7 @@ func (x *BusinessImpact) String() string {
 func (*BusinessImpact) ProtoMessage() {}
 
 func (x *BusinessImpact) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_incident_proto_msgTypes[16]
+	mi := &file_irx_v1_incident_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2971,7 +3119,7 @@ func (x *BusinessImpact) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BusinessImpact.ProtoReflect.Descriptor instead.
 func (*BusinessImpact) Descriptor() ([]byte, []int) {
-	return file_irx_v1_incident_proto_rawDescGZIP(), []int{16}
+	return file_irx_v1_incident_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *BusinessImpact) GetSeverity() Severity {
@@ -3008,7 +3156,7 @@ type MonetaryImpact struct {
 
 func (x *MonetaryImpact) Reset() {
 	*x = MonetaryImpact{}
-	mi := &file_irx_v1_incident_proto_msgTypes[17]
+	mi := &file_irx_v1_incident_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3020,7 +3168,7 @@ func (x *MonetaryImpact) String() string {
 func (*MonetaryImpact) ProtoMessage() {}
 
 func (x *MonetaryImpact) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_incident_proto_msgTypes[17]
+	mi := &file_irx_v1_incident_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3033,7 +3181,7 @@ func (x *MonetaryImpact) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MonetaryImpact.ProtoReflect.Descriptor instead.
 func (*MonetaryImpact) Descriptor() ([]byte, []int) {
-	return file_irx_v1_incident_proto_rawDescGZIP(), []int{17}
+	return file_irx_v1_incident_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *MonetaryImpact) GetCurrency() string {
@@ -3063,7 +3211,7 @@ type Discovery struct {
 
 func (x *Discovery) Reset() {
 	*x = Discovery{}
-	mi := &file_irx_v1_incident_proto_msgTypes[18]
+	mi := &file_irx_v1_incident_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3075,7 +3223,7 @@ func (x *Discovery) String() string {
 func (*Discovery) ProtoMessage() {}
 
 func (x *Discovery) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_incident_proto_msgTypes[18]
+	mi := &file_irx_v1_incident_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3088,7 +3236,7 @@ func (x *Discovery) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Discovery.ProtoReflect.Descriptor instead.
 func (*Discovery) Descriptor() ([]byte, []int) {
-	return file_irx_v1_incident_proto_rawDescGZIP(), []int{18}
+	return file_irx_v1_incident_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *Discovery) GetSource() DiscoverySource {
@@ -3130,7 +3278,7 @@ type Compromise struct {
 
 func (x *Compromise) Reset() {
 	*x = Compromise{}
-	mi := &file_irx_v1_incident_proto_msgTypes[19]
+	mi := &file_irx_v1_incident_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3142,7 +3290,7 @@ func (x *Compromise) String() string {
 func (*Compromise) ProtoMessage() {}
 
 func (x *Compromise) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_incident_proto_msgTypes[19]
+	mi := &file_irx_v1_incident_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3155,7 +3303,7 @@ func (x *Compromise) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Compromise.ProtoReflect.Descriptor instead.
 func (*Compromise) Descriptor() ([]byte, []int) {
-	return file_irx_v1_incident_proto_rawDescGZIP(), []int{19}
+	return file_irx_v1_incident_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *Compromise) GetRootAccess() bool {
@@ -3229,7 +3377,7 @@ type SiteSecurity struct {
 
 func (x *SiteSecurity) Reset() {
 	*x = SiteSecurity{}
-	mi := &file_irx_v1_incident_proto_msgTypes[20]
+	mi := &file_irx_v1_incident_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3241,7 +3389,7 @@ func (x *SiteSecurity) String() string {
 func (*SiteSecurity) ProtoMessage() {}
 
 func (x *SiteSecurity) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_incident_proto_msgTypes[20]
+	mi := &file_irx_v1_incident_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3254,7 +3402,7 @@ func (x *SiteSecurity) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SiteSecurity.ProtoReflect.Descriptor instead.
 func (*SiteSecurity) Descriptor() ([]byte, []int) {
-	return file_irx_v1_incident_proto_rawDescGZIP(), []int{20}
+	return file_irx_v1_incident_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *SiteSecurity) GetTools() []*SecurityTool {
@@ -3293,7 +3441,7 @@ type SecurityTool struct {
 
 func (x *SecurityTool) Reset() {
 	*x = SecurityTool{}
-	mi := &file_irx_v1_incident_proto_msgTypes[21]
+	mi := &file_irx_v1_incident_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3305,7 +3453,7 @@ func (x *SecurityTool) String() string {
 func (*SecurityTool) ProtoMessage() {}
 
 func (x *SecurityTool) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_incident_proto_msgTypes[21]
+	mi := &file_irx_v1_incident_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3318,7 +3466,7 @@ func (x *SecurityTool) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SecurityTool.ProtoReflect.Descriptor instead.
 func (*SecurityTool) Descriptor() ([]byte, []int) {
-	return file_irx_v1_incident_proto_rawDescGZIP(), []int{21}
+	return file_irx_v1_incident_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *SecurityTool) GetName() string {
@@ -3362,7 +3510,7 @@ type LogExcerpt struct {
 
 func (x *LogExcerpt) Reset() {
 	*x = LogExcerpt{}
-	mi := &file_irx_v1_incident_proto_msgTypes[22]
+	mi := &file_irx_v1_incident_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3374,7 +3522,7 @@ func (x *LogExcerpt) String() string {
 func (*LogExcerpt) ProtoMessage() {}
 
 func (x *LogExcerpt) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_incident_proto_msgTypes[22]
+	mi := &file_irx_v1_incident_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3387,7 +3535,7 @@ func (x *LogExcerpt) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogExcerpt.ProtoReflect.Descriptor instead.
 func (*LogExcerpt) Descriptor() ([]byte, []int) {
-	return file_irx_v1_incident_proto_rawDescGZIP(), []int{22}
+	return file_irx_v1_incident_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *LogExcerpt) GetSource() string {
@@ -3448,7 +3596,7 @@ type Evidence struct {
 
 func (x *Evidence) Reset() {
 	*x = Evidence{}
-	mi := &file_irx_v1_incident_proto_msgTypes[23]
+	mi := &file_irx_v1_incident_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3460,7 +3608,7 @@ func (x *Evidence) String() string {
 func (*Evidence) ProtoMessage() {}
 
 func (x *Evidence) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_incident_proto_msgTypes[23]
+	mi := &file_irx_v1_incident_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3473,7 +3621,7 @@ func (x *Evidence) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Evidence.ProtoReflect.Descriptor instead.
 func (*Evidence) Descriptor() ([]byte, []int) {
-	return file_irx_v1_incident_proto_rawDescGZIP(), []int{23}
+	return file_irx_v1_incident_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *Evidence) GetDescription() string {
@@ -3544,7 +3692,7 @@ type HistoryItem struct {
 
 func (x *HistoryItem) Reset() {
 	*x = HistoryItem{}
-	mi := &file_irx_v1_incident_proto_msgTypes[24]
+	mi := &file_irx_v1_incident_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3556,7 +3704,7 @@ func (x *HistoryItem) String() string {
 func (*HistoryItem) ProtoMessage() {}
 
 func (x *HistoryItem) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_incident_proto_msgTypes[24]
+	mi := &file_irx_v1_incident_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3569,7 +3717,7 @@ func (x *HistoryItem) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HistoryItem.ProtoReflect.Descriptor instead.
 func (*HistoryItem) Descriptor() ([]byte, []int) {
-	return file_irx_v1_incident_proto_rawDescGZIP(), []int{24}
+	return file_irx_v1_incident_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *HistoryItem) GetAction() HistoryAction {
@@ -3623,7 +3771,7 @@ type RelatedActivity struct {
 
 func (x *RelatedActivity) Reset() {
 	*x = RelatedActivity{}
-	mi := &file_irx_v1_incident_proto_msgTypes[25]
+	mi := &file_irx_v1_incident_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3635,7 +3783,7 @@ func (x *RelatedActivity) String() string {
 func (*RelatedActivity) ProtoMessage() {}
 
 func (x *RelatedActivity) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_incident_proto_msgTypes[25]
+	mi := &file_irx_v1_incident_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3648,7 +3796,7 @@ func (x *RelatedActivity) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RelatedActivity.ProtoReflect.Descriptor instead.
 func (*RelatedActivity) Descriptor() ([]byte, []int) {
-	return file_irx_v1_incident_proto_rawDescGZIP(), []int{25}
+	return file_irx_v1_incident_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *RelatedActivity) GetThreatActors() []string {
@@ -3688,7 +3836,7 @@ type DisclosureConsent struct {
 
 func (x *DisclosureConsent) Reset() {
 	*x = DisclosureConsent{}
-	mi := &file_irx_v1_incident_proto_msgTypes[26]
+	mi := &file_irx_v1_incident_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3700,7 +3848,7 @@ func (x *DisclosureConsent) String() string {
 func (*DisclosureConsent) ProtoMessage() {}
 
 func (x *DisclosureConsent) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_incident_proto_msgTypes[26]
+	mi := &file_irx_v1_incident_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3713,7 +3861,7 @@ func (x *DisclosureConsent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DisclosureConsent.ProtoReflect.Descriptor instead.
 func (*DisclosureConsent) Descriptor() ([]byte, []int) {
-	return file_irx_v1_incident_proto_rawDescGZIP(), []int{26}
+	return file_irx_v1_incident_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *DisclosureConsent) GetSitesInvolved() *ConsentScope {
@@ -3752,7 +3900,7 @@ type ConsentScope struct {
 
 func (x *ConsentScope) Reset() {
 	*x = ConsentScope{}
-	mi := &file_irx_v1_incident_proto_msgTypes[27]
+	mi := &file_irx_v1_incident_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3764,7 +3912,7 @@ func (x *ConsentScope) String() string {
 func (*ConsentScope) ProtoMessage() {}
 
 func (x *ConsentScope) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_incident_proto_msgTypes[27]
+	mi := &file_irx_v1_incident_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3777,7 +3925,7 @@ func (x *ConsentScope) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConsentScope.ProtoReflect.Descriptor instead.
 func (*ConsentScope) Descriptor() ([]byte, []int) {
-	return file_irx_v1_incident_proto_rawDescGZIP(), []int{27}
+	return file_irx_v1_incident_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *ConsentScope) GetDomain() bool {
@@ -3835,7 +3983,7 @@ type Provenance struct {
 
 func (x *Provenance) Reset() {
 	*x = Provenance{}
-	mi := &file_irx_v1_incident_proto_msgTypes[28]
+	mi := &file_irx_v1_incident_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3847,7 +3995,7 @@ func (x *Provenance) String() string {
 func (*Provenance) ProtoMessage() {}
 
 func (x *Provenance) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_incident_proto_msgTypes[28]
+	mi := &file_irx_v1_incident_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3860,7 +4008,7 @@ func (x *Provenance) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Provenance.ProtoReflect.Descriptor instead.
 func (*Provenance) Descriptor() ([]byte, []int) {
-	return file_irx_v1_incident_proto_rawDescGZIP(), []int{28}
+	return file_irx_v1_incident_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *Provenance) GetOriginTeam() string {
@@ -3926,7 +4074,7 @@ type Transfer struct {
 
 func (x *Transfer) Reset() {
 	*x = Transfer{}
-	mi := &file_irx_v1_incident_proto_msgTypes[29]
+	mi := &file_irx_v1_incident_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3938,7 +4086,7 @@ func (x *Transfer) String() string {
 func (*Transfer) ProtoMessage() {}
 
 func (x *Transfer) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_incident_proto_msgTypes[29]
+	mi := &file_irx_v1_incident_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3951,7 +4099,7 @@ func (x *Transfer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Transfer.ProtoReflect.Descriptor instead.
 func (*Transfer) Descriptor() ([]byte, []int) {
-	return file_irx_v1_incident_proto_rawDescGZIP(), []int{29}
+	return file_irx_v1_incident_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *Transfer) GetTeamId() string {
@@ -3985,7 +4133,7 @@ type ReshareTerms struct {
 
 func (x *ReshareTerms) Reset() {
 	*x = ReshareTerms{}
-	mi := &file_irx_v1_incident_proto_msgTypes[30]
+	mi := &file_irx_v1_incident_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3997,7 +4145,7 @@ func (x *ReshareTerms) String() string {
 func (*ReshareTerms) ProtoMessage() {}
 
 func (x *ReshareTerms) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_incident_proto_msgTypes[30]
+	mi := &file_irx_v1_incident_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4010,7 +4158,7 @@ func (x *ReshareTerms) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReshareTerms.ProtoReflect.Descriptor instead.
 func (*ReshareTerms) Descriptor() ([]byte, []int) {
-	return file_irx_v1_incident_proto_rawDescGZIP(), []int{30}
+	return file_irx_v1_incident_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *ReshareTerms) GetMayReshare() bool {
@@ -4105,11 +4253,12 @@ const file_irx_v1_incident_proto_rawDesc = "" +
 	"\n" +
 	"start_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\tstartTime\x125\n" +
 	"\bend_time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\aendTime\x12;\n" +
-	"\vrestriction\x18\x06 \x01(\x0e2\x13.irx.v1.RestrictionB\x04\x88\xb5\x18\bR\vrestriction\"2\n" +
+	"\vrestriction\x18\x06 \x01(\x0e2\x13.irx.v1.RestrictionB\x04\x88\xb5\x18\bR\vrestriction\"o\n" +
 	"\n" +
 	"IodefExtra\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x12\x10\n" +
-	"\x03xml\x18\x02 \x01(\tR\x03xml\"4\n" +
+	"\x03xml\x18\x02 \x01(\tR\x03xml\x12;\n" +
+	"\vrestriction\x18\x03 \x01(\x0e2\x13.irx.v1.RestrictionB\x04\x88\xb5\x18\bR\vrestriction\"4\n" +
 	"\bTaxonomy\x12\x14\n" +
 	"\x05class\x18\x01 \x01(\tR\x05class\x12\x12\n" +
 	"\x04type\x18\x02 \x01(\tR\x04type\"\xac\x01\n" +
@@ -4126,7 +4275,7 @@ const file_irx_v1_incident_proto_rawDesc = "" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
 	"\x06domain\x18\x02 \x01(\tR\x06domain\x12 \n" +
 	"\vdescription\x18\x03 \x01(\tR\vdescription\x12\x15\n" +
-	"\x06is_isp\x18\x04 \x01(\bR\x05isIsp\"\x85\x04\n" +
+	"\x06is_isp\x18\x04 \x01(\bR\x05isIsp\"\xad\x05\n" +
 	"\aContact\x12'\n" +
 	"\x04role\x18\x01 \x01(\x0e2\x13.irx.v1.ContactRoleR\x04role\x12'\n" +
 	"\x04type\x18\x02 \x01(\x0e2\x13.irx.v1.ContactTypeR\x04type\x12\x12\n" +
@@ -4142,7 +4291,14 @@ const file_irx_v1_incident_proto_rawDesc = "" +
 	"\x13constituency_domain\x18\v \x01(\tR\x12constituencyDomain\x12)\n" +
 	"\x10reference_number\x18\f \x01(\tR\x0freferenceNumber\x12'\n" +
 	"\x0fpgp_fingerprint\x18\r \x01(\tR\x0epgpFingerprint\x12;\n" +
-	"\vrestriction\x18\x0e \x01(\x0e2\x13.irx.v1.RestrictionB\x04\x88\xb5\x18\bR\vrestriction\"\xe7\x04\n" +
+	"\vrestriction\x18\x0e \x01(\x0e2\x13.irx.v1.RestrictionB\x04\x88\xb5\x18\bR\vrestriction\x12A\n" +
+	"\x10registry_handles\x18d \x03(\v2\x16.irx.v1.RegistryHandleR\x0fregistryHandles\x12%\n" +
+	"\x0epostal_address\x18e \x01(\tR\rpostalAddress\x12\x1a\n" +
+	"\btimezone\x18f \x01(\tR\btimezone\x12 \n" +
+	"\vdescription\x18g \x01(\tR\vdescription\"D\n" +
+	"\x0eRegistryHandle\x12\x1a\n" +
+	"\bregistry\x18\x01 \x01(\tR\bregistry\x12\x16\n" +
+	"\x06handle\x18\x02 \x01(\tR\x06handle\"\xcb\x05\n" +
 	"\x04Host\x12\x1a\n" +
 	"\bhostname\x18\x01 \x01(\tR\bhostname\x12\x1c\n" +
 	"\taddresses\x18\x02 \x03(\tR\taddresses\x12\x10\n" +
@@ -4162,12 +4318,17 @@ const file_irx_v1_incident_proto_rawDesc = "" +
 	"\rsite_notified\x18\x0e \x01(\bR\fsiteNotified\x12+\n" +
 	"\bservices\x18\x0f \x03(\v2\x0f.irx.v1.ServiceR\bservices\x122\n" +
 	"\bcategory\x18\x10 \x01(\x0e2\x16.irx.v1.SystemCategoryR\bcategory\x12;\n" +
-	"\vrestriction\x18\x11 \x01(\x0e2\x13.irx.v1.RestrictionB\x04\x88\xb5\x18\bR\vrestriction\"`\n" +
+	"\vrestriction\x18\x11 \x01(\x0e2\x13.irx.v1.RestrictionB\x04\x88\xb5\x18\bR\vrestriction\x12\x18\n" +
+	"\aspoofed\x18d \x01(\tR\aspoofed\x12\x12\n" +
+	"\x04urls\x18e \x03(\tR\x04urls\x12\x16\n" +
+	"\x06emails\x18f \x03(\tR\x06emails\x12\x1c\n" +
+	"\tlocations\x18g \x03(\tR\tlocations\"|\n" +
 	"\aService\x12\x1f\n" +
 	"\vip_protocol\x18\x01 \x01(\rR\n" +
 	"ipProtocol\x12\x12\n" +
 	"\x04port\x18\x02 \x01(\rR\x04port\x12 \n" +
-	"\vapplication\x18\x03 \x01(\tR\vapplication\"\x81\x03\n" +
+	"\vapplication\x18\x03 \x01(\tR\vapplication\x12\x1a\n" +
+	"\bportlist\x18d \x01(\tR\bportlist\"\x81\x03\n" +
 	"\tIndicator\x12)\n" +
 	"\x04kind\x18\x01 \x01(\x0e2\x15.irx.v1.IndicatorKindR\x04kind\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value\x12 \n" +
@@ -4450,7 +4611,7 @@ func file_irx_v1_incident_proto_rawDescGZIP() []byte {
 }
 
 var file_irx_v1_incident_proto_enumTypes = make([]protoimpl.EnumInfo, 15)
-var file_irx_v1_incident_proto_msgTypes = make([]protoimpl.MessageInfo, 31)
+var file_irx_v1_incident_proto_msgTypes = make([]protoimpl.MessageInfo, 32)
 var file_irx_v1_incident_proto_goTypes = []any{
 	(Purpose)(0),                  // 0: irx.v1.Purpose
 	(Status)(0),                   // 1: irx.v1.Status
@@ -4475,30 +4636,31 @@ var file_irx_v1_incident_proto_goTypes = []any{
 	(*Description)(nil),           // 20: irx.v1.Description
 	(*ReportingSite)(nil),         // 21: irx.v1.ReportingSite
 	(*Contact)(nil),               // 22: irx.v1.Contact
-	(*Host)(nil),                  // 23: irx.v1.Host
-	(*Service)(nil),               // 24: irx.v1.Service
-	(*Indicator)(nil),             // 25: irx.v1.Indicator
-	(*IndicatorId)(nil),           // 26: irx.v1.IndicatorId
-	(*Method)(nil),                // 27: irx.v1.Method
-	(*Vulnerability)(nil),         // 28: irx.v1.Vulnerability
-	(*Assessment)(nil),            // 29: irx.v1.Assessment
-	(*SystemImpact)(nil),          // 30: irx.v1.SystemImpact
-	(*BusinessImpact)(nil),        // 31: irx.v1.BusinessImpact
-	(*MonetaryImpact)(nil),        // 32: irx.v1.MonetaryImpact
-	(*Discovery)(nil),             // 33: irx.v1.Discovery
-	(*Compromise)(nil),            // 34: irx.v1.Compromise
-	(*SiteSecurity)(nil),          // 35: irx.v1.SiteSecurity
-	(*SecurityTool)(nil),          // 36: irx.v1.SecurityTool
-	(*LogExcerpt)(nil),            // 37: irx.v1.LogExcerpt
-	(*Evidence)(nil),              // 38: irx.v1.Evidence
-	(*HistoryItem)(nil),           // 39: irx.v1.HistoryItem
-	(*RelatedActivity)(nil),       // 40: irx.v1.RelatedActivity
-	(*DisclosureConsent)(nil),     // 41: irx.v1.DisclosureConsent
-	(*ConsentScope)(nil),          // 42: irx.v1.ConsentScope
-	(*Provenance)(nil),            // 43: irx.v1.Provenance
-	(*Transfer)(nil),              // 44: irx.v1.Transfer
-	(*ReshareTerms)(nil),          // 45: irx.v1.ReshareTerms
-	(*timestamppb.Timestamp)(nil), // 46: google.protobuf.Timestamp
+	(*RegistryHandle)(nil),        // 23: irx.v1.RegistryHandle
+	(*Host)(nil),                  // 24: irx.v1.Host
+	(*Service)(nil),               // 25: irx.v1.Service
+	(*Indicator)(nil),             // 26: irx.v1.Indicator
+	(*IndicatorId)(nil),           // 27: irx.v1.IndicatorId
+	(*Method)(nil),                // 28: irx.v1.Method
+	(*Vulnerability)(nil),         // 29: irx.v1.Vulnerability
+	(*Assessment)(nil),            // 30: irx.v1.Assessment
+	(*SystemImpact)(nil),          // 31: irx.v1.SystemImpact
+	(*BusinessImpact)(nil),        // 32: irx.v1.BusinessImpact
+	(*MonetaryImpact)(nil),        // 33: irx.v1.MonetaryImpact
+	(*Discovery)(nil),             // 34: irx.v1.Discovery
+	(*Compromise)(nil),            // 35: irx.v1.Compromise
+	(*SiteSecurity)(nil),          // 36: irx.v1.SiteSecurity
+	(*SecurityTool)(nil),          // 37: irx.v1.SecurityTool
+	(*LogExcerpt)(nil),            // 38: irx.v1.LogExcerpt
+	(*Evidence)(nil),              // 39: irx.v1.Evidence
+	(*HistoryItem)(nil),           // 40: irx.v1.HistoryItem
+	(*RelatedActivity)(nil),       // 41: irx.v1.RelatedActivity
+	(*DisclosureConsent)(nil),     // 42: irx.v1.DisclosureConsent
+	(*ConsentScope)(nil),          // 43: irx.v1.ConsentScope
+	(*Provenance)(nil),            // 44: irx.v1.Provenance
+	(*Transfer)(nil),              // 45: irx.v1.Transfer
+	(*ReshareTerms)(nil),          // 46: irx.v1.ReshareTerms
+	(*timestamppb.Timestamp)(nil), // 47: google.protobuf.Timestamp
 }
 var file_irx_v1_incident_proto_depIdxs = []int32{
 	19, // 0: irx.v1.Incident.alternative_ids:type_name -> irx.v1.AlternativeId
@@ -4509,32 +4671,32 @@ var file_irx_v1_incident_proto_depIdxs = []int32{
 	18, // 5: irx.v1.Incident.taxonomy:type_name -> irx.v1.Taxonomy
 	18, // 6: irx.v1.Incident.additional_taxonomies:type_name -> irx.v1.Taxonomy
 	4,  // 7: irx.v1.Incident.priority:type_name -> irx.v1.Priority
-	46, // 8: irx.v1.Incident.detect_time:type_name -> google.protobuf.Timestamp
-	46, // 9: irx.v1.Incident.start_time:type_name -> google.protobuf.Timestamp
-	46, // 10: irx.v1.Incident.end_time:type_name -> google.protobuf.Timestamp
-	46, // 11: irx.v1.Incident.recovery_time:type_name -> google.protobuf.Timestamp
-	46, // 12: irx.v1.Incident.report_time:type_name -> google.protobuf.Timestamp
-	46, // 13: irx.v1.Incident.generation_time:type_name -> google.protobuf.Timestamp
-	46, // 14: irx.v1.Incident.create_time:type_name -> google.protobuf.Timestamp
+	47, // 8: irx.v1.Incident.detect_time:type_name -> google.protobuf.Timestamp
+	47, // 9: irx.v1.Incident.start_time:type_name -> google.protobuf.Timestamp
+	47, // 10: irx.v1.Incident.end_time:type_name -> google.protobuf.Timestamp
+	47, // 11: irx.v1.Incident.recovery_time:type_name -> google.protobuf.Timestamp
+	47, // 12: irx.v1.Incident.report_time:type_name -> google.protobuf.Timestamp
+	47, // 13: irx.v1.Incident.generation_time:type_name -> google.protobuf.Timestamp
+	47, // 14: irx.v1.Incident.create_time:type_name -> google.protobuf.Timestamp
 	20, // 15: irx.v1.Incident.descriptions:type_name -> irx.v1.Description
 	21, // 16: irx.v1.Incident.reporting_site:type_name -> irx.v1.ReportingSite
 	22, // 17: irx.v1.Incident.contacts:type_name -> irx.v1.Contact
-	23, // 18: irx.v1.Incident.victim_hosts:type_name -> irx.v1.Host
-	23, // 19: irx.v1.Incident.attacking_hosts:type_name -> irx.v1.Host
-	25, // 20: irx.v1.Incident.indicators:type_name -> irx.v1.Indicator
-	27, // 21: irx.v1.Incident.methods:type_name -> irx.v1.Method
-	29, // 22: irx.v1.Incident.assessments:type_name -> irx.v1.Assessment
-	33, // 23: irx.v1.Incident.discoveries:type_name -> irx.v1.Discovery
-	34, // 24: irx.v1.Incident.compromise:type_name -> irx.v1.Compromise
-	35, // 25: irx.v1.Incident.site_security:type_name -> irx.v1.SiteSecurity
-	37, // 26: irx.v1.Incident.log_excerpts:type_name -> irx.v1.LogExcerpt
-	38, // 27: irx.v1.Incident.evidence:type_name -> irx.v1.Evidence
-	39, // 28: irx.v1.Incident.history:type_name -> irx.v1.HistoryItem
-	40, // 29: irx.v1.Incident.related_activity:type_name -> irx.v1.RelatedActivity
-	41, // 30: irx.v1.Incident.disclosure_consent:type_name -> irx.v1.DisclosureConsent
-	43, // 31: irx.v1.Incident.provenance:type_name -> irx.v1.Provenance
-	46, // 32: irx.v1.Incident.withdraw_time:type_name -> google.protobuf.Timestamp
-	46, // 33: irx.v1.Incident.sender_generation_time:type_name -> google.protobuf.Timestamp
+	24, // 18: irx.v1.Incident.victim_hosts:type_name -> irx.v1.Host
+	24, // 19: irx.v1.Incident.attacking_hosts:type_name -> irx.v1.Host
+	26, // 20: irx.v1.Incident.indicators:type_name -> irx.v1.Indicator
+	28, // 21: irx.v1.Incident.methods:type_name -> irx.v1.Method
+	30, // 22: irx.v1.Incident.assessments:type_name -> irx.v1.Assessment
+	34, // 23: irx.v1.Incident.discoveries:type_name -> irx.v1.Discovery
+	35, // 24: irx.v1.Incident.compromise:type_name -> irx.v1.Compromise
+	36, // 25: irx.v1.Incident.site_security:type_name -> irx.v1.SiteSecurity
+	38, // 26: irx.v1.Incident.log_excerpts:type_name -> irx.v1.LogExcerpt
+	39, // 27: irx.v1.Incident.evidence:type_name -> irx.v1.Evidence
+	40, // 28: irx.v1.Incident.history:type_name -> irx.v1.HistoryItem
+	41, // 29: irx.v1.Incident.related_activity:type_name -> irx.v1.RelatedActivity
+	42, // 30: irx.v1.Incident.disclosure_consent:type_name -> irx.v1.DisclosureConsent
+	44, // 31: irx.v1.Incident.provenance:type_name -> irx.v1.Provenance
+	47, // 32: irx.v1.Incident.withdraw_time:type_name -> google.protobuf.Timestamp
+	47, // 33: irx.v1.Incident.sender_generation_time:type_name -> google.protobuf.Timestamp
 	16, // 34: irx.v1.Incident.expectations:type_name -> irx.v1.Expectation
 	17, // 35: irx.v1.Incident.iodef_extras_private_user:type_name -> irx.v1.IodefExtra
 	17, // 36: irx.v1.Incident.iodef_extras_intruder:type_name -> irx.v1.IodefExtra
@@ -4544,53 +4706,55 @@ var file_irx_v1_incident_proto_depIdxs = []int32{
 	17, // 40: irx.v1.Incident.iodef_extras_statistical:type_name -> irx.v1.IodefExtra
 	17, // 41: irx.v1.Incident.iodef_extras_contact:type_name -> irx.v1.IodefExtra
 	11, // 42: irx.v1.Expectation.severity:type_name -> irx.v1.Severity
-	46, // 43: irx.v1.Expectation.start_time:type_name -> google.protobuf.Timestamp
-	46, // 44: irx.v1.Expectation.end_time:type_name -> google.protobuf.Timestamp
+	47, // 43: irx.v1.Expectation.start_time:type_name -> google.protobuf.Timestamp
+	47, // 44: irx.v1.Expectation.end_time:type_name -> google.protobuf.Timestamp
 	2,  // 45: irx.v1.Expectation.restriction:type_name -> irx.v1.Restriction
-	5,  // 46: irx.v1.AlternativeId.kind:type_name -> irx.v1.AlternativeIdKind
-	2,  // 47: irx.v1.AlternativeId.restriction:type_name -> irx.v1.Restriction
-	2,  // 48: irx.v1.Description.restriction:type_name -> irx.v1.Restriction
-	6,  // 49: irx.v1.Contact.role:type_name -> irx.v1.ContactRole
-	7,  // 50: irx.v1.Contact.type:type_name -> irx.v1.ContactType
-	2,  // 51: irx.v1.Contact.restriction:type_name -> irx.v1.Restriction
-	24, // 52: irx.v1.Host.services:type_name -> irx.v1.Service
-	8,  // 53: irx.v1.Host.category:type_name -> irx.v1.SystemCategory
-	2,  // 54: irx.v1.Host.restriction:type_name -> irx.v1.Restriction
-	9,  // 55: irx.v1.Indicator.kind:type_name -> irx.v1.IndicatorKind
-	46, // 56: irx.v1.Indicator.first_seen_time:type_name -> google.protobuf.Timestamp
-	46, // 57: irx.v1.Indicator.last_seen_time:type_name -> google.protobuf.Timestamp
-	2,  // 58: irx.v1.Indicator.restriction:type_name -> irx.v1.Restriction
-	26, // 59: irx.v1.Indicator.iodef_id:type_name -> irx.v1.IndicatorId
-	28, // 60: irx.v1.Method.vulnerabilities:type_name -> irx.v1.Vulnerability
-	2,  // 61: irx.v1.Method.restriction:type_name -> irx.v1.Restriction
-	10, // 62: irx.v1.Assessment.occurrence:type_name -> irx.v1.Occurrence
-	30, // 63: irx.v1.Assessment.system_impacts:type_name -> irx.v1.SystemImpact
-	31, // 64: irx.v1.Assessment.business_impacts:type_name -> irx.v1.BusinessImpact
-	32, // 65: irx.v1.Assessment.monetary_impact:type_name -> irx.v1.MonetaryImpact
-	2,  // 66: irx.v1.Assessment.restriction:type_name -> irx.v1.Restriction
-	11, // 67: irx.v1.SystemImpact.severity:type_name -> irx.v1.Severity
-	11, // 68: irx.v1.BusinessImpact.severity:type_name -> irx.v1.Severity
-	12, // 69: irx.v1.Discovery.source:type_name -> irx.v1.DiscoverySource
-	36, // 70: irx.v1.SiteSecurity.tools:type_name -> irx.v1.SecurityTool
-	46, // 71: irx.v1.LogExcerpt.time:type_name -> google.protobuf.Timestamp
-	2,  // 72: irx.v1.LogExcerpt.restriction:type_name -> irx.v1.Restriction
-	46, // 73: irx.v1.Evidence.collect_time:type_name -> google.protobuf.Timestamp
-	2,  // 74: irx.v1.Evidence.restriction:type_name -> irx.v1.Restriction
-	13, // 75: irx.v1.HistoryItem.action:type_name -> irx.v1.HistoryAction
-	46, // 76: irx.v1.HistoryItem.time:type_name -> google.protobuf.Timestamp
-	2,  // 77: irx.v1.HistoryItem.restriction:type_name -> irx.v1.Restriction
-	42, // 78: irx.v1.DisclosureConsent.sites_involved:type_name -> irx.v1.ConsentScope
-	42, // 79: irx.v1.DisclosureConsent.response_teams:type_name -> irx.v1.ConsentScope
-	42, // 80: irx.v1.DisclosureConsent.law_enforcement:type_name -> irx.v1.ConsentScope
-	46, // 81: irx.v1.Provenance.receive_time:type_name -> google.protobuf.Timestamp
-	45, // 82: irx.v1.Provenance.reshare:type_name -> irx.v1.ReshareTerms
-	44, // 83: irx.v1.Provenance.transfers:type_name -> irx.v1.Transfer
-	14, // 84: irx.v1.ReshareTerms.scope:type_name -> irx.v1.ReshareScope
-	85, // [85:85] is the sub-list for method output_type
-	85, // [85:85] is the sub-list for method input_type
-	85, // [85:85] is the sub-list for extension type_name
-	85, // [85:85] is the sub-list for extension extendee
-	0,  // [0:85] is the sub-list for field type_name
+	2,  // 46: irx.v1.IodefExtra.restriction:type_name -> irx.v1.Restriction
+	5,  // 47: irx.v1.AlternativeId.kind:type_name -> irx.v1.AlternativeIdKind
+	2,  // 48: irx.v1.AlternativeId.restriction:type_name -> irx.v1.Restriction
+	2,  // 49: irx.v1.Description.restriction:type_name -> irx.v1.Restriction
+	6,  // 50: irx.v1.Contact.role:type_name -> irx.v1.ContactRole
+	7,  // 51: irx.v1.Contact.type:type_name -> irx.v1.ContactType
+	2,  // 52: irx.v1.Contact.restriction:type_name -> irx.v1.Restriction
+	23, // 53: irx.v1.Contact.registry_handles:type_name -> irx.v1.RegistryHandle
+	25, // 54: irx.v1.Host.services:type_name -> irx.v1.Service
+	8,  // 55: irx.v1.Host.category:type_name -> irx.v1.SystemCategory
+	2,  // 56: irx.v1.Host.restriction:type_name -> irx.v1.Restriction
+	9,  // 57: irx.v1.Indicator.kind:type_name -> irx.v1.IndicatorKind
+	47, // 58: irx.v1.Indicator.first_seen_time:type_name -> google.protobuf.Timestamp
+	47, // 59: irx.v1.Indicator.last_seen_time:type_name -> google.protobuf.Timestamp
+	2,  // 60: irx.v1.Indicator.restriction:type_name -> irx.v1.Restriction
+	27, // 61: irx.v1.Indicator.iodef_id:type_name -> irx.v1.IndicatorId
+	29, // 62: irx.v1.Method.vulnerabilities:type_name -> irx.v1.Vulnerability
+	2,  // 63: irx.v1.Method.restriction:type_name -> irx.v1.Restriction
+	10, // 64: irx.v1.Assessment.occurrence:type_name -> irx.v1.Occurrence
+	31, // 65: irx.v1.Assessment.system_impacts:type_name -> irx.v1.SystemImpact
+	32, // 66: irx.v1.Assessment.business_impacts:type_name -> irx.v1.BusinessImpact
+	33, // 67: irx.v1.Assessment.monetary_impact:type_name -> irx.v1.MonetaryImpact
+	2,  // 68: irx.v1.Assessment.restriction:type_name -> irx.v1.Restriction
+	11, // 69: irx.v1.SystemImpact.severity:type_name -> irx.v1.Severity
+	11, // 70: irx.v1.BusinessImpact.severity:type_name -> irx.v1.Severity
+	12, // 71: irx.v1.Discovery.source:type_name -> irx.v1.DiscoverySource
+	37, // 72: irx.v1.SiteSecurity.tools:type_name -> irx.v1.SecurityTool
+	47, // 73: irx.v1.LogExcerpt.time:type_name -> google.protobuf.Timestamp
+	2,  // 74: irx.v1.LogExcerpt.restriction:type_name -> irx.v1.Restriction
+	47, // 75: irx.v1.Evidence.collect_time:type_name -> google.protobuf.Timestamp
+	2,  // 76: irx.v1.Evidence.restriction:type_name -> irx.v1.Restriction
+	13, // 77: irx.v1.HistoryItem.action:type_name -> irx.v1.HistoryAction
+	47, // 78: irx.v1.HistoryItem.time:type_name -> google.protobuf.Timestamp
+	2,  // 79: irx.v1.HistoryItem.restriction:type_name -> irx.v1.Restriction
+	43, // 80: irx.v1.DisclosureConsent.sites_involved:type_name -> irx.v1.ConsentScope
+	43, // 81: irx.v1.DisclosureConsent.response_teams:type_name -> irx.v1.ConsentScope
+	43, // 82: irx.v1.DisclosureConsent.law_enforcement:type_name -> irx.v1.ConsentScope
+	47, // 83: irx.v1.Provenance.receive_time:type_name -> google.protobuf.Timestamp
+	46, // 84: irx.v1.Provenance.reshare:type_name -> irx.v1.ReshareTerms
+	45, // 85: irx.v1.Provenance.transfers:type_name -> irx.v1.Transfer
+	14, // 86: irx.v1.ReshareTerms.scope:type_name -> irx.v1.ReshareScope
+	87, // [87:87] is the sub-list for method output_type
+	87, // [87:87] is the sub-list for method input_type
+	87, // [87:87] is the sub-list for extension type_name
+	87, // [87:87] is the sub-list for extension extendee
+	0,  // [0:87] is the sub-list for field type_name
 }
 
 func init() { file_irx_v1_incident_proto_init() }
@@ -4605,7 +4769,7 @@ func file_irx_v1_incident_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_irx_v1_incident_proto_rawDesc), len(file_irx_v1_incident_proto_rawDesc)),
 			NumEnums:      15,
-			NumMessages:   31,
+			NumMessages:   32,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
