@@ -514,6 +514,7 @@ func (a *applier) deleteCopy(id record.ID, cur *irxv1.Incident) {
 	for _, k := range indexKeys(id, cur) {
 		a.del(k)
 	}
+	a.correlate(id, cur, nil, true)
 	a.statsAdd(id, cur, statMemo{}, -1)
 	a.del(incidentKey(id))
 	a.erasedCopy(id, cur)
