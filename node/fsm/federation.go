@@ -507,15 +507,28 @@ func withdrawnStub(cur *irxv1.Incident, peer string, w *irxv1.IncidentWithdrawal
 	}
 }
 
-// deleteCopy removes every trace of a foreign incident but its feed
-// entries and ledger: its versions, its latest pointer, its indexes.
+// deleteCopy removes every trace of an incident but its feed entries and
+// ledger: its versions, its latest pointer, its indexes, its statistics.
+// It is a foreign copy, or an own record that retention removes.
 func (a *applier) deleteCopy(id record.ID, cur *irxv1.Incident) {
 	a.deleteTimeKeys(id)
 	for _, k := range indexKeys(id, cur) {
 		a.del(k)
 	}
 	a.correlate(id, cur, nil, true)
-	a.statsAdd(id, cur, statMemo{}, -1)
+	// An own record (removed by retention) takes its response times with
+	// it; a foreign copy has none.
+	memo := statMemo{}
+	if id.Team == a.fsm.team {
+		m, err := a.statMemo(id, cur)
+		if err != nil {
+			a.fail(err)
+			return
+		}
+		memo = m
+		a.del(statMemoKey(id))
+	}
+	a.statsAdd(id, cur, memo, -1)
 	a.del(incidentKey(id))
 	a.erasedCopy(id, cur)
 	prefix := cat(prefixVersion, idKey(id))

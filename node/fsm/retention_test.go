@@ -162,6 +162,17 @@ func TestRetentionRemovesWholeRecordsFromEveryIndex(t *testing.T) {
 	if _, err := h.f.Get(live.GetId(), 0); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("resolved record past its term: %v", err)
 	}
+	// Its time to resolution leaves the statistics with it: the one
+	// record left was never resolved.
+	for _, k := range statKeys(t, h.f) {
+		if strings.HasPrefix(k, string(prefixStatDur)) {
+			t.Errorf("a response-time cell of a removed record remains: %s", k)
+		}
+	}
+	liveID, _ := record.ParseID(live.GetId())
+	if _, ok := dump(t, h.f)[string(statMemoKey(liveID))]; ok {
+		t.Error("the statistics memo of a removed record remains")
+	}
 }
 
 func TestRetentionPolicyRefusesTheHandlingClassAndChangesNothing(t *testing.T) {
