@@ -243,8 +243,10 @@ func TestCorrelationEqualsBruteForce(t *testing.T) {
 					PeerTeamId: "cert-b", FromCursor: cursor - 1, Cursor: cursor, Head: cursor,
 					Items: []*irxv1.FeedItem{withdrawalItem(cursor, id, peerTickets[ticket], irxv1.WithdrawalReason_WITHDRAWAL_REASON_ORIGIN)},
 				}}}))
-				// A withdrawn ticket never comes back (its tombstone).
-				peerTickets[ticket] = 1 << 40
+				// The tombstone keeps every version up to the one withdrawn
+				// out; a later view must come after it (and a withdrawn
+				// ticket's next view is made to jump far ahead).
+				peerTickets[ticket] = max(peerTickets[ticket], 1<<40)
 				delete(held, id)
 			}
 			if rapid.Bool().Draw(rt, "end entry group") {
