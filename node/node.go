@@ -30,7 +30,6 @@ import (
 	"github.com/irxfed/irx/node/fsm"
 	"github.com/irxfed/irx/node/raftstore"
 	"github.com/irxfed/irx/node/transport"
-	"github.com/irxfed/irx/node/webhook"
 	"github.com/irxfed/irx/pki"
 	"github.com/irxfed/irx/policy"
 	irxv1 "github.com/irxfed/irx/proto/irx/v1"
@@ -87,12 +86,9 @@ type Node struct {
 	closing atomic.Pointer[string]
 
 	stopObserving chan struct{}
-	// webhooks posts alerts and warnings while this node leads; nil
-	// without configured webhooks.
-	webhooks  *webhook.Sender
-	wg        sync.WaitGroup
-	closeOnce sync.Once
-	closeErr  error
+	wg            sync.WaitGroup
+	closeOnce     sync.Once
+	closeErr      error
 }
 
 // Start opens the node's storage, joins or bootstraps its Raft cluster and
@@ -133,7 +129,6 @@ func Start(cfg Config) (_ *Node, err error) {
 	if err := n.startAPI(creds); err != nil {
 		return nil, err
 	}
-	n.startWebhooks()
 	n.metrics.watchNode(n)
 	if cfg.MetricsAddr != "" {
 		if err := n.serveMetrics(cfg.MetricsAddr); err != nil {
@@ -457,26 +452,6 @@ func (n *Node) startAPI(creds nodeCredentials) error {
 		n.watchLeadership()
 	}()
 	return nil
-}
-
-// startWebhooks runs the webhook sender until the node closes. Every node
-// runs it; it posts only while the node leads.
-func (n *Node) startWebhooks() {
-	if len(n.cfg.Webhooks) == 0 {
-		return
-	}
-	n.webhooks = webhook.New(n.cfg.Webhooks, n.state, webhook.Options{IsLeader: n.IsLeader, Logger: n.log.With("component", "webhook")})
-	ctx, cancel := context.WithCancel(context.Background())
-	n.wg.Add(2)
-	go func() {
-		defer n.wg.Done()
-		<-n.stopObserving
-		cancel()
-	}()
-	go func() {
-		defer n.wg.Done()
-		n.webhooks.Run(ctx)
-	}()
 }
 
 // watchLeadership keeps grpc.health.v1 honest: a node that knows no leader
