@@ -348,10 +348,11 @@ func TestBadInputChangesNothing(t *testing.T) {
 		t.Run("create/"+tc.name, func(t *testing.T) { assertInvalid(t, err, tc.fields...) })
 	}
 
-	// Beyond the transport limit gRPC itself refuses the message.
-	huge := with(func(i *irxv1.Incident) { i.LogExcerpts = []*irxv1.LogExcerpt{{Content: strings.Repeat("x", 2<<20)}} })
+	// Beyond the transport limit (4 MiB and 64 KiB, for a whole IODEF
+	// document to ImportIncidents) gRPC itself refuses the message.
+	huge := with(func(i *irxv1.Incident) { i.LogExcerpts = []*irxv1.LogExcerpt{{Content: strings.Repeat("x", 5<<20)}} })
 	if _, err := c.incidents.CreateIncident(ctx, &irxv1.CreateIncidentRequest{Incident: huge}); status.Code(err) != codes.ResourceExhausted {
-		t.Errorf("2 MiB request: %v, want RESOURCE_EXHAUSTED", err)
+		t.Errorf("5 MiB request: %v, want RESOURCE_EXHAUSTED", err)
 	}
 
 	updates := []struct {
