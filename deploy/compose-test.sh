@@ -20,7 +20,7 @@
 #      of cert-a and checks it reaches cert-b (new leader, new endpoint);
 #   5. restarts the killed node and checks it catches up;
 #   6. runs the irxctl and grpcurl lines of the README's section "Deployment
-#      with containers", as written but for a few substitutions (see step 6
+#      with containers" and of docs/operations.md's "Containers", as written but for a few substitutions (see step 6
 #      below), against this deployment, and fails if one exits non-zero;
 # and always (also on failure, timeout or Ctrl-C) removes the containers,
 # networks, volumes, image and files it made. Fails after IRX_TEST_LIMIT
@@ -233,7 +233,7 @@ irxctl --context "$survivor" cluster status
 irxctl --context "$survivor" peer list
 irxctl --context cert-b peer list
 
-say "6. the README's irxctl and grpcurl lines (Deployment with containers)"
+say "6. the irxctl and grpcurl lines of the README (Deployment with containers) and docs/operations.md (Containers)"
 # The README shows them against the deployment setup.sh makes by default.
 # They run here in order, from the source tree, with bash, as written but
 # for these substitutions:
@@ -252,9 +252,9 @@ say "6. the README's irxctl and grpcurl lines (Deployment with containers)"
 # docker-compose lines, which manage the containers rather than use them;
 # step 1, steps 4-5 and the cleanup above do what they show (set up, kill
 # and start a node, "down -v" and the image) for this test's project.
-readme_lines() { # the commands of the section's sh blocks, one per line
-  awk '
-    /^## / { section = ($0 == "## Deployment with containers"); next }
+readme_lines() { # the commands of a section's sh blocks, one per line
+  awk -v want="$2" '
+    /^## / { section = ($0 == want); next }
     !section { next }
     /^```sh$/ { block = 1; cur = ""; next }
     /^```/ { block = 0; next }
@@ -262,9 +262,10 @@ readme_lines() { # the commands of the section's sh blocks, one per line
     { line = cur $0; cur = "" }
     line ~ /\\$/ { cur = substr(line, 1, length(line) - 1); next }
     line !~ /^[[:space:]]*(#|$)/ { print line }
-  ' "$ROOT/README.md"
+  ' "$1"
 }
-mapfile -t lines < <(readme_lines)
+# The README shows a few; docs/operations.md "Containers" has the tour.
+mapfile -t lines < <(readme_lines "$ROOT/README.md" "## Deployment with containers"; readme_lines "$ROOT/docs/operations.md" "## Containers")
 ran=0 created="" out=""
 export IRXCTL_CONFIG=$IRX_RUN_DIR/not-exported-by-the-readme.yaml
 cd "$ROOT"
@@ -317,7 +318,7 @@ for line in "${lines[@]}"; do
     ;;
   esac
 done
-[ "$ran" -ge 9 ] || fail "README: only $ran irxctl and grpcurl lines in Deployment with containers; the extraction is broken"
+[ "$ran" -ge 9 ] || fail "README: only $ran irxctl and grpcurl lines in the README's Deployment with containers and operations.md's Containers; the extraction is broken"
 [ -n "$created" ] || fail "README: no incident create line ran"
 say "the README's $ran irxctl and grpcurl lines ran against this deployment"
 say "all checks passed"
