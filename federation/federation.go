@@ -192,10 +192,14 @@ func (f *Federation) Start(t Team) error {
 	if err := f.listen(func(s *grpc.Server) { irxv1.RegisterFederationServiceServer(s, &federationService{f: f}) }); err != nil {
 		return err
 	}
-	f.wg.Add(3)
+	f.wg.Add(4)
 	go func() {
 		defer f.wg.Done()
 		f.pullers.run(f.stop)
+	}()
+	go func() {
+		defer f.wg.Done()
+		(&warningSender{f: f, retry: map[string]retryState{}}).run(f.stop)
 	}()
 	go func() {
 		defer f.wg.Done()

@@ -65,6 +65,12 @@ type State interface {
 	FeedEntries(after uint64, limit int) ([]*irxv1.FeedEntry, error)
 	FeedEntry(seq uint64) (*irxv1.FeedEntry, error)
 	FeedSequence() uint64
+	// EachWarning calls fn with every warning the team issued or received.
+	EachWarning(fn func(*irxv1.Warning) error) error
+	// SharingGroups lists the team's sharing groups (without keys), and
+	// OwnSightings the digests of our values a member of one may be told.
+	SharingGroups() ([]*irxv1.SharingGroup, error)
+	OwnSightings(group string, maxTLP irxv1.Tlp, limit int) (keyID string, digests [][]byte, err error)
 	// Restored is the mark of the restore from a backup that started this
 	// team; nil if none did.
 	Restored() *irxv1.RestoreMark

@@ -11,6 +11,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/irxfed/irx/node/api"
+	"github.com/irxfed/irx/node/webhook"
 	"github.com/irxfed/irx/pki"
 	"github.com/irxfed/irx/record"
 )
@@ -25,6 +26,9 @@ const MaxRequestBytes = 2 * record.MaxIncidentBytes
 // erased together, and has the other half, ample for a snapshot and a few
 // compactions of a team's state on ordinary disks.
 const DefaultEraseWithin = 30 * time.Second
+
+// Webhook is one endpoint the leader posts alerts and warnings to.
+type Webhook = webhook.Hook
 
 // ImportDefaults are what ImportIncidents applies where a document says no
 // TLP or no taxonomy entry (irxd's import.default_tlp and
@@ -95,6 +99,10 @@ type Config struct {
 	// Retention configures the team's retention clock and the floor of
 	// its retention policy (node/retention.go).
 	Retention RetentionConfig
+
+	// Webhooks are the HTTPS endpoints the leader posts alerts and
+	// warnings to (node/webhook); plain http only in development mode.
+	Webhooks []Webhook
 
 	Logger *slog.Logger
 
@@ -304,6 +312,10 @@ func (c Config) validate() error {
 	}
 	if c.Retention.MinKeep < time.Second {
 		errs = append(errs, errors.New("retention.min_keep: must be at least 1s"))
+	}
+	own := []string{c.APIAddr, c.RaftAddr, c.MetricsAddr}
+	if err := webhook.Check(c.Webhooks, c.TLS.DevDir != "", own); err != nil {
+		errs = append(errs, err)
 	}
 	if c.FutureSkew < 0 {
 		errs = append(errs, errors.New("future_skew: must not be negative"))

@@ -101,6 +101,27 @@ func (m *metrics) watchNode(n *Node) {
 	gauge("irx_fsm_applied_index", "Last Raft index applied to the state machine.", func() float64 { return float64(n.state.AppliedIndex()) })
 	gauge("irx_fsm_last_ticket", "Last ticket the team assigned.", func() float64 { return float64(n.state.LastTicket()) })
 	gauge("irx_feed_sequence", "Last sequence number of the team's feed.", func() float64 { return float64(n.state.FeedSequence()) })
+	counter := func(name, help string, f func() float64) {
+		m.registry.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, f))
+	}
+	counter("irx_alerts_raised_total", "Alerts this node's state machine raised (a value two records the team holds share) since the node started.",
+		func() float64 { r, _ := n.state.AlertCounts(); return float64(r) })
+	counter("irx_alert_changes_total", "Alert changes (raised, grown, closed, acknowledged) this node's state machine applied since the node started.",
+		func() float64 { _, c := n.state.AlertCounts(); return float64(c) })
+	hooks := func(pick func(delivered, failures, dead uint64) uint64) func() float64 {
+		return func() float64 {
+			if n.webhooks == nil {
+				return 0
+			}
+			return float64(pick(n.webhooks.Counts()))
+		}
+	}
+	counter("irx_webhook_delivered_total", "Alerts and warnings posted to a webhook and answered 2xx, by this node while it led.",
+		hooks(func(d, _, _ uint64) uint64 { return d }))
+	counter("irx_webhook_failed_attempts_total", "Webhook posts that failed (and were retried, or gave up).",
+		hooks(func(_, f, _ uint64) uint64 { return f }))
+	counter("irx_webhook_dead_letters_total", "Alerts and warnings dropped: every attempt failed, or the endpoint's queue was full.",
+		hooks(func(_, _, x uint64) uint64 { return x }))
 	gauge("irx_storage_refusing_writes", "1 while this node refuses writes because of its disks (space below the reserve, a stalled write, a corrupt file).",
 		func() float64 { return b2f(n.storageProblem() != nil) })
 	for _, d := range []struct{ label, name string }{{"raft", "raft log"}, {"state", "state machine"}} {

@@ -53,6 +53,8 @@ func TestMetricsEndpoint(t *testing.T) {
 		"irx_raft_has_leader 1",
 		"irx_fsm_last_ticket 1",
 		"irx_feed_sequence 1",
+		"irx_alerts_raised_total 0",
+		"irx_alert_changes_total 0",
 		`irx_grpc_requests_total{code="OK",method="irx.v1.IncidentService/CreateIncident"} 1`,
 		`irx_grpc_requests_total{code="NotFound",method="irx.v1.IncidentService/GetIncident"} 1`,
 		"irx_fsm_apply_batch_seconds_count",

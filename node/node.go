@@ -30,6 +30,7 @@ import (
 	"github.com/irxfed/irx/node/fsm"
 	"github.com/irxfed/irx/node/raftstore"
 	"github.com/irxfed/irx/node/transport"
+	"github.com/irxfed/irx/node/webhook"
 	"github.com/irxfed/irx/pki"
 	"github.com/irxfed/irx/policy"
 	irxv1 "github.com/irxfed/irx/proto/irx/v1"
@@ -86,9 +87,12 @@ type Node struct {
 	closing atomic.Pointer[string]
 
 	stopObserving chan struct{}
-	wg            sync.WaitGroup
-	closeOnce     sync.Once
-	closeErr      error
+	// webhooks posts alerts and warnings while this node leads; nil
+	// without configured webhooks.
+	webhooks  *webhook.Sender
+	wg        sync.WaitGroup
+	closeOnce sync.Once
+	closeErr  error
 }
 
 // Start opens the node's storage, joins or bootstraps its Raft cluster and
@@ -129,6 +133,7 @@ func Start(cfg Config) (_ *Node, err error) {
 	if err := n.startAPI(creds); err != nil {
 		return nil, err
 	}
+	n.startWebhooks()
 	n.metrics.watchNode(n)
 	if cfg.MetricsAddr != "" {
 		if err := n.serveMetrics(cfg.MetricsAddr); err != nil {
@@ -452,6 +457,26 @@ func (n *Node) startAPI(creds nodeCredentials) error {
 		n.watchLeadership()
 	}()
 	return nil
+}
+
+// startWebhooks runs the webhook sender until the node closes. Every node
+// runs it; it posts only while the node leads.
+func (n *Node) startWebhooks() {
+	if len(n.cfg.Webhooks) == 0 {
+		return
+	}
+	n.webhooks = webhook.New(n.cfg.Webhooks, n.state, webhook.Options{IsLeader: n.IsLeader, Logger: n.log.With("component", "webhook")})
+	ctx, cancel := context.WithCancel(context.Background())
+	n.wg.Add(2)
+	go func() {
+		defer n.wg.Done()
+		<-n.stopObserving
+		cancel()
+	}()
+	go func() {
+		defer n.wg.Done()
+		n.webhooks.Run(ctx)
+	}()
 }
 
 // watchLeadership keeps grpc.health.v1 honest: a node that knows no leader

@@ -23,6 +23,7 @@ func registerServices(s *grpc.Server, n *Node, store api.Store, h *health.Server
 	irxv1.RegisterClusterServiceServer(s, api.NewClusterService(n))
 	irxv1.RegisterPolicyServiceServer(s, api.NewPolicyService(n, n, n.state, &n.policies))
 	irxv1.RegisterAccessServiceServer(s, api.NewAccessService(n, n, n.state))
+	irxv1.RegisterAlertServiceServer(s, api.NewAlertService(n, n, n.state))
 	irxv1.RegisterStatisticsServiceServer(s, api.NewStatisticsService(n, n, n.state, n.cfg.StatisticsMaxPeriods, n.metrics.statisticsQuery))
 	irxv1.RegisterBackupServiceServer(s, api.NewBackupService(n))
 	irxv1.RegisterRetentionServiceServer(s, api.NewRetentionService(n, n, n.state, n.cfg.Retention.MinKeep))

@@ -70,6 +70,17 @@ var wantPermission = map[string]irxv1.Permission{
 	"/irx.v1.RetentionService/SetRetentionPolicy":     irxv1.Permission_PERMISSION_POLICIES_WRITE,
 	"/irx.v1.RetentionService/PreviewRetention":       irxv1.Permission_PERMISSION_READ,
 	"/irx.v1.RetentionService/ListRetentionDecisions": irxv1.Permission_PERMISSION_READ,
+	"/irx.v1.AlertService/ListAlerts":                 irxv1.Permission_PERMISSION_READ,
+	"/irx.v1.AlertService/GetAlert":                   irxv1.Permission_PERMISSION_READ,
+	"/irx.v1.AlertService/AcknowledgeAlert":           irxv1.Permission_PERMISSION_INCIDENTS_WRITE,
+	"/irx.v1.AlertService/WatchAlerts":                irxv1.Permission_PERMISSION_READ,
+	"/irx.v1.AlertService/GetAlertSettings":           irxv1.Permission_PERMISSION_READ,
+	"/irx.v1.AlertService/UpdateAlertSettings":        irxv1.Permission_PERMISSION_POLICIES_WRITE,
+	"/irx.v1.AlertService/IssueWarning":               irxv1.Permission_PERMISSION_INCIDENTS_WRITE,
+	"/irx.v1.AlertService/ListWarnings":               irxv1.Permission_PERMISSION_READ,
+	"/irx.v1.AlertService/AcknowledgeWarning":         irxv1.Permission_PERMISSION_INCIDENTS_WRITE,
+	"/irx.v1.AlertService/PutSharingGroup":            irxv1.Permission_PERMISSION_POLICIES_WRITE,
+	"/irx.v1.AlertService/ListSharingGroups":          irxv1.Permission_PERMISSION_READ,
 }
 
 // openMethods answer every operator certificate of the team, without a

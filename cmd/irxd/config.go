@@ -79,6 +79,13 @@ type fileConfig struct {
 	// FutureSkew is how far past this node's clock a time in a record
 	// may lie.
 	FutureSkew time.Duration `yaml:"future_skew"`
+	// Webhooks: HTTPS endpoints the leader posts alerts and warnings to,
+	// signed with HMAC-SHA256 under the secret in secret_file (read at
+	// start; never logged).
+	Webhooks []struct {
+		URL        string `yaml:"url"`
+		SecretFile string `yaml:"secret_file"`
+	} `yaml:"webhooks"`
 	// Import holds what ImportIncidents applies where a document does
 	// not say: a TLP (TLP_AMBER or AMBER) and a taxonomy CLASS/TYPE.
 	Import struct {
@@ -208,6 +215,13 @@ func parseOptions(args []string, stderr io.Writer, getenv func(string) string) (
 		federation: federation.Config{Addr: fc.Listen.Federation, StreamsPerPeer: fc.Federation.StreamsPerPeer},
 		logLevel:   fc.Log.Level,
 		logFormat:  fc.Log.Format,
+	}
+	for i, h := range fc.Webhooks {
+		secret, err := readSecret(h.SecretFile)
+		if err != nil {
+			return options{}, fmt.Errorf("webhooks[%d].secret_file: %w", i, err)
+		}
+		o.node.Webhooks = append(o.node.Webhooks, node.Webhook{URL: h.URL, Secret: secret})
 	}
 	var sizeErr error
 	size := func(key, v string, dst *int64) {
@@ -341,6 +355,19 @@ func yamlProblem(err error) string {
 	msg = strings.TrimPrefix(msg, "unmarshal errors:")
 	msg = strings.Join(strings.Fields(strings.ReplaceAll(msg, "\n", "; ")), " ")
 	return strings.TrimPrefix(msg, "; ")
+}
+
+// readSecret reads a webhook's secret: the file's content without a final
+// line break.
+func readSecret(path string) ([]byte, error) {
+	if path == "" {
+		return nil, errors.New("is required")
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	return bytes.TrimRight(b, "\r\n"), nil
 }
 
 // importDefaults reads the import section: a TLP by its name with or

@@ -50,6 +50,10 @@ const (
 	TaxonomyClass          protowire.Number = 1
 	TaxonomyType           protowire.Number = 2
 	IndicatorValue         protowire.Number = 2
+	IncidentAttackingHosts protowire.Number = 23
+	HostHostname           protowire.Number = 1
+	HostAddresses          protowire.Number = 2
+	HostDomain             protowire.Number = 4
 	ProvenanceOriginTeam   protowire.Number = 1
 	TimestampSeconds       protowire.Number = 1
 	TimestampNanos         protowire.Number = 2

@@ -263,6 +263,14 @@ func (a *applier) actionTarget(cmd *irxv1.Command, res *Result, ticketBefore uin
 		return "retention", res.Retention.GetVersion()
 	case *irxv1.Command_ChangeRole:
 		return "binding/" + k.ChangeRole.GetIdentity(), 0
+	case *irxv1.Command_AcknowledgeAlert:
+		return "alert/" + k.AcknowledgeAlert.GetAlertId(), 0
+	case *irxv1.Command_UpdateAlertSettings:
+		return "alerts", 0
+	case *irxv1.Command_PutSharingGroup:
+		return "sharing-group/" + k.PutSharingGroup.GetGroup().GetName(), 0
+	case *irxv1.Command_IssueWarning, *irxv1.Command_AcknowledgeWarning:
+		return "warning/" + res.Warning.GetWarningId(), 0
 	case *irxv1.Command_SpendPrivacyBudget:
 		return "privacy-budget/" + k.SpendPrivacyBudget.GetDataset(), res.Budget.GetReleases()
 	case *irxv1.Command_RevokeCertificate:

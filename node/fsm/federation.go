@@ -515,6 +515,7 @@ func (a *applier) deleteCopy(id record.ID, cur *irxv1.Incident) {
 	for _, k := range indexKeys(id, cur) {
 		a.del(k)
 	}
+	a.correlate(id, cur, nil, true)
 	// An own record (removed by retention) takes its response times with
 	// it; a foreign copy has none.
 	memo := statMemo{}

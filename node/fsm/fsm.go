@@ -52,6 +52,11 @@ type Result struct {
 	// Binding and Revoked are what an access command stored.
 	Binding *irxv1.RoleBinding
 	Revoked *irxv1.RevokedCertificate
+	// Alert and AlertSettings are what an alert command stored.
+	Alert         *irxv1.Alert
+	AlertSettings *irxv1.AlertSettings
+	Warning       *irxv1.Warning
+	SharingGroup  *irxv1.SharingGroup
 	// Budget is what a SpendPrivacyBudgetCommand left of the budget.
 	Budget *irxv1.PrivacyBudget
 	Err    error
@@ -104,6 +109,14 @@ func (r *Result) Stored() (proto.Message, error) {
 		return r.Binding, nil
 	case r.Revoked != nil:
 		return r.Revoked, nil
+	case r.Alert != nil:
+		return r.Alert, nil
+	case r.AlertSettings != nil:
+		return r.AlertSettings, nil
+	case r.Warning != nil:
+		return r.Warning, nil
+	case r.SharingGroup != nil:
+		return r.SharingGroup, nil
 	case r.Budget != nil:
 		return r.Budget, nil
 	case r.Retention != nil:
@@ -154,6 +167,12 @@ type FSM struct {
 	// no lookup of a copy we cannot have. In a catch-up every record is
 	// new. Kept like tombstones.
 	foreignHigh map[string]uint64
+	// netBits: the prefix lengths the correlation index holds
+	// (correlate.go). Kept like tombstones.
+	netBits *netBits
+	// alertsRaised and alertChanges count, since this node started, the
+	// alerts it raised and the alert changes it applied (metrics).
+	alertsRaised, alertChanges atomic.Uint64
 
 	// retention mirrors the ret/o/ keys (retention.go), replaced after
 	// every batch that changes them.
@@ -271,6 +290,10 @@ func (f *FSM) adopt(db *pebble.DB) error {
 	if err != nil {
 		return err
 	}
+	nb, err := loadNetBits(db)
+	if err != nil {
+		return err
+	}
 	mark := &irxv1.RestoreMark{}
 	if found, err := getProto(db, keyRestore, mark); err != nil {
 		return err
@@ -282,7 +305,7 @@ func (f *FSM) adopt(db *pebble.DB) error {
 	if err != nil {
 		return err
 	}
-	f.db, f.tombstones, f.foreignHigh = db, tombstones, high
+	f.db, f.tombstones, f.foreignHigh, f.netBits = db, tombstones, high, nb
 	f.access.Store(access)
 	f.retention.Store(&retention)
 	return nil
@@ -396,6 +419,9 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
 		}
 	}
 	a.writePending()
+	if err := a.cor.close(); err != nil {
+		a.fail(err)
+	}
 	a.writeStats()
 	if a.err == nil && len(a.erasedSpans) > 0 {
 		a.err = f.erasures.prepare()
@@ -543,6 +569,9 @@ type applier struct {
 	// Removals to erase at rest (erase.go), and the last entry that made one.
 	erasedSpans []Span
 	erasedIndex uint64
+
+	// cor: correlation's state in this batch (correlate.go).
+	cor *correlator
 }
 
 func (a *applier) apply(e *entry, index uint64) *Result {
@@ -638,6 +667,24 @@ func (a *applier) applyOne(cmd *irxv1.Command, index uint64) *Result {
 		return a.changeRole(k.ChangeRole)
 	case *irxv1.Command_RevokeCertificate:
 		return a.revokeCertificate(k.RevokeCertificate, cmd.GetActor())
+	case *irxv1.Command_UpdateAlertSettings:
+		return a.updateAlertSettings(k.UpdateAlertSettings)
+	case *irxv1.Command_AcknowledgeAlert:
+		return a.acknowledgeAlert(cmd, k.AcknowledgeAlert)
+	case *irxv1.Command_IssueWarning:
+		return a.issueWarning(cmd, k.IssueWarning)
+	case *irxv1.Command_ReceiveWarning:
+		return a.receiveWarning(k.ReceiveWarning)
+	case *irxv1.Command_AcknowledgeWarning:
+		return a.acknowledgeWarning(cmd, k.AcknowledgeWarning)
+	case *irxv1.Command_RecordWarningDelivery:
+		return a.recordWarningDelivery(k.RecordWarningDelivery)
+	case *irxv1.Command_MarkWarningAcknowledgementDelivered:
+		return a.markWarningAcknowledgementDelivered(k.MarkWarningAcknowledgementDelivered)
+	case *irxv1.Command_PutSharingGroup:
+		return a.putSharingGroup(k.PutSharingGroup)
+	case *irxv1.Command_ReceiveSightings:
+		return a.receiveSightings(k.ReceiveSightings)
 	case *irxv1.Command_PublishStatistics:
 		return a.publishStatistics()
 	case *irxv1.Command_SpendPrivacyBudget:
@@ -778,6 +825,7 @@ func (a *applier) storeCreated(id record.ID, indexed *irxv1.Incident, rest []byt
 	for _, k := range indexKeys(id, indexed) {
 		a.set(k, nil)
 	}
+	a.correlate(id, nil, indexed, false)
 	a.statsMoved(id, nil, indexed)
 	if requestID != "" {
 		a.set(requestKey(requestID), requestValue(text, digest))
@@ -868,6 +916,7 @@ func (a *applier) storeVersion(id record.ID, previous, next *irxv1.Incident, ent
 	for _, k := range indexKeys(id, next) {
 		a.set(k, nil)
 	}
+	a.correlate(id, previous, next, false)
 	a.statsMoved(id, previous, next)
 	a.set(versionTimeKey(id, next), nil)
 	a.retainStored(id, next)

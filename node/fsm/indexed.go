@@ -14,7 +14,8 @@ import (
 // store an evaluated create: the fields its index keys are made of and the
 // ones createEvaluated checks (id, version, create, generation and report
 // times, status, TLP, priority, taxonomy, indicator values, origin team;
-// the statistics count by priority too). Everything
+// the statistics count by priority too) and the values correlation
+// indexes (attacking hosts' names and addresses). Everything
 // else is stepped over without being decoded: decoding the whole record
 // was most of what a replica spent on a create, to build a message it
 // threw away. The record's bytes are the leader's deterministic encoding
@@ -37,9 +38,9 @@ func readIndexed(b []byte) (*irxv1.Incident, bool) {
 		var known bool
 		switch num {
 		case wire.IncidentID, wire.IncidentVersion, wire.IncidentStatus, wire.IncidentTLP, wire.IncidentPriority, wire.IncidentTaxonomy,
-			wire.IncidentReportTime, wire.IncidentGenerationTime, wire.IncidentCreateTime, wire.IncidentIndicators, wire.IncidentProvenance:
+			wire.IncidentReportTime, wire.IncidentGenerationTime, wire.IncidentCreateTime, wire.IncidentIndicators, wire.IncidentProvenance, wire.IncidentAttackingHosts:
 			known = true
-			if num != wire.IncidentIndicators {
+			if num != wire.IncidentIndicators && num != wire.IncidentAttackingHosts {
 				if seen[num] {
 					return nil, false
 				}
@@ -95,6 +96,10 @@ func readIndexed(b []byte) (*irxv1.Incident, bool) {
 			inc.Indicators = append(inc.Indicators, ind)
 		case wire.IncidentProvenance:
 			inc.Provenance, ok = readProvenance(v)
+		case wire.IncidentAttackingHosts:
+			var h *irxv1.Host
+			h, ok = readHost(v)
+			inc.AttackingHosts = append(inc.AttackingHosts, h)
 		}
 		if !ok {
 			return nil, false
@@ -119,6 +124,51 @@ func readIndicator(b []byte) (*irxv1.Indicator, bool) {
 	ind := &irxv1.Indicator{}
 	ok := readStrings(b, func(_ protowire.Number, s string) { ind.Value = s }, wire.IndicatorValue)
 	return ind, ok
+}
+
+// readHost reads a host's name, domain and addresses (repeated).
+func readHost(b []byte) (*irxv1.Host, bool) {
+	h := &irxv1.Host{}
+	var seen [wire.HostDomain + 1]bool
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return nil, false
+		}
+		b = b[n:]
+		if num != wire.HostHostname && num != wire.HostAddresses && num != wire.HostDomain {
+			n = protowire.ConsumeFieldValue(num, typ, b)
+			if n < 0 {
+				return nil, false
+			}
+			b = b[n:]
+			continue
+		}
+		if num != wire.HostAddresses {
+			if seen[num] {
+				return nil, false
+			}
+			seen[num] = true
+		}
+		var v []byte
+		var ok bool
+		if v, b, ok = wire.BytesValue(typ, b); !ok {
+			return nil, false
+		}
+		s, ok := readString(v)
+		if !ok {
+			return nil, false
+		}
+		switch num {
+		case wire.HostHostname:
+			h.Hostname = s
+		case wire.HostDomain:
+			h.Domain = s
+		default:
+			h.Addresses = append(h.Addresses, s)
+		}
+	}
+	return h, true
 }
 
 func readProvenance(b []byte) (*irxv1.Provenance, bool) {

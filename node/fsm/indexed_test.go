@@ -28,6 +28,9 @@ func indexedPart(inc *irxv1.Incident) *irxv1.Incident {
 	for _, ind := range inc.GetIndicators() {
 		out.Indicators = append(out.Indicators, &irxv1.Indicator{Value: ind.GetValue()})
 	}
+	for _, h := range inc.GetAttackingHosts() {
+		out.AttackingHosts = append(out.AttackingHosts, &irxv1.Host{Hostname: h.GetHostname(), Domain: h.GetDomain(), Addresses: h.GetAddresses()})
+	}
 	if p := inc.GetProvenance(); p != nil {
 		out.Provenance = &irxv1.Provenance{OriginTeam: p.GetOriginTeam()}
 	}

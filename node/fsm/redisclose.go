@@ -163,6 +163,7 @@ func (a *applier) reindex(id record.ID, from, to *irxv1.Incident) {
 	for _, k := range indexKeys(id, to) {
 		a.set(k, nil)
 	}
+	a.correlate(id, from, to, true)
 	// Only foreign copies are reindexed: no response times to move.
 	a.statsAdd(id, from, statMemo{}, -1)
 	a.statsAdd(id, to, statMemo{}, +1)

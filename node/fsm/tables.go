@@ -19,6 +19,8 @@ func keyFamilies() [][]byte {
 		prefixPeer, prefixPeerState, prefixHeld, prefixLedgerP, prefixLedgerI, prefixTomb, prefixRedisclosure,
 		prefixPolicy, prefixPolicyLatest, legacyHeld,
 		prefixAccess, prefixAction, prefixVersionAction,
+		prefixCorrelation, prefixAlertFamily, prefixWarning,
+		prefixGroup, prefixSightOwn, prefixSightPeer, prefixSightByPeer,
 		prefixStatCount, prefixStatDur, prefixStatMemo, keyStatsPublished, prefixStatsPeer, prefixPrivacyBudget,
 		retentionFamily, prefixRetentionTime, prefixRetentionLog,
 	}

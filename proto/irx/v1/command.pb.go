@@ -125,6 +125,15 @@ type Command struct {
 	//	*Command_ChangeRole
 	//	*Command_RevokeCertificate
 	//	*Command_RecordAction
+	//	*Command_UpdateAlertSettings
+	//	*Command_AcknowledgeAlert
+	//	*Command_IssueWarning
+	//	*Command_ReceiveWarning
+	//	*Command_AcknowledgeWarning
+	//	*Command_RecordWarningDelivery
+	//	*Command_MarkWarningAcknowledgementDelivered
+	//	*Command_PutSharingGroup
+	//	*Command_ReceiveSightings
 	//	*Command_PublishStatistics
 	//	*Command_SpendPrivacyBudget
 	//	*Command_ResyncPeer
@@ -319,6 +328,87 @@ func (x *Command) GetRecordAction() *RecordActionCommand {
 	return nil
 }
 
+func (x *Command) GetUpdateAlertSettings() *UpdateAlertSettingsCommand {
+	if x != nil {
+		if x, ok := x.Kind.(*Command_UpdateAlertSettings); ok {
+			return x.UpdateAlertSettings
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetAcknowledgeAlert() *AcknowledgeAlertCommand {
+	if x != nil {
+		if x, ok := x.Kind.(*Command_AcknowledgeAlert); ok {
+			return x.AcknowledgeAlert
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetIssueWarning() *IssueWarningCommand {
+	if x != nil {
+		if x, ok := x.Kind.(*Command_IssueWarning); ok {
+			return x.IssueWarning
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetReceiveWarning() *ReceiveWarningCommand {
+	if x != nil {
+		if x, ok := x.Kind.(*Command_ReceiveWarning); ok {
+			return x.ReceiveWarning
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetAcknowledgeWarning() *AcknowledgeWarningCommand {
+	if x != nil {
+		if x, ok := x.Kind.(*Command_AcknowledgeWarning); ok {
+			return x.AcknowledgeWarning
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetRecordWarningDelivery() *RecordWarningDeliveryCommand {
+	if x != nil {
+		if x, ok := x.Kind.(*Command_RecordWarningDelivery); ok {
+			return x.RecordWarningDelivery
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetMarkWarningAcknowledgementDelivered() *MarkWarningAcknowledgementDeliveredCommand {
+	if x != nil {
+		if x, ok := x.Kind.(*Command_MarkWarningAcknowledgementDelivered); ok {
+			return x.MarkWarningAcknowledgementDelivered
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetPutSharingGroup() *PutSharingGroupCommand {
+	if x != nil {
+		if x, ok := x.Kind.(*Command_PutSharingGroup); ok {
+			return x.PutSharingGroup
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetReceiveSightings() *ReceiveSightingsCommand {
+	if x != nil {
+		if x, ok := x.Kind.(*Command_ReceiveSightings); ok {
+			return x.ReceiveSightings
+		}
+	}
+	return nil
+}
+
 func (x *Command) GetPublishStatistics() *PublishStatisticsCommand {
 	if x != nil {
 		if x, ok := x.Kind.(*Command_PublishStatistics); ok {
@@ -453,6 +543,51 @@ type Command_RecordAction struct {
 	RecordAction *RecordActionCommand `protobuf:"bytes,17,opt,name=record_action,json=recordAction,proto3,oneof"`
 }
 
+type Command_UpdateAlertSettings struct {
+	// Replace how the team correlates its records.
+	UpdateAlertSettings *UpdateAlertSettingsCommand `protobuf:"bytes,25,opt,name=update_alert_settings,json=updateAlertSettings,proto3,oneof"`
+}
+
+type Command_AcknowledgeAlert struct {
+	// Record an operator's acknowledgement of an alert.
+	AcknowledgeAlert *AcknowledgeAlertCommand `protobuf:"bytes,26,opt,name=acknowledge_alert,json=acknowledgeAlert,proto3,oneof"`
+}
+
+type Command_IssueWarning struct {
+	// Store a warning this team issues, with its recipients.
+	IssueWarning *IssueWarningCommand `protobuf:"bytes,27,opt,name=issue_warning,json=issueWarning,proto3,oneof"`
+}
+
+type Command_ReceiveWarning struct {
+	// Store a warning a peer delivered.
+	ReceiveWarning *ReceiveWarningCommand `protobuf:"bytes,28,opt,name=receive_warning,json=receiveWarning,proto3,oneof"`
+}
+
+type Command_AcknowledgeWarning struct {
+	// Record our operator's acknowledgement of a peer's warning.
+	AcknowledgeWarning *AcknowledgeWarningCommand `protobuf:"bytes,29,opt,name=acknowledge_warning,json=acknowledgeWarning,proto3,oneof"`
+}
+
+type Command_RecordWarningDelivery struct {
+	// Record that a recipient stored or acknowledged our warning.
+	RecordWarningDelivery *RecordWarningDeliveryCommand `protobuf:"bytes,30,opt,name=record_warning_delivery,json=recordWarningDelivery,proto3,oneof"`
+}
+
+type Command_MarkWarningAcknowledgementDelivered struct {
+	// Record that the issuer has our acknowledgement of its warning.
+	MarkWarningAcknowledgementDelivered *MarkWarningAcknowledgementDeliveredCommand `protobuf:"bytes,31,opt,name=mark_warning_acknowledgement_delivered,json=markWarningAcknowledgementDelivered,proto3,oneof"`
+}
+
+type Command_PutSharingGroup struct {
+	// Create or replace a sharing group.
+	PutSharingGroup *PutSharingGroupCommand `protobuf:"bytes,32,opt,name=put_sharing_group,json=putSharingGroup,proto3,oneof"`
+}
+
+type Command_ReceiveSightings struct {
+	// Replace the sightings a peer of a sharing group sent.
+	ReceiveSightings *ReceiveSightingsCommand `protobuf:"bytes,33,opt,name=receive_sightings,json=receiveSightings,proto3,oneof"`
+}
+
 type Command_PublishStatistics struct {
 	// Publish the team's statistics to its peers, if they changed since
 	// they were last published.
@@ -510,6 +645,24 @@ func (*Command_ChangeRole) isCommand_Kind() {}
 func (*Command_RevokeCertificate) isCommand_Kind() {}
 
 func (*Command_RecordAction) isCommand_Kind() {}
+
+func (*Command_UpdateAlertSettings) isCommand_Kind() {}
+
+func (*Command_AcknowledgeAlert) isCommand_Kind() {}
+
+func (*Command_IssueWarning) isCommand_Kind() {}
+
+func (*Command_ReceiveWarning) isCommand_Kind() {}
+
+func (*Command_AcknowledgeWarning) isCommand_Kind() {}
+
+func (*Command_RecordWarningDelivery) isCommand_Kind() {}
+
+func (*Command_MarkWarningAcknowledgementDelivered) isCommand_Kind() {}
+
+func (*Command_PutSharingGroup) isCommand_Kind() {}
+
+func (*Command_ReceiveSightings) isCommand_Kind() {}
 
 func (*Command_PublishStatistics) isCommand_Kind() {}
 
@@ -2111,6 +2264,502 @@ func (*RecordActionCommand) Descriptor() ([]byte, []int) {
 	return file_irx_v1_command_proto_rawDescGZIP(), []int{20}
 }
 
+// UpdateAlertSettingsCommand replaces the team's alert settings.
+type UpdateAlertSettingsCommand struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The new settings, validated by the proposer.
+	Settings      *AlertSettings `protobuf:"bytes,1,opt,name=settings,proto3" json:"settings,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpdateAlertSettingsCommand) Reset() {
+	*x = UpdateAlertSettingsCommand{}
+	mi := &file_irx_v1_command_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateAlertSettingsCommand) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateAlertSettingsCommand) ProtoMessage() {}
+
+func (x *UpdateAlertSettingsCommand) ProtoReflect() protoreflect.Message {
+	mi := &file_irx_v1_command_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateAlertSettingsCommand.ProtoReflect.Descriptor instead.
+func (*UpdateAlertSettingsCommand) Descriptor() ([]byte, []int) {
+	return file_irx_v1_command_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *UpdateAlertSettingsCommand) GetSettings() *AlertSettings {
+	if x != nil {
+		return x.Settings
+	}
+	return nil
+}
+
+// AcknowledgeAlertCommand records that the operator who proposed it (the
+// command's actor) has seen an alert at the given revision.
+type AcknowledgeAlertCommand struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The alert.
+	AlertId       string `protobuf:"bytes,1,opt,name=alert_id,json=alertId,proto3" json:"alert_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AcknowledgeAlertCommand) Reset() {
+	*x = AcknowledgeAlertCommand{}
+	mi := &file_irx_v1_command_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AcknowledgeAlertCommand) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AcknowledgeAlertCommand) ProtoMessage() {}
+
+func (x *AcknowledgeAlertCommand) ProtoReflect() protoreflect.Message {
+	mi := &file_irx_v1_command_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AcknowledgeAlertCommand.ProtoReflect.Descriptor instead.
+func (*AcknowledgeAlertCommand) Descriptor() ([]byte, []int) {
+	return file_irx_v1_command_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *AcknowledgeAlertCommand) GetAlertId() string {
+	if x != nil {
+		return x.AlertId
+	}
+	return ""
+}
+
+// IssueWarningCommand stores a warning of this team; the state machine
+// numbers it. Its deliveries name the recipients, all pending.
+type IssueWarningCommand struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The warning, checked by the proposer.
+	Warning       *Warning `protobuf:"bytes,1,opt,name=warning,proto3" json:"warning,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *IssueWarningCommand) Reset() {
+	*x = IssueWarningCommand{}
+	mi := &file_irx_v1_command_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *IssueWarningCommand) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*IssueWarningCommand) ProtoMessage() {}
+
+func (x *IssueWarningCommand) ProtoReflect() protoreflect.Message {
+	mi := &file_irx_v1_command_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use IssueWarningCommand.ProtoReflect.Descriptor instead.
+func (*IssueWarningCommand) Descriptor() ([]byte, []int) {
+	return file_irx_v1_command_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *IssueWarningCommand) GetWarning() *Warning {
+	if x != nil {
+		return x.Warning
+	}
+	return nil
+}
+
+// ReceiveWarningCommand stores a warning a peer delivered; a warning
+// already held is not stored again.
+type ReceiveWarningCommand struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The peer that delivered it (its authenticated identity).
+	PeerTeamId string `protobuf:"bytes,1,opt,name=peer_team_id,json=peerTeamId,proto3" json:"peer_team_id,omitempty"`
+	// The warning as delivered.
+	Warning       *Warning `protobuf:"bytes,2,opt,name=warning,proto3" json:"warning,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReceiveWarningCommand) Reset() {
+	*x = ReceiveWarningCommand{}
+	mi := &file_irx_v1_command_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReceiveWarningCommand) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReceiveWarningCommand) ProtoMessage() {}
+
+func (x *ReceiveWarningCommand) ProtoReflect() protoreflect.Message {
+	mi := &file_irx_v1_command_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReceiveWarningCommand.ProtoReflect.Descriptor instead.
+func (*ReceiveWarningCommand) Descriptor() ([]byte, []int) {
+	return file_irx_v1_command_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *ReceiveWarningCommand) GetPeerTeamId() string {
+	if x != nil {
+		return x.PeerTeamId
+	}
+	return ""
+}
+
+func (x *ReceiveWarningCommand) GetWarning() *Warning {
+	if x != nil {
+		return x.Warning
+	}
+	return nil
+}
+
+// AcknowledgeWarningCommand records that the operator who proposed it has
+// read a peer's warning.
+type AcknowledgeWarningCommand struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The warning.
+	WarningId     string `protobuf:"bytes,1,opt,name=warning_id,json=warningId,proto3" json:"warning_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AcknowledgeWarningCommand) Reset() {
+	*x = AcknowledgeWarningCommand{}
+	mi := &file_irx_v1_command_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AcknowledgeWarningCommand) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AcknowledgeWarningCommand) ProtoMessage() {}
+
+func (x *AcknowledgeWarningCommand) ProtoReflect() protoreflect.Message {
+	mi := &file_irx_v1_command_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AcknowledgeWarningCommand.ProtoReflect.Descriptor instead.
+func (*AcknowledgeWarningCommand) Descriptor() ([]byte, []int) {
+	return file_irx_v1_command_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *AcknowledgeWarningCommand) GetWarningId() string {
+	if x != nil {
+		return x.WarningId
+	}
+	return ""
+}
+
+// RecordWarningDeliveryCommand records how far one of our warnings got
+// with a recipient.
+type RecordWarningDeliveryCommand struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The warning.
+	WarningId string `protobuf:"bytes,1,opt,name=warning_id,json=warningId,proto3" json:"warning_id,omitempty"`
+	// The recipient.
+	PeerTeamId string `protobuf:"bytes,2,opt,name=peer_team_id,json=peerTeamId,proto3" json:"peer_team_id,omitempty"`
+	// Set when the recipient reported its operator's acknowledgement; else
+	// the recipient stored the warning.
+	Acknowledged bool `protobuf:"varint,3,opt,name=acknowledged,proto3" json:"acknowledged,omitempty"`
+	// Who acknowledged, as the recipient reports it.
+	AcknowledgedBy string `protobuf:"bytes,4,opt,name=acknowledged_by,json=acknowledgedBy,proto3" json:"acknowledged_by,omitempty"`
+	// When, as the recipient reports it.
+	AcknowledgeTime *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=acknowledge_time,json=acknowledgeTime,proto3" json:"acknowledge_time,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *RecordWarningDeliveryCommand) Reset() {
+	*x = RecordWarningDeliveryCommand{}
+	mi := &file_irx_v1_command_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RecordWarningDeliveryCommand) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RecordWarningDeliveryCommand) ProtoMessage() {}
+
+func (x *RecordWarningDeliveryCommand) ProtoReflect() protoreflect.Message {
+	mi := &file_irx_v1_command_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RecordWarningDeliveryCommand.ProtoReflect.Descriptor instead.
+func (*RecordWarningDeliveryCommand) Descriptor() ([]byte, []int) {
+	return file_irx_v1_command_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *RecordWarningDeliveryCommand) GetWarningId() string {
+	if x != nil {
+		return x.WarningId
+	}
+	return ""
+}
+
+func (x *RecordWarningDeliveryCommand) GetPeerTeamId() string {
+	if x != nil {
+		return x.PeerTeamId
+	}
+	return ""
+}
+
+func (x *RecordWarningDeliveryCommand) GetAcknowledged() bool {
+	if x != nil {
+		return x.Acknowledged
+	}
+	return false
+}
+
+func (x *RecordWarningDeliveryCommand) GetAcknowledgedBy() string {
+	if x != nil {
+		return x.AcknowledgedBy
+	}
+	return ""
+}
+
+func (x *RecordWarningDeliveryCommand) GetAcknowledgeTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.AcknowledgeTime
+	}
+	return nil
+}
+
+// MarkWarningAcknowledgementDeliveredCommand records that the issuer of a
+// warning has our acknowledgement.
+type MarkWarningAcknowledgementDeliveredCommand struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The warning.
+	WarningId     string `protobuf:"bytes,1,opt,name=warning_id,json=warningId,proto3" json:"warning_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MarkWarningAcknowledgementDeliveredCommand) Reset() {
+	*x = MarkWarningAcknowledgementDeliveredCommand{}
+	mi := &file_irx_v1_command_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MarkWarningAcknowledgementDeliveredCommand) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MarkWarningAcknowledgementDeliveredCommand) ProtoMessage() {}
+
+func (x *MarkWarningAcknowledgementDeliveredCommand) ProtoReflect() protoreflect.Message {
+	mi := &file_irx_v1_command_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MarkWarningAcknowledgementDeliveredCommand.ProtoReflect.Descriptor instead.
+func (*MarkWarningAcknowledgementDeliveredCommand) Descriptor() ([]byte, []int) {
+	return file_irx_v1_command_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *MarkWarningAcknowledgementDeliveredCommand) GetWarningId() string {
+	if x != nil {
+		return x.WarningId
+	}
+	return ""
+}
+
+// PutSharingGroupCommand creates or replaces a sharing group, its key
+// included.
+type PutSharingGroupCommand struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The group, checked by the proposer.
+	Group         *SharingGroup `protobuf:"bytes,1,opt,name=group,proto3" json:"group,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PutSharingGroupCommand) Reset() {
+	*x = PutSharingGroupCommand{}
+	mi := &file_irx_v1_command_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PutSharingGroupCommand) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PutSharingGroupCommand) ProtoMessage() {}
+
+func (x *PutSharingGroupCommand) ProtoReflect() protoreflect.Message {
+	mi := &file_irx_v1_command_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PutSharingGroupCommand.ProtoReflect.Descriptor instead.
+func (*PutSharingGroupCommand) Descriptor() ([]byte, []int) {
+	return file_irx_v1_command_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *PutSharingGroupCommand) GetGroup() *SharingGroup {
+	if x != nil {
+		return x.Group
+	}
+	return nil
+}
+
+// ReceiveSightingsCommand replaces what a member of a sharing group has
+// told us it holds: keyed digests of its values.
+type ReceiveSightingsCommand struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The member (its authenticated identity).
+	PeerTeamId string `protobuf:"bytes,1,opt,name=peer_team_id,json=peerTeamId,proto3" json:"peer_team_id,omitempty"`
+	// The group.
+	Group string `protobuf:"bytes,2,opt,name=group,proto3" json:"group,omitempty"`
+	// The key the digests were made with (SharingGroup.key_id); digests
+	// under another key than ours are refused.
+	KeyId string `protobuf:"bytes,3,opt,name=key_id,json=keyId,proto3" json:"key_id,omitempty"`
+	// The digests, 16 bytes each.
+	Digests       [][]byte `protobuf:"bytes,4,rep,name=digests,proto3" json:"digests,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReceiveSightingsCommand) Reset() {
+	*x = ReceiveSightingsCommand{}
+	mi := &file_irx_v1_command_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReceiveSightingsCommand) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReceiveSightingsCommand) ProtoMessage() {}
+
+func (x *ReceiveSightingsCommand) ProtoReflect() protoreflect.Message {
+	mi := &file_irx_v1_command_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReceiveSightingsCommand.ProtoReflect.Descriptor instead.
+func (*ReceiveSightingsCommand) Descriptor() ([]byte, []int) {
+	return file_irx_v1_command_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *ReceiveSightingsCommand) GetPeerTeamId() string {
+	if x != nil {
+		return x.PeerTeamId
+	}
+	return ""
+}
+
+func (x *ReceiveSightingsCommand) GetGroup() string {
+	if x != nil {
+		return x.Group
+	}
+	return ""
+}
+
+func (x *ReceiveSightingsCommand) GetKeyId() string {
+	if x != nil {
+		return x.KeyId
+	}
+	return ""
+}
+
+func (x *ReceiveSightingsCommand) GetDigests() [][]byte {
+	if x != nil {
+		return x.Digests
+	}
+	return nil
+}
+
 // PublishStatisticsCommand publishes the counts of the team's own
 // incidents, as they stand when it applies, as a feed entry: the state
 // machine makes them (SharedStatistics) and appends the entry only when
@@ -2123,7 +2772,7 @@ type PublishStatisticsCommand struct {
 
 func (x *PublishStatisticsCommand) Reset() {
 	*x = PublishStatisticsCommand{}
-	mi := &file_irx_v1_command_proto_msgTypes[21]
+	mi := &file_irx_v1_command_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2135,7 +2784,7 @@ func (x *PublishStatisticsCommand) String() string {
 func (*PublishStatisticsCommand) ProtoMessage() {}
 
 func (x *PublishStatisticsCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_command_proto_msgTypes[21]
+	mi := &file_irx_v1_command_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2148,7 +2797,7 @@ func (x *PublishStatisticsCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PublishStatisticsCommand.ProtoReflect.Descriptor instead.
 func (*PublishStatisticsCommand) Descriptor() ([]byte, []int) {
-	return file_irx_v1_command_proto_rawDescGZIP(), []int{21}
+	return file_irx_v1_command_proto_rawDescGZIP(), []int{30}
 }
 
 // SpendPrivacyBudgetCommand spends epsilon of a dataset's privacy budget,
@@ -2167,7 +2816,7 @@ type SpendPrivacyBudgetCommand struct {
 
 func (x *SpendPrivacyBudgetCommand) Reset() {
 	*x = SpendPrivacyBudgetCommand{}
-	mi := &file_irx_v1_command_proto_msgTypes[22]
+	mi := &file_irx_v1_command_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2179,7 +2828,7 @@ func (x *SpendPrivacyBudgetCommand) String() string {
 func (*SpendPrivacyBudgetCommand) ProtoMessage() {}
 
 func (x *SpendPrivacyBudgetCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_command_proto_msgTypes[22]
+	mi := &file_irx_v1_command_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2192,7 +2841,7 @@ func (x *SpendPrivacyBudgetCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SpendPrivacyBudgetCommand.ProtoReflect.Descriptor instead.
 func (*SpendPrivacyBudgetCommand) Descriptor() ([]byte, []int) {
-	return file_irx_v1_command_proto_rawDescGZIP(), []int{22}
+	return file_irx_v1_command_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *SpendPrivacyBudgetCommand) GetDataset() string {
@@ -2232,7 +2881,7 @@ type SetRetentionPolicyCommand struct {
 
 func (x *SetRetentionPolicyCommand) Reset() {
 	*x = SetRetentionPolicyCommand{}
-	mi := &file_irx_v1_command_proto_msgTypes[23]
+	mi := &file_irx_v1_command_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2244,7 +2893,7 @@ func (x *SetRetentionPolicyCommand) String() string {
 func (*SetRetentionPolicyCommand) ProtoMessage() {}
 
 func (x *SetRetentionPolicyCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_command_proto_msgTypes[23]
+	mi := &file_irx_v1_command_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2257,7 +2906,7 @@ func (x *SetRetentionPolicyCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetRetentionPolicyCommand.ProtoReflect.Descriptor instead.
 func (*SetRetentionPolicyCommand) Descriptor() ([]byte, []int) {
-	return file_irx_v1_command_proto_rawDescGZIP(), []int{23}
+	return file_irx_v1_command_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *SetRetentionPolicyCommand) GetPolicy() *RetentionPolicy {
@@ -2286,7 +2935,7 @@ type RetentionTickCommand struct {
 
 func (x *RetentionTickCommand) Reset() {
 	*x = RetentionTickCommand{}
-	mi := &file_irx_v1_command_proto_msgTypes[24]
+	mi := &file_irx_v1_command_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2298,7 +2947,7 @@ func (x *RetentionTickCommand) String() string {
 func (*RetentionTickCommand) ProtoMessage() {}
 
 func (x *RetentionTickCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_command_proto_msgTypes[24]
+	mi := &file_irx_v1_command_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2311,7 +2960,7 @@ func (x *RetentionTickCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RetentionTickCommand.ProtoReflect.Descriptor instead.
 func (*RetentionTickCommand) Descriptor() ([]byte, []int) {
-	return file_irx_v1_command_proto_rawDescGZIP(), []int{24}
+	return file_irx_v1_command_proto_rawDescGZIP(), []int{33}
 }
 
 // RetentionState is the retention policy that governs the records of one
@@ -2331,7 +2980,7 @@ type RetentionState struct {
 
 func (x *RetentionState) Reset() {
 	*x = RetentionState{}
-	mi := &file_irx_v1_command_proto_msgTypes[25]
+	mi := &file_irx_v1_command_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2343,7 +2992,7 @@ func (x *RetentionState) String() string {
 func (*RetentionState) ProtoMessage() {}
 
 func (x *RetentionState) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_command_proto_msgTypes[25]
+	mi := &file_irx_v1_command_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2356,7 +3005,7 @@ func (x *RetentionState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RetentionState.ProtoReflect.Descriptor instead.
 func (*RetentionState) Descriptor() ([]byte, []int) {
-	return file_irx_v1_command_proto_rawDescGZIP(), []int{25}
+	return file_irx_v1_command_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *RetentionState) GetPolicy() *RetentionPolicy {
@@ -2377,7 +3026,7 @@ var File_irx_v1_command_proto protoreflect.FileDescriptor
 
 const file_irx_v1_command_proto_rawDesc = "" +
 	"\n" +
-	"\x14irx/v1/command.proto\x12\x06irx.v1\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1birx/v1/access_service.proto\x1a\x1firx/v1/federation_service.proto\x1a\x15irx/v1/incident.proto\x1a\x19irx/v1/peer_service.proto\x1a\x13irx/v1/policy.proto\x1a\x1eirx/v1/retention_service.proto\x1a\x19irx/v1/team_service.proto\"\x80\f\n" +
+	"\x14irx/v1/command.proto\x12\x06irx.v1\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1birx/v1/access_service.proto\x1a\x1airx/v1/alert_service.proto\x1a\x1firx/v1/federation_service.proto\x1a\x15irx/v1/incident.proto\x1a\x19irx/v1/peer_service.proto\x1a\x13irx/v1/policy.proto\x1a\x1eirx/v1/retention_service.proto\x1a\x19irx/v1/team_service.proto\"\x98\x12\n" +
 	"\aCommand\x12=\n" +
 	"\fpropose_time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\vproposeTime\x12H\n" +
 	"\x0fcreate_incident\x18\x02 \x01(\v2\x1d.irx.v1.CreateIncidentCommandH\x00R\x0ecreateIncident\x12H\n" +
@@ -2401,7 +3050,16 @@ const file_irx_v1_command_proto_rawDesc = "" +
 	"\vchange_role\x18\x0f \x01(\v2\x19.irx.v1.ChangeRoleCommandH\x00R\n" +
 	"changeRole\x12Q\n" +
 	"\x12revoke_certificate\x18\x10 \x01(\v2 .irx.v1.RevokeCertificateCommandH\x00R\x11revokeCertificate\x12B\n" +
-	"\rrecord_action\x18\x11 \x01(\v2\x1b.irx.v1.RecordActionCommandH\x00R\frecordAction\x12Q\n" +
+	"\rrecord_action\x18\x11 \x01(\v2\x1b.irx.v1.RecordActionCommandH\x00R\frecordAction\x12X\n" +
+	"\x15update_alert_settings\x18\x19 \x01(\v2\".irx.v1.UpdateAlertSettingsCommandH\x00R\x13updateAlertSettings\x12N\n" +
+	"\x11acknowledge_alert\x18\x1a \x01(\v2\x1f.irx.v1.AcknowledgeAlertCommandH\x00R\x10acknowledgeAlert\x12B\n" +
+	"\rissue_warning\x18\x1b \x01(\v2\x1b.irx.v1.IssueWarningCommandH\x00R\fissueWarning\x12H\n" +
+	"\x0freceive_warning\x18\x1c \x01(\v2\x1d.irx.v1.ReceiveWarningCommandH\x00R\x0ereceiveWarning\x12T\n" +
+	"\x13acknowledge_warning\x18\x1d \x01(\v2!.irx.v1.AcknowledgeWarningCommandH\x00R\x12acknowledgeWarning\x12^\n" +
+	"\x17record_warning_delivery\x18\x1e \x01(\v2$.irx.v1.RecordWarningDeliveryCommandH\x00R\x15recordWarningDelivery\x12\x89\x01\n" +
+	"&mark_warning_acknowledgement_delivered\x18\x1f \x01(\v22.irx.v1.MarkWarningAcknowledgementDeliveredCommandH\x00R#markWarningAcknowledgementDelivered\x12L\n" +
+	"\x11put_sharing_group\x18  \x01(\v2\x1e.irx.v1.PutSharingGroupCommandH\x00R\x0fputSharingGroup\x12N\n" +
+	"\x11receive_sightings\x18! \x01(\v2\x1f.irx.v1.ReceiveSightingsCommandH\x00R\x10receiveSightings\x12Q\n" +
 	"\x12publish_statistics\x18\x14 \x01(\v2 .irx.v1.PublishStatisticsCommandH\x00R\x11publishStatistics\x12U\n" +
 	"\x14spend_privacy_budget\x18\x15 \x01(\v2!.irx.v1.SpendPrivacyBudgetCommandH\x00R\x12spendPrivacyBudget\x12<\n" +
 	"\vresync_peer\x18# \x01(\v2\x19.irx.v1.ResyncPeerCommandH\x00R\n" +
@@ -2539,7 +3197,39 @@ const file_irx_v1_command_proto_rawDesc = "" +
 	"\tbootstrap\x18\x04 \x01(\bR\tbootstrap\"P\n" +
 	"\x18RevokeCertificateCommand\x124\n" +
 	"\arevoked\x18\x01 \x01(\v2\x1a.irx.v1.RevokedCertificateR\arevoked\"\x15\n" +
-	"\x13RecordActionCommand\"\x1a\n" +
+	"\x13RecordActionCommand\"O\n" +
+	"\x1aUpdateAlertSettingsCommand\x121\n" +
+	"\bsettings\x18\x01 \x01(\v2\x15.irx.v1.AlertSettingsR\bsettings\"4\n" +
+	"\x17AcknowledgeAlertCommand\x12\x19\n" +
+	"\balert_id\x18\x01 \x01(\tR\aalertId\"@\n" +
+	"\x13IssueWarningCommand\x12)\n" +
+	"\awarning\x18\x01 \x01(\v2\x0f.irx.v1.WarningR\awarning\"d\n" +
+	"\x15ReceiveWarningCommand\x12 \n" +
+	"\fpeer_team_id\x18\x01 \x01(\tR\n" +
+	"peerTeamId\x12)\n" +
+	"\awarning\x18\x02 \x01(\v2\x0f.irx.v1.WarningR\awarning\":\n" +
+	"\x19AcknowledgeWarningCommand\x12\x1d\n" +
+	"\n" +
+	"warning_id\x18\x01 \x01(\tR\twarningId\"\xf3\x01\n" +
+	"\x1cRecordWarningDeliveryCommand\x12\x1d\n" +
+	"\n" +
+	"warning_id\x18\x01 \x01(\tR\twarningId\x12 \n" +
+	"\fpeer_team_id\x18\x02 \x01(\tR\n" +
+	"peerTeamId\x12\"\n" +
+	"\facknowledged\x18\x03 \x01(\bR\facknowledged\x12'\n" +
+	"\x0facknowledged_by\x18\x04 \x01(\tR\x0eacknowledgedBy\x12E\n" +
+	"\x10acknowledge_time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x0facknowledgeTime\"K\n" +
+	"*MarkWarningAcknowledgementDeliveredCommand\x12\x1d\n" +
+	"\n" +
+	"warning_id\x18\x01 \x01(\tR\twarningId\"D\n" +
+	"\x16PutSharingGroupCommand\x12*\n" +
+	"\x05group\x18\x01 \x01(\v2\x14.irx.v1.SharingGroupR\x05group\"\x82\x01\n" +
+	"\x17ReceiveSightingsCommand\x12 \n" +
+	"\fpeer_team_id\x18\x01 \x01(\tR\n" +
+	"peerTeamId\x12\x14\n" +
+	"\x05group\x18\x02 \x01(\tR\x05group\x12\x15\n" +
+	"\x06key_id\x18\x03 \x01(\tR\x05keyId\x12\x18\n" +
+	"\adigests\x18\x04 \x03(\fR\adigests\"\x1a\n" +
 	"\x18PublishStatisticsCommand\"g\n" +
 	"\x19SpendPrivacyBudgetCommand\x12\x18\n" +
 	"\adataset\x18\x01 \x01(\tR\adataset\x12\x18\n" +
@@ -2574,51 +3264,63 @@ func file_irx_v1_command_proto_rawDescGZIP() []byte {
 }
 
 var file_irx_v1_command_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_irx_v1_command_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
+var file_irx_v1_command_proto_msgTypes = make([]protoimpl.MessageInfo, 35)
 var file_irx_v1_command_proto_goTypes = []any{
-	(FeedEntryKind)(0),                // 0: irx.v1.FeedEntryKind
-	(*Command)(nil),                   // 1: irx.v1.Command
-	(*RediscloseCommand)(nil),         // 2: irx.v1.RediscloseCommand
-	(*RedisclosureProgress)(nil),      // 3: irx.v1.RedisclosureProgress
-	(*SetTeamDescriptionCommand)(nil), // 4: irx.v1.SetTeamDescriptionCommand
-	(*WithdrawIncidentCommand)(nil),   // 5: irx.v1.WithdrawIncidentCommand
-	(*PutPeerCommand)(nil),            // 6: irx.v1.PutPeerCommand
-	(*DeletePeerCommand)(nil),         // 7: irx.v1.DeletePeerCommand
-	(*ApplyPeerFeedCommand)(nil),      // 8: irx.v1.ApplyPeerFeedCommand
-	(*ResyncPeerCommand)(nil),         // 9: irx.v1.ResyncPeerCommand
-	(*AcknowledgePeerCommand)(nil),    // 10: irx.v1.AcknowledgePeerCommand
-	(*LedgerEntry)(nil),               // 11: irx.v1.LedgerEntry
-	(*CommandBatch)(nil),              // 12: irx.v1.CommandBatch
-	(*SetPolicyCommand)(nil),          // 13: irx.v1.SetPolicyCommand
-	(*LeaderNoopCommand)(nil),         // 14: irx.v1.LeaderNoopCommand
-	(*CreateIncidentCommand)(nil),     // 15: irx.v1.CreateIncidentCommand
-	(*UpdateIncidentCommand)(nil),     // 16: irx.v1.UpdateIncidentCommand
-	(*FeedEntry)(nil),                 // 17: irx.v1.FeedEntry
-	(*PeerState)(nil),                 // 18: irx.v1.PeerState
-	(*ChangeRoleCommand)(nil),         // 19: irx.v1.ChangeRoleCommand
-	(*RevokeCertificateCommand)(nil),  // 20: irx.v1.RevokeCertificateCommand
-	(*RecordActionCommand)(nil),       // 21: irx.v1.RecordActionCommand
-	(*PublishStatisticsCommand)(nil),  // 22: irx.v1.PublishStatisticsCommand
-	(*SpendPrivacyBudgetCommand)(nil), // 23: irx.v1.SpendPrivacyBudgetCommand
-	(*SetRetentionPolicyCommand)(nil), // 24: irx.v1.SetRetentionPolicyCommand
-	(*RetentionTickCommand)(nil),      // 25: irx.v1.RetentionTickCommand
-	(*RetentionState)(nil),            // 26: irx.v1.RetentionState
-	(*timestamppb.Timestamp)(nil),     // 27: google.protobuf.Timestamp
-	(*OperatorAction)(nil),            // 28: irx.v1.OperatorAction
-	(*TeamDescription)(nil),           // 29: irx.v1.TeamDescription
-	(*Peer)(nil),                      // 30: irx.v1.Peer
-	(*FeedItem)(nil),                  // 31: irx.v1.FeedItem
-	(WithdrawalReason)(0),             // 32: irx.v1.WithdrawalReason
-	(ReplacementReason)(0),            // 33: irx.v1.ReplacementReason
-	(*DisclosurePolicy)(nil),          // 34: irx.v1.DisclosurePolicy
-	(*Incident)(nil),                  // 35: irx.v1.Incident
-	(*fieldmaskpb.FieldMask)(nil),     // 36: google.protobuf.FieldMask
-	(Role)(0),                         // 37: irx.v1.Role
-	(*RevokedCertificate)(nil),        // 38: irx.v1.RevokedCertificate
-	(*RetentionPolicy)(nil),           // 39: irx.v1.RetentionPolicy
+	(FeedEntryKind)(0),                                 // 0: irx.v1.FeedEntryKind
+	(*Command)(nil),                                    // 1: irx.v1.Command
+	(*RediscloseCommand)(nil),                          // 2: irx.v1.RediscloseCommand
+	(*RedisclosureProgress)(nil),                       // 3: irx.v1.RedisclosureProgress
+	(*SetTeamDescriptionCommand)(nil),                  // 4: irx.v1.SetTeamDescriptionCommand
+	(*WithdrawIncidentCommand)(nil),                    // 5: irx.v1.WithdrawIncidentCommand
+	(*PutPeerCommand)(nil),                             // 6: irx.v1.PutPeerCommand
+	(*DeletePeerCommand)(nil),                          // 7: irx.v1.DeletePeerCommand
+	(*ApplyPeerFeedCommand)(nil),                       // 8: irx.v1.ApplyPeerFeedCommand
+	(*ResyncPeerCommand)(nil),                          // 9: irx.v1.ResyncPeerCommand
+	(*AcknowledgePeerCommand)(nil),                     // 10: irx.v1.AcknowledgePeerCommand
+	(*LedgerEntry)(nil),                                // 11: irx.v1.LedgerEntry
+	(*CommandBatch)(nil),                               // 12: irx.v1.CommandBatch
+	(*SetPolicyCommand)(nil),                           // 13: irx.v1.SetPolicyCommand
+	(*LeaderNoopCommand)(nil),                          // 14: irx.v1.LeaderNoopCommand
+	(*CreateIncidentCommand)(nil),                      // 15: irx.v1.CreateIncidentCommand
+	(*UpdateIncidentCommand)(nil),                      // 16: irx.v1.UpdateIncidentCommand
+	(*FeedEntry)(nil),                                  // 17: irx.v1.FeedEntry
+	(*PeerState)(nil),                                  // 18: irx.v1.PeerState
+	(*ChangeRoleCommand)(nil),                          // 19: irx.v1.ChangeRoleCommand
+	(*RevokeCertificateCommand)(nil),                   // 20: irx.v1.RevokeCertificateCommand
+	(*RecordActionCommand)(nil),                        // 21: irx.v1.RecordActionCommand
+	(*UpdateAlertSettingsCommand)(nil),                 // 22: irx.v1.UpdateAlertSettingsCommand
+	(*AcknowledgeAlertCommand)(nil),                    // 23: irx.v1.AcknowledgeAlertCommand
+	(*IssueWarningCommand)(nil),                        // 24: irx.v1.IssueWarningCommand
+	(*ReceiveWarningCommand)(nil),                      // 25: irx.v1.ReceiveWarningCommand
+	(*AcknowledgeWarningCommand)(nil),                  // 26: irx.v1.AcknowledgeWarningCommand
+	(*RecordWarningDeliveryCommand)(nil),               // 27: irx.v1.RecordWarningDeliveryCommand
+	(*MarkWarningAcknowledgementDeliveredCommand)(nil), // 28: irx.v1.MarkWarningAcknowledgementDeliveredCommand
+	(*PutSharingGroupCommand)(nil),                     // 29: irx.v1.PutSharingGroupCommand
+	(*ReceiveSightingsCommand)(nil),                    // 30: irx.v1.ReceiveSightingsCommand
+	(*PublishStatisticsCommand)(nil),                   // 31: irx.v1.PublishStatisticsCommand
+	(*SpendPrivacyBudgetCommand)(nil),                  // 32: irx.v1.SpendPrivacyBudgetCommand
+	(*SetRetentionPolicyCommand)(nil),                  // 33: irx.v1.SetRetentionPolicyCommand
+	(*RetentionTickCommand)(nil),                       // 34: irx.v1.RetentionTickCommand
+	(*RetentionState)(nil),                             // 35: irx.v1.RetentionState
+	(*timestamppb.Timestamp)(nil),                      // 36: google.protobuf.Timestamp
+	(*OperatorAction)(nil),                             // 37: irx.v1.OperatorAction
+	(*TeamDescription)(nil),                            // 38: irx.v1.TeamDescription
+	(*Peer)(nil),                                       // 39: irx.v1.Peer
+	(*FeedItem)(nil),                                   // 40: irx.v1.FeedItem
+	(WithdrawalReason)(0),                              // 41: irx.v1.WithdrawalReason
+	(ReplacementReason)(0),                             // 42: irx.v1.ReplacementReason
+	(*DisclosurePolicy)(nil),                           // 43: irx.v1.DisclosurePolicy
+	(*Incident)(nil),                                   // 44: irx.v1.Incident
+	(*fieldmaskpb.FieldMask)(nil),                      // 45: google.protobuf.FieldMask
+	(Role)(0),                                          // 46: irx.v1.Role
+	(*RevokedCertificate)(nil),                         // 47: irx.v1.RevokedCertificate
+	(*AlertSettings)(nil),                              // 48: irx.v1.AlertSettings
+	(*Warning)(nil),                                    // 49: irx.v1.Warning
+	(*SharingGroup)(nil),                               // 50: irx.v1.SharingGroup
+	(*RetentionPolicy)(nil),                            // 51: irx.v1.RetentionPolicy
 }
 var file_irx_v1_command_proto_depIdxs = []int32{
-	27, // 0: irx.v1.Command.propose_time:type_name -> google.protobuf.Timestamp
+	36, // 0: irx.v1.Command.propose_time:type_name -> google.protobuf.Timestamp
 	15, // 1: irx.v1.Command.create_incident:type_name -> irx.v1.CreateIncidentCommand
 	16, // 2: irx.v1.Command.update_incident:type_name -> irx.v1.UpdateIncidentCommand
 	14, // 3: irx.v1.Command.leader_noop:type_name -> irx.v1.LeaderNoopCommand
@@ -2634,39 +3336,53 @@ var file_irx_v1_command_proto_depIdxs = []int32{
 	19, // 13: irx.v1.Command.change_role:type_name -> irx.v1.ChangeRoleCommand
 	20, // 14: irx.v1.Command.revoke_certificate:type_name -> irx.v1.RevokeCertificateCommand
 	21, // 15: irx.v1.Command.record_action:type_name -> irx.v1.RecordActionCommand
-	22, // 16: irx.v1.Command.publish_statistics:type_name -> irx.v1.PublishStatisticsCommand
-	23, // 17: irx.v1.Command.spend_privacy_budget:type_name -> irx.v1.SpendPrivacyBudgetCommand
-	9,  // 18: irx.v1.Command.resync_peer:type_name -> irx.v1.ResyncPeerCommand
-	24, // 19: irx.v1.Command.set_retention_policy:type_name -> irx.v1.SetRetentionPolicyCommand
-	25, // 20: irx.v1.Command.retention_tick:type_name -> irx.v1.RetentionTickCommand
-	28, // 21: irx.v1.Command.actor:type_name -> irx.v1.OperatorAction
-	29, // 22: irx.v1.SetTeamDescriptionCommand.description:type_name -> irx.v1.TeamDescription
-	30, // 23: irx.v1.PutPeerCommand.peer:type_name -> irx.v1.Peer
-	31, // 24: irx.v1.ApplyPeerFeedCommand.items:type_name -> irx.v1.FeedItem
-	27, // 25: irx.v1.ApplyPeerFeedCommand.head_time:type_name -> google.protobuf.Timestamp
-	11, // 26: irx.v1.AcknowledgePeerCommand.entries:type_name -> irx.v1.LedgerEntry
-	32, // 27: irx.v1.LedgerEntry.withdrawal_reason:type_name -> irx.v1.WithdrawalReason
-	33, // 28: irx.v1.LedgerEntry.replacement_reason:type_name -> irx.v1.ReplacementReason
-	1,  // 29: irx.v1.CommandBatch.commands:type_name -> irx.v1.Command
-	34, // 30: irx.v1.SetPolicyCommand.policy:type_name -> irx.v1.DisclosurePolicy
-	35, // 31: irx.v1.CreateIncidentCommand.incident:type_name -> irx.v1.Incident
-	35, // 32: irx.v1.UpdateIncidentCommand.incident:type_name -> irx.v1.Incident
-	36, // 33: irx.v1.UpdateIncidentCommand.update_mask:type_name -> google.protobuf.FieldMask
-	0,  // 34: irx.v1.FeedEntry.kind:type_name -> irx.v1.FeedEntryKind
-	27, // 35: irx.v1.FeedEntry.commit_time:type_name -> google.protobuf.Timestamp
-	32, // 36: irx.v1.FeedEntry.withdrawal_reason:type_name -> irx.v1.WithdrawalReason
-	33, // 37: irx.v1.FeedEntry.replacement_reason:type_name -> irx.v1.ReplacementReason
-	27, // 38: irx.v1.PeerState.inbound_head_time:type_name -> google.protobuf.Timestamp
-	27, // 39: irx.v1.PeerState.last_acknowledge_time:type_name -> google.protobuf.Timestamp
-	37, // 40: irx.v1.ChangeRoleCommand.role:type_name -> irx.v1.Role
-	38, // 41: irx.v1.RevokeCertificateCommand.revoked:type_name -> irx.v1.RevokedCertificate
-	39, // 42: irx.v1.SetRetentionPolicyCommand.policy:type_name -> irx.v1.RetentionPolicy
-	39, // 43: irx.v1.RetentionState.policy:type_name -> irx.v1.RetentionPolicy
-	44, // [44:44] is the sub-list for method output_type
-	44, // [44:44] is the sub-list for method input_type
-	44, // [44:44] is the sub-list for extension type_name
-	44, // [44:44] is the sub-list for extension extendee
-	0,  // [0:44] is the sub-list for field type_name
+	22, // 16: irx.v1.Command.update_alert_settings:type_name -> irx.v1.UpdateAlertSettingsCommand
+	23, // 17: irx.v1.Command.acknowledge_alert:type_name -> irx.v1.AcknowledgeAlertCommand
+	24, // 18: irx.v1.Command.issue_warning:type_name -> irx.v1.IssueWarningCommand
+	25, // 19: irx.v1.Command.receive_warning:type_name -> irx.v1.ReceiveWarningCommand
+	26, // 20: irx.v1.Command.acknowledge_warning:type_name -> irx.v1.AcknowledgeWarningCommand
+	27, // 21: irx.v1.Command.record_warning_delivery:type_name -> irx.v1.RecordWarningDeliveryCommand
+	28, // 22: irx.v1.Command.mark_warning_acknowledgement_delivered:type_name -> irx.v1.MarkWarningAcknowledgementDeliveredCommand
+	29, // 23: irx.v1.Command.put_sharing_group:type_name -> irx.v1.PutSharingGroupCommand
+	30, // 24: irx.v1.Command.receive_sightings:type_name -> irx.v1.ReceiveSightingsCommand
+	31, // 25: irx.v1.Command.publish_statistics:type_name -> irx.v1.PublishStatisticsCommand
+	32, // 26: irx.v1.Command.spend_privacy_budget:type_name -> irx.v1.SpendPrivacyBudgetCommand
+	9,  // 27: irx.v1.Command.resync_peer:type_name -> irx.v1.ResyncPeerCommand
+	33, // 28: irx.v1.Command.set_retention_policy:type_name -> irx.v1.SetRetentionPolicyCommand
+	34, // 29: irx.v1.Command.retention_tick:type_name -> irx.v1.RetentionTickCommand
+	37, // 30: irx.v1.Command.actor:type_name -> irx.v1.OperatorAction
+	38, // 31: irx.v1.SetTeamDescriptionCommand.description:type_name -> irx.v1.TeamDescription
+	39, // 32: irx.v1.PutPeerCommand.peer:type_name -> irx.v1.Peer
+	40, // 33: irx.v1.ApplyPeerFeedCommand.items:type_name -> irx.v1.FeedItem
+	36, // 34: irx.v1.ApplyPeerFeedCommand.head_time:type_name -> google.protobuf.Timestamp
+	11, // 35: irx.v1.AcknowledgePeerCommand.entries:type_name -> irx.v1.LedgerEntry
+	41, // 36: irx.v1.LedgerEntry.withdrawal_reason:type_name -> irx.v1.WithdrawalReason
+	42, // 37: irx.v1.LedgerEntry.replacement_reason:type_name -> irx.v1.ReplacementReason
+	1,  // 38: irx.v1.CommandBatch.commands:type_name -> irx.v1.Command
+	43, // 39: irx.v1.SetPolicyCommand.policy:type_name -> irx.v1.DisclosurePolicy
+	44, // 40: irx.v1.CreateIncidentCommand.incident:type_name -> irx.v1.Incident
+	44, // 41: irx.v1.UpdateIncidentCommand.incident:type_name -> irx.v1.Incident
+	45, // 42: irx.v1.UpdateIncidentCommand.update_mask:type_name -> google.protobuf.FieldMask
+	0,  // 43: irx.v1.FeedEntry.kind:type_name -> irx.v1.FeedEntryKind
+	36, // 44: irx.v1.FeedEntry.commit_time:type_name -> google.protobuf.Timestamp
+	41, // 45: irx.v1.FeedEntry.withdrawal_reason:type_name -> irx.v1.WithdrawalReason
+	42, // 46: irx.v1.FeedEntry.replacement_reason:type_name -> irx.v1.ReplacementReason
+	36, // 47: irx.v1.PeerState.inbound_head_time:type_name -> google.protobuf.Timestamp
+	36, // 48: irx.v1.PeerState.last_acknowledge_time:type_name -> google.protobuf.Timestamp
+	46, // 49: irx.v1.ChangeRoleCommand.role:type_name -> irx.v1.Role
+	47, // 50: irx.v1.RevokeCertificateCommand.revoked:type_name -> irx.v1.RevokedCertificate
+	48, // 51: irx.v1.UpdateAlertSettingsCommand.settings:type_name -> irx.v1.AlertSettings
+	49, // 52: irx.v1.IssueWarningCommand.warning:type_name -> irx.v1.Warning
+	49, // 53: irx.v1.ReceiveWarningCommand.warning:type_name -> irx.v1.Warning
+	36, // 54: irx.v1.RecordWarningDeliveryCommand.acknowledge_time:type_name -> google.protobuf.Timestamp
+	50, // 55: irx.v1.PutSharingGroupCommand.group:type_name -> irx.v1.SharingGroup
+	51, // 56: irx.v1.SetRetentionPolicyCommand.policy:type_name -> irx.v1.RetentionPolicy
+	51, // 57: irx.v1.RetentionState.policy:type_name -> irx.v1.RetentionPolicy
+	58, // [58:58] is the sub-list for method output_type
+	58, // [58:58] is the sub-list for method input_type
+	58, // [58:58] is the sub-list for extension type_name
+	58, // [58:58] is the sub-list for extension extendee
+	0,  // [0:58] is the sub-list for field type_name
 }
 
 func init() { file_irx_v1_command_proto_init() }
@@ -2675,6 +3391,7 @@ func file_irx_v1_command_proto_init() {
 		return
 	}
 	file_irx_v1_access_service_proto_init()
+	file_irx_v1_alert_service_proto_init()
 	file_irx_v1_federation_service_proto_init()
 	file_irx_v1_incident_proto_init()
 	file_irx_v1_peer_service_proto_init()
@@ -2697,6 +3414,15 @@ func file_irx_v1_command_proto_init() {
 		(*Command_ChangeRole)(nil),
 		(*Command_RevokeCertificate)(nil),
 		(*Command_RecordAction)(nil),
+		(*Command_UpdateAlertSettings)(nil),
+		(*Command_AcknowledgeAlert)(nil),
+		(*Command_IssueWarning)(nil),
+		(*Command_ReceiveWarning)(nil),
+		(*Command_AcknowledgeWarning)(nil),
+		(*Command_RecordWarningDelivery)(nil),
+		(*Command_MarkWarningAcknowledgementDelivered)(nil),
+		(*Command_PutSharingGroup)(nil),
+		(*Command_ReceiveSightings)(nil),
 		(*Command_PublishStatistics)(nil),
 		(*Command_SpendPrivacyBudget)(nil),
 		(*Command_ResyncPeer)(nil),
@@ -2709,7 +3435,7 @@ func file_irx_v1_command_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_irx_v1_command_proto_rawDesc), len(file_irx_v1_command_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   26,
+			NumMessages:   35,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

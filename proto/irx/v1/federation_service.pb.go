@@ -142,6 +142,294 @@ func (WithdrawalReason) EnumDescriptor() ([]byte, []int) {
 	return file_irx_v1_federation_service_proto_rawDescGZIP(), []int{1}
 }
 
+// DeliverSightingsRequest is the request of DeliverSightings.
+type DeliverSightingsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The sharing group.
+	Group string `protobuf:"bytes,1,opt,name=group,proto3" json:"group,omitempty"`
+	// The key the digests were made with (SharingGroup.key_id).
+	KeyId string `protobuf:"bytes,2,opt,name=key_id,json=keyId,proto3" json:"key_id,omitempty"`
+	// HMAC-SHA256(group key, normalised value), the first 16 bytes; at
+	// most 50,000, each at most once.
+	Digests       [][]byte `protobuf:"bytes,3,rep,name=digests,proto3" json:"digests,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeliverSightingsRequest) Reset() {
+	*x = DeliverSightingsRequest{}
+	mi := &file_irx_v1_federation_service_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeliverSightingsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeliverSightingsRequest) ProtoMessage() {}
+
+func (x *DeliverSightingsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_irx_v1_federation_service_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeliverSightingsRequest.ProtoReflect.Descriptor instead.
+func (*DeliverSightingsRequest) Descriptor() ([]byte, []int) {
+	return file_irx_v1_federation_service_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *DeliverSightingsRequest) GetGroup() string {
+	if x != nil {
+		return x.Group
+	}
+	return ""
+}
+
+func (x *DeliverSightingsRequest) GetKeyId() string {
+	if x != nil {
+		return x.KeyId
+	}
+	return ""
+}
+
+func (x *DeliverSightingsRequest) GetDigests() [][]byte {
+	if x != nil {
+		return x.Digests
+	}
+	return nil
+}
+
+// DeliverSightingsResponse is the response of DeliverSightings.
+type DeliverSightingsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeliverSightingsResponse) Reset() {
+	*x = DeliverSightingsResponse{}
+	mi := &file_irx_v1_federation_service_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeliverSightingsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeliverSightingsResponse) ProtoMessage() {}
+
+func (x *DeliverSightingsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_irx_v1_federation_service_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeliverSightingsResponse.ProtoReflect.Descriptor instead.
+func (*DeliverSightingsResponse) Descriptor() ([]byte, []int) {
+	return file_irx_v1_federation_service_proto_rawDescGZIP(), []int{1}
+}
+
+// DeliverWarningRequest is the request of DeliverWarning.
+type DeliverWarningRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The warning, as the caller issued it (without its deliveries).
+	Warning       *Warning `protobuf:"bytes,1,opt,name=warning,proto3" json:"warning,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeliverWarningRequest) Reset() {
+	*x = DeliverWarningRequest{}
+	mi := &file_irx_v1_federation_service_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeliverWarningRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeliverWarningRequest) ProtoMessage() {}
+
+func (x *DeliverWarningRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_irx_v1_federation_service_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeliverWarningRequest.ProtoReflect.Descriptor instead.
+func (*DeliverWarningRequest) Descriptor() ([]byte, []int) {
+	return file_irx_v1_federation_service_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *DeliverWarningRequest) GetWarning() *Warning {
+	if x != nil {
+		return x.Warning
+	}
+	return nil
+}
+
+// DeliverWarningResponse is the response of DeliverWarning.
+type DeliverWarningResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeliverWarningResponse) Reset() {
+	*x = DeliverWarningResponse{}
+	mi := &file_irx_v1_federation_service_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeliverWarningResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeliverWarningResponse) ProtoMessage() {}
+
+func (x *DeliverWarningResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_irx_v1_federation_service_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeliverWarningResponse.ProtoReflect.Descriptor instead.
+func (*DeliverWarningResponse) Descriptor() ([]byte, []int) {
+	return file_irx_v1_federation_service_proto_rawDescGZIP(), []int{3}
+}
+
+// AcknowledgePeerWarningRequest is the request of
+// FederationService.AcknowledgePeerWarning.
+type AcknowledgePeerWarningRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// One of this team's warnings.
+	WarningId string `protobuf:"bytes,1,opt,name=warning_id,json=warningId,proto3" json:"warning_id,omitempty"`
+	// The caller's operator who acknowledged it.
+	AcknowledgedBy string `protobuf:"bytes,2,opt,name=acknowledged_by,json=acknowledgedBy,proto3" json:"acknowledged_by,omitempty"`
+	// When.
+	AcknowledgeTime *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=acknowledge_time,json=acknowledgeTime,proto3" json:"acknowledge_time,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *AcknowledgePeerWarningRequest) Reset() {
+	*x = AcknowledgePeerWarningRequest{}
+	mi := &file_irx_v1_federation_service_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AcknowledgePeerWarningRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AcknowledgePeerWarningRequest) ProtoMessage() {}
+
+func (x *AcknowledgePeerWarningRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_irx_v1_federation_service_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AcknowledgePeerWarningRequest.ProtoReflect.Descriptor instead.
+func (*AcknowledgePeerWarningRequest) Descriptor() ([]byte, []int) {
+	return file_irx_v1_federation_service_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *AcknowledgePeerWarningRequest) GetWarningId() string {
+	if x != nil {
+		return x.WarningId
+	}
+	return ""
+}
+
+func (x *AcknowledgePeerWarningRequest) GetAcknowledgedBy() string {
+	if x != nil {
+		return x.AcknowledgedBy
+	}
+	return ""
+}
+
+func (x *AcknowledgePeerWarningRequest) GetAcknowledgeTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.AcknowledgeTime
+	}
+	return nil
+}
+
+// AcknowledgePeerWarningResponse is the response of
+// FederationService.AcknowledgePeerWarning.
+type AcknowledgePeerWarningResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AcknowledgePeerWarningResponse) Reset() {
+	*x = AcknowledgePeerWarningResponse{}
+	mi := &file_irx_v1_federation_service_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AcknowledgePeerWarningResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AcknowledgePeerWarningResponse) ProtoMessage() {}
+
+func (x *AcknowledgePeerWarningResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_irx_v1_federation_service_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AcknowledgePeerWarningResponse.ProtoReflect.Descriptor instead.
+func (*AcknowledgePeerWarningResponse) Descriptor() ([]byte, []int) {
+	return file_irx_v1_federation_service_proto_rawDescGZIP(), []int{5}
+}
+
 // SubscribeRequest is the request of Subscribe.
 type SubscribeRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -165,7 +453,7 @@ type SubscribeRequest struct {
 
 func (x *SubscribeRequest) Reset() {
 	*x = SubscribeRequest{}
-	mi := &file_irx_v1_federation_service_proto_msgTypes[0]
+	mi := &file_irx_v1_federation_service_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -177,7 +465,7 @@ func (x *SubscribeRequest) String() string {
 func (*SubscribeRequest) ProtoMessage() {}
 
 func (x *SubscribeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_federation_service_proto_msgTypes[0]
+	mi := &file_irx_v1_federation_service_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -190,7 +478,7 @@ func (x *SubscribeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubscribeRequest.ProtoReflect.Descriptor instead.
 func (*SubscribeRequest) Descriptor() ([]byte, []int) {
-	return file_irx_v1_federation_service_proto_rawDescGZIP(), []int{0}
+	return file_irx_v1_federation_service_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *SubscribeRequest) GetCursor() uint64 {
@@ -256,7 +544,7 @@ type SubscribeResponse struct {
 
 func (x *SubscribeResponse) Reset() {
 	*x = SubscribeResponse{}
-	mi := &file_irx_v1_federation_service_proto_msgTypes[1]
+	mi := &file_irx_v1_federation_service_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -268,7 +556,7 @@ func (x *SubscribeResponse) String() string {
 func (*SubscribeResponse) ProtoMessage() {}
 
 func (x *SubscribeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_federation_service_proto_msgTypes[1]
+	mi := &file_irx_v1_federation_service_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -281,7 +569,7 @@ func (x *SubscribeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubscribeResponse.ProtoReflect.Descriptor instead.
 func (*SubscribeResponse) Descriptor() ([]byte, []int) {
-	return file_irx_v1_federation_service_proto_rawDescGZIP(), []int{1}
+	return file_irx_v1_federation_service_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *SubscribeResponse) GetItems() []*FeedItem {
@@ -362,7 +650,7 @@ type FeedItem struct {
 
 func (x *FeedItem) Reset() {
 	*x = FeedItem{}
-	mi := &file_irx_v1_federation_service_proto_msgTypes[2]
+	mi := &file_irx_v1_federation_service_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -374,7 +662,7 @@ func (x *FeedItem) String() string {
 func (*FeedItem) ProtoMessage() {}
 
 func (x *FeedItem) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_federation_service_proto_msgTypes[2]
+	mi := &file_irx_v1_federation_service_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -387,7 +675,7 @@ func (x *FeedItem) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FeedItem.ProtoReflect.Descriptor instead.
 func (*FeedItem) Descriptor() ([]byte, []int) {
-	return file_irx_v1_federation_service_proto_rawDescGZIP(), []int{2}
+	return file_irx_v1_federation_service_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *FeedItem) GetSequence() uint64 {
@@ -515,7 +803,7 @@ type IncidentReplacement struct {
 
 func (x *IncidentReplacement) Reset() {
 	*x = IncidentReplacement{}
-	mi := &file_irx_v1_federation_service_proto_msgTypes[3]
+	mi := &file_irx_v1_federation_service_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -527,7 +815,7 @@ func (x *IncidentReplacement) String() string {
 func (*IncidentReplacement) ProtoMessage() {}
 
 func (x *IncidentReplacement) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_federation_service_proto_msgTypes[3]
+	mi := &file_irx_v1_federation_service_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -540,7 +828,7 @@ func (x *IncidentReplacement) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IncidentReplacement.ProtoReflect.Descriptor instead.
 func (*IncidentReplacement) Descriptor() ([]byte, []int) {
-	return file_irx_v1_federation_service_proto_rawDescGZIP(), []int{3}
+	return file_irx_v1_federation_service_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *IncidentReplacement) GetIncidentId() string {
@@ -590,7 +878,7 @@ type IncidentWithdrawal struct {
 
 func (x *IncidentWithdrawal) Reset() {
 	*x = IncidentWithdrawal{}
-	mi := &file_irx_v1_federation_service_proto_msgTypes[4]
+	mi := &file_irx_v1_federation_service_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -602,7 +890,7 @@ func (x *IncidentWithdrawal) String() string {
 func (*IncidentWithdrawal) ProtoMessage() {}
 
 func (x *IncidentWithdrawal) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_federation_service_proto_msgTypes[4]
+	mi := &file_irx_v1_federation_service_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -615,7 +903,7 @@ func (x *IncidentWithdrawal) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IncidentWithdrawal.ProtoReflect.Descriptor instead.
 func (*IncidentWithdrawal) Descriptor() ([]byte, []int) {
-	return file_irx_v1_federation_service_proto_rawDescGZIP(), []int{4}
+	return file_irx_v1_federation_service_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *IncidentWithdrawal) GetIncidentId() string {
@@ -659,7 +947,7 @@ type AcknowledgeRequest struct {
 
 func (x *AcknowledgeRequest) Reset() {
 	*x = AcknowledgeRequest{}
-	mi := &file_irx_v1_federation_service_proto_msgTypes[5]
+	mi := &file_irx_v1_federation_service_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -671,7 +959,7 @@ func (x *AcknowledgeRequest) String() string {
 func (*AcknowledgeRequest) ProtoMessage() {}
 
 func (x *AcknowledgeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_federation_service_proto_msgTypes[5]
+	mi := &file_irx_v1_federation_service_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -684,7 +972,7 @@ func (x *AcknowledgeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AcknowledgeRequest.ProtoReflect.Descriptor instead.
 func (*AcknowledgeRequest) Descriptor() ([]byte, []int) {
-	return file_irx_v1_federation_service_proto_rawDescGZIP(), []int{5}
+	return file_irx_v1_federation_service_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *AcknowledgeRequest) GetCursor() uint64 {
@@ -712,7 +1000,7 @@ type AcknowledgeResponse struct {
 
 func (x *AcknowledgeResponse) Reset() {
 	*x = AcknowledgeResponse{}
-	mi := &file_irx_v1_federation_service_proto_msgTypes[6]
+	mi := &file_irx_v1_federation_service_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -724,7 +1012,7 @@ func (x *AcknowledgeResponse) String() string {
 func (*AcknowledgeResponse) ProtoMessage() {}
 
 func (x *AcknowledgeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_federation_service_proto_msgTypes[6]
+	mi := &file_irx_v1_federation_service_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -737,7 +1025,7 @@ func (x *AcknowledgeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AcknowledgeResponse.ProtoReflect.Descriptor instead.
 func (*AcknowledgeResponse) Descriptor() ([]byte, []int) {
-	return file_irx_v1_federation_service_proto_rawDescGZIP(), []int{6}
+	return file_irx_v1_federation_service_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *AcknowledgeResponse) GetAcknowledged() uint64 {
@@ -761,7 +1049,7 @@ type HandOffIncidentRequest struct {
 
 func (x *HandOffIncidentRequest) Reset() {
 	*x = HandOffIncidentRequest{}
-	mi := &file_irx_v1_federation_service_proto_msgTypes[7]
+	mi := &file_irx_v1_federation_service_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -773,7 +1061,7 @@ func (x *HandOffIncidentRequest) String() string {
 func (*HandOffIncidentRequest) ProtoMessage() {}
 
 func (x *HandOffIncidentRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_federation_service_proto_msgTypes[7]
+	mi := &file_irx_v1_federation_service_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -786,7 +1074,7 @@ func (x *HandOffIncidentRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HandOffIncidentRequest.ProtoReflect.Descriptor instead.
 func (*HandOffIncidentRequest) Descriptor() ([]byte, []int) {
-	return file_irx_v1_federation_service_proto_rawDescGZIP(), []int{7}
+	return file_irx_v1_federation_service_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *HandOffIncidentRequest) GetIncident() *Incident {
@@ -814,7 +1102,7 @@ type HandOffIncidentResponse struct {
 
 func (x *HandOffIncidentResponse) Reset() {
 	*x = HandOffIncidentResponse{}
-	mi := &file_irx_v1_federation_service_proto_msgTypes[8]
+	mi := &file_irx_v1_federation_service_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -826,7 +1114,7 @@ func (x *HandOffIncidentResponse) String() string {
 func (*HandOffIncidentResponse) ProtoMessage() {}
 
 func (x *HandOffIncidentResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_federation_service_proto_msgTypes[8]
+	mi := &file_irx_v1_federation_service_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -839,7 +1127,7 @@ func (x *HandOffIncidentResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HandOffIncidentResponse.ProtoReflect.Descriptor instead.
 func (*HandOffIncidentResponse) Descriptor() ([]byte, []int) {
-	return file_irx_v1_federation_service_proto_rawDescGZIP(), []int{8}
+	return file_irx_v1_federation_service_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *HandOffIncidentResponse) GetIncident() *Incident {
@@ -858,7 +1146,7 @@ type GetSignedTeamDescriptionRequest struct {
 
 func (x *GetSignedTeamDescriptionRequest) Reset() {
 	*x = GetSignedTeamDescriptionRequest{}
-	mi := &file_irx_v1_federation_service_proto_msgTypes[9]
+	mi := &file_irx_v1_federation_service_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -870,7 +1158,7 @@ func (x *GetSignedTeamDescriptionRequest) String() string {
 func (*GetSignedTeamDescriptionRequest) ProtoMessage() {}
 
 func (x *GetSignedTeamDescriptionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_federation_service_proto_msgTypes[9]
+	mi := &file_irx_v1_federation_service_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -883,7 +1171,7 @@ func (x *GetSignedTeamDescriptionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetSignedTeamDescriptionRequest.ProtoReflect.Descriptor instead.
 func (*GetSignedTeamDescriptionRequest) Descriptor() ([]byte, []int) {
-	return file_irx_v1_federation_service_proto_rawDescGZIP(), []int{9}
+	return file_irx_v1_federation_service_proto_rawDescGZIP(), []int{15}
 }
 
 // GetSignedTeamDescriptionResponse is the response of
@@ -898,7 +1186,7 @@ type GetSignedTeamDescriptionResponse struct {
 
 func (x *GetSignedTeamDescriptionResponse) Reset() {
 	*x = GetSignedTeamDescriptionResponse{}
-	mi := &file_irx_v1_federation_service_proto_msgTypes[10]
+	mi := &file_irx_v1_federation_service_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -910,7 +1198,7 @@ func (x *GetSignedTeamDescriptionResponse) String() string {
 func (*GetSignedTeamDescriptionResponse) ProtoMessage() {}
 
 func (x *GetSignedTeamDescriptionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_federation_service_proto_msgTypes[10]
+	mi := &file_irx_v1_federation_service_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -923,7 +1211,7 @@ func (x *GetSignedTeamDescriptionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetSignedTeamDescriptionResponse.ProtoReflect.Descriptor instead.
 func (*GetSignedTeamDescriptionResponse) Descriptor() ([]byte, []int) {
-	return file_irx_v1_federation_service_proto_rawDescGZIP(), []int{10}
+	return file_irx_v1_federation_service_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *GetSignedTeamDescriptionResponse) GetSignedDescription() *SignedTeamDescription {
@@ -937,7 +1225,21 @@ var File_irx_v1_federation_service_proto protoreflect.FileDescriptor
 
 const file_irx_v1_federation_service_proto_rawDesc = "" +
 	"\n" +
-	"\x1firx/v1/federation_service.proto\x12\x06irx.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x15irx/v1/incident.proto\x1a\x1firx/v1/statistics_service.proto\x1a\x1eirx/v1/retention_service.proto\x1a\x19irx/v1/team_service.proto\"\x9c\x01\n" +
+	"\x1firx/v1/federation_service.proto\x12\x06irx.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1airx/v1/alert_service.proto\x1a\x15irx/v1/incident.proto\x1a\x1firx/v1/statistics_service.proto\x1a\x1eirx/v1/retention_service.proto\x1a\x19irx/v1/team_service.proto\"`\n" +
+	"\x17DeliverSightingsRequest\x12\x14\n" +
+	"\x05group\x18\x01 \x01(\tR\x05group\x12\x15\n" +
+	"\x06key_id\x18\x02 \x01(\tR\x05keyId\x12\x18\n" +
+	"\adigests\x18\x03 \x03(\fR\adigests\"\x1a\n" +
+	"\x18DeliverSightingsResponse\"B\n" +
+	"\x15DeliverWarningRequest\x12)\n" +
+	"\awarning\x18\x01 \x01(\v2\x0f.irx.v1.WarningR\awarning\"\x18\n" +
+	"\x16DeliverWarningResponse\"\xae\x01\n" +
+	"\x1dAcknowledgePeerWarningRequest\x12\x1d\n" +
+	"\n" +
+	"warning_id\x18\x01 \x01(\tR\twarningId\x12'\n" +
+	"\x0facknowledged_by\x18\x02 \x01(\tR\x0eacknowledgedBy\x12E\n" +
+	"\x10acknowledge_time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x0facknowledgeTime\" \n" +
+	"\x1eAcknowledgePeerWarningResponse\"\x9c\x01\n" +
 	"\x10SubscribeRequest\x12\x16\n" +
 	"\x06cursor\x18\x01 \x01(\x04R\x06cursor\x122\n" +
 	"\x15cursor_policy_version\x18\x02 \x01(\x03R\x13cursorPolicyVersion\x12\x1b\n" +
@@ -1004,12 +1306,15 @@ const file_irx_v1_federation_service_proto_rawDesc = "" +
 	"\x1dWITHDRAWAL_REASON_UNSPECIFIED\x10\x00\x12\x1c\n" +
 	"\x18WITHDRAWAL_REASON_ORIGIN\x10\x01\x12\x1c\n" +
 	"\x18WITHDRAWAL_REASON_POLICY\x10\x02\x12\x1f\n" +
-	"\x1bWITHDRAWAL_REASON_RETENTION\x10\x032\xe2\x02\n" +
+	"\x1bWITHDRAWAL_REASON_RETENTION\x10\x032\xf3\x04\n" +
 	"\x11FederationService\x12B\n" +
 	"\tSubscribe\x12\x18.irx.v1.SubscribeRequest\x1a\x19.irx.v1.SubscribeResponse0\x01\x12F\n" +
 	"\vAcknowledge\x12\x1a.irx.v1.AcknowledgeRequest\x1a\x1b.irx.v1.AcknowledgeResponse\x12R\n" +
 	"\x0fHandOffIncident\x12\x1e.irx.v1.HandOffIncidentRequest\x1a\x1f.irx.v1.HandOffIncidentResponse\x12m\n" +
-	"\x18GetSignedTeamDescription\x12'.irx.v1.GetSignedTeamDescriptionRequest\x1a(.irx.v1.GetSignedTeamDescriptionResponseB*Z(github.com/irxfed/irx/proto/irx/v1;irxv1b\x06proto3"
+	"\x18GetSignedTeamDescription\x12'.irx.v1.GetSignedTeamDescriptionRequest\x1a(.irx.v1.GetSignedTeamDescriptionResponse\x12O\n" +
+	"\x0eDeliverWarning\x12\x1d.irx.v1.DeliverWarningRequest\x1a\x1e.irx.v1.DeliverWarningResponse\x12g\n" +
+	"\x16AcknowledgePeerWarning\x12%.irx.v1.AcknowledgePeerWarningRequest\x1a&.irx.v1.AcknowledgePeerWarningResponse\x12U\n" +
+	"\x10DeliverSightings\x12\x1f.irx.v1.DeliverSightingsRequest\x1a .irx.v1.DeliverSightingsResponseB*Z(github.com/irxfed/irx/proto/irx/v1;irxv1b\x06proto3"
 
 var (
 	file_irx_v1_federation_service_proto_rawDescOnce sync.Once
@@ -1024,55 +1329,70 @@ func file_irx_v1_federation_service_proto_rawDescGZIP() []byte {
 }
 
 var file_irx_v1_federation_service_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_irx_v1_federation_service_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
+var file_irx_v1_federation_service_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
 var file_irx_v1_federation_service_proto_goTypes = []any{
 	(ReplacementReason)(0),                   // 0: irx.v1.ReplacementReason
 	(WithdrawalReason)(0),                    // 1: irx.v1.WithdrawalReason
-	(*SubscribeRequest)(nil),                 // 2: irx.v1.SubscribeRequest
-	(*SubscribeResponse)(nil),                // 3: irx.v1.SubscribeResponse
-	(*FeedItem)(nil),                         // 4: irx.v1.FeedItem
-	(*IncidentReplacement)(nil),              // 5: irx.v1.IncidentReplacement
-	(*IncidentWithdrawal)(nil),               // 6: irx.v1.IncidentWithdrawal
-	(*AcknowledgeRequest)(nil),               // 7: irx.v1.AcknowledgeRequest
-	(*AcknowledgeResponse)(nil),              // 8: irx.v1.AcknowledgeResponse
-	(*HandOffIncidentRequest)(nil),           // 9: irx.v1.HandOffIncidentRequest
-	(*HandOffIncidentResponse)(nil),          // 10: irx.v1.HandOffIncidentResponse
-	(*GetSignedTeamDescriptionRequest)(nil),  // 11: irx.v1.GetSignedTeamDescriptionRequest
-	(*GetSignedTeamDescriptionResponse)(nil), // 12: irx.v1.GetSignedTeamDescriptionResponse
-	(*timestamppb.Timestamp)(nil),            // 13: google.protobuf.Timestamp
-	(*Incident)(nil),                         // 14: irx.v1.Incident
-	(*SharedStatistics)(nil),                 // 15: irx.v1.SharedStatistics
-	(*RetentionPolicy)(nil),                  // 16: irx.v1.RetentionPolicy
-	(*SignedTeamDescription)(nil),            // 17: irx.v1.SignedTeamDescription
+	(*DeliverSightingsRequest)(nil),          // 2: irx.v1.DeliverSightingsRequest
+	(*DeliverSightingsResponse)(nil),         // 3: irx.v1.DeliverSightingsResponse
+	(*DeliverWarningRequest)(nil),            // 4: irx.v1.DeliverWarningRequest
+	(*DeliverWarningResponse)(nil),           // 5: irx.v1.DeliverWarningResponse
+	(*AcknowledgePeerWarningRequest)(nil),    // 6: irx.v1.AcknowledgePeerWarningRequest
+	(*AcknowledgePeerWarningResponse)(nil),   // 7: irx.v1.AcknowledgePeerWarningResponse
+	(*SubscribeRequest)(nil),                 // 8: irx.v1.SubscribeRequest
+	(*SubscribeResponse)(nil),                // 9: irx.v1.SubscribeResponse
+	(*FeedItem)(nil),                         // 10: irx.v1.FeedItem
+	(*IncidentReplacement)(nil),              // 11: irx.v1.IncidentReplacement
+	(*IncidentWithdrawal)(nil),               // 12: irx.v1.IncidentWithdrawal
+	(*AcknowledgeRequest)(nil),               // 13: irx.v1.AcknowledgeRequest
+	(*AcknowledgeResponse)(nil),              // 14: irx.v1.AcknowledgeResponse
+	(*HandOffIncidentRequest)(nil),           // 15: irx.v1.HandOffIncidentRequest
+	(*HandOffIncidentResponse)(nil),          // 16: irx.v1.HandOffIncidentResponse
+	(*GetSignedTeamDescriptionRequest)(nil),  // 17: irx.v1.GetSignedTeamDescriptionRequest
+	(*GetSignedTeamDescriptionResponse)(nil), // 18: irx.v1.GetSignedTeamDescriptionResponse
+	(*Warning)(nil),                          // 19: irx.v1.Warning
+	(*timestamppb.Timestamp)(nil),            // 20: google.protobuf.Timestamp
+	(*Incident)(nil),                         // 21: irx.v1.Incident
+	(*SharedStatistics)(nil),                 // 22: irx.v1.SharedStatistics
+	(*RetentionPolicy)(nil),                  // 23: irx.v1.RetentionPolicy
+	(*SignedTeamDescription)(nil),            // 24: irx.v1.SignedTeamDescription
 }
 var file_irx_v1_federation_service_proto_depIdxs = []int32{
-	4,  // 0: irx.v1.SubscribeResponse.items:type_name -> irx.v1.FeedItem
-	13, // 1: irx.v1.SubscribeResponse.head_time:type_name -> google.protobuf.Timestamp
-	13, // 2: irx.v1.FeedItem.commit_time:type_name -> google.protobuf.Timestamp
-	14, // 3: irx.v1.FeedItem.incident:type_name -> irx.v1.Incident
-	6,  // 4: irx.v1.FeedItem.withdrawal:type_name -> irx.v1.IncidentWithdrawal
-	5,  // 5: irx.v1.FeedItem.replacement:type_name -> irx.v1.IncidentReplacement
-	15, // 6: irx.v1.FeedItem.statistics:type_name -> irx.v1.SharedStatistics
-	16, // 7: irx.v1.FeedItem.retention:type_name -> irx.v1.RetentionPolicy
-	14, // 8: irx.v1.IncidentReplacement.incident:type_name -> irx.v1.Incident
-	0,  // 9: irx.v1.IncidentReplacement.reason:type_name -> irx.v1.ReplacementReason
-	1,  // 10: irx.v1.IncidentWithdrawal.reason:type_name -> irx.v1.WithdrawalReason
-	14, // 11: irx.v1.HandOffIncidentRequest.incident:type_name -> irx.v1.Incident
-	14, // 12: irx.v1.HandOffIncidentResponse.incident:type_name -> irx.v1.Incident
-	17, // 13: irx.v1.GetSignedTeamDescriptionResponse.signed_description:type_name -> irx.v1.SignedTeamDescription
-	2,  // 14: irx.v1.FederationService.Subscribe:input_type -> irx.v1.SubscribeRequest
-	7,  // 15: irx.v1.FederationService.Acknowledge:input_type -> irx.v1.AcknowledgeRequest
-	9,  // 16: irx.v1.FederationService.HandOffIncident:input_type -> irx.v1.HandOffIncidentRequest
-	11, // 17: irx.v1.FederationService.GetSignedTeamDescription:input_type -> irx.v1.GetSignedTeamDescriptionRequest
-	3,  // 18: irx.v1.FederationService.Subscribe:output_type -> irx.v1.SubscribeResponse
-	8,  // 19: irx.v1.FederationService.Acknowledge:output_type -> irx.v1.AcknowledgeResponse
-	10, // 20: irx.v1.FederationService.HandOffIncident:output_type -> irx.v1.HandOffIncidentResponse
-	12, // 21: irx.v1.FederationService.GetSignedTeamDescription:output_type -> irx.v1.GetSignedTeamDescriptionResponse
-	18, // [18:22] is the sub-list for method output_type
-	14, // [14:18] is the sub-list for method input_type
-	14, // [14:14] is the sub-list for extension type_name
-	14, // [14:14] is the sub-list for extension extendee
-	0,  // [0:14] is the sub-list for field type_name
+	19, // 0: irx.v1.DeliverWarningRequest.warning:type_name -> irx.v1.Warning
+	20, // 1: irx.v1.AcknowledgePeerWarningRequest.acknowledge_time:type_name -> google.protobuf.Timestamp
+	10, // 2: irx.v1.SubscribeResponse.items:type_name -> irx.v1.FeedItem
+	20, // 3: irx.v1.SubscribeResponse.head_time:type_name -> google.protobuf.Timestamp
+	20, // 4: irx.v1.FeedItem.commit_time:type_name -> google.protobuf.Timestamp
+	21, // 5: irx.v1.FeedItem.incident:type_name -> irx.v1.Incident
+	12, // 6: irx.v1.FeedItem.withdrawal:type_name -> irx.v1.IncidentWithdrawal
+	11, // 7: irx.v1.FeedItem.replacement:type_name -> irx.v1.IncidentReplacement
+	22, // 8: irx.v1.FeedItem.statistics:type_name -> irx.v1.SharedStatistics
+	23, // 9: irx.v1.FeedItem.retention:type_name -> irx.v1.RetentionPolicy
+	21, // 10: irx.v1.IncidentReplacement.incident:type_name -> irx.v1.Incident
+	0,  // 11: irx.v1.IncidentReplacement.reason:type_name -> irx.v1.ReplacementReason
+	1,  // 12: irx.v1.IncidentWithdrawal.reason:type_name -> irx.v1.WithdrawalReason
+	21, // 13: irx.v1.HandOffIncidentRequest.incident:type_name -> irx.v1.Incident
+	21, // 14: irx.v1.HandOffIncidentResponse.incident:type_name -> irx.v1.Incident
+	24, // 15: irx.v1.GetSignedTeamDescriptionResponse.signed_description:type_name -> irx.v1.SignedTeamDescription
+	8,  // 16: irx.v1.FederationService.Subscribe:input_type -> irx.v1.SubscribeRequest
+	13, // 17: irx.v1.FederationService.Acknowledge:input_type -> irx.v1.AcknowledgeRequest
+	15, // 18: irx.v1.FederationService.HandOffIncident:input_type -> irx.v1.HandOffIncidentRequest
+	17, // 19: irx.v1.FederationService.GetSignedTeamDescription:input_type -> irx.v1.GetSignedTeamDescriptionRequest
+	4,  // 20: irx.v1.FederationService.DeliverWarning:input_type -> irx.v1.DeliverWarningRequest
+	6,  // 21: irx.v1.FederationService.AcknowledgePeerWarning:input_type -> irx.v1.AcknowledgePeerWarningRequest
+	2,  // 22: irx.v1.FederationService.DeliverSightings:input_type -> irx.v1.DeliverSightingsRequest
+	9,  // 23: irx.v1.FederationService.Subscribe:output_type -> irx.v1.SubscribeResponse
+	14, // 24: irx.v1.FederationService.Acknowledge:output_type -> irx.v1.AcknowledgeResponse
+	16, // 25: irx.v1.FederationService.HandOffIncident:output_type -> irx.v1.HandOffIncidentResponse
+	18, // 26: irx.v1.FederationService.GetSignedTeamDescription:output_type -> irx.v1.GetSignedTeamDescriptionResponse
+	5,  // 27: irx.v1.FederationService.DeliverWarning:output_type -> irx.v1.DeliverWarningResponse
+	7,  // 28: irx.v1.FederationService.AcknowledgePeerWarning:output_type -> irx.v1.AcknowledgePeerWarningResponse
+	3,  // 29: irx.v1.FederationService.DeliverSightings:output_type -> irx.v1.DeliverSightingsResponse
+	23, // [23:30] is the sub-list for method output_type
+	16, // [16:23] is the sub-list for method input_type
+	16, // [16:16] is the sub-list for extension type_name
+	16, // [16:16] is the sub-list for extension extendee
+	0,  // [0:16] is the sub-list for field type_name
 }
 
 func init() { file_irx_v1_federation_service_proto_init() }
@@ -1080,11 +1400,12 @@ func file_irx_v1_federation_service_proto_init() {
 	if File_irx_v1_federation_service_proto != nil {
 		return
 	}
+	file_irx_v1_alert_service_proto_init()
 	file_irx_v1_incident_proto_init()
 	file_irx_v1_statistics_service_proto_init()
 	file_irx_v1_retention_service_proto_init()
 	file_irx_v1_team_service_proto_init()
-	file_irx_v1_federation_service_proto_msgTypes[2].OneofWrappers = []any{
+	file_irx_v1_federation_service_proto_msgTypes[8].OneofWrappers = []any{
 		(*FeedItem_Incident)(nil),
 		(*FeedItem_Withdrawal)(nil),
 		(*FeedItem_Replacement)(nil),
@@ -1096,7 +1417,7 @@ func file_irx_v1_federation_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_irx_v1_federation_service_proto_rawDesc), len(file_irx_v1_federation_service_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   11,
+			NumMessages:   17,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

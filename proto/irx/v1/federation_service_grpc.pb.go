@@ -23,6 +23,9 @@ const (
 	FederationService_Acknowledge_FullMethodName              = "/irx.v1.FederationService/Acknowledge"
 	FederationService_HandOffIncident_FullMethodName          = "/irx.v1.FederationService/HandOffIncident"
 	FederationService_GetSignedTeamDescription_FullMethodName = "/irx.v1.FederationService/GetSignedTeamDescription"
+	FederationService_DeliverWarning_FullMethodName           = "/irx.v1.FederationService/DeliverWarning"
+	FederationService_AcknowledgePeerWarning_FullMethodName   = "/irx.v1.FederationService/AcknowledgePeerWarning"
+	FederationService_DeliverSightings_FullMethodName         = "/irx.v1.FederationService/DeliverSightings"
 )
 
 // FederationServiceClient is the client API for FederationService service.
@@ -52,6 +55,18 @@ type FederationServiceClient interface {
 	// answering node's key; the caller verifies it against the CA it pinned
 	// for this team. NOT_FOUND while the team has none.
 	GetSignedTeamDescription(ctx context.Context, in *GetSignedTeamDescriptionRequest, opts ...grpc.CallOption) (*GetSignedTeamDescriptionResponse, error)
+	// Delivers one of the caller's emergency warnings to this team, apart
+	// from the feed so that no backlog of records holds it back. The
+	// warning's origin must be the caller. Delivering it again changes
+	// nothing.
+	DeliverWarning(ctx context.Context, in *DeliverWarningRequest, opts ...grpc.CallOption) (*DeliverWarningResponse, error)
+	// Tells this team that an operator of the caller acknowledged one of
+	// this team's warnings.
+	AcknowledgePeerWarning(ctx context.Context, in *AcknowledgePeerWarningRequest, opts ...grpc.CallOption) (*AcknowledgePeerWarningResponse, error)
+	// Replaces the sightings the caller, a member of one of this team's
+	// sharing groups, has given us: keyed digests of the values of its
+	// records, never the values.
+	DeliverSightings(ctx context.Context, in *DeliverSightingsRequest, opts ...grpc.CallOption) (*DeliverSightingsResponse, error)
 }
 
 type federationServiceClient struct {
@@ -111,6 +126,36 @@ func (c *federationServiceClient) GetSignedTeamDescription(ctx context.Context, 
 	return out, nil
 }
 
+func (c *federationServiceClient) DeliverWarning(ctx context.Context, in *DeliverWarningRequest, opts ...grpc.CallOption) (*DeliverWarningResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DeliverWarningResponse)
+	err := c.cc.Invoke(ctx, FederationService_DeliverWarning_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *federationServiceClient) AcknowledgePeerWarning(ctx context.Context, in *AcknowledgePeerWarningRequest, opts ...grpc.CallOption) (*AcknowledgePeerWarningResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(AcknowledgePeerWarningResponse)
+	err := c.cc.Invoke(ctx, FederationService_AcknowledgePeerWarning_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *federationServiceClient) DeliverSightings(ctx context.Context, in *DeliverSightingsRequest, opts ...grpc.CallOption) (*DeliverSightingsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DeliverSightingsResponse)
+	err := c.cc.Invoke(ctx, FederationService_DeliverSightings_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // FederationServiceServer is the server API for FederationService service.
 // All implementations must embed UnimplementedFederationServiceServer
 // for forward compatibility.
@@ -138,6 +183,18 @@ type FederationServiceServer interface {
 	// answering node's key; the caller verifies it against the CA it pinned
 	// for this team. NOT_FOUND while the team has none.
 	GetSignedTeamDescription(context.Context, *GetSignedTeamDescriptionRequest) (*GetSignedTeamDescriptionResponse, error)
+	// Delivers one of the caller's emergency warnings to this team, apart
+	// from the feed so that no backlog of records holds it back. The
+	// warning's origin must be the caller. Delivering it again changes
+	// nothing.
+	DeliverWarning(context.Context, *DeliverWarningRequest) (*DeliverWarningResponse, error)
+	// Tells this team that an operator of the caller acknowledged one of
+	// this team's warnings.
+	AcknowledgePeerWarning(context.Context, *AcknowledgePeerWarningRequest) (*AcknowledgePeerWarningResponse, error)
+	// Replaces the sightings the caller, a member of one of this team's
+	// sharing groups, has given us: keyed digests of the values of its
+	// records, never the values.
+	DeliverSightings(context.Context, *DeliverSightingsRequest) (*DeliverSightingsResponse, error)
 	mustEmbedUnimplementedFederationServiceServer()
 }
 
@@ -159,6 +216,15 @@ func (UnimplementedFederationServiceServer) HandOffIncident(context.Context, *Ha
 }
 func (UnimplementedFederationServiceServer) GetSignedTeamDescription(context.Context, *GetSignedTeamDescriptionRequest) (*GetSignedTeamDescriptionResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetSignedTeamDescription not implemented")
+}
+func (UnimplementedFederationServiceServer) DeliverWarning(context.Context, *DeliverWarningRequest) (*DeliverWarningResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method DeliverWarning not implemented")
+}
+func (UnimplementedFederationServiceServer) AcknowledgePeerWarning(context.Context, *AcknowledgePeerWarningRequest) (*AcknowledgePeerWarningResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method AcknowledgePeerWarning not implemented")
+}
+func (UnimplementedFederationServiceServer) DeliverSightings(context.Context, *DeliverSightingsRequest) (*DeliverSightingsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method DeliverSightings not implemented")
 }
 func (UnimplementedFederationServiceServer) mustEmbedUnimplementedFederationServiceServer() {}
 func (UnimplementedFederationServiceServer) testEmbeddedByValue()                           {}
@@ -246,6 +312,60 @@ func _FederationService_GetSignedTeamDescription_Handler(srv interface{}, ctx co
 	return interceptor(ctx, in, info, handler)
 }
 
+func _FederationService_DeliverWarning_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DeliverWarningRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(FederationServiceServer).DeliverWarning(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: FederationService_DeliverWarning_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(FederationServiceServer).DeliverWarning(ctx, req.(*DeliverWarningRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _FederationService_AcknowledgePeerWarning_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(AcknowledgePeerWarningRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(FederationServiceServer).AcknowledgePeerWarning(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: FederationService_AcknowledgePeerWarning_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(FederationServiceServer).AcknowledgePeerWarning(ctx, req.(*AcknowledgePeerWarningRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _FederationService_DeliverSightings_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DeliverSightingsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(FederationServiceServer).DeliverSightings(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: FederationService_DeliverSightings_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(FederationServiceServer).DeliverSightings(ctx, req.(*DeliverSightingsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // FederationService_ServiceDesc is the grpc.ServiceDesc for FederationService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -264,6 +384,18 @@ var FederationService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetSignedTeamDescription",
 			Handler:    _FederationService_GetSignedTeamDescription_Handler,
+		},
+		{
+			MethodName: "DeliverWarning",
+			Handler:    _FederationService_DeliverWarning_Handler,
+		},
+		{
+			MethodName: "AcknowledgePeerWarning",
+			Handler:    _FederationService_AcknowledgePeerWarning_Handler,
+		},
+		{
+			MethodName: "DeliverSightings",
+			Handler:    _FederationService_DeliverSightings_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

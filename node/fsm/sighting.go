@@ -1,0 +1,479 @@
+package fsm
+
+import (
+	"bytes"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"slices"
+
+	"github.com/cockroachdb/pebble/v2"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/irxfed/irx/errdefs"
+	irxv1 "github.com/irxfed/irx/proto/irx/v1"
+	"github.com/irxfed/irx/record"
+)
+
+// Sightings. Each sharing group the team is in has a key its members
+// share; for every value of the team's own records, the state machine
+// keeps the group's digest of it, HMAC-SHA256(key, normalised text) cut to
+// 16 bytes, and what the members told us they hold:
+//
+//	grp/<group>                                   SharingGroup (with its key)
+//	sgo/<group>\0<digest16>\0<team>\0<ticket8>    our record holds the value: TLP (1 byte) and the value's text
+//	sgr/<group>\0<digest16>\0<peer>               the peer holds a value with this digest
+//	sgp/<group>\0<peer>\0<digest16>               the same, by peer, to replace its set
+//
+// A value our records hold whose digest a member sent is a sighting: an
+// alert of kind SIGHTING naming our records and the members. The members
+// learn nothing but digests, and we send only digests (federation).
+var (
+	prefixGroup        = []byte("grp/")
+	prefixSightOwn     = []byte("sgo/")
+	prefixSightPeer    = []byte("sgr/")
+	prefixSightByPeer  = []byte("sgp/")
+	errGroupKeyDiffers = errdefs.New(errdefs.ErrFailedPrecondition, "the sightings were made with another key than the group's")
+)
+
+const sightingDigestLen = 16
+
+func groupKey(name string) []byte { return cat(prefixGroup, []byte(name)) }
+
+func sightOwnPrefix(group string, digest []byte) []byte {
+	return cat(prefixSightOwn, []byte(group), []byte{0}, digest, []byte{0})
+}
+
+func sightPeerPrefix(group string, digest []byte) []byte {
+	return cat(prefixSightPeer, []byte(group), []byte{0}, digest, []byte{0})
+}
+
+func sightByPeerPrefix(group, peer string) []byte {
+	return cat(prefixSightByPeer, []byte(group), []byte{0}, []byte(peer), []byte{0})
+}
+
+// SightingDigest is a group's digest of a normalised value.
+func SightingDigest(key []byte, text string) []byte {
+	m := hmac.New(sha256.New, key)
+	m.Write([]byte(text))
+	return m.Sum(nil)[:sightingDigestLen]
+}
+
+// KeyID names a group key without showing it.
+func KeyID(key []byte) string {
+	sum := sha256.Sum256(key)
+	return hex.EncodeToString(sum[:8])
+}
+
+// stateReader is the batch when it is indexed (it then sees the writes of
+// earlier commands), else the database: an unindexed batch holds only
+// creates, which write no group and no peer's sightings.
+func (a *applier) stateReader() interface {
+	reader
+	NewIter(*pebble.IterOptions) (*pebble.Iterator, error)
+} {
+	if a.b.Indexed() {
+		return a.b
+	}
+	return a.fsm.db
+}
+
+// groups returns the sharing groups, as this batch left them.
+func (a *applier) groups() ([]*irxv1.SharingGroup, error) {
+	c := a.corr()
+	if c.groups != nil {
+		return c.groups, nil
+	}
+	it, err := a.stateReader().NewIter(&pebble.IterOptions{LowerBound: prefixGroup, UpperBound: prefixEnd(prefixGroup)})
+	if err != nil {
+		return nil, err
+	}
+	out := []*irxv1.SharingGroup{}
+	for valid := it.First(); valid; valid = it.Next() {
+		g := &irxv1.SharingGroup{}
+		if err := proto.Unmarshal(it.Value(), g); err != nil {
+			_ = it.Close()
+			return nil, fmt.Errorf("fsm: decode %q: %w", it.Key(), err)
+		}
+		out = append(out, g)
+	}
+	c.groups = out
+	return out, it.Close()
+}
+
+// sight moves the digests of one of our records' values from prev to next
+// (the normalised values of its versions) and recomputes the sightings of
+// the values touched.
+func (a *applier) sight(id record.ID, before, after map[string]record.Normalized, prevTLP, nextTLP irxv1.Tlp) {
+	if id.Team != a.fsm.team {
+		return
+	}
+	groups, err := a.groups()
+	if err != nil {
+		a.fail(err)
+		return
+	}
+	if len(groups) == 0 {
+		return
+	}
+	c := a.corr()
+	var touched []string
+	for text := range before {
+		if _, kept := after[text]; kept && prevTLP == nextTLP {
+			continue
+		}
+		if _, kept := after[text]; !kept {
+			for _, g := range groups {
+				k := cat(sightOwnPrefix(g.GetName(), SightingDigest(g.GetKey(), text)), idKey(id))
+				a.del(k)
+				c.put(k, nil)
+			}
+		}
+		touched = append(touched, text)
+	}
+	for text := range after {
+		if _, had := before[text]; had && prevTLP == nextTLP {
+			continue
+		}
+		for _, g := range groups {
+			k := cat(sightOwnPrefix(g.GetName(), SightingDigest(g.GetKey(), text)), idKey(id))
+			v := append([]byte{byte(nextTLP)}, text...)
+			a.set(k, v)
+			c.put(k, v)
+		}
+		if _, had := before[text]; !had {
+			touched = append(touched, text)
+		}
+	}
+	slices.Sort(touched)
+	for _, text := range slices.Compact(touched) {
+		a.recomputeSighting(text)
+	}
+}
+
+// recomputeSighting brings the sighting alert of a value up to date: our
+// records that hold it, the members that sent its digest.
+func (a *applier) recomputeSighting(text string) {
+	groups, err := a.groups()
+	if err != nil {
+		a.fail(err)
+		return
+	}
+	teams := map[string]bool{}
+	records := map[record.ID]bool{}
+	for _, g := range groups {
+		d := SightingDigest(g.GetKey(), text)
+		own := sightOwnPrefix(g.GetName(), d)
+		a.scan(own, prefixEnd(own), func(k, _ []byte) {
+			if id, err := idFromKey(k, prefixSightOwn); err == nil {
+				records[id] = true
+			}
+		})
+		peers := sightPeerPrefix(g.GetName(), d)
+		it, err := a.stateReader().NewIter(&pebble.IterOptions{LowerBound: peers, UpperBound: prefixEnd(peers)})
+		if err != nil {
+			a.fail(err)
+			return
+		}
+		for valid := it.First(); valid; valid = it.Next() {
+			peer := string(it.Key()[len(peers):])
+			if slices.Contains(g.GetMemberTeamIds(), peer) {
+				teams[peer] = true
+			}
+		}
+		if err := it.Close(); err != nil {
+			a.fail(err)
+			return
+		}
+	}
+	id := AlertID("sighting:" + text)
+	existing, err := a.loadAlert(id)
+	if err != nil {
+		a.fail(err)
+		return
+	}
+	if len(teams) == 0 || len(records) == 0 {
+		if existing != nil {
+			a.del(alertKey(id))
+			a.del(alertRevKey(existing.GetRevision(), id))
+			a.corr().alerts[id] = nil
+		}
+		return
+	}
+	next := &irxv1.Alert{AlertId: id, Kind: irxv1.AlertKind_ALERT_KIND_SIGHTING, Value: text, State: irxv1.AlertState_ALERT_STATE_OPEN, CreateTime: a.now}
+	ids := make([]record.ID, 0, len(records))
+	for r := range records {
+		ids = append(ids, r)
+	}
+	slices.SortFunc(ids, func(x, y record.ID) int { return cmpU64(x.Ticket, y.Ticket) })
+	for _, r := range ids[:min(len(ids), maxAlertRecords)] {
+		next.Records = append(next.Records, &irxv1.AlertRecord{IncidentId: r.String(), OriginTeam: r.Team})
+	}
+	next.Teams = []string{a.fsm.team}
+	for t := range teams {
+		next.SightingTeams = append(next.SightingTeams, t)
+	}
+	slices.Sort(next.SightingTeams)
+	next.Count = int64(len(ids))
+	if existing != nil {
+		next.CreateTime = existing.GetCreateTime()
+		grew := gainedRecords(existing, next) || len(next.GetSightingTeams()) > len(existing.GetSightingTeams())
+		if !grew {
+			next.AcknowledgedBy, next.AcknowledgeTime = existing.GetAcknowledgedBy(), existing.GetAcknowledgeTime()
+		}
+		next.Revision, next.UpdateTime = existing.GetRevision(), existing.GetUpdateTime()
+		if proto.Equal(existing, next) {
+			return
+		}
+		a.del(alertRevKey(existing.GetRevision(), id))
+	}
+	a.storeAlert(next)
+}
+
+// putSharingGroup stores a group. A new key or new members start over:
+// our digests are made again under the key, and what members sent under
+// the old one is dropped.
+func (a *applier) putSharingGroup(c *irxv1.PutSharingGroupCommand) *Result {
+	g := proto.CloneOf(c.GetGroup())
+	if err := CheckSharingGroup(g); err != nil {
+		return &Result{Err: fmt.Errorf("%w at index %d: %v", ErrInvalidCommand, a.index, err)}
+	}
+	for _, m := range g.GetMemberTeamIds() {
+		if _, err := a.peerState(m); err != nil {
+			return &Result{Err: &record.ValidationError{What: "request", Violations: []record.Violation{{Field: "group.member_team_ids", Description: fmt.Sprintf("%q is not a configured peer", m)}}}}
+		}
+	}
+	g.KeyId, g.UpdateTime = KeyID(g.GetKey()), a.now
+	// Our values, from the digests under the old key (or none).
+	texts := map[string]bool{}
+	own := cat(prefixSightOwn, []byte(g.GetName()), []byte{0})
+	a.scan(own, prefixEnd(own), func(_, v []byte) {
+		if len(v) > 1 {
+			texts[string(v[1:])] = true
+		}
+	})
+	for _, p := range [][]byte{own, cat(prefixSightPeer, []byte(g.GetName()), []byte{0}), cat(prefixSightByPeer, []byte(g.GetName()), []byte{0})} {
+		a.deleteRange(p)
+	}
+	for k := range a.corr().overlay {
+		if bytes.HasPrefix([]byte(k), own) {
+			for rest := range a.corr().overlay[k] {
+				a.corr().overlay[k][rest] = nil
+			}
+		}
+	}
+	a.setProto(g, groupKey(g.GetName()))
+	a.corr().groups = nil
+	// Our digests under the new key, from our records.
+	if err := a.eachOwnLatest(func(id record.ID, inc *irxv1.Incident) {
+		for text := range recordValues(inc) {
+			k := cat(sightOwnPrefix(g.GetName(), SightingDigest(g.GetKey(), text)), idKey(id))
+			v := append([]byte{byte(inc.GetTlp())}, text...)
+			a.set(k, v)
+			a.corr().put(k, v)
+		}
+	}); err != nil {
+		a.fail(err)
+		return &Result{Err: err}
+	}
+	for text := range texts {
+		a.recomputeSighting(text)
+	}
+	out := proto.CloneOf(g)
+	out.Key = nil
+	return &Result{SharingGroup: out}
+}
+
+// eachOwnLatest calls fn with the latest version of each of our records.
+func (a *applier) eachOwnLatest(fn func(record.ID, *irxv1.Incident)) error {
+	prefix := cat(prefixIncident, []byte(a.fsm.team), []byte{0})
+	it, err := a.stateReader().NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: prefixEnd(prefix)})
+	if err != nil {
+		return err
+	}
+	var ids []record.ID
+	for valid := it.First(); valid; valid = it.Next() {
+		id, err := idFromKey(it.Key(), prefixIncident)
+		if err != nil {
+			_ = it.Close()
+			return err
+		}
+		ids = append(ids, id)
+	}
+	if err := it.Close(); err != nil {
+		return err
+	}
+	for _, id := range ids {
+		inc, err := loadLatest(a.stateReader(), id)
+		if err != nil {
+			return err
+		}
+		fn(id, inc)
+	}
+	return nil
+}
+
+// receiveSightings replaces what a member sent us of a group.
+func (a *applier) receiveSightings(c *irxv1.ReceiveSightingsCommand) *Result {
+	peer, name := c.GetPeerTeamId(), c.GetGroup()
+	g := &irxv1.SharingGroup{}
+	found, err := getProto(a.stateReader(), groupKey(name), g)
+	switch {
+	case err != nil:
+		a.fail(err)
+		return &Result{Err: err}
+	case !found || !slices.Contains(g.GetMemberTeamIds(), peer):
+		return &Result{Err: errdefs.New(errdefs.ErrPermissionDenied, fmt.Sprintf("%s is not a member of a sharing group %q of this team", peer, name))}
+	case c.GetKeyId() != g.GetKeyId():
+		return &Result{Err: fmt.Errorf("%w: %s sent digests under key %s, the group's is %s", errGroupKeyDiffers, peer, c.GetKeyId(), g.GetKeyId())}
+	}
+	next := map[string]bool{}
+	for _, d := range c.GetDigests() {
+		if len(d) != sightingDigestLen {
+			return &Result{Err: &record.ValidationError{What: "sightings", Violations: []record.Violation{{Field: "digests", Description: fmt.Sprintf("a digest is %d bytes, not %d", len(d), sightingDigestLen)}}}}
+		}
+		next[string(d)] = true
+	}
+	byPeer := sightByPeerPrefix(name, peer)
+	old := map[string]bool{}
+	it, err := a.stateReader().NewIter(&pebble.IterOptions{LowerBound: byPeer, UpperBound: prefixEnd(byPeer)})
+	if err != nil {
+		a.fail(err)
+		return &Result{Err: err}
+	}
+	for valid := it.First(); valid; valid = it.Next() {
+		old[string(it.Key()[len(byPeer):])] = true
+	}
+	if err := it.Close(); err != nil {
+		a.fail(err)
+		return &Result{Err: err}
+	}
+	var changed []string
+	for d := range old {
+		if !next[d] {
+			a.del(cat(byPeer, []byte(d)))
+			a.del(cat(sightPeerPrefix(name, []byte(d)), []byte(peer)))
+			changed = append(changed, d)
+		}
+	}
+	for d := range next {
+		if !old[d] {
+			a.set(cat(byPeer, []byte(d)), nil)
+			a.set(cat(sightPeerPrefix(name, []byte(d)), []byte(peer)), nil)
+			changed = append(changed, d)
+		}
+	}
+	// The values of ours that these digests are of.
+	texts := map[string]bool{}
+	for _, d := range changed {
+		own := sightOwnPrefix(name, []byte(d))
+		a.scan(own, prefixEnd(own), func(_, v []byte) {
+			if len(v) > 1 {
+				texts[string(v[1:])] = true
+			}
+		})
+	}
+	sorted := make([]string, 0, len(texts))
+	for t := range texts {
+		sorted = append(sorted, t)
+	}
+	slices.Sort(sorted)
+	for _, t := range sorted {
+		a.recomputeSighting(t)
+	}
+	return &Result{}
+}
+
+// CheckSharingGroup says what is wrong with a group, naming the field.
+func CheckSharingGroup(g *irxv1.SharingGroup) error {
+	var vs []record.Violation
+	name := g.GetName()
+	if name == "" || len(name) > 63 || !isGroupName(name) {
+		vs = append(vs, record.Violation{Field: "group.name", Description: "is lower-case letters, digits and hyphens, 1 to 63"})
+	}
+	if len(g.GetKey()) != 32 {
+		vs = append(vs, record.Violation{Field: "group.key", Description: "is 32 bytes (base64 in JSON), the same at every member"})
+	}
+	if n := len(g.GetMemberTeamIds()); n == 0 || n > 256 {
+		vs = append(vs, record.Violation{Field: "group.member_team_ids", Description: "names 1 to 256 peers"})
+	}
+	for i, m := range g.GetMemberTeamIds() {
+		if err := record.ValidateTeamID(m); err != nil || slices.Contains(g.GetMemberTeamIds()[:i], m) {
+			vs = append(vs, record.Violation{Field: fmt.Sprintf("group.member_team_ids[%d]", i), Description: "is not a team id, or is repeated"})
+		}
+	}
+	if len(vs) > 0 {
+		return &record.ValidationError{What: "request", Violations: vs}
+	}
+	return nil
+}
+
+func isGroupName(s string) bool {
+	for i := range len(s) {
+		if c := s[i]; !('a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// SharingGroups lists the groups, without their keys.
+func (f *FSM) SharingGroups() ([]*irxv1.SharingGroup, error) {
+	gs, err := f.sharingGroupsWithKeys()
+	for _, g := range gs {
+		g.Key = nil
+	}
+	return gs, err
+}
+
+func (f *FSM) sharingGroupsWithKeys() ([]*irxv1.SharingGroup, error) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	it, err := f.db.NewIter(&pebble.IterOptions{LowerBound: prefixGroup, UpperBound: prefixEnd(prefixGroup)})
+	if err != nil {
+		return nil, err
+	}
+	var out []*irxv1.SharingGroup
+	for valid := it.First(); valid; valid = it.Next() {
+		g := &irxv1.SharingGroup{}
+		if err := proto.Unmarshal(it.Value(), g); err != nil {
+			_ = it.Close()
+			return nil, err
+		}
+		out = append(out, g)
+	}
+	return out, it.Close()
+}
+
+// OwnSightings returns, for each sharing group, its key id and the
+// digests of the values of our records whose TLP is at most maxTLP, up to
+// limit, in digest order: what a member may be told.
+func (f *FSM) OwnSightings(group string, maxTLP irxv1.Tlp, limit int) (keyID string, digests [][]byte, err error) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	g := &irxv1.SharingGroup{}
+	found, err := getProto(f.db, groupKey(group), g)
+	if err != nil || !found {
+		return "", nil, err
+	}
+	prefix := cat(prefixSightOwn, []byte(group), []byte{0})
+	it, err := f.db.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: prefixEnd(prefix)})
+	if err != nil {
+		return "", nil, err
+	}
+	var last []byte
+	for valid := it.First(); valid && len(digests) < limit; valid = it.Next() {
+		k, v := it.Key(), it.Value()
+		if len(k) < len(prefix)+sightingDigestLen || len(v) < 1 || irxv1.Tlp(v[0]) < irxv1.Tlp_TLP_CLEAR || irxv1.Tlp(v[0]) > maxTLP {
+			continue
+		}
+		d := k[len(prefix) : len(prefix)+sightingDigestLen]
+		if bytes.Equal(d, last) {
+			continue
+		}
+		last = bytes.Clone(d)
+		digests = append(digests, last)
+	}
+	return g.GetKeyId(), digests, it.Close()
+}

@@ -1,0 +1,70 @@
+package fsm
+
+import (
+	"bytes"
+	"errors"
+	"testing"
+
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/irxfed/irx/errdefs"
+	irxv1 "github.com/irxfed/irx/proto/irx/v1"
+)
+
+func TestSightings(t *testing.T) {
+	h := newHarness(t)
+	h.addPeer("cert-b")
+	h.addPeer("cert-c")
+	key := bytes.Repeat([]byte{1}, 32)
+	put := func(members ...string) *Result {
+		return h.apply(h.command(&irxv1.Command{Kind: &irxv1.Command_PutSharingGroup{PutSharingGroup: &irxv1.PutSharingGroupCommand{
+			Group: &irxv1.SharingGroup{Name: "g", MemberTeamIds: members, Key: key},
+		}}}))
+	}
+	if res := put("cert-b"); res.Err != nil || len(res.SharingGroup.GetKey()) != 0 || res.SharingGroup.GetKeyId() != KeyID(key) {
+		t.Fatalf("put group: %v %v", res.SharingGroup, res.Err)
+	}
+	inc := newIncident()
+	inc.ReportTime = timestamppb.New(t0)
+	inc.AttackingHosts = []*irxv1.Host{{Addresses: []string{"198.51.100.7"}}}
+	own := h.create(inc)
+	send := func(peer, keyID string, digests ...[]byte) *Result {
+		return h.apply(h.command(&irxv1.Command{Kind: &irxv1.Command_ReceiveSightings{ReceiveSightings: &irxv1.ReceiveSightingsCommand{
+			PeerTeamId: peer, Group: "g", KeyId: keyID, Digests: digests,
+		}}}))
+	}
+	d := SightingDigest(key, "ip:198.51.100.7")
+	other := SightingDigest(key, "ip:198.51.100.8")
+	if res := send("cert-c", KeyID(key), d); !errors.Is(res.Err, errdefs.ErrPermissionDenied) {
+		t.Fatalf("sightings from a non-member: %v", res.Err)
+	}
+	if res := send("cert-b", "0000000000000000", d); !errors.Is(res.Err, errGroupKeyDiffers) {
+		t.Fatalf("sightings under another key: %v", res.Err)
+	}
+	if res := send("cert-b", KeyID(key), d, other); res.Err != nil {
+		t.Fatal(res.Err)
+	}
+	al, err := h.f.Alert(AlertID("sighting:ip:198.51.100.7"))
+	if err != nil || al.GetKind() != irxv1.AlertKind_ALERT_KIND_SIGHTING || len(al.GetSightingTeams()) != 1 ||
+		al.GetRecords()[0].GetIncidentId() != own.GetId() {
+		t.Fatalf("sighting alert %v %v", al, err)
+	}
+	if _, err := h.f.Alert(AlertID("sighting:ip:198.51.100.8")); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("an alert for a value we do not hold: %v", err)
+	}
+	// The member no longer holds it: the sighting goes.
+	if res := send("cert-b", KeyID(key), other); res.Err != nil {
+		t.Fatal(res.Err)
+	}
+	if _, err := h.f.Alert(AlertID("sighting:ip:198.51.100.7")); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("the sighting stayed: %v", err)
+	}
+	// What may be told to a member: digests only, within its TLP.
+	keyID, ds, err := h.f.OwnSightings("g", irxv1.Tlp_TLP_AMBER, 10)
+	if err != nil || keyID != KeyID(key) || len(ds) != 1 || !bytes.Equal(ds[0], d) {
+		t.Fatalf("own sightings %s %x %v", keyID, ds, err)
+	}
+	if _, ds, _ := h.f.OwnSightings("g", irxv1.Tlp_TLP_GREEN, 10); len(ds) != 0 {
+		t.Fatalf("an AMBER record's digests offered under a GREEN ceiling: %x", ds)
+	}
+}

@@ -1,0 +1,151 @@
+package webhook_test
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/raft"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/irxfed/irx/node/fsm"
+	"github.com/irxfed/irx/node/webhook"
+	irxv1 "github.com/irxfed/irx/proto/irx/v1"
+	"github.com/irxfed/irx/record"
+)
+
+// state is a real state machine holding one alert: two records with the
+// same C2 address.
+func state(t *testing.T) *fsm.FSM {
+	t.Helper()
+	f, err := fsm.Open(filepath.Join(t.TempDir(), "state"), "cert-a", slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = f.Close() })
+	now := time.Date(2026, 11, 2, 9, 0, 0, 0, time.UTC)
+	for i := range 2 {
+		cmd := &irxv1.Command{ProposeTime: timestamppb.New(now), Kind: &irxv1.Command_CreateIncident{CreateIncident: &irxv1.CreateIncidentCommand{
+			Incident: &irxv1.Incident{
+				Tlp: irxv1.Tlp_TLP_GREEN, Taxonomy: &irxv1.Taxonomy{Class: "malicious-code", Type: "c2-server"},
+				AttackingHosts: []*irxv1.Host{{Addresses: []string{"198.51.100.7"}}},
+			},
+		}}}
+		data, err := proto.Marshal(cmd)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res := f.Apply(&raft.Log{Index: uint64(i + 1), Type: raft.LogCommand, Data: data}).(*fsm.Result); res.Err != nil {
+			t.Fatal(res.Err)
+		}
+	}
+	return f
+}
+
+func pool(srv *httptest.Server) *tls.Config {
+	p := x509.NewCertPool()
+	p.AddCert(srv.Certificate())
+	return &tls.Config{RootCAs: p}
+}
+
+// TestDelivery: a signed POST of the alert, a failure answered and
+// retried, and, for an endpoint that always fails, a dead letter.
+func TestDelivery(t *testing.T) {
+	secret := []byte("0123456789abcdef-secret")
+	var calls atomic.Int32
+	var mu sync.Mutex
+	var got []map[string]any
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		if calls.Add(1) == 1 {
+			http.Error(w, "busy", http.StatusServiceUnavailable) // the first attempt fails
+			return
+		}
+		if !webhook.Verify(secret, body, r.Header.Get(webhook.SignatureHeader)) || r.Header.Get(webhook.EventHeader) != "alert" {
+			http.Error(w, "bad signature", http.StatusUnauthorized)
+			return
+		}
+		var m map[string]any
+		if err := json.Unmarshal(body, &m); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		mu.Lock()
+		got = append(got, m)
+		mu.Unlock()
+	}))
+	defer srv.Close()
+	broken := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		http.Error(w, "down", http.StatusInternalServerError)
+	}))
+	defer broken.Close()
+
+	f := state(t)
+	tlsConf := pool(srv)
+	tlsConf.RootCAs.AddCert(broken.Certificate())
+	s := webhook.New([]webhook.Hook{{URL: srv.URL + "/irx", Secret: secret}, {URL: broken.URL, Secret: secret}}, f,
+		webhook.Options{TLS: tlsConf, Attempts: 3, FirstRetry: 10 * time.Millisecond, PollEvery: 50 * time.Millisecond})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	done := make(chan struct{})
+	go func() { defer close(done); s.Run(ctx) }()
+	for {
+		delivered, failures, dead := s.Counts()
+		if delivered >= 1 && failures >= 1 && dead >= 1 {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("delivered %d, failures %d, dead letters %d", delivered, failures, dead)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	cancel()
+	<-done
+	mu.Lock()
+	defer mu.Unlock()
+	if len(got) != 1 || got[0]["value"] != "ip:198.51.100.7" || got[0]["state"] != "ALERT_STATE_OPEN" {
+		t.Fatalf("posted %v", got)
+	}
+	if calls.Load() < 2 {
+		t.Fatalf("%d calls: the failed attempt was not retried", calls.Load())
+	}
+}
+
+func TestCheck(t *testing.T) {
+	secret := []byte("0123456789abcdef")
+	for _, c := range []struct {
+		hook      webhook.Hook
+		allowHTTP bool
+		field     string
+	}{
+		{webhook.Hook{URL: "https://hooks.example/irx", Secret: secret}, false, ""},
+		{webhook.Hook{URL: "http://hooks.example/irx", Secret: secret}, false, "webhooks[0].url"},
+		{webhook.Hook{URL: "http://hooks.example/irx", Secret: secret}, true, ""},
+		{webhook.Hook{URL: "ftp://hooks.example/", Secret: secret}, true, "webhooks[0].url"},
+		{webhook.Hook{URL: "https://127.0.0.1:7400/", Secret: secret}, false, "webhooks[0].url"},
+		{webhook.Hook{URL: "https://localhost:7400/", Secret: secret}, false, "webhooks[0].url"},
+		{webhook.Hook{URL: "https://hooks.example/", Secret: []byte("short")}, false, "webhooks[0].secret_file"},
+	} {
+		err := webhook.Check([]webhook.Hook{c.hook}, c.allowHTTP, []string{"127.0.0.1:7400", "0.0.0.0:7401"})
+		var verr *record.ValidationError
+		switch {
+		case c.field == "" && err != nil:
+			t.Errorf("%v: %v", c.hook.URL, err)
+		case c.field != "" && (!errors.As(err, &verr) || !strings.Contains(err.Error(), c.field)):
+			t.Errorf("%v: %v, want a violation of %s", c.hook.URL, err, c.field)
+		}
+	}
+}

@@ -1,0 +1,179 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	irxv1 "github.com/irxfed/irx/proto/irx/v1"
+)
+
+func listWarnings(c irxv1.AlertServiceClient) ([]*irxv1.Warning, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	resp, err := c.ListWarnings(ctx, &irxv1.ListWarningsRequest{PageSize: 1000})
+	return resp.GetWarnings(), err
+}
+
+func findWarning(c irxv1.AlertServiceClient, id string) (*irxv1.Warning, error) {
+	ws, err := listWarnings(c)
+	if err != nil {
+		return nil, err
+	}
+	for _, w := range ws {
+		if w.GetWarningId() == id {
+			return w, nil
+		}
+	}
+	return nil, fmt.Errorf("no warning %s among %d", id, len(ws))
+}
+
+func deliveryState(w *irxv1.Warning, peer string) irxv1.WarningDeliveryState {
+	for _, d := range w.GetDeliveries() {
+		if d.GetPeerTeamId() == peer {
+			return d.GetState()
+		}
+	}
+	return irxv1.WarningDeliveryState_WARNING_DELIVERY_STATE_UNSPECIFIED
+}
+
+// TestEmergencyWarnings: A warns about a network in B's declared
+// constituency (in A's policy for B) and not C's, while B is still
+// catching up on a backlog of A's records: the warning reaches B, never
+// C, and B's operator's acknowledgement comes back to A. A warning for all
+// peers reaches both. Bad warnings are refused naming the field.
+func TestEmergencyWarnings(t *testing.T) {
+	a := startTeam(t, "cert-a", 1)
+	b := startTeam(t, "cert-b", 1)
+	c := startTeam(t, "cert-c", 1)
+	a.peerWith(t, b, true)
+	a.peerWith(t, c, true)
+	c.peerWith(t, a, true)
+	toB := sharePolicy("cert-b", irxv1.Tlp_TLP_AMBER, 1)
+	toB.Constituency = &irxv1.Constituency{Cidrs: []string{"198.51.100.0/24"}, Domains: []string{"cert-b.example"}}
+	toC := sharePolicy("cert-c", irxv1.Tlp_TLP_GREEN, 1)
+	toC.Constituency = &irxv1.Constituency{Cidrs: []string{"203.0.113.0/24"}}
+	a.setPolicy(t, toB)
+	a.setPolicy(t, toC)
+	alertsA, alertsB, alertsC := alertClient(t, a), alertClient(t, b), alertClient(t, c)
+
+	// A backlog of records for B to pull: B peers with A only now, and the
+	// warning leaves while B starts on it.
+	var wg sync.WaitGroup
+	for w := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 250 {
+				create(t, a.clients[0], shareable(1000*w+i, irxv1.Tlp_TLP_GREEN))
+			}
+		}()
+	}
+	wg.Wait()
+	b.peerWith(t, a, true)
+
+	expire := timestamppb.New(time.Now().Add(24 * time.Hour))
+	issued, err := alertsA.IssueWarning(ctxT(t), &irxv1.IssueWarningRequest{Warning: &irxv1.Warning{
+		Title: "C2 takeover in 198.51.100.0/25", Text: "Block outbound 443 to the range.",
+		Severity: irxv1.WarningSeverity_WARNING_SEVERITY_CRITICAL, Tlp: irxv1.Tlp_TLP_AMBER,
+		AffectedCidrs: []string{"198.51.100.0/25"}, AffectedProducts: []string{"ExampleVPN 9.1"},
+		RecommendedActions: []string{"block", "hunt for beacons"}, ExpireTime: expire,
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := issued.GetWarning()
+	if len(w.GetDeliveries()) != 1 || w.GetDeliveries()[0].GetPeerTeamId() != "cert-b" || w.GetIssuedBy() == "" {
+		t.Fatalf("recipients of a warning for B's constituency only: %v", w)
+	}
+	eventually(t, time.Minute, "B holds the warning", func() error {
+		got, err := findWarning(alertsB, w.GetWarningId())
+		if err == nil && (got.GetReceivedFrom() != "cert-a" || got.GetTitle() != w.GetTitle() || len(got.GetDeliveries()) != 0) {
+			return fmt.Errorf("B holds %v", got)
+		}
+		return err
+	})
+	// For the record, not a condition: how far B was in A's feed.
+	if st, err := b.peers[0].GetPeer(ctxT(t), &irxv1.GetPeerRequest{TeamId: "cert-a"}); err == nil {
+		t.Logf("when the warning was at B, B had pulled A's feed to %d of %d", st.GetPeer().GetStatus().GetInboundCursor(), 2000)
+	}
+	eventually(t, time.Minute, "A records the delivery to B", func() error {
+		got, err := findWarning(alertsA, w.GetWarningId())
+		if err == nil && deliveryState(got, "cert-b") != irxv1.WarningDeliveryState_WARNING_DELIVERY_STATE_DELIVERED {
+			return fmt.Errorf("A: %v", got.GetDeliveries())
+		}
+		return err
+	})
+
+	// B's operator acknowledges; A learns who and when.
+	if _, err := alertsB.AcknowledgeWarning(ctxT(t), &irxv1.AcknowledgeWarningRequest{WarningId: w.GetWarningId()}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, time.Minute, "A has B's acknowledgement", func() error {
+		got, err := findWarning(alertsA, w.GetWarningId())
+		if err != nil {
+			return err
+		}
+		for _, d := range got.GetDeliveries() {
+			if d.GetState() == irxv1.WarningDeliveryState_WARNING_DELIVERY_STATE_ACKNOWLEDGED && d.GetAcknowledgedBy() != "" && d.GetAcknowledgeTime() != nil {
+				return nil
+			}
+		}
+		return fmt.Errorf("A: %v", got.GetDeliveries())
+	})
+	eventually(t, time.Minute, "B knows A has its acknowledgement", func() error {
+		got, err := findWarning(alertsB, w.GetWarningId())
+		if err == nil && !got.GetAcknowledgementDelivered() {
+			return fmt.Errorf("B: %v", got)
+		}
+		return err
+	})
+
+	// For all peers: C too, within its GREEN ceiling.
+	all, err := alertsA.IssueWarning(ctxT(t), &irxv1.IssueWarningRequest{Warning: &irxv1.Warning{
+		Title: "Phishing wave", Severity: irxv1.WarningSeverity_WARNING_SEVERITY_HIGH, Tlp: irxv1.Tlp_TLP_GREEN,
+		AllPeers: true, ExpireTime: expire,
+	}})
+	if err != nil || len(all.GetWarning().GetDeliveries()) != 2 {
+		t.Fatalf("a warning for all peers: %v, %v", all, err)
+	}
+	eventually(t, time.Minute, "C holds the warning for all", func() error {
+		_, err := findWarning(alertsC, all.GetWarning().GetWarningId())
+		return err
+	})
+	// C never received the first: it was never addressed to it.
+	if _, err := findWarning(alertsC, w.GetWarningId()); err == nil {
+		t.Fatalf("C received a warning outside its constituency")
+	}
+	if _, err := alertsC.AcknowledgeWarning(ctxT(t), &irxv1.AcknowledgeWarningRequest{WarningId: w.GetWarningId()}); status.Code(err) != codes.NotFound {
+		t.Fatalf("C acknowledging a warning it does not hold: %v", err)
+	}
+
+	for _, bad := range []struct {
+		field string
+		w     *irxv1.Warning
+	}{
+		{"warning.title", &irxv1.Warning{Tlp: irxv1.Tlp_TLP_GREEN, ExpireTime: expire}},
+		{"warning.tlp", &irxv1.Warning{Title: "x", ExpireTime: expire}},
+		{"warning.tlp", &irxv1.Warning{Title: "x", Tlp: irxv1.Tlp_TLP_RED, ExpireTime: expire}},
+		{"warning.expire_time", &irxv1.Warning{Title: "x", Tlp: irxv1.Tlp_TLP_GREEN, ExpireTime: timestamppb.New(time.Now().Add(-time.Hour))}},
+		{"warning.affected_cidrs[0]", &irxv1.Warning{Title: "x", Tlp: irxv1.Tlp_TLP_GREEN, ExpireTime: expire, AffectedCidrs: []string{"198.51.100.7/24"}}},
+		{"warning.affected_domains[0]", &irxv1.Warning{Title: "x", Tlp: irxv1.Tlp_TLP_GREEN, ExpireTime: expire, AffectedDomains: []string{"not a domain"}}},
+	} {
+		_, err := alertsA.IssueWarning(ctxT(t), &irxv1.IssueWarningRequest{Warning: bad.w})
+		if status.Code(err) != codes.InvalidArgument || !strings.Contains(status.Convert(err).Message()+fmt.Sprint(status.Convert(err).Details()), bad.field) {
+			t.Errorf("IssueWarning(%v): %v; want INVALID_ARGUMENT naming %s", bad.w, err, bad.field)
+		}
+	}
+	ws, _ := listWarnings(alertsA)
+	if len(ws) != 2 {
+		t.Errorf("A stores %d warnings, want the 2 valid ones", len(ws))
+	}
+}
