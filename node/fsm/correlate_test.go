@@ -244,7 +244,7 @@ func TestCorrelationEqualsBruteForce(t *testing.T) {
 					Items: []*irxv1.FeedItem{withdrawalItem(cursor, id, peerTickets[ticket], irxv1.WithdrawalReason_WITHDRAWAL_REASON_ORIGIN)},
 				}}}))
 				// A withdrawn ticket never comes back (its tombstone).
-				peerTickets[ticket] = 1 << 40
+				peerTickets[ticket] = max(peerTickets[ticket], 1<<40)
 				delete(held, id)
 			}
 			if rapid.Bool().Draw(rt, "end entry group") {

@@ -163,6 +163,9 @@ type FSM struct {
 	// netBits: the prefix lengths the correlation index holds
 	// (correlate.go). Kept like tombstones.
 	netBits *netBits
+	// held: the addresses and names the correlation index holds, in order
+	// (correlate.go). Kept like tombstones.
+	held *heldValues
 	// alertsRaised and alertChanges count, since this node started, the
 	// alerts it raised and the alert changes it applied (metrics).
 	alertsRaised, alertChanges atomic.Uint64
@@ -276,7 +279,7 @@ func (f *FSM) adopt(db *pebble.DB) error {
 	if err != nil {
 		return err
 	}
-	nb, err := loadNetBits(db)
+	nb, held, err := loadCorrelationMemory(db)
 	if err != nil {
 		return err
 	}
@@ -287,7 +290,7 @@ func (f *FSM) adopt(db *pebble.DB) error {
 		mark = nil
 	}
 	f.restored.Store(mark)
-	f.db, f.tombstones, f.foreignHigh, f.netBits = db, tombstones, high, nb
+	f.db, f.tombstones, f.foreignHigh, f.netBits, f.held = db, tombstones, high, nb, held
 	f.access.Store(access)
 	return nil
 }
