@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/tidwall/btree"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -25,15 +26,19 @@ import (
 // holds (its indicators, its attacking hosts' addresses, names and
 // domains), normalised (record.Normalize), is indexed under
 //
-//	cor/v/<value key>\0<team>\0<ticket8>  -> report time (12 bytes) and the team it came from
+//	cor/v/<value key>\0<team>\0<ticket8>  -> report time (12 bytes), the team it came from, and
+//	                                        for an address, prefix or name its text
 //
-// where the value key keeps the order containment needs: an address is
-// "i", its family and its bytes; a prefix "n", family, masked bytes and
-// length; a name "d" and its labels in reverse ("example.evil.c2"), so a
-// name's sub-names follow it; anything else "x" and the first 16 bytes
-// of the SHA-256 of its text. Whenever a change adds, removes or moves a
-// value, the state machine recomputes the alert of every value the change
-// touches, in the same batch:
+// where the value key is "h" and the first 16 bytes of the SHA-256 of the
+// value's text. Keys never hold a value itself: keys reach pebble's
+// MANIFEST as table boundaries, which no compaction erases, so a value in
+// a key would outlive the erasure of a withdrawn record. Containment needs
+// order, so it is kept in memory instead (heldValues): every address and
+// name the index holds, rebuilt from the entries' values when the
+// database is opened or restored, and kept up to date as entries apply.
+// A prefix's lengths are kept likewise (netBits). Whenever a change adds,
+// removes or moves a value, the state machine recomputes the alert of
+// every value the change touches, in the same batch:
 //
 //	alr/a/<alert id>               Alert
 //	alr/u/<revision8><alert id>    the alerts by their last change
@@ -79,19 +84,53 @@ func AlertID(text string) string {
 	return hex.EncodeToString(sum[:8])
 }
 
-// valueKey is the index form of a normalised value.
+// valueKey is the index form of a normalised value: a digest of its text,
+// never the value (see above).
 func valueKey(n record.Normalized) []byte {
+	sum := sha256.Sum256([]byte(canonicalText(n)))
+	return append([]byte{'h'}, sum[:16]...)
+}
+
+// canonicalText is n's Text, made from its address, prefix or name when
+// the caller built n from those alone (the prefixes around an address, the
+// names above a name).
+func canonicalText(n record.Normalized) string {
 	switch n.Kind {
 	case record.ValueIP:
-		return append([]byte{'i', addrFamily(n.Prefix.Addr())}, n.Prefix.Addr().AsSlice()...)
+		return "ip:" + n.Prefix.Addr().String()
 	case record.ValueNet:
-		k := append([]byte{'n', addrFamily(n.Prefix.Addr())}, n.Prefix.Addr().AsSlice()...)
-		return append(k, byte(n.Prefix.Bits()))
+		return "net:" + n.Prefix.Masked().String()
 	case record.ValueDomain:
-		return append([]byte{'d'}, reverseLabels(n.Domain)...)
+		return "domain:" + n.Domain
 	}
-	sum := sha256.Sum256([]byte(n.Text))
-	return append([]byte{'x'}, sum[:16]...)
+	return n.Text
+}
+
+// parseCanonical reads back the text of an address, prefix or name.
+func parseCanonical(text string) (record.Normalized, bool) {
+	if s, ok := strings.CutPrefix(text, "ip:"); ok {
+		a, err := netip.ParseAddr(s)
+		if err != nil {
+			return record.Normalized{}, false
+		}
+		return record.Normalized{Kind: record.ValueIP, Text: text, Prefix: netip.PrefixFrom(a, a.BitLen())}, true
+	}
+	if s, ok := strings.CutPrefix(text, "net:"); ok {
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			return record.Normalized{}, false
+		}
+		return record.Normalized{Kind: record.ValueNet, Text: text, Prefix: p}, true
+	}
+	if d, ok := strings.CutPrefix(text, "domain:"); ok && d != "" {
+		return record.Normalized{Kind: record.ValueDomain, Text: text, Domain: d}, true
+	}
+	return record.Normalized{}, false
+}
+
+// ordered says whether containment reads n's kind.
+func ordered(k record.ValueKind) bool {
+	return k == record.ValueIP || k == record.ValueNet || k == record.ValueDomain
 }
 
 func addrFamily(a netip.Addr) byte {
@@ -138,11 +177,37 @@ func recordValues(inc *irxv1.Incident) map[string]record.Normalized {
 	return out
 }
 
-// correlationValue is what an index key of a value holds: the record's
+// correlationValue is how an index key of a value starts: the record's
 // report time and the team the record came from (empty: our own).
 func correlationValue(inc *irxv1.Incident) []byte {
 	v := timeKey(inc.GetReportTime().AsTime())
-	return append(v, inc.GetProvenance().GetReceivedFrom()...)
+	sender := inc.GetProvenance().GetReceivedFrom()
+	v = binary.AppendUvarint(v, uint64(len(sender)))
+	return append(v, sender...)
+}
+
+// entryValue is what the index key of n holds: head (correlationValue),
+// and the text of an address, prefix or name, from which the memory of
+// them is rebuilt.
+func entryValue(head []byte, n record.Normalized) []byte {
+	if !ordered(n.Kind) {
+		return head
+	}
+	return append(bytes.Clone(head), canonicalText(n)...)
+}
+
+// parseEntryValue splits an index key's value.
+func parseEntryValue(v []byte) (time []byte, sender, text string, ok bool) {
+	if len(v) < timeKeyLen {
+		return nil, "", "", false
+	}
+	size, n := binary.Uvarint(v[timeKeyLen:])
+	rest := v[timeKeyLen:]
+	if n <= 0 || uint64(len(rest)-n) < size {
+		return nil, "", "", false
+	}
+	rest = rest[n:]
+	return v[:timeKeyLen], string(rest[:size]), string(rest[size:]), true
 }
 
 // corOverlay holds the index keys of values written by the entries applied
@@ -215,6 +280,7 @@ func (a *applier) correlate(id record.ID, prev, next *irxv1.Incident, erase bool
 			k := correlationKey(valueKey(n), id)
 			a.del(k)
 			c.put(k, nil)
+			a.fsm.held.remove(n, id)
 			if erase {
 				a.erasedKeys(k)
 			}
@@ -226,8 +292,10 @@ func (a *applier) correlate(id record.ID, prev, next *irxv1.Incident, erase bool
 			continue
 		}
 		k := correlationKey(valueKey(n), id)
-		a.set(k, newV)
-		c.put(k, newV)
+		v := entryValue(newV, n)
+		a.set(k, v)
+		c.put(k, v)
+		a.fsm.held.add(n, id)
 		if n.Kind == record.ValueNet {
 			a.fsm.netBits.add(n.Prefix)
 		}
@@ -325,11 +393,12 @@ func (a *applier) holders(group []byte) []member {
 	var out []member
 	a.scan(group, prefixEnd(group), func(k, v []byte) {
 		id, err := idFromKey(k, prefixCorrelation)
-		if err != nil || len(v) < timeKeyLen {
-			a.fail(fmt.Errorf("fsm: malformed correlation key %q", k))
+		t, sender, _, ok := parseEntryValue(v)
+		if err != nil || !ok {
+			a.fail(fmt.Errorf("fsm: malformed correlation entry %x", k))
 			return
 		}
-		out = append(out, member{id: id, time: v[:timeKeyLen], sender: string(v[timeKeyLen:])})
+		out = append(out, member{id: id, time: t, sender: sender})
 	})
 	return out
 }
@@ -341,51 +410,11 @@ func (a *applier) anchorsOf(n record.Normalized) []record.Normalized {
 	out := []record.Normalized{n}
 	switch n.Kind {
 	case record.ValueNet:
-		p := n.Prefix
-		first := p.Masked().Addr()
-		last := lastAddr(p)
-		fam := addrFamily(first)
-		lower := cat(prefixCorrelation, []byte{'i', fam}, first.AsSlice())
-		upper := prefixEnd(cat(prefixCorrelation, []byte{'i', fam}, last.AsSlice()))
-		found := map[netip.Addr]bool{}
-		a.scan(lower, upper, func(k, _ []byte) {
-			size := 4
-			if fam == '6' {
-				size = 16
-			}
-			start := len(prefixCorrelation) + 2
-			if len(k) < start+size {
-				return
-			}
-			if addr, ok := netip.AddrFromSlice(k[start : start+size]); ok {
-				found[addr] = true
-			}
-		})
-		addrs := make([]netip.Addr, 0, len(found))
-		for addr := range found {
-			addrs = append(addrs, addr)
-		}
-		slices.SortFunc(addrs, netip.Addr.Compare)
-		for _, addr := range addrs[:min(len(addrs), maxAnchorsPerValue)] {
+		for _, addr := range a.fsm.held.addrsIn(n.Prefix, maxAnchorsPerValue) {
 			out = append(out, record.Normalized{Kind: record.ValueIP, Text: "ip:" + addr.String(), Prefix: netip.PrefixFrom(addr, addr.BitLen())})
 		}
 	case record.ValueDomain:
-		rev := reverseLabels(n.Domain) + "."
-		lower := cat(prefixCorrelation, []byte{'d'}, []byte(rev))
-		found := map[string]bool{}
-		a.scan(lower, prefixEnd(lower), func(k, _ []byte) {
-			body := k[len(prefixCorrelation)+1 : len(k)-9]
-			if i := bytes.LastIndexByte(body, 0); i > 0 {
-				found[string(body[:i])] = true
-			}
-		})
-		names := make([]string, 0, len(found))
-		for r := range found {
-			names = append(names, r)
-		}
-		slices.Sort(names)
-		for _, r := range names[:min(len(names), maxAnchorsPerValue)] {
-			d := reverseLabels(r)
+		for _, d := range a.fsm.held.namesUnder(n.Domain, maxAnchorsPerValue) {
 			out = append(out, record.Normalized{Kind: record.ValueDomain, Text: "domain:" + d, Domain: d})
 		}
 	}
@@ -716,33 +745,121 @@ func (nb *netBits) lengths(addr netip.Addr) func(func(int) bool) {
 	}
 }
 
-// loadNetBits reads the prefix lengths the index holds.
-func loadNetBits(db *pebble.DB) (*netBits, error) {
-	nb := &netBits{}
-	lower := cat(prefixCorrelation, []byte{'n'})
-	it, err := db.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: prefixEnd(lower)})
+// heldValues is the memory of the addresses and names the index holds:
+// one element per index key of one, in an order where the addresses in a
+// prefix, and the names under a name, are neighbours. An element is "i",
+// the address's family and bytes, or "d" and the name's labels in reverse
+// ("example.evil.c2"); then NUL and the incident key. It is derived from
+// the index alone (opened, restored, or as entries apply), so it is the
+// same on every node. Only raft's FSM goroutine uses it.
+type heldValues struct {
+	set *btree.Map[string, struct{}]
+}
+
+func newHeldValues() *heldValues {
+	return &heldValues{set: btree.NewMap[string, struct{}](0)}
+}
+
+// orderKey is the ordered form of an address or a name; nil for others.
+func orderKey(n record.Normalized) []byte {
+	switch n.Kind {
+	case record.ValueIP:
+		return append([]byte{'i', addrFamily(n.Prefix.Addr())}, n.Prefix.Addr().AsSlice()...)
+	case record.ValueDomain:
+		return append([]byte{'d'}, reverseLabels(n.Domain)...)
+	}
+	return nil
+}
+
+func (h *heldValues) add(n record.Normalized, id record.ID) {
+	if k := orderKey(n); k != nil {
+		h.set.Set(string(cat(k, []byte{0}, idKey(id))), struct{}{})
+	}
+}
+
+func (h *heldValues) remove(n record.Normalized, id record.ID) {
+	if k := orderKey(n); k != nil {
+		h.set.Delete(string(cat(k, []byte{0}, idKey(id))))
+	}
+}
+
+// addrsIn returns up to limit of the addresses held in p, in order.
+func (h *heldValues) addrsIn(p netip.Prefix, limit int) []netip.Addr {
+	first, last := p.Masked().Addr(), lastAddr(p)
+	fam := addrFamily(first)
+	lower := string(append([]byte{'i', fam}, first.AsSlice()...))
+	upper := string(append([]byte{'i', fam}, last.AsSlice()...))
+	size := first.BitLen() / 8
+	var out []netip.Addr
+	h.set.Ascend(lower, func(k string, _ struct{}) bool {
+		if len(k) < 2+size || k[:2+size] > upper {
+			return false
+		}
+		addr, ok := netip.AddrFromSlice([]byte(k[2 : 2+size]))
+		if ok && (len(out) == 0 || out[len(out)-1] != addr) {
+			if len(out) == limit {
+				return false
+			}
+			out = append(out, addr)
+		}
+		return true
+	})
+	return out
+}
+
+// namesUnder returns up to limit of the names held under d, in the order
+// of their reversed labels.
+func (h *heldValues) namesUnder(d string, limit int) []string {
+	lower := "d" + reverseLabels(d) + "."
+	var out []string
+	last := ""
+	h.set.Ascend(lower, func(k string, _ struct{}) bool {
+		if !strings.HasPrefix(k, lower) {
+			return false
+		}
+		i := strings.IndexByte(k, 0)
+		if i < 0 {
+			return true
+		}
+		if r := k[1:i]; r != last {
+			if len(out) == limit {
+				return false
+			}
+			last = r
+			out = append(out, reverseLabels(r))
+		}
+		return true
+	})
+	return out
+}
+
+// loadCorrelationMemory reads the prefix lengths and the addresses and
+// names the index holds from its entries' values.
+func loadCorrelationMemory(db *pebble.DB) (*netBits, *heldValues, error) {
+	nb, held := &netBits{}, newHeldValues()
+	it, err := db.NewIter(&pebble.IterOptions{LowerBound: prefixCorrelation, UpperBound: prefixEnd(prefixCorrelation)})
 	if err != nil {
-		return nil, fmt.Errorf("fsm: read correlation prefixes: %w", err)
+		return nil, nil, fmt.Errorf("fsm: read correlation index: %w", err)
 	}
 	for valid := it.First(); valid; valid = it.Next() {
-		k := it.Key()
-		size := 4
-		if len(k) > len(lower) && k[len(lower)] == '6' {
-			size = 16
+		_, _, text, ok := parseEntryValue(it.Value())
+		if !ok {
+			return nil, nil, errors.Join(fmt.Errorf("fsm: malformed correlation entry %x", it.Key()), it.Close())
 		}
-		at := len(lower) + 1 + size
-		if at >= len(k) {
-			continue
-		}
-		addr, ok := netip.AddrFromSlice(k[len(lower)+1 : at])
+		n, ok := parseCanonical(text)
 		if !ok {
 			continue
 		}
-		if p, err := addr.Prefix(int(k[at])); err == nil {
-			nb.add(p)
+		id, err := idFromKey(it.Key(), prefixCorrelation)
+		if err != nil {
+			return nil, nil, errors.Join(fmt.Errorf("fsm: correlation entry %x: %w", it.Key(), err), it.Close())
+		}
+		held.add(n, id)
+		if n.Kind == record.ValueNet {
+			nb.add(n.Prefix)
 		}
 	}
-	return nb, it.Close()
+	return nb, held, it.Close()
 }
 
 // Alert returns one alert.

@@ -170,6 +170,9 @@ type FSM struct {
 	// netBits: the prefix lengths the correlation index holds
 	// (correlate.go). Kept like tombstones.
 	netBits *netBits
+	// held: the addresses and names the correlation index holds, in order
+	// (correlate.go). Kept like tombstones.
+	held *heldValues
 	// alertsRaised and alertChanges count, since this node started, the
 	// alerts it raised and the alert changes it applied (metrics).
 	alertsRaised, alertChanges atomic.Uint64
@@ -290,7 +293,7 @@ func (f *FSM) adopt(db *pebble.DB) error {
 	if err != nil {
 		return err
 	}
-	nb, err := loadNetBits(db)
+	nb, held, err := loadCorrelationMemory(db)
 	if err != nil {
 		return err
 	}
@@ -305,7 +308,7 @@ func (f *FSM) adopt(db *pebble.DB) error {
 	if err != nil {
 		return err
 	}
-	f.db, f.tombstones, f.foreignHigh, f.netBits = db, tombstones, high, nb
+	f.db, f.tombstones, f.foreignHigh, f.netBits, f.held = db, tombstones, high, nb, held
 	f.access.Store(access)
 	f.retention.Store(&retention)
 	return nil
