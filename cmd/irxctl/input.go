@@ -64,6 +64,28 @@ func (c *cli) readInput(path string) (data []byte, name string, err error) {
 	return bytes.TrimPrefix(data, []byte("\ufeff")), name, nil
 }
 
+// readOneDocument reads path (or stdin for "-") holding one JSON or YAML
+// document, what names the document in messages ("team description"). It
+// returns the document as JSON, the YAML positions for messages (nil for
+// JSON), and the input's name.
+func (c *cli) readOneDocument(path, what string) (data []byte, pos *yamlPositions, name string, err error) {
+	data, name, err = c.readInput(path)
+	if err != nil {
+		return nil, nil, name, err
+	}
+	if isJSON(path, data) {
+		return data, nil, name, nil
+	}
+	docs, err := yamlDocuments(data)
+	if err != nil {
+		return nil, nil, name, fmt.Errorf("%s: %w", name, err)
+	}
+	if len(docs) != 1 {
+		return nil, nil, name, fmt.Errorf("%s: %d YAML documents; want one %s", name, len(docs), what)
+	}
+	return docs[0].json, docs[0].pos, name, nil
+}
+
 func parseIncidentData(name, path string, data []byte) (*irxv1.Incident, error) {
 	var pos *yamlPositions
 	if !isJSON(path, data) {

@@ -195,20 +195,9 @@ func (c *cli) printRetentionPolicy(p *irxv1.RetentionPolicy) error {
 }
 
 func (c *cli) readRetentionFile(path string) (*irxv1.RetentionPolicy, error) {
-	data, name, err := c.readInput(path)
+	data, pos, name, err := c.readOneDocument(path, "retention policy")
 	if err != nil {
 		return nil, err
-	}
-	var pos *yamlPositions
-	if !isJSON(path, data) {
-		docs, err := yamlDocuments(data)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", name, err)
-		}
-		if len(docs) != 1 {
-			return nil, fmt.Errorf("%s: %d YAML documents; want one retention policy", name, len(docs))
-		}
-		data, pos = docs[0].json, docs[0].pos
 	}
 	if data, err = normaliseKeeps(data); err != nil {
 		return nil, fmt.Errorf("%s: %w", name, err)

@@ -128,20 +128,9 @@ with the signed bytes to keep.`,
 // readTeamDescriptionFile reads one description from a JSON or YAML file,
 // or stdin for "-", as readIncidentFile reads incidents.
 func (c *cli) readTeamDescriptionFile(path string) (*irxv1.TeamDescription, error) {
-	data, name, err := c.readInput(path)
+	data, pos, name, err := c.readOneDocument(path, "team description")
 	if err != nil {
 		return nil, err
-	}
-	var pos *yamlPositions
-	if !isJSON(path, data) {
-		docs, err := yamlDocuments(data)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", name, err)
-		}
-		if len(docs) != 1 {
-			return nil, fmt.Errorf("%s: %d YAML documents; want one team description", name, len(docs))
-		}
-		data, pos = docs[0].json, docs[0].pos
 	}
 	d := &irxv1.TeamDescription{}
 	if err := unmarshalJSON(data, pos, d); err != nil {
