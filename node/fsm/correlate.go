@@ -225,13 +225,11 @@ type correlator struct {
 	// groups: the sharing groups as this batch left them (sighting.go);
 	// nil until read.
 	groups []*irxv1.SharingGroup
-	// saturatedKeys: the saturation marks this batch wrote or deleted.
-	saturatedKeys map[string]bool
 }
 
 func (a *applier) corr() *correlator {
 	if a.cor == nil {
-		a.cor = &correlator{overlay: corOverlay{}, alerts: map[string]*irxv1.Alert{}, saturatedKeys: map[string]bool{}}
+		a.cor = &correlator{overlay: corOverlay{}, alerts: map[string]*irxv1.Alert{}}
 	}
 	if !a.cor.loaded {
 		a.cor.loaded = true
@@ -280,7 +278,7 @@ func (a *applier) correlate(id record.ID, prev, next *irxv1.Incident, erase bool
 			k := correlationKey(valueKey(n), id)
 			a.del(k)
 			c.put(k, nil)
-			a.fsm.held.remove(n, id)
+			a.fsm.held.remove(n)
 			if erase {
 				a.erasedKeys(k)
 			}
@@ -295,12 +293,12 @@ func (a *applier) correlate(id record.ID, prev, next *irxv1.Incident, erase bool
 		v := entryValue(newV, n)
 		a.set(k, v)
 		c.put(k, v)
-		a.fsm.held.add(n, id)
-		if n.Kind == record.ValueNet {
-			a.fsm.netBits.add(n.Prefix)
-		}
 		grew[text] = true
 		if _, had := before[text]; !had {
+			a.fsm.held.add(n)
+			if n.Kind == record.ValueNet {
+				a.fsm.netBits.add(n.Prefix)
+			}
 			touched = append(touched, n)
 		}
 	}
@@ -508,11 +506,7 @@ func (a *applier) recomputeAlert(n record.Normalized, erase, shrank bool) {
 	// make each create cost a scan of all the others). Only a record that
 	// stops holding it may unsaturate it, and recomputes.
 	satKey := cat(prefixSaturated, valueKey(n))
-	saturated, err := a.isSaturated(satKey)
-	if err != nil {
-		a.fail(err)
-		return
-	}
+	_, saturated := a.fsm.saturated[string(satKey)]
 	if saturated && !shrank {
 		return
 	}
@@ -539,7 +533,7 @@ func (a *applier) recomputeAlert(n record.Normalized, erase, shrank bool) {
 	if len(all) > maxAlertRecords {
 		if !saturated {
 			a.set(satKey, nil)
-			c.saturatedKeys[string(satKey)] = true
+			a.fsm.saturated[string(satKey)] = struct{}{}
 		}
 		ms := all[:maxAlertRecords]
 		next := &irxv1.Alert{AlertId: id, Kind: irxv1.AlertKind_ALERT_KIND_CORRELATION, Value: n.Text, State: irxv1.AlertState_ALERT_STATE_OPEN,
@@ -567,7 +561,7 @@ func (a *applier) recomputeAlert(n record.Normalized, erase, shrank bool) {
 	}
 	if saturated {
 		a.del(satKey)
-		c.saturatedKeys[string(satKey)] = false
+		delete(a.fsm.saturated, string(satKey))
 	}
 	ms := inWindow(all, c.window)
 	open := len(ms) >= 2
@@ -746,18 +740,19 @@ func (nb *netBits) lengths(addr netip.Addr) func(func(int) bool) {
 }
 
 // heldValues is the memory of the addresses and names the index holds:
-// one element per index key of one, in an order where the addresses in a
+// how many index keys hold each, in an order where the addresses in a
 // prefix, and the names under a name, are neighbours. An element is "i",
 // the address's family and bytes, or "d" and the name's labels in reverse
-// ("example.evil.c2"); then NUL and the incident key. It is derived from
-// the index alone (opened, restored, or as entries apply), so it is the
-// same on every node. Only raft's FSM goroutine uses it.
+// ("example.evil.c2"). It is derived from the index alone (opened,
+// restored, or as entries apply), so it is the same on every node, and
+// costs memory per distinct value, not per record that holds one. Only
+// raft's FSM goroutine uses it.
 type heldValues struct {
-	set *btree.Map[string, struct{}]
+	set *btree.Map[string, int]
 }
 
 func newHeldValues() *heldValues {
-	return &heldValues{set: btree.NewMap[string, struct{}](0)}
+	return &heldValues{set: btree.NewMap[string, int](0)}
 }
 
 // orderKey is the ordered form of an address or a name; nil for others.
@@ -771,15 +766,24 @@ func orderKey(n record.Normalized) []byte {
 	return nil
 }
 
-func (h *heldValues) add(n record.Normalized, id record.ID) {
+// add counts one more index key of n; remove one fewer.
+func (h *heldValues) add(n record.Normalized) {
 	if k := orderKey(n); k != nil {
-		h.set.Set(string(cat(k, []byte{0}, idKey(id))), struct{}{})
+		count, _ := h.set.Get(string(k))
+		h.set.Set(string(k), count+1)
 	}
 }
 
-func (h *heldValues) remove(n record.Normalized, id record.ID) {
-	if k := orderKey(n); k != nil {
-		h.set.Delete(string(cat(k, []byte{0}, idKey(id))))
+func (h *heldValues) remove(n record.Normalized) {
+	k := orderKey(n)
+	if k == nil {
+		return
+	}
+	switch count, _ := h.set.Get(string(k)); {
+	case count > 1:
+		h.set.Set(string(k), count-1)
+	default:
+		h.set.Delete(string(k))
 	}
 }
 
@@ -791,15 +795,11 @@ func (h *heldValues) addrsIn(p netip.Prefix, limit int) []netip.Addr {
 	upper := string(append([]byte{'i', fam}, last.AsSlice()...))
 	size := first.BitLen() / 8
 	var out []netip.Addr
-	h.set.Ascend(lower, func(k string, _ struct{}) bool {
-		if len(k) < 2+size || k[:2+size] > upper {
+	h.set.Ascend(lower, func(k string, _ int) bool {
+		if len(k) != 2+size || k > upper || len(out) == limit {
 			return false
 		}
-		addr, ok := netip.AddrFromSlice([]byte(k[2 : 2+size]))
-		if ok && (len(out) == 0 || out[len(out)-1] != addr) {
-			if len(out) == limit {
-				return false
-			}
+		if addr, ok := netip.AddrFromSlice([]byte(k[2:])); ok {
 			out = append(out, addr)
 		}
 		return true
@@ -812,25 +812,30 @@ func (h *heldValues) addrsIn(p netip.Prefix, limit int) []netip.Addr {
 func (h *heldValues) namesUnder(d string, limit int) []string {
 	lower := "d" + reverseLabels(d) + "."
 	var out []string
-	last := ""
-	h.set.Ascend(lower, func(k string, _ struct{}) bool {
-		if !strings.HasPrefix(k, lower) {
+	h.set.Ascend(lower, func(k string, _ int) bool {
+		if !strings.HasPrefix(k, lower) || len(out) == limit {
 			return false
 		}
-		i := strings.IndexByte(k, 0)
-		if i < 0 {
-			return true
-		}
-		if r := k[1:i]; r != last {
-			if len(out) == limit {
-				return false
-			}
-			last = r
-			out = append(out, reverseLabels(r))
-		}
+		out = append(out, reverseLabels(k[1:]))
 		return true
 	})
 	return out
+}
+
+// loadSaturated reads the saturation marks: few (a value held by more
+// than maxAlertRecords records), and looked up for every value of every
+// change, which a point lookup in the database made a large part of a
+// create's apply.
+func loadSaturated(db *pebble.DB) (map[string]struct{}, error) {
+	out := map[string]struct{}{}
+	it, err := db.NewIter(&pebble.IterOptions{LowerBound: prefixSaturated, UpperBound: prefixEnd(prefixSaturated)})
+	if err != nil {
+		return nil, fmt.Errorf("fsm: read saturated alerts: %w", err)
+	}
+	for valid := it.First(); valid; valid = it.Next() {
+		out[string(it.Key())] = struct{}{}
+	}
+	return out, it.Close()
 }
 
 // loadCorrelationMemory reads the prefix lengths and the addresses and
@@ -850,11 +855,7 @@ func loadCorrelationMemory(db *pebble.DB) (*netBits, *heldValues, error) {
 		if !ok {
 			continue
 		}
-		id, err := idFromKey(it.Key(), prefixCorrelation)
-		if err != nil {
-			return nil, nil, errors.Join(fmt.Errorf("fsm: correlation entry %x: %w", it.Key(), err), it.Close())
-		}
-		held.add(n, id)
+		held.add(n)
 		if n.Kind == record.ValueNet {
 			nb.add(n.Prefix)
 		}
@@ -950,20 +951,4 @@ func (f *FSM) AlertsChangedAfter(revision uint64, limit int) ([]*irxv1.Alert, er
 		}
 	}
 	return out, it.Close()
-}
-
-// isSaturated reports whether a value's alert is saturated, as this batch
-// left it.
-func (a *applier) isSaturated(key []byte) (bool, error) {
-	if v, ok := a.corr().saturatedKeys[string(key)]; ok {
-		return v, nil
-	}
-	_, closer, err := a.fsm.db.Get(key)
-	if errors.Is(err, pebble.ErrNotFound) {
-		return false, nil
-	}
-	if err != nil {
-		return false, err
-	}
-	return true, closer.Close()
 }

@@ -275,8 +275,8 @@ func TestCorrelationEqualsBruteForce(t *testing.T) {
 
 func heldElements(h *heldValues) []string {
 	var out []string
-	h.set.Scan(func(k string, _ struct{}) bool {
-		out = append(out, k)
+	h.set.Scan(func(k string, count int) bool {
+		out = append(out, fmt.Sprintf("%q×%d", k, count))
 		return true
 	})
 	return out
@@ -440,5 +440,26 @@ func TestCorrelationSaturates(t *testing.T) {
 	al, err := h.f.Alert(AlertID("ip:198.51.100.7"))
 	if err != nil || !al.GetSaturated() || al.GetCount() != maxAlertRecords || len(al.GetRecords()) != maxAlertRecords {
 		t.Fatalf("alert %v, %v (%d records)", al.GetSaturated(), err, len(al.GetRecords()))
+	}
+
+	// The saturation is remembered across a restart (the node keeps the
+	// marks in memory), and a record that stops holding the value
+	// unsaturates the alert once few enough do.
+	if err := h.f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	h.f = openFSM(t, h.dir)
+	if len(h.f.saturated) != 1 {
+		t.Fatalf("saturation marks after a restart: %d, want 1", len(h.f.saturated))
+	}
+	for ticket := range uint64(3) {
+		id := record.ID{Team: team, Ticket: ticket + 1}.String()
+		if r := h.apply(h.command(&irxv1.Command{Kind: &irxv1.Command_WithdrawIncident{WithdrawIncident: &irxv1.WithdrawIncidentCommand{IncidentId: id}}})); r.Err != nil {
+			t.Fatal(r.Err)
+		}
+	}
+	al, err = h.f.Alert(AlertID("ip:198.51.100.7"))
+	if err != nil || al.GetSaturated() || al.GetCount() != maxAlertRecords-1 || len(h.f.saturated) != 0 {
+		t.Fatalf("after withdrawals: saturated %v, count %d, %v, marks %d", al.GetSaturated(), al.GetCount(), err, len(h.f.saturated))
 	}
 }

@@ -173,6 +173,9 @@ type FSM struct {
 	// held: the addresses and names the correlation index holds, in order
 	// (correlate.go). Kept like tombstones.
 	held *heldValues
+	// saturated: the keys of the saturation marks (alr/sat/, correlate.go).
+	// Kept like tombstones.
+	saturated map[string]struct{}
 	// alertsRaised and alertChanges count, since this node started, the
 	// alerts it raised and the alert changes it applied (metrics).
 	alertsRaised, alertChanges atomic.Uint64
@@ -297,6 +300,10 @@ func (f *FSM) adopt(db *pebble.DB) error {
 	if err != nil {
 		return err
 	}
+	saturated, err := loadSaturated(db)
+	if err != nil {
+		return err
+	}
 	mark := &irxv1.RestoreMark{}
 	if found, err := getProto(db, keyRestore, mark); err != nil {
 		return err
@@ -308,7 +315,7 @@ func (f *FSM) adopt(db *pebble.DB) error {
 	if err != nil {
 		return err
 	}
-	f.db, f.tombstones, f.foreignHigh, f.netBits, f.held = db, tombstones, high, nb, held
+	f.db, f.tombstones, f.foreignHigh, f.netBits, f.held, f.saturated = db, tombstones, high, nb, held, saturated
 	f.access.Store(access)
 	f.retention.Store(&retention)
 	return nil
