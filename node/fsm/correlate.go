@@ -91,6 +91,22 @@ func valueKey(n record.Normalized) []byte {
 	return append([]byte{'h'}, sum[:16]...)
 }
 
+// valueKey is valueKey(n), computed once per batch.
+func (c *correlator) valueKey(n record.Normalized) []byte {
+	// Normalize's text decides the canonical text, so it can stand for it
+	// without being made again (an address's String allocates).
+	text := n.Text
+	if text == "" {
+		text = canonicalText(n)
+	}
+	if k, ok := c.keys[text]; ok {
+		return k
+	}
+	k := valueKey(n)
+	c.keys[text] = k
+	return k
+}
+
 // canonicalText is n's Text, made from its address, prefix or name when
 // the caller built n from those alone (the prefixes around an address, the
 // names above a name).
@@ -149,7 +165,14 @@ func reverseLabels(d string) string {
 // valueGroup is the prefix of every index key of one value.
 func valueGroup(vk []byte) []byte { return cat(prefixCorrelation, vk, []byte{0}) }
 
-func correlationKey(vk []byte, id record.ID) []byte { return cat(valueGroup(vk), idKey(id)) }
+// correlationKey is valueGroup(vk) and idKey(id), made in one allocation:
+// every value of every stored version makes one.
+func correlationKey(vk []byte, id record.ID) []byte {
+	k := make([]byte, 0, len(prefixCorrelation)+len(vk)+1+len(id.Team)+9)
+	k = append(append(append(k, prefixCorrelation...), vk...), 0)
+	k = append(append(k, id.Team...), 0)
+	return binary.BigEndian.AppendUint64(k, id.Ticket)
+}
 
 // recordValues returns the normalised values of a record version, by text.
 // A withdrawn version (and a stub) holds none.
@@ -225,11 +248,15 @@ type correlator struct {
 	// groups: the sharing groups as this batch left them (sighting.go);
 	// nil until read.
 	groups []*irxv1.SharingGroup
+	// keys caches valueKey by canonical text: a batch's records often
+	// share values, and each value's key is needed for its index key, its
+	// saturation mark and its holders.
+	keys map[string][]byte
 }
 
 func (a *applier) corr() *correlator {
 	if a.cor == nil {
-		a.cor = &correlator{overlay: corOverlay{}, alerts: map[string]*irxv1.Alert{}}
+		a.cor = &correlator{overlay: corOverlay{}, alerts: map[string]*irxv1.Alert{}, keys: map[string][]byte{}}
 	}
 	if !a.cor.loaded {
 		a.cor.loaded = true
@@ -275,7 +302,7 @@ func (a *applier) correlate(id record.ID, prev, next *irxv1.Incident, erase bool
 			continue
 		}
 		if _, kept := after[text]; !kept {
-			k := correlationKey(valueKey(n), id)
+			k := correlationKey(c.valueKey(n), id)
 			a.del(k)
 			c.put(k, nil)
 			a.fsm.held.remove(n)
@@ -289,7 +316,7 @@ func (a *applier) correlate(id record.ID, prev, next *irxv1.Incident, erase bool
 		if _, had := before[text]; had && bytes.Equal(oldV, newV) {
 			continue
 		}
-		k := correlationKey(valueKey(n), id)
+		k := correlationKey(c.valueKey(n), id)
 		v := entryValue(newV, n)
 		a.set(k, v)
 		c.put(k, v)
@@ -432,7 +459,8 @@ func lastAddr(p netip.Prefix) netip.Addr {
 // it, or a name above it, each once; exact says whether any holds the
 // anchor itself.
 func (a *applier) candidates(n record.Normalized) (out []member, exact bool) {
-	own := a.holders(valueGroup(valueKey(n)))
+	c := a.corr()
+	own := a.holders(valueGroup(c.valueKey(n)))
 	exact = len(own) > 0
 	out = append(out, own...)
 	switch n.Kind {
@@ -443,11 +471,11 @@ func (a *applier) candidates(n record.Normalized) (out []member, exact bool) {
 			if err != nil {
 				continue
 			}
-			out = append(out, a.holders(valueGroup(valueKey(record.Normalized{Kind: record.ValueNet, Prefix: p})))...)
+			out = append(out, a.holders(valueGroup(c.valueKey(record.Normalized{Kind: record.ValueNet, Prefix: p})))...)
 		}
 	case record.ValueDomain:
 		for _, d := range record.ParentDomains(n.Domain) {
-			out = append(out, a.holders(valueGroup(valueKey(record.Normalized{Kind: record.ValueDomain, Domain: d})))...)
+			out = append(out, a.holders(valueGroup(c.valueKey(record.Normalized{Kind: record.ValueDomain, Domain: d})))...)
 		}
 	}
 	slices.SortFunc(out, func(x, y member) int {
@@ -499,17 +527,17 @@ func timeOfKey(m member) time.Time {
 // recomputeAlert brings the alert of anchor n up to date.
 func (a *applier) recomputeAlert(n record.Normalized, erase, shrank bool) {
 	c := a.corr()
-	id := AlertID(n.Text)
 	// A value held by more than maxAlertRecords records saturates its
 	// alert: a record that comes to hold it too changes nothing worth the
 	// scan (a C2 address in every record of a campaign would otherwise
 	// make each create cost a scan of all the others). Only a record that
 	// stops holding it may unsaturate it, and recomputes.
-	satKey := cat(prefixSaturated, valueKey(n))
+	satKey := cat(prefixSaturated, c.valueKey(n))
 	_, saturated := a.fsm.saturated[string(satKey)]
 	if saturated && !shrank {
 		return
 	}
+	id := AlertID(n.Text)
 	existing, err := a.loadAlert(id)
 	if err != nil {
 		a.fail(err)
