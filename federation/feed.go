@@ -261,8 +261,29 @@ func (w *feedWalker) entry(e *irxv1.FeedEntry) ([]outcome, error) {
 		}
 	case irxv1.FeedEntryKind_FEED_ENTRY_KIND_STATISTICS:
 		return w.statistics(e)
+	case irxv1.FeedEntryKind_FEED_ENTRY_KIND_RETENTION:
+		return w.retentionTerms(e)
 	}
 	return nil, nil
+}
+
+// retentionTerms is a change of a team's retention terms. Our own go to
+// every peer (each may hold or receive our records); another team's only
+// to a peer that holds some of its records through us, so a peer does not
+// learn of teams whose records it never got from us.
+func (w *feedWalker) retentionTerms(e *irxv1.FeedEntry) ([]outcome, error) {
+	origin := e.GetOriginTeamId()
+	if origin != w.f.team {
+		holds, err := w.r.HoldsAnyOf(w.peer, origin)
+		if err != nil || !holds {
+			return nil, err
+		}
+	}
+	terms := w.f.state.RetentionTerms(origin)
+	if terms == nil {
+		return nil, nil
+	}
+	return []outcome{{item: &irxv1.FeedItem{Sequence: e.GetSequence(), CommitTime: e.GetCommitTime(), Kind: &irxv1.FeedItem_RetentionTerms{RetentionTerms: terms}}}}, nil
 }
 
 // statistics is the team's statistics, published: the peer gets them if

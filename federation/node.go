@@ -99,6 +99,9 @@ type VersionReader interface {
 	// HeldIncidents calls fn in id order with every incident peer holds
 	// whose id lies in (after, through] ("" is open), and its versions.
 	HeldIncidents(peer, after, through string, fn func(id string, versions map[int64][]byte) error) error
+	// HoldsAnyOf reports whether peer holds a version of any record of
+	// team origin.
+	HoldsAnyOf(peer, origin string) (bool, error)
 	Policy(peer string, version int64) (*irxv1.DisclosurePolicy, error)
 	PseudonymKey(peer string) ([]byte, error)
 	// PublishedStatistics is what the statistics feed entry seq

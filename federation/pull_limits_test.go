@@ -184,9 +184,11 @@ func TestPullerHoldsBoundedBytes(t *testing.T) {
 		t.Fatal("a commit went through the closed gate")
 	}
 	close(x.gate)
-	// The feed flows: many times the bound is applied.
+	// The feed flows: more than the bound is applied (twice it: under
+	// -race on a busy machine, applying many times 16 MiB outlasted the
+	// wait).
 	waitFor(t, "the feed flows once commits go on", func() bool {
-		return x.applied.Load() > 4*limit && peer.sent.Load() > sent
+		return x.applied.Load() > 2*limit && peer.sent.Load() > sent
 	})
 	if _, most := x.status().recv.held(); most > limit {
 		t.Fatalf("the puller held at most %d bytes while the feed flowed; its bound is %d", most, limit)

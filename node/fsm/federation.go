@@ -283,7 +283,9 @@ func (a *applier) applyPeerFeed(c *irxv1.ApplyPeerFeedCommand) *Result {
 				id = k.Replacement.GetIncidentId()
 			}
 			if rid, err := record.ParseID(id); err == nil {
-				a.noteTerms(rid.Team, terms)
+				// Terms that do not fit the record are dropped; the
+				// record itself is judged on its own below.
+				_ = a.noteTerms(rid.Team, terms)
 			}
 		}
 		var reason string
@@ -308,8 +310,14 @@ func (a *applier) applyPeerFeed(c *irxv1.ApplyPeerFeedCommand) *Result {
 			}
 		case *irxv1.FeedItem_Statistics:
 			reason = a.receiveStatistics(peer, k.Statistics)
+		case *irxv1.FeedItem_RetentionTerms:
+			if origin := k.RetentionTerms.GetTeamId(); origin == "" {
+				reason = "retention terms without a team"
+			} else {
+				reason = a.noteTerms(origin, k.RetentionTerms)
+			}
 		default:
-			reason = "an item with neither incident, withdrawal, replacement nor statistics"
+			reason = "an item with neither incident, withdrawal, replacement, statistics nor retention terms"
 		}
 		if a.err != nil {
 			return &Result{Err: a.err}
@@ -654,6 +662,18 @@ func (f *FSM) PeerState(team string) (*irxv1.PeerState, error) {
 	st := &irxv1.PeerState{}
 	_, err := getProto(f.db, peerStateKey(team), st)
 	return st, err
+}
+
+// HoldsAnyOf reports whether peer holds a version of any record of team
+// origin.
+func (r *VersionReader) HoldsAnyOf(peer, origin string) (bool, error) {
+	prefix := cat(heldPrefix(peer), []byte(origin), []byte{0})
+	it, err := r.f.db.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: prefixEnd(prefix)})
+	if err != nil {
+		return false, err
+	}
+	found := it.First()
+	return found, errors.Join(it.Error(), it.Close())
 }
 
 // HeldVersions returns the versions of an incident a peer holds, with

@@ -226,6 +226,7 @@ func (a *applier) setRetention(c *irxv1.SetRetentionPolicyCommand) *Result {
 		Rules: proto.CloneOf(c.GetPolicy()).GetRules(),
 	}
 	a.putRetentionState(a.fsm.team, &irxv1.RetentionState{Policy: p, Progress: make([][]byte, len(p.GetRules()))})
+	a.appendFeed(&irxv1.FeedEntry{Kind: irxv1.FeedEntryKind_FEED_ENTRY_KIND_RETENTION, OriginTeamId: a.fsm.team})
 	return &Result{Retention: p, Err: a.err}
 }
 
@@ -233,14 +234,28 @@ func (a *applier) setRetention(c *irxv1.SetRetentionPolicyCommand) *Result {
 // the origin of its record, when they are newer than those we hold.
 // Only the origin's own terms (named for it) and well-formed ones count;
 // the rules restart from the beginning.
-func (a *applier) noteTerms(origin string, terms *irxv1.RetentionPolicy) {
-	if terms == nil || origin == a.fsm.team || terms.GetTeamId() != origin || record.ValidateRetentionPolicy(terms, 0) != nil {
-		return
+//
+// Newer terms are also a feed entry of ours, so that the teams we pass
+// the origin's records on to get them without waiting for a new record;
+// refused says why terms were not kept (older terms are not refused).
+func (a *applier) noteTerms(origin string, terms *irxv1.RetentionPolicy) (refused string) {
+	switch {
+	case terms == nil:
+		return ""
+	case origin == a.fsm.team:
+		return "retention terms of this team, which only this team sets"
+	case terms.GetTeamId() != origin:
+		return fmt.Sprintf("retention terms of team %q for a record of team %q", terms.GetTeamId(), origin)
+	}
+	if err := record.ValidateRetentionPolicy(terms, 0); err != nil {
+		return fmt.Sprintf("retention terms of team %q: %v", origin, err)
 	}
 	if cur := a.retentionState(origin); cur != nil && cur.GetPolicy().GetVersion() >= terms.GetVersion() {
-		return
+		return ""
 	}
 	a.putRetentionState(origin, &irxv1.RetentionState{Policy: terms, Progress: make([][]byte, len(terms.GetRules()))})
+	a.appendFeed(&irxv1.FeedEntry{Kind: irxv1.FeedEntryKind_FEED_ENTRY_KIND_RETENTION, OriginTeamId: origin})
+	return ""
 }
 
 // retentionTick advances the retention clock and applies what is due.

@@ -355,3 +355,73 @@ func TestOriginsRetentionWithdrawalLeavesNothing(t *testing.T) {
 		t.Fatalf("a removed copy came back: %v", err)
 	}
 }
+
+// TestTermsItemsAreKeptRelayedAndRefused: a retention terms item keeps an
+// origin's newer terms and becomes a feed entry of ours (for the teams we
+// pass its records on to); older terms change nothing; terms of this team,
+// terms without a team and malformed terms are refused, naming why.
+func TestTermsItemsAreKeptRelayedAndRefused(t *testing.T) {
+	h := newHarness(t)
+	h.addPeer("cert-b")
+	terms := func(team string, version int64, keep time.Duration) *irxv1.FeedItem {
+		return &irxv1.FeedItem{Kind: &irxv1.FeedItem_RetentionTerms{RetentionTerms: &irxv1.RetentionPolicy{
+			TeamId: team, Version: version, Rules: []*irxv1.RetentionRule{rule("pu", irxv1.InfoClass_INFO_CLASS_PRIVATE_USER, 0, keep)},
+		}}}
+	}
+	relayed := func() []string {
+		var out []string
+		for _, e := range feedEntries(t, h.f) {
+			if e.GetKind() == irxv1.FeedEntryKind_FEED_ENTRY_KIND_RETENTION {
+				out = append(out, e.GetOriginTeamId())
+			}
+		}
+		return out
+	}
+	contactTerms := terms("cert-c", 9, time.Hour)
+	contactTerms.GetRetentionTerms().Rules[0].InfoClass = irxv1.InfoClass_INFO_CLASS_CONTACT
+	cursor := uint64(0)
+	send := func(item *irxv1.FeedItem) *irxv1.PeerState {
+		t.Helper()
+		cursor++
+		item.Sequence = cursor
+		if res := h.feed("cert-b", cursor-1, cursor, item); res.Err != nil {
+			t.Fatal(res.Err)
+		}
+		st, err := h.f.PeerState("cert-b")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st
+	}
+	if st := send(terms("cert-c", 2, 48*time.Hour)); st.GetLastRejection() != "" {
+		t.Fatalf("terms refused: %s", st.GetLastRejection())
+	}
+	if got, err := h.f.RetentionPolicy("cert-c"); err != nil || got.GetVersion() != 2 {
+		t.Fatalf("terms of cert-c: %v, %v", got, err)
+	}
+	send(terms("cert-c", 1, time.Hour)) // older: kept out, not refused
+	if got, _ := h.f.RetentionPolicy("cert-c"); got.GetVersion() != 2 || got.GetRules()[0].GetKeep().AsDuration() != 48*time.Hour {
+		t.Fatalf("older terms replaced newer ones: %v", got)
+	}
+	if got := relayed(); !slices.Equal(got, []string{"cert-c"}) {
+		t.Fatalf("retention entries relayed: %v, want one for cert-c", got)
+	}
+	for _, bad := range []struct {
+		item *irxv1.FeedItem
+		want string
+	}{
+		{terms(team, 9, time.Hour), "only this team sets"},
+		{terms("", 9, time.Hour), "without a team"},
+		{contactTerms, "cert-c"},
+	} {
+		if st := send(bad.item); !strings.Contains(st.GetLastRejection(), bad.want) {
+			t.Errorf("item %v: last rejection %q, want it to name %q", bad.item, st.GetLastRejection(), bad.want)
+		}
+	}
+	if _, err := h.f.RetentionPolicy(""); !errors.Is(err, ErrNotFound) {
+		t.Errorf("a peer set this team's own terms: %v", err)
+	}
+	if got, _ := h.f.RetentionPolicy("cert-c"); got.GetVersion() != 2 {
+		t.Errorf("malformed terms replaced cert-c's: %v", got)
+	}
+}

@@ -211,3 +211,93 @@ func TestRetentionPurgesAtOriginAndPeer(t *testing.T) {
 		return nil
 	})
 }
+
+// TestRetentionTermsChangeReachesTheChain: B and C hold a record of A's
+// (C through B) under A's first terms, which purge nothing yet. A then
+// shortens its terms, still purging nothing, and makes no new record: the
+// new terms travel A→B→C on their own (so B and C would purge by them on
+// their own clocks even if A went away). A team that holds nothing of A's
+// through B (D) does not learn A's terms. Then A's terms purge, and A, B
+// and C each lose the private user information.
+func TestRetentionTermsChangeReachesTheChain(t *testing.T) {
+	fast := []string{"--retention-tick", "200ms", "--retention-min-keep", "1s"}
+	a := startTeam(t, "cert-a", 1, fast...)
+	b := startTeam(t, "cert-b", 1, fast...)
+	c := startTeam(t, "cert-c", 1, fast...)
+	d := startTeam(t, "cert-d", 1, fast...)
+	a.peerWith(t, b, false)
+	b.peerWith(t, a, true)
+	b.peerWith(t, c, false)
+	c.peerWith(t, b, true)
+	b.peerWith(t, d, false)
+	d.peerWith(t, b, true)
+	a.setPolicy(t, forwardAllBut("cert-b", 2))
+	b.setPolicy(t, forwardAllBut("cert-c", 3))
+	ra := retentionClient(t, a)
+
+	keep := func(d time.Duration) *durationpb.Duration { return durationpb.New(d) }
+	if _, err := ra.SetRetentionPolicy(ctxT(t), &irxv1.SetRetentionPolicyRequest{Policy: &irxv1.RetentionPolicy{Rules: []*irxv1.RetentionRule{
+		{Name: "private-user", InfoClass: privateUser, Keep: keep(24 * time.Hour)},
+	}}}); err != nil {
+		t.Fatal(err)
+	}
+	rec, _ := canaryRecord()
+	id := create(t, a.clients[0], rec).GetId()
+	caughtUp(t, a, "cert-b", 1)
+	caughtUp(t, b, "cert-c", 1)
+	for _, tm := range []*team{b, c} {
+		if !holds(t, tm, id, "cnry-private-user-log") {
+			t.Fatalf("%s's copy lacks the private user information: nothing reached it to purge", tm.id)
+		}
+	}
+
+	shorter, err := ra.SetRetentionPolicy(ctxT(t), &irxv1.SetRetentionPolicyRequest{Policy: &irxv1.RetentionPolicy{Rules: []*irxv1.RetentionRule{
+		{Name: "private-user", InfoClass: privateUser, Keep: keep(12 * time.Hour)},
+	}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tm := range []*team{b, c} {
+		eventually(t, 60*time.Second, "A's shorter terms at "+tm.id, func() error {
+			got, err := retentionClient(t, tm).GetRetentionPolicy(ctxT(t), &irxv1.GetRetentionPolicyRequest{TeamId: "cert-a"})
+			if err != nil {
+				return err
+			}
+			if !proto.Equal(got.GetPolicy(), shorter.GetPolicy()) {
+				return fmt.Errorf("A's terms at %s: %v, want %v", tm.id, got.GetPolicy(), shorter.GetPolicy())
+			}
+			return nil
+		})
+	}
+	caughtUp(t, b, "cert-d", 0)
+	if _, err := retentionClient(t, d).GetRetentionPolicy(ctxT(t), &irxv1.GetRetentionPolicyRequest{TeamId: "cert-a"}); status.Code(err) != codes.NotFound {
+		t.Errorf("D, which holds nothing of A's, got A's terms: %v", err)
+	}
+
+	short, err := ra.SetRetentionPolicy(ctxT(t), &irxv1.SetRetentionPolicyRequest{Policy: &irxv1.RetentionPolicy{Rules: []*irxv1.RetentionRule{
+		{Name: "private-user", InfoClass: privateUser, Keep: keep(2 * time.Second)},
+	}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tm := range []*team{a, b, c} {
+		eventually(t, 90*time.Second, tm.id+" purged by A's new terms", func() error {
+			if tm != a {
+				got, err := retentionClient(t, tm).GetRetentionPolicy(ctxT(t), &irxv1.GetRetentionPolicyRequest{TeamId: "cert-a"})
+				if err != nil {
+					return err
+				}
+				if got.GetPolicy().GetVersion() != short.GetPolicy().GetVersion() {
+					return fmt.Errorf("A's terms at %s are version %d, want %d", tm.id, got.GetPolicy().GetVersion(), short.GetPolicy().GetVersion())
+				}
+			}
+			if holds(t, tm, id, "cnry-private-user-log") || holds(t, tm, id, "+1 555 0199") {
+				return fmt.Errorf("a version of %s still holds private user information", id)
+			}
+			return nil
+		})
+		if !holds(t, tm, id, "cnry-intruder.example") {
+			t.Errorf("%s: the purge took what the rule does not cover", tm.id)
+		}
+	}
+}

@@ -47,6 +47,11 @@ const (
 	// The team published its statistics (PublishStatisticsCommand); peers
 	// whose policy discloses the statistical class receive them.
 	FeedEntryKind_FEED_ENTRY_KIND_STATISTICS FeedEntryKind = 6
+	// The retention terms of origin_team_id changed: this team's own policy
+	// was set, or newer terms of a team whose records we hold arrived.
+	// Peers that may hold that team's records receive the terms, so their
+	// copies are purged by them without waiting for a new record.
+	FeedEntryKind_FEED_ENTRY_KIND_RETENTION FeedEntryKind = 7
 )
 
 // Enum value maps for FeedEntryKind.
@@ -59,6 +64,7 @@ var (
 		4: "FEED_ENTRY_KIND_REPLACEMENT",
 		5: "FEED_ENTRY_KIND_REDISCLOSURE",
 		6: "FEED_ENTRY_KIND_STATISTICS",
+		7: "FEED_ENTRY_KIND_RETENTION",
 	}
 	FeedEntryKind_value = map[string]int32{
 		"FEED_ENTRY_KIND_UNSPECIFIED":  0,
@@ -68,6 +74,7 @@ var (
 		"FEED_ENTRY_KIND_REPLACEMENT":  4,
 		"FEED_ENTRY_KIND_REDISCLOSURE": 5,
 		"FEED_ENTRY_KIND_STATISTICS":   6,
+		"FEED_ENTRY_KIND_RETENTION":    7,
 	}
 )
 
@@ -1800,8 +1807,10 @@ type FeedEntry struct {
 	// For FEED_ENTRY_KIND_REPLACEMENT: why the team we received the record
 	// from replaced the version.
 	ReplacementReason ReplacementReason `protobuf:"varint,11,opt,name=replacement_reason,json=replacementReason,proto3,enum=irx.v1.ReplacementReason" json:"replacement_reason,omitempty"`
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	// For FEED_ENTRY_KIND_RETENTION: the team whose terms changed.
+	OriginTeamId  string `protobuf:"bytes,12,opt,name=origin_team_id,json=originTeamId,proto3" json:"origin_team_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *FeedEntry) Reset() {
@@ -1909,6 +1918,13 @@ func (x *FeedEntry) GetReplacementReason() ReplacementReason {
 		return x.ReplacementReason
 	}
 	return ReplacementReason_REPLACEMENT_REASON_UNSPECIFIED
+}
+
+func (x *FeedEntry) GetOriginTeamId() string {
+	if x != nil {
+		return x.OriginTeamId
+	}
+	return ""
 }
 
 // PeerState is the replicated federation state of one peer: where we are
@@ -3153,7 +3169,7 @@ const file_irx_v1_command_proto_rawDesc = "" +
 	"\bincident\x18\x01 \x01(\v2\x10.irx.v1.IncidentR\bincident\x12;\n" +
 	"\vupdate_mask\x18\x02 \x01(\v2\x1a.google.protobuf.FieldMaskR\n" +
 	"updateMask\x12)\n" +
-	"\x10expected_version\x18\x03 \x01(\x03R\x0fexpectedVersion\"\xef\x03\n" +
+	"\x10expected_version\x18\x03 \x01(\x03R\x0fexpectedVersion\"\x95\x04\n" +
 	"\tFeedEntry\x12\x1a\n" +
 	"\bsequence\x18\x01 \x01(\x04R\bsequence\x12\x1f\n" +
 	"\vincident_id\x18\x02 \x01(\tR\n" +
@@ -3170,7 +3186,8 @@ const file_irx_v1_command_proto_rawDesc = "" +
 	"\x11withdrawal_reason\x18\t \x01(\x0e2\x18.irx.v1.WithdrawalReasonR\x10withdrawalReason\x12*\n" +
 	"\x11after_incident_id\x18\n" +
 	" \x01(\tR\x0fafterIncidentId\x12H\n" +
-	"\x12replacement_reason\x18\v \x01(\x0e2\x19.irx.v1.ReplacementReasonR\x11replacementReason\"\x8f\x06\n" +
+	"\x12replacement_reason\x18\v \x01(\x0e2\x19.irx.v1.ReplacementReasonR\x11replacementReason\x12$\n" +
+	"\x0eorigin_team_id\x18\f \x01(\tR\foriginTeamId\"\x8f\x06\n" +
 	"\tPeerState\x12%\n" +
 	"\x0einbound_cursor\x18\x01 \x01(\x04R\rinboundCursor\x124\n" +
 	"\x16inbound_policy_version\x18\x02 \x01(\x03R\x14inboundPolicyVersion\x12!\n" +
@@ -3241,7 +3258,7 @@ const file_irx_v1_command_proto_rawDesc = "" +
 	"\x14RetentionTickCommand\"]\n" +
 	"\x0eRetentionState\x12/\n" +
 	"\x06policy\x18\x01 \x01(\v2\x17.irx.v1.RetentionPolicyR\x06policy\x12\x1a\n" +
-	"\bprogress\x18\x02 \x03(\fR\bprogress*\xec\x01\n" +
+	"\bprogress\x18\x02 \x03(\fR\bprogress*\x8b\x02\n" +
 	"\rFeedEntryKind\x12\x1f\n" +
 	"\x1bFEED_ENTRY_KIND_UNSPECIFIED\x10\x00\x12\x1b\n" +
 	"\x17FEED_ENTRY_KIND_VERSION\x10\x01\x12\x1e\n" +
@@ -3249,7 +3266,8 @@ const file_irx_v1_command_proto_rawDesc = "" +
 	"\x16FEED_ENTRY_KIND_POLICY\x10\x03\x12\x1f\n" +
 	"\x1bFEED_ENTRY_KIND_REPLACEMENT\x10\x04\x12 \n" +
 	"\x1cFEED_ENTRY_KIND_REDISCLOSURE\x10\x05\x12\x1e\n" +
-	"\x1aFEED_ENTRY_KIND_STATISTICS\x10\x06B*Z(github.com/irxfed/irx/proto/irx/v1;irxv1b\x06proto3"
+	"\x1aFEED_ENTRY_KIND_STATISTICS\x10\x06\x12\x1d\n" +
+	"\x19FEED_ENTRY_KIND_RETENTION\x10\aB*Z(github.com/irxfed/irx/proto/irx/v1;irxv1b\x06proto3"
 
 var (
 	file_irx_v1_command_proto_rawDescOnce sync.Once

@@ -636,6 +636,7 @@ type FeedItem struct {
 	//	*FeedItem_Withdrawal
 	//	*FeedItem_Replacement
 	//	*FeedItem_Statistics
+	//	*FeedItem_RetentionTerms
 	Kind isFeedItem_Kind `protobuf_oneof:"kind"`
 	// For an incident or a replacement: the retention terms of the record's
 	// origin as the serving team holds them (its own policy, or the terms
@@ -735,6 +736,15 @@ func (x *FeedItem) GetStatistics() *SharedStatistics {
 	return nil
 }
 
+func (x *FeedItem) GetRetentionTerms() *RetentionPolicy {
+	if x != nil {
+		if x, ok := x.Kind.(*FeedItem_RetentionTerms); ok {
+			return x.RetentionTerms
+		}
+	}
+	return nil
+}
+
 func (x *FeedItem) GetRetention() *RetentionPolicy {
 	if x != nil {
 		return x.Retention
@@ -770,6 +780,14 @@ type FeedItem_Statistics struct {
 	Statistics *SharedStatistics `protobuf:"bytes,6,opt,name=statistics,proto3,oneof"`
 }
 
+type FeedItem_RetentionTerms struct {
+	// The retention terms of a team changed: the serving team's own, or
+	// those of a team whose records the caller holds through the serving
+	// team. The caller keeps them if they are newer than its own copy of
+	// that team's terms (team_id names the team) and purges by them.
+	RetentionTerms *RetentionPolicy `protobuf:"bytes,7,opt,name=retention_terms,json=retentionTerms,proto3,oneof"`
+}
+
 func (*FeedItem_Incident) isFeedItem_Kind() {}
 
 func (*FeedItem_Withdrawal) isFeedItem_Kind() {}
@@ -777,6 +795,8 @@ func (*FeedItem_Withdrawal) isFeedItem_Kind() {}
 func (*FeedItem_Replacement) isFeedItem_Kind() {}
 
 func (*FeedItem_Statistics) isFeedItem_Kind() {}
+
+func (*FeedItem_RetentionTerms) isFeedItem_Kind() {}
 
 // IncidentReplacement replaces one version of an incident the caller
 // holds. A team sends it whenever what the caller may hold of that version
@@ -1256,7 +1276,7 @@ const file_irx_v1_federation_service_proto_rawDesc = "" +
 	"\n" +
 	"generation\x18\x90\x03 \x01(\x04R\n" +
 	"generation\x125\n" +
-	"\x16restored_feed_sequence\x18\x91\x03 \x01(\x04R\x14restoredFeedSequence\"\x8e\x03\n" +
+	"\x16restored_feed_sequence\x18\x91\x03 \x01(\x04R\x14restoredFeedSequence\"\xd2\x03\n" +
 	"\bFeedItem\x12\x1a\n" +
 	"\bsequence\x18\x01 \x01(\x04R\bsequence\x12;\n" +
 	"\vcommit_time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
@@ -1268,7 +1288,8 @@ const file_irx_v1_federation_service_proto_rawDesc = "" +
 	"\vreplacement\x18\x05 \x01(\v2\x1b.irx.v1.IncidentReplacementH\x00R\vreplacement\x12:\n" +
 	"\n" +
 	"statistics\x18\x06 \x01(\v2\x18.irx.v1.SharedStatisticsH\x00R\n" +
-	"statistics\x126\n" +
+	"statistics\x12B\n" +
+	"\x0fretention_terms\x18\a \x01(\v2\x17.irx.v1.RetentionPolicyH\x00R\x0eretentionTerms\x126\n" +
 	"\tretention\x18\xc2\x03 \x01(\v2\x17.irx.v1.RetentionPolicyR\tretentionB\x06\n" +
 	"\x04kind\"\xb1\x01\n" +
 	"\x13IncidentReplacement\x12\x1f\n" +
@@ -1367,32 +1388,33 @@ var file_irx_v1_federation_service_proto_depIdxs = []int32{
 	12, // 6: irx.v1.FeedItem.withdrawal:type_name -> irx.v1.IncidentWithdrawal
 	11, // 7: irx.v1.FeedItem.replacement:type_name -> irx.v1.IncidentReplacement
 	22, // 8: irx.v1.FeedItem.statistics:type_name -> irx.v1.SharedStatistics
-	23, // 9: irx.v1.FeedItem.retention:type_name -> irx.v1.RetentionPolicy
-	21, // 10: irx.v1.IncidentReplacement.incident:type_name -> irx.v1.Incident
-	0,  // 11: irx.v1.IncidentReplacement.reason:type_name -> irx.v1.ReplacementReason
-	1,  // 12: irx.v1.IncidentWithdrawal.reason:type_name -> irx.v1.WithdrawalReason
-	21, // 13: irx.v1.HandOffIncidentRequest.incident:type_name -> irx.v1.Incident
-	21, // 14: irx.v1.HandOffIncidentResponse.incident:type_name -> irx.v1.Incident
-	24, // 15: irx.v1.GetSignedTeamDescriptionResponse.signed_description:type_name -> irx.v1.SignedTeamDescription
-	8,  // 16: irx.v1.FederationService.Subscribe:input_type -> irx.v1.SubscribeRequest
-	13, // 17: irx.v1.FederationService.Acknowledge:input_type -> irx.v1.AcknowledgeRequest
-	15, // 18: irx.v1.FederationService.HandOffIncident:input_type -> irx.v1.HandOffIncidentRequest
-	17, // 19: irx.v1.FederationService.GetSignedTeamDescription:input_type -> irx.v1.GetSignedTeamDescriptionRequest
-	4,  // 20: irx.v1.FederationService.DeliverWarning:input_type -> irx.v1.DeliverWarningRequest
-	6,  // 21: irx.v1.FederationService.AcknowledgePeerWarning:input_type -> irx.v1.AcknowledgePeerWarningRequest
-	2,  // 22: irx.v1.FederationService.DeliverSightings:input_type -> irx.v1.DeliverSightingsRequest
-	9,  // 23: irx.v1.FederationService.Subscribe:output_type -> irx.v1.SubscribeResponse
-	14, // 24: irx.v1.FederationService.Acknowledge:output_type -> irx.v1.AcknowledgeResponse
-	16, // 25: irx.v1.FederationService.HandOffIncident:output_type -> irx.v1.HandOffIncidentResponse
-	18, // 26: irx.v1.FederationService.GetSignedTeamDescription:output_type -> irx.v1.GetSignedTeamDescriptionResponse
-	5,  // 27: irx.v1.FederationService.DeliverWarning:output_type -> irx.v1.DeliverWarningResponse
-	7,  // 28: irx.v1.FederationService.AcknowledgePeerWarning:output_type -> irx.v1.AcknowledgePeerWarningResponse
-	3,  // 29: irx.v1.FederationService.DeliverSightings:output_type -> irx.v1.DeliverSightingsResponse
-	23, // [23:30] is the sub-list for method output_type
-	16, // [16:23] is the sub-list for method input_type
-	16, // [16:16] is the sub-list for extension type_name
-	16, // [16:16] is the sub-list for extension extendee
-	0,  // [0:16] is the sub-list for field type_name
+	23, // 9: irx.v1.FeedItem.retention_terms:type_name -> irx.v1.RetentionPolicy
+	23, // 10: irx.v1.FeedItem.retention:type_name -> irx.v1.RetentionPolicy
+	21, // 11: irx.v1.IncidentReplacement.incident:type_name -> irx.v1.Incident
+	0,  // 12: irx.v1.IncidentReplacement.reason:type_name -> irx.v1.ReplacementReason
+	1,  // 13: irx.v1.IncidentWithdrawal.reason:type_name -> irx.v1.WithdrawalReason
+	21, // 14: irx.v1.HandOffIncidentRequest.incident:type_name -> irx.v1.Incident
+	21, // 15: irx.v1.HandOffIncidentResponse.incident:type_name -> irx.v1.Incident
+	24, // 16: irx.v1.GetSignedTeamDescriptionResponse.signed_description:type_name -> irx.v1.SignedTeamDescription
+	8,  // 17: irx.v1.FederationService.Subscribe:input_type -> irx.v1.SubscribeRequest
+	13, // 18: irx.v1.FederationService.Acknowledge:input_type -> irx.v1.AcknowledgeRequest
+	15, // 19: irx.v1.FederationService.HandOffIncident:input_type -> irx.v1.HandOffIncidentRequest
+	17, // 20: irx.v1.FederationService.GetSignedTeamDescription:input_type -> irx.v1.GetSignedTeamDescriptionRequest
+	4,  // 21: irx.v1.FederationService.DeliverWarning:input_type -> irx.v1.DeliverWarningRequest
+	6,  // 22: irx.v1.FederationService.AcknowledgePeerWarning:input_type -> irx.v1.AcknowledgePeerWarningRequest
+	2,  // 23: irx.v1.FederationService.DeliverSightings:input_type -> irx.v1.DeliverSightingsRequest
+	9,  // 24: irx.v1.FederationService.Subscribe:output_type -> irx.v1.SubscribeResponse
+	14, // 25: irx.v1.FederationService.Acknowledge:output_type -> irx.v1.AcknowledgeResponse
+	16, // 26: irx.v1.FederationService.HandOffIncident:output_type -> irx.v1.HandOffIncidentResponse
+	18, // 27: irx.v1.FederationService.GetSignedTeamDescription:output_type -> irx.v1.GetSignedTeamDescriptionResponse
+	5,  // 28: irx.v1.FederationService.DeliverWarning:output_type -> irx.v1.DeliverWarningResponse
+	7,  // 29: irx.v1.FederationService.AcknowledgePeerWarning:output_type -> irx.v1.AcknowledgePeerWarningResponse
+	3,  // 30: irx.v1.FederationService.DeliverSightings:output_type -> irx.v1.DeliverSightingsResponse
+	24, // [24:31] is the sub-list for method output_type
+	17, // [17:24] is the sub-list for method input_type
+	17, // [17:17] is the sub-list for extension type_name
+	17, // [17:17] is the sub-list for extension extendee
+	0,  // [0:17] is the sub-list for field type_name
 }
 
 func init() { file_irx_v1_federation_service_proto_init() }
@@ -1410,6 +1432,7 @@ func file_irx_v1_federation_service_proto_init() {
 		(*FeedItem_Withdrawal)(nil),
 		(*FeedItem_Replacement)(nil),
 		(*FeedItem_Statistics)(nil),
+		(*FeedItem_RetentionTerms)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
