@@ -62,6 +62,9 @@ const (
 	// stream of applied entries; with cutGrace it bounds the time from a
 	// change to the cut well under a second.
 	recheckInterval = 100 * time.Millisecond
+	// expiryRecheck is how often open connections are checked when
+	// nothing changes, for certificates that expired while connected.
+	expiryRecheck = time.Second
 	// cutGrace is how long a cut connection's streams get to end and send
 	// the peer their status before the socket is closed under them.
 	cutGrace = 250 * time.Millisecond
@@ -408,6 +411,11 @@ func (f *Federation) recheck(passed **irxv1.Peer, chain []*x509.Certificate, cla
 	if readErr != nil {
 		return notConfigured(claimed, readErr)
 	}
+	// A chain that verified at the handshake stops being valid when one
+	// of its certificates expires, whatever the configuration does.
+	if at, ok := chainExpiry(chain); ok && !time.Now().Before(at) {
+		return refuse(reasonExpired, "certificate of %s: its chain expired at %s", claimed, at.UTC().Format(time.RFC3339))
+	}
 	if *passed != nil && proto.Equal(*passed, p) {
 		return nil
 	}
@@ -416,6 +424,17 @@ func (f *Federation) recheck(passed **irxv1.Peer, chain []*x509.Certificate, cla
 	}
 	*passed = p
 	return nil
+}
+
+// chainExpiry is when the first certificate of chain expires.
+func chainExpiry(chain []*x509.Certificate) (time.Time, bool) {
+	var at time.Time
+	for _, c := range chain {
+		if at.IsZero() || c.NotAfter.Before(at) {
+			at = c.NotAfter
+		}
+	}
+	return at, !at.IsZero()
 }
 
 // check re-verifies a connection against its peer's configuration p.
@@ -442,8 +461,16 @@ func (f *Federation) watchPeers(stop <-chan struct{}) {
 	}()
 	seen := f.state.AppliedIndex()
 	for {
-		if err := f.state.WaitApplied(ctx, seen+1); err != nil {
+		// A change of the state wakes the check, and so does time: a
+		// certificate expires without any change.
+		wait, cancelWait := context.WithTimeout(ctx, expiryRecheck)
+		err := f.state.WaitApplied(wait, seen+1)
+		cancelWait()
+		if ctx.Err() != nil {
 			return
+		}
+		if err != nil && !errors.Is(err, context.DeadlineExceeded) {
+			f.log.Warn("waiting for applied changes to recheck peer connections", "error", err)
 		}
 		// Read before checking: a change applied after this index wakes
 		// the next round; one at or before it is in what the check reads.

@@ -356,6 +356,33 @@ func TestLiveCut(t *testing.T) {
 	}
 }
 
+// TestLiveCutAtExpiry: a connection whose certificate expires while it is
+// open is cut, with nothing changed in the peer's configuration, and says
+// why.
+func TestLiveCutAtExpiry(t *testing.T) {
+	fx := newFixture(t, false)
+	certPEM, keyPEM, err := fx.caB.Issue(pki.IssueRequest{Identity: pki.NodeIdentity("cert-b", "n1"), Usage: pki.UsageNode, Validity: 4 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := fx.subscribe(t, cert, true)
+	if err := s.wait(t, reasonExpired); !refusedOrClosed(err) {
+		t.Errorf("the stream ended with %v, want PermissionDenied or Unavailable", err)
+	}
+	<-fx.feed.ended
+	if cause := <-fx.feed.causes; !errors.As(cause, new(*cut)) || reasonOf(cause) != reasonExpired {
+		t.Errorf("the handler's context ended with %v, want the cut (%s)", cause, reasonExpired)
+	}
+	waitFor(t, "the connection is closed", func() bool { return fx.f.conns.count() == 0 })
+	if got := counterValue(t, fx.f.cuts.connections, "cert-b", reasonExpired); got != 1 {
+		t.Errorf("irx_peer_connections_cut_total{peer=cert-b,reason=%s} = %v, want 1", reasonExpired, got)
+	}
+}
+
 // TestLiveCutSparesOthers: a change cuts only the connections whose
 // certificates it refuses; changes that refuse nothing cut nothing.
 func TestLiveCutSparesOthers(t *testing.T) {
