@@ -413,10 +413,15 @@ func (a *applier) scan(lower, upper []byte, fn func(k, v []byte)) {
 	}
 }
 
-// holders returns the records that hold the value of group exactly.
-func (a *applier) holders(group []byte) []member {
+// holders returns the records that hold the value of group exactly. held
+// is how many index keys the value has (heldValues' count; -1 where the
+// memory does not count the value's kind): when this batch wrote all of
+// them, the database has no other and is not read. That is the common
+// case of a new address or name, and a read of the index is a seek in
+// every level of the database.
+func (a *applier) holders(group []byte, held int) []member {
 	var out []member
-	a.scan(group, prefixEnd(group), func(k, v []byte) {
+	add := func(k, v []byte) {
 		id, err := idFromKey(k, prefixCorrelation)
 		t, sender, _, ok := parseEntryValue(v)
 		if err != nil || !ok {
@@ -424,7 +429,29 @@ func (a *applier) holders(group []byte) []member {
 			return
 		}
 		out = append(out, member{id: id, time: t, sender: sender})
-	})
+	}
+	if held == 0 {
+		return nil
+	}
+	// A value group's keys all start with it and no other group's do (a
+	// group has a fixed length), so the batch's writes of it are the
+	// overlay's entry for it alone.
+	written := a.corr().overlay[string(group)]
+	live := 0
+	for _, v := range written {
+		if v != nil {
+			live++
+		}
+	}
+	if held == live {
+		for rest, v := range written {
+			if v != nil {
+				add(append(bytes.Clone(group), rest...), v)
+			}
+		}
+		return out
+	}
+	a.scan(group, prefixEnd(group), add)
 	return out
 }
 
@@ -460,7 +487,7 @@ func lastAddr(p netip.Prefix) netip.Addr {
 // anchor itself.
 func (a *applier) candidates(n record.Normalized) (out []member, exact bool) {
 	c := a.corr()
-	own := a.holders(valueGroup(c.valueKey(n)))
+	own := a.holders(valueGroup(c.valueKey(n)), a.fsm.held.count(n))
 	exact = len(own) > 0
 	out = append(out, own...)
 	switch n.Kind {
@@ -471,11 +498,13 @@ func (a *applier) candidates(n record.Normalized) (out []member, exact bool) {
 			if err != nil {
 				continue
 			}
-			out = append(out, a.holders(valueGroup(c.valueKey(record.Normalized{Kind: record.ValueNet, Prefix: p})))...)
+			net := record.Normalized{Kind: record.ValueNet, Prefix: p}
+			out = append(out, a.holders(valueGroup(c.valueKey(net)), a.fsm.held.count(net))...)
 		}
 	case record.ValueDomain:
 		for _, d := range record.ParentDomains(n.Domain) {
-			out = append(out, a.holders(valueGroup(c.valueKey(record.Normalized{Kind: record.ValueDomain, Domain: d})))...)
+			parent := record.Normalized{Kind: record.ValueDomain, Domain: d}
+			out = append(out, a.holders(valueGroup(c.valueKey(parent)), a.fsm.held.count(parent))...)
 		}
 	}
 	slices.SortFunc(out, func(x, y member) int {
@@ -813,6 +842,17 @@ func (h *heldValues) remove(n record.Normalized) {
 	default:
 		h.set.Delete(string(k))
 	}
+}
+
+// count is how many index keys hold n: -1 for a kind the memory does not
+// keep (prefixes, URLs, hashes, e-mail addresses, pseudonyms).
+func (h *heldValues) count(n record.Normalized) int {
+	k := orderKey(n)
+	if k == nil {
+		return -1
+	}
+	count, _ := h.set.Get(string(k))
+	return count
 }
 
 // addrsIn returns up to limit of the addresses held in p, in order.

@@ -99,6 +99,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		metrics  = fs.Int("metrics-base-port", 0, "serve metrics from started node i on 127.0.0.1:(port+i) and report Raft's log append and commit times")
 		profile  = fs.String("cpuprofile", "", "write the load tool's own CPU profile over the measured window to this file")
 		procs    = fs.Int("gomaxprocs", 0, gomaxprocsUsage)
+		unique   = fs.Bool("unique-values", false, "every create names a C2 domain of its own, rather than every record sharing its values")
 	)
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
@@ -164,11 +165,16 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	defer closePool()
 	incident := paddedIncident(*size)
 	request, err := encodedCreate(incident)
+	values := ""
+	if *unique {
+		request, err = uniqueValues(incident)
+		values = ", each with a C2 domain of its own"
+	}
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(out, "ingest: %d clients over %d nodes, %d-byte incidents, %v warm-up, %v measured, %s\n",
-		*clients, len(addrs), proto.Size(incident), *warmup, *duration, procsUsed.note(len(started) > 0))
+	fmt.Fprintf(out, "ingest: %d clients over %d nodes, %d-byte incidents%s, %v warm-up, %v measured, %s\n",
+		*clients, len(addrs), proto.Size(incident), values, *warmup, *duration, procsUsed.note(len(started) > 0))
 	if leaderAddr != "" {
 		fmt.Fprintf(out, "leader %s; the first client sends to %s\n", leaderAddr, addrs[0])
 	}

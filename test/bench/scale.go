@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -45,6 +46,8 @@ func runScale(ctx context.Context, args []string, out io.Writer) error {
 		keep     = fs.Bool("keep", false, "keep the data directory")
 		prebuilt = fs.String("irxd", "", "use this irxd binary instead of building ./cmd/irxd")
 		irxdArgs = fs.String("irxd-args", "", "extra flags for every started irxd, space-separated (such as --snapshot-threshold 1024 --trailing-logs 256, so a new member installs a snapshot rather than replaying the whole log)")
+		unique   = fs.Bool("unique-values", false, "every record names a C2 domain of its own (a million records: a million distinct indicators in the correlation index), rather than every record sharing its values")
+		profiles = fs.String("profile-dir", "", "write each node's CPU profile over the full-store ingest window to this directory (node1.prof, ...)")
 	)
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -72,7 +75,16 @@ func runScale(ctx context.Context, args []string, out io.Writer) error {
 		return err
 	}
 	startCtx, cancel := context.WithTimeout(ctx, time.Minute)
-	team, err := irxdtest.LaunchCluster(startCtx, bin, dir, *nodes, strings.Fields(*irxdArgs)...)
+	debugAddrs := make([]string, *nodes)
+	team, err := irxdtest.LaunchClusterEach(startCtx, bin, dir, *nodes, func(i int, n *irxdtest.Node) {
+		if *profiles == "" {
+			return
+		}
+		if addr, err := irxdtest.FreePort(); err == nil {
+			debugAddrs[i] = addr
+			n.Args = append(n.Args, "--debug-addr", addr)
+		}
+	}, strings.Fields(*irxdArgs)...)
 	cancel()
 	defer func() {
 		for _, n := range team {
@@ -94,10 +106,15 @@ func runScale(ctx context.Context, args []string, out io.Writer) error {
 		}
 	}
 	request, err := encodedCreate(paddedIncident(*size))
+	values := "every record sharing its values"
+	if *unique {
+		request, err = uniqueValues(paddedIncident(*size))
+		values = "every record with a C2 domain of its own"
+	}
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(out, "scale: %d-node team in %s, %d-byte incidents, %d clients\n", *nodes, dir, *size, *clients)
+	fmt.Fprintf(out, "scale: %d-node team in %s, %d-byte incidents, %s, %d clients\n", *nodes, dir, *size, values, *clients)
 
 	empty := drive(ctx, pool, *clients, request, *duration, 0, nil)
 	fmt.Fprintf(out, "ingest on the empty store: %s\n", empty)
@@ -149,7 +166,9 @@ func runScale(ctx context.Context, args []string, out io.Writer) error {
 	}
 	fmt.Fprintf(out, "store: %d records (last ticket), Raft index %d; data directories: %s\n", st.GetLastTicket(), st.GetCommitIndex(), diskUse(team))
 
+	profiled := profileNodes(ctx, debugAddrs, *profiles, *duration-time.Second, out)
 	full := drive(ctx, pool, *clients, request, *duration, 0, nil)
+	profiled()
 	fmt.Fprintf(out, "ingest on the full store: %s (%.0f%% of the empty store's rate)\n", full, 100*full.rate()/empty.rate())
 	fmt.Fprintf(out, "RSS after it: %s\n", rss(team))
 
@@ -450,4 +469,55 @@ func installMember(ctx context.Context, bin, dir string, team []*irxdtest.Node, 
 	}
 	fmt.Fprintf(out, "new member: reached index %d in %v: %s; RSS %s\n", target, took.Round(100*time.Millisecond), how, rss([]*irxdtest.Node{n}))
 	return nil
+}
+
+// profileNodes starts fetching each node's CPU profile over the next
+// seconds (pprof on its debug address) into dir; the returned func waits
+// for them. Without dir it does nothing.
+func profileNodes(ctx context.Context, debugAddrs []string, dir string, over time.Duration, out io.Writer) func() {
+	if dir == "" {
+		return func() {}
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		fmt.Fprintf(out, "profiles: %v\n", err)
+		return func() {}
+	}
+	var wg sync.WaitGroup
+	for i, addr := range debugAddrs {
+		if addr == "" {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			file := filepath.Join(dir, fmt.Sprintf("node%d.prof", i+1))
+			if err := fetchProfile(ctx, addr, over, file); err != nil {
+				fmt.Fprintf(out, "profile of node%d: %v\n", i+1, err)
+			}
+		}()
+	}
+	return wg.Wait
+}
+
+func fetchProfile(ctx context.Context, addr string, over time.Duration, file string) error {
+	ctx, cancel := context.WithTimeout(ctx, over+30*time.Second)
+	defer cancel()
+	url := fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", addr, max(1, int(over.Seconds())))
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s: %s", url, resp.Status)
+	}
+	data, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(file, data, 0o644)
 }

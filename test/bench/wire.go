@@ -1,9 +1,14 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"sync/atomic"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/mem"
@@ -22,8 +27,46 @@ import (
 
 const createIncidentMethod = "/irx.v1.IncidentService/CreateIncident"
 
-// encoded is a message that stays in its wire form.
-type encoded struct{ data []byte }
+// encoded is a message that stays in its wire form. With seq set, every
+// call sends its own copy, whose 16 bytes at vary hold the next number of
+// seq in hex: a value no other call sends (uniqueValues).
+type encoded struct {
+	data []byte
+	vary int
+	seq  *atomic.Uint64
+}
+
+// instance is what one call sends.
+func (e *encoded) instance() *encoded {
+	if e.seq == nil {
+		return e
+	}
+	data := bytes.Clone(e.data)
+	hex.Encode(data[e.vary:e.vary+16], binary.BigEndian.AppendUint64(nil, e.seq.Add(1)))
+	return &encoded{data: data}
+}
+
+// variedPlaceholder is the 16 hex digits uniqueValues replaces per call.
+const variedPlaceholder = "0000000000000000"
+
+// uniqueValues is a CreateIncidentRequest for inc that also names a C2
+// domain of its own on every call: each record adds a value to the
+// correlation index and to its memory of held names, as a feed of
+// distinct indicators does, rather than sharing every value with every
+// other record. Numbers start from the clock, so runs against the same
+// team do not repeat each other's.
+func uniqueValues(inc *irxv1.Incident) (*encoded, error) {
+	inc = proto.CloneOf(inc)
+	inc.Indicators = append(inc.Indicators, &irxv1.Indicator{Kind: irxv1.IndicatorKind_INDICATOR_KIND_DOMAIN, Value: "c2-" + variedPlaceholder + ".example"})
+	e, err := encodedCreate(inc)
+	if err != nil {
+		return nil, err
+	}
+	e.vary = bytes.Index(e.data, []byte("c2-"+variedPlaceholder)) + len("c2-")
+	e.seq = new(atomic.Uint64)
+	e.seq.Store(uint64(time.Now().UnixNano()))
+	return e, nil
+}
 
 // wireCodec moves *encoded messages without encoding or decoding them.
 type wireCodec struct{}
@@ -59,6 +102,7 @@ func encodedCreate(inc *irxv1.Incident) (*encoded, error) {
 // createEncoded sends req and returns the id of the incident the node
 // stored; an answer without one is an error.
 func createEncoded(ctx context.Context, conn grpc.ClientConnInterface, req *encoded) (string, error) {
+	req = req.instance()
 	var resp encoded
 	if err := conn.Invoke(ctx, createIncidentMethod, req, &resp, grpc.ForceCodecV2(wireCodec{})); err != nil {
 		return "", err
