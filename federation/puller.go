@@ -237,6 +237,11 @@ func (p *pullers) pull(ctx context.Context, peer *irxv1.Peer, endpoint string) (
 		return false, err
 	}
 	cursor, version, gen := st.GetInboundCursor(), st.GetInboundPolicyVersion(), st.GetInboundGeneration()
+	if st.GetInboundResyncPending() {
+		// A resync another leader began (or this one, before an error):
+		// finish it before reading the feed again.
+		return true, p.finishResync(ctx, team, gen)
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	stream, err := client.Subscribe(ctx, &irxv1.SubscribeRequest{Cursor: cursor, CursorPolicyVersion: version, MaxItems: int32(f.cfg.BatchItems), Generation: gen},
@@ -316,7 +321,27 @@ func (p *pullers) resync(ctx context.Context, team string, cursor, gen uint64, r
 	if err != nil {
 		return fmt.Errorf("resync with restored peer: %w", err)
 	}
-	return errPeerRestored
+	return p.finishResync(ctx, team, resp.generation)
+}
+
+// finishResync deletes our copies of a restored peer's records a stretch
+// per command until none is left, then ends the stream: the next one reads
+// the peer's feed from 0 under its new generation.
+func (p *pullers) finishResync(ctx context.Context, team string, gen uint64) error {
+	for {
+		st, err := p.f.state.PeerState(team)
+		if err != nil {
+			return err
+		}
+		if !st.GetInboundResyncPending() {
+			return errPeerRestored
+		}
+		if _, err := p.f.commit(ctx, &irxv1.Command{Kind: &irxv1.Command_ResyncPeer{ResyncPeer: &irxv1.ResyncPeerCommand{
+			PeerTeamId: team, Generation: gen, Continuation: true,
+		}}}); err != nil {
+			return fmt.Errorf("resync with restored peer: deleting our copies of its records: %w", err)
+		}
+	}
 }
 
 // errPeerRestored ends a stream after a resync with a restored peer.

@@ -268,6 +268,9 @@ func (a *applier) applyPeerFeed(c *irxv1.ApplyPeerFeedCommand) *Result {
 	if err != nil {
 		return &Result{Err: err}
 	}
+	if st.GetInboundResyncPending() {
+		return &Result{Err: fmt.Errorf("%w: a resync with %s is under way: its feed applies once our copies of its records are gone", ErrStaleCursor, peer)}
+	}
 	if st.GetInboundCursor() != c.GetFromCursor() || c.GetCursor() < c.GetFromCursor() {
 		return &Result{Err: fmt.Errorf("%w: our cursor in %s's feed is %d, the batch starts at %d", ErrStaleCursor, peer, st.GetInboundCursor(), c.GetFromCursor())}
 	}

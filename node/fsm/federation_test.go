@@ -10,13 +10,14 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	irxv1 "github.com/irxfed/irx/proto/irx/v1"
+	"github.com/irxfed/irx/record"
 )
 
 // foreignView is what peer sends us (team cert-a) of its incident ticket at
 // version: valid, with the provenance a sender stamps.
 func foreignView(origin string, ticket uint64, version int64, path ...string) *irxv1.Incident {
 	inc := newIncident()
-	inc.Id = origin + ":" + string(rune('0'+ticket))
+	inc.Id = record.ID{Team: origin, Ticket: ticket}.String()
 	inc.Version = version
 	inc.Tlp = irxv1.Tlp_TLP_GREEN
 	inc.Status = irxv1.Status_STATUS_NEW

@@ -20,6 +20,12 @@ import (
 // what the restored team holds, and nothing twice, since versions are
 // keyed by (origin, id, version). Records of other origins that reached us
 // through the peer are theirs to number and stay.
+//
+// The copies go a stretch of resyncStretch records per command, so no
+// Raft entry's work grows with what we hold of the peer: the first
+// command moves the cursor and marks the resync pending, continuations
+// delete the rest, and the peer's feed is refused until the last stretch
+// cleared the mark.
 func (a *applier) resyncPeer(c *irxv1.ResyncPeerCommand) *Result {
 	peer := c.GetPeerTeamId()
 	if peer == a.fsm.team || record.ValidateTeamID(peer) != nil {
@@ -38,14 +44,24 @@ func (a *applier) resyncPeer(c *irxv1.ResyncPeerCommand) *Result {
 	if err != nil {
 		return &Result{Err: err}
 	}
-	if st.GetInboundCursor() != c.GetFromCursor() || st.GetInboundGeneration() != c.GetFromGeneration() {
-		return &Result{Err: fmt.Errorf("%w: our cursor in %s's feed is %d in generation %d, the resync was for %d in %d",
-			ErrStaleCursor, peer, st.GetInboundCursor(), st.GetInboundGeneration(), c.GetFromCursor(), c.GetFromGeneration())}
+	if c.GetContinuation() {
+		if !st.GetInboundResyncPending() || st.GetInboundGeneration() != c.GetGeneration() {
+			return &Result{Err: fmt.Errorf("%w: no resync with %s is under way in generation %d", ErrStaleCursor, peer, c.GetGeneration())}
+		}
+	} else {
+		if st.GetInboundCursor() != c.GetFromCursor() || st.GetInboundGeneration() != c.GetFromGeneration() {
+			return &Result{Err: fmt.Errorf("%w: our cursor in %s's feed is %d in generation %d, the resync was for %d in %d",
+				ErrStaleCursor, peer, st.GetInboundCursor(), st.GetInboundGeneration(), c.GetFromCursor(), c.GetFromGeneration())}
+		}
+		if c.GetGeneration() == c.GetFromGeneration() || c.GetFromCursor() <= c.GetRestoredFeedSequence() {
+			return &Result{Err: fmt.Errorf("%w: a resync with %s that changes nothing", ErrInvalidCommand, peer)}
+		}
+		st.InboundCursor, st.InboundPolicyVersion, st.InboundGeneration = 0, 0, c.GetGeneration()
+		st.InboundResyncPending = true
+		a.fsm.log.Warn("peer restored from a backup older than our cursor: dropping our copies of its records, then reading its feed again",
+			"peer", peer, "generation", c.GetGeneration(), "restored_feed_sequence", c.GetRestoredFeedSequence())
 	}
-	if c.GetGeneration() == c.GetFromGeneration() || c.GetFromCursor() <= c.GetRestoredFeedSequence() {
-		return &Result{Err: fmt.Errorf("%w: a resync with %s that changes nothing", ErrInvalidCommand, peer)}
-	}
-	ids, err := a.recordsOf(peer)
+	ids, err := a.recordsOf(peer, resyncStretch)
 	if err != nil {
 		a.fail(err)
 		return &Result{Err: err}
@@ -59,21 +75,27 @@ func (a *applier) resyncPeer(c *irxv1.ResyncPeerCommand) *Result {
 		a.deleteCopy(id, cur)
 		delete(a.fsm.tombstones, id)
 	}
-	a.deleteRange(cat(prefixTomb, []byte(peer), []byte{0}))
-	for id := range a.fsm.tombstones {
-		if id.Team == peer {
-			delete(a.fsm.tombstones, id)
+	if len(ids) < resyncStretch {
+		a.deleteRange(cat(prefixTomb, []byte(peer), []byte{0}))
+		for id := range a.fsm.tombstones {
+			if id.Team == peer {
+				delete(a.fsm.tombstones, id)
+			}
 		}
+		st.InboundResyncPending = false
+		a.fsm.log.Info("resync with a restored peer: our copies of its records are gone; reading its feed again", "peer", peer, "generation", st.GetInboundGeneration())
 	}
-	st.InboundCursor, st.InboundPolicyVersion, st.InboundGeneration = 0, 0, c.GetGeneration()
 	a.setProto(st, peerStateKey(peer))
-	a.fsm.log.Warn("peer restored from a backup older than our cursor: dropped our copies of its records, reading its feed again",
-		"peer", peer, "records", len(ids), "generation", c.GetGeneration(), "restored_feed_sequence", c.GetRestoredFeedSequence())
 	return &Result{Err: a.err}
 }
 
-// recordsOf lists the ids of the incidents of origin team that we hold.
-func (a *applier) recordsOf(team string) ([]record.ID, error) {
+// resyncStretch is how many records of a restored peer one resync command
+// deletes.
+const resyncStretch = 1024
+
+// recordsOf lists the ids of up to limit incidents of origin team that we
+// hold, in id order.
+func (a *applier) recordsOf(team string, limit int) ([]record.ID, error) {
 	prefix := cat(prefixIncident, []byte(team), []byte{0})
 	it, err := a.b.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: prefixEnd(prefix)})
 	if err != nil {
@@ -81,7 +103,7 @@ func (a *applier) recordsOf(team string) ([]record.ID, error) {
 	}
 	defer it.Close()
 	var ids []record.ID
-	for it.First(); it.Valid(); it.Next() {
+	for valid := it.First(); valid && len(ids) < limit; valid = it.Next() {
 		id, err := idFromKey(it.Key(), prefixIncident)
 		if err != nil {
 			return nil, fmt.Errorf("fsm: incident key %q: %w", it.Key(), err)

@@ -79,3 +79,63 @@ func TestResyncPeer(t *testing.T) {
 		t.Fatalf("peer state %v", st)
 	}
 }
+
+// TestResyncPeerInStretches: a resync deletes our copies of the peer's
+// records a stretch per command; until the last stretch the peer's feed
+// is refused and a continuation of another generation changes nothing;
+// the last stretch clears the mark and the feed applies from 0.
+func TestResyncPeerInStretches(t *testing.T) {
+	h := newHarness(t)
+	h.addPeer("cert-b")
+	held := resyncStretch + resyncStretch/2
+	var items []*irxv1.FeedItem
+	for i := range held {
+		items = append(items, viewItem(uint64(i+1), foreignView("cert-b", uint64(i+1), 1)))
+	}
+	if res := h.feed("cert-b", 0, uint64(held), items...); res.Err != nil {
+		t.Fatal(res.Err)
+	}
+	count := func() int { return len(listAll(t, h.f, Query{OriginTeam: "cert-b"}, 2*held)) }
+	continuation := func(gen uint64) *Result {
+		return h.apply(h.command(&irxv1.Command{Kind: &irxv1.Command_ResyncPeer{ResyncPeer: &irxv1.ResyncPeerCommand{
+			PeerTeamId: "cert-b", Generation: gen, Continuation: true,
+		}}}))
+	}
+	if res := continuation(5); !errors.Is(res.Err, ErrStaleCursor) {
+		t.Fatalf("a continuation with no resync under way: %v", res.Err)
+	}
+	if res := h.resync("cert-b", uint64(held), 0, 5, 2); res.Err != nil {
+		t.Fatal(res.Err)
+	}
+	st, _ := h.f.PeerState("cert-b")
+	if n := count(); n != held-resyncStretch || !st.GetInboundResyncPending() || st.GetInboundCursor() != 0 {
+		t.Fatalf("after the first stretch: %d records held (want %d), state %v", n, held-resyncStretch, st)
+	}
+	feedFromZero := func() *Result {
+		return h.apply(h.command(&irxv1.Command{Kind: &irxv1.Command_ApplyPeerFeed{ApplyPeerFeed: &irxv1.ApplyPeerFeedCommand{
+			PeerTeamId: "cert-b", FromCursor: 0, Cursor: 1, Items: []*irxv1.FeedItem{viewItem(1, foreignView("cert-b", 1, 1))}, Head: 1, Generation: 5,
+		}}}))
+	}
+	before := contentDigest(t, h.f)
+	if res := feedFromZero(); !errors.Is(res.Err, ErrStaleCursor) {
+		t.Fatalf("the feed applied during the resync: %v", res.Err)
+	}
+	if res := continuation(6); !errors.Is(res.Err, ErrStaleCursor) {
+		t.Fatalf("a continuation of another generation: %v", res.Err)
+	}
+	if contentDigest(t, h.f) != before {
+		t.Fatal("a refused command changed the state")
+	}
+	if res := continuation(5); res.Err != nil {
+		t.Fatal(res.Err)
+	}
+	if st, _ := h.f.PeerState("cert-b"); count() != 0 || st.GetInboundResyncPending() {
+		t.Fatalf("after the last stretch: %d records held, state %v", count(), st)
+	}
+	if res := feedFromZero(); res.Err != nil {
+		t.Fatal(res.Err)
+	}
+	if count() != 1 {
+		t.Fatalf("after the feed from 0: %d records", count())
+	}
+}

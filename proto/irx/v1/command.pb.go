@@ -1187,8 +1187,11 @@ type ResyncPeerCommand struct {
 	Generation uint64 `protobuf:"varint,4,opt,name=generation,proto3" json:"generation,omitempty"`
 	// The last feed sequence of the backup the peer was restored from.
 	RestoredFeedSequence uint64 `protobuf:"varint,5,opt,name=restored_feed_sequence,json=restoredFeedSequence,proto3" json:"restored_feed_sequence,omitempty"`
-	unknownFields        protoimpl.UnknownFields
-	sizeCache            protoimpl.SizeCache
+	// Deletes the next stretch of a resync under way (generation names it;
+	// the other fields are not read), rather than starting one.
+	Continuation  bool `protobuf:"varint,6,opt,name=continuation,proto3" json:"continuation,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ResyncPeerCommand) Reset() {
@@ -1254,6 +1257,13 @@ func (x *ResyncPeerCommand) GetRestoredFeedSequence() uint64 {
 		return x.RestoredFeedSequence
 	}
 	return 0
+}
+
+func (x *ResyncPeerCommand) GetContinuation() bool {
+	if x != nil {
+		return x.Continuation
+	}
+	return false
 }
 
 // AcknowledgePeerCommand records that a peer applied our feed up to a
@@ -1966,8 +1976,12 @@ type PeerState struct {
 	// The peer's restore generation our inbound cursor counts in (see
 	// RestoreMark); 0 while the peer was never restored.
 	InboundGeneration uint64 `protobuf:"varint,400,opt,name=inbound_generation,json=inboundGeneration,proto3" json:"inbound_generation,omitempty"`
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	// A resync with the restored peer is under way: our copies of its
+	// records are being deleted, a stretch per ResyncPeerCommand, and its
+	// feed is not applied until they are gone.
+	InboundResyncPending bool `protobuf:"varint,401,opt,name=inbound_resync_pending,json=inboundResyncPending,proto3" json:"inbound_resync_pending,omitempty"`
+	unknownFields        protoimpl.UnknownFields
+	sizeCache            protoimpl.SizeCache
 }
 
 func (x *PeerState) Reset() {
@@ -2117,6 +2131,13 @@ func (x *PeerState) GetInboundGeneration() uint64 {
 		return x.InboundGeneration
 	}
 	return 0
+}
+
+func (x *PeerState) GetInboundResyncPending() bool {
+	if x != nil {
+		return x.InboundResyncPending
+	}
+	return false
 }
 
 // ChangeRoleCommand grants or revokes one role of an operator identity.
@@ -3120,7 +3141,7 @@ const file_irx_v1_command_proto_rawDesc = "" +
 	"check_text\x18\b \x01(\bR\tcheckText\x12\x1f\n" +
 	"\n" +
 	"generation\x18\x90\x03 \x01(\x04R\n" +
-	"generation\"\xd5\x01\n" +
+	"generation\"\xf9\x01\n" +
 	"\x11ResyncPeerCommand\x12 \n" +
 	"\fpeer_team_id\x18\x01 \x01(\tR\n" +
 	"peerTeamId\x12\x1f\n" +
@@ -3130,7 +3151,8 @@ const file_irx_v1_command_proto_rawDesc = "" +
 	"\n" +
 	"generation\x18\x04 \x01(\x04R\n" +
 	"generation\x124\n" +
-	"\x16restored_feed_sequence\x18\x05 \x01(\x04R\x14restoredFeedSequence\"\xe5\x01\n" +
+	"\x16restored_feed_sequence\x18\x05 \x01(\x04R\x14restoredFeedSequence\x12\"\n" +
+	"\fcontinuation\x18\x06 \x01(\bR\fcontinuation\"\xe5\x01\n" +
 	"\x16AcknowledgePeerCommand\x12 \n" +
 	"\fpeer_team_id\x18\x01 \x01(\tR\n" +
 	"peerTeamId\x12\x1f\n" +
@@ -3187,7 +3209,7 @@ const file_irx_v1_command_proto_rawDesc = "" +
 	"\x11after_incident_id\x18\n" +
 	" \x01(\tR\x0fafterIncidentId\x12H\n" +
 	"\x12replacement_reason\x18\v \x01(\x0e2\x19.irx.v1.ReplacementReasonR\x11replacementReason\x12$\n" +
-	"\x0eorigin_team_id\x18\f \x01(\tR\foriginTeamId\"\x8f\x06\n" +
+	"\x0eorigin_team_id\x18\f \x01(\tR\foriginTeamId\"\xc6\x06\n" +
 	"\tPeerState\x12%\n" +
 	"\x0einbound_cursor\x18\x01 \x01(\x04R\rinboundCursor\x124\n" +
 	"\x16inbound_policy_version\x18\x02 \x01(\x03R\x14inboundPolicyVersion\x12!\n" +
@@ -3206,7 +3228,8 @@ const file_irx_v1_command_proto_rawDesc = "" +
 	"\x15last_acknowledge_time\x18\x0e \x01(\v2\x1a.google.protobuf.TimestampR\x13lastAcknowledgeTime\x123\n" +
 	"\x15received_replacements\x18\x0f \x01(\x04R\x14receivedReplacements\x12+\n" +
 	"\x11sent_replacements\x18\x10 \x01(\x04R\x10sentReplacements\x12.\n" +
-	"\x12inbound_generation\x18\x90\x03 \x01(\x04R\x11inboundGeneration\"\x85\x01\n" +
+	"\x12inbound_generation\x18\x90\x03 \x01(\x04R\x11inboundGeneration\x125\n" +
+	"\x16inbound_resync_pending\x18\x91\x03 \x01(\bR\x14inboundResyncPending\"\x85\x01\n" +
 	"\x11ChangeRoleCommand\x12\x1a\n" +
 	"\bidentity\x18\x01 \x01(\tR\bidentity\x12 \n" +
 	"\x04role\x18\x02 \x01(\x0e2\f.irx.v1.RoleR\x04role\x12\x14\n" +
