@@ -367,7 +367,8 @@ func (c *correlator) put(k, v []byte) {
 func splitCorrelationKey(k []byte) (group, rest string) {
 	body := k[:len(k)-9]
 	i := bytes.LastIndexByte(body, 0)
-	return string(k[:i+1]), string(k[i+1:])
+	ks := string(k) // one allocation for both halves
+	return ks[:i+1], ks[i+1:]
 }
 
 // member is one record that holds a value, as its index key says.
