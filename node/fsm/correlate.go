@@ -297,6 +297,10 @@ func (a *applier) correlate(id record.ID, prev, next *irxv1.Incident, erase bool
 	}
 	var touched []record.Normalized
 	grew := map[string]bool{} // touched because a record came to hold it
+	// fresh: an address or name no record held before this one (an alert
+	// exists only while some record holds its value, so there is none to
+	// read, but one this batch made).
+	fresh := map[string]bool{}
 	for text, n := range before {
 		if _, kept := after[text]; kept && bytes.Equal(oldV, newV) {
 			continue
@@ -322,7 +326,9 @@ func (a *applier) correlate(id record.ID, prev, next *irxv1.Incident, erase bool
 		c.put(k, v)
 		grew[text] = true
 		if _, had := before[text]; !had {
-			a.fsm.held.add(n)
+			if a.fsm.held.add(n) == 1 {
+				fresh[text] = true
+			}
 			if n.Kind == record.ValueNet {
 				a.fsm.netBits.add(n.Prefix)
 			}
@@ -347,7 +353,7 @@ func (a *applier) correlate(id record.ID, prev, next *irxv1.Incident, erase bool
 	}
 	slices.Sort(texts)
 	for _, t := range texts {
-		a.recomputeAlert(anchors[t], erase, shrank[t])
+		a.recomputeAlert(anchors[t], erase, shrank[t], fresh[t])
 	}
 }
 
@@ -555,7 +561,7 @@ func timeOfKey(m member) time.Time {
 }
 
 // recomputeAlert brings the alert of anchor n up to date.
-func (a *applier) recomputeAlert(n record.Normalized, erase, shrank bool) {
+func (a *applier) recomputeAlert(n record.Normalized, erase, shrank, fresh bool) {
 	c := a.corr()
 	// A value held by more than maxAlertRecords records saturates its
 	// alert: a record that comes to hold it too changes nothing worth the
@@ -568,10 +574,15 @@ func (a *applier) recomputeAlert(n record.Normalized, erase, shrank bool) {
 		return
 	}
 	id := AlertID(n.Text)
-	existing, err := a.loadAlert(id)
-	if err != nil {
-		a.fail(err)
-		return
+	var existing *irxv1.Alert
+	if al, made := c.alerts[id]; fresh && made && al != nil {
+		existing = proto.CloneOf(al)
+	} else if !fresh {
+		var err error
+		if existing, err = a.loadAlert(id); err != nil {
+			a.fail(err)
+			return
+		}
 	}
 	all, exact := a.candidates(n)
 	if a.err != nil {
@@ -824,12 +835,20 @@ func orderKey(n record.Normalized) []byte {
 	return nil
 }
 
-// add counts one more index key of n; remove one fewer.
-func (h *heldValues) add(n record.Normalized) {
-	if k := orderKey(n); k != nil {
-		count, _ := h.set.Get(string(k))
-		h.set.Set(string(k), count+1)
+// add counts one more index key of n and returns the count (-1 for a
+// kind the memory does not keep); remove counts one fewer.
+func (h *heldValues) add(n record.Normalized) int {
+	k := orderKey(n)
+	if k == nil {
+		return -1
 	}
+	// One descent for a value not held yet, the common case.
+	prev, held := h.set.Set(string(k), 1)
+	if !held {
+		return 1
+	}
+	h.set.Set(string(k), prev+1)
+	return prev + 1
 }
 
 func (h *heldValues) remove(n record.Normalized) {
