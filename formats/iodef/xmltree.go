@@ -169,7 +169,11 @@ func readTree(name string, data []byte) (*element, error) {
 			// A DTD can declare entities (external ones naming files or
 			// URLs, parameter entities, exponential expansions); IODEF
 			// needs none, so any DTD is refused rather than skipped.
-			return nil, fail(line, col, where(), "a DTD (<!%s…>) is not allowed in an IODEF document: remove the DOCTYPE", oneLine(string(bytes.Fields(t)[0]), 20))
+			word := "" // "<! >" is a directive too
+			if f := bytes.Fields(t); len(f) > 0 {
+				word = string(f[0])
+			}
+			return nil, fail(line, col, where(), "a DTD (<!%s…>) is not allowed in an IODEF document: remove the DOCTYPE", oneLine(word, 20))
 		case xml.CharData:
 			if len(stack) == 0 {
 				if len(bytes.TrimSpace(t)) > 0 {
