@@ -2518,8 +2518,9 @@ func (x *Host) GetNameResolvedTime() *timestamppb.Timestamp {
 // Counter): its value, what it counts and how.
 type Counter struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// The count, e.g. 38000.
-	Value float64 `protobuf:"fixed64,1,opt,name=value,proto3" json:"value,omitempty"`
+	// The count, 0 or more, e.g. 38000. (IODEF allows a fraction; a Counter
+	// with one is kept verbatim.)
+	Value int64 `protobuf:"varint,1,opt,name=value,proto3" json:"value,omitempty"`
 	// What is counted: "byte", "mbit", "packet", "flow", "session", "alert",
 	// "message", "event", "host", "site", "organization", or the sender's
 	// own word (IODEF ext-unit).
@@ -2567,7 +2568,7 @@ func (*Counter) Descriptor() ([]byte, []int) {
 	return file_irx_v1_incident_proto_rawDescGZIP(), []int{10}
 }
 
-func (x *Counter) GetValue() float64 {
+func (x *Counter) GetValue() int64 {
 	if x != nil {
 		return x.Value
 	}
@@ -4531,7 +4532,7 @@ const file_irx_v1_incident_proto_rawDesc = "" +
 	"\bcounters\x18h \x03(\v2\x0f.irx.v1.CounterR\bcounters\x12H\n" +
 	"\x12name_resolved_time\x18i \x01(\v2\x1a.google.protobuf.TimestampR\x10nameResolvedTime\"}\n" +
 	"\aCounter\x12\x14\n" +
-	"\x05value\x18\x01 \x01(\x01R\x05value\x12\x12\n" +
+	"\x05value\x18\x01 \x01(\x03R\x05value\x12\x12\n" +
 	"\x04unit\x18\x02 \x01(\tR\x04unit\x12\x12\n" +
 	"\x04type\x18\x03 \x01(\tR\x04type\x12\x1a\n" +
 	"\bduration\x18\x04 \x01(\tR\bduration\x12\x18\n" +
