@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
@@ -164,6 +165,11 @@ func TestMapping(t *testing.T) {
 				!slices.Equal(ra.GetThreatActors(), []string{"TA-12-AGGRESSIVE-BUTTERFLY"}) || !slices.Equal(ra.GetCampaigns(), []string{"C-2015-59405"}) {
 				t.Errorf("related activity: %v", ra)
 			}
+			// Descriptions of threat actors and campaigns, by name.
+			if ra := inc.GetRelatedActivity(); len(ra.GetThreatActorDescriptions()) != 1 || ra.GetThreatActorDescriptions()[0].GetDescription() != "Aggressive Butterfly" ||
+				len(ra.GetCampaignDescriptions()) != 1 || ra.GetCampaignDescriptions()[0].GetName() != "C-2015-59405" || ra.GetCampaignDescriptions()[0].GetDescription() != "Orange Giraffe" {
+				t.Errorf("related activity descriptions: %v", ra)
+			}
 			if a := inc.GetAssessments()[0]; a.GetConfidence() != 80 {
 				t.Errorf("numeric confidence 0.8: %d", a.GetConfidence())
 			}
@@ -214,10 +220,17 @@ func TestMapping(t *testing.T) {
 			if h := inc.GetContacts()[0].GetRegistryHandles(); len(h) != 1 || h[0].GetRegistry() != "arin" {
 				t.Errorf("registry handles: %v", h)
 			}
-			for _, want := range []string{"Incident/EventData/Flow/System/Node/Counter", "Incident/EventData/Record/RecordData"} {
-				if !strings.Contains(warning, want) {
-					t.Errorf("warning lacks %q: %s", want, warning)
-				}
+			// A v1 Counter's type is v2's unit; Node/DateTime is when the
+			// name was resolved.
+			h := inc.GetAttackingHosts()[0]
+			if c := h.GetCounters(); len(c) != 1 || c[0].GetValue() != 57 || c[0].GetUnit() != "event" || c[0].GetType() != "count" {
+				t.Errorf("counters: %v", c)
+			}
+			if got := h.GetNameResolvedTime().AsTime(); !got.Equal(time.Date(2026, 1, 13, 16, 5, 0, 0, time.UTC)) {
+				t.Errorf("name resolved at %v", got)
+			}
+			if !strings.Contains(warning, "Incident/EventData/Record/RecordData") || strings.Contains(warning, "Counter") || strings.Contains(warning, "DateTime") {
+				t.Errorf("warning: %s", warning)
 			}
 		}},
 		{"unknown-enum.xml", tlpAmber, nil},
