@@ -52,10 +52,21 @@ type attribute struct {
 // whatever it declares (parameter entities, an exponential "billion
 // laughs" expansion, an external entity naming a file or a URL).
 //
+// A document written plainly is read by fastTree; readTree reads the others
+// and refuses what is wrong, with its place.
+//
 // It reads raw tokens and resolves namespaces and matches end tags itself,
 // as Decoder.Token would: that spares Token's per-element bookkeeping, the
 // larger part of the decoding cost after the tokenizer itself.
 func readTree(name string, data []byte) (*element, error) {
+	if root, ok := fastTree(data); ok {
+		return root, nil
+	}
+	return decodeTree(name, data)
+}
+
+// decodeTree is readTree by encoding/xml.
+func decodeTree(name string, data []byte) (*element, error) {
 	dec := xml.NewDecoder(bytes.NewReader(data))
 	var (
 		root  *element
