@@ -58,9 +58,9 @@
 //   - magnitudes are cut to their first significant digit, toward zero
 //     (MonetaryImpact.amount_minor 1,250,000 becomes 1,000,000;
 //     Evidence.size_bytes 1,073,741,824 becomes 1,000,000,000;
-//     Compromise.sniffer_sessions_logged 47 becomes 40): an exact figure can
-//     name a victim (a loss reported in the news), its order and first
-//     digit rarely can. Cut, not rounded: the result says "at least" and
+//     Compromise.sniffer_sessions_logged 47 becomes 40; Counter.value
+//     likewise): an exact figure can name a victim (a loss reported in the
+//     news), its order and first digit rarely can. Cut, not rounded: the result says "at least" and
 //     never overflows;
 //   - numbers that name a protocol or a point on a scale are kept: ports,
 //     IP protocol numbers, 0-100 confidences (and the handling counters,

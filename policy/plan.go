@@ -217,7 +217,8 @@ func numberKind(fd protoreflect.FieldDescriptor) (leafKind, error) {
 	switch fd.FullName() {
 	case "irx.v1.Host.asn":
 		return kindASN, nil
-	case "irx.v1.MonetaryImpact.amount_minor", "irx.v1.Evidence.size_bytes", "irx.v1.Compromise.sniffer_sessions_logged":
+	case "irx.v1.MonetaryImpact.amount_minor", "irx.v1.Evidence.size_bytes", "irx.v1.Compromise.sniffer_sessions_logged",
+		"irx.v1.Counter.value":
 		return kindMagnitude, nil
 	case "irx.v1.Service.port", "irx.v1.Service.ip_protocol", "irx.v1.Indicator.confidence", "irx.v1.Assessment.confidence",
 		"irx.v1.Incident.version", "irx.v1.ReshareTerms.hops_left",
@@ -489,6 +490,10 @@ func slabMaker(t reflect.Type) func(n int) unsafe.Pointer {
 		return makeSlab[irxv1.Method]
 	case reflect.TypeFor[irxv1.Vulnerability]():
 		return makeSlab[irxv1.Vulnerability]
+	case reflect.TypeFor[irxv1.Counter]():
+		return makeSlab[irxv1.Counter]
+	case reflect.TypeFor[irxv1.NamedDescription]():
+		return makeSlab[irxv1.NamedDescription]
 	case reflect.TypeFor[irxv1.Assessment]():
 		return makeSlab[irxv1.Assessment]
 	case reflect.TypeFor[irxv1.SystemImpact]():

@@ -125,6 +125,7 @@ func TestNumbersClassified(t *testing.T) {
 		"irx.v1.MonetaryImpact.amount_minor":        kindMagnitude,
 		"irx.v1.Evidence.size_bytes":                kindMagnitude,
 		"irx.v1.Compromise.sniffer_sessions_logged": kindMagnitude,
+		"irx.v1.Counter.value":                      kindMagnitude,
 		"irx.v1.Service.port":                       kindScalar,
 		"irx.v1.Service.ip_protocol":                kindScalar,
 		"irx.v1.Indicator.confidence":               kindScalar,

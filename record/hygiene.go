@@ -134,6 +134,8 @@ var freeTextFields = map[protoreflect.FullName]bool{
 	"irx.v1.Expectation.description":       true,
 	"irx.v1.IodefExtra.xml":                true,
 	"irx.v1.Contact.description":           true,
+	"irx.v1.NamedDescription.description":  true,
+	"irx.v1.Counter.meaning":               true,
 }
 
 // IsFreeText reports whether the string field fd holds free text.
@@ -192,6 +194,23 @@ func (t textCheck) list(vs []string, k TextKind, at loc, field string) {
 		if why := CheckText(v, k); why != "" {
 			t.vs.add(fmt.Sprintf("%s.%s[%d]", at, field, i), "%s", why)
 		}
+	}
+}
+
+func (t textCheck) counters(cs []*irxv1.Counter, at loc) {
+	for i, c := range cs {
+		at := at.in("counters", i)
+		t.one(c.GetUnit(), Identifier, at, "unit")
+		t.one(c.GetType(), Identifier, at, "type")
+		t.one(c.GetDuration(), Identifier, at, "duration")
+		t.one(c.GetMeaning(), FreeText, at, "meaning")
+	}
+}
+
+func (t textCheck) named(ns []*irxv1.NamedDescription, at loc, field string) {
+	for i, n := range ns {
+		t.one(n.GetName(), Identifier, at.in(field, i), "name")
+		t.one(n.GetDescription(), FreeText, at.in(field, i), "description")
 	}
 }
 
@@ -288,6 +307,7 @@ func checkRecordStrings(inc *irxv1.Incident, prefix string, vs *violations) {
 				t.one(s.GetApplication(), id, at.in("services", j), "application")
 				t.one(s.GetPortlist(), id, at.in("services", j), "portlist")
 			}
+			t.counters(h.GetCounters(), at)
 		}
 	}
 	for i, x := range inc.GetIndicators() {
@@ -308,6 +328,7 @@ func checkRecordStrings(inc *irxv1.Incident, prefix string, vs *violations) {
 		t.list(m.GetWeaknesses(), id, at, "weaknesses")
 		t.list(m.GetAttackPatterns(), id, at, "attack_patterns")
 		t.list(m.GetReferences(), id, at, "references")
+		t.named(m.GetReferenceDescriptions(), at, "reference_descriptions")
 		for j, v := range m.GetVulnerabilities() {
 			vat := at.in("vulnerabilities", j)
 			t.one(v.GetCve(), id, vat, "cve")
@@ -329,6 +350,7 @@ func checkRecordStrings(inc *irxv1.Incident, prefix string, vs *violations) {
 		if x := a.GetMonetaryImpact(); x != nil {
 			t.one(x.GetCurrency(), id, at.in("monetary_impact", -1), "currency")
 		}
+		t.counters(a.GetCounters(), at)
 	}
 	for i, d := range inc.GetDiscoveries() {
 		t.one(d.GetDescription(), text, top.in("discoveries", i), "description")
@@ -371,6 +393,8 @@ func checkRecordStrings(inc *irxv1.Incident, prefix string, vs *violations) {
 		at := top.in("related_activity", -1)
 		t.list(r.GetThreatActors(), id, at, "threat_actors")
 		t.list(r.GetCampaigns(), id, at, "campaigns")
+		t.named(r.GetThreatActorDescriptions(), at, "threat_actor_descriptions")
+		t.named(r.GetCampaignDescriptions(), at, "campaign_descriptions")
 		t.list(r.GetIncidentIds(), id, at, "incident_ids")
 	}
 	t.one(inc.GetAssistanceRequested(), text, top, "assistance_requested")
@@ -429,6 +453,14 @@ func CheckFutureTimes(inc *irxv1.Incident, prefix string, notAfter time.Time, sk
 		{inc.GetWithdrawTime(), "withdraw_time"},
 	} {
 		check(f.ts, top, f.name, -1)
+	}
+	for _, hosts := range [...]struct {
+		name  string
+		hosts []*irxv1.Host
+	}{{"victim_hosts", inc.GetVictimHosts()}, {"attacking_hosts", inc.GetAttackingHosts()}} {
+		for i, h := range hosts.hosts {
+			check(h.GetNameResolvedTime(), top.in(hosts.name, i), "name_resolved_time", -1)
+		}
 	}
 	for i, x := range inc.GetIndicators() {
 		check(x.GetFirstSeenTime(), top.in("indicators", i), "first_seen_time", -1)

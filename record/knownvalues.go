@@ -40,7 +40,7 @@ func knownValues(inc *irxv1.Incident) bool {
 	}
 	for _, hosts := range [][]*irxv1.Host{inc.GetVictimHosts(), inc.GetAttackingHosts()} {
 		for _, h := range hosts {
-			if !known(h.GetCategory(), irxv1.SystemCategory_name) || !restricted(h.GetRestriction()) {
+			if !known(h.GetCategory(), irxv1.SystemCategory_name) || !restricted(h.GetRestriction()) || !validTimes(h.GetNameResolvedTime()) {
 				return false
 			}
 		}

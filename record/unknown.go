@@ -71,6 +71,10 @@ func FirstUnknownField(inc *irxv1.Incident, prefix string) (Violation, bool) {
 			for j, s := range h.GetServices() {
 				unknownAt(c, s, top.in(hosts.name, i), "services", j)
 			}
+			for j, x := range h.GetCounters() {
+				unknownAt(c, x, top.in(hosts.name, i), "counters", j)
+			}
+			unknownAt(c, h.GetNameResolvedTime(), top.in(hosts.name, i), "name_resolved_time", -1)
 		}
 	}
 	for i, x := range inc.GetIndicators() {
@@ -84,6 +88,9 @@ func FirstUnknownField(inc *irxv1.Incident, prefix string) (Violation, bool) {
 		for j, v := range m.GetVulnerabilities() {
 			unknownAt(c, v, top.in("methods", i), "vulnerabilities", j)
 		}
+		for j, x := range m.GetReferenceDescriptions() {
+			unknownAt(c, x, top.in("methods", i), "reference_descriptions", j)
+		}
 	}
 	for i, a := range inc.GetAssessments() {
 		unknownAt(c, a, top, "assessments", i)
@@ -95,6 +102,9 @@ func FirstUnknownField(inc *irxv1.Incident, prefix string) (Violation, bool) {
 			unknownAt(c, x, at, "business_impacts", j)
 		}
 		unknownAt(c, a.GetMonetaryImpact(), at, "monetary_impact", -1)
+		for j, x := range a.GetCounters() {
+			unknownAt(c, x, at, "counters", j)
+		}
 	}
 	for i, x := range inc.GetDiscoveries() {
 		unknownAt(c, x, top, "discoveries", i)
@@ -118,7 +128,15 @@ func FirstUnknownField(inc *irxv1.Incident, prefix string) (Violation, bool) {
 		unknownAt(c, x, top, "history", i)
 		unknownAt(c, x.GetTime(), top.in("history", i), "time", -1)
 	}
-	unknownAt(c, inc.GetRelatedActivity(), top, "related_activity", -1)
+	if r := inc.GetRelatedActivity(); r != nil {
+		unknownAt(c, r, top, "related_activity", -1)
+		for j, x := range r.GetThreatActorDescriptions() {
+			unknownAt(c, x, top.in("related_activity", -1), "threat_actor_descriptions", j)
+		}
+		for j, x := range r.GetCampaignDescriptions() {
+			unknownAt(c, x, top.in("related_activity", -1), "campaign_descriptions", j)
+		}
+	}
 	if d := inc.GetDisclosureConsent(); d != nil {
 		unknownAt(c, d, top, "disclosure_consent", -1)
 		at := top.in("disclosure_consent", -1)

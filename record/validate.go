@@ -154,6 +154,7 @@ func Validate(inc *irxv1.Incident, prefix string) error {
 			vs.add(fieldPath{prefix, "assessments", i}.sub("monetary_impact.currency"),
 				"%q is not a current ISO 4217 currency code (three capital letters, e.g. \"EUR\", \"USD\")", c)
 		}
+		checkCounters(a.GetCounters(), fieldPath{prefix, "assessments", i}, &vs)
 	}
 	for i, l := range inc.GetLogExcerpts() {
 		if m := l.GetMediaType(); m != "" && !ValidMediaType(m) {
@@ -364,7 +365,17 @@ func checkTimes(inc *irxv1.Incident, prefix string, vs *violations) {
 	}
 }
 
+// checkCounters checks the counters of the part at field.
+func checkCounters(cs []*irxv1.Counter, field fieldPath, vs *violations) {
+	for i, c := range cs {
+		if c.GetValue() < 0 {
+			vs.add(fmt.Sprintf("%s[%d].value", field.sub("counters"), i), "must be 0 or more: a count")
+		}
+	}
+}
+
 func checkHost(h *irxv1.Host, field fieldPath, vs *violations) {
+	checkCounters(h.GetCounters(), field, vs)
 	if h.GetHostname() == "" && len(h.GetAddresses()) == 0 && h.GetDomain() == "" && h.GetAsn() == 0 {
 		vs.add(field.String(), "needs at least one of hostname, addresses, domain or asn")
 	}

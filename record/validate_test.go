@@ -144,6 +144,12 @@ func TestValidateRules(t *testing.T) {
 			}
 		}, []string{"incident.additional_taxonomies[1].class", "incident.additional_taxonomies[2].type", "incident.additional_taxonomies[3].class"}},
 
+		// Counters count.
+		{"counters", func(i *irxv1.Incident) {
+			i.VictimHosts[0].Counters = []*irxv1.Counter{{Value: 38000, Unit: "mbit", Type: "peak"}, {Value: -1, Unit: "packet"}}
+			i.Assessments = []*irxv1.Assessment{{Counters: []*irxv1.Counter{{Value: -5, Unit: "host"}}}}
+		}, []string{"incident.assessments[0].counters[0].value", "incident.victim_hosts[0].counters[1].value"}},
+
 		// Named recipients are team ids.
 		{"named recipients", func(i *irxv1.Incident) {
 			i.NamedRecipients = []string{"cert-b", "CERT-C", "", "cert_d", "cert.e"}

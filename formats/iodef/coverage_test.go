@@ -2,6 +2,8 @@ package iodef
 
 import (
 	"bytes"
+	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -168,11 +170,10 @@ func exportValues(root *element) valueSet {
 			if part, err := readTree("", []byte(text)); err == nil {
 				walk(part)
 			}
-			if strings.HasPrefix(text, "{") {
-				// irx's JSON of a part: its values as strings.
-				for _, f := range strings.FieldsFunc(text, func(r rune) bool { return strings.ContainsRune(`{}[]",:`, r) }) {
-					s.add(f)
-				}
+			var part any
+			if strings.HasPrefix(text, "{") && json.Unmarshal([]byte(text), &part) == nil {
+				// irx's JSON of a part: its values.
+				jsonValues(part, s)
 			}
 		}
 		for _, k := range n.children {
@@ -181,6 +182,23 @@ func exportValues(root *element) valueSet {
 	}
 	walk(root)
 	return s
+}
+
+// jsonValues adds the leaves of a JSON value to s.
+func jsonValues(v any, s valueSet) {
+	switch v := v.(type) {
+	case map[string]any:
+		for _, x := range v {
+			jsonValues(x, s)
+		}
+	case []any:
+		for _, x := range v {
+			jsonValues(x, s)
+		}
+	case nil:
+	default:
+		s.add(fmt.Sprint(v))
+	}
 }
 
 // equivalent reports whether the export holds the value in the form the

@@ -12,8 +12,10 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/irxfed/irx/formats/iodef"
 	irxv1 "github.com/irxfed/irx/proto/irx/v1"
@@ -163,6 +165,11 @@ func TestMapping(t *testing.T) {
 				!slices.Equal(ra.GetThreatActors(), []string{"TA-12-AGGRESSIVE-BUTTERFLY"}) || !slices.Equal(ra.GetCampaigns(), []string{"C-2015-59405"}) {
 				t.Errorf("related activity: %v", ra)
 			}
+			// Descriptions of threat actors and campaigns, by name.
+			if ra := inc.GetRelatedActivity(); len(ra.GetThreatActorDescriptions()) != 1 || ra.GetThreatActorDescriptions()[0].GetDescription() != "Aggressive Butterfly" ||
+				len(ra.GetCampaignDescriptions()) != 1 || ra.GetCampaignDescriptions()[0].GetName() != "C-2015-59405" || ra.GetCampaignDescriptions()[0].GetDescription() != "Orange Giraffe" {
+				t.Errorf("related activity descriptions: %v", ra)
+			}
 			if a := inc.GetAssessments()[0]; a.GetConfidence() != 80 {
 				t.Errorf("numeric confidence 0.8: %d", a.GetConfidence())
 			}
@@ -213,10 +220,17 @@ func TestMapping(t *testing.T) {
 			if h := inc.GetContacts()[0].GetRegistryHandles(); len(h) != 1 || h[0].GetRegistry() != "arin" {
 				t.Errorf("registry handles: %v", h)
 			}
-			for _, want := range []string{"Incident/EventData/Flow/System/Node/Counter", "Incident/EventData/Record/RecordData"} {
-				if !strings.Contains(warning, want) {
-					t.Errorf("warning lacks %q: %s", want, warning)
-				}
+			// A v1 Counter's type is v2's unit; Node/DateTime is when the
+			// name was resolved.
+			h := inc.GetAttackingHosts()[0]
+			if c := h.GetCounters(); len(c) != 1 || c[0].GetValue() != 57 || c[0].GetUnit() != "event" || c[0].GetType() != "count" {
+				t.Errorf("counters: %v", c)
+			}
+			if got := h.GetNameResolvedTime().AsTime(); !got.Equal(time.Date(2026, 1, 13, 16, 5, 0, 0, time.UTC)) {
+				t.Errorf("name resolved at %v", got)
+			}
+			if !strings.Contains(warning, "Incident/EventData/Record/RecordData") || strings.Contains(warning, "Counter") || strings.Contains(warning, "DateTime") {
+				t.Errorf("warning: %s", warning)
 			}
 		}},
 		{"unknown-enum.xml", tlpAmber, nil},
@@ -585,6 +599,7 @@ func TestDTDRefused(t *testing.T) {
 		"external entity":  `<!DOCTYPE IODEF-Document [<!ENTITY x SYSTEM "file:///etc/passwd">]>`,
 		"parameter entity": `<!DOCTYPE x [<!ENTITY % p SYSTEM "http://example.com/evil.dtd"> %p;]>`,
 		"plain":            `<!DOCTYPE IODEF-Document>`,
+		"empty directive":  `<! >`,
 	} {
 		t.Run(name, func(t *testing.T) {
 			doc, err := decode("dtd.xml", []byte("<?xml version=\"1.0\"?>\n"+dtd+"\n"+incident), tlpAndTaxonomy)
@@ -641,3 +656,62 @@ func (r *countingReader) Read(p []byte) (int, error) {
 type errReader struct{ err error }
 
 func (r errReader) Read([]byte) (int, error) { return 0, r.err }
+
+// TestNamespaces: prefixes resolve as XML Namespaces says (the reader
+// resolves them itself): a document written with a prefix maps as the
+// same document with a default namespace, a declaration holds only within
+// its element, an end tag must repeat its start tag's prefix, and the
+// text of an element is the same whether written with references, in
+// CDATA sections or plain.
+func TestNamespaces(t *testing.T) {
+	const plain = `<IODEF-Document version="2.00" xmlns="urn:ietf:params:xml:ns:iodef-2.0">
+<Incident purpose="reporting"><IncidentID name="csirt.example.com">1</IncidentID>
+<GenerationTime>2026-03-01T00:00:00Z</GenerationTime><Description>a &amp; b</Description>
+<Contact role="creator" type="organization"/></Incident></IODEF-Document>`
+	const prefixed = `<i:IODEF-Document version="2.00" xmlns:i="urn:ietf:params:xml:ns:iodef-2.0">
+<i:Incident purpose="reporting"><i:IncidentID name="csirt.example.com">1</i:IncidentID>
+<i:GenerationTime>2026-03-01T00:00:00Z</i:GenerationTime><i:Description>a <![CDATA[&]]> b</i:Description>
+<i:Contact role="creator" type="organization"/></i:Incident></i:IODEF-Document>`
+	want, err := decode("plain.xml", []byte(plain), tlpAndTaxonomy)
+	if err != nil || want.Incidents[0].Err != nil {
+		t.Fatal(err, want)
+	}
+	got, err := decode("prefixed.xml", []byte(prefixed), tlpAndTaxonomy)
+	if err != nil || got.Incidents[0].Err != nil {
+		t.Fatal(err, got)
+	}
+	if !proto.Equal(got.Incidents[0].Incident, want.Incidents[0].Incident) {
+		t.Errorf("prefixed:\n%v\nplain:\n%v", got.Incidents[0].Incident, want.Incidents[0].Incident)
+	}
+	if d := got.Incidents[0].Incident.GetDescriptions(); len(d) != 1 || d[0].GetText() != "a & b" {
+		t.Errorf("descriptions %v", d)
+	}
+
+	// An element of another namespace, declared on it, is not IODEF; its
+	// declaration ends with it, so the next Description is IODEF's.
+	scoped := strings.Replace(plain, "<Description>", `<x:Note xmlns:x="urn:example" xmlns="urn:example"><Description>not IODEF</Description></x:Note><Description>`, 1)
+	doc, err := decode("scoped.xml", []byte(scoped), tlpAndTaxonomy)
+	if err != nil || doc.Incidents[0].Err != nil {
+		t.Fatal(err, doc)
+	}
+	if d := doc.Incidents[0].Incident.GetDescriptions(); len(d) != 1 || d[0].GetText() != "a & b" {
+		t.Errorf("descriptions %v", d)
+	}
+	if !strings.Contains(doc.Warning(), "{urn:example}:Note") {
+		t.Errorf("warning %q does not name the foreign element", doc.Warning())
+	}
+
+	for _, tc := range []struct{ data, want string }{
+		{strings.Replace(prefixed, "</i:Description>", "</Description>", 1),
+			"bad.xml:3:90: IODEF-Document/Incident/Description: XML syntax error: element <Description> in space i closed by </Description> in space \"\""},
+		{strings.Replace(plain, "</Description>", "</Descr>", 1),
+			"bad.xml:3:76: IODEF-Document/Incident/Description: XML syntax error: element <Description> closed by </Descr>"},
+		{plain + "</Incident>", "bad.xml:4:74: IODEF-Document: XML syntax error: unexpected end element </Incident>"},
+	} {
+		_, err := decode("bad.xml", []byte(tc.data), tlpAndTaxonomy)
+		var e *iodef.Error
+		if !errors.As(err, &e) || err.Error() != tc.want {
+			t.Errorf("got %v\nwant %s", err, tc.want)
+		}
+	}
+}

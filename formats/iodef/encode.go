@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	irxv1 "github.com/irxfed/irx/proto/irx/v1"
@@ -231,7 +232,8 @@ func (e *encoder) incident() (*element, error) {
 		}
 		n.add(a)
 	}
-	n.add(e.relatedActivity())
+	related := e.relatedActivity()
+	n.add(related)
 	n.add(timeElement("DetectTime", inc.GetDetectTime()),
 		timeElement("StartTime", inc.GetStartTime()),
 		timeElement("EndTime", inc.GetEndTime()),
@@ -323,8 +325,10 @@ func (e *encoder) incident() (*element, error) {
 		"taxonomy", "additional_taxonomies", "detect_time", "start_time", "end_time", "recovery_time",
 		"report_time", "generation_time", "create_time", "descriptions", "contacts", "victim_hosts",
 		"attacking_hosts", "indicators", "methods", "assessments", "discoveries", "log_excerpts", "history",
-		"related_activity", "provenance", "withdraw_time", "withdraw_reason", "sender_generation_time",
-		"expectations"}
+		"provenance", "withdraw_time", "withdraw_reason", "sender_generation_time", "expectations"}
+	if related != nil {
+		skip = append(skip, "related_activity")
+	} // else it holds only descriptions of no name (or nothing): irx's
 	skip = append(skip, extraFields...)
 	if tlpWritten {
 		skip = append(skip, "tlp")
@@ -375,13 +379,45 @@ func (e *encoder) relatedActivity() *element {
 		team, ticket, _ := strings.Cut(id, ":")
 		n.add(textElement("IncidentID", ticket).setAttr("name", team))
 	}
+	actors := describer(slices.Clone(ra.GetThreatActorDescriptions()))
 	for _, a := range ra.GetThreatActors() {
-		n.add(newElement("ThreatActor").add(textElement("ThreatActorID", a)))
+		n.add(newElement("ThreatActor").add(textElement("ThreatActorID", a), actors.element(a)))
 	}
+	campaigns := describer(slices.Clone(ra.GetCampaignDescriptions()))
 	for _, c := range ra.GetCampaigns() {
-		n.add(newElement("Campaign").add(textElement("CampaignID", c)))
+		n.add(newElement("Campaign").add(textElement("CampaignID", c), campaigns.element(c)))
 	}
+	// Descriptions of names the record does not list travel as irx's.
+	rest := &irxv1.RelatedActivity{ThreatActorDescriptions: actors.unused(), CampaignDescriptions: campaigns.unused()}
+	n.add(residualElement(rest))
 	return n
+}
+
+// A describer writes the descriptions of names, each once. It is a copy:
+// it forgets those it wrote.
+type describer []*irxv1.NamedDescription
+
+// element is the Description of name, nil if it has none or its
+// description was written.
+func (d describer) element(name string) *element {
+	for i, x := range d {
+		if x != nil && x.GetName() == name {
+			d[i] = nil
+			return descriptionElement(x.GetDescription(), "")
+		}
+	}
+	return nil
+}
+
+// unused are the descriptions not written.
+func (d describer) unused() []*irxv1.NamedDescription {
+	var out []*irxv1.NamedDescription
+	for _, x := range d {
+		if x != nil {
+			out = append(out, x)
+		}
+	}
+	return out
 }
 
 func descriptionElement(text, lang string) *element {
@@ -454,6 +490,10 @@ func assessmentElement(a *irxv1.Assessment, taxa []*irxv1.Taxonomy) *element {
 		// (Decode reads it so).
 		n.add(newElement("SystemImpact"))
 	}
+	for _, c := range a.GetCounters() {
+		n.add(counterElement(c))
+	}
+	mapped = append(mapped, "counters")
 	if c := a.GetConfidence(); c != 0 {
 		n.add(confidenceElement(c))
 	}
@@ -499,40 +539,44 @@ func confidenceElement(c uint32) *element {
 
 func methodElement(m *irxv1.Method) *element {
 	n := setRestriction(newElement("Method"), m.GetRestriction())
-	named := func(id, desc string) {
+	descs := describer(slices.Clone(m.GetReferenceDescriptions()))
+	named := func(id string, desc *element) {
 		r := newElement("Reference")
 		rn := &element{name: xml.Name{Space: iodefEnumNS, Local: "ReferenceName"}}
 		rn.setAttr("specIndex", specIndex(id))
 		rn.add(&element{name: xml.Name{Space: iodefEnumNS, Local: "ID"}, text: []byte(id)})
-		r.add(rn)
-		if desc != "" {
-			r.add(descriptionElement(desc, ""))
-		}
+		r.add(rn, desc)
 		n.add(r)
 	}
 	for _, v := range m.GetVulnerabilities() {
-		named(v.GetCve(), v.GetDescription())
+		var desc *element
+		if v.GetDescription() != "" {
+			desc = descriptionElement(v.GetDescription(), "")
+		}
+		named(v.GetCve(), desc)
 	}
 	for _, w := range m.GetWeaknesses() {
-		named(w, "")
+		named(w, descs.element(w))
 	}
 	for _, p := range m.GetAttackPatterns() {
-		named(p, "")
+		named(p, descs.element(p))
 	}
 	for _, ref := range m.GetReferences() {
 		r := newElement("Reference")
 		if looksLikeURL(ref) {
 			r.add(textElement("URL", ref))
 		} else {
-			r.add(descriptionElement(ref, ""))
+			r.add(descriptionElement(ref, "")) // Decode reads a second Description as its description
 		}
-		n.add(r)
+		n.add(r.add(descs.element(ref)))
 	}
 	if m.GetDescription() != "" {
 		n.add(descriptionElement(m.GetDescription(), ""))
 	}
+	rest := proto.CloneOf(m)
+	rest.ReferenceDescriptions = descs.unused()
 	skip := []string{"description", "weaknesses", "attack_patterns", "references", "restriction", "vulnerabilities"}
-	n.add(residualElement(m, skip...))
+	n.add(residualElement(rest, skip...))
 	return n
 }
 
@@ -688,6 +732,9 @@ func systemElement(h *irxv1.Host, category string) *element {
 	for _, l := range h.GetLocations() {
 		node.add(textElement("Location", l))
 	}
+	for _, c := range h.GetCounters() {
+		node.add(counterElement(c))
+	}
 	n.add(node)
 	for _, f := range h.GetFunctions() {
 		r := newElement("NodeRole")
@@ -706,7 +753,33 @@ func systemElement(h *irxv1.Host, category string) *element {
 	}
 	// A portlist not in IODEF's form is not written (Decode makes none).
 	n.add(residualElement(h, "hostname", "addresses", "asn", "functions", "services", "category", "restriction", "platform",
-		"spoofed", "urls", "emails", "locations"))
+		"spoofed", "urls", "emails", "locations", "counters"))
+	return n
+}
+
+// counterElement writes a Counter: a word IODEF has as itself, another as
+// ext-value with the word, an empty unit or type as ext-value alone (the
+// schema requires both; Decode reads it back as empty).
+func counterElement(c *irxv1.Counter) *element {
+	n := textElement("Counter", strconv.FormatInt(c.GetValue(), 10))
+	word := func(attr, v string, values []string) {
+		switch {
+		case v == "" && attr == "duration":
+		case slices.Contains(values, v):
+			n.setAttr(attr, v)
+		default:
+			n.setAttr(attr, "ext-value")
+			if v != "" {
+				n.setAttr("ext-"+attr, v)
+			}
+		}
+	}
+	word("type", c.GetType(), counterTypes)
+	word("unit", c.GetUnit(), counterUnits)
+	if c.GetMeaning() != "" {
+		n.setAttr("meaning", c.GetMeaning())
+	}
+	word("duration", c.GetDuration(), counterDurations)
 	return n
 }
 

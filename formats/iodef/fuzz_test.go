@@ -30,6 +30,7 @@ import (
 //   - with both defaults given, nothing is refused for want of one;
 //   - the warning is one line, as the CLI prints it.
 func FuzzDecode(f *testing.F) {
+	iodef.BoundMinimizing(f)
 	paths, err := filepath.Glob(filepath.Join("testdata", "*.xml"))
 	if err != nil {
 		f.Fatal(err)

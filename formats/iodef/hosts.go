@@ -134,6 +134,14 @@ func (m *mapper) node(n *element, h *irxv1.Host) {
 			h.Locations = append(h.Locations, v)
 		}
 	}
+	for _, k := range m.children(n, "Counter") {
+		if c := m.counter(k); c != nil {
+			h.Counters = append(h.Counters, c)
+		}
+	}
+	if dt := m.child(n, "DateTime"); dt != nil { // RFC 5070
+		h.NameResolvedTime = m.timestamp(dt)
+	}
 }
 
 // addressCategory is the category of an Address, "" when the document

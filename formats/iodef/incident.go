@@ -2,6 +2,7 @@ package iodef
 
 import (
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -234,7 +235,7 @@ func (m *mapper) relatedActivity(n *element, inherited irxv1.Restriction) {
 		}
 		ra.IncidentIds = append(ra.IncidentIds, full)
 	}
-	named := func(kind, idName string, dst *[]string) {
+	named := func(kind, idName string, dst *[]string, descs *[]*irxv1.NamedDescription) {
 		for _, k := range m.children(n, kind) {
 			kr, _ := m.restriction(k, r)
 			if m.unrestrictable(k, kr) {
@@ -247,12 +248,17 @@ func (m *mapper) relatedActivity(n *element, inherited irxv1.Restriction) {
 					names = append(names, s)
 				}
 			}
-			if len(names) == 0 {
+			d := m.child(k, "Description")
+			switch {
+			case d == nil:
+			case len(names) == 0:
 				// No identifier: the description names it.
-				if d := m.child(k, "Description"); d != nil {
-					if s := d.textValue(); s != "" {
-						names = append(names, s)
-					}
+				if s := d.textValue(); s != "" {
+					names = append(names, s)
+				}
+			default:
+				if s := d.textValue(); s != "" {
+					*descs = append(*descs, &irxv1.NamedDescription{Name: names[0], Description: s})
 				}
 			}
 			if len(names) == 0 {
@@ -262,8 +268,11 @@ func (m *mapper) relatedActivity(n *element, inherited irxv1.Restriction) {
 			*dst = append(*dst, names...)
 		}
 	}
-	named("ThreatActor", "ThreatActorID", &ra.ThreatActors)
-	named("Campaign", "CampaignID", &ra.Campaigns)
+	named("ThreatActor", "ThreatActorID", &ra.ThreatActors, &ra.ThreatActorDescriptions)
+	named("Campaign", "CampaignID", &ra.Campaigns, &ra.CampaignDescriptions)
+	m.mergeResidual(n, ra)
+	sortNamed(ra.ThreatActorDescriptions, ra.ThreatActors)
+	sortNamed(ra.CampaignDescriptions, ra.Campaigns)
 	if len(ra.IncidentIds)+len(ra.ThreatActors)+len(ra.Campaigns) > 0 {
 		m.inc.RelatedActivity = ra
 	}
@@ -355,8 +364,13 @@ func (m *mapper) assessment(n *element, inherited irxv1.Restriction) {
 	if c := m.child(n, "Confidence"); c != nil {
 		a.Confidence, _ = m.confidence(c)
 	}
+	for _, k := range m.children(n, "Counter") {
+		if c := m.counter(k); c != nil {
+			a.Counters = append(a.Counters, c)
+		}
+	}
 	m.mergeResidual(n, a)
-	if a.Occurrence != 0 || len(a.SystemImpacts)+len(a.BusinessImpacts) > 0 || a.MonetaryImpact != nil || a.Confidence != 0 {
+	if a.Occurrence != 0 || len(a.SystemImpacts)+len(a.BusinessImpacts) > 0 || a.MonetaryImpact != nil || a.Confidence != 0 || len(a.Counters) > 0 {
 		m.inc.Assessments = append(m.inc.Assessments, a)
 	}
 }
@@ -433,10 +447,11 @@ func (m *mapper) method(n *element, inherited irxv1.Restriction) {
 		}
 	}
 	m.mergeResidual(n, mt)
+	sortNamed(mt.ReferenceDescriptions, mt.Weaknesses, mt.AttackPatterns, mt.References)
 	for _, p := range mt.AttackPatterns {
 		m.imply(taxonomyOfAttackPattern[p])
 	}
-	if mt.Description != "" || len(mt.References)+len(mt.Vulnerabilities)+len(mt.Weaknesses)+len(mt.AttackPatterns) > 0 {
+	if mt.Description != "" || len(mt.References)+len(mt.Vulnerabilities)+len(mt.Weaknesses)+len(mt.AttackPatterns)+len(mt.ReferenceDescriptions) > 0 {
 		m.inc.Methods = append(m.inc.Methods, mt)
 	} else if len(n.children) > 0 && !anyUsed(n.children) {
 		n.used = false
@@ -445,7 +460,10 @@ func (m *mapper) method(n *element, inherited irxv1.Restriction) {
 
 // reference maps a Reference: a CVE, CWE or CAPEC id goes where irx keeps
 // those, an RSIT entry becomes the taxonomy, anything else and every URL a
-// reference.
+// reference. Its Description is the CVE's description, or the reference's
+// (Method.reference_descriptions, by the name or else the first URL); a
+// Reference with neither name nor URL is its first Description, the
+// second describing it, as an export writes one.
 func (m *mapper) reference(n *element, mt *irxv1.Method) {
 	var name string
 	if rn := m.child(n, "ReferenceName"); rn != nil { // RFC 5070
@@ -463,21 +481,30 @@ func (m *mapper) reference(n *element, mt *irxv1.Method) {
 			name = rn.textValue()
 		}
 	}
-	desc := m.firstText(n, "Description")
-	descUsed := false
+	descs := m.children(n, "Description")
+	// described is the name the reference is kept by, "" when irx keeps
+	// no description of it.
+	described := ""
 	switch {
 	case name == "":
 	case cvePattern.MatchString(name):
-		mt.Vulnerabilities = append(mt.Vulnerabilities, &irxv1.Vulnerability{Cve: strings.ToUpper(name), Description: desc})
-		descUsed = true
+		v := &irxv1.Vulnerability{Cve: strings.ToUpper(name)}
+		if len(descs) > 0 {
+			v.Description = descs[0].textValue()
+			descs = descs[1:]
+		}
+		mt.Vulnerabilities = append(mt.Vulnerabilities, v)
 	case cwePattern.MatchString(name):
-		mt.Weaknesses = append(mt.Weaknesses, strings.ToUpper(name))
+		described = strings.ToUpper(name)
+		mt.Weaknesses = append(mt.Weaknesses, described)
 	case capecPattern.MatchString(name):
-		mt.AttackPatterns = append(mt.AttackPatterns, strings.ToUpper(name))
+		described = strings.ToUpper(name)
+		mt.AttackPatterns = append(mt.AttackPatterns, described)
 	default:
 		if t, ok := rsitEntry(name, false); ok {
 			m.addTaxonomy(t)
 		} else {
+			described = name
 			mt.References = append(mt.References, name)
 		}
 	}
@@ -485,15 +512,83 @@ func (m *mapper) reference(n *element, mt *irxv1.Method) {
 	for _, u := range urls {
 		if s := u.textValue(); s != "" {
 			mt.References = append(mt.References, s)
+			if name == "" && described == "" {
+				described = s
+			}
 		}
 	}
-	if desc != "" && !descUsed {
-		if name == "" && len(urls) == 0 {
-			mt.References = append(mt.References, desc) // a reference described in words
-		} else if d := m.child(n, "Description"); d != nil {
-			d.used = false // irx keeps no description of a reference
+	if name == "" && len(urls) == 0 && len(descs) > 0 {
+		if s := descs[0].textValue(); s != "" {
+			// A reference described in words.
+			mt.References = append(mt.References, s)
+			described = s
+		}
+		descs = descs[1:]
+	}
+	if described != "" && len(descs) > 0 {
+		if s := descs[0].textValue(); s != "" {
+			mt.ReferenceDescriptions = append(mt.ReferenceDescriptions, &irxv1.NamedDescription{Name: described, Description: s})
+		}
+		descs = descs[1:]
+	}
+	for _, d := range descs {
+		d.used = false // of an RSIT entry, or one description more than irx keeps
+	}
+}
+
+// sortNamed puts descriptions in the order of the names they describe in
+// lists, one list after the other (the order an export writes them in), so
+// that a record reads back as it was; a description of no name goes last.
+func sortNamed(descs []*irxv1.NamedDescription, lists ...[]string) {
+	if len(descs) < 2 {
+		return
+	}
+	rank := map[string]int{}
+	i := 0
+	for _, l := range lists {
+		for _, name := range l {
+			if _, ok := rank[name]; !ok {
+				rank[name] = i
+			}
+			i++
 		}
 	}
+	key := func(d *irxv1.NamedDescription) int {
+		if r, ok := rank[d.GetName()]; ok {
+			return r
+		}
+		return i
+	}
+	slices.SortStableFunc(descs, func(a, b *irxv1.NamedDescription) int { return key(a) - key(b) })
+}
+
+// counter maps a Counter: IODEF v2's type and unit, or v1's type, which
+// is v2's unit (a v1 count is a count). A value irx cannot keep as a count
+// (a fraction) leaves it unused, so it is kept verbatim.
+func (m *mapper) counter(n *element) *irxv1.Counter {
+	v := n.textValue()
+	f, err := strconv.ParseFloat(v, 64)
+	if err != nil || f < 0 || f != math.Trunc(f) || f > 1<<53 {
+		n.used = false
+		n.why = "not a whole count"
+		return nil
+	}
+	word := func(attr string) string {
+		s, _ := n.attr(attr)
+		if s == "ext-value" {
+			ext, _ := n.attr("ext-" + attr)
+			return ext
+		}
+		return s
+	}
+	c := &irxv1.Counter{Value: int64(f), Duration: word("duration")}
+	c.Meaning, _ = n.attr("meaning")
+	if m.v1 {
+		c.Unit, c.Type = word("type"), "count"
+	} else {
+		c.Unit, c.Type = word("unit"), word("type")
+	}
+	return c
 }
 
 func (m *mapper) addTaxonomy(t *irxv1.Taxonomy) {

@@ -174,6 +174,7 @@ func TestDecodeJSONErrors(t *testing.T) {
 // FuzzDecodeJSON: no input makes the reader panic, and whatever it reads
 // writes back as JSON it reads the same.
 func FuzzDecodeJSON(f *testing.F) {
+	BoundMinimizing(f)
 	files, _ := filepath.Glob(filepath.Join("testdata", "json", "*.json"))
 	for _, file := range files {
 		data, err := os.ReadFile(file)

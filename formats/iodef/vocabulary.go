@@ -358,3 +358,11 @@ var extraClassOf = map[string]irxv1.InfoClass{
 	// Log records name users: private user information (also the default).
 	"Record": irxv1.InfoClass_INFO_CLASS_PRIVATE_USER, "RecordData": irxv1.InfoClass_INFO_CLASS_PRIVATE_USER,
 }
+
+// The words of IODEF's Counter attributes (RFC 7970 section 3.18.3), but
+// ext-value.
+var (
+	counterTypes     = []string{"count", "peak", "average"}
+	counterUnits     = []string{"byte", "mbit", "packet", "flow", "session", "alert", "message", "event", "host", "site", "organization"}
+	counterDurations = []string{"second", "minute", "hour", "day", "month", "quarter", "year", "forever"}
+)

@@ -26,6 +26,8 @@ const (
 // can say where a problem is and list, at the end, what it did not use.
 type element struct {
 	name      xml.Name
+	raw       xml.Name // the name as written, with its prefix
+	scope     int      // the namespace declarations in scope before it
 	attrs     []*attribute
 	children  []*element
 	parent    *element
@@ -49,12 +51,30 @@ type attribute struct {
 // references, and a DTD (one Directive token) is refused outright,
 // whatever it declares (parameter entities, an exponential "billion
 // laughs" expansion, an external entity naming a file or a URL).
+//
+// A document written plainly is read by fastTree; readTree reads the others
+// and refuses what is wrong, with its place.
+//
+// It reads raw tokens and resolves namespaces and matches end tags itself,
+// as Decoder.Token would: that spares Token's per-element bookkeeping, the
+// larger part of the decoding cost after the tokenizer itself.
 func readTree(name string, data []byte) (*element, error) {
+	if root, ok := fastTree(data); ok {
+		return root, nil
+	}
+	return decodeTree(name, data)
+}
+
+// decodeTree is readTree by encoding/xml.
+func decodeTree(name string, data []byte) (*element, error) {
 	dec := xml.NewDecoder(bytes.NewReader(data))
 	var (
 		root  *element
 		stack []*element
 		count int
+		ns    namespaces
+		elems []element   // the current slab of elements
+		attrs []attribute // and of attributes
 	)
 	where := func() string {
 		if len(stack) == 0 {
@@ -71,13 +91,15 @@ func readTree(name string, data []byte) (*element, error) {
 	}
 	for {
 		line, col := dec.InputPos()
-		tok, err := dec.Token()
+		off := dec.InputOffset()
+		tok, err := dec.RawToken()
 		if errors.Is(err, io.EOF) {
 			if root == nil {
 				return nil, fail(line, col, "IODEF-Document", "no XML element: not an IODEF document")
 			}
 			if len(stack) > 0 {
-				return nil, fail(line, col, where(), "the document ends before </%s>", stack[len(stack)-1].name.Local)
+				l, c := position(data, dec.InputOffset())
+				return nil, fail(l, c, where(), "XML syntax error: unexpected EOF")
 			}
 			return root, nil
 		}
@@ -101,9 +123,32 @@ func readTree(name string, data []byte) (*element, error) {
 			if count++; count > MaxElements {
 				return nil, fail(line, col, where()+"/"+t.Name.Local, "more than %d elements", MaxElements)
 			}
-			n := &element{name: t.Name, line: line, col: col}
+			if len(elems) == cap(elems) {
+				// Slabs that double, from one a small document fills.
+				elems = make([]element, 0, min(max(16, 2*cap(elems)), 1024))
+			}
+			elems = append(elems, element{raw: t.Name, line: line, col: col, scope: len(ns)})
+			n := &elems[len(elems)-1]
+			// The declarations of an element apply to its own name and
+			// attributes: they are bound first.
 			for _, a := range t.Attr {
-				n.attrs = append(n.attrs, &attribute{name: a.Name, value: a.Value})
+				switch {
+				case a.Name.Space == "xmlns":
+					ns = append(ns, binding{a.Name.Local, a.Value})
+				case a.Name.Space == "" && a.Name.Local == "xmlns":
+					ns = append(ns, binding{"", a.Value})
+				}
+			}
+			n.name = ns.translate(t.Name, true)
+			if len(t.Attr) > 0 {
+				if len(attrs)+len(t.Attr) > cap(attrs) {
+					attrs = make([]attribute, 0, max(min(max(16, 2*cap(attrs)), 1024), len(t.Attr)))
+				}
+				n.attrs = make([]*attribute, len(t.Attr))
+				for i, a := range t.Attr {
+					attrs = append(attrs, attribute{name: ns.translate(a.Name, false), value: a.Value})
+					n.attrs[i] = &attrs[len(attrs)-1]
+				}
 			}
 			if len(stack) == 0 {
 				root = n
@@ -113,12 +158,33 @@ func readTree(name string, data []byte) (*element, error) {
 			}
 			stack = append(stack, n)
 		case xml.EndElement:
+			// What Decoder.Token checks, in its words, at the end tag.
+			syntax := func(msg string) error { return fail(line, col, where(), "XML syntax error: %s", msg) }
+			if len(stack) == 0 {
+				return nil, syntax("unexpected end element </" + t.Name.Local + ">")
+			}
+			top := stack[len(stack)-1]
+			switch {
+			case top.raw.Local != t.Name.Local:
+				return nil, syntax("element <" + top.raw.Local + "> closed by </" + t.Name.Local + ">")
+			case top.raw.Space != t.Name.Space:
+				space := t.Name.Space
+				if space == "" {
+					space = `""`
+				}
+				return nil, syntax("element <" + top.raw.Local + "> in space " + top.raw.Space + " closed by </" + t.Name.Local + "> in space " + space)
+			}
+			ns = ns[:top.scope]
 			stack = stack[:len(stack)-1]
 		case xml.Directive:
 			// A DTD can declare entities (external ones naming files or
 			// URLs, parameter entities, exponential expansions); IODEF
 			// needs none, so any DTD is refused rather than skipped.
-			return nil, fail(line, col, where(), "a DTD (<!%s…>) is not allowed in an IODEF document: remove the DOCTYPE", oneLine(string(bytes.Fields(t)[0]), 20))
+			word := "" // "<! >" is a directive too
+			if f := bytes.Fields(t); len(f) > 0 {
+				word = string(f[0])
+			}
+			return nil, fail(line, col, where(), "a DTD (<!%s…>) is not allowed in an IODEF document: remove the DOCTYPE", oneLine(word, 20))
 		case xml.CharData:
 			if len(stack) == 0 {
 				if len(bytes.TrimSpace(t)) > 0 {
@@ -127,11 +193,48 @@ func readTree(name string, data []byte) (*element, error) {
 				continue
 			}
 			top := stack[len(stack)-1]
-			top.text = append(top.text, t...)
+			// Text as written (no reference, no CDATA section, no carriage
+			// return) is the document's own bytes: the element refers to
+			// them rather than copying them. Capped, so that an append
+			// never writes into data.
+			if raw := data[off:dec.InputOffset():dec.InputOffset()]; top.text == nil && bytes.Equal(raw, t) {
+				top.text = raw
+			} else {
+				top.text = append(top.text[:len(top.text):len(top.text)], t...)
+			}
 		}
-		// Comments, processing instructions and directives (the DTD) carry
-		// no incident data.
+		// Comments and processing instructions carry no incident data.
 	}
+}
+
+// A binding is a namespace declaration in scope.
+type binding struct{ prefix, uri string }
+
+// namespaces are the declarations in scope, innermost last.
+type namespaces []binding
+
+// translate resolves a raw name's prefix as Decoder.Token does: the
+// default namespace applies to elements only; xml is XML's own; an
+// undeclared prefix stays as it is.
+func (ns namespaces) translate(n xml.Name, element bool) xml.Name {
+	switch {
+	case n.Space == "xmlns":
+		return n
+	case n.Space == "" && !element:
+		return n
+	case n.Space == "xml":
+		n.Space = xmlNS
+		return n
+	case n.Space == "" && n.Local == "xmlns":
+		return n
+	}
+	for i := len(ns) - 1; i >= 0; i-- {
+		if ns[i].prefix == n.Space {
+			n.Space = ns[i].uri
+			return n
+		}
+	}
+	return n
 }
 
 // position is the line and column (from 1, counted in bytes as

@@ -499,7 +499,8 @@ func numberKind(fd protoreflect.FieldDescriptor) number {
 	switch fd.FullName() {
 	case "irx.v1.Host.asn":
 		return identifier
-	case "irx.v1.MonetaryImpact.amount_minor", "irx.v1.Evidence.size_bytes", "irx.v1.Compromise.sniffer_sessions_logged":
+	case "irx.v1.MonetaryImpact.amount_minor", "irx.v1.Evidence.size_bytes", "irx.v1.Compromise.sniffer_sessions_logged",
+		"irx.v1.Counter.value":
 		return magnitude
 	}
 	return scale

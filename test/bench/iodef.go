@@ -38,6 +38,7 @@ func runIODEF(ctx context.Context, args []string, out io.Writer) error {
 		pageSize = fs.Int("page-size", 1000, "ExportIncidents page_size")
 		keep     = fs.Bool("keep", false, "keep the data directory of the started node")
 		prebuilt = fs.String("irxd", "", "use this irxd binary instead of building ./cmd/irxd")
+		pprof    = fs.Int("pprof-port", 0, "serve the node's pprof profiles on 127.0.0.1:PORT")
 	)
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -65,7 +66,7 @@ func runIODEF(ctx context.Context, args []string, out io.Writer) error {
 		return err
 	}
 	startCtx, cancel := context.WithTimeout(ctx, time.Minute)
-	team, err := irxdtest.LaunchClusterEach(startCtx, bin, dir, 1, nil)
+	team, err := irxdtest.LaunchClusterEach(startCtx, bin, dir, 1, nodeSetup(*pprof, 0, 0))
 	cancel()
 	defer func() {
 		for _, n := range team {

@@ -2312,9 +2312,15 @@ type Host struct {
 	// E-mail addresses of the host (IODEF Address category e-mail).
 	Emails []string `protobuf:"bytes,102,rep,name=emails,proto3" json:"emails,omitempty"`
 	// Where the host is, in words (IODEF Node/Location).
-	Locations     []string `protobuf:"bytes,103,rep,name=locations,proto3" json:"locations,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Locations []string `protobuf:"bytes,103,rep,name=locations,proto3" json:"locations,omitempty"`
+	// What was counted of the host (IODEF Node/Counter): the traffic, flows
+	// or alerts seen.
+	Counters []*Counter `protobuf:"bytes,104,rep,name=counters,proto3" json:"counters,omitempty"`
+	// When the host's name was resolved to its addresses (IODEF v1
+	// Node/DateTime).
+	NameResolvedTime *timestamppb.Timestamp `protobuf:"bytes,105,opt,name=name_resolved_time,json=nameResolvedTime,proto3" json:"name_resolved_time,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *Host) Reset() {
@@ -2494,6 +2500,109 @@ func (x *Host) GetLocations() []string {
 	return nil
 }
 
+func (x *Host) GetCounters() []*Counter {
+	if x != nil {
+		return x.Counters
+	}
+	return nil
+}
+
+func (x *Host) GetNameResolvedTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.NameResolvedTime
+	}
+	return nil
+}
+
+// Counter is a count IODEF reports of a host or of an assessment (IODEF
+// Counter): its value, what it counts and how.
+type Counter struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The count, 0 or more, e.g. 38000. (IODEF allows a fraction; a Counter
+	// with one is kept verbatim.)
+	Value int64 `protobuf:"varint,1,opt,name=value,proto3" json:"value,omitempty"`
+	// What is counted: "byte", "mbit", "packet", "flow", "session", "alert",
+	// "message", "event", "host", "site", "organization", or the sender's
+	// own word (IODEF ext-unit).
+	Unit string `protobuf:"bytes,2,opt,name=unit,proto3" json:"unit,omitempty"`
+	// How: "count", "peak", "average", or the sender's own word (IODEF
+	// ext-type).
+	Type string `protobuf:"bytes,3,opt,name=type,proto3" json:"type,omitempty"`
+	// The period counted over: "second", "minute", "hour", "day", "month",
+	// "quarter", "year", "forever", or the sender's own word (IODEF
+	// ext-duration); empty when not said (IODEF's default is an hour).
+	Duration string `protobuf:"bytes,4,opt,name=duration,proto3" json:"duration,omitempty"`
+	// What the count means, in words (IODEF Counter@meaning).
+	Meaning       string `protobuf:"bytes,5,opt,name=meaning,proto3" json:"meaning,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Counter) Reset() {
+	*x = Counter{}
+	mi := &file_irx_v1_incident_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Counter) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Counter) ProtoMessage() {}
+
+func (x *Counter) ProtoReflect() protoreflect.Message {
+	mi := &file_irx_v1_incident_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Counter.ProtoReflect.Descriptor instead.
+func (*Counter) Descriptor() ([]byte, []int) {
+	return file_irx_v1_incident_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *Counter) GetValue() int64 {
+	if x != nil {
+		return x.Value
+	}
+	return 0
+}
+
+func (x *Counter) GetUnit() string {
+	if x != nil {
+		return x.Unit
+	}
+	return ""
+}
+
+func (x *Counter) GetType() string {
+	if x != nil {
+		return x.Type
+	}
+	return ""
+}
+
+func (x *Counter) GetDuration() string {
+	if x != nil {
+		return x.Duration
+	}
+	return ""
+}
+
+func (x *Counter) GetMeaning() string {
+	if x != nil {
+		return x.Meaning
+	}
+	return ""
+}
+
 // Service is a network service on a host (IODEF Service).
 type Service struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -2511,7 +2620,7 @@ type Service struct {
 
 func (x *Service) Reset() {
 	*x = Service{}
-	mi := &file_irx_v1_incident_proto_msgTypes[10]
+	mi := &file_irx_v1_incident_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2523,7 +2632,7 @@ func (x *Service) String() string {
 func (*Service) ProtoMessage() {}
 
 func (x *Service) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_incident_proto_msgTypes[10]
+	mi := &file_irx_v1_incident_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2536,7 +2645,7 @@ func (x *Service) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Service.ProtoReflect.Descriptor instead.
 func (*Service) Descriptor() ([]byte, []int) {
-	return file_irx_v1_incident_proto_rawDescGZIP(), []int{10}
+	return file_irx_v1_incident_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Service) GetIpProtocol() uint32 {
@@ -2593,7 +2702,7 @@ type Indicator struct {
 
 func (x *Indicator) Reset() {
 	*x = Indicator{}
-	mi := &file_irx_v1_incident_proto_msgTypes[11]
+	mi := &file_irx_v1_incident_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2605,7 +2714,7 @@ func (x *Indicator) String() string {
 func (*Indicator) ProtoMessage() {}
 
 func (x *Indicator) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_incident_proto_msgTypes[11]
+	mi := &file_irx_v1_incident_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2618,7 +2727,7 @@ func (x *Indicator) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Indicator.ProtoReflect.Descriptor instead.
 func (*Indicator) Descriptor() ([]byte, []int) {
-	return file_irx_v1_incident_proto_rawDescGZIP(), []int{11}
+	return file_irx_v1_incident_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *Indicator) GetKind() IndicatorKind {
@@ -2693,7 +2802,7 @@ type IndicatorId struct {
 
 func (x *IndicatorId) Reset() {
 	*x = IndicatorId{}
-	mi := &file_irx_v1_incident_proto_msgTypes[12]
+	mi := &file_irx_v1_incident_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2705,7 +2814,7 @@ func (x *IndicatorId) String() string {
 func (*IndicatorId) ProtoMessage() {}
 
 func (x *IndicatorId) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_incident_proto_msgTypes[12]
+	mi := &file_irx_v1_incident_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2718,7 +2827,7 @@ func (x *IndicatorId) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IndicatorId.ProtoReflect.Descriptor instead.
 func (*IndicatorId) Descriptor() ([]byte, []int) {
-	return file_irx_v1_incident_proto_rawDescGZIP(), []int{12}
+	return file_irx_v1_incident_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *IndicatorId) GetId() string {
@@ -2758,14 +2867,18 @@ type Method struct {
 	// References (advisories, URLs).
 	References []string `protobuf:"bytes,6,rep,name=references,proto3" json:"references,omitempty"`
 	// Restriction of this method; unspecified inherits.
-	Restriction   Restriction `protobuf:"varint,7,opt,name=restriction,proto3,enum=irx.v1.Restriction" json:"restriction,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Restriction Restriction `protobuf:"varint,7,opt,name=restriction,proto3,enum=irx.v1.Restriction" json:"restriction,omitempty"`
+	// What the references, weaknesses and attack patterns are, in words
+	// (IODEF Reference/Description), each by the name it has in those
+	// lists; a CVE's is its Vulnerability.description.
+	ReferenceDescriptions []*NamedDescription `protobuf:"bytes,100,rep,name=reference_descriptions,json=referenceDescriptions,proto3" json:"reference_descriptions,omitempty"`
+	unknownFields         protoimpl.UnknownFields
+	sizeCache             protoimpl.SizeCache
 }
 
 func (x *Method) Reset() {
 	*x = Method{}
-	mi := &file_irx_v1_incident_proto_msgTypes[13]
+	mi := &file_irx_v1_incident_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2777,7 +2890,7 @@ func (x *Method) String() string {
 func (*Method) ProtoMessage() {}
 
 func (x *Method) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_incident_proto_msgTypes[13]
+	mi := &file_irx_v1_incident_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2790,7 +2903,7 @@ func (x *Method) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Method.ProtoReflect.Descriptor instead.
 func (*Method) Descriptor() ([]byte, []int) {
-	return file_irx_v1_incident_proto_rawDescGZIP(), []int{13}
+	return file_irx_v1_incident_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *Method) GetDescription() string {
@@ -2842,6 +2955,69 @@ func (x *Method) GetRestriction() Restriction {
 	return Restriction_RESTRICTION_UNSPECIFIED
 }
 
+func (x *Method) GetReferenceDescriptions() []*NamedDescription {
+	if x != nil {
+		return x.ReferenceDescriptions
+	}
+	return nil
+}
+
+// NamedDescription is the description of something a record names in a
+// list beside it (a reference, a threat actor, a campaign).
+type NamedDescription struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The name, as the list holds it.
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// The description.
+	Description   string `protobuf:"bytes,2,opt,name=description,proto3" json:"description,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NamedDescription) Reset() {
+	*x = NamedDescription{}
+	mi := &file_irx_v1_incident_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NamedDescription) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NamedDescription) ProtoMessage() {}
+
+func (x *NamedDescription) ProtoReflect() protoreflect.Message {
+	mi := &file_irx_v1_incident_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NamedDescription.ProtoReflect.Descriptor instead.
+func (*NamedDescription) Descriptor() ([]byte, []int) {
+	return file_irx_v1_incident_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *NamedDescription) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *NamedDescription) GetDescription() string {
+	if x != nil {
+		return x.Description
+	}
+	return ""
+}
+
 // Vulnerability is a vulnerability exploited.
 type Vulnerability struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -2859,7 +3035,7 @@ type Vulnerability struct {
 
 func (x *Vulnerability) Reset() {
 	*x = Vulnerability{}
-	mi := &file_irx_v1_incident_proto_msgTypes[14]
+	mi := &file_irx_v1_incident_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2871,7 +3047,7 @@ func (x *Vulnerability) String() string {
 func (*Vulnerability) ProtoMessage() {}
 
 func (x *Vulnerability) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_incident_proto_msgTypes[14]
+	mi := &file_irx_v1_incident_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2884,7 +3060,7 @@ func (x *Vulnerability) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Vulnerability.ProtoReflect.Descriptor instead.
 func (*Vulnerability) Descriptor() ([]byte, []int) {
-	return file_irx_v1_incident_proto_rawDescGZIP(), []int{14}
+	return file_irx_v1_incident_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *Vulnerability) GetCve() string {
@@ -2929,14 +3105,17 @@ type Assessment struct {
 	// Confidence in the assessment, 0 to 100.
 	Confidence uint32 `protobuf:"varint,5,opt,name=confidence,proto3" json:"confidence,omitempty"`
 	// Restriction of this assessment; unspecified inherits.
-	Restriction   Restriction `protobuf:"varint,6,opt,name=restriction,proto3,enum=irx.v1.Restriction" json:"restriction,omitempty"`
+	Restriction Restriction `protobuf:"varint,6,opt,name=restriction,proto3,enum=irx.v1.Restriction" json:"restriction,omitempty"`
+	// What was counted of the incident as a whole (IODEF
+	// Assessment/Counter): the hosts, sites or messages affected.
+	Counters      []*Counter `protobuf:"bytes,100,rep,name=counters,proto3" json:"counters,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Assessment) Reset() {
 	*x = Assessment{}
-	mi := &file_irx_v1_incident_proto_msgTypes[15]
+	mi := &file_irx_v1_incident_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2948,7 +3127,7 @@ func (x *Assessment) String() string {
 func (*Assessment) ProtoMessage() {}
 
 func (x *Assessment) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_incident_proto_msgTypes[15]
+	mi := &file_irx_v1_incident_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2961,7 +3140,7 @@ func (x *Assessment) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Assessment.ProtoReflect.Descriptor instead.
 func (*Assessment) Descriptor() ([]byte, []int) {
-	return file_irx_v1_incident_proto_rawDescGZIP(), []int{15}
+	return file_irx_v1_incident_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *Assessment) GetOccurrence() Occurrence {
@@ -3006,6 +3185,13 @@ func (x *Assessment) GetRestriction() Restriction {
 	return Restriction_RESTRICTION_UNSPECIFIED
 }
 
+func (x *Assessment) GetCounters() []*Counter {
+	if x != nil {
+		return x.Counters
+	}
+	return nil
+}
+
 // SystemImpact is an IODEF SystemImpact.
 type SystemImpact struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -3023,7 +3209,7 @@ type SystemImpact struct {
 
 func (x *SystemImpact) Reset() {
 	*x = SystemImpact{}
-	mi := &file_irx_v1_incident_proto_msgTypes[16]
+	mi := &file_irx_v1_incident_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3035,7 +3221,7 @@ func (x *SystemImpact) String() string {
 func (*SystemImpact) ProtoMessage() {}
 
 func (x *SystemImpact) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_incident_proto_msgTypes[16]
+	mi := &file_irx_v1_incident_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3048,7 +3234,7 @@ func (x *SystemImpact) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SystemImpact.ProtoReflect.Descriptor instead.
 func (*SystemImpact) Descriptor() ([]byte, []int) {
-	return file_irx_v1_incident_proto_rawDescGZIP(), []int{16}
+	return file_irx_v1_incident_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *SystemImpact) GetSeverity() Severity {
@@ -3094,7 +3280,7 @@ type BusinessImpact struct {
 
 func (x *BusinessImpact) Reset() {
 	*x = BusinessImpact{}
-	mi := &file_irx_v1_incident_proto_msgTypes[17]
+	mi := &file_irx_v1_incident_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3106,7 +3292,7 @@ func (x *BusinessImpact) String() string {
 func (*BusinessImpact) ProtoMessage() {}
 
 func (x *BusinessImpact) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_incident_proto_msgTypes[17]
+	mi := &file_irx_v1_incident_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3119,7 +3305,7 @@ func (x *BusinessImpact) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BusinessImpact.ProtoReflect.Descriptor instead.
 func (*BusinessImpact) Descriptor() ([]byte, []int) {
-	return file_irx_v1_incident_proto_rawDescGZIP(), []int{17}
+	return file_irx_v1_incident_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *BusinessImpact) GetSeverity() Severity {
@@ -3156,7 +3342,7 @@ type MonetaryImpact struct {
 
 func (x *MonetaryImpact) Reset() {
 	*x = MonetaryImpact{}
-	mi := &file_irx_v1_incident_proto_msgTypes[18]
+	mi := &file_irx_v1_incident_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3168,7 +3354,7 @@ func (x *MonetaryImpact) String() string {
 func (*MonetaryImpact) ProtoMessage() {}
 
 func (x *MonetaryImpact) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_incident_proto_msgTypes[18]
+	mi := &file_irx_v1_incident_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3181,7 +3367,7 @@ func (x *MonetaryImpact) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MonetaryImpact.ProtoReflect.Descriptor instead.
 func (*MonetaryImpact) Descriptor() ([]byte, []int) {
-	return file_irx_v1_incident_proto_rawDescGZIP(), []int{18}
+	return file_irx_v1_incident_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *MonetaryImpact) GetCurrency() string {
@@ -3211,7 +3397,7 @@ type Discovery struct {
 
 func (x *Discovery) Reset() {
 	*x = Discovery{}
-	mi := &file_irx_v1_incident_proto_msgTypes[19]
+	mi := &file_irx_v1_incident_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3223,7 +3409,7 @@ func (x *Discovery) String() string {
 func (*Discovery) ProtoMessage() {}
 
 func (x *Discovery) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_incident_proto_msgTypes[19]
+	mi := &file_irx_v1_incident_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3236,7 +3422,7 @@ func (x *Discovery) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Discovery.ProtoReflect.Descriptor instead.
 func (*Discovery) Descriptor() ([]byte, []int) {
-	return file_irx_v1_incident_proto_rawDescGZIP(), []int{19}
+	return file_irx_v1_incident_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *Discovery) GetSource() DiscoverySource {
@@ -3278,7 +3464,7 @@ type Compromise struct {
 
 func (x *Compromise) Reset() {
 	*x = Compromise{}
-	mi := &file_irx_v1_incident_proto_msgTypes[20]
+	mi := &file_irx_v1_incident_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3290,7 +3476,7 @@ func (x *Compromise) String() string {
 func (*Compromise) ProtoMessage() {}
 
 func (x *Compromise) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_incident_proto_msgTypes[20]
+	mi := &file_irx_v1_incident_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3303,7 +3489,7 @@ func (x *Compromise) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Compromise.ProtoReflect.Descriptor instead.
 func (*Compromise) Descriptor() ([]byte, []int) {
-	return file_irx_v1_incident_proto_rawDescGZIP(), []int{20}
+	return file_irx_v1_incident_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *Compromise) GetRootAccess() bool {
@@ -3377,7 +3563,7 @@ type SiteSecurity struct {
 
 func (x *SiteSecurity) Reset() {
 	*x = SiteSecurity{}
-	mi := &file_irx_v1_incident_proto_msgTypes[21]
+	mi := &file_irx_v1_incident_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3389,7 +3575,7 @@ func (x *SiteSecurity) String() string {
 func (*SiteSecurity) ProtoMessage() {}
 
 func (x *SiteSecurity) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_incident_proto_msgTypes[21]
+	mi := &file_irx_v1_incident_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3402,7 +3588,7 @@ func (x *SiteSecurity) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SiteSecurity.ProtoReflect.Descriptor instead.
 func (*SiteSecurity) Descriptor() ([]byte, []int) {
-	return file_irx_v1_incident_proto_rawDescGZIP(), []int{21}
+	return file_irx_v1_incident_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *SiteSecurity) GetTools() []*SecurityTool {
@@ -3441,7 +3627,7 @@ type SecurityTool struct {
 
 func (x *SecurityTool) Reset() {
 	*x = SecurityTool{}
-	mi := &file_irx_v1_incident_proto_msgTypes[22]
+	mi := &file_irx_v1_incident_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3453,7 +3639,7 @@ func (x *SecurityTool) String() string {
 func (*SecurityTool) ProtoMessage() {}
 
 func (x *SecurityTool) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_incident_proto_msgTypes[22]
+	mi := &file_irx_v1_incident_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3466,7 +3652,7 @@ func (x *SecurityTool) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SecurityTool.ProtoReflect.Descriptor instead.
 func (*SecurityTool) Descriptor() ([]byte, []int) {
-	return file_irx_v1_incident_proto_rawDescGZIP(), []int{22}
+	return file_irx_v1_incident_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *SecurityTool) GetName() string {
@@ -3510,7 +3696,7 @@ type LogExcerpt struct {
 
 func (x *LogExcerpt) Reset() {
 	*x = LogExcerpt{}
-	mi := &file_irx_v1_incident_proto_msgTypes[23]
+	mi := &file_irx_v1_incident_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3522,7 +3708,7 @@ func (x *LogExcerpt) String() string {
 func (*LogExcerpt) ProtoMessage() {}
 
 func (x *LogExcerpt) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_incident_proto_msgTypes[23]
+	mi := &file_irx_v1_incident_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3535,7 +3721,7 @@ func (x *LogExcerpt) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogExcerpt.ProtoReflect.Descriptor instead.
 func (*LogExcerpt) Descriptor() ([]byte, []int) {
-	return file_irx_v1_incident_proto_rawDescGZIP(), []int{23}
+	return file_irx_v1_incident_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *LogExcerpt) GetSource() string {
@@ -3596,7 +3782,7 @@ type Evidence struct {
 
 func (x *Evidence) Reset() {
 	*x = Evidence{}
-	mi := &file_irx_v1_incident_proto_msgTypes[24]
+	mi := &file_irx_v1_incident_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3608,7 +3794,7 @@ func (x *Evidence) String() string {
 func (*Evidence) ProtoMessage() {}
 
 func (x *Evidence) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_incident_proto_msgTypes[24]
+	mi := &file_irx_v1_incident_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3621,7 +3807,7 @@ func (x *Evidence) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Evidence.ProtoReflect.Descriptor instead.
 func (*Evidence) Descriptor() ([]byte, []int) {
-	return file_irx_v1_incident_proto_rawDescGZIP(), []int{24}
+	return file_irx_v1_incident_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *Evidence) GetDescription() string {
@@ -3692,7 +3878,7 @@ type HistoryItem struct {
 
 func (x *HistoryItem) Reset() {
 	*x = HistoryItem{}
-	mi := &file_irx_v1_incident_proto_msgTypes[25]
+	mi := &file_irx_v1_incident_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3704,7 +3890,7 @@ func (x *HistoryItem) String() string {
 func (*HistoryItem) ProtoMessage() {}
 
 func (x *HistoryItem) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_incident_proto_msgTypes[25]
+	mi := &file_irx_v1_incident_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3717,7 +3903,7 @@ func (x *HistoryItem) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HistoryItem.ProtoReflect.Descriptor instead.
 func (*HistoryItem) Descriptor() ([]byte, []int) {
-	return file_irx_v1_incident_proto_rawDescGZIP(), []int{25}
+	return file_irx_v1_incident_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *HistoryItem) GetAction() HistoryAction {
@@ -3764,14 +3950,20 @@ type RelatedActivity struct {
 	// Campaigns.
 	Campaigns []string `protobuf:"bytes,2,rep,name=campaigns,proto3" json:"campaigns,omitempty"`
 	// Related incident ids ("<team-id>:<ticket>").
-	IncidentIds   []string `protobuf:"bytes,3,rep,name=incident_ids,json=incidentIds,proto3" json:"incident_ids,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	IncidentIds []string `protobuf:"bytes,3,rep,name=incident_ids,json=incidentIds,proto3" json:"incident_ids,omitempty"`
+	// Who the threat actors are, in words (IODEF ThreatActor/Description),
+	// each by its name in threat_actors.
+	ThreatActorDescriptions []*NamedDescription `protobuf:"bytes,100,rep,name=threat_actor_descriptions,json=threatActorDescriptions,proto3" json:"threat_actor_descriptions,omitempty"`
+	// What the campaigns are, in words (IODEF Campaign/Description), each
+	// by its name in campaigns.
+	CampaignDescriptions []*NamedDescription `protobuf:"bytes,101,rep,name=campaign_descriptions,json=campaignDescriptions,proto3" json:"campaign_descriptions,omitempty"`
+	unknownFields        protoimpl.UnknownFields
+	sizeCache            protoimpl.SizeCache
 }
 
 func (x *RelatedActivity) Reset() {
 	*x = RelatedActivity{}
-	mi := &file_irx_v1_incident_proto_msgTypes[26]
+	mi := &file_irx_v1_incident_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3783,7 +3975,7 @@ func (x *RelatedActivity) String() string {
 func (*RelatedActivity) ProtoMessage() {}
 
 func (x *RelatedActivity) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_incident_proto_msgTypes[26]
+	mi := &file_irx_v1_incident_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3796,7 +3988,7 @@ func (x *RelatedActivity) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RelatedActivity.ProtoReflect.Descriptor instead.
 func (*RelatedActivity) Descriptor() ([]byte, []int) {
-	return file_irx_v1_incident_proto_rawDescGZIP(), []int{26}
+	return file_irx_v1_incident_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *RelatedActivity) GetThreatActors() []string {
@@ -3820,6 +4012,20 @@ func (x *RelatedActivity) GetIncidentIds() []string {
 	return nil
 }
 
+func (x *RelatedActivity) GetThreatActorDescriptions() []*NamedDescription {
+	if x != nil {
+		return x.ThreatActorDescriptions
+	}
+	return nil
+}
+
+func (x *RelatedActivity) GetCampaignDescriptions() []*NamedDescription {
+	if x != nil {
+		return x.CampaignDescriptions
+	}
+	return nil
+}
+
 // DisclosureConsent is what the reporter allows the team to tell each
 // recipient class (CERT/CC form 3.2).
 type DisclosureConsent struct {
@@ -3836,7 +4042,7 @@ type DisclosureConsent struct {
 
 func (x *DisclosureConsent) Reset() {
 	*x = DisclosureConsent{}
-	mi := &file_irx_v1_incident_proto_msgTypes[27]
+	mi := &file_irx_v1_incident_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3848,7 +4054,7 @@ func (x *DisclosureConsent) String() string {
 func (*DisclosureConsent) ProtoMessage() {}
 
 func (x *DisclosureConsent) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_incident_proto_msgTypes[27]
+	mi := &file_irx_v1_incident_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3861,7 +4067,7 @@ func (x *DisclosureConsent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DisclosureConsent.ProtoReflect.Descriptor instead.
 func (*DisclosureConsent) Descriptor() ([]byte, []int) {
-	return file_irx_v1_incident_proto_rawDescGZIP(), []int{27}
+	return file_irx_v1_incident_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *DisclosureConsent) GetSitesInvolved() *ConsentScope {
@@ -3900,7 +4106,7 @@ type ConsentScope struct {
 
 func (x *ConsentScope) Reset() {
 	*x = ConsentScope{}
-	mi := &file_irx_v1_incident_proto_msgTypes[28]
+	mi := &file_irx_v1_incident_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3912,7 +4118,7 @@ func (x *ConsentScope) String() string {
 func (*ConsentScope) ProtoMessage() {}
 
 func (x *ConsentScope) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_incident_proto_msgTypes[28]
+	mi := &file_irx_v1_incident_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3925,7 +4131,7 @@ func (x *ConsentScope) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConsentScope.ProtoReflect.Descriptor instead.
 func (*ConsentScope) Descriptor() ([]byte, []int) {
-	return file_irx_v1_incident_proto_rawDescGZIP(), []int{28}
+	return file_irx_v1_incident_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *ConsentScope) GetDomain() bool {
@@ -3983,7 +4189,7 @@ type Provenance struct {
 
 func (x *Provenance) Reset() {
 	*x = Provenance{}
-	mi := &file_irx_v1_incident_proto_msgTypes[29]
+	mi := &file_irx_v1_incident_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3995,7 +4201,7 @@ func (x *Provenance) String() string {
 func (*Provenance) ProtoMessage() {}
 
 func (x *Provenance) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_incident_proto_msgTypes[29]
+	mi := &file_irx_v1_incident_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4008,7 +4214,7 @@ func (x *Provenance) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Provenance.ProtoReflect.Descriptor instead.
 func (*Provenance) Descriptor() ([]byte, []int) {
-	return file_irx_v1_incident_proto_rawDescGZIP(), []int{29}
+	return file_irx_v1_incident_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *Provenance) GetOriginTeam() string {
@@ -4074,7 +4280,7 @@ type Transfer struct {
 
 func (x *Transfer) Reset() {
 	*x = Transfer{}
-	mi := &file_irx_v1_incident_proto_msgTypes[30]
+	mi := &file_irx_v1_incident_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4086,7 +4292,7 @@ func (x *Transfer) String() string {
 func (*Transfer) ProtoMessage() {}
 
 func (x *Transfer) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_incident_proto_msgTypes[30]
+	mi := &file_irx_v1_incident_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4099,7 +4305,7 @@ func (x *Transfer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Transfer.ProtoReflect.Descriptor instead.
 func (*Transfer) Descriptor() ([]byte, []int) {
-	return file_irx_v1_incident_proto_rawDescGZIP(), []int{30}
+	return file_irx_v1_incident_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *Transfer) GetTeamId() string {
@@ -4133,7 +4339,7 @@ type ReshareTerms struct {
 
 func (x *ReshareTerms) Reset() {
 	*x = ReshareTerms{}
-	mi := &file_irx_v1_incident_proto_msgTypes[31]
+	mi := &file_irx_v1_incident_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4145,7 +4351,7 @@ func (x *ReshareTerms) String() string {
 func (*ReshareTerms) ProtoMessage() {}
 
 func (x *ReshareTerms) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_incident_proto_msgTypes[31]
+	mi := &file_irx_v1_incident_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4158,7 +4364,7 @@ func (x *ReshareTerms) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReshareTerms.ProtoReflect.Descriptor instead.
 func (*ReshareTerms) Descriptor() ([]byte, []int) {
-	return file_irx_v1_incident_proto_rawDescGZIP(), []int{31}
+	return file_irx_v1_incident_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *ReshareTerms) GetMayReshare() bool {
@@ -4298,7 +4504,7 @@ const file_irx_v1_incident_proto_rawDesc = "" +
 	"\vdescription\x18g \x01(\tR\vdescription\"D\n" +
 	"\x0eRegistryHandle\x12\x1a\n" +
 	"\bregistry\x18\x01 \x01(\tR\bregistry\x12\x16\n" +
-	"\x06handle\x18\x02 \x01(\tR\x06handle\"\xcb\x05\n" +
+	"\x06handle\x18\x02 \x01(\tR\x06handle\"\xc2\x06\n" +
 	"\x04Host\x12\x1a\n" +
 	"\bhostname\x18\x01 \x01(\tR\bhostname\x12\x1c\n" +
 	"\taddresses\x18\x02 \x03(\tR\taddresses\x12\x10\n" +
@@ -4322,7 +4528,15 @@ const file_irx_v1_incident_proto_rawDesc = "" +
 	"\aspoofed\x18d \x01(\tR\aspoofed\x12\x12\n" +
 	"\x04urls\x18e \x03(\tR\x04urls\x12\x16\n" +
 	"\x06emails\x18f \x03(\tR\x06emails\x12\x1c\n" +
-	"\tlocations\x18g \x03(\tR\tlocations\"|\n" +
+	"\tlocations\x18g \x03(\tR\tlocations\x12+\n" +
+	"\bcounters\x18h \x03(\v2\x0f.irx.v1.CounterR\bcounters\x12H\n" +
+	"\x12name_resolved_time\x18i \x01(\v2\x1a.google.protobuf.TimestampR\x10nameResolvedTime\"}\n" +
+	"\aCounter\x12\x14\n" +
+	"\x05value\x18\x01 \x01(\x03R\x05value\x12\x12\n" +
+	"\x04unit\x18\x02 \x01(\tR\x04unit\x12\x12\n" +
+	"\x04type\x18\x03 \x01(\tR\x04type\x12\x1a\n" +
+	"\bduration\x18\x04 \x01(\tR\bduration\x12\x18\n" +
+	"\ameaning\x18\x05 \x01(\tR\ameaning\"|\n" +
 	"\aService\x12\x1f\n" +
 	"\vip_protocol\x18\x01 \x01(\rR\n" +
 	"ipProtocol\x12\x12\n" +
@@ -4343,7 +4557,7 @@ const file_irx_v1_incident_proto_rawDesc = "" +
 	"\vIndicatorId\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x18\n" +
-	"\aversion\x18\x03 \x01(\tR\aversion\"\xc2\x02\n" +
+	"\aversion\x18\x03 \x01(\tR\aversion\"\x93\x03\n" +
 	"\x06Method\x12 \n" +
 	"\vdescription\x18\x01 \x01(\tR\vdescription\x12?\n" +
 	"\x0fvulnerabilities\x18\x02 \x03(\v2\x15.irx.v1.VulnerabilityR\x0fvulnerabilities\x12\x1e\n" +
@@ -4355,13 +4569,17 @@ const file_irx_v1_incident_proto_rawDesc = "" +
 	"\n" +
 	"references\x18\x06 \x03(\tR\n" +
 	"references\x12;\n" +
-	"\vrestriction\x18\a \x01(\x0e2\x13.irx.v1.RestrictionB\x04\x88\xb5\x18\bR\vrestriction\"~\n" +
+	"\vrestriction\x18\a \x01(\x0e2\x13.irx.v1.RestrictionB\x04\x88\xb5\x18\bR\vrestriction\x12O\n" +
+	"\x16reference_descriptions\x18d \x03(\v2\x18.irx.v1.NamedDescriptionR\x15referenceDescriptions\"H\n" +
+	"\x10NamedDescription\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12 \n" +
+	"\vdescription\x18\x02 \x01(\tR\vdescription\"~\n" +
 	"\rVulnerability\x12\x10\n" +
 	"\x03cve\x18\x01 \x01(\tR\x03cve\x12\x18\n" +
 	"\aproduct\x18\x02 \x01(\tR\aproduct\x12\x1f\n" +
 	"\vcvss_vector\x18\x03 \x01(\tR\n" +
 	"cvssVector\x12 \n" +
-	"\vdescription\x18\x04 \x01(\tR\vdescription\"\xde\x02\n" +
+	"\vdescription\x18\x04 \x01(\tR\vdescription\"\x8b\x03\n" +
 	"\n" +
 	"Assessment\x122\n" +
 	"\n" +
@@ -4373,7 +4591,8 @@ const file_irx_v1_incident_proto_rawDesc = "" +
 	"\n" +
 	"confidence\x18\x05 \x01(\rR\n" +
 	"confidence\x12;\n" +
-	"\vrestriction\x18\x06 \x01(\x0e2\x13.irx.v1.RestrictionB\x04\x88\xb5\x18\bR\vrestriction\"\x92\x01\n" +
+	"\vrestriction\x18\x06 \x01(\x0e2\x13.irx.v1.RestrictionB\x04\x88\xb5\x18\bR\vrestriction\x12+\n" +
+	"\bcounters\x18d \x03(\v2\x0f.irx.v1.CounterR\bcounters\"\x92\x01\n" +
 	"\fSystemImpact\x12,\n" +
 	"\bseverity\x18\x01 \x01(\x0e2\x10.irx.v1.SeverityR\bseverity\x12\x12\n" +
 	"\x04type\x18\x02 \x01(\tR\x04type\x12\x1e\n" +
@@ -4432,11 +4651,13 @@ const file_irx_v1_incident_proto_rawDesc = "" +
 	"\x04time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12 \n" +
 	"\vdescription\x18\x03 \x01(\tR\vdescription\x12\x17\n" +
 	"\ateam_id\x18\x04 \x01(\tR\x06teamId\x12;\n" +
-	"\vrestriction\x18\x05 \x01(\x0e2\x13.irx.v1.RestrictionB\x04\x88\xb5\x18\bR\vrestriction\"w\n" +
+	"\vrestriction\x18\x05 \x01(\x0e2\x13.irx.v1.RestrictionB\x04\x88\xb5\x18\bR\vrestriction\"\x9c\x02\n" +
 	"\x0fRelatedActivity\x12#\n" +
 	"\rthreat_actors\x18\x01 \x03(\tR\fthreatActors\x12\x1c\n" +
 	"\tcampaigns\x18\x02 \x03(\tR\tcampaigns\x12!\n" +
-	"\fincident_ids\x18\x03 \x03(\tR\vincidentIds\"\xcc\x01\n" +
+	"\fincident_ids\x18\x03 \x03(\tR\vincidentIds\x12T\n" +
+	"\x19threat_actor_descriptions\x18d \x03(\v2\x18.irx.v1.NamedDescriptionR\x17threatActorDescriptions\x12M\n" +
+	"\x15campaign_descriptions\x18e \x03(\v2\x18.irx.v1.NamedDescriptionR\x14campaignDescriptions\"\xcc\x01\n" +
 	"\x11DisclosureConsent\x12;\n" +
 	"\x0esites_involved\x18\x01 \x01(\v2\x14.irx.v1.ConsentScopeR\rsitesInvolved\x12;\n" +
 	"\x0eresponse_teams\x18\x02 \x01(\v2\x14.irx.v1.ConsentScopeR\rresponseTeams\x12=\n" +
@@ -4611,7 +4832,7 @@ func file_irx_v1_incident_proto_rawDescGZIP() []byte {
 }
 
 var file_irx_v1_incident_proto_enumTypes = make([]protoimpl.EnumInfo, 15)
-var file_irx_v1_incident_proto_msgTypes = make([]protoimpl.MessageInfo, 32)
+var file_irx_v1_incident_proto_msgTypes = make([]protoimpl.MessageInfo, 34)
 var file_irx_v1_incident_proto_goTypes = []any{
 	(Purpose)(0),                  // 0: irx.v1.Purpose
 	(Status)(0),                   // 1: irx.v1.Status
@@ -4638,29 +4859,31 @@ var file_irx_v1_incident_proto_goTypes = []any{
 	(*Contact)(nil),               // 22: irx.v1.Contact
 	(*RegistryHandle)(nil),        // 23: irx.v1.RegistryHandle
 	(*Host)(nil),                  // 24: irx.v1.Host
-	(*Service)(nil),               // 25: irx.v1.Service
-	(*Indicator)(nil),             // 26: irx.v1.Indicator
-	(*IndicatorId)(nil),           // 27: irx.v1.IndicatorId
-	(*Method)(nil),                // 28: irx.v1.Method
-	(*Vulnerability)(nil),         // 29: irx.v1.Vulnerability
-	(*Assessment)(nil),            // 30: irx.v1.Assessment
-	(*SystemImpact)(nil),          // 31: irx.v1.SystemImpact
-	(*BusinessImpact)(nil),        // 32: irx.v1.BusinessImpact
-	(*MonetaryImpact)(nil),        // 33: irx.v1.MonetaryImpact
-	(*Discovery)(nil),             // 34: irx.v1.Discovery
-	(*Compromise)(nil),            // 35: irx.v1.Compromise
-	(*SiteSecurity)(nil),          // 36: irx.v1.SiteSecurity
-	(*SecurityTool)(nil),          // 37: irx.v1.SecurityTool
-	(*LogExcerpt)(nil),            // 38: irx.v1.LogExcerpt
-	(*Evidence)(nil),              // 39: irx.v1.Evidence
-	(*HistoryItem)(nil),           // 40: irx.v1.HistoryItem
-	(*RelatedActivity)(nil),       // 41: irx.v1.RelatedActivity
-	(*DisclosureConsent)(nil),     // 42: irx.v1.DisclosureConsent
-	(*ConsentScope)(nil),          // 43: irx.v1.ConsentScope
-	(*Provenance)(nil),            // 44: irx.v1.Provenance
-	(*Transfer)(nil),              // 45: irx.v1.Transfer
-	(*ReshareTerms)(nil),          // 46: irx.v1.ReshareTerms
-	(*timestamppb.Timestamp)(nil), // 47: google.protobuf.Timestamp
+	(*Counter)(nil),               // 25: irx.v1.Counter
+	(*Service)(nil),               // 26: irx.v1.Service
+	(*Indicator)(nil),             // 27: irx.v1.Indicator
+	(*IndicatorId)(nil),           // 28: irx.v1.IndicatorId
+	(*Method)(nil),                // 29: irx.v1.Method
+	(*NamedDescription)(nil),      // 30: irx.v1.NamedDescription
+	(*Vulnerability)(nil),         // 31: irx.v1.Vulnerability
+	(*Assessment)(nil),            // 32: irx.v1.Assessment
+	(*SystemImpact)(nil),          // 33: irx.v1.SystemImpact
+	(*BusinessImpact)(nil),        // 34: irx.v1.BusinessImpact
+	(*MonetaryImpact)(nil),        // 35: irx.v1.MonetaryImpact
+	(*Discovery)(nil),             // 36: irx.v1.Discovery
+	(*Compromise)(nil),            // 37: irx.v1.Compromise
+	(*SiteSecurity)(nil),          // 38: irx.v1.SiteSecurity
+	(*SecurityTool)(nil),          // 39: irx.v1.SecurityTool
+	(*LogExcerpt)(nil),            // 40: irx.v1.LogExcerpt
+	(*Evidence)(nil),              // 41: irx.v1.Evidence
+	(*HistoryItem)(nil),           // 42: irx.v1.HistoryItem
+	(*RelatedActivity)(nil),       // 43: irx.v1.RelatedActivity
+	(*DisclosureConsent)(nil),     // 44: irx.v1.DisclosureConsent
+	(*ConsentScope)(nil),          // 45: irx.v1.ConsentScope
+	(*Provenance)(nil),            // 46: irx.v1.Provenance
+	(*Transfer)(nil),              // 47: irx.v1.Transfer
+	(*ReshareTerms)(nil),          // 48: irx.v1.ReshareTerms
+	(*timestamppb.Timestamp)(nil), // 49: google.protobuf.Timestamp
 }
 var file_irx_v1_incident_proto_depIdxs = []int32{
 	19, // 0: irx.v1.Incident.alternative_ids:type_name -> irx.v1.AlternativeId
@@ -4671,32 +4894,32 @@ var file_irx_v1_incident_proto_depIdxs = []int32{
 	18, // 5: irx.v1.Incident.taxonomy:type_name -> irx.v1.Taxonomy
 	18, // 6: irx.v1.Incident.additional_taxonomies:type_name -> irx.v1.Taxonomy
 	4,  // 7: irx.v1.Incident.priority:type_name -> irx.v1.Priority
-	47, // 8: irx.v1.Incident.detect_time:type_name -> google.protobuf.Timestamp
-	47, // 9: irx.v1.Incident.start_time:type_name -> google.protobuf.Timestamp
-	47, // 10: irx.v1.Incident.end_time:type_name -> google.protobuf.Timestamp
-	47, // 11: irx.v1.Incident.recovery_time:type_name -> google.protobuf.Timestamp
-	47, // 12: irx.v1.Incident.report_time:type_name -> google.protobuf.Timestamp
-	47, // 13: irx.v1.Incident.generation_time:type_name -> google.protobuf.Timestamp
-	47, // 14: irx.v1.Incident.create_time:type_name -> google.protobuf.Timestamp
+	49, // 8: irx.v1.Incident.detect_time:type_name -> google.protobuf.Timestamp
+	49, // 9: irx.v1.Incident.start_time:type_name -> google.protobuf.Timestamp
+	49, // 10: irx.v1.Incident.end_time:type_name -> google.protobuf.Timestamp
+	49, // 11: irx.v1.Incident.recovery_time:type_name -> google.protobuf.Timestamp
+	49, // 12: irx.v1.Incident.report_time:type_name -> google.protobuf.Timestamp
+	49, // 13: irx.v1.Incident.generation_time:type_name -> google.protobuf.Timestamp
+	49, // 14: irx.v1.Incident.create_time:type_name -> google.protobuf.Timestamp
 	20, // 15: irx.v1.Incident.descriptions:type_name -> irx.v1.Description
 	21, // 16: irx.v1.Incident.reporting_site:type_name -> irx.v1.ReportingSite
 	22, // 17: irx.v1.Incident.contacts:type_name -> irx.v1.Contact
 	24, // 18: irx.v1.Incident.victim_hosts:type_name -> irx.v1.Host
 	24, // 19: irx.v1.Incident.attacking_hosts:type_name -> irx.v1.Host
-	26, // 20: irx.v1.Incident.indicators:type_name -> irx.v1.Indicator
-	28, // 21: irx.v1.Incident.methods:type_name -> irx.v1.Method
-	30, // 22: irx.v1.Incident.assessments:type_name -> irx.v1.Assessment
-	34, // 23: irx.v1.Incident.discoveries:type_name -> irx.v1.Discovery
-	35, // 24: irx.v1.Incident.compromise:type_name -> irx.v1.Compromise
-	36, // 25: irx.v1.Incident.site_security:type_name -> irx.v1.SiteSecurity
-	38, // 26: irx.v1.Incident.log_excerpts:type_name -> irx.v1.LogExcerpt
-	39, // 27: irx.v1.Incident.evidence:type_name -> irx.v1.Evidence
-	40, // 28: irx.v1.Incident.history:type_name -> irx.v1.HistoryItem
-	41, // 29: irx.v1.Incident.related_activity:type_name -> irx.v1.RelatedActivity
-	42, // 30: irx.v1.Incident.disclosure_consent:type_name -> irx.v1.DisclosureConsent
-	44, // 31: irx.v1.Incident.provenance:type_name -> irx.v1.Provenance
-	47, // 32: irx.v1.Incident.withdraw_time:type_name -> google.protobuf.Timestamp
-	47, // 33: irx.v1.Incident.sender_generation_time:type_name -> google.protobuf.Timestamp
+	27, // 20: irx.v1.Incident.indicators:type_name -> irx.v1.Indicator
+	29, // 21: irx.v1.Incident.methods:type_name -> irx.v1.Method
+	32, // 22: irx.v1.Incident.assessments:type_name -> irx.v1.Assessment
+	36, // 23: irx.v1.Incident.discoveries:type_name -> irx.v1.Discovery
+	37, // 24: irx.v1.Incident.compromise:type_name -> irx.v1.Compromise
+	38, // 25: irx.v1.Incident.site_security:type_name -> irx.v1.SiteSecurity
+	40, // 26: irx.v1.Incident.log_excerpts:type_name -> irx.v1.LogExcerpt
+	41, // 27: irx.v1.Incident.evidence:type_name -> irx.v1.Evidence
+	42, // 28: irx.v1.Incident.history:type_name -> irx.v1.HistoryItem
+	43, // 29: irx.v1.Incident.related_activity:type_name -> irx.v1.RelatedActivity
+	44, // 30: irx.v1.Incident.disclosure_consent:type_name -> irx.v1.DisclosureConsent
+	46, // 31: irx.v1.Incident.provenance:type_name -> irx.v1.Provenance
+	49, // 32: irx.v1.Incident.withdraw_time:type_name -> google.protobuf.Timestamp
+	49, // 33: irx.v1.Incident.sender_generation_time:type_name -> google.protobuf.Timestamp
 	16, // 34: irx.v1.Incident.expectations:type_name -> irx.v1.Expectation
 	17, // 35: irx.v1.Incident.iodef_extras_private_user:type_name -> irx.v1.IodefExtra
 	17, // 36: irx.v1.Incident.iodef_extras_intruder:type_name -> irx.v1.IodefExtra
@@ -4706,8 +4929,8 @@ var file_irx_v1_incident_proto_depIdxs = []int32{
 	17, // 40: irx.v1.Incident.iodef_extras_statistical:type_name -> irx.v1.IodefExtra
 	17, // 41: irx.v1.Incident.iodef_extras_contact:type_name -> irx.v1.IodefExtra
 	11, // 42: irx.v1.Expectation.severity:type_name -> irx.v1.Severity
-	47, // 43: irx.v1.Expectation.start_time:type_name -> google.protobuf.Timestamp
-	47, // 44: irx.v1.Expectation.end_time:type_name -> google.protobuf.Timestamp
+	49, // 43: irx.v1.Expectation.start_time:type_name -> google.protobuf.Timestamp
+	49, // 44: irx.v1.Expectation.end_time:type_name -> google.protobuf.Timestamp
 	2,  // 45: irx.v1.Expectation.restriction:type_name -> irx.v1.Restriction
 	2,  // 46: irx.v1.IodefExtra.restriction:type_name -> irx.v1.Restriction
 	5,  // 47: irx.v1.AlternativeId.kind:type_name -> irx.v1.AlternativeIdKind
@@ -4717,44 +4940,50 @@ var file_irx_v1_incident_proto_depIdxs = []int32{
 	7,  // 51: irx.v1.Contact.type:type_name -> irx.v1.ContactType
 	2,  // 52: irx.v1.Contact.restriction:type_name -> irx.v1.Restriction
 	23, // 53: irx.v1.Contact.registry_handles:type_name -> irx.v1.RegistryHandle
-	25, // 54: irx.v1.Host.services:type_name -> irx.v1.Service
+	26, // 54: irx.v1.Host.services:type_name -> irx.v1.Service
 	8,  // 55: irx.v1.Host.category:type_name -> irx.v1.SystemCategory
 	2,  // 56: irx.v1.Host.restriction:type_name -> irx.v1.Restriction
-	9,  // 57: irx.v1.Indicator.kind:type_name -> irx.v1.IndicatorKind
-	47, // 58: irx.v1.Indicator.first_seen_time:type_name -> google.protobuf.Timestamp
-	47, // 59: irx.v1.Indicator.last_seen_time:type_name -> google.protobuf.Timestamp
-	2,  // 60: irx.v1.Indicator.restriction:type_name -> irx.v1.Restriction
-	27, // 61: irx.v1.Indicator.iodef_id:type_name -> irx.v1.IndicatorId
-	29, // 62: irx.v1.Method.vulnerabilities:type_name -> irx.v1.Vulnerability
-	2,  // 63: irx.v1.Method.restriction:type_name -> irx.v1.Restriction
-	10, // 64: irx.v1.Assessment.occurrence:type_name -> irx.v1.Occurrence
-	31, // 65: irx.v1.Assessment.system_impacts:type_name -> irx.v1.SystemImpact
-	32, // 66: irx.v1.Assessment.business_impacts:type_name -> irx.v1.BusinessImpact
-	33, // 67: irx.v1.Assessment.monetary_impact:type_name -> irx.v1.MonetaryImpact
-	2,  // 68: irx.v1.Assessment.restriction:type_name -> irx.v1.Restriction
-	11, // 69: irx.v1.SystemImpact.severity:type_name -> irx.v1.Severity
-	11, // 70: irx.v1.BusinessImpact.severity:type_name -> irx.v1.Severity
-	12, // 71: irx.v1.Discovery.source:type_name -> irx.v1.DiscoverySource
-	37, // 72: irx.v1.SiteSecurity.tools:type_name -> irx.v1.SecurityTool
-	47, // 73: irx.v1.LogExcerpt.time:type_name -> google.protobuf.Timestamp
-	2,  // 74: irx.v1.LogExcerpt.restriction:type_name -> irx.v1.Restriction
-	47, // 75: irx.v1.Evidence.collect_time:type_name -> google.protobuf.Timestamp
-	2,  // 76: irx.v1.Evidence.restriction:type_name -> irx.v1.Restriction
-	13, // 77: irx.v1.HistoryItem.action:type_name -> irx.v1.HistoryAction
-	47, // 78: irx.v1.HistoryItem.time:type_name -> google.protobuf.Timestamp
-	2,  // 79: irx.v1.HistoryItem.restriction:type_name -> irx.v1.Restriction
-	43, // 80: irx.v1.DisclosureConsent.sites_involved:type_name -> irx.v1.ConsentScope
-	43, // 81: irx.v1.DisclosureConsent.response_teams:type_name -> irx.v1.ConsentScope
-	43, // 82: irx.v1.DisclosureConsent.law_enforcement:type_name -> irx.v1.ConsentScope
-	47, // 83: irx.v1.Provenance.receive_time:type_name -> google.protobuf.Timestamp
-	46, // 84: irx.v1.Provenance.reshare:type_name -> irx.v1.ReshareTerms
-	45, // 85: irx.v1.Provenance.transfers:type_name -> irx.v1.Transfer
-	14, // 86: irx.v1.ReshareTerms.scope:type_name -> irx.v1.ReshareScope
-	87, // [87:87] is the sub-list for method output_type
-	87, // [87:87] is the sub-list for method input_type
-	87, // [87:87] is the sub-list for extension type_name
-	87, // [87:87] is the sub-list for extension extendee
-	0,  // [0:87] is the sub-list for field type_name
+	25, // 57: irx.v1.Host.counters:type_name -> irx.v1.Counter
+	49, // 58: irx.v1.Host.name_resolved_time:type_name -> google.protobuf.Timestamp
+	9,  // 59: irx.v1.Indicator.kind:type_name -> irx.v1.IndicatorKind
+	49, // 60: irx.v1.Indicator.first_seen_time:type_name -> google.protobuf.Timestamp
+	49, // 61: irx.v1.Indicator.last_seen_time:type_name -> google.protobuf.Timestamp
+	2,  // 62: irx.v1.Indicator.restriction:type_name -> irx.v1.Restriction
+	28, // 63: irx.v1.Indicator.iodef_id:type_name -> irx.v1.IndicatorId
+	31, // 64: irx.v1.Method.vulnerabilities:type_name -> irx.v1.Vulnerability
+	2,  // 65: irx.v1.Method.restriction:type_name -> irx.v1.Restriction
+	30, // 66: irx.v1.Method.reference_descriptions:type_name -> irx.v1.NamedDescription
+	10, // 67: irx.v1.Assessment.occurrence:type_name -> irx.v1.Occurrence
+	33, // 68: irx.v1.Assessment.system_impacts:type_name -> irx.v1.SystemImpact
+	34, // 69: irx.v1.Assessment.business_impacts:type_name -> irx.v1.BusinessImpact
+	35, // 70: irx.v1.Assessment.monetary_impact:type_name -> irx.v1.MonetaryImpact
+	2,  // 71: irx.v1.Assessment.restriction:type_name -> irx.v1.Restriction
+	25, // 72: irx.v1.Assessment.counters:type_name -> irx.v1.Counter
+	11, // 73: irx.v1.SystemImpact.severity:type_name -> irx.v1.Severity
+	11, // 74: irx.v1.BusinessImpact.severity:type_name -> irx.v1.Severity
+	12, // 75: irx.v1.Discovery.source:type_name -> irx.v1.DiscoverySource
+	39, // 76: irx.v1.SiteSecurity.tools:type_name -> irx.v1.SecurityTool
+	49, // 77: irx.v1.LogExcerpt.time:type_name -> google.protobuf.Timestamp
+	2,  // 78: irx.v1.LogExcerpt.restriction:type_name -> irx.v1.Restriction
+	49, // 79: irx.v1.Evidence.collect_time:type_name -> google.protobuf.Timestamp
+	2,  // 80: irx.v1.Evidence.restriction:type_name -> irx.v1.Restriction
+	13, // 81: irx.v1.HistoryItem.action:type_name -> irx.v1.HistoryAction
+	49, // 82: irx.v1.HistoryItem.time:type_name -> google.protobuf.Timestamp
+	2,  // 83: irx.v1.HistoryItem.restriction:type_name -> irx.v1.Restriction
+	30, // 84: irx.v1.RelatedActivity.threat_actor_descriptions:type_name -> irx.v1.NamedDescription
+	30, // 85: irx.v1.RelatedActivity.campaign_descriptions:type_name -> irx.v1.NamedDescription
+	45, // 86: irx.v1.DisclosureConsent.sites_involved:type_name -> irx.v1.ConsentScope
+	45, // 87: irx.v1.DisclosureConsent.response_teams:type_name -> irx.v1.ConsentScope
+	45, // 88: irx.v1.DisclosureConsent.law_enforcement:type_name -> irx.v1.ConsentScope
+	49, // 89: irx.v1.Provenance.receive_time:type_name -> google.protobuf.Timestamp
+	48, // 90: irx.v1.Provenance.reshare:type_name -> irx.v1.ReshareTerms
+	47, // 91: irx.v1.Provenance.transfers:type_name -> irx.v1.Transfer
+	14, // 92: irx.v1.ReshareTerms.scope:type_name -> irx.v1.ReshareScope
+	93, // [93:93] is the sub-list for method output_type
+	93, // [93:93] is the sub-list for method input_type
+	93, // [93:93] is the sub-list for extension type_name
+	93, // [93:93] is the sub-list for extension extendee
+	0,  // [0:93] is the sub-list for field type_name
 }
 
 func init() { file_irx_v1_incident_proto_init() }
@@ -4769,7 +4998,7 @@ func file_irx_v1_incident_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_irx_v1_incident_proto_rawDesc), len(file_irx_v1_incident_proto_rawDesc)),
 			NumEnums:      15,
-			NumMessages:   32,
+			NumMessages:   34,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
