@@ -8,6 +8,7 @@ import (
 	"image/png"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -28,7 +29,11 @@ func TestStatsCommands(t *testing.T) {
 			class = "malicious-code/c2-server"
 		}
 		c, ty, _ := strings.Cut(class, "/")
-		inc := fmt.Sprintf(`{"tlp": "TLP_GREEN", "taxonomy": {"class": %q, "type": %q}, "report_time": "2026-03-0%dT10:00:00Z"}`, c, ty, 1+i%3)
+		site := ""
+		if i%3 == 0 {
+			site = `, "reporting_site": {"name": "a clinic", "sector": "SECTOR_HEALTH", "country": "NL"}`
+		}
+		inc := fmt.Sprintf(`{"tlp": "TLP_GREEN", "taxonomy": {"class": %q, "type": %q}, "report_time": "2026-03-0%dT10:00:00Z"%s}`, c, ty, 1+i%3, site)
 		mustSucceed(t, ctl("", "incident", "create", "-f", writeFile(t, filepath.Join(dir, fmt.Sprintf("i%d.json", i)), inc)))
 	}
 	r := mustSucceed(t, ctl("", "stats", "get", "--by", "class", "--from", "2026-01-01", "--to", "2026-07-01"))
@@ -40,6 +45,14 @@ func TestStatsCommands(t *testing.T) {
 	}
 	if len(rows) != 2 || rows[0][0] != "2026-03-01" || rows[0][1] != "fraud" || rows[0][2] != "6" || rows[1][1] != "malicious-code" || rows[1][2] != "3" {
 		t.Fatalf("stats get:\n%s", r.stdout)
+	}
+	r = mustSucceed(t, ctl("", "stats", "get", "--by", "sector,country", "--from", "2026-01-01", "--to", "2026-07-01"))
+	if !strings.Contains(r.stdout, "SECTOR") || !slices.ContainsFunc(strings.Split(r.stdout, "\n"), func(l string) bool {
+		return slices.Equal(strings.Fields(l)[:min(4, len(strings.Fields(l)))], []string{"2026-03-01", "health", "NL", "3"})
+	}) || !slices.ContainsFunc(strings.Split(r.stdout, "\n"), func(l string) bool {
+		return slices.Equal(strings.Fields(l)[:min(4, len(strings.Fields(l)))], []string{"2026-03-01", "-", "-", "6"})
+	}) {
+		t.Fatalf("stats get --by sector,country:\n%s", r.stdout)
 	}
 	mustFail(t, ctl("", "stats", "get", "--by", "colour"), 2, "--by")
 	mustFail(t, ctl("", "stats", "get", "--from", "2026-03-02", "--to", "2026-03-01"), 1, "InvalidArgument", "end_time")
