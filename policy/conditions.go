@@ -100,7 +100,7 @@ func (c *Compiled) buildTexts() {
 	for ci := 0; ci < numClasses; ci++ {
 		class := irxv1.InfoClass(ci)
 		t.unrepresentable[ci] = className(class) + ": generalise has no coarser form of this value; removed"
-		t.notACode[ci] = className(class) + ": a code (language tag, media type, currency code, taxonomy entry) is kept as it is, and this value is not one; removed"
+		t.notACode[ci] = className(class) + ": a code (language tag, media type, currency or country code, taxonomy entry) is kept as it is, and this value is not one; removed"
 		_, _, rule := c.actionOf(class)
 		t.placeholder[ci] = fmt.Sprintf("%s; the schema requires a taxonomy, so %s/%s stands in", rule, placeholderTaxonomyClass, placeholderTaxonomyType)
 	}

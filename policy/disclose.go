@@ -864,6 +864,8 @@ func isCode(p unsafe.Pointer, f *fieldPlan) bool {
 		return record.ValidMediaType(v)
 	case vocabCurrency:
 		return record.ValidCurrency(v)
+	case vocabCountry:
+		return record.ValidCountry(v)
 	case vocabTaxonomyClass:
 		return record.ValidTaxonomyClass(v)
 	case vocabTaxonomyType:

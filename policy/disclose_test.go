@@ -1250,3 +1250,37 @@ func TestConcurrentDisclose(t *testing.T) {
 		}
 	}
 }
+
+// TestSiteStatisticsFollowTheirOwnClass: the reporting site's sector and
+// country are statistical within a private-site message. A nested class
+// can make a field more private than its container, never less: a policy
+// that strips private-site information sends no site at all; one that
+// strips statistics sends the site without them; one that pseudonymises
+// the site and forwards statistics keeps them as they are.
+func TestSiteStatisticsFollowTheirOwnClass(t *testing.T) {
+	inc := smallIncident(func(i *irxv1.Incident) {
+		i.ReportingSite.Sector, i.ReportingSite.Country = irxv1.Sector_SECTOR_RESEARCH, "NL"
+	})
+	view, ex := disclose(t, inc, basePolicy(setRule(privateSite, rule(privateSite, strip))))
+	if view.GetReportingSite() != nil {
+		t.Errorf("private site stripped: reporting site %v", view.GetReportingSite())
+	}
+	wantDecision(t, ex, "reporting_site", removed, irxv1.DecisionCause_DECISION_CAUSE_CLASS_RULE)
+
+	view, ex = disclose(t, inc, basePolicy(setRule(statistical, rule(statistical, strip))))
+	if s := view.GetReportingSite(); s.GetSector() != 0 || s.GetCountry() != "" || s.GetName() != "Example University" {
+		t.Errorf("statistics stripped: reporting site %v", s)
+	}
+	wantDecision(t, ex, "reporting_site.country", removed, irxv1.DecisionCause_DECISION_CAUSE_CLASS_RULE)
+
+	view, _ = disclose(t, inc, basePolicy(setRule(privateSite, rule(privateSite, pseudonymise))))
+	if s := view.GetReportingSite(); s.GetSector() != irxv1.Sector_SECTOR_RESEARCH || s.GetCountry() != "NL" || s.GetName() == "Example University" {
+		t.Errorf("site pseudonymised, statistics forwarded: reporting site %v", s)
+	}
+	for _, action := range []irxv1.DisclosureAction{generalise, pseudonymise} {
+		view, _ = disclose(t, inc, basePolicy(setRule(statistical, rule(statistical, action))))
+		if s := view.GetReportingSite(); s.GetSector() != irxv1.Sector_SECTOR_RESEARCH || s.GetCountry() != "NL" {
+			t.Errorf("statistics %v: reporting site %v, want the codes kept", action, s)
+		}
+	}
+}

@@ -42,8 +42,8 @@
 //
 // Codes are the values of Description.lang (BCP 47 language tags),
 // LogExcerpt.media_type (RFC 6838 type/subtype), MonetaryImpact.currency
-// (ISO 4217) and Taxonomy class and type (the Reference Security Incident
-// Taxonomy): public vocabularies that identify nothing, so pseudonymise and
+// (ISO 4217), ReportingSite.country (ISO 3166-1 alpha-2) and Taxonomy class
+// and type (the Reference Security Incident Taxonomy): public vocabularies that identify nothing, so pseudonymise and
 // generalise keep them as they are — when they are codes, as the record
 // validator defines them. A value that is not (a record stored before the
 // validator knew the vocabulary) is removed: the engine does not rely on

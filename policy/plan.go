@@ -28,7 +28,7 @@ const (
 	// pseudonymise and generalise; removed by strip.
 	kindScalar leafKind = iota
 	// A string that is a code of a public vocabulary (language tag, media
-	// type, currency code, taxonomy entry; see vocabulary): kept by
+	// type, currency or country code, taxonomy entry; see vocabulary): kept by
 	// pseudonymise and generalise when it is one, removed when it is not,
 	// so a record stored before validation knew the vocabulary cannot slip
 	// text through.
@@ -71,6 +71,7 @@ const (
 	vocabLanguage                 // BCP 47 language tags
 	vocabMediaType                // RFC 6838 type/subtype
 	vocabCurrency                 // ISO 4217 codes
+	vocabCountry                  // ISO 3166-1 alpha-2 codes
 	vocabTaxonomyClass            // Reference Security Incident Taxonomy classes
 	vocabTaxonomyType             // its types, of the sibling class
 )
@@ -202,6 +203,8 @@ func codeVocabulary(fd protoreflect.FieldDescriptor) vocabulary {
 		return vocabMediaType
 	case "irx.v1.MonetaryImpact.currency":
 		return vocabCurrency
+	case "irx.v1.ReportingSite.country":
+		return vocabCountry
 	case "irx.v1.Taxonomy.class":
 		return vocabTaxonomyClass
 	case "irx.v1.Taxonomy.type":

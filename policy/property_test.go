@@ -248,14 +248,16 @@ func (g *recordGen) str(m protoreflect.Message, fd protoreflect.FieldDescriptor,
 	case "irx.v1.AlternativeId.team_id", "irx.v1.HistoryItem.team_id":
 		v = mark
 	// Codes: unique ones where the vocabulary has room for a marker (a
-	// private-use language subtag, a media subtype); a currency code has
-	// none, and is no canary.
+	// private-use language subtag, a media subtype); a currency or country
+	// code has none, and is no canary.
 	case "irx.v1.Description.lang":
 		v, c.keepAs = "x-"+mark, true
 	case "irx.v1.LogExcerpt.media_type":
 		v, c.keepAs = "application/"+mark, true
 	case "irx.v1.MonetaryImpact.currency":
 		return rapid.SampledFrom([]string{"EUR", "USD", "JPY", "CHF"}).Draw(g.t, ctx.path)
+	case "irx.v1.ReportingSite.country":
+		return rapid.SampledFrom([]string{"NL", "DE", "FR", "JP"}).Draw(g.t, ctx.path)
 	case "irx.v1.Indicator.value":
 		kind := irxv1.IndicatorKind(m.Get(m.Descriptor().Fields().ByName("kind")).Enum())
 		switch kind {

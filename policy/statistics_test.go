@@ -13,7 +13,8 @@ import (
 // TestSharesStatisticsFollowsTheStatisticalClass: a team's aggregate
 // counts go to a peer exactly when its policy discloses the statistical
 // class; and where they do not, no disclosed view of any record carries a
-// statistical field (status, taxonomy, priority, the times) either, so the
+// statistical field (status, taxonomy, priority, the times, the reporting
+// site's sector and country) either, so the
 // aggregates never tell a peer what its records would not.
 func TestSharesStatisticsFollowsTheStatisticalClass(t *testing.T) {
 	if (*policy.Compiled)(nil).SharesStatistics() {
@@ -43,7 +44,8 @@ func TestSharesStatisticsFollowsTheStatisticalClass(t *testing.T) {
 		}
 		// A stripped taxonomy becomes other/undetermined, which claims nothing.
 		tax := view.GetTaxonomy()
-		if view.GetStatus() != 0 || tax != nil && (tax.GetClass() != "other" || tax.GetType() != "undetermined") || view.GetPriority() != 0 || view.GetReportTime() != nil || view.GetDetectTime() != nil {
+		if view.GetStatus() != 0 || tax != nil && (tax.GetClass() != "other" || tax.GetType() != "undetermined") || view.GetPriority() != 0 || view.GetReportTime() != nil || view.GetDetectTime() != nil ||
+			view.GetReportingSite().GetSector() != 0 || view.GetReportingSite().GetCountry() != "" {
 			t.Fatalf("a policy that shares no statistics disclosed statistical fields: %v", view)
 		}
 	})

@@ -265,6 +265,7 @@ func checkRecordStrings(inc *irxv1.Incident, prefix string, vs *violations) {
 		t.one(r.GetName(), id, at, "name")
 		t.one(r.GetDomain(), id, at, "domain")
 		t.one(r.GetDescription(), text, at, "description")
+		t.one(r.GetCountry(), id, at, "country")
 	}
 	for i, c := range inc.GetContacts() {
 		at := top.in("contacts", i)

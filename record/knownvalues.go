@@ -18,7 +18,7 @@ import (
 func knownValues(inc *irxv1.Incident) bool {
 	if !known(inc.GetPurpose(), irxv1.Purpose_name) || !known(inc.GetStatus(), irxv1.Status_name) ||
 		!restricted(inc.GetRestriction()) || !known(inc.GetTlp(), irxv1.Tlp_name) ||
-		!known(inc.GetPriority(), irxv1.Priority_name) ||
+		!known(inc.GetPriority(), irxv1.Priority_name) || !known(inc.GetReportingSite().GetSector(), irxv1.Sector_name) ||
 		!validTimes(inc.GetDetectTime(), inc.GetStartTime(), inc.GetEndTime(), inc.GetRecoveryTime(),
 			inc.GetReportTime(), inc.GetGenerationTime(), inc.GetCreateTime(), inc.GetWithdrawTime()) {
 		return false

@@ -127,6 +127,9 @@ func Validate(inc *irxv1.Incident, prefix string) error {
 	if d := inc.GetReportingSite().GetDomain(); d != "" && !validName(d) {
 		vs.notAName(p("reporting_site.domain"), d, "domain name", "an address or URL is not a domain")
 	}
+	if c := inc.GetReportingSite().GetCountry(); c != "" && !ValidCountry(c) {
+		vs.add(p("reporting_site.country"), "%q is not an ISO 3166-1 alpha-2 country code (two capital letters the standard assigns, e.g. \"NL\", \"DE\")", c)
+	}
 	for i, c := range inc.GetContacts() {
 		if d := c.GetConstituencyDomain(); d != "" && !validName(d) {
 			vs.notAName(fieldPath{prefix, "contacts", i}.sub("constituency_domain"), d, "domain name", "an address or URL is not a domain")

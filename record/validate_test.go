@@ -165,6 +165,16 @@ func TestValidateRules(t *testing.T) {
 		{"purpose undefined", func(i *irxv1.Incident) { i.Purpose = -1 }, []string{"incident.purpose"}},
 		{"restriction undefined", func(i *irxv1.Incident) { i.Restriction = 5 }, []string{"incident.restriction"}},
 		{"priority undefined", func(i *irxv1.Incident) { i.Priority = 5 }, []string{"incident.priority"}},
+		{"sector undefined", func(i *irxv1.Incident) {
+			i.ReportingSite = &irxv1.ReportingSite{Sector: 20, Country: "NL"}
+		}, []string{"incident.reporting_site.sector"}},
+		{"country not assigned", func(i *irxv1.Incident) {
+			i.ReportingSite = &irxv1.ReportingSite{Sector: irxv1.Sector_SECTOR_HEALTH, Country: "XK"}
+		}, []string{"incident.reporting_site.country"}},
+		{"country in lower case", func(i *irxv1.Incident) { i.ReportingSite = &irxv1.ReportingSite{Country: "nl"} },
+			[]string{"incident.reporting_site.country"}},
+		{"country by name", func(i *irxv1.Incident) { i.ReportingSite = &irxv1.ReportingSite{Country: "NLD"} },
+			[]string{"incident.reporting_site.country"}},
 		{"victim host restriction undefined", func(i *irxv1.Incident) { i.VictimHosts[0].Restriction = 99 },
 			[]string{"incident.victim_hosts[0].restriction"}},
 		{"attacking host category undefined", func(i *irxv1.Incident) { i.AttackingHosts[2].Category = 4 },

@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -150,5 +151,46 @@ func TestNameTokens(t *testing.T) {
 		if got := isNameToken(tc.s); got != tc.want {
 			t.Errorf("isNameToken(%q) = %v, want %v", tc.s, got, tc.want)
 		}
+	}
+}
+
+// TestCountryList: the list holds the 249 codes, each two capital letters,
+// and equals the IANA time zone database's iso3166.tab where the host has
+// one.
+func TestCountryList(t *testing.T) {
+	codes := Countries()
+	if len(codes) != 249 {
+		t.Fatalf("%d country codes, want ISO 3166-1's 249", len(codes))
+	}
+	for i, c := range codes {
+		if !isUpperAlpha(c, 2) || i > 0 && codes[i-1] >= c {
+			t.Fatalf("code %q at %d: not two capital letters in order", c, i)
+		}
+	}
+	for _, tc := range []struct {
+		code string
+		want bool
+	}{
+		{"NL", true}, {"DE", true}, {"GB", true}, {"AX", true}, {"SS", true}, {"ZW", true},
+		{"", false}, {"nl", false}, {"Nl", false}, {"NLD", false}, {"EU", false}, {"UK", false},
+		{"XK", false}, {"ZZ", false}, {"AA", false}, {"N", false}, {" NL", false},
+	} {
+		if got := ValidCountry(tc.code); got != tc.want {
+			t.Errorf("ValidCountry(%q) = %v, want %v", tc.code, got, tc.want)
+		}
+	}
+	tab, err := os.ReadFile("/usr/share/zoneinfo/iso3166.tab")
+	if err != nil {
+		t.Skipf("no tzdata iso3166.tab to compare with: %v", err)
+	}
+	var want []string
+	for _, line := range strings.Split(string(tab), "\n") {
+		if code, _, ok := strings.Cut(line, "\t"); ok && !strings.HasPrefix(line, "#") {
+			want = append(want, code)
+		}
+	}
+	slices.Sort(want)
+	if !slices.Equal(codes, want) {
+		t.Errorf("the list differs from iso3166.tab:\nours   %v\ntzdata %v", codes, want)
 	}
 }

@@ -17,7 +17,7 @@ func statsCommand() *command {
 	return &command{
 		name:  "stats",
 		usage: "stats COMMAND",
-		short: "Count the team's incidents by period, taxonomy, TLP, status, priority and origin",
+		short: "Count the team's incidents by period, taxonomy, TLP, status, priority, origin, sector and country",
 		subs:  []*command{statsGetCommand(), statsPublishCommand(), statsChartCommand()},
 	}
 }
@@ -30,6 +30,8 @@ var statsDimensions = map[string]irxv1.StatisticsDimension{
 	"status":   irxv1.StatisticsDimension_STATISTICS_DIMENSION_STATUS,
 	"priority": irxv1.StatisticsDimension_STATISTICS_DIMENSION_PRIORITY,
 	"origin":   irxv1.StatisticsDimension_STATISTICS_DIMENSION_ORIGIN_TEAM,
+	"sector":   irxv1.StatisticsDimension_STATISTICS_DIMENSION_SECTOR,
+	"country":  irxv1.StatisticsDimension_STATISTICS_DIMENSION_COUNTRY,
 }
 
 var statsPeriods = map[string]irxv1.StatisticsPeriod{
@@ -46,7 +48,7 @@ type statsFlags struct {
 
 func addStatsFlags(fs *flag.FlagSet) statsFlags {
 	return statsFlags{
-		by:     fs.String("by", "", "group by these dimensions, comma-separated: class, type, tlp, status, priority, origin"),
+		by:     fs.String("by", "", "group by these dimensions, comma-separated: class, type, tlp, status, priority, origin, sector, country"),
 		scope:  fs.String("scope", "own", "own: every record the team holds; federation: the team's own and each peer's shared statistics"),
 		period: fs.String("period", "month", "day, week, month, quarter or year (UTC)"),
 		from:   fs.String("from", "", "first day counted, YYYY-MM-DD (default: the start of the month eleven months ago)"),
@@ -75,7 +77,7 @@ func (f statsFlags) request(now time.Time) (*irxv1.GetStatisticsRequest, error) 
 		for _, name := range strings.Split(*f.by, ",") {
 			d, ok := statsDimensions[strings.TrimSpace(name)]
 			if !ok {
-				return nil, usageErrorf("--by %q: use class, type, tlp, status, priority or origin", name)
+				return nil, usageErrorf("--by %q: use class, type, tlp, status, priority, origin, sector or country", name)
 			}
 			req.GroupBy = append(req.GroupBy, d)
 		}
@@ -159,6 +161,14 @@ func statsLabel(req *irxv1.GetStatisticsRequest, r *irxv1.StatisticsRow) []strin
 			out = append(out, strings.TrimPrefix(r.GetPriority().String(), "PRIORITY_"))
 		case irxv1.StatisticsDimension_STATISTICS_DIMENSION_ORIGIN_TEAM:
 			out = append(out, dash(r.GetOriginTeam()))
+		case irxv1.StatisticsDimension_STATISTICS_DIMENSION_SECTOR:
+			if r.GetSector() == irxv1.Sector_SECTOR_UNSPECIFIED {
+				out = append(out, "-")
+			} else {
+				out = append(out, strings.ToLower(strings.TrimPrefix(r.GetSector().String(), "SECTOR_")))
+			}
+		case irxv1.StatisticsDimension_STATISTICS_DIMENSION_COUNTRY:
+			out = append(out, dash(r.GetCountry()))
 		}
 	}
 	return out

@@ -8,12 +8,10 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
-	"html"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/irxfed/irx/policy/release"
@@ -127,8 +125,8 @@ type budgetState struct {
 func statsPublishCommand() *command {
 	return &command{
 		name:  "publish",
-		usage: "stats publish --out DIR [--by class] [--period month] [--from ..] [--to ..] [--k 5] [--epsilon E --dataset NAME --budget B [--mechanism geometric]]",
-		short: "Write a public release of the statistics: release.json, release.csv and release.svg",
+		usage: "stats publish --out DIR [--by class] [--period month] [--from ..] [--to ..] [--k 5] [--epsilon E --dataset NAME --budget B [--mechanism geometric]] [--format svg|png] [--size 900x420]",
+		short: "Write a public release of the statistics: release.json, release.csv and a chart, release.svg or .png",
 		long: `Counts per period (rows) and, with --by, per value of one dimension
 (columns), generalised for the public: counts in [1, k) are suppressed, and
 more cells are suppressed until none of them can be computed from the
@@ -137,11 +135,13 @@ published row, column and grand totals and the visible cells. With
 or laplace) of privacy loss epsilon, which is spent from the dataset's
 replicated privacy budget: a release that would spend past --budget is
 refused, and nothing is written. The first release of a dataset fixes its
-budget. release.json records what was applied.`,
+budget. release.json records what was applied. The chart draws the
+published cells as stacked bars, a suppressed cell as none.`,
 		connects: true,
 		setup: func(fs *flag.FlagSet) action {
 			flags := addStatsFlags(fs)
-			out := fs.String("out", "", "the directory to write release.json, release.csv and release.svg in (required)")
+			out := fs.String("out", "", "the directory to write release.json, release.csv and the chart in (required)")
+			chartOpts := addChartFlags(fs, string(formatSVG), false)
 			k := fs.Int("k", release.DefaultK, "the smallest count published (at least 2)")
 			eps := fs.Float64("epsilon", 0, "differential privacy: the privacy loss of this release (0: no noise)")
 			mech := fs.String("mechanism", string(release.Geometric), "the noise: geometric or laplace")
@@ -153,6 +153,10 @@ budget. release.json records what was applied.`,
 				}
 				if *k < 2 {
 					return usageErrorf("--k %d: must be at least 2", *k)
+				}
+				look, err := chartOpts.look("")
+				if err != nil {
+					return err
 				}
 				opts := release.Options{K: *k}
 				if *eps != 0 {
@@ -199,11 +203,11 @@ budget. release.json records what was applied.`,
 					return usageErrorf("%v", err)
 				}
 				pub.Release = rel
-				if err := writeRelease(*out, &pub); err != nil {
+				if err := writeRelease(*out, &pub, look); err != nil {
 					return err
 				}
 				fmt.Fprintf(c.stdout, "wrote %s: %d cells, %d suppressed as small, %d complementary; k=%d",
-					filepath.Join(*out, "release.{json,csv,svg}"), len(rel.Rows)*len(rel.Cols), rel.Applied.SmallSuppressed, rel.Applied.ComplementarySuppress, rel.Applied.K)
+					filepath.Join(*out, "release.{json,csv,"+string(look.format)+"}"), len(rel.Rows)*len(rel.Cols), rel.Applied.SmallSuppressed, rel.Applied.ComplementarySuppress, rel.Applied.K)
 				if pub.Budget != nil {
 					fmt.Fprintf(c.stdout, "; %s noise, epsilon %v (dataset %s: %v of %v spent)", rel.Applied.Mechanism, rel.Applied.Epsilon, *dataset, pub.Budget.Spent, pub.Budget.Budget)
 				}
@@ -215,7 +219,7 @@ budget. release.json records what was applied.`,
 }
 
 // writeRelease writes the three files of a release.
-func writeRelease(dir string, pub *publication) error {
+func writeRelease(dir string, pub *publication, look chartLook) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
@@ -253,16 +257,20 @@ func writeRelease(dir string, pub *publication) error {
 	if err := w.Error(); err != nil {
 		return err
 	}
-	visible := make([][]int64, len(pub.Cells))
+	ch := look.chart(fmt.Sprintf("Incidents per %s, %s to %s (k=%d)", pub.Period, pub.From, pub.To, pub.Applied.K), pub.Rows, pub.Cols)
 	for i, row := range pub.Cells {
-		for _, cell := range row {
-			visible[i] = append(visible[i], cell.Count) // a suppressed cell's count is 0
+		ch.Counts[i] = make([]int64, len(row))
+		for j, cell := range row {
+			ch.Counts[i][j] = cell.Count // a suppressed cell's count is 0
 		}
 	}
-	title := fmt.Sprintf("Incidents per %s, %s to %s (k=%d)", pub.Period, pub.From, pub.To, pub.Applied.K)
+	var img bytes.Buffer
+	if err := ch.write(&img, look.format); err != nil {
+		return err
+	}
 	for name, data := range map[string][]byte{
 		"release.json": append(js, '\n'), "release.csv": csvBuf.Bytes(),
-		"release.svg": stackedBarsSVG(title, pub.Rows, pub.Cols, visible),
+		"release." + string(look.format): img.Bytes(),
 	} {
 		if err := os.WriteFile(filepath.Join(dir, name), data, 0o644); err != nil {
 			return err
@@ -271,73 +279,28 @@ func writeRelease(dir string, pub *publication) error {
 	return nil
 }
 
-// chartPalette is a colour-blind-safe palette (Okabe-Ito).
-var chartPalette = []string{"#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000"}
-
-// stackedBarsSVG draws one bar per row, stacked by column, with a legend
-// naming every column and the axis labelled: an SVG written by hand, no
-// charting library needed for bars.
-func stackedBarsSVG(title string, rows, cols []string, counts [][]int64) []byte {
-	const width, height, left, top, bottom, legendW = 900, 420, 60, 40, 70, 200
-	plotW, plotH := float64(width-left-legendW), float64(height-top-bottom)
-	var peak int64
-	for _, row := range counts {
-		var sum int64
-		for _, v := range row {
-			sum += v
-		}
-		peak = max(peak, sum)
-	}
-	scale := plotH / float64(max(peak, 1))
-	var b strings.Builder
-	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" viewBox="0 0 %d %d" font-family="sans-serif" font-size="11">`+"\n", width, height, width, height)
-	fmt.Fprintf(&b, `<rect width="%d" height="%d" fill="white"/>`+"\n", width, height)
-	fmt.Fprintf(&b, `<text x="%d" y="20" font-size="14">%s</text>`+"\n", left, html.EscapeString(title))
-	fmt.Fprintf(&b, `<line x1="%d" y1="%d" x2="%d" y2="%d" stroke="black"/>`+"\n", left, top, left, height-bottom)
-	fmt.Fprintf(&b, `<line x1="%d" y1="%d" x2="%.1f" y2="%d" stroke="black"/>`+"\n", left, height-bottom, float64(left)+plotW, height-bottom)
-	fmt.Fprintf(&b, `<text x="%d" y="%d" text-anchor="end">%d</text>`+"\n", left-4, top+4, peak)
-	fmt.Fprintf(&b, `<text x="%d" y="%d" text-anchor="end">0</text>`+"\n", left-4, height-bottom+4)
-	slot := plotW / float64(max(len(rows), 1))
-	for i, row := range counts {
-		x := float64(left) + float64(i)*slot + slot*0.1
-		y := float64(height - bottom)
-		for j, v := range row {
-			if v == 0 {
-				continue
-			}
-			h := float64(v) * scale
-			y -= h
-			fmt.Fprintf(&b, `<rect class="bar" data-series="%s" data-row="%s" x="%.1f" y="%.1f" width="%.1f" height="%.1f" fill="%s"><title>%s %s: %d</title></rect>`+"\n",
-				html.EscapeString(cols[j]), html.EscapeString(rows[i]), x, y, slot*0.8, h, chartPalette[j%len(chartPalette)],
-				html.EscapeString(rows[i]), html.EscapeString(cols[j]), v)
-		}
-		fmt.Fprintf(&b, `<text x="%.1f" y="%d" text-anchor="end" transform="rotate(-45 %.1f %d)">%s</text>`+"\n",
-			x+slot*0.4, height-bottom+14, x+slot*0.4, height-bottom+14, html.EscapeString(rows[i]))
-	}
-	for j, col := range cols {
-		y := top + 16*j
-		fmt.Fprintf(&b, `<rect class="legend" x="%d" y="%d" width="10" height="10" fill="%s"/><text x="%d" y="%d">%s</text>`+"\n",
-			width-legendW+10, y, chartPalette[j%len(chartPalette)], width-legendW+26, y+9, html.EscapeString(col))
-	}
-	b.WriteString("</svg>\n")
-	return []byte(b.String())
-}
-
 func statsChartCommand() *command {
 	return &command{
 		name:  "chart",
-		usage: "stats chart --out FILE.svg [--by class] [--period month] [--from ..] [--to ..]",
-		short: "Draw incidents per period as stacked bars by one dimension (default: RSIT class), as SVG",
+		usage: "stats chart --out FILE.svg|FILE.png [--kind bars|trend] [--by class] [--period month] [--from ..] [--to ..] [--format svg|png] [--size 900x420]",
+		short: "Draw incidents per period by one dimension (default: RSIT class) as stacked bars or trend lines, SVG or PNG",
 		long: `The team's own view (no suppression: for the team, not the public;
 stats publish makes the public one). --by tlp draws them by TLP, --by status
-by status; one bar per period shows the trend.`,
+by status; --kind trend draws a line per value over the periods instead of
+stacked bars. The format is the file's extension, or --format. A range with
+no incidents draws an empty chart whose title says so.`,
 		connects: true,
 		setup: func(fs *flag.FlagSet) action {
 			flags := addStatsFlags(fs)
-			out := fs.String("out", "", "the SVG file to write (required)")
+			out := fs.String("out", "", "the chart file to write, .svg or .png (required)")
+			chartOpts := addChartFlags(fs, "", true)
 			return func(ctx context.Context, c *cli, _ []string) error {
 				if *out == "" {
 					return usageErrorf("--out is required")
+				}
+				look, err := chartOpts.look(*out)
+				if err != nil {
+					return err
 				}
 				if *flags.by == "" {
 					*flags.by = "class"
@@ -352,19 +315,19 @@ by status; one bar per period shows the trend.`,
 				}
 				title := fmt.Sprintf("Incidents per %s by %s, %s to %s", *flags.period, *flags.by,
 					req.GetStartTime().AsTime().Format(time.DateOnly), req.GetEndTime().AsTime().Format(time.DateOnly))
+				ch := look.chart(title, t.Rows, t.Cols)
+				ch.Counts = t.Counts
+				var img bytes.Buffer
+				if err := ch.write(&img, look.format); err != nil {
+					return err
+				}
 				if err := os.MkdirAll(filepath.Dir(*out), 0o755); err != nil {
 					return err
 				}
-				if err := os.WriteFile(*out, stackedBarsSVG(title, t.Rows, t.Cols, t.Counts), 0o644); err != nil {
+				if err := os.WriteFile(*out, img.Bytes(), 0o644); err != nil {
 					return err
 				}
-				var total int64
-				for _, row := range t.Counts {
-					for _, v := range row {
-						total += v
-					}
-				}
-				fmt.Fprintf(c.stdout, "wrote %s: %d incidents in %d periods, %d series\n", *out, total, len(t.Rows), len(t.Cols))
+				fmt.Fprintf(c.stdout, "wrote %s: %d incidents in %d periods, %d series\n", *out, ch.total(), len(t.Rows), len(t.Cols))
 				return nil
 			}
 		},

@@ -143,3 +143,21 @@ func TestTheRulesRefuse(t *testing.T) {
 		t.Error("federation may not import policy and record, which the layout allows")
 	}
 }
+
+// TestDaemonDrawsNoCharts: the charting library (and the fonts and
+// encoders it brings) is for irxctl alone; the daemon must not link it.
+func TestDaemonDrawsNoCharts(t *testing.T) {
+	out, err := exec.Command("go", "list", "-deps", module+"cmd/irxd").Output()
+	if err != nil {
+		t.Fatalf("go list: %v", err)
+	}
+	deps := strings.Fields(string(out))
+	if len(deps) < 10 {
+		t.Fatalf("go list -deps found %d packages: the test is not looking at irxd", len(deps))
+	}
+	for _, dep := range deps {
+		if strings.HasPrefix(dep, "gonum.org/v1/plot") {
+			t.Errorf("cmd/irxd depends on %s", dep)
+		}
+	}
+}

@@ -47,6 +47,9 @@ const (
 	IncidentCreateTime     protowire.Number = 18
 	IncidentIndicators     protowire.Number = 24
 	IncidentProvenance     protowire.Number = 36
+	IncidentReportingSite  protowire.Number = 20
+	ReportingSiteSector    protowire.Number = 5
+	ReportingSiteCountry   protowire.Number = 6
 	TaxonomyClass          protowire.Number = 1
 	TaxonomyType           protowire.Number = 2
 	IndicatorValue         protowire.Number = 2

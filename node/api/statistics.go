@@ -135,6 +135,7 @@ func StatisticsRow(r fsm.StatsRow) *irxv1.StatisticsRow {
 		PeriodStart: timestamppb.New(r.PeriodStart), OriginTeam: r.Cell.Team,
 		TaxonomyClass: r.Cell.Class, TaxonomyType: r.Cell.Type,
 		Tlp: r.Cell.TLP, Status: r.Cell.Status, Priority: r.Cell.Priority,
+		Sector: r.Cell.Sector, Country: r.Cell.Country,
 		Count: r.Count, TimeToFirstResponse: percentiles(r.Response), TimeToResolution: percentiles(r.Resolution),
 	}
 }
@@ -160,8 +161,8 @@ func StatisticsQuery(req *irxv1.GetStatisticsRequest, maxPeriods int) (fsm.Stats
 	for i, d := range req.GetGroupBy() {
 		field := fmt.Sprintf("group_by[%d]", i)
 		switch {
-		case d <= irxv1.StatisticsDimension_STATISTICS_DIMENSION_UNSPECIFIED || d > irxv1.StatisticsDimension_STATISTICS_DIMENSION_ORIGIN_TEAM:
-			bad(field, "unknown dimension %d: use one of TAXONOMY_CLASS, TAXONOMY_TYPE, TLP, STATUS, PRIORITY, ORIGIN_TEAM", d)
+		case d <= irxv1.StatisticsDimension_STATISTICS_DIMENSION_UNSPECIFIED || d > irxv1.StatisticsDimension_STATISTICS_DIMENSION_COUNTRY:
+			bad(field, "unknown dimension %d: use one of TAXONOMY_CLASS, TAXONOMY_TYPE, TLP, STATUS, PRIORITY, ORIGIN_TEAM, SECTOR, COUNTRY", d)
 		case slices.Contains(q.GroupBy, fsm.Dimension(d)):
 			bad(field, "%s is named twice", d)
 		default:
@@ -222,13 +223,25 @@ func StatisticsQuery(req *irxv1.GetStatisticsRequest, maxPeriods int) (fsm.Stats
 		Teams: strs("origin_teams", f.GetOriginTeams()), Classes: strs("taxonomy_classes", f.GetTaxonomyClasses()),
 		Types: strs("taxonomy_types", f.GetTaxonomyTypes()),
 		TLPs:  f.GetTlps(), Statuses: f.GetStatuses(), Priorities: f.GetPriorities(),
+		Sectors: f.GetSectors(), Countries: f.GetCountries(),
 	}
 	for _, n := range []struct {
 		field string
 		count int
-	}{{"tlps", len(f.GetTlps())}, {"statuses", len(f.GetStatuses())}, {"priorities", len(f.GetPriorities())}} {
+	}{{"tlps", len(f.GetTlps())}, {"statuses", len(f.GetStatuses())}, {"priorities", len(f.GetPriorities())},
+		{"sectors", len(f.GetSectors())}, {"countries", len(f.GetCountries())}} {
 		if n.count > maxFilterValues {
 			bad("filter."+n.field, "lists more than %d values", maxFilterValues)
+		}
+	}
+	for i, v := range f.GetSectors() {
+		if _, ok := irxv1.Sector_name[int32(v)]; !ok {
+			bad(fmt.Sprintf("filter.sectors[%d]", i), "unknown sector %d: use one of the Sector values (SECTOR_ENERGY, ..., SECTOR_OTHER), or SECTOR_UNSPECIFIED for records that give none", v)
+		}
+	}
+	for i, v := range f.GetCountries() {
+		if !record.ValidCountry(v) {
+			bad(fmt.Sprintf("filter.countries[%d]", i), "%q is not an ISO 3166-1 alpha-2 country code (two capital letters the standard assigns, e.g. \"NL\")", v)
 		}
 	}
 	return q, vs

@@ -14,7 +14,8 @@ import (
 // store an evaluated create: the fields its index keys are made of and the
 // ones createEvaluated checks (id, version, create, generation and report
 // times, status, TLP, priority, taxonomy, indicator values, origin team;
-// the statistics count by priority too) and the values correlation
+// the statistics count by priority and by the reporting site's sector and
+// country too) and the values correlation
 // indexes (attacking hosts' names and addresses). Everything
 // else is stepped over without being decoded: decoding the whole record
 // was most of what a replica spent on a create, to build a message it
@@ -38,7 +39,8 @@ func readIndexed(b []byte) (*irxv1.Incident, bool) {
 		var known bool
 		switch num {
 		case wire.IncidentID, wire.IncidentVersion, wire.IncidentStatus, wire.IncidentTLP, wire.IncidentPriority, wire.IncidentTaxonomy,
-			wire.IncidentReportTime, wire.IncidentGenerationTime, wire.IncidentCreateTime, wire.IncidentIndicators, wire.IncidentProvenance, wire.IncidentAttackingHosts:
+			wire.IncidentReportTime, wire.IncidentGenerationTime, wire.IncidentCreateTime, wire.IncidentIndicators, wire.IncidentProvenance, wire.IncidentAttackingHosts,
+			wire.IncidentReportingSite:
 			known = true
 			if num != wire.IncidentIndicators && num != wire.IncidentAttackingHosts {
 				if seen[num] {
@@ -96,6 +98,8 @@ func readIndexed(b []byte) (*irxv1.Incident, bool) {
 			inc.Indicators = append(inc.Indicators, ind)
 		case wire.IncidentProvenance:
 			inc.Provenance, ok = readProvenance(v)
+		case wire.IncidentReportingSite:
+			inc.ReportingSite, ok = readReportingSite(v)
 		case wire.IncidentAttackingHosts:
 			var h *irxv1.Host
 			h, ok = readHost(v)
@@ -169,6 +173,48 @@ func readHost(b []byte) (*irxv1.Host, bool) {
 		}
 	}
 	return h, true
+}
+
+// readReportingSite reads a reporting site's sector and country.
+func readReportingSite(b []byte) (*irxv1.ReportingSite, bool) {
+	r := &irxv1.ReportingSite{}
+	var seen [wire.ReportingSiteCountry + 1]bool
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return nil, false
+		}
+		b = b[n:]
+		if num != wire.ReportingSiteSector && num != wire.ReportingSiteCountry {
+			n = protowire.ConsumeFieldValue(num, typ, b)
+			if n < 0 {
+				return nil, false
+			}
+			b = b[n:]
+			continue
+		}
+		if seen[num] {
+			return nil, false
+		}
+		seen[num] = true
+		var ok bool
+		if num == wire.ReportingSiteSector {
+			var v uint64
+			if v, b, ok = wire.VarintValue(typ, b); !ok {
+				return nil, false
+			}
+			r.Sector = irxv1.Sector(int32(v))
+			continue
+		}
+		var v []byte
+		if v, b, ok = wire.BytesValue(typ, b); !ok {
+			return nil, false
+		}
+		if r.Country, ok = readString(v); !ok {
+			return nil, false
+		}
+	}
+	return r, true
 }
 
 func readProvenance(b []byte) (*irxv1.Provenance, bool) {

@@ -34,6 +34,9 @@ func indexedPart(inc *irxv1.Incident) *irxv1.Incident {
 	if p := inc.GetProvenance(); p != nil {
 		out.Provenance = &irxv1.Provenance{OriginTeam: p.GetOriginTeam()}
 	}
+	if r := inc.GetReportingSite(); r != nil {
+		out.ReportingSite = &irxv1.ReportingSite{Sector: r.GetSector(), Country: r.GetCountry()}
+	}
 	return out
 }
 

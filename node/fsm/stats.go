@@ -20,7 +20,8 @@ import (
 // Every incident the team holds (its own and those received from peers,
 // the latter under their origin team) that is not withdrawn counts once in
 // one cell: the tuple of its statistical dimensions (origin team, RSIT
-// class and type, TLP, status, priority) in the period that holds its
+// class and type, TLP, status, priority, the reporting site's sector and
+// country) in the period that holds its
 // report time (create time when a peer's policy stripped the report time).
 // A cell is kept for each of the five periods (day, ISO week, month,
 // quarter, year, all UTC), so that a query reads the cells of the periods
@@ -49,10 +50,12 @@ import (
 //
 // Key layout:
 //
-//	st/n/<period1><start8><team>\0<class>\0<type>\0<tlp1><status1><priority1>          count
-//	st/d/<period1><start8><team>\0<class>\0<type>\0<tlp1><status1><priority1><kind1><minutes4>  count
-//	st/i/<team>\0<ticket8>                                                        first response and resolution, minutes+1 (0: not yet)
-//	m/stats                                                                       layout version of the above
+//	st/n/<period1><start8><cell>                   count
+//	st/d/<period1><start8><cell><kind1><minutes4>  count
+//	st/i/<team>\0<ticket8>                         first response and resolution, minutes+1 (0: not yet)
+//	m/stats                                        layout version of the above
+//
+// where <cell> is <team>\0<class>\0<type>\0<country>\0<tlp1><status1><priority1><sector1>.
 var (
 	prefixStatCount = []byte("st/n/")
 	prefixStatDur   = []byte("st/d/")
@@ -61,9 +64,10 @@ var (
 )
 
 // statsLayout is the version of the statistics' layout; a database without
-// it (made before statistics were kept) has them built from its records
-// when it is opened.
-const statsLayout = 1
+// it (made before statistics were kept) or with an older one has them
+// built again from its records when it is opened. Layout 1 had no sector
+// and country in <cell>.
+const statsLayout = 2
 
 // Period is a statistics period; the values are irx.v1.StatisticsPeriod's.
 type Period byte
@@ -122,6 +126,8 @@ type Cell struct {
 	TLP               irxv1.Tlp
 	Status            irxv1.Status
 	Priority          irxv1.Priority
+	Sector            irxv1.Sector
+	Country           string
 }
 
 // StatTime is the time an incident is counted at: its report time, or its
@@ -139,10 +145,21 @@ func CellOf(team string, inc *irxv1.Incident) (Cell, bool) {
 	if inc.GetWithdrawTime() != nil {
 		return Cell{}, false
 	}
-	tax := inc.GetTaxonomy()
+	tax, site := inc.GetTaxonomy(), inc.GetReportingSite()
+	// The key needs a NUL-free country and a sector in a byte: a value the
+	// validator would refuse (in a record stored before it knew these
+	// fields) counts as not given.
+	sector, country := site.GetSector(), site.GetCountry()
+	if _, ok := irxv1.Sector_name[int32(sector)]; !ok {
+		sector = irxv1.Sector_SECTOR_UNSPECIFIED
+	}
+	if country != "" && !record.ValidCountry(country) {
+		country = ""
+	}
 	return Cell{
 		Team: team, Class: tax.GetClass(), Type: tax.GetType(),
 		TLP: inc.GetTlp(), Status: inc.GetStatus(), Priority: inc.GetPriority(),
+		Sector: sector, Country: country,
 	}, true
 }
 
@@ -202,12 +219,13 @@ func appendCell(b []byte, c Cell) []byte {
 	b = append(append(b, c.Team...), 0)
 	b = append(append(b, c.Class...), 0)
 	b = append(append(b, c.Type...), 0)
-	return append(b, byte(c.TLP), byte(c.Status), byte(c.Priority))
+	b = append(append(b, c.Country...), 0)
+	return append(b, byte(c.TLP), byte(c.Status), byte(c.Priority), byte(c.Sector))
 }
 
 // parseCell reads a cell from the front of b and returns the rest.
 func parseCell(b []byte) (Cell, []byte, bool) {
-	var parts [3]string
+	var parts [4]string
 	for i := range parts {
 		j := bytes.IndexByte(b, 0)
 		if j < 0 {
@@ -215,13 +233,13 @@ func parseCell(b []byte) (Cell, []byte, bool) {
 		}
 		parts[i], b = string(b[:j]), b[j+1:]
 	}
-	if len(b) < 3 {
+	if len(b) < 4 {
 		return Cell{}, nil, false
 	}
 	return Cell{
-		Team: parts[0], Class: parts[1], Type: parts[2],
-		TLP: irxv1.Tlp(b[0]), Status: irxv1.Status(b[1]), Priority: irxv1.Priority(b[2]),
-	}, b[3:], true
+		Team: parts[0], Class: parts[1], Type: parts[2], Country: parts[3],
+		TLP: irxv1.Tlp(b[0]), Status: irxv1.Status(b[1]), Priority: irxv1.Priority(b[2]), Sector: irxv1.Sector(b[3]),
+	}, b[4:], true
 }
 
 func bucketPrefix(prefix []byte, p Period, start time.Time) []byte {
@@ -442,6 +460,8 @@ const (
 	DimStatus        Dimension = 4
 	DimPriority      Dimension = 5
 	DimOriginTeam    Dimension = 6
+	DimSector        Dimension = 7
+	DimCountry       Dimension = 8
 )
 
 // project keeps of c only the dimensions in by.
@@ -461,6 +481,10 @@ func project(c Cell, by []Dimension) Cell {
 			out.Priority = c.Priority
 		case DimOriginTeam:
 			out.Team = c.Team
+		case DimSector:
+			out.Sector = c.Sector
+		case DimCountry:
+			out.Country = c.Country
 		}
 	}
 	return out
@@ -473,6 +497,8 @@ type StatsFilter struct {
 	TLPs                  []irxv1.Tlp
 	Statuses              []irxv1.Status
 	Priorities            []irxv1.Priority
+	Sectors               []irxv1.Sector
+	Countries             []string
 }
 
 func (f *StatsFilter) keeps(c Cell) bool {
@@ -482,7 +508,9 @@ func (f *StatsFilter) keeps(c Cell) bool {
 		in(slices.Contains(f.Types, c.Type), len(f.Types)) &&
 		in(slices.Contains(f.TLPs, c.TLP), len(f.TLPs)) &&
 		in(slices.Contains(f.Statuses, c.Status), len(f.Statuses)) &&
-		in(slices.Contains(f.Priorities, c.Priority), len(f.Priorities))
+		in(slices.Contains(f.Priorities, c.Priority), len(f.Priorities)) &&
+		in(slices.Contains(f.Sectors, c.Sector), len(f.Sectors)) &&
+		in(slices.Contains(f.Countries, c.Country), len(f.Countries))
 }
 
 // StatsQuery asks for counts of incidents in [Start, End), both midnight
@@ -664,8 +692,14 @@ func compareCells(a, b Cell) int {
 		return int(a.TLP - b.TLP)
 	case a.Status != b.Status:
 		return int(a.Status - b.Status)
+	case a.Priority != b.Priority:
+		return int(a.Priority - b.Priority)
+	case a.Sector != b.Sector:
+		return int(a.Sector - b.Sector)
+	case a.Country != b.Country:
+		return compareStrings(a.Country, b.Country)
 	}
-	return int(a.Priority - b.Priority)
+	return 0
 }
 
 func compareStrings(a, b string) int {

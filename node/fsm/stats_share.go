@@ -35,16 +35,26 @@ var (
 // cells of longer periods are all shared.
 const sharedDayWindow = 400 * 24 * time.Hour
 
+// sharedKey is a shared cell: a stored cell without sector and country.
+type sharedKey struct {
+	period Period
+	start  int64
+	cell   Cell
+}
+
 func peerStatsKey(team string) []byte { return cat(prefixStatsPeer, []byte(team)) }
 
 // sharedCells reads the cells of the team's own incidents to share as of
-// now, in key order.
+// now, in key order of their first stored cell. The stored cells are
+// summed over the reporting site's sector and country, which are not
+// shared (see SharedStatistics).
 func sharedCells(r iterable, team string, now time.Time) ([]*irxv1.StatisticsCell, error) {
 	it, err := r.NewIter(&pebble.IterOptions{LowerBound: prefixStatCount, UpperBound: prefixEnd(prefixStatCount)})
 	if err != nil {
 		return nil, fmt.Errorf("fsm: shared statistics: %w", err)
 	}
 	var cells []*irxv1.StatisticsCell
+	index := map[sharedKey]int{}
 	oldestDay := now.Add(-sharedDayWindow)
 	for valid := it.First(); valid; valid = it.Next() {
 		k := it.Key()[len(prefixStatCount):]
@@ -59,10 +69,18 @@ func sharedCells(r iterable, team string, now time.Time) ([]*irxv1.StatisticsCel
 		if cell.Team != team || p == PeriodDay && start.Before(oldestDay) {
 			continue
 		}
+		n := int64(binary.BigEndian.Uint64(it.Value()))
+		cell.Sector, cell.Country = irxv1.Sector_SECTOR_UNSPECIFIED, ""
+		sk := sharedKey{p, start.Unix(), cell}
+		if i, ok := index[sk]; ok {
+			cells[i].Count += n
+			continue
+		}
+		index[sk] = len(cells)
 		cells = append(cells, &irxv1.StatisticsCell{
 			Period: irxv1.StatisticsPeriod(p), PeriodStart: timestamppb.New(start),
 			TaxonomyClass: cell.Class, TaxonomyType: cell.Type, Tlp: cell.TLP, Status: cell.Status, Priority: cell.Priority,
-			Count: int64(binary.BigEndian.Uint64(it.Value())),
+			Count: n,
 		})
 	}
 	return cells, it.Close()

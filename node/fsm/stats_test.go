@@ -54,7 +54,8 @@ func bruteStatistics(t testing.TB, f *FSM, q StatsQuery) []StatsRow {
 		if at.Before(q.Start) || !at.Before(q.End) {
 			continue
 		}
-		cell := Cell{id.Team, inc.GetTaxonomy().GetClass(), inc.GetTaxonomy().GetType(), inc.GetTlp(), inc.GetStatus(), inc.GetPriority()}
+		cell := Cell{id.Team, inc.GetTaxonomy().GetClass(), inc.GetTaxonomy().GetType(), inc.GetTlp(), inc.GetStatus(), inc.GetPriority(),
+			inc.GetReportingSite().GetSector(), inc.GetReportingSite().GetCountry()}
 		if !q.Filter.keeps(cell) {
 			continue
 		}
@@ -124,7 +125,7 @@ func brutePercentiles(m map[uint32]int64) Percentiles {
 }
 
 func drawStatsQuery(t *rapid.T) StatsQuery {
-	dims := []Dimension{DimTaxonomyClass, DimTaxonomyType, DimTLP, DimStatus, DimPriority, DimOriginTeam}
+	dims := []Dimension{DimTaxonomyClass, DimTaxonomyType, DimTLP, DimStatus, DimPriority, DimOriginTeam, DimSector, DimCountry}
 	var by []Dimension
 	for _, d := range dims {
 		if rapid.Bool().Draw(t, fmt.Sprintf("by%d", d)) {
@@ -142,7 +143,24 @@ func drawStatsQuery(t *rapid.T) StatsQuery {
 	if rapid.Bool().Draw(t, "filter") {
 		q.Filter.TLPs = []irxv1.Tlp{irxv1.Tlp_TLP_GREEN, irxv1.Tlp_TLP_AMBER}
 	}
+	if rapid.Bool().Draw(t, "filterSite") {
+		q.Filter.Sectors = []irxv1.Sector{irxv1.Sector_SECTOR_UNSPECIFIED, irxv1.Sector_SECTOR_HEALTH}
+		q.Filter.Countries = []string{"", "NL"}
+	}
 	return q
+}
+
+// drawSite is a reporting site with a sector and a country, each maybe
+// unset; nil for none.
+func drawSite(t *rapid.T) *irxv1.ReportingSite {
+	if rapid.IntRange(0, 3).Draw(t, "site") == 0 {
+		return nil
+	}
+	return &irxv1.ReportingSite{
+		Name:    "a site",
+		Sector:  rapid.SampledFrom([]irxv1.Sector{0, irxv1.Sector_SECTOR_HEALTH, irxv1.Sector_SECTOR_ENERGY, irxv1.Sector_SECTOR_OTHER}).Draw(t, "sector"),
+		Country: rapid.SampledFrom([]string{"", "NL", "DE", "JP"}).Draw(t, "country"),
+	}
 }
 
 func checkStats(t *rapid.T, tb testing.TB, f *FSM, q StatsQuery) {
@@ -187,6 +205,7 @@ func TestStatisticsEqualBruteForce(t *testing.T) {
 					inc.Tlp = irxv1.Tlp(rapid.IntRange(1, 4).Draw(rt, "tlp"))
 					inc.Status = rapid.SampledFrom(statuses).Draw(rt, "status")
 					inc.Priority = irxv1.Priority(rapid.IntRange(0, 4).Draw(rt, "priority"))
+					inc.ReportingSite = drawSite(rt)
 					if rapid.Bool().Draw(rt, "hasReport") {
 						inc.ReportTime = reportTime("report")
 					}
@@ -203,13 +222,14 @@ func TestStatisticsEqualBruteForce(t *testing.T) {
 			case action == 2:
 				id := rapid.SampledFrom(own).Draw(rt, "id")
 				patch := &irxv1.Incident{Id: id,
-					Status:     rapid.SampledFrom(statuses).Draw(rt, "status"),
-					Tlp:        irxv1.Tlp(rapid.IntRange(1, 4).Draw(rt, "tlp")),
-					Priority:   irxv1.Priority(rapid.IntRange(0, 4).Draw(rt, "priority")),
-					Taxonomy:   proto.CloneOf(rapid.SampledFrom(statTaxonomies).Draw(rt, "tax")),
-					ReportTime: reportTime("report"),
+					Status:        rapid.SampledFrom(statuses).Draw(rt, "status"),
+					Tlp:           irxv1.Tlp(rapid.IntRange(1, 4).Draw(rt, "tlp")),
+					Priority:      irxv1.Priority(rapid.IntRange(0, 4).Draw(rt, "priority")),
+					Taxonomy:      proto.CloneOf(rapid.SampledFrom(statTaxonomies).Draw(rt, "tax")),
+					ReportTime:    reportTime("report"),
+					ReportingSite: drawSite(rt),
 				}
-				paths := rapid.SliceOfNDistinct(rapid.SampledFrom([]string{"status", "tlp", "priority", "taxonomy", "report_time"}), 1, 5, rapid.ID).Draw(rt, "paths")
+				paths := rapid.SliceOfNDistinct(rapid.SampledFrom([]string{"status", "tlp", "priority", "taxonomy", "report_time", "reporting_site"}), 1, 6, rapid.ID).Draw(rt, "paths")
 				h.apply(h.updateLog(patch, 0, paths...)) // a withdrawn one refuses: nothing changes
 			case action == 3:
 				id := rapid.SampledFrom(own).Draw(rt, "id")
@@ -220,6 +240,7 @@ func TestStatisticsEqualBruteForce(t *testing.T) {
 				view.Taxonomy = proto.CloneOf(rapid.SampledFrom(statTaxonomies).Draw(rt, "tax"))
 				view.Status = rapid.SampledFrom(statuses).Draw(rt, "status")
 				view.ReportTime = reportTime("report")
+				view.ReportingSite = drawSite(rt)
 				if res := h.feed("cert-b", cursor, cursor+1, viewItem(cursor+1, view)); res.Err != nil {
 					rt.Fatalf("feed: %v", res.Err)
 				}
@@ -379,5 +400,119 @@ func TestReceiveStatisticsRefusesOthers(t *testing.T) {
 	teams, total, err := h.f.FederationStatistics(q, h.clock)
 	if err != nil || len(teams) != 2 || teams[1].Team != "cert-b" || len(total.Rows) != 1 || total.Rows[0].Count != 2 {
 		t.Fatalf("federation statistics: %+v, %+v, %v", teams, total, err)
+	}
+}
+
+// TestStatisticsOfAnOlderLayoutAreBuiltAgain: a data directory whose
+// statistics were kept in layout 1 (cells without the reporting site's
+// sector and country) has them built again from its records when it is
+// opened, so counts by sector and country are exact at once, and the
+// counters equal those a node kept from the start.
+func TestStatisticsOfAnOlderLayoutAreBuiltAgain(t *testing.T) {
+	h := newHarness(t)
+	report := timestamppb.New(time.Date(2026, 9, 14, 10, 0, 0, 0, time.UTC))
+	for _, site := range []*irxv1.ReportingSite{
+		{Sector: irxv1.Sector_SECTOR_HEALTH, Country: "NL"}, {Sector: irxv1.Sector_SECTOR_HEALTH, Country: "NL"},
+		{Sector: irxv1.Sector_SECTOR_ENERGY, Country: "DE"}, {Country: "DE"}, nil,
+	} {
+		inc := newIncident()
+		inc.ReportingSite, inc.ReportTime = site, report
+		h.create(inc)
+	}
+	updated := h.update(&irxv1.Incident{Id: idOf(5), Status: irxv1.Status_STATUS_RESOLVED}, "status")
+	if updated.GetVersion() != 2 {
+		t.Fatalf("update: %v", updated)
+	}
+	q := StatsQuery{GroupBy: []Dimension{DimSector, DimCountry}, Period: PeriodMonth,
+		Start: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC), End: time.Date(2027, 1, 1, 0, 0, 0, 0, time.UTC)}
+	want := bruteStatistics(t, h.f, q)
+	if len(want) != 4 || want[0].Count != 1 || want[0].Cell != (Cell{}) {
+		t.Fatalf("brute force: %+v", want)
+	}
+	kept := statKeys(t, h.f)
+
+	// Write the counters as layout 1 did, summed over sector and country.
+	old := map[string]uint64{}
+	b := h.f.db.NewBatch()
+	for _, prefix := range [][]byte{prefixStatCount, prefixStatDur} {
+		it, err := h.f.db.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: prefixEnd(prefix)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for valid := it.First(); valid; valid = it.Next() {
+			k := it.Key()[len(prefix):]
+			cell, rest, ok := parseCell(k[9:])
+			if !ok {
+				t.Fatalf("key %q", it.Key())
+			}
+			key := cat(prefix, k[:9], []byte(cell.Team+"\x00"+cell.Class+"\x00"+cell.Type+"\x00"),
+				[]byte{byte(cell.TLP), byte(cell.Status), byte(cell.Priority)}, rest)
+			old[string(key)] += binary.BigEndian.Uint64(it.Value())
+			if err := b.Delete(it.Key(), nil); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := it.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for k, v := range old {
+		if err := b.Set([]byte(k), u64(v), nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := b.Set(keyStatsVersion, u64(1), nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Commit(pebble.NoSync); err != nil {
+		t.Fatal(err)
+	}
+	if len(old) == 0 || slices.Equal(statKeys(t, h.f), kept) {
+		t.Fatal("the layout 1 counters were not written")
+	}
+	if err := h.f.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	f := openFSM(t, h.dir)
+	got, err := f.Statistics(q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(got.Rows, want) {
+		t.Fatalf("after reopening a layout 1 directory:\n got  %+v\n want %+v", got.Rows, want)
+	}
+	if after := statKeys(t, f); !slices.Equal(after, kept) {
+		t.Fatalf("rebuilt counters differ from the kept ones:\n kept  %q\n built %q", kept, after)
+	}
+	if v, err := getUint64(f.db, keyStatsVersion); err != nil || v != statsLayout {
+		t.Fatalf("layout marker %d, %v; want %d", v, err, statsLayout)
+	}
+}
+
+// TestSharedStatisticsHaveNoSiteDimensions: the cells a team shares sum
+// over the reporting site's sector and country, which its peers' records
+// carry only where their policies disclose private-site information.
+func TestSharedStatisticsHaveNoSiteDimensions(t *testing.T) {
+	h := newHarness(t)
+	for _, country := range []string{"NL", "DE", "NL"} {
+		inc := newIncident()
+		inc.ReportingSite = &irxv1.ReportingSite{Sector: irxv1.Sector_SECTOR_HEALTH, Country: country}
+		h.create(inc)
+	}
+	h.publish()
+	r, err := h.f.NewVersionReader()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	s, err := r.PublishedStatistics(h.f.FeedSequence())
+	if err != nil || len(s.GetCells()) != 5 {
+		t.Fatalf("published %v, %v: want one cell per period", s, err)
+	}
+	for _, c := range s.GetCells() {
+		if c.GetCount() != 3 {
+			t.Fatalf("shared cell %v: want the three incidents in one cell", c)
+		}
 	}
 }

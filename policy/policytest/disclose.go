@@ -338,7 +338,7 @@ func (r *run) leaf(in protoreflect.Message, fd protoreflect.FieldDescriptor, v p
 		if voc := vocabularyOf(fd); voc != nil {
 			if !voc(in, s) {
 				return v, result{removed, irxv1.DecisionCause_DECISION_CAUSE_UNREPRESENTABLE,
-					className(f.class) + ": a code (language tag, media type, currency code, taxonomy entry) is kept as it is, and this value is not one; removed"}
+					className(f.class) + ": a code (language tag, media type, currency or country code, taxonomy entry) is kept as it is, and this value is not one; removed"}
 			}
 			return v, result{outcome: kept}
 		}

@@ -66,6 +66,8 @@ func vocabularyOf(fd protoreflect.FieldDescriptor) func(m protoreflect.Message, 
 		return func(_ protoreflect.Message, v string) bool { return record.ValidMediaType(v) }
 	case "irx.v1.MonetaryImpact.currency":
 		return func(_ protoreflect.Message, v string) bool { return record.ValidCurrency(v) }
+	case "irx.v1.ReportingSite.country":
+		return func(_ protoreflect.Message, v string) bool { return record.ValidCountry(v) }
 	case "irx.v1.Taxonomy.class":
 		return func(_ protoreflect.Message, v string) bool { return len(record.TaxonomyTypes(v)) > 0 }
 	case "irx.v1.Taxonomy.type":

@@ -28,6 +28,12 @@
 // and exports every record again (ExportIncidents, XML and JSON):
 //
 //	go run ./test/bench iodef -docs 10000
+//
+// "scale" preloads a team with a million records and measures what a full
+// store costs; "stats" preloads one with records spread over the
+// statistics' dimensions and times GetStatistics:
+//
+//	go run ./test/bench stats -records 200000
 package main
 
 import (
@@ -78,8 +84,11 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	if len(args) > 0 && args[0] == "scale" {
 		return runScale(ctx, args[1:], out)
 	}
+	if len(args) > 0 && args[0] == "stats" {
+		return runStats(ctx, args[1:], out)
+	}
 	if len(args) == 0 || args[0] != "ingest" {
-		return errors.New("usage: bench ingest|federation|streams|compare-etcd|iodef|scale [flags]  (bench ingest -h for the flags)")
+		return errors.New("usage: bench ingest|federation|streams|compare-etcd|iodef|scale|stats [flags]  (bench ingest -h for the flags)")
 	}
 	fs := flag.NewFlagSet("ingest", flag.ContinueOnError)
 	var (

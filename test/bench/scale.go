@@ -116,7 +116,7 @@ func runScale(ctx context.Context, args []string, out io.Writer) error {
 	}
 	fmt.Fprintf(out, "scale: %d-node team in %s, %d-byte incidents, %s, %d clients\n", *nodes, dir, *size, values, *clients)
 
-	empty := drive(ctx, pool, *clients, request, *duration, 0, nil)
+	empty := drive(ctx, pool, *clients, []*encoded{request}, *duration, 0, nil)
 	fmt.Fprintf(out, "ingest on the empty store: %s\n", empty)
 	fmt.Fprintf(out, "RSS after it: %s\n", rss(team))
 
@@ -143,7 +143,7 @@ func runScale(ctx context.Context, args []string, out io.Writer) error {
 	}()
 	var pre driven
 	if remaining := *records - empty.total; remaining > 0 {
-		pre = drive(ctx, pool, *clients, request, 0, remaining, &done)
+		pre = drive(ctx, pool, *clients, []*encoded{request}, 0, remaining, &done)
 	}
 	close(stopProgress)
 	fmt.Fprintf(out, "preload: %d records in %v (%.0f creates/s; %d failed calls)\n", pre.total, time.Since(began).Round(time.Second),
@@ -167,7 +167,7 @@ func runScale(ctx context.Context, args []string, out io.Writer) error {
 	fmt.Fprintf(out, "store: %d records (last ticket), Raft index %d; data directories: %s\n", st.GetLastTicket(), st.GetCommitIndex(), diskUse(team))
 
 	profiled := profileNodes(ctx, debugAddrs, *profiles, *duration-time.Second, out)
-	full := drive(ctx, pool, *clients, request, *duration, 0, nil)
+	full := drive(ctx, pool, *clients, []*encoded{request}, *duration, 0, nil)
 	profiled()
 	fmt.Fprintf(out, "ingest on the full store: %s (%.0f%% of the empty store's rate)\n", full, 100*full.rate()/empty.rate())
 	fmt.Fprintf(out, "RSS after it: %s\n", rss(team))
@@ -212,7 +212,9 @@ func (d driven) String() string {
 
 // drive runs clients creating incidents for duration, or (duration 0)
 // until count creates were acknowledged; progress, if not nil, counts them.
-func drive(ctx context.Context, pool []*grpc.ClientConn, clients int, request *encoded, duration time.Duration, count int, progress *atomic.Int64) driven {
+// Client c sends requests c, c+clients, c+2*clients, ... (modulo their
+// number), so together they go through all of them in turn.
+func drive(ctx context.Context, pool []*grpc.ClientConn, clients int, requests []*encoded, duration time.Duration, count int, progress *atomic.Int64) driven {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	if duration > 0 {
@@ -233,10 +235,10 @@ func drive(ctx context.Context, pool []*grpc.ClientConn, clients int, request *e
 			defer wg.Done()
 			conn := pool[c%len(pool)]
 			var local []time.Duration
-			for ctx.Err() == nil {
+			for next := c; ctx.Err() == nil; next += clients {
 				callCtx, cancelCall := context.WithTimeout(ctx, 10*time.Second)
 				t0 := time.Now()
-				_, err := createEncoded(callCtx, conn, request)
+				_, err := createEncoded(callCtx, conn, requests[next%len(requests)])
 				cancelCall()
 				if err != nil {
 					if ctx.Err() == nil {

@@ -82,6 +82,9 @@ func bruteStatistics(t *testing.T, c client, req *irxv1.GetStatisticsRequest) []
 			if tlps := req.GetFilter().GetTlps(); len(tlps) > 0 && !slices.Contains(tlps, inc.GetTlp()) {
 				continue
 			}
+			if cs := req.GetFilter().GetCountries(); len(cs) > 0 && !slices.Contains(cs, inc.GetReportingSite().GetCountry()) {
+				continue
+			}
 			row := &irxv1.StatisticsRow{PeriodStart: timestamppb.New(statsPeriodStart(req.GetPeriod(), at))}
 			if has(irxv1.StatisticsDimension_STATISTICS_DIMENSION_ORIGIN_TEAM) {
 				row.OriginTeam = inc.GetProvenance().GetOriginTeam()
@@ -100,6 +103,12 @@ func bruteStatistics(t *testing.T, c client, req *irxv1.GetStatisticsRequest) []
 			}
 			if has(irxv1.StatisticsDimension_STATISTICS_DIMENSION_PRIORITY) {
 				row.Priority = inc.GetPriority()
+			}
+			if has(irxv1.StatisticsDimension_STATISTICS_DIMENSION_SECTOR) {
+				row.Sector = inc.GetReportingSite().GetSector()
+			}
+			if has(irxv1.StatisticsDimension_STATISTICS_DIMENSION_COUNTRY) {
+				row.Country = inc.GetReportingSite().GetCountry()
 			}
 			key := prototext.Format(row)
 			a := rows[key]
@@ -179,7 +188,7 @@ func TestStatisticsEqualBruteForceOnEveryNode(t *testing.T) {
 	var ids []string
 	drawQuery := func(rt *rapid.T) *irxv1.GetStatisticsRequest {
 		req := &irxv1.GetStatisticsRequest{Period: irxv1.StatisticsPeriod(rapid.IntRange(1, 5).Draw(rt, "period"))}
-		for d := irxv1.StatisticsDimension(1); d <= 6; d++ {
+		for d := irxv1.StatisticsDimension(1); d <= 8; d++ {
 			if rapid.Bool().Draw(rt, fmt.Sprint("by", d)) {
 				req.GroupBy = append(req.GroupBy, d)
 			}
@@ -190,7 +199,18 @@ func TestStatisticsEqualBruteForceOnEveryNode(t *testing.T) {
 		if rapid.Bool().Draw(rt, "filter") {
 			req.Filter = &irxv1.StatisticsFilter{Tlps: []irxv1.Tlp{irxv1.Tlp_TLP_GREEN}}
 		}
+		if rapid.Bool().Draw(rt, "filterCountry") {
+			req.Filter = &irxv1.StatisticsFilter{Countries: []string{"NL", "JP"}}
+		}
 		return req
+	}
+	sites := []*irxv1.ReportingSite{nil, {Name: "a clinic", Sector: irxv1.Sector_SECTOR_HEALTH, Country: "NL"},
+		{Name: "a grid", Sector: irxv1.Sector_SECTOR_ENERGY, Country: "DE"}, {Name: "a lab", Country: "JP"}}
+	withSite := func(inc *irxv1.Incident, site *irxv1.ReportingSite) *irxv1.Incident {
+		if site != nil {
+			inc.ReportingSite = proto.CloneOf(site)
+		}
+		return inc
 	}
 	check := func(rt *rapid.T, nodes []statsNode, req *irxv1.GetStatisticsRequest) {
 		want := bruteStatistics(t, nodes[0].client, req)
@@ -218,6 +238,7 @@ func TestStatisticsEqualBruteForceOnEveryNode(t *testing.T) {
 				inc.Tlp = irxv1.Tlp(rapid.IntRange(1, 4).Draw(rt, "tlp"))
 				inc.Status = rapid.SampledFrom(statuses).Draw(rt, "status")
 				inc.ReportTime = report
+				inc = withSite(inc, rapid.SampledFrom(sites).Draw(rt, "site"))
 				ids = append(ids, create(t, c.client, inc).GetId())
 			case action == 2:
 				patch := &irxv1.Incident{
@@ -225,7 +246,8 @@ func TestStatisticsEqualBruteForceOnEveryNode(t *testing.T) {
 					Tlp: irxv1.Tlp(rapid.IntRange(1, 4).Draw(rt, "tlp")), Taxonomy: proto.CloneOf(rapid.SampledFrom(taxonomies).Draw(rt, "tax")),
 					ReportTime: report,
 				}
-				paths := rapid.SliceOfNDistinct(rapid.SampledFrom([]string{"status", "tlp", "taxonomy", "report_time"}), 1, 4, rapid.ID).Draw(rt, "paths")
+				patch = withSite(patch, rapid.SampledFrom(sites).Draw(rt, "site"))
+				paths := rapid.SliceOfNDistinct(rapid.SampledFrom([]string{"status", "tlp", "taxonomy", "report_time", "reporting_site"}), 1, 5, rapid.ID).Draw(rt, "paths")
 				// A withdrawn incident refuses: nothing changes.
 				_, _ = c.incidents.UpdateIncident(ctxT(t), &irxv1.UpdateIncidentRequest{Incident: patch, UpdateMask: &fieldmaskpb.FieldMask{Paths: paths}})
 			default:
@@ -289,9 +311,18 @@ func TestStatisticsBadInput(t *testing.T) {
 	}
 	for field, mutate := range map[string]func(*irxv1.GetStatisticsRequest){
 		"group_by[0]": func(r *irxv1.GetStatisticsRequest) { r.GroupBy = []irxv1.StatisticsDimension{42} },
-		"period":      func(r *irxv1.GetStatisticsRequest) { r.Period = 0 },
-		"start_time":  func(r *irxv1.GetStatisticsRequest) { r.StartTime = timestamppb.New(day.Add(time.Hour)) },
-		"end_time":    func(r *irxv1.GetStatisticsRequest) { r.StartTime, r.EndTime = r.EndTime, r.StartTime },
+		"group_by[1]": func(r *irxv1.GetStatisticsRequest) {
+			r.GroupBy = []irxv1.StatisticsDimension{irxv1.StatisticsDimension_STATISTICS_DIMENSION_COUNTRY, 9}
+		},
+		"filter.countries[1]": func(r *irxv1.GetStatisticsRequest) {
+			r.Filter = &irxv1.StatisticsFilter{Countries: []string{"NL", "XK"}}
+		},
+		"filter.sectors[0]": func(r *irxv1.GetStatisticsRequest) {
+			r.Filter = &irxv1.StatisticsFilter{Sectors: []irxv1.Sector{20}}
+		},
+		"period":     func(r *irxv1.GetStatisticsRequest) { r.Period = 0 },
+		"start_time": func(r *irxv1.GetStatisticsRequest) { r.StartTime = timestamppb.New(day.Add(time.Hour)) },
+		"end_time":   func(r *irxv1.GetStatisticsRequest) { r.StartTime, r.EndTime = r.EndTime, r.StartTime },
 		"filter.taxonomy_classes[0]": func(r *irxv1.GetStatisticsRequest) {
 			r.Filter = &irxv1.StatisticsFilter{TaxonomyClasses: []string{""}}
 		},
@@ -301,9 +332,18 @@ func TestStatisticsBadInput(t *testing.T) {
 		_, err := c.GetStatistics(ctxT(t), req)
 		assertInvalid(t, err, field)
 	}
+	// A record's sector and country are checked when it is written, and
+	// a refused one is not stored.
+	inc := sample(1)
+	inc.ReportingSite = &irxv1.ReportingSite{Sector: 20, Country: "XK"}
+	_, err := dialStats(t, nodes[0]).incidents.CreateIncident(ctxT(t), &irxv1.CreateIncidentRequest{Incident: inc})
+	assertInvalid(t, err, "incident.reporting_site.sector", "incident.reporting_site.country")
+	if resp, err := c.GetStatistics(ctxT(t), good()); err != nil || len(resp.GetRows()) != 0 {
+		t.Fatalf("after a refused create: %v, %v", resp, err)
+	}
 	// Too many periods: days over a century.
 	req := good()
 	req.Period, req.EndTime = irxv1.StatisticsPeriod_STATISTICS_PERIOD_DAY, timestamppb.New(day.AddDate(100, 0, 0))
-	_, err := c.GetStatistics(ctxT(t), req)
+	_, err = c.GetStatistics(ctxT(t), req)
 	assertInvalid(t, err, "end_time")
 }

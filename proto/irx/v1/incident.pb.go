@@ -403,6 +403,134 @@ func (AlternativeIdKind) EnumDescriptor() ([]byte, []int) {
 	return file_irx_v1_incident_proto_rawDescGZIP(), []int{5}
 }
 
+// Sector is the sector of an organisation, in the vocabulary of the NIS2
+// Directive ((EU) 2022/2555): the sectors of high criticality of its
+// Annex I and the other critical sectors of its Annex II, each a sector
+// as the Annex names it (its subsectors are not distinguished).
+type Sector int32
+
+const (
+	// Not given.
+	Sector_SECTOR_UNSPECIFIED Sector = 0
+	// Annex I.1: energy (electricity, district heating and cooling, oil, gas,
+	// hydrogen).
+	Sector_SECTOR_ENERGY Sector = 1
+	// Annex I.2: transport (air, rail, water, road).
+	Sector_SECTOR_TRANSPORT Sector = 2
+	// Annex I.3: banking.
+	Sector_SECTOR_BANKING Sector = 3
+	// Annex I.4: financial market infrastructures.
+	Sector_SECTOR_FINANCIAL_MARKET_INFRASTRUCTURE Sector = 4
+	// Annex I.5: health.
+	Sector_SECTOR_HEALTH Sector = 5
+	// Annex I.6: drinking water.
+	Sector_SECTOR_DRINKING_WATER Sector = 6
+	// Annex I.7: waste water.
+	Sector_SECTOR_WASTE_WATER Sector = 7
+	// Annex I.8: digital infrastructure.
+	Sector_SECTOR_DIGITAL_INFRASTRUCTURE Sector = 8
+	// Annex I.9: ICT service management (business-to-business).
+	Sector_SECTOR_ICT_SERVICE_MANAGEMENT Sector = 9
+	// Annex I.10: public administration.
+	Sector_SECTOR_PUBLIC_ADMINISTRATION Sector = 10
+	// Annex I.11: space.
+	Sector_SECTOR_SPACE Sector = 11
+	// Annex II.1: postal and courier services.
+	Sector_SECTOR_POSTAL_AND_COURIER_SERVICES Sector = 12
+	// Annex II.2: waste management.
+	Sector_SECTOR_WASTE_MANAGEMENT Sector = 13
+	// Annex II.3: manufacture, production and distribution of chemicals.
+	Sector_SECTOR_CHEMICALS Sector = 14
+	// Annex II.4: production, processing and distribution of food.
+	Sector_SECTOR_FOOD Sector = 15
+	// Annex II.5: manufacturing (medical devices; computer, electronic and
+	// optical products; electrical equipment; machinery; motor vehicles;
+	// other transport equipment).
+	Sector_SECTOR_MANUFACTURING Sector = 16
+	// Annex II.6: digital providers (online marketplaces, search engines,
+	// social networking platforms).
+	Sector_SECTOR_DIGITAL_PROVIDERS Sector = 17
+	// Annex II.7: research.
+	Sector_SECTOR_RESEARCH Sector = 18
+	// A sector neither Annex names.
+	Sector_SECTOR_OTHER Sector = 19
+)
+
+// Enum value maps for Sector.
+var (
+	Sector_name = map[int32]string{
+		0:  "SECTOR_UNSPECIFIED",
+		1:  "SECTOR_ENERGY",
+		2:  "SECTOR_TRANSPORT",
+		3:  "SECTOR_BANKING",
+		4:  "SECTOR_FINANCIAL_MARKET_INFRASTRUCTURE",
+		5:  "SECTOR_HEALTH",
+		6:  "SECTOR_DRINKING_WATER",
+		7:  "SECTOR_WASTE_WATER",
+		8:  "SECTOR_DIGITAL_INFRASTRUCTURE",
+		9:  "SECTOR_ICT_SERVICE_MANAGEMENT",
+		10: "SECTOR_PUBLIC_ADMINISTRATION",
+		11: "SECTOR_SPACE",
+		12: "SECTOR_POSTAL_AND_COURIER_SERVICES",
+		13: "SECTOR_WASTE_MANAGEMENT",
+		14: "SECTOR_CHEMICALS",
+		15: "SECTOR_FOOD",
+		16: "SECTOR_MANUFACTURING",
+		17: "SECTOR_DIGITAL_PROVIDERS",
+		18: "SECTOR_RESEARCH",
+		19: "SECTOR_OTHER",
+	}
+	Sector_value = map[string]int32{
+		"SECTOR_UNSPECIFIED":                     0,
+		"SECTOR_ENERGY":                          1,
+		"SECTOR_TRANSPORT":                       2,
+		"SECTOR_BANKING":                         3,
+		"SECTOR_FINANCIAL_MARKET_INFRASTRUCTURE": 4,
+		"SECTOR_HEALTH":                          5,
+		"SECTOR_DRINKING_WATER":                  6,
+		"SECTOR_WASTE_WATER":                     7,
+		"SECTOR_DIGITAL_INFRASTRUCTURE":          8,
+		"SECTOR_ICT_SERVICE_MANAGEMENT":          9,
+		"SECTOR_PUBLIC_ADMINISTRATION":           10,
+		"SECTOR_SPACE":                           11,
+		"SECTOR_POSTAL_AND_COURIER_SERVICES":     12,
+		"SECTOR_WASTE_MANAGEMENT":                13,
+		"SECTOR_CHEMICALS":                       14,
+		"SECTOR_FOOD":                            15,
+		"SECTOR_MANUFACTURING":                   16,
+		"SECTOR_DIGITAL_PROVIDERS":               17,
+		"SECTOR_RESEARCH":                        18,
+		"SECTOR_OTHER":                           19,
+	}
+)
+
+func (x Sector) Enum() *Sector {
+	p := new(Sector)
+	*p = x
+	return p
+}
+
+func (x Sector) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (Sector) Descriptor() protoreflect.EnumDescriptor {
+	return file_irx_v1_incident_proto_enumTypes[6].Descriptor()
+}
+
+func (Sector) Type() protoreflect.EnumType {
+	return &file_irx_v1_incident_proto_enumTypes[6]
+}
+
+func (x Sector) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use Sector.Descriptor instead.
+func (Sector) EnumDescriptor() ([]byte, []int) {
+	return file_irx_v1_incident_proto_rawDescGZIP(), []int{6}
+}
+
 // ContactRole is the IODEF Contact role attribute.
 type ContactRole int32
 
@@ -492,11 +620,11 @@ func (x ContactRole) String() string {
 }
 
 func (ContactRole) Descriptor() protoreflect.EnumDescriptor {
-	return file_irx_v1_incident_proto_enumTypes[6].Descriptor()
+	return file_irx_v1_incident_proto_enumTypes[7].Descriptor()
 }
 
 func (ContactRole) Type() protoreflect.EnumType {
-	return &file_irx_v1_incident_proto_enumTypes[6]
+	return &file_irx_v1_incident_proto_enumTypes[7]
 }
 
 func (x ContactRole) Number() protoreflect.EnumNumber {
@@ -505,7 +633,7 @@ func (x ContactRole) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use ContactRole.Descriptor instead.
 func (ContactRole) EnumDescriptor() ([]byte, []int) {
-	return file_irx_v1_incident_proto_rawDescGZIP(), []int{6}
+	return file_irx_v1_incident_proto_rawDescGZIP(), []int{7}
 }
 
 // ContactType is the IODEF Contact type attribute.
@@ -545,11 +673,11 @@ func (x ContactType) String() string {
 }
 
 func (ContactType) Descriptor() protoreflect.EnumDescriptor {
-	return file_irx_v1_incident_proto_enumTypes[7].Descriptor()
+	return file_irx_v1_incident_proto_enumTypes[8].Descriptor()
 }
 
 func (ContactType) Type() protoreflect.EnumType {
-	return &file_irx_v1_incident_proto_enumTypes[7]
+	return &file_irx_v1_incident_proto_enumTypes[8]
 }
 
 func (x ContactType) Number() protoreflect.EnumNumber {
@@ -558,7 +686,7 @@ func (x ContactType) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use ContactType.Descriptor instead.
 func (ContactType) EnumDescriptor() ([]byte, []int) {
-	return file_irx_v1_incident_proto_rawDescGZIP(), []int{7}
+	return file_irx_v1_incident_proto_rawDescGZIP(), []int{8}
 }
 
 // SystemCategory is the IODEF System category attribute. Source and target
@@ -604,11 +732,11 @@ func (x SystemCategory) String() string {
 }
 
 func (SystemCategory) Descriptor() protoreflect.EnumDescriptor {
-	return file_irx_v1_incident_proto_enumTypes[8].Descriptor()
+	return file_irx_v1_incident_proto_enumTypes[9].Descriptor()
 }
 
 func (SystemCategory) Type() protoreflect.EnumType {
-	return &file_irx_v1_incident_proto_enumTypes[8]
+	return &file_irx_v1_incident_proto_enumTypes[9]
 }
 
 func (x SystemCategory) Number() protoreflect.EnumNumber {
@@ -617,7 +745,7 @@ func (x SystemCategory) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use SystemCategory.Descriptor instead.
 func (SystemCategory) EnumDescriptor() ([]byte, []int) {
-	return file_irx_v1_incident_proto_rawDescGZIP(), []int{8}
+	return file_irx_v1_incident_proto_rawDescGZIP(), []int{9}
 }
 
 // IndicatorKind says how to read an indicator's value.
@@ -685,11 +813,11 @@ func (x IndicatorKind) String() string {
 }
 
 func (IndicatorKind) Descriptor() protoreflect.EnumDescriptor {
-	return file_irx_v1_incident_proto_enumTypes[9].Descriptor()
+	return file_irx_v1_incident_proto_enumTypes[10].Descriptor()
 }
 
 func (IndicatorKind) Type() protoreflect.EnumType {
-	return &file_irx_v1_incident_proto_enumTypes[9]
+	return &file_irx_v1_incident_proto_enumTypes[10]
 }
 
 func (x IndicatorKind) Number() protoreflect.EnumNumber {
@@ -698,7 +826,7 @@ func (x IndicatorKind) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use IndicatorKind.Descriptor instead.
 func (IndicatorKind) EnumDescriptor() ([]byte, []int) {
-	return file_irx_v1_incident_proto_rawDescGZIP(), []int{9}
+	return file_irx_v1_incident_proto_rawDescGZIP(), []int{10}
 }
 
 // Occurrence is the IODEF Assessment occurrence attribute.
@@ -738,11 +866,11 @@ func (x Occurrence) String() string {
 }
 
 func (Occurrence) Descriptor() protoreflect.EnumDescriptor {
-	return file_irx_v1_incident_proto_enumTypes[10].Descriptor()
+	return file_irx_v1_incident_proto_enumTypes[11].Descriptor()
 }
 
 func (Occurrence) Type() protoreflect.EnumType {
-	return &file_irx_v1_incident_proto_enumTypes[10]
+	return &file_irx_v1_incident_proto_enumTypes[11]
 }
 
 func (x Occurrence) Number() protoreflect.EnumNumber {
@@ -751,7 +879,7 @@ func (x Occurrence) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Occurrence.Descriptor instead.
 func (Occurrence) EnumDescriptor() ([]byte, []int) {
-	return file_irx_v1_incident_proto_rawDescGZIP(), []int{10}
+	return file_irx_v1_incident_proto_rawDescGZIP(), []int{11}
 }
 
 // Severity is an impact severity.
@@ -795,11 +923,11 @@ func (x Severity) String() string {
 }
 
 func (Severity) Descriptor() protoreflect.EnumDescriptor {
-	return file_irx_v1_incident_proto_enumTypes[11].Descriptor()
+	return file_irx_v1_incident_proto_enumTypes[12].Descriptor()
 }
 
 func (Severity) Type() protoreflect.EnumType {
-	return &file_irx_v1_incident_proto_enumTypes[11]
+	return &file_irx_v1_incident_proto_enumTypes[12]
 }
 
 func (x Severity) Number() protoreflect.EnumNumber {
@@ -808,7 +936,7 @@ func (x Severity) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Severity.Descriptor instead.
 func (Severity) EnumDescriptor() ([]byte, []int) {
-	return file_irx_v1_incident_proto_rawDescGZIP(), []int{11}
+	return file_irx_v1_incident_proto_rawDescGZIP(), []int{12}
 }
 
 // DiscoverySource is the IODEF Discovery source attribute.
@@ -916,11 +1044,11 @@ func (x DiscoverySource) String() string {
 }
 
 func (DiscoverySource) Descriptor() protoreflect.EnumDescriptor {
-	return file_irx_v1_incident_proto_enumTypes[12].Descriptor()
+	return file_irx_v1_incident_proto_enumTypes[13].Descriptor()
 }
 
 func (DiscoverySource) Type() protoreflect.EnumType {
-	return &file_irx_v1_incident_proto_enumTypes[12]
+	return &file_irx_v1_incident_proto_enumTypes[13]
 }
 
 func (x DiscoverySource) Number() protoreflect.EnumNumber {
@@ -929,7 +1057,7 @@ func (x DiscoverySource) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use DiscoverySource.Descriptor instead.
 func (DiscoverySource) EnumDescriptor() ([]byte, []int) {
-	return file_irx_v1_incident_proto_rawDescGZIP(), []int{12}
+	return file_irx_v1_incident_proto_rawDescGZIP(), []int{13}
 }
 
 // HistoryAction is the IODEF action attribute.
@@ -1026,11 +1154,11 @@ func (x HistoryAction) String() string {
 }
 
 func (HistoryAction) Descriptor() protoreflect.EnumDescriptor {
-	return file_irx_v1_incident_proto_enumTypes[13].Descriptor()
+	return file_irx_v1_incident_proto_enumTypes[14].Descriptor()
 }
 
 func (HistoryAction) Type() protoreflect.EnumType {
-	return &file_irx_v1_incident_proto_enumTypes[13]
+	return &file_irx_v1_incident_proto_enumTypes[14]
 }
 
 func (x HistoryAction) Number() protoreflect.EnumNumber {
@@ -1039,7 +1167,7 @@ func (x HistoryAction) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use HistoryAction.Descriptor instead.
 func (HistoryAction) EnumDescriptor() ([]byte, []int) {
-	return file_irx_v1_incident_proto_rawDescGZIP(), []int{13}
+	return file_irx_v1_incident_proto_rawDescGZIP(), []int{14}
 }
 
 // ReshareScope is how far a peer may pass a view on, from the record's TLP.
@@ -1083,11 +1211,11 @@ func (x ReshareScope) String() string {
 }
 
 func (ReshareScope) Descriptor() protoreflect.EnumDescriptor {
-	return file_irx_v1_incident_proto_enumTypes[14].Descriptor()
+	return file_irx_v1_incident_proto_enumTypes[15].Descriptor()
 }
 
 func (ReshareScope) Type() protoreflect.EnumType {
-	return &file_irx_v1_incident_proto_enumTypes[14]
+	return &file_irx_v1_incident_proto_enumTypes[15]
 }
 
 func (x ReshareScope) Number() protoreflect.EnumNumber {
@@ -1096,7 +1224,7 @@ func (x ReshareScope) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use ReshareScope.Descriptor instead.
 func (ReshareScope) EnumDescriptor() ([]byte, []int) {
-	return file_irx_v1_incident_proto_rawDescGZIP(), []int{14}
+	return file_irx_v1_incident_proto_rawDescGZIP(), []int{15}
 }
 
 // Incident is one incident record. It maps class for class to the IODEF v2
@@ -1945,7 +2073,14 @@ type ReportingSite struct {
 	// Brief description of the organisation (1.2.3).
 	Description string `protobuf:"bytes,3,opt,name=description,proto3" json:"description,omitempty"`
 	// Whether the site is an Internet service provider (1.2.4).
-	IsIsp         bool `protobuf:"varint,4,opt,name=is_isp,json=isIsp,proto3" json:"is_isp,omitempty"`
+	IsIsp bool `protobuf:"varint,4,opt,name=is_isp,json=isIsp,proto3" json:"is_isp,omitempty"`
+	// The site's sector, for statistics: what the site is, not who it is.
+	// Statistical within a private-site message: a peer receives it (and
+	// country) where its policy discloses both classes.
+	Sector Sector `protobuf:"varint,5,opt,name=sector,proto3,enum=irx.v1.Sector" json:"sector,omitempty"`
+	// The site's country, for statistics: an ISO 3166-1 alpha-2 code in
+	// upper case (e.g. "NL"), one the standard assigns.
+	Country       string `protobuf:"bytes,6,opt,name=country,proto3" json:"country,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2006,6 +2141,20 @@ func (x *ReportingSite) GetIsIsp() bool {
 		return x.IsIsp
 	}
 	return false
+}
+
+func (x *ReportingSite) GetSector() Sector {
+	if x != nil {
+		return x.Sector
+	}
+	return Sector_SECTOR_UNSPECIFIED
+}
+
+func (x *ReportingSite) GetCountry() string {
+	if x != nil {
+		return x.Country
+	}
+	return ""
 }
 
 // Contact is a person or organisation (IODEF Contact; CERT/CC form 2.1 to
@@ -4476,12 +4625,14 @@ const file_irx_v1_incident_proto_rawDesc = "" +
 	"\vDescription\x12\x12\n" +
 	"\x04lang\x18\x01 \x01(\tR\x04lang\x12\x12\n" +
 	"\x04text\x18\x02 \x01(\tR\x04text\x12;\n" +
-	"\vrestriction\x18\x03 \x01(\x0e2\x13.irx.v1.RestrictionB\x04\x88\xb5\x18\bR\vrestriction\"t\n" +
+	"\vrestriction\x18\x03 \x01(\x0e2\x13.irx.v1.RestrictionB\x04\x88\xb5\x18\bR\vrestriction\"\xc2\x01\n" +
 	"\rReportingSite\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
 	"\x06domain\x18\x02 \x01(\tR\x06domain\x12 \n" +
 	"\vdescription\x18\x03 \x01(\tR\vdescription\x12\x15\n" +
-	"\x06is_isp\x18\x04 \x01(\bR\x05isIsp\"\xad\x05\n" +
+	"\x06is_isp\x18\x04 \x01(\bR\x05isIsp\x12,\n" +
+	"\x06sector\x18\x05 \x01(\x0e2\x0e.irx.v1.SectorB\x04\x88\xb5\x18\x06R\x06sector\x12\x1e\n" +
+	"\acountry\x18\x06 \x01(\tB\x04\x88\xb5\x18\x06R\acountry\"\xad\x05\n" +
 	"\aContact\x12'\n" +
 	"\x04role\x18\x01 \x01(\x0e2\x13.irx.v1.ContactRoleR\x04role\x12'\n" +
 	"\x04type\x18\x02 \x01(\x0e2\x13.irx.v1.ContactTypeR\x04type\x12\x12\n" +
@@ -4723,7 +4874,29 @@ const file_irx_v1_incident_proto_rawDesc = "" +
 	"!ALTERNATIVE_ID_KIND_RESPONSE_TEAM\x10\x01\x12'\n" +
 	"#ALTERNATIVE_ID_KIND_LAW_ENFORCEMENT\x10\x02\x12\x1e\n" +
 	"\x1aALTERNATIVE_ID_KIND_VENDOR\x10\x03\x12\x1c\n" +
-	"\x18ALTERNATIVE_ID_KIND_SITE\x10\x04*\xab\x03\n" +
+	"\x18ALTERNATIVE_ID_KIND_SITE\x10\x04*\x94\x04\n" +
+	"\x06Sector\x12\x16\n" +
+	"\x12SECTOR_UNSPECIFIED\x10\x00\x12\x11\n" +
+	"\rSECTOR_ENERGY\x10\x01\x12\x14\n" +
+	"\x10SECTOR_TRANSPORT\x10\x02\x12\x12\n" +
+	"\x0eSECTOR_BANKING\x10\x03\x12*\n" +
+	"&SECTOR_FINANCIAL_MARKET_INFRASTRUCTURE\x10\x04\x12\x11\n" +
+	"\rSECTOR_HEALTH\x10\x05\x12\x19\n" +
+	"\x15SECTOR_DRINKING_WATER\x10\x06\x12\x16\n" +
+	"\x12SECTOR_WASTE_WATER\x10\a\x12!\n" +
+	"\x1dSECTOR_DIGITAL_INFRASTRUCTURE\x10\b\x12!\n" +
+	"\x1dSECTOR_ICT_SERVICE_MANAGEMENT\x10\t\x12 \n" +
+	"\x1cSECTOR_PUBLIC_ADMINISTRATION\x10\n" +
+	"\x12\x10\n" +
+	"\fSECTOR_SPACE\x10\v\x12&\n" +
+	"\"SECTOR_POSTAL_AND_COURIER_SERVICES\x10\f\x12\x1b\n" +
+	"\x17SECTOR_WASTE_MANAGEMENT\x10\r\x12\x14\n" +
+	"\x10SECTOR_CHEMICALS\x10\x0e\x12\x0f\n" +
+	"\vSECTOR_FOOD\x10\x0f\x12\x18\n" +
+	"\x14SECTOR_MANUFACTURING\x10\x10\x12\x1c\n" +
+	"\x18SECTOR_DIGITAL_PROVIDERS\x10\x11\x12\x13\n" +
+	"\x0fSECTOR_RESEARCH\x10\x12\x12\x10\n" +
+	"\fSECTOR_OTHER\x10\x13*\xab\x03\n" +
 	"\vContactRole\x12\x1c\n" +
 	"\x18CONTACT_ROLE_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14CONTACT_ROLE_CREATOR\x10\x01\x12\x19\n" +
@@ -4831,7 +5004,7 @@ func file_irx_v1_incident_proto_rawDescGZIP() []byte {
 	return file_irx_v1_incident_proto_rawDescData
 }
 
-var file_irx_v1_incident_proto_enumTypes = make([]protoimpl.EnumInfo, 15)
+var file_irx_v1_incident_proto_enumTypes = make([]protoimpl.EnumInfo, 16)
 var file_irx_v1_incident_proto_msgTypes = make([]protoimpl.MessageInfo, 34)
 var file_irx_v1_incident_proto_goTypes = []any{
 	(Purpose)(0),                  // 0: irx.v1.Purpose
@@ -4840,150 +5013,152 @@ var file_irx_v1_incident_proto_goTypes = []any{
 	(Tlp)(0),                      // 3: irx.v1.Tlp
 	(Priority)(0),                 // 4: irx.v1.Priority
 	(AlternativeIdKind)(0),        // 5: irx.v1.AlternativeIdKind
-	(ContactRole)(0),              // 6: irx.v1.ContactRole
-	(ContactType)(0),              // 7: irx.v1.ContactType
-	(SystemCategory)(0),           // 8: irx.v1.SystemCategory
-	(IndicatorKind)(0),            // 9: irx.v1.IndicatorKind
-	(Occurrence)(0),               // 10: irx.v1.Occurrence
-	(Severity)(0),                 // 11: irx.v1.Severity
-	(DiscoverySource)(0),          // 12: irx.v1.DiscoverySource
-	(HistoryAction)(0),            // 13: irx.v1.HistoryAction
-	(ReshareScope)(0),             // 14: irx.v1.ReshareScope
-	(*Incident)(nil),              // 15: irx.v1.Incident
-	(*Expectation)(nil),           // 16: irx.v1.Expectation
-	(*IodefExtra)(nil),            // 17: irx.v1.IodefExtra
-	(*Taxonomy)(nil),              // 18: irx.v1.Taxonomy
-	(*AlternativeId)(nil),         // 19: irx.v1.AlternativeId
-	(*Description)(nil),           // 20: irx.v1.Description
-	(*ReportingSite)(nil),         // 21: irx.v1.ReportingSite
-	(*Contact)(nil),               // 22: irx.v1.Contact
-	(*RegistryHandle)(nil),        // 23: irx.v1.RegistryHandle
-	(*Host)(nil),                  // 24: irx.v1.Host
-	(*Counter)(nil),               // 25: irx.v1.Counter
-	(*Service)(nil),               // 26: irx.v1.Service
-	(*Indicator)(nil),             // 27: irx.v1.Indicator
-	(*IndicatorId)(nil),           // 28: irx.v1.IndicatorId
-	(*Method)(nil),                // 29: irx.v1.Method
-	(*NamedDescription)(nil),      // 30: irx.v1.NamedDescription
-	(*Vulnerability)(nil),         // 31: irx.v1.Vulnerability
-	(*Assessment)(nil),            // 32: irx.v1.Assessment
-	(*SystemImpact)(nil),          // 33: irx.v1.SystemImpact
-	(*BusinessImpact)(nil),        // 34: irx.v1.BusinessImpact
-	(*MonetaryImpact)(nil),        // 35: irx.v1.MonetaryImpact
-	(*Discovery)(nil),             // 36: irx.v1.Discovery
-	(*Compromise)(nil),            // 37: irx.v1.Compromise
-	(*SiteSecurity)(nil),          // 38: irx.v1.SiteSecurity
-	(*SecurityTool)(nil),          // 39: irx.v1.SecurityTool
-	(*LogExcerpt)(nil),            // 40: irx.v1.LogExcerpt
-	(*Evidence)(nil),              // 41: irx.v1.Evidence
-	(*HistoryItem)(nil),           // 42: irx.v1.HistoryItem
-	(*RelatedActivity)(nil),       // 43: irx.v1.RelatedActivity
-	(*DisclosureConsent)(nil),     // 44: irx.v1.DisclosureConsent
-	(*ConsentScope)(nil),          // 45: irx.v1.ConsentScope
-	(*Provenance)(nil),            // 46: irx.v1.Provenance
-	(*Transfer)(nil),              // 47: irx.v1.Transfer
-	(*ReshareTerms)(nil),          // 48: irx.v1.ReshareTerms
-	(*timestamppb.Timestamp)(nil), // 49: google.protobuf.Timestamp
+	(Sector)(0),                   // 6: irx.v1.Sector
+	(ContactRole)(0),              // 7: irx.v1.ContactRole
+	(ContactType)(0),              // 8: irx.v1.ContactType
+	(SystemCategory)(0),           // 9: irx.v1.SystemCategory
+	(IndicatorKind)(0),            // 10: irx.v1.IndicatorKind
+	(Occurrence)(0),               // 11: irx.v1.Occurrence
+	(Severity)(0),                 // 12: irx.v1.Severity
+	(DiscoverySource)(0),          // 13: irx.v1.DiscoverySource
+	(HistoryAction)(0),            // 14: irx.v1.HistoryAction
+	(ReshareScope)(0),             // 15: irx.v1.ReshareScope
+	(*Incident)(nil),              // 16: irx.v1.Incident
+	(*Expectation)(nil),           // 17: irx.v1.Expectation
+	(*IodefExtra)(nil),            // 18: irx.v1.IodefExtra
+	(*Taxonomy)(nil),              // 19: irx.v1.Taxonomy
+	(*AlternativeId)(nil),         // 20: irx.v1.AlternativeId
+	(*Description)(nil),           // 21: irx.v1.Description
+	(*ReportingSite)(nil),         // 22: irx.v1.ReportingSite
+	(*Contact)(nil),               // 23: irx.v1.Contact
+	(*RegistryHandle)(nil),        // 24: irx.v1.RegistryHandle
+	(*Host)(nil),                  // 25: irx.v1.Host
+	(*Counter)(nil),               // 26: irx.v1.Counter
+	(*Service)(nil),               // 27: irx.v1.Service
+	(*Indicator)(nil),             // 28: irx.v1.Indicator
+	(*IndicatorId)(nil),           // 29: irx.v1.IndicatorId
+	(*Method)(nil),                // 30: irx.v1.Method
+	(*NamedDescription)(nil),      // 31: irx.v1.NamedDescription
+	(*Vulnerability)(nil),         // 32: irx.v1.Vulnerability
+	(*Assessment)(nil),            // 33: irx.v1.Assessment
+	(*SystemImpact)(nil),          // 34: irx.v1.SystemImpact
+	(*BusinessImpact)(nil),        // 35: irx.v1.BusinessImpact
+	(*MonetaryImpact)(nil),        // 36: irx.v1.MonetaryImpact
+	(*Discovery)(nil),             // 37: irx.v1.Discovery
+	(*Compromise)(nil),            // 38: irx.v1.Compromise
+	(*SiteSecurity)(nil),          // 39: irx.v1.SiteSecurity
+	(*SecurityTool)(nil),          // 40: irx.v1.SecurityTool
+	(*LogExcerpt)(nil),            // 41: irx.v1.LogExcerpt
+	(*Evidence)(nil),              // 42: irx.v1.Evidence
+	(*HistoryItem)(nil),           // 43: irx.v1.HistoryItem
+	(*RelatedActivity)(nil),       // 44: irx.v1.RelatedActivity
+	(*DisclosureConsent)(nil),     // 45: irx.v1.DisclosureConsent
+	(*ConsentScope)(nil),          // 46: irx.v1.ConsentScope
+	(*Provenance)(nil),            // 47: irx.v1.Provenance
+	(*Transfer)(nil),              // 48: irx.v1.Transfer
+	(*ReshareTerms)(nil),          // 49: irx.v1.ReshareTerms
+	(*timestamppb.Timestamp)(nil), // 50: google.protobuf.Timestamp
 }
 var file_irx_v1_incident_proto_depIdxs = []int32{
-	19, // 0: irx.v1.Incident.alternative_ids:type_name -> irx.v1.AlternativeId
+	20, // 0: irx.v1.Incident.alternative_ids:type_name -> irx.v1.AlternativeId
 	0,  // 1: irx.v1.Incident.purpose:type_name -> irx.v1.Purpose
 	1,  // 2: irx.v1.Incident.status:type_name -> irx.v1.Status
 	2,  // 3: irx.v1.Incident.restriction:type_name -> irx.v1.Restriction
 	3,  // 4: irx.v1.Incident.tlp:type_name -> irx.v1.Tlp
-	18, // 5: irx.v1.Incident.taxonomy:type_name -> irx.v1.Taxonomy
-	18, // 6: irx.v1.Incident.additional_taxonomies:type_name -> irx.v1.Taxonomy
+	19, // 5: irx.v1.Incident.taxonomy:type_name -> irx.v1.Taxonomy
+	19, // 6: irx.v1.Incident.additional_taxonomies:type_name -> irx.v1.Taxonomy
 	4,  // 7: irx.v1.Incident.priority:type_name -> irx.v1.Priority
-	49, // 8: irx.v1.Incident.detect_time:type_name -> google.protobuf.Timestamp
-	49, // 9: irx.v1.Incident.start_time:type_name -> google.protobuf.Timestamp
-	49, // 10: irx.v1.Incident.end_time:type_name -> google.protobuf.Timestamp
-	49, // 11: irx.v1.Incident.recovery_time:type_name -> google.protobuf.Timestamp
-	49, // 12: irx.v1.Incident.report_time:type_name -> google.protobuf.Timestamp
-	49, // 13: irx.v1.Incident.generation_time:type_name -> google.protobuf.Timestamp
-	49, // 14: irx.v1.Incident.create_time:type_name -> google.protobuf.Timestamp
-	20, // 15: irx.v1.Incident.descriptions:type_name -> irx.v1.Description
-	21, // 16: irx.v1.Incident.reporting_site:type_name -> irx.v1.ReportingSite
-	22, // 17: irx.v1.Incident.contacts:type_name -> irx.v1.Contact
-	24, // 18: irx.v1.Incident.victim_hosts:type_name -> irx.v1.Host
-	24, // 19: irx.v1.Incident.attacking_hosts:type_name -> irx.v1.Host
-	27, // 20: irx.v1.Incident.indicators:type_name -> irx.v1.Indicator
-	29, // 21: irx.v1.Incident.methods:type_name -> irx.v1.Method
-	32, // 22: irx.v1.Incident.assessments:type_name -> irx.v1.Assessment
-	36, // 23: irx.v1.Incident.discoveries:type_name -> irx.v1.Discovery
-	37, // 24: irx.v1.Incident.compromise:type_name -> irx.v1.Compromise
-	38, // 25: irx.v1.Incident.site_security:type_name -> irx.v1.SiteSecurity
-	40, // 26: irx.v1.Incident.log_excerpts:type_name -> irx.v1.LogExcerpt
-	41, // 27: irx.v1.Incident.evidence:type_name -> irx.v1.Evidence
-	42, // 28: irx.v1.Incident.history:type_name -> irx.v1.HistoryItem
-	43, // 29: irx.v1.Incident.related_activity:type_name -> irx.v1.RelatedActivity
-	44, // 30: irx.v1.Incident.disclosure_consent:type_name -> irx.v1.DisclosureConsent
-	46, // 31: irx.v1.Incident.provenance:type_name -> irx.v1.Provenance
-	49, // 32: irx.v1.Incident.withdraw_time:type_name -> google.protobuf.Timestamp
-	49, // 33: irx.v1.Incident.sender_generation_time:type_name -> google.protobuf.Timestamp
-	16, // 34: irx.v1.Incident.expectations:type_name -> irx.v1.Expectation
-	17, // 35: irx.v1.Incident.iodef_extras_private_user:type_name -> irx.v1.IodefExtra
-	17, // 36: irx.v1.Incident.iodef_extras_intruder:type_name -> irx.v1.IodefExtra
-	17, // 37: irx.v1.Incident.iodef_extras_private_site:type_name -> irx.v1.IodefExtra
-	17, // 38: irx.v1.Incident.iodef_extras_vulnerability:type_name -> irx.v1.IodefExtra
-	17, // 39: irx.v1.Incident.iodef_extras_embarrassing:type_name -> irx.v1.IodefExtra
-	17, // 40: irx.v1.Incident.iodef_extras_statistical:type_name -> irx.v1.IodefExtra
-	17, // 41: irx.v1.Incident.iodef_extras_contact:type_name -> irx.v1.IodefExtra
-	11, // 42: irx.v1.Expectation.severity:type_name -> irx.v1.Severity
-	49, // 43: irx.v1.Expectation.start_time:type_name -> google.protobuf.Timestamp
-	49, // 44: irx.v1.Expectation.end_time:type_name -> google.protobuf.Timestamp
+	50, // 8: irx.v1.Incident.detect_time:type_name -> google.protobuf.Timestamp
+	50, // 9: irx.v1.Incident.start_time:type_name -> google.protobuf.Timestamp
+	50, // 10: irx.v1.Incident.end_time:type_name -> google.protobuf.Timestamp
+	50, // 11: irx.v1.Incident.recovery_time:type_name -> google.protobuf.Timestamp
+	50, // 12: irx.v1.Incident.report_time:type_name -> google.protobuf.Timestamp
+	50, // 13: irx.v1.Incident.generation_time:type_name -> google.protobuf.Timestamp
+	50, // 14: irx.v1.Incident.create_time:type_name -> google.protobuf.Timestamp
+	21, // 15: irx.v1.Incident.descriptions:type_name -> irx.v1.Description
+	22, // 16: irx.v1.Incident.reporting_site:type_name -> irx.v1.ReportingSite
+	23, // 17: irx.v1.Incident.contacts:type_name -> irx.v1.Contact
+	25, // 18: irx.v1.Incident.victim_hosts:type_name -> irx.v1.Host
+	25, // 19: irx.v1.Incident.attacking_hosts:type_name -> irx.v1.Host
+	28, // 20: irx.v1.Incident.indicators:type_name -> irx.v1.Indicator
+	30, // 21: irx.v1.Incident.methods:type_name -> irx.v1.Method
+	33, // 22: irx.v1.Incident.assessments:type_name -> irx.v1.Assessment
+	37, // 23: irx.v1.Incident.discoveries:type_name -> irx.v1.Discovery
+	38, // 24: irx.v1.Incident.compromise:type_name -> irx.v1.Compromise
+	39, // 25: irx.v1.Incident.site_security:type_name -> irx.v1.SiteSecurity
+	41, // 26: irx.v1.Incident.log_excerpts:type_name -> irx.v1.LogExcerpt
+	42, // 27: irx.v1.Incident.evidence:type_name -> irx.v1.Evidence
+	43, // 28: irx.v1.Incident.history:type_name -> irx.v1.HistoryItem
+	44, // 29: irx.v1.Incident.related_activity:type_name -> irx.v1.RelatedActivity
+	45, // 30: irx.v1.Incident.disclosure_consent:type_name -> irx.v1.DisclosureConsent
+	47, // 31: irx.v1.Incident.provenance:type_name -> irx.v1.Provenance
+	50, // 32: irx.v1.Incident.withdraw_time:type_name -> google.protobuf.Timestamp
+	50, // 33: irx.v1.Incident.sender_generation_time:type_name -> google.protobuf.Timestamp
+	17, // 34: irx.v1.Incident.expectations:type_name -> irx.v1.Expectation
+	18, // 35: irx.v1.Incident.iodef_extras_private_user:type_name -> irx.v1.IodefExtra
+	18, // 36: irx.v1.Incident.iodef_extras_intruder:type_name -> irx.v1.IodefExtra
+	18, // 37: irx.v1.Incident.iodef_extras_private_site:type_name -> irx.v1.IodefExtra
+	18, // 38: irx.v1.Incident.iodef_extras_vulnerability:type_name -> irx.v1.IodefExtra
+	18, // 39: irx.v1.Incident.iodef_extras_embarrassing:type_name -> irx.v1.IodefExtra
+	18, // 40: irx.v1.Incident.iodef_extras_statistical:type_name -> irx.v1.IodefExtra
+	18, // 41: irx.v1.Incident.iodef_extras_contact:type_name -> irx.v1.IodefExtra
+	12, // 42: irx.v1.Expectation.severity:type_name -> irx.v1.Severity
+	50, // 43: irx.v1.Expectation.start_time:type_name -> google.protobuf.Timestamp
+	50, // 44: irx.v1.Expectation.end_time:type_name -> google.protobuf.Timestamp
 	2,  // 45: irx.v1.Expectation.restriction:type_name -> irx.v1.Restriction
 	2,  // 46: irx.v1.IodefExtra.restriction:type_name -> irx.v1.Restriction
 	5,  // 47: irx.v1.AlternativeId.kind:type_name -> irx.v1.AlternativeIdKind
 	2,  // 48: irx.v1.AlternativeId.restriction:type_name -> irx.v1.Restriction
 	2,  // 49: irx.v1.Description.restriction:type_name -> irx.v1.Restriction
-	6,  // 50: irx.v1.Contact.role:type_name -> irx.v1.ContactRole
-	7,  // 51: irx.v1.Contact.type:type_name -> irx.v1.ContactType
-	2,  // 52: irx.v1.Contact.restriction:type_name -> irx.v1.Restriction
-	23, // 53: irx.v1.Contact.registry_handles:type_name -> irx.v1.RegistryHandle
-	26, // 54: irx.v1.Host.services:type_name -> irx.v1.Service
-	8,  // 55: irx.v1.Host.category:type_name -> irx.v1.SystemCategory
-	2,  // 56: irx.v1.Host.restriction:type_name -> irx.v1.Restriction
-	25, // 57: irx.v1.Host.counters:type_name -> irx.v1.Counter
-	49, // 58: irx.v1.Host.name_resolved_time:type_name -> google.protobuf.Timestamp
-	9,  // 59: irx.v1.Indicator.kind:type_name -> irx.v1.IndicatorKind
-	49, // 60: irx.v1.Indicator.first_seen_time:type_name -> google.protobuf.Timestamp
-	49, // 61: irx.v1.Indicator.last_seen_time:type_name -> google.protobuf.Timestamp
-	2,  // 62: irx.v1.Indicator.restriction:type_name -> irx.v1.Restriction
-	28, // 63: irx.v1.Indicator.iodef_id:type_name -> irx.v1.IndicatorId
-	31, // 64: irx.v1.Method.vulnerabilities:type_name -> irx.v1.Vulnerability
-	2,  // 65: irx.v1.Method.restriction:type_name -> irx.v1.Restriction
-	30, // 66: irx.v1.Method.reference_descriptions:type_name -> irx.v1.NamedDescription
-	10, // 67: irx.v1.Assessment.occurrence:type_name -> irx.v1.Occurrence
-	33, // 68: irx.v1.Assessment.system_impacts:type_name -> irx.v1.SystemImpact
-	34, // 69: irx.v1.Assessment.business_impacts:type_name -> irx.v1.BusinessImpact
-	35, // 70: irx.v1.Assessment.monetary_impact:type_name -> irx.v1.MonetaryImpact
-	2,  // 71: irx.v1.Assessment.restriction:type_name -> irx.v1.Restriction
-	25, // 72: irx.v1.Assessment.counters:type_name -> irx.v1.Counter
-	11, // 73: irx.v1.SystemImpact.severity:type_name -> irx.v1.Severity
-	11, // 74: irx.v1.BusinessImpact.severity:type_name -> irx.v1.Severity
-	12, // 75: irx.v1.Discovery.source:type_name -> irx.v1.DiscoverySource
-	39, // 76: irx.v1.SiteSecurity.tools:type_name -> irx.v1.SecurityTool
-	49, // 77: irx.v1.LogExcerpt.time:type_name -> google.protobuf.Timestamp
-	2,  // 78: irx.v1.LogExcerpt.restriction:type_name -> irx.v1.Restriction
-	49, // 79: irx.v1.Evidence.collect_time:type_name -> google.protobuf.Timestamp
-	2,  // 80: irx.v1.Evidence.restriction:type_name -> irx.v1.Restriction
-	13, // 81: irx.v1.HistoryItem.action:type_name -> irx.v1.HistoryAction
-	49, // 82: irx.v1.HistoryItem.time:type_name -> google.protobuf.Timestamp
-	2,  // 83: irx.v1.HistoryItem.restriction:type_name -> irx.v1.Restriction
-	30, // 84: irx.v1.RelatedActivity.threat_actor_descriptions:type_name -> irx.v1.NamedDescription
-	30, // 85: irx.v1.RelatedActivity.campaign_descriptions:type_name -> irx.v1.NamedDescription
-	45, // 86: irx.v1.DisclosureConsent.sites_involved:type_name -> irx.v1.ConsentScope
-	45, // 87: irx.v1.DisclosureConsent.response_teams:type_name -> irx.v1.ConsentScope
-	45, // 88: irx.v1.DisclosureConsent.law_enforcement:type_name -> irx.v1.ConsentScope
-	49, // 89: irx.v1.Provenance.receive_time:type_name -> google.protobuf.Timestamp
-	48, // 90: irx.v1.Provenance.reshare:type_name -> irx.v1.ReshareTerms
-	47, // 91: irx.v1.Provenance.transfers:type_name -> irx.v1.Transfer
-	14, // 92: irx.v1.ReshareTerms.scope:type_name -> irx.v1.ReshareScope
-	93, // [93:93] is the sub-list for method output_type
-	93, // [93:93] is the sub-list for method input_type
-	93, // [93:93] is the sub-list for extension type_name
-	93, // [93:93] is the sub-list for extension extendee
-	0,  // [0:93] is the sub-list for field type_name
+	6,  // 50: irx.v1.ReportingSite.sector:type_name -> irx.v1.Sector
+	7,  // 51: irx.v1.Contact.role:type_name -> irx.v1.ContactRole
+	8,  // 52: irx.v1.Contact.type:type_name -> irx.v1.ContactType
+	2,  // 53: irx.v1.Contact.restriction:type_name -> irx.v1.Restriction
+	24, // 54: irx.v1.Contact.registry_handles:type_name -> irx.v1.RegistryHandle
+	27, // 55: irx.v1.Host.services:type_name -> irx.v1.Service
+	9,  // 56: irx.v1.Host.category:type_name -> irx.v1.SystemCategory
+	2,  // 57: irx.v1.Host.restriction:type_name -> irx.v1.Restriction
+	26, // 58: irx.v1.Host.counters:type_name -> irx.v1.Counter
+	50, // 59: irx.v1.Host.name_resolved_time:type_name -> google.protobuf.Timestamp
+	10, // 60: irx.v1.Indicator.kind:type_name -> irx.v1.IndicatorKind
+	50, // 61: irx.v1.Indicator.first_seen_time:type_name -> google.protobuf.Timestamp
+	50, // 62: irx.v1.Indicator.last_seen_time:type_name -> google.protobuf.Timestamp
+	2,  // 63: irx.v1.Indicator.restriction:type_name -> irx.v1.Restriction
+	29, // 64: irx.v1.Indicator.iodef_id:type_name -> irx.v1.IndicatorId
+	32, // 65: irx.v1.Method.vulnerabilities:type_name -> irx.v1.Vulnerability
+	2,  // 66: irx.v1.Method.restriction:type_name -> irx.v1.Restriction
+	31, // 67: irx.v1.Method.reference_descriptions:type_name -> irx.v1.NamedDescription
+	11, // 68: irx.v1.Assessment.occurrence:type_name -> irx.v1.Occurrence
+	34, // 69: irx.v1.Assessment.system_impacts:type_name -> irx.v1.SystemImpact
+	35, // 70: irx.v1.Assessment.business_impacts:type_name -> irx.v1.BusinessImpact
+	36, // 71: irx.v1.Assessment.monetary_impact:type_name -> irx.v1.MonetaryImpact
+	2,  // 72: irx.v1.Assessment.restriction:type_name -> irx.v1.Restriction
+	26, // 73: irx.v1.Assessment.counters:type_name -> irx.v1.Counter
+	12, // 74: irx.v1.SystemImpact.severity:type_name -> irx.v1.Severity
+	12, // 75: irx.v1.BusinessImpact.severity:type_name -> irx.v1.Severity
+	13, // 76: irx.v1.Discovery.source:type_name -> irx.v1.DiscoverySource
+	40, // 77: irx.v1.SiteSecurity.tools:type_name -> irx.v1.SecurityTool
+	50, // 78: irx.v1.LogExcerpt.time:type_name -> google.protobuf.Timestamp
+	2,  // 79: irx.v1.LogExcerpt.restriction:type_name -> irx.v1.Restriction
+	50, // 80: irx.v1.Evidence.collect_time:type_name -> google.protobuf.Timestamp
+	2,  // 81: irx.v1.Evidence.restriction:type_name -> irx.v1.Restriction
+	14, // 82: irx.v1.HistoryItem.action:type_name -> irx.v1.HistoryAction
+	50, // 83: irx.v1.HistoryItem.time:type_name -> google.protobuf.Timestamp
+	2,  // 84: irx.v1.HistoryItem.restriction:type_name -> irx.v1.Restriction
+	31, // 85: irx.v1.RelatedActivity.threat_actor_descriptions:type_name -> irx.v1.NamedDescription
+	31, // 86: irx.v1.RelatedActivity.campaign_descriptions:type_name -> irx.v1.NamedDescription
+	46, // 87: irx.v1.DisclosureConsent.sites_involved:type_name -> irx.v1.ConsentScope
+	46, // 88: irx.v1.DisclosureConsent.response_teams:type_name -> irx.v1.ConsentScope
+	46, // 89: irx.v1.DisclosureConsent.law_enforcement:type_name -> irx.v1.ConsentScope
+	50, // 90: irx.v1.Provenance.receive_time:type_name -> google.protobuf.Timestamp
+	49, // 91: irx.v1.Provenance.reshare:type_name -> irx.v1.ReshareTerms
+	48, // 92: irx.v1.Provenance.transfers:type_name -> irx.v1.Transfer
+	15, // 93: irx.v1.ReshareTerms.scope:type_name -> irx.v1.ReshareScope
+	94, // [94:94] is the sub-list for method output_type
+	94, // [94:94] is the sub-list for method input_type
+	94, // [94:94] is the sub-list for extension type_name
+	94, // [94:94] is the sub-list for extension extendee
+	0,  // [0:94] is the sub-list for field type_name
 }
 
 func init() { file_irx_v1_incident_proto_init() }
@@ -4997,7 +5172,7 @@ func file_irx_v1_incident_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_irx_v1_incident_proto_rawDesc), len(file_irx_v1_incident_proto_rawDesc)),
-			NumEnums:      15,
+			NumEnums:      16,
 			NumMessages:   34,
 			NumExtensions: 0,
 			NumServices:   0,

@@ -42,6 +42,10 @@ const (
 	// The origin team: this team for its own incidents, the origin for
 	// records received from peers.
 	StatisticsDimension_STATISTICS_DIMENSION_ORIGIN_TEAM StatisticsDimension = 6
+	// The reporting site's sector (ReportingSite.sector).
+	StatisticsDimension_STATISTICS_DIMENSION_SECTOR StatisticsDimension = 7
+	// The reporting site's country (ReportingSite.country).
+	StatisticsDimension_STATISTICS_DIMENSION_COUNTRY StatisticsDimension = 8
 )
 
 // Enum value maps for StatisticsDimension.
@@ -54,6 +58,8 @@ var (
 		4: "STATISTICS_DIMENSION_STATUS",
 		5: "STATISTICS_DIMENSION_PRIORITY",
 		6: "STATISTICS_DIMENSION_ORIGIN_TEAM",
+		7: "STATISTICS_DIMENSION_SECTOR",
+		8: "STATISTICS_DIMENSION_COUNTRY",
 	}
 	StatisticsDimension_value = map[string]int32{
 		"STATISTICS_DIMENSION_UNSPECIFIED":    0,
@@ -63,6 +69,8 @@ var (
 		"STATISTICS_DIMENSION_STATUS":         4,
 		"STATISTICS_DIMENSION_PRIORITY":       5,
 		"STATISTICS_DIMENSION_ORIGIN_TEAM":    6,
+		"STATISTICS_DIMENSION_SECTOR":         7,
+		"STATISTICS_DIMENSION_COUNTRY":        8,
 	}
 )
 
@@ -228,7 +236,11 @@ type StatisticsFilter struct {
 	// Statuses.
 	Statuses []Status `protobuf:"varint,5,rep,packed,name=statuses,proto3,enum=irx.v1.Status" json:"statuses,omitempty"`
 	// Priorities.
-	Priorities    []Priority `protobuf:"varint,6,rep,packed,name=priorities,proto3,enum=irx.v1.Priority" json:"priorities,omitempty"`
+	Priorities []Priority `protobuf:"varint,6,rep,packed,name=priorities,proto3,enum=irx.v1.Priority" json:"priorities,omitempty"`
+	// Reporting sites' sectors.
+	Sectors []Sector `protobuf:"varint,7,rep,packed,name=sectors,proto3,enum=irx.v1.Sector" json:"sectors,omitempty"`
+	// Reporting sites' countries, ISO 3166-1 alpha-2 codes.
+	Countries     []string `protobuf:"bytes,8,rep,name=countries,proto3" json:"countries,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -301,6 +313,20 @@ func (x *StatisticsFilter) GetStatuses() []Status {
 func (x *StatisticsFilter) GetPriorities() []Priority {
 	if x != nil {
 		return x.Priorities
+	}
+	return nil
+}
+
+func (x *StatisticsFilter) GetSectors() []Sector {
+	if x != nil {
+		return x.Sectors
+	}
+	return nil
+}
+
+func (x *StatisticsFilter) GetCountries() []string {
+	if x != nil {
+		return x.Countries
 	}
 	return nil
 }
@@ -498,8 +524,12 @@ type StatisticsRow struct {
 	// From an incident's creation to its first resolved version; for the
 	// team's own incidents.
 	TimeToResolution *DurationPercentiles `protobuf:"bytes,10,opt,name=time_to_resolution,json=timeToResolution,proto3" json:"time_to_resolution,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// The reporting site's sector.
+	Sector Sector `protobuf:"varint,11,opt,name=sector,proto3,enum=irx.v1.Sector" json:"sector,omitempty"`
+	// The reporting site's country.
+	Country       string `protobuf:"bytes,12,opt,name=country,proto3" json:"country,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *StatisticsRow) Reset() {
@@ -600,6 +630,20 @@ func (x *StatisticsRow) GetTimeToResolution() *DurationPercentiles {
 		return x.TimeToResolution
 	}
 	return nil
+}
+
+func (x *StatisticsRow) GetSector() Sector {
+	if x != nil {
+		return x.Sector
+	}
+	return Sector_SECTOR_UNSPECIFIED
+}
+
+func (x *StatisticsRow) GetCountry() string {
+	if x != nil {
+		return x.Country
+	}
+	return ""
 }
 
 // Response for StatisticsService.GetStatistics.
@@ -737,6 +781,11 @@ func (x *TeamStatistics) GetRows() []*StatisticsRow {
 // SharedStatistics are the counts of a team's own incidents that it
 // shares with its peers (FeedItem.statistics): every cell of the weeks,
 // months, quarters and years, and the day cells of the last 400 days.
+// They are not broken down by the reporting site's sector and country:
+// those are statistical fields inside the private-site reporting site, so
+// a peer's records carry them only where its policy discloses both
+// classes, and the counts, which go to every peer that receives the
+// statistical class, must not tell it more.
 type SharedStatistics struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The team whose incidents are counted.
@@ -1109,7 +1158,7 @@ var File_irx_v1_statistics_service_proto protoreflect.FileDescriptor
 
 const file_irx_v1_statistics_service_proto_rawDesc = "" +
 	"\n" +
-	"\x1firx/v1/statistics_service.proto\x12\x06irx.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1birx/v1/access_service.proto\x1a\x15irx/v1/incident.proto\x1a\x1dirx/v1/incident_service.proto\"\x86\x02\n" +
+	"\x1firx/v1/statistics_service.proto\x12\x06irx.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1birx/v1/access_service.proto\x1a\x15irx/v1/incident.proto\x1a\x1dirx/v1/incident_service.proto\"\xce\x02\n" +
 	"\x10StatisticsFilter\x12!\n" +
 	"\forigin_teams\x18\x01 \x03(\tR\voriginTeams\x12)\n" +
 	"\x10taxonomy_classes\x18\x02 \x03(\tR\x0ftaxonomyClasses\x12%\n" +
@@ -1118,7 +1167,9 @@ const file_irx_v1_statistics_service_proto_rawDesc = "" +
 	"\bstatuses\x18\x05 \x03(\x0e2\x0e.irx.v1.StatusR\bstatuses\x120\n" +
 	"\n" +
 	"priorities\x18\x06 \x03(\x0e2\x10.irx.v1.PriorityR\n" +
-	"priorities\"\x8e\x03\n" +
+	"priorities\x12(\n" +
+	"\asectors\x18\a \x03(\x0e2\x0e.irx.v1.SectorR\asectors\x12\x1c\n" +
+	"\tcountries\x18\b \x03(\tR\tcountries\"\x8e\x03\n" +
 	"\x14GetStatisticsRequest\x126\n" +
 	"\bgroup_by\x18\x01 \x03(\x0e2\x1b.irx.v1.StatisticsDimensionR\agroupBy\x120\n" +
 	"\x06period\x18\x02 \x01(\x0e2\x18.irx.v1.StatisticsPeriodR\x06period\x129\n" +
@@ -1131,7 +1182,7 @@ const file_irx_v1_statistics_service_proto_rawDesc = "" +
 	"\x13DurationPercentiles\x12\x14\n" +
 	"\x05count\x18\x01 \x01(\x03R\x05count\x12+\n" +
 	"\x03p50\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\x03p50\x12+\n" +
-	"\x03p90\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\x03p90\"\xe3\x03\n" +
+	"\x03p90\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\x03p90\"\xa5\x04\n" +
 	"\rStatisticsRow\x12=\n" +
 	"\fperiod_start\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\vperiodStart\x12\x1f\n" +
 	"\vorigin_team\x18\x02 \x01(\tR\n" +
@@ -1144,7 +1195,9 @@ const file_irx_v1_statistics_service_proto_rawDesc = "" +
 	"\x05count\x18\b \x01(\x03R\x05count\x12P\n" +
 	"\x16time_to_first_response\x18\t \x01(\v2\x1b.irx.v1.DurationPercentilesR\x13timeToFirstResponse\x12I\n" +
 	"\x12time_to_resolution\x18\n" +
-	" \x01(\v2\x1b.irx.v1.DurationPercentilesR\x10timeToResolution\"\x8f\x01\n" +
+	" \x01(\v2\x1b.irx.v1.DurationPercentilesR\x10timeToResolution\x12&\n" +
+	"\x06sector\x18\v \x01(\x0e2\x0e.irx.v1.SectorR\x06sector\x12\x18\n" +
+	"\acountry\x18\f \x01(\tR\acountry\"\x8f\x01\n" +
 	"\x15GetStatisticsResponse\x12)\n" +
 	"\x04rows\x18\x01 \x03(\v2\x15.irx.v1.StatisticsRowR\x04rows\x12\x1d\n" +
 	"\n" +
@@ -1181,7 +1234,7 @@ const file_irx_v1_statistics_service_proto_rawDesc = "" +
 	"\x05spent\x18\x03 \x01(\x01R\x05spent\x12\x1a\n" +
 	"\breleases\x18\x04 \x01(\x03R\breleases\x12;\n" +
 	"\vupdate_time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"updateTime*\x94\x02\n" +
+	"updateTime*\xd7\x02\n" +
 	"\x13StatisticsDimension\x12$\n" +
 	" STATISTICS_DIMENSION_UNSPECIFIED\x10\x00\x12'\n" +
 	"#STATISTICS_DIMENSION_TAXONOMY_CLASS\x10\x01\x12&\n" +
@@ -1189,7 +1242,9 @@ const file_irx_v1_statistics_service_proto_rawDesc = "" +
 	"\x18STATISTICS_DIMENSION_TLP\x10\x03\x12\x1f\n" +
 	"\x1bSTATISTICS_DIMENSION_STATUS\x10\x04\x12!\n" +
 	"\x1dSTATISTICS_DIMENSION_PRIORITY\x10\x05\x12$\n" +
-	" STATISTICS_DIMENSION_ORIGIN_TEAM\x10\x06*\xc4\x01\n" +
+	" STATISTICS_DIMENSION_ORIGIN_TEAM\x10\x06\x12\x1f\n" +
+	"\x1bSTATISTICS_DIMENSION_SECTOR\x10\a\x12 \n" +
+	"\x1cSTATISTICS_DIMENSION_COUNTRY\x10\b*\xc4\x01\n" +
 	"\x10StatisticsPeriod\x12!\n" +
 	"\x1dSTATISTICS_PERIOD_UNSPECIFIED\x10\x00\x12\x19\n" +
 	"\x15STATISTICS_PERIOD_DAY\x10\x01\x12\x1a\n" +
@@ -1237,51 +1292,54 @@ var file_irx_v1_statistics_service_proto_goTypes = []any{
 	(Tlp)(0),                           // 14: irx.v1.Tlp
 	(Status)(0),                        // 15: irx.v1.Status
 	(Priority)(0),                      // 16: irx.v1.Priority
-	(*timestamppb.Timestamp)(nil),      // 17: google.protobuf.Timestamp
-	(ReadConsistency)(0),               // 18: irx.v1.ReadConsistency
-	(*durationpb.Duration)(nil),        // 19: google.protobuf.Duration
+	(Sector)(0),                        // 17: irx.v1.Sector
+	(*timestamppb.Timestamp)(nil),      // 18: google.protobuf.Timestamp
+	(ReadConsistency)(0),               // 19: irx.v1.ReadConsistency
+	(*durationpb.Duration)(nil),        // 20: google.protobuf.Duration
 }
 var file_irx_v1_statistics_service_proto_depIdxs = []int32{
 	14, // 0: irx.v1.StatisticsFilter.tlps:type_name -> irx.v1.Tlp
 	15, // 1: irx.v1.StatisticsFilter.statuses:type_name -> irx.v1.Status
 	16, // 2: irx.v1.StatisticsFilter.priorities:type_name -> irx.v1.Priority
-	0,  // 3: irx.v1.GetStatisticsRequest.group_by:type_name -> irx.v1.StatisticsDimension
-	1,  // 4: irx.v1.GetStatisticsRequest.period:type_name -> irx.v1.StatisticsPeriod
-	17, // 5: irx.v1.GetStatisticsRequest.start_time:type_name -> google.protobuf.Timestamp
-	17, // 6: irx.v1.GetStatisticsRequest.end_time:type_name -> google.protobuf.Timestamp
-	3,  // 7: irx.v1.GetStatisticsRequest.filter:type_name -> irx.v1.StatisticsFilter
-	18, // 8: irx.v1.GetStatisticsRequest.consistency:type_name -> irx.v1.ReadConsistency
-	2,  // 9: irx.v1.GetStatisticsRequest.scope:type_name -> irx.v1.StatisticsScope
-	19, // 10: irx.v1.DurationPercentiles.p50:type_name -> google.protobuf.Duration
-	19, // 11: irx.v1.DurationPercentiles.p90:type_name -> google.protobuf.Duration
-	17, // 12: irx.v1.StatisticsRow.period_start:type_name -> google.protobuf.Timestamp
-	14, // 13: irx.v1.StatisticsRow.tlp:type_name -> irx.v1.Tlp
-	15, // 14: irx.v1.StatisticsRow.status:type_name -> irx.v1.Status
-	16, // 15: irx.v1.StatisticsRow.priority:type_name -> irx.v1.Priority
-	5,  // 16: irx.v1.StatisticsRow.time_to_first_response:type_name -> irx.v1.DurationPercentiles
-	5,  // 17: irx.v1.StatisticsRow.time_to_resolution:type_name -> irx.v1.DurationPercentiles
-	6,  // 18: irx.v1.GetStatisticsResponse.rows:type_name -> irx.v1.StatisticsRow
-	8,  // 19: irx.v1.GetStatisticsResponse.teams:type_name -> irx.v1.TeamStatistics
-	17, // 20: irx.v1.TeamStatistics.as_of_time:type_name -> google.protobuf.Timestamp
-	6,  // 21: irx.v1.TeamStatistics.rows:type_name -> irx.v1.StatisticsRow
-	17, // 22: irx.v1.SharedStatistics.as_of_time:type_name -> google.protobuf.Timestamp
-	10, // 23: irx.v1.SharedStatistics.cells:type_name -> irx.v1.StatisticsCell
-	1,  // 24: irx.v1.StatisticsCell.period:type_name -> irx.v1.StatisticsPeriod
-	17, // 25: irx.v1.StatisticsCell.period_start:type_name -> google.protobuf.Timestamp
-	14, // 26: irx.v1.StatisticsCell.tlp:type_name -> irx.v1.Tlp
-	15, // 27: irx.v1.StatisticsCell.status:type_name -> irx.v1.Status
-	16, // 28: irx.v1.StatisticsCell.priority:type_name -> irx.v1.Priority
-	13, // 29: irx.v1.SpendPrivacyBudgetResponse.budget:type_name -> irx.v1.PrivacyBudget
-	17, // 30: irx.v1.PrivacyBudget.update_time:type_name -> google.protobuf.Timestamp
-	4,  // 31: irx.v1.StatisticsService.GetStatistics:input_type -> irx.v1.GetStatisticsRequest
-	11, // 32: irx.v1.StatisticsService.SpendPrivacyBudget:input_type -> irx.v1.SpendPrivacyBudgetRequest
-	7,  // 33: irx.v1.StatisticsService.GetStatistics:output_type -> irx.v1.GetStatisticsResponse
-	12, // 34: irx.v1.StatisticsService.SpendPrivacyBudget:output_type -> irx.v1.SpendPrivacyBudgetResponse
-	33, // [33:35] is the sub-list for method output_type
-	31, // [31:33] is the sub-list for method input_type
-	31, // [31:31] is the sub-list for extension type_name
-	31, // [31:31] is the sub-list for extension extendee
-	0,  // [0:31] is the sub-list for field type_name
+	17, // 3: irx.v1.StatisticsFilter.sectors:type_name -> irx.v1.Sector
+	0,  // 4: irx.v1.GetStatisticsRequest.group_by:type_name -> irx.v1.StatisticsDimension
+	1,  // 5: irx.v1.GetStatisticsRequest.period:type_name -> irx.v1.StatisticsPeriod
+	18, // 6: irx.v1.GetStatisticsRequest.start_time:type_name -> google.protobuf.Timestamp
+	18, // 7: irx.v1.GetStatisticsRequest.end_time:type_name -> google.protobuf.Timestamp
+	3,  // 8: irx.v1.GetStatisticsRequest.filter:type_name -> irx.v1.StatisticsFilter
+	19, // 9: irx.v1.GetStatisticsRequest.consistency:type_name -> irx.v1.ReadConsistency
+	2,  // 10: irx.v1.GetStatisticsRequest.scope:type_name -> irx.v1.StatisticsScope
+	20, // 11: irx.v1.DurationPercentiles.p50:type_name -> google.protobuf.Duration
+	20, // 12: irx.v1.DurationPercentiles.p90:type_name -> google.protobuf.Duration
+	18, // 13: irx.v1.StatisticsRow.period_start:type_name -> google.protobuf.Timestamp
+	14, // 14: irx.v1.StatisticsRow.tlp:type_name -> irx.v1.Tlp
+	15, // 15: irx.v1.StatisticsRow.status:type_name -> irx.v1.Status
+	16, // 16: irx.v1.StatisticsRow.priority:type_name -> irx.v1.Priority
+	5,  // 17: irx.v1.StatisticsRow.time_to_first_response:type_name -> irx.v1.DurationPercentiles
+	5,  // 18: irx.v1.StatisticsRow.time_to_resolution:type_name -> irx.v1.DurationPercentiles
+	17, // 19: irx.v1.StatisticsRow.sector:type_name -> irx.v1.Sector
+	6,  // 20: irx.v1.GetStatisticsResponse.rows:type_name -> irx.v1.StatisticsRow
+	8,  // 21: irx.v1.GetStatisticsResponse.teams:type_name -> irx.v1.TeamStatistics
+	18, // 22: irx.v1.TeamStatistics.as_of_time:type_name -> google.protobuf.Timestamp
+	6,  // 23: irx.v1.TeamStatistics.rows:type_name -> irx.v1.StatisticsRow
+	18, // 24: irx.v1.SharedStatistics.as_of_time:type_name -> google.protobuf.Timestamp
+	10, // 25: irx.v1.SharedStatistics.cells:type_name -> irx.v1.StatisticsCell
+	1,  // 26: irx.v1.StatisticsCell.period:type_name -> irx.v1.StatisticsPeriod
+	18, // 27: irx.v1.StatisticsCell.period_start:type_name -> google.protobuf.Timestamp
+	14, // 28: irx.v1.StatisticsCell.tlp:type_name -> irx.v1.Tlp
+	15, // 29: irx.v1.StatisticsCell.status:type_name -> irx.v1.Status
+	16, // 30: irx.v1.StatisticsCell.priority:type_name -> irx.v1.Priority
+	13, // 31: irx.v1.SpendPrivacyBudgetResponse.budget:type_name -> irx.v1.PrivacyBudget
+	18, // 32: irx.v1.PrivacyBudget.update_time:type_name -> google.protobuf.Timestamp
+	4,  // 33: irx.v1.StatisticsService.GetStatistics:input_type -> irx.v1.GetStatisticsRequest
+	11, // 34: irx.v1.StatisticsService.SpendPrivacyBudget:input_type -> irx.v1.SpendPrivacyBudgetRequest
+	7,  // 35: irx.v1.StatisticsService.GetStatistics:output_type -> irx.v1.GetStatisticsResponse
+	12, // 36: irx.v1.StatisticsService.SpendPrivacyBudget:output_type -> irx.v1.SpendPrivacyBudgetResponse
+	35, // [35:37] is the sub-list for method output_type
+	33, // [33:35] is the sub-list for method input_type
+	33, // [33:33] is the sub-list for extension type_name
+	33, // [33:33] is the sub-list for extension extendee
+	0,  // [0:33] is the sub-list for field type_name
 }
 
 func init() { file_irx_v1_statistics_service_proto_init() }
