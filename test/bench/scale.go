@@ -94,17 +94,11 @@ func runScale(ctx context.Context, args []string, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	var pool []*grpc.ClientConn
-	for _, n := range team {
-		for range 4 {
-			conn, err := grpc.NewClient(n.APIAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-			if err != nil {
-				return err
-			}
-			defer conn.Close()
-			pool = append(pool, conn)
-		}
+	pool, closePool, err := dialPool(apiAddrs(team), 4)
+	if err != nil {
+		return err
 	}
+	defer closePool()
 	request, err := encodedCreate(paddedIncident(*size))
 	values := "every record sharing its values"
 	if *unique {

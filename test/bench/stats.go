@@ -78,17 +78,11 @@ func runStats(ctx context.Context, args []string, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	var pool []*grpc.ClientConn
-	for _, n := range team {
-		for range 4 {
-			conn, err := grpc.NewClient(n.APIAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-			if err != nil {
-				return err
-			}
-			defer conn.Close()
-			pool = append(pool, conn)
-		}
+	pool, closePool, err := dialPool(apiAddrs(team), 4)
+	if err != nil {
+		return err
 	}
+	defer closePool()
 	fmt.Fprintf(out, "stats: %d-node team in %s, %d records of %d distinct kinds, %d-byte incidents, %d clients\n",
 		*nodes, dir, *records, len(requests), *size, *clients)
 	began := time.Now()
