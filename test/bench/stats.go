@@ -38,6 +38,8 @@ func runStats(ctx context.Context, args []string, out io.Writer) error {
 		clients  = fs.Int("clients", 500, "concurrent clients for the preload")
 		variants = fs.Int("variants", 8192, "distinct records the preload cycles through (each a random combination of the dimensions)")
 		calls    = fs.Int("calls", 200, "GetStatistics calls per query")
+		warm     = fs.Int("warmup-calls", 5, "GetStatistics calls per query made before the measured ones, not counted")
+		settle   = fs.Duration("settle", 20*time.Second, "wait this long after the preload before the first query, for the nodes to flush and compact its tail")
 		size     = fs.Int("size", 1024, "encoded incident size in bytes")
 		keep     = fs.Bool("keep", false, "keep the data directory")
 		prebuilt = fs.String("irxd", "", "use this irxd binary instead of building ./cmd/irxd")
@@ -138,12 +140,22 @@ func runStats(ctx context.Context, args []string, out io.Writer) error {
 		{"25 months by month, one country", &irxv1.GetStatisticsRequest{Period: irxv1.StatisticsPeriod_STATISTICS_PERIOD_MONTH,
 			StartTime: ts(month.AddDate(0, -24, 0)), EndTime: ts(month.AddDate(0, 1, 0)), Filter: &irxv1.StatisticsFilter{Countries: []string{"NL"}}}},
 	}
+	select {
+	case <-time.After(*settle):
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 	for _, q := range queries {
 		for _, consistency := range []irxv1.ReadConsistency{irxv1.ReadConsistency_READ_CONSISTENCY_UNSPECIFIED, irxv1.ReadConsistency_READ_CONSISTENCY_STALE} {
 			req := proto.CloneOf(q.req)
 			req.Consistency = consistency
 			var lat []time.Duration
 			var resp *irxv1.GetStatisticsResponse
+			for range *warm {
+				if _, err := sc.GetStatistics(ctx, req); err != nil {
+					return fmt.Errorf("%s: %w", q.name, err)
+				}
+			}
 			for range *calls {
 				t0 := time.Now()
 				resp, err = sc.GetStatistics(ctx, req)
