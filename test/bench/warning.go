@@ -44,10 +44,13 @@ func runWarning(ctx context.Context, args []string, out io.Writer) error {
 		keep     = fs.Bool("keep", false, "keep the data directories")
 		prebuilt = fs.String("irxd", "", "use this irxd binary instead of building ./cmd/irxd")
 		gmp      = fs.Int("gomaxprocs", 0, gomaxprocsUsage)
+		idleN    = fs.Int("idle-warnings", 20, "warnings issued after the catch-up, with B idle, for comparison")
+		eachW    = fs.Bool("each", false, "print every warning issued during the catch-up")
 	)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
+	idleWarnings, each := idleN, eachW
 	if *backlog <= 0 || *every <= 0 || *poll <= 0 {
 		return errors.New("-backlog, -every and -poll must be positive")
 	}
@@ -129,34 +132,67 @@ func runWarning(ctx context.Context, args []string, out io.Writer) error {
 	}()
 	defer func() { stopPoll(); <-polled }()
 
+	expire := timestamppb.New(time.Now().Add(time.Hour))
+	var count int
+	// issue issues a warning every -every while more() and returns them.
+	issue := func(more func(progress uint64) (bool, error)) ([]warningSample, error) {
+		var issued []warningSample
+		for next := time.Now(); ; next = next.Add(*every) {
+			mu.Lock()
+			progress, perr := current, pollErr
+			mu.Unlock()
+			if perr != nil {
+				return nil, fmt.Errorf("reading B: %w", perr)
+			}
+			if ok, err := more(progress); err != nil || !ok {
+				return issued, err
+			}
+			time.Sleep(time.Until(next))
+			count++
+			resp, err := a.alerts.IssueWarning(ctx, &irxv1.IssueWarningRequest{Warning: &irxv1.Warning{
+				Title: fmt.Sprintf("bench warning %d", count), Tlp: irxv1.Tlp_TLP_GREEN,
+				Severity: irxv1.WarningSeverity_WARNING_SEVERITY_CRITICAL, AllPeers: true, ExpireTime: expire,
+			}})
+			if err != nil {
+				return nil, fmt.Errorf("IssueWarning: %w", err)
+			}
+			issued = append(issued, warningSample{id: resp.GetWarning().GetWarningId(), issued: time.Now(), progressAtIssue: progress})
+		}
+	}
+	// arrived waits until B lists every warning of ws and returns them
+	// as B saw them.
+	arrived := func(ws []warningSample) ([]warningSample, error) {
+		for deadline := time.Now().Add(time.Minute); ; time.Sleep(*poll) {
+			mu.Lock()
+			var out []warningSample
+			for _, w := range ws {
+				if s, ok := seen[w.id]; ok {
+					s.id, s.issued, s.progressAtIssue = w.id, w.issued, w.progressAtIssue
+					out = append(out, s)
+				}
+			}
+			mu.Unlock()
+			if len(out) == len(ws) {
+				return out, nil
+			}
+			if time.Now().After(deadline) {
+				return nil, fmt.Errorf("%d of %d warnings not at B after a minute", len(ws)-len(out), len(ws))
+			}
+		}
+	}
+
 	start := time.Now()
 	if err := peer(ctx, b, a, true); err != nil {
 		return err
 	}
-	var issued []warningSample
-	expire := timestamppb.New(time.Now().Add(time.Hour))
-	for next := time.Now(); ; next = next.Add(*every) {
-		mu.Lock()
-		progress, perr := current, pollErr
-		mu.Unlock()
-		if perr != nil {
-			return fmt.Errorf("reading B: %w", perr)
-		}
-		if progress >= uint64(*backlog) {
-			break
-		}
+	issued, err := issue(func(progress uint64) (bool, error) {
 		if time.Since(start) > 10*time.Minute {
-			return fmt.Errorf("B received %d of %d records in 10 minutes", progress, *backlog)
+			return false, fmt.Errorf("B received %d of %d records in 10 minutes", progress, *backlog)
 		}
-		time.Sleep(time.Until(next))
-		resp, err := a.alerts.IssueWarning(ctx, &irxv1.IssueWarningRequest{Warning: &irxv1.Warning{
-			Title: fmt.Sprintf("bench warning %d", len(issued)+1), Tlp: irxv1.Tlp_TLP_GREEN,
-			Severity: irxv1.WarningSeverity_WARNING_SEVERITY_CRITICAL, AllPeers: true, ExpireTime: expire,
-		}})
-		if err != nil {
-			return fmt.Errorf("IssueWarning: %w", err)
-		}
-		issued = append(issued, warningSample{id: resp.GetWarning().GetWarningId(), issued: time.Now(), progressAtIssue: progress})
+		return progress < uint64(*backlog), nil
+	})
+	if err != nil {
+		return err
 	}
 	caughtUp := time.Since(start)
 	fmt.Fprintf(out, "B caught up on %d records in %v = %.0f records/s (from CreatePeer at B; %v polls of B)\n",
@@ -164,50 +200,61 @@ func runWarning(ctx context.Context, args []string, out io.Writer) error {
 	if len(issued) == 0 {
 		return errors.New("B caught up before the first warning: raise -backlog or lower -every")
 	}
-	deadline := time.Now().Add(time.Minute)
-	for {
-		mu.Lock()
-		missing := 0
-		for _, w := range issued {
-			if _, ok := seen[w.id]; !ok {
-				missing++
-			}
-		}
-		mu.Unlock()
-		if missing == 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("%d of %d warnings not at B a minute after B caught up", missing, len(issued))
-		}
-		time.Sleep(*poll)
+	during, err := arrived(issued)
+	if err != nil {
+		return err
+	}
+	// The same with B idle, for comparison.
+	n := 0
+	idle, err := issue(func(uint64) (bool, error) { n++; return n <= *idleWarnings, nil })
+	if err == nil {
+		idle, err = arrived(idle)
+	}
+	if err != nil {
+		return err
 	}
 	stopPoll()
 	<-polled
-	var listed, stored []time.Duration
-	var during int
-	var fractions []float64
-	for i := range issued {
-		s := seen[issued[i].id]
-		listed = append(listed, max(0, s.listed.Sub(issued[i].issued)))
-		stored = append(stored, max(0, s.stored.Sub(issued[i].issued)))
-		if s.progressWhenListed < uint64(*backlog) {
-			during++
+	if *each {
+		for _, w := range during {
+			fmt.Fprintf(out, "  %s issued at +%v (B at %d), stored at B +%v, listed +%v (B at %d)\n", w.id,
+				w.issued.Sub(start).Round(time.Millisecond), w.progressAtIssue, w.stored.Sub(w.issued).Round(time.Millisecond),
+				w.listed.Sub(w.issued).Round(time.Millisecond), w.progressWhenListed)
 		}
-		fractions = append(fractions, float64(s.progressWhenListed)/float64(*backlog))
 	}
-	fmt.Fprintf(out, "%d warnings issued while B caught up; %d listed at B before B had the whole backlog\n", len(issued), during)
-	fmt.Fprintf(out, "IssueWarning returned at A -> listed at B: %s\n", durationPercentiles(listed))
-	fmt.Fprintf(out, "IssueWarning returned at A -> stored at B (B's receive_time, same clock): %s\n", durationPercentiles(stored))
+	var beforeDone int
+	var fractions []float64
+	for _, w := range during {
+		if w.progressWhenListed < uint64(*backlog) {
+			beforeDone++
+		}
+		fractions = append(fractions, float64(w.progressWhenListed)/float64(*backlog))
+	}
+	fmt.Fprintf(out, "%d warnings issued while B caught up; %d listed at B before B had the whole backlog\n", len(during), beforeDone)
+	fmt.Fprintf(out, "during catch-up, IssueWarning returned at A -> listed at B: %s\n", latencies(during, false))
+	fmt.Fprintf(out, "during catch-up, IssueWarning returned at A -> stored at B (B's receive_time, same clock): %s\n", latencies(during, true))
+	fmt.Fprintf(out, "B idle, IssueWarning returned at A -> listed at B: %s\n", latencies(idle, false))
+	fmt.Fprintf(out, "B idle, IssueWarning returned at A -> stored at B: %s\n", latencies(idle, true))
 	slices.Sort(fractions)
 	fmt.Fprintf(out, "B's catch-up when each warning was listed: min %.0f%%  median %.0f%%  max %.0f%% of %d records\n",
 		100*fractions[0], 100*fractions[len(fractions)/2], 100*fractions[len(fractions)-1], *backlog)
 	return nil
 }
 
-// durationPercentiles is "p50 ... p90 ... p99 ... max ..." of ds.
-func durationPercentiles(ds []time.Duration) string {
-	s := slices.Clone(ds)
+// latencies is "p50 ... p90 ... p99 ... max ..." of the times from each
+// warning's IssueWarning return to B storing it, or to B listing it.
+func latencies(ws []warningSample, stored bool) string {
+	if len(ws) == 0 {
+		return "none"
+	}
+	var s []time.Duration
+	for _, w := range ws {
+		at := w.listed
+		if stored {
+			at = w.stored
+		}
+		s = append(s, max(0, at.Sub(w.issued)))
+	}
 	slices.Sort(s)
 	pct := func(p float64) time.Duration {
 		return s[min(len(s)-1, int(p*float64(len(s))))].Round(100 * time.Microsecond)
