@@ -6,6 +6,9 @@ import (
 	"flag"
 	"fmt"
 	"net/netip"
+	"os"
+	"path/filepath"
+	"runtime/pprof"
 	"strings"
 	"testing"
 
@@ -29,8 +32,10 @@ import (
 //   - none: the same incident without attacking hosts or indicators, so
 //     correlation finds nothing to index: the apply path without its work.
 //
-// One op is one entry. With -cpuprofile, correlation's share of the apply
-// is (*applier).correlate's cumulative time over (*FSM).ApplyBatch's.
+// One op is one entry. With -corr.profile DIR each case writes its CPU
+// profile (without the preload) to DIR/<case>.pprof; correlation's share
+// of the apply is then (*applier).correlate's cumulative time over
+// (*FSM).ApplyBatch's.
 func BenchmarkCorrelationApply(b *testing.B) {
 	f := openFSM(b, b.TempDir())
 	var index uint64
@@ -47,6 +52,7 @@ func BenchmarkCorrelationApply(b *testing.B) {
 			const batch = 64
 			var made uint64
 			b.ReportAllocs()
+			defer profileTo(b, *profileDir, c.name)()
 			for b.Loop() {
 				b.StopTimer()
 				l := createEntry(b, &index, batch, func() *irxv1.Incident { made++; return c.values(made) })
@@ -59,6 +65,29 @@ func BenchmarkCorrelationApply(b *testing.B) {
 			}
 			b.ReportMetric(float64(made)/b.Elapsed().Seconds(), "creates/s")
 		})
+	}
+}
+
+var profileDir = flag.String("corr.profile", "", "directory BenchmarkCorrelationApply writes a CPU profile of each case to")
+
+// profileTo profiles the CPU into dir/name.pprof until the returned
+// function is called; with no dir it does nothing.
+func profileTo(b *testing.B, dir, name string) func() {
+	if dir == "" {
+		return func() {}
+	}
+	f, err := os.Create(filepath.Join(dir, name+".pprof"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		b.Fatal(err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		if err := f.Close(); err != nil {
+			b.Error(err)
+		}
 	}
 }
 

@@ -11,6 +11,8 @@ import (
 	"sync"
 	"time"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	irxv1 "github.com/irxfed/irx/proto/irx/v1"
@@ -110,6 +112,9 @@ func runWarning(ctx context.Context, args []string, out io.Writer) error {
 			ws, werr := b.alerts.ListWarnings(pollCtx, &irxv1.ListWarningsRequest{PageSize: 1000})
 			now := time.Now()
 			st, perr := b.peers.GetPeer(pollCtx, &irxv1.GetPeerRequest{TeamId: "cert-a"})
+			if status.Code(perr) == codes.NotFound {
+				perr = nil // B has not peered yet: nothing received
+			}
 			mu.Lock()
 			if err := errors.Join(werr, perr); err != nil && pollCtx.Err() == nil {
 				pollErr = err
