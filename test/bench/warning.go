@@ -42,6 +42,7 @@ func runWarning(ctx context.Context, args []string, out io.Writer) error {
 		backlog  = fs.Int("backlog", 100000, "records team A creates while B does not follow it")
 		every    = fs.Duration("every", 100*time.Millisecond, "issue a warning at A this often while B catches up")
 		poll     = fs.Duration("poll", 5*time.Millisecond, "how often the tool lists B's warnings")
+		pollTO   = fs.Duration("poll-timeout", 5*time.Second, "give up a call to B after this long (counted)")
 		size     = fs.Int("size", 1024, "encoded incident size in bytes")
 		keep     = fs.Bool("keep", false, "keep the data directories")
 		prebuilt = fs.String("irxd", "", "use this irxd binary instead of building ./cmd/irxd")
@@ -52,7 +53,7 @@ func runWarning(ctx context.Context, args []string, out io.Writer) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	idleWarnings, each := idleN, eachW
+	idleWarnings, each, pollTimeout := idleN, eachW, pollTO
 	if *backlog <= 0 || *every <= 0 || *poll <= 0 {
 		return errors.New("-backlog, -every and -poll must be positive")
 	}
@@ -97,10 +98,11 @@ func runWarning(ctx context.Context, args []string, out io.Writer) error {
 
 	// B's warnings and progress, read by one poller until stopped.
 	var (
-		mu      sync.Mutex
-		seen    = map[string]warningSample{} // by id, as B lists it
-		current uint64                       // B's received count at the last poll
-		pollErr error
+		mu        sync.Mutex
+		seen      = map[string]warningSample{} // by id, as B lists it
+		current   uint64                       // B's received count at the last poll
+		pollErr   error
+		slowPolls int // calls to B given up after -poll-timeout
 	)
 	pollCtx, stopPoll := context.WithCancel(ctx)
 	polled := make(chan struct{})
@@ -109,13 +111,23 @@ func runWarning(ctx context.Context, args []string, out io.Writer) error {
 		tick := time.NewTicker(*poll)
 		defer tick.Stop()
 		for {
-			ws, werr := b.alerts.ListWarnings(pollCtx, &irxv1.ListWarningsRequest{PageSize: 1000})
+			// A call B is slow to answer is given up and counted, so
+			// that one does not stall the polls behind it.
+			callCtx, cancel := context.WithTimeout(pollCtx, *pollTimeout)
+			ws, werr := b.alerts.ListWarnings(callCtx, &irxv1.ListWarningsRequest{PageSize: 1000})
 			now := time.Now()
-			st, perr := b.peers.GetPeer(pollCtx, &irxv1.GetPeerRequest{TeamId: "cert-a"})
+			st, perr := b.peers.GetPeer(callCtx, &irxv1.GetPeerRequest{TeamId: "cert-a"})
+			cancel()
 			if status.Code(perr) == codes.NotFound {
 				perr = nil // B has not peered yet: nothing received
 			}
 			mu.Lock()
+			for _, err := range []*error{&werr, &perr} {
+				if status.Code(*err) == codes.DeadlineExceeded && pollCtx.Err() == nil {
+					slowPolls++
+					*err = nil
+				}
+			}
 			if err := errors.Join(werr, perr); err != nil && pollCtx.Err() == nil {
 				pollErr = err
 			}
@@ -235,7 +247,8 @@ func runWarning(ctx context.Context, args []string, out io.Writer) error {
 		}
 		fractions = append(fractions, float64(w.progressWhenListed)/float64(*backlog))
 	}
-	fmt.Fprintf(out, "%d warnings issued while B caught up; %d listed at B before B had the whole backlog\n", len(during), beforeDone)
+	fmt.Fprintf(out, "%d warnings issued while B caught up; %d listed at B before B had the whole backlog; %d calls of the tool's polls of B given up after %v\n",
+		len(during), beforeDone, slowPolls, *pollTimeout)
 	fmt.Fprintf(out, "during catch-up, IssueWarning returned at A -> listed at B: %s\n", latencies(during, false))
 	fmt.Fprintf(out, "during catch-up, IssueWarning returned at A -> stored at B (B's receive_time, same clock): %s\n", latencies(during, true))
 	fmt.Fprintf(out, "B idle, IssueWarning returned at A -> listed at B: %s\n", latencies(idle, false))
