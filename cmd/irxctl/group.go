@@ -143,7 +143,8 @@ func (p *pendingKey) writeAside(dest string, force bool) error {
 
 // readGroupKey reads a key as the members exchange it: 64 hex digits or
 // base64 text (surrounding white space ignored), or the 32 bytes
-// themselves. Errors never quote the file's content.
+// themselves when they are not text. Errors never quote the file's
+// content.
 func readGroupKey(stdin io.Reader, path string) ([]byte, error) {
 	var (
 		raw []byte
@@ -157,9 +158,6 @@ func readGroupKey(stdin io.Reader, path string) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("--group-key-file: %w", err)
 	}
-	if len(raw) == groupKeySize {
-		return raw, nil
-	}
 	text := string(bytes.TrimSpace(raw))
 	if k, err := hex.DecodeString(text); err == nil && len(k) == groupKeySize {
 		return k, nil
@@ -169,8 +167,23 @@ func readGroupKey(stdin io.Reader, path string) ([]byte, error) {
 			return k, nil
 		}
 	}
+	// 32 bytes of text (a 16-byte key in hex, a passphrase) are not taken
+	// for the raw key: members reading the file with another tool would
+	// get another key. Random bytes are text with negligible probability.
+	if len(raw) == groupKeySize && !isText(raw) {
+		return raw, nil
+	}
 	return nil, usageErrorf("--group-key-file %s: want a %d-byte key as 64 hex digits, base64, or the raw bytes (found %d bytes that are none of these)",
 		path, groupKeySize, len(raw))
+}
+
+func isText(b []byte) bool {
+	for _, c := range b {
+		if c < ' ' && c != '\t' && c != '\n' && c != '\r' || c > '~' {
+			return false
+		}
+	}
+	return true
 }
 
 func groupCommand() *command {
@@ -298,7 +311,8 @@ func (c *cli) printGroupWithKey(g *irxv1.SharingGroup, pk *pendingKey, show bool
 			return err
 		}
 		if pk.dest != "" {
-			fmt.Fprintf(w, "\nThe key is in %s: give it to every member, who runs\n  irxctl group put %s --members ... --group-key-file FILE\n", abs(pk.dest), g.GetName())
+			fmt.Fprintf(w, "\nThe key is in %s: give it to every member, who runs\n  irxctl group put %s --members ... --group-key-file FILE   (or group rotate %s --group-key-file FILE)\n",
+				abs(pk.dest), g.GetName(), g.GetName())
 		}
 		if show {
 			fmt.Fprintf(w, "\nkey: %s\n", hex.EncodeToString(pk.key))

@@ -131,6 +131,17 @@ func TestGroupCommands(t *testing.T) {
 		t.Errorf("rotate --show-key: the key shown is not the group's:\n%s", r.stdout)
 	}
 
+	// A key file of the 32 bytes themselves.
+	raw := make([]byte, 32)
+	for i := range raw {
+		raw[i] = byte(200 + i)
+	}
+	rawFile := writeFile(t, filepath.Join(dir, "raw.key"), string(raw))
+	r = mustSucceed(t, ctl("", "group", "put", "c2-raw", "--members", "cert-b", "--group-key-file", rawFile))
+	if groupRow(t, r.stdout, "c2-raw")[2] != keyIDOf(raw) {
+		t.Errorf("a raw 32-byte key file:\n%s", r.stdout)
+	}
+
 	// Mistakes change nothing.
 	before := mustSucceed(t, ctl("", "group", "list")).stdout
 	mustFail(t, ctl("", "group", "put", "c2-watch", "--members", "cert-b"), 2, "a key is required")
@@ -142,6 +153,10 @@ func TestGroupCommands(t *testing.T) {
 	if r := mustFail(t, ctl("", "group", "put", "c2-watch", "--members", "cert-b", "--group-key-file", bad), 2, "--group-key-file"); strings.Contains(r.stderr, secret) {
 		t.Errorf("the error quotes the key file: %s", r.stderr)
 	}
+	// 32 characters of text are not taken for 32 raw bytes: here a 16-byte
+	// key in hex, which another tool would read as 16 bytes.
+	short := writeFile(t, filepath.Join(dir, "short.key"), strings.Repeat("ab", 16))
+	mustFail(t, ctl("", "group", "put", "c2-watch", "--members", "cert-b", "--group-key-file", short), 2, "--group-key-file")
 	mustFail(t, ctl("", "group", "rotate", "c2-watch", "--generate-key", "--key-out", keyFile), 2, "--force")
 	if got := readKeyFile(t, keyFile); !bytes.Equal(got, key) {
 		t.Errorf("--key-out without --force replaced %s", keyFile)
