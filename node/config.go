@@ -103,6 +103,11 @@ type Config struct {
 	// Webhooks are the HTTPS endpoints the leader posts alerts and
 	// warnings to (node/webhook); plain http only in development mode.
 	Webhooks []Webhook
+	// OtherListeners are the host:port addresses the process serves
+	// besides the node's own (the federation listener, a debug server): a
+	// webhook pointing at one of them is refused like one pointing at the
+	// operator API, since the node would post its alerts to itself.
+	OtherListeners []string
 
 	Logger *slog.Logger
 
@@ -313,7 +318,7 @@ func (c Config) validate() error {
 	if c.Retention.MinKeep < time.Second {
 		errs = append(errs, errors.New("retention.min_keep: must be at least 1s"))
 	}
-	own := []string{c.APIAddr, c.RaftAddr, c.MetricsAddr}
+	own := append([]string{c.APIAddr, c.RaftAddr, c.RaftAdvertise, c.MetricsAddr}, c.OtherListeners...)
 	if err := webhook.Check(c.Webhooks, c.TLS.DevDir != "", own); err != nil {
 		errs = append(errs, err)
 	}

@@ -75,7 +75,7 @@ func commandTree() *command {
 		short: "irxctl operates an irx team through the operator API of any of its nodes.",
 		subs: []*command{
 			incidentCommand(), policyCommand(), peerCommand(), teamCommand(), retentionCommand(), auditCommand(), clusterCommand(), accessCommand(),
-			alertCommand(), warningCommand(),
+			alertCommand(), warningCommand(), groupCommand(),
 			statsCommand(), backupCommand(), pkiCommand(), configCommand(), versionCommand(),
 		},
 	}

@@ -325,6 +325,13 @@ func parseOptions(args []string, stderr io.Writer, getenv func(string) string) (
 			o.node.Retention.MinKeep = *retMinKeep
 		}
 	})
+	// The node refuses a webhook pointing at any listener of this process,
+	// and these two are not the node's own.
+	fed := o.federation.Addr
+	if fed == "" {
+		fed = federation.DefaultAddr
+	}
+	o.node.OtherListeners = []string{fed, o.debugAddr}
 	return o, errors.Join(err, sizeErr)
 }
 

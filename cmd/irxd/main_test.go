@@ -103,6 +103,19 @@ func TestMisconfigurationIsOneClearLine(t *testing.T) {
 		}
 		return p
 	}
+	secret := write("0123456789abcdef0123")
+	hookAt := func(addr string) string {
+		return write("webhooks:\n  - url: https://" + addr + "/irx\n    secret_file: " + secret + "\n")
+	}
+	free := func() string {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close()
+		return l.Addr().String()
+	}
+	fedAddr, debugAddr := free(), free()
 	cases := []struct {
 		name string
 		args []string
@@ -119,6 +132,12 @@ func TestMisconfigurationIsOneClearLine(t *testing.T) {
 		{"bad log level", []string{"--log-level", "loud"}, []string{"log level", "loud"}},
 		{"erase bound too short", []string{"--erase-within", "10ms"}, []string{"erase_within", "1s"}},
 		{"negative future skew", []string{"--future-skew", "-1m"}, []string{"future_skew", "negative"}},
+		{"webhook at the federation listener", []string{"--config", hookAt(fedAddr), "--federation-addr", fedAddr},
+			[]string{"webhooks[0].url", "points at the node itself", fedAddr}},
+		{"webhook at the default federation listener", []string{"--config", hookAt("localhost:7401"), "--federation-addr", ""},
+			[]string{"webhooks[0].url", "points at the node itself", "127.0.0.1:7401"}},
+		{"webhook at the debug server", []string{"--config", hookAt(debugAddr), "--debug-addr", debugAddr},
+			[]string{"webhooks[0].url", "points at the node itself", debugAddr}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

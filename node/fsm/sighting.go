@@ -239,9 +239,17 @@ func (a *applier) putSharingGroup(c *irxv1.PutSharingGroupCommand) *Result {
 	if err := CheckSharingGroup(g); err != nil {
 		return &Result{Err: fmt.Errorf("%w at index %d: %v", ErrInvalidCommand, a.index, err)}
 	}
-	for _, m := range g.GetMemberTeamIds() {
-		if _, err := a.peerState(m); err != nil {
-			return &Result{Err: &record.ValidationError{What: "request", Violations: []record.Violation{{Field: "group.member_team_ids", Description: fmt.Sprintf("%q is not a configured peer", m)}}}}
+	for i, m := range g.GetMemberTeamIds() {
+		// The peer itself, not its state: a team never peered with has
+		// no state either, and reading it finds nothing without an error.
+		found, err := getProto(a.b, peerKey(m), &irxv1.Peer{})
+		if err != nil {
+			a.fail(err)
+			return &Result{Err: err}
+		}
+		if !found {
+			return &Result{Err: &record.ValidationError{What: "request", Violations: []record.Violation{{
+				Field: fmt.Sprintf("group.member_team_ids[%d]", i), Description: fmt.Sprintf("%q is not a configured peer", m)}}}}
 		}
 	}
 	g.KeyId, g.UpdateTime = KeyID(g.GetKey()), a.now

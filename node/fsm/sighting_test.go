@@ -9,6 +9,7 @@ import (
 
 	"github.com/irxfed/irx/errdefs"
 	irxv1 "github.com/irxfed/irx/proto/irx/v1"
+	"github.com/irxfed/irx/record"
 )
 
 func TestSightings(t *testing.T) {
@@ -20,6 +21,15 @@ func TestSightings(t *testing.T) {
 		return h.apply(h.command(&irxv1.Command{Kind: &irxv1.Command_PutSharingGroup{PutSharingGroup: &irxv1.PutSharingGroupCommand{
 			Group: &irxv1.SharingGroup{Name: "g", MemberTeamIds: members, Key: key},
 		}}}))
+	}
+	// A team that is not a peer is refused, naming the member, and
+	// nothing is stored.
+	var ve *record.ValidationError
+	if res := put("cert-b", "cert-z"); !errors.As(res.Err, &ve) || len(ve.Violations) != 1 || ve.Violations[0].Field != "group.member_team_ids[1]" {
+		t.Fatalf("a group with a member that is not a peer: %v", res.Err)
+	}
+	if gs, err := h.f.SharingGroups(); err != nil || len(gs) != 0 {
+		t.Fatalf("the refused group was stored: %v %v", gs, err)
 	}
 	if res := put("cert-b"); res.Err != nil || len(res.SharingGroup.GetKey()) != 0 || res.SharingGroup.GetKeyId() != KeyID(key) {
 		t.Fatalf("put group: %v %v", res.SharingGroup, res.Err)

@@ -23,6 +23,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -90,17 +91,53 @@ func sameEndpoint(u *url.URL, addr string) bool {
 		return false
 	}
 	uh := u.Hostname()
-	return uh == host || (isUnspecifiedOrLoopback(host) && isLocal(uh))
+	if sameHost(uh, host) {
+		return true
+	}
+	switch lip := net.ParseIP(host); {
+	case host == "" || lip.IsUnspecified():
+		// A wildcard listener answers at every address of the machine.
+		return isLocal(uh) || isInterfaceAddr(uh)
+	case isLocal(host):
+		return isLocal(uh)
+	}
+	return false
 }
 
-func isUnspecifiedOrLoopback(h string) bool {
-	ip := net.ParseIP(h)
-	return h == "" || (ip != nil && (ip.IsUnspecified() || ip.IsLoopback()))
+// sameHost compares names case-insensitively and addresses by value, so
+// [::1] and 0:0:0:0:0:0:0:1, or ::ffff:127.0.0.1 and 127.0.0.1, are one.
+func sameHost(a, b string) bool {
+	ia, ib := net.ParseIP(a), net.ParseIP(b)
+	if ia != nil && ib != nil {
+		return ia.Equal(ib)
+	}
+	return strings.EqualFold(strings.TrimSuffix(a, "."), strings.TrimSuffix(b, "."))
 }
 
 func isLocal(h string) bool {
 	ip := net.ParseIP(h)
-	return h == "localhost" || (ip != nil && (ip.IsLoopback() || ip.IsUnspecified()))
+	return strings.EqualFold(strings.TrimSuffix(h, "."), "localhost") || (ip != nil && (ip.IsLoopback() || ip.IsUnspecified()))
+}
+
+// isInterfaceAddr reports whether h is an address of one of the
+// machine's interfaces. Names are not resolved: a name that resolves to
+// the node is not caught (the check runs at start, where a lookup could
+// hang or depend on a resolver's mood).
+func isInterfaceAddr(h string) bool {
+	ip := net.ParseIP(h)
+	if ip == nil {
+		return false
+	}
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		return false
+	}
+	for _, a := range addrs {
+		if n, ok := a.(*net.IPNet); ok && n.IP.Equal(ip) {
+			return true
+		}
+	}
+	return false
 }
 
 // Sign is the signature header's value for body.

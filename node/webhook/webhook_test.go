@@ -8,6 +8,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -138,8 +139,21 @@ func TestCheck(t *testing.T) {
 		{webhook.Hook{URL: "https://127.0.0.1:7400/", Secret: secret}, false, "webhooks[0].url"},
 		{webhook.Hook{URL: "https://localhost:7400/", Secret: secret}, false, "webhooks[0].url"},
 		{webhook.Hook{URL: "https://hooks.example/", Secret: []byte("short")}, false, "webhooks[0].secret_file"},
+		// Every listener given is the node's, whichever spelling reaches it.
+		{webhook.Hook{URL: "https://127.0.0.1:7401/", Secret: secret}, false, "webhooks[0].url"},
+		{webhook.Hook{URL: "https://[::1]:7401/", Secret: secret}, false, "webhooks[0].url"},
+		{webhook.Hook{URL: "https://LOCALHOST.:7402/", Secret: secret}, false, "webhooks[0].url"},
+		{webhook.Hook{URL: "https://[::ffff:127.0.0.1]:7402/", Secret: secret}, false, "webhooks[0].url"},
+		{webhook.Hook{URL: "https://Irx1.Cert.Example:7403/", Secret: secret}, false, "webhooks[0].url"},
+		{webhook.Hook{URL: "https://203.0.113.9:7404/", Secret: secret}, false, "webhooks[0].url"},
+		// The same host on a port the node does not serve, and a loopback
+		// listener's port on another host, are someone else.
+		{webhook.Hook{URL: "https://127.0.0.1:7499/", Secret: secret}, false, ""},
+		{webhook.Hook{URL: "https://irx1.cert.example:7400/", Secret: secret}, false, ""},
+		{webhook.Hook{URL: "https://203.0.113.10:7404/", Secret: secret}, false, ""},
 	} {
-		err := webhook.Check([]webhook.Hook{c.hook}, c.allowHTTP, []string{"127.0.0.1:7400", "0.0.0.0:7401"})
+		err := webhook.Check([]webhook.Hook{c.hook}, c.allowHTTP,
+			[]string{"127.0.0.1:7400", "0.0.0.0:7401", "localhost:7402", "irx1.cert.example:7403", "203.0.113.9:7404", ""})
 		var verr *record.ValidationError
 		switch {
 		case c.field == "" && err != nil:
@@ -147,5 +161,35 @@ func TestCheck(t *testing.T) {
 		case c.field != "" && (!errors.As(err, &verr) || !strings.Contains(err.Error(), c.field)):
 			t.Errorf("%v: %v, want a violation of %s", c.hook.URL, err, c.field)
 		}
+	}
+}
+
+// TestCheckWildcardListener: a listener on a wildcard address answers at
+// every address of the machine, so a URL naming any of them is the node.
+func TestCheckWildcardListener(t *testing.T) {
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tried int
+	for _, a := range addrs {
+		n, ok := a.(*net.IPNet)
+		if !ok {
+			continue
+		}
+		tried++
+		u := "https://" + net.JoinHostPort(n.IP.String(), "7401") + "/irx"
+		hook := []webhook.Hook{{URL: u, Secret: []byte("0123456789abcdef")}}
+		for _, wildcard := range []string{"0.0.0.0:7401", "[::]:7401", ":7401"} {
+			if err := webhook.Check(hook, false, []string{wildcard}); err == nil || !strings.Contains(err.Error(), "points at the node itself") {
+				t.Errorf("%s with a listener on %s: %v", u, wildcard, err)
+			}
+		}
+		if err := webhook.Check(hook, false, []string{"0.0.0.0:7409"}); err != nil {
+			t.Errorf("%s with a listener on another port: %v", u, err)
+		}
+	}
+	if tried == 0 {
+		t.Skip("no interface addresses")
 	}
 }

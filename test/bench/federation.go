@@ -26,9 +26,55 @@ import (
 type fedTeam struct {
 	id        string
 	nodes     []*irxdtest.Node
+	conns     []*grpc.ClientConn
 	incidents []irxv1.IncidentServiceClient
 	peers     irxv1.PeerServiceClient
 	policies  irxv1.PolicyServiceClient
+	alerts    irxv1.AlertServiceClient
+}
+
+// startTeams starts cert-a and cert-b with sizes[0] and sizes[1] nodes, and
+// a client of each node; the teams it returns, also with an error, are
+// for stopTeams.
+func startTeams(ctx context.Context, bin, dir string, sizes []int, pprof int, procsUsed procs) ([]*fedTeam, error) {
+	var teams []*fedTeam
+	for k, id := range []string{"cert-a", "cert-b"} {
+		pprofBase := 0
+		if pprof > 0 {
+			pprofBase = pprof + 10*k
+		}
+		startCtx, cancel := context.WithTimeout(ctx, time.Minute)
+		ns, err := irxdtest.LaunchTeam(startCtx, bin, filepath.Join(dir, id), id, sizes[k], nodeSetup(pprofBase, 0, procsUsed))
+		cancel()
+		t := &fedTeam{id: id, nodes: ns}
+		teams = append(teams, t)
+		if err != nil {
+			return teams, err
+		}
+		for i, n := range ns {
+			conn, err := grpc.NewClient(n.APIAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+			if err != nil {
+				return teams, err
+			}
+			t.conns = append(t.conns, conn)
+			t.incidents = append(t.incidents, irxv1.NewIncidentServiceClient(conn))
+			if i == 0 {
+				t.peers, t.policies, t.alerts = irxv1.NewPeerServiceClient(conn), irxv1.NewPolicyServiceClient(conn), irxv1.NewAlertServiceClient(conn)
+			}
+		}
+	}
+	return teams, nil
+}
+
+func stopTeams(teams []*fedTeam) {
+	for _, t := range teams {
+		for _, c := range t.conns {
+			_ = c.Close()
+		}
+		for _, n := range t.nodes {
+			_ = n.Stop(10 * time.Second)
+		}
+	}
 }
 
 func runFederation(ctx context.Context, args []string, out io.Writer) error {
@@ -61,39 +107,10 @@ func runFederation(ctx context.Context, args []string, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	var teams []*fedTeam
-	defer func() {
-		for _, t := range teams {
-			for _, n := range t.nodes {
-				_ = n.Stop(10 * time.Second)
-			}
-		}
-	}()
-	for k, id := range []string{"cert-a", "cert-b"} {
-		size := []int{*nodes, *bNodes}[k]
-		pprofBase := 0
-		if *pprof > 0 {
-			pprofBase = *pprof + 10*k
-		}
-		startCtx, cancel := context.WithTimeout(ctx, time.Minute)
-		ns, err := irxdtest.LaunchTeam(startCtx, bin, filepath.Join(dir, id), id, size, nodeSetup(pprofBase, 0, procsUsed))
-		cancel()
-		t := &fedTeam{id: id, nodes: ns}
-		teams = append(teams, t)
-		if err != nil {
-			return err
-		}
-		for i, n := range ns {
-			conn, err := grpc.NewClient(n.APIAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-			if err != nil {
-				return err
-			}
-			defer conn.Close()
-			t.incidents = append(t.incidents, irxv1.NewIncidentServiceClient(conn))
-			if i == 0 {
-				t.peers, t.policies = irxv1.NewPeerServiceClient(conn), irxv1.NewPolicyServiceClient(conn)
-			}
-		}
+	teams, err := startTeams(ctx, bin, dir, []int{*nodes, *bNodes}, *pprof, procsUsed)
+	defer stopTeams(teams)
+	if err != nil {
+		return err
 	}
 	a, b := teams[0], teams[1]
 	fmt.Fprintf(out, "started team A (%d nodes) and team B (%d nodes) in %s, %s\n", *nodes, *bNodes, dir, procsUsed.note(true))

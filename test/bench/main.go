@@ -34,6 +34,12 @@
 // statistics' dimensions and times GetStatistics:
 //
 //	go run ./test/bench stats -records 200000
+//
+// "warning" has team A issue emergency warnings while team B catches up on
+// a backlog of A's records, and reports each warning's time from
+// IssueWarning's return at A to the warning listed at B:
+//
+//	go run ./test/bench warning -backlog 100000 -every 100ms
 package main
 
 import (
@@ -87,8 +93,11 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	if len(args) > 0 && args[0] == "stats" {
 		return runStats(ctx, args[1:], out)
 	}
+	if len(args) > 0 && args[0] == "warning" {
+		return runWarning(ctx, args[1:], out)
+	}
 	if len(args) == 0 || args[0] != "ingest" {
-		return errors.New("usage: bench ingest|federation|streams|compare-etcd|iodef|scale|stats [flags]  (bench ingest -h for the flags)")
+		return errors.New("usage: bench ingest|federation|streams|compare-etcd|iodef|scale|stats|warning [flags]  (bench ingest -h for the flags)")
 	}
 	fs := flag.NewFlagSet("ingest", flag.ContinueOnError)
 	var (

@@ -142,3 +142,34 @@ Error distribution:
 		t.Error("output without a summary was accepted")
 	}
 }
+
+// TestWarningReportsLatencies runs the warning mode briefly with two
+// one-node teams and checks the report: warnings were issued during the
+// catch-up, every one reached B, and the idle comparison ran.
+func TestWarningReportsLatencies(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts two irxd processes")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(0))
+	var out bytes.Buffer
+	err := run(ctx, []string{"warning", "-nodes", "1", "-b-nodes", "1", "-backlog", "3000", "-every", "20ms", "-idle-warnings", "3",
+		"-gomaxprocs", "1", "-irxd", irxdtest.Binary(t)}, &out)
+	if err != nil {
+		t.Fatalf("warning: %v\n%s", err, out.String())
+	}
+	report := out.String()
+	m := regexp.MustCompile(`(\d+) warnings issued while B caught up`).FindStringSubmatch(report)
+	if m == nil {
+		t.Fatalf("no count of warnings in the report:\n%s", report)
+	}
+	if n, _ := strconv.Atoi(m[1]); n == 0 {
+		t.Errorf("no warning issued during the catch-up:\n%s", report)
+	}
+	for _, want := range []string{"during catch-up, IssueWarning returned at A -> listed at B: p50 ", "B idle, IssueWarning returned at A -> stored at B: p50 ", "(3 warnings)"} {
+		if !strings.Contains(report, want) {
+			t.Errorf("report lacks %q:\n%s", want, report)
+		}
+	}
+}
