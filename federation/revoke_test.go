@@ -359,9 +359,11 @@ func TestLiveCut(t *testing.T) {
 // TestLiveCutAtExpiry: a connection whose certificate expires while it is
 // open is cut, with nothing changed in the peer's configuration, and says
 // why.
+// The certificate lives 10 s: long enough for the handshake on a busy
+// machine under -race, which must finish before it expires.
 func TestLiveCutAtExpiry(t *testing.T) {
 	fx := newFixture(t, false)
-	certPEM, keyPEM, err := fx.caB.Issue(pki.IssueRequest{Identity: pki.NodeIdentity("cert-b", "n1"), Usage: pki.UsageNode, Validity: 4 * time.Second})
+	certPEM, keyPEM, err := fx.caB.Issue(pki.IssueRequest{Identity: pki.NodeIdentity("cert-b", "n1"), Usage: pki.UsageNode, Validity: 10 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
