@@ -40,7 +40,13 @@ type warningSender struct {
 	f     *Federation
 	mu    sync.Mutex
 	retry map[string]retryState // "<warning>\x00<peer>" -> when to try again
-	sight sightingSender
+	// inflight: the jobs running now, by the same key. A pass starts what
+	// is due and not running, and does not wait for it: a delivery waits
+	// for the recipient's commit and then ours, and a warning committed
+	// meanwhile must not wait behind it.
+	inflight map[string]bool
+	jobs     sync.WaitGroup
+	sight    sightingSender
 }
 
 type retryState struct {
@@ -64,6 +70,7 @@ func (s *warningSender) run(stop <-chan struct{}) {
 		s.sightLoop(ctx)
 	}()
 	defer sighting.Wait()
+	defer s.jobs.Wait()
 	for ctx.Err() == nil {
 		applied := s.f.state.AppliedIndex()
 		if s.f.node.IsLeader() {
@@ -89,8 +96,9 @@ func (s *warningSender) sightLoop(ctx context.Context) {
 	}
 }
 
-// pass does, once, what is due: every pending delivery and every
-// acknowledgement not yet passed back, each on its own goroutine.
+// pass starts, once, what is due and not running yet: every pending
+// delivery and every acknowledgement not yet passed back, each on its own
+// goroutine.
 func (s *warningSender) pass(ctx context.Context) {
 	now := time.Now()
 	type job struct {
@@ -121,20 +129,25 @@ func (s *warningSender) pass(ctx context.Context) {
 		s.f.log.Warn("reading warnings", "error", err)
 		return
 	}
-	var wg sync.WaitGroup
 	for _, j := range jobs {
 		s.mu.Lock()
-		r := s.retry[j.key]
-		s.mu.Unlock()
-		if now.Before(r.next) {
+		r, running := s.retry[j.key], s.inflight[j.key]
+		if running || now.Before(r.next) {
+			s.mu.Unlock()
 			continue
 		}
-		wg.Add(1)
+		if s.inflight == nil {
+			s.inflight = map[string]bool{}
+		}
+		s.inflight[j.key] = true
+		s.mu.Unlock()
+		s.jobs.Add(1)
 		go func() {
-			defer wg.Done()
+			defer s.jobs.Done()
 			err := j.run(ctx)
 			s.mu.Lock()
 			defer s.mu.Unlock()
+			delete(s.inflight, j.key)
 			if err == nil {
 				delete(s.retry, j.key)
 				return
@@ -145,7 +158,6 @@ func (s *warningSender) pass(ctx context.Context) {
 			s.f.log.Warn("warning not passed on; will retry", "job", strings.ReplaceAll(j.key, "\x00", " "), "in", r.backoff, "error", err)
 		}()
 	}
-	wg.Wait()
 }
 
 // deliver hands a warning to one recipient and commits the delivery.

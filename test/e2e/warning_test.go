@@ -3,6 +3,8 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"io"
+	"net"
 	"strings"
 	"sync"
 	"testing"
@@ -175,5 +177,83 @@ func TestEmergencyWarnings(t *testing.T) {
 	ws, _ := listWarnings(alertsA)
 	if len(ws) != 2 {
 		t.Errorf("A stores %d warnings, want the 2 valid ones", len(ws))
+	}
+}
+
+// TestWarningsDoNotWaitForAnUnreachablePeer: a recipient that accepts the
+// connection and never answers holds its own delivery until the call
+// gives up, and nothing else. A second warning reaches B while the first
+// attempt to deliver the first warning to the silent peer is still open
+// (before this, a round of deliveries waited for all of its calls, so the
+// second warning waited for the silent peer's call timeout).
+func TestWarningsDoNotWaitForAnUnreachablePeer(t *testing.T) {
+	a := startTeam(t, "cert-a", 1)
+	b := startTeam(t, "cert-b", 1)
+	a.peerWith(t, b, true)
+	b.peerWith(t, a, true)
+	a.setPolicy(t, sharePolicy("cert-b", irxv1.Tlp_TLP_AMBER, 1))
+
+	// cert-s: a peer whose endpoint accepts connections and reads them
+	// without ever answering.
+	silent, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer silent.Close()
+	accepted := make(chan struct{}, 64)
+	firstClosed := make(chan struct{})
+	go func() {
+		for n := 0; ; n++ {
+			conn, err := silent.Accept()
+			if err != nil {
+				return
+			}
+			accepted <- struct{}{}
+			go func() {
+				_, _ = io.Copy(io.Discard, conn)
+				_ = conn.Close()
+				if n == 0 {
+					close(firstClosed)
+				}
+			}()
+		}
+	}()
+	if _, err := a.peers[0].CreatePeer(ctxT(t), &irxv1.CreatePeerRequest{Peer: &irxv1.Peer{
+		TeamId: "cert-s", CaCertificatePem: string(mustNewCA(t, "cert-s").CertPEM()), Endpoints: []string{silent.Addr().String()},
+	}}); err != nil {
+		t.Fatal(err)
+	}
+	a.setPolicy(t, sharePolicy("cert-s", irxv1.Tlp_TLP_AMBER, 1))
+	alertsA, alertsB := alertClient(t, a), alertClient(t, b)
+
+	issue := func(title string) string {
+		t.Helper()
+		resp, err := alertsA.IssueWarning(ctxT(t), &irxv1.IssueWarningRequest{Warning: &irxv1.Warning{
+			Title: title, Severity: irxv1.WarningSeverity_WARNING_SEVERITY_HIGH, Tlp: irxv1.Tlp_TLP_GREEN,
+			AllPeers: true, ExpireTime: timestamppb.New(time.Now().Add(time.Hour)),
+		}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n := len(resp.GetWarning().GetDeliveries()); n != 2 {
+			t.Fatalf("%s: %d recipients, want cert-b and cert-s", title, n)
+		}
+		return resp.GetWarning().GetWarningId()
+	}
+	issue("first")
+	select {
+	case <-accepted: // A's call to cert-s is open and waits
+	case <-time.After(time.Minute):
+		t.Fatal("A never called the silent peer")
+	}
+	second := issue("second")
+	eventually(t, time.Minute, "B holds the second warning", func() error {
+		_, err := findWarning(alertsB, second)
+		return err
+	})
+	select {
+	case <-firstClosed:
+		t.Fatal("the second warning reached B only after A's first call to the silent peer gave up: deliveries wait for each other")
+	default:
 	}
 }
