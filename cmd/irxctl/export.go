@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
 
 	irxv1 "github.com/irxfed/irx/proto/irx/v1"
 )
@@ -27,22 +26,20 @@ directory, which gets one document per page, export-0001.xml and so on.`,
 		connects: true,
 		setup: func(fs *flag.FlagSet) action {
 			var (
-				format    = fs.String("format", "iodef", "`iodef` (IODEF v2 XML, RFC 7970) or iodef-json (RFC 8727)")
-				out       = fs.String("o", "", "write to `FILE` (or, for several documents, the directory DIR) instead of stdout")
-				statusF   = fs.String("status", "", "only incidents with `STATUS`")
-				taxonomy  = fs.String("taxonomy", "", "only incidents of taxonomy `CLASS[/TYPE]`")
-				tlp       = fs.String("tlp", "", "only incidents marked `TLP`")
-				origin    = fs.String("origin", "", "only incidents created by `TEAM`")
-				indicator = fs.String("indicator", "", "only incidents with an indicator of exactly `VALUE`")
-				after     = fs.String("reported-after", "", "only incidents reported at or after `TIME`")
-				before    = fs.String("reported-before", "", "only incidents reported before `TIME`")
-				pageSize  = fs.Int("page-size", 0, "at most `N` incidents per document, up to 1000 (default: the server's, 100)")
-				stale     = fs.Bool("stale", false, "answer from the node's local state (may lag)")
-				withdrawn = fs.Bool("withdrawn", false, "also export this team's withdrawn incidents")
+				format   = fs.String("format", "iodef", "`iodef` (IODEF v2 XML, RFC 7970) or iodef-json (RFC 8727)")
+				out      = fs.String("o", "", "write to `FILE` (or, for several documents, the directory DIR) instead of stdout")
+				filter   = addListFilterFlags(fs, "export")
+				pageSize = fs.Int("page-size", 0, "at most `N` incidents per document, up to 1000 (default: the server's, 100)")
 			)
 			return func(ctx context.Context, c *cli, args []string) error {
-				req := &irxv1.ExportIncidentsRequest{Ids: args, OriginTeam: *origin, Indicator: *indicator,
-					Consistency: consistency(*stale), IncludeWithdrawn: *withdrawn, PageSize: int32(*pageSize)}
+				f, err := filter.request()
+				if err != nil {
+					return err
+				}
+				req := &irxv1.ExportIncidentsRequest{Ids: args, OriginTeam: f.OriginTeam, Indicator: f.Indicator,
+					Consistency: f.Consistency, IncludeWithdrawn: f.IncludeWithdrawn, PageSize: int32(*pageSize),
+					Status: f.Status, Tlp: f.Tlp, TaxonomyClass: f.TaxonomyClass, TaxonomyType: f.TaxonomyType,
+					ReportedAfter: f.ReportedAfter, ReportedBefore: f.ReportedBefore}
 				ext := ".xml"
 				switch *format {
 				case "iodef", "iodef-xml":
@@ -51,28 +48,6 @@ directory, which gets one document per page, export-0001.xml and so on.`,
 					req.Format, ext = irxv1.DocumentFormat_DOCUMENT_FORMAT_IODEF_V2_JSON, ".json"
 				default:
 					return usageErrorf("--format %q: want iodef or iodef-json", *format)
-				}
-				if *statusF != "" {
-					v, err := parseEnum(irxv1.Status(0).Descriptor(), "STATUS_", "status", *statusF)
-					if err != nil {
-						return err
-					}
-					req.Status = irxv1.Status(v)
-				}
-				if *tlp != "" {
-					v, err := parseEnum(irxv1.Tlp(0).Descriptor(), "TLP_", "tlp", *tlp)
-					if err != nil {
-						return err
-					}
-					req.Tlp = irxv1.Tlp(v)
-				}
-				req.TaxonomyClass, req.TaxonomyType, _ = strings.Cut(*taxonomy, "/")
-				var err error
-				if req.ReportedAfter, err = parseTime("reported-after", *after); err != nil {
-					return err
-				}
-				if req.ReportedBefore, err = parseTime("reported-before", *before); err != nil {
-					return err
 				}
 				if *pageSize < 0 || *pageSize > maxPageSize {
 					return usageErrorf("--page-size must be between 0 and %d", maxPageSize)

@@ -186,41 +186,12 @@ forwarded, resolved, future; --tlp clear, green, amber, amber-strict, red
 (2026-03-01T12:00:00Z) or a date (2026-03-01, midnight UTC).`,
 		connects: true, printsOutput: true,
 		setup: func(fs *flag.FlagSet) action {
-			var (
-				statusF   = fs.String("status", "", "only incidents with `STATUS`")
-				taxonomy  = fs.String("taxonomy", "", "only incidents of taxonomy `CLASS[/TYPE]`")
-				tlp       = fs.String("tlp", "", "only incidents marked `TLP`")
-				origin    = fs.String("origin", "", "only incidents created by `TEAM`")
-				indicator = fs.String("indicator", "", "only incidents with an indicator of exactly `VALUE`")
-				after     = fs.String("reported-after", "", "only incidents reported at or after `TIME`")
-				before    = fs.String("reported-before", "", "only incidents reported before `TIME`")
-				limit     = fs.Int("limit", 0, "stop after `N` incidents (default: all)")
-				pageSize  = fs.Int("page-size", 0, "`N` incidents per request, at most 1000 (default: the server's, 50)")
-				stale     = fs.Bool("stale", false, "answer from the node's local state (may lag)")
-				withdrawn = fs.Bool("withdrawn", false, "also list this team's withdrawn incidents")
-			)
+			filter := addListFilterFlags(fs, "list")
+			limit := fs.Int("limit", 0, "stop after `N` incidents (default: all)")
+			pageSize := fs.Int("page-size", 0, "`N` incidents per request, at most 1000 (default: the server's, 50)")
 			return func(ctx context.Context, c *cli, _ []string) error {
-				req := &irxv1.ListIncidentsRequest{OriginTeam: *origin, Indicator: *indicator, Consistency: consistency(*stale), IncludeWithdrawn: *withdrawn}
-				if *statusF != "" {
-					v, err := parseEnum(irxv1.Status(0).Descriptor(), "STATUS_", "status", *statusF)
-					if err != nil {
-						return err
-					}
-					req.Status = irxv1.Status(v)
-				}
-				if *tlp != "" {
-					v, err := parseEnum(irxv1.Tlp(0).Descriptor(), "TLP_", "tlp", *tlp)
-					if err != nil {
-						return err
-					}
-					req.Tlp = irxv1.Tlp(v)
-				}
-				req.TaxonomyClass, req.TaxonomyType, _ = strings.Cut(*taxonomy, "/")
-				var err error
-				if req.ReportedAfter, err = parseTime("reported-after", *after); err != nil {
-					return err
-				}
-				if req.ReportedBefore, err = parseTime("reported-before", *before); err != nil {
+				req, err := filter.request()
+				if err != nil {
 					return err
 				}
 				if *limit < 0 || *pageSize < 0 || *pageSize > maxPageSize {
