@@ -54,17 +54,11 @@ func runIODEF(ctx context.Context, args []string, out io.Writer) error {
 	for _, d := range documents {
 		total += len(d)
 	}
-	dir, err := os.MkdirTemp("", "irx-bench-iodef")
+	dir, bin, cleanup, err := workDir(ctx, "irx-bench-iodef", *keep, *prebuilt)
 	if err != nil {
 		return err
 	}
-	if !*keep {
-		defer os.RemoveAll(dir)
-	}
-	bin, err := buildOrUse(ctx, dir, *prebuilt)
-	if err != nil {
-		return err
-	}
+	defer cleanup()
 	startCtx, cancel := context.WithTimeout(ctx, time.Minute)
 	team, err := irxdtest.LaunchClusterEach(startCtx, bin, dir, 1, nodeSetup(*pprof, 0, 0))
 	cancel()

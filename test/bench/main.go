@@ -133,17 +133,11 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	procsUsed := setProcs(share, *nodes+1)
 	var started []*irxdtest.Node // empty with -targets: their CPU is not ours to read
 	if *targets == "" {
-		dir, err := os.MkdirTemp("", "irx-bench")
+		dir, bin, cleanup, err := workDir(ctx, "irx-bench", *keep, *prebuilt)
 		if err != nil {
 			return err
 		}
-		if !*keep {
-			defer os.RemoveAll(dir)
-		}
-		bin, err := buildOrUse(ctx, dir, *prebuilt)
-		if err != nil {
-			return err
-		}
+		defer cleanup()
 		startCtx, cancel := context.WithTimeout(ctx, time.Minute)
 		team, err := irxdtest.LaunchClusterEach(startCtx, bin, dir, *nodes, nodeSetup(*pprof, *metrics, procsUsed), strings.Fields(*irxdArgs)...)
 		cancel()
@@ -290,6 +284,25 @@ func findLeader(ctx context.Context, addrs []string) (string, error) {
 		}
 	}
 	return "", errors.New("no leader among the targets")
+}
+
+// workDir makes a directory for a run's teams (removed by cleanup unless
+// keep) and returns the irxd to start: prebuilt, or one built into it.
+func workDir(ctx context.Context, prefix string, keep bool, prebuilt string) (dir, bin string, cleanup func(), err error) {
+	dir, err = os.MkdirTemp("", prefix)
+	if err != nil {
+		return "", "", nil, err
+	}
+	cleanup = func() {
+		if !keep {
+			_ = os.RemoveAll(dir)
+		}
+	}
+	if bin, err = buildOrUse(ctx, dir, prebuilt); err != nil {
+		cleanup()
+		return "", "", nil, err
+	}
+	return dir, bin, cleanup, nil
 }
 
 // buildOrUse returns prebuilt when it is set, or builds irxd into dir.

@@ -63,17 +63,11 @@ func runScale(ctx context.Context, args []string, out io.Writer) error {
 		}
 	}
 	slices.Sort(at)
-	dir, err := os.MkdirTemp("", "irx-scale")
+	dir, bin, cleanup, err := workDir(ctx, "irx-scale", *keep, *prebuilt)
 	if err != nil {
 		return err
 	}
-	if !*keep {
-		defer os.RemoveAll(dir)
-	}
-	bin, err := buildOrUse(ctx, dir, *prebuilt)
-	if err != nil {
-		return err
-	}
+	defer cleanup()
 	startCtx, cancel := context.WithTimeout(ctx, time.Minute)
 	debugAddrs := make([]string, *nodes)
 	team, err := irxdtest.LaunchClusterEach(startCtx, bin, dir, *nodes, func(i int, n *irxdtest.Node) {

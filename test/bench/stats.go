@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
-	"os"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -58,17 +57,11 @@ func runStats(ctx context.Context, args []string, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	dir, err := os.MkdirTemp("", "irx-stats")
+	dir, bin, cleanup, err := workDir(ctx, "irx-stats", *keep, *prebuilt)
 	if err != nil {
 		return err
 	}
-	if !*keep {
-		defer os.RemoveAll(dir)
-	}
-	bin, err := buildOrUse(ctx, dir, *prebuilt)
-	if err != nil {
-		return err
-	}
+	defer cleanup()
 	startCtx, cancel := context.WithTimeout(ctx, time.Minute)
 	team, err := irxdtest.LaunchCluster(startCtx, bin, dir, *nodes, strings.Fields(*irxdArgs)...)
 	cancel()
