@@ -250,6 +250,9 @@ func bucketPrefix(prefix []byte, p Period, start time.Time) []byte {
 // latest version of incident id, to the deltas of the batch. memo is used
 // for the team's own incidents only.
 func (a *applier) statsAdd(id record.ID, inc *irxv1.Incident, memo statMemo, sign int64) {
+	if !maintainStatistics {
+		return
+	}
 	cell, ok := CellOf(id.Team, inc)
 	if !ok {
 		return
@@ -283,6 +286,9 @@ func (a *applier) statsAdd(id record.ID, inc *irxv1.Incident, memo statMemo, sig
 // statsMoved accounts a new latest version of incident id: previous (nil
 // for a record new to this team) is replaced by next.
 func (a *applier) statsMoved(id record.ID, previous, next *irxv1.Incident) {
+	if !maintainStatistics {
+		return
+	}
 	if id.Team != a.fsm.team {
 		if previous != nil {
 			a.statsAdd(id, previous, statMemo{}, -1)

@@ -40,6 +40,12 @@
 // IssueWarning's return at A to the warning listed at B:
 //
 //	go run ./test/bench warning -backlog 100000 -every 100ms
+//
+// "paired" measures what keeping statistics or correlation costs ingest:
+// it alternates irxd as it ships with irxd built without the feature on
+// the same team and store, and compares their rates and CPU per create:
+//
+//	go run ./test/bench paired -without statistics,correlation -records 1000000 -unique-values
 package main
 
 import (
@@ -96,8 +102,11 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	if len(args) > 0 && args[0] == "warning" {
 		return runWarning(ctx, args[1:], out)
 	}
+	if len(args) > 0 && args[0] == "paired" {
+		return runPaired(ctx, args[1:], out)
+	}
 	if len(args) == 0 || args[0] != "ingest" {
-		return errors.New("usage: bench ingest|federation|streams|compare-etcd|iodef|scale|stats|warning [flags]  (bench ingest -h for the flags)")
+		return errors.New("usage: bench ingest|federation|streams|compare-etcd|iodef|scale|stats|warning|paired [flags]  (bench ingest -h for the flags)")
 	}
 	fs := flag.NewFlagSet("ingest", flag.ContinueOnError)
 	var (

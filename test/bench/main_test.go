@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"io"
 	"regexp"
 	"runtime"
 	"slices"
@@ -171,5 +172,37 @@ func TestWarningReportsLatencies(t *testing.T) {
 		if !strings.Contains(report, want) {
 			t.Errorf("report lacks %q:\n%s", want, report)
 		}
+	}
+}
+
+func TestPairedReportsEachBuild(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds irxd twice more and restarts a node on each build")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
+	defer cancel()
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(0))
+	var out bytes.Buffer
+	err := run(ctx, []string{"paired", "-without", "statistics,correlation", "-nodes", "1", "-records", "300", "-clients", "4",
+		"-rounds", "2", "-warmup", "200ms", "-duration", "1s", "-unique-values", "-gomaxprocs", "1"}, &out)
+	if err != nil {
+		t.Fatalf("paired: %v\n%s", err, out.String())
+	}
+	report := out.String()
+	for _, want := range []string{"preload: 300 records", "round 1, as shipped:", "round 1, without statistics:", "round 2, without correlation:",
+		"statistics: share of the shipped build's cpu per create spent on it, per round: ",
+		"correlation: shipped build's rate as a share of the rate without it, per round: "} {
+		if !strings.Contains(report, want) {
+			t.Errorf("the report lacks %q:\n%s", want, report)
+		}
+	}
+	if strings.Count(report, " 0 failed calls") != 6 {
+		t.Errorf("every run of the three builds in two rounds should report no failed calls:\n%s", report)
+	}
+	if strings.Contains(report, "/  /") || strings.Contains(report, "round: \n") {
+		t.Errorf("a round's comparison is missing:\n%s", report)
+	}
+	if err := run(ctx, []string{"paired", "-without", "sightings"}, io.Discard); err == nil || !strings.Contains(err.Error(), `"sightings"`) {
+		t.Errorf("-without sightings: err %v, want one naming the unknown feature", err)
 	}
 }

@@ -211,26 +211,35 @@ func drive(ctx context.Context, pool []*grpc.ClientConn, clients int, requests [
 	}
 	var (
 		done, failed atomic.Int64
+		firstFail    atomic.Int64 // since start
 		lastErr      atomic.Value
 		mu           sync.Mutex
 		lat          []time.Duration
 		wg           sync.WaitGroup
 	)
 	start := time.Now()
+	// over reads the clock as well as ctx: on a loaded machine the window's
+	// timer fires late, and the nodes, whose deadline for a call is the
+	// window's end too, already answer DeadlineExceeded at once. Those
+	// answers are the window closing, not failures, and no call is made
+	// after it.
+	over := func() bool { return ctx.Err() != nil || (duration > 0 && time.Since(start) >= duration) }
 	for c := range clients {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			conn := pool[c%len(pool)]
 			var local []time.Duration
-			for next := c; ctx.Err() == nil; next += clients {
+			for next := c; !over(); next += clients {
 				callCtx, cancelCall := context.WithTimeout(ctx, 10*time.Second)
 				t0 := time.Now()
 				_, err := createEncoded(callCtx, conn, requests[next%len(requests)])
 				cancelCall()
 				if err != nil {
-					if ctx.Err() == nil {
-						failed.Add(1)
+					if !over() {
+						if failed.Add(1) == 1 {
+							firstFail.Store(int64(time.Since(start)))
+						}
 						lastErr.Store(err.Error())
 					}
 					continue
@@ -253,7 +262,7 @@ func drive(ctx context.Context, pool []*grpc.ClientConn, clients int, requests [
 	wg.Wait()
 	d := driven{total: int(done.Load()), failed: int(failed.Load()), elapsed: time.Since(start), lat: lat}
 	if e, ok := lastErr.Load().(string); ok {
-		d.lastErr = " (last: " + e + ")"
+		d.lastErr = fmt.Sprintf(" (the first %v into the run; last: %s)", time.Duration(firstFail.Load()).Round(time.Millisecond), e)
 	}
 	return d
 }

@@ -83,14 +83,21 @@ func RemoveSharedBinary() {
 	}
 }
 
-// Build compiles ./cmd/irxd into dir and returns the binary's path.
-func Build(ctx context.Context, dir string) (string, error) {
+// Build compiles ./cmd/irxd into dir and returns the binary's path: dir/irxd,
+// or with build tags (the load tool's builds that leave a feature out)
+// dir/irxd-tag1+tag2.
+func Build(ctx context.Context, dir string, tags ...string) (string, error) {
 	root, err := moduleRoot()
 	if err != nil {
 		return "", err
 	}
 	bin := filepath.Join(dir, "irxd")
-	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/irxd")
+	args := []string{"build", "-o", bin}
+	if len(tags) > 0 {
+		bin += "-" + strings.Join(tags, "+")
+		args = []string{"build", "-tags", strings.Join(tags, ","), "-o", bin}
+	}
+	cmd := exec.CommandContext(ctx, "go", append(args, "./cmd/irxd")...)
 	cmd.Dir = root
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return "", fmt.Errorf("build irxd: %v\n%s", err, out)
