@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
-	"github.com/tidwall/btree"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -88,8 +87,11 @@ func AlertID(text string) string {
 // never the value (see above).
 func valueKey(n record.Normalized) []byte {
 	sum := sha256.Sum256([]byte(canonicalText(n)))
-	return append([]byte{'h'}, sum[:16]...)
+	return append([]byte{'h'}, sum[:valueKeyLen-1]...)
 }
+
+// valueKeyLen is the length of every value key.
+const valueKeyLen = 17
 
 // valueKey is valueKey(n), computed once per batch.
 func (c *correlator) valueKey(n record.Normalized) []byte {
@@ -282,6 +284,9 @@ func (c *correlator) close() error {
 // may be nil) and recomputes the alerts they touch. erase notes the
 // removed keys for erasure at rest (a removal a peer asked for).
 func (a *applier) correlate(id record.ID, prev, next *irxv1.Incident, erase bool) {
+	if !maintainCorrelation {
+		return
+	}
 	before, after := recordValues(prev), recordValues(next)
 	if len(before) == 0 && len(after) == 0 {
 		return
@@ -297,7 +302,7 @@ func (a *applier) correlate(id record.ID, prev, next *irxv1.Incident, erase bool
 	}
 	var touched []record.Normalized
 	grew := map[string]bool{} // touched because a record came to hold it
-	// fresh: an address or name no record held before this one (an alert
+	// fresh: a value no record held before this one (an alert
 	// exists only while some record holds its value, so there is none to
 	// read, but one this batch made).
 	fresh := map[string]bool{}
@@ -306,10 +311,11 @@ func (a *applier) correlate(id record.ID, prev, next *irxv1.Incident, erase bool
 			continue
 		}
 		if _, kept := after[text]; !kept {
-			k := correlationKey(c.valueKey(n), id)
+			vk := c.valueKey(n)
+			k := correlationKey(vk, id)
 			a.del(k)
 			c.put(k, nil)
-			a.fsm.held.remove(n)
+			a.fsm.held.remove(n, vk)
 			if erase {
 				a.erasedKeys(k)
 			}
@@ -320,13 +326,14 @@ func (a *applier) correlate(id record.ID, prev, next *irxv1.Incident, erase bool
 		if _, had := before[text]; had && bytes.Equal(oldV, newV) {
 			continue
 		}
-		k := correlationKey(c.valueKey(n), id)
+		vk := c.valueKey(n)
+		k := correlationKey(vk, id)
 		v := entryValue(newV, n)
 		a.set(k, v)
 		c.put(k, v)
 		grew[text] = true
 		if _, had := before[text]; !had {
-			if a.fsm.held.add(n) == 1 {
+			if a.fsm.held.add(n, vk) == 1 {
 				fresh[text] = true
 			}
 			if n.Kind == record.ValueNet {
@@ -421,11 +428,10 @@ func (a *applier) scan(lower, upper []byte, fn func(k, v []byte)) {
 }
 
 // holders returns the records that hold the value of group exactly. held
-// is how many index keys the value has (heldValues' count; -1 where the
-// memory does not count the value's kind): when this batch wrote all of
-// them, the database has no other and is not read. That is the common
-// case of a new address or name, and a read of the index is a seek in
-// every level of the database.
+// is how many index keys the value has (heldValues' count): when this
+// batch wrote all of them, the database has no other and is not read.
+// That is the common case of a new value, and a read of the index is a
+// seek in every level of the database.
 func (a *applier) holders(group []byte, held int) []member {
 	var out []member
 	add := func(k, v []byte) {
@@ -494,7 +500,8 @@ func lastAddr(p netip.Prefix) netip.Addr {
 // anchor itself.
 func (a *applier) candidates(n record.Normalized) (out []member, exact bool) {
 	c := a.corr()
-	own := a.holders(valueGroup(c.valueKey(n)), a.fsm.held.count(n))
+	vk := c.valueKey(n)
+	own := a.holders(valueGroup(vk), a.fsm.held.count(n, vk))
 	exact = len(own) > 0
 	out = append(out, own...)
 	switch n.Kind {
@@ -506,12 +513,14 @@ func (a *applier) candidates(n record.Normalized) (out []member, exact bool) {
 				continue
 			}
 			net := record.Normalized{Kind: record.ValueNet, Prefix: p}
-			out = append(out, a.holders(valueGroup(c.valueKey(net)), a.fsm.held.count(net))...)
+			vk := c.valueKey(net)
+			out = append(out, a.holders(valueGroup(vk), a.fsm.held.count(net, vk))...)
 		}
 	case record.ValueDomain:
 		for _, d := range record.ParentDomains(n.Domain) {
 			parent := record.Normalized{Kind: record.ValueDomain, Domain: d}
-			out = append(out, a.holders(valueGroup(c.valueKey(parent)), a.fsm.held.count(parent))...)
+			vk := c.valueKey(parent)
+			out = append(out, a.holders(valueGroup(vk), a.fsm.held.count(parent, vk))...)
 		}
 	}
 	slices.SortFunc(out, func(x, y member) int {
@@ -808,108 +817,6 @@ func (nb *netBits) lengths(addr netip.Addr) func(func(int) bool) {
 	}
 }
 
-// heldValues is the memory of the addresses and names the index holds:
-// how many index keys hold each, in an order where the addresses in a
-// prefix, and the names under a name, are neighbours. An element is "i",
-// the address's family and bytes, or "d" and the name's labels in reverse
-// ("example.evil.c2"). It is derived from the index alone (opened,
-// restored, or as entries apply), so it is the same on every node, and
-// costs memory per distinct value, not per record that holds one. Only
-// raft's FSM goroutine uses it.
-type heldValues struct {
-	set *btree.Map[string, int]
-}
-
-func newHeldValues() *heldValues {
-	return &heldValues{set: btree.NewMap[string, int](0)}
-}
-
-// orderKey is the ordered form of an address or a name; nil for others.
-func orderKey(n record.Normalized) []byte {
-	switch n.Kind {
-	case record.ValueIP:
-		return append([]byte{'i', addrFamily(n.Prefix.Addr())}, n.Prefix.Addr().AsSlice()...)
-	case record.ValueDomain:
-		return append([]byte{'d'}, reverseLabels(n.Domain)...)
-	}
-	return nil
-}
-
-// add counts one more index key of n and returns the count (-1 for a
-// kind the memory does not keep); remove counts one fewer.
-func (h *heldValues) add(n record.Normalized) int {
-	k := orderKey(n)
-	if k == nil {
-		return -1
-	}
-	// One descent for a value not held yet, the common case.
-	prev, held := h.set.Set(string(k), 1)
-	if !held {
-		return 1
-	}
-	h.set.Set(string(k), prev+1)
-	return prev + 1
-}
-
-func (h *heldValues) remove(n record.Normalized) {
-	k := orderKey(n)
-	if k == nil {
-		return
-	}
-	switch count, _ := h.set.Get(string(k)); {
-	case count > 1:
-		h.set.Set(string(k), count-1)
-	default:
-		h.set.Delete(string(k))
-	}
-}
-
-// count is how many index keys hold n: -1 for a kind the memory does not
-// keep (prefixes, URLs, hashes, e-mail addresses, pseudonyms).
-func (h *heldValues) count(n record.Normalized) int {
-	k := orderKey(n)
-	if k == nil {
-		return -1
-	}
-	count, _ := h.set.Get(string(k))
-	return count
-}
-
-// addrsIn returns up to limit of the addresses held in p, in order.
-func (h *heldValues) addrsIn(p netip.Prefix, limit int) []netip.Addr {
-	first, last := p.Masked().Addr(), lastAddr(p)
-	fam := addrFamily(first)
-	lower := string(append([]byte{'i', fam}, first.AsSlice()...))
-	upper := string(append([]byte{'i', fam}, last.AsSlice()...))
-	size := first.BitLen() / 8
-	var out []netip.Addr
-	h.set.Ascend(lower, func(k string, _ int) bool {
-		if len(k) != 2+size || k > upper || len(out) == limit {
-			return false
-		}
-		if addr, ok := netip.AddrFromSlice([]byte(k[2:])); ok {
-			out = append(out, addr)
-		}
-		return true
-	})
-	return out
-}
-
-// namesUnder returns up to limit of the names held under d, in the order
-// of their reversed labels.
-func (h *heldValues) namesUnder(d string, limit int) []string {
-	lower := "d" + reverseLabels(d) + "."
-	var out []string
-	h.set.Ascend(lower, func(k string, _ int) bool {
-		if !strings.HasPrefix(k, lower) || len(out) == limit {
-			return false
-		}
-		out = append(out, reverseLabels(k[1:]))
-		return true
-	})
-	return out
-}
-
 // loadSaturated reads the saturation marks: few (a value held by more
 // than maxAlertRecords records), and looked up for every value of every
 // change, which a point lookup in the database made a large part of a
@@ -939,11 +846,14 @@ func loadCorrelationMemory(db *pebble.DB) (*netBits, *heldValues, error) {
 		if !ok {
 			return nil, nil, errors.Join(fmt.Errorf("fsm: malformed correlation entry %x", it.Key()), it.Close())
 		}
-		n, ok := parseCanonical(text)
-		if !ok {
-			continue
+		key := it.Key()
+		if len(key) < len(prefixCorrelation)+valueKeyLen {
+			return nil, nil, errors.Join(fmt.Errorf("fsm: malformed correlation key %x", key), it.Close())
 		}
-		held.add(n)
+		// A digest, URL or e-mail address is counted by its value key
+		// alone (n's kind is then the zero one, which has no order).
+		n, _ := parseCanonical(text)
+		held.add(n, key[len(prefixCorrelation):len(prefixCorrelation)+valueKeyLen])
 		if n.Kind == record.ValueNet {
 			nb.add(n.Prefix)
 		}

@@ -3,6 +3,7 @@ package fsm
 import (
 	"bytes"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"testing"
@@ -269,13 +270,16 @@ func TestCorrelationEqualsBruteForce(t *testing.T) {
 		if a, b := heldElements(h.f.held), heldElements(rebuilt); !slices.Equal(a, b) {
 			rt.Fatalf("memory of held values as applied\n%q\nas rebuilt\n%q", a, b)
 		}
+		if !maps.Equal(h.f.held.others, rebuilt.others) {
+			rt.Fatalf("memory of held digests, URLs and prefixes as applied\n%v\nas rebuilt\n%v", h.f.held.others, rebuilt.others)
+		}
 		assertNoValueInKeys(rt, h.f)
 	})
 }
 
 func heldElements(h *heldValues) []string {
 	var out []string
-	h.set.Scan(func(k string, count int) bool {
+	h.each(func(k []byte, count int) bool {
 		out = append(out, fmt.Sprintf("%q×%d", k, count))
 		return true
 	})

@@ -1,0 +1,142 @@
+package fsm
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"net/netip"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/irxfed/irx/record"
+)
+
+// The memory of held values against a plain map: random adds and removes
+// of addresses and names, through enough removals that the arena is
+// compacted several times; after each phase the elements, their order and
+// counts, and the range queries agree with the map.
+func TestHeldValuesMatchAMap(t *testing.T) {
+	r := rand.New(rand.NewPCG(7, 11))
+	values := make([]record.Normalized, 0, 60000)
+	for i := range 30000 {
+		addr := netip.AddrFrom4([4]byte{10, byte(i >> 8), byte(i), byte(r.IntN(4))})
+		values = append(values, record.Normalized{Kind: record.ValueIP, Prefix: netip.PrefixFrom(addr, 32)})
+		d := fmt.Sprintf("host%d.zone%d.example", i, i%50)
+		values = append(values, record.Normalized{Kind: record.ValueDomain, Domain: d})
+	}
+	h := newHeldValues()
+	model := map[string]int{}
+	check := func(phase string) {
+		t.Helper()
+		keys := make([]string, 0, len(model))
+		for k := range model {
+			keys = append(keys, k)
+		}
+		slices.Sort(keys)
+		var got []string
+		h.each(func(k []byte, count int) bool {
+			if model[string(k)] != count {
+				t.Fatalf("%s: %q counted %d, want %d", phase, k, count, model[string(k)])
+			}
+			got = append(got, string(k))
+			return true
+		})
+		if !slices.Equal(got, keys) {
+			t.Fatalf("%s: %d elements in the memory, %d in the map (or out of order)", phase, len(got), len(keys))
+		}
+		for range 50 {
+			v := values[r.IntN(len(values))]
+			if got, want := h.count(v, valueKey(v)), model[string(orderKey(v))]; got != want {
+				t.Fatalf("%s: count(%v) = %d, want %d", phase, v, got, want)
+			}
+		}
+		p := netip.MustParsePrefix(fmt.Sprintf("10.%d.0.0/16", r.IntN(120)))
+		var wantAddrs []netip.Addr
+		for _, k := range keys {
+			if a, ok := netip.AddrFromSlice([]byte(k[2:])); k[0] == 'i' && ok && p.Contains(a) {
+				wantAddrs = append(wantAddrs, a)
+			}
+		}
+		if got := h.addrsIn(p, 1<<20); !slices.Equal(got, wantAddrs) {
+			t.Fatalf("%s: addrsIn(%v) = %d addresses, want %d", phase, p, len(got), len(wantAddrs))
+		}
+		zone := fmt.Sprintf("zone%d.example", r.IntN(50))
+		var wantNames []string
+		for _, k := range keys {
+			if k[0] == 'd' && strings.HasSuffix(reverseLabels(k[1:]), "."+zone) {
+				wantNames = append(wantNames, reverseLabels(k[1:]))
+			}
+		}
+		if got := h.namesUnder(zone, 1<<20); !slices.Equal(got, wantNames) {
+			t.Fatalf("%s: namesUnder(%s) = %d names, want %d", phase, zone, len(got), len(wantNames))
+		}
+		if got := h.namesUnder(zone, 3); len(got) != min(3, len(wantNames)) {
+			t.Fatalf("%s: namesUnder with limit 3 gave %d", phase, len(got))
+		}
+	}
+	apply := func(v record.Normalized, add bool) {
+		k := string(orderKey(v))
+		if add {
+			if got, want := h.add(v, valueKey(v)), model[k]+1; got != want {
+				t.Fatalf("add(%v) = %d, want %d", v, got, want)
+			}
+			model[k]++
+			return
+		}
+		if model[k] == 0 {
+			return
+		}
+		h.remove(v, valueKey(v))
+		if model[k]--; model[k] == 0 {
+			delete(model, k)
+		}
+	}
+	for _, v := range values {
+		apply(v, true)
+		if r.IntN(3) == 0 {
+			apply(v, true)
+		}
+	}
+	check("filled")
+	compactions := 0
+	for round := range 6 {
+		chunks := len(h.arena.chunks)
+		for range 40000 {
+			apply(values[r.IntN(len(values))], r.IntN(3) == 0)
+		}
+		if len(h.arena.chunks) < chunks || h.arena.dead == 0 {
+			compactions++
+		}
+		check(fmt.Sprintf("round %d", round))
+	}
+	for _, v := range values {
+		for model[string(orderKey(v))] > 0 {
+			apply(v, false)
+		}
+	}
+	check("emptied")
+	if h.tree.Len() != 0 || h.arena.live != 0 {
+		t.Fatalf("emptied memory holds %d elements, %d live bytes", h.tree.Len(), h.arena.live)
+	}
+	if compactions == 0 {
+		t.Fatal("the arena was never compacted: the test does not reach compact")
+	}
+	// Kinds without an order are counted by their value key alone.
+	url := record.Normalized{Kind: record.ValueURL, Text: "url:https://c2.example/x"}
+	digest := record.Normalized{Kind: record.ValueHash, Text: "hash:" + strings.Repeat("ab", 32)}
+	for range 3 {
+		h.add(url, valueKey(url))
+	}
+	h.add(digest, valueKey(digest))
+	h.remove(url, valueKey(url))
+	if got := h.count(url, valueKey(url)); got != 2 {
+		t.Fatalf("url counted %d, want 2", got)
+	}
+	h.remove(digest, valueKey(digest))
+	if got := h.count(digest, valueKey(digest)); got != 0 || len(h.others) != 1 {
+		t.Fatalf("removed digest counted %d; %d unordered values left, want 1", got, len(h.others))
+	}
+	if h.tree.Len() != 0 {
+		t.Fatal("an unordered kind entered the ordered memory")
+	}
+}
