@@ -16,15 +16,34 @@ import (
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/hashicorp/raft"
+	"github.com/klauspost/compress/zstd"
 
 	irxv1 "github.com/irxfed/irx/proto/irx/v1"
 )
 
 // Snapshot stream format: magic, then (uvarint key length, key, uvarint
 // value length, value) for every key in order, a zero key length, and a
-// CRC-32C of everything before it. Keys are never empty, so the zero length
-// ends the stream unambiguously; the checksum catches truncation and damage.
-var snapshotMagic = []byte("IRXSNAP\x01")
+// CRC-32C of the magic and everything after it up to the checksum. Keys are
+// never empty, so the zero length ends the stream unambiguously; the
+// checksum catches truncation and damage.
+//
+// Version 2 (written since the streams of a store of a million records
+// reached 1.75 GiB) compresses everything after the magic as one zstd
+// stream: records, end marker and checksum, which is still over the
+// uncompressed bytes. Version 1 is the same uncompressed, and is still
+// read: snapshots and backups a node made before.
+var (
+	snapshotMagic   = []byte("IRXSNAP\x02")
+	snapshotMagicV1 = []byte("IRXSNAP\x01")
+)
+
+// snapshotWindow is the zstd window a snapshot is written with, and
+// maxSnapshotWindow the largest a reader accepts, so a damaged or hostile
+// stream cannot make a restore allocate without limit.
+const (
+	snapshotWindow    = 4 << 20
+	maxSnapshotWindow = 16 << 20
+)
 
 var crcTable = crc32.MakeTable(crc32.Castagnoli)
 
@@ -74,18 +93,32 @@ func (s *snapshot) write(w io.Writer) error {
 	return sw.finish()
 }
 
-// streamWriter writes the snapshot stream format.
+// streamWriter writes the snapshot stream format (version 2).
 type streamWriter struct {
-	w   io.Writer
+	zw  *zstd.Encoder
 	crc hash.Hash32
 	bw  *bufio.Writer
 	n   [binary.MaxVarintLen64]byte
+	err error // of the magic's write or the encoder's set-up
 }
 
 func newStreamWriter(w io.Writer) *streamWriter {
 	crc := crc32.New(crcTable)
-	sw := &streamWriter{w: w, crc: crc, bw: bufio.NewWriterSize(io.MultiWriter(w, crc), 1<<20)}
-	sw.bw.Write(snapshotMagic)
+	crc.Write(snapshotMagic)
+	sw := &streamWriter{crc: crc}
+	if _, sw.err = w.Write(snapshotMagic); sw.err != nil {
+		sw.bw = bufio.NewWriter(io.Discard)
+		return sw
+	}
+	// One encoder goroutine: a snapshot is written beside the apply loop,
+	// and the fastest level keeps the stream's writer ahead of the disk.
+	sw.zw, sw.err = zstd.NewWriter(w, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(1),
+		zstd.WithWindowSize(snapshotWindow))
+	if sw.err != nil {
+		sw.bw = bufio.NewWriter(io.Discard)
+		return sw
+	}
+	sw.bw = bufio.NewWriterSize(io.MultiWriter(sw.zw, crc), 1<<20)
 	return sw
 }
 
@@ -97,13 +130,20 @@ func (sw *streamWriter) put(k, v []byte) {
 	}
 }
 
-// finish writes the end marker and the checksum.
+// finish writes the end marker and the checksum, and ends the compressed
+// stream.
 func (sw *streamWriter) finish() error {
+	if sw.err != nil {
+		return fmt.Errorf("fsm: snapshot: %w", sw.err)
+	}
 	sw.bw.Write(sw.n[:binary.PutUvarint(sw.n[:], 0)])
 	if err := sw.bw.Flush(); err != nil {
-		return fmt.Errorf("fsm: snapshot: %w", err)
+		return fmt.Errorf("fsm: snapshot: %w", errors.Join(err, sw.zw.Close()))
 	}
-	if _, err := sw.w.Write(binary.BigEndian.AppendUint32(nil, sw.crc.Sum32())); err != nil {
+	if _, err := sw.zw.Write(binary.BigEndian.AppendUint32(nil, sw.crc.Sum32())); err != nil {
+		return fmt.Errorf("fsm: snapshot: %w", errors.Join(err, sw.zw.Close()))
+	}
+	if err := sw.zw.Close(); err != nil {
 		return fmt.Errorf("fsm: snapshot: %w", err)
 	}
 	return nil
@@ -123,12 +163,11 @@ func RestoredSnapshot(w io.Writer, r io.Reader, generation uint64) (*irxv1.Resto
 	if generation == 0 {
 		return nil, errors.New("fsm: a restore's generation must not be 0")
 	}
-	in := &chunkReader{r: bufio.NewReaderSize(r, 1<<20)}
-	magic := make([]byte, len(snapshotMagic))
-	if _, err := io.ReadFull(in.r, magic); err != nil || !bytes.Equal(magic, snapshotMagic) {
-		return nil, fmt.Errorf("%w: bad header", ErrCorruptSnapshot)
+	in, err := openStream(r)
+	if err != nil {
+		return nil, err
 	}
-	in.crc = crc32.Update(0, crcTable, magic)
+	defer in.close()
 	sw := newStreamWriter(w)
 	mark := &irxv1.RestoreMark{Generation: generation}
 	for {
@@ -162,12 +201,8 @@ func RestoredSnapshot(w io.Writer, r io.Reader, generation uint64) (*irxv1.Resto
 		}
 		sw.put(key, val)
 	}
-	var sum [4]byte
-	if _, err := io.ReadFull(in.r, sum[:]); err != nil {
-		return nil, fmt.Errorf("%w: missing checksum", ErrCorruptSnapshot)
-	}
-	if binary.BigEndian.Uint32(sum[:]) != in.crc {
-		return nil, fmt.Errorf("%w: checksum mismatch", ErrCorruptSnapshot)
+	if err := in.end(); err != nil {
+		return nil, err
 	}
 	enc, err := marshal.Marshal(mark)
 	if err != nil {
@@ -267,12 +302,11 @@ func loadSnapshot(dir string, r io.Reader, logger *slog.Logger) error {
 }
 
 func copySnapshot(db *pebble.DB, r io.Reader) error {
-	in := &chunkReader{r: bufio.NewReaderSize(r, 1<<20)}
-	magic := make([]byte, len(snapshotMagic))
-	if _, err := io.ReadFull(in.r, magic); err != nil || !bytes.Equal(magic, snapshotMagic) {
-		return fmt.Errorf("%w: bad header", ErrCorruptSnapshot)
+	in, err := openStream(r)
+	if err != nil {
+		return err
 	}
-	in.crc = crc32.Update(0, crcTable, magic)
+	defer in.close()
 	b := db.NewBatch()
 	defer func() { _ = b.Close() }()
 	for {
@@ -297,12 +331,8 @@ func copySnapshot(db *pebble.DB, r io.Reader) error {
 			b.Reset()
 		}
 	}
-	var sum [4]byte
-	if _, err := io.ReadFull(in.r, sum[:]); err != nil {
-		return fmt.Errorf("%w: missing checksum", ErrCorruptSnapshot)
-	}
-	if binary.BigEndian.Uint32(sum[:]) != in.crc {
-		return fmt.Errorf("%w: checksum mismatch", ErrCorruptSnapshot)
+	if err := in.end(); err != nil {
+		return err
 	}
 	if err := b.Commit(pebble.NoSync); err != nil {
 		return fmt.Errorf("fsm: restore: %w", err)
@@ -315,6 +345,55 @@ func copySnapshot(db *pebble.DB, r io.Reader) error {
 type chunkReader struct {
 	r   *bufio.Reader
 	crc uint32
+	zr  *zstd.Decoder // version 2's; nil for version 1
+}
+
+// openStream reads a snapshot stream's magic and returns the reader of
+// what follows it, decompressed for version 2.
+func openStream(r io.Reader) (*chunkReader, error) {
+	magic := make([]byte, len(snapshotMagic))
+	if _, err := io.ReadFull(r, magic); err != nil {
+		return nil, fmt.Errorf("%w: bad header", ErrCorruptSnapshot)
+	}
+	in := &chunkReader{crc: crc32.Update(0, crcTable, magic)}
+	switch {
+	case bytes.Equal(magic, snapshotMagic):
+		zr, err := zstd.NewReader(r, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxWindow(maxSnapshotWindow),
+			zstd.WithDecoderLowmem(true))
+		if err != nil {
+			return nil, fmt.Errorf("fsm: read snapshot: %w", err)
+		}
+		in.zr, in.r = zr, bufio.NewReaderSize(zr, 1<<20)
+	case bytes.Equal(magic, snapshotMagicV1):
+		in.r = bufio.NewReaderSize(r, 1<<20)
+	default:
+		return nil, fmt.Errorf("%w: bad header", ErrCorruptSnapshot)
+	}
+	return in, nil
+}
+
+// end checks the checksum after the end marker, and that nothing follows
+// it in a compressed stream.
+func (c *chunkReader) end() error {
+	var sum [4]byte
+	if _, err := io.ReadFull(c.r, sum[:]); err != nil {
+		return fmt.Errorf("%w: missing checksum", ErrCorruptSnapshot)
+	}
+	if binary.BigEndian.Uint32(sum[:]) != c.crc {
+		return fmt.Errorf("%w: checksum mismatch", ErrCorruptSnapshot)
+	}
+	if c.zr != nil {
+		if n, err := c.r.Read(sum[:1]); n > 0 || !errors.Is(err, io.EOF) {
+			return fmt.Errorf("%w: data after the checksum (%v)", ErrCorruptSnapshot, err)
+		}
+	}
+	return nil
+}
+
+func (c *chunkReader) close() {
+	if c.zr != nil {
+		c.zr.Close()
+	}
 }
 
 // maxChunk bounds one key or value so a damaged length cannot make Restore

@@ -2,8 +2,10 @@ package fsm
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"io"
 	"os"
 	"path/filepath"
@@ -12,6 +14,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+	"github.com/klauspost/compress/zstd"
 	"google.golang.org/protobuf/proto"
 
 	irxv1 "github.com/irxfed/irx/proto/irx/v1"
@@ -331,24 +334,33 @@ func TestRestoreRejectsCorruptStreams(t *testing.T) {
 	before, beforeCounters := digest(t, dst.f), countersOf(dst.f)
 	beforeInc := mustGet(t, dst.f, idOf(1), 0)
 
-	flip := func(pos int, bit byte) []byte {
-		b := bytes.Clone(good)
-		b[pos] ^= bit
-		return b
-	}
+	flip := func(pos int, bit byte) []byte { return flipped(good, pos, bit) }
+	v1 := asVersion1(t, good)
 	variants := map[string][]byte{
-		"empty":              nil,
-		"magic only":         bytes.Clone(snapshotMagic),
-		"bad magic":          append([]byte("IRXSNAP\x02"), good[len(snapshotMagic):]...),
-		"truncated at 1":     good[:1],
-		"truncated mid-way":  good[:len(good)/2],
-		"no checksum":        good[:len(good)-4],
-		"partial checksum":   good[:len(good)-1],
-		"checksum flipped":   flip(len(good)-1, 0x80),
-		"end marker damaged": flip(len(good)-5, 0x01),
-		"huge chunk length": append(append(bytes.Clone(snapshotMagic), 0xff, 0xff, 0xff, 0xff, 0x0f), // 4 GiB key
+		"empty":                                  nil,
+		"magic only":                             bytes.Clone(snapshotMagic),
+		"bad magic":                              append([]byte("IRXSNAP\x03"), good[len(snapshotMagic):]...),
+		"version 1 magic on a compressed stream": append(bytes.Clone(snapshotMagicV1), good[len(snapshotMagic):]...),
+		"version 2 magic on a plain stream":      append(bytes.Clone(snapshotMagic), v1[len(snapshotMagicV1):]...),
+		"data after the stream":                  append(bytes.Clone(good), good[len(snapshotMagic):]...),
+		"compressed huge chunk length":           compressedStream(t, append([]byte{0xff, 0xff, 0xff, 0xff, 0x0f}, make([]byte, 64)...)),
+		"compressed varint overflow":             compressedStream(t, []byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01}),
+		"version 1 truncated":                    v1[:len(v1)/2],
+		"version 1 checksum flipped":             flipped(v1, len(v1)-1, 0x80),
+		"version 1 end marker damaged":           flipped(v1, len(v1)-5, 0x01),
+		"truncated at 1":                         good[:1],
+		"truncated mid-way":                      good[:len(good)/2],
+		"no checksum":                            good[:len(good)-4],
+		"partial checksum":                       good[:len(good)-1],
+		"checksum flipped":                       flip(len(good)-1, 0x80),
+		"end marker damaged":                     flip(len(good)-5, 0x01),
+		"huge chunk length": append(append(bytes.Clone(snapshotMagicV1), 0xff, 0xff, 0xff, 0xff, 0x0f), // 4 GiB key
 			make([]byte, 64)...),
-		"varint overflow": append(bytes.Clone(snapshotMagic), 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01),
+		"varint overflow": append(bytes.Clone(snapshotMagicV1), 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01),
+	}
+	for i := range 8 {
+		pos := len(snapshotMagicV1) + i*(len(v1)-len(snapshotMagicV1)-1)/7
+		variants[fmt.Sprintf("version 1 bit flip at %d", pos)] = flipped(v1, pos, byte(1)<<i)
 	}
 	// Single-bit flips across the whole stream, key and value bytes alike.
 	for i := 0; i < 24; i++ {
@@ -381,6 +393,73 @@ func TestRestoreRejectsCorruptStreams(t *testing.T) {
 	}
 	if !bytes.Equal(digest(t, dst.f), digest(t, src.f)) {
 		t.Fatalf("valid restore after failed ones differs")
+	}
+}
+
+func flipped(data []byte, pos int, bit byte) []byte {
+	b := bytes.Clone(data)
+	b[pos] ^= bit
+	return b
+}
+
+// asVersion1 rewrites a snapshot stream in the uncompressed format of
+// version 1, as a node of an earlier build wrote it.
+func asVersion1(t testing.TB, stream []byte) []byte {
+	t.Helper()
+	body := decompressed(t, stream)
+	body = body[:len(body)-4] // the checksum, of the version 2 magic
+	out := append(bytes.Clone(snapshotMagicV1), body...)
+	return binary.BigEndian.AppendUint32(out, crc32.Checksum(out, crcTable))
+}
+
+// decompressed is what follows a version 2 stream's magic, decompressed.
+func decompressed(t testing.TB, stream []byte) []byte {
+	t.Helper()
+	if !bytes.HasPrefix(stream, snapshotMagic) {
+		t.Fatalf("not a version 2 stream: %q", stream[:min(len(stream), len(snapshotMagic))])
+	}
+	zr, err := zstd.NewReader(bytes.NewReader(stream[len(snapshotMagic):]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer zr.Close()
+	body, err := io.ReadAll(zr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return body
+}
+
+// compressedStream is a version 2 stream of body: the magic, then body
+// compressed (records, end marker and checksum as the caller wrote them).
+func compressedStream(t *testing.T, body []byte) []byte {
+	t.Helper()
+	zw, err := zstd.NewWriter(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return zw.EncodeAll(body, bytes.Clone(snapshotMagic))
+}
+
+// A snapshot of an earlier build (version 1, uncompressed) restores to the
+// same state as the stream this build writes, and is smaller than it.
+func TestRestoreReadsVersion1Snapshots(t *testing.T) {
+	src := newHarness(t)
+	populate(t, src, 20)
+	good := takeSnapshot(t, src.f).data
+	v1 := asVersion1(t, good)
+	if len(good) >= len(v1) {
+		t.Errorf("the compressed stream is %d bytes, the uncompressed %d", len(good), len(v1))
+	}
+	for name, stream := range map[string][]byte{"version 1": v1, "version 2": good} {
+		dst := newHarness(t)
+		populate(t, dst, 2)
+		if err := dst.f.Restore(io.NopCloser(bytes.NewReader(stream))); err != nil {
+			t.Fatalf("%s: Restore: %v", name, err)
+		}
+		if !bytes.Equal(digest(t, dst.f), digest(t, src.f)) || countersOf(dst.f) != countersOf(src.f) {
+			t.Errorf("%s: the restored state differs from the snapshot's source", name)
+		}
 	}
 }
 

@@ -9,8 +9,10 @@
 // (values kept in value blocks included), every range deletion, every
 // range key and every user property is searched decoded. Pebble's
 // write-ahead logs (*.log), MANIFEST and OPTIONS files store records
-// uncompressed, and so does the state machine's snapshot format
-// (node/fsm/snapshot.go): the raw search covers them.
+// uncompressed: the raw search covers them. The state machine's snapshot
+// stream (node/fsm/snapshot.go) is compressed since its format 2: a file
+// that starts with that format's magic is also searched decompressed
+// (format 1 was plain, and the raw search covers it).
 //
 // Only tests use this package.
 package atrest
@@ -20,6 +22,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -29,6 +32,7 @@ import (
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/sstable"
 	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/klauspost/compress/zstd"
 )
 
 // Finding is one place a needle was found.
@@ -105,18 +109,50 @@ func scanFile(path, rel string, needles []string, settle time.Duration) ([]Findi
 				found = append(found, Finding{File: rel, Needle: n, Where: "raw bytes"})
 			}
 		}
-		if !strings.HasSuffix(path, ".sst") {
+		var decoded []Finding
+		switch {
+		case bytes.HasPrefix(data, snapshotMagic):
+			decoded, err = scanSnapshot(data, rel, needles)
+		case strings.HasSuffix(path, ".sst"):
+			decoded, err = scanSSTable(data, rel, needles)
+		default:
 			return found, nil
 		}
-		decoded, err := scanSSTable(data, rel, needles)
 		if err == nil {
 			return append(found, decoded...), nil
 		}
 		if time.Now().After(deadline) {
-			return nil, fmt.Errorf("decode sstable: %w", err)
+			return nil, fmt.Errorf("decode: %w", err)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// snapshotMagic starts a snapshot stream of format 2, whose body is one
+// zstd stream.
+var snapshotMagic = []byte("IRXSNAP\x02")
+
+// scanSnapshot searches a snapshot stream's decompressed body. A stream
+// that does not decompress may be one being written: the caller reads it
+// again for a while, as a table, and then reports the error rather than a
+// clean file.
+func scanSnapshot(data []byte, rel string, needles []string) ([]Finding, error) {
+	zr, err := zstd.NewReader(bytes.NewReader(data[len(snapshotMagic):]), zstd.WithDecoderConcurrency(1))
+	if err != nil {
+		return nil, err
+	}
+	defer zr.Close()
+	body, err := io.ReadAll(zr)
+	if err != nil {
+		return nil, fmt.Errorf("decompress snapshot: %w", err)
+	}
+	var found []Finding
+	for _, n := range needles {
+		if bytes.Contains(body, []byte(n)) {
+			found = append(found, Finding{File: rel, Needle: n, Where: "snapshot stream, decompressed"})
+		}
+	}
+	return found, nil
 }
 
 // scanSSTable searches an sstable's decoded contents. It reads from the

@@ -11,6 +11,7 @@ import (
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/sstable"
+	"github.com/klauspost/compress/zstd"
 )
 
 const canary = "CANARY-7f3a9c1e5b2d"
@@ -131,5 +132,39 @@ func TestScanRefusesWhatItCannotDecode(t *testing.T) {
 	}
 	if _, err := (Scanner{Settle: 100 * time.Millisecond}).Scan(dir, canary); err == nil {
 		t.Fatal("an undecodable sstable was skipped without an error")
+	}
+}
+
+// A snapshot stream of format 2 is compressed: the canary is found only
+// decompressed, and a stream that does not decompress is an error.
+func TestScanDecompressesSnapshotStreams(t *testing.T) {
+	dir := t.TempDir()
+	zw, err := zstd.NewWriter(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stream := zw.EncodeAll(hiddenValue(), []byte("IRXSNAP\x02"))
+	if bytes.Contains(stream, []byte(canary)) {
+		t.Fatal("the compressed stream shows the canary raw: the test proves nothing")
+	}
+	path := filepath.Join(dir, "snapshots", "1-2-3", "state.bin")
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, stream, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	found, err := Scan(dir, canary)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := wheres(found, canary); !slices.Equal(got, []string{"snapshot stream, decompressed"}) {
+		t.Fatalf("canary found in %q, want only in the decompressed stream", got)
+	}
+	if err := os.WriteFile(path, stream[:len(stream)/2], 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := (Scanner{Settle: 100 * time.Millisecond}).Scan(dir, canary); err == nil {
+		t.Fatal("a truncated snapshot stream was skipped without an error")
 	}
 }
