@@ -11,8 +11,13 @@ import (
 // defaultMemoryLimit is the node's memory limit when neither the
 // configuration, GOMEMLIMIT nor a cgroup sets one: room for the state
 // machine's block cache (which is Go heap in a static build) and the
-// working set of a busy node, with margin.
-const defaultMemoryLimit = 1 << 30
+// working set of a busy node, with margin. It keeps the whole process
+// within 1 GiB of resident memory: a node whose live heap multiplied by
+// GOGC passes the limit (a store with a million distinct indicators in
+// the correlation memory) runs at the limit, and the resident set is the
+// limit plus what the runtime does not count, mostly the binary's own
+// pages (about 35 MiB; docs/performance.md, the scale runs).
+const defaultMemoryLimit = 1<<30 - 64<<20
 
 // cgroupShare is the part of a cgroup's memory limit the Go runtime is
 // given; the rest is for what it does not count (thread stacks outside
