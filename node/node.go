@@ -744,3 +744,17 @@ func roleOf(s raft.RaftState) irxv1.NodeRole {
 	}
 	return irxv1.NodeRole_NODE_ROLE_UNSPECIFIED
 }
+
+// OffHeapBytes is the most memory a node's databases hold outside the Go
+// heap in this build: their block caches and memtables where pebble
+// allocates them through cgo, nothing in a static build. A process's memory
+// budget less this is what Go's memory limit may have.
+func OffHeapBytes() int64 {
+	if !pebbleOffHeap {
+		return 0
+	}
+	// C's allocator keeps a quarter more than pebble asks for at its peak
+	// under ingest (its own arenas and the cache's many small blocks; the
+	// scale runs in docs/performance.md).
+	return (fsm.ManualMemoryBytes + raftstore.ManualMemoryBytes) * 5 / 4
+}

@@ -78,7 +78,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 		}
 		defer stopDebug()
 	}
-	limit, source := memoryLimit(opts.memoryLimit, getenv, os.ReadFile)
+	limit, source := memoryLimit(opts.memoryLimit, node.OffHeapBytes(), getenv, os.ReadFile)
 	debug.SetMemoryLimit(limit)
 	opts.federation.MemoryLimit = limit
 	logger.Info("memory limit", "bytes", limit, "mib", limit>>20, "from", source)

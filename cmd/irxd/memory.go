@@ -13,10 +13,11 @@ import (
 // machine's block cache (which is Go heap in a static build) and the
 // working set of a busy node, with margin. It keeps the whole process
 // within 1 GiB of resident memory: a node whose live heap multiplied by
-// GOGC passes the limit (a store with a million distinct indicators in
+// GOGC passes the limit (a store with millions of distinct indicators in
 // the correlation memory) runs at the limit, and the resident set is the
-// limit plus what the runtime does not count, mostly the binary's own
-// pages (about 35 MiB; docs/performance.md, the scale runs).
+// limit plus what the runtime does not count: the binary's own pages
+// (about 35 MiB) and, in a build with cgo, the databases' caches and
+// memtables, which memoryLimit takes out of it (docs/performance.md).
 const defaultMemoryLimit = 1<<30 - 64<<20
 
 // cgroupShare is the part of a cgroup's memory limit the Go runtime is
@@ -25,10 +26,28 @@ const defaultMemoryLimit = 1<<30 - 64<<20
 // cgroup).
 const cgroupShare = 0.75
 
-// memoryLimit decides the node's memory limit: configured (bytes, 0 if
-// not), else GOMEMLIMIT as the runtime read it, else a share of the
-// cgroup's limit, else the default; and says where it came from.
-func memoryLimit(configured int64, getenv func(string) string, readFile func(string) ([]byte, error)) (int64, string) {
+// minDerivedLimit is the least memory limit derived from a cgroup or the
+// default after the databases' off-heap share is taken out.
+const minDerivedLimit = 128 << 20
+
+// memoryLimit decides the node's memory limit for Go's heap: configured
+// (bytes, 0 if not), else GOMEMLIMIT as the runtime read it, else a share
+// of the cgroup's limit, else the default; and says where it came from.
+// offHeap (node.OffHeapBytes) is what the databases hold outside the Go
+// heap in this build: a limit derived from the cgroup or the default
+// leaves room for it, so the whole process keeps to that budget. A limit
+// the operator set is Go's alone.
+func memoryLimit(configured, offHeap int64, getenv func(string) string, readFile func(string) ([]byte, error)) (int64, string) {
+	limit, source := budget(configured, getenv, readFile)
+	if offHeap > 0 && (source == "default" || strings.HasPrefix(source, "cgroup")) {
+		limit = max(limit-offHeap, minDerivedLimit)
+		source += fmt.Sprintf(", less %d MiB the databases hold outside the Go heap", offHeap>>20)
+	}
+	return limit, source
+}
+
+// budget is memoryLimit before the off-heap share is taken out.
+func budget(configured int64, getenv func(string) string, readFile func(string) ([]byte, error)) (int64, string) {
 	if configured > 0 {
 		return configured, "memory_limit"
 	}

@@ -40,7 +40,7 @@ func TestLimitsFromFileOrFlags(t *testing.T) {
 func TestMemoryLimitDefault(t *testing.T) {
 	noFile := func(string) ([]byte, error) { return nil, errors.New("no such file") }
 	noEnv := func(string) string { return "" }
-	if got, from := memoryLimit(512<<20, noEnv, noFile); got != 512<<20 || from != "memory_limit" {
+	if got, from := memoryLimit(512<<20, 0, noEnv, noFile); got != 512<<20 || from != "memory_limit" {
 		t.Errorf("configured: %d from %s", got, from)
 	}
 	cgroup := func(path string) ([]byte, error) {
@@ -49,12 +49,29 @@ func TestMemoryLimitDefault(t *testing.T) {
 		}
 		return nil, errors.New("no such file")
 	}
-	if got, from := memoryLimit(0, noEnv, cgroup); got != 768<<20 || !strings.HasPrefix(from, "cgroup") {
+	if got, from := memoryLimit(0, 0, noEnv, cgroup); got != 768<<20 || !strings.HasPrefix(from, "cgroup") {
 		t.Errorf("a 1 GiB cgroup: %d from %s, want 3/4 of it", got, from)
 	}
 	unlimited := func(string) ([]byte, error) { return []byte("max\n"), nil }
-	if got, from := memoryLimit(0, noEnv, unlimited); got != defaultMemoryLimit || from != "default" {
+	if got, from := memoryLimit(0, 0, noEnv, unlimited); got != defaultMemoryLimit || from != "default" {
 		t.Errorf("no limit anywhere: %d from %s", got, from)
+	}
+	// A build whose databases hold 380 MiB outside the Go heap (cgo):
+	// the default and a cgroup's share leave room for it, an operator's
+	// limit does not change.
+	const offHeap = 380 << 20
+	if got, from := memoryLimit(0, offHeap, noEnv, unlimited); got != defaultMemoryLimit-offHeap || !strings.HasPrefix(from, "default, less 380 MiB") {
+		t.Errorf("default with off-heap databases: %d from %s", got, from)
+	}
+	if got, from := memoryLimit(0, offHeap, noEnv, cgroup); got != 768<<20-offHeap || !strings.HasPrefix(from, "cgroup") {
+		t.Errorf("a 1 GiB cgroup with off-heap databases: %d from %s", got, from)
+	}
+	if got, from := memoryLimit(512<<20, offHeap, noEnv, noFile); got != 512<<20 || from != "memory_limit" {
+		t.Errorf("configured with off-heap databases: %d from %s", got, from)
+	}
+	small := func(path string) ([]byte, error) { return []byte("268435456\n"), nil } // 256 MiB
+	if got, _ := memoryLimit(0, offHeap, noEnv, small); got != minDerivedLimit {
+		t.Errorf("a 256 MiB cgroup with off-heap databases: %d, want the floor %d", got, minDerivedLimit)
 	}
 }
 

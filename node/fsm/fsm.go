@@ -226,16 +226,29 @@ func Open(dir, team string, logger *slog.Logger) (*FSM, error) {
 	return f, nil
 }
 
+// The state database's block cache (index and filter blocks of fresh
+// tables: every create checks its request id) and memtable size. Larger
+// memtables mean fewer, larger flushes under ingest load.
+const (
+	stateCacheBytes    = 256 << 20
+	stateMemTableBytes = 32 << 20
+)
+
+// ManualMemoryBytes is the most the state database holds in memory that
+// pebble allocates itself (outside the Go heap where the build uses cgo):
+// its block cache and its memtables, the mutable one and those queued for
+// a flush before writes stop (pebble's MemTableStopWritesThreshold, 2).
+const ManualMemoryBytes = stateCacheBytes + 3*stateMemTableBytes
+
 // openDB opens the database in dir; events, if not nil, is its listener.
 func openDB(dir string, logger *slog.Logger, events *pebble.EventListener) (*pebble.DB, error) {
-	cache := pebble.NewCache(256 << 20) // index and filter blocks of fresh tables: every create checks its request id
-	defer cache.Unref()                 // the database holds its own reference
+	cache := pebble.NewCache(stateCacheBytes)
+	defer cache.Unref() // the database holds its own reference
 	opts := &pebble.Options{
 		Logger:             pebbleLogger{logger},
 		FormatMajorVersion: pebble.FormatNewest,
 		Cache:              cache,
-		// Larger memtables mean fewer, larger flushes under ingest load.
-		MemTableSize: 32 << 20,
+		MemTableSize:       stateMemTableBytes,
 		// No write-ahead log: the Raft log is the durable copy of every
 		// change, and the applied index is written in the same batch as the
 		// change. After a crash the database holds a consistent prefix (what

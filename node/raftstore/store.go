@@ -62,6 +62,11 @@ const pointDeleteMax = 64
 
 const defaultCacheSize = 16 << 20
 
+// ManualMemoryBytes is the most a store with the default cache holds in
+// memory that pebble allocates itself (outside the Go heap where the build
+// uses cgo): the cache and up to three memtables of pebble's default 4 MiB.
+const ManualMemoryBytes = defaultCacheSize + 3*4<<20
+
 type config struct {
 	logger     *slog.Logger
 	cacheSize  int64
