@@ -223,7 +223,8 @@ func drive(ctx context.Context, pool []*grpc.ClientConn, clients int, requests [
 	// window's end too, already answer DeadlineExceeded at once. Those
 	// answers are the window closing, not failures, and no call is made
 	// after it.
-	over := func() bool { return ctx.Err() != nil || (duration > 0 && time.Since(start) >= duration) }
+	end, timed := ctx.Deadline()
+	over := func() bool { return ctx.Err() != nil || (timed && !time.Now().Before(end)) }
 	for c := range clients {
 		wg.Add(1)
 		go func() {
