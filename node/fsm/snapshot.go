@@ -27,11 +27,12 @@ import (
 // never empty, so the zero length ends the stream unambiguously; the
 // checksum catches truncation and damage.
 //
-// Version 2 (written since the streams of a store of a million records
-// reached 1.75 GiB) compresses everything after the magic as one zstd
-// stream: records, end marker and checksum, which is still over the
-// uncompressed bytes. Version 1 is the same uncompressed, and is still
-// read: snapshots and backups a node made before.
+// Version 2 compresses everything after the magic as one zstd stream
+// (records, end marker and checksum, which is still over the uncompressed
+// bytes): a large store's snapshot is written by every node, sent whole to
+// a new member and carried by every backup. Version 1 is the same
+// uncompressed, and is still read: snapshots and backups a node made
+// before.
 var (
 	snapshotMagic   = []byte("IRXSNAP\x02")
 	snapshotMagicV1 = []byte("IRXSNAP\x01")

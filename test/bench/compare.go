@@ -204,11 +204,7 @@ func compareIrxRun(ctx context.Context, bin, dir string, members int, load compa
 	startCtx, cancel := context.WithTimeout(ctx, time.Minute)
 	team, err := irxdtest.LaunchClusterEach(startCtx, bin, runDir, members, nodeSetup(0, 0, share))
 	cancel()
-	defer func() {
-		for _, n := range team {
-			_ = n.Stop(10 * time.Second)
-		}
-	}()
+	defer stopAll(team, 10*time.Second)
 	if err != nil {
 		return side{}, err
 	}

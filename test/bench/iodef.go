@@ -62,11 +62,7 @@ func runIODEF(ctx context.Context, args []string, out io.Writer) error {
 	startCtx, cancel := context.WithTimeout(ctx, time.Minute)
 	team, err := irxdtest.LaunchClusterEach(startCtx, bin, dir, 1, nodeSetup(*pprof, 0, 0))
 	cancel()
-	defer func() {
-		for _, n := range team {
-			_ = n.Stop(10 * time.Second)
-		}
-	}()
+	defer stopAll(team, 10*time.Second)
 	if err != nil {
 		return err
 	}

@@ -150,11 +150,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		startCtx, cancel := context.WithTimeout(ctx, time.Minute)
 		team, err := irxdtest.LaunchClusterEach(startCtx, bin, dir, *nodes, nodeSetup(*pprof, *metrics, procsUsed), strings.Fields(*irxdArgs)...)
 		cancel()
-		defer func() {
-			for _, n := range team {
-				_ = n.Stop(10 * time.Second)
-			}
-		}()
+		defer stopAll(team, 10*time.Second)
 		if err != nil {
 			return err
 		}
@@ -293,6 +289,13 @@ func findLeader(ctx context.Context, addrs []string) (string, error) {
 		}
 	}
 	return "", errors.New("no leader among the targets")
+}
+
+// stopAll stops the nodes, each given timeout to exit.
+func stopAll(team []*irxdtest.Node, timeout time.Duration) {
+	for _, n := range team {
+		_ = n.Stop(timeout)
+	}
 }
 
 // workDir makes a directory for a run's teams (removed by cleanup unless

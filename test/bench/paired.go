@@ -86,20 +86,11 @@ func runPaired(ctx context.Context, args []string, out io.Writer) error {
 	startCtx, cancel := context.WithTimeout(ctx, time.Minute)
 	team, err := irxdtest.LaunchClusterEach(startCtx, shipped, dir, *nodes, nodeSetup(0, 0, procsUsed), strings.Fields(*irxdArgs)...)
 	cancel()
-	defer func() {
-		for _, n := range team {
-			_ = n.Stop(30 * time.Second)
-		}
-	}()
+	defer stopAll(team, 30*time.Second)
 	if err != nil {
 		return err
 	}
-	request, err := encodedCreate(paddedIncident(*size))
-	values := "every record sharing its values"
-	if *unique {
-		request, err = uniqueValues(paddedIncident(*size))
-		values = "every record with a C2 domain of its own"
-	}
+	request, values, err := createRequest(paddedIncident(*size), *unique)
 	if err != nil {
 		return err
 	}

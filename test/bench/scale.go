@@ -80,11 +80,7 @@ func runScale(ctx context.Context, args []string, out io.Writer) error {
 		}
 	}, strings.Fields(*irxdArgs)...)
 	cancel()
-	defer func() {
-		for _, n := range team {
-			_ = n.Stop(30 * time.Second)
-		}
-	}()
+	defer stopAll(team, 30*time.Second)
 	if err != nil {
 		return err
 	}
@@ -93,12 +89,7 @@ func runScale(ctx context.Context, args []string, out io.Writer) error {
 		return err
 	}
 	defer closePool()
-	request, err := encodedCreate(paddedIncident(*size))
-	values := "every record sharing its values"
-	if *unique {
-		request, err = uniqueValues(paddedIncident(*size))
-		values = "every record with a C2 domain of its own"
-	}
+	request, values, err := createRequest(paddedIncident(*size), *unique)
 	if err != nil {
 		return err
 	}

@@ -65,11 +65,7 @@ func runStats(ctx context.Context, args []string, out io.Writer) error {
 	startCtx, cancel := context.WithTimeout(ctx, time.Minute)
 	team, err := irxdtest.LaunchCluster(startCtx, bin, dir, *nodes, strings.Fields(*irxdArgs)...)
 	cancel()
-	defer func() {
-		for _, n := range team {
-			_ = n.Stop(30 * time.Second)
-		}
-	}()
+	defer stopAll(team, 30*time.Second)
 	if err != nil {
 		return err
 	}

@@ -72,11 +72,7 @@ func runStreams(ctx context.Context, args []string, out io.Writer) error {
 		n.Args = append(n.Args, strings.Fields(*irxdArgs)...)
 	})
 	cancel()
-	defer func() {
-		for _, n := range nodes {
-			_ = n.Stop(10 * time.Second)
-		}
-	}()
+	defer stopAll(nodes, 10*time.Second)
 	if err != nil {
 		return err
 	}

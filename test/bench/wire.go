@@ -55,6 +55,18 @@ const variedPlaceholder = "0000000000000000"
 // distinct indicators does, rather than sharing every value with every
 // other record. Numbers start from the clock, so runs against the same
 // team do not repeat each other's.
+// createRequest is the CreateIncident request a mode sends: inc as it is,
+// or with -unique-values a C2 domain of its own in every call; values says
+// which, for the report.
+func createRequest(inc *irxv1.Incident, unique bool) (request *encoded, values string, err error) {
+	if unique {
+		request, err = uniqueValues(inc)
+		return request, "every record with a C2 domain of its own", err
+	}
+	request, err = encodedCreate(inc)
+	return request, "every record sharing its values", err
+}
+
 func uniqueValues(inc *irxv1.Incident) (*encoded, error) {
 	inc = proto.CloneOf(inc)
 	inc.Indicators = append(inc.Indicators, &irxv1.Indicator{Kind: irxv1.IndicatorKind_INDICATOR_KIND_DOMAIN, Value: "c2-" + variedPlaceholder + ".example"})
