@@ -15,9 +15,9 @@ import (
 // within 1 GiB of resident memory: a node whose live heap multiplied by
 // GOGC passes the limit (a store with millions of distinct indicators in
 // the correlation memory) runs at the limit, and the resident set is the
-// limit plus what the runtime does not count: the binary's own pages
-// (about 35 MiB) and, in a build with cgo, the databases' caches and
-// memtables, which memoryLimit takes out of it (docs/performance.md).
+// limit plus what the runtime does not count: the binary's own pages and,
+// in a build with cgo, the databases' caches and memtables, which
+// memoryLimit takes out of it (docs/performance.md).
 const defaultMemoryLimit = 1<<30 - 64<<20
 
 // cgroupShare is the part of a cgroup's memory limit the Go runtime is
