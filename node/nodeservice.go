@@ -64,7 +64,8 @@ func proposeResponse(res *fsm.Result, err error) (*irxv1.ProposeResponse, error)
 		return nil, err
 	}
 	resp := &irxv1.ProposeResponse{Policy: res.Policy, Peer: res.Peer, TeamDescription: res.TeamDescription, Binding: res.Binding, RevokedCertificate: res.Revoked,
-		RequestReplayed: res.Replayed}
+		RequestReplayed: res.Replayed, Alert: res.Alert, AlertSettings: res.AlertSettings, Warning: res.Warning, SharingGroup: res.SharingGroup,
+		Budget: res.Budget, Retention: res.Retention}
 	if res.Encoded != nil {
 		wire.SetEncoded(resp, wire.ProposeResponseIncident, res.Encoded)
 	} else {

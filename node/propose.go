@@ -64,7 +64,9 @@ func (n *Node) Propose(ctx context.Context, cmd *irxv1.Command) (*fsm.Result, er
 				return err
 			}
 			res = &fsm.Result{Incident: resp.GetIncident(), Policy: resp.GetPolicy(), Peer: resp.GetPeer(), TeamDescription: resp.GetTeamDescription(),
-				Binding: resp.GetBinding(), Revoked: resp.GetRevokedCertificate(), Replayed: resp.GetRequestReplayed()}
+				Binding: resp.GetBinding(), Revoked: resp.GetRevokedCertificate(), Replayed: resp.GetRequestReplayed(),
+				Alert: resp.GetAlert(), AlertSettings: resp.GetAlertSettings(), Warning: resp.GetWarning(), SharingGroup: resp.GetSharingGroup(),
+				Budget: resp.GetBudget(), Retention: resp.GetRetention()}
 			if len(resp.GetErrorStatus()) > 0 {
 				res.Err = decodeRefusal(resp.GetErrorStatus())
 			}

@@ -12,6 +12,7 @@ import (
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	irxv1 "github.com/irxfed/irx/proto/irx/v1"
@@ -255,5 +256,56 @@ func TestWarningsDoNotWaitForAnUnreachablePeer(t *testing.T) {
 	case <-firstClosed:
 		t.Fatal("the second warning reached B only after A's first call to the silent peer gave up: deliveries wait for each other")
 	default:
+	}
+}
+
+// TestWritesThroughAFollowerAnswerWithWhatTheyStored: a follower forwards
+// a write to the leader and answers with what the leader's state machine
+// stored, for every kind of write, as the leader itself would. A forwarded
+// IssueWarning answered an empty warning (no id, no deliveries) until the
+// forwarding carried warnings, alerts' settings, sharing groups, privacy
+// budgets and retention policies too.
+func TestWritesThroughAFollowerAnswerWithWhatTheyStored(t *testing.T) {
+	a := startTeam(t, "cert-a", 3)
+	b := startTeam(t, "cert-b", 1)
+	a.peerWith(t, b, true)
+	a.setPolicy(t, sharePolicy("cert-b", irxv1.Tlp_TLP_AMBER, 1))
+	leader, _ := roles(t, a.nodes)
+	follower := a.nodes[(leader+1)%len(a.nodes)]
+	conn, err := follower.Dial()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+
+	issued, err := irxv1.NewAlertServiceClient(conn).IssueWarning(ctxT(t), &irxv1.IssueWarningRequest{Warning: &irxv1.Warning{
+		Title: "through a follower", Tlp: irxv1.Tlp_TLP_GREEN, Severity: irxv1.WarningSeverity_WARNING_SEVERITY_HIGH,
+		AllPeers: true, ExpireTime: timestamppb.New(time.Now().Add(time.Hour)),
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := issued.GetWarning()
+	if !strings.HasPrefix(w.GetWarningId(), "cert-a:w") || w.GetTitle() != "through a follower" ||
+		len(w.GetDeliveries()) != 1 || w.GetDeliveries()[0].GetPeerTeamId() != "cert-b" {
+		t.Fatalf("IssueWarning through a follower answered %v, want the stored warning with its delivery to cert-b", w)
+	}
+
+	settings, err := irxv1.NewAlertServiceClient(conn).UpdateAlertSettings(ctxT(t), &irxv1.UpdateAlertSettingsRequest{
+		Settings: &irxv1.AlertSettings{Window: durationpb.New(48 * time.Hour)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if settings.GetSettings().GetWindow().AsDuration() != 48*time.Hour {
+		t.Errorf("UpdateAlertSettings through a follower answered %v", settings.GetSettings())
+	}
+
+	set, err := irxv1.NewRetentionServiceClient(conn).SetRetentionPolicy(ctxT(t), &irxv1.SetRetentionPolicyRequest{Policy: &irxv1.RetentionPolicy{
+		Rules: []*irxv1.RetentionRule{{Name: "records", Keep: durationpb.New(5 * 365 * 24 * time.Hour)}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rules := set.GetPolicy().GetRules(); len(rules) != 1 || rules[0].GetName() != "records" {
+		t.Errorf("SetRetentionPolicy through a follower answered %v", set.GetPolicy())
 	}
 }

@@ -88,8 +88,21 @@ type ProposeResponse struct {
 	// Set when a create's request_id was already stored with the same body:
 	// incident is what the first create stored, and nothing was created.
 	RequestReplayed bool `protobuf:"varint,8,opt,name=request_replayed,json=requestReplayed,proto3" json:"request_replayed,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// The alert the command stored, for AcknowledgeAlertCommand.
+	Alert *Alert `protobuf:"bytes,9,opt,name=alert,proto3" json:"alert,omitempty"`
+	// The settings the command stored, for UpdateAlertSettingsCommand.
+	AlertSettings *AlertSettings `protobuf:"bytes,10,opt,name=alert_settings,json=alertSettings,proto3" json:"alert_settings,omitempty"`
+	// The warning the command stored, for IssueWarningCommand and
+	// AcknowledgeWarningCommand.
+	Warning *Warning `protobuf:"bytes,11,opt,name=warning,proto3" json:"warning,omitempty"`
+	// The sharing group the command stored, for PutSharingGroupCommand.
+	SharingGroup *SharingGroup `protobuf:"bytes,12,opt,name=sharing_group,json=sharingGroup,proto3" json:"sharing_group,omitempty"`
+	// What a SpendPrivacyBudgetCommand left of the budget.
+	Budget *PrivacyBudget `protobuf:"bytes,13,opt,name=budget,proto3" json:"budget,omitempty"`
+	// The retention policy the command stored, for SetRetentionPolicyCommand.
+	Retention     *RetentionPolicy `protobuf:"bytes,14,opt,name=retention,proto3" json:"retention,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ProposeResponse) Reset() {
@@ -176,6 +189,48 @@ func (x *ProposeResponse) GetRequestReplayed() bool {
 		return x.RequestReplayed
 	}
 	return false
+}
+
+func (x *ProposeResponse) GetAlert() *Alert {
+	if x != nil {
+		return x.Alert
+	}
+	return nil
+}
+
+func (x *ProposeResponse) GetAlertSettings() *AlertSettings {
+	if x != nil {
+		return x.AlertSettings
+	}
+	return nil
+}
+
+func (x *ProposeResponse) GetWarning() *Warning {
+	if x != nil {
+		return x.Warning
+	}
+	return nil
+}
+
+func (x *ProposeResponse) GetSharingGroup() *SharingGroup {
+	if x != nil {
+		return x.SharingGroup
+	}
+	return nil
+}
+
+func (x *ProposeResponse) GetBudget() *PrivacyBudget {
+	if x != nil {
+		return x.Budget
+	}
+	return nil
+}
+
+func (x *ProposeResponse) GetRetention() *RetentionPolicy {
+	if x != nil {
+		return x.Retention
+	}
+	return nil
 }
 
 // Request for NodeService.ProposeBatch.
@@ -525,9 +580,9 @@ var File_irx_v1_node_service_proto protoreflect.FileDescriptor
 
 const file_irx_v1_node_service_proto_rawDesc = "" +
 	"\n" +
-	"\x19irx/v1/node_service.proto\x12\x06irx.v1\x1a\x1birx/v1/access_service.proto\x1a\x1cirx/v1/cluster_service.proto\x1a\x14irx/v1/command.proto\x1a\x15irx/v1/incident.proto\x1a\x19irx/v1/peer_service.proto\x1a\x13irx/v1/policy.proto\x1a\x19irx/v1/team_service.proto\";\n" +
+	"\x19irx/v1/node_service.proto\x12\x06irx.v1\x1a\x1birx/v1/access_service.proto\x1a\x1airx/v1/alert_service.proto\x1a\x1cirx/v1/cluster_service.proto\x1a\x14irx/v1/command.proto\x1a\x15irx/v1/incident.proto\x1a\x19irx/v1/peer_service.proto\x1a\x13irx/v1/policy.proto\x1a\x1eirx/v1/retention_service.proto\x1a\x1firx/v1/statistics_service.proto\x1a\x19irx/v1/team_service.proto\";\n" +
 	"\x0eProposeRequest\x12)\n" +
-	"\acommand\x18\x01 \x01(\v2\x0f.irx.v1.CommandR\acommand\"\xa1\x03\n" +
+	"\acommand\x18\x01 \x01(\v2\x0f.irx.v1.CommandR\acommand\"\xd0\x05\n" +
 	"\x0fProposeResponse\x12,\n" +
 	"\bincident\x18\x01 \x01(\v2\x10.irx.v1.IncidentR\bincident\x12!\n" +
 	"\ferror_status\x18\x02 \x01(\fR\verrorStatus\x120\n" +
@@ -536,7 +591,14 @@ const file_irx_v1_node_service_proto_rawDesc = "" +
 	"\x10team_description\x18\x05 \x01(\v2\x17.irx.v1.TeamDescriptionR\x0fteamDescription\x12-\n" +
 	"\abinding\x18\x06 \x01(\v2\x13.irx.v1.RoleBindingR\abinding\x12K\n" +
 	"\x13revoked_certificate\x18\a \x01(\v2\x1a.irx.v1.RevokedCertificateR\x12revokedCertificate\x12)\n" +
-	"\x10request_replayed\x18\b \x01(\bR\x0frequestReplayed\"B\n" +
+	"\x10request_replayed\x18\b \x01(\bR\x0frequestReplayed\x12#\n" +
+	"\x05alert\x18\t \x01(\v2\r.irx.v1.AlertR\x05alert\x12<\n" +
+	"\x0ealert_settings\x18\n" +
+	" \x01(\v2\x15.irx.v1.AlertSettingsR\ralertSettings\x12)\n" +
+	"\awarning\x18\v \x01(\v2\x0f.irx.v1.WarningR\awarning\x129\n" +
+	"\rsharing_group\x18\f \x01(\v2\x14.irx.v1.SharingGroupR\fsharingGroup\x12-\n" +
+	"\x06budget\x18\r \x01(\v2\x15.irx.v1.PrivacyBudgetR\x06budget\x125\n" +
+	"\tretention\x18\x0e \x01(\v2\x17.irx.v1.RetentionPolicyR\tretention\"B\n" +
 	"\x13ProposeBatchRequest\x12+\n" +
 	"\bcommands\x18\x01 \x03(\v2\x0f.irx.v1.CommandR\bcommands\"L\n" +
 	"\x14ProposeBatchResponse\x124\n" +
@@ -591,7 +653,13 @@ var file_irx_v1_node_service_proto_goTypes = []any{
 	(*TeamDescription)(nil),       // 13: irx.v1.TeamDescription
 	(*RoleBinding)(nil),           // 14: irx.v1.RoleBinding
 	(*RevokedCertificate)(nil),    // 15: irx.v1.RevokedCertificate
-	(NodeRole)(0),                 // 16: irx.v1.NodeRole
+	(*Alert)(nil),                 // 16: irx.v1.Alert
+	(*AlertSettings)(nil),         // 17: irx.v1.AlertSettings
+	(*Warning)(nil),               // 18: irx.v1.Warning
+	(*SharingGroup)(nil),          // 19: irx.v1.SharingGroup
+	(*PrivacyBudget)(nil),         // 20: irx.v1.PrivacyBudget
+	(*RetentionPolicy)(nil),       // 21: irx.v1.RetentionPolicy
+	(NodeRole)(0),                 // 22: irx.v1.NodeRole
 }
 var file_irx_v1_node_service_proto_depIdxs = []int32{
 	9,  // 0: irx.v1.ProposeRequest.command:type_name -> irx.v1.Command
@@ -601,23 +669,29 @@ var file_irx_v1_node_service_proto_depIdxs = []int32{
 	13, // 4: irx.v1.ProposeResponse.team_description:type_name -> irx.v1.TeamDescription
 	14, // 5: irx.v1.ProposeResponse.binding:type_name -> irx.v1.RoleBinding
 	15, // 6: irx.v1.ProposeResponse.revoked_certificate:type_name -> irx.v1.RevokedCertificate
-	9,  // 7: irx.v1.ProposeBatchRequest.commands:type_name -> irx.v1.Command
-	4,  // 8: irx.v1.ProposeBatchResponse.results:type_name -> irx.v1.ProposeBatchResult
-	1,  // 9: irx.v1.ProposeBatchResult.response:type_name -> irx.v1.ProposeResponse
-	16, // 10: irx.v1.GetNodeStatusResponse.role:type_name -> irx.v1.NodeRole
-	0,  // 11: irx.v1.NodeService.Propose:input_type -> irx.v1.ProposeRequest
-	2,  // 12: irx.v1.NodeService.ProposeBatch:input_type -> irx.v1.ProposeBatchRequest
-	5,  // 13: irx.v1.NodeService.ReadIndex:input_type -> irx.v1.ReadIndexRequest
-	7,  // 14: irx.v1.NodeService.GetNodeStatus:input_type -> irx.v1.GetNodeStatusRequest
-	1,  // 15: irx.v1.NodeService.Propose:output_type -> irx.v1.ProposeResponse
-	3,  // 16: irx.v1.NodeService.ProposeBatch:output_type -> irx.v1.ProposeBatchResponse
-	6,  // 17: irx.v1.NodeService.ReadIndex:output_type -> irx.v1.ReadIndexResponse
-	8,  // 18: irx.v1.NodeService.GetNodeStatus:output_type -> irx.v1.GetNodeStatusResponse
-	15, // [15:19] is the sub-list for method output_type
-	11, // [11:15] is the sub-list for method input_type
-	11, // [11:11] is the sub-list for extension type_name
-	11, // [11:11] is the sub-list for extension extendee
-	0,  // [0:11] is the sub-list for field type_name
+	16, // 7: irx.v1.ProposeResponse.alert:type_name -> irx.v1.Alert
+	17, // 8: irx.v1.ProposeResponse.alert_settings:type_name -> irx.v1.AlertSettings
+	18, // 9: irx.v1.ProposeResponse.warning:type_name -> irx.v1.Warning
+	19, // 10: irx.v1.ProposeResponse.sharing_group:type_name -> irx.v1.SharingGroup
+	20, // 11: irx.v1.ProposeResponse.budget:type_name -> irx.v1.PrivacyBudget
+	21, // 12: irx.v1.ProposeResponse.retention:type_name -> irx.v1.RetentionPolicy
+	9,  // 13: irx.v1.ProposeBatchRequest.commands:type_name -> irx.v1.Command
+	4,  // 14: irx.v1.ProposeBatchResponse.results:type_name -> irx.v1.ProposeBatchResult
+	1,  // 15: irx.v1.ProposeBatchResult.response:type_name -> irx.v1.ProposeResponse
+	22, // 16: irx.v1.GetNodeStatusResponse.role:type_name -> irx.v1.NodeRole
+	0,  // 17: irx.v1.NodeService.Propose:input_type -> irx.v1.ProposeRequest
+	2,  // 18: irx.v1.NodeService.ProposeBatch:input_type -> irx.v1.ProposeBatchRequest
+	5,  // 19: irx.v1.NodeService.ReadIndex:input_type -> irx.v1.ReadIndexRequest
+	7,  // 20: irx.v1.NodeService.GetNodeStatus:input_type -> irx.v1.GetNodeStatusRequest
+	1,  // 21: irx.v1.NodeService.Propose:output_type -> irx.v1.ProposeResponse
+	3,  // 22: irx.v1.NodeService.ProposeBatch:output_type -> irx.v1.ProposeBatchResponse
+	6,  // 23: irx.v1.NodeService.ReadIndex:output_type -> irx.v1.ReadIndexResponse
+	8,  // 24: irx.v1.NodeService.GetNodeStatus:output_type -> irx.v1.GetNodeStatusResponse
+	21, // [21:25] is the sub-list for method output_type
+	17, // [17:21] is the sub-list for method input_type
+	17, // [17:17] is the sub-list for extension type_name
+	17, // [17:17] is the sub-list for extension extendee
+	0,  // [0:17] is the sub-list for field type_name
 }
 
 func init() { file_irx_v1_node_service_proto_init() }
@@ -626,11 +700,14 @@ func file_irx_v1_node_service_proto_init() {
 		return
 	}
 	file_irx_v1_access_service_proto_init()
+	file_irx_v1_alert_service_proto_init()
 	file_irx_v1_cluster_service_proto_init()
 	file_irx_v1_command_proto_init()
 	file_irx_v1_incident_proto_init()
 	file_irx_v1_peer_service_proto_init()
 	file_irx_v1_policy_proto_init()
+	file_irx_v1_retention_service_proto_init()
+	file_irx_v1_statistics_service_proto_init()
 	file_irx_v1_team_service_proto_init()
 	type x struct{}
 	out := protoimpl.TypeBuilder{
