@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -219,6 +220,30 @@ func runWarning(ctx context.Context, args []string, out io.Writer) error {
 	}
 	during, err := arrived(issued)
 	if err != nil {
+		if ws, lerr := a.alerts.ListWarnings(ctx, &irxv1.ListWarningsRequest{PageSize: 3}); lerr == nil {
+			for _, w := range ws.GetWarnings() {
+				fmt.Fprintf(out, "A lists %s: deliveries %v\n", w.GetWarningId(), w.GetDeliveries())
+			}
+		}
+		for i, n := range b.nodes {
+			conn, derr := n.Dial()
+			if derr != nil {
+				continue
+			}
+			ws, lerr := irxv1.NewAlertServiceClient(conn).ListWarnings(ctx, &irxv1.ListWarningsRequest{PageSize: 1000})
+			fmt.Fprintf(out, "B's node%d lists %d warnings (%v); the tool's poll error: %v\n", i+1, len(ws.GetWarnings()), lerr, pollErr)
+			if len(ws.GetWarnings()) > 0 {
+				fmt.Fprintf(out, "  first: %s received from %q\n", ws.GetWarnings()[0].GetWarningId(), ws.GetWarnings()[0].GetReceivedFrom())
+			}
+			conn.Close()
+		}
+		// What the nodes logged (warnings and above) says why.
+		for name, t := range map[string]*fedTeam{"A": a, "B": b} {
+			for i, n := range t.nodes {
+				logs := strings.Split(strings.TrimSpace(n.Logs()), "\n")
+				fmt.Fprintf(out, "%s's node%d, last log lines:\n  %s\n", name, i+1, strings.Join(logs[max(0, len(logs)-4):], "\n  "))
+			}
+		}
 		return err
 	}
 	// The same with B idle, for comparison.
