@@ -199,7 +199,7 @@ func (f *Federation) Start(t Team) error {
 	}()
 	go func() {
 		defer f.wg.Done()
-		(&warningSender{f: f, retry: map[string]retryState{}}).run(f.stop)
+		(&warningSender{f: f, retry: map[string]retryState{}, inflight: map[string]bool{}}).run(f.stop)
 	}()
 	go func() {
 		defer f.wg.Done()

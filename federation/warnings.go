@@ -136,9 +136,6 @@ func (s *warningSender) pass(ctx context.Context) {
 			s.mu.Unlock()
 			continue
 		}
-		if s.inflight == nil {
-			s.inflight = map[string]bool{}
-		}
 		s.inflight[j.key] = true
 		s.mu.Unlock()
 		s.jobs.Add(1)

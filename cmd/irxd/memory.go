@@ -38,22 +38,24 @@ const minDerivedLimit = 128 << 20
 // leaves room for it, so the whole process keeps to that budget. A limit
 // the operator set is Go's alone.
 func memoryLimit(configured, offHeap int64, getenv func(string) string, readFile func(string) ([]byte, error)) (int64, string) {
-	limit, source := budget(configured, getenv, readFile)
-	if offHeap > 0 && (source == "default" || strings.HasPrefix(source, "cgroup")) {
+	limit, source, derived := budget(configured, getenv, readFile)
+	if offHeap > 0 && derived {
 		limit = max(limit-offHeap, minDerivedLimit)
 		source += fmt.Sprintf(", less %d MiB the databases hold outside the Go heap", offHeap>>20)
 	}
 	return limit, source
 }
 
-// budget is memoryLimit before the off-heap share is taken out.
-func budget(configured int64, getenv func(string) string, readFile func(string) ([]byte, error)) (int64, string) {
+// budget is memoryLimit before the off-heap share is taken out; derived
+// says the limit is the cgroup's share or the default, not one the
+// operator set.
+func budget(configured int64, getenv func(string) string, readFile func(string) ([]byte, error)) (limit int64, source string, derived bool) {
 	if configured > 0 {
-		return configured, "memory_limit"
+		return configured, "memory_limit", false
 	}
 	if getenv("GOMEMLIMIT") != "" {
 		if current := debug.SetMemoryLimit(-1); current < math.MaxInt64 {
-			return current, "GOMEMLIMIT"
+			return current, "GOMEMLIMIT", false
 		}
 	}
 	// The memory limit of the process's cgroup: v2, then v1.
@@ -67,9 +69,9 @@ func budget(configured int64, getenv func(string) string, readFile func(string) 
 		if err != nil || v <= 0 || v >= 1<<50 {
 			continue
 		}
-		return int64(float64(v) * cgroupShare), "cgroup " + path
+		return int64(float64(v) * cgroupShare), "cgroup " + path, true
 	}
-	return defaultMemoryLimit, "default"
+	return defaultMemoryLimit, "default", true
 }
 
 // parseBytes reads a size: a number of bytes with an optional unit (KiB,

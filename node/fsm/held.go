@@ -86,8 +86,6 @@ func (h *heldValues) bytesOf(ref heldRef) []byte {
 	return h.arena.key(ref)
 }
 
-func (h *heldValues) countAt(ref heldRef) []byte { return h.arena.countAt(ref) }
-
 // key is the ordered key of the element at ref.
 func (a *heldArena) key(ref heldRef) []byte {
 	chunk, off := a.chunks[ref>>heldChunkBits], int(ref&(heldChunkSize-1))
@@ -126,28 +124,33 @@ func (a *heldArena) put(k []byte) heldRef {
 	return ref
 }
 
-// orderKey is the ordered form of an address or a name; nil for others.
+// orderKey is the ordered form of an address or a name; nil for other
+// kinds, and for a key longer than the arena's one-byte length holds.
 func orderKey(n record.Normalized) []byte {
+	var k []byte
 	switch n.Kind {
 	case record.ValueIP:
-		return append([]byte{'i', addrFamily(n.Prefix.Addr())}, n.Prefix.Addr().AsSlice()...)
+		k = append([]byte{'i', addrFamily(n.Prefix.Addr())}, n.Prefix.Addr().AsSlice()...)
 	case record.ValueDomain:
-		return append([]byte{'d'}, reverseLabels(n.Domain)...)
+		k = append([]byte{'d'}, reverseLabels(n.Domain)...)
 	}
-	return nil
+	if len(k) > math.MaxUint8 {
+		return nil
+	}
+	return k
 }
 
 // add counts one more index key of n, whose value key is vk, and returns
 // the count; remove counts one fewer.
 func (h *heldValues) add(n record.Normalized, vk []byte) int {
 	k := orderKey(n)
-	if k == nil || len(k) > math.MaxUint8 {
+	if k == nil {
 		d := heldDigestOf(vk)
 		h.others[d]++
 		return int(h.others[d])
 	}
 	if ref, ok := h.find(k); ok {
-		c := h.countAt(ref)
+		c := h.arena.countAt(ref)
 		count := binary.BigEndian.Uint32(c) + 1
 		binary.BigEndian.PutUint32(c, count)
 		return int(count)
@@ -158,7 +161,7 @@ func (h *heldValues) add(n record.Normalized, vk []byte) int {
 
 func (h *heldValues) remove(n record.Normalized, vk []byte) {
 	k := orderKey(n)
-	if k == nil || len(k) > math.MaxUint8 {
+	if k == nil {
 		d := heldDigestOf(vk)
 		if h.others[d] > 1 {
 			h.others[d]--
@@ -171,7 +174,7 @@ func (h *heldValues) remove(n record.Normalized, vk []byte) {
 	if !ok {
 		return
 	}
-	c := h.countAt(ref)
+	c := h.arena.countAt(ref)
 	if count := binary.BigEndian.Uint32(c); count > 1 {
 		binary.BigEndian.PutUint32(c, count-1)
 		return
@@ -208,14 +211,14 @@ func (h *heldValues) compact() {
 // count is how many index keys hold n, whose value key is vk.
 func (h *heldValues) count(n record.Normalized, vk []byte) int {
 	k := orderKey(n)
-	if k == nil || len(k) > math.MaxUint8 {
+	if k == nil {
 		return int(h.others[heldDigestOf(vk)])
 	}
 	ref, ok := h.find(k)
 	if !ok {
 		return 0
 	}
-	return int(binary.BigEndian.Uint32(h.countAt(ref)))
+	return int(binary.BigEndian.Uint32(h.arena.countAt(ref)))
 }
 
 // ascend calls fn with the elements from lower on, in order, until fn
@@ -231,7 +234,7 @@ func (h *heldValues) ascend(lower []byte, fn func(k []byte) bool) {
 // each calls fn with every element kept in order and its count, in order.
 func (h *heldValues) each(fn func(k []byte, count int) bool) {
 	h.tree.Scan(func(ref heldRef) bool {
-		return fn(h.bytesOf(ref), int(binary.BigEndian.Uint32(h.countAt(ref))))
+		return fn(h.bytesOf(ref), int(binary.BigEndian.Uint32(h.arena.countAt(ref))))
 	})
 }
 

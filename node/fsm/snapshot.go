@@ -106,20 +106,17 @@ type streamWriter struct {
 func newStreamWriter(w io.Writer) *streamWriter {
 	crc := crc32.New(crcTable)
 	crc.Write(snapshotMagic)
-	sw := &streamWriter{crc: crc}
-	if _, sw.err = w.Write(snapshotMagic); sw.err != nil {
-		sw.bw = bufio.NewWriter(io.Discard)
-		return sw
+	// Until the stream is set up, puts go nowhere; finish reports why.
+	sw := &streamWriter{crc: crc, bw: bufio.NewWriter(io.Discard)}
+	if _, sw.err = w.Write(snapshotMagic); sw.err == nil {
+		// One encoder goroutine: a snapshot is written beside the apply
+		// loop, and the fastest level keeps the writer ahead of the disk.
+		sw.zw, sw.err = zstd.NewWriter(w, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(1),
+			zstd.WithWindowSize(snapshotWindow))
 	}
-	// One encoder goroutine: a snapshot is written beside the apply loop,
-	// and the fastest level keeps the stream's writer ahead of the disk.
-	sw.zw, sw.err = zstd.NewWriter(w, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(1),
-		zstd.WithWindowSize(snapshotWindow))
-	if sw.err != nil {
-		sw.bw = bufio.NewWriter(io.Discard)
-		return sw
+	if sw.err == nil {
+		sw.bw = bufio.NewWriterSize(io.MultiWriter(sw.zw, crc), 1<<20)
 	}
-	sw.bw = bufio.NewWriterSize(io.MultiWriter(sw.zw, crc), 1<<20)
 	return sw
 }
 

@@ -181,16 +181,11 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	}
 	defer closePool()
 	incident := paddedIncident(*size)
-	request, err := encodedCreate(incident)
-	values := ""
-	if *unique {
-		request, err = uniqueValues(incident)
-		values = ", each with a C2 domain of its own"
-	}
+	request, values, err := createRequest(incident, *unique)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(out, "ingest: %d clients over %d nodes, %d-byte incidents%s, %v warm-up, %v measured, %s\n",
+	fmt.Fprintf(out, "ingest: %d clients over %d nodes, %d-byte incidents, %s, %v warm-up, %v measured, %s\n",
 		*clients, len(addrs), proto.Size(incident), values, *warmup, *duration, procsUsed.note(len(started) > 0))
 	if leaderAddr != "" {
 		fmt.Fprintf(out, "leader %s; the first client sends to %s\n", leaderAddr, addrs[0])

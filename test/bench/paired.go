@@ -6,7 +6,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -14,11 +13,17 @@ import (
 	"github.com/irxfed/irx/test/irxdtest"
 )
 
-// leftOut maps what -without names to the build tag that leaves it out of
-// irxd (node/fsm's *_left_out.go files).
-var leftOut = map[string]string{
-	"statistics":  "irx_bench_without_statistics",
-	"correlation": "irx_bench_without_correlation",
+// leftOutFeatures are what -without can name.
+const leftOutFeatures = "correlation, statistics"
+
+// leftOutTag is the build tag that leaves feature out of irxd (node/fsm's
+// *_left_out.go files).
+func leftOutTag(feature string) (tag string, ok bool) {
+	switch feature {
+	case "statistics", "correlation":
+		return "irx_bench_without_" + feature, true
+	}
+	return "", false
 }
 
 // A pairedBuild is one irxd the paired runs alternate between.
@@ -40,7 +45,7 @@ type pairedBuild struct {
 func runPaired(ctx context.Context, args []string, out io.Writer) error {
 	fs := flag.NewFlagSet("paired", flag.ContinueOnError)
 	var (
-		without  = fs.String("without", "statistics", "features to leave out, comma-separated, each in a build of its own: "+strings.Join(slices.Sorted(maps.Keys(leftOut)), ", "))
+		without  = fs.String("without", "statistics", "features to leave out, comma-separated, each in a build of its own: "+leftOutFeatures)
 		nodes    = fs.Int("nodes", 3, "nodes of the team")
 		records  = fs.Int("records", 0, "records to preload before the first round (with the shipped build)")
 		clients  = fs.Int("clients", 1000, "concurrent clients, for the preload and every run")
@@ -60,13 +65,14 @@ func runPaired(ctx context.Context, args []string, out io.Writer) error {
 	if *rounds < 1 || *clients < 1 || *duration <= 0 {
 		return errors.New("-rounds and -clients must be at least 1 and -duration positive")
 	}
-	var features []string
+	var features, tags []string
 	for f := range strings.SplitSeq(*without, ",") {
 		f = strings.TrimSpace(f)
-		if _, ok := leftOut[f]; !ok {
-			return fmt.Errorf("-without: %q is not a feature a build can leave out (%s)", f, strings.Join(slices.Sorted(maps.Keys(leftOut)), ", "))
+		tag, ok := leftOutTag(f)
+		if !ok {
+			return fmt.Errorf("-without: %q is not a feature a build can leave out (%s)", f, leftOutFeatures)
 		}
-		features = append(features, f)
+		features, tags = append(features, f), append(tags, tag)
 	}
 	dir, shipped, cleanup, err := workDir(ctx, "irx-paired", *keep, "")
 	if err != nil {
@@ -74,8 +80,8 @@ func runPaired(ctx context.Context, args []string, out io.Writer) error {
 	}
 	defer cleanup()
 	builds := []pairedBuild{{name: "as shipped", bin: shipped}}
-	for _, f := range features {
-		bin, err := irxdtest.Build(ctx, dir, leftOut[f])
+	for i, f := range features {
+		bin, err := irxdtest.Build(ctx, dir, tags[i])
 		if err != nil {
 			return err
 		}
@@ -178,8 +184,7 @@ func pairedMeasure(ctx context.Context, team []*irxdtest.Node, bin string, clien
 		// Failures are the nodes' story: what they logged (at warn and
 		// above) says whether a leader changed or a disk stalled.
 		for i, n := range team {
-			logs := strings.Split(strings.TrimSpace(n.Logs()), "\n")
-			d.lastErr += fmt.Sprintf("\n    node%d's last log lines:\n      %s", i+1, strings.Join(logs[max(0, len(logs)-3):], "\n      "))
+			d.lastErr += fmt.Sprintf("\n    node%d's last log lines:\n      %s", i+1, lastLogLines(n, 3, "\n      "))
 		}
 	}
 	run := pairedRun{driven: d}
@@ -213,4 +218,11 @@ func pairedSummary(builds []pairedBuild, results map[string][]pairedRun) string 
 		fmt.Fprintf(&b, "%s: shipped build's rate as a share of the rate without it, per round: %s\n", feature, strings.Join(rateShares, " / "))
 	}
 	return b.String()
+}
+
+// lastLogLines is the last n lines a node logged (at warn and above, as
+// the tool starts them), joined by sep.
+func lastLogLines(node *irxdtest.Node, n int, sep string) string {
+	logs := strings.Split(strings.TrimSpace(node.Logs()), "\n")
+	return strings.Join(logs[max(0, len(logs)-n):], sep)
 }

@@ -8,7 +8,6 @@ import (
 	"io"
 	"os"
 	"slices"
-	"strings"
 	"sync"
 	"time"
 
@@ -240,8 +239,7 @@ func runWarning(ctx context.Context, args []string, out io.Writer) error {
 		// What the nodes logged (warnings and above) says why.
 		for name, t := range map[string]*fedTeam{"A": a, "B": b} {
 			for i, n := range t.nodes {
-				logs := strings.Split(strings.TrimSpace(n.Logs()), "\n")
-				fmt.Fprintf(out, "%s's node%d, last log lines:\n  %s\n", name, i+1, strings.Join(logs[max(0, len(logs)-4):], "\n  "))
+				fmt.Fprintf(out, "%s's node%d, last log lines:\n  %s\n", name, i+1, lastLogLines(n, 4, "\n  "))
 			}
 		}
 		return err
