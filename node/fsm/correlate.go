@@ -29,7 +29,8 @@ import (
 //	                                        for an address, prefix or name its text
 //
 // where the value key is "h" and the first 16 bytes of the SHA-256 of the
-// value's text. Keys never hold a value itself: keys reach pebble's
+// value's text. The key of a value that one record alone holds is kept in
+// the journal instead (below, "The journal of single holders"). Keys never hold a value itself: keys reach pebble's
 // MANIFEST as table boundaries, which no compaction erases, so a value in
 // a key would outlive the erasure of a withdrawn record. Containment needs
 // order, so it is kept in memory instead (heldValues): every address and
@@ -54,6 +55,7 @@ import (
 // the records.
 var (
 	prefixCorrelation = []byte("cor/v/")
+	prefixCorJournal  = []byte("cor/j/")
 	prefixAlert       = []byte("alr/a/")
 	prefixAlertByRev  = []byte("alr/u/")
 	keyAlertSettings  = []byte("alr/s")
@@ -95,12 +97,7 @@ const valueKeyLen = 17
 
 // valueKey is valueKey(n), computed once per batch.
 func (c *correlator) valueKey(n record.Normalized) []byte {
-	// Normalize's text decides the canonical text, so it can stand for it
-	// without being made again (an address's String allocates).
-	text := n.Text
-	if text == "" {
-		text = canonicalText(n)
-	}
+	text := canonicalText(n)
 	if k, ok := c.keys[text]; ok {
 		return k
 	}
@@ -113,6 +110,9 @@ func (c *correlator) valueKey(n record.Normalized) []byte {
 // the caller built n from those alone (the prefixes around an address, the
 // names above a name).
 func canonicalText(n record.Normalized) string {
+	if n.Text != "" {
+		return n.Text // record.Normalize makes it canonical
+	}
 	switch n.Kind {
 	case record.ValueIP:
 		return "ip:" + n.Prefix.Addr().String()
@@ -176,17 +176,124 @@ func correlationKey(vk []byte, id record.ID) []byte {
 	return binary.BigEndian.AppendUint64(k, id.Ticket)
 }
 
-// recordValues returns the normalised values of a record version, by text.
-// A withdrawn version (and a stub) holds none.
-func recordValues(inc *irxv1.Incident) map[string]record.Normalized {
+// The journal of single holders. Most indicators are seen by one record
+// only. A value key is a digest, so a fresh value's index key lands at a
+// random place in the index: every flushed table of the index then
+// overlaps every table below it, and compactions rewrote the index again
+// and again (paired runs with a million distinct indicators put most of
+// correlation's cost there, not in its own code). The key of a value one
+// record alone holds therefore goes to the journal, in the order of the
+// log:
+//
+//	cor/j/<journal position8> -> value key, incident key (uvarint length, team, ticket8),
+//	                             and what its index key would hold (entryValue)
+//
+// where a position is the raft index of the entry and the value's number
+// within it. The journal only grows at its end, so its tables are written
+// once and move down the levels whole. The memory of held values keeps
+// each such value's position (heldCount.journal). When a second record
+// comes to hold the value, its key moves into the index proper, where a
+// value's holders are found together; when its one record stops holding
+// it, the journal key is deleted. Positions are assigned in the order of
+// the values' texts, so every replica writes the same keys.
+const journalPosBits = 20
+
+func journalKey(pos uint64) []byte { return cat(prefixCorJournal, u64(pos)) }
+
+// nextJournalPos returns the position of the next journal key of the
+// entry being applied; 0 when the entry has used every position (its
+// keys then go to the index proper).
+func (a *applier) nextJournalPos() uint64 {
+	if a.index >= 1<<(64-journalPosBits) || a.journalPos >= 1<<journalPosBits-1 {
+		return 0
+	}
+	a.journalPos++
+	return a.index<<journalPosBits | uint64(a.journalPos)
+}
+
+// journalValue is the value of the journal key of n, which record id
+// holds: vk, id, and entryValue(head, n).
+func journalValue(vk []byte, id record.ID, head []byte, n record.Normalized) []byte {
+	out := make([]byte, 0, len(vk)+binary.MaxVarintLen64+len(id.Team)+8+len(head)+len(n.Text))
+	out = append(out, vk...)
+	out = binary.AppendUvarint(out, uint64(len(id.Team)))
+	out = append(out, id.Team...)
+	out = binary.BigEndian.AppendUint64(out, id.Ticket)
+	return appendEntryValue(out, head, n)
+}
+
+func parseJournalValue(raw []byte) (vk []byte, id record.ID, v []byte, ok bool) {
+	if len(raw) < valueKeyLen {
+		return nil, record.ID{}, nil, false
+	}
+	vk, rest := raw[:valueKeyLen], raw[valueKeyLen:]
+	size, n := binary.Uvarint(rest)
+	if n <= 0 || uint64(len(rest)-n) < size+8 {
+		return nil, record.ID{}, nil, false
+	}
+	rest = rest[n:]
+	id = record.ID{Team: string(rest[:size]), Ticket: binary.BigEndian.Uint64(rest[size:])}
+	return vk, id, rest[size+8:], true
+}
+
+// setJournal writes the journal key at pos: record id holds n, whose
+// value key is vk, and head is correlationValue of the record.
+func (a *applier) setJournal(pos uint64, vk []byte, id record.ID, head []byte, n record.Normalized) {
+	raw := journalValue(vk, id, head, n)
+	a.set(journalKey(pos), raw)
+	a.corr().journal[pos] = raw
+}
+
+// journalEntry reads the journal key at pos as the batch so far left it.
+func (a *applier) journalEntry(pos uint64) (vk []byte, id record.ID, v []byte, ok bool) {
+	c := a.corr()
+	raw, inBatch := c.journal[pos]
+	if !inBatch {
+		got, closer, err := a.fsm.db.Get(journalKey(pos))
+		if err != nil {
+			a.fail(fmt.Errorf("fsm: correlation journal at %d: %w", pos, err))
+			return nil, record.ID{}, nil, false
+		}
+		raw = bytes.Clone(got)
+		_ = closer.Close()
+	}
+	if vk, id, v, ok = parseJournalValue(raw); !ok {
+		a.fail(fmt.Errorf("fsm: malformed correlation journal entry at %d", pos))
+	}
+	return vk, id, v, ok
+}
+
+// promote moves the journal key at pos of n, whose value key is vk, into
+// the index proper: a second record has come to hold n.
+func (a *applier) promote(n record.Normalized, vk []byte, pos uint64) {
+	held, holder, v, ok := a.journalEntry(pos)
+	if !ok {
+		return
+	}
+	if !bytes.Equal(held, vk) {
+		a.fail(fmt.Errorf("fsm: correlation journal at %d holds another value", pos))
+		return
+	}
+	a.del(journalKey(pos))
+	a.corr().journal[pos] = nil
+	k := correlationKey(vk, holder)
+	a.set(k, v)
+	a.corr().put(k, v)
+	a.fsm.held.setJournal(n, vk, 0)
+}
+
+// recordValues returns the normalised values of a record version, in the
+// order of their texts, each once. A withdrawn version (and a stub) holds
+// none.
+func recordValues(inc *irxv1.Incident) heldSet {
 	if inc == nil || inc.GetWithdrawTime() != nil {
 		return nil
 	}
 	sender := inc.GetProvenance().GetReceivedFrom()
-	out := map[string]record.Normalized{}
+	var out heldSet
 	add := func(v string) {
 		if n, ok := record.Normalize(v, sender); ok {
-			out[n.Text] = n
+			out = append(out, n)
 		}
 	}
 	for _, ind := range inc.GetIndicators() {
@@ -199,7 +306,17 @@ func recordValues(inc *irxv1.Incident) map[string]record.Normalized {
 		add(h.GetHostname())
 		add(h.GetDomain())
 	}
-	return out
+	slices.SortFunc(out, func(x, y record.Normalized) int { return strings.Compare(x.Text, y.Text) })
+	return slices.CompactFunc(out, func(x, y record.Normalized) bool { return x.Text == y.Text })
+}
+
+// A heldSet is the values of one record version, sorted by text: a record
+// holds a handful, for which a sorted slice is cheaper than a map.
+type heldSet []record.Normalized
+
+func (s heldSet) has(text string) bool {
+	_, found := slices.BinarySearchFunc(s, text, func(n record.Normalized, t string) int { return strings.Compare(n.Text, t) })
+	return found
 }
 
 // correlationValue is how an index key of a value starts: the record's
@@ -218,7 +335,15 @@ func entryValue(head []byte, n record.Normalized) []byte {
 	if !ordered(n.Kind) {
 		return head
 	}
-	return append(bytes.Clone(head), canonicalText(n)...)
+	return appendEntryValue(make([]byte, 0, len(head)+len(n.Text)), head, n)
+}
+
+func appendEntryValue(dst, head []byte, n record.Normalized) []byte {
+	dst = append(dst, head...)
+	if ordered(n.Kind) {
+		dst = append(dst, canonicalText(n)...)
+	}
+	return dst
 }
 
 // parseEntryValue splits an index key's value.
@@ -243,6 +368,9 @@ type corOverlay map[string]map[string][]byte
 // correlator is the applier's state for correlation, made on first use.
 type correlator struct {
 	overlay corOverlay
+	// journal holds the journal keys written by this batch, by position;
+	// a nil value is a deletion.
+	journal map[uint64][]byte
 	alerts  map[string]*irxv1.Alert // alerts written in this batch; nil value: deleted
 	it      *pebble.Iterator
 	window  time.Duration
@@ -258,7 +386,7 @@ type correlator struct {
 
 func (a *applier) corr() *correlator {
 	if a.cor == nil {
-		a.cor = &correlator{overlay: corOverlay{}, alerts: map[string]*irxv1.Alert{}, keys: map[string][]byte{}}
+		a.cor = &correlator{overlay: corOverlay{}, journal: map[uint64][]byte{}, alerts: map[string]*irxv1.Alert{}, keys: map[string][]byte{}}
 	}
 	if !a.cor.loaded {
 		a.cor.loaded = true
@@ -300,67 +428,99 @@ func (a *applier) correlate(id record.ID, prev, next *irxv1.Incident, erase bool
 	if len(after) > 0 {
 		newV = correlationValue(next)
 	}
-	var touched []record.Normalized
-	grew := map[string]bool{} // touched because a record came to hold it
-	// fresh: a value no record held before this one (an alert
-	// exists only while some record holds its value, so there is none to
-	// read, but one this batch made).
-	fresh := map[string]bool{}
-	for text, n := range before {
-		if _, kept := after[text]; kept && bytes.Equal(oldV, newV) {
-			continue
-		}
-		if _, kept := after[text]; !kept {
+	// touched: the values whose alerts the change touches; grew: because
+	// a record came to hold it; fresh: a value no record held before this
+	// one (an alert exists only while some record holds its value, so
+	// there is none to read, but one this batch made).
+	type change struct {
+		n           record.Normalized
+		grew, fresh bool
+	}
+	var touched []change
+	for _, n := range before {
+		if after.has(n.Text) {
+			if bytes.Equal(oldV, newV) {
+				continue
+			}
+		} else {
 			vk := c.valueKey(n)
-			k := correlationKey(vk, id)
+			var k []byte
+			if was := a.fsm.held.remove(n, vk); was.journal != 0 {
+				k = journalKey(was.journal)
+				c.journal[was.journal] = nil
+			} else {
+				k = correlationKey(vk, id)
+				c.put(k, nil)
+			}
 			a.del(k)
-			c.put(k, nil)
-			a.fsm.held.remove(n, vk)
 			if erase {
 				a.erasedKeys(k)
 			}
 		}
-		touched = append(touched, n)
+		touched = append(touched, change{n: n})
 	}
-	for text, n := range after {
-		if _, had := before[text]; had && bytes.Equal(oldV, newV) {
+	// after is in the order of the texts, so every replica numbers the
+	// journal keys alike.
+	for _, n := range after {
+		had := before.has(n.Text)
+		if had && bytes.Equal(oldV, newV) {
 			continue
 		}
 		vk := c.valueKey(n)
-		k := correlationKey(vk, id)
-		v := entryValue(newV, n)
-		a.set(k, v)
-		c.put(k, v)
-		grew[text] = true
-		if _, had := before[text]; !had {
-			if a.fsm.held.add(n, vk) == 1 {
-				fresh[text] = true
+		if had {
+			// A new report time: the value's key holds it.
+			for i := range touched {
+				if touched[i].n.Text == n.Text {
+					touched[i].grew = true
+				}
 			}
+			if cur := a.fsm.held.count(n, vk); cur.journal != 0 {
+				a.setJournal(cur.journal, vk, id, newV, n)
+				continue
+			}
+		} else {
+			pos := a.nextJournalPos()
+			was := a.fsm.held.add(n, vk, pos)
 			if n.Kind == record.ValueNet {
 				a.fsm.netBits.add(n.Prefix)
 			}
-			touched = append(touched, n)
+			touched = append(touched, change{n: n, grew: true, fresh: was.count == 0})
+			if was.count == 0 && pos != 0 {
+				a.setJournal(pos, vk, id, newV, n)
+				continue
+			}
+			if was.journal != 0 {
+				a.promote(n, vk, was.journal)
+			}
 		}
+		k, v := correlationKey(vk, id), entryValue(newV, n)
+		a.set(k, v)
+		c.put(k, v)
 	}
 	if len(touched) == 0 {
 		return
 	}
 	// Recompute each alert once, in an order every replica shares.
-	anchors := map[string]record.Normalized{}
-	shrank := map[string]bool{}
-	for _, n := range touched {
-		for _, an := range a.anchorsOf(n) {
-			anchors[an.Text] = an
-			shrank[an.Text] = shrank[an.Text] || !grew[n.Text]
+	type anchor struct {
+		n             record.Normalized
+		shrank, fresh bool
+	}
+	var anchors []anchor
+	for _, t := range touched {
+		for _, an := range a.anchorsOf(t.n) {
+			anchors = append(anchors, anchor{n: an, shrank: !t.grew, fresh: t.fresh && an.Text == t.n.Text})
 		}
 	}
-	texts := make([]string, 0, len(anchors))
-	for t := range anchors {
-		texts = append(texts, t)
-	}
-	slices.Sort(texts)
-	for _, t := range texts {
-		a.recomputeAlert(anchors[t], erase, shrank[t], fresh[t])
+	slices.SortStableFunc(anchors, func(x, y anchor) int { return strings.Compare(x.n.Text, y.n.Text) })
+	for i := 0; i < len(anchors); {
+		an := anchors[i]
+		j := i + 1
+		for ; j < len(anchors) && anchors[j].n.Text == an.n.Text; j++ {
+			an.shrank = an.shrank || anchors[j].shrank
+			an.fresh = an.fresh || anchors[j].fresh
+		}
+		a.recomputeAlert(an.n, erase, an.shrank, an.fresh)
+		i = j
 	}
 }
 
@@ -427,12 +587,27 @@ func (a *applier) scan(lower, upper []byte, fn func(k, v []byte)) {
 	}
 }
 
-// holders returns the records that hold the value of group exactly. held
-// is how many index keys the value has (heldValues' count): when this
-// batch wrote all of them, the database has no other and is not read.
-// That is the common case of a new value, and a read of the index is a
-// seek in every level of the database.
-func (a *applier) holders(group []byte, held int) []member {
+// holders returns the records that hold the value whose value key is vk
+// exactly; held is what the memory of held values says of it. When this
+// batch wrote all of its index keys, the database has no other and is not
+// read: that is the common case of a new value, and a read of the index
+// is a seek in every level of the database.
+func (a *applier) holders(vk []byte, held heldCount) []member {
+	if held.count == 0 {
+		return nil
+	}
+	if held.journal != 0 {
+		_, id, v, ok := a.journalEntry(held.journal)
+		if !ok {
+			return nil
+		}
+		t, sender, _, ok := parseEntryValue(v)
+		if !ok {
+			a.fail(fmt.Errorf("fsm: malformed correlation journal entry at %d", held.journal))
+			return nil
+		}
+		return []member{{id: id, time: t, sender: sender}}
+	}
 	var out []member
 	add := func(k, v []byte) {
 		id, err := idFromKey(k, prefixCorrelation)
@@ -443,12 +618,10 @@ func (a *applier) holders(group []byte, held int) []member {
 		}
 		out = append(out, member{id: id, time: t, sender: sender})
 	}
-	if held == 0 {
-		return nil
-	}
 	// A value group's keys all start with it and no other group's do (a
 	// group has a fixed length), so the batch's writes of it are the
 	// overlay's entry for it alone.
+	group := valueGroup(vk)
 	written := a.corr().overlay[string(group)]
 	live := 0
 	for _, v := range written {
@@ -456,7 +629,7 @@ func (a *applier) holders(group []byte, held int) []member {
 			live++
 		}
 	}
-	if held == live {
+	if int(held.count) == live {
 		for rest, v := range written {
 			if v != nil {
 				add(append(bytes.Clone(group), rest...), v)
@@ -498,31 +671,11 @@ func lastAddr(p netip.Prefix) netip.Addr {
 // candidates lists the records that hold the anchor, a prefix containing
 // it, or a name above it, each once; exact says whether any holds the
 // anchor itself.
-func (a *applier) candidates(n record.Normalized) (out []member, exact bool) {
-	c := a.corr()
-	vk := c.valueKey(n)
-	own := a.holders(valueGroup(vk), a.fsm.held.count(n, vk))
-	exact = len(own) > 0
-	out = append(out, own...)
-	switch n.Kind {
-	case record.ValueIP:
-		addr := n.Prefix.Addr()
-		for bits := range a.fsm.netBits.lengths(addr) {
-			p, err := addr.Prefix(bits)
-			if err != nil {
-				continue
-			}
-			net := record.Normalized{Kind: record.ValueNet, Prefix: p}
-			vk := c.valueKey(net)
-			out = append(out, a.holders(valueGroup(vk), a.fsm.held.count(net, vk))...)
-		}
-	case record.ValueDomain:
-		for _, d := range record.ParentDomains(n.Domain) {
-			parent := record.Normalized{Kind: record.ValueDomain, Domain: d}
-			vk := c.valueKey(parent)
-			out = append(out, a.holders(valueGroup(vk), a.fsm.held.count(parent, vk))...)
-		}
-	}
+func (a *applier) candidates(n record.Normalized, containers []member) (out []member, exact bool) {
+	vk := a.corr().valueKey(n)
+	out = a.holders(vk, a.fsm.held.count(n, vk))
+	exact = len(out) > 0
+	out = append(out, containers...)
 	slices.SortFunc(out, func(x, y member) int {
 		if c := bytes.Compare(x.time, y.time); c != 0 {
 			return c
@@ -535,6 +688,39 @@ func (a *applier) candidates(n record.Normalized) (out []member, exact bool) {
 	// A record holds one report time, so its copies are neighbours.
 	out = slices.CompactFunc(out, func(x, y member) bool { return x.id == y.id })
 	return out, exact
+}
+
+// containers lists the records that hold a prefix containing n (an
+// address) or a name above n (a name).
+func (a *applier) containers(n record.Normalized) []member {
+	var out []member
+	switch n.Kind {
+	case record.ValueIP:
+		addr := n.Prefix.Addr()
+		for bits := range a.fsm.netBits.lengths(addr) {
+			p, err := addr.Prefix(bits)
+			if err != nil {
+				continue
+			}
+			out = append(out, a.heldBy(record.Normalized{Kind: record.ValueNet, Prefix: p})...)
+		}
+	case record.ValueDomain:
+		for _, d := range record.ParentDomains(n.Domain) {
+			out = append(out, a.heldBy(record.Normalized{Kind: record.ValueDomain, Domain: d})...)
+		}
+	}
+	return out
+}
+
+// heldBy lists the records that hold n itself. Most names above a name
+// are held by none, which the memory of held values answers without the
+// value key (a digest) where n has an order.
+func (a *applier) heldBy(n record.Normalized) []member {
+	if held, ordered := a.fsm.held.countOrdered(n); ordered && held.count == 0 {
+		return nil
+	}
+	vk := a.corr().valueKey(n)
+	return a.holders(vk, a.fsm.held.count(n, vk))
 }
 
 func cmpU64(x, y uint64) int {
@@ -577,11 +763,21 @@ func (a *applier) recomputeAlert(n record.Normalized, erase, shrank, fresh bool)
 	// scan (a C2 address in every record of a campaign would otherwise
 	// make each create cost a scan of all the others). Only a record that
 	// stops holding it may unsaturate it, and recomputes.
-	satKey := cat(prefixSaturated, c.valueKey(n))
-	_, saturated := a.fsm.saturated[string(satKey)]
+	var buf [len("alr/sat/") + valueKeyLen]byte
+	probe := append(append(buf[:0], prefixSaturated...), c.valueKey(n)...)
+	_, saturated := a.fsm.saturated[string(probe)]
 	if saturated && !shrank {
 		return
 	}
+
+	containers := a.containers(n)
+	// A value no record held before this one is held by the one record
+	// now: with no record holding a container of it, it has no alert to
+	// open, and none to close unless this batch made one.
+	if fresh && len(containers) == 0 && (len(c.alerts) == 0 || c.alerts[AlertID(n.Text)] == nil) {
+		return
+	}
+	satKey := bytes.Clone(probe)
 	id := AlertID(n.Text)
 	var existing *irxv1.Alert
 	if al, made := c.alerts[id]; fresh && made && al != nil {
@@ -593,11 +789,18 @@ func (a *applier) recomputeAlert(n record.Normalized, erase, shrank, fresh bool)
 			return
 		}
 	}
-	all, exact := a.candidates(n)
+	all, exact := a.candidates(n, containers)
 	if a.err != nil {
 		return
 	}
 	if !exact {
+		// No record holds the value: neither its alert nor its mark stays
+		// (a mark left behind would keep the alert of a value held again
+		// from being made).
+		if saturated {
+			a.del(satKey)
+			delete(a.fsm.saturated, string(satKey))
+		}
 		if existing != nil {
 			a.del(alertKey(id))
 			a.del(alertRevKey(existing.GetRevision(), id))
@@ -834,31 +1037,57 @@ func loadSaturated(db *pebble.DB) (map[string]struct{}, error) {
 }
 
 // loadCorrelationMemory reads the prefix lengths and the addresses and
-// names the index holds from its entries' values.
+// names the index and its journal hold from their entries' values.
 func loadCorrelationMemory(db *pebble.DB) (*netBits, *heldValues, error) {
 	nb, held := &netBits{}, newHeldValues()
-	it, err := db.NewIter(&pebble.IterOptions{LowerBound: prefixCorrelation, UpperBound: prefixEnd(prefixCorrelation)})
-	if err != nil {
-		return nil, nil, fmt.Errorf("fsm: read correlation index: %w", err)
-	}
-	for valid := it.First(); valid; valid = it.Next() {
-		_, _, text, ok := parseEntryValue(it.Value())
+	remember := func(vk, entry []byte, journal uint64) bool {
+		_, _, text, ok := parseEntryValue(entry)
 		if !ok {
-			return nil, nil, errors.Join(fmt.Errorf("fsm: malformed correlation entry %x", it.Key()), it.Close())
-		}
-		key := it.Key()
-		if len(key) < len(prefixCorrelation)+valueKeyLen {
-			return nil, nil, errors.Join(fmt.Errorf("fsm: malformed correlation key %x", key), it.Close())
+			return false
 		}
 		// A digest, URL or e-mail address is counted by its value key
 		// alone (n's kind is then the zero one, which has no order).
 		n, _ := parseCanonical(text)
-		held.add(n, key[len(prefixCorrelation):len(prefixCorrelation)+valueKeyLen])
+		held.add(n, vk, journal)
 		if n.Kind == record.ValueNet {
 			nb.add(n.Prefix)
 		}
+		return true
 	}
-	return nb, held, it.Close()
+	err := scanFamily(db, prefixCorrelation, func(key, value []byte) error {
+		if len(key) < len(prefixCorrelation)+valueKeyLen || !remember(key[len(prefixCorrelation):len(prefixCorrelation)+valueKeyLen], value, 0) {
+			return fmt.Errorf("fsm: malformed correlation entry %x", key)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	err = scanFamily(db, prefixCorJournal, func(key, value []byte) error {
+		vk, _, entry, ok := parseJournalValue(value)
+		if !ok || len(key) != len(prefixCorJournal)+8 || !remember(vk, entry, binary.BigEndian.Uint64(key[len(prefixCorJournal):])) {
+			return fmt.Errorf("fsm: malformed correlation journal entry %x", key)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	return nb, held, nil
+}
+
+// scanFamily calls fn with every key under prefix and its value, in order.
+func scanFamily(db *pebble.DB, prefix []byte, fn func(key, value []byte) error) error {
+	it, err := db.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: prefixEnd(prefix)})
+	if err != nil {
+		return fmt.Errorf("fsm: read %s: %w", prefix, err)
+	}
+	for valid := it.First(); valid; valid = it.Next() {
+		if err := fn(it.Key(), it.Value()); err != nil {
+			return errors.Join(err, it.Close())
+		}
+	}
+	return errors.Join(it.Error(), it.Close())
 }
 
 // Alert returns one alert.

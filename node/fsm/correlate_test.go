@@ -2,6 +2,7 @@ package fsm
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -279,8 +280,8 @@ func TestCorrelationEqualsBruteForce(t *testing.T) {
 
 func heldElements(h *heldValues) []string {
 	var out []string
-	h.each(func(k []byte, count int) bool {
-		out = append(out, fmt.Sprintf("%q×%d", k, count))
+	h.each(func(k []byte, c heldCount) bool {
+		out = append(out, fmt.Sprintf("%q×%d@%d", k, c.count, c.journal))
 		return true
 	})
 	return out
@@ -304,7 +305,7 @@ func assertNoValueInKeys(t interface{ Fatalf(string, ...any) }, f *FSM) {
 			needles = append(needles, []byte(n.Domain), []byte(reverseLabels(n.Domain)))
 		}
 	}
-	for _, prefix := range [][]byte{prefixCorrelation, prefixAlertFamily} {
+	for _, prefix := range [][]byte{prefixCorrelation, prefixCorJournal, prefixAlertFamily} {
 		it, err := f.db.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: prefixEnd(prefix)})
 		if err != nil {
 			t.Fatalf("%v", err)
@@ -465,5 +466,48 @@ func TestCorrelationSaturates(t *testing.T) {
 	al, err = h.f.Alert(AlertID("ip:198.51.100.7"))
 	if err != nil || al.GetSaturated() || al.GetCount() != maxAlertRecords-1 || len(h.f.saturated) != 0 {
 		t.Fatalf("after withdrawals: saturated %v, count %d, %v, marks %d", al.GetSaturated(), al.GetCount(), err, len(h.f.saturated))
+	}
+}
+
+// An address inside a prefix that more records hold than an alert lists
+// has a saturated alert. When its one record stops holding it, the alert
+// goes, and its saturation mark with it: a record that holds the address
+// again gets the alert back (a mark left behind once kept it from being
+// made).
+func TestCorrelationUnsaturatesAValueNoRecordHolds(t *testing.T) {
+	h := newHarness(t)
+	var logs []*raft.Log
+	for range maxAlertRecords + 2 {
+		inc := newIncident()
+		inc.ReportTime = timestamppb.New(t0)
+		inc.AttackingHosts = []*irxv1.Host{{Addresses: []string{"198.51.100.0/24"}}}
+		logs = append(logs, h.createLog(inc, ""))
+	}
+	for _, r := range h.f.ApplyBatch(logs) {
+		if err := r.(*Result).Err; err != nil {
+			t.Fatal(err)
+		}
+	}
+	holdAddress := func() {
+		inc := newIncident()
+		inc.ReportTime = timestamppb.New(t0)
+		inc.AttackingHosts = []*irxv1.Host{{Addresses: []string{"198.51.100.7"}}}
+		h.create(inc)
+	}
+	id := AlertID("ip:198.51.100.7")
+	holdAddress()
+	if al, err := h.f.Alert(id); err != nil || !al.GetSaturated() {
+		t.Fatalf("alert of the address inside the prefix: %v, %v", al, err)
+	}
+	withdrawn := record.ID{Team: team, Ticket: uint64(len(logs) + 1)}.String()
+	if r := h.apply(h.command(&irxv1.Command{Kind: &irxv1.Command_WithdrawIncident{WithdrawIncident: &irxv1.WithdrawIncidentCommand{IncidentId: withdrawn}}})); r.Err != nil {
+		t.Fatal(r.Err)
+	}
+	if _, err := h.f.Alert(id); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("alert of an address no record holds: %v", err)
+	}
+	holdAddress()
+	if al, err := h.f.Alert(id); err != nil || !al.GetSaturated() || al.GetCount() != maxAlertRecords {
+		t.Fatalf("alert of the address held again: %v, %v", al, err)
 	}
 }

@@ -579,8 +579,9 @@ type applier struct {
 	// accessChanged: a command changed bindings or revocations; bound: the
 	// bootstrap grant applied (so a later one in the batch is moot).
 	accessChanged, bound bool
-	// position numbers the actions recorded within one entry.
-	position uint32
+	// position numbers the actions recorded within one entry; journalPos
+	// the keys it wrote to correlation's journal (correlate.go).
+	position, journalPos uint32
 
 	// stats sums the batch's changes to the statistics' counters by key
 	// (stats.go).
@@ -598,7 +599,7 @@ type applier struct {
 }
 
 func (a *applier) apply(e *entry, index uint64) *Result {
-	a.position = 0
+	a.position, a.journalPos = 0, 0
 	if !e.batch {
 		return a.applyCommand(e.commands[0], e.proposeTime, index, false)
 	}

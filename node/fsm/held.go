@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"math"
 	"net/netip"
+	"strings"
 
 	"github.com/tidwall/btree"
 
@@ -32,10 +33,19 @@ type heldValues struct {
 	// addresses, prefixes, pseudonyms, and a name too long for the
 	// arena) by their value key: every kind has a count, so a value no
 	// record holds yet never costs a read of the index.
-	others map[heldDigest]uint32
+	others map[heldDigest]heldCount
 	// probe is the element that probeRef stands for in a comparison: the
-	// key of a lookup, which is not in the arena.
-	probe []byte
+	// key of a lookup, which is not in the arena; scratch is where lookups
+	// make their keys.
+	probe, scratch []byte
+}
+
+// A heldCount is how many index keys hold a value and, while one record
+// alone holds it, where in the journal of single holders its key is (0:
+// in the index proper; see correlate.go).
+type heldCount struct {
+	count   uint32
+	journal uint64
 }
 
 // A heldDigest is a value key (valueKey) without its kind byte.
@@ -51,13 +61,14 @@ type heldRef uint64
 
 const probeRef heldRef = math.MaxUint64
 
-// An element in the arena is its count (4 bytes), its length (1 byte; an
-// ordered key is at most 1 + 253 bytes) and its bytes. A chunk is never
-// reallocated, so references stay valid until the arena is compacted.
+// An element in the arena is its count (4 bytes), its journal position
+// (8 bytes), its length (1 byte; an ordered key is at most 1 + 253 bytes)
+// and its bytes. A chunk is never reallocated, so references stay valid
+// until the arena is compacted.
 const (
 	heldChunkBits = 20
 	heldChunkSize = 1 << heldChunkBits
-	heldHeader    = 5
+	heldHeader    = 13
 )
 
 type heldArena struct {
@@ -67,7 +78,7 @@ type heldArena struct {
 }
 
 func newHeldValues() *heldValues {
-	h := &heldValues{others: map[heldDigest]uint32{}}
+	h := &heldValues{others: map[heldDigest]heldCount{}}
 	h.tree = h.newTree()
 	return h
 }
@@ -89,26 +100,46 @@ func (h *heldValues) bytesOf(ref heldRef) []byte {
 // key is the ordered key of the element at ref.
 func (a *heldArena) key(ref heldRef) []byte {
 	chunk, off := a.chunks[ref>>heldChunkBits], int(ref&(heldChunkSize-1))
-	n := int(chunk[off+4])
+	n := int(chunk[off+heldHeader-1])
 	return chunk[off+heldHeader : off+heldHeader+n]
 }
 
-// countAt is the count stored with the element at ref, to read or write.
-func (a *heldArena) countAt(ref heldRef) []byte {
+// countAt is the count and journal position stored with the element at
+// ref.
+func (a *heldArena) countAt(ref heldRef) heldCount {
 	off := int(ref & (heldChunkSize - 1))
-	return a.chunks[ref>>heldChunkBits][off : off+4]
+	b := a.chunks[ref>>heldChunkBits][off : off+12]
+	return heldCount{count: binary.BigEndian.Uint32(b), journal: binary.BigEndian.Uint64(b[4:])}
 }
 
-// find returns the reference of the element k, if held.
-func (h *heldValues) find(k []byte) (heldRef, bool) {
+func (a *heldArena) setCountAt(ref heldRef, c heldCount) {
+	off := int(ref & (heldChunkSize - 1))
+	b := a.chunks[ref>>heldChunkBits][off : off+12]
+	binary.BigEndian.PutUint32(b, c.count)
+	binary.BigEndian.PutUint64(b[4:], c.journal)
+}
+
+// find returns the reference of the element k, if held, and notes in
+// hint the path to it (or to where it belongs).
+func (h *heldValues) find(k []byte, hint *btree.PathHint) (heldRef, bool) {
 	h.probe = k
-	ref, ok := h.tree.Get(probeRef)
+	ref, ok := h.tree.GetHint(probeRef, hint)
 	h.probe = nil
 	return ref, ok
 }
 
-// put appends element k with count 1 to the arena.
-func (a *heldArena) put(k []byte) heldRef {
+// key is n's ordered key (orderKey) in the scratch buffer, valid until
+// the next call; nil for a value without order.
+func (h *heldValues) key(n record.Normalized) []byte {
+	h.scratch = appendOrderKey(h.scratch[:0], n)
+	if len(h.scratch) == 0 {
+		return nil
+	}
+	return h.scratch
+}
+
+// put appends element k with count c to the arena.
+func (a *heldArena) put(k []byte, c heldCount) heldRef {
 	size := heldHeader + len(k)
 	last := len(a.chunks) - 1
 	if last < 0 || len(a.chunks[last])+size > heldChunkSize {
@@ -117,7 +148,8 @@ func (a *heldArena) put(k []byte) heldRef {
 	}
 	chunk := a.chunks[last]
 	ref := heldRef(last)<<heldChunkBits | heldRef(len(chunk))
-	chunk = binary.BigEndian.AppendUint32(chunk, 1)
+	chunk = binary.BigEndian.AppendUint32(chunk, c.count)
+	chunk = binary.BigEndian.AppendUint64(chunk, c.journal)
 	chunk = append(append(chunk, byte(len(k))), k...)
 	a.chunks[last] = chunk
 	a.live += size
@@ -127,66 +159,128 @@ func (a *heldArena) put(k []byte) heldRef {
 // orderKey is the ordered form of an address or a name; nil for other
 // kinds, and for a key longer than the arena's one-byte length holds.
 func orderKey(n record.Normalized) []byte {
-	var k []byte
-	switch n.Kind {
-	case record.ValueIP:
-		k = append([]byte{'i', addrFamily(n.Prefix.Addr())}, n.Prefix.Addr().AsSlice()...)
-	case record.ValueDomain:
-		k = append([]byte{'d'}, reverseLabels(n.Domain)...)
-	}
-	if len(k) > math.MaxUint8 {
+	k := appendOrderKey(nil, n)
+	if len(k) == 0 {
 		return nil
 	}
 	return k
 }
 
-// add counts one more index key of n, whose value key is vk, and returns
-// the count; remove counts one fewer.
-func (h *heldValues) add(n record.Normalized, vk []byte) int {
-	k := orderKey(n)
-	if k == nil {
-		d := heldDigestOf(vk)
-		h.others[d]++
-		return int(h.others[d])
+// appendOrderKey appends orderKey(n) to dst; dst unchanged where it is
+// nil.
+func appendOrderKey(dst []byte, n record.Normalized) []byte {
+	start := len(dst)
+	switch n.Kind {
+	case record.ValueIP:
+		a := n.Prefix.Addr()
+		dst = append(dst, 'i', addrFamily(a))
+		if a.Is4() {
+			b := a.As4()
+			dst = append(dst, b[:]...)
+		} else {
+			b := a.As16()
+			dst = append(dst, b[:]...)
+		}
+	case record.ValueDomain:
+		dst = appendReversedLabels(append(dst, 'd'), n.Domain)
+	default:
+		return dst
 	}
-	if ref, ok := h.find(k); ok {
-		c := h.arena.countAt(ref)
-		count := binary.BigEndian.Uint32(c) + 1
-		binary.BigEndian.PutUint32(c, count)
-		return int(count)
+	if len(dst)-start > math.MaxUint8 {
+		return dst[:start]
 	}
-	h.tree.Set(h.arena.put(k))
-	return 1
+	return dst
 }
 
-func (h *heldValues) remove(n record.Normalized, vk []byte) {
-	k := orderKey(n)
+// appendReversedLabels appends d with its labels in reverse order
+// (reverseLabels) to dst.
+func appendReversedLabels(dst []byte, d string) []byte {
+	for end := len(d); ; {
+		i := strings.LastIndexByte(d[:end], '.')
+		dst = append(dst, d[i+1:end]...)
+		if i < 0 {
+			return dst
+		}
+		dst = append(dst, '.')
+		end = i
+	}
+}
+
+// add counts one more index key of n, whose value key is vk, and returns
+// the count and the journal position as they were before. A value no key
+// held before is at journal position journal.
+func (h *heldValues) add(n record.Normalized, vk []byte, journal uint64) heldCount {
+	k := h.key(n)
 	if k == nil {
 		d := heldDigestOf(vk)
-		if h.others[d] > 1 {
-			h.others[d]--
+		was := h.others[d]
+		if was.count == 0 {
+			h.others[d] = heldCount{count: 1, journal: journal}
+		} else {
+			h.others[d] = heldCount{count: was.count + 1, journal: was.journal}
+		}
+		return was
+	}
+	var hint btree.PathHint
+	if ref, ok := h.find(k, &hint); ok {
+		was := h.arena.countAt(ref)
+		h.arena.setCountAt(ref, heldCount{count: was.count + 1, journal: was.journal})
+		return was
+	}
+	h.tree.SetHint(h.arena.put(k, heldCount{count: 1, journal: journal}), &hint)
+	return heldCount{}
+}
+
+// remove counts one index key of n fewer and returns the count and the
+// journal position as they were before.
+func (h *heldValues) remove(n record.Normalized, vk []byte) heldCount {
+	k := h.key(n)
+	if k == nil {
+		d := heldDigestOf(vk)
+		was := h.others[d]
+		if was.count > 1 {
+			h.others[d] = heldCount{count: was.count - 1, journal: was.journal}
 		} else {
 			delete(h.others, d)
 		}
-		return
+		return was
 	}
-	ref, ok := h.find(k)
+	var hint btree.PathHint
+	ref, ok := h.find(k, &hint)
 	if !ok {
-		return
+		return heldCount{}
 	}
-	c := h.arena.countAt(ref)
-	if count := binary.BigEndian.Uint32(c); count > 1 {
-		binary.BigEndian.PutUint32(c, count-1)
-		return
+	was := h.arena.countAt(ref)
+	if was.count > 1 {
+		h.arena.setCountAt(ref, heldCount{count: was.count - 1, journal: was.journal})
+		return was
 	}
 	h.probe = k
-	h.tree.Delete(probeRef)
+	h.tree.DeleteHint(probeRef, &hint)
 	h.probe = nil
 	size := heldHeader + len(k)
 	h.arena.live -= size
 	h.arena.dead += size
 	if h.arena.dead > heldChunkSize && h.arena.dead > h.arena.live {
 		h.compact()
+	}
+	return was
+}
+
+// setJournal records where the journal holds the index key of n, a value
+// one record holds (0: in the index proper).
+func (h *heldValues) setJournal(n record.Normalized, vk []byte, journal uint64) {
+	k := h.key(n)
+	if k == nil {
+		d := heldDigestOf(vk)
+		if c, ok := h.others[d]; ok {
+			h.others[d] = heldCount{count: c.count, journal: journal}
+		}
+		return
+	}
+	if ref, ok := h.find(k, nil); ok {
+		c := h.arena.countAt(ref)
+		h.arena.setCountAt(ref, heldCount{count: c.count, journal: journal})
 	}
 }
 
@@ -196,9 +290,7 @@ func (h *heldValues) compact() {
 	var fresh heldArena
 	refs := make([]heldRef, 0, h.tree.Len())
 	h.tree.Scan(func(ref heldRef) bool {
-		r := fresh.put(h.arena.key(ref))
-		copy(fresh.countAt(r), h.arena.countAt(ref))
-		refs = append(refs, r)
+		refs = append(refs, fresh.put(h.arena.key(ref), h.arena.countAt(ref)))
 		return true
 	})
 	h.arena = fresh
@@ -208,17 +300,32 @@ func (h *heldValues) compact() {
 	}
 }
 
-// count is how many index keys hold n, whose value key is vk.
-func (h *heldValues) count(n record.Normalized, vk []byte) int {
-	k := orderKey(n)
+// count is how many index keys hold n, whose value key is vk, and where
+// the journal holds the one key of a value one record holds.
+func (h *heldValues) count(n record.Normalized, vk []byte) heldCount {
+	k := h.key(n)
 	if k == nil {
-		return int(h.others[heldDigestOf(vk)])
+		return h.others[heldDigestOf(vk)]
 	}
-	ref, ok := h.find(k)
+	ref, ok := h.find(k, nil)
 	if !ok {
-		return 0
+		return heldCount{}
 	}
-	return int(binary.BigEndian.Uint32(h.arena.countAt(ref)))
+	return h.arena.countAt(ref)
+}
+
+// countOrdered is count for a value with an order (an address or a
+// name), which needs no value key; ordered is false for other values.
+func (h *heldValues) countOrdered(n record.Normalized) (c heldCount, ordered bool) {
+	k := h.key(n)
+	if k == nil {
+		return heldCount{}, false
+	}
+	ref, ok := h.find(k, nil)
+	if !ok {
+		return heldCount{}, true
+	}
+	return h.arena.countAt(ref), true
 }
 
 // ascend calls fn with the elements from lower on, in order, until fn
@@ -232,9 +339,9 @@ func (h *heldValues) ascend(lower []byte, fn func(k []byte) bool) {
 }
 
 // each calls fn with every element kept in order and its count, in order.
-func (h *heldValues) each(fn func(k []byte, count int) bool) {
+func (h *heldValues) each(fn func(k []byte, c heldCount) bool) {
 	h.tree.Scan(func(ref heldRef) bool {
-		return fn(h.bytesOf(ref), int(binary.BigEndian.Uint32(h.arena.countAt(ref))))
+		return fn(h.bytesOf(ref), h.arena.countAt(ref))
 	})
 }
 
@@ -261,7 +368,7 @@ func (h *heldValues) addrsIn(p netip.Prefix, limit int) []netip.Addr {
 // namesUnder returns up to limit of the names held under d, in the order
 // of their reversed labels.
 func (h *heldValues) namesUnder(d string, limit int) []string {
-	lower := []byte("d" + reverseLabels(d) + ".")
+	lower := append(appendReversedLabels([]byte{'d'}, d), '.')
 	var out []string
 	h.ascend(lower, func(k []byte) bool {
 		if !bytes.HasPrefix(k, lower) || len(out) == limit {

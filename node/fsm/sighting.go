@@ -105,7 +105,7 @@ func (a *applier) groups() ([]*irxv1.SharingGroup, error) {
 // sight moves the digests of one of our records' values from prev to next
 // (the normalised values of its versions) and recomputes the sightings of
 // the values touched.
-func (a *applier) sight(id record.ID, before, after map[string]record.Normalized, prevTLP, nextTLP irxv1.Tlp) {
+func (a *applier) sight(id record.ID, before, after heldSet, prevTLP, nextTLP irxv1.Tlp) {
 	if id.Team != a.fsm.team {
 		return
 	}
@@ -119,11 +119,13 @@ func (a *applier) sight(id record.ID, before, after map[string]record.Normalized
 	}
 	c := a.corr()
 	var touched []string
-	for text := range before {
-		if _, kept := after[text]; kept && prevTLP == nextTLP {
+	for _, n := range before {
+		text := n.Text
+		kept := after.has(text)
+		if kept && prevTLP == nextTLP {
 			continue
 		}
-		if _, kept := after[text]; !kept {
+		if !kept {
 			for _, g := range groups {
 				k := cat(sightOwnPrefix(g.GetName(), SightingDigest(g.GetKey(), text)), idKey(id))
 				a.del(k)
@@ -132,8 +134,10 @@ func (a *applier) sight(id record.ID, before, after map[string]record.Normalized
 		}
 		touched = append(touched, text)
 	}
-	for text := range after {
-		if _, had := before[text]; had && prevTLP == nextTLP {
+	for _, n := range after {
+		text := n.Text
+		had := before.has(text)
+		if had && prevTLP == nextTLP {
 			continue
 		}
 		for _, g := range groups {
@@ -142,7 +146,7 @@ func (a *applier) sight(id record.ID, before, after map[string]record.Normalized
 			a.set(k, v)
 			c.put(k, v)
 		}
-		if _, had := before[text]; !had {
+		if !had {
 			touched = append(touched, text)
 		}
 	}
@@ -275,7 +279,8 @@ func (a *applier) putSharingGroup(c *irxv1.PutSharingGroupCommand) *Result {
 	a.corr().groups = nil
 	// Our digests under the new key, from our records.
 	if err := a.eachOwnLatest(func(id record.ID, inc *irxv1.Incident) {
-		for text := range recordValues(inc) {
+		for _, n := range recordValues(inc) {
+			text := n.Text
 			k := cat(sightOwnPrefix(g.GetName(), SightingDigest(g.GetKey(), text)), idKey(id))
 			v := append([]byte{byte(inc.GetTlp())}, text...)
 			a.set(k, v)

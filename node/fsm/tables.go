@@ -19,7 +19,7 @@ func keyFamilies() [][]byte {
 		prefixPeer, prefixPeerState, prefixHeld, prefixLedgerP, prefixLedgerI, prefixTomb, prefixRedisclosure,
 		prefixPolicy, prefixPolicyLatest, legacyHeld,
 		prefixAccess, prefixAction, prefixVersionAction,
-		prefixCorrelation, prefixAlertFamily, prefixWarning,
+		prefixCorrelation, prefixCorJournal, prefixAlertFamily, prefixWarning,
 		prefixGroup, prefixSightOwn, prefixSightPeer, prefixSightByPeer,
 		prefixStatCount, prefixStatDur, prefixStatMemo, keyStatsPublished, prefixStatsPeer, prefixPrivacyBudget,
 		retentionFamily, prefixRetentionTime, prefixRetentionLog,

@@ -58,6 +58,7 @@ func runPaired(ctx context.Context, args []string, out io.Writer) error {
 		keep     = fs.Bool("keep", false, "keep the data directory")
 		irxdArgs = fs.String("irxd-args", "", "extra flags for every started irxd, space-separated")
 		procs    = fs.Int("gomaxprocs", 0, gomaxprocsUsage)
+		profiles = fs.String("profile-dir", "", "write each node's CPU profile over each measured window to this directory (<build>-r<round>-node<i>.prof)")
 	)
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -90,7 +91,18 @@ func runPaired(ctx context.Context, args []string, out io.Writer) error {
 
 	procsUsed := setProcs(*procs, *nodes+1)
 	startCtx, cancel := context.WithTimeout(ctx, time.Minute)
-	team, err := irxdtest.LaunchClusterEach(startCtx, shipped, dir, *nodes, nodeSetup(0, 0, procsUsed), strings.Fields(*irxdArgs)...)
+	debugAddrs := make([]string, *nodes)
+	setup := nodeSetup(0, 0, procsUsed)
+	team, err := irxdtest.LaunchClusterEach(startCtx, shipped, dir, *nodes, func(i int, n *irxdtest.Node) {
+		setup(i, n)
+		if *profiles == "" {
+			return
+		}
+		if addr, err := irxdtest.FreePort(); err == nil {
+			debugAddrs[i] = addr
+			n.Args = append(n.Args, "--debug-addr", addr)
+		}
+	}, strings.Fields(*irxdArgs)...)
 	cancel()
 	defer stopAll(team, 30*time.Second)
 	if err != nil {
@@ -124,7 +136,9 @@ func runPaired(ctx context.Context, args []string, out io.Writer) error {
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
-			run, err := pairedMeasure(ctx, team, b.bin, *clients, *conns, request, *warmup, *duration)
+			profiled := pairedProfiles{debugAddrs: debugAddrs, dir: *profiles, out: out,
+				prefix: fmt.Sprintf("%s-r%d-", strings.ReplaceAll(b.name, " ", "-"), r+1)}
+			run, err := pairedMeasure(ctx, team, b.bin, *clients, *conns, request, *warmup, *duration, profiled)
 			if err != nil {
 				return fmt.Errorf("round %d, %s: %w", r+1, b.name, err)
 			}
@@ -148,7 +162,7 @@ func (p pairedRun) String() string {
 
 // pairedMeasure restarts the team's nodes on bin (their data directories
 // unchanged), warms up and measures one window.
-func pairedMeasure(ctx context.Context, team []*irxdtest.Node, bin string, clients, conns int, request *encoded, warmup, duration time.Duration) (pairedRun, error) {
+func pairedMeasure(ctx context.Context, team []*irxdtest.Node, bin string, clients, conns int, request *encoded, warmup, duration time.Duration, profiled pairedProfiles) (pairedRun, error) {
 	for _, n := range team {
 		if err := n.Stop(30 * time.Second); err != nil {
 			return pairedRun{}, fmt.Errorf("stop %s: %w", n.DataDir, err)
@@ -178,8 +192,10 @@ func pairedMeasure(ctx context.Context, team []*irxdtest.Node, bin string, clien
 		drive(ctx, pool, clients, []*encoded{request}, warmup, 0, nil)
 	}
 	meter := startCPU(team)
+	profilesDone := profiled.start(ctx, duration-time.Second)
 	d := drive(ctx, pool, clients, []*encoded{request}, duration, 0, nil)
 	meter.stop()
+	profilesDone()
 	if d.failed > 0 {
 		// Failures are the nodes' story: what they logged (at warn and
 		// above) says whether a leader changed or a disk stalled.
@@ -192,6 +208,18 @@ func pairedMeasure(ctx context.Context, team []*irxdtest.Node, bin string, clien
 		run.cpuPerCreate = meter.nodeUsed / time.Duration(d.total)
 	}
 	return run, nil
+}
+
+// pairedProfiles says where one window's node profiles go: into dir, as
+// prefix + "node<i>.prof"; with dir empty, nowhere.
+type pairedProfiles struct {
+	debugAddrs  []string
+	dir, prefix string
+	out         io.Writer
+}
+
+func (p pairedProfiles) start(ctx context.Context, over time.Duration) func() {
+	return profileNodes(ctx, p.debugAddrs, p.dir, over, p.out, p.prefix)
 }
 
 // pairedSummary compares each build without a feature to the shipped

@@ -145,7 +145,7 @@ func runScale(ctx context.Context, args []string, out io.Writer) error {
 	}
 	fmt.Fprintf(out, "store: %d records (last ticket), Raft index %d; data directories: %s\n", st.GetLastTicket(), st.GetCommitIndex(), diskUse(team))
 
-	profiled := profileNodes(ctx, debugAddrs, *profiles, *duration-time.Second, out)
+	profiled := profileNodes(ctx, debugAddrs, *profiles, *duration-time.Second, out, "")
 	full := drive(ctx, pool, *clients, []*encoded{request}, *duration, 0, nil)
 	profiled()
 	fmt.Fprintf(out, "ingest on the full store: %s (%.0f%% of the empty store's rate)\n", full, 100*full.rate()/empty.rate())
@@ -465,7 +465,7 @@ func installMember(ctx context.Context, bin, dir string, team []*irxdtest.Node, 
 // profileNodes starts fetching each node's CPU profile over the next
 // seconds (pprof on its debug address) into dir; the returned func waits
 // for them. Without dir it does nothing.
-func profileNodes(ctx context.Context, debugAddrs []string, dir string, over time.Duration, out io.Writer) func() {
+func profileNodes(ctx context.Context, debugAddrs []string, dir string, over time.Duration, out io.Writer, namePrefix string) func() {
 	if dir == "" {
 		return func() {}
 	}
@@ -481,7 +481,7 @@ func profileNodes(ctx context.Context, debugAddrs []string, dir string, over tim
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			file := filepath.Join(dir, fmt.Sprintf("node%d.prof", i+1))
+			file := filepath.Join(dir, fmt.Sprintf("%snode%d.prof", namePrefix, i+1))
 			if err := fetchProfile(ctx, addr, over, file); err != nil {
 				fmt.Fprintf(out, "profile of node%d: %v\n", i+1, err)
 			}
