@@ -519,8 +519,10 @@ func readsState(cmd *irxv1.Command) bool {
 }
 
 // batchSizeHint estimates the pebble batch that applying logs writes: about
-// the commands' own size (each record is stored once) and half again for
-// index keys, feed entries and pebble's record headers. A batch that
+// the commands' own size (each record is stored once) and three quarters
+// again for index keys, correlation's keys, feed entries and pebble's
+// record headers (creates of 1 KiB records with four indicators each write
+// 1.07 times the estimate of half again, which then doubled). A batch that
 // starts small doubles its buffer, copying everything so far, a dozen times
 // for a 4 MiB peer feed entry (BenchmarkApplyPeerFeed shows the
 // difference).
@@ -529,7 +531,7 @@ func batchSizeHint(logs []*raft.Log) int {
 	for _, l := range logs {
 		n += len(l.Data)
 	}
-	return n + n/2 + 4<<10
+	return n + n*3/4 + 4<<10
 }
 
 func (f *FSM) signalApplied() {
@@ -965,9 +967,10 @@ type pendingSet struct {
 }
 
 // writesPerCreate sizes the pending writes of a batch of creates: the
-// latest-version pointer, the version, the feed entry, the request id and
-// four indexes, and room for a few indicators.
-const writesPerCreate = 12
+// latest-version pointer, the version, the feed entry, the request id,
+// four indexes and the statistics' cells, and room for correlation's keys
+// of a few indicators (a create of four writes 16).
+const writesPerCreate = 18
 
 // writePending adds the held-back writes to the batch in key order; a
 // stable sort keeps the order of two writes to one key.
