@@ -191,11 +191,15 @@ func correlationKey(vk []byte, id record.ID) []byte {
 // where a position is the raft index of the entry and the value's number
 // within it. The journal only grows at its end, so its tables are written
 // once and move down the levels whole. The memory of held values keeps
-// each such value's position (heldCount.journal). When a second record
-// comes to hold the value, its key moves into the index proper, where a
-// value's holders are found together; when its one record stops holding
-// it, the journal key is deleted. Positions are assigned in the order of
-// the values' texts, so every replica writes the same keys.
+// each value's position (heldCount.journal). Other records that come to
+// hold the value write their keys to the index proper; the journal key
+// stays while its record holds the value, so a value's holders are its
+// journal key, if any, and its group in the index. Nothing is moved: a
+// key copied elsewhere would leave its value behind in a table that
+// erasure at rest would not know to rewrite. When the journal's record
+// stops holding the value, the journal key is deleted (and erased where
+// the removal asks for it). Positions are assigned in the order of the
+// values' texts, so every replica writes the same keys.
 const journalPosBits = 20
 
 func journalKey(pos uint64) []byte { return cat(prefixCorJournal, u64(pos)) }
@@ -263,23 +267,10 @@ func (a *applier) journalEntry(pos uint64) (vk []byte, id record.ID, v []byte, o
 	return vk, id, v, ok
 }
 
-// promote moves the journal key at pos of n, whose value key is vk, into
-// the index proper: a second record has come to hold n.
-func (a *applier) promote(n record.Normalized, vk []byte, pos uint64) {
-	held, holder, v, ok := a.journalEntry(pos)
-	if !ok {
-		return
-	}
-	if !bytes.Equal(held, vk) {
-		a.fail(fmt.Errorf("fsm: correlation journal at %d holds another value", pos))
-		return
-	}
-	a.del(journalKey(pos))
-	a.corr().journal[pos] = nil
-	k := correlationKey(vk, holder)
-	a.set(k, v)
-	a.corr().put(k, v)
-	a.fsm.held.setJournal(n, vk, 0)
+// journalHolds says whether the journal key at pos is record id's.
+func (a *applier) journalHolds(pos uint64, id record.ID) bool {
+	_, holder, _, ok := a.journalEntry(pos)
+	return ok && holder == id
 }
 
 // recordValues returns the normalised values of a record version, in the
@@ -445,9 +436,12 @@ func (a *applier) correlate(id record.ID, prev, next *irxv1.Incident, erase bool
 		} else {
 			vk := c.valueKey(n)
 			var k []byte
-			if was := a.fsm.held.remove(n, vk); was.journal != 0 {
+			if was := a.fsm.held.remove(n, vk); was.journal != 0 && (was.count == 1 || a.journalHolds(was.journal, id)) {
 				k = journalKey(was.journal)
 				c.journal[was.journal] = nil
+				if was.count > 1 {
+					a.fsm.held.setJournal(n, vk, 0)
+				}
 			} else {
 				k = correlationKey(vk, id)
 				c.put(k, nil)
@@ -474,7 +468,7 @@ func (a *applier) correlate(id record.ID, prev, next *irxv1.Incident, erase bool
 					touched[i].grew = true
 				}
 			}
-			if cur := a.fsm.held.count(n, vk); cur.journal != 0 {
+			if cur := a.fsm.held.count(n, vk); cur.journal != 0 && (cur.count == 1 || a.journalHolds(cur.journal, id)) {
 				a.setJournal(cur.journal, vk, id, newV, n)
 				continue
 			}
@@ -488,9 +482,6 @@ func (a *applier) correlate(id record.ID, prev, next *irxv1.Incident, erase bool
 			if was.count == 0 && pos != 0 {
 				a.setJournal(pos, vk, id, newV, n)
 				continue
-			}
-			if was.journal != 0 {
-				a.promote(n, vk, was.journal)
 			}
 		}
 		k, v := correlationKey(vk, id), entryValue(newV, n)
@@ -596,6 +587,8 @@ func (a *applier) holders(vk []byte, held heldCount) []member {
 	if held.count == 0 {
 		return nil
 	}
+	var out []member
+	inIndex := int(held.count)
 	if held.journal != 0 {
 		_, id, v, ok := a.journalEntry(held.journal)
 		if !ok {
@@ -606,9 +599,11 @@ func (a *applier) holders(vk []byte, held heldCount) []member {
 			a.fail(fmt.Errorf("fsm: malformed correlation journal entry at %d", held.journal))
 			return nil
 		}
-		return []member{{id: id, time: t, sender: sender}}
+		out = append(out, member{id: id, time: t, sender: sender})
+		if inIndex--; inIndex == 0 {
+			return out
+		}
 	}
-	var out []member
 	add := func(k, v []byte) {
 		id, err := idFromKey(k, prefixCorrelation)
 		t, sender, _, ok := parseEntryValue(v)
@@ -629,7 +624,7 @@ func (a *applier) holders(vk []byte, held heldCount) []member {
 			live++
 		}
 	}
-	if int(held.count) == live {
+	if inIndex == live {
 		for rest, v := range written {
 			if v != nil {
 				add(append(bytes.Clone(group), rest...), v)
@@ -1054,19 +1049,21 @@ func loadCorrelationMemory(db *pebble.DB) (*netBits, *heldValues, error) {
 		}
 		return true
 	}
-	err := scanFamily(db, prefixCorrelation, func(key, value []byte) error {
-		if len(key) < len(prefixCorrelation)+valueKeyLen || !remember(key[len(prefixCorrelation):len(prefixCorrelation)+valueKeyLen], value, 0) {
-			return fmt.Errorf("fsm: malformed correlation entry %x", key)
+	// The journal first: a value's journal position is kept by the add
+	// that counts its first key.
+	err := scanFamily(db, prefixCorJournal, func(key, value []byte) error {
+		vk, _, entry, ok := parseJournalValue(value)
+		if !ok || len(key) != len(prefixCorJournal)+8 || !remember(vk, entry, binary.BigEndian.Uint64(key[len(prefixCorJournal):])) {
+			return fmt.Errorf("fsm: malformed correlation journal entry %x", key)
 		}
 		return nil
 	})
 	if err != nil {
 		return nil, nil, err
 	}
-	err = scanFamily(db, prefixCorJournal, func(key, value []byte) error {
-		vk, _, entry, ok := parseJournalValue(value)
-		if !ok || len(key) != len(prefixCorJournal)+8 || !remember(vk, entry, binary.BigEndian.Uint64(key[len(prefixCorJournal):])) {
-			return fmt.Errorf("fsm: malformed correlation journal entry %x", key)
+	err = scanFamily(db, prefixCorrelation, func(key, value []byte) error {
+		if len(key) < len(prefixCorrelation)+valueKeyLen || !remember(key[len(prefixCorrelation):len(prefixCorrelation)+valueKeyLen], value, 0) {
+			return fmt.Errorf("fsm: malformed correlation entry %x", key)
 		}
 		return nil
 	})

@@ -511,3 +511,22 @@ func TestCorrelationUnsaturatesAValueNoRecordHolds(t *testing.T) {
 		t.Fatalf("alert of the address held again: %v, %v", al, err)
 	}
 }
+
+// Journal positions number an entry's values after its raft index; an
+// entry that used them all, or an index too large to shift, gets none,
+// and its fresh values' keys go to the index proper.
+func TestJournalPositions(t *testing.T) {
+	a := &applier{index: 7}
+	first, second := a.nextJournalPos(), a.nextJournalPos()
+	if first != 7<<journalPosBits|1 || second != first+1 {
+		t.Fatalf("positions %d, %d; want %d and the next", first, second, uint64(7<<journalPosBits|1))
+	}
+	a.journalPos = 1<<journalPosBits - 1
+	if got := a.nextJournalPos(); got != 0 {
+		t.Fatalf("position after the entry's last: %d, want none", got)
+	}
+	a = &applier{index: 1 << (64 - journalPosBits)}
+	if got := a.nextJournalPos(); got != 0 {
+		t.Fatalf("position at raft index 2^%d: %d, want none", 64-journalPosBits, got)
+	}
+}
