@@ -29,11 +29,12 @@ import (
 //	                                        for an address, prefix or name its text
 //
 // where the value key is "h" and the first 16 bytes of the SHA-256 of the
-// value's text. The key of a value that one record alone holds is kept in
-// the journal instead (below, "The journal of single holders"). Keys never hold a value itself: keys reach pebble's
-// MANIFEST as table boundaries, which no compaction erases, so a value in
-// a key would outlive the erasure of a withdrawn record. Containment needs
-// order, so it is kept in memory instead (heldValues): every address and
+// value's text. The key of a value's first holder is kept in a journal
+// instead (below, "The journal of single holders"). Keys never hold a
+// value itself: keys reach pebble's MANIFEST as table boundaries, which no
+// compaction erases, so a value in a key would outlive the erasure of a
+// withdrawn record. Containment needs order, so it is kept in memory
+// instead (heldValues): every address and
 // name the index holds, rebuilt from the entries' values when the
 // database is opened or restored, and kept up to date as entries apply.
 // A prefix's lengths are kept likewise (netBits). Whenever a change adds,
@@ -181,8 +182,8 @@ func correlationKey(vk []byte, id record.ID) []byte {
 // random place in the index: every flushed table of the index then
 // overlaps every table below it, and compactions rewrote the index again
 // and again (paired runs with a million distinct indicators put most of
-// correlation's cost there, not in its own code). The key of a value one
-// record alone holds therefore goes to the journal, in the order of the
+// correlation's cost there, not in its own code). The key of a value no
+// record held before therefore goes to the journal, in the order of the
 // log:
 //
 //	cor/j/<journal position8> -> value key, incident key (uvarint length, team, ticket8),

@@ -40,9 +40,9 @@ type heldValues struct {
 	probe, scratch []byte
 }
 
-// A heldCount is how many index keys hold a value and, while one record
-// alone holds it, where in the journal of single holders its key is (0:
-// in the index proper; see correlate.go).
+// A heldCount is how many index keys hold a value and where in the
+// journal of single holders the key of its first holder is, while that
+// record holds it (0: none; see correlate.go).
 type heldCount struct {
 	count   uint32
 	journal uint64
@@ -166,8 +166,7 @@ func orderKey(n record.Normalized) []byte {
 	return k
 }
 
-// appendOrderKey appends orderKey(n) to dst; dst unchanged where it is
-// nil.
+// appendOrderKey appends orderKey(n) to dst, nothing where that is nil.
 func appendOrderKey(dst []byte, n record.Normalized) []byte {
 	start := len(dst)
 	switch n.Kind {
