@@ -92,16 +92,10 @@ func runPaired(ctx context.Context, args []string, out io.Writer) error {
 	procsUsed := setProcs(*procs, *nodes+1)
 	startCtx, cancel := context.WithTimeout(ctx, time.Minute)
 	debugAddrs := make([]string, *nodes)
-	setup := nodeSetup(0, 0, procsUsed)
+	setup, profiled := nodeSetup(0, 0, procsUsed), debugAddrSetup(debugAddrs, *profiles != "")
 	team, err := irxdtest.LaunchClusterEach(startCtx, shipped, dir, *nodes, func(i int, n *irxdtest.Node) {
 		setup(i, n)
-		if *profiles == "" {
-			return
-		}
-		if addr, err := irxdtest.FreePort(); err == nil {
-			debugAddrs[i] = addr
-			n.Args = append(n.Args, "--debug-addr", addr)
-		}
+		profiled(i, n)
 	}, strings.Fields(*irxdArgs)...)
 	cancel()
 	defer stopAll(team, 30*time.Second)

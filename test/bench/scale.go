@@ -70,15 +70,7 @@ func runScale(ctx context.Context, args []string, out io.Writer) error {
 	defer cleanup()
 	startCtx, cancel := context.WithTimeout(ctx, time.Minute)
 	debugAddrs := make([]string, *nodes)
-	team, err := irxdtest.LaunchClusterEach(startCtx, bin, dir, *nodes, func(i int, n *irxdtest.Node) {
-		if *profiles == "" {
-			return
-		}
-		if addr, err := irxdtest.FreePort(); err == nil {
-			debugAddrs[i] = addr
-			n.Args = append(n.Args, "--debug-addr", addr)
-		}
-	}, strings.Fields(*irxdArgs)...)
+	team, err := irxdtest.LaunchClusterEach(startCtx, bin, dir, *nodes, debugAddrSetup(debugAddrs, *profiles != ""), strings.Fields(*irxdArgs)...)
 	cancel()
 	defer stopAll(team, 30*time.Second)
 	if err != nil {
@@ -460,6 +452,20 @@ func installMember(ctx context.Context, bin, dir string, team []*irxdtest.Node, 
 	}
 	fmt.Fprintf(out, "new member: reached index %d in %v: %s; RSS %s\n", target, took.Round(100*time.Millisecond), how, rss([]*irxdtest.Node{n}))
 	return nil
+}
+
+// debugAddrSetup gives started node i a free debug (pprof) address,
+// noted in addrs[i], when on; a node without one is not profiled.
+func debugAddrSetup(addrs []string, on bool) func(int, *irxdtest.Node) {
+	return func(i int, n *irxdtest.Node) {
+		if !on {
+			return
+		}
+		if addr, err := irxdtest.FreePort(); err == nil {
+			addrs[i] = addr
+			n.Args = append(n.Args, "--debug-addr", addr)
+		}
+	}
 }
 
 // profileNodes starts fetching each node's CPU profile over the next

@@ -401,8 +401,17 @@ func TestClusterRejoinCatchesUpBySnapshot(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+	// Raft logs the install after the state machine has restored it, and
+	// the node answers from the restored state at once: the line may come
+	// a moment after the status shows the node caught up.
+	installed := func(logs string) bool {
+		return strings.Contains(logs, "Installed remote snapshot") && strings.Contains(logs, "state machine restored from snapshot")
+	}
 	logs := nodes[down].Logs()
-	if !strings.Contains(logs, "Installed remote snapshot") || !strings.Contains(logs, "state machine restored from snapshot") {
+	for logDeadline := time.Now().Add(10 * time.Second); !installed(logs) && time.Now().Before(logDeadline); logs = nodes[down].Logs() {
+		time.Sleep(100 * time.Millisecond)
+	}
+	if !installed(logs) {
 		t.Fatalf("the node caught up without a snapshot install; its log:\n%s", tail(logs, 40))
 	}
 	got, err := c.incidents.GetIncident(ctxT(t), &irxv1.GetIncidentRequest{Id: fmt.Sprintf("dev:%d", total), Consistency: irxv1.ReadConsistency_READ_CONSISTENCY_STALE})
