@@ -277,12 +277,12 @@ func (a *applier) journalHolds(pos uint64, id record.ID) bool {
 // recordValues returns the normalised values of a record version, in the
 // order of their texts, each once. A withdrawn version (and a stub) holds
 // none.
-func recordValues(inc *irxv1.Incident) heldSet {
+func recordValues(inc *irxv1.Incident) valueSet {
 	if inc == nil || inc.GetWithdrawTime() != nil {
 		return nil
 	}
 	sender := inc.GetProvenance().GetReceivedFrom()
-	var out heldSet
+	var out valueSet
 	add := func(v string) {
 		if n, ok := record.Normalize(v, sender); ok {
 			out = append(out, n)
@@ -302,11 +302,11 @@ func recordValues(inc *irxv1.Incident) heldSet {
 	return slices.CompactFunc(out, func(x, y record.Normalized) bool { return x.Text == y.Text })
 }
 
-// A heldSet is the values of one record version, sorted by text: a record
+// A valueSet is the values of one record version, sorted by text: a record
 // holds a handful, for which a sorted slice is cheaper than a map.
-type heldSet []record.Normalized
+type valueSet []record.Normalized
 
-func (s heldSet) has(text string) bool {
+func (s valueSet) has(text string) bool {
 	_, found := slices.BinarySearchFunc(s, text, func(n record.Normalized, t string) int { return strings.Compare(n.Text, t) })
 	return found
 }
@@ -712,11 +712,15 @@ func (a *applier) containers(n record.Normalized) []member {
 // are held by none, which the memory of held values answers without the
 // value key (a digest) where n has an order.
 func (a *applier) heldBy(n record.Normalized) []member {
-	if held, ordered := a.fsm.held.countOrdered(n); ordered && held.count == 0 {
+	held, ordered := a.fsm.held.countOrdered(n)
+	if ordered && held.count == 0 {
 		return nil
 	}
 	vk := a.corr().valueKey(n)
-	return a.holders(vk, a.fsm.held.count(n, vk))
+	if !ordered {
+		held = a.fsm.held.count(n, vk)
+	}
+	return a.holders(vk, held)
 }
 
 func cmpU64(x, y uint64) int {
@@ -1022,14 +1026,11 @@ func (nb *netBits) lengths(addr netip.Addr) func(func(int) bool) {
 // create's apply.
 func loadSaturated(db *pebble.DB) (map[string]struct{}, error) {
 	out := map[string]struct{}{}
-	it, err := db.NewIter(&pebble.IterOptions{LowerBound: prefixSaturated, UpperBound: prefixEnd(prefixSaturated)})
-	if err != nil {
-		return nil, fmt.Errorf("fsm: read saturated alerts: %w", err)
-	}
-	for valid := it.First(); valid; valid = it.Next() {
-		out[string(it.Key())] = struct{}{}
-	}
-	return out, it.Close()
+	err := scanFamily(db, prefixSaturated, func(key, _ []byte) error {
+		out[string(key)] = struct{}{}
+		return nil
+	})
+	return out, err
 }
 
 // loadCorrelationMemory reads the prefix lengths and the addresses and
@@ -1072,20 +1073,6 @@ func loadCorrelationMemory(db *pebble.DB) (*netBits, *heldValues, error) {
 		return nil, nil, err
 	}
 	return nb, held, nil
-}
-
-// scanFamily calls fn with every key under prefix and its value, in order.
-func scanFamily(db *pebble.DB, prefix []byte, fn func(key, value []byte) error) error {
-	it, err := db.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: prefixEnd(prefix)})
-	if err != nil {
-		return fmt.Errorf("fsm: read %s: %w", prefix, err)
-	}
-	for valid := it.First(); valid; valid = it.Next() {
-		if err := fn(it.Key(), it.Value()); err != nil {
-			return errors.Join(err, it.Close())
-		}
-	}
-	return errors.Join(it.Error(), it.Close())
 }
 
 // Alert returns one alert.

@@ -423,16 +423,15 @@ func TestAcknowledgeAlert(t *testing.T) {
 	}
 }
 
-// A value in more records than an alert lists saturates its alert: it
-// stays open, lists maxAlertRecords of them, and is not recomputed on
-// every new record.
-func TestCorrelationSaturates(t *testing.T) {
-	h := newHarness(t)
+// createHolding creates n records reported at t0 whose one attacking
+// host has address addr, applied in entries of up to 256.
+func createHolding(t *testing.T, h *harness, n int, addr string) {
+	t.Helper()
 	var logs []*raft.Log
-	for range maxAlertRecords + 2 {
+	for range n {
 		inc := newIncident()
 		inc.ReportTime = timestamppb.New(t0)
-		inc.AttackingHosts = []*irxv1.Host{{Addresses: []string{"198.51.100.7"}}}
+		inc.AttackingHosts = []*irxv1.Host{{Addresses: []string{addr}}}
 		logs = append(logs, h.createLog(inc, ""))
 	}
 	for i := 0; i < len(logs); i += 256 {
@@ -442,6 +441,14 @@ func TestCorrelationSaturates(t *testing.T) {
 			}
 		}
 	}
+}
+
+// A value in more records than an alert lists saturates its alert: it
+// stays open, lists maxAlertRecords of them, and is not recomputed on
+// every new record.
+func TestCorrelationSaturates(t *testing.T) {
+	h := newHarness(t)
+	createHolding(t, h, maxAlertRecords+2, "198.51.100.7")
 	al, err := h.f.Alert(AlertID("ip:198.51.100.7"))
 	if err != nil || !al.GetSaturated() || al.GetCount() != maxAlertRecords || len(al.GetRecords()) != maxAlertRecords {
 		t.Fatalf("alert %v, %v (%d records)", al.GetSaturated(), err, len(al.GetRecords()))
@@ -476,18 +483,8 @@ func TestCorrelationSaturates(t *testing.T) {
 // made).
 func TestCorrelationUnsaturatesAValueNoRecordHolds(t *testing.T) {
 	h := newHarness(t)
-	var logs []*raft.Log
-	for range maxAlertRecords + 2 {
-		inc := newIncident()
-		inc.ReportTime = timestamppb.New(t0)
-		inc.AttackingHosts = []*irxv1.Host{{Addresses: []string{"198.51.100.0/24"}}}
-		logs = append(logs, h.createLog(inc, ""))
-	}
-	for _, r := range h.f.ApplyBatch(logs) {
-		if err := r.(*Result).Err; err != nil {
-			t.Fatal(err)
-		}
-	}
+	const inPrefix = maxAlertRecords + 2
+	createHolding(t, h, inPrefix, "198.51.100.0/24")
 	holdAddress := func() {
 		inc := newIncident()
 		inc.ReportTime = timestamppb.New(t0)
@@ -499,7 +496,7 @@ func TestCorrelationUnsaturatesAValueNoRecordHolds(t *testing.T) {
 	if al, err := h.f.Alert(id); err != nil || !al.GetSaturated() {
 		t.Fatalf("alert of the address inside the prefix: %v, %v", al, err)
 	}
-	withdrawn := record.ID{Team: team, Ticket: uint64(len(logs) + 1)}.String()
+	withdrawn := record.ID{Team: team, Ticket: inPrefix + 1}.String()
 	if r := h.apply(h.command(&irxv1.Command{Kind: &irxv1.Command_WithdrawIncident{WithdrawIncident: &irxv1.WithdrawIncidentCommand{IncidentId: withdrawn}}})); r.Err != nil {
 		t.Fatal(r.Err)
 	}

@@ -302,15 +302,10 @@ func (h *heldValues) compact() {
 // count is how many index keys hold n, whose value key is vk, and where
 // the journal holds the one key of a value one record holds.
 func (h *heldValues) count(n record.Normalized, vk []byte) heldCount {
-	k := h.key(n)
-	if k == nil {
-		return h.others[heldDigestOf(vk)]
+	if c, ordered := h.countOrdered(n); ordered {
+		return c
 	}
-	ref, ok := h.find(k, nil)
-	if !ok {
-		return heldCount{}
-	}
-	return h.arena.countAt(ref)
+	return h.others[heldDigestOf(vk)]
 }
 
 // countOrdered is count for a value with an order (an address or a

@@ -105,7 +105,7 @@ func (a *applier) groups() ([]*irxv1.SharingGroup, error) {
 // sight moves the digests of one of our records' values from prev to next
 // (the normalised values of its versions) and recomputes the sightings of
 // the values touched.
-func (a *applier) sight(id record.ID, before, after heldSet, prevTLP, nextTLP irxv1.Tlp) {
+func (a *applier) sight(id record.ID, before, after valueSet, prevTLP, nextTLP irxv1.Tlp) {
 	if id.Team != a.fsm.team {
 		return
 	}
