@@ -16,6 +16,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 	"pgregory.net/rapid"
 
+	"github.com/irxfed/irx/internal/wire"
 	"github.com/irxfed/irx/node/fsm"
 	"github.com/irxfed/irx/pki"
 	irxv1 "github.com/irxfed/irx/proto/irx/v1"
@@ -112,8 +113,8 @@ func mustCA(t *testing.T, team string) *pki.CA {
 
 // TestSplitFeedProperties: however a response is cut into commands, the
 // commands chain cursor to cursor, keep every item once and in order, move
-// the cursor past an entry only with its last item, and stay near the size
-// bound. The response
+// the cursor past an entry only with its last item, and stay within the
+// size bound (unless one item alone is larger) and near it. The response
 // arrives encoded and its items are passed on undecoded, so the test
 // encodes the response and decodes each command, as the state machine does.
 func TestSplitFeedProperties(t *testing.T) {
@@ -124,7 +125,7 @@ func TestSplitFeedProperties(t *testing.T) {
 		for range rapid.IntRange(0, 40).Draw(t, "entries") {
 			seq += rapid.Uint64Range(1, 3).Draw(t, "gap")
 			for range rapid.IntRange(1, 3).Draw(t, "items") {
-				size := rapid.IntRange(0, 2<<20).Draw(t, "size")
+				size := rapid.IntRange(0, 3*maxCommandBytes/2).Draw(t, "size")
 				items = append(items, &irxv1.FeedItem{Sequence: seq, Kind: &irxv1.FeedItem_Incident{Incident: &irxv1.Incident{
 					Id: "cert-b:1", WithdrawReason: strings.Repeat("x", size),
 				}}})
@@ -167,7 +168,7 @@ func TestSplitFeedProperties(t *testing.T) {
 				if it.GetSequence() <= c.GetFromCursor() || it.GetSequence() > c.GetCursor()+1 {
 					t.Fatalf("item at %d outside (%d, %d+1]", it.GetSequence(), c.GetFromCursor(), c.GetCursor())
 				}
-				size += proto.Size(it)
+				size += protowire.SizeTag(wire.ApplyPeerFeedItems) + protowire.SizeBytes(proto.Size(it))
 				n++
 			}
 			split := n < len(items) && n > 0 && items[n].GetSequence() == items[n-1].GetSequence()
@@ -177,8 +178,13 @@ func TestSplitFeedProperties(t *testing.T) {
 			if !split && n > 0 && n <= len(items) && c.GetCursor() < items[n-1].GetSequence() && i < len(cmds)-1 {
 				t.Fatalf("command %d ends with the whole entry %d but leaves the cursor at %d", i, items[n-1].GetSequence(), c.GetCursor())
 			}
-			if last := c.GetItems(); i < len(cmds)-1 && size-proto.Size(last[len(last)-1]) >= maxCommandBytes {
-				t.Fatalf("command %d is %d bytes", i, size)
+			// Within the bound unless one item alone is larger, and cut
+			// only where the next item would not fit.
+			if len(c.GetItems()) > 1 && (size > maxCommandBytes || len(data) > wire.MaxEntryBytes) {
+				t.Fatalf("command %d of %d items is %d bytes, %d encoded", i, len(c.GetItems()), size, len(data))
+			}
+			if i < len(cmds)-1 && size+protowire.SizeTag(wire.ApplyPeerFeedItems)+protowire.SizeBytes(proto.Size(items[n])) <= maxCommandBytes {
+				t.Fatalf("command %d of %d bytes was cut before an item of %d that fits", i, size, proto.Size(items[n]))
 			}
 			at = c.GetCursor()
 		}

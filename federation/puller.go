@@ -14,15 +14,19 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/irxfed/irx/internal/wire"
 	"github.com/irxfed/irx/pki"
 	irxv1 "github.com/irxfed/irx/proto/irx/v1"
 )
 
-// maxCommandBytes bounds one ApplyPeerFeedCommand: a response of large
-// views is applied as several Raft entries.
-const maxCommandBytes = 4 << 20
+// maxCommandBytes bounds the items of one ApplyPeerFeedCommand, framing
+// included, so that the command's entry stays within wire.MaxEntryBytes
+// with room for its other fields: a response is applied as several Raft
+// entries.
+const maxCommandBytes = wire.MaxEntryBytes - 4<<10
 
 // pullers runs one puller per enabled peer while this node leads, and
 // keeps what only the leader knows about each: whether it is connected,
@@ -480,8 +484,8 @@ func feedCommands(team string, from uint64, resp *rawResponse) iter.Seq[*irxv1.A
 		cur, first, size := newCmd(from), 0, 0
 		items := resp.items
 		for i, item := range items {
-			size += len(item.data)
-			if size < maxCommandBytes || i+1 == len(items) {
+			size += itemBytes(item)
+			if i+1 == len(items) || size+itemBytes(items[i+1]) <= maxCommandBytes {
 				continue
 			}
 			cur.Cursor = item.sequence
@@ -499,6 +503,11 @@ func feedCommands(team string, from uint64, resp *rawResponse) iter.Seq[*irxv1.A
 		setRawItems(cur, items[first:])
 		yield(cur)
 	}
+}
+
+// itemBytes is what item adds to a command's encoding.
+func itemBytes(item rawItem) int {
+	return protowire.SizeTag(wire.ApplyPeerFeedItems) + protowire.SizeBytes(len(item.data))
 }
 
 // acker acknowledges the latest applied cursor in the background, so the

@@ -8,6 +8,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/irxfed/irx/internal/wire"
 	"github.com/irxfed/irx/node/fsm"
 	irxv1 "github.com/irxfed/irx/proto/irx/v1"
 )
@@ -17,9 +18,14 @@ import (
 // pays per entry (a future, msgpack encoding for every follower, a log key),
 // so under load one entry for many writes is what scales; with a single
 // client every batch holds one command and nothing waits.
+//
+// A batch stays within wire.MaxEntryBytes (followers copy a larger entry's
+// data many times over in raft's transport), less an eighth for what the
+// batch adds to its commands' sizes as submitted: each command's framing,
+// and the id, times and provenance evaluating a create adds to it.
 const (
 	maxBatchCommands = 256
-	maxBatchBytes    = 2 << 20
+	maxBatchBytes    = wire.MaxEntryBytes * 7 / 8
 	maxInFlight      = 4
 )
 

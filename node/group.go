@@ -9,7 +9,8 @@ import (
 
 // grouper turns concurrent calls into groups: items that arrive while
 // every slot is busy wait in the queue, and the next group takes all that
-// fit. With a single caller every group holds one item and nothing waits.
+// fit (a group stays within maxBytes unless its first item alone is
+// larger). With a single caller every group holds one item and nothing waits.
 // The leader's group commit (batcher) and a follower's group forwarding
 // (forwarder) are both one.
 type grouper[T any] struct {
@@ -28,7 +29,7 @@ type grouper[T any] struct {
 	// fail answers an item that will never be sent: the node is stopping.
 	fail func(T)
 
-	held    T // taken from the queue but not fit for the last group
+	held    T // taken from the queue but not fit for the last group, or past its bytes
 	hasHeld bool
 }
 
@@ -67,12 +68,13 @@ func (g *grouper[T]) run() {
 		for len(group) < g.maxItems && size < g.maxBytes {
 			select {
 			case next := <-g.queue:
-				if g.together != nil && !g.together(first, next) {
+				n := g.size(next)
+				if g.together != nil && !g.together(first, next) || size+n > g.maxBytes {
 					g.held, g.hasHeld = next, true
 					break fill
 				}
 				group = append(group, next)
-				size += g.size(next)
+				size += n
 			default:
 				break fill
 			}

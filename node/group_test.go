@@ -115,3 +115,44 @@ func TestSendAloneRefusesOversizeGroups(t *testing.T) {
 		t.Fatal("a lone oversize item was refused")
 	}
 }
+
+// TestGroupsStayWithinMaxBytes: the grouping goroutine closes a group
+// before the item that would take it past maxBytes (the batcher's entries
+// must stay within wire.MaxEntryBytes), keeps that item for the next
+// group, and still sends an item larger than maxBytes, alone; the queue's
+// order holds throughout.
+func TestGroupsStayWithinMaxBytes(t *testing.T) {
+	g, groups, release, stop := testGrouper(1)
+	defer close(stop)
+	g.maxBytes = 6
+	g.size = func(item int) int { return item }
+	done := make(chan bool)
+	go func() { done <- g.sendAlone([]int{1}) }() // holds the only slot
+	if got := <-groups; !slices.Equal(got, []int{1}) {
+		t.Fatalf("first send %v", got)
+	}
+	go g.run()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for _, item := range []int{3, 3, 3, 5, 1, 10, 2, 2} {
+		if err := g.put(ctx, item, "proposed"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	release <- struct{}{}
+	<-done
+	var got [][]int
+	for range 5 {
+		select {
+		case group := <-groups:
+			got = append(got, group)
+			release <- struct{}{}
+		case <-ctx.Done():
+			t.Fatalf("groups so far %v, then nothing", got)
+		}
+	}
+	want := [][]int{{3, 3}, {3}, {5, 1}, {10}, {2, 2}}
+	if !slices.EqualFunc(got, want, slices.Equal[[]int]) {
+		t.Fatalf("groups %v, want %v", got, want)
+	}
+}

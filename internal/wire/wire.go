@@ -4,13 +4,26 @@
 // use, and the one way of putting an encoded message into another without
 // decoding it. wire_test.go checks every number against the schema's
 // descriptors, so a renumbered field fails the build's tests instead of
-// misreading data.
+// misreading data. It also holds the size the encoded command of one Raft
+// log entry keeps under, which the node's group commit and the puller of a
+// peer's feed both respect.
 package wire
 
 import (
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 )
+
+// MaxEntryBytes bounds the encoded command of one Raft log entry where irx
+// chooses its size (a group commit's batch, a command of a peer's feed).
+// hashicorp/raft's network transport decodes a log's data with go-msgpack,
+// which reads a byte string longer than 256 KiB in 256 KiB steps and copies
+// everything read so far at each step: an entry of n steps costs every
+// follower n²/2 steps of copying (a 4 MiB entry 30 MiB, half a follower's
+// CPU during a peer's catch-up). Up to the first step it reads the data
+// once, into one allocation. A command larger than this on its own (one
+// large record) still goes, alone.
+const MaxEntryBytes = 256 << 10
 
 // Field numbers read or written by hand, named <Message><Field>.
 const (
