@@ -111,7 +111,10 @@ type Federation struct {
 	// commit is the node's Commit, held apart so that a test can make a
 	// proposal fail without a cluster.
 	commit func(context.Context, *irxv1.Command) (proto.Message, error)
-	bound  sync.Once
+	// commitInOrder is the node's CommitInOrder; until bound (a test
+	// without a cluster), commitEach.
+	commitInOrder func(context.Context, []*irxv1.Command) []error
+	bound         sync.Once
 	// maxLedgerPerCommand is the ledger entries one acknowledgement
 	// command may carry (a field so a test can split a small one).
 	maxLedgerPerCommand int
@@ -153,7 +156,23 @@ func New(cfg Config) *Federation {
 	f.limits = newStreamLimits(f.cfg)
 	f.refusals = newRateLog(refusalLogBurst, refusalLogInterval)
 	f.handshakes = newRateLog(refusalLogBurst, refusalLogInterval)
+	f.commitInOrder = f.commitEach
 	return f
+}
+
+// commitEach commits cmds one after the other through commit, stopping at
+// the first refusal.
+func (f *Federation) commitEach(ctx context.Context, cmds []*irxv1.Command) []error {
+	errs := make([]error, len(cmds))
+	for i, cmd := range cmds {
+		if _, errs[i] = f.commit(ctx, cmd); errs[i] != nil {
+			for j := i + 1; j < len(cmds); j++ {
+				errs[j] = fmt.Errorf("not proposed: %w", errs[i])
+			}
+			break
+		}
+	}
+	return errs
 }
 
 // Services registers PeerService, AuditService and TeamService on the
@@ -174,7 +193,7 @@ func (f *Federation) bind(t Team) {
 		n := t.Node
 		f.node, f.state, f.team, f.log = n, t.State, n.TeamID(), n.Logger().With("component", "federation")
 		f.cert = n.Certificate()
-		f.commit = n.Commit
+		f.commit, f.commitInOrder = n.Commit, n.CommitInOrder
 		f.policies = n.PolicyCache()
 	})
 }

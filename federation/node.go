@@ -40,6 +40,10 @@ type Node interface {
 	// machine stored for it (an incident, a policy, a peer, a team
 	// description, or nil), or its refusal as the error.
 	Commit(ctx context.Context, cmd *irxv1.Command) (proto.Message, error)
+	// CommitInOrder appends cmds (no creates) to the log of this node,
+	// which must lead, in their order and without waiting for one before
+	// the next leaves, and returns each one's refusal (nil: applied).
+	CommitInOrder(ctx context.Context, cmds []*irxv1.Command) []error
 	// Certificate is the node's own certificate, presented to peers.
 	Certificate() pki.CertSource
 	// PolicyCache holds the node's compiled policies.

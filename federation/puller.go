@@ -28,6 +28,11 @@ import (
 // entries.
 const maxCommandBytes = wire.MaxEntryBytes - 4<<10
 
+// commandsInFlight is how many commands of a response the puller has in
+// the log at once (4 MiB of items): each waits for its commit and apply,
+// and while one is replicated the state machines apply the ones before.
+const commandsInFlight = 16
+
 // pullers runs one puller per enabled peer while this node leads, and
 // keeps what only the leader knows about each: whether it is connected,
 // and the last error.
@@ -288,8 +293,8 @@ func (p *pullers) pull(ctx context.Context, peer *irxv1.Peer, endpoint string) (
 	}
 }
 
-// apply commits one (coalesced) response, one command at a time (each
-// copies its items), and acknowledges it. It returns the cursor reached
+// apply commits one (coalesced) response, up to commandsInFlight commands
+// at a time (each copies its items), and acknowledges it. It returns the cursor reached
 // and whether the whole response was applied.
 func (p *pullers) apply(ctx context.Context, team, endpoint string, cursor uint64, resp *rawResponse, acks *acker) (uint64, bool, error) {
 	p.update(team, func(l *live) {
@@ -299,15 +304,36 @@ func (p *pullers) apply(ctx context.Context, team, endpoint string, cursor uint6
 	if resp.cursor < cursor || resp.cursor == cursor && len(resp.items) == 0 {
 		return cursor, false, nil // a heartbeat, or nothing new
 	}
-	for cmd := range feedCommands(team, cursor, resp) {
-		_, err := p.f.commit(ctx, &irxv1.Command{Kind: &irxv1.Command_ApplyPeerFeed{ApplyPeerFeed: cmd}})
-		if err != nil {
-			if isStaleCursor(err) {
-				return cursor, false, fmt.Errorf("our cursor moved under us (another leader applied the batch): resubscribing: %w", err)
-			}
-			return cursor, false, fmt.Errorf("apply batch %d..%d: %w", cmd.GetFromCursor(), cmd.GetCursor(), err)
+	var window []*irxv1.ApplyPeerFeedCommand
+	commitWindow := func() error {
+		cmds := make([]*irxv1.Command, len(window))
+		for i, c := range window {
+			cmds[i] = &irxv1.Command{Kind: &irxv1.Command_ApplyPeerFeed{ApplyPeerFeed: c}}
 		}
-		cursor = cmd.GetCursor()
+		for i, err := range p.f.commitInOrder(ctx, cmds) {
+			cmd := window[i]
+			if err != nil {
+				if isStaleCursor(err) {
+					return fmt.Errorf("our cursor moved under us (another leader applied the batch): resubscribing: %w", err)
+				}
+				return fmt.Errorf("apply batch %d..%d: %w", cmd.GetFromCursor(), cmd.GetCursor(), err)
+			}
+			cursor = cmd.GetCursor()
+		}
+		window = window[:0]
+		return nil
+	}
+	for cmd := range feedCommands(team, cursor, resp) {
+		if window = append(window, cmd); len(window) == commandsInFlight {
+			if err := commitWindow(); err != nil {
+				return cursor, false, err
+			}
+		}
+	}
+	if len(window) > 0 {
+		if err := commitWindow(); err != nil {
+			return cursor, false, err
+		}
 	}
 	acks.set(cursor, resp.policyVersion)
 	return cursor, true, nil
@@ -471,8 +497,8 @@ func (r *reader) next() (*rawResponse, error) {
 // first items again, after a reconnection that resumes there, changes
 // nothing (versions never go backwards, replacements and withdrawals of
 // what was already replaced or withdrawn are no-ops).
-// The puller takes them one by one, holding one command's copy of the
-// items at a time.
+// The puller takes them commandsInFlight at a time, holding those
+// commands' copies of the items.
 func feedCommands(team string, from uint64, resp *rawResponse) iter.Seq[*irxv1.ApplyPeerFeedCommand] {
 	return func(yield func(*irxv1.ApplyPeerFeedCommand) bool) {
 		newCmd := func(start uint64) *irxv1.ApplyPeerFeedCommand {

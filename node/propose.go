@@ -11,6 +11,7 @@ import (
 	"github.com/hashicorp/raft"
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/irxfed/irx/errdefs"
 	"github.com/irxfed/irx/node/fsm"
@@ -88,6 +89,68 @@ func (n *Node) Commit(ctx context.Context, cmd *irxv1.Command) (proto.Message, e
 		return nil, err
 	}
 	return res.Stored()
+}
+
+// CommitInOrder appends cmds to the log of this node, which must lead, as
+// one entry each, in their order, without waiting for one's commit and
+// apply before the next leaves: a stream of large commands (a peer's feed,
+// a quarter MiB each) keeps the followers' disks and the state machines
+// busy at once instead of in turn. It returns each one's refusal (nil:
+// applied). A command that continues the one before it (a peer feed
+// command starts at the cursor the one before moved to) is refused by the
+// state machine when that one was not applied. Creates go through Propose,
+// which gives them their request ids and evaluates them.
+func (n *Node) CommitInOrder(ctx context.Context, cmds []*irxv1.Command) []error {
+	errs := make([]error, len(cmds))
+	fail := func(err error) []error {
+		for i := range errs {
+			errs[i] = err
+		}
+		return errs
+	}
+	if n.raft.State() != raft.Leader {
+		return fail(errNotLeader)
+	}
+	if err := n.storageProblem(); err != nil {
+		return fail(err)
+	}
+	actor := actorFrom(ctx)
+	futures := make([]raft.ApplyFuture, 0, len(cmds))
+	for _, cmd := range cmds {
+		if cmd.GetCreateIncident() != nil {
+			return fail(errors.New("a create goes through Propose, not CommitInOrder"))
+		}
+		entry := submission(cmd)
+		if entry.Actor == nil {
+			entry.Actor = actor
+		}
+		entry.ProposeTime = timestamppb.Now()
+		data, err := proto.Marshal(entry)
+		if err != nil {
+			errs[len(futures)] = fmt.Errorf("encode command: %w", err)
+			break
+		}
+		// One goroutine's Apply calls enter the log in call order.
+		futures = append(futures, n.raft.Apply(data, n.cfg.Raft.ApplyTimeout))
+	}
+	for i, future := range futures {
+		if err := future.Error(); err != nil {
+			errs[i] = n.raftError(err)
+			continue
+		}
+		res, ok := future.Response().(*fsm.Result)
+		if !ok {
+			errs[i] = fmt.Errorf("state machine returned %T", future.Response())
+			continue
+		}
+		_, errs[i] = res.Stored()
+	}
+	for i := len(futures); i < len(errs); i++ {
+		if errs[i] == nil {
+			errs[i] = fmt.Errorf("not proposed: %w", errs[len(futures)])
+		}
+	}
+	return errs
 }
 
 // applyLocal proposes cmd to this node's Raft, which must lead, through the
