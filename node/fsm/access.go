@@ -165,7 +165,7 @@ func (a *applier) changeRole(c *irxv1.ChangeRoleCommand) *Result {
 	}
 	key := bindingKey(c.GetIdentity())
 	b := &irxv1.RoleBinding{}
-	if _, err := getProto(a.b, key, b); err != nil {
+	if _, err := getProto(a.reads(), key, b); err != nil {
 		a.fail(err)
 		return &Result{Err: err}
 	}

@@ -2,10 +2,13 @@ package fsm
 
 import (
 	"errors"
+	"fmt"
 	"testing"
 
 	"github.com/hashicorp/raft"
 	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/types/known/fieldmaskpb"
+	"pgregory.net/rapid"
 
 	irxv1 "github.com/irxfed/irx/proto/irx/v1"
 	"github.com/irxfed/irx/record"
@@ -136,4 +139,99 @@ func TestReadsState(t *testing.T) {
 			t.Errorf("%s: readsState = false; only creates with fresh request ids and no-ops read nothing", f.Name())
 		}
 	}
+}
+
+// TestOneBatchLeavesWhatEntryByEntryWould: any sequence of entries that
+// read what the ones before them wrote (a peer's views, withdrawals and
+// new versions of one record, feed commands chained by their cursors,
+// some broken; creates with request ids and updates of our own records),
+// applied as one batch, whose writes are held back and added in key order,
+// gives each entry the result and leaves the store exactly as applying
+// them one entry at a time does.
+func TestOneBatchLeavesWhatEntryByEntryWould(t *testing.T) {
+	rapid.Check(t, func(rt *rapid.T) {
+		batched, single := newHarness(t), newHarness(t)
+		defer batched.f.Close()
+		defer single.f.Close()
+		for _, h := range []*harness{batched, single} {
+			h.addPeer("cert-b")
+		}
+		drawIndicators := func() []*irxv1.Indicator {
+			var out []*irxv1.Indicator
+			for _, i := range rapid.SliceOfNDistinct(rapid.IntRange(0, len(correlationPool)-1), 0, 3, rapid.ID).Draw(rt, "indicators") {
+				out = append(out, &irxv1.Indicator{Kind: correlationPool[i].GetKind(), Value: correlationPool[i].GetValue()})
+			}
+			return out
+		}
+		var logs []*raft.Log
+		cursor, owned := uint64(0), 0
+		for range rapid.IntRange(1, 12).Draw(rt, "entries") {
+			var cmd *irxv1.Command
+			switch rapid.IntRange(0, 3).Draw(rt, "kind") {
+			case 0, 1:
+				var items []*irxv1.FeedItem
+				from := cursor
+				if rapid.IntRange(0, 5).Draw(rt, "break the chain") == 0 {
+					from += 2
+				}
+				seq := from
+				for range rapid.IntRange(1, 4).Draw(rt, "items") {
+					seq++
+					ticket := uint64(rapid.IntRange(1, 3).Draw(rt, "ticket"))
+					if rapid.IntRange(0, 3).Draw(rt, "withdraw") == 0 {
+						items = append(items, withdrawalItem(seq, fmt.Sprintf("cert-b:%d", ticket), int64(rapid.IntRange(1, 3).Draw(rt, "withdrawn version")), irxv1.WithdrawalReason_WITHDRAWAL_REASON_ORIGIN))
+						continue
+					}
+					v := foreignView("cert-b", ticket, int64(rapid.IntRange(1, 3).Draw(rt, "version")))
+					v.Indicators = drawIndicators()
+					items = append(items, viewItem(seq, v))
+				}
+				if from == cursor {
+					cursor = seq
+				}
+				cmd = &irxv1.Command{Kind: &irxv1.Command_ApplyPeerFeed{ApplyPeerFeed: &irxv1.ApplyPeerFeedCommand{
+					PeerTeamId: "cert-b", FromCursor: from, Cursor: seq, Items: items, Head: seq,
+				}}}
+			case 2:
+				inc := newIncident()
+				inc.Indicators = drawIndicators()
+				cmd = createCmd(inc, fmt.Sprintf("r%d", rapid.IntRange(1, 3).Draw(rt, "request id")))
+			default:
+				if owned == 0 {
+					owned++
+				}
+				cmd = &irxv1.Command{Kind: &irxv1.Command_UpdateIncident{UpdateIncident: &irxv1.UpdateIncidentCommand{
+					Incident:   &irxv1.Incident{Id: idOf(uint64(owned)), Indicators: drawIndicators(), Status: irxv1.Status_STATUS_IN_PROGRESS},
+					UpdateMask: &fieldmaskpb.FieldMask{Paths: []string{"indicators", "status"}},
+				}}}
+			}
+			if cmd.GetCreateIncident() != nil {
+				owned = max(owned, 1)
+			}
+			logs = append(logs, batched.command(cmd))
+			single.index, single.clock = batched.index, batched.clock
+		}
+		all := batched.f.ApplyBatch(logs)
+		for i, l := range logs {
+			one := single.f.ApplyBatch([]*raft.Log{l})[0]
+			got, want := asResult(t, all[i]), asResult(t, one)
+			if fmt.Sprint(got.Err) != fmt.Sprint(want.Err) || got.Incident.GetVersion() != want.Incident.GetVersion() {
+				rt.Fatalf("entry %d: %v (v%d) in one batch, %v (v%d) alone", i, got.Err, got.Incident.GetVersion(), want.Err, want.Incident.GetVersion())
+			}
+		}
+		if contentDigest(t, batched.f) != contentDigest(t, single.f) {
+			b, s := dump(t, batched.f), dump(t, single.f)
+			for k, v := range b {
+				if s[k] != v {
+					rt.Errorf("%q: %x in one batch, %x entry by entry", k, v, s[k])
+				}
+			}
+			for k := range s {
+				if _, ok := b[k]; !ok {
+					rt.Errorf("%q only entry by entry", k)
+				}
+			}
+			rt.Fatal("the stores differ")
+		}
+	})
 }

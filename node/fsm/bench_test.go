@@ -154,7 +154,7 @@ func BenchmarkWritePending(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		batch := db.NewBatch()
-		a := applier{fsm: &FSM{families: keyFamilies()}, b: batch, sorted: true, pending: append(make([]pendingSet, 0, len(writes)), writes...)}
+		a := applier{fsm: &FSM{families: keyFamilies()}, batch: batch, sorted: true, pending: append(make([]pendingSet, 0, len(writes)), writes...)}
 		a.writePending()
 		if a.err != nil {
 			b.Fatal(a.err)

@@ -98,8 +98,8 @@ func (a *applier) erasedCopy(id record.ID, inc *irxv1.Incident) {
 	var r interface {
 		NewIter(*pebble.IterOptions) (*pebble.Iterator, error)
 	} = a.fsm.db
-	if a.b.Indexed() {
-		r = a.b
+	if a.batch.Indexed() {
+		r = a.reads()
 	}
 	it, err := r.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: prefixEnd(prefix)})
 	if err != nil {

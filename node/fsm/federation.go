@@ -152,7 +152,7 @@ func (a *applier) setProto(m proto.Message, keys ...[]byte) {
 func (a *applier) del(key []byte) {
 	a.writePending()
 	if a.err == nil {
-		a.err = a.b.Delete(key, nil)
+		a.err = a.batch.Delete(key, nil)
 	}
 }
 
@@ -175,7 +175,7 @@ func (a *applier) withdraw(c *irxv1.WithdrawIncidentCommand) *Result {
 	if id.Team != a.fsm.team {
 		return &Result{Err: fmt.Errorf("%w: %s belongs to team %q; only its origin team withdraws it", ErrForeignIncident, c.GetIncidentId(), id.Team)}
 	}
-	current, err := a.fsm.getFrom(a.b, c.GetIncidentId(), 0)
+	current, err := a.fsm.getFrom(a.reads(), c.GetIncidentId(), 0)
 	if err != nil {
 		if !errors.Is(err, ErrNotFound) {
 			a.fail(err)
@@ -204,7 +204,7 @@ func (a *applier) putPeer(c *irxv1.PutPeerCommand) *Result {
 		return &Result{Err: fmt.Errorf("%w: peer team id %q", ErrInvalidCommand, p.GetTeamId())}
 	}
 	var existing irxv1.Peer
-	found, err := getProto(a.b, peerKey(p.GetTeamId()), &existing)
+	found, err := getProto(a.reads(), peerKey(p.GetTeamId()), &existing)
 	if err != nil {
 		a.fail(err)
 		return &Result{Err: err}
@@ -225,7 +225,7 @@ func (a *applier) putPeer(c *irxv1.PutPeerCommand) *Result {
 }
 
 func (a *applier) deletePeer(c *irxv1.DeletePeerCommand) *Result {
-	_, closer, err := a.b.Get(peerKey(c.GetTeamId()))
+	_, closer, err := a.reads().Get(peerKey(c.GetTeamId()))
 	if errors.Is(err, pebble.ErrNotFound) {
 		return &Result{Err: fmt.Errorf("%w: peer %q", ErrNotFound, c.GetTeamId())}
 	}
@@ -244,7 +244,7 @@ func (a *applier) deletePeer(c *irxv1.DeletePeerCommand) *Result {
 
 func (a *applier) peerState(team string) (*irxv1.PeerState, error) {
 	st := &irxv1.PeerState{}
-	if _, err := getProto(a.b, peerStateKey(team), st); err != nil {
+	if _, err := getProto(a.reads(), peerStateKey(team), st); err != nil {
 		a.fail(err)
 		return nil, err
 	}
@@ -256,7 +256,7 @@ func (a *applier) peerState(team string) (*irxv1.PeerState, error) {
 // takes effect exactly once whichever leader pulled it.
 func (a *applier) applyPeerFeed(c *irxv1.ApplyPeerFeedCommand) *Result {
 	peer := c.GetPeerTeamId()
-	if _, closer, err := a.b.Get(peerKey(peer)); errors.Is(err, pebble.ErrNotFound) {
+	if _, closer, err := a.reads().Get(peerKey(peer)); errors.Is(err, pebble.ErrNotFound) {
 		return &Result{Err: fmt.Errorf("%w: peer %q", ErrNotFound, peer)}
 	} else if err != nil {
 		a.fail(err)
@@ -356,7 +356,7 @@ func (a *applier) receive(peer string, view *irxv1.Incident) (stored bool, refus
 	}
 	var current *irxv1.Incident
 	if id.Ticket <= a.fsm.foreignHigh[id.Team] {
-		switch cur, err := loadLatest(a.b, id); {
+		switch cur, err := loadLatest(a.reads(), id); {
 		case err == nil:
 			if cur.GetVersion() >= view.GetVersion() {
 				return false, "" // duplicate or older: versions never go backwards
@@ -442,7 +442,7 @@ func (a *applier) receiveWithdrawal(peer string, w *irxv1.IncidentWithdrawal) (d
 			w.Description = "(the reason the peer sent was not kept: " + why + ")"
 		}
 	}
-	cur, err := loadLatest(a.b, id)
+	cur, err := loadLatest(a.reads(), id)
 	if err != nil && !errors.Is(err, pebble.ErrNotFound) {
 		a.fail(err)
 		return false, ""
@@ -545,7 +545,7 @@ func (a *applier) deleteCopy(id record.ID, cur *irxv1.Incident) {
 	prefix := cat(prefixVersion, idKey(id))
 	a.writePending()
 	if a.err == nil {
-		a.err = a.b.DeleteRange(prefix, prefixEnd(prefix), nil)
+		a.err = a.batch.DeleteRange(prefix, prefixEnd(prefix), nil)
 	}
 }
 
@@ -614,7 +614,7 @@ func (a *applier) acknowledgePeer(c *irxv1.AcknowledgePeerCommand) *Result {
 func (a *applier) deleteRange(p []byte) {
 	a.writePending()
 	if a.err == nil {
-		a.err = a.b.DeleteRange(p, prefixEnd(p), nil)
+		a.err = a.batch.DeleteRange(p, prefixEnd(p), nil)
 	}
 }
 

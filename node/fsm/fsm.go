@@ -426,16 +426,21 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
 		b = f.db.NewBatchWithSize(batchSizeHint(logs))
 	}
 	defer b.Close()
-	a := applier{fsm: f, b: b, ticket: f.lastTicket.Load(), feed: f.feedSeq.Load(), sorted: !reads}
-	if a.sorted {
-		commands := 0
-		for _, e := range entries {
-			if e != nil {
-				commands += len(e.commands)
-			}
+	// Writes are added to the batch in key order (writePending), also in
+	// a batch that reads: its reads add what is held back first, and a
+	// peer's feed, which reads its peer's state once per command and
+	// little else, then inserts its records' keys in order too.
+	a := applier{fsm: f, batch: b, ticket: f.lastTicket.Load(), feed: f.feedSeq.Load(), sorted: true}
+	commands, size := 0, 0
+	for i, e := range entries {
+		if e != nil {
+			commands += len(e.commands)
+			size += len(logs[i].Data)
 		}
-		a.pending = make([]pendingSet, 0, commands*writesPerCreate)
 	}
+	// A create of 1 KiB makes about 18 writes; a peer's view of 1 KiB
+	// about as many, and a feed command holds hundreds of them.
+	a.pending = make([]pendingSet, 0, max(commands*writesPerCreate, size/64))
 	for i, e := range entries {
 		if e != nil {
 			results[i] = a.apply(e, logs[i].Index)
@@ -560,14 +565,16 @@ func (f *FSM) WaitApplied(ctx context.Context, index uint64) error {
 
 // applier applies commands to one batch, carrying the counters forward.
 type applier struct {
-	fsm    *FSM
-	b      *pebble.Batch
+	fsm *FSM
+	// batch is written through set and del, and read through reads, which
+	// sees every write made before it.
+	batch  *pebble.Batch
 	ticket uint64
 	feed   uint64
 	err    error // first storage error; the batch is then abandoned
 
-	// sorted holds the writes in pending until writePending; only for
-	// batches nothing reads before they are committed (not indexed).
+	// sorted holds the writes in pending until writePending, which a read
+	// of the batch, a deletion and the end of the batch call.
 	sorted  bool
 	pending []pendingSet
 
@@ -800,7 +807,7 @@ func (a *applier) duplicateOf(requestID string, fresh bool, digest []byte) *Resu
 	if requestID == "" || fresh {
 		return nil
 	}
-	v, closer, err := a.b.Get(requestKey(requestID))
+	v, closer, err := a.reads().Get(requestKey(requestID))
 	switch {
 	case err == nil:
 		existing, stored := parseRequestValue(v)
@@ -813,7 +820,7 @@ func (a *applier) duplicateOf(requestID string, fresh bool, digest []byte) *Resu
 					"use a new request_id for a new incident, or UpdateIncident %s to change it", requestID, existing, existing),
 			}}
 		}
-		inc, err := a.fsm.getFrom(a.b, existing, 0)
+		inc, err := a.fsm.getFrom(a.reads(), existing, 0)
 		if errors.Is(err, ErrNotFound) {
 			// Retention removed what the first create made.
 			return &Result{Err: fmt.Errorf("%w: request_id %q created %s, which retention has since removed", ErrNotFound, requestID, existing)}
@@ -868,7 +875,7 @@ func (a *applier) update(cmd *irxv1.Command, c *irxv1.UpdateIncidentCommand) *Re
 	if err := record.CheckMask(c.GetUpdateMask(), "update_mask"); err != nil {
 		return &Result{Err: err}
 	}
-	current, err := a.fsm.getFrom(a.b, patch.GetId(), 0)
+	current, err := a.fsm.getFrom(a.reads(), patch.GetId(), 0)
 	if err != nil {
 		if !errors.Is(err, ErrNotFound) {
 			a.fail(err)
@@ -955,7 +962,7 @@ func (a *applier) set(k, v []byte) {
 	case a.sorted:
 		a.pending = append(a.pending, pendingSet{key: k, value: v, seq: len(a.pending)})
 	default:
-		a.err = a.b.Set(k, v, nil)
+		a.err = a.batch.Set(k, v, nil)
 	}
 }
 
@@ -992,9 +999,16 @@ func (a *applier) writePending() {
 		if a.err != nil {
 			break
 		}
-		a.err = a.b.Set(w.key, w.value, nil)
+		a.err = a.batch.Set(w.key, w.value, nil)
 	}
 	a.pending = a.pending[:0]
+}
+
+// reads returns the batch to read, after adding the writes held back for
+// key order to it: a read sees every write made before it.
+func (a *applier) reads() *pebble.Batch {
+	a.writePending()
+	return a.batch
 }
 
 func (a *applier) fail(err error) {

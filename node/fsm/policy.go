@@ -48,7 +48,7 @@ func (a *applier) setPolicy(cmd *irxv1.Command, c *irxv1.SetPolicyCommand) *Resu
 	if err := policy.Validate(p); err != nil {
 		return &Result{Err: err}
 	}
-	if _, closer, err := a.b.Get(keyTeamSecret); errors.Is(err, pebble.ErrNotFound) {
+	if _, closer, err := a.reads().Get(keyTeamSecret); errors.Is(err, pebble.ErrNotFound) {
 		if len(c.GetTeamSecret()) != TeamSecretLength {
 			return &Result{Err: fmt.Errorf("%w: the first policy must carry a %d-byte team secret", ErrInvalidCommand, TeamSecretLength)}
 		}
@@ -59,7 +59,7 @@ func (a *applier) setPolicy(cmd *irxv1.Command, c *irxv1.SetPolicyCommand) *Resu
 	} else {
 		_ = closer.Close()
 	}
-	latest, err := getUint64(a.b, policyLatestKey(p.GetPeerTeamId()))
+	latest, err := getUint64(a.reads(), policyLatestKey(p.GetPeerTeamId()))
 	if err != nil {
 		a.fail(err)
 		return &Result{Err: err}

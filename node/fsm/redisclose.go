@@ -35,7 +35,7 @@ func (a *applier) receiveReplacement(peer string, r *irxv1.IncidentReplacement) 
 	if id.Team == a.fsm.team {
 		return false, fmt.Sprintf("replacement of %s, this team's own incident", r.GetIncidentId())
 	}
-	cur, err := loadLatest(a.b, id)
+	cur, err := loadLatest(a.reads(), id)
 	if errors.Is(err, pebble.ErrNotFound) {
 		return false, ""
 	}
@@ -46,7 +46,7 @@ func (a *applier) receiveReplacement(peer string, r *irxv1.IncidentReplacement) 
 	if cur.GetWithdrawTime() != nil || cur.GetProvenance().GetReceivedFrom() != peer {
 		return false, ""
 	}
-	stored, closer, err := a.b.Get(versionKey(id, r.GetVersion()))
+	stored, closer, err := a.reads().Get(versionKey(id, r.GetVersion()))
 	if errors.Is(err, pebble.ErrNotFound) {
 		return false, ""
 	}
@@ -179,7 +179,7 @@ func (a *applier) eraseVersion(id record.ID, cur *irxv1.Incident, version int64)
 	if version != cur.GetVersion() {
 		return
 	}
-	prev, err := newestVersion(a.b, id)
+	prev, err := newestVersion(a.reads(), id)
 	switch {
 	case errors.Is(err, pebble.ErrNotFound):
 		a.deleteCopy(id, cur)
@@ -221,7 +221,7 @@ func (a *applier) startRedisclosure(peer string, version int64) {
 func (a *applier) redisclose(c *irxv1.RediscloseCommand) *Result {
 	peer := c.GetPeerTeamId()
 	progress := &irxv1.RedisclosureProgress{}
-	found, err := getProto(a.b, redisclosureKey(peer), progress)
+	found, err := getProto(a.reads(), redisclosureKey(peer), progress)
 	if err != nil {
 		a.fail(err)
 		return &Result{Err: err}

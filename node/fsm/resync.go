@@ -31,7 +31,7 @@ func (a *applier) resyncPeer(c *irxv1.ResyncPeerCommand) *Result {
 	if peer == a.fsm.team || record.ValidateTeamID(peer) != nil {
 		return &Result{Err: fmt.Errorf("%w: resync with %q", ErrInvalidCommand, peer)}
 	}
-	_, closer, err := a.b.Get(peerKey(peer))
+	_, closer, err := a.reads().Get(peerKey(peer))
 	if errors.Is(err, pebble.ErrNotFound) {
 		return &Result{Err: fmt.Errorf("%w: peer %q", ErrNotFound, peer)}
 	}
@@ -67,7 +67,7 @@ func (a *applier) resyncPeer(c *irxv1.ResyncPeerCommand) *Result {
 		return &Result{Err: err}
 	}
 	for _, id := range ids {
-		cur, err := newestVersion(a.b, id)
+		cur, err := newestVersion(a.reads(), id)
 		if err != nil {
 			a.fail(err)
 			return &Result{Err: err}
@@ -97,7 +97,7 @@ const resyncStretch = 1024
 // hold, in id order.
 func (a *applier) recordsOf(team string, limit int) ([]record.ID, error) {
 	prefix := cat(prefixIncident, []byte(team), []byte{0})
-	it, err := a.b.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: prefixEnd(prefix)})
+	it, err := a.reads().NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: prefixEnd(prefix)})
 	if err != nil {
 		return nil, err
 	}

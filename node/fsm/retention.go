@@ -261,7 +261,7 @@ func (a *applier) noteTerms(origin string, terms *irxv1.RetentionPolicy) (refuse
 // retentionTick advances the retention clock and applies what is due.
 func (a *applier) retentionTick() *Result {
 	clock := &timestamppb.Timestamp{}
-	if _, err := getProto(a.b, keyRetentionClock, clock); err != nil {
+	if _, err := getProto(a.reads(), keyRetentionClock, clock); err != nil {
 		a.fail(err)
 		return &Result{Err: err}
 	}
@@ -323,7 +323,7 @@ func (a *applier) applyRule(origin string, st *irxv1.RetentionState, i int, rule
 	if bytes.Compare(lower, upper) >= 0 {
 		return 0, true, nil
 	}
-	it, err := a.b.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
+	it, err := a.reads().NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
 	if err != nil {
 		a.fail(err)
 		return 0, true, nil
@@ -353,7 +353,7 @@ func (a *applier) applyRuleTo(origin string, rule *irxv1.RetentionRule, k []byte
 		a.fail(fmt.Errorf("fsm: time index key %q: %w", k, err))
 		return
 	}
-	latest, err := getUint64(a.b, incidentKey(id))
+	latest, err := getUint64(a.reads(), incidentKey(id))
 	if err != nil {
 		a.fail(err)
 		return
@@ -362,7 +362,7 @@ func (a *applier) applyRuleTo(origin string, rule *irxv1.RetentionRule, k []byte
 	if class == irxv1.InfoClass_INFO_CLASS_UNSPECIFIED && int64(latest) != version {
 		return // a whole-record rule looks at the latest version only
 	}
-	stored, closer, err := a.b.Get(versionKey(id, version))
+	stored, closer, err := a.reads().Get(versionKey(id, version))
 	if errors.Is(err, pebble.ErrNotFound) {
 		return
 	}
@@ -458,8 +458,8 @@ func (a *applier) removeRecord(id record.ID, cur *irxv1.Incident) {
 func (a *applier) deleteTimeKeys(id record.ID) {
 	prefix := cat(prefixVersion, idKey(id))
 	var r iterable = a.fsm.db
-	if a.b.Indexed() {
-		r = a.b
+	if a.batch.Indexed() {
+		r = a.reads()
 	}
 	it, err := r.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: prefixEnd(prefix)})
 	if err != nil {

@@ -73,8 +73,8 @@ func (a *applier) stateReader() interface {
 	reader
 	NewIter(*pebble.IterOptions) (*pebble.Iterator, error)
 } {
-	if a.b.Indexed() {
-		return a.b
+	if a.batch.Indexed() {
+		return a.reads()
 	}
 	return a.fsm.db
 }
@@ -246,7 +246,7 @@ func (a *applier) putSharingGroup(c *irxv1.PutSharingGroupCommand) *Result {
 	for i, m := range g.GetMemberTeamIds() {
 		// The peer itself, not its state: a team never peered with has
 		// no state either, and reading it finds nothing without an error.
-		found, err := getProto(a.b, peerKey(m), &irxv1.Peer{})
+		found, err := getProto(a.reads(), peerKey(m), &irxv1.Peer{})
 		if err != nil {
 			a.fail(err)
 			return &Result{Err: err}

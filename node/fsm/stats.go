@@ -318,8 +318,8 @@ func (a *applier) statsMoved(id record.ID, previous, next *irxv1.Incident) {
 // (current) says.
 func (a *applier) statMemo(id record.ID, current *irxv1.Incident) (statMemo, error) {
 	var r reader = a.fsm.db
-	if a.b.Indexed() {
-		r = a.b
+	if a.batch.Indexed() {
+		r = a.reads()
 	}
 	v, closer, err := r.Get(statMemoKey(id))
 	if errors.Is(err, pebble.ErrNotFound) {
@@ -347,8 +347,8 @@ func (a *applier) writeStats() {
 	}
 	sort.Strings(keys)
 	var r reader = a.fsm.db
-	if a.b.Indexed() {
-		r = a.b // the same, but for a rebuild's deletions (buildStats)
+	if a.batch.Indexed() {
+		r = a.reads() // the same, but for a rebuild's deletions (buildStats)
 	}
 	for _, k := range keys {
 		n, err := getUint64(r, []byte(k))
@@ -362,9 +362,9 @@ func (a *applier) writeStats() {
 			a.fail(fmt.Errorf("fsm: statistics counter %q would be %d", k, v))
 			return
 		case v == 0:
-			a.err = a.b.Delete([]byte(k), nil)
+			a.err = a.batch.Delete([]byte(k), nil)
 		default:
-			a.err = a.b.Set([]byte(k), u64(uint64(v)), nil)
+			a.err = a.batch.Set([]byte(k), u64(uint64(v)), nil)
 		}
 		if a.err != nil {
 			return
@@ -386,7 +386,7 @@ func buildStats(db *pebble.DB, team string) error {
 	f := &FSM{team: team, db: db}
 	b := db.NewIndexedBatch()
 	defer b.Close()
-	a := &applier{fsm: f, b: b}
+	a := &applier{fsm: f, batch: b}
 	// Whatever a half-finished build left goes, key by key: a range
 	// deletion's end would lie outside the family (tables.go).
 	for _, p := range [][]byte{prefixStatCount, prefixStatDur, prefixStatMemo} {

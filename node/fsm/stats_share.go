@@ -90,8 +90,8 @@ func sharedCells(r iterable, team string, now time.Time) ([]*irxv1.StatisticsCel
 // team's shared counts differ from those last published.
 func (a *applier) publishStatistics() *Result {
 	var r iterable = a.fsm.db
-	if a.b.Indexed() {
-		r = a.b
+	if a.batch.Indexed() {
+		r = a.reads()
 	}
 	// The counters of this batch are written at its end: publish what the
 	// entries before it left, which is also what a replica computes.
@@ -100,7 +100,7 @@ func (a *applier) publishStatistics() *Result {
 		a.fail(err)
 		return &Result{Err: err}
 	}
-	_, last, err := a.fsm.publishedFrom(a.b)
+	_, last, err := a.fsm.publishedFrom(a.reads())
 	if err != nil {
 		a.fail(err)
 		return &Result{Err: err}
@@ -172,7 +172,7 @@ func (a *applier) receiveStatistics(peer string, s *irxv1.SharedStatistics) stri
 		}
 	}
 	var old irxv1.SharedStatistics
-	switch found, err := getProto(a.b, peerStatsKey(peer), &old); {
+	switch found, err := getProto(a.reads(), peerStatsKey(peer), &old); {
 	case err != nil:
 		a.fail(err)
 		return ""
@@ -347,7 +347,7 @@ func (a *applier) spendPrivacyBudget(c *irxv1.SpendPrivacyBudgetCommand) *Result
 		return &Result{Err: fmt.Errorf("%w at index %d: a privacy budget spend without dataset, or with epsilon %v and budget %v", ErrInvalidCommand, a.index, eps, total)}
 	}
 	b := &irxv1.PrivacyBudget{Dataset: c.GetDataset(), Budget: total}
-	found, err := getProto(a.b, privacyBudgetKey(c.GetDataset()), b)
+	found, err := getProto(a.reads(), privacyBudgetKey(c.GetDataset()), b)
 	if err != nil {
 		a.fail(err)
 		return &Result{Err: err}

@@ -125,7 +125,7 @@ func TestSortedWritesLeaveWhatOrderedWritesWould(t *testing.T) {
 			}
 			defer db.Close()
 			b := db.NewBatch()
-			a := applier{fsm: &FSM{families: keyFamilies()}, b: b, sorted: sorted}
+			a := applier{fsm: &FSM{families: keyFamilies()}, batch: b, sorted: sorted}
 			for _, o := range ops {
 				if o.del {
 					a.del(o.key)

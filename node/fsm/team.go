@@ -31,7 +31,7 @@ func (a *applier) setTeamDescription(c *irxv1.SetTeamDescriptionCommand) *Result
 		return &Result{Err: err}
 	}
 	current := &irxv1.TeamDescription{}
-	if _, err := getProto(a.b, keyTeamDescription, current); err != nil {
+	if _, err := getProto(a.reads(), keyTeamDescription, current); err != nil {
 		a.fail(err)
 		return &Result{Err: err}
 	}

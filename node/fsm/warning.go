@@ -29,7 +29,7 @@ func warningKey(id string) []byte { return cat(prefixWarning, []byte(id)) }
 
 func (a *applier) loadWarning(id string) (*irxv1.Warning, error) {
 	w := &irxv1.Warning{}
-	found, err := getProto(a.b, warningKey(id), w)
+	found, err := getProto(a.reads(), warningKey(id), w)
 	if err != nil || !found {
 		return nil, err
 	}
@@ -41,7 +41,7 @@ func (a *applier) issueWarning(cmd *irxv1.Command, c *irxv1.IssueWarningCommand)
 	if err := record.ValidateWarning(w, "warning", a.now.AsTime()); err != nil {
 		return &Result{Err: err}
 	}
-	seq, err := getUint64(a.b, keyWarningSeq)
+	seq, err := getUint64(a.reads(), keyWarningSeq)
 	if err != nil {
 		a.fail(err)
 		return &Result{Err: err}
