@@ -4,10 +4,13 @@ import (
 	"errors"
 	"fmt"
 	"testing"
+	"time"
 
 	"github.com/hashicorp/raft"
 	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/fieldmaskpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
 	"pgregory.net/rapid"
 
 	irxv1 "github.com/irxfed/irx/proto/irx/v1"
@@ -144,7 +147,8 @@ func TestReadsState(t *testing.T) {
 // TestOneBatchLeavesWhatEntryByEntryWould: any sequence of entries that
 // read what the ones before them wrote (a peer's views, withdrawals and
 // new versions of one record, feed commands chained by their cursors,
-// some broken; creates with request ids and updates of our own records),
+// some broken; creates with request ids and updates of our own records;
+// new alert settings, which the entries after them correlate with),
 // applied as one batch, whose writes are held back and added in key order,
 // gives each entry the result and leaves the store exactly as applying
 // them one entry at a time does.
@@ -167,7 +171,7 @@ func TestOneBatchLeavesWhatEntryByEntryWould(t *testing.T) {
 		cursor, owned := uint64(0), 0
 		for range rapid.IntRange(1, 12).Draw(rt, "entries") {
 			var cmd *irxv1.Command
-			switch rapid.IntRange(0, 3).Draw(rt, "kind") {
+			switch rapid.IntRange(0, 4).Draw(rt, "kind") {
 			case 0, 1:
 				var items []*irxv1.FeedItem
 				from := cursor
@@ -184,6 +188,7 @@ func TestOneBatchLeavesWhatEntryByEntryWould(t *testing.T) {
 					}
 					v := foreignView("cert-b", ticket, int64(rapid.IntRange(1, 3).Draw(rt, "version")))
 					v.Indicators = drawIndicators()
+					v.ReportTime = timestamppb.New(t0.Add(time.Duration(rapid.IntRange(0, 30).Draw(rt, "report day")) * 24 * time.Hour))
 					items = append(items, viewItem(seq, v))
 				}
 				if from == cursor {
@@ -196,6 +201,11 @@ func TestOneBatchLeavesWhatEntryByEntryWould(t *testing.T) {
 				inc := newIncident()
 				inc.Indicators = drawIndicators()
 				cmd = createCmd(inc, fmt.Sprintf("r%d", rapid.IntRange(1, 3).Draw(rt, "request id")))
+			case 3:
+				window := time.Duration(rapid.IntRange(1, 20).Draw(rt, "window days")) * 24 * time.Hour
+				cmd = &irxv1.Command{Kind: &irxv1.Command_UpdateAlertSettings{UpdateAlertSettings: &irxv1.UpdateAlertSettingsCommand{
+					Settings: &irxv1.AlertSettings{Window: durationpb.New(window)},
+				}}}
 			default:
 				if owned == 0 {
 					owned++

@@ -382,11 +382,7 @@ func (a *applier) corr() *correlator {
 	}
 	if !a.cor.loaded {
 		a.cor.loaded = true
-		s, err := a.fsm.alertSettings()
-		if err != nil {
-			a.fail(err)
-		}
-		a.cor.window = s.GetWindow().AsDuration()
+		a.cor.window = a.fsm.settings.Load().alert.GetWindow().AsDuration()
 	}
 	return a.cor
 }
@@ -955,10 +951,10 @@ func (a *applier) updateAlertSettings(c *irxv1.UpdateAlertSettingsCommand) *Resu
 		return &Result{Err: fmt.Errorf("%w at index %d: %v", ErrInvalidCommand, a.index, err)}
 	}
 	a.setProto(s, keyAlertSettings)
-	if a.cor != nil {
-		a.cor.window = s.GetWindow().AsDuration()
-		a.cor.loaded = true
-	}
+	a.settingsChanged = true
+	// The rest of this batch correlates with the new window, as the next
+	// entry would: replicas group entries into batches differently.
+	a.corr().window = s.GetWindow().AsDuration()
 	return &Result{AlertSettings: s}
 }
 
@@ -977,13 +973,27 @@ func CheckAlertSettings(s *irxv1.AlertSettings) error {
 // alertSettings returns the settings in force (the default when none were
 // set).
 func (f *FSM) alertSettings() (*irxv1.AlertSettings, error) {
-	s := &irxv1.AlertSettings{}
-	found, err := getProto(f.db, keyAlertSettings, s)
+	return proto.CloneOf(f.settings.Load().alert), nil
+}
+
+// correlationSettings are what FSM.settings holds; neither part is
+// modified once loaded.
+type correlationSettings struct {
+	alert  *irxv1.AlertSettings
+	groups []*irxv1.SharingGroup // with their keys, in name order
+}
+
+func loadCorrelationSettings(db *pebble.DB) (*correlationSettings, error) {
+	s := &correlationSettings{alert: &irxv1.AlertSettings{}}
+	found, err := getProto(db, keyAlertSettings, s.alert)
 	if err != nil {
 		return nil, err
 	}
 	if !found {
-		s.Window = durationpb.New(DefaultAlertWindow)
+		s.alert.Window = durationpb.New(DefaultAlertWindow)
+	}
+	if s.groups, err = readGroups(db); err != nil {
+		return nil, err
 	}
 	return s, nil
 }

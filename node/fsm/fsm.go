@@ -187,6 +187,10 @@ type FSM struct {
 	// access mirrors the acc/ keys, replaced after every batch that
 	// changes them: every call of the operator API checks it.
 	access atomic.Pointer[Access]
+	// settings are the alert settings and sharing groups in force, which
+	// every batch that holds a value reads and an operator changes now and
+	// then: kept here, and loaded again after a batch that changed them.
+	settings atomic.Pointer[correlationSettings]
 
 	// appliedSignal is closed and replaced whenever applied advances, so
 	// linearizable reads can wait for an index without polling.
@@ -328,8 +332,13 @@ func (f *FSM) adopt(db *pebble.DB) error {
 	if err != nil {
 		return err
 	}
+	settings, err := loadCorrelationSettings(db)
+	if err != nil {
+		return err
+	}
 	f.db, f.tombstones, f.foreignHigh, f.netBits, f.held, f.saturated = db, tombstones, high, nb, held, saturated
 	f.access.Store(access)
+	f.settings.Store(settings)
 	f.retention.Store(&retention)
 	return nil
 }
@@ -476,6 +485,14 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
 		}
 		f.access.Store(access)
 	}
+	if a.settingsChanged {
+		settings, err := loadCorrelationSettings(f.db)
+		if err != nil {
+			f.log.Error("state machine cannot read what it wrote; stopping", "error", err)
+			panic(fmt.Sprintf("fsm: alert settings after batch ending at %d: %v", last, err))
+		}
+		f.settings.Store(settings)
+	}
 	f.publishRetention(a.retention)
 	f.applied.Store(last)
 	f.lastTicket.Store(a.ticket)
@@ -588,6 +605,9 @@ type applier struct {
 	// accessChanged: a command changed bindings or revocations; bound: the
 	// bootstrap grant applied (so a later one in the batch is moot).
 	accessChanged, bound bool
+	// settingsChanged: a command changed the alert settings or a sharing
+	// group (FSM.settings).
+	settingsChanged bool
 	// position numbers the actions recorded within one entry; journalPos
 	// the keys it wrote to correlation's journal (correlate.go).
 	position, journalPos uint32

@@ -85,7 +85,26 @@ func (a *applier) groups() ([]*irxv1.SharingGroup, error) {
 	if c.groups != nil {
 		return c.groups, nil
 	}
-	it, err := a.stateReader().NewIter(&pebble.IterOptions{LowerBound: prefixGroup, UpperBound: prefixEnd(prefixGroup)})
+	if !a.settingsChanged {
+		c.groups = a.fsm.settings.Load().groups
+		if c.groups == nil {
+			c.groups = []*irxv1.SharingGroup{}
+		}
+		return c.groups, nil
+	}
+	out, err := readGroups(a.stateReader())
+	if err != nil {
+		return nil, err
+	}
+	c.groups = out
+	return out, nil
+}
+
+// readGroups reads the sharing groups, with their keys, in name order.
+func readGroups(r interface {
+	NewIter(*pebble.IterOptions) (*pebble.Iterator, error)
+}) ([]*irxv1.SharingGroup, error) {
+	it, err := r.NewIter(&pebble.IterOptions{LowerBound: prefixGroup, UpperBound: prefixEnd(prefixGroup)})
 	if err != nil {
 		return nil, err
 	}
@@ -98,7 +117,6 @@ func (a *applier) groups() ([]*irxv1.SharingGroup, error) {
 		}
 		out = append(out, g)
 	}
-	c.groups = out
 	return out, it.Close()
 }
 
@@ -276,6 +294,7 @@ func (a *applier) putSharingGroup(c *irxv1.PutSharingGroupCommand) *Result {
 		}
 	}
 	a.setProto(g, groupKey(g.GetName()))
+	a.settingsChanged = true
 	a.corr().groups = nil
 	// Our digests under the new key, from our records.
 	if err := a.eachOwnLatest(func(id record.ID, inc *irxv1.Incident) {
@@ -440,23 +459,14 @@ func (f *FSM) SharingGroups() ([]*irxv1.SharingGroup, error) {
 	return gs, err
 }
 
+// sharingGroupsWithKeys returns copies of the groups in force (the
+// federation's sender reads them after every change it is woken for).
 func (f *FSM) sharingGroupsWithKeys() ([]*irxv1.SharingGroup, error) {
-	f.mu.RLock()
-	defer f.mu.RUnlock()
-	it, err := f.db.NewIter(&pebble.IterOptions{LowerBound: prefixGroup, UpperBound: prefixEnd(prefixGroup)})
-	if err != nil {
-		return nil, err
-	}
 	var out []*irxv1.SharingGroup
-	for valid := it.First(); valid; valid = it.Next() {
-		g := &irxv1.SharingGroup{}
-		if err := proto.Unmarshal(it.Value(), g); err != nil {
-			_ = it.Close()
-			return nil, err
-		}
-		out = append(out, g)
+	for _, g := range f.settings.Load().groups {
+		out = append(out, proto.CloneOf(g))
 	}
-	return out, it.Close()
+	return out, nil
 }
 
 // OwnSightings returns, for each sharing group, its key id and the
