@@ -79,6 +79,8 @@ type State interface {
 	// team; nil if none did.
 	Restored() *irxv1.RestoreMark
 	AppliedIndex() uint64
+	// WarningRevision changes whenever the warnings changed.
+	WarningRevision() uint64
 	WaitApplied(ctx context.Context, index uint64) error
 
 	// Redisclosures is, per peer, how far the redisclosure of what it

@@ -71,11 +71,20 @@ func (s *warningSender) run(stop <-chan struct{}) {
 	}()
 	defer sighting.Wait()
 	defer s.jobs.Wait()
+	// A pass reads every warning: it runs when they changed, when this
+	// node comes to lead, and every warningPoll for what became due, not
+	// after every applied entry (under one client, one per write).
+	var seen uint64
+	var passed time.Time
+	wasLeader := false
 	for ctx.Err() == nil {
-		applied := s.f.state.AppliedIndex()
-		if s.f.node.IsLeader() {
+		applied, rev := s.f.state.AppliedIndex(), s.f.state.WarningRevision()
+		leading := s.f.node.IsLeader()
+		if leading && (!wasLeader || rev != seen || time.Since(passed) >= warningPoll) {
 			s.pass(ctx)
+			seen, passed = rev, time.Now()
 		}
+		wasLeader = leading
 		wait, done := context.WithTimeout(ctx, warningPoll)
 		_ = s.f.state.WaitApplied(wait, applied+1)
 		done()

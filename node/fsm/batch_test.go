@@ -245,3 +245,26 @@ func TestOneBatchLeavesWhatEntryByEntryWould(t *testing.T) {
 		}
 	})
 }
+
+// TestWarningRevisionMovesWithWarnings: the revision the leader's sender
+// waits on moves with a batch that stores a warning, and with no other.
+func TestWarningRevisionMovesWithWarnings(t *testing.T) {
+	h := newHarness(t)
+	start := h.f.WarningRevision()
+	if res := h.apply(h.createLog(newIncident(), "")); res.Err != nil {
+		t.Fatal(res.Err)
+	}
+	if got := h.f.WarningRevision(); got != start {
+		t.Fatalf("a create moved the warning revision from %d to %d", start, got)
+	}
+	res := h.apply(h.command(&irxv1.Command{Kind: &irxv1.Command_IssueWarning{IssueWarning: &irxv1.IssueWarningCommand{
+		Warning: &irxv1.Warning{Title: "scan", Severity: irxv1.WarningSeverity_WARNING_SEVERITY_HIGH, Tlp: irxv1.Tlp_TLP_GREEN,
+			ExpireTime: timestamppb.New(t0.Add(48 * time.Hour))},
+	}}}))
+	if res.Err != nil {
+		t.Fatal(res.Err)
+	}
+	if got := h.f.WarningRevision(); got == start {
+		t.Fatal("a new warning left the warning revision where it was")
+	}
+}

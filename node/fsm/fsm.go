@@ -191,6 +191,8 @@ type FSM struct {
 	// every batch that holds a value reads and an operator changes now and
 	// then: kept here, and loaded again after a batch that changed them.
 	settings atomic.Pointer[correlationSettings]
+	// warningRevision: see WarningRevision.
+	warningRevision atomic.Uint64
 
 	// appliedSignal is closed and replaced whenever applied advances, so
 	// linearizable reads can wait for an index without polling.
@@ -339,6 +341,7 @@ func (f *FSM) adopt(db *pebble.DB) error {
 	f.db, f.tombstones, f.foreignHigh, f.netBits, f.held, f.saturated = db, tombstones, high, nb, held, saturated
 	f.access.Store(access)
 	f.settings.Store(settings)
+	f.warningRevision.Add(1)
 	f.retention.Store(&retention)
 	return nil
 }
@@ -493,6 +496,9 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
 		}
 		f.settings.Store(settings)
 	}
+	if a.warningsChanged {
+		f.warningRevision.Add(1)
+	}
 	f.publishRetention(a.retention)
 	f.applied.Store(last)
 	f.lastTicket.Store(a.ticket)
@@ -608,6 +614,8 @@ type applier struct {
 	// settingsChanged: a command changed the alert settings or a sharing
 	// group (FSM.settings).
 	settingsChanged bool
+	// warningsChanged: a command stored a warning (FSM.warningRevision).
+	warningsChanged bool
 	// position numbers the actions recorded within one entry; journalPos
 	// the keys it wrote to correlation's journal (correlate.go).
 	position, journalPos uint32

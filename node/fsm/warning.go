@@ -54,7 +54,7 @@ func (a *applier) issueWarning(cmd *irxv1.Command, c *irxv1.IssueWarningCommand)
 		d.State, d.DeliverTime, d.AcknowledgeTime, d.AcknowledgedBy = irxv1.WarningDeliveryState_WARNING_DELIVERY_STATE_PENDING, nil, nil, ""
 	}
 	a.set(keyWarningSeq, u64(seq))
-	a.setProto(w, warningKey(w.GetWarningId()))
+	a.putWarning(w)
 	return &Result{Warning: w}
 }
 
@@ -85,7 +85,7 @@ func (a *applier) receiveWarning(c *irxv1.ReceiveWarningCommand) *Result {
 	w.Deliveries, w.IssuedBy = nil, ""
 	w.ReceivedFrom, w.ReceiveTime = peer, a.now
 	w.AcknowledgedBy, w.AcknowledgeTime, w.AcknowledgementDelivered = "", nil, false
-	a.setProto(w, warningKey(w.GetWarningId()))
+	a.putWarning(w)
 	return &Result{Warning: w}
 }
 
@@ -107,7 +107,7 @@ func (a *applier) acknowledgeWarning(cmd *irxv1.Command, c *irxv1.AcknowledgeWar
 		return &Result{Warning: w} // the first acknowledgement stands
 	}
 	w.AcknowledgedBy, w.AcknowledgeTime = who, a.now
-	a.setProto(w, warningKey(w.GetWarningId()))
+	a.putWarning(w)
 	return &Result{Warning: w}
 }
 
@@ -144,7 +144,7 @@ func (a *applier) recordWarningDelivery(c *irxv1.RecordWarningDeliveryCommand) *
 			d.AcknowledgeTime = a.now
 		}
 	}
-	a.setProto(w, warningKey(w.GetWarningId()))
+	a.putWarning(w)
 	return &Result{Warning: w}
 }
 
@@ -158,7 +158,7 @@ func (a *applier) markWarningAcknowledgementDelivered(c *irxv1.MarkWarningAcknow
 		return &Result{Err: fmt.Errorf("%w: acknowledged warning %q", ErrNotFound, c.GetWarningId())}
 	}
 	w.AcknowledgementDelivered = true
-	a.setProto(w, warningKey(w.GetWarningId()))
+	a.putWarning(w)
 	return &Result{Warning: w}
 }
 
@@ -183,6 +183,17 @@ func (f *FSM) Warnings(pageSize int, pageToken string) ([]*irxv1.Warning, string
 	defer f.mu.RUnlock()
 	return pageDecoded[irxv1.Warning](f, prefixWarning, pageSize, pageToken, valueItself)
 }
+
+// putWarning stores w and marks the batch as one that changed warnings.
+func (a *applier) putWarning(w *irxv1.Warning) {
+	a.setProto(w, warningKey(w.GetWarningId()))
+	a.warningsChanged = true
+}
+
+// WarningRevision changes whenever a batch changed a warning, or the state
+// was replaced: the leader's sender reads every warning again only then
+// (and now and then for what became due).
+func (f *FSM) WarningRevision() uint64 { return f.warningRevision.Load() }
 
 // EachWarning calls fn with every warning, for the leader's deliveries.
 func (f *FSM) EachWarning(fn func(*irxv1.Warning) error) error {
