@@ -15,6 +15,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/irxfed/irx/errdefs"
+	"github.com/irxfed/irx/internal/wire"
 	"github.com/irxfed/irx/policy"
 	irxv1 "github.com/irxfed/irx/proto/irx/v1"
 	"github.com/irxfed/irx/record"
@@ -230,14 +231,16 @@ func (f *Federation) disclose(version, latest *irxv1.Incident, compiled *policy.
 }
 
 // viewDigest is ViewDigest's bytes for a view disclose made (it has no
-// receive time, so it needs no copy).
-func viewDigest(view *irxv1.Incident) ([]byte, error) {
-	data, err := proto.MarshalOptions{Deterministic: true}.Marshal(view)
+// receive time, so it needs no copy), and the encoding it is the digest of,
+// which the item sends as it is (wire.SetEncoded) rather than encoding the
+// view a second time.
+func viewDigest(view *irxv1.Incident) (digest, data []byte, err error) {
+	data, err = proto.MarshalOptions{Deterministic: true}.Marshal(view)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	sum := sha256.Sum256(data)
-	return sum[:], nil
+	return sum[:], data, nil
 }
 
 func digestString(d []byte) string { return "SHA256:" + hex.EncodeToString(d) }
@@ -359,19 +362,17 @@ func (w *feedWalker) newVersion(e *irxv1.FeedEntry) ([]outcome, error) {
 		}
 		outs = append(outs, o...)
 	} else {
-		d, err := viewDigest(view)
+		d, data, err := viewDigest(view)
 		if err != nil {
 			return nil, err
 		}
 		held.set(e.GetSequence(), v, d)
-		outs = append(outs, outcome{
-			item: &irxv1.FeedItem{
-				Sequence: e.GetSequence(), CommitTime: e.GetCommitTime(), Kind: &irxv1.FeedItem_Incident{Incident: view},
-				Retention: w.f.state.RetentionTerms(view.GetProvenance().GetOriginTeam()),
-			},
-			ledger: w.ledgerEntry(e, id, v, view, d, 0),
-			ex:     ex,
-		})
+		item := &irxv1.FeedItem{
+			Sequence: e.GetSequence(), CommitTime: e.GetCommitTime(),
+			Retention: w.f.state.RetentionTerms(view.GetProvenance().GetOriginTeam()),
+		}
+		wire.SetEncoded(item, wire.FeedItemIncident, data) // the incident
+		outs = append(outs, outcome{item: item, ledger: w.ledgerEntry(e, id, v, view, d, 0), ex: ex})
 	}
 	for _, u := range held.sorted() {
 		if u >= v {
@@ -527,7 +528,7 @@ func (w *feedWalker) offer(e *irxv1.FeedEntry, id string, u int64, view *irxv1.I
 	if view == nil {
 		return []outcome{w.erasure(e, id, u, held, reason)}, nil
 	}
-	d, err := viewDigest(view)
+	d, data, err := viewDigest(view)
 	if err != nil {
 		return nil, err
 	}
@@ -535,9 +536,12 @@ func (w *feedWalker) offer(e *irxv1.FeedEntry, id string, u int64, view *irxv1.I
 		return nil, nil
 	}
 	held.set(e.GetSequence(), u, d)
+	// The replacement carries the view as encoded for its digest.
+	r := &irxv1.IncidentReplacement{IncidentId: id, Version: u, Reason: reason}
+	wire.SetEncoded(r, wire.ReplacementIncident, data)
 	return []outcome{{
 		item: &irxv1.FeedItem{Sequence: e.GetSequence(), CommitTime: e.GetCommitTime(), Kind: &irxv1.FeedItem_Replacement{
-			Replacement: &irxv1.IncidentReplacement{IncidentId: id, Version: u, Incident: view, Reason: reason},
+			Replacement: r,
 		}, Retention: w.f.state.RetentionTerms(view.GetProvenance().GetOriginTeam())},
 		ledger: w.ledgerEntry(e, id, u, view, d, reason),
 		ex:     ex,

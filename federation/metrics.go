@@ -167,7 +167,7 @@ func (t *tally) add(outs []outcome, withheld bool) {
 		switch r := o.item.GetReplacement(); {
 		case o.item.GetWithdrawal() != nil:
 			t.outcomes["withdrawn"]++
-		case r != nil && r.GetIncident() == nil:
+		case r != nil && o.ledger.GetErased():
 			t.outcomes["erased"]++
 		case r != nil:
 			t.outcomes["replaced"]++

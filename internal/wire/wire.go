@@ -74,8 +74,10 @@ const (
 	TimestampSeconds       protowire.Number = 1
 	TimestampNanos         protowire.Number = 2
 
-	// irx.v1.SubscribeResponse, FeedItem and ApplyPeerFeedCommand: the
-	// puller, which passes a peer's items into its log entries undecoded.
+	// irx.v1.SubscribeResponse, FeedItem, IncidentReplacement and
+	// ApplyPeerFeedCommand: the puller, which passes a peer's items into
+	// its log entries undecoded, and the feed's server, which sends a view
+	// as it encoded it for its digest.
 	SubscribeResponseItems                protowire.Number = 1
 	SubscribeResponseCursor               protowire.Number = 2
 	SubscribeResponseHead                 protowire.Number = 3
@@ -84,6 +86,8 @@ const (
 	SubscribeResponseGeneration           protowire.Number = 400
 	SubscribeResponseRestoredFeedSequence protowire.Number = 401
 	FeedItemSequence                      protowire.Number = 1
+	FeedItemIncident                      protowire.Number = 3
+	ReplacementIncident                   protowire.Number = 3
 	ApplyPeerFeedItems                    protowire.Number = 5
 
 	// The answers that carry a record just stored as it was stored.

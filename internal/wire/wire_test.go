@@ -63,6 +63,8 @@ func TestFieldNumbersMatchTheSchema(t *testing.T) {
 		{SubscribeResponseHeadTime, "irx.v1.SubscribeResponse.head_time"},
 		{SubscribeResponsePolicyVersion, "irx.v1.SubscribeResponse.policy_version"},
 		{FeedItemSequence, "irx.v1.FeedItem.sequence"},
+		{FeedItemIncident, "irx.v1.FeedItem.incident"},
+		{ReplacementIncident, "irx.v1.IncidentReplacement.incident"},
 		{ApplyPeerFeedItems, "irx.v1.ApplyPeerFeedCommand.items"},
 		{CreateIncidentResponseIncident, "irx.v1.CreateIncidentResponse.incident"},
 		{ProposeResponseIncident, "irx.v1.ProposeResponse.incident"},
