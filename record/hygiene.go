@@ -235,9 +235,20 @@ func CheckRecordText(inc *irxv1.Incident, prefix string) []Violation {
 // string field of the schema, one at a time, and fails on any this does
 // not name, so a field added to the schema cannot be missed.
 func checkRecordStrings(inc *irxv1.Incident, prefix string, vs *violations) {
-	t := textCheck{vs}
+	// In parts: one function of every field took a 4 KiB stack frame,
+	// which grew the stack of every API call that checked a record.
+	t, top := textCheck{vs}, loc{prefix: prefix}
+	checkHeadStrings(t, top, inc)
+	checkContactStrings(t, top, inc)
+	checkHostStrings(t, top, inc)
+	checkActivityStrings(t, top, inc)
+	checkResponseStrings(t, top, inc)
+	checkTailStrings(t, top, inc)
+}
+
+// checkHeadStrings: id to reporting site.
+func checkHeadStrings(t textCheck, top loc, inc *irxv1.Incident) {
 	const id, text = Identifier, FreeText
-	top := loc{prefix: prefix}
 	t.one(inc.GetId(), id, top, "id")
 	for i, a := range inc.GetAlternativeIds() {
 		at := top.in("alternative_ids", i)
@@ -267,6 +278,11 @@ func checkRecordStrings(inc *irxv1.Incident, prefix string, vs *violations) {
 		t.one(r.GetDescription(), text, at, "description")
 		t.one(r.GetCountry(), id, at, "country")
 	}
+}
+
+// checkContactStrings: the contacts.
+func checkContactStrings(t textCheck, top loc, inc *irxv1.Incident) {
+	const id, text = Identifier, FreeText
 	for i, c := range inc.GetContacts() {
 		at := top.in("contacts", i)
 		for _, f := range [...]struct{ v, name string }{
@@ -284,6 +300,11 @@ func checkRecordStrings(inc *irxv1.Incident, prefix string, vs *violations) {
 			t.one(h.GetHandle(), id, at.in("registry_handles", j), "handle")
 		}
 	}
+}
+
+// checkHostStrings: the victim and attacking hosts.
+func checkHostStrings(t textCheck, top loc, inc *irxv1.Incident) {
+	const id, text = Identifier, FreeText
 	for _, hosts := range [...]struct {
 		name  string
 		hosts []*irxv1.Host
@@ -311,6 +332,11 @@ func checkRecordStrings(inc *irxv1.Incident, prefix string, vs *violations) {
 			t.counters(h.GetCounters(), at)
 		}
 	}
+}
+
+// checkActivityStrings: indicators to discoveries.
+func checkActivityStrings(t textCheck, top loc, inc *irxv1.Incident) {
+	const id, text = Identifier, FreeText
 	for i, x := range inc.GetIndicators() {
 		at := top.in("indicators", i)
 		t.one(x.GetValue(), id, at, "value")
@@ -356,6 +382,11 @@ func checkRecordStrings(inc *irxv1.Incident, prefix string, vs *violations) {
 	for i, d := range inc.GetDiscoveries() {
 		t.one(d.GetDescription(), text, top.in("discoveries", i), "description")
 	}
+}
+
+// checkResponseStrings: compromise to related activity.
+func checkResponseStrings(t textCheck, top loc, inc *irxv1.Incident) {
+	const id, text = Identifier, FreeText
 	if c := inc.GetCompromise(); c != nil {
 		at := top.in("compromise", -1)
 		t.list(c.GetSnifferOutputPaths(), id, at, "sniffer_output_paths")
@@ -398,6 +429,11 @@ func checkRecordStrings(inc *irxv1.Incident, prefix string, vs *violations) {
 		t.named(r.GetCampaignDescriptions(), at, "campaign_descriptions")
 		t.list(r.GetIncidentIds(), id, at, "incident_ids")
 	}
+}
+
+// checkTailStrings: assistance requested to the IODEF extra lists.
+func checkTailStrings(t textCheck, top loc, inc *irxv1.Incident) {
+	const id, text = Identifier, FreeText
 	t.one(inc.GetAssistanceRequested(), text, top, "assistance_requested")
 	if p := inc.GetProvenance(); p != nil {
 		at := top.in("provenance", -1)
