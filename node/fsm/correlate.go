@@ -983,7 +983,7 @@ type correlationSettings struct {
 	groups []*irxv1.SharingGroup // with their keys, in name order
 }
 
-func loadCorrelationSettings(db *pebble.DB) (*correlationSettings, error) {
+func loadCorrelationSettings(db pebble.Reader) (*correlationSettings, error) {
 	s := &correlationSettings{alert: &irxv1.AlertSettings{}}
 	found, err := getProto(db, keyAlertSettings, s.alert)
 	if err != nil {

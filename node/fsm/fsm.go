@@ -481,20 +481,10 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
 		panic(fmt.Sprintf("fsm: apply batch ending at %d: %v", last, a.err))
 	}
 	if a.accessChanged {
-		access, err := loadAccess(f.db)
-		if err != nil {
-			f.log.Error("state machine cannot read what it wrote; stopping", "error", err)
-			panic(fmt.Sprintf("fsm: access after batch ending at %d: %v", last, err))
-		}
-		f.access.Store(access)
+		reload(f, last, "access", loadAccess, &f.access)
 	}
 	if a.settingsChanged {
-		settings, err := loadCorrelationSettings(f.db)
-		if err != nil {
-			f.log.Error("state machine cannot read what it wrote; stopping", "error", err)
-			panic(fmt.Sprintf("fsm: alert settings after batch ending at %d: %v", last, err))
-		}
-		f.settings.Store(settings)
+		reload(f, last, "alert settings", loadCorrelationSettings, &f.settings)
 	}
 	if a.warningsChanged {
 		f.warningRevision.Add(1)
@@ -560,6 +550,17 @@ func batchSizeHint(logs []*raft.Log) int {
 		n += len(l.Data)
 	}
 	return n + n*3/4 + 4<<10
+}
+
+// reload reads back what a batch changed of the state kept in memory; a
+// replica that cannot read what it wrote stops, as one that cannot write.
+func reload[T any](f *FSM, last uint64, what string, load func(pebble.Reader) (*T, error), into *atomic.Pointer[T]) {
+	v, err := load(f.db)
+	if err != nil {
+		f.log.Error("state machine cannot read what it wrote; stopping", "error", err)
+		panic(fmt.Sprintf("fsm: %s after batch ending at %d: %v", what, last, err))
+	}
+	into.Store(v)
 }
 
 func (f *FSM) signalApplied() {
