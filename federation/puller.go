@@ -294,8 +294,8 @@ func (p *pullers) pull(ctx context.Context, peer *irxv1.Peer, endpoint string) (
 }
 
 // apply commits one (coalesced) response, up to commandsInFlight commands
-// at a time (each copies its items), and acknowledges it. It returns the cursor reached
-// and whether the whole response was applied.
+// at a time (each copies its items), and acknowledges it. It returns the
+// cursor reached and whether the whole response was applied.
 func (p *pullers) apply(ctx context.Context, team, endpoint string, cursor uint64, resp *rawResponse, acks *acker) (uint64, bool, error) {
 	p.update(team, func(l *live) {
 		l.connected, l.endpoint, l.lastErr = true, endpoint, ""

@@ -65,7 +65,12 @@ func TestCommitInOrderKeepsTheChain(t *testing.T) {
 			t.Fatalf("command %d of a list holding a create was committed", i)
 		}
 	}
-	if got := cursor(); got != chained+1 {
-		t.Fatalf("cursor %d after a refused list, want %d", got, chained+1)
+	// Had the list's first command gone to the log, it would be applied
+	// before the one committed after it.
+	if errs := n.CommitInOrder(ctx, []*irxv1.Command{next}); errs[0] != nil {
+		t.Fatalf("the feed command after a refused list: %v (the refused list's copy was applied)", errs[0])
+	}
+	if got := cursor(); got != chained+2 {
+		t.Fatalf("cursor %d, want %d", got, chained+2)
 	}
 }

@@ -114,12 +114,14 @@ func (n *Node) CommitInOrder(ctx context.Context, cmds []*irxv1.Command) []error
 	if err := n.storageProblem(); err != nil {
 		return fail(err)
 	}
-	actor := actorFrom(ctx)
-	futures := make([]raft.ApplyFuture, 0, len(cmds))
 	for _, cmd := range cmds {
 		if cmd.GetCreateIncident() != nil {
 			return fail(errors.New("a create goes through Propose, not CommitInOrder"))
 		}
+	}
+	actor := actorFrom(ctx)
+	futures := make([]raft.ApplyFuture, 0, len(cmds))
+	for _, cmd := range cmds {
 		entry := submission(cmd)
 		if entry.Actor == nil {
 			entry.Actor = actor
