@@ -123,17 +123,12 @@ func (b *batcher) propose(batch []*proposal) {
 		return
 	}
 	start := time.Now()
-	future := b.n.raft.Apply(data, b.n.cfg.Raft.ApplyTimeout)
-	if err := future.Error(); err != nil {
-		b.failAll(batch, b.n.raftError(err))
+	res, err := b.n.applied(b.n.raft.Apply(data, b.n.cfg.Raft.ApplyTimeout))
+	if err != nil {
+		b.failAll(batch, err)
 		return
 	}
 	b.n.metrics.commit.Observe(time.Since(start).Seconds())
-	res, ok := future.Response().(*fsm.Result)
-	if !ok {
-		b.failAll(batch, fmt.Errorf("state machine returned %T", future.Response()))
-		return
-	}
 	if len(batch) == 1 {
 		batch[0].done <- proposalResult{res: res}
 		return

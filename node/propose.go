@@ -136,16 +136,10 @@ func (n *Node) CommitInOrder(ctx context.Context, cmds []*irxv1.Command) []error
 		futures = append(futures, n.raft.Apply(data, n.cfg.Raft.ApplyTimeout))
 	}
 	for i, future := range futures {
-		if err := future.Error(); err != nil {
-			errs[i] = n.raftError(err)
-			continue
+		res, err := n.applied(future)
+		if errs[i] = err; err == nil {
+			_, errs[i] = res.Stored()
 		}
-		res, ok := future.Response().(*fsm.Result)
-		if !ok {
-			errs[i] = fmt.Errorf("state machine returned %T", future.Response())
-			continue
-		}
-		_, errs[i] = res.Stored()
 	}
 	for i := len(futures); i < len(errs); i++ {
 		if errs[i] == nil {
@@ -153,6 +147,19 @@ func (n *Node) CommitInOrder(ctx context.Context, cmds []*irxv1.Command) []error
 		}
 	}
 	return errs
+}
+
+// applied waits for an entry's apply and returns the state machine's
+// result, or why there is none.
+func (n *Node) applied(future raft.ApplyFuture) (*fsm.Result, error) {
+	if err := future.Error(); err != nil {
+		return nil, n.raftError(err)
+	}
+	res, ok := future.Response().(*fsm.Result)
+	if !ok {
+		return nil, fmt.Errorf("state machine returned %T", future.Response())
+	}
+	return res, nil
 }
 
 // applyLocal proposes cmd to this node's Raft, which must lead, through the

@@ -970,12 +970,6 @@ func CheckAlertSettings(s *irxv1.AlertSettings) error {
 	return nil
 }
 
-// alertSettings returns the settings in force (the default when none were
-// set).
-func (f *FSM) alertSettings() (*irxv1.AlertSettings, error) {
-	return proto.CloneOf(f.settings.Load().alert), nil
-}
-
 // correlationSettings are what FSM.settings holds; neither part is
 // modified once loaded.
 type correlationSettings struct {
@@ -1106,11 +1100,10 @@ func (f *FSM) AlertCounts() (raised, changes uint64) {
 	return f.alertsRaised.Load(), f.alertChanges.Load()
 }
 
-// AlertSettings returns the settings in force.
+// AlertSettings returns the settings in force (the default when none were
+// set).
 func (f *FSM) AlertSettings() (*irxv1.AlertSettings, error) {
-	f.mu.RLock()
-	defer f.mu.RUnlock()
-	return f.alertSettings()
+	return proto.CloneOf(f.settings.Load().alert), nil
 }
 
 // Alerts lists alerts, the most recently changed first; state unspecified

@@ -95,13 +95,7 @@ func (a *applier) erasedCopy(id record.ID, inc *irxv1.Incident) {
 	prefix := cat(prefixVersion, idKey(id))
 	a.erased(prefix, prefixEnd(prefix))
 	a.erasedKeys(indexKeys(id, inc)...)
-	var r interface {
-		NewIter(*pebble.IterOptions) (*pebble.Iterator, error)
-	} = a.fsm.db
-	if a.batch.Indexed() {
-		r = a.reads()
-	}
-	it, err := r.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: prefixEnd(prefix)})
+	it, err := a.stateReader().NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: prefixEnd(prefix)})
 	if err != nil {
 		a.fail(err)
 		return

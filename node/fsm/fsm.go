@@ -1040,6 +1040,20 @@ func (a *applier) reads() *pebble.Batch {
 	return a.batch
 }
 
+// stateReader is what a read of state goes to: the batch when it is
+// indexed (reads, which sees the writes of earlier commands), else the
+// database: an unindexed batch holds only creates whose request ids the
+// node made, which read nothing another command of the batch wrote.
+func (a *applier) stateReader() interface {
+	reader
+	iterable
+} {
+	if a.batch.Indexed() {
+		return a.reads()
+	}
+	return a.fsm.db
+}
+
 func (a *applier) fail(err error) {
 	if a.err == nil {
 		a.err = err

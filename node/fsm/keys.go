@@ -148,8 +148,8 @@ func prefixEnd(p []byte) []byte {
 }
 
 // scanFamily calls fn with every key under prefix and its value, in order.
-func scanFamily(db *pebble.DB, prefix []byte, fn func(key, value []byte) error) error {
-	it, err := db.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: prefixEnd(prefix)})
+func scanFamily(r iterable, prefix []byte, fn func(key, value []byte) error) error {
+	it, err := r.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: prefixEnd(prefix)})
 	if err != nil {
 		return fmt.Errorf("fsm: read %s: %w", prefix, err)
 	}

@@ -457,11 +457,7 @@ func (a *applier) removeRecord(id record.ID, cur *irxv1.Incident) {
 // an incident (read before the versions go).
 func (a *applier) deleteTimeKeys(id record.ID) {
 	prefix := cat(prefixVersion, idKey(id))
-	var r iterable = a.fsm.db
-	if a.batch.Indexed() {
-		r = a.reads()
-	}
-	it, err := r.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: prefixEnd(prefix)})
+	it, err := a.stateReader().NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: prefixEnd(prefix)})
 	if err != nil {
 		a.fail(err)
 		return

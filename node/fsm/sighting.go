@@ -66,19 +66,6 @@ func KeyID(key []byte) string {
 	return hex.EncodeToString(sum[:8])
 }
 
-// stateReader is the batch when it is indexed (it then sees the writes of
-// earlier commands), else the database: an unindexed batch holds only
-// creates, which write no group and no peer's sightings.
-func (a *applier) stateReader() interface {
-	reader
-	NewIter(*pebble.IterOptions) (*pebble.Iterator, error)
-} {
-	if a.batch.Indexed() {
-		return a.reads()
-	}
-	return a.fsm.db
-}
-
 // groups returns the sharing groups, as this batch left them.
 func (a *applier) groups() ([]*irxv1.SharingGroup, error) {
 	c := a.corr()
@@ -101,23 +88,17 @@ func (a *applier) groups() ([]*irxv1.SharingGroup, error) {
 }
 
 // readGroups reads the sharing groups, with their keys, in name order.
-func readGroups(r interface {
-	NewIter(*pebble.IterOptions) (*pebble.Iterator, error)
-}) ([]*irxv1.SharingGroup, error) {
-	it, err := r.NewIter(&pebble.IterOptions{LowerBound: prefixGroup, UpperBound: prefixEnd(prefixGroup)})
-	if err != nil {
-		return nil, err
-	}
+func readGroups(r iterable) ([]*irxv1.SharingGroup, error) {
 	out := []*irxv1.SharingGroup{}
-	for valid := it.First(); valid; valid = it.Next() {
+	err := scanFamily(r, prefixGroup, func(key, value []byte) error {
 		g := &irxv1.SharingGroup{}
-		if err := proto.Unmarshal(it.Value(), g); err != nil {
-			_ = it.Close()
-			return nil, fmt.Errorf("fsm: decode %q: %w", it.Key(), err)
+		if err := proto.Unmarshal(value, g); err != nil {
+			return fmt.Errorf("fsm: decode %q: %w", key, err)
 		}
 		out = append(out, g)
-	}
-	return out, it.Close()
+		return nil
+	})
+	return out, err
 }
 
 // sight moves the digests of one of our records' values from prev to next

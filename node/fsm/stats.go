@@ -317,11 +317,7 @@ func (a *applier) statsMoved(id record.ID, previous, next *irxv1.Incident) {
 // current: stored once it changed after version 1, else what version 1
 // (current) says.
 func (a *applier) statMemo(id record.ID, current *irxv1.Incident) (statMemo, error) {
-	var r reader = a.fsm.db
-	if a.batch.Indexed() {
-		r = a.reads()
-	}
-	v, closer, err := r.Get(statMemoKey(id))
+	v, closer, err := a.stateReader().Get(statMemoKey(id))
 	if errors.Is(err, pebble.ErrNotFound) {
 		return statMemo{}.advance(current), nil
 	}
@@ -346,10 +342,9 @@ func (a *applier) writeStats() {
 		}
 	}
 	sort.Strings(keys)
-	var r reader = a.fsm.db
-	if a.batch.Indexed() {
-		r = a.reads() // the same, but for a rebuild's deletions (buildStats)
-	}
+	// The batch when indexed: the same, but for a rebuild's deletions
+	// (buildStats).
+	r := a.stateReader()
 	for _, k := range keys {
 		n, err := getUint64(r, []byte(k))
 		if err != nil {

@@ -89,10 +89,7 @@ func sharedCells(r iterable, team string, now time.Time) ([]*irxv1.StatisticsCel
 // publishStatistics appends a statistics entry to the feed when the
 // team's shared counts differ from those last published.
 func (a *applier) publishStatistics() *Result {
-	var r iterable = a.fsm.db
-	if a.batch.Indexed() {
-		r = a.reads()
-	}
+	r := a.stateReader()
 	// The counters of this batch are written at its end: publish what the
 	// entries before it left, which is also what a replica computes.
 	cells, err := sharedCells(r, a.fsm.team, a.now.AsTime())
