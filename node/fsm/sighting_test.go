@@ -3,8 +3,10 @@ package fsm
 import (
 	"bytes"
 	"errors"
+	"strings"
 	"testing"
 
+	"github.com/hashicorp/raft"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/irxfed/irx/errdefs"
@@ -76,5 +78,47 @@ func TestSightings(t *testing.T) {
 	}
 	if _, ds, _ := h.f.OwnSightings("g", irxv1.Tlp_TLP_GREEN, 10); len(ds) != 0 {
 		t.Fatalf("an AMBER record's digests offered under a GREEN ceiling: %x", ds)
+	}
+}
+
+// TestPeerInSharingGroupStays: a peer that is a member of a sharing group
+// cannot be deleted (the refusal names the group) until the group is put
+// without it, also within one batch; a peer of no group is deleted.
+func TestPeerInSharingGroupStays(t *testing.T) {
+	h := newHarness(t)
+	h.addPeer("cert-b")
+	h.addPeer("cert-c")
+	put := func(members ...string) *raft.Log {
+		return h.command(&irxv1.Command{Kind: &irxv1.Command_PutSharingGroup{PutSharingGroup: &irxv1.PutSharingGroupCommand{
+			Group: &irxv1.SharingGroup{Name: "north", MemberTeamIds: members, Key: bytes.Repeat([]byte{2}, 32)},
+		}}})
+	}
+	del := func(peer string) *raft.Log {
+		return h.command(&irxv1.Command{Kind: &irxv1.Command_DeletePeer{DeletePeer: &irxv1.DeletePeerCommand{TeamId: peer}}})
+	}
+	if res := h.apply(put("cert-b", "cert-c")); res.Err != nil {
+		t.Fatal(res.Err)
+	}
+	before := contentDigest(t, h.f)
+	res := h.apply(del("cert-b"))
+	if !errors.Is(res.Err, ErrPeerInSharingGroup) || !errors.Is(res.Err, errdefs.ErrFailedPrecondition) || !strings.Contains(res.Err.Error(), "north") {
+		t.Fatalf("deleting a member of a group: %v", res.Err)
+	}
+	if contentDigest(t, h.f) != before {
+		t.Fatal("the refused deletion changed the state")
+	}
+	if _, err := h.f.Peer("cert-b"); err != nil {
+		t.Fatalf("the member is gone: %v", err)
+	}
+	// The group without cert-c and cert-c's deletion in one batch.
+	results := h.f.ApplyBatch([]*raft.Log{put("cert-b"), del("cert-c"), del("cert-b")})
+	if r := asResult(t, results[1]); r.Err != nil {
+		t.Fatalf("deleting a peer the same batch took out of its group: %v", r.Err)
+	}
+	if r := asResult(t, results[2]); !errors.Is(r.Err, ErrPeerInSharingGroup) {
+		t.Fatalf("deleting a member in the batch that kept it: %v", r.Err)
+	}
+	if _, err := h.f.Peer("cert-c"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("cert-c after its deletion: %v", err)
 	}
 }

@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/prototext"
 
 	irxv1 "github.com/irxfed/irx/proto/irx/v1"
@@ -85,4 +87,13 @@ func TestSightingsWithoutDisclosure(t *testing.T) {
 		}
 		return nil
 	})
+
+	// A member stays a peer until its group is put without it.
+	_, err = b.peers[0].DeletePeer(ctxT(t), &irxv1.DeletePeerRequest{TeamId: "cert-a"})
+	if status.Code(err) != codes.FailedPrecondition || !strings.Contains(err.Error(), "ncsc-net") {
+		t.Fatalf("DeletePeer of a group's member: %v", err)
+	}
+	if _, err := b.peers[0].GetPeer(ctxT(t), &irxv1.GetPeerRequest{TeamId: "cert-a"}); err != nil {
+		t.Fatalf("the member after the refused deletion: %v", err)
+	}
 }
