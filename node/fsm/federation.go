@@ -45,9 +45,6 @@ var (
 	// leader's, a retry) already moved it. Nothing was applied.
 	ErrStaleCursor = errdefs.New(errdefs.ErrConflict, "stale cursor")
 	ErrWithdrawn   = errdefs.New(errdefs.ErrFailedPrecondition, "incident withdrawn")
-	// ErrPeerInSharingGroup refuses to delete a peer that is a member of
-	// a sharing group.
-	ErrPeerInSharingGroup = errdefs.New(errdefs.ErrFailedPrecondition, "peer is a member of a sharing group")
 )
 
 func peerKey(team string) []byte      { return cat(prefixPeer, []byte(team)) }
@@ -237,24 +234,8 @@ func (a *applier) deletePeer(c *irxv1.DeletePeerCommand) *Result {
 		return &Result{Err: err}
 	}
 	_ = closer.Close()
-	// A member of a sharing group stays a peer until the group is put
-	// without it: the group names whom our digests go to, and a team
-	// peered again under the same id later would otherwise become a
-	// member without anyone deciding it.
-	groups, err := a.groups()
-	if err != nil {
-		a.fail(err)
+	if err := a.leaveSharingGroups(c.GetTeamId()); err != nil {
 		return &Result{Err: err}
-	}
-	var in []string
-	for _, g := range groups {
-		if slices.Contains(g.GetMemberTeamIds(), c.GetTeamId()) {
-			in = append(in, g.GetName())
-		}
-	}
-	if len(in) > 0 {
-		return &Result{Err: fmt.Errorf("%w: %s is a member of sharing group %s: put the group without it first (AlertService/PutSharingGroup)",
-			ErrPeerInSharingGroup, c.GetTeamId(), strings.Join(in, ", "))}
 	}
 	// The state and the ledger stay: what the peer received remains
 	// answerable, and a re-created peer resumes where it was.

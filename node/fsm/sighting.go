@@ -348,19 +348,28 @@ func (a *applier) receiveSightings(c *irxv1.ReceiveSightingsCommand) *Result {
 		}
 		next[string(d)] = true
 	}
+	if err := a.replaceSightings(name, peer, next); err != nil {
+		return &Result{Err: err}
+	}
+	return &Result{}
+}
+
+// replaceSightings makes next the digests peer sent us of group name, and
+// recomputes the sightings of our values whose digests came or went.
+func (a *applier) replaceSightings(name, peer string, next map[string]bool) error {
 	byPeer := sightByPeerPrefix(name, peer)
 	old := map[string]bool{}
 	it, err := a.stateReader().NewIter(&pebble.IterOptions{LowerBound: byPeer, UpperBound: prefixEnd(byPeer)})
 	if err != nil {
 		a.fail(err)
-		return &Result{Err: err}
+		return err
 	}
 	for valid := it.First(); valid; valid = it.Next() {
 		old[string(it.Key()[len(byPeer):])] = true
 	}
 	if err := it.Close(); err != nil {
 		a.fail(err)
-		return &Result{Err: err}
+		return err
 	}
 	var changed []string
 	for d := range old {
@@ -395,7 +404,34 @@ func (a *applier) receiveSightings(c *irxv1.ReceiveSightingsCommand) *Result {
 	for _, t := range sorted {
 		a.recomputeSighting(t)
 	}
-	return &Result{}
+	return a.err
+}
+
+// leaveSharingGroups takes peer out of every sharing group it is a member
+// of, with what it sent us in each: a deleted peer is no longer whom our
+// digests go to, and a team peered again under its id later joins a group
+// only when an operator puts it in. A group can be left with no members;
+// it sends and accepts nothing until it is put with some.
+func (a *applier) leaveSharingGroups(peer string) error {
+	groups, err := a.groups()
+	if err != nil {
+		a.fail(err)
+		return err
+	}
+	for _, g := range groups {
+		if !slices.Contains(g.GetMemberTeamIds(), peer) {
+			continue
+		}
+		if err := a.replaceSightings(g.GetName(), peer, nil); err != nil {
+			return err
+		}
+		left := proto.CloneOf(g)
+		left.MemberTeamIds = slices.DeleteFunc(left.MemberTeamIds, func(m string) bool { return m == peer })
+		a.setProto(left, groupKey(left.GetName()))
+		a.settingsChanged = true
+	}
+	a.corr().groups = nil
+	return a.err
 }
 
 // CheckSharingGroup says what is wrong with a group, naming the field.

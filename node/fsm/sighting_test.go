@@ -3,7 +3,6 @@ package fsm
 import (
 	"bytes"
 	"errors"
-	"strings"
 	"testing"
 
 	"github.com/hashicorp/raft"
@@ -81,44 +80,65 @@ func TestSightings(t *testing.T) {
 	}
 }
 
-// TestPeerInSharingGroupStays: a peer that is a member of a sharing group
-// cannot be deleted (the refusal names the group) until the group is put
-// without it, also within one batch; a peer of no group is deleted.
-func TestPeerInSharingGroupStays(t *testing.T) {
+// TestDeletedPeerLeavesSharingGroups: deleting a peer takes it out of
+// every sharing group, with the sightings it sent us (their alert goes),
+// also within one batch; a group it was the last member of stays, empty,
+// and a team peered again under its id is in no group.
+func TestDeletedPeerLeavesSharingGroups(t *testing.T) {
 	h := newHarness(t)
 	h.addPeer("cert-b")
 	h.addPeer("cert-c")
-	put := func(members ...string) *raft.Log {
+	key := bytes.Repeat([]byte{2}, 32)
+	put := func(name string, members ...string) *raft.Log {
 		return h.command(&irxv1.Command{Kind: &irxv1.Command_PutSharingGroup{PutSharingGroup: &irxv1.PutSharingGroupCommand{
-			Group: &irxv1.SharingGroup{Name: "north", MemberTeamIds: members, Key: bytes.Repeat([]byte{2}, 32)},
+			Group: &irxv1.SharingGroup{Name: name, MemberTeamIds: members, Key: key},
 		}}})
 	}
 	del := func(peer string) *raft.Log {
 		return h.command(&irxv1.Command{Kind: &irxv1.Command_DeletePeer{DeletePeer: &irxv1.DeletePeerCommand{TeamId: peer}}})
 	}
-	if res := h.apply(put("cert-b", "cert-c")); res.Err != nil {
+	for _, l := range []*raft.Log{put("north", "cert-b", "cert-c"), put("solo", "cert-c")} {
+		if res := h.apply(l); res.Err != nil {
+			t.Fatal(res.Err)
+		}
+	}
+	inc := newIncident()
+	inc.ReportTime = timestamppb.New(t0)
+	inc.AttackingHosts = []*irxv1.Host{{Addresses: []string{"198.51.100.7"}}}
+	h.create(inc)
+	sighting := AlertID("sighting:ip:198.51.100.7")
+	if res := h.apply(h.command(&irxv1.Command{Kind: &irxv1.Command_ReceiveSightings{ReceiveSightings: &irxv1.ReceiveSightingsCommand{
+		PeerTeamId: "cert-c", Group: "north", KeyId: KeyID(key), Digests: [][]byte{SightingDigest(key, "ip:198.51.100.7")},
+	}}})); res.Err != nil {
 		t.Fatal(res.Err)
 	}
-	before := contentDigest(t, h.f)
-	res := h.apply(del("cert-b"))
-	if !errors.Is(res.Err, ErrPeerInSharingGroup) || !errors.Is(res.Err, errdefs.ErrFailedPrecondition) || !strings.Contains(res.Err.Error(), "north") {
-		t.Fatalf("deleting a member of a group: %v", res.Err)
+	if al, err := h.f.Alert(sighting); err != nil || len(al.GetSightingTeams()) != 1 || al.GetSightingTeams()[0] != "cert-c" {
+		t.Fatalf("sighting alert before: %v %v", al, err)
 	}
-	if contentDigest(t, h.f) != before {
-		t.Fatal("the refused deletion changed the state")
+	// cert-b leaves north in the batch that deletes cert-c, after it.
+	results := h.f.ApplyBatch([]*raft.Log{del("cert-c"), del("cert-b"), h.command(&irxv1.Command{Kind: &irxv1.Command_PutPeer{PutPeer: &irxv1.PutPeerCommand{
+		Peer: &irxv1.Peer{TeamId: "cert-c", CaCertificatePem: "pinned"}, Create: true,
+	}}})})
+	for i, r := range results {
+		if res := asResult(t, r); res.Err != nil {
+			t.Fatalf("entry %d: %v", i, res.Err)
+		}
 	}
-	if _, err := h.f.Peer("cert-b"); err != nil {
-		t.Fatalf("the member is gone: %v", err)
+	groups, err := h.f.SharingGroups()
+	if err != nil || len(groups) != 2 {
+		t.Fatalf("groups: %v %v", groups, err)
 	}
-	// The group without cert-c and cert-c's deletion in one batch.
-	results := h.f.ApplyBatch([]*raft.Log{put("cert-b"), del("cert-c"), del("cert-b")})
-	if r := asResult(t, results[1]); r.Err != nil {
-		t.Fatalf("deleting a peer the same batch took out of its group: %v", r.Err)
+	for _, g := range groups {
+		if len(g.GetMemberTeamIds()) != 0 || g.GetKeyId() != KeyID(key) {
+			t.Fatalf("group after its members were deleted: %v", g)
+		}
 	}
-	if r := asResult(t, results[2]); !errors.Is(r.Err, ErrPeerInSharingGroup) {
-		t.Fatalf("deleting a member in the batch that kept it: %v", r.Err)
+	if al, err := h.f.Alert(sighting); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("the deleted peer's sighting: %v %v", al, err)
 	}
-	if _, err := h.f.Peer("cert-c"); !errors.Is(err, ErrNotFound) {
-		t.Fatalf("cert-c after its deletion: %v", err)
+	if res := h.apply(h.command(&irxv1.Command{Kind: &irxv1.Command_ReceiveSightings{ReceiveSightings: &irxv1.ReceiveSightingsCommand{
+		PeerTeamId: "cert-c", Group: "north", KeyId: KeyID(key), Digests: [][]byte{SightingDigest(key, "ip:198.51.100.7")},
+	}}})); !errors.Is(res.Err, errdefs.ErrPermissionDenied) {
+		t.Fatalf("sightings of the team peered again: %v", res.Err)
 	}
 }

@@ -8,8 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/prototext"
 
 	irxv1 "github.com/irxfed/irx/proto/irx/v1"
@@ -88,12 +86,12 @@ func TestSightingsWithoutDisclosure(t *testing.T) {
 		return nil
 	})
 
-	// A member stays a peer until its group is put without it.
-	_, err = b.peers[0].DeletePeer(ctxT(t), &irxv1.DeletePeerRequest{TeamId: "cert-a"})
-	if status.Code(err) != codes.FailedPrecondition || !strings.Contains(err.Error(), "ncsc-net") {
+	// Deleting a member takes it out of the group.
+	if _, err := b.peers[0].DeletePeer(ctxT(t), &irxv1.DeletePeerRequest{TeamId: "cert-a"}); err != nil {
 		t.Fatalf("DeletePeer of a group's member: %v", err)
 	}
-	if _, err := b.peers[0].GetPeer(ctxT(t), &irxv1.GetPeerRequest{TeamId: "cert-a"}); err != nil {
-		t.Fatalf("the member after the refused deletion: %v", err)
+	groups, err = alertsB.ListSharingGroups(ctxT(t), &irxv1.ListSharingGroupsRequest{})
+	if err != nil || len(groups.GetGroups()) != 1 || len(groups.GetGroups()[0].GetMemberTeamIds()) != 0 {
+		t.Fatalf("ListSharingGroups after the member's deletion: %v, %v", groups, err)
 	}
 }
