@@ -234,9 +234,10 @@ func (a *applier) recomputeSighting(text string) {
 	a.storeAlert(next)
 }
 
-// putSharingGroup stores a group. A new key or new members start over:
+// putSharingGroup stores a group. A new group or a new key starts over:
 // our digests are made again under the key, and what members sent under
-// the old one is dropped.
+// the old one is dropped. Under the same key only the members change
+// (regroup).
 func (a *applier) putSharingGroup(c *irxv1.PutSharingGroupCommand) *Result {
 	g := proto.CloneOf(c.GetGroup())
 	if err := CheckSharingGroup(g); err != nil {
@@ -256,6 +257,15 @@ func (a *applier) putSharingGroup(c *irxv1.PutSharingGroupCommand) *Result {
 		}
 	}
 	g.KeyId, g.UpdateTime = KeyID(g.GetKey()), a.now
+	prev := &irxv1.SharingGroup{}
+	found, err := getProto(a.reads(), groupKey(g.GetName()), prev)
+	if err != nil {
+		a.fail(err)
+		return &Result{Err: err}
+	}
+	if found && prev.GetKeyId() == g.GetKeyId() {
+		return a.regroup(prev, g)
+	}
 	// Our values, from the digests under the old key (or none).
 	texts := map[string]bool{}
 	own := cat(prefixSightOwn, []byte(g.GetName()), []byte{0})
@@ -405,6 +415,27 @@ func (a *applier) replaceSightings(name, peer string, next map[string]bool) erro
 		a.recomputeSighting(t)
 	}
 	return a.err
+}
+
+// regroup stores next, a group put again under the key of prev, as it
+// stored: our digests stand, and so does what the members that stay sent
+// us; a member that left takes its sightings with it. (A member only sends
+// again when its own set changes, so dropping what it sent would lose its
+// sightings until then.)
+func (a *applier) regroup(prev, next *irxv1.SharingGroup) *Result {
+	for _, m := range prev.GetMemberTeamIds() {
+		if !slices.Contains(next.GetMemberTeamIds(), m) {
+			if err := a.replaceSightings(next.GetName(), m, nil); err != nil {
+				return &Result{Err: err}
+			}
+		}
+	}
+	a.setProto(next, groupKey(next.GetName()))
+	a.settingsChanged = true
+	a.corr().groups = nil
+	out := proto.CloneOf(next)
+	out.Key = nil
+	return &Result{SharingGroup: out, Err: a.err}
 }
 
 // leaveSharingGroups takes peer out of every sharing group it is a member

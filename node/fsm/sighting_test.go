@@ -3,6 +3,7 @@ package fsm
 import (
 	"bytes"
 	"errors"
+	"slices"
 	"testing"
 
 	"github.com/hashicorp/raft"
@@ -140,5 +141,63 @@ func TestDeletedPeerLeavesSharingGroups(t *testing.T) {
 		PeerTeamId: "cert-c", Group: "north", KeyId: KeyID(key), Digests: [][]byte{SightingDigest(key, "ip:198.51.100.7")},
 	}}})); !errors.Is(res.Err, errdefs.ErrPermissionDenied) {
 		t.Fatalf("sightings of the team peered again: %v", res.Err)
+	}
+}
+
+// TestRegroupKeepsSightings: putting a group again under its key keeps
+// what the members that stay sent us (they send again only when their own
+// set changes) and drops what a member that left sent; a new key drops it
+// all.
+func TestRegroupKeepsSightings(t *testing.T) {
+	h := newHarness(t)
+	for _, p := range []string{"cert-b", "cert-c", "cert-d"} {
+		h.addPeer(p)
+	}
+	key := bytes.Repeat([]byte{3}, 32)
+	put := func(key []byte, members ...string) {
+		t.Helper()
+		if res := h.apply(h.command(&irxv1.Command{Kind: &irxv1.Command_PutSharingGroup{PutSharingGroup: &irxv1.PutSharingGroupCommand{
+			Group: &irxv1.SharingGroup{Name: "g", MemberTeamIds: members, Key: key},
+		}}})); res.Err != nil {
+			t.Fatal(res.Err)
+		}
+	}
+	put(key, "cert-b", "cert-c")
+	inc := newIncident()
+	inc.ReportTime = timestamppb.New(t0)
+	inc.AttackingHosts = []*irxv1.Host{{Addresses: []string{"198.51.100.7"}}}
+	h.create(inc)
+	for _, p := range []string{"cert-b", "cert-c"} {
+		if res := h.apply(h.command(&irxv1.Command{Kind: &irxv1.Command_ReceiveSightings{ReceiveSightings: &irxv1.ReceiveSightingsCommand{
+			PeerTeamId: p, Group: "g", KeyId: KeyID(key), Digests: [][]byte{SightingDigest(key, "ip:198.51.100.7")},
+		}}})); res.Err != nil {
+			t.Fatal(res.Err)
+		}
+	}
+	sighted := func() []string {
+		t.Helper()
+		al, err := h.f.Alert(AlertID("sighting:ip:198.51.100.7"))
+		if errors.Is(err, ErrNotFound) {
+			return nil
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		return al.GetSightingTeams()
+	}
+	put(key, "cert-b", "cert-c", "cert-d")
+	if got := sighted(); !slices.Equal(got, []string{"cert-b", "cert-c"}) {
+		t.Fatalf("sighting teams after a member joined: %v", got)
+	}
+	if _, ds, err := h.f.OwnSightings("g", irxv1.Tlp_TLP_AMBER, 10); err != nil || len(ds) != 1 {
+		t.Fatalf("our digests after a member joined: %x %v", ds, err)
+	}
+	put(key, "cert-b", "cert-d")
+	if got := sighted(); !slices.Equal(got, []string{"cert-b"}) {
+		t.Fatalf("sighting teams after cert-c left: %v", got)
+	}
+	put(bytes.Repeat([]byte{4}, 32), "cert-b", "cert-d")
+	if got := sighted(); got != nil {
+		t.Fatalf("sighting teams after a new key: %v", got)
 	}
 }
