@@ -94,16 +94,24 @@ func (f *Federation) validatePeer(p *irxv1.Peer) error {
 // clearOutputOnly drops what a client may not set (AIP-203).
 func clearOutputOnly(p *irxv1.Peer) {
 	p.CaFingerprint, p.RecipientClass, p.Constituency, p.PolicyVersion = "", 0, nil, 0
-	p.Status, p.CreateTime, p.UpdateTime = nil, nil, nil
+	p.Status, p.CreateTime, p.UpdateTime, p.Etag = nil, nil, nil, ""
 }
 
-func (s *peerService) put(ctx context.Context, p *irxv1.Peer, create bool) (*irxv1.Peer, error) {
-	stored, err := committed[*irxv1.Peer](s.f.commit(ctx, &irxv1.Command{Kind: &irxv1.Command_PutPeer{PutPeer: &irxv1.PutPeerCommand{Peer: p, Create: create}}}))
+// put stores p; an update applies only to the configuration etag names
+// (PutPeerCommand.expected_etag).
+func (s *peerService) put(ctx context.Context, p *irxv1.Peer, create bool, etag string) (*irxv1.Peer, error) {
+	stored, err := committed[*irxv1.Peer](s.f.commit(ctx, &irxv1.Command{Kind: &irxv1.Command_PutPeer{PutPeer: &irxv1.PutPeerCommand{
+		Peer: p, Create: create, ExpectedEtag: etag,
+	}}}))
 	if err != nil {
 		return nil, err
 	}
 	return s.f.describe(stored)
 }
+
+// updateAttempts bounds how often UpdatePeer without an etag reads the
+// peer again after another change got between its read and its commit.
+const updateAttempts = 5
 
 // CreatePeer implements irx.v1.PeerService.
 func (s *peerService) CreatePeer(ctx context.Context, req *irxv1.CreatePeerRequest) (*irxv1.CreatePeerResponse, error) {
@@ -115,7 +123,7 @@ func (s *peerService) CreatePeer(ctx context.Context, req *irxv1.CreatePeerReque
 	if err := s.f.validatePeer(p); err != nil {
 		return nil, err
 	}
-	stored, err := s.put(ctx, p, true)
+	stored, err := s.put(ctx, p, true, "")
 	if err != nil {
 		return nil, err
 	}
@@ -128,6 +136,25 @@ func (s *peerService) UpdatePeer(ctx context.Context, req *irxv1.UpdatePeerReque
 	if len(req.GetUpdateMask().GetPaths()) == 0 {
 		return nil, &record.ValidationError{Violations: []record.Violation{{Field: "update_mask", Description: "is required: display_name, endpoints, ca_certificate_pem, disabled, revoked_certificate_fingerprints"}}}
 	}
+	// The mask is applied to the configuration read here, and the result
+	// stored only if it is still the stored one: an update made in
+	// between (another field, another fingerprint added to the list) is
+	// never overwritten with what this call read.
+	for attempt := 1; ; attempt++ {
+		stored, err := s.update(ctx, patch, req.GetUpdateMask().GetPaths())
+		// A conflict is the only one a peer's update can meet.
+		if !errors.Is(err, errdefs.ErrConflict) || patch.GetEtag() != "" || attempt == updateAttempts {
+			if err != nil {
+				return nil, err
+			}
+			return &irxv1.UpdatePeerResponse{Peer: stored}, nil
+		}
+	}
+}
+
+// update applies paths of patch to the peer as stored now and stores the
+// result if nothing changed it meanwhile.
+func (s *peerService) update(ctx context.Context, patch *irxv1.Peer, paths []string) (*irxv1.Peer, error) {
 	if err := s.f.node.ReadBarrier(ctx, irxv1.ReadConsistency_READ_CONSISTENCY_LINEARIZABLE); err != nil {
 		return nil, err
 	}
@@ -135,8 +162,11 @@ func (s *peerService) UpdatePeer(ctx context.Context, req *irxv1.UpdatePeerReque
 	if err != nil {
 		return nil, err
 	}
+	if etag := patch.GetEtag(); etag != "" && etag != current.GetEtag() {
+		return nil, errdefs.New(errdefs.ErrConflict, fmt.Sprintf("peer %q changed since it was read (etag %q, now %q): read it again", patch.GetTeamId(), etag, current.GetEtag()))
+	}
 	next := proto.CloneOf(current)
-	for _, path := range req.GetUpdateMask().GetPaths() {
+	for _, path := range paths {
 		switch path {
 		case "display_name":
 			next.DisplayName = patch.GetDisplayName()
@@ -156,11 +186,7 @@ func (s *peerService) UpdatePeer(ctx context.Context, req *irxv1.UpdatePeerReque
 	if err := s.f.validatePeer(next); err != nil {
 		return nil, err
 	}
-	stored, err := s.put(ctx, next, false)
-	if err != nil {
-		return nil, err
-	}
-	return &irxv1.UpdatePeerResponse{Peer: stored}, nil
+	return s.put(ctx, next, false, current.GetEtag())
 }
 
 // DeletePeer implements irx.v1.PeerService.

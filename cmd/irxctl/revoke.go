@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"slices"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/fieldmaskpb"
 
 	"github.com/irxfed/irx/pki"
@@ -43,39 +45,50 @@ most 256 revoked certificates: to refuse more, pin a new CA of the peer with
 					return err
 				}
 				return withPeers(ctx, c, func(ctx context.Context, pc irxv1.PeerServiceClient) error {
-					got, err := pc.GetPeer(ctx, &irxv1.GetPeerRequest{TeamId: team})
-					if err != nil {
-						return err
-					}
 					// UpdatePeer replaces the whole list, so it is read
-					// first; "peer get" shows the result.
-					revoked := got.GetPeer().GetRevokedCertificateFingerprints()
-					i := slices.Index(revoked, fp)
-					switch {
-					case !*undo && i >= 0:
-						fmt.Fprintf(c.stderr, "irxctl: %s was already revoked for %s\n", fp, team)
-						return c.printPeer(got.GetPeer())
-					case *undo && i < 0:
-						fmt.Fprintf(c.stderr, "irxctl: %s was not revoked for %s\n", fp, team)
-						return c.printPeer(got.GetPeer())
-					case *undo:
-						revoked = slices.Delete(slices.Clone(revoked), i, i+1)
-					default:
-						revoked = append(slices.Clone(revoked), fp)
+					// first and written back under the etag read: a change
+					// another operator made in between is never undone,
+					// the list is read again ("peer get" shows the result).
+					for attempt := 1; ; attempt++ {
+						got, err := pc.GetPeer(ctx, &irxv1.GetPeerRequest{TeamId: team})
+						if err != nil {
+							return err
+						}
+						revoked := got.GetPeer().GetRevokedCertificateFingerprints()
+						i := slices.Index(revoked, fp)
+						switch {
+						case !*undo && i >= 0:
+							fmt.Fprintf(c.stderr, "irxctl: %s was already revoked for %s\n", fp, team)
+							return c.printPeer(got.GetPeer())
+						case *undo && i < 0:
+							fmt.Fprintf(c.stderr, "irxctl: %s was not revoked for %s\n", fp, team)
+							return c.printPeer(got.GetPeer())
+						case *undo:
+							revoked = slices.Delete(slices.Clone(revoked), i, i+1)
+						default:
+							revoked = append(slices.Clone(revoked), fp)
+						}
+						resp, err := pc.UpdatePeer(ctx, &irxv1.UpdatePeerRequest{
+							Peer:       &irxv1.Peer{TeamId: team, RevokedCertificateFingerprints: revoked, Etag: got.GetPeer().GetEtag()},
+							UpdateMask: &fieldmaskpb.FieldMask{Paths: []string{"revoked_certificate_fingerprints"}},
+						})
+						if status.Code(err) == codes.Aborted && attempt < revokeAttempts {
+							continue
+						}
+						if err != nil {
+							return err
+						}
+						return c.printPeer(resp.GetPeer())
 					}
-					resp, err := pc.UpdatePeer(ctx, &irxv1.UpdatePeerRequest{
-						Peer:       &irxv1.Peer{TeamId: team, RevokedCertificateFingerprints: revoked},
-						UpdateMask: &fieldmaskpb.FieldMask{Paths: []string{"revoked_certificate_fingerprints"}},
-					})
-					if err != nil {
-						return err
-					}
-					return c.printPeer(resp.GetPeer())
 				})
 			}
 		},
 	}
 }
+
+// revokeAttempts bounds how often revoke-cert reads the list again when
+// another change got in between its read and its write.
+const revokeAttempts = 10
 
 // revokedFingerprint is the fingerprint to revoke: of the certificate in
 // certFile, which must be one of team's and not its CA, or the one given.

@@ -45,7 +45,29 @@ var (
 	// leader's, a retry) already moved it. Nothing was applied.
 	ErrStaleCursor = errdefs.New(errdefs.ErrConflict, "stale cursor")
 	ErrWithdrawn   = errdefs.New(errdefs.ErrFailedPrecondition, "incident withdrawn")
+	// ErrPeerChanged refuses an update of a peer made from a configuration
+	// that is no longer the stored one.
+	ErrPeerChanged = errdefs.New(errdefs.ErrConflict, "peer changed")
 )
+
+// peerEtag names a peer's configuration as stored: a digest of its
+// encoding without the etag. Peers stored before etags existed have none
+// stored, and get this one computed.
+func peerEtag(p *irxv1.Peer) string {
+	if p.GetEtag() != "" {
+		return p.GetEtag()
+	}
+	c := proto.CloneOf(p)
+	c.Etag, c.Status = "", nil
+	b, err := marshal.Marshal(c)
+	if err != nil {
+		// A stored peer always encodes; one that does not has no etag any
+		// update could name.
+		return "unencodable"
+	}
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:8])
+}
 
 func peerKey(team string) []byte      { return cat(prefixPeer, []byte(team)) }
 func peerStateKey(team string) []byte { return cat(prefixPeerState, []byte(team)) }
@@ -214,12 +236,16 @@ func (a *applier) putPeer(c *irxv1.PutPeerCommand) *Result {
 		return &Result{Err: fmt.Errorf("%w: peer %q", ErrAlreadyExists, p.GetTeamId())}
 	case !c.GetCreate() && !found:
 		return &Result{Err: fmt.Errorf("%w: peer %q", ErrNotFound, p.GetTeamId())}
+	case !c.GetCreate() && c.GetExpectedEtag() != "" && c.GetExpectedEtag() != peerEtag(&existing):
+		return &Result{Err: fmt.Errorf("%w: peer %q changed since it was read (etag %q, now %q): read it again", ErrPeerChanged, p.GetTeamId(), c.GetExpectedEtag(), peerEtag(&existing))}
 	}
 	p.Status, p.PolicyVersion, p.RecipientClass, p.Constituency = nil, 0, 0, nil
 	p.CreateTime, p.UpdateTime = a.now, a.now
 	if found {
 		p.CreateTime = existing.GetCreateTime()
 	}
+	p.Etag = ""
+	p.Etag = peerEtag(p)
 	a.setProto(p, peerKey(p.GetTeamId()))
 	return &Result{Peer: p, Err: a.err}
 }
@@ -645,6 +671,7 @@ func (f *FSM) Peer(team string) (*irxv1.Peer, error) {
 	if !found {
 		return nil, fmt.Errorf("%w: peer %q", ErrNotFound, team)
 	}
+	p.Etag = peerEtag(p)
 	return p, nil
 }
 
@@ -655,7 +682,11 @@ func (f *FSM) Peers(pageSize int, pageToken string) ([]*irxv1.Peer, string, erro
 	if f.db == nil {
 		return nil, "", errClosed
 	}
-	return pageDecoded[irxv1.Peer](f, prefixPeer, pageSize, pageToken, valueItself)
+	peers, next, err := pageDecoded[irxv1.Peer](f, prefixPeer, pageSize, pageToken, valueItself)
+	for _, p := range peers {
+		p.Etag = peerEtag(p)
+	}
+	return peers, next, err
 }
 
 // PeerState returns a peer's replicated federation state (zero if none).

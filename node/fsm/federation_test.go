@@ -6,9 +6,11 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/cockroachdb/pebble/v2"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/irxfed/irx/errdefs"
 	irxv1 "github.com/irxfed/irx/proto/irx/v1"
 	"github.com/irxfed/irx/record"
 )
@@ -453,5 +455,52 @@ func TestPeerFeedTextRules(t *testing.T) {
 	}
 	if _, err := h2.f.Get("cert-b:1", 1); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("version 1 after a replacement breaking the text rules: %v, want it erased", err)
+	}
+}
+
+// TestPutPeerComparesEtags: an update naming the etag of the stored
+// configuration applies and moves the etag; one naming another is refused
+// as a conflict and changes nothing; a peer stored before etags existed
+// is read with the etag of its configuration, which an update can name.
+func TestPutPeerComparesEtags(t *testing.T) {
+	h := newHarness(t)
+	h.addPeer("cert-b")
+	put := func(p *irxv1.Peer, etag string) *Result {
+		return h.apply(h.command(&irxv1.Command{Kind: &irxv1.Command_PutPeer{PutPeer: &irxv1.PutPeerCommand{Peer: p, ExpectedEtag: etag}}}))
+	}
+	first, err := h.f.Peer("cert-b")
+	if err != nil || first.GetEtag() == "" {
+		t.Fatalf("peer %v, %v", first, err)
+	}
+	res := put(&irxv1.Peer{TeamId: "cert-b", CaCertificatePem: "pinned", DisplayName: "B"}, first.GetEtag())
+	if res.Err != nil || res.Peer.GetEtag() == first.GetEtag() || res.Peer.GetEtag() == "" {
+		t.Fatalf("update with the stored etag: %v, %v", res.Peer, res.Err)
+	}
+	second := res.Peer.GetEtag()
+	before := contentDigest(t, h.f)
+	if res := put(&irxv1.Peer{TeamId: "cert-b", CaCertificatePem: "pinned", DisplayName: "C"}, first.GetEtag()); !errors.Is(res.Err, ErrPeerChanged) || !errors.Is(res.Err, errdefs.ErrConflict) {
+		t.Fatalf("update with a stale etag: %v", res.Err)
+	}
+	if contentDigest(t, h.f) != before {
+		t.Fatal("the refused update changed the state")
+	}
+	// A peer as stored before etags: none in the record.
+	legacy := &irxv1.Peer{TeamId: "cert-c", CaCertificatePem: "pinned", CreateTime: timestamppb.New(t0), UpdateTime: timestamppb.New(t0)}
+	data, err := proto.Marshal(legacy)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := h.f.db.Set(peerKey("cert-c"), data, pebble.NoSync); err != nil {
+		t.Fatal(err)
+	}
+	got, err := h.f.Peer("cert-c")
+	if err != nil || got.GetEtag() == "" || got.GetEtag() == second {
+		t.Fatalf("legacy peer %v, %v", got, err)
+	}
+	if peers, _, err := h.f.Peers(10, ""); err != nil || len(peers) != 2 || peers[1].GetEtag() != got.GetEtag() {
+		t.Fatalf("Peers: %v, %v", peers, err)
+	}
+	if res := put(&irxv1.Peer{TeamId: "cert-c", CaCertificatePem: "pinned", DisplayName: "C"}, got.GetEtag()); res.Err != nil {
+		t.Fatalf("update of a legacy peer with its etag: %v", res.Err)
 	}
 }

@@ -948,7 +948,11 @@ type PutPeerCommand struct {
 	Peer *Peer `protobuf:"bytes,1,opt,name=peer,proto3" json:"peer,omitempty"`
 	// True for CreatePeer: fails if the peer exists. False for UpdatePeer:
 	// fails if it does not.
-	Create        bool `protobuf:"varint,2,opt,name=create,proto3" json:"create,omitempty"`
+	Create bool `protobuf:"varint,2,opt,name=create,proto3" json:"create,omitempty"`
+	// For an update: the etag of the configuration it was made from; the
+	// command fails (a conflict) if the stored peer's is another. Empty: no
+	// check.
+	ExpectedEtag  string `protobuf:"bytes,3,opt,name=expected_etag,json=expectedEtag,proto3" json:"expected_etag,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -995,6 +999,13 @@ func (x *PutPeerCommand) GetCreate() bool {
 		return x.Create
 	}
 	return false
+}
+
+func (x *PutPeerCommand) GetExpectedEtag() string {
+	if x != nil {
+		return x.ExpectedEtag
+	}
+	return ""
 }
 
 // DeletePeerCommand removes a peer.
@@ -3121,10 +3132,11 @@ const file_irx_v1_command_proto_rawDesc = "" +
 	"\x17WithdrawIncidentCommand\x12\x1f\n" +
 	"\vincident_id\x18\x01 \x01(\tR\n" +
 	"incidentId\x12\x16\n" +
-	"\x06reason\x18\x02 \x01(\tR\x06reason\"J\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\"o\n" +
 	"\x0ePutPeerCommand\x12 \n" +
 	"\x04peer\x18\x01 \x01(\v2\f.irx.v1.PeerR\x04peer\x12\x16\n" +
-	"\x06create\x18\x02 \x01(\bR\x06create\",\n" +
+	"\x06create\x18\x02 \x01(\bR\x06create\x12#\n" +
+	"\rexpected_etag\x18\x03 \x01(\tR\fexpectedEtag\",\n" +
 	"\x11DeletePeerCommand\x12\x17\n" +
 	"\ateam_id\x18\x01 \x01(\tR\x06teamId\"\xcd\x02\n" +
 	"\x14ApplyPeerFeedCommand\x12 \n" +

@@ -66,8 +66,16 @@ type Peer struct {
 	// the change being applied, on every node of the team. At most 256 entries,
 	// no duplicates, not the pinned CA: to refuse more, pin a new CA.
 	RevokedCertificateFingerprints []string `protobuf:"bytes,13,rep,name=revoked_certificate_fingerprints,json=revokedCertificateFingerprints,proto3" json:"revoked_certificate_fingerprints,omitempty"`
-	unknownFields                  protoimpl.UnknownFields
-	sizeCache                      protoimpl.SizeCache
+	// Names the peer's configuration as stored; it changes with every change
+	// of it. Returned by every read. On UpdatePeer, when set, the update
+	// applies only to the configuration this etag names: a change made
+	// since (by another operator, or another node) fails the call with
+	// ABORTED, and the caller reads the peer again (AIP-154). Without it the
+	// update is applied to the latest configuration, field by field as the
+	// mask says.
+	Etag          string `protobuf:"bytes,14,opt,name=etag,proto3" json:"etag,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Peer) Reset() {
@@ -189,6 +197,13 @@ func (x *Peer) GetRevokedCertificateFingerprints() []string {
 		return x.RevokedCertificateFingerprints
 	}
 	return nil
+}
+
+func (x *Peer) GetEtag() string {
+	if x != nil {
+		return x.Etag
+	}
+	return ""
 }
 
 // PeerStatus is what an operator needs to see whether federation with a
@@ -1311,7 +1326,7 @@ var File_irx_v1_peer_service_proto protoreflect.FileDescriptor
 
 const file_irx_v1_peer_service_proto_rawDesc = "" +
 	"\n" +
-	"\x19irx/v1/peer_service.proto\x12\x06irx.v1\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1birx/v1/access_service.proto\x1a\x15irx/v1/incident.proto\x1a\x13irx/v1/policy.proto\"\xe3\x04\n" +
+	"\x19irx/v1/peer_service.proto\x12\x06irx.v1\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1birx/v1/access_service.proto\x1a\x15irx/v1/incident.proto\x1a\x13irx/v1/policy.proto\"\xf7\x04\n" +
 	"\x04Peer\x12\x17\n" +
 	"\ateam_id\x18\x01 \x01(\tR\x06teamId\x12!\n" +
 	"\fdisplay_name\x18\x02 \x01(\tR\vdisplayName\x12\x1c\n" +
@@ -1328,7 +1343,8 @@ const file_irx_v1_peer_service_proto_rawDesc = "" +
 	"createTime\x12;\n" +
 	"\vupdate_time\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"updateTime\x12H\n" +
-	" revoked_certificate_fingerprints\x18\r \x03(\tR\x1erevokedCertificateFingerprints\"\xc9\n" +
+	" revoked_certificate_fingerprints\x18\r \x03(\tR\x1erevokedCertificateFingerprints\x12\x12\n" +
+	"\x04etag\x18\x0e \x01(\tR\x04etag\"\xc9\n" +
 	"\n" +
 	"\n" +
 	"PeerStatus\x12\x1c\n" +
