@@ -51,12 +51,8 @@ var (
 )
 
 // peerEtag names a peer's configuration as stored: a digest of its
-// encoding without the etag. Peers stored before etags existed have none
-// stored, and get this one computed.
+// encoding, without the output-only status and etag.
 func peerEtag(p *irxv1.Peer) string {
-	if p.GetEtag() != "" {
-		return p.GetEtag()
-	}
 	c := proto.CloneOf(p)
 	c.Etag, c.Status = "", nil
 	b, err := marshal.Marshal(c)
@@ -244,10 +240,13 @@ func (a *applier) putPeer(c *irxv1.PutPeerCommand) *Result {
 	if found {
 		p.CreateTime = existing.GetCreateTime()
 	}
+	// The etag is not stored: it is computed from what is, so a replica
+	// of a release before etags stores the same bytes.
 	p.Etag = ""
-	p.Etag = peerEtag(p)
 	a.setProto(p, peerKey(p.GetTeamId()))
-	return &Result{Peer: p, Err: a.err}
+	out := proto.CloneOf(p)
+	out.Etag = peerEtag(out)
+	return &Result{Peer: out, Err: a.err}
 }
 
 func (a *applier) deletePeer(c *irxv1.DeletePeerCommand) *Result {

@@ -460,8 +460,10 @@ func TestPeerFeedTextRules(t *testing.T) {
 
 // TestPutPeerComparesEtags: an update naming the etag of the stored
 // configuration applies and moves the etag; one naming another is refused
-// as a conflict and changes nothing; a peer stored before etags existed
-// is read with the etag of its configuration, which an update can name.
+// as a conflict and changes nothing; the etag is not stored (a replica of
+// an older release stores the same bytes), and a peer that an older
+// release stored is read with the etag of its configuration, which an
+// update can name.
 func TestPutPeerComparesEtags(t *testing.T) {
 	h := newHarness(t)
 	h.addPeer("cert-b")
@@ -477,6 +479,14 @@ func TestPutPeerComparesEtags(t *testing.T) {
 		t.Fatalf("update with the stored etag: %v, %v", res.Peer, res.Err)
 	}
 	second := res.Peer.GetEtag()
+	if got, err := h.f.Peer("cert-b"); err != nil || got.GetEtag() != second {
+		t.Fatalf("read after the update: %v, %v, want etag %s", got, err, second)
+	}
+	for k, v := range dump(t, h.f) {
+		if strings.HasPrefix(k, string(prefixPeer)) && strings.Contains(v, second) {
+			t.Fatalf("the etag is stored under %q", k)
+		}
+	}
 	before := contentDigest(t, h.f)
 	if res := put(&irxv1.Peer{TeamId: "cert-b", CaCertificatePem: "pinned", DisplayName: "C"}, first.GetEtag()); !errors.Is(res.Err, ErrPeerChanged) || !errors.Is(res.Err, errdefs.ErrConflict) {
 		t.Fatalf("update with a stale etag: %v", res.Err)
