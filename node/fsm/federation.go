@@ -635,7 +635,53 @@ func (a *applier) acknowledgePeer(c *irxv1.AcknowledgePeerCommand) *Result {
 	st.OutboundPolicyVersion = c.GetPolicyVersion()
 	st.LastAcknowledgeTime = a.now
 	a.setProto(st, peerStateKey(peer))
+	if err := a.rediscloseLate(peer, c.GetEntries()); err != nil {
+		return &Result{Err: err}
+	}
 	return &Result{Err: a.err}
+}
+
+// rediscloseLate makes sure a view the peer now holds, acknowledged
+// after a newer policy for it was set, is disclosed again under that
+// policy. It was sent before the change and acknowledged after: the
+// redisclosure the change started walks what the peer is known to hold,
+// and may have passed it, or ended, before this acknowledgement; the peer
+// would keep what the new policy takes back. The redisclosure starts over
+// unless the stretches still to come cover every such view.
+func (a *applier) rediscloseLate(peer string, entries []*irxv1.LedgerEntry) error {
+	latest, err := getUint64(a.reads(), policyLatestKey(peer))
+	if err != nil {
+		a.fail(err)
+		return err
+	}
+	var late []string
+	for _, e := range entries {
+		if e.GetWithdrawalReason() == irxv1.WithdrawalReason_WITHDRAWAL_REASON_UNSPECIFIED && !e.GetErased() && e.GetPolicyVersion() < int64(latest) {
+			late = append(late, e.GetIncidentId())
+		}
+	}
+	if len(late) == 0 {
+		return nil
+	}
+	progress := &irxv1.RedisclosureProgress{}
+	found, err := getProto(a.reads(), redisclosureKey(peer), progress)
+	if err != nil {
+		a.fail(err)
+		return err
+	}
+	if found && progress.GetPolicyVersion() == int64(latest) {
+		covered := true
+		for _, id := range late {
+			if after := progress.GetAfterIncidentId(); after != "" && !idAfter(id, after) {
+				covered = false
+			}
+		}
+		if covered {
+			return nil
+		}
+	}
+	a.startRedisclosure(peer, int64(latest))
+	return a.err
 }
 
 // deleteRange deletes every key with prefix p.

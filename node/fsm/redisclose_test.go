@@ -288,6 +288,75 @@ func TestRedisclosureStretches(t *testing.T) {
 	}
 }
 
+// TestLateAcknowledgementRedisclosesAgain: a view sent under an older
+// policy and acknowledged after a newer one was set is disclosed again:
+// the redisclosure starts over when it had passed the view or ended, and
+// is left alone when its stretches still to come cover it, or when the
+// acknowledgement is of views sent under the newest policy.
+func TestLateAcknowledgementRedisclosesAgain(t *testing.T) {
+	h := newHarness(t)
+	secret := make([]byte, TeamSecretLength)
+	for _, sec := range [][]byte{secret, nil} { // policy versions 1 and 2
+		if res := setPolicyLog(h, testPolicy("cert-b"), sec); res.Err != nil {
+			t.Fatal(res.Err)
+		}
+	}
+	var ids []string
+	for range 3 {
+		ids = append(ids, h.create(newIncident()).GetId())
+	}
+	cursor := uint64(0)
+	ack := func(policyVersion int64, id string) {
+		t.Helper()
+		res := h.apply(h.command(&irxv1.Command{Kind: &irxv1.Command_AcknowledgePeer{AcknowledgePeer: &irxv1.AcknowledgePeerCommand{
+			PeerTeamId: "cert-b", FromCursor: cursor, Cursor: cursor + 1, PolicyVersion: policyVersion,
+			Entries: []*irxv1.LedgerEntry{{IncidentId: id, Version: 1, Sequence: cursor + 1, PolicyVersion: policyVersion}},
+		}}}))
+		if res.Err != nil {
+			t.Fatal(res.Err)
+		}
+		cursor++
+	}
+	redisclose := func(after, through string, last bool) {
+		t.Helper()
+		if res := h.apply(h.command(&irxv1.Command{Kind: &irxv1.Command_Redisclose{Redisclose: &irxv1.RediscloseCommand{
+			PeerTeamId: "cert-b", PolicyVersion: 2, AfterIncidentId: after, ThroughIncidentId: through, Last: last,
+		}}})); res.Err != nil {
+			t.Fatal(res.Err)
+		}
+	}
+	pending := func() *irxv1.RedisclosureProgress {
+		t.Helper()
+		all, err := h.f.Redisclosures()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return all["cert-b"]
+	}
+	// Under way, at ids[0]: a late view after it is covered.
+	redisclose("", ids[0], false)
+	ack(1, ids[2])
+	if p := pending(); p.GetPolicyVersion() != 2 || p.GetAfterIncidentId() != ids[0] {
+		t.Fatalf("a late view the stretches to come cover restarted the redisclosure: %v", p)
+	}
+	// One at or before where it is starts it over.
+	ack(1, ids[0])
+	if p := pending(); p.GetPolicyVersion() != 2 || p.GetAfterIncidentId() != "" {
+		t.Fatalf("after a late view the redisclosure had passed: %v", p)
+	}
+	// Ended: a late view starts a new one; a view of the newest policy
+	// does not.
+	redisclose("", "", true)
+	ack(2, ids[1])
+	if p := pending(); p != nil {
+		t.Fatalf("a view sent under the newest policy started a redisclosure: %v", p)
+	}
+	ack(1, ids[1])
+	if p := pending(); p.GetPolicyVersion() != 2 || p.GetAfterIncidentId() != "" {
+		t.Fatalf("after a late view once the redisclosure ended: %v", p)
+	}
+}
+
 // TestNextStretchBounds: stretches of what a peer holds end within the
 // bounds, take at least one incident, and reach the end.
 func TestNextStretchBounds(t *testing.T) {
