@@ -162,9 +162,6 @@ func (s *peerService) update(ctx context.Context, patch *irxv1.Peer, paths []str
 	if err != nil {
 		return nil, err
 	}
-	if etag := patch.GetEtag(); etag != "" && etag != current.GetEtag() {
-		return nil, errdefs.New(errdefs.ErrConflict, fmt.Sprintf("peer %q changed since it was read (etag %q, now %q): read it again", patch.GetTeamId(), etag, current.GetEtag()))
-	}
 	next := proto.CloneOf(current)
 	for _, path := range paths {
 		switch path {
@@ -186,7 +183,13 @@ func (s *peerService) update(ctx context.Context, patch *irxv1.Peer, paths []str
 	if err := s.f.validatePeer(next); err != nil {
 		return nil, err
 	}
-	return s.put(ctx, next, false, current.GetEtag())
+	// The state machine refuses the update unless the stored peer is still
+	// the one the caller read (its etag), or this call did.
+	etag := patch.GetEtag()
+	if etag == "" {
+		etag = record.PeerEtag(current)
+	}
+	return s.put(ctx, next, false, etag)
 }
 
 // DeletePeer implements irx.v1.PeerService.
@@ -263,6 +266,7 @@ func (s *peerService) ListPeers(ctx context.Context, req *irxv1.ListPeersRequest
 // and the federation status.
 func (f *Federation) describe(p *irxv1.Peer) (*irxv1.Peer, error) {
 	p = proto.CloneOf(p)
+	p.Etag = record.PeerEtag(p)
 	if pol, err := f.state.Policy(p.GetTeamId(), 0); err == nil {
 		p.PolicyVersion, p.RecipientClass, p.Constituency = pol.GetVersion(), pol.GetRecipientClass(), pol.GetConstituency()
 	}

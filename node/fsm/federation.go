@@ -50,21 +50,6 @@ var (
 	ErrPeerChanged = errdefs.New(errdefs.ErrConflict, "peer changed")
 )
 
-// peerEtag names a peer's configuration as stored: a digest of its
-// encoding, without the output-only status and etag.
-func peerEtag(p *irxv1.Peer) string {
-	c := proto.CloneOf(p)
-	c.Etag, c.Status = "", nil
-	b, err := marshal.Marshal(c)
-	if err != nil {
-		// A stored peer always encodes; one that does not has no etag any
-		// update could name.
-		return "unencodable"
-	}
-	sum := sha256.Sum256(b)
-	return hex.EncodeToString(sum[:8])
-}
-
 func peerKey(team string) []byte      { return cat(prefixPeer, []byte(team)) }
 func peerStateKey(team string) []byte { return cat(prefixPeerState, []byte(team)) }
 func heldPrefix(peer string) []byte   { return cat(prefixHeld, []byte(peer), []byte{0}) }
@@ -232,21 +217,21 @@ func (a *applier) putPeer(c *irxv1.PutPeerCommand) *Result {
 		return &Result{Err: fmt.Errorf("%w: peer %q", ErrAlreadyExists, p.GetTeamId())}
 	case !c.GetCreate() && !found:
 		return &Result{Err: fmt.Errorf("%w: peer %q", ErrNotFound, p.GetTeamId())}
-	case !c.GetCreate() && c.GetExpectedEtag() != "" && c.GetExpectedEtag() != peerEtag(&existing):
-		return &Result{Err: fmt.Errorf("%w: peer %q changed since it was read (etag %q, now %q): read it again", ErrPeerChanged, p.GetTeamId(), c.GetExpectedEtag(), peerEtag(&existing))}
+	}
+	if want := c.GetExpectedEtag(); !c.GetCreate() && want != "" {
+		if now := record.PeerEtag(&existing); want != now {
+			return &Result{Err: fmt.Errorf("%w: peer %q changed since it was read (etag %q, now %q): read it again", ErrPeerChanged, p.GetTeamId(), want, now)}
+		}
 	}
 	p.Status, p.PolicyVersion, p.RecipientClass, p.Constituency = nil, 0, 0, nil
 	p.CreateTime, p.UpdateTime = a.now, a.now
 	if found {
 		p.CreateTime = existing.GetCreateTime()
 	}
-	// The etag is not stored: it is computed from what is, so a replica
-	// of a release before etags stores the same bytes.
+	// The etag is not stored: it is computed from what is (record.PeerEtag).
 	p.Etag = ""
 	a.setProto(p, peerKey(p.GetTeamId()))
-	out := proto.CloneOf(p)
-	out.Etag = peerEtag(out)
-	return &Result{Peer: out, Err: a.err}
+	return &Result{Peer: p, Err: a.err}
 }
 
 func (a *applier) deletePeer(c *irxv1.DeletePeerCommand) *Result {
@@ -635,9 +620,7 @@ func (a *applier) acknowledgePeer(c *irxv1.AcknowledgePeerCommand) *Result {
 	st.OutboundPolicyVersion = c.GetPolicyVersion()
 	st.LastAcknowledgeTime = a.now
 	a.setProto(st, peerStateKey(peer))
-	if err := a.rediscloseLate(peer, c.GetEntries()); err != nil {
-		return &Result{Err: err}
-	}
+	a.rediscloseLate(peer, c.GetEntries())
 	return &Result{Err: a.err}
 }
 
@@ -648,11 +631,11 @@ func (a *applier) acknowledgePeer(c *irxv1.AcknowledgePeerCommand) *Result {
 // and may have passed it, or ended, before this acknowledgement; the peer
 // would keep what the new policy takes back. The redisclosure starts over
 // unless the stretches still to come cover every such view.
-func (a *applier) rediscloseLate(peer string, entries []*irxv1.LedgerEntry) error {
+func (a *applier) rediscloseLate(peer string, entries []*irxv1.LedgerEntry) {
 	latest, err := getUint64(a.reads(), policyLatestKey(peer))
 	if err != nil {
 		a.fail(err)
-		return err
+		return
 	}
 	var late []string
 	for _, e := range entries {
@@ -661,27 +644,21 @@ func (a *applier) rediscloseLate(peer string, entries []*irxv1.LedgerEntry) erro
 		}
 	}
 	if len(late) == 0 {
-		return nil
+		return
 	}
 	progress := &irxv1.RedisclosureProgress{}
 	found, err := getProto(a.reads(), redisclosureKey(peer), progress)
 	if err != nil {
 		a.fail(err)
-		return err
+		return
 	}
-	if found && progress.GetPolicyVersion() == int64(latest) {
-		covered := true
-		for _, id := range late {
-			if after := progress.GetAfterIncidentId(); after != "" && !idAfter(id, after) {
-				covered = false
-			}
-		}
-		if covered {
-			return nil
-		}
+	// The stretches to come cover what lies after the progress.
+	after := progress.GetAfterIncidentId()
+	if found && progress.GetPolicyVersion() == int64(latest) &&
+		!slices.ContainsFunc(late, func(id string) bool { return after != "" && !idAfter(id, after) }) {
+		return
 	}
 	a.startRedisclosure(peer, int64(latest))
-	return a.err
 }
 
 // deleteRange deletes every key with prefix p.
@@ -716,7 +693,6 @@ func (f *FSM) Peer(team string) (*irxv1.Peer, error) {
 	if !found {
 		return nil, fmt.Errorf("%w: peer %q", ErrNotFound, team)
 	}
-	p.Etag = peerEtag(p)
 	return p, nil
 }
 
@@ -727,11 +703,7 @@ func (f *FSM) Peers(pageSize int, pageToken string) ([]*irxv1.Peer, string, erro
 	if f.db == nil {
 		return nil, "", errClosed
 	}
-	peers, next, err := pageDecoded[irxv1.Peer](f, prefixPeer, pageSize, pageToken, valueItself)
-	for _, p := range peers {
-		p.Etag = peerEtag(p)
-	}
-	return peers, next, err
+	return pageDecoded[irxv1.Peer](f, prefixPeer, pageSize, pageToken, valueItself)
 }
 
 // PeerState returns a peer's replicated federation state (zero if none).

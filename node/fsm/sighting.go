@@ -264,7 +264,12 @@ func (a *applier) putSharingGroup(c *irxv1.PutSharingGroupCommand) *Result {
 		return &Result{Err: err}
 	}
 	if found && prev.GetKeyId() == g.GetKeyId() {
-		return a.regroup(prev, g)
+		if err := a.regroup(prev, g); err != nil {
+			return &Result{Err: err}
+		}
+		out := proto.CloneOf(g)
+		out.Key = nil
+		return &Result{SharingGroup: out, Err: a.err}
 	}
 	// Our values, from the digests under the old key (or none).
 	texts := map[string]bool{}
@@ -417,25 +422,23 @@ func (a *applier) replaceSightings(name, peer string, next map[string]bool) erro
 	return a.err
 }
 
-// regroup stores next, a group put again under the key of prev, as it
-// stored: our digests stand, and so does what the members that stay sent
-// us; a member that left takes its sightings with it. (A member only sends
+// regroup stores next, group prev with other members under the same key:
+// our digests stand, and so does what the members that stay sent us; a
+// member that left takes its sightings with it. (A member only sends
 // again when its own set changes, so dropping what it sent would lose its
 // sightings until then.)
-func (a *applier) regroup(prev, next *irxv1.SharingGroup) *Result {
+func (a *applier) regroup(prev, next *irxv1.SharingGroup) error {
 	for _, m := range prev.GetMemberTeamIds() {
 		if !slices.Contains(next.GetMemberTeamIds(), m) {
 			if err := a.replaceSightings(next.GetName(), m, nil); err != nil {
-				return &Result{Err: err}
+				return err
 			}
 		}
 	}
 	a.setProto(next, groupKey(next.GetName()))
 	a.settingsChanged = true
 	a.corr().groups = nil
-	out := proto.CloneOf(next)
-	out.Key = nil
-	return &Result{SharingGroup: out, Err: a.err}
+	return a.err
 }
 
 // leaveSharingGroups takes peer out of every sharing group it is a member
@@ -453,16 +456,13 @@ func (a *applier) leaveSharingGroups(peer string) error {
 		if !slices.Contains(g.GetMemberTeamIds(), peer) {
 			continue
 		}
-		if err := a.replaceSightings(g.GetName(), peer, nil); err != nil {
-			return err
-		}
 		left := proto.CloneOf(g)
 		left.MemberTeamIds = slices.DeleteFunc(left.MemberTeamIds, func(m string) bool { return m == peer })
-		a.setProto(left, groupKey(left.GetName()))
-		a.settingsChanged = true
+		if err := a.regroup(g, left); err != nil {
+			return err
+		}
 	}
-	a.corr().groups = nil
-	return a.err
+	return nil
 }
 
 // CheckSharingGroup says what is wrong with a group, naming the field.
