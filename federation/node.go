@@ -75,6 +75,9 @@ type State interface {
 	// OwnSightings the digests of our values a member of one may be told.
 	SharingGroups() ([]*irxv1.SharingGroup, error)
 	OwnSightings(group string, maxTLP irxv1.Tlp, limit int) (keyID string, digests [][]byte, err error)
+	// SightingsWithdrawals lists the former members of groups still to
+	// be told to drop the digests we sent them.
+	SightingsWithdrawals() ([]*irxv1.SightingsWithdrawal, error)
 	// Restored is the mark of the restore from a backup that started this
 	// team; nil if none did.
 	Restored() *irxv1.RestoreMark

@@ -35,12 +35,14 @@ func (s *warningSender) sightings(ctx context.Context) {
 	if s.sight.sent == nil {
 		s.sight.sent = map[string][32]byte{}
 	}
+	// Withdrawals first: a former member put back into the group since
+	// gets its full set in the pass below, after the empty one.
+	done := s.withdraw(ctx)
 	groups, err := s.f.state.SharingGroups()
 	if err != nil {
 		s.f.log.Warn("reading sharing groups", "error", err)
 		return
 	}
-	done := true
 	for _, g := range groups {
 		for _, member := range g.GetMemberTeamIds() {
 			if err := s.sendSightings(ctx, g.GetName(), member); err != nil {
@@ -67,12 +69,11 @@ func (s *warningSender) sendSightings(ctx context.Context, group, member string)
 	case err != nil && !errors.Is(err, errdefs.ErrNotFound):
 		return err
 	}
-	var keyID string
-	var digests [][]byte
-	if maxTLP != irxv1.Tlp_TLP_UNSPECIFIED {
-		if keyID, digests, err = s.f.state.OwnSightings(group, maxTLP, maxSightings); err != nil {
-			return err
-		}
+	// Under no policy the set is empty, and sent as such: a member whose
+	// policy was deleted or narrowed drops what it had.
+	keyID, digests, err := s.f.state.OwnSightings(group, maxTLP, maxSightings)
+	if err != nil {
+		return err
 	}
 	h := sha256.New()
 	h.Write([]byte(keyID))
@@ -86,11 +87,7 @@ func (s *warningSender) sendSightings(ctx context.Context, group, member string)
 		return nil
 	}
 	if keyID == "" {
-		// Nothing may be sent: tell the member to drop what it holds
-		// from us only once it has something, which a first set would
-		// have given it; without a key id there is nothing to replace.
-		s.sight.sent[key] = sum
-		return nil
+		return nil // the group is gone; its members are owed withdrawals
 	}
 	if _, err := s.f.callPeer(ctx, peer, warningCallTimeout, func(ctx context.Context, c irxv1.FederationServiceClient) error {
 		_, err := c.DeliverSightings(ctx, &irxv1.DeliverSightingsRequest{Group: group, KeyId: keyID, Digests: digests})
@@ -100,6 +97,50 @@ func (s *warningSender) sendSightings(ctx context.Context, group, member string)
 	}
 	s.sight.sent[key] = sum
 	return nil
+}
+
+// withdraw tells each former member of a group to drop what we sent it
+// (an empty set), and records it told; it reports whether none is left to
+// retry.
+func (s *warningSender) withdraw(ctx context.Context) bool {
+	owed, err := s.f.state.SightingsWithdrawals()
+	if err != nil {
+		s.f.log.Warn("reading sightings withdrawals", "error", err)
+		return false
+	}
+	done := true
+	for _, w := range owed {
+		if err := s.sendWithdrawal(ctx, w); err != nil {
+			done = false
+			s.f.log.Warn("sightings withdrawal not sent; will retry", "group", w.GetGroup(), "peer", w.GetPeerTeamId(), "error", err)
+		}
+	}
+	return done
+}
+
+func (s *warningSender) sendWithdrawal(ctx context.Context, w *irxv1.SightingsWithdrawal) error {
+	peer, err := s.f.state.Peer(w.GetPeerTeamId())
+	if err != nil || peer.GetDisabled() || len(peer.GetEndpoints()) == 0 {
+		return nil // not callable now; the withdrawal stays owed
+	}
+	_, err = s.f.callPeer(ctx, peer, warningCallTimeout, func(ctx context.Context, c irxv1.FederationServiceClient) error {
+		_, err := c.DeliverSightings(ctx, &irxv1.DeliverSightingsRequest{Group: w.GetGroup(), KeyId: w.GetKeyId()})
+		return err
+	})
+	switch status.Code(err) {
+	case codes.OK:
+	case codes.PermissionDenied, codes.NotFound:
+		// We are not in its group: leaving a group drops what the
+		// member that left sent, so it holds nothing from us.
+	default:
+		return err
+	}
+	// What it held is gone: if it joins again it is sent its set anew.
+	delete(s.sight.sent, w.GetGroup()+"\x00"+w.GetPeerTeamId())
+	_, err = s.f.commit(ctx, &irxv1.Command{Kind: &irxv1.Command_ClearSightingsWithdrawal{ClearSightingsWithdrawal: &irxv1.ClearSightingsWithdrawalCommand{
+		Group: w.GetGroup(), PeerTeamId: w.GetPeerTeamId(), Revision: w.GetRevision(),
+	}}})
+	return err
 }
 
 // DeliverSightings implements irx.v1.FederationService.

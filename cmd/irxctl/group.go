@@ -200,8 +200,10 @@ func groupCommand() *command {
 out of band: one makes it with --generate-key --key-out FILE and hands the file
 to the others, who give it with --group-key-file. The node keeps the key in the
 team's replicated state and never returns it; irxctl prints it only with
---show-key. Putting a group again with other members or another key starts
-its sightings over. See docs/alerts.md for what sightings hide and what not.`,
+--show-key. Putting a group again with another key starts its sightings
+over; under the same key only the members change, and a member taken out is
+told to drop the digests we sent it. See docs/alerts.md for what sightings
+hide and what not.`,
 				minArgs: 1, maxArgs: 1,
 				connects: true, printsOutput: true,
 				setup: func(fs *flag.FlagSet) action {
@@ -244,7 +246,34 @@ its sightings over. See docs/alerts.md for what sightings hide and what not.`,
 							if err != nil {
 								return err
 							}
-							return c.printList(resp, "groups", len(resp.GetGroups()), func(w io.Writer) error { return writeGroups(w, resp.GetGroups()) })
+							return c.printList(resp, "groups", len(resp.GetGroups())+len(resp.GetPendingWithdrawals()), func(w io.Writer) error {
+								if err := writeGroups(w, resp.GetGroups()); err != nil {
+									return err
+								}
+								return writeWithdrawals(w, resp.GetPendingWithdrawals())
+							})
+						})
+					}
+				},
+			},
+			{
+				name:  "delete",
+				usage: "group delete NAME",
+				short: "Delete a sharing group; its members are told to drop the digests we sent them",
+				long: `The group's key, our digests under it and what its members sent us go, with
+the sighting alerts they made. The leader tells each member to drop what we
+sent it; "group list" shows the members not yet told (an unreachable or
+disabled peer is told when it can be reached).`,
+				minArgs: 1, maxArgs: 1,
+				connects: true,
+				setup: func(*flag.FlagSet) action {
+					return func(ctx context.Context, c *cli, args []string) error {
+						return withClient(ctx, c, irxv1.NewAlertServiceClient, func(ctx context.Context, cl irxv1.AlertServiceClient) error {
+							if _, err := cl.DeleteSharingGroup(ctx, &irxv1.DeleteSharingGroupRequest{Name: args[0]}); err != nil {
+								return err
+							}
+							_, err := fmt.Fprintf(c.stdout, "Sharing group %q deleted.\n", args[0])
+							return err
 						})
 					}
 				},
@@ -326,6 +355,21 @@ func writeGroups(w io.Writer, gs []*irxv1.SharingGroup) error {
 	fmt.Fprintln(tw, "GROUP\tMEMBERS\tKEY ID\tUPDATED")
 	for _, g := range gs {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", g.GetName(), strings.Join(g.GetMemberTeamIds(), ","), g.GetKeyId(), timeLabel(g.GetUpdateTime()))
+	}
+	return tw.Flush()
+}
+
+// writeWithdrawals lists the former members still to be told to drop our
+// digests, if any.
+func writeWithdrawals(w io.Writer, ws []*irxv1.SightingsWithdrawal) error {
+	if len(ws) == 0 {
+		return nil
+	}
+	fmt.Fprintln(w, "\nTo be told to drop our digests (left the group, or the group was deleted):")
+	tw := newTable(w)
+	fmt.Fprintln(tw, "GROUP\tPEER\tKEY ID\tSINCE")
+	for _, x := range ws {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", x.GetGroup(), x.GetPeerTeamId(), x.GetKeyId(), timeLabel(x.GetCreateTime()))
 	}
 	return tw.Flush()
 }

@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -171,7 +172,21 @@ func TestGroupCommands(t *testing.T) {
 	}
 	mustFail(t, ctl("", "group", "put", "Bad_Name", "--members", "cert-b", "--group-key-file", keyFile), 1, "InvalidArgument", "group.name")
 	mustFail(t, ctl("", "group", "rotate", "no-such-group", "--group-key-file", keyFile), 1, "NotFound", "no-such-group")
+	mustFail(t, ctl("", "group", "delete", "no-such-group"), 1, "NotFound", "no-such-group")
+	mustFail(t, ctl("", "group", "delete", "Bad_Name"), 1, "InvalidArgument", "name")
 	if after := mustSucceed(t, ctl("", "group", "list")).stdout; after != before {
 		t.Errorf("refused commands changed the groups:\n%s\nthen:\n%s", before, after)
+	}
+
+	// A deleted group's member is owed a withdrawal, listed until it is
+	// delivered (these peers have no endpoint: it stays owed).
+	r = mustSucceed(t, ctl("", "group", "delete", "c2-raw"))
+	if !strings.Contains(r.stdout, `"c2-raw" deleted`) {
+		t.Errorf("group delete: %v", r)
+	}
+	r = mustSucceed(t, ctl("", "group", "list"))
+	groups, owed, ok := strings.Cut(r.stdout, "To be told to drop our digests")
+	if !ok || strings.Contains(groups, "c2-raw") || !regexp.MustCompile(`(?m)^c2-raw\s+cert-b\s+`+keyIDOf(raw)).MatchString(owed) {
+		t.Errorf("group list after deleting c2-raw:\n%s", r.stdout)
 	}
 }

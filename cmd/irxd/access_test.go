@@ -80,6 +80,7 @@ var wantPermission = map[string]irxv1.Permission{
 	"/irx.v1.AlertService/ListWarnings":               irxv1.Permission_PERMISSION_READ,
 	"/irx.v1.AlertService/AcknowledgeWarning":         irxv1.Permission_PERMISSION_INCIDENTS_WRITE,
 	"/irx.v1.AlertService/PutSharingGroup":            irxv1.Permission_PERMISSION_POLICIES_WRITE,
+	"/irx.v1.AlertService/DeleteSharingGroup":         irxv1.Permission_PERMISSION_POLICIES_WRITE,
 	"/irx.v1.AlertService/ListSharingGroups":          irxv1.Permission_PERMISSION_READ,
 }
 

@@ -222,6 +222,7 @@ type WarningStore interface {
 	Policy(peer string, version int64) (*irxv1.DisclosurePolicy, error)
 	Warnings(pageSize int, pageToken string) ([]*irxv1.Warning, string, error)
 	SharingGroups() ([]*irxv1.SharingGroup, error)
+	SightingsWithdrawals() ([]*irxv1.SightingsWithdrawal, error)
 }
 
 // IssueWarning implements irx.v1.AlertService: the recipients are decided
@@ -339,5 +340,24 @@ func (s *AlertService) ListSharingGroups(ctx context.Context, _ *irxv1.ListShari
 	if err != nil {
 		return nil, ToStatus(err)
 	}
-	return &irxv1.ListSharingGroupsResponse{Groups: gs}, nil
+	owed, err := s.store.SightingsWithdrawals()
+	if err != nil {
+		return nil, ToStatus(err)
+	}
+	return &irxv1.ListSharingGroupsResponse{Groups: gs, PendingWithdrawals: owed}, nil
+}
+
+// DeleteSharingGroup implements irx.v1.AlertService.
+func (s *AlertService) DeleteSharingGroup(ctx context.Context, req *irxv1.DeleteSharingGroupRequest) (*irxv1.DeleteSharingGroupResponse, error) {
+	if !fsm.ValidSharingGroupName(req.GetName()) {
+		return nil, invalidArgument([]record.Violation{{Field: "name", Description: "is lower-case letters, digits and hyphens, 1 to 63"}})
+	}
+	res, err := s.proposer.Propose(ctx, &irxv1.Command{Kind: &irxv1.Command_DeleteSharingGroup{DeleteSharingGroup: &irxv1.DeleteSharingGroupCommand{Name: req.GetName()}}})
+	if err != nil {
+		return nil, err
+	}
+	if res.Err != nil {
+		return nil, ToStatus(res.Err)
+	}
+	return &irxv1.DeleteSharingGroupResponse{}, nil
 }

@@ -269,6 +269,8 @@ func (a *applier) actionTarget(cmd *irxv1.Command, res *Result, ticketBefore uin
 		return "alerts", 0
 	case *irxv1.Command_PutSharingGroup:
 		return "sharing-group/" + k.PutSharingGroup.GetGroup().GetName(), 0
+	case *irxv1.Command_DeleteSharingGroup:
+		return "sharing-group/" + k.DeleteSharingGroup.GetName(), 0
 	case *irxv1.Command_IssueWarning, *irxv1.Command_AcknowledgeWarning:
 		return "warning/" + res.Warning.GetWarningId(), 0
 	case *irxv1.Command_SpendPrivacyBudget:

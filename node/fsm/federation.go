@@ -247,6 +247,10 @@ func (a *applier) deletePeer(c *irxv1.DeletePeerCommand) *Result {
 	if err := a.leaveSharingGroups(c.GetTeamId()); err != nil {
 		return &Result{Err: err}
 	}
+	// Leaving its groups owed it withdrawals; a deleted peer is not called.
+	if err := a.dropWithdrawals(c.GetTeamId()); err != nil {
+		return &Result{Err: err}
+	}
 	// The state and the ledger stay: what the peer received remains
 	// answerable, and a re-created peer resumes where it was.
 	a.del(peerKey(c.GetTeamId()))

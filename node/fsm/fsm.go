@@ -747,6 +747,10 @@ func (a *applier) applyOne(cmd *irxv1.Command, index uint64) *Result {
 		return a.putSharingGroup(k.PutSharingGroup)
 	case *irxv1.Command_ReceiveSightings:
 		return a.receiveSightings(k.ReceiveSightings)
+	case *irxv1.Command_DeleteSharingGroup:
+		return a.deleteSharingGroup(k.DeleteSharingGroup)
+	case *irxv1.Command_ClearSightingsWithdrawal:
+		return a.clearSightingsWithdrawal(k.ClearSightingsWithdrawal)
 	case *irxv1.Command_PublishStatistics:
 		return a.publishStatistics()
 	case *irxv1.Command_SpendPrivacyBudget:

@@ -25,16 +25,19 @@ import (
 //	sgo/<group>\0<digest16>\0<team>\0<ticket8>    our record holds the value: TLP (1 byte) and the value's text
 //	sgr/<group>\0<digest16>\0<peer>               the peer holds a value with this digest
 //	sgp/<group>\0<peer>\0<digest16>               the same, by peer, to replace its set
+//	sgw/<group>\0<peer>                            SightingsWithdrawal owed to a former member
 //
 // A value our records hold whose digest a member sent is a sighting: an
 // alert of kind SIGHTING naming our records and the members. The members
 // learn nothing but digests, and we send only digests (federation).
 var (
-	prefixGroup        = []byte("grp/")
-	prefixSightOwn     = []byte("sgo/")
-	prefixSightPeer    = []byte("sgr/")
-	prefixSightByPeer  = []byte("sgp/")
-	errGroupKeyDiffers = errdefs.New(errdefs.ErrFailedPrecondition, "the sightings were made with another key than the group's")
+	prefixGroup       = []byte("grp/")
+	prefixSightOwn    = []byte("sgo/")
+	prefixSightPeer   = []byte("sgr/")
+	prefixSightByPeer = []byte("sgp/")
+	// prefixSightWithdrawal: former members to tell to drop our digests.
+	prefixSightWithdrawal = []byte("sgw/")
+	errGroupKeyDiffers    = errdefs.New(errdefs.ErrFailedPrecondition, "the sightings were made with another key than the group's")
 )
 
 const sightingDigestLen = 16
@@ -47,6 +50,10 @@ func sightOwnPrefix(group string, digest []byte) []byte {
 
 func sightPeerPrefix(group string, digest []byte) []byte {
 	return cat(prefixSightPeer, []byte(group), []byte{0}, digest, []byte{0})
+}
+
+func sightWithdrawalKey(group, peer string) []byte {
+	return cat(prefixSightWithdrawal, []byte(group), []byte{0}, []byte(peer))
 }
 
 func sightByPeerPrefix(group, peer string) []byte {
@@ -271,24 +278,17 @@ func (a *applier) putSharingGroup(c *irxv1.PutSharingGroupCommand) *Result {
 		out.Key = nil
 		return &Result{SharingGroup: out, Err: a.err}
 	}
-	// Our values, from the digests under the old key (or none).
-	texts := map[string]bool{}
-	own := cat(prefixSightOwn, []byte(g.GetName()), []byte{0})
-	a.scan(own, prefixEnd(own), func(_, v []byte) {
-		if len(v) > 1 {
-			texts[string(v[1:])] = true
-		}
-	})
-	for _, p := range [][]byte{own, cat(prefixSightPeer, []byte(g.GetName()), []byte{0}), cat(prefixSightByPeer, []byte(g.GetName()), []byte{0})} {
-		a.deleteRange(p)
-	}
-	for k := range a.corr().overlay {
-		if bytes.HasPrefix([]byte(k), own) {
-			for rest := range a.corr().overlay[k] {
-				a.corr().overlay[k][rest] = nil
+	if found {
+		for _, m := range prev.GetMemberTeamIds() {
+			if !slices.Contains(g.GetMemberTeamIds(), m) {
+				a.oweWithdrawal(prev, m)
 			}
 		}
 	}
+	for _, m := range g.GetMemberTeamIds() {
+		a.del(sightWithdrawalKey(g.GetName(), m))
+	}
+	texts := a.dropGroupDigests(g.GetName())
 	a.setProto(g, groupKey(g.GetName()))
 	a.settingsChanged = true
 	a.corr().groups = nil
@@ -310,7 +310,120 @@ func (a *applier) putSharingGroup(c *irxv1.PutSharingGroupCommand) *Result {
 	}
 	out := proto.CloneOf(g)
 	out.Key = nil
-	return &Result{SharingGroup: out}
+	return &Result{SharingGroup: out, Err: a.err}
+}
+
+// dropGroupDigests deletes our digests under a group's key and what its
+// members sent us, and returns the values of ours the digests were of
+// (whose sightings are then to be recomputed).
+func (a *applier) dropGroupDigests(name string) map[string]bool {
+	texts := map[string]bool{}
+	own := cat(prefixSightOwn, []byte(name), []byte{0})
+	a.scan(own, prefixEnd(own), func(_, v []byte) {
+		if len(v) > 1 {
+			texts[string(v[1:])] = true
+		}
+	})
+	for _, p := range [][]byte{own, cat(prefixSightPeer, []byte(name), []byte{0}), cat(prefixSightByPeer, []byte(name), []byte{0})} {
+		a.deleteRange(p)
+	}
+	for k := range a.corr().overlay {
+		if bytes.HasPrefix([]byte(k), own) {
+			for rest := range a.corr().overlay[k] {
+				a.corr().overlay[k][rest] = nil
+			}
+		}
+	}
+	return texts
+}
+
+// deleteSharingGroup deletes a group with its digests and sightings; each
+// member is owed a withdrawal of what we sent it.
+func (a *applier) deleteSharingGroup(c *irxv1.DeleteSharingGroupCommand) *Result {
+	g := &irxv1.SharingGroup{}
+	found, err := getProto(a.reads(), groupKey(c.GetName()), g)
+	switch {
+	case err != nil:
+		a.fail(err)
+		return &Result{Err: err}
+	case !found:
+		return &Result{Err: fmt.Errorf("%w: sharing group %q", ErrNotFound, c.GetName())}
+	}
+	for _, m := range g.GetMemberTeamIds() {
+		a.oweWithdrawal(g, m)
+	}
+	texts := a.dropGroupDigests(g.GetName())
+	a.del(groupKey(g.GetName()))
+	a.settingsChanged = true
+	a.corr().groups = nil
+	for text := range texts {
+		a.recomputeSighting(text)
+	}
+	return &Result{Err: a.err}
+}
+
+// oweWithdrawal records that peer, no longer in group g, is to be told to
+// drop the digests we sent it under g's key; the leader tells it
+// (federation) and then clears the record. Until then the record is what
+// makes a new leader tell it: the leader's memory of what it sent is not
+// replicated.
+func (a *applier) oweWithdrawal(g *irxv1.SharingGroup, peer string) {
+	a.setProto(&irxv1.SightingsWithdrawal{
+		Group: g.GetName(), PeerTeamId: peer, KeyId: g.GetKeyId(), CreateTime: a.now, Revision: a.index,
+	}, sightWithdrawalKey(g.GetName(), peer))
+}
+
+// clearSightingsWithdrawal records that a withdrawal was delivered; one
+// owed again since (a later revision) stands.
+func (a *applier) clearSightingsWithdrawal(c *irxv1.ClearSightingsWithdrawalCommand) *Result {
+	key := sightWithdrawalKey(c.GetGroup(), c.GetPeerTeamId())
+	w := &irxv1.SightingsWithdrawal{}
+	found, err := getProto(a.reads(), key, w)
+	switch {
+	case err != nil:
+		a.fail(err)
+		return &Result{Err: err}
+	case found && w.GetRevision() == c.GetRevision():
+		a.del(key)
+	}
+	return &Result{Err: a.err}
+}
+
+// dropWithdrawals forgets the withdrawals owed to a deleted peer: we no
+// longer call it.
+func (a *applier) dropWithdrawals(peer string) error {
+	var owed [][]byte
+	err := scanFamily(a.reads(), prefixSightWithdrawal, func(k, _ []byte) error {
+		if _, p, ok := bytes.Cut(k[len(prefixSightWithdrawal):], []byte{0}); ok && string(p) == peer {
+			owed = append(owed, bytes.Clone(k))
+		}
+		return nil
+	})
+	if err != nil {
+		a.fail(err)
+		return err
+	}
+	for _, k := range owed {
+		a.del(k)
+	}
+	return nil
+}
+
+// SightingsWithdrawals lists the withdrawals owed to former members of
+// sharing groups, by group and peer.
+func (f *FSM) SightingsWithdrawals() ([]*irxv1.SightingsWithdrawal, error) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	var out []*irxv1.SightingsWithdrawal
+	err := scanFamily(f.db, prefixSightWithdrawal, func(k, v []byte) error {
+		w := &irxv1.SightingsWithdrawal{}
+		if err := proto.Unmarshal(v, w); err != nil {
+			return fmt.Errorf("fsm: decode %q: %w", k, err)
+		}
+		out = append(out, w)
+		return nil
+	})
+	return out, err
 }
 
 // eachOwnLatest calls fn with the latest version of each of our records.
@@ -353,7 +466,9 @@ func (a *applier) receiveSightings(c *irxv1.ReceiveSightingsCommand) *Result {
 		return &Result{Err: err}
 	case !found || !slices.Contains(g.GetMemberTeamIds(), peer):
 		return &Result{Err: errdefs.New(errdefs.ErrPermissionDenied, fmt.Sprintf("%s is not a member of a sharing group %q of this team", peer, name))}
-	case c.GetKeyId() != g.GetKeyId():
+	case len(c.GetDigests()) > 0 && c.GetKeyId() != g.GetKeyId():
+		// An empty set is a withdrawal: whatever the key it names, the
+		// member holds nothing from us after it.
 		return &Result{Err: fmt.Errorf("%w: %s sent digests under key %s, the group's is %s", errGroupKeyDiffers, peer, c.GetKeyId(), g.GetKeyId())}
 	}
 	next := map[string]bool{}
@@ -433,7 +548,11 @@ func (a *applier) regroup(prev, next *irxv1.SharingGroup) error {
 			if err := a.replaceSightings(next.GetName(), m, nil); err != nil {
 				return err
 			}
+			a.oweWithdrawal(prev, m)
 		}
+	}
+	for _, m := range next.GetMemberTeamIds() {
+		a.del(sightWithdrawalKey(next.GetName(), m))
 	}
 	a.setProto(next, groupKey(next.GetName()))
 	a.settingsChanged = true
@@ -469,7 +588,7 @@ func (a *applier) leaveSharingGroups(peer string) error {
 func CheckSharingGroup(g *irxv1.SharingGroup) error {
 	var vs []record.Violation
 	name := g.GetName()
-	if name == "" || len(name) > 63 || !isGroupName(name) {
+	if !ValidSharingGroupName(name) {
 		vs = append(vs, record.Violation{Field: "group.name", Description: "is lower-case letters, digits and hyphens, 1 to 63"})
 	}
 	if len(g.GetKey()) != 32 {
@@ -489,7 +608,12 @@ func CheckSharingGroup(g *irxv1.SharingGroup) error {
 	return nil
 }
 
-func isGroupName(s string) bool {
+// ValidSharingGroupName says whether s may name a sharing group: 1 to 63
+// lower-case letters, digits and hyphens.
+func ValidSharingGroupName(s string) bool {
+	if s == "" || len(s) > 63 {
+		return false
+	}
 	for i := range len(s) {
 		if c := s[i]; !('a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '-') {
 			return false
@@ -527,6 +651,9 @@ func (f *FSM) OwnSightings(group string, maxTLP irxv1.Tlp, limit int) (keyID str
 	found, err := getProto(f.db, groupKey(group), g)
 	if err != nil || !found {
 		return "", nil, err
+	}
+	if maxTLP < irxv1.Tlp_TLP_CLEAR {
+		return g.GetKeyId(), nil, nil
 	}
 	prefix := cat(prefixSightOwn, []byte(group), []byte{0})
 	it, err := f.db.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: prefixEnd(prefix)})

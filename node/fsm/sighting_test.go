@@ -201,3 +201,132 @@ func TestRegroupKeepsSightings(t *testing.T) {
 		t.Fatalf("sighting teams after a new key: %v", got)
 	}
 }
+
+// TestSightingsWithdrawals: a member taken out of a group, or every member
+// of a deleted group, is owed a withdrawal (until the leader records it
+// delivered, and only the one delivered: one owed again since stands); a
+// member put back is owed none; a deleted peer is owed none. Deleting a
+// group drops its key, our digests and the sightings its members sent,
+// with their alert. An empty set under any key is accepted: it is how a
+// withdrawal arrives.
+func TestSightingsWithdrawals(t *testing.T) {
+	h := newHarness(t)
+	for _, p := range []string{"cert-b", "cert-c", "cert-d"} {
+		h.addPeer(p)
+	}
+	key := bytes.Repeat([]byte{5}, 32)
+	run := func(cmd *irxv1.Command) *Result {
+		t.Helper()
+		return h.apply(h.command(cmd))
+	}
+	put := func(members ...string) {
+		t.Helper()
+		if res := run(&irxv1.Command{Kind: &irxv1.Command_PutSharingGroup{PutSharingGroup: &irxv1.PutSharingGroupCommand{
+			Group: &irxv1.SharingGroup{Name: "g", MemberTeamIds: members, Key: key},
+		}}}); res.Err != nil {
+			t.Fatal(res.Err)
+		}
+	}
+	owed := func() map[string]*irxv1.SightingsWithdrawal {
+		t.Helper()
+		ws, err := h.f.SightingsWithdrawals()
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := map[string]*irxv1.SightingsWithdrawal{}
+		for _, w := range ws {
+			out[w.GetGroup()+"/"+w.GetPeerTeamId()] = w
+		}
+		return out
+	}
+	clear := func(w *irxv1.SightingsWithdrawal, revision uint64) {
+		t.Helper()
+		if res := run(&irxv1.Command{Kind: &irxv1.Command_ClearSightingsWithdrawal{ClearSightingsWithdrawal: &irxv1.ClearSightingsWithdrawalCommand{
+			Group: w.GetGroup(), PeerTeamId: w.GetPeerTeamId(), Revision: revision,
+		}}}); res.Err != nil {
+			t.Fatal(res.Err)
+		}
+	}
+	put("cert-b", "cert-c", "cert-d")
+	inc := newIncident()
+	inc.ReportTime = timestamppb.New(t0)
+	inc.AttackingHosts = []*irxv1.Host{{Addresses: []string{"198.51.100.7"}}}
+	h.create(inc)
+	if res := run(&irxv1.Command{Kind: &irxv1.Command_ReceiveSightings{ReceiveSightings: &irxv1.ReceiveSightingsCommand{
+		PeerTeamId: "cert-c", Group: "g", KeyId: KeyID(key), Digests: [][]byte{SightingDigest(key, "ip:198.51.100.7")},
+	}}}); res.Err != nil {
+		t.Fatal(res.Err)
+	}
+	if len(owed()) != 0 {
+		t.Fatalf("withdrawals owed before anyone left: %v", owed())
+	}
+
+	put("cert-c", "cert-d")
+	w, ok := owed()["g/cert-b"]
+	if !ok || len(owed()) != 1 || w.GetKeyId() != KeyID(key) || w.GetRevision() == 0 || w.GetCreateTime() == nil {
+		t.Fatalf("after cert-b left: %v", owed())
+	}
+	put("cert-b", "cert-c", "cert-d")
+	if len(owed()) != 0 {
+		t.Fatalf("cert-b is back and still owed a withdrawal: %v", owed())
+	}
+	put("cert-c", "cert-d")
+	first := owed()["g/cert-b"]
+	put("cert-b", "cert-c", "cert-d")
+	put("cert-c", "cert-d")
+	again := owed()["g/cert-b"]
+	if first == nil || again == nil || again.GetRevision() <= first.GetRevision() {
+		t.Fatalf("owed twice: %v then %v", first, again)
+	}
+	clear(first, first.GetRevision())
+	if _, ok := owed()["g/cert-b"]; !ok {
+		t.Fatal("delivering an earlier withdrawal cleared the one owed since")
+	}
+	clear(again, again.GetRevision())
+	if len(owed()) != 0 {
+		t.Fatalf("after the withdrawal was delivered: %v", owed())
+	}
+
+	// A withdrawal reaches us from a member: an empty set, whatever key.
+	if res := run(&irxv1.Command{Kind: &irxv1.Command_ReceiveSightings{ReceiveSightings: &irxv1.ReceiveSightingsCommand{
+		PeerTeamId: "cert-d", Group: "g", KeyId: "0000000000000000",
+	}}}); res.Err != nil {
+		t.Fatalf("an empty set under another key: %v", res.Err)
+	}
+
+	del := func(name string) *Result {
+		return run(&irxv1.Command{Kind: &irxv1.Command_DeleteSharingGroup{DeleteSharingGroup: &irxv1.DeleteSharingGroupCommand{Name: name}}})
+	}
+	if res := del("nope"); !errors.Is(res.Err, ErrNotFound) {
+		t.Fatalf("deleting a group that does not exist: %v", res.Err)
+	}
+	if _, err := h.f.Alert(AlertID("sighting:ip:198.51.100.7")); err != nil {
+		t.Fatalf("the sighting before the group's deletion: %v", err)
+	}
+	if res := del("g"); res.Err != nil {
+		t.Fatal(res.Err)
+	}
+	if gs, _ := h.f.SharingGroups(); len(gs) != 0 {
+		t.Fatalf("groups after the deletion: %v", gs)
+	}
+	if _, err := h.f.Alert(AlertID("sighting:ip:198.51.100.7")); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("the deleted group's sighting: %v", err)
+	}
+	if keyID, ds, err := h.f.OwnSightings("g", irxv1.Tlp_TLP_AMBER, 10); keyID != "" || len(ds) != 0 || err != nil {
+		t.Fatalf("our digests under the deleted group's key: %s %x %v", keyID, ds, err)
+	}
+	if got := owed(); len(got) != 2 || got["g/cert-c"] == nil || got["g/cert-d"] == nil {
+		t.Fatalf("owed after the group's deletion: %v", got)
+	}
+	if res := run(&irxv1.Command{Kind: &irxv1.Command_ReceiveSightings{ReceiveSightings: &irxv1.ReceiveSightingsCommand{
+		PeerTeamId: "cert-c", Group: "g", KeyId: KeyID(key), Digests: [][]byte{SightingDigest(key, "ip:198.51.100.7")},
+	}}}); !errors.Is(res.Err, errdefs.ErrPermissionDenied) {
+		t.Fatalf("sightings for a deleted group: %v", res.Err)
+	}
+	if res := run(&irxv1.Command{Kind: &irxv1.Command_DeletePeer{DeletePeer: &irxv1.DeletePeerCommand{TeamId: "cert-c"}}}); res.Err != nil {
+		t.Fatal(res.Err)
+	}
+	if got := owed(); len(got) != 1 || got["g/cert-d"] == nil {
+		t.Fatalf("owed after cert-c was deleted: %v", got)
+	}
+}

@@ -20,7 +20,7 @@ func keyFamilies() [][]byte {
 		prefixPolicy, prefixPolicyLatest, legacyHeld,
 		prefixAccess, prefixAction, prefixVersionAction,
 		prefixCorrelation, prefixCorJournal, prefixAlertFamily, prefixWarning,
-		prefixGroup, prefixSightOwn, prefixSightPeer, prefixSightByPeer,
+		prefixGroup, prefixSightOwn, prefixSightPeer, prefixSightByPeer, prefixSightWithdrawal,
 		prefixStatCount, prefixStatDur, prefixStatMemo, keyStatsPublished, prefixStatsPeer, prefixPrivacyBudget,
 		retentionFamily, prefixRetentionTime, prefixRetentionLog,
 	}

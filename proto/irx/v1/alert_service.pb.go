@@ -426,6 +426,89 @@ func (x *PutSharingGroupResponse) GetGroup() *SharingGroup {
 	return nil
 }
 
+// Request for AlertService.DeleteSharingGroup.
+type DeleteSharingGroupRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The group's name. Required.
+	Name          string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteSharingGroupRequest) Reset() {
+	*x = DeleteSharingGroupRequest{}
+	mi := &file_irx_v1_alert_service_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteSharingGroupRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteSharingGroupRequest) ProtoMessage() {}
+
+func (x *DeleteSharingGroupRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_irx_v1_alert_service_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteSharingGroupRequest.ProtoReflect.Descriptor instead.
+func (*DeleteSharingGroupRequest) Descriptor() ([]byte, []int) {
+	return file_irx_v1_alert_service_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *DeleteSharingGroupRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+// Response for AlertService.DeleteSharingGroup.
+type DeleteSharingGroupResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteSharingGroupResponse) Reset() {
+	*x = DeleteSharingGroupResponse{}
+	mi := &file_irx_v1_alert_service_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteSharingGroupResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteSharingGroupResponse) ProtoMessage() {}
+
+func (x *DeleteSharingGroupResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_irx_v1_alert_service_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteSharingGroupResponse.ProtoReflect.Descriptor instead.
+func (*DeleteSharingGroupResponse) Descriptor() ([]byte, []int) {
+	return file_irx_v1_alert_service_proto_rawDescGZIP(), []int{4}
+}
+
 // Request for AlertService.ListSharingGroups.
 type ListSharingGroupsRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -435,7 +518,7 @@ type ListSharingGroupsRequest struct {
 
 func (x *ListSharingGroupsRequest) Reset() {
 	*x = ListSharingGroupsRequest{}
-	mi := &file_irx_v1_alert_service_proto_msgTypes[3]
+	mi := &file_irx_v1_alert_service_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -447,7 +530,7 @@ func (x *ListSharingGroupsRequest) String() string {
 func (*ListSharingGroupsRequest) ProtoMessage() {}
 
 func (x *ListSharingGroupsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_alert_service_proto_msgTypes[3]
+	mi := &file_irx_v1_alert_service_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -460,21 +543,24 @@ func (x *ListSharingGroupsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSharingGroupsRequest.ProtoReflect.Descriptor instead.
 func (*ListSharingGroupsRequest) Descriptor() ([]byte, []int) {
-	return file_irx_v1_alert_service_proto_rawDescGZIP(), []int{3}
+	return file_irx_v1_alert_service_proto_rawDescGZIP(), []int{5}
 }
 
 // Response for AlertService.ListSharingGroups.
 type ListSharingGroupsResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The groups, without their keys.
-	Groups        []*SharingGroup `protobuf:"bytes,1,rep,name=groups,proto3" json:"groups,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Groups []*SharingGroup `protobuf:"bytes,1,rep,name=groups,proto3" json:"groups,omitempty"`
+	// Former members not yet told to drop the digests we sent them (the
+	// leader tells each as soon as it can reach it).
+	PendingWithdrawals []*SightingsWithdrawal `protobuf:"bytes,2,rep,name=pending_withdrawals,json=pendingWithdrawals,proto3" json:"pending_withdrawals,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
 }
 
 func (x *ListSharingGroupsResponse) Reset() {
 	*x = ListSharingGroupsResponse{}
-	mi := &file_irx_v1_alert_service_proto_msgTypes[4]
+	mi := &file_irx_v1_alert_service_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -486,7 +572,7 @@ func (x *ListSharingGroupsResponse) String() string {
 func (*ListSharingGroupsResponse) ProtoMessage() {}
 
 func (x *ListSharingGroupsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_alert_service_proto_msgTypes[4]
+	mi := &file_irx_v1_alert_service_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -499,7 +585,7 @@ func (x *ListSharingGroupsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSharingGroupsResponse.ProtoReflect.Descriptor instead.
 func (*ListSharingGroupsResponse) Descriptor() ([]byte, []int) {
-	return file_irx_v1_alert_service_proto_rawDescGZIP(), []int{4}
+	return file_irx_v1_alert_service_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *ListSharingGroupsResponse) GetGroups() []*SharingGroup {
@@ -507,6 +593,97 @@ func (x *ListSharingGroupsResponse) GetGroups() []*SharingGroup {
 		return x.Groups
 	}
 	return nil
+}
+
+func (x *ListSharingGroupsResponse) GetPendingWithdrawals() []*SightingsWithdrawal {
+	if x != nil {
+		return x.PendingWithdrawals
+	}
+	return nil
+}
+
+// SightingsWithdrawal is owed to a peer taken out of a sharing group, or
+// a member of a deleted one: it is to drop the digests we sent it. A
+// deleted peer is owed nothing (we no longer call it).
+type SightingsWithdrawal struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The group (perhaps deleted since).
+	Group string `protobuf:"bytes,1,opt,name=group,proto3" json:"group,omitempty"`
+	// The former member.
+	PeerTeamId string `protobuf:"bytes,2,opt,name=peer_team_id,json=peerTeamId,proto3" json:"peer_team_id,omitempty"`
+	// The key id of the digests it was sent.
+	KeyId string `protobuf:"bytes,3,opt,name=key_id,json=keyId,proto3" json:"key_id,omitempty"`
+	// When it left the group.
+	CreateTime *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
+	// The index of the change that took it out.
+	Revision      uint64 `protobuf:"varint,5,opt,name=revision,proto3" json:"revision,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SightingsWithdrawal) Reset() {
+	*x = SightingsWithdrawal{}
+	mi := &file_irx_v1_alert_service_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SightingsWithdrawal) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SightingsWithdrawal) ProtoMessage() {}
+
+func (x *SightingsWithdrawal) ProtoReflect() protoreflect.Message {
+	mi := &file_irx_v1_alert_service_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SightingsWithdrawal.ProtoReflect.Descriptor instead.
+func (*SightingsWithdrawal) Descriptor() ([]byte, []int) {
+	return file_irx_v1_alert_service_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *SightingsWithdrawal) GetGroup() string {
+	if x != nil {
+		return x.Group
+	}
+	return ""
+}
+
+func (x *SightingsWithdrawal) GetPeerTeamId() string {
+	if x != nil {
+		return x.PeerTeamId
+	}
+	return ""
+}
+
+func (x *SightingsWithdrawal) GetKeyId() string {
+	if x != nil {
+		return x.KeyId
+	}
+	return ""
+}
+
+func (x *SightingsWithdrawal) GetCreateTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreateTime
+	}
+	return nil
+}
+
+func (x *SightingsWithdrawal) GetRevision() uint64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
 }
 
 // Warning is an emergency warning from one team to its peers.
@@ -561,7 +738,7 @@ type Warning struct {
 
 func (x *Warning) Reset() {
 	*x = Warning{}
-	mi := &file_irx_v1_alert_service_proto_msgTypes[5]
+	mi := &file_irx_v1_alert_service_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -573,7 +750,7 @@ func (x *Warning) String() string {
 func (*Warning) ProtoMessage() {}
 
 func (x *Warning) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_alert_service_proto_msgTypes[5]
+	mi := &file_irx_v1_alert_service_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -586,7 +763,7 @@ func (x *Warning) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Warning.ProtoReflect.Descriptor instead.
 func (*Warning) Descriptor() ([]byte, []int) {
-	return file_irx_v1_alert_service_proto_rawDescGZIP(), []int{5}
+	return file_irx_v1_alert_service_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Warning) GetWarningId() string {
@@ -755,7 +932,7 @@ type WarningDelivery struct {
 
 func (x *WarningDelivery) Reset() {
 	*x = WarningDelivery{}
-	mi := &file_irx_v1_alert_service_proto_msgTypes[6]
+	mi := &file_irx_v1_alert_service_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -767,7 +944,7 @@ func (x *WarningDelivery) String() string {
 func (*WarningDelivery) ProtoMessage() {}
 
 func (x *WarningDelivery) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_alert_service_proto_msgTypes[6]
+	mi := &file_irx_v1_alert_service_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -780,7 +957,7 @@ func (x *WarningDelivery) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WarningDelivery.ProtoReflect.Descriptor instead.
 func (*WarningDelivery) Descriptor() ([]byte, []int) {
-	return file_irx_v1_alert_service_proto_rawDescGZIP(), []int{6}
+	return file_irx_v1_alert_service_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *WarningDelivery) GetPeerTeamId() string {
@@ -829,7 +1006,7 @@ type IssueWarningRequest struct {
 
 func (x *IssueWarningRequest) Reset() {
 	*x = IssueWarningRequest{}
-	mi := &file_irx_v1_alert_service_proto_msgTypes[7]
+	mi := &file_irx_v1_alert_service_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -841,7 +1018,7 @@ func (x *IssueWarningRequest) String() string {
 func (*IssueWarningRequest) ProtoMessage() {}
 
 func (x *IssueWarningRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_alert_service_proto_msgTypes[7]
+	mi := &file_irx_v1_alert_service_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -854,7 +1031,7 @@ func (x *IssueWarningRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IssueWarningRequest.ProtoReflect.Descriptor instead.
 func (*IssueWarningRequest) Descriptor() ([]byte, []int) {
-	return file_irx_v1_alert_service_proto_rawDescGZIP(), []int{7}
+	return file_irx_v1_alert_service_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *IssueWarningRequest) GetWarning() *Warning {
@@ -875,7 +1052,7 @@ type IssueWarningResponse struct {
 
 func (x *IssueWarningResponse) Reset() {
 	*x = IssueWarningResponse{}
-	mi := &file_irx_v1_alert_service_proto_msgTypes[8]
+	mi := &file_irx_v1_alert_service_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -887,7 +1064,7 @@ func (x *IssueWarningResponse) String() string {
 func (*IssueWarningResponse) ProtoMessage() {}
 
 func (x *IssueWarningResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_alert_service_proto_msgTypes[8]
+	mi := &file_irx_v1_alert_service_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -900,7 +1077,7 @@ func (x *IssueWarningResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IssueWarningResponse.ProtoReflect.Descriptor instead.
 func (*IssueWarningResponse) Descriptor() ([]byte, []int) {
-	return file_irx_v1_alert_service_proto_rawDescGZIP(), []int{8}
+	return file_irx_v1_alert_service_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *IssueWarningResponse) GetWarning() *Warning {
@@ -923,7 +1100,7 @@ type ListWarningsRequest struct {
 
 func (x *ListWarningsRequest) Reset() {
 	*x = ListWarningsRequest{}
-	mi := &file_irx_v1_alert_service_proto_msgTypes[9]
+	mi := &file_irx_v1_alert_service_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -935,7 +1112,7 @@ func (x *ListWarningsRequest) String() string {
 func (*ListWarningsRequest) ProtoMessage() {}
 
 func (x *ListWarningsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_alert_service_proto_msgTypes[9]
+	mi := &file_irx_v1_alert_service_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -948,7 +1125,7 @@ func (x *ListWarningsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListWarningsRequest.ProtoReflect.Descriptor instead.
 func (*ListWarningsRequest) Descriptor() ([]byte, []int) {
-	return file_irx_v1_alert_service_proto_rawDescGZIP(), []int{9}
+	return file_irx_v1_alert_service_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ListWarningsRequest) GetPageSize() int32 {
@@ -978,7 +1155,7 @@ type ListWarningsResponse struct {
 
 func (x *ListWarningsResponse) Reset() {
 	*x = ListWarningsResponse{}
-	mi := &file_irx_v1_alert_service_proto_msgTypes[10]
+	mi := &file_irx_v1_alert_service_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -990,7 +1167,7 @@ func (x *ListWarningsResponse) String() string {
 func (*ListWarningsResponse) ProtoMessage() {}
 
 func (x *ListWarningsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_alert_service_proto_msgTypes[10]
+	mi := &file_irx_v1_alert_service_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1003,7 +1180,7 @@ func (x *ListWarningsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListWarningsResponse.ProtoReflect.Descriptor instead.
 func (*ListWarningsResponse) Descriptor() ([]byte, []int) {
-	return file_irx_v1_alert_service_proto_rawDescGZIP(), []int{10}
+	return file_irx_v1_alert_service_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ListWarningsResponse) GetWarnings() []*Warning {
@@ -1031,7 +1208,7 @@ type AcknowledgeWarningRequest struct {
 
 func (x *AcknowledgeWarningRequest) Reset() {
 	*x = AcknowledgeWarningRequest{}
-	mi := &file_irx_v1_alert_service_proto_msgTypes[11]
+	mi := &file_irx_v1_alert_service_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1043,7 +1220,7 @@ func (x *AcknowledgeWarningRequest) String() string {
 func (*AcknowledgeWarningRequest) ProtoMessage() {}
 
 func (x *AcknowledgeWarningRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_alert_service_proto_msgTypes[11]
+	mi := &file_irx_v1_alert_service_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1056,7 +1233,7 @@ func (x *AcknowledgeWarningRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AcknowledgeWarningRequest.ProtoReflect.Descriptor instead.
 func (*AcknowledgeWarningRequest) Descriptor() ([]byte, []int) {
-	return file_irx_v1_alert_service_proto_rawDescGZIP(), []int{11}
+	return file_irx_v1_alert_service_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *AcknowledgeWarningRequest) GetWarningId() string {
@@ -1077,7 +1254,7 @@ type AcknowledgeWarningResponse struct {
 
 func (x *AcknowledgeWarningResponse) Reset() {
 	*x = AcknowledgeWarningResponse{}
-	mi := &file_irx_v1_alert_service_proto_msgTypes[12]
+	mi := &file_irx_v1_alert_service_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1089,7 +1266,7 @@ func (x *AcknowledgeWarningResponse) String() string {
 func (*AcknowledgeWarningResponse) ProtoMessage() {}
 
 func (x *AcknowledgeWarningResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_alert_service_proto_msgTypes[12]
+	mi := &file_irx_v1_alert_service_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1102,7 +1279,7 @@ func (x *AcknowledgeWarningResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AcknowledgeWarningResponse.ProtoReflect.Descriptor instead.
 func (*AcknowledgeWarningResponse) Descriptor() ([]byte, []int) {
-	return file_irx_v1_alert_service_proto_rawDescGZIP(), []int{12}
+	return file_irx_v1_alert_service_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *AcknowledgeWarningResponse) GetWarning() *Warning {
@@ -1162,7 +1339,7 @@ type Alert struct {
 
 func (x *Alert) Reset() {
 	*x = Alert{}
-	mi := &file_irx_v1_alert_service_proto_msgTypes[13]
+	mi := &file_irx_v1_alert_service_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1174,7 +1351,7 @@ func (x *Alert) String() string {
 func (*Alert) ProtoMessage() {}
 
 func (x *Alert) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_alert_service_proto_msgTypes[13]
+	mi := &file_irx_v1_alert_service_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1187,7 +1364,7 @@ func (x *Alert) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Alert.ProtoReflect.Descriptor instead.
 func (*Alert) Descriptor() ([]byte, []int) {
-	return file_irx_v1_alert_service_proto_rawDescGZIP(), []int{13}
+	return file_irx_v1_alert_service_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *Alert) GetAlertId() string {
@@ -1319,7 +1496,7 @@ type AlertRecord struct {
 
 func (x *AlertRecord) Reset() {
 	*x = AlertRecord{}
-	mi := &file_irx_v1_alert_service_proto_msgTypes[14]
+	mi := &file_irx_v1_alert_service_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1331,7 +1508,7 @@ func (x *AlertRecord) String() string {
 func (*AlertRecord) ProtoMessage() {}
 
 func (x *AlertRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_alert_service_proto_msgTypes[14]
+	mi := &file_irx_v1_alert_service_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1344,7 +1521,7 @@ func (x *AlertRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AlertRecord.ProtoReflect.Descriptor instead.
 func (*AlertRecord) Descriptor() ([]byte, []int) {
-	return file_irx_v1_alert_service_proto_rawDescGZIP(), []int{14}
+	return file_irx_v1_alert_service_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *AlertRecord) GetIncidentId() string {
@@ -1387,7 +1564,7 @@ type AlertSettings struct {
 
 func (x *AlertSettings) Reset() {
 	*x = AlertSettings{}
-	mi := &file_irx_v1_alert_service_proto_msgTypes[15]
+	mi := &file_irx_v1_alert_service_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1399,7 +1576,7 @@ func (x *AlertSettings) String() string {
 func (*AlertSettings) ProtoMessage() {}
 
 func (x *AlertSettings) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_alert_service_proto_msgTypes[15]
+	mi := &file_irx_v1_alert_service_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1412,7 +1589,7 @@ func (x *AlertSettings) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AlertSettings.ProtoReflect.Descriptor instead.
 func (*AlertSettings) Descriptor() ([]byte, []int) {
-	return file_irx_v1_alert_service_proto_rawDescGZIP(), []int{15}
+	return file_irx_v1_alert_service_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *AlertSettings) GetWindow() *durationpb.Duration {
@@ -1437,7 +1614,7 @@ type ListAlertsRequest struct {
 
 func (x *ListAlertsRequest) Reset() {
 	*x = ListAlertsRequest{}
-	mi := &file_irx_v1_alert_service_proto_msgTypes[16]
+	mi := &file_irx_v1_alert_service_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1449,7 +1626,7 @@ func (x *ListAlertsRequest) String() string {
 func (*ListAlertsRequest) ProtoMessage() {}
 
 func (x *ListAlertsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_alert_service_proto_msgTypes[16]
+	mi := &file_irx_v1_alert_service_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1462,7 +1639,7 @@ func (x *ListAlertsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAlertsRequest.ProtoReflect.Descriptor instead.
 func (*ListAlertsRequest) Descriptor() ([]byte, []int) {
-	return file_irx_v1_alert_service_proto_rawDescGZIP(), []int{16}
+	return file_irx_v1_alert_service_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ListAlertsRequest) GetPageSize() int32 {
@@ -1499,7 +1676,7 @@ type ListAlertsResponse struct {
 
 func (x *ListAlertsResponse) Reset() {
 	*x = ListAlertsResponse{}
-	mi := &file_irx_v1_alert_service_proto_msgTypes[17]
+	mi := &file_irx_v1_alert_service_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1511,7 +1688,7 @@ func (x *ListAlertsResponse) String() string {
 func (*ListAlertsResponse) ProtoMessage() {}
 
 func (x *ListAlertsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_alert_service_proto_msgTypes[17]
+	mi := &file_irx_v1_alert_service_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1524,7 +1701,7 @@ func (x *ListAlertsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAlertsResponse.ProtoReflect.Descriptor instead.
 func (*ListAlertsResponse) Descriptor() ([]byte, []int) {
-	return file_irx_v1_alert_service_proto_rawDescGZIP(), []int{17}
+	return file_irx_v1_alert_service_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ListAlertsResponse) GetAlerts() []*Alert {
@@ -1552,7 +1729,7 @@ type GetAlertRequest struct {
 
 func (x *GetAlertRequest) Reset() {
 	*x = GetAlertRequest{}
-	mi := &file_irx_v1_alert_service_proto_msgTypes[18]
+	mi := &file_irx_v1_alert_service_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1564,7 +1741,7 @@ func (x *GetAlertRequest) String() string {
 func (*GetAlertRequest) ProtoMessage() {}
 
 func (x *GetAlertRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_alert_service_proto_msgTypes[18]
+	mi := &file_irx_v1_alert_service_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1577,7 +1754,7 @@ func (x *GetAlertRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetAlertRequest.ProtoReflect.Descriptor instead.
 func (*GetAlertRequest) Descriptor() ([]byte, []int) {
-	return file_irx_v1_alert_service_proto_rawDescGZIP(), []int{18}
+	return file_irx_v1_alert_service_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *GetAlertRequest) GetAlertId() string {
@@ -1598,7 +1775,7 @@ type GetAlertResponse struct {
 
 func (x *GetAlertResponse) Reset() {
 	*x = GetAlertResponse{}
-	mi := &file_irx_v1_alert_service_proto_msgTypes[19]
+	mi := &file_irx_v1_alert_service_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1610,7 +1787,7 @@ func (x *GetAlertResponse) String() string {
 func (*GetAlertResponse) ProtoMessage() {}
 
 func (x *GetAlertResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_alert_service_proto_msgTypes[19]
+	mi := &file_irx_v1_alert_service_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1623,7 +1800,7 @@ func (x *GetAlertResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetAlertResponse.ProtoReflect.Descriptor instead.
 func (*GetAlertResponse) Descriptor() ([]byte, []int) {
-	return file_irx_v1_alert_service_proto_rawDescGZIP(), []int{19}
+	return file_irx_v1_alert_service_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *GetAlertResponse) GetAlert() *Alert {
@@ -1644,7 +1821,7 @@ type AcknowledgeAlertRequest struct {
 
 func (x *AcknowledgeAlertRequest) Reset() {
 	*x = AcknowledgeAlertRequest{}
-	mi := &file_irx_v1_alert_service_proto_msgTypes[20]
+	mi := &file_irx_v1_alert_service_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1656,7 +1833,7 @@ func (x *AcknowledgeAlertRequest) String() string {
 func (*AcknowledgeAlertRequest) ProtoMessage() {}
 
 func (x *AcknowledgeAlertRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_alert_service_proto_msgTypes[20]
+	mi := &file_irx_v1_alert_service_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1669,7 +1846,7 @@ func (x *AcknowledgeAlertRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AcknowledgeAlertRequest.ProtoReflect.Descriptor instead.
 func (*AcknowledgeAlertRequest) Descriptor() ([]byte, []int) {
-	return file_irx_v1_alert_service_proto_rawDescGZIP(), []int{20}
+	return file_irx_v1_alert_service_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *AcknowledgeAlertRequest) GetAlertId() string {
@@ -1690,7 +1867,7 @@ type AcknowledgeAlertResponse struct {
 
 func (x *AcknowledgeAlertResponse) Reset() {
 	*x = AcknowledgeAlertResponse{}
-	mi := &file_irx_v1_alert_service_proto_msgTypes[21]
+	mi := &file_irx_v1_alert_service_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1702,7 +1879,7 @@ func (x *AcknowledgeAlertResponse) String() string {
 func (*AcknowledgeAlertResponse) ProtoMessage() {}
 
 func (x *AcknowledgeAlertResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_alert_service_proto_msgTypes[21]
+	mi := &file_irx_v1_alert_service_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1715,7 +1892,7 @@ func (x *AcknowledgeAlertResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AcknowledgeAlertResponse.ProtoReflect.Descriptor instead.
 func (*AcknowledgeAlertResponse) Descriptor() ([]byte, []int) {
-	return file_irx_v1_alert_service_proto_rawDescGZIP(), []int{21}
+	return file_irx_v1_alert_service_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *AcknowledgeAlertResponse) GetAlert() *Alert {
@@ -1736,7 +1913,7 @@ type WatchAlertsRequest struct {
 
 func (x *WatchAlertsRequest) Reset() {
 	*x = WatchAlertsRequest{}
-	mi := &file_irx_v1_alert_service_proto_msgTypes[22]
+	mi := &file_irx_v1_alert_service_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1748,7 +1925,7 @@ func (x *WatchAlertsRequest) String() string {
 func (*WatchAlertsRequest) ProtoMessage() {}
 
 func (x *WatchAlertsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_alert_service_proto_msgTypes[22]
+	mi := &file_irx_v1_alert_service_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1761,7 +1938,7 @@ func (x *WatchAlertsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchAlertsRequest.ProtoReflect.Descriptor instead.
 func (*WatchAlertsRequest) Descriptor() ([]byte, []int) {
-	return file_irx_v1_alert_service_proto_rawDescGZIP(), []int{22}
+	return file_irx_v1_alert_service_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *WatchAlertsRequest) GetState() AlertState {
@@ -1783,7 +1960,7 @@ type WatchAlertsResponse struct {
 
 func (x *WatchAlertsResponse) Reset() {
 	*x = WatchAlertsResponse{}
-	mi := &file_irx_v1_alert_service_proto_msgTypes[23]
+	mi := &file_irx_v1_alert_service_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1795,7 +1972,7 @@ func (x *WatchAlertsResponse) String() string {
 func (*WatchAlertsResponse) ProtoMessage() {}
 
 func (x *WatchAlertsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_alert_service_proto_msgTypes[23]
+	mi := &file_irx_v1_alert_service_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1808,7 +1985,7 @@ func (x *WatchAlertsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchAlertsResponse.ProtoReflect.Descriptor instead.
 func (*WatchAlertsResponse) Descriptor() ([]byte, []int) {
-	return file_irx_v1_alert_service_proto_rawDescGZIP(), []int{23}
+	return file_irx_v1_alert_service_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *WatchAlertsResponse) GetAlerts() []*Alert {
@@ -1827,7 +2004,7 @@ type GetAlertSettingsRequest struct {
 
 func (x *GetAlertSettingsRequest) Reset() {
 	*x = GetAlertSettingsRequest{}
-	mi := &file_irx_v1_alert_service_proto_msgTypes[24]
+	mi := &file_irx_v1_alert_service_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1839,7 +2016,7 @@ func (x *GetAlertSettingsRequest) String() string {
 func (*GetAlertSettingsRequest) ProtoMessage() {}
 
 func (x *GetAlertSettingsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_alert_service_proto_msgTypes[24]
+	mi := &file_irx_v1_alert_service_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1852,7 +2029,7 @@ func (x *GetAlertSettingsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetAlertSettingsRequest.ProtoReflect.Descriptor instead.
 func (*GetAlertSettingsRequest) Descriptor() ([]byte, []int) {
-	return file_irx_v1_alert_service_proto_rawDescGZIP(), []int{24}
+	return file_irx_v1_alert_service_proto_rawDescGZIP(), []int{27}
 }
 
 // Response for AlertService.GetAlertSettings.
@@ -1866,7 +2043,7 @@ type GetAlertSettingsResponse struct {
 
 func (x *GetAlertSettingsResponse) Reset() {
 	*x = GetAlertSettingsResponse{}
-	mi := &file_irx_v1_alert_service_proto_msgTypes[25]
+	mi := &file_irx_v1_alert_service_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1878,7 +2055,7 @@ func (x *GetAlertSettingsResponse) String() string {
 func (*GetAlertSettingsResponse) ProtoMessage() {}
 
 func (x *GetAlertSettingsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_alert_service_proto_msgTypes[25]
+	mi := &file_irx_v1_alert_service_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1891,7 +2068,7 @@ func (x *GetAlertSettingsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetAlertSettingsResponse.ProtoReflect.Descriptor instead.
 func (*GetAlertSettingsResponse) Descriptor() ([]byte, []int) {
-	return file_irx_v1_alert_service_proto_rawDescGZIP(), []int{25}
+	return file_irx_v1_alert_service_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *GetAlertSettingsResponse) GetSettings() *AlertSettings {
@@ -1912,7 +2089,7 @@ type UpdateAlertSettingsRequest struct {
 
 func (x *UpdateAlertSettingsRequest) Reset() {
 	*x = UpdateAlertSettingsRequest{}
-	mi := &file_irx_v1_alert_service_proto_msgTypes[26]
+	mi := &file_irx_v1_alert_service_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1924,7 +2101,7 @@ func (x *UpdateAlertSettingsRequest) String() string {
 func (*UpdateAlertSettingsRequest) ProtoMessage() {}
 
 func (x *UpdateAlertSettingsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_alert_service_proto_msgTypes[26]
+	mi := &file_irx_v1_alert_service_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1937,7 +2114,7 @@ func (x *UpdateAlertSettingsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateAlertSettingsRequest.ProtoReflect.Descriptor instead.
 func (*UpdateAlertSettingsRequest) Descriptor() ([]byte, []int) {
-	return file_irx_v1_alert_service_proto_rawDescGZIP(), []int{26}
+	return file_irx_v1_alert_service_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *UpdateAlertSettingsRequest) GetSettings() *AlertSettings {
@@ -1958,7 +2135,7 @@ type UpdateAlertSettingsResponse struct {
 
 func (x *UpdateAlertSettingsResponse) Reset() {
 	*x = UpdateAlertSettingsResponse{}
-	mi := &file_irx_v1_alert_service_proto_msgTypes[27]
+	mi := &file_irx_v1_alert_service_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1970,7 +2147,7 @@ func (x *UpdateAlertSettingsResponse) String() string {
 func (*UpdateAlertSettingsResponse) ProtoMessage() {}
 
 func (x *UpdateAlertSettingsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_alert_service_proto_msgTypes[27]
+	mi := &file_irx_v1_alert_service_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1983,7 +2160,7 @@ func (x *UpdateAlertSettingsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateAlertSettingsResponse.ProtoReflect.Descriptor instead.
 func (*UpdateAlertSettingsResponse) Descriptor() ([]byte, []int) {
-	return file_irx_v1_alert_service_proto_rawDescGZIP(), []int{27}
+	return file_irx_v1_alert_service_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *UpdateAlertSettingsResponse) GetSettings() *AlertSettings {
@@ -2008,10 +2185,22 @@ const file_irx_v1_alert_service_proto_rawDesc = "" +
 	"\x16PutSharingGroupRequest\x12*\n" +
 	"\x05group\x18\x01 \x01(\v2\x14.irx.v1.SharingGroupR\x05group\"E\n" +
 	"\x17PutSharingGroupResponse\x12*\n" +
-	"\x05group\x18\x01 \x01(\v2\x14.irx.v1.SharingGroupR\x05group\"\x1a\n" +
-	"\x18ListSharingGroupsRequest\"I\n" +
+	"\x05group\x18\x01 \x01(\v2\x14.irx.v1.SharingGroupR\x05group\"/\n" +
+	"\x19DeleteSharingGroupRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\"\x1c\n" +
+	"\x1aDeleteSharingGroupResponse\"\x1a\n" +
+	"\x18ListSharingGroupsRequest\"\x97\x01\n" +
 	"\x19ListSharingGroupsResponse\x12,\n" +
-	"\x06groups\x18\x01 \x03(\v2\x14.irx.v1.SharingGroupR\x06groups\"\x9a\a\n" +
+	"\x06groups\x18\x01 \x03(\v2\x14.irx.v1.SharingGroupR\x06groups\x12L\n" +
+	"\x13pending_withdrawals\x18\x02 \x03(\v2\x1b.irx.v1.SightingsWithdrawalR\x12pendingWithdrawals\"\xbd\x01\n" +
+	"\x13SightingsWithdrawal\x12\x14\n" +
+	"\x05group\x18\x01 \x01(\tR\x05group\x12 \n" +
+	"\fpeer_team_id\x18\x02 \x01(\tR\n" +
+	"peerTeamId\x12\x15\n" +
+	"\x06key_id\x18\x03 \x01(\tR\x05keyId\x12;\n" +
+	"\vcreate_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"createTime\x12\x1a\n" +
+	"\brevision\x18\x05 \x01(\x04R\brevision\"\x9a\a\n" +
 	"\aWarning\x12\x1d\n" +
 	"\n" +
 	"warning_id\x18\x01 \x01(\tR\twarningId\x12\x1f\n" +
@@ -2140,7 +2329,7 @@ const file_irx_v1_alert_service_proto_rawDesc = "" +
 	"AlertState\x12\x1b\n" +
 	"\x17ALERT_STATE_UNSPECIFIED\x10\x00\x12\x14\n" +
 	"\x10ALERT_STATE_OPEN\x10\x01\x12\x16\n" +
-	"\x12ALERT_STATE_CLOSED\x10\x022\xcd\a\n" +
+	"\x12ALERT_STATE_CLOSED\x10\x022\xb0\b\n" +
 	"\fAlertService\x12I\n" +
 	"\n" +
 	"ListAlerts\x12\x19.irx.v1.ListAlertsRequest\x1a\x1a.irx.v1.ListAlertsResponse\"\x04\x90\xb5\x18\x01\x12C\n" +
@@ -2152,7 +2341,8 @@ const file_irx_v1_alert_service_proto_rawDesc = "" +
 	"\fIssueWarning\x12\x1b.irx.v1.IssueWarningRequest\x1a\x1c.irx.v1.IssueWarningResponse\"\x04\x90\xb5\x18\x02\x12O\n" +
 	"\fListWarnings\x12\x1b.irx.v1.ListWarningsRequest\x1a\x1c.irx.v1.ListWarningsResponse\"\x04\x90\xb5\x18\x01\x12a\n" +
 	"\x12AcknowledgeWarning\x12!.irx.v1.AcknowledgeWarningRequest\x1a\".irx.v1.AcknowledgeWarningResponse\"\x04\x90\xb5\x18\x02\x12X\n" +
-	"\x0fPutSharingGroup\x12\x1e.irx.v1.PutSharingGroupRequest\x1a\x1f.irx.v1.PutSharingGroupResponse\"\x04\x90\xb5\x18\x03\x12^\n" +
+	"\x0fPutSharingGroup\x12\x1e.irx.v1.PutSharingGroupRequest\x1a\x1f.irx.v1.PutSharingGroupResponse\"\x04\x90\xb5\x18\x03\x12a\n" +
+	"\x12DeleteSharingGroup\x12!.irx.v1.DeleteSharingGroupRequest\x1a\".irx.v1.DeleteSharingGroupResponse\"\x04\x90\xb5\x18\x03\x12^\n" +
 	"\x11ListSharingGroups\x12 .irx.v1.ListSharingGroupsRequest\x1a!.irx.v1.ListSharingGroupsResponse\"\x04\x90\xb5\x18\x01B*Z(github.com/irxfed/irx/proto/irx/v1;irxv1b\x06proto3"
 
 var (
@@ -2168,7 +2358,7 @@ func file_irx_v1_alert_service_proto_rawDescGZIP() []byte {
 }
 
 var file_irx_v1_alert_service_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_irx_v1_alert_service_proto_msgTypes = make([]protoimpl.MessageInfo, 28)
+var file_irx_v1_alert_service_proto_msgTypes = make([]protoimpl.MessageInfo, 31)
 var file_irx_v1_alert_service_proto_goTypes = []any{
 	(WarningSeverity)(0),                // 0: irx.v1.WarningSeverity
 	(WarningDeliveryState)(0),           // 1: irx.v1.WarningDeliveryState
@@ -2177,100 +2367,107 @@ var file_irx_v1_alert_service_proto_goTypes = []any{
 	(*SharingGroup)(nil),                // 4: irx.v1.SharingGroup
 	(*PutSharingGroupRequest)(nil),      // 5: irx.v1.PutSharingGroupRequest
 	(*PutSharingGroupResponse)(nil),     // 6: irx.v1.PutSharingGroupResponse
-	(*ListSharingGroupsRequest)(nil),    // 7: irx.v1.ListSharingGroupsRequest
-	(*ListSharingGroupsResponse)(nil),   // 8: irx.v1.ListSharingGroupsResponse
-	(*Warning)(nil),                     // 9: irx.v1.Warning
-	(*WarningDelivery)(nil),             // 10: irx.v1.WarningDelivery
-	(*IssueWarningRequest)(nil),         // 11: irx.v1.IssueWarningRequest
-	(*IssueWarningResponse)(nil),        // 12: irx.v1.IssueWarningResponse
-	(*ListWarningsRequest)(nil),         // 13: irx.v1.ListWarningsRequest
-	(*ListWarningsResponse)(nil),        // 14: irx.v1.ListWarningsResponse
-	(*AcknowledgeWarningRequest)(nil),   // 15: irx.v1.AcknowledgeWarningRequest
-	(*AcknowledgeWarningResponse)(nil),  // 16: irx.v1.AcknowledgeWarningResponse
-	(*Alert)(nil),                       // 17: irx.v1.Alert
-	(*AlertRecord)(nil),                 // 18: irx.v1.AlertRecord
-	(*AlertSettings)(nil),               // 19: irx.v1.AlertSettings
-	(*ListAlertsRequest)(nil),           // 20: irx.v1.ListAlertsRequest
-	(*ListAlertsResponse)(nil),          // 21: irx.v1.ListAlertsResponse
-	(*GetAlertRequest)(nil),             // 22: irx.v1.GetAlertRequest
-	(*GetAlertResponse)(nil),            // 23: irx.v1.GetAlertResponse
-	(*AcknowledgeAlertRequest)(nil),     // 24: irx.v1.AcknowledgeAlertRequest
-	(*AcknowledgeAlertResponse)(nil),    // 25: irx.v1.AcknowledgeAlertResponse
-	(*WatchAlertsRequest)(nil),          // 26: irx.v1.WatchAlertsRequest
-	(*WatchAlertsResponse)(nil),         // 27: irx.v1.WatchAlertsResponse
-	(*GetAlertSettingsRequest)(nil),     // 28: irx.v1.GetAlertSettingsRequest
-	(*GetAlertSettingsResponse)(nil),    // 29: irx.v1.GetAlertSettingsResponse
-	(*UpdateAlertSettingsRequest)(nil),  // 30: irx.v1.UpdateAlertSettingsRequest
-	(*UpdateAlertSettingsResponse)(nil), // 31: irx.v1.UpdateAlertSettingsResponse
-	(*timestamppb.Timestamp)(nil),       // 32: google.protobuf.Timestamp
-	(Tlp)(0),                            // 33: irx.v1.Tlp
-	(*durationpb.Duration)(nil),         // 34: google.protobuf.Duration
+	(*DeleteSharingGroupRequest)(nil),   // 7: irx.v1.DeleteSharingGroupRequest
+	(*DeleteSharingGroupResponse)(nil),  // 8: irx.v1.DeleteSharingGroupResponse
+	(*ListSharingGroupsRequest)(nil),    // 9: irx.v1.ListSharingGroupsRequest
+	(*ListSharingGroupsResponse)(nil),   // 10: irx.v1.ListSharingGroupsResponse
+	(*SightingsWithdrawal)(nil),         // 11: irx.v1.SightingsWithdrawal
+	(*Warning)(nil),                     // 12: irx.v1.Warning
+	(*WarningDelivery)(nil),             // 13: irx.v1.WarningDelivery
+	(*IssueWarningRequest)(nil),         // 14: irx.v1.IssueWarningRequest
+	(*IssueWarningResponse)(nil),        // 15: irx.v1.IssueWarningResponse
+	(*ListWarningsRequest)(nil),         // 16: irx.v1.ListWarningsRequest
+	(*ListWarningsResponse)(nil),        // 17: irx.v1.ListWarningsResponse
+	(*AcknowledgeWarningRequest)(nil),   // 18: irx.v1.AcknowledgeWarningRequest
+	(*AcknowledgeWarningResponse)(nil),  // 19: irx.v1.AcknowledgeWarningResponse
+	(*Alert)(nil),                       // 20: irx.v1.Alert
+	(*AlertRecord)(nil),                 // 21: irx.v1.AlertRecord
+	(*AlertSettings)(nil),               // 22: irx.v1.AlertSettings
+	(*ListAlertsRequest)(nil),           // 23: irx.v1.ListAlertsRequest
+	(*ListAlertsResponse)(nil),          // 24: irx.v1.ListAlertsResponse
+	(*GetAlertRequest)(nil),             // 25: irx.v1.GetAlertRequest
+	(*GetAlertResponse)(nil),            // 26: irx.v1.GetAlertResponse
+	(*AcknowledgeAlertRequest)(nil),     // 27: irx.v1.AcknowledgeAlertRequest
+	(*AcknowledgeAlertResponse)(nil),    // 28: irx.v1.AcknowledgeAlertResponse
+	(*WatchAlertsRequest)(nil),          // 29: irx.v1.WatchAlertsRequest
+	(*WatchAlertsResponse)(nil),         // 30: irx.v1.WatchAlertsResponse
+	(*GetAlertSettingsRequest)(nil),     // 31: irx.v1.GetAlertSettingsRequest
+	(*GetAlertSettingsResponse)(nil),    // 32: irx.v1.GetAlertSettingsResponse
+	(*UpdateAlertSettingsRequest)(nil),  // 33: irx.v1.UpdateAlertSettingsRequest
+	(*UpdateAlertSettingsResponse)(nil), // 34: irx.v1.UpdateAlertSettingsResponse
+	(*timestamppb.Timestamp)(nil),       // 35: google.protobuf.Timestamp
+	(Tlp)(0),                            // 36: irx.v1.Tlp
+	(*durationpb.Duration)(nil),         // 37: google.protobuf.Duration
 }
 var file_irx_v1_alert_service_proto_depIdxs = []int32{
-	32, // 0: irx.v1.SharingGroup.update_time:type_name -> google.protobuf.Timestamp
+	35, // 0: irx.v1.SharingGroup.update_time:type_name -> google.protobuf.Timestamp
 	4,  // 1: irx.v1.PutSharingGroupRequest.group:type_name -> irx.v1.SharingGroup
 	4,  // 2: irx.v1.PutSharingGroupResponse.group:type_name -> irx.v1.SharingGroup
 	4,  // 3: irx.v1.ListSharingGroupsResponse.groups:type_name -> irx.v1.SharingGroup
-	0,  // 4: irx.v1.Warning.severity:type_name -> irx.v1.WarningSeverity
-	33, // 5: irx.v1.Warning.tlp:type_name -> irx.v1.Tlp
-	32, // 6: irx.v1.Warning.expire_time:type_name -> google.protobuf.Timestamp
-	32, // 7: irx.v1.Warning.create_time:type_name -> google.protobuf.Timestamp
-	10, // 8: irx.v1.Warning.deliveries:type_name -> irx.v1.WarningDelivery
-	32, // 9: irx.v1.Warning.receive_time:type_name -> google.protobuf.Timestamp
-	32, // 10: irx.v1.Warning.acknowledge_time:type_name -> google.protobuf.Timestamp
-	1,  // 11: irx.v1.WarningDelivery.state:type_name -> irx.v1.WarningDeliveryState
-	32, // 12: irx.v1.WarningDelivery.deliver_time:type_name -> google.protobuf.Timestamp
-	32, // 13: irx.v1.WarningDelivery.acknowledge_time:type_name -> google.protobuf.Timestamp
-	9,  // 14: irx.v1.IssueWarningRequest.warning:type_name -> irx.v1.Warning
-	9,  // 15: irx.v1.IssueWarningResponse.warning:type_name -> irx.v1.Warning
-	9,  // 16: irx.v1.ListWarningsResponse.warnings:type_name -> irx.v1.Warning
-	9,  // 17: irx.v1.AcknowledgeWarningResponse.warning:type_name -> irx.v1.Warning
-	2,  // 18: irx.v1.Alert.kind:type_name -> irx.v1.AlertKind
-	3,  // 19: irx.v1.Alert.state:type_name -> irx.v1.AlertState
-	18, // 20: irx.v1.Alert.records:type_name -> irx.v1.AlertRecord
-	32, // 21: irx.v1.Alert.first_seen_time:type_name -> google.protobuf.Timestamp
-	32, // 22: irx.v1.Alert.last_seen_time:type_name -> google.protobuf.Timestamp
-	32, // 23: irx.v1.Alert.create_time:type_name -> google.protobuf.Timestamp
-	32, // 24: irx.v1.Alert.update_time:type_name -> google.protobuf.Timestamp
-	32, // 25: irx.v1.Alert.acknowledge_time:type_name -> google.protobuf.Timestamp
-	32, // 26: irx.v1.AlertRecord.report_time:type_name -> google.protobuf.Timestamp
-	34, // 27: irx.v1.AlertSettings.window:type_name -> google.protobuf.Duration
-	3,  // 28: irx.v1.ListAlertsRequest.state:type_name -> irx.v1.AlertState
-	17, // 29: irx.v1.ListAlertsResponse.alerts:type_name -> irx.v1.Alert
-	17, // 30: irx.v1.GetAlertResponse.alert:type_name -> irx.v1.Alert
-	17, // 31: irx.v1.AcknowledgeAlertResponse.alert:type_name -> irx.v1.Alert
-	3,  // 32: irx.v1.WatchAlertsRequest.state:type_name -> irx.v1.AlertState
-	17, // 33: irx.v1.WatchAlertsResponse.alerts:type_name -> irx.v1.Alert
-	19, // 34: irx.v1.GetAlertSettingsResponse.settings:type_name -> irx.v1.AlertSettings
-	19, // 35: irx.v1.UpdateAlertSettingsRequest.settings:type_name -> irx.v1.AlertSettings
-	19, // 36: irx.v1.UpdateAlertSettingsResponse.settings:type_name -> irx.v1.AlertSettings
-	20, // 37: irx.v1.AlertService.ListAlerts:input_type -> irx.v1.ListAlertsRequest
-	22, // 38: irx.v1.AlertService.GetAlert:input_type -> irx.v1.GetAlertRequest
-	24, // 39: irx.v1.AlertService.AcknowledgeAlert:input_type -> irx.v1.AcknowledgeAlertRequest
-	26, // 40: irx.v1.AlertService.WatchAlerts:input_type -> irx.v1.WatchAlertsRequest
-	28, // 41: irx.v1.AlertService.GetAlertSettings:input_type -> irx.v1.GetAlertSettingsRequest
-	30, // 42: irx.v1.AlertService.UpdateAlertSettings:input_type -> irx.v1.UpdateAlertSettingsRequest
-	11, // 43: irx.v1.AlertService.IssueWarning:input_type -> irx.v1.IssueWarningRequest
-	13, // 44: irx.v1.AlertService.ListWarnings:input_type -> irx.v1.ListWarningsRequest
-	15, // 45: irx.v1.AlertService.AcknowledgeWarning:input_type -> irx.v1.AcknowledgeWarningRequest
-	5,  // 46: irx.v1.AlertService.PutSharingGroup:input_type -> irx.v1.PutSharingGroupRequest
-	7,  // 47: irx.v1.AlertService.ListSharingGroups:input_type -> irx.v1.ListSharingGroupsRequest
-	21, // 48: irx.v1.AlertService.ListAlerts:output_type -> irx.v1.ListAlertsResponse
-	23, // 49: irx.v1.AlertService.GetAlert:output_type -> irx.v1.GetAlertResponse
-	25, // 50: irx.v1.AlertService.AcknowledgeAlert:output_type -> irx.v1.AcknowledgeAlertResponse
-	27, // 51: irx.v1.AlertService.WatchAlerts:output_type -> irx.v1.WatchAlertsResponse
-	29, // 52: irx.v1.AlertService.GetAlertSettings:output_type -> irx.v1.GetAlertSettingsResponse
-	31, // 53: irx.v1.AlertService.UpdateAlertSettings:output_type -> irx.v1.UpdateAlertSettingsResponse
-	12, // 54: irx.v1.AlertService.IssueWarning:output_type -> irx.v1.IssueWarningResponse
-	14, // 55: irx.v1.AlertService.ListWarnings:output_type -> irx.v1.ListWarningsResponse
-	16, // 56: irx.v1.AlertService.AcknowledgeWarning:output_type -> irx.v1.AcknowledgeWarningResponse
-	6,  // 57: irx.v1.AlertService.PutSharingGroup:output_type -> irx.v1.PutSharingGroupResponse
-	8,  // 58: irx.v1.AlertService.ListSharingGroups:output_type -> irx.v1.ListSharingGroupsResponse
-	48, // [48:59] is the sub-list for method output_type
-	37, // [37:48] is the sub-list for method input_type
-	37, // [37:37] is the sub-list for extension type_name
-	37, // [37:37] is the sub-list for extension extendee
-	0,  // [0:37] is the sub-list for field type_name
+	11, // 4: irx.v1.ListSharingGroupsResponse.pending_withdrawals:type_name -> irx.v1.SightingsWithdrawal
+	35, // 5: irx.v1.SightingsWithdrawal.create_time:type_name -> google.protobuf.Timestamp
+	0,  // 6: irx.v1.Warning.severity:type_name -> irx.v1.WarningSeverity
+	36, // 7: irx.v1.Warning.tlp:type_name -> irx.v1.Tlp
+	35, // 8: irx.v1.Warning.expire_time:type_name -> google.protobuf.Timestamp
+	35, // 9: irx.v1.Warning.create_time:type_name -> google.protobuf.Timestamp
+	13, // 10: irx.v1.Warning.deliveries:type_name -> irx.v1.WarningDelivery
+	35, // 11: irx.v1.Warning.receive_time:type_name -> google.protobuf.Timestamp
+	35, // 12: irx.v1.Warning.acknowledge_time:type_name -> google.protobuf.Timestamp
+	1,  // 13: irx.v1.WarningDelivery.state:type_name -> irx.v1.WarningDeliveryState
+	35, // 14: irx.v1.WarningDelivery.deliver_time:type_name -> google.protobuf.Timestamp
+	35, // 15: irx.v1.WarningDelivery.acknowledge_time:type_name -> google.protobuf.Timestamp
+	12, // 16: irx.v1.IssueWarningRequest.warning:type_name -> irx.v1.Warning
+	12, // 17: irx.v1.IssueWarningResponse.warning:type_name -> irx.v1.Warning
+	12, // 18: irx.v1.ListWarningsResponse.warnings:type_name -> irx.v1.Warning
+	12, // 19: irx.v1.AcknowledgeWarningResponse.warning:type_name -> irx.v1.Warning
+	2,  // 20: irx.v1.Alert.kind:type_name -> irx.v1.AlertKind
+	3,  // 21: irx.v1.Alert.state:type_name -> irx.v1.AlertState
+	21, // 22: irx.v1.Alert.records:type_name -> irx.v1.AlertRecord
+	35, // 23: irx.v1.Alert.first_seen_time:type_name -> google.protobuf.Timestamp
+	35, // 24: irx.v1.Alert.last_seen_time:type_name -> google.protobuf.Timestamp
+	35, // 25: irx.v1.Alert.create_time:type_name -> google.protobuf.Timestamp
+	35, // 26: irx.v1.Alert.update_time:type_name -> google.protobuf.Timestamp
+	35, // 27: irx.v1.Alert.acknowledge_time:type_name -> google.protobuf.Timestamp
+	35, // 28: irx.v1.AlertRecord.report_time:type_name -> google.protobuf.Timestamp
+	37, // 29: irx.v1.AlertSettings.window:type_name -> google.protobuf.Duration
+	3,  // 30: irx.v1.ListAlertsRequest.state:type_name -> irx.v1.AlertState
+	20, // 31: irx.v1.ListAlertsResponse.alerts:type_name -> irx.v1.Alert
+	20, // 32: irx.v1.GetAlertResponse.alert:type_name -> irx.v1.Alert
+	20, // 33: irx.v1.AcknowledgeAlertResponse.alert:type_name -> irx.v1.Alert
+	3,  // 34: irx.v1.WatchAlertsRequest.state:type_name -> irx.v1.AlertState
+	20, // 35: irx.v1.WatchAlertsResponse.alerts:type_name -> irx.v1.Alert
+	22, // 36: irx.v1.GetAlertSettingsResponse.settings:type_name -> irx.v1.AlertSettings
+	22, // 37: irx.v1.UpdateAlertSettingsRequest.settings:type_name -> irx.v1.AlertSettings
+	22, // 38: irx.v1.UpdateAlertSettingsResponse.settings:type_name -> irx.v1.AlertSettings
+	23, // 39: irx.v1.AlertService.ListAlerts:input_type -> irx.v1.ListAlertsRequest
+	25, // 40: irx.v1.AlertService.GetAlert:input_type -> irx.v1.GetAlertRequest
+	27, // 41: irx.v1.AlertService.AcknowledgeAlert:input_type -> irx.v1.AcknowledgeAlertRequest
+	29, // 42: irx.v1.AlertService.WatchAlerts:input_type -> irx.v1.WatchAlertsRequest
+	31, // 43: irx.v1.AlertService.GetAlertSettings:input_type -> irx.v1.GetAlertSettingsRequest
+	33, // 44: irx.v1.AlertService.UpdateAlertSettings:input_type -> irx.v1.UpdateAlertSettingsRequest
+	14, // 45: irx.v1.AlertService.IssueWarning:input_type -> irx.v1.IssueWarningRequest
+	16, // 46: irx.v1.AlertService.ListWarnings:input_type -> irx.v1.ListWarningsRequest
+	18, // 47: irx.v1.AlertService.AcknowledgeWarning:input_type -> irx.v1.AcknowledgeWarningRequest
+	5,  // 48: irx.v1.AlertService.PutSharingGroup:input_type -> irx.v1.PutSharingGroupRequest
+	7,  // 49: irx.v1.AlertService.DeleteSharingGroup:input_type -> irx.v1.DeleteSharingGroupRequest
+	9,  // 50: irx.v1.AlertService.ListSharingGroups:input_type -> irx.v1.ListSharingGroupsRequest
+	24, // 51: irx.v1.AlertService.ListAlerts:output_type -> irx.v1.ListAlertsResponse
+	26, // 52: irx.v1.AlertService.GetAlert:output_type -> irx.v1.GetAlertResponse
+	28, // 53: irx.v1.AlertService.AcknowledgeAlert:output_type -> irx.v1.AcknowledgeAlertResponse
+	30, // 54: irx.v1.AlertService.WatchAlerts:output_type -> irx.v1.WatchAlertsResponse
+	32, // 55: irx.v1.AlertService.GetAlertSettings:output_type -> irx.v1.GetAlertSettingsResponse
+	34, // 56: irx.v1.AlertService.UpdateAlertSettings:output_type -> irx.v1.UpdateAlertSettingsResponse
+	15, // 57: irx.v1.AlertService.IssueWarning:output_type -> irx.v1.IssueWarningResponse
+	17, // 58: irx.v1.AlertService.ListWarnings:output_type -> irx.v1.ListWarningsResponse
+	19, // 59: irx.v1.AlertService.AcknowledgeWarning:output_type -> irx.v1.AcknowledgeWarningResponse
+	6,  // 60: irx.v1.AlertService.PutSharingGroup:output_type -> irx.v1.PutSharingGroupResponse
+	8,  // 61: irx.v1.AlertService.DeleteSharingGroup:output_type -> irx.v1.DeleteSharingGroupResponse
+	10, // 62: irx.v1.AlertService.ListSharingGroups:output_type -> irx.v1.ListSharingGroupsResponse
+	51, // [51:63] is the sub-list for method output_type
+	39, // [39:51] is the sub-list for method input_type
+	39, // [39:39] is the sub-list for extension type_name
+	39, // [39:39] is the sub-list for extension extendee
+	0,  // [0:39] is the sub-list for field type_name
 }
 
 func init() { file_irx_v1_alert_service_proto_init() }
@@ -2286,7 +2483,7 @@ func file_irx_v1_alert_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_irx_v1_alert_service_proto_rawDesc), len(file_irx_v1_alert_service_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   28,
+			NumMessages:   31,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -29,6 +29,7 @@ const (
 	AlertService_ListWarnings_FullMethodName        = "/irx.v1.AlertService/ListWarnings"
 	AlertService_AcknowledgeWarning_FullMethodName  = "/irx.v1.AlertService/AcknowledgeWarning"
 	AlertService_PutSharingGroup_FullMethodName     = "/irx.v1.AlertService/PutSharingGroup"
+	AlertService_DeleteSharingGroup_FullMethodName  = "/irx.v1.AlertService/DeleteSharingGroup"
 	AlertService_ListSharingGroups_FullMethodName   = "/irx.v1.AlertService/ListSharingGroups"
 )
 
@@ -82,7 +83,13 @@ type AlertServiceClient interface {
 	// same name and key (agreed out of band); a new key rotates it. The key
 	// is kept in the replicated state and never returned, logged or sent.
 	PutSharingGroup(ctx context.Context, in *PutSharingGroupRequest, opts ...grpc.CallOption) (*PutSharingGroupResponse, error)
-	// Lists the sharing groups, without their keys.
+	// Deletes a sharing group: its key, our digests under it and the
+	// sightings its members sent us (and the alerts they made). Each member
+	// is told to drop the digests we sent it, as is a member taken out of
+	// a group by PutSharingGroup.
+	DeleteSharingGroup(ctx context.Context, in *DeleteSharingGroupRequest, opts ...grpc.CallOption) (*DeleteSharingGroupResponse, error)
+	// Lists the sharing groups, without their keys, and the withdrawals
+	// still owed to former members.
 	ListSharingGroups(ctx context.Context, in *ListSharingGroupsRequest, opts ...grpc.CallOption) (*ListSharingGroupsResponse, error)
 }
 
@@ -203,6 +210,16 @@ func (c *alertServiceClient) PutSharingGroup(ctx context.Context, in *PutSharing
 	return out, nil
 }
 
+func (c *alertServiceClient) DeleteSharingGroup(ctx context.Context, in *DeleteSharingGroupRequest, opts ...grpc.CallOption) (*DeleteSharingGroupResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DeleteSharingGroupResponse)
+	err := c.cc.Invoke(ctx, AlertService_DeleteSharingGroup_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *alertServiceClient) ListSharingGroups(ctx context.Context, in *ListSharingGroupsRequest, opts ...grpc.CallOption) (*ListSharingGroupsResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(ListSharingGroupsResponse)
@@ -263,7 +280,13 @@ type AlertServiceServer interface {
 	// same name and key (agreed out of band); a new key rotates it. The key
 	// is kept in the replicated state and never returned, logged or sent.
 	PutSharingGroup(context.Context, *PutSharingGroupRequest) (*PutSharingGroupResponse, error)
-	// Lists the sharing groups, without their keys.
+	// Deletes a sharing group: its key, our digests under it and the
+	// sightings its members sent us (and the alerts they made). Each member
+	// is told to drop the digests we sent it, as is a member taken out of
+	// a group by PutSharingGroup.
+	DeleteSharingGroup(context.Context, *DeleteSharingGroupRequest) (*DeleteSharingGroupResponse, error)
+	// Lists the sharing groups, without their keys, and the withdrawals
+	// still owed to former members.
 	ListSharingGroups(context.Context, *ListSharingGroupsRequest) (*ListSharingGroupsResponse, error)
 	mustEmbedUnimplementedAlertServiceServer()
 }
@@ -304,6 +327,9 @@ func (UnimplementedAlertServiceServer) AcknowledgeWarning(context.Context, *Ackn
 }
 func (UnimplementedAlertServiceServer) PutSharingGroup(context.Context, *PutSharingGroupRequest) (*PutSharingGroupResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method PutSharingGroup not implemented")
+}
+func (UnimplementedAlertServiceServer) DeleteSharingGroup(context.Context, *DeleteSharingGroupRequest) (*DeleteSharingGroupResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method DeleteSharingGroup not implemented")
 }
 func (UnimplementedAlertServiceServer) ListSharingGroups(context.Context, *ListSharingGroupsRequest) (*ListSharingGroupsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListSharingGroups not implemented")
@@ -502,6 +528,24 @@ func _AlertService_PutSharingGroup_Handler(srv interface{}, ctx context.Context,
 	return interceptor(ctx, in, info, handler)
 }
 
+func _AlertService_DeleteSharingGroup_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DeleteSharingGroupRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AlertServiceServer).DeleteSharingGroup(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AlertService_DeleteSharingGroup_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AlertServiceServer).DeleteSharingGroup(ctx, req.(*DeleteSharingGroupRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _AlertService_ListSharingGroups_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(ListSharingGroupsRequest)
 	if err := dec(in); err != nil {
@@ -562,6 +606,10 @@ var AlertService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "PutSharingGroup",
 			Handler:    _AlertService_PutSharingGroup_Handler,
+		},
+		{
+			MethodName: "DeleteSharingGroup",
+			Handler:    _AlertService_DeleteSharingGroup_Handler,
 		},
 		{
 			MethodName: "ListSharingGroups",

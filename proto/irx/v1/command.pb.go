@@ -146,6 +146,8 @@ type Command struct {
 	//	*Command_ResyncPeer
 	//	*Command_SetRetentionPolicy
 	//	*Command_RetentionTick
+	//	*Command_DeleteSharingGroup
+	//	*Command_ClearSightingsWithdrawal
 	Kind isCommand_Kind `protobuf_oneof:"kind"`
 	// The operator call that proposed the command (identity, method, request
 	// id), for operator calls only. The state machine stores it, with the
@@ -461,6 +463,24 @@ func (x *Command) GetRetentionTick() *RetentionTickCommand {
 	return nil
 }
 
+func (x *Command) GetDeleteSharingGroup() *DeleteSharingGroupCommand {
+	if x != nil {
+		if x, ok := x.Kind.(*Command_DeleteSharingGroup); ok {
+			return x.DeleteSharingGroup
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetClearSightingsWithdrawal() *ClearSightingsWithdrawalCommand {
+	if x != nil {
+		if x, ok := x.Kind.(*Command_ClearSightingsWithdrawal); ok {
+			return x.ClearSightingsWithdrawal
+		}
+	}
+	return nil
+}
+
 func (x *Command) GetActor() *OperatorAction {
 	if x != nil {
 		return x.Actor
@@ -623,6 +643,17 @@ type Command_RetentionTick struct {
 	RetentionTick *RetentionTickCommand `protobuf:"bytes,38,opt,name=retention_tick,json=retentionTick,proto3,oneof"`
 }
 
+type Command_DeleteSharingGroup struct {
+	// Delete a sharing group.
+	DeleteSharingGroup *DeleteSharingGroupCommand `protobuf:"bytes,39,opt,name=delete_sharing_group,json=deleteSharingGroup,proto3,oneof"`
+}
+
+type Command_ClearSightingsWithdrawal struct {
+	// Record that a former member of a sharing group was told to drop the
+	// sightings we gave it.
+	ClearSightingsWithdrawal *ClearSightingsWithdrawalCommand `protobuf:"bytes,40,opt,name=clear_sightings_withdrawal,json=clearSightingsWithdrawal,proto3,oneof"`
+}
+
 func (*Command_CreateIncident) isCommand_Kind() {}
 
 func (*Command_UpdateIncident) isCommand_Kind() {}
@@ -680,6 +711,10 @@ func (*Command_ResyncPeer) isCommand_Kind() {}
 func (*Command_SetRetentionPolicy) isCommand_Kind() {}
 
 func (*Command_RetentionTick) isCommand_Kind() {}
+
+func (*Command_DeleteSharingGroup) isCommand_Kind() {}
+
+func (*Command_ClearSightingsWithdrawal) isCommand_Kind() {}
 
 // RediscloseCommand appends a feed entry that makes the feed served to a
 // peer disclose again every version the peer holds of the incidents with
@@ -2733,6 +2768,119 @@ func (x *PutSharingGroupCommand) GetGroup() *SharingGroup {
 	return nil
 }
 
+// DeleteSharingGroupCommand deletes a sharing group: its key, our digests
+// under it, what its members sent us; every member is owed a withdrawal.
+type DeleteSharingGroupCommand struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The group's name.
+	Name          string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteSharingGroupCommand) Reset() {
+	*x = DeleteSharingGroupCommand{}
+	mi := &file_irx_v1_command_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteSharingGroupCommand) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteSharingGroupCommand) ProtoMessage() {}
+
+func (x *DeleteSharingGroupCommand) ProtoReflect() protoreflect.Message {
+	mi := &file_irx_v1_command_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteSharingGroupCommand.ProtoReflect.Descriptor instead.
+func (*DeleteSharingGroupCommand) Descriptor() ([]byte, []int) {
+	return file_irx_v1_command_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *DeleteSharingGroupCommand) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+// ClearSightingsWithdrawalCommand records that a former member of a
+// sharing group dropped (or never held) what we sent it. It applies only
+// to the withdrawal owed since revision: one owed again later stands.
+type ClearSightingsWithdrawalCommand struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The group.
+	Group string `protobuf:"bytes,1,opt,name=group,proto3" json:"group,omitempty"`
+	// The former member.
+	PeerTeamId string `protobuf:"bytes,2,opt,name=peer_team_id,json=peerTeamId,proto3" json:"peer_team_id,omitempty"`
+	// SightingsWithdrawal.revision of the withdrawal delivered.
+	Revision      uint64 `protobuf:"varint,3,opt,name=revision,proto3" json:"revision,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ClearSightingsWithdrawalCommand) Reset() {
+	*x = ClearSightingsWithdrawalCommand{}
+	mi := &file_irx_v1_command_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ClearSightingsWithdrawalCommand) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ClearSightingsWithdrawalCommand) ProtoMessage() {}
+
+func (x *ClearSightingsWithdrawalCommand) ProtoReflect() protoreflect.Message {
+	mi := &file_irx_v1_command_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ClearSightingsWithdrawalCommand.ProtoReflect.Descriptor instead.
+func (*ClearSightingsWithdrawalCommand) Descriptor() ([]byte, []int) {
+	return file_irx_v1_command_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *ClearSightingsWithdrawalCommand) GetGroup() string {
+	if x != nil {
+		return x.Group
+	}
+	return ""
+}
+
+func (x *ClearSightingsWithdrawalCommand) GetPeerTeamId() string {
+	if x != nil {
+		return x.PeerTeamId
+	}
+	return ""
+}
+
+func (x *ClearSightingsWithdrawalCommand) GetRevision() uint64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
 // ReceiveSightingsCommand replaces what a member of a sharing group has
 // told us it holds: keyed digests of its values.
 type ReceiveSightingsCommand struct {
@@ -2752,7 +2900,7 @@ type ReceiveSightingsCommand struct {
 
 func (x *ReceiveSightingsCommand) Reset() {
 	*x = ReceiveSightingsCommand{}
-	mi := &file_irx_v1_command_proto_msgTypes[29]
+	mi := &file_irx_v1_command_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2764,7 +2912,7 @@ func (x *ReceiveSightingsCommand) String() string {
 func (*ReceiveSightingsCommand) ProtoMessage() {}
 
 func (x *ReceiveSightingsCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_command_proto_msgTypes[29]
+	mi := &file_irx_v1_command_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2777,7 +2925,7 @@ func (x *ReceiveSightingsCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReceiveSightingsCommand.ProtoReflect.Descriptor instead.
 func (*ReceiveSightingsCommand) Descriptor() ([]byte, []int) {
-	return file_irx_v1_command_proto_rawDescGZIP(), []int{29}
+	return file_irx_v1_command_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *ReceiveSightingsCommand) GetPeerTeamId() string {
@@ -2820,7 +2968,7 @@ type PublishStatisticsCommand struct {
 
 func (x *PublishStatisticsCommand) Reset() {
 	*x = PublishStatisticsCommand{}
-	mi := &file_irx_v1_command_proto_msgTypes[30]
+	mi := &file_irx_v1_command_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2832,7 +2980,7 @@ func (x *PublishStatisticsCommand) String() string {
 func (*PublishStatisticsCommand) ProtoMessage() {}
 
 func (x *PublishStatisticsCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_command_proto_msgTypes[30]
+	mi := &file_irx_v1_command_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2845,7 +2993,7 @@ func (x *PublishStatisticsCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PublishStatisticsCommand.ProtoReflect.Descriptor instead.
 func (*PublishStatisticsCommand) Descriptor() ([]byte, []int) {
-	return file_irx_v1_command_proto_rawDescGZIP(), []int{30}
+	return file_irx_v1_command_proto_rawDescGZIP(), []int{32}
 }
 
 // SpendPrivacyBudgetCommand spends epsilon of a dataset's privacy budget,
@@ -2864,7 +3012,7 @@ type SpendPrivacyBudgetCommand struct {
 
 func (x *SpendPrivacyBudgetCommand) Reset() {
 	*x = SpendPrivacyBudgetCommand{}
-	mi := &file_irx_v1_command_proto_msgTypes[31]
+	mi := &file_irx_v1_command_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2876,7 +3024,7 @@ func (x *SpendPrivacyBudgetCommand) String() string {
 func (*SpendPrivacyBudgetCommand) ProtoMessage() {}
 
 func (x *SpendPrivacyBudgetCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_command_proto_msgTypes[31]
+	mi := &file_irx_v1_command_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2889,7 +3037,7 @@ func (x *SpendPrivacyBudgetCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SpendPrivacyBudgetCommand.ProtoReflect.Descriptor instead.
 func (*SpendPrivacyBudgetCommand) Descriptor() ([]byte, []int) {
-	return file_irx_v1_command_proto_rawDescGZIP(), []int{31}
+	return file_irx_v1_command_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *SpendPrivacyBudgetCommand) GetDataset() string {
@@ -2929,7 +3077,7 @@ type SetRetentionPolicyCommand struct {
 
 func (x *SetRetentionPolicyCommand) Reset() {
 	*x = SetRetentionPolicyCommand{}
-	mi := &file_irx_v1_command_proto_msgTypes[32]
+	mi := &file_irx_v1_command_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2941,7 +3089,7 @@ func (x *SetRetentionPolicyCommand) String() string {
 func (*SetRetentionPolicyCommand) ProtoMessage() {}
 
 func (x *SetRetentionPolicyCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_command_proto_msgTypes[32]
+	mi := &file_irx_v1_command_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2954,7 +3102,7 @@ func (x *SetRetentionPolicyCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetRetentionPolicyCommand.ProtoReflect.Descriptor instead.
 func (*SetRetentionPolicyCommand) Descriptor() ([]byte, []int) {
-	return file_irx_v1_command_proto_rawDescGZIP(), []int{32}
+	return file_irx_v1_command_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *SetRetentionPolicyCommand) GetPolicy() *RetentionPolicy {
@@ -2983,7 +3131,7 @@ type RetentionTickCommand struct {
 
 func (x *RetentionTickCommand) Reset() {
 	*x = RetentionTickCommand{}
-	mi := &file_irx_v1_command_proto_msgTypes[33]
+	mi := &file_irx_v1_command_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2995,7 +3143,7 @@ func (x *RetentionTickCommand) String() string {
 func (*RetentionTickCommand) ProtoMessage() {}
 
 func (x *RetentionTickCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_command_proto_msgTypes[33]
+	mi := &file_irx_v1_command_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3008,7 +3156,7 @@ func (x *RetentionTickCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RetentionTickCommand.ProtoReflect.Descriptor instead.
 func (*RetentionTickCommand) Descriptor() ([]byte, []int) {
-	return file_irx_v1_command_proto_rawDescGZIP(), []int{33}
+	return file_irx_v1_command_proto_rawDescGZIP(), []int{35}
 }
 
 // RetentionState is the retention policy that governs the records of one
@@ -3028,7 +3176,7 @@ type RetentionState struct {
 
 func (x *RetentionState) Reset() {
 	*x = RetentionState{}
-	mi := &file_irx_v1_command_proto_msgTypes[34]
+	mi := &file_irx_v1_command_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3040,7 +3188,7 @@ func (x *RetentionState) String() string {
 func (*RetentionState) ProtoMessage() {}
 
 func (x *RetentionState) ProtoReflect() protoreflect.Message {
-	mi := &file_irx_v1_command_proto_msgTypes[34]
+	mi := &file_irx_v1_command_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3053,7 +3201,7 @@ func (x *RetentionState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RetentionState.ProtoReflect.Descriptor instead.
 func (*RetentionState) Descriptor() ([]byte, []int) {
-	return file_irx_v1_command_proto_rawDescGZIP(), []int{34}
+	return file_irx_v1_command_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *RetentionState) GetPolicy() *RetentionPolicy {
@@ -3074,7 +3222,7 @@ var File_irx_v1_command_proto protoreflect.FileDescriptor
 
 const file_irx_v1_command_proto_rawDesc = "" +
 	"\n" +
-	"\x14irx/v1/command.proto\x12\x06irx.v1\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1birx/v1/access_service.proto\x1a\x1airx/v1/alert_service.proto\x1a\x1firx/v1/federation_service.proto\x1a\x15irx/v1/incident.proto\x1a\x19irx/v1/peer_service.proto\x1a\x13irx/v1/policy.proto\x1a\x1eirx/v1/retention_service.proto\x1a\x19irx/v1/team_service.proto\"\x98\x12\n" +
+	"\x14irx/v1/command.proto\x12\x06irx.v1\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1birx/v1/access_service.proto\x1a\x1airx/v1/alert_service.proto\x1a\x1firx/v1/federation_service.proto\x1a\x15irx/v1/incident.proto\x1a\x19irx/v1/peer_service.proto\x1a\x13irx/v1/policy.proto\x1a\x1eirx/v1/retention_service.proto\x1a\x19irx/v1/team_service.proto\"\xd8\x13\n" +
 	"\aCommand\x12=\n" +
 	"\fpropose_time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\vproposeTime\x12H\n" +
 	"\x0fcreate_incident\x18\x02 \x01(\v2\x1d.irx.v1.CreateIncidentCommandH\x00R\x0ecreateIncident\x12H\n" +
@@ -3113,7 +3261,9 @@ const file_irx_v1_command_proto_rawDesc = "" +
 	"\vresync_peer\x18# \x01(\v2\x19.irx.v1.ResyncPeerCommandH\x00R\n" +
 	"resyncPeer\x12U\n" +
 	"\x14set_retention_policy\x18% \x01(\v2!.irx.v1.SetRetentionPolicyCommandH\x00R\x12setRetentionPolicy\x12E\n" +
-	"\x0eretention_tick\x18& \x01(\v2\x1c.irx.v1.RetentionTickCommandH\x00R\rretentionTick\x12,\n" +
+	"\x0eretention_tick\x18& \x01(\v2\x1c.irx.v1.RetentionTickCommandH\x00R\rretentionTick\x12U\n" +
+	"\x14delete_sharing_group\x18' \x01(\v2!.irx.v1.DeleteSharingGroupCommandH\x00R\x12deleteSharingGroup\x12g\n" +
+	"\x1aclear_sightings_withdrawal\x18( \x01(\v2'.irx.v1.ClearSightingsWithdrawalCommandH\x00R\x18clearSightingsWithdrawal\x12,\n" +
 	"\x05actor\x18\x0e \x01(\v2\x16.irx.v1.OperatorActionR\x05actorB\x06\n" +
 	"\x04kind\"\xcc\x01\n" +
 	"\x11RediscloseCommand\x12 \n" +
@@ -3275,7 +3425,14 @@ const file_irx_v1_command_proto_rawDesc = "" +
 	"\n" +
 	"warning_id\x18\x01 \x01(\tR\twarningId\"D\n" +
 	"\x16PutSharingGroupCommand\x12*\n" +
-	"\x05group\x18\x01 \x01(\v2\x14.irx.v1.SharingGroupR\x05group\"\x82\x01\n" +
+	"\x05group\x18\x01 \x01(\v2\x14.irx.v1.SharingGroupR\x05group\"/\n" +
+	"\x19DeleteSharingGroupCommand\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\"u\n" +
+	"\x1fClearSightingsWithdrawalCommand\x12\x14\n" +
+	"\x05group\x18\x01 \x01(\tR\x05group\x12 \n" +
+	"\fpeer_team_id\x18\x02 \x01(\tR\n" +
+	"peerTeamId\x12\x1a\n" +
+	"\brevision\x18\x03 \x01(\x04R\brevision\"\x82\x01\n" +
 	"\x17ReceiveSightingsCommand\x12 \n" +
 	"\fpeer_team_id\x18\x01 \x01(\tR\n" +
 	"peerTeamId\x12\x14\n" +
@@ -3317,7 +3474,7 @@ func file_irx_v1_command_proto_rawDescGZIP() []byte {
 }
 
 var file_irx_v1_command_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_irx_v1_command_proto_msgTypes = make([]protoimpl.MessageInfo, 35)
+var file_irx_v1_command_proto_msgTypes = make([]protoimpl.MessageInfo, 37)
 var file_irx_v1_command_proto_goTypes = []any{
 	(FeedEntryKind)(0),                                 // 0: irx.v1.FeedEntryKind
 	(*Command)(nil),                                    // 1: irx.v1.Command
@@ -3349,31 +3506,33 @@ var file_irx_v1_command_proto_goTypes = []any{
 	(*RecordWarningDeliveryCommand)(nil),               // 27: irx.v1.RecordWarningDeliveryCommand
 	(*MarkWarningAcknowledgementDeliveredCommand)(nil), // 28: irx.v1.MarkWarningAcknowledgementDeliveredCommand
 	(*PutSharingGroupCommand)(nil),                     // 29: irx.v1.PutSharingGroupCommand
-	(*ReceiveSightingsCommand)(nil),                    // 30: irx.v1.ReceiveSightingsCommand
-	(*PublishStatisticsCommand)(nil),                   // 31: irx.v1.PublishStatisticsCommand
-	(*SpendPrivacyBudgetCommand)(nil),                  // 32: irx.v1.SpendPrivacyBudgetCommand
-	(*SetRetentionPolicyCommand)(nil),                  // 33: irx.v1.SetRetentionPolicyCommand
-	(*RetentionTickCommand)(nil),                       // 34: irx.v1.RetentionTickCommand
-	(*RetentionState)(nil),                             // 35: irx.v1.RetentionState
-	(*timestamppb.Timestamp)(nil),                      // 36: google.protobuf.Timestamp
-	(*OperatorAction)(nil),                             // 37: irx.v1.OperatorAction
-	(*TeamDescription)(nil),                            // 38: irx.v1.TeamDescription
-	(*Peer)(nil),                                       // 39: irx.v1.Peer
-	(*FeedItem)(nil),                                   // 40: irx.v1.FeedItem
-	(WithdrawalReason)(0),                              // 41: irx.v1.WithdrawalReason
-	(ReplacementReason)(0),                             // 42: irx.v1.ReplacementReason
-	(*DisclosurePolicy)(nil),                           // 43: irx.v1.DisclosurePolicy
-	(*Incident)(nil),                                   // 44: irx.v1.Incident
-	(*fieldmaskpb.FieldMask)(nil),                      // 45: google.protobuf.FieldMask
-	(Role)(0),                                          // 46: irx.v1.Role
-	(*RevokedCertificate)(nil),                         // 47: irx.v1.RevokedCertificate
-	(*AlertSettings)(nil),                              // 48: irx.v1.AlertSettings
-	(*Warning)(nil),                                    // 49: irx.v1.Warning
-	(*SharingGroup)(nil),                               // 50: irx.v1.SharingGroup
-	(*RetentionPolicy)(nil),                            // 51: irx.v1.RetentionPolicy
+	(*DeleteSharingGroupCommand)(nil),                  // 30: irx.v1.DeleteSharingGroupCommand
+	(*ClearSightingsWithdrawalCommand)(nil),            // 31: irx.v1.ClearSightingsWithdrawalCommand
+	(*ReceiveSightingsCommand)(nil),                    // 32: irx.v1.ReceiveSightingsCommand
+	(*PublishStatisticsCommand)(nil),                   // 33: irx.v1.PublishStatisticsCommand
+	(*SpendPrivacyBudgetCommand)(nil),                  // 34: irx.v1.SpendPrivacyBudgetCommand
+	(*SetRetentionPolicyCommand)(nil),                  // 35: irx.v1.SetRetentionPolicyCommand
+	(*RetentionTickCommand)(nil),                       // 36: irx.v1.RetentionTickCommand
+	(*RetentionState)(nil),                             // 37: irx.v1.RetentionState
+	(*timestamppb.Timestamp)(nil),                      // 38: google.protobuf.Timestamp
+	(*OperatorAction)(nil),                             // 39: irx.v1.OperatorAction
+	(*TeamDescription)(nil),                            // 40: irx.v1.TeamDescription
+	(*Peer)(nil),                                       // 41: irx.v1.Peer
+	(*FeedItem)(nil),                                   // 42: irx.v1.FeedItem
+	(WithdrawalReason)(0),                              // 43: irx.v1.WithdrawalReason
+	(ReplacementReason)(0),                             // 44: irx.v1.ReplacementReason
+	(*DisclosurePolicy)(nil),                           // 45: irx.v1.DisclosurePolicy
+	(*Incident)(nil),                                   // 46: irx.v1.Incident
+	(*fieldmaskpb.FieldMask)(nil),                      // 47: google.protobuf.FieldMask
+	(Role)(0),                                          // 48: irx.v1.Role
+	(*RevokedCertificate)(nil),                         // 49: irx.v1.RevokedCertificate
+	(*AlertSettings)(nil),                              // 50: irx.v1.AlertSettings
+	(*Warning)(nil),                                    // 51: irx.v1.Warning
+	(*SharingGroup)(nil),                               // 52: irx.v1.SharingGroup
+	(*RetentionPolicy)(nil),                            // 53: irx.v1.RetentionPolicy
 }
 var file_irx_v1_command_proto_depIdxs = []int32{
-	36, // 0: irx.v1.Command.propose_time:type_name -> google.protobuf.Timestamp
+	38, // 0: irx.v1.Command.propose_time:type_name -> google.protobuf.Timestamp
 	15, // 1: irx.v1.Command.create_incident:type_name -> irx.v1.CreateIncidentCommand
 	16, // 2: irx.v1.Command.update_incident:type_name -> irx.v1.UpdateIncidentCommand
 	14, // 3: irx.v1.Command.leader_noop:type_name -> irx.v1.LeaderNoopCommand
@@ -3397,45 +3556,47 @@ var file_irx_v1_command_proto_depIdxs = []int32{
 	27, // 21: irx.v1.Command.record_warning_delivery:type_name -> irx.v1.RecordWarningDeliveryCommand
 	28, // 22: irx.v1.Command.mark_warning_acknowledgement_delivered:type_name -> irx.v1.MarkWarningAcknowledgementDeliveredCommand
 	29, // 23: irx.v1.Command.put_sharing_group:type_name -> irx.v1.PutSharingGroupCommand
-	30, // 24: irx.v1.Command.receive_sightings:type_name -> irx.v1.ReceiveSightingsCommand
-	31, // 25: irx.v1.Command.publish_statistics:type_name -> irx.v1.PublishStatisticsCommand
-	32, // 26: irx.v1.Command.spend_privacy_budget:type_name -> irx.v1.SpendPrivacyBudgetCommand
+	32, // 24: irx.v1.Command.receive_sightings:type_name -> irx.v1.ReceiveSightingsCommand
+	33, // 25: irx.v1.Command.publish_statistics:type_name -> irx.v1.PublishStatisticsCommand
+	34, // 26: irx.v1.Command.spend_privacy_budget:type_name -> irx.v1.SpendPrivacyBudgetCommand
 	9,  // 27: irx.v1.Command.resync_peer:type_name -> irx.v1.ResyncPeerCommand
-	33, // 28: irx.v1.Command.set_retention_policy:type_name -> irx.v1.SetRetentionPolicyCommand
-	34, // 29: irx.v1.Command.retention_tick:type_name -> irx.v1.RetentionTickCommand
-	37, // 30: irx.v1.Command.actor:type_name -> irx.v1.OperatorAction
-	38, // 31: irx.v1.SetTeamDescriptionCommand.description:type_name -> irx.v1.TeamDescription
-	39, // 32: irx.v1.PutPeerCommand.peer:type_name -> irx.v1.Peer
-	40, // 33: irx.v1.ApplyPeerFeedCommand.items:type_name -> irx.v1.FeedItem
-	36, // 34: irx.v1.ApplyPeerFeedCommand.head_time:type_name -> google.protobuf.Timestamp
-	11, // 35: irx.v1.AcknowledgePeerCommand.entries:type_name -> irx.v1.LedgerEntry
-	41, // 36: irx.v1.LedgerEntry.withdrawal_reason:type_name -> irx.v1.WithdrawalReason
-	42, // 37: irx.v1.LedgerEntry.replacement_reason:type_name -> irx.v1.ReplacementReason
-	1,  // 38: irx.v1.CommandBatch.commands:type_name -> irx.v1.Command
-	43, // 39: irx.v1.SetPolicyCommand.policy:type_name -> irx.v1.DisclosurePolicy
-	44, // 40: irx.v1.CreateIncidentCommand.incident:type_name -> irx.v1.Incident
-	44, // 41: irx.v1.UpdateIncidentCommand.incident:type_name -> irx.v1.Incident
-	45, // 42: irx.v1.UpdateIncidentCommand.update_mask:type_name -> google.protobuf.FieldMask
-	0,  // 43: irx.v1.FeedEntry.kind:type_name -> irx.v1.FeedEntryKind
-	36, // 44: irx.v1.FeedEntry.commit_time:type_name -> google.protobuf.Timestamp
-	41, // 45: irx.v1.FeedEntry.withdrawal_reason:type_name -> irx.v1.WithdrawalReason
-	42, // 46: irx.v1.FeedEntry.replacement_reason:type_name -> irx.v1.ReplacementReason
-	36, // 47: irx.v1.PeerState.inbound_head_time:type_name -> google.protobuf.Timestamp
-	36, // 48: irx.v1.PeerState.last_acknowledge_time:type_name -> google.protobuf.Timestamp
-	46, // 49: irx.v1.ChangeRoleCommand.role:type_name -> irx.v1.Role
-	47, // 50: irx.v1.RevokeCertificateCommand.revoked:type_name -> irx.v1.RevokedCertificate
-	48, // 51: irx.v1.UpdateAlertSettingsCommand.settings:type_name -> irx.v1.AlertSettings
-	49, // 52: irx.v1.IssueWarningCommand.warning:type_name -> irx.v1.Warning
-	49, // 53: irx.v1.ReceiveWarningCommand.warning:type_name -> irx.v1.Warning
-	36, // 54: irx.v1.RecordWarningDeliveryCommand.acknowledge_time:type_name -> google.protobuf.Timestamp
-	50, // 55: irx.v1.PutSharingGroupCommand.group:type_name -> irx.v1.SharingGroup
-	51, // 56: irx.v1.SetRetentionPolicyCommand.policy:type_name -> irx.v1.RetentionPolicy
-	51, // 57: irx.v1.RetentionState.policy:type_name -> irx.v1.RetentionPolicy
-	58, // [58:58] is the sub-list for method output_type
-	58, // [58:58] is the sub-list for method input_type
-	58, // [58:58] is the sub-list for extension type_name
-	58, // [58:58] is the sub-list for extension extendee
-	0,  // [0:58] is the sub-list for field type_name
+	35, // 28: irx.v1.Command.set_retention_policy:type_name -> irx.v1.SetRetentionPolicyCommand
+	36, // 29: irx.v1.Command.retention_tick:type_name -> irx.v1.RetentionTickCommand
+	30, // 30: irx.v1.Command.delete_sharing_group:type_name -> irx.v1.DeleteSharingGroupCommand
+	31, // 31: irx.v1.Command.clear_sightings_withdrawal:type_name -> irx.v1.ClearSightingsWithdrawalCommand
+	39, // 32: irx.v1.Command.actor:type_name -> irx.v1.OperatorAction
+	40, // 33: irx.v1.SetTeamDescriptionCommand.description:type_name -> irx.v1.TeamDescription
+	41, // 34: irx.v1.PutPeerCommand.peer:type_name -> irx.v1.Peer
+	42, // 35: irx.v1.ApplyPeerFeedCommand.items:type_name -> irx.v1.FeedItem
+	38, // 36: irx.v1.ApplyPeerFeedCommand.head_time:type_name -> google.protobuf.Timestamp
+	11, // 37: irx.v1.AcknowledgePeerCommand.entries:type_name -> irx.v1.LedgerEntry
+	43, // 38: irx.v1.LedgerEntry.withdrawal_reason:type_name -> irx.v1.WithdrawalReason
+	44, // 39: irx.v1.LedgerEntry.replacement_reason:type_name -> irx.v1.ReplacementReason
+	1,  // 40: irx.v1.CommandBatch.commands:type_name -> irx.v1.Command
+	45, // 41: irx.v1.SetPolicyCommand.policy:type_name -> irx.v1.DisclosurePolicy
+	46, // 42: irx.v1.CreateIncidentCommand.incident:type_name -> irx.v1.Incident
+	46, // 43: irx.v1.UpdateIncidentCommand.incident:type_name -> irx.v1.Incident
+	47, // 44: irx.v1.UpdateIncidentCommand.update_mask:type_name -> google.protobuf.FieldMask
+	0,  // 45: irx.v1.FeedEntry.kind:type_name -> irx.v1.FeedEntryKind
+	38, // 46: irx.v1.FeedEntry.commit_time:type_name -> google.protobuf.Timestamp
+	43, // 47: irx.v1.FeedEntry.withdrawal_reason:type_name -> irx.v1.WithdrawalReason
+	44, // 48: irx.v1.FeedEntry.replacement_reason:type_name -> irx.v1.ReplacementReason
+	38, // 49: irx.v1.PeerState.inbound_head_time:type_name -> google.protobuf.Timestamp
+	38, // 50: irx.v1.PeerState.last_acknowledge_time:type_name -> google.protobuf.Timestamp
+	48, // 51: irx.v1.ChangeRoleCommand.role:type_name -> irx.v1.Role
+	49, // 52: irx.v1.RevokeCertificateCommand.revoked:type_name -> irx.v1.RevokedCertificate
+	50, // 53: irx.v1.UpdateAlertSettingsCommand.settings:type_name -> irx.v1.AlertSettings
+	51, // 54: irx.v1.IssueWarningCommand.warning:type_name -> irx.v1.Warning
+	51, // 55: irx.v1.ReceiveWarningCommand.warning:type_name -> irx.v1.Warning
+	38, // 56: irx.v1.RecordWarningDeliveryCommand.acknowledge_time:type_name -> google.protobuf.Timestamp
+	52, // 57: irx.v1.PutSharingGroupCommand.group:type_name -> irx.v1.SharingGroup
+	53, // 58: irx.v1.SetRetentionPolicyCommand.policy:type_name -> irx.v1.RetentionPolicy
+	53, // 59: irx.v1.RetentionState.policy:type_name -> irx.v1.RetentionPolicy
+	60, // [60:60] is the sub-list for method output_type
+	60, // [60:60] is the sub-list for method input_type
+	60, // [60:60] is the sub-list for extension type_name
+	60, // [60:60] is the sub-list for extension extendee
+	0,  // [0:60] is the sub-list for field type_name
 }
 
 func init() { file_irx_v1_command_proto_init() }
@@ -3481,6 +3642,8 @@ func file_irx_v1_command_proto_init() {
 		(*Command_ResyncPeer)(nil),
 		(*Command_SetRetentionPolicy)(nil),
 		(*Command_RetentionTick)(nil),
+		(*Command_DeleteSharingGroup)(nil),
+		(*Command_ClearSightingsWithdrawal)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -3488,7 +3651,7 @@ func file_irx_v1_command_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_irx_v1_command_proto_rawDesc), len(file_irx_v1_command_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   35,
+			NumMessages:   37,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -65,7 +65,8 @@ type FederationServiceClient interface {
 	AcknowledgePeerWarning(ctx context.Context, in *AcknowledgePeerWarningRequest, opts ...grpc.CallOption) (*AcknowledgePeerWarningResponse, error)
 	// Replaces the sightings the caller, a member of one of this team's
 	// sharing groups, has given us: keyed digests of the values of its
-	// records, never the values.
+	// records, never the values. An empty set withdraws them, under any
+	// key id (the caller took us out of its group, or deleted it).
 	DeliverSightings(ctx context.Context, in *DeliverSightingsRequest, opts ...grpc.CallOption) (*DeliverSightingsResponse, error)
 }
 
@@ -193,7 +194,8 @@ type FederationServiceServer interface {
 	AcknowledgePeerWarning(context.Context, *AcknowledgePeerWarningRequest) (*AcknowledgePeerWarningResponse, error)
 	// Replaces the sightings the caller, a member of one of this team's
 	// sharing groups, has given us: keyed digests of the values of its
-	// records, never the values.
+	// records, never the values. An empty set withdraws them, under any
+	// key id (the caller took us out of its group, or deleted it).
 	DeliverSightings(context.Context, *DeliverSightingsRequest) (*DeliverSightingsResponse, error)
 	mustEmbedUnimplementedFederationServiceServer()
 }
