@@ -377,7 +377,7 @@ func (s *peerService) HandOffIncidentToPeer(ctx context.Context, req *irxv1.Hand
 func (f *Federation) callPeer(ctx context.Context, peer *irxv1.Peer, timeout time.Duration, call func(context.Context, irxv1.FederationServiceClient) error) (string, error) {
 	var last error
 	for _, endpoint := range peer.GetEndpoints() {
-		conn, err := f.dial(peer, endpoint)
+		conn, err := f.dial(peer, endpoint, nil)
 		if err != nil {
 			last = err
 			continue

@@ -58,6 +58,13 @@ type pullFixture struct {
 
 func newPullFixture(t *testing.T, memoryLimit int64, serve func(irxv1.FederationService_SubscribeServer) error) (*pullFixture, *servingPeer) {
 	t.Helper()
+	return newPullFixtureValid(t, memoryLimit, time.Hour, serve)
+}
+
+// newPullFixtureValid is newPullFixture with cert-b's server certificate
+// valid for serverValidity.
+func newPullFixtureValid(t *testing.T, memoryLimit int64, serverValidity time.Duration, serve func(irxv1.FederationService_SubscribeServer) error) (*pullFixture, *servingPeer) {
+	t.Helper()
 	caA, caB := mustCA(t, "cert-a"), mustCA(t, "cert-b")
 	// cert-b's side: a state machine of its own that knows cert-a.
 	theirs, err := fsm.Open(filepath.Join(t.TempDir(), "state"), "cert-b", slog.New(slog.DiscardHandler))
@@ -76,7 +83,7 @@ func newPullFixture(t *testing.T, memoryLimit int64, serve func(irxv1.Federation
 	svc := &servingPeer{serve: serve}
 	server := New(Config{Addr: "127.0.0.1:0"})
 	server.state, server.team, server.log = fsmState{theirs}, "cert-b", slog.New(slog.DiscardHandler)
-	server.cert = pki.StaticCertificate(issue(t, caB, pki.NodeIdentity("cert-b", "n1")))
+	server.cert = pki.StaticCertificate(issueValid(t, caB, pki.NodeIdentity("cert-b", "n1"), serverValidity))
 	if err := server.listen(func(s *grpc.Server) { irxv1.RegisterFederationServiceServer(s, svc) }); err != nil {
 		t.Fatal(err)
 	}
@@ -241,5 +248,38 @@ func TestPullerRefusesMalformedResponse(t *testing.T) {
 	}
 	if x.commits.Load() != 0 {
 		t.Fatalf("%d commits of a malformed response", x.commits.Load())
+	}
+}
+
+// TestPullerEndsStreamAtServerExpiry: a stream from a peer whose server
+// certificate expires while it is open ends then, with nothing changed in
+// the peer's configuration, and says why; the handshakes after it fail
+// on the expired chain, so nothing more is read from that server.
+// The certificate lives 10 s: long enough for the handshake on a busy
+// machine under -race, which must finish before it expires.
+func TestPullerEndsStreamAtServerExpiry(t *testing.T) {
+	var streams atomic.Int64
+	x, _ := newPullFixtureValid(t, 128<<20, 10*time.Second, func(stream irxv1.FederationService_SubscribeServer) error {
+		streams.Add(1)
+		<-stream.Context().Done() // an idle feed: nothing ends the stream but the puller
+		return nil
+	})
+	close(x.gate)
+	x.follow(t)
+	waitFor(t, "the stream is open", func() bool { return streams.Load() == 1 })
+	deadline := time.Now().Add(10*time.Second + bound)
+	for st := x.status(); !strings.Contains(st.lastErr, errServerChainExpired.Error()); st = x.status() {
+		if time.Now().After(deadline) {
+			t.Fatalf("the stream outlived the server's certificate: last error %q", st.lastErr)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	// Reconnecting fails the handshake: no second stream is opened.
+	waitFor(t, "a handshake is refused", func() bool {
+		st := x.status()
+		return strings.Contains(st.lastErr, "expired") && !strings.Contains(st.lastErr, errServerChainExpired.Error())
+	})
+	if n := streams.Load(); n != 1 {
+		t.Fatalf("%d streams opened, want 1: the expired server was accepted again", n)
 	}
 }

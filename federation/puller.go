@@ -2,12 +2,15 @@ package federation
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"iter"
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc"
@@ -214,8 +217,9 @@ func (p *pullers) followed() int {
 }
 
 // dial connects to a peer endpoint, verifying the server's chain against
-// the CA pinned for the peer and that it is a node of that team.
-func (f *Federation) dial(peer *irxv1.Peer, endpoint string) (*grpc.ClientConn, error) {
+// the CA pinned for the peer and that it is a node of that team. seen, if
+// not nil, is given the server's chain at every handshake that passed.
+func (f *Federation) dial(peer *irxv1.Peer, endpoint string, seen func(chain []*x509.Certificate)) (*grpc.ClientConn, error) {
 	pool, err := f.pinnedPool(peer)
 	if err != nil {
 		return nil, err
@@ -224,6 +228,16 @@ func (f *Federation) dial(peer *irxv1.Peer, endpoint string) (*grpc.ClientConn, 
 	tlsConf, err := pki.ClientConfig(f.node.Certificate(), pool, pki.ExpectNode(peer.GetTeamId()))
 	if err != nil {
 		return nil, err
+	}
+	if seen != nil {
+		verify := tlsConf.VerifyConnection
+		tlsConf.VerifyConnection = func(cs tls.ConnectionState) error {
+			if err := verify(cs); err != nil {
+				return err
+			}
+			seen(cs.PeerCertificates)
+			return nil
+		}
 	}
 	return grpc.NewClient(endpoint,
 		grpc.WithTransportCredentials(credentials.NewTLS(tlsConf)),
@@ -235,7 +249,12 @@ func (f *Federation) dial(peer *irxv1.Peer, endpoint string) (*grpc.ClientConn, 
 // then acknowledged.
 func (p *pullers) pull(ctx context.Context, peer *irxv1.Peer, endpoint string) (progressed bool, err error) {
 	f, team := p.f, peer.GetTeamId()
-	conn, err := f.dial(peer, endpoint)
+	var serverExpiry atomic.Int64 // unix nanoseconds; 0 before the handshake
+	conn, err := f.dial(peer, endpoint, func(chain []*x509.Certificate) {
+		if at, ok := chainExpiry(chain); ok {
+			serverExpiry.Store(at.UnixNano())
+		}
+	})
 	if err != nil {
 		return false, err
 	}
@@ -251,12 +270,24 @@ func (p *pullers) pull(ctx context.Context, peer *irxv1.Peer, endpoint string) (
 		// finish it before reading the feed again.
 		return true, p.finishResync(ctx, team, gen)
 	}
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
 	stream, err := client.Subscribe(ctx, &irxv1.SubscribeRequest{Cursor: cursor, CursorPolicyVersion: version, MaxItems: int32(f.cfg.BatchItems), Generation: gen},
 		grpc.ForceCodecV2(newFeedCodec()))
 	if err != nil {
 		return false, err
+	}
+	// The stream runs on a connection whose handshake verified the
+	// server's chain; that chain stops being valid when one of its
+	// certificates expires, and a feed read on from then would come from
+	// a server we no longer accept. The stream ends then; the next
+	// handshake verifies the chain the server has by then.
+	if at := serverExpiry.Load(); at != 0 {
+		expiry := time.Unix(0, at)
+		expire := time.AfterFunc(time.Until(expiry), func() {
+			cancel(fmt.Errorf("%w at %s", errServerChainExpired, expiry.UTC().Format(time.RFC3339)))
+		})
+		defer expire.Stop()
 	}
 	acks := newAcker(client)
 	defer acks.close()
@@ -271,7 +302,7 @@ func (p *pullers) pull(ctx context.Context, peer *irxv1.Peer, endpoint string) (
 	for {
 		resp, err := responses.next()
 		if err != nil {
-			return progressed, p.refused(team, err)
+			return progressed, expired(ctx, p.refused(team, err))
 		}
 		if resp.generation != gen {
 			if cursor > resp.restoredSeq {
@@ -288,9 +319,18 @@ func (p *pullers) pull(ctx context.Context, peer *irxv1.Peer, endpoint string) (
 		budget.release(resp.held)
 		progressed = progressed || applied
 		if err != nil {
-			return progressed, err
+			return progressed, expired(ctx, err)
 		}
 	}
+}
+
+// expired is err, or the expiry of the server's chain if that is what
+// ended the stream.
+func expired(ctx context.Context, err error) error {
+	if cause := context.Cause(ctx); errors.Is(cause, errServerChainExpired) {
+		return cause
+	}
+	return err
 }
 
 // apply commits one (coalesced) response, up to commandsInFlight commands
@@ -379,6 +419,9 @@ var errPeerRestored = errors.New("the peer was restored from a backup: resubscri
 
 // errOversize is a feed response larger than MaxFeedResponseBytes: the
 // peer's protocol error, not a reason to hold more.
+// errServerChainExpired ends a stream whose server's chain expired.
+var errServerChainExpired = errors.New("the peer server's certificate chain expired")
+
 var errOversize = errors.New("the peer sent a feed response larger than this node accepts")
 
 // refused names, counts and logs (at a bounded rate) the peer's responses

@@ -155,7 +155,12 @@ func newFixture(t *testing.T, flood bool) *fixture {
 
 func issue(t *testing.T, ca *pki.CA, id pki.Identity) tls.Certificate {
 	t.Helper()
-	certPEM, keyPEM, err := ca.Issue(pki.IssueRequest{Identity: id, Usage: pki.UsageNode, Validity: time.Hour})
+	return issueValid(t, ca, id, time.Hour)
+}
+
+func issueValid(t *testing.T, ca *pki.CA, id pki.Identity, validity time.Duration) tls.Certificate {
+	t.Helper()
+	certPEM, keyPEM, err := ca.Issue(pki.IssueRequest{Identity: id, Usage: pki.UsageNode, Validity: validity})
 	if err != nil {
 		t.Fatal(err)
 	}
