@@ -49,6 +49,10 @@ const (
 	logPrefix    = "l/"
 	stablePrefix = "s/"
 	logKeyLen    = len(logPrefix) + 8
+	// A pebble batch's header, and what each set adds to its key and
+	// value: a kind byte and two length varints (of at most 5 bytes).
+	batchHeaderLen      = 12
+	batchRecordOverhead = 1 + 5 + 5
 )
 
 // logUpper is the exclusive upper bound of the log key space ('/'+1 == '0').
@@ -464,7 +468,13 @@ func (s *Store) StoreLogs(logs []*raft.Log) (err error) {
 	}
 	defer s.closeMu.RUnlock()
 
-	b := s.db.NewBatch()
+	// Sized up front: a batch grown by doubling copies what it holds at
+	// each step, and a follower's entries of a peer's feed are MiBs.
+	size := batchHeaderLen
+	for _, l := range logs {
+		size += batchRecordOverhead + logKeyLen + encodedLogLen(l)
+	}
+	b := s.db.NewBatchWithSize(size)
 	defer func() {
 		if cerr := b.Close(); cerr != nil && err == nil {
 			err = fmt.Errorf("raftstore: store logs %d-%d: close batch: %w", minIdx, maxIdx, cerr)
