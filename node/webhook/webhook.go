@@ -156,6 +156,8 @@ func Verify(secret, body []byte, header string) bool {
 type Source interface {
 	AlertsChangedAfter(revision uint64, limit int) ([]*irxv1.Alert, error)
 	EachWarning(fn func(*irxv1.Warning) error) error
+	// WarningRevision changes whenever a warning changed.
+	WarningRevision() uint64
 	AppliedIndex() uint64
 	WaitApplied(ctx context.Context, index uint64) error
 }
@@ -248,19 +250,28 @@ func (s *Sender) Run(ctx context.Context) {
 	defer wg.Wait()
 	leading := false
 	var rev uint64
-	warned := map[string]string{} // warning id -> the state posted
+	warned := map[string]string{}          // warning id -> the state posted
+	warnedAt, warnedOK := uint64(0), false // the warning revision warned reflects, once read in this term
 	for ctx.Err() == nil {
 		applied := s.src.AppliedIndex()
 		switch now := s.opt.IsLeader(); {
 		case now && !leading:
 			// A new term: everything again, at least once.
-			rev, warned = 0, map[string]string{}
+			rev, warned, warnedOK = 0, map[string]string{}, false
 			leading = true
 		case !now:
 			leading = false
 		}
 		if leading {
-			rev = s.collect(ctx, rev, warned, queues)
+			rev = s.collectAlerts(ctx, rev, queues)
+			// Warnings are read only when one changed: every applied
+			// entry wakes this loop, and reading them all each time cost
+			// the leader in proportion to the warnings ever held.
+			if wr := s.src.WarningRevision(); !warnedOK || wr != warnedAt {
+				if s.collectWarnings(warned, queues) {
+					warnedAt, warnedOK = wr, true
+				}
+			}
 		}
 		wait, done := context.WithTimeout(ctx, s.opt.PollEvery)
 		_ = s.src.WaitApplied(wait, applied+1)
@@ -268,9 +279,9 @@ func (s *Sender) Run(ctx context.Context) {
 	}
 }
 
-// collect queues the alerts changed after rev and the warnings whose
-// state changed, and returns the new rev.
-func (s *Sender) collect(ctx context.Context, rev uint64, warned map[string]string, queues []chan event) uint64 {
+// collectAlerts queues the alerts changed after rev and returns the new
+// rev.
+func (s *Sender) collectAlerts(ctx context.Context, rev uint64, queues []chan event) uint64 {
 	for ctx.Err() == nil {
 		alerts, err := s.src.AlertsChangedAfter(rev, s.opt.AlertsBatch)
 		if err != nil {
@@ -285,9 +296,15 @@ func (s *Sender) collect(ctx context.Context, rev uint64, warned map[string]stri
 			break
 		}
 	}
+	return rev
+}
+
+// collectWarnings queues the warnings whose state changed since warned
+// says it was posted; it reports whether it read them all.
+func (s *Sender) collectWarnings(warned map[string]string, queues []chan event) bool {
 	err := s.src.EachWarning(func(w *irxv1.Warning) error {
 		state := stateOf(w)
-		if warned[w.GetWarningId()] == state {
+		if posted, ok := warned[w.GetWarningId()]; ok && posted == state {
 			return nil
 		}
 		warned[w.GetWarningId()] = state
@@ -296,8 +313,9 @@ func (s *Sender) collect(ctx context.Context, rev uint64, warned map[string]stri
 	})
 	if err != nil {
 		s.opt.Logger.Warn("webhook: reading warnings", "error", err)
+		return false
 	}
-	return rev
+	return true
 }
 
 // stateOf is what makes a warning worth posting again.

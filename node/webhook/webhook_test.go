@@ -193,3 +193,86 @@ func TestCheckWildcardListener(t *testing.T) {
 		t.Skip("no interface addresses")
 	}
 }
+
+// countingSource counts the sender's reads of every warning.
+type countingSource struct {
+	*fsm.FSM
+	warningReads atomic.Int32
+}
+
+func (c *countingSource) EachWarning(fn func(*irxv1.Warning) error) error {
+	c.warningReads.Add(1)
+	return c.FSM.EachWarning(fn)
+}
+
+// TestWarningsReadOnlyWhenChanged: every applied entry wakes the sender,
+// but it reads the warnings only once per term and then when one changed;
+// a new warning is posted, also one with no recipients (as a warning a
+// peer delivered has none).
+func TestWarningsReadOnlyWhenChanged(t *testing.T) {
+	var mu sync.Mutex
+	events := map[string]int{}
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		events[r.Header.Get(webhook.EventHeader)]++
+		mu.Unlock()
+	}))
+	defer srv.Close()
+	posted := func(kind string) int {
+		mu.Lock()
+		defer mu.Unlock()
+		return events[kind]
+	}
+	f := state(t)
+	src := &countingSource{FSM: f}
+	s := webhook.New([]webhook.Hook{{URL: srv.URL, Secret: []byte("0123456789abcdef-secret")}}, src,
+		webhook.Options{TLS: pool(srv), PollEvery: 20 * time.Millisecond})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	done := make(chan struct{})
+	go func() { defer close(done); s.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	wait := func(what string, cond func() bool) {
+		t.Helper()
+		for !cond() {
+			if ctx.Err() != nil {
+				t.Fatalf("%s: not within the test's time", what)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	wait("the alert is posted", func() bool { return posted("alert") == 1 })
+
+	now := time.Date(2026, 11, 2, 9, 0, 0, 0, time.UTC)
+	index := f.AppliedIndex()
+	apply := func(cmd *irxv1.Command) {
+		t.Helper()
+		index++
+		cmd.ProposeTime = timestamppb.New(now)
+		data, err := proto.Marshal(cmd)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res := f.Apply(&raft.Log{Index: index, Type: raft.LogCommand, Data: data}).(*fsm.Result); res.Err != nil {
+			t.Fatal(res.Err)
+		}
+	}
+	reads := src.warningReads.Load()
+	for range 30 {
+		apply(&irxv1.Command{Kind: &irxv1.Command_CreateIncident{CreateIncident: &irxv1.CreateIncidentCommand{
+			Incident: &irxv1.Incident{Tlp: irxv1.Tlp_TLP_GREEN, Taxonomy: &irxv1.Taxonomy{Class: "information-gathering", Type: "scanner"}},
+		}}})
+		time.Sleep(5 * time.Millisecond) // let the sender wake for each
+	}
+	if got := src.warningReads.Load(); got != reads {
+		t.Fatalf("30 creates made the sender read every warning %d more times", got-reads)
+	}
+	apply(&irxv1.Command{Actor: &irxv1.OperatorAction{Identity: "alice"}, Kind: &irxv1.Command_IssueWarning{IssueWarning: &irxv1.IssueWarningCommand{
+		Warning: &irxv1.Warning{Title: "scan", Severity: irxv1.WarningSeverity_WARNING_SEVERITY_HIGH, Tlp: irxv1.Tlp_TLP_GREEN,
+			ExpireTime: timestamppb.New(now.Add(48 * time.Hour))},
+	}}})
+	wait("the new warning is posted", func() bool { return posted("warning") == 1 })
+	if got := src.warningReads.Load(); got == reads {
+		t.Fatal("the warning was posted without reading the warnings")
+	}
+}
