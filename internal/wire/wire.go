@@ -31,6 +31,7 @@ const (
 	CommandProposeTime protowire.Number = 1
 	CommandCreate      protowire.Number = 2
 	CommandBatch       protowire.Number = 6
+	CommandApplyFeed   protowire.Number = 10
 	CommandActor       protowire.Number = 14
 	BatchCommands      protowire.Number = 1
 	CreateIncident     protowire.Number = 1
@@ -70,6 +71,7 @@ const (
 	HostAddresses          protowire.Number = 2
 	HostDomain             protowire.Number = 4
 	ProvenanceOriginTeam   protowire.Number = 1
+	ProvenanceReceiveTime  protowire.Number = 4
 	TimestampSeconds       protowire.Number = 1
 	TimestampNanos         protowire.Number = 2
 

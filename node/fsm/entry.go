@@ -1,6 +1,7 @@
 package fsm
 
 import (
+	"encoding/binary"
 	"fmt"
 	"unicode/utf8"
 
@@ -29,6 +30,9 @@ type entryCommand struct {
 	cmd       *irxv1.Command
 	evaluated *evaluatedCreate
 	actor     []byte // the encoded OperatorAction of an evaluated create; a decoded command holds its own
+	// views: for a peer's feed, each item's incident as the entry holds
+	// it (nil where none, or not usable as it is; see feedViews).
+	views [][]byte
 }
 
 // evaluatedCreate is a CreateIncidentCommand with evaluated set.
@@ -54,7 +58,7 @@ func decodeEntry(l *raft.Log) (*entry, error) {
 				e.commands = append(e.commands, entryCommand{cmd: sub})
 			}
 		} else {
-			e.commands = []entryCommand{{cmd: cmd}}
+			e.commands = []entryCommand{{cmd: cmd, views: feedViews(cmd, l.Data)}}
 		}
 	}
 	if !e.proposeTime.IsValid() {
@@ -142,7 +146,97 @@ func parseBatchCommand(b []byte) (entryCommand, bool) {
 	if proto.Unmarshal(b, cmd) != nil {
 		return entryCommand{}, false
 	}
-	return entryCommand{cmd: cmd}, true
+	return entryCommand{cmd: cmd, views: feedViews(cmd, b)}, true
+}
+
+// feedViews returns, for cmd decoded from b and holding a peer's feed,
+// each item's incident as b encodes it, so that a received view can be
+// stored as the peer sent it, its receive time appended
+// (withReceiveTime), instead of being encoded again. An item without an
+// incident, or with the field more than once (decoding merges them), has
+// nil; for any other command, or a shape it does not expect, feedViews
+// returns nil.
+func feedViews(cmd *irxv1.Command, b []byte) [][]byte {
+	items := len(cmd.GetApplyPeerFeed().GetItems())
+	if items == 0 {
+		return nil
+	}
+	body, ok := onlyOnce(b, wire.CommandApplyFeed)
+	if !ok {
+		return nil
+	}
+	views := make([][]byte, 0, items)
+	for len(body) > 0 {
+		num, typ, n := protowire.ConsumeTag(body)
+		if n < 0 {
+			return nil
+		}
+		body = body[n:]
+		if num != wire.ApplyPeerFeedItems {
+			if n = protowire.ConsumeFieldValue(num, typ, body); n < 0 {
+				return nil
+			}
+			body = body[n:]
+			continue
+		}
+		item, rest, ok := wire.BytesValue(typ, body)
+		if !ok {
+			return nil
+		}
+		body = rest
+		view, _ := onlyOnce(item, wire.FeedItemIncident)
+		views = append(views, view)
+	}
+	if len(views) != items {
+		return nil
+	}
+	return views
+}
+
+// onlyOnce returns the value of the length-delimited field num of the
+// message b, when b holds it exactly once.
+func onlyOnce(b []byte, num protowire.Number) ([]byte, bool) {
+	var value []byte
+	found := false
+	for len(b) > 0 {
+		n, typ, l := protowire.ConsumeTag(b)
+		if l < 0 {
+			return nil, false
+		}
+		b = b[l:]
+		if n == num {
+			v, rest, ok := wire.BytesValue(typ, b)
+			if !ok || found {
+				return nil, false
+			}
+			value, found, b = v, true, rest
+			continue
+		}
+		if l = protowire.ConsumeFieldValue(n, typ, b); l < 0 {
+			return nil, false
+		}
+		b = b[l:]
+	}
+	return value, found
+}
+
+// withReceiveTime is view, an encoded incident, with a provenance holding
+// only the receive time t appended: decoding merges it into the view's
+// provenance, whose receive time it replaces. Both of the time's fields
+// are written, zeros too, so that nothing of a receive time the view held
+// stays.
+func withReceiveTime(view []byte, t *timestamppb.Timestamp) []byte {
+	var ts [2 * (1 + binary.MaxVarintLen64)]byte
+	tb := protowire.AppendTag(ts[:0], wire.TimestampSeconds, protowire.VarintType)
+	tb = protowire.AppendVarint(tb, uint64(t.GetSeconds()))
+	tb = protowire.AppendTag(tb, wire.TimestampNanos, protowire.VarintType)
+	tb = protowire.AppendVarint(tb, uint64(int64(t.GetNanos())))
+	out := make([]byte, 0, len(view)+len(tb)+6)
+	out = append(out, view...)
+	out = protowire.AppendTag(out, wire.IncidentProvenance, protowire.BytesType)
+	out = protowire.AppendVarint(out, uint64(protowire.SizeTag(wire.ProvenanceReceiveTime)+protowire.SizeBytes(len(tb))))
+	out = protowire.AppendTag(out, wire.ProvenanceReceiveTime, protowire.BytesType)
+	return protowire.AppendBytes(out, tb)
 }
 
 // createFields splits a command that holds a create and, optionally, its

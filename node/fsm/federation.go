@@ -293,7 +293,11 @@ func (a *applier) applyPeerFeed(c *irxv1.ApplyPeerFeedCommand) *Result {
 	}
 	a.checkText = c.GetCheckText()
 	defer func() { a.checkText = false }()
-	for _, item := range c.GetItems() {
+	views := a.views
+	if len(views) != len(c.GetItems()) {
+		views = nil
+	}
+	for i, item := range c.GetItems() {
 		if terms := item.GetRetention(); terms != nil {
 			var id string
 			switch k := item.GetKind().(type) {
@@ -312,7 +316,11 @@ func (a *applier) applyPeerFeed(c *irxv1.ApplyPeerFeedCommand) *Result {
 		switch k := item.GetKind().(type) {
 		case *irxv1.FeedItem_Incident:
 			var stored bool
-			stored, reason = a.receive(peer, k.Incident)
+			var encoded []byte
+			if views != nil {
+				encoded = views[i]
+			}
+			stored, reason = a.receive(peer, k.Incident, encoded)
 			if stored {
 				st.Received++
 			}
@@ -360,7 +368,7 @@ func (a *applier) applyPeerFeed(c *irxv1.ApplyPeerFeedCommand) *Result {
 // receive stores a peer's view of an incident version. It reports whether
 // it stored it, or why it refused it; duplicates and versions older than
 // ours are neither (they change nothing, by design).
-func (a *applier) receive(peer string, view *irxv1.Incident) (stored bool, refused string) {
+func (a *applier) receive(peer string, view *irxv1.Incident, encoded []byte) (stored bool, refused string) {
 	id, refused := a.checkView(peer, view)
 	if refused == "" {
 		refused = a.textRefusal(view)
@@ -385,11 +393,25 @@ func (a *applier) receive(peer string, view *irxv1.Incident) (stored bool, refus
 		}
 	}
 	// The view was decoded from this log entry and nothing else holds it:
-	// stamping it in place saves a deep copy per record.
+	// stamping it in place saves a deep copy per record. Its encoding in
+	// the entry, with the receive time appended, is what a new encoding
+	// of the stamped view would decode to; a view with withdrawal fields
+	// (which stamping clears) is encoded again.
 	inc := view
+	var data []byte
+	if encoded != nil && inc.WithdrawTime == nil && inc.WithdrawReason == "" {
+		data = withReceiveTime(encoded, a.now)
+	}
 	inc.Provenance.ReceiveTime = a.now
 	inc.WithdrawTime, inc.WithdrawReason = nil, ""
-	if err := a.storeVersion(id, current, inc, &irxv1.FeedEntry{Kind: irxv1.FeedEntryKind_FEED_ENTRY_KIND_VERSION}); err != nil {
+	entry := &irxv1.FeedEntry{Kind: irxv1.FeedEntryKind_FEED_ENTRY_KIND_VERSION}
+	var err error
+	if data != nil {
+		err = a.storeEncodedVersion(id, current, inc, data, entry)
+	} else {
+		err = a.storeVersion(id, current, inc, entry)
+	}
+	if err != nil {
 		return false, ""
 	}
 	return true, ""

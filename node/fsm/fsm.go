@@ -608,6 +608,9 @@ type applier struct {
 	// checkText: the peer feed being applied asks for the text rules
 	// (ApplyPeerFeedCommand.check_text).
 	checkText bool
+	// views: the encoded incidents of the peer feed being applied, by
+	// item (entryCommand.views).
+	views [][]byte
 
 	// accessChanged: a command changed bindings or revocations; bound: the
 	// bootstrap grant applied (so a later one in the batch is moot).
@@ -666,7 +669,9 @@ func (a *applier) applyCommand(c entryCommand, now *timestamppb.Timestamp, index
 		}
 		c.cmd.ProposeTime = now
 	}
+	a.views = c.views
 	res := a.applyOne(c.cmd, index)
+	a.views = nil
 	// A command that changed nothing (refused, a repeated request id, a
 	// bootstrap grant after the first) leaves no action.
 	if actor := c.cmd.GetActor(); actor != nil && res.Err == nil && a.changed(c.cmd, res, ticket) {
@@ -965,6 +970,11 @@ func (a *applier) storeVersion(id record.ID, previous, next *irxv1.Incident, ent
 		a.fail(err)
 		return err
 	}
+	return a.storeEncodedVersion(id, previous, next, data, entry)
+}
+
+// storeEncodedVersion is storeVersion with next encoded as data.
+func (a *applier) storeEncodedVersion(id record.ID, previous, next *irxv1.Incident, data []byte, entry *irxv1.FeedEntry) error {
 	// The record is stored once, under its version; inc/ names the latest
 	// version, which halves what every create writes and compacts.
 	a.set(incidentKey(id), u64(uint64(next.GetVersion())))
