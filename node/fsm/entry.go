@@ -220,23 +220,87 @@ func onlyOnce(b []byte, num protowire.Number) ([]byte, bool) {
 	return value, found
 }
 
-// withReceiveTime is view, an encoded incident, with a provenance holding
-// only the receive time t appended: decoding merges it into the view's
-// provenance, whose receive time it replaces. Both of the time's fields
-// are written, zeros too, so that nothing of a receive time the view held
-// stays.
-func withReceiveTime(view []byte, t *timestamppb.Timestamp) []byte {
+// withReceiveTime returns view, an encoded incident, with its provenance's
+// receive time replaced by t, spliced in where a deterministic encoding
+// puts it (fields in number order, zeros left out): when view is the
+// deterministic encoding of an incident, as a peer's feed sends it, the
+// result is, byte for byte, the deterministic encoding of the incident
+// stamped with t, which a replica that decodes and encodes the view again
+// stores. It returns false for a view without a provenance, or with the
+// provenance or its receive time more than once.
+func withReceiveTime(view []byte, t *timestamppb.Timestamp) ([]byte, bool) {
+	provTag, provStart, provEnd, ok := fieldSpan(view, wire.IncidentProvenance)
+	if !ok {
+		return nil, false
+	}
+	prov := view[provStart:provEnd]
+	cut, cutEnd := len(prov), len(prov)
+	for off := 0; off < len(prov); {
+		num, typ, n := protowire.ConsumeTag(prov[off:])
+		if n < 0 {
+			return nil, false
+		}
+		m := protowire.ConsumeFieldValue(num, typ, prov[off+n:])
+		if m < 0 {
+			return nil, false
+		}
+		switch {
+		case num == wire.ProvenanceReceiveTime:
+			if cutEnd != cut {
+				return nil, false // twice
+			}
+			cut, cutEnd = off, off+n+m
+		case num > wire.ProvenanceReceiveTime && cut == len(prov):
+			cut, cutEnd = off, off
+		}
+		off += n + m
+	}
 	var ts [2 * (1 + binary.MaxVarintLen64)]byte
-	tb := protowire.AppendTag(ts[:0], wire.TimestampSeconds, protowire.VarintType)
-	tb = protowire.AppendVarint(tb, uint64(t.GetSeconds()))
-	tb = protowire.AppendTag(tb, wire.TimestampNanos, protowire.VarintType)
-	tb = protowire.AppendVarint(tb, uint64(int64(t.GetNanos())))
-	out := make([]byte, 0, len(view)+len(tb)+6)
-	out = append(out, view...)
+	tb := ts[:0]
+	if sec := t.GetSeconds(); sec != 0 {
+		tb = protowire.AppendTag(tb, wire.TimestampSeconds, protowire.VarintType)
+		tb = protowire.AppendVarint(tb, uint64(sec))
+	}
+	if nanos := t.GetNanos(); nanos != 0 {
+		tb = protowire.AppendTag(tb, wire.TimestampNanos, protowire.VarintType)
+		tb = protowire.AppendVarint(tb, uint64(int64(nanos)))
+	}
+	rtLen := protowire.SizeTag(wire.ProvenanceReceiveTime) + protowire.SizeBytes(len(tb))
+	provLen := len(prov) - (cutEnd - cut) + rtLen
+	out := make([]byte, 0, len(view)+rtLen+binary.MaxVarintLen64)
+	out = append(out, view[:provTag]...)
 	out = protowire.AppendTag(out, wire.IncidentProvenance, protowire.BytesType)
-	out = protowire.AppendVarint(out, uint64(protowire.SizeTag(wire.ProvenanceReceiveTime)+protowire.SizeBytes(len(tb))))
+	out = protowire.AppendVarint(out, uint64(provLen))
+	out = append(out, prov[:cut]...)
 	out = protowire.AppendTag(out, wire.ProvenanceReceiveTime, protowire.BytesType)
-	return protowire.AppendBytes(out, tb)
+	out = protowire.AppendBytes(out, tb)
+	out = append(out, prov[cutEnd:]...)
+	return append(out, view[provEnd:]...), true
+}
+
+// fieldSpan finds the length-delimited field num, which the message b
+// must hold exactly once: where its tag starts, and its value's bounds.
+func fieldSpan(b []byte, num protowire.Number) (tag, start, end int, ok bool) {
+	found := false
+	for off := 0; off < len(b); {
+		n, typ, l := protowire.ConsumeTag(b[off:])
+		if l < 0 {
+			return 0, 0, 0, false
+		}
+		m := protowire.ConsumeFieldValue(n, typ, b[off+l:])
+		if m < 0 {
+			return 0, 0, 0, false
+		}
+		if n == num {
+			if found || typ != protowire.BytesType {
+				return 0, 0, 0, false
+			}
+			_, k := protowire.ConsumeVarint(b[off+l:])
+			tag, start, end, found = off, off+l+k, off+l+m, true
+		}
+		off += l + m
+	}
+	return tag, start, end, found
 }
 
 // createFields splits a command that holds a create and, optionally, its

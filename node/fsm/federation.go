@@ -394,13 +394,13 @@ func (a *applier) receive(peer string, view *irxv1.Incident, encoded []byte) (st
 	}
 	// The view was decoded from this log entry and nothing else holds it:
 	// stamping it in place saves a deep copy per record. Its encoding in
-	// the entry, with the receive time appended, is what a new encoding
-	// of the stamped view would decode to; a view with withdrawal fields
-	// (which stamping clears) is encoded again.
+	// the entry with the receive time spliced in is the stamped view's
+	// encoding (withReceiveTime), which saves encoding it again; a view
+	// with withdrawal fields (which stamping clears) is encoded again.
 	inc := view
 	var data []byte
 	if encoded != nil && inc.WithdrawTime == nil && inc.WithdrawReason == "" {
-		data = withReceiveTime(encoded, a.now)
+		data, _ = withReceiveTime(encoded, a.now)
 	}
 	inc.Provenance.ReceiveTime = a.now
 	inc.WithdrawTime, inc.WithdrawReason = nil, ""

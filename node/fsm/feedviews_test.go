@@ -25,26 +25,36 @@ func peerView(ticket uint64) *irxv1.Incident {
 }
 
 // TestReceivedViewsStoredAsSent: a view of a peer's feed is stored as the
-// entry holds it with the receive time appended, and reads back as the
-// view stamped with the entry's time, whatever receive time (with or
-// without nanoseconds) the peer's encoding held; a view with withdrawal
-// fields, which receiving clears, is encoded again.
+// entry holds it with the receive time spliced in, and the bytes are those
+// of the view stamped with the entry's time and encoded again, what a
+// replica that encodes it stores, whatever receive time the peer's
+// encoding held (times with and without nanoseconds); a view with
+// withdrawal fields, which receiving clears, is encoded again.
 func TestReceivedViewsStoredAsSent(t *testing.T) {
 	h := newHarness(t)
 	h.addPeer("cert-z")
-	now := timestamppb.New(t0.Add(7 * 3600e9)) // no nanoseconds: the patch must still clear the sender's
+	for _, now := range []*timestamppb.Timestamp{timestamppb.New(t0.Add(7 * 3600e9)), timestamppb.New(t0.Add(7*3600e9 + 123))} {
+		receiveAndCompare(t, now)
+	}
+}
+
+func receiveAndCompare(t *testing.T, now *timestamppb.Timestamp) {
+	h := newHarness(t)
+	h.addPeer("cert-z")
 	plain := peerView(1)
 	stale := peerView(2)
 	stale.Provenance.ReceiveTime = &timestamppb.Timestamp{Seconds: 12345, Nanos: 678}
 	withdrawn := peerView(3)
 	withdrawn.WithdrawReason = "not ours to clear"
-	views := []*irxv1.Incident{plain, stale, withdrawn}
+	transferred := peerView(4)
+	transferred.Provenance.TermsVersion = 3 // a provenance field after the receive time
+	views := []*irxv1.Incident{plain, stale, withdrawn, transferred}
 	items := make([]*irxv1.FeedItem, len(views))
 	for i, v := range views {
 		items[i] = viewItem(uint64(i+1), proto.CloneOf(v))
 	}
 	res := h.apply(h.command(&irxv1.Command{ProposeTime: now, Kind: &irxv1.Command_ApplyPeerFeed{ApplyPeerFeed: &irxv1.ApplyPeerFeedCommand{
-		PeerTeamId: "cert-z", Cursor: 3, Head: 3, Items: items,
+		PeerTeamId: "cert-z", Cursor: uint64(len(views)), Head: uint64(len(views)), Items: items,
 	}}}))
 	if res.Err != nil {
 		t.Fatal(res.Err)
@@ -66,16 +76,31 @@ func TestReceivedViewsStoredAsSent(t *testing.T) {
 		if !proto.Equal(got, want) {
 			t.Errorf("view %d stored as %v, want %v", i, got, want)
 		}
-		sent, _ := proto.Marshal(v)
-		if asSent := bytes.HasPrefix(data, sent); asSent != (v != withdrawn) {
-			t.Errorf("view %d: stored as the peer sent it: %v", i, asSent)
+		if encoded, err := marshal.Marshal(want); err != nil || !bytes.Equal(data, encoded) {
+			t.Errorf("view %d: stored bytes are not the stamped view's encoding (%v)", i, err)
 		}
+	}
+	// The splice is what the state machine stored: a regression to
+	// encoding every view again would pass the checks above.
+	if _, ok := withReceiveTime(mustMarshal(t, plain), now); !ok {
+		t.Error("a plain view is not spliced")
 	}
 }
 
+func mustMarshal(t *testing.T, m proto.Message) []byte {
+	t.Helper()
+	b, err := marshal.Marshal(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
 // FuzzFeedViews: whatever feedViews returns for an entry is, item by item,
-// the incident the decoder reads there: a view stored as the entry holds
-// it is the view the state machine checked.
+// the incident the decoder reads there, and the receive time spliced into
+// it decodes as the view stamped (byte for byte its encoding when the view
+// came deterministically encoded): a view stored as the entry holds it is
+// the view the state machine checked.
 func FuzzFeedViews(f *testing.F) {
 	cmd := &irxv1.Command{ProposeTime: timestamppb.New(t0), Kind: &irxv1.Command_ApplyPeerFeed{ApplyPeerFeed: &irxv1.ApplyPeerFeedCommand{
 		PeerTeamId: "cert-z", Cursor: 3, Items: []*irxv1.FeedItem{viewItem(1, peerView(1)), withdrawalItem(2, "cert-z:1", 1, irxv1.WithdrawalReason_WITHDRAWAL_REASON_UNSPECIFIED), viewItem(3, peerView(2))},
@@ -115,15 +140,23 @@ func FuzzFeedViews(f *testing.F) {
 			if err := proto.Unmarshal(v, &got); err != nil || !proto.Equal(&got, inc) {
 				t.Fatalf("item %d: view %v (%v), decoded %v", i, &got, err, inc)
 			}
-			now := timestamppb.New(t0)
-			stamped := proto.CloneOf(inc)
-			if stamped.Provenance == nil {
-				stamped.Provenance = &irxv1.Provenance{}
+			now := timestamppb.New(t0.Add(5))
+			spliced, ok := withReceiveTime(v, now)
+			if !ok {
+				continue
 			}
+			stamped := proto.CloneOf(inc)
 			stamped.Provenance.ReceiveTime = now
 			var patched irxv1.Incident
-			if err := proto.Unmarshal(withReceiveTime(v, now), &patched); err != nil || !proto.Equal(&patched, stamped) {
+			if err := proto.Unmarshal(spliced, &patched); err != nil || !proto.Equal(&patched, stamped) {
 				t.Fatalf("item %d: with the receive time %v (%v), want %v", i, &patched, err, stamped)
+			}
+			// From a deterministic encoding, the bytes a replica that
+			// encodes the stamped view again stores.
+			if canonical, err := marshal.Marshal(inc); err == nil && bytes.Equal(v, canonical) {
+				if again, err := marshal.Marshal(stamped); err != nil || !bytes.Equal(spliced, again) {
+					t.Fatalf("item %d: spliced %x, encoded again %x (%v)", i, spliced, again, err)
+				}
 			}
 		}
 	})
