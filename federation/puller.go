@@ -417,11 +417,11 @@ func (p *pullers) finishResync(ctx context.Context, team string, gen uint64) err
 // errPeerRestored ends a stream after a resync with a restored peer.
 var errPeerRestored = errors.New("the peer was restored from a backup: resubscribing from the start of its feed")
 
-// errOversize is a feed response larger than MaxFeedResponseBytes: the
-// peer's protocol error, not a reason to hold more.
 // errServerChainExpired ends a stream whose server's chain expired.
 var errServerChainExpired = errors.New("the peer server's certificate chain expired")
 
+// errOversize is a feed response larger than MaxFeedResponseBytes: the
+// peer's protocol error, not a reason to hold more.
 var errOversize = errors.New("the peer sent a feed response larger than this node accepts")
 
 // refused names, counts and logs (at a bounded rate) the peer's responses
