@@ -196,28 +196,11 @@ func feedViews(cmd *irxv1.Command, b []byte) [][]byte {
 // onlyOnce returns the value of the length-delimited field num of the
 // message b, when b holds it exactly once.
 func onlyOnce(b []byte, num protowire.Number) ([]byte, bool) {
-	var value []byte
-	found := false
-	for len(b) > 0 {
-		n, typ, l := protowire.ConsumeTag(b)
-		if l < 0 {
-			return nil, false
-		}
-		b = b[l:]
-		if n == num {
-			v, rest, ok := wire.BytesValue(typ, b)
-			if !ok || found {
-				return nil, false
-			}
-			value, found, b = v, true, rest
-			continue
-		}
-		if l = protowire.ConsumeFieldValue(n, typ, b); l < 0 {
-			return nil, false
-		}
-		b = b[l:]
+	_, start, end, ok := fieldSpan(b, num)
+	if !ok {
+		return nil, false
 	}
-	return value, found
+	return b[start:end], true
 }
 
 // withReceiveTime returns view, an encoded incident, with its provenance's
