@@ -72,16 +72,18 @@ func (s *warningSender) run(stop <-chan struct{}) {
 	defer sighting.Wait()
 	defer s.jobs.Wait()
 	// A pass reads every warning: it runs when they changed, when this
-	// node comes to lead, and every warningPoll for what became due, not
-	// after every applied entry (under one client, one per write).
+	// node comes to lead, and, while the last pass left work (a delivery
+	// or an acknowledgement to retry), every warningPoll for what became
+	// due; not after every applied entry (under one client, one per
+	// write), and not at all while nothing is left to do.
 	var seen uint64
 	var passed time.Time
-	wasLeader := false
+	wasLeader, left := false, false
 	for ctx.Err() == nil {
 		applied, rev := s.f.state.AppliedIndex(), s.f.state.WarningRevision()
 		leading := s.f.node.IsLeader()
-		if leading && (!wasLeader || rev != seen || time.Since(passed) >= warningPoll) {
-			s.pass(ctx)
+		if leading && (!wasLeader || rev != seen || left && time.Since(passed) >= warningPoll) {
+			left = s.pass(ctx)
 			seen, passed = rev, time.Now()
 		}
 		wasLeader = leading
@@ -107,8 +109,9 @@ func (s *warningSender) sightLoop(ctx context.Context) {
 
 // pass starts, once, what is due and not running yet: every pending
 // delivery and every acknowledgement not yet passed back, each on its own
-// goroutine.
-func (s *warningSender) pass(ctx context.Context) {
+// goroutine. It reports whether any was left to do (running, waiting for
+// its retry, or not read).
+func (s *warningSender) pass(ctx context.Context) bool {
 	now := time.Now()
 	type job struct {
 		key string
@@ -136,7 +139,7 @@ func (s *warningSender) pass(ctx context.Context) {
 	})
 	if err != nil {
 		s.f.log.Warn("reading warnings", "error", err)
-		return
+		return true
 	}
 	for _, j := range jobs {
 		s.mu.Lock()
@@ -164,6 +167,7 @@ func (s *warningSender) pass(ctx context.Context) {
 			s.f.log.Warn("warning not passed on; will retry", "job", strings.ReplaceAll(j.key, "\x00", " "), "in", r.backoff, "error", err)
 		}()
 	}
+	return len(jobs) > 0
 }
 
 // deliver hands a warning to one recipient and commits the delivery.
