@@ -209,28 +209,28 @@ func onlyOnce(b []byte, num protowire.Number) ([]byte, bool) {
 // deterministic encoding of an incident, as a peer's feed sends it, the
 // result is, byte for byte, the deterministic encoding of the incident
 // stamped with t, which a replica that decodes and encodes the view again
-// stores. It returns false for a view without a provenance, or with the
+// stores. It returns nil for a view without a provenance, or with the
 // provenance or its receive time more than once.
-func withReceiveTime(view []byte, t *timestamppb.Timestamp) ([]byte, bool) {
+func withReceiveTime(view []byte, t *timestamppb.Timestamp) []byte {
 	provTag, provStart, provEnd, ok := fieldSpan(view, wire.IncidentProvenance)
 	if !ok {
-		return nil, false
+		return nil
 	}
 	prov := view[provStart:provEnd]
 	cut, cutEnd := len(prov), len(prov)
 	for off := 0; off < len(prov); {
 		num, typ, n := protowire.ConsumeTag(prov[off:])
 		if n < 0 {
-			return nil, false
+			return nil
 		}
 		m := protowire.ConsumeFieldValue(num, typ, prov[off+n:])
 		if m < 0 {
-			return nil, false
+			return nil
 		}
 		switch {
 		case num == wire.ProvenanceReceiveTime:
 			if cutEnd != cut {
-				return nil, false // twice
+				return nil // twice
 			}
 			cut, cutEnd = off, off+n+m
 		case num > wire.ProvenanceReceiveTime && cut == len(prov):
@@ -258,7 +258,7 @@ func withReceiveTime(view []byte, t *timestamppb.Timestamp) ([]byte, bool) {
 	out = protowire.AppendTag(out, wire.ProvenanceReceiveTime, protowire.BytesType)
 	out = protowire.AppendBytes(out, tb)
 	out = append(out, prov[cutEnd:]...)
-	return append(out, view[provEnd:]...), true
+	return append(out, view[provEnd:]...)
 }
 
 // fieldSpan finds the length-delimited field num, which the message b

@@ -400,7 +400,7 @@ func (a *applier) receive(peer string, view *irxv1.Incident, encoded []byte) (st
 	inc := view
 	var data []byte
 	if encoded != nil && inc.WithdrawTime == nil && inc.WithdrawReason == "" {
-		data, _ = withReceiveTime(encoded, a.now)
+		data = withReceiveTime(encoded, a.now)
 	}
 	inc.Provenance.ReceiveTime = a.now
 	inc.WithdrawTime, inc.WithdrawReason = nil, ""

@@ -278,16 +278,7 @@ func (a *applier) putSharingGroup(c *irxv1.PutSharingGroupCommand) *Result {
 		out.Key = nil
 		return &Result{SharingGroup: out, Err: a.err}
 	}
-	if found {
-		for _, m := range prev.GetMemberTeamIds() {
-			if !slices.Contains(g.GetMemberTeamIds(), m) {
-				a.oweWithdrawal(prev, m)
-			}
-		}
-	}
-	for _, m := range g.GetMemberTeamIds() {
-		a.del(sightWithdrawalKey(g.GetName(), m))
-	}
+	a.settleMembers(prev, g) // prev is empty when the group is new
 	texts := a.dropGroupDigests(g.GetName())
 	a.setProto(g, groupKey(g.GetName()))
 	a.settingsChanged = true
@@ -360,6 +351,19 @@ func (a *applier) deleteSharingGroup(c *irxv1.DeleteSharingGroupCommand) *Result
 		a.recomputeSighting(text)
 	}
 	return &Result{Err: a.err}
+}
+
+// settleMembers owes a withdrawal to each member of prev that next leaves
+// out, and none to next's members.
+func (a *applier) settleMembers(prev, next *irxv1.SharingGroup) {
+	for _, m := range prev.GetMemberTeamIds() {
+		if !slices.Contains(next.GetMemberTeamIds(), m) {
+			a.oweWithdrawal(prev, m)
+		}
+	}
+	for _, m := range next.GetMemberTeamIds() {
+		a.del(sightWithdrawalKey(next.GetName(), m))
+	}
 }
 
 // oweWithdrawal records that peer, no longer in group g, is to be told to
@@ -548,12 +552,9 @@ func (a *applier) regroup(prev, next *irxv1.SharingGroup) error {
 			if err := a.replaceSightings(next.GetName(), m, nil); err != nil {
 				return err
 			}
-			a.oweWithdrawal(prev, m)
 		}
 	}
-	for _, m := range next.GetMemberTeamIds() {
-		a.del(sightWithdrawalKey(next.GetName(), m))
-	}
+	a.settleMembers(prev, next)
 	a.setProto(next, groupKey(next.GetName()))
 	a.settingsChanged = true
 	a.corr().groups = nil
