@@ -563,6 +563,7 @@ func feedCommands(team string, from uint64, resp *rawResponse) iter.Seq[*irxv1.A
 			}
 			cur.Cursor = max(cur.Cursor, cur.GetFromCursor())
 			setRawItems(cur, items[first:i+1])
+			cur.ViewsChecked = checkedViews(items[first:i+1], cur.GetCheckText())
 			if !yield(cur) {
 				return
 			}
@@ -570,6 +571,7 @@ func feedCommands(team string, from uint64, resp *rawResponse) iter.Seq[*irxv1.A
 		}
 		cur.Cursor = max(resp.cursor, cur.GetFromCursor())
 		setRawItems(cur, items[first:])
+		cur.ViewsChecked = checkedViews(items[first:], cur.GetCheckText())
 		yield(cur)
 	}
 }

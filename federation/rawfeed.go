@@ -13,14 +13,15 @@ import (
 
 	"github.com/irxfed/irx/internal/wire"
 	irxv1 "github.com/irxfed/irx/proto/irx/v1"
+	"github.com/irxfed/irx/record"
 )
 
-// The puller passes the peer's feed items into its Raft entries without
-// decoding them: the state machine decodes (and validates) every item when
-// it applies the entry, so decoding each one on receipt and encoding it
-// again into the command was work done twice, a large part of the
-// receiving leader's during a catch-up. Only the response's own fields and each item's sequence are
-// read here.
+// The puller passes the peer's feed items into its Raft entries as the
+// peer encoded them: encoding each one again into the command was a large
+// part of the receiving leader's work during a catch-up. Only the
+// response's own fields and each item's sequence are read here; the
+// incidents are decoded once, to be checked (checkedViews), so that the
+// replicas need not decode and validate them each.
 
 // rawResponse is a SubscribeResponse whose items are still encoded.
 type rawResponse struct {
@@ -133,6 +134,31 @@ func itemSequenceOf(b []byte) (uint64, error) {
 		b = b[n:]
 	}
 	return seq, nil
+}
+
+// checkedViews reports whether every incident the items hold is a record
+// the state machine would take as it is: valid (record.Validate and, with
+// checkText, the text rules of record.CheckRecordText) and not a withdrawn
+// stub. A command proposed with that (views_checked) is applied without
+// decoding and validating each record again on every replica; one with a
+// record that fails is checked there item by item, and the records that
+// fail are refused the usual way.
+func checkedViews(items []rawItem, checkText bool) bool {
+	for _, it := range items {
+		item := &irxv1.FeedItem{}
+		if proto.Unmarshal(it.data, item) != nil {
+			return false
+		}
+		inc := item.GetIncident()
+		if inc == nil {
+			continue
+		}
+		if inc.GetWithdrawTime() != nil || inc.GetWithdrawReason() != "" || record.Validate(inc, "incident") != nil ||
+			checkText && len(record.CheckRecordText(inc, "incident")) > 0 {
+			return false
+		}
+	}
+	return true
 }
 
 // setRawItems makes items the command's items field as they are

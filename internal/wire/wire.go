@@ -60,6 +60,8 @@ const (
 	IncidentCreateTime     protowire.Number = 18
 	IncidentIndicators     protowire.Number = 24
 	IncidentProvenance     protowire.Number = 36
+	IncidentWithdrawTime   protowire.Number = 37
+	IncidentWithdrawReason protowire.Number = 38
 	IncidentReportingSite  protowire.Number = 20
 	ReportingSiteSector    protowire.Number = 5
 	ReportingSiteCountry   protowire.Number = 6
@@ -71,6 +73,8 @@ const (
 	HostAddresses          protowire.Number = 2
 	HostDomain             protowire.Number = 4
 	ProvenanceOriginTeam   protowire.Number = 1
+	ProvenancePath         protowire.Number = 2
+	ProvenanceReceivedFrom protowire.Number = 3
 	ProvenanceReceiveTime  protowire.Number = 4
 	TimestampSeconds       protowire.Number = 1
 	TimestampNanos         protowire.Number = 2
@@ -90,6 +94,7 @@ const (
 	FeedItemIncident                      protowire.Number = 3
 	ReplacementIncident                   protowire.Number = 3
 	ApplyPeerFeedItems                    protowire.Number = 5
+	ApplyPeerFeedViewsChecked             protowire.Number = 9
 
 	// The answers that carry a record just stored as it was stored.
 	CreateIncidentResponseIncident protowire.Number = 1

@@ -91,8 +91,14 @@ func benchApplyCreates(b *testing.B, evaluated, actor bool) {
 }
 
 // BenchmarkApplyPeerFeed applies a peer's feed as a catch-up does: entries
-// of 1,024 new ~1 KiB views each. One op is one entry.
+// of 1,024 new ~1 KiB views each, as a leader proposes them (check_text)
+// without and with views_checked. One op is one entry.
 func BenchmarkApplyPeerFeed(b *testing.B) {
+	b.Run("plain", func(b *testing.B) { benchApplyPeerFeed(b, false) })
+	b.Run("checked", func(b *testing.B) { benchApplyPeerFeed(b, true) })
+}
+
+func benchApplyPeerFeed(b *testing.B, checked bool) {
 	const perEntry = 1024
 	h := newHarness(b)
 	h.addPeer("cert-z")
@@ -111,7 +117,7 @@ func BenchmarkApplyPeerFeed(b *testing.B) {
 			items[i] = viewItem(seq, v)
 		}
 		return h.command(&irxv1.Command{Kind: &irxv1.Command_ApplyPeerFeed{ApplyPeerFeed: &irxv1.ApplyPeerFeedCommand{
-			PeerTeamId: "cert-z", FromCursor: from, Cursor: seq, Head: seq, Items: items,
+			PeerTeamId: "cert-z", FromCursor: from, Cursor: seq, Head: seq, Items: items, CheckText: true, ViewsChecked: checked,
 		}}})
 	}
 	b.ReportAllocs()

@@ -33,6 +33,9 @@ type entryCommand struct {
 	// views: for a peer's feed, each item's incident as the entry holds
 	// it (nil where none, or not usable as it is; see feedViews).
 	views [][]byte
+	// partial: for a peer's feed its proposer checked, which items'
+	// incidents hold only what readIndexed reads (parseCheckedFeed).
+	partial []bool
 }
 
 // evaluatedCreate is a CreateIncidentCommand with evaluated set.
@@ -90,7 +93,7 @@ func parseEntry(b []byte) (*entry, bool) {
 			if proto.Unmarshal(v, e.proposeTime) != nil {
 				return nil, false
 			}
-		case (num == wire.CommandCreate || num == wire.CommandBatch) && kind == 0:
+		case (num == wire.CommandCreate || num == wire.CommandBatch || num == wire.CommandApplyFeed) && kind == 0:
 			kind, body = num, v
 		case num == wire.CommandActor && actor == nil:
 			actor = v
@@ -109,6 +112,13 @@ func parseEntry(b []byte) (*entry, bool) {
 			return nil, false
 		}
 		e.commands = []entryCommand{{evaluated: c, actor: a}}
+	case wire.CommandApplyFeed:
+		c, ok := parseCheckedFeed(body)
+		if !ok || actor != nil {
+			return nil, false
+		}
+		c.cmd.ProposeTime = e.proposeTime
+		e.commands = []entryCommand{c}
 	case wire.CommandBatch:
 		if actor != nil {
 			return nil, false
@@ -133,13 +143,19 @@ func parseEntry(b []byte) (*entry, bool) {
 }
 
 // parseBatchCommand reads one command of a batch: an evaluated create
-// stays encoded, anything else is decoded.
+// stays encoded, so do the incidents of a checked peer feed
+// (parseCheckedFeed); anything else is decoded.
 func parseBatchCommand(b []byte) (entryCommand, bool) {
 	if create, actor, ok := createFields(b); ok {
 		if c, ok := parseEvaluated(create); ok {
 			if a, ok := parseActor(actor); ok {
 				return entryCommand{evaluated: c, actor: a}, true
 			}
+		}
+	}
+	if num, body, rest, ok := wire.NextBytesField(b); ok && num == wire.CommandApplyFeed && len(rest) == 0 {
+		if c, ok := parseCheckedFeed(body); ok {
+			return c, true
 		}
 	}
 	cmd := &irxv1.Command{}
@@ -191,6 +207,76 @@ func feedViews(cmd *irxv1.Command, b []byte) [][]byte {
 		return nil
 	}
 	return views
+}
+
+// parseCheckedFeed reads a peer's feed command (the body of
+// Command.apply_peer_feed) whose proposer checked every incident of its
+// items (views_checked): everything but those incidents is decoded, and of
+// each incident only what readIndexed reads, the view itself kept as the
+// entry holds it (partial). Decoding and validating every record of a
+// catch-up on every replica was most of what the replicas spent on it. An
+// incident readIndexed does not read is decoded whole (not partial), as
+// is an item with its incident more than once (no view: decoding merges
+// them). It returns false for a command without views_checked and for a
+// shape it does not expect (an item that holds another kind besides its
+// incident); the entry is then decoded whole.
+func parseCheckedFeed(body []byte) (entryCommand, bool) {
+	var shell []byte // the command's fields but its items, in order
+	var items [][]byte
+	for b := body; len(b) > 0; {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return entryCommand{}, false
+		}
+		m := protowire.ConsumeFieldValue(num, typ, b[n:])
+		if m < 0 {
+			return entryCommand{}, false
+		}
+		if num == wire.ApplyPeerFeedItems && typ == protowire.BytesType {
+			v, _ := protowire.ConsumeBytes(b[n:])
+			items = append(items, v)
+		} else {
+			shell = append(shell, b[:n+m]...)
+		}
+		b = b[n+m:]
+	}
+	feed := &irxv1.ApplyPeerFeedCommand{}
+	if proto.Unmarshal(shell, feed) != nil || !feed.GetViewsChecked() {
+		return entryCommand{}, false
+	}
+	feed.Items = make([]*irxv1.FeedItem, len(items))
+	c := entryCommand{
+		cmd:     &irxv1.Command{Kind: &irxv1.Command_ApplyPeerFeed{ApplyPeerFeed: feed}},
+		views:   make([][]byte, len(items)),
+		partial: make([]bool, len(items)),
+	}
+	for i, b := range items {
+		item := &irxv1.FeedItem{}
+		tag, start, end, once := fieldSpan(b, wire.FeedItemIncident)
+		if !once {
+			if proto.Unmarshal(b, item) != nil {
+				return entryCommand{}, false
+			}
+			feed.Items[i] = item
+			continue
+		}
+		// A message's encoding is its fields one after the other: the
+		// item is what is before its incident merged with what is after.
+		if proto.Unmarshal(b[:tag], item) != nil || (proto.UnmarshalOptions{Merge: true}).Unmarshal(b[end:], item) != nil || item.Kind != nil {
+			return entryCommand{}, false
+		}
+		view := b[start:end]
+		inc, ok := readIndexed(view)
+		if !ok {
+			inc = &irxv1.Incident{}
+			if proto.Unmarshal(view, inc) != nil {
+				return entryCommand{}, false
+			}
+		}
+		item.Kind = &irxv1.FeedItem_Incident{Incident: inc}
+		feed.Items[i], c.views[i], c.partial[i] = item, view, ok
+	}
+	return c, true
 }
 
 // onlyOnce returns the value of the length-delimited field num of the

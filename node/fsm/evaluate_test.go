@@ -332,7 +332,14 @@ func FuzzParseEntry(f *testing.F) {
 		EvaluatedCreate(&irxv1.CreateIncidentCommand{RequestId: "client", RequestDigest: make([]byte, 32)}, data), createCmd(newIncident(), "r"),
 		{Kind: &irxv1.Command_LeaderNoop{LeaderNoop: &irxv1.LeaderNoopCommand{}}},
 	}}}}
-	for _, c := range []*irxv1.Command{one, batch, createCmd(newIncident(), "")} {
+	feed := &irxv1.ApplyPeerFeedCommand{PeerTeamId: "cert-z", Cursor: 3, ViewsChecked: true, Items: []*irxv1.FeedItem{
+		viewItem(1, peerView(1)), withdrawalItem(2, "cert-z:1", 1, irxv1.WithdrawalReason_WITHDRAWAL_REASON_UNSPECIFIED), viewItem(3, peerView(2)),
+	}}
+	checked := &irxv1.Command{ProposeTime: now, Kind: &irxv1.Command_ApplyPeerFeed{ApplyPeerFeed: feed}}
+	checkedInBatch := &irxv1.Command{ProposeTime: now, Kind: &irxv1.Command_Batch{Batch: &irxv1.CommandBatch{Commands: []*irxv1.Command{
+		{Kind: checked.Kind}, createCmd(newIncident(), "r"),
+	}}}}
+	for _, c := range []*irxv1.Command{one, batch, createCmd(newIncident(), ""), checked, checkedInBatch} {
 		b, err := proto.Marshal(c)
 		if err != nil {
 			f.Fatal(err)
@@ -349,6 +356,11 @@ func FuzzParseEntry(f *testing.F) {
 			for _, c := range e.commands {
 				if c.evaluated != nil && proto.Unmarshal(c.evaluated.incident, &irxv1.Incident{}) != nil {
 					return
+				}
+				for i, partial := range c.partial {
+					if partial && proto.Unmarshal(c.views[i], &irxv1.Incident{}) != nil {
+						return
+					}
 				}
 			}
 			t.Fatalf("parseEntry read what proto.Unmarshal refuses: %v", err)
@@ -368,6 +380,9 @@ func FuzzParseEntry(f *testing.F) {
 		}
 		for i, c := range e.commands {
 			if c.cmd != nil {
+				if c.partial != nil {
+					c.cmd = wholeViews(t, c)
+				}
 				if !proto.Equal(c.cmd, subs[i]) {
 					t.Fatalf("command %d: %v, decoded %v", i, c.cmd, subs[i])
 				}
@@ -383,4 +398,26 @@ func FuzzParseEntry(f *testing.F) {
 			}
 		}
 	})
+}
+
+// wholeViews is c, a checked peer feed as parseCheckedFeed read it, with
+// each partial incident replaced by its view decoded whole, after checking
+// that the partial one is what readIndexed reads of it.
+func wholeViews(t *testing.T, c entryCommand) *irxv1.Command {
+	t.Helper()
+	cmd := proto.CloneOf(c.cmd)
+	for i, item := range cmd.GetApplyPeerFeed().GetItems() {
+		if !c.partial[i] {
+			continue
+		}
+		whole := &irxv1.Incident{}
+		if err := proto.Unmarshal(c.views[i], whole); err != nil {
+			t.Fatalf("item %d: a partial view that does not decode: %v", i, err)
+		}
+		if !proto.Equal(item.GetIncident(), indexedPart(whole)) {
+			t.Fatalf("item %d: partial view %v, decoded %v", i, item.GetIncident(), indexedPart(whole))
+		}
+		item.Kind = &irxv1.FeedItem_Incident{Incident: whole}
+	}
+	return cmd
 }

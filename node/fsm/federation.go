@@ -293,9 +293,12 @@ func (a *applier) applyPeerFeed(c *irxv1.ApplyPeerFeedCommand) *Result {
 	}
 	a.checkText = c.GetCheckText()
 	defer func() { a.checkText = false }()
-	views := a.views
+	views, partial := a.views, a.partial
 	if len(views) != len(c.GetItems()) {
 		views = nil
+	}
+	if len(partial) != len(c.GetItems()) {
+		partial = nil
 	}
 	for i, item := range c.GetItems() {
 		if terms := item.GetRetention(); terms != nil {
@@ -320,7 +323,7 @@ func (a *applier) applyPeerFeed(c *irxv1.ApplyPeerFeedCommand) *Result {
 			if views != nil {
 				encoded = views[i]
 			}
-			stored, reason = a.receive(peer, k.Incident, encoded)
+			stored, reason = a.receive(peer, k.Incident, encoded, partial != nil && partial[i])
 			if stored {
 				st.Received++
 			}
@@ -368,9 +371,24 @@ func (a *applier) applyPeerFeed(c *irxv1.ApplyPeerFeedCommand) *Result {
 // receive stores a peer's view of an incident version. It reports whether
 // it stored it, or why it refused it; duplicates and versions older than
 // ours are neither (they change nothing, by design).
-func (a *applier) receive(peer string, view *irxv1.Incident, encoded []byte) (stored bool, refused string) {
-	id, refused := a.checkView(peer, view)
-	if refused == "" {
+//
+// A partial view (parseCheckedFeed) holds only what readIndexed reads of
+// encoded: the leader that proposed the feed found the whole record valid,
+// so it is not validated again here, and it is stored as encoded, stamped
+// (withReceiveTime). Encoded bytes that cannot be stamped so are decoded
+// whole and take the path of any decoded view.
+func (a *applier) receive(peer string, view *irxv1.Incident, encoded []byte, partial bool) (stored bool, refused string) {
+	var data []byte
+	if partial {
+		if data = withReceiveTime(encoded, a.now); data == nil {
+			view, partial = &irxv1.Incident{}, false
+			if err := proto.Unmarshal(encoded, view); err != nil {
+				return false, fmt.Sprintf("incident: %v", err)
+			}
+		}
+	}
+	id, refused := a.checkView(peer, view, !partial)
+	if refused == "" && !partial {
 		refused = a.textRefusal(view)
 	}
 	if refused != "" {
@@ -398,8 +416,7 @@ func (a *applier) receive(peer string, view *irxv1.Incident, encoded []byte) (st
 	// encoding (withReceiveTime), which saves encoding it again; a view
 	// with withdrawal fields (which stamping clears) is encoded again.
 	inc := view
-	var data []byte
-	if encoded != nil && inc.WithdrawTime == nil && inc.WithdrawReason == "" {
+	if data == nil && encoded != nil && inc.WithdrawTime == nil && inc.WithdrawReason == "" {
 		data = withReceiveTime(encoded, a.now)
 	}
 	inc.Provenance.ReceiveTime = a.now
@@ -419,9 +436,9 @@ func (a *applier) receive(peer string, view *irxv1.Incident, encoded []byte) (st
 
 // checkView checks a view a peer sent before anything of it is stored:
 // its id, that its provenance names the peer as the sender and this team
-// as the last on its path (and not before: no loops), and that it is a
-// valid record.
-func (a *applier) checkView(peer string, view *irxv1.Incident) (record.ID, string) {
+// as the last on its path (and not before: no loops), and, with validate,
+// that it is a valid record.
+func (a *applier) checkView(peer string, view *irxv1.Incident, validate bool) (record.ID, string) {
 	id, err := record.ParseID(view.GetId())
 	if err != nil {
 		return id, fmt.Sprintf("incident id: %v", err)
@@ -438,6 +455,9 @@ func (a *applier) checkView(peer string, view *irxv1.Incident) (record.ID, strin
 		return id, fmt.Sprintf("%s: this team is not the last team of its path %v", view.GetId(), path)
 	case slices.Contains(path[:len(path)-1], a.fsm.team):
 		return id, fmt.Sprintf("%s: already crossed this team (path %v)", view.GetId(), path)
+	}
+	if !validate {
+		return id, ""
 	}
 	if err := record.Validate(view, "incident"); err != nil {
 		return id, err.Error()

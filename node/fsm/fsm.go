@@ -609,8 +609,10 @@ type applier struct {
 	// (ApplyPeerFeedCommand.check_text).
 	checkText bool
 	// views: the encoded incidents of the peer feed being applied, by
-	// item (entryCommand.views).
-	views [][]byte
+	// item (entryCommand.views); partial: which of them were read only in
+	// part (entryCommand.partial).
+	views   [][]byte
+	partial []bool
 
 	// accessChanged: a command changed bindings or revocations; bound: the
 	// bootstrap grant applied (so a later one in the batch is moot).
@@ -669,9 +671,9 @@ func (a *applier) applyCommand(c entryCommand, now *timestamppb.Timestamp, index
 		}
 		c.cmd.ProposeTime = now
 	}
-	a.views = c.views
+	a.views, a.partial = c.views, c.partial
 	res := a.applyOne(c.cmd, index)
-	a.views = nil
+	a.views, a.partial = nil, nil
 	// A command that changed nothing (refused, a repeated request id, a
 	// bootstrap grant after the first) leaves no action.
 	if actor := c.cmd.GetActor(); actor != nil && res.Err == nil && a.changed(c.cmd, res, ticket) {

@@ -11,22 +11,24 @@ import (
 )
 
 // readIndexed reads, from an encoded incident, what a replica needs to
-// store an evaluated create: the fields its index keys are made of and the
-// ones createEvaluated checks (id, version, create, generation and report
-// times, status, TLP, priority, taxonomy, indicator values, origin team;
-// the statistics count by priority and by the reporting site's sector and
-// country too) and the values correlation
-// indexes (attacking hosts' names and addresses). Everything
-// else is stepped over without being decoded: decoding the whole record
-// was most of what a replica spent on a create, to build a message it
-// threw away. The record's bytes are the leader's deterministic encoding
-// of an incident it validated, so they decode; what is read here is what
-// proto.Unmarshal would give for those fields (FuzzReadIndexed).
+// store an evaluated create or a received view its leader checked: the
+// fields its index keys are made of and the ones createEvaluated checks
+// (id, version, create, generation and report times, status, TLP,
+// priority, taxonomy, indicator values), what the statistics count by
+// (the reporting site's sector and country too), the values correlation
+// indexes (attacking hosts' names and addresses), and of the provenance
+// the origin, the path and the sender, which a received view is checked
+// against (receive) and correlation keys on. Everything else is stepped
+// over without being decoded: decoding the whole record was most of what
+// a replica spent on a create, to build a message it threw away. What is
+// read here is what proto.Unmarshal would give for those fields
+// (FuzzReadIndexed).
 //
-// It returns false for what the leader's encoder never writes (a singular
-// field twice, a known field with another wire type, a field of a
-// timestamp it does not know) and for malformed bytes; the caller then
-// decodes the record whole, which reaches the same result or refuses it.
+// It returns false for a withdrawn stub (see receive), for what the
+// leader's encoder never writes (a singular field twice, a known field
+// with another wire type, a field of a timestamp it does not know) and
+// for malformed bytes; the caller then decodes the record whole, which
+// reaches the same result or refuses it.
 func readIndexed(b []byte) (*irxv1.Incident, bool) {
 	inc := &irxv1.Incident{}
 	var seen [wire.IncidentProvenance + 1]bool
@@ -36,6 +38,11 @@ func readIndexed(b []byte) (*irxv1.Incident, bool) {
 			return nil, false
 		}
 		b = b[n:]
+		if num == wire.IncidentWithdrawTime || num == wire.IncidentWithdrawReason {
+			// A withdrawn stub: a received view is stored without these
+			// (receive), so it is decoded whole and stamped.
+			return nil, false
+		}
 		var known bool
 		switch num {
 		case wire.IncidentID, wire.IncidentVersion, wire.IncidentStatus, wire.IncidentTLP, wire.IncidentPriority, wire.IncidentTaxonomy,
@@ -217,10 +224,49 @@ func readReportingSite(b []byte) (*irxv1.ReportingSite, bool) {
 	return r, true
 }
 
+// readProvenance reads the origin team, the path (repeated) and the team
+// a view was received from.
 func readProvenance(b []byte) (*irxv1.Provenance, bool) {
 	p := &irxv1.Provenance{}
-	ok := readStrings(b, func(_ protowire.Number, s string) { p.OriginTeam = s }, wire.ProvenanceOriginTeam)
-	return p, ok
+	var seen [wire.ProvenanceReceivedFrom + 1]bool
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return nil, false
+		}
+		b = b[n:]
+		if num != wire.ProvenanceOriginTeam && num != wire.ProvenancePath && num != wire.ProvenanceReceivedFrom {
+			if n = protowire.ConsumeFieldValue(num, typ, b); n < 0 {
+				return nil, false
+			}
+			b = b[n:]
+			continue
+		}
+		if num != wire.ProvenancePath {
+			if seen[num] {
+				return nil, false
+			}
+			seen[num] = true
+		}
+		var v []byte
+		var ok bool
+		if v, b, ok = wire.BytesValue(typ, b); !ok {
+			return nil, false
+		}
+		s, ok := readString(v)
+		if !ok {
+			return nil, false
+		}
+		switch num {
+		case wire.ProvenanceOriginTeam:
+			p.OriginTeam = s
+		case wire.ProvenanceReceivedFrom:
+			p.ReceivedFrom = s
+		default:
+			p.Path = append(p.Path, s)
+		}
+	}
+	return p, true
 }
 
 // readStrings reads the singular string fields wanted of a message,

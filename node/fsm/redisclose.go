@@ -80,7 +80,7 @@ func (a *applier) receiveReplacement(peer string, r *irxv1.IncidentReplacement) 
 	if view.GetId() != r.GetIncidentId() || view.GetVersion() != r.GetVersion() {
 		return false, fmt.Sprintf("replacement of %s version %d holds %s version %d", r.GetIncidentId(), r.GetVersion(), view.GetId(), view.GetVersion())
 	}
-	if _, refused := a.checkView(peer, view); refused != "" {
+	if _, refused := a.checkView(peer, view, true); refused != "" {
 		return false, "replacement: " + refused
 	}
 	if why := a.textRefusal(view); why != "" {

@@ -1114,6 +1114,15 @@ type ApplyPeerFeedCommand struct {
 	// entry: entries logged before the rules existed apply as they did, on
 	// every node.
 	CheckText bool `protobuf:"varint,8,opt,name=check_text,json=checkText,proto3" json:"check_text,omitempty"`
+	// Set by a proposer that decoded every incident of the items and found
+	// each one a valid record (record.Validate; with check_text, the text
+	// rules too) without withdrawal fields. Replicas then read of each view
+	// only what they check and index, from its bytes, instead of decoding and
+	// validating it again: once per team rather than once per replica. The
+	// checks that name the sender and this team (provenance, path) still run
+	// on every replica; a replica that predates the field checks everything,
+	// with the same outcome.
+	ViewsChecked bool `protobuf:"varint,9,opt,name=views_checked,json=viewsChecked,proto3" json:"views_checked,omitempty"`
 	// The peer's restore generation the batch was served under; stored with
 	// the cursor.
 	Generation    uint64 `protobuf:"varint,400,opt,name=generation,proto3" json:"generation,omitempty"`
@@ -1203,6 +1212,13 @@ func (x *ApplyPeerFeedCommand) GetHeadTime() *timestamppb.Timestamp {
 func (x *ApplyPeerFeedCommand) GetCheckText() bool {
 	if x != nil {
 		return x.CheckText
+	}
+	return false
+}
+
+func (x *ApplyPeerFeedCommand) GetViewsChecked() bool {
+	if x != nil {
+		return x.ViewsChecked
 	}
 	return false
 }
@@ -3288,7 +3304,7 @@ const file_irx_v1_command_proto_rawDesc = "" +
 	"\x06create\x18\x02 \x01(\bR\x06create\x12#\n" +
 	"\rexpected_etag\x18\x03 \x01(\tR\fexpectedEtag\",\n" +
 	"\x11DeletePeerCommand\x12\x17\n" +
-	"\ateam_id\x18\x01 \x01(\tR\x06teamId\"\xcd\x02\n" +
+	"\ateam_id\x18\x01 \x01(\tR\x06teamId\"\xf2\x02\n" +
 	"\x14ApplyPeerFeedCommand\x12 \n" +
 	"\fpeer_team_id\x18\x01 \x01(\tR\n" +
 	"peerTeamId\x12\x1f\n" +
@@ -3300,7 +3316,8 @@ const file_irx_v1_command_proto_rawDesc = "" +
 	"\x04head\x18\x06 \x01(\x04R\x04head\x127\n" +
 	"\thead_time\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\bheadTime\x12\x1d\n" +
 	"\n" +
-	"check_text\x18\b \x01(\bR\tcheckText\x12\x1f\n" +
+	"check_text\x18\b \x01(\bR\tcheckText\x12#\n" +
+	"\rviews_checked\x18\t \x01(\bR\fviewsChecked\x12\x1f\n" +
 	"\n" +
 	"generation\x18\x90\x03 \x01(\x04R\n" +
 	"generation\"\xf9\x01\n" +
