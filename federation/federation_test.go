@@ -248,3 +248,43 @@ func FuzzParseResponse(f *testing.F) {
 		}
 	})
 }
+
+// TestFeedCommandsSayWhenViewsAreChecked: a command whose incidents are
+// all records the replicas may take as they are says so; one incident that
+// is not (invalid, breaking the text rules, a withdrawn stub) leaves the
+// whole command to be checked on every replica.
+func TestFeedCommandsSayWhenViewsAreChecked(t *testing.T) {
+	valid := func() *irxv1.Incident {
+		return &irxv1.Incident{
+			Id: "cert-b:1", Version: 1, Tlp: irxv1.Tlp_TLP_AMBER,
+			Taxonomy:     &irxv1.Taxonomy{Class: "intrusions", Type: "system-compromise"},
+			Descriptions: []*irxv1.Description{{Lang: "en", Text: "defaced"}},
+			Provenance:   &irxv1.Provenance{OriginTeam: "cert-b", Path: []string{"cert-b", "cert-a"}, ReceivedFrom: "cert-b"},
+		}
+	}
+	invalid, bidi, withdrawn := valid(), valid(), valid()
+	invalid.Tlp = irxv1.Tlp_TLP_UNSPECIFIED
+	bidi.Descriptions[0].Text = "invoice \u202efdp.exe"
+	withdrawn.WithdrawReason = "withdrawn at the origin"
+	withdrawal := &irxv1.FeedItem{Sequence: 2, Kind: &irxv1.FeedItem_Withdrawal{Withdrawal: &irxv1.IncidentWithdrawal{IncidentId: "cert-b:2", Version: 1}}}
+	for _, tc := range []struct {
+		name    string
+		view    *irxv1.Incident
+		checked bool
+	}{{"valid", valid(), true}, {"invalid", invalid, false}, {"bidi text", bidi, false}, {"withdrawn stub", withdrawn, false}} {
+		items := []*irxv1.FeedItem{{Sequence: 1, Kind: &irxv1.FeedItem_Incident{Incident: valid()}}, withdrawal,
+			{Sequence: 3, Kind: &irxv1.FeedItem_Incident{Incident: tc.view}}}
+		encoded, err := proto.Marshal(&irxv1.SubscribeResponse{Items: items, Cursor: 3})
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, err := parseResponse(encoded)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cmds := slices.Collect(feedCommands("cert-b", 0, resp))
+		if len(cmds) != 1 || !cmds[0].GetCheckText() || cmds[0].GetViewsChecked() != tc.checked {
+			t.Errorf("%s: %d commands, views_checked %v, want %v", tc.name, len(cmds), cmds[0].GetViewsChecked(), tc.checked)
+		}
+	}
+}

@@ -12,8 +12,8 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/irxfed/irx/internal/wire"
+	"github.com/irxfed/irx/node/fsm"
 	irxv1 "github.com/irxfed/irx/proto/irx/v1"
-	"github.com/irxfed/irx/record"
 )
 
 // The puller passes the peer's feed items into its Raft entries as the
@@ -136,25 +136,18 @@ func itemSequenceOf(b []byte) (uint64, error) {
 	return seq, nil
 }
 
-// checkedViews reports whether every incident the items hold is a record
-// the state machine would take as it is: valid (record.Validate and, with
-// checkText, the text rules of record.CheckRecordText) and not a withdrawn
-// stub. A command proposed with that (views_checked) is applied without
-// decoding and validating each record again on every replica; one with a
-// record that fails is checked there item by item, and the records that
-// fail are refused the usual way.
+// checkedViews reports whether every incident the items hold is one the
+// replicas may take as it is (fsm.CheckedView). A command proposed with
+// that (views_checked) is applied without decoding and validating each
+// record again on every replica; one with a record that fails is checked
+// there item by item, and the records that fail are refused the usual way.
 func checkedViews(items []rawItem, checkText bool) bool {
 	for _, it := range items {
 		item := &irxv1.FeedItem{}
 		if proto.Unmarshal(it.data, item) != nil {
 			return false
 		}
-		inc := item.GetIncident()
-		if inc == nil {
-			continue
-		}
-		if inc.GetWithdrawTime() != nil || inc.GetWithdrawReason() != "" || record.Validate(inc, "incident") != nil ||
-			checkText && len(record.CheckRecordText(inc, "incident")) > 0 {
+		if inc := item.GetIncident(); inc != nil && !fsm.CheckedView(inc, checkText) {
 			return false
 		}
 	}

@@ -121,7 +121,7 @@ func readIndexed(b []byte) (*irxv1.Incident, bool) {
 
 func readTaxonomy(b []byte) (*irxv1.Taxonomy, bool) {
 	t := &irxv1.Taxonomy{}
-	ok := readStrings(b, func(num protowire.Number, s string) {
+	ok := readStrings(b, 0, func(num protowire.Number, s string) {
 		if num == wire.TaxonomyClass {
 			t.Class = s
 		} else {
@@ -133,43 +133,14 @@ func readTaxonomy(b []byte) (*irxv1.Taxonomy, bool) {
 
 func readIndicator(b []byte) (*irxv1.Indicator, bool) {
 	ind := &irxv1.Indicator{}
-	ok := readStrings(b, func(_ protowire.Number, s string) { ind.Value = s }, wire.IndicatorValue)
+	ok := readStrings(b, 0, func(_ protowire.Number, s string) { ind.Value = s }, wire.IndicatorValue)
 	return ind, ok
 }
 
 // readHost reads a host's name, domain and addresses (repeated).
 func readHost(b []byte) (*irxv1.Host, bool) {
 	h := &irxv1.Host{}
-	var seen [wire.HostDomain + 1]bool
-	for len(b) > 0 {
-		num, typ, n := protowire.ConsumeTag(b)
-		if n < 0 {
-			return nil, false
-		}
-		b = b[n:]
-		if num != wire.HostHostname && num != wire.HostAddresses && num != wire.HostDomain {
-			n = protowire.ConsumeFieldValue(num, typ, b)
-			if n < 0 {
-				return nil, false
-			}
-			b = b[n:]
-			continue
-		}
-		if num != wire.HostAddresses {
-			if seen[num] {
-				return nil, false
-			}
-			seen[num] = true
-		}
-		var v []byte
-		var ok bool
-		if v, b, ok = wire.BytesValue(typ, b); !ok {
-			return nil, false
-		}
-		s, ok := readString(v)
-		if !ok {
-			return nil, false
-		}
+	ok := readStrings(b, wire.HostAddresses, func(num protowire.Number, s string) {
 		switch num {
 		case wire.HostHostname:
 			h.Hostname = s
@@ -178,8 +149,8 @@ func readHost(b []byte) (*irxv1.Host, bool) {
 		default:
 			h.Addresses = append(h.Addresses, s)
 		}
-	}
-	return h, true
+	}, wire.HostHostname, wire.HostAddresses, wire.HostDomain)
+	return h, ok
 }
 
 // readReportingSite reads a reporting site's sector and country.
@@ -228,35 +199,7 @@ func readReportingSite(b []byte) (*irxv1.ReportingSite, bool) {
 // a view was received from.
 func readProvenance(b []byte) (*irxv1.Provenance, bool) {
 	p := &irxv1.Provenance{}
-	var seen [wire.ProvenanceReceivedFrom + 1]bool
-	for len(b) > 0 {
-		num, typ, n := protowire.ConsumeTag(b)
-		if n < 0 {
-			return nil, false
-		}
-		b = b[n:]
-		if num != wire.ProvenanceOriginTeam && num != wire.ProvenancePath && num != wire.ProvenanceReceivedFrom {
-			if n = protowire.ConsumeFieldValue(num, typ, b); n < 0 {
-				return nil, false
-			}
-			b = b[n:]
-			continue
-		}
-		if num != wire.ProvenancePath {
-			if seen[num] {
-				return nil, false
-			}
-			seen[num] = true
-		}
-		var v []byte
-		var ok bool
-		if v, b, ok = wire.BytesValue(typ, b); !ok {
-			return nil, false
-		}
-		s, ok := readString(v)
-		if !ok {
-			return nil, false
-		}
+	ok := readStrings(b, wire.ProvenancePath, func(num protowire.Number, s string) {
 		switch num {
 		case wire.ProvenanceOriginTeam:
 			p.OriginTeam = s
@@ -265,14 +208,15 @@ func readProvenance(b []byte) (*irxv1.Provenance, bool) {
 		default:
 			p.Path = append(p.Path, s)
 		}
-	}
-	return p, true
+	}, wire.ProvenanceOriginTeam, wire.ProvenancePath, wire.ProvenanceReceivedFrom)
+	return p, ok
 }
 
-// readStrings reads the singular string fields wanted of a message,
-// handing each to set, and steps over the others.
-func readStrings(b []byte, set func(protowire.Number, string), wanted ...protowire.Number) bool {
-	var seen [wire.TaxonomyType + 1]bool // the largest field number wanted
+// readStrings reads the string fields wanted of a message, handing each
+// value to set in order, and steps over the others. Each may appear once,
+// but repeated (0: none).
+func readStrings(b []byte, repeated protowire.Number, set func(protowire.Number, string), wanted ...protowire.Number) bool {
+	var seen [wire.HostDomain + 1]bool // the largest field number wanted
 	for len(b) > 0 {
 		num, typ, n := protowire.ConsumeTag(b)
 		if n < 0 {
@@ -291,10 +235,12 @@ func readStrings(b []byte, set func(protowire.Number, string), wanted ...protowi
 			b = b[n:]
 			continue
 		}
-		if seen[num] {
-			return false
+		if num != repeated {
+			if seen[num] {
+				return false
+			}
+			seen[num] = true
 		}
-		seen[num] = true
 		var v []byte
 		var ok bool
 		if v, b, ok = wire.BytesValue(typ, b); !ok {
