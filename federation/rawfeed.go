@@ -12,8 +12,8 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/irxfed/irx/internal/wire"
-	"github.com/irxfed/irx/node/fsm"
 	irxv1 "github.com/irxfed/irx/proto/irx/v1"
+	"github.com/irxfed/irx/record"
 )
 
 // The puller passes the peer's feed items into its Raft entries as the
@@ -137,7 +137,7 @@ func itemSequenceOf(b []byte) (uint64, error) {
 }
 
 // checkedViews reports whether every incident the items hold is one the
-// replicas may take as it is (fsm.CheckedView). A command proposed with
+// replicas may take as it is (record.ValidView). A command proposed with
 // that (views_checked) is applied without decoding and validating each
 // record again on every replica; one with a record that fails is checked
 // there item by item, and the records that fail are refused the usual way.
@@ -147,7 +147,7 @@ func checkedViews(items []rawItem, checkText bool) bool {
 		if proto.Unmarshal(it.data, item) != nil {
 			return false
 		}
-		if inc := item.GetIncident(); inc != nil && !fsm.CheckedView(inc, checkText) {
+		if inc := item.GetIncident(); inc != nil && !record.ValidView(inc, checkText) {
 			return false
 		}
 	}

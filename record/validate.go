@@ -493,3 +493,13 @@ func CheckConsistency(c irxv1.ReadConsistency) []Violation {
 	}
 	return nil
 }
+
+// ValidView reports whether view, an incident a peer sent, is a valid
+// record (with checkText, one that keeps the text rules of CheckRecordText
+// too) and not a withdrawn stub: what a team's replicas may store without
+// checking it again once the leader that proposes it found so
+// (irx.v1.ApplyPeerFeedCommand.views_checked).
+func ValidView(view *irxv1.Incident, checkText bool) bool {
+	return view.GetWithdrawTime() == nil && view.GetWithdrawReason() == "" && Validate(view, "incident") == nil &&
+		(!checkText || len(CheckRecordText(view, "incident")) == 0)
+}

@@ -107,7 +107,7 @@ func drawPeerView(t *rapid.T, ticket uint64, version int64) *irxv1.Incident {
 // feed: every incident one replicas may take as it is.
 func viewsValid(feed *irxv1.ApplyPeerFeedCommand) bool {
 	for _, item := range feed.GetItems() {
-		if inc := item.GetIncident(); inc != nil && !CheckedView(inc, feed.GetCheckText()) {
+		if inc := item.GetIncident(); inc != nil && !record.ValidView(inc, feed.GetCheckText()) {
 			return false
 		}
 	}

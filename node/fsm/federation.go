@@ -465,16 +465,6 @@ func (a *applier) checkView(peer string, view *irxv1.Incident, validate bool) (r
 	return id, ""
 }
 
-// CheckedView reports whether replicas may take view, an incident of a
-// peer's feed, without checking it themselves: a valid record (with
-// checkText, one that keeps the text rules too) that is not a withdrawn
-// stub. A leader that finds this of every incident of a feed command
-// proposes it with views_checked (parseCheckedFeed, receive).
-func CheckedView(view *irxv1.Incident, checkText bool) bool {
-	return view.GetWithdrawTime() == nil && view.GetWithdrawReason() == "" && record.Validate(view, "incident") == nil &&
-		(!checkText || len(record.CheckRecordText(view, "incident")) == 0)
-}
-
 // textRefusal says why view breaks the text rules, when the feed being
 // applied asks for them; "" otherwise.
 func (a *applier) textRefusal(view *irxv1.Incident) string {
