@@ -283,8 +283,11 @@ func TestFeedCommandsSayWhenViewsAreChecked(t *testing.T) {
 			t.Fatal(err)
 		}
 		cmds := slices.Collect(feedCommands("cert-b", 0, resp))
-		if len(cmds) != 1 || !cmds[0].GetCheckText() || cmds[0].GetViewsChecked() != tc.checked {
-			t.Errorf("%s: %d commands, views_checked %v, want %v", tc.name, len(cmds), cmds[0].GetViewsChecked(), tc.checked)
+		if len(cmds) != 1 {
+			t.Fatalf("%s: %d commands, want 1", tc.name, len(cmds))
+		}
+		if !cmds[0].GetCheckText() || cmds[0].GetViewsChecked() != tc.checked {
+			t.Errorf("%s: check_text %v, views_checked %v, want %v", tc.name, cmds[0].GetCheckText(), cmds[0].GetViewsChecked(), tc.checked)
 		}
 	}
 }

@@ -562,16 +562,14 @@ func feedCommands(team string, from uint64, resp *rawResponse) iter.Seq[*irxv1.A
 				cur.Cursor = item.sequence - 1
 			}
 			cur.Cursor = max(cur.Cursor, cur.GetFromCursor())
-			setRawItems(cur, items[first:i+1])
-			cur.ViewsChecked = checkedViews(items[first:i+1], cur.GetCheckText())
+			setItems(cur, items[first:i+1])
 			if !yield(cur) {
 				return
 			}
 			cur, first, size = newCmd(cur.Cursor), i+1, 0
 		}
 		cur.Cursor = max(resp.cursor, cur.GetFromCursor())
-		setRawItems(cur, items[first:])
-		cur.ViewsChecked = checkedViews(items[first:], cur.GetCheckText())
+		setItems(cur, items[first:])
 		yield(cur)
 	}
 }

@@ -154,15 +154,17 @@ func checkedViews(items []rawItem, checkText bool) bool {
 	return true
 }
 
-// setRawItems makes items the command's items field as they are
+// setItems makes items the command's items field as they are
 // (wire.SetEncoded): whoever decodes the command (the state machine, or the
-// leader a follower forwards it to) sees ordinary items.
-func setRawItems(cmd *irxv1.ApplyPeerFeedCommand, items []rawItem) {
+// leader a follower forwards it to) sees ordinary items. It marks the
+// command views_checked when checkedViews says so of them.
+func setItems(cmd *irxv1.ApplyPeerFeedCommand, items []rawItem) {
 	values := make([][]byte, len(items))
 	for i, it := range items {
 		values[i] = it.data
 	}
 	wire.SetEncoded(cmd, wire.ApplyPeerFeedItems, values...)
+	cmd.ViewsChecked = checkedViews(items, cmd.GetCheckText())
 }
 
 // frame is a message the feed codec leaves encoded.

@@ -173,40 +173,57 @@ func parseBatchCommand(b []byte) (entryCommand, bool) {
 // nil; for any other command, or a shape it does not expect, feedViews
 // returns nil.
 func feedViews(cmd *irxv1.Command, b []byte) [][]byte {
-	items := len(cmd.GetApplyPeerFeed().GetItems())
-	if items == 0 {
+	n := len(cmd.GetApplyPeerFeed().GetItems())
+	if n == 0 {
 		return nil
 	}
 	body, ok := onlyOnce(b, wire.CommandApplyFeed)
 	if !ok {
 		return nil
 	}
-	views := make([][]byte, 0, items)
-	for len(body) > 0 {
-		num, typ, n := protowire.ConsumeTag(body)
-		if n < 0 {
-			return nil
-		}
-		body = body[n:]
-		if num != wire.ApplyPeerFeedItems {
-			if n = protowire.ConsumeFieldValue(num, typ, body); n < 0 {
-				return nil
-			}
-			body = body[n:]
-			continue
-		}
-		item, rest, ok := wire.BytesValue(typ, body)
-		if !ok {
-			return nil
-		}
-		body = rest
-		view, _ := onlyOnce(item, wire.FeedItemIncident)
-		views = append(views, view)
-	}
-	if len(views) != items {
+	_, items, _, ok := feedFields(body)
+	if !ok || len(items) != n {
 		return nil
 	}
+	views := make([][]byte, n)
+	for i, item := range items {
+		views[i], _ = onlyOnce(item, wire.FeedItemIncident)
+	}
 	return views
+}
+
+// feedFields splits the body of a peer's feed command into its items, as
+// encoded, and its other fields (shell, in order), and reads whether it
+// says views_checked (the last value wins, as when decoding). It returns
+// false for malformed bytes and for an item that is not length-delimited,
+// which the decoder refuses too.
+func feedFields(body []byte) (shell []byte, items [][]byte, checked, ok bool) {
+	for b := body; len(b) > 0; {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return nil, nil, false, false
+		}
+		m := protowire.ConsumeFieldValue(num, typ, b[n:])
+		if m < 0 {
+			return nil, nil, false, false
+		}
+		switch {
+		case num == wire.ApplyPeerFeedItems:
+			v, _, ok := wire.BytesValue(typ, b[n:])
+			if !ok {
+				return nil, nil, false, false
+			}
+			items = append(items, v)
+		case num == wire.ApplyPeerFeedViewsChecked && typ == protowire.VarintType:
+			v, _ := protowire.ConsumeVarint(b[n:])
+			checked = v != 0
+			fallthrough
+		default:
+			shell = append(shell, b[:n+m]...)
+		}
+		b = b[n+m:]
+	}
+	return shell, items, checked, true
 }
 
 // parseCheckedFeed reads a peer's feed command (the body of
@@ -221,27 +238,12 @@ func feedViews(cmd *irxv1.Command, b []byte) [][]byte {
 // shape it does not expect (an item that holds another kind besides its
 // incident); the entry is then decoded whole.
 func parseCheckedFeed(body []byte) (entryCommand, bool) {
-	var shell []byte // the command's fields but its items, in order
-	var items [][]byte
-	for b := body; len(b) > 0; {
-		num, typ, n := protowire.ConsumeTag(b)
-		if n < 0 {
-			return entryCommand{}, false
-		}
-		m := protowire.ConsumeFieldValue(num, typ, b[n:])
-		if m < 0 {
-			return entryCommand{}, false
-		}
-		if num == wire.ApplyPeerFeedItems && typ == protowire.BytesType {
-			v, _ := protowire.ConsumeBytes(b[n:])
-			items = append(items, v)
-		} else {
-			shell = append(shell, b[:n+m]...)
-		}
-		b = b[n+m:]
+	shell, items, checked, ok := feedFields(body)
+	if !ok || !checked {
+		return entryCommand{}, false
 	}
 	feed := &irxv1.ApplyPeerFeedCommand{}
-	if proto.Unmarshal(shell, feed) != nil || !feed.GetViewsChecked() {
+	if proto.Unmarshal(shell, feed) != nil {
 		return entryCommand{}, false
 	}
 	feed.Items = make([]*irxv1.FeedItem, len(items))

@@ -385,6 +385,7 @@ func (a *applier) receive(peer string, view *irxv1.Incident, encoded []byte, par
 			if err := proto.Unmarshal(encoded, view); err != nil {
 				return false, fmt.Sprintf("incident: %v", err)
 			}
+			encoded = nil // it cannot be stamped: the view is encoded again
 		}
 	}
 	id, refused := a.checkView(peer, view, !partial)
