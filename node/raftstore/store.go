@@ -206,7 +206,7 @@ func Open(dir string, opts ...Option) (*Store, error) {
 	if fs == nil {
 		fs = vfs.Default
 	}
-	efs := pebblerase.NewFS(fs)
+	efs := pebblerase.NewFS(sizedWALFS{FS: fs})
 
 	cache := pebble.NewCache(cfg.cacheSize)
 	// The DB takes its own reference; ours must be dropped either way.

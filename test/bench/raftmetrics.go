@@ -15,7 +15,8 @@ import (
 // per node), read from their /metrics endpoints. Two readings, before and
 // after the measured window, say where a write's time went in it: the log
 // appends on each node (synced on followers, written on the leader), the
-// leader's syncs of what it wrote, and its commit wait.
+// leader's syncs of what it wrote, its commit wait, and each node's apply
+// of committed entries (on the leader, part of the commit wait).
 type raftTimes struct {
 	addrs []string
 	sums  []map[string]float64 // per node, by series name
@@ -25,6 +26,7 @@ var raftSeries = []string{
 	"irx_raft_log_append_seconds_sum", "irx_raft_log_append_seconds_count",
 	"irx_raft_log_sync_seconds_sum", "irx_raft_log_sync_seconds_count",
 	"irx_raft_commit_seconds_sum", "irx_raft_commit_seconds_count",
+	"irx_fsm_apply_batch_seconds_sum", "irx_fsm_apply_batch_seconds_count",
 }
 
 // storageSeries are the byte counters reported per create, summed over the
@@ -96,20 +98,18 @@ func (t *raftTimes) since(before *raftTimes) string {
 		sum := t.sums[i][histogram+"_sum"] - before.sums[i][histogram+"_sum"]
 		return time.Duration(sum / n * float64(time.Second)), true
 	}
-	var appends, syncs, commits []string
-	for i := range t.addrs {
-		if d, ok := mean(i, "irx_raft_log_append_seconds"); ok {
-			appends = append(appends, fmt.Sprintf("node%d %v", i+1, d.Round(time.Microsecond)))
+	means := func(histogram string) string {
+		var nodes []string
+		for i := range t.addrs {
+			if d, ok := mean(i, histogram); ok {
+				nodes = append(nodes, fmt.Sprintf("node%d %v", i+1, d.Round(time.Microsecond)))
+			}
 		}
-		if d, ok := mean(i, "irx_raft_log_sync_seconds"); ok {
-			syncs = append(syncs, fmt.Sprintf("node%d %v", i+1, d.Round(time.Microsecond)))
-		}
-		if d, ok := mean(i, "irx_raft_commit_seconds"); ok {
-			commits = append(commits, fmt.Sprintf("node%d %v", i+1, d.Round(time.Microsecond)))
-		}
+		return strings.Join(nodes, ", ")
 	}
-	return fmt.Sprintf("raft means: log append %s; leader's log sync %s; leader commit wait %s",
-		strings.Join(appends, ", "), strings.Join(syncs, ", "), strings.Join(commits, ", "))
+	return fmt.Sprintf("raft means: log append %s; leader's log sync %s; leader commit wait %s; apply %s",
+		means("irx_raft_log_append_seconds"), means("irx_raft_log_sync_seconds"),
+		means("irx_raft_commit_seconds"), means("irx_fsm_apply_batch_seconds"))
 }
 
 // storage reports the bytes each database wrote per record between an
