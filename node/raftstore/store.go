@@ -15,6 +15,9 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"os"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -208,6 +211,11 @@ func Open(dir string, opts ...Option) (*Store, error) {
 	}
 	efs := pebblerase.NewFS(sizedWALFS{FS: fs})
 
+	fresh, err := isNewStore(fs, dir)
+	if err != nil {
+		return nil, fmt.Errorf("raftstore: open %s: %w", dir, err)
+	}
+
 	cache := pebble.NewCache(cfg.cacheSize)
 	// The DB takes its own reference; ours must be dropped either way.
 	defer cache.Unref()
@@ -238,6 +246,16 @@ func Open(dir string, opts ...Option) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("raftstore: open %s: %w", dir, err)
 	}
+	// Pebble makes a new store's first WAL before it raises the store to
+	// the format whose WAL chunks record how far the log was synced.
+	// Without that record, a hole in synced entries reads as the log's
+	// end, and a restart would forget appends the node acknowledged; a
+	// flush starts the next WAL in the newer format before any append.
+	if fresh {
+		if err := db.Flush(); err != nil {
+			return nil, errors.Join(fmt.Errorf("raftstore: open %s: first WAL: %w", dir, err), db.Close())
+		}
+	}
 	s := &Store{db: db, fs: efs, dir: dir, logger: logger, writeAhead: cfg.writeAhead, onSync: cfg.onSync,
 		writable: cfg.writable, stallAfter: cfg.stallAfter}
 	b, err := s.loadBoundsLocked()
@@ -250,6 +268,18 @@ func Open(dir string, opts ...Option) (*Store, error) {
 		go s.syncLoop()
 	}
 	return s, nil
+}
+
+// isNewStore reports whether dir holds no pebble store yet.
+func isNewStore(fs vfs.FS, dir string) (bool, error) {
+	names, err := fs.List(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return true, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	return !slices.ContainsFunc(names, func(name string) bool { return strings.HasPrefix(name, "MANIFEST-") }), nil
 }
 
 // Close closes the database. Calls after the first return ErrClosed.
