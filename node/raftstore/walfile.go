@@ -10,8 +10,9 @@ import (
 // written. Pebble reserves a log's space ahead of its writes but keeps the
 // file's size (FALLOC_FL_KEEP_SIZE), so every synced append still grows the
 // file and fdatasync must also commit the new size to the file system's
-// journal; on ext4 that is about a third of a small append's sync. With the
-// size reserved as well, a sync writes only the data. Pebble reads a log's
+// journal, which on ext4 costs a small append's sync more than its data
+// (docs/performance.md). With the size reserved as well, a sync writes
+// only the data. Pebble reads a log's
 // zeroed tail as its end, as it does for logs it recycles.
 type sizedWALFS struct {
 	vfs.FS

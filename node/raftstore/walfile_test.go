@@ -57,9 +57,6 @@ func TestWALsHaveTheirLengthAndReplayAfterACrash(t *testing.T) {
 // the next 32 KiB block of the log on, so a hole in the log's last block
 // reads as its end, with or without the reserved length.)
 func TestAHoleInSyncedEntriesIsNotReadAsTheEnd(t *testing.T) {
-	if runtime.GOOS != "linux" {
-		t.Skip("logs are given their length with fallocate, on Linux")
-	}
 	dir := t.TempDir()
 	s := openTestStore(t, dir)
 	if err := s.StoreLogs(testLogs(1, 50)); err != nil {
