@@ -1,6 +1,7 @@
 package fsm
 
 import (
+	"slices"
 	"unicode/utf8"
 
 	"google.golang.org/protobuf/encoding/protowire"
@@ -216,18 +217,15 @@ func readProvenance(b []byte) (*irxv1.Provenance, bool) {
 // value to set in order, and steps over the others. Each may appear once,
 // but repeated (0: none).
 func readStrings(b []byte, repeated protowire.Number, set func(protowire.Number, string), wanted ...protowire.Number) bool {
-	var seen [wire.HostDomain + 1]bool // the largest field number wanted
+	var seen uint64 // by position in wanted
 	for len(b) > 0 {
 		num, typ, n := protowire.ConsumeTag(b)
 		if n < 0 {
 			return false
 		}
 		b = b[n:]
-		want := false
-		for _, w := range wanted {
-			want = want || num == w
-		}
-		if !want {
+		i := slices.Index(wanted, num)
+		if i < 0 {
 			n = protowire.ConsumeFieldValue(num, typ, b)
 			if n < 0 {
 				return false
@@ -236,10 +234,10 @@ func readStrings(b []byte, repeated protowire.Number, set func(protowire.Number,
 			continue
 		}
 		if num != repeated {
-			if seen[num] {
+			if seen&(1<<i) != 0 {
 				return false
 			}
-			seen[num] = true
+			seen |= 1 << i
 		}
 		var v []byte
 		var ok bool

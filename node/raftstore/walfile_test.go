@@ -36,7 +36,7 @@ func TestWALsHaveTheirLengthAndReplayAfterACrash(t *testing.T) {
 			longest = max(longest, len(b))
 		}
 	}
-	// 50 small entries are a few KiB; pebble reserves 110% of a memtable.
+	// The entries fill a small part of a WAL; the rest is reserved length.
 	if longest < 1<<20 {
 		t.Fatalf("longest WAL is %d bytes: its length is not reserved", longest)
 	}
